@@ -1,0 +1,98 @@
+/* Configuration: one table of every key (section.key, type, default,
+ * bounds, help). Values come from the defaults, then the INI file (read
+ * with inih), then --set overrides, in that order. Unknown keys and
+ * out-of-range values are errors that stop the start. */
+#ifndef STOMPD_CONFIG_H
+#define STOMPD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct config {
+    /* [broker] */
+    char *broker_name;
+    char *data_dir;
+    int64_t memory_limit;
+    int64_t dest_memory_limit;
+    int64_t max_connections;
+    int64_t max_queue_depth;
+    int64_t max_redeliveries;
+    char *dlq;
+    bool per_destination_dlq;
+    int64_t expiry_check_interval;
+    int64_t prefetch_queue;
+    int64_t prefetch_topic;
+    int64_t prefetch_durable;
+    int64_t dup_window;
+    /* [stomp] */
+    char *stomp_listen;
+    int64_t max_frame_size;
+    int64_t max_headers;
+    int64_t max_header_size;
+    int64_t max_command_size;
+    bool require_host;
+    int64_t connect_timeout;
+    int64_t heartbeat_min;
+    int64_t heartbeat_grace_pct;
+    int64_t output_limit;
+    int64_t pending_limit;
+    int64_t max_subscriptions;
+    int64_t max_transactions;
+    int64_t max_tx_frames;
+    /* [store] */
+    char *store_type;
+    char *store_sync;
+    int64_t store_retention;
+    int64_t store_retention_size;
+    char *store_role;
+    char *store_master;
+    int64_t replicas;
+    char *store_bind;
+    char *store_hostname;
+    char *security_token;
+    int64_t weight;
+    int64_t repl_timeout;
+    int64_t repl_window;
+    int64_t quorum_timeout;
+    int64_t snapshot_chunk;
+    /* [zookeeper] */
+    char *zk_address;
+    char *zk_path;
+    int64_t zk_session_timeout;
+    char *zk_password;
+    /* [http] */
+    char *http_listen;
+    char *admin_user;
+    char *admin_password;
+    bool http_auth;
+    int64_t http_max_request;
+    int64_t http_max_connections;
+    int64_t http_refresh;
+    /* [auth] */
+    char *auth_users;
+    /* [log] */
+    char *log_level;
+    char *log_file;
+};
+
+extern struct config config;
+
+void config_init_defaults(void);
+/* Load an INI file; on error writes a message into err. */
+int config_load_file(const char *path, char *err, size_t errlen) __attribute__((warn_unused_result));
+/* Apply one "section.key=value" override. */
+int config_set(const char *assignment, char *err, size_t errlen) __attribute__((warn_unused_result));
+/* Set one key by name. */
+int config_set_key(const char *key, const char *value, char *err, size_t errlen) __attribute__((warn_unused_result));
+void config_print_help(FILE *out);
+void config_free(void);
+
+/* Helpers shared by every module that reads addresses and sizes. */
+int config_parse_size(const char *s, int64_t *out) __attribute__((warn_unused_result));
+int config_parse_duration(const char *s, int64_t *out_ms) __attribute__((warn_unused_result));
+/* Split "host:port" (host may be [v6]) into parts; port required. */
+int config_split_hostport(const char *s, char *host, size_t hostlen, int *port) __attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,35 @@
+/* Logging: leveled, to stderr (or a file), one line per event.
+ * log_* skip formatting below the current level; clog_* prefix the
+ * connection's id and peer so every line can be traced to a client. */
+#ifndef STOMPD_LOG_H
+#define STOMPD_LOG_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+
+enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERR, LOG_NONE };
+
+extern enum log_level log_level_current;
+
+int log_level_parse(const char *name, enum log_level *out) __attribute__((warn_unused_result));
+void log_set_level(enum log_level level);
+int log_open_file(const char *path) __attribute__((warn_unused_result));
+void log_set_prefix(const char *prefix);
+void log_close(void);
+
+void log_write(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void log_vwrite(enum log_level level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+#define log_enabled(lvl) ((lvl) >= log_level_current)
+#define log_debug(...) do { if (log_enabled(LOG_DEBUG)) log_write(LOG_DEBUG, __VA_ARGS__); } while (0)
+#define log_info(...)  do { if (log_enabled(LOG_INFO))  log_write(LOG_INFO,  __VA_ARGS__); } while (0)
+#define log_warn(...)  do { if (log_enabled(LOG_WARN))  log_write(LOG_WARN,  __VA_ARGS__); } while (0)
+#define log_err(...)   do { if (log_enabled(LOG_ERR))   log_write(LOG_ERR,   __VA_ARGS__); } while (0)
+
+/* Connection-scoped variants: conn must have `id` and `peer` members. */
+#define clog_debug(c, fmt, ...) log_debug("conn %llu %s: " fmt, (unsigned long long)(c)->id, (c)->peer, ##__VA_ARGS__)
+#define clog_info(c, fmt, ...)  log_info("conn %llu %s: " fmt, (unsigned long long)(c)->id, (c)->peer, ##__VA_ARGS__)
+#define clog_warn(c, fmt, ...)  log_warn("conn %llu %s: " fmt, (unsigned long long)(c)->id, (c)->peer, ##__VA_ARGS__)
+#define clog_err(c, fmt, ...)   log_err("conn %llu %s: " fmt, (unsigned long long)(c)->id, (c)->peer, ##__VA_ARGS__)
+
+#endif

@@ -1,0 +1,387 @@
+/* The configuration table and its loaders. Every key lives in one table
+ * with its type, default, bounds and help line; --help-config prints it,
+ * and conf/stompd.conf documents the same keys. */
+#include "config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "stompd/config.h"
+
+struct config config;
+
+enum cfg_type { CFG_STR, CFG_INT, CFG_SIZE, CFG_DURATION, CFG_BOOL, CFG_ADDR, CFG_CHOICE };
+
+struct cfg_key {
+    const char *name;
+    enum cfg_type type;
+    const char *def;
+    int64_t min, max;      /* for numeric types */
+    const char *choices;   /* for CFG_CHOICE: "a|b|c" */
+    size_t offset;
+    const char *help;
+};
+
+#define OFF(f) offsetof(struct config, f)
+#define KB 1024LL
+#define MB (1024LL * 1024)
+#define GB (1024LL * 1024 * 1024)
+
+static const struct cfg_key keys[] = {
+    /* [broker] */
+    {"broker.name", CFG_STR, "localhost", 0, 0, NULL, OFF(broker_name),
+     "name of this broker (or cluster); nodes of one cluster share it"},
+    {"broker.data_dir", CFG_STR, "data", 0, 0, NULL, OFF(data_dir),
+     "directory holding the LevelDB store (created if missing)"},
+    {"broker.memory_limit", CFG_SIZE, "1GiB", 1 * MB, INT64_MAX, NULL, OFF(memory_limit),
+     "memory for messages across all destinations; producers are paused above it"},
+    {"broker.dest_memory_limit", CFG_SIZE, "64MiB", 64 * KB, INT64_MAX, NULL, OFF(dest_memory_limit),
+     "memory for messages per destination; producers to a full destination are paused"},
+    {"broker.max_connections", CFG_INT, "10000", 1, 1000000, NULL, OFF(max_connections),
+     "client connections accepted at once; further ones are refused with an ERROR"},
+    {"broker.max_queue_depth", CFG_INT, "1000000", 1, INT64_MAX, NULL, OFF(max_queue_depth),
+     "pending messages per queue above which its producers are paused"},
+    {"broker.max_redeliveries", CFG_INT, "6", -1, 1000000, NULL, OFF(max_redeliveries),
+     "redeliveries before a message goes to the DLQ; 0 = first NACK dead-letters; -1 = never"},
+    {"broker.dlq", CFG_STR, "/queue/ActiveMQ.DLQ", 0, 0, NULL, OFF(dlq),
+     "the shared dead-letter queue"},
+    {"broker.per_destination_dlq", CFG_BOOL, "false", 0, 0, NULL, OFF(per_destination_dlq),
+     "dead-letter into /queue/ActiveMQ.DLQ.Queue.NAME (or .Topic.NAME) instead of broker.dlq"},
+    {"broker.expiry_check_interval", CFG_DURATION, "30s", 10, 86400000, NULL, OFF(expiry_check_interval),
+     "how often queues are swept for expired messages (they are also checked at dispatch)"},
+    {"broker.prefetch_queue", CFG_INT, "1000", 1, 1000000, NULL, OFF(prefetch_queue),
+     "default unacked messages per queue subscription (activemq.prefetchSize overrides)"},
+    {"broker.prefetch_topic", CFG_INT, "32767", 1, 1000000, NULL, OFF(prefetch_topic),
+     "default unacked messages per topic subscription"},
+    {"broker.prefetch_durable", CFG_INT, "100", 1, 1000000, NULL, OFF(prefetch_durable),
+     "default unacked messages per durable topic subscription"},
+    /* [stomp] */
+    {"stomp.listen", CFG_ADDR, "127.0.0.1:61613", 0, 0, NULL, OFF(stomp_listen),
+     "address:port the STOMP listener binds (master and standalone only)"},
+    {"stomp.max_frame_size", CFG_SIZE, "10MiB", 1 * KB, 1 * GB, NULL, OFF(max_frame_size),
+     "largest frame accepted (headers and body)"},
+    {"stomp.max_headers", CFG_INT, "1000", 1, 100000, NULL, OFF(max_headers),
+     "most headers in one frame"},
+    {"stomp.max_header_size", CFG_SIZE, "10KiB", 64, 16 * MB, NULL, OFF(max_header_size),
+     "longest header line"},
+    {"stomp.max_command_size", CFG_SIZE, "1KiB", 16, 1 * MB, NULL, OFF(max_command_size),
+     "longest command line"},
+    {"stomp.require_host", CFG_BOOL, "false", 0, 0, NULL, OFF(require_host),
+     "refuse a 1.1/1.2 CONNECT without a host header (the specification's rule; some clients omit it)"},
+    {"stomp.connect_timeout", CFG_DURATION, "30s", 10, 3600000, NULL, OFF(connect_timeout),
+     "time a new connection has to send CONNECT"},
+    {"stomp.heartbeat_min", CFG_DURATION, "100ms", 1, 3600000, NULL, OFF(heartbeat_min),
+     "shortest heart-beat interval granted; faster client requests are raised to it"},
+    {"stomp.heartbeat_grace_pct", CFG_INT, "150", 100, 1000, NULL, OFF(heartbeat_grace_pct),
+     "a client is dead when silent for this percentage of its heart-beat interval"},
+    {"stomp.output_limit", CFG_SIZE, "1MiB", 4 * KB, 1 * GB, NULL, OFF(output_limit),
+     "unsent bytes per connection above which no more messages are dispatched to it"},
+    {"stomp.pending_limit", CFG_INT, "4096", 1, 10000000, NULL, OFF(pending_limit),
+     "frames per connection waiting for the store before the broker stops reading it"},
+    {"stomp.max_subscriptions", CFG_INT, "1000", 1, 1000000, NULL, OFF(max_subscriptions),
+     "subscriptions per connection"},
+    {"stomp.max_transactions", CFG_INT, "100", 1, 100000, NULL, OFF(max_transactions),
+     "open transactions per connection"},
+    {"stomp.max_tx_frames", CFG_INT, "100000", 1, 100000000, NULL, OFF(max_tx_frames),
+     "frames held in one transaction"},
+    /* [store] */
+    {"store.type", CFG_CHOICE, "memory", 0, 0, "memory", OFF(store_type),
+     "memory: persistent messages are kept in memory only"},
+    /* [log] */
+    {"log.level", CFG_CHOICE, "info", 0, 0, "debug|info|warn|error", OFF(log_level),
+     "lowest level written to the log"},
+    {"log.file", CFG_STR, "", 0, 0, NULL, OFF(log_file),
+     "log file; empty means standard error"},
+};
+
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+static const struct cfg_key *find_key(const char *name)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strcmp(keys[i].name, name) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+int config_parse_size(const char *s, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || errno || v < 0)
+        return -EINVAL;
+    while (*end == ' ')
+        end++;
+    int64_t mult = 1;
+    if (*end == '\0' || strcasecmp(end, "b") == 0)
+        mult = 1;
+    else if (strcasecmp(end, "k") == 0 || strcasecmp(end, "kb") == 0 || strcasecmp(end, "kib") == 0)
+        mult = KB;
+    else if (strcasecmp(end, "m") == 0 || strcasecmp(end, "mb") == 0 || strcasecmp(end, "mib") == 0)
+        mult = MB;
+    else if (strcasecmp(end, "g") == 0 || strcasecmp(end, "gb") == 0 || strcasecmp(end, "gib") == 0)
+        mult = GB;
+    else
+        return -EINVAL;
+    if (v > INT64_MAX / mult)
+        return -ERANGE;
+    *out = v * mult;
+    return 0;
+}
+
+int config_parse_duration(const char *s, int64_t *out_ms)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || errno || v < 0)
+        return -EINVAL;
+    while (*end == ' ')
+        end++;
+    int64_t mult;
+    if (*end == '\0' || strcmp(end, "ms") == 0)
+        mult = 1;
+    else if (strcmp(end, "s") == 0)
+        mult = 1000;
+    else if (strcmp(end, "min") == 0 || strcmp(end, "m") == 0)
+        mult = 60000;
+    else if (strcmp(end, "h") == 0)
+        mult = 3600000;
+    else
+        return -EINVAL;
+    if (v > INT64_MAX / mult)
+        return -ERANGE;
+    *out_ms = v * mult;
+    return 0;
+}
+
+int config_split_hostport(const char *s, char *host, size_t hostlen, int *port)
+{
+    const char *colon;
+    size_t hl;
+    if (s[0] == '[') {
+        const char *rb = strchr(s, ']');
+        if (!rb || rb[1] != ':')
+            return -EINVAL;
+        hl = (size_t)(rb - s - 1);
+        if (hl >= hostlen)
+            return -EINVAL;
+        memcpy(host, s + 1, hl);
+        colon = rb + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon)
+            return -EINVAL;
+        hl = (size_t)(colon - s);
+        if (hl >= hostlen)
+            return -EINVAL;
+        memcpy(host, s, hl);
+    }
+    host[hl] = '\0';
+    char *end;
+    errno = 0;
+    long p = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || *end || errno || p < 0 || p > 65535)
+        return -EINVAL;
+    *port = (int)p;
+    return 0;
+}
+
+static void set_str(char **slot, const char *v)
+{
+    free(*slot);
+    *slot = strdup(v);
+    if (!*slot)
+        abort();
+}
+
+static int apply(const struct cfg_key *k, const char *value, char *err, size_t errlen)
+{
+    void *slot = (char *)&config + k->offset;
+    int64_t n = 0;
+    int rc = 0;
+
+    switch (k->type) {
+    case CFG_STR:
+        set_str(slot, value);
+        return 0;
+    case CFG_ADDR: {
+        char host[256];
+        int port;
+        if (value[0] && config_split_hostport(value, host, sizeof host, &port) != 0) {
+            snprintf(err, errlen, "%s: '%s' is not host:port", k->name, value);
+            return -EINVAL;
+        }
+        set_str(slot, value);
+        return 0;
+    }
+    case CFG_CHOICE: {
+        const char *p = k->choices;
+        size_t vl = strlen(value);
+        while (p && *p) {
+            const char *bar = strchr(p, '|');
+            size_t l = bar ? (size_t)(bar - p) : strlen(p);
+            if (l == vl && strncmp(p, value, l) == 0) {
+                set_str(slot, value);
+                return 0;
+            }
+            p = bar ? bar + 1 : NULL;
+        }
+        snprintf(err, errlen, "%s: '%s' is not one of %s", k->name, value, k->choices);
+        return -EINVAL;
+    }
+    case CFG_BOOL:
+        if (!strcasecmp(value, "true") || !strcasecmp(value, "yes") || !strcasecmp(value, "on") || !strcmp(value, "1"))
+            *(bool *)slot = true;
+        else if (!strcasecmp(value, "false") || !strcasecmp(value, "no") || !strcasecmp(value, "off") || !strcmp(value, "0"))
+            *(bool *)slot = false;
+        else {
+            snprintf(err, errlen, "%s: '%s' is not a boolean (true/false)", k->name, value);
+            return -EINVAL;
+        }
+        return 0;
+    case CFG_INT: {
+        char *end;
+        errno = 0;
+        long long v = strtoll(value, &end, 10);
+        if (end == value || *end || errno)
+            rc = -EINVAL;
+        n = v;
+        break;
+    }
+    case CFG_SIZE:
+        rc = config_parse_size(value, &n);
+        break;
+    case CFG_DURATION:
+        rc = config_parse_duration(value, &n);
+        break;
+    }
+    if (rc != 0) {
+        snprintf(err, errlen, "%s: '%s' is not a valid %s", k->name, value,
+                 k->type == CFG_SIZE ? "size (e.g. 64KiB, 10MiB)"
+                 : k->type == CFG_DURATION ? "duration (e.g. 500ms, 30s, 5min)" : "integer");
+        return -EINVAL;
+    }
+    if (n < k->min || n > k->max) {
+        snprintf(err, errlen, "%s: %s is out of range [%" PRId64 ", %" PRId64 "]", k->name, value, k->min, k->max);
+        return -ERANGE;
+    }
+    *(int64_t *)slot = n;
+    return 0;
+}
+
+int config_set_key(const char *name, const char *value, char *err, size_t errlen)
+{
+    const struct cfg_key *k = find_key(name);
+    if (!k) {
+        snprintf(err, errlen, "unknown configuration key '%s' (stompd --help-config lists them)", name);
+        return -ENOENT;
+    }
+    return apply(k, value, err, errlen);
+}
+
+void config_init_defaults(void)
+{
+    char err[256];
+    config_free();
+    memset(&config, 0, sizeof config);
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (apply(&keys[i], keys[i].def, err, sizeof err) != 0) {
+            fprintf(stderr, "bad built-in default: %s\n", err);
+            abort();
+        }
+    }
+}
+
+struct load_ctx {
+    char *err;
+    size_t errlen;
+    const char *path;
+    int failed;
+};
+
+static int on_ini_key(void *user, const char *section, const char *name, const char *value)
+{
+    struct load_ctx *ctx = user;
+    char full[256];
+    char msg[256];
+    if (ctx->failed)
+        return 0;
+    snprintf(full, sizeof full, "%s.%s", section, name);
+    if (config_set_key(full, value, msg, sizeof msg) != 0) {
+        snprintf(ctx->err, ctx->errlen, "%s: %s", ctx->path, msg);
+        ctx->failed = 1;
+        return 0;
+    }
+    return 1;
+}
+
+int config_load_file(const char *path, char *err, size_t errlen)
+{
+    struct load_ctx ctx = {err, errlen, path, 0};
+    FILE *fp = fopen(path, "r");
+    if (!fp) {
+        snprintf(err, errlen, "cannot open config file %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    int rc = ini_parse_file(fp, on_ini_key, &ctx);
+    fclose(fp);
+    if (ctx.failed)
+        return -EINVAL;
+    if (rc != 0) {
+        snprintf(err, errlen, "%s:%d: syntax error (expected [section] or key = value)", path, rc);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int config_set(const char *assignment, char *err, size_t errlen)
+{
+    const char *eq = strchr(assignment, '=');
+    char name[256];
+    if (!eq || eq == assignment || (size_t)(eq - assignment) >= sizeof name) {
+        snprintf(err, errlen, "--set expects section.key=value, got '%s'", assignment);
+        return -EINVAL;
+    }
+    memcpy(name, assignment, (size_t)(eq - assignment));
+    name[eq - assignment] = '\0';
+    return config_set_key(name, eq + 1, err, errlen);
+}
+
+void config_print_help(FILE *out)
+{
+    const char *section = "";
+    for (size_t i = 0; i < NKEYS; i++) {
+        const struct cfg_key *k = &keys[i];
+        const char *dot = strchr(k->name, '.');
+        if (strncmp(section, k->name, (size_t)(dot - k->name)) != 0 || section[dot - k->name] != '\0') {
+            static char sec[64];
+            snprintf(sec, sizeof sec, "%.*s", (int)(dot - k->name), k->name);
+            section = sec;
+            fprintf(out, "%s[%s]\n", i ? "\n" : "", section);
+        }
+        fprintf(out, "  %-28s default %-18s %s", k->name, k->def[0] ? k->def : "\"\"", k->help);
+        if (k->type == CFG_CHOICE)
+            fprintf(out, " (%s)", k->choices);
+        else if (k->type == CFG_INT)
+            fprintf(out, " [%" PRId64 "..%" PRId64 "]", k->min, k->max);
+        fputc('\n', out);
+    }
+}
+
+void config_free(void)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (keys[i].type == CFG_STR || keys[i].type == CFG_ADDR || keys[i].type == CFG_CHOICE) {
+            char **slot = (char **)((char *)&config + keys[i].offset);
+            free(*slot);
+            *slot = NULL;
+        }
+    }
+}

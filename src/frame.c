@@ -1,0 +1,407 @@
+/* STOMP frame parser and writer. The parser never trusts its input: every
+ * line and the whole frame are bounded, NULs in headers are refused, escapes
+ * are decoded per version with undefined ones a fatal error, and bodies are
+ * bytes (content-length honoured, NULs kept). */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stompd/frame.h"
+
+static const char *const cmd_names[CMD__COUNT] = {
+    [CMD_UNKNOWN] = "UNKNOWN",   [CMD_CONNECT] = "CONNECT",       [CMD_STOMP] = "STOMP",
+    [CMD_SEND] = "SEND",         [CMD_SUBSCRIBE] = "SUBSCRIBE",   [CMD_UNSUBSCRIBE] = "UNSUBSCRIBE",
+    [CMD_ACK] = "ACK",           [CMD_NACK] = "NACK",             [CMD_BEGIN] = "BEGIN",
+    [CMD_COMMIT] = "COMMIT",     [CMD_ABORT] = "ABORT",           [CMD_DISCONNECT] = "DISCONNECT",
+    [CMD_CONNECTED] = "CONNECTED", [CMD_MESSAGE] = "MESSAGE",     [CMD_RECEIPT] = "RECEIPT",
+    [CMD_ERROR] = "ERROR",
+};
+
+const char *frame_cmd_name(enum stomp_cmd cmd)
+{
+    return cmd < CMD__COUNT ? cmd_names[cmd] : "UNKNOWN";
+}
+
+enum stomp_cmd frame_cmd_from_name(const char *s, size_t len)
+{
+    for (int i = 1; i < CMD__COUNT; i++)
+        if (strlen(cmd_names[i]) == len && memcmp(cmd_names[i], s, len) == 0)
+            return (enum stomp_cmd)i;
+    return CMD_UNKNOWN;
+}
+
+bool frame_cmd_escapes(enum stomp_cmd cmd)
+{
+    return cmd != CMD_CONNECT && cmd != CMD_STOMP && cmd != CMD_CONNECTED;
+}
+
+void frame_parser_init(struct frame_parser *p, const struct frame_limits *lim)
+{
+    memset(p, 0, sizeof *p);
+    p->lim = *lim;
+    p->version = STOMP_10;
+    frame_parser_reset(p);
+}
+
+void frame_parser_reset(struct frame_parser *p)
+{
+    p->scan = 0;
+    p->lines = 0;
+    p->hdr_end = 0;
+    p->content_length = -1;
+    p->body_scan = 0;
+}
+
+void frame_free(struct frame *f)
+{
+    free(f->mem);
+    f->mem = NULL;
+    f->headers = NULL;
+    f->body = NULL;
+    f->nheaders = 0;
+    f->body_len = 0;
+}
+
+const struct stomp_header *frame_header(const struct frame *f, const char *name)
+{
+    size_t nl = strlen(name);
+    for (uint32_t i = 0; i < f->nheaders; i++)
+        if (f->headers[i].name_len == nl && memcmp(f->headers[i].name, name, nl) == 0)
+            return &f->headers[i];
+    return NULL;
+}
+
+const char *frame_get(const struct frame *f, const char *name)
+{
+    const struct stomp_header *h = frame_header(f, name);
+    return h ? h->value : NULL;
+}
+
+/* Decode src[0..len) into dst per version; returns decoded length or -1. */
+static ssize_t unescape(char *dst, const char *src, size_t len, enum stomp_version v, bool escapes)
+{
+    if (!escapes || v == STOMP_10) {
+        memcpy(dst, src, len);
+        return (ssize_t)len;
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = src[i];
+        if (c != '\\') {
+            dst[o++] = c;
+            continue;
+        }
+        if (++i == len)
+            return -1;
+        switch (src[i]) {
+        case '\\': dst[o++] = '\\'; break;
+        case 'c': dst[o++] = ':'; break;
+        case 'n': dst[o++] = '\n'; break;
+        case 'r':
+            if (v < STOMP_12)
+                return -1;
+            dst[o++] = '\r';
+            break;
+        default:
+            return -1;
+        }
+    }
+    return (ssize_t)o;
+}
+
+static bool parse_content_length(const char *v, size_t len, int64_t *out)
+{
+    if (len == 0 || len > 18)
+        return false;
+    int64_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return false;
+        n = n * 10 + (v[i] - '0');
+    }
+    *out = n;
+    return true;
+}
+
+static size_t line_content_len(const char *line, size_t ll)
+{
+    return (ll && line[ll - 1] == '\r') ? ll - 1 : ll;
+}
+
+/* Turn the scanned region into a struct frame (one allocation). */
+static enum frame_status build(struct frame_parser *p, const char *data, size_t body_len,
+                               struct frame *out, const char **err)
+{
+    uint32_t nh = p->lines - 1;
+    size_t strbytes = p->hdr_end + nh * 2; /* decoded never grows; NULs added */
+    size_t size = nh * sizeof(struct stomp_header) + strbytes + body_len + 1;
+    char *mem = malloc(size);
+    if (!mem) {
+        *err = "out of memory";
+        return FRAME_ERROR;
+    }
+    struct stomp_header *hs = (struct stomp_header *)mem;
+    char *sp = mem + nh * sizeof(struct stomp_header);
+
+    const char *line = data;
+    const char *nl = memchr(line, '\n', p->hdr_end);
+    size_t cl = line_content_len(line, (size_t)(nl - line));
+    out->cmd = frame_cmd_from_name(line, cl);
+    size_t cn = cl < sizeof out->command - 1 ? cl : sizeof out->command - 1;
+    memcpy(out->command, line, cn);
+    out->command[cn] = '\0';
+    bool esc = frame_cmd_escapes(out->cmd);
+
+    for (uint32_t i = 0; i < nh; i++) {
+        line = nl + 1;
+        nl = memchr(line, '\n', (size_t)(data + p->hdr_end - line));
+        size_t ll = line_content_len(line, (size_t)(nl - line));
+        const char *colon = memchr(line, ':', ll);
+        if (!colon) {
+            free(mem);
+            *err = "malformed header line (no ':')";
+            return FRAME_ERROR;
+        }
+        ssize_t n = unescape(sp, line, (size_t)(colon - line), p->version, esc);
+        if (n < 0) {
+            free(mem);
+            *err = "undefined escape sequence in header name";
+            return FRAME_ERROR;
+        }
+        if (n == 0) {
+            free(mem);
+            *err = "empty header name";
+            return FRAME_ERROR;
+        }
+        hs[i].name = sp;
+        hs[i].name_len = (uint32_t)n;
+        sp[n] = '\0';
+        sp += n + 1;
+        n = unescape(sp, colon + 1, (size_t)(line + ll - colon - 1), p->version, esc);
+        if (n < 0) {
+            free(mem);
+            *err = "undefined escape sequence in header value";
+            return FRAME_ERROR;
+        }
+        hs[i].value = sp;
+        hs[i].value_len = (uint32_t)n;
+        sp[n] = '\0';
+        sp += n + 1;
+    }
+    out->headers = hs;
+    out->nheaders = nh;
+    out->body = sp;
+    memcpy(sp, data + p->hdr_end, body_len);
+    sp[body_len] = '\0';
+    out->body_len = body_len;
+    out->mem = mem;
+    return FRAME_OK;
+}
+
+enum frame_status frame_parse(struct frame_parser *p, const char *data, size_t len,
+                              size_t *consumed, struct frame *out, const char **err)
+{
+    size_t skip = 0;
+    *consumed = 0;
+    *err = NULL;
+
+    if (p->lines == 0 && p->scan == 0) {
+        /* EOLs between frames, and heart-beats */
+        while (skip < len) {
+            if (data[skip] == '\n') {
+                skip++;
+            } else if (data[skip] == '\r') {
+                if (skip + 1 == len)
+                    break;
+                if (data[skip + 1] != '\n') {
+                    *err = "stray carriage return before command";
+                    return FRAME_ERROR;
+                }
+                skip += 2;
+            } else {
+                break;
+            }
+        }
+        *consumed = skip;
+        data += skip;
+        len -= skip;
+        if (len == 0 || (len == 1 && data[0] == '\r'))
+            return FRAME_NEED_MORE;
+    }
+
+    while (p->hdr_end == 0) {
+        const char *line = data + p->scan;
+        size_t avail = len - p->scan;
+        size_t limit = p->lines == 0 ? p->lim.max_command_line : p->lim.max_header_line;
+        const char *nl = memchr(line, '\n', avail);
+        if (!nl) {
+            if (avail > limit + 1) {
+                *err = p->lines == 0 ? "command line too long" : "header line too long";
+                return FRAME_ERROR;
+            }
+            if (len > p->lim.max_frame) {
+                *err = "frame too large";
+                return FRAME_ERROR;
+            }
+            return FRAME_NEED_MORE;
+        }
+        size_t ll = (size_t)(nl - line);
+        size_t content = line_content_len(line, ll);
+        if (content > limit) {
+            *err = p->lines == 0 ? "command line too long" : "header line too long";
+            return FRAME_ERROR;
+        }
+        if (memchr(line, '\0', ll)) {
+            *err = p->lines == 0 ? "NUL in command line" : "NUL in header line";
+            return FRAME_ERROR;
+        }
+        p->scan += ll + 1;
+        if (p->scan > p->lim.max_frame) {
+            *err = "frame too large";
+            return FRAME_ERROR;
+        }
+        if (p->lines > 0 && content == 0) {
+            p->hdr_end = p->scan;
+            break;
+        }
+        if (p->lines > 0 && p->content_length < 0 && content >= 15 &&
+            memcmp(line, "content-length:", 15) == 0) {
+            int64_t cl;
+            if (!parse_content_length(line + 15, content - 15, &cl)) {
+                *err = "invalid content-length header";
+                return FRAME_ERROR;
+            }
+            p->content_length = cl;
+        }
+        if (p->lines++ > p->lim.max_headers) {
+            *err = "too many headers";
+            return FRAME_ERROR;
+        }
+    }
+
+    size_t body_len, total;
+    if (p->content_length >= 0) {
+        if ((uint64_t)p->content_length > p->lim.max_frame - p->hdr_end) {
+            *err = "frame too large";
+            return FRAME_ERROR;
+        }
+        body_len = (size_t)p->content_length;
+        total = p->hdr_end + body_len + 1;
+        if (len < total)
+            return FRAME_NEED_MORE;
+        if (data[total - 1] != '\0') {
+            *err = "frame not terminated by NUL after content-length bytes";
+            return FRAME_ERROR;
+        }
+    } else {
+        size_t from = p->body_scan > p->hdr_end ? p->body_scan : p->hdr_end;
+        const char *nul = memchr(data + from, '\0', len - from);
+        if (!nul) {
+            p->body_scan = len;
+            if (len - p->hdr_end > p->lim.max_frame - p->hdr_end) {
+                *err = "frame too large";
+                return FRAME_ERROR;
+            }
+            return FRAME_NEED_MORE;
+        }
+        body_len = (size_t)(nul - (data + p->hdr_end));
+        total = p->hdr_end + body_len + 1;
+        if (total - 1 > p->lim.max_frame) {
+            *err = "frame too large";
+            return FRAME_ERROR;
+        }
+    }
+
+    enum frame_status st = build(p, data, body_len, out, err);
+    if (st == FRAME_OK)
+        *consumed = skip + total;
+    frame_parser_reset(p);
+    return st;
+}
+
+/* ------------------------------------------------------------------ writer */
+
+static inline bool needs_escape(enum stomp_version v, char c)
+{
+    if (v == STOMP_10)
+        return c == '\n';
+    return c == '\\' || c == ':' || c == '\n' || (v == STOMP_12 && c == '\r');
+}
+
+size_t frame_escaped_len(enum stomp_version v, const char *s, size_t len)
+{
+    size_t n = len;
+    for (size_t i = 0; i < len; i++)
+        if (needs_escape(v, s[i]))
+            n++;
+    return n;
+}
+
+void frame_escape_into(char *dst, enum stomp_version v, const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!needs_escape(v, c)) {
+            *dst++ = c;
+            continue;
+        }
+        *dst++ = '\\';
+        switch (c) {
+        case '\\': *dst++ = '\\'; break;
+        case ':': *dst++ = 'c'; break;
+        case '\n': *dst++ = 'n'; break;
+        default: *dst++ = 'r'; break;
+        }
+    }
+}
+
+void frame_write_command(struct buf *b, const char *cmd)
+{
+    size_t n = strlen(cmd);
+    buf_reserve(b, n + 1);
+    memcpy(b->data + b->len, cmd, n);
+    b->data[b->len + n] = '\n';
+    b->len += n + 1;
+}
+
+static void put_escaped(struct buf *b, enum stomp_version v, bool escape, const char *s, size_t len)
+{
+    if (!escape) {
+        buf_append(b, s, len);
+        return;
+    }
+    size_t n = frame_escaped_len(v, s, len);
+    buf_reserve(b, n);
+    if (n == len)
+        memcpy(b->data + b->len, s, len);
+    else
+        frame_escape_into(b->data + b->len, v, s, len);
+    b->len += n;
+}
+
+void frame_write_header(struct buf *b, enum stomp_version v, bool escape,
+                        const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    put_escaped(b, v, escape, name, nlen);
+    buf_putc(b, ':');
+    put_escaped(b, v, escape, value, vlen);
+    buf_putc(b, '\n');
+}
+
+void frame_write_header_str(struct buf *b, enum stomp_version v, bool escape,
+                            const char *name, const char *value)
+{
+    frame_write_header(b, v, escape, name, strlen(name), value, strlen(value));
+}
+
+void frame_write_body(struct buf *b, const char *body, size_t len)
+{
+    buf_reserve(b, len + 2);
+    b->data[b->len++] = '\n';
+    if (len)
+        memcpy(b->data + b->len, body, len);
+    b->len += len;
+    b->data[b->len++] = '\0';
+}

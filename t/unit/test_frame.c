@@ -1,0 +1,390 @@
+/* Unit tests for the frame parser and writer: every split point, every
+ * limit, every escape rule, malformed input. */
+#include "config.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "stompd/frame.h"
+
+static const struct frame_limits big = {1 << 20, 100, 4096, 256};
+
+struct result {
+    int nframes;
+    struct frame frames[16];
+    const char *err;
+};
+
+static void result_free(struct result *r)
+{
+    for (int i = 0; i < r->nframes; i++)
+        frame_free(&r->frames[i]);
+    r->nframes = 0;
+}
+
+/* Feed data in chunks of the given sizes the way a connection does: keep
+ * unconsumed bytes, append the next chunk, parse until NEED_MORE. */
+static void feed(const char *data, size_t len, const size_t *cuts, int ncuts, enum stomp_version v,
+                 const struct frame_limits *lim, struct result *r)
+{
+    struct frame_parser p;
+    frame_parser_init(&p, lim);
+    p.version = v;
+    char *buf = malloc(len + 1);
+    size_t have = 0, pos = 0, start = 0;
+    memset(r, 0, sizeof *r);
+    for (int c = 0; c <= ncuts; c++) {
+        size_t upto = c < ncuts ? cuts[c] : len;
+        memcpy(buf + have, data + pos, upto - pos);
+        have += upto - pos;
+        pos = upto;
+        for (;;) {
+            size_t used;
+            struct frame f;
+            const char *err;
+            enum frame_status st = frame_parse(&p, buf + start, have - start, &used, &f, &err);
+            start += used;
+            if (st == FRAME_NEED_MORE)
+                break;
+            if (st == FRAME_ERROR) {
+                r->err = err;
+                free(buf);
+                return;
+            }
+            assert_true(r->nframes < 16);
+            r->frames[r->nframes++] = f;
+        }
+    }
+    free(buf);
+}
+
+static void parse_all(const char *data, size_t len, enum stomp_version v, struct result *r)
+{
+    feed(data, len, NULL, 0, v, &big, r);
+}
+
+#define S(lit) lit, sizeof(lit) - 1
+
+static const char stream[] =
+    "\n\r\nCONNECT\naccept-version:1.2\nhost:a\\qb\n\n\0"
+    "SEND\r\ndestination:/queue/a\r\ncontent-length:5\r\nx:1\r\nx:2\r\n\r\nab\0cd\0\n\n"
+    "SEND\ndestination:/queue/b\nesc:a\\cb\\\\c\\nd\\re\n\nbody text\0"
+    "\n"
+    "DISCONNECT\nreceipt:77\n\n\0";
+
+static void check_stream(struct result *r)
+{
+    assert_null(r->err);
+    assert_int_equal(r->nframes, 4);
+    struct frame *f = &r->frames[0];
+    assert_int_equal(f->cmd, CMD_CONNECT);
+    assert_string_equal(frame_get(f, "host"), "a\\qb"); /* CONNECT is not unescaped */
+    f = &r->frames[1];
+    assert_int_equal(f->cmd, CMD_SEND);
+    assert_string_equal(frame_get(f, "destination"), "/queue/a");
+    assert_string_equal(frame_get(f, "x"), "1"); /* first wins */
+    assert_int_equal(f->nheaders, 4);
+    assert_int_equal(f->body_len, 5);
+    assert_memory_equal(f->body, "ab\0cd", 5);
+    f = &r->frames[2];
+    assert_string_equal(frame_get(f, "esc"), "a:b\\c\nd\re");
+    assert_int_equal(f->body_len, 9);
+    assert_string_equal(f->body, "body text");
+    f = &r->frames[3];
+    assert_int_equal(f->cmd, CMD_DISCONNECT);
+    assert_string_equal(frame_get(f, "receipt"), "77");
+}
+
+static void test_whole_stream(void **state)
+{
+    struct result r;
+    parse_all(S(stream), STOMP_12, &r);
+    check_stream(&r);
+    result_free(&r);
+}
+
+static void test_every_single_split(void **state)
+{
+    size_t len = sizeof stream - 1;
+    for (size_t k = 1; k < len; k++) {
+        struct result r;
+        feed(stream, len, &k, 1, STOMP_12, &big, &r);
+        check_stream(&r);
+        result_free(&r);
+    }
+}
+
+static void test_every_pair_of_splits(void **state)
+{
+    size_t len = sizeof stream - 1;
+    for (size_t a = 1; a < len; a += 3) {
+        for (size_t b = a + 1; b < len; b += 5) {
+            size_t cuts[2] = {a, b};
+            struct result r;
+            feed(stream, len, cuts, 2, STOMP_12, &big, &r);
+            check_stream(&r);
+            result_free(&r);
+        }
+    }
+}
+
+static void test_byte_at_a_time(void **state)
+{
+    size_t len = sizeof stream - 1;
+    size_t *cuts = malloc(len * sizeof *cuts);
+    for (size_t i = 0; i < len - 1; i++)
+        cuts[i] = i + 1;
+    struct result r;
+    feed(stream, len, cuts, (int)len - 1, STOMP_12, &big, &r);
+    check_stream(&r);
+    result_free(&r);
+    free(cuts);
+}
+
+static void test_heartbeats_only(void **state)
+{
+    struct frame_parser p;
+    frame_parser_init(&p, &big);
+    size_t used;
+    struct frame f;
+    const char *err;
+    assert_int_equal(frame_parse(&p, S("\n\n\r\n\n"), &used, &f, &err), FRAME_NEED_MORE);
+    assert_int_equal(used, 5);
+    /* a lone CR may be the start of CRLF */
+    assert_int_equal(frame_parse(&p, S("\r"), &used, &f, &err), FRAME_NEED_MORE);
+    assert_int_equal(used, 0);
+    assert_int_equal(frame_parse(&p, S("\rX"), &used, &f, &err), FRAME_ERROR);
+}
+
+static void test_empty_body_and_no_headers(void **state)
+{
+    struct result r;
+    parse_all(S("CONNECT\n\n\0"), STOMP_10, &r);
+    assert_null(r.err);
+    assert_int_equal(r.nframes, 1);
+    assert_int_equal(r.frames[0].nheaders, 0);
+    assert_int_equal(r.frames[0].body_len, 0);
+    result_free(&r);
+}
+
+static void test_unknown_command_is_reported_not_fatal(void **state)
+{
+    struct result r;
+    parse_all(S("FROB\na:b\n\n\0"), STOMP_12, &r);
+    assert_null(r.err);
+    assert_int_equal(r.frames[0].cmd, CMD_UNKNOWN);
+    assert_string_equal(r.frames[0].command, "FROB");
+    result_free(&r);
+}
+
+struct bad {
+    const char *data;
+    size_t len;
+    enum stomp_version v;
+    const char *err;
+};
+
+#define BAD(lit, ver, e) {lit, sizeof(lit) - 1, ver, e}
+
+static const struct bad bads[] = {
+    BAD("SEND\nh:\\t\n\n\0", STOMP_12, "undefined escape sequence in header value"),
+    BAD("SEND\nh\\x:v\n\n\0", STOMP_12, "undefined escape sequence in header name"),
+    BAD("SEND\nh:v\\\n\n\0", STOMP_11, "undefined escape sequence in header value"),
+    BAD("SEND\nh:a\\rb\n\n\0", STOMP_11, "undefined escape sequence in header value"),
+    BAD("SEND\nnocolon\n\n\0", STOMP_12, "malformed header line (no ':')"),
+    BAD("SEND\n:v\n\n\0", STOMP_12, "empty header name"),
+    BAD("SEND\nh:a\0b\n\n\0", STOMP_12, "NUL in header line"),
+    BAD("SE\0ND\n\n\0", STOMP_12, "NUL in command line"),
+    BAD("SEND\ncontent-length:x1\n\n\0", STOMP_12, "invalid content-length header"),
+    BAD("SEND\ncontent-length:\n\n\0", STOMP_12, "invalid content-length header"),
+    BAD("SEND\ncontent-length: 1\n\nx\0", STOMP_12, "invalid content-length header"),
+    BAD("SEND\ncontent-length:1\n\nxy\0", STOMP_12, "frame not terminated by NUL after content-length bytes"),
+    BAD("SEND\ncontent-length:99999999999\n\n", STOMP_12, "frame too large"),
+    BAD("\rSEND\n\n\0", STOMP_12, "stray carriage return before command"),
+};
+
+static void test_malformed(void **state)
+{
+    for (size_t i = 0; i < sizeof bads / sizeof bads[0]; i++) {
+        struct result r;
+        parse_all(bads[i].data, bads[i].len, bads[i].v, &r);
+        if (!r.err || strcmp(r.err, bads[i].err) != 0)
+            fail_msg("case %zu: expected '%s', got '%s'", i, bads[i].err, r.err ? r.err : "(none)");
+        result_free(&r);
+    }
+}
+
+static void test_1_0_is_never_unescaped(void **state)
+{
+    struct result r;
+    parse_all(S("SEND\nh:a\\tb\\c\n\n\0"), STOMP_10, &r);
+    assert_null(r.err);
+    assert_string_equal(frame_get(&r.frames[0], "h"), "a\\tb\\c");
+    result_free(&r);
+}
+
+static void test_value_with_colons(void **state)
+{
+    struct result r;
+    parse_all(S("SEND\nh:a:b:c\n\n\0"), STOMP_10, &r);
+    assert_string_equal(frame_get(&r.frames[0], "h"), "a:b:c");
+    result_free(&r);
+}
+
+static void test_limits(void **state)
+{
+    struct frame_limits lim = {200, 3, 20, 10};
+    struct result r;
+    /* exactly at each limit: fine */
+    feed(S("DISCONNECT\nh1:12345678901234567\nh2:v\nh3:v\n\n\0"), NULL, 0, STOMP_12, &lim, &r);
+    assert_null(r.err);
+    assert_int_equal(r.nframes, 1);
+    result_free(&r);
+    feed(S("DISCONNECTX\n\n\0"), NULL, 0, STOMP_12, &lim, &r);
+    assert_string_equal(r.err, "command line too long");
+    result_free(&r);
+    feed(S("SEND\nh1:1234567890123456789\n\n\0"), NULL, 0, STOMP_12, &lim, &r);
+    assert_string_equal(r.err, "header line too long");
+    result_free(&r);
+    feed(S("SEND\na:1\nb:2\nc:3\nd:4\n\n\0"), NULL, 0, STOMP_12, &lim, &r);
+    assert_string_equal(r.err, "too many headers");
+    result_free(&r);
+    /* a long line is refused before its end arrives */
+    feed(S("SEND\nh:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"), NULL, 0, STOMP_12, &lim, &r);
+    assert_string_equal(r.err, "header line too long");
+    result_free(&r);
+    feed(S("SENDSENDSENDSEND"), NULL, 0, STOMP_12, &lim, &r);
+    assert_string_equal(r.err, "command line too long");
+    result_free(&r);
+}
+
+static void test_frame_size_limit(void **state)
+{
+    struct frame_limits lim = {64, 10, 100, 20};
+    char buf[256];
+    struct result r;
+    /* headers "SEND\n\n" = 6 bytes: a body of 58 fits, 59 does not */
+    memcpy(buf, "SEND\n\n", 6);
+    memset(buf + 6, 'b', 58);
+    buf[64] = '\0';
+    feed(buf, 65, NULL, 0, STOMP_12, &lim, &r);
+    assert_null(r.err);
+    assert_int_equal(r.frames[0].body_len, 58);
+    result_free(&r);
+    memset(buf + 6, 'b', 59);
+    buf[65] = '\0';
+    feed(buf, 66, NULL, 0, STOMP_12, &lim, &r);
+    assert_string_equal(r.err, "frame too large");
+    result_free(&r);
+    /* without a NUL yet: refused as soon as it cannot fit */
+    memset(buf + 6, 'b', 100);
+    feed(buf, 106, NULL, 0, STOMP_12, &lim, &r);
+    assert_string_equal(r.err, "frame too large");
+    result_free(&r);
+    feed(S("SEND\ncontent-length:60\n\n"), NULL, 0, STOMP_12, &lim, &r);
+    assert_string_equal(r.err, "frame too large");
+    result_free(&r);
+}
+
+static void test_content_length_with_nuls_split(void **state)
+{
+    static const char d[] = "SEND\ncontent-length:4\n\n\0\0\0\0\0SEND\n\nz\0";
+    size_t len = sizeof d - 1;
+    for (size_t k = 1; k < len; k++) {
+        struct result r;
+        feed(d, len, &k, 1, STOMP_12, &big, &r);
+        assert_null(r.err);
+        assert_int_equal(r.nframes, 2);
+        assert_int_equal(r.frames[0].body_len, 4);
+        assert_memory_equal(r.frames[0].body, "\0\0\0\0", 4);
+        assert_string_equal(r.frames[1].body, "z");
+        result_free(&r);
+    }
+}
+
+static void test_writer_escaping(void **state)
+{
+    struct buf b = {0};
+    frame_write_command(&b, "MESSAGE");
+    frame_write_header_str(&b, STOMP_12, true, "a:b", "x\\y:z\nw\rv");
+    frame_write_header_str(&b, STOMP_11, true, "k", "x\\y:z\nw\rv");
+    frame_write_header_str(&b, STOMP_10, true, "k", "x\\y:z\nw");
+    frame_write_header_str(&b, STOMP_12, false, "c", "a:b");
+    frame_write_body(&b, "hi", 2);
+    static const char want[] = "MESSAGE\n"
+                               "a\\cb:x\\\\y\\cz\\nw\\rv\n"
+                               "k:x\\\\y\\cz\\nw\rv\n"
+                               "k:x\\y:z\\nw\n"
+                               "c:a:b\n"
+                               "\nhi";
+    assert_int_equal(b.len, sizeof want); /* + NUL */
+    assert_memory_equal(b.data, want, sizeof want);
+    buf_free(&b);
+}
+
+static void test_write_then_parse_round_trip(void **state)
+{
+    static const char *const values[] = {"plain", "", "a:b", "back\\slash", "new\nline", "cr\rhere", "\\c\\n"};
+    for (int v = STOMP_11; v <= STOMP_12; v++) {
+        for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+            if (v == STOMP_11 && strchr(values[i], '\r'))
+                continue;
+            struct buf b = {0};
+            frame_write_command(&b, "SEND");
+            frame_write_header_str(&b, (enum stomp_version)v, true, values[i][0] ? values[i] : "e", values[i]);
+            frame_write_body(&b, "\0x", 2);
+            struct result r;
+            parse_all(b.data, b.len, (enum stomp_version)v, &r);
+            assert_null(r.err);
+            assert_int_equal(r.nframes, 1);
+            assert_string_equal(r.frames[0].headers[0].value, values[i]);
+            assert_string_equal(r.frames[0].headers[0].name, values[i][0] ? values[i] : "e");
+            assert_int_equal(r.frames[0].body_len, 0); /* no content-length: ends at the NUL */
+            result_free(&r);
+            buf_free(&b);
+        }
+    }
+}
+
+static void test_cmd_names(void **state)
+{
+    for (int i = 1; i < CMD__COUNT; i++) {
+        const char *n = frame_cmd_name((enum stomp_cmd)i);
+        assert_int_equal(frame_cmd_from_name(n, strlen(n)), i);
+    }
+    assert_int_equal(frame_cmd_from_name("send", 4), CMD_UNKNOWN);
+    assert_false(frame_cmd_escapes(CMD_CONNECT));
+    assert_false(frame_cmd_escapes(CMD_CONNECTED));
+    assert_false(frame_cmd_escapes(CMD_STOMP));
+    assert_true(frame_cmd_escapes(CMD_ERROR));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_whole_stream),
+        cmocka_unit_test(test_every_single_split),
+        cmocka_unit_test(test_every_pair_of_splits),
+        cmocka_unit_test(test_byte_at_a_time),
+        cmocka_unit_test(test_heartbeats_only),
+        cmocka_unit_test(test_empty_body_and_no_headers),
+        cmocka_unit_test(test_unknown_command_is_reported_not_fatal),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_1_0_is_never_unescaped),
+        cmocka_unit_test(test_value_with_colons),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_frame_size_limit),
+        cmocka_unit_test(test_content_length_with_nuls_split),
+        cmocka_unit_test(test_writer_escaping),
+        cmocka_unit_test(test_write_then_parse_round_trip),
+        cmocka_unit_test(test_cmd_names),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
