@@ -1,0 +1,112 @@
+/* A client connection: socket, buffers, parser state, protocol state and
+ * heart-beat timer. Closing marks the connection dead; the before-sleep
+ * hook frees it, so no callback frees the object it runs in. */
+#ifndef STOMPD_CONN_H
+#define STOMPD_CONN_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "stompd/buf.h"
+#include "stompd/commit.h"
+#include "stompd/frame.h"
+
+enum conn_state {
+    CONN_HANDSHAKE, /* waiting for CONNECT */
+    CONN_OPEN,      /* connected */
+    CONN_CLOSING,   /* no more input; close once output is flushed */
+    CONN_DEAD,      /* closed; freed before the loop sleeps */
+};
+
+/* Why reading is paused (bit set). */
+enum {
+    PAUSE_OUTPUT = 1,   /* too much unsent output */
+    PAUSE_PENDING = 2,  /* too many frames waiting for the store */
+    PAUSE_ROOM = 4,     /* a destination is full */
+};
+
+struct sub;
+struct txn;
+struct qentry;
+struct dest;
+
+struct conn {
+    uint64_t id;
+    char peer[64];
+    int fd;
+    enum conn_state state;
+    enum stomp_version version;
+    uint8_t paused;
+    bool writing;               /* EV_WRITE armed */
+    bool in_flush;              /* on the flush list */
+    bool error_sent;
+    bool in_resume;             /* on the resumed list */
+    ev_io rd;
+    ev_io wr;
+    ev_timer timer;             /* connect timeout, then heart-beats */
+    ev_tstamp last_rx, last_tx;
+    uint32_t hb_rx_ms;          /* client -> server interval, 0 = none */
+    uint32_t hb_tx_ms;          /* server -> client interval, 0 = none */
+    struct frame_parser parser;
+    struct buf in;
+    struct buf out;
+    struct sub *subs;           /* by id */
+    uint32_t nsubs;
+    struct qentry *inflight;    /* by delivery tag */
+    uint64_t next_tag;
+    struct txn *txns;
+    uint32_t ntxns;
+    struct op_list ops;
+    uint32_t nops;
+    char *client_id;
+    char *login;
+    TAILQ_HEAD(, dest) temps;   /* temporary destinations it owns */
+    uint64_t frames_in, frames_out;
+    TAILQ_ENTRY(conn) link;     /* server's live list, then dead list */
+    TAILQ_ENTRY(conn) flush_link;
+    TAILQ_ENTRY(conn) resume_link;
+};
+TAILQ_HEAD(conn_list, conn);
+
+struct conn *conn_new(int fd, const char *peer);
+void conn_set_state(struct conn *c, enum conn_state to);
+const char *conn_state_name(enum conn_state s);
+
+/* Output: queue bytes; flushed before the loop sleeps. */
+void conn_want_flush(struct conn *c);
+/* Write what the socket takes; returns -1 when the connection broke. */
+int conn_flush(struct conn *c);
+bool conn_output_full(const struct conn *c);
+
+/* Send ERROR (with receipt-id when given) and close after flushing it. */
+void conn_error(struct conn *c, const char *message, const char *receipt, const char *detail);
+/* The same with one extra header (e.g. version on a failed negotiation). */
+void conn_error_hdr(struct conn *c, const char *message, const char *receipt, const char *detail,
+                    const char *hname, const char *hvalue);
+/* Close at once (peer gone, timeout, shutdown). */
+void conn_close(struct conn *c, const char *why);
+/* Stop reading after what was read; close once output is flushed. */
+void conn_close_after_flush(struct conn *c);
+
+void conn_pause(struct conn *c, uint8_t reason);
+void conn_resume(struct conn *c, uint8_t reason);
+
+/* Heart-beats negotiated on CONNECT. */
+void conn_start_heartbeats(struct conn *c, uint32_t rx_ms, uint32_t tx_ms);
+
+/* Write a RECEIPT frame now. */
+void conn_send_receipt(struct conn *c, const char *receipt);
+
+/* Called when a connection's output drained below its limit. */
+void conn_output_drained(struct conn *c);
+
+/* Parse input buffered by connections whose reading resumed; returns true
+ * when there was any. Called from the before-sleep hook. */
+bool conn_run_resumed(void);
+
+/* Free a dead connection (before-sleep hook only). */
+void conn_free(struct conn *c);
+
+#endif

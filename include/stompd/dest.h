@@ -1,0 +1,82 @@
+/* Destinations: the registry of queues and topics by name, their kinds,
+ * memory accounting against the configured limits, and the producers
+ * paused while a destination is full. */
+#ifndef STOMPD_DEST_H
+#define STOMPD_DEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <uthash.h>
+
+#include "stompd/queue.h"
+
+enum dest_kind { DEST_QUEUE, DEST_TOPIC, DEST_TEMP_QUEUE, DEST_TEMP_TOPIC };
+
+struct conn;
+struct op;
+struct durable;
+
+struct dest_stats {
+    uint64_t enqueued;    /* messages accepted */
+    uint64_t dequeued;    /* messages acked (or auto-acked) */
+    uint64_t dispatched;  /* deliveries, redeliveries included */
+    uint64_t redelivered;
+    uint64_t expired;
+    uint64_t dead_lettered;
+    uint64_t dropped;
+};
+
+struct dest {
+    char *name;
+    enum dest_kind kind;
+    UT_hash_handle hh;
+    struct queue q;                     /* queue kinds */
+    TAILQ_HEAD(, sub) subscribers;      /* topic kinds: active subscriptions */
+    uint32_t nsubscribers;
+    TAILQ_HEAD(, durable) durables;     /* topic kinds: durable subscriptions */
+    uint32_t ndurables;
+    struct conn *owner;                 /* temporary destinations */
+    TAILQ_ENTRY(dest) owner_link;
+    int64_t mem;                        /* bytes of messages held */
+    TAILQ_HEAD(, op) blocked;           /* producers waiting for room */
+    struct dest_stats st;
+};
+TAILQ_HEAD(dest_list, dest);
+
+static inline bool dest_is_queue(const struct dest *d) { return d->kind == DEST_QUEUE || d->kind == DEST_TEMP_QUEUE; }
+static inline bool dest_is_temp(const struct dest *d) { return d->kind == DEST_TEMP_QUEUE || d->kind == DEST_TEMP_TOPIC; }
+
+/* Classify a name; returns -EINVAL with a message for an unknown prefix or
+ * an empty name. */
+int dest_kind_of(const char *name, enum dest_kind *kind, const char **err) __attribute__((warn_unused_result));
+struct dest *dest_find(const char *name);
+/* A connection's own /temp-queue/NAME and /temp-topic/NAME map to a
+ * broker-wide /remote-temp-queue/... name other clients can send to (the
+ * reply-to rewrite). Other names come back unchanged. */
+const char *dest_resolve_temp(const struct conn *c, const char *name, char *buf, size_t len);
+/* Find or create. For temporary destinations `conn` becomes the owner on
+ * creation. Returns NULL with *err set when the name is invalid. */
+struct dest *dest_get(const char *name, struct conn *conn, const char **err);
+/* Remove a destination: its messages are dropped, its consumers are told
+ * nothing (callers close or unsubscribe them first). */
+void dest_delete(struct dest *d);
+void dest_free_all(void);
+
+/* Iterate all destinations (sorted by name for stable output). */
+size_t dest_count(void);
+void dest_foreach(void (*fn)(struct dest *d, void *arg), void *arg);
+
+/* Memory accounting; releasing may wake paused producers. */
+void dest_mem_add(struct dest *d, int64_t bytes);
+bool dest_is_full(const struct dest *d);
+/* A producer op waits for room in d. */
+void dest_block(struct dest *d, struct op *op);
+void dest_unblock(struct dest *d, struct op *op);
+
+int64_t dest_total_mem(void);
+
+/* A message enters the destination: queued, or published to subscribers. */
+void dest_deliver(struct dest *d, struct msg *m);
+
+#endif

@@ -1,0 +1,50 @@
+/* Durable topic subscriptions (CONNECT client-id + SUBSCRIBE
+ * activemq.subscriptionName): a backlog queue per subscription that keeps
+ * receiving while its subscriber is away. UNSUBSCRIBE with the name
+ * destroys it; a plain UNSUBSCRIBE or a disconnect only deactivates it. */
+#ifndef STOMPD_DURABLE_H
+#define STOMPD_DURABLE_H
+
+#include <stdbool.h>
+#include <sys/queue.h>
+#include <uthash.h>
+
+#include "stompd/queue.h"
+
+struct dest;
+struct sub;
+struct selector;
+
+struct durable {
+    char *key;          /* client-id NUL name: the store key suffix */
+    size_t keylen;
+    const char *client_id;
+    const char *name;
+    struct dest *dest;  /* the topic */
+    char *selector;     /* text, or NULL */
+    struct selector *sel;
+    struct queue q;     /* messages waiting for the subscriber */
+    struct sub *active;
+    UT_hash_handle hh;
+    TAILQ_ENTRY(durable) topic_link;
+};
+
+struct durable *durable_find(const char *client_id, const char *name);
+/* Create (journaled) or reuse; a changed topic or selector replaces the old
+ * subscription, as JMS specifies. */
+struct durable *durable_get(struct dest *topic, const char *client_id, const char *name,
+                            const char *selector, struct selector *sel);
+/* Recreate from the store at start (not journaled). */
+struct durable *durable_restore(struct dest *topic, const char *client_id, const char *name,
+                                const char *selector, struct selector *sel);
+void durable_attach(struct durable *d, struct sub *s);
+void durable_detach(struct durable *d, struct sub *s);
+/* Destroy (journaled) with its backlog. */
+void durable_destroy(struct durable *d);
+void durable_dest_deleted(struct dest *topic);
+void durable_publish(struct dest *topic, struct msg *m);
+void durable_foreach(void (*fn)(struct durable *d, void *arg), void *arg);
+size_t durable_count(void);
+void durable_free_all(void);
+
+#endif

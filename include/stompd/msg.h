@@ -1,0 +1,69 @@
+/* A message: the SEND frame's memory, taken over without copying, plus the
+ * broker's own headers. Refcounted, so one message fans out to any number
+ * of subscribers; the header block each STOMP version needs is rendered
+ * once and cached. */
+#ifndef STOMPD_MSG_H
+#define STOMPD_MSG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "stompd/buf.h"
+#include "stompd/frame.h"
+
+#define MSG_PRIORITY_DEFAULT 4
+#define MSG_PRIORITIES 10
+
+struct msg {
+    uint32_t refs;
+    bool persistent;
+    uint8_t priority;
+    uint64_t seq;        /* broker-wide arrival order; breaks priority ties */
+    int64_t timestamp;   /* ms since the epoch, set on arrival */
+    int64_t expires;     /* ms since the epoch; 0 = never */
+    const char *dest;    /* destination name as sent */
+    const char *id;      /* message-id */
+    const char *group;   /* JMSXGroupID, or NULL */
+    int64_t group_seq;   /* JMSXGroupSeq; -1 closes the group */
+    uint32_t nheaders;   /* forwarded headers, in the order received */
+    struct stomp_header *headers;
+    const char *body;
+    size_t body_len;
+    size_t size;         /* bytes charged to memory limits */
+    void *frame_mem;     /* owned: the frame this message came from */
+    void *own_mem;       /* owned: header array and broker strings */
+    struct {
+        char *p;
+        uint32_t len;
+    } render[3];         /* per STOMP version; [0] shared when no escaping is needed */
+    bool shared_render;
+};
+
+/* Headers the broker owns: never forwarded from a SEND as they stand. */
+bool msg_header_is_reserved(const char *name, size_t len);
+
+/* Build a message from a SEND frame; takes f->mem. extra (may be NULL,
+ * count n_extra) are headers to add in front, e.g. original-destination. */
+struct msg *msg_from_frame(struct frame *f, const char *dest, const char *id, uint64_t seq,
+                           int64_t now_ms, bool persistent, uint8_t priority, int64_t expires);
+/* Build a message from parts (recovery, DLQ copies, HTTP console sends).
+ * headers are copied. */
+struct msg *msg_new(const char *dest, const char *id, uint64_t seq, int64_t timestamp,
+                    bool persistent, uint8_t priority, int64_t expires,
+                    const struct stomp_header *headers, uint32_t nheaders,
+                    const char *body, size_t body_len);
+
+static inline struct msg *msg_ref(struct msg *m) { m->refs++; return m; }
+void msg_unref(struct msg *m);
+
+const char *msg_get(const struct msg *m, const char *name);
+
+/* The header block from destination through content-length, escaped for v. */
+void msg_rendered(struct msg *m, enum stomp_version v, const char **p, size_t *len);
+
+/* Append a MESSAGE frame for one delivery. ack_id may be NULL. */
+void msg_write_frame(struct msg *m, struct buf *out, enum stomp_version v, const char *sub_id,
+                     const char *ack_id, bool redelivered, uint32_t redeliveries);
+
+#endif

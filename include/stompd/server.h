@@ -1,0 +1,72 @@
+/* The node: its loop, listeners, role and the before-sleep hook that
+ * dispatches dirty queues, flushes output and frees closed connections. */
+#ifndef STOMPD_SERVER_H
+#define STOMPD_SERVER_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "stompd/conn.h"
+#include "stompd/queue.h"
+
+enum role { ROLE_STANDALONE, ROLE_MASTER, ROLE_SLAVE, ROLE_ELECTING };
+
+struct server_stats {
+    uint64_t connections_total;
+    uint64_t connections_refused;
+    uint64_t frames_in;
+    uint64_t frames_out;
+    uint64_t messages_in;
+    uint64_t messages_out;
+    uint64_t protocol_errors;
+    uint64_t expired;
+    uint64_t dead_lettered;
+    uint64_t dropped;
+    uint64_t duplicates;
+};
+
+struct server {
+    struct ev_loop *loop;
+    enum role role;
+    int stomp_fd;
+    ev_io stomp_io;
+    ev_prepare before_sleep;
+    ev_idle spin;               /* keeps the loop from sleeping while work remains */
+    ev_signal sigterm, sigint;
+    ev_timer sweep;             /* expiry sweep */
+    struct conn_list conns;
+    struct conn_list dead;
+    struct conn_list flush;
+    uint32_t nconns;
+    uint64_t next_conn_id;
+    uint64_t next_msg_seq;
+    uint64_t msg_id_counter;
+    char msg_id_prefix[96];
+    struct queue_list dirty;
+    int64_t started_ms;
+    bool stopping;
+    struct server_stats st;
+};
+
+extern struct server srv;
+
+int server_init(struct ev_loop *loop) __attribute__((warn_unused_result));
+int server_run(void);
+void server_stop(void);
+void server_shutdown(void);
+
+/* Open/close the STOMP listener (master and standalone only). */
+int server_listen_clients(void) __attribute__((warn_unused_result));
+void server_close_clients(const char *why);
+
+/* A non-blocking listening socket on host:port; -1 with err filled. */
+int server_listen_socket(const char *addr, char *err, size_t errlen);
+
+int64_t server_now_ms(void);
+/* A fresh message-id ("ID:<broker>-<start>-<n>"). */
+void server_next_msg_id(char *out, size_t len);
+uint64_t server_next_seq(void);
+
+#endif

@@ -1,0 +1,217 @@
+/* Ops: frames whose effect or answer waits. Each connection keeps its ops
+ * in frame order and answers them in that order; ops that wait for the
+ * journal are also kept in lsn order so commits release messages in the
+ * order they were sent, whether or not their connection is still open. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "stompd/commit.h"
+#include "stompd/config.h"
+#include "stompd/conn.h"
+#include "stompd/dest.h"
+#include "stompd/log.h"
+#include "stompd/msg.h"
+#include "stompd/server.h"
+
+static struct op_list commit_q = TAILQ_HEAD_INITIALIZER(commit_q);
+static uint64_t committed;
+static size_t ncommit_q;
+
+struct op *op_new(enum op_kind kind, struct conn *c, const char *receipt)
+{
+    struct op *op = calloc(1, sizeof *op);
+    if (!op)
+        abort();
+    op->kind = kind;
+    op->conn = c;
+    if (receipt && !(op->receipt = strdup(receipt)))
+        abort();
+    return op;
+}
+
+void op_add_msg(struct op *op, struct msg *m)
+{
+    struct msg **v = realloc(op->msgs, (op->nmsgs + 1) * sizeof *v);
+    if (!v)
+        abort();
+    op->msgs = v;
+    v[op->nmsgs++] = msg_ref(m);
+}
+
+static void op_free(struct op *op)
+{
+    for (uint32_t i = 0; i < op->nmsgs; i++)
+        msg_unref(op->msgs[i]);
+    free(op->msgs);
+    free(op->receipt);
+    free(op);
+}
+
+static bool op_ready(const struct op *op)
+{
+    if (op->kind == OP_COMMIT && !op->done)
+        return false;
+    return op->room == NULL;
+}
+
+/* Deliver the messages of a committed op to their destinations. A
+ * temporary destination whose owner has gone takes nothing. */
+static void release(struct op *op)
+{
+    for (uint32_t i = 0; i < op->nmsgs; i++) {
+        struct msg *m = op->msgs[i];
+        if (!op->failed) {
+            const char *err;
+            enum dest_kind kind;
+            struct dest *d = dest_find(m->dest);
+            if (!d && dest_kind_of(m->dest, &kind, &err) == 0 &&
+                kind != DEST_TEMP_QUEUE && kind != DEST_TEMP_TOPIC)
+                d = dest_get(m->dest, NULL, &err);
+            if (d)
+                dest_deliver(d, m);
+        }
+        msg_unref(m);
+    }
+    free(op->msgs);
+    op->msgs = NULL;
+    op->nmsgs = 0;
+}
+
+void op_submit(struct op *op)
+{
+    struct conn *c = op->conn;
+    if (op->kind == OP_COMMIT) {
+        if (op->lsn <= committed) {
+            op->done = true;
+            release(op);
+        } else {
+            TAILQ_INSERT_TAIL(&commit_q, op, commit_link);
+            ncommit_q++;
+        }
+    }
+    TAILQ_INSERT_TAIL(&c->ops, op, conn_link);
+    c->nops++;
+    if (c->nops >= (uint32_t)config.pending_limit)
+        conn_pause(c, PAUSE_PENDING);
+    if (op->room)
+        conn_pause(c, PAUSE_ROOM);
+    op_drain_conn(c);
+}
+
+void op_drain_conn(struct conn *c)
+{
+    struct op *op;
+    while ((op = TAILQ_FIRST(&c->ops)) && op_ready(op)) {
+        TAILQ_REMOVE(&c->ops, op, conn_link);
+        c->nops--;
+        if (c->state == CONN_OPEN || c->state == CONN_HANDSHAKE) {
+            if (op->failed) {
+                conn_error(c, "message not stored", op->receipt,
+                           "The broker could not make a persistent message durable; it was not accepted.");
+            } else {
+                if (op->receipt)
+                    conn_send_receipt(c, op->receipt);
+                if (op->kind == OP_DISCONNECT)
+                    conn_close_after_flush(c);
+            }
+        }
+        op_free(op);
+    }
+    if (c->state != CONN_OPEN)
+        return;
+    if (c->nops < (uint32_t)config.pending_limit / 2 + 1)
+        conn_resume(c, PAUSE_PENDING);
+    bool room_wait = false;
+    TAILQ_FOREACH(op, &c->ops, conn_link)
+        if (op->room)
+            room_wait = true;
+    if (!room_wait)
+        conn_resume(c, PAUSE_ROOM);
+}
+
+static void finish_commit(struct op *op)
+{
+    TAILQ_REMOVE(&commit_q, op, commit_link);
+    ncommit_q--;
+    op->done = true;
+    release(op);
+    if (op->conn)
+        op_drain_conn(op->conn);
+    else if (!op->room)
+        op_free(op);
+}
+
+void commit_advance(uint64_t lsn)
+{
+    if (lsn <= committed)
+        return;
+    committed = lsn;
+    struct op *op;
+    while ((op = TAILQ_FIRST(&commit_q)) && op->lsn <= lsn)
+        finish_commit(op);
+}
+
+void commit_fail_from(uint64_t lsn, const char *why)
+{
+    struct op *op, *next;
+    for (op = TAILQ_FIRST(&commit_q); op; op = next) {
+        next = TAILQ_NEXT(op, commit_link);
+        if (op->lsn >= lsn) {
+            log_err("journal entry %llu not stored: %s", (unsigned long long)op->lsn, why);
+            op->failed = true;
+            finish_commit(op);
+        }
+    }
+}
+
+void op_orphan_conn(struct conn *c)
+{
+    struct op *op;
+    while ((op = TAILQ_FIRST(&c->ops))) {
+        TAILQ_REMOVE(&c->ops, op, conn_link);
+        c->nops--;
+        if (op->room)
+            dest_unblock(op->room, op);
+        op->conn = NULL;
+        /* Ops still waiting for the journal stay in commit order and
+         * release their messages when committed. */
+        if (op->kind != OP_COMMIT || op->done)
+            op_free(op);
+    }
+}
+
+void op_room_available(struct op *op)
+{
+    if (op->conn)
+        op_drain_conn(op->conn);
+    else if (op->kind != OP_COMMIT || op->done)
+        op_free(op);
+}
+
+uint64_t commit_lsn(void)
+{
+    return committed;
+}
+
+void commit_reset(uint64_t lsn)
+{
+    committed = lsn;
+}
+
+size_t commit_waiting(void)
+{
+    return ncommit_q;
+}
+
+void commit_free_all(void)
+{
+    struct op *op;
+    while ((op = TAILQ_FIRST(&commit_q))) {
+        TAILQ_REMOVE(&commit_q, op, commit_link);
+        ncommit_q--;
+        if (!op->conn)
+            op_free(op);
+    }
+}

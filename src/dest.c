@@ -1,0 +1,269 @@
+/* The destination registry: lookup and creation by name, kinds by prefix,
+ * memory accounting against broker.dest_memory_limit / broker.memory_limit
+ * / broker.max_queue_depth, and waking producers paused on a full
+ * destination once it drains below 90% of its limits. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stompd/commit.h"
+#include "stompd/config.h"
+#include "stompd/conn.h"
+#include "stompd/dest.h"
+#include "stompd/durable.h"
+#include "stompd/log.h"
+#include "stompd/server.h"
+#include "stompd/sub.h"
+#include "stompd/topic.h"
+
+static struct dest *dests;
+static int64_t total_mem;
+/* Destinations with paused producers, so a global drain can wake them. */
+static struct dest **blocked_dests;
+static size_t nblocked_dests, cap_blocked_dests;
+
+static const struct {
+    const char *prefix;
+    enum dest_kind kind;
+} prefixes[] = {
+    {"/queue/", DEST_QUEUE},
+    {"/topic/", DEST_TOPIC},
+    {"/remote-temp-queue/", DEST_TEMP_QUEUE},
+    {"/remote-temp-topic/", DEST_TEMP_TOPIC},
+};
+
+int dest_kind_of(const char *name, enum dest_kind *kind, const char **err)
+{
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+        size_t pl = strlen(prefixes[i].prefix);
+        if (strncmp(name, prefixes[i].prefix, pl) == 0) {
+            if (name[pl] == '\0') {
+                *err = "destination has an empty name after its prefix";
+                return -EINVAL;
+            }
+            *kind = prefixes[i].kind;
+            return 0;
+        }
+    }
+    if (!strncmp(name, "/temp-queue/", 12) || !strncmp(name, "/temp-topic/", 12)) {
+        *err = "destination has an empty name after its prefix";
+        return -EINVAL;
+    }
+    *err = "unknown destination type: use /queue/NAME, /topic/NAME, /temp-queue/NAME or /temp-topic/NAME";
+    return -EINVAL;
+}
+
+const char *dest_resolve_temp(const struct conn *c, const char *name, char *buf, size_t len)
+{
+    const char *kind;
+    size_t pl;
+    if (!strncmp(name, "/temp-queue/", 12)) {
+        kind = "queue";
+        pl = 12;
+    } else if (!strncmp(name, "/temp-topic/", 12)) {
+        kind = "topic";
+        pl = 12;
+    } else {
+        return name;
+    }
+    if (name[pl] == '\0')
+        return name; /* dest_kind_of reports the empty name */
+    snprintf(buf, len, "/remote-temp-%s/%s-%llu-%s", kind, config.broker_name,
+             (unsigned long long)c->id, name + pl);
+    return buf;
+}
+
+struct dest *dest_find(const char *name)
+{
+    struct dest *d;
+    HASH_FIND_STR(dests, name, d);
+    return d;
+}
+
+struct dest *dest_get(const char *name, struct conn *conn, const char **err)
+{
+    struct dest *d = dest_find(name);
+    if (d)
+        return d;
+    enum dest_kind kind;
+    if (dest_kind_of(name, &kind, err) != 0)
+        return NULL;
+    if (strlen(name) > 1024) {
+        *err = "destination name longer than 1024 bytes";
+        return NULL;
+    }
+    d = calloc(1, sizeof *d);
+    if (!d || !(d->name = strdup(name)))
+        abort();
+    d->kind = kind;
+    queue_init(&d->q, d);
+    TAILQ_INIT(&d->subscribers);
+    TAILQ_INIT(&d->durables);
+    TAILQ_INIT(&d->blocked);
+    if (dest_is_temp(d) && conn) {
+        d->owner = conn;
+        TAILQ_INSERT_TAIL(&conn->temps, d, owner_link);
+    }
+    HASH_ADD_KEYPTR(hh, dests, d->name, strlen(d->name), d);
+    log_debug("destination %s created", d->name);
+    return d;
+}
+
+static void unblock_all(struct dest *d)
+{
+    struct op *op;
+    while ((op = TAILQ_FIRST(&d->blocked))) {
+        TAILQ_REMOVE(&d->blocked, op, dest_link);
+        op->room = NULL;
+        op_room_available(op);
+    }
+}
+
+void dest_delete(struct dest *d)
+{
+    struct sub *s;
+    while ((s = TAILQ_FIRST(&d->q.consumers)))
+        sub_destroy(s);
+    while ((s = TAILQ_FIRST(&d->subscribers)))
+        sub_destroy(s);
+    durable_dest_deleted(d);
+    unblock_all(d);
+    queue_destroy(&d->q);
+    if (d->owner)
+        TAILQ_REMOVE(&d->owner->temps, d, owner_link);
+    for (size_t i = 0; i < nblocked_dests; i++) {
+        if (blocked_dests[i] == d) {
+            blocked_dests[i] = blocked_dests[--nblocked_dests];
+            break;
+        }
+    }
+    HASH_DEL(dests, d);
+    log_debug("destination %s deleted", d->name);
+    free(d->name);
+    free(d);
+}
+
+void dest_free_all(void)
+{
+    struct dest *d, *tmp;
+    HASH_ITER(hh, dests, d, tmp)
+        dest_delete(d);
+    free(blocked_dests);
+    blocked_dests = NULL;
+    nblocked_dests = cap_blocked_dests = 0;
+}
+
+size_t dest_count(void)
+{
+    return HASH_COUNT(dests);
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp((*(struct dest *const *)a)->name, (*(struct dest *const *)b)->name);
+}
+
+void dest_foreach(void (*fn)(struct dest *d, void *arg), void *arg)
+{
+    size_t n = HASH_COUNT(dests), i = 0;
+    if (n == 0)
+        return;
+    struct dest **v = malloc(n * sizeof *v);
+    if (!v)
+        abort();
+    struct dest *d, *tmp;
+    HASH_ITER(hh, dests, d, tmp)
+        v[i++] = d;
+    qsort(v, n, sizeof *v, by_name);
+    for (i = 0; i < n; i++)
+        fn(v[i], arg);
+    free(v);
+}
+
+int64_t dest_total_mem(void)
+{
+    return total_mem;
+}
+
+static bool over(const struct dest *d, int64_t pct)
+{
+    if (d->mem * 100 >= config.dest_memory_limit * pct)
+        return true;
+    if (total_mem * 100 >= config.memory_limit * pct)
+        return true;
+    if (dest_is_queue(d) && (int64_t)d->q.npending * 100 >= config.max_queue_depth * pct)
+        return true;
+    return false;
+}
+
+bool dest_is_full(const struct dest *d)
+{
+    return over(d, 100);
+}
+
+static void check_room(struct dest *d)
+{
+    if (!TAILQ_EMPTY(&d->blocked) && !over(d, 90))
+        unblock_all(d);
+}
+
+void dest_mem_add(struct dest *d, int64_t bytes)
+{
+    d->mem += bytes;
+    total_mem += bytes;
+    if (bytes >= 0 || nblocked_dests == 0)
+        return;
+    check_room(d);
+    /* A global drain may free destinations other than this one. */
+    if (total_mem * 100 < config.memory_limit * 90) {
+        for (size_t i = 0; i < nblocked_dests;) {
+            struct dest *b = blocked_dests[i];
+            check_room(b);
+            if (TAILQ_EMPTY(&b->blocked))
+                blocked_dests[i] = blocked_dests[--nblocked_dests];
+            else
+                i++;
+        }
+    }
+    if (TAILQ_EMPTY(&d->blocked)) {
+        for (size_t i = 0; i < nblocked_dests; i++) {
+            if (blocked_dests[i] == d) {
+                blocked_dests[i] = blocked_dests[--nblocked_dests];
+                break;
+            }
+        }
+    }
+}
+
+void dest_block(struct dest *d, struct op *op)
+{
+    if (TAILQ_EMPTY(&d->blocked)) {
+        if (nblocked_dests == cap_blocked_dests) {
+            cap_blocked_dests = cap_blocked_dests ? cap_blocked_dests * 2 : 16;
+            blocked_dests = realloc(blocked_dests, cap_blocked_dests * sizeof *blocked_dests);
+            if (!blocked_dests)
+                abort();
+        }
+        blocked_dests[nblocked_dests++] = d;
+    }
+    op->room = d;
+    TAILQ_INSERT_TAIL(&d->blocked, op, dest_link);
+    log_debug("destination %s full (%lld bytes): producer paused", d->name, (long long)d->mem);
+}
+
+void dest_unblock(struct dest *d, struct op *op)
+{
+    TAILQ_REMOVE(&d->blocked, op, dest_link);
+    op->room = NULL;
+}
+
+void dest_deliver(struct dest *d, struct msg *m)
+{
+    d->st.enqueued++;
+    if (dest_is_queue(d))
+        queue_push(&d->q, m);
+    else
+        topic_publish(d, m);
+}

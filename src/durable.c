@@ -1,0 +1,164 @@
+/* Durable topic subscriptions: a registry keyed by (client-id, name), each
+ * with a backlog queue that collects the topic's messages matching its
+ * selector whether or not a subscriber is attached. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "stompd/dest.h"
+#include "stompd/durable.h"
+#include "stompd/log.h"
+#include "stompd/selector.h"
+#include "stompd/store.h"
+#include "stompd/sub.h"
+
+static struct durable *registry;
+
+static char *make_key(const char *client_id, const char *name, size_t *len)
+{
+    size_t a = strlen(client_id), b = strlen(name);
+    char *k = malloc(a + b + 2);
+    if (!k)
+        abort();
+    memcpy(k, client_id, a + 1);
+    memcpy(k + a + 1, name, b + 1);
+    *len = a + 1 + b;
+    return k;
+}
+
+struct durable *durable_find(const char *client_id, const char *name)
+{
+    size_t len;
+    char *k = make_key(client_id, name, &len);
+    struct durable *d;
+    HASH_FIND(hh, registry, k, len, d);
+    free(k);
+    return d;
+}
+
+static struct durable *create(struct dest *topic, const char *client_id, const char *name,
+                              const char *selector, struct selector *sel)
+{
+    struct durable *d = calloc(1, sizeof *d);
+    if (!d)
+        abort();
+    d->key = make_key(client_id, name, &d->keylen);
+    d->client_id = d->key;
+    d->name = d->key + strlen(client_id) + 1;
+    d->dest = topic;
+    d->selector = selector ? strdup(selector) : NULL;
+    d->sel = sel;
+    queue_init(&d->q, topic);
+    d->q.durable = d;
+    HASH_ADD_KEYPTR(hh, registry, d->key, d->keylen, d);
+    TAILQ_INSERT_TAIL(&topic->durables, d, topic_link);
+    topic->ndurables++;
+    return d;
+}
+
+struct durable *durable_restore(struct dest *topic, const char *client_id, const char *name,
+                                const char *selector, struct selector *sel)
+{
+    return create(topic, client_id, name, selector, sel);
+}
+
+static bool same_selector(const char *a, const char *b)
+{
+    if (!a || !b)
+        return a == b;
+    return strcmp(a, b) == 0;
+}
+
+struct durable *durable_get(struct dest *topic, const char *client_id, const char *name,
+                            const char *selector, struct selector *sel)
+{
+    struct durable *d = durable_find(client_id, name);
+    if (d && d->dest == topic && same_selector(d->selector, selector)) {
+        selector_free(sel);
+        return d;
+    }
+    if (d) {
+        log_info("durable subscription %s/%s changed topic or selector: replaced", client_id, name);
+        durable_destroy(d);
+    }
+    d = create(topic, client_id, name, selector, sel);
+    store_durable_created(d);
+    log_info("durable subscription %s/%s on %s created", client_id, name, topic->name);
+    return d;
+}
+
+void durable_attach(struct durable *d, struct sub *s)
+{
+    d->active = s;
+    s->durable = d;
+    s->q = &d->q;
+    queue_add_consumer(&d->q, s);
+}
+
+void durable_detach(struct durable *d, struct sub *s)
+{
+    if (d->active == s)
+        d->active = NULL;
+}
+
+static void destroy(struct durable *d, bool journal)
+{
+    if (d->active)
+        sub_destroy(d->active);
+    if (journal)
+        store_durable_deleted(d);
+    queue_destroy(&d->q);
+    HASH_DEL(registry, d);
+    TAILQ_REMOVE(&d->dest->durables, d, topic_link);
+    d->dest->ndurables--;
+    selector_free(d->sel);
+    free(d->selector);
+    free(d->key);
+    free(d);
+}
+
+void durable_destroy(struct durable *d)
+{
+    log_info("durable subscription %s/%s destroyed", d->client_id, d->name);
+    destroy(d, true);
+}
+
+void durable_dest_deleted(struct dest *topic)
+{
+    struct durable *d;
+    while ((d = TAILQ_FIRST(&topic->durables)))
+        destroy(d, true);
+}
+
+void durable_publish(struct dest *topic, struct msg *m)
+{
+    struct durable *d;
+    TAILQ_FOREACH(d, &topic->durables, topic_link) {
+        if (d->sel) {
+            struct sub probe = {.sel = d->sel};
+            if (!sub_matches(&probe, m))
+                continue;
+        }
+        queue_push(&d->q, m);
+    }
+}
+
+void durable_foreach(void (*fn)(struct durable *d, void *arg), void *arg)
+{
+    struct durable *d, *tmp;
+    HASH_ITER(hh, registry, d, tmp)
+        fn(d, arg);
+}
+
+size_t durable_count(void)
+{
+    return HASH_COUNT(registry);
+}
+
+void durable_free_all(void)
+{
+    struct durable *d, *tmp;
+    HASH_ITER(hh, registry, d, tmp)
+        destroy(d, false);
+}

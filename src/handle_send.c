@@ -1,0 +1,169 @@
+/* SEND: validate, build the message, then either deliver it now
+ * (non-persistent) or journal it and deliver it once committed
+ * (persistent). A full destination pauses the producer and holds its
+ * receipt until there is room. Inside a transaction the frame is held
+ * until COMMIT. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stompd/commit.h"
+#include "stompd/config.h"
+#include "stompd/conn.h"
+#include "stompd/dest.h"
+#include "stompd/log.h"
+#include "stompd/msg.h"
+#include "stompd/proto.h"
+#include "stompd/server.h"
+#include "stompd/store.h"
+#include "stompd/txn.h"
+
+static int parse_i64(const char *s, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || *end || errno)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Resolve and check the destination of a SEND. */
+static struct dest *send_dest(struct conn *c, const char *name)
+{
+    char buf[1200];
+    const char *err;
+    enum dest_kind kind;
+    const char *resolved = dest_resolve_temp(c, name, buf, sizeof buf);
+    if (dest_kind_of(resolved, &kind, &err) != 0) {
+        proto_fail("invalid destination", "'%.200s': %s.", name, err);
+        return NULL;
+    }
+    struct dest *d = dest_find(resolved);
+    if (!d && (kind == DEST_TEMP_QUEUE || kind == DEST_TEMP_TOPIC) && resolved == name) {
+        proto_fail("no such temporary destination",
+                   "'%.200s' does not exist: the connection that created it has closed.", name);
+        return NULL;
+    }
+    if (!d)
+        d = dest_get(resolved, c, &err);
+    if (!d)
+        proto_fail("invalid destination", "'%.200s': %s.", name, err);
+    return d;
+}
+
+/* reply-to naming the sender's own temporary destination is rewritten to
+ * the broker-wide name, so whoever replies reaches it. */
+static struct msg *rewrite_reply_to(struct conn *c, struct msg *m)
+{
+    const char *rt = msg_get(m, "reply-to");
+    char buf[1200];
+    if (!rt)
+        return m;
+    const char *resolved = dest_resolve_temp(c, rt, buf, sizeof buf);
+    if (resolved == rt)
+        return m;
+    const char *err;
+    if (!dest_get(resolved, c, &err))
+        return m;
+    struct stomp_header hs[m->nheaders];
+    for (uint32_t i = 0; i < m->nheaders; i++) {
+        hs[i] = m->headers[i];
+        if (!strcmp(hs[i].name, "reply-to")) {
+            hs[i].value = resolved;
+            hs[i].value_len = (uint32_t)strlen(resolved);
+        }
+    }
+    struct msg *n = msg_new(m->dest, m->id, m->seq, m->timestamp, m->persistent, m->priority,
+                            m->expires, hs, m->nheaders, m->body, m->body_len);
+    msg_unref(m);
+    return n;
+}
+
+int send_message(struct conn *c, struct frame *f, struct op *batch)
+{
+    const char *name = frame_get(f, "destination");
+    if (!name)
+        return proto_fail("missing destination header", "SEND requires a destination header.");
+    struct dest *d = send_dest(c, name);
+    if (!d)
+        return -EPROTO;
+
+    bool persistent = false;
+    const char *p = frame_get(f, "persistent");
+    if (p) {
+        if (!strcmp(p, "true"))
+            persistent = true;
+        else if (strcmp(p, "false"))
+            return proto_fail("invalid persistent header", "persistent must be true or false, got '%.32s'.", p);
+    }
+    int64_t prio = MSG_PRIORITY_DEFAULT, expires = 0;
+    p = frame_get(f, "priority");
+    if (p && (parse_i64(p, &prio) != 0 || prio < 0 || prio > 9))
+        return proto_fail("invalid priority header", "priority must be an integer 0-9, got '%.32s'.", p);
+    p = frame_get(f, "expires");
+    if (p && (parse_i64(p, &expires) != 0 || expires < 0))
+        return proto_fail("invalid expires header",
+                          "expires must be a time in ms since the epoch (0 = never), got '%.32s'.", p);
+
+    /* Temporary destinations die with their connection: never journaled. */
+    bool journal = persistent && !dest_is_temp(d) && store_persistent();
+    /* The receipt id lives in the frame, which the message takes over. */
+    char *receipt = NULL;
+    const char *r = frame_get(f, "receipt");
+    if (r && !batch && !(receipt = strdup(r)))
+        abort();
+    char id[128];
+    server_next_msg_id(id, sizeof id);
+    struct msg *m = msg_from_frame(f, d->name, id, server_next_seq(), server_now_ms(), persistent,
+                                   (uint8_t)prio, expires);
+    m = rewrite_reply_to(c, m);
+    srv.st.messages_in++;
+
+    int rc = 0;
+    if (journal && store_enqueue(d, m)) {
+        if (batch) {
+            op_add_msg(batch, m);
+        } else {
+            struct op *op = op_new(OP_COMMIT, c, receipt);
+            op->lsn = store_last_lsn();
+            op_add_msg(op, m);
+            if (dest_is_full(d))
+                dest_block(d, op);
+            op_submit(op);
+            rc = PROTO_RECEIPT_TAKEN;
+        }
+    } else {
+        dest_deliver(d, m);
+        if (!batch && dest_is_full(d)) {
+            struct op *op = op_new(OP_ROOM, c, receipt);
+            dest_block(d, op);
+            op_submit(op);
+            rc = PROTO_RECEIPT_TAKEN;
+        }
+    }
+    msg_unref(m);
+    free(receipt);
+    return rc;
+}
+
+int handle_send(struct conn *c, struct frame *f)
+{
+    const char *tx = frame_get(f, "transaction");
+    if (tx) {
+        /* Check what can be checked now, so errors come with the frame. */
+        const char *name = frame_get(f, "destination");
+        if (!name)
+            return proto_fail("missing destination header", "SEND requires a destination header.");
+        char buf[1200];
+        const char *err;
+        enum dest_kind kind;
+        if (dest_kind_of(dest_resolve_temp(c, name, buf, sizeof buf), &kind, &err) != 0)
+            return proto_fail("invalid destination", "'%.200s': %s.", name, err);
+        return txn_hold(c, tx, f);
+    }
+    return send_message(c, f, NULL);
+}

@@ -1,0 +1,148 @@
+/* stompd: parse the command line and the configuration, open the store,
+ * start listening, run the loop until SIGTERM/SIGINT, stop cleanly. */
+#include "config.h"
+
+#include <ev.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stompd/config.h"
+#include "stompd/log.h"
+#include "stompd/server.h"
+#include "stompd/store.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: stompd [-c FILE] [--set section.key=value ...]\n"
+            "\n"
+            "A STOMP 1.0/1.1/1.2 message broker.\n"
+            "\n"
+            "  -c, --config FILE        read configuration from FILE (INI)\n"
+            "  -s, --set KEY=VALUE      override one key, e.g. --set stomp.listen=127.0.0.1:61613\n"
+            "      --help-config        list every configuration key, its default and meaning\n"
+            "      --check-config       validate the configuration and exit\n"
+            "  -h, --help               this text\n"
+            "  -V, --version            print the version\n"
+            "\n"
+            "Logs go to standard error unless log.file is set. SIGTERM or SIGINT stops\n"
+            "the broker cleanly.\n");
+}
+
+static int run(void);
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"set", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},
+        {"help-config", no_argument, NULL, 1},
+        {"check-config", no_argument, NULL, 2},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *file = NULL;
+    const char *sets[argc > 0 ? argc : 1];
+    int nsets = 0, check_only = 0, opt, rc = 0;
+    char err[512];
+
+    config_init_defaults();
+    while ((opt = getopt_long(argc, argv, "c:s:hV", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            file = optarg;
+            break;
+        case 's':
+            sets[nsets++] = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            goto out;
+        case 1:
+            config_print_help(stdout);
+            goto out;
+        case 2:
+            check_only = 1;
+            break;
+        case 'V':
+            printf("%s %s\n", PACKAGE_NAME, PACKAGE_VERSION);
+            goto out;
+        default:
+            usage(stderr);
+            rc = 2;
+            goto out;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "stompd: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        rc = 2;
+        goto out;
+    }
+    if (file && config_load_file(file, err, sizeof err) != 0) {
+        fprintf(stderr, "stompd: %s\n", err);
+        rc = 1;
+        goto out;
+    }
+    for (int i = 0; i < nsets; i++) {
+        if (config_set(sets[i], err, sizeof err) != 0) {
+            fprintf(stderr, "stompd: --set %s: %s\n", sets[i], err);
+            rc = 1;
+            goto out;
+        }
+    }
+    enum log_level lvl;
+    if (log_level_parse(config.log_level, &lvl) == 0)
+        log_set_level(lvl);
+    if (config.log_file[0] && log_open_file(config.log_file) != 0) {
+        fprintf(stderr, "stompd: cannot open log file %s\n", config.log_file);
+        rc = 1;
+        goto out;
+    }
+    if (check_only) {
+        printf("configuration OK\n");
+        goto out;
+    }
+    rc = run();
+out:
+    log_close();
+    config_free();
+    return rc;
+}
+
+/* The node's life: loop, store, listener, run, clean stop. */
+static int run(void)
+{
+
+    char err[512];
+    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+    if (!loop) {
+        fprintf(stderr, "stompd: cannot create the event loop\n");
+        return 1;
+    }
+    if (server_init(loop) != 0)
+        return 1;
+    if (store_open(err, sizeof err) != 0) {
+        log_err("cannot open the store: %s", err);
+        server_shutdown();
+        ev_loop_destroy(loop);
+        return 1;
+    }
+    log_info("%s %s starting: broker %s, store %s", PACKAGE_NAME, PACKAGE_VERSION, config.broker_name,
+             store_describe());
+    srv.role = ROLE_STANDALONE;
+    int rc = 0;
+    if (server_listen_clients() != 0)
+        rc = 1;
+    else
+        server_run();
+    log_info("stopping");
+    server_shutdown();
+    store_close();
+    ev_loop_destroy(loop);
+    log_info("stopped");
+    return rc;
+}

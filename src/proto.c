@@ -1,0 +1,147 @@
+/* The command table: which frames are legal in which state, and the single
+ * path from a handler's failure to ERROR (with receipt-id when asked) and
+ * close-after-flush of that connection alone. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uthash.h>
+
+#include "stompd/commit.h"
+#include "stompd/conn.h"
+#include "stompd/log.h"
+#include "stompd/proto.h"
+#include "stompd/server.h"
+
+typedef int (*handler_fn)(struct conn *c, struct frame *f);
+
+static const struct command {
+    handler_fn fn;
+    bool before_connect; /* allowed before CONNECT */
+} commands[CMD__COUNT] = {
+    [CMD_CONNECT] = {handle_connect, true},
+    [CMD_STOMP] = {handle_connect, true},
+    [CMD_SEND] = {handle_send, false},
+    [CMD_SUBSCRIBE] = {handle_subscribe, false},
+    [CMD_UNSUBSCRIBE] = {handle_unsubscribe, false},
+    [CMD_ACK] = {handle_ack, false},
+    [CMD_NACK] = {handle_nack, false},
+    [CMD_BEGIN] = {handle_begin, false},
+    [CMD_COMMIT] = {handle_commit, false},
+    [CMD_ABORT] = {handle_abort, false},
+    [CMD_DISCONNECT] = {handle_disconnect, false},
+};
+
+static char fail_message[256];
+static char fail_detail[1024];
+
+int proto_fail(const char *message, const char *detail_fmt, ...)
+{
+    snprintf(fail_message, sizeof fail_message, "%s", message);
+    fail_detail[0] = '\0';
+    if (detail_fmt) {
+        va_list ap;
+        va_start(ap, detail_fmt);
+        vsnprintf(fail_detail, sizeof fail_detail, detail_fmt, ap);
+        va_end(ap);
+    }
+    return -EPROTO;
+}
+
+static void proto_dispatch(struct conn *c, struct frame *f, const char *receipt);
+
+void proto_receipt(struct conn *c, const char *receipt)
+{
+    if (!receipt)
+        return;
+    if (TAILQ_EMPTY(&c->ops)) {
+        conn_send_receipt(c, receipt);
+        return;
+    }
+    op_submit(op_new(OP_RECEIPT, c, receipt));
+}
+
+void proto_handle(struct conn *c, struct frame *f)
+{
+    /* Handlers may take the frame's memory (a SEND becomes a message that
+     * can be delivered and freed at once), so keep our own receipt id. */
+    char small[128];
+    char *receipt = NULL;
+    const char *r = frame_get(f, "receipt");
+    if (r) {
+        size_t rl = strlen(r);
+        receipt = rl < sizeof small ? memcpy(small, r, rl + 1) : strdup(r);
+        if (!receipt)
+            abort();
+    }
+    proto_dispatch(c, f, receipt);
+    if (receipt && receipt != small)
+        free(receipt);
+}
+
+static void proto_dispatch(struct conn *c, struct frame *f, const char *receipt)
+{
+    const struct command *cmd = f->cmd < CMD__COUNT ? &commands[f->cmd] : NULL;
+    if (!cmd || !cmd->fn) {
+        char detail[96];
+        snprintf(detail, sizeof detail, "'%s' is not a STOMP client command.", f->command);
+        conn_error(c, "unknown command", receipt, detail);
+        return;
+    }
+    if (c->state == CONN_HANDSHAKE && !cmd->before_connect) {
+        char detail[128];
+        snprintf(detail, sizeof detail, "Got %s before CONNECT; send CONNECT (or STOMP) first.", f->command);
+        conn_error(c, "not connected", receipt, detail);
+        return;
+    }
+    fail_message[0] = '\0';
+    fail_detail[0] = '\0';
+    int rc = cmd->fn(c, f);
+    if (rc < 0) {
+        conn_error(c, fail_message[0] ? fail_message : "request failed", receipt,
+                   fail_detail[0] ? fail_detail : NULL);
+        return;
+    }
+    if (rc == 0 && f->cmd != CMD_CONNECT && f->cmd != CMD_STOMP)
+        proto_receipt(c, receipt);
+}
+
+/* --------------------------------------------------------------- client-ids */
+
+struct client_id {
+    char *id;
+    struct conn *conn;
+    UT_hash_handle hh;
+};
+
+static struct client_id *client_ids;
+
+int proto_claim_client_id(struct conn *c, const char *id)
+{
+    struct client_id *e;
+    HASH_FIND_STR(client_ids, id, e);
+    if (e)
+        return -EEXIST;
+    e = calloc(1, sizeof *e);
+    if (!e || !(e->id = strdup(id)))
+        abort();
+    e->conn = c;
+    HASH_ADD_KEYPTR(hh, client_ids, e->id, strlen(e->id), e);
+    return 0;
+}
+
+void proto_conn_closed(struct conn *c)
+{
+    if (!c->client_id)
+        return;
+    struct client_id *e;
+    HASH_FIND_STR(client_ids, c->client_id, e);
+    if (e && e->conn == c) {
+        HASH_DEL(client_ids, e);
+        free(e->id);
+        free(e);
+    }
+}

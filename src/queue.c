@@ -1,0 +1,358 @@
+/* Queues: pending messages by priority, FIFO within a priority, and the
+ * dispatch loop that hands them to ready consumers in round-robin order.
+ * Exclusive consumers take everything while present; JMSXGroupID pins a
+ * group to the consumer that got its first message until it goes away or
+ * the group is closed (JMSXGroupSeq = -1). */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "stompd/config.h"
+#include "stompd/conn.h"
+#include "stompd/dest.h"
+#include "stompd/dlq.h"
+#include "stompd/log.h"
+#include "stompd/queue.h"
+#include "stompd/server.h"
+#include "stompd/store.h"
+#include "stompd/sub.h"
+
+struct group {
+    char *name;
+    struct sub *sub;
+    UT_hash_handle hh;
+};
+
+void queue_init(struct queue *q, struct dest *d)
+{
+    memset(q, 0, sizeof *q);
+    for (int i = 0; i < MSG_PRIORITIES; i++)
+        TAILQ_INIT(&q->pending[i]);
+    TAILQ_INIT(&q->consumers);
+    q->dest = d;
+}
+
+static void groups_free(struct queue *q)
+{
+    struct group *g, *tmp;
+    HASH_ITER(hh, q->groups, g, tmp) {
+        HASH_DEL(q->groups, g);
+        free(g->name);
+        free(g);
+    }
+}
+
+void queue_destroy(struct queue *q)
+{
+    queue_purge(q);
+    groups_free(q);
+    if (q->dirty) {
+        TAILQ_REMOVE(&srv.dirty, q, dirty_link);
+        q->dirty = false;
+    }
+}
+
+static struct qentry *entry_new(struct queue *q, struct msg *m)
+{
+    struct qentry *e = calloc(1, sizeof *e);
+    if (!e)
+        abort();
+    e->msg = msg_ref(m);
+    e->q = q;
+    dest_mem_add(q->dest, (int64_t)m->size);
+    return e;
+}
+
+void queue_entry_done(struct qentry *e)
+{
+    struct dest *d = e->q->dest;
+    int64_t size = (int64_t)e->msg->size;
+    msg_unref(e->msg);
+    free(e);
+    dest_mem_add(d, -size);
+}
+
+static void pending_remove(struct queue *q, struct qentry *e)
+{
+    TAILQ_REMOVE(&q->pending[e->msg->priority], e, link);
+    q->npending--;
+}
+
+/* Keep each priority list in arrival order: returned messages go back to
+ * where they were, ahead of everything that arrived after them. */
+static void pending_insert_sorted(struct queue *q, struct qentry *e)
+{
+    struct qentry_list *l = &q->pending[e->msg->priority];
+    struct qentry *it;
+    TAILQ_FOREACH(it, l, link) {
+        if (it->msg->seq > e->msg->seq) {
+            TAILQ_INSERT_BEFORE(it, e, link);
+            q->npending++;
+            return;
+        }
+    }
+    TAILQ_INSERT_TAIL(l, e, link);
+    q->npending++;
+}
+
+void queue_mark_dirty(struct queue *q)
+{
+    if (q->dirty)
+        return;
+    q->dirty = true;
+    TAILQ_INSERT_TAIL(&srv.dirty, q, dirty_link);
+}
+
+void queue_add_consumer(struct queue *q, struct sub *s)
+{
+    TAILQ_INSERT_TAIL(&q->consumers, s, q_link);
+    q->nconsumers++;
+    queue_mark_dirty(q);
+}
+
+void queue_remove_consumer(struct queue *q, struct sub *s)
+{
+    if (q->rr == s)
+        q->rr = TAILQ_NEXT(s, q_link);
+    TAILQ_REMOVE(&q->consumers, s, q_link);
+    q->nconsumers--;
+    struct group *g, *tmp;
+    HASH_ITER(hh, q->groups, g, tmp) {
+        if (g->sub == s) {
+            HASH_DEL(q->groups, g);
+            free(g->name);
+            free(g);
+        }
+    }
+    /* Backup exclusive consumers and other group owners may now take over. */
+    queue_mark_dirty(q);
+}
+
+enum pick { PICK_NONE_READY, PICK_NO_MATCH, PICK_OK };
+
+static struct sub *first_exclusive(struct queue *q)
+{
+    struct sub *s;
+    TAILQ_FOREACH(s, &q->consumers, q_link)
+        if (s->exclusive)
+            return s;
+    return NULL;
+}
+
+static enum pick pick(struct queue *q, struct msg *m, struct sub **out)
+{
+    if (q->owner) {
+        /* A topic subscription's private backlog: the selector already
+         * ran when the message was published. */
+        if (!sub_ready(q->owner))
+            return PICK_NONE_READY;
+        *out = q->owner;
+        return PICK_OK;
+    }
+    struct sub *ex = first_exclusive(q);
+    if (ex) {
+        if (!sub_ready(ex))
+            return PICK_NONE_READY;
+        if (!sub_matches(ex, m))
+            return PICK_NO_MATCH;
+        *out = ex;
+        return PICK_OK;
+    }
+    struct group *g = NULL;
+    if (m->group) {
+        HASH_FIND_STR(q->groups, m->group, g);
+        if (g) {
+            if (sub_ready(g->sub) && sub_matches(g->sub, m)) {
+                *out = g->sub;
+                return PICK_OK;
+            }
+            /* The group waits for its owner; others may still take other
+             * messages, so report "no match" rather than "none ready". */
+            struct sub *s;
+            TAILQ_FOREACH(s, &q->consumers, q_link)
+                if (sub_ready(s))
+                    return PICK_NO_MATCH;
+            return PICK_NONE_READY;
+        }
+    }
+    struct sub *start = q->rr ? q->rr : TAILQ_FIRST(&q->consumers);
+    struct sub *s = start;
+    bool any_ready = false;
+    do {
+        if (sub_ready(s)) {
+            any_ready = true;
+            if (sub_matches(s, m)) {
+                struct sub *nx = TAILQ_NEXT(s, q_link);
+                q->rr = nx ? nx : TAILQ_FIRST(&q->consumers);
+                if (m->group && m->group_seq != -1) {
+                    g = calloc(1, sizeof *g);
+                    if (!g || !(g->name = strdup(m->group)))
+                        abort();
+                    g->sub = s;
+                    HASH_ADD_KEYPTR(hh, q->groups, g->name, strlen(g->name), g);
+                }
+                *out = s;
+                return PICK_OK;
+            }
+        }
+        s = TAILQ_NEXT(s, q_link);
+        if (!s)
+            s = TAILQ_FIRST(&q->consumers);
+    } while (s != start);
+    return any_ready ? PICK_NO_MATCH : PICK_NONE_READY;
+}
+
+static void group_closed(struct queue *q, struct msg *m)
+{
+    if (!m->group || m->group_seq != -1)
+        return;
+    struct group *g;
+    HASH_FIND_STR(q->groups, m->group, g);
+    if (g) {
+        HASH_DEL(q->groups, g);
+        free(g->name);
+        free(g);
+    }
+}
+
+static void deliver(struct queue *q, struct sub *s, struct qentry *e)
+{
+    group_closed(q, e->msg);
+    sub_deliver(s, e);
+}
+
+/* An expired message leaves the queue: persistent ones are dead-lettered,
+ * non-persistent ones dropped; both are counted. */
+static void expire(struct qentry *e)
+{
+    struct dest *d = e->q->dest;
+    d->st.expired++;
+    srv.st.expired++;
+    if (e->msg->persistent && !dlq_is_dlq(d)) {
+        dlq_move(e, "expired");
+        return;
+    }
+    store_dequeue(e);
+    queue_entry_done(e);
+}
+
+void queue_push(struct queue *q, struct msg *m)
+{
+    struct qentry *e = entry_new(q, m);
+    if (q->npending == 0 && q->nconsumers > 0) {
+        struct sub *s;
+        if (m->expires && m->expires <= server_now_ms()) {
+            expire(e);
+            return;
+        }
+        if (pick(q, m, &s) == PICK_OK) {
+            deliver(q, s, e);
+            return;
+        }
+        TAILQ_INSERT_TAIL(&q->pending[m->priority], e, link);
+        q->npending++;
+        return;
+    }
+    TAILQ_INSERT_TAIL(&q->pending[m->priority], e, link);
+    q->npending++;
+    if (q->nconsumers > 0)
+        queue_mark_dirty(q);
+}
+
+void queue_return(struct qentry *e, bool count_redelivery)
+{
+    struct queue *q = e->q;
+    e->sub = NULL;
+    e->tag = 0;
+    e->in_txn_ack = false;
+    if (count_redelivery) {
+        e->redeliveries++;
+        q->dest->st.redelivered++;
+        if (config.max_redeliveries >= 0 && e->redeliveries > (uint64_t)config.max_redeliveries &&
+            !dlq_is_dlq(q->dest)) {
+            dlq_move(e, "max redeliveries exceeded");
+            return;
+        }
+    }
+    pending_insert_sorted(q, e);
+    queue_mark_dirty(q);
+}
+
+void queue_dispatch(struct queue *q)
+{
+    if (q->npending == 0 || q->nconsumers == 0)
+        return;
+    int64_t now = server_now_ms();
+    for (int p = MSG_PRIORITIES - 1; p >= 0; p--) {
+        struct qentry *e, *next;
+        for (e = TAILQ_FIRST(&q->pending[p]); e; e = next) {
+            next = TAILQ_NEXT(e, link);
+            if (e->msg->expires && e->msg->expires <= now) {
+                pending_remove(q, e);
+                expire(e);
+                continue;
+            }
+            struct sub *s;
+            enum pick r = pick(q, e->msg, &s);
+            if (r == PICK_NONE_READY)
+                return;
+            if (r == PICK_NO_MATCH)
+                continue;
+            pending_remove(q, e);
+            deliver(q, s, e);
+            if (q->nconsumers == 0)
+                return;
+        }
+    }
+}
+
+bool queue_dispatch_dirty(void)
+{
+    bool any = false;
+    /* Dispatching can mark other queues dirty (dead letters); bound the
+     * rounds so one busy queue cannot starve the loop. */
+    for (int round = 0; round < 8 && !TAILQ_EMPTY(&srv.dirty); round++) {
+        struct queue_list todo = TAILQ_HEAD_INITIALIZER(todo);
+        TAILQ_CONCAT(&todo, &srv.dirty, dirty_link);
+        struct queue *q;
+        while ((q = TAILQ_FIRST(&todo))) {
+            TAILQ_REMOVE(&todo, q, dirty_link);
+            q->dirty = false;
+            queue_dispatch(q);
+            any = true;
+        }
+    }
+    return any;
+}
+
+uint64_t queue_purge(struct queue *q)
+{
+    uint64_t n = 0;
+    for (int p = 0; p < MSG_PRIORITIES; p++) {
+        struct qentry *e;
+        while ((e = TAILQ_FIRST(&q->pending[p]))) {
+            pending_remove(q, e);
+            queue_entry_done(e);
+            n++;
+        }
+    }
+    return n;
+}
+
+uint64_t queue_expire_sweep(struct queue *q, int64_t now_ms)
+{
+    uint64_t n = 0;
+    for (int p = 0; p < MSG_PRIORITIES; p++) {
+        struct qentry *e, *next;
+        for (e = TAILQ_FIRST(&q->pending[p]); e; e = next) {
+            next = TAILQ_NEXT(e, link);
+            if (e->msg->expires && e->msg->expires <= now_ms) {
+                pending_remove(q, e);
+                expire(e);
+                n++;
+            }
+        }
+    }
+    return n;
+}

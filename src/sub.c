@@ -1,0 +1,180 @@
+/* Subscriptions: delivery of one message to one subscriber (writing the
+ * MESSAGE frame into the connection's output), the unacked list in
+ * delivery order, and acks and nacks per the subscription's ack mode. */
+#include "config.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "stompd/conn.h"
+#include "stompd/dest.h"
+#include "stompd/durable.h"
+#include "stompd/selector.h"
+#include "stompd/server.h"
+#include "stompd/store.h"
+#include "stompd/sub.h"
+
+bool sub_ready(const struct sub *s)
+{
+    const struct conn *c = s->conn;
+    if (c->state != CONN_OPEN)
+        return false;
+    if (conn_output_full(c))
+        return false;
+    return s->ack == ACK_AUTO || s->inflight < s->prefetch;
+}
+
+struct lookup_ctx {
+    const struct msg *m;
+    char num[4][32];
+};
+
+/* JMS names for the message's own fields, then its headers. */
+static const char *lookup(void *arg, const char *name)
+{
+    struct lookup_ctx *x = arg;
+    const struct msg *m = x->m;
+    if (name[0] == 'J' && name[1] == 'M' && name[2] == 'S') {
+        const char *n = name + 3;
+        if (!strcmp(n, "MessageID"))
+            return m->id;
+        if (!strcmp(n, "Priority")) {
+            snprintf(x->num[0], sizeof x->num[0], "%d", m->priority);
+            return x->num[0];
+        }
+        if (!strcmp(n, "Timestamp")) {
+            snprintf(x->num[1], sizeof x->num[1], "%" PRId64, m->timestamp);
+            return x->num[1];
+        }
+        if (!strcmp(n, "Expiration")) {
+            snprintf(x->num[2], sizeof x->num[2], "%" PRId64, m->expires);
+            return x->num[2];
+        }
+        if (!strcmp(n, "DeliveryMode"))
+            return m->persistent ? "PERSISTENT" : "NON_PERSISTENT";
+        if (!strcmp(n, "Type"))
+            return msg_get(m, "type");
+        if (!strcmp(n, "CorrelationID"))
+            return msg_get(m, "correlation-id");
+        if (!strcmp(n, "ReplyTo"))
+            return msg_get(m, "reply-to");
+        if (!strcmp(n, "Destination"))
+            return m->dest;
+    }
+    return msg_get(m, name);
+}
+
+bool sub_matches(const struct sub *s, const struct msg *m)
+{
+    if (!s->sel)
+        return true;
+    struct lookup_ctx x = {.m = m};
+    return selector_match(s->sel, lookup, &x);
+}
+
+void sub_deliver(struct sub *s, struct qentry *e)
+{
+    struct conn *c = s->conn;
+    struct queue *q = e->q;
+    bool redelivered = e->redeliveries > 0;
+    q->dest->st.dispatched++;
+    srv.st.messages_out++;
+    s->delivered++;
+    if (s->ack == ACK_AUTO) {
+        msg_write_frame(e->msg, &c->out, c->version, s->id, NULL, redelivered, e->redeliveries);
+        q->dest->st.dequeued++;
+        store_dequeue(e);
+        queue_entry_done(e);
+    } else {
+        char ack[24];
+        e->sub = s;
+        e->tag = ++c->next_tag;
+        HASH_ADD(hh, c->inflight, tag, sizeof e->tag, e);
+        TAILQ_INSERT_TAIL(&s->unacked, e, link);
+        s->inflight++;
+        q->ninflight++;
+        snprintf(ack, sizeof ack, "%" PRIu64, e->tag);
+        msg_write_frame(e->msg, &c->out, c->version, s->id, c->version >= STOMP_12 ? ack : NULL,
+                        redelivered, e->redeliveries);
+        store_delivered(e);
+    }
+    c->frames_out++;
+    conn_want_flush(c);
+}
+
+static void detach(struct sub *s, struct qentry *e)
+{
+    TAILQ_REMOVE(&s->unacked, e, link);
+    HASH_DEL(s->conn->inflight, e);
+    s->inflight--;
+    e->q->ninflight--;
+}
+
+static void ack_one(struct sub *s, struct qentry *e)
+{
+    detach(s, e);
+    e->q->dest->st.dequeued++;
+    store_dequeue(e);
+    queue_entry_done(e);
+}
+
+void sub_ack(struct sub *s, struct qentry *e)
+{
+    if (s->ack == ACK_CLIENT) {
+        struct qentry *it;
+        while ((it = TAILQ_FIRST(&s->unacked)) != e)
+            ack_one(s, it);
+    }
+    ack_one(s, e);
+    queue_mark_dirty(s->q);
+}
+
+void sub_nack(struct sub *s, struct qentry *e)
+{
+    struct qentry *it;
+    if (s->ack == ACK_CLIENT) {
+        while ((it = TAILQ_FIRST(&s->unacked)) != e) {
+            detach(s, it);
+            queue_return(it, true);
+        }
+    }
+    detach(s, e);
+    queue_return(e, true);
+    queue_mark_dirty(s->q);
+}
+
+void sub_release_all(struct sub *s)
+{
+    struct qentry *e;
+    while ((e = TAILQ_FIRST(&s->unacked))) {
+        detach(s, e);
+        queue_return(e, true);
+    }
+}
+
+void sub_publish(struct sub *s, struct msg *m)
+{
+    if (!sub_matches(s, m))
+        return;
+    queue_push(s->q, m);
+}
+
+void sub_destroy(struct sub *s)
+{
+    struct conn *c = s->conn;
+    sub_release_all(s);
+    queue_remove_consumer(s->q, s);
+    if (s->durable) {
+        durable_detach(s->durable, s);
+    } else if (!dest_is_queue(s->dest)) {
+        TAILQ_REMOVE(&s->dest->subscribers, s, topic_link);
+        s->dest->nsubscribers--;
+        queue_destroy(&s->own);
+    }
+    HASH_DEL(c->subs, s);
+    c->nsubs--;
+    selector_free(s->sel);
+    free(s->id);
+    free(s);
+}

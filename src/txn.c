@@ -1,0 +1,73 @@
+/* Transaction bookkeeping: each open transaction owns the frames it holds,
+ * bounded by stomp.max_tx_frames, until COMMIT replays or ABORT drops them. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stompd/config.h"
+#include "stompd/conn.h"
+#include "stompd/proto.h"
+#include "stompd/txn.h"
+
+int txn_begin(struct conn *c, const char *id)
+{
+    struct txn *t;
+    HASH_FIND_STR(c->txns, id, t);
+    if (t)
+        return proto_fail("transaction already open", "Transaction '%.128s' was already begun.", id);
+    if (c->ntxns >= (uint32_t)config.max_transactions)
+        return proto_fail("too many transactions", "A connection may hold %lld open transactions (stomp.max_transactions).",
+                          (long long)config.max_transactions);
+    t = calloc(1, sizeof *t);
+    if (!t || !(t->id = strdup(id)))
+        abort();
+    HASH_ADD_KEYPTR(hh, c->txns, t->id, strlen(t->id), t);
+    c->ntxns++;
+    return 0;
+}
+
+struct txn *txn_find(struct conn *c, const char *id)
+{
+    struct txn *t;
+    HASH_FIND_STR(c->txns, id, t);
+    return t;
+}
+
+int txn_hold(struct conn *c, const char *id, struct frame *f)
+{
+    struct txn *t = txn_find(c, id);
+    if (!t)
+        return proto_fail("unknown transaction", "Transaction '%.128s' was not begun (or already ended).", id);
+    if (t->nframes >= (uint32_t)config.max_tx_frames)
+        return proto_fail("transaction too large", "A transaction may hold %lld frames (stomp.max_tx_frames).",
+                          (long long)config.max_tx_frames);
+    if (t->nframes == t->cap) {
+        t->cap = t->cap ? t->cap * 2 : 8;
+        t->frames = realloc(t->frames, t->cap * sizeof *t->frames);
+        if (!t->frames)
+            abort();
+    }
+    t->frames[t->nframes++] = *f;
+    memset(f, 0, sizeof *f);
+    return 0;
+}
+
+void txn_end(struct conn *c, struct txn *t)
+{
+    for (uint32_t i = 0; i < t->nframes; i++)
+        frame_free(&t->frames[i]);
+    free(t->frames);
+    HASH_DEL(c->txns, t);
+    c->ntxns--;
+    free(t->id);
+    free(t);
+}
+
+void txn_abort_all(struct conn *c)
+{
+    struct txn *t, *tmp;
+    HASH_ITER(hh, c->txns, t, tmp)
+        txn_end(c, t);
+}

@@ -1,0 +1,143 @@
+"""Every bad input answers ERROR (with receipt-id when asked), closes that
+connection alone, and disturbs nothing else."""
+import pytest
+
+from stompd_test import Client, connected
+
+
+@pytest.fixture
+def small(broker_factory):
+    return broker_factory({
+        "stomp.max_frame_size": "64KiB",
+        "stomp.max_headers": "10",
+        "stomp.max_header_size": "256",
+        "stomp.max_command_size": "32",
+    })
+
+
+BAD_FRAMES = [
+    (b"FROB\n\n\0", "unknown command"),
+    (b"MESSAGE\ndestination:/queue/a\n\n\0", "unknown command"),
+    (b"SEND\ndestination:/queue/a\nh:\\t\n\n\0", "escape"),
+    (b"SEND\ndestination:/queue/a\nh:trailing\\\n\n\0", "escape"),
+    (b"SEND\ndestination:/queue/a\ncontent-length:abc\n\n\0", "content-length"),
+    (b"SEND\ndestination:/queue/a\ncontent-length:-1\n\n\0", "content-length"),
+    (b"SEND\ndestination:/queue/a\ncontent-length:2\n\nabc\0", "NUL"),
+    (b"SEND\ndestination:/queue/a\nnocolon\n\n\0", "malformed header"),
+    (b"SEND\ndestination:/queue/a\n:novalue\n\n\0", "empty header name"),
+    (b"SEND\ndestination:/queue/a\nbad:x\0y\n\n\0", "NUL in header"),
+    (b"SEND\n\nno destination\0", "missing destination"),
+    (b"SEND\ndestination:/elsewhere/a\n\n\0", "invalid destination"),
+    (b"SEND\ndestination:/queue/\n\n\0", "empty name"),
+    (b"SEND\ndestination:/queue/a\npriority:11\n\n\0", "priority"),
+    (b"SEND\ndestination:/queue/a\npriority:high\n\n\0", "priority"),
+    (b"SEND\ndestination:/queue/a\nexpires:tomorrow\n\n\0", "expires"),
+    (b"SEND\ndestination:/queue/a\npersistent:yes\n\n\0", "persistent"),
+    (b"SUBSCRIBE\ndestination:/queue/a\n\n\0", "missing id"),
+    (b"SUBSCRIBE\nid:1\n\n\0", "missing destination"),
+    (b"SUBSCRIBE\nid:1\ndestination:/queue/a\nack:sometimes\n\n\0", "ack mode"),
+    (b"SUBSCRIBE\nid:1\ndestination:/queue/a\nactivemq.prefetchSize:0\n\n\0", "prefetch"),
+    (b"SUBSCRIBE\nid:1\ndestination:/queue/a\nactivemq.prefetchSize:lots\n\n\0", "prefetch"),
+    (b"SUBSCRIBE\nid:1\ndestination:/queue/a\nselector:a = \n\n\0", "selector"),
+    (b"UNSUBSCRIBE\nid:nope\n\n\0", "no such subscription"),
+    (b"UNSUBSCRIBE\n\n\0", "missing id"),
+    (b"ACK\nid:12345\n\n\0", "unknown ack id"),
+    (b"ACK\n\n\0", "missing id"),
+    (b"NACK\nid:x\n\n\0", "unknown ack id"),
+    (b"BEGIN\n\n\0", "transaction"),
+    (b"COMMIT\ntransaction:never\n\n\0", "unknown transaction"),
+    (b"ABORT\ntransaction:never\n\n\0", "unknown transaction"),
+    (b"SEND\ndestination:/queue/a\ntransaction:never\n\n\0", "unknown transaction"),
+    (b"SEND\ndestination:/temp-queue/\n\n\0", "empty name"),
+    (b"SEND\ndestination:/remote-temp-queue/gone\n\n\0", "temporary destination"),
+]
+
+
+@pytest.mark.parametrize("frame,why", BAD_FRAMES, ids=[w for _, w in BAD_FRAMES])
+def test_bad_frame(broker, frame, why):
+    watcher = connected(broker.port)
+    watcher.receipt("SUBSCRIBE", {"id": "w", "destination": "/queue/watch"}, "w")
+    c = connected(broker.port)
+    c.send_raw(frame)
+    c.expect_error(why)
+    # nothing else disturbed: the watcher still works
+    p = connected(broker.port)
+    p.send("SEND", {"destination": "/queue/watch"}, b"alive")
+    assert watcher.recv().body == b"alive"
+
+
+def test_error_carries_receipt_id(broker):
+    c = connected(broker.port)
+    c.send("SEND", {"destination": "/nowhere/x", "receipt": "r-77"}, b"x")
+    f = c.expect_error("invalid destination")
+    assert f["receipt-id"] == "r-77"
+    assert f["content-type"] == "text/plain"
+    assert int(f["content-length"]) == len(f.body)
+
+
+def test_duplicate_subscription_id(broker):
+    c = connected(broker.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/a"})
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/b"})
+    c.expect_error("duplicate subscription id")
+
+
+def test_duplicate_begin(broker):
+    c = connected(broker.port)
+    c.send("BEGIN", {"transaction": "t"})
+    c.send("BEGIN", {"transaction": "t"})
+    c.expect_error("already open")
+
+
+def test_command_line_too_long(small):
+    c = connected(small.port)
+    c.send_raw(b"X" * 100 + b"\n\n\0")
+    c.expect_error("command line too long")
+
+
+def test_header_line_too_long(small):
+    c = connected(small.port)
+    c.send_raw(b"SEND\ndestination:/queue/a\nh:" + b"v" * 400 + b"\n\n\0")
+    c.expect_error("header line too long")
+
+
+def test_too_many_headers(small):
+    c = connected(small.port)
+    hdrs = b"".join(b"h%d:v\n" % i for i in range(11))
+    c.send_raw(b"SEND\ndestination:/queue/a\n" + hdrs + b"\n\0")
+    c.expect_error("too many headers")
+
+
+def test_max_headers_exactly_is_fine(small):
+    c = connected(small.port)
+    hdrs = b"".join(b"h%d:v\n" % i for i in range(9))
+    c.send_raw(b"SEND\ndestination:/queue/a\nreceipt:ok\n" + hdrs[:-5] + b"\n\0")
+    assert c.recv().command == "RECEIPT"
+
+
+def test_frame_too_large_with_content_length(small):
+    c = connected(small.port)
+    c.send_raw(b"SEND\ndestination:/queue/a\ncontent-length:100000\n\n")
+    c.expect_error("frame too large")
+
+
+def test_frame_too_large_without_content_length(small):
+    c = connected(small.port)
+    c.send_raw(b"SEND\ndestination:/queue/a\n\n" + b"z" * 70000)
+    c.expect_error("frame too large")
+
+
+def test_error_on_one_connection_keeps_others_messages(broker):
+    """A consumer holding unacked messages on another connection keeps them."""
+    a = connected(broker.port)
+    a.receipt("SUBSCRIBE", {"id": "a", "destination": "/queue/keep", "ack": "client-individual"}, "s")
+    p = connected(broker.port)
+    for i in range(3):
+        p.send("SEND", {"destination": "/queue/keep"}, b"%d" % i)
+    msgs = a.recv_all(3)
+    bad = connected(broker.port)
+    bad.send_raw(b"GARBAGE\n\n\0")
+    bad.expect_error()
+    for m in msgs:
+        a.send("ACK", {"id": m["ack"]})
+    a.receipt("DISCONNECT", {}, "bye")

@@ -1,0 +1,161 @@
+"""Queues: each message to exactly one consumer, round robin, held until a
+consumer comes, ack modes, redelivery, priority."""
+import time
+
+from stompd_test import connected
+
+
+def send_n(port, dest, n, headers=None, prefix=b"m"):
+    p = connected(port)
+    for i in range(n):
+        h = {"destination": dest}
+        h.update(headers or {})
+        p.send("SEND", h, prefix + b"%d" % i)
+    p.receipt("DISCONNECT", {}, "sent")
+
+
+def test_held_until_a_consumer_comes(broker):
+    send_n(broker.port, "/queue/hold", 5)
+    c = connected(broker.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/hold"})
+    got = [c.recv() for _ in range(5)]
+    assert [m.body for m in got] == [b"m%d" % i for i in range(5)]
+    m = got[0]
+    assert m["destination"] == "/queue/hold" and m["subscription"] == "1"
+    assert m["message-id"].startswith("ID-")
+    assert m.get("ack") is None            # auto ack: no ack header
+    assert m["priority"] == "4" and m["expires"] == "0" and int(m["timestamp"]) > 0
+
+
+def test_round_robin_each_message_once(broker):
+    a, b = connected(broker.port), connected(broker.port)
+    a.receipt("SUBSCRIBE", {"id": "a", "destination": "/queue/rr"}, "ra")
+    b.receipt("SUBSCRIBE", {"id": "b", "destination": "/queue/rr"}, "rb")
+    send_n(broker.port, "/queue/rr", 100)
+    ga = []
+    gb = []
+    deadline = time.time() + 5
+    while len(ga) + len(gb) < 100 and time.time() < deadline:
+        for c, g in ((a, ga), (b, gb)):
+            try:
+                g.append(c.recv(timeout=0.05).body)
+            except TimeoutError:
+                pass
+    assert len(ga) == 50 and len(gb) == 50
+    assert sorted(ga + gb) == sorted(b"m%d" % i for i in range(100))
+    a.expect_nothing()
+    b.expect_nothing()
+
+
+def test_client_individual_unacked_redelivered_on_disconnect(broker):
+    send_n(broker.port, "/queue/redo", 4)
+    c = connected(broker.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/redo", "ack": "client-individual"})
+    msgs = c.recv_all(4)
+    assert all(m.get("redelivered") is None for m in msgs)
+    c.send("ACK", {"id": msgs[1]["ack"]})
+    c.send("ACK", {"id": msgs[3]["ack"], "receipt": "acked"})
+    assert c.recv()["receipt-id"] == "acked"
+    c.close()
+    d = connected(broker.port)
+    d.send("SUBSCRIBE", {"id": "1", "destination": "/queue/redo", "ack": "client-individual"})
+    again = d.recv_all(2)
+    assert [m.body for m in again] == [b"m0", b"m2"]
+    assert all(m["redelivered"] == "true" for m in again)
+    assert again[0]["message-id"] == msgs[0]["message-id"]
+    assert again[0]["redelivery-count"] == "1"
+    d.expect_nothing()
+
+
+def test_client_ack_is_cumulative(broker):
+    send_n(broker.port, "/queue/cum", 5)
+    c = connected(broker.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/cum", "ack": "client"})
+    msgs = c.recv_all(5)
+    c.receipt("ACK", {"id": msgs[2]["ack"]}, "r")
+    c.close()
+    d = connected(broker.port)
+    d.send("SUBSCRIBE", {"id": "1", "destination": "/queue/cum"})
+    assert [m.body for m in d.recv_all(2)] == [b"m3", b"m4"]
+    d.expect_nothing()
+
+
+def test_ack_1_1_by_message_id_and_subscription(broker):
+    send_n(broker.port, "/queue/ack11", 2)
+    c = connected(broker.port, "1.1")
+    c.send("SUBSCRIBE", {"id": "s", "destination": "/queue/ack11", "ack": "client-individual"})
+    m0, m1 = c.recv_all(2)
+    assert m0.get("ack") is None
+    c.receipt("ACK", {"message-id": m0["message-id"], "subscription": "s"}, "a")
+    c.receipt("ACK", {"message-id": m1["message-id"]}, "b")
+    c.close()
+    d = connected(broker.port)
+    d.send("SUBSCRIBE", {"id": "1", "destination": "/queue/ack11"})
+    d.expect_nothing()
+
+
+def test_ack_1_0_by_message_id(broker):
+    send_n(broker.port, "/queue/ack10", 1)
+    c = connected(broker.port, "1.0")
+    c.send("SUBSCRIBE", {"destination": "/queue/ack10", "ack": "client"})
+    m = c.recv()
+    assert m["subscription"] == "/queue/ack10"
+    c.receipt("ACK", {"message-id": m["message-id"]}, "a")
+
+
+def test_nack_redelivers_to_next_consumer(broker_factory):
+    b = broker_factory({"broker.max_redeliveries": "-1"})
+    a = connected(b.port)
+    a.receipt("SUBSCRIBE", {"id": "a", "destination": "/queue/nack", "ack": "client-individual",
+                            "activemq.prefetchSize": "1"}, "s")
+    send_n(b.port, "/queue/nack", 1)
+    m = a.recv()
+    a.send("NACK", {"id": m["ack"]})
+    again = a.recv()
+    assert again.body == m.body and again["redelivered"] == "true"
+    assert again["redelivery-count"] == "1"
+
+
+def test_unsubscribe_returns_unacked(broker):
+    send_n(broker.port, "/queue/unsub", 2)
+    c = connected(broker.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/unsub", "ack": "client"})
+    c.recv_all(2)
+    c.receipt("UNSUBSCRIBE", {"id": "1"}, "u")
+    c.send("SUBSCRIBE", {"id": "2", "destination": "/queue/unsub"})
+    again = c.recv_all(2)
+    assert [m.body for m in again] == [b"m0", b"m1"]
+    assert again[0]["redelivered"] == "true"
+
+
+def test_priority_order(broker):
+    p = connected(broker.port)
+    for i, prio in enumerate([1, 4, 9, 4, 0, 9, 7]):
+        p.send("SEND", {"destination": "/queue/prio", "priority": str(prio)}, b"%d-%d" % (prio, i))
+    p.receipt("DISCONNECT", {}, "x")
+    c = connected(broker.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/prio"})
+    got = [m.body for m in c.recv_all(7)]
+    assert got == [b"9-2", b"9-5", b"7-6", b"4-1", b"4-3", b"1-0", b"0-4"]
+
+
+def test_redelivered_message_keeps_its_place(broker):
+    send_n(broker.port, "/queue/place", 3)
+    c = connected(broker.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/place", "ack": "client-individual",
+                         "activemq.prefetchSize": "1"})
+    first = c.recv()
+    c.close()      # m0 goes back ahead of m1, m2
+    d = connected(broker.port)
+    d.send("SUBSCRIBE", {"id": "1", "destination": "/queue/place"})
+    assert [m.body for m in d.recv_all(3)] == [first.body, b"m1", b"m2"]
+
+
+def test_user_headers_pass_through(broker):
+    c = connected(broker.port)
+    c.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/hdr"}, "s")
+    c.send("SEND", {"destination": "/queue/hdr", "reply-to": "/queue/back", "correlation-id": "c-1",
+                    "type": "order", "content-type": "text/plain", "x-custom": "yes"}, b"b")
+    m = c.recv()
+    assert m["reply-to"] == "/queue/back" and m["correlation-id"] == "c-1"
+    assert m["type"] == "order" and m["content-type"] == "text/plain" and m["x-custom"] == "yes"

@@ -1,0 +1,90 @@
+"""Transactions: sends and acks take effect at COMMIT, ABORT drops them,
+a connection that closes aborts its open transactions."""
+from stompd_test import connected
+
+
+def test_sends_held_until_commit(broker):
+    rx = connected(broker.port)
+    rx.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/tx"}, "s")
+    p = connected(broker.port)
+    p.send("BEGIN", {"transaction": "t1"})
+    for i in range(3):
+        p.receipt("SEND", {"destination": "/queue/tx", "transaction": "t1"}, "r%d" % i, b"%d" % i)
+    rx.expect_nothing()
+    p.receipt("COMMIT", {"transaction": "t1"}, "c")
+    assert [m.body for m in rx.recv_all(3)] == [b"0", b"1", b"2"]
+
+
+def test_abort_drops_sends(broker):
+    rx = connected(broker.port)
+    rx.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/txa"}, "s")
+    p = connected(broker.port)
+    p.send("BEGIN", {"transaction": "t"})
+    p.send("SEND", {"destination": "/queue/txa", "transaction": "t"}, b"never")
+    p.receipt("ABORT", {"transaction": "t"}, "a")
+    p.send("SEND", {"destination": "/queue/txa"}, b"after")
+    assert rx.recv().body == b"after"
+    rx.expect_nothing()
+    # the transaction is gone
+    p.send("COMMIT", {"transaction": "t"})
+    p.expect_error("unknown transaction")
+
+
+def test_acks_take_effect_at_commit(broker):
+    p = connected(broker.port)
+    for i in range(2):
+        p.send("SEND", {"destination": "/queue/txack"}, b"%d" % i)
+    c = connected(broker.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/txack", "ack": "client-individual"})
+    m0, m1 = c.recv_all(2)
+    c.send("BEGIN", {"transaction": "a"})
+    c.send("ACK", {"id": m0["ack"], "transaction": "a"})
+    c.receipt("COMMIT", {"transaction": "a"}, "c")
+    c.send("BEGIN", {"transaction": "b"})
+    c.send("ACK", {"id": m1["ack"], "transaction": "b"})
+    c.receipt("ABORT", {"transaction": "b"}, "x")
+    c.close()
+    d = connected(broker.port)
+    d.send("SUBSCRIBE", {"id": "1", "destination": "/queue/txack"})
+    got = d.recv()
+    assert got.body == b"1" and got["redelivered"] == "true"
+    d.expect_nothing()
+
+
+def test_close_aborts_open_transaction(broker):
+    rx = connected(broker.port)
+    rx.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/txc"}, "s")
+    p = connected(broker.port)
+    p.send("BEGIN", {"transaction": "t"})
+    p.receipt("SEND", {"destination": "/queue/txc", "transaction": "t"}, "r", b"lost")
+    p.close()
+    rx.expect_nothing(0.5)
+
+
+def test_two_transactions_interleaved(broker):
+    rx = connected(broker.port)
+    rx.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/txi"}, "s")
+    p = connected(broker.port)
+    p.send("BEGIN", {"transaction": "x"})
+    p.send("BEGIN", {"transaction": "y"})
+    p.send("SEND", {"destination": "/queue/txi", "transaction": "x"}, b"x1")
+    p.send("SEND", {"destination": "/queue/txi", "transaction": "y"}, b"y1")
+    p.send("SEND", {"destination": "/queue/txi", "transaction": "x"}, b"x2")
+    p.receipt("COMMIT", {"transaction": "y"}, "cy")
+    assert rx.recv().body == b"y1"
+    p.receipt("COMMIT", {"transaction": "x"}, "cx")
+    assert [m.body for m in rx.recv_all(2)] == [b"x1", b"x2"]
+
+
+def test_transaction_limits(broker_factory):
+    b = broker_factory({"stomp.max_transactions": "2", "stomp.max_tx_frames": "3"})
+    p = connected(b.port)
+    p.send("BEGIN", {"transaction": "a"})
+    p.send("BEGIN", {"transaction": "b"})
+    p.send("BEGIN", {"transaction": "c"})
+    p.expect_error("too many transactions")
+    p = connected(b.port)
+    p.send("BEGIN", {"transaction": "a"})
+    for i in range(4):
+        p.send("SEND", {"destination": "/queue/lim", "transaction": "a"}, b"x")
+    p.expect_error("transaction too large")

@@ -1,0 +1,52 @@
+"""Heart-beats both ways, per the specification's negotiation."""
+import socket
+import time
+
+from stompd_test import Client
+
+
+def test_server_sends_heart_beats(broker_factory):
+    b = broker_factory({"stomp.heartbeat_min": "50ms"})
+    c = Client(b.port)
+    f = c.connect("1.2", {"heart-beat": "0,100"})
+    assert f["heart-beat"] == "100,0"
+    c.sock.settimeout(2)
+    start = time.time()
+    beats = 0
+    data = c.buf
+    while time.time() - start < 1.0:
+        chunk = c.sock.recv(100)
+        assert chunk.strip(b"\n") == b"", chunk
+        beats += chunk.count(b"\n")
+    assert 6 <= beats <= 14, beats   # about one every 100 ms
+
+
+def test_silent_client_is_dropped(broker_factory):
+    b = broker_factory({"stomp.heartbeat_min": "50ms"})
+    c = Client(b.port)
+    c.connect("1.2", {"heart-beat": "100,0"})
+    time.sleep(0.5)   # 150% of 100 ms has long passed
+    c.sock.settimeout(1)
+    assert c.sock.recv(100) == b""
+    assert b.wait_log("no heart-beat")
+
+
+def test_client_heart_beats_keep_it_alive(broker_factory):
+    b = broker_factory({"stomp.heartbeat_min": "50ms"})
+    c = Client(b.port)
+    c.connect("1.2", {"heart-beat": "100,0"})
+    for _ in range(10):
+        time.sleep(0.08)
+        c.send_raw(b"\n")
+    c.receipt("SEND", {"destination": "/queue/hb"}, "alive", b"x")
+
+
+def test_heart_beats_ignored_for_1_0(broker_factory):
+    b = broker_factory({"stomp.heartbeat_min": "50ms"})
+    c = Client(b.port)
+    c.send("CONNECT", {"heart-beat": "100,100"})
+    f = c.recv()
+    assert f.get("heart-beat") is None
+    time.sleep(0.4)
+    c.version = "1.0"
+    c.receipt("SEND", {"destination": "/queue/hb10"}, "alive", b"x")

@@ -1,0 +1,40 @@
+"""Many concurrent connections, and the connection limit."""
+import socket
+
+from stompd_test import Client, connected
+
+
+def test_thousand_concurrent_connections(broker):
+    rx = connected(broker.port)
+    rx.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/many"}, "s")
+    socks = []
+    for i in range(1000):
+        s = socket.create_connection(("127.0.0.1", broker.port))
+        s.sendall(b"CONNECT\naccept-version:1.2\nhost:x\n\n\0")
+        socks.append(s)
+    for i, s in enumerate(socks):
+        s.sendall(b"SEND\ndestination:/queue/many\n\n%d\0" % i)
+    got = set()
+    for _ in range(1000):
+        got.add(int(rx.recv(timeout=10).body))
+    assert got == set(range(1000))
+    for s in socks:
+        buf = b""
+        while b"\0" not in buf:
+            buf += s.recv(4096)
+        assert buf.startswith(b"CONNECTED\n")
+        s.close()
+
+
+def test_connection_limit(broker_factory):
+    b = broker_factory({"broker.max_connections": "5"})
+    held = [connected(b.port) for _ in range(5)]
+    extra = Client(b.port)
+    f = extra.recv()
+    assert f.command == "ERROR" and "too many connections" in f["message"]
+    extra.expect_closed()
+    held[0].close()
+    import time
+    time.sleep(0.2)
+    again = connected(b.port)
+    again.receipt("SEND", {"destination": "/queue/l"}, "ok", b"x")

@@ -1,0 +1,96 @@
+"""The command line, the configuration file and clean stops."""
+import os
+import signal
+import subprocess
+
+from stompd_test import STOMPD, SRCDIR, Broker, connected
+
+
+def run(*args):
+    return subprocess.run([STOMPD] + list(args), capture_output=True, text=True, timeout=20)
+
+
+def test_help_and_version():
+    r = run("--help")
+    assert r.returncode == 0 and "--set" in r.stdout and "--help-config" in r.stdout
+    r = run("--version")
+    assert r.returncode == 0 and r.stdout.startswith("stompd ")
+
+
+def test_help_config_lists_every_key_with_default():
+    r = run("--help-config")
+    assert r.returncode == 0
+    for key in ["stomp.listen", "stomp.max_frame_size", "broker.max_connections",
+                "stomp.connect_timeout", "log.level", "store.type"]:
+        assert key in r.stdout, key
+    assert "127.0.0.1:61613" in r.stdout
+
+
+def test_shipped_config_documents_every_key():
+    keys = [line.split()[0] for line in run("--help-config").stdout.splitlines()
+            if line.startswith("  ")]
+    text = open(os.path.join(SRCDIR, "conf", "stompd.conf")).read()
+    for k in keys:
+        section, name = k.split(".", 1)
+        assert "[%s]" % section in text, section
+        assert ("\n%s =" % name in text) or ("\n# %s =" % name in text), k
+    r = run("-c", os.path.join(SRCDIR, "conf", "stompd.conf"), "--check-config")
+    assert r.returncode == 0, r.stderr
+
+
+def test_bad_configuration_stops_the_start(tmp_path):
+    r = run("--set", "stomp.nope=1")
+    assert r.returncode == 1 and "unknown configuration key 'stomp.nope'" in r.stderr
+    r = run("--set", "stomp.max_headers=0")
+    assert r.returncode == 1 and "out of range" in r.stderr
+    r = run("--set", "stomp.max_frame_size=lots")
+    assert r.returncode == 1 and "size" in r.stderr
+    r = run("--set", "log.level=loud")
+    assert r.returncode == 1 and "debug|info|warn|error" in r.stderr
+    r = run("--set", "novalue")
+    assert r.returncode == 1 and "section.key=value" in r.stderr
+    bad = tmp_path / "bad.conf"
+    bad.write_text("[stomp]\nmax_headers = many\n")
+    r = run("-c", str(bad))
+    assert r.returncode == 1 and "bad.conf" in r.stderr and "max_headers" in r.stderr
+    bad.write_text("[stomp\nx\n")
+    r = run("-c", str(bad))
+    assert r.returncode == 1 and "syntax error" in r.stderr
+    r = run("-c", str(tmp_path / "missing.conf"))
+    assert r.returncode == 1 and "cannot open" in r.stderr
+
+
+def test_config_file_then_set_overrides(tmp_path):
+    b = Broker(config_text="[stomp]\nlisten = 127.0.0.1:1\nmax_headers = 5\n")
+    try:
+        b.start()
+        c = connected(b.port)
+        c.send_raw(b"SEND\ndestination:/queue/a\n" + b"".join(b"h%d:v\n" % i for i in range(6)) + b"\n\0")
+        c.expect_error("too many headers")
+    finally:
+        b.cleanup()
+
+
+def test_listen_failure_is_reported():
+    b = Broker()
+    b.start()
+    try:
+        r = run("--set", "stomp.listen=127.0.0.1:%d" % b.port)
+        assert r.returncode == 1 and "cannot listen" in r.stderr
+    finally:
+        b.cleanup()
+
+
+def test_sigterm_and_sigint_stop_cleanly(broker_factory):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        b = broker_factory()
+        c = connected(b.port)
+        c.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/s", "ack": "client"}, "s")
+        c.send("SEND", {"destination": "/queue/s"}, b"x")
+        c.recv()
+        b.proc.send_signal(sig)
+        assert b.proc.wait(timeout=10) == 0
+        assert "stopped" in b.log()
+        b.proc = None
+        b.logf.close()
+        c.expect_closed()

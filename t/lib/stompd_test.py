@@ -1,0 +1,400 @@
+"""Helpers shared by the integration and cluster tests.
+
+Starts real stompd processes on free loopback ports with generated
+configuration, talks raw STOMP over real sockets, and stops every process
+it started, by PID. Set STOMPD_VALGRIND=1 to run brokers under valgrind
+(the stop then fails on any leak or memory error).
+"""
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+STOMPD = os.environ.get("STOMPD") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "src", "stompd")
+SRCDIR = os.environ.get("STOMPD_SRCDIR") or os.path.abspath(
+    os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILDDIR = os.environ.get("STOMPD_BUILDDIR") or SRCDIR
+VALGRIND = os.environ.get("STOMPD_VALGRIND") == "1"
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10.0, host="127.0.0.1"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.02)
+    return False
+
+
+def port_open(port, host="127.0.0.1"):
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class Broker:
+    """One stompd process with its own directory, port and log."""
+
+    def __init__(self, settings=None, workdir=None, name="stompd", config_text=None):
+        self.owns_dir = workdir is None
+        self.dir = workdir or tempfile.mkdtemp(prefix="stompd-test-")
+        self.name = name
+        self.port = free_port()
+        self.settings = {
+            "stomp.listen": "127.0.0.1:%d" % self.port,
+            "broker.data_dir": os.path.join(self.dir, "data"),
+            "log.level": "debug",
+        }
+        if settings:
+            self.settings.update(settings)
+        m = re.search(r":(\d+)$", self.settings["stomp.listen"])
+        self.port = int(m.group(1))
+        self.config_text = config_text
+        self.proc = None
+        self.log_path = os.path.join(self.dir, name + ".log")
+        self.vg_log = os.path.join(self.dir, name + ".valgrind")
+
+    def command(self):
+        cmd = [STOMPD]
+        if self.config_text is not None:
+            path = os.path.join(self.dir, self.name + ".conf")
+            with open(path, "w") as f:
+                f.write(self.config_text)
+            cmd += ["-c", path]
+        for k, v in self.settings.items():
+            cmd += ["--set", "%s=%s" % (k, v)]
+        if VALGRIND:
+            cmd = ["valgrind", "--quiet", "--leak-check=full", "--show-leak-kinds=definite,indirect",
+                   "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=99",
+                   "--log-file=" + self.vg_log] + cmd
+        return cmd
+
+    def start(self, wait=True, timeout=None):
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.command(), stdout=self.logf, stderr=subprocess.STDOUT,
+                                     cwd=self.dir)
+        if wait:
+            t = timeout or (60 if VALGRIND else 10)
+            if not wait_port(self.port, t):
+                self.kill()
+                raise RuntimeError("stompd did not start listening on %d:\n%s" % (self.port, self.log()))
+        return self
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def wait_log(self, pattern, timeout=10.0):
+        deadline = time.time() + timeout
+        rx = re.compile(pattern)
+        while time.time() < deadline:
+            if rx.search(self.log()):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def stop(self, timeout=30):
+        """SIGTERM and wait; returns the exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout * (4 if VALGRIND else 1))
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("stompd did not stop on SIGTERM:\n" + self.log()[-3000:])
+        rc = self.proc.returncode
+        self.proc = None
+        self.logf.close()
+        if VALGRIND and rc == 99:
+            with open(self.vg_log) as f:
+                raise AssertionError("valgrind found errors:\n" + f.read())
+        return rc
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            if sig in (signal.SIGKILL, signal.SIGTERM):
+                self.proc.wait()
+        if sig in (signal.SIGKILL,) and self.proc is not None:
+            self.proc = None
+            self.logf.close()
+
+    def cleanup(self):
+        if self.proc is not None:
+            self.kill()
+        if self.owns_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def broker_factory(request):
+    made = []
+
+    def make(settings=None, start=True, **kw):
+        b = Broker(settings, **kw)
+        made.append(b)
+        if start:
+            b.start()
+        return b
+
+    yield make
+    # Every broker still running must stop cleanly on SIGTERM: exit 0, and
+    # under ASan or valgrind that also means no leak and no memory error.
+    problems = []
+    for b in made:
+        failed = request.node.rep_call.failed if hasattr(request.node, "rep_call") else False
+        if failed:
+            print("---- %s log ----\n%s" % (b.name, b.log()[-5000:]))
+        try:
+            if b.running():
+                rc = b.stop()
+                if rc != 0:
+                    problems.append("%s exited %s on SIGTERM:\n%s" % (b.name, rc, b.log()[-4000:]))
+        except AssertionError as e:
+            problems.append(str(e))
+        finally:
+            b.cleanup()
+    if problems:
+        raise AssertionError("\n".join(problems))
+
+
+@pytest.fixture
+def broker(broker_factory):
+    return broker_factory()
+
+
+# --------------------------------------------------------------- raw STOMP
+
+class Frame:
+    def __init__(self, command, headers, body):
+        self.command = command
+        self.headers = headers          # list of (name, value), decoded
+        self.body = body
+
+    def get(self, name, default=None):
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return default
+
+    def __getitem__(self, name):
+        v = self.get(name)
+        if v is None:
+            raise KeyError(name)
+        return v
+
+    def __repr__(self):
+        return "Frame(%s, %r, %r)" % (self.command, self.headers, self.body[:80])
+
+
+def escape(s, version="1.2"):
+    if version == "1.0":
+        return s
+    s = s.replace("\\", "\\\\").replace(":", "\\c").replace("\n", "\\n")
+    if version == "1.2":
+        s = s.replace("\r", "\\r")
+    return s
+
+
+def unescape(s, version):
+    if version == "1.0":
+        return s
+    out, i = [], 0
+    while i < len(s):
+        c = s[i]
+        if c == "\\":
+            n = s[i + 1]
+            out.append({"\\": "\\", "c": ":", "n": "\n", "r": "\r"}[n])
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def encode_frame(command, headers=None, body=b"", version="1.2", content_length=None):
+    if isinstance(body, str):
+        body = body.encode()
+    esc = command not in ("CONNECT", "STOMP", "CONNECTED")
+    lines = [command]
+    for k, v in (headers or {}).items() if isinstance(headers, dict) else (headers or []):
+        lines.append("%s:%s" % (escape(k, version) if esc else k, escape(str(v), version) if esc else v))
+    if content_length:
+        lines.append("content-length:%d" % len(body))
+    return ("\n".join(lines) + "\n\n").encode() + body + b"\0"
+
+
+class Client:
+    """A raw STOMP client over a real socket, frame-exact."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=5.0, rcvbuf=None):
+        if rcvbuf:
+            # before connect, or the window is already open wide
+            self.sock = socket.socket()
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(timeout)
+            self.sock.connect((host, port))
+        else:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.buf = b""
+        self.version = "1.0"
+        self.timeout = timeout
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def send(self, command, headers=None, body=b"", content_length=None):
+        self.sock.sendall(encode_frame(command, headers, body, self.version, content_length))
+
+    def connect(self, version="1.2", headers=None, expect="CONNECTED"):
+        h = {"accept-version": version, "host": "localhost"} if version else {}
+        h.update(headers or {})
+        self.send("CONNECT", h)
+        f = self.recv()
+        assert f.command == expect, f
+        if f.command == "CONNECTED":
+            self.version = f.get("version", "1.0")
+        return f
+
+    def _fill(self, deadline):
+        while True:
+            remaining = deadline - time.time()
+            if remaining <= 0:
+                raise TimeoutError("no frame within timeout; have %r" % self.buf[:200])
+            self.sock.settimeout(remaining)
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("connection closed by broker; have %r" % self.buf[:200])
+            self.buf += data
+            return
+
+    def recv(self, timeout=None, heartbeats=False):
+        """Next frame (skipping heart-beat EOLs)."""
+        deadline = time.time() + (timeout if timeout is not None else self.timeout)
+        while True:
+            while self.buf[:1] in (b"\n", b"\r"):
+                if self.buf[:2] == b"\r\n":
+                    self.buf = self.buf[2:]
+                elif self.buf[:1] == b"\n":
+                    self.buf = self.buf[1:]
+                else:
+                    break
+            end = self.buf.find(b"\n\n")
+            if end >= 0:
+                head = self.buf[:end].decode()
+                lines = head.split("\n")
+                command = lines[0].rstrip("\r")
+                raw = []
+                for line in lines[1:]:
+                    line = line.rstrip("\r")
+                    k, _, v = line.partition(":")
+                    raw.append((k, v))
+                esc_ver = self.version if command not in ("CONNECTED", "CONNECT") else "1.0"
+                headers = [(unescape(k, esc_ver), unescape(v, esc_ver)) for k, v in raw]
+                cl = None
+                for k, v in headers:
+                    if k == "content-length":
+                        cl = int(v)
+                        break
+                start = end + 2
+                if cl is not None:
+                    if len(self.buf) >= start + cl + 1:
+                        body = self.buf[start:start + cl]
+                        assert self.buf[start + cl:start + cl + 1] == b"\0", "no NUL after body"
+                        self.buf = self.buf[start + cl + 1:]
+                        return Frame(command, headers, body)
+                else:
+                    nul = self.buf.find(b"\0", start)
+                    if nul >= 0:
+                        body = self.buf[start:nul]
+                        self.buf = self.buf[nul + 1:]
+                        return Frame(command, headers, body)
+            self._fill(deadline)
+
+    def recv_all(self, n, timeout=None):
+        return [self.recv(timeout) for _ in range(n)]
+
+    def expect_nothing(self, wait=0.3):
+        """No frame arrives within `wait` seconds."""
+        try:
+            f = self.recv(timeout=wait)
+        except TimeoutError:
+            return
+        raise AssertionError("unexpected frame %r" % f)
+
+    def expect_error(self, message_part=None, timeout=None):
+        f = self.recv(timeout)
+        assert f.command == "ERROR", f
+        if message_part:
+            assert message_part in f.get("message", "") + f.body.decode("utf-8", "replace"), f
+        self.expect_closed()
+        return f
+
+    def expect_closed(self, timeout=5.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            self.sock.settimeout(deadline - time.time())
+            try:
+                data = self.sock.recv(65536)
+            except (ConnectionResetError, BrokenPipeError):
+                return
+            except socket.timeout:
+                break
+            if not data:
+                return
+            self.buf += data
+        raise AssertionError("connection still open; buffered %r" % self.buf[:200])
+
+    def receipt(self, command, headers, rid, body=b""):
+        h = dict(headers) if isinstance(headers, dict) else dict(headers)
+        h["receipt"] = rid
+        self.send(command, h, body)
+        f = self.recv()
+        assert f.command == "RECEIPT" and f["receipt-id"] == rid, f
+        return f
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def connected(port, version="1.2", headers=None):
+    c = Client(port)
+    c.connect(version, headers)
+    return c
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
