@@ -148,6 +148,7 @@ void commit_advance(uint64_t lsn)
     if (lsn <= committed)
         return;
     committed = lsn;
+    conn_hold_release(lsn);
     struct op *op;
     while ((op = TAILQ_FIRST(&commit_q)) && op->lsn <= lsn)
         finish_commit(op);

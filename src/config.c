@@ -52,6 +52,8 @@ static const struct cfg_key keys[] = {
      "the shared dead-letter queue"},
     {"broker.per_destination_dlq", CFG_BOOL, "false", 0, 0, NULL, OFF(per_destination_dlq),
      "dead-letter into /queue/ActiveMQ.DLQ.Queue.NAME (or .Topic.NAME) instead of broker.dlq"},
+    {"broker.dup_window", CFG_INT, "20000", 0, 10000000, NULL, OFF(dup_window),
+     "ids of recent SENDs (header _AMQ_DUPL_ID) remembered to drop resent duplicates; 0 = off"},
     {"broker.expiry_check_interval", CFG_DURATION, "30s", 10, 86400000, NULL, OFF(expiry_check_interval),
      "how often queues are swept for expired messages (they are also checked at dispatch)"},
     {"broker.prefetch_queue", CFG_INT, "1000", 1, 1000000, NULL, OFF(prefetch_queue),
@@ -90,8 +92,12 @@ static const struct cfg_key keys[] = {
     {"stomp.max_tx_frames", CFG_INT, "100000", 1, 100000000, NULL, OFF(max_tx_frames),
      "frames held in one transaction"},
     /* [store] */
-    {"store.type", CFG_CHOICE, "memory", 0, 0, "memory", OFF(store_type),
-     "memory: persistent messages are kept in memory only"},
+    {"store.type", CFG_CHOICE, "leveldb", 0, 0, "leveldb|memory", OFF(store_type),
+     "leveldb: persistent messages in a LevelDB journal under broker.data_dir; memory: nothing on disk"},
+    {"store.sync", CFG_CHOICE, "local_disk", 0, 0, "local_disk|local_mem", OFF(store_sync),
+     "local_disk: fsync each group commit before a receipt; local_mem: write without fsync"},
+    {"store.retention", CFG_INT, "100000", 1, INT64_MAX, NULL, OFF(store_retention),
+     "journal entries kept for replicas to catch up from; older ones are pruned"},
     /* [log] */
     {"log.level", CFG_CHOICE, "info", 0, 0, "debug|info|warn|error", OFF(log_level),
      "lowest level written to the log"},

@@ -28,6 +28,10 @@
 static char scratch[READ_CHUNK];
 /* Connections whose reading resumed with frames already buffered. */
 static struct conn_list resumed = TAILQ_HEAD_INITIALIZER(resumed);
+/* Connections whose output waits for the journal, and those about to. */
+static struct conn_list held = TAILQ_HEAD_INITIALIZER(held);
+static struct conn **hold_new;
+static size_t nhold_new, cap_hold_new;
 
 static void read_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void write_cb(struct ev_loop *loop, ev_io *w, int revents);
@@ -208,8 +212,65 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
+void conn_hold_output(struct conn *c)
+{
+    if (c->hold_pending)
+        return;
+    c->hold_pending = true;
+    if (nhold_new == cap_hold_new) {
+        cap_hold_new = cap_hold_new ? cap_hold_new * 2 : 64;
+        hold_new = realloc(hold_new, cap_hold_new * sizeof *hold_new);
+        if (!hold_new)
+            abort();
+    }
+    hold_new[nhold_new++] = c;
+}
+
+void conn_hold_assign(uint64_t lsn)
+{
+    for (size_t i = 0; i < nhold_new; i++) {
+        struct conn *c = hold_new[i];
+        if (!c)
+            continue;
+        c->hold_pending = false;
+        c->hold_lsn = lsn;
+        if (!c->in_held && c->state != CONN_DEAD) {
+            c->in_held = true;
+            TAILQ_INSERT_TAIL(&held, c, held_link);
+        }
+    }
+    nhold_new = 0;
+}
+
+void conn_hold_release(uint64_t lsn)
+{
+    struct conn *c, *next;
+    for (c = TAILQ_FIRST(&held); c; c = next) {
+        next = TAILQ_NEXT(c, held_link);
+        if (c->hold_lsn <= lsn) {
+            TAILQ_REMOVE(&held, c, held_link);
+            c->in_held = false;
+            conn_want_flush(c);
+        }
+    }
+}
+
+static void hold_forget(struct conn *c)
+{
+    for (size_t i = 0; i < nhold_new; i++)
+        if (hold_new[i] == c)
+            hold_new[i] = NULL;
+    c->hold_pending = false;
+    if (c->in_held) {
+        TAILQ_REMOVE(&held, c, held_link);
+        c->in_held = false;
+    }
+}
+
 int conn_flush(struct conn *c)
 {
+    if (c->hold_lsn > commit_lsn() && c->state == CONN_OPEN)
+        return 0; /* released by conn_hold_release */
     bool was_full = conn_output_full(c);
     while (buf_used(&c->out) > 0) {
         ssize_t n = write(c->fd, buf_head(&c->out), buf_used(&c->out));
@@ -417,6 +478,7 @@ void conn_close(struct conn *c, const char *why)
         TAILQ_REMOVE(&resumed, c, resume_link);
         c->in_resume = false;
     }
+    hold_forget(c);
     TAILQ_REMOVE(&srv.conns, c, link);
     srv.nconns--;
     TAILQ_INSERT_TAIL(&srv.dead, c, link);

@@ -12,7 +12,7 @@
 #include "stompd/log.h"
 #include "stompd/msg.h"
 #include "stompd/server.h"
-#include "stompd/store.h"
+#include "stompd/persist.h"
 
 #define DLQ_INDIVIDUAL_PREFIX "/queue/ActiveMQ.DLQ."
 
@@ -43,7 +43,7 @@ void dlq_move(struct qentry *e, const char *reason)
     struct dest *dlq = dest_get(name, NULL, &err);
     if (!dlq) {
         log_err("cannot dead-letter %s from %s: %s", m->id, from->name, err);
-        store_dequeue(e);
+        persist_dequeue(e);
         queue_entry_done(e);
         return;
     }
@@ -63,7 +63,7 @@ void dlq_move(struct qentry *e, const char *reason)
     from->st.dead_lettered++;
     srv.st.dead_lettered++;
     log_debug("message %s from %s dead-lettered to %s: %s", m->id, from->name, dlq->name, reason);
-    store_dlq_move(e, copy);
+    persist_dlq_move(e, copy);
     queue_entry_done(e);
     dest_deliver(dlq, copy);
     msg_unref(copy);

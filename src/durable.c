@@ -10,7 +10,7 @@
 #include "stompd/durable.h"
 #include "stompd/log.h"
 #include "stompd/selector.h"
-#include "stompd/store.h"
+#include "stompd/persist.h"
 #include "stompd/sub.h"
 
 static struct durable *registry;
@@ -83,7 +83,7 @@ struct durable *durable_get(struct dest *topic, const char *client_id, const cha
         durable_destroy(d);
     }
     d = create(topic, client_id, name, selector, sel);
-    store_durable_created(d);
+    persist_durable_created(d);
     log_info("durable subscription %s/%s on %s created", client_id, name, topic->name);
     return d;
 }
@@ -107,7 +107,7 @@ static void destroy(struct durable *d, bool journal)
     if (d->active)
         sub_destroy(d->active);
     if (journal)
-        store_durable_deleted(d);
+        persist_durable_deleted(d);
     queue_destroy(&d->q);
     HASH_DEL(registry, d);
     TAILQ_REMOVE(&d->dest->durables, d, topic_link);

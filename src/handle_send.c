@@ -13,11 +13,12 @@
 #include "stompd/config.h"
 #include "stompd/conn.h"
 #include "stompd/dest.h"
+#include "stompd/dup.h"
 #include "stompd/log.h"
 #include "stompd/msg.h"
 #include "stompd/proto.h"
 #include "stompd/server.h"
-#include "stompd/store.h"
+#include "stompd/persist.h"
 #include "stompd/txn.h"
 
 static int parse_i64(const char *s, int64_t *out)
@@ -110,7 +111,30 @@ int send_message(struct conn *c, struct frame *f, struct op *batch)
                           "expires must be a time in ms since the epoch (0 = never), got '%.32s'.", p);
 
     /* Temporary destinations die with their connection: never journaled. */
-    bool journal = persistent && !dest_is_temp(d) && store_persistent();
+    bool journal = persistent && !dest_is_temp(d) && persist_enabled();
+    if (journal && persist_failed())
+        return proto_fail("store unavailable", "The broker's store has failed; persistent messages are refused.");
+
+    /* A resend of something already accepted: drop it, but answer its
+     * receipt only once the original is durable. */
+    const char *dupid = frame_get(f, DUP_HEADER);
+    uint64_t dup_lsn = 0;
+    if (dupid && dup_seen(dupid, &dup_lsn)) {
+        srv.st.duplicates++;
+        clog_debug(c, "duplicate SEND %s dropped", dupid);
+        const char *r = frame_get(f, "receipt");
+        if (!batch && r && dup_lsn > commit_lsn()) {
+            struct op *op = op_new(OP_COMMIT, c, r);
+            op->lsn = dup_lsn;
+            op_submit(op);
+            return PROTO_RECEIPT_TAKEN;
+        }
+        return 0;
+    }
+    char *dupcopy = NULL; /* the frame is about to be taken over by the message */
+    if (dupid && !(dupcopy = strdup(dupid)))
+        abort();
+    dupid = dupcopy;
     /* The receipt id lives in the frame, which the message takes over. */
     char *receipt = NULL;
     const char *r = frame_get(f, "receipt");
@@ -124,12 +148,14 @@ int send_message(struct conn *c, struct frame *f, struct op *batch)
     srv.st.messages_in++;
 
     int rc = 0;
-    if (journal && store_enqueue(d, m)) {
+    if (journal && persist_enqueue(d, m, dupid)) {
+        if (dupid)
+            dup_remember(dupid, batch ? persist_last_lsn() + 1 : persist_last_lsn(), true);
         if (batch) {
             op_add_msg(batch, m);
         } else {
             struct op *op = op_new(OP_COMMIT, c, receipt);
-            op->lsn = store_last_lsn();
+            op->lsn = persist_last_lsn();
             op_add_msg(op, m);
             if (dest_is_full(d))
                 dest_block(d, op);
@@ -137,6 +163,8 @@ int send_message(struct conn *c, struct frame *f, struct op *batch)
             rc = PROTO_RECEIPT_TAKEN;
         }
     } else {
+        if (dupid)
+            dup_remember(dupid, 0, false);
         dest_deliver(d, m);
         if (!batch && dest_is_full(d)) {
             struct op *op = op_new(OP_ROOM, c, receipt);
@@ -147,6 +175,7 @@ int send_message(struct conn *c, struct frame *f, struct op *batch)
     }
     msg_unref(m);
     free(receipt);
+    free(dupcopy);
     return rc;
 }
 

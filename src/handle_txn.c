@@ -10,7 +10,7 @@
 #include "stompd/conn.h"
 #include "stompd/log.h"
 #include "stompd/proto.h"
-#include "stompd/store.h"
+#include "stompd/persist.h"
 #include "stompd/txn.h"
 
 static const char *tx_header(struct frame *f)
@@ -38,7 +38,7 @@ int handle_commit(struct conn *c, struct frame *f)
     if (!t)
         return proto_fail("unknown transaction", "Transaction '%.128s' was not begun (or already ended).", tx);
     struct op *op = op_new(OP_COMMIT, c, frame_get(f, "receipt"));
-    store_batch_begin();
+    persist_batch_begin();
     for (uint32_t i = 0; i < t->nframes; i++) {
         struct frame *h = &t->frames[i];
         int rc = 0;
@@ -56,7 +56,7 @@ int handle_commit(struct conn *c, struct frame *f)
         if (rc < 0)
             clog_warn(c, "transaction %s: a held %s could not be applied at COMMIT", tx, h->command);
     }
-    op->lsn = store_batch_end();
+    op->lsn = persist_batch_end();
     txn_end(c, t);
     if (op->lsn == 0) {
         /* Nothing to wait for: messages go now. */

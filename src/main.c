@@ -11,7 +11,7 @@
 #include "stompd/config.h"
 #include "stompd/log.h"
 #include "stompd/server.h"
-#include "stompd/store.h"
+#include "stompd/persist.h"
 
 static void usage(FILE *out)
 {
@@ -125,14 +125,15 @@ static int run(void)
     }
     if (server_init(loop) != 0)
         return 1;
-    if (store_open(err, sizeof err) != 0) {
+    log_info("%s %s starting: broker %s", PACKAGE_NAME, PACKAGE_VERSION, config.broker_name);
+    if (persist_open(err, sizeof err) != 0) {
         log_err("cannot open the store: %s", err);
         server_shutdown();
+        persist_close();
         ev_loop_destroy(loop);
         return 1;
     }
-    log_info("%s %s starting: broker %s, store %s", PACKAGE_NAME, PACKAGE_VERSION, config.broker_name,
-             store_describe());
+    log_info("store: %s", persist_describe());
     srv.role = ROLE_STANDALONE;
     int rc = 0;
     if (server_listen_clients() != 0)
@@ -141,8 +142,8 @@ static int run(void)
         server_run();
     log_info("stopping");
     server_shutdown();
-    store_close();
+    persist_close();
     ev_loop_destroy(loop);
     log_info("stopped");
-    return rc;
+    return rc ? rc : srv.exit_code;
 }

@@ -13,6 +13,7 @@
 #include "stompd/commit.h"
 #include "stompd/conn.h"
 #include "stompd/log.h"
+#include "stompd/persist.h"
 #include "stompd/proto.h"
 #include "stompd/server.h"
 
@@ -99,14 +100,28 @@ static void proto_dispatch(struct conn *c, struct frame *f, const char *receipt)
     }
     fail_message[0] = '\0';
     fail_detail[0] = '\0';
+    uint64_t gen = persist_generation();
     int rc = cmd->fn(c, f);
     if (rc < 0) {
         conn_error(c, fail_message[0] ? fail_message : "request failed", receipt,
                    fail_detail[0] ? fail_detail : NULL);
         return;
     }
-    if (rc == 0 && f->cmd != CMD_CONNECT && f->cmd != CMD_STOMP)
-        proto_receipt(c, receipt);
+    if (rc != 0 || !receipt || f->cmd == CMD_CONNECT || f->cmd == CMD_STOMP)
+        return;
+    /* A receipt says the frame's effect is durable: when the frame
+     * journaled something (an ACK of a persistent message, a durable
+     * subscription), the receipt waits for that entry. */
+    if (persist_generation() != gen) {
+        uint64_t lsn = persist_flush();
+        if (lsn > commit_lsn()) {
+            struct op *op = op_new(OP_COMMIT, c, receipt);
+            op->lsn = lsn;
+            op_submit(op);
+            return;
+        }
+    }
+    proto_receipt(c, receipt);
 }
 
 /* --------------------------------------------------------------- client-ids */

@@ -15,7 +15,7 @@
 #include "stompd/log.h"
 #include "stompd/queue.h"
 #include "stompd/server.h"
-#include "stompd/store.h"
+#include "stompd/persist.h"
 #include "stompd/sub.h"
 
 struct group {
@@ -233,7 +233,7 @@ static void expire(struct qentry *e)
         dlq_move(e, "expired");
         return;
     }
-    store_dequeue(e);
+    persist_dequeue(e);
     queue_entry_done(e);
 }
 
@@ -258,6 +258,13 @@ void queue_push(struct queue *q, struct msg *m)
     q->npending++;
     if (q->nconsumers > 0)
         queue_mark_dirty(q);
+}
+
+void queue_push_recovered(struct queue *q, struct msg *m, uint32_t redeliveries)
+{
+    struct qentry *e = entry_new(q, m);
+    e->redeliveries = redeliveries;
+    pending_insert_sorted(q, e);
 }
 
 void queue_return(struct qentry *e, bool count_redelivery)

@@ -25,7 +25,7 @@
 #include "stompd/durable.h"
 #include "stompd/log.h"
 #include "stompd/server.h"
-#include "stompd/store.h"
+#include "stompd/persist.h"
 #include "stompd/sub.h"
 
 struct server srv;
@@ -196,6 +196,8 @@ static void before_sleep(struct ev_loop *loop, ev_prepare *w, int revents)
     for (int round = 0; round < 4; round++) {
         bool work = conn_run_resumed();
         work |= queue_dispatch_dirty();
+        /* acks and delivery marks of this iteration: one journal entry */
+        persist_flush();
         flush_all();
         if (!work && TAILQ_EMPTY(&srv.dirty))
             break;
@@ -265,6 +267,7 @@ int server_init(struct ev_loop *loop)
     snprintf(srv.msg_id_prefix, sizeof srv.msg_id_prefix, "ID-%.60s-%lld-", config.broker_name,
              (long long)srv.started_ms);
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN); /* a file size limit is a write error, reported */
     raise_fd_limit();
     ev_prepare_init(&srv.before_sleep, before_sleep);
     ev_prepare_start(loop, &srv.before_sleep);

@@ -1,30 +1,543 @@
-/* The store. store.type = memory keeps nothing on disk: persistent
- * messages behave like non-persistent ones and nothing waits. */
+/* LevelDB: the only file that includes leveldb/c.h. Opening and checking
+ * the store, reads for recovery, and the writer thread that applies
+ * journal entries in groups (one WriteBatch, one write, one fsync for
+ * everything pending) and prunes the journal past its retention. */
 #include "config.h"
 
+#include <errno.h>
+#include <leveldb/c.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-#include "stompd/config.h"
+#include "stompd/journal.h"
 #include "stompd/log.h"
 #include "stompd/store.h"
 
-int store_open(char *err, size_t errlen)
+#define FORMAT_KEY KEY_META "format"
+#define FORMAT_VALUE "stompd-1"
+#define MAX_PRUNE_PER_BATCH 4096
+
+struct pending {
+    uint64_t lsn;
+    char *data;
+    size_t len;
+    struct pending *next;
+};
+
+static struct {
+    leveldb_t *db;
+    leveldb_options_t *opt;
+    leveldb_cache_t *cache;
+    leveldb_filterpolicy_t *filter;
+    leveldb_readoptions_t *ropt;
+    leveldb_writeoptions_t *wsync, *wnosync;
+    struct store_info info;
+    char dir[4096];
+    /* writer thread */
+    pthread_t th;
+    bool running;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct pending *head, *tail;
+    bool stop;
+    bool sync;
+    uint64_t done_lsn;      /* written, reported to the loop */
+    uint64_t fail_lsn;      /* first lsn that failed, 0 = none */
+    char fail_msg[512];
+    uint64_t retention;
+    uint64_t prune_floor;
+    uint64_t first_lsn;     /* writer-owned copy */
+    uint64_t last_lsn;
+    /* loop side */
+    struct ev_loop *loop;
+    ev_async async;
+    store_done_fn done;
+    store_fail_fn fail;
+    uint64_t reported_done;
+    bool reported_fail;
+} S = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static int set_err(char *err, size_t errlen, const char *what, char *lerr)
 {
-    log_warn("store.type = memory: persistent messages are lost when the broker stops");
+    snprintf(err, errlen, "%s: %s", what, lerr ? lerr : "unknown error");
+    if (lerr)
+        leveldb_free(lerr);
+    return -EIO;
+}
+
+static int mkdir_p(const char *path)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
+                return -errno;
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
+        return -errno;
     return 0;
 }
 
-void store_close(void) {}
-bool store_persistent(void) { return false; }
-const char *store_describe(void) { return "memory"; }
-void store_batch_begin(void) {}
-uint64_t store_batch_end(void) { return 0; }
-uint64_t store_last_lsn(void) { return 0; }
-bool store_enqueue(struct dest *d, struct msg *m) { return false; }
-void store_dequeue(struct qentry *e) {}
-void store_delivered(struct qentry *e) {}
-void store_durable_created(struct durable *d) {}
-void store_durable_deleted(struct durable *d) {}
-void store_dlq_move(struct qentry *e, struct msg *copy) {}
-void store_purge(struct dest *d) {}
-void store_dest_deleted(struct dest *d) {}
+int store_get(const char *k, size_t kl, char **v, size_t *vl)
+{
+    char *lerr = NULL;
+    char *val = leveldb_get(S.db, S.ropt, k, kl, vl, &lerr);
+    if (lerr) {
+        log_err("store read failed: %s", lerr);
+        leveldb_free(lerr);
+        return -EIO;
+    }
+    if (!val)
+        return -ENOENT;
+    *v = malloc(*vl + 1);
+    if (!*v)
+        abort();
+    memcpy(*v, val, *vl);
+    (*v)[*vl] = '\0';
+    leveldb_free(val);
+    return 0;
+}
+
+int store_scan(const char *prefix, size_t plen, store_scan_fn fn, void *ctx)
+{
+    leveldb_iterator_t *it = leveldb_create_iterator(S.db, S.ropt);
+    int rc = 0;
+    for (leveldb_iter_seek(it, prefix, plen); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = leveldb_iter_key(it, &kl);
+        if (kl < plen || memcmp(k, prefix, plen) != 0)
+            break;
+        const char *v = leveldb_iter_value(it, &vl);
+        if ((rc = fn(ctx, k, kl, v, vl)) != 0)
+            break;
+    }
+    char *lerr = NULL;
+    leveldb_iter_get_error(it, &lerr);
+    if (lerr) {
+        log_err("store scan failed: %s", lerr);
+        leveldb_free(lerr);
+        rc = -EIO;
+    }
+    leveldb_iter_destroy(it);
+    return rc;
+}
+
+static uint64_t meta_u64(const char *key)
+{
+    char *v;
+    size_t vl;
+    uint64_t n = 0;
+    if (store_get(key, strlen(key), &v, &vl) == 0) {
+        if (vl == 8)
+            n = jkey_get_be64(v);
+        free(v);
+    }
+    return n;
+}
+
+static int first_l(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
+{
+    if (kl == 9)
+        *(uint64_t *)ctx = jkey_get_be64(k + 1);
+    return 1;
+}
+
+static int any_key(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
+{
+    *(bool *)ctx = true;
+    return 1;
+}
+
+int store_open(const char *dir, char *err, size_t errlen)
+{
+    memset(&S.info, 0, sizeof S.info);
+    S.fail_lsn = 0;
+    S.fail_msg[0] = '\0';
+    S.reported_fail = false;
+    S.prune_floor = 0;
+    int rc = mkdir_p(dir);
+    if (rc) {
+        snprintf(err, errlen, "cannot create %s: %s", dir, strerror(-rc));
+        return rc;
+    }
+    snprintf(S.dir, sizeof S.dir, "%s", dir);
+    S.opt = leveldb_options_create();
+    leveldb_options_set_create_if_missing(S.opt, 1);
+    leveldb_options_set_paranoid_checks(S.opt, 1);
+    leveldb_options_set_write_buffer_size(S.opt, 16 << 20);
+    S.cache = leveldb_cache_create_lru(32 << 20);
+    leveldb_options_set_cache(S.opt, S.cache);
+    S.filter = leveldb_filterpolicy_create_bloom(10);
+    leveldb_options_set_filter_policy(S.opt, S.filter);
+    S.ropt = leveldb_readoptions_create();
+    S.wsync = leveldb_writeoptions_create();
+    leveldb_writeoptions_set_sync(S.wsync, 1);
+    S.wnosync = leveldb_writeoptions_create();
+    leveldb_writeoptions_set_sync(S.wnosync, 0);
+
+    char *lerr = NULL;
+    S.db = leveldb_open(S.opt, dir, &lerr);
+    if (!S.db) {
+        if (lerr && strstr(lerr, "lock")) {
+            snprintf(err, errlen, "the store %s is in use by another process (is another stompd running "
+                                  "with this broker.data_dir?): %s", dir, lerr);
+            leveldb_free(lerr);
+            return -EBUSY;
+        }
+        if (lerr && strstr(lerr, "orruption")) {
+            snprintf(err, errlen, "the store %s is corrupt (%s); restore it from a replica or a backup, "
+                                  "or move it away to start empty", dir, lerr);
+            leveldb_free(lerr);
+            return -EIO;
+        }
+        return set_err(err, errlen, dir, lerr);
+    }
+
+    char *v;
+    size_t vl;
+    rc = store_get(FORMAT_KEY, strlen(FORMAT_KEY), &v, &vl);
+    if (rc == 0) {
+        bool ok = vl == strlen(FORMAT_VALUE) && memcmp(v, FORMAT_VALUE, vl) == 0;
+        if (!ok)
+            snprintf(err, errlen, "the store %s has format '%.*s'; this stompd reads '%s'", dir, (int)vl, v,
+                     FORMAT_VALUE);
+        free(v);
+        if (!ok)
+            return -EINVAL;
+    } else if (rc == -ENOENT) {
+        bool nonempty = false;
+        if (store_scan("", 0, any_key, &nonempty) < 0 || nonempty) {
+            snprintf(err, errlen, "%s holds a LevelDB database that is not a stompd store", dir);
+            return -EINVAL;
+        }
+        /* A new store: its identity, written synchronously. */
+        char id[40];
+        FILE *ur = fopen("/dev/urandom", "r");
+        unsigned char rnd[8] = {0};
+        if (!ur || fread(rnd, 1, sizeof rnd, ur) != sizeof rnd) {
+            if (ur)
+                fclose(ur);
+            snprintf(err, errlen, "cannot read /dev/urandom for the node id");
+            return -EIO;
+        }
+        fclose(ur);
+        snprintf(id, sizeof id, "%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3], rnd[4],
+                 rnd[5], rnd[6], rnd[7]);
+        leveldb_writebatch_t *b = leveldb_writebatch_create();
+        leveldb_writebatch_put(b, FORMAT_KEY, strlen(FORMAT_KEY), FORMAT_VALUE, strlen(FORMAT_VALUE));
+        leveldb_writebatch_put(b, KEY_META "node_id", strlen(KEY_META "node_id"), id, strlen(id));
+        leveldb_write(S.db, S.wsync, b, &lerr);
+        leveldb_writebatch_destroy(b);
+        if (lerr)
+            return set_err(err, errlen, "cannot initialise the store", lerr);
+        S.info.created = true;
+    } else {
+        snprintf(err, errlen, "cannot read the store %s", dir);
+        return rc;
+    }
+    if (store_get(KEY_META "node_id", strlen(KEY_META "node_id"), &v, &vl) == 0) {
+        snprintf(S.info.node_id, sizeof S.info.node_id, "%.*s", (int)vl, v);
+        free(v);
+    }
+    S.info.applied_lsn = meta_u64(KEY_META "applied_lsn");
+    S.info.epoch = meta_u64(KEY_META "epoch");
+    char lp = KEY_L;
+    uint64_t first = 0;
+    if (store_scan(&lp, 1, first_l, &first) < 0) {
+        snprintf(err, errlen, "cannot read the journal in %s", dir);
+        return -EIO;
+    }
+    S.info.first_lsn = first;
+    S.first_lsn = first;
+    S.last_lsn = S.info.applied_lsn;
+    S.done_lsn = S.reported_done = S.info.applied_lsn;
+    if (S.retention == 0)
+        S.retention = 100000;
+    return 0;
+}
+
+const struct store_info *store_info(void)
+{
+    return &S.info;
+}
+
+void store_set_retention(uint64_t entries)
+{
+    pthread_mutex_lock(&S.mu);
+    S.retention = entries ? entries : 1;
+    pthread_mutex_unlock(&S.mu);
+}
+
+void store_set_prune_floor(uint64_t lsn)
+{
+    pthread_mutex_lock(&S.mu);
+    S.prune_floor = lsn;
+    pthread_mutex_unlock(&S.mu);
+}
+
+uint64_t store_durable_lsn(void)
+{
+    return S.reported_done;
+}
+
+/* ------------------------------------------------------------ the writer */
+
+struct wctx {
+    leveldb_writebatch_t *b;
+    char *err;
+};
+
+static void w_put(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
+{
+    leveldb_writebatch_put(((struct wctx *)ctx)->b, k, kl, v, vl);
+}
+
+static void w_del(void *ctx, const char *k, size_t kl)
+{
+    leveldb_writebatch_delete(((struct wctx *)ctx)->b, k, kl);
+}
+
+struct batch_scan {
+    const char *p;
+    size_t pl;
+    leveldb_writebatch_t *dels;
+};
+
+static void bs_put(void *state, const char *k, size_t kl, const char *v, size_t vl)
+{
+    struct batch_scan *s = state;
+    if (kl >= s->pl && memcmp(k, s->p, s->pl) == 0)
+        leveldb_writebatch_delete(s->dels, k, kl);
+}
+
+static void bs_del(void *state, const char *k, size_t kl)
+{
+}
+
+/* Every key with the prefix: those already written (the batch was flushed
+ * before an entry with a range op) and those this entry put earlier. */
+static void w_del_prefix(void *ctx, const char *p, size_t pl)
+{
+    struct wctx *w = ctx;
+    leveldb_iterator_t *it = leveldb_create_iterator(S.db, S.ropt);
+    for (leveldb_iter_seek(it, p, pl); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+        size_t kl;
+        const char *k = leveldb_iter_key(it, &kl);
+        if (kl < pl || memcmp(k, p, pl) != 0)
+            break;
+        leveldb_writebatch_delete(w->b, k, kl);
+    }
+    leveldb_iter_destroy(it);
+    struct batch_scan bs = {p, pl, leveldb_writebatch_create()};
+    leveldb_writebatch_iterate(w->b, &bs, bs_put, bs_del);
+    leveldb_writebatch_append(w->b, bs.dels);
+    leveldb_writebatch_destroy(bs.dels);
+}
+
+static int has_range_op(void *ctx, const struct journal_op_view *op)
+{
+    if (op->type == JOP_PURGE || op->type == JOP_SUB_DELETE)
+        *(bool *)ctx = true;
+    return 0;
+}
+
+static bool entry_has_range_op(const char *data, size_t len)
+{
+    struct journal_entry e;
+    bool yes = false;
+    if (journal_decode(data, len, &e) == 0 && journal_foreach_op(&e, has_range_op, &yes) != 0)
+        return false;
+    return yes;
+}
+
+static void prune(leveldb_writebatch_t *b)
+{
+    uint64_t keep = S.retention;
+    if (S.first_lsn == 0 || S.last_lsn < S.first_lsn || S.last_lsn - S.first_lsn + 1 <= keep)
+        return;
+    uint64_t upto = S.last_lsn - keep + 1; /* first lsn kept */
+    if (S.prune_floor && upto > S.prune_floor)
+        upto = S.prune_floor;
+    if (upto > S.first_lsn + MAX_PRUNE_PER_BATCH)
+        upto = S.first_lsn + MAX_PRUNE_PER_BATCH;
+    for (uint64_t l = S.first_lsn; l < upto; l++) {
+        char k[9];
+        jkey_l(k, l);
+        leveldb_writebatch_delete(b, k, sizeof k);
+    }
+    if (upto > S.first_lsn)
+        S.first_lsn = upto;
+}
+
+static void *writer(void *arg)
+{
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    for (;;) {
+        pthread_mutex_lock(&S.mu);
+        while (!S.head && !S.stop)
+            pthread_cond_wait(&S.cv, &S.mu);
+        struct pending *list = S.head;
+        S.head = S.tail = NULL;
+        bool stop = S.stop, sync = S.sync;
+        bool failed = S.fail_lsn != 0;
+        pthread_mutex_unlock(&S.mu);
+        if (!list && stop)
+            break;
+
+        struct wctx w = {leveldb_writebatch_create(), NULL};
+        struct journal_sink sink = {w_put, w_del, w_del_prefix, &w};
+        char *lerr = NULL;
+        uint64_t first = list ? list->lsn : 0, last = 0;
+        char why[512] = "";
+        for (struct pending *p = list; p && !failed; p = p->next) {
+            if (entry_has_range_op(p->data, p->len)) {
+                leveldb_write(S.db, S.wnosync, w.b, &lerr);
+                leveldb_writebatch_clear(w.b);
+                if (lerr)
+                    break;
+            }
+            if (journal_apply(p->data, p->len, &sink) != 0) {
+                snprintf(why, sizeof why, "journal entry %llu is malformed", (unsigned long long)p->lsn);
+                failed = true;
+                break;
+            }
+            if (S.first_lsn == 0)
+                S.first_lsn = p->lsn;
+            S.last_lsn = last = p->lsn;
+        }
+        if (!lerr && !failed) {
+            pthread_mutex_lock(&S.mu);
+            prune(w.b);
+            pthread_mutex_unlock(&S.mu);
+            leveldb_write(S.db, sync ? S.wsync : S.wnosync, w.b, &lerr);
+        }
+        leveldb_writebatch_destroy(w.b);
+        if (lerr) {
+            snprintf(why, sizeof why, "LevelDB write failed: %s", lerr);
+            leveldb_free(lerr);
+            failed = true;
+        }
+        pthread_mutex_lock(&S.mu);
+        if (failed) {
+            if (!S.fail_lsn) {
+                S.fail_lsn = first ? first : 1;
+                snprintf(S.fail_msg, sizeof S.fail_msg, "%s", why[0] ? why : "the store failed earlier");
+            }
+        } else if (last) {
+            S.done_lsn = last;
+        }
+        pthread_mutex_unlock(&S.mu);
+        while (list) {
+            struct pending *n = list->next;
+            free(list->data);
+            free(list);
+            list = n;
+        }
+        if (S.loop)
+            ev_async_send(S.loop, &S.async);
+    }
+    return NULL;
+}
+
+static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    pthread_mutex_lock(&S.mu);
+    uint64_t done = S.done_lsn, fail = S.fail_lsn;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", S.fail_msg);
+    pthread_mutex_unlock(&S.mu);
+    if (done > S.reported_done) {
+        S.reported_done = done;
+        if (S.done)
+            S.done(done);
+    }
+    if (fail && !S.reported_fail) {
+        S.reported_fail = true;
+        if (S.fail)
+            S.fail(fail, msg);
+    }
+}
+
+int store_start(struct ev_loop *loop, bool sync, store_done_fn done, store_fail_fn fail, char *err,
+                size_t errlen)
+{
+    S.loop = loop;
+    S.sync = sync;
+    S.done = done;
+    S.fail = fail;
+    ev_async_init(&S.async, async_cb);
+    ev_async_start(loop, &S.async);
+    int rc = pthread_create(&S.th, NULL, writer, NULL);
+    if (rc) {
+        snprintf(err, errlen, "cannot start the store thread: %s", strerror(rc));
+        return -rc;
+    }
+    S.running = true;
+    return 0;
+}
+
+void store_append(uint64_t lsn, char *data, size_t len)
+{
+    struct pending *p = malloc(sizeof *p);
+    if (!p)
+        abort();
+    p->lsn = lsn;
+    p->data = data;
+    p->len = len;
+    p->next = NULL;
+    pthread_mutex_lock(&S.mu);
+    if (S.tail)
+        S.tail->next = p;
+    else
+        S.head = p;
+    S.tail = p;
+    pthread_cond_signal(&S.cv);
+    pthread_mutex_unlock(&S.mu);
+}
+
+void store_close(void)
+{
+    if (S.running) {
+        pthread_mutex_lock(&S.mu);
+        S.stop = true;
+        pthread_cond_signal(&S.cv);
+        pthread_mutex_unlock(&S.mu);
+        pthread_join(S.th, NULL);
+        S.running = false;
+        ev_async_stop(S.loop, &S.async);
+        S.loop = NULL;
+    }
+    if (S.db) {
+        leveldb_close(S.db);
+        S.db = NULL;
+    }
+    if (S.opt) {
+        leveldb_options_destroy(S.opt);
+        leveldb_cache_destroy(S.cache);
+        leveldb_filterpolicy_destroy(S.filter);
+        leveldb_readoptions_destroy(S.ropt);
+        leveldb_writeoptions_destroy(S.wsync);
+        leveldb_writeoptions_destroy(S.wnosync);
+        S.opt = NULL;
+    }
+    struct pending *p = S.head;
+    while (p) {
+        struct pending *n = p->next;
+        free(p->data);
+        free(p);
+        p = n;
+    }
+    S.head = S.tail = NULL;
+    S.stop = false;
+}

@@ -12,7 +12,7 @@
 #include "stompd/durable.h"
 #include "stompd/selector.h"
 #include "stompd/server.h"
-#include "stompd/store.h"
+#include "stompd/persist.h"
 #include "stompd/sub.h"
 
 bool sub_ready(const struct sub *s)
@@ -84,7 +84,7 @@ void sub_deliver(struct sub *s, struct qentry *e)
     if (s->ack == ACK_AUTO) {
         msg_write_frame(e->msg, &c->out, c->version, s->id, NULL, redelivered, e->redeliveries);
         q->dest->st.dequeued++;
-        store_dequeue(e);
+        persist_dequeue(e);
         queue_entry_done(e);
     } else {
         char ack[24];
@@ -97,7 +97,8 @@ void sub_deliver(struct sub *s, struct qentry *e)
         snprintf(ack, sizeof ack, "%" PRIu64, e->tag);
         msg_write_frame(e->msg, &c->out, c->version, s->id, c->version >= STOMP_12 ? ack : NULL,
                         redelivered, e->redeliveries);
-        store_delivered(e);
+        if (persist_delivered(e))
+            conn_hold_output(c);
     }
     c->frames_out++;
     conn_want_flush(c);
@@ -115,7 +116,7 @@ static void ack_one(struct sub *s, struct qentry *e)
 {
     detach(s, e);
     e->q->dest->st.dequeued++;
-    store_dequeue(e);
+    persist_dequeue(e);
     queue_entry_done(e);
 }
 

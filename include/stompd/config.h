@@ -45,7 +45,6 @@ struct config {
     char *store_type;
     char *store_sync;
     int64_t store_retention;
-    int64_t store_retention_size;
     char *store_role;
     char *store_master;
     int64_t replicas;

@@ -43,6 +43,9 @@ struct conn {
     bool in_flush;              /* on the flush list */
     bool error_sent;
     bool in_resume;             /* on the resumed list */
+    bool hold_pending;          /* output holds a delivery whose mark is not journaled yet */
+    bool in_held;               /* on the held list */
+    uint64_t hold_lsn;          /* output waits until this lsn is committed */
     ev_io rd;
     ev_io wr;
     ev_timer timer;             /* connect timeout, then heart-beats */
@@ -67,6 +70,7 @@ struct conn {
     TAILQ_ENTRY(conn) link;     /* server's live list, then dead list */
     TAILQ_ENTRY(conn) flush_link;
     TAILQ_ENTRY(conn) resume_link;
+    TAILQ_ENTRY(conn) held_link;
 };
 TAILQ_HEAD(conn_list, conn);
 
@@ -105,6 +109,15 @@ void conn_output_drained(struct conn *c);
 /* Parse input buffered by connections whose reading resumed; returns true
  * when there was any. Called from the before-sleep hook. */
 bool conn_run_resumed(void);
+
+/* Deliveries of persistent messages to client-ack subscribers leave only
+ * once their delivery mark is durable, so a crash cannot hide that they
+ * were delivered (they come back with redelivered:true). */
+void conn_hold_output(struct conn *c);
+/* The coalesced journal ops were appended as entry lsn. */
+void conn_hold_assign(uint64_t lsn);
+/* Committed up to lsn: release held output. */
+void conn_hold_release(uint64_t lsn);
 
 /* Free a dead connection (before-sleep hook only). */
 void conn_free(struct conn *c);

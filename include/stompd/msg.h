@@ -18,6 +18,7 @@
 struct msg {
     uint32_t refs;
     bool persistent;
+    bool journaled;      /* its ENQUEUE is in the journal */
     uint8_t priority;
     uint64_t seq;        /* broker-wide arrival order; breaks priority ties */
     int64_t timestamp;   /* ms since the epoch, set on arrival */

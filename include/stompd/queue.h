@@ -54,6 +54,8 @@ void queue_destroy(struct queue *q);
 
 /* A new message arrives: appended, dispatched at once when it can be. */
 void queue_push(struct queue *q, struct msg *m);
+/* A message restored from the store at start (not journaled again). */
+void queue_push_recovered(struct queue *q, struct msg *m, uint32_t redeliveries);
 /* Put an entry back (NACK, consumer gone, transaction rolled back) in
  * arrival order, counted as a redelivery; a message past the redelivery
  * limit goes to the dead-letter queue instead. */

@@ -47,6 +47,7 @@ struct server {
     struct queue_list dirty;
     int64_t started_ms;
     bool stopping;
+    int exit_code;
     struct server_stats st;
 };
 

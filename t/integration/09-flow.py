@@ -22,24 +22,24 @@ def test_stalled_consumer_does_not_block_others(broker_factory):
     got = 0
     while True:
         try:
-            fast.recv(timeout=1)
+            fast.recv(timeout=4)   # generous: the machine may be busy
             got += 1
         except TimeoutError:
             break
-    # The stalled consumer holds what the kernel buffers on loopback take
-    # (up to 4 MiB of send buffer here) plus output_limit; everything else
-    # went to the fast one.
-    assert got >= n - 6000, got
-    # and when the stalled one reads, what it was given arrives whole
+    # when the stalled one reads, what it was given arrives whole
     rest = 0
     while True:
         try:
-            m = stalled.recv(timeout=1)
+            m = stalled.recv(timeout=4)
             assert m.body == body
             rest += 1
         except TimeoutError:
             break
-    assert got + rest == n
+    assert got + rest == n, (got, rest)
+    # The stalled consumer held only what the kernel buffers on loopback
+    # take (up to 4 MiB of send buffer here) plus output_limit; everything
+    # else went to the fast one.
+    assert rest <= 6000, (got, rest)
 
 
 def test_producer_paused_on_full_queue(broker_factory):

@@ -98,6 +98,11 @@ class Broker:
                 raise RuntimeError("stompd did not start listening on %d:\n%s" % (self.port, self.log()))
         return self
 
+    def restart(self, wait=True):
+        """Start again on the same port and data directory (after stop/kill)."""
+        assert not self.running()
+        return self.start(wait=wait)
+
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 

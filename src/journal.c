@@ -1,0 +1,579 @@
+/* Journal entries: encoding with bounds-checked decoding, and apply, the
+ * one deterministic function from an entry to store keys that the master
+ * and every slave run. Integers are big-endian; strings are u32 length +
+ * bytes. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stompd/journal.h"
+#include "stompd/msg.h"
+
+/* ------------------------------------------------------------ primitives */
+
+void jkey_be64(char *out, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        out[i] = (char)(v & 0xff);
+        v >>= 8;
+    }
+}
+
+uint64_t jkey_get_be64(const char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | (uint8_t)p[i];
+    return v;
+}
+
+static void put_u8(struct buf *b, uint8_t v)
+{
+    buf_putc(b, (char)v);
+}
+
+static void put_u32(struct buf *b, uint32_t v)
+{
+    char x[4] = {(char)(v >> 24), (char)(v >> 16), (char)(v >> 8), (char)v};
+    buf_append(b, x, 4);
+}
+
+static void put_u64(struct buf *b, uint64_t v)
+{
+    char x[8];
+    jkey_be64(x, v);
+    buf_append(b, x, 8);
+}
+
+static void put_strn(struct buf *b, const char *s, size_t len)
+{
+    put_u32(b, (uint32_t)len);
+    buf_append(b, s, len);
+}
+
+static void put_str(struct buf *b, const char *s)
+{
+    put_strn(b, s ? s : "", s ? strlen(s) : 0);
+}
+
+struct rd {
+    const char *p;
+    size_t left;
+    bool bad;
+};
+
+static uint8_t get_u8(struct rd *r)
+{
+    if (r->left < 1) {
+        r->bad = true;
+        return 0;
+    }
+    r->left--;
+    return (uint8_t)*r->p++;
+}
+
+static uint32_t get_u32(struct rd *r)
+{
+    if (r->left < 4) {
+        r->bad = true;
+        return 0;
+    }
+    const uint8_t *u = (const uint8_t *)r->p;
+    uint32_t v = (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
+    r->p += 4;
+    r->left -= 4;
+    return v;
+}
+
+static uint64_t get_u64(struct rd *r)
+{
+    if (r->left < 8) {
+        r->bad = true;
+        return 0;
+    }
+    uint64_t v = jkey_get_be64(r->p);
+    r->p += 8;
+    r->left -= 8;
+    return v;
+}
+
+static struct jstr get_str(struct rd *r)
+{
+    struct jstr s = {"", 0};
+    uint32_t n = get_u32(r);
+    if (r->bad || n > r->left) {
+        r->bad = true;
+        return s;
+    }
+    s.p = r->p;
+    s.len = n;
+    r->p += n;
+    r->left -= n;
+    return s;
+}
+
+/* ------------------------------------------------------------ keys */
+
+size_t jkey_q(struct buf *b, const char *dest, size_t dl, uint64_t seq)
+{
+    size_t start = b->len;
+    buf_putc(b, KEY_Q);
+    buf_append(b, dest, dl);
+    buf_putc(b, '\0');
+    put_u64(b, seq);
+    return b->len - start;
+}
+
+size_t jkey_t(struct buf *b, const char *cid, size_t cl, const char *name, size_t nl, uint64_t seq)
+{
+    size_t start = b->len;
+    buf_putc(b, KEY_T);
+    buf_append(b, cid, cl);
+    buf_putc(b, '\0');
+    buf_append(b, name, nl);
+    buf_putc(b, '\0');
+    put_u64(b, seq);
+    return b->len - start;
+}
+
+size_t jkey_s(struct buf *b, const char *cid, size_t cl, const char *name, size_t nl)
+{
+    size_t start = b->len;
+    buf_putc(b, KEY_S);
+    buf_append(b, cid, cl);
+    buf_putc(b, '\0');
+    buf_append(b, name, nl);
+    return b->len - start;
+}
+
+void jkey_l(char out[9], uint64_t lsn)
+{
+    out[0] = KEY_L;
+    jkey_be64(out + 1, lsn);
+}
+
+/* ------------------------------------------------------------ messages */
+
+void journal_encode_msg(struct buf *b, const struct msg *m)
+{
+    put_u64(b, m->seq);
+    put_u64(b, (uint64_t)m->timestamp);
+    put_u64(b, (uint64_t)m->expires);
+    put_u8(b, m->priority);
+    put_u8(b, m->persistent ? 1 : 0);
+    put_str(b, m->id);
+    put_str(b, m->dest);
+    put_u32(b, m->nheaders);
+    for (uint32_t i = 0; i < m->nheaders; i++) {
+        put_strn(b, m->headers[i].name, m->headers[i].name_len);
+        put_strn(b, m->headers[i].value, m->headers[i].value_len);
+    }
+    put_strn(b, m->body, m->body_len);
+}
+
+struct msg *journal_decode_msg(const char *data, size_t len)
+{
+    struct rd r = {data, len, false};
+    uint64_t seq = get_u64(&r);
+    int64_t ts = (int64_t)get_u64(&r);
+    int64_t exp = (int64_t)get_u64(&r);
+    uint8_t prio = get_u8(&r);
+    uint8_t pers = get_u8(&r);
+    struct jstr id = get_str(&r), dest = get_str(&r);
+    uint32_t nh = get_u32(&r);
+    if (r.bad || nh > r.left / 8 || prio >= MSG_PRIORITIES)
+        return NULL;
+    struct stomp_header *hs = calloc(nh ? nh : 1, sizeof *hs);
+    char *strs = malloc(r.left + 2 * nh + id.len + dest.len + 2);
+    if (!hs || !strs)
+        abort();
+    char *sp = strs;
+    for (uint32_t i = 0; i < nh; i++) {
+        struct jstr k = get_str(&r), v = get_str(&r);
+        if (r.bad)
+            break;
+        memcpy(sp, k.p, k.len);
+        sp[k.len] = '\0';
+        hs[i].name = sp;
+        hs[i].name_len = k.len;
+        sp += k.len + 1;
+        memcpy(sp, v.p, v.len);
+        sp[v.len] = '\0';
+        hs[i].value = sp;
+        hs[i].value_len = v.len;
+        sp += v.len + 1;
+    }
+    struct jstr body = get_str(&r);
+    struct msg *m = NULL;
+    if (!r.bad && r.left == 0) {
+        char *ids = sp;
+        memcpy(ids, id.p, id.len);
+        ids[id.len] = '\0';
+        char *ds = ids + id.len + 1;
+        memcpy(ds, dest.p, dest.len);
+        ds[dest.len] = '\0';
+        m = msg_new(ds, ids, seq, ts, pers != 0, prio, exp, hs, nh, body.p, body.len);
+    }
+    free(hs);
+    free(strs);
+    return m;
+}
+
+/* ------------------------------------------------------------ building */
+
+void jb_init(struct journal_builder *jb)
+{
+    memset(jb, 0, sizeof *jb);
+}
+
+void jb_free(struct journal_builder *jb)
+{
+    buf_free(&jb->b);
+    jb->nops = 0;
+}
+
+bool jb_empty(const struct journal_builder *jb)
+{
+    return jb->nops == 0;
+}
+
+static void op_start(struct journal_builder *jb, enum journal_op t)
+{
+    if (jb->b.len == 0) {
+        char zero[JOURNAL_HEADER_LEN] = {0};
+        buf_append(&jb->b, zero, sizeof zero);
+    }
+    put_u8(&jb->b, (uint8_t)t);
+    jb->nops++;
+}
+
+void jb_enqueue(struct journal_builder *jb, const char *dest, const char *const *targets, uint32_t ntargets,
+                const char *dup_id, const struct msg *m)
+{
+    op_start(jb, JOP_ENQUEUE);
+    put_str(&jb->b, dest);
+    put_u32(&jb->b, ntargets);
+    for (uint32_t i = 0; i < ntargets; i++) {
+        put_str(&jb->b, targets[2 * i]);
+        put_str(&jb->b, targets[2 * i + 1]);
+    }
+    put_str(&jb->b, dup_id);
+    struct buf mb = {0};
+    journal_encode_msg(&mb, m);
+    put_strn(&jb->b, mb.data, mb.len);
+    buf_free(&mb);
+}
+
+void jb_dequeue(struct journal_builder *jb, const char *dest, uint64_t seq)
+{
+    op_start(jb, JOP_DEQUEUE);
+    put_str(&jb->b, dest);
+    put_u64(&jb->b, seq);
+}
+
+void jb_dequeue_sub(struct journal_builder *jb, const char *client_id, const char *name, uint64_t seq)
+{
+    op_start(jb, JOP_DEQUEUE_SUB);
+    put_str(&jb->b, client_id);
+    put_str(&jb->b, name);
+    put_u64(&jb->b, seq);
+}
+
+void jb_delivered(struct journal_builder *jb, char kind, const char *a, const char *b, uint64_t seq,
+                  uint32_t deliveries)
+{
+    op_start(jb, JOP_DELIVERED);
+    put_u8(&jb->b, (uint8_t)kind);
+    put_str(&jb->b, a);
+    put_str(&jb->b, b);
+    put_u64(&jb->b, seq);
+    put_u32(&jb->b, deliveries);
+}
+
+void jb_sub_create(struct journal_builder *jb, const char *client_id, const char *name, const char *topic,
+                   const char *selector)
+{
+    op_start(jb, JOP_SUB_CREATE);
+    put_str(&jb->b, client_id);
+    put_str(&jb->b, name);
+    put_str(&jb->b, topic);
+    put_str(&jb->b, selector);
+}
+
+void jb_sub_delete(struct journal_builder *jb, const char *client_id, const char *name)
+{
+    op_start(jb, JOP_SUB_DELETE);
+    put_str(&jb->b, client_id);
+    put_str(&jb->b, name);
+}
+
+void jb_purge(struct journal_builder *jb, const char *dest)
+{
+    op_start(jb, JOP_PURGE);
+    put_str(&jb->b, dest);
+}
+
+void jb_dup_forget(struct journal_builder *jb, const char *dup_id)
+{
+    op_start(jb, JOP_DUP_FORGET);
+    put_str(&jb->b, dup_id);
+}
+
+char *jb_finish(struct journal_builder *jb, uint64_t epoch, uint64_t lsn, size_t *len)
+{
+    char *p = jb->b.data;
+    p[0] = JOURNAL_FORMAT;
+    jkey_be64(p + 1, epoch);
+    jkey_be64(p + 9, lsn);
+    p[17] = (char)(jb->nops >> 24);
+    p[18] = (char)(jb->nops >> 16);
+    p[19] = (char)(jb->nops >> 8);
+    p[20] = (char)jb->nops;
+    *len = jb->b.len;
+    jb->b.data = NULL;
+    jb->b.len = jb->b.cap = jb->b.off = 0;
+    jb->nops = 0;
+    return p;
+}
+
+/* ------------------------------------------------------------ reading */
+
+static int read_op(struct rd *r, struct journal_op_view *op)
+{
+    memset(op, 0, sizeof *op);
+    op->type = (enum journal_op)get_u8(r);
+    switch (op->type) {
+    case JOP_ENQUEUE: {
+        op->a = get_str(r);
+        op->ntargets = get_u32(r);
+        const char *t0 = r->p;
+        for (uint32_t i = 0; i < op->ntargets && !r->bad; i++) {
+            get_str(r);
+            get_str(r);
+        }
+        op->targets.p = t0;
+        op->targets.len = (uint32_t)(r->p - t0);
+        op->d = get_str(r);
+        op->msg = get_str(r);
+        break;
+    }
+    case JOP_DEQUEUE:
+        op->a = get_str(r);
+        op->seq = get_u64(r);
+        break;
+    case JOP_DEQUEUE_SUB:
+        op->a = get_str(r);
+        op->b = get_str(r);
+        op->seq = get_u64(r);
+        break;
+    case JOP_DELIVERED:
+        op->kind = (char)get_u8(r);
+        op->a = get_str(r);
+        op->b = get_str(r);
+        op->seq = get_u64(r);
+        op->count = get_u32(r);
+        if (op->kind != KEY_Q && op->kind != KEY_T)
+            r->bad = true;
+        break;
+    case JOP_SUB_CREATE:
+        op->a = get_str(r);
+        op->b = get_str(r);
+        op->c = get_str(r);
+        op->d = get_str(r);
+        break;
+    case JOP_SUB_DELETE:
+        op->a = get_str(r);
+        op->b = get_str(r);
+        break;
+    case JOP_PURGE:
+    case JOP_DUP_FORGET:
+        op->a = get_str(r);
+        break;
+    default:
+        r->bad = true;
+    }
+    return r->bad ? -EINVAL : 0;
+}
+
+bool journal_next_target(struct jstr *targets, struct jstr *cid, struct jstr *name)
+{
+    if (targets->len == 0)
+        return false;
+    struct rd r = {targets->p, targets->len, false};
+    *cid = get_str(&r);
+    *name = get_str(&r);
+    if (r.bad)
+        return false;
+    targets->len -= (uint32_t)(r.p - targets->p);
+    targets->p = r.p;
+    return true;
+}
+
+int journal_decode(const char *data, size_t len, struct journal_entry *out)
+{
+    struct rd r = {data, len, false};
+    if (get_u8(&r) != JOURNAL_FORMAT)
+        return -EINVAL;
+    out->epoch = get_u64(&r);
+    out->lsn = get_u64(&r);
+    out->nops = get_u32(&r);
+    if (r.bad)
+        return -EINVAL;
+    out->ops = r.p;
+    out->ops_len = r.left;
+    struct journal_op_view op;
+    for (uint32_t i = 0; i < out->nops; i++)
+        if (read_op(&r, &op) != 0)
+            return -EINVAL;
+    return r.left == 0 ? 0 : -EINVAL;
+}
+
+int journal_foreach_op(const struct journal_entry *e, journal_op_fn fn, void *ctx)
+{
+    struct rd r = {e->ops, e->ops_len, false};
+    struct journal_op_view op;
+    for (uint32_t i = 0; i < e->nops; i++) {
+        if (read_op(&r, &op) != 0)
+            return -EINVAL;
+        int rc = fn(ctx, &op);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ apply */
+
+struct apply_ctx {
+    const struct journal_sink *sink;
+    struct buf k;
+    struct buf r;
+};
+
+static void put_r(struct apply_ctx *x, const struct buf *key, uint32_t count)
+{
+    x->r.len = x->r.off = 0;
+    buf_putc(&x->r, KEY_R);
+    buf_append(&x->r, key->data, key->len);
+    char v[4] = {(char)(count >> 24), (char)(count >> 16), (char)(count >> 8), (char)count};
+    x->sink->put(x->sink->ctx, x->r.data, x->r.len, v, 4);
+}
+
+static void del_with_r(struct apply_ctx *x)
+{
+    x->sink->del(x->sink->ctx, x->k.data, x->k.len);
+    x->r.len = x->r.off = 0;
+    buf_putc(&x->r, KEY_R);
+    buf_append(&x->r, x->k.data, x->k.len);
+    x->sink->del(x->sink->ctx, x->r.data, x->r.len);
+}
+
+static void del_prefix_with_r(struct apply_ctx *x)
+{
+    x->sink->del_prefix(x->sink->ctx, x->k.data, x->k.len);
+    x->r.len = x->r.off = 0;
+    buf_putc(&x->r, KEY_R);
+    buf_append(&x->r, x->k.data, x->k.len);
+    x->sink->del_prefix(x->sink->ctx, x->r.data, x->r.len);
+}
+
+static int apply_op(void *arg, const struct journal_op_view *op)
+{
+    struct apply_ctx *x = arg;
+    const struct journal_sink *s = x->sink;
+    x->k.len = x->k.off = 0;
+    switch (op->type) {
+    case JOP_ENQUEUE: {
+        uint64_t seq = op->msg.len >= 8 ? jkey_get_be64(op->msg.p) : 0;
+        if (op->ntargets == 0) {
+            jkey_q(&x->k, op->a.p, op->a.len, seq);
+            s->put(s->ctx, x->k.data, x->k.len, op->msg.p, op->msg.len);
+        } else {
+            struct jstr t = op->targets, cid, name;
+            while (journal_next_target(&t, &cid, &name)) {
+                x->k.len = x->k.off = 0;
+                jkey_t(&x->k, cid.p, cid.len, name.p, name.len, seq);
+                s->put(s->ctx, x->k.data, x->k.len, op->msg.p, op->msg.len);
+            }
+        }
+        if (op->d.len) {
+            x->k.len = x->k.off = 0;
+            buf_putc(&x->k, KEY_D);
+            buf_append(&x->k, op->d.p, op->d.len);
+            s->put(s->ctx, x->k.data, x->k.len, op->msg.p, 8); /* value: the message's seq */
+        }
+        break;
+    }
+    case JOP_DEQUEUE:
+        jkey_q(&x->k, op->a.p, op->a.len, op->seq);
+        del_with_r(x);
+        break;
+    case JOP_DEQUEUE_SUB:
+        jkey_t(&x->k, op->a.p, op->a.len, op->b.p, op->b.len, op->seq);
+        del_with_r(x);
+        break;
+    case JOP_DELIVERED:
+        if (op->kind == KEY_Q)
+            jkey_q(&x->k, op->a.p, op->a.len, op->seq);
+        else
+            jkey_t(&x->k, op->a.p, op->a.len, op->b.p, op->b.len, op->seq);
+        put_r(x, &x->k, op->count);
+        break;
+    case JOP_SUB_CREATE: {
+        jkey_s(&x->k, op->a.p, op->a.len, op->b.p, op->b.len);
+        struct buf v = {0};
+        put_strn(&v, op->c.p, op->c.len);
+        put_strn(&v, op->d.p, op->d.len);
+        s->put(s->ctx, x->k.data, x->k.len, v.data, v.len);
+        buf_free(&v);
+        break;
+    }
+    case JOP_SUB_DELETE:
+        jkey_s(&x->k, op->a.p, op->a.len, op->b.p, op->b.len);
+        s->del(s->ctx, x->k.data, x->k.len);
+        x->k.len = x->k.off = 0;
+        buf_putc(&x->k, KEY_T);
+        buf_append(&x->k, op->a.p, op->a.len);
+        buf_putc(&x->k, '\0');
+        buf_append(&x->k, op->b.p, op->b.len);
+        buf_putc(&x->k, '\0');
+        del_prefix_with_r(x);
+        break;
+    case JOP_PURGE:
+        buf_putc(&x->k, KEY_Q);
+        buf_append(&x->k, op->a.p, op->a.len);
+        buf_putc(&x->k, '\0');
+        del_prefix_with_r(x);
+        break;
+    case JOP_DUP_FORGET:
+        buf_putc(&x->k, KEY_D);
+        buf_append(&x->k, op->a.p, op->a.len);
+        s->del(s->ctx, x->k.data, x->k.len);
+        break;
+    }
+    return 0;
+}
+
+int journal_apply(const char *data, size_t len, const struct journal_sink *sink)
+{
+    struct journal_entry e;
+    if (journal_decode(data, len, &e) != 0)
+        return -EINVAL;
+    char lk[9];
+    jkey_l(lk, e.lsn);
+    sink->put(sink->ctx, lk, sizeof lk, data, len);
+    struct apply_ctx x = {sink, {0}, {0}};
+    int rc = journal_foreach_op(&e, apply_op, &x);
+    buf_free(&x.k);
+    buf_free(&x.r);
+    if (rc)
+        return rc;
+    char v[8];
+    jkey_be64(v, e.lsn);
+    sink->put(sink->ctx, KEY_META "applied_lsn", sizeof(KEY_META "applied_lsn") - 1, v, 8);
+    jkey_be64(v, e.epoch);
+    sink->put(sink->ctx, KEY_META "epoch", sizeof(KEY_META "epoch") - 1, v, 8);
+    return 0;
+}

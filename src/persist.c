@@ -1,0 +1,483 @@
+/* Journaling broker changes and rebuilding the broker from the store at
+ * start. Entries get their lsn here, in the order the loop makes them;
+ * the store thread makes them durable in that order and reports back,
+ * which releases the ops waiting in commit.c. */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "stompd/commit.h"
+#include "stompd/config.h"
+#include "stompd/conn.h"
+#include "stompd/dest.h"
+#include "stompd/dup.h"
+#include "stompd/durable.h"
+#include "stompd/journal.h"
+#include "stompd/log.h"
+#include "stompd/msg.h"
+#include "stompd/persist.h"
+#include "stompd/queue.h"
+#include "stompd/selector.h"
+#include "stompd/server.h"
+#include "stompd/store.h"
+#include "stompd/sub.h"
+
+static bool enabled;
+static bool failed;
+static bool opened;
+static uint64_t last_lsn;
+static uint64_t epoch;
+static uint64_t generation;
+static struct journal_builder lazy, batch, imm_jb;
+static bool in_batch;
+static char describe[4200] = "memory";
+
+bool persist_enabled(void)
+{
+    return enabled;
+}
+
+bool persist_failed(void)
+{
+    return failed;
+}
+
+const char *persist_describe(void)
+{
+    return describe;
+}
+
+uint64_t persist_last_lsn(void)
+{
+    return last_lsn;
+}
+
+uint64_t persist_generation(void)
+{
+    return generation;
+}
+
+static uint64_t append(struct journal_builder *jb)
+{
+    size_t len;
+    uint64_t lsn = ++last_lsn;
+    char *data = jb_finish(jb, epoch, lsn, &len);
+    store_append(lsn, data, len);
+    return lsn;
+}
+
+uint64_t persist_flush(void)
+{
+    if (enabled && !jb_empty(&lazy))
+        append(&lazy);
+    /* held deliveries wait for this entry (or an earlier one) */
+    conn_hold_assign(last_lsn);
+    return last_lsn;
+}
+
+/* Ops that need their own entry now: coalesced ones go first so entries
+ * stay in the order the broker made the changes. */
+static struct journal_builder *imm_begin(void)
+{
+    generation++;
+    if (in_batch)
+        return &batch;
+    persist_flush();
+    return &imm_jb;
+}
+
+static void imm_end(struct journal_builder *jb)
+{
+    if (jb == &imm_jb)
+        append(jb);
+}
+
+static struct journal_builder *coalesced(void)
+{
+    generation++;
+    return in_batch ? &batch : &lazy;
+}
+
+void persist_batch_begin(void)
+{
+    in_batch = enabled;
+}
+
+uint64_t persist_batch_end(void)
+{
+    if (!in_batch)
+        return 0;
+    in_batch = false;
+    if (jb_empty(&batch))
+        return 0;
+    persist_flush();
+    return append(&batch);
+}
+
+static bool msg_journaled(const struct qentry *e)
+{
+    return enabled && e->msg->journaled;
+}
+
+bool persist_enqueue(struct dest *d, struct msg *m, const char *dup_id)
+{
+    if (!enabled || dest_is_temp(d))
+        return false;
+    const char **targets = NULL;
+    uint32_t n = 0;
+    if (!dest_is_queue(d)) {
+        if (d->ndurables == 0)
+            return false;
+        targets = malloc(2 * d->ndurables * sizeof *targets);
+        if (!targets)
+            abort();
+        struct durable *du;
+        TAILQ_FOREACH(du, &d->durables, topic_link) {
+            if (du->sel) {
+                struct sub probe = {.sel = du->sel};
+                if (!sub_matches(&probe, m))
+                    continue;
+            }
+            targets[2 * n] = du->client_id;
+            targets[2 * n + 1] = du->name;
+            n++;
+        }
+        if (n == 0) {
+            free(targets);
+            return false;
+        }
+    }
+    struct journal_builder *jb = imm_begin();
+    jb_enqueue(jb, d->name, targets, n, dup_id, m);
+    imm_end(jb);
+    free(targets);
+    m->journaled = true;
+    return true;
+}
+
+void persist_dequeue(struct qentry *e)
+{
+    if (!msg_journaled(e))
+        return;
+    if (e->q->durable)
+        jb_dequeue_sub(coalesced(), e->q->durable->client_id, e->q->durable->name, e->msg->seq);
+    else if (dest_is_queue(e->q->dest))
+        jb_dequeue(coalesced(), e->q->dest->name, e->msg->seq);
+}
+
+bool persist_delivered(struct qentry *e)
+{
+    if (!msg_journaled(e))
+        return false;
+    if (e->q->durable)
+        jb_delivered(coalesced(), KEY_T, e->q->durable->client_id, e->q->durable->name, e->msg->seq,
+                     e->redeliveries + 1);
+    else if (dest_is_queue(e->q->dest))
+        jb_delivered(coalesced(), KEY_Q, e->q->dest->name, "", e->msg->seq, e->redeliveries + 1);
+    else
+        return false;
+    return true;
+}
+
+void persist_durable_created(struct durable *d)
+{
+    if (!enabled)
+        return;
+    struct journal_builder *jb = imm_begin();
+    jb_sub_create(jb, d->client_id, d->name, d->dest->name, d->selector);
+    imm_end(jb);
+}
+
+void persist_durable_deleted(struct durable *d)
+{
+    if (!enabled)
+        return;
+    struct journal_builder *jb = imm_begin();
+    jb_sub_delete(jb, d->client_id, d->name);
+    imm_end(jb);
+}
+
+void persist_dlq_move(struct qentry *e, struct msg *copy)
+{
+    if (!enabled || (!copy->persistent && !e->msg->journaled))
+        return;
+    struct journal_builder *jb = imm_begin();
+    if (e->msg->journaled) {
+        if (e->q->durable)
+            jb_dequeue_sub(jb, e->q->durable->client_id, e->q->durable->name, e->msg->seq);
+        else if (dest_is_queue(e->q->dest))
+            jb_dequeue(jb, e->q->dest->name, e->msg->seq);
+    }
+    if (copy->persistent) {
+        jb_enqueue(jb, copy->dest, NULL, 0, NULL, copy);
+        copy->journaled = true;
+    }
+    imm_end(jb);
+}
+
+void persist_purge(struct dest *d)
+{
+    if (!enabled || !dest_is_queue(d) || dest_is_temp(d))
+        return;
+    struct journal_builder *jb = imm_begin();
+    jb_purge(jb, d->name);
+    imm_end(jb);
+}
+
+void persist_dup_forget(const char *dup_id)
+{
+    if (enabled)
+        jb_dup_forget(coalesced(), dup_id);
+}
+
+/* ------------------------------------------------------------ store events */
+
+static void on_durable(uint64_t lsn)
+{
+    commit_advance(lsn);
+}
+
+static void stop_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    server_stop();
+}
+
+static ev_timer stop_timer;
+
+static void on_fail(uint64_t lsn, const char *why)
+{
+    log_err("the store failed at journal entry %" PRIu64 ": %s", lsn, why);
+    log_err("nothing more can be made durable: refusing persistent messages and stopping the broker");
+    failed = true;
+    srv.exit_code = 1;
+    commit_fail_from(lsn, why);
+    /* Give the producers' ERROR frames a moment to leave, then stop. */
+    ev_timer_init(&stop_timer, stop_cb, 0.5, 0.);
+    ev_timer_start(srv.loop, &stop_timer);
+}
+
+/* ------------------------------------------------------------ recovery */
+
+struct redelivery {
+    char *key;
+    size_t len;
+    uint32_t count;
+    UT_hash_handle hh;
+};
+
+struct recovery {
+    struct redelivery *r;
+    uint64_t max_seq;
+    uint64_t messages;
+    uint64_t bad;
+};
+
+static uint32_t redeliveries_of(struct recovery *rc, const char *k, size_t kl)
+{
+    struct redelivery *r;
+    HASH_FIND(hh, rc->r, k, kl, r);
+    return r ? r->count : 0;
+}
+
+static int scan_r(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
+{
+    struct recovery *rc = ctx;
+    if (vl != 4)
+        return 0;
+    struct redelivery *r = calloc(1, sizeof *r);
+    if (!r || !(r->key = malloc(kl - 1)))
+        abort();
+    memcpy(r->key, k + 1, kl - 1);
+    r->len = kl - 1;
+    const uint8_t *u = (const uint8_t *)v;
+    r->count = (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
+    HASH_ADD_KEYPTR(hh, rc->r, r->key, r->len, r);
+    return 0;
+}
+
+static int scan_s(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
+{
+    struct recovery *rc = ctx;
+    const char *cid = k + 1;
+    const char *nul = memchr(cid, '\0', kl - 1);
+    if (!nul || vl < 8) {
+        rc->bad++;
+        return 0;
+    }
+    char *client_id = strndup(cid, (size_t)(nul - cid));
+    char *name = strndup(nul + 1, kl - 1 - (size_t)(nul - cid) - 1);
+    /* value: u32 length + topic, u32 length + selector */
+    const uint8_t *u = (const uint8_t *)v;
+    uint32_t l1 = (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
+    if (4 + (size_t)l1 + 4 > vl) {
+        rc->bad++;
+        goto out;
+    }
+    char *topic = strndup(v + 4, l1);
+    u = (const uint8_t *)v + 4 + l1;
+    uint32_t l2 = (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
+    if (8 + (size_t)l1 + l2 != vl) {
+        rc->bad++;
+        free(topic);
+        goto out;
+    }
+    char *seltext = l2 ? strndup(v + 8 + l1, l2) : NULL;
+    struct selector *sel = NULL;
+    char err[256];
+    const char *derr;
+    struct dest *d = dest_get(topic, NULL, &derr);
+    if (!d || (seltext && selector_compile(seltext, &sel, err, sizeof err) != 0)) {
+        log_warn("store: durable subscription %s/%s on %s cannot be restored", client_id, name, topic);
+        rc->bad++;
+    } else {
+        durable_restore(d, client_id, name, seltext, sel);
+    }
+    free(seltext);
+    free(topic);
+out:
+    free(client_id);
+    free(name);
+    return 0;
+}
+
+static void restore(struct recovery *rc, struct queue *q, struct msg *m, const char *k, size_t kl)
+{
+    m->journaled = true;
+    if (m->seq > rc->max_seq)
+        rc->max_seq = m->seq;
+    queue_push_recovered(q, m, redeliveries_of(rc, k, kl));
+    msg_unref(m);
+    rc->messages++;
+}
+
+static int scan_q(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
+{
+    struct recovery *rc = ctx;
+    struct msg *m = journal_decode_msg(v, vl);
+    const char *err;
+    struct dest *d = m ? dest_get(m->dest, NULL, &err) : NULL;
+    if (!m || !d || !dest_is_queue(d)) {
+        rc->bad++;
+        msg_unref(m);
+        return 0;
+    }
+    restore(rc, &d->q, m, k, kl);
+    return 0;
+}
+
+static int scan_t(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
+{
+    struct recovery *rc = ctx;
+    const char *cid = k + 1;
+    const char *n1 = memchr(cid, '\0', kl - 1);
+    const char *name = n1 ? n1 + 1 : NULL;
+    const char *n2 = name ? memchr(name, '\0', (size_t)(k + kl - name)) : NULL;
+    struct msg *m = journal_decode_msg(v, vl);
+    if (!n2 || !m) {
+        rc->bad++;
+        msg_unref(m);
+        return 0;
+    }
+    char *c = strndup(cid, (size_t)(n1 - cid)), *nm = strndup(name, (size_t)(n2 - name));
+    struct durable *du = durable_find(c, nm);
+    free(c);
+    free(nm);
+    if (!du) {
+        rc->bad++;
+        msg_unref(m);
+        return 0;
+    }
+    restore(rc, &du->q, m, k, kl);
+    return 0;
+}
+
+static int scan_d(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
+{
+    if (vl == 8)
+        dup_restore(k + 1, kl - 1, jkey_get_be64(v));
+    return 0;
+}
+
+static int recover(char *err, size_t errlen)
+{
+    struct recovery rc = {0};
+    char p;
+    int r = 0;
+    p = KEY_R;
+    r |= store_scan(&p, 1, scan_r, &rc);
+    p = KEY_S;
+    r |= store_scan(&p, 1, scan_s, &rc);
+    p = KEY_Q;
+    r |= store_scan(&p, 1, scan_q, &rc);
+    p = KEY_T;
+    r |= store_scan(&p, 1, scan_t, &rc);
+    p = KEY_D;
+    r |= store_scan(&p, 1, scan_d, &rc);
+    struct redelivery *x, *tmp;
+    HASH_ITER(hh, rc.r, x, tmp) {
+        HASH_DEL(rc.r, x);
+        free(x->key);
+        free(x);
+    }
+    if (r) {
+        snprintf(err, errlen, "cannot read the store during recovery");
+        return -EIO;
+    }
+    dup_restored();
+    if (rc.max_seq > srv.next_msg_seq)
+        srv.next_msg_seq = rc.max_seq;
+    if (rc.bad)
+        log_warn("store: %" PRIu64 " records could not be restored (see above)", rc.bad);
+    log_info("store: recovered %" PRIu64 " messages, %zu destinations, %zu durable subscriptions (journal at lsn %" PRIu64 ")",
+             rc.messages, dest_count(), durable_count(), last_lsn);
+    return 0;
+}
+
+/* ------------------------------------------------------------ open/close */
+
+int persist_open(char *err, size_t errlen)
+{
+    jb_init(&lazy);
+    jb_init(&batch);
+    jb_init(&imm_jb);
+    if (strcmp(config.store_type, "memory") == 0) {
+        log_warn("store.type = memory: persistent messages are kept in memory only and lost when the broker stops");
+        snprintf(describe, sizeof describe, "memory");
+        return 0;
+    }
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/store", config.data_dir);
+    int rc = store_open(dir, err, errlen);
+    if (rc)
+        return rc;
+    opened = true;
+    const struct store_info *si = store_info();
+    last_lsn = si->applied_lsn;
+    epoch = si->epoch;
+    commit_reset(last_lsn);
+    store_set_retention((uint64_t)config.store_retention);
+    enabled = true;
+    bool sync = strcmp(config.store_sync, "local_mem") != 0;
+    snprintf(describe, sizeof describe, "leveldb %s (%s)", dir, sync ? "local_disk" : "local_mem");
+    rc = recover(err, errlen);
+    if (rc)
+        return rc;
+    return store_start(srv.loop, sync, on_durable, on_fail, err, errlen);
+}
+
+void persist_close(void)
+{
+    persist_flush();
+    if (opened) {
+        store_close();
+        opened = false;
+    }
+    enabled = false;
+    jb_free(&lazy);
+    jb_free(&batch);
+    jb_free(&imm_jb);
+}

@@ -1,0 +1,272 @@
+/* Unit tests for journal entries: every op round-trips, apply is
+ * deterministic and writes exactly the keys of DESIGN §4, truncated or
+ * garbled entries are refused. */
+#include "config.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "stompd/journal.h"
+#include "stompd/msg.h"
+
+/* A sink that records every call as one line of text. */
+struct rec {
+    struct buf log;
+};
+
+static void hex(struct buf *b, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c >= 0x20 && c < 0x7f && c != '|')
+            buf_putc(b, (char)c);
+        else
+            buf_printf(b, "\\x%02x", c);
+    }
+}
+
+static void r_put(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
+{
+    struct rec *r = ctx;
+    buf_append_str(&r->log, "put ");
+    hex(&r->log, k, kl);
+    buf_printf(&r->log, " (%zu bytes)\n", vl);
+}
+
+static void r_del(void *ctx, const char *k, size_t kl)
+{
+    struct rec *r = ctx;
+    buf_append_str(&r->log, "del ");
+    hex(&r->log, k, kl);
+    buf_putc(&r->log, '\n');
+}
+
+static void r_delp(void *ctx, const char *p, size_t pl)
+{
+    struct rec *r = ctx;
+    buf_append_str(&r->log, "delprefix ");
+    hex(&r->log, p, pl);
+    buf_putc(&r->log, '\n');
+}
+
+static char *apply_log(const char *e, size_t len)
+{
+    struct rec r = {{0}};
+    struct journal_sink s = {r_put, r_del, r_delp, &r};
+    assert_int_equal(journal_apply(e, len, &s), 0);
+    buf_putc(&r.log, '\0');
+    return r.log.data;
+}
+
+static struct msg *sample_msg(uint64_t seq)
+{
+    struct stomp_header hs[2] = {
+        {"color", "blue", 5, 4},
+        {"weird:name", "line\nbreak", 10, 10},
+    };
+    return msg_new("/queue/a", "ID-x-1", seq, 1700000000123, true, 7, 1800000000000, hs, 2, "bo\0dy", 5);
+}
+
+static void test_msg_round_trip(void **state)
+{
+    struct msg *m = sample_msg(42);
+    struct buf b = {0};
+    journal_encode_msg(&b, m);
+    struct msg *d = journal_decode_msg(b.data, b.len);
+    assert_non_null(d);
+    assert_int_equal(d->seq, 42);
+    assert_int_equal(d->timestamp, 1700000000123);
+    assert_int_equal(d->expires, 1800000000000);
+    assert_int_equal(d->priority, 7);
+    assert_true(d->persistent);
+    assert_string_equal(d->id, "ID-x-1");
+    assert_string_equal(d->dest, "/queue/a");
+    assert_int_equal(d->nheaders, 2);
+    assert_string_equal(d->headers[1].name, "weird:name");
+    assert_string_equal(d->headers[1].value, "line\nbreak");
+    assert_int_equal(d->body_len, 5);
+    assert_memory_equal(d->body, "bo\0dy", 5);
+    /* every truncation is refused */
+    for (size_t n = 0; n < b.len; n++)
+        assert_null(journal_decode_msg(b.data, n));
+    msg_unref(d);
+    msg_unref(m);
+    buf_free(&b);
+}
+
+static char *build_all(uint64_t lsn, size_t *len)
+{
+    struct journal_builder jb;
+    jb_init(&jb);
+    struct msg *m = sample_msg(9);
+    const char *targets[] = {"client-1", "sub-a", "client-2", "sub-b"};
+    jb_enqueue(&jb, "/queue/a", NULL, 0, "dup-1", m);
+    jb_enqueue(&jb, "/topic/t", targets, 2, NULL, m);
+    jb_dequeue(&jb, "/queue/a", 3);
+    jb_dequeue_sub(&jb, "client-1", "sub-a", 4);
+    jb_delivered(&jb, KEY_Q, "/queue/a", "", 5, 2);
+    jb_delivered(&jb, KEY_T, "client-2", "sub-b", 6, 1);
+    jb_sub_create(&jb, "client-1", "sub-a", "/topic/t", "color = 'blue'");
+    jb_sub_delete(&jb, "client-2", "sub-b");
+    jb_purge(&jb, "/queue/b");
+    jb_dup_forget(&jb, "dup-0");
+    msg_unref(m);
+    return jb_finish(&jb, 3, lsn, len);
+}
+
+static int collect(void *ctx, const struct journal_op_view *op)
+{
+    struct buf *b = ctx;
+    buf_printf(b, "%d:%.*s:%.*s:%.*s:%.*s:%llu:%u:%u;", op->type, (int)op->a.len, op->a.p, (int)op->b.len,
+               op->b.p, (int)op->c.len, op->c.p, (int)op->d.len, op->d.p, (unsigned long long)op->seq,
+               op->count, op->ntargets);
+    return 0;
+}
+
+static void test_entry_round_trip(void **state)
+{
+    size_t len;
+    char *e = build_all(77, &len);
+    struct journal_entry je;
+    assert_int_equal(journal_decode(e, len, &je), 0);
+    assert_int_equal(je.epoch, 3);
+    assert_int_equal(je.lsn, 77);
+    assert_int_equal(je.nops, 10);
+    struct buf b = {0};
+    assert_int_equal(journal_foreach_op(&je, collect, &b), 0);
+    buf_putc(&b, '\0');
+    assert_string_equal(b.data,
+                        "1:/queue/a:::dup-1:0:0:0;"
+                        "1:/topic/t::::0:0:2;"
+                        "2:/queue/a::::3:0:0;"
+                        "3:client-1:sub-a:::4:0:0;"
+                        "4:/queue/a::::5:2:0;"
+                        "4:client-2:sub-b:::6:1:0;"
+                        "5:client-1:sub-a:/topic/t:color = 'blue':0:0:0;"
+                        "6:client-2:sub-b:::0:0:0;"
+                        "7:/queue/b::::0:0:0;"
+                        "8:dup-0::::0:0:0;");
+    buf_free(&b);
+    free(e);
+}
+
+static void test_apply_keys(void **state)
+{
+    size_t len;
+    char *e = build_all(77, &len);
+    char *log = apply_log(e, len);
+    const char *want =
+        "put L\\x00\\x00\\x00\\x00\\x00\\x00\\x00M";
+    assert_memory_equal(log, want, strlen(want));
+    /* the keys of DESIGN §4, in op order, then the meta keys */
+    const char *expect[] = {
+        "put Q/queue/a\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x09 (",
+        "put Ddup-1 (8 bytes)",
+        "put Tclient-1\\x00sub-a\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x09 (",
+        "put Tclient-2\\x00sub-b\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x09 (",
+        "del Q/queue/a\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x03\n",
+        "del RQ/queue/a\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x03\n",
+        "del Tclient-1\\x00sub-a\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x04\n",
+        "put RQ/queue/a\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x05 (4 bytes)",
+        "put RTclient-2\\x00sub-b\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x06 (4 bytes)",
+        "put Sclient-1\\x00sub-a (",
+        "del Sclient-2\\x00sub-b\n",
+        "delprefix Tclient-2\\x00sub-b\\x00\n",
+        "delprefix RTclient-2\\x00sub-b\\x00\n",
+        "delprefix Q/queue/b\\x00\n",
+        "delprefix RQ/queue/b\\x00\n",
+        "del Ddup-0\n",
+        "put !meta/applied_lsn (8 bytes)\nput !meta/epoch (8 bytes)\n",
+    };
+    const char *p = log;
+    for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++) {
+        const char *at = strstr(p, expect[i]);
+        if (!at)
+            fail_msg("missing or out of order: %s\nin:\n%s", expect[i], log);
+        p = at + strlen(expect[i]);
+    }
+    free(log);
+    free(e);
+}
+
+static void test_apply_is_deterministic(void **state)
+{
+    size_t l1, l2;
+    char *e1 = build_all(5, &l1);
+    char *e2 = build_all(5, &l2);
+    assert_int_equal(l1, l2);
+    assert_memory_equal(e1, e2, l1);
+    char *a = apply_log(e1, l1);
+    char *b = apply_log(e1, l1);
+    char *c = apply_log(e2, l2);
+    assert_string_equal(a, b);
+    assert_string_equal(a, c);
+    free(a);
+    free(b);
+    free(c);
+    free(e1);
+    free(e2);
+}
+
+static void test_malformed_entries(void **state)
+{
+    size_t len;
+    char *e = build_all(1, &len);
+    struct journal_entry je;
+    struct rec r = {{0}};
+    struct journal_sink s = {r_put, r_del, r_delp, &r};
+    for (size_t n = 0; n < len; n++) {
+        assert_int_equal(journal_decode(e, n, &je), -EINVAL);
+        assert_int_equal(journal_apply(e, n, &s), -EINVAL);
+    }
+    assert_int_equal(r.log.len, 0); /* a refused entry writes nothing */
+    char *g = malloc(len + 1);
+    memcpy(g, e, len);
+    g[len] = 'x';
+    assert_int_equal(journal_decode(g, len + 1, &je), -EINVAL); /* trailing garbage */
+    g[0] = 9;
+    assert_int_equal(journal_decode(g, len, &je), -EINVAL); /* unknown format */
+    memcpy(g, e, len);
+    g[JOURNAL_HEADER_LEN] = 99; /* unknown op */
+    assert_int_equal(journal_decode(g, len, &je), -EINVAL);
+    free(g);
+    free(e);
+    buf_free(&r.log);
+}
+
+static void test_keys_sort_by_seq(void **state)
+{
+    struct buf a = {0}, b = {0};
+    jkey_q(&a, "/queue/x", 8, 255);
+    jkey_q(&b, "/queue/x", 8, 256);
+    assert_int_equal(a.len, b.len);
+    assert_true(memcmp(a.data, b.data, a.len) < 0);
+    char l1[9], l2[9];
+    jkey_l(l1, 0xff);
+    jkey_l(l2, 0x100);
+    assert_true(memcmp(l1, l2, 9) < 0);
+    assert_int_equal(jkey_get_be64(l2 + 1), 0x100);
+    buf_free(&a);
+    buf_free(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_msg_round_trip),
+        cmocka_unit_test(test_entry_round_trip),
+        cmocka_unit_test(test_apply_keys),
+        cmocka_unit_test(test_apply_is_deterministic),
+        cmocka_unit_test(test_malformed_entries),
+        cmocka_unit_test(test_keys_sort_by_seq),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
