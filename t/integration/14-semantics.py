@@ -1,0 +1,348 @@
+"""ActiveMQ semantics STOMP users carry over: prefetch, redelivery and
+dead letters, expiry, selectors, temporary destinations, durable topic
+subscriptions, exclusive consumers and message groups."""
+import time
+
+from stompd_test import Client, connected
+
+
+def drain(c, timeout=0.5):
+    got = []
+    while True:
+        try:
+            got.append(c.recv(timeout=timeout))
+        except TimeoutError:
+            return got
+
+
+def send(port, dest, bodies, headers=None):
+    p = connected(port)
+    for b in bodies:
+        h = {"destination": dest}
+        h.update(headers or {})
+        p.send("SEND", h, b)
+    p.receipt("DISCONNECT", {}, "sent")
+
+
+# ------------------------------------------------------------------ prefetch
+
+def test_prefetch_bounds_unacked(broker):
+    send(broker.port, "/queue/pf", [b"%d" % i for i in range(10)])
+    c = connected(broker.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/pf", "ack": "client-individual",
+                         "activemq.prefetchSize": "3"})
+    got = drain(c)
+    assert len(got) == 3
+    c.send("ACK", {"id": got[0]["ack"]})
+    more = drain(c)
+    assert [m.body for m in more] == [b"3"]
+
+
+def test_prefetch_count_rabbitmq_spelling(broker):
+    send(broker.port, "/queue/pc", [b"%d" % i for i in range(5)])
+    c = connected(broker.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/pc", "ack": "client", "prefetch-count": "2"})
+    assert len(drain(c)) == 2
+
+
+def test_prefetch_one_shares_fairly(broker):
+    a, b = connected(broker.port), connected(broker.port)
+    for c, n in ((a, "a"), (b, "b")):
+        c.receipt("SUBSCRIBE", {"id": n, "destination": "/queue/fair", "ack": "client-individual",
+                                "activemq.prefetchSize": "1"}, "s")
+    send(broker.port, "/queue/fair", [b"%d" % i for i in range(20)])
+    counts = {"a": 0, "b": 0}
+    # a is slow: acks every 50 ms; b acks at once
+    deadline = time.time() + 10
+    while counts["a"] + counts["b"] < 20 and time.time() < deadline:
+        for c, n in ((a, "a"), (b, "b")):
+            try:
+                m = c.recv(timeout=0.02)
+            except TimeoutError:
+                continue
+            counts[n] += 1
+            if n == "a":
+                time.sleep(0.05)
+            c.send("ACK", {"id": m["ack"]})
+    assert counts["a"] + counts["b"] == 20
+    assert counts["a"] >= 3 and counts["b"] >= 3, counts
+
+
+def test_auto_ack_ignores_prefetch(broker):
+    send(broker.port, "/queue/autopf", [b"%d" % i for i in range(20)])
+    c = connected(broker.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/autopf", "activemq.prefetchSize": "2"})
+    assert len(drain(c)) == 20
+
+
+# ------------------------------------------------------------------ redelivery, DLQ
+
+def test_nack_until_dead_letter(broker_factory):
+    b = broker_factory({"broker.max_redeliveries": "2"})
+    send(b.port, "/queue/poison", [b"bad"], {"x-app": "1"})
+    c = connected(b.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/poison", "ack": "client-individual"})
+    counts = []
+    for _ in range(3):
+        m = c.recv()
+        counts.append(m.get("redelivery-count"))
+        c.send("NACK", {"id": m["ack"]})
+    assert counts == [None, "1", "2"]
+    c.expect_nothing()
+    d = connected(b.port)
+    d.send("SUBSCRIBE", {"id": "d", "destination": "/queue/ActiveMQ.DLQ"})
+    m = d.recv()
+    assert m.body == b"bad" and m["original-destination"] == "/queue/poison"
+    assert m["x-app"] == "1" and "redeliveries" in m["dlqDeliveryFailureCause"]
+
+
+def test_zero_redeliveries_first_nack_dead_letters(broker_factory):
+    b = broker_factory({"broker.max_redeliveries": "0"})
+    send(b.port, "/queue/z", [b"once"])
+    c = connected(b.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/z", "ack": "client-individual"})
+    c.send("NACK", {"id": c.recv()["ack"]})
+    c.expect_nothing()
+    d = connected(b.port)
+    d.send("SUBSCRIBE", {"id": "d", "destination": "/queue/ActiveMQ.DLQ"})
+    assert d.recv().body == b"once"
+
+
+def test_consumer_loss_counts_as_redelivery(broker_factory):
+    b = broker_factory({"broker.max_redeliveries": "1"})
+    send(b.port, "/queue/loss", [b"x"])
+    for i in range(2):
+        c = connected(b.port)
+        c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/loss", "ack": "client"})
+        m = c.recv()
+        assert (m.get("redelivered") == "true") == (i == 1)
+        c.close()
+    time.sleep(0.2)
+    c = connected(b.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/loss"})
+    c.expect_nothing()
+    d = connected(b.port)
+    d.send("SUBSCRIBE", {"id": "d", "destination": "/queue/ActiveMQ.DLQ"})
+    assert d.recv().body == b"x"
+
+
+def test_per_destination_dlq(broker_factory):
+    b = broker_factory({"broker.max_redeliveries": "0", "broker.per_destination_dlq": "true"})
+    send(b.port, "/queue/orders", [b"o"])
+    c = connected(b.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/orders", "ack": "client-individual"})
+    c.send("NACK", {"id": c.recv()["ack"]})
+    d = connected(b.port)
+    d.send("SUBSCRIBE", {"id": "d", "destination": "/queue/ActiveMQ.DLQ.Queue.orders"})
+    assert d.recv()["original-destination"] == "/queue/orders"
+
+
+def test_dlq_messages_are_not_dead_lettered_again(broker_factory):
+    b = broker_factory({"broker.max_redeliveries": "0"})
+    send(b.port, "/queue/once", [b"p"])
+    c = connected(b.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/once", "ack": "client-individual"})
+    c.send("NACK", {"id": c.recv()["ack"]})
+    d = connected(b.port)
+    d.send("SUBSCRIBE", {"id": "d", "destination": "/queue/ActiveMQ.DLQ", "ack": "client-individual"})
+    m = d.recv()
+    d.send("NACK", {"id": m["ack"]})
+    again = d.recv()
+    assert again.body == b"p" and again["redelivered"] == "true"
+
+
+# ------------------------------------------------------------------ expiry
+
+def test_expired_at_dispatch(broker):
+    now = int(time.time() * 1000)
+    send(broker.port, "/queue/exp", [b"old"], {"expires": str(now - 1000)})
+    send(broker.port, "/queue/exp", [b"fresh"], {"expires": str(now + 60000)})
+    send(broker.port, "/queue/exp", [b"never"], {"expires": "0"})
+    c = connected(broker.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/exp"})
+    got = drain(c)
+    assert [m.body for m in got] == [b"fresh", b"never"]
+    assert got[0]["expires"] == str(now + 60000)
+
+
+def test_expiry_sweep_dead_letters_persistent_drops_others(broker_factory):
+    b = broker_factory({"broker.expiry_check_interval": "100ms"})
+    soon = int(time.time() * 1000) + 300
+    send(b.port, "/queue/sweep", [b"p"], {"expires": str(soon), "persistent": "true"})
+    send(b.port, "/queue/sweep", [b"np"], {"expires": str(soon)})
+    time.sleep(0.8)   # no consumer: only the sweep can see them expire
+    d = connected(b.port)
+    d.send("SUBSCRIBE", {"id": "d", "destination": "/queue/ActiveMQ.DLQ"})
+    got = drain(d)
+    assert [m.body for m in got] == [b"p"]
+    assert got[0]["dlqDeliveryFailureCause"] == "expired"
+    assert got[0]["expires"] == "0"      # a dead letter does not expire again
+    c = connected(b.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/sweep"})
+    c.expect_nothing()
+
+
+# ------------------------------------------------------------------ selectors
+
+def test_selector_on_queue(broker):
+    c = connected(broker.port)
+    c.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/sel",
+                            "selector": "color = 'red' AND weight > 10"}, "s")
+    other = connected(broker.port)
+    other.receipt("SUBSCRIBE", {"id": "2", "destination": "/queue/sel", "selector": "color <> 'red'"}, "s")
+    p = connected(broker.port)
+    for color, w in [("red", 5), ("red", 20), ("blue", 50), ("red", 11)]:
+        p.send("SEND", {"destination": "/queue/sel", "color": color, "weight": str(w)}, b"%s-%d" % (color.encode(), w))
+    assert [m.body for m in drain(c)] == [b"red-20", b"red-11"]
+    assert [m.body for m in drain(other)] == [b"blue-50"]
+    # red-5 matches nobody: it waits for a consumer that wants it
+    any_c = connected(broker.port)
+    any_c.send("SUBSCRIBE", {"id": "3", "destination": "/queue/sel"})
+    assert [m.body for m in drain(any_c)] == [b"red-5"]
+
+
+def test_selector_on_topic_and_jms_fields(broker):
+    c = connected(broker.port)
+    c.receipt("SUBSCRIBE", {"id": "1", "destination": "/topic/sel",
+                            "selector": "JMSPriority > 5 OR type LIKE 'ord%'"}, "s")
+    p = connected(broker.port)
+    p.send("SEND", {"destination": "/topic/sel", "priority": "7"}, b"urgent")
+    p.send("SEND", {"destination": "/topic/sel", "type": "order"}, b"order")
+    p.send("SEND", {"destination": "/topic/sel", "type": "quote"}, b"quote")
+    assert sorted(m.body for m in drain(c)) == [b"order", b"urgent"]
+
+
+# ------------------------------------------------------------------ temporary destinations
+
+def test_temp_queue_reply_to(broker):
+    requester = connected(broker.port)
+    requester.receipt("SUBSCRIBE", {"id": "r", "destination": "/temp-queue/replies"}, "s")
+    server = connected(broker.port)
+    server.receipt("SUBSCRIBE", {"id": "s", "destination": "/queue/requests"}, "s")
+    requester.send("SEND", {"destination": "/queue/requests", "reply-to": "/temp-queue/replies"}, b"ping")
+    req = server.recv()
+    reply_to = req["reply-to"]
+    assert reply_to.startswith("/remote-temp-queue/")
+    server.send("SEND", {"destination": reply_to, "correlation-id": "1"}, b"pong")
+    assert requester.recv().body == b"pong"
+    # another connection's /temp-queue/replies is a different queue
+    other = connected(broker.port)
+    other.receipt("SEND", {"destination": "/temp-queue/replies"}, "r", b"mine")
+    requester.expect_nothing()
+    # nobody else may consume it
+    thief = connected(broker.port)
+    thief.send("SUBSCRIBE", {"id": "t", "destination": reply_to})
+    thief.expect_error("temporary")
+    # it goes away with its connection
+    requester.close()
+    time.sleep(0.2)
+    server.send("SEND", {"destination": reply_to}, b"late")
+    server.expect_error("temporary destination")
+
+
+def test_temp_topic(broker):
+    c = connected(broker.port)
+    c.receipt("SUBSCRIBE", {"id": "1", "destination": "/temp-topic/events"}, "s")
+    c.send("SEND", {"destination": "/topic/x", "reply-to": "/temp-topic/events"}, b"")
+    c.send("SEND", {"destination": "/temp-topic/events"}, b"to myself")
+    m = c.recv()
+    assert m.body == b"to myself"
+    assert m["destination"].startswith("/remote-temp-topic/")
+
+
+# ------------------------------------------------------------------ durable subscriptions
+
+def test_durable_subscription_keeps_messages_while_away(broker):
+    s = connected(broker.port, headers={"client-id": "sub-app"})
+    s.receipt("SUBSCRIBE", {"id": "1", "destination": "/topic/news", "activemq.subscriptionName": "n"}, "s")
+    s.receipt("UNSUBSCRIBE", {"id": "1"}, "u")      # deactivate only
+    s.send("DISCONNECT", {"receipt": "d"})
+    s.recv()
+    send(broker.port, "/topic/news", [b"while away 1", b"while away 2"])
+    s = connected(broker.port, headers={"client-id": "sub-app"})
+    s.send("SUBSCRIBE", {"id": "1", "destination": "/topic/news", "activemq.subscriptionName": "n"})
+    assert [m.body for m in drain(s)] == [b"while away 1", b"while away 2"]
+    s.receipt("UNSUBSCRIBE", {"id": "1", "activemq.subscriptionName": "n"}, "destroy")
+    send(broker.port, "/topic/news", [b"after destroy"])
+    s.send("SUBSCRIBE", {"id": "2", "destination": "/topic/news", "activemq.subscriptionName": "n"})
+    s.expect_nothing()
+
+
+def test_durable_subscription_errors(broker):
+    c = connected(broker.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/topic/t", "activemq.subscriptionName": "x"})
+    c.expect_error("client-id")
+    c = connected(broker.port, headers={"client-id": "q"})
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/q", "activemq.subscriptionName": "x"})
+    c.expect_error("topic")
+    c = connected(broker.port, headers={"client-id": "twice"})
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/topic/t", "activemq.subscriptionName": "x"})
+    c.send("SUBSCRIBE", {"id": "2", "destination": "/topic/t", "activemq.subscriptionName": "x"})
+    c.expect_error("already")
+
+
+def test_durable_and_plain_subscribers_each_get_a_copy(broker):
+    d = connected(broker.port, headers={"client-id": "d"})
+    d.receipt("SUBSCRIBE", {"id": "1", "destination": "/topic/both", "activemq.subscriptionName": "n",
+                            "ack": "client-individual"}, "s")
+    plain = connected(broker.port)
+    plain.receipt("SUBSCRIBE", {"id": "1", "destination": "/topic/both"}, "s")
+    send(broker.port, "/topic/both", [b"hi"])
+    assert plain.recv().body == b"hi"
+    m = d.recv()
+    assert m.body == b"hi"
+    d.close()                 # unacked: kept for the durable subscriber
+    time.sleep(0.2)
+    d = connected(broker.port, headers={"client-id": "d"})
+    d.send("SUBSCRIBE", {"id": "1", "destination": "/topic/both", "activemq.subscriptionName": "n"})
+    again = d.recv()
+    assert again.body == b"hi" and again["redelivered"] == "true"
+
+
+# ------------------------------------------------------------------ exclusive consumers, groups
+
+def test_exclusive_consumer_takes_everything(broker):
+    a, b = connected(broker.port), connected(broker.port)
+    a.receipt("SUBSCRIBE", {"id": "a", "destination": "/queue/ex", "activemq.exclusive": "true"}, "s")
+    b.receipt("SUBSCRIBE", {"id": "b", "destination": "/queue/ex"}, "s")
+    send(broker.port, "/queue/ex", [b"%d" % i for i in range(10)])
+    assert len(drain(a)) == 10
+    b.expect_nothing()
+    a.close()      # b takes over
+    send(broker.port, "/queue/ex", [b"after"])
+    assert b.recv().body == b"after"
+
+
+def test_message_groups_stick_to_one_consumer(broker):
+    a, b = connected(broker.port), connected(broker.port)
+    a.receipt("SUBSCRIBE", {"id": "a", "destination": "/queue/grp"}, "s")
+    b.receipt("SUBSCRIBE", {"id": "b", "destination": "/queue/grp"}, "s")
+    p = connected(broker.port)
+    for i in range(20):
+        p.send("SEND", {"destination": "/queue/grp", "JMSXGroupID": "g%d" % (i % 2)}, b"g%d-%d" % (i % 2, i))
+    p.receipt("DISCONNECT", {}, "d")
+    ga, gb = drain(a), drain(b)
+    groups_a = {m["JMSXGroupID"] for m in ga}
+    groups_b = {m["JMSXGroupID"] for m in gb}
+    assert len(ga) + len(gb) == 20
+    assert not (groups_a & groups_b), (groups_a, groups_b)
+    # order within a group is kept
+    for got in (ga, gb):
+        for g in ("g0", "g1"):
+            seq = [int(m.body.split(b"-")[1]) for m in got if m["JMSXGroupID"] == g]
+            assert seq == sorted(seq)
+
+
+def test_group_moves_when_its_consumer_leaves(broker):
+    a = connected(broker.port)
+    a.receipt("SUBSCRIBE", {"id": "a", "destination": "/queue/grp2"}, "s")
+    send(broker.port, "/queue/grp2", [b"1"], {"JMSXGroupID": "g"})
+    assert a.recv().body == b"1"
+    b = connected(broker.port)
+    b.receipt("SUBSCRIBE", {"id": "b", "destination": "/queue/grp2"}, "s")
+    send(broker.port, "/queue/grp2", [b"2"], {"JMSXGroupID": "g"})
+    assert a.recv().body == b"2"
+    a.close()
+    time.sleep(0.2)
+    send(broker.port, "/queue/grp2", [b"3"], {"JMSXGroupID": "g"})
+    assert b.recv().body == b"3"

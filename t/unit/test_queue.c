@@ -1,0 +1,264 @@
+/* Unit tests for dispatch order: priorities (higher first, FIFO within a
+ * priority), returned messages keeping their place, round robin,
+ * prefetch, exclusive consumers, message groups and selectors. Consumers
+ * are subscriptions on connection objects without sockets: what a
+ * consumer received is read back from its output buffer. */
+#include "config.h"
+
+#include <ev.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "stompd/config.h"
+#include "stompd/conn.h"
+#include "stompd/dest.h"
+#include "stompd/log.h"
+#include "stompd/msg.h"
+#include "stompd/queue.h"
+#include "stompd/selector.h"
+#include "stompd/server.h"
+#include "stompd/sub.h"
+
+static uint64_t seq;
+
+static int setup(void **state)
+{
+    char err[256];
+    config_init_defaults();
+    log_set_level(LOG_ERR);
+    assert_int_equal(config_set_key("store.type", "memory", err, sizeof err), 0);
+    assert_int_equal(server_init(ev_default_loop(0)), 0);
+    seq = 0;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    server_shutdown();
+    config_free();
+    return 0;
+}
+
+static struct conn *fake_conn(void)
+{
+    struct conn *c = calloc(1, sizeof *c);
+    c->state = CONN_OPEN;
+    c->version = STOMP_12;
+    c->fd = -1;
+    TAILQ_INIT(&c->ops);
+    TAILQ_INIT(&c->temps);
+    return c;
+}
+
+static void free_conn(struct conn *c)
+{
+    struct sub *s, *tmp;
+    HASH_ITER(hh, c->subs, s, tmp)
+        sub_destroy(s);
+    if (c->in_flush)
+        TAILQ_REMOVE(&srv.flush, c, flush_link);
+    buf_free(&c->out);
+    free(c);
+}
+
+static struct sub *consumer(struct conn *c, struct dest *d, enum ack_mode ack, uint32_t prefetch,
+                            const char *selector)
+{
+    struct sub *s = calloc(1, sizeof *s);
+    char id[16];
+    snprintf(id, sizeof id, "s%u", c->nsubs);
+    s->id = strdup(id);
+    s->conn = c;
+    s->dest = d;
+    s->ack = ack;
+    s->prefetch = prefetch;
+    s->q = &d->q;
+    TAILQ_INIT(&s->unacked);
+    if (selector) {
+        char err[128];
+        assert_int_equal(selector_compile(selector, &s->sel, err, sizeof err), 0);
+    }
+    HASH_ADD_KEYPTR(hh, c->subs, s->id, strlen(s->id), s);
+    c->nsubs++;
+    queue_add_consumer(&d->q, s);
+    return s;
+}
+
+static void push(struct dest *d, const char *body, int prio, const char *hname, const char *hval)
+{
+    struct stomp_header h = {hname, hval, hname ? (uint32_t)strlen(hname) : 0, hval ? (uint32_t)strlen(hval) : 0};
+    struct msg *m = msg_new(d->name, body, ++seq, 0, false, (uint8_t)prio, 0, &h, hname ? 1 : 0, body,
+                            strlen(body));
+    queue_push(&d->q, m);
+    msg_unref(m);
+}
+
+/* Bodies received by a connection so far, space separated; consumes them. */
+static char *received(struct conn *c)
+{
+    static char out[4096];
+    out[0] = '\0';
+    struct frame_limits lim = {1 << 20, 100, 4096, 64};
+    struct frame_parser p;
+    frame_parser_init(&p, &lim);
+    p.version = STOMP_12;
+    size_t off = 0;
+    for (;;) {
+        struct frame f;
+        size_t used;
+        const char *err;
+        enum frame_status st = frame_parse(&p, buf_head(&c->out) + off, buf_used(&c->out) - off, &used, &f, &err);
+        off += used;
+        if (st != FRAME_OK)
+            break;
+        if (out[0])
+            strcat(out, " ");
+        strncat(out, f.body, f.body_len);
+        frame_free(&f);
+    }
+    buf_free(&c->out);
+    return out;
+}
+
+static struct dest *queue_named(const char *n)
+{
+    const char *err;
+    struct dest *d = dest_get(n, NULL, &err);
+    assert_non_null(d);
+    return d;
+}
+
+static void test_priority_then_fifo(void **state)
+{
+    struct dest *d = queue_named("/queue/p");
+    int prios[] = {4, 9, 4, 1, 9, 0, 5, 4};
+    const char *names[] = {"a", "b", "c", "d", "e", "f", "g", "h"};
+    for (int i = 0; i < 8; i++)
+        push(d, names[i], prios[i], NULL, NULL);
+    struct conn *c = fake_conn();
+    consumer(c, d, ACK_AUTO, 1000, NULL);
+    queue_dispatch_dirty();
+    assert_string_equal(received(c), "b e g a c h d f");
+    free_conn(c);
+}
+
+static void test_returned_keep_their_place(void **state)
+{
+    struct dest *d = queue_named("/queue/r");
+    struct conn *c = fake_conn();
+    struct sub *s = consumer(c, d, ACK_CLIENT_INDIVIDUAL, 2, NULL);
+    for (int i = 0; i < 5; i++) {
+        char b[4];
+        snprintf(b, sizeof b, "m%d", i);
+        push(d, b, 4, NULL, NULL);
+    }
+    queue_dispatch_dirty();
+    assert_string_equal(received(c), "m0 m1");
+    /* m1 acked, m0 goes back: it is first again, ahead of m2 */
+    sub_ack(s, TAILQ_LAST(&s->unacked, qentry_list));
+    sub_nack(s, TAILQ_FIRST(&s->unacked));
+    queue_dispatch_dirty();
+    assert_string_equal(received(c), "m0 m2");
+    free_conn(c);
+}
+
+static void test_round_robin(void **state)
+{
+    struct dest *d = queue_named("/queue/rr");
+    struct conn *a = fake_conn(), *b = fake_conn();
+    consumer(a, d, ACK_AUTO, 1, NULL);
+    consumer(b, d, ACK_AUTO, 1, NULL);
+    for (int i = 0; i < 6; i++) {
+        char x[4];
+        snprintf(x, sizeof x, "%d", i);
+        push(d, x, 4, NULL, NULL);
+    }
+    queue_dispatch_dirty();
+    assert_string_equal(received(a), "0 2 4");
+    assert_string_equal(received(b), "1 3 5");
+    free_conn(a);
+    free_conn(b);
+}
+
+static void test_prefetch_limits_inflight(void **state)
+{
+    struct dest *d = queue_named("/queue/pf");
+    struct conn *a = fake_conn(), *b = fake_conn();
+    consumer(a, d, ACK_CLIENT, 1, NULL);
+    consumer(b, d, ACK_CLIENT, 3, NULL);
+    for (int i = 0; i < 6; i++) {
+        char x[4];
+        snprintf(x, sizeof x, "%d", i);
+        push(d, x, 4, NULL, NULL);
+    }
+    queue_dispatch_dirty();
+    assert_string_equal(received(a), "0");
+    assert_string_equal(received(b), "1 2 3");
+    assert_int_equal(d->q.npending, 2);
+    free_conn(a);
+    free_conn(b);
+    /* their unacked messages came back, in order */
+    assert_int_equal(d->q.npending, 6);
+}
+
+static void test_exclusive(void **state)
+{
+    struct dest *d = queue_named("/queue/ex");
+    struct conn *a = fake_conn(), *b = fake_conn();
+    consumer(a, d, ACK_AUTO, 1000, NULL);
+    struct sub *x = consumer(b, d, ACK_AUTO, 1000, NULL);
+    x->exclusive = true;
+    push(d, "1", 4, NULL, NULL);
+    push(d, "2", 4, NULL, NULL);
+    queue_dispatch_dirty();
+    assert_string_equal(received(a), "");
+    assert_string_equal(received(b), "1 2");
+    free_conn(a);
+    free_conn(b);
+}
+
+static void test_groups_and_selectors(void **state)
+{
+    struct dest *d = queue_named("/queue/g");
+    struct conn *a = fake_conn(), *b = fake_conn(), *c = fake_conn();
+    consumer(a, d, ACK_AUTO, 1000, NULL);
+    consumer(b, d, ACK_AUTO, 1000, NULL);
+    push(d, "x1", 4, "JMSXGroupID", "x");
+    push(d, "y1", 4, "JMSXGroupID", "y");
+    push(d, "x2", 4, "JMSXGroupID", "x");
+    push(d, "y2", 4, "JMSXGroupID", "y");
+    push(d, "x3", 4, "JMSXGroupID", "x");
+    queue_dispatch_dirty();
+    assert_string_equal(received(a), "x1 x2 x3");
+    assert_string_equal(received(b), "y1 y2");
+    /* a selector consumer only takes what matches; the rest waits */
+    consumer(c, d, ACK_AUTO, 1000, "kind = 'k'");
+    free_conn(a);
+    free_conn(b);
+    push(d, "plain", 4, "kind", "other");
+    push(d, "match", 4, "kind", "k");
+    queue_dispatch_dirty();
+    assert_string_equal(received(c), "match");
+    assert_int_equal(d->q.npending, 1);
+    free_conn(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_priority_then_fifo, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_returned_keep_their_place, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_round_robin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_prefetch_limits_inflight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_exclusive, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_groups_and_selectors, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
