@@ -82,6 +82,7 @@ static void release(struct op *op)
 void op_submit(struct op *op)
 {
     struct conn *c = op->conn;
+    op->t = ev_now(srv.loop);
     if (op->kind == OP_COMMIT) {
         if (op->lsn <= committed) {
             op->done = true;
@@ -163,6 +164,19 @@ void commit_fail_from(uint64_t lsn, const char *why)
             log_err("journal entry %llu not stored: %s", (unsigned long long)op->lsn, why);
             op->failed = true;
             finish_commit(op);
+        }
+    }
+}
+
+void commit_expire(double before, const char *why)
+{
+    struct op *op;
+    TAILQ_FOREACH(op, &commit_q, commit_link) {
+        if (op->t >= before)
+            break;
+        if (op->conn && op->conn->state == CONN_OPEN) {
+            clog_warn(op->conn, "journal entry %llu not committed in time", (unsigned long long)op->lsn);
+            conn_error(op->conn, "not replicated in time", op->receipt, why);
         }
     }
 }

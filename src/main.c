@@ -11,7 +11,9 @@
 #include "stompd/config.h"
 #include "stompd/log.h"
 #include "stompd/server.h"
+#include "stompd/journal.h"
 #include "stompd/persist.h"
+#include "stompd/store.h"
 
 static void usage(FILE *out)
 {
@@ -24,6 +26,8 @@ static void usage(FILE *out)
             "  -s, --set KEY=VALUE      override one key, e.g. --set stomp.listen=127.0.0.1:61613\n"
             "      --help-config        list every configuration key, its default and meaning\n"
             "      --check-config       validate the configuration and exit\n"
+            "      --dump-store DIR     print the store under DIR (a stopped node's\n"
+            "                           broker.data_dir) as sorted key/value digests\n"
             "  -h, --help               this text\n"
             "  -V, --version            print the version\n"
             "\n"
@@ -32,6 +36,52 @@ static void usage(FILE *out)
 }
 
 static int run(void);
+
+static void put_escaped(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c >= 0x21 && c < 0x7f && c != '\\')
+            putchar(c);
+        else
+            printf("\\x%02x", c);
+    }
+}
+
+static int dump_one(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
+{
+    /* the journal (pruned differently on each node) and the node's own
+     * identity are not replicated state */
+    if ((kl && k[0] == KEY_L) || (kl > 6 && !memcmp(k, "!meta/", 6) &&
+                                  strncmp(k, "!meta/applied_lsn", kl) && strncmp(k, "!meta/epoch", kl)))
+        return 0;
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < vl; i++) {
+        h ^= (unsigned char)v[i];
+        h *= 1099511628211ULL;
+    }
+    put_escaped(k, kl);
+    printf("\t%zu\t%016llx\n", vl, (unsigned long long)h);
+    (*(size_t *)ctx)++;
+    return 0;
+}
+
+/* The store of a stopped node as lines that two replicas can diff. */
+static int dump_store(const char *data_dir)
+{
+    char dir[4096], err[512];
+    snprintf(dir, sizeof dir, "%s/store", data_dir);
+    log_set_level(LOG_ERR);
+    if (store_open(dir, err, sizeof err) != 0) {
+        fprintf(stderr, "stompd: %s\n", err);
+        store_close();
+        return 1;
+    }
+    size_t n = 0;
+    int rc = store_scan("", 0, dump_one, &n) < 0 ? 1 : 0;
+    store_close();
+    return rc;
+}
 
 int main(int argc, char **argv)
 {
@@ -42,6 +92,7 @@ int main(int argc, char **argv)
         {"help-config", no_argument, NULL, 1},
         {"check-config", no_argument, NULL, 2},
         {"version", no_argument, NULL, 'V'},
+        {"dump-store", required_argument, NULL, 3},
         {NULL, 0, NULL, 0},
     };
     const char *file = NULL;
@@ -67,6 +118,9 @@ int main(int argc, char **argv)
         case 2:
             check_only = 1;
             break;
+        case 3:
+            rc = dump_store(optarg);
+            goto out;
         case 'V':
             printf("%s %s\n", PACKAGE_NAME, PACKAGE_VERSION);
             goto out;
@@ -134,12 +188,16 @@ static int run(void)
         return 1;
     }
     log_info("store: %s", persist_describe());
-    srv.role = ROLE_STANDALONE;
     int rc = 0;
-    if (server_listen_clients() != 0)
-        rc = 1;
-    else
+    if (srv.role == ROLE_SLAVE) {
+        log_info("role: slave of %s; STOMP clients are not accepted on this node", config.store_master);
         server_run();
+    } else if (server_listen_clients() != 0) {
+        rc = 1;
+    } else {
+        log_info("role: %s", srv.role == ROLE_MASTER ? "master" : "standalone");
+        server_run();
+    }
     log_info("stopping");
     server_shutdown();
     persist_close();

@@ -21,6 +21,8 @@
 #include "stompd/msg.h"
 #include "stompd/persist.h"
 #include "stompd/queue.h"
+#include "stompd/quorum.h"
+#include "stompd/repl.h"
 #include "stompd/selector.h"
 #include "stompd/server.h"
 #include "stompd/store.h"
@@ -34,7 +36,24 @@ static uint64_t epoch;
 static uint64_t generation;
 static struct journal_builder lazy, batch, imm_jb;
 static bool in_batch;
-static char describe[4200] = "memory";
+static bool replicated;
+static char describe[4500] = "memory";
+static char sync_modes[128];
+
+const char *persist_sync_modes(void)
+{
+    return sync_modes;
+}
+
+bool persist_replicated(void)
+{
+    return replicated;
+}
+
+uint64_t persist_epoch(void)
+{
+    return epoch;
+}
 
 bool persist_enabled(void)
 {
@@ -66,6 +85,8 @@ static uint64_t append(struct journal_builder *jb)
     size_t len;
     uint64_t lsn = ++last_lsn;
     char *data = jb_finish(jb, epoch, lsn, &len);
+    /* the replication stream copies it before the store takes it over */
+    repl_master_append(lsn, data, len);
     store_append(lsn, data, len);
     return lsn;
 }
@@ -238,7 +259,18 @@ void persist_dup_forget(const char *dup_id)
 
 static void on_durable(uint64_t lsn)
 {
-    commit_advance(lsn);
+    switch (srv.role) {
+    case ROLE_MASTER:
+        repl_master_local_done(lsn);
+        break;
+    case ROLE_SLAVE:
+    case ROLE_ELECTING:
+        repl_slave_store_done(lsn);
+        break;
+    case ROLE_STANDALONE:
+        commit_advance(lsn);
+        break;
+    }
 }
 
 static void stop_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -439,16 +471,8 @@ static int recover(char *err, size_t errlen)
 
 /* ------------------------------------------------------------ open/close */
 
-int persist_open(char *err, size_t errlen)
+static int open_store(char *err, size_t errlen)
 {
-    jb_init(&lazy);
-    jb_init(&batch);
-    jb_init(&imm_jb);
-    if (strcmp(config.store_type, "memory") == 0) {
-        log_warn("store.type = memory: persistent messages are kept in memory only and lost when the broker stops");
-        snprintf(describe, sizeof describe, "memory");
-        return 0;
-    }
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/store", config.data_dir);
     int rc = store_open(dir, err, errlen);
@@ -460,18 +484,89 @@ int persist_open(char *err, size_t errlen)
     epoch = si->epoch;
     commit_reset(last_lsn);
     store_set_retention((uint64_t)config.store_retention);
+    snprintf(describe, sizeof describe, "%s %s (sync %s)", config.store_type, dir, sync_modes);
+    return 0;
+}
+
+/* Rebuild the broker from the store and start journaling as the one who
+ * writes: standalone, or master of epoch new_epoch. */
+static int start_writing(char *err, size_t errlen)
+{
     enabled = true;
-    bool sync = strcmp(config.store_sync, "local_mem") != 0;
-    snprintf(describe, sizeof describe, "leveldb %s (%s)", dir, sync ? "local_disk" : "local_mem");
-    rc = recover(err, errlen);
+    return recover(err, errlen);
+}
+
+int persist_open(char *err, size_t errlen)
+{
+    jb_init(&lazy);
+    jb_init(&batch);
+    jb_init(&imm_jb);
+    srv.role = ROLE_STANDALONE;
+    if (strcmp(config.store_type, "memory") == 0) {
+        log_warn("store.type = memory: persistent messages are kept in memory only and lost when the broker stops");
+        snprintf(describe, sizeof describe, "memory");
+        return 0;
+    }
+    replicated = strcmp(config.store_type, "replicated-leveldb") == 0;
+    snprintf(sync_modes, sizeof sync_modes, "%s",
+             config.store_sync[0] ? config.store_sync : replicated ? "quorum_mem" : "local_disk");
+    unsigned modes;
+    char e2[256];
+    if (quorum_parse_modes(sync_modes, &modes, e2, sizeof e2) != 0) {
+        snprintf(err, errlen, "store.sync: %s", e2);
+        return -EINVAL;
+    }
+    if (!replicated && (modes & ~(unsigned)(SYNC_LOCAL_MEM | SYNC_LOCAL_DISK))) {
+        snprintf(err, errlen, "store.sync = %s needs store.type = replicated-leveldb (a standalone store has only "
+                              "local_mem and local_disk)", sync_modes);
+        return -EINVAL;
+    }
+    if (!replicated) {
+        int rc = open_store(err, errlen);
+        if (rc == 0)
+            rc = start_writing(err, errlen);
+        if (rc == 0)
+            rc = store_start(srv.loop, quorum_master_sync(modes), on_durable, on_fail, err, errlen);
+        return rc;
+    }
+
+    /* replicated-leveldb, role chosen by configuration (manual mode) */
+    if (strcmp(config.store_role, "master") && strcmp(config.store_role, "slave")) {
+        snprintf(err, errlen, "store.role = %s: with store.type = replicated-leveldb and no ZooKeeper, set "
+                              "store.role to master or slave", config.store_role);
+        return -EINVAL;
+    }
+    if (!strcmp(config.store_role, "slave") && !config.store_master[0]) {
+        snprintf(err, errlen, "store.role = slave needs store.master = host:port (the master's store.bind)");
+        return -EINVAL;
+    }
+    int rc = open_store(err, errlen);
     if (rc)
         return rc;
-    return store_start(srv.loop, sync, on_durable, on_fail, err, errlen);
+    if (!strcmp(config.store_role, "slave")) {
+        srv.role = ROLE_SLAVE;
+        rc = store_start(srv.loop, quorum_slaves_sync(modes), on_durable, on_fail, err, errlen);
+        if (rc == 0)
+            rc = repl_slave_start(config.store_master, err, errlen);
+        return rc;
+    }
+    srv.role = ROLE_MASTER;
+    const struct store_info *si = store_info();
+    epoch = (si->max_epoch > si->epoch ? si->max_epoch : si->epoch) + 1;
+    store_set_max_epoch(epoch);
+    rc = start_writing(err, errlen);
+    if (rc == 0)
+        rc = store_start(srv.loop, quorum_master_sync(modes), on_durable, on_fail, err, errlen);
+    if (rc == 0)
+        rc = repl_master_start(epoch, err, errlen);
+    return rc;
 }
 
 void persist_close(void)
 {
     persist_flush();
+    repl_master_stop("broker stopping");
+    repl_slave_stop();
     if (opened) {
         store_close();
         opened = false;

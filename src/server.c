@@ -26,6 +26,7 @@
 #include "stompd/log.h"
 #include "stompd/server.h"
 #include "stompd/persist.h"
+#include "stompd/repl.h"
 #include "stompd/sub.h"
 
 struct server srv;
@@ -88,7 +89,7 @@ int server_listen_socket(const char *addr, char *err, size_t errlen)
     return listen_on(addr, err, errlen);
 }
 
-static void peer_name(const struct sockaddr_storage *ss, char *out, size_t len)
+void server_peer_name(const struct sockaddr_storage *ss, char *out, size_t len)
 {
     char host[INET6_ADDRSTRLEN] = "?";
     int port = 0;
@@ -133,7 +134,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         char peer[64];
-        peer_name(&ss, peer, sizeof peer);
+        server_peer_name(&ss, peer, sizeof peer);
         conn_new(fd, peer);
     }
 }
@@ -203,6 +204,7 @@ static void before_sleep(struct ev_loop *loop, ev_prepare *w, int revents)
             break;
     }
     free_dead();
+    repl_peer_gc();
     if (!TAILQ_EMPTY(&srv.dirty) || !TAILQ_EMPTY(&srv.flush))
         ev_idle_start(loop, &srv.spin);
     else

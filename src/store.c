@@ -22,8 +22,12 @@
 #define FORMAT_VALUE "stompd-1"
 #define MAX_PRUNE_PER_BATCH 4096
 
+enum pending_kind { P_ENTRY, P_WIPE, P_RAW, P_INSTALLED, P_MAX_EPOCH };
+
 struct pending {
-    uint64_t lsn;
+    enum pending_kind kind;
+    uint64_t lsn;       /* P_ENTRY, P_INSTALLED */
+    uint64_t epoch;     /* P_INSTALLED, P_MAX_EPOCH */
     char *data;
     size_t len;
     struct pending *next;
@@ -47,6 +51,7 @@ static struct {
     bool stop;
     bool sync;
     uint64_t done_lsn;      /* written, reported to the loop */
+    uint64_t done_gen;      /* bumped with done_lsn: it may go down after a wipe */
     uint64_t fail_lsn;      /* first lsn that failed, 0 = none */
     char fail_msg[512];
     uint64_t retention;
@@ -59,7 +64,9 @@ static struct {
     store_done_fn done;
     store_fail_fn fail;
     uint64_t reported_done;
+    uint64_t reported_gen;
     bool reported_fail;
+    uint64_t first_lsn_shared; /* S.first_lsn as the loop thread may read it */
 } S = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 static int set_err(char *err, size_t errlen, const char *what, char *lerr)
@@ -149,6 +156,16 @@ static int first_l(void *ctx, const char *k, size_t kl, const char *v, size_t vl
     if (kl == 9)
         *(uint64_t *)ctx = jkey_get_be64(k + 1);
     return 1;
+}
+
+/* A wipe keeps the node's identity and the highest epoch it has seen. */
+static bool keep_on_wipe(const char *k, size_t kl)
+{
+    static const char *const keep[] = {KEY_META "format", KEY_META "node_id", KEY_META "max_epoch"};
+    for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++)
+        if (kl == strlen(keep[i]) && memcmp(k, keep[i], kl) == 0)
+            return true;
+    return false;
 }
 
 static int any_key(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
@@ -248,8 +265,29 @@ int store_open(const char *dir, char *err, size_t errlen)
         snprintf(S.info.node_id, sizeof S.info.node_id, "%.*s", (int)vl, v);
         free(v);
     }
+    if (store_get(KEY_META "snapshot", strlen(KEY_META "snapshot"), &v, &vl) == 0) {
+        /* A snapshot install was interrupted: what is here is incomplete. */
+        free(v);
+        log_warn("store %s: an interrupted snapshot install left it incomplete; starting empty", dir);
+        leveldb_writebatch_t *b = leveldb_writebatch_create();
+        leveldb_iterator_t *it = leveldb_create_iterator(S.db, S.ropt);
+        for (leveldb_iter_seek_to_first(it); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+            size_t kl;
+            const char *k = leveldb_iter_key(it, &kl);
+            if (!keep_on_wipe(k, kl))
+                leveldb_writebatch_delete(b, k, kl);
+        }
+        leveldb_iter_destroy(it);
+        leveldb_write(S.db, S.wsync, b, &lerr);
+        leveldb_writebatch_destroy(b);
+        if (lerr)
+            return set_err(err, errlen, "cannot reset the store", lerr);
+    }
     S.info.applied_lsn = meta_u64(KEY_META "applied_lsn");
     S.info.epoch = meta_u64(KEY_META "epoch");
+    S.info.max_epoch = meta_u64(KEY_META "max_epoch");
+    if (S.info.max_epoch < S.info.epoch)
+        S.info.max_epoch = S.info.epoch;
     char lp = KEY_L;
     uint64_t first = 0;
     if (store_scan(&lp, 1, first_l, &first) < 0) {
@@ -258,8 +296,10 @@ int store_open(const char *dir, char *err, size_t errlen)
     }
     S.info.first_lsn = first;
     S.first_lsn = first;
+    __atomic_store_n(&S.first_lsn_shared, first, __ATOMIC_RELAXED);
     S.last_lsn = S.info.applied_lsn;
     S.done_lsn = S.reported_done = S.info.applied_lsn;
+    S.done_gen = S.reported_gen = 0;
     if (S.retention == 0)
         S.retention = 100000;
     return 0;
@@ -281,6 +321,13 @@ void store_set_prune_floor(uint64_t lsn)
 {
     pthread_mutex_lock(&S.mu);
     S.prune_floor = lsn;
+    pthread_mutex_unlock(&S.mu);
+}
+
+void store_set_sync(bool sync)
+{
+    pthread_mutex_lock(&S.mu);
+    S.sync = sync;
     pthread_mutex_unlock(&S.mu);
 }
 
@@ -374,8 +421,71 @@ static void prune(leveldb_writebatch_t *b)
         jkey_l(k, l);
         leveldb_writebatch_delete(b, k, sizeof k);
     }
-    if (upto > S.first_lsn)
+    if (upto > S.first_lsn) {
         S.first_lsn = upto;
+        __atomic_store_n(&S.first_lsn_shared, upto, __ATOMIC_RELAXED);
+    }
+}
+
+/* Apply one non-entry item to the batch; returns the lsn it completes (0 if none). */
+static uint64_t apply_special(struct pending *p, leveldb_writebatch_t *b, char **lerr)
+{
+    switch (p->kind) {
+    case P_WIPE: {
+        leveldb_write(S.db, S.wnosync, b, lerr); /* what came before the wipe */
+        leveldb_writebatch_clear(b);
+        if (*lerr)
+            return 0;
+        leveldb_iterator_t *it = leveldb_create_iterator(S.db, S.ropt);
+        for (leveldb_iter_seek_to_first(it); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+            size_t kl;
+            const char *k = leveldb_iter_key(it, &kl);
+            if (!keep_on_wipe(k, kl))
+                leveldb_writebatch_delete(b, k, kl);
+        }
+        leveldb_iter_destroy(it);
+        leveldb_writebatch_put(b, KEY_META "snapshot", strlen(KEY_META "snapshot"), "1", 1);
+        S.first_lsn = S.last_lsn = 0;
+        __atomic_store_n(&S.first_lsn_shared, 0, __ATOMIC_RELAXED);
+        return 0;
+    }
+    case P_RAW: {
+        const char *q = p->data, *end = p->data + p->len;
+        while (end - q >= 8) {
+            const uint8_t *u = (const uint8_t *)q;
+            uint32_t a = (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
+            if ((size_t)(end - q) < 4 + (size_t)a + 4)
+                break;
+            const char *k = q + 4;
+            u = (const uint8_t *)(k + a);
+            uint32_t c = (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
+            if ((size_t)(end - k - a - 4) < c)
+                break;
+            leveldb_writebatch_put(b, k, a, k + a + 4, c);
+            q = k + a + 4 + c;
+        }
+        return 0;
+    }
+    case P_INSTALLED: {
+        char v[8];
+        jkey_be64(v, p->lsn);
+        leveldb_writebatch_put(b, KEY_META "applied_lsn", strlen(KEY_META "applied_lsn"), v, 8);
+        jkey_be64(v, p->epoch);
+        leveldb_writebatch_put(b, KEY_META "epoch", strlen(KEY_META "epoch"), v, 8);
+        leveldb_writebatch_delete(b, KEY_META "snapshot", strlen(KEY_META "snapshot"));
+        S.last_lsn = p->lsn;
+        return p->lsn;
+    }
+    case P_MAX_EPOCH: {
+        char v[8];
+        jkey_be64(v, p->epoch);
+        leveldb_writebatch_put(b, KEY_META "max_epoch", strlen(KEY_META "max_epoch"), v, 8);
+        return 0;
+    }
+    case P_ENTRY:
+        break;
+    }
+    return 0;
 }
 
 static void *writer(void *arg)
@@ -398,9 +508,20 @@ static void *writer(void *arg)
         struct wctx w = {leveldb_writebatch_create(), NULL};
         struct journal_sink sink = {w_put, w_del, w_del_prefix, &w};
         char *lerr = NULL;
-        uint64_t first = list ? list->lsn : 0, last = 0;
+        uint64_t first = 0, done = 0;
+        bool any_done = false;
         char why[512] = "";
-        for (struct pending *p = list; p && !failed; p = p->next) {
+        for (struct pending *p = list; p && !failed && !lerr; p = p->next) {
+            if (p->kind != P_ENTRY) {
+                uint64_t l = apply_special(p, w.b, &lerr);
+                if (p->kind == P_INSTALLED) {
+                    done = l;
+                    any_done = true;
+                }
+                continue;
+            }
+            if (!first)
+                first = p->lsn;
             if (entry_has_range_op(p->data, p->len)) {
                 leveldb_write(S.db, S.wnosync, w.b, &lerr);
                 leveldb_writebatch_clear(w.b);
@@ -412,9 +533,12 @@ static void *writer(void *arg)
                 failed = true;
                 break;
             }
-            if (S.first_lsn == 0)
+            if (S.first_lsn == 0) {
                 S.first_lsn = p->lsn;
-            S.last_lsn = last = p->lsn;
+                __atomic_store_n(&S.first_lsn_shared, p->lsn, __ATOMIC_RELAXED);
+            }
+            S.last_lsn = done = p->lsn;
+            any_done = true;
         }
         if (!lerr && !failed) {
             pthread_mutex_lock(&S.mu);
@@ -431,11 +555,12 @@ static void *writer(void *arg)
         pthread_mutex_lock(&S.mu);
         if (failed) {
             if (!S.fail_lsn) {
-                S.fail_lsn = first ? first : 1;
+                S.fail_lsn = first ? first : S.done_lsn + 1;
                 snprintf(S.fail_msg, sizeof S.fail_msg, "%s", why[0] ? why : "the store failed earlier");
             }
-        } else if (last) {
-            S.done_lsn = last;
+        } else if (any_done) {
+            S.done_lsn = done;
+            S.done_gen++;
         }
         pthread_mutex_unlock(&S.mu);
         while (list) {
@@ -453,11 +578,12 @@ static void *writer(void *arg)
 static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
 {
     pthread_mutex_lock(&S.mu);
-    uint64_t done = S.done_lsn, fail = S.fail_lsn;
+    uint64_t done = S.done_lsn, gen = S.done_gen, fail = S.fail_lsn;
     char msg[512];
     snprintf(msg, sizeof msg, "%s", S.fail_msg);
     pthread_mutex_unlock(&S.mu);
-    if (done > S.reported_done) {
+    if (gen != S.reported_gen) {
+        S.reported_gen = gen;
         S.reported_done = done;
         if (S.done)
             S.done(done);
@@ -487,12 +613,14 @@ int store_start(struct ev_loop *loop, bool sync, store_done_fn done, store_fail_
     return 0;
 }
 
-void store_append(uint64_t lsn, char *data, size_t len)
+static void enqueue(enum pending_kind kind, uint64_t lsn, uint64_t epoch, char *data, size_t len)
 {
     struct pending *p = malloc(sizeof *p);
     if (!p)
         abort();
+    p->kind = kind;
     p->lsn = lsn;
+    p->epoch = epoch;
     p->data = data;
     p->len = len;
     p->next = NULL;
@@ -504,6 +632,161 @@ void store_append(uint64_t lsn, char *data, size_t len)
     S.tail = p;
     pthread_cond_signal(&S.cv);
     pthread_mutex_unlock(&S.mu);
+}
+
+void store_append(uint64_t lsn, char *data, size_t len)
+{
+    enqueue(P_ENTRY, lsn, 0, data, len);
+}
+
+void store_wipe(void)
+{
+    enqueue(P_WIPE, 0, 0, NULL, 0);
+}
+
+void store_put_raw(const char *pairs, size_t len)
+{
+    char *copy = malloc(len ? len : 1);
+    if (!copy)
+        abort();
+    memcpy(copy, pairs, len);
+    enqueue(P_RAW, 0, 0, copy, len);
+}
+
+void store_snapshot_installed(uint64_t lsn, uint64_t epoch)
+{
+    enqueue(P_INSTALLED, lsn, epoch, NULL, 0);
+}
+
+void store_set_max_epoch(uint64_t epoch)
+{
+    if (epoch > S.info.max_epoch)
+        S.info.max_epoch = epoch;
+    enqueue(P_MAX_EPOCH, 0, epoch, NULL, 0);
+}
+
+uint64_t store_first_lsn(void)
+{
+    return __atomic_load_n(&S.first_lsn_shared, __ATOMIC_RELAXED);
+}
+
+/* ------------------------------------------------------------ master side reads */
+
+struct store_snapshot {
+    const leveldb_snapshot_t *snap;
+    leveldb_readoptions_t *ro;
+    leveldb_iterator_t *it;
+};
+
+static uint64_t snap_u64(leveldb_readoptions_t *ro, const char *key)
+{
+    char *lerr = NULL;
+    size_t vl;
+    char *v = leveldb_get(S.db, ro, key, strlen(key), &vl, &lerr);
+    uint64_t n = 0;
+    if (lerr)
+        leveldb_free(lerr);
+    if (v && vl == 8)
+        n = jkey_get_be64(v);
+    if (v)
+        leveldb_free(v);
+    return n;
+}
+
+struct store_snapshot *store_snapshot_open(uint64_t *lsn, uint64_t *epoch)
+{
+    struct store_snapshot *s = calloc(1, sizeof *s);
+    if (!s)
+        abort();
+    s->snap = leveldb_create_snapshot(S.db);
+    s->ro = leveldb_readoptions_create();
+    leveldb_readoptions_set_snapshot(s->ro, s->snap);
+    leveldb_readoptions_set_fill_cache(s->ro, 0);
+    /* meta keys are written in the batch of the entry they describe, so
+     * reading them through the snapshot says exactly where it stands */
+    *lsn = snap_u64(s->ro, KEY_META "applied_lsn");
+    *epoch = snap_u64(s->ro, KEY_META "epoch");
+    s->it = leveldb_create_iterator(S.db, s->ro);
+    leveldb_iter_seek_to_first(s->it);
+    return s;
+}
+
+static void put_u32(struct buf *b, uint32_t v)
+{
+    char x[4] = {(char)(v >> 24), (char)(v >> 16), (char)(v >> 8), (char)v};
+    buf_append(b, x, 4);
+}
+
+uint32_t store_snapshot_next(struct store_snapshot *s, struct buf *out, size_t max_bytes)
+{
+    uint32_t n = 0;
+    size_t start = buf_used(out);
+    while (leveldb_iter_valid(s->it) && buf_used(out) - start < max_bytes) {
+        size_t kl, vl;
+        const char *k = leveldb_iter_key(s->it, &kl);
+        const char *v = leveldb_iter_value(s->it, &vl);
+        /* the journal and this node's meta are not state: the slave
+         * writes its own position when the snapshot is complete */
+        bool skip = (kl > 0 && k[0] == KEY_L) || (kl >= strlen(KEY_META) && memcmp(k, KEY_META, strlen(KEY_META)) == 0);
+        if (!skip) {
+            put_u32(out, (uint32_t)kl);
+            buf_append(out, k, kl);
+            put_u32(out, (uint32_t)vl);
+            buf_append(out, v, vl);
+            n++;
+        }
+        leveldb_iter_next(s->it);
+    }
+    return n;
+}
+
+void store_snapshot_close(struct store_snapshot *s)
+{
+    if (!s)
+        return;
+    leveldb_iter_destroy(s->it);
+    leveldb_readoptions_destroy(s->ro);
+    leveldb_release_snapshot(S.db, s->snap);
+    free(s);
+}
+
+size_t store_read_entries(uint64_t from, size_t max_bytes, store_entry_fn fn, void *ctx)
+{
+    char k[9];
+    jkey_l(k, from);
+    leveldb_iterator_t *it = leveldb_create_iterator(S.db, S.ropt);
+    size_t n = 0, bytes = 0;
+    uint64_t want = from;
+    for (leveldb_iter_seek(it, k, 9); leveldb_iter_valid(it) && bytes < max_bytes; leveldb_iter_next(it)) {
+        size_t kl, vl;
+        const char *key = leveldb_iter_key(it, &kl);
+        if (kl != 9 || key[0] != KEY_L || jkey_get_be64(key + 1) != want)
+            break;
+        const char *v = leveldb_iter_value(it, &vl);
+        fn(ctx, want, v, vl);
+        bytes += vl;
+        n++;
+        want++;
+    }
+    leveldb_iter_destroy(it);
+    return n;
+}
+
+int store_entry_epoch(uint64_t lsn, uint64_t *epoch)
+{
+    char k[9], *v;
+    size_t vl;
+    jkey_l(k, lsn);
+    int rc = store_get(k, 9, &v, &vl);
+    if (rc)
+        return rc;
+    struct journal_entry e;
+    rc = journal_decode(v, vl, &e);
+    free(v);
+    if (rc)
+        return rc;
+    *epoch = e.epoch;
+    return 0;
 }
 
 void store_close(void)

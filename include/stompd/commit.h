@@ -26,6 +26,7 @@ struct op {
     enum op_kind kind;
     uint64_t lsn;           /* OP_COMMIT: journal position to wait for */
     bool done;
+    double t;               /* when it was submitted (ev_now) */
     bool failed;            /* the store refused it: ERROR instead of RECEIPT */
     struct conn *conn;      /* NULL once the connection is gone */
     char *receipt;          /* receipt id to answer, or NULL */
@@ -49,6 +50,10 @@ void op_drain_conn(struct conn *c);
 void commit_advance(uint64_t lsn);
 /* The store failed every entry from lsn on: their ops answer ERROR. */
 void commit_fail_from(uint64_t lsn, const char *why);
+/* Ops with a receipt waiting for the journal since before `before`:
+ * their producers get ERROR (the op itself stays, and still releases its
+ * messages if they commit later). */
+void commit_expire(double before, const char *why);
 /* The connection is closing: detach its ops (commits still release). */
 void op_orphan_conn(struct conn *c);
 /* A destination has room again. */

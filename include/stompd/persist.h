@@ -23,6 +23,10 @@ bool persist_enabled(void);
 /* The store failed: nothing more can be made durable. */
 bool persist_failed(void);
 const char *persist_describe(void);
+/* The effective store.sync (with its default filled in). */
+const char *persist_sync_modes(void);
+bool persist_replicated(void);
+uint64_t persist_epoch(void);
 
 void persist_batch_begin(void);
 /* Close the batch; returns the lsn to wait for, 0 when nothing was journaled. */

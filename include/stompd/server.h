@@ -64,6 +64,8 @@ void server_close_clients(const char *why);
 
 /* A non-blocking listening socket on host:port; -1 with err filled. */
 int server_listen_socket(const char *addr, char *err, size_t errlen);
+struct sockaddr_storage;
+void server_peer_name(const struct sockaddr_storage *ss, char *out, size_t len);
 
 int64_t server_now_ms(void);
 /* A fresh message-id ("ID:<broker>-<start>-<n>"). */

@@ -12,9 +12,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "stompd/buf.h"
+
 struct store_info {
     uint64_t applied_lsn;   /* last entry applied */
     uint64_t epoch;         /* epoch of that entry */
+    uint64_t max_epoch;     /* highest epoch this node has seen (fencing) */
     uint64_t first_lsn;     /* oldest entry kept in the journal (0: none) */
     char node_id[40];
     bool created;           /* the store was created by this open */
@@ -37,8 +40,39 @@ void store_append(uint64_t lsn, char *data, size_t len);
 void store_set_retention(uint64_t entries);
 void store_set_prune_floor(uint64_t lsn);
 uint64_t store_durable_lsn(void);
+/* Change whether batches are fsynced (a slave follows its master's mode). */
+void store_set_sync(bool sync);
 /* Stop the writer after it has written everything queued, and close. */
 void store_close(void);
+
+/* Replication, slave side: everything goes through the writer queue so it
+ * stays in order with the entries. */
+/* Drop all state (keep the node's identity); marks a snapshot in progress
+ * so a crash in the middle leaves a store that reopens empty. */
+void store_wipe(void);
+/* Raw (key, value) pairs as a SNAPSHOT_CHUNK carries them: u32 n, then
+ * n times (u32 len, key, u32 len, value). */
+void store_put_raw(const char *pairs, size_t len);
+/* The snapshot is complete at (lsn, epoch): reported durable as lsn. */
+void store_snapshot_installed(uint64_t lsn, uint64_t epoch);
+/* Remember the highest epoch seen (written in order, synced). */
+void store_set_max_epoch(uint64_t epoch);
+
+/* Replication, master side. */
+struct store_snapshot;
+/* A consistent view of the state; *lsn and *epoch say which entry it ends at. */
+struct store_snapshot *store_snapshot_open(uint64_t *lsn, uint64_t *epoch);
+/* Append up to max_bytes of pairs (format of store_put_raw, without the
+ * count) to out; returns the number of pairs, 0 at the end. */
+uint32_t store_snapshot_next(struct store_snapshot *s, struct buf *out, size_t max_bytes);
+void store_snapshot_close(struct store_snapshot *s);
+/* Journal entries from lsn on, up to max_bytes, in order; fn is called per
+ * entry. Returns the number of entries read (stops at a gap). */
+typedef void (*store_entry_fn)(void *ctx, uint64_t lsn, const char *data, size_t len);
+size_t store_read_entries(uint64_t from, size_t max_bytes, store_entry_fn fn, void *ctx);
+/* The epoch of the entry at lsn, from the journal; -ENOENT if not kept. */
+int store_entry_epoch(uint64_t lsn, uint64_t *epoch) __attribute__((warn_unused_result));
+uint64_t store_first_lsn(void);
 
 /* Reads. fn returns non-zero to stop early. */
 typedef int (*store_scan_fn)(void *ctx, const char *k, size_t kl, const char *v, size_t vl);

@@ -88,14 +88,21 @@ class Broker:
         return cmd
 
     def start(self, wait=True, timeout=None):
+        """Start; wait=True waits for the STOMP port, a string waits for that
+        regular expression in the log (a slave does not listen)."""
         self.logf = open(self.log_path, "ab")
+        self.log_mark = os.path.getsize(self.log_path)
         self.proc = subprocess.Popen(self.command(), stdout=self.logf, stderr=subprocess.STDOUT,
                                      cwd=self.dir)
-        if wait:
-            t = timeout or (60 if VALGRIND else 10)
+        t = timeout or (60 if VALGRIND else 10)
+        if wait is True:
             if not wait_port(self.port, t):
                 self.kill()
                 raise RuntimeError("stompd did not start listening on %d:\n%s" % (self.port, self.log()))
+        elif isinstance(wait, str):
+            if not self.wait_log(wait, t, since_start=True):
+                self.kill()
+                raise RuntimeError("stompd did not log %r:\n%s" % (wait, self.log()))
         return self
 
     def restart(self, wait=True):
@@ -113,11 +120,14 @@ class Broker:
         except OSError:
             return ""
 
-    def wait_log(self, pattern, timeout=10.0):
+    def log_since_start(self):
+        return self.log()[getattr(self, "log_mark", 0):]
+
+    def wait_log(self, pattern, timeout=10.0, since_start=False):
         deadline = time.time() + timeout
         rx = re.compile(pattern)
         while time.time() < deadline:
-            if rx.search(self.log()):
+            if rx.search(self.log_since_start() if since_start else self.log()):
                 return True
             time.sleep(0.05)
         return False
@@ -188,6 +198,22 @@ def broker_factory(request):
             b.cleanup()
     if problems:
         raise AssertionError("\n".join(problems))
+
+
+def replicated(name, repl_port, role, master_port=None, **extra):
+    """Settings for one node of a configured (manual-mode) replicated store."""
+    s = {
+        "store.type": "replicated-leveldb",
+        "store.role": role,
+        "store.bind": "127.0.0.1:%d" % repl_port,
+        "store.security_token": "s3cret",
+        "store.repl_timeout": "2s",
+        "broker.name": "repl",
+    }
+    if master_port:
+        s["store.master"] = "127.0.0.1:%d" % master_port
+    s.update({k.replace("__", "."): v for k, v in extra.items()})
+    return s
 
 
 @pytest.fixture

@@ -1,0 +1,126 @@
+/* Replication between nodes (DESIGN §5): one TCP connection per slave to
+ * the master's replication address. Frames are u32 length | u8 type |
+ * payload, integers big-endian, strings u32 length + bytes. This header
+ * has the wire codec and the peer object both sides use, and the master
+ * and slave entry points. */
+#ifndef STOMPD_REPL_H
+#define STOMPD_REPL_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "stompd/buf.h"
+
+#define REPL_VERSION 1
+#define REPL_MAX_FRAME (64u << 20)
+
+enum repl_type {
+    R_HELLO = 1,          /* s->m: version, token, node id, last epoch, last lsn, max epoch seen */
+    R_WELCOME = 2,        /* m->s: epoch, master id, slave must fsync, snapshot?, next lsn */
+    R_REFUSE = 3,         /* m->s: reason, then close */
+    R_SNAPSHOT_BEGIN = 4, /* m->s: epoch, lsn */
+    R_SNAPSHOT_CHUNK = 5, /* m->s: u32 n, n (key, value) pairs */
+    R_SNAPSHOT_END = 6,   /* m->s: lsn, epoch of its entry */
+    R_ENTRIES = 7,        /* m->s: u32 n, n encoded journal entries */
+    R_ACK = 8,            /* s->m: received lsn, durable lsn */
+    R_PING = 9,           /* both: u64 token */
+    R_PONG = 10,          /* both: the token back */
+};
+
+const char *repl_type_name(uint8_t t);
+
+/* ------------------------------------------------------------ codec */
+
+struct repl_reader {
+    const char *p;
+    size_t left;
+    bool bad;
+};
+
+uint8_t repl_get_u8(struct repl_reader *r);
+uint32_t repl_get_u32(struct repl_reader *r);
+uint64_t repl_get_u64(struct repl_reader *r);
+/* Pointer into the frame (not NUL-terminated) and its length. */
+const char *repl_get_str(struct repl_reader *r, uint32_t *len);
+
+/* Frames are built in place in an output buffer. */
+size_t repl_frame_begin(struct buf *b, uint8_t type);
+void repl_frame_end(struct buf *b, size_t start);
+void repl_put_u8(struct buf *b, uint8_t v);
+void repl_put_u32(struct buf *b, uint32_t v);
+void repl_put_u64(struct buf *b, uint64_t v);
+void repl_put_str(struct buf *b, const char *s, size_t len);
+
+/* ------------------------------------------------------------ peers */
+
+struct repl_peer;
+struct repl_peer_ops {
+    /* A whole frame arrived. Returning non-zero closes the peer (with the
+     * reason the callback logged). */
+    int (*frame)(struct repl_peer *p, uint8_t type, struct repl_reader *r);
+    /* Output drained below the low-water mark: send more. */
+    void (*writable)(struct repl_peer *p);
+    /* The connection is gone (closed by either side); the owner detaches
+     * and calls repl_peer_free, which defers the free to a safe point. */
+    void (*closed)(struct repl_peer *p, const char *why);
+};
+
+struct repl_peer {
+    int fd;
+    char name[96];
+    ev_io rd, wr;
+    bool writing, connecting, dead;
+    struct buf in, out;
+    ev_tstamp last_rx;
+    const struct repl_peer_ops *ops;
+    void *owner;
+    struct repl_peer *next_dead;
+};
+
+struct repl_peer *repl_peer_new(int fd, const char *name, bool connecting, const struct repl_peer_ops *ops,
+                                void *owner);
+/* Queue output (flushed at once as far as the socket takes it). */
+void repl_peer_flush(struct repl_peer *p);
+size_t repl_peer_pending(const struct repl_peer *p);
+void repl_peer_close(struct repl_peer *p, const char *why);
+void repl_peer_free(struct repl_peer *p);
+/* Free closed peers (called before the loop sleeps). */
+void repl_peer_gc(void);
+
+/* ------------------------------------------------------------ master */
+
+int repl_master_start(uint64_t epoch, char *err, size_t errlen) __attribute__((warn_unused_result));
+void repl_master_stop(const char *why);
+bool repl_master_running(void);
+/* A new journal entry: streamed to the slaves that are caught up. */
+void repl_master_append(uint64_t lsn, const char *data, size_t len);
+/* The master's own store made entries durable up to lsn. */
+void repl_master_local_done(uint64_t lsn);
+
+struct repl_slave_info {
+    char node_id[40];
+    char peer[96];
+    uint64_t received, durable;
+    bool snapshotting;
+    double last_rx_ago;
+};
+/* Fill up to max entries; returns the count. */
+size_t repl_master_slaves(struct repl_slave_info *out, size_t max);
+/* Why durable sends are waiting, or NULL when they are not. */
+const char *repl_master_waiting(void);
+
+/* ------------------------------------------------------------ slave */
+
+int repl_slave_start(const char *master_addr, char *err, size_t errlen) __attribute__((warn_unused_result));
+void repl_slave_stop(void);
+/* Point the slave at another master (or NULL: disconnect and wait). */
+void repl_slave_set_master(const char *master_addr);
+void repl_slave_store_done(uint64_t lsn);
+bool repl_slave_connected(void);
+uint64_t repl_slave_received(void);
+const char *repl_slave_master(void);
+const char *repl_slave_master_id(void);
+
+#endif

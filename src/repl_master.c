@@ -1,0 +1,655 @@
+/* Replication, master side: the listener (bound only while master), one
+ * session per slave (HELLO with token check; a stream from the slave's
+ * position or a snapshot first), a bounded send window per slave so a slow
+ * one never holds the others, PING/PONG liveness, and the quorum tracker
+ * fed by every ACK and by the master's own store. */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "stompd/commit.h"
+#include "stompd/config.h"
+#include "stompd/journal.h"
+#include "stompd/log.h"
+#include "stompd/persist.h"
+#include "stompd/quorum.h"
+#include "stompd/repl.h"
+#include "stompd/server.h"
+#include "stompd/store.h"
+
+#define OUT_HIGH_WATER (1u << 20)
+#define ENTRIES_FRAME_BYTES (256u << 10)
+#define RING_MAX_BYTES (64u << 20)
+#define MAX_MARKS 4096
+
+enum sess_state { S_HELLO, S_SNAPSHOT, S_STREAM };
+
+struct session {
+    struct repl_peer *peer;
+    uint64_t id;
+    char node_id[40];
+    enum sess_state state;
+    uint64_t next_lsn;
+    uint64_t received, durable;
+    bool in_quorum;
+    struct store_snapshot *snap;
+    uint64_t snap_lsn, snap_epoch;
+    /* send window: cumulative bytes of ENTRIES frames and the last lsn in
+     * each, so an ACK tells how many bytes the slave has taken */
+    struct {
+        uint64_t lsn, cum;
+    } marks[MAX_MARKS];
+    uint32_t mhead, mlen;
+    uint64_t sent_bytes, acked_bytes;
+    ev_timer ping;
+    ev_tstamp started;
+    struct session *next;
+};
+
+struct ring_entry {
+    uint64_t lsn;
+    char *data;
+    size_t len;
+};
+
+static struct {
+    bool running;
+    int fd;
+    ev_io accept_io;
+    ev_timer sweep;
+    uint64_t epoch;
+    uint64_t next_id;
+    struct session *sessions;
+    struct quorum q;
+    unsigned modes;
+    bool master_sync;
+    struct ring_entry *ring;
+    size_t ring_cap, ring_head, ring_len, ring_bytes;
+    uint64_t last_lsn;
+    uint64_t local_done;
+    char waiting[256];
+    bool was_waiting;
+} M = {.fd = -1};
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+static void pump(struct session *s);
+
+/* ------------------------------------------------------------ the ring of recent entries */
+
+static struct ring_entry *ring_at(size_t i)
+{
+    return &M.ring[(M.ring_head + i) % M.ring_cap];
+}
+
+static void ring_evict(void)
+{
+    /* Entries leave the ring only once the store has them: older ones are
+     * read back from the journal. */
+    while (M.ring_len > 0) {
+        struct ring_entry *e = ring_at(0);
+        if (e->lsn > M.local_done || (M.ring_bytes <= RING_MAX_BYTES && M.ring_len < M.ring_cap))
+            break;
+        M.ring_bytes -= e->len;
+        free(e->data);
+        M.ring_head = (M.ring_head + 1) % M.ring_cap;
+        M.ring_len--;
+    }
+}
+
+static void ring_push(uint64_t lsn, const char *data, size_t len)
+{
+    if (M.ring_len == M.ring_cap) {
+        ring_evict();
+        if (M.ring_len == M.ring_cap) {
+            size_t ncap = M.ring_cap ? M.ring_cap * 2 : 4096;
+            struct ring_entry *n = malloc(ncap * sizeof *n);
+            if (!n)
+                abort();
+            for (size_t i = 0; i < M.ring_len; i++)
+                n[i] = *ring_at(i);
+            free(M.ring);
+            M.ring = n;
+            M.ring_cap = ncap;
+            M.ring_head = 0;
+        }
+    }
+    struct ring_entry *e = &M.ring[(M.ring_head + M.ring_len) % M.ring_cap];
+    e->lsn = lsn;
+    e->data = malloc(len);
+    if (!e->data)
+        abort();
+    memcpy(e->data, data, len);
+    e->len = len;
+    M.ring_len++;
+    M.ring_bytes += len;
+    ring_evict();
+}
+
+static const struct ring_entry *ring_find(uint64_t lsn)
+{
+    /* what the journal has pruned is gone, even if still in memory: a
+     * slave that far behind resynchronises from a snapshot */
+    uint64_t first = store_first_lsn();
+    if (M.ring_len == 0 || (first && lsn < first && lsn <= M.local_done))
+        return NULL;
+    uint64_t head = ring_at(0)->lsn;
+    if (lsn < head || lsn - head >= M.ring_len)
+        return NULL;
+    return ring_at((size_t)(lsn - head));
+}
+
+static void ring_free(void)
+{
+    while (M.ring_len) {
+        free(ring_at(0)->data);
+        M.ring_head = (M.ring_head + 1) % M.ring_cap;
+        M.ring_len--;
+    }
+    free(M.ring);
+    M.ring = NULL;
+    M.ring_cap = M.ring_head = M.ring_bytes = 0;
+}
+
+/* ------------------------------------------------------------ quorum */
+
+static void update_floor(void)
+{
+    uint64_t floor = 0;
+    for (struct session *s = M.sessions; s; s = s->next) {
+        uint64_t need = s->state == S_SNAPSHOT ? s->snap_lsn + 1 : s->received + 1;
+        if (s->state != S_HELLO && (floor == 0 || need < floor))
+            floor = need;
+    }
+    store_set_prune_floor(floor);
+}
+
+static void recompute(void)
+{
+    uint64_t c = quorum_committed(&M.q);
+    commit_advance(c);
+    size_t waiting = commit_waiting();
+    if (waiting > 0 && c < M.last_lsn) {
+        uint32_t in_sync = quorum_in_sync(&M.q, M.last_lsn);
+        snprintf(M.waiting, sizeof M.waiting,
+                 "durable sends wait for the store's sync mode: %u of %u slaves connected, %u in sync; "
+                 "a quorum of %u needs %u",
+                 M.q.nslaves, M.q.replicas - 1, in_sync, M.q.replicas, M.q.need - 1);
+        if (!M.was_waiting && M.q.nslaves + 1 < M.q.need) {
+            log_warn("%s", M.waiting);
+            M.was_waiting = true;
+        }
+    } else {
+        if (M.was_waiting)
+            log_info("quorum restored: durable sends proceed");
+        M.was_waiting = false;
+        M.waiting[0] = '\0';
+    }
+}
+
+void repl_master_local_done(uint64_t lsn)
+{
+    if (lsn > M.local_done)
+        M.local_done = lsn;
+    quorum_local(&M.q, lsn, M.master_sync ? lsn : 0);
+    ring_evict();
+    recompute();
+}
+
+const char *repl_master_waiting(void)
+{
+    return M.waiting[0] ? M.waiting : NULL;
+}
+
+/* ------------------------------------------------------------ sessions */
+
+static void session_drop(struct session *s, const char *why)
+{
+    struct session **pp = &M.sessions;
+    while (*pp && *pp != s)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = s->next;
+    if (s->in_quorum)
+        quorum_remove_slave(&M.q, s->id);
+    ev_timer_stop(srv.loop, &s->ping);
+    store_snapshot_close(s->snap);
+    repl_peer_free(s->peer);
+    if (s->node_id[0])
+        log_warn("replication: slave %s (%s) dropped: %s", s->node_id, s->peer->name, why);
+    else
+        log_info("replication: connection %s closed: %s", s->peer->name, why);
+    free(s);
+    update_floor();
+    recompute();
+}
+
+static void peer_closed(struct repl_peer *p, const char *why)
+{
+    session_drop(p->owner, why);
+}
+
+static void send_simple(struct session *s, uint8_t type, uint64_t v)
+{
+    size_t f = repl_frame_begin(&s->peer->out, type);
+    repl_put_u64(&s->peer->out, v);
+    repl_frame_end(&s->peer->out, f);
+}
+
+static void refuse(struct session *s, const char *why)
+{
+    log_warn("replication: refusing %s: %s", s->peer->name, why);
+    size_t f = repl_frame_begin(&s->peer->out, R_REFUSE);
+    repl_put_str(&s->peer->out, why, strlen(why));
+    repl_frame_end(&s->peer->out, f);
+    repl_peer_flush(s->peer);
+}
+
+static bool token_ok(const char *tok, uint32_t len)
+{
+    const char *want = config.security_token;
+    size_t wl = strlen(want);
+    unsigned diff = (unsigned)(wl ^ len);
+    for (size_t i = 0; i < len; i++)
+        diff |= (unsigned char)tok[i] ^ (unsigned char)want[wl ? i % wl : 0];
+    return diff == 0;
+}
+
+/* The epoch of our entry at lsn, from the ring or the journal. */
+static int our_epoch_at(uint64_t lsn, uint64_t *epoch)
+{
+    const struct ring_entry *e = ring_find(lsn);
+    if (e) {
+        struct journal_entry je;
+        if (journal_decode(e->data, e->len, &je) != 0)
+            return -EINVAL;
+        *epoch = je.epoch;
+        return 0;
+    }
+    return store_entry_epoch(lsn, epoch);
+}
+
+static int on_hello(struct session *s, struct repl_reader *r)
+{
+    uint32_t version = repl_get_u32(r);
+    uint32_t tl, nl;
+    const char *tok = repl_get_str(r, &tl);
+    const char *node = repl_get_str(r, &nl);
+    uint64_t last_epoch = repl_get_u64(r);
+    uint64_t last_lsn = repl_get_u64(r);
+    uint64_t max_epoch = repl_get_u64(r);
+    if (r->bad || version != REPL_VERSION) {
+        refuse(s, "bad HELLO (replication protocol version mismatch?)");
+        return -1;
+    }
+    if (!token_ok(tok, tl)) {
+        refuse(s, "wrong security token");
+        return -1;
+    }
+    snprintf(s->node_id, sizeof s->node_id, "%.*s", (int)(nl < 39 ? nl : 39), node);
+    if (max_epoch > M.epoch) {
+        char why[160];
+        snprintf(why, sizeof why, "this master's epoch %" PRIu64 " is older than epoch %" PRIu64 " the slave has seen",
+                 M.epoch, max_epoch);
+        refuse(s, why);
+        return -1;
+    }
+    /* one session per node: a reconnecting slave replaces its old session */
+    for (struct session *o = M.sessions; o; o = o->next) {
+        if (o != s && !strcmp(o->node_id, s->node_id)) {
+            session_drop(o, "replaced by a new connection from the same node");
+            break;
+        }
+    }
+
+    const char *reason = NULL;
+    uint64_t ours;
+    if (last_lsn > M.last_lsn)
+        reason = "its journal is ahead of this master's (a former master's unreplicated tail)";
+    else if (last_lsn == 0)
+        reason = (M.last_lsn == 0 || our_epoch_at(1, &ours) == 0) ? NULL : "it is empty and the journal is pruned";
+    else if (our_epoch_at(last_lsn, &ours) != 0)
+        reason = "its position is no longer in the journal";
+    else if (ours != last_epoch)
+        reason = "its last entry differs from this master's (a divergent tail)";
+
+    size_t f = repl_frame_begin(&s->peer->out, R_WELCOME);
+    repl_put_u64(&s->peer->out, M.epoch);
+    const struct store_info *si = store_info();
+    repl_put_str(&s->peer->out, si->node_id, strlen(si->node_id));
+    repl_put_u8(&s->peer->out, quorum_slaves_sync(M.modes) ? 1 : 0);
+    repl_put_u8(&s->peer->out, reason ? 1 : 0);
+    repl_put_u64(&s->peer->out, reason ? 0 : last_lsn + 1);
+    repl_frame_end(&s->peer->out, f);
+
+    if (quorum_add_slave(&M.q, s->id) == 0)
+        s->in_quorum = true;
+    if (reason) {
+        s->snap = store_snapshot_open(&s->snap_lsn, &s->snap_epoch);
+        s->state = S_SNAPSHOT;
+        size_t b = repl_frame_begin(&s->peer->out, R_SNAPSHOT_BEGIN);
+        repl_put_u64(&s->peer->out, M.epoch);
+        repl_put_u64(&s->peer->out, s->snap_lsn);
+        repl_frame_end(&s->peer->out, b);
+        log_info("replication: slave %s (%s) at lsn %" PRIu64 ": sending a snapshot at lsn %" PRIu64 " because %s",
+                 s->node_id, s->peer->name, last_lsn, s->snap_lsn, reason);
+    } else {
+        s->state = S_STREAM;
+        s->next_lsn = last_lsn + 1;
+        s->received = s->durable = last_lsn;
+        quorum_slave_ack(&M.q, s->id, last_lsn, last_lsn);
+        log_info("replication: slave %s (%s) connected: streaming from lsn %" PRIu64, s->node_id, s->peer->name,
+                 s->next_lsn);
+    }
+    update_floor();
+    pump(s);
+    recompute();
+    return 0;
+}
+
+static int on_ack(struct session *s, struct repl_reader *r)
+{
+    uint64_t received = repl_get_u64(r), durable = repl_get_u64(r);
+    if (r->bad)
+        return -1;
+    if (received > s->received)
+        s->received = received;
+    if (durable > s->durable)
+        s->durable = durable;
+    while (s->mlen && s->marks[s->mhead].lsn <= s->received) {
+        s->acked_bytes = s->marks[s->mhead].cum;
+        s->mhead = (s->mhead + 1) % MAX_MARKS;
+        s->mlen--;
+    }
+    quorum_slave_ack(&M.q, s->id, s->received, s->durable);
+    update_floor();
+    recompute();
+    pump(s);
+    return 0;
+}
+
+static int peer_frame(struct repl_peer *p, uint8_t type, struct repl_reader *r)
+{
+    struct session *s = p->owner;
+    if (s->state == S_HELLO && type != R_HELLO) {
+        log_warn("replication: %s sent %s before HELLO", p->name, repl_type_name(type));
+        return -1;
+    }
+    switch (type) {
+    case R_HELLO:
+        if (s->state != S_HELLO)
+            return -1;
+        return on_hello(s, r);
+    case R_ACK:
+        return on_ack(s, r);
+    case R_PING: {
+        uint64_t t = repl_get_u64(r);
+        send_simple(s, R_PONG, t);
+        repl_peer_flush(p);
+        return 0;
+    }
+    case R_PONG:
+        return 0;
+    default:
+        log_warn("replication: %s sent an unexpected %s frame (type %u)", p->name, repl_type_name(type), type);
+        return -1;
+    }
+}
+
+static void peer_writable(struct repl_peer *p)
+{
+    pump(p->owner);
+}
+
+static const struct repl_peer_ops session_ops = {peer_frame, peer_writable, peer_closed};
+
+struct entries_ctx {
+    struct buf *out;
+    uint32_t n;
+    uint64_t last;
+};
+
+static void add_entry(void *arg, uint64_t lsn, const char *data, size_t len)
+{
+    struct entries_ctx *x = arg;
+    repl_put_str(x->out, data, len);
+    x->n++;
+    x->last = lsn;
+}
+
+/* Fill the output up to the high-water mark; returns whether anything was added. */
+static bool fill(struct session *s)
+{
+    struct repl_peer *p = s->peer;
+    size_t before = p->out.len - p->out.off;
+    if (s->state == S_SNAPSHOT) {
+        while (repl_peer_pending(p) < OUT_HIGH_WATER) {
+            size_t f = repl_frame_begin(&p->out, R_SNAPSHOT_CHUNK);
+            size_t count_at = p->out.len;
+            repl_put_u32(&p->out, 0);
+            uint32_t n = store_snapshot_next(s->snap, &p->out, (size_t)config.snapshot_chunk);
+            if (n == 0) {
+                p->out.len = f; /* drop the empty chunk */
+                size_t e = repl_frame_begin(&p->out, R_SNAPSHOT_END);
+                repl_put_u64(&p->out, s->snap_lsn);
+                repl_put_u64(&p->out, s->snap_epoch);
+                repl_frame_end(&p->out, e);
+                store_snapshot_close(s->snap);
+                s->snap = NULL;
+                s->state = S_STREAM;
+                s->next_lsn = s->snap_lsn + 1;
+                log_info("replication: snapshot to slave %s complete at lsn %" PRIu64 "; streaming", s->node_id,
+                         s->snap_lsn);
+                break;
+            }
+            char *c = p->out.data + count_at;
+            c[0] = (char)(n >> 24);
+            c[1] = (char)(n >> 16);
+            c[2] = (char)(n >> 8);
+            c[3] = (char)n;
+            repl_frame_end(&p->out, f);
+        }
+    }
+    if (s->state == S_STREAM) {
+        while (s->next_lsn <= M.last_lsn && repl_peer_pending(p) < OUT_HIGH_WATER &&
+               s->sent_bytes - s->acked_bytes < (uint64_t)config.repl_window && s->mlen < MAX_MARKS) {
+            size_t f = repl_frame_begin(&p->out, R_ENTRIES);
+            repl_put_u64(&p->out, M.epoch);
+            size_t count_at = p->out.len;
+            repl_put_u32(&p->out, 0);
+            struct entries_ctx x = {&p->out, 0, 0};
+            size_t start = p->out.len;
+            const struct ring_entry *re;
+            while (s->next_lsn + x.n <= M.last_lsn && p->out.len - start < ENTRIES_FRAME_BYTES &&
+                   (re = ring_find(s->next_lsn + x.n)))
+                add_entry(&x, re->lsn, re->data, re->len);
+            if (x.n == 0)
+                store_read_entries(s->next_lsn, ENTRIES_FRAME_BYTES, add_entry, &x);
+            if (x.n == 0) {
+                p->out.len = f;
+                log_err("replication: entry %" PRIu64 " for slave %s is neither in memory nor in the journal",
+                        s->next_lsn, s->node_id);
+                repl_peer_close(p, "journal entry missing (pruned?): the slave will reconnect for a snapshot");
+                return false;
+            }
+            char *c = p->out.data + count_at;
+            c[0] = (char)(x.n >> 24);
+            c[1] = (char)(x.n >> 16);
+            c[2] = (char)(x.n >> 8);
+            c[3] = (char)x.n;
+            repl_frame_end(&p->out, f);
+            s->sent_bytes += p->out.len - f;
+            s->marks[(s->mhead + s->mlen) % MAX_MARKS].lsn = x.last;
+            s->marks[(s->mhead + s->mlen) % MAX_MARKS].cum = s->sent_bytes;
+            s->mlen++;
+            s->next_lsn = x.last + 1;
+        }
+    }
+    return p->out.len - p->out.off != before;
+}
+
+/* Send what the window and the socket allow. When the socket takes it all
+ * at once, go on; otherwise the peer's writable callback brings us back. */
+static void pump(struct session *s)
+{
+    struct repl_peer *p = s->peer;
+    while (!p->dead) {
+        bool added = fill(s);
+        if (p->dead)
+            return;
+        repl_peer_flush(p);
+        if (!added || repl_peer_pending(p) > 0)
+            return;
+    }
+}
+
+void repl_master_append(uint64_t lsn, const char *data, size_t len)
+{
+    if (!M.running)
+        return;
+    M.last_lsn = lsn;
+    ring_push(lsn, data, len);
+    for (struct session *s = M.sessions; s; s = s->next)
+        if (s->state == S_STREAM && s->next_lsn == lsn)
+            pump(s);
+}
+
+static void ping_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct session *s = container_of(w, struct session, ping);
+    double timeout = (double)config.repl_timeout / 1000.0;
+    double idle = ev_now(loop) - s->peer->last_rx;
+    if (s->state == S_HELLO && ev_now(loop) - s->started > timeout) {
+        repl_peer_close(s->peer, "no HELLO");
+        return;
+    }
+    if (idle > timeout) {
+        char why[96];
+        snprintf(why, sizeof why, "silent for %.1f s (store.repl_timeout)", idle);
+        repl_peer_close(s->peer, why);
+        return;
+    }
+    send_simple(s, R_PING, (uint64_t)(ev_now(loop) * 1000));
+    repl_peer_flush(s->peer);
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    for (int i = 0; i < 16; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(M.fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        char name[96];
+        server_peer_name(&ss, name, sizeof name);
+        struct session *s = calloc(1, sizeof *s);
+        if (!s)
+            abort();
+        s->id = ++M.next_id;
+        s->state = S_HELLO;
+        s->started = ev_now(loop);
+        s->peer = repl_peer_new(fd, name, false, &session_ops, s);
+        double iv = (double)config.repl_timeout / 3000.0;
+        ev_timer_init(&s->ping, ping_cb, iv, iv);
+        ev_timer_start(loop, &s->ping);
+        s->next = M.sessions;
+        M.sessions = s;
+        log_debug("replication: connection from %s", name);
+    }
+}
+
+static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    if (commit_waiting() == 0)
+        return;
+    char why[640];
+    snprintf(why, sizeof why, "Not replicated within store.quorum_timeout (%lld ms): %s. The message may still be "
+                              "delivered once a quorum is back; resend with the same _AMQ_DUPL_ID to be sure.",
+             (long long)config.quorum_timeout, M.waiting[0] ? M.waiting : "no quorum");
+    commit_expire(ev_now(loop) - (double)config.quorum_timeout / 1000.0, why);
+}
+
+int repl_master_start(uint64_t epoch, char *err, size_t errlen)
+{
+    if (M.running)
+        return 0;
+    char e2[256];
+    if (quorum_parse_modes(persist_sync_modes(), &M.modes, e2, sizeof e2) != 0) {
+        snprintf(err, errlen, "store.sync: %s", e2);
+        return -EINVAL;
+    }
+    int fd = server_listen_socket(config.store_bind, err, errlen);
+    if (fd < 0)
+        return -EADDRINUSE;
+    M.fd = fd;
+    M.epoch = epoch;
+    M.master_sync = quorum_master_sync(M.modes);
+    M.local_done = store_durable_lsn();
+    M.last_lsn = persist_last_lsn();
+    quorum_init(&M.q, (uint32_t)config.replicas, M.modes, commit_lsn());
+    quorum_local(&M.q, M.local_done, M.local_done);
+    ev_io_init(&M.accept_io, accept_cb, fd, EV_READ);
+    ev_io_start(srv.loop, &M.accept_io);
+    if (config.quorum_timeout > 0) {
+        ev_timer_init(&M.sweep, sweep_cb, 0.25, 0.25);
+        ev_timer_start(srv.loop, &M.sweep);
+    }
+    M.running = true;
+    char modes[128];
+    quorum_format_modes(M.modes, modes, sizeof modes);
+    log_info("replication: master in epoch %" PRIu64 ", listening on %s (sync %s, replicas %lld)", epoch,
+             config.store_bind, modes, (long long)config.replicas);
+    return 0;
+}
+
+bool repl_master_running(void)
+{
+    return M.running;
+}
+
+void repl_master_stop(const char *why)
+{
+    if (!M.running)
+        return;
+    ev_io_stop(srv.loop, &M.accept_io);
+    ev_timer_stop(srv.loop, &M.sweep);
+    close(M.fd);
+    M.fd = -1;
+    while (M.sessions) {
+        struct session *s = M.sessions;
+        log_info("replication: closing session with %s: %s", s->node_id[0] ? s->node_id : s->peer->name, why);
+        s->node_id[0] = '\0';
+        session_drop(s, why);
+    }
+    ring_free();
+    M.running = false;
+    log_info("replication: master stopped: %s", why);
+}
+
+size_t repl_master_slaves(struct repl_slave_info *out, size_t max)
+{
+    size_t n = 0;
+    for (struct session *s = M.sessions; s && n < max; s = s->next) {
+        if (s->state == S_HELLO)
+            continue;
+        snprintf(out[n].node_id, sizeof out[n].node_id, "%s", s->node_id);
+        snprintf(out[n].peer, sizeof out[n].peer, "%s", s->peer->name);
+        out[n].received = s->received;
+        out[n].durable = s->durable;
+        out[n].snapshotting = s->state == S_SNAPSHOT;
+        out[n].last_rx_ago = ev_now(srv.loop) - s->peer->last_rx;
+        n++;
+    }
+    return n;
+}

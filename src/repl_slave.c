@@ -1,0 +1,366 @@
+/* Replication, slave side: connect to the master, say where this store
+ * stands, install a snapshot when the master says so, apply the entry
+ * stream through the same store writer the master uses, and acknowledge
+ * received and durable positions. Refuses any master older than the
+ * highest epoch seen (fencing), and reconnects with backoff. */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "stompd/config.h"
+#include "stompd/journal.h"
+#include "stompd/log.h"
+#include "stompd/repl.h"
+#include "stompd/server.h"
+#include "stompd/store.h"
+
+enum link_state { L_IDLE, L_WAIT_WELCOME, L_SNAPSHOT, L_STREAM };
+
+static struct {
+    bool running;
+    char master[256];
+    char master_id[40];
+    struct repl_peer *peer;
+    enum link_state state;
+    ev_timer retry;
+    ev_timer watch;
+    double backoff;
+    uint64_t received;        /* last lsn handed to the store */
+    uint64_t received_epoch;  /* epoch of that entry */
+    uint64_t durable;
+    uint64_t max_epoch;
+    uint64_t sent_received, sent_durable;
+    uint64_t snap_lsn;
+    bool refused_logged;
+} L;
+
+static void schedule_retry(void);
+
+static void send_ack(void)
+{
+    if (!L.peer || L.peer->dead || L.state == L_WAIT_WELCOME)
+        return;
+    if (L.received == L.sent_received && L.durable == L.sent_durable)
+        return;
+    size_t f = repl_frame_begin(&L.peer->out, R_ACK);
+    repl_put_u64(&L.peer->out, L.received);
+    repl_put_u64(&L.peer->out, L.durable);
+    repl_frame_end(&L.peer->out, f);
+    L.sent_received = L.received;
+    L.sent_durable = L.durable;
+    repl_peer_flush(L.peer);
+}
+
+void repl_slave_store_done(uint64_t lsn)
+{
+    L.durable = lsn;
+    send_ack();
+}
+
+static bool fenced(uint64_t epoch, const char *what)
+{
+    if (epoch >= L.max_epoch)
+        return false;
+    log_err("replication: %s from %s carries epoch %" PRIu64 ", older than epoch %" PRIu64
+            " this node has seen: refused (a former master?)", what, L.master, epoch, L.max_epoch);
+    return true;
+}
+
+static void see_epoch(uint64_t epoch)
+{
+    if (epoch > L.max_epoch) {
+        L.max_epoch = epoch;
+        store_set_max_epoch(epoch);
+    }
+}
+
+static int on_welcome(struct repl_reader *r)
+{
+    uint64_t epoch = repl_get_u64(r);
+    uint32_t il;
+    const char *id = repl_get_str(r, &il);
+    uint8_t must_sync = repl_get_u8(r);
+    uint8_t snapshot = repl_get_u8(r);
+    uint64_t next = repl_get_u64(r);
+    if (r->bad || fenced(epoch, "WELCOME"))
+        return -1;
+    see_epoch(epoch);
+    snprintf(L.master_id, sizeof L.master_id, "%.*s", (int)(il < 39 ? il : 39), id);
+    store_set_sync(must_sync != 0);
+    L.backoff = 0;
+    L.refused_logged = false;
+    if (snapshot) {
+        L.state = L_SNAPSHOT;
+        log_info("replication: master %s (%s, epoch %" PRIu64 ") sends a snapshot", L.master_id, L.master, epoch);
+    } else {
+        if (next != L.received + 1) {
+            log_err("replication: master offers lsn %" PRIu64 ", this node is at %" PRIu64, next, L.received);
+            return -1;
+        }
+        L.state = L_STREAM;
+        log_info("replication: following master %s (%s, epoch %" PRIu64 ") from lsn %" PRIu64, L.master_id,
+                 L.master, epoch, next);
+    }
+    /* the master knows our position from HELLO; say it as an ACK too */
+    L.sent_received = L.sent_durable = UINT64_MAX;
+    send_ack();
+    return 0;
+}
+
+static int on_entries(struct repl_reader *r)
+{
+    uint64_t epoch = repl_get_u64(r);
+    uint32_t n = repl_get_u32(r);
+    if (r->bad || fenced(epoch, "ENTRIES"))
+        return -1;
+    if (L.state != L_STREAM) {
+        log_err("replication: ENTRIES before the stream started");
+        return -1;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t len;
+        const char *e = repl_get_str(r, &len);
+        struct journal_entry je;
+        if (r->bad || journal_decode(e, len, &je) != 0) {
+            log_err("replication: malformed entry from the master");
+            return -1;
+        }
+        if (je.lsn != L.received + 1) {
+            log_err("replication: got entry %" PRIu64 ", expected %" PRIu64, je.lsn, L.received + 1);
+            return -1;
+        }
+        char *copy = malloc(len);
+        if (!copy)
+            abort();
+        memcpy(copy, e, len);
+        store_append(je.lsn, copy, len);
+        L.received = je.lsn;
+        L.received_epoch = je.epoch;
+    }
+    send_ack();
+    return 0;
+}
+
+static int link_frame(struct repl_peer *p, uint8_t type, struct repl_reader *r)
+{
+    switch (type) {
+    case R_WELCOME:
+        if (L.state != L_WAIT_WELCOME)
+            return -1;
+        return on_welcome(r);
+    case R_REFUSE: {
+        uint32_t len;
+        const char *why = repl_get_str(r, &len);
+        if (!L.refused_logged)
+            log_err("replication: master %s refused this node: %.*s", L.master, (int)len, why);
+        L.refused_logged = true;
+        repl_peer_close(p, "refused by the master");
+        return 0;
+    }
+    case R_SNAPSHOT_BEGIN: {
+        uint64_t epoch = repl_get_u64(r), lsn = repl_get_u64(r);
+        if (r->bad || L.state != L_SNAPSHOT || fenced(epoch, "SNAPSHOT_BEGIN"))
+            return -1;
+        store_wipe();
+        L.snap_lsn = lsn;
+        L.received = 0;
+        return 0;
+    }
+    case R_SNAPSHOT_CHUNK: {
+        uint32_t n = repl_get_u32(r);
+        if (r->bad || L.state != L_SNAPSHOT)
+            return -1;
+        (void)n;
+        store_put_raw(r->p, r->left);
+        return 0;
+    }
+    case R_SNAPSHOT_END: {
+        uint64_t lsn = repl_get_u64(r), epoch = repl_get_u64(r);
+        if (r->bad || L.state != L_SNAPSHOT)
+            return -1;
+        store_snapshot_installed(lsn, epoch);
+        L.received = lsn;
+        L.received_epoch = epoch;
+        L.state = L_STREAM;
+        log_info("replication: snapshot installed at lsn %" PRIu64, lsn);
+        send_ack();
+        return 0;
+    }
+    case R_ENTRIES:
+        return on_entries(r);
+    case R_PING: {
+        uint64_t t = repl_get_u64(r);
+        size_t f = repl_frame_begin(&p->out, R_PONG);
+        repl_put_u64(&p->out, t);
+        repl_frame_end(&p->out, f);
+        repl_peer_flush(p);
+        return 0;
+    }
+    case R_PONG:
+        return 0;
+    default:
+        log_warn("replication: unexpected %s frame from the master", repl_type_name(type));
+        return -1;
+    }
+}
+
+static void link_closed(struct repl_peer *p, const char *why)
+{
+    if (L.state != L_IDLE && !L.refused_logged)
+        log_warn("replication: link to master %s lost: %s", L.master, why);
+    L.state = L_IDLE;
+    repl_peer_free(p);
+    L.peer = NULL;
+    schedule_retry();
+}
+
+static const struct repl_peer_ops link_ops = {link_frame, NULL, link_closed};
+
+static void connect_master(void)
+{
+    char host[256];
+    int port;
+    if (!L.master[0] || config_split_hostport(L.master, host, sizeof host, &port) != 0)
+        return;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
+    char ps[8];
+    snprintf(ps, sizeof ps, "%d", port);
+    if (getaddrinfo(host, ps, &hints, &res) != 0) {
+        log_warn("replication: cannot resolve master %s", L.master);
+        schedule_retry();
+        return;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        freeaddrinfo(res);
+        schedule_retry();
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int rc = connect(fd, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    if (rc != 0 && errno != EINPROGRESS) {
+        close(fd);
+        schedule_retry();
+        return;
+    }
+    L.peer = repl_peer_new(fd, L.master, true, &link_ops, NULL);
+    L.state = L_WAIT_WELCOME;
+    const struct store_info *si = store_info();
+    size_t f = repl_frame_begin(&L.peer->out, R_HELLO);
+    repl_put_u32(&L.peer->out, REPL_VERSION);
+    repl_put_str(&L.peer->out, config.security_token, strlen(config.security_token));
+    repl_put_str(&L.peer->out, si->node_id, strlen(si->node_id));
+    repl_put_u64(&L.peer->out, L.received_epoch);
+    repl_put_u64(&L.peer->out, L.received);
+    repl_put_u64(&L.peer->out, L.max_epoch);
+    repl_frame_end(&L.peer->out, f);
+    log_debug("replication: connecting to master %s at lsn %" PRIu64, L.master, L.received);
+}
+
+static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    if (L.running && !L.peer)
+        connect_master();
+}
+
+static void schedule_retry(void)
+{
+    if (!L.running)
+        return;
+    L.backoff = L.backoff == 0 ? 0.1 : L.backoff * 2;
+    if (L.backoff > 2.0)
+        L.backoff = 2.0;
+    ev_timer_stop(srv.loop, &L.retry);
+    ev_timer_set(&L.retry, L.backoff, 0.);
+    ev_timer_start(srv.loop, &L.retry);
+}
+
+static void watch_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    if (!L.peer || L.peer->dead || L.peer->connecting)
+        return;
+    double idle = ev_now(loop) - L.peer->last_rx;
+    if (idle > (double)config.repl_timeout / 1000.0) {
+        char why[96];
+        snprintf(why, sizeof why, "master silent for %.1f s (store.repl_timeout)", idle);
+        repl_peer_close(L.peer, why);
+    }
+}
+
+int repl_slave_start(const char *master_addr, char *err, size_t errlen)
+{
+    const struct store_info *si = store_info();
+    L.received = L.durable = si->applied_lsn;
+    L.received_epoch = si->epoch;
+    L.max_epoch = si->max_epoch;
+    L.running = true;
+    L.backoff = 0;
+    ev_init(&L.retry, retry_cb);
+    double iv = (double)config.repl_timeout / 3000.0;
+    ev_timer_init(&L.watch, watch_cb, iv, iv);
+    ev_timer_start(srv.loop, &L.watch);
+    repl_slave_set_master(master_addr);
+    return 0;
+}
+
+void repl_slave_set_master(const char *master_addr)
+{
+    if (master_addr && !strcmp(master_addr, L.master) && L.peer)
+        return;
+    if (L.peer) {
+        struct repl_peer *p = L.peer;
+        L.peer = NULL;
+        L.state = L_IDLE;
+        repl_peer_free(p);
+    }
+    snprintf(L.master, sizeof L.master, "%s", master_addr ? master_addr : "");
+    L.master_id[0] = '\0';
+    L.backoff = 0;
+    if (L.master[0] && L.running)
+        connect_master();
+}
+
+void repl_slave_stop(void)
+{
+    if (!L.running)
+        return;
+    L.running = false;
+    ev_timer_stop(srv.loop, &L.retry);
+    ev_timer_stop(srv.loop, &L.watch);
+    if (L.peer) {
+        repl_peer_free(L.peer);
+        L.peer = NULL;
+    }
+    L.state = L_IDLE;
+}
+
+bool repl_slave_connected(void)
+{
+    return L.peer && L.state == L_STREAM;
+}
+
+uint64_t repl_slave_received(void)
+{
+    return L.received;
+}
+
+const char *repl_slave_master(void)
+{
+    return L.master;
+}
+
+const char *repl_slave_master_id(void)
+{
+    return L.master_id;
+}

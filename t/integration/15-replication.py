@@ -1,0 +1,244 @@
+"""The replicated LevelDB store with the master chosen by configuration:
+three real stompd on loopback. Nothing receipted is lost when the master
+dies and a slave is promoted; slaves catch up from their position or from a
+snapshot; a former master's divergent tail is dropped; the quorum holds
+receipts until enough nodes have the entry; bad peers disturb nothing."""
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from stompd_test import STOMPD, Client, connected, free_port, port_open, replicated
+
+SLAVE_UP = "following master|snapshot installed"
+
+
+class Cluster:
+    def __init__(self, factory, **extra):
+        self.factory = factory
+        self.repl = [free_port() for _ in range(3)]
+        self.extra = extra
+        self.nodes = []
+        for i in range(3):
+            role = "master" if i == 0 else "slave"
+            b = factory(replicated("n%d" % i, self.repl[i], role, self.repl[0] if i else None, **extra),
+                        start=False, name="n%d" % i)
+            self.nodes.append(b)
+
+    def start_all(self):
+        self.nodes[0].start()
+        for b in self.nodes[1:]:
+            b.start(wait=SLAVE_UP)
+
+    def reconfigure(self, i, role, master=None):
+        s = self.nodes[i].settings
+        s["store.role"] = role
+        if master is None:
+            s.pop("store.master", None)
+        else:
+            s["store.master"] = "127.0.0.1:%d" % self.repl[master]
+
+    def dump(self, i):
+        r = subprocess.run([STOMPD, "--dump-store", self.nodes[i].settings["broker.data_dir"]],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+
+def stop_all(c):
+    for b in c.nodes:
+        if b.running():
+            assert b.stop() == 0
+
+
+def send_persistent(port, dest, bodies):
+    p = connected(port)
+    for i, body in enumerate(bodies):
+        p.receipt("SEND", {"destination": dest, "persistent": "true"}, "r%d" % i, body)
+    p.close()
+
+
+def drain(port, dest, timeout=1.0):
+    c = connected(port)
+    c.send("SUBSCRIBE", {"id": "d", "destination": dest})
+    got = []
+    while True:
+        try:
+            got.append(c.recv(timeout=timeout).body)
+        except TimeoutError:
+            break
+    c.close()
+    return got
+
+
+def test_promote_slave_after_master_kill(broker_factory):
+    c = Cluster(broker_factory)
+    c.start_all()
+    bodies = [b"m%d" % i for i in range(1000)]
+    send_persistent(c.nodes[0].port, "/queue/ha", bodies)
+    c.nodes[0].kill()
+    # promote n1 by configuration; n2 follows it
+    c.nodes[1].stop()
+    c.nodes[2].stop()
+    c.reconfigure(1, "master")
+    c.reconfigure(2, "slave", master=1)
+    c.nodes[1].restart()
+    c.nodes[2].restart(wait=SLAVE_UP)
+    got = drain(c.nodes[1].port, "/queue/ha")
+    assert sorted(got) == sorted(bodies) and len(got) == len(set(got))
+    assert got == bodies   # order kept too
+
+
+def test_slaves_refuse_clients(broker_factory):
+    c = Cluster(broker_factory)
+    c.start_all()
+    assert port_open(c.nodes[0].port)
+    assert not port_open(c.nodes[1].port)
+    assert not port_open(c.nodes[2].port)
+
+
+def test_slave_catches_up_from_its_position_then_by_snapshot(broker_factory):
+    c = Cluster(broker_factory, store__retention="200")
+    c.start_all()
+    send_persistent(c.nodes[0].port, "/queue/cu", [b"a%d" % i for i in range(50)])
+    # stopped during load: when it returns it streams from where it was
+    stopper = threading.Thread(target=lambda: (time.sleep(0.1), c.nodes[2].stop()))
+    stopper.start()
+    send_persistent(c.nodes[0].port, "/queue/cu", [b"b%d" % i for i in range(100)])
+    stopper.join()
+    c.nodes[2].restart(wait=SLAVE_UP)
+    assert c.nodes[2].wait_log(r"following master .* from lsn (\d+)", since_start=True)
+    assert "sends a snapshot" not in c.nodes[2].log_since_start()
+    send_persistent(c.nodes[0].port, "/queue/cu", [b"c%d" % i for i in range(10)])
+    # far behind: the journal is pruned past its position, so a snapshot
+    c.nodes[2].stop()
+    send_persistent(c.nodes[0].port, "/queue/cu", [b"d%d" % i for i in range(400)])
+    c.nodes[2].restart(wait=SLAVE_UP)
+    assert c.nodes[2].wait_log("snapshot installed", since_start=True)
+    assert "sends a snapshot" in c.nodes[2].log_since_start()
+    # and it keeps streaming after the snapshot
+    send_persistent(c.nodes[0].port, "/queue/cu", [b"e%d" % i for i in range(20)])
+    time.sleep(0.5)
+    stop_all(c)
+    d0, d1, d2 = c.dump(0), c.dump(1), c.dump(2)
+    assert d0 == d1 == d2
+    assert d0.count("Q/queue/cu") == 580
+
+
+def test_divergent_tail_is_dropped(broker_factory):
+    c = Cluster(broker_factory)
+    c.start_all()
+    send_persistent(c.nodes[0].port, "/queue/dv", [b"kept%d" % i for i in range(20)])
+    c.nodes[1].stop()
+    c.nodes[2].stop()
+    # the master journals these but cannot commit them: no quorum
+    p = connected(c.nodes[0].port)
+    for i in range(30):
+        p.send("SEND", {"destination": "/queue/dv", "persistent": "true"}, b"lost%d" % i)
+    p.send("SEND", {"destination": "/queue/dv", "persistent": "true", "receipt": "never"}, b"x")
+    p.expect_nothing(0.5)
+    c.nodes[0].kill()
+    c.reconfigure(1, "master")
+    c.reconfigure(2, "slave", master=1)
+    c.reconfigure(0, "slave", master=1)
+    c.nodes[1].restart()
+    c.nodes[2].restart(wait=SLAVE_UP)
+    c.nodes[0].restart(wait=SLAVE_UP)
+    assert c.nodes[0].wait_log("snapshot installed", since_start=True)
+    send_persistent(c.nodes[1].port, "/queue/dv", [b"new%d" % i for i in range(5)])
+    got = drain(c.nodes[1].port, "/queue/dv")
+    assert got == [b"kept%d" % i for i in range(20)] + [b"new%d" % i for i in range(5)]
+    time.sleep(0.5)
+    stop_all(c)
+    d0, d1, d2 = c.dump(0), c.dump(1), c.dump(2)
+    assert d0 == d1 == d2
+
+
+def test_quorum_holds_receipts(broker_factory):
+    c = Cluster(broker_factory)
+    c.start_all()
+    c.nodes[1].stop()
+    # one slave down: a quorum of 2 out of 3 still holds
+    watcher = connected(c.nodes[0].port)
+    watcher.receipt("SUBSCRIBE", {"id": "w", "destination": "/queue/q", "ack": "client-individual"}, "s")
+    p = connected(c.nodes[0].port)
+    p.receipt("SEND", {"destination": "/queue/q", "persistent": "true"}, "one-down", b"1")
+    assert watcher.recv().body == b"1"
+    c.nodes[2].stop()
+    # both down: no receipt, and the message is not delivered (nor would a
+    # delivery leave: its delivery mark cannot be committed either)
+    p.send("SEND", {"destination": "/queue/q", "persistent": "true", "receipt": "waits"}, b"2")
+    p.expect_nothing(1.0)
+    watcher.expect_nothing(0.1)
+    # a slave comes back: the receipt and the message arrive
+    c.nodes[2].restart(wait=SLAVE_UP)
+    f = p.recv(timeout=10)
+    assert f.command == "RECEIPT" and f["receipt-id"] == "waits"
+    assert watcher.recv(timeout=5).body == b"2"
+
+
+def test_quorum_timeout_answers_error(broker_factory):
+    c = Cluster(broker_factory, store__quorum_timeout="1s")
+    c.start_all()
+    c.nodes[1].stop()
+    c.nodes[2].stop()
+    p = connected(c.nodes[0].port)
+    t = time.time()
+    p.send("SEND", {"destination": "/queue/qt", "persistent": "true", "receipt": "r"}, b"x")
+    f = p.recv(timeout=10)
+    assert f.command == "ERROR" and f["receipt-id"] == "r"
+    assert "not replicated in time" in f["message"]
+    assert 0.9 < time.time() - t < 5
+    assert "of 2 slaves connected" in f.body.decode()
+    assert c.nodes[0].wait_log("durable sends wait")
+    # the rest of the broker is fine: non-persistent traffic flows
+    q = connected(c.nodes[0].port)
+    q.receipt("SEND", {"destination": "/queue/np"}, "np", b"y")
+
+
+def test_wrong_token_garbage_and_stalled_slave(broker_factory):
+    c = Cluster(broker_factory, store__repl_window="256KiB")
+    c.start_all()
+    # a slave with the wrong token is refused and says so
+    intruder = broker_factory(replicated("x", free_port(), "slave", c.repl[0], store__security_token="guess"),
+                              start=False, name="intruder")
+    intruder.start(wait="refused")
+    assert "wrong security token" in intruder.log()
+    assert c.nodes[0].wait_log("refusing .*wrong security token")
+    # garbage on the replication port
+    for junk in (b"\x00\x00\x00\x00", b"GET / HTTP/1.0\r\n\r\n", os.urandom(5000)):
+        s = socket.create_connection(("127.0.0.1", c.repl[0]))
+        s.sendall(junk)
+        time.sleep(0.05)
+        s.close()
+    # a slave that stops reading: the master goes on with the other one
+    c.nodes[2].kill(signal.SIGSTOP)
+    try:
+        bodies = [b"z" * 2000 + b"%d" % i for i in range(600)]
+        send_persistent(c.nodes[0].port, "/queue/stall", bodies)
+        assert c.nodes[0].wait_log("dropped: silent", timeout=15)
+    finally:
+        c.nodes[2].kill(signal.SIGCONT)
+    got = drain(c.nodes[0].port, "/queue/stall")
+    assert got == bodies
+    # the stalled slave catches up once it runs again
+    assert c.nodes[2].wait_log("following master", timeout=15)
+
+
+def test_bad_sync_mode_stops_the_start(broker_factory):
+    b = broker_factory(replicated("b", free_port(), "master", store__sync="quorum_mem,fast"), start=False)
+    b.start(wait=False)
+    assert b.proc.wait(timeout=20) == 1
+    assert "unknown sync mode 'fast'" in b.log()
+    b.proc = None
+    b.logf.close()
+    b2 = broker_factory(replicated("c", free_port(), "slave"), start=False)
+    b2.start(wait=False)
+    assert b2.proc.wait(timeout=20) == 1
+    assert "store.master" in b2.log()
+    b2.proc = None
+    b2.logf.close()
