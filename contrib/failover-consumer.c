@@ -1,0 +1,242 @@
+/* stompd-failover-consumer: receives the producer's numbered messages
+ * through libstompc, counting duplicates, and shows failover at work: one
+ * line per message and reconnect, then "received=N duplicates=N". Poll
+ * style (stompc_receive), which also runs the reconnect/error callbacks. */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "stompc.h"
+
+static const char usage[] =
+    "usage: stompd-failover-consumer --url URL --dest DEST [options]\n"
+    "\n"
+    "Subscribe to DEST and print every message received. A message whose body\n"
+    "starts with \"seq=N\" (as stompd-failover-producer sends them) counts once\n"
+    "per N: a second copy of the same N is a duplicate.\n"
+    "\n"
+    "  --url URL          tcp://host:port or failover:(tcp://h1:p1,...)?options\n"
+    "  --dest DEST        destination, e.g. /queue/orders\n"
+    "  --count N          stop after N distinct messages (default: no limit)\n"
+    "  --ack MODE         auto, client or client-individual (default)\n"
+    "  --idle-exit MS     stop after MS ms without a message. Default: never;\n"
+    "                     with neither --count nor --idle-exit the consumer\n"
+    "                     runs until SIGINT/SIGTERM\n"
+    "  --prefetch N       activemq.prefetchSize (default: the broker's)\n"
+    "  --heart-beat CX,CY heart-beats to offer, in ms (default 0,0)\n"
+    "  --login USER, --passcode PASS, --client-id ID\n"
+    "  --quiet            only reconnects, errors and the summary\n"
+    "  --help             this text\n"
+    "\n"
+    "Output: \"received seq=N\" or \"duplicate seq=N\" per message (\"received\n"
+    "(no seq)\" for other bodies), \"reconnected to URI ...\", then\n"
+    "\"received=N duplicates=N\" (N distinct messages, N extra copies). Exit\n"
+    "status 0 when --count distinct messages came (or, without --count, on\n"
+    "--idle-exit or a signal), 1 otherwise, 2 on bad usage. Installed as\n"
+    "stompd-failover-consumer; contrib/stompd-failover-consumer in the build tree.\n";
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop = 1;
+}
+
+static void on_reconnect(struct stompc *c, const char *broker, const struct stompc_stats *st, void *ud)
+{
+    (void)c;
+    (void)ud;
+    printf("reconnected to %s (reconnects=%llu resubscribed=%llu)\n", broker, (unsigned long long)st->reconnects,
+           (unsigned long long)st->resubscribed);
+}
+
+static void on_error(struct stompc *c, int status, const char *msg, const char *rid, void *ud)
+{
+    (void)c;
+    (void)ud;
+    (void)rid;
+    printf("error: %s (%s)\n", msg, stompc_strerror(status));
+}
+
+static long number(const char *opt, const char *v, long min)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (end == v || *end || errno || n < min) {
+        fprintf(stderr, "stompd-failover-consumer: %s: '%s' is not a number >= %ld\n", opt, v, min);
+        exit(2);
+    }
+    return n;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Sequence numbers seen, as a growable bitmap. */
+struct seen {
+    unsigned char *bits;
+    size_t nbytes;
+};
+
+static bool seen_test_set(struct seen *s, unsigned long seq)
+{
+    size_t byte = seq / 8;
+    if (byte >= s->nbytes) {
+        size_t n = s->nbytes ? s->nbytes : 64;
+        while (n <= byte)
+            n *= 2;
+        unsigned char *b = realloc(s->bits, n);
+        if (!b) {
+            fprintf(stderr, "stompd-failover-consumer: out of memory\n");
+            exit(1);
+        }
+        memset(b + s->nbytes, 0, n - s->nbytes);
+        s->bits = b;
+        s->nbytes = n;
+    }
+    unsigned char mask = (unsigned char)(1u << (seq % 8));
+    bool was = s->bits[byte] & mask;
+    s->bits[byte] |= mask;
+    return was;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"url", required_argument, NULL, 'u'},       {"dest", required_argument, NULL, 'd'},
+        {"count", required_argument, NULL, 'n'},     {"ack", required_argument, NULL, 'a'},
+        {"idle-exit", required_argument, NULL, 'e'}, {"prefetch", required_argument, NULL, 'f'},
+        {"heart-beat", required_argument, NULL, 'b'}, {"login", required_argument, NULL, 'l'},
+        {"passcode", required_argument, NULL, 'w'},  {"client-id", required_argument, NULL, 'c'},
+        {"quiet", no_argument, NULL, 'q'},           {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *url = NULL, *dest = NULL;
+    long count = 0, idle_exit = -1;
+    bool quiet = false;
+    struct stompc_options o = {0};
+    struct stompc_sub_opts so = {.ack = STOMPC_ACK_CLIENT_INDIVIDUAL};
+    int opt;
+    while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'u': url = optarg; break;
+        case 'd': dest = optarg; break;
+        case 'n': count = number("--count", optarg, 1); break;
+        case 'e': idle_exit = number("--idle-exit", optarg, 0); break;
+        case 'f': so.prefetch = (int)number("--prefetch", optarg, 1); break;
+        case 'l': o.login = optarg; break;
+        case 'w': o.passcode = optarg; break;
+        case 'c': o.client_id = optarg; break;
+        case 'q': quiet = true; break;
+        case 'a':
+            if (!strcmp(optarg, "auto"))
+                so.ack = STOMPC_ACK_AUTO;
+            else if (!strcmp(optarg, "client"))
+                so.ack = STOMPC_ACK_CLIENT;
+            else if (!strcmp(optarg, "client-individual"))
+                so.ack = STOMPC_ACK_CLIENT_INDIVIDUAL;
+            else {
+                fprintf(stderr, "stompd-failover-consumer: --ack must be auto, client or client-individual\n");
+                return 2;
+            }
+            break;
+        case 'b':
+            if (sscanf(optarg, "%d,%d", &o.heart_beat_tx, &o.heart_beat_rx) != 2) {
+                fprintf(stderr, "stompd-failover-consumer: --heart-beat wants CX,CY\n");
+                return 2;
+            }
+            break;
+        case 'h': fputs(usage, stdout); return 0;
+        default: fputs(usage, stderr); return 2;
+        }
+    }
+    if (!url || !dest || optind != argc) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+
+    struct stompc *c = stompc_new();
+    if (!c) {
+        fprintf(stderr, "stompd-failover-consumer: out of memory\n");
+        return 1;
+    }
+    struct stompc_callbacks cb = {.on_reconnect = on_reconnect, .on_error = on_error};
+    (void)stompc_set_callbacks(c, &cb, NULL);
+    int rc = stompc_connect(c, url, &o);
+    if (rc == 0)
+        rc = stompc_subscribe(c, dest, &so);
+    if (rc) {
+        fprintf(stderr, "stompd-failover-consumer: %s\n", stompc_error(c));
+        stompc_free(c);
+        return 1;
+    }
+    struct stompc_stats st;
+    stompc_get_stats(c, &st);
+    printf("connected to %s, subscribed to %s\n", st.broker, dest);
+
+    struct seen seen = {0};
+    long received = 0, duplicates = 0;
+    int status = 0;
+    int64_t last = now_ms();
+    while (!stop && (count == 0 || received < count)) {
+        int wait = 200; /* short, to notice signals */
+        if (idle_exit >= 0) {
+            int64_t left = last + idle_exit - now_ms();
+            if (left <= 0)
+                break;
+            if (left < wait)
+                wait = (int)left;
+        }
+        struct stompc_msg *m;
+        rc = stompc_receive(c, &m, wait);
+        if (rc == STOMPC_ETIMEDOUT)
+            continue;
+        if (rc) {
+            fprintf(stderr, "stompd-failover-consumer: %s\n", stompc_error(c));
+            status = 1;
+            break;
+        }
+        last = now_ms();
+        unsigned long seq;
+        bool numbered = m->body_len > 4 && !strncmp(m->body, "seq=", 4) && sscanf(m->body + 4, "%lu", &seq) == 1;
+        if (numbered && seen_test_set(&seen, seq)) {
+            duplicates++;
+            if (!quiet)
+                printf("duplicate seq=%lu%s\n", seq, m->redelivered ? " (redelivered)" : "");
+        } else {
+            received++;
+            if (!quiet) {
+                if (numbered)
+                    printf("received seq=%lu%s\n", seq, m->redelivered ? " (redelivered)" : "");
+                else
+                    printf("received (no seq)\n");
+            }
+        }
+        if (so.ack != STOMPC_ACK_AUTO && stompc_ack(c, m, NULL, 0) != 0)
+            printf("error: ack: %s\n", stompc_error(c));
+        stompc_msg_free(m);
+    }
+    if (stompc_disconnect(c, 5000) != 0)
+        fprintf(stderr, "stompd-failover-consumer: disconnect: %s\n", stompc_error(c));
+    printf("received=%ld duplicates=%ld\n", received, duplicates);
+    if (count && received < count)
+        status = 1;
+    stompc_free(c);
+    free(seen.bits);
+    return status;
+}

@@ -1,0 +1,300 @@
+/* libstompc: a failover-aware STOMP 1.0/1.1/1.2 client, the library behind
+ * contrib's failover producer and consumer. One client object is driven by
+ * one thread at a time; different objects may live in different threads.
+ *
+ * The model, in short:
+ *   - every call that can fail returns an int: 0 (or a count) on success, a
+ *     negative STOMPC_E* status on failure, and stompc_error() then tells
+ *     what happened in words ("connect to 127.0.0.1:61613: Connection
+ *     refused", "broker ERROR: invalid destination: ...");
+ *   - there are no threads inside: I/O happens only inside library calls,
+ *     on a non-blocking socket waited on with poll(). Heart-beats are sent
+ *     and checked from inside those calls too, so a client with heart-beats
+ *     must call into the library (stompc_run, stompc_receive, ...) at least
+ *     once per heart-beat interval;
+ *   - a URI of the form failover:(tcp://h1:p1,tcp://h2:p2)?options, written
+ *     as ActiveMQ users write it, makes the client reconnect by itself when
+ *     the connection is lost, re-subscribe, and resend what the broker had
+ *     not confirmed (see stompc_connect);
+ *   - MESSAGE frames are queued in arrival order and handed out either by
+ *     stompc_receive() (poll style) or to an on_message callback from
+ *     stompc_run()/stompc_dispatch() (callback style). Calls that wait for a
+ *     RECEIPT keep the messages that arrive meanwhile queued: none is lost.
+ *
+ * Allocation failure aborts the process, as everywhere in stompd. */
+#ifndef STOMPC_H
+#define STOMPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define STOMPC_MUST_CHECK __attribute__((warn_unused_result))
+#else
+#define STOMPC_MUST_CHECK
+#endif
+
+/* ------------------------------------------------------------- statuses */
+
+enum stompc_status {
+    STOMPC_OK = 0,
+    STOMPC_EINVAL = -1,    /* bad argument, bad URI, call not valid now */
+    STOMPC_ECONNECT = -2,  /* no broker accepted (attempts exhausted) */
+    STOMPC_EIO = -3,       /* connection lost (plain tcp:// URI) */
+    STOMPC_ETIMEDOUT = -4, /* the call's time limit passed */
+    STOMPC_EBROKER = -5,   /* the broker answered ERROR */
+    STOMPC_EPROTO = -6,    /* the broker sent something that is not STOMP */
+    STOMPC_ETXFAILED = -7, /* the transaction was lost by a failover */
+    STOMPC_ECLOSED = -8,   /* not connected */
+    STOMPC_EBUSY = -9,     /* not allowed from inside a callback */
+};
+
+/* A fixed text for a status ("connection lost", ...). */
+const char *stompc_strerror(int status);
+
+/* ---------------------------------------------------------------- types */
+
+struct stompc; /* opaque */
+
+/* A header, for extra headers you pass in and headers you receive. */
+struct stompc_header {
+    const char *name;
+    const char *value;
+};
+
+/* A received MESSAGE. Every message handed to you (by stompc_receive or
+ * on_message) is yours: free it with stompc_msg_free. */
+struct stompc_msg {
+    const char *destination;
+    const char *message_id;
+    const char *subscription;
+    const char *ack_id;       /* STOMP 1.2 "ack" header; NULL otherwise */
+    bool redelivered;
+    const char *body;         /* body_len bytes (binary-safe), then a NUL */
+    size_t body_len;
+    const struct stompc_header *headers; /* all of them, as received */
+    size_t nheaders;
+};
+
+/* First occurrence of a header, or NULL. */
+const char *stompc_msg_header(const struct stompc_msg *m, const char *name);
+void stompc_msg_free(struct stompc_msg *m);
+
+/* Connection settings. Zero-initialise and set what you need:
+ *   struct stompc_options o = {.login = "guest", .heart_beat_tx = 1000}; */
+struct stompc_options {
+    const char *login;
+    const char *passcode;
+    const char *host;          /* CONNECT host header; default: the URI's host */
+    const char *client_id;     /* needed for durable subscriptions */
+    int heart_beat_tx;         /* cx: we can send beats every cx ms (0: none) */
+    int heart_beat_rx;         /* cy: we want the broker's every cy ms (0: none) */
+    const char *accept_version; /* default "1.0,1.1,1.2": the highest the broker takes */
+    int connect_timeout;       /* ms per attempt (TCP + CONNECTED); 0: 10000 */
+    int receipt_timeout;       /* ms a waiting call waits for its RECEIPT; 0: 30000, -1: forever */
+    size_t max_frame;          /* largest frame accepted from the broker; 0: 64 MiB */
+    unsigned max_unreceipted;  /* receipted frames in flight before stompc_send waits; 0: 10000 */
+    const struct stompc_header *headers; /* extra CONNECT headers */
+    size_t nheaders;
+};
+
+/* Negotiated protocol version, as in stompc_stats.version. */
+enum stompc_version { STOMPC_V10 = 10, STOMPC_V11 = 11, STOMPC_V12 = 12 };
+
+struct stompc_stats {
+    const char *broker;        /* URI of the broker now connected; NULL when none.
+                                  Valid until the next call on the client. */
+    int version;               /* 10, 11 or 12 while connected, 0 otherwise */
+    uint64_t connects;         /* successful connections, the first included */
+    uint64_t reconnects;       /* of those, made by failover */
+    uint64_t resent;           /* frames sent again after a reconnect */
+    uint64_t resubscribed;     /* SUBSCRIBEs sent again after a reconnect */
+    uint64_t unreceipted;      /* receipted frames still waiting for their RECEIPT */
+    uint64_t failed_frames;    /* receipted frames the broker refused with ERROR */
+    uint64_t failed_transactions; /* transactions lost by a failover */
+    uint64_t stale_acks;       /* ACK/NACKs dropped: their message came before a failover */
+    uint64_t messages_sent;
+    uint64_t messages_received;
+};
+
+/* ------------------------------------------------------------ lifecycle */
+
+/* A new, unconnected client; NULL only when out of memory. */
+struct stompc *stompc_new(void);
+/* Closes the socket without DISCONNECT and frees everything, queued
+ * messages included. Not allowed from inside a callback (the free is then
+ * deferred until the callback returns to stompc_run/dispatch/receive). */
+void stompc_free(struct stompc *c);
+/* The last error in words; "" when there was none. */
+const char *stompc_error(const struct stompc *c);
+
+/* Connect.
+ *
+ * uri is one of:
+ *   tcp://host:port             one broker; a lost connection is an error
+ *                               (STOMPC_EIO) and the client must be
+ *                               connected again. [v6addr] works; the port
+ *                               defaults to 61613. stomp:// is an alias.
+ *   failover:(tcp://h1:p1,tcp://h2:p2)?option=value&...
+ *   failover:tcp://h1:p1,tcp://h2:p2?option=value&...
+ * with ActiveMQ's failover options and defaults:
+ *   initialReconnectDelay=10        ms before the second round of attempts
+ *   maxReconnectDelay=30000         cap for the delay
+ *   useExponentialBackOff=true      multiply the delay after each round...
+ *   reconnectDelayExponent=2.0      ...by this
+ *   maxReconnectAttempts=-1         rounds before giving up once connected
+ *                                   (-1: forever; 0: try one round only)
+ *   startupMaxReconnectAttempts=-1  the same for the first connection
+ *                                   (-1: as maxReconnectAttempts)
+ *   randomize=true                  shuffle the list on every round
+ *   timeout=-1                      ms a call waits for a connection before
+ *                                   failing with STOMPC_ETIMEDOUT (-1: forever)
+ * A round tries every broker once (the one that just failed last); the
+ * first that answers CONNECTED wins.
+ *
+ * In failover mode the client, on connection loss (EOF, socket error,
+ * heart-beat timeout, an ERROR frame), reconnects with that schedule, sends
+ * the same CONNECT (same login, client-id, ...), re-subscribes every
+ * subscription with its id and headers, and resends every frame whose
+ * RECEIPT had not arrived, in the original order. To make that cover
+ * persistent messages, every persistent SEND outside a transaction asks for
+ * a receipt (an automatic id when you gave none) and is kept until the
+ * RECEIPT arrives. Persistent SENDs also carry a unique _AMQ_DUPL_ID header,
+ * unchanged when resent, so the broker can drop a copy it already has.
+ * Non-persistent SENDs without a receipt are fire-and-forget: one written
+ * to the socket just before a failure may be lost. A transaction open when
+ * the connection fails is lost: its later calls and its COMMIT return
+ * STOMPC_ETXFAILED (ActiveMQ does the same). Messages delivered before a
+ * failover cannot be acknowledged any more: the broker redelivers them, and
+ * stompc_ack() on them does nothing (counted in stats.stale_acks).
+ *
+ * Waits up to the failover timeout (forever by default) for the first
+ * connection; fails with STOMPC_ECONNECT when the attempts are exhausted. */
+int stompc_connect(struct stompc *c, const char *uri, const struct stompc_options *opts) STOMPC_MUST_CHECK;
+
+/* Waits (up to timeout_ms, -1: forever) for every outstanding receipt,
+ * sends DISCONNECT with a receipt, waits for it and closes. Subscriptions
+ * and transactions end; messages already queued stay receivable. Returns
+ * the first error met, after closing in any case. */
+int stompc_disconnect(struct stompc *c, int timeout_ms);
+
+/* --------------------------------------------------------------- frames */
+
+/* Flags for calls that can wait for the broker. */
+#define STOMPC_WAIT 0x1u            /* ask for a RECEIPT and wait for it */
+#define STOMPC_REMOVE_DURABLE 0x2u  /* stompc_unsubscribe: also destroy the
+                                       durable subscription */
+
+struct stompc_send_opts {
+    bool persistent;           /* persistent:true (and tracked, in failover mode) */
+    const char *receipt;       /* ask for this receipt; reported to on_receipt */
+    bool wait;                 /* wait for the RECEIPT (an id is made if none given) */
+    const char *transaction;
+    const char *content_type;
+    const struct stompc_header *headers; /* extra headers; the library sets
+                                            destination, content-length,
+                                            receipt and transaction itself */
+    size_t nheaders;
+};
+
+/* Send len bytes of body (any bytes; content-length is always sent).
+ * opts may be NULL. Returns once the frame is written (and, with
+ * opts->wait, receipted). Without a connection, failover mode reconnects
+ * first, waiting up to the URI's timeout option. With opts->wait,
+ * STOMPC_ETIMEDOUT after receipt_timeout means only that: a failover
+ * client still keeps the frame and resends it until it is receipted. */
+int stompc_send(struct stompc *c, const char *destination, const void *body, size_t len,
+                const struct stompc_send_opts *opts) STOMPC_MUST_CHECK;
+
+enum stompc_ack { STOMPC_ACK_AUTO = 0, STOMPC_ACK_CLIENT, STOMPC_ACK_CLIENT_INDIVIDUAL };
+
+struct stompc_sub_opts {
+    const char *id;            /* default: the destination */
+    enum stompc_ack ack;
+    const char *selector;
+    int prefetch;              /* activemq.prefetchSize; 0: the broker's default */
+    const char *durable_name;  /* activemq.subscriptionName (needs a client_id) */
+    const struct stompc_header *headers; /* extra headers */
+    size_t nheaders;
+};
+
+/* Subscribe and wait for the broker's RECEIPT, so a bad subscription fails
+ * here (STOMPC_EBROKER) and a good one is active when this returns. After
+ * STOMPC_ETIMEDOUT the subscription is kept (the broker may have it):
+ * unsubscribe to drop it. Failover re-subscribes every subscription. */
+int stompc_subscribe(struct stompc *c, const char *destination,
+                     const struct stompc_sub_opts *opts) STOMPC_MUST_CHECK;
+/* flags: STOMPC_WAIT, STOMPC_REMOVE_DURABLE (without an active subscription
+ * of that id, id is taken as the durable subscription's name). */
+int stompc_unsubscribe(struct stompc *c, const char *id, unsigned flags) STOMPC_MUST_CHECK;
+
+/* Acknowledge one message (cumulatively for ack:client subscriptions) with
+ * the headers the negotiated version wants: 1.2 id = the MESSAGE's ack
+ * header; 1.1 message-id + subscription; 1.0 message-id. transaction may be
+ * NULL. NACK needs STOMP 1.1. */
+int stompc_ack(struct stompc *c, const struct stompc_msg *m, const char *transaction,
+               unsigned flags) STOMPC_MUST_CHECK;
+int stompc_nack(struct stompc *c, const struct stompc_msg *m, const char *transaction,
+                unsigned flags) STOMPC_MUST_CHECK;
+
+int stompc_begin(struct stompc *c, const char *transaction) STOMPC_MUST_CHECK;
+/* Waits for the COMMIT's RECEIPT: 0 means the broker applied it. */
+int stompc_commit(struct stompc *c, const char *transaction) STOMPC_MUST_CHECK;
+int stompc_abort(struct stompc *c, const char *transaction) STOMPC_MUST_CHECK;
+
+/* Wait until every receipted frame has its RECEIPT (reconnecting and
+ * resending as needed). STOMPC_EBROKER when the broker refused one of them
+ * since the last flush. */
+int stompc_flush(struct stompc *c, int timeout_ms) STOMPC_MUST_CHECK;
+
+/* ------------------------------------------------------------ receiving */
+
+/* Poll style: the next MESSAGE, waiting up to timeout_ms (0: only what has
+ * arrived, -1: forever). 0 and *out set, or STOMPC_ETIMEDOUT (or another
+ * error) and *out = NULL. Runs the callbacks other than on_message. */
+int stompc_receive(struct stompc *c, struct stompc_msg **out, int timeout_ms) STOMPC_MUST_CHECK;
+
+/* Callback style. Callbacks run only inside stompc_run, stompc_dispatch and
+ * stompc_receive, never inside the other calls, so a callback may send,
+ * ack, subscribe... on its client (but not run/dispatch/receive). Notices
+ * for registered callbacks wait in the queue until then: a client that
+ * registers them should dispatch now and then. */
+struct stompc_callbacks {
+    /* The message is yours: free it with stompc_msg_free. Without
+     * on_message, messages stay queued for stompc_receive. */
+    void (*on_message)(struct stompc *c, struct stompc_msg *m, void *ud);
+    /* A RECEIPT for a receipt id you asked for. */
+    void (*on_receipt)(struct stompc *c, const char *receipt_id, void *ud);
+    /* An ERROR from the broker (receipt_id set when it names a frame of
+     * yours, which is then not resent), or a lost connection (STOMPC_EIO)
+     * the client is about to recover from. */
+    void (*on_error)(struct stompc *c, int status, const char *message, const char *receipt_id,
+                     void *ud);
+    /* Failover connected again, to broker_uri. */
+    void (*on_reconnect)(struct stompc *c, const char *broker_uri, const struct stompc_stats *st,
+                         void *ud);
+};
+
+int stompc_set_callbacks(struct stompc *c, const struct stompc_callbacks *cb, void *ud);
+
+/* Wait up to timeout_ms (-1: forever) until there is something to
+ * dispatch, dispatch everything ready, and return how many events were
+ * dispatched (0 when the time ran out). */
+int stompc_run(struct stompc *c, int timeout_ms) STOMPC_MUST_CHECK;
+/* Dispatch what has already arrived, without waiting. */
+int stompc_dispatch(struct stompc *c) STOMPC_MUST_CHECK;
+
+/* ---------------------------------------------------------------- stats */
+
+int stompc_get_stats(const struct stompc *c, struct stompc_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

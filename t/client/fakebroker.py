@@ -1,0 +1,188 @@
+"""A scripted STOMP broker for the client library's tests.
+
+It plays what a real stompd will not do on demand: answer CONNECTED with an
+older version, go silent after CONNECTED, swallow SENDs and drop the
+connection. It records every frame of every connection so a test can check
+what the client sent, byte for byte. One listening socket on a free
+loopback port; connections are served one after the other, the n-th by
+the n-th behaviour (the last one repeats).
+"""
+import socket
+import threading
+import time
+
+
+def unescape(s, version):
+    if version == "1.0":
+        return s
+    out, i = [], 0
+    while i < len(s):
+        if s[i] == "\\" and i + 1 < len(s):
+            out.append({"\\": "\\", "c": ":", "n": "\n", "r": "\r"}[s[i + 1]])
+            i += 2
+        else:
+            out.append(s[i])
+            i += 1
+    return "".join(out)
+
+
+class Frame:
+    def __init__(self, command, headers, body):
+        self.command = command
+        self.headers = headers      # list of (name, value), decoded
+        self.body = body
+
+    def get(self, name, default=None):
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return default
+
+    def __repr__(self):
+        return "Frame(%s, %r, %r)" % (self.command, self.headers, self.body[:60])
+
+
+def parse_frames(buf, version):
+    """Complete frames at the start of buf; returns (frames, rest)."""
+    frames = []
+    while True:
+        buf = buf.lstrip(b"\r\n")
+        end = buf.find(b"\n\n")
+        if end < 0:
+            return frames, buf
+        lines = buf[:end].decode().split("\n")
+        command = lines[0].rstrip("\r")
+        esc = "1.0" if command in ("CONNECT", "STOMP") else version
+        headers = []
+        for line in lines[1:]:
+            k, _, v = line.rstrip("\r").partition(":")
+            headers.append((unescape(k, esc), unescape(v, esc)))
+        start = end + 2
+        cl = next((int(v) for k, v in headers if k == "content-length"), None)
+        if cl is not None:
+            if len(buf) < start + cl + 1:
+                return frames, buf
+            body, buf = buf[start:start + cl], buf[start + cl + 1:]
+        else:
+            nul = buf.find(b"\0", start)
+            if nul < 0:
+                return frames, buf
+            body, buf = buf[start:nul], buf[nul + 1:]
+        frames.append(Frame(command, headers, body))
+
+
+def encode(command, headers, body=b""):
+    head = command + "\n" + "".join("%s:%s\n" % (k, v) for k, v in headers) + "\n"
+    return head.encode() + body + b"\0"
+
+
+class Behaviour:
+    """How to serve one connection.
+
+    version:     CONNECTED's version header (None: leave it out, as 1.0 does)
+    heart_beat:  CONNECTED's heart-beat header (None: leave it out)
+    silent:      after CONNECTED, answer nothing more (and send no beats)
+    receipt_sends: answer SEND receipts (other frames are always receipted)
+    close_after_sends: drop the connection after this many SENDs
+    """
+
+    def __init__(self, version="1.2", heart_beat=None, silent=False, receipt_sends=True,
+                 close_after_sends=None):
+        self.version = version
+        self.heart_beat = heart_beat
+        self.silent = silent
+        self.receipt_sends = receipt_sends
+        self.close_after_sends = close_after_sends
+
+
+class FakeBroker:
+    def __init__(self, *behaviours):
+        self.behaviours = list(behaviours) or [Behaviour()]
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.connections = []       # one list of received frames per connection
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def url(self):
+        return "tcp://127.0.0.1:%d" % self.port
+
+    def _serve(self):
+        self.sock.settimeout(0.1)
+        n = 0
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            b = self.behaviours[min(n, len(self.behaviours) - 1)]
+            n += 1
+            frames = []
+            self.connections.append(frames)
+            try:
+                self._session(conn, b, frames)
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    def _session(self, conn, b, frames):
+        conn.settimeout(0.1)
+        buf = b""
+        version = "1.0"
+        sends = 0
+        while not self.stopping:
+            try:
+                data = conn.recv(65536)
+            except socket.timeout:
+                continue
+            if not data:
+                return
+            buf += data
+            got, buf = parse_frames(buf, version)
+            for f in got:
+                frames.append(f)
+                if f.command in ("CONNECT", "STOMP"):
+                    h = [("server", "fakebroker/1"), ("session", "1")]
+                    if b.version:
+                        h.insert(0, ("version", b.version))
+                        version = b.version
+                    if b.heart_beat:
+                        h.append(("heart-beat", b.heart_beat))
+                    conn.sendall(encode("CONNECTED", h))
+                    continue
+                if b.silent:
+                    continue
+                if f.command == "SEND":
+                    sends += 1
+                    if not b.receipt_sends:
+                        if b.close_after_sends and sends >= b.close_after_sends:
+                            return
+                        continue
+                rid = f.get("receipt")
+                if rid is not None:
+                    conn.sendall(encode("RECEIPT", [("receipt-id", rid)]))
+                if f.command == "DISCONNECT":
+                    return
+                if b.close_after_sends and sends >= b.close_after_sends:
+                    return
+
+    def wait_connections(self, n, timeout=10.0):
+        deadline = time.time() + timeout
+        while len(self.connections) < n and time.time() < deadline:
+            time.sleep(0.02)
+        return len(self.connections) >= n
+
+    def close(self):
+        self.stopping = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.thread.join(timeout=5)

@@ -1,0 +1,156 @@
+"""libstompc against one real stompd: every API call, through the scenario
+driver t/client/stompc_live, plus the fake broker of t/client/fakebroker.py
+where a real stompd cannot be made to misbehave (older versions, silence)."""
+import os
+import re
+import subprocess
+import sys
+
+from stompd_test import BUILDDIR, SRCDIR, free_port
+
+sys.path.insert(0, os.path.join(SRCDIR, "t", "client"))
+from clienttest import CONSUMER, PRODUCER, Tool, failover, live, tcp, value  # noqa: E402
+from fakebroker import Behaviour, FakeBroker  # noqa: E402
+
+
+def test_connect_disconnect_reconnect(broker):
+    live(tcp(broker), "connect")
+
+
+def test_version_negotiation_and_ack_headers_per_version(broker):
+    out = live(tcp(broker), "versions")
+    assert re.findall(r"version=(\d+)", out) == ["10", "11", "12", "11", "12"]
+
+
+def test_version_fallback_to_what_the_broker_says():
+    for says, want in [("1.1", "11"), (None, "10"), ("1.2", "12")]:
+        fb = FakeBroker(Behaviour(version=says))
+        try:
+            live(fb.url(), "expect-version", want)
+            frames = fb.connections[0]
+        finally:
+            fb.close()
+        connect = frames[0]
+        assert connect.command == "CONNECT"
+        assert connect.headers == [("accept-version", "1.0,1.1,1.2"), ("host", "vhost1"), ("login", "alice"),
+                                   ("passcode", "s3cret"), ("client-id", "cid-1"), ("heart-beat", "5000,7000"),
+                                   ("x-custom", "yes")]
+        assert frames[-1].command == "DISCONNECT" and frames[-1].get("receipt")
+
+
+def test_send_with_and_without_receipt_binary_bodies_and_headers(broker):
+    live(tcp(broker), "send")
+
+
+def test_receipt_wait_keeps_messages_for_the_next_receive(broker):
+    live(tcp(broker), "receipt-keeps-messages")
+
+
+def test_subscribe_in_every_ack_mode_with_ack_and_nack(broker):
+    live(tcp(broker), "ack-modes")
+
+
+def test_selector_and_prefetch(broker):
+    live(tcp(broker), "selector-prefetch")
+
+
+def test_durable_subscription(broker):
+    live(tcp(broker), "durable")
+
+
+def test_transactions_commit_and_abort(broker):
+    live(tcp(broker), "transactions")
+
+
+def test_heart_beats_keep_an_idle_client_connected(broker_factory):
+    b = broker_factory({"stomp.heartbeat_min": "50ms"})
+    live(tcp(b), "heartbeats")
+    assert "no heart-beat" not in b.log()
+
+
+def test_silent_broker_is_detected_within_one_and_a_half_intervals():
+    fb = FakeBroker(Behaviour(heart_beat="100,0", silent=True))
+    try:
+        out = live(fb.url(), "silent-broker")
+    finally:
+        fb.close()
+    assert 140 <= int(value(out, "detected_ms")) < 1500
+
+
+def test_poll_and_callback_receive(broker):
+    live(tcp(broker), "receive-styles")
+
+
+def test_one_client_per_thread(broker):
+    live(failover(broker), "threads")
+
+
+def test_errors_surface_as_readable_strings(broker):
+    out = live(tcp(broker), "errors", free_port())
+    assert "error=broker ERROR: invalid destination: '/bogus/x'" in out
+
+
+def test_contrib_tools_help_and_usage():
+    for tool in (PRODUCER, CONSUMER):
+        r = subprocess.run([tool, "--help"], capture_output=True, text=True, timeout=20)
+        assert r.returncode == 0
+        for opt in ("--url", "--dest", "--count", "--heart-beat"):
+            assert opt in r.stdout, (tool, opt)
+        r = subprocess.run([tool, "--dest", "/queue/x"], capture_output=True, text=True, timeout=20)
+        assert r.returncode == 2 and "usage:" in r.stderr
+        r = subprocess.run([tool, "--url", "tcp://x:1", "--dest", "/queue/x", "--count", "many"],
+                           capture_output=True, text=True, timeout=20)
+        assert r.returncode == 2 and "--count" in r.stderr
+    r = subprocess.run([PRODUCER, "--help"], capture_output=True, text=True, timeout=20)
+    assert "--persistent" in r.stdout and "--interval" in r.stdout and "sent=N receipted=N resent=N" in r.stdout
+    r = subprocess.run([CONSUMER, "--help"], capture_output=True, text=True, timeout=20)
+    assert "--ack" in r.stdout and "--idle-exit" in r.stdout and "received=N duplicates=N" in r.stdout
+
+
+def test_contrib_tools_report_a_bad_url_and_a_dead_broker():
+    r = subprocess.run([PRODUCER, "--url", "failover:(tcp://h:1)?nope=1", "--dest", "/queue/x"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 1 and "unknown option 'nope'" in r.stderr
+    port = free_port()
+    r = subprocess.run([CONSUMER, "--url", "tcp://127.0.0.1:%d" % port, "--dest", "/queue/x"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 1 and "connect to 127.0.0.1:%d: Connection refused" % port in r.stderr
+
+
+def test_producer_and_consumer_on_one_broker(broker):
+    cons = Tool(CONSUMER, "--url", tcp(broker), "--dest", "/queue/pc", "--count", 200, "--ack", "client")
+    try:
+        assert cons.wait_line("^connected to"), cons.output()
+        prod = Tool(PRODUCER, "--url", failover(broker), "--dest", "/queue/pc", "--count", 200,
+                    "--size", 1000, "--persistent")
+        assert prod.finish() == 0, prod.output()
+        assert cons.finish() == 0, cons.output()
+    finally:
+        cons.kill()
+    out = prod.output()
+    assert "sent=200 receipted=200 resent=0" in out
+    assert len(re.findall(r"^send seq=\d+$", out, re.M)) == 200
+    assert len(re.findall(r"^receipt seq=\d+$", out, re.M)) == 200
+    got = [int(n) for n in re.findall(r"^received seq=(\d+)$", cons.output(), re.M)]
+    assert got == list(range(1, 201))          # one producer, one queue: in order
+    assert "received=200 duplicates=0" in cons.output()
+
+
+def test_consumer_idle_exit(broker):
+    cons = Tool(CONSUMER, "--url", tcp(broker), "--dest", "/queue/idle", "--idle-exit", 300, "--ack", "auto")
+    assert cons.finish(30) == 0, cons.output()
+    assert "received=0 duplicates=0" in cons.output()
+    cons = Tool(CONSUMER, "--url", tcp(broker), "--dest", "/queue/idle", "--idle-exit", 300, "--count", 5)
+    assert cons.finish(30) == 1, cons.output()           # --count not reached
+
+
+def test_library_exports_only_stompc_symbols():
+    lib = os.path.join(BUILDDIR, "src", "client", ".libs", "libstompc.so")
+    r = subprocess.run(["nm", "-D", "--defined-only", lib], capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, r.stderr
+    names = [line.split()[-1] for line in r.stdout.splitlines() if line.split()[1] in "TDBRW"]
+    assert "stompc_connect" in names and "stompc_receive" in names
+    assert [n for n in names if not n.startswith("stompc_")] == []   # no frame_*, buf_*, uri_*
+    with open(os.path.join(BUILDDIR, "stompc.pc")) as f:
+        pc = f.read()
+    assert "-lstompc" in pc and "Name: stompc" in pc

@@ -1,0 +1,178 @@
+"""libstompc's failover: brokers that vanish (SIGKILL) and come back on the
+same port, or are replaced by the next in the list; what is resent (same
+_AMQ_DUPL_ID, same order), what is re-subscribed, what fails (transactions,
+refused frames, acks of old deliveries), the back-off and time limits, and
+the contrib producer and consumer losing nothing across a broker kill.
+
+A killed broker here keeps its queues in memory only (a restarted one has
+a fresh data directory), so the end-to-end test keeps its consumer
+receiving all along: a message the producer has a receipt for has then,
+but for a window of microseconds, been written to the consumer as well.
+Until the broker drops resent duplicates by _AMQ_DUPL_ID, duplicates are
+counted, not forbidden."""
+import os
+import re
+import sys
+import time
+
+from stompd_test import SRCDIR, free_port
+
+sys.path.insert(0, os.path.join(SRCDIR, "t", "client"))
+from clienttest import CONSUMER, PRODUCER, Tool, failover, live, value  # noqa: E402
+from fakebroker import Behaviour, FakeBroker  # noqa: E402
+
+
+def restart(broker_factory, old):
+    """SIGKILL `old` and start a new broker listening where it did."""
+    old.kill()
+    return broker_factory({"stomp.listen": old.settings["stomp.listen"]})
+
+
+def test_unreceipted_frames_are_resent_in_order_with_the_same_ids():
+    # First connection: SUBSCRIBE receipted, SENDs swallowed, dropped
+    # after the seventh; then a broker that receipts everything.
+    fb = FakeBroker(Behaviour(receipt_sends=False, close_after_sends=7), Behaviour())
+    try:
+        out = live(failover(fb.port), "resend")
+    finally:
+        fb.close()
+    assert "reconnected to tcp://127.0.0.1:%d reconnects=1 resent=6" % fb.port in out
+    first, second = fb.connections[0], fb.connections[1]
+    sends1 = [f for f in first if f.command == "SEND"]
+    sends2 = [f for f in second if f.command == "SEND"]
+    assert [f.body for f in sends1] == [b"seq=1", b"seq=2", b"seq=3", b"seq=4", b"seq=5", b"seq=6",
+                                        b"fire-and-forget"]
+    # everything receipted is resent, in order, unchanged; fire-and-forget is not
+    assert [(f.headers, f.body) for f in sends2] == [(f.headers, f.body) for f in sends1[:6]]
+    ids = [f.get("_AMQ_DUPL_ID") for f in sends2[:5]]
+    assert len(set(ids)) == 5 and all(re.match(r"^[0-9a-f]{32}-\d+$", i) for i in ids)
+    assert [f.get("receipt") for f in sends2] == ["_stompc-%d" % n for n in range(2, 7)] + ["mine-6"]
+    assert sends2[5].get("_AMQ_DUPL_ID") is None and sends2[5].get("persistent") is None
+    # the subscription comes back with its id and headers, first
+    sub1 = next(f for f in first if f.command == "SUBSCRIBE")
+    assert second[0].command == "CONNECT" and second[1].command == "SUBSCRIBE"
+    assert second[1].headers == [h for h in sub1.headers if h[0] != "receipt"]
+    assert ("selector", "a = 1") in sub1.headers and ("activemq.prefetchSize", "5") in sub1.headers
+    assert first[0].headers == second[0].headers          # the same CONNECT
+    assert second[-1].command == "DISCONNECT"
+
+
+def test_moves_to_the_next_broker_when_one_dies(broker_factory):
+    a = broker_factory(name="a")
+    b = broker_factory(name="b")
+    out = live(failover(a, b), "move", actions={"kill-first": a.kill})
+    assert value(out, "first") == "tcp://127.0.0.1:%d" % a.port
+    assert value(out, "second") == "tcp://127.0.0.1:%d" % b.port
+    assert "reconnected to tcp://127.0.0.1:%d" % b.port in out
+
+
+def test_startup_attempts_are_limited_with_back_off():
+    url = failover(free_port(), free_port(), options="startupMaxReconnectAttempts=3&initialReconnectDelay=40")
+    out = live(url, "startup-attempts")
+    # three rounds over both brokers, 40 ms then 80 ms between them
+    assert 115 <= int(value(out, "took_ms")) < 5000, out
+
+
+def test_send_times_out_without_a_broker_then_recovers(broker_factory):
+    a = broker_factory()
+    state = {}
+
+    def start_again():
+        state["b"] = broker_factory({"stomp.listen": a.settings["stomp.listen"]})
+
+    url = failover(a, options="timeout=300&initialReconnectDelay=50&maxReconnectDelay=50")
+    out = live(url, "timeout", actions={"kill": a.kill, "restart": start_again})
+    assert 250 <= int(value(out, "took_ms")) < 3000, out
+    assert "Connection refused" in out
+
+
+def test_open_transactions_fail_after_a_failover(broker_factory):
+    brokers = [broker_factory()]
+
+    def again():
+        brokers.append(restart(broker_factory, brokers[-1]))
+
+    live(failover(brokers[0]), "tx-failover", actions={"restart": again})
+
+
+def test_a_refused_frame_is_reported_not_resent_for_ever(broker):
+    out = live(failover(broker), "refused-not-resent")
+    assert "receipt=_stompc-2: broker ERROR: invalid destination" in out
+    assert broker.log().count("'/bogus/dest'") == 1   # sent once, never again
+
+
+def test_acks_of_messages_from_before_the_failover_are_dropped(broker_factory):
+    a = broker_factory()
+    live(failover(a), "stale-ack", actions={"restart": lambda: restart(broker_factory, a)})
+
+
+def test_heart_beat_timeout_triggers_failover():
+    fb = FakeBroker(Behaviour(heart_beat="100,0", silent=True), Behaviour())
+    try:
+        out = live(failover(fb.port), "hb-failover")
+    finally:
+        fb.close()
+    assert "no heart-beat from tcp://127.0.0.1:%d" % fb.port in out
+    assert len(fb.connections) == 2
+
+
+def lines_before(out, pattern):
+    """The lines of out before the first one matching pattern (all if none)."""
+    lines = out.splitlines()
+    for i, line in enumerate(lines):
+        if re.search(pattern, line):
+            return lines[:i]
+    return lines
+
+
+def test_producer_and_consumer_lose_nothing_when_the_broker_is_killed(broker_factory):
+    a = broker_factory()
+    n = 3000
+    url = failover(a, options="initialReconnectDelay=20&maxReconnectDelay=200")
+    cons = Tool(CONSUMER, "--url", url, "--dest", "/queue/failover", "--count", n, "--idle-exit", 5000)
+    prod = None
+    try:
+        assert cons.wait_line("^connected to"), cons.output()
+        prod = Tool(PRODUCER, "--url", url, "--dest", "/queue/failover", "--count", n, "--persistent",
+                    "--interval", 1, "--size", 200)
+        # Kill mid-send, with traffic in flight, at a moment not tied to a
+        # RECEIPT (see the note on the in-memory broker below).
+        assert prod.wait_line(r"^receipt seq=\d+$", n // 3), prod.output()[-2000:]
+        time.sleep(0.0537)
+        b = restart(broker_factory, a)
+        prc = prod.finish(180)
+        crc = cons.finish(180)
+    finally:
+        cons.kill()
+        if prod:
+            prod.kill()
+    pout, cout = prod.output(), cons.output()
+    print(pout.splitlines()[-1], "/", cout.splitlines()[-1])
+    assert prc == 0, pout[-3000:]
+    m = re.search(r"^sent=(\d+) receipted=(\d+) resent=(\d+)$", pout, re.M)
+    assert m and m.group(1) == m.group(2) == str(n), pout[-2000:]
+    assert "reconnected to tcp://127.0.0.1:%d" % b.port in pout
+    assert "reconnected to tcp://127.0.0.1:%d" % b.port in cout
+
+    got = {int(s) for s in re.findall(r"^(?:received|duplicate) seq=(\d+)", cout, re.M)}
+    missing = sorted(set(range(1, n + 1)) - got)
+    # Nothing the client is responsible for may be missing: every message
+    # the killed broker had not receipted was resent, and every message
+    # the new broker receipted was consumed. The in-memory broker can only
+    # lose what it had confirmed and not yet written to the consumer: the
+    # newest of its receipts, after all the consumer got from it.
+    receipted_by_a = {int(s) for s in re.findall(r"^receipt seq=(\d+)$",
+                                                 "\n".join(lines_before(pout, "^reconnected to")), re.M)}
+    consumed_from_a = [int(s) for s in re.findall(r"^received seq=(\d+)",
+                                                  "\n".join(lines_before(cout, "^error: ")), re.M)]
+    last_from_a = max(consumed_from_a or [0])
+    blamed = [s for s in missing if s not in receipted_by_a or s < last_from_a]
+    assert not blamed, "lost %s (receipted by the killed broker: %s; consumer had up to %d)\n%s" % (
+        missing[:50], [s for s in missing if s in receipted_by_a][:50], last_from_a, cout[-2000:])
+    assert len(missing) <= 10, missing
+    if missing:
+        print("the killed broker lost %d receipted message(s): %s" % (len(missing), missing))
+    else:
+        assert crc == 0, cout[-3000:]
+        mm = re.search(r"^received=(\d+) duplicates=(\d+)$", cout, re.M)
+        assert mm and int(mm.group(1)) == n
