@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stompd/cluster.h"
 #include "stompd/config.h"
 #include "stompd/log.h"
 #include "stompd/server.h"
@@ -189,7 +190,13 @@ static int run(void)
     }
     log_info("store: %s", persist_describe());
     int rc = 0;
-    if (srv.role == ROLE_SLAVE) {
+    if (cluster_start(err, sizeof err) != 0) {
+        log_err("%s", err);
+        rc = 1;
+    } else if (srv.role == ROLE_ELECTING) {
+        log_info("role: decided by ZooKeeper; STOMP clients are accepted only while this node is master");
+        server_run();
+    } else if (srv.role == ROLE_SLAVE) {
         log_info("role: slave of %s; STOMP clients are not accepted on this node", config.store_master);
         server_run();
     } else if (server_listen_clients() != 0) {
@@ -199,6 +206,7 @@ static int run(void)
         server_run();
     }
     log_info("stopping");
+    cluster_stop();
     server_shutdown();
     persist_close();
     ev_loop_destroy(loop);

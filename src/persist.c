@@ -39,6 +39,8 @@ static bool in_batch;
 static bool replicated;
 static char describe[4500] = "memory";
 static char sync_modes[128];
+static unsigned modes;
+static uint64_t last_epoch; /* epoch of the entry at last_lsn */
 
 const char *persist_sync_modes(void)
 {
@@ -84,6 +86,7 @@ static uint64_t append(struct journal_builder *jb)
 {
     size_t len;
     uint64_t lsn = ++last_lsn;
+    last_epoch = epoch;
     char *data = jb_finish(jb, epoch, lsn, &len);
     /* the replication stream copies it before the store takes it over */
     repl_master_append(lsn, data, len);
@@ -481,7 +484,7 @@ static int open_store(char *err, size_t errlen)
     opened = true;
     const struct store_info *si = store_info();
     last_lsn = si->applied_lsn;
-    epoch = si->epoch;
+    epoch = last_epoch = si->epoch;
     commit_reset(last_lsn);
     store_set_retention((uint64_t)config.store_retention);
     snprintf(describe, sizeof describe, "%s %s (sync %s)", config.store_type, dir, sync_modes);
@@ -510,7 +513,6 @@ int persist_open(char *err, size_t errlen)
     replicated = strcmp(config.store_type, "replicated-leveldb") == 0;
     snprintf(sync_modes, sizeof sync_modes, "%s",
              config.store_sync[0] ? config.store_sync : replicated ? "quorum_mem" : "local_disk");
-    unsigned modes;
     char e2[256];
     if (quorum_parse_modes(sync_modes, &modes, e2, sizeof e2) != 0) {
         snprintf(err, errlen, "store.sync: %s", e2);
@@ -530,12 +532,23 @@ int persist_open(char *err, size_t errlen)
         return rc;
     }
 
-    /* replicated-leveldb, role chosen by configuration (manual mode) */
-    if (strcmp(config.store_role, "master") && strcmp(config.store_role, "slave")) {
-        snprintf(err, errlen, "store.role = %s: with store.type = replicated-leveldb and no ZooKeeper, set "
-                              "store.role to master or slave", config.store_role);
-        return -EINVAL;
+    if (!strcmp(config.store_role, "auto")) {
+        /* ZooKeeper decides: follow nobody until told */
+        if (!config.zk_address[0]) {
+            snprintf(err, errlen, "store.role = auto needs [zookeeper] address; without ZooKeeper set store.role "
+                                  "to master or slave");
+            return -EINVAL;
+        }
+        int rc = open_store(err, errlen);
+        if (rc)
+            return rc;
+        srv.role = ROLE_ELECTING;
+        rc = store_start(srv.loop, quorum_slaves_sync(modes), on_durable, on_fail, err, errlen);
+        if (rc == 0)
+            repl_slave_init(last_lsn, last_epoch);
+        return rc;
     }
+    /* replicated-leveldb, role chosen by configuration (manual mode) */
     if (!strcmp(config.store_role, "slave") && !config.store_master[0]) {
         snprintf(err, errlen, "store.role = slave needs store.master = host:port (the master's store.bind)");
         return -EINVAL;
@@ -560,6 +573,79 @@ int persist_open(char *err, size_t errlen)
     if (rc == 0)
         rc = repl_master_start(epoch, err, errlen);
     return rc;
+}
+
+/* ------------------------------------------------------------ role changes (ZooKeeper mode) */
+
+uint64_t persist_position(uint64_t *e)
+{
+    if (srv.role == ROLE_MASTER) {
+        if (e)
+            *e = last_epoch;
+        return last_lsn;
+    }
+    return repl_slave_position(e);
+}
+
+int persist_become_master(uint64_t new_epoch, char *err, size_t errlen)
+{
+    uint64_t e;
+    uint64_t lsn = repl_slave_position(&e);
+    if (store_durable_lsn() < lsn) {
+        snprintf(err, errlen, "the store has not applied every received entry yet");
+        return -EAGAIN;
+    }
+    repl_slave_stop();
+    last_lsn = lsn;
+    last_epoch = e;
+    epoch = new_epoch;
+    store_set_max_epoch(new_epoch);
+    commit_reset(lsn);
+    store_set_sync(quorum_master_sync(modes));
+    srv.role = ROLE_MASTER;
+    int rc = start_writing(err, errlen);
+    if (rc == 0)
+        rc = repl_master_start(new_epoch, err, errlen);
+    if (rc == 0)
+        rc = server_listen_clients() == 0 ? 0 : -EADDRINUSE;
+    if (rc)
+        persist_stop_serving("could not start serving as master");
+    return rc;
+}
+
+void persist_stop_serving(const char *why)
+{
+    if (srv.role != ROLE_MASTER)
+        return;
+    log_warn("stepping down as master: %s", why);
+    server_close_clients(why);
+    repl_master_stop(why);
+    /* what was not appended was never promised to anyone */
+    jb_free(&lazy);
+    jb_free(&batch);
+    in_batch = false;
+    enabled = false;
+    durable_free_all();
+    dest_free_all();
+    commit_free_all();
+    dup_free_all();
+    conn_hold_assign(0);
+    srv.role = ROLE_ELECTING;
+    store_set_sync(quorum_slaves_sync(modes));
+    repl_slave_init(last_lsn, last_epoch);
+}
+
+void persist_follow(const char *master_repl)
+{
+    if (srv.role == ROLE_MASTER)
+        persist_stop_serving("another node is master");
+    if (!repl_slave_running()) {
+        uint64_t e;
+        uint64_t lsn = persist_position(&e);
+        repl_slave_init(lsn, e);
+    }
+    srv.role = master_repl ? ROLE_SLAVE : ROLE_ELECTING;
+    repl_slave_set_master(master_repl);
 }
 
 void persist_close(void)

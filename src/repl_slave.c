@@ -298,20 +298,41 @@ static void watch_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
 }
 
-int repl_slave_start(const char *master_addr, char *err, size_t errlen)
+void repl_slave_init(uint64_t lsn, uint64_t epoch)
 {
-    const struct store_info *si = store_info();
-    L.received = L.durable = si->applied_lsn;
-    L.received_epoch = si->epoch;
-    L.max_epoch = si->max_epoch;
+    if (L.running)
+        repl_slave_stop();
+    L.received = L.durable = lsn;
+    L.received_epoch = epoch;
+    L.max_epoch = store_info()->max_epoch;
+    L.master[0] = '\0';
+    L.master_id[0] = '\0';
     L.running = true;
     L.backoff = 0;
     ev_init(&L.retry, retry_cb);
     double iv = (double)config.repl_timeout / 3000.0;
     ev_timer_init(&L.watch, watch_cb, iv, iv);
     ev_timer_start(srv.loop, &L.watch);
+}
+
+int repl_slave_start(const char *master_addr, char *err, size_t errlen)
+{
+    const struct store_info *si = store_info();
+    repl_slave_init(si->applied_lsn, si->epoch);
     repl_slave_set_master(master_addr);
     return 0;
+}
+
+uint64_t repl_slave_position(uint64_t *epoch)
+{
+    if (epoch)
+        *epoch = L.received_epoch;
+    return L.received;
+}
+
+bool repl_slave_running(void)
+{
+    return L.running;
 }
 
 void repl_slave_set_master(const char *master_addr)

@@ -28,6 +28,19 @@ const char *persist_sync_modes(void);
 bool persist_replicated(void);
 uint64_t persist_epoch(void);
 
+/* Role changes under ZooKeeper (loop thread). */
+/* Where this node's journal ends, and the epoch of that entry. */
+uint64_t persist_position(uint64_t *epoch);
+/* Take over as master of new_epoch: the store must have applied all it
+ * received (-EAGAIN otherwise: call again later). Rebuilds the broker from
+ * the store, then opens the replication and client listeners. */
+int persist_become_master(uint64_t new_epoch, char *err, size_t errlen) __attribute__((warn_unused_result));
+/* A master steps down: every client connection closed at once, nothing
+ * more committed, the in-memory broker dropped (the store keeps it all). */
+void persist_stop_serving(const char *why);
+/* Follow the master at this replication address (NULL: nobody). */
+void persist_follow(const char *master_repl);
+
 void persist_batch_begin(void);
 /* Close the batch; returns the lsn to wait for, 0 when nothing was journaled. */
 uint64_t persist_batch_end(void);

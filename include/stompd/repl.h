@@ -114,6 +114,11 @@ const char *repl_master_waiting(void);
 /* ------------------------------------------------------------ slave */
 
 int repl_slave_start(const char *master_addr, char *err, size_t errlen) __attribute__((warn_unused_result));
+/* Become a (masterless) follower whose store ends at (lsn, epoch). */
+void repl_slave_init(uint64_t lsn, uint64_t epoch);
+/* Where this follower's journal ends: entries handed to the store. */
+uint64_t repl_slave_position(uint64_t *epoch);
+bool repl_slave_running(void);
 void repl_slave_stop(void);
 /* Point the slave at another master (or NULL: disconnect and wait). */
 void repl_slave_set_master(const char *master_addr);

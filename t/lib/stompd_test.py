@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -198,6 +199,104 @@ def broker_factory(request):
             b.cleanup()
     if problems:
         raise AssertionError("\n".join(problems))
+
+
+# --------------------------------------------------------------- ZooKeeper
+
+ZK_CLASSPATH = "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar"
+
+
+def zk_command(port, cmd="srvr", timeout=1.0):
+    """A ZooKeeper four-letter command; None when the server does not answer."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(cmd.encode())
+            out = b""
+            while True:
+                d = s.recv(4096)
+                if not d:
+                    break
+                out += d
+            return out.decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+class ZkEnsemble:
+    """A real ZooKeeper ensemble (Debian's package) on free loopback ports,
+    one JVM per server, stopped by PID."""
+
+    def __init__(self, n=3, tick_ms=500, workdir=None):
+        self.dir = workdir or tempfile.mkdtemp(prefix="stompd-zk-")
+        self.n = n
+        self.client = [free_port() for _ in range(n)]
+        self.peer = [free_port() for _ in range(n)]
+        self.elect = [free_port() for _ in range(n)]
+        self.procs = [None] * n
+        for i in range(n):
+            d = os.path.join(self.dir, "zk%d" % (i + 1))
+            os.makedirs(d, exist_ok=True)
+            with open(os.path.join(d, "myid"), "w") as f:
+                f.write("%d\n" % (i + 1))
+            lines = ["tickTime=%d" % tick_ms, "initLimit=20", "syncLimit=10", "dataDir=%s" % d,
+                     "clientPort=%d" % self.client[i], "clientPortAddress=127.0.0.1",
+                     "admin.enableServer=false", "4lw.commands.whitelist=srvr,ruok,stat",
+                     "maxSessionTimeout=%d" % (tick_ms * 20), "minSessionTimeout=%d" % (tick_ms * 2)]
+            if n > 1:
+                for j in range(n):
+                    lines.append("server.%d=127.0.0.1:%d:%d" % (j + 1, self.peer[j], self.elect[j]))
+            with open(os.path.join(self.dir, "zoo%d.cfg" % (i + 1)), "w") as f:
+                f.write("\n".join(lines) + "\n")
+
+    @property
+    def address(self):
+        return ",".join("127.0.0.1:%d" % p for p in self.client)
+
+    def start(self, i=None, wait=True):
+        for k in ([i] if i is not None else range(self.n)):
+            if self.procs[k] is None or self.procs[k].poll() is not None:
+                log = open(os.path.join(self.dir, "zk%d.log" % (k + 1)), "ab")
+                self.procs[k] = subprocess.Popen(
+                    ["java", "-Xmx64m", "-XX:+UseSerialGC", "-cp", ZK_CLASSPATH,
+                     "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+                     os.path.join(self.dir, "zoo%d.cfg" % (k + 1))],
+                    stdout=log, stderr=subprocess.STDOUT, cwd=self.dir)
+                log.close()
+        if wait:
+            self.wait_serving()
+        return self
+
+    def serving(self, k):
+        out = zk_command(self.client[k])
+        return bool(out) and ("Mode: leader" in out or "Mode: follower" in out or "Mode: standalone" in out)
+
+    def wait_serving(self, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            up = [k for k in range(self.n) if self.procs[k] is not None and self.procs[k].poll() is None]
+            if up and all(self.serving(k) for k in up) and len(up) > self.n // 2:
+                return
+            time.sleep(0.2)
+        raise RuntimeError("ZooKeeper ensemble did not start serving")
+
+    def stop(self, i=None):
+        for k in ([i] if i is not None else range(self.n)):
+            p = self.procs[k]
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+            self.procs[k] = None
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def zk_ensemble():
+    z = ZkEnsemble(3).start()
+    yield z
+    z.cleanup()
 
 
 def replicated(name, repl_port, role, master_port=None, **extra):
@@ -429,3 +528,182 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
     setattr(item, "rep_" + rep.when, rep)
+
+
+# --------------------------------------------------------------- clusters
+
+class ZkCluster:
+    """Three (or n) stompd nodes electing their master through ZooKeeper."""
+
+    def __init__(self, factory, zk, n=3, **extra):
+        self.zk = zk
+        self.nodes = []
+        for i in range(n):
+            s = replicated("n%d" % i, free_port(), "auto", zookeeper__address=zk.address,
+                           zookeeper__session_timeout="2s", store__replicas=str(n), **extra)
+            s["zookeeper.path"] = "/stompd-test/c%d" % id(self)
+            self.nodes.append(factory(s, start=False, name="n%d" % i))
+
+    def start(self, i):
+        self.nodes[i].start(wait="registered as")
+
+    def start_all(self):
+        for i in range(len(self.nodes)):
+            self.start(i)
+        return self.wait_master()
+
+    @staticmethod
+    def serving(b):
+        """Our node listens (its log says so) and the port answers. The log
+        check matters: while a node is not master its port is free, and a
+        broker of another test running in parallel may have taken it."""
+        if not b.running():
+            return False
+        log = b.log_since_start()
+        opened = log.rfind("accepting STOMP clients")
+        return opened >= 0 and opened > log.rfind("STOMP listener closed") and port_open(b.port)
+
+    def masters(self):
+        return [i for i, b in enumerate(self.nodes) if self.serving(b)]
+
+    def wait_master(self, timeout=30, exclude=None):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            m = [i for i in self.masters() if i != exclude]
+            if len(m) == 1:
+                return m[0]
+            assert len(m) <= 1, "two nodes accept clients: %s" % m
+            time.sleep(0.05)
+        raise AssertionError("no master within %s s" % timeout)
+
+    @property
+    def ports(self):
+        return [b.port for b in self.nodes]
+
+
+class FailoverProducer:
+    """Sends persistent messages with receipts to whichever node is master,
+    resending what was not receipted (same _AMQ_DUPL_ID) after a failover."""
+
+    def __init__(self, ports, dest, prefix="p"):
+        self.ports, self.dest, self.prefix = ports, dest, prefix
+        self.c = None
+        self.receipted = {}       # body -> time of its receipt
+        self.resent = 0
+        self.reconnects = 0
+        self.stop = threading.Event()
+        self.n = 0
+
+    def _connect(self, deadline):
+        while time.time() < deadline and not self.stop.is_set():
+            for p in self.ports:
+                try:
+                    c = Client(p, timeout=2)
+                    c.connect("1.2")
+                    self.c = c
+                    return True
+                except (OSError, ConnectionError, AssertionError, TimeoutError):
+                    continue
+            time.sleep(0.05)
+        return False
+
+    def _send_one(self, body, dupid):
+        deadline = time.time() + 60
+        first = True
+        while time.time() < deadline and not self.stop.is_set():
+            if self.c is None:
+                if not self._connect(deadline):
+                    return False
+                self.reconnects += 1
+            try:
+                if not first:
+                    self.resent += 1
+                first = False
+                self.c.send("SEND", {"destination": self.dest, "persistent": "true", "receipt": dupid,
+                                     "_AMQ_DUPL_ID": dupid}, body)
+                f = self.c.recv(timeout=5)
+                if f.command == "RECEIPT" and f["receipt-id"] == dupid:
+                    self.receipted[body] = time.time()
+                    return True
+                raise ConnectionError("got %s" % f.command)
+            except (OSError, ConnectionError, TimeoutError):
+                if self.c:
+                    self.c.close()
+                self.c = None
+        return False
+
+    def run(self, count=None, interval=0.0):
+        while not self.stop.is_set() and (count is None or self.n < count):
+            body = b"%s-%d" % (self.prefix.encode(), self.n)
+            if not self._send_one(body, "%s:%d" % (self.prefix, self.n)):
+                break
+            self.n += 1
+            if interval:
+                time.sleep(interval)
+
+    def start(self, **kw):
+        self.thread = threading.Thread(target=self.run, kwargs=kw, daemon=True)
+        self.thread.start()
+        return self
+
+    def finish(self):
+        self.stop.set()
+        self.thread.join(timeout=90)
+
+
+class FailoverConsumer:
+    """Consumes (client-individual, acking each) from whichever node is
+    master, resubscribing after a failover; counts duplicates."""
+
+    def __init__(self, ports, dest):
+        self.ports, self.dest = ports, dest
+        self.received = []
+        self.seen = set()
+        self.duplicates = 0
+        self.stop = threading.Event()
+
+    def run(self):
+        c = None
+        while not self.stop.is_set():
+            if c is None:
+                for p in self.ports:
+                    try:
+                        c = Client(p, timeout=2)
+                        c.connect("1.2")
+                        c.send("SUBSCRIBE", {"id": "s", "destination": self.dest, "ack": "client-individual"})
+                        break
+                    except (OSError, ConnectionError, AssertionError, TimeoutError):
+                        c = None
+                if c is None:
+                    time.sleep(0.05)
+                    continue
+            try:
+                m = c.recv(timeout=0.5)
+                if m.command != "MESSAGE":
+                    raise ConnectionError(m.command)
+                if m.body in self.seen:
+                    self.duplicates += 1
+                else:
+                    self.seen.add(m.body)
+                self.received.append(m.body)
+                c.send("ACK", {"id": m["ack"]})
+            except TimeoutError:
+                continue
+            except (OSError, ConnectionError):
+                c.close()
+                c = None
+
+    def start(self):
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+        return self
+
+    def wait_for(self, bodies, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline and not set(bodies) <= self.seen:
+            time.sleep(0.1)
+        return set(bodies) - self.seen
+
+    def finish(self):
+        self.stop.set()
+        self.thread.join(timeout=10)

@@ -1,0 +1,34 @@
+/* ZooKeeper membership and election (DESIGN §6). With [zookeeper] address
+ * set, the node registers itself, follows the master znode's node or takes
+ * part in electing one, and changes role through persist.c. */
+#ifndef STOMPD_CLUSTER_H
+#define STOMPD_CLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct cluster_member {
+    char znode[64];
+    char id[40];
+    char role[16];
+    char stomp[128];
+    char http[128];
+    uint64_t epoch, lsn;
+    int64_t weight;
+    bool self;
+};
+
+/* Start the ZooKeeper session (no-op without zookeeper.address). */
+int cluster_start(char *err, size_t errlen) __attribute__((warn_unused_result));
+void cluster_stop(void);
+bool cluster_enabled(void);
+bool cluster_connected(void);
+/* A long piece of work on the loop thread ended: not a pause. */
+void cluster_busy_done(void);
+size_t cluster_members(struct cluster_member *out, size_t max);
+const char *cluster_master_id(void);
+const char *cluster_master_http(void);
+const char *cluster_master_stomp(void);
+
+#endif

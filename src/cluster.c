@@ -1,0 +1,1117 @@
+/* ZooKeeper membership and election (DESIGN §6): the only file that
+ * includes zookeeper.h. Every ZooKeeper callback runs on the client
+ * library's threads; each one copies what it got into an event and wakes
+ * the loop through ev_async. All decisions happen on the loop thread, in
+ * evaluate(): follow the master znode's node, or elect one when there is
+ * none, and step down at once when this node can no longer be sure it
+ * leads. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ifaddrs.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zookeeper/zookeeper.h>
+
+#include "stompd/cluster.h"
+#include "stompd/config.h"
+#include "stompd/election.h"
+#include "stompd/log.h"
+#include "stompd/persist.h"
+#include "stompd/repl.h"
+#include "stompd/server.h"
+#include "stompd/store.h"
+
+#define MAX_MEMBERS 64
+
+enum zop {
+    OP_CREATE_PATH,
+    OP_CREATE_MEMBER,
+    OP_SET_MEMBER,
+    OP_CHILDREN,
+    OP_MEMBER_DATA,
+    OP_MASTER_EXISTS,
+    OP_MASTER_DATA,
+    OP_EPOCH,
+    OP_CLAIM,
+    OP_AUTH,
+};
+
+enum ev_kind { EV_SESSION, EV_WATCH, EV_DONE };
+
+struct zev {
+    enum ev_kind kind;
+    uint64_t gen;          /* session generation it belongs to */
+    enum zop op;
+    int rc;
+    int type, state;       /* watcher events */
+    char *path;            /* watch path, or the op's path */
+    char *value;
+    int vlen;
+    int32_t version;
+    char **children;
+    int nchildren;
+    struct zctx *claim;    /* OP_CLAIM: its multi arrays, freed with the event */
+    struct zev *next;
+};
+
+/* Requests handed to the library whose completion has not run yet. */
+static int inflight;
+
+/* Context handed to the library: which op, which session, which path. */
+struct zctx {
+    enum zop op;
+    uint64_t gen;
+    char path[640];
+    zoo_op_t *mops;
+    zoo_op_result_t *mres;
+    char *mbuf;
+};
+
+struct mem {
+    char name[64];
+    bool have_data;
+    struct member m;
+    char role[16];
+    char broker[128];
+    char stomp[128], repl[128], http[128];
+};
+
+static struct {
+    bool running;
+    zhandle_t *zh;
+    uint64_t gen;
+    bool connected;
+    bool registered;
+    bool auth_failed;
+    char root[400], members_path[450], master_path[450], epoch_path[450];
+    char my_path[640];
+    uint64_t my_seq;
+    char my_id[40];
+    char stomp_addr[300], repl_addr[300], http_addr[300];
+    struct mem members[MAX_MEMBERS];
+    int nmembers;
+    bool have_members;
+    bool master_known;     /* we know whether the master znode exists */
+    bool master_exists;
+    char master_id[40];
+    char master_repl[300];
+    char master_stomp[300];
+    char master_http[300];
+    uint64_t master_epoch;
+    bool claiming;
+    uint64_t pending_epoch; /* won a claim; waiting for the store to catch up */
+    ev_tstamp disconnected_since;
+    char published[1024];
+    /* events from ZooKeeper's threads */
+    pthread_mutex_t mu;
+    struct zev *head, *tail;
+    ev_async async;
+    ev_timer tick;
+    ev_prepare before_poll;
+    ev_check after_poll;
+    ev_tstamp poll_started;
+    bool fatal;
+    bool checked;          /* this process's start-up checks ran */
+} Z = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void evaluate(void);
+static void publish(bool force);
+static void start_session(void);
+
+/* ------------------------------------------------------------ events in */
+
+static void push(struct zev *e)
+{
+    pthread_mutex_lock(&Z.mu);
+    if (Z.tail)
+        Z.tail->next = e;
+    else
+        Z.head = e;
+    Z.tail = e;
+    pthread_mutex_unlock(&Z.mu);
+    ev_async_send(srv.loop, &Z.async);
+}
+
+static struct zev *new_ev(enum ev_kind kind, const struct zctx *c, int rc)
+{
+    if (c)
+        __atomic_sub_fetch(&inflight, 1, __ATOMIC_RELAXED);
+    struct zev *e = calloc(1, sizeof *e);
+    if (!e)
+        abort();
+    e->kind = kind;
+    e->rc = rc;
+    if (c) {
+        e->op = c->op;
+        e->gen = c->gen;
+        e->path = strdup(c->path);
+    }
+    return e;
+}
+
+static void session_watcher(zhandle_t *zh, int type, int state, const char *path, void *ctx)
+{
+    struct zev *e = new_ev(EV_SESSION, NULL, 0);
+    e->gen = (uint64_t)(uintptr_t)ctx;
+    e->type = type;
+    e->state = state;
+    e->path = strdup(path ? path : "");
+    push(e);
+}
+
+static void node_watcher(zhandle_t *zh, int type, int state, const char *path, void *ctx)
+{
+    struct zev *e = new_ev(EV_WATCH, NULL, 0);
+    e->gen = (uint64_t)(uintptr_t)ctx;
+    e->type = type;
+    e->state = state;
+    e->path = strdup(path ? path : "");
+    push(e);
+}
+
+static void string_done(int rc, const char *value, const void *data)
+{
+    const struct zctx *c = data;
+    struct zev *e = new_ev(EV_DONE, c, rc);
+    if (rc == ZOK && value)
+        e->value = strdup(value);
+    push(e);
+    free((void *)c);
+}
+
+static void stat_done(int rc, const struct Stat *stat, const void *data)
+{
+    const struct zctx *c = data;
+    struct zev *e = new_ev(EV_DONE, c, rc);
+    if (rc == ZOK && stat)
+        e->version = stat->version;
+    push(e);
+    free((void *)c);
+}
+
+static void data_done(int rc, const char *value, int len, const struct Stat *stat, const void *data)
+{
+    const struct zctx *c = data;
+    struct zev *e = new_ev(EV_DONE, c, rc);
+    if (rc == ZOK) {
+        e->value = malloc((size_t)(len > 0 ? len : 0) + 1);
+        if (!e->value)
+            abort();
+        if (len > 0)
+            memcpy(e->value, value, (size_t)len);
+        e->value[len > 0 ? len : 0] = '\0';
+        e->vlen = len > 0 ? len : 0;
+        e->version = stat ? stat->version : 0;
+    }
+    push(e);
+    free((void *)c);
+}
+
+static void strings_done(int rc, const struct String_vector *sv, const void *data)
+{
+    const struct zctx *c = data;
+    struct zev *e = new_ev(EV_DONE, c, rc);
+    if (rc == ZOK && sv) {
+        e->children = calloc((size_t)sv->count + 1, sizeof *e->children);
+        for (int i = 0; i < sv->count; i++)
+            e->children[i] = strdup(sv->data[i]);
+        e->nchildren = sv->count;
+    }
+    push(e);
+    free((void *)c);
+}
+
+static void void_done(int rc, const void *data)
+{
+    const struct zctx *c = data;
+    struct zev *e = new_ev(EV_DONE, c, rc);
+    /* a multi's arrays are freed with its event on the loop thread */
+    if (c->op == OP_CLAIM)
+        e->claim = (struct zctx *)c;
+    else
+        free((void *)c);
+    push(e);
+}
+
+static struct zctx *ctx(enum zop op, const char *path)
+{
+    struct zctx *c = calloc(1, sizeof *c);
+    if (!c)
+        abort();
+    c->op = op;
+    c->gen = Z.gen;
+    snprintf(c->path, sizeof c->path, "%s", path ? path : "");
+    __atomic_add_fetch(&inflight, 1, __ATOMIC_RELAXED);
+    return c;
+}
+
+static const struct ACL_vector *acl(void)
+{
+    return config.zk_password[0] ? &ZOO_CREATOR_ALL_ACL : &ZOO_OPEN_ACL_UNSAFE;
+}
+
+/* A request the library refused never completes: its context is ours. */
+static void check_req(int rc, const char *what, struct zctx *c)
+{
+    if (rc == ZOK)
+        return;
+    log_warn("zookeeper: %s: %s", what, zerror(rc));
+    __atomic_sub_fetch(&inflight, 1, __ATOMIC_RELAXED);
+    free(c);
+}
+#define check(rc, what) check_req((rc), (what), c)
+
+/* ------------------------------------------------------------ requests */
+
+static void req_children(void)
+{
+    struct zctx *c = ctx(OP_CHILDREN, Z.members_path);
+    check(zoo_awget_children(Z.zh, Z.members_path, node_watcher, (void *)(uintptr_t)Z.gen, strings_done, c),
+          "get members");
+}
+
+static void req_member(const char *name)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", Z.members_path, name);
+    struct zctx *c = ctx(OP_MEMBER_DATA, path);
+    check(zoo_awget(Z.zh, path, node_watcher, (void *)(uintptr_t)Z.gen, data_done, c), "get member");
+}
+
+static void req_master(void)
+{
+    struct zctx *c = ctx(OP_MASTER_EXISTS, Z.master_path);
+    check(zoo_awexists(Z.zh, Z.master_path, node_watcher, (void *)(uintptr_t)Z.gen, stat_done, c), "watch master");
+}
+
+static void req_master_data(void)
+{
+    struct zctx *c = ctx(OP_MASTER_DATA, Z.master_path);
+    check(zoo_awget(Z.zh, Z.master_path, node_watcher, (void *)(uintptr_t)Z.gen, data_done, c), "get master");
+}
+
+static void create_path(const char *path, const char *value, bool shared_root)
+{
+    struct zctx *c = ctx(OP_CREATE_PATH, path);
+    check(zoo_acreate(Z.zh, path, value, value ? (int)strlen(value) : -1,
+                      shared_root ? &ZOO_OPEN_ACL_UNSAFE : acl(), ZOO_PERSISTENT, string_done, c),
+          "create path");
+}
+
+/* ------------------------------------------------------------ our member znode */
+
+static char *member_json(void)
+{
+    uint64_t e;
+    uint64_t lsn = persist_position(&e);
+    const char *role = srv.role == ROLE_MASTER ? "master"
+                       : srv.role == ROLE_SLAVE ? "slave"
+                                                : "electing";
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s}", "id", Z.my_id, "broker",
+                          config.broker_name, "stomp", Z.stomp_addr, "repl", Z.repl_addr, "http", Z.http_addr,
+                          "epoch", (json_int_t)e, "lsn", (json_int_t)lsn, "weight", (json_int_t)config.weight,
+                          "role", role);
+    char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(j);
+    return s;
+}
+
+static void publish(bool force)
+{
+    if (!Z.registered || !Z.connected)
+        return;
+    char *s = member_json();
+    if (force || strcmp(s, Z.published) != 0) {
+        snprintf(Z.published, sizeof Z.published, "%s", s);
+        struct zctx *c = ctx(OP_SET_MEMBER, Z.my_path);
+        check(zoo_aset(Z.zh, Z.my_path, s, (int)strlen(s), -1, stat_done, c), "publish member");
+    }
+    free(s);
+}
+
+static void register_member(void)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/m-", Z.members_path);
+    char *s = member_json();
+    struct zctx *c = ctx(OP_CREATE_MEMBER, path);
+    check(zoo_acreate(Z.zh, path, s, (int)strlen(s), acl(), ZOO_EPHEMERAL_SEQUENTIAL, string_done, c),
+          "register member");
+    snprintf(Z.published, sizeof Z.published, "%s", s);
+    free(s);
+}
+
+/* ------------------------------------------------------------ parsing */
+
+static struct mem *find_member(const char *name)
+{
+    for (int i = 0; i < Z.nmembers; i++)
+        if (!strcmp(Z.members[i].name, name))
+            return &Z.members[i];
+    return NULL;
+}
+
+static void parse_member(struct mem *m, const char *value)
+{
+    json_error_t jerr;
+    json_t *j = json_loads(value, 0, &jerr);
+    const char *id = "", *role = "", *broker = "", *stomp = "", *repl = "", *http = "";
+    json_int_t epoch = 0, lsn = 0, weight = 1;
+    if (!j || json_unpack(j, "{s?s, s?s, s?s, s?s, s?s, s?s, s?I, s?I, s?I}", "id", &id, "role", &role, "broker",
+                          &broker, "stomp", &stomp, "repl", &repl, "http", &http, "epoch", &epoch, "lsn", &lsn,
+                          "weight", &weight) != 0) {
+        log_warn("zookeeper: member %s has unreadable data", m->name);
+        json_decref(j);
+        return;
+    }
+    snprintf(m->m.id, sizeof m->m.id, "%s", id);
+    snprintf(m->role, sizeof m->role, "%s", role);
+    snprintf(m->broker, sizeof m->broker, "%s", broker);
+    snprintf(m->stomp, sizeof m->stomp, "%s", stomp);
+    snprintf(m->repl, sizeof m->repl, "%s", repl);
+    snprintf(m->http, sizeof m->http, "%s", http);
+    m->m.epoch = (uint64_t)epoch;
+    m->m.lsn = (uint64_t)lsn;
+    m->m.weight = weight;
+    m->m.ready = !strcmp(role, "electing");
+    m->have_data = true;
+    json_decref(j);
+}
+
+static void parse_master(const char *value)
+{
+    json_error_t jerr;
+    json_t *j = json_loads(value, 0, &jerr);
+    const char *id = "", *repl = "", *stomp = "", *http = "";
+    json_int_t epoch = 0;
+    if (!j || json_unpack(j, "{s:s, s:s, s?s, s?s, s:I}", "id", &id, "repl", &repl, "stomp", &stomp, "http", &http,
+                          "epoch", &epoch) != 0) {
+        log_warn("zookeeper: the master znode has unreadable data");
+        Z.master_id[0] = '\0';
+    } else {
+        snprintf(Z.master_id, sizeof Z.master_id, "%s", id);
+        snprintf(Z.master_repl, sizeof Z.master_repl, "%s", repl);
+        snprintf(Z.master_stomp, sizeof Z.master_stomp, "%s", stomp);
+        snprintf(Z.master_http, sizeof Z.master_http, "%s", http);
+        Z.master_epoch = (uint64_t)epoch;
+    }
+    json_decref(j);
+}
+
+/* ------------------------------------------------------------ decisions */
+
+static void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void fatal(const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    log_err("cluster: %s", msg);
+    Z.fatal = true;
+    srv.exit_code = 1;
+    persist_stop_serving(msg);
+    server_stop();
+}
+
+static void step_down(const char *why)
+{
+    if (srv.role == ROLE_MASTER)
+        persist_stop_serving(why);
+    Z.pending_epoch = 0;
+}
+
+static void become_master_now(void)
+{
+    char err[256];
+    int rc = persist_become_master(Z.pending_epoch, err, sizeof err);
+    if (rc == -EAGAIN)
+        return; /* the tick tries again once the store has caught up */
+    uint64_t e = Z.pending_epoch;
+    Z.pending_epoch = 0;
+    if (rc) {
+        log_err("cluster: cannot start as master: %s", err);
+        /* give the mastership up: close the session, its znodes go */
+        Z.registered = false;
+        start_session();
+        return;
+    }
+    log_info("cluster: this node is master in epoch %" PRIu64, e);
+    cluster_busy_done(); /* rebuilding from the store may have taken a while */
+    publish(true);
+}
+
+static void claim(void)
+{
+    if (Z.claiming)
+        return;
+    Z.claiming = true;
+    struct zctx *c = ctx(OP_EPOCH, Z.epoch_path);
+    int rc = zoo_aget(Z.zh, Z.epoch_path, 0, data_done, c);
+    if (rc != ZOK)
+        Z.claiming = false;
+    check(rc, "read epoch");
+}
+
+static void claim_with(int32_t version, uint64_t epoch)
+{
+    struct zctx *c = ctx(OP_CLAIM, Z.master_path);
+    c->mops = calloc(3, sizeof *c->mops);
+    c->mres = calloc(3, sizeof *c->mres);
+    c->mbuf = malloc(1024);
+    if (!c->mops || !c->mres || !c->mbuf)
+        abort();
+    char *next = c->mbuf;
+    snprintf(next, 32, "%" PRIu64, epoch + 1);
+    json_t *j = json_pack("{s:s, s:I, s:s, s:s, s:s}", "id", Z.my_id, "epoch", (json_int_t)(epoch + 1), "repl",
+                          Z.repl_addr, "stomp", Z.stomp_addr, "http", Z.http_addr);
+    char *mj = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(j);
+    snprintf(c->mbuf + 32, 1024 - 32, "%s", mj);
+    free(mj);
+    zoo_check_op_init(&c->mops[0], Z.epoch_path, version);
+    zoo_set_op_init(&c->mops[1], Z.epoch_path, next, (int)strlen(next), version, NULL);
+    zoo_create_op_init(&c->mops[2], Z.master_path, c->mbuf + 32, (int)strlen(c->mbuf + 32), acl(), ZOO_EPHEMERAL,
+                       NULL, 0);
+    Z.pending_epoch = epoch + 1;
+    int rc = zoo_amulti(Z.zh, 3, c->mops, c->mres, void_done, c);
+    if (rc != ZOK) {
+        log_warn("zookeeper: claim: %s", zerror(rc));
+        __atomic_sub_fetch(&inflight, 1, __ATOMIC_RELAXED);
+        free(c->mops);
+        free(c->mres);
+        free(c->mbuf);
+        free(c);
+        Z.claiming = false;
+        Z.pending_epoch = 0;
+    }
+}
+
+/* A node killed and restarted at once is registered twice until its old
+ * session expires: only its newest znode counts. */
+static bool superseded(const struct mem *m)
+{
+    if (!m->have_data)
+        return false;
+    for (int i = 0; i < Z.nmembers; i++) {
+        const struct mem *o = &Z.members[i];
+        if (o != m && o->have_data && !strcmp(o->m.id, m->m.id) && o->m.seq > m->m.seq)
+            return true;
+    }
+    return false;
+}
+
+/* Misconfiguration stops the node that starts with it; the nodes already
+ * running only say so. Returns false when this node must stop. */
+static bool startup_checks(void)
+{
+    for (int i = 0; i < Z.nmembers; i++)
+        if (!Z.members[i].have_data)
+            return true; /* not yet: wait for everyone's data */
+    int distinct = 0;
+    for (int i = 0; i < Z.nmembers; i++)
+        if (!superseded(&Z.members[i]))
+            distinct++;
+    char problem[1200] = "";
+    if (distinct > config.replicas)
+        snprintf(problem, sizeof problem, "%d nodes are registered under %s but store.replicas is %lld: fix "
+                 "store.replicas or the nodes' zookeeper.path", distinct, Z.root, (long long)config.replicas);
+    for (int i = 0; i < Z.nmembers && !problem[0]; i++) {
+        struct mem *m = &Z.members[i];
+        if (m->broker[0] && strcmp(m->broker, config.broker_name))
+            snprintf(problem, sizeof problem, "member %s under %s has broker.name '%s', this node '%s': one "
+                     "zookeeper.path per broker name", m->name, Z.root, m->broker, config.broker_name);
+    }
+    bool first = !Z.checked;
+    Z.checked = true;
+    if (!problem[0])
+        return true;
+    if (first) {
+        fatal("%s", problem);
+        return false;
+    }
+    log_warn("cluster: %s", problem);
+    return true;
+}
+
+static void evaluate(void)
+{
+    if (Z.fatal || !Z.registered || !Z.have_members || !Z.master_known)
+        return;
+    uint32_t quorum = (uint32_t)config.replicas / 2 + 1;
+    if (!startup_checks())
+        return;
+    int live = 0;
+    for (int i = 0; i < Z.nmembers; i++)
+        if (!superseded(&Z.members[i]))
+            live++;
+
+    if (srv.role == ROLE_MASTER && (uint32_t)live < quorum)
+        step_down("fewer than a quorum of members remain registered");
+    if (Z.master_exists) {
+        if (!strcmp(Z.master_id, Z.my_id)) {
+            if (srv.role != ROLE_MASTER && !Z.pending_epoch) {
+                /* a master znode of ours from this session that we are not
+                 * serving: give it up (a new session drops it) */
+                log_warn("cluster: a master znode names this node but it is not serving: re-registering");
+                Z.registered = false;
+                start_session();
+            }
+            return;
+        } else if (Z.master_id[0]) {
+            if (srv.role == ROLE_MASTER)
+                step_down("another node holds the master znode");
+            if (srv.role != ROLE_SLAVE || strcmp(repl_slave_master(), Z.master_repl)) {
+                log_info("cluster: following master %s (epoch %" PRIu64 ") at %s", Z.master_id, Z.master_epoch,
+                         Z.master_repl);
+                persist_follow(Z.master_repl);
+                publish(false);
+            }
+        }
+        return;
+    }
+
+    /* no master */
+    if (srv.role == ROLE_MASTER && !Z.pending_epoch) {
+        step_down("the master znode is gone");
+    }
+    if (srv.role == ROLE_SLAVE) {
+        log_info("cluster: master %s is gone: electing", Z.master_id);
+        persist_follow(NULL);
+    }
+    publish(false);
+    if (Z.claiming || Z.pending_epoch)
+        return;
+    struct member cand[MAX_MEMBERS];
+    int n = 0, me = -1;
+    for (int i = 0; i < Z.nmembers; i++) {
+        struct mem *m = &Z.members[i];
+        if (!m->have_data)
+            return; /* wait for everyone's data */
+        if (superseded(m))
+            continue;
+        cand[n] = m->m;
+        cand[n].seq = m->m.seq;
+        if (m->m.seq == Z.my_seq) {
+            /* our own view of ourselves is the freshest */
+            uint64_t e;
+            cand[n].lsn = persist_position(&e);
+            cand[n].epoch = e;
+            cand[n].ready = true;
+            me = n;
+        }
+        n++;
+    }
+    if (me < 0)
+        return;
+    size_t w;
+    switch (election_decide(cand, (size_t)n, (uint32_t)config.replicas, &w)) {
+    case ELECT_NO_QUORUM:
+        log_debug("cluster: %d of %lld members registered: no quorum, nobody serves", n, (long long)config.replicas);
+        return;
+    case ELECT_WAITING:
+        return;
+    case ELECT_CANDIDATE:
+        if ((int)w == me) {
+            log_info("cluster: this node has the most up-to-date log (epoch %" PRIu64 ", lsn %" PRIu64
+                     "): claiming mastership", cand[me].epoch, cand[me].lsn);
+            claim();
+        }
+        return;
+    }
+}
+
+/* ------------------------------------------------------------ event handling */
+
+static void on_children(struct zev *e)
+{
+    struct mem old[MAX_MEMBERS];
+    int nold = Z.nmembers;
+    memcpy(old, Z.members, sizeof old);
+    Z.nmembers = 0;
+    for (int i = 0; i < e->nchildren && Z.nmembers < MAX_MEMBERS; i++) {
+        const char *name = e->children[i];
+        if (strncmp(name, "m-", 2))
+            continue;
+        struct mem *m = &Z.members[Z.nmembers++];
+        memset(m, 0, sizeof *m);
+        snprintf(m->name, sizeof m->name, "%s", name);
+        m->m.seq = strtoull(name + 2, NULL, 10);
+        bool known = false;
+        for (int k = 0; k < nold; k++) {
+            if (!strcmp(old[k].name, name)) {
+                *m = old[k];
+                known = true;
+            }
+        }
+        if (!known)
+            req_member(name);
+    }
+    Z.have_members = true;
+}
+
+static void on_done(struct zev *e)
+{
+    switch (e->op) {
+    case OP_AUTH:
+        if (e->rc != ZOK) {
+            log_err("zookeeper: authentication failed: %s", zerror(e->rc));
+            Z.auth_failed = true;
+        }
+        break;
+    case OP_CREATE_PATH:
+        if (e->rc != ZOK && e->rc != ZNODEEXISTS) {
+            if (e->rc == ZNOAUTH)
+                fatal("zookeeper: no permission to create %s: another cluster with another zookeeper.password "
+                      "owns it", e->path);
+            else
+                log_warn("zookeeper: cannot create %s: %s", e->path, zerror(e->rc));
+        }
+        break;
+    case OP_CREATE_MEMBER:
+        if (e->rc != ZOK) {
+            log_err("zookeeper: cannot register this node: %s", zerror(e->rc));
+            if (e->rc == ZNOAUTH)
+                fatal("no permission under %s (zookeeper.password differs?)", Z.root);
+            break;
+        }
+        snprintf(Z.my_path, sizeof Z.my_path, "%s", e->value);
+        Z.my_seq = strtoull(strrchr(Z.my_path, '-') + 1, NULL, 10);
+        Z.registered = true;
+        log_info("zookeeper: registered as %s", Z.my_path);
+        break;
+    case OP_SET_MEMBER:
+        if (e->rc != ZOK)
+            log_warn("zookeeper: cannot publish this node's state: %s", zerror(e->rc));
+        break;
+    case OP_CHILDREN:
+        if (e->rc == ZOK)
+            on_children(e);
+        break;
+    case OP_MEMBER_DATA: {
+        const char *name = strrchr(e->path, '/');
+        struct mem *m = name ? find_member(name + 1) : NULL;
+        if (m && e->rc == ZOK)
+            parse_member(m, e->value);
+        break;
+    }
+    case OP_MASTER_EXISTS:
+        /* who the master is is known only once its data is read */
+        if (e->rc == ZOK) {
+            req_master_data();
+        } else if (e->rc == ZNONODE) {
+            Z.master_known = true;
+            Z.master_exists = false;
+            Z.master_id[0] = '\0';
+        }
+        break;
+    case OP_MASTER_DATA:
+        if (e->rc == ZOK) {
+            Z.master_known = Z.master_exists = true;
+            parse_master(e->value);
+        } else if (e->rc == ZNONODE) {
+            Z.master_exists = false;
+            Z.master_id[0] = '\0';
+            req_master(); /* watch for its creation */
+        }
+        break;
+    case OP_EPOCH:
+        if (e->rc != ZOK) {
+            log_warn("zookeeper: cannot read the epoch: %s", zerror(e->rc));
+            Z.claiming = false;
+            break;
+        }
+        claim_with(e->version, strtoull(e->value, NULL, 10));
+        break;
+    case OP_CLAIM:
+        Z.claiming = false;
+        if (e->rc == ZOK) {
+            /* we made the master znode: no need to wait for its watch */
+            Z.master_known = Z.master_exists = true;
+            snprintf(Z.master_id, sizeof Z.master_id, "%s", Z.my_id);
+            snprintf(Z.master_repl, sizeof Z.master_repl, "%s", Z.repl_addr);
+            snprintf(Z.master_stomp, sizeof Z.master_stomp, "%s", Z.stomp_addr);
+            snprintf(Z.master_http, sizeof Z.master_http, "%s", Z.http_addr);
+            Z.master_epoch = Z.pending_epoch;
+            become_master_now();
+        } else {
+            log_info("cluster: claim lost (%s): another node was faster", zerror(e->rc));
+            Z.pending_epoch = 0;
+        }
+        break;
+    }
+}
+
+static void on_watch(struct zev *e)
+{
+    if (e->type == ZOO_SESSION_EVENT)
+        return;
+    if (!strcmp(e->path, Z.members_path)) {
+        req_children();
+    } else if (!strcmp(e->path, Z.master_path)) {
+        if (e->type == ZOO_DELETED_EVENT) {
+            Z.master_exists = false;
+            log_info("zookeeper: the master znode was deleted");
+        }
+        req_master();
+    } else if (!strncmp(e->path, Z.members_path, strlen(Z.members_path))) {
+        const char *name = strrchr(e->path, '/');
+        if (name && find_member(name + 1) && e->type != ZOO_DELETED_EVENT)
+            req_member(name + 1);
+    }
+}
+
+static void on_session(struct zev *e)
+{
+    if (e->state == ZOO_CONNECTED_STATE) {
+        if (!Z.connected)
+            log_info("zookeeper: connected (session 0x%llx)", (unsigned long long)zoo_client_id(Z.zh)->client_id);
+        Z.connected = true;
+        Z.disconnected_since = 0;
+        if (!Z.registered && !Z.my_path[0]) {
+            /* a new session: build everything from scratch */
+            if (config.zk_password[0]) {
+                char cert[300];
+                snprintf(cert, sizeof cert, "stompd:%s", config.zk_password);
+                struct zctx *c = ctx(OP_AUTH, "");
+                check(zoo_add_auth(Z.zh, "digest", cert, (int)strlen(cert), void_done, c), "add auth");
+            }
+            char part[400];
+            const char *slash = Z.root;
+            /* every parent of the root, then the root and its children, in
+             * order: ZooKeeper runs one session's requests in order */
+            while ((slash = strchr(slash + 1, '/'))) {
+                snprintf(part, sizeof part, "%.*s", (int)(slash - Z.root), Z.root);
+                create_path(part, NULL, true);
+            }
+            create_path(Z.root, NULL, false);
+            create_path(Z.members_path, NULL, false);
+            create_path(Z.epoch_path, "0", false);
+            register_member();
+            req_children();
+            req_master();
+        } else {
+            publish(true);
+        }
+    } else if (e->state == ZOO_CONNECTING_STATE || e->state == ZOO_ASSOCIATING_STATE) {
+        if (Z.connected) {
+            log_warn("zookeeper: disconnected; reconnecting");
+            Z.disconnected_since = ev_now(srv.loop);
+        }
+        Z.connected = false;
+    } else if (e->state == ZOO_EXPIRED_SESSION_STATE || e->state == ZOO_AUTH_FAILED_STATE) {
+        log_warn("zookeeper: session %s: registering again", e->state == ZOO_EXPIRED_SESSION_STATE
+                                                                   ? "expired" : "authentication failed");
+        step_down("ZooKeeper session lost");
+        start_session();
+    }
+}
+
+static void free_ev(struct zev *e)
+{
+    if (e->claim) {
+        free(e->claim->mops);
+        free(e->claim->mres);
+        free(e->claim->mbuf);
+        free(e->claim);
+    }
+    free(e->path);
+    free(e->value);
+    for (int i = 0; i < e->nchildren; i++)
+        free(e->children[i]);
+    free(e->children);
+    free(e);
+}
+
+static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    pthread_mutex_lock(&Z.mu);
+    struct zev *list = Z.head;
+    Z.head = Z.tail = NULL;
+    pthread_mutex_unlock(&Z.mu);
+    while (list) {
+        struct zev *e = list;
+        list = e->next;
+        if (e->gen == Z.gen && Z.running) {
+            switch (e->kind) {
+            case EV_SESSION:
+                on_session(e);
+                break;
+            case EV_WATCH:
+                on_watch(e);
+                break;
+            case EV_DONE:
+                on_done(e);
+                break;
+            }
+        }
+        free_ev(e);
+    }
+    if (Z.running)
+        evaluate();
+}
+
+/* ------------------------------------------------------------ the session */
+
+static void start_session(void)
+{
+    if (Z.zh) {
+        zhandle_t *old = Z.zh;
+        Z.zh = NULL;
+        zookeeper_close(old);
+    }
+    Z.gen++;
+    Z.connected = Z.registered = Z.have_members = Z.master_known = Z.master_exists = false;
+    Z.claiming = false;
+    Z.pending_epoch = 0;
+    Z.my_path[0] = '\0';
+    Z.master_id[0] = '\0';
+    Z.master_epoch = 0;
+    Z.nmembers = 0;
+    Z.published[0] = '\0';
+    Z.disconnected_since = ev_now(srv.loop);
+    Z.zh = zookeeper_init(config.zk_address, session_watcher, (int)config.zk_session_timeout, NULL,
+                          (void *)(uintptr_t)Z.gen, 0);
+    if (!Z.zh)
+        log_err("zookeeper: cannot create a session for %s: %s", config.zk_address, strerror(errno));
+}
+
+static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    if (!Z.zh) {
+        start_session();
+        return;
+    }
+    /* A master that cannot reach ZooKeeper for half its session timeout
+     * stops serving: by the time the session expires and another node is
+     * elected, it has long stopped committing. */
+    double limit = (double)config.zk_session_timeout / 2000.0;
+    if (!Z.connected && Z.disconnected_since > 0 && ev_now(loop) - Z.disconnected_since > limit) {
+        if (srv.role == ROLE_MASTER) {
+            char why[128];
+            snprintf(why, sizeof why, "ZooKeeper unreachable for %.1f s", ev_now(loop) - Z.disconnected_since);
+            step_down(why);
+        }
+        if (srv.role == ROLE_SLAVE)
+            persist_follow(NULL);
+    }
+    if (Z.pending_epoch && !Z.claiming)
+        become_master_now();
+    publish(false);
+    evaluate();
+}
+
+/* A master that was not running for a while (SIGSTOP, a stall, a
+ * suspended VM) cannot know whether it still leads: its session may have
+ * expired and another node may be master. The tick makes the loop go
+ * round at least every 200 ms, so a longer gap between two rounds means
+ * the process was stopped (wherever in the round it was); step down before
+ * the callbacks of this round run (check watchers come first). */
+static void before_poll_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    if (Z.poll_started == 0)
+        Z.poll_started = ev_time();
+}
+
+void cluster_busy_done(void)
+{
+    Z.poll_started = ev_time();
+}
+
+static void after_poll_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+    double now = ev_time();
+    double gap = now - Z.poll_started;
+    Z.poll_started = now;
+    double limit = (double)config.zk_session_timeout / 2000.0;
+    if (limit < 1.0)
+        limit = 1.0;
+    if (gap > limit && srv.role == ROLE_MASTER) {
+        char why[128];
+        snprintf(why, sizeof why, "this process did not run for %.1f s; its mastership may have passed on", gap);
+        step_down(why);
+        Z.registered = false;
+        start_session();
+    }
+}
+
+/* The advertised host must be one of this machine's addresses. */
+static int check_hostname(const char *host, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res, *r;
+    int rc = getaddrinfo(host, NULL, &hints, &res);
+    if (rc) {
+        snprintf(err, errlen, "store.hostname '%s' does not resolve: %s", host, gai_strerror(rc));
+        return -EINVAL;
+    }
+    struct ifaddrs *ifs;
+    if (getifaddrs(&ifs) != 0) {
+        freeaddrinfo(res);
+        return 0;
+    }
+    bool local = false;
+    for (r = res; r && !local; r = r->ai_next) {
+        for (struct ifaddrs *i = ifs; i && !local; i = i->ifa_next) {
+            if (!i->ifa_addr || i->ifa_addr->sa_family != r->ai_family)
+                continue;
+            if (r->ai_family == AF_INET)
+                local = ((struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr ==
+                        ((struct sockaddr_in *)r->ai_addr)->sin_addr.s_addr;
+            else if (r->ai_family == AF_INET6)
+                local = !memcmp(&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr,
+                                &((struct sockaddr_in6 *)r->ai_addr)->sin6_addr, 16);
+        }
+    }
+    freeifaddrs(ifs);
+    freeaddrinfo(res);
+    if (!local) {
+        snprintf(err, errlen, "store.hostname '%s' does not resolve to an address of this machine; other nodes "
+                              "would not reach this one", host);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static void advertised(const char *listen, char *out, size_t len)
+{
+    char host[256];
+    int port = 0;
+    if (!listen || !listen[0] || config_split_hostport(listen, host, sizeof host, &port) != 0) {
+        out[0] = '\0';
+        return;
+    }
+    snprintf(out, len, "%s:%d", config.store_hostname[0] ? config.store_hostname : host, port);
+}
+
+int cluster_start(char *err, size_t errlen)
+{
+    if (!config.zk_address[0])
+        return 0;
+    char host[256];
+    int port;
+    if (config_split_hostport(config.store_bind, host, sizeof host, &port) != 0) {
+        snprintf(err, errlen, "store.bind '%s' is not host:port", config.store_bind);
+        return -EINVAL;
+    }
+    const char *adv = config.store_hostname[0] ? config.store_hostname : host;
+    if (!adv[0] || !strcmp(adv, "0.0.0.0") || !strcmp(adv, "::")) {
+        snprintf(err, errlen, "store.bind %s listens on every address: set store.hostname to the address other "
+                              "nodes reach this one at", config.store_bind);
+        return -EINVAL;
+    }
+    int rc = check_hostname(adv, err, errlen);
+    if (rc)
+        return rc;
+    snprintf(Z.my_id, sizeof Z.my_id, "%s", store_info()->node_id);
+    advertised(config.stomp_listen, Z.stomp_addr, sizeof Z.stomp_addr);
+    advertised(config.store_bind, Z.repl_addr, sizeof Z.repl_addr);
+    advertised(config.http_listen, Z.http_addr, sizeof Z.http_addr);
+    if (config.zk_path[0])
+        snprintf(Z.root, sizeof Z.root, "%s", config.zk_path);
+    else
+        snprintf(Z.root, sizeof Z.root, "/stompd/%s", config.broker_name);
+    if (Z.root[0] != '/' || Z.root[strlen(Z.root) - 1] == '/') {
+        snprintf(err, errlen, "zookeeper.path '%s' must start with / and not end with /", Z.root);
+        return -EINVAL;
+    }
+    snprintf(Z.members_path, sizeof Z.members_path, "%s/members", Z.root);
+    snprintf(Z.master_path, sizeof Z.master_path, "%s/master", Z.root);
+    snprintf(Z.epoch_path, sizeof Z.epoch_path, "%s/epoch", Z.root);
+    zoo_set_debug_level(log_enabled(LOG_DEBUG) ? ZOO_LOG_LEVEL_INFO : ZOO_LOG_LEVEL_ERROR);
+    ev_async_init(&Z.async, async_cb);
+    ev_async_start(srv.loop, &Z.async);
+    ev_timer_init(&Z.tick, tick_cb, 0.2, 0.2);
+    ev_timer_start(srv.loop, &Z.tick);
+    ev_prepare_init(&Z.before_poll, before_poll_cb);
+    ev_prepare_start(srv.loop, &Z.before_poll);
+    ev_check_init(&Z.after_poll, after_poll_cb);
+    ev_check_start(srv.loop, &Z.after_poll);
+    Z.running = true;
+    start_session();
+    log_info("cluster: ZooKeeper %s, path %s, session timeout %lld ms", config.zk_address, Z.root,
+             (long long)config.zk_session_timeout);
+    return 0;
+}
+
+void cluster_stop(void)
+{
+    if (!Z.running)
+        return;
+    Z.running = false;
+    ev_timer_stop(srv.loop, &Z.tick);
+    ev_prepare_stop(srv.loop, &Z.before_poll);
+    ev_check_stop(srv.loop, &Z.after_poll);
+    /* let answers to what is in flight arrive: closing with requests
+     * outstanding leaks them in the client library */
+    for (int i = 0; i < 200 && __atomic_load_n(&inflight, __ATOMIC_RELAXED) > 0 && Z.connected; i++)
+        usleep(10000);
+    if (Z.zh) {
+        zookeeper_close(Z.zh);
+        Z.zh = NULL;
+    }
+    ev_async_stop(srv.loop, &Z.async);
+    pthread_mutex_lock(&Z.mu);
+    struct zev *list = Z.head;
+    Z.head = Z.tail = NULL;
+    pthread_mutex_unlock(&Z.mu);
+    while (list) {
+        struct zev *e = list;
+        list = e->next;
+        free_ev(e);
+    }
+}
+
+bool cluster_enabled(void)
+{
+    return Z.running;
+}
+
+size_t cluster_members(struct cluster_member *out, size_t max)
+{
+    size_t n = 0;
+    for (int i = 0; i < Z.nmembers && n < max; i++) {
+        struct mem *m = &Z.members[i];
+        struct cluster_member *o = &out[n++];
+        memset(o, 0, sizeof *o);
+        snprintf(o->znode, sizeof o->znode, "%s", m->name);
+        snprintf(o->id, sizeof o->id, "%s", m->m.id);
+        snprintf(o->role, sizeof o->role, "%s", !strcmp(m->m.id, Z.master_id) && Z.master_exists ? "master" : m->role);
+        snprintf(o->stomp, sizeof o->stomp, "%s", m->stomp);
+        snprintf(o->http, sizeof o->http, "%s", m->http);
+        o->epoch = m->m.epoch;
+        o->lsn = m->m.lsn;
+        o->weight = m->m.weight;
+        o->self = m->m.seq == Z.my_seq;
+    }
+    return n;
+}
+
+const char *cluster_master_id(void)
+{
+    return Z.master_exists ? Z.master_id : NULL;
+}
+
+const char *cluster_master_http(void)
+{
+    return Z.master_exists ? Z.master_http : NULL;
+}
+
+const char *cluster_master_stomp(void)
+{
+    return Z.master_exists ? Z.master_stomp : NULL;
+}
+
+bool cluster_connected(void)
+{
+    return Z.connected;
+}

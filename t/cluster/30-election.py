@@ -1,0 +1,119 @@
+"""Election through a real three-server ZooKeeper ensemble: the most
+up-to-date log wins, slaves refuse clients, exactly one node serves,
+misconfiguration stops the start."""
+import time
+
+import pytest
+
+from stompd_test import Broker, ZkCluster, connected, free_port, port_open, replicated
+
+
+def send(port, dest, bodies):
+    p = connected(port)
+    for i, b in enumerate(bodies):
+        p.receipt("SEND", {"destination": dest, "persistent": "true"}, "r%d" % i, b)
+    p.close()
+
+
+def test_longest_log_wins(broker_factory, zk_ensemble):
+    c = ZkCluster(broker_factory, zk_ensemble)
+    m = c.start_all()
+    send(c.nodes[m].port, "/queue/e", [b"a%d" % i for i in range(20)])
+    slaves = [i for i in range(3) if i != m]
+    lagging, ahead = slaves
+    c.nodes[lagging].stop()
+    send(c.nodes[m].port, "/queue/e", [b"b%d" % i for i in range(20)])
+    time.sleep(0.3)
+    for i in (m, ahead):
+        c.nodes[i].stop()
+    # the lagging node registers first and alone: no quorum, nobody serves
+    c.start(lagging)
+    time.sleep(1.0)
+    assert c.masters() == []
+    # the node with the longer log arrives: it wins, whatever the order
+    c.start(ahead)
+    assert c.wait_master() == ahead
+    assert c.nodes[ahead].wait_log("most up-to-date log")
+    p = connected(c.nodes[ahead].port)
+    p.send("SUBSCRIBE", {"id": "1", "destination": "/queue/e"})
+    got = [p.recv().body for _ in range(40)]
+    assert got == [b"a%d" % i for i in range(20)] + [b"b%d" % i for i in range(20)]
+    # the lagging one follows it
+    assert c.nodes[lagging].wait_log("following master")
+
+
+def test_exactly_one_node_serves(broker_factory, zk_ensemble):
+    c = ZkCluster(broker_factory, zk_ensemble)
+    m = c.start_all()
+    for _ in range(30):
+        assert c.masters() == [m]
+        time.sleep(0.05)
+    for i in range(3):
+        if i != m:
+            assert not ZkCluster.serving(c.nodes[i])
+
+
+def test_weight_breaks_ties(broker_factory, zk_ensemble):
+    c = ZkCluster(broker_factory, zk_ensemble)
+    c.nodes[2].settings["store.weight"] = "10"
+    # equal (empty) logs: node 0 registered first (lower sequence), but
+    # node 2 weighs more
+    c.start(0)
+    c.start(2)
+    assert c.wait_master() == 2
+    c.start(1)
+    assert c.nodes[1].wait_log("following master")
+
+
+def test_more_members_than_replicas_stops(broker_factory, zk_ensemble):
+    c = ZkCluster(broker_factory, zk_ensemble)
+    c.start_all()
+    s = replicated("x", free_port(), "auto")
+    s["zookeeper.address"] = zk_ensemble.address
+    s["zookeeper.path"] = c.nodes[0].settings["zookeeper.path"]
+    s["store.replicas"] = "3"
+    extra = broker_factory(s, start=False, name="extra")
+    extra.start(wait=False)
+    assert extra.proc.wait(timeout=30) == 1
+    assert "store.replicas is 3" in extra.log()
+    # the running nodes say so and go on
+    assert c.nodes[0].wait_log("store.replicas is 3")
+    assert len(c.masters()) == 1
+    extra.proc = None
+    extra.logf.close()
+
+
+def test_different_broker_name_stops(broker_factory, zk_ensemble):
+    c = ZkCluster(broker_factory, zk_ensemble, n=1)
+    c.start_all()
+    s = replicated("y", free_port(), "auto")
+    s["zookeeper.address"] = zk_ensemble.address
+    s["zookeeper.path"] = c.nodes[0].settings["zookeeper.path"]
+    s["broker.name"] = "another"
+    s["store.replicas"] = "3"
+    other = broker_factory(s, start=False, name="other")
+    other.start(wait=False)
+    assert other.proc.wait(timeout=30) == 1
+    assert "broker.name" in other.log()
+    other.proc = None
+    other.logf.close()
+
+
+def test_hostname_must_be_local(broker_factory, zk_ensemble):
+    s = replicated("h", free_port(), "auto", zookeeper__address=zk_ensemble.address,
+                   store__hostname="192.0.2.1")
+    b = broker_factory(s, start=False)
+    b.start(wait=False)
+    assert b.proc.wait(timeout=30) == 1
+    assert "does not resolve to an address of this machine" in b.log()
+    b.proc = None
+    b.logf.close()
+
+
+def test_auto_role_needs_zookeeper(broker_factory):
+    b = broker_factory(replicated("z", free_port(), "auto"), start=False)
+    b.start(wait=False)
+    assert b.proc.wait(timeout=30) == 1
+    assert "needs [zookeeper] address" in b.log()
+    b.proc = None
+    b.logf.close()

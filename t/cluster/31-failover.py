@@ -1,0 +1,62 @@
+"""kill -9 the master while a failover producer sends persistent messages
+with receipts and a consumer drains: a new master serves within the
+session timeout plus a second, five times in a row, the killed node
+rejoins as a slave, and every receipted message is consumed."""
+import os
+import statistics
+import time
+
+from stompd_test import BUILDDIR, FailoverConsumer, FailoverProducer, ZkCluster
+
+
+def test_five_master_kills(broker_factory, zk_ensemble):
+    c = ZkCluster(broker_factory, zk_ensemble)
+    c.start_all()
+    producer = FailoverProducer(c.ports, "/queue/ha").start(interval=0.002)
+    consumer = FailoverConsumer(c.ports, "/queue/ha").start()
+    times = []
+    for kill in range(5):
+        time.sleep(1.0)
+        m = c.wait_master()
+        before = dict(producer.receipted)
+        t_kill = time.time()
+        c.nodes[m].kill()
+        new = c.wait_master(timeout=20, exclude=m)
+        # failover time: last receipt from the old master to the first from the new
+        deadline = time.time() + 20
+        while time.time() < deadline and not [t for t in producer.receipted.values() if t > t_kill]:
+            time.sleep(0.01)
+        last_old = max(before.values()) if before else t_kill
+        first_new = min(t for t in producer.receipted.values() if t > t_kill)
+        times.append(first_new - last_old)
+        assert first_new - t_kill < 2.0 + 1.0 + 1.5, "took %.2f s" % (first_new - t_kill)
+        # the killed node comes back as a slave
+        c.start(m)
+        assert c.nodes[m].wait_log("following master", since_start=True, timeout=20)
+        assert c.masters() == [new]
+    time.sleep(0.5)
+    producer.finish()
+    missing = consumer.wait_for(list(producer.receipted))
+    consumer.finish()
+    figures = ("failover times over %d kills: min %.2f s, median %.2f s, max %.2f s; %d receipted, %d resent, "
+               "%d duplicates delivered, %d lost\n" % (len(times), min(times), statistics.median(times), max(times),
+                                                        len(producer.receipted), producer.resent,
+                                                        consumer.duplicates, len(missing)))
+    with open(os.path.join(BUILDDIR, "cluster-failover-figures.txt"), "a") as f:
+        f.write(figures)
+    print(figures)
+    assert not missing, "receipted but never consumed: %s" % sorted(missing)[:10]
+    assert len(producer.receipted) > 100
+
+
+def test_cluster_survives_loss_of_any_node(broker_factory, zk_ensemble):
+    c = ZkCluster(broker_factory, zk_ensemble)
+    m = c.start_all()
+    for victim in [i for i in range(3) if i != m] + [m]:
+        c.nodes[victim].kill()
+        c.wait_master(timeout=20, exclude=victim)
+        producer = FailoverProducer(c.ports, "/queue/any%d" % victim).start(count=20)
+        producer.thread.join(timeout=30)
+        assert len(producer.receipted) == 20
+        c.start(victim)
+        assert c.nodes[victim].wait_log("following master|this node is master", since_start=True, timeout=20)
