@@ -42,6 +42,11 @@ void op_add_msg(struct op *op, struct msg *m)
 
 static void op_free(struct op *op)
 {
+    if (op->notify) {
+        void (*fn)(void *, bool) = op->notify;
+        op->notify = NULL;
+        fn(op->notify_arg, !op->failed);
+    }
     for (uint32_t i = 0; i < op->nmsgs; i++)
         msg_unref(op->msgs[i]);
     free(op->msgs);
@@ -91,6 +96,12 @@ void op_submit(struct op *op)
             TAILQ_INSERT_TAIL(&commit_q, op, commit_link);
             ncommit_q++;
         }
+    }
+    if (!c) {
+        /* no connection to answer: done now, or when committed */
+        if (op->kind != OP_COMMIT || op->done)
+            op_free(op);
+        return;
     }
     TAILQ_INSERT_TAIL(&c->ops, op, conn_link);
     c->nops++;

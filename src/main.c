@@ -10,6 +10,7 @@
 
 #include "stompd/cluster.h"
 #include "stompd/config.h"
+#include "stompd/http.h"
 #include "stompd/log.h"
 #include "stompd/server.h"
 #include "stompd/journal.h"
@@ -190,7 +191,10 @@ static int run(void)
     }
     log_info("store: %s", persist_describe());
     int rc = 0;
-    if (cluster_start(err, sizeof err) != 0) {
+    if (http_start(err, sizeof err) != 0) {
+        log_err("console: %s", err);
+        rc = 1;
+    } else if (cluster_start(err, sizeof err) != 0) {
         log_err("%s", err);
         rc = 1;
     } else if (srv.role == ROLE_ELECTING) {
@@ -207,6 +211,7 @@ static int run(void)
     }
     log_info("stopping");
     cluster_stop();
+    http_stop();
     server_shutdown();
     persist_close();
     ev_loop_destroy(loop);

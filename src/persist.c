@@ -579,7 +579,7 @@ int persist_open(char *err, size_t errlen)
 
 uint64_t persist_position(uint64_t *e)
 {
-    if (srv.role == ROLE_MASTER) {
+    if (srv.role == ROLE_MASTER || srv.role == ROLE_STANDALONE) {
         if (e)
             *e = last_epoch;
         return last_lsn;

@@ -33,6 +33,10 @@ struct op {
     struct msg **msgs;      /* messages released on commit */
     uint32_t nmsgs;
     struct dest *room;      /* OP_ROOM */
+    /* An op without a connection (the HTTP console's sends) may ask to be
+     * told when it is done: ok is false when the store refused it. */
+    void (*notify)(void *arg, bool ok);
+    void *notify_arg;
     TAILQ_ENTRY(op) conn_link;
     TAILQ_ENTRY(op) commit_link;
     TAILQ_ENTRY(op) dest_link;

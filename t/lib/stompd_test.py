@@ -59,8 +59,10 @@ class Broker:
         self.dir = workdir or tempfile.mkdtemp(prefix="stompd-test-")
         self.name = name
         self.port = free_port()
+        self.http_port = free_port()
         self.settings = {
             "stomp.listen": "127.0.0.1:%d" % self.port,
+            "http.listen": "127.0.0.1:%d" % self.http_port,
             "broker.data_dir": os.path.join(self.dir, "data"),
             "log.level": "debug",
         }
@@ -68,6 +70,8 @@ class Broker:
             self.settings.update(settings)
         m = re.search(r":(\d+)$", self.settings["stomp.listen"])
         self.port = int(m.group(1))
+        m = re.search(r":(\d+)$", self.settings.get("http.listen", ""))
+        self.http_port = int(m.group(1)) if m else None
         self.config_text = config_text
         self.proc = None
         self.log_path = os.path.join(self.dir, name + ".log")

@@ -1,0 +1,1277 @@
+/* The HTTP console: the only file that includes http_parser.h. One
+ * listener per node on the loop thread; requests are parsed incrementally
+ * with bounded sizes, answered from the broker's live state as an HTML
+ * page, JSON under /api/ or Prometheus text under /metrics, and a slave
+ * answers only /healthz and /api/status (503 naming the master's console
+ * otherwise). Nothing here blocks the loop. */
+#include "config.h"
+
+#include <errno.h>
+#include <http_parser.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "stompd/cluster.h"
+#include "stompd/commit.h"
+#include "stompd/config.h"
+#include "stompd/conn.h"
+#include "stompd/dest.h"
+#include "stompd/durable.h"
+#include "stompd/http.h"
+#include "stompd/log.h"
+#include "stompd/msg.h"
+#include "stompd/persist.h"
+#include "stompd/repl.h"
+#include "stompd/server.h"
+#include "stompd/store.h"
+#include "stompd/sub.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define IDLE_TIMEOUT 30.0
+#define MAX_URL 4096
+
+struct http_conn {
+    int fd;
+    char peer[64];
+    ev_io rd, wr;
+    ev_timer idle;
+    http_parser parser;
+    char url[MAX_URL];
+    size_t url_len;
+    bool url_too_long;
+    char field[64];
+    size_t field_len;
+    bool field_done;
+    int capture;            /* which header value is being captured */
+    char auth[512];
+    char ctype[128];
+    size_t header_bytes;
+    struct buf body;
+    bool too_large;
+    bool closing;           /* close once the output is written */
+    bool writing;
+    bool waiting;           /* an answer waits for the journal */
+    struct op *op;          /* the op it waits for */
+    struct buf out;
+    struct buf stash;       /* bytes read while waiting */
+    struct http_conn *next;
+};
+
+enum { CAP_NONE, CAP_AUTH, CAP_CTYPE };
+
+static struct {
+    int fd;
+    ev_io accept_io;
+    struct http_conn *conns;
+    uint32_t nconns;
+    http_parser_settings settings;
+    uint64_t requests;
+} H = {.fd = -1};
+
+static void conn_free_http(struct http_conn *h);
+static void http_read_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void process(struct http_conn *h, const char *data, size_t len);
+
+/* ------------------------------------------------------------ output */
+
+static const char *reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+    }
+}
+
+static void flush_http(struct http_conn *h)
+{
+    while (buf_used(&h->out) > 0) {
+        ssize_t n = send(h->fd, buf_head(&h->out), buf_used(&h->out), MSG_NOSIGNAL);
+        if (n > 0) {
+            buf_consume(&h->out, (size_t)n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (!h->writing) {
+                ev_io_start(srv.loop, &h->wr);
+                h->writing = true;
+            }
+            return;
+        }
+        conn_free_http(h);
+        return;
+    }
+    if (h->writing) {
+        ev_io_stop(srv.loop, &h->wr);
+        h->writing = false;
+    }
+    if (h->closing)
+        conn_free_http(h);
+}
+
+static void http_write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    flush_http(container_of(w, struct http_conn, wr));
+}
+
+static void respond(struct http_conn *h, int status, const char *ctype, const char *body, size_t len,
+                    const char *extra_headers)
+{
+    bool keep = !h->closing && http_should_keep_alive(&h->parser) && status < 500 && status != 400 &&
+                status != 413 && status != 431 && status != 414;
+    buf_printf(&h->out,
+               "HTTP/1.1 %d %s\r\nServer: %s/%s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+               "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n%s%s\r\n",
+               status, reason(status), PACKAGE_NAME, PACKAGE_VERSION, ctype, len, extra_headers ? extra_headers : "",
+               keep ? "" : "Connection: close\r\n");
+    buf_append(&h->out, body, len);
+    if (!keep)
+        h->closing = true;
+}
+
+static void respond_json(struct http_conn *h, int status, json_t *j)
+{
+    char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(j);
+    size_t n = strlen(s);
+    s = realloc(s, n + 2);
+    s[n] = '\n';
+    respond(h, status, "application/json", s, n + 1, NULL);
+    free(s);
+}
+
+static void respond_error(struct http_conn *h, int status, const char *msg, const char *extra)
+{
+    json_t *j = json_pack("{s:i, s:s}", "status", status, "error", msg);
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    size_t n = strlen(s);
+    respond(h, status, "application/json", s, n, extra);
+    free(s);
+}
+
+/* ------------------------------------------------------------ the broker's state, as JSON */
+
+static const char *role_name(void)
+{
+    switch (srv.role) {
+    case ROLE_STANDALONE: return "standalone";
+    case ROLE_MASTER: return "master";
+    case ROLE_SLAVE: return "slave";
+    case ROLE_ELECTING: return "electing";
+    }
+    return "?";
+}
+
+static json_t *status_json(void)
+{
+    uint64_t epoch;
+    uint64_t lsn = persist_position(&epoch);
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:f, s:s}", "role", role_name(), "broker",
+                          config.broker_name, "version", PACKAGE_VERSION, "node_id",
+                          persist_enabled() || srv.role != ROLE_STANDALONE ? store_info()->node_id : "",
+                          "epoch", (json_int_t)(srv.role == ROLE_MASTER ? persist_epoch() : epoch), "lsn",
+                          (json_int_t)lsn, "committed_lsn", (json_int_t)commit_lsn(), "uptime_s",
+                          (double)(server_now_ms() - srv.started_ms) / 1000.0, "store", persist_describe());
+    json_object_set_new(j, "stomp", json_string(srv.role == ROLE_MASTER || srv.role == ROLE_STANDALONE
+                                                    ? config.stomp_listen : ""));
+    const char *why = repl_master_running() ? repl_master_waiting() : NULL;
+    json_object_set_new(j, "waiting", why ? json_string(why) : json_null());
+    if (srv.role == ROLE_SLAVE || srv.role == ROLE_ELECTING) {
+        json_t *m = json_object();
+        const char *mid = cluster_master_id();
+        json_object_set_new(m, "id", json_string(mid ? mid : repl_slave_master_id()));
+        const char *mh = cluster_master_http();
+        json_object_set_new(m, "http", mh && *mh ? json_string(mh) : json_null());
+        const char *ms = cluster_master_stomp();
+        json_object_set_new(m, "stomp", ms && *ms ? json_string(ms) : json_null());
+        json_object_set_new(m, "replication", json_string(repl_slave_master()));
+        json_object_set_new(m, "connected", json_boolean(repl_slave_connected()));
+        json_object_set_new(j, "master", m);
+        /* lag: how far the store's durable position is behind what arrived */
+        json_object_set_new(j, "durable_lsn", json_integer((json_int_t)store_durable_lsn()));
+    }
+    json_object_set_new(j, "zookeeper", cluster_enabled() ? json_boolean(cluster_connected()) : json_null());
+    return j;
+}
+
+static json_t *dest_stats_json(const struct dest *d)
+{
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "enqueued", (json_int_t)d->st.enqueued, "dequeued",
+                     (json_int_t)d->st.dequeued, "dispatched", (json_int_t)d->st.dispatched, "redelivered",
+                     (json_int_t)d->st.redelivered, "expired", (json_int_t)d->st.expired, "dead_lettered",
+                     (json_int_t)d->st.dead_lettered, "dropped", (json_int_t)d->st.dropped);
+}
+
+struct collect {
+    json_t *queues, *topics;
+};
+
+static void collect_dest(struct dest *d, void *arg)
+{
+    struct collect *c = arg;
+    json_t *o = json_pack("{s:s, s:b, s:I}", "name", d->name, "temporary", dest_is_temp(d), "memory_bytes",
+                          (json_int_t)d->mem);
+    json_object_set_new(o, "stats", dest_stats_json(d));
+    if (dest_is_queue(d)) {
+        json_object_set_new(o, "pending", json_integer((json_int_t)d->q.npending));
+        json_object_set_new(o, "inflight", json_integer((json_int_t)d->q.ninflight));
+        json_object_set_new(o, "consumers", json_integer((json_int_t)d->q.nconsumers));
+        json_object_set_new(o, "full", json_boolean(dest_is_full(d)));
+        json_array_append_new(c->queues, o);
+    } else {
+        json_object_set_new(o, "subscribers", json_integer((json_int_t)d->nsubscribers));
+        json_t *ds = json_array();
+        struct durable *du;
+        TAILQ_FOREACH(du, &d->durables, topic_link) {
+            json_array_append_new(ds, json_pack("{s:s, s:s, s:o, s:I, s:I, s:b}", "client_id", du->client_id,
+                                                "name", du->name, "selector",
+                                                du->selector ? json_string(du->selector) : json_null(),
+                                                "pending", (json_int_t)du->q.npending, "inflight",
+                                                (json_int_t)du->q.ninflight, "active", du->active != NULL));
+        }
+        json_object_set_new(o, "durable_subscriptions", ds);
+        json_array_append_new(c->topics, o);
+    }
+}
+
+static json_t *connections_json(void)
+{
+    json_t *a = json_array();
+    struct conn *c;
+    TAILQ_FOREACH(c, &srv.conns, link) {
+        json_t *subs = json_array();
+        struct sub *s, *tmp;
+        HASH_ITER(hh, c->subs, s, tmp) {
+            json_array_append_new(subs, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "id", s->id, "destination",
+                                                  s->dest->name, "ack",
+                                                  s->ack == ACK_AUTO ? "auto"
+                                                  : s->ack == ACK_CLIENT ? "client" : "client-individual",
+                                                  "prefetch", (json_int_t)s->prefetch, "inflight",
+                                                  (json_int_t)s->inflight, "delivered", (json_int_t)s->delivered));
+        }
+        json_array_append_new(a, json_pack("{s:I, s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:o}", "id", (json_int_t)c->id,
+                                           "peer", c->peer, "state", conn_state_name(c->state), "version",
+                                           c->version == STOMP_12 ? "1.2" : c->version == STOMP_11 ? "1.1" : "1.0",
+                                           "client_id", c->client_id ? json_string(c->client_id) : json_null(),
+                                           "frames_in", (json_int_t)c->frames_in, "frames_out",
+                                           (json_int_t)c->frames_out, "pending_output", (json_int_t)buf_used(&c->out),
+                                           "subscriptions", subs));
+    }
+    return a;
+}
+
+static json_t *cluster_json(void)
+{
+    json_t *o = json_object();
+    json_t *members = json_array();
+    struct cluster_member m[64];
+    size_t n = cluster_members(m, 64);
+    uint64_t head = 0;
+    for (size_t i = 0; i < n; i++)
+        if (m[i].lsn > head)
+            head = m[i].lsn;
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(members, json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:b}", "znode",
+                                                 m[i].znode, "id", m[i].id, "role", m[i].role, "stomp", m[i].stomp,
+                                                 "http", m[i].http, "epoch", (json_int_t)m[i].epoch, "lsn",
+                                                 (json_int_t)m[i].lsn, "lag", (json_int_t)(head - m[i].lsn),
+                                                 "weight", (json_int_t)m[i].weight, "self", m[i].self));
+    }
+    json_object_set_new(o, "members", members);
+    json_t *slaves = json_array();
+    struct repl_slave_info si[32];
+    size_t ns = repl_master_running() ? repl_master_slaves(si, 32) : 0;
+    uint64_t last = persist_last_lsn();
+    for (size_t i = 0; i < ns; i++)
+        json_array_append_new(slaves, json_pack("{s:s, s:s, s:I, s:I, s:I, s:b, s:f}", "id", si[i].node_id, "peer",
+                                                si[i].peer, "received_lsn", (json_int_t)si[i].received,
+                                                "durable_lsn", (json_int_t)si[i].durable, "lag",
+                                                (json_int_t)(last > si[i].received ? last - si[i].received : 0),
+                                                "snapshotting", si[i].snapshotting, "last_heard_s",
+                                                si[i].last_rx_ago));
+    json_object_set_new(o, "replicas", slaves);
+    json_object_set_new(o, "replicas_expected",
+                        json_integer(persist_replicated() ? (json_int_t)config.replicas - 1 : 0));
+    return o;
+}
+
+static json_t *counters_json(void)
+{
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "connections",
+                     (json_int_t)srv.nconns, "connections_total", (json_int_t)srv.st.connections_total,
+                     "connections_refused", (json_int_t)srv.st.connections_refused, "frames_in",
+                     (json_int_t)srv.st.frames_in, "frames_out", (json_int_t)srv.st.frames_out, "messages_in",
+                     (json_int_t)srv.st.messages_in, "messages_out", (json_int_t)srv.st.messages_out,
+                     "protocol_errors", (json_int_t)srv.st.protocol_errors, "expired", (json_int_t)srv.st.expired,
+                     "dead_lettered", (json_int_t)srv.st.dead_lettered, "duplicates", (json_int_t)srv.st.duplicates,
+                     "memory_bytes", (json_int_t)dest_total_mem(), "waiting_for_store",
+                     (json_int_t)commit_waiting());
+}
+
+static json_t *overview_json(void)
+{
+    struct collect c = {json_array(), json_array()};
+    dest_foreach(collect_dest, &c);
+    json_t *j = json_object();
+    json_object_set_new(j, "status", status_json());
+    json_object_set_new(j, "counters", counters_json());
+    json_object_set_new(j, "queues", c.queues);
+    json_object_set_new(j, "topics", c.topics);
+    json_object_set_new(j, "connections", connections_json());
+    json_object_set_new(j, "cluster", cluster_json());
+    return j;
+}
+
+/* ------------------------------------------------------------ the page */
+
+static void html_esc(struct buf *b, const char *s)
+{
+    for (; s && *s; s++) {
+        switch (*s) {
+        case '&': buf_append_str(b, "&amp;"); break;
+        case '<': buf_append_str(b, "&lt;"); break;
+        case '>': buf_append_str(b, "&gt;"); break;
+        case '"': buf_append_str(b, "&quot;"); break;
+        case '\'': buf_append_str(b, "&#39;"); break;
+        default: buf_putc(b, *s);
+        }
+    }
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+
+static long long jint(json_t *o, const char *k)
+{
+    return (long long)json_integer_value(json_object_get(o, k));
+}
+
+static void td_int(struct buf *b, long long v, const char *cls)
+{
+    buf_printf(b, "<td class=\"num%s%s\">%lld</td>", cls ? " " : "", cls ? cls : "", v);
+}
+
+static void render_page(struct http_conn *h)
+{
+    json_t *j = overview_json();
+    json_t *st = json_object_get(j, "status"), *ct = json_object_get(j, "counters");
+    struct buf b = {0};
+    buf_printf(&b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                   "<meta http-equiv=\"refresh\" content=\"%lld\">"
+                   "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+                   "<title>stompd ", (long long)config.http_refresh / 1000);
+    html_esc(&b, config.broker_name);
+    buf_printf(&b, " (%s)</title><style>"
+                   "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}"
+                   "h1{font-size:1.4em;margin:0 0 .2em}h2{font-size:1.1em;margin:1.4em 0 .4em}"
+                   ".role{display:inline-block;padding:.1em .6em;border-radius:.8em;color:#fff;background:#777}"
+                   ".role.master,.role.standalone{background:#2a7d2a}.role.slave{background:#2a5d9d}"
+                   ".role.electing{background:#a86b00}"
+                   "table{border-collapse:collapse;background:#fff;min-width:40%%}"
+                   "th,td{border:1px solid #ddd;padding:.25em .6em;text-align:left}th{background:#eee}"
+                   "td.num{text-align:right;font-variant-numeric:tabular-nums}td.warn{background:#fde2c0}"
+                   ".meta{color:#555}.empty{color:#888;font-style:italic}button{font-size:.85em}"
+                   ".warnbox{background:#fde2c0;padding:.5em;border:1px solid #d9a}"
+                   "</style></head><body>\n",
+               role_name());
+    buf_append_str(&b, "<h1>stompd <span id=\"broker\">");
+    html_esc(&b, config.broker_name);
+    buf_printf(&b, "</span> <span id=\"role\" class=\"role %s\">%s</span></h1>\n", role_name(), role_name());
+    buf_printf(&b, "<p class=\"meta\">node <b id=\"node\">");
+    html_esc(&b, jstr(st, "node_id"));
+    buf_printf(&b, "</b> &middot; epoch <b id=\"epoch\">%lld</b> &middot; journal lsn <b id=\"lsn\">%lld</b> "
+                   "(committed <b>%lld</b>) &middot; up %.0f s &middot; store ",
+               jint(st, "epoch"), jint(st, "lsn"), jint(st, "committed_lsn"),
+               json_real_value(json_object_get(st, "uptime_s")));
+    html_esc(&b, jstr(st, "store"));
+    buf_append_str(&b, "</p>\n");
+    const char *waiting = jstr(st, "waiting");
+    if (*waiting) {
+        buf_append_str(&b, "<p class=\"warnbox\" id=\"waiting\">");
+        html_esc(&b, waiting);
+        buf_append_str(&b, "</p>\n");
+    }
+    buf_printf(&b, "<p class=\"meta\" id=\"counters\">%lld connections &middot; %lld messages in &middot; "
+                   "%lld messages out &middot; %lld protocol errors &middot; %lld expired &middot; "
+                   "%lld dead-lettered &middot; %lld duplicates dropped &middot; %lld bytes of messages held</p>\n",
+               jint(ct, "connections"), jint(ct, "messages_in"), jint(ct, "messages_out"),
+               jint(ct, "protocol_errors"), jint(ct, "expired"), jint(ct, "dead_lettered"), jint(ct, "duplicates"),
+               jint(ct, "memory_bytes"));
+
+    json_t *cl = json_object_get(j, "cluster");
+    json_t *members = json_object_get(cl, "members");
+    if (json_array_size(members)) {
+        buf_append_str(&b, "<h2>Cluster members</h2><table id=\"members\"><tr><th>node</th><th>role</th>"
+                           "<th>STOMP</th><th>console</th><th>epoch</th><th>lsn</th><th>lag</th><th>weight</th></tr>\n");
+        size_t i;
+        json_t *m;
+        json_array_foreach(members, i, m) {
+            buf_append_str(&b, "<tr><td>");
+            html_esc(&b, jstr(m, "id"));
+            if (json_is_true(json_object_get(m, "self")))
+                buf_append_str(&b, " (this node)");
+            buf_append_str(&b, "</td><td>");
+            html_esc(&b, jstr(m, "role"));
+            buf_append_str(&b, "</td><td>");
+            html_esc(&b, jstr(m, "stomp"));
+            buf_append_str(&b, "</td><td>");
+            html_esc(&b, jstr(m, "http"));
+            buf_append_str(&b, "</td>");
+            td_int(&b, jint(m, "epoch"), NULL);
+            td_int(&b, jint(m, "lsn"), NULL);
+            td_int(&b, jint(m, "lag"), jint(m, "lag") > 1000 ? "warn" : NULL);
+            td_int(&b, jint(m, "weight"), NULL);
+            buf_append_str(&b, "</tr>\n");
+        }
+        buf_append_str(&b, "</table>\n");
+    }
+    json_t *replicas = json_object_get(cl, "replicas");
+    if (persist_replicated() && srv.role == ROLE_MASTER) {
+        buf_printf(&b, "<h2>Replicas (%zu of %lld connected)</h2>", json_array_size(replicas),
+                   jint(cl, "replicas_expected"));
+        buf_append_str(&b, "<table id=\"replicas\"><tr><th>node</th><th>address</th><th>received</th><th>durable</th>"
+                           "<th>lag</th><th>state</th><th>last heard</th></tr>\n");
+        size_t i;
+        json_t *r;
+        json_array_foreach(replicas, i, r) {
+            buf_append_str(&b, "<tr><td>");
+            html_esc(&b, jstr(r, "id"));
+            buf_append_str(&b, "</td><td>");
+            html_esc(&b, jstr(r, "peer"));
+            buf_append_str(&b, "</td>");
+            td_int(&b, jint(r, "received_lsn"), NULL);
+            td_int(&b, jint(r, "durable_lsn"), NULL);
+            td_int(&b, jint(r, "lag"), jint(r, "lag") > 1000 ? "warn" : NULL);
+            buf_printf(&b, "<td>%s</td><td class=\"num\">%.1f s ago</td></tr>\n",
+                       json_is_true(json_object_get(r, "snapshotting")) ? "snapshot" : "streaming",
+                       json_real_value(json_object_get(r, "last_heard_s")));
+        }
+        buf_append_str(&b, "</table>\n");
+    }
+
+    json_t *queues = json_object_get(j, "queues");
+    buf_append_str(&b, "<h2>Queues</h2>");
+    if (!json_array_size(queues)) {
+        buf_append_str(&b, "<p class=\"empty\">no queues</p>\n");
+    } else {
+        buf_append_str(&b, "<table id=\"queues\"><tr><th>queue</th><th>pending</th><th>in flight</th><th>consumers</th>"
+                           "<th>enqueued</th><th>dequeued</th><th>redelivered</th><th>expired</th>"
+                           "<th>dead-lettered</th><th>memory</th><th></th></tr>\n");
+        size_t i;
+        json_t *q;
+        json_array_foreach(queues, i, q) {
+            json_t *s = json_object_get(q, "stats");
+            buf_append_str(&b, "<tr><td class=\"name\">");
+            html_esc(&b, jstr(q, "name"));
+            buf_append_str(&b, "</td>");
+            td_int(&b, jint(q, "pending"), json_is_true(json_object_get(q, "full")) ? "warn pending" : "pending");
+            td_int(&b, jint(q, "inflight"), NULL);
+            td_int(&b, jint(q, "consumers"), "consumers");
+            td_int(&b, jint(s, "enqueued"), "enqueued");
+            td_int(&b, jint(s, "dequeued"), "dequeued");
+            td_int(&b, jint(s, "redelivered"), NULL);
+            td_int(&b, jint(s, "expired"), NULL);
+            td_int(&b, jint(s, "dead_lettered"), NULL);
+            td_int(&b, jint(q, "memory_bytes"), NULL);
+            buf_append_str(&b, "<td><button data-act=\"purge\" data-dest=\"");
+            html_esc(&b, jstr(q, "name"));
+            buf_append_str(&b, "\">purge</button> <button data-act=\"delete\" data-dest=\"");
+            html_esc(&b, jstr(q, "name"));
+            buf_append_str(&b, "\">delete</button></td></tr>\n");
+        }
+        buf_append_str(&b, "</table>\n");
+    }
+    json_t *topics = json_object_get(j, "topics");
+    buf_append_str(&b, "<h2>Topics</h2>");
+    if (!json_array_size(topics)) {
+        buf_append_str(&b, "<p class=\"empty\">no topics</p>\n");
+    } else {
+        buf_append_str(&b, "<table id=\"topics\"><tr><th>topic</th><th>subscribers</th><th>durable subscriptions"
+                           "</th><th>enqueued</th><th>dispatched</th><th></th></tr>\n");
+        size_t i;
+        json_t *t;
+        json_array_foreach(topics, i, t) {
+            json_t *s = json_object_get(t, "stats");
+            buf_append_str(&b, "<tr><td class=\"name\">");
+            html_esc(&b, jstr(t, "name"));
+            buf_append_str(&b, "</td>");
+            td_int(&b, jint(t, "subscribers"), "subscribers");
+            buf_append_str(&b, "<td>");
+            size_t k;
+            json_t *d;
+            json_array_foreach(json_object_get(t, "durable_subscriptions"), k, d) {
+                buf_append_str(&b, k ? "<br>" : "");
+                html_esc(&b, jstr(d, "client_id"));
+                buf_putc(&b, '/');
+                html_esc(&b, jstr(d, "name"));
+                buf_printf(&b, " (%lld pending, %s)", jint(d, "pending"),
+                           json_is_true(json_object_get(d, "active")) ? "active" : "inactive");
+            }
+            buf_append_str(&b, "</td>");
+            td_int(&b, jint(s, "enqueued"), "enqueued");
+            td_int(&b, jint(s, "dispatched"), NULL);
+            buf_append_str(&b, "<td><button data-act=\"delete\" data-dest=\"");
+            html_esc(&b, jstr(t, "name"));
+            buf_append_str(&b, "\">delete</button></td></tr>\n");
+        }
+        buf_append_str(&b, "</table>\n");
+    }
+    json_t *conns = json_object_get(j, "connections");
+    buf_printf(&b, "<h2>Connections (%zu)</h2>", json_array_size(conns));
+    if (json_array_size(conns)) {
+        buf_append_str(&b, "<table id=\"connections\"><tr><th>id</th><th>peer</th><th>STOMP</th><th>client-id</th>"
+                           "<th>subscriptions</th><th>frames in</th><th>frames out</th></tr>\n");
+        size_t i;
+        json_t *c;
+        json_array_foreach(conns, i, c) {
+            buf_printf(&b, "<tr><td class=\"num\">%lld</td><td>", jint(c, "id"));
+            html_esc(&b, jstr(c, "peer"));
+            buf_append_str(&b, "</td><td>");
+            html_esc(&b, jstr(c, "version"));
+            buf_append_str(&b, "</td><td>");
+            html_esc(&b, jstr(c, "client_id"));
+            buf_append_str(&b, "</td><td>");
+            size_t k;
+            json_t *s;
+            json_array_foreach(json_object_get(c, "subscriptions"), k, s) {
+                buf_append_str(&b, k ? "<br>" : "");
+                html_esc(&b, jstr(s, "destination"));
+                buf_printf(&b, " (%s, %lld in flight)", jstr(s, "ack"), jint(s, "inflight"));
+            }
+            buf_append_str(&b, "</td>");
+            td_int(&b, jint(c, "frames_in"), NULL);
+            td_int(&b, jint(c, "frames_out"), NULL);
+            buf_append_str(&b, "</tr>\n");
+        }
+        buf_append_str(&b, "</table>\n");
+    }
+    buf_append_str(&b, "<p class=\"meta\">JSON: <a href=\"/api/overview\">/api/overview</a> &middot; "
+                       "<a href=\"/metrics\">/metrics</a> &middot; <a href=\"/healthz\">/healthz</a></p>\n"
+                       "<script>\n"
+                       "document.querySelectorAll('button[data-act]').forEach(function(b){\n"
+                       "  b.addEventListener('click', function(){\n"
+                       "    var d=b.dataset.dest, a=b.dataset.act;\n"
+                       "    if(!confirm(a+' '+d+'?'))return;\n"
+                       "    fetch('/api/destinations/'+a, {method:'POST', headers:{'Content-Type':'application/json'},"
+                       " body:JSON.stringify({destination:d})}).then(function(){location.reload();});\n"
+                       "  });\n"
+                       "});\n"
+                       "</script>\n</body></html>\n");
+    json_decref(j);
+    respond(h, 200, "text/html; charset=utf-8", b.data, b.len, NULL);
+    buf_free(&b);
+}
+
+/* ------------------------------------------------------------ /metrics */
+
+static void prom_label(struct buf *b, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            buf_putc(b, '\\');
+        if (*v == '\n') {
+            buf_append_str(b, "\\n");
+            continue;
+        }
+        buf_putc(b, *v);
+    }
+}
+
+/* One metric family over every destination it applies to. */
+struct family {
+    const char *name, *type, *help;
+    int applies; /* 0 all, 1 queues, 2 topics */
+    uint64_t (*get)(const struct dest *d);
+};
+
+static uint64_t f_enq(const struct dest *d) { return d->st.enqueued; }
+static uint64_t f_deq(const struct dest *d) { return d->st.dequeued; }
+static uint64_t f_disp(const struct dest *d) { return d->st.dispatched; }
+static uint64_t f_redel(const struct dest *d) { return d->st.redelivered; }
+static uint64_t f_exp(const struct dest *d) { return d->st.expired; }
+static uint64_t f_dlq(const struct dest *d) { return d->st.dead_lettered; }
+static uint64_t f_mem(const struct dest *d) { return (uint64_t)d->mem; }
+static uint64_t f_pend(const struct dest *d) { return d->q.npending; }
+static uint64_t f_infl(const struct dest *d) { return d->q.ninflight; }
+static uint64_t f_cons(const struct dest *d) { return d->q.nconsumers; }
+static uint64_t f_subs(const struct dest *d) { return d->nsubscribers; }
+static uint64_t f_durs(const struct dest *d) { return d->ndurables; }
+
+static const struct family families[] = {
+    {"enqueued_total", "counter", "Messages accepted", 0, f_enq},
+    {"dequeued_total", "counter", "Messages acknowledged", 0, f_deq},
+    {"dispatched_total", "counter", "Deliveries, redeliveries included", 0, f_disp},
+    {"redelivered_total", "counter", "Redeliveries", 0, f_redel},
+    {"expired_total", "counter", "Messages expired", 0, f_exp},
+    {"dead_lettered_total", "counter", "Messages moved to a dead-letter queue", 0, f_dlq},
+    {"memory_bytes", "gauge", "Bytes of messages held", 0, f_mem},
+    {"pending", "gauge", "Messages waiting in a queue", 1, f_pend},
+    {"inflight", "gauge", "Messages delivered and not yet acknowledged", 1, f_infl},
+    {"consumers", "gauge", "Subscriptions consuming from a queue", 1, f_cons},
+    {"subscribers", "gauge", "Active subscriptions of a topic", 2, f_subs},
+    {"durable_subscriptions", "gauge", "Durable subscriptions of a topic", 2, f_durs},
+};
+
+struct metric_ctx {
+    struct buf *b;
+    const struct family *f;
+};
+
+static void metric_dest(struct dest *d, void *arg)
+{
+    struct metric_ctx *x = arg;
+    if ((x->f->applies == 1 && !dest_is_queue(d)) || (x->f->applies == 2 && dest_is_queue(d)))
+        return;
+    buf_printf(x->b, "stompd_destination_%s{destination=\"", x->f->name);
+    prom_label(x->b, d->name);
+    buf_printf(x->b, "\",type=\"%s\"} %llu\n", dest_is_queue(d) ? "queue" : "topic",
+               (unsigned long long)x->f->get(d));
+}
+
+static void render_metrics(struct http_conn *h)
+{
+    struct buf b = {0};
+    uint64_t epoch;
+    uint64_t lsn = persist_position(&epoch);
+#define M(help, type, name, value)                                                                             \
+    buf_printf(&b, "# HELP stompd_" name " " help "\n# TYPE stompd_" name " " type "\nstompd_" name " %llu\n",  \
+               (unsigned long long)(value))
+    buf_printf(&b, "# HELP stompd_role 1 for this node's current role\n# TYPE stompd_role gauge\n");
+    buf_printf(&b, "stompd_role{role=\"%s\"} 1\n", role_name());
+    M("Client connections open", "gauge", "connections", srv.nconns);
+    M("Client connections accepted", "counter", "connections_total", srv.st.connections_total);
+    M("Client connections refused at the limit", "counter", "connections_refused_total", srv.st.connections_refused);
+    M("Frames received", "counter", "frames_in_total", srv.st.frames_in);
+    M("Frames sent", "counter", "frames_out_total", srv.st.frames_out);
+    M("Messages accepted", "counter", "messages_in_total", srv.st.messages_in);
+    M("Message deliveries", "counter", "messages_out_total", srv.st.messages_out);
+    M("Connections closed for a protocol error", "counter", "protocol_errors_total", srv.st.protocol_errors);
+    M("Messages expired", "counter", "expired_total", srv.st.expired);
+    M("Messages moved to a dead-letter queue", "counter", "dead_lettered_total", srv.st.dead_lettered);
+    M("Resent duplicates dropped", "counter", "duplicates_total", srv.st.duplicates);
+    M("Bytes of messages held", "gauge", "memory_bytes", (unsigned long long)dest_total_mem());
+    M("Frames waiting for the journal", "gauge", "waiting_for_store", commit_waiting());
+    M("Journal position", "gauge", "journal_lsn", lsn);
+    M("Committed journal position", "gauge", "committed_lsn", commit_lsn());
+    M("Epoch", "gauge", "epoch", srv.role == ROLE_MASTER ? persist_epoch() : epoch);
+#undef M
+    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++) {
+        struct metric_ctx x = {&b, &families[i]};
+        buf_printf(&b, "# HELP stompd_destination_%s %s\n# TYPE stompd_destination_%s %s\n", families[i].name,
+                   families[i].help, families[i].name, families[i].type);
+        dest_foreach(metric_dest, &x);
+    }
+    respond(h, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len, NULL);
+    buf_free(&b);
+}
+
+/* ------------------------------------------------------------ actions */
+
+static json_t *parse_body(struct http_conn *h)
+{
+    if (strncmp(h->ctype, "application/json", 16) != 0) {
+        respond_error(h, 415, "send Content-Type: application/json", NULL);
+        return NULL;
+    }
+    json_error_t jerr;
+    json_t *j = json_loadb(h->body.data ? buf_head(&h->body) : "", buf_used(&h->body), 0, &jerr);
+    if (!j || !json_is_object(j)) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "the body is not a JSON object: %s", j ? "not an object" : jerr.text);
+        json_decref(j);
+        respond_error(h, 400, msg, NULL);
+        return NULL;
+    }
+    return j;
+}
+
+static struct dest *body_dest(struct http_conn *h, json_t *j)
+{
+    const char *name = json_string_value(json_object_get(j, "destination"));
+    if (!name) {
+        respond_error(h, 400, "\"destination\" (a string) is required", NULL);
+        return NULL;
+    }
+    struct dest *d = dest_find(name);
+    if (!d)
+        respond_error(h, 404, "no such destination", NULL);
+    return d;
+}
+
+static void action_purge(struct http_conn *h)
+{
+    json_t *j = parse_body(h);
+    if (!j)
+        return;
+    struct dest *d = body_dest(h, j);
+    if (d && !dest_is_queue(d)) {
+        respond_error(h, 400, "only queues can be purged", NULL);
+        d = NULL;
+    } else if (d) {
+        persist_purge(d);
+        uint64_t n = queue_purge(&d->q);
+        log_info("console: %s purged (%llu messages) by %s", d->name, (unsigned long long)n, h->peer);
+        respond_json(h, 200, json_pack("{s:s, s:I}", "purged", d->name, "messages", (json_int_t)n));
+    }
+    json_decref(j);
+}
+
+static void action_delete(struct http_conn *h)
+{
+    json_t *j = parse_body(h);
+    if (!j)
+        return;
+    struct dest *d = body_dest(h, j);
+    if (d) {
+        char name[1100];
+        snprintf(name, sizeof name, "%s", d->name);
+        persist_purge(d);
+        dest_delete(d);
+        log_info("console: %s deleted by %s", name, h->peer);
+        respond_json(h, 200, json_pack("{s:s}", "deleted", name));
+    }
+    json_decref(j);
+}
+
+static void send_done(void *arg, bool ok)
+{
+    struct http_conn *h = arg;
+    h->op = NULL;
+    h->waiting = false;
+    if (ok)
+        respond_json(h, 200, json_pack("{s:b, s:b}", "sent", 1, "durable", 1));
+    else
+        respond_error(h, 500, "the store could not make the message durable", NULL);
+    ev_io_start(srv.loop, &h->rd);
+    flush_http(h);
+    /* what arrived while waiting */
+    if (!h->closing && buf_used(&h->stash)) {
+        struct buf s = h->stash;
+        memset(&h->stash, 0, sizeof h->stash);
+        process(h, buf_head(&s), buf_used(&s));
+        buf_free(&s);
+    }
+}
+
+/* POST /api/send {"destination", "body", "headers": {...}, "persistent",
+ * "priority", "expires"}: the same checks as a STOMP SEND. */
+static void action_send(struct http_conn *h)
+{
+    json_t *j = parse_body(h);
+    if (!j)
+        return;
+    const char *name = json_string_value(json_object_get(j, "destination"));
+    const char *body = json_string_value(json_object_get(j, "body"));
+    json_t *hj = json_object_get(j, "headers");
+    json_t *pj = json_object_get(j, "persistent"), *prj = json_object_get(j, "priority");
+    json_t *ej = json_object_get(j, "expires");
+    const char *err = NULL;
+    enum dest_kind kind;
+    if (!name)
+        err = "\"destination\" (a string) is required";
+    else if (!strncmp(name, "/temp-", 6) || !strncmp(name, "/remote-temp-", 13))
+        err = "temporary destinations belong to their STOMP connection";
+    else if (dest_kind_of(name, &kind, &err) != 0)
+        ;
+    else if (json_object_get(j, "body") && !body)
+        err = "\"body\" must be a string";
+    else if (hj && !json_is_object(hj))
+        err = "\"headers\" must be an object of strings";
+    else if (pj && !json_is_boolean(pj))
+        err = "\"persistent\" must be true or false";
+    else if (prj && (!json_is_integer(prj) || json_integer_value(prj) < 0 || json_integer_value(prj) > 9))
+        err = "\"priority\" must be an integer 0-9";
+    else if (ej && (!json_is_integer(ej) || json_integer_value(ej) < 0))
+        err = "\"expires\" must be a time in ms since the epoch (0 = never)";
+    size_t nh = hj ? json_object_size(hj) : 0;
+    struct stomp_header hs[nh + 1];
+    size_t k = 0;
+    if (!err && hj) {
+        const char *key;
+        json_t *v;
+        json_object_foreach(hj, key, v) {
+            if (!json_is_string(v)) {
+                err = "\"headers\" must be an object of strings";
+                break;
+            }
+            if (msg_header_is_reserved(key, strlen(key)))
+                continue;
+            hs[k++] = (struct stomp_header){key, json_string_value(v), (uint32_t)strlen(key),
+                                            (uint32_t)strlen(json_string_value(v))};
+        }
+    }
+    if (err) {
+        respond_error(h, 400, err, NULL);
+        json_decref(j);
+        return;
+    }
+    const char *derr;
+    struct dest *d = dest_get(name, NULL, &derr);
+    if (!d) {
+        respond_error(h, 400, derr, NULL);
+        json_decref(j);
+        return;
+    }
+    bool persistent = pj && json_is_true(pj);
+    char id[128];
+    server_next_msg_id(id, sizeof id);
+    struct msg *m = msg_new(d->name, id, server_next_seq(), server_now_ms(), persistent,
+                            prj ? (uint8_t)json_integer_value(prj) : MSG_PRIORITY_DEFAULT,
+                            ej ? (int64_t)json_integer_value(ej) : 0, hs, (uint32_t)k, body ? body : "",
+                            body ? strlen(body) : 0);
+    json_decref(j);
+    srv.st.messages_in++;
+    if (persistent && persist_enabled() && persist_enqueue(d, m, NULL)) {
+        struct op *op = op_new(OP_COMMIT, NULL, NULL);
+        op->lsn = persist_last_lsn();
+        op_add_msg(op, m);
+        op->notify = send_done;
+        op->notify_arg = h;
+        h->waiting = true;
+        h->op = op;
+        ev_io_stop(srv.loop, &h->rd);
+        msg_unref(m);
+        op_submit(op); /* may call send_done at once */
+        return;
+    }
+    dest_deliver(d, m);
+    msg_unref(m);
+    respond_json(h, 200, json_pack("{s:b, s:b}", "sent", 1, "durable", 0));
+}
+
+/* ------------------------------------------------------------ routing */
+
+static int b64val(int c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+/* Basic credentials are a few dozen bytes of base64: decoded here rather
+ * than pulling a crypto library in for it. */
+static bool authorized(const struct http_conn *h)
+{
+    if (!config.http_auth)
+        return true;
+    if (strncasecmp(h->auth, "Basic ", 6) != 0)
+        return false;
+    char out[400];
+    size_t o = 0;
+    unsigned acc = 0;
+    int bits = 0;
+    for (const char *p = h->auth + 6; *p && *p != '='; p++) {
+        int v = b64val((unsigned char)*p);
+        if (v < 0 || o >= sizeof out - 1)
+            return false;
+        acc = (acc << 6) | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (char)((acc >> bits) & 0xff);
+        }
+    }
+    out[o] = '\0';
+    char want[400];
+    snprintf(want, sizeof want, "%s:%s", config.admin_user, config.admin_password);
+    size_t wl = strlen(want);
+    unsigned diff = (unsigned)(wl ^ o);
+    for (size_t i = 0; i < o; i++)
+        diff |= (unsigned char)out[i] ^ (unsigned char)want[wl ? i % wl : 0];
+    return diff == 0;
+}
+
+static void not_master(struct http_conn *h)
+{
+    const char *mh = cluster_master_http();
+    char msg[512];
+    if (mh && *mh)
+        snprintf(msg, sizeof msg, "this node is %s; the master's console is http://%s/", role_name(), mh);
+    else
+        snprintf(msg, sizeof msg, "this node is %s; no master is known right now", role_name());
+    json_t *j = json_pack("{s:i, s:s, s:s}", "status", 503, "error", msg, "role", role_name());
+    json_object_set_new(j, "master_console", mh && *mh ? json_string(mh) : json_null());
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    respond(h, 503, "application/json", s, strlen(s), "Retry-After: 2\r\n");
+    free(s);
+}
+
+static bool method_is(struct http_conn *h, enum http_method m, const char *allow)
+{
+    if (h->parser.method == m)
+        return true;
+    char hdr[96];
+    snprintf(hdr, sizeof hdr, "Allow: %s\r\n", allow);
+    respond_error(h, 405, "method not allowed here", hdr);
+    return false;
+}
+
+static void route(struct http_conn *h)
+{
+    H.requests++;
+    char path[MAX_URL];
+    size_t pl = strcspn(h->url, "?");
+    snprintf(path, sizeof path, "%.*s", (int)pl, h->url);
+    if (strcmp(path, "/healthz") == 0) {
+        if (!method_is(h, HTTP_GET, "GET"))
+            return;
+        bool ok = !persist_failed();
+        json_t *j = json_pack("{s:s, s:s}", "status", ok ? "ok" : "store failed", "role", role_name());
+        respond_json(h, ok ? 200 : 503, j);
+        return;
+    }
+    if (!authorized(h)) {
+        respond_error(h, 401, "authentication required (http.admin_user / http.admin_password)",
+                      "WWW-Authenticate: Basic realm=\"stompd\"\r\n");
+        return;
+    }
+    if (strcmp(path, "/api/status") == 0) {
+        if (method_is(h, HTTP_GET, "GET"))
+            respond_json(h, 200, status_json());
+        return;
+    }
+    bool serving = srv.role == ROLE_MASTER || srv.role == ROLE_STANDALONE;
+    static const char *const known[] = {"/", "/index.html", "/metrics", "/api/overview", "/api/queues",
+                                        "/api/topics", "/api/connections", "/api/cluster", "/api/counters",
+                                        "/api/send", "/api/destinations/purge", "/api/destinations/delete"};
+    bool is_known = false;
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (!strcmp(path, known[i]))
+            is_known = true;
+    if (!is_known) {
+        respond_error(h, 404, "no such page (see / and /api/overview)", NULL);
+        return;
+    }
+    if (!serving) {
+        not_master(h);
+        return;
+    }
+    if (!strcmp(path, "/") || !strcmp(path, "/index.html")) {
+        if (method_is(h, HTTP_GET, "GET"))
+            render_page(h);
+    } else if (!strcmp(path, "/metrics")) {
+        if (method_is(h, HTTP_GET, "GET"))
+            render_metrics(h);
+    } else if (!strcmp(path, "/api/overview")) {
+        if (method_is(h, HTTP_GET, "GET"))
+            respond_json(h, 200, overview_json());
+    } else if (!strcmp(path, "/api/queues") || !strcmp(path, "/api/topics")) {
+        if (method_is(h, HTTP_GET, "GET")) {
+            struct collect c = {json_array(), json_array()};
+            dest_foreach(collect_dest, &c);
+            bool q = !strcmp(path, "/api/queues");
+            respond_json(h, 200, q ? c.queues : c.topics);
+            json_decref(q ? c.topics : c.queues);
+        }
+    } else if (!strcmp(path, "/api/connections")) {
+        if (method_is(h, HTTP_GET, "GET"))
+            respond_json(h, 200, connections_json());
+    } else if (!strcmp(path, "/api/cluster")) {
+        if (method_is(h, HTTP_GET, "GET"))
+            respond_json(h, 200, cluster_json());
+    } else if (!strcmp(path, "/api/counters")) {
+        if (method_is(h, HTTP_GET, "GET"))
+            respond_json(h, 200, counters_json());
+    } else if (!strcmp(path, "/api/send")) {
+        if (method_is(h, HTTP_POST, "POST"))
+            action_send(h);
+    } else if (!strcmp(path, "/api/destinations/purge")) {
+        if (method_is(h, HTTP_POST, "POST"))
+            action_purge(h);
+    } else if (!strcmp(path, "/api/destinations/delete")) {
+        if (method_is(h, HTTP_POST, "POST"))
+            action_delete(h);
+    }
+}
+
+/* ------------------------------------------------------------ parsing */
+
+static int on_message_begin(http_parser *p)
+{
+    struct http_conn *h = p->data;
+    h->url_len = 0;
+    h->url[0] = '\0';
+    h->url_too_long = false;
+    h->auth[0] = h->ctype[0] = '\0';
+    h->field_len = 0;
+    h->field_done = false;
+    h->capture = CAP_NONE;
+    h->header_bytes = 0;
+    h->too_large = false;
+    buf_free(&h->body);
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    struct http_conn *h = p->data;
+    if (h->url_len + len >= MAX_URL) {
+        h->url_too_long = true;
+        return 0;
+    }
+    memcpy(h->url + h->url_len, at, len);
+    h->url_len += len;
+    h->url[h->url_len] = '\0';
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct http_conn *h = p->data;
+    h->header_bytes += len;
+    if (h->field_done) {
+        h->field_len = 0;
+        h->field_done = false;
+    }
+    size_t n = len < sizeof h->field - 1 - h->field_len ? len : sizeof h->field - 1 - h->field_len;
+    memcpy(h->field + h->field_len, at, n);
+    h->field_len += n;
+    h->field[h->field_len] = '\0';
+    return 0;
+}
+
+static void append_capped(char *dst, size_t cap, const char *at, size_t len)
+{
+    size_t have = strlen(dst);
+    size_t n = len < cap - 1 - have ? len : cap - 1 - have;
+    memcpy(dst + have, at, n);
+    dst[have + n] = '\0';
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct http_conn *h = p->data;
+    h->header_bytes += len;
+    if (h->header_bytes > (size_t)config.http_max_request)
+        return -1; /* answered 431 by the caller */
+    if (!h->field_done) {
+        h->field_done = true;
+        h->capture = !strcasecmp(h->field, "Authorization") ? CAP_AUTH
+                     : !strcasecmp(h->field, "Content-Type") ? CAP_CTYPE
+                                                             : CAP_NONE;
+    }
+    if (h->capture == CAP_AUTH)
+        append_capped(h->auth, sizeof h->auth, at, len);
+    else if (h->capture == CAP_CTYPE)
+        append_capped(h->ctype, sizeof h->ctype, at, len);
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    struct http_conn *h = p->data;
+    if (buf_used(&h->body) + len > (size_t)config.http_max_request) {
+        h->too_large = true;
+        return -1;
+    }
+    buf_append(&h->body, at, len);
+    return 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    struct http_conn *h = p->data;
+    if (p->content_length != ULLONG_MAX && p->content_length > (uint64_t)config.http_max_request) {
+        h->too_large = true;
+        return -1;
+    }
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    struct http_conn *h = p->data;
+    if (h->url_too_long)
+        respond_error(h, 414, "URL too long", NULL);
+    else
+        route(h);
+    buf_free(&h->body);
+    if (h->waiting || h->closing)
+        http_parser_pause(p, 1);
+    return 0;
+}
+
+static void process(struct http_conn *h, const char *data, size_t len)
+{
+    size_t n = http_parser_execute(&h->parser, &H.settings, data, len);
+    enum http_errno e = HTTP_PARSER_ERRNO(&h->parser);
+    if (e == HPE_PAUSED) {
+        http_parser_pause(&h->parser, 0);
+        if (h->waiting && n < len)
+            buf_append(&h->stash, data + n, len - n);
+    } else if (e != HPE_OK) {
+        if (h->too_large)
+            respond_error(h, 413, "request body larger than http.max_request", NULL);
+        else if (h->header_bytes > (size_t)config.http_max_request)
+            respond_error(h, 431, "request headers larger than http.max_request", NULL);
+        else {
+            char msg[160];
+            snprintf(msg, sizeof msg, "malformed HTTP request: %s", http_errno_description(e));
+            respond_error(h, 400, msg, NULL);
+        }
+        h->closing = true;
+    }
+    if (!h->waiting)
+        flush_http(h);
+}
+
+/* ------------------------------------------------------------ connections */
+
+static void conn_free_http(struct http_conn *h)
+{
+    struct http_conn **pp = &H.conns;
+    while (*pp && *pp != h)
+        pp = &(*pp)->next;
+    if (!*pp)
+        return;
+    *pp = h->next;
+    H.nconns--;
+    if (h->op) {
+        h->op->notify = NULL; /* its commit still releases the message */
+        h->op = NULL;
+    }
+    ev_io_stop(srv.loop, &h->rd);
+    ev_io_stop(srv.loop, &h->wr);
+    ev_timer_stop(srv.loop, &h->idle);
+    close(h->fd);
+    buf_free(&h->out);
+    buf_free(&h->body);
+    buf_free(&h->stash);
+    free(h);
+}
+
+static void http_idle_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct http_conn *h = container_of(w, struct http_conn, idle);
+    if (h->waiting) {
+        ev_timer_again(loop, w);
+        return;
+    }
+    conn_free_http(h);
+}
+
+static void http_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct http_conn *h = container_of(w, struct http_conn, rd);
+    char data[16384];
+    ssize_t n = recv(h->fd, data, sizeof data, 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        conn_free_http(h);
+        return;
+    }
+    if (n < 0)
+        return;
+    ev_timer_again(loop, &h->idle);
+    if (h->closing)
+        return;
+    process(h, data, (size_t)n);
+}
+
+static void http_accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    for (int i = 0; i < 32; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(H.fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        if (H.nconns >= (uint32_t)config.http_max_connections) {
+            static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                                       "Content-Length: 46\r\nConnection: close\r\n\r\n"
+                                       "too many console connections (http.max_conns)\n";
+            ssize_t r = send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL);
+            (void)r;
+            close(fd);
+            continue;
+        }
+        struct http_conn *h = calloc(1, sizeof *h);
+        if (!h)
+            abort();
+        h->fd = fd;
+        server_peer_name(&ss, h->peer, sizeof h->peer);
+        http_parser_init(&h->parser, HTTP_REQUEST);
+        h->parser.data = h;
+        ev_io_init(&h->rd, http_read_cb, fd, EV_READ);
+        ev_io_init(&h->wr, http_write_cb, fd, EV_WRITE);
+        ev_init(&h->idle, http_idle_cb);
+        h->idle.repeat = IDLE_TIMEOUT;
+        ev_timer_again(loop, &h->idle);
+        ev_io_start(loop, &h->rd);
+        h->next = H.conns;
+        H.conns = h;
+        H.nconns++;
+    }
+}
+
+int http_start(char *err, size_t errlen)
+{
+    if (!config.http_listen[0])
+        return 0;
+    memset(&H.settings, 0, sizeof H.settings);
+    H.settings.on_message_begin = on_message_begin;
+    H.settings.on_url = on_url;
+    H.settings.on_header_field = on_header_field;
+    H.settings.on_header_value = on_header_value;
+    H.settings.on_headers_complete = on_headers_complete;
+    H.settings.on_body = on_body;
+    H.settings.on_message_complete = on_message_complete;
+    int fd = server_listen_socket(config.http_listen, err, errlen);
+    if (fd < 0)
+        return -EADDRINUSE;
+    H.fd = fd;
+    ev_io_init(&H.accept_io, http_accept_cb, fd, EV_READ);
+    ev_io_start(srv.loop, &H.accept_io);
+    log_info("console on http://%s/", config.http_listen);
+    if (config.http_auth && !strcmp(config.admin_user, "admin") && !strcmp(config.admin_password, "admin"))
+        log_warn("console: the default credentials admin/admin are in use; set http.admin_password");
+    if (!config.http_auth)
+        log_warn("console: http.auth = false: anyone who reaches %s can purge and delete destinations",
+                 config.http_listen);
+    return 0;
+}
+
+void http_stop(void)
+{
+    if (H.fd >= 0) {
+        ev_io_stop(srv.loop, &H.accept_io);
+        close(H.fd);
+        H.fd = -1;
+    }
+    while (H.conns)
+        conn_free_http(H.conns);
+}

@@ -1,0 +1,267 @@
+"""The HTTP console: every endpoint, authentication on and off, and bad
+requests answered with the right 4xx without disturbing the broker."""
+import base64
+import http.client
+import json
+import socket
+import time
+
+import pytest
+
+from stompd_test import connected
+
+
+def req(b, method, path, body=None, auth=("admin", "admin"), headers=None):
+    c = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=5)
+    h = dict(headers or {})
+    if auth:
+        h["Authorization"] = "Basic " + base64.b64encode(("%s:%s" % auth).encode()).decode()
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body)
+        h.setdefault("Content-Type", "application/json")
+    c.request(method, path, body=body, headers=h)
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, dict(r.getheaders()), data
+
+
+def get_json(b, path, **kw):
+    st, h, data = req(b, "GET", path, **kw)
+    assert st == 200, (st, data)
+    assert h["Content-Type"] == "application/json"
+    return json.loads(data)
+
+
+def raw(b, data, timeout=5):
+    s = socket.create_connection(("127.0.0.1", b.http_port), timeout=timeout)
+    s.sendall(data)
+    out = b""
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            out += d
+    except socket.timeout:
+        pass
+    s.close()
+    return out
+
+
+@pytest.fixture
+def busy(broker):
+    """A broker with a queue holding messages, a consumer and a topic
+    subscriber."""
+    p = connected(broker.port)
+    for i in range(3):
+        p.receipt("SEND", {"destination": "/queue/orders", "persistent": "true"}, "r%d" % i, b"o%d" % i)
+    consumer = connected(broker.port, headers={"client-id": "shop"})
+    consumer.receipt("SUBSCRIBE", {"id": "q", "destination": "/queue/work", "ack": "client-individual"}, "s")
+    consumer.receipt("SUBSCRIBE", {"id": "t", "destination": "/topic/news"}, "s2")
+    consumer.receipt("SUBSCRIBE", {"id": "d", "destination": "/topic/news", "activemq.subscriptionName": "keep"}, "s3")
+    broker.keep = (p, consumer)
+    return broker
+
+
+def test_status_and_health(busy):
+    st = get_json(busy, "/api/status")
+    assert st["role"] == "standalone" and st["broker"] == "localhost"
+    assert st["lsn"] >= 3 and st["committed_lsn"] >= 3 and len(st["node_id"]) == 16
+    s, h, data = req(busy, "GET", "/healthz", auth=None)
+    assert s == 200 and json.loads(data) == {"status": "ok", "role": "standalone"}
+
+
+def test_overview_queues_topics_connections(busy):
+    o = get_json(busy, "/api/overview")
+    q = {x["name"]: x for x in o["queues"]}
+    assert q["/queue/orders"]["pending"] == 3 and q["/queue/orders"]["stats"]["enqueued"] == 3
+    assert q["/queue/work"]["consumers"] == 1
+    t = {x["name"]: x for x in o["topics"]}
+    assert t["/topic/news"]["subscribers"] == 1
+    assert t["/topic/news"]["durable_subscriptions"][0]["client_id"] == "shop"
+    assert o["counters"]["messages_in"] == 3
+    conns = {c["client_id"]: c for c in o["connections"]}
+    assert {s["destination"] for s in conns["shop"]["subscriptions"]} == {"/queue/work", "/topic/news"}
+    assert get_json(busy, "/api/queues") == o["queues"]
+    assert get_json(busy, "/api/topics") == o["topics"]
+    assert len(get_json(busy, "/api/connections")) == 2
+    assert get_json(busy, "/api/cluster")["members"] == []
+    assert get_json(busy, "/api/counters")["connections"] == 2
+
+
+def test_page_is_readable_html(busy):
+    s, h, data = req(busy, "GET", "/")
+    assert s == 200 and h["Content-Type"].startswith("text/html")
+    page = data.decode()
+    assert "/queue/orders" in page and "/topic/news" in page and "shop/keep" in page
+    assert 'http-equiv="refresh"' in page
+    assert 'class="role standalone"' in page
+
+
+def test_page_escapes_names(broker):
+    p = connected(broker.port)
+    p.receipt("SEND", {"destination": "/queue/<script>alert(1)</script>"}, "r", b"x")
+    s, h, data = req(broker, "GET", "/")
+    assert b"<script>alert(1)</script>" not in data
+    assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in data
+
+
+def test_metrics(busy):
+    s, h, data = req(busy, "GET", "/metrics")
+    assert s == 200 and h["Content-Type"].startswith("text/plain; version=0.0.4")
+    text = data.decode()
+    assert 'stompd_role{role="standalone"} 1' in text
+    assert 'stompd_destination_pending{destination="/queue/orders",type="queue"} 3' in text
+    assert "# TYPE stompd_messages_in_total counter" in text
+    for line in text.splitlines():
+        assert line.startswith("#") or line.startswith("stompd_"), line
+
+
+def test_actions_purge_delete_send(busy):
+    s, h, data = req(busy, "POST", "/api/destinations/purge", {"destination": "/queue/orders"})
+    assert s == 200 and json.loads(data)["messages"] == 3
+    assert {q["name"]: q for q in get_json(busy, "/api/queues")}["/queue/orders"]["pending"] == 0
+    s, h, data = req(busy, "POST", "/api/send", {"destination": "/queue/work", "body": "from the console",
+                                                   "headers": {"x-k": "v"}, "persistent": True, "priority": 7})
+    assert s == 200 and json.loads(data) == {"sent": True, "durable": True}
+    consumer = busy.keep[1]
+    m = consumer.recv()
+    assert m.body == b"from the console" and m["x-k"] == "v" and m["priority"] == "7"
+    assert m["persistent"] == "true"
+    s, h, data = req(busy, "POST", "/api/destinations/delete", {"destination": "/topic/news"})
+    assert s == 200
+    assert "/topic/news" not in {t["name"] for t in get_json(busy, "/api/topics")}
+
+
+def test_purge_is_durable(broker):
+    p = connected(broker.port)
+    p.receipt("SEND", {"destination": "/queue/gone", "persistent": "true"}, "r", b"x")
+    assert req(broker, "POST", "/api/destinations/purge", {"destination": "/queue/gone"})[0] == 200
+    assert broker.stop() == 0
+    broker.restart()
+    assert {q["name"]: q for q in get_json(broker, "/api/queues")}.get("/queue/gone", {"pending": 0})["pending"] == 0
+
+
+@pytest.mark.parametrize("body,why", [
+    ({"body": "x"}, "destination"),
+    ({"destination": "/nowhere/x"}, "unknown destination type"),
+    ({"destination": "/queue/x", "priority": 10}, "priority"),
+    ({"destination": "/queue/x", "priority": "high"}, "priority"),
+    ({"destination": "/queue/x", "expires": -1}, "expires"),
+    ({"destination": "/queue/x", "persistent": "yes"}, "persistent"),
+    ({"destination": "/queue/x", "headers": {"a": 1}}, "headers"),
+    ({"destination": "/queue/x", "headers": []}, "headers"),
+    ({"destination": "/temp-queue/x"}, "temporary"),
+    ({"destination": "/queue/x", "body": 42}, "body"),
+])
+def test_send_validation(broker, body, why):
+    s, h, data = req(broker, "POST", "/api/send", body)
+    assert s == 400 and why in json.loads(data)["error"], data
+
+
+def test_bad_json_and_content_type(broker):
+    s, h, data = req(broker, "POST", "/api/send", "{not json", headers={"Content-Type": "application/json"})
+    assert s == 400 and "JSON" in json.loads(data)["error"]
+    s, h, data = req(broker, "POST", "/api/send", "[1,2]", headers={"Content-Type": "application/json"})
+    assert s == 400
+    s, h, data = req(broker, "POST", "/api/send", "destination=/queue/x",
+                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert s == 415
+    s, h, data = req(broker, "POST", "/api/destinations/purge", {"destination": "/queue/none"})
+    assert s == 404
+    s, h, data = req(broker, "POST", "/api/destinations/purge", {"destination": "/topic/t"})
+    assert s in (400, 404)
+
+
+def test_authentication(broker):
+    assert req(broker, "GET", "/api/status", auth=None)[0] == 401
+    s, h, data = req(broker, "GET", "/", auth=("admin", "wrong"))
+    assert s == 401 and h["WWW-Authenticate"].startswith("Basic")
+    assert req(broker, "GET", "/api/status", auth=("admi", "admin"))[0] == 401
+    assert req(broker, "GET", "/api/status", headers={"Authorization": "Basic !!!"}, auth=None)[0] == 401
+    assert req(broker, "GET", "/api/status", headers={"Authorization": "Bearer x"}, auth=None)[0] == 401
+    assert broker.wait_log("default credentials admin/admin")
+
+
+def test_authentication_off_and_custom_credentials(broker_factory):
+    off = broker_factory({"http.auth": "false"})
+    assert req(off, "GET", "/api/status", auth=None)[0] == 200
+    assert off.wait_log("http.auth = false")
+    custom = broker_factory({"http.admin_user": "ops", "http.admin_password": "s3cret"})
+    assert req(custom, "GET", "/api/status", auth=("ops", "s3cret"))[0] == 200
+    assert req(custom, "GET", "/api/status")[0] == 401
+    assert "default credentials" not in custom.log()
+
+
+def test_not_found_and_wrong_method(broker):
+    assert req(broker, "GET", "/nope")[0] == 404
+    assert req(broker, "GET", "/api/nope")[0] == 404
+    s, h, data = req(broker, "DELETE", "/api/queues")
+    assert s == 405 and h["Allow"] == "GET"
+    s, h, data = req(broker, "GET", "/api/send")
+    assert s == 405 and h["Allow"] == "POST"
+    assert req(broker, "POST", "/healthz", "x")[0] == 405
+
+
+def test_malformed_and_oversized(broker_factory):
+    b = broker_factory({"http.max_request": "4KiB"})
+    watcher = connected(b.port)
+    watcher.receipt("SUBSCRIBE", {"id": "w", "destination": "/queue/watch"}, "s")
+    assert raw(b, b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400")
+    assert raw(b, b"GET / HTTP/1.1\r\nno colon here\r\n\r\n").startswith(b"HTTP/1.1 400")
+    assert raw(b, b"GET / HTTP/1.1\r\nContent-Length: -5\r\n\r\n").startswith(b"HTTP/1.1 400")
+    assert raw(b, b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 8000 + b"\r\n\r\n").startswith(b"HTTP/1.1 431")
+    big = b"x" * 6000
+    out = raw(b, b"POST /api/send HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n" % len(big) + big)
+    assert out.startswith(b"HTTP/1.1 413")
+    assert raw(b, b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\n\r\n")[:12] in (b"HTTP/1.1 414", b"HTTP/1.1 431")
+    # the broker is undisturbed
+    p = connected(b.port)
+    p.send("SEND", {"destination": "/queue/watch"}, b"still fine")
+    assert watcher.recv().body == b"still fine"
+    assert req(b, "GET", "/healthz", auth=None)[0] == 200
+
+
+def test_keep_alive_and_pipelining(broker):
+    auth = base64.b64encode(b"admin:admin")
+    one = b"GET /api/counters HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + auth + b"\r\n\r\n"
+    s = socket.create_connection(("127.0.0.1", broker.http_port), timeout=5)
+    s.sendall(one + one)
+    out = b""
+    deadline = time.time() + 5
+    while out.count(b"HTTP/1.1 200") < 2 and time.time() < deadline:
+        out += s.recv(65536)
+    assert out.count(b"HTTP/1.1 200") == 2
+    s.sendall(one)
+    assert s.recv(65536).startswith(b"HTTP/1.1 200")
+    s.close()
+
+
+def test_console_connection_limit(broker_factory):
+    b = broker_factory({"http.max_connections": "2"})
+    held = [socket.create_connection(("127.0.0.1", b.http_port)) for _ in range(2)]
+    time.sleep(0.1)
+    assert raw(b, b"").startswith(b"HTTP/1.1 503")
+    for s in held:
+        s.close()
+    time.sleep(0.1)
+    assert req(b, "GET", "/healthz", auth=None)[0] == 200
+
+
+def test_slave_answers_status_and_points_to_master(broker_factory):
+    from stompd_test import free_port, replicated
+    rp = [free_port(), free_port()]
+    master = broker_factory(replicated("m", rp[0], "master"))
+    slave = broker_factory(replicated("s", rp[1], "slave", rp[0]), start=False)
+    slave.start(wait="following master")
+    assert req(slave, "GET", "/healthz", auth=None)[0] == 200
+    st = get_json(slave, "/api/status")
+    assert st["role"] == "slave" and st["master"]["connected"] is True
+    s, h, data = req(slave, "GET", "/")
+    assert s == 503 and "this node is slave" in json.loads(data)["error"]
+    assert req(slave, "GET", "/api/queues")[0] == 503
+    assert get_json(master, "/api/status")["role"] == "master"
+    replicas = get_json(master, "/api/cluster")["replicas"]
+    assert len(replicas) == 1 and replicas[0]["lag"] == 0
