@@ -75,6 +75,8 @@ static const struct cfg_key keys[] = {
      "longest command line"},
     {"stomp.require_host", CFG_BOOL, "false", 0, 0, NULL, OFF(require_host),
      "refuse a 1.1/1.2 CONNECT without a host header (the specification's rule; some clients omit it)"},
+    {"stomp.client_id_takeover", CFG_BOOL, "false", 0, 0, NULL, OFF(client_id_takeover),
+     "a CONNECT with a client-id in use closes the older connection instead of being refused"},
     {"stomp.connect_timeout", CFG_DURATION, "30s", 10, 3600000, NULL, OFF(connect_timeout),
      "time a new connection has to send CONNECT"},
     {"stomp.heartbeat_min", CFG_DURATION, "100ms", 1, 3600000, NULL, OFF(heartbeat_min),

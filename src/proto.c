@@ -11,6 +11,7 @@
 #include <uthash.h>
 
 #include "stompd/commit.h"
+#include "stompd/config.h"
 #include "stompd/conn.h"
 #include "stompd/log.h"
 #include "stompd/persist.h"
@@ -138,6 +139,14 @@ int proto_claim_client_id(struct conn *c, const char *id)
 {
     struct client_id *e;
     HASH_FIND_STR(client_ids, id, e);
+    if (e && config.client_id_takeover) {
+        /* the newcomer wins (ActiveMQ's allowLinkStealing): the old
+         * connection is most likely a dead one not yet noticed */
+        clog_info(e->conn, "client-id '%s' taken over by connection %llu", id, (unsigned long long)c->id);
+        conn_error(e->conn, "client-id taken over", NULL,
+                   "A new connection with the same client-id replaced this one (stomp.client_id_takeover).");
+        HASH_FIND_STR(client_ids, id, e);
+    }
     if (e)
         return -EEXIST;
     e = calloc(1, sizeof *e);

@@ -33,6 +33,7 @@ struct config {
     int64_t max_header_size;
     int64_t max_command_size;
     bool require_host;
+    bool client_id_takeover;
     int64_t connect_timeout;
     int64_t heartbeat_min;
     int64_t heartbeat_grace_pct;

@@ -123,6 +123,15 @@ def test_client_id_in_use(broker):
     c.close()
 
 
+def test_client_id_takeover(broker_factory):
+    b = broker_factory({"stomp.client_id_takeover": "true"})
+    old = connected(b.port, headers={"client-id": "app-2"})
+    old.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/own", "ack": "client"}, "s")
+    new = connected(b.port, headers={"client-id": "app-2"})
+    old.expect_error("client-id taken over")
+    new.receipt("SEND", {"destination": "/queue/x"}, "ok", b"x")
+
+
 def test_peer_vanishing_is_harmless(broker):
     for _ in range(20):
         s = socket.create_connection(("127.0.0.1", broker.port))
