@@ -126,6 +126,7 @@ static struct {
 static void evaluate(void);
 static void publish(bool force);
 static void start_session(void);
+static bool paused_check(void);
 
 /* ------------------------------------------------------------ events in */
 
@@ -835,6 +836,8 @@ static void free_ev(struct zev *e)
 
 static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
 {
+    /* events of a session we just dropped are ignored (generation) */
+    paused_check();
     pthread_mutex_lock(&Z.mu);
     struct zev *list = Z.head;
     Z.head = Z.tail = NULL;
@@ -888,6 +891,8 @@ static void start_session(void)
 
 static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
+    if (paused_check())
+        return;
     if (!Z.zh) {
         start_session();
         return;
@@ -913,14 +918,20 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* A master that was not running for a while (SIGSTOP, a stall, a
  * suspended VM) cannot know whether it still leads: its session may have
- * expired and another node may be master. The tick makes the loop go
- * round at least every 200 ms, so a longer gap between two rounds means
- * the process was stopped (wherever in the round it was); step down before
- * the callbacks of this round run (check watchers come first). */
+ * expired and another node may be master. The tick makes the loop go round
+ * at least every 200 ms, so when more than a safe fraction of the session
+ * timeout has passed since the loop last went to sleep, the process was
+ * stopped somewhere in between. Checked right after poll() (check watchers
+ * run before the callbacks of what it returned) and at the start of every
+ * ZooKeeper callback, so a resumed master steps down before it acts on
+ * anything. */
+/* Z.poll_started is the last moment the loop was seen running: set before
+ * it sleeps and again when it wakes, so every stretch between two marks is
+ * either one poll (at most 200 ms) or one round of callbacks. */
 static void before_poll_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
-    if (Z.poll_started == 0)
-        Z.poll_started = ev_time();
+    paused_check();
+    Z.poll_started = ev_time();
 }
 
 void cluster_busy_done(void)
@@ -928,21 +939,27 @@ void cluster_busy_done(void)
     Z.poll_started = ev_time();
 }
 
-static void after_poll_cb(struct ev_loop *loop, ev_check *w, int revents)
+static bool paused_check(void)
 {
-    double now = ev_time();
-    double gap = now - Z.poll_started;
-    Z.poll_started = now;
+    double gap = ev_time() - Z.poll_started;
     double limit = (double)config.zk_session_timeout / 2000.0;
     if (limit < 1.0)
         limit = 1.0;
-    if (gap > limit && srv.role == ROLE_MASTER) {
-        char why[128];
-        snprintf(why, sizeof why, "this process did not run for %.1f s; its mastership may have passed on", gap);
-        step_down(why);
-        Z.registered = false;
-        start_session();
-    }
+    if (Z.poll_started == 0 || gap <= limit || srv.role != ROLE_MASTER)
+        return false;
+    char why[128];
+    snprintf(why, sizeof why, "this process did not run for %.1f s; its mastership may have passed on", gap);
+    step_down(why);
+    Z.registered = false;
+    start_session();
+    Z.poll_started = ev_time();
+    return true;
+}
+
+static void after_poll_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+    paused_check();
+    Z.poll_started = ev_time();
 }
 
 /* The advertised host must be one of this machine's addresses. */

@@ -271,7 +271,10 @@ int conn_flush(struct conn *c)
 {
     if (c->hold_lsn > commit_lsn() && c->state == CONN_OPEN)
         return 0; /* released by conn_hold_release */
-    bool was_full = conn_output_full(c);
+    /* Remember that dispatch saw this output full, however many flushes
+     * it then takes to drain it. */
+    if (conn_output_full(c))
+        c->out_was_full = true;
     while (buf_used(&c->out) > 0) {
         ssize_t n = write(c->fd, buf_head(&c->out), buf_used(&c->out));
         if (n > 0) {
@@ -305,8 +308,10 @@ int conn_flush(struct conn *c)
     }
     if (buf_used(&c->out) < (size_t)config.output_limit / 2) {
         conn_resume(c, PAUSE_OUTPUT);
-        if (was_full)
+        if (c->out_was_full) {
+            c->out_was_full = false;
             conn_output_drained(c);
+        }
     }
     return 0;
 }

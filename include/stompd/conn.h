@@ -43,6 +43,7 @@ struct conn {
     bool in_flush;              /* on the flush list */
     bool error_sent;
     bool in_resume;             /* on the resumed list */
+    bool out_was_full;          /* dispatch stopped on a full output: resume it when drained */
     bool hold_pending;          /* output holds a delivery whose mark is not journaled yet */
     bool in_held;               /* on the held list */
     uint64_t hold_lsn;          /* output waits until this lsn is committed */
