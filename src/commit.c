@@ -40,8 +40,36 @@ void op_add_msg(struct op *op, struct msg *m)
     v[op->nmsgs++] = msg_ref(m);
 }
 
+void op_add_reserved_msg(struct op *op, struct msg *m)
+{
+    op_add_msg(op, m);
+    op->reserved += (int64_t)m->size;
+    dest_reserve((int64_t)m->size);
+}
+
+void op_add_dup(struct op *op, const char *dup_id)
+{
+    char **v = realloc(op->dups, (op->ndups + 1) * sizeof *v);
+    if (!v || !(v[op->ndups] = strdup(dup_id)))
+        abort();
+    op->dups = v;
+    op->ndups++;
+}
+
+static void unreserve(struct op *op)
+{
+    if (op->reserved) {
+        dest_reserve(-op->reserved);
+        op->reserved = 0;
+    }
+}
+
 static void op_free(struct op *op)
 {
+    unreserve(op);
+    for (uint32_t i = 0; i < op->ndups; i++)
+        free(op->dups[i]);
+    free(op->dups);
     if (op->notify) {
         void (*fn)(void *, bool) = op->notify;
         op->notify = NULL;
@@ -65,6 +93,7 @@ static bool op_ready(const struct op *op)
  * temporary destination whose owner has gone takes nothing. */
 static void release(struct op *op)
 {
+    unreserve(op);
     for (uint32_t i = 0; i < op->nmsgs; i++) {
         struct msg *m = op->msgs[i];
         if (!op->failed) {
@@ -237,6 +266,8 @@ void commit_free_all(void)
     while ((op = TAILQ_FIRST(&commit_q))) {
         TAILQ_REMOVE(&commit_q, op, commit_link);
         ncommit_q--;
+        /* never committed: whoever waits hears it failed */
+        op->failed = true;
         if (!op->conn)
             op_free(op);
     }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "stompd/config.h"
@@ -269,7 +270,7 @@ static void hold_forget(struct conn *c)
 
 int conn_flush(struct conn *c)
 {
-    if (c->hold_lsn > commit_lsn() && c->state == CONN_OPEN)
+    if ((c->hold_pending || c->hold_lsn > commit_lsn()) && c->state == CONN_OPEN)
         return 0; /* released by conn_hold_release */
     /* Remember that dispatch saw this output full, however many flushes
      * it then takes to drain it. */
@@ -349,6 +350,13 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         break;
     }
     double next = 3600;
+    if (c->paused) {
+        /* We stopped reading it (flow control): its beats wait in the
+         * socket, unread. Bytes waiting there mean it is alive. */
+        int waiting = 0;
+        if (buf_used(&c->in) > 0 || (ioctl(c->fd, FIONREAD, &waiting) == 0 && waiting > 0))
+            c->last_rx = now;
+    }
     if (c->hb_rx_ms) {
         double limit = c->hb_rx_ms / 1000.0 * (double)config.heartbeat_grace_pct / 100.0;
         double idle = now - c->last_rx;

@@ -209,14 +209,8 @@ static void check_room(struct dest *d)
         unblock_all(d);
 }
 
-void dest_mem_add(struct dest *d, int64_t bytes)
+static void global_drained(void)
 {
-    d->mem += bytes;
-    total_mem += bytes;
-    if (bytes >= 0 || nblocked_dests == 0)
-        return;
-    check_room(d);
-    /* A global drain may free destinations other than this one. */
     if (total_mem * 100 < config.memory_limit * 90) {
         for (size_t i = 0; i < nblocked_dests;) {
             struct dest *b = blocked_dests[i];
@@ -227,6 +221,24 @@ void dest_mem_add(struct dest *d, int64_t bytes)
                 i++;
         }
     }
+}
+
+void dest_reserve(int64_t bytes)
+{
+    total_mem += bytes;
+    if (bytes < 0 && nblocked_dests)
+        global_drained();
+}
+
+void dest_mem_add(struct dest *d, int64_t bytes)
+{
+    d->mem += bytes;
+    total_mem += bytes;
+    if (bytes >= 0 || nblocked_dests == 0)
+        return;
+    check_room(d);
+    /* A global drain may free destinations other than this one. */
+    global_drained();
     if (TAILQ_EMPTY(&d->blocked)) {
         for (size_t i = 0; i < nblocked_dests; i++) {
             if (blocked_dests[i] == d) {

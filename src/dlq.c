@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "stompd/commit.h"
 #include "stompd/config.h"
 #include "stompd/dest.h"
 #include "stompd/dlq.h"
@@ -63,8 +64,16 @@ void dlq_move(struct qentry *e, const char *reason)
     from->st.dead_lettered++;
     srv.st.dead_lettered++;
     log_debug("message %s from %s dead-lettered to %s: %s", m->id, from->name, dlq->name, reason);
-    persist_dlq_move(e, copy);
+    uint64_t lsn = persist_dlq_move(e, copy);
     queue_entry_done(e);
-    dest_deliver(dlq, copy);
+    if (lsn && copy->journaled) {
+        /* like any persistent message: visible only once committed */
+        struct op *op = op_new(OP_COMMIT, NULL, NULL);
+        op->lsn = lsn;
+        op_add_msg(op, copy);
+        op_submit(op);
+    } else {
+        dest_deliver(dlq, copy);
+    }
     msg_unref(copy);
 }

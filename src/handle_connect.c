@@ -125,6 +125,7 @@ int handle_connect(struct conn *c, struct frame *f)
 
 int handle_disconnect(struct conn *c, struct frame *f)
 {
+    conn_pause(c, PAUSE_CLOSING);
     op_submit(op_new(OP_DISCONNECT, c, frame_get(f, "receipt")));
     return PROTO_RECEIPT_TAKEN;
 }

@@ -149,14 +149,19 @@ int send_message(struct conn *c, struct frame *f, struct op *batch)
 
     int rc = 0;
     if (journal && persist_enqueue(d, m, dupid)) {
-        if (dupid)
-            dup_remember(dupid, batch ? persist_last_lsn() + 1 : persist_last_lsn(), true);
         if (batch) {
-            op_add_msg(batch, m);
+            /* the transaction's entry gets its lsn at COMMIT's end */
+            op_add_reserved_msg(batch, m);
+            if (dupid)
+                op_add_dup(batch, dupid);
+            if (dest_is_full(d) && !batch->room)
+                dest_block(d, batch);
         } else {
+            if (dupid)
+                dup_remember(dupid, persist_last_lsn(), true);
             struct op *op = op_new(OP_COMMIT, c, receipt);
             op->lsn = persist_last_lsn();
-            op_add_msg(op, m);
+            op_add_reserved_msg(op, m);
             if (dest_is_full(d))
                 dest_block(d, op);
             op_submit(op);
@@ -166,6 +171,8 @@ int send_message(struct conn *c, struct frame *f, struct op *batch)
         if (dupid)
             dup_remember(dupid, 0, false);
         dest_deliver(d, m);
+        if (batch && dest_is_full(d) && !batch->room)
+            dest_block(d, batch);
         if (!batch && dest_is_full(d)) {
             struct op *op = op_new(OP_ROOM, c, receipt);
             dest_block(d, op);

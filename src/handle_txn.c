@@ -8,6 +8,7 @@
 
 #include "stompd/commit.h"
 #include "stompd/conn.h"
+#include "stompd/dup.h"
 #include "stompd/log.h"
 #include "stompd/proto.h"
 #include "stompd/persist.h"
@@ -58,6 +59,8 @@ int handle_commit(struct conn *c, struct frame *f)
     }
     op->lsn = persist_batch_end();
     txn_end(c, t);
+    for (uint32_t i = 0; i < op->ndups; i++)
+        dup_remember(op->dups[i], op->lsn, true);
     if (op->lsn == 0) {
         /* Nothing to wait for: messages go now. */
         op->kind = OP_RECEIPT;

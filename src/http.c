@@ -62,6 +62,7 @@ struct http_conn {
     bool closing;           /* close once the output is written */
     bool writing;
     bool waiting;           /* an answer waits for the journal */
+    bool in_parser;         /* inside http_parser_execute: do not free */
     struct op *op;          /* the op it waits for */
     struct buf out;
     struct buf stash;       /* bytes read while waiting */
@@ -103,7 +104,8 @@ static const char *reason(int status)
     }
 }
 
-static void flush_http(struct http_conn *h)
+/* Returns false when the connection was closed (and freed). */
+static bool flush_http(struct http_conn *h)
 {
     while (buf_used(&h->out) > 0) {
         ssize_t n = send(h->fd, buf_head(&h->out), buf_used(&h->out), MSG_NOSIGNAL);
@@ -118,17 +120,20 @@ static void flush_http(struct http_conn *h)
                 ev_io_start(srv.loop, &h->wr);
                 h->writing = true;
             }
-            return;
+            return true;
         }
         conn_free_http(h);
-        return;
+        return false;
     }
     if (h->writing) {
         ev_io_stop(srv.loop, &h->wr);
         h->writing = false;
     }
-    if (h->closing)
+    if (h->closing) {
         conn_free_http(h);
+        return false;
+    }
+    return true;
 }
 
 static void http_write_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -769,7 +774,10 @@ static void send_done(void *arg, bool ok)
     else
         respond_error(h, 500, "the store could not make the message durable", NULL);
     ev_io_start(srv.loop, &h->rd);
-    flush_http(h);
+    if (h->in_parser)
+        return; /* process() flushes when the parser returns */
+    if (!flush_http(h))
+        return;
     /* what arrived while waiting */
     if (!h->closing && buf_used(&h->stash)) {
         struct buf s = h->stash;
@@ -1128,7 +1136,9 @@ static int on_message_complete(http_parser *p)
 
 static void process(struct http_conn *h, const char *data, size_t len)
 {
+    h->in_parser = true;
     size_t n = http_parser_execute(&h->parser, &H.settings, data, len);
+    h->in_parser = false;
     enum http_errno e = HTTP_PARSER_ERRNO(&h->parser);
     if (e == HPE_PAUSED) {
         http_parser_pause(&h->parser, 0);

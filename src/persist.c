@@ -94,10 +94,15 @@ static uint64_t append(struct journal_builder *jb)
     return lsn;
 }
 
-uint64_t persist_flush(void)
+static void persist_flush_lazy(void)
 {
     if (enabled && !jb_empty(&lazy))
         append(&lazy);
+}
+
+uint64_t persist_flush(void)
+{
+    persist_flush_lazy();
     /* held deliveries wait for this entry (or an earlier one) */
     conn_hold_assign(last_lsn);
     return last_lsn;
@@ -138,8 +143,11 @@ uint64_t persist_batch_end(void)
     in_batch = false;
     if (jb_empty(&batch))
         return 0;
-    persist_flush();
-    return append(&batch);
+    persist_flush_lazy();
+    uint64_t lsn = append(&batch);
+    /* deliveries marked in the batch wait for the batch */
+    conn_hold_assign(lsn);
+    return lsn;
 }
 
 static bool msg_journaled(const struct qentry *e)
@@ -225,11 +233,13 @@ void persist_durable_deleted(struct durable *d)
     imm_end(jb);
 }
 
-void persist_dlq_move(struct qentry *e, struct msg *copy)
+uint64_t persist_dlq_move(struct qentry *e, struct msg *copy)
 {
     if (!enabled || (!copy->persistent && !e->msg->journaled))
-        return;
-    struct journal_builder *jb = imm_begin();
+        return 0;
+    generation++;
+    persist_flush_lazy();
+    struct journal_builder *jb = &imm_jb;
     if (e->msg->journaled) {
         if (e->q->durable)
             jb_dequeue_sub(jb, e->q->durable->client_id, e->q->durable->name, e->msg->seq);
@@ -240,7 +250,7 @@ void persist_dlq_move(struct qentry *e, struct msg *copy)
         jb_enqueue(jb, copy->dest, NULL, 0, NULL, copy);
         copy->journaled = true;
     }
-    imm_end(jb);
+    return append(jb);
 }
 
 void persist_purge(struct dest *d)
@@ -618,13 +628,14 @@ void persist_stop_serving(const char *why)
     if (srv.role != ROLE_MASTER)
         return;
     log_warn("stepping down as master: %s", why);
-    server_close_clients(why);
+    /* Nothing more is journaled or shipped from here on, not even what
+     * closing the clients would record (returned messages, dead letters). */
+    enabled = false;
     repl_master_stop(why);
-    /* what was not appended was never promised to anyone */
     jb_free(&lazy);
     jb_free(&batch);
     in_batch = false;
-    enabled = false;
+    server_close_clients(why);
     durable_free_all();
     dest_free_all();
     commit_free_all();

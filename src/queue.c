@@ -267,20 +267,24 @@ void queue_push_recovered(struct queue *q, struct msg *m, uint32_t redeliveries)
     pending_insert_sorted(q, e);
 }
 
-void queue_return(struct qentry *e, bool count_redelivery)
+void queue_return(struct qentry *e, enum return_why why)
 {
     struct queue *q = e->q;
     e->sub = NULL;
     e->tag = 0;
     e->in_txn_ack = false;
-    if (count_redelivery) {
-        e->redeliveries++;
-        q->dest->st.redelivered++;
-        if (config.max_redeliveries >= 0 && e->redeliveries > (uint64_t)config.max_redeliveries &&
-            !dlq_is_dlq(q->dest)) {
-            dlq_move(e, "max redeliveries exceeded");
-            return;
-        }
+    e->redeliveries++;
+    q->dest->st.redelivered++;
+    /* A NACK past the limit dead-letters (0: the first NACK does). A
+     * consumer that went away counts too, against poison messages that
+     * kill their consumers, but never on its first loss: restarting a
+     * consumer must not dead-letter what it held. */
+    int64_t limit = config.max_redeliveries;
+    if (why == RETURN_LOST && limit == 0)
+        limit = 1;
+    if (limit >= 0 && e->redeliveries > (uint64_t)limit && !dlq_is_dlq(q->dest)) {
+        dlq_move(e, why == RETURN_NACK ? "max redeliveries exceeded" : "max redeliveries exceeded (consumer lost)");
+        return;
     }
     pending_insert_sorted(q, e);
     queue_mark_dirty(q);

@@ -344,8 +344,11 @@ static int on_hello(struct session *s, struct repl_reader *r)
     } else {
         s->state = S_STREAM;
         s->next_lsn = last_lsn + 1;
-        s->received = s->durable = last_lsn;
-        quorum_slave_ack(&M.q, s->id, last_lsn, last_lsn);
+        /* its journal matches ours up to last_lsn; how much of it is on
+         * disk its ACKs will say */
+        s->received = last_lsn;
+        s->durable = 0;
+        quorum_slave_ack(&M.q, s->id, last_lsn, 0);
         log_info("replication: slave %s (%s) connected: streaming from lsn %" PRIu64, s->node_id, s->peer->name,
                  s->next_lsn);
     }
@@ -360,6 +363,16 @@ static int on_ack(struct session *s, struct repl_reader *r)
     uint64_t received = repl_get_u64(r), durable = repl_get_u64(r);
     if (r->bad)
         return -1;
+    /* A slave only holds what we sent it: an ACK of anything else (its old
+     * position, a divergent tail it is about to lose) must never count
+     * toward a quorum. While it installs a snapshot it holds nothing yet. */
+    if (s->state != S_STREAM)
+        return 0;
+    uint64_t sent = s->next_lsn - 1;
+    if (received > sent)
+        received = sent;
+    if (durable > received)
+        durable = received;
     if (received > s->received)
         s->received = received;
     if (durable > s->durable)
@@ -517,9 +530,12 @@ void repl_master_append(uint64_t lsn, const char *data, size_t len)
         return;
     M.last_lsn = lsn;
     ring_push(lsn, data, len);
-    for (struct session *s = M.sessions; s; s = s->next)
+    struct session *s, *next;
+    for (s = M.sessions; s; s = next) {
+        next = s->next; /* pump may drop s when its socket broke */
         if (s->state == S_STREAM && s->next_lsn == lsn)
             pump(s);
+    }
 }
 
 static void ping_cb(struct ev_loop *loop, ev_timer *w, int revents)

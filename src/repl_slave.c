@@ -99,6 +99,9 @@ static int on_welcome(struct repl_reader *r)
     L.backoff = 0;
     L.refused_logged = false;
     if (snapshot) {
+        /* what this store holds is about to be replaced: it holds nothing
+         * the master may count on */
+        L.received = L.durable = 0;
         L.state = L_SNAPSHOT;
         log_info("replication: master %s (%s, epoch %" PRIu64 ") sends a snapshot", L.master_id, L.master, epoch);
     } else {

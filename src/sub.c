@@ -137,11 +137,11 @@ void sub_nack(struct sub *s, struct qentry *e)
     if (s->ack == ACK_CLIENT) {
         while ((it = TAILQ_FIRST(&s->unacked)) != e) {
             detach(s, it);
-            queue_return(it, true);
+            queue_return(it, RETURN_NACK);
         }
     }
     detach(s, e);
-    queue_return(e, true);
+    queue_return(e, RETURN_NACK);
     queue_mark_dirty(s->q);
 }
 
@@ -150,7 +150,7 @@ void sub_release_all(struct sub *s)
     struct qentry *e;
     while ((e = TAILQ_FIRST(&s->unacked))) {
         detach(s, e);
-        queue_return(e, true);
+        queue_return(e, RETURN_LOST);
     }
 }
 

@@ -8,6 +8,7 @@
 
 #include "stompd/config.h"
 #include "stompd/conn.h"
+#include "stompd/dest.h"
 #include "stompd/proto.h"
 #include "stompd/txn.h"
 
@@ -43,6 +44,14 @@ int txn_hold(struct conn *c, const char *id, struct frame *f)
     if (t->nframes >= (uint32_t)config.max_tx_frames)
         return proto_fail("transaction too large", "A transaction may hold %lld frames (stomp.max_tx_frames).",
                           (long long)config.max_tx_frames);
+    if (dest_total_mem() >= config.memory_limit)
+        return proto_fail("broker memory full", "The broker holds broker.memory_limit bytes of messages; a "
+                          "transaction cannot hold more. Commit smaller transactions.");
+    int64_t bytes = (int64_t)f->body_len + 64;
+    for (uint32_t i = 0; i < f->nheaders; i++)
+        bytes += f->headers[i].name_len + f->headers[i].value_len + 2;
+    t->bytes += bytes;
+    dest_reserve(bytes);
     if (t->nframes == t->cap) {
         t->cap = t->cap ? t->cap * 2 : 8;
         t->frames = realloc(t->frames, t->cap * sizeof *t->frames);
@@ -56,6 +65,7 @@ int txn_hold(struct conn *c, const char *id, struct frame *f)
 
 void txn_end(struct conn *c, struct txn *t)
 {
+    dest_reserve(-t->bytes);
     for (uint32_t i = 0; i < t->nframes; i++)
         frame_free(&t->frames[i]);
     free(t->frames);

@@ -32,6 +32,9 @@ struct op {
     char *receipt;          /* receipt id to answer, or NULL */
     struct msg **msgs;      /* messages released on commit */
     uint32_t nmsgs;
+    int64_t reserved;       /* bytes of its messages charged to the memory limit */
+    char **dups;            /* duplicate-detection ids recorded once its lsn is known */
+    uint32_t ndups;
     struct dest *room;      /* OP_ROOM */
     /* An op without a connection (the HTTP console's sends) may ask to be
      * told when it is done: ok is false when the store refused it. */
@@ -45,6 +48,9 @@ TAILQ_HEAD(op_list, op);
 
 struct op *op_new(enum op_kind kind, struct conn *c, const char *receipt);
 void op_add_msg(struct op *op, struct msg *m);
+/* Also charge the message to the broker's memory until it is released. */
+void op_add_reserved_msg(struct op *op, struct msg *m);
+void op_add_dup(struct op *op, const char *dup_id);
 /* Queue op behind the connection's earlier ops (and in the commit order
  * when it has an lsn). */
 void op_submit(struct op *op);

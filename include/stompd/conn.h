@@ -25,6 +25,7 @@ enum {
     PAUSE_OUTPUT = 1,   /* too much unsent output */
     PAUSE_PENDING = 2,  /* too many frames waiting for the store */
     PAUSE_ROOM = 4,     /* a destination is full */
+    PAUSE_CLOSING = 8,  /* DISCONNECT received: nothing after it is read */
 };
 
 struct sub;

@@ -75,6 +75,9 @@ void dest_block(struct dest *d, struct op *op);
 void dest_unblock(struct dest *d, struct op *op);
 
 int64_t dest_total_mem(void);
+/* Memory held for no destination yet (transactions, messages waiting for
+ * the journal), charged to broker.memory_limit. */
+void dest_reserve(int64_t bytes);
 
 /* A message enters the destination: queued, or published to subscribers. */
 void dest_deliver(struct dest *d, struct msg *m);

@@ -60,7 +60,9 @@ void persist_dequeue(struct qentry *e);
 bool persist_delivered(struct qentry *e);
 void persist_durable_created(struct durable *d);
 void persist_durable_deleted(struct durable *d);
-void persist_dlq_move(struct qentry *e, struct msg *copy);
+/* Journal a dead-letter move in its own entry (never in a transaction's
+ * batch); returns its lsn, 0 when nothing was journaled. */
+uint64_t persist_dlq_move(struct qentry *e, struct msg *copy);
 void persist_purge(struct dest *d);
 void persist_dup_forget(const char *dup_id);
 

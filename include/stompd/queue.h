@@ -59,7 +59,8 @@ void queue_push_recovered(struct queue *q, struct msg *m, uint32_t redeliveries)
 /* Put an entry back (NACK, consumer gone, transaction rolled back) in
  * arrival order, counted as a redelivery; a message past the redelivery
  * limit goes to the dead-letter queue instead. */
-void queue_return(struct qentry *e, bool count_redelivery);
+enum return_why { RETURN_NACK, RETURN_LOST };
+void queue_return(struct qentry *e, enum return_why why);
 /* Remove an entry for good (acked, expired, purged, moved). */
 void queue_entry_done(struct qentry *e);
 

@@ -14,6 +14,7 @@ struct txn {
     char *id;
     struct frame *frames;
     uint32_t nframes, cap;
+    int64_t bytes;          /* held, charged to broker.memory_limit */
     UT_hash_handle hh;
 };
 

@@ -34,9 +34,9 @@ def test_silent_client_is_dropped(broker_factory):
 def test_client_heart_beats_keep_it_alive(broker_factory):
     b = broker_factory({"stomp.heartbeat_min": "50ms"})
     c = Client(b.port)
-    c.connect("1.2", {"heart-beat": "100,0"})
-    for _ in range(10):
-        time.sleep(0.08)
+    c.connect("1.2", {"heart-beat": "400,0"})
+    for _ in range(12):      # 1.2 s: three times the interval, beating every 100 ms
+        time.sleep(0.1)
         c.send_raw(b"\n")
     c.receipt("SEND", {"destination": "/queue/hb"}, "alive", b"x")
 

@@ -711,3 +711,68 @@ class FailoverConsumer:
     def finish(self):
         self.stop.set()
         self.thread.join(timeout=10)
+
+
+# --------------------------------------------------------------- replication peers
+
+def repl_frame(t, payload):
+    import struct
+    return struct.pack(">IB", len(payload) + 1, t) + payload
+
+
+def repl_str(b):
+    import struct
+    return struct.pack(">I", len(b)) + b
+
+
+class FakeSlave(threading.Thread):
+    """A replication peer speaking the wire protocol by hand: HELLO at a
+    chosen position, the ACK a real slave sends on WELCOME (its own
+    position), then ACKs for what it receives only while ack_entries is
+    set. It never applies anything: a slave that lies, or stalls."""
+
+    def __init__(self, port, last_epoch, last_lsn, max_epoch, node=b"fakeslave0001", ack_entries=False,
+                 token=b"s3cret"):
+        import struct
+        super().__init__(daemon=True)
+        self.ack_entries = ack_entries
+        self.s = socket.create_connection(("127.0.0.1", port))
+        self.s.sendall(repl_frame(1, struct.pack(">I", 1) + repl_str(token) + repl_str(node) +
+                                  struct.pack(">QQQ", last_epoch, last_lsn, max_epoch)))
+        self.last_lsn = last_lsn
+        self.seen = []
+
+    def run(self):
+        import struct
+        buf = b""
+        while True:
+            try:
+                d = self.s.recv(65536)
+            except OSError:
+                return
+            if not d:
+                return
+            buf += d
+            while len(buf) >= 5:
+                n, t = struct.unpack(">IB", buf[:5])
+                if len(buf) < 4 + n:
+                    break
+                p = buf[5:4 + n]
+                buf = buf[4 + n:]
+                self.seen.append(t)
+                try:
+                    if t == 2:     # WELCOME: ACK its own position, as a real slave does
+                        self.s.sendall(repl_frame(8, struct.pack(">QQ", self.last_lsn, self.last_lsn)))
+                    elif t == 7 and self.ack_entries:
+                        count = struct.unpack(">I", p[8:12])[0]
+                        off, last = 12, 0
+                        for _ in range(count):
+                            ln = struct.unpack(">I", p[off:off + 4])[0]
+                            e = p[off + 4:off + 4 + ln]
+                            last = struct.unpack(">Q", e[9:17])[0]
+                            off += 4 + ln
+                        self.s.sendall(repl_frame(8, struct.pack(">QQ", last, last)))
+                    elif t == 9:   # PING
+                        self.s.sendall(repl_frame(10, p))
+                except OSError:
+                    return
