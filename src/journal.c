@@ -561,9 +561,11 @@ int journal_apply(const char *data, size_t len, const struct journal_sink *sink)
     struct journal_entry e;
     if (journal_decode(data, len, &e) != 0)
         return -EINVAL;
-    char lk[9];
-    jkey_l(lk, e.lsn);
-    sink->put(sink->ctx, lk, sizeof lk, data, len);
+    if (!sink->no_journal) {
+        char lk[9];
+        jkey_l(lk, e.lsn);
+        sink->put(sink->ctx, lk, sizeof lk, data, len);
+    }
     struct apply_ctx x = {sink, {0}, {0}};
     int rc = journal_foreach_op(&e, apply_op, &x);
     buf_free(&x.k);

@@ -82,7 +82,8 @@ uint64_t persist_generation(void)
     return generation;
 }
 
-static uint64_t append(struct journal_builder *jb)
+/* sync: a producer, a receipt or a waiting op needs this entry on disk. */
+static uint64_t append(struct journal_builder *jb, bool sync)
 {
     size_t len;
     uint64_t lsn = ++last_lsn;
@@ -90,22 +91,29 @@ static uint64_t append(struct journal_builder *jb)
     char *data = jb_finish(jb, epoch, lsn, &len);
     /* the replication stream copies it before the store takes it over */
     repl_master_append(lsn, data, len);
-    store_append(lsn, data, len);
+    store_append(lsn, data, len, sync);
     return lsn;
 }
 
-static void persist_flush_lazy(void)
+static void persist_flush_lazy(bool sync)
 {
     if (enabled && !jb_empty(&lazy))
-        append(&lazy);
+        append(&lazy, sync);
 }
 
 uint64_t persist_flush(void)
 {
-    persist_flush_lazy();
-    /* held deliveries wait for this entry (or an earlier one) */
+    persist_flush_lazy(true);
     conn_hold_assign(last_lsn);
     return last_lsn;
+}
+
+void persist_flush_coalesced(void)
+{
+    /* acks and delivery marks: written with the next group, fsynced by the
+     * next entry that must be (they survive a broker crash at once) */
+    persist_flush_lazy(false);
+    conn_hold_assign(last_lsn);
 }
 
 /* Ops that need their own entry now: coalesced ones go first so entries
@@ -115,14 +123,14 @@ static struct journal_builder *imm_begin(void)
     generation++;
     if (in_batch)
         return &batch;
-    persist_flush();
+    persist_flush_lazy(false);
     return &imm_jb;
 }
 
 static void imm_end(struct journal_builder *jb)
 {
     if (jb == &imm_jb)
-        append(jb);
+        append(jb, true);
 }
 
 static struct journal_builder *coalesced(void)
@@ -143,8 +151,8 @@ uint64_t persist_batch_end(void)
     in_batch = false;
     if (jb_empty(&batch))
         return 0;
-    persist_flush_lazy();
-    uint64_t lsn = append(&batch);
+    persist_flush_lazy(false);
+    uint64_t lsn = append(&batch, true);
     /* deliveries marked in the batch wait for the batch */
     conn_hold_assign(lsn);
     return lsn;
@@ -238,7 +246,7 @@ uint64_t persist_dlq_move(struct qentry *e, struct msg *copy)
     if (!enabled || (!copy->persistent && !e->msg->journaled))
         return 0;
     generation++;
-    persist_flush_lazy();
+    persist_flush_lazy(false);
     struct journal_builder *jb = &imm_jb;
     if (e->msg->journaled) {
         if (e->q->durable)
@@ -250,7 +258,7 @@ uint64_t persist_dlq_move(struct qentry *e, struct msg *copy)
         jb_enqueue(jb, copy->dest, NULL, 0, NULL, copy);
         copy->journaled = true;
     }
-    return append(jb);
+    return append(jb, false);
 }
 
 void persist_purge(struct dest *d)
@@ -497,6 +505,7 @@ static int open_store(char *err, size_t errlen)
     epoch = last_epoch = si->epoch;
     commit_reset(last_lsn);
     store_set_retention((uint64_t)config.store_retention);
+    store_set_keep_journal(strcmp(config.store_type, "replicated-leveldb") == 0);
     snprintf(describe, sizeof describe, "%s %s (sync %s)", config.store_type, dir, sync_modes);
     return 0;
 }

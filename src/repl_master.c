@@ -530,10 +530,18 @@ void repl_master_append(uint64_t lsn, const char *data, size_t len)
         return;
     M.last_lsn = lsn;
     ring_push(lsn, data, len);
+}
+
+/* Before the loop sleeps: everything appended in this round goes to each
+ * caught-up slave in one ENTRIES frame and one send. */
+void repl_master_flush(void)
+{
+    if (!M.running)
+        return;
     struct session *s, *next;
     for (s = M.sessions; s; s = next) {
         next = s->next; /* pump may drop s when its socket broke */
-        if (s->state == S_STREAM && s->next_lsn == lsn)
+        if (s->state == S_STREAM && s->next_lsn <= M.last_lsn && repl_peer_pending(s->peer) == 0)
             pump(s);
     }
 }

@@ -145,7 +145,7 @@ static int on_entries(struct repl_reader *r)
         if (!copy)
             abort();
         memcpy(copy, e, len);
-        store_append(je.lsn, copy, len);
+        store_append(je.lsn, copy, len, true);
         L.received = je.lsn;
         L.received_epoch = je.epoch;
     }

@@ -197,8 +197,10 @@ static void before_sleep(struct ev_loop *loop, ev_prepare *w, int revents)
     for (int round = 0; round < 4; round++) {
         bool work = conn_run_resumed();
         work |= queue_dispatch_dirty();
-        /* acks and delivery marks of this iteration: one journal entry */
-        persist_flush();
+        /* acks and delivery marks of this iteration: one journal entry;
+         * then everything appended goes to the slaves in one frame each */
+        persist_flush_coalesced();
+        repl_master_flush();
         flush_all();
         if (!work && TAILQ_EMPTY(&srv.dirty))
             break;

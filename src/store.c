@@ -28,6 +28,7 @@ struct pending {
     enum pending_kind kind;
     uint64_t lsn;       /* P_ENTRY, P_INSTALLED */
     uint64_t epoch;     /* P_INSTALLED, P_MAX_EPOCH */
+    bool sync;          /* someone waits for this entry to be on disk */
     char *data;
     size_t len;
     struct pending *next;
@@ -50,6 +51,7 @@ static struct {
     struct pending *head, *tail;
     bool stop;
     bool sync;
+    bool keep_journal;
     uint64_t done_lsn;      /* written, reported to the loop */
     uint64_t done_gen;      /* bumped with done_lsn: it may go down after a wipe */
     uint64_t fail_lsn;      /* first lsn that failed, 0 = none */
@@ -506,7 +508,10 @@ static void *writer(void *arg)
             break;
 
         struct wctx w = {leveldb_writebatch_create(), NULL};
-        struct journal_sink sink = {w_put, w_del, w_del_prefix, &w};
+        struct journal_sink sink = {w_put, w_del, w_del_prefix, &w, !S.keep_journal};
+        bool want_sync = false;
+        for (struct pending *p = list; p; p = p->next)
+            want_sync |= p->sync;
         char *lerr = NULL;
         uint64_t first = 0, done = 0;
         bool any_done = false;
@@ -544,7 +549,7 @@ static void *writer(void *arg)
             pthread_mutex_lock(&S.mu);
             prune(w.b);
             pthread_mutex_unlock(&S.mu);
-            leveldb_write(S.db, sync ? S.wsync : S.wnosync, w.b, &lerr);
+            leveldb_write(S.db, sync && want_sync ? S.wsync : S.wnosync, w.b, &lerr);
         }
         leveldb_writebatch_destroy(w.b);
         if (lerr) {
@@ -613,11 +618,12 @@ int store_start(struct ev_loop *loop, bool sync, store_done_fn done, store_fail_
     return 0;
 }
 
-static void enqueue(enum pending_kind kind, uint64_t lsn, uint64_t epoch, char *data, size_t len)
+static void enqueue(enum pending_kind kind, uint64_t lsn, uint64_t epoch, char *data, size_t len, bool sync)
 {
     struct pending *p = malloc(sizeof *p);
     if (!p)
         abort();
+    p->sync = sync;
     p->kind = kind;
     p->lsn = lsn;
     p->epoch = epoch;
@@ -634,14 +640,19 @@ static void enqueue(enum pending_kind kind, uint64_t lsn, uint64_t epoch, char *
     pthread_mutex_unlock(&S.mu);
 }
 
-void store_append(uint64_t lsn, char *data, size_t len)
+void store_append(uint64_t lsn, char *data, size_t len, bool sync)
 {
-    enqueue(P_ENTRY, lsn, 0, data, len);
+    enqueue(P_ENTRY, lsn, 0, data, len, sync);
+}
+
+void store_set_keep_journal(bool keep)
+{
+    S.keep_journal = keep;
 }
 
 void store_wipe(void)
 {
-    enqueue(P_WIPE, 0, 0, NULL, 0);
+    enqueue(P_WIPE, 0, 0, NULL, 0, true);
 }
 
 void store_put_raw(const char *pairs, size_t len)
@@ -650,19 +661,19 @@ void store_put_raw(const char *pairs, size_t len)
     if (!copy)
         abort();
     memcpy(copy, pairs, len);
-    enqueue(P_RAW, 0, 0, copy, len);
+    enqueue(P_RAW, 0, 0, copy, len, false);
 }
 
 void store_snapshot_installed(uint64_t lsn, uint64_t epoch)
 {
-    enqueue(P_INSTALLED, lsn, epoch, NULL, 0);
+    enqueue(P_INSTALLED, lsn, epoch, NULL, 0, true);
 }
 
 void store_set_max_epoch(uint64_t epoch)
 {
     if (epoch > S.info.max_epoch)
         S.info.max_epoch = epoch;
-    enqueue(P_MAX_EPOCH, 0, epoch, NULL, 0);
+    enqueue(P_MAX_EPOCH, 0, epoch, NULL, 0, true);
 }
 
 uint64_t store_first_lsn(void)

@@ -86,6 +86,7 @@ struct journal_sink {
     void (*del)(void *ctx, const char *k, size_t kl);
     void (*del_prefix)(void *ctx, const char *p, size_t pl);
     void *ctx;
+    bool no_journal; /* a store no replica reads from keeps no L keys */
 };
 
 /* Apply one encoded entry: its own L key, its ops, and !meta/applied_lsn

@@ -46,8 +46,11 @@ void persist_batch_begin(void);
 uint64_t persist_batch_end(void);
 /* The lsn of the last entry appended. */
 uint64_t persist_last_lsn(void);
-/* Append coalesced ops now; returns the last lsn appended. */
+/* Append coalesced ops now, to be fsynced (a receipt waits for them);
+ * returns the last lsn appended. */
 uint64_t persist_flush(void);
+/* Append coalesced ops without asking for an fsync (the loop's round). */
+void persist_flush_coalesced(void);
 /* Bumped by every op recorded: tells whether a frame journaled anything. */
 uint64_t persist_generation(void);
 

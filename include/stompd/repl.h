@@ -96,6 +96,8 @@ void repl_master_stop(const char *why);
 bool repl_master_running(void);
 /* A new journal entry: streamed to the slaves that are caught up. */
 void repl_master_append(uint64_t lsn, const char *data, size_t len);
+/* Ship what was appended this round (called before the loop sleeps). */
+void repl_master_flush(void);
 /* The master's own store made entries durable up to lsn. */
 void repl_master_local_done(uint64_t lsn);
 

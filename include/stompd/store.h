@@ -33,8 +33,14 @@ const struct store_info *store_info(void);
 /* Start the writer thread. sync: fsync every batch. */
 int store_start(struct ev_loop *loop, bool sync, store_done_fn done, store_fail_fn fail,
                 char *err, size_t errlen) __attribute__((warn_unused_result));
-/* Queue an encoded entry (ownership of data passes to the store). */
-void store_append(uint64_t lsn, char *data, size_t len);
+/* Queue an encoded entry (ownership of data passes to the store). A batch
+ * is fsynced (when the store syncs at all) if any entry in it asks to be:
+ * entries nobody waits on (acks, delivery marks) ride along unsynced, and
+ * the next synced write, being later in LevelDB's log, covers them. */
+void store_append(uint64_t lsn, char *data, size_t len, bool sync);
+/* Keep the journal (L keys) for replicas to catch up from; a standalone
+ * store has no replicas and keeps only the state. */
+void store_set_keep_journal(bool keep);
 /* Keep at most this many journal entries (older ones are pruned), never
  * pruning past floor_lsn while it is non-zero (a replica still needs them). */
 void store_set_retention(uint64_t entries);

@@ -60,7 +60,7 @@ static void r_delp(void *ctx, const char *p, size_t pl)
 static char *apply_log(const char *e, size_t len)
 {
     struct rec r = {{0}};
-    struct journal_sink s = {r_put, r_del, r_delp, &r};
+    struct journal_sink s = {r_put, r_del, r_delp, &r, false};
     assert_int_equal(journal_apply(e, len, &s), 0);
     buf_putc(&r.log, '\0');
     return r.log.data;
@@ -222,7 +222,7 @@ static void test_malformed_entries(void **state)
     char *e = build_all(1, &len);
     struct journal_entry je;
     struct rec r = {{0}};
-    struct journal_sink s = {r_put, r_del, r_delp, &r};
+    struct journal_sink s = {r_put, r_del, r_delp, &r, false};
     for (size_t n = 0; n < len; n++) {
         assert_int_equal(journal_decode(e, n, &je), -EINVAL);
         assert_int_equal(journal_apply(e, n, &s), -EINVAL);
@@ -240,6 +240,21 @@ static void test_malformed_entries(void **state)
     free(g);
     free(e);
     buf_free(&r.log);
+}
+
+static void test_no_journal_keys_for_a_standalone_store(void **state)
+{
+    size_t len;
+    char *e = build_all(9, &len);
+    struct rec r = {{0}};
+    struct journal_sink s = {r_put, r_del, r_delp, &r, true};
+    assert_int_equal(journal_apply(e, len, &s), 0);
+    buf_putc(&r.log, '\0');
+    assert_null(strstr(r.log.data, "put L"));
+    assert_non_null(strstr(r.log.data, "put Q/queue/a"));
+    assert_non_null(strstr(r.log.data, "put !meta/applied_lsn"));
+    buf_free(&r.log);
+    free(e);
 }
 
 static void test_keys_sort_by_seq(void **state)
@@ -266,6 +281,7 @@ int main(void)
         cmocka_unit_test(test_apply_keys),
         cmocka_unit_test(test_apply_is_deterministic),
         cmocka_unit_test(test_malformed_entries),
+        cmocka_unit_test(test_no_journal_keys_for_a_standalone_store),
         cmocka_unit_test(test_keys_sort_by_seq),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -57,6 +57,7 @@ static void open_start(struct ev_loop *loop)
     int rc = store_open(dir, err, sizeof err);
     if (rc)
         fail_msg("open: %s", err);
+    store_set_keep_journal(true);
     assert_int_equal(store_start(loop, true, on_done, on_fail, err, sizeof err), 0);
 }
 
@@ -75,7 +76,7 @@ static void append(struct journal_builder *jb)
     size_t len;
     lsn++;
     char *e = jb_finish(jb, 1, lsn, &len);
-    store_append(lsn, e, len);
+    store_append(lsn, e, len, true);
 }
 
 static void enqueue(const char *dest, uint64_t seq)
