@@ -90,7 +90,7 @@ static uint64_t append(struct journal_builder *jb, bool sync)
     last_epoch = epoch;
     char *data = jb_finish(jb, epoch, lsn, &len);
     /* the replication stream copies it before the store takes it over */
-    repl_master_append(lsn, data, len);
+    repl_master_append(lsn, data, len, sync);
     store_append(lsn, data, len, sync);
     return lsn;
 }

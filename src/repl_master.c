@@ -58,6 +58,7 @@ struct ring_entry {
     uint64_t lsn;
     char *data;
     size_t len;
+    bool sync;      /* someone waits for it on disk: slaves fsync it too */
 };
 
 static struct {
@@ -105,7 +106,7 @@ static void ring_evict(void)
     }
 }
 
-static void ring_push(uint64_t lsn, const char *data, size_t len)
+static void ring_push(uint64_t lsn, const char *data, size_t len, bool sync)
 {
     if (M.ring_len == M.ring_cap) {
         ring_evict();
@@ -129,6 +130,7 @@ static void ring_push(uint64_t lsn, const char *data, size_t len)
         abort();
     memcpy(e->data, data, len);
     e->len = len;
+    e->sync = sync;
     M.ring_len++;
     M.ring_bytes += len;
     ring_evict();
@@ -430,9 +432,20 @@ struct entries_ctx {
     uint64_t last;
 };
 
+static void put_entry(struct entries_ctx *x, uint64_t lsn, const char *data, size_t len, bool sync)
+{
+    repl_put_u8(x->out, sync ? 1 : 0);
+    repl_put_str(x->out, data, len);
+    x->n++;
+    x->last = lsn;
+}
+
+/* From the journal on disk: whether it was waited for is not kept, so a
+ * slave catching up syncs it. */
 static void add_entry(void *arg, uint64_t lsn, const char *data, size_t len)
 {
     struct entries_ctx *x = arg;
+    repl_put_u8(x->out, 1);
     repl_put_str(x->out, data, len);
     x->n++;
     x->last = lsn;
@@ -483,7 +496,7 @@ static bool fill(struct session *s)
             const struct ring_entry *re;
             while (s->next_lsn + x.n <= M.last_lsn && p->out.len - start < ENTRIES_FRAME_BYTES &&
                    (re = ring_find(s->next_lsn + x.n)))
-                add_entry(&x, re->lsn, re->data, re->len);
+                put_entry(&x, re->lsn, re->data, re->len, re->sync);
             if (x.n == 0)
                 store_read_entries(s->next_lsn, ENTRIES_FRAME_BYTES, add_entry, &x);
             if (x.n == 0) {
@@ -524,12 +537,12 @@ static void pump(struct session *s)
     }
 }
 
-void repl_master_append(uint64_t lsn, const char *data, size_t len)
+void repl_master_append(uint64_t lsn, const char *data, size_t len, bool sync)
 {
     if (!M.running)
         return;
     M.last_lsn = lsn;
-    ring_push(lsn, data, len);
+    ring_push(lsn, data, len, sync);
 }
 
 /* Before the loop sleeps: everything appended in this round goes to each

@@ -131,6 +131,7 @@ static int on_entries(struct repl_reader *r)
     }
     for (uint32_t i = 0; i < n; i++) {
         uint32_t len;
+        bool sync = repl_get_u8(r) != 0;
         const char *e = repl_get_str(r, &len);
         struct journal_entry je;
         if (r->bad || journal_decode(e, len, &je) != 0) {
@@ -145,7 +146,7 @@ static int on_entries(struct repl_reader *r)
         if (!copy)
             abort();
         memcpy(copy, e, len);
-        store_append(je.lsn, copy, len, true);
+        store_append(je.lsn, copy, len, sync);
         L.received = je.lsn;
         L.received_epoch = je.epoch;
     }

@@ -193,6 +193,9 @@ int store_open(const char *dir, char *err, size_t errlen)
     leveldb_options_set_create_if_missing(S.opt, 1);
     leveldb_options_set_paranoid_checks(S.opt, 1);
     leveldb_options_set_write_buffer_size(S.opt, 16 << 20);
+    /* Most values live briefly (a message enqueued, then acked): snappy
+     * would spend CPU compressing what compaction throws away. */
+    leveldb_options_set_compression(S.opt, leveldb_no_compression);
     S.cache = leveldb_cache_create_lru(32 << 20);
     leveldb_options_set_cache(S.opt, S.cache);
     S.filter = leveldb_filterpolicy_create_bloom(10);

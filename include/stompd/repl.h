@@ -13,7 +13,7 @@
 
 #include "stompd/buf.h"
 
-#define REPL_VERSION 1
+#define REPL_VERSION 2
 #define REPL_MAX_FRAME (64u << 20)
 
 enum repl_type {
@@ -23,7 +23,7 @@ enum repl_type {
     R_SNAPSHOT_BEGIN = 4, /* m->s: epoch, lsn */
     R_SNAPSHOT_CHUNK = 5, /* m->s: u32 n, n (key, value) pairs */
     R_SNAPSHOT_END = 6,   /* m->s: lsn, epoch of its entry */
-    R_ENTRIES = 7,        /* m->s: u32 n, n encoded journal entries */
+    R_ENTRIES = 7,        /* m->s: u64 epoch, u32 n, n times (u8 sync, entry) */
     R_ACK = 8,            /* s->m: received lsn, durable lsn */
     R_PING = 9,           /* both: u64 token */
     R_PONG = 10,          /* both: the token back */
@@ -95,7 +95,7 @@ int repl_master_start(uint64_t epoch, char *err, size_t errlen) __attribute__((w
 void repl_master_stop(const char *why);
 bool repl_master_running(void);
 /* A new journal entry: streamed to the slaves that are caught up. */
-void repl_master_append(uint64_t lsn, const char *data, size_t len);
+void repl_master_append(uint64_t lsn, const char *data, size_t len, bool sync);
 /* Ship what was appended this round (called before the loop sleeps). */
 void repl_master_flush(void);
 /* The master's own store made entries durable up to lsn. */

@@ -737,7 +737,7 @@ class FakeSlave(threading.Thread):
         super().__init__(daemon=True)
         self.ack_entries = ack_entries
         self.s = socket.create_connection(("127.0.0.1", port))
-        self.s.sendall(repl_frame(1, struct.pack(">I", 1) + repl_str(token) + repl_str(node) +
+        self.s.sendall(repl_frame(1, struct.pack(">I", 2) + repl_str(token) + repl_str(node) +
                                   struct.pack(">QQQ", last_epoch, last_lsn, max_epoch)))
         self.last_lsn = last_lsn
         self.seen = []
@@ -767,6 +767,7 @@ class FakeSlave(threading.Thread):
                         count = struct.unpack(">I", p[8:12])[0]
                         off, last = 12, 0
                         for _ in range(count):
+                            off += 1          # the entry's sync flag
                             ln = struct.unpack(">I", p[off:off + 4])[0]
                             e = p[off + 4:off + 4 + ln]
                             last = struct.unpack(">Q", e[9:17])[0]
