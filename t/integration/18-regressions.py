@@ -5,6 +5,7 @@ import json
 import signal
 import socket
 import struct
+import threading
 import time
 
 from stompd_test import Client, FakeSlave, connected, free_port, replicated
@@ -109,13 +110,24 @@ def test_paused_producer_is_not_dropped_for_missing_heartbeats(broker_factory):
     for i in range(40):
         p.send("SEND", {"destination": "/queue/full"}, b"z" * 4096)
     assert b.wait_log("producer paused")
-    for _ in range(10):            # beat for 2.5 s while paused
-        time.sleep(0.25)
-        p.send_raw(b"\n")
-    assert "no heart-beat" not in b.log()
-    c = connected(b.port)
-    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/full"})
-    assert len([c.recv() for _ in range(40)]) == 40
+    stop = threading.Event()
+
+    def beat():                    # the client keeps its promise throughout
+        while not stop.is_set():
+            p.send_raw(b"\n")
+            time.sleep(0.1)
+
+    t = threading.Thread(target=beat, daemon=True)
+    t.start()
+    try:
+        time.sleep(2.5)            # paused all along
+        assert "no heart-beat" not in b.log()
+        c = connected(b.port)
+        c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/full"})
+        assert len([c.recv() for _ in range(40)]) == 40
+    finally:
+        stop.set()
+        t.join()
 
 
 def test_transactions_are_flow_controlled(broker_factory):
