@@ -200,6 +200,10 @@ struct stompc_send_opts {
                                             destination, content-length,
                                             receipt and transaction itself */
     size_t nheaders;
+    bool more;                 /* more frames follow at once: keep this one
+                                  buffered (up to 64 KiB) and write them
+                                  together with the next call that writes,
+                                  or stompc_flush. Not with wait. */
 };
 
 /* Send len bytes of body (any bytes; content-length is always sent).

@@ -50,6 +50,9 @@ static const char usage[] =
     "  --receipt-every K    every K-th SEND asks for a RECEIPT and the producer\n"
     "                       waits for it: 1 = synchronous sends, 0 = never\n"
     "                       (default 0: pipelined)\n"
+    "  --batch              pipelined sends write many frames per system call\n"
+    "                       (libstompc's more flag, up to 64 KiB): a client\n"
+    "                       that batches; not with --rate\n"
     "  --ack MODE           auto, client or client-individual (default auto);\n"
     "                       client acks cumulatively every min(prefetch/2, 500)\n"
     "  --selector SQL       subscribe with this JMS selector\n"
@@ -103,6 +106,7 @@ struct config {
     size_t size;
     bool persistent;
     long receipt_every;
+    bool batch;
     enum stompc_ack ack;
     int prefetch;
     const char *selector;
@@ -367,7 +371,7 @@ static void *producer_main(void *arg)
         st.seq = n;
         st.sent_ns = t;
         memcpy(body, &st, sizeof st);
-        struct stompc_send_opts so = {.persistent = cfg.persistent};
+        struct stompc_send_opts so = {.persistent = cfg.persistent, .more = cfg.batch};
         if (cfg.receipt_every > 0 && ++since_receipt == (uint64_t)cfg.receipt_every) {
             so.wait = true;
             since_receipt = 0;
@@ -869,7 +873,7 @@ static double seconds(const char *opt, const char *v)
 static void parse_args(int argc, char **argv)
 {
     enum { O_URL = 256, O_DEST, O_DURATION, O_PERSISTENT, O_RECEIPT, O_ACK, O_PREFETCH, O_RATE, O_WARMUP,
-           O_DRAIN, O_STALL, O_IDLE, O_PID, O_SETTLE, O_RECEIVE, O_SELECTOR, O_HOST, O_LOGIN, O_PASSCODE, O_JSON };
+           O_DRAIN, O_STALL, O_IDLE, O_PID, O_SETTLE, O_RECEIVE, O_SELECTOR, O_HOST, O_LOGIN, O_PASSCODE, O_JSON, O_BATCH };
     static const struct option longopts[] = {
         {"url", required_argument, NULL, O_URL},
         {"dest", required_argument, NULL, O_DEST},
@@ -880,6 +884,7 @@ static void parse_args(int argc, char **argv)
         {"size", required_argument, NULL, 's'},
         {"persistent", no_argument, NULL, O_PERSISTENT},
         {"receipt-every", required_argument, NULL, O_RECEIPT},
+        {"batch", no_argument, NULL, O_BATCH},
         {"ack", required_argument, NULL, O_ACK},
         {"prefetch", required_argument, NULL, O_PREFETCH},
         {"rate", required_argument, NULL, O_RATE},
@@ -910,6 +915,7 @@ static void parse_args(int argc, char **argv)
         case O_DURATION: cfg.duration = seconds("--duration", optarg); break;
         case 's': cfg.size = (size_t)number("--size", optarg, (long long)sizeof(struct stamp), 64 << 20); break;
         case O_PERSISTENT: cfg.persistent = true; break;
+        case O_BATCH: cfg.batch = true; break;
         case O_RECEIPT: cfg.receipt_every = (long)number("--receipt-every", optarg, 0, 1 << 30); break;
         case O_ACK:
             if (!strcmp(optarg, "auto"))
@@ -958,6 +964,10 @@ static void parse_args(int argc, char **argv)
         exit(2);
     }
     cfg.topic = !strncmp(cfg.dest, "/topic/", 7);
+    if (cfg.batch && cfg.rate > 0) {
+        fprintf(stderr, PROG ": --batch would hold paced sends back: not with --rate\n");
+        exit(2);
+    }
     if (cfg.producers == 0 && cfg.consumers > 0) {
         fprintf(stderr, PROG ": consumers need producers (-p 0 -c 0 is for --idle only)\n");
         exit(2);
@@ -1098,8 +1108,9 @@ int main(int argc, char **argv)
         printf(",\"dest\":");
         json_str(cfg.dest);
         printf(",\"producers\":%d,\"consumers\":%d,\"size\":%zu,\"persistent\":%s,\"receipt_every\":%ld,"
-               "\"ack\":\"%s\",\"prefetch\":%d,",
+               "\"batch\":%s,\"ack\":\"%s\",\"prefetch\":%d,",
                cfg.producers, cfg.consumers, cfg.size, cfg.persistent ? "true" : "false", cfg.receipt_every,
+               cfg.batch ? "true" : "false",
                ack_name(cfg.ack), cfg.prefetch);
         printf("\"sent\":%" PRIu64 ",\"measured_sent\":%" PRIu64 ",\"expected\":%" PRIu64
                ",\"measured_received\":%" PRIu64 ",\"missing\":%" PRIu64 ",\"duplicates\":%" PRIu64
@@ -1127,9 +1138,9 @@ int main(int argc, char **argv)
         if (cfg.prefetch)
             snprintf(pf, sizeof pf, "%d", cfg.prefetch);
         if (ran)
-            printf("%s %s: %d producer(s), %d %s, %zu B, %s, receipt-every %ld, ack %s, prefetch %s\n", cfg.url,
+            printf("%s %s: %d producer(s), %d %s, %zu B, %s, receipt-every %ld%s, ack %s, prefetch %s\n", cfg.url,
                    cfg.dest, cfg.producers, cfg.consumers, cfg.topic ? "subscriber(s)" : "consumer(s)", cfg.size,
-                   cfg.persistent ? "persistent" : "non-persistent", cfg.receipt_every, ack_name(cfg.ack), pf);
+                   cfg.persistent ? "persistent" : "non-persistent", cfg.receipt_every, cfg.batch ? " (batched)" : "", ack_name(cfg.ack), pf);
         else
             printf("%s: idle connections only\n", cfg.url);
         if (cfg.idle > 0) {

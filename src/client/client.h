@@ -133,6 +133,7 @@ struct stompc {
     /* events and callbacks */
     struct cev_list events;
     size_t nmessages;          /* CEV_MESSAGE entries queued */
+    size_t nevents;            /* all entries queued */
     struct stompc_callbacks cb;
     void *ud;
     bool in_callback;

@@ -239,7 +239,14 @@ static struct cev *cev_append(struct stompc *c, enum cev_kind kind)
     struct cev *e = xcalloc(1, sizeof *e);
     e->kind = kind;
     TAILQ_INSERT_TAIL(&c->events, e, link);
+    c->nevents++;
     return e;
+}
+
+static void cev_remove(struct stompc *c, struct cev *e)
+{
+    TAILQ_REMOVE(&c->events, e, link);
+    c->nevents--;
 }
 
 void client_event(struct stompc *c, enum cev_kind kind, int status, const char *text, const char *receipt)
@@ -579,7 +586,9 @@ static int wait_receipt(struct stompc *c, const char *what)
     return rc;
 }
 
-enum { TX_WAIT = 1, TX_BOUND = 2 };
+enum { TX_WAIT = 1, TX_BOUND = 2, TX_MORE = 4 };
+
+#define MORE_BUFFER (64u << 10)
 
 /* Send a frame, taking it over. Frames with a receipt are kept on the
  * pending list until it comes, and so are resent by a failover; bound
@@ -635,6 +644,12 @@ static int transmit(struct stompc *c, struct ofr *o, int flags)
         }
         net_put(c, o, true);
         uint64_t end = c->out_queued;
+        if ((flags & TX_MORE) && buf_used(&c->out) < MORE_BUFFER) {
+            /* written with what follows: one send for many frames */
+            if (!tracked)
+                ofr_free(o);
+            return 0;
+        }
         rc = net_flush(c); /* may take its RECEIPT in: o is not ours now */
         if (rc == 0)
             break;
@@ -717,7 +732,7 @@ static void destroy(struct stompc *c)
     session_reset(c, STOMPC_ECLOSED, "client freed");
     struct cev *e;
     while ((e = TAILQ_FIRST(&c->events))) {
-        TAILQ_REMOVE(&c->events, e, link);
+        cev_remove(c, e);
         cev_free(e);
     }
     free(c->wait_id);
@@ -953,7 +968,7 @@ int stompc_send(struct stompc *c, const char *destination, const void *body, siz
         auto_receipt(o);
     }
     uint64_t gen = c->gen;
-    rc = transmit(c, o, (opts->wait ? TX_WAIT : 0) | (tx ? TX_BOUND : 0));
+    rc = transmit(c, o, (opts->wait ? TX_WAIT : 0) | (tx ? TX_BOUND : 0) | (opts->more && !opts->wait ? TX_MORE : 0));
     if (rc == 0)
         c->st.messages_sent++;
     else if (tx && c->uri.failover && c->gen != gen && rc != STOMPC_ETXFAILED)
@@ -1180,6 +1195,12 @@ int stompc_flush(struct stompc *c, int timeout_ms)
     if (rc && !(c && c->state == CS_DEAD && c->flush_failures))
         return rc; /* (a dead client still tells what it failed to deliver) */
     int64_t deadline = client_deadline(timeout_ms);
+    if (c->state == CS_CONNECTED && buf_used(&c->out)) {
+        /* frames sent with more and no receipt are only buffered */
+        rc = net_flush(c);
+        if (rc < 0 && c->state != CS_LOST)
+            return rc;
+    }
     while (c->npending) {
         rc = pump(c, deadline);
         if (rc < 0)
@@ -1245,16 +1266,20 @@ static void deliver(struct stompc *c, struct cev *e)
  * busy callback cannot keep us here). Messages only with on_message. */
 static int dispatch_ready(struct stompc *c, bool messages)
 {
-    size_t budget = 0;
+    bool take_messages = messages && c->cb.on_message;
+    /* Only messages queued and they are not for callbacks: nothing to do
+     * (without this a poll-style receiver walked its whole backlog on
+     * every call). */
+    if (!take_messages && c->nevents == c->nmessages)
+        return 0;
+    size_t budget = c->nevents;
     struct cev *e, *next;
-    TAILQ_FOREACH(e, &c->events, link)
-        budget++;
     int n = 0;
     for (e = TAILQ_FIRST(&c->events); e && budget; e = next, budget--) {
         next = TAILQ_NEXT(e, link);
-        if (e->kind == CEV_MESSAGE && !(messages && c->cb.on_message))
+        if (e->kind == CEV_MESSAGE && !take_messages)
             continue;
-        TAILQ_REMOVE(&c->events, e, link);
+        cev_remove(c, e);
         deliver(c, e);
         cev_free(e);
         n++;
@@ -1284,7 +1309,7 @@ int stompc_receive(struct stompc *c, struct stompc_msg **out, int timeout_ms)
             if (e->kind == CEV_MESSAGE)
                 break;
         if (e) {
-            TAILQ_REMOVE(&c->events, e, link);
+            cev_remove(c, e);
             *out = &e->msg->pub;
             e->msg = NULL;
             c->nmessages--;

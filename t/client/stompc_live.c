@@ -508,6 +508,64 @@ static void sc_receive_styles(void)
     close_client(c);
 }
 
+/* Frames sent with more stay in the client until a write or a flush,
+ * then arrive complete and in order; a large run goes out as the buffer
+ * fills; a poll receiver works through a backlog it did not dispatch. */
+static void sc_more(void)
+{
+    struct stompc *p = open_client(url, NULL);
+    struct stompc *r = open_client(url, NULL);
+    OK(r, stompc_subscribe(r, "/queue/more", NULL));
+    /* the subscription is in place before anything is sent */
+    send_text(r, "/queue/more-sync", "x", &(struct stompc_send_opts){.wait = true});
+    char text[32];
+    for (int i = 0; i < 10; i++) {
+        snprintf(text, sizeof text, "m%d", i);
+        send_text(p, "/queue/more", text, &(struct stompc_send_opts){.more = true});
+    }
+    expect_nothing(r, 300); /* still buffered in p */
+    OK(p, stompc_flush(p, 5000));
+    for (int i = 0; i < 10; i++) {
+        struct stompc_msg *m = recv_msg(r, 5000);
+        snprintf(text, sizeof text, "m%d", i);
+        body_is(m, text);
+        stompc_msg_free(m);
+    }
+    /* more, then a frame that waits: the wait writes everything before it */
+    send_text(p, "/queue/more", "before", &(struct stompc_send_opts){.more = true});
+    send_text(p, "/queue/more", "waited", &(struct stompc_send_opts){.wait = true});
+    struct stompc_msg *m = recv_msg(r, 5000);
+    body_is(m, "before");
+    stompc_msg_free(m);
+    m = recv_msg(r, 5000);
+    body_is(m, "waited");
+    stompc_msg_free(m);
+    /* 2,000 x 1 KiB: several times the 64 KiB buffer */
+    char body[1024];
+    memset(body, 'b', sizeof body);
+    for (int i = 0; i < 2000; i++) {
+        snprintf(body, sizeof body, "%06d", i);
+        body[6] = 'b';
+        OK(p, stompc_send(p, "/queue/more", body, sizeof body, &(struct stompc_send_opts){.more = true}));
+    }
+    OK(p, stompc_flush(p, 10000));
+    /* let the backlog pile up in r before taking it poll style */
+    int64_t end = now_ms() + 500;
+    while (now_ms() < end)
+        CHECK(stompc_run(r, 50) >= 0);
+    for (int i = 0; i < 2000; i++) {
+        m = recv_msg(r, 5000);
+        char want[8];
+        snprintf(want, sizeof want, "%06d", i);
+        CHECKF(m->body_len == sizeof body && !memcmp(m->body, want, 6), "message %d: %.6s", i,
+               (const char *)m->body);
+        stompc_msg_free(m);
+    }
+    expect_nothing(r, 100);
+    close_client(p);
+    close_client(r);
+}
+
 /* Errors surface as statuses and readable strings. */
 static void sc_errors(const char *closed_port)
 {
@@ -851,6 +909,7 @@ static const struct {
     {"heartbeats", sc_heartbeats, NULL},
     {"silent-broker", sc_silent_broker, NULL},
     {"receive-styles", sc_receive_styles, NULL},
+    {"more", sc_more, NULL},
     {"errors", NULL, sc_errors},
     {"durable", sc_durable, NULL},
     {"selector-prefetch", sc_selector_prefetch, NULL},

@@ -81,6 +81,10 @@ def test_poll_and_callback_receive(broker):
     live(tcp(broker), "receive-styles")
 
 
+def test_batched_sends_wait_for_a_write_or_a_flush(broker):
+    live(tcp(broker), "more")
+
+
 def test_one_client_per_thread(broker):
     live(failover(broker), "threads")
 

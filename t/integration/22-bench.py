@@ -36,6 +36,14 @@ def test_queue_every_message_once(broker):
     assert res["receipt_rtt_us"] is None
 
 
+def test_batched_sends_every_message_once(broker):
+    r, res = bench_json(broker, "--dest", "/queue/b1b", "-p", 2, "-c", 1, "-n", 5001, "--batch")
+    assert r.returncode == 0, r.stderr
+    assert res["batch"] is True
+    assert res["sent"] == res["expected"] == res["measured_received"] == 5001
+    assert res["missing"] == 0 and res["duplicates"] == 0
+
+
 def test_text_report_and_client_ack_modes(broker):
     r = bench(broker, "--dest", "/queue/b2", "-n", 1000, "--ack", "client", "--prefetch", 50)
     assert r.returncode == 0, r.stderr
@@ -136,6 +144,8 @@ def test_bad_usage_and_unreachable_broker(broker):
     assert bench(broker, "--ack", "sometimes").returncode == 2
     assert bench(broker, "-s", 8).returncode == 2          # below the 32-byte stamp
     assert bench(broker, "-p", 0, "-c", 1).returncode == 2
+    r = bench(broker, "--batch", "--rate", 100)
+    assert r.returncode == 2 and "--rate" in r.stderr
     r = subprocess.run([BENCH, "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--receipt-every" in r.stdout
     broker.stop()
