@@ -43,6 +43,7 @@ enum zop {
     OP_EPOCH,
     OP_CLAIM,
     OP_AUTH,
+    OP_PROBE,
 };
 
 enum ev_kind { EV_SESSION, EV_WATCH, EV_DONE };
@@ -60,6 +61,7 @@ struct zev {
     char **children;
     int nchildren;
     struct zctx *claim;    /* OP_CLAIM: its multi arrays, freed with the event */
+    ev_tstamp sent;        /* EV_DONE: when its request was sent */
     struct zev *next;
 };
 
@@ -70,6 +72,7 @@ static int inflight;
 struct zctx {
     enum zop op;
     uint64_t gen;
+    ev_tstamp sent;        /* loop time the request was handed over */
     char path[640];
     zoo_op_t *mops;
     zoo_op_result_t *mres;
@@ -110,6 +113,9 @@ static struct {
     bool claiming;
     uint64_t pending_epoch; /* won a claim; waiting for the store to catch up */
     ev_tstamp disconnected_since;
+    ev_tstamp last_heard;  /* latest sending time of a request the server answered */
+    ev_tstamp probe_sent;
+    bool probing;
     char published[1024];
     /* events from ZooKeeper's threads */
     pthread_mutex_t mu;
@@ -154,6 +160,7 @@ static struct zev *new_ev(enum ev_kind kind, const struct zctx *c, int rc)
     if (c) {
         e->op = c->op;
         e->gen = c->gen;
+        e->sent = c->sent;
         e->path = strdup(c->path);
     }
     return e;
@@ -250,6 +257,7 @@ static struct zctx *ctx(enum zop op, const char *path)
         abort();
     c->op = op;
     c->gen = Z.gen;
+    c->sent = ev_now(srv.loop);
     snprintf(c->path, sizeof c->path, "%s", path ? path : "");
     __atomic_add_fetch(&inflight, 1, __ATOMIC_RELAXED);
     return c;
@@ -655,15 +663,49 @@ static void on_children(struct zev *e)
                 known = true;
             }
         }
-        if (!known)
+        if (!known) {
+            if (Z.have_members)
+                log_info("cluster: member %s joined", name);
             req_member(name);
+        }
     }
+    for (int k = 0; k < nold; k++)
+        if (!find_member(old[k].name))
+            log_info("cluster: member %s left (%s)", old[k].name, old[k].m.id[0] ? old[k].m.id : "unknown id");
     Z.have_members = true;
+}
+
+/* Whether rc is an answer from a server (as opposed to the library giving
+ * up on the connection or the session). */
+static bool answered(int rc)
+{
+    return rc == ZOK || (rc <= ZAPIERROR && rc != ZSESSIONEXPIRED && rc != ZCLOSING && rc != ZSESSIONMOVED &&
+                         rc != ZINVALIDSTATE);
+}
+
+/* The server had our request of time t in hand: the session was alive
+ * then, and the server cannot expire it before t + the session timeout. */
+static void heard(ev_tstamp t)
+{
+    if (t > Z.last_heard)
+        Z.last_heard = t;
+}
+
+/* The session timeout the server granted (it may cap what we asked), s. */
+static double session_s(void)
+{
+    int ms = Z.zh ? zoo_recv_timeout(Z.zh) : 0;
+    return (ms > 0 ? ms : (double)config.zk_session_timeout) / 1000.0;
 }
 
 static void on_done(struct zev *e)
 {
+    if (answered(e->rc))
+        heard(e->sent);
     switch (e->op) {
+    case OP_PROBE:
+        Z.probing = false;
+        break;
     case OP_AUTH:
         if (e->rc != ZOK) {
             log_err("zookeeper: authentication failed: %s", zerror(e->rc));
@@ -779,6 +821,7 @@ static void on_session(struct zev *e)
             log_info("zookeeper: connected (session 0x%llx)", (unsigned long long)zoo_client_id(Z.zh)->client_id);
         Z.connected = true;
         Z.disconnected_since = 0;
+        heard(ev_now(srv.loop));
         if (!Z.registered && !Z.my_path[0]) {
             /* a new session: build everything from scratch */
             if (config.zk_password[0]) {
@@ -802,7 +845,17 @@ static void on_session(struct zev *e)
             req_children();
             req_master();
         } else {
+            /* The same session on a new connection: the watches that were
+             * set are still set, but a request that failed with the old
+             * connection never set its watch and its answer never came.
+             * Ask again for everything the election reads (a watch set
+             * twice fires once). */
             publish(true);
+            req_children();
+            req_master();
+            for (int i = 0; i < Z.nmembers; i++)
+                if (!Z.members[i].have_data)
+                    req_member(Z.members[i].name);
         }
     } else if (e->state == ZOO_CONNECTING_STATE || e->state == ZOO_ASSOCIATING_STATE) {
         if (Z.connected) {
@@ -876,6 +929,8 @@ static void start_session(void)
     Z.gen++;
     Z.connected = Z.registered = Z.have_members = Z.master_known = Z.master_exists = false;
     Z.claiming = false;
+    Z.probing = false;
+    Z.last_heard = 0;
     Z.pending_epoch = 0;
     Z.my_path[0] = '\0';
     Z.master_id[0] = '\0';
@@ -897,19 +952,33 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
         start_session();
         return;
     }
-    /* A master that cannot reach ZooKeeper for half its session timeout
-     * stops serving: by the time the session expires and another node is
-     * elected, it has long stopped committing. */
-    double limit = (double)config.zk_session_timeout / 2000.0;
-    if (!Z.connected && Z.disconnected_since > 0 && ev_now(loop) - Z.disconnected_since > limit) {
-        if (srv.role == ROLE_MASTER) {
-            char why[128];
-            snprintf(why, sizeof why, "ZooKeeper unreachable for %.1f s", ev_now(loop) - Z.disconnected_since);
-            step_down(why);
+    /* A master must stop serving before its session can expire and
+     * another node be elected. The server expires a session no sooner
+     * than the timeout after the last request it received; the library
+     * notices a silent connection only after two thirds of it. So the
+     * master times from the sending of the last request the server
+     * answered (a probe goes every sixth of the timeout) and steps down
+     * once two thirds have passed without one: a third of the timeout
+     * before the earliest expiry, whether the connection broke, went
+     * silent, or ZooKeeper itself stalled. */
+    double t = session_s(), now = ev_now(loop);
+    if (Z.connected && !Z.probing && now - Z.probe_sent >= t / 6) {
+        struct zctx *c = ctx(OP_PROBE, Z.root);
+        Z.probe_sent = now;
+        Z.probing = zoo_aexists(Z.zh, Z.root, 0, stat_done, c) == ZOK;
+        if (!Z.probing) {
+            __atomic_sub_fetch(&inflight, 1, __ATOMIC_RELAXED);
+            free(c);
         }
-        if (srv.role == ROLE_SLAVE)
-            persist_follow(NULL);
     }
+    if (srv.role == ROLE_MASTER && Z.last_heard > 0 && now - Z.last_heard > t * 2 / 3) {
+        char why[128];
+        snprintf(why, sizeof why, "ZooKeeper has not answered for %.1f s (session timeout %.1f s)",
+                 now - Z.last_heard, t);
+        step_down(why);
+    }
+    if (!Z.connected && Z.disconnected_since > 0 && now - Z.disconnected_since > t / 2 && srv.role == ROLE_SLAVE)
+        persist_follow(NULL);
     if (Z.pending_epoch && !Z.claiming)
         become_master_now();
     publish(false);
@@ -942,7 +1011,7 @@ void cluster_busy_done(void)
 static bool paused_check(void)
 {
     double gap = ev_time() - Z.poll_started;
-    double limit = (double)config.zk_session_timeout / 2000.0;
+    double limit = session_s() / 2;
     if (limit < 1.0)
         limit = 1.0;
     if (Z.poll_started == 0 || gap <= limit || srv.role != ROLE_MASTER)

@@ -664,6 +664,7 @@ class FailoverConsumer:
         self.received = []
         self.seen = set()
         self.duplicates = 0
+        self.unmarked = 0      # duplicates without redelivered:true
         self.stop = threading.Event()
 
     def run(self):
@@ -687,6 +688,8 @@ class FailoverConsumer:
                     raise ConnectionError(m.command)
                 if m.body in self.seen:
                     self.duplicates += 1
+                    if m.get("redelivered") != "true":
+                        self.unmarked += 1
                 else:
                     self.seen.add(m.body)
                 self.received.append(m.body)
@@ -777,3 +780,80 @@ class FakeSlave(threading.Thread):
                         self.s.sendall(repl_frame(10, p))
                 except OSError:
                     return
+
+
+class Blackhole:
+    """A TCP forwarder on a free loopback port that can go silent: block()
+    stops passing bytes either way and holds every connection open (as a
+    network partition does, without the resets a dead server gives);
+    unblock() drops the connections it held, as a healed partition whose
+    TCP connections timed out, and forwards again."""
+
+    def __init__(self, target_port):
+        self.target = target_port
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        self.blocked = False
+        self.pairs = []
+        self.lock = threading.Lock()
+        self.closed = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def block(self):
+        self.blocked = True
+
+    def unblock(self):
+        with self.lock:
+            pairs, self.pairs = self.pairs, []
+            self.blocked = False
+        for a, b in pairs:
+            a.close()
+            b.close()
+
+    def close(self):
+        self.closed = True
+        self.unblock()
+        self.lsock.close()
+
+    def _run(self):
+        import select
+        while not self.closed:
+            with self.lock:
+                socks = [self.lsock] + ([s for p in self.pairs for s in p] if not self.blocked else [])
+            try:
+                r, _, _ = select.select(socks, [], [], 0.05)
+            except (OSError, ValueError):
+                continue
+            for s in r:
+                if s is self.lsock:
+                    try:
+                        a, _ = self.lsock.accept()
+                        b = socket.create_connection(("127.0.0.1", self.target), timeout=2)
+                    except OSError:
+                        continue
+                    with self.lock:
+                        self.pairs.append((a, b))
+                    continue
+                with self.lock:
+                    if self.blocked:
+                        break
+                    pair = next((p for p in self.pairs if s in p), None)
+                if pair is None:
+                    continue
+                other = pair[1] if s is pair[0] else pair[0]
+                try:
+                    data = s.recv(65536)
+                    if data:
+                        other.sendall(data)
+                except OSError:
+                    data = b""
+                if not data:
+                    with self.lock:
+                        if pair in self.pairs:
+                            self.pairs.remove(pair)
+                    pair[0].close()
+                    pair[1].close()
