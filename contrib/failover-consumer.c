@@ -1,6 +1,6 @@
 /* stompd-failover-consumer: receives the producer's numbered messages
  * through libstompc, counting duplicates, and shows failover at work: one
- * line per message and reconnect, then "received=N duplicates=N". Poll
+ * line per message and reconnect, then "received=N duplicates=N unmarked=N". Poll
  * style (stompc_receive), which also runs the reconnect/error callbacks. */
 #include "config.h"
 
@@ -36,7 +36,8 @@ static const char usage[] =
     "\n"
     "Output: \"received seq=N\" or \"duplicate seq=N\" per message (\"received\n"
     "(no seq)\" for other bodies), \"reconnected to URI ...\", then\n"
-    "\"received=N duplicates=N\" (N distinct messages, N extra copies). Exit\n"
+    "\"received=N duplicates=N unmarked=N\" (N distinct messages, N extra copies,\n"
+    "N of those copies not marked redelivered: a broker that lost track). Exit\n"
     "status 0 when --count distinct messages came (or, without --count, on\n"
     "--idle-exit or a signal), 1 otherwise, 2 on bad usage. Installed as\n"
     "stompd-failover-consumer; contrib/stompd-failover-consumer in the build tree.\n";
@@ -190,7 +191,7 @@ int main(int argc, char **argv)
     printf("connected to %s, subscribed to %s\n", st.broker, dest);
 
     struct seen seen = {0};
-    long received = 0, duplicates = 0;
+    long received = 0, duplicates = 0, unmarked = 0;
     int status = 0;
     int64_t last = now_ms();
     while (!stop && (count == 0 || received < count)) {
@@ -216,6 +217,8 @@ int main(int argc, char **argv)
         bool numbered = m->body_len > 4 && !strncmp(m->body, "seq=", 4) && sscanf(m->body + 4, "%lu", &seq) == 1;
         if (numbered && seen_test_set(&seen, seq)) {
             duplicates++;
+            if (!m->redelivered)
+                unmarked++;
             if (!quiet)
                 printf("duplicate seq=%lu%s\n", seq, m->redelivered ? " (redelivered)" : "");
         } else {
@@ -233,7 +236,7 @@ int main(int argc, char **argv)
     }
     if (stompc_disconnect(c, 5000) != 0)
         fprintf(stderr, "stompd-failover-consumer: disconnect: %s\n", stompc_error(c));
-    printf("received=%ld duplicates=%ld\n", received, duplicates);
+    printf("received=%ld duplicates=%ld unmarked=%ld\n", received, duplicates, unmarked);
     if (count && received < count)
         status = 1;
     stompc_free(c);

@@ -6,7 +6,7 @@ import os
 import statistics
 import time
 
-from stompd_test import BUILDDIR, FailoverConsumer, FailoverProducer, ZkCluster
+from stompd_test import BUILDDIR, FailoverConsumer, FailoverProducer, ZkCluster, connected
 
 
 def test_five_master_kills(broker_factory, zk_ensemble):
@@ -41,14 +41,18 @@ def test_five_master_kills(broker_factory, zk_ensemble):
     missing = consumer.wait_for(list(producer.receipted))
     consumer.finish()
     figures = ("failover times over %d kills: min %.2f s, median %.2f s, max %.2f s; %d receipted, %d resent, "
-               "%d duplicates delivered, %d lost\n" % (len(times), min(times), statistics.median(times), max(times),
-                                                        len(producer.receipted), producer.resent,
-                                                        consumer.duplicates, len(missing)))
+               "%d duplicates delivered (%d not marked redelivered), %d lost\n" % (
+                   len(times), min(times), statistics.median(times), max(times), len(producer.receipted),
+                   producer.resent, consumer.duplicates, consumer.unmarked, len(missing)))
     with open(os.path.join(BUILDDIR, "cluster-failover-figures.txt"), "a") as f:
         f.write(figures)
     print(figures)
     assert not missing, "receipted but never consumed: %s" % sorted(missing)[:10]
     assert len(producer.receipted) > 100
+    # the requirement: within the session timeout plus a second (the
+    # median: one slow kill on a busy machine is allowed the slack above)
+    assert statistics.median(times) < 2.0 + 1.0, figures
+    assert consumer.unmarked == 0, figures
 
 
 def test_cluster_survives_loss_of_any_node(broker_factory, zk_ensemble):
@@ -62,3 +66,23 @@ def test_cluster_survives_loss_of_any_node(broker_factory, zk_ensemble):
         assert len(producer.receipted) == 20
         c.start(victim)
         assert c.nodes[victim].wait_log("following master|this node is master", since_start=True, timeout=20)
+
+
+def test_duplicate_window_holds_across_failover(broker_factory, zk_ensemble):
+    # A producer whose receipt was lost with the master resends to the new
+    # one: the replicated window drops the copy and still receipts it.
+    c = ZkCluster(broker_factory, zk_ensemble)
+    m = c.start_all()
+    h = {"destination": "/queue/dup-failover", "persistent": "true", "_AMQ_DUPL_ID": "once-only"}
+    p = connected(c.nodes[m].port)
+    p.receipt("SEND", h, "r1", b"original")
+    p.close()
+    c.nodes[m].kill()
+    new = c.wait_master(timeout=20, exclude=m)
+    p = connected(c.nodes[new].port)
+    p.receipt("SEND", h, "r2", b"resent")
+    p.receipt("SEND", dict(h, **{"_AMQ_DUPL_ID": "another"}), "r3", b"another")
+    s = connected(c.nodes[new].port)
+    s.send("SUBSCRIBE", {"id": "1", "destination": "/queue/dup-failover"})
+    assert [s.recv(timeout=10).body for _ in range(2)] == [b"original", b"another"]
+    s.expect_nothing(0.5)

@@ -155,5 +155,5 @@ def test_producer_and_consumer_lose_nothing_when_the_broker_is_killed(broker_fac
     resend_dups = re.findall(r"^duplicate seq=\d+$", cout, re.M)
     assert not resend_dups, "resent copies delivered: %s" % resend_dups[:20]
     assert crc == 0, cout[-3000:]
-    mm = re.search(r"^received=(\d+) duplicates=(\d+)$", cout, re.M)
+    mm = re.search(r"^received=(\d+) duplicates=(\d+) unmarked=0$", cout, re.M)
     assert mm and int(mm.group(1)) == n, cout[-2000:]
