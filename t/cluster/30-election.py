@@ -117,3 +117,32 @@ def test_auto_role_needs_zookeeper(broker_factory):
     assert "needs [zookeeper] address" in b.log()
     b.proc = None
     b.logf.close()
+
+
+def zk_cli(zk, *args):
+    """Debian's ZooKeeper command-line client, unauthenticated."""
+    import subprocess
+    from stompd_test import ZK_CLASSPATH
+    r = subprocess.run(["java", "-Xmx64m", "-cp", ZK_CLASSPATH, "org.apache.zookeeper.ZooKeeperMain",
+                        "-server", "127.0.0.1:%d" % zk.client[0]] + list(args),
+                       capture_output=True, text=True, timeout=60)
+    return r.stdout + r.stderr
+
+
+def test_password_keeps_other_clients_out(broker_factory, zk_ensemble):
+    c = ZkCluster(broker_factory, zk_ensemble, zookeeper__password="s3cret-zk")
+    m = c.start_all()
+    root = c.nodes[m].settings["zookeeper.path"]
+    # other ZooKeeper clients can see that the znodes exist, not read them
+    out = zk_cli(zk_ensemble, "get", root + "/master")
+    assert "NoAuth" in out or "Insufficient permission" in out, out
+    assert c.nodes[m].settings["zookeeper.password"] not in out
+    # a node with another password is refused, says why, and stops
+    s = replicated("intruder", free_port(), "auto", zookeeper__address=zk_ensemble.address,
+                   zookeeper__session_timeout="2s", store__replicas="3", zookeeper__password="wrong")
+    s["zookeeper.path"] = root
+    b = broker_factory(s, start=False, name="intruder")
+    b.start(wait=False)
+    assert b.proc.wait(timeout=30) == 1
+    assert "zookeeper.password" in b.log(), b.log()[-2000:]
+    assert c.masters() == [m]
