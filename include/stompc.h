@@ -140,6 +140,10 @@ const char *stompc_error(const struct stompc *c);
  *                               (STOMPC_EIO) and the client must be
  *                               connected again. [v6addr] works; the port
  *                               defaults to 61613. stomp:// is an alias.
+ *                               ActiveMQ's tcp transport options
+ *                               (?wireFormat.*, soTimeout, keepAlive, ...)
+ *                               are accepted and ignored; others are an
+ *                               error.
  *   failover:(tcp://h1:p1,tcp://h2:p2)?option=value&...
  *   failover:tcp://h1:p1,tcp://h2:p2?option=value&...
  * with ActiveMQ's failover options and defaults:

@@ -51,7 +51,45 @@ static bool prefix_ci(const char *s, size_t n, const char *prefix)
     return n >= pl && strncasecmp(s, prefix, pl) == 0;
 }
 
-/* One tcp://host[:port] (or stomp://), s[0..n). */
+/* Options of ActiveMQ's tcp:// transport (and its wire format) that real
+ * configurations carry in their broker lists: they tune what this client
+ * does its own way (or Java's socket), so they are accepted and ignored.
+ * A name ending in '.' is a prefix. Anything else is a mistake. */
+static const char *const tcp_ignored[] = {
+    "wireFormat.", "transport.", "socket.", "trace", "soTimeout", "soWriteTimeout", "connectionTimeout",
+    "keepAlive", "tcpNoDelay", "socketBufferSize", "ioBufferSize", "daemon", "useLocalHost", "closeAsync",
+    "useInactivityMonitor", "useKeepAlive", "dynamicManagement", "startLogging", "jmxPort", "minmumWireFormatVersion",
+    "logWriterName", "diffServ", "typeOfService", "threadName", "maximumConnections", "allowLinkStealing",
+};
+
+static int check_tcp_query(const char *q, size_t n, const char *uri, size_t ul, char *err, size_t errlen)
+{
+    while (n) {
+        const char *amp = memchr(q, '&', n);
+        size_t l = amp ? (size_t)(amp - q) : n;
+        const char *eq = memchr(q, '=', l);
+        if (l && (!eq || eq == q))
+            return fail(err, errlen, "'%.*s': option '%.*s' is not name=value", (int)ul, uri, (int)l, q);
+        size_t nl = l ? (size_t)(eq - q) : 0;
+        bool known = !l;
+        for (size_t i = 0; !known && i < sizeof tcp_ignored / sizeof tcp_ignored[0]; i++) {
+            size_t il = strlen(tcp_ignored[i]);
+            known = tcp_ignored[i][il - 1] == '.' ? nl > il && !strncmp(q, tcp_ignored[i], il)
+                                                 : nl == il && !strncmp(q, tcp_ignored[i], il);
+        }
+        if (!known)
+            return fail(err, errlen, "'%.*s': unknown tcp:// option '%.*s'", (int)ul, uri, (int)nl, q);
+        q += l;
+        n -= l;
+        if (n) {
+            q++;
+            n--;
+        }
+    }
+    return 0;
+}
+
+/* One tcp://host[:port][?transport options] (or stomp://), s[0..n). */
 static int parse_broker(const char *s, size_t n, struct uri_broker *b, char *err, size_t errlen)
 {
     const char *start = s;
@@ -71,8 +109,13 @@ static int parse_broker(const char *s, size_t n, struct uri_broker *b, char *err
     }
     s = colon + 3;
     n -= sl + 3;
-    if (memchr(s, '?', n))
-        return fail(err, errlen, "'%.*s': options on tcp:// URIs are not supported", (int)total, start);
+    const char *qm = memchr(s, '?', n);
+    if (qm) {
+        int rc = check_tcp_query(qm + 1, n - (size_t)(qm + 1 - s), start, total, err, errlen);
+        if (rc)
+            return rc;
+        n = (size_t)(qm - s);
+    }
     if (n && s[n - 1] == '/') /* "tcp://h:1/" is common enough */
         n--;
 

@@ -86,6 +86,27 @@ static void test_defaults_are_activemqs(void **state)
     uri_free(&u);
 }
 
+static void test_tcp_transport_options_are_ignored(void **state)
+{
+    (void)state;
+    struct uri u;
+    /* as ActiveMQ configurations write them: accepted, and ignored */
+    parse_ok("failover:(tcp://a:1?wireFormat.maxInactivityDuration=0&soTimeout=5000,"
+             "tcp://b:2?keepAlive=true&&tcpNoDelay=true)?randomize=false",
+             &u);
+    assert_int_equal(u.nbrokers, 2);
+    assert_string_equal(u.brokers[0].host, "a");
+    assert_int_equal(u.brokers[0].port, 1);
+    assert_string_equal(u.brokers[0].text, "tcp://a:1");
+    assert_string_equal(u.brokers[1].host, "b");
+    assert_int_equal(u.brokers[1].port, 2);
+    assert_false(u.randomize);
+    uri_free(&u);
+    parse_ok("tcp://h:61613?transport.useKeepAlive=true", &u);
+    assert_int_equal(u.brokers[0].port, 61613);
+    uri_free(&u);
+}
+
 static void test_every_option(void **state)
 {
     (void)state;
@@ -163,7 +184,10 @@ static void test_bad_uris(void **state)
     parse_bad("tcp://h:1:2", "bad port '1:2'");
     parse_bad("tcp://[::1:1", "missing ']'");
     parse_bad("tcp://[::1]x", "unexpected 'x'");
-    parse_bad("tcp://h:1?wireFormat.maxInactivityDuration=0", "options on tcp:// URIs are not supported");
+    parse_bad("tcp://h:1?wireFormat", "option 'wireFormat' is not name=value");
+    parse_bad("tcp://h:1?wireFormat.=1", "unknown tcp:// option 'wireFormat.'");
+    parse_bad("tcp://h:1?soTimeout=1&bogus=2", "unknown tcp:// option 'bogus'");
+    parse_bad("failover:(tcp://a:1?randomize=false)", "unknown tcp:// option 'randomize'");
     parse_bad("tcp://h:1/path", "bad port '1/path'");
     parse_bad("failover:", "empty broker list");
     parse_bad("failover:()", "empty broker list");
@@ -339,6 +363,7 @@ int main(void)
         cmocka_unit_test(test_tcp),
         cmocka_unit_test(test_defaults_are_activemqs),
         cmocka_unit_test(test_every_option),
+        cmocka_unit_test(test_tcp_transport_options_are_ignored),
         cmocka_unit_test(test_list_forms),
         cmocka_unit_test(test_bad_uris),
         cmocka_unit_test(test_backoff_exponential_capped),
