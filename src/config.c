@@ -145,7 +145,7 @@ static const struct cfg_key keys[] = {
     {"zookeeper.path", CFG_STR, "", 0, 0, NULL, OFF(zk_path),
      "znode under which the cluster registers; empty = /stompd/<broker.name>"},
     {"zookeeper.session_timeout", CFG_DURATION, "2s", 1000, 600000, NULL, OFF(zk_session_timeout),
-     "ZooKeeper session timeout; a master cut off from ZooKeeper for half of it steps down"},
+     "ZooKeeper session timeout; a master without an answer from ZooKeeper for 2/3 of it steps down"},
     {"zookeeper.password", CFG_STR, "", 0, 0, NULL, OFF(zk_password),
      "digest password: the cluster's znodes are readable and writable only with it"},
     /* [log] */
