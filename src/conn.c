@@ -144,7 +144,10 @@ static size_t process(struct conn *c, const char *data, size_t len)
         if (st == FRAME_NEED_MORE)
             break;
         if (st == FRAME_ERROR) {
-            conn_error(c, err, NULL, NULL);
+            /* the bad frame's receipt, if its line was seen whole */
+            char *receipt = frame_error_receipt(&c->parser, data + off);
+            conn_error(c, err, receipt, NULL);
+            free(receipt);
             break;
         }
         c->frames_in++;

@@ -52,6 +52,8 @@ void frame_parser_reset(struct frame_parser *p)
     p->hdr_end = 0;
     p->content_length = -1;
     p->body_scan = 0;
+    p->receipt_at = 0;
+    p->receipt_len = 0;
 }
 
 void frame_free(struct frame *f)
@@ -125,6 +127,27 @@ static bool parse_content_length(const char *v, size_t len, int64_t *out)
     return true;
 }
 
+/* The checks every line gets, whether it arrives as bytes (frame_parse)
+ * or is checked before it is written (frame_check_headers). index 0 is
+ * the command line. */
+static const char *line_problem(const struct frame_limits *lim, size_t index, size_t content, bool nul)
+{
+    size_t limit = index == 0 ? lim->max_command_line : lim->max_header_line;
+    if (content > limit)
+        return index == 0 ? "command line too long" : "header line too long";
+    if (nul)
+        return index == 0 ? "NUL in command line" : "NUL in header line";
+    return NULL;
+}
+
+/* nheaders counts the header about to be added. */
+static const char *count_problem(const struct frame_limits *lim, size_t nheaders)
+{
+    return nheaders > lim->max_headers ? "too many headers" : NULL;
+}
+
+static const char *const empty_name = "empty header name";
+
 static size_t line_content_len(const char *line, size_t ll)
 {
     return (ll && line[ll - 1] == '\r') ? ll - 1 : ll;
@@ -172,7 +195,7 @@ static enum frame_status build(struct frame_parser *p, const char *data, size_t 
         }
         if (n == 0) {
             free(mem);
-            *err = "empty header name";
+            *err = empty_name;
             return FRAME_ERROR;
         }
         hs[i].name = sp;
@@ -234,13 +257,11 @@ enum frame_status frame_parse(struct frame_parser *p, const char *data, size_t l
     while (p->hdr_end == 0) {
         const char *line = data + p->scan;
         size_t avail = len - p->scan;
-        size_t limit = p->lines == 0 ? p->lim.max_command_line : p->lim.max_header_line;
         const char *nl = memchr(line, '\n', avail);
         if (!nl) {
-            if (avail > limit + 1) {
-                *err = p->lines == 0 ? "command line too long" : "header line too long";
+            /* the last byte may be the CR of a CRLF */
+            if ((*err = line_problem(&p->lim, p->lines, avail ? avail - 1 : 0, false)))
                 return FRAME_ERROR;
-            }
             if (len > p->lim.max_frame) {
                 *err = "frame too large";
                 return FRAME_ERROR;
@@ -249,14 +270,9 @@ enum frame_status frame_parse(struct frame_parser *p, const char *data, size_t l
         }
         size_t ll = (size_t)(nl - line);
         size_t content = line_content_len(line, ll);
-        if (content > limit) {
-            *err = p->lines == 0 ? "command line too long" : "header line too long";
+        if ((*err = line_problem(&p->lim, p->lines, content, memchr(line, '\0', ll) != NULL)))
             return FRAME_ERROR;
-        }
-        if (memchr(line, '\0', ll)) {
-            *err = p->lines == 0 ? "NUL in command line" : "NUL in header line";
-            return FRAME_ERROR;
-        }
+        size_t at = p->scan;
         p->scan += ll + 1;
         if (p->scan > p->lim.max_frame) {
             *err = "frame too large";
@@ -275,9 +291,13 @@ enum frame_status frame_parse(struct frame_parser *p, const char *data, size_t l
             }
             p->content_length = cl;
         }
-        if (p->lines++ > p->lim.max_headers) {
-            *err = "too many headers";
+        if ((*err = count_problem(&p->lim, p->lines++)))
             return FRAME_ERROR;
+        /* Kept raw for frame_error_receipt(): only from a line accepted
+         * whole, so what an ERROR echoes is within the header limit. */
+        if (p->lines > 1 && p->receipt_at == 0 && content >= 8 && memcmp(line, "receipt:", 8) == 0) {
+            p->receipt_at = at + 8;
+            p->receipt_len = (uint32_t)(content - 8);
         }
     }
 
@@ -315,10 +335,32 @@ enum frame_status frame_parse(struct frame_parser *p, const char *data, size_t l
     }
 
     enum frame_status st = build(p, data, body_len, out, err);
-    if (st == FRAME_OK)
+    if (st == FRAME_OK) {
         *consumed = skip + total;
-    frame_parser_reset(p);
+        frame_parser_reset(p);
+    }
     return st;
+}
+
+char *frame_error_receipt(const struct frame_parser *p, const char *frame)
+{
+    if (p->receipt_at == 0 || p->receipt_len > p->lim.max_header_line)
+        return NULL;
+    const char *nl = memchr(frame, '\n', p->receipt_at);
+    if (!nl)
+        return NULL;
+    enum stomp_cmd cmd = frame_cmd_from_name(frame, line_content_len(frame, (size_t)(nl - frame)));
+    char *out = malloc((size_t)p->receipt_len + 1);
+    if (!out)
+        return NULL;
+    ssize_t n = unescape(out, frame + p->receipt_at, p->receipt_len, p->version, frame_cmd_escapes(cmd));
+    if (n < 0) {
+        /* an undefined escape in the receipt itself: there is no id to echo */
+        free(out);
+        return NULL;
+    }
+    out[n] = '\0';
+    return out;
 }
 
 /* ------------------------------------------------------------------ writer */

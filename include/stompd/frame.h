@@ -66,6 +66,8 @@ struct frame_parser {
     size_t hdr_end;     /* offset just past the blank line, 0 while unknown */
     int64_t content_length; /* -1: none */
     size_t body_scan;   /* NUL search resumes here */
+    size_t receipt_at;  /* value of the first whole receipt line, raw; 0: none */
+    uint32_t receipt_len;
 };
 
 enum frame_status { FRAME_NEED_MORE = 0, FRAME_OK = 1, FRAME_ERROR = -1 };
@@ -80,6 +82,15 @@ enum frame_status frame_parse(struct frame_parser *p, const char *data, size_t l
                               size_t *consumed, struct frame *out, const char **err);
 
 void frame_free(struct frame *f);
+
+/* After FRAME_ERROR, the decoded value of the failed frame's first
+ * receipt header, for the ERROR's receipt-id: malloc'd, NUL-terminated,
+ * never longer than lim.max_header_line. NULL when no receipt line was
+ * seen whole before the error (one that was itself too long, or not yet
+ * received), or when its value does not decode. frame points at the failed
+ * frame: the failing call's data advanced by *consumed. The parser keeps
+ * this until frame_parser_reset(). */
+char *frame_error_receipt(const struct frame_parser *p, const char *frame);
 
 enum stomp_cmd frame_cmd_from_name(const char *s, size_t len);
 const char *frame_cmd_name(enum stomp_cmd cmd);

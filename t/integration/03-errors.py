@@ -75,6 +75,89 @@ def test_error_carries_receipt_id(broker):
     assert int(f["content-length"]) == len(f.body)
 
 
+# Errors found by the frame parser, before any handler sees the frame: the
+# ERROR still carries receipt-id when the frame's receipt line was read
+# whole before the problem. {R} is where the receipt line goes. Limits are
+# the `small` broker's: 10 headers, 256-byte header lines, 64 KiB frames.
+PARSE_ERRORS = [
+    ("1.2", b"SEND\ndestination:/queue/a\n{R}h:\\t\n\n\0", "undefined escape sequence in header value"),
+    ("1.2", b"SEND\ndestination:/queue/a\nh\\x:v\n{R}\n\0", "undefined escape sequence in header name"),
+    ("1.2", b"SEND\ndestination:/queue/a\n{R}h:trailing\\\n\n\0", "undefined escape sequence"),
+    ("1.1", b"SEND\ndestination:/queue/a\n{R}h:a\\rb\n\n\0", "undefined escape sequence in header value"),
+    ("1.2", b"SEND\r\ndestination:/queue/a\r\n{R}h:\\t\r\n\r\n\0", "undefined escape sequence"),
+    ("1.2", b"SEND\ndestination:/queue/a\n{R}h:" + b"v" * 400 + b"\n\n\0", "header line too long"),
+    ("1.2", b"SEND\ndestination:/queue/a\n{R}" + b"".join(b"h%d:v\n" % i for i in range(10)) + b"\n\0",
+     "too many headers"),
+    ("1.2", b"SEND\ndestination:/queue/a\n{R}content-length:2\n\nabc\0", "not terminated by NUL"),
+    ("1.2", b"SEND\ndestination:/queue/a\n{R}content-length:abc\n\n\0", "invalid content-length"),
+    ("1.2", b"SEND\ndestination:/queue/a\n{R}content-length:100000\n\n", "frame too large"),
+    ("1.2", b"SEND\ndestination:/queue/a\n{R}\n" + b"z" * 70000, "frame too large"),
+    ("1.2", b"SEND\ndestination:/queue/a\n{R}:novalue\n\n\0", "empty header name"),
+    ("1.2", b"SEND\ndestination:/queue/a\n{R}nocolon\n\n\0", "malformed header"),
+    ("1.2", b"SEND\ndestination:/queue/a\n{R}bad:x\0y\n\n\0", "NUL in header line"),
+    ("1.0", b"SEND\ndestination:/queue/a\n{R}bad:x\0y\n\n\0", "NUL in header line"),
+]
+
+
+@pytest.mark.parametrize("receipt", [None, "r-1"], ids=["no-receipt", "receipt"])
+@pytest.mark.parametrize("version,frame,why", PARSE_ERRORS,
+                         ids=["%s-%s-%d" % (v, w.replace(" ", "-"), i) for i, (v, _, w) in enumerate(PARSE_ERRORS)])
+def test_parse_error_receipt(small, version, frame, why, receipt):
+    watcher = connected(small.port)
+    watcher.receipt("SUBSCRIBE", {"id": "w", "destination": "/queue/watch"}, "w")
+    c = connected(small.port, version)
+    line = b"receipt:%s\n" % receipt.encode() if receipt else b""
+    c.send_raw(frame.replace(b"{R}", line))
+    f = c.expect_error(why)  # and the connection is closed
+    assert f.get("receipt-id") == receipt, f
+    p = connected(small.port)
+    p.send("SEND", {"destination": "/queue/watch"}, b"alive")
+    assert watcher.recv().body == b"alive"
+
+
+@pytest.mark.parametrize("version,raw_receipt,want", [
+    ("1.2", b"a\\cb\\\\c\\rd", "a:b\\c\rd"),  # decoded, and re-escaped in the ERROR
+    ("1.1", b"a\\cb", "a:b"),
+    ("1.0", b"a\\cb", "a\\cb"),                # 1.0 has no escapes
+    ("1.2", b"r\\t1", None),                   # the receipt itself does not decode
+    ("1.1", b"a\\rb", None),                   # no \r before 1.2
+])
+def test_parse_error_receipt_escaping(small, version, raw_receipt, want):
+    c = connected(small.port, version)
+    c.send_raw(b"SEND\ndestination:/queue/a\nreceipt:" + raw_receipt + b"\nnocolon\n\n\0")
+    f = c.expect_error()
+    assert f.get("receipt-id") == want, f
+
+
+def test_parse_error_receipt_first_wins(small):
+    c = connected(small.port)
+    c.send_raw(b"SEND\ndestination:/queue/a\nreceipt:one\nreceipt:two\nh:\\t\n\n\0")
+    assert c.expect_error("escape")["receipt-id"] == "one"
+
+
+def test_parse_error_receipt_never_from_an_unread_or_too_long_line(small):
+    """A receipt line that is itself too long, or comes after the line that
+    failed, was never accepted: nothing is echoed."""
+    c = connected(small.port)
+    c.send_raw(b"SEND\ndestination:/queue/a\nreceipt:" + b"r" * 400 + b"\n\n\0")
+    assert c.expect_error("header line too long").get("receipt-id") is None
+    c = connected(small.port)
+    c.send_raw(b"SEND\ndestination:/queue/a\nh:" + b"v" * 400 + b"\nreceipt:r1\n\n\0")
+    assert c.expect_error("header line too long").get("receipt-id") is None
+    # the longest line the limit allows is echoed whole
+    rid = "r" * (256 - len("receipt:"))
+    c = connected(small.port)
+    c.send_raw(b"SEND\ndestination:/queue/a\nreceipt:" + rid.encode() + b"\nh:\\t\n\n\0")
+    assert c.expect_error("escape")["receipt-id"] == rid
+
+
+def test_parse_error_receipt_not_from_the_frame_before(small):
+    c = connected(small.port)
+    c.send_raw(b"SEND\ndestination:/queue/a\nreceipt:ok\n\nfine\0SEND\ndestination:/queue/a\nh:\\t\n\n\0")
+    assert c.recv()["receipt-id"] == "ok"
+    assert c.expect_error("escape").get("receipt-id") is None
+
+
 def test_duplicate_subscription_id(broker):
     c = connected(broker.port)
     c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/a"})

@@ -20,6 +20,9 @@ struct result {
     int nframes;
     struct frame frames[16];
     const char *err;
+    bool has_receipt; /* on error: what frame_error_receipt() gave */
+    size_t receipt_len;
+    char receipt[64];
 };
 
 static void result_free(struct result *r)
@@ -55,6 +58,13 @@ static void feed(const char *data, size_t len, const size_t *cuts, int ncuts, en
                 break;
             if (st == FRAME_ERROR) {
                 r->err = err;
+                char *rc = frame_error_receipt(&p, buf + start);
+                if (rc) {
+                    r->has_receipt = true;
+                    r->receipt_len = strlen(rc);
+                    snprintf(r->receipt, sizeof r->receipt, "%s", rc);
+                    free(rc);
+                }
                 free(buf);
                 return;
             }
@@ -221,6 +231,115 @@ static void test_malformed(void **state)
     }
 }
 
+/* The receipt a failed frame asked for, so its ERROR can carry receipt-id:
+ * from any header line seen whole before the error, decoded per version,
+ * never from a line that was itself the problem. */
+struct bad_receipt {
+    const char *data;
+    size_t len;
+    enum stomp_version v;
+    const char *err;
+    const char *receipt; /* NULL: none to echo */
+};
+
+#define BADR(lit, ver, e, r) {lit, sizeof(lit) - 1, ver, e, r}
+#define X30 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+
+static const struct bad_receipt bad_receipts[] = {
+    BADR("SEND\nreceipt:r1\nh:\\t\n\n\0", STOMP_12, "undefined escape sequence in header value", "r1"),
+    BADR("SEND\nh:\\t\nreceipt:r1\n\n\0", STOMP_12, "undefined escape sequence in header value", "r1"),
+    BADR("SEND\nh\\t:v\nreceipt:r1\n\n\0", STOMP_12, "undefined escape sequence in header name", "r1"),
+    BADR("SEND\nh:\\t\n\n\0", STOMP_12, "undefined escape sequence in header value", NULL),
+    BADR("SEND\r\nreceipt:r1\r\nh:\\t\r\n\r\n\0", STOMP_12, "undefined escape sequence in header value", "r1"),
+    BADR("SEND\nreceipt:one\nreceipt:two\nh:\\t\n\n\0", STOMP_12, "undefined escape sequence in header value",
+         "one"),
+    BADR("SEND\nreceipt:a\\cb\\\\c\\nd\nh:\\t\n\n\0", STOMP_12, "undefined escape sequence in header value",
+         "a:b\\c\nd"),
+    /* 1.1 has no \r; 1.0 has no escapes at all; CONNECT is never escaped */
+    BADR("SEND\nreceipt:r1\nh:a\\rb\n\n\0", STOMP_11, "undefined escape sequence in header value", "r1"),
+    BADR("SEND\nreceipt:a\\rb\nh:v\n\n\0", STOMP_11, "undefined escape sequence in header value", NULL),
+    BADR("SEND\nreceipt:a\\rb\nh:\\t\n\n\0", STOMP_12, "undefined escape sequence in header value", "a\rb"),
+    BADR("SEND\nreceipt:a\\cb\nnocolon\n\n\0", STOMP_10, "malformed header line (no ':')", "a\\cb"),
+    BADR("CONNECT\nreceipt:a\\tb\nnocolon\n\n\0", STOMP_12, "malformed header line (no ':')", "a\\tb"),
+    /* a receipt that is itself undecodable has no id to echo */
+    BADR("SEND\nreceipt:r\\t1\n\n\0", STOMP_12, "undefined escape sequence in header value", NULL),
+    BADR("SEND\nreceipt:r1\\\n\n\0", STOMP_12, "undefined escape sequence in header value", NULL),
+    BADR("SEND\nreceipt:r1\n:v\n\n\0", STOMP_12, "empty header name", "r1"),
+    BADR("SEND\nreceipt:r1\nh:a\0b\n\n\0", STOMP_12, "NUL in header line", "r1"),
+    BADR("SEND\nreceipt:r\0\n\n\0", STOMP_12, "NUL in header line", NULL),
+    BADR("SEND\nreceipt:r1\ncontent-length:x\n\n\0", STOMP_12, "invalid content-length header", "r1"),
+    BADR("SEND\ncontent-length:x\nreceipt:r1\n\n\0", STOMP_12, "invalid content-length header", NULL),
+    BADR("SEND\nreceipt:r1\ncontent-length:1\n\nxy\0", STOMP_12,
+         "frame not terminated by NUL after content-length bytes", "r1"),
+    BADR("SEND\nreceipt:r1\ncontent-length:999\n\n", STOMP_12, "frame too large", "r1"),
+    BADR("SEND\nreceipt:r1\n\n" X30 X30 X30 X30 X30 X30 X30 X30 X30, STOMP_12, "frame too large", "r1"),
+    /* limits {256, 4, 24, 16}: a receipt line at the limit is echoed whole;
+     * one over it, or after the line that failed, is not */
+    BADR("SEND\nreceipt:0123456789abcdef\nh:\\t\n\n\0", STOMP_12, "undefined escape sequence in header value",
+         "0123456789abcdef"),
+    BADR("SEND\nreceipt:0123456789abcdefg\n\n\0", STOMP_12, "header line too long", NULL),
+    BADR("SEND\nreceipt:r1\nh:" X30 "\n\n\0", STOMP_12, "header line too long", "r1"),
+    BADR("SEND\nreceipt:r1\nh:" X30, STOMP_12, "header line too long", "r1"),
+    BADR("SEND\nh:" X30 "\nreceipt:r1\n\n\0", STOMP_12, "header line too long", NULL),
+    BADR("SEND\nreceipt:r1\na:1\nb:2\nc:3\nd:4\n\n\0", STOMP_12, "too many headers", "r1"),
+    BADR("SEND\na:1\nb:2\nc:3\nreceipt:r1\nd:4\n\n\0", STOMP_12, "too many headers", "r1"),
+    BADR("SEND\na:1\nb:2\nc:3\nd:4\nreceipt:r1\n\n\0", STOMP_12, "too many headers", NULL),
+    BADR("SENDSENDSENDSENDSEND\nreceipt:r1\n\n\0", STOMP_12, "command line too long", NULL),
+    /* only a header named exactly receipt */
+    BADR("SEND\nreceipts:r1\nReceipt:r2\nh:\\t\n\n\0", STOMP_12, "undefined escape sequence in header value",
+         NULL),
+    /* the frame before was fine: its receipt is not this one's */
+    BADR("SEND\nreceipt:old\n\n\0SEND\nh:\\t\n\n\0", STOMP_12, "undefined escape sequence in header value", NULL),
+    BADR("SEND\nreceipt:old\n\n\0\n\rX", STOMP_12, "stray carriage return before command", NULL),
+};
+
+static void check_bad_receipt(size_t i, const struct result *r, size_t split)
+{
+    const struct bad_receipt *b = &bad_receipts[i];
+    if (!r->err || strcmp(r->err, b->err) != 0)
+        fail_msg("case %zu split %zu: expected '%s', got '%s'", i, split, b->err, r->err ? r->err : "(none)");
+    if (!b->receipt && r->has_receipt)
+        fail_msg("case %zu split %zu: expected no receipt, got '%s'", i, split, r->receipt);
+    if (b->receipt && (!r->has_receipt || strcmp(r->receipt, b->receipt) != 0))
+        fail_msg("case %zu split %zu: expected receipt '%s', got '%s'", i, split, b->receipt,
+                 r->has_receipt ? r->receipt : "(none)");
+}
+
+static void test_error_receipt(void **state)
+{
+    const struct frame_limits lim = {256, 4, 24, 16};
+    for (size_t i = 0; i < sizeof bad_receipts / sizeof bad_receipts[0]; i++) {
+        const struct bad_receipt *b = &bad_receipts[i];
+        /* the same answer however the bytes were split */
+        for (size_t k = 0; k < b->len; k++) {
+            struct result r;
+            feed(b->data, b->len, &k, k ? 1 : 0, b->v, &lim, &r);
+            check_bad_receipt(i, &r, k);
+            result_free(&r);
+        }
+    }
+}
+
+static void test_error_receipt_bounded_by_header_limit(void **state)
+{
+    /* the longest receipt that can be echoed is the header limit less "receipt:" */
+    struct frame_limits lim = big;
+    lim.max_header_line = 40;
+    char data[128];
+    int n = snprintf(data, sizeof data, "SEND\nreceipt:%s\nh:\\t\n\n", "0123456789012345678901234567890");
+    struct result r;
+    feed(data, (size_t)n + 1, NULL, 0, STOMP_12, &lim, &r);
+    assert_string_equal(r.err, "undefined escape sequence in header value");
+    assert_true(r.has_receipt);
+    assert_int_equal(r.receipt_len, 31);
+    result_free(&r);
+    n = snprintf(data, sizeof data, "SEND\nreceipt:%s\nh:\\t\n\n", "01234567890123456789012345678901x");
+    feed(data, (size_t)n + 1, NULL, 0, STOMP_12, &lim, &r);
+    assert_string_equal(r.err, "header line too long");
+    assert_false(r.has_receipt);
+    result_free(&r);
+}
+
 static void test_1_0_is_never_unescaped(void **state)
 {
     struct result r;
@@ -377,6 +496,8 @@ int main(void)
         cmocka_unit_test(test_empty_body_and_no_headers),
         cmocka_unit_test(test_unknown_command_is_reported_not_fatal),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_error_receipt),
+        cmocka_unit_test(test_error_receipt_bounded_by_header_limit),
         cmocka_unit_test(test_1_0_is_never_unescaped),
         cmocka_unit_test(test_value_with_colons),
         cmocka_unit_test(test_limits),
