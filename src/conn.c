@@ -64,6 +64,16 @@ static void arm_timer(struct conn *c, double after)
     ev_timer_start(srv.loop, &c->timer);
 }
 
+void conn_frame_limits(struct frame_limits *lim)
+{
+    *lim = (struct frame_limits){
+        .max_frame = (size_t)config.max_frame_size,
+        .max_headers = (size_t)config.max_headers,
+        .max_header_line = (size_t)config.max_header_size,
+        .max_command_line = (size_t)config.max_command_size,
+    };
+}
+
 struct conn *conn_new(int fd, const char *peer)
 {
     struct conn *c = calloc(1, sizeof *c);
@@ -74,12 +84,8 @@ struct conn *conn_new(int fd, const char *peer)
     c->fd = fd;
     c->state = CONN_HANDSHAKE;
     c->version = STOMP_10;
-    struct frame_limits lim = {
-        .max_frame = (size_t)config.max_frame_size,
-        .max_headers = (size_t)config.max_headers,
-        .max_header_line = (size_t)config.max_header_size,
-        .max_command_line = (size_t)config.max_command_size,
-    };
+    struct frame_limits lim;
+    conn_frame_limits(&lim);
     frame_parser_init(&c->parser, &lim);
     TAILQ_INIT(&c->ops);
     TAILQ_INIT(&c->temps);

@@ -363,6 +363,58 @@ char *frame_error_receipt(const struct frame_parser *p, const char *frame)
     return out;
 }
 
+/* Would the writer's bytes for this header, read back by a parser of
+ * version v, give the same name and value? */
+static const char *encode_problem(enum stomp_version v, const struct stomp_header *h)
+{
+    if (h->name_len == 0)
+        return empty_name;
+    if (memchr(h->name, '\0', h->name_len) || memchr(h->value, '\0', h->value_len))
+        return "NUL in header line";
+    if (v == STOMP_12)
+        return NULL;
+    /* 1.0 and 1.1 do not escape CR: a reader takes a final one for CRLF */
+    if (h->value_len && h->value[h->value_len - 1] == '\r')
+        return "carriage return at the end of a header value cannot be encoded before STOMP 1.2";
+    if (v == STOMP_11)
+        return NULL;
+    if (memchr(h->name, '\n', h->name_len) || memchr(h->value, '\n', h->value_len))
+        return "line feed in a header cannot be encoded in STOMP 1.0";
+    if (memchr(h->name, ':', h->name_len))
+        return "colon in a header name cannot be encoded in STOMP 1.0";
+    return NULL;
+}
+
+int frame_check_headers(const struct frame_limits *lim, enum stomp_version v, const char *command,
+                        const struct stomp_header *hs, size_t n, size_t body_len, size_t *bad,
+                        const char **err)
+{
+    *bad = n;
+    size_t total = strlen(command) + 1;
+    if ((*err = line_problem(lim, 0, total - 1, false)) || (*err = count_problem(lim, n)))
+        return -1;
+    bool esc = frame_cmd_escapes(frame_cmd_from_name(command, total - 1));
+    for (size_t i = 0; i < n; i++) {
+        *bad = i;
+        const struct stomp_header *h = &hs[i];
+        if ((*err = encode_problem(esc ? v : STOMP_10, h)))
+            return -1;
+        size_t line = esc ? frame_escaped_len(v, h->name, h->name_len) + 1 +
+                                frame_escaped_len(v, h->value, h->value_len)
+                          : (size_t)h->name_len + 1 + h->value_len;
+        if ((*err = line_problem(lim, i + 1, line, false)))
+            return -1;
+        total += line + 1;
+    }
+    *bad = n;
+    total += 1; /* the blank line */
+    if (total > lim->max_frame || body_len > lim->max_frame - total) {
+        *err = "frame too large";
+        return -1;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------ writer */
 
 static inline bool needs_escape(enum stomp_version v, char c)

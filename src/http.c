@@ -787,15 +787,54 @@ static void send_done(void *arg, bool ok)
     }
 }
 
+/* A refused console send, in words that name the header and the limit. */
+static void send_refused(struct http_conn *h, const struct stomp_header *hs, size_t n, size_t bad,
+                         const char *err)
+{
+    static const struct {
+        const char *err, *key;
+        const int64_t *value;
+    } limits[] = {
+        {"header line too long", "stomp.max_header_size", &config.max_header_size},
+        {"too many headers", "stomp.max_headers", &config.max_headers},
+        {"frame too large", "stomp.max_frame_size", &config.max_frame_size},
+        {"command line too long", "stomp.max_command_size", &config.max_command_size},
+    };
+    char limit[96] = "";
+    for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++)
+        if (!strcmp(err, limits[i].err))
+            snprintf(limit, sizeof limit, " (%s is %lld)", limits[i].key, (long long)*limits[i].value);
+    char msg[400];
+    if (bad < n) {
+        /* at most 64 bytes of the name, cut on a UTF-8 boundary */
+        size_t nl = hs[bad].name_len;
+        if (nl > 64) {
+            nl = 64;
+            while (nl && ((unsigned char)hs[bad].name[nl] & 0xc0) == 0x80)
+                nl--;
+        }
+        snprintf(msg, sizeof msg, "header \"%.*s%s\": %s%s", (int)strnlen(hs[bad].name, nl), hs[bad].name,
+                 nl < hs[bad].name_len ? "..." : "", err, limit);
+    } else {
+        snprintf(msg, sizeof msg, "%s%s", err, limit);
+    }
+    respond_error(h, 400, msg, NULL);
+}
+
 /* POST /api/send {"destination", "body", "headers": {...}, "persistent",
- * "priority", "expires"}: the same checks as a STOMP SEND. */
+ * "priority", "expires"}: the same checks as a STOMP SEND. The request
+ * stands for a 1.2 SEND (1.2 can carry any byte but NUL in a header): the
+ * frame that SEND would be is checked as the parser checks one, so the
+ * console delivers nothing a STOMP producer could not have sent. */
 static void action_send(struct http_conn *h)
 {
     json_t *j = parse_body(h);
     if (!j)
         return;
     const char *name = json_string_value(json_object_get(j, "destination"));
-    const char *body = json_string_value(json_object_get(j, "body"));
+    json_t *bj = json_object_get(j, "body");
+    const char *body = json_string_value(bj);
+    size_t body_len = body ? json_string_length(bj) : 0;
     json_t *hj = json_object_get(j, "headers");
     json_t *pj = json_object_get(j, "persistent"), *prj = json_object_get(j, "priority");
     json_t *ej = json_object_get(j, "expires");
@@ -807,7 +846,7 @@ static void action_send(struct http_conn *h)
         err = "temporary destinations belong to their STOMP connection";
     else if (dest_kind_of(name, &kind, &err) != 0)
         ;
-    else if (json_object_get(j, "body") && !body)
+    else if (bj && !body)
         err = "\"body\" must be a string";
     else if (hj && !json_is_object(hj))
         err = "\"headers\" must be an object of strings";
@@ -817,10 +856,19 @@ static void action_send(struct http_conn *h)
         err = "\"priority\" must be an integer 0-9";
     else if (ej && (!json_is_integer(ej) || json_integer_value(ej) < 0))
         err = "\"expires\" must be a time in ms since the epoch (0 = never)";
-    size_t nh = hj ? json_object_size(hj) : 0;
-    struct stomp_header hs[nh + 1];
-    size_t k = 0;
-    if (!err && hj) {
+    if (err) {
+        respond_error(h, 400, err, NULL);
+        json_decref(j);
+        return;
+    }
+    /* The headers as the SEND would carry them: the caller's first (those
+     * the message keeps are compacted to the front afterwards), then the
+     * ones the request gives as fields. */
+    size_t nu = hj ? json_object_size(hj) : 0, n = 0;
+    struct stomp_header *hs = malloc((nu + 4) * sizeof *hs);
+    if (!hs)
+        abort();
+    if (hj) {
         const char *key;
         json_t *v;
         json_object_foreach(hj, key, v) {
@@ -828,31 +876,52 @@ static void action_send(struct http_conn *h)
                 err = "\"headers\" must be an object of strings";
                 break;
             }
-            if (msg_header_is_reserved(key, strlen(key)))
-                continue;
-            hs[k++] = (struct stomp_header){key, json_string_value(v), (uint32_t)strlen(key),
-                                            (uint32_t)strlen(json_string_value(v))};
+            hs[n++] = (struct stomp_header){key, json_string_value(v), (uint32_t)strlen(key),
+                                            (uint32_t)json_string_length(v)};
         }
     }
-    if (err) {
-        respond_error(h, 400, err, NULL);
-        json_decref(j);
-        return;
+    char prio[8], exp[24];
+    hs[n++] = (struct stomp_header){"destination", name, 11, (uint32_t)strlen(name)};
+    if (pj)
+        hs[n++] = (struct stomp_header){"persistent", json_is_true(pj) ? "true" : "false", 10,
+                                        json_is_true(pj) ? 4 : 5};
+    if (prj) {
+        snprintf(prio, sizeof prio, "%d", (int)json_integer_value(prj));
+        hs[n++] = (struct stomp_header){"priority", prio, 8, (uint32_t)strlen(prio)};
     }
+    if (ej) {
+        snprintf(exp, sizeof exp, "%lld", (long long)json_integer_value(ej));
+        hs[n++] = (struct stomp_header){"expires", exp, 7, (uint32_t)strlen(exp)};
+    }
+    struct frame_limits lim;
+    conn_frame_limits(&lim);
+    size_t bad;
+    const char *ferr;
     const char *derr;
-    struct dest *d = dest_get(name, NULL, &derr);
-    if (!d) {
+    struct dest *d = NULL;
+    if (err)
+        respond_error(h, 400, err, NULL);
+    else if (frame_check_headers(&lim, STOMP_12, "SEND", hs, n, body_len, &bad, &ferr) != 0)
+        send_refused(h, hs, n, bad, ferr);
+    else if (!(d = dest_get(name, NULL, &derr)))
         respond_error(h, 400, derr, NULL);
+    if (!d) {
+        free(hs);
         json_decref(j);
         return;
     }
+    size_t k = 0;
+    for (size_t i = 0; i < nu; i++)
+        if (!msg_header_is_reserved(hs[i].name, hs[i].name_len))
+            hs[k++] = hs[i];
     bool persistent = pj && json_is_true(pj);
     char id[128];
     server_next_msg_id(id, sizeof id);
     struct msg *m = msg_new(d->name, id, server_next_seq(), server_now_ms(), persistent,
                             prj ? (uint8_t)json_integer_value(prj) : MSG_PRIORITY_DEFAULT,
                             ej ? (int64_t)json_integer_value(ej) : 0, hs, (uint32_t)k, body ? body : "",
-                            body ? strlen(body) : 0);
+                            body_len);
+    free(hs);
     json_decref(j);
     srv.st.messages_in++;
     if (persistent && persist_enabled() && persist_enqueue(d, m, NULL)) {

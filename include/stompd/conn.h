@@ -76,6 +76,8 @@ struct conn {
 };
 TAILQ_HEAD(conn_list, conn);
 
+/* The stomp.* limits every frame a client sends is held to. */
+void conn_frame_limits(struct frame_limits *lim);
 struct conn *conn_new(int fd, const char *peer);
 void conn_set_state(struct conn *c, enum conn_state to);
 const char *conn_state_name(enum conn_state s);

@@ -92,6 +92,15 @@ void frame_free(struct frame *f);
  * this until frame_parser_reset(). */
 char *frame_error_receipt(const struct frame_parser *p, const char *frame);
 
+/* The parser's checks for a frame that does not arrive as bytes (the
+ * console's send): would command with headers hs[0..n) and a body of
+ * body_len bytes, written for version v, be read back the same and within
+ * lim? 0 if so; else -1, *err in the parser's words and *bad the index of
+ * the offending header (n when the problem is the frame as a whole). */
+int frame_check_headers(const struct frame_limits *lim, enum stomp_version v, const char *command,
+                        const struct stomp_header *hs, size_t n, size_t body_len, size_t *bad,
+                        const char **err) __attribute__((warn_unused_result));
+
 enum stomp_cmd frame_cmd_from_name(const char *s, size_t len);
 const char *frame_cmd_name(enum stomp_cmd cmd);
 

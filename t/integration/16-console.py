@@ -154,10 +154,59 @@ def test_purge_is_durable(broker):
     ({"destination": "/queue/x", "headers": []}, "headers"),
     ({"destination": "/temp-queue/x"}, "temporary"),
     ({"destination": "/queue/x", "body": 42}, "body"),
-])
-def test_send_validation(broker, body, why):
-    s, h, data = req(broker, "POST", "/api/send", body)
+    # the checks the frame parser makes on a SEND (stomp.* limits at their
+    # defaults but for a 32 KiB frame, so a body can exceed it in a request)
+    ({"destination": "/queue/x", "headers": {"": "v"}}, 'header "": empty header name'),
+    ({"destination": "/queue/x", "headers": {"ok": "v", "": ""}}, "empty header name"),
+    ({"destination": "/queue/x", "headers": {"x-big": "v" * 20000}},
+     'header "x-big": header line too long (stomp.max_header_size is 10240)'),
+    # the limit counts the line as written: escaping makes this one too long
+    ({"destination": "/queue/x", "headers": {"x-esc": ":" * 5200}}, "header line too long"),
+    ({"destination": "/queue/x", "headers": {"n" * 10300: "v"}}, 'header "nnnn'),
+    ({"destination": "/queue/x", "headers": {"h%d" % i: "v" for i in range(1000)}},
+     "too many headers (stomp.max_headers is 1000)"),
+    ({"destination": "/queue/x", "body": "b" * 40000}, "frame too large (stomp.max_frame_size is 32768)"),
+    ({"destination": "/queue/x", "body": "b" * 16000, "headers": {"a": "v" * 9000, "b": "v" * 9000}},
+     "frame too large"),
+    ({"destination": "/queue/x", "headers": {"k": "a\u0000b"}}, "JSON"),
+    ({"destination": "/queue/x", "headers": {"a\u0000b": "v"}}, "JSON"),
+], ids=lambda x: None if isinstance(x, dict) else x[:30])
+def test_send_validation(send_broker, body, why):
+    """Refused with 400 naming the problem, and nothing delivered."""
+    b = send_broker
+    consumer = b.consumer
+    s, h, data = req(b, "POST", "/api/send", body)  # json.dumps writes a NUL as \\u0000
     assert s == 400 and why in json.loads(data)["error"], data
+    s, h, data = req(b, "POST", "/api/send", {"destination": "/queue/x", "body": "next"})
+    assert s == 200, data
+    assert consumer.recv().body == b"next"
+
+
+@pytest.fixture
+def send_broker(broker_factory):
+    b = broker_factory({"stomp.max_frame_size": "32KiB"})
+    b.consumer = connected(b.port)
+    b.consumer.receipt("SUBSCRIBE", {"id": "x", "destination": "/queue/x"}, "s")
+    return b
+
+
+def test_send_at_the_limits_is_delivered(send_broker):
+    """What a STOMP 1.2 producer can send, the console can: exactly at each
+    limit, and names and values that need escaping, read back exactly."""
+    b = send_broker
+    hdrs = {"h%d" % i: "v" for i in range(998)}       # + destination = 999 < 1000
+    hdrs["x-long"] = "v" * (10240 - len("x-long:"))   # a line of exactly 10 KiB
+    s, h, data = req(b, "POST", "/api/send", {"destination": "/queue/x", "headers": hdrs})
+    assert s == 200, data
+    m = b.consumer.recv()
+    assert m["x-long"] == hdrs["x-long"] and m["h997"] == "v"
+    odd = {"a:b": "c:d", "new\nline": "x\ny", "cr\rhere": "v\r", "back\\slash": "\\c"}
+    s, h, data = req(b, "POST", "/api/send", {"destination": "/queue/x", "headers": odd, "body": "é"})
+    assert s == 200, data
+    m = b.consumer.recv()
+    for k, v in odd.items():
+        assert m[k] == v, (k, m)
+    assert m.body == "é".encode()
 
 
 def test_bad_json_and_content_type(broker):

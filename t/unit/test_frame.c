@@ -472,6 +472,108 @@ static void test_write_then_parse_round_trip(void **state)
     }
 }
 
+#define H(n, v) {n, v, sizeof(n) - 1, sizeof(v) - 1}
+
+struct check_case {
+    const char *command;
+    enum stomp_version v;
+    struct stomp_header hs[6];
+    size_t n;
+    size_t body_len;
+    const char *err; /* NULL: fine */
+    size_t bad;
+};
+
+/* limits {128, 4, 24, 16} */
+static const struct check_case check_cases[] = {
+    {"SEND", STOMP_12, {H("destination", "/queue/a"), H("a:b", "x\\y\nz\r")}, 2, 10, NULL, 2},
+    {"SEND", STOMP_12, {H("destination", "/queue/a"), H("", "v")}, 2, 0, "empty header name", 1},
+    {"SEND", STOMP_12, {H("destination", "/queue/a"), H("k", "a\0b")}, 2, 0, "NUL in header line", 1},
+    {"SEND", STOMP_12, {H("k\0", "v")}, 1, 0, "NUL in header line", 0},
+    /* escaping counts: 24 bytes written is the limit */
+    {"SEND", STOMP_12, {H("k", "0123456789abcdefghij:")}, 1, 0, NULL, 1},
+    {"SEND", STOMP_12, {H("k", "0123456789abcdefghijk:")}, 1, 0, "header line too long", 0},
+    {"SEND", STOMP_12, {H("k", "0123456789abcdefghijk\r")}, 1, 0, "header line too long", 0},
+    {"SEND", STOMP_11, {H("k", "0123456789abcdef\rghijk")}, 1, 0, NULL, 1},
+    {"SEND", STOMP_12, {H("a", "1"), H("b", "2"), H("c", "3"), H("d", "4")}, 4, 0, NULL, 4},
+    {"SEND", STOMP_12, {H("a", "1"), H("b", "2"), H("c", "3"), H("d", "4"), H("e", "5")}, 5, 0,
+     "too many headers", 5},
+    /* "SEND\nk:v\n\n" is 10 bytes: 118 of body fit in 128 */
+    {"SEND", STOMP_12, {H("k", "v")}, 1, 118, NULL, 1},
+    {"SEND", STOMP_12, {H("k", "v")}, 1, 119, "frame too large", 1},
+    {"SEND", STOMP_12, {H("k", "v")}, 1, SIZE_MAX, "frame too large", 1},
+    {"SENDSENDSENDSENDS", STOMP_12, {H("k", "v")}, 1, 0, "command line too long", 1},
+    /* what the writer cannot encode for older versions */
+    {"SEND", STOMP_11, {H("k", "v\r")}, 1, 0, "carriage return at the end", 0},
+    {"SEND", STOMP_12, {H("k", "v\r")}, 1, 0, NULL, 1},
+    {"SEND", STOMP_11, {H("k:\n", "a:\nb\rc")}, 1, 0, NULL, 1},
+    {"SEND", STOMP_10, {H("k", "a\nb")}, 1, 0, "line feed", 0},
+    {"SEND", STOMP_10, {H("k:x", "v")}, 1, 0, "colon in a header name", 0},
+    {"SEND", STOMP_10, {H("k", "a:b\\c\rd")}, 1, 0, NULL, 1},
+    {"CONNECT", STOMP_12, {H("k:x", "v")}, 1, 0, "colon in a header name", 0},
+    {"CONNECT", STOMP_12, {H("k", "a\\b")}, 1, 0, NULL, 1},
+};
+
+/* frame_check_headers() agrees with the writer and the parser: a frame it
+ * passes is written and read back the same within the limits; a frame it
+ * refuses for a limit or a NUL the parser refuses in the same words. */
+static void test_check_headers(void **state)
+{
+    const struct frame_limits lim = {128, 4, 24, 16};
+    for (size_t i = 0; i < sizeof check_cases / sizeof check_cases[0]; i++) {
+        const struct check_case *c = &check_cases[i];
+        size_t bad;
+        const char *err;
+        int rc = frame_check_headers(&lim, c->v, c->command, c->hs, c->n, c->body_len, &bad, &err);
+        if (!c->err && rc != 0)
+            fail_msg("case %zu: refused: %s (header %zu)", i, err, bad);
+        if (c->err && (rc == 0 || !strstr(err, c->err)))
+            fail_msg("case %zu: expected '%s', got '%s'", i, c->err, rc ? err : "(accepted)");
+        assert_int_equal(bad, c->bad);
+        if (c->body_len > 1000)
+            continue;
+        struct buf b = {0};
+        frame_write_command(&b, c->command);
+        bool esc = frame_cmd_escapes(frame_cmd_from_name(c->command, strlen(c->command)));
+        for (size_t k = 0; k < c->n; k++)
+            frame_write_header(&b, c->v, esc, c->hs[k].name, c->hs[k].name_len, c->hs[k].value,
+                               c->hs[k].value_len);
+        char body[1000];
+        memset(body, 'b', c->body_len);
+        frame_write_body(&b, body, c->body_len);
+        struct result r;
+        feed(b.data, b.len, NULL, 0, c->v, &lim, &r);
+        if (!c->err) {
+            if (r.err)
+                fail_msg("case %zu: accepted but the parser says '%s'", i, r.err);
+            assert_int_equal(r.frames[0].nheaders, c->n);
+            for (size_t k = 0; k < c->n; k++) {
+                assert_int_equal(r.frames[0].headers[k].name_len, c->hs[k].name_len);
+                assert_memory_equal(r.frames[0].headers[k].name, c->hs[k].name, c->hs[k].name_len);
+                assert_int_equal(r.frames[0].headers[k].value_len, c->hs[k].value_len);
+                assert_memory_equal(r.frames[0].headers[k].value, c->hs[k].value, c->hs[k].value_len);
+            }
+            assert_int_equal(r.frames[0].body_len, c->body_len);
+        } else if (strstr(err, "cannot")) {
+            /* the parser would read something else back */
+            bool same = !r.err && r.frames[0].nheaders == c->n;
+            for (size_t k = 0; same && k < c->n; k++)
+                same = r.frames[0].headers[k].name_len == c->hs[k].name_len &&
+                       r.frames[0].headers[k].value_len == c->hs[k].value_len &&
+                       !memcmp(r.frames[0].headers[k].name, c->hs[k].name, c->hs[k].name_len) &&
+                       !memcmp(r.frames[0].headers[k].value, c->hs[k].value, c->hs[k].value_len);
+            if (same)
+                fail_msg("case %zu: refused with '%s' but it reads back the same", i, err);
+        } else {
+            if (!r.err || strcmp(r.err, err) != 0)
+                fail_msg("case %zu: refused with '%s' but the parser says '%s'", i, err,
+                         r.err ? r.err : "(accepted)");
+        }
+        result_free(&r);
+        buf_free(&b);
+    }
+}
+
 static void test_cmd_names(void **state)
 {
     for (int i = 1; i < CMD__COUNT; i++) {
@@ -505,6 +607,7 @@ int main(void)
         cmocka_unit_test(test_content_length_with_nuls_split),
         cmocka_unit_test(test_writer_escaping),
         cmocka_unit_test(test_write_then_parse_round_trip),
+        cmocka_unit_test(test_check_headers),
         cmocka_unit_test(test_cmd_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
