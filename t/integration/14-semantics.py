@@ -313,36 +313,58 @@ def test_exclusive_consumer_takes_everything(broker):
     assert b.recv().body == b"after"
 
 
+def by_group(msgs):
+    """Bodies per JMSXGroupID, in arrival order."""
+    out = {}
+    for m in msgs:
+        out.setdefault(m["JMSXGroupID"], []).append(m.body)
+    return out
+
+
 def test_message_groups_stick_to_one_consumer(broker):
+    # Runs of one group in a row: round robin alone would split them.
     a, b = connected(broker.port), connected(broker.port)
     a.receipt("SUBSCRIBE", {"id": "a", "destination": "/queue/grp"}, "s")
     b.receipt("SUBSCRIBE", {"id": "b", "destination": "/queue/grp"}, "s")
     p = connected(broker.port)
-    for i in range(20):
-        p.send("SEND", {"destination": "/queue/grp", "JMSXGroupID": "g%d" % (i % 2)}, b"g%d-%d" % (i % 2, i))
+    order = ["g", "g", "g", "h", "h", "g", "h", "g", "g", "h"]
+    for i, g in enumerate(order):
+        p.send("SEND", {"destination": "/queue/grp", "JMSXGroupID": g}, b"%s-%d" % (g.encode(), i))
     p.receipt("DISCONNECT", {}, "d")
-    ga, gb = drain(a), drain(b)
-    groups_a = {m["JMSXGroupID"] for m in ga}
-    groups_b = {m["JMSXGroupID"] for m in gb}
-    assert len(ga) + len(gb) == 20
-    assert not (groups_a & groups_b), (groups_a, groups_b)
-    # order within a group is kept
-    for got in (ga, gb):
-        for g in ("g0", "g1"):
-            seq = [int(m.body.split(b"-")[1]) for m in got if m["JMSXGroupID"] == g]
-            assert seq == sorted(seq)
+    ga, gb = by_group(drain(a)), by_group(drain(b))
+    assert not (set(ga) & set(gb)), (ga, gb)
+    got = dict(ga, **gb)
+    # every message of a group arrived, on one consumer, in send order
+    for g in ("g", "h"):
+        assert got[g] == [b"%s-%d" % (g.encode(), i) for i, x in enumerate(order) if x == g], got
 
 
-def test_group_moves_when_its_consumer_leaves(broker):
+def test_group_stays_with_its_consumer_when_others_join(broker):
     a = connected(broker.port)
     a.receipt("SUBSCRIBE", {"id": "a", "destination": "/queue/grp2"}, "s")
     send(broker.port, "/queue/grp2", [b"1"], {"JMSXGroupID": "g"})
     assert a.recv().body == b"1"
     b = connected(broker.port)
     b.receipt("SUBSCRIBE", {"id": "b", "destination": "/queue/grp2"}, "s")
-    send(broker.port, "/queue/grp2", [b"2"], {"JMSXGroupID": "g"})
-    assert a.recv().body == b"2"
+    send(broker.port, "/queue/grp2", [b"2", b"3", b"4", b"5"], {"JMSXGroupID": "g"})
+    assert [m.body for m in drain(a)] == [b"2", b"3", b"4", b"5"]
+    b.expect_nothing()
+
+
+def test_group_moves_when_its_consumer_leaves_and_stays_moved(broker):
+    a = connected(broker.port)
+    a.receipt("SUBSCRIBE", {"id": "a", "destination": "/queue/grp3"}, "s")
+    send(broker.port, "/queue/grp3", [b"1"], {"JMSXGroupID": "g"})
+    assert a.recv().body == b"1"
+    b = connected(broker.port)
+    b.receipt("SUBSCRIBE", {"id": "b", "destination": "/queue/grp3"}, "s")
+    a.receipt("DISCONNECT", {}, "bye")
     a.close()
-    time.sleep(0.2)
-    send(broker.port, "/queue/grp2", [b"3"], {"JMSXGroupID": "g"})
-    assert b.recv().body == b"3"
+    send(broker.port, "/queue/grp3", [b"2"], {"JMSXGroupID": "g"})
+    assert b.recv().body == b"2"
+    # b now owns the group: a newcomer gets none of it
+    c = connected(broker.port)
+    c.receipt("SUBSCRIBE", {"id": "c", "destination": "/queue/grp3"}, "s")
+    send(broker.port, "/queue/grp3", [b"3", b"4", b"5", b"6"], {"JMSXGroupID": "g"})
+    assert [m.body for m in drain(b)] == [b"3", b"4", b"5", b"6"]
+    c.expect_nothing()

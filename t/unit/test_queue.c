@@ -27,6 +27,11 @@
 #include "stompd/sub.h"
 
 static uint64_t seq;
+/* Fake connections still open: a failed assertion skips a test's own
+ * cleanup, and server_shutdown() must not flush these socketless ones. */
+static struct conn *live[8];
+static int nlive;
+static void free_conn(struct conn *c);
 
 static int setup(void **state)
 {
@@ -41,6 +46,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+    while (nlive > 0)
+        free_conn(live[nlive - 1]);
     server_shutdown();
     config_free();
     return 0;
@@ -54,6 +61,8 @@ static struct conn *fake_conn(void)
     c->fd = -1;
     TAILQ_INIT(&c->ops);
     TAILQ_INIT(&c->temps);
+    assert_true(nlive < (int)(sizeof live / sizeof live[0]));
+    live[nlive++] = c;
     return c;
 }
 
@@ -65,6 +74,12 @@ static void free_conn(struct conn *c)
     if (c->in_flush)
         TAILQ_REMOVE(&srv.flush, c, flush_link);
     buf_free(&c->out);
+    for (int i = 0; i < nlive; i++) {
+        if (live[i] == c) {
+            live[i] = live[--nlive];
+            break;
+        }
+    }
     free(c);
 }
 
@@ -224,24 +239,58 @@ static void test_exclusive(void **state)
     free_conn(b);
 }
 
-static void test_groups_and_selectors(void **state)
+static void push_group(struct dest *d, const char *body)
+{
+    char g[2] = {body[0], '\0'}; /* the body's first letter names its group */
+    push(d, body, 4, "JMSXGroupID", g);
+}
+
+static void test_groups(void **state)
 {
     struct dest *d = queue_named("/queue/g");
     struct conn *a = fake_conn(), *b = fake_conn(), *c = fake_conn();
     consumer(a, d, ACK_AUTO, 1000, NULL);
     consumer(b, d, ACK_AUTO, 1000, NULL);
-    push(d, "x1", 4, "JMSXGroupID", "x");
-    push(d, "y1", 4, "JMSXGroupID", "y");
-    push(d, "x2", 4, "JMSXGroupID", "x");
-    push(d, "y2", 4, "JMSXGroupID", "y");
-    push(d, "x3", 4, "JMSXGroupID", "x");
+    /* runs of one group: round robin alone would split every run */
+    const char *first[] = {"x1", "x2", "x3", "y1", "y2", "x4", "y3", "x5"};
+    for (size_t i = 0; i < sizeof first / sizeof first[0]; i++)
+        push_group(d, first[i]);
     queue_dispatch_dirty();
-    assert_string_equal(received(a), "x1 x2 x3");
-    assert_string_equal(received(b), "y1 y2");
+    assert_string_equal(received(a), "x1 x2 x3 x4 x5");
+    assert_string_equal(received(b), "y1 y2 y3");
+    /* a newcomer takes no part of a group already owned */
+    consumer(c, d, ACK_AUTO, 1000, NULL);
+    push_group(d, "x6");
+    push_group(d, "y4");
+    push_group(d, "x7");
+    push_group(d, "y5");
+    queue_dispatch_dirty();
+    assert_string_equal(received(a), "x6 x7");
+    assert_string_equal(received(b), "y4 y5");
+    assert_string_equal(received(c), "");
+    /* the owner leaves: x moves to one of the others, all of it, and
+     * stays there */
+    free_conn(a);
+    push_group(d, "x8");
+    push_group(d, "x9");
+    push_group(d, "xa");
+    push_group(d, "xb");
+    queue_dispatch_dirty();
+    char gb[64], gc[64];
+    snprintf(gb, sizeof gb, "%s", received(b));
+    snprintf(gc, sizeof gc, "%s", received(c));
+    assert_true((!strcmp(gb, "x8 x9 xa xb") && !strcmp(gc, "")) ||
+                (!strcmp(gc, "x8 x9 xa xb") && !strcmp(gb, "")));
+    free_conn(b);
+    free_conn(c);
+}
+
+static void test_selectors(void **state)
+{
+    struct dest *d = queue_named("/queue/s");
+    struct conn *c = fake_conn();
     /* a selector consumer only takes what matches; the rest waits */
     consumer(c, d, ACK_AUTO, 1000, "kind = 'k'");
-    free_conn(a);
-    free_conn(b);
     push(d, "plain", 4, "kind", "other");
     push(d, "match", 4, "kind", "k");
     queue_dispatch_dirty();
@@ -258,7 +307,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_round_robin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prefetch_limits_inflight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exclusive, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_groups_and_selectors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_groups, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_selectors, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
