@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -111,6 +112,22 @@ struct dest *dest_get(const char *name, struct conn *conn, const char **err)
     return d;
 }
 
+int dest_open(const char *name, struct conn *conn, struct dest **out, const char **err)
+{
+    static char full[160];
+    *out = dest_find(name);
+    if (*out)
+        return 0;
+    if (config.max_destinations > 0 && (int64_t)dest_count() >= config.max_destinations) {
+        snprintf(full, sizeof full, "the broker already holds its maximum of %lld destinations (broker.max_destinations)",
+                 (long long)config.max_destinations);
+        *err = full;
+        return -ENOSPC;
+    }
+    *out = dest_get(name, conn, err);
+    return *out ? 0 : -EINVAL;
+}
+
 static void unblock_all(struct dest *d)
 {
     struct op *op;
@@ -153,6 +170,34 @@ void dest_free_all(void)
     free(blocked_dests);
     blocked_dests = NULL;
     nblocked_dests = cap_blocked_dests = 0;
+}
+
+/* d->mem counts every message charged to d wherever it waits (its queue,
+ * a subscriber's backlog, a consumer's unacked list), so 0 means no entry
+ * points at d; subscribers, durables and paused producers are the other
+ * holders of a struct dest pointer. Everything else names it. */
+static bool idle(const struct dest *d)
+{
+    return !dest_is_temp(d) && d->mem == 0 && d->q.npending == 0 && d->q.nconsumers == 0 &&
+           d->nsubscribers == 0 && d->ndurables == 0 && TAILQ_EMPTY(&d->blocked) && !d->q.dirty;
+}
+
+size_t dest_collect_idle(void)
+{
+    size_t n = 0;
+    struct dest *d, *tmp;
+    HASH_ITER(hh, dests, d, tmp) {
+        if (!idle(d)) {
+            d->idle_seen = false;
+        } else if (d->idle_seen && d->idle_enqueued == d->st.enqueued) {
+            dest_delete(d);
+            n++;
+        } else {
+            d->idle_seen = true;
+            d->idle_enqueued = d->st.enqueued;
+        }
+    }
+    return n;
 }
 
 size_t dest_count(void)

@@ -32,8 +32,11 @@ static int parse_i64(const char *s, int64_t *out)
     return 0;
 }
 
-/* Resolve and check the destination of a SEND. */
-static struct dest *send_dest(struct conn *c, const char *name)
+/* Resolve and check the destination of a SEND. A SEND held in a
+ * transaction was admitted when it arrived (its destination created then):
+ * at COMMIT it is not refused for broker.max_destinations, even if the
+ * destination was removed as idle meanwhile. */
+static struct dest *send_dest(struct conn *c, const char *name, bool admitted)
 {
     char buf[1200];
     const char *err;
@@ -49,11 +52,25 @@ static struct dest *send_dest(struct conn *c, const char *name)
                    "'%.200s' does not exist: the connection that created it has closed.", name);
         return NULL;
     }
-    if (!d)
-        d = dest_get(resolved, c, &err);
-    if (!d)
-        proto_fail("invalid destination", "'%.200s': %s.", name, err);
+    if (d)
+        return d;
+    int rc = admitted ? ((d = dest_get(resolved, c, &err)) ? 0 : -EINVAL) : dest_open(resolved, c, &d, &err);
+    if (rc != 0)
+        proto_fail(rc == -ENOSPC ? "too many destinations" : "invalid destination", "'%.200s': %s.", name, err);
     return d;
+}
+
+/* A reply-to naming the sender's own temporary destination creates it
+ * (see rewrite_reply_to), so it counts against broker.max_destinations. */
+static int reply_to_dest(struct conn *c, const char *rt)
+{
+    char buf[1200];
+    const char *err;
+    struct dest *d;
+    const char *resolved = dest_resolve_temp(c, rt, buf, sizeof buf);
+    if (resolved != rt && dest_open(resolved, c, &d, &err) == -ENOSPC)
+        return proto_fail("too many destinations", "reply-to '%.200s': %s.", rt, err);
+    return 0;
 }
 
 /* reply-to naming the sender's own temporary destination is rewritten to
@@ -89,8 +106,11 @@ int send_message(struct conn *c, struct frame *f, struct op *batch)
     const char *name = frame_get(f, "destination");
     if (!name)
         return proto_fail("missing destination header", "SEND requires a destination header.");
-    struct dest *d = send_dest(c, name);
+    struct dest *d = send_dest(c, name, batch != NULL);
     if (!d)
+        return -EPROTO;
+    const char *rt = frame_get(f, "reply-to");
+    if (rt && !batch && reply_to_dest(c, rt) != 0)
         return -EPROTO;
 
     bool persistent = false;
@@ -194,11 +214,13 @@ int handle_send(struct conn *c, struct frame *f)
         const char *name = frame_get(f, "destination");
         if (!name)
             return proto_fail("missing destination header", "SEND requires a destination header.");
-        char buf[1200];
-        const char *err;
-        enum dest_kind kind;
-        if (dest_kind_of(dest_resolve_temp(c, name, buf, sizeof buf), &kind, &err) != 0)
-            return proto_fail("invalid destination", "'%.200s': %s.", name, err);
+        /* The destination is created now, not at COMMIT, so a full
+         * registry refuses this frame rather than losing it then. */
+        if (!send_dest(c, name, false))
+            return -EPROTO;
+        const char *rt = frame_get(f, "reply-to");
+        if (rt && reply_to_dest(c, rt) != 0)
+            return -EPROTO;
         return txn_hold(c, tx, f);
     }
     return send_message(c, f, NULL);

@@ -118,11 +118,13 @@ int handle_subscribe(struct conn *c, struct frame *f)
         if (selector_compile(seltext, &sel, serr, sizeof serr) != 0)
             return proto_fail("invalid selector", "%s", serr);
     }
-    if (!d)
-        d = dest_get(resolved, c, &err);
     if (!d) {
-        selector_free(sel);
-        return proto_fail("invalid destination", "'%.200s': %s.", name, err);
+        int rc = dest_open(resolved, c, &d, &err);
+        if (rc != 0) {
+            selector_free(sel);
+            return proto_fail(rc == -ENOSPC ? "too many destinations" : "invalid destination", "'%.200s': %s.",
+                              name, err);
+        }
     }
 
     uint32_t prefetch = 0;

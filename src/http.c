@@ -94,6 +94,7 @@ static const char *reason(int status)
     case 401: return "Unauthorized";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
     case 413: return "Payload Too Large";
     case 414: return "URI Too Long";
     case 415: return "Unsupported Media Type";
@@ -899,12 +900,14 @@ static void action_send(struct http_conn *h)
     const char *ferr;
     const char *derr;
     struct dest *d = NULL;
+    int drc = 0;
     if (err)
         respond_error(h, 400, err, NULL);
     else if (frame_check_headers(&lim, STOMP_12, "SEND", hs, n, body_len, &bad, &ferr) != 0)
         send_refused(h, hs, n, bad, ferr);
-    else if (!(d = dest_get(name, NULL, &derr)))
-        respond_error(h, 400, derr, NULL);
+    else if ((drc = dest_open(name, NULL, &d, &derr)) != 0)
+        /* 409: the request is fine, the broker's state refuses it */
+        respond_error(h, drc == -ENOSPC ? 409 : 400, derr, NULL);
     if (!d) {
         free(hs);
         json_decref(j);

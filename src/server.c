@@ -1,6 +1,7 @@
 /* The node: the STOMP listener, the accept path with its connection limit,
  * the before-sleep hook (resume paused readers, dispatch dirty queues,
- * flush output, free closed connections), the expiry sweep and signals. */
+ * flush output, free closed connections), the expiry sweep (which also
+ * removes idle destinations) and signals. */
 #include "config.h"
 
 #include <arpa/inet.h>
@@ -237,6 +238,9 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     int64_t now = server_now_ms();
     dest_foreach(sweep_one, &now);
+    size_t n = dest_collect_idle();
+    if (n)
+        log_debug("%zu idle destinations removed", n);
 }
 
 static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)

@@ -41,6 +41,8 @@ struct dest {
     int64_t mem;                        /* bytes of messages held */
     TAILQ_HEAD(, op) blocked;           /* producers waiting for room */
     struct dest_stats st;
+    bool idle_seen;                     /* idle at the last sweep ... */
+    uint64_t idle_enqueued;             /* ... with this many messages accepted */
 };
 TAILQ_HEAD(dest_list, dest);
 
@@ -58,10 +60,21 @@ const char *dest_resolve_temp(const struct conn *c, const char *name, char *buf,
 /* Find or create. For temporary destinations `conn` becomes the owner on
  * creation. Returns NULL with *err set when the name is invalid. */
 struct dest *dest_get(const char *name, struct conn *conn, const char **err);
+/* Find or create on behalf of a client (or the console): like dest_get(),
+ * but creating one past broker.max_destinations is refused with -ENOSPC,
+ * an invalid name with -EINVAL; *err says why. The broker's own creations
+ * (dead-letter queues, recovery) use dest_get() and are never refused. */
+int dest_open(const char *name, struct conn *conn, struct dest **out, const char **err)
+    __attribute__((warn_unused_result));
 /* Remove a destination: its messages are dropped, its consumers are told
  * nothing (callers close or unsubscribe them first). */
 void dest_delete(struct dest *d);
 void dest_free_all(void);
+/* Remove destinations found idle at two sweeps in a row with nothing
+ * sent to them in between: no message held anywhere, no consumer,
+ * subscriber, durable subscription or paused producer. Temporary ones go
+ * with their connection instead. Returns how many went. */
+size_t dest_collect_idle(void);
 
 /* Iterate all destinations (sorted by name for stable output). */
 size_t dest_count(void);

@@ -1,5 +1,7 @@
 """Every bad input answers ERROR (with receipt-id when asked), closes that
 connection alone, and disturbs nothing else."""
+import time
+
 import pytest
 
 from stompd_test import Client, connected
@@ -224,3 +226,74 @@ def test_error_on_one_connection_keeps_others_messages(broker):
     for m in msgs:
         a.send("ACK", {"id": m["ack"]})
     a.receipt("DISCONNECT", {}, "bye")
+
+
+def test_destination_limit(broker_factory):
+    b = broker_factory({"broker.max_destinations": "5"})
+    c = connected(b.port)
+    for i in range(3):
+        c.receipt("SEND", {"destination": "/topic/u%d" % i}, "r%d" % i, b"x")
+    c.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/q0"}, "s")
+    c.receipt("SEND", {"destination": "/temp-queue/t"}, "t", b"x")   # five
+    # names that exist take frames as before
+    c.receipt("SEND", {"destination": "/topic/u0"}, "again", b"x")
+    c.receipt("SEND", {"destination": "/temp-queue/t"}, "own-temp", b"x")
+    # a sixth: ERROR with the receipt-id, only that connection closes
+    for frame, h in (("SEND", {"destination": "/topic/u3"}),
+                     ("SUBSCRIBE", {"id": "3", "destination": "/queue/q1"}),
+                     ("SEND", {"destination": "/queue/q0", "reply-to": "/temp-queue/r"}),
+                     ("SEND", {"destination": "/topic/u4", "transaction": "tx"})):
+        x = connected(b.port)
+        if "transaction" in h:
+            x.send("BEGIN", {"transaction": "tx"})
+        x.send(frame, dict(h, receipt="over"))
+        e = x.expect_error("broker.max_destinations")
+        assert e["message"] == "too many destinations" and e["receipt-id"] == "over", e
+    c.receipt("SEND", {"destination": "/topic/u0"}, "still-open", b"x")
+    # the console refuses it too, with a 4xx
+    import http.client, base64, json
+    h = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=5)
+    h.request("POST", "/api/send", json.dumps({"destination": "/queue/new", "body": "x"}),
+              {"Content-Type": "application/json",
+               "Authorization": "Basic " + base64.b64encode(b"admin:admin").decode()})
+    r = h.getresponse()
+    assert r.status == 409 and "max_destinations" in json.loads(r.read())["error"]
+    # deleting one from the console makes room
+    h.request("POST", "/api/destinations/delete", json.dumps({"destination": "/topic/u1"}),
+              {"Content-Type": "application/json",
+               "Authorization": "Basic " + base64.b64encode(b"admin:admin").decode()})
+    assert h.getresponse().status == 200
+    connected(b.port).receipt("SEND", {"destination": "/topic/u3"}, "room", b"x")
+
+
+def test_idle_destinations_are_removed_and_make_room(broker_factory):
+    b = broker_factory({"broker.max_destinations": "4", "broker.expiry_check_interval": "100ms"})
+    watcher = connected(b.port)
+    watcher.receipt("SUBSCRIBE", {"id": "1", "destination": "/topic/watched"}, "s")
+    p = connected(b.port)
+    p.receipt("SEND", {"destination": "/queue/held", "persistent": "true"}, "held", b"kept")
+    p.receipt("SEND", {"destination": "/topic/u0"}, "u0", b"x")      # nobody listens
+    c = connected(b.port)
+    c.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/drained"}, "s")
+    p.receipt("SEND", {"destination": "/queue/drained"}, "dr", b"x")
+    assert c.recv().body == b"x"
+    c.receipt("UNSUBSCRIBE", {"id": "1"}, "u")
+    x = connected(b.port)
+    x.send("SEND", {"destination": "/topic/full"})
+    x.expect_error("broker.max_destinations")
+    # two sweeps later /topic/u0 and /queue/drained are gone: room for two
+    deadline = time.time() + 10
+    while True:
+        x = connected(b.port)
+        x.send("SEND", {"destination": "/topic/n1", "receipt": "n1"})
+        if x.recv().command == "RECEIPT":
+            break
+        assert time.time() < deadline, "idle destinations were not removed"
+        time.sleep(0.1)
+    x.receipt("SEND", {"destination": "/topic/n2"}, "n2", b"")
+    # what was in use kept working and lost nothing
+    p.receipt("SEND", {"destination": "/topic/watched"}, "w", b"still here")
+    assert watcher.recv().body == b"still here"
+    q = connected(b.port)
+    q.send("SUBSCRIBE", {"id": "1", "destination": "/queue/held"})
+    assert q.recv().body == b"kept"
