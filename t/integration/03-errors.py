@@ -40,6 +40,8 @@ BAD_FRAMES = [
     (b"SUBSCRIBE\nid:1\ndestination:/queue/a\nack:sometimes\n\n\0", "ack mode"),
     (b"SUBSCRIBE\nid:1\ndestination:/queue/a\nactivemq.prefetchSize:0\n\n\0", "prefetch"),
     (b"SUBSCRIBE\nid:1\ndestination:/queue/a\nactivemq.prefetchSize:lots\n\n\0", "prefetch"),
+    (b"SUBSCRIBE\nid:1\ndestination:/queue/a\nactivemq.prefetchSize:1000001\n\n\0", "from 1 to 1000000"),
+    (b"SUBSCRIBE\nid:1\ndestination:/queue/a\nprefetch-count:1000001\n\n\0", "from 1 to 1000000"),
     (b"SUBSCRIBE\nid:1\ndestination:/queue/a\nselector:a = \n\n\0", "selector"),
     (b"UNSUBSCRIBE\nid:nope\n\n\0", "no such subscription"),
     (b"UNSUBSCRIBE\n\n\0", "missing id"),
@@ -53,6 +55,12 @@ BAD_FRAMES = [
     (b"SEND\ndestination:/temp-queue/\n\n\0", "empty name"),
     (b"SEND\ndestination:/remote-temp-queue/gone\n\n\0", "temporary destination"),
 ]
+
+
+def test_prefetch_at_its_bounds_is_accepted(broker):
+    c = connected(broker.port)
+    c.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/a", "activemq.prefetchSize": "1000000"}, "max")
+    c.receipt("SUBSCRIBE", {"id": "2", "destination": "/queue/a", "prefetch-count": "1"}, "min")
 
 
 @pytest.mark.parametrize("frame,why", BAD_FRAMES, ids=[w for _, w in BAD_FRAMES])

@@ -50,3 +50,32 @@ def test_heart_beats_ignored_for_1_0(broker_factory):
     time.sleep(0.4)
     c.version = "1.0"
     c.receipt("SEND", {"destination": "/queue/hb10"}, "alive", b"x")
+
+
+# The broker drops a client silent for stomp.heartbeat_grace_pct (150%) of
+# the negotiated interval. Intervals of 1.5 s keep the margins wide (300 ms
+# or more) on a busy machine.
+
+def test_late_heart_beats_within_grace_keep_it_alive(broker_factory):
+    b = broker_factory({"stomp.heartbeat_min": "50ms"})
+    c = Client(b.port)
+    f = c.connect("1.2", {"heart-beat": "1500,0"})
+    assert f["heart-beat"] == "0,1500"
+    t0 = time.time()
+    for k in range(1, 4):          # every 1.95 s: 1.3 times the interval
+        time.sleep(max(0, t0 + 1.95 * k - time.time()))
+        c.send_raw(b"\n")
+    c.receipt("SEND", {"destination": "/queue/late"}, "alive", b"x")
+    assert "no heart-beat" not in b.log()
+
+
+def test_silent_client_is_dropped_after_the_grace(broker_factory):
+    b = broker_factory({"stomp.heartbeat_min": "50ms"})
+    c = Client(b.port)
+    t0 = time.time()
+    c.connect("1.2", {"heart-beat": "1500,0"})
+    c.sock.settimeout(8)
+    assert c.sock.recv(100) == b""
+    # never before 150% of 1.5 s; the upper bound only has to be finite
+    assert 2.2 <= time.time() - t0 < 8
+    assert b.wait_log("no heart-beat")

@@ -88,3 +88,39 @@ def test_queue_depth_limit(broker_factory):
     c = connected(b.port)
     c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/depth"})
     assert p.recv(timeout=5)["receipt-id"] == "r49"
+
+
+def test_global_memory_limit_pauses_producers_everywhere(broker_factory):
+    # Per destination there is room (64 MiB): only broker.memory_limit,
+    # across all of them, holds the receipts back.
+    b = broker_factory({"broker.memory_limit": "1MiB"})
+    p = connected(b.port)
+    body = b"m" * 65536
+    receipted = 0
+    for i in range(40):
+        p.send("SEND", {"destination": "/queue/mem%d" % (i % 4), "receipt": "r%d" % i}, body)
+        try:
+            assert p.recv(timeout=0.5)["receipt-id"] == "r%d" % i
+            receipted += 1
+        except TimeoutError:
+            break
+    held = i
+    assert 12 <= receipted <= 16, receipted      # about 1 MiB of 64 KiB messages
+    # a producer to a destination of its own is paused as well
+    q = connected(b.port)
+    q.send("SEND", {"destination": "/queue/elsewhere", "receipt": "other"}, body)
+    q.expect_nothing(0.5)
+    # consumers drain: below 90% of the limit both receipts arrive
+    c = connected(b.port)
+    for k in range(4):
+        c.send("SUBSCRIBE", {"id": str(k), "destination": "/queue/mem%d" % k})
+    assert p.recv(timeout=5)["receipt-id"] == "r%d" % held
+    assert q.recv(timeout=5)["receipt-id"] == "other"
+    got = 0
+    try:
+        while True:
+            assert c.recv(timeout=0.5).body == body
+            got += 1
+    except TimeoutError:
+        pass
+    assert got == held + 1

@@ -314,3 +314,38 @@ def test_slave_answers_status_and_points_to_master(broker_factory):
     assert get_json(master, "/api/status")["role"] == "master"
     replicas = get_json(master, "/api/cluster")["replicas"]
     assert len(replicas) == 1 and replicas[0]["lag"] == 0
+
+
+def test_expired_counters(broker_factory):
+    # A consumer holding one unacked message (prefetch 1) keeps the queue
+    # in use, so what follows waits for the sweep: persistent expired
+    # messages are dead-lettered, others dropped, all counted.
+    b = broker_factory({"broker.expiry_check_interval": "100ms"})
+    c = connected(b.port)
+    c.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/ttl", "ack": "client",
+                            "activemq.prefetchSize": "1"}, "s")
+    p = connected(b.port)
+    p.receipt("SEND", {"destination": "/queue/ttl"}, "first", b"first")
+    assert c.recv().body == b"first"
+    now = int(time.time() * 1000)
+    p.receipt("SEND", {"destination": "/queue/ttl", "persistent": "true", "expires": str(now + 300)}, "p", b"p")
+    p.receipt("SEND", {"destination": "/queue/ttl", "expires": str(now + 300)}, "np", b"np")
+    p.receipt("SEND", {"destination": "/queue/ttl", "expires": str(now - 1000)}, "old", b"old")
+    deadline = time.time() + 10
+    while get_json(b, "/api/overview")["counters"]["expired"] < 3:
+        assert time.time() < deadline, get_json(b, "/api/overview")["counters"]
+        time.sleep(0.1)
+    o = get_json(b, "/api/overview")
+    assert o["counters"]["expired"] == 3 and o["counters"]["dead_lettered"] == 1, o["counters"]
+    queues = {q["name"]: q for q in o["queues"]}
+    assert queues["/queue/ttl"]["stats"]["expired"] == 3 and queues["/queue/ttl"]["stats"]["dead_lettered"] == 1
+    assert queues["/queue/ttl"]["pending"] == 0
+    assert queues["/queue/ActiveMQ.DLQ"]["pending"] == 1
+    text = req(b, "GET", "/metrics")[2].decode()
+    assert "\nstompd_expired_total 3\n" in text
+    assert "\nstompd_dead_lettered_total 1\n" in text
+    assert '\nstompd_destination_expired_total{destination="/queue/ttl",type="queue"} 3\n' in text
+    d = connected(b.port)
+    d.send("SUBSCRIBE", {"id": "d", "destination": "/queue/ActiveMQ.DLQ"})
+    m = d.recv()
+    assert m.body == b"p" and m["dlqDeliveryFailureCause"] == "expired"
