@@ -130,6 +130,8 @@ void conn_resume(struct conn *c, uint8_t reason)
     if (c->paused || c->state > CONN_OPEN)
         return;
     ev_io_start(srv.loop, &c->rd);
+    /* Its silence while we did not read is ours: time it afresh. */
+    c->last_rx = ev_now(srv.loop);
     /* Frames read before the pause are parsed before the loop sleeps. */
     if (buf_used(&c->in) > 0 && !c->in_resume) {
         c->in_resume = true;
@@ -369,6 +371,13 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (c->hb_rx_ms) {
         double limit = c->hb_rx_ms / 1000.0 * (double)config.heartbeat_grace_pct / 100.0;
         double idle = now - c->last_rx;
+        int waiting = 0;
+        if (idle >= limit && ioctl(c->fd, FIONREAD, &waiting) == 0 && waiting > 0) {
+            /* Bytes not read yet (this timer ran before the read in the
+             * same loop iteration, or reading just resumed): it is alive. */
+            c->last_rx = now;
+            idle = 0;
+        }
         if (idle >= limit) {
             char why[96];
             snprintf(why, sizeof why, "no heart-beat or frame for %.0f ms", idle * 1000);
