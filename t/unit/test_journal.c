@@ -17,10 +17,23 @@
 #include "stompd/journal.h"
 #include "stompd/msg.h"
 
-/* A sink that records every call as one line of text. */
+/* A sink that records every call as one line of text: keys in full,
+ * values by length and a hash of their bytes, so two applies that write
+ * different values log differently. */
 struct rec {
     struct buf log;
 };
+
+/* FNV-1a, 64 bits: plenty to tell test values apart. */
+static uint64_t value_hash(const char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
 
 static void hex(struct buf *b, const char *p, size_t n)
 {
@@ -38,7 +51,7 @@ static void r_put(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
     struct rec *r = ctx;
     buf_append_str(&r->log, "put ");
     hex(&r->log, k, kl);
-    buf_printf(&r->log, " (%zu bytes)\n", vl);
+    buf_printf(&r->log, " (%zu bytes, %016llx)\n", vl, (unsigned long long)value_hash(v, vl));
 }
 
 static void r_del(void *ctx, const char *k, size_t kl)
@@ -66,13 +79,18 @@ static char *apply_log(const char *e, size_t len)
     return r.log.data;
 }
 
-static struct msg *sample_msg(uint64_t seq)
+static struct msg *sample_msg_body(uint64_t seq, const char *body)
 {
     struct stomp_header hs[2] = {
         {"color", "blue", 5, 4},
         {"weird:name", "line\nbreak", 10, 10},
     };
-    return msg_new("/queue/a", "ID-x-1", seq, 1700000000123, true, 7, 1800000000000, hs, 2, "bo\0dy", 5);
+    return msg_new("/queue/a", "ID-x-1", seq, 1700000000123, true, 7, 1800000000000, hs, 2, body, 5);
+}
+
+static struct msg *sample_msg(uint64_t seq)
+{
+    return sample_msg_body(seq, "bo\0dy");
 }
 
 static void test_msg_round_trip(void **state)
@@ -102,11 +120,12 @@ static void test_msg_round_trip(void **state)
     buf_free(&b);
 }
 
-static char *build_all(uint64_t lsn, size_t *len)
+/* Every op; body is the messages' 5-byte body. */
+static char *build_all_body(uint64_t lsn, const char *body, size_t *len)
 {
     struct journal_builder jb;
     jb_init(&jb);
-    struct msg *m = sample_msg(9);
+    struct msg *m = sample_msg_body(9, body);
     const char *targets[] = {"client-1", "sub-a", "client-2", "sub-b"};
     jb_enqueue(&jb, "/queue/a", NULL, 0, "dup-1", m);
     jb_enqueue(&jb, "/topic/t", targets, 2, NULL, m);
@@ -120,6 +139,11 @@ static char *build_all(uint64_t lsn, size_t *len)
     jb_dup_forget(&jb, "dup-0");
     msg_unref(m);
     return jb_finish(&jb, 3, lsn, len);
+}
+
+static char *build_all(uint64_t lsn, size_t *len)
+{
+    return build_all_body(lsn, "bo\0dy", len);
 }
 
 static int collect(void *ctx, const struct journal_op_view *op)
@@ -169,14 +193,14 @@ static void test_apply_keys(void **state)
     /* the keys of DESIGN §4, in op order, then the meta keys */
     const char *expect[] = {
         "put Q/queue/a\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x09 (",
-        "put Ddup-1 (8 bytes)",
+        "put Ddup-1 (8 bytes, ",
         "put Tclient-1\\x00sub-a\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x09 (",
         "put Tclient-2\\x00sub-b\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x09 (",
         "del Q/queue/a\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x03\n",
         "del RQ/queue/a\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x03\n",
         "del Tclient-1\\x00sub-a\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x04\n",
-        "put RQ/queue/a\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x05 (4 bytes)",
-        "put RTclient-2\\x00sub-b\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x06 (4 bytes)",
+        "put RQ/queue/a\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x05 (4 bytes, ",
+        "put RTclient-2\\x00sub-b\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x06 (4 bytes, ",
         "put Sclient-1\\x00sub-a (",
         "del Sclient-2\\x00sub-b\n",
         "delprefix Tclient-2\\x00sub-b\\x00\n",
@@ -184,7 +208,8 @@ static void test_apply_keys(void **state)
         "delprefix Q/queue/b\\x00\n",
         "delprefix RQ/queue/b\\x00\n",
         "del Ddup-0\n",
-        "put !meta/applied_lsn (8 bytes)\nput !meta/epoch (8 bytes)\n",
+        "put !meta/applied_lsn (8 bytes, ",
+        "put !meta/epoch (8 bytes, ",
     };
     const char *p = log;
     for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++) {
@@ -209,11 +234,20 @@ static void test_apply_is_deterministic(void **state)
     char *c = apply_log(e2, l2);
     assert_string_equal(a, b);
     assert_string_equal(a, c);
+    /* same keys, same lengths, one byte of a body differs: the log (and
+     * so this test) must tell */
+    size_t l3;
+    char *e3 = build_all_body(5, "bo\0dY", &l3);
+    assert_int_equal(l1, l3);
+    char *d = apply_log(e3, l3);
+    assert_string_not_equal(a, d);
     free(a);
     free(b);
     free(c);
+    free(d);
     free(e1);
     free(e2);
+    free(e3);
 }
 
 static void test_malformed_entries(void **state)
