@@ -3,11 +3,14 @@ three real stompd on loopback. Nothing receipted is lost when the master
 dies and a slave is promoted; slaves catch up from their position or from a
 snapshot; a former master's divergent tail is dropped; the quorum holds
 receipts until enough nodes have the entry; bad peers disturb nothing."""
+import base64
+import http.client
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
@@ -47,6 +50,26 @@ class Cluster:
                            capture_output=True, text=True, timeout=30)
         assert r.returncode == 0, r.stderr
         return r.stdout
+
+
+def status(b):
+    """A node's /api/status (the default admin credentials)."""
+    h = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=5)
+    h.request("GET", "/api/status", headers={"Authorization": "Basic " + base64.b64encode(b"admin:admin").decode()})
+    r = h.getresponse()
+    data = r.read()
+    h.close()
+    assert r.status == 200, (r.status, data)
+    return json.loads(data)
+
+
+def wait_for(cond, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for %s" % cond)
 
 
 def stop_all(c):
@@ -105,17 +128,34 @@ def test_slave_catches_up_from_its_position_then_by_snapshot(broker_factory):
     c = Cluster(broker_factory, store__retention="200")
     c.start_all()
     send_persistent(c.nodes[0].port, "/queue/cu", [b"a%d" % i for i in range(50)])
-    # stopped during load: when it returns it streams from where it was
-    stopper = threading.Thread(target=lambda: (time.sleep(0.1), c.nodes[2].stop()))
-    stopper.start()
+    # n2 stops once it has everything so far; its position is then on disk
+    head = status(c.nodes[0])["lsn"]
+    wait_for(lambda: status(c.nodes[2])["lsn"] == head)
+    assert c.nodes[2].stop() == 0
+    old = head
+    # sends while it is down: n0 and n1 still make a quorum
     send_persistent(c.nodes[0].port, "/queue/cu", [b"b%d" % i for i in range(100)])
-    stopper.join()
+    head = status(c.nodes[0])["lsn"]
+    assert head >= old + 100
     c.nodes[2].restart(wait=SLAVE_UP)
+    # it resumes right after its old position, well below the master's head,
+    # by streaming the journal: no snapshot
     assert c.nodes[2].wait_log(r"following master .* from lsn (\d+)", since_start=True)
+    frm = int(re.search(r"following master .* from lsn (\d+)", c.nodes[2].log_since_start()).group(1))
+    assert frm == old + 1 and frm < head
     assert "sends a snapshot" not in c.nodes[2].log_since_start()
+    assert "snapshot installed" not in c.nodes[2].log_since_start()
+    assert c.nodes[0].wait_log(r"streaming from lsn %d\b" % frm)
+    # and it ends with the master's very store
+    wait_for(lambda: status(c.nodes[2])["durable_lsn"] == head)
+    assert c.nodes[2].stop() == 0
+    assert c.nodes[0].stop() == 0
+    assert c.dump(2) == c.dump(0)
+    assert c.dump(2).count("Q/queue/cu") == 150
+    c.nodes[0].restart()
+    assert c.nodes[1].wait_log(r"following master .* from lsn %d\b" % (head + 1), timeout=15)
     send_persistent(c.nodes[0].port, "/queue/cu", [b"c%d" % i for i in range(10)])
     # far behind: the journal is pruned past its position, so a snapshot
-    c.nodes[2].stop()
     send_persistent(c.nodes[0].port, "/queue/cu", [b"d%d" % i for i in range(400)])
     c.nodes[2].restart(wait=SLAVE_UP)
     assert c.nodes[2].wait_log("snapshot installed", since_start=True)
