@@ -556,6 +556,16 @@ static int apply_op(void *arg, const struct journal_op_view *op)
     return 0;
 }
 
+uint64_t journal_checksum(const char *data, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)data[i];
+        h *= 0x100000001b3ull;
+    }
+    return h ? h : 1;
+}
+
 int journal_apply(const char *data, size_t len, const struct journal_sink *sink)
 {
     struct journal_entry e;
@@ -577,5 +587,9 @@ int journal_apply(const char *data, size_t len, const struct journal_sink *sink)
     sink->put(sink->ctx, KEY_META "applied_lsn", sizeof(KEY_META "applied_lsn") - 1, v, 8);
     jkey_be64(v, e.epoch);
     sink->put(sink->ctx, KEY_META "epoch", sizeof(KEY_META "epoch") - 1, v, 8);
+    /* the position is (epoch, lsn, checksum): a slave says all three, even
+     * when its journal no longer holds the entry (after a snapshot) */
+    jkey_be64(v, journal_checksum(data, len));
+    sink->put(sink->ctx, KEY_META "tip_sum", sizeof(KEY_META "tip_sum") - 1, v, 8);
     return 0;
 }

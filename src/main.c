@@ -55,7 +55,8 @@ static int dump_one(void *ctx, const char *k, size_t kl, const char *v, size_t v
     /* the journal (pruned differently on each node) and the node's own
      * identity are not replicated state */
     if ((kl && k[0] == KEY_L) || (kl > 6 && !memcmp(k, "!meta/", 6) &&
-                                  strncmp(k, "!meta/applied_lsn", kl) && strncmp(k, "!meta/epoch", kl)))
+                                  strncmp(k, "!meta/applied_lsn", kl) && strncmp(k, "!meta/epoch", kl) &&
+                                  strncmp(k, "!meta/tip_sum", kl)))
         return 0;
     uint64_t h = 1469598103934665603ULL; /* FNV-1a */
     for (size_t i = 0; i < vl; i++) {

@@ -41,6 +41,7 @@ static char describe[4500] = "memory";
 static char sync_modes[128];
 static unsigned modes;
 static uint64_t last_epoch; /* epoch of the entry at last_lsn */
+static uint64_t last_sum;   /* and its journal_checksum (0: unknown) */
 
 const char *persist_sync_modes(void)
 {
@@ -89,6 +90,7 @@ static uint64_t append(struct journal_builder *jb, bool sync)
     uint64_t lsn = ++last_lsn;
     last_epoch = epoch;
     char *data = jb_finish(jb, epoch, lsn, &len);
+    last_sum = journal_checksum(data, len);
     /* the replication stream copies it before the store takes it over */
     repl_master_append(lsn, data, len, sync);
     store_append(lsn, data, len, sync);
@@ -503,6 +505,7 @@ static int open_store(char *err, size_t errlen)
     const struct store_info *si = store_info();
     last_lsn = si->applied_lsn;
     epoch = last_epoch = si->epoch;
+    last_sum = si->tip_sum;
     commit_reset(last_lsn);
     store_set_retention((uint64_t)config.store_retention);
     store_set_keep_journal(strcmp(config.store_type, "replicated-leveldb") == 0);
@@ -516,6 +519,28 @@ static int start_writing(char *err, size_t errlen)
 {
     enabled = true;
     return recover(err, errlen);
+}
+
+/* A master by configuration (store.role = master) has no ZooKeeper to
+ * hand it a fresh epoch, and "highest epoch seen + 1" gave two nodes that
+ * had seen the same history the same number: two different journals under
+ * one epoch, which (epoch, lsn) comparisons cannot tell apart. A manual
+ * epoch is therefore the later of (highest seen + 1) and the wall clock in
+ * milliseconds: two nodes made master at different times get different
+ * epochs, and the one configured last gets the higher one, so the other
+ * nodes (which may have seen either) follow it rather than fence it, as
+ * the operator who configured it intends. (Tagging epochs with the node
+ * id instead would make them unique too, but would order two masters of
+ * one term by their ids: the slaves of the later one could refuse it.)
+ * Two promotions in the same millisecond, or a clock far behind, can still
+ * share an epoch: the entry checksum in HELLO catches a divergent tip then.
+ * Epochs stay increasing, so fencing is unchanged. ZooKeeper mode keeps its
+ * own counter; a cluster moved from manual mode to ZooKeeper mode needs
+ * its epoch znode set above the stores' epochs, as it always did. */
+static uint64_t manual_epoch(uint64_t seen)
+{
+    int64_t now = server_now_ms();
+    return now > 0 && (uint64_t)now > seen ? (uint64_t)now : seen + 1;
 }
 
 int persist_open(char *err, size_t errlen)
@@ -564,7 +589,7 @@ int persist_open(char *err, size_t errlen)
         srv.role = ROLE_ELECTING;
         rc = store_start(srv.loop, quorum_slaves_sync(modes), on_durable, on_fail, err, errlen);
         if (rc == 0)
-            repl_slave_init(last_lsn, last_epoch);
+            repl_slave_init(last_lsn, last_epoch, last_sum);
         return rc;
     }
     /* replicated-leveldb, role chosen by configuration (manual mode) */
@@ -584,7 +609,7 @@ int persist_open(char *err, size_t errlen)
     }
     srv.role = ROLE_MASTER;
     const struct store_info *si = store_info();
-    epoch = (si->max_epoch > si->epoch ? si->max_epoch : si->epoch) + 1;
+    epoch = manual_epoch(si->max_epoch > si->epoch ? si->max_epoch : si->epoch);
     store_set_max_epoch(epoch);
     rc = start_writing(err, errlen);
     if (rc == 0)
@@ -606,6 +631,11 @@ uint64_t persist_position(uint64_t *e)
     return repl_slave_position(e);
 }
 
+static uint64_t position_sum(void)
+{
+    return srv.role == ROLE_MASTER || srv.role == ROLE_STANDALONE ? last_sum : repl_slave_tip_sum();
+}
+
 int persist_become_master(uint64_t new_epoch, char *err, size_t errlen)
 {
     uint64_t e;
@@ -614,9 +644,11 @@ int persist_become_master(uint64_t new_epoch, char *err, size_t errlen)
         snprintf(err, errlen, "the store has not applied every received entry yet");
         return -EAGAIN;
     }
+    uint64_t sum = repl_slave_tip_sum();
     repl_slave_stop();
     last_lsn = lsn;
     last_epoch = e;
+    last_sum = sum;
     epoch = new_epoch;
     store_set_max_epoch(new_epoch);
     commit_reset(lsn);
@@ -652,7 +684,7 @@ void persist_stop_serving(const char *why)
     conn_hold_assign(0);
     srv.role = ROLE_ELECTING;
     store_set_sync(quorum_slaves_sync(modes));
-    repl_slave_init(last_lsn, last_epoch);
+    repl_slave_init(last_lsn, last_epoch, last_sum);
 }
 
 void persist_follow(const char *master_repl)
@@ -662,7 +694,7 @@ void persist_follow(const char *master_repl)
     if (!repl_slave_running()) {
         uint64_t e;
         uint64_t lsn = persist_position(&e);
-        repl_slave_init(lsn, e);
+        repl_slave_init(lsn, e, position_sum());
     }
     srv.role = master_repl ? ROLE_SLAVE : ROLE_ELECTING;
     repl_slave_set_master(master_repl);

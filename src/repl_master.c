@@ -41,7 +41,7 @@ struct session {
     uint64_t received, durable;
     bool in_quorum;
     struct store_snapshot *snap;
-    uint64_t snap_lsn, snap_epoch;
+    uint64_t snap_lsn, snap_epoch, snap_sum;
     /* send window: cumulative bytes of ENTRIES frames and the last lsn in
      * each, so an ACK tells how many bytes the slave has taken */
     struct {
@@ -265,8 +265,8 @@ static bool token_ok(const char *tok, uint32_t len)
     return diff == 0;
 }
 
-/* The epoch of our entry at lsn, from the ring or the journal. */
-static int our_epoch_at(uint64_t lsn, uint64_t *epoch)
+/* The epoch and checksum of our entry at lsn, from the ring or the journal. */
+static int our_entry_at(uint64_t lsn, uint64_t *epoch, uint64_t *sum)
 {
     const struct ring_entry *e = ring_find(lsn);
     if (e) {
@@ -274,22 +274,33 @@ static int our_epoch_at(uint64_t lsn, uint64_t *epoch)
         if (journal_decode(e->data, e->len, &je) != 0)
             return -EINVAL;
         *epoch = je.epoch;
+        *sum = journal_checksum(e->data, e->len);
         return 0;
     }
-    return store_entry_epoch(lsn, epoch);
+    return store_entry_tip(lsn, epoch, sum);
 }
 
 static int on_hello(struct session *s, struct repl_reader *r)
 {
     uint32_t version = repl_get_u32(r);
+    if (!r->bad && version != REPL_VERSION) {
+        /* the rest of an other version's HELLO cannot be read: say which
+         * versions met, so the operator knows which node to upgrade */
+        char why[160];
+        snprintf(why, sizeof why, "replication protocol version %u; this master speaks version %u (run the same "
+                                  "stompd release on every node)", version, REPL_VERSION);
+        refuse(s, why);
+        return -1;
+    }
     uint32_t tl, nl;
     const char *tok = repl_get_str(r, &tl);
     const char *node = repl_get_str(r, &nl);
     uint64_t last_epoch = repl_get_u64(r);
     uint64_t last_lsn = repl_get_u64(r);
     uint64_t max_epoch = repl_get_u64(r);
-    if (r->bad || version != REPL_VERSION) {
-        refuse(s, "bad HELLO (replication protocol version mismatch?)");
+    uint64_t last_sum = repl_get_u64(r);
+    if (r->bad) {
+        refuse(s, "malformed HELLO");
         return -1;
     }
     if (!token_ok(tok, tl)) {
@@ -312,16 +323,27 @@ static int on_hello(struct session *s, struct repl_reader *r)
         }
     }
 
+    /* The slave may stream on only if its last entry is ours: same epoch
+     * and same checksum at its lsn. Epochs alone are not enough: two
+     * masters can hold the same epoch (manual mode used to hand out
+     * max seen + 1 on each node, and two promotions in one millisecond
+     * still can: see persist.c) and write different entries under it; the
+     * checksum tells them apart at the tip. With one writer per epoch an
+     * equal (epoch, lsn) also means an equal history before it, as in
+     * Raft's log matching. */
     const char *reason = NULL;
-    uint64_t ours;
+    uint64_t ours, our_sum;
     if (last_lsn > M.last_lsn)
         reason = "its journal is ahead of this master's (a former master's unreplicated tail)";
     else if (last_lsn == 0)
-        reason = (M.last_lsn == 0 || our_epoch_at(1, &ours) == 0) ? NULL : "it is empty and the journal is pruned";
-    else if (our_epoch_at(last_lsn, &ours) != 0)
+        reason = (M.last_lsn == 0 || our_entry_at(1, &ours, &our_sum) == 0) ? NULL
+                                                                           : "it is empty and the journal is pruned";
+    else if (our_entry_at(last_lsn, &ours, &our_sum) != 0)
         reason = "its position is no longer in the journal";
-    else if (ours != last_epoch)
+    else if (ours != last_epoch || (last_sum && our_sum != last_sum))
         reason = "its last entry differs from this master's (a divergent tail)";
+    else if (!last_sum)
+        reason = "its last entry's checksum is unknown (a store from before entry checksums)";
 
     size_t f = repl_frame_begin(&s->peer->out, R_WELCOME);
     repl_put_u64(&s->peer->out, M.epoch);
@@ -335,7 +357,7 @@ static int on_hello(struct session *s, struct repl_reader *r)
     if (quorum_add_slave(&M.q, s->id) == 0)
         s->in_quorum = true;
     if (reason) {
-        s->snap = store_snapshot_open(&s->snap_lsn, &s->snap_epoch);
+        s->snap = store_snapshot_open(&s->snap_lsn, &s->snap_epoch, &s->snap_sum);
         s->state = S_SNAPSHOT;
         size_t b = repl_frame_begin(&s->peer->out, R_SNAPSHOT_BEGIN);
         repl_put_u64(&s->peer->out, M.epoch);
@@ -467,6 +489,7 @@ static bool fill(struct session *s)
                 size_t e = repl_frame_begin(&p->out, R_SNAPSHOT_END);
                 repl_put_u64(&p->out, s->snap_lsn);
                 repl_put_u64(&p->out, s->snap_epoch);
+                repl_put_u64(&p->out, s->snap_sum);
                 repl_frame_end(&p->out, e);
                 store_snapshot_close(s->snap);
                 s->snap = NULL;

@@ -36,6 +36,7 @@ static struct {
     double backoff;
     uint64_t received;        /* last lsn handed to the store */
     uint64_t received_epoch;  /* epoch of that entry */
+    uint64_t received_sum;    /* and its checksum (0: unknown) */
     uint64_t durable;
     uint64_t max_epoch;
     uint64_t sent_received, sent_durable;
@@ -100,8 +101,12 @@ static int on_welcome(struct repl_reader *r)
     L.refused_logged = false;
     if (snapshot) {
         /* what this store holds is about to be replaced: it holds nothing
-         * the master may count on */
+         * the master may count on. Wiped now, not at SNAPSHOT_BEGIN: were
+         * the link to break in between, the next HELLO would say "empty"
+         * (lsn 0) over a store still holding the old state. */
+        store_wipe();
         L.received = L.durable = 0;
+        L.received_epoch = L.received_sum = 0;
         L.state = L_SNAPSHOT;
         log_info("replication: master %s (%s, epoch %" PRIu64 ") sends a snapshot", L.master_id, L.master, epoch);
     } else {
@@ -149,6 +154,7 @@ static int on_entries(struct repl_reader *r)
         store_append(je.lsn, copy, len, sync);
         L.received = je.lsn;
         L.received_epoch = je.epoch;
+        L.received_sum = journal_checksum(e, len);
     }
     send_ack();
     return 0;
@@ -174,9 +180,7 @@ static int link_frame(struct repl_peer *p, uint8_t type, struct repl_reader *r)
         uint64_t epoch = repl_get_u64(r), lsn = repl_get_u64(r);
         if (r->bad || L.state != L_SNAPSHOT || fenced(epoch, "SNAPSHOT_BEGIN"))
             return -1;
-        store_wipe();
         L.snap_lsn = lsn;
-        L.received = 0;
         return 0;
     }
     case R_SNAPSHOT_CHUNK: {
@@ -188,12 +192,13 @@ static int link_frame(struct repl_peer *p, uint8_t type, struct repl_reader *r)
         return 0;
     }
     case R_SNAPSHOT_END: {
-        uint64_t lsn = repl_get_u64(r), epoch = repl_get_u64(r);
+        uint64_t lsn = repl_get_u64(r), epoch = repl_get_u64(r), sum = repl_get_u64(r);
         if (r->bad || L.state != L_SNAPSHOT)
             return -1;
-        store_snapshot_installed(lsn, epoch);
+        store_snapshot_installed(lsn, epoch, sum);
         L.received = lsn;
         L.received_epoch = epoch;
+        L.received_sum = sum;
         L.state = L_STREAM;
         log_info("replication: snapshot installed at lsn %" PRIu64, lsn);
         send_ack();
@@ -268,6 +273,7 @@ static void connect_master(void)
     repl_put_u64(&L.peer->out, L.received_epoch);
     repl_put_u64(&L.peer->out, L.received);
     repl_put_u64(&L.peer->out, L.max_epoch);
+    repl_put_u64(&L.peer->out, L.received_sum);
     repl_frame_end(&L.peer->out, f);
     log_debug("replication: connecting to master %s at lsn %" PRIu64, L.master, L.received);
 }
@@ -302,12 +308,13 @@ static void watch_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
 }
 
-void repl_slave_init(uint64_t lsn, uint64_t epoch)
+void repl_slave_init(uint64_t lsn, uint64_t epoch, uint64_t sum)
 {
     if (L.running)
         repl_slave_stop();
     L.received = L.durable = lsn;
     L.received_epoch = epoch;
+    L.received_sum = sum;
     L.max_epoch = store_info()->max_epoch;
     L.master[0] = '\0';
     L.master_id[0] = '\0';
@@ -322,7 +329,7 @@ void repl_slave_init(uint64_t lsn, uint64_t epoch)
 int repl_slave_start(const char *master_addr, char *err, size_t errlen)
 {
     const struct store_info *si = store_info();
-    repl_slave_init(si->applied_lsn, si->epoch);
+    repl_slave_init(si->applied_lsn, si->epoch, si->tip_sum);
     repl_slave_set_master(master_addr);
     return 0;
 }
@@ -332,6 +339,11 @@ uint64_t repl_slave_position(uint64_t *epoch)
     if (epoch)
         *epoch = L.received_epoch;
     return L.received;
+}
+
+uint64_t repl_slave_tip_sum(void)
+{
+    return L.received_sum;
 }
 
 bool repl_slave_running(void)

@@ -28,6 +28,7 @@ struct pending {
     enum pending_kind kind;
     uint64_t lsn;       /* P_ENTRY, P_INSTALLED */
     uint64_t epoch;     /* P_INSTALLED, P_MAX_EPOCH */
+    uint64_t sum;       /* P_INSTALLED */
     bool sync;          /* someone waits for this entry to be on disk */
     char *data;
     size_t len;
@@ -290,6 +291,15 @@ int store_open(const char *dir, char *err, size_t errlen)
     }
     S.info.applied_lsn = meta_u64(KEY_META "applied_lsn");
     S.info.epoch = meta_u64(KEY_META "epoch");
+    S.info.tip_sum = meta_u64(KEY_META "tip_sum");
+    if (S.info.applied_lsn && !S.info.tip_sum) {
+        /* a store written before the checksum was kept: its journal may
+         * still hold the entry; if not, the sum stays unknown and a master
+         * sends this node a snapshot rather than trust its position */
+        uint64_t e;
+        if (store_entry_tip(S.info.applied_lsn, &e, &S.info.tip_sum) != 0 || e != S.info.epoch)
+            S.info.tip_sum = 0;
+    }
     S.info.max_epoch = meta_u64(KEY_META "max_epoch");
     if (S.info.max_epoch < S.info.epoch)
         S.info.max_epoch = S.info.epoch;
@@ -477,6 +487,8 @@ static uint64_t apply_special(struct pending *p, leveldb_writebatch_t *b, char *
         leveldb_writebatch_put(b, KEY_META "applied_lsn", strlen(KEY_META "applied_lsn"), v, 8);
         jkey_be64(v, p->epoch);
         leveldb_writebatch_put(b, KEY_META "epoch", strlen(KEY_META "epoch"), v, 8);
+        jkey_be64(v, p->sum);
+        leveldb_writebatch_put(b, KEY_META "tip_sum", strlen(KEY_META "tip_sum"), v, 8);
         leveldb_writebatch_delete(b, KEY_META "snapshot", strlen(KEY_META "snapshot"));
         S.last_lsn = p->lsn;
         return p->lsn;
@@ -621,7 +633,8 @@ int store_start(struct ev_loop *loop, bool sync, store_done_fn done, store_fail_
     return 0;
 }
 
-static void enqueue(enum pending_kind kind, uint64_t lsn, uint64_t epoch, char *data, size_t len, bool sync)
+static void enqueue_sum(enum pending_kind kind, uint64_t lsn, uint64_t epoch, uint64_t sum, char *data, size_t len,
+                        bool sync)
 {
     struct pending *p = malloc(sizeof *p);
     if (!p)
@@ -630,6 +643,7 @@ static void enqueue(enum pending_kind kind, uint64_t lsn, uint64_t epoch, char *
     p->kind = kind;
     p->lsn = lsn;
     p->epoch = epoch;
+    p->sum = sum;
     p->data = data;
     p->len = len;
     p->next = NULL;
@@ -641,6 +655,11 @@ static void enqueue(enum pending_kind kind, uint64_t lsn, uint64_t epoch, char *
     S.tail = p;
     pthread_cond_signal(&S.cv);
     pthread_mutex_unlock(&S.mu);
+}
+
+static void enqueue(enum pending_kind kind, uint64_t lsn, uint64_t epoch, char *data, size_t len, bool sync)
+{
+    enqueue_sum(kind, lsn, epoch, 0, data, len, sync);
 }
 
 void store_append(uint64_t lsn, char *data, size_t len, bool sync)
@@ -667,9 +686,9 @@ void store_put_raw(const char *pairs, size_t len)
     enqueue(P_RAW, 0, 0, copy, len, false);
 }
 
-void store_snapshot_installed(uint64_t lsn, uint64_t epoch)
+void store_snapshot_installed(uint64_t lsn, uint64_t epoch, uint64_t sum)
 {
-    enqueue(P_INSTALLED, lsn, epoch, NULL, 0, true);
+    enqueue_sum(P_INSTALLED, lsn, epoch, sum, NULL, 0, true);
 }
 
 void store_set_max_epoch(uint64_t epoch)
@@ -707,7 +726,7 @@ static uint64_t snap_u64(leveldb_readoptions_t *ro, const char *key)
     return n;
 }
 
-struct store_snapshot *store_snapshot_open(uint64_t *lsn, uint64_t *epoch)
+struct store_snapshot *store_snapshot_open(uint64_t *lsn, uint64_t *epoch, uint64_t *sum)
 {
     struct store_snapshot *s = calloc(1, sizeof *s);
     if (!s)
@@ -720,6 +739,7 @@ struct store_snapshot *store_snapshot_open(uint64_t *lsn, uint64_t *epoch)
      * reading them through the snapshot says exactly where it stands */
     *lsn = snap_u64(s->ro, KEY_META "applied_lsn");
     *epoch = snap_u64(s->ro, KEY_META "epoch");
+    *sum = snap_u64(s->ro, KEY_META "tip_sum");
     s->it = leveldb_create_iterator(S.db, s->ro);
     leveldb_iter_seek_to_first(s->it);
     return s;
@@ -786,7 +806,7 @@ size_t store_read_entries(uint64_t from, size_t max_bytes, store_entry_fn fn, vo
     return n;
 }
 
-int store_entry_epoch(uint64_t lsn, uint64_t *epoch)
+int store_entry_tip(uint64_t lsn, uint64_t *epoch, uint64_t *sum)
 {
     char k[9], *v;
     size_t vl;
@@ -796,11 +816,12 @@ int store_entry_epoch(uint64_t lsn, uint64_t *epoch)
         return rc;
     struct journal_entry e;
     rc = journal_decode(v, vl, &e);
+    if (rc == 0) {
+        *epoch = e.epoch;
+        *sum = journal_checksum(v, vl);
+    }
     free(v);
-    if (rc)
-        return rc;
-    *epoch = e.epoch;
-    return 0;
+    return rc;
 }
 
 void store_close(void)

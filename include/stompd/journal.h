@@ -89,8 +89,14 @@ struct journal_sink {
     bool no_journal; /* a store no replica reads from keeps no L keys */
 };
 
-/* Apply one encoded entry: its own L key, its ops, and !meta/applied_lsn
- * and !meta/epoch. Deterministic: the same entry always makes the same
+/* A checksum of an encoded entry (FNV-1a, 64 bits, over every byte: the
+ * header's epoch and lsn and the ops). Replicas compare it at a slave's
+ * last position to tell the same entry from a divergent one. Never 0: 0
+ * means "unknown" on the wire. */
+uint64_t journal_checksum(const char *data, size_t len);
+
+/* Apply one encoded entry: its own L key, its ops, and !meta/applied_lsn,
+ * !meta/epoch and !meta/tip_sum (its checksum). Deterministic: the same entry always makes the same
  * calls. Returns 0 or -EINVAL for a malformed entry. */
 int journal_apply(const char *data, size_t len, const struct journal_sink *sink) __attribute__((warn_unused_result));
 

@@ -13,16 +13,19 @@
 
 #include "stompd/buf.h"
 
-#define REPL_VERSION 2
+/* 3: HELLO and SNAPSHOT_END carry the checksum of the entry at the
+ * position they name (a divergent tail is found even at an equal epoch) */
+#define REPL_VERSION 3
 #define REPL_MAX_FRAME (64u << 20)
 
 enum repl_type {
-    R_HELLO = 1,          /* s->m: version, token, node id, last epoch, last lsn, max epoch seen */
+    R_HELLO = 1,          /* s->m: version, token, node id, last epoch, last lsn, max epoch seen,
+                           *       checksum of the last entry (0: none / unknown) */
     R_WELCOME = 2,        /* m->s: epoch, master id, slave must fsync, snapshot?, next lsn */
     R_REFUSE = 3,         /* m->s: reason, then close */
     R_SNAPSHOT_BEGIN = 4, /* m->s: epoch, lsn */
     R_SNAPSHOT_CHUNK = 5, /* m->s: u32 n, n (key, value) pairs */
-    R_SNAPSHOT_END = 6,   /* m->s: lsn, epoch of its entry */
+    R_SNAPSHOT_END = 6,   /* m->s: lsn, epoch and checksum of its entry */
     R_ENTRIES = 7,        /* m->s: u64 epoch, u32 n, n times (u8 sync, entry) */
     R_ACK = 8,            /* s->m: received lsn, durable lsn */
     R_PING = 9,           /* both: u64 token */
@@ -116,10 +119,13 @@ const char *repl_master_waiting(void);
 /* ------------------------------------------------------------ slave */
 
 int repl_slave_start(const char *master_addr, char *err, size_t errlen) __attribute__((warn_unused_result));
-/* Become a (masterless) follower whose store ends at (lsn, epoch). */
-void repl_slave_init(uint64_t lsn, uint64_t epoch);
+/* Become a (masterless) follower whose store ends at (lsn, epoch), the
+ * entry there having checksum sum (journal_checksum; 0 = unknown). */
+void repl_slave_init(uint64_t lsn, uint64_t epoch, uint64_t sum);
 /* Where this follower's journal ends: entries handed to the store. */
 uint64_t repl_slave_position(uint64_t *epoch);
+/* The checksum of the entry at that position. */
+uint64_t repl_slave_tip_sum(void);
 bool repl_slave_running(void);
 void repl_slave_stop(void);
 /* Point the slave at another master (or NULL: disconnect and wait). */

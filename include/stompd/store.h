@@ -17,6 +17,7 @@
 struct store_info {
     uint64_t applied_lsn;   /* last entry applied */
     uint64_t epoch;         /* epoch of that entry */
+    uint64_t tip_sum;       /* its journal_checksum (0: unknown, an empty store) */
     uint64_t max_epoch;     /* highest epoch this node has seen (fencing) */
     uint64_t first_lsn;     /* oldest entry kept in the journal (0: none) */
     char node_id[40];
@@ -59,15 +60,17 @@ void store_wipe(void);
 /* Raw (key, value) pairs as a SNAPSHOT_CHUNK carries them: u32 n, then
  * n times (u32 len, key, u32 len, value). */
 void store_put_raw(const char *pairs, size_t len);
-/* The snapshot is complete at (lsn, epoch): reported durable as lsn. */
-void store_snapshot_installed(uint64_t lsn, uint64_t epoch);
+/* The snapshot is complete at (lsn, epoch, checksum of the master's entry
+ * there): reported durable as lsn. */
+void store_snapshot_installed(uint64_t lsn, uint64_t epoch, uint64_t sum);
 /* Remember the highest epoch seen (written in order, synced). */
 void store_set_max_epoch(uint64_t epoch);
 
 /* Replication, master side. */
 struct store_snapshot;
-/* A consistent view of the state; *lsn and *epoch say which entry it ends at. */
-struct store_snapshot *store_snapshot_open(uint64_t *lsn, uint64_t *epoch);
+/* A consistent view of the state; *lsn, *epoch and *sum (its checksum) say
+ * which entry it ends at. */
+struct store_snapshot *store_snapshot_open(uint64_t *lsn, uint64_t *epoch, uint64_t *sum);
 /* Append up to max_bytes of pairs (format of store_put_raw, without the
  * count) to out; returns the number of pairs, 0 at the end. */
 uint32_t store_snapshot_next(struct store_snapshot *s, struct buf *out, size_t max_bytes);
@@ -76,8 +79,9 @@ void store_snapshot_close(struct store_snapshot *s);
  * entry. Returns the number of entries read (stops at a gap). */
 typedef void (*store_entry_fn)(void *ctx, uint64_t lsn, const char *data, size_t len);
 size_t store_read_entries(uint64_t from, size_t max_bytes, store_entry_fn fn, void *ctx);
-/* The epoch of the entry at lsn, from the journal; -ENOENT if not kept. */
-int store_entry_epoch(uint64_t lsn, uint64_t *epoch) __attribute__((warn_unused_result));
+/* The epoch and checksum of the entry at lsn, from the journal; -ENOENT
+ * if not kept. */
+int store_entry_tip(uint64_t lsn, uint64_t *epoch, uint64_t *sum) __attribute__((warn_unused_result));
 uint64_t store_first_lsn(void);
 
 /* Reads. fn returns non-zero to stop early. */

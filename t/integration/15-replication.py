@@ -10,12 +10,14 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import time
 
 import pytest
 
-from stompd_test import STOMPD, Client, connected, free_port, port_open, replicated
+from stompd_test import (STOMPD, Client, FakeSlave, connected, free_port, journal_checksum, port_open,
+                         replicated)
 
 SLAVE_UP = "following master|snapshot installed"
 
@@ -229,6 +231,85 @@ def test_divergent_tail_at_the_same_lsn_is_dropped(broker_factory):
     stop_all(c)
     d0, d1, d2 = c.dump(0), c.dump(1), c.dump(2)
     assert d0 == d1 == d2
+
+
+def test_two_manual_masters_of_one_term_do_not_share_a_history(broker_factory):
+    """Manual mode: two nodes made master one after the other, each unaware
+    of the other's term (both had seen only epoch e), must not be taken for
+    one history. Both used to pick epoch e + 1; n1's entries 11-20 and n0's
+    entries 11-25 differ, and n1 rejoining n0 at lsn 20 streamed from 21,
+    keeping b0-b9 in its store for good. It must get a snapshot."""
+    c = Cluster(broker_factory)
+    c.start_all()
+    send_persistent(c.nodes[0].port, "/queue/tw", [b"a%d" % i for i in range(10)])
+    c.nodes[0].kill()
+    c.nodes[1].stop()
+    c.nodes[2].stop()
+    # n1 is master for a while, n2 its slave
+    c.reconfigure(1, "master")
+    c.reconfigure(2, "slave", master=1)
+    c.nodes[1].restart()
+    c.nodes[2].restart(wait=SLAVE_UP)
+    send_persistent(c.nodes[1].port, "/queue/tw", [b"b%d" % i for i in range(10)])
+    assert c.nodes[1].stop() == 0
+    assert c.nodes[2].stop() == 0
+    # n0 comes back as master, knowing nothing of n1's term; n2 follows it
+    c.reconfigure(0, "master")
+    c.reconfigure(2, "slave", master=0)
+    c.nodes[0].restart()
+    c.nodes[2].restart(wait=SLAVE_UP)
+    send_persistent(c.nodes[0].port, "/queue/tw", [b"c%d" % i for i in range(15)])
+    # the two terms got different epochs
+    e0 = re.findall(r"master in epoch (\d+)", c.nodes[0].log_since_start())
+    e1 = re.findall(r"master in epoch (\d+)", c.nodes[1].log())
+    assert e0 and e1 and e0[-1] != e1[-1]
+    # n1, holding b0-b9 at lsn 11-20, rejoins n0 (c0-c14 at lsn 11-25)
+    c.reconfigure(1, "slave", master=0)
+    c.nodes[1].restart(wait=SLAVE_UP)
+    assert c.nodes[1].wait_log("snapshot installed", since_start=True)
+    assert "following master" not in c.nodes[1].log_since_start().split("snapshot installed")[0]
+    got = drain(c.nodes[0].port, "/queue/tw")
+    assert got == [b"a%d" % i for i in range(10)] + [b"c%d" % i for i in range(15)]
+    time.sleep(0.5)
+    stop_all(c)
+    d0, d1, d2 = c.dump(0), c.dump(1), c.dump(2)
+    assert d0 == d1 == d2
+
+
+def wait_until(cond, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline and not cond():
+        time.sleep(0.05)
+    return cond()
+
+
+def test_hello_checksum_decides_stream_or_snapshot(broker_factory):
+    """A slave streams on only if its last entry is the master's, by epoch
+    and checksum; any other entry at that (epoch, lsn) is a divergent tail.
+    A slave of another protocol version is refused, saying both versions."""
+    repl = free_port()
+    b = broker_factory(replicated("m", repl, "master"))
+    f0 = FakeSlave(repl, 0, 0, 0, node=b"fake-quorum", ack_entries=True)
+    f0.start()
+    send_persistent(b.port, "/queue/hs", [b"x%d" % i for i in range(5)])
+    assert wait_until(lambda: 5 in f0.entries)
+    e = f0.entries[3]
+    epoch = struct.unpack(">Q", e[1:9])[0]
+    same = FakeSlave(repl, epoch, 3, epoch, node=b"fake-same", last_sum=journal_checksum(e))
+    same.start()
+    assert wait_until(lambda: same.welcome is not None)
+    assert not same.welcome["snapshot"] and same.welcome["next"] == 4
+    other = FakeSlave(repl, epoch, 3, epoch, node=b"fake-other", last_sum=journal_checksum(e) ^ 0x10)
+    other.start()
+    assert wait_until(lambda: other.welcome is not None)
+    assert other.welcome["snapshot"]
+    assert b.wait_log(r"fake-other .* at lsn 3: sending a snapshot .* because its last entry differs from this "
+                      r"master's \(a divergent tail\)")
+    old = FakeSlave(repl, epoch, 3, epoch, node=b"fake-v2", version=2)
+    old.start()
+    assert wait_until(lambda: old.refused is not None)
+    assert "replication protocol version 2; this master speaks version 3" in old.refused
+    assert b.wait_log("refusing .*: replication protocol version 2; this master speaks version 3")
 
 
 def test_quorum_holds_receipts(broker_factory):

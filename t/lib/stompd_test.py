@@ -718,6 +718,17 @@ class FailoverConsumer:
 
 # --------------------------------------------------------------- replication peers
 
+REPL_VERSION = 3
+
+
+def journal_checksum(entry):
+    """src/journal.c's journal_checksum: FNV-1a 64 over the encoded entry."""
+    h = 0xcbf29ce484222325
+    for c in entry:
+        h = ((h ^ c) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return h or 1
+
+
 def repl_frame(t, payload):
     import struct
     return struct.pack(">IB", len(payload) + 1, t) + payload
@@ -735,15 +746,18 @@ class FakeSlave(threading.Thread):
     set. It never applies anything: a slave that lies, or stalls."""
 
     def __init__(self, port, last_epoch, last_lsn, max_epoch, node=b"fakeslave0001", ack_entries=False,
-                 token=b"s3cret"):
+                 token=b"s3cret", last_sum=0, version=REPL_VERSION):
         import struct
         super().__init__(daemon=True)
         self.ack_entries = ack_entries
         self.s = socket.create_connection(("127.0.0.1", port))
-        self.s.sendall(repl_frame(1, struct.pack(">I", 2) + repl_str(token) + repl_str(node) +
-                                  struct.pack(">QQQ", last_epoch, last_lsn, max_epoch)))
+        self.s.sendall(repl_frame(1, struct.pack(">I", version) + repl_str(token) + repl_str(node) +
+                                  struct.pack(">QQQQ", last_epoch, last_lsn, max_epoch, last_sum)))
         self.last_lsn = last_lsn
-        self.seen = []
+        self.seen = []          # frame types, in order
+        self.entries = {}       # lsn -> encoded entry, from ENTRIES frames
+        self.welcome = None     # WELCOME's fields, as a dict
+        self.refused = None     # REFUSE's reason
 
     def run(self):
         import struct
@@ -762,11 +776,16 @@ class FakeSlave(threading.Thread):
                     break
                 p = buf[5:4 + n]
                 buf = buf[4 + n:]
-                self.seen.append(t)
                 try:
                     if t == 2:     # WELCOME: ACK its own position, as a real slave does
+                        epoch, il = struct.unpack(">QI", p[:12])
+                        must_sync, snapshot, nxt = struct.unpack(">BBQ", p[12 + il:22 + il])
+                        self.welcome = {"epoch": epoch, "id": p[12:12 + il], "snapshot": bool(snapshot),
+                                        "next": nxt, "rest": p[22 + il:]}
                         self.s.sendall(repl_frame(8, struct.pack(">QQ", self.last_lsn, self.last_lsn)))
-                    elif t == 7 and self.ack_entries:
+                    elif t == 3:   # REFUSE
+                        self.refused = p[4:].decode("utf-8", "replace")
+                    elif t == 7:
                         count = struct.unpack(">I", p[8:12])[0]
                         off, last = 12, 0
                         for _ in range(count):
@@ -774,12 +793,15 @@ class FakeSlave(threading.Thread):
                             ln = struct.unpack(">I", p[off:off + 4])[0]
                             e = p[off + 4:off + 4 + ln]
                             last = struct.unpack(">Q", e[9:17])[0]
+                            self.entries[last] = e
                             off += 4 + ln
-                        self.s.sendall(repl_frame(8, struct.pack(">QQ", last, last)))
-                    elif t == 9:   # PING
-                        self.s.sendall(repl_frame(10, p))
+                        if self.ack_entries:
+                            self.s.sendall(repl_frame(8, struct.pack(">QQ", last, last)))
+                    elif t == 9:   # PING: the token back
+                        self.s.sendall(repl_frame(10, p[:8]))
                 except OSError:
                     return
+                self.seen.append(t)
 
 
 class Blackhole:

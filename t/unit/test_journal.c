@@ -210,6 +210,7 @@ static void test_apply_keys(void **state)
         "del Ddup-0\n",
         "put !meta/applied_lsn (8 bytes, ",
         "put !meta/epoch (8 bytes, ",
+        "put !meta/tip_sum (8 bytes, ",
     };
     const char *p = log;
     for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++) {
@@ -241,6 +242,10 @@ static void test_apply_is_deterministic(void **state)
     assert_int_equal(l1, l3);
     char *d = apply_log(e3, l3);
     assert_string_not_equal(a, d);
+    /* the entry checksum replicas compare at a slave's position */
+    assert_int_equal(journal_checksum(e1, l1), journal_checksum(e2, l2));
+    assert_int_not_equal(journal_checksum(e1, l1), journal_checksum(e3, l3));
+    assert_int_not_equal(journal_checksum(e1, l1), 0);
     free(a);
     free(b);
     free(c);
