@@ -191,6 +191,36 @@ static const char *role_name(void)
     return "?";
 }
 
+/* The master's console: ZooKeeper's master znode says it; in manual mode
+ * the master itself says it in the replication handshake. */
+static const char *master_console(void)
+{
+    const char *mh = cluster_master_http();
+    if (mh && *mh)
+        return mh;
+    mh = repl_slave_running() ? repl_slave_master_http() : NULL;
+    return mh && *mh ? mh : NULL;
+}
+
+/* How far this follower's durable store is behind the master's head, as
+ * last heard from the master (-1: no master heard from). */
+static json_int_t follower_lag(void)
+{
+    uint64_t head = repl_slave_running() ? repl_slave_master_head() : 0;
+    uint64_t durable = store_durable_lsn();
+    if (!head)
+        return -1;
+    return head > durable ? (json_int_t)(head - durable) : 0;
+}
+
+static void add_lag(json_t *j)
+{
+    json_int_t lag = follower_lag();
+    json_object_set_new(j, "lag", lag < 0 ? json_null() : json_integer(lag));
+    uint64_t head = repl_slave_running() ? repl_slave_master_head() : 0;
+    json_object_set_new(j, "master_lsn", head ? json_integer((json_int_t)head) : json_null());
+}
+
 static json_t *status_json(void)
 {
     uint64_t epoch;
@@ -209,15 +239,17 @@ static json_t *status_json(void)
         json_t *m = json_object();
         const char *mid = cluster_master_id();
         json_object_set_new(m, "id", json_string(mid ? mid : repl_slave_master_id()));
-        const char *mh = cluster_master_http();
-        json_object_set_new(m, "http", mh && *mh ? json_string(mh) : json_null());
+        const char *mh = master_console();
+        json_object_set_new(m, "http", mh ? json_string(mh) : json_null());
         const char *ms = cluster_master_stomp();
         json_object_set_new(m, "stomp", ms && *ms ? json_string(ms) : json_null());
         json_object_set_new(m, "replication", json_string(repl_slave_master()));
         json_object_set_new(m, "connected", json_boolean(repl_slave_connected()));
         json_object_set_new(j, "master", m);
-        /* lag: how far the store's durable position is behind what arrived */
         json_object_set_new(j, "durable_lsn", json_integer((json_int_t)store_durable_lsn()));
+        /* lag: the master's head lsn minus this store's durable lsn */
+        add_lag(j);
+        json_object_set_new(j, "master_console", mh ? json_string(mh) : json_null());
     }
     json_object_set_new(j, "zookeeper", cluster_enabled() ? json_boolean(cluster_connected()) : json_null());
     return j;
@@ -997,14 +1029,15 @@ static bool authorized(const struct http_conn *h)
 
 static void not_master(struct http_conn *h)
 {
-    const char *mh = cluster_master_http();
+    const char *mh = master_console();
     char msg[512];
-    if (mh && *mh)
+    if (mh)
         snprintf(msg, sizeof msg, "this node is %s; the master's console is http://%s/", role_name(), mh);
     else
         snprintf(msg, sizeof msg, "this node is %s; no master is known right now", role_name());
     json_t *j = json_pack("{s:i, s:s, s:s}", "status", 503, "error", msg, "role", role_name());
-    json_object_set_new(j, "master_console", mh && *mh ? json_string(mh) : json_null());
+    json_object_set_new(j, "master_console", mh ? json_string(mh) : json_null());
+    add_lag(j);
     char *s = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     respond(h, 503, "application/json", s, strlen(s), "Retry-After: 2\r\n");
@@ -1049,16 +1082,18 @@ static void route(struct http_conn *h)
     static const char *const known[] = {"/", "/index.html", "/metrics", "/api/overview", "/api/queues",
                                         "/api/topics", "/api/connections", "/api/cluster", "/api/counters",
                                         "/api/send", "/api/destinations/purge", "/api/destinations/delete"};
+    /* a node that does not serve answers every other path alike, known
+     * or not: it cannot tell what the master's console has (§9) */
+    if (!serving) {
+        not_master(h);
+        return;
+    }
     bool is_known = false;
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (!strcmp(path, known[i]))
             is_known = true;
     if (!is_known) {
         respond_error(h, 404, "no such page (see / and /api/overview)", NULL);
-        return;
-    }
-    if (!serving) {
-        not_master(h);
         return;
     }
     if (!strcmp(path, "/") || !strcmp(path, "/index.html")) {

@@ -246,6 +246,18 @@ static void send_simple(struct session *s, uint8_t type, uint64_t v)
     repl_frame_end(&s->peer->out, f);
 }
 
+/* The console address slaves show their users: http.listen with the
+ * advertised store.hostname in place of its host, as ZooKeeper members
+ * publish it. */
+static void console_addr(char *out, size_t len)
+{
+    char host[256];
+    int port = 0;
+    out[0] = '\0';
+    if (config.http_listen[0] && config_split_hostport(config.http_listen, host, sizeof host, &port) == 0)
+        snprintf(out, len, "%s:%d", config.store_hostname[0] ? config.store_hostname : host, port);
+}
+
 static void refuse(struct session *s, const char *why)
 {
     log_warn("replication: refusing %s: %s", s->peer->name, why);
@@ -352,6 +364,10 @@ static int on_hello(struct session *s, struct repl_reader *r)
     repl_put_u8(&s->peer->out, quorum_slaves_sync(M.modes) ? 1 : 0);
     repl_put_u8(&s->peer->out, reason ? 1 : 0);
     repl_put_u64(&s->peer->out, reason ? 0 : last_lsn + 1);
+    char console[300];
+    console_addr(console, sizeof console);
+    repl_put_str(&s->peer->out, console, strlen(console));
+    repl_put_u64(&s->peer->out, M.last_lsn);
     repl_frame_end(&s->peer->out, f);
 
     if (quorum_add_slave(&M.q, s->id) == 0)
@@ -597,7 +613,11 @@ static void ping_cb(struct ev_loop *loop, ev_timer *w, int revents)
         repl_peer_close(s->peer, why);
         return;
     }
-    send_simple(s, R_PING, (uint64_t)(ev_now(loop) * 1000));
+    /* the head lsn rides along: a slave reports its lag from it */
+    size_t f = repl_frame_begin(&s->peer->out, R_PING);
+    repl_put_u64(&s->peer->out, (uint64_t)(ev_now(loop) * 1000));
+    repl_put_u64(&s->peer->out, M.last_lsn);
+    repl_frame_end(&s->peer->out, f);
     repl_peer_flush(s->peer);
 }
 

@@ -29,6 +29,8 @@ static struct {
     bool running;
     char master[256];
     char master_id[40];
+    char master_http[300];    /* the master's console, from WELCOME */
+    uint64_t master_head;     /* the master's last lsn, as last heard */
     struct repl_peer *peer;
     enum link_state state;
     ev_timer retry;
@@ -92,8 +94,13 @@ static int on_welcome(struct repl_reader *r)
     uint8_t must_sync = repl_get_u8(r);
     uint8_t snapshot = repl_get_u8(r);
     uint64_t next = repl_get_u64(r);
+    uint32_t hl;
+    const char *http = repl_get_str(r, &hl);
+    uint64_t head = repl_get_u64(r);
     if (r->bad || fenced(epoch, "WELCOME"))
         return -1;
+    snprintf(L.master_http, sizeof L.master_http, "%.*s", (int)(hl < sizeof L.master_http ? hl : sizeof L.master_http - 1), http);
+    L.master_head = head;
     see_epoch(epoch);
     snprintf(L.master_id, sizeof L.master_id, "%.*s", (int)(il < 39 ? il : 39), id);
     store_set_sync(must_sync != 0);
@@ -208,6 +215,9 @@ static int link_frame(struct repl_peer *p, uint8_t type, struct repl_reader *r)
         return on_entries(r);
     case R_PING: {
         uint64_t t = repl_get_u64(r);
+        uint64_t head = repl_get_u64(r);
+        if (!r->bad && head > L.master_head)
+            L.master_head = head;
         size_t f = repl_frame_begin(&p->out, R_PONG);
         repl_put_u64(&p->out, t);
         repl_frame_end(&p->out, f);
@@ -318,6 +328,8 @@ void repl_slave_init(uint64_t lsn, uint64_t epoch, uint64_t sum)
     L.max_epoch = store_info()->max_epoch;
     L.master[0] = '\0';
     L.master_id[0] = '\0';
+    L.master_http[0] = '\0';
+    L.master_head = 0;
     L.running = true;
     L.backoff = 0;
     ev_init(&L.retry, retry_cb);
@@ -363,6 +375,8 @@ void repl_slave_set_master(const char *master_addr)
     }
     snprintf(L.master, sizeof L.master, "%s", master_addr ? master_addr : "");
     L.master_id[0] = '\0';
+    L.master_http[0] = '\0';
+    L.master_head = 0;
     L.backoff = 0;
     if (L.master[0] && L.running)
         connect_master();
@@ -400,4 +414,17 @@ const char *repl_slave_master(void)
 const char *repl_slave_master_id(void)
 {
     return L.master_id;
+}
+
+const char *repl_slave_master_http(void)
+{
+    return L.master_http;
+}
+
+uint64_t repl_slave_master_head(void)
+{
+    if (!L.master_head)
+        return 0;
+    /* entries that arrived since the last PING are the master's too */
+    return L.master_head > L.received ? L.master_head : L.received;
 }

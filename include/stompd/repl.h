@@ -21,14 +21,15 @@
 enum repl_type {
     R_HELLO = 1,          /* s->m: version, token, node id, last epoch, last lsn, max epoch seen,
                            *       checksum of the last entry (0: none / unknown) */
-    R_WELCOME = 2,        /* m->s: epoch, master id, slave must fsync, snapshot?, next lsn */
+    R_WELCOME = 2,        /* m->s: epoch, master id, slave must fsync, snapshot?, next lsn,
+                           *       master's console (host:port, "" = none), master's head lsn */
     R_REFUSE = 3,         /* m->s: reason, then close */
     R_SNAPSHOT_BEGIN = 4, /* m->s: epoch, lsn */
     R_SNAPSHOT_CHUNK = 5, /* m->s: u32 n, n (key, value) pairs */
     R_SNAPSHOT_END = 6,   /* m->s: lsn, epoch and checksum of its entry */
     R_ENTRIES = 7,        /* m->s: u64 epoch, u32 n, n times (u8 sync, entry) */
     R_ACK = 8,            /* s->m: received lsn, durable lsn */
-    R_PING = 9,           /* both: u64 token */
+    R_PING = 9,           /* both: u64 token; from the master also u64 head lsn */
     R_PONG = 10,          /* both: the token back */
 };
 
@@ -135,5 +136,10 @@ bool repl_slave_connected(void);
 uint64_t repl_slave_received(void);
 const char *repl_slave_master(void);
 const char *repl_slave_master_id(void);
+/* The master's console address as it said in WELCOME ("" when unknown). */
+const char *repl_slave_master_http(void);
+/* The master's last lsn as last heard (WELCOME, PINGs, entries received);
+ * 0 when no master has been heard from. */
+uint64_t repl_slave_master_head(void);
 
 #endif

@@ -349,3 +349,48 @@ def test_expired_counters(broker_factory):
     d.send("SUBSCRIBE", {"id": "d", "destination": "/queue/ActiveMQ.DLQ"})
     m = d.recv()
     assert m.body == b"p" and m["dlqDeliveryFailureCause"] == "expired"
+
+
+def test_slave_names_the_master_console_and_its_lag_without_zookeeper(broker_factory):
+    """Manual mode: the master tells its slaves its console address and its
+    head lsn in the replication handshake and its PINGs, so a slave can name
+    the console in /api/status and every 503, and report its lag."""
+    from stompd_test import free_port, replicated
+    rp = [free_port(), free_port()]
+    master = broker_factory(replicated("m", rp[0], "master"))
+    p = connected(master.port)
+    # journaled before any slave is there (the receipts wait for one)
+    for i in range(20):
+        p.send("SEND", {"destination": "/queue/lag", "persistent": "true", "receipt": "r%d" % i}, b"x%d" % i)
+    slave = broker_factory(replicated("s", rp[1], "slave", rp[0]), start=False)
+    slave.start(wait="following master|snapshot installed")
+    assert sorted(f["receipt-id"] for f in (p.recv(timeout=10) for _ in range(20))) == \
+        sorted("r%d" % i for i in range(20))
+    console = "127.0.0.1:%d" % master.http_port
+    head = get_json(master, "/api/status")["lsn"]
+    assert head >= 20
+    st = get_json(slave, "/api/status")
+    assert st["master_console"] == console and st["master"]["http"] == console
+    assert st["master_lsn"] == head
+    assert st["lag"] == st["master_lsn"] - st["durable_lsn"] >= 0
+    # more entries: the slave hears the new head and its lag goes back to 0
+    for i in range(20, 30):
+        p.receipt("SEND", {"destination": "/queue/lag", "persistent": "true"}, "r%d" % i, b"x%d" % i)
+    head = get_json(master, "/api/status")["lsn"]
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        st = get_json(slave, "/api/status")
+        assert st["lag"] == st["master_lsn"] - st["durable_lsn"] >= 0
+        if st["master_lsn"] == head and st["lag"] == 0:
+            break
+        time.sleep(0.1)
+    assert st["master_lsn"] == head and st["lag"] == 0, st
+    # every path but /healthz and /api/status: 503 naming the master's console
+    for path in ("/", "/api/queues", "/nope", "/api/nope", "/favicon.ico"):
+        s, h, data = req(slave, "GET", path)
+        body = json.loads(data)
+        assert s == 503 and body["master_console"] == console, (path, s, body)
+        assert "the master's console is http://%s/" % console in body["error"]
+        assert body["lag"] == 0
+    # a master's unknown paths stay 404
+    assert req(master, "GET", "/nope")[0] == 404
