@@ -774,7 +774,19 @@ static void on_done(struct zev *e)
             Z.claiming = false;
             break;
         }
-        claim_with(e->version, strtoull(e->value, NULL, 10));
+        {
+            /* The new epoch must be above every epoch any node has seen,
+             * or their stores would refuse it as stale: the counter's, and
+             * (after a stint in manual mode, whose epochs come from the
+             * clock) the members' and our own. */
+            uint64_t top = strtoull(e->value, NULL, 10);
+            if (persist_epoch() > top)
+                top = persist_epoch();
+            for (int i = 0; i < Z.nmembers; i++)
+                if (Z.members[i].have_data && Z.members[i].m.epoch > top)
+                    top = Z.members[i].m.epoch;
+            claim_with(e->version, top);
+        }
         break;
     case OP_CLAIM:
         Z.claiming = false;
