@@ -221,6 +221,28 @@ static void add_lag(json_t *j)
     json_object_set_new(j, "master_lsn", head ? json_integer((json_int_t)head) : json_null());
 }
 
+/* The master's slaves, with their send windows. */
+static json_t *replicas_json(void)
+{
+    json_t *slaves = json_array();
+    struct repl_slave_info si[32];
+    size_t ns = repl_master_running() ? repl_master_slaves(si, 32) : 0;
+    uint64_t last = persist_last_lsn();
+    for (size_t i = 0; i < ns; i++) {
+        json_t *r = json_pack("{s:s, s:s, s:I, s:I, s:I, s:b, s:f}", "id", si[i].node_id, "peer", si[i].peer,
+                              "received_lsn", (json_int_t)si[i].received, "durable_lsn", (json_int_t)si[i].durable,
+                              "lag", (json_int_t)(last > si[i].received ? last - si[i].received : 0),
+                              "snapshotting", si[i].snapshotting, "last_heard_s", si[i].last_rx_ago);
+        json_object_set_new(r, "queued_bytes", json_integer((json_int_t)si[i].queued));
+        json_object_set_new(r, "unacked_bytes", json_integer((json_int_t)si[i].unacked));
+        json_object_set_new(r, "window_bytes", json_integer((json_int_t)si[i].window));
+        json_object_set_new(r, "paused", si[i].paused ? json_string(si[i].paused) : json_null());
+        json_object_set_new(r, "paused_s", json_real(si[i].paused_s));
+        json_array_append_new(slaves, r);
+    }
+    return slaves;
+}
+
 static json_t *status_json(void)
 {
     uint64_t epoch;
@@ -250,6 +272,10 @@ static json_t *status_json(void)
         /* lag: the master's head lsn minus this store's durable lsn */
         add_lag(j);
         json_object_set_new(j, "master_console", mh ? json_string(mh) : json_null());
+    }
+    if (repl_master_running()) {
+        json_object_set_new(j, "replicas", replicas_json());
+        json_object_set_new(j, "repl_window", json_integer((json_int_t)config.repl_window));
     }
     json_object_set_new(j, "zookeeper", cluster_enabled() ? json_boolean(cluster_connected()) : json_null());
     return j;
@@ -339,18 +365,7 @@ static json_t *cluster_json(void)
                                                  "weight", (json_int_t)m[i].weight, "self", m[i].self));
     }
     json_object_set_new(o, "members", members);
-    json_t *slaves = json_array();
-    struct repl_slave_info si[32];
-    size_t ns = repl_master_running() ? repl_master_slaves(si, 32) : 0;
-    uint64_t last = persist_last_lsn();
-    for (size_t i = 0; i < ns; i++)
-        json_array_append_new(slaves, json_pack("{s:s, s:s, s:I, s:I, s:I, s:b, s:f}", "id", si[i].node_id, "peer",
-                                                si[i].peer, "received_lsn", (json_int_t)si[i].received,
-                                                "durable_lsn", (json_int_t)si[i].durable, "lag",
-                                                (json_int_t)(last > si[i].received ? last - si[i].received : 0),
-                                                "snapshotting", si[i].snapshotting, "last_heard_s",
-                                                si[i].last_rx_ago));
-    json_object_set_new(o, "replicas", slaves);
+    json_object_set_new(o, "replicas", replicas_json());
     json_object_set_new(o, "replicas_expected",
                         json_integer(persist_replicated() ? (json_int_t)config.replicas - 1 : 0));
     return o;
@@ -494,7 +509,8 @@ static void render_page(struct http_conn *h)
         buf_printf(&b, "<h2>Replicas (%zu of %lld connected)</h2>", json_array_size(replicas),
                    jint(cl, "replicas_expected"));
         buf_append_str(&b, "<table id=\"replicas\"><tr><th>node</th><th>address</th><th>received</th><th>durable</th>"
-                           "<th>lag</th><th>state</th><th>last heard</th></tr>\n");
+                           "<th>lag</th><th>state</th><th>last heard</th><th>unacknowledged bytes</th>"
+                           "<th>queued bytes</th></tr>\n");
         size_t i;
         json_t *r;
         json_array_foreach(replicas, i, r) {
@@ -506,9 +522,18 @@ static void render_page(struct http_conn *h)
             td_int(&b, jint(r, "received_lsn"), NULL);
             td_int(&b, jint(r, "durable_lsn"), NULL);
             td_int(&b, jint(r, "lag"), jint(r, "lag") > 1000 ? "warn" : NULL);
-            buf_printf(&b, "<td>%s</td><td class=\"num\">%.1f s ago</td></tr>\n",
-                       json_is_true(json_object_get(r, "snapshotting")) ? "snapshot" : "streaming",
+            const char *paused = jstr(r, "paused");
+            buf_printf(&b, "<td%s>%s", *paused ? " class=\"warn\"" : "",
+                       json_is_true(json_object_get(r, "snapshotting")) ? "snapshot" : "streaming");
+            if (*paused) {
+                buf_printf(&b, ", paused %.1f s: ", json_real_value(json_object_get(r, "paused_s")));
+                html_esc(&b, paused);
+            }
+            buf_printf(&b, "</td><td class=\"num\">%.1f s ago</td>",
                        json_real_value(json_object_get(r, "last_heard_s")));
+            buf_printf(&b, "<td class=\"num\">%lld of %lld</td>", jint(r, "unacked_bytes"), jint(r, "window_bytes"));
+            td_int(&b, jint(r, "queued_bytes"), NULL);
+            buf_append_str(&b, "</tr>\n");
         }
         buf_append_str(&b, "</table>\n");
     }
@@ -719,6 +744,31 @@ static void render_metrics(struct http_conn *h)
     M("Committed journal position", "gauge", "committed_lsn", commit_lsn());
     M("Epoch", "gauge", "epoch", srv.role == ROLE_MASTER ? persist_epoch() : epoch);
 #undef M
+    if (repl_master_running()) {
+        struct repl_slave_info si[32];
+        size_t ns = repl_master_slaves(si, 32);
+        buf_printf(&b, "# HELP stompd_repl_window_bytes Journal bytes in flight to one slave at most "
+                       "(store.repl_window)\n# TYPE stompd_repl_window_bytes gauge\nstompd_repl_window_bytes %lld\n",
+                   (long long)config.repl_window);
+        static const struct {
+            const char *name, *help;
+        } rf[] = {
+            {"repl_unacked_bytes", "Journal bytes sent to a slave and not acknowledged"},
+            {"repl_queued_bytes", "Bytes for a slave not yet taken by its socket"},
+            {"repl_received_lsn", "Last journal position a slave acknowledged"},
+            {"repl_paused", "1 while nothing more can be sent to a slave (window or socket full)"},
+        };
+        for (size_t k = 0; k < sizeof rf / sizeof rf[0]; k++) {
+            buf_printf(&b, "# HELP stompd_%s %s\n# TYPE stompd_%s gauge\n", rf[k].name, rf[k].help, rf[k].name);
+            for (size_t i = 0; i < ns; i++) {
+                uint64_t v = k == 0 ? si[i].unacked : k == 1 ? si[i].queued : k == 2 ? si[i].received
+                                                                            : (uint64_t)(si[i].paused != NULL);
+                buf_printf(&b, "stompd_%s{node=\"", rf[k].name);
+                prom_label(&b, si[i].node_id);
+                buf_printf(&b, "\"} %llu\n", (unsigned long long)v);
+            }
+        }
+    }
     for (size_t i = 0; i < sizeof families / sizeof families[0]; i++) {
         struct metric_ctx x = {&b, &families[i]};
         buf_printf(&b, "# HELP stompd_destination_%s %s\n# TYPE stompd_destination_%s %s\n", families[i].name,

@@ -29,6 +29,9 @@
 #define ENTRIES_FRAME_BYTES (256u << 10)
 #define RING_MAX_BYTES (64u << 20)
 #define MAX_MARKS 4096
+/* A slave paused this long (window full, socket not draining) is worth a
+ * warning; shorter pauses are the window doing its job under load. */
+#define PAUSE_WARN_AFTER 1.0
 
 enum sess_state { S_HELLO, S_SNAPSHOT, S_STREAM };
 
@@ -49,6 +52,10 @@ struct session {
     } marks[MAX_MARKS];
     uint32_t mhead, mlen;
     uint64_t sent_bytes, acked_bytes;
+    /* paused: entries wait to be sent but the window or the socket is full */
+    const char *paused;
+    ev_tstamp paused_since;
+    bool pause_logged;
     ev_timer ping;
     ev_tstamp started;
     struct session *next;
@@ -83,6 +90,56 @@ static struct {
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 static void pump(struct session *s);
+
+/* Why nothing more goes to this slave now although it is not up to date,
+ * or NULL. */
+static const char *session_blocked(const struct session *s)
+{
+    const struct repl_peer *p = s->peer;
+    if (p->dead || s->state == S_HELLO)
+        return NULL;
+    if (s->state == S_STREAM) {
+        if (s->next_lsn > M.last_lsn && repl_peer_pending(p) == 0)
+            return NULL;
+        if (s->sent_bytes - s->acked_bytes >= (uint64_t)config.repl_window || s->mlen >= MAX_MARKS)
+            return "send window full (store.repl_window): the slave has not acknowledged";
+    }
+    if (repl_peer_pending(p) > 0)
+        return "its socket is full: the slave is not reading";
+    return NULL;
+}
+
+static const char *session_name(const struct session *s)
+{
+    return s->node_id[0] ? s->node_id : s->peer->name;
+}
+
+/* Track pauses; a long one is logged once, and its end. */
+static void session_note_blocked(struct session *s, ev_tstamp now)
+{
+    const char *why = session_blocked(s);
+    if (why) {
+        if (!s->paused) {
+            s->paused_since = now;
+            s->pause_logged = false;
+        }
+        s->paused = why;
+        if (!s->pause_logged && now - s->paused_since >= PAUSE_WARN_AFTER) {
+            log_warn("replication: slave %s (%s) paused for %.1f s at lsn %" PRIu64 " of %" PRIu64 ": %s; "
+                     "%" PRIu64 " bytes unacknowledged, %zu queued (window %lld); the other slaves go on",
+                     session_name(s), s->peer->name, now - s->paused_since, s->received, M.last_lsn, why,
+                     s->sent_bytes - s->acked_bytes, repl_peer_pending(s->peer), (long long)config.repl_window);
+            s->pause_logged = true;
+        }
+    } else if (s->paused) {
+        if (s->pause_logged)
+            log_info("replication: slave %s (%s) resumed after %.1f s paused", session_name(s), s->peer->name,
+                     now - s->paused_since);
+        s->paused = NULL;
+        s->paused_since = 0;
+        s->pause_logged = false;
+    }
+}
 
 /* ------------------------------------------------------------ the ring of recent entries */
 
@@ -532,12 +589,17 @@ static bool fill(struct session *s)
             repl_put_u32(&p->out, 0);
             struct entries_ctx x = {&p->out, 0, 0};
             size_t start = p->out.len;
+            /* a frame fills what is left of the window (at least one
+             * entry): unacknowledged bytes stay within the window plus
+             * one entry, however many entries are waiting */
+            uint64_t room = (uint64_t)config.repl_window - (s->sent_bytes - s->acked_bytes);
+            size_t max_bytes = room < ENTRIES_FRAME_BYTES ? (size_t)room : ENTRIES_FRAME_BYTES;
             const struct ring_entry *re;
-            while (s->next_lsn + x.n <= M.last_lsn && p->out.len - start < ENTRIES_FRAME_BYTES &&
+            while (s->next_lsn + x.n <= M.last_lsn && p->out.len - start < max_bytes &&
                    (re = ring_find(s->next_lsn + x.n)))
                 put_entry(&x, re->lsn, re->data, re->len, re->sync);
             if (x.n == 0)
-                store_read_entries(s->next_lsn, ENTRIES_FRAME_BYTES, add_entry, &x);
+                store_read_entries(s->next_lsn, max_bytes, add_entry, &x);
             if (x.n == 0) {
                 p->out.len = f;
                 log_err("replication: entry %" PRIu64 " for slave %s is neither in memory nor in the journal",
@@ -572,8 +634,10 @@ static void pump(struct session *s)
             return;
         repl_peer_flush(p);
         if (!added || repl_peer_pending(p) > 0)
-            return;
+            break;
     }
+    if (!p->dead)
+        session_note_blocked(s, ev_now(srv.loop));
 }
 
 void repl_master_append(uint64_t lsn, const char *data, size_t len, bool sync)
@@ -595,6 +659,8 @@ void repl_master_flush(void)
         next = s->next; /* pump may drop s when its socket broke */
         if (s->state == S_STREAM && s->next_lsn <= M.last_lsn && repl_peer_pending(s->peer) == 0)
             pump(s);
+        else if (s->state == S_STREAM && !s->peer->dead)
+            session_note_blocked(s, ev_now(srv.loop));
     }
 }
 
@@ -651,7 +717,11 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    if (commit_waiting() == 0)
+    struct session *s;
+    for (s = M.sessions; s; s = s->next)
+        if (!s->peer->dead)
+            session_note_blocked(s, ev_now(loop));
+    if (config.quorum_timeout == 0 || commit_waiting() == 0)
         return;
     char why[640];
     snprintf(why, sizeof why, "Not replicated within store.quorum_timeout (%lld ms): %s. The message may still be "
@@ -681,10 +751,9 @@ int repl_master_start(uint64_t epoch, char *err, size_t errlen)
     quorum_local(&M.q, M.local_done, M.local_done);
     ev_io_init(&M.accept_io, accept_cb, fd, EV_READ);
     ev_io_start(srv.loop, &M.accept_io);
-    if (config.quorum_timeout > 0) {
-        ev_timer_init(&M.sweep, sweep_cb, 0.25, 0.25);
-        ev_timer_start(srv.loop, &M.sweep);
-    }
+    /* quorum timeouts, and slaves paused too long */
+    ev_timer_init(&M.sweep, sweep_cb, 0.25, 0.25);
+    ev_timer_start(srv.loop, &M.sweep);
     M.running = true;
     char modes[128];
     quorum_format_modes(M.modes, modes, sizeof modes);
@@ -729,6 +798,11 @@ size_t repl_master_slaves(struct repl_slave_info *out, size_t max)
         out[n].durable = s->durable;
         out[n].snapshotting = s->state == S_SNAPSHOT;
         out[n].last_rx_ago = ev_now(srv.loop) - s->peer->last_rx;
+        out[n].queued = repl_peer_pending(s->peer);
+        out[n].unacked = s->sent_bytes - s->acked_bytes;
+        out[n].window = (uint64_t)config.repl_window;
+        out[n].paused = s->paused;
+        out[n].paused_s = s->paused ? ev_now(srv.loop) - s->paused_since : 0;
         n++;
     }
     return n;

@@ -111,6 +111,14 @@ struct repl_slave_info {
     uint64_t received, durable;
     bool snapshotting;
     double last_rx_ago;
+    /* the send window: bytes still in this master's output buffer (not yet
+     * taken by the socket), and bytes sent but not acknowledged (those
+     * included), which store.repl_window bounds */
+    uint64_t queued, unacked, window;
+    /* nothing more is sent until the slave acknowledges or reads: why, and
+     * for how long (NULL, 0 when it is not paused) */
+    const char *paused;
+    double paused_s;
 };
 /* Fill up to max entries; returns the count. */
 size_t repl_master_slaves(struct repl_slave_info *out, size_t max);

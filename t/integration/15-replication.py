@@ -383,6 +383,92 @@ def test_wrong_token_garbage_and_stalled_slave(broker_factory):
     assert c.nodes[2].wait_log("following master", timeout=15)
 
 
+def page(b, path="/"):
+    h = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=5)
+    h.request("GET", path, headers={"Authorization": "Basic " + base64.b64encode(b"admin:admin").decode()})
+    r = h.getresponse()
+    data = r.read().decode()
+    h.close()
+    assert r.status == 200, (r.status, data)
+    return data
+
+
+def replica(st, node):
+    """A slave's entry in a master's /api/status, or None."""
+    return next((r for r in st.get("replicas", []) if r["id"] == node), None)
+
+
+def test_stalled_slave_costs_at_most_its_window(broker_factory):
+    """A slave that stops reading holds at most store.repl_window of the
+    master's output: the master pauses it there (the other slave and the
+    producers go on at their pace), says so, and drops it once it has been
+    silent for store.repl_timeout. An unbounded output buffer would show
+    the whole load as unacknowledged for it."""
+    window = 256 * 1024
+    c = Cluster(broker_factory, store__repl_window="256KiB", store__repl_timeout="5s")
+    m = c.nodes[0]
+    m.start()
+    c.nodes[1].start(wait=SLAVE_UP)
+    send_persistent(m.port, "/queue/sw", [b"warm%d" % i for i in range(5)])
+    head = status(m)["lsn"]
+    fake = FakeSlave(c.repl[0], 0, 0, 0, node=b"stalled-fake", ack_entries=True, stall_after=head + 3, rcvbuf=4096)
+    fake.start()
+    try:
+        assert wait_until(lambda: (replica(status(m), "stalled-fake") or {}).get("received_lsn") == head)
+        st = status(m)
+        assert st["repl_window"] == window
+        r = replica(st, "stalled-fake")
+        assert r["window_bytes"] == window and r["paused"] is None
+        # a producer of 3 MB of persistent messages; the fake stops reading
+        # after three of them
+        p = connected(m.port)
+        body = b"s" * 4000
+        bodies = [body + b"%d" % i for i in range(800)]
+        worst, seen_paused, peak = 0.0, None, 0
+        t0 = time.time()
+        for i, b in enumerate(bodies):
+            t = time.time()
+            p.receipt("SEND", {"destination": "/queue/sw", "persistent": "true"}, "s%d" % i, b)
+            worst = max(worst, time.time() - t)
+            if i % 40 == 39:
+                r = replica(status(m), "stalled-fake")
+                if r is None:
+                    continue   # already dropped: a slow run
+                # bounded by the window plus one entry, however much is sent
+                assert r["unacked_bytes"] <= window + 8192, r
+                assert r["queued_bytes"] <= window + 8192, r
+                peak = max(peak, r["unacked_bytes"])
+                if r["paused"]:
+                    seen_paused = r
+        elapsed = time.time() - t0
+        assert fake.stalled.is_set()
+        # the loop never waited for the stalled slave: a blocked master
+        # would hold a receipt until the drop, store.repl_timeout later
+        assert worst < 2.0, worst
+        assert elapsed / len(bodies) < 0.1, elapsed
+        # it was paused with its window full, not sent the whole load
+        assert seen_paused is not None and "send window full" in seen_paused["paused"], seen_paused
+        assert peak >= window - 8192
+        r = replica(status(m), "stalled-fake")
+        if r is not None:
+            assert r["paused"] and "stalled-fake" in page(m)
+            assert "paused" in page(m)
+            assert re.search(r'stompd_repl_unacked_bytes\{node="stalled-fake"\} \d+', page(m, "/metrics"))
+            assert re.search(r'stompd_repl_paused\{node="stalled-fake"\} 1', page(m, "/metrics"))
+        # said in the log: paused, then dropped once silent
+        assert m.wait_log(r"slave stalled-fake .* paused for .*send window full", timeout=10)
+        assert m.wait_log(r"slave stalled-fake .* dropped: silent", timeout=15)
+        st = status(m)
+        assert replica(st, "stalled-fake") is None and len(st["replicas"]) == 1
+        head = st["lsn"]
+    finally:
+        fake.close()
+    # the real slave has it all; nothing lost, nothing twice
+    assert wait_until(lambda: status(c.nodes[1])["durable_lsn"] >= head)
+    got = drain(m.port, "/queue/sw")
+    assert got == [b"warm%d" % i for i in range(5)] + bodies
+
+
 def test_bad_sync_mode_stops_the_start(broker_factory):
     b = broker_factory(replicated("b", free_port(), "master", store__sync="quorum_mem,fast"), start=False)
     b.start(wait=False)

@@ -743,14 +743,25 @@ class FakeSlave(threading.Thread):
     """A replication peer speaking the wire protocol by hand: HELLO at a
     chosen position, the ACK a real slave sends on WELCOME (its own
     position), then ACKs for what it receives only while ack_entries is
-    set. It never applies anything: a slave that lies, or stalls."""
+    set. It never applies anything: a slave that lies, or stalls. With
+    stall_after, once it has received that lsn it stops reading and
+    writing altogether, as a hung process (rcvbuf keeps the kernel from
+    buffering much for it)."""
 
     def __init__(self, port, last_epoch, last_lsn, max_epoch, node=b"fakeslave0001", ack_entries=False,
-                 token=b"s3cret", last_sum=0, version=REPL_VERSION):
+                 token=b"s3cret", last_sum=0, version=REPL_VERSION, stall_after=None, rcvbuf=None):
         import struct
         super().__init__(daemon=True)
         self.ack_entries = ack_entries
-        self.s = socket.create_connection(("127.0.0.1", port))
+        self.stall_after = stall_after
+        self.stalled = threading.Event()
+        self.released = threading.Event()
+        if rcvbuf:
+            self.s = socket.socket()
+            self.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.s.connect(("127.0.0.1", port))
+        else:
+            self.s = socket.create_connection(("127.0.0.1", port))
         self.s.sendall(repl_frame(1, struct.pack(">I", version) + repl_str(token) + repl_str(node) +
                                   struct.pack(">QQQQ", last_epoch, last_lsn, max_epoch, last_sum)))
         self.last_lsn = last_lsn
@@ -802,6 +813,18 @@ class FakeSlave(threading.Thread):
                 except OSError:
                     return
                 self.seen.append(t)
+                if self.stall_after is not None and self.entries and max(self.entries) >= self.stall_after:
+                    self.stalled.set()
+                    self.released.wait()
+                    return
+
+    def close(self):
+        """Let a stalled slave go and close its connection."""
+        self.released.set()
+        try:
+            self.s.close()
+        except OSError:
+            pass
 
 
 class Blackhole:
