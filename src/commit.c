@@ -255,6 +255,12 @@ void commit_reset(uint64_t lsn)
     committed = lsn;
 }
 
+double commit_oldest(void)
+{
+    struct op *op = TAILQ_FIRST(&commit_q);
+    return op ? op->t : 0;
+}
+
 size_t commit_waiting(void)
 {
     return ncommit_q;

@@ -243,6 +243,30 @@ static json_t *replicas_json(void)
     return slaves;
 }
 
+/* Slaves dropped lately, newest first: why one left the list. */
+static json_t *dropped_json(void)
+{
+    json_t *a = json_array();
+    struct repl_drop_info d[REPL_DROPS_KEPT];
+    size_t n = repl_master_dropped(d, REPL_DROPS_KEPT);
+    int64_t now = server_now_ms();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:I, s:I, s:f}", "id", d[i].node_id, "peer", d[i].peer,
+                                           "reason", d[i].reason, "received_lsn", (json_int_t)d[i].received,
+                                           "time_ms", (json_int_t)d[i].at_ms, "ago_s",
+                                           (double)(now - d[i].at_ms) / 1000.0));
+    return a;
+}
+
+static json_t *quorum_json(void)
+{
+    struct repl_quorum_info q;
+    repl_master_quorum(&q);
+    return json_pack("{s:I, s:I, s:I, s:I, s:s, s:I}", "replicas", (json_int_t)q.replicas, "slaves_needed",
+                     (json_int_t)q.needed, "slaves_connected", (json_int_t)q.connected, "slaves_in_sync",
+                     (json_int_t)q.in_sync, "state", q.state, "sends_waiting", (json_int_t)commit_waiting());
+}
+
 static json_t *status_json(void)
 {
     uint64_t epoch;
@@ -276,6 +300,8 @@ static json_t *status_json(void)
     if (repl_master_running()) {
         json_object_set_new(j, "replicas", replicas_json());
         json_object_set_new(j, "repl_window", json_integer((json_int_t)config.repl_window));
+        json_object_set_new(j, "quorum", quorum_json());
+        json_object_set_new(j, "last_dropped", dropped_json());
     }
     json_object_set_new(j, "zookeeper", cluster_enabled() ? json_boolean(cluster_connected()) : json_null());
     return j;
@@ -366,6 +392,7 @@ static json_t *cluster_json(void)
     }
     json_object_set_new(o, "members", members);
     json_object_set_new(o, "replicas", replicas_json());
+    json_object_set_new(o, "last_dropped", repl_master_running() ? dropped_json() : json_array());
     json_object_set_new(o, "replicas_expected",
                         json_integer(persist_replicated() ? (json_int_t)config.replicas - 1 : 0));
     return o;
@@ -536,6 +563,23 @@ static void render_page(struct http_conn *h)
             buf_append_str(&b, "</tr>\n");
         }
         buf_append_str(&b, "</table>\n");
+        json_t *dropped = json_object_get(cl, "last_dropped");
+        if (json_array_size(dropped)) {
+            buf_append_str(&b, "<h2>Replicas dropped lately</h2><table id=\"dropped\"><tr><th>node</th>"
+                               "<th>address</th><th>when</th><th>at lsn</th><th>why</th></tr>\n");
+            json_array_foreach(dropped, i, r) {
+                buf_append_str(&b, "<tr><td>");
+                html_esc(&b, jstr(r, "id"));
+                buf_append_str(&b, "</td><td>");
+                html_esc(&b, jstr(r, "peer"));
+                buf_printf(&b, "</td><td class=\"num\">%.0f s ago</td>", json_real_value(json_object_get(r, "ago_s")));
+                td_int(&b, jint(r, "received_lsn"), NULL);
+                buf_append_str(&b, "<td>");
+                html_esc(&b, jstr(r, "reason"));
+                buf_append_str(&b, "</td></tr>\n");
+            }
+            buf_append_str(&b, "</table>\n");
+        }
     }
 
     json_t *queues = json_object_get(j, "queues");

@@ -83,8 +83,10 @@ static struct {
     size_t ring_cap, ring_head, ring_len, ring_bytes;
     uint64_t last_lsn;
     uint64_t local_done;
-    char waiting[256];
-    bool was_waiting;
+    char waiting[512];
+    enum wait_state { W_NONE, W_FEW_CONNECTED, W_BEHIND } wait_state, warned;
+    struct repl_drop_info drops[REPL_DROPS_KEPT];
+    uint64_t ndrops;
 } M = {.fd = -1};
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
@@ -231,27 +233,82 @@ static void update_floor(void)
     store_set_prune_floor(floor);
 }
 
+/* Are durable sends held by the slaves, and why? Logged once per change
+ * of state: too few slaves connected is said at once; enough connected but
+ * not acknowledging (stalled, paused, installing a snapshot) once a send
+ * has waited PAUSE_WARN_AFTER, since every send waits a round trip. */
+static void update_waiting(ev_tstamp now)
+{
+    uint64_t c = M.q.committed;
+    /* Only the entries the master's own store has done wait for slaves:
+     * the others wait for the local store. */
+    if (commit_waiting() == 0 || c >= M.last_lsn || M.local_done <= c) {
+        if (M.warned != W_NONE)
+            log_info("replication: durable sends proceed: %u of %u slaves connected, %u in sync", M.q.nslaves,
+                     M.q.replicas - 1, quorum_in_sync(&M.q, c));
+        M.wait_state = M.warned = W_NONE;
+        M.waiting[0] = '\0';
+        return;
+    }
+    uint32_t in_sync = quorum_in_sync(&M.q, M.last_lsn);
+    M.wait_state = M.q.nslaves + 1 < M.q.need ? W_FEW_CONNECTED : W_BEHIND;
+    int n = snprintf(M.waiting, sizeof M.waiting,
+                     "durable sends wait: not enough slaves in sync for the store's sync mode: %u of %u slaves "
+                     "connected, %u in sync; a quorum of %u needs %u",
+                     M.q.nslaves, M.q.replicas - 1, in_sync, M.q.replicas, M.q.need - 1);
+    if (M.wait_state == W_BEHIND) {
+        const char *sep = "; behind: ";
+        for (struct session *s = M.sessions; s && n > 0 && (size_t)n < sizeof M.waiting; s = s->next) {
+            if (s->state == S_HELLO || (s->state == S_STREAM && s->received > c))
+                continue;
+            n += snprintf(M.waiting + n, sizeof M.waiting - (size_t)n, "%s%s at lsn %" PRIu64 "%s", sep,
+                          session_name(s), s->received,
+                          s->state == S_SNAPSHOT ? " (installing a snapshot)"
+                          : s->paused            ? " (paused: not reading or not acknowledging)"
+                                                 : " (not acknowledging)");
+            sep = ", ";
+        }
+    }
+    if (M.warned != M.wait_state &&
+        (M.wait_state == W_FEW_CONNECTED || now - commit_oldest() >= PAUSE_WARN_AFTER)) {
+        log_warn("replication: %s", M.waiting);
+        M.warned = M.wait_state;
+    }
+}
+
 static void recompute(void)
 {
-    uint64_t c = quorum_committed(&M.q);
-    commit_advance(c);
-    size_t waiting = commit_waiting();
-    if (waiting > 0 && c < M.last_lsn) {
-        uint32_t in_sync = quorum_in_sync(&M.q, M.last_lsn);
-        snprintf(M.waiting, sizeof M.waiting,
-                 "durable sends wait for the store's sync mode: %u of %u slaves connected, %u in sync; "
-                 "a quorum of %u needs %u",
-                 M.q.nslaves, M.q.replicas - 1, in_sync, M.q.replicas, M.q.need - 1);
-        if (!M.was_waiting && M.q.nslaves + 1 < M.q.need) {
-            log_warn("%s", M.waiting);
-            M.was_waiting = true;
-        }
-    } else {
-        if (M.was_waiting)
-            log_info("quorum restored: durable sends proceed");
-        M.was_waiting = false;
-        M.waiting[0] = '\0';
-    }
+    commit_advance(quorum_committed(&M.q));
+    update_waiting(ev_now(srv.loop));
+}
+
+void repl_master_quorum(struct repl_quorum_info *out)
+{
+    out->replicas = M.q.replicas;
+    out->needed = M.q.need - 1;
+    out->connected = M.q.nslaves;
+    out->in_sync = quorum_in_sync(&M.q, M.last_lsn);
+    out->state = M.wait_state == W_FEW_CONNECTED ? "too few slaves connected"
+                 : M.wait_state == W_BEHIND      ? "slaves connected but behind"
+                                                 : "ok";
+}
+
+static void note_drop(const struct session *s, const char *why)
+{
+    struct repl_drop_info *d = &M.drops[M.ndrops++ % REPL_DROPS_KEPT];
+    snprintf(d->node_id, sizeof d->node_id, "%s", s->node_id);
+    snprintf(d->peer, sizeof d->peer, "%s", s->peer->name);
+    snprintf(d->reason, sizeof d->reason, "%s", why);
+    d->received = s->received;
+    d->at_ms = server_now_ms();
+}
+
+size_t repl_master_dropped(struct repl_drop_info *out, size_t max)
+{
+    size_t n = 0;
+    for (uint64_t i = M.ndrops; i > 0 && n < max && M.ndrops - i < REPL_DROPS_KEPT; i--)
+        out[n++] = M.drops[(i - 1) % REPL_DROPS_KEPT];
+    return n;
 }
 
 void repl_master_local_done(uint64_t lsn)
@@ -282,6 +339,8 @@ static void session_drop(struct session *s, const char *why)
     ev_timer_stop(srv.loop, &s->ping);
     store_snapshot_close(s->snap);
     repl_peer_free(s->peer);
+    if (s->node_id[0] && s->state != S_HELLO)
+        note_drop(s, why);
     if (s->node_id[0])
         log_warn("replication: slave %s (%s) dropped: %s", s->node_id, s->peer->name, why);
     else
@@ -721,9 +780,10 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
     for (s = M.sessions; s; s = s->next)
         if (!s->peer->dead)
             session_note_blocked(s, ev_now(loop));
+    update_waiting(ev_now(loop));
     if (config.quorum_timeout == 0 || commit_waiting() == 0)
         return;
-    char why[640];
+    char why[900];
     snprintf(why, sizeof why, "Not replicated within store.quorum_timeout (%lld ms): %s. The message may still be "
                               "delivered once a quorum is back; resend with the same _AMQ_DUPL_ID to be sure.",
              (long long)config.quorum_timeout, M.waiting[0] ? M.waiting : "no quorum");
@@ -747,6 +807,8 @@ int repl_master_start(uint64_t epoch, char *err, size_t errlen)
     M.master_sync = quorum_master_sync(M.modes);
     M.local_done = store_durable_lsn();
     M.last_lsn = persist_last_lsn();
+    M.wait_state = M.warned = W_NONE;
+    M.waiting[0] = '\0';
     quorum_init(&M.q, (uint32_t)config.replicas, M.modes, commit_lsn());
     quorum_local(&M.q, M.local_done, M.local_done);
     ev_io_init(&M.accept_io, accept_cb, fd, EV_READ);

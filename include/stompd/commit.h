@@ -71,6 +71,9 @@ void op_room_available(struct op *op);
 uint64_t commit_lsn(void);
 void commit_reset(uint64_t lsn);
 size_t commit_waiting(void);
+/* When the oldest op still waiting for the journal was submitted (ev_now);
+ * 0 when none waits. */
+double commit_oldest(void);
 void commit_free_all(void);
 
 #endif

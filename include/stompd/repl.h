@@ -125,6 +125,26 @@ size_t repl_master_slaves(struct repl_slave_info *out, size_t max);
 /* Why durable sends are waiting, or NULL when they are not. */
 const char *repl_master_waiting(void);
 
+struct repl_quorum_info {
+    uint32_t replicas, needed;  /* slaves a quorum needs besides the master */
+    uint32_t connected, in_sync;
+    /* "ok", "too few slaves connected" or "slaves connected but behind" */
+    const char *state;
+};
+void repl_master_quorum(struct repl_quorum_info *out);
+
+/* Slaves dropped lately (timeout, closed, replaced), newest first: the
+ * console says why a slave is gone from the list. */
+#define REPL_DROPS_KEPT 8
+struct repl_drop_info {
+    char node_id[40];
+    char peer[96];
+    char reason[160];
+    uint64_t received;
+    int64_t at_ms;  /* wall clock */
+};
+size_t repl_master_dropped(struct repl_drop_info *out, size_t max);
+
 /* ------------------------------------------------------------ slave */
 
 int repl_slave_start(const char *master_addr, char *err, size_t errlen) __attribute__((warn_unused_result));

@@ -460,6 +460,11 @@ def test_stalled_slave_costs_at_most_its_window(broker_factory):
         assert m.wait_log(r"slave stalled-fake .* dropped: silent", timeout=15)
         st = status(m)
         assert replica(st, "stalled-fake") is None and len(st["replicas"]) == 1
+        # gone from the list, but not without a word: the console says why
+        d = st["last_dropped"][0]
+        assert d["id"] == "stalled-fake" and "silent for" in d["reason"], d
+        html = page(m)
+        assert 'id="dropped"' in html and "stalled-fake" in html and "silent for" in html
         head = st["lsn"]
     finally:
         fake.close()
@@ -467,6 +472,60 @@ def test_stalled_slave_costs_at_most_its_window(broker_factory):
     assert wait_until(lambda: status(c.nodes[1])["durable_lsn"] >= head)
     got = drain(m.port, "/queue/sw")
     assert got == [b"warm%d" % i for i in range(5)] + bodies
+
+
+def test_slave_behind_is_named_and_dropped_slaves_are_remembered(broker_factory):
+    """A slave connected but not acknowledging holds durable sends too:
+    logged once for that state, named in /api/status. A dropped slave
+    leaves the replica list but stays in last_dropped (newest first, the
+    last eight) with its reason."""
+    c = Cluster(broker_factory)
+    m = c.nodes[0]
+    m.start()
+    # it answers pings but never acknowledges an entry
+    mute = FakeSlave(c.repl[0], 0, 0, 0, node=b"mute-fake")
+    mute.start()
+    assert wait_until(lambda: replica(status(m), "mute-fake") is not None)
+    logged = m.log().count("durable sends wait")
+    p = connected(m.port)
+    for i in range(5):
+        p.send("SEND", {"destination": "/queue/lb", "persistent": "true", "receipt": "r%d" % i}, b"%d" % i)
+    p.expect_nothing(1.0)
+    assert m.wait_log(r"durable sends wait: not enough slaves in sync.*1 of 2 slaves connected, 0 in sync; "
+                      r"a quorum of 3 needs 1; behind: mute-fake at lsn \d+ \(not acknowledging\)")
+    st = status(m)
+    assert st["quorum"]["state"] == "slaves connected but behind" and st["quorum"]["slaves_connected"] == 1
+    assert "behind: mute-fake" in st["waiting"]
+    assert "mute-fake" in page(m)
+    for i in range(5, 10):
+        p.send("SEND", {"destination": "/queue/lb", "persistent": "true", "receipt": "r%d" % i}, b"%d" % i)
+    p.expect_nothing(1.5)
+    assert m.log().count("durable sends wait") == logged + 1
+    # a real slave joins: the sends are receipted, in order
+    c.nodes[1].start(wait=SLAVE_UP)
+    for i in range(10):
+        f = p.recv(timeout=10)
+        assert f.command == "RECEIPT" and f["receipt-id"] == "r%d" % i, f
+    assert wait_until(lambda: status(m)["waiting"] is None)
+    assert m.wait_log("durable sends proceed")
+    assert status(m)["last_dropped"] == []
+
+    mute.close()
+    assert wait_until(lambda: [d["id"] for d in status(m)["last_dropped"]] == ["mute-fake"])
+    d = status(m)["last_dropped"][0]
+    assert d["reason"] and d["time_ms"] > 0 and d["ago_s"] < 10
+    assert replica(status(m), "mute-fake") is None
+    # bounded: the last eight, newest first
+    for k in range(9):
+        f = FakeSlave(c.repl[0], 0, 0, 0, node=b"churn%d" % k)
+        f.start()
+        assert wait_until(lambda: f.welcome is not None)
+        f.close()
+        assert wait_until(lambda: status(m)["last_dropped"][0]["id"] == "churn%d" % k)
+    ids = [d["id"] for d in status(m)["last_dropped"]]
+    assert ids == ["churn%d" % k for k in range(8, 0, -1)]
+    html = page(m)
+    assert 'id="dropped"' in html and "churn8" in html and "mute-fake" not in html
 
 
 def test_bad_sync_mode_stops_the_start(broker_factory):
