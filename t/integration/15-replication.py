@@ -474,6 +474,95 @@ def test_stalled_slave_costs_at_most_its_window(broker_factory):
     assert got == [b"warm%d" % i for i in range(5)] + bodies
 
 
+def conn_info(b, client):
+    """The broker's /api/connections entry for one of our clients."""
+    port = client.sock.getsockname()[1]
+    h = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=5)
+    h.request("GET", "/api/connections", headers={"Authorization": "Basic " + base64.b64encode(b"admin:admin").decode()})
+    conns = json.loads(h.getresponse().read())
+    h.close()
+    return next(x for x in conns if x["peer"].endswith(":%d" % port))
+
+
+def test_lost_quorum_holds_sends_and_pauses_their_producers(broker_factory):
+    """Both slaves down (replicas = 3): a persistent SEND gets no RECEIPT;
+    /api/status and the console say why; the broker stops reading a
+    producer once stomp.pending_limit of its frames wait, while a
+    non-persistent producer goes on; store.quorum_timeout answers waiting
+    SENDs with ERROR; a slave back makes the quorum, and a send still
+    waiting is receipted."""
+    limit = 8
+    c = Cluster(broker_factory, store__quorum_timeout="4s", stomp__pending_limit=str(limit))
+    c.start_all()
+    m = c.nodes[0]
+    st = status(m)
+    assert st["waiting"] is None and st["quorum"]["state"] == "ok"
+    assert st["quorum"]["slaves_connected"] == 2 and st["quorum"]["slaves_needed"] == 1
+    assert 'id="waiting"' not in page(m)
+    c.nodes[1].stop()
+    c.nodes[2].stop()
+    assert wait_until(lambda: status(m)["quorum"]["slaves_connected"] == 0)
+    logged = m.log().count("durable sends wait")
+    a = connected(m.port)
+    t_a = time.time()
+    a.send("SEND", {"destination": "/queue/ql", "persistent": "true", "receipt": "a1"}, b"a1")
+    a.expect_nothing(0.5)
+    st = status(m)
+    assert "not enough slaves in sync" in st["waiting"] and "0 of 2 slaves connected" in st["waiting"], st
+    assert st["quorum"]["state"] == "too few slaves connected" and st["quorum"]["sends_waiting"] == 1
+    html = page(m)
+    assert re.search(r'id="waiting">[^<]*not enough slaves in sync', html)
+    assert m.wait_log("durable sends wait: not enough slaves in sync.*0 of 2 slaves connected")
+
+    # producer flow control: the broker reads `limit` persistent SENDs,
+    # then stops reading that connection
+    b = connected(m.port)
+    for i in range(3 * limit):
+        b.send("SEND", {"destination": "/queue/ql", "persistent": "true"}, b"b%d" % i)
+    assert wait_until(lambda: conn_info(m, b)["frames_in"] == 1 + limit)
+    time.sleep(0.5)
+    assert conn_info(m, b)["frames_in"] == 1 + limit
+    assert status(m)["quorum"]["sends_waiting"] == 1 + limit
+    # logged once for the state, not once per waiting send
+    assert m.log().count("durable sends wait") == logged + 1
+    # a non-persistent producer on another connection is not held
+    cons = connected(m.port)
+    cons.receipt("SUBSCRIBE", {"id": "np", "destination": "/queue/np"}, "sub")
+    np_ = connected(m.port)
+    t = time.time()
+    np_.receipt("SEND", {"destination": "/queue/np"}, "np1", b"np1")
+    assert time.time() - t < 1.0
+    assert cons.recv(timeout=2).body == b"np1"
+
+    # store.quorum_timeout: the receipted send gets ERROR, and the
+    # paused producer's waiting sends as well (then both are closed)
+    f = a.recv(timeout=10)
+    assert f.command == "ERROR" and f["receipt-id"] == "a1" and "not replicated in time" in f["message"], f
+    assert 3.5 < time.time() - t_a < 8
+    assert "not enough slaves in sync" in f.body.decode()
+    a.expect_closed()
+    f = b.recv(timeout=10)
+    assert f.command == "ERROR" and f.get("receipt-id") is None and "not replicated in time" in f["message"], f
+    b.expect_closed()
+
+    # a slave comes back: a send still waiting is receipted, status clears
+    d = connected(m.port)
+    d.send("SEND", {"destination": "/queue/ql", "persistent": "true", "receipt": "d1"}, b"d1")
+    d.expect_nothing(0.3)
+    c.nodes[1].restart(wait=SLAVE_UP)
+    f = d.recv(timeout=10)
+    assert f.command == "RECEIPT" and f["receipt-id"] == "d1", f
+    assert wait_until(lambda: status(m)["waiting"] is None)
+    st = status(m)
+    assert st["quorum"]["state"] == "ok" and st["quorum"]["sends_waiting"] == 0
+    assert 'id="waiting"' not in page(m)
+    assert m.wait_log("durable sends proceed")
+    # the timed-out sends were journaled: committed now, they are delivered
+    # (as their ERROR said they might be); B's unread frames never were
+    got = drain(m.port, "/queue/ql")
+    assert got == [b"a1"] + [b"b%d" % i for i in range(limit)] + [b"d1"]
+
+
 def test_slave_behind_is_named_and_dropped_slaves_are_remembered(broker_factory):
     """A slave connected but not acknowledging holds durable sends too:
     logged once for that state, named in /api/status. A dropped slave
