@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import urllib.request
 
 from stompd_test import SRCDIR, STOMPD, connected, free_port, port_open
 
@@ -33,6 +34,12 @@ def test_cluster_script():
         p = connected(port)
         p.receipt("SEND", {"destination": "/queue/script", "persistent": "true"}, "r", b"kept")
         p.close()
+        # every port was taken from the environment: the consoles too
+        for hp in ports["HTTP_PORTS"]:
+            with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % hp, timeout=5) as f:
+                assert f.status == 200
+        for i, rp in enumerate(ports["REPL_PORTS"]):
+            assert port_open(rp) == (i == m - 1)
         # idempotent: nothing to start
         r = run("start")
         assert r.returncode == 0 and "started" not in r.stdout
