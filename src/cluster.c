@@ -115,6 +115,7 @@ static struct {
     ev_tstamp disconnected_since;
     ev_tstamp last_heard;  /* latest sending time of a request the server answered */
     ev_tstamp probe_sent;
+    ev_tstamp grace_until; /* after the loop's own long work: wait for a probe */
     bool probing;
     char published[1024];
     /* events from ZooKeeper's threads */
@@ -698,6 +699,23 @@ static double session_s(void)
     return (ms > 0 ? ms : (double)config.zk_session_timeout) / 1000.0;
 }
 
+/* A sync() goes through the ZooKeeper leader, so its answer shows that
+ * the server we talk to was in touch with the leader (which expires
+ * sessions) when it came, not only that it is up: a follower cut off from
+ * the leader still answers reads for a while. */
+static void probe(void)
+{
+    if (!Z.connected || !Z.zh)
+        return;
+    struct zctx *c = ctx(OP_PROBE, Z.root);
+    Z.probe_sent = ev_now(srv.loop);
+    Z.probing = zoo_async(Z.zh, Z.root, string_done, c) == ZOK;
+    if (!Z.probing) {
+        __atomic_sub_fetch(&inflight, 1, __ATOMIC_RELAXED);
+        free(c);
+    }
+}
+
 static void on_done(struct zev *e)
 {
     if (answered(e->rc))
@@ -969,21 +987,15 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
      * than the timeout after the last request it received; the library
      * notices a silent connection only after two thirds of it. So the
      * master times from the sending of the last request the server
-     * answered (a probe goes every sixth of the timeout) and steps down
+     * answered (a probe, a sync through the leader, goes every sixth of
+     * the timeout) and steps down
      * once two thirds have passed without one: a third of the timeout
      * before the earliest expiry, whether the connection broke, went
      * silent, or ZooKeeper itself stalled. */
     double t = session_s(), now = ev_now(loop);
-    if (Z.connected && !Z.probing && now - Z.probe_sent >= t / 6) {
-        struct zctx *c = ctx(OP_PROBE, Z.root);
-        Z.probe_sent = now;
-        Z.probing = zoo_aexists(Z.zh, Z.root, 0, stat_done, c) == ZOK;
-        if (!Z.probing) {
-            __atomic_sub_fetch(&inflight, 1, __ATOMIC_RELAXED);
-            free(c);
-        }
-    }
-    if (srv.role == ROLE_MASTER && Z.last_heard > 0 && now - Z.last_heard > t * 2 / 3) {
+    if (!Z.probing && now - Z.probe_sent >= t / 6)
+        probe();
+    if (srv.role == ROLE_MASTER && Z.last_heard > 0 && now - Z.last_heard > t * 2 / 3 && now >= Z.grace_until) {
         char why[128];
         snprintf(why, sizeof why, "ZooKeeper has not answered for %.1f s (session timeout %.1f s)",
                  now - Z.last_heard, t);
@@ -1018,6 +1030,16 @@ static void before_poll_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 void cluster_busy_done(void)
 {
     Z.poll_started = ev_time();
+    if (srv.role != ROLE_MASTER || !Z.zh)
+        return;
+    /* The loop was busy with work of its own (rebuilding from the store):
+     * ZooKeeper's thread kept the session alive meanwhile, but no answer
+     * could be timed. Ask now, and give the answer a third of the session
+     * timeout before the step-down rule applies again. */
+    ev_now_update(srv.loop);
+    Z.grace_until = ev_now(srv.loop) + session_s() / 3;
+    Z.probing = false;
+    probe();
 }
 
 static bool paused_check(void)
