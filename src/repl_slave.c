@@ -121,6 +121,10 @@ static int on_welcome(struct repl_reader *r)
             log_err("replication: master offers lsn %" PRIu64 ", this node is at %" PRIu64, next, L.received);
             return -1;
         }
+        if (L.received == 0)
+            /* a stream from the start onto an empty store (perhaps one an
+             * interrupted snapshot left marked): it is complete as it is */
+            store_snapshot_installed(0, 0, 0);
         L.state = L_STREAM;
         log_info("replication: following master %s (%s, epoch %" PRIu64 ") from lsn %" PRIu64, L.master_id,
                  L.master, epoch, next);
@@ -232,11 +236,25 @@ static int link_frame(struct repl_peer *p, uint8_t type, struct repl_reader *r)
     }
 }
 
+/* The link ends (lost, or dropped by us). A snapshot it was installing is
+ * incomplete: wipe what arrived (the store keeps its "snapshot" mark), so
+ * the next HELLO's "empty" is true, whatever the master then sends. */
+static void link_ended(void)
+{
+    if (L.state == L_SNAPSHOT) {
+        log_warn("replication: snapshot from %s interrupted: discarding what arrived", L.master);
+        store_wipe();
+        L.received = L.durable = 0;
+        L.received_epoch = L.received_sum = 0;
+    }
+    L.state = L_IDLE;
+}
+
 static void link_closed(struct repl_peer *p, const char *why)
 {
     if (L.state != L_IDLE && !L.refused_logged)
         log_warn("replication: link to master %s lost: %s", L.master, why);
-    L.state = L_IDLE;
+    link_ended();
     repl_peer_free(p);
     L.peer = NULL;
     schedule_retry();
@@ -370,7 +388,7 @@ void repl_slave_set_master(const char *master_addr)
     if (L.peer) {
         struct repl_peer *p = L.peer;
         L.peer = NULL;
-        L.state = L_IDLE;
+        link_ended();
         repl_peer_free(p);
     }
     snprintf(L.master, sizeof L.master, "%s", master_addr ? master_addr : "");
@@ -393,7 +411,7 @@ void repl_slave_stop(void)
         repl_peer_free(L.peer);
         L.peer = NULL;
     }
-    L.state = L_IDLE;
+    link_ended();
 }
 
 bool repl_slave_connected(void)

@@ -299,6 +299,14 @@ int store_open(const char *dir, char *err, size_t errlen)
         uint64_t e;
         if (store_entry_tip(S.info.applied_lsn, &e, &S.info.tip_sum) != 0 || e != S.info.epoch)
             S.info.tip_sum = 0;
+        if (S.info.tip_sum) {
+            /* keep it: a snapshot taken before the next entry reads it */
+            char sv[8];
+            jkey_be64(sv, S.info.tip_sum);
+            leveldb_put(S.db, S.wsync, KEY_META "tip_sum", strlen(KEY_META "tip_sum"), sv, 8, &lerr);
+            if (lerr)
+                return set_err(err, errlen, "cannot write the store", lerr);
+        }
     }
     S.info.max_epoch = meta_u64(KEY_META "max_epoch");
     if (S.info.max_epoch < S.info.epoch)

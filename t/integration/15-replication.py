@@ -630,3 +630,69 @@ def test_bad_sync_mode_stops_the_start(broker_factory):
     assert "store.master" in b2.log()
     b2.proc = None
     b2.logf.close()
+
+
+def test_interrupted_snapshot_is_discarded(broker_factory):
+    """A master (a fake one here) sends part of a snapshot and the link
+    breaks. The slave must not keep the part: offered a stream from lsn 1
+    next, it starts from an empty store, and that store counts as whole
+    (a restart does not wipe it as an unfinished snapshot)."""
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4)
+    lsock.settimeout(10)
+    port = lsock.getsockname()[1]
+
+    def frame(t, payload):
+        return struct.pack(">IB", len(payload) + 1, t) + payload
+
+    def s(b):
+        return struct.pack(">I", len(b)) + b
+
+    def read_frame(conn):
+        buf = b""
+        while len(buf) < 5 or len(buf) < 4 + struct.unpack(">I", buf[:4])[0]:
+            d = conn.recv(65536)
+            assert d, "slave closed the link"
+            buf += d
+        n, t = struct.unpack(">IB", buf[:5])
+        return t, buf[5:4 + n]
+
+    def welcome(snapshot, nxt):
+        return frame(2, struct.pack(">Q", 7) + s(b"fake-master") + struct.pack(">BBQ", 0, snapshot, nxt) +
+                     s(b"") + struct.pack(">Q", 0))
+
+    try:
+        sl = broker_factory(replicated("s", free_port(), "slave", master_port=port), start=False)
+        sl.start(wait=r"role: slave of")
+        conn, _ = lsock.accept()
+        assert read_frame(conn)[0] == 1                       # HELLO
+        conn.sendall(welcome(1, 0))
+        conn.sendall(frame(4, struct.pack(">QQ", 7, 40)))     # SNAPSHOT_BEGIN at lsn 40
+        pair = s(b"Qhalf-a-snapshot") + s(b"x" * 100)
+        conn.sendall(frame(5, struct.pack(">I", 1) + pair))   # one CHUNK, then the link breaks
+        time.sleep(0.3)
+        conn.close()
+        assert sl.wait_log("snapshot from .* interrupted", timeout=10), sl.log()[-2000:]
+
+        conn, _ = lsock.accept()
+        t, hello = read_frame(conn)
+        assert t == 1
+        il = struct.unpack(">I", hello[4:8])[0]
+        nl = struct.unpack(">I", hello[8 + il:12 + il])[0]
+        last_epoch, last_lsn = struct.unpack(">QQ", hello[12 + il + nl:28 + il + nl])
+        assert (last_epoch, last_lsn) == (0, 0)               # it says it is empty...
+        conn.sendall(welcome(0, 1))                           # ...and is streamed from lsn 1
+        assert sl.wait_log("following master fake-master .* from lsn 1", timeout=10), sl.log()[-2000:]
+        time.sleep(0.3)
+        conn.close()
+        assert sl.stop() == 0
+        mark = len(sl.log())
+        sl.start(wait=r"role: slave of")
+        assert "interrupted snapshot install" not in sl.log()[mark:], sl.log()[mark:]
+        assert sl.stop() == 0
+        dump = subprocess.run([STOMPD, "--dump-store", sl.settings["broker.data_dir"]],
+                              capture_output=True, text=True, timeout=30)
+        assert dump.returncode == 0 and "half-a-snapshot" not in dump.stdout, dump.stdout
+    finally:
+        lsock.close()
