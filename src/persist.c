@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "stompd/commit.h"
 #include "stompd/config.h"
@@ -518,6 +519,11 @@ static int open_store(char *err, size_t errlen)
 static int start_writing(char *err, size_t errlen)
 {
     enabled = true;
+    /* Fault injection for the cluster tests: a rebuild from a big store,
+     * which blocks the loop for this long, without having to fill one. */
+    const char *slow = getenv("STOMPD_TEST_SLOW_REBUILD_MS");
+    if (slow && atoi(slow) > 0)
+        usleep((useconds_t)atoi(slow) * 1000);
     return recover(err, errlen);
 }
 
@@ -535,8 +541,9 @@ static int start_writing(char *err, size_t errlen)
  * Two promotions in the same millisecond, or a clock far behind, can still
  * share an epoch: the entry checksum in HELLO catches a divergent tip then.
  * Epochs stay increasing, so fencing is unchanged. ZooKeeper mode keeps its
- * own counter; a cluster moved from manual mode to ZooKeeper mode needs
- * its epoch znode set above the stores' epochs, as it always did. */
+ * own counter, and a claim there takes an epoch above both the counter
+ * and every epoch a member publishes, so a cluster moved from manual mode
+ * to ZooKeeper mode goes on with increasing epochs. */
 static uint64_t manual_epoch(uint64_t seen)
 {
     int64_t now = server_now_ms();

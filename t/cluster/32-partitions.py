@@ -84,3 +84,19 @@ def test_two_of_three_zookeeper_servers_down(broker_factory):
         assert all(b.running() for b in c.nodes)
     finally:
         zk.cleanup()
+
+
+def test_master_keeps_its_place_after_a_long_rebuild(broker_factory, zk_ensemble, monkeypatch):
+    # Becoming master rebuilds the broker from the store on the loop
+    # thread; with a big store that takes longer than the step-down limit
+    # (2/3 of the 2 s session timeout). ZooKeeper's own thread kept the
+    # session alive meanwhile: the new master must not give up (and be
+    # elected again, and give up again...).
+    monkeypatch.setenv("STOMPD_TEST_SLOW_REBUILD_MS", "2500")
+    c = ZkCluster(broker_factory, zk_ensemble)
+    m = c.start_all()
+    time.sleep(3.0)
+    assert c.masters() == [m]
+    assert "stepping down" not in c.nodes[m].log(), c.nodes[m].log()[-3000:]
+    p = connected(c.nodes[m].port)
+    p.receipt("SEND", {"destination": "/queue/rebuilt", "persistent": "true"}, "r", b"x")
