@@ -44,6 +44,7 @@ enum zop {
     OP_CLAIM,
     OP_AUTH,
     OP_PROBE,
+    OP_ACL,
 };
 
 enum ev_kind { EV_SESSION, EV_WATCH, EV_DONE };
@@ -235,6 +236,19 @@ static void strings_done(int rc, const struct String_vector *sv, const void *dat
             e->children[i] = strdup(sv->data[i]);
         e->nchildren = sv->count;
     }
+    push(e);
+    free((void *)c);
+}
+
+/* Only whether the world can write there matters: value is "1" then. */
+static void acl_done(int rc, struct ACL_vector *acl, struct Stat *stat, const void *data)
+{
+    const struct zctx *c = data;
+    struct zev *e = new_ev(EV_DONE, c, rc);
+    (void)stat;
+    for (int i = 0; rc == ZOK && acl && i < acl->count; i++)
+        if (!strcmp(acl->data[i].id.scheme, "world") && (acl->data[i].perms & ZOO_PERM_WRITE) && !e->value)
+            e->value = strdup("1");
     push(e);
     free((void *)c);
 }
@@ -730,6 +744,12 @@ static void on_done(struct zev *e)
             Z.auth_failed = true;
         }
         break;
+    case OP_ACL:
+        if (e->rc == ZOK && e->value)
+            log_warn("zookeeper: %s is open to every ZooKeeper client (it was created without "
+                     "zookeeper.password): the password protects nothing there until its ACLs are set or the "
+                     "cluster moves to a new zookeeper.path", Z.root);
+        break;
     case OP_CREATE_PATH:
         if (e->rc != ZOK && e->rc != ZNODEEXISTS) {
             if (e->rc == ZNOAUTH)
@@ -871,6 +891,10 @@ static void on_session(struct zev *e)
             create_path(Z.root, NULL, false);
             create_path(Z.members_path, NULL, false);
             create_path(Z.epoch_path, "0", false);
+            if (config.zk_password[0]) {
+                struct zctx *c = ctx(OP_ACL, Z.members_path);
+                check(zoo_aget_acl(Z.zh, Z.members_path, acl_done, c), "read ACL");
+            }
             register_member();
             req_children();
             req_master();

@@ -146,3 +146,16 @@ def test_password_keeps_other_clients_out(broker_factory, zk_ensemble):
     assert b.proc.wait(timeout=30) == 1
     assert "zookeeper.password" in b.log(), b.log()[-2000:]
     assert c.masters() == [m]
+    # a path made with the password is protected: no warning about it
+    assert not any("open to every" in n.log() for n in c.nodes)
+
+
+def test_password_on_a_path_created_without_one_is_warned_about(broker_factory, zk_ensemble):
+    c = ZkCluster(broker_factory, zk_ensemble)          # no password: open ACLs
+    c.start(0)
+    assert c.nodes[0].stop() == 0
+    s = dict(c.nodes[1].settings)
+    s["zookeeper.password"] = "added-later"
+    b = broker_factory(s, start=False, name="late")
+    b.start(wait="registered as")
+    assert b.wait_log("open to every ZooKeeper client", timeout=10), b.log()[-2000:]

@@ -540,12 +540,17 @@ class ZkCluster:
     """Three (or n) stompd nodes electing their master through ZooKeeper."""
 
     def __init__(self, factory, zk, n=3, **extra):
+        import uuid
         self.zk = zk
+        self.tag = uuid.uuid4().hex[:12]
         self.nodes = []
         for i in range(n):
             s = replicated("n%d" % i, free_port(), "auto", zookeeper__address=zk.address,
                            zookeeper__session_timeout="2s", store__replicas=str(n), **extra)
-            s["zookeeper.path"] = "/stompd-test/c%d" % id(self)
+            # unique per cluster: id(self) is reused once an earlier
+            # cluster of the same module is gone, and its znodes (and
+            # their ACLs) are still in the module's ensemble
+            s["zookeeper.path"] = "/stompd-test/c%s" % self.tag
             self.nodes.append(factory(s, start=False, name="n%d" % i))
 
     def start(self, i):
