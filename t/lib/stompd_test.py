@@ -598,6 +598,7 @@ class FailoverProducer:
         self.ports, self.dest, self.prefix = ports, dest, prefix
         self.c = None
         self.receipted = {}       # body -> time of its receipt
+        self.receipted_by = {}    # body -> the port of the node that receipted it
         self.resent = 0
         self.reconnects = 0
         self.stop = threading.Event()
@@ -609,6 +610,7 @@ class FailoverProducer:
                 try:
                     c = Client(p, timeout=2)
                     c.connect("1.2")
+                    c.port = p
                     self.c = c
                     return True
                 except (OSError, ConnectionError, AssertionError, TimeoutError):
@@ -633,6 +635,7 @@ class FailoverProducer:
                 f = self.c.recv(timeout=5)
                 if f.command == "RECEIPT" and f["receipt-id"] == dupid:
                     self.receipted[body] = time.time()
+                    self.receipted_by[body] = self.c.port
                     return True
                 raise ConnectionError("got %s" % f.command)
             except (OSError, ConnectionError, TimeoutError):
