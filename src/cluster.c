@@ -746,7 +746,7 @@ static void on_done(struct zev *e)
         break;
     case OP_ACL:
         if (e->rc == ZOK && e->value)
-            log_warn("zookeeper: %s is open to every ZooKeeper client (it was created without "
+            log_warn("zookeeper: the znodes under %s are open to every ZooKeeper client (created without "
                      "zookeeper.password): the password protects nothing there until its ACLs are set or the "
                      "cluster moves to a new zookeeper.path", Z.root);
         break;
@@ -1019,7 +1019,8 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     double t = session_s(), now = ev_now(loop);
     if (!Z.probing && now - Z.probe_sent >= t / 6)
         probe();
-    if (srv.role == ROLE_MASTER && Z.last_heard > 0 && now - Z.last_heard > t * 2 / 3 && now >= Z.grace_until) {
+    if (srv.role == ROLE_MASTER && Z.last_heard > 0 && now - Z.last_heard > t * 2 / 3 &&
+        (now >= Z.grace_until || !Z.connected)) {
         char why[128];
         snprintf(why, sizeof why, "ZooKeeper has not answered for %.1f s (session timeout %.1f s)",
                  now - Z.last_heard, t);
@@ -1058,10 +1059,13 @@ void cluster_busy_done(void)
         return;
     /* The loop was busy with work of its own (rebuilding from the store):
      * ZooKeeper's thread kept the session alive meanwhile, but no answer
-     * could be timed. Ask now, and give the answer a third of the session
-     * timeout before the step-down rule applies again. */
+     * could be timed. The library drops a connection after two thirds of
+     * the timeout without a word from the server, so while it is still
+     * connected the session has at least a third of the timeout left: ask
+     * now, and give the answer a sixth of it (ended early by a disconnect)
+     * before the step-down rule applies again. */
     ev_now_update(srv.loop);
-    Z.grace_until = ev_now(srv.loop) + session_s() / 3;
+    Z.grace_until = ev_now(srv.loop) + session_s() / 6;
     Z.probing = false;
     probe();
 }

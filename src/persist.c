@@ -645,14 +645,22 @@ static uint64_t position_sum(void)
 
 int persist_become_master(uint64_t new_epoch, char *err, size_t errlen)
 {
+    /* Stop following first: a snapshot cut short is wiped (and the
+     * position drops to 0) before anything is read from the store. */
+    bool was_following = repl_slave_running();
+    repl_slave_stop();
     uint64_t e;
     uint64_t lsn = repl_slave_position(&e);
-    if (store_durable_lsn() < lsn) {
+    if (was_following && lsn == 0)
+        /* an empty store, perhaps marked by an unfinished snapshot: it is
+         * whole as it is (queued after the wipe, if there is one) */
+        store_snapshot_installed(0, 0, 0);
+    if (store_durable_lsn() < lsn || !store_drained()) {
+        /* the tick tries again; recover() must read what was written */
         snprintf(err, errlen, "the store has not applied every received entry yet");
         return -EAGAIN;
     }
     uint64_t sum = repl_slave_tip_sum();
-    repl_slave_stop();
     last_lsn = lsn;
     last_epoch = e;
     last_sum = sum;

@@ -51,6 +51,7 @@ static struct {
     pthread_cond_t cv;
     struct pending *head, *tail;
     bool stop;
+    bool busy;              /* the writer holds a list it took */
     bool sync;
     bool keep_journal;
     uint64_t done_lsn;      /* written, reported to the loop */
@@ -524,6 +525,7 @@ static void *writer(void *arg)
             pthread_cond_wait(&S.cv, &S.mu);
         struct pending *list = S.head;
         S.head = S.tail = NULL;
+        S.busy = list != NULL;
         bool stop = S.stop, sync = S.sync;
         bool failed = S.fail_lsn != 0;
         pthread_mutex_unlock(&S.mu);
@@ -590,6 +592,7 @@ static void *writer(void *arg)
             S.done_lsn = done;
             S.done_gen++;
         }
+        S.busy = false;
         pthread_mutex_unlock(&S.mu);
         while (list) {
             struct pending *n = list->next;
@@ -678,6 +681,14 @@ void store_append(uint64_t lsn, char *data, size_t len, bool sync)
 void store_set_keep_journal(bool keep)
 {
     S.keep_journal = keep;
+}
+
+bool store_drained(void)
+{
+    pthread_mutex_lock(&S.mu);
+    bool drained = !S.head && !S.busy;
+    pthread_mutex_unlock(&S.mu);
+    return drained;
 }
 
 void store_wipe(void)

@@ -47,6 +47,8 @@ void store_set_keep_journal(bool keep);
 void store_set_retention(uint64_t entries);
 void store_set_prune_floor(uint64_t lsn);
 uint64_t store_durable_lsn(void);
+/* Whether everything handed to the writer has been written (or failed). */
+bool store_drained(void);
 /* Change whether batches are fsynced (a slave follows its master's mode). */
 void store_set_sync(bool sync);
 /* Stop the writer after it has written everything queued, and close. */
