@@ -76,8 +76,9 @@ def test_more_members_than_replicas_stops(broker_factory, zk_ensemble):
     extra.start(wait=False)
     assert extra.proc.wait(timeout=30) == 1
     assert "store.replicas is 3" in extra.log()
-    # the running nodes say so and go on
-    assert c.nodes[0].wait_log("store.replicas is 3")
+    # the running nodes say so (those that saw the extra member's data
+    # before it left: under load one may not) and go on
+    assert any(n.wait_log("store.replicas is 3", timeout=5) for n in c.nodes)
     assert len(c.masters()) == 1
     extra.proc = None
     extra.logf.close()
