@@ -25,8 +25,26 @@ BUILDDIR = os.environ.get("STOMPD_BUILDDIR") or SRCDIR
 VALGRIND = os.environ.get("STOMPD_VALGRIND") == "1"
 
 
+_given_ports = set()
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    """A TCP port on 127.0.0.1 nobody listens on right now. Taken at random
+    below the kernel's ephemeral range (32768 and up by default): a port
+    from that range can be taken, before our broker binds it, by the local
+    end of any outgoing connection of the tests running alongside."""
+    import random
+    for _ in range(200):
+        port = random.randint(10000, 32000)
+        if port in _given_ports:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _given_ports.add(port)
+        return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
