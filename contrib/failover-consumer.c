@@ -142,13 +142,7 @@ int main(int argc, char **argv)
         case 'c': o.client_id = optarg; break;
         case 'q': quiet = true; break;
         case 'a':
-            if (!strcmp(optarg, "auto"))
-                so.ack = STOMPC_ACK_AUTO;
-            else if (!strcmp(optarg, "client"))
-                so.ack = STOMPC_ACK_CLIENT;
-            else if (!strcmp(optarg, "client-individual"))
-                so.ack = STOMPC_ACK_CLIENT_INDIVIDUAL;
-            else {
+            if (stompc_ack_mode(optarg, &so.ack) != 0) {
                 fprintf(stderr, "stompd-failover-consumer: --ack must be auto, client or client-individual\n");
                 return 2;
             }

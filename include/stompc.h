@@ -220,6 +220,9 @@ int stompc_send(struct stompc *c, const char *destination, const void *body, siz
                 const struct stompc_send_opts *opts) STOMPC_MUST_CHECK;
 
 enum stompc_ack { STOMPC_ACK_AUTO = 0, STOMPC_ACK_CLIENT, STOMPC_ACK_CLIENT_INDIVIDUAL };
+/* The mode named as in the ack header ("auto", "client",
+ * "client-individual"); STOMPC_EINVAL for anything else. */
+int stompc_ack_mode(const char *name, enum stompc_ack *out);
 
 struct stompc_sub_opts {
     const char *id;            /* default: the destination */

@@ -697,6 +697,24 @@ static void range_note(struct range_printer *rp, const char *who, uint64_t a, ui
                 b - a + 1);
 }
 
+/* A run of sequence numbers with some property, noted when it ends: feed
+ * it every s in order, and one past the last to close an open run. */
+struct run {
+    bool in;
+    uint64_t start;
+};
+
+static void run_step(struct run *r, bool now, uint64_t s, struct range_printer *rp, const char *who)
+{
+    if (now && !r->in) {
+        r->start = s;
+        r->in = true;
+    } else if (!now && r->in) {
+        range_note(rp, who, r->start, s - 1);
+        r->in = false;
+    }
+}
+
 struct verdict {
     uint64_t expected;      /* deliveries that should have come */
     uint64_t missing;
@@ -727,18 +745,9 @@ static void check(struct verdict *v)
             for (int k = 0; k < cfg.consumers; k++) {
                 char who[64];
                 snprintf(who, sizeof who, "from producer %d at consumer %d", p, k);
-                uint64_t start = 0;
-                bool in = false;
-                for (uint64_t s = 0; s <= sent; s++) {
-                    bool gap = s < sent && !bitmap_get(&cons[k].seen[p], s);
-                    if (gap && !in) {
-                        start = s;
-                        in = true;
-                    } else if (!gap && in) {
-                        range_note(&miss, who, start, s - 1);
-                        in = false;
-                    }
-                }
+                struct run gaps = {0};
+                for (uint64_t s = 0; s <= sent; s++)
+                    run_step(&gaps, s < sent && !bitmap_get(&cons[k].seen[p], s), s, &miss, who);
                 v->expected += sent;
             }
             continue;
@@ -746,8 +755,7 @@ static void check(struct verdict *v)
         /* A queue: each message to exactly one consumer. */
         char who[64];
         snprintf(who, sizeof who, "from producer %d", p);
-        uint64_t mstart = 0, dstart = 0;
-        bool min = false, din = false;
+        struct run gaps = {0}, bad_dups = {0};
         for (uint64_t s = 0; s <= sent; s++) {
             int copies = 0;
             bool redelivered = false;
@@ -766,21 +774,8 @@ static void check(struct verdict *v)
                 else
                     v->dup_bad += (uint64_t)copies - 1;
             }
-            if (gap && !min) {
-                mstart = s;
-                min = true;
-            } else if (!gap && min) {
-                range_note(&miss, who, mstart, s - 1);
-                min = false;
-            }
-            bool bad = dup && !(redelivered && cfg.ack != STOMPC_ACK_AUTO);
-            if (bad && !din) {
-                dstart = s;
-                din = true;
-            } else if (!bad && din) {
-                range_note(&dups, who, dstart, s - 1);
-                din = false;
-            }
+            run_step(&gaps, gap, s, &miss, who);
+            run_step(&bad_dups, dup && !(redelivered && cfg.ack != STOMPC_ACK_AUTO), s, &dups, who);
         }
         v->expected += sent;
     }
@@ -918,13 +913,7 @@ static void parse_args(int argc, char **argv)
         case O_BATCH: cfg.batch = true; break;
         case O_RECEIPT: cfg.receipt_every = (long)number("--receipt-every", optarg, 0, 1 << 30); break;
         case O_ACK:
-            if (!strcmp(optarg, "auto"))
-                cfg.ack = STOMPC_ACK_AUTO;
-            else if (!strcmp(optarg, "client"))
-                cfg.ack = STOMPC_ACK_CLIENT;
-            else if (!strcmp(optarg, "client-individual"))
-                cfg.ack = STOMPC_ACK_CLIENT_INDIVIDUAL;
-            else {
+            if (stompc_ack_mode(optarg, &cfg.ack) != 0) {
                 fprintf(stderr, PROG ": --ack: '%s' is not auto, client or client-individual\n", optarg);
                 exit(2);
             }

@@ -976,6 +976,20 @@ int stompc_send(struct stompc *c, const char *destination, const void *body, siz
     return rc;
 }
 
+/* The ack header's values, by enum stompc_ack. */
+static const char *const ack_modes[] = {"auto", "client", "client-individual"};
+
+int stompc_ack_mode(const char *name, enum stompc_ack *out)
+{
+    for (size_t i = 0; i < sizeof ack_modes / sizeof ack_modes[0]; i++) {
+        if (name && !strcmp(name, ack_modes[i])) {
+            *out = (enum stompc_ack)i;
+            return 0;
+        }
+    }
+    return STOMPC_EINVAL;
+}
+
 int stompc_subscribe(struct stompc *c, const char *destination, const struct stompc_sub_opts *opts)
 {
     static const struct stompc_sub_opts none;
@@ -991,7 +1005,6 @@ int stompc_subscribe(struct stompc *c, const char *destination, const struct sto
         return client_fail(c, STOMPC_EINVAL, "subscribe: id '%s' is already in use", id);
     if (opts->durable_name && !c->client_id)
         return client_fail(c, STOMPC_EINVAL, "subscribe: a durable subscription needs a client_id (stompc_options)");
-    static const char *const modes[] = {"auto", "client", "client-individual"};
     if ((unsigned)opts->ack > STOMPC_ACK_CLIENT_INDIVIDUAL)
         return client_fail(c, STOMPC_EINVAL, "subscribe: bad ack mode %d", (int)opts->ack);
     if (opts->prefetch < 0)
@@ -1000,7 +1013,7 @@ int stompc_subscribe(struct stompc *c, const char *destination, const struct sto
     struct ofr *o = ofr_new(c, CMD_SUBSCRIBE);
     ofr_add(o, "id", id);
     ofr_add(o, "destination", destination);
-    ofr_add(o, "ack", modes[opts->ack]);
+    ofr_add(o, "ack", ack_modes[opts->ack]);
     if (opts->selector)
         ofr_add(o, "selector", opts->selector);
     if (opts->prefetch) {

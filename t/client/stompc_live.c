@@ -117,6 +117,14 @@ static void body_is(const struct stompc_msg *m, const char *text)
            (int)m->body_len, m->body, text);
 }
 
+/* The next message's body is text (and the message is done with). */
+static void recv_body(struct stompc *c, int timeout, const char *text)
+{
+    struct stompc_msg *m = recv_msg(c, timeout);
+    body_is(m, text);
+    stompc_msg_free(m);
+}
+
 static struct stompc_stats stats(const struct stompc *c)
 {
     struct stompc_stats st;
@@ -266,9 +274,7 @@ static void sc_send(void)
     CHECK(stompc_msg_header(m, "persistent") == NULL);
     CHECK(!strcmp(m->destination, "/queue/send") && m->message_id && !m->redelivered);
     stompc_msg_free(m);
-    m = recv_msg(c, 5000);
-    body_is(m, "receipted");
-    stompc_msg_free(m);
+    recv_body(c, 5000, "receipted");
     m = recv_msg(c, 5000);
     body_is(m, "waited");
     CHECK(!strcmp(stompc_msg_header(m, "persistent"), "true"));
@@ -381,12 +387,8 @@ static void sc_transactions(void)
     send_text(c, "/queue/tx", "tx-2", &st);
     expect_nothing(c, 300); /* nothing before COMMIT */
     OK(c, stompc_commit(c, "t1"));
-    struct stompc_msg *m = recv_msg(c, 5000);
-    body_is(m, "tx-1");
-    stompc_msg_free(m);
-    m = recv_msg(c, 5000);
-    body_is(m, "tx-2");
-    stompc_msg_free(m);
+    recv_body(c, 5000, "tx-1");
+    recv_body(c, 5000, "tx-2");
 
     OK(c, stompc_begin(c, "t2"));
     struct stompc_send_opts st2 = {.transaction = "t2"};
@@ -400,7 +402,7 @@ static void sc_transactions(void)
     struct stompc_sub_opts ci = {.id = "txack", .ack = STOMPC_ACK_CLIENT_INDIVIDUAL};
     OK(c, stompc_subscribe(c, "/queue/txack", &ci));
     send_text(c, "/queue/txack", "to-ack", NULL);
-    m = recv_msg(c, 5000);
+    struct stompc_msg *m = recv_msg(c, 5000);
     OK(c, stompc_begin(c, "t3"));
     OK(c, stompc_ack(c, m, "t3", 0));
     OK(c, stompc_commit(c, "t3"));
@@ -534,12 +536,8 @@ static void sc_more(void)
     /* more, then a frame that waits: the wait writes everything before it */
     send_text(p, "/queue/more", "before", &(struct stompc_send_opts){.more = true});
     send_text(p, "/queue/more", "waited", &(struct stompc_send_opts){.wait = true});
-    struct stompc_msg *m = recv_msg(r, 5000);
-    body_is(m, "before");
-    stompc_msg_free(m);
-    m = recv_msg(r, 5000);
-    body_is(m, "waited");
-    stompc_msg_free(m);
+    recv_body(r, 5000, "before");
+    recv_body(r, 5000, "waited");
     /* 2,000 x 1 KiB: several times the 64 KiB buffer */
     char body[1024];
     memset(body, 'b', sizeof body);
@@ -554,7 +552,7 @@ static void sc_more(void)
     while (now_ms() < end)
         CHECK(stompc_run(r, 50) >= 0);
     for (int i = 0; i < 2000; i++) {
-        m = recv_msg(r, 5000);
+        struct stompc_msg *m = recv_msg(r, 5000);
         char want[8];
         snprintf(want, sizeof want, "%06d", i);
         CHECKF(m->body_len == sizeof body && !memcmp(m->body, want, 6), "message %d: %.6s", i,
@@ -637,9 +635,7 @@ static void sc_selector_prefetch(void)
     struct stompc_header blue[] = {{"color", "blue"}}, red[] = {{"color", "red"}};
     send_text(c, "/queue/colors", "blue", &(struct stompc_send_opts){.headers = blue, .nheaders = 1});
     send_text(c, "/queue/colors", "red", &(struct stompc_send_opts){.headers = red, .nheaders = 1});
-    struct stompc_msg *m = recv_msg(c, 5000);
-    body_is(m, "red");
-    stompc_msg_free(m);
+    recv_body(c, 5000, "red");
     expect_nothing(c, 300);
 
     struct stompc_sub_opts pf = {.id = "pf", .prefetch = 1, .ack = STOMPC_ACK_CLIENT_INDIVIDUAL};
@@ -647,7 +643,7 @@ static void sc_selector_prefetch(void)
     for (int i = 0; i < 3; i++)
         send_text(c, "/queue/prefetch", "p", NULL);
     for (int i = 0; i < 3; i++) {
-        m = recv_msg(c, 5000);
+        struct stompc_msg *m = recv_msg(c, 5000);
         expect_nothing(c, 200); /* one at a time */
         OK(c, stompc_ack(c, m, NULL, 0));
         stompc_msg_free(m);
@@ -830,9 +826,7 @@ static void sc_tx_failover(void)
     send_text(c, "/queue/txf", "committed", &(struct stompc_send_opts){.transaction = "tx-c"});
     OK(c, stompc_commit(c, "tx-c"));
     OK(c, stompc_subscribe(c, "/queue/txf", NULL));
-    struct stompc_msg *m = recv_msg(c, 5000);
-    body_is(m, "committed");
-    stompc_msg_free(m);
+    recv_body(c, 5000, "committed");
     expect_nothing(c, 300);
     close_client(c);
 }
@@ -847,9 +841,7 @@ static void sc_refused_not_resent(void)
     send_text(c, "/queue/good", "fine", &(struct stompc_send_opts){.persistent = true});
     FAILS(c, stompc_flush(c, 10000), STOMPC_EBROKER, "invalid destination");
     OK(c, stompc_flush(c, 10000)); /* reported once */
-    struct stompc_msg *m = recv_msg(c, 5000);
-    body_is(m, "fine");
-    stompc_msg_free(m);
+    recv_body(c, 5000, "fine");
     struct stompc_stats st = stats(c);
     CHECKF(st.failed_frames == 1 && st.reconnects == 1, "failed %llu reconnects %llu",
            (unsigned long long)st.failed_frames, (unsigned long long)st.reconnects);

@@ -343,25 +343,27 @@ def test_message_groups_stick_to_one_consumer(broker):
         assert got[g] == [b"%s-%d" % (g.encode(), i) for i, x in enumerate(order) if x == g], got
 
 
-def test_group_stays_with_its_consumer_when_others_join(broker):
+def group_started_then_second_consumer(broker, dest):
+    """Consumer a gets group g's first message (and so owns g); then b
+    subscribes too. Returns (a, b)."""
     a = connected(broker.port)
-    a.receipt("SUBSCRIBE", {"id": "a", "destination": "/queue/grp2"}, "s")
-    send(broker.port, "/queue/grp2", [b"1"], {"JMSXGroupID": "g"})
+    a.receipt("SUBSCRIBE", {"id": "a", "destination": dest}, "s")
+    send(broker.port, dest, [b"1"], {"JMSXGroupID": "g"})
     assert a.recv().body == b"1"
     b = connected(broker.port)
-    b.receipt("SUBSCRIBE", {"id": "b", "destination": "/queue/grp2"}, "s")
+    b.receipt("SUBSCRIBE", {"id": "b", "destination": dest}, "s")
+    return a, b
+
+
+def test_group_stays_with_its_consumer_when_others_join(broker):
+    a, b = group_started_then_second_consumer(broker, "/queue/grp2")
     send(broker.port, "/queue/grp2", [b"2", b"3", b"4", b"5"], {"JMSXGroupID": "g"})
     assert [m.body for m in drain(a)] == [b"2", b"3", b"4", b"5"]
     b.expect_nothing()
 
 
 def test_group_moves_when_its_consumer_leaves_and_stays_moved(broker):
-    a = connected(broker.port)
-    a.receipt("SUBSCRIBE", {"id": "a", "destination": "/queue/grp3"}, "s")
-    send(broker.port, "/queue/grp3", [b"1"], {"JMSXGroupID": "g"})
-    assert a.recv().body == b"1"
-    b = connected(broker.port)
-    b.receipt("SUBSCRIBE", {"id": "b", "destination": "/queue/grp3"}, "s")
+    a, b = group_started_then_second_consumer(broker, "/queue/grp3")
     a.receipt("DISCONNECT", {}, "bye")
     a.close()
     send(broker.port, "/queue/grp3", [b"2"], {"JMSXGroupID": "g"})

@@ -108,7 +108,10 @@ def test_contrib_tools_help_and_usage():
     r = subprocess.run([PRODUCER, "--help"], capture_output=True, text=True, timeout=20)
     assert "--persistent" in r.stdout and "--interval" in r.stdout and "sent=N receipted=N resent=N" in r.stdout
     r = subprocess.run([CONSUMER, "--help"], capture_output=True, text=True, timeout=20)
-    assert "--ack" in r.stdout and "--idle-exit" in r.stdout and "received=N duplicates=N" in r.stdout
+    assert "--ack" in r.stdout and "--idle-exit" in r.stdout and "received=N duplicates=N unmarked=N" in r.stdout
+    r = subprocess.run([CONSUMER, "--url", "tcp://x:1", "--dest", "/queue/x", "--ack", "sometimes"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 2 and "--ack must be auto, client or client-individual" in r.stderr
 
 
 def test_contrib_tools_report_a_bad_url_and_a_dead_broker():
