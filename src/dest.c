@@ -130,12 +130,7 @@ int dest_open(const char *name, struct conn *conn, struct dest **out, const char
 
 static void unblock_all(struct dest *d)
 {
-    struct op *op;
-    while ((op = TAILQ_FIRST(&d->blocked))) {
-        TAILQ_REMOVE(&d->blocked, op, dest_link);
-        op->room = NULL;
-        op_room_available(op);
-    }
+    op_room_free(d);
 }
 
 void dest_delete(struct dest *d)
@@ -294,26 +289,17 @@ void dest_mem_add(struct dest *d, int64_t bytes)
     }
 }
 
-void dest_block(struct dest *d, struct op *op)
+void dest_note_blocked(struct dest *d)
 {
-    if (TAILQ_EMPTY(&d->blocked)) {
-        if (nblocked_dests == cap_blocked_dests) {
-            cap_blocked_dests = cap_blocked_dests ? cap_blocked_dests * 2 : 16;
-            blocked_dests = realloc(blocked_dests, cap_blocked_dests * sizeof *blocked_dests);
-            if (!blocked_dests)
-                abort();
-        }
-        blocked_dests[nblocked_dests++] = d;
+    if (!TAILQ_EMPTY(&d->blocked))
+        return;
+    if (nblocked_dests == cap_blocked_dests) {
+        cap_blocked_dests = cap_blocked_dests ? cap_blocked_dests * 2 : 16;
+        blocked_dests = realloc(blocked_dests, cap_blocked_dests * sizeof *blocked_dests);
+        if (!blocked_dests)
+            abort();
     }
-    op->room = d;
-    TAILQ_INSERT_TAIL(&d->blocked, op, dest_link);
-    log_debug("destination %s full (%lld bytes): producer paused", d->name, (long long)d->mem);
-}
-
-void dest_unblock(struct dest *d, struct op *op)
-{
-    TAILQ_REMOVE(&d->blocked, op, dest_link);
-    op->room = NULL;
+    blocked_dests[nblocked_dests++] = d;
 }
 
 void dest_deliver(struct dest *d, struct msg *m)

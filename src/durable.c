@@ -71,7 +71,7 @@ static bool same_selector(const char *a, const char *b)
 }
 
 struct durable *durable_get(struct dest *topic, const char *client_id, const char *name,
-                            const char *selector, struct selector *sel)
+                            const char *selector, struct selector *sel, bool *journaled)
 {
     struct durable *d = durable_find(client_id, name);
     if (d && d->dest == topic && same_selector(d->selector, selector)) {
@@ -80,10 +80,10 @@ struct durable *durable_get(struct dest *topic, const char *client_id, const cha
     }
     if (d) {
         log_info("durable subscription %s/%s changed topic or selector: replaced", client_id, name);
-        durable_destroy(d);
+        *journaled |= durable_destroy(d);
     }
     d = create(topic, client_id, name, selector, sel);
-    persist_durable_created(d);
+    *journaled |= persist_durable_created(d);
     log_info("durable subscription %s/%s on %s created", client_id, name, topic->name);
     return d;
 }
@@ -102,12 +102,13 @@ void durable_detach(struct durable *d, struct sub *s)
         d->active = NULL;
 }
 
-static void destroy(struct durable *d, bool journal)
+static bool destroy(struct durable *d, bool journal)
 {
+    bool journaled = false;
     if (d->active)
-        sub_destroy(d->active);
+        journaled |= sub_destroy(d->active);
     if (journal)
-        persist_durable_deleted(d);
+        journaled |= persist_durable_deleted(d);
     queue_destroy(&d->q);
     HASH_DEL(registry, d);
     TAILQ_REMOVE(&d->dest->durables, d, topic_link);
@@ -116,12 +117,13 @@ static void destroy(struct durable *d, bool journal)
     free(d->selector);
     free(d->key);
     free(d);
+    return journaled;
 }
 
-void durable_destroy(struct durable *d)
+bool durable_destroy(struct durable *d)
 {
     log_info("durable subscription %s/%s destroyed", d->client_id, d->name);
-    destroy(d, true);
+    return destroy(d, true);
 }
 
 void durable_dest_deleted(struct dest *topic)

@@ -62,7 +62,7 @@ static uint32_t at_least_min(uint32_t v)
     return v < (uint32_t)config.heartbeat_min ? (uint32_t)config.heartbeat_min : v;
 }
 
-int handle_connect(struct conn *c, struct frame *f)
+int handle_connect(struct conn *c, struct frame *f, uint64_t *lsn)
 {
     if (c->state != CONN_HANDSHAKE)
         return proto_fail("already connected", "A connection sends CONNECT once.");
@@ -103,17 +103,17 @@ int handle_connect(struct conn *c, struct frame *f)
     uint32_t sx = at_least_min(cy), sy = at_least_min(cx);
     char session[32], beats[32];
     snprintf(session, sizeof session, "%llu", (unsigned long long)c->id);
-    frame_write_command(&c->out, "CONNECTED");
+    frame_write_command(&c->st.out, "CONNECTED");
     if (av)
-        frame_write_header_str(&c->out, c->version, false, "version",
+        frame_write_header_str(&c->st.out, c->version, false, "version",
                                v == STOMP_12 ? "1.2" : v == STOMP_11 ? "1.1" : "1.0");
-    frame_write_header_str(&c->out, c->version, false, "server", PACKAGE_NAME "/" PACKAGE_VERSION);
-    frame_write_header_str(&c->out, c->version, false, "session", session);
+    frame_write_header_str(&c->st.out, c->version, false, "server", PACKAGE_NAME "/" PACKAGE_VERSION);
+    frame_write_header_str(&c->st.out, c->version, false, "session", session);
     if (v >= STOMP_11) {
         snprintf(beats, sizeof beats, "%u,%u", sx, sy);
-        frame_write_header_str(&c->out, c->version, false, "heart-beat", beats);
+        frame_write_header_str(&c->st.out, c->version, false, "heart-beat", beats);
     }
-    frame_write_body(&c->out, NULL, 0);
+    frame_write_body(&c->st.out, NULL, 0);
     c->frames_out++;
     conn_want_flush(c);
     /* Effective intervals per the specification: max of both sides. */
@@ -123,9 +123,9 @@ int handle_connect(struct conn *c, struct frame *f)
     return 0;
 }
 
-int handle_disconnect(struct conn *c, struct frame *f)
+int handle_disconnect(struct conn *c, struct frame *f, uint64_t *lsn)
 {
     conn_pause(c, PAUSE_CLOSING);
-    op_submit(op_new(OP_DISCONNECT, c, frame_get(f, "receipt")));
+    op_submit(op_disconnect(c, frame_get(f, "receipt")));
     return PROTO_RECEIPT_TAKEN;
 }

@@ -10,8 +10,9 @@
 
 #include "stompd/cluster.h"
 #include "stompd/config.h"
-#include "stompd/http.h"
+#include "stompd/console.h"
 #include "stompd/log.h"
+#include "stompd/node.h"
 #include "stompd/server.h"
 #include "stompd/journal.h"
 #include "stompd/persist.h"
@@ -183,38 +184,30 @@ static int run(void)
     if (server_init(loop) != 0)
         return 1;
     log_info("%s %s starting: broker %s", PACKAGE_NAME, PACKAGE_VERSION, config.broker_name);
-    if (persist_open(err, sizeof err) != 0) {
-        log_err("cannot open the store: %s", err);
-        server_shutdown();
-        persist_close();
-        ev_loop_destroy(loop);
-        return 1;
-    }
-    log_info("store: %s", persist_describe());
     int rc = 0;
-    if (http_start(err, sizeof err) != 0) {
+    if (node_start(err, sizeof err) != 0) {
+        log_err("cannot start: %s", err);
+        rc = 1;
+    } else if (console_start(err, sizeof err) != 0) {
         log_err("console: %s", err);
         rc = 1;
     } else if (cluster_start(err, sizeof err) != 0) {
         log_err("%s", err);
         rc = 1;
-    } else if (srv.role == ROLE_ELECTING) {
-        log_info("role: decided by ZooKeeper; STOMP clients are accepted only while this node is master");
-        server_run();
-    } else if (srv.role == ROLE_SLAVE) {
-        log_info("role: slave of %s; STOMP clients are not accepted on this node", config.store_master);
-        server_run();
-    } else if (server_listen_clients() != 0) {
-        rc = 1;
     } else {
-        log_info("role: %s", srv.role == ROLE_MASTER ? "master" : "standalone");
+        if (node_role() == NODE_ELECTING)
+            log_info("role: decided by ZooKeeper; STOMP clients are accepted only while this node is master");
+        else if (node_role() == NODE_SLAVE)
+            log_info("role: slave of %s; STOMP clients are not accepted on this node", config.store_master);
+        else
+            log_info("role: %s", node_role_name(node_role()));
         server_run();
     }
     log_info("stopping");
     cluster_stop();
-    http_stop();
+    console_stop();
     server_shutdown();
-    persist_close();
+    node_stop();
     ev_loop_destroy(loop);
     log_info("stopped");
     return rc ? rc : srv.exit_code;

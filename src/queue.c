@@ -267,7 +267,7 @@ void queue_push_recovered(struct queue *q, struct msg *m, uint32_t redeliveries)
     pending_insert_sorted(q, e);
 }
 
-void queue_return(struct qentry *e, enum return_why why)
+bool queue_return(struct qentry *e, enum return_why why)
 {
     struct queue *q = e->q;
     e->sub = NULL;
@@ -282,12 +282,11 @@ void queue_return(struct qentry *e, enum return_why why)
     int64_t limit = config.max_redeliveries;
     if (why == RETURN_LOST && limit == 0)
         limit = 1;
-    if (limit >= 0 && e->redeliveries > (uint64_t)limit && !dlq_is_dlq(q->dest)) {
-        dlq_move(e, why == RETURN_NACK ? "max redeliveries exceeded" : "max redeliveries exceeded (consumer lost)");
-        return;
-    }
+    if (limit >= 0 && e->redeliveries > (uint64_t)limit && !dlq_is_dlq(q->dest))
+        return dlq_move(e, why == RETURN_NACK ? "max redeliveries exceeded" : "max redeliveries exceeded (consumer lost)");
     pending_insert_sorted(q, e);
     queue_mark_dirty(q);
+    return false;
 }
 
 void queue_dispatch(struct queue *q)

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "stompd/handoff.h"
 #include "stompd/journal.h"
 #include "stompd/log.h"
 #include "stompd/store.h"
@@ -25,6 +26,7 @@
 enum pending_kind { P_ENTRY, P_WIPE, P_RAW, P_INSTALLED, P_MAX_EPOCH };
 
 struct pending {
+    struct handoff_node node; /* first: handed to the writer thread */
     enum pending_kind kind;
     uint64_t lsn;       /* P_ENTRY, P_INSTALLED */
     uint64_t epoch;     /* P_INSTALLED, P_MAX_EPOCH */
@@ -32,8 +34,12 @@ struct pending {
     bool sync;          /* someone waits for this entry to be on disk */
     char *data;
     size_t len;
-    struct pending *next;
 };
+
+static inline struct pending *next_pending(const struct pending *p)
+{
+    return (struct pending *)p->node.next;
+}
 
 static struct {
     leveldb_t *db;
@@ -44,14 +50,12 @@ static struct {
     leveldb_writeoptions_t *wsync, *wnosync;
     struct store_info info;
     char dir[4096];
+    bool opened;            /* the hand-off queue is initialised */
     /* writer thread */
     pthread_t th;
     bool running;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct pending *head, *tail;
-    bool stop;
-    bool busy;              /* the writer holds a list it took */
+    struct handoff q;       /* entries for the writer */
+    pthread_mutex_t mu;     /* guards what the writer and the loop share below */
     bool sync;
     bool keep_journal;
     uint64_t done_lsn;      /* written, reported to the loop */
@@ -71,7 +75,7 @@ static struct {
     uint64_t reported_gen;
     bool reported_fail;
     uint64_t first_lsn_shared; /* S.first_lsn as the loop thread may read it */
-} S = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+} S = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static int set_err(char *err, size_t errlen, const char *what, char *lerr)
 {
@@ -181,6 +185,9 @@ static int any_key(void *ctx, const char *k, size_t kl, const char *v, size_t vl
 int store_open(const char *dir, char *err, size_t errlen)
 {
     memset(&S.info, 0, sizeof S.info);
+    if (!S.opened)
+        handoff_init(&S.q);
+    S.opened = true;
     S.fail_lsn = 0;
     S.fail_msg[0] = '\0';
     S.reported_fail = false;
@@ -520,28 +527,24 @@ static void *writer(void *arg)
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     for (;;) {
+        struct pending *list = (struct pending *)handoff_wait(&S.q);
+        if (!list)
+            break; /* closed, everything written */
         pthread_mutex_lock(&S.mu);
-        while (!S.head && !S.stop)
-            pthread_cond_wait(&S.cv, &S.mu);
-        struct pending *list = S.head;
-        S.head = S.tail = NULL;
-        S.busy = list != NULL;
-        bool stop = S.stop, sync = S.sync;
+        bool sync = S.sync;
         bool failed = S.fail_lsn != 0;
         pthread_mutex_unlock(&S.mu);
-        if (!list && stop)
-            break;
 
         struct wctx w = {leveldb_writebatch_create(), NULL};
         struct journal_sink sink = {w_put, w_del, w_del_prefix, &w, !S.keep_journal};
         bool want_sync = false;
-        for (struct pending *p = list; p; p = p->next)
+        for (struct pending *p = list; p; p = next_pending(p))
             want_sync |= p->sync;
         char *lerr = NULL;
         uint64_t first = 0, done = 0;
         bool any_done = false;
         char why[512] = "";
-        for (struct pending *p = list; p && !failed && !lerr; p = p->next) {
+        for (struct pending *p = list; p && !failed && !lerr; p = next_pending(p)) {
             if (p->kind != P_ENTRY) {
                 uint64_t l = apply_special(p, w.b, &lerr);
                 if (p->kind == P_INSTALLED) {
@@ -592,10 +595,10 @@ static void *writer(void *arg)
             S.done_lsn = done;
             S.done_gen++;
         }
-        S.busy = false;
         pthread_mutex_unlock(&S.mu);
+        handoff_done(&S.q);
         while (list) {
-            struct pending *n = list->next;
+            struct pending *n = next_pending(list);
             free(list->data);
             free(list);
             list = n;
@@ -657,15 +660,7 @@ static void enqueue_sum(enum pending_kind kind, uint64_t lsn, uint64_t epoch, ui
     p->sum = sum;
     p->data = data;
     p->len = len;
-    p->next = NULL;
-    pthread_mutex_lock(&S.mu);
-    if (S.tail)
-        S.tail->next = p;
-    else
-        S.head = p;
-    S.tail = p;
-    pthread_cond_signal(&S.cv);
-    pthread_mutex_unlock(&S.mu);
+    handoff_push(&S.q, &p->node);
 }
 
 static void enqueue(enum pending_kind kind, uint64_t lsn, uint64_t epoch, char *data, size_t len, bool sync)
@@ -685,10 +680,7 @@ void store_set_keep_journal(bool keep)
 
 bool store_drained(void)
 {
-    pthread_mutex_lock(&S.mu);
-    bool drained = !S.head && !S.busy;
-    pthread_mutex_unlock(&S.mu);
-    return drained;
+    return handoff_idle(&S.q);
 }
 
 void store_wipe(void)
@@ -846,10 +838,7 @@ int store_entry_tip(uint64_t lsn, uint64_t *epoch, uint64_t *sum)
 void store_close(void)
 {
     if (S.running) {
-        pthread_mutex_lock(&S.mu);
-        S.stop = true;
-        pthread_cond_signal(&S.cv);
-        pthread_mutex_unlock(&S.mu);
+        handoff_close(&S.q);
         pthread_join(S.th, NULL);
         S.running = false;
         ev_async_stop(S.loop, &S.async);
@@ -868,13 +857,14 @@ void store_close(void)
         leveldb_writeoptions_destroy(S.wnosync);
         S.opt = NULL;
     }
-    struct pending *p = S.head;
+    struct pending *p = S.opened ? (struct pending *)handoff_take(&S.q) : NULL;
     while (p) {
-        struct pending *n = p->next;
+        struct pending *n = next_pending(p);
         free(p->data);
         free(p);
         p = n;
     }
-    S.head = S.tail = NULL;
-    S.stop = false;
+    if (S.opened)
+        handoff_destroy(&S.q);
+    S.opened = false;
 }

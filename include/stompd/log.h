@@ -26,10 +26,10 @@ void log_vwrite(enum log_level level, const char *fmt, va_list ap) __attribute__
 #define log_warn(...)  do { if (log_enabled(LOG_WARN))  log_write(LOG_WARN,  __VA_ARGS__); } while (0)
 #define log_err(...)   do { if (log_enabled(LOG_ERR))   log_write(LOG_ERR,   __VA_ARGS__); } while (0)
 
-/* Connection-scoped variants: conn must have `id` and `peer` members. */
-#define clog_debug(c, fmt, ...) log_debug("conn %llu %s: " fmt, (unsigned long long)(c)->id, (c)->peer, ##__VA_ARGS__)
-#define clog_info(c, fmt, ...)  log_info("conn %llu %s: " fmt, (unsigned long long)(c)->id, (c)->peer, ##__VA_ARGS__)
-#define clog_warn(c, fmt, ...)  log_warn("conn %llu %s: " fmt, (unsigned long long)(c)->id, (c)->peer, ##__VA_ARGS__)
-#define clog_err(c, fmt, ...)   log_err("conn %llu %s: " fmt, (unsigned long long)(c)->id, (c)->peer, ##__VA_ARGS__)
+/* Connection-scoped variants: conn must have `id` and a stream `st`. */
+#define clog_debug(c, fmt, ...) log_debug("conn %llu %s: " fmt, (unsigned long long)(c)->id, (c)->st.peer, ##__VA_ARGS__)
+#define clog_info(c, fmt, ...)  log_info("conn %llu %s: " fmt, (unsigned long long)(c)->id, (c)->st.peer, ##__VA_ARGS__)
+#define clog_warn(c, fmt, ...)  log_warn("conn %llu %s: " fmt, (unsigned long long)(c)->id, (c)->st.peer, ##__VA_ARGS__)
+#define clog_err(c, fmt, ...)   log_err("conn %llu %s: " fmt, (unsigned long long)(c)->id, (c)->st.peer, ##__VA_ARGS__)
 
 #endif

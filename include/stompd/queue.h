@@ -60,7 +60,8 @@ void queue_push_recovered(struct queue *q, struct msg *m, uint32_t redeliveries)
  * arrival order, counted as a redelivery; a message past the redelivery
  * limit goes to the dead-letter queue instead. */
 enum return_why { RETURN_NACK, RETURN_LOST };
-void queue_return(struct qentry *e, enum return_why why);
+/* Returns true when the entry was dead-lettered in a journal entry. */
+bool queue_return(struct qentry *e, enum return_why why);
 /* Remove an entry for good (acked, expired, purged, moved). */
 void queue_entry_done(struct qentry *e);
 

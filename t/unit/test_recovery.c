@@ -1,7 +1,8 @@
-/* Recovery from a store built by hand, key by key as DESIGN §4 lays it
- * out: the broker comes back with its queues in priority and arrival
- * order, delivered-but-unacked messages marked for redelivery, durable
- * subscriptions with their backlog, and the duplicate window. */
+/* Unit test of recovery.c alone: a LevelDB store built by hand is read
+ * back through the real store and journal code, and what recovery asks
+ * of the broker (destinations, durable subscriptions, queued messages
+ * with their delivery counts, the duplicate window) is recorded by the
+ * stubs in stub_broker.c and checked here. */
 #include "config.h"
 
 #include <ev.h>
@@ -17,15 +18,12 @@
 
 #include <cmocka.h>
 
-#include "stompd/config.h"
-#include "stompd/dest.h"
-#include "stompd/dup.h"
-#include "stompd/durable.h"
 #include "stompd/journal.h"
 #include "stompd/log.h"
 #include "stompd/msg.h"
-#include "stompd/persist.h"
-#include "stompd/server.h"
+#include "stompd/recovery.h"
+#include "stompd/store.h"
+#include "stub_broker.h"
 
 static char dir[128], storedir[160];
 static leveldb_t *db;
@@ -117,50 +115,49 @@ static void test_recover_hand_built_store(void **state)
 {
     char err[512];
     build_store();
-    config_init_defaults();
     log_set_level(LOG_WARN);
-    assert_int_equal(config_set_key("broker.data_dir", dir, err, sizeof err), 0);
-    assert_int_equal(config_set_key("store.sync", "local_mem", err, sizeof err), 0);
-    struct ev_loop *loop = ev_default_loop(0);
-    assert_int_equal(server_init(loop), 0);
-    int rc = persist_open(err, sizeof err);
-    if (rc)
-        fail_msg("persist_open: %s", err);
-    assert_true(persist_enabled());
-    assert_int_equal(persist_last_lsn(), 40);
+    stub_broker_reset();
+    assert_int_equal(store_open(storedir, err, sizeof err), 0);
+    assert_int_equal(store_info()->applied_lsn, 40);
+    uint64_t max_seq = 0;
+    if (recovery_rebuild(&max_seq, err, sizeof err) != 0)
+        fail_msg("recovery_rebuild: %s", err);
+    assert_int_equal(max_seq, 100);
 
-    struct dest *a = dest_find("/queue/a");
-    assert_non_null(a);
-    assert_int_equal(a->q.npending, 4);
-    /* priority first, arrival order within a priority */
-    const char *order[] = {"a5", "a3", "a8", "a12"};
-    int i = 0;
-    for (int p = MSG_PRIORITIES - 1; p >= 0; p--) {
-        struct qentry *e;
-        TAILQ_FOREACH(e, &a->q.pending[p], link) {
-            assert_true(i < 4);
-            assert_string_equal(e->msg->id, order[i]);
-            assert_true(e->msg->journaled);
-            assert_int_equal(e->redeliveries, strcmp(e->msg->id, "a3") == 0 ? 2 : 0);
-            i++;
-        }
+    /* every queued message, in key (arrival) order per destination, with
+     * the delivery count its R key holds */
+    static const struct {
+        const char *dest, *id;
+        uint32_t redeliveries;
+    } want[] = {
+        {"/queue/a", "a3", 2}, {"/queue/a", "a5", 0}, {"/queue/a", "a8", 0}, {"/queue/a", "a12", 0},
+        {"/queue/b", "b100", 0}, {"/topic/t", "t", 0}, {"/topic/t", "t", 0},
+    };
+    assert_int_equal(stub_npushed, sizeof want / sizeof want[0]);
+    for (size_t i = 0; i < stub_npushed; i++) {
+        assert_string_equal(stub_pushed[i].dest, want[i].dest);
+        assert_string_equal(stub_pushed[i].id, want[i].id);
+        assert_int_equal(stub_pushed[i].redeliveries, want[i].redeliveries);
+        assert_true(stub_pushed[i].journaled);
     }
-    assert_int_equal(i, 4);
-    assert_non_null(dest_find("/queue/b"));
-    struct durable *d = durable_find("c1", "s1");
-    assert_non_null(d);
-    assert_string_equal(d->selector, "color = 'red'");
-    assert_non_null(d->sel);
-    assert_ptr_equal(d->dest, dest_find("/topic/t"));
-    assert_int_equal(d->q.npending, 2);
-    assert_int_equal(srv.next_msg_seq, 100);
-    assert_true(dup_seen("producer-1:5", NULL));
-    assert_false(dup_seen("producer-1:6", NULL));
+    /* priorities travel with the messages (the queue orders by them) */
+    assert_int_equal(stub_pushed[1].priority, 9);
+    assert_int_equal(stub_pushed[3].priority, 0);
+    /* the durable subscription, with its selector compiled, holds its two */
+    assert_int_equal(stub_ndurables, 1);
+    assert_string_equal(stub_durables[0].client_id, "c1");
+    assert_string_equal(stub_durables[0].name, "s1");
+    assert_string_equal(stub_durables[0].topic, "/topic/t");
+    assert_string_equal(stub_durables[0].selector, "color = 'red'");
+    assert_true(stub_durables[0].compiled);
+    assert_true(stub_pushed[5].durable && stub_pushed[6].durable);
+    /* the duplicate window */
+    assert_int_equal(stub_ndups, 1);
+    assert_string_equal(stub_dups[0], "producer-1:5");
+    assert_true(stub_dups_restored);
 
-    server_shutdown();
-    dup_free_all();
-    persist_close();
-    config_free();
+    store_close();
+    stub_broker_reset();
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     assert_int_equal(system(cmd), 0);
