@@ -426,8 +426,7 @@ static void refuse(struct listener *l, int fd)
     char busy[256];
     int n = snprintf(busy, sizeof busy, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
                      "Content-Length: %zu\r\nConnection: close\r\n\r\n%s", sizeof body - 1, body);
-    ssize_t w = send(fd, busy, (size_t)n, MSG_NOSIGNAL);
-    (void)w;
+    listener_say(fd, busy, (size_t)n);
 }
 
 static void accept_http(struct listener *l, int fd, const char *peer)

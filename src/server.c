@@ -61,8 +61,7 @@ static void refuse(struct listener *l, int fd)
     static const char msg[] =
         "ERROR\nmessage:too many connections\ncontent-type:text/plain\n\n"
         "The broker is at broker.max_connections.\n";
-    ssize_t n = write(fd, msg, sizeof msg); /* includes the NUL terminator */
-    (void)n;
+    listener_say(fd, msg, sizeof msg); /* includes the NUL terminator */
     srv.st.connections_refused++;
 }
 

@@ -345,13 +345,15 @@ void stream_peer_name(const struct sockaddr_storage *ss, char *out, size_t len)
     snprintf(out, len, "%s:%d", host, port);
 }
 
-static struct addrinfo *resolve(const char *addr, bool passive, char *err, size_t errlen)
+/* A non-blocking socket for host:port, bound and listening (passive) or
+ * connecting; -1 with err filled. */
+static int open_socket(const char *addr, bool passive, char *err, size_t errlen)
 {
     char host[256];
     int port;
     if (config_split_hostport(addr, host, sizeof host, &port) != 0) {
         snprintf(err, errlen, "'%s' is not host:port", addr);
-        return NULL;
+        return -1;
     }
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = passive ? AI_PASSIVE : 0};
@@ -361,55 +363,39 @@ static struct addrinfo *resolve(const char *addr, bool passive, char *err, size_
     int rc = getaddrinfo(host[0] ? host : NULL, portstr, &hints, &res);
     if (rc != 0) {
         snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(rc));
-        return NULL;
+        return -1;
     }
-    return res;
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        freeaddrinfo(res);
+        return -1;
+    }
+    int one = 1;
+    if (passive) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        rc = bind(fd, res->ai_addr, res->ai_addrlen) == 0 && listen(fd, 1024) == 0 ? 0 : -1;
+    } else {
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        rc = connect(fd, res->ai_addr, res->ai_addrlen) == 0 || errno == EINPROGRESS ? 0 : -1;
+    }
+    freeaddrinfo(res);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot %s %s: %s", passive ? "listen on" : "connect to", addr, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 int stream_listen_socket(const char *addr, char *err, size_t errlen)
 {
-    struct addrinfo *res = resolve(addr, true, err, errlen);
-    if (!res)
-        return -1;
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "socket: %s", strerror(errno));
-        freeaddrinfo(res);
-        return -1;
-    }
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", addr, strerror(errno));
-        close(fd);
-        freeaddrinfo(res);
-        return -1;
-    }
-    freeaddrinfo(res);
-    return fd;
+    return open_socket(addr, true, err, errlen);
 }
 
 int stream_connect_socket(const char *addr, char *err, size_t errlen)
 {
-    struct addrinfo *res = resolve(addr, false, err, errlen);
-    if (!res)
-        return -1;
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "socket: %s", strerror(errno));
-        freeaddrinfo(res);
-        return -1;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    int rc = connect(fd, res->ai_addr, res->ai_addrlen);
-    freeaddrinfo(res);
-    if (rc != 0 && errno != EINPROGRESS) {
-        snprintf(err, errlen, "cannot connect to %s: %s", addr, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    return fd;
+    return open_socket(addr, false, err, errlen);
 }
 
 /* ------------------------------------------------------------ listeners */
@@ -522,6 +508,12 @@ void listener_stop(struct listener *l)
     close(l->fd);
     l->fd = -1;
     l->running = false;
+}
+
+void listener_say(int fd, const char *msg, size_t len)
+{
+    ssize_t n = send(fd, msg, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)n;
 }
 
 void listener_attach(struct listener *l, struct stream *s)

@@ -146,6 +146,10 @@ bool listener_running(const struct listener *l);
 /* The stream counts against l's connection limit until it closes. */
 void listener_attach(struct listener *l, struct stream *s);
 
+/* For a listener's refuse callback: write msg (len bytes) to a socket
+ * about to be closed, as far as it takes it at once. */
+void listener_say(int fd, const char *msg, size_t len);
+
 /* A non-blocking listening socket on host:port; -1 with err filled. */
 int stream_listen_socket(const char *addr, char *err, size_t errlen);
 struct sockaddr_storage;

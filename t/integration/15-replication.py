@@ -47,6 +47,16 @@ class Cluster:
         else:
             s["store.master"] = "127.0.0.1:%d" % self.repl[master]
 
+    def wait_in_sync(self, master=0):
+        """Every slave of the master has received its whole journal: a
+        quorum_mem receipt means only that one slave has, and a test that
+        then promotes one must not depend on which."""
+        def synced():
+            st = status(self.nodes[master])
+            reps = st.get("replicas") or []
+            return len(reps) == 2 and all(r["received_lsn"] == st["lsn"] for r in reps)
+        wait_for(synced, timeout=20)
+
     def dump(self, i):
         r = subprocess.run([STOMPD, "--dump-store", self.nodes[i].settings["broker.data_dir"]],
                            capture_output=True, text=True, timeout=30)
@@ -105,6 +115,7 @@ def test_promote_slave_after_master_kill(broker_factory):
     c.start_all()
     bodies = [b"m%d" % i for i in range(1000)]
     send_persistent(c.nodes[0].port, "/queue/ha", bodies)
+    c.wait_in_sync()
     c.nodes[0].kill()
     # promote n1 by configuration; n2 follows it
     c.nodes[1].stop()
@@ -179,6 +190,7 @@ def test_divergent_tail_is_dropped(broker_factory, ahead):
     c = Cluster(broker_factory)
     c.start_all()
     send_persistent(c.nodes[0].port, "/queue/dv", [b"kept%d" % i for i in range(20)])
+    c.wait_in_sync()
     c.nodes[1].stop()
     c.nodes[2].stop()
     # the master journals these but cannot commit them: no quorum
@@ -221,6 +233,7 @@ def test_two_manual_masters_of_one_term_do_not_share_a_history(broker_factory):
     c = Cluster(broker_factory)
     c.start_all()
     send_persistent(c.nodes[0].port, "/queue/tw", [b"a%d" % i for i in range(10)])
+    c.wait_in_sync()
     c.nodes[0].kill()
     c.nodes[1].stop()
     c.nodes[2].stop()

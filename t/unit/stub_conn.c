@@ -3,7 +3,6 @@
  * transcript the test compares with what it expects. */
 #include "config.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -15,25 +14,10 @@
 #include "stompd/server.h"
 #include "stompd/stream.h"
 #include "stub_conn.h"
+#include "transcript.h"
 
 struct config config;
 struct server srv;
-char transcript[4096];
-
-void say(const char *fmt, ...)
-{
-    size_t n = strlen(transcript);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(transcript + n, sizeof transcript - n, fmt, ap);
-    va_end(ap);
-    n = strlen(transcript);
-    if (n + 1 < sizeof transcript) {
-        transcript[n] = ';';
-        transcript[n + 1] = '\0';
-    }
-}
-
 void conn_send_receipt(struct conn *c, const char *receipt)
 {
     say("c%llu RECEIPT %s", (unsigned long long)c->id, receipt);

@@ -6,10 +6,7 @@
 
 struct dest;
 
-/* What happened, as "event;event;..." */
-extern char transcript[4096];
 extern int64_t stub_reserved;
-void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 struct dest *stub_dest(int i);
 
 #endif

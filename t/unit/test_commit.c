@@ -24,6 +24,7 @@
 #include "stompd/msg.h"
 #include "stompd/server.h"
 #include "stub_conn.h"
+#include "transcript.h"
 
 static struct conn conns[3];
 
@@ -56,12 +57,9 @@ static int teardown(void **state)
     return 0;
 }
 
-/* The transcript since the last check must be exactly want. */
 static void expect(const char *want)
 {
-    if (strcmp(transcript, want) != 0)
-        fail_msg("transcript\n  got:  %s\n  want: %s", transcript, want);
-    transcript[0] = '\0';
+    expect_transcript(want);
 }
 
 static struct msg *msg(const char *id, int dest)

@@ -23,25 +23,13 @@
 #include "stompd/frame.h"
 #include "stompd/persist.h"
 #include "stompd/proto.h"
+#include "transcript.h"
 
 struct config config;
-static char transcript[1024];
 /* what the next handler does */
 static int handler_rc;
 static uint64_t handler_lsn;
 static uint64_t committed;
-
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
-{
-    size_t n = strlen(transcript);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(transcript + n, sizeof transcript - n, fmt, ap);
-    va_end(ap);
-    n = strlen(transcript);
-    snprintf(transcript + n, sizeof transcript - n, ";");
-}
 
 /* ------------------------------------------------------------ stubs */
 
@@ -147,9 +135,7 @@ static void feed(struct conn *c, const char *text)
 
 static void expect(const char *want)
 {
-    if (strcmp(transcript, want))
-        fail_msg("\n  got:  %s\n  want: %s", transcript, want);
-    transcript[0] = '\0';
+    expect_transcript(want);
 }
 
 struct rule_row {
