@@ -46,8 +46,14 @@ static const struct cfg_key keys[] = {
      "client connections accepted at once; further ones are refused with an ERROR"},
     {"broker.max_destinations", CFG_INT, "10000", 0, 100000000, NULL, OFF(max_destinations),
      "destinations held at once; a SEND or SUBSCRIBE that would create one more gets ERROR; 0 = no limit"},
-    {"broker.max_queue_depth", CFG_INT, "1000000", 1, INT64_MAX, NULL, OFF(max_queue_depth),
-     "pending messages per queue above which its producers are paused"},
+    {"broker.max_queue_depth", CFG_INT, "0", 0, INT64_MAX, NULL, OFF(max_queue_depth),
+     "pending messages per queue above which its producers are paused; 0 = no limit (broker.store_limit bounds "
+     "persistent backlogs)"},
+    {"broker.queue_window", CFG_SIZE, "4MiB", 4 * KB, 1 * GB, NULL, OFF(queue_window),
+     "bytes of persistent messages a queue keeps in memory; the rest of its backlog stays in the store and is "
+     "read back in order as consumers need it"},
+    {"broker.store_limit", CFG_SIZE, "100GiB", 1 * MB, INT64_MAX, NULL, OFF(store_limit),
+     "disk the store may take (log and index); producers of persistent messages are paused above it"},
     {"broker.max_redeliveries", CFG_INT, "6", -1, 1000000, NULL, OFF(max_redeliveries),
      "redeliveries before a message goes to the DLQ; 0 = first NACK dead-letters; -1 = never"},
     {"broker.dlq", CFG_STR, "/queue/ActiveMQ.DLQ", 0, 0, NULL, OFF(dlq),
@@ -124,6 +130,9 @@ static const struct cfg_key keys[] = {
      "a persistent SEND waiting this long for its quorum gets ERROR (0 = wait forever)"},
     {"store.snapshot_chunk", CFG_SIZE, "256KiB", 4 * KB, 64 * MB, NULL, OFF(snapshot_chunk),
      "bytes of state per snapshot frame sent to a slave that must resynchronise"},
+    {"store.segment_size", CFG_SIZE, "64MiB", 64 * KB, 2 * GB, NULL, OFF(segment_size),
+     "size at which the store's log moves on to a new segment file (a segment is removed once nothing in it is "
+     "needed)"},
     {"store.retention", CFG_INT, "100000", 1, INT64_MAX, NULL, OFF(store_retention),
      "journal entries kept for replicas to catch up from; older ones are pruned"},
     /* [http] */

@@ -125,6 +125,11 @@ static json_t *status_json(void)
                           "epoch", (json_int_t)(node_role() == NODE_MASTER ? persist_epoch() : epoch), "lsn",
                           (json_int_t)lsn, "committed_lsn", (json_int_t)commit_lsn(), "uptime_s",
                           (double)(server_now_ms() - srv.started_ms) / 1000.0, "store", persist_describe());
+    if (persist_has_store()) {
+        json_object_set_new(j, "durable_lsn", json_integer((json_int_t)store_durable_lsn()));
+        json_object_set_new(j, "log_first_lsn", json_integer((json_int_t)store_first_lsn()));
+        json_object_set_new(j, "store_bytes", json_integer((json_int_t)store_bytes()));
+    }
     json_object_set_new(j, "stomp", json_string(node_serving()
                                                     ? config.stomp_listen : ""));
     const char *why = repl_master_running() ? repl_master_waiting() : NULL;
@@ -140,7 +145,6 @@ static json_t *status_json(void)
         json_object_set_new(m, "replication", json_string(repl_slave_master()));
         json_object_set_new(m, "connected", json_boolean(repl_slave_connected()));
         json_object_set_new(j, "master", m);
-        json_object_set_new(j, "durable_lsn", json_integer((json_int_t)store_durable_lsn()));
         /* lag: the master's head lsn minus this store's durable lsn */
         add_lag(j);
         json_object_set_new(j, "master_console", mh ? json_string(mh) : json_null());

@@ -233,7 +233,7 @@ static bool over(const struct dest *d, int64_t pct)
         return true;
     if (total_mem * 100 >= config.memory_limit * pct)
         return true;
-    if (dest_is_queue(d) && (int64_t)d->q.npending * 100 >= config.max_queue_depth * pct)
+    if (config.max_queue_depth && dest_is_queue(d) && (int64_t)d->q.npending * 100 >= config.max_queue_depth * pct)
         return true;
     return false;
 }

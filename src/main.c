@@ -53,12 +53,16 @@ static void put_escaped(const char *p, size_t n)
 
 static int dump_one(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
 {
-    /* the journal (pruned differently on each node) and the node's own
-     * identity are not replicated state */
-    if ((kl && k[0] == KEY_L) || (kl > 6 && !memcmp(k, "!meta/", 6) &&
-                                  strncmp(k, "!meta/applied_lsn", kl) && strncmp(k, "!meta/epoch", kl) &&
-                                  strncmp(k, "!meta/tip_sum", kl)))
-        return 0;
+    /* the node's own bookkeeping (its log's segments, where its index
+     * stands in its log, its identity) is not replicated state */
+    static const char *const shared_meta[] = {"!meta/indexed_lsn", "!meta/epoch", "!meta/tip_sum"};
+    if (kl && k[0] == '!') {
+        bool shared = false;
+        for (size_t i = 0; i < sizeof shared_meta / sizeof shared_meta[0]; i++)
+            shared |= kl == strlen(shared_meta[i]) && !memcmp(k, shared_meta[i], kl);
+        if (!shared)
+            return 0;
+    }
     uint64_t h = 1469598103934665603ULL; /* FNV-1a */
     for (size_t i = 0; i < vl; i++) {
         h ^= (unsigned char)v[i];
@@ -76,13 +80,14 @@ static int dump_store(const char *data_dir)
     char dir[4096], err[512];
     snprintf(dir, sizeof dir, "%s/store", data_dir);
     log_set_level(LOG_ERR);
-    if (store_open(dir, err, sizeof err) != 0) {
+    struct store_limits lim = {0};
+    if (store_open(dir, &lim, err, sizeof err) != 0) {
         fprintf(stderr, "stompd: %s\n", err);
         store_close();
         return 1;
     }
     size_t n = 0;
-    int rc = store_scan("", 0, dump_one, &n) < 0 ? 1 : 0;
+    int rc = store_dump(dump_one, &n) < 0 ? 1 : 0;
     store_close();
     return rc;
 }

@@ -201,9 +201,9 @@ bool persist_dequeue(struct qentry *e)
     if (!msg_journaled(e))
         return false;
     if (e->q->durable)
-        jb_dequeue_sub(coalesced(), e->q->durable->client_id, e->q->durable->name, e->msg->seq);
+        jb_dequeue_sub(coalesced(), e->q->durable->client_id, e->q->durable->name, e->msg->priority, e->msg->seq);
     else if (dest_is_queue(e->q->dest))
-        jb_dequeue(coalesced(), e->q->dest->name, e->msg->seq);
+        jb_dequeue(coalesced(), e->q->dest->name, e->msg->priority, e->msg->seq);
     else
         return false;
     return true;
@@ -214,10 +214,10 @@ bool persist_delivered(struct qentry *e)
     if (!msg_journaled(e))
         return false;
     if (e->q->durable)
-        jb_delivered(coalesced(), KEY_T, e->q->durable->client_id, e->q->durable->name, e->msg->seq,
+        jb_delivered(coalesced(), KEY_T, e->q->durable->client_id, e->q->durable->name, e->msg->priority, e->msg->seq,
                      e->redeliveries + 1);
     else if (dest_is_queue(e->q->dest))
-        jb_delivered(coalesced(), KEY_Q, e->q->dest->name, "", e->msg->seq, e->redeliveries + 1);
+        jb_delivered(coalesced(), KEY_Q, e->q->dest->name, "", e->msg->priority, e->msg->seq, e->redeliveries + 1);
     else
         return false;
     return true;
@@ -251,9 +251,9 @@ uint64_t persist_dlq_move(struct qentry *e, struct msg *copy)
     struct journal_builder *jb = &imm_jb;
     if (e->msg->journaled) {
         if (e->q->durable)
-            jb_dequeue_sub(jb, e->q->durable->client_id, e->q->durable->name, e->msg->seq);
+            jb_dequeue_sub(jb, e->q->durable->client_id, e->q->durable->name, e->msg->priority, e->msg->seq);
         else if (dest_is_queue(e->q->dest))
-            jb_dequeue(jb, e->q->dest->name, e->msg->seq);
+            jb_dequeue(jb, e->q->dest->name, e->msg->priority, e->msg->seq);
     }
     if (copy->persistent) {
         jb_enqueue(jb, copy->dest, NULL, 0, NULL, copy);
@@ -337,7 +337,12 @@ int persist_open(char *err, size_t errlen)
     }
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/store", config.data_dir);
-    int rc = store_open(dir, err, errlen);
+    struct store_limits lim = {
+        .segment_bytes = (uint64_t)config.segment_size,
+        .retention = (uint64_t)config.store_retention,
+        .keep_journal = replicated,
+    };
+    int rc = store_open(dir, &lim, err, errlen);
     if (rc)
         return rc;
     opened = true;
@@ -346,8 +351,6 @@ int persist_open(char *err, size_t errlen)
     epoch = last_epoch = si->epoch;
     last_sum = si->tip_sum;
     commit_reset(last_lsn);
-    store_set_retention((uint64_t)config.store_retention);
-    store_set_keep_journal(replicated);
     snprintf(describe, sizeof describe, "%s %s (sync %s)", config.store_type, dir, sync_modes);
     return 0;
 }

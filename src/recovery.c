@@ -25,42 +25,11 @@
 #include "stompd/selector.h"
 #include "stompd/store.h"
 
-struct redelivery {
-    char *key;
-    size_t len;
-    uint32_t count;
-    UT_hash_handle hh;
-};
-
 struct recovery {
-    struct redelivery *r;
     uint64_t max_seq;
     uint64_t messages;
     uint64_t bad;
 };
-
-static uint32_t redeliveries_of(struct recovery *rc, const char *k, size_t kl)
-{
-    struct redelivery *r;
-    HASH_FIND(hh, rc->r, k, kl, r);
-    return r ? r->count : 0;
-}
-
-static int scan_r(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
-{
-    struct recovery *rc = ctx;
-    if (vl != 4)
-        return 0;
-    struct redelivery *r = calloc(1, sizeof *r);
-    if (!r || !(r->key = malloc(kl - 1)))
-        abort();
-    memcpy(r->key, k + 1, kl - 1);
-    r->len = kl - 1;
-    const uint8_t *u = (const uint8_t *)v;
-    r->count = (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
-    HASH_ADD_KEYPTR(hh, rc->r, r->key, r->len, r);
-    return 0;
-}
 
 static int scan_s(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
 {
@@ -107,42 +76,54 @@ out:
     return 0;
 }
 
-static void restore(struct recovery *rc, struct queue *q, struct msg *m, const char *k, size_t kl)
+static void restore(struct recovery *rc, struct queue *q, const struct store_msgref *r)
 {
+    struct msg *m = store_load_msg(r);
+    if (!m) {
+        rc->bad++;
+        return;
+    }
     m->journaled = true;
     if (m->seq > rc->max_seq)
         rc->max_seq = m->seq;
-    queue_push_recovered(q, m, redeliveries_of(rc, k, kl));
+    queue_push_recovered(q, m, r->deliveries);
     msg_unref(m);
     rc->messages++;
 }
 
-static int scan_q(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
+/* Q dest \0 suffix */
+static int page_q(void *ctx, const struct store_msgref *r)
 {
     struct recovery *rc = ctx;
-    struct msg *m = journal_decode_msg(v, vl);
     const char *err;
-    struct dest *d = m ? dest_get(m->dest, NULL, &err) : NULL;
-    if (!m || !d || !dest_is_queue(d)) {
+    char name[1100];
+    size_t dl = r->klen - 1 - MSG_KEY_SUFFIX - 1;
+    if (r->klen < 2 + MSG_KEY_SUFFIX || dl >= sizeof name || r->key[1 + dl] != '\0') {
         rc->bad++;
-        msg_unref(m);
         return 0;
     }
-    restore(rc, &d->q, m, k, kl);
+    memcpy(name, r->key + 1, dl);
+    name[dl] = '\0';
+    struct dest *d = dest_get(name, NULL, &err);
+    if (!d || !dest_is_queue(d)) {
+        rc->bad++;
+        return 0;
+    }
+    restore(rc, &d->q, r);
     return 0;
 }
 
-static int scan_t(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
+/* T client-id \0 name \0 suffix */
+static int page_t(void *ctx, const struct store_msgref *r)
 {
     struct recovery *rc = ctx;
-    const char *cid = k + 1;
-    const char *n1 = memchr(cid, '\0', kl - 1);
+    const char *k = r->key, *cid = k + 1;
+    size_t body = r->klen > 1 + MSG_KEY_SUFFIX ? r->klen - 1 - MSG_KEY_SUFFIX : 0;
+    const char *n1 = memchr(cid, '\0', body);
     const char *name = n1 ? n1 + 1 : NULL;
-    const char *n2 = name ? memchr(name, '\0', (size_t)(k + kl - name)) : NULL;
-    struct msg *m = journal_decode_msg(v, vl);
-    if (!n2 || !m) {
+    const char *n2 = name ? memchr(name, '\0', (size_t)(cid + body - name)) : NULL;
+    if (!n2) {
         rc->bad++;
-        msg_unref(m);
         return 0;
     }
     char *c = strndup(cid, (size_t)(n1 - cid)), *nm = strndup(name, (size_t)(n2 - name));
@@ -151,10 +132,9 @@ static int scan_t(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
     free(nm);
     if (!du) {
         rc->bad++;
-        msg_unref(m);
         return 0;
     }
-    restore(rc, &du->q, m, k, kl);
+    restore(rc, &du->q, r);
     return 0;
 }
 
@@ -173,24 +153,14 @@ int recovery_rebuild(uint64_t *max_seq, char *err, size_t errlen)
     if (slow && atoi(slow) > 0)
         usleep((useconds_t)atoi(slow) * 1000);
     struct recovery rc = {0};
-    char p;
-    int r = 0;
-    p = KEY_R;
-    r |= store_scan(&p, 1, scan_r, &rc);
-    p = KEY_S;
-    r |= store_scan(&p, 1, scan_s, &rc);
+    char p = KEY_S;
+    int r = store_scan(&p, 1, scan_s, &rc);
     p = KEY_Q;
-    r |= store_scan(&p, 1, scan_q, &rc);
+    r |= store_page(&p, 1, NULL, 0, page_q, &rc);
     p = KEY_T;
-    r |= store_scan(&p, 1, scan_t, &rc);
+    r |= store_page(&p, 1, NULL, 0, page_t, &rc);
     p = KEY_D;
     r |= store_scan(&p, 1, scan_d, &rc);
-    struct redelivery *x, *tmp;
-    HASH_ITER(hh, rc.r, x, tmp) {
-        HASH_DEL(rc.r, x);
-        free(x->key);
-        free(x);
-    }
     if (r) {
         snprintf(err, errlen, "cannot read the store during recovery");
         return -EIO;

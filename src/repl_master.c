@@ -487,7 +487,10 @@ static int on_hello(struct session *s, struct repl_reader *r)
     else if (last_lsn == 0)
         reason = (M.last_lsn == 0 || our_entry_at(1, &ours, &our_sum) == 0) ? NULL
                                                                            : "it is empty and the journal is pruned";
-    else if (our_entry_at(last_lsn, &ours, &our_sum) != 0)
+    else if (our_entry_at(last_lsn, &ours, &our_sum) != 0 ||
+             (store_first_lsn() && last_lsn + 1 < store_first_lsn()))
+        /* (entries after it are gone, even if an older segment kept for
+         * its pending messages still holds the one at its position) */
         reason = "its position is no longer in the journal";
     else if (ours != last_epoch || (last_sum && our_sum != last_sum))
         reason = "its last entry differs from this master's (a divergent tail)";

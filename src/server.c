@@ -28,6 +28,7 @@
 #include "stompd/server.h"
 #include "stompd/persist.h"
 #include "stompd/repl.h"
+#include "stompd/store.h"
 #include "stompd/stream.h"
 #include "stompd/sub.h"
 
@@ -115,6 +116,7 @@ static void before_sleep(struct ev_loop *loop, ev_prepare *w, int revents)
          * then everything appended goes to the slaves in one frame each */
         persist_flush_coalesced();
         repl_master_flush();
+        store_kick(); /* what this round journaled, to the store's writer at once */
         stream_flush_all();
         if (!work && TAILQ_EMPTY(&srv.dirty))
             break;

@@ -19,6 +19,8 @@ struct config {
     int64_t max_connections;
     int64_t max_destinations;
     int64_t max_queue_depth;
+    int64_t queue_window;
+    int64_t store_limit;
     int64_t max_redeliveries;
     char *dlq;
     bool per_destination_dlq;
@@ -47,6 +49,7 @@ struct config {
     char *store_type;
     char *store_sync;
     int64_t store_retention;
+    int64_t segment_size;
     char *store_role;
     char *store_master;
     int64_t replicas;
