@@ -20,11 +20,43 @@ static struct op_list commit_q = TAILQ_HEAD_INITIALIZER(commit_q);
 static uint64_t committed;
 static size_t ncommit_q;
 
+static struct op_list store_waiters = TAILQ_HEAD_INITIALIZER(store_waiters);
+static void op_free(struct op *op);
+
+/* Waits for room, in a destination or in the store. */
+static bool waits(const struct op *op)
+{
+    return op->room || op->store_wait;
+}
+
 static void room_leave(struct op *op)
 {
     if (op->room) {
         TAILQ_REMOVE(&op->room->blocked, op, dest_link);
         op->room = NULL;
+    } else if (op->store_wait) {
+        TAILQ_REMOVE(&store_waiters, op, dest_link);
+        op->store_wait = false;
+    }
+}
+
+void op_wait_store(struct op *op)
+{
+    if (op->room || op->store_wait)
+        return;
+    op->store_wait = true;
+    TAILQ_INSERT_TAIL(&store_waiters, op, dest_link);
+}
+
+void op_store_free(void)
+{
+    struct op *op;
+    while ((op = TAILQ_FIRST(&store_waiters))) {
+        room_leave(op);
+        if (op->conn)
+            op_drain_conn(op->conn);
+        else if (op->kind != OP_COMMIT || op->done)
+            op_free(op);
     }
 }
 
@@ -76,6 +108,8 @@ void op_batch_close(struct op *op, uint64_t lsn)
     if (lsn) {
         op->kind = OP_COMMIT;
         op->lsn = lsn;
+        for (uint32_t i = 0; i < op->nmsgs; i++)
+            op->msgs[i]->lsn = lsn; /* its messages are in that entry */
     } else {
         /* nothing to wait for: its messages go at once */
         op->kind = OP_RECEIPT;
@@ -85,7 +119,7 @@ void op_batch_close(struct op *op, uint64_t lsn)
 
 void op_wait_room(struct op *op, struct dest *d)
 {
-    if (op->room)
+    if (waits(op))
         return;
     dest_note_blocked(d);
     op->room = d;
@@ -95,7 +129,7 @@ void op_wait_room(struct op *op, struct dest *d)
 
 bool op_waits_room(const struct op *op)
 {
-    return op->room != NULL;
+    return waits(op);
 }
 
 void op_notify(struct op *op, void (*fn)(void *arg, bool ok), void *arg)
@@ -166,7 +200,7 @@ static bool op_ready(const struct op *op)
 {
     if (op->kind == OP_COMMIT && !op->done)
         return false;
-    return op->room == NULL;
+    return !waits(op);
 }
 
 /* Deliver the messages of a committed op to their destinations. A
@@ -209,7 +243,7 @@ void op_submit(struct op *op)
     if (!c) {
         /* no connection to answer: done now, or when committed and
          * there is room */
-        if ((op->kind != OP_COMMIT || op->done) && !op->room)
+        if ((op->kind != OP_COMMIT || op->done) && !waits(op))
             op_free(op);
         return;
     }
@@ -217,7 +251,7 @@ void op_submit(struct op *op)
     c->nops++;
     if (c->nops >= (uint32_t)config.pending_limit)
         conn_pause(c, PAUSE_PENDING);
-    if (op->room)
+    if (waits(op))
         conn_pause(c, PAUSE_ROOM);
     op_drain_conn(c);
 }
@@ -247,7 +281,7 @@ void op_drain_conn(struct conn *c)
         conn_resume(c, PAUSE_PENDING);
     bool room_wait = false;
     TAILQ_FOREACH(op, &c->ops, conn_link)
-        if (op->room)
+        if (waits(op))
             room_wait = true;
     if (!room_wait)
         conn_resume(c, PAUSE_ROOM);
@@ -331,7 +365,7 @@ static void finish_commit(struct op *op)
     release(op);
     if (op->conn)
         op_drain_conn(op->conn);
-    else if (!op->room)
+    else if (!waits(op))
         op_free(op);
 }
 

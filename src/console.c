@@ -179,6 +179,9 @@ static void collect_dest(struct dest *d, void *arg)
     json_object_set_new(o, "stats", dest_stats_json(d));
     if (dest_is_queue(d)) {
         json_object_set_new(o, "pending", json_integer((json_int_t)d->q.npending));
+        /* a deep backlog stays in the store: what is in memory, what only on disk */
+        json_object_set_new(o, "pending_in_memory", json_integer((json_int_t)d->q.nresident));
+        json_object_set_new(o, "pending_on_disk", json_integer((json_int_t)(d->q.npending - d->q.nresident)));
         json_object_set_new(o, "inflight", json_integer((json_int_t)d->q.ninflight));
         json_object_set_new(o, "consumers", json_integer((json_int_t)d->q.nconsumers));
         json_object_set_new(o, "full", json_boolean(dest_is_full(d)));
@@ -252,7 +255,7 @@ static json_t *cluster_json(void)
 
 static json_t *counters_json(void)
 {
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "connections",
+    json_t *c = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "connections",
                      (json_int_t)srv.nconns, "connections_total", (json_int_t)srv.st.connections_total,
                      "connections_refused", (json_int_t)srv.st.connections_refused, "frames_in",
                      (json_int_t)srv.st.frames_in, "frames_out", (json_int_t)srv.st.frames_out, "messages_in",
@@ -261,6 +264,12 @@ static json_t *counters_json(void)
                      "dead_lettered", (json_int_t)srv.st.dead_lettered, "duplicates", (json_int_t)srv.st.duplicates,
                      "memory_bytes", (json_int_t)dest_total_mem(), "waiting_for_store",
                      (json_int_t)commit_waiting());
+    if (persist_has_store()) {
+        json_object_set_new(c, "store_bytes", json_integer((json_int_t)store_bytes()));
+        json_object_set_new(c, "store_limit", json_integer((json_int_t)config.store_limit));
+        json_object_set_new(c, "store_full", json_boolean(persist_store_full()));
+    }
+    return c;
 }
 
 static json_t *overview_json(void)
@@ -577,6 +586,8 @@ static uint64_t f_exp(const struct dest *d) { return d->st.expired; }
 static uint64_t f_dlq(const struct dest *d) { return d->st.dead_lettered; }
 static uint64_t f_mem(const struct dest *d) { return (uint64_t)d->mem; }
 static uint64_t f_pend(const struct dest *d) { return d->q.npending; }
+static uint64_t f_pmem(const struct dest *d) { return d->q.nresident; }
+static uint64_t f_pdisk(const struct dest *d) { return d->q.npending - d->q.nresident; }
 static uint64_t f_infl(const struct dest *d) { return d->q.ninflight; }
 static uint64_t f_cons(const struct dest *d) { return d->q.nconsumers; }
 static uint64_t f_subs(const struct dest *d) { return d->nsubscribers; }
@@ -591,6 +602,8 @@ static const struct family families[] = {
     {"dead_lettered_total", "counter", "Messages moved to a dead-letter queue", 0, f_dlq},
     {"memory_bytes", "gauge", "Bytes of messages held", 0, f_mem},
     {"pending", "gauge", "Messages waiting in a queue", 1, f_pend},
+    {"pending_in_memory", "gauge", "Of the messages waiting in a queue, those held in memory", 1, f_pmem},
+    {"pending_on_disk", "gauge", "Of the messages waiting in a queue, those only in the store (paged out)", 1, f_pdisk},
     {"inflight", "gauge", "Messages delivered and not yet acknowledged", 1, f_infl},
     {"consumers", "gauge", "Subscriptions consuming from a queue", 1, f_cons},
     {"subscribers", "gauge", "Active subscriptions of a topic", 2, f_subs},

@@ -14,6 +14,8 @@
 #include "stompd/conn.h"
 #include "stompd/dest.h"
 #include "stompd/durable.h"
+#include "stompd/journal.h"
+#include "stompd/persist.h"
 #include "stompd/log.h"
 #include "stompd/server.h"
 #include "stompd/sub.h"
@@ -100,6 +102,13 @@ struct dest *dest_get(const char *name, struct conn *conn, const char **err)
         abort();
     d->kind = kind;
     queue_init(&d->q, d);
+    if (kind == DEST_QUEUE && persist_has_store()) {
+        /* its persistent messages are in the store's index: it may page */
+        struct buf p = {0};
+        jkey_q_prefix(&p, d->name, strlen(d->name));
+        queue_set_prefix(&d->q, p.data, p.len);
+        buf_free(&p);
+    }
     TAILQ_INIT(&d->subscribers);
     TAILQ_INIT(&d->durables);
     TAILQ_INIT(&d->blocked);

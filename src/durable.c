@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "stompd/dest.h"
+#include "stompd/journal.h"
 #include "stompd/durable.h"
 #include "stompd/log.h"
 #include "stompd/selector.h"
@@ -51,6 +52,12 @@ static struct durable *create(struct dest *topic, const char *client_id, const c
     d->sel = sel;
     queue_init(&d->q, topic);
     d->q.durable = d;
+    if (persist_has_store()) {
+        struct buf p = {0};
+        jkey_t_prefix(&p, client_id, strlen(client_id), name, strlen(name));
+        queue_set_prefix(&d->q, p.data, p.len);
+        buf_free(&p);
+    }
     HASH_ADD_KEYPTR(hh, registry, d->key, d->keylen, d);
     TAILQ_INSERT_TAIL(&topic->durables, d, topic_link);
     topic->ndurables++;

@@ -1,6 +1,8 @@
 /* Hand-off queues between threads (see handoff.h). */
 #include "config.h"
 
+#include <time.h>
+
 #include "stompd/handoff.h"
 
 void handoff_init(struct handoff *h)
@@ -63,6 +65,30 @@ struct handoff_node *handoff_wait(struct handoff *h)
     while (!h->head && !h->closed) {
         h->sleeping = true;
         pthread_cond_wait(&h->cv, &h->mu);
+    }
+    h->sleeping = false;
+    struct handoff_node *list = h->head;
+    h->head = h->tail = NULL;
+    h->busy = list != NULL;
+    pthread_mutex_unlock(&h->mu);
+    return list;
+}
+
+struct handoff_node *handoff_wait_for(struct handoff *h, double timeout, bool *timed_out)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    long ns = until.tv_nsec + (long)((timeout - (double)(long)timeout) * 1e9);
+    until.tv_sec += (time_t)timeout + ns / 1000000000L;
+    until.tv_nsec = ns % 1000000000L;
+    *timed_out = false;
+    pthread_mutex_lock(&h->mu);
+    while (!h->head && !h->closed) {
+        h->sleeping = true;
+        if (pthread_cond_timedwait(&h->cv, &h->mu, &until) != 0) {
+            *timed_out = !h->head;
+            break;
+        }
     }
     h->sleeping = false;
     struct handoff_node *list = h->head;

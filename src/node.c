@@ -20,6 +20,7 @@
 #include "stompd/log.h"
 #include "stompd/node.h"
 #include "stompd/persist.h"
+#include "stompd/queue.h"
 #include "stompd/quorum.h"
 #include "stompd/recovery.h"
 #include "stompd/repl.h"
@@ -101,6 +102,7 @@ static int start_serving(uint64_t epoch, char *err, size_t errlen)
         if (rc)
             return rc;
         server_seq_at_least(max_seq);
+        queue_indexed(store_indexed_lsn());
     }
     if (role == NODE_MASTER) {
         int rc = repl_master_start(epoch, err, errlen);
@@ -137,12 +139,26 @@ static uint64_t manual_epoch(uint64_t seen)
     return now > 0 && (uint64_t)now > seen ? (uint64_t)now : seen + 1;
 }
 
+/* The store indexed more: paging may read it, and the store may have
+ * room again. */
+static void indexed(uint64_t lsn)
+{
+    queue_indexed(lsn);
+    persist_check_store_room();
+}
+
+static int start_store(bool sync, char *err, size_t errlen)
+{
+    store_on_indexed(indexed);
+    return persist_start_store(sync, err, errlen);
+}
+
 static int arrive(enum node_role from, const struct entry *e, char *err, size_t errlen)
 {
     unsigned modes = persist_modes();
     switch (role) {
     case NODE_STANDALONE: {
-        int rc = persist_has_store() ? persist_start_store(quorum_master_sync(modes), err, errlen) : 0;
+        int rc = persist_has_store() ? start_store(quorum_master_sync(modes), err, errlen) : 0;
         return rc ? rc : start_serving(store_info()->epoch, err, errlen);
     }
     case NODE_MASTER: {
@@ -152,7 +168,7 @@ static int arrive(enum node_role from, const struct entry *e, char *err, size_t 
             const struct store_info *si = store_info();
             epoch = manual_epoch(si->max_epoch > si->epoch ? si->max_epoch : si->epoch);
             store_set_max_epoch(epoch);
-            int rc = persist_start_store(quorum_master_sync(modes), err, errlen);
+            int rc = start_store(quorum_master_sync(modes), err, errlen);
             if (rc)
                 return rc;
         } else {
@@ -165,7 +181,7 @@ static int arrive(enum node_role from, const struct entry *e, char *err, size_t 
     }
     case NODE_SLAVE:
         if (from == NODE_STARTING) {
-            int rc = persist_start_store(quorum_slaves_sync(modes), err, errlen);
+            int rc = start_store(quorum_slaves_sync(modes), err, errlen);
             return rc ? rc : repl_slave_start(e->master, err, errlen);
         }
         if (!repl_slave_running()) {
@@ -177,7 +193,7 @@ static int arrive(enum node_role from, const struct entry *e, char *err, size_t 
         return 0;
     case NODE_ELECTING:
         if (from == NODE_STARTING) {
-            int rc = persist_start_store(quorum_slaves_sync(modes), err, errlen);
+            int rc = start_store(quorum_slaves_sync(modes), err, errlen);
             if (rc)
                 return rc;
         } else if (from == NODE_STEPPING_DOWN) {

@@ -160,6 +160,8 @@ static bool msg_journaled(const struct qentry *e)
     return enabled && e->msg->journaled;
 }
 
+static void store_grows(uint64_t bytes);
+
 bool persist_enqueue(struct dest *d, struct msg *m, const char *dup_id)
 {
     if (!enabled || dest_is_temp(d))
@@ -193,6 +195,9 @@ bool persist_enqueue(struct dest *d, struct msg *m, const char *dup_id)
     imm_end(jb);
     free(targets);
     m->journaled = true;
+    /* in a batch the entry gets its lsn at the end: later than this */
+    m->lsn = in_batch ? UINT64_MAX : last_lsn;
+    store_grows(m->size);
     return true;
 }
 
@@ -259,7 +264,9 @@ uint64_t persist_dlq_move(struct qentry *e, struct msg *copy)
         jb_enqueue(jb, copy->dest, NULL, 0, NULL, copy);
         copy->journaled = true;
     }
-    return append(jb, false);
+    uint64_t lsn = append(jb, false);
+    copy->lsn = lsn;
+    return lsn;
 }
 
 void persist_purge(struct dest *d)
@@ -358,6 +365,46 @@ int persist_open(char *err, size_t errlen)
 bool persist_has_store(void)
 {
     return opened;
+}
+
+static bool store_full;
+/* What the store will take once it has written what it was handed: its
+ * size when last measured plus the messages journaled since, so that a
+ * burst of sends stops at the limit, not one writer round past it. */
+static uint64_t store_estimate;
+
+bool persist_store_full(void)
+{
+    return store_full;
+}
+
+static void store_now_full(void)
+{
+    store_full = true;
+    log_warn("store: about %" PRIu64 " bytes on disk, at broker.store_limit (%" PRIu64 "): producers of persistent "
+             "messages wait until consumers free room", store_estimate, (uint64_t)config.store_limit);
+}
+
+static void store_grows(uint64_t bytes)
+{
+    store_estimate += bytes;
+    if (!store_full && store_estimate >= (uint64_t)config.store_limit)
+        store_now_full();
+}
+
+void persist_check_store_room(void)
+{
+    if (!opened)
+        return;
+    uint64_t bytes = store_bytes(), limit = (uint64_t)config.store_limit;
+    store_estimate = bytes;
+    if (!store_full && bytes >= limit) {
+        store_now_full();
+    } else if (store_full && bytes < limit / 10 * 9) {
+        store_full = false;
+        log_info("store: %" PRIu64 " bytes on disk, below 90%% of broker.store_limit: producers go on", bytes);
+        op_store_free();
+    }
 }
 
 unsigned persist_modes(void)

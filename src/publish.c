@@ -75,6 +75,8 @@ int broker_publish(struct dest *d, struct msg *m, const struct publish *p, struc
                 op_add_dup(p->batch, p->dup_id);
             if (dest_is_full(d))
                 op_wait_room(p->batch, d);
+            else if (persist_store_full())
+                op_wait_store(p->batch);
             return PUBLISH_DONE;
         }
         uint64_t lsn = persist_last_lsn();
@@ -84,6 +86,8 @@ int broker_publish(struct dest *d, struct msg *m, const struct publish *p, struc
         op_add_reserved_msg(op, m);
         if (dest_is_full(d))
             op_wait_room(op, d);
+        else if (persist_store_full())
+            op_wait_store(op); /* accepted; the producer waits for room in the store */
         return submit(op, p, waiting);
     }
     if (p->dup_id)

@@ -1,8 +1,11 @@
-/* Queues: pending messages by priority, FIFO within a priority, and the
- * dispatch loop that hands them to ready consumers in round-robin order.
- * Exclusive consumers take everything while present; JMSXGroupID pins a
- * group to the consumer that got its first message until it goes away or
- * the group is closed (JMSXGroupSeq = -1). */
+/* Queues: pending messages in dispatch order in a balanced tree, the
+ * dispatch loop that hands them to ready consumers in round-robin order,
+ * and paging: a persistent queue keeps broker.queue_window bytes of its
+ * pending messages in memory and reads the rest back from the store's
+ * index, in order, as consumers take messages (see queue.h for the
+ * invariant). Exclusive consumers take everything while present;
+ * JMSXGroupID pins a group to the consumer that got its first message
+ * until it goes away or the group is closed (JMSXGroupSeq = -1). */
 #include "config.h"
 
 #include <stdlib.h>
@@ -12,11 +15,16 @@
 #include "stompd/conn.h"
 #include "stompd/dest.h"
 #include "stompd/dlq.h"
+#include "stompd/journal.h"
 #include "stompd/log.h"
+#include "stompd/persist.h"
 #include "stompd/queue.h"
 #include "stompd/server.h"
-#include "stompd/persist.h"
+#include "stompd/store.h"
 #include "stompd/sub.h"
+
+#define PAGE_BATCH 1000      /* messages read back from the store at most per page-in */
+#define SHRINK_STEPS 4096    /* entries looked at per shrink */
 
 struct group {
     char *name;
@@ -24,13 +32,226 @@ struct group {
     UT_hash_handle hh;
 };
 
+/* A message removed from memory whose removal the store has not indexed
+ * yet: paging must not read it back meanwhile. */
+struct gone {
+    uint64_t seq;
+    uint64_t lsn;               /* the entry removing it is at or below; 0: not flushed yet */
+    struct queue *q;
+    UT_hash_handle hh;          /* q->gone by seq */
+    TAILQ_ENTRY(gone) link;
+};
+
+static TAILQ_HEAD(, gone) gone_unflushed = TAILQ_HEAD_INITIALIZER(gone_unflushed);
+static TAILQ_HEAD(, gone) gone_flushed = TAILQ_HEAD_INITIALIZER(gone_flushed);
+static TAILQ_HEAD(, queue) over_window = TAILQ_HEAD_INITIALIZER(over_window);
+static uint64_t indexed_upto; /* what the store has indexed, as last told */
+
+/* ------------------------------------------------------------ keys and the tree */
+
+static struct qkey key_of(const struct msg *m)
+{
+    return (struct qkey){(uint8_t)(MSG_PRIORITIES - 1 - m->priority), m->seq};
+}
+
+static int key_cmp(struct qkey a, struct qkey b)
+{
+    if (a.rprio != b.rprio)
+        return a.rprio < b.rprio ? -1 : 1;
+    return a.seq < b.seq ? -1 : a.seq > b.seq;
+}
+
+static int entry_cmp(struct qentry *a, struct qentry *b)
+{
+    return key_cmp(key_of(a->msg), key_of(b->msg));
+}
+
+/* (libbsd's RB_GENERATE_STATIC needs a __unused it leaves undefined: the
+ * tree's functions are external, named qtree_RB_*) */
+RB_PROTOTYPE(qtree, qentry, node, entry_cmp)
+RB_GENERATE(qtree, qentry, node, entry_cmp)
+
+/* ------------------------------------------------------------ the expiry heap */
+
+static struct qentry **heap;
+static uint32_t nheap, capheap;
+
+static void heap_set(uint32_t i, struct qentry *e)
+{
+    heap[i] = e;
+    e->heap = i + 1;
+}
+
+static void heap_up(uint32_t i)
+{
+    struct qentry *e = heap[i];
+    while (i > 0) {
+        uint32_t p = (i - 1) / 2;
+        if (heap[p]->msg->expires <= e->msg->expires)
+            break;
+        heap_set(i, heap[p]);
+        i = p;
+    }
+    heap_set(i, e);
+}
+
+static void heap_down(uint32_t i)
+{
+    struct qentry *e = heap[i];
+    for (;;) {
+        uint32_t c = 2 * i + 1;
+        if (c >= nheap)
+            break;
+        if (c + 1 < nheap && heap[c + 1]->msg->expires < heap[c]->msg->expires)
+            c++;
+        if (heap[c]->msg->expires >= e->msg->expires)
+            break;
+        heap_set(i, heap[c]);
+        i = c;
+    }
+    heap_set(i, e);
+}
+
+static void heap_push(struct qentry *e)
+{
+    if (nheap == capheap) {
+        capheap = capheap ? capheap * 2 : 256;
+        heap = realloc(heap, capheap * sizeof *heap);
+        if (!heap)
+            abort();
+    }
+    heap_set(nheap, e);
+    heap_up(nheap++);
+}
+
+static void heap_remove(struct qentry *e)
+{
+    if (!e->heap)
+        return;
+    uint32_t i = e->heap - 1;
+    e->heap = 0;
+    struct qentry *last = heap[--nheap];
+    if (i == nheap)
+        return;
+    heap_set(i, last);
+    heap_up(i);
+    heap_down(last->heap - 1);
+}
+
+/* ------------------------------------------------------------ entries */
+
 void queue_init(struct queue *q, struct dest *d)
 {
     memset(q, 0, sizeof *q);
-    for (int i = 0; i < MSG_PRIORITIES; i++)
-        TAILQ_INIT(&q->pending[i]);
+    RB_INIT(&q->pending);
     TAILQ_INIT(&q->consumers);
     q->dest = d;
+}
+
+void queue_set_prefix(struct queue *q, const char *prefix, size_t len)
+{
+    buf_free(&q->kprefix);
+    buf_append(&q->kprefix, prefix, len);
+}
+
+static bool pages(const struct queue *q)
+{
+    return buf_used(&q->kprefix) > 0;
+}
+
+static struct qentry *entry_new(struct queue *q, struct msg *m)
+{
+    struct qentry *e = calloc(1, sizeof *e);
+    if (!e)
+        abort();
+    e->msg = msg_ref(m);
+    e->q = q;
+    if (pages(q))
+        HASH_ADD(rh, q->held, msg->seq, sizeof(uint64_t), e);
+    dest_mem_add(q->dest, (int64_t)m->size);
+    return e;
+}
+
+/* Whether the window counts it: pending persistent messages the store has. */
+static bool windowed(const struct qentry *e)
+{
+    return e->msg->journaled && e->msg->persistent;
+}
+
+static void tree_insert(struct queue *q, struct qentry *e)
+{
+    RB_INSERT(qtree, &q->pending, e);
+    e->pending = true;
+    q->nresident++;
+    if (windowed(e))
+        q->window_bytes += (int64_t)e->msg->size;
+    if (e->msg->expires)
+        heap_push(e);
+}
+
+static void tree_remove(struct queue *q, struct qentry *e)
+{
+    RB_REMOVE(qtree, &q->pending, e);
+    e->pending = false;
+    q->nresident--;
+    if (windowed(e))
+        q->window_bytes -= (int64_t)e->msg->size;
+    heap_remove(e);
+}
+
+/* Leaves memory (not the queue: the store has it). */
+static void entry_free(struct qentry *e)
+{
+    struct queue *q = e->q;
+    if (pages(q))
+        HASH_DELETE(rh, q->held, e);
+    int64_t size = (int64_t)e->msg->size;
+    msg_unref(e->msg);
+    free(e);
+    dest_mem_add(q->dest, -size);
+}
+
+void queue_entry_done(struct qentry *e)
+{
+    struct queue *q = e->q;
+    if (pages(q) && e->msg->journaled) {
+        /* until its removal is indexed, the store still lists it */
+        struct gone *g = calloc(1, sizeof *g);
+        if (!g)
+            abort();
+        g->seq = e->msg->seq;
+        g->q = q;
+        HASH_ADD(hh, q->gone, seq, sizeof(uint64_t), g);
+        TAILQ_INSERT_TAIL(&gone_unflushed, g, link);
+    }
+    entry_free(e);
+}
+
+static void gone_free(struct gone *g, bool flushed)
+{
+    HASH_DEL(g->q->gone, g);
+    if (flushed)
+        TAILQ_REMOVE(&gone_flushed, g, link);
+    else
+        TAILQ_REMOVE(&gone_unflushed, g, link);
+    free(g);
+}
+
+static void gone_free_queue(struct queue *q)
+{
+    struct gone *g, *tmp;
+    HASH_ITER(hh, q->gone, g, tmp)
+        gone_free(g, g->lsn != 0);
+}
+
+void queue_journal_flushed(uint64_t lsn)
+{
+    struct gone *g;
+    while ((g = TAILQ_FIRST(&gone_unflushed))) {
+        TAILQ_REMOVE(&gone_unflushed, g, link);
+        g->lsn = lsn;
+        TAILQ_INSERT_TAIL(&gone_flushed, g, link);
+    }
 }
 
 static void groups_free(struct queue *q)
@@ -45,55 +266,24 @@ static void groups_free(struct queue *q)
 
 void queue_destroy(struct queue *q)
 {
-    queue_purge(q);
+    struct qentry *e, *next;
+    for (e = RB_MIN(qtree, &q->pending); e; e = next) {
+        next = RB_NEXT(qtree, &q->pending, e);
+        tree_remove(q, e);
+        entry_free(e);
+    }
+    q->npending = 0;
     groups_free(q);
+    gone_free_queue(q);
+    buf_free(&q->kprefix);
+    if (q->over_window) {
+        TAILQ_REMOVE(&over_window, q, over_link);
+        q->over_window = false;
+    }
     if (q->dirty) {
         TAILQ_REMOVE(&srv.dirty, q, dirty_link);
         q->dirty = false;
     }
-}
-
-static struct qentry *entry_new(struct queue *q, struct msg *m)
-{
-    struct qentry *e = calloc(1, sizeof *e);
-    if (!e)
-        abort();
-    e->msg = msg_ref(m);
-    e->q = q;
-    dest_mem_add(q->dest, (int64_t)m->size);
-    return e;
-}
-
-void queue_entry_done(struct qentry *e)
-{
-    struct dest *d = e->q->dest;
-    int64_t size = (int64_t)e->msg->size;
-    msg_unref(e->msg);
-    free(e);
-    dest_mem_add(d, -size);
-}
-
-static void pending_remove(struct queue *q, struct qentry *e)
-{
-    TAILQ_REMOVE(&q->pending[e->msg->priority], e, link);
-    q->npending--;
-}
-
-/* Keep each priority list in arrival order: returned messages go back to
- * where they were, ahead of everything that arrived after them. */
-static void pending_insert_sorted(struct queue *q, struct qentry *e)
-{
-    struct qentry_list *l = &q->pending[e->msg->priority];
-    struct qentry *it;
-    TAILQ_FOREACH(it, l, link) {
-        if (it->msg->seq > e->msg->seq) {
-            TAILQ_INSERT_BEFORE(it, e, link);
-            q->npending++;
-            return;
-        }
-    }
-    TAILQ_INSERT_TAIL(l, e, link);
-    q->npending++;
 }
 
 void queue_mark_dirty(struct queue *q)
@@ -104,10 +294,214 @@ void queue_mark_dirty(struct queue *q)
     TAILQ_INSERT_TAIL(&srv.dirty, q, dirty_link);
 }
 
+/* ------------------------------------------------------------ paging */
+
+static const struct qkey KEY_END = {UINT8_MAX, UINT64_MAX};
+
+static void over_window_note(struct queue *q)
+{
+    bool over = q->window_bytes > config.queue_window;
+    if (over && !q->over_window) {
+        q->over_window = true;
+        TAILQ_INSERT_TAIL(&over_window, q, over_link);
+    } else if (!over && q->over_window) {
+        q->over_window = false;
+        TAILQ_REMOVE(&over_window, q, over_link);
+    }
+}
+
+static bool evictable(const struct qentry *e)
+{
+    return e->pending && windowed(e) && e->msg->lsn <= indexed_upto;
+}
+
+/* Keep at most the window in memory: the last pending messages (in
+ * dispatch order) that the store has indexed leave memory. What the store
+ * has not indexed yet stays until it has (queue_indexed tries again). */
+static void shrink(struct queue *q)
+{
+    int64_t window = config.queue_window;
+    struct qentry *e = RB_MAX(qtree, &q->pending), *prev;
+    for (int steps = 0; e && q->window_bytes > window && steps < SHRINK_STEPS; steps++, e = prev) {
+        prev = RB_PREV(qtree, &q->pending, e);
+        if (!evictable(e))
+            continue;
+        struct qkey k = key_of(e->msg);
+        if (!q->paged || key_cmp(k, q->limit) < 0)
+            q->limit = k;
+        q->paged = true;
+        tree_remove(q, e);
+        entry_free(e);
+    }
+    over_window_note(q);
+}
+
+void queue_indexed(uint64_t lsn)
+{
+    indexed_upto = lsn;
+    struct gone *g;
+    while ((g = TAILQ_FIRST(&gone_flushed)) && g->lsn <= lsn)
+        gone_free(g, true);
+    struct queue *q, *next;
+    for (q = TAILQ_FIRST(&over_window); q; q = next) {
+        next = TAILQ_NEXT(q, over_link);
+        shrink(q);
+        if (q->nconsumers)
+            queue_mark_dirty(q);
+    }
+}
+
+bool queue_waits_for_index(void)
+{
+    return !TAILQ_EMPTY(&over_window) || !TAILQ_EMPTY(&gone_flushed);
+}
+
+struct page_ctx {
+    struct queue *q;
+    int64_t budget;
+    int n;
+    bool stopped;
+    int64_t now;
+};
+
+static void expire(struct qentry *e);
+
+static int page_one(void *arg, const struct store_msgref *r)
+{
+    struct page_ctx *x = arg;
+    struct queue *q = x->q;
+    struct qkey k = {(uint8_t)(MSG_PRIORITIES - 1 - jkey_msg_priority(r->key, r->klen)),
+                     jkey_msg_seq(r->key, r->klen)};
+    if (x->n >= PAGE_BATCH || x->budget <= 0) {
+        x->stopped = true;
+        return 1;
+    }
+    q->limit = (struct qkey){k.rprio, k.seq + 1};
+    struct qentry *e;
+    struct gone *g;
+    HASH_FIND(rh, q->held, &k.seq, sizeof(uint64_t), e);
+    HASH_FIND(hh, q->gone, &k.seq, sizeof(uint64_t), g);
+    if (e || g)
+        return 0; /* in memory (in flight, or not indexed when it came), or removed */
+    struct msg *m = store_load_msg(r);
+    if (!m) {
+        x->stopped = true; /* logged: paging stops here rather than skip it */
+        return 1;
+    }
+    m->journaled = true;
+    int64_t size = (int64_t)m->size;
+    bool expired = m->expires && m->expires <= x->now;
+    e = entry_new(q, m);
+    msg_unref(m);
+    e->redeliveries = r->deliveries;
+    tree_insert(q, e);
+    if (expired) {
+        tree_remove(q, e);
+        q->npending--;
+        expire(e);
+    }
+    x->n++;
+    x->budget -= size;
+    return 0;
+}
+
+/* The window is full, but paging must read what lies below messages held
+ * beyond the limit (arrived or returned after paging began): those leave
+ * memory first (read again in their turn), what the store has not
+ * indexed yet once it has. */
+static void trim_beyond_limit(struct queue *q)
+{
+    struct qentry *e = RB_MAX(qtree, &q->pending), *prev;
+    for (int steps = 0; e && steps < SHRINK_STEPS && key_cmp(key_of(e->msg), q->limit) >= 0; steps++, e = prev) {
+        prev = RB_PREV(qtree, &q->pending, e);
+        if (!evictable(e))
+            continue;
+        tree_remove(q, e);
+        entry_free(e);
+    }
+    over_window_note(q);
+}
+
+/* Read the next messages of a paged queue back from the store, up to the
+ * window; returns whether anything was read. */
+static bool page_in(struct queue *q)
+{
+    if (!q->paged || !pages(q) || key_cmp(q->limit, KEY_END) == 0)
+        return false;
+    if (q->window_bytes >= config.queue_window)
+        trim_beyond_limit(q);
+    struct page_ctx x = {q, config.queue_window - q->window_bytes, 0, false, server_now_ms()};
+    if (x.budget <= 0)
+        return false;
+    struct buf from = {0};
+    buf_append(&from, buf_head(&q->kprefix), buf_used(&q->kprefix));
+    jkey_msg_suffix(&from, (uint8_t)(MSG_PRIORITIES - 1 - q->limit.rprio), q->limit.seq);
+    struct qkey before = q->limit;
+    int rc = store_page(buf_head(&q->kprefix), buf_used(&q->kprefix), buf_head(&from), buf_used(&from), page_one, &x);
+    buf_free(&from);
+    if (rc == 0 && !x.stopped) {
+        /* read to the end: every pending message is in memory, or was
+         * skipped */
+        if (q->skipping)
+            q->limit = KEY_END;
+        else
+            q->paged = false;
+    }
+    return x.n > 0 || key_cmp(before, q->limit) != 0 || !q->paged;
+}
+
+/* The consumers changed: what they skipped may be for the new ones. */
+static void skip_reset(struct queue *q)
+{
+    if (!q->skipping)
+        return;
+    q->skipping = false;
+    if (key_cmp(q->skip_from, q->limit) < 0)
+        q->limit = q->skip_from;
+    q->paged = true;
+}
+
+/* Every message in memory below the limit was offered to consumers that
+ * all had credit, and none took it: they leave memory (what the store has
+ * indexed) so that paging can move on. Returns whether room was made. */
+static bool skip_window(struct queue *q)
+{
+    struct sub *s;
+    TAILQ_FOREACH(s, &q->consumers, q_link)
+        if (!sub_ready(s))
+            return false;
+    int64_t before = q->window_bytes;
+    struct qentry *e = RB_MIN(qtree, &q->pending), *next;
+    for (int steps = 0; e && steps < SHRINK_STEPS && key_cmp(key_of(e->msg), q->limit) < 0; steps++, e = next) {
+        next = RB_NEXT(qtree, &q->pending, e);
+        if (!evictable(e))
+            continue;
+        struct qkey k = key_of(e->msg);
+        if (!q->skipping || key_cmp(k, q->skip_from) < 0)
+            q->skip_from = k;
+        q->skipping = true;
+        tree_remove(q, e);
+        entry_free(e);
+    }
+    return q->window_bytes < before;
+}
+
+void queue_restore(struct queue *q, uint64_t n)
+{
+    q->npending += n;
+    if (n && pages(q)) {
+        q->paged = true;
+        q->limit = (struct qkey){0, 0};
+    }
+}
+
+/* ------------------------------------------------------------ consumers and dispatch */
+
 void queue_add_consumer(struct queue *q, struct sub *s)
 {
     TAILQ_INSERT_TAIL(&q->consumers, s, q_link);
     q->nconsumers++;
+    skip_reset(q);
     queue_mark_dirty(q);
 }
 
@@ -117,6 +511,7 @@ void queue_remove_consumer(struct queue *q, struct sub *s)
         q->rr = TAILQ_NEXT(s, q_link);
     TAILQ_REMOVE(&q->consumers, s, q_link);
     q->nconsumers--;
+    skip_reset(q);
     struct group *g, *tmp;
     HASH_ITER(hh, q->groups, g, tmp) {
         if (g->sub == s) {
@@ -213,6 +608,7 @@ static void group_closed(struct queue *q, struct msg *m)
         HASH_DEL(q->groups, g);
         free(g->name);
         free(g);
+        skip_reset(q); /* its messages may go to anyone now */
     }
 }
 
@@ -223,7 +619,7 @@ static void deliver(struct queue *q, struct sub *s, struct qentry *e)
 }
 
 /* An expired message leaves the queue: persistent ones are dead-lettered,
- * non-persistent ones dropped; both are counted. */
+ * non-persistent ones dropped; both are counted. e is in no list. */
 static void expire(struct qentry *e)
 {
     struct dest *d = e->q->dest;
@@ -235,6 +631,13 @@ static void expire(struct qentry *e)
     }
     persist_dequeue(e);
     queue_entry_done(e);
+}
+
+static void add_pending(struct queue *q, struct qentry *e)
+{
+    tree_insert(q, e);
+    if (q->window_bytes > config.queue_window && pages(q))
+        shrink(q);
 }
 
 void queue_push(struct queue *q, struct msg *m)
@@ -250,21 +653,11 @@ void queue_push(struct queue *q, struct msg *m)
             deliver(q, s, e);
             return;
         }
-        TAILQ_INSERT_TAIL(&q->pending[m->priority], e, link);
-        q->npending++;
-        return;
     }
-    TAILQ_INSERT_TAIL(&q->pending[m->priority], e, link);
     q->npending++;
+    add_pending(q, e);
     if (q->nconsumers > 0)
         queue_mark_dirty(q);
-}
-
-void queue_push_recovered(struct queue *q, struct msg *m, uint32_t redeliveries)
-{
-    struct qentry *e = entry_new(q, m);
-    e->redeliveries = redeliveries;
-    pending_insert_sorted(q, e);
 }
 
 bool queue_return(struct qentry *e, enum return_why why)
@@ -284,7 +677,9 @@ bool queue_return(struct qentry *e, enum return_why why)
         limit = 1;
     if (limit >= 0 && e->redeliveries > (uint64_t)limit && !dlq_is_dlq(q->dest))
         return dlq_move(e, why == RETURN_NACK ? "max redeliveries exceeded" : "max redeliveries exceeded (consumer lost)");
-    pending_insert_sorted(q, e);
+    /* back to its place: an O(log n) insert, whatever the backlog */
+    q->npending++;
+    add_pending(q, e);
     queue_mark_dirty(q);
     return false;
 }
@@ -293,28 +688,55 @@ void queue_dispatch(struct queue *q)
 {
     if (q->npending == 0 || q->nconsumers == 0)
         return;
+    page_in(q);
     int64_t now = server_now_ms();
-    for (int p = MSG_PRIORITIES - 1; p >= 0; p--) {
-        struct qentry *e, *next;
-        for (e = TAILQ_FIRST(&q->pending[p]); e; e = next) {
-            next = TAILQ_NEXT(e, link);
-            if (e->msg->expires && e->msg->expires <= now) {
-                pending_remove(q, e);
-                expire(e);
-                continue;
+    bool skipped = false;
+    struct qentry *e = RB_MIN(qtree, &q->pending);
+    while (e || (q->paged && !skipped)) {
+        if (q->paged && (!e || key_cmp(key_of(e->msg), q->limit) >= 0)) {
+            /* everything below the limit was offered: read more first */
+            struct qentry probe;
+            struct msg pm = {.priority = (uint8_t)(MSG_PRIORITIES - 1 - q->limit.rprio), .seq = q->limit.seq};
+            probe.msg = &pm;
+            if (!page_in(q)) {
+                /* a full window nobody takes from: skip it, once per
+                 * round (the next round goes on) */
+                if (skipped || !skip_window(q))
+                    break;
+                skipped = true;
+                queue_mark_dirty(q);
+                if (!page_in(q))
+                    break;
             }
-            struct sub *s;
-            enum pick r = pick(q, e->msg, &s);
-            if (r == PICK_NONE_READY)
-                return;
-            if (r == PICK_NO_MATCH)
-                continue;
-            pending_remove(q, e);
-            deliver(q, s, e);
-            if (q->nconsumers == 0)
-                return;
+            e = RB_NFIND(qtree, &q->pending, &probe);
+            continue;
         }
+        struct qentry *next = RB_NEXT(qtree, &q->pending, e);
+        if (e->msg->expires && e->msg->expires <= now) {
+            tree_remove(q, e);
+            q->npending--;
+            expire(e);
+            e = next;
+            continue;
+        }
+        struct sub *s;
+        enum pick r = pick(q, e->msg, &s);
+        if (r == PICK_NONE_READY)
+            break;
+        if (r == PICK_NO_MATCH) {
+            e = next;
+            continue;
+        }
+        tree_remove(q, e);
+        q->npending--;
+        deliver(q, s, e);
+        if (q->nconsumers == 0)
+            break;
+        e = next;
     }
+    /* room in the window again: the next round reads more */
+    if (q->paged && key_cmp(q->limit, KEY_END) != 0 && q->nconsumers && q->window_bytes < config.queue_window / 2)
+        queue_mark_dirty(q);
 }
 
 bool queue_dispatch_dirty(void)
@@ -338,31 +760,33 @@ bool queue_dispatch_dirty(void)
 
 uint64_t queue_purge(struct queue *q)
 {
-    uint64_t n = 0;
-    for (int p = 0; p < MSG_PRIORITIES; p++) {
-        struct qentry *e;
-        while ((e = TAILQ_FIRST(&q->pending[p]))) {
-            pending_remove(q, e);
-            queue_entry_done(e);
-            n++;
-        }
+    uint64_t n = q->npending;
+    struct qentry *e, *next;
+    for (e = RB_MIN(qtree, &q->pending); e; e = next) {
+        next = RB_NEXT(qtree, &q->pending, e);
+        tree_remove(q, e);
+        entry_free(e);
     }
+    /* the purge removes the in-flight ones' keys from the store too: if
+     * they come back, they are in memory only */
+    HASH_ITER(rh, q->held, e, next)
+        e->msg->journaled = false;
+    q->npending = 0;
+    q->paged = false;
+    q->skipping = false;
     return n;
 }
 
-uint64_t queue_expire_sweep(struct queue *q, int64_t now_ms)
+uint64_t queue_expire_due(int64_t now_ms)
 {
     uint64_t n = 0;
-    for (int p = 0; p < MSG_PRIORITIES; p++) {
-        struct qentry *e, *next;
-        for (e = TAILQ_FIRST(&q->pending[p]); e; e = next) {
-            next = TAILQ_NEXT(e, link);
-            if (e->msg->expires && e->msg->expires <= now_ms) {
-                pending_remove(q, e);
-                expire(e);
-                n++;
-            }
-        }
+    while (nheap > 0 && heap[0]->msg->expires <= now_ms) {
+        struct qentry *e = heap[0];
+        struct queue *q = e->q;
+        tree_remove(q, e);
+        q->npending--;
+        expire(e);
+        n++;
     }
     return n;
 }

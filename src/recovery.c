@@ -1,8 +1,10 @@
 /* Recovery: rebuilding the broker from the store, at the start of a
  * standalone node and whenever a node becomes master. Destinations,
- * durable subscriptions, queued messages (with their delivery counts) and
- * the duplicate-detection window come back as the store holds them;
- * nothing here is journaled again. */
+ * durable subscriptions, each queue's message count and the
+ * duplicate-detection window come back as the store holds them; the
+ * messages themselves stay in the store and are paged in as consumers
+ * need them, so this costs the same whatever the backlog. Nothing here is
+ * journaled again. */
 #include "config.h"
 
 #include <errno.h>
@@ -26,7 +28,6 @@
 #include "stompd/store.h"
 
 struct recovery {
-    uint64_t max_seq;
     uint64_t messages;
     uint64_t bad;
 };
@@ -76,65 +77,51 @@ out:
     return 0;
 }
 
-static void restore(struct recovery *rc, struct queue *q, const struct store_msgref *r)
-{
-    struct msg *m = store_load_msg(r);
-    if (!m) {
-        rc->bad++;
-        return;
-    }
-    m->journaled = true;
-    if (m->seq > rc->max_seq)
-        rc->max_seq = m->seq;
-    queue_push_recovered(q, m, r->deliveries);
-    msg_unref(m);
-    rc->messages++;
-}
-
-/* Q dest \0 suffix */
-static int page_q(void *ctx, const struct store_msgref *r)
+/* A queue's counter: how many messages the store holds for it. They
+ * stay there: the queue reads them back as consumers need them. */
+static int scan_c(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
 {
     struct recovery *rc = ctx;
-    const char *err;
-    char name[1100];
-    size_t dl = r->klen - 1 - MSG_KEY_SUFFIX - 1;
-    if (r->klen < 2 + MSG_KEY_SUFFIX || dl >= sizeof name || r->key[1 + dl] != '\0') {
+    if (vl != 16 || kl < 3 || k[kl - 1] != '\0') {
         rc->bad++;
         return 0;
     }
-    memcpy(name, r->key + 1, dl);
-    name[dl] = '\0';
-    struct dest *d = dest_get(name, NULL, &err);
-    if (!d || !dest_is_queue(d)) {
+    uint64_t n = jkey_get_be64(v);
+    const char *p = k + 1;
+    size_t pl = kl - 1;
+    struct queue *q = NULL;
+    if (p[0] == KEY_Q) {
+        char name[1100];
+        if (pl - 2 >= sizeof name) {
+            rc->bad++;
+            return 0;
+        }
+        memcpy(name, p + 1, pl - 2);
+        name[pl - 2] = '\0';
+        const char *err;
+        struct dest *d = dest_get(name, NULL, &err);
+        if (d && dest_is_queue(d))
+            q = &d->q;
+    } else if (p[0] == KEY_T) {
+        const char *cid = p + 1;
+        const char *n1 = memchr(cid, '\0', pl - 1);
+        if (n1 && (size_t)(n1 - p) < pl - 1) {
+            char *c = strndup(cid, (size_t)(n1 - cid));
+            char *nm = strndup(n1 + 1, (size_t)(p + pl - 1 - (n1 + 1)));
+            struct durable *du = durable_find(c, nm);
+            free(c);
+            free(nm);
+            if (du)
+                q = &du->q;
+        }
+    }
+    if (!q) {
+        log_warn("store: messages of an unknown queue or subscription cannot be restored");
         rc->bad++;
         return 0;
     }
-    restore(rc, &d->q, r);
-    return 0;
-}
-
-/* T client-id \0 name \0 suffix */
-static int page_t(void *ctx, const struct store_msgref *r)
-{
-    struct recovery *rc = ctx;
-    const char *k = r->key, *cid = k + 1;
-    size_t body = r->klen > 1 + MSG_KEY_SUFFIX ? r->klen - 1 - MSG_KEY_SUFFIX : 0;
-    const char *n1 = memchr(cid, '\0', body);
-    const char *name = n1 ? n1 + 1 : NULL;
-    const char *n2 = name ? memchr(name, '\0', (size_t)(cid + body - name)) : NULL;
-    if (!n2) {
-        rc->bad++;
-        return 0;
-    }
-    char *c = strndup(cid, (size_t)(n1 - cid)), *nm = strndup(name, (size_t)(n2 - name));
-    struct durable *du = durable_find(c, nm);
-    free(c);
-    free(nm);
-    if (!du) {
-        rc->bad++;
-        return 0;
-    }
-    restore(rc, &du->q, r);
+    queue_restore(q, n);
+    rc->messages += n;
     return 0;
 }
 
@@ -155,10 +142,8 @@ int recovery_rebuild(uint64_t *max_seq, char *err, size_t errlen)
     struct recovery rc = {0};
     char p = KEY_S;
     int r = store_scan(&p, 1, scan_s, &rc);
-    p = KEY_Q;
-    r |= store_page(&p, 1, NULL, 0, page_q, &rc);
-    p = KEY_T;
-    r |= store_page(&p, 1, NULL, 0, page_t, &rc);
+    p = KEY_C;
+    r |= store_scan(&p, 1, scan_c, &rc);
     p = KEY_D;
     r |= store_scan(&p, 1, scan_d, &rc);
     if (r) {
@@ -166,7 +151,7 @@ int recovery_rebuild(uint64_t *max_seq, char *err, size_t errlen)
         return -EIO;
     }
     dup_restored();
-    *max_seq = rc.max_seq;
+    *max_seq = store_info()->max_seq;
     if (rc.bad)
         log_warn("store: %" PRIu64 " records could not be restored (see above)", rc.bad);
     log_info("store: recovered %" PRIu64 " messages, %zu destinations, %zu durable subscriptions (journal at lsn %" PRIu64 ")",

@@ -115,8 +115,11 @@ static void before_sleep(struct ev_loop *loop, ev_prepare *w, int revents)
         /* acks and delivery marks of this iteration: one journal entry;
          * then everything appended goes to the slaves in one frame each */
         persist_flush_coalesced();
+        queue_journal_flushed(persist_last_lsn());
         repl_master_flush();
         store_kick(); /* what this round journaled, to the store's writer at once */
+        if (queue_waits_for_index())
+            store_poll_indexed();
         stream_flush_all();
         if (!work && TAILQ_EMPTY(&srv.dirty))
             break;
@@ -133,25 +136,10 @@ static void spin_cb(struct ev_loop *loop, ev_idle *w, int revents)
     /* Nothing: its only job is to keep the loop from blocking. */
 }
 
-static void sweep_one(struct dest *d, void *arg)
-{
-    int64_t now = *(int64_t *)arg;
-    if (dest_is_queue(d)) {
-        queue_expire_sweep(&d->q, now);
-    } else {
-        struct sub *s;
-        TAILQ_FOREACH(s, &d->subscribers, topic_link)
-            queue_expire_sweep(&s->own, now);
-        struct durable *du;
-        TAILQ_FOREACH(du, &d->durables, topic_link)
-            queue_expire_sweep(&du->q, now);
-    }
-}
-
 static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    int64_t now = server_now_ms();
-    dest_foreach(sweep_one, &now);
+    /* a heap of the messages in memory: the cost is what expires */
+    queue_expire_due(server_now_ms());
     size_t n = dest_collect_idle();
     if (n)
         log_debug("%zu idle destinations removed", n);

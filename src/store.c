@@ -114,9 +114,11 @@ static struct {
     struct segmeta *segs;   /* ordered by id */
     size_t nsegs, capsegs;
     bool want_indexed;      /* the loop waits for indexing progress */
+    bool freed;             /* segments went: the loop may have room again */
     /* writer-owned */
     bool replaying;         /* at open: records may already be in the index */
     uint64_t last_lsn;      /* last entry written to the log */
+    uint64_t max_seq;       /* highest message seq indexed */
     uint64_t tip_epoch, tip_sum;
     struct seg_pos indexed_pos;     /* after the last record applied to the index */
     struct seg_pos checkpoint;      /* indexed_pos as of the last fsynced index write */
@@ -138,6 +140,7 @@ static struct {
     bool reported_fail;
     struct pending *chain, *chain_tail;     /* appended this iteration */
     uint64_t last_appended_lsn;
+    _Atomic uint64_t unwritten;             /* bytes appended, not yet in the log */
 } S = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* ------------------------------------------------------------ helpers */
@@ -420,6 +423,9 @@ static void w_put_msg(void *ctx, const char *k, size_t kl, const char *msg, size
         }
     }
     uint64_t off = S.rec_base + (uint64_t)(msg - S.rec_data);
+    uint64_t seq = journal_msg_seq(msg, ml);
+    if (seq > S.max_seq)
+        S.max_seq = seq;
     char loc[LOC_LEN];
     loc_encode(loc, S.rec_seg, (uint32_t)off, (uint32_t)ml, journal_msg_expires(msg, ml));
     leveldb_writebatch_put(S.wb, k, kl, loc, LOC_LEN);
@@ -595,6 +601,7 @@ static void batch_meta(void)
         m->dirty = false;
     }
     put_meta(KEY_META "indexed_lsn", S.last_lsn);
+    put_meta(KEY_META "max_seq", S.max_seq);
     put_meta(KEY_META "epoch", S.tip_epoch);
     put_meta(KEY_META "tip_sum", S.tip_sum);
     char pos[8];
@@ -686,6 +693,9 @@ static void prune(void)
         }
         uint32_t id = m->id;
         int rc = seglog_remove(id);
+        pthread_mutex_lock(&S.mu);
+        S.freed = true;
+        pthread_mutex_unlock(&S.mu);
         if (rc && rc != -ENOENT) {
             log_warn("store: cannot remove log segment %08" PRIx32 ": %s", id, strerror(-rc));
             i++;
@@ -711,6 +721,11 @@ static void prune(void)
             leveldb_free(lerr);
         }
     }
+    pthread_mutex_lock(&S.mu);
+    bool tell = S.freed;
+    pthread_mutex_unlock(&S.mu);
+    if (tell && S.loop)
+        ev_async_send(S.loop, &S.async);
 }
 
 /* ------------------------------------------------------------ the writer */
@@ -777,7 +792,7 @@ static int wipe(char *why, size_t whylen)
     if (rc)
         return rc;
     segmeta(seglog_current(), true);
-    S.last_lsn = S.tip_epoch = S.tip_sum = 0;
+    S.last_lsn = S.tip_epoch = S.tip_sum = S.max_seq = 0;
     S.indexed_pos = S.checkpoint = (struct seg_pos){seglog_current(), SEG_HEADER_LEN};
     return 0;
 }
@@ -827,6 +842,7 @@ static struct pending *run(struct pending *first, bool sync)
         fail(first_lsn, why);
         return NULL;
     }
+    S.unwritten -= buf_used(&b);
     buf_free(&b);
     if ((want_sync && sync) || index_sync) {
         if (seglog_sync(why, sizeof why) != 0) {
@@ -903,7 +919,14 @@ static void *writer(void *arg)
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     for (;;) {
-        struct pending *list = (struct pending *)handoff_wait(&S.q);
+        bool idle = false;
+        struct pending *list = (struct pending *)handoff_wait_for(&S.q, CHECKPOINT_EVERY, &idle);
+        if (!list && idle) {
+            /* nothing written for a while: what can go now goes (a
+             * segment freed while producers wait for room) */
+            prune();
+            continue;
+        }
         if (!list)
             break; /* closed, everything written */
         pthread_mutex_lock(&S.mu);
@@ -929,6 +952,8 @@ static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
 {
     pthread_mutex_lock(&S.mu);
     uint64_t done = S.done_lsn, gen = S.done_gen, fail_at = S.fail_lsn, indexed = S.indexed_lsn;
+    bool freed = S.freed;
+    S.freed = false;
     char msg[512];
     snprintf(msg, sizeof msg, "%s", S.fail_msg);
     pthread_mutex_unlock(&S.mu);
@@ -938,7 +963,7 @@ static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
         if (S.done)
             S.done(done);
     }
-    if (indexed != S.reported_indexed) {
+    if (indexed != S.reported_indexed || freed) {
         S.reported_indexed = indexed;
         if (S.indexed)
             S.indexed(indexed);
@@ -986,6 +1011,8 @@ static void chain(enum pending_kind kind, uint64_t lsn, uint64_t epoch, uint64_t
     p->data = data;
     p->len = len;
     p->sync = sync;
+    if (kind == P_ENTRY || kind == P_RAW)
+        S.unwritten += len + SEG_REC_HEADER;
     if (S.chain_tail)
         S.chain_tail->node.next = &p->node;
     else
@@ -1067,6 +1094,16 @@ uint64_t store_indexed_lsn(void)
     return i;
 }
 
+void store_poll_indexed(void)
+{
+    uint64_t i = store_indexed_lsn(); /* asks the writer to tell when it is behind */
+    if (i != S.reported_indexed) {
+        S.reported_indexed = i;
+        if (S.indexed)
+            S.indexed(i);
+    }
+}
+
 bool store_drained(void)
 {
     return !S.chain && handoff_idle(&S.q);
@@ -1099,7 +1136,7 @@ uint64_t store_bytes(void)
         size_t sl = 0, ll = 4;
         leveldb_approximate_sizes(S.db, 1, &start, &sl, &limit, &ll, &idx);
     }
-    return seglog_bytes() + idx;
+    return seglog_bytes() + idx + S.unwritten;
 }
 
 const struct store_info *store_info(void)
@@ -1315,6 +1352,7 @@ static int open_v2(char *err, size_t errlen)
     for (size_t j = 0; j < nids && j < 4096; j++)
         segmeta(ids[j], true);
     S.last_lsn = meta_u64(KEY_META "indexed_lsn");
+    S.max_seq = meta_u64(KEY_META "max_seq");
     S.tip_epoch = meta_u64(KEY_META "epoch");
     S.tip_sum = meta_u64(KEY_META "tip_sum");
     S.indexed_pos = (struct seg_pos){nids ? ids[0] : 1, SEG_HEADER_LEN};
@@ -1349,6 +1387,7 @@ static int open_v2(char *err, size_t errlen)
     if (S.info.max_epoch < S.info.epoch)
         S.info.max_epoch = S.info.epoch;
     S.info.first_lsn = store_first_lsn();
+    S.info.max_seq = S.max_seq;
     S.done_lsn = S.reported_done = S.indexed_lsn = S.reported_indexed = S.last_lsn;
     S.last_appended_lsn = S.last_lsn;
     return 0;
@@ -1649,22 +1688,15 @@ int store_entry_tip(uint64_t lsn, uint64_t *epoch, uint64_t *sum)
 
 /* ------------------------------------------------------------ paging reads */
 
-int store_page(const char *prefix, size_t plen, const char *after, size_t alen, store_page_fn fn, void *ctx)
+int store_page(const char *prefix, size_t plen, const char *from, size_t flen, store_page_fn fn, void *ctx)
 {
     leveldb_iterator_t *it = leveldb_create_iterator(S.db, S.ropt);
     leveldb_iterator_t *rit = NULL;
     int rc = 0;
-    if (after) {
-        leveldb_iter_seek(it, after, alen);
-        size_t kl;
-        if (leveldb_iter_valid(it)) {
-            const char *k = leveldb_iter_key(it, &kl);
-            if (kl == alen && memcmp(k, after, alen) == 0)
-                leveldb_iter_next(it);
-        }
-    } else {
+    if (from)
+        leveldb_iter_seek(it, from, flen);
+    else
         leveldb_iter_seek(it, prefix, plen);
-    }
     char rk[1300];
     for (; leveldb_iter_valid(it); leveldb_iter_next(it)) {
         size_t kl, vl;
@@ -1920,6 +1952,7 @@ static int migrate_v1(const char *v1dir, char *err, size_t errlen)
     S.info.applied_lsn = S.last_lsn;
     S.info.epoch = S.tip_epoch;
     S.info.tip_sum = S.tip_sum;
+    S.info.max_seq = S.max_seq;
     if (S.info.max_epoch < S.info.epoch)
         S.info.max_epoch = S.info.epoch;
     S.done_lsn = S.reported_done = S.indexed_lsn = S.reported_indexed = S.last_appended_lsn = S.last_lsn;

@@ -37,12 +37,13 @@ struct op {
     int64_t reserved;       /* bytes of its messages charged to the memory limit */
     char **dups;            /* duplicate-detection ids recorded once its lsn is known */
     uint32_t ndups;
-    struct dest *room;      /* OP_ROOM */
+    struct dest *room;      /* waits for room in this destination */
+    bool store_wait;        /* waits for room in the store (broker.store_limit) */
     void (*notify)(void *arg, bool ok);
     void *notify_arg;
     TAILQ_ENTRY(op) conn_link;
     TAILQ_ENTRY(op) commit_link;
-    TAILQ_ENTRY(op) dest_link;
+    TAILQ_ENTRY(op) dest_link;  /* in room->blocked, or the store's waiters */
 };
 TAILQ_HEAD(op_list, op);
 
@@ -69,6 +70,10 @@ void op_add_reserved_msg(struct op *op, struct msg *m);
 void op_add_dup(struct op *op, const char *dup_id);
 /* The op also waits for room in d (a batch whose destination filled up). */
 void op_wait_room(struct op *op, struct dest *d);
+/* The op also waits for the store to be below broker.store_limit again. */
+void op_wait_store(struct op *op);
+/* The store has room again: every op waiting for it goes on. */
+void op_store_free(void);
 bool op_waits_room(const struct op *op);
 /* An op without a connection (the console's sends) may ask to be told
  * when it is done: ok is false when the store refused it. */

@@ -44,6 +44,8 @@ struct handoff_node *handoff_take(struct handoff *h);
  * closed; returns what was queued (marking the consumer busy until
  * handoff_done), or NULL once closed and empty. */
 struct handoff_node *handoff_wait(struct handoff *h);
+/* The same, giving up after timeout seconds (*timed_out says so). */
+struct handoff_node *handoff_wait_for(struct handoff *h, double timeout, bool *timed_out);
 void handoff_done(struct handoff *h);
 /* Nothing queued and nothing being worked on. */
 bool handoff_idle(struct handoff *h);

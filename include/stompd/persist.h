@@ -35,6 +35,12 @@ void persist_begin(uint64_t epoch);
 void persist_set_position(uint64_t lsn, uint64_t lsn_epoch, uint64_t sum);
 /* Stop journaling (stepping down): what was not appended is dropped. */
 void persist_end(void);
+/* The store takes broker.store_limit or more: producers of persistent
+ * messages wait (op_wait_store). Checked after each indexed group. */
+bool persist_store_full(void);
+/* Look at the store's size again; when it is below 90% of the limit the
+ * waiting producers go on. */
+void persist_check_store_room(void);
 /* Persistent messages are journaled now. */
 bool persist_enabled(void);
 /* The store failed: nothing more can be made durable. */

@@ -33,6 +33,7 @@ struct store_info {
     uint64_t tip_sum;       /* its journal_checksum (0: unknown, an empty store) */
     uint64_t max_epoch;     /* highest epoch this node has seen (fencing) */
     uint64_t first_lsn;     /* oldest entry kept in the log (0: none) */
+    uint64_t max_seq;       /* highest message seq the store has held */
     char node_id[40];
     bool created;           /* the store was created by this open */
     bool migrated;          /* converted from a format-1 store by this open */
@@ -72,7 +73,12 @@ void store_kick(void);
 /* Never prune past floor_lsn while it is non-zero (a replica needs it). */
 void store_set_prune_floor(uint64_t lsn);
 uint64_t store_durable_lsn(void);
+/* What is indexed; when behind, the writer wakes the loop once it indexes
+ * more (the store_on_indexed callback). */
 uint64_t store_indexed_lsn(void);
+/* The loop waits on indexing: call the indexed callback now if the index
+ * moved, and have the writer tell when it moves next. */
+void store_poll_indexed(void);
 /* Whether everything handed to the writer has been written (or failed). */
 bool store_drained(void);
 /* Change whether groups are fdatasynced (a slave follows its master's mode). */
@@ -131,9 +137,9 @@ struct store_msgref {
 };
 typedef int (*store_page_fn)(void *ctx, const struct store_msgref *r);
 /* A queue's messages (keys starting with prefix) in dispatch order, from
- * the first key after `after` (NULL: from the start); fn returns non-zero
- * to stop. Only what is indexed is seen. Returns 0 or -EIO. */
-int store_page(const char *prefix, size_t plen, const char *after, size_t alen, store_page_fn fn, void *ctx)
+ * the first key at or after `from` (NULL: from the start); fn returns
+ * non-zero to stop. Only what is indexed is seen. Returns 0 or -EIO. */
+int store_page(const char *prefix, size_t plen, const char *from, size_t flen, store_page_fn fn, void *ctx)
     __attribute__((warn_unused_result));
 /* The message a reference points to (NULL when it cannot be read: logged). */
 struct msg *store_load_msg(const struct store_msgref *r);

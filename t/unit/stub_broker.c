@@ -14,8 +14,8 @@
 #include "stompd/selector.h"
 #include "stub_broker.h"
 
-struct stub_push stub_pushed[64];
-size_t stub_npushed;
+struct stub_restore stub_restored[16];
+size_t stub_nrestored;
 struct stub_durable stub_durables[8];
 size_t stub_ndurables;
 char stub_dups[8][64];
@@ -36,7 +36,7 @@ void stub_broker_reset(void)
         selector_free(durs[i]->sel);
         free(durs[i]);
     }
-    ndests = stub_npushed = stub_ndurables = stub_ndups = 0;
+    ndests = stub_nrestored = stub_ndurables = stub_ndups = 0;
     stub_dups_restored = false;
 }
 
@@ -102,18 +102,14 @@ size_t durable_count(void)
     return stub_ndurables;
 }
 
-void queue_push_recovered(struct queue *q, struct msg *m, uint32_t redeliveries)
+void queue_restore(struct queue *q, uint64_t n)
 {
-    if (stub_npushed == sizeof stub_pushed / sizeof stub_pushed[0])
+    if (stub_nrestored == sizeof stub_restored / sizeof stub_restored[0])
         abort();
-    struct stub_push *p = &stub_pushed[stub_npushed++];
-    snprintf(p->dest, sizeof p->dest, "%s", q->dest->name);
-    snprintf(p->id, sizeof p->id, "%s", m->id);
-    p->seq = m->seq;
-    p->priority = m->priority;
-    p->redeliveries = redeliveries;
-    p->journaled = m->journaled;
-    p->durable = q->durable != NULL;
+    struct stub_restore *r = &stub_restored[stub_nrestored++];
+    snprintf(r->dest, sizeof r->dest, "%s", q->dest->name);
+    r->n = n;
+    r->durable = q->durable != NULL;
 }
 
 void dup_restore(const char *id, size_t len, uint64_t seq)

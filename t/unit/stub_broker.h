@@ -8,22 +8,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct stub_push {
+/* A queue told how many messages the store holds for it. */
+struct stub_restore {
     char dest[64];
-    char id[64];
-    uint64_t seq;
-    uint8_t priority;
-    uint32_t redeliveries;
-    bool journaled;
-    bool durable;   /* pushed into a durable subscription's backlog */
+    uint64_t n;
+    bool durable;   /* a durable subscription's backlog */
 };
 struct stub_durable {
     char client_id[32], name[32], topic[64], selector[64];
     bool compiled;
 };
 
-extern struct stub_push stub_pushed[64];
-extern size_t stub_npushed;
+extern struct stub_restore stub_restored[16];
+extern size_t stub_nrestored;
 extern struct stub_durable stub_durables[8];
 extern size_t stub_ndurables;
 extern char stub_dups[8][64];
