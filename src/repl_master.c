@@ -799,9 +799,11 @@ int repl_master_start(uint64_t epoch, char *err, size_t errlen)
         snprintf(err, errlen, "store.sync: %s", e2);
         return -EINVAL;
     }
-    int fd = server_listen_socket(config.store_bind, err, errlen);
-    if (fd < 0)
+    int fd = server_listen_socket(config.store_bind, e2, sizeof e2);
+    if (fd < 0) {
+        snprintf(err, errlen, "replication listener: %s (store.bind)", e2);
         return -EADDRINUSE;
+    }
     M.fd = fd;
     M.epoch = epoch;
     M.master_sync = quorum_master_sync(M.modes);

@@ -147,7 +147,7 @@ int server_listen_clients(void)
         return 0;
     int fd = listen_on(config.stomp_listen, err, sizeof err);
     if (fd < 0) {
-        log_err("STOMP listener: %s", err);
+        log_err("STOMP listener: %s (stomp.listen)", err);
         return -1;
     }
     srv.stomp_fd = fd;
