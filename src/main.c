@@ -176,8 +176,9 @@ int main(int argc, char **argv)
     enum log_level lvl;
     if (log_level_parse(config.log_level, &lvl) == 0)
         log_set_level(lvl);
-    if (config.log_file[0] && log_open_file(config.log_file) != 0) {
-        fprintf(stderr, "stompd: cannot open log file %s\n", config.log_file);
+    int lrc;
+    if (config.log_file[0] && (lrc = log_open_file(config.log_file)) != 0) {
+        fprintf(stderr, "stompd: cannot open the log file %s: %s (log.file)\n", config.log_file, strerror(-lrc));
         rc = 1;
         goto out;
     }

@@ -13,7 +13,7 @@
 void reload_start(struct ev_loop *loop, const char *file, const char *const *sets, int nsets);
 void reload_stop(void);
 /* Reload now (what SIGHUP does); 0 when the configuration could be read. */
-int reload_now(void);
+int reload_now(void) __attribute__((warn_unused_result));
 /* key takes effect on SIGHUP (every other key needs a restart). */
 bool reload_key_is_live(const char *key);
 

@@ -58,6 +58,8 @@ def test_bad_configuration_stops_the_start(tmp_path):
     assert r.returncode == 1 and "syntax error" in r.stderr
     r = run("-c", str(tmp_path / "missing.conf"))
     assert r.returncode == 1 and "cannot open" in r.stderr
+    r = run("--set", "log.file=%s/no/such/dir/stompd.log" % tmp_path)
+    assert r.returncode == 1 and "cannot open the log file" in r.stderr and "(log.file)" in r.stderr
 
 
 def test_config_file_then_set_overrides(tmp_path):
