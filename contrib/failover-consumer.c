@@ -32,6 +32,7 @@ static const char usage[] =
     "  --heart-beat CX,CY heart-beats to offer, in ms (default 0,0)\n"
     "  --login USER, --passcode PASS, --client-id ID\n"
     "  --quiet            only reconnects, errors and the summary\n"
+    "  --version          the version of the program and of libstompc\n"
     "  --help             this text\n"
     "\n"
     "Output: \"received seq=N\" or \"duplicate seq=N\" per message (\"received\n"
@@ -122,6 +123,7 @@ int main(int argc, char **argv)
         {"heart-beat", required_argument, NULL, 'b'}, {"login", required_argument, NULL, 'l'},
         {"passcode", required_argument, NULL, 'w'},  {"client-id", required_argument, NULL, 'c'},
         {"quiet", no_argument, NULL, 'q'},           {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     const char *url = NULL, *dest = NULL;
@@ -154,6 +156,9 @@ int main(int argc, char **argv)
             }
             break;
         case 'h': fputs(usage, stdout); return 0;
+        case 'V':
+            printf("stompd-failover-consumer %s (libstompc %s)\n", PACKAGE_VERSION, stompc_version());
+            return 0;
         default: fputs(usage, stderr); return 2;
         }
     }

@@ -35,6 +35,7 @@ static const char usage[] =
     "  --login USER, --passcode PASS, --client-id ID\n"
     "  --timeout MS       how long to wait for the last receipts (default 60000)\n"
     "  --quiet            only reconnects, errors and the summary\n"
+    "  --version          the version of the program and of libstompc\n"
     "  --help             this text\n"
     "\n"
     "Output: \"send seq=N\", \"receipt seq=N\", \"reconnected to URI ...\", then\n"
@@ -115,7 +116,8 @@ int main(int argc, char **argv)
         {"heart-beat", required_argument, NULL, 'b'}, {"login", required_argument, NULL, 'l'},
         {"passcode", required_argument, NULL, 'w'}, {"client-id", required_argument, NULL, 'c'},
         {"timeout", required_argument, NULL, 't'},  {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},           {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
     };
     const char *url = NULL, *dest = NULL;
     long count = 100, size = 100, interval = 0, timeout = 60000;
@@ -143,6 +145,9 @@ int main(int argc, char **argv)
             }
             break;
         case 'h': fputs(usage, stdout); return 0;
+        case 'V':
+            printf("stompd-failover-producer %s (libstompc %s)\n", PACKAGE_VERSION, stompc_version());
+            return 0;
         default: fputs(usage, stderr); return 2;
         }
     }

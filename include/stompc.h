@@ -21,7 +21,9 @@
  *     stompc_run()/stompc_dispatch() (callback style). Calls that wait for a
  *     RECEIPT keep the messages that arrive meanwhile queued: none is lost.
  *
- * Allocation failure aborts the process, as everywhere in stompd. */
+ * Allocation failure aborts the process, as everywhere in stompd.
+ *
+ * Copyright (c) 2026 the stompd authors. SPDX-License-Identifier: MIT */
 #ifndef STOMPC_H
 #define STOMPC_H
 
@@ -38,6 +40,33 @@ extern "C" {
 #else
 #define STOMPC_MUST_CHECK
 #endif
+
+/* -------------------------------------------------------------- version */
+
+/* The version of this header; stompc_version() says the library's, which
+ * may be newer than the header a program was built with. */
+#define STOMPC_VERSION_MAJOR 0
+#define STOMPC_VERSION_MINOR 1
+#define STOMPC_VERSION_PATCH 0
+#define STOMPC_VERSION "0.1.0"
+/* One number to compare: 0x000100 for 0.1.0. */
+#define STOMPC_VERSION_NUMBER ((STOMPC_VERSION_MAJOR << 16) | (STOMPC_VERSION_MINOR << 8) | STOMPC_VERSION_PATCH)
+
+const char *stompc_version(void);
+
+/* ------------------------------------------------------------------ ABI */
+
+/* The option, callback and stats structs below may grow in later versions
+ * (new fields at their end only). Every call that takes one also passes
+ * the size the program was compiled with: stompc_connect, stompc_send,
+ * stompc_subscribe, stompc_set_callbacks and stompc_get_stats are macros
+ * that add sizeof() for you, so programs are written as before. A newer
+ * library then reads only the fields an older program knows (the others
+ * count as zero) and writes only as much as the program has room for; an
+ * older library refuses (STOMPC_EINVAL) a newer program's struct only when
+ * a field it does not know is set. Zero-initialise the structs you pass
+ * (= {0} or designated initializers). The plain functions (their address:
+ * (stompc_connect)) take the 0.1 layouts. */
 
 /* ------------------------------------------------------------- statuses */
 
@@ -180,6 +209,9 @@ const char *stompc_error(const struct stompc *c);
  * Waits up to the failover timeout (forever by default) for the first
  * connection; fails with STOMPC_ECONNECT when the attempts are exhausted. */
 int stompc_connect(struct stompc *c, const char *uri, const struct stompc_options *opts) STOMPC_MUST_CHECK;
+int stompc_connect_sized(struct stompc *c, const char *uri, const struct stompc_options *opts,
+                         size_t opts_size) STOMPC_MUST_CHECK;
+#define stompc_connect(c, uri, opts) stompc_connect_sized((c), (uri), (opts), sizeof(struct stompc_options))
 
 /* Waits (up to timeout_ms, -1: forever) for every outstanding receipt,
  * sends DISCONNECT with a receipt, waits for it and closes. Subscriptions
@@ -218,6 +250,10 @@ struct stompc_send_opts {
  * client still keeps the frame and resends it until it is receipted. */
 int stompc_send(struct stompc *c, const char *destination, const void *body, size_t len,
                 const struct stompc_send_opts *opts) STOMPC_MUST_CHECK;
+int stompc_send_sized(struct stompc *c, const char *destination, const void *body, size_t len,
+                      const struct stompc_send_opts *opts, size_t opts_size) STOMPC_MUST_CHECK;
+#define stompc_send(c, destination, body, len, opts) \
+    stompc_send_sized((c), (destination), (body), (len), (opts), sizeof(struct stompc_send_opts))
 
 enum stompc_ack { STOMPC_ACK_AUTO = 0, STOMPC_ACK_CLIENT, STOMPC_ACK_CLIENT_INDIVIDUAL };
 /* The mode named as in the ack header ("auto", "client",
@@ -240,6 +276,10 @@ struct stompc_sub_opts {
  * unsubscribe to drop it. Failover re-subscribes every subscription. */
 int stompc_subscribe(struct stompc *c, const char *destination,
                      const struct stompc_sub_opts *opts) STOMPC_MUST_CHECK;
+int stompc_subscribe_sized(struct stompc *c, const char *destination, const struct stompc_sub_opts *opts,
+                           size_t opts_size) STOMPC_MUST_CHECK;
+#define stompc_subscribe(c, destination, opts) \
+    stompc_subscribe_sized((c), (destination), (opts), sizeof(struct stompc_sub_opts))
 /* flags: STOMPC_WAIT, STOMPC_REMOVE_DURABLE (without an active subscription
  * of that id, id is taken as the durable subscription's name). */
 int stompc_unsubscribe(struct stompc *c, const char *id, unsigned flags) STOMPC_MUST_CHECK;
@@ -292,6 +332,8 @@ struct stompc_callbacks {
 };
 
 int stompc_set_callbacks(struct stompc *c, const struct stompc_callbacks *cb, void *ud);
+int stompc_set_callbacks_sized(struct stompc *c, const struct stompc_callbacks *cb, size_t cb_size, void *ud);
+#define stompc_set_callbacks(c, cb, ud) stompc_set_callbacks_sized((c), (cb), sizeof(struct stompc_callbacks), (ud))
 
 /* Wait up to timeout_ms (-1: forever) until there is something to
  * dispatch, dispatch everything ready, and return how many events were
@@ -303,6 +345,8 @@ int stompc_dispatch(struct stompc *c) STOMPC_MUST_CHECK;
 /* ---------------------------------------------------------------- stats */
 
 int stompc_get_stats(const struct stompc *c, struct stompc_stats *out);
+int stompc_get_stats_sized(const struct stompc *c, struct stompc_stats *out, size_t out_size);
+#define stompc_get_stats(c, out) stompc_get_stats_sized((c), (out), sizeof(struct stompc_stats))
 
 #ifdef __cplusplus
 }

@@ -1316,3 +1316,8 @@ bool cluster_connected(void)
 {
     return Z.connected;
 }
+
+bool cluster_registered(void)
+{
+    return Z.running && Z.registered;
+}

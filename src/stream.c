@@ -479,7 +479,7 @@ int listener_start(struct listener *l, const char *addr, char *err, size_t errle
     char e2[300];
     int fd = stream_listen_socket(addr, e2, sizeof e2);
     if (fd < 0) {
-        snprintf(err, errlen, "%s%s%s", e2, l->addr_key ? " (set by " : "", l->addr_key ? l->addr_key : "");
+        snprintf(err, errlen, "%s%s%s", e2, l->addr_key ? " (" : "", l->addr_key ? l->addr_key : "");
         if (l->addr_key)
             snprintf(err + strlen(err), errlen - strlen(err), ")");
         return -1;

@@ -93,6 +93,27 @@ int config_set_key(const char *key, const char *value, char *err, size_t errlen)
 void config_print_help(FILE *out);
 void config_free(void);
 
+/* A second configuration, for SIGHUP to compare with the running one:
+ * defaults, then file (may be NULL), then the --set assignments. Release
+ * it with config_release, also after a failure. */
+int config_load(struct config *dst, const char *file, const char *const *sets, int nsets, char *err,
+                size_t errlen) __attribute__((warn_unused_result));
+void config_release(struct config *c);
+/* Call fn with the name of every key whose value differs in a and b. */
+void config_diff(const struct config *a, const struct config *b, void (*fn)(const char *key, void *ud), void *ud);
+/* Copy one key's value from src to dst. */
+int config_copy_key(struct config *dst, const struct config *src, const char *key) __attribute__((warn_unused_result));
+
+/* The table as documentation (stompd.conf(5)): entry i, false past the end. */
+struct config_doc {
+    const char *name, *def, *help;
+    const char *kind;          /* "size", "duration", "boolean", "host:port", "integer", "choice", "string" */
+    const char *choices;       /* "a|b|c" for a choice */
+    bool has_range;            /* integers: min..max */
+    int64_t min, max;
+};
+bool config_key_doc(size_t i, struct config_doc *out);
+
 /* Helpers shared by every module that reads addresses and sizes. */
 int config_parse_size(const char *s, int64_t *out) __attribute__((warn_unused_result));
 int config_parse_duration(const char *s, int64_t *out_ms) __attribute__((warn_unused_result));

@@ -16,6 +16,14 @@
 #include "stompd/frame.h"
 #include "uri.h"
 
+/* The public structs as the caller compiled them (abi.c, see stompc.h):
+ * abi_in copies given_size bytes of a caller's struct into this library's
+ * (mine_size), zeroing what the caller does not have; -1 when the caller's
+ * is larger and sets a byte past ours. abi_out copies ours out, as much as
+ * the caller has room for, zeroing the rest of a larger one. */
+int abi_in(void *mine, size_t mine_size, const void *given, size_t given_size);
+void abi_out(void *given, size_t given_size, const void *mine, size_t mine_size);
+
 #define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
 /* An outgoing frame in logical form (not bytes): kept to be resent, and

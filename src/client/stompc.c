@@ -779,9 +779,16 @@ static char *dup_opt(const char *s)
     return s ? xstrdup(s) : NULL;
 }
 
-int stompc_connect(struct stompc *c, const char *uri, const struct stompc_options *opts)
+int stompc_connect_sized(struct stompc *c, const char *uri, const struct stompc_options *opts, size_t opts_size)
 {
     static const struct stompc_options none;
+    struct stompc_options given;
+    if (c && opts) {
+        if (abi_in(&given, sizeof given, opts, opts_size) != 0)
+            return client_fail(c, STOMPC_EINVAL, "connect: the options set fields this libstompc (%s) does not know",
+                               stompc_version());
+        opts = &given;
+    }
     if (!c)
         return STOMPC_EINVAL;
     if (c->in_callback)
@@ -924,10 +931,17 @@ static int tx_check(struct stompc *c, const char *tx)
     return 0;
 }
 
-int stompc_send(struct stompc *c, const char *destination, const void *body, size_t len,
-                const struct stompc_send_opts *opts)
+int stompc_send_sized(struct stompc *c, const char *destination, const void *body, size_t len,
+                      const struct stompc_send_opts *opts, size_t opts_size)
 {
     static const struct stompc_send_opts none;
+    struct stompc_send_opts given;
+    if (c && opts) {
+        if (abi_in(&given, sizeof given, opts, opts_size) != 0)
+            return client_fail(c, STOMPC_EINVAL, "send: the options set fields this libstompc (%s) does not know",
+                               stompc_version());
+        opts = &given;
+    }
     int rc = check(c);
     if (rc)
         return rc;
@@ -990,9 +1004,17 @@ int stompc_ack_mode(const char *name, enum stompc_ack *out)
     return STOMPC_EINVAL;
 }
 
-int stompc_subscribe(struct stompc *c, const char *destination, const struct stompc_sub_opts *opts)
+int stompc_subscribe_sized(struct stompc *c, const char *destination, const struct stompc_sub_opts *opts,
+                           size_t opts_size)
 {
     static const struct stompc_sub_opts none;
+    struct stompc_sub_opts given;
+    if (c && opts) {
+        if (abi_in(&given, sizeof given, opts, opts_size) != 0)
+            return client_fail(c, STOMPC_EINVAL, "subscribe: the options set fields this libstompc (%s) does not know",
+                               stompc_version());
+        opts = &given;
+    }
     int rc = check(c);
     if (rc)
         return rc;
@@ -1233,13 +1255,17 @@ int stompc_flush(struct stompc *c, int timeout_ms)
 
 /* ------------------------------------------------------------ receive */
 
-int stompc_set_callbacks(struct stompc *c, const struct stompc_callbacks *cb, void *ud)
+int stompc_set_callbacks_sized(struct stompc *c, const struct stompc_callbacks *cb, size_t cb_size, void *ud)
 {
     if (!c)
         return STOMPC_EINVAL;
-    if (cb)
-        c->cb = *cb;
-    else
+    if (cb) {
+        if (abi_in(&c->cb, sizeof c->cb, cb, cb_size) != 0) {
+            memset(&c->cb, 0, sizeof c->cb);
+            return client_fail(c, STOMPC_EINVAL, "set_callbacks: callbacks this libstompc (%s) does not know",
+                               stompc_version());
+        }
+    } else
         memset(&c->cb, 0, sizeof c->cb);
     c->ud = ud;
     return 0;
@@ -1372,14 +1398,15 @@ int stompc_dispatch(struct stompc *c)
     return stompc_run(c, 0);
 }
 
-int stompc_get_stats(const struct stompc *c, struct stompc_stats *out)
+int stompc_get_stats_sized(const struct stompc *c, struct stompc_stats *out, size_t out_size)
 {
     if (!c || !out)
         return STOMPC_EINVAL;
-    *out = c->st;
+    struct stompc_stats st = c->st;
     bool up = c->state == CS_CONNECTED;
-    out->broker = up ? c->uri.brokers[c->broker].text : NULL;
-    out->version = !up ? 0 : c->version == STOMP_12 ? 12 : c->version == STOMP_11 ? 11 : 10;
-    out->unreceipted = c->npending;
+    st.broker = up ? c->uri.brokers[c->broker].text : NULL;
+    st.version = !up ? 0 : c->version == STOMP_12 ? 12 : c->version == STOMP_11 ? 11 : 10;
+    st.unreceipted = c->npending;
+    abi_out(out, out_size, &st, sizeof st);
     return 0;
 }

@@ -91,6 +91,7 @@ class Broker:
         m = re.search(r":(\d+)$", self.settings.get("http.listen", ""))
         self.http_port = int(m.group(1)) if m else None
         self.config_text = config_text
+        self.env = None              # the process's environment (None: ours)
         self.proc = None
         self.log_path = os.path.join(self.dir, name + ".log")
         self.vg_log = os.path.join(self.dir, name + ".valgrind")
@@ -117,7 +118,7 @@ class Broker:
         self.logf = open(self.log_path, "ab")
         self.log_mark = os.path.getsize(self.log_path)
         self.proc = subprocess.Popen(self.command(), stdout=self.logf, stderr=subprocess.STDOUT,
-                                     cwd=self.dir)
+                                     cwd=self.dir, env=self.env)
         t = timeout or (60 if VALGRIND else 10)
         if wait is True:
             if not wait_port(self.port, t):
@@ -222,6 +223,50 @@ def broker_factory(request):
             b.cleanup()
     if problems:
         raise AssertionError("\n".join(problems))
+
+
+# --------------------------------------------------------------- systemd
+
+def built_with_sd_notify():
+    """The broker was built with libsystemd (sd_notify; the unit is Type=notify)."""
+    with open(os.path.join(BUILDDIR, "config.h")) as f:
+        return "#define HAVE_LIBSYSTEMD 1" in f.read()
+
+
+class NotifySocket:
+    """What systemd listens on for sd_notify: a datagram socket whose path a
+    broker gets as NOTIFY_SOCKET. Each datagram is a dict of its
+    KEY=VALUE lines, kept in arrival order in .got."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.settimeout(0.2)
+        self.got = []
+
+    def env(self):
+        return dict(os.environ, NOTIFY_SOCKET=self.path)
+
+    def wait(self, pred, timeout=30.0):
+        """Read datagrams until pred(message) holds for one; return the
+        messages read by this call (the matching one last)."""
+        new = []
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                data = self.sock.recv(4096).decode()
+            except socket.timeout:
+                continue
+            msg = dict(line.split("=", 1) for line in data.splitlines() if "=" in line)
+            self.got.append(msg)
+            new.append(msg)
+            if pred(msg):
+                return new
+        raise AssertionError("no such notification within %s s; got %s" % (timeout, self.got))
+
+    def close(self):
+        self.sock.close()
 
 
 # --------------------------------------------------------------- ZooKeeper
