@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -886,6 +887,43 @@ static void sc_hb_failover(void)
     close_client(c);
 }
 
+/* A cluster's master given alone (failover:(tcp://master)): CONNECTED
+ * names the other members, and the client moves to one of them when the
+ * master is killed. With arg "off" (updateURIsSupported=false in the URL),
+ * it must not: the send fails when the URL's timeout passes. */
+static void sc_learn(const char *arg)
+{
+    bool off = !strcmp(arg, "off");
+    struct stompc_options o = {.receipt_timeout = off ? 3000 : 0};
+    struct stompc *c = open_client(url, &o);
+    OK(c, stompc_set_callbacks(c, &print_cb, NULL));
+    char first[128];
+    snprintf(first, sizeof first, "%s", stats(c).broker);
+    printf("first=%s\n", first);
+    OK(c, stompc_subscribe(c, "/queue/learn", &(struct stompc_sub_opts){.ack = STOMPC_ACK_CLIENT_INDIVIDUAL}));
+    send_text(c, "/queue/learn", "before", &(struct stompc_send_opts){.persistent = true, .wait = true});
+    struct stompc_msg *m = recv_msg(c, 10000);
+    body_is(m, "before");
+    OK(c, stompc_ack(c, m, NULL, STOMPC_WAIT));
+    stompc_msg_free(m);
+    sync_point("kill-master");
+    int rc = stompc_send(c, "/queue/learn", "after", 5, &(struct stompc_send_opts){.persistent = true, .wait = true});
+    if (off) {
+        CHECKF(rc == STOMPC_ETIMEDOUT, "rc %d: %s", rc, stompc_error(c));
+        CHECKF(stats(c).broker == NULL && stats(c).reconnects == 0, "moved to %s", stats(c).broker);
+        printf("error=%s\n", stompc_error(c));
+        stompc_free(c);
+        return;
+    }
+    CHECKF(rc == 0, "send after the kill: %d %s", rc, stompc_error(c));
+    struct stompc_stats st = stats(c);
+    CHECKF(st.broker && strcmp(st.broker, first), "still on %s", st.broker ? st.broker : "-");
+    CHECK(st.reconnects == 1 && st.resubscribed == 1);
+    printf("second=%s\n", st.broker);
+    recv_body(c, 10000, "after");
+    close_client(c);
+}
+
 static const struct {
     const char *name;
     void (*fn)(void);
@@ -914,6 +952,7 @@ static const struct {
     {"refused-not-resent", sc_refused_not_resent, NULL},
     {"stale-ack", sc_stale_ack, NULL},
     {"hb-failover", sc_hb_failover, NULL},
+    {"learn", NULL, sc_learn},
 };
 
 int main(int argc, char **argv)
