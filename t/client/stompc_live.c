@@ -924,6 +924,38 @@ static void sc_learn(const char *arg)
     close_client(c);
 }
 
+/* How long connecting takes (a paused broker first in the list). */
+static void sc_connect_time(void)
+{
+    int64_t t0 = now_ms();
+    struct stompc *c = open_client(url, NULL);
+    printf("took_ms=%lld\nbroker=%s\n", (long long)(now_ms() - t0), stats(c).broker);
+    send_text(c, "/queue/ct", "x", &(struct stompc_send_opts){.wait = true});
+    close_client(c);
+}
+
+/* The broker goes away for arg ms and comes back: how long after it is
+ * back does the client take to reconnect? */
+static void sc_outage(const char *arg)
+{
+    struct stompc *c = open_client(url, NULL);
+    sync_point("kill");
+    int64_t end = now_ms() + atoi(arg);
+    while (now_ms() < end) {
+        int rc = stompc_run(c, 100);
+        CHECKF(rc >= 0, "run: %d %s", rc, stompc_error(c));
+    }
+    CHECK(stats(c).broker == NULL);
+    sync_point("restart");
+    int64_t t0 = now_ms();
+    while (stats(c).broker == NULL && now_ms() < t0 + 60000)
+        CHECK(stompc_run(c, 20) >= 0);
+    printf("reconnect_ms=%lld\n", (long long)(now_ms() - t0));
+    CHECK(stats(c).reconnects == 1);
+    send_text(c, "/queue/outage", "back", &(struct stompc_send_opts){.wait = true});
+    close_client(c);
+}
+
 static const struct {
     const char *name;
     void (*fn)(void);
@@ -953,6 +985,8 @@ static const struct {
     {"stale-ack", sc_stale_ack, NULL},
     {"hb-failover", sc_hb_failover, NULL},
     {"learn", NULL, sc_learn},
+    {"connect-time", sc_connect_time, NULL},
+    {"outage", NULL, sc_outage},
 };
 
 int main(int argc, char **argv)

@@ -1,13 +1,15 @@
 """libstompc's failover: brokers that vanish (SIGKILL) and come back on the
-same port, or are replaced by the next in the list; what is resent (same
-_AMQ_DUPL_ID, same order), what is re-subscribed, what fails (transactions,
-refused frames, acks of old deliveries), the back-off and time limits, and
-the contrib producer and consumer losing nothing across a broker kill.
+same port, or are replaced by the next in the list, or are paused
+(SIGSTOP); what is resent (same _AMQ_DUPL_ID, same order), what is
+re-subscribed, what fails (transactions, refused frames, acks of old
+deliveries), the back-off and time limits, and the contrib producer and
+consumer losing nothing across a broker kill.
 
 The end-to-end test restarts the killed broker on its own data directory:
 nothing receipted may be lost, and no resent copy may be delivered."""
 import os
 import re
+import signal
 import sys
 import time
 
@@ -60,6 +62,43 @@ def test_moves_to_the_next_broker_when_one_dies(broker_factory):
     assert value(out, "first") == "tcp://127.0.0.1:%d" % a.port
     assert value(out, "second") == "tcp://127.0.0.1:%d" % b.port
     assert "reconnected to tcp://127.0.0.1:%d" % b.port in out
+
+
+def test_a_paused_broker_does_not_hold_up_the_next(broker_factory):
+    # A SIGSTOPped broker's kernel still completes TCP handshakes: the
+    # attempt waits for a CONNECTED that never comes. The next broker is
+    # tried alongside it after connectAttemptDelay (250 ms), not after
+    # the attempt's connectTimeout (20 s here).
+    paused = broker_factory(name="paused")
+    live_one = broker_factory(name="live")
+    paused.kill(signal.SIGSTOP)
+    try:
+        out = live(failover(paused, live_one, options="randomize=false&connectTimeout=20000"), "connect-time")
+        assert value(out, "broker") == "tcp://127.0.0.1:%d" % live_one.port
+        assert int(value(out, "took_ms")) < 10000, out
+        # without the parallel attempt it is the timeout that frees the client
+        out = live(failover(paused, live_one, options="randomize=false&connectTimeout=1500&connectAttemptDelay=60000"),
+                   "connect-time")
+        assert value(out, "broker") == "tcp://127.0.0.1:%d" % live_one.port
+        assert int(value(out, "took_ms")) >= 1400, out
+    finally:
+        paused.kill(signal.SIGCONT)
+
+
+def test_back_soon_after_a_long_outage(broker_factory):
+    # Refused connections (nobody listening) are retried every
+    # maxRefusedReconnectDelay (500 ms) at most, whatever the back-off:
+    # with ActiveMQ's schedule alone (1, 2, 4, 8 s...) the client would
+    # try again 7 s after the broker came back.
+    a = broker_factory()
+    state = {}
+
+    def start_again():
+        state["b"] = broker_factory({"stomp.listen": a.settings["stomp.listen"]})
+
+    url = failover(a, options="initialReconnectDelay=1000&maxReconnectDelay=30000")
+    out = live(url, "outage", 8000, actions={"kill": a.kill, "restart": start_again})
+    assert int(value(out, "reconnect_ms")) < 4000, out
 
 
 def test_startup_attempts_are_limited_with_back_off():
