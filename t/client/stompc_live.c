@@ -6,6 +6,7 @@
  * waits for a line on stdin. Result values are printed as "key=value". */
 #include "config.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdarg.h>
@@ -956,6 +957,99 @@ static void sc_outage(const char *arg)
     close_client(c);
 }
 
+/* ------------------------------------------------------ non-blocking */
+
+static int nb_receipts;
+
+static void on_receipt_nb(struct stompc *c, const char *id, void *ud)
+{
+    (void)c;
+    (void)ud;
+    nb_receipts++;
+    printf("receipt %s\n", id);
+}
+
+/* The event loop the non-blocking API is for, in its plainest form:
+ * poll stompc_fd() for stompc_events() up to stompc_timeout(), then
+ * stompc_step(), taking messages poll style, until want messages came (or
+ * ms passed). Returns how many came; their bodies go to got[]. */
+static int nb_loop(struct stompc *c, int want, char got[][32], int ms, int receipts)
+{
+    int n = 0;
+    int64_t end = now_ms() + ms;
+    while ((n < want || nb_receipts < receipts) && now_ms() < end) {
+        int t = stompc_timeout(c);
+        if (t < 0 || t > 100)
+            t = 100;
+        struct pollfd p = {.fd = stompc_fd(c), .events = (short)stompc_events(c)};
+        CHECK(poll(&p, 1, t) >= 0);
+        int rc = stompc_step(c);
+        CHECKF(rc >= 0, "step: %d %s", rc, stompc_error(c));
+        struct stompc_msg *m;
+        while (stompc_receive(c, &m, 0) == 0) {
+            if (n < want)
+                snprintf(got[n], 32, "%.*s", (int)m->body_len, m->body);
+            n++;
+            OK(c, stompc_ack(c, m, NULL, 0));
+            stompc_msg_free(m);
+        }
+    }
+    return n;
+}
+
+/* Non-blocking mode against a broker that is not there yet, then killed
+ * and restarted: nothing waits, everything queued goes out in order once
+ * connected, and the descriptor stays the same. */
+static void sc_nonblocking(void)
+{
+    struct stompc *c = stompc_new();
+    CHECK(c);
+    OK(c, stompc_set_nonblocking(c, true));
+    OK(c, stompc_set_callbacks(c, &(struct stompc_callbacks){.on_receipt = on_receipt_nb, .on_error = on_error_print,
+                                                             .on_reconnect = on_reconnect_print},
+                               NULL));
+    int fd = stompc_fd(c);
+    CHECK(fd >= 0);
+    int64_t t0 = now_ms();
+    OK(c, stompc_connect(c, url, NULL)); /* nothing listens: returns at once all the same */
+    CHECKF(now_ms() - t0 < 1000, "connect took %lld ms", (long long)(now_ms() - t0));
+    CHECK(stats(c).broker == NULL && stats(c).connects == 0);
+    FAILS(c, stompc_begin(c, "t"), STOMPC_EAGAIN, "not connected");
+    FAILS(c, stompc_send(c, "/queue/nb", "x", 1, &(struct stompc_send_opts){.wait = true}), STOMPC_EINVAL, "wait");
+    OK(c, stompc_subscribe(c, "/queue/nb", &(struct stompc_sub_opts){.ack = STOMPC_ACK_CLIENT_INDIVIDUAL}));
+    const char *want[] = {"nb-1", "nb-2", "nb-3", "plain"};
+    /* not persistent, so the broker keeps their order (it delivers a
+     * persistent message once stored) */
+    for (int i = 0; i < 3; i++)
+        send_text(c, "/queue/nb", want[i], &(struct stompc_send_opts){.receipt = want[i]});
+    send_text(c, "/queue/nb", "plain", NULL); /* no receipt: queued all the same */
+    CHECK(stats(c).unreceipted == 4 && stats(c).messages_sent == 4);
+    char got[8][32];
+    CHECK(nb_loop(c, 1, got, 500, 0) == 0); /* refused, refused...: the timer drives it */
+    CHECK(stats(c).connects == 0);
+    CHECK(stompc_timeout(c) >= 0);
+    sync_point("start");
+    int n = nb_loop(c, 4, got, 20000, 3);
+    CHECKF(n == 4 && nb_receipts == 3, "%d messages, %d receipts", n, nb_receipts);
+    for (int i = 0; i < 4; i++)
+        CHECKF(!strcmp(got[i], want[i]), "message %d: '%s', want '%s'", i, got[i], want[i]);
+    CHECK(stompc_events(c) == POLLIN && stompc_fd(c) == fd);
+    OK(c, stompc_begin(c, "t")); /* connected now */
+    OK(c, stompc_abort(c, "t"));
+
+    sync_point("restart");
+    nb_receipts = 0;
+    int64_t end = now_ms() + 20000;
+    while (stats(c).reconnects == 0 && now_ms() < end)
+        (void)nb_loop(c, 1, got, 100, 0);
+    CHECKF(stats(c).reconnects == 1, "reconnects %llu", (unsigned long long)stats(c).reconnects);
+    CHECK(stompc_fd(c) == fd); /* registered once, good for the client's life */
+    send_text(c, "/queue/nb", "after", &(struct stompc_send_opts){.persistent = true, .receipt = "after"});
+    n = nb_loop(c, 1, got, 20000, 1);
+    CHECKF(n == 1 && !strcmp(got[0], "after") && nb_receipts == 1, "%d: %s", n, n ? got[0] : "-");
+    close_client(c);
+}
+
 static const struct {
     const char *name;
     void (*fn)(void);
@@ -987,6 +1081,7 @@ static const struct {
     {"learn", NULL, sc_learn},
     {"connect-time", sc_connect_time, NULL},
     {"outage", NULL, sc_outage},
+    {"nonblocking", sc_nonblocking, NULL},
 };
 
 int main(int argc, char **argv)
