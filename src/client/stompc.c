@@ -750,11 +750,21 @@ static bool keep_full(const struct stompc *c, size_t len)
  * never carried to the next one. In blocking mode the call returns once
  * the frame is written (with TX_WAIT, once receipted); in non-blocking
  * mode once it is queued. */
+/* Give up a frame that is not pending (yet): freed, with its
+ * subscription when it is one's SUBSCRIBE. */
+static void discard(struct stompc *c, struct ofr *o)
+{
+    if (o->owned_by_sub)
+        drop_frame(c, o);
+    else
+        ofr_free(o);
+}
+
 static int transmit(struct stompc *c, struct ofr *o, int flags)
 {
     const char *what = frame_cmd_name(o->cmd);
     if (o->oom) {
-        ofr_free(o);
+        discard(c, o);
         return client_fail(c, STOMPC_ENOMEM, "out of memory making a %s frame", what);
     }
     bool nb = c->nonblocking;
@@ -770,13 +780,13 @@ static int transmit(struct stompc *c, struct ofr *o, int flags)
         /* Bound the memory kept for resending. */
         while (keep_full(c, o->body_len)) {
             if (nb) {
-                ofr_free(o);
+                discard(c, o);
                 return client_fail(c, STOMPC_EAGAIN, "%zu frame(s) (%zu bytes) still without RECEIPT "
                                    "(max_unreceipted, maxCacheSize)", c->npending, c->pending_bytes);
             }
             rc = pump(c, deadline);
             if (rc <= 0) {
-                ofr_free(o);
+                discard(c, o);
                 return rc < 0 ? rc
                               : client_fail(c, STOMPC_ETIMEDOUT, "%zu frames still without RECEIPT after %lld ms "
                                             "(max_unreceipted)", c->npending, (long long)c->uri.timeout);
@@ -785,7 +795,7 @@ static int transmit(struct stompc *c, struct ofr *o, int flags)
         if (flags & TX_WAIT) {
             free(c->wait_id);
             if (!(c->wait_id = strdup(o->receipt))) {
-                ofr_free(o);
+                discard(c, o);
                 return client_fail(c, STOMPC_ENOMEM, "out of memory sending a %s", what);
             }
             c->wait_status = 1;
@@ -1321,6 +1331,8 @@ int stompc_subscribe(struct stompc *c, const char *destination, const struct sto
     auto_receipt(o);
     struct csub *s = calloc(1, sizeof *s);
     if (!s || !(s->id = strdup(id)) || o->oom) {
+        if (s)
+            free(s->id);
         free(s);
         ofr_free(o);
         return client_fail(c, STOMPC_ENOMEM, "out of memory");
