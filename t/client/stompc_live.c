@@ -957,6 +957,75 @@ static void sc_outage(const char *arg)
     close_client(c);
 }
 
+/* priorityBackup: the first broker (the priority one) is down at first;
+ * once it is up the client moves to it by itself, subscription and all. */
+static void sc_priority(void)
+{
+    struct stompc *c = open_client(url, NULL);
+    OK(c, stompc_set_callbacks(c, &print_cb, NULL));
+    char first[128];
+    snprintf(first, sizeof first, "%s", stats(c).broker);
+    printf("first=%s\n", first);
+    OK(c, stompc_subscribe(c, "/queue/prio", &(struct stompc_sub_opts){.ack = STOMPC_ACK_CLIENT_INDIVIDUAL}));
+    sync_point("start-priority");
+    int64_t end = now_ms() + 30000;
+    while (!strcmp(stats(c).broker ? stats(c).broker : "", first) && now_ms() < end)
+        CHECK(stompc_run(c, 100) >= 0);
+    struct stompc_stats st = stats(c);
+    CHECKF(st.broker && strcmp(st.broker, first), "still on %s", st.broker ? st.broker : "-");
+    printf("second=%s\n", st.broker);
+    CHECK(st.reconnects == 1 && st.resubscribed == 1 && reconnect_notices == 1);
+    CHECK(error_notices == 0); /* a move, not a loss */
+    send_text(c, "/queue/prio", "on the priority broker", &(struct stompc_send_opts){.wait = true});
+    recv_body(c, 5000, "on the priority broker");
+    /* and it stays there */
+    end = now_ms() + 1000;
+    while (now_ms() < end)
+        CHECK(stompc_run(c, 100) >= 0);
+    CHECK(stats(c).reconnects == 1);
+    close_client(c);
+}
+
+/* trackMessages: non-persistent SENDs without a receipt are kept and
+ * resent after a failover too (the fake broker swallows the first three
+ * and drops the connection). Prints the stats for the test to compare. */
+static void sc_track(void)
+{
+    struct stompc *c = open_client(url, NULL);
+    for (int i = 1; i <= 3; i++) {
+        char b[16];
+        snprintf(b, sizeof b, "np-%d", i);
+        send_text(c, "/queue/track", b, NULL);
+    }
+    OK(c, stompc_flush(c, 10000));
+    print_stats("track", c);
+    close_client(c);
+}
+
+/* maxCacheSize (bytes of tracked bodies) and max_unreceipted, in
+ * non-blocking mode: STOMPC_EAGAIN instead of a wait. The fake broker
+ * never receipts SENDs. */
+static void sc_cache(void)
+{
+    struct stompc_options o = {.max_unreceipted = 5};
+    struct stompc *c = stompc_new();
+    CHECK(c);
+    OK(c, stompc_set_nonblocking(c, true));
+    OK(c, stompc_connect(c, url, &o));
+    char body[100];
+    memset(body, 'c', sizeof body);
+    struct stompc_send_opts so = {.persistent = true};
+    OK(c, stompc_send(c, "/queue/cache", body, sizeof body, &so));
+    OK(c, stompc_send(c, "/queue/cache", body, sizeof body, &so)); /* 200 bytes kept: fine */
+    FAILS(c, stompc_send(c, "/queue/cache", body, sizeof body, &so), STOMPC_EAGAIN, "maxCacheSize");
+    OK(c, stompc_send(c, "/queue/cache", body, 10, &so)); /* a small one still fits */
+    OK(c, stompc_send(c, "/queue/cache", body, 0, &so));
+    OK(c, stompc_send(c, "/queue/cache", body, 0, &so));
+    FAILS(c, stompc_send(c, "/queue/cache", body, 0, &so), STOMPC_EAGAIN, "max_unreceipted");
+    CHECK(stats(c).unreceipted == 5);
+    stompc_free(c);
+}
+
 /* ------------------------------------------------------ non-blocking */
 
 static int nb_receipts;
@@ -1082,6 +1151,9 @@ static const struct {
     {"connect-time", sc_connect_time, NULL},
     {"outage", NULL, sc_outage},
     {"nonblocking", sc_nonblocking, NULL},
+    {"priority", sc_priority, NULL},
+    {"track", sc_track, NULL},
+    {"cache", sc_cache, NULL},
 };
 
 int main(int argc, char **argv)

@@ -101,6 +101,41 @@ def test_back_soon_after_a_long_outage(broker_factory):
     assert int(value(out, "reconnect_ms")) < 4000, out
 
 
+def test_priority_backup_moves_to_the_priority_broker_once_it_is_up(broker_factory):
+    prio_port = free_port()
+    other = broker_factory(name="other")
+    started = []
+
+    def start_priority():
+        started.append(broker_factory({"stomp.listen": "127.0.0.1:%d" % prio_port}, name="prio"))
+
+    url = failover(prio_port, other, options="priorityBackup=true&randomize=false&initialReconnectDelay=10")
+    out = live(url, "priority", actions={"start-priority": start_priority})
+    assert value(out, "first") == "tcp://127.0.0.1:%d" % other.port
+    assert value(out, "second") == "tcp://127.0.0.1:%d" % prio_port
+
+
+def test_track_messages_resends_non_persistent_sends():
+    # the first connection swallows three SENDs and drops; the second receipts
+    for track, resent in (("true", 3), ("false", 0)):
+        fb = FakeBroker(Behaviour(receipt_sends=False, close_after_sends=3), Behaviour())
+        try:
+            out = live(failover(fb.port, options="trackMessages=%s&initialReconnectDelay=10" % track), "track")
+        finally:
+            fb.close()
+        assert "resent=%d " % resent in out, out
+        sends = [f.body for f in fb.connections[1] if f.command == "SEND"] if len(fb.connections) > 1 else []
+        assert sends == ([b"np-1", b"np-2", b"np-3"] if resent else []), (track, sends)
+
+
+def test_max_cache_size_bounds_the_bytes_kept():
+    fb = FakeBroker(Behaviour(receipt_sends=False))
+    try:
+        live(failover(fb.port, options="maxCacheSize=250"), "cache")
+    finally:
+        fb.close()
+
+
 def test_startup_attempts_are_limited_with_back_off():
     url = failover(free_port(), free_port(), options="startupMaxReconnectAttempts=3&initialReconnectDelay=40")
     out = live(url, "startup-attempts")
