@@ -25,7 +25,7 @@ failover times per fault: from the fault to the producer's first RECEIPT
 from the new master, and how long that came after the new master opened its
 client port.
 
-  contrib/chaos/chaos.py                     # the whole suite, about 10 minutes
+  contrib/chaos/chaos.py                     # ten rounds of every fault, about 10 minutes
   contrib/chaos/chaos.py --quick             # one round of the main faults
   contrib/chaos/chaos.py --faults pause-master,zk-all --rounds 5
   contrib/chaos/chaos.py --soak 600 --session-timeout 1s   # no faults: count
@@ -669,7 +669,7 @@ def main(argv=None):
     ap.add_argument("--build", help="the built tree (default: $STOMPD_BUILDDIR, the source tree, build/dev)")
     ap.add_argument("--faults", default=",".join(FAULTS), help="comma list (default: all): " + ", ".join(FAULTS))
     ap.add_argument("--quick", action="store_true", help="one round of " + ", ".join(MAIN_FAULTS))
-    ap.add_argument("--rounds", type=int, default=3, help="rounds of the fault list (default 3)")
+    ap.add_argument("--rounds", type=int, default=10, help="rounds of the fault list (default 10, about 10 minutes)")
     ap.add_argument("--soak", type=int, metavar="SECONDS",
                     help="no faults: run the workload this long and count step-downs")
     ap.add_argument("--session-timeout", type=parse_ms, default=parse_ms("2s"),
@@ -697,6 +697,7 @@ def main(argv=None):
     problems = []
     extra = {}
     started = time.time()
+    load_start = os.getloadavg()[0]
     try:
         ch.start()
         if args.soak:
@@ -726,6 +727,7 @@ def main(argv=None):
     finally:
         ch.stop()
     elapsed = time.time() - started
+    extra["load"] = "%.1f..%.1f" % (load_start, os.getloadavg()[0])
     if ch.results:
         print(table(ch.results))
     print("\nsession timeout %d ms, %d faults, %.0f s, %s" % (args.session_timeout, len(ch.results), elapsed,
