@@ -68,7 +68,7 @@ static uint32_t at_least_min(uint32_t v)
  * included), as ActiveMQ's updateClusterClients does: a failover client
  * configured with one node learns the others. Addresses on every interface
  * (0.0.0.0, ::) name no host a client could reach, and are left out. */
-static void put_cluster_members(struct conn *c)
+static void put_cluster_members(struct buf *out, enum stomp_version v)
 {
     if (!cluster_enabled())
         return;
@@ -85,9 +85,9 @@ static void put_cluster_members(struct conn *c)
         if ((hl == 7 && !strncmp(a, "0.0.0.0", 7)) || (hl == 2 && !strncmp(a, "::", 2)) ||
             (hl == 4 && !strncmp(a, "[::]", 4)))
             continue;
-        bool v6 = memchr(a, ':', (size_t)hl) && a[0] != '[';
-        int w = snprintf(list + len, sizeof list - len, "%stcp://%s%.*s%s%s", len ? "," : "", v6 ? "[" : "", hl, a,
-                         v6 ? "]" : "", colon);
+        bool six = memchr(a, ':', (size_t)hl) && a[0] != '[';
+        int w = snprintf(list + len, sizeof list - len, "%stcp://%s%.*s%s%s", len ? "," : "", six ? "[" : "", hl, a,
+                         six ? "]" : "", colon);
         if (w < 0 || (size_t)w >= sizeof list - len) {
             list[len] = '\0'; /* what fits */
             break;
@@ -95,7 +95,7 @@ static void put_cluster_members(struct conn *c)
         len += (size_t)w;
     }
     if (len)
-        frame_write_header_str(&c->out, c->version, false, "cluster-members", list);
+        frame_write_header_str(out, v, false, "cluster-members", list);
 }
 
 int handle_connect(struct conn *c, struct frame *f)
@@ -149,7 +149,7 @@ int handle_connect(struct conn *c, struct frame *f)
         snprintf(beats, sizeof beats, "%u,%u", sx, sy);
         frame_write_header_str(&c->out, c->version, false, "heart-beat", beats);
     }
-    put_cluster_members(c);
+    put_cluster_members(&c->out, c->version);
     frame_write_body(&c->out, NULL, 0);
     c->frames_out++;
     conn_want_flush(c);
