@@ -265,7 +265,7 @@ struct stompc_send_opts {
     bool more;                 /* more frames follow at once: keep this one
                                   buffered (up to 64 KiB) and write them
                                   together with the next call that writes,
-                                  or stompc_flush. Not with wait. */
+                                  stompc_flush or stompc_step. Not with wait. */
 };
 
 /* Send len bytes of body (any bytes; content-length is always sent).
@@ -293,7 +293,8 @@ struct stompc_sub_opts {
 };
 
 /* Subscribe and wait for the broker's RECEIPT, so a bad subscription fails
- * here (STOMPC_EBROKER) and a good one is active when this returns. After
+ * here (STOMPC_EBROKER) and a good one is active when this returns (in
+ * non-blocking mode: see stompc_set_nonblocking). After
  * STOMPC_ETIMEDOUT the subscription is kept (the broker may have it):
  * unsubscribe to drop it. Failover re-subscribes every subscription. */
 int stompc_subscribe(struct stompc *c, const char *destination,
