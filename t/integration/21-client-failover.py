@@ -85,6 +85,24 @@ def test_a_paused_broker_does_not_hold_up_the_next(broker_factory):
         paused.kill(signal.SIGCONT)
 
 
+def test_the_losing_attempt_is_closed_with_a_disconnect():
+    # the first broker takes CONNECT and never answers; the client goes on
+    # with the second, and tells the first it is leaving
+    mute = FakeBroker(Behaviour(mute=True))
+    fb = FakeBroker(Behaviour())
+    try:
+        out = live(failover(mute.port, fb.port, options="randomize=false&connectAttemptDelay=100"), "connect-time")
+        assert value(out, "broker") == "tcp://127.0.0.1:%d" % fb.port
+        assert mute.wait_connections(1)
+        deadline = time.time() + 10
+        while time.time() < deadline and [f.command for f in mute.connections[0]] != ["CONNECT", "DISCONNECT"]:
+            time.sleep(0.05)
+        assert [f.command for f in mute.connections[0]] == ["CONNECT", "DISCONNECT"], mute.connections
+    finally:
+        mute.close()
+        fb.close()
+
+
 def test_back_soon_after_a_long_outage(broker_factory):
     # Refused connections (nobody listening) are retried every
     # maxRefusedReconnectDelay (500 ms) at most, whatever the back-off:
