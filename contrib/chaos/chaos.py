@@ -348,7 +348,13 @@ class Chaos:
         self.url = "failover:(%s)%s" % (urls, args.url_options)
 
     def tool(self, name):
-        return os.path.join(self.args.build, "contrib", name)
+        return os.path.join(self.args.tools or self.args.build, "contrib", name)
+
+    def stamps(self):
+        """--timestamps, when the tools have it (older ones are timed as
+        their lines are read)."""
+        r = subprocess.run([self.tool("stompd-failover-producer"), "--help"], capture_output=True, text=True)
+        return ["--timestamps"] if "--timestamps" in r.stdout else []
 
     def start(self):
         self.cluster.start()
@@ -356,7 +362,7 @@ class Chaos:
         log("master: n%d" % m)
         self.monitor = Monitor(self.cluster)
         self.monitor.start()
-        hb = ["--heart-beat", "1000,1000", "--timestamps"]
+        hb = ["--heart-beat", "1000,1000"] + self.stamps()
         self.consumer = Tool(self.tool("stompd-failover-consumer"),
                              ["--url", self.url, "--dest", "/queue/chaos", "--ack", "client-individual"] + hb,
                              "consumer", self.workdir)
@@ -677,6 +683,8 @@ def main(argv=None):
     ap.add_argument("--interval", type=int, default=10, help="ms between the producer's sends (default 10)")
     ap.add_argument("--backlog", type=int, default=20000, help="messages of the kill9-slave burst (default 20000)")
     ap.add_argument("--settle", type=float, default=2.0, help="seconds between faults (default 2)")
+    ap.add_argument("--tools", help="take the failover producer and consumer from this built tree instead "
+                    "(to compare client versions against the same brokers)")
     ap.add_argument("--url-options", default="",
                     help="appended to the clients' failover URL, e.g. '?maxReconnectDelay=1000'")
     ap.add_argument("--log-level", default="info", help="the nodes' log.level (default info)")
