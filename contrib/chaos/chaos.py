@@ -421,7 +421,7 @@ class Chaos:
             c.nodes[m].b.kill(signal.SIGSTOP)
             try:
                 c.wait_master(exclude=m)
-                pause = max(3 * self.session_ms / 1000.0, 6.0)
+                pause = self.args.pause or max(3 * self.session_ms / 1000.0, 6.0)
                 time.sleep(max(0.0, t0 + pause - time.time()))
             finally:
                 c.nodes[m].b.kill(signal.SIGCONT)
@@ -447,7 +447,7 @@ class Chaos:
             victims = [m, slaves[0]]
             for v in victims:
                 c.nodes[v].b.kill()
-            time.sleep(3.0)
+            time.sleep(self.args.outage or 3.0)
             r["repair"] = time.time()
             for v in victims:
                 self.restart(v)
@@ -459,7 +459,7 @@ class Chaos:
                 wait_for(lambda: c.zk.serving(k), 90, "ZooKeeper server %d serving again" % (k + 1), step=0.2)
         elif name == "zk-all":
             c.zk.stop()
-            time.sleep(6.0)
+            time.sleep(self.args.outage or 6.0)
             r["repair"] = time.time()
             for k in range(3):
                 c.zk.start(k, wait=False)
@@ -683,6 +683,10 @@ def main(argv=None):
     ap.add_argument("--interval", type=int, default=10, help="ms between the producer's sends (default 10)")
     ap.add_argument("--backlog", type=int, default=20000, help="messages of the kill9-slave burst (default 20000)")
     ap.add_argument("--settle", type=float, default=2.0, help="seconds between faults (default 2)")
+    ap.add_argument("--pause", type=float, help="seconds pause-master pauses (default: 3 session timeouts, "
+                    "at least 6)")
+    ap.add_argument("--outage", type=float, help="seconds kill-two and zk-all leave the cluster without a "
+                    "quorum (default 3 and 6)")
     ap.add_argument("--tools", help="take the failover producer and consumer from this built tree instead "
                     "(to compare client versions against the same brokers)")
     ap.add_argument("--url-options", default="",
