@@ -1206,7 +1206,18 @@ int cluster_start(char *err, size_t errlen)
         return rc;
     snprintf(Z.my_id, sizeof Z.my_id, "%s", store_info()->node_id);
     advertised(config.stomp_listen, Z.stomp_addr, sizeof Z.stomp_addr);
-    advertised(config.store_bind, Z.repl_addr, sizeof Z.repl_addr);
+    if (config.store_advertise[0]) {
+        /* a proxy or NAT in front of store.bind: the others go through it */
+        char ah[256];
+        int ap;
+        if (config_split_hostport(config.store_advertise, ah, sizeof ah, &ap) != 0 || !ah[0]) {
+            snprintf(err, errlen, "store.advertise '%s' is not host:port", config.store_advertise);
+            return -EINVAL;
+        }
+        snprintf(Z.repl_addr, sizeof Z.repl_addr, "%s", config.store_advertise);
+    } else {
+        advertised(config.store_bind, Z.repl_addr, sizeof Z.repl_addr);
+    }
     advertised(config.http_listen, Z.http_addr, sizeof Z.http_addr);
     if (config.zk_path[0])
         snprintf(Z.root, sizeof Z.root, "%s", config.zk_path);

@@ -129,6 +129,9 @@ static const struct cfg_key keys[] = {
      "store.role = slave: the master's replication address (its store.bind)"},
     {"store.bind", CFG_ADDR, "127.0.0.1:61619", 0, 0, NULL, OFF(store_bind),
      "replication listener, bound only while master"},
+    {"store.advertise", CFG_STR, "", 0, 0, NULL, OFF(store_advertise),
+     "host:port the other nodes connect to for replication, when a proxy or NAT stands in front of store.bind "
+     "(default: store.hostname, or the host of store.bind, with store.bind's port)"},
     {"store.security_token", CFG_STR, "", 0, 0, NULL, OFF(security_token),
      "shared secret a slave must present to its master"},
     {"store.repl_timeout", CFG_DURATION, "5s", 100, 3600000, NULL, OFF(repl_timeout),

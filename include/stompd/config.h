@@ -54,6 +54,7 @@ struct config {
     char *store_master;
     int64_t replicas;
     char *store_bind;
+    char *store_advertise;
     char *store_hostname;
     char *security_token;
     int64_t weight;

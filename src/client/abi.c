@@ -74,7 +74,7 @@ int stompc_subscribe(struct stompc *c, const char *destination, const struct sto
 
 int stompc_set_callbacks(struct stompc *c, const struct stompc_callbacks *cb, void *ud)
 {
-    return stompc_set_callbacks_sized(c, cb, CALLBACKS_0_1, ud);
+    return stompc_set_callbacks_sized(c, cb, ud, CALLBACKS_0_1);
 }
 
 int stompc_get_stats(const struct stompc *c, struct stompc_stats *out)

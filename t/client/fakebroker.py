@@ -37,15 +37,18 @@ class Behaviour:
     silent:      after CONNECTED, answer nothing more (and send no beats)
     receipt_sends: answer SEND receipts (other frames are always receipted)
     close_after_sends: drop the connection after this many SENDs
+    mute:        never answer anything, CONNECT included (a paused broker
+                 whose kernel still accepts)
     """
 
     def __init__(self, version="1.2", heart_beat=None, silent=False, receipt_sends=True,
-                 close_after_sends=None):
+                 close_after_sends=None, mute=False):
         self.version = version
         self.heart_beat = heart_beat
         self.silent = silent
         self.receipt_sends = receipt_sends
         self.close_after_sends = close_after_sends
+        self.mute = mute
 
 
 class FakeBroker:
@@ -101,6 +104,10 @@ class FakeBroker:
             got, buf = parse_frames(buf, version)
             for f in got:
                 frames.append(f)
+                if b.mute:
+                    if f.command == "DISCONNECT":
+                        return
+                    continue
                 if f.command in ("CONNECT", "STOMP"):
                     h = [("server", "fakebroker/1"), ("session", "1")]
                     if b.version:

@@ -948,8 +948,12 @@ class Blackhole:
                 if s is self.lsock:
                     try:
                         a, _ = self.lsock.accept()
+                    except OSError:
+                        continue
+                    try:
                         b = socket.create_connection(("127.0.0.1", self.target), timeout=2)
                     except OSError:
+                        a.close()  # nobody behind: the peer sees the end, as with no proxy
                         continue
                     with self.lock:
                         self.pairs.append((a, b))
