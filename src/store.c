@@ -37,7 +37,7 @@
 #define FORMAT_KEY KEY_META "format"
 #define FORMAT_VALUE "stompd-2"
 #define FORMAT_V1 "stompd-1"
-#define LOC_LEN 20            /* u32 seg, u32 off, u32 len, i64 expires */
+#define LOC_LEN 28            /* u32 seg, u32 off, u32 len, i64 expires, u64 lsn of its entry */
 #define CHECKPOINT_EVERY 1.0  /* s between fsynced index writes that let segments go */
 
 enum pending_kind { P_ENTRY, P_WIPE, P_RAW, P_INSTALLED, P_MAX_EPOCH };
@@ -106,6 +106,7 @@ static struct {
     uint64_t done_lsn;      /* durable, reported to the loop */
     uint64_t done_gen;      /* bumped with done_lsn: it may go down after a wipe */
     uint64_t indexed_lsn;
+    uint64_t indexed_max_seq;   /* max_seq as of indexed_lsn */
     uint64_t fail_lsn;      /* first lsn that failed, 0 = none */
     char fail_msg[512];
     uint64_t prune_floor;
@@ -130,6 +131,7 @@ static struct {
     uint32_t rec_seg;
     uint64_t rec_base;      /* offset of the payload's first byte in the segment */
     const char *rec_data;   /* the payload in memory */
+    uint64_t rec_lsn;       /* its entry's lsn (0: snapshot pairs) */
     /* the loop side */
     struct ev_loop *loop;
     ev_async async;
@@ -184,12 +186,13 @@ static uint32_t get_be32(const char *p)
     return (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
 }
 
-static void loc_encode(char out[LOC_LEN], uint32_t seg, uint32_t off, uint32_t len, int64_t expires)
+static void loc_encode(char out[LOC_LEN], uint32_t seg, uint32_t off, uint32_t len, int64_t expires, uint64_t lsn)
 {
     be32(out, seg);
     be32(out + 4, off);
     be32(out + 8, len);
     jkey_be64(out + 12, (uint64_t)expires);
+    jkey_be64(out + 20, lsn);
 }
 
 static bool loc_decode(const char *v, size_t vl, struct store_msgref *r)
@@ -200,6 +203,7 @@ static bool loc_decode(const char *v, size_t vl, struct store_msgref *r)
     r->pos.off = get_be32(v + 4);
     r->len = get_be32(v + 8);
     r->expires = (int64_t)jkey_get_be64(v + 12);
+    r->lsn = jkey_get_be64(v + 20);
     return true;
 }
 
@@ -427,7 +431,7 @@ static void w_put_msg(void *ctx, const char *k, size_t kl, const char *msg, size
     if (seq > S.max_seq)
         S.max_seq = seq;
     char loc[LOC_LEN];
-    loc_encode(loc, S.rec_seg, (uint32_t)off, (uint32_t)ml, journal_msg_expires(msg, ml));
+    loc_encode(loc, S.rec_seg, (uint32_t)off, (uint32_t)ml, journal_msg_expires(msg, ml), S.rec_lsn);
     leveldb_writebatch_put(S.wb, k, kl, loc, LOC_LEN);
     struct grouped *g;
     HASH_FIND(hh, S.grouped, k, kl, g);
@@ -637,6 +641,7 @@ static int apply_record(uint8_t type, uint32_t seg, uint64_t base, const char *d
     S.rec_seg = seg;
     S.rec_base = base;
     S.rec_data = data;
+    S.rec_lsn = 0; /* a snapshot's state: committed */
     if (type == REC_PAIRS)
         return apply_pairs(data, len);
     if (type != REC_ENTRY)
@@ -644,6 +649,7 @@ static int apply_record(uint8_t type, uint32_t seg, uint64_t base, const char *d
     struct journal_entry e;
     if (journal_decode(data, len, &e) != 0)
         return -EINVAL;
+    S.rec_lsn = e.lsn;
     bool range = false;
     if (journal_foreach_op(&e, has_range_op, &range) != 0)
         return -EINVAL;
@@ -892,6 +898,7 @@ static struct pending *run(struct pending *first, bool sync)
     }
     pthread_mutex_lock(&S.mu);
     S.indexed_lsn = S.last_lsn;
+    S.indexed_max_seq = S.max_seq;
     bool tell = S.want_indexed;
     S.want_indexed = false;
     pthread_mutex_unlock(&S.mu);
@@ -1092,6 +1099,14 @@ uint64_t store_indexed_lsn(void)
         S.want_indexed = true;
     pthread_mutex_unlock(&S.mu);
     return i;
+}
+
+uint64_t store_max_seq(void)
+{
+    pthread_mutex_lock(&S.mu);
+    uint64_t seq = S.indexed_max_seq;
+    pthread_mutex_unlock(&S.mu);
+    return seq;
 }
 
 void store_poll_indexed(void)
@@ -1389,6 +1404,7 @@ static int open_v2(char *err, size_t errlen)
     S.info.first_lsn = store_first_lsn();
     S.info.max_seq = S.max_seq;
     S.done_lsn = S.reported_done = S.indexed_lsn = S.reported_indexed = S.last_lsn;
+    S.indexed_max_seq = S.max_seq;
     S.last_appended_lsn = S.last_lsn;
     return 0;
 }

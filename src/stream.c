@@ -165,8 +165,15 @@ int stream_flush(struct stream *s)
 {
     if (s->state == STREAM_DEAD || s->state == STREAM_CONNECTING)
         return 0;
-    if (s->state == STREAM_OPEN && s->ops->may_write && !s->ops->may_write(s))
+    if (s->state == STREAM_OPEN && s->ops->may_write && !s->ops->may_write(s)) {
+        /* held: whoever holds it asks for a flush when it lets go; a
+         * writable socket must not wake the loop meanwhile */
+        if (s->writing) {
+            ev_io_stop(loop, &s->wr);
+            s->writing = false;
+        }
         return 0;
+    }
     /* remember it was full, however many flushes it then takes to drain */
     if (buf_used(&s->out) >= s->out_limit)
         s->blocked = true;
