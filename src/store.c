@@ -143,9 +143,22 @@ static struct {
     struct pending *chain, *chain_tail;     /* appended this iteration */
     uint64_t last_appended_lsn;
     _Atomic uint64_t unwritten;             /* bytes appended, not yet in the log */
+    struct store_stats stats;               /* the writer records, anyone reads */
 } S = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* ------------------------------------------------------------ helpers */
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+const struct store_stats *store_stats(void)
+{
+    return &S.stats;
+}
 
 static int set_err(char *err, size_t errlen, const char *what, char *lerr)
 {
@@ -715,9 +728,7 @@ static void prune(void)
         S.nsegs--;
         pthread_mutex_unlock(&S.mu);
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    double now = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    double now = mono_now();
     if (blocked_by_checkpoint && now - S.checkpoint_at >= CHECKPOINT_EVERY) {
         /* an fsynced index write lets the next round remove them */
         char *lerr = NULL;
@@ -810,6 +821,7 @@ static struct pending *run(struct pending *first, bool sync)
 {
     struct buf b = {0};
     bool want_sync = false, index_sync = false, any_done = false;
+    uint64_t nentries = 0;
     uint64_t done = 0, first_lsn = 0;
     struct pending *p;
     for (p = first; p && p->kind != P_WIPE; p = next_pending(p)) {
@@ -821,6 +833,7 @@ static struct pending *run(struct pending *first, bool sync)
             seg_rec_end(&b, p->at);
             if (p->kind == P_ENTRY) {
                 want_sync |= p->sync;
+                nentries++;
                 done = p->lsn;
                 any_done = true;
                 if (!first_lsn)
@@ -851,10 +864,14 @@ static struct pending *run(struct pending *first, bool sync)
     S.unwritten -= buf_used(&b);
     buf_free(&b);
     if ((want_sync && sync) || index_sync) {
+        double t0 = mono_now();
         if (seglog_sync(why, sizeof why) != 0) {
             fail(first_lsn, why);
             return NULL;
         }
+        hist_add(&S.stats.fdatasync_us, (uint64_t)((mono_now() - t0) * 1e6));
+        if (nentries)
+            hist_add(&S.stats.group_entries, nentries);
     }
     if (any_done)
         report_durable(done);
