@@ -167,6 +167,15 @@ static const struct cfg_key keys[] = {
      "console connections at once"},
     {"http.refresh", CFG_DURATION, "5s", 1000, 3600000, NULL, OFF(http_refresh),
      "how often the page reloads itself"},
+    {"http.request_timeout", CFG_DURATION, "10s", 100, 3600000, NULL, OFF(http_request_timeout),
+     "time a console request has from its first byte to its last; then 408 and the connection is closed"},
+    {"http.reserved_connections", CFG_INT, "16", 0, 100000, NULL, OFF(http_reserved_connections),
+     "slots of http.max_connections kept for connections that have authenticated: beyond the others, the "
+     "oldest connection that has not is closed to make room"},
+    {"http.hosts", CFG_STR, "", 0, 0, NULL, OFF(http_hosts),
+     "names the console answers to in the Host header besides IP addresses, localhost, this machine's name "
+     "and the host of http.listen (a defence against DNS rebinding); *.example.com matches its subdomains; "
+     "* = any"},
     /* [zookeeper] */
     {"zookeeper.address", CFG_STR, "", 0, 0, NULL, OFF(zk_address),
      "ZooKeeper ensemble, host:port[,host:port...]; empty = no ZooKeeper"},

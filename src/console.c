@@ -766,7 +766,7 @@ static void render_metrics(struct http_req *h)
 
 static json_t *parse_body(struct http_req *h)
 {
-    if (strncmp(http_req_content_type(h), "application/json", 16) != 0) {
+    if (!http_req_is_json(h)) {
         http_respond_error(h, 415, "send Content-Type: application/json", NULL);
         return NULL;
     }
