@@ -488,8 +488,10 @@ static size_t handshake(struct ws *w, const char *p, size_t n)
         http_head_free(&h);
         return n;
     }
+    /* payload is streamed to the STOMP parser, never gathered; the message
+     * size limit is on_frame_start's (wslay's own would close without a
+     * reason) */
     wslay_event_config_set_no_buffering(w->ctx, 1);
-    wslay_event_config_set_max_recv_msg_length(w->ctx, message_limit());
     buf_printf(&w->s->wire,
                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                "Sec-WebSocket-Accept: %s\r\n%s%s%s\r\n",
