@@ -224,7 +224,7 @@ static json_t *connections_json(void)
                                            c->version == STOMP_12 ? "1.2" : c->version == STOMP_11 ? "1.1" : "1.0",
                                            "client_id", c->client_id ? json_string(c->client_id) : json_null(),
                                            "frames_in", (json_int_t)c->frames_in, "frames_out",
-                                           (json_int_t)c->frames_out, "pending_output", (json_int_t)buf_used(&c->st.out),
+                                           (json_int_t)c->frames_out, "pending_output", (json_int_t)stream_pending(&c->st),
                                            "subscriptions", subs));
     }
     return a;
