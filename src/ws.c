@@ -264,6 +264,12 @@ bool ws_utf8_valid(const char *p, size_t n)
     const unsigned char *s = (const unsigned char *)p;
     size_t i = 0;
     while (i < n) {
+        /* ASCII (STOMP's headers, most bodies) eight bytes at a time */
+        uint64_t v;
+        while (n - i >= 8 && (memcpy(&v, s + i, 8), (v & 0x8080808080808080ULL) == 0))
+            i += 8;
+        if (i == n)
+            break;
         unsigned char c = s[i];
         if (c < 0x80) {
             i++;
