@@ -563,7 +563,9 @@ static size_t ws_input(struct stream *s, const char *p, size_t n)
 {
     struct ws *w = s->filter_data;
     if (w->phase == WS_HTTP)
-        return handshake(w, p, n);
+        /* a connection that timed out waiting for its request (408) is
+         * only drained */
+        return s->state == STREAM_OPEN ? handshake(w, p, n) : n;
     if (w->phase == WS_REFUSED || wslay_event_get_close_received(w->ctx) || w->failed)
         return n;
     /* payload the connection did not take before it paused */

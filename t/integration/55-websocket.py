@@ -4,6 +4,7 @@ subprotocols, frames split over messages and several frames per message,
 splits at every byte, masking and the other framing rules, the message
 size limit, ping/pong, the close handshake both ways with its codes,
 binary bodies and heart-beats."""
+import signal
 import socket
 import struct
 import threading
@@ -124,6 +125,21 @@ def test_origins(wsb):
     assert st == 403
     b2 = wsb({"stomp.ws_origins": "*"})
     WS(b2.ws_port, origin="http://anything.example").drop()
+
+
+def test_ws_origins_is_applied_on_sighup(broker_factory):
+    port = free_port()
+    conf = "[stomp]\nws_listen = 127.0.0.1:%d\nws_origins = %%s\n" % port
+    b = broker_factory(config_text=conf % "http://a.example")
+    assert b.wait_log("accepting STOMP over WebSocket")
+    WS(port, origin="http://a.example").drop()
+    assert raw_upgrade(port, upgrade_request(port, origin="http://b.example")[0])[0] == 403
+    b.config_text = conf % "http://b.example"
+    b.command()                               # rewrites the file
+    b.proc.send_signal(signal.SIGHUP)
+    assert b.wait_log(r"reload: stomp.ws_origins applied", timeout=30)
+    WS(port, origin="http://b.example").drop()
+    assert raw_upgrade(port, upgrade_request(port, origin="http://a.example")[0])[0] == 403
 
 
 def test_connect_timeout_before_the_upgrade_is_408(wsb):
