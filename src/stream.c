@@ -77,7 +77,7 @@ static size_t deliver(struct stream *s, const char *p, size_t n)
 
 static bool input_waiting(const struct stream *s)
 {
-    return buf_used(&s->in) > 0 || (s->filter && s->filter->has_input(s));
+    return buf_used(&s->in) > 0 || (s->filter && s->filter->held(s) > 0);
 }
 
 /* Is unused input kept? Not once the stream closes (a framing layer reads
@@ -87,11 +87,35 @@ static bool keeps_input(const struct stream *s)
     return s->state <= STREAM_OPEN || (s->state == STREAM_CLOSING && s->filter);
 }
 
+/* Bytes every stream holds in its input buffer (partial frames, input
+ * read before a pause), kept current after each read. */
+static size_t input_held;
+
+static void account_input(struct stream *s)
+{
+    size_t now = buf_used(&s->in);
+    if (s->filter && s->state != STREAM_DEAD)
+        now += s->filter->held(s);
+    input_held = input_held - s->in_counted + now;
+    s->in_counted = now;
+}
+
+size_t stream_input_held_by_others(const struct stream *s)
+{
+    return input_held - s->in_counted;
+}
+
+size_t stream_input_held(void)
+{
+    return input_held;
+}
+
 static void offer_buffered(struct stream *s)
 {
     size_t used = deliver(s, buf_head(&s->in), buf_used(&s->in));
     if (keeps_input(s))
         buf_consume(&s->in, used);
+    account_input(s);
 }
 
 static void read_cb(struct ev_loop *l, ev_io *w, int revents)
@@ -105,6 +129,7 @@ static void read_cb(struct ev_loop *l, ev_io *w, int revents)
             size_t used = deliver(s, scratch, (size_t)n);
             if (keeps_input(s) && used < (size_t)n)
                 buf_append(&s->in, scratch + used, (size_t)n - used);
+            account_input(s);
             return;
         }
     } else {
@@ -196,10 +221,17 @@ int stream_flush(struct stream *s)
 {
     if (s->state == STREAM_DEAD || s->state == STREAM_CONNECTING)
         return 0;
-    /* a layer's control frames go even while the protocol holds its output */
+    /* Held: whoever holds it asks for a flush when it lets go; a writable
+     * socket must not wake the loop meanwhile. A layer's control frames go
+     * even while the protocol holds its output. */
     bool data = !(s->state == STREAM_OPEN && s->ops->may_write && !s->ops->may_write(s));
-    if (!data && !s->filter)
+    if (!data && !s->filter) {
+        if (s->writing) {
+            ev_io_stop(loop, &s->wr);
+            s->writing = false;
+        }
         return 0;
+    }
     /* remember it was full, however many flushes it then takes to drain */
     if (stream_pending(s) >= s->out_limit)
         s->blocked = true;
@@ -228,6 +260,11 @@ int stream_flush(struct stream *s)
     }
     if (s->state == STREAM_DEAD)
         return -1;
+    if (!data && buf_used(&s->wire) == 0 && s->writing) {
+        /* held, and the layer's own frames are out */
+        ev_io_stop(loop, &s->wr);
+        s->writing = false;
+    }
     if (stream_pending(s) == 0) {
         if (s->writing) {
             ev_io_stop(loop, &s->wr);
@@ -290,6 +327,11 @@ bool stream_flush_pending(void)
 
 /* ------------------------------------------------------------ deadline, close */
 
+double stream_timer_remaining(const struct stream *s)
+{
+    return ev_is_active(&s->timer) ? ev_timer_remaining(loop, (ev_timer *)&s->timer) : -1;
+}
+
 void stream_set_timer(struct stream *s, double after)
 {
     ev_timer_stop(loop, &s->timer);
@@ -325,6 +367,7 @@ void stream_close_after_flush(struct stream *s, double linger, const char *why)
     } else {
         ev_io_stop(loop, &s->rd);
         buf_free(&s->in);
+        account_input(s);
     }
     stream_set_timer(s, linger);
     stream_want_flush(s);
@@ -343,6 +386,7 @@ void stream_close(struct stream *s, const char *why)
         close(s->fd);
     s->fd = -1;
     buf_free(&s->in);
+    account_input(s);
     buf_free(&s->out);
     buf_free(&s->wire);
     if (s->in_flush) {
@@ -519,10 +563,29 @@ static void accept_cb(struct ev_loop *lp, ev_io *w, int revents)
     }
 }
 
+/* Every listener ever started (they live as long as the process), for
+ * their counters. */
+#define MAX_LISTENERS 16
+static struct listener *known[MAX_LISTENERS];
+static size_t nknown;
+
+size_t listener_list(const struct listener **out, size_t max)
+{
+    size_t n = 0;
+    for (; n < nknown && n < max; n++)
+        out[n] = known[n];
+    return n;
+}
+
 int listener_start(struct listener *l, const char *addr, char *err, size_t errlen)
 {
     if (listener_running(l))
         return 0;
+    bool seen = false;
+    for (size_t i = 0; i < nknown; i++)
+        seen |= known[i] == l;
+    if (!seen && nknown < MAX_LISTENERS)
+        known[nknown++] = l;
     char e2[300];
     int fd = stream_listen_socket(addr, e2, sizeof e2);
     if (fd < 0) {

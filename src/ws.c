@@ -588,10 +588,10 @@ static size_t ws_input(struct stream *s, const char *p, size_t n)
     return s->state == STREAM_DEAD ? n : used;
 }
 
-static bool ws_has_input(const struct stream *s)
+static size_t ws_held(const struct stream *s)
 {
     const struct ws *w = s->filter_data;
-    return buf_used(&w->dec) > 0;
+    return buf_used(&w->dec);
 }
 
 static const char *close_reason(uint16_t code)
@@ -673,7 +673,7 @@ static void ws_release(struct stream *s)
 static const struct stream_filter ws_filter = {
     .name = WS_TRANSPORT,
     .input = ws_input,
-    .has_input = ws_has_input,
+    .held = ws_held,
     .encode = ws_encode,
     .may_close = ws_may_close,
     .release = ws_release,

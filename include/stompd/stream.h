@@ -68,9 +68,9 @@ struct stream_filter {
     /* Bytes from the socket: return how many were used (the rest stays
      * buffered, as for ops->input). */
     size_t (*input)(struct stream *s, const char *p, size_t n);
-    /* Is decoded input waiting for the protocol (offered when reading
-     * resumes)? */
-    bool (*has_input)(const struct stream *s);
+    /* Bytes of decoded input waiting for the protocol (offered when
+     * reading resumes; they count with s->in toward the input total). */
+    size_t (*held)(const struct stream *s);
     /* Move output into s->wire: control frames always, s->out's bytes when
      * data is true (the protocol's may_write allows it, or the stream is
      * closing: then the layer also adds its closing frame). */
@@ -102,6 +102,7 @@ struct stream {
     bool writing;               /* EV_WRITE armed */
     bool blocked;               /* output was full: tell `drained` when it is not */
     bool in_flush, in_resume;
+    size_t in_counted;          /* of `in`, what the layer's total counts */
     const char *close_why;      /* STREAM_CLOSING: the reason logged at the close */
     TAILQ_ENTRY(stream) flush_link, resume_link, dead_link;
 };
@@ -126,6 +127,12 @@ static inline bool stream_full(const struct stream *s) { return stream_pending(s
 /* "tcp", or the framing layer's name ("ws"). */
 static inline const char *stream_transport(const struct stream *s) { return s->filter ? s->filter->name : "tcp"; }
 
+/* Bytes all streams hold in their input buffers (partial frames and the
+ * like, a framing layer's decoded bytes too), and that total less what s
+ * holds: a protocol bounds the sum. */
+size_t stream_input_held(void);
+size_t stream_input_held_by_others(const struct stream *s);
+
 /* Reading stops while any reason bit is set. Resuming with input already
  * buffered offers it to the protocol before the loop sleeps. */
 void stream_pause(struct stream *s, uint8_t reason);
@@ -134,6 +141,8 @@ void stream_resume(struct stream *s, uint8_t reason);
 /* One deadline per stream (0 stops it); STREAM_CLOSING uses it for the
  * linger, the protocol's `timeout` otherwise. */
 void stream_set_timer(struct stream *s, double after);
+/* Seconds until the timer fires; -1 when it is not running. */
+double stream_timer_remaining(const struct stream *s);
 
 /* Stop reading; close once the output is flushed, or after linger
  * seconds if the peer does not read it. (A framing layer may keep reading
@@ -180,6 +189,8 @@ int listener_start(struct listener *l, const char *addr, char *err, size_t errle
     __attribute__((warn_unused_result));
 void listener_stop(struct listener *l);
 bool listener_running(const struct listener *l);
+/* Every listener started so far (running or not), for their counters. */
+size_t listener_list(const struct listener **out, size_t max);
 /* The stream counts against l's connection limit (or its pool's) until
  * it closes. */
 void listener_attach(struct listener *l, struct stream *s);
