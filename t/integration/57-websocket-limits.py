@@ -2,8 +2,10 @@
 limit for both listeners (a WebSocket client at the limit hears HTTP
 503), output backpressure for a consumer that does not read (dispatch
 stops at stomp.output_limit, nothing is lost), a client that floods pings
-and reads no pongs is read no more, and the console and /metrics show
-WebSocket connections as such."""
+and reads no pongs is read no more, partial frames count toward
+stomp.max_input_buffers with TCP clients' and must finish within
+stomp.frame_timeout, and the console and /metrics show WebSocket
+connections as such."""
 import base64
 import json
 import re
@@ -15,7 +17,7 @@ import urllib.request
 import pytest
 
 from stompd_test import Client, connected, free_port
-from wsclient import PING, PONG, WS, frame, read_http_response, upgrade_request, ws_connected
+from wsclient import BINARY, PING, PONG, WS, frame, read_http_response, upgrade_request, ws_connected
 
 
 @pytest.fixture
@@ -169,3 +171,64 @@ def test_console_and_metrics_show_websocket_connections(wsb):
         time.sleep(0.05)
     assert metric(b, "ws_failed_total") == 1
     t.close()
+
+
+KiB = 1024
+
+
+def held_by_broker(w):
+    """A ping after what w sent: its pong means the broker has read (and
+    handed to STOMP) everything before it."""
+    w.send_frame(PING, b"barrier")
+    deadline = time.time() + 30
+    while True:
+        fin, op, payload = w.recv_frame(timeout=max(0.1, deadline - time.time()))
+        if op == PONG and payload == b"barrier":
+            return
+
+
+def test_partial_frames_of_websocket_and_tcp_clients_share_one_limit(wsb):
+    b = wsb({"stomp.max_input_buffers": "1MiB"})
+    head = b"SEND\ndestination:/queue/big\n\n"
+    # a WebSocket client holds 700 KiB of a frame (one message, no NUL)
+    w = ws_connected(b.ws_port)
+    w.send_frame(BINARY, head + b"w" * (700 * KiB))
+    held_by_broker(w)
+    # ... so a TCP client's 700 KiB do not fit
+    t = Client(b.port, timeout=20)
+    t.connect()
+    try:
+        t.send_raw(head + b"t" * (700 * KiB))
+    except OSError:
+        pass                 # closed before it read everything
+    f = t.recv(timeout=20)
+    assert f.command == "ERROR" and "stomp.max_input_buffers" in f.body.decode(), f
+    # nor do another WebSocket client's: STOMP ERROR, then close 1008
+    w2 = ws_connected(b.ws_port)
+    w2.send_frame(BINARY, head + b"v" * (700 * KiB))
+    f = w2.recv_stomp(timeout=20)
+    assert f.command == "ERROR" and "stomp.max_input_buffers" in f.body.decode(), f
+    w2.expect_close(1008)
+    # the holder is not disturbed: it finishes its frame, delivered whole
+    w.send_frame(BINARY, b"tail\x00")
+    w.receipt("DISCONNECT", {}, "bye")
+    s = connected(b.port)
+    s.send("SUBSCRIBE", {"id": "1", "destination": "/queue/big"})
+    m = s.recv(timeout=20)
+    assert m.body == b"w" * (700 * KiB) + b"tail"
+    # its bytes are no longer counted: a new big frame fits
+    w3 = ws_connected(b.ws_port)
+    w3.send_frame(BINARY, head + b"x" * (900 * KiB) + b"\x00")
+    assert len(s.recv(timeout=20).body) == 900 * KiB
+
+
+def test_a_websocket_frame_that_never_ends_is_refused_after_frame_timeout(wsb):
+    b = wsb({"stomp.frame_timeout": "1s"})
+    w = ws_connected(b.ws_port)
+    w.send_text(b"SEND\ndestination:/queue/a\n\nthe body, and then nothing")
+    t0 = time.time()
+    f = w.recv_stomp(timeout=15)
+    assert f.command == "ERROR" and f["message"] == "frame not completed in time", f
+    assert "stomp.frame_timeout" in f.body.decode()
+    assert time.time() - t0 >= 0.9
+    w.expect_close(1008)
