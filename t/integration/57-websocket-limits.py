@@ -41,7 +41,7 @@ def http_get(b, path):
 
 
 def metric(b, name):
-    m = re.search(r"^stompd_%s (\d+)$" % name, http_get(b, "/metrics").decode(), re.M)
+    m = re.search(r"^stompd_%s (\d+)$" % re.escape(name), http_get(b, "/metrics").decode(), re.M)
     assert m, name
     return int(m.group(1))
 
@@ -63,6 +63,10 @@ def test_one_connection_limit_for_tcp_and_websocket(wsb):
     c.close()
     assert metric(b, "connections_refused_total") == 2
     assert metric(b, "ws_refused_total") == 1
+    # the listeners' own counters: the WebSocket one is named as such
+    assert metric(b, 'listener_accepted_total{listener="WebSocket"}') == 1
+    assert metric(b, 'listener_refused_total{listener="WebSocket"}') == 1
+    assert metric(b, 'listener_refused_total{listener="STOMP"}') == 1
     # room again once one goes
     w.drop()
     deadline = time.time() + 30
