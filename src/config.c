@@ -115,6 +115,11 @@ static const struct cfg_key keys[] = {
      "open transactions per connection"},
     {"stomp.max_tx_frames", CFG_INT, "100000", 1, 100000000, NULL, OFF(max_tx_frames),
      "frames held in one transaction"},
+    {"stomp.ws_listen", CFG_ADDR, "", 0, 0, NULL, OFF(ws_listen),
+     "address:port of the STOMP over WebSocket listener (ws://), bound with stomp.listen; empty = none"},
+    {"stomp.ws_origins", CFG_STR, "", 0, 0, NULL, OFF(ws_origins),
+     "browser origins (scheme://host[:port], comma-separated, * for any) allowed to open WebSocket connections "
+     "besides same-origin pages; clients that send no Origin are always allowed"},
     /* [store] */
     {"store.type", CFG_CHOICE, "leveldb", 0, 0, "leveldb|replicated-leveldb|memory", OFF(store_type),
      "leveldb: a local LevelDB journal under broker.data_dir; replicated-leveldb: the master ships it to slaves; "

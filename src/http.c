@@ -1,4 +1,6 @@
-/* The console's HTTP transport: the only file that includes http_parser.h.
+/* The console's HTTP transport: with http_head.c (a request head parsed
+ * whole, for the WebSocket handshake), the only file that includes
+ * http_parser.h.
  * Each console connection is a stream; requests are parsed incrementally
  * with bounded sizes, matched against the site's route table (method,
  * authentication, whether this node serves), and answered one at a time:

@@ -47,6 +47,8 @@ struct config {
     int64_t max_subscriptions;
     int64_t max_transactions;
     int64_t max_tx_frames;
+    char *ws_listen;
+    char *ws_origins;
     /* [store] */
     char *store_type;
     char *store_sync;
