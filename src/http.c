@@ -22,6 +22,7 @@
 #include "stompd/http.h"
 #include "stompd/log.h"
 #include "stompd/stream.h"
+#include "stompd/tls.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 #define IDLE_TIMEOUT 30.0  /* seconds a kept-alive connection may stay silent */
@@ -460,10 +461,12 @@ int http_start(const struct http_site *site, char *err, size_t errlen)
     H.listener.limit_key = "http.max_connections";
     H.listener.max_conns = (uint32_t)config.http_max_connections;
     H.listener.accept = accept_http;
-    H.listener.refuse = refuse;
+    /* over TLS, a plain-text 503 would be noise to the client */
+    H.listener.refuse = config.http_tls ? NULL : refuse;
+    H.listener.secure = config.http_tls ? tls_accept_client : NULL;
     if (listener_start(&H.listener, config.http_listen, err, errlen) != 0)
         return -EADDRINUSE;
-    log_info("console on http://%s/", config.http_listen);
+    log_info("console on %s://%s/", config.http_tls ? "https" : "http", config.http_listen);
     if (config.http_auth && !strcmp(config.admin_user, "admin") && !strcmp(config.admin_password, "admin"))
         log_warn("console: the default credentials admin/admin are in use; set http.admin_password");
     if (!config.http_auth)

@@ -23,6 +23,7 @@
 #include "stompd/journal.h"
 #include "stompd/persist.h"
 #include "stompd/store.h"
+#include "stompd/tls.h"
 
 #ifndef STOMPD_CONF_FILE
 #define STOMPD_CONF_FILE "/etc/stompd/stompd.conf"
@@ -230,7 +231,10 @@ static int run(const char *file, const char *const *sets, int nsets)
     notify_start(loop);
     log_info("%s %s starting: broker %s", PACKAGE_NAME, PACKAGE_VERSION, config.broker_name);
     int rc = 0;
-    if (node_start(err, sizeof err) != 0) {
+    if (tls_start(err, sizeof err) != 0) {
+        log_err("cannot start: %s", err);
+        rc = 1;
+    } else if (node_start(err, sizeof err) != 0) {
         log_start_error(err);
         rc = 1;
     } else if (console_start(err, sizeof err) != 0) {
@@ -254,6 +258,7 @@ static int run(const char *file, const char *const *sets, int nsets)
     console_stop();
     server_shutdown();
     node_stop();
+    tls_stop();
     notify_stop();
     reload_stop();
     signal(SIGHUP, SIG_IGN);

@@ -31,6 +31,7 @@
 #include "stompd/store.h"
 #include "stompd/stream.h"
 #include "stompd/sub.h"
+#include "stompd/tls.h"
 
 struct server srv;
 
@@ -72,11 +73,34 @@ static void accept_client(struct listener *l, int fd, const char *peer)
     listener_attach(l, &c->st);
 }
 
+/* stomp.tls_listen: STOMP over TLS (ActiveMQ's stomp+ssl), the same
+ * clients and the same connection limit as the plain listener. A refused
+ * TLS client gets no STOMP ERROR: it could not read one. */
+static int listen_tls_clients(void)
+{
+    char err[512];
+    if (!config.stomp_tls_listen[0] || listener_running(&srv.stomp_tls))
+        return 0;
+    srv.stomp_tls.name = "STOMP over TLS";
+    srv.stomp_tls.addr_key = "stomp.tls_listen";
+    srv.stomp_tls.limit_key = "broker.max_connections";
+    srv.stomp_tls.limit_with = &srv.stomp;
+    srv.stomp_tls.nodelay = true;
+    srv.stomp_tls.accept = accept_client;
+    srv.stomp_tls.secure = tls_accept_client;
+    if (listener_start(&srv.stomp_tls, config.stomp_tls_listen, err, sizeof err) != 0) {
+        log_err("STOMP over TLS listener: %s", err);
+        return -1;
+    }
+    log_info("accepting STOMP over TLS on %s", config.stomp_tls_listen);
+    return 0;
+}
+
 int server_listen_clients(void)
 {
     char err[512];
     if (listener_running(&srv.stomp))
-        return 0;
+        return listen_tls_clients();
     srv.stomp.name = "STOMP";
     srv.stomp.addr_key = "stomp.listen";
     srv.stomp.limit_key = "broker.max_connections";
@@ -89,7 +113,7 @@ int server_listen_clients(void)
         return -1;
     }
     log_info("accepting STOMP clients on %s", config.stomp_listen);
-    return 0;
+    return listen_tls_clients();
 }
 
 void server_close_clients(const char *why)
@@ -97,6 +121,10 @@ void server_close_clients(const char *why)
     if (listener_running(&srv.stomp)) {
         listener_stop(&srv.stomp);
         log_info("STOMP listener closed: %s", why);
+    }
+    if (listener_running(&srv.stomp_tls)) {
+        listener_stop(&srv.stomp_tls);
+        log_info("STOMP over TLS listener closed: %s", why);
     }
     struct conn *c, *next;
     for (c = TAILQ_FIRST(&srv.conns); c; c = next) {
@@ -207,6 +235,7 @@ void server_stop(void)
 void server_shutdown(void)
 {
     listener_stop(&srv.stomp);
+    listener_stop(&srv.stomp_tls);
     stream_flush_all();
     struct conn *c;
     while ((c = TAILQ_FIRST(&srv.conns)))

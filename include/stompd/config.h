@@ -31,6 +31,7 @@ struct config {
     int64_t dup_window;
     /* [stomp] */
     char *stomp_listen;
+    char *stomp_tls_listen;
     int64_t max_frame_size;
     int64_t max_headers;
     int64_t max_header_size;
@@ -57,6 +58,7 @@ struct config {
     char *store_advertise;
     char *store_hostname;
     char *security_token;
+    bool store_tls;
     int64_t weight;
     int64_t repl_timeout;
     int64_t repl_window;
@@ -72,9 +74,18 @@ struct config {
     char *admin_user;
     char *admin_password;
     bool http_auth;
+    bool http_tls;
     int64_t http_max_request;
     int64_t http_max_connections;
     int64_t http_refresh;
+    /* [tls] */
+    char *tls_cert;
+    char *tls_key;
+    char *tls_ca;
+    char *tls_ciphers;
+    char *tls_min_version;
+    bool tls_verify_clients;
+    int64_t tls_handshake_timeout;
     /* [auth] */
     char *auth_users;
     /* [log] */
