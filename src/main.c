@@ -40,7 +40,8 @@ static void usage(FILE *out)
             "  -s, --set KEY=VALUE      override one key, e.g. --set stomp.listen=127.0.0.1:61613\n"
             "      --help-config        list every configuration key, its default and meaning\n"
             "      --help-config=man    the same as the stompd.conf(5) manual page (roff)\n"
-            "      --check-config       validate the configuration and exit\n"
+            "      --check-config       validate the configuration (and load the TLS\n"
+            "                           certificates it names) and exit\n"
             "      --dump-store DIR     print the store under DIR (a stopped node's\n"
             "                           broker.data_dir) as sorted key/value digests\n"
             "  -h, --help               this text\n"
@@ -190,6 +191,13 @@ int main(int argc, char **argv)
         goto out;
     }
     if (check_only) {
+        /* the certificates too: a renewal can be checked before SIGHUP */
+        if (tls_start(err, sizeof err) != 0) {
+            fprintf(stderr, "stompd: %s\n", err);
+            rc = 1;
+            goto out;
+        }
+        tls_stop();
         printf("configuration OK\n");
         goto out;
     }

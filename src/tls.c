@@ -128,7 +128,10 @@ static SSL_CTX *ctx_new(const struct config *c, bool server, char *err, size_t e
     }
     errno = 0;
     if (SSL_CTX_use_PrivateKey_file(ctx, c->tls_key, SSL_FILETYPE_PEM) != 1) {
-        ctx_fail(ctx, err, errlen, "tls.key: cannot load the private key %s", c->tls_key);
+        if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
+            ctx_fail(ctx, err, errlen, "tls.key: %s is not the key of tls.cert %s", c->tls_key, c->tls_cert);
+        else
+            ctx_fail(ctx, err, errlen, "tls.key: cannot load the private key %s", c->tls_key);
         return NULL;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
