@@ -19,7 +19,7 @@ import urllib.request
 
 import pytest
 
-from stompd_test import STOMPD, SRCDIR, Broker, Client, connected, free_port, wait_port
+from stompd_test import BUILDDIR, STOMPD, SRCDIR, Broker, Client, connected, free_port, wait_port
 from tlscerts import Certs
 
 import stomp
@@ -410,3 +410,15 @@ def test_tls_13_only(broker_factory, certs):
     c = TlsClient(b.tls_port, ctx)
     assert c.sock.version() == "TLSv1.3"
     c.connect()
+
+
+def test_compare_runs_the_tls_scenario(tmp_path):
+    """contrib/bench/compare's TLS scenario (a short run): it works and
+    prints the ratio to its plain twin. (How fast is the benchmark's
+    business, not a test's.)"""
+    r = subprocess.run(["/usr/bin/python3", os.path.join(SRCDIR, "contrib", "bench", "compare"), "--quick",
+                        "--only", "stompd", "--scenarios", "a,at", "--runs", "1", "--builddir", BUILDDIR,
+                        "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert re.search(r"^at  TLS queue 1p/1c 256 B +msgs/s received +[\d,]+", r.stdout, re.M), r.stdout
+    assert re.search(r"note: TLS/plain at/a: [\d.]+ ", r.stdout), r.stdout
