@@ -79,9 +79,16 @@ static const struct stream_transport plain = {
     .write = plain_write,
 };
 
+/* A stream's transport (one set up by hand, without stream_init, has
+ * none: the plain socket). */
+static const struct stream_transport *transport(const struct stream *s)
+{
+    return s->tr ? s->tr : &plain;
+}
+
 static bool tr_pending(const struct stream *s)
 {
-    return s->tr->pending && s->tr->pending(s);
+    return transport(s)->pending && transport(s)->pending(s);
 }
 
 /* Watch the socket for what the stream, and its transport, wait for:
@@ -157,7 +164,7 @@ static void do_read(struct stream *s)
     ssize_t n;
     char why[192];
     if (buf_used(&s->in) == 0) {
-        n = s->tr->read(s, scratch, sizeof scratch, why, sizeof why);
+        n = transport(s)->read(s, scratch, sizeof scratch, why, sizeof why);
         if (n > 0) {
             s->last_rx = ev_now(loop);
             size_t used = s->ops->input(s, scratch, (size_t)n);
@@ -166,7 +173,7 @@ static void do_read(struct stream *s)
         }
     } else {
         buf_reserve(&s->in, READ_CHUNK);
-        n = s->tr->read(s, s->in.data + s->in.len, s->in.cap - s->in.len, why, sizeof why);
+        n = transport(s)->read(s, s->in.data + s->in.len, s->in.cap - s->in.len, why, sizeof why);
         if (n > 0) {
             s->last_rx = ev_now(loop);
             s->in.len += (size_t)n;
@@ -276,7 +283,7 @@ int stream_flush(struct stream *s)
         s->blocked = true;
     while (buf_used(&s->out) > 0) {
         char why[192];
-        ssize_t n = s->tr->write(s, buf_head(&s->out), buf_used(&s->out), why, sizeof why);
+        ssize_t n = transport(s)->write(s, buf_head(&s->out), buf_used(&s->out), why, sizeof why);
         if (n > 0) {
             s->last_tx = ev_now(loop);
             buf_consume(&s->out, (size_t)n);
@@ -410,8 +417,8 @@ void stream_close(struct stream *s, const char *why)
     ev_io_stop(loop, &s->wr);
     ev_timer_stop(loop, &s->timer);
     s->writing = s->rd_wants_wr = s->wr_wants_rd = false;
-    if (s->tr->close)
-        s->tr->close(s);
+    if (transport(s)->close)
+        transport(s)->close(s);
     s->tr = &plain;
     s->tr_ctx = NULL;
     if (s->fd >= 0)

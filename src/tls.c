@@ -162,8 +162,9 @@ static SSL_CTX *ctx_new(const struct config *c, bool server, char *err, size_t e
 static int load(const struct config *c, SSL_CTX **server, SSL_CTX **client, char *err, size_t errlen)
 {
     if (!c->tls_cert[0] || !c->tls_key[0]) {
-        snprintf(err, errlen, "%s is set: tls.cert and tls.key must name this node's PEM certificate and key",
-                 c->stomp_tls_listen[0] ? "stomp.tls_listen" : c->http_tls ? "http.tls" : "store.tls");
+        snprintf(err, errlen, "%s: tls.cert and tls.key must name this node's PEM certificate and key",
+                 c->stomp_tls_listen[0] ? "stomp.tls_listen is set" : c->http_tls ? "http.tls is set"
+                 : c->store_tls ? "store.tls is set" : "TLS is in use");
         return -EINVAL;
     }
     if (c->tls_verify_clients && !c->tls_ca[0]) {
