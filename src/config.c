@@ -142,6 +142,9 @@ static const struct cfg_key keys[] = {
      "certificate"},
     {"store.repl_timeout", CFG_DURATION, "5s", 100, 3600000, NULL, OFF(repl_timeout),
      "a replication peer silent this long is dropped (pings go every third of it)"},
+    {"store.max_unauthenticated", CFG_INT, "16", 1, 10000, NULL, OFF(repl_max_unauth),
+     "replication connections still proving the token at once (each within store.repl_timeout, small frames "
+     "only); one more closes the oldest of them"},
     {"store.repl_window", CFG_SIZE, "8MiB", 64 * KB, 1 * GB, NULL, OFF(repl_window),
      "journal bytes in flight to one slave before the master waits for its acknowledgements"},
     {"store.quorum_timeout", CFG_DURATION, "30s", 0, 86400000, NULL, OFF(quorum_timeout),

@@ -662,6 +662,8 @@ static void render_metrics(struct http_req *h)
       ts.timed_out);
     M("Replication peers refused: no proof of store.security_token", "counter", "repl_auth_failures_total",
       repl_master_auth_failures());
+    M("Replication peers closed unauthenticated to make room (store.max_unauthenticated)", "counter",
+      "repl_handshakes_evicted_total", repl_master_handshakes_evicted());
 #undef M
     if (repl_master_running()) {
         struct repl_slave_info si[32];

@@ -96,6 +96,8 @@ static struct {
     struct repl_drop_info drops[REPL_DROPS_KEPT];
     uint64_t ndrops;
     uint64_t auth_failures;     /* peers whose PROOF was wrong */
+    uint64_t evicted;           /* unauthenticated peers closed for a newer one */
+    ev_tstamp evict_logged;
 } M;
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
@@ -838,8 +840,35 @@ static void ping_cb(struct ev_loop *loop, ev_timer *w, int revents)
     repl_peer_flush(s->peer);
 }
 
+/* At most store.max_unauthenticated peers in their handshake: one more
+ * closes the oldest of them (sessions are kept newest first), so strangers
+ * hold little memory, and a real slave, whose handshake takes one round
+ * trip, is not kept out by connections that never finish theirs. */
+static void cap_unauthenticated(void)
+{
+    struct session *s, *oldest = NULL;
+    int64_t n = 0;
+    for (s = M.sessions; s; s = s->next)
+        if (!session_authed(s) && !repl_peer_dead(s->peer)) {
+            n++;
+            oldest = s;
+        }
+    if (n < config.repl_max_unauth || !oldest)
+        return;
+    M.evicted++;
+    ev_tstamp now = ev_now(srv.loop);
+    if (now - M.evict_logged >= 10.0) {
+        M.evict_logged = now;
+        log_warn("replication: more than %lld connections without a proof of the token (store.max_unauthenticated): "
+                 "closing the oldest (%s); %" PRIu64 " so far",
+                 (long long)config.repl_max_unauth, repl_peer_name(oldest->peer), M.evicted);
+    }
+    repl_peer_close(oldest->peer, "too many connections in their handshake (store.max_unauthenticated)");
+}
+
 static void accept_slave(struct listener *l, int fd, const char *name)
 {
+    cap_unauthenticated();
     struct session *s = calloc(1, sizeof *s);
     if (!s)
         abort();
@@ -910,6 +939,11 @@ int repl_master_start(uint64_t epoch, char *err, size_t errlen)
 uint64_t repl_master_auth_failures(void)
 {
     return M.auth_failures;
+}
+
+uint64_t repl_master_handshakes_evicted(void)
+{
+    return M.evicted;
 }
 
 bool repl_master_running(void)

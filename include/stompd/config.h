@@ -61,6 +61,7 @@ struct config {
     bool store_tls;
     int64_t weight;
     int64_t repl_timeout;
+    int64_t repl_max_unauth;
     int64_t repl_window;
     int64_t quorum_timeout;
     int64_t snapshot_chunk;

@@ -148,6 +148,8 @@ struct repl_slave_info {
 size_t repl_master_slaves(struct repl_slave_info *out, size_t max);
 /* Peers refused since start because their PROOF was wrong. */
 uint64_t repl_master_auth_failures(void);
+/* Unauthenticated peers closed to make room (store.max_unauthenticated). */
+uint64_t repl_master_handshakes_evicted(void);
 /* Why durable sends are waiting, or NULL when they are not. */
 const char *repl_master_waiting(void);
 

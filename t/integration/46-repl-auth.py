@@ -4,7 +4,8 @@ sockets: the token is proven both ways and never sent; a peer without it
 nothing, not even the master's position, and counts for nothing toward
 the quorum; a recorded handshake replayed on a new connection proves
 nothing, either way; node ids from the wire are checked before they are
-logged; frames before authentication are small; a replicated node off
+logged; frames before authentication are small, and at most
+store.max_unauthenticated connections may be in their handshake; a replicated node off
 loopback will not start without a token; different protocol versions
 refuse each other saying so."""
 import os
@@ -198,6 +199,73 @@ def test_node_ids_and_frame_sizes_before_authentication(broker_factory):
     assert [t for t, _ in frames] == [R_CHALLENGE], frames
     assert time.time() - t0 >= 0.9
     assert m.wait_log(r"connection 127\.0\.0\.1:\d+ closed: handshake not finished within store\.repl_timeout")
+
+
+def metric(b, name):
+    import http.client
+    h = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=10)
+    h.request("GET", "/metrics", headers={"Authorization": "Basic YWRtaW46YWRtaW4="})
+    text = h.getresponse().read().decode()
+    h.close()
+    m = re.search(r"^stompd_%s (\d+)$" % name, text, re.M)
+    assert m, name
+    return int(m.group(1))
+
+
+def closed_by_peer(s, timeout=20.0):
+    """Has the other end closed s (EOF or reset) within timeout?"""
+    s.settimeout(timeout)
+    try:
+        return s.recv(4096) == b""
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def test_connections_in_their_handshake_are_capped(broker_factory):
+    """store.max_unauthenticated = 4 (and a long store.repl_timeout, so the
+    deadline plays no part): strangers that never prove the token hold at
+    most 4 places; each one more closes the oldest, while the newer ones
+    stay. A real slave connecting in the middle of the flood still gets in,
+    and once it has proven itself it no longer counts among them (nor is
+    it closed for a newer stranger)."""
+    m = master(broker_factory, store__max_unauthenticated="4", store__repl_timeout="60s")
+    strangers = []
+    for i in range(4):
+        s = socket.create_connection(("127.0.0.1", m.repl), timeout=10)
+        s.sendall(hello(b"stranger%d" % i, os.urandom(32)))
+        assert read_repl_frame(s)[0] == R_CHALLENGE
+        strangers.append(s)
+    good = FakeSlave(m.repl, 0, 0, 0, node=b"rightful", ack_entries=True)
+    good.start()
+    assert wait_until(lambda: good.welcome is not None)
+    # the slave's connection closed the oldest stranger; the others stay
+    assert closed_by_peer(strangers[0])
+    for s in strangers[1:]:
+        assert not closed_by_peer(s, timeout=0.3)
+    assert m.wait_log(r"more than 4 connections without a proof of the token \(store\.max_unauthenticated\): "
+                      r"closing the oldest \(127\.0\.0\.1:\d+\)")
+    # the slave, authenticated, no longer counts: 3 strangers left, so one
+    # more fits, and the next one closes the oldest again
+    for i in range(2):
+        s = socket.create_connection(("127.0.0.1", m.repl), timeout=10)
+        s.sendall(hello(b"late%d" % i, os.urandom(32)))
+        assert read_repl_frame(s)[0] == R_CHALLENGE
+        strangers.append(s)
+    assert closed_by_peer(strangers[1])
+    for s in strangers[2:]:
+        assert not closed_by_peer(s, timeout=0.3)
+    assert metric(m, "repl_handshakes_evicted_total") == 2
+    p = connected(m.port)
+    p.send("SEND", {"destination": "/queue/c", "persistent": "true", "receipt": "r"}, b"x")
+    f = p.recv(timeout=20)
+    assert f.command == "RECEIPT"
+    assert wait_until(lambda: any(e for e in good.entries.values()))
+    assert good.is_alive()
+    for s in strangers:
+        s.close()
+    good.close()
 
 
 def test_tls_replication_port(broker_factory, certs):
