@@ -31,6 +31,7 @@
 #include "stompd/repl.h"
 #include "stompd/server.h"
 #include "stompd/store.h"
+#include "stompd/stream.h"
 
 #define MAX_MEMBERS 64
 
@@ -1185,10 +1186,33 @@ static void advertised(const char *listen, char *out, size_t len)
     snprintf(out, len, "%s:%d", config.store_hostname[0] ? config.store_hostname : host, port);
 }
 
+/* Is every server of the ensemble (host:port,host:port[/chroot]) on
+ * loopback? */
+static bool ensemble_on_loopback(const char *list)
+{
+    char copy[1024];
+    snprintf(copy, sizeof copy, "%s", list);
+    copy[strcspn(copy, "/")] = '\0';
+    char *save = NULL;
+    for (char *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        while (*item == ' ')
+            item++;
+        if (!stream_addr_loopback(item))
+            return false;
+    }
+    return true;
+}
+
 int cluster_start(char *err, size_t errlen)
 {
     if (!config.zk_address[0])
         return 0;
+    if (!config.zk_password[0] && !ensemble_on_loopback(config.zk_address))
+        log_warn("zookeeper: %s is not on loopback and zookeeper.password is empty: anyone who reaches "
+                 "ZooKeeper can rewrite this cluster's membership (and stop it, or have it elect another master); "
+                 "set zookeeper.password, the same on every node, so the cluster's znodes carry a digest ACL "
+                 "(README: Securing stompd)",
+                 config.zk_address);
     char host[256];
     int port;
     if (config_split_hostport(config.store_bind, host, sizeof host, &port) != 0) {

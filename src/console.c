@@ -30,6 +30,7 @@
 #include "stompd/repl.h"
 #include "stompd/server.h"
 #include "stompd/store.h"
+#include "stompd/tls.h"
 #include "stompd/sub.h"
 #include "stompd/ws.h"
 
@@ -738,6 +739,17 @@ static void render_metrics(struct http_req *h)
     M("WebSocket messages received", "counter", "ws_messages_in_total", ws->messages_in);
     M("WebSocket messages sent", "counter", "ws_messages_out_total", ws->messages_out);
     M("Epoch", "gauge", "epoch", node_role() == NODE_MASTER ? persist_epoch() : epoch);
+    struct tls_stats ts;
+    tls_get_stats(&ts);
+    M("TLS handshakes finished", "counter", "tls_handshakes_total", ts.handshakes);
+    M("TLS handshakes failed (no TLS, bad certificate, timed out)", "counter", "tls_handshake_failures_total",
+      ts.failed);
+    M("TLS handshakes not finished within tls.handshake_timeout", "counter", "tls_handshake_timeouts_total",
+      ts.timed_out);
+    M("Replication peers refused: no proof of store.security_token", "counter", "repl_auth_failures_total",
+      repl_master_auth_failures());
+    M("Replication peers closed unauthenticated to make room (store.max_unauthenticated)", "counter",
+      "repl_handshakes_evicted_total", repl_master_handshakes_evicted());
 #undef M
     if (repl_master_running()) {
         struct repl_slave_info si[32];

@@ -25,6 +25,7 @@
 #include "stompd/http.h"
 #include "stompd/log.h"
 #include "stompd/stream.h"
+#include "stompd/tls.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 #define IDLE_TIMEOUT 30.0  /* seconds a kept-alive connection may stay silent */
@@ -587,7 +588,10 @@ static void accept_http(struct listener *l, int fd, const char *peer)
      * have authenticated: beyond the rest, the oldest connection that has
      * not makes room (a client holding slots with slow requests cannot
      * lock the administrator out). */
-    int64_t open_to_all = config.http_max_connections - config.http_reserved_connections;
+    int64_t reserve = config.http_reserved_connections < config.http_max_connections / 4
+                          ? config.http_reserved_connections
+                          : config.http_max_connections / 4;
+    int64_t open_to_all = config.http_max_connections - reserve;
     if (++H.unproven > (size_t)(open_to_all > 1 ? open_to_all : 1)) {
         struct http_req *old;
         TAILQ_FOREACH(old, &H.conns, link)
@@ -618,12 +622,14 @@ int http_start(const struct http_site *site, char *err, size_t errlen)
     H.listener.limit_key = "http.max_connections";
     H.listener.max_conns = (uint32_t)config.http_max_connections;
     H.listener.accept = accept_http;
-    H.listener.refuse = refuse;
     if (gethostname(H.hostname, sizeof H.hostname - 1) != 0)
         H.hostname[0] = '\0';
+    /* over TLS, a plain-text 503 would be noise to the client */
+    H.listener.refuse = config.http_tls ? NULL : refuse;
+    H.listener.secure = config.http_tls ? tls_accept_client : NULL;
     if (listener_start(&H.listener, config.http_listen, err, errlen) != 0)
         return -EADDRINUSE;
-    log_info("console on http://%s/", config.http_listen);
+    log_info("console on %s://%s/", config.http_tls ? "https" : "http", config.http_listen);
     if (config.http_auth && !strcmp(config.admin_user, "admin") && !strcmp(config.admin_password, "admin"))
         log_warn("console: the default credentials admin/admin are in use; set http.admin_password");
     if (!config.http_auth)

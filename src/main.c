@@ -23,6 +23,7 @@
 #include "stompd/journal.h"
 #include "stompd/persist.h"
 #include "stompd/store.h"
+#include "stompd/tls.h"
 
 #ifndef STOMPD_CONF_FILE
 #define STOMPD_CONF_FILE "/etc/stompd/stompd.conf"
@@ -39,7 +40,8 @@ static void usage(FILE *out)
             "  -s, --set KEY=VALUE      override one key, e.g. --set stomp.listen=127.0.0.1:61613\n"
             "      --help-config        list every configuration key, its default and meaning\n"
             "      --help-config=man    the same as the stompd.conf(5) manual page (roff)\n"
-            "      --check-config       validate the configuration and exit\n"
+            "      --check-config       validate the configuration (and load the TLS\n"
+            "                           certificates it names) and exit\n"
             "      --dump-store DIR     print the store under DIR (a stopped node's\n"
             "                           broker.data_dir) as sorted key/value digests\n"
             "  -h, --help               this text\n"
@@ -194,6 +196,13 @@ int main(int argc, char **argv)
         goto out;
     }
     if (check_only) {
+        /* the certificates too: a renewal can be checked before SIGHUP */
+        if (tls_start(err, sizeof err) != 0) {
+            fprintf(stderr, "stompd: %s\n", err);
+            rc = 1;
+            goto out;
+        }
+        tls_stop();
         printf("configuration OK\n");
         goto out;
     }
@@ -235,7 +244,10 @@ static int run(const char *file, const char *const *sets, int nsets)
     notify_start(loop);
     log_info("%s %s starting: broker %s", PACKAGE_NAME, PACKAGE_VERSION, config.broker_name);
     int rc = 0;
-    if (node_start(err, sizeof err) != 0) {
+    if (tls_start(err, sizeof err) != 0) {
+        log_err("cannot start: %s", err);
+        rc = 1;
+    } else if (node_start(err, sizeof err) != 0) {
         log_start_error(err);
         rc = 1;
     } else if (console_start(err, sizeof err) != 0) {
@@ -259,6 +271,7 @@ static int run(const char *file, const char *const *sets, int nsets)
     console_stop();
     server_shutdown();
     node_stop();
+    tls_stop();
     notify_stop();
     reload_stop();
     signal(SIGHUP, SIG_IGN);

@@ -18,6 +18,7 @@
 #include "stompd/log.h"
 #include "stompd/notify.h"
 #include "stompd/reload.h"
+#include "stompd/tls.h"
 
 struct reload_hook {
     const char *name;
@@ -49,6 +50,11 @@ static int reload_log(const struct config *next, char *err, size_t errlen)
 }
 
 static const char *const log_keys[] = {"log.level", "log.file", NULL};
+/* Certificates are reread at every SIGHUP, changed names or not: a renewed
+ * certificate usually replaces the file in place. New connections get
+ * them; a bad one keeps the running ones (tls.c). */
+static const char *const tls_keys[] = {"tls.cert", "tls.key", "tls.ca", "tls.ciphers", "tls.min_version",
+                                       "tls.verify_clients", "tls.handshake_timeout", NULL};
 
 /* Each WebSocket handshake reads the running list: copying it is enough. */
 static int reload_ws_origins(const struct config *next, char *err, size_t errlen)
@@ -66,6 +72,7 @@ static const char *const ws_keys[] = {"stomp.ws_origins", NULL};
 static const struct reload_hook hooks[] = {
     {"log", log_keys, true, reload_log},
     {"websocket origins", ws_keys, false, reload_ws_origins},
+    {"tls", tls_keys, true, tls_reload},
 };
 
 #define NHOOKS (sizeof hooks / sizeof hooks[0])

@@ -11,7 +11,7 @@
 
 static const char *const type_names[] = {
     "?", "HELLO", "WELCOME", "REFUSE", "SNAPSHOT_BEGIN", "SNAPSHOT_CHUNK", "SNAPSHOT_END",
-    "ENTRIES", "ACK", "PING", "PONG",
+    "ENTRIES", "ACK", "PING", "PONG", "CHALLENGE", "PROOF",
 };
 
 const char *repl_type_name(uint8_t t)

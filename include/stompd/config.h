@@ -31,6 +31,7 @@ struct config {
     int64_t dup_window;
     /* [stomp] */
     char *stomp_listen;
+    char *stomp_tls_listen;
     int64_t max_frame_size;
     int64_t max_headers;
     int64_t max_header_size;
@@ -48,6 +49,7 @@ struct config {
     int64_t max_transactions;
     int64_t max_tx_frames;
     char *ws_listen;
+    char *wss_listen;
     char *ws_origins;
     /* [store] */
     char *store_type;
@@ -61,8 +63,10 @@ struct config {
     char *store_advertise;
     char *store_hostname;
     char *security_token;
+    bool store_tls;
     int64_t weight;
     int64_t repl_timeout;
+    int64_t repl_max_unauth;
     int64_t repl_window;
     int64_t quorum_timeout;
     int64_t snapshot_chunk;
@@ -76,12 +80,21 @@ struct config {
     char *admin_user;
     char *admin_password;
     bool http_auth;
+    bool http_tls;
     int64_t http_max_request;
     int64_t http_max_connections;
     int64_t http_refresh;
     int64_t http_request_timeout;
     int64_t http_reserved_connections;
     char *http_hosts;
+    /* [tls] */
+    char *tls_cert;
+    char *tls_key;
+    char *tls_ca;
+    char *tls_ciphers;
+    char *tls_min_version;
+    bool tls_verify_clients;
+    int64_t tls_handshake_timeout;
     /* [auth] */
     char *auth_users;
     /* [log] */
