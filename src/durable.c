@@ -135,12 +135,16 @@ void durable_publish(struct dest *topic, struct msg *m)
 {
     struct durable *d;
     TAILQ_FOREACH(d, &topic->durables, topic_link) {
-        if (d->sel) {
-            struct sub probe = {.sel = d->sel};
-            if (!sub_matches(&probe, m))
-                continue;
+        switch (sub_select(d->sel, m)) {
+        case SUB_YES:
+            queue_push(&d->q, m);
+            break;
+        case SUB_LATER:
+            queue_push_unfiltered(&d->q, m);
+            break;
+        case SUB_NO:
+            break;
         }
-        queue_push(&d->q, m);
     }
 }
 

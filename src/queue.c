@@ -2,7 +2,9 @@
  * dispatch loop that hands them to ready consumers in round-robin order.
  * Exclusive consumers take everything while present; JMSXGroupID pins a
  * group to the consumer that got its first message until it goes away or
- * the group is closed (JMSXGroupSeq = -1). */
+ * the group is closed (JMSXGroupSeq = -1). Selector work is budgeted (see
+ * sub.h): dispatch that runs out stops where it is and goes on from there
+ * in the next loop iteration, so nothing is dropped and no one waits long. */
 #include "config.h"
 
 #include <stdlib.h>
@@ -12,6 +14,7 @@
 #include "stompd/conn.h"
 #include "stompd/dest.h"
 #include "stompd/dlq.h"
+#include "stompd/durable.h"
 #include "stompd/log.h"
 #include "stompd/queue.h"
 #include "stompd/server.h"
@@ -77,6 +80,32 @@ static void pending_remove(struct queue *q, struct qentry *e)
 {
     TAILQ_REMOVE(&q->pending[e->msg->priority], e, link);
     q->npending--;
+    if (q->resume == e)
+        q->resume = NULL;
+}
+
+/* The selector a backlog's unfiltered entries must pass. */
+static const struct selector *backlog_selector(const struct queue *q)
+{
+    if (q->durable)
+        return q->durable->sel;
+    return q->owner ? q->owner->sel : NULL;
+}
+
+/* An unfiltered entry meets its selector now. SUB_NO: it is gone. */
+static enum sub_verdict filter(struct queue *q, struct qentry *e)
+{
+    if (!e->unfiltered)
+        return SUB_YES;
+    enum sub_verdict v = sub_select(backlog_selector(q), e->msg);
+    if (v == SUB_YES) {
+        e->unfiltered = false;
+    } else if (v == SUB_NO) {
+        pending_remove(q, e);
+        persist_dequeue(e);
+        queue_entry_done(e);
+    }
+    return v;
 }
 
 /* Keep each priority list in arrival order: returned messages go back to
@@ -115,6 +144,8 @@ void queue_remove_consumer(struct queue *q, struct sub *s)
 {
     if (q->rr == s)
         q->rr = TAILQ_NEXT(s, q_link);
+    if (q->scan_end == s)
+        q->scan_end = NULL;
     TAILQ_REMOVE(&q->consumers, s, q_link);
     q->nconsumers--;
     struct group *g, *tmp;
@@ -129,7 +160,8 @@ void queue_remove_consumer(struct queue *q, struct sub *s)
     queue_mark_dirty(q);
 }
 
-enum pick { PICK_NONE_READY, PICK_NO_MATCH, PICK_OK };
+/* PICK_LATER: the selector budget ran out before a consumer was found. */
+enum pick { PICK_NONE_READY, PICK_NO_MATCH, PICK_OK, PICK_LATER };
 
 static struct sub *first_exclusive(struct queue *q)
 {
@@ -140,11 +172,13 @@ static struct sub *first_exclusive(struct queue *q)
     return NULL;
 }
 
-static enum pick pick(struct queue *q, struct msg *m, struct sub **out)
+/* resumed: this message's consumer scan was stopped by the budget; it goes
+ * on from q->rr to where it would have ended. */
+static enum pick pick(struct queue *q, struct msg *m, bool resumed, struct sub **out)
 {
     if (q->owner) {
         /* A topic subscription's private backlog: the selector already
-         * ran when the message was published. */
+         * ran (when the message was published, or filter()). */
         if (!sub_ready(q->owner))
             return PICK_NONE_READY;
         *out = q->owner;
@@ -154,8 +188,9 @@ static enum pick pick(struct queue *q, struct msg *m, struct sub **out)
     if (ex) {
         if (!sub_ready(ex))
             return PICK_NONE_READY;
-        if (!sub_matches(ex, m))
-            return PICK_NO_MATCH;
+        enum sub_verdict v = sub_select(ex->sel, m);
+        if (v != SUB_YES)
+            return v == SUB_LATER ? PICK_LATER : PICK_NO_MATCH;
         *out = ex;
         return PICK_OK;
     }
@@ -163,9 +198,14 @@ static enum pick pick(struct queue *q, struct msg *m, struct sub **out)
     if (m->group) {
         HASH_FIND_STR(q->groups, m->group, g);
         if (g) {
-            if (sub_ready(g->sub) && sub_matches(g->sub, m)) {
-                *out = g->sub;
-                return PICK_OK;
+            if (sub_ready(g->sub)) {
+                enum sub_verdict v = sub_select(g->sub->sel, m);
+                if (v == SUB_LATER)
+                    return PICK_LATER;
+                if (v == SUB_YES) {
+                    *out = g->sub;
+                    return PICK_OK;
+                }
             }
             /* The group waits for its owner; others may still take other
              * messages, so report "no match" rather than "none ready". */
@@ -177,12 +217,24 @@ static enum pick pick(struct queue *q, struct msg *m, struct sub **out)
         }
     }
     struct sub *start = q->rr ? q->rr : TAILQ_FIRST(&q->consumers);
-    struct sub *s = start;
+    struct sub *end = start;
     bool any_ready = false;
+    if (resumed && q->scan_end) {
+        end = q->scan_end;
+        any_ready = q->scan_ready;
+    }
+    struct sub *s = start;
     do {
         if (sub_ready(s)) {
             any_ready = true;
-            if (sub_matches(s, m)) {
+            enum sub_verdict v = sub_select(s->sel, m);
+            if (v == SUB_LATER) {
+                q->rr = s;
+                q->scan_end = end;
+                q->scan_ready = any_ready;
+                return PICK_LATER;
+            }
+            if (v == SUB_YES) {
                 struct sub *nx = TAILQ_NEXT(s, q_link);
                 q->rr = nx ? nx : TAILQ_FIRST(&q->consumers);
                 if (m->group && m->group_seq != -1) {
@@ -199,7 +251,7 @@ static enum pick pick(struct queue *q, struct msg *m, struct sub **out)
         s = TAILQ_NEXT(s, q_link);
         if (!s)
             s = TAILQ_FIRST(&q->consumers);
-    } while (s != start);
+    } while (s != end);
     return any_ready ? PICK_NO_MATCH : PICK_NONE_READY;
 }
 
@@ -246,14 +298,34 @@ void queue_push(struct queue *q, struct msg *m)
             expire(e);
             return;
         }
-        if (pick(q, m, &s) == PICK_OK) {
+        /* choosing a consumer is this message's routing: its own budget */
+        struct sub_pass pass;
+        sub_pass_begin(&pass);
+        enum pick r = pick(q, m, false, &s);
+        sub_pass_end(&pass);
+        if (r == PICK_OK) {
             deliver(q, s, e);
             return;
         }
         TAILQ_INSERT_TAIL(&q->pending[m->priority], e, link);
         q->npending++;
+        if (r == PICK_LATER) {
+            /* dispatch goes on with the scan, in a later pass */
+            q->resume = e;
+            queue_mark_dirty(q);
+        }
         return;
     }
+    TAILQ_INSERT_TAIL(&q->pending[m->priority], e, link);
+    q->npending++;
+    if (q->nconsumers > 0)
+        queue_mark_dirty(q);
+}
+
+void queue_push_unfiltered(struct queue *q, struct msg *m)
+{
+    struct qentry *e = entry_new(q, m);
+    e->unfiltered = true;
     TAILQ_INSERT_TAIL(&q->pending[m->priority], e, link);
     q->npending++;
     if (q->nconsumers > 0)
@@ -264,6 +336,10 @@ void queue_push_recovered(struct queue *q, struct msg *m, uint32_t redeliveries)
 {
     struct qentry *e = entry_new(q, m);
     e->redeliveries = redeliveries;
+    /* A durable subscription's entry may have been journaled before its
+     * selector ran (sub_matches() keeps what it cannot judge yet): judge
+     * it again before delivery. */
+    e->unfiltered = q->durable && q->durable->sel;
     pending_insert_sorted(q, e);
 }
 
@@ -290,22 +366,45 @@ void queue_return(struct qentry *e, enum return_why why)
     queue_mark_dirty(q);
 }
 
-void queue_dispatch(struct queue *q)
+/* Stopped by the budget at e: the next pass (a later loop iteration, once
+ * the budget is refilled) goes on from there. */
+static void stop(struct queue *q, struct qentry *e, const struct sub_pass *pass)
 {
-    if (q->npending == 0 || q->nconsumers == 0)
-        return;
+    q->resume = e;
+    q->starved = pass->done == 0;
+    queue_mark_dirty(q);
+}
+
+static void dispatch(struct queue *q, const struct sub_pass *pass)
+{
     int64_t now = server_now_ms();
-    for (int p = MSG_PRIORITIES - 1; p >= 0; p--) {
+    struct qentry *from = q->resume;
+    q->resume = NULL;
+    int top = from ? from->msg->priority : MSG_PRIORITIES - 1;
+    for (int p = top; p >= 0; p--) {
         struct qentry *e, *next;
-        for (e = TAILQ_FIRST(&q->pending[p]); e; e = next) {
+        for (e = p == top && from ? from : TAILQ_FIRST(&q->pending[p]); e; e = next) {
             next = TAILQ_NEXT(e, link);
+            enum sub_verdict v = filter(q, e);
+            if (v == SUB_LATER) {
+                q->scan_end = NULL;
+                stop(q, e, pass);
+                return;
+            }
+            if (v == SUB_NO)
+                continue;
             if (e->msg->expires && e->msg->expires <= now) {
                 pending_remove(q, e);
                 expire(e);
                 continue;
             }
             struct sub *s;
-            enum pick r = pick(q, e->msg, &s);
+            enum pick r = pick(q, e->msg, e == from, &s);
+            if (r == PICK_LATER) {
+                stop(q, e, pass);
+                return;
+            }
+            q->scan_end = NULL;
             if (r == PICK_NONE_READY)
                 return;
             if (r == PICK_NO_MATCH)
@@ -316,6 +415,21 @@ void queue_dispatch(struct queue *q)
                 return;
         }
     }
+    /* A sweep that went on from a stop skipped what came in meanwhile at a
+     * higher priority: one more, from the top. */
+    if (from)
+        queue_mark_dirty(q);
+}
+
+void queue_dispatch(struct queue *q)
+{
+    if (q->npending == 0 || q->nconsumers == 0)
+        return;
+    struct sub_pass pass;
+    sub_pass_begin_dispatch(&pass);
+    q->starved = false;
+    dispatch(q, &pass);
+    sub_pass_end(&pass);
 }
 
 bool queue_dispatch_dirty(void)
@@ -325,10 +439,21 @@ bool queue_dispatch_dirty(void)
      * rounds so one busy queue cannot starve the loop. */
     for (int round = 0; round < 8 && !TAILQ_EMPTY(&srv.dirty); round++) {
         struct queue_list todo = TAILQ_HEAD_INITIALIZER(todo);
+        struct queue_list first = TAILQ_HEAD_INITIALIZER(first);
+        struct queue *q, *nq;
         TAILQ_CONCAT(&todo, &srv.dirty, dirty_link);
-        struct queue *q;
-        while ((q = TAILQ_FIRST(&todo))) {
-            TAILQ_REMOVE(&todo, q, dirty_link);
+        /* Queues the selector budget left nothing for last time go first,
+         * so one busy queue cannot take every iteration's budget. */
+        for (q = TAILQ_FIRST(&todo); q; q = nq) {
+            nq = TAILQ_NEXT(q, dirty_link);
+            if (q->starved) {
+                TAILQ_REMOVE(&todo, q, dirty_link);
+                TAILQ_INSERT_TAIL(&first, q, dirty_link);
+            }
+        }
+        TAILQ_CONCAT(&first, &todo, dirty_link);
+        while ((q = TAILQ_FIRST(&first))) {
+            TAILQ_REMOVE(&first, q, dirty_link);
             q->dirty = false;
             queue_dispatch(q);
             any = true;
@@ -359,6 +484,10 @@ uint64_t queue_expire_sweep(struct queue *q, int64_t now_ms)
         for (e = TAILQ_FIRST(&q->pending[p]); e; e = next) {
             next = TAILQ_NEXT(e, link);
             if (e->msg->expires && e->msg->expires <= now_ms) {
+                /* a copy its selector refuses was never this backlog's;
+                 * one not judged yet waits for the next sweep */
+                if (filter(q, e) != SUB_YES)
+                    continue;
                 pending_remove(q, e);
                 expire(e);
                 n++;

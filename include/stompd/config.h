@@ -43,6 +43,9 @@ struct config {
     int64_t max_subscriptions;
     int64_t max_transactions;
     int64_t max_tx_frames;
+    int64_t max_selector_length;
+    int64_t max_selector_complexity;
+    int64_t selector_budget;
     /* [store] */
     char *store_type;
     char *store_sync;

@@ -26,6 +26,7 @@ struct qentry {
     uint64_t tag;               /* delivery tag while in flight */
     uint32_t redeliveries;
     bool in_txn_ack;            /* acked inside an open transaction */
+    bool unfiltered;            /* a backlog's entry whose selector has not run yet */
     UT_hash_handle hh;          /* conn->inflight, keyed by tag */
 };
 TAILQ_HEAD(qentry_list, qentry);
@@ -45,6 +46,12 @@ struct queue {
     struct group *groups;
     bool dirty;
     TAILQ_ENTRY(queue) dirty_link;
+    /* Dispatch stopped by the selector budget goes on from here in a later
+     * pass: this pending entry, its consumer scan ending at scan_end. */
+    struct qentry *resume;
+    struct sub *scan_end;
+    bool scan_ready;            /* the scan so far saw a ready consumer */
+    bool starved;               /* stopped with no budget at all: goes first next time */
 };
 TAILQ_HEAD(queue_list, queue);
 
@@ -54,6 +61,10 @@ void queue_destroy(struct queue *q);
 
 /* A new message arrives: appended, dispatched at once when it can be. */
 void queue_push(struct queue *q, struct msg *m);
+/* A topic message for a backlog (a subscription's or a durable one's)
+ * whose selector could not run within the publish's budget: appended,
+ * filtered by that selector when dispatch reaches it. */
+void queue_push_unfiltered(struct queue *q, struct msg *m);
 /* A message restored from the store at start (not journaled again). */
 void queue_push_recovered(struct queue *q, struct msg *m, uint32_t redeliveries);
 /* Put an entry back (NACK, consumer gone, transaction rolled back) in
