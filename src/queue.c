@@ -435,6 +435,9 @@ void queue_dispatch(struct queue *q)
 bool queue_dispatch_dirty(void)
 {
     bool any = false;
+    /* Queues stopped by the selector budget wait here for the next loop
+     * iteration's budget, still dirty. */
+    struct queue_list later = TAILQ_HEAD_INITIALIZER(later);
     /* Dispatching can mark other queues dirty (dead letters); bound the
      * rounds so one busy queue cannot starve the loop. */
     for (int round = 0; round < 8 && !TAILQ_EMPTY(&srv.dirty); round++) {
@@ -454,11 +457,16 @@ bool queue_dispatch_dirty(void)
         TAILQ_CONCAT(&first, &todo, dirty_link);
         while ((q = TAILQ_FIRST(&first))) {
             TAILQ_REMOVE(&first, q, dirty_link);
+            if (q->resume && sub_dispatch_budget_spent()) {
+                TAILQ_INSERT_TAIL(&later, q, dirty_link);
+                continue;
+            }
             q->dirty = false;
             queue_dispatch(q);
             any = true;
         }
     }
+    TAILQ_CONCAT(&srv.dirty, &later, dirty_link);
     return any;
 }
 

@@ -119,6 +119,11 @@ void sub_pass_begin_dispatch(struct sub_pass *p)
     pass = p;
 }
 
+bool sub_dispatch_budget_spent(void)
+{
+    return dispatching.set && dispatching.iter == iteration() && dispatching.left <= 0;
+}
+
 void sub_pass_end(struct sub_pass *p)
 {
     if (p->dispatch)

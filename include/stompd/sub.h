@@ -56,6 +56,8 @@ struct sub_pass {
 void sub_pass_begin(struct sub_pass *p);
 void sub_pass_begin_dispatch(struct sub_pass *p);
 void sub_pass_end(struct sub_pass *p);
+/* This loop iteration's dispatch budget is gone. */
+bool sub_dispatch_budget_spent(void);
 
 /* A selector's verdict within the current pass: SUB_LATER when the budget
  * ran out before it was known (ask again in a later pass). A selector that
