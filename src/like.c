@@ -559,24 +559,21 @@ int like_run(const struct like *l, const char *str, size_t n, int64_t *left)
         return simulate(l, s, n, left);
     uint32_t st = l->start;
     const uint16_t *next = l->next;
-    const unsigned char *cls = l->cls;
     const uint32_t nc = l->nc;
-    size_t lim = n;
-    if ((int64_t)n > *left)
-        lim = *left > 0 ? (size_t)*left : 0;
     /* A decided state only leads to decided states with the same answer,
-     * so looking at the flags once per block is as good as every byte. */
+     * so looking at the flags once per block of 16 bytes is as good as
+     * every byte. The charge is whole blocks read, whatever the budget,
+     * so an evaluation costs the same with any budget that covers it. */
     size_t i = 0;
-    while (!(l->flags[st] & F_DECIDED) && i < lim) {
-        size_t end = lim - i > 16 ? i + 16 : lim;
-        for (; i < end; i++)
-            st = next[st * nc + cls[s[i]]];
-    }
-    *left -= (int64_t)i;
-    if (i < n && !(l->flags[st] & F_DECIDED)) {
-        if (*left > 0)
+    while (i < n && !(l->flags[st] & F_DECIDED)) {
+        size_t end = n - i > 16 ? i + 16 : n;
+        if ((int64_t)(end - i) > *left) {
             *left = 0;
-        return -1;
+            return -1;
+        }
+        *left -= (int64_t)(end - i);
+        for (; i < end; i++)
+            st = next[st * nc + l->cls[s[i]]];
     }
     return (l->flags[st] & F_ACCEPT) ? 1 : 0;
 }
