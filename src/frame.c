@@ -245,6 +245,24 @@ static enum frame_status build(struct frame_parser *p, const char *data, size_t 
     return FRAME_OK;
 }
 
+/* A line can pass two limits before its LF arrives: its own length and
+ * the frame's size. Which is reported must not depend on how the bytes
+ * arrived (one buffer, or one byte at a time): it is the one passed at the
+ * earlier byte, the line's on a tie. n: bytes of the line seen, LF not
+ * included. The last byte seen may be the CR of a CRLF, so a line is too
+ * long for sure only at limit + 2 bytes. */
+static const char *passed_in_line(const struct frame_parser *p, size_t n)
+{
+    size_t limit = p->lines == 0 ? p->lim.max_command_line : p->lim.max_header_line;
+    size_t at_line = limit + 2;
+    size_t at_frame = p->lim.max_frame + 1 - p->scan; /* scan <= max_frame */
+    if (at_line <= n && at_line <= at_frame)
+        return p->lines == 0 ? err_command_line : err_header_line;
+    if (at_frame <= n)
+        return err_too_large;
+    return NULL;
+}
+
 enum frame_status frame_parse(struct frame_parser *p, const char *data, size_t len,
                               size_t *consumed, struct frame *out, const char **err)
 {
@@ -281,16 +299,13 @@ enum frame_status frame_parse(struct frame_parser *p, const char *data, size_t l
         size_t avail = len - p->scan;
         const char *nl = memchr(line, '\n', avail);
         if (!nl) {
-            /* the last byte may be the CR of a CRLF */
-            if ((*err = line_problem(&p->lim, p->lines, avail ? avail - 1 : 0, false)))
+            if ((*err = passed_in_line(p, avail)))
                 return FRAME_ERROR;
-            if (len > p->lim.max_frame) {
-                *err = err_too_large;
-                return FRAME_ERROR;
-            }
             return FRAME_NEED_MORE;
         }
         size_t ll = (size_t)(nl - line);
+        if ((*err = passed_in_line(p, ll)))
+            return FRAME_ERROR;
         size_t content = line_content_len(line, ll);
         if ((*err = line_problem(&p->lim, p->lines, content, memchr(line, '\0', ll) != NULL)))
             return FRAME_ERROR;

@@ -385,6 +385,39 @@ static void test_limits(void **state)
     result_free(&r);
 }
 
+/* A line that passes both its own limit and the frame's before its LF:
+ * the error is the limit passed first in the stream, whether the bytes
+ * come in one buffer or one at a time (found by fuzz/fuzz_frame: the
+ * whole buffer said "header line too long", bytes one at a time "frame
+ * too large"). */
+static void test_first_limit_passed_wins(void **state)
+{
+    struct frame_limits lim = {64, 3, 24, 12};
+    /* 54 bytes before the selector line; the frame limit falls 11 bytes
+     * into it, the line limit 26 */
+    const char *first_frame = "SUBSCRIBE\nid:1\ndestination:/id:1\ndestination:/topic/t\nselector:x LIt-indiv&idual\n\n";
+    /* here the line limit comes first: 26 bytes into a line starting at 5 */
+    const char *first_line = "SEND\nh:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n\n";
+    struct {
+        const char *data;
+        const char *want;
+    } cases[] = {{first_frame, "frame too large"}, {first_line, "header line too long"}};
+    for (size_t i = 0; i < 2; i++) {
+        size_t len = strlen(cases[i].data) + 1;
+        struct result r;
+        feed(cases[i].data, len, NULL, 0, STOMP_12, &lim, &r);
+        assert_string_equal(r.err, cases[i].want);
+        result_free(&r);
+        size_t *cuts = malloc(len * sizeof *cuts);
+        for (size_t k = 0; k < len; k++)
+            cuts[k] = k + 1;
+        feed(cases[i].data, len, cuts, (int)len - 1, STOMP_12, &lim, &r);
+        assert_string_equal(r.err, cases[i].want);
+        result_free(&r);
+        free(cuts);
+    }
+}
+
 /* Each size-limit error says which limit it is about (the broker names
  * the setting); no other error does. */
 static void test_error_limit(void **state)
@@ -638,6 +671,7 @@ int main(void)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_frame_size_limit),
         cmocka_unit_test(test_error_limit),
+        cmocka_unit_test(test_first_limit_passed_wins),
         cmocka_unit_test(test_content_length_with_nuls_split),
         cmocka_unit_test(test_writer_escaping),
         cmocka_unit_test(test_write_then_parse_round_trip),
