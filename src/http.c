@@ -787,6 +787,12 @@ static void render_metrics(struct http_conn *h)
     M("Journal position", "gauge", "journal_lsn", lsn);
     M("Committed journal position", "gauge", "committed_lsn", commit_lsn());
     M("Epoch", "gauge", "epoch", srv.role == ROLE_MASTER ? persist_epoch() : epoch);
+    struct sub_selector_stats sel;
+    sub_selector_stats(&sel);
+    M("Selector verdicts put off to a later loop iteration by stomp.selector_budget", "counter",
+      "selector_deferred_total", sel.deferred);
+    M("Selector evaluations a whole stomp.selector_budget could not finish (taken as not matching)", "counter",
+      "selector_over_budget_total", sel.over_budget);
 #undef M
     if (repl_master_running()) {
         struct repl_slave_info si[32];

@@ -108,10 +108,22 @@ static enum sub_verdict filter(struct queue *q, struct qentry *e)
     return v;
 }
 
+/* An entry put among the pending ones while dispatch is stopped at
+ * q->resume: if it goes ahead of that point, the sweep going on from there
+ * will not see it. */
+static void note_ahead(struct queue *q, const struct qentry *e)
+{
+    const struct qentry *r = q->resume;
+    if (r && r != e &&
+        (e->msg->priority > r->msg->priority || (e->msg->priority == r->msg->priority && e->msg->seq < r->msg->seq)))
+        q->rescan = true;
+}
+
 /* Keep each priority list in arrival order: returned messages go back to
  * where they were, ahead of everything that arrived after them. */
 static void pending_insert_sorted(struct queue *q, struct qentry *e)
 {
+    note_ahead(q, e);
     struct qentry_list *l = &q->pending[e->msg->priority];
     struct qentry *it;
     TAILQ_FOREACH(it, l, link) {
@@ -318,6 +330,7 @@ void queue_push(struct queue *q, struct msg *m)
     }
     TAILQ_INSERT_TAIL(&q->pending[m->priority], e, link);
     q->npending++;
+    note_ahead(q, e);
     if (q->nconsumers > 0)
         queue_mark_dirty(q);
 }
@@ -328,6 +341,7 @@ void queue_push_unfiltered(struct queue *q, struct msg *m)
     e->unfiltered = true;
     TAILQ_INSERT_TAIL(&q->pending[m->priority], e, link);
     q->npending++;
+    note_ahead(q, e);
     if (q->nconsumers > 0)
         queue_mark_dirty(q);
 }
@@ -415,10 +429,11 @@ static void dispatch(struct queue *q, const struct sub_pass *pass)
                 return;
         }
     }
-    /* A sweep that went on from a stop skipped what came in meanwhile at a
-     * higher priority: one more, from the top. */
-    if (from)
+    /* A sweep that went on from a stop skipped what was put ahead of that
+     * point meanwhile: one more, from the top. */
+    if (from && q->rescan)
         queue_mark_dirty(q);
+    q->rescan = false;
 }
 
 void queue_dispatch(struct queue *q)

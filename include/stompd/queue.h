@@ -51,6 +51,7 @@ struct queue {
     struct qentry *resume;
     struct sub *scan_end;
     bool scan_ready;            /* the scan so far saw a ready consumer */
+    bool rescan;                /* something was put ahead of resume meanwhile */
     bool starved;               /* stopped with no budget at all: goes first next time */
 };
 TAILQ_HEAD(queue_list, queue);

@@ -3,6 +3,9 @@ is bounded when it is compiled (length, complexity: ERROR naming the key),
 LIKE matching is linear in the value, and the selector work one message
 causes is budgeted (stomp.selector_budget), the rest done in later loop
 iterations without losing or misrouting anything."""
+import base64
+import http.client
+import re
 import socket
 import statistics
 import threading
@@ -19,6 +22,15 @@ from stompd_test import Client, connected, encode_frame
 ATTACK_SELECTOR = "h LIKE '%" + "a" * 400 + "b'"
 HEADER = "a" * 10000
 SUBSCRIPTIONS = 400
+
+
+def metric(b, name):
+    h = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=10)
+    h.request("GET", "/metrics", headers={"Authorization": "Basic " + base64.b64encode(b"admin:admin").decode()})
+    text = h.getresponse().read().decode()
+    m = re.search(r"^stompd_%s (\d+)$" % name, text, re.M)
+    assert m, text
+    return int(m.group(1))
 
 
 def probe(port):
@@ -175,3 +187,33 @@ def test_tiny_budget_loses_and_misroutes_nothing(broker_factory):
         got = [int(c.recv(timeout=30).body) for _ in want]
         assert got == want, (i, got)
         c.expect_nothing(0.2)
+    assert metric(b, "selector_deferred_total") > 0
+    assert metric(b, "selector_over_budget_total") == 0
+
+
+def test_selector_over_a_whole_budget_selects_nothing_and_says_so(broker_factory):
+    """A selector that cannot be evaluated on a message even with the whole
+    budget is UNKNOWN for it: a queue message stays for other consumers, a
+    topic subscriber does not get it; counted, and logged."""
+    b = broker_factory({"stomp.selector_budget": "3000"})
+    # on a 1000-byte h: about 4000 steps (reads h four times), '%z' alone 2000
+    dear = "h LIKE '%x' OR h LIKE '%y' OR h LIKE '%z'"
+    q = connected(b.port)
+    q.receipt("SUBSCRIBE", {"id": "q", "destination": "/queue/dear", "selector": dear}, "s")
+    t = connected(b.port)
+    t.receipt("SUBSCRIBE", {"id": "t", "destination": "/topic/dear", "selector": dear}, "s")
+    p = connected(b.port)
+    p.send("SEND", {"destination": "/queue/dear", "h": "a" * 999 + "z"}, b"big")
+    p.send("SEND", {"destination": "/topic/dear", "h": "a" * 999 + "z"}, b"big")
+    p.send("SEND", {"destination": "/queue/dear", "h": "z"}, b"small")
+    p.send("SEND", {"destination": "/topic/dear", "h": "z"}, b"small")
+    assert q.recv(timeout=30).body == b"small"
+    assert t.recv(timeout=30).body == b"small"
+    q.expect_nothing(0.3)
+    t.expect_nothing(0.3)
+    assert metric(b, "selector_over_budget_total") >= 2
+    assert b.wait_log(r"could not be evaluated on message .* within stomp.selector_budget")
+    # the queue kept the big one: a consumer that can judge it gets it
+    c = connected(b.port)
+    c.send("SUBSCRIBE", {"id": "c", "destination": "/queue/dear", "selector": "h LIKE '%z'"})
+    assert c.recv(timeout=30).body == b"big"

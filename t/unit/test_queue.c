@@ -513,6 +513,44 @@ static void test_budget_whole_budget_not_enough(void **state)
     stop_ticking();
 }
 
+/* A message no consumer can take stays pending without dispatch spinning
+ * on it: once the sweeps are done, the queue is left alone (a sweep going
+ * on from a stop used to ask for one more from the top every time, and
+ * that one stopped again: a loop spending the budget on the same message
+ * every iteration). */
+static void test_budget_no_spinning_on_a_message_none_takes(void **state)
+{
+    set_budget("2500");
+    ticking();
+    struct dest *d = queue_named("/queue/stuck");
+    struct conn *dear = fake_conn();
+    consumer(dear, d, ACK_AUTO, 1000, "v LIKE '%b' OR v LIKE '%c' OR v LIKE '%z'");
+    struct msg *m = long_header_msg(d->name, "big", 'z');
+    dest_deliver(d, m);           /* a whole budget is not enough: stays */
+    msg_unref(m);
+    struct stomp_header h = {"v", "z", 1, 1};
+    m = msg_new(d->name, "small", ++seq, 0, false, 4, 0, &h, 1, "small", 5);
+    dest_deliver(d, m);
+    msg_unref(m);
+    for (int i = 0; i < 6; i++) {
+        next_iteration();
+        queue_dispatch_dirty();
+    }
+    assert_string_equal(received(dear), "small");
+    assert_int_equal(d->q.npending, 1);
+    struct sub_selector_stats before, after;
+    sub_selector_stats(&before);
+    for (int i = 0; i < 10; i++) {
+        next_iteration();
+        queue_dispatch_dirty();
+    }
+    sub_selector_stats(&after);
+    assert_false(d->q.dirty);
+    assert_int_equal(after.over_budget, before.over_budget);
+    free_conn(dear);
+    stop_ticking();
+}
+
 /* One queue whose dispatch takes every iteration's budget does not hold
  * another back: a queue left with nothing goes first next time. */
 static void test_budget_queues_take_turns(void **state)
@@ -561,6 +599,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_budget_topic_filters_later, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget_whole_budget_not_enough, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget_queues_take_turns, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_budget_no_spinning_on_a_message_none_takes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
