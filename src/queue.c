@@ -394,6 +394,8 @@ static void dispatch(struct queue *q, const struct sub_pass *pass)
     int64_t now = server_now_ms();
     struct qentry *from = q->resume;
     q->resume = NULL;
+    if (!from)
+        q->rescan = false;   /* a sweep from the top sees everything */
     int top = from ? from->msg->priority : MSG_PRIORITIES - 1;
     for (int p = top; p >= 0; p--) {
         struct qentry *e, *next;

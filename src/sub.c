@@ -152,10 +152,16 @@ static void warn_over_budget(const struct selector *sel, const struct msg *m)
         unwarned++;
         return;
     }
+    /* the text is a client's: no control characters into the log */
     const char *text = selector_text(sel);
-    log_warn("selector \"%.80s%s\" could not be evaluated on message %s within stomp.selector_budget "
+    char shown[81];
+    size_t n = 0;
+    for (; n < sizeof shown - 1 && text[n]; n++)
+        shown[n] = (unsigned char)text[n] < 0x20 || text[n] == 0x7f ? '?' : text[n];
+    shown[n] = '\0';
+    log_warn("selector \"%s%s\" could not be evaluated on message %s within stomp.selector_budget "
              "(%lld steps): taken as not matching%s",
-             text, strlen(text) > 80 ? "..." : "", m->id, (long long)config.selector_budget,
+             shown, text[n] ? "..." : "", m->id, (long long)config.selector_budget,
              unwarned ? " (more such cases since the last warning)" : "");
     last_warn = now ? now : 1;
     unwarned = 0;
