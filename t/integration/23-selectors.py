@@ -82,27 +82,33 @@ def test_selector_flood_does_not_stall_other_clients(broker, kind):
     (A correctness bound, not a benchmark: before the fix each SEND held
     the loop for seconds.)"""
     dest = "/%s/flood" % kind
-    subscriber = connected(broker.port)
+    # compiling 400 such selectors takes a while on a loaded sanitizer build
+    subscriber = Client(broker.port, timeout=120)
+    subscriber.connect()
     for i in range(SUBSCRIPTIONS):
         subscriber.send("SUBSCRIBE", {"id": str(i), "destination": dest, "selector": ATTACK_SELECTOR})
     subscriber.receipt("SUBSCRIBE", {"id": "last", "destination": "/queue/other"}, "subscribed")
-    assert probe(broker.port) < 5   # warm, and the broker answers at all
+    # the same probe without the flood: on a loaded machine the bound grows with it
+    base = statistics.median([probe(broker.port) for _ in range(5)])
     flood = Flood(broker.port, dest).start()
     try:
         deadline = time.monotonic() + 60
         while flood.sent < 40 and time.monotonic() < deadline:
             time.sleep(0.05)
         times = [probe(broker.port) for _ in range(12)]
-        print("probe times (s):", ["%.3f" % t for t in times], "SENDs written:", flood.sent)
+        print("probe times (s):", ["%.3f" % t for t in times], "without the flood: %.3f" % base,
+              "SENDs written:", flood.sent)
     finally:
         flood.stop()
     # Generous: the sanitizer build on a loaded two-core machine. The old
-    # matcher took several seconds per SEND here.
-    assert statistics.median(times) < 0.5, times
-    assert max(times) < 3, times
+    # matcher held the loop for seconds per SEND here (the probe timed out
+    # at 60 s on the sanitizer build).
+    assert statistics.median(times) < 0.5 + 10 * base, (times, base)
+    assert max(times) < 5 + 20 * base, (times, base)
     # selecting still works (on a fresh destination: the flood's own are
     # still judging the flood, a queue's waiting messages in order)
-    late = connected(broker.port)
+    late = Client(broker.port, timeout=60)
+    late.connect()
     late.receipt("SUBSCRIBE", {"id": "late", "destination": dest + "-2", "selector": ATTACK_SELECTOR}, "late")
     p = connected(broker.port)
     p.send("SEND", {"destination": dest + "-2", "h": "a" * 10000}, b"no")
