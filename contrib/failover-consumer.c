@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,9 +31,15 @@ static const char usage[] =
     "                     with neither --count nor --idle-exit the consumer\n"
     "                     runs until SIGINT/SIGTERM\n"
     "  --prefetch N       activemq.prefetchSize (default: the broker's)\n"
-    "  --heart-beat CX,CY heart-beats to offer, in ms (default 0,0)\n"
+    "  --heart-beat CX,CY heart-beats to offer, in ms (default 0,0); with\n"
+    "                     heart-beats a paused (not dead) broker is noticed\n"
+    "  --connect-timeout MS\n"
+    "                     ms one connection attempt may take (TCP and\n"
+    "                     CONNECTED; default 10000; the URL's connectTimeout wins)\n"
+    "  --timestamps       start every line with the wall-clock time (s.ms)\n"
     "  --login USER, --passcode PASS, --client-id ID\n"
     "  --quiet            only reconnects, errors and the summary\n"
+    "  --version          the version of the program and of libstompc\n"
     "  --help             this text\n"
     "\n"
     "Output: \"received seq=N\" or \"duplicate seq=N\" per message (\"received\n"
@@ -41,6 +49,24 @@ static const char usage[] =
     "status 0 when --count distinct messages came (or, without --count, on\n"
     "--idle-exit or a signal), 1 otherwise, 2 on bad usage. Installed as\n"
     "stompd-failover-consumer; contrib/stompd-failover-consumer in the build tree.\n";
+
+static bool stamps;
+
+/* One line of output, after the time when --timestamps asks for it. */
+static void out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void out(const char *fmt, ...)
+{
+    if (stamps) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        printf("%lld.%03ld ", (long long)ts.tv_sec, ts.tv_nsec / 1000000);
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+}
 
 static volatile sig_atomic_t stop;
 
@@ -54,7 +80,7 @@ static void on_reconnect(struct stompc *c, const char *broker, const struct stom
 {
     (void)c;
     (void)ud;
-    printf("reconnected to %s (reconnects=%llu resubscribed=%llu)\n", broker, (unsigned long long)st->reconnects,
+    out("reconnected to %s (reconnects=%llu resubscribed=%llu)\n", broker, (unsigned long long)st->reconnects,
            (unsigned long long)st->resubscribed);
 }
 
@@ -63,7 +89,7 @@ static void on_error(struct stompc *c, int status, const char *msg, const char *
     (void)c;
     (void)ud;
     (void)rid;
-    printf("error: %s (%s)\n", msg, stompc_strerror(status));
+    out("error: %s (%s)\n", msg, stompc_strerror(status));
 }
 
 static long number(const char *opt, const char *v, long min)
@@ -119,9 +145,11 @@ int main(int argc, char **argv)
         {"url", required_argument, NULL, 'u'},       {"dest", required_argument, NULL, 'd'},
         {"count", required_argument, NULL, 'n'},     {"ack", required_argument, NULL, 'a'},
         {"idle-exit", required_argument, NULL, 'e'}, {"prefetch", required_argument, NULL, 'f'},
-        {"heart-beat", required_argument, NULL, 'b'}, {"login", required_argument, NULL, 'l'},
+        {"heart-beat", required_argument, NULL, 'b'},
+        {"connect-timeout", required_argument, NULL, 'T'}, {"timestamps", no_argument, NULL, 'S'}, {"login", required_argument, NULL, 'l'},
         {"passcode", required_argument, NULL, 'w'},  {"client-id", required_argument, NULL, 'c'},
         {"quiet", no_argument, NULL, 'q'},           {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     const char *url = NULL, *dest = NULL;
@@ -147,6 +175,8 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'T': o.connect_timeout = (int)number("--connect-timeout", optarg, 1); break;
+        case 'S': stamps = true; break;
         case 'b':
             if (sscanf(optarg, "%d,%d", &o.heart_beat_tx, &o.heart_beat_rx) != 2) {
                 fprintf(stderr, "stompd-failover-consumer: --heart-beat wants CX,CY\n");
@@ -154,6 +184,9 @@ int main(int argc, char **argv)
             }
             break;
         case 'h': fputs(usage, stdout); return 0;
+        case 'V':
+            printf("stompd-failover-consumer %s (libstompc %s)\n", PACKAGE_VERSION, stompc_version());
+            return 0;
         default: fputs(usage, stderr); return 2;
         }
     }
@@ -182,7 +215,7 @@ int main(int argc, char **argv)
     }
     struct stompc_stats st;
     stompc_get_stats(c, &st);
-    printf("connected to %s, subscribed to %s\n", st.broker, dest);
+    out("connected to %s, subscribed to %s\n", st.broker, dest);
 
     struct seen seen = {0};
     long received = 0, duplicates = 0, unmarked = 0;
@@ -214,23 +247,23 @@ int main(int argc, char **argv)
             if (!m->redelivered)
                 unmarked++;
             if (!quiet)
-                printf("duplicate seq=%lu%s\n", seq, m->redelivered ? " (redelivered)" : "");
+                out("duplicate seq=%lu%s\n", seq, m->redelivered ? " (redelivered)" : "");
         } else {
             received++;
             if (!quiet) {
                 if (numbered)
-                    printf("received seq=%lu%s\n", seq, m->redelivered ? " (redelivered)" : "");
+                    out("received seq=%lu%s\n", seq, m->redelivered ? " (redelivered)" : "");
                 else
-                    printf("received (no seq)\n");
+                    out("received (no seq)\n");
             }
         }
         if (so.ack != STOMPC_ACK_AUTO && stompc_ack(c, m, NULL, 0) != 0)
-            printf("error: ack: %s\n", stompc_error(c));
+            out("error: ack: %s\n", stompc_error(c));
         stompc_msg_free(m);
     }
     if (stompc_disconnect(c, 5000) != 0)
         fprintf(stderr, "stompd-failover-consumer: disconnect: %s\n", stompc_error(c));
-    printf("received=%ld duplicates=%ld unmarked=%ld\n", received, duplicates, unmarked);
+    out("received=%ld duplicates=%ld unmarked=%ld\n", received, duplicates, unmarked);
     if (count && received < count)
         status = 1;
     stompc_free(c);

@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,10 +33,16 @@ static const char usage[] =
     "  --size BYTES       body size (default 100; never less than \"seq=N \")\n"
     "  --persistent       send persistent:true\n"
     "  --interval MS      pause between sends (default 0)\n"
-    "  --heart-beat CX,CY heart-beats to offer, in ms (default 0,0)\n"
+    "  --heart-beat CX,CY heart-beats to offer, in ms (default 0,0); with\n"
+    "                     heart-beats a paused (not dead) broker is noticed\n"
+    "  --connect-timeout MS\n"
+    "                     ms one connection attempt may take (TCP and\n"
+    "                     CONNECTED; default 10000; the URL's connectTimeout wins)\n"
+    "  --timestamps       start every line with the wall-clock time (s.ms)\n"
     "  --login USER, --passcode PASS, --client-id ID\n"
     "  --timeout MS       how long to wait for the last receipts (default 60000)\n"
     "  --quiet            only reconnects, errors and the summary\n"
+    "  --version          the version of the program and of libstompc\n"
     "  --help             this text\n"
     "\n"
     "Output: \"send seq=N\", \"receipt seq=N\", \"reconnected to URI ...\", then\n"
@@ -48,6 +56,24 @@ struct producer {
     long nreceipted;
     bool quiet;
 };
+
+static bool stamps;
+
+/* One line of output, after the time when --timestamps asks for it. */
+static void out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void out(const char *fmt, ...)
+{
+    if (stamps) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        printf("%lld.%03ld ", (long long)ts.tv_sec, ts.tv_nsec / 1000000);
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+}
 
 static volatile sig_atomic_t stop;
 
@@ -69,14 +95,14 @@ static void on_receipt(struct stompc *c, const char *id, void *ud)
         p->nreceipted++;
     }
     if (!p->quiet)
-        printf("receipt seq=%ld\n", seq);
+        out("receipt seq=%ld\n", seq);
 }
 
 static void on_reconnect(struct stompc *c, const char *broker, const struct stompc_stats *st, void *ud)
 {
     (void)c;
     (void)ud;
-    printf("reconnected to %s (reconnects=%llu resent=%llu)\n", broker, (unsigned long long)st->reconnects,
+    out("reconnected to %s (reconnects=%llu resent=%llu)\n", broker, (unsigned long long)st->reconnects,
            (unsigned long long)st->resent);
 }
 
@@ -84,7 +110,7 @@ static void on_error(struct stompc *c, int status, const char *msg, const char *
 {
     (void)c;
     (void)ud;
-    printf("error: %s%s%s (%s)\n", msg, rid ? ", receipt " : "", rid ? rid : "", stompc_strerror(status));
+    out("error: %s%s%s (%s)\n", msg, rid ? ", receipt " : "", rid ? rid : "", stompc_strerror(status));
 }
 
 static long number(const char *opt, const char *v, long min)
@@ -112,10 +138,12 @@ int main(int argc, char **argv)
         {"url", required_argument, NULL, 'u'},      {"dest", required_argument, NULL, 'd'},
         {"count", required_argument, NULL, 'n'},    {"size", required_argument, NULL, 's'},
         {"persistent", no_argument, NULL, 'p'},     {"interval", required_argument, NULL, 'i'},
-        {"heart-beat", required_argument, NULL, 'b'}, {"login", required_argument, NULL, 'l'},
+        {"heart-beat", required_argument, NULL, 'b'},
+        {"connect-timeout", required_argument, NULL, 'T'}, {"timestamps", no_argument, NULL, 'S'}, {"login", required_argument, NULL, 'l'},
         {"passcode", required_argument, NULL, 'w'}, {"client-id", required_argument, NULL, 'c'},
         {"timeout", required_argument, NULL, 't'},  {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},           {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
     };
     const char *url = NULL, *dest = NULL;
     long count = 100, size = 100, interval = 0, timeout = 60000;
@@ -136,6 +164,8 @@ int main(int argc, char **argv)
         case 'w': o.passcode = optarg; break;
         case 'c': o.client_id = optarg; break;
         case 'q': p.quiet = true; break;
+        case 'T': o.connect_timeout = (int)number("--connect-timeout", optarg, 1); break;
+        case 'S': stamps = true; break;
         case 'b':
             if (sscanf(optarg, "%d,%d", &o.heart_beat_tx, &o.heart_beat_rx) != 2) {
                 fprintf(stderr, "stompd-failover-producer: --heart-beat wants CX,CY\n");
@@ -143,6 +173,9 @@ int main(int argc, char **argv)
             }
             break;
         case 'h': fputs(usage, stdout); return 0;
+        case 'V':
+            printf("stompd-failover-producer %s (libstompc %s)\n", PACKAGE_VERSION, stompc_version());
+            return 0;
         default: fputs(usage, stderr); return 2;
         }
     }
@@ -178,7 +211,7 @@ int main(int argc, char **argv)
     }
     struct stompc_stats st;
     stompc_get_stats(c, &st);
-    printf("connected to %s\n", st.broker);
+    out("connected to %s\n", st.broker);
 
     long sent = 0;
     int status = 0;
@@ -200,7 +233,7 @@ int main(int argc, char **argv)
         }
         sent++;
         if (!p.quiet)
-            printf("send seq=%ld\n", seq);
+            out("send seq=%ld\n", seq);
         /* Wait inside the library: heart-beats and receipts go on. */
         int64_t until = now_ms() + interval;
         do {
@@ -227,7 +260,7 @@ int main(int argc, char **argv)
     stompc_get_stats(c, &st);
     if (stompc_disconnect(c, 5000) != 0)
         fprintf(stderr, "stompd-failover-producer: disconnect: %s\n", stompc_error(c));
-    printf("sent=%ld receipted=%ld resent=%llu\n", sent, p.nreceipted, (unsigned long long)st.resent);
+    out("sent=%ld receipted=%ld resent=%llu\n", sent, p.nreceipted, (unsigned long long)st.resent);
     if (sent != count || p.nreceipted != count)
         status = 1;
     stompc_free(c);

@@ -1,7 +1,8 @@
 /* libFuzzer harness: the replication wire codec (the repl_get_* readers).
  * The input is a byte stream as a peer would send it; it is cut into
- * frames as repl_proto.c's read callback cuts them (u32 length, u8 type,
- * payload; a length of 0 or over REPL_MAX_FRAME ends the stream), and each
+ * frames by repl_frame_split, as repl_proto.c's read callback cuts them
+ * (u32 length, u8 type, payload; a length of 0 or over REPL_MAX_FRAME ends
+ * the stream), and each
  * frame is read field by field the way the master's (HELLO, ACK, PING) or
  * the slave's (WELCOME, REFUSE, SNAPSHOT_*, ENTRIES, PING) frame handler
  * reads it, ENTRIES' entries going through journal_decode as the slave's
@@ -9,8 +10,8 @@
  * for good and moves nothing, and what was read whole writes back, with
  * repl_put_*, to exactly the bytes it was read from.
  *
- * Only the codec: the peer and session code around it is being
- * restructured, and needs sockets. */
+ * Only the codec (repl_codec.c): the peer and session code around it
+ * needs sockets. */
 #include "config.h"
 
 #include <stdint.h>
@@ -21,10 +22,6 @@
 #include "stompd/buf.h"
 #include "stompd/journal.h"
 #include "stompd/repl.h"
-#include "stompd/server.h"
-
-/* repl_proto.c's peer code refers to the server's loop; never called here. */
-struct server srv;
 
 struct reading {
     struct repl_reader r;
@@ -174,12 +171,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *p = (const char *)data;
     size_t left = size;
-    while (left >= 5) {
+    for (;;) {
+        uint8_t type;
+        struct repl_reader fr;
+        size_t flen = 0;
+        int got = repl_frame_split(p, left, &type, &fr, &flen);
+        if (got < 0 && flen - 4 != 0 && flen - 4 <= REPL_MAX_FRAME)
+            abort(); /* refused a length a frame may have */
+        if (got <= 0)
+            break;
         const uint8_t *h = (const uint8_t *)p;
         uint32_t len = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
-        if (len == 0 || len > REPL_MAX_FRAME || left - 4 < len)
-            break;
-        struct reading x = {.r = {p + 5, len - 1, false}, .start = p + 5, .end = p + 4 + len, .good = p + 5};
+        /* the frame is exactly its length, and the reader is its payload */
+        if (flen != 4 + (size_t)len || flen > left || type != h[4] || fr.p != p + 5 || fr.left != len - 1 || fr.bad)
+            abort();
+        struct reading x = {.r = fr, .start = p + 5, .end = p + 4 + len, .good = p + 5};
         read_frame(h[4], &x);
         /* what was read whole is the frame's bytes, re-encoded */
         size_t read = (size_t)(x.good - x.start);

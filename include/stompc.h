@@ -8,10 +8,15 @@
  *     what happened in words ("connect to 127.0.0.1:61613: Connection
  *     refused", "broker ERROR: invalid destination: ...");
  *   - there are no threads inside: I/O happens only inside library calls,
- *     on a non-blocking socket waited on with poll(). Heart-beats are sent
- *     and checked from inside those calls too, so a client with heart-beats
- *     must call into the library (stompc_run, stompc_receive, ...) at least
- *     once per heart-beat interval;
+ *     on non-blocking sockets. Heart-beats are sent and checked from inside
+ *     those calls too, so a client with heart-beats must call into the
+ *     library (stompc_run, stompc_receive, stompc_step...) at least once per
+ *     heart-beat interval;
+ *   - the calls wait (blocking style) by default; stompc_set_nonblocking()
+ *     makes them return at once, and the client then runs in the caller's
+ *     event loop: wait for stompc_fd() to become readable or for
+ *     stompc_timeout() to pass, then call stompc_step() (see "Event loops"
+ *     below). The waiting calls are that same engine plus a wait;
  *   - a URI of the form failover:(tcp://h1:p1,tcp://h2:p2)?options, written
  *     as ActiveMQ users write it, makes the client reconnect by itself when
  *     the connection is lost, re-subscribe, and resend what the broker had
@@ -21,7 +26,9 @@
  *     stompc_run()/stompc_dispatch() (callback style). Calls that wait for a
  *     RECEIPT keep the messages that arrive meanwhile queued: none is lost.
  *
- * Allocation failure aborts the process, as everywhere in stompd. */
+ * Allocation failure aborts the process, as everywhere in stompd.
+ *
+ * Copyright (c) 2026 the stompd authors. SPDX-License-Identifier: MIT */
 #ifndef STOMPC_H
 #define STOMPC_H
 
@@ -39,6 +46,35 @@ extern "C" {
 #define STOMPC_MUST_CHECK
 #endif
 
+/* -------------------------------------------------------------- version */
+
+/* The version of this header; stompc_version() says the library's, which
+ * may be newer than the header a program was built with. */
+#define STOMPC_VERSION_MAJOR 0
+#define STOMPC_VERSION_MINOR 1
+#define STOMPC_VERSION_PATCH 0
+#define STOMPC_VERSION "0.1.0"
+/* One number to compare: 0x000100 for 0.1.0. */
+#define STOMPC_VERSION_NUMBER ((STOMPC_VERSION_MAJOR << 16) | (STOMPC_VERSION_MINOR << 8) | STOMPC_VERSION_PATCH)
+
+const char *stompc_version(void);
+
+/* ------------------------------------------------------------------ ABI */
+
+/* The option, callback and stats structs below may grow in later versions
+ * (new fields at their end only). Every call that takes one also passes
+ * the size the program was compiled with: stompc_connect, stompc_send,
+ * stompc_subscribe, stompc_set_callbacks and stompc_get_stats are macros
+ * that add sizeof() for you, so programs are written as before (the macros
+ * are variadic: a compound literal with several designated initializers is
+ * one argument to them, as to a function). A newer
+ * library then reads only the fields an older program knows (the others
+ * count as zero) and writes only as much as the program has room for; an
+ * older library refuses (STOMPC_EINVAL) a newer program's struct only when
+ * a field it does not know is set. Zero-initialise the structs you pass
+ * (= {0} or designated initializers). The plain functions (their address:
+ * (stompc_connect)) take the 0.1 layouts. */
+
 /* ------------------------------------------------------------- statuses */
 
 enum stompc_status {
@@ -52,6 +88,10 @@ enum stompc_status {
     STOMPC_ETXFAILED = -7, /* the transaction was lost by a failover */
     STOMPC_ECLOSED = -8,   /* not connected */
     STOMPC_EBUSY = -9,     /* not allowed from inside a callback */
+    STOMPC_ENOMEM = -10,   /* out of memory */
+    STOMPC_EAGAIN = -11,   /* non-blocking mode: not possible without waiting
+                              (not connected, or too much unconfirmed); try
+                              again after a stompc_step() */
 };
 
 /* A fixed text for a status ("connection lost", ...). */
@@ -95,7 +135,8 @@ struct stompc_options {
     int heart_beat_tx;         /* cx: we can send beats every cx ms (0: none) */
     int heart_beat_rx;         /* cy: we want the broker's every cy ms (0: none) */
     const char *accept_version; /* default "1.0,1.1,1.2": the highest the broker takes */
-    int connect_timeout;       /* ms per attempt (TCP + CONNECTED); 0: 10000 */
+    int connect_timeout;       /* ms per attempt (TCP + CONNECTED); 0: 10000.
+                                  The URI's connectTimeout wins over it */
     int receipt_timeout;       /* ms a waiting call waits for its RECEIPT; 0: 30000, -1: forever */
     size_t max_frame;          /* largest frame accepted from the broker; 0: 64 MiB */
     unsigned max_unreceipted;  /* receipted frames in flight before stompc_send waits; 0: 10000 */
@@ -158,8 +199,53 @@ const char *stompc_error(const struct stompc *c);
  *   randomize=true                  shuffle the list on every round
  *   timeout=-1                      ms a call waits for a connection before
  *                                   failing with STOMPC_ETIMEDOUT (-1: forever)
- * A round tries every broker once (the one that just failed last); the
- * first that answers CONNECTED wins.
+ *   trackMessages=false             true: every SEND outside a transaction is
+ *                                   kept until receipted and resent after a
+ *                                   failover, not only persistent ones
+ *   maxCacheSize                    bytes of message bodies kept for resending
+ *                                   before a send waits (no bound unless given;
+ *                                   max_unreceipted bounds their number)
+ *   priorityBackup=false            true: prefer the priority brokers: try them
+ *                                   first, and while connected to another one
+ *                                   keep trying them in the background and move
+ *                                   to one that answers (not while a
+ *                                   transaction is open)
+ *   priorityURIs=uri1,uri2          the priority brokers (default: the first)
+ *   updateURIsSupported=true        add the brokers a broker names in
+ *                                   CONNECTED's cluster-members header (a
+ *                                   stompd cluster's master names every
+ *                                   member) to the list, up to 32
+ *   backup=false, backupPoolSize=1  accepted, and nothing more: ActiveMQ holds
+ *                                   spare connections to other brokers, but in
+ *                                   a stompd cluster only the master accepts
+ *                                   connections (slaves keep their port
+ *                                   closed), so there is never a second broker
+ *                                   to hold one to; the parallel attempts
+ *                                   below give the fast failover it is for
+ * and this client's own:
+ *   connectTimeout=10000            ms one attempt may take (TCP and the
+ *                                   CONNECTED frame); also a tcp:// option,
+ *                                   for that broker alone
+ *   connectAttemptDelay=250         ms an attempt waits for CONNECTED before
+ *                                   the next broker is tried alongside
+ *   maxRefusedReconnectDelay=500    cap of the delay after refused connections
+ *
+ * How the client connects: brokers are tried in the round's order (the one
+ * that failed last at the end); an attempt that has no CONNECTED after
+ * connectAttemptDelay ms does not hold the others up: the next broker is
+ * tried alongside it (happy eyeballs), and the first CONNECTED wins (the
+ * other attempts are closed, with a DISCONNECT where CONNECT was sent). A
+ * paused broker, whose kernel completes the TCP handshake but which never
+ * answers, so costs connectAttemptDelay, not connectTimeout. After a failed
+ * attempt a broker is tried again once its delay has passed: a refused
+ * connection (nobody listening: a stompd slave, a node being restarted)
+ * costs no broker anything, so its delay follows the reconnect schedule
+ * but never exceeds maxRefusedReconnectDelay; a broker that was reached and
+ * failed (ERROR, no CONNECTED in time, closed) backs off exponentially
+ * (initialReconnectDelay ... maxReconnectDelay). Any CONNECTED, or a
+ * refusal from that broker, resets its back-off. A round ends when every
+ * broker has failed once; maxReconnectAttempts and
+ * startupMaxReconnectAttempts count rounds.
  *
  * In failover mode the client, on connection loss (EOF, socket error,
  * heart-beat timeout, an ERROR frame), reconnects with that schedule, sends
@@ -178,8 +264,14 @@ const char *stompc_error(const struct stompc *c);
  * stompc_ack() on them does nothing (counted in stats.stale_acks).
  *
  * Waits up to the failover timeout (forever by default) for the first
- * connection; fails with STOMPC_ECONNECT when the attempts are exhausted. */
+ * connection; fails with STOMPC_ECONNECT when the attempts are exhausted.
+ * In non-blocking mode it returns 0 once the attempts are under way; the
+ * calls below queue their frames until the connection is up, and
+ * stompc_step() returns STOMPC_ECONNECT if it never comes. */
 int stompc_connect(struct stompc *c, const char *uri, const struct stompc_options *opts) STOMPC_MUST_CHECK;
+int stompc_connect_sized(struct stompc *c, const char *uri, const struct stompc_options *opts,
+                         size_t opts_size) STOMPC_MUST_CHECK;
+#define stompc_connect(...) stompc_connect_sized(__VA_ARGS__, sizeof(struct stompc_options))
 
 /* Waits (up to timeout_ms, -1: forever) for every outstanding receipt,
  * sends DISCONNECT with a receipt, waits for it and closes. Subscriptions
@@ -207,7 +299,7 @@ struct stompc_send_opts {
     bool more;                 /* more frames follow at once: keep this one
                                   buffered (up to 64 KiB) and write them
                                   together with the next call that writes,
-                                  or stompc_flush. Not with wait. */
+                                  stompc_flush or stompc_step. Not with wait. */
 };
 
 /* Send len bytes of body (any bytes; content-length is always sent).
@@ -218,6 +310,9 @@ struct stompc_send_opts {
  * client still keeps the frame and resends it until it is receipted. */
 int stompc_send(struct stompc *c, const char *destination, const void *body, size_t len,
                 const struct stompc_send_opts *opts) STOMPC_MUST_CHECK;
+int stompc_send_sized(struct stompc *c, const char *destination, const void *body, size_t len,
+                      const struct stompc_send_opts *opts, size_t opts_size) STOMPC_MUST_CHECK;
+#define stompc_send(...) stompc_send_sized(__VA_ARGS__, sizeof(struct stompc_send_opts))
 
 enum stompc_ack { STOMPC_ACK_AUTO = 0, STOMPC_ACK_CLIENT, STOMPC_ACK_CLIENT_INDIVIDUAL };
 /* The mode named as in the ack header ("auto", "client",
@@ -235,11 +330,15 @@ struct stompc_sub_opts {
 };
 
 /* Subscribe and wait for the broker's RECEIPT, so a bad subscription fails
- * here (STOMPC_EBROKER) and a good one is active when this returns. After
+ * here (STOMPC_EBROKER) and a good one is active when this returns (in
+ * non-blocking mode: see stompc_set_nonblocking). After
  * STOMPC_ETIMEDOUT the subscription is kept (the broker may have it):
  * unsubscribe to drop it. Failover re-subscribes every subscription. */
 int stompc_subscribe(struct stompc *c, const char *destination,
                      const struct stompc_sub_opts *opts) STOMPC_MUST_CHECK;
+int stompc_subscribe_sized(struct stompc *c, const char *destination, const struct stompc_sub_opts *opts,
+                           size_t opts_size) STOMPC_MUST_CHECK;
+#define stompc_subscribe(...) stompc_subscribe_sized(__VA_ARGS__, sizeof(struct stompc_sub_opts))
 /* flags: STOMPC_WAIT, STOMPC_REMOVE_DURABLE (without an active subscription
  * of that id, id is taken as the durable subscription's name). */
 int stompc_unsubscribe(struct stompc *c, const char *id, unsigned flags) STOMPC_MUST_CHECK;
@@ -292,6 +391,8 @@ struct stompc_callbacks {
 };
 
 int stompc_set_callbacks(struct stompc *c, const struct stompc_callbacks *cb, void *ud);
+int stompc_set_callbacks_sized(struct stompc *c, const struct stompc_callbacks *cb, void *ud, size_t cb_size);
+#define stompc_set_callbacks(...) stompc_set_callbacks_sized(__VA_ARGS__, sizeof(struct stompc_callbacks))
 
 /* Wait up to timeout_ms (-1: forever) until there is something to
  * dispatch, dispatch everything ready, and return how many events were
@@ -300,9 +401,52 @@ int stompc_run(struct stompc *c, int timeout_ms) STOMPC_MUST_CHECK;
 /* Dispatch what has already arrived, without waiting. */
 int stompc_dispatch(struct stompc *c) STOMPC_MUST_CHECK;
 
+/* ---------------------------------------------------------- event loops */
+
+/* Non-blocking mode (on = true): no call waits for the broker any more.
+ *   - stompc_connect starts connecting and returns;
+ *   - stompc_send, stompc_subscribe, stompc_unsubscribe, stompc_ack/nack,
+ *     stompc_commit and stompc_abort queue their frame and return 0 (it goes
+ *     out as soon as the connection takes it); the RECEIPTs they would have
+ *     waited for still come, and a refusal or a failover arrives as on_error
+ *     (with the receipt id: "_stompc-N" for the automatic ones). Frames
+ *     without receipt that are queued while no connection is up are written
+ *     once one is;
+ *   - STOMPC_EAGAIN instead of a wait: stompc_send when max_unreceipted
+ *     (or maxCacheSize) frames are unconfirmed or 4 MiB wait to be written,
+ *     stompc_begin and a transaction's frames while not connected;
+ *   - opts->wait is refused (STOMPC_EINVAL): ask for a receipt instead.
+ * stompc_receive/run/flush with timeout 0 and stompc_dispatch never wait;
+ * with another timeout, and stompc_disconnect, they still wait (at most
+ * that long). May be switched at any time but from a callback. */
+int stompc_set_nonblocking(struct stompc *c, bool on);
+
+/* The descriptor to watch: an epoll instance holding every socket the
+ * client has open, so it stays the same for the client's life (register
+ * it once), connections and reconnections included. -1 for NULL. */
+int stompc_fd(const struct stompc *c);
+/* The poll(2) events to wait for on stompc_fd(): POLLIN while the client
+ * has sockets open, 0 when only stompc_timeout() matters (waiting to
+ * reconnect). */
+int stompc_events(const struct stompc *c);
+/* ms until stompc_step() must run even if stompc_fd() stays quiet
+ * (heart-beats, connection attempts, reconnect delays; 0 when callbacks are
+ * waiting to run); -1: no timer. */
+int stompc_timeout(const struct stompc *c);
+/* Do the work that is ready, without waiting: write what the sockets take,
+ * read and handle what arrived, heart-beats, connection attempts and
+ * reconnects, then run the callbacks (as stompc_dispatch). Returns how many
+ * callbacks ran, or < 0 when the client has stopped for good: attempts
+ * exhausted (STOMPC_ECONNECT), a tcp:// connection lost (STOMPC_EIO...),
+ * then STOMPC_ECLOSED. Not from a callback (STOMPC_EBUSY). Works in
+ * blocking mode too. */
+int stompc_step(struct stompc *c);
+
 /* ---------------------------------------------------------------- stats */
 
 int stompc_get_stats(const struct stompc *c, struct stompc_stats *out);
+int stompc_get_stats_sized(const struct stompc *c, struct stompc_stats *out, size_t out_size);
+#define stompc_get_stats(...) stompc_get_stats_sized(__VA_ARGS__, sizeof(struct stompc_stats))
 
 #ifdef __cplusplus
 }

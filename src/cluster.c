@@ -24,7 +24,9 @@
 #include "stompd/cluster.h"
 #include "stompd/config.h"
 #include "stompd/election.h"
+#include "stompd/handoff.h"
 #include "stompd/log.h"
+#include "stompd/node.h"
 #include "stompd/persist.h"
 #include "stompd/repl.h"
 #include "stompd/server.h"
@@ -50,6 +52,7 @@ enum zop {
 enum ev_kind { EV_SESSION, EV_WATCH, EV_DONE };
 
 struct zev {
+    struct handoff_node node; /* first: queued from ZooKeeper's threads */
     enum ev_kind kind;
     uint64_t gen;          /* session generation it belongs to */
     enum zop op;
@@ -63,14 +66,11 @@ struct zev {
     int nchildren;
     struct zctx *claim;    /* OP_CLAIM: its multi arrays, freed with the event */
     ev_tstamp sent;        /* EV_DONE: when its request was sent */
-    struct zev *next;
 };
-
-/* Requests handed to the library whose completion has not run yet. */
-static int inflight;
 
 /* Context handed to the library: which op, which session, which path. */
 struct zctx {
+    struct zctx *prev, *next; /* requests in flight, until they complete */
     enum zop op;
     uint64_t gen;
     ev_tstamp sent;        /* loop time the request was handed over */
@@ -79,6 +79,37 @@ struct zctx {
     zoo_op_result_t *mres;
     char *mbuf;
 };
+
+/* Requests handed to the library whose completion has not run yet:
+ * counted, and listed so that those the library never completes (it can
+ * drop requests it had not sent when it is closed while the server is out
+ * of reach) are freed by cluster_stop rather than leaked. */
+static int inflight;
+static pthread_mutex_t ctx_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct zctx *ctx_live;
+
+static void ctx_settled(struct zctx *c)
+{
+    pthread_mutex_lock(&ctx_mu);
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (ctx_live == c)
+        ctx_live = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    inflight--;
+    pthread_mutex_unlock(&ctx_mu);
+}
+
+static void ctx_free(struct zctx *c)
+{
+    free(c->mops);
+    free(c->mres);
+    free(c->mbuf);
+    free(c);
+}
+
 
 struct mem {
     char name[64];
@@ -120,8 +151,7 @@ static struct {
     bool probing;
     char published[1024];
     /* events from ZooKeeper's threads */
-    pthread_mutex_t mu;
-    struct zev *head, *tail;
+    struct handoff events;
     ev_async async;
     ev_timer tick;
     ev_prepare before_poll;
@@ -129,7 +159,7 @@ static struct {
     ev_tstamp poll_started;
     bool fatal;
     bool checked;          /* this process's start-up checks ran */
-} Z = {.mu = PTHREAD_MUTEX_INITIALIZER};
+} Z;
 
 static void evaluate(void);
 static void publish(bool force);
@@ -140,20 +170,13 @@ static bool paused_check(void);
 
 static void push(struct zev *e)
 {
-    pthread_mutex_lock(&Z.mu);
-    if (Z.tail)
-        Z.tail->next = e;
-    else
-        Z.head = e;
-    Z.tail = e;
-    pthread_mutex_unlock(&Z.mu);
-    ev_async_send(srv.loop, &Z.async);
+    handoff_push(&Z.events, &e->node);
 }
 
 static struct zev *new_ev(enum ev_kind kind, const struct zctx *c, int rc)
 {
     if (c)
-        __atomic_sub_fetch(&inflight, 1, __ATOMIC_RELAXED);
+        ctx_settled((struct zctx *)c);
     struct zev *e = calloc(1, sizeof *e);
     if (!e)
         abort();
@@ -274,7 +297,13 @@ static struct zctx *ctx(enum zop op, const char *path)
     c->gen = Z.gen;
     c->sent = ev_now(srv.loop);
     snprintf(c->path, sizeof c->path, "%s", path ? path : "");
-    __atomic_add_fetch(&inflight, 1, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&ctx_mu);
+    c->next = ctx_live;
+    if (ctx_live)
+        ctx_live->prev = c;
+    ctx_live = c;
+    inflight++;
+    pthread_mutex_unlock(&ctx_mu);
     return c;
 }
 
@@ -289,8 +318,8 @@ static void check_req(int rc, const char *what, struct zctx *c)
     if (rc == ZOK)
         return;
     log_warn("zookeeper: %s: %s", what, zerror(rc));
-    __atomic_sub_fetch(&inflight, 1, __ATOMIC_RELAXED);
-    free(c);
+    ctx_settled(c);
+    ctx_free(c);
 }
 #define check(rc, what) check_req((rc), (what), c)
 
@@ -337,9 +366,9 @@ static char *member_json(void)
 {
     uint64_t e;
     uint64_t lsn = persist_position(&e);
-    const char *role = srv.role == ROLE_MASTER ? "master"
-                       : srv.role == ROLE_SLAVE ? "slave"
-                                                : "electing";
+    const char *role = node_role() == NODE_MASTER ? "master"
+                       : node_role() == NODE_SLAVE ? "slave"
+                                                   : "electing";
     json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s}", "id", Z.my_id, "broker",
                           config.broker_name, "stomp", Z.stomp_addr, "repl", Z.repl_addr, "http", Z.http_addr,
                           "epoch", (json_int_t)e, "lsn", (json_int_t)lsn, "weight", (json_int_t)config.weight,
@@ -444,21 +473,62 @@ static void fatal(const char *fmt, ...)
     log_err("cluster: %s", msg);
     Z.fatal = true;
     srv.exit_code = 1;
-    persist_stop_serving(msg);
+    node_step_down(msg);
     server_stop();
 }
 
 static void step_down(const char *why)
 {
-    if (srv.role == ROLE_MASTER)
-        persist_stop_serving(why);
+    node_step_down(why);
     Z.pending_epoch = 0;
+}
+
+static int live_members(void);
+static double session_s(void);
+
+/* The step-down rule (election.c's stepdown_decide) on what this node
+ * knows now; acts on it. Returns true when it stepped down. */
+static bool check_leadership(bool session_lost)
+{
+    if (node_role() != NODE_MASTER)
+        return false;
+    ev_tstamp now = ev_now(srv.loop);
+    struct stepdown_facts f = {
+        .session_lost = session_lost,
+        .loop_gap = Z.poll_started > 0 ? ev_time() - Z.poll_started : 0,
+        .since_heard = Z.last_heard > 0 ? now - Z.last_heard : -1,
+        .session_s = session_s(),
+        .zk_connected = Z.connected,
+        .in_grace = now < Z.grace_until,
+        .view_complete = Z.registered && Z.have_members && Z.master_known && !Z.fatal,
+        .live_members = (uint32_t)live_members(),
+        .quorum = (uint32_t)config.replicas / 2 + 1,
+        .master = !Z.master_known ? MASTER_ZNODE_UNKNOWN
+                  : !Z.master_exists ? MASTER_ZNODE_NONE
+                  : !strcmp(Z.master_id, Z.my_id) ? MASTER_ZNODE_SELF
+                  : Z.master_id[0] ? MASTER_ZNODE_OTHER : MASTER_ZNODE_UNKNOWN,
+        .claim_pending = Z.pending_epoch != 0,
+    };
+    enum stepdown d = stepdown_decide(&f);
+    if (d == STAY_MASTER)
+        return false;
+    char why[200];
+    stepdown_explain(d, &f, why, sizeof why);
+    step_down(why);
+    if (d == STEPDOWN_PAUSED) {
+        /* its session may live on, and its master znode with it: a new
+         * session drops both */
+        Z.registered = false;
+        start_session();
+        Z.poll_started = ev_time();
+    }
+    return true;
 }
 
 static void become_master_now(void)
 {
     char err[256];
-    int rc = persist_become_master(Z.pending_epoch, err, sizeof err);
+    int rc = node_become_master(Z.pending_epoch, err, sizeof err);
     if (rc == -EAGAIN)
         return; /* the tick tries again once the store has caught up */
     uint64_t e = Z.pending_epoch;
@@ -511,11 +581,8 @@ static void claim_with(int32_t version, uint64_t epoch)
     int rc = zoo_amulti(Z.zh, 3, c->mops, c->mres, void_done, c);
     if (rc != ZOK) {
         log_warn("zookeeper: claim: %s", zerror(rc));
-        __atomic_sub_fetch(&inflight, 1, __ATOMIC_RELAXED);
-        free(c->mops);
-        free(c->mres);
-        free(c->mbuf);
-        free(c);
+        ctx_settled(c);
+        ctx_free(c);
         Z.claiming = false;
         Z.pending_epoch = 0;
     }
@@ -533,6 +600,15 @@ static bool superseded(const struct mem *m)
             return true;
     }
     return false;
+}
+
+static int live_members(void)
+{
+    int live = 0;
+    for (int i = 0; i < Z.nmembers; i++)
+        if (!superseded(&Z.members[i]))
+            live++;
+    return live;
 }
 
 /* Misconfiguration stops the node that starts with it; the nodes already
@@ -572,19 +648,12 @@ static void evaluate(void)
 {
     if (Z.fatal || !Z.registered || !Z.have_members || !Z.master_known)
         return;
-    uint32_t quorum = (uint32_t)config.replicas / 2 + 1;
     if (!startup_checks())
         return;
-    int live = 0;
-    for (int i = 0; i < Z.nmembers; i++)
-        if (!superseded(&Z.members[i]))
-            live++;
-
-    if (srv.role == ROLE_MASTER && (uint32_t)live < quorum)
-        step_down("fewer than a quorum of members remain registered");
+    check_leadership(false);
     if (Z.master_exists) {
         if (!strcmp(Z.master_id, Z.my_id)) {
-            if (srv.role != ROLE_MASTER && !Z.pending_epoch) {
+            if (node_role() != NODE_MASTER && !Z.pending_epoch) {
                 /* a master znode of ours from this session that we are not
                  * serving: give it up (a new session drops it) */
                 log_warn("cluster: a master znode names this node but it is not serving: re-registering");
@@ -593,12 +662,10 @@ static void evaluate(void)
             }
             return;
         } else if (Z.master_id[0]) {
-            if (srv.role == ROLE_MASTER)
-                step_down("another node holds the master znode");
-            if (srv.role != ROLE_SLAVE || strcmp(repl_slave_master(), Z.master_repl)) {
+            if (node_role() != NODE_SLAVE || strcmp(repl_slave_master(), Z.master_repl)) {
                 log_info("cluster: following master %s (epoch %" PRIu64 ") at %s", Z.master_id, Z.master_epoch,
                          Z.master_repl);
-                persist_follow(Z.master_repl);
+                node_follow(Z.master_repl);
                 publish(false);
             }
         }
@@ -606,12 +673,9 @@ static void evaluate(void)
     }
 
     /* no master */
-    if (srv.role == ROLE_MASTER && !Z.pending_epoch) {
-        step_down("the master znode is gone");
-    }
-    if (srv.role == ROLE_SLAVE) {
+    if (node_role() == NODE_SLAVE) {
         log_info("cluster: master %s is gone: electing", Z.master_id);
-        persist_follow(NULL);
+        node_follow(NULL);
     }
     publish(false);
     if (Z.claiming || Z.pending_epoch)
@@ -725,8 +789,8 @@ static void probe(void)
     Z.probe_sent = ev_now(srv.loop);
     Z.probing = zoo_async(Z.zh, Z.root, string_done, c) == ZOK;
     if (!Z.probing) {
-        __atomic_sub_fetch(&inflight, 1, __ATOMIC_RELAXED);
-        free(c);
+        ctx_settled(c);
+        ctx_free(c);
     }
 }
 
@@ -920,7 +984,8 @@ static void on_session(struct zev *e)
     } else if (e->state == ZOO_EXPIRED_SESSION_STATE || e->state == ZOO_AUTH_FAILED_STATE) {
         log_warn("zookeeper: session %s: registering again", e->state == ZOO_EXPIRED_SESSION_STATE
                                                                    ? "expired" : "authentication failed");
-        step_down("ZooKeeper session lost");
+        check_leadership(true);
+        Z.pending_epoch = 0;
         start_session();
     }
 }
@@ -945,13 +1010,10 @@ static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
 {
     /* events of a session we just dropped are ignored (generation) */
     paused_check();
-    pthread_mutex_lock(&Z.mu);
-    struct zev *list = Z.head;
-    Z.head = Z.tail = NULL;
-    pthread_mutex_unlock(&Z.mu);
+    struct handoff_node *list = handoff_take(&Z.events);
     while (list) {
-        struct zev *e = list;
-        list = e->next;
+        struct zev *e = (struct zev *)list;
+        list = list->next;
         if (e->gen == Z.gen && Z.running) {
             switch (e->kind) {
             case EV_SESSION:
@@ -1019,15 +1081,9 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     double t = session_s(), now = ev_now(loop);
     if (!Z.probing && now - Z.probe_sent >= t / 6)
         probe();
-    if (srv.role == ROLE_MASTER && Z.last_heard > 0 && now - Z.last_heard > t * 2 / 3 &&
-        (now >= Z.grace_until || !Z.connected)) {
-        char why[128];
-        snprintf(why, sizeof why, "ZooKeeper has not answered for %.1f s (session timeout %.1f s)",
-                 now - Z.last_heard, t);
-        step_down(why);
-    }
-    if (!Z.connected && Z.disconnected_since > 0 && now - Z.disconnected_since > t / 2 && srv.role == ROLE_SLAVE)
-        persist_follow(NULL);
+    check_leadership(false);
+    if (!Z.connected && Z.disconnected_since > 0 && now - Z.disconnected_since > t / 2 && node_role() == NODE_SLAVE)
+        node_follow(NULL);
     if (Z.pending_epoch && !Z.claiming)
         become_master_now();
     publish(false);
@@ -1055,7 +1111,7 @@ static void before_poll_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 void cluster_busy_done(void)
 {
     Z.poll_started = ev_time();
-    if (srv.role != ROLE_MASTER || !Z.zh)
+    if (node_role() != NODE_MASTER || !Z.zh)
         return;
     /* The loop was busy with work of its own (rebuilding from the store):
      * ZooKeeper's thread kept the session alive meanwhile, but no answer
@@ -1072,19 +1128,7 @@ void cluster_busy_done(void)
 
 static bool paused_check(void)
 {
-    double gap = ev_time() - Z.poll_started;
-    double limit = session_s() / 2;
-    if (limit < 1.0)
-        limit = 1.0;
-    if (Z.poll_started == 0 || gap <= limit || srv.role != ROLE_MASTER)
-        return false;
-    char why[128];
-    snprintf(why, sizeof why, "this process did not run for %.1f s; its mastership may have passed on", gap);
-    step_down(why);
-    Z.registered = false;
-    start_session();
-    Z.poll_started = ev_time();
-    return true;
+    return check_leadership(false);
 }
 
 static void after_poll_cb(struct ev_loop *loop, ev_check *w, int revents)
@@ -1162,7 +1206,18 @@ int cluster_start(char *err, size_t errlen)
         return rc;
     snprintf(Z.my_id, sizeof Z.my_id, "%s", store_info()->node_id);
     advertised(config.stomp_listen, Z.stomp_addr, sizeof Z.stomp_addr);
-    advertised(config.store_bind, Z.repl_addr, sizeof Z.repl_addr);
+    if (config.store_advertise[0]) {
+        /* a proxy or NAT in front of store.bind: the others go through it */
+        char ah[256];
+        int ap;
+        if (config_split_hostport(config.store_advertise, ah, sizeof ah, &ap) != 0 || !ah[0]) {
+            snprintf(err, errlen, "store.advertise '%s' is not host:port", config.store_advertise);
+            return -EINVAL;
+        }
+        snprintf(Z.repl_addr, sizeof Z.repl_addr, "%s", config.store_advertise);
+    } else {
+        advertised(config.store_bind, Z.repl_addr, sizeof Z.repl_addr);
+    }
     advertised(config.http_listen, Z.http_addr, sizeof Z.http_addr);
     if (config.zk_path[0])
         snprintf(Z.root, sizeof Z.root, "%s", config.zk_path);
@@ -1176,6 +1231,8 @@ int cluster_start(char *err, size_t errlen)
     snprintf(Z.master_path, sizeof Z.master_path, "%s/master", Z.root);
     snprintf(Z.epoch_path, sizeof Z.epoch_path, "%s/epoch", Z.root);
     zoo_set_debug_level(log_enabled(LOG_DEBUG) ? ZOO_LOG_LEVEL_INFO : ZOO_LOG_LEVEL_ERROR);
+    handoff_init(&Z.events);
+    handoff_to_loop(&Z.events, srv.loop, &Z.async);
     ev_async_init(&Z.async, async_cb);
     ev_async_start(srv.loop, &Z.async);
     ev_timer_init(&Z.tick, tick_cb, 0.2, 0.2);
@@ -1207,14 +1264,21 @@ void cluster_stop(void)
         zookeeper_close(Z.zh);
         Z.zh = NULL;
     }
+    /* the library's threads are gone: what it never completed is ours */
+    int dropped = 0;
+    while (ctx_live) {
+        struct zctx *c = ctx_live;
+        ctx_settled(c);
+        ctx_free(c);
+        dropped++;
+    }
+    if (dropped)
+        log_debug("zookeeper: %d requests never completed", dropped);
     ev_async_stop(srv.loop, &Z.async);
-    pthread_mutex_lock(&Z.mu);
-    struct zev *list = Z.head;
-    Z.head = Z.tail = NULL;
-    pthread_mutex_unlock(&Z.mu);
+    struct handoff_node *list = handoff_take(&Z.events);
     while (list) {
-        struct zev *e = list;
-        list = e->next;
+        struct zev *e = (struct zev *)list;
+        list = list->next;
         free_ev(e);
     }
 }
@@ -1262,4 +1326,9 @@ const char *cluster_master_stomp(void)
 bool cluster_connected(void)
 {
     return Z.connected;
+}
+
+bool cluster_registered(void)
+{
+    return Z.running && Z.registered;
 }

@@ -11,6 +11,7 @@
 #include "stompd/config.h"
 #include "stompd/conn.h"
 #include "stompd/dest.h"
+#include "stompd/dup.h"
 #include "stompd/log.h"
 #include "stompd/msg.h"
 #include "stompd/server.h"
@@ -19,7 +20,47 @@ static struct op_list commit_q = TAILQ_HEAD_INITIALIZER(commit_q);
 static uint64_t committed;
 static size_t ncommit_q;
 
-struct op *op_new(enum op_kind kind, struct conn *c, const char *receipt)
+static struct op_list store_waiters = TAILQ_HEAD_INITIALIZER(store_waiters);
+static void op_free(struct op *op);
+
+/* Waits for room, in a destination or in the store. */
+static bool waits(const struct op *op)
+{
+    return op->room || op->store_wait;
+}
+
+static void room_leave(struct op *op)
+{
+    if (op->room) {
+        TAILQ_REMOVE(&op->room->blocked, op, dest_link);
+        op->room = NULL;
+    } else if (op->store_wait) {
+        TAILQ_REMOVE(&store_waiters, op, dest_link);
+        op->store_wait = false;
+    }
+}
+
+void op_wait_store(struct op *op)
+{
+    if (op->room || op->store_wait)
+        return;
+    op->store_wait = true;
+    TAILQ_INSERT_TAIL(&store_waiters, op, dest_link);
+}
+
+void op_store_free(void)
+{
+    struct op *op;
+    while ((op = TAILQ_FIRST(&store_waiters))) {
+        room_leave(op);
+        if (op->conn)
+            op_drain_conn(op->conn);
+        else if (op->kind != OP_COMMIT || op->done)
+            op_free(op);
+    }
+}
+
+static struct op *op_new(enum op_kind kind, struct conn *c, const char *receipt)
 {
     struct op *op = calloc(1, sizeof *op);
     if (!op)
@@ -29,6 +70,78 @@ struct op *op_new(enum op_kind kind, struct conn *c, const char *receipt)
     if (receipt && !(op->receipt = strdup(receipt)))
         abort();
     return op;
+}
+
+struct op *op_receipt(struct conn *c, const char *receipt)
+{
+    return op_new(OP_RECEIPT, c, receipt);
+}
+
+struct op *op_commit(struct conn *c, const char *receipt, uint64_t lsn)
+{
+    struct op *op = op_new(OP_COMMIT, c, receipt);
+    op->lsn = lsn;
+    return op;
+}
+
+struct op *op_room(struct conn *c, const char *receipt, struct dest *d)
+{
+    struct op *op = op_new(OP_ROOM, c, receipt);
+    op_wait_room(op, d);
+    return op;
+}
+
+struct op *op_disconnect(struct conn *c, const char *receipt)
+{
+    return op_new(OP_DISCONNECT, c, receipt);
+}
+
+struct op *op_batch(struct conn *c, const char *receipt)
+{
+    return op_new(OP_BATCH, c, receipt);
+}
+
+void op_batch_close(struct op *op, uint64_t lsn)
+{
+    for (uint32_t i = 0; i < op->ndups; i++)
+        dup_remember(op->dups[i], lsn, true);
+    if (lsn) {
+        op->kind = OP_COMMIT;
+        op->lsn = lsn;
+        for (uint32_t i = 0; i < op->nmsgs; i++)
+            op->msgs[i]->lsn = lsn; /* its messages are in that entry */
+    } else {
+        /* nothing to wait for: its messages go at once */
+        op->kind = OP_RECEIPT;
+        op->done = true;
+    }
+}
+
+void op_wait_room(struct op *op, struct dest *d)
+{
+    if (waits(op))
+        return;
+    dest_note_blocked(d);
+    op->room = d;
+    TAILQ_INSERT_TAIL(&d->blocked, op, dest_link);
+    log_debug("destination %s full (%lld bytes): producer paused", d->name, (long long)d->mem);
+}
+
+bool op_waits_room(const struct op *op)
+{
+    return waits(op);
+}
+
+void op_notify(struct op *op, void (*fn)(void *arg, bool ok), void *arg)
+{
+    op->notify = fn;
+    op->notify_arg = arg;
+}
+
+void op_cancel_notify(struct op *op)
+{
+    op->notify = NULL;
+    op->notify_arg = NULL;
 }
 
 void op_add_msg(struct op *op, struct msg *m)
@@ -66,6 +179,7 @@ static void unreserve(struct op *op)
 
 static void op_free(struct op *op)
 {
+    room_leave(op);
     unreserve(op);
     for (uint32_t i = 0; i < op->ndups; i++)
         free(op->dups[i]);
@@ -86,7 +200,7 @@ static bool op_ready(const struct op *op)
 {
     if (op->kind == OP_COMMIT && !op->done)
         return false;
-    return op->room == NULL;
+    return !waits(op);
 }
 
 /* Deliver the messages of a committed op to their destinations. A
@@ -127,8 +241,9 @@ void op_submit(struct op *op)
         }
     }
     if (!c) {
-        /* no connection to answer: done now, or when committed */
-        if (op->kind != OP_COMMIT || op->done)
+        /* no connection to answer: done now, or when committed and
+         * there is room */
+        if ((op->kind != OP_COMMIT || op->done) && !waits(op))
             op_free(op);
         return;
     }
@@ -136,7 +251,7 @@ void op_submit(struct op *op)
     c->nops++;
     if (c->nops >= (uint32_t)config.pending_limit)
         conn_pause(c, PAUSE_PENDING);
-    if (op->room)
+    if (waits(op))
         conn_pause(c, PAUSE_ROOM);
     op_drain_conn(c);
 }
@@ -166,10 +281,80 @@ void op_drain_conn(struct conn *c)
         conn_resume(c, PAUSE_PENDING);
     bool room_wait = false;
     TAILQ_FOREACH(op, &c->ops, conn_link)
-        if (op->room)
+        if (waits(op))
             room_wait = true;
     if (!room_wait)
         conn_resume(c, PAUSE_ROOM);
+}
+
+/* ------------------------------------------------------------ held output
+ * Deliveries of persistent messages to client-ack subscribers leave only
+ * once their delivery mark is durable, so a crash cannot hide that they
+ * were delivered (they come back with redelivered:true). */
+
+/* Connections whose output waits for the journal, and those about to. */
+static struct conn_list held = TAILQ_HEAD_INITIALIZER(held);
+static struct conn **hold_new;
+static size_t nhold_new, cap_hold_new;
+
+void commit_hold_output(struct conn *c)
+{
+    if (c->hold_pending)
+        return;
+    c->hold_pending = true;
+    if (nhold_new == cap_hold_new) {
+        cap_hold_new = cap_hold_new ? cap_hold_new * 2 : 64;
+        hold_new = realloc(hold_new, cap_hold_new * sizeof *hold_new);
+        if (!hold_new)
+            abort();
+    }
+    hold_new[nhold_new++] = c;
+}
+
+void commit_hold_assign(uint64_t lsn)
+{
+    for (size_t i = 0; i < nhold_new; i++) {
+        struct conn *c = hold_new[i];
+        if (!c)
+            continue;
+        c->hold_pending = false;
+        c->hold_lsn = lsn;
+        if (!c->in_held && c->state != CONN_DEAD) {
+            c->in_held = true;
+            TAILQ_INSERT_TAIL(&held, c, held_link);
+        }
+    }
+    nhold_new = 0;
+}
+
+static void hold_release(uint64_t lsn)
+{
+    struct conn *c, *next;
+    for (c = TAILQ_FIRST(&held); c; c = next) {
+        next = TAILQ_NEXT(c, held_link);
+        if (c->hold_lsn <= lsn) {
+            TAILQ_REMOVE(&held, c, held_link);
+            c->in_held = false;
+            conn_want_flush(c);
+        }
+    }
+}
+
+void commit_hold_forget(struct conn *c)
+{
+    for (size_t i = 0; i < nhold_new; i++)
+        if (hold_new[i] == c)
+            hold_new[i] = NULL;
+    c->hold_pending = false;
+    if (c->in_held) {
+        TAILQ_REMOVE(&held, c, held_link);
+        c->in_held = false;
+    }
+}
+
+bool commit_output_held(const struct conn *c)
+{
+    return c->hold_pending || c->hold_lsn > committed;
 }
 
 static void finish_commit(struct op *op)
@@ -180,7 +365,7 @@ static void finish_commit(struct op *op)
     release(op);
     if (op->conn)
         op_drain_conn(op->conn);
-    else if (!op->room)
+    else if (!waits(op))
         op_free(op);
 }
 
@@ -189,7 +374,7 @@ void commit_advance(uint64_t lsn)
     if (lsn <= committed)
         return;
     committed = lsn;
-    conn_hold_release(lsn);
+    hold_release(lsn);
     struct op *op;
     while ((op = TAILQ_FIRST(&commit_q)) && op->lsn <= lsn)
         finish_commit(op);
@@ -227,8 +412,7 @@ void op_orphan_conn(struct conn *c)
     while ((op = TAILQ_FIRST(&c->ops))) {
         TAILQ_REMOVE(&c->ops, op, conn_link);
         c->nops--;
-        if (op->room)
-            dest_unblock(op->room, op);
+        room_leave(op);
         op->conn = NULL;
         /* Ops still waiting for the journal stay in commit order and
          * release their messages when committed. */
@@ -237,12 +421,16 @@ void op_orphan_conn(struct conn *c)
     }
 }
 
-void op_room_available(struct op *op)
+void op_room_free(struct dest *d)
 {
-    if (op->conn)
-        op_drain_conn(op->conn);
-    else if (op->kind != OP_COMMIT || op->done)
-        op_free(op);
+    struct op *op;
+    while ((op = TAILQ_FIRST(&d->blocked))) {
+        room_leave(op);
+        if (op->conn)
+            op_drain_conn(op->conn);
+        else if (op->kind != OP_COMMIT || op->done)
+            op_free(op);
+    }
 }
 
 uint64_t commit_lsn(void)

@@ -1,6 +1,7 @@
 /* The configuration table and its loaders. Every key lives in one table
  * with its type, default, bounds and help line; --help-config prints it,
- * and conf/stompd.conf documents the same keys. */
+ * stompd.conf(5) is generated from it, and conf/stompd.conf documents the
+ * same keys. A SIGHUP loads a second copy to compare (config_load). */
 #include "config.h"
 
 #include <errno.h>
@@ -28,6 +29,13 @@ struct cfg_key {
 };
 
 #define OFF(f) offsetof(struct config, f)
+
+/* The state directory (Makefile.am passes $(localstatedir)/lib/stompd), so
+ * a service started from / does not write /data; systemd's
+ * StateDirectory= (the unit's /var/lib/stompd) wins when it is set. */
+#ifndef STOMPD_DATA_DIR
+#define STOMPD_DATA_DIR "/var/lib/stompd"
+#endif
 #define KB 1024LL
 #define MB (1024LL * 1024)
 #define GB (1024LL * 1024 * 1024)
@@ -36,8 +44,9 @@ static const struct cfg_key keys[] = {
     /* [broker] */
     {"broker.name", CFG_STR, "localhost", 0, 0, NULL, OFF(broker_name),
      "name of this broker (or cluster); nodes of one cluster share it"},
-    {"broker.data_dir", CFG_STR, "data", 0, 0, NULL, OFF(data_dir),
-     "directory holding the LevelDB store (created if missing)"},
+    {"broker.data_dir", CFG_STR, STOMPD_DATA_DIR, 0, 0, NULL, OFF(data_dir),
+     "directory holding the LevelDB store (created if missing), relative to the working directory unless "
+     "absolute; $STATE_DIRECTORY (systemd's StateDirectory=) replaces the default"},
     {"broker.memory_limit", CFG_SIZE, "1GiB", 1 * MB, INT64_MAX, NULL, OFF(memory_limit),
      "memory for messages across all destinations; producers are paused above it"},
     {"broker.dest_memory_limit", CFG_SIZE, "64MiB", 64 * KB, INT64_MAX, NULL, OFF(dest_memory_limit),
@@ -46,8 +55,14 @@ static const struct cfg_key keys[] = {
      "client connections accepted at once; further ones are refused with an ERROR"},
     {"broker.max_destinations", CFG_INT, "10000", 0, 100000000, NULL, OFF(max_destinations),
      "destinations held at once; a SEND or SUBSCRIBE that would create one more gets ERROR; 0 = no limit"},
-    {"broker.max_queue_depth", CFG_INT, "1000000", 1, INT64_MAX, NULL, OFF(max_queue_depth),
-     "pending messages per queue above which its producers are paused"},
+    {"broker.max_queue_depth", CFG_INT, "0", 0, INT64_MAX, NULL, OFF(max_queue_depth),
+     "pending messages per queue above which its producers are paused; 0 = no limit (broker.store_limit bounds "
+     "persistent backlogs)"},
+    {"broker.queue_window", CFG_SIZE, "4MiB", 4 * KB, 1 * GB, NULL, OFF(queue_window),
+     "bytes of persistent messages a queue keeps in memory; the rest of its backlog stays in the store and is "
+     "read back in order as consumers need it"},
+    {"broker.store_limit", CFG_SIZE, "100GiB", 1 * MB, INT64_MAX, NULL, OFF(store_limit),
+     "disk the store may take (log and index); producers of persistent messages are paused above it"},
     {"broker.max_redeliveries", CFG_INT, "6", -1, 1000000, NULL, OFF(max_redeliveries),
      "redeliveries before a message goes to the DLQ; 0 = first NACK dead-letters; -1 = never"},
     {"broker.dlq", CFG_STR, "/queue/ActiveMQ.DLQ", 0, 0, NULL, OFF(dlq),
@@ -121,6 +136,9 @@ static const struct cfg_key keys[] = {
      "store.role = slave: the master's replication address (its store.bind)"},
     {"store.bind", CFG_ADDR, "127.0.0.1:61619", 0, 0, NULL, OFF(store_bind),
      "replication listener, bound only while master"},
+    {"store.advertise", CFG_STR, "", 0, 0, NULL, OFF(store_advertise),
+     "host:port the other nodes connect to for replication, when a proxy or NAT stands in front of store.bind "
+     "(default: store.hostname, or the host of store.bind, with store.bind's port)"},
     {"store.security_token", CFG_STR, "", 0, 0, NULL, OFF(security_token),
      "shared secret a slave must present to its master"},
     {"store.repl_timeout", CFG_DURATION, "5s", 100, 3600000, NULL, OFF(repl_timeout),
@@ -131,6 +149,9 @@ static const struct cfg_key keys[] = {
      "a persistent SEND waiting this long for its quorum gets ERROR (0 = wait forever)"},
     {"store.snapshot_chunk", CFG_SIZE, "256KiB", 4 * KB, 64 * MB, NULL, OFF(snapshot_chunk),
      "bytes of state per snapshot frame sent to a slave that must resynchronise"},
+    {"store.segment_size", CFG_SIZE, "64MiB", 64 * KB, 2 * GB, NULL, OFF(segment_size),
+     "size at which the store's log moves on to a new segment file (a segment is removed once nothing in it is "
+     "needed)"},
     {"store.retention", CFG_INT, "100000", 1, INT64_MAX, NULL, OFF(store_retention),
      "journal entries kept for replicas to catch up from; older ones are pruned"},
     /* [http] */
@@ -266,9 +287,9 @@ static void set_str(char **slot, const char *v)
         abort();
 }
 
-static int apply(const struct cfg_key *k, const char *value, char *err, size_t errlen)
+static int apply(struct config *dst, const struct cfg_key *k, const char *value, char *err, size_t errlen)
 {
-    void *slot = (char *)&config + k->offset;
+    void *slot = (char *)dst + k->offset;
     int64_t n = 0;
     int rc = 0;
 
@@ -341,30 +362,50 @@ static int apply(const struct cfg_key *k, const char *value, char *err, size_t e
     return 0;
 }
 
-int config_set_key(const char *name, const char *value, char *err, size_t errlen)
+static int set_key(struct config *dst, const char *name, const char *value, char *err, size_t errlen)
 {
     const struct cfg_key *k = find_key(name);
     if (!k) {
         snprintf(err, errlen, "unknown configuration key '%s' (stompd --help-config lists them)", name);
         return -ENOENT;
     }
-    return apply(k, value, err, errlen);
+    return apply(dst, k, value, err, errlen);
 }
 
-void config_init_defaults(void)
+int config_set_key(const char *name, const char *value, char *err, size_t errlen)
+{
+    return set_key(&config, name, value, err, errlen);
+}
+
+static void init_defaults(struct config *dst)
 {
     char err[256];
-    config_free();
-    memset(&config, 0, sizeof config);
+    config_release(dst);
+    memset(dst, 0, sizeof *dst);
     for (size_t i = 0; i < NKEYS; i++) {
-        if (apply(&keys[i], keys[i].def, err, sizeof err) != 0) {
+        if (apply(dst, &keys[i], keys[i].def, err, sizeof err) != 0) {
             fprintf(stderr, "bad built-in default: %s\n", err);
             abort();
         }
     }
+    /* systemd's StateDirectory= ("a:b" when it names several: the first) */
+    const char *sd = getenv("STATE_DIRECTORY");
+    if (sd && sd[0] == '/') {
+        size_t n = strcspn(sd, ":");
+        free(dst->data_dir);
+        dst->data_dir = strndup(sd, n);
+        if (!dst->data_dir)
+            abort();
+    }
+}
+
+void config_init_defaults(void)
+{
+    init_defaults(&config);
 }
 
 struct load_ctx {
+    struct config *dst;
     char *err;
     size_t errlen;
     const char *path;
@@ -375,11 +416,11 @@ static int on_ini_key(void *user, const char *section, const char *name, const c
 {
     struct load_ctx *ctx = user;
     char full[256];
-    char msg[256];
+    char msg[512];
     if (ctx->failed)
         return 0;
     snprintf(full, sizeof full, "%s.%s", section, name);
-    if (config_set_key(full, value, msg, sizeof msg) != 0) {
+    if (set_key(ctx->dst, full, value, msg, sizeof msg) != 0) {
         snprintf(ctx->err, ctx->errlen, "%s: %s", ctx->path, msg);
         ctx->failed = 1;
         return 0;
@@ -387,9 +428,9 @@ static int on_ini_key(void *user, const char *section, const char *name, const c
     return 1;
 }
 
-int config_load_file(const char *path, char *err, size_t errlen)
+static int load_file(struct config *dst, const char *path, char *err, size_t errlen)
 {
-    struct load_ctx ctx = {err, errlen, path, 0};
+    struct load_ctx ctx = {dst, err, errlen, path, 0};
     FILE *fp = fopen(path, "r");
     if (!fp) {
         snprintf(err, errlen, "cannot open config file %s: %s", path, strerror(errno));
@@ -406,7 +447,12 @@ int config_load_file(const char *path, char *err, size_t errlen)
     return 0;
 }
 
-int config_set(const char *assignment, char *err, size_t errlen)
+int config_load_file(const char *path, char *err, size_t errlen)
+{
+    return load_file(&config, path, err, errlen);
+}
+
+static int set_assignment(struct config *dst, const char *assignment, char *err, size_t errlen)
 {
     const char *eq = strchr(assignment, '=');
     char name[256];
@@ -416,7 +462,85 @@ int config_set(const char *assignment, char *err, size_t errlen)
     }
     memcpy(name, assignment, (size_t)(eq - assignment));
     name[eq - assignment] = '\0';
-    return config_set_key(name, eq + 1, err, errlen);
+    return set_key(dst, name, eq + 1, err, errlen);
+}
+
+int config_set(const char *assignment, char *err, size_t errlen)
+{
+    return set_assignment(&config, assignment, err, errlen);
+}
+
+int config_load(struct config *dst, const char *file, const char *const *sets, int nsets, char *err,
+                size_t errlen)
+{
+    memset(dst, 0, sizeof *dst);
+    init_defaults(dst);
+    if (file && load_file(dst, file, err, errlen) != 0)
+        return -EINVAL;
+    for (int i = 0; i < nsets; i++) {
+        char e[512];
+        if (set_assignment(dst, sets[i], e, sizeof e) != 0) {
+            snprintf(err, errlen, "--set %s: %s", sets[i], e);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+static bool is_string(const struct cfg_key *k)
+{
+    return k->type == CFG_STR || k->type == CFG_ADDR || k->type == CFG_CHOICE;
+}
+
+static bool same_value(const struct config *a, const struct config *b, const struct cfg_key *k)
+{
+    const void *x = (const char *)a + k->offset, *y = (const char *)b + k->offset;
+    if (is_string(k))
+        return strcmp(*(char *const *)x, *(char *const *)y) == 0;
+    if (k->type == CFG_BOOL)
+        return *(const bool *)x == *(const bool *)y;
+    return *(const int64_t *)x == *(const int64_t *)y;
+}
+
+void config_diff(const struct config *a, const struct config *b, void (*fn)(const char *key, void *ud), void *ud)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (!same_value(a, b, &keys[i]))
+            fn(keys[i].name, ud);
+}
+
+int config_copy_key(struct config *dst, const struct config *src, const char *name)
+{
+    const struct cfg_key *k = find_key(name);
+    if (!k)
+        return -ENOENT;
+    void *d = (char *)dst + k->offset;
+    const void *s = (const char *)src + k->offset;
+    if (is_string(k))
+        set_str(d, *(char *const *)s);
+    else if (k->type == CFG_BOOL)
+        *(bool *)d = *(const bool *)s;
+    else
+        *(int64_t *)d = *(const int64_t *)s;
+    return 0;
+}
+
+bool config_key_doc(size_t i, struct config_doc *out)
+{
+    if (i >= NKEYS)
+        return false;
+    const struct cfg_key *k = &keys[i];
+    out->name = k->name;
+    out->def = k->def;
+    out->help = k->help;
+    out->choices = k->type == CFG_CHOICE ? k->choices : NULL;
+    out->has_range = k->type == CFG_INT;
+    out->min = k->min;
+    out->max = k->max;
+    out->kind = k->type == CFG_SIZE ? "size" : k->type == CFG_DURATION ? "duration" : k->type == CFG_BOOL ? "boolean"
+                : k->type == CFG_ADDR ? "host:port" : k->type == CFG_INT ? "integer" : k->type == CFG_CHOICE ? "choice"
+                : "string";
+    return true;
 }
 
 void config_print_help(FILE *out)
@@ -440,13 +564,18 @@ void config_print_help(FILE *out)
     }
 }
 
-void config_free(void)
+void config_release(struct config *c)
 {
     for (size_t i = 0; i < NKEYS; i++) {
-        if (keys[i].type == CFG_STR || keys[i].type == CFG_ADDR || keys[i].type == CFG_CHOICE) {
-            char **slot = (char **)((char *)&config + keys[i].offset);
+        if (is_string(&keys[i])) {
+            char **slot = (char **)((char *)c + keys[i].offset);
             free(*slot);
             *slot = NULL;
         }
     }
+}
+
+void config_free(void)
+{
+    config_release(&config);
 }

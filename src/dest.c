@@ -14,6 +14,8 @@
 #include "stompd/conn.h"
 #include "stompd/dest.h"
 #include "stompd/durable.h"
+#include "stompd/journal.h"
+#include "stompd/persist.h"
 #include "stompd/log.h"
 #include "stompd/server.h"
 #include "stompd/sub.h"
@@ -100,6 +102,13 @@ struct dest *dest_get(const char *name, struct conn *conn, const char **err)
         abort();
     d->kind = kind;
     queue_init(&d->q, d);
+    if (kind == DEST_QUEUE && persist_has_store()) {
+        /* its persistent messages are in the store's index: it may page */
+        struct buf p = {0};
+        jkey_q_prefix(&p, d->name, strlen(d->name));
+        queue_set_prefix(&d->q, p.data, p.len);
+        buf_free(&p);
+    }
     TAILQ_INIT(&d->subscribers);
     TAILQ_INIT(&d->durables);
     TAILQ_INIT(&d->blocked);
@@ -130,12 +139,7 @@ int dest_open(const char *name, struct conn *conn, struct dest **out, const char
 
 static void unblock_all(struct dest *d)
 {
-    struct op *op;
-    while ((op = TAILQ_FIRST(&d->blocked))) {
-        TAILQ_REMOVE(&d->blocked, op, dest_link);
-        op->room = NULL;
-        op_room_available(op);
-    }
+    op_room_free(d);
 }
 
 void dest_delete(struct dest *d)
@@ -238,7 +242,7 @@ static bool over(const struct dest *d, int64_t pct)
         return true;
     if (total_mem * 100 >= config.memory_limit * pct)
         return true;
-    if (dest_is_queue(d) && (int64_t)d->q.npending * 100 >= config.max_queue_depth * pct)
+    if (config.max_queue_depth && dest_is_queue(d) && (int64_t)d->q.npending * 100 >= config.max_queue_depth * pct)
         return true;
     return false;
 }
@@ -294,26 +298,17 @@ void dest_mem_add(struct dest *d, int64_t bytes)
     }
 }
 
-void dest_block(struct dest *d, struct op *op)
+void dest_note_blocked(struct dest *d)
 {
-    if (TAILQ_EMPTY(&d->blocked)) {
-        if (nblocked_dests == cap_blocked_dests) {
-            cap_blocked_dests = cap_blocked_dests ? cap_blocked_dests * 2 : 16;
-            blocked_dests = realloc(blocked_dests, cap_blocked_dests * sizeof *blocked_dests);
-            if (!blocked_dests)
-                abort();
-        }
-        blocked_dests[nblocked_dests++] = d;
+    if (!TAILQ_EMPTY(&d->blocked))
+        return;
+    if (nblocked_dests == cap_blocked_dests) {
+        cap_blocked_dests = cap_blocked_dests ? cap_blocked_dests * 2 : 16;
+        blocked_dests = realloc(blocked_dests, cap_blocked_dests * sizeof *blocked_dests);
+        if (!blocked_dests)
+            abort();
     }
-    op->room = d;
-    TAILQ_INSERT_TAIL(&d->blocked, op, dest_link);
-    log_debug("destination %s full (%lld bytes): producer paused", d->name, (long long)d->mem);
-}
-
-void dest_unblock(struct dest *d, struct op *op)
-{
-    TAILQ_REMOVE(&d->blocked, op, dest_link);
-    op->room = NULL;
+    blocked_dests[nblocked_dests++] = d;
 }
 
 void dest_deliver(struct dest *d, struct msg *m)

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "stompd/commit.h"
 #include "stompd/config.h"
 #include "stompd/dest.h"
 #include "stompd/dlq.h"
@@ -14,6 +13,8 @@
 #include "stompd/msg.h"
 #include "stompd/server.h"
 #include "stompd/persist.h"
+#include "stompd/publish.h"
+#include "stompd/queue.h"
 
 #define DLQ_INDIVIDUAL_PREFIX "/queue/ActiveMQ.DLQ."
 
@@ -34,7 +35,7 @@ void dlq_name_for(const struct dest *d, char *out, size_t len)
              slash ? slash + 1 : d->name);
 }
 
-void dlq_move(struct qentry *e, const char *reason)
+bool dlq_move(struct qentry *e, const char *reason)
 {
     struct dest *from = e->q->dest;
     struct msg *m = e->msg;
@@ -44,9 +45,9 @@ void dlq_move(struct qentry *e, const char *reason)
     struct dest *dlq = dest_get(name, NULL, &err);
     if (!dlq) {
         log_err("cannot dead-letter %s from %s: %s", m->id, from->name, err);
-        persist_dequeue(e);
+        bool journaled = persist_dequeue(e);
         queue_entry_done(e);
-        return;
+        return journaled;
     }
     uint32_t n = m->nheaders + 2;
     struct stomp_header hs[n];
@@ -64,16 +65,10 @@ void dlq_move(struct qentry *e, const char *reason)
     from->st.dead_lettered++;
     srv.st.dead_lettered++;
     log_debug("message %s from %s dead-lettered to %s: %s", m->id, from->name, dlq->name, reason);
-    uint64_t lsn = persist_dlq_move(e, copy);
-    queue_entry_done(e);
-    if (lsn && copy->journaled) {
-        /* like any persistent message: visible only once committed */
-        struct op *op = op_new(OP_COMMIT, NULL, NULL);
-        op->lsn = lsn;
-        op_add_msg(op, copy);
-        op_submit(op);
-    } else {
-        dest_deliver(dlq, copy);
-    }
+    bool journaled = e->msg->journaled || copy->persistent;
+    const char *why;
+    /* like any persistent message: visible only once committed */
+    int rc = broker_publish(dlq, copy, &(struct publish){.moved_from = e}, NULL, &why);
     msg_unref(copy);
+    return rc >= 0 && journaled && persist_enabled();
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "stompd/dest.h"
+#include "stompd/journal.h"
 #include "stompd/durable.h"
 #include "stompd/log.h"
 #include "stompd/selector.h"
@@ -51,6 +52,12 @@ static struct durable *create(struct dest *topic, const char *client_id, const c
     d->sel = sel;
     queue_init(&d->q, topic);
     d->q.durable = d;
+    if (persist_has_store()) {
+        struct buf p = {0};
+        jkey_t_prefix(&p, client_id, strlen(client_id), name, strlen(name));
+        queue_set_prefix(&d->q, p.data, p.len);
+        buf_free(&p);
+    }
     HASH_ADD_KEYPTR(hh, registry, d->key, d->keylen, d);
     TAILQ_INSERT_TAIL(&topic->durables, d, topic_link);
     topic->ndurables++;
@@ -71,7 +78,7 @@ static bool same_selector(const char *a, const char *b)
 }
 
 struct durable *durable_get(struct dest *topic, const char *client_id, const char *name,
-                            const char *selector, struct selector *sel)
+                            const char *selector, struct selector *sel, bool *journaled)
 {
     struct durable *d = durable_find(client_id, name);
     if (d && d->dest == topic && same_selector(d->selector, selector)) {
@@ -80,10 +87,10 @@ struct durable *durable_get(struct dest *topic, const char *client_id, const cha
     }
     if (d) {
         log_info("durable subscription %s/%s changed topic or selector: replaced", client_id, name);
-        durable_destroy(d);
+        *journaled |= durable_destroy(d);
     }
     d = create(topic, client_id, name, selector, sel);
-    persist_durable_created(d);
+    *journaled |= persist_durable_created(d);
     log_info("durable subscription %s/%s on %s created", client_id, name, topic->name);
     return d;
 }
@@ -102,12 +109,13 @@ void durable_detach(struct durable *d, struct sub *s)
         d->active = NULL;
 }
 
-static void destroy(struct durable *d, bool journal)
+static bool destroy(struct durable *d, bool journal)
 {
+    bool journaled = false;
     if (d->active)
-        sub_destroy(d->active);
+        journaled |= sub_destroy(d->active);
     if (journal)
-        persist_durable_deleted(d);
+        journaled |= persist_durable_deleted(d);
     queue_destroy(&d->q);
     HASH_DEL(registry, d);
     TAILQ_REMOVE(&d->dest->durables, d, topic_link);
@@ -116,12 +124,13 @@ static void destroy(struct durable *d, bool journal)
     free(d->selector);
     free(d->key);
     free(d);
+    return journaled;
 }
 
-void durable_destroy(struct durable *d)
+bool durable_destroy(struct durable *d)
 {
     log_info("durable subscription %s/%s destroyed", d->client_id, d->name);
-    destroy(d, true);
+    return destroy(d, true);
 }
 
 void durable_dest_deleted(struct dest *topic)

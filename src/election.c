@@ -5,6 +5,8 @@
  * it). */
 #include "config.h"
 
+#include <stdio.h>
+
 #include "stompd/election.h"
 
 bool election_better(const struct member *a, const struct member *b)
@@ -32,4 +34,57 @@ enum election_result election_decide(const struct member *m, size_t n, uint32_t 
     }
     *winner = best;
     return ELECT_CANDIDATE;
+}
+
+enum stepdown stepdown_decide(const struct stepdown_facts *f)
+{
+    if (f->session_lost)
+        return STEPDOWN_SESSION_LOST;
+    /* a paused process cannot know whether it still leads: its session
+     * may have expired and another node been elected meanwhile */
+    double pause_limit = f->session_s / 2 < 1.0 ? 1.0 : f->session_s / 2;
+    if (f->loop_gap > pause_limit)
+        return STEPDOWN_PAUSED;
+    /* after a long rebuild of its own the loop could time no answer: it
+     * gets a grace for a fresh one, ended early by a disconnect */
+    if (f->since_heard >= 0 && f->since_heard > f->session_s * 2 / 3 && (!f->in_grace || !f->zk_connected))
+        return STEPDOWN_ZK_SILENT;
+    if (!f->view_complete)
+        return STAY_MASTER;
+    if (f->live_members < f->quorum)
+        return STEPDOWN_NO_QUORUM;
+    if (f->master == MASTER_ZNODE_OTHER)
+        return STEPDOWN_OTHER_MASTER;
+    if (f->master == MASTER_ZNODE_NONE && !f->claim_pending)
+        return STEPDOWN_MASTER_GONE;
+    return STAY_MASTER;
+}
+
+void stepdown_explain(enum stepdown d, const struct stepdown_facts *f, char *out, size_t len)
+{
+    switch (d) {
+    case STAY_MASTER:
+        snprintf(out, len, "still master");
+        break;
+    case STEPDOWN_SESSION_LOST:
+        snprintf(out, len, "ZooKeeper session lost");
+        break;
+    case STEPDOWN_PAUSED:
+        snprintf(out, len, "this process did not run for %.1f s; its mastership may have passed on", f->loop_gap);
+        break;
+    case STEPDOWN_ZK_SILENT:
+        snprintf(out, len, "ZooKeeper has not answered for %.1f s (session timeout %.1f s)", f->since_heard,
+                 f->session_s);
+        break;
+    case STEPDOWN_NO_QUORUM:
+        snprintf(out, len, "fewer than a quorum of members remain registered (%u of %u needed)", f->live_members,
+                 f->quorum);
+        break;
+    case STEPDOWN_OTHER_MASTER:
+        snprintf(out, len, "another node holds the master znode");
+        break;
+    case STEPDOWN_MASTER_GONE:
+        snprintf(out, len, "the master znode is gone");
+        break;
+    }
 }

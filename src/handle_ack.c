@@ -120,14 +120,10 @@ int ack_message(struct conn *c, struct frame *f, bool nack, bool lenient)
     struct qentry *e = find_entry(c, f, lenient);
     if (!e)
         return lenient ? 0 : -EPROTO;
-    if (nack)
-        sub_nack(e->sub, e);
-    else
-        sub_ack(e->sub, e);
-    return 0;
+    return (nack ? sub_nack(e->sub, e) : sub_ack(e->sub, e)) ? 1 : 0;
 }
 
-static int ack_or_hold(struct conn *c, struct frame *f, bool nack)
+static int ack_or_hold(struct conn *c, struct frame *f, bool nack, uint64_t *lsn)
 {
     const char *tx = frame_get(f, "transaction");
     if (tx) {
@@ -135,15 +131,18 @@ static int ack_or_hold(struct conn *c, struct frame *f, bool nack)
             return -EPROTO;
         return txn_hold(c, tx, f);
     }
-    return ack_message(c, f, nack, false);
+    int rc = ack_message(c, f, nack, false);
+    if (rc > 0)
+        *lsn = proto_journaled(f);
+    return rc < 0 ? rc : 0;
 }
 
-int handle_ack(struct conn *c, struct frame *f)
+int handle_ack(struct conn *c, struct frame *f, uint64_t *lsn)
 {
-    return ack_or_hold(c, f, false);
+    return ack_or_hold(c, f, false, lsn);
 }
 
-int handle_nack(struct conn *c, struct frame *f)
+int handle_nack(struct conn *c, struct frame *f, uint64_t *lsn)
 {
-    return ack_or_hold(c, f, true);
+    return ack_or_hold(c, f, true, lsn);
 }

@@ -1,12 +1,13 @@
 /* CONNECT / STOMP and DISCONNECT: version negotiation, heart-beats,
- * client-id, and an orderly goodbye whose receipt means every frame before
- * it has been processed. */
+ * client-id, the cluster's members for failover clients, and an orderly
+ * goodbye whose receipt means every frame before it has been processed. */
 #include "config.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "stompd/cluster.h"
 #include "stompd/config.h"
 #include "stompd/conn.h"
 #include "stompd/log.h"
@@ -62,7 +63,42 @@ static uint32_t at_least_min(uint32_t v)
     return v < (uint32_t)config.heartbeat_min ? (uint32_t)config.heartbeat_min : v;
 }
 
-int handle_connect(struct conn *c, struct frame *f)
+/* In a cluster, CONNECTED names the client (STOMP) address of every
+ * registered member, "cluster-members:tcp://h1:p1,tcp://h2:p2" (the master
+ * included), as ActiveMQ's updateClusterClients does: a failover client
+ * configured with one node learns the others. Addresses on every interface
+ * (0.0.0.0, ::) name no host a client could reach, and are left out. */
+static void put_cluster_members(struct buf *out, enum stomp_version v)
+{
+    if (!cluster_enabled())
+        return;
+    static struct cluster_member ms[64]; /* the loop thread's alone */
+    size_t n = cluster_members(ms, sizeof ms / sizeof ms[0]);
+    char list[4096];
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *a = ms[i].stomp;
+        const char *colon = strrchr(a, ':');
+        if (!colon || colon == a || !colon[1])
+            continue;
+        int hl = (int)(colon - a);
+        if ((hl == 7 && !strncmp(a, "0.0.0.0", 7)) || (hl == 2 && !strncmp(a, "::", 2)) ||
+            (hl == 4 && !strncmp(a, "[::]", 4)))
+            continue;
+        bool six = memchr(a, ':', (size_t)hl) && a[0] != '[';
+        int w = snprintf(list + len, sizeof list - len, "%stcp://%s%.*s%s%s", len ? "," : "", six ? "[" : "", hl, a,
+                         six ? "]" : "", colon);
+        if (w < 0 || (size_t)w >= sizeof list - len) {
+            list[len] = '\0'; /* what fits */
+            break;
+        }
+        len += (size_t)w;
+    }
+    if (len)
+        frame_write_header_str(out, v, false, "cluster-members", list);
+}
+
+int handle_connect(struct conn *c, struct frame *f, uint64_t *lsn)
 {
     if (c->state != CONN_HANDSHAKE)
         return proto_fail("already connected", "A connection sends CONNECT once.");
@@ -103,17 +139,18 @@ int handle_connect(struct conn *c, struct frame *f)
     uint32_t sx = at_least_min(cy), sy = at_least_min(cx);
     char session[32], beats[32];
     snprintf(session, sizeof session, "%llu", (unsigned long long)c->id);
-    frame_write_command(&c->out, "CONNECTED");
+    frame_write_command(&c->st.out, "CONNECTED");
     /* Always both, a 1.0 client's too (no accept-version means 1.0): the
      * 1.2 specification says CONNECTED MUST carry version, and a missing
      * heart-beat means 0,0, which is what a 1.0 connection gets. */
-    frame_write_header_str(&c->out, c->version, false, "version",
+    frame_write_header_str(&c->st.out, c->version, false, "version",
                            v == STOMP_12 ? "1.2" : v == STOMP_11 ? "1.1" : "1.0");
-    frame_write_header_str(&c->out, c->version, false, "server", PACKAGE_NAME "/" PACKAGE_VERSION);
-    frame_write_header_str(&c->out, c->version, false, "session", session);
+    frame_write_header_str(&c->st.out, c->version, false, "server", PACKAGE_NAME "/" PACKAGE_VERSION);
+    frame_write_header_str(&c->st.out, c->version, false, "session", session);
     snprintf(beats, sizeof beats, "%u,%u", sx, sy);
-    frame_write_header_str(&c->out, c->version, false, "heart-beat", beats);
-    frame_write_body(&c->out, NULL, 0);
+    frame_write_header_str(&c->st.out, c->version, false, "heart-beat", beats);
+    put_cluster_members(&c->st.out, c->version);
+    frame_write_body(&c->st.out, NULL, 0);
     c->frames_out++;
     conn_want_flush(c);
     /* Effective intervals per the specification: max of both sides. */
@@ -123,9 +160,9 @@ int handle_connect(struct conn *c, struct frame *f)
     return 0;
 }
 
-int handle_disconnect(struct conn *c, struct frame *f)
+int handle_disconnect(struct conn *c, struct frame *f, uint64_t *lsn)
 {
     conn_pause(c, PAUSE_CLOSING);
-    op_submit(op_new(OP_DISCONNECT, c, frame_get(f, "receipt")));
+    op_submit(op_disconnect(c, frame_get(f, "receipt")));
     return PROTO_RECEIPT_TAKEN;
 }

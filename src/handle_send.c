@@ -1,15 +1,12 @@
-/* SEND: validate, build the message, then either deliver it now
- * (non-persistent) or journal it and deliver it once committed
- * (persistent). A full destination pauses the producer and holds its
- * receipt until there is room. Inside a transaction the frame is held
- * until COMMIT. */
+/* SEND: validate the frame, build the message and hand it to
+ * broker_publish (journaling, duplicates, flow control live there).
+ * Inside a transaction the frame is held until COMMIT. */
 #include "config.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "stompd/commit.h"
 #include "stompd/config.h"
 #include "stompd/conn.h"
 #include "stompd/dest.h"
@@ -18,7 +15,7 @@
 #include "stompd/msg.h"
 #include "stompd/proto.h"
 #include "stompd/server.h"
-#include "stompd/persist.h"
+#include "stompd/publish.h"
 #include "stompd/txn.h"
 
 static int parse_i64(const char *s, int64_t *out)
@@ -130,83 +127,32 @@ int send_message(struct conn *c, struct frame *f, struct op *batch)
         return proto_fail("invalid expires header",
                           "expires must be a time in ms since the epoch (0 = never), got '%.32s'.", p);
 
-    /* Temporary destinations die with their connection: never journaled. */
-    bool journal = persistent && !dest_is_temp(d) && persist_enabled();
-    if (journal && persist_failed())
-        return proto_fail("store unavailable", "The broker's store has failed; persistent messages are refused.");
-
-    /* A resend of something already accepted: drop it, but answer its
-     * receipt only once the original is durable. */
-    const char *dupid = frame_get(f, DUP_HEADER);
-    uint64_t dup_lsn = 0;
-    if (dupid && dup_seen(dupid, &dup_lsn)) {
-        srv.st.duplicates++;
-        clog_debug(c, "duplicate SEND %s dropped", dupid);
-        const char *r = frame_get(f, "receipt");
-        if (!batch && r && dup_lsn > commit_lsn()) {
-            struct op *op = op_new(OP_COMMIT, c, r);
-            op->lsn = dup_lsn;
-            op_submit(op);
-            return PROTO_RECEIPT_TAKEN;
-        }
-        return 0;
-    }
-    char *dupcopy = NULL; /* the frame is about to be taken over by the message */
-    if (dupid && !(dupcopy = strdup(dupid)))
+    /* The frame is about to be taken over by the message: keep copies of
+     * what publishing still needs from it. */
+    char *dupid = NULL, *receipt = NULL;
+    const char *v = frame_get(f, DUP_HEADER);
+    if (v && !(dupid = strdup(v)))
         abort();
-    dupid = dupcopy;
-    /* The receipt id lives in the frame, which the message takes over. */
-    char *receipt = NULL;
-    const char *r = frame_get(f, "receipt");
-    if (r && !batch && !(receipt = strdup(r)))
+    v = frame_get(f, "receipt");
+    if (v && !batch && !(receipt = strdup(v)))
         abort();
     char id[128];
     server_next_msg_id(id, sizeof id);
     struct msg *m = msg_from_frame(f, d->name, id, server_next_seq(), server_now_ms(), persistent,
                                    (uint8_t)prio, expires);
     m = rewrite_reply_to(c, m);
-    srv.st.messages_in++;
-
-    int rc = 0;
-    if (journal && persist_enqueue(d, m, dupid)) {
-        if (batch) {
-            /* the transaction's entry gets its lsn at COMMIT's end */
-            op_add_reserved_msg(batch, m);
-            if (dupid)
-                op_add_dup(batch, dupid);
-            if (dest_is_full(d) && !batch->room)
-                dest_block(d, batch);
-        } else {
-            if (dupid)
-                dup_remember(dupid, persist_last_lsn(), true);
-            struct op *op = op_new(OP_COMMIT, c, receipt);
-            op->lsn = persist_last_lsn();
-            op_add_reserved_msg(op, m);
-            if (dest_is_full(d))
-                dest_block(d, op);
-            op_submit(op);
-            rc = PROTO_RECEIPT_TAKEN;
-        }
-    } else {
-        if (dupid)
-            dup_remember(dupid, 0, false);
-        dest_deliver(d, m);
-        if (batch && dest_is_full(d) && !batch->room)
-            dest_block(d, batch);
-        if (!batch && dest_is_full(d)) {
-            struct op *op = op_new(OP_ROOM, c, receipt);
-            dest_block(d, op);
-            op_submit(op);
-            rc = PROTO_RECEIPT_TAKEN;
-        }
-    }
+    const char *why = NULL;
+    int rc = broker_publish(d, m, &(struct publish){.conn = c, .receipt = receipt, .dup_id = dupid, .batch = batch},
+                            NULL, &why);
     msg_unref(m);
     free(receipt);
-    free(dupcopy);
-    return rc;
+    free(dupid);
+    if (rc < 0)
+        return proto_fail("store unavailable", "%s", why);
+    return rc == PUBLISH_WAITING ? PROTO_RECEIPT_TAKEN : 0;
 }
 
-int handle_send(struct conn *c, struct frame *f)
+int handle_send(struct conn *c, struct frame *f, uint64_t *lsn)
 {
     const char *tx = frame_get(f, "transaction");
     if (tx) {

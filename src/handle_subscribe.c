@@ -51,7 +51,7 @@ static int parse_prefetch(const struct frame *f, const struct dest *d, bool dura
     return 0;
 }
 
-int handle_subscribe(struct conn *c, struct frame *f)
+int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
 {
     const char *name = frame_get(f, "destination");
     if (!name)
@@ -169,8 +169,11 @@ int handle_subscribe(struct conn *c, struct frame *f)
     if (dname) {
         /* The durable keeps the selector; the subscriber evaluates none
          * (its backlog holds only matching messages). */
-        dur = durable_get(d, c->client_id, dname, seltext, sel);
+        bool journaled = false;
+        dur = durable_get(d, c->client_id, dname, seltext, sel, &journaled);
         durable_attach(dur, s);
+        if (journaled)
+            *lsn = proto_journaled(f);
     } else if (dest_is_queue(d)) {
         s->sel = sel;
         s->q = &d->q;
@@ -191,7 +194,7 @@ int handle_subscribe(struct conn *c, struct frame *f)
     return 0;
 }
 
-int handle_unsubscribe(struct conn *c, struct frame *f)
+int handle_unsubscribe(struct conn *c, struct frame *f, uint64_t *lsn)
 {
     const char *id = frame_get(f, "id");
     const char *dname = frame_get(f, "activemq.subscriptionName");
@@ -208,8 +211,7 @@ int handle_unsubscribe(struct conn *c, struct frame *f)
             return proto_fail("no such subscription", "No subscription with id '%.128s' on this connection.", id);
     }
     struct durable *dur = s ? s->durable : NULL;
-    if (s)
-        sub_destroy(s);
+    bool journaled = s && sub_destroy(s);
     if (dname) {
         if (!c->client_id)
             return proto_fail("durable subscription needs a client-id",
@@ -217,7 +219,9 @@ int handle_unsubscribe(struct conn *c, struct frame *f)
         if (!dur)
             dur = durable_find(c->client_id, dname);
         if (dur)
-            durable_destroy(dur);
+            journaled |= durable_destroy(dur);
     }
+    if (journaled)
+        *lsn = proto_journaled(f);
     return 0;
 }

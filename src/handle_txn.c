@@ -8,7 +8,6 @@
 
 #include "stompd/commit.h"
 #include "stompd/conn.h"
-#include "stompd/dup.h"
 #include "stompd/log.h"
 #include "stompd/proto.h"
 #include "stompd/persist.h"
@@ -22,7 +21,7 @@ static const char *tx_header(struct frame *f)
     return tx;
 }
 
-int handle_begin(struct conn *c, struct frame *f)
+int handle_begin(struct conn *c, struct frame *f, uint64_t *lsn)
 {
     const char *tx = tx_header(f);
     if (!tx)
@@ -30,7 +29,7 @@ int handle_begin(struct conn *c, struct frame *f)
     return txn_begin(c, tx);
 }
 
-int handle_commit(struct conn *c, struct frame *f)
+int handle_commit(struct conn *c, struct frame *f, uint64_t *lsn)
 {
     const char *tx = tx_header(f);
     if (!tx)
@@ -38,7 +37,7 @@ int handle_commit(struct conn *c, struct frame *f)
     struct txn *t = txn_find(c, tx);
     if (!t)
         return proto_fail("unknown transaction", "Transaction '%.128s' was not begun (or already ended).", tx);
-    struct op *op = op_new(OP_COMMIT, c, frame_get(f, "receipt"));
+    struct op *op = op_batch(c, frame_get(f, "receipt"));
     persist_batch_begin();
     for (uint32_t i = 0; i < t->nframes; i++) {
         struct frame *h = &t->frames[i];
@@ -49,7 +48,7 @@ int handle_commit(struct conn *c, struct frame *f)
             break;
         case CMD_ACK:
         case CMD_NACK:
-            rc = ack_message(c, h, h->cmd == CMD_NACK, true);
+            rc = ack_message(c, h, h->cmd == CMD_NACK, true); /* in the batch's entry */
             break;
         default:
             break;
@@ -57,20 +56,13 @@ int handle_commit(struct conn *c, struct frame *f)
         if (rc < 0)
             clog_warn(c, "transaction %s: a held %s could not be applied at COMMIT", tx, h->command);
     }
-    op->lsn = persist_batch_end();
+    op_batch_close(op, persist_batch_end());
     txn_end(c, t);
-    for (uint32_t i = 0; i < op->ndups; i++)
-        dup_remember(op->dups[i], op->lsn, true);
-    if (op->lsn == 0) {
-        /* Nothing to wait for: messages go now. */
-        op->kind = OP_RECEIPT;
-        op->done = true;
-    }
     op_submit(op);
     return PROTO_RECEIPT_TAKEN;
 }
 
-int handle_abort(struct conn *c, struct frame *f)
+int handle_abort(struct conn *c, struct frame *f, uint64_t *lsn)
 {
     const char *tx = tx_header(f);
     if (!tx)

@@ -116,17 +116,32 @@ static struct jstr get_str(struct rd *r)
 
 /* ------------------------------------------------------------ keys */
 
-size_t jkey_q(struct buf *b, const char *dest, size_t dl, uint64_t seq)
+void jkey_msg_suffix(struct buf *b, uint8_t prio, uint64_t seq)
+{
+    put_u8(b, (uint8_t)(MSG_PRIORITIES - 1 - (prio < MSG_PRIORITIES ? prio : MSG_PRIORITIES - 1)));
+    put_u64(b, seq);
+}
+
+uint8_t jkey_msg_priority(const char *k, size_t kl)
+{
+    return kl >= MSG_KEY_SUFFIX ? (uint8_t)(MSG_PRIORITIES - 1 - (uint8_t)k[kl - MSG_KEY_SUFFIX]) : 0;
+}
+
+uint64_t jkey_msg_seq(const char *k, size_t kl)
+{
+    return kl >= MSG_KEY_SUFFIX ? jkey_get_be64(k + kl - 8) : 0;
+}
+
+size_t jkey_q_prefix(struct buf *b, const char *dest, size_t dl)
 {
     size_t start = b->len;
     buf_putc(b, KEY_Q);
     buf_append(b, dest, dl);
     buf_putc(b, '\0');
-    put_u64(b, seq);
     return b->len - start;
 }
 
-size_t jkey_t(struct buf *b, const char *cid, size_t cl, const char *name, size_t nl, uint64_t seq)
+size_t jkey_t_prefix(struct buf *b, const char *cid, size_t cl, const char *name, size_t nl)
 {
     size_t start = b->len;
     buf_putc(b, KEY_T);
@@ -134,7 +149,22 @@ size_t jkey_t(struct buf *b, const char *cid, size_t cl, const char *name, size_
     buf_putc(b, '\0');
     buf_append(b, name, nl);
     buf_putc(b, '\0');
-    put_u64(b, seq);
+    return b->len - start;
+}
+
+size_t jkey_q(struct buf *b, const char *dest, size_t dl, uint8_t prio, uint64_t seq)
+{
+    size_t start = b->len;
+    jkey_q_prefix(b, dest, dl);
+    jkey_msg_suffix(b, prio, seq);
+    return b->len - start;
+}
+
+size_t jkey_t(struct buf *b, const char *cid, size_t cl, const char *name, size_t nl, uint8_t prio, uint64_t seq)
+{
+    size_t start = b->len;
+    jkey_t_prefix(b, cid, cl, name, nl);
+    jkey_msg_suffix(b, prio, seq);
     return b->len - start;
 }
 
@@ -146,12 +176,6 @@ size_t jkey_s(struct buf *b, const char *cid, size_t cl, const char *name, size_
     buf_putc(b, '\0');
     buf_append(b, name, nl);
     return b->len - start;
-}
-
-void jkey_l(char out[9], uint64_t lsn)
-{
-    out[0] = KEY_L;
-    jkey_be64(out + 1, lsn);
 }
 
 /* ------------------------------------------------------------ messages */
@@ -171,6 +195,22 @@ void journal_encode_msg(struct buf *b, const struct msg *m)
         put_strn(b, m->headers[i].value, m->headers[i].value_len);
     }
     put_strn(b, m->body, m->body_len);
+}
+
+/* An encoded message starts: u64 seq, u64 timestamp, u64 expires, u8 priority. */
+uint64_t journal_msg_seq(const char *data, size_t len)
+{
+    return len >= 8 ? jkey_get_be64(data) : 0;
+}
+
+int64_t journal_msg_expires(const char *data, size_t len)
+{
+    return len >= 24 ? (int64_t)jkey_get_be64(data + 16) : 0;
+}
+
+uint8_t journal_msg_priority(const char *data, size_t len)
+{
+    return len >= 25 ? (uint8_t)data[24] : 0;
 }
 
 static bool has_nul(struct jstr s)
@@ -276,28 +316,31 @@ void jb_enqueue(struct journal_builder *jb, const char *dest, const char *const 
     buf_free(&mb);
 }
 
-void jb_dequeue(struct journal_builder *jb, const char *dest, uint64_t seq)
+void jb_dequeue(struct journal_builder *jb, const char *dest, uint8_t prio, uint64_t seq)
 {
     op_start(jb, JOP_DEQUEUE);
     put_str(&jb->b, dest);
+    put_u8(&jb->b, prio);
     put_u64(&jb->b, seq);
 }
 
-void jb_dequeue_sub(struct journal_builder *jb, const char *client_id, const char *name, uint64_t seq)
+void jb_dequeue_sub(struct journal_builder *jb, const char *client_id, const char *name, uint8_t prio, uint64_t seq)
 {
     op_start(jb, JOP_DEQUEUE_SUB);
     put_str(&jb->b, client_id);
     put_str(&jb->b, name);
+    put_u8(&jb->b, prio);
     put_u64(&jb->b, seq);
 }
 
-void jb_delivered(struct journal_builder *jb, char kind, const char *a, const char *b, uint64_t seq,
+void jb_delivered(struct journal_builder *jb, char kind, const char *a, const char *b, uint8_t prio, uint64_t seq,
                   uint32_t deliveries)
 {
     op_start(jb, JOP_DELIVERED);
     put_u8(&jb->b, (uint8_t)kind);
     put_str(&jb->b, a);
     put_str(&jb->b, b);
+    put_u8(&jb->b, prio);
     put_u64(&jb->b, seq);
     put_u32(&jb->b, deliveries);
 }
@@ -371,17 +414,20 @@ static int read_op(struct rd *r, struct journal_op_view *op)
     }
     case JOP_DEQUEUE:
         op->a = get_str(r);
+        op->prio = get_u8(r);
         op->seq = get_u64(r);
         break;
     case JOP_DEQUEUE_SUB:
         op->a = get_str(r);
         op->b = get_str(r);
+        op->prio = get_u8(r);
         op->seq = get_u64(r);
         break;
     case JOP_DELIVERED:
         op->kind = (char)get_u8(r);
         op->a = get_str(r);
         op->b = get_str(r);
+        op->prio = get_u8(r);
         op->seq = get_u64(r);
         op->count = get_u32(r);
         if (op->kind != KEY_Q && op->kind != KEY_T)
@@ -459,35 +505,7 @@ int journal_foreach_op(const struct journal_entry *e, journal_op_fn fn, void *ct
 struct apply_ctx {
     const struct journal_sink *sink;
     struct buf k;
-    struct buf r;
 };
-
-static void put_r(struct apply_ctx *x, const struct buf *key, uint32_t count)
-{
-    x->r.len = x->r.off = 0;
-    buf_putc(&x->r, KEY_R);
-    buf_append(&x->r, key->data, key->len);
-    char v[4] = {(char)(count >> 24), (char)(count >> 16), (char)(count >> 8), (char)count};
-    x->sink->put(x->sink->ctx, x->r.data, x->r.len, v, 4);
-}
-
-static void del_with_r(struct apply_ctx *x)
-{
-    x->sink->del(x->sink->ctx, x->k.data, x->k.len);
-    x->r.len = x->r.off = 0;
-    buf_putc(&x->r, KEY_R);
-    buf_append(&x->r, x->k.data, x->k.len);
-    x->sink->del(x->sink->ctx, x->r.data, x->r.len);
-}
-
-static void del_prefix_with_r(struct apply_ctx *x)
-{
-    x->sink->del_prefix(x->sink->ctx, x->k.data, x->k.len);
-    x->r.len = x->r.off = 0;
-    buf_putc(&x->r, KEY_R);
-    buf_append(&x->r, x->k.data, x->k.len);
-    x->sink->del_prefix(x->sink->ctx, x->r.data, x->r.len);
-}
 
 static int apply_op(void *arg, const struct journal_op_view *op)
 {
@@ -496,16 +514,17 @@ static int apply_op(void *arg, const struct journal_op_view *op)
     x->k.len = x->k.off = 0;
     switch (op->type) {
     case JOP_ENQUEUE: {
-        uint64_t seq = op->msg.len >= 8 ? jkey_get_be64(op->msg.p) : 0;
+        uint64_t seq = journal_msg_seq(op->msg.p, op->msg.len);
+        uint8_t prio = journal_msg_priority(op->msg.p, op->msg.len);
         if (op->ntargets == 0) {
-            jkey_q(&x->k, op->a.p, op->a.len, seq);
-            s->put(s->ctx, x->k.data, x->k.len, op->msg.p, op->msg.len);
+            jkey_q(&x->k, op->a.p, op->a.len, prio, seq);
+            s->put_msg(s->ctx, x->k.data, x->k.len, op->msg.p, op->msg.len);
         } else {
             struct jstr t = op->targets, cid, name;
             while (journal_next_target(&t, &cid, &name)) {
                 x->k.len = x->k.off = 0;
-                jkey_t(&x->k, cid.p, cid.len, name.p, name.len, seq);
-                s->put(s->ctx, x->k.data, x->k.len, op->msg.p, op->msg.len);
+                jkey_t(&x->k, cid.p, cid.len, name.p, name.len, prio, seq);
+                s->put_msg(s->ctx, x->k.data, x->k.len, op->msg.p, op->msg.len);
             }
         }
         if (op->d.len) {
@@ -517,20 +536,23 @@ static int apply_op(void *arg, const struct journal_op_view *op)
         break;
     }
     case JOP_DEQUEUE:
-        jkey_q(&x->k, op->a.p, op->a.len, op->seq);
-        del_with_r(x);
+        jkey_q(&x->k, op->a.p, op->a.len, op->prio, op->seq);
+        s->del_msg(s->ctx, x->k.data, x->k.len);
         break;
     case JOP_DEQUEUE_SUB:
-        jkey_t(&x->k, op->a.p, op->a.len, op->b.p, op->b.len, op->seq);
-        del_with_r(x);
+        jkey_t(&x->k, op->a.p, op->a.len, op->b.p, op->b.len, op->prio, op->seq);
+        s->del_msg(s->ctx, x->k.data, x->k.len);
         break;
-    case JOP_DELIVERED:
+    case JOP_DELIVERED: {
+        buf_putc(&x->k, KEY_R);
         if (op->kind == KEY_Q)
-            jkey_q(&x->k, op->a.p, op->a.len, op->seq);
+            jkey_q(&x->k, op->a.p, op->a.len, op->prio, op->seq);
         else
-            jkey_t(&x->k, op->a.p, op->a.len, op->b.p, op->b.len, op->seq);
-        put_r(x, &x->k, op->count);
+            jkey_t(&x->k, op->a.p, op->a.len, op->b.p, op->b.len, op->prio, op->seq);
+        char v[4] = {(char)(op->count >> 24), (char)(op->count >> 16), (char)(op->count >> 8), (char)op->count};
+        s->put(s->ctx, x->k.data, x->k.len, v, 4);
         break;
+    }
     case JOP_SUB_CREATE: {
         jkey_s(&x->k, op->a.p, op->a.len, op->b.p, op->b.len);
         struct buf v = {0};
@@ -544,18 +566,12 @@ static int apply_op(void *arg, const struct journal_op_view *op)
         jkey_s(&x->k, op->a.p, op->a.len, op->b.p, op->b.len);
         s->del(s->ctx, x->k.data, x->k.len);
         x->k.len = x->k.off = 0;
-        buf_putc(&x->k, KEY_T);
-        buf_append(&x->k, op->a.p, op->a.len);
-        buf_putc(&x->k, '\0');
-        buf_append(&x->k, op->b.p, op->b.len);
-        buf_putc(&x->k, '\0');
-        del_prefix_with_r(x);
+        jkey_t_prefix(&x->k, op->a.p, op->a.len, op->b.p, op->b.len);
+        s->del_msgs(s->ctx, x->k.data, x->k.len);
         break;
     case JOP_PURGE:
-        buf_putc(&x->k, KEY_Q);
-        buf_append(&x->k, op->a.p, op->a.len);
-        buf_putc(&x->k, '\0');
-        del_prefix_with_r(x);
+        jkey_q_prefix(&x->k, op->a.p, op->a.len);
+        s->del_msgs(s->ctx, x->k.data, x->k.len);
         break;
     case JOP_DUP_FORGET:
         buf_putc(&x->k, KEY_D);
@@ -581,25 +597,8 @@ int journal_apply(const char *data, size_t len, const struct journal_sink *sink)
     struct journal_entry e;
     if (journal_decode(data, len, &e) != 0)
         return -EINVAL;
-    if (!sink->no_journal) {
-        char lk[9];
-        jkey_l(lk, e.lsn);
-        sink->put(sink->ctx, lk, sizeof lk, data, len);
-    }
-    struct apply_ctx x = {sink, {0}, {0}};
+    struct apply_ctx x = {sink, {0}};
     int rc = journal_foreach_op(&e, apply_op, &x);
     buf_free(&x.k);
-    buf_free(&x.r);
-    if (rc)
-        return rc;
-    char v[8];
-    jkey_be64(v, e.lsn);
-    sink->put(sink->ctx, KEY_META "applied_lsn", sizeof(KEY_META "applied_lsn") - 1, v, 8);
-    jkey_be64(v, e.epoch);
-    sink->put(sink->ctx, KEY_META "epoch", sizeof(KEY_META "epoch") - 1, v, 8);
-    /* the position is (epoch, lsn, checksum): a slave says all three, even
-     * when its journal no longer holds the entry (after a snapshot) */
-    jkey_be64(v, journal_checksum(data, len));
-    sink->put(sink->ctx, KEY_META "tip_sum", sizeof(KEY_META "tip_sum") - 1, v, 8);
-    return 0;
+    return rc;
 }

@@ -1,12 +1,19 @@
-/* Logging: a timestamped line per event on stderr or a file. Writes are
- * single fprintf calls on an unbuffered-per-line stream so lines from the
- * store thread and the loop thread never interleave mid-line. */
+/* Logging: one line per event on stderr or a file. When stderr goes to
+ * journald (JOURNAL_STREAM names it, as systemd sets it for a service),
+ * lines carry a <N> priority prefix and no timestamp, the journal keeping
+ * both; otherwise each starts with the local time and its UTC offset.
+ * Writers (the loop, store and ZooKeeper threads) and a reopen (SIGHUP)
+ * share one mutex: a line never mixes with another and never goes to a
+ * file being closed. */
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -15,8 +22,13 @@
 enum log_level log_level_current = LOG_INFO;
 static FILE *log_fp;
 static char log_prefix[64];
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t journal_once = PTHREAD_ONCE_INIT;
+static bool stderr_is_journal;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error", "none"};
+/* syslog priorities: debug 7, info 6, warning 4, err 3 */
+static const char level_prio[] = {'7', '6', '4', '3', '3'};
 
 int log_level_parse(const char *name, enum log_level *out)
 {
@@ -43,39 +55,72 @@ void log_set_prefix(const char *prefix)
     snprintf(log_prefix, sizeof log_prefix, "%s", prefix ? prefix : "");
 }
 
+/* systemd passes "device:inode" of the journal stream it connected to
+ * stdout/stderr; stderr redirected elsewhere (a file, a pipe) no longer
+ * matches, and gets timestamps again. */
+static void detect_journal(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+    stderr_is_journal = js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(2, &st) == 0 &&
+                        (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+bool log_to_journal(void)
+{
+    pthread_once(&journal_once, detect_journal);
+    pthread_mutex_lock(&log_lock);
+    bool j = !log_fp && stderr_is_journal;
+    pthread_mutex_unlock(&log_lock);
+    return j;
+}
+
 int log_open_file(const char *path)
 {
     FILE *fp = fopen(path, "a");
     if (!fp)
         return -errno;
     setvbuf(fp, NULL, _IOLBF, 0);
-    if (log_fp)
-        fclose(log_fp);
+    pthread_mutex_lock(&log_lock);
+    FILE *old = log_fp;
     log_fp = fp;
+    pthread_mutex_unlock(&log_lock);
+    if (old)
+        fclose(old);
     return 0;
 }
 
 void log_close(void)
 {
-    if (log_fp) {
-        fclose(log_fp);
-        log_fp = NULL;
-    }
+    pthread_mutex_lock(&log_lock);
+    FILE *old = log_fp;
+    log_fp = NULL;
+    pthread_mutex_unlock(&log_lock);
+    if (old)
+        fclose(old);
 }
 
 void log_vwrite(enum log_level level, const char *fmt, va_list ap)
 {
     char msg[2048];
-    struct timeval tv;
-    struct tm tm;
-    char ts[32];
-
     vsnprintf(msg, sizeof msg, fmt, ap);
-    gettimeofday(&tv, NULL);
-    localtime_r(&tv.tv_sec, &tm);
-    strftime(ts, sizeof ts, "%Y-%m-%d %H:%M:%S", &tm);
-    fprintf(log_fp ? log_fp : stderr, "%s.%03d %s%s%-5s %s\n", ts, (int)(tv.tv_usec / 1000),
-            log_prefix, log_prefix[0] ? " " : "", level_names[level], msg);
+    pthread_once(&journal_once, detect_journal);
+    pthread_mutex_lock(&log_lock);
+    if (!log_fp && stderr_is_journal) {
+        fprintf(stderr, "<%c>%s%s%s\n", level_prio[level], log_prefix, log_prefix[0] ? " " : "", msg);
+    } else {
+        struct timeval tv;
+        struct tm tm;
+        char ts[32], off[8];
+        gettimeofday(&tv, NULL);
+        localtime_r(&tv.tv_sec, &tm);
+        strftime(ts, sizeof ts, "%Y-%m-%d %H:%M:%S", &tm);
+        strftime(off, sizeof off, "%z", &tm);
+        fprintf(log_fp ? log_fp : stderr, "%s.%03d%s %s%s%-5s %s\n", ts, (int)(tv.tv_usec / 1000), off,
+                log_prefix, log_prefix[0] ? " " : "", level_names[level], msg);
+    }
+    pthread_mutex_unlock(&log_lock);
 }
 
 void log_write(enum log_level level, const char *fmt, ...)

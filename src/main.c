@@ -1,21 +1,32 @@
 /* stompd: parse the command line and the configuration, open the store,
- * start listening, run the loop until SIGTERM/SIGINT, stop cleanly. */
+ * start listening, run the loop until SIGTERM/SIGINT (SIGHUP reloads),
+ * stop cleanly. */
 #include "config.h"
 
 #include <ev.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "stompd/cluster.h"
+#include "stompd/confdoc.h"
 #include "stompd/config.h"
-#include "stompd/http.h"
+#include "stompd/console.h"
 #include "stompd/log.h"
+#include "stompd/node.h"
+#include "stompd/notify.h"
+#include "stompd/reload.h"
 #include "stompd/server.h"
 #include "stompd/journal.h"
 #include "stompd/persist.h"
 #include "stompd/store.h"
+
+#ifndef STOMPD_CONF_FILE
+#define STOMPD_CONF_FILE "/etc/stompd/stompd.conf"
+#endif
 
 static void usage(FILE *out)
 {
@@ -27,6 +38,7 @@ static void usage(FILE *out)
             "  -c, --config FILE        read configuration from FILE (INI)\n"
             "  -s, --set KEY=VALUE      override one key, e.g. --set stomp.listen=127.0.0.1:61613\n"
             "      --help-config        list every configuration key, its default and meaning\n"
+            "      --help-config=man    the same as the stompd.conf(5) manual page (roff)\n"
             "      --check-config       validate the configuration and exit\n"
             "      --dump-store DIR     print the store under DIR (a stopped node's\n"
             "                           broker.data_dir) as sorted key/value digests\n"
@@ -34,10 +46,12 @@ static void usage(FILE *out)
             "  -V, --version            print the version\n"
             "\n"
             "Logs go to standard error unless log.file is set. SIGTERM or SIGINT stops\n"
-            "the broker cleanly.\n");
+            "the broker cleanly; SIGHUP reopens log.file and applies a changed log.level\n"
+            "(other keys need a restart). The installed configuration is\n"
+            "%s (see stompd.conf(5)).\n", STOMPD_CONF_FILE);
 }
 
-static int run(void);
+static int run(const char *file, const char *const *sets, int nsets);
 
 static void put_escaped(const char *p, size_t n)
 {
@@ -52,12 +66,16 @@ static void put_escaped(const char *p, size_t n)
 
 static int dump_one(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
 {
-    /* the journal (pruned differently on each node) and the node's own
-     * identity are not replicated state */
-    if ((kl && k[0] == KEY_L) || (kl > 6 && !memcmp(k, "!meta/", 6) &&
-                                  strncmp(k, "!meta/applied_lsn", kl) && strncmp(k, "!meta/epoch", kl) &&
-                                  strncmp(k, "!meta/tip_sum", kl)))
-        return 0;
+    /* the node's own bookkeeping (its log's segments, where its index
+     * stands in its log, its identity) is not replicated state */
+    static const char *const shared_meta[] = {"!meta/indexed_lsn", "!meta/epoch", "!meta/tip_sum"};
+    if (kl && k[0] == '!') {
+        bool shared = false;
+        for (size_t i = 0; i < sizeof shared_meta / sizeof shared_meta[0]; i++)
+            shared |= kl == strlen(shared_meta[i]) && !memcmp(k, shared_meta[i], kl);
+        if (!shared)
+            return 0;
+    }
     uint64_t h = 1469598103934665603ULL; /* FNV-1a */
     for (size_t i = 0; i < vl; i++) {
         h ^= (unsigned char)v[i];
@@ -75,13 +93,14 @@ static int dump_store(const char *data_dir)
     char dir[4096], err[512];
     snprintf(dir, sizeof dir, "%s/store", data_dir);
     log_set_level(LOG_ERR);
-    if (store_open(dir, err, sizeof err) != 0) {
+    struct store_limits lim = {0};
+    if (store_open(dir, &lim, err, sizeof err) != 0) {
         fprintf(stderr, "stompd: %s\n", err);
         store_close();
         return 1;
     }
     size_t n = 0;
-    int rc = store_scan("", 0, dump_one, &n) < 0 ? 1 : 0;
+    int rc = store_dump(dump_one, &n) < 0 ? 1 : 0;
     store_close();
     return rc;
 }
@@ -92,7 +111,7 @@ int main(int argc, char **argv)
         {"config", required_argument, NULL, 'c'},
         {"set", required_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},
-        {"help-config", no_argument, NULL, 1},
+        {"help-config", optional_argument, NULL, 1},
         {"check-config", no_argument, NULL, 2},
         {"version", no_argument, NULL, 'V'},
         {"dump-store", required_argument, NULL, 3},
@@ -103,6 +122,8 @@ int main(int argc, char **argv)
     int nsets = 0, check_only = 0, opt, rc = 0;
     char err[512];
 
+    /* a SIGHUP before the reload watcher is up must not kill us */
+    signal(SIGHUP, SIG_IGN);
     config_init_defaults();
     while ((opt = getopt_long(argc, argv, "c:s:hV", opts, NULL)) != -1) {
         switch (opt) {
@@ -116,7 +137,14 @@ int main(int argc, char **argv)
             usage(stdout);
             goto out;
         case 1:
-            config_print_help(stdout);
+            if (optarg && !strcmp(optarg, "man")) {
+                confdoc_print_man(stdout);
+            } else if (optarg) {
+                fprintf(stderr, "stompd: --help-config takes no value or =man, not '%s'\n", optarg);
+                rc = 2;
+            } else {
+                config_print_help(stdout);
+            }
             goto out;
         case 2:
             check_only = 1;
@@ -154,8 +182,9 @@ int main(int argc, char **argv)
     enum log_level lvl;
     if (log_level_parse(config.log_level, &lvl) == 0)
         log_set_level(lvl);
-    if (config.log_file[0] && log_open_file(config.log_file) != 0) {
-        fprintf(stderr, "stompd: cannot open log file %s\n", config.log_file);
+    int lrc;
+    if (config.log_file[0] && (lrc = log_open_file(config.log_file)) != 0) {
+        fprintf(stderr, "stompd: cannot open the log file %s: %s (log.file)\n", config.log_file, strerror(-lrc));
         rc = 1;
         goto out;
     }
@@ -163,17 +192,32 @@ int main(int argc, char **argv)
         printf("configuration OK\n");
         goto out;
     }
-    rc = run();
+    rc = run(file, sets, nsets);
 out:
     log_close();
     config_free();
     return rc;
 }
 
-/* The node's life: loop, store, listener, run, clean stop. */
-static int run(void)
+/* An error about the store names the key that places it, and where a
+ * relative path lands. */
+static void log_start_error(const char *err)
 {
+    char cwd[1024];
+    if (config.data_dir[0] && strstr(err, config.data_dir)) {
+        if (config.data_dir[0] != '/' && getcwd(cwd, sizeof cwd))
+            log_err("cannot start: %s (broker.data_dir = %s, relative to the working directory %s)", err,
+                    config.data_dir, cwd);
+        else
+            log_err("cannot start: %s (broker.data_dir = %s)", err, config.data_dir);
+    } else {
+        log_err("cannot start: %s", err);
+    }
+}
 
+/* The node's life: loop, store, listener, run, clean stop. */
+static int run(const char *file, const char *const *sets, int nsets)
+{
     char err[512];
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
     if (!loop) {
@@ -182,39 +226,37 @@ static int run(void)
     }
     if (server_init(loop) != 0)
         return 1;
+    reload_start(loop, file, sets, nsets);
+    notify_start(loop);
     log_info("%s %s starting: broker %s", PACKAGE_NAME, PACKAGE_VERSION, config.broker_name);
-    if (persist_open(err, sizeof err) != 0) {
-        log_err("cannot open the store: %s", err);
-        server_shutdown();
-        persist_close();
-        ev_loop_destroy(loop);
-        return 1;
-    }
-    log_info("store: %s", persist_describe());
     int rc = 0;
-    if (http_start(err, sizeof err) != 0) {
-        log_err("console: %s", err);
+    if (node_start(err, sizeof err) != 0) {
+        log_start_error(err);
+        rc = 1;
+    } else if (console_start(err, sizeof err) != 0) {
+        log_err("console: %s; set http.listen to another address, or to nothing for no console", err);
         rc = 1;
     } else if (cluster_start(err, sizeof err) != 0) {
         log_err("%s", err);
         rc = 1;
-    } else if (srv.role == ROLE_ELECTING) {
-        log_info("role: decided by ZooKeeper; STOMP clients are accepted only while this node is master");
-        server_run();
-    } else if (srv.role == ROLE_SLAVE) {
-        log_info("role: slave of %s; STOMP clients are not accepted on this node", config.store_master);
-        server_run();
-    } else if (server_listen_clients() != 0) {
-        rc = 1;
     } else {
-        log_info("role: %s", srv.role == ROLE_MASTER ? "master" : "standalone");
+        if (node_role() == NODE_ELECTING)
+            log_info("role: decided by ZooKeeper; STOMP clients are accepted only while this node is master");
+        else if (node_role() == NODE_SLAVE)
+            log_info("role: slave of %s; STOMP clients are not accepted on this node", config.store_master);
+        else
+            log_info("role: %s", node_role_name(node_role()));
         server_run();
     }
     log_info("stopping");
+    notify_stopping();
     cluster_stop();
-    http_stop();
+    console_stop();
     server_shutdown();
-    persist_close();
+    node_stop();
+    notify_stop();
+    reload_stop();
+    signal(SIGHUP, SIG_IGN);
     ev_loop_destroy(loop);
     log_info("stopped");
     return rc ? rc : srv.exit_code;

@@ -18,7 +18,7 @@
 #include "stompd/proto.h"
 #include "stompd/server.h"
 
-typedef int (*handler_fn)(struct conn *c, struct frame *f);
+typedef int (*handler_fn)(struct conn *c, struct frame *f, uint64_t *lsn);
 
 static const struct command {
     handler_fn fn;
@@ -63,7 +63,7 @@ void proto_receipt(struct conn *c, const char *receipt)
         conn_send_receipt(c, receipt);
         return;
     }
-    op_submit(op_new(OP_RECEIPT, c, receipt));
+    op_submit(op_receipt(c, receipt));
 }
 
 void proto_handle(struct conn *c, struct frame *f)
@@ -101,8 +101,8 @@ static void proto_dispatch(struct conn *c, struct frame *f, const char *receipt)
     }
     fail_message[0] = '\0';
     fail_detail[0] = '\0';
-    uint64_t gen = persist_generation();
-    int rc = cmd->fn(c, f);
+    uint64_t lsn = 0;
+    int rc = cmd->fn(c, f, &lsn);
     if (rc < 0) {
         conn_error(c, fail_message[0] ? fail_message : "request failed", receipt,
                    fail_detail[0] ? fail_detail : NULL);
@@ -113,16 +113,17 @@ static void proto_dispatch(struct conn *c, struct frame *f, const char *receipt)
     /* A receipt says the frame's effect is durable: when the frame
      * journaled something (an ACK of a persistent message, a durable
      * subscription), the receipt waits for that entry. */
-    if (persist_generation() != gen) {
-        uint64_t lsn = persist_flush();
-        if (lsn > commit_lsn()) {
-            struct op *op = op_new(OP_COMMIT, c, receipt);
-            op->lsn = lsn;
-            op_submit(op);
-            return;
-        }
+    if (lsn > commit_lsn()) {
+        op_submit(op_commit(c, receipt, lsn));
+        return;
     }
     proto_receipt(c, receipt);
+}
+
+uint64_t proto_journaled(const struct frame *f)
+{
+    /* coalesced ops (acks) get their entry now, so the receipt can wait for it */
+    return frame_get(f, "receipt") ? persist_flush() : 0;
 }
 
 /* --------------------------------------------------------------- client-ids */

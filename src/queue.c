@@ -1,25 +1,35 @@
-/* Queues: pending messages by priority, FIFO within a priority, and the
- * dispatch loop that hands them to ready consumers in round-robin order.
- * Exclusive consumers take everything while present; JMSXGroupID pins a
- * group to the consumer that got its first message until it goes away or
- * the group is closed (JMSXGroupSeq = -1). Selector work is budgeted (see
- * sub.h): dispatch that runs out stops where it is and goes on from there
- * in the next loop iteration, so nothing is dropped and no one waits long. */
+/* Queues: pending messages in dispatch order in a balanced tree, the
+ * dispatch loop that hands them to ready consumers in round-robin order,
+ * and paging: a persistent queue keeps broker.queue_window bytes of its
+ * pending messages in memory and reads the rest back from the store's
+ * index, in order, as consumers take messages (see queue.h for the
+ * invariant). Exclusive consumers take everything while present;
+ * JMSXGroupID pins a group to the consumer that got its first message
+ * until it goes away or the group is closed (JMSXGroupSeq = -1). Selector
+ * work is budgeted (see sub.h): dispatch that runs out stops at a message
+ * and goes on from its key in the next loop iteration, so nothing is
+ * dropped and no one waits long. */
 #include "config.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "stompd/commit.h"
 #include "stompd/config.h"
 #include "stompd/conn.h"
 #include "stompd/dest.h"
 #include "stompd/dlq.h"
 #include "stompd/durable.h"
+#include "stompd/journal.h"
 #include "stompd/log.h"
+#include "stompd/persist.h"
 #include "stompd/queue.h"
 #include "stompd/server.h"
-#include "stompd/persist.h"
+#include "stompd/store.h"
 #include "stompd/sub.h"
+
+#define PAGE_BATCH 1000      /* messages read back from the store at most per page-in */
+#define SHRINK_STEPS 4096    /* entries looked at per shrink */
 
 struct group {
     char *name;
@@ -27,13 +37,235 @@ struct group {
     UT_hash_handle hh;
 };
 
+/* A message removed from memory whose removal the store has not indexed
+ * yet: paging must not read it back meanwhile. */
+struct gone {
+    uint64_t seq;
+    uint64_t lsn;               /* the entry removing it is at or below; 0: not flushed yet */
+    struct queue *q;
+    UT_hash_handle hh;          /* q->gone by seq */
+    TAILQ_ENTRY(gone) link;
+};
+
+static TAILQ_HEAD(, gone) gone_unflushed = TAILQ_HEAD_INITIALIZER(gone_unflushed);
+static TAILQ_HEAD(, gone) gone_flushed = TAILQ_HEAD_INITIALIZER(gone_flushed);
+static TAILQ_HEAD(, queue) over_window = TAILQ_HEAD_INITIALIZER(over_window);
+static uint64_t indexed_upto; /* what the store has indexed, as last told */
+
+/* ------------------------------------------------------------ keys and the tree */
+
+static struct qkey key_of(const struct msg *m)
+{
+    return (struct qkey){(uint8_t)(MSG_PRIORITIES - 1 - m->priority), m->seq};
+}
+
+static int key_cmp(struct qkey a, struct qkey b)
+{
+    if (a.rprio != b.rprio)
+        return a.rprio < b.rprio ? -1 : 1;
+    return a.seq < b.seq ? -1 : a.seq > b.seq;
+}
+
+static int entry_cmp(struct qentry *a, struct qentry *b)
+{
+    return key_cmp(key_of(a->msg), key_of(b->msg));
+}
+
+/* (libbsd's RB_GENERATE_STATIC needs a __unused it leaves undefined: the
+ * tree's functions are external, named qtree_RB_*) */
+RB_PROTOTYPE(qtree, qentry, node, entry_cmp)
+RB_GENERATE(qtree, qentry, node, entry_cmp)
+
+/* ------------------------------------------------------------ the expiry heap */
+
+static struct qentry **heap;
+static uint32_t nheap, capheap;
+
+static void heap_set(uint32_t i, struct qentry *e)
+{
+    heap[i] = e;
+    e->heap = i + 1;
+}
+
+static void heap_up(uint32_t i)
+{
+    struct qentry *e = heap[i];
+    while (i > 0) {
+        uint32_t p = (i - 1) / 2;
+        if (heap[p]->msg->expires <= e->msg->expires)
+            break;
+        heap_set(i, heap[p]);
+        i = p;
+    }
+    heap_set(i, e);
+}
+
+static void heap_down(uint32_t i)
+{
+    struct qentry *e = heap[i];
+    for (;;) {
+        uint32_t c = 2 * i + 1;
+        if (c >= nheap)
+            break;
+        if (c + 1 < nheap && heap[c + 1]->msg->expires < heap[c]->msg->expires)
+            c++;
+        if (heap[c]->msg->expires >= e->msg->expires)
+            break;
+        heap_set(i, heap[c]);
+        i = c;
+    }
+    heap_set(i, e);
+}
+
+static void heap_push(struct qentry *e)
+{
+    if (nheap == capheap) {
+        capheap = capheap ? capheap * 2 : 256;
+        heap = realloc(heap, capheap * sizeof *heap);
+        if (!heap)
+            abort();
+    }
+    heap_set(nheap, e);
+    heap_up(nheap++);
+}
+
+static void heap_remove(struct qentry *e)
+{
+    if (!e->heap)
+        return;
+    uint32_t i = e->heap - 1;
+    e->heap = 0;
+    struct qentry *last = heap[--nheap];
+    if (i == nheap)
+        return;
+    heap_set(i, last);
+    heap_up(i);
+    heap_down(last->heap - 1);
+}
+
+/* ------------------------------------------------------------ entries */
+
 void queue_init(struct queue *q, struct dest *d)
 {
     memset(q, 0, sizeof *q);
-    for (int i = 0; i < MSG_PRIORITIES; i++)
-        TAILQ_INIT(&q->pending[i]);
+    RB_INIT(&q->pending);
     TAILQ_INIT(&q->consumers);
     q->dest = d;
+}
+
+void queue_set_prefix(struct queue *q, const char *prefix, size_t len)
+{
+    buf_free(&q->kprefix);
+    buf_append(&q->kprefix, prefix, len);
+}
+
+static bool pages(const struct queue *q)
+{
+    return buf_used(&q->kprefix) > 0;
+}
+
+static struct qentry *entry_new(struct queue *q, struct msg *m)
+{
+    struct qentry *e = calloc(1, sizeof *e);
+    if (!e)
+        abort();
+    e->msg = msg_ref(m);
+    e->q = q;
+    if (pages(q))
+        HASH_ADD(rh, q->held, msg->seq, sizeof(uint64_t), e);
+    dest_mem_add(q->dest, (int64_t)m->size);
+    return e;
+}
+
+/* Whether the window counts it: pending persistent messages the store has. */
+static bool windowed(const struct qentry *e)
+{
+    return e->msg->journaled && e->msg->persistent;
+}
+
+/* An entry put among the pending ones while dispatch is stopped: if it
+ * goes ahead of the stop, the sweep going on from there will not see it. */
+static void note_ahead(struct queue *q, const struct qentry *e)
+{
+    if (q->resuming && key_cmp(key_of(e->msg), q->resume) < 0)
+        q->rescan = true;
+}
+
+static void tree_insert(struct queue *q, struct qentry *e)
+{
+    note_ahead(q, e);
+    RB_INSERT(qtree, &q->pending, e);
+    e->pending = true;
+    q->nresident++;
+    if (windowed(e))
+        q->window_bytes += (int64_t)e->msg->size;
+    if (e->msg->expires)
+        heap_push(e);
+}
+
+static void tree_remove(struct queue *q, struct qentry *e)
+{
+    RB_REMOVE(qtree, &q->pending, e);
+    e->pending = false;
+    q->nresident--;
+    if (windowed(e))
+        q->window_bytes -= (int64_t)e->msg->size;
+    heap_remove(e);
+}
+
+/* Leaves memory (not the queue: the store has it). */
+static void entry_free(struct qentry *e)
+{
+    struct queue *q = e->q;
+    if (pages(q))
+        HASH_DELETE(rh, q->held, e);
+    int64_t size = (int64_t)e->msg->size;
+    msg_unref(e->msg);
+    free(e);
+    dest_mem_add(q->dest, -size);
+}
+
+void queue_entry_done(struct qentry *e)
+{
+    struct queue *q = e->q;
+    if (pages(q) && e->msg->journaled) {
+        /* until its removal is indexed, the store still lists it */
+        struct gone *g = calloc(1, sizeof *g);
+        if (!g)
+            abort();
+        g->seq = e->msg->seq;
+        g->q = q;
+        HASH_ADD(hh, q->gone, seq, sizeof(uint64_t), g);
+        TAILQ_INSERT_TAIL(&gone_unflushed, g, link);
+    }
+    entry_free(e);
+}
+
+static void gone_free(struct gone *g, bool flushed)
+{
+    HASH_DEL(g->q->gone, g);
+    if (flushed)
+        TAILQ_REMOVE(&gone_flushed, g, link);
+    else
+        TAILQ_REMOVE(&gone_unflushed, g, link);
+    free(g);
+}
+
+static void gone_free_queue(struct queue *q)
+{
+    struct gone *g, *tmp;
+    HASH_ITER(hh, q->gone, g, tmp)
+        gone_free(g, g->lsn != 0);
+}
+
+void queue_journal_flushed(uint64_t lsn)
+{
+    struct gone *g;
+    while ((g = TAILQ_FIRST(&gone_unflushed))) {
+        TAILQ_REMOVE(&gone_unflushed, g, link);
+        g->lsn = lsn;
+        TAILQ_INSERT_TAIL(&gone_flushed, g, link);
+    }
 }
 
 static void groups_free(struct queue *q)
@@ -48,41 +280,48 @@ static void groups_free(struct queue *q)
 
 void queue_destroy(struct queue *q)
 {
-    queue_purge(q);
+    struct qentry *e, *next;
+    for (e = RB_MIN(qtree, &q->pending); e; e = next) {
+        next = RB_NEXT(qtree, &q->pending, e);
+        tree_remove(q, e);
+        entry_free(e);
+    }
+    q->npending = 0;
     groups_free(q);
+    gone_free_queue(q);
+    buf_free(&q->kprefix);
+    if (q->over_window) {
+        TAILQ_REMOVE(&over_window, q, over_link);
+        q->over_window = false;
+    }
     if (q->dirty) {
         TAILQ_REMOVE(&srv.dirty, q, dirty_link);
         q->dirty = false;
     }
+    q->resuming = false;
+    q->scan_end = NULL;
 }
 
-static struct qentry *entry_new(struct queue *q, struct msg *m)
+/* Dispatch again (this module's reasons: a message came, a stop, room in
+ * the window). */
+static void mark_dirty(struct queue *q)
 {
-    struct qentry *e = calloc(1, sizeof *e);
-    if (!e)
-        abort();
-    e->msg = msg_ref(m);
-    e->q = q;
-    dest_mem_add(q->dest, (int64_t)m->size);
-    return e;
+    if (q->dirty)
+        return;
+    q->dirty = true;
+    TAILQ_INSERT_TAIL(&srv.dirty, q, dirty_link);
 }
 
-void queue_entry_done(struct qentry *e)
+void queue_mark_dirty(struct queue *q)
 {
-    struct dest *d = e->q->dest;
-    int64_t size = (int64_t)e->msg->size;
-    msg_unref(e->msg);
-    free(e);
-    dest_mem_add(d, -size);
+    /* a consumer ready again (or come, or gone) may take what the sweep
+     * before the stop offered in vain */
+    if (q->resuming)
+        q->rescan = true;
+    mark_dirty(q);
 }
 
-static void pending_remove(struct queue *q, struct qentry *e)
-{
-    TAILQ_REMOVE(&q->pending[e->msg->priority], e, link);
-    q->npending--;
-    if (q->resume == e)
-        q->resume = NULL;
-}
+/* ------------------------------------------------------------ selectors on backlogs */
 
 /* The selector a backlog's unfiltered entries must pass. */
 static const struct selector *backlog_selector(const struct queue *q)
@@ -92,7 +331,8 @@ static const struct selector *backlog_selector(const struct queue *q)
     return q->owner ? q->owner->sel : NULL;
 }
 
-/* An unfiltered entry meets its selector now. SUB_NO: it is gone. */
+/* An unfiltered pending entry meets its selector now. SUB_NO: it was
+ * never this backlog's, and is gone (from the store too). */
 static enum sub_verdict filter(struct queue *q, struct qentry *e)
 {
     if (!e->unfiltered)
@@ -101,54 +341,229 @@ static enum sub_verdict filter(struct queue *q, struct qentry *e)
     if (v == SUB_YES) {
         e->unfiltered = false;
     } else if (v == SUB_NO) {
-        pending_remove(q, e);
+        tree_remove(q, e);
+        q->npending--;
         persist_dequeue(e);
         queue_entry_done(e);
     }
     return v;
 }
 
-/* An entry put among the pending ones while dispatch is stopped at
- * q->resume: if it goes ahead of that point, the sweep going on from there
- * will not see it. */
-static void note_ahead(struct queue *q, const struct qentry *e)
-{
-    const struct qentry *r = q->resume;
-    if (r && r != e &&
-        (e->msg->priority > r->msg->priority || (e->msg->priority == r->msg->priority && e->msg->seq < r->msg->seq)))
-        q->rescan = true;
-}
+/* ------------------------------------------------------------ paging */
 
-/* Keep each priority list in arrival order: returned messages go back to
- * where they were, ahead of everything that arrived after them. */
-static void pending_insert_sorted(struct queue *q, struct qentry *e)
+static const struct qkey KEY_END = {UINT8_MAX, UINT64_MAX};
+
+static void over_window_note(struct queue *q)
 {
-    note_ahead(q, e);
-    struct qentry_list *l = &q->pending[e->msg->priority];
-    struct qentry *it;
-    TAILQ_FOREACH(it, l, link) {
-        if (it->msg->seq > e->msg->seq) {
-            TAILQ_INSERT_BEFORE(it, e, link);
-            q->npending++;
-            return;
-        }
+    bool over = q->window_bytes > config.queue_window;
+    if (over && !q->over_window) {
+        q->over_window = true;
+        TAILQ_INSERT_TAIL(&over_window, q, over_link);
+    } else if (!over && q->over_window) {
+        q->over_window = false;
+        TAILQ_REMOVE(&over_window, q, over_link);
     }
-    TAILQ_INSERT_TAIL(l, e, link);
-    q->npending++;
 }
 
-void queue_mark_dirty(struct queue *q)
+static bool evictable(const struct qentry *e)
 {
-    if (q->dirty)
-        return;
-    q->dirty = true;
-    TAILQ_INSERT_TAIL(&srv.dirty, q, dirty_link);
+    return e->pending && windowed(e) && e->msg->lsn <= indexed_upto;
 }
+
+/* Keep at most the window in memory: the last pending messages (in
+ * dispatch order) that the store has indexed leave memory. What the store
+ * has not indexed yet stays until it has (queue_indexed tries again). */
+static void shrink(struct queue *q)
+{
+    int64_t window = config.queue_window;
+    struct qentry *e = RB_MAX(qtree, &q->pending), *prev;
+    for (int steps = 0; e && q->window_bytes > window && steps < SHRINK_STEPS; steps++, e = prev) {
+        prev = RB_PREV(qtree, &q->pending, e);
+        if (!evictable(e))
+            continue;
+        struct qkey k = key_of(e->msg);
+        if (!q->paged || key_cmp(k, q->limit) < 0)
+            q->limit = k;
+        q->paged = true;
+        tree_remove(q, e);
+        entry_free(e);
+    }
+    over_window_note(q);
+}
+
+void queue_indexed(uint64_t lsn)
+{
+    indexed_upto = lsn;
+    struct gone *g;
+    while ((g = TAILQ_FIRST(&gone_flushed)) && g->lsn <= lsn)
+        gone_free(g, true);
+    struct queue *q, *next;
+    for (q = TAILQ_FIRST(&over_window); q; q = next) {
+        next = TAILQ_NEXT(q, over_link);
+        shrink(q);
+        if (q->nconsumers)
+            mark_dirty(q);
+    }
+}
+
+bool queue_waits_for_index(void)
+{
+    return !TAILQ_EMPTY(&over_window) || !TAILQ_EMPTY(&gone_flushed);
+}
+
+struct page_ctx {
+    struct queue *q;
+    int64_t budget;
+    int n;
+    bool stopped;
+    int64_t now;
+};
+
+static void expire(struct qentry *e);
+
+static int page_one(void *arg, const struct store_msgref *r)
+{
+    struct page_ctx *x = arg;
+    struct queue *q = x->q;
+    struct qkey k = {(uint8_t)(MSG_PRIORITIES - 1 - jkey_msg_priority(r->key, r->klen)),
+                     jkey_msg_seq(r->key, r->klen)};
+    if (x->n >= PAGE_BATCH || x->budget <= 0) {
+        x->stopped = true;
+        return 1;
+    }
+    q->limit = (struct qkey){k.rprio, k.seq + 1};
+    struct qentry *e;
+    struct gone *g;
+    HASH_FIND(rh, q->held, &k.seq, sizeof(uint64_t), e);
+    HASH_FIND(hh, q->gone, &k.seq, sizeof(uint64_t), g);
+    if (e || g)
+        return 0; /* in memory (in flight, or not indexed when it came), or removed */
+    if (r->lsn > commit_lsn())
+        return 0; /* indexed before it is committed: the commit puts it in memory */
+    struct msg *m = store_load_msg(r);
+    if (!m) {
+        x->stopped = true; /* logged: paging stops here rather than skip it */
+        return 1;
+    }
+    m->journaled = true;
+    int64_t size = (int64_t)m->size;
+    bool expired = m->expires && m->expires <= x->now;
+    e = entry_new(q, m);
+    msg_unref(m);
+    e->redeliveries = r->deliveries;
+    /* A durable subscription's message may be in the store before its
+     * selector ran (sub_matches() keeps what the budget cannot judge yet),
+     * and what left memory forgets its verdict: judged again before
+     * delivery, and before it can expire into the dead-letter queue. */
+    e->unfiltered = q->durable && q->durable->sel;
+    tree_insert(q, e);
+    if (expired && !e->unfiltered) {
+        tree_remove(q, e);
+        q->npending--;
+        expire(e);
+    }
+    x->n++;
+    x->budget -= size;
+    return 0;
+}
+
+/* The window is full, but paging must read what lies below messages held
+ * beyond the limit (arrived or returned after paging began): those leave
+ * memory first (read again in their turn), what the store has not
+ * indexed yet once it has. */
+static void trim_beyond_limit(struct queue *q)
+{
+    struct qentry *e = RB_MAX(qtree, &q->pending), *prev;
+    for (int steps = 0; e && steps < SHRINK_STEPS && key_cmp(key_of(e->msg), q->limit) >= 0; steps++, e = prev) {
+        prev = RB_PREV(qtree, &q->pending, e);
+        if (!evictable(e))
+            continue;
+        tree_remove(q, e);
+        entry_free(e);
+    }
+    over_window_note(q);
+}
+
+/* Read the next messages of a paged queue back from the store, up to the
+ * window; returns whether anything was read. */
+static bool page_in(struct queue *q)
+{
+    if (!q->paged || !pages(q) || key_cmp(q->limit, KEY_END) == 0)
+        return false;
+    if (q->window_bytes >= config.queue_window)
+        trim_beyond_limit(q);
+    struct page_ctx x = {q, config.queue_window - q->window_bytes, 0, false, server_now_ms()};
+    if (x.budget <= 0)
+        return false;
+    struct buf from = {0};
+    buf_append(&from, buf_head(&q->kprefix), buf_used(&q->kprefix));
+    jkey_msg_suffix(&from, (uint8_t)(MSG_PRIORITIES - 1 - q->limit.rprio), q->limit.seq);
+    struct qkey before = q->limit;
+    int rc = store_page(buf_head(&q->kprefix), buf_used(&q->kprefix), buf_head(&from), buf_used(&from), page_one, &x);
+    buf_free(&from);
+    if (rc == 0 && !x.stopped) {
+        /* read to the end: every pending message is in memory, or was
+         * skipped */
+        if (q->skipping)
+            q->limit = KEY_END;
+        else
+            q->paged = false;
+    }
+    return x.n > 0 || key_cmp(before, q->limit) != 0 || !q->paged;
+}
+
+/* The consumers changed: what they skipped may be for the new ones. */
+static void skip_reset(struct queue *q)
+{
+    if (!q->skipping)
+        return;
+    q->skipping = false;
+    if (key_cmp(q->skip_from, q->limit) < 0)
+        q->limit = q->skip_from;
+    q->paged = true;
+}
+
+/* Every message in memory below the limit was offered to consumers that
+ * all had credit, and none took it: they leave memory (what the store has
+ * indexed) so that paging can move on. Returns whether room was made. */
+static bool skip_window(struct queue *q)
+{
+    struct sub *s;
+    TAILQ_FOREACH(s, &q->consumers, q_link)
+        if (!sub_ready(s))
+            return false;
+    int64_t before = q->window_bytes;
+    struct qentry *e = RB_MIN(qtree, &q->pending), *next;
+    for (int steps = 0; e && steps < SHRINK_STEPS && key_cmp(key_of(e->msg), q->limit) < 0; steps++, e = next) {
+        next = RB_NEXT(qtree, &q->pending, e);
+        if (!evictable(e))
+            continue;
+        struct qkey k = key_of(e->msg);
+        if (!q->skipping || key_cmp(k, q->skip_from) < 0)
+            q->skip_from = k;
+        q->skipping = true;
+        tree_remove(q, e);
+        entry_free(e);
+    }
+    return q->window_bytes < before;
+}
+
+void queue_restore(struct queue *q, uint64_t n)
+{
+    q->npending += n;
+    if (n && pages(q)) {
+        q->paged = true;
+        q->limit = (struct qkey){0, 0};
+    }
+}
+
+/* ------------------------------------------------------------ consumers and dispatch */
 
 void queue_add_consumer(struct queue *q, struct sub *s)
 {
     TAILQ_INSERT_TAIL(&q->consumers, s, q_link);
     q->nconsumers++;
+    skip_reset(q);
     queue_mark_dirty(q);
 }
 
@@ -160,6 +575,7 @@ void queue_remove_consumer(struct queue *q, struct sub *s)
         q->scan_end = NULL;
     TAILQ_REMOVE(&q->consumers, s, q_link);
     q->nconsumers--;
+    skip_reset(q);
     struct group *g, *tmp;
     HASH_ITER(hh, q->groups, g, tmp) {
         if (g->sub == s) {
@@ -277,6 +693,7 @@ static void group_closed(struct queue *q, struct msg *m)
         HASH_DEL(q->groups, g);
         free(g->name);
         free(g);
+        skip_reset(q); /* its messages may go to anyone now */
     }
 }
 
@@ -287,7 +704,7 @@ static void deliver(struct queue *q, struct sub *s, struct qentry *e)
 }
 
 /* An expired message leaves the queue: persistent ones are dead-lettered,
- * non-persistent ones dropped; both are counted. */
+ * non-persistent ones dropped; both are counted. e is in no list. */
 static void expire(struct qentry *e)
 {
     struct dest *d = e->q->dest;
@@ -299,6 +716,13 @@ static void expire(struct qentry *e)
     }
     persist_dequeue(e);
     queue_entry_done(e);
+}
+
+static void add_pending(struct queue *q, struct qentry *e)
+{
+    tree_insert(q, e);
+    if (q->window_bytes > config.queue_window && pages(q))
+        shrink(q);
 }
 
 void queue_push(struct queue *q, struct msg *m)
@@ -319,45 +743,34 @@ void queue_push(struct queue *q, struct msg *m)
             deliver(q, s, e);
             return;
         }
-        TAILQ_INSERT_TAIL(&q->pending[m->priority], e, link);
-        q->npending++;
         if (r == PICK_LATER) {
             /* dispatch goes on with the scan, in a later pass */
-            q->resume = e;
-            queue_mark_dirty(q);
+            q->npending++;
+            add_pending(q, e);
+            q->resuming = true;
+            q->resume = key_of(m);
+            q->rescan = false;
+            mark_dirty(q);
+            return;
         }
-        return;
     }
-    TAILQ_INSERT_TAIL(&q->pending[m->priority], e, link);
     q->npending++;
-    note_ahead(q, e);
+    add_pending(q, e);
     if (q->nconsumers > 0)
-        queue_mark_dirty(q);
+        mark_dirty(q);
 }
 
 void queue_push_unfiltered(struct queue *q, struct msg *m)
 {
     struct qentry *e = entry_new(q, m);
     e->unfiltered = true;
-    TAILQ_INSERT_TAIL(&q->pending[m->priority], e, link);
     q->npending++;
-    note_ahead(q, e);
+    add_pending(q, e);
     if (q->nconsumers > 0)
-        queue_mark_dirty(q);
+        mark_dirty(q);
 }
 
-void queue_push_recovered(struct queue *q, struct msg *m, uint32_t redeliveries)
-{
-    struct qentry *e = entry_new(q, m);
-    e->redeliveries = redeliveries;
-    /* A durable subscription's entry may have been journaled before its
-     * selector ran (sub_matches() keeps what it cannot judge yet): judge
-     * it again before delivery. */
-    e->unfiltered = q->durable && q->durable->sel;
-    pending_insert_sorted(q, e);
-}
-
-void queue_return(struct qentry *e, enum return_why why)
+bool queue_return(struct qentry *e, enum return_why why)
 {
     struct queue *q = e->q;
     e->sub = NULL;
@@ -372,70 +785,113 @@ void queue_return(struct qentry *e, enum return_why why)
     int64_t limit = config.max_redeliveries;
     if (why == RETURN_LOST && limit == 0)
         limit = 1;
-    if (limit >= 0 && e->redeliveries > (uint64_t)limit && !dlq_is_dlq(q->dest)) {
-        dlq_move(e, why == RETURN_NACK ? "max redeliveries exceeded" : "max redeliveries exceeded (consumer lost)");
-        return;
-    }
-    pending_insert_sorted(q, e);
-    queue_mark_dirty(q);
+    if (limit >= 0 && e->redeliveries > (uint64_t)limit && !dlq_is_dlq(q->dest))
+        return dlq_move(e, why == RETURN_NACK ? "max redeliveries exceeded" : "max redeliveries exceeded (consumer lost)");
+    /* back to its place: an O(log n) insert, whatever the backlog */
+    q->npending++;
+    add_pending(q, e);
+    mark_dirty(q);
+    return false;
 }
 
 /* Stopped by the budget at e: the next pass (a later loop iteration, once
- * the budget is refilled) goes on from there. */
-static void stop(struct queue *q, struct qentry *e, const struct sub_pass *pass)
+ * the budget is refilled) goes on from its key. */
+static void stop(struct queue *q, const struct qentry *e, const struct sub_pass *pass)
 {
-    q->resume = e;
+    q->resuming = true;
+    q->resume = key_of(e->msg);
     q->starved = pass->done == 0;
-    queue_mark_dirty(q);
+    mark_dirty(q);
 }
 
 static void dispatch(struct queue *q, const struct sub_pass *pass)
 {
-    int64_t now = server_now_ms();
-    struct qentry *from = q->resume;
-    q->resume = NULL;
+    bool from = q->resuming;
+    struct qkey fk = q->resume;
+    q->resuming = false;
     if (!from)
-        q->rescan = false;   /* a sweep from the top sees everything */
-    int top = from ? from->msg->priority : MSG_PRIORITIES - 1;
-    for (int p = top; p >= 0; p--) {
-        struct qentry *e, *next;
-        for (e = p == top && from ? from : TAILQ_FIRST(&q->pending[p]); e; e = next) {
-            next = TAILQ_NEXT(e, link);
-            enum sub_verdict v = filter(q, e);
-            if (v == SUB_LATER) {
-                q->scan_end = NULL;
-                stop(q, e, pass);
-                return;
-            }
-            if (v == SUB_NO)
-                continue;
-            if (e->msg->expires && e->msg->expires <= now) {
-                pending_remove(q, e);
-                expire(e);
-                continue;
-            }
-            struct sub *s;
-            enum pick r = pick(q, e->msg, e == from, &s);
-            if (r == PICK_LATER) {
-                stop(q, e, pass);
-                return;
-            }
-            q->scan_end = NULL;
-            if (r == PICK_NONE_READY)
-                return;
-            if (r == PICK_NO_MATCH)
-                continue;
-            pending_remove(q, e);
-            deliver(q, s, e);
-            if (q->nconsumers == 0)
-                return;
-        }
+        q->rescan = false; /* a sweep from the top sees everything */
+    page_in(q);
+    int64_t now = server_now_ms();
+    bool skipped = false;
+    struct qentry *e;
+    if (from) {
+        struct qentry probe;
+        struct msg pm = {.priority = (uint8_t)(MSG_PRIORITIES - 1 - fk.rprio), .seq = fk.seq};
+        probe.msg = &pm;
+        e = RB_NFIND(qtree, &q->pending, &probe);
+    } else {
+        e = RB_MIN(qtree, &q->pending);
     }
-    /* A sweep that went on from a stop skipped what was put ahead of that
-     * point meanwhile: one more, from the top. */
+    while (e || (q->paged && !skipped)) {
+        if (q->paged && (!e || key_cmp(key_of(e->msg), q->limit) >= 0)) {
+            /* everything below the limit was offered: read more first */
+            struct qentry probe;
+            struct msg pm = {.priority = (uint8_t)(MSG_PRIORITIES - 1 - q->limit.rprio), .seq = q->limit.seq};
+            probe.msg = &pm;
+            if (!page_in(q)) {
+                /* a full window nobody takes from: skip it, once per
+                 * round (the next round goes on). Only when every message
+                 * in it was refused: a sweep that went on from a stop
+                 * has not offered again what came ahead of the stop or
+                 * what a consumer ready since may take (the sweep from
+                 * the top asked for below does). */
+                if (skipped || (from && q->rescan) || !skip_window(q))
+                    break;
+                skipped = true;
+                mark_dirty(q);
+                if (!page_in(q))
+                    break;
+            }
+            e = RB_NFIND(qtree, &q->pending, &probe);
+            continue;
+        }
+        struct qentry *next = RB_NEXT(qtree, &q->pending, e);
+        enum sub_verdict v = filter(q, e);
+        if (v == SUB_LATER) {
+            q->scan_end = NULL;
+            stop(q, e, pass);
+            return;
+        }
+        if (v == SUB_NO) {
+            e = next;
+            continue;
+        }
+        if (e->msg->expires && e->msg->expires <= now) {
+            tree_remove(q, e);
+            q->npending--;
+            expire(e);
+            e = next;
+            continue;
+        }
+        struct sub *s;
+        enum pick r = pick(q, e->msg, from && key_cmp(key_of(e->msg), fk) == 0, &s);
+        if (r == PICK_LATER) {
+            stop(q, e, pass);
+            return;
+        }
+        q->scan_end = NULL;
+        if (r == PICK_NONE_READY)
+            break;
+        if (r == PICK_NO_MATCH) {
+            e = next;
+            continue;
+        }
+        tree_remove(q, e);
+        q->npending--;
+        deliver(q, s, e);
+        if (q->nconsumers == 0)
+            break;
+        e = next;
+    }
+    /* A sweep that went on from a stop skipped what may be taken now ahead
+     * of that point: one more, from the top. */
     if (from && q->rescan)
-        queue_mark_dirty(q);
+        mark_dirty(q);
     q->rescan = false;
+    /* room in the window again: the next round reads more */
+    if (q->paged && key_cmp(q->limit, KEY_END) != 0 && q->nconsumers && q->window_bytes < config.queue_window / 2)
+        mark_dirty(q);
 }
 
 void queue_dispatch(struct queue *q)
@@ -474,7 +930,7 @@ bool queue_dispatch_dirty(void)
         TAILQ_CONCAT(&first, &todo, dirty_link);
         while ((q = TAILQ_FIRST(&first))) {
             TAILQ_REMOVE(&first, q, dirty_link);
-            if (q->resume && sub_dispatch_budget_spent()) {
+            if (q->resuming && sub_dispatch_budget_spent()) {
                 TAILQ_INSERT_TAIL(&later, q, dirty_link);
                 continue;
             }
@@ -489,35 +945,60 @@ bool queue_dispatch_dirty(void)
 
 uint64_t queue_purge(struct queue *q)
 {
-    uint64_t n = 0;
-    for (int p = 0; p < MSG_PRIORITIES; p++) {
-        struct qentry *e;
-        while ((e = TAILQ_FIRST(&q->pending[p]))) {
-            pending_remove(q, e);
-            queue_entry_done(e);
-            n++;
-        }
+    uint64_t n = q->npending;
+    struct qentry *e, *next;
+    for (e = RB_MIN(qtree, &q->pending); e; e = next) {
+        next = RB_NEXT(qtree, &q->pending, e);
+        tree_remove(q, e);
+        entry_free(e);
     }
+    /* the purge removes the in-flight ones' keys from the store too: if
+     * they come back, they are in memory only */
+    HASH_ITER(rh, q->held, e, next)
+        e->msg->journaled = false;
+    q->npending = 0;
+    q->paged = false;
+    q->skipping = false;
+    q->resuming = false;
     return n;
 }
 
-uint64_t queue_expire_sweep(struct queue *q, int64_t now_ms)
+uint64_t queue_expire_due(int64_t now_ms)
 {
     uint64_t n = 0;
-    for (int p = 0; p < MSG_PRIORITIES; p++) {
-        struct qentry *e, *next;
-        for (e = TAILQ_FIRST(&q->pending[p]); e; e = next) {
-            next = TAILQ_NEXT(e, link);
-            if (e->msg->expires && e->msg->expires <= now_ms) {
-                /* a copy its selector refuses was never this backlog's;
-                 * one not judged yet waits for the next sweep */
-                if (filter(q, e) != SUB_YES)
-                    continue;
-                pending_remove(q, e);
-                expire(e);
-                n++;
+    /* A backlog's copy its selector refuses was never the backlog's (it
+     * leaves without going to the dead-letter queue); one the budget
+     * cannot judge now waits out of the heap until the end, for the next
+     * sweep. */
+    struct sub_pass pass;
+    sub_pass_begin(&pass);
+    struct qentry **later = NULL;
+    size_t nlater = 0, caplater = 0;
+    while (nheap > 0 && heap[0]->msg->expires <= now_ms) {
+        struct qentry *e = heap[0];
+        struct queue *q = e->q;
+        enum sub_verdict v = filter(q, e);
+        if (v == SUB_NO)
+            continue;
+        if (v == SUB_LATER) {
+            if (nlater == caplater) {
+                caplater = caplater ? 2 * caplater : 16;
+                later = realloc(later, caplater * sizeof *later);
+                if (!later)
+                    abort();
             }
+            heap_remove(e);
+            later[nlater++] = e;
+            continue;
         }
+        tree_remove(q, e);
+        q->npending--;
+        expire(e);
+        n++;
     }
+    for (size_t i = 0; i < nlater; i++)
+        heap_push(later[i]);
+    free(later);
+    sub_pass_end(&pass);
     return n;
 }

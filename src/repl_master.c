@@ -5,6 +5,7 @@
  * fed by every ACK and by the master's own store. */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -33,6 +34,7 @@
  * warning; shorter pauses are the window doing its job under load. */
 #define PAUSE_WARN_AFTER 1.0
 
+/* A session: waiting for HELLO, sending a snapshot, then streaming. */
 enum sess_state { S_HELLO, S_SNAPSHOT, S_STREAM };
 
 struct session {
@@ -58,6 +60,9 @@ struct session {
     bool pause_logged;
     ev_timer ping;
     ev_tstamp started;
+    /* from an entry's append to the slave's ACK that it has it, and that
+     * it has it on disk */
+    struct hist ack_us, durable_us;
     struct session *next;
 };
 
@@ -66,12 +71,12 @@ struct ring_entry {
     char *data;
     size_t len;
     bool sync;      /* someone waits for it on disk: slaves fsync it too */
+    ev_tstamp at;   /* appended */
 };
 
 static struct {
     bool running;
-    int fd;
-    ev_io accept_io;
+    struct listener listener;
     ev_timer sweep;
     uint64_t epoch;
     uint64_t next_id;
@@ -87,18 +92,38 @@ static struct {
     enum wait_state { W_NONE, W_FEW_CONNECTED, W_BEHIND } wait_state, warned;
     struct repl_drop_info drops[REPL_DROPS_KEPT];
     uint64_t ndrops;
-} M = {.fd = -1};
+} M;
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 static void pump(struct session *s);
+
+static const char *const sess_names[] = {"hello", "snapshot", "stream"};
+
+/* Every session state change goes through here: forward only. */
+static void session_set_state(struct session *s, enum sess_state to)
+{
+    static const unsigned ok[] = {
+        [S_HELLO] = 1u << S_SNAPSHOT | 1u << S_STREAM,
+        [S_SNAPSHOT] = 1u << S_STREAM,
+        [S_STREAM] = 0,
+    };
+    if (!(ok[s->state] & (1u << to))) {
+        log_err("replication: session %s: illegal state change %s -> %s", repl_peer_name(s->peer),
+                sess_names[s->state], sess_names[to]);
+        assert(!"illegal replication session state change");
+        return;
+    }
+    log_debug("replication: session %s: %s -> %s", repl_peer_name(s->peer), sess_names[s->state], sess_names[to]);
+    s->state = to;
+}
 
 /* Why nothing more goes to this slave now although it is not up to date,
  * or NULL. */
 static const char *session_blocked(const struct session *s)
 {
     const struct repl_peer *p = s->peer;
-    if (p->dead || s->state == S_HELLO)
+    if (repl_peer_dead(p) || s->state == S_HELLO)
         return NULL;
     if (s->state == S_STREAM) {
         if (s->next_lsn > M.last_lsn && repl_peer_pending(p) == 0)
@@ -113,7 +138,7 @@ static const char *session_blocked(const struct session *s)
 
 static const char *session_name(const struct session *s)
 {
-    return s->node_id[0] ? s->node_id : s->peer->name;
+    return s->node_id[0] ? s->node_id : repl_peer_name(s->peer);
 }
 
 /* Track pauses; a long one is logged once, and its end. */
@@ -129,13 +154,13 @@ static void session_note_blocked(struct session *s, ev_tstamp now)
         if (!s->pause_logged && now - s->paused_since >= PAUSE_WARN_AFTER) {
             log_warn("replication: slave %s (%s) paused for %.1f s at lsn %" PRIu64 " of %" PRIu64 ": %s; "
                      "%" PRIu64 " bytes unacknowledged, %zu queued (window %lld); the other slaves go on",
-                     session_name(s), s->peer->name, now - s->paused_since, s->received, M.last_lsn, why,
+                     session_name(s), repl_peer_name(s->peer), now - s->paused_since, s->received, M.last_lsn, why,
                      s->sent_bytes - s->acked_bytes, repl_peer_pending(s->peer), (long long)config.repl_window);
             s->pause_logged = true;
         }
     } else if (s->paused) {
         if (s->pause_logged)
-            log_info("replication: slave %s (%s) resumed after %.1f s paused", session_name(s), s->peer->name,
+            log_info("replication: slave %s (%s) resumed after %.1f s paused", session_name(s), repl_peer_name(s->peer),
                      now - s->paused_since);
         s->paused = NULL;
         s->paused_since = 0;
@@ -190,9 +215,21 @@ static void ring_push(uint64_t lsn, const char *data, size_t len, bool sync)
     memcpy(e->data, data, len);
     e->len = len;
     e->sync = sync;
+    e->at = ev_time();
     M.ring_len++;
     M.ring_bytes += len;
     ring_evict();
+}
+
+/* When entry lsn was appended (0: no longer in memory). */
+static ev_tstamp ring_time(uint64_t lsn)
+{
+    if (M.ring_len == 0)
+        return 0;
+    uint64_t head = ring_at(0)->lsn;
+    if (lsn < head || lsn - head >= M.ring_len)
+        return 0;
+    return ring_at((size_t)(lsn - head))->at;
 }
 
 static const struct ring_entry *ring_find(uint64_t lsn)
@@ -297,7 +334,7 @@ static void note_drop(const struct session *s, const char *why)
 {
     struct repl_drop_info *d = &M.drops[M.ndrops++ % REPL_DROPS_KEPT];
     snprintf(d->node_id, sizeof d->node_id, "%s", s->node_id);
-    snprintf(d->peer, sizeof d->peer, "%s", s->peer->name);
+    snprintf(d->peer, sizeof d->peer, "%s", repl_peer_name(s->peer));
     snprintf(d->reason, sizeof d->reason, "%s", why);
     d->received = s->received;
     d->at_ms = server_now_ms();
@@ -342,9 +379,9 @@ static void session_drop(struct session *s, const char *why)
     if (s->node_id[0] && s->state != S_HELLO)
         note_drop(s, why);
     if (s->node_id[0])
-        log_warn("replication: slave %s (%s) dropped: %s", s->node_id, s->peer->name, why);
+        log_warn("replication: slave %s (%s) dropped: %s", s->node_id, repl_peer_name(s->peer), why);
     else
-        log_info("replication: connection %s closed: %s", s->peer->name, why);
+        log_info("replication: connection %s closed: %s", repl_peer_name(s->peer), why);
     free(s);
     update_floor();
     recompute();
@@ -357,9 +394,9 @@ static void peer_closed(struct repl_peer *p, const char *why)
 
 static void send_simple(struct session *s, uint8_t type, uint64_t v)
 {
-    size_t f = repl_frame_begin(&s->peer->out, type);
-    repl_put_u64(&s->peer->out, v);
-    repl_frame_end(&s->peer->out, f);
+    size_t f = repl_frame_begin(repl_peer_out(s->peer), type);
+    repl_put_u64(repl_peer_out(s->peer), v);
+    repl_frame_end(repl_peer_out(s->peer), f);
 }
 
 /* The console address slaves show their users: http.listen with the
@@ -376,10 +413,10 @@ static void console_addr(char *out, size_t len)
 
 static void refuse(struct session *s, const char *why)
 {
-    log_warn("replication: refusing %s: %s", s->peer->name, why);
-    size_t f = repl_frame_begin(&s->peer->out, R_REFUSE);
-    repl_put_str(&s->peer->out, why, strlen(why));
-    repl_frame_end(&s->peer->out, f);
+    log_warn("replication: refusing %s: %s", repl_peer_name(s->peer), why);
+    size_t f = repl_frame_begin(repl_peer_out(s->peer), R_REFUSE);
+    repl_put_str(repl_peer_out(s->peer), why, strlen(why));
+    repl_frame_end(repl_peer_out(s->peer), f);
     repl_peer_flush(s->peer);
 }
 
@@ -466,46 +503,49 @@ static int on_hello(struct session *s, struct repl_reader *r)
     else if (last_lsn == 0)
         reason = (M.last_lsn == 0 || our_entry_at(1, &ours, &our_sum) == 0) ? NULL
                                                                            : "it is empty and the journal is pruned";
-    else if (our_entry_at(last_lsn, &ours, &our_sum) != 0)
+    else if (our_entry_at(last_lsn, &ours, &our_sum) != 0 ||
+             (store_first_lsn() && last_lsn + 1 < store_first_lsn()))
+        /* (entries after it are gone, even if an older segment kept for
+         * its pending messages still holds the one at its position) */
         reason = "its position is no longer in the journal";
     else if (ours != last_epoch || (last_sum && our_sum != last_sum))
         reason = "its last entry differs from this master's (a divergent tail)";
     else if (!last_sum)
         reason = "its last entry's checksum is unknown (a store from before entry checksums)";
 
-    size_t f = repl_frame_begin(&s->peer->out, R_WELCOME);
-    repl_put_u64(&s->peer->out, M.epoch);
+    size_t f = repl_frame_begin(repl_peer_out(s->peer), R_WELCOME);
+    repl_put_u64(repl_peer_out(s->peer), M.epoch);
     const struct store_info *si = store_info();
-    repl_put_str(&s->peer->out, si->node_id, strlen(si->node_id));
-    repl_put_u8(&s->peer->out, quorum_slaves_sync(M.modes) ? 1 : 0);
-    repl_put_u8(&s->peer->out, reason ? 1 : 0);
-    repl_put_u64(&s->peer->out, reason ? 0 : last_lsn + 1);
+    repl_put_str(repl_peer_out(s->peer), si->node_id, strlen(si->node_id));
+    repl_put_u8(repl_peer_out(s->peer), quorum_slaves_sync(M.modes) ? 1 : 0);
+    repl_put_u8(repl_peer_out(s->peer), reason ? 1 : 0);
+    repl_put_u64(repl_peer_out(s->peer), reason ? 0 : last_lsn + 1);
     char console[300];
     console_addr(console, sizeof console);
-    repl_put_str(&s->peer->out, console, strlen(console));
-    repl_put_u64(&s->peer->out, M.last_lsn);
-    repl_frame_end(&s->peer->out, f);
+    repl_put_str(repl_peer_out(s->peer), console, strlen(console));
+    repl_put_u64(repl_peer_out(s->peer), M.last_lsn);
+    repl_frame_end(repl_peer_out(s->peer), f);
 
     if (quorum_add_slave(&M.q, s->id) == 0)
         s->in_quorum = true;
     if (reason) {
         s->snap = store_snapshot_open(&s->snap_lsn, &s->snap_epoch, &s->snap_sum);
-        s->state = S_SNAPSHOT;
-        size_t b = repl_frame_begin(&s->peer->out, R_SNAPSHOT_BEGIN);
-        repl_put_u64(&s->peer->out, M.epoch);
-        repl_put_u64(&s->peer->out, s->snap_lsn);
-        repl_frame_end(&s->peer->out, b);
+        session_set_state(s, S_SNAPSHOT);
+        size_t b = repl_frame_begin(repl_peer_out(s->peer), R_SNAPSHOT_BEGIN);
+        repl_put_u64(repl_peer_out(s->peer), M.epoch);
+        repl_put_u64(repl_peer_out(s->peer), s->snap_lsn);
+        repl_frame_end(repl_peer_out(s->peer), b);
         log_info("replication: slave %s (%s) at lsn %" PRIu64 ": sending a snapshot at lsn %" PRIu64 " because %s",
-                 s->node_id, s->peer->name, last_lsn, s->snap_lsn, reason);
+                 s->node_id, repl_peer_name(s->peer), last_lsn, s->snap_lsn, reason);
     } else {
-        s->state = S_STREAM;
+        session_set_state(s, S_STREAM);
         s->next_lsn = last_lsn + 1;
         /* its journal matches ours up to last_lsn; how much of it is on
          * disk its ACKs will say */
         s->received = last_lsn;
         s->durable = 0;
         quorum_slave_ack(&M.q, s->id, last_lsn, 0);
-        log_info("replication: slave %s (%s) connected: streaming from lsn %" PRIu64, s->node_id, s->peer->name,
+        log_info("replication: slave %s (%s) connected: streaming from lsn %" PRIu64, s->node_id, repl_peer_name(s->peer),
                  s->next_lsn);
     }
     update_floor();
@@ -529,10 +569,19 @@ static int on_ack(struct session *s, struct repl_reader *r)
         received = sent;
     if (durable > received)
         durable = received;
-    if (received > s->received)
+    ev_tstamp now = ev_time();
+    if (received > s->received) {
+        ev_tstamp at = ring_time(received);
+        if (at > 0)
+            hist_add(&s->ack_us, (uint64_t)((now - at) * 1e6));
         s->received = received;
-    if (durable > s->durable)
+    }
+    if (durable > s->durable) {
+        ev_tstamp at = ring_time(durable);
+        if (at > 0)
+            hist_add(&s->durable_us, (uint64_t)((now - at) * 1e6));
         s->durable = durable;
+    }
     while (s->mlen && s->marks[s->mhead].lsn <= s->received) {
         s->acked_bytes = s->marks[s->mhead].cum;
         s->mhead = (s->mhead + 1) % MAX_MARKS;
@@ -549,7 +598,7 @@ static int peer_frame(struct repl_peer *p, uint8_t type, struct repl_reader *r)
 {
     struct session *s = p->owner;
     if (s->state == S_HELLO && type != R_HELLO) {
-        log_warn("replication: %s sent %s before HELLO", p->name, repl_type_name(type));
+        log_warn("replication: %s sent %s before HELLO", repl_peer_name(p), repl_type_name(type));
         return -1;
     }
     switch (type) {
@@ -568,7 +617,7 @@ static int peer_frame(struct repl_peer *p, uint8_t type, struct repl_reader *r)
     case R_PONG:
         return 0;
     default:
-        log_warn("replication: %s sent an unexpected %s frame (type %u)", p->name, repl_type_name(type), type);
+        log_warn("replication: %s sent an unexpected %s frame (type %u)", repl_peer_name(p), repl_type_name(type), type);
         return -1;
     }
 }
@@ -609,77 +658,78 @@ static void add_entry(void *arg, uint64_t lsn, const char *data, size_t len)
 static bool fill(struct session *s)
 {
     struct repl_peer *p = s->peer;
-    size_t before = p->out.len - p->out.off;
+    struct buf *o = repl_peer_out(p);
+    size_t before = o->len - o->off;
     if (s->state == S_SNAPSHOT) {
         while (repl_peer_pending(p) < OUT_HIGH_WATER) {
-            size_t f = repl_frame_begin(&p->out, R_SNAPSHOT_CHUNK);
-            size_t count_at = p->out.len;
-            repl_put_u32(&p->out, 0);
-            uint32_t n = store_snapshot_next(s->snap, &p->out, (size_t)config.snapshot_chunk);
+            size_t f = repl_frame_begin(o, R_SNAPSHOT_CHUNK);
+            size_t count_at = o->len;
+            repl_put_u32(o, 0);
+            uint32_t n = store_snapshot_next(s->snap, o, (size_t)config.snapshot_chunk);
             if (n == 0) {
-                p->out.len = f; /* drop the empty chunk */
-                size_t e = repl_frame_begin(&p->out, R_SNAPSHOT_END);
-                repl_put_u64(&p->out, s->snap_lsn);
-                repl_put_u64(&p->out, s->snap_epoch);
-                repl_put_u64(&p->out, s->snap_sum);
-                repl_frame_end(&p->out, e);
+                o->len = f; /* drop the empty chunk */
+                size_t e = repl_frame_begin(o, R_SNAPSHOT_END);
+                repl_put_u64(o, s->snap_lsn);
+                repl_put_u64(o, s->snap_epoch);
+                repl_put_u64(o, s->snap_sum);
+                repl_frame_end(o, e);
                 store_snapshot_close(s->snap);
                 s->snap = NULL;
-                s->state = S_STREAM;
+                session_set_state(s, S_STREAM);
                 s->next_lsn = s->snap_lsn + 1;
                 log_info("replication: snapshot to slave %s complete at lsn %" PRIu64 "; streaming", s->node_id,
                          s->snap_lsn);
                 break;
             }
-            char *c = p->out.data + count_at;
+            char *c = o->data + count_at;
             c[0] = (char)(n >> 24);
             c[1] = (char)(n >> 16);
             c[2] = (char)(n >> 8);
             c[3] = (char)n;
-            repl_frame_end(&p->out, f);
+            repl_frame_end(o, f);
         }
     }
     if (s->state == S_STREAM) {
         while (s->next_lsn <= M.last_lsn && repl_peer_pending(p) < OUT_HIGH_WATER &&
                s->sent_bytes - s->acked_bytes < (uint64_t)config.repl_window && s->mlen < MAX_MARKS) {
-            size_t f = repl_frame_begin(&p->out, R_ENTRIES);
-            repl_put_u64(&p->out, M.epoch);
-            size_t count_at = p->out.len;
-            repl_put_u32(&p->out, 0);
-            struct entries_ctx x = {&p->out, 0, 0};
-            size_t start = p->out.len;
+            size_t f = repl_frame_begin(o, R_ENTRIES);
+            repl_put_u64(o, M.epoch);
+            size_t count_at = o->len;
+            repl_put_u32(o, 0);
+            struct entries_ctx x = {o, 0, 0};
+            size_t start = o->len;
             /* a frame fills what is left of the window (at least one
              * entry): unacknowledged bytes stay within the window plus
              * one entry, however many entries are waiting */
             uint64_t room = (uint64_t)config.repl_window - (s->sent_bytes - s->acked_bytes);
             size_t max_bytes = room < ENTRIES_FRAME_BYTES ? (size_t)room : ENTRIES_FRAME_BYTES;
             const struct ring_entry *re;
-            while (s->next_lsn + x.n <= M.last_lsn && p->out.len - start < max_bytes &&
+            while (s->next_lsn + x.n <= M.last_lsn && o->len - start < max_bytes &&
                    (re = ring_find(s->next_lsn + x.n)))
                 put_entry(&x, re->lsn, re->data, re->len, re->sync);
             if (x.n == 0)
                 store_read_entries(s->next_lsn, max_bytes, add_entry, &x);
             if (x.n == 0) {
-                p->out.len = f;
+                o->len = f;
                 log_err("replication: entry %" PRIu64 " for slave %s is neither in memory nor in the journal",
                         s->next_lsn, s->node_id);
                 repl_peer_close(p, "journal entry missing (pruned?): the slave will reconnect for a snapshot");
                 return false;
             }
-            char *c = p->out.data + count_at;
+            char *c = o->data + count_at;
             c[0] = (char)(x.n >> 24);
             c[1] = (char)(x.n >> 16);
             c[2] = (char)(x.n >> 8);
             c[3] = (char)x.n;
-            repl_frame_end(&p->out, f);
-            s->sent_bytes += p->out.len - f;
+            repl_frame_end(o, f);
+            s->sent_bytes += o->len - f;
             s->marks[(s->mhead + s->mlen) % MAX_MARKS].lsn = x.last;
             s->marks[(s->mhead + s->mlen) % MAX_MARKS].cum = s->sent_bytes;
             s->mlen++;
             s->next_lsn = x.last + 1;
         }
     }
-    return p->out.len - p->out.off != before;
+    return o->len - o->off != before;
 }
 
 /* Send what the window and the socket allow. When the socket takes it all
@@ -687,15 +737,15 @@ static bool fill(struct session *s)
 static void pump(struct session *s)
 {
     struct repl_peer *p = s->peer;
-    while (!p->dead) {
+    while (!repl_peer_dead(p)) {
         bool added = fill(s);
-        if (p->dead)
+        if (repl_peer_dead(p))
             return;
         repl_peer_flush(p);
         if (!added || repl_peer_pending(p) > 0)
             break;
     }
-    if (!p->dead)
+    if (!repl_peer_dead(p))
         session_note_blocked(s, ev_now(srv.loop));
 }
 
@@ -718,7 +768,7 @@ void repl_master_flush(void)
         next = s->next; /* pump may drop s when its socket broke */
         if (s->state == S_STREAM && s->next_lsn <= M.last_lsn && repl_peer_pending(s->peer) == 0)
             pump(s);
-        else if (s->state == S_STREAM && !s->peer->dead)
+        else if (s->state == S_STREAM && !repl_peer_dead(s->peer))
             session_note_blocked(s, ev_now(srv.loop));
     }
 }
@@ -727,7 +777,7 @@ static void ping_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct session *s = container_of(w, struct session, ping);
     double timeout = (double)config.repl_timeout / 1000.0;
-    double idle = ev_now(loop) - s->peer->last_rx;
+    double idle = ev_now(loop) - s->peer->st.last_rx;
     if (s->state == S_HELLO && ev_now(loop) - s->started > timeout) {
         repl_peer_close(s->peer, "no HELLO");
         return;
@@ -739,46 +789,36 @@ static void ping_cb(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
     /* the head lsn rides along: a slave reports its lag from it */
-    size_t f = repl_frame_begin(&s->peer->out, R_PING);
-    repl_put_u64(&s->peer->out, (uint64_t)(ev_now(loop) * 1000));
-    repl_put_u64(&s->peer->out, M.last_lsn);
-    repl_frame_end(&s->peer->out, f);
+    size_t f = repl_frame_begin(repl_peer_out(s->peer), R_PING);
+    repl_put_u64(repl_peer_out(s->peer), (uint64_t)(ev_now(loop) * 1000));
+    repl_put_u64(repl_peer_out(s->peer), M.last_lsn);
+    repl_frame_end(repl_peer_out(s->peer), f);
     repl_peer_flush(s->peer);
 }
 
-static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+static void accept_slave(struct listener *l, int fd, const char *name)
 {
-    for (int i = 0; i < 16; i++) {
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof ss;
-        int fd = accept4(M.fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
-            return;
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        char name[96];
-        server_peer_name(&ss, name, sizeof name);
-        struct session *s = calloc(1, sizeof *s);
-        if (!s)
-            abort();
-        s->id = ++M.next_id;
-        s->state = S_HELLO;
-        s->started = ev_now(loop);
-        s->peer = repl_peer_new(fd, name, false, &session_ops, s);
-        double iv = (double)config.repl_timeout / 3000.0;
-        ev_timer_init(&s->ping, ping_cb, iv, iv);
-        ev_timer_start(loop, &s->ping);
-        s->next = M.sessions;
-        M.sessions = s;
-        log_debug("replication: connection from %s", name);
-    }
+    struct session *s = calloc(1, sizeof *s);
+    if (!s)
+        abort();
+    s->id = ++M.next_id;
+    s->state = S_HELLO;
+    s->started = ev_now(srv.loop);
+    s->peer = repl_peer_new(fd, name, false, &session_ops, s);
+    listener_attach(l, &s->peer->st);
+    double iv = (double)config.repl_timeout / 3000.0;
+    ev_timer_init(&s->ping, ping_cb, iv, iv);
+    ev_timer_start(srv.loop, &s->ping);
+    s->next = M.sessions;
+    M.sessions = s;
+    log_debug("replication: connection from %s", name);
 }
 
 static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct session *s;
     for (s = M.sessions; s; s = s->next)
-        if (!s->peer->dead)
+        if (!repl_peer_dead(s->peer))
             session_note_blocked(s, ev_now(loop));
     update_waiting(ev_now(loop));
     if (config.quorum_timeout == 0 || commit_waiting() == 0)
@@ -799,10 +839,12 @@ int repl_master_start(uint64_t epoch, char *err, size_t errlen)
         snprintf(err, errlen, "store.sync: %s", e2);
         return -EINVAL;
     }
-    int fd = server_listen_socket(config.store_bind, err, errlen);
-    if (fd < 0)
+    M.listener.name = "replication";
+    M.listener.addr_key = "store.bind";
+    M.listener.nodelay = true;
+    M.listener.accept = accept_slave;
+    if (listener_start(&M.listener, config.store_bind, err, errlen) != 0)
         return -EADDRINUSE;
-    M.fd = fd;
     M.epoch = epoch;
     M.master_sync = quorum_master_sync(M.modes);
     M.local_done = store_durable_lsn();
@@ -811,8 +853,6 @@ int repl_master_start(uint64_t epoch, char *err, size_t errlen)
     M.waiting[0] = '\0';
     quorum_init(&M.q, (uint32_t)config.replicas, M.modes, commit_lsn());
     quorum_local(&M.q, M.local_done, M.local_done);
-    ev_io_init(&M.accept_io, accept_cb, fd, EV_READ);
-    ev_io_start(srv.loop, &M.accept_io);
     /* quorum timeouts, and slaves paused too long */
     ev_timer_init(&M.sweep, sweep_cb, 0.25, 0.25);
     ev_timer_start(srv.loop, &M.sweep);
@@ -833,13 +873,11 @@ void repl_master_stop(const char *why)
 {
     if (!M.running)
         return;
-    ev_io_stop(srv.loop, &M.accept_io);
+    listener_stop(&M.listener);
     ev_timer_stop(srv.loop, &M.sweep);
-    close(M.fd);
-    M.fd = -1;
     while (M.sessions) {
         struct session *s = M.sessions;
-        log_info("replication: closing session with %s: %s", s->node_id[0] ? s->node_id : s->peer->name, why);
+        log_info("replication: closing session with %s: %s", s->node_id[0] ? s->node_id : repl_peer_name(s->peer), why);
         s->node_id[0] = '\0';
         session_drop(s, why);
     }
@@ -855,16 +893,18 @@ size_t repl_master_slaves(struct repl_slave_info *out, size_t max)
         if (s->state == S_HELLO)
             continue;
         snprintf(out[n].node_id, sizeof out[n].node_id, "%s", s->node_id);
-        snprintf(out[n].peer, sizeof out[n].peer, "%s", s->peer->name);
+        snprintf(out[n].peer, sizeof out[n].peer, "%s", repl_peer_name(s->peer));
         out[n].received = s->received;
         out[n].durable = s->durable;
         out[n].snapshotting = s->state == S_SNAPSHOT;
-        out[n].last_rx_ago = ev_now(srv.loop) - s->peer->last_rx;
+        out[n].last_rx_ago = ev_now(srv.loop) - s->peer->st.last_rx;
         out[n].queued = repl_peer_pending(s->peer);
         out[n].unacked = s->sent_bytes - s->acked_bytes;
         out[n].window = (uint64_t)config.repl_window;
         out[n].paused = s->paused;
         out[n].paused_s = s->paused ? ev_now(srv.loop) - s->paused_since : 0;
+        out[n].ack_us = &s->ack_us;
+        out[n].durable_us = &s->durable_us;
         n++;
     }
     return n;

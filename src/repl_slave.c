@@ -5,6 +5,7 @@
  * highest epoch seen (fencing), and reconnects with backoff. */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
@@ -48,16 +49,38 @@ static struct {
 
 static void schedule_retry(void);
 
+static const char *const link_names[] = {"idle", "wait-welcome", "snapshot", "stream"};
+
+/* Every link state change goes through here. A link ends (idle) from any
+ * state; otherwise it only moves forward. */
+static void link_set_state(enum link_state to)
+{
+    static const unsigned ok[] = {
+        [L_IDLE] = 1u << L_WAIT_WELCOME | 1u << L_IDLE,
+        [L_WAIT_WELCOME] = 1u << L_SNAPSHOT | 1u << L_STREAM | 1u << L_IDLE,
+        [L_SNAPSHOT] = 1u << L_STREAM | 1u << L_IDLE,
+        [L_STREAM] = 1u << L_IDLE,
+    };
+    if (!(ok[L.state] & (1u << to))) {
+        log_err("replication: illegal link state change %s -> %s", link_names[L.state], link_names[to]);
+        assert(!"illegal replication link state change");
+        return;
+    }
+    if (L.state != to)
+        log_debug("replication: link %s -> %s", link_names[L.state], link_names[to]);
+    L.state = to;
+}
+
 static void send_ack(void)
 {
-    if (!L.peer || L.peer->dead || L.state == L_WAIT_WELCOME)
+    if (!L.peer || repl_peer_dead(L.peer) || L.state == L_WAIT_WELCOME)
         return;
     if (L.received == L.sent_received && L.durable == L.sent_durable)
         return;
-    size_t f = repl_frame_begin(&L.peer->out, R_ACK);
-    repl_put_u64(&L.peer->out, L.received);
-    repl_put_u64(&L.peer->out, L.durable);
-    repl_frame_end(&L.peer->out, f);
+    size_t f = repl_frame_begin(repl_peer_out(L.peer), R_ACK);
+    repl_put_u64(repl_peer_out(L.peer), L.received);
+    repl_put_u64(repl_peer_out(L.peer), L.durable);
+    repl_frame_end(repl_peer_out(L.peer), f);
     L.sent_received = L.received;
     L.sent_durable = L.durable;
     repl_peer_flush(L.peer);
@@ -114,7 +137,7 @@ static int on_welcome(struct repl_reader *r)
         store_wipe();
         L.received = L.durable = 0;
         L.received_epoch = L.received_sum = 0;
-        L.state = L_SNAPSHOT;
+        link_set_state(L_SNAPSHOT);
         log_info("replication: master %s (%s, epoch %" PRIu64 ") sends a snapshot", L.master_id, L.master, epoch);
     } else {
         if (next != L.received + 1) {
@@ -125,7 +148,7 @@ static int on_welcome(struct repl_reader *r)
             /* a stream from the start onto an empty store (perhaps one an
              * interrupted snapshot left marked): it is complete as it is */
             store_snapshot_installed(0, 0, 0);
-        L.state = L_STREAM;
+        link_set_state(L_STREAM);
         log_info("replication: following master %s (%s, epoch %" PRIu64 ") from lsn %" PRIu64, L.master_id,
                  L.master, epoch, next);
     }
@@ -210,7 +233,7 @@ static int link_frame(struct repl_peer *p, uint8_t type, struct repl_reader *r)
         L.received = lsn;
         L.received_epoch = epoch;
         L.received_sum = sum;
-        L.state = L_STREAM;
+        link_set_state(L_STREAM);
         log_info("replication: snapshot installed at lsn %" PRIu64, lsn);
         send_ack();
         return 0;
@@ -222,9 +245,9 @@ static int link_frame(struct repl_peer *p, uint8_t type, struct repl_reader *r)
         uint64_t head = repl_get_u64(r);
         if (!r->bad && head > L.master_head)
             L.master_head = head;
-        size_t f = repl_frame_begin(&p->out, R_PONG);
-        repl_put_u64(&p->out, t);
-        repl_frame_end(&p->out, f);
+        size_t f = repl_frame_begin(repl_peer_out(p), R_PONG);
+        repl_put_u64(repl_peer_out(p), t);
+        repl_frame_end(repl_peer_out(p), f);
         repl_peer_flush(p);
         return 0;
     }
@@ -247,7 +270,7 @@ static void link_ended(void)
         L.received = L.durable = 0;
         L.received_epoch = L.received_sum = 0;
     }
-    L.state = L_IDLE;
+    link_set_state(L_IDLE);
 }
 
 static void link_closed(struct repl_peer *p, const char *why)
@@ -264,45 +287,27 @@ static const struct repl_peer_ops link_ops = {link_frame, NULL, link_closed};
 
 static void connect_master(void)
 {
-    char host[256];
-    int port;
-    if (!L.master[0] || config_split_hostport(L.master, host, sizeof host, &port) != 0)
+    char err[300];
+    if (!L.master[0])
         return;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
-    char ps[8];
-    snprintf(ps, sizeof ps, "%d", port);
-    if (getaddrinfo(host, ps, &hints, &res) != 0) {
-        log_warn("replication: cannot resolve master %s", L.master);
-        schedule_retry();
-        return;
-    }
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = stream_connect_socket(L.master, err, sizeof err);
     if (fd < 0) {
-        freeaddrinfo(res);
-        schedule_retry();
-        return;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    int rc = connect(fd, res->ai_addr, res->ai_addrlen);
-    freeaddrinfo(res);
-    if (rc != 0 && errno != EINPROGRESS) {
-        close(fd);
+        log_warn("replication: master %s: %s", L.master, err);
         schedule_retry();
         return;
     }
     L.peer = repl_peer_new(fd, L.master, true, &link_ops, NULL);
-    L.state = L_WAIT_WELCOME;
+    link_set_state(L_WAIT_WELCOME);
     const struct store_info *si = store_info();
-    size_t f = repl_frame_begin(&L.peer->out, R_HELLO);
-    repl_put_u32(&L.peer->out, REPL_VERSION);
-    repl_put_str(&L.peer->out, config.security_token, strlen(config.security_token));
-    repl_put_str(&L.peer->out, si->node_id, strlen(si->node_id));
-    repl_put_u64(&L.peer->out, L.received_epoch);
-    repl_put_u64(&L.peer->out, L.received);
-    repl_put_u64(&L.peer->out, L.max_epoch);
-    repl_put_u64(&L.peer->out, L.received_sum);
-    repl_frame_end(&L.peer->out, f);
+    size_t f = repl_frame_begin(repl_peer_out(L.peer), R_HELLO);
+    repl_put_u32(repl_peer_out(L.peer), REPL_VERSION);
+    repl_put_str(repl_peer_out(L.peer), config.security_token, strlen(config.security_token));
+    repl_put_str(repl_peer_out(L.peer), si->node_id, strlen(si->node_id));
+    repl_put_u64(repl_peer_out(L.peer), L.received_epoch);
+    repl_put_u64(repl_peer_out(L.peer), L.received);
+    repl_put_u64(repl_peer_out(L.peer), L.max_epoch);
+    repl_put_u64(repl_peer_out(L.peer), L.received_sum);
+    repl_frame_end(repl_peer_out(L.peer), f);
     log_debug("replication: connecting to master %s at lsn %" PRIu64, L.master, L.received);
 }
 
@@ -326,9 +331,9 @@ static void schedule_retry(void)
 
 static void watch_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    if (!L.peer || L.peer->dead || L.peer->connecting)
+    if (!L.peer || repl_peer_dead(L.peer) || (L.peer->st.state == STREAM_CONNECTING))
         return;
-    double idle = ev_now(loop) - L.peer->last_rx;
+    double idle = ev_now(loop) - L.peer->st.last_rx;
     if (idle > (double)config.repl_timeout / 1000.0) {
         char why[96];
         snprintf(why, sizeof why, "master silent for %.1f s (store.repl_timeout)", idle);

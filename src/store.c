@@ -1,10 +1,22 @@
-/* LevelDB: the only file that includes leveldb/c.h. Opening and checking
- * the store, reads for recovery, and the writer thread that applies
- * journal entries in groups (one WriteBatch, one write, one fsync for
- * everything pending) and prunes the journal past its retention. */
+/* The store (see store.h): the only file that includes leveldb/c.h. The
+ * log (segment.c) is the durable record; the LevelDB index is state that
+ * the writer thread derives from it, written without fsync and rebuilt
+ * from the log's tail at start:
+ *
+ *   per group:  log write -> fdatasync (if asked) -> report durable
+ *               -> index batch (unsynced) -> report indexed -> prune
+ *
+ * A message key's value is its place in the log (segment, offset, length)
+ * and its expiry; every segment's live messages are counted (!seg/ keys),
+ * and a segment with none left, whose entries no replica needs and which
+ * an fsynced index no longer needs for replay, is removed. Per-queue
+ * counters (C keys) let a node start without reading any queue. */
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
 #include <leveldb/c.h>
 #include <pthread.h>
 #include <signal.h>
@@ -13,18 +25,25 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <uthash.h>
 
+#include "stompd/handoff.h"
 #include "stompd/journal.h"
 #include "stompd/log.h"
+#include "stompd/msg.h"
+#include "stompd/segment.h"
 #include "stompd/store.h"
 
 #define FORMAT_KEY KEY_META "format"
-#define FORMAT_VALUE "stompd-1"
-#define MAX_PRUNE_PER_BATCH 4096
+#define FORMAT_VALUE "stompd-2"
+#define FORMAT_V1 "stompd-1"
+#define LOC_LEN 28            /* u32 seg, u32 off, u32 len, i64 expires, u64 lsn of its entry */
+#define CHECKPOINT_EVERY 1.0  /* s between fsynced index writes that let segments go */
 
 enum pending_kind { P_ENTRY, P_WIPE, P_RAW, P_INSTALLED, P_MAX_EPOCH };
 
 struct pending {
+    struct handoff_node node; /* first: handed to the writer thread */
     enum pending_kind kind;
     uint64_t lsn;       /* P_ENTRY, P_INSTALLED */
     uint64_t epoch;     /* P_INSTALLED, P_MAX_EPOCH */
@@ -32,7 +51,39 @@ struct pending {
     bool sync;          /* someone waits for this entry to be on disk */
     char *data;
     size_t len;
-    struct pending *next;
+    size_t at;          /* writer: offset of its record in the group's buffer */
+};
+
+static inline struct pending *next_pending(const struct pending *p)
+{
+    return (struct pending *)p->node.next;
+}
+
+/* What the writer knows of each segment (also read by the loop, under
+ * S.mu, to find entries for a replica). */
+struct segmeta {
+    uint32_t id;
+    uint64_t first_lsn, last_lsn;   /* entries in it (0: none) */
+    uint64_t refs;                  /* message keys pointing into it */
+    bool dirty;
+};
+
+/* Per-queue counters (C keys), kept by the writer. */
+struct counter {
+    char *key;
+    size_t klen;
+    uint64_t count, bytes;
+    bool dirty;
+    UT_hash_handle hh;
+};
+
+/* Message keys put earlier in the current group (their value is not in
+ * LevelDB yet when a later entry of the group removes them). */
+struct grouped {
+    char *key;
+    size_t klen;
+    char loc[LOC_LEN];
+    UT_hash_handle hh;
 };
 
 static struct {
@@ -43,35 +94,71 @@ static struct {
     leveldb_readoptions_t *ropt;
     leveldb_writeoptions_t *wsync, *wnosync;
     struct store_info info;
+    struct store_limits lim;
     char dir[4096];
-    /* writer thread */
+    bool opened;
+    /* the writer thread */
     pthread_t th;
     bool running;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct pending *head, *tail;
-    bool stop;
-    bool busy;              /* the writer holds a list it took */
+    struct handoff q;
+    pthread_mutex_t mu;     /* guards what the writer and the loop share below */
     bool sync;
-    bool keep_journal;
-    uint64_t done_lsn;      /* written, reported to the loop */
+    uint64_t done_lsn;      /* durable, reported to the loop */
     uint64_t done_gen;      /* bumped with done_lsn: it may go down after a wipe */
+    uint64_t indexed_lsn;
+    uint64_t indexed_max_seq;   /* max_seq as of indexed_lsn */
     uint64_t fail_lsn;      /* first lsn that failed, 0 = none */
     char fail_msg[512];
-    uint64_t retention;
     uint64_t prune_floor;
-    uint64_t first_lsn;     /* writer-owned copy */
-    uint64_t last_lsn;
-    /* loop side */
+    uint32_t pin;           /* segments from this id on are kept (0: none pinned) */
+    uint32_t npins;
+    struct segmeta *segs;   /* ordered by id */
+    size_t nsegs, capsegs;
+    bool want_indexed;      /* the loop waits for indexing progress */
+    bool freed;             /* segments went: the loop may have room again */
+    /* writer-owned */
+    bool replaying;         /* at open: records may already be in the index */
+    uint64_t last_lsn;      /* last entry written to the log */
+    uint64_t max_seq;       /* highest message seq indexed */
+    uint64_t tip_epoch, tip_sum;
+    struct seg_pos indexed_pos;     /* after the last record applied to the index */
+    struct seg_pos checkpoint;      /* indexed_pos as of the last fsynced index write */
+    double checkpoint_at;
+    struct counter *counters;
+    struct grouped *grouped;
+    leveldb_writebatch_t *wb;
+    /* the record being applied: where its payload is */
+    uint32_t rec_seg;
+    uint64_t rec_base;      /* offset of the payload's first byte in the segment */
+    const char *rec_data;   /* the payload in memory */
+    uint64_t rec_lsn;       /* its entry's lsn (0: snapshot pairs) */
+    /* the loop side */
     struct ev_loop *loop;
     ev_async async;
     store_done_fn done;
     store_fail_fn fail;
-    uint64_t reported_done;
-    uint64_t reported_gen;
+    store_indexed_fn indexed;
+    uint64_t reported_done, reported_gen, reported_indexed;
     bool reported_fail;
-    uint64_t first_lsn_shared; /* S.first_lsn as the loop thread may read it */
-} S = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    struct pending *chain, *chain_tail;     /* appended this iteration */
+    uint64_t last_appended_lsn;
+    _Atomic uint64_t unwritten;             /* bytes appended, not yet in the log */
+    struct store_stats stats;               /* the writer records, anyone reads */
+} S = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* ------------------------------------------------------------ helpers */
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+const struct store_stats *store_stats(void)
+{
+    return &S.stats;
+}
 
 static int set_err(char *err, size_t errlen, const char *what, char *lerr)
 {
@@ -98,12 +185,53 @@ static int mkdir_p(const char *path)
     return 0;
 }
 
-int store_get(const char *k, size_t kl, char **v, size_t *vl)
+static void be32(char *out, uint32_t v)
+{
+    out[0] = (char)(v >> 24);
+    out[1] = (char)(v >> 16);
+    out[2] = (char)(v >> 8);
+    out[3] = (char)v;
+}
+
+static uint32_t get_be32(const char *p)
+{
+    const uint8_t *u = (const uint8_t *)p;
+    return (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
+}
+
+static void loc_encode(char out[LOC_LEN], uint32_t seg, uint32_t off, uint32_t len, int64_t expires, uint64_t lsn)
+{
+    be32(out, seg);
+    be32(out + 4, off);
+    be32(out + 8, len);
+    jkey_be64(out + 12, (uint64_t)expires);
+    jkey_be64(out + 20, lsn);
+}
+
+static bool loc_decode(const char *v, size_t vl, struct store_msgref *r)
+{
+    if (vl != LOC_LEN)
+        return false;
+    r->pos.seg = get_be32(v);
+    r->pos.off = get_be32(v + 4);
+    r->len = get_be32(v + 8);
+    r->expires = (int64_t)jkey_get_be64(v + 12);
+    r->lsn = jkey_get_be64(v + 20);
+    return true;
+}
+
+static bool is_msg_key(const char *k, size_t kl)
+{
+    return kl > MSG_KEY_SUFFIX && (k[0] == KEY_Q || k[0] == KEY_T);
+}
+
+/* *v is malloc'd (caller frees); -ENOENT when absent. */
+static int idx_get(const char *k, size_t kl, char **v, size_t *vl)
 {
     char *lerr = NULL;
     char *val = leveldb_get(S.db, S.ropt, k, kl, vl, &lerr);
     if (lerr) {
-        log_err("store read failed: %s", lerr);
+        log_err("store: index read failed: %s", lerr);
         leveldb_free(lerr);
         return -EIO;
     }
@@ -116,6 +244,19 @@ int store_get(const char *k, size_t kl, char **v, size_t *vl)
     (*v)[*vl] = '\0';
     leveldb_free(val);
     return 0;
+}
+
+static uint64_t meta_u64(const char *key)
+{
+    char *v;
+    size_t vl;
+    uint64_t n = 0;
+    if (idx_get(key, strlen(key), &v, &vl) == 0) {
+        if (vl == 8)
+            n = jkey_get_be64(v);
+        free(v);
+    }
+    return n;
 }
 
 int store_scan(const char *prefix, size_t plen, store_scan_fn fn, void *ctx)
@@ -134,7 +275,7 @@ int store_scan(const char *prefix, size_t plen, store_scan_fn fn, void *ctx)
     char *lerr = NULL;
     leveldb_iter_get_error(it, &lerr);
     if (lerr) {
-        log_err("store scan failed: %s", lerr);
+        log_err("store: index scan failed: %s", lerr);
         leveldb_free(lerr);
         rc = -EIO;
     }
@@ -142,27 +283,492 @@ int store_scan(const char *prefix, size_t plen, store_scan_fn fn, void *ctx)
     return rc;
 }
 
-static uint64_t meta_u64(const char *key)
+/* ------------------------------------------------------------ segment metadata */
+
+static struct segmeta *segmeta(uint32_t id, bool create)
 {
+    for (size_t i = 0; i < S.nsegs; i++)
+        if (S.segs[i].id == id)
+            return &S.segs[i];
+    if (!create)
+        return NULL;
+    pthread_mutex_lock(&S.mu);
+    if (S.nsegs == S.capsegs) {
+        S.capsegs = S.capsegs ? S.capsegs * 2 : 64;
+        S.segs = realloc(S.segs, S.capsegs * sizeof *S.segs);
+        if (!S.segs)
+            abort();
+    }
+    size_t i = S.nsegs;
+    while (i > 0 && S.segs[i - 1].id > id) {
+        S.segs[i] = S.segs[i - 1];
+        i--;
+    }
+    S.segs[i] = (struct segmeta){.id = id, .dirty = true};
+    S.nsegs++;
+    pthread_mutex_unlock(&S.mu);
+    return &S.segs[i];
+}
+
+static void segmeta_key(char k[9], uint32_t id)
+{
+    memcpy(k, KEY_SEG, 5);
+    be32(k + 5, id);
+}
+
+static int load_segmeta(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
+{
+    if (kl != 9 || vl != 24)
+        return 0;
+    struct segmeta *m = segmeta(get_be32(k + 5), true);
+    m->first_lsn = jkey_get_be64(v);
+    m->last_lsn = jkey_get_be64(v + 8);
+    m->refs = jkey_get_be64(v + 16);
+    m->dirty = false;
+    return 0;
+}
+
+static void note_entry(uint32_t seg, uint64_t lsn)
+{
+    struct segmeta *m = segmeta(seg, true);
+    pthread_mutex_lock(&S.mu);
+    if (!m->first_lsn)
+        m->first_lsn = lsn;
+    m->last_lsn = lsn;
+    m->dirty = true;
+    pthread_mutex_unlock(&S.mu);
+}
+
+static void seg_ref(uint32_t seg, int64_t delta)
+{
+    struct segmeta *m = segmeta(seg, true);
+    if (delta < 0 && m->refs < (uint64_t)-delta) {
+        log_err("store: segment %08" PRIx32 " would have fewer than no live messages", seg);
+        m->refs = 0;
+    } else {
+        m->refs = (uint64_t)((int64_t)m->refs + delta);
+    }
+    m->dirty = true;
+}
+
+/* ------------------------------------------------------------ counters */
+
+static struct counter *counter_for(const char *msgkey, size_t kl)
+{
+    size_t pl = kl - MSG_KEY_SUFFIX;
+    char ck[1200];
+    if (pl + 1 > sizeof ck)
+        return NULL;
+    ck[0] = KEY_C;
+    memcpy(ck + 1, msgkey, pl);
+    struct counter *c;
+    HASH_FIND(hh, S.counters, ck, pl + 1, c);
+    if (c)
+        return c;
+    c = calloc(1, sizeof *c);
+    if (!c || !(c->key = malloc(pl + 1)))
+        abort();
+    memcpy(c->key, ck, pl + 1);
+    c->klen = pl + 1;
     char *v;
     size_t vl;
-    uint64_t n = 0;
-    if (store_get(key, strlen(key), &v, &vl) == 0) {
-        if (vl == 8)
-            n = jkey_get_be64(v);
+    if (idx_get(c->key, c->klen, &v, &vl) == 0) {
+        if (vl == 16) {
+            c->count = jkey_get_be64(v);
+            c->bytes = jkey_get_be64(v + 8);
+        }
         free(v);
     }
-    return n;
+    HASH_ADD_KEYPTR(hh, S.counters, c->key, c->klen, c);
+    return c;
 }
 
-static int first_l(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
+static void count(const char *msgkey, size_t kl, int64_t n, int64_t bytes)
 {
-    if (kl == 9)
-        *(uint64_t *)ctx = jkey_get_be64(k + 1);
-    return 1;
+    struct counter *c = counter_for(msgkey, kl);
+    if (!c)
+        return;
+    c->count = n < 0 && c->count < (uint64_t)-n ? 0 : (uint64_t)((int64_t)c->count + n);
+    c->bytes = bytes < 0 && c->bytes < (uint64_t)-bytes ? 0 : (uint64_t)((int64_t)c->bytes + bytes);
+    c->dirty = true;
 }
 
-/* A wipe keeps the node's identity and the highest epoch it has seen. */
+static void counters_free(void)
+{
+    struct counter *c, *tmp;
+    HASH_ITER(hh, S.counters, c, tmp) {
+        HASH_DEL(S.counters, c);
+        free(c->key);
+        free(c);
+    }
+}
+
+/* ------------------------------------------------------------ applying to the index */
+
+static void grouped_clear(void)
+{
+    struct grouped *g, *tmp;
+    HASH_ITER(hh, S.grouped, g, tmp) {
+        HASH_DEL(S.grouped, g);
+        free(g->key);
+        free(g);
+    }
+}
+
+static void w_put(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
+{
+    leveldb_writebatch_put(S.wb, k, kl, v, vl);
+}
+
+static void w_del(void *ctx, const char *k, size_t kl)
+{
+    leveldb_writebatch_delete(S.wb, k, kl);
+}
+
+/* A message key pointing at msg, which lies inside the record being
+ * applied. */
+static void w_put_msg(void *ctx, const char *k, size_t kl, const char *msg, size_t ml)
+{
+    if (S.replaying) {
+        /* replaying the log's tail: the index may have this one already
+         * (a batch written halfway through a group) */
+        char *v;
+        size_t vl;
+        if (idx_get(k, kl, &v, &vl) == 0) {
+            free(v);
+            return;
+        }
+    }
+    uint64_t off = S.rec_base + (uint64_t)(msg - S.rec_data);
+    uint64_t seq = journal_msg_seq(msg, ml);
+    if (seq > S.max_seq)
+        S.max_seq = seq;
+    char loc[LOC_LEN];
+    loc_encode(loc, S.rec_seg, (uint32_t)off, (uint32_t)ml, journal_msg_expires(msg, ml), S.rec_lsn);
+    leveldb_writebatch_put(S.wb, k, kl, loc, LOC_LEN);
+    struct grouped *g;
+    HASH_FIND(hh, S.grouped, k, kl, g);
+    if (!g) {
+        g = calloc(1, sizeof *g);
+        if (!g || !(g->key = malloc(kl)))
+            abort();
+        memcpy(g->key, k, kl);
+        g->klen = kl;
+        HASH_ADD_KEYPTR(hh, S.grouped, g->key, g->klen, g);
+    } else {
+        /* the same key again (a replay): the old place is no longer counted */
+        seg_ref(get_be32(g->loc), -1);
+        count(k, kl, -1, -(int64_t)get_be32(g->loc + 8));
+    }
+    memcpy(g->loc, loc, LOC_LEN);
+    seg_ref(S.rec_seg, 1);
+    count(k, kl, 1, (int64_t)ml);
+}
+
+/* Forget message key k whose value is loc: its segment loses a live
+ * message, its queue one message. */
+static void forget_msg(const char *k, size_t kl, const char *loc)
+{
+    seg_ref(get_be32(loc), -1);
+    count(k, kl, -1, -(int64_t)get_be32(loc + 8));
+    leveldb_writebatch_delete(S.wb, k, kl);
+    char rk[1300];
+    if (kl + 1 <= sizeof rk) {
+        rk[0] = KEY_R;
+        memcpy(rk + 1, k, kl);
+        leveldb_writebatch_delete(S.wb, rk, kl + 1);
+    }
+}
+
+static void w_del_msg(void *ctx, const char *k, size_t kl)
+{
+    struct grouped *g;
+    HASH_FIND(hh, S.grouped, k, kl, g);
+    if (g) {
+        forget_msg(k, kl, g->loc);
+        HASH_DEL(S.grouped, g);
+        free(g->key);
+        free(g);
+        return;
+    }
+    char *v;
+    size_t vl;
+    if (idx_get(k, kl, &v, &vl) == 0) {
+        if (vl == LOC_LEN)
+            forget_msg(k, kl, v);
+        free(v);
+    }
+}
+
+struct del_scan {
+    const char *p;
+    size_t pl;
+    leveldb_writebatch_t *dels;
+};
+
+static void ds_put(void *state, const char *k, size_t kl, const char *v, size_t vl)
+{
+    struct del_scan *s = state;
+    if (kl >= s->pl && memcmp(k, s->p, s->pl) == 0)
+        leveldb_writebatch_delete(s->dels, k, kl);
+}
+
+static void ds_del(void *state, const char *k, size_t kl)
+{
+}
+
+/* Every message key with the prefix (and its delivery count): those in
+ * the index and those put earlier in this group. */
+static void w_del_msgs(void *ctx, const char *p, size_t pl)
+{
+    struct grouped *g, *tmp;
+    HASH_ITER(hh, S.grouped, g, tmp) {
+        if (g->klen >= pl && memcmp(g->key, p, pl) == 0) {
+            forget_msg(g->key, g->klen, g->loc);
+            HASH_DEL(S.grouped, g);
+            free(g->key);
+            free(g);
+        }
+    }
+    leveldb_iterator_t *it = leveldb_create_iterator(S.db, S.ropt);
+    for (leveldb_iter_seek(it, p, pl); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = leveldb_iter_key(it, &kl);
+        if (kl < pl || memcmp(k, p, pl) != 0)
+            break;
+        const char *v = leveldb_iter_value(it, &vl);
+        if (vl == LOC_LEN)
+            forget_msg(k, kl, v);
+    }
+    /* delivery counts put earlier in this group */
+    char rp[1300];
+    if (pl + 1 <= sizeof rp) {
+        rp[0] = KEY_R;
+        memcpy(rp + 1, p, pl);
+        struct del_scan ds = {rp, pl + 1, leveldb_writebatch_create()};
+        leveldb_writebatch_iterate(S.wb, &ds, ds_put, ds_del);
+        leveldb_writebatch_append(S.wb, ds.dels);
+        leveldb_writebatch_destroy(ds.dels);
+    }
+    leveldb_iter_destroy(it);
+}
+
+static const struct journal_sink sink = {w_put, w_del, w_put_msg, w_del_msg, w_del_msgs, NULL};
+
+/* Pairs of a snapshot or a migration, in a REC_PAIRS record: message keys
+ * point at their message inside the record. */
+static int apply_pairs(const char *data, size_t len)
+{
+    const char *q = data, *end = data + len;
+    while (end - q >= 8) {
+        uint32_t a = get_be32(q);
+        if ((size_t)(end - q) < 4 + (size_t)a + 4)
+            return -EINVAL;
+        const char *k = q + 4;
+        uint32_t c = get_be32(k + a);
+        const char *v = k + a + 4;
+        if ((size_t)(end - v) < c)
+            return -EINVAL;
+        if (is_msg_key(k, a))
+            w_put_msg(NULL, k, a, v, c);
+        else if (!(a > 0 && k[0] == KEY_C) && !(a >= 5 && memcmp(k, KEY_SEG, 5) == 0))
+            leveldb_writebatch_put(S.wb, k, a, v, c);
+        q = v + c;
+    }
+    return q == end ? 0 : -EINVAL;
+}
+
+static void put_meta(const char *key, uint64_t v)
+{
+    char b[8];
+    jkey_be64(b, v);
+    leveldb_writebatch_put(S.wb, key, strlen(key), b, 8);
+}
+
+/* The group's derived state and position go into its batch. */
+static void batch_meta(void)
+{
+    struct counter *c, *tmp;
+    HASH_ITER(hh, S.counters, c, tmp) {
+        if (!c->dirty)
+            continue;
+        if (c->count == 0) {
+            leveldb_writebatch_delete(S.wb, c->key, c->klen);
+            HASH_DEL(S.counters, c);
+            free(c->key);
+            free(c);
+            continue;
+        }
+        char v[16];
+        jkey_be64(v, c->count);
+        jkey_be64(v + 8, c->bytes);
+        leveldb_writebatch_put(S.wb, c->key, c->klen, v, 16);
+        c->dirty = false;
+    }
+    for (size_t i = 0; i < S.nsegs; i++) {
+        struct segmeta *m = &S.segs[i];
+        if (!m->dirty)
+            continue;
+        char k[9], v[24];
+        segmeta_key(k, m->id);
+        jkey_be64(v, m->first_lsn);
+        jkey_be64(v + 8, m->last_lsn);
+        jkey_be64(v + 16, m->refs);
+        leveldb_writebatch_put(S.wb, k, 9, v, 24);
+        m->dirty = false;
+    }
+    put_meta(KEY_META "indexed_lsn", S.last_lsn);
+    put_meta(KEY_META "max_seq", S.max_seq);
+    put_meta(KEY_META "epoch", S.tip_epoch);
+    put_meta(KEY_META "tip_sum", S.tip_sum);
+    char pos[8];
+    be32(pos, S.indexed_pos.seg);
+    be32(pos + 4, S.indexed_pos.off);
+    leveldb_writebatch_put(S.wb, KEY_META "indexed_pos", strlen(KEY_META "indexed_pos"), pos, 8);
+}
+
+static int batch_write(bool sync, char **lerr)
+{
+    batch_meta();
+    leveldb_write(S.db, sync ? S.wsync : S.wnosync, S.wb, lerr);
+    leveldb_writebatch_clear(S.wb);
+    grouped_clear();
+    if (*lerr)
+        return -EIO;
+    if (sync)
+        S.checkpoint = S.indexed_pos;
+    return 0;
+}
+
+static int has_range_op(void *ctx, const struct journal_op_view *op)
+{
+    if (op->type == JOP_PURGE || op->type == JOP_SUB_DELETE)
+        *(bool *)ctx = true;
+    return 0;
+}
+
+/* One record of the log into the index batch. The record's payload is at
+ * (seg, base) in the log and at data in memory. */
+static int apply_record(uint8_t type, uint32_t seg, uint64_t base, const char *data, size_t len, char **lerr)
+{
+    S.rec_seg = seg;
+    S.rec_base = base;
+    S.rec_data = data;
+    S.rec_lsn = 0; /* a snapshot's state: committed */
+    if (type == REC_PAIRS)
+        return apply_pairs(data, len);
+    if (type != REC_ENTRY)
+        return -EINVAL;
+    struct journal_entry e;
+    if (journal_decode(data, len, &e) != 0)
+        return -EINVAL;
+    S.rec_lsn = e.lsn;
+    bool range = false;
+    if (journal_foreach_op(&e, has_range_op, &range) != 0)
+        return -EINVAL;
+    if (range && batch_write(false, lerr) != 0)
+        /* a range removal reads the index: what this group wrote first */
+        return -EIO;
+    if (journal_apply(data, len, &sink) != 0)
+        return -EINVAL;
+    S.last_lsn = e.lsn;
+    S.tip_epoch = e.epoch;
+    S.tip_sum = journal_checksum(data, len);
+    note_entry(seg, e.lsn);
+    return 0;
+}
+
+/* ------------------------------------------------------------ pruning */
+
+/* Remove the segments nothing needs: no live message in them, no entry a
+ * replica may still ask for, and an fsynced index past them (so a crash
+ * replays nothing from them). Writer thread, or open. */
+static void prune(void)
+{
+    pthread_mutex_lock(&S.mu);
+    uint64_t floor = S.prune_floor;
+    bool pinned = S.npins > 0;
+    pthread_mutex_unlock(&S.mu);
+    if (pinned)
+        return;
+    uint64_t keep_from = UINT64_MAX;
+    if (S.lim.keep_journal) {
+        keep_from = S.last_lsn >= S.lim.retention ? S.last_lsn - S.lim.retention + 1 : 1;
+        if (floor && floor < keep_from)
+            keep_from = floor;
+    }
+    uint32_t cur = seglog_current();
+    bool blocked_by_checkpoint = false;
+    for (size_t i = 0; i < S.nsegs;) {
+        struct segmeta *m = &S.segs[i];
+        if (m->id == cur || m->refs || (m->last_lsn && m->last_lsn >= keep_from)) {
+            i++;
+            continue;
+        }
+        if (m->id >= S.checkpoint.seg) {
+            blocked_by_checkpoint = true;
+            i++;
+            continue;
+        }
+        uint32_t id = m->id;
+        int rc = seglog_remove(id);
+        pthread_mutex_lock(&S.mu);
+        S.freed = true;
+        pthread_mutex_unlock(&S.mu);
+        if (rc && rc != -ENOENT) {
+            log_warn("store: cannot remove log segment %08" PRIx32 ": %s", id, strerror(-rc));
+            i++;
+            continue;
+        }
+        char k[9];
+        segmeta_key(k, id);
+        leveldb_writebatch_delete(S.wb, k, 9);
+        pthread_mutex_lock(&S.mu);
+        memmove(&S.segs[i], &S.segs[i + 1], (S.nsegs - i - 1) * sizeof *S.segs);
+        S.nsegs--;
+        pthread_mutex_unlock(&S.mu);
+    }
+    double now = mono_now();
+    if (blocked_by_checkpoint && now - S.checkpoint_at >= CHECKPOINT_EVERY) {
+        /* an fsynced index write lets the next round remove them */
+        char *lerr = NULL;
+        S.checkpoint_at = now;
+        if (batch_write(true, &lerr) != 0) {
+            log_warn("store: index checkpoint failed: %s", lerr);
+            leveldb_free(lerr);
+        }
+    }
+    pthread_mutex_lock(&S.mu);
+    bool tell = S.freed;
+    pthread_mutex_unlock(&S.mu);
+    if (tell && S.loop)
+        ev_async_send(S.loop, &S.async);
+}
+
+/* ------------------------------------------------------------ the writer */
+
+static void report_durable(uint64_t done)
+{
+    pthread_mutex_lock(&S.mu);
+    S.done_lsn = done;
+    S.done_gen++;
+    pthread_mutex_unlock(&S.mu);
+    if (S.loop)
+        ev_async_send(S.loop, &S.async);
+}
+
+static void fail(uint64_t lsn, const char *why)
+{
+    pthread_mutex_lock(&S.mu);
+    if (!S.fail_lsn) {
+        S.fail_lsn = lsn ? lsn : S.done_lsn + 1;
+        snprintf(S.fail_msg, sizeof S.fail_msg, "%s", why);
+    }
+    pthread_mutex_unlock(&S.mu);
+    if (S.loop)
+        ev_async_send(S.loop, &S.async);
+}
+
 static bool keep_on_wipe(const char *k, size_t kl)
 {
     static const char *const keep[] = {KEY_META "format", KEY_META "node_id", KEY_META "max_epoch"};
@@ -172,173 +778,315 @@ static bool keep_on_wipe(const char *k, size_t kl)
     return false;
 }
 
-static int any_key(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
+/* Everything but the node's identity goes, the log included; the mark
+ * makes a crash before the snapshot is complete reopen empty. */
+static int wipe(char *why, size_t whylen)
 {
-    *(bool *)ctx = true;
-    return 1;
-}
-
-int store_open(const char *dir, char *err, size_t errlen)
-{
-    memset(&S.info, 0, sizeof S.info);
-    S.fail_lsn = 0;
-    S.fail_msg[0] = '\0';
-    S.reported_fail = false;
-    S.prune_floor = 0;
-    int rc = mkdir_p(dir);
-    if (rc) {
-        snprintf(err, errlen, "cannot create %s: %s", dir, strerror(-rc));
-        return rc;
-    }
-    snprintf(S.dir, sizeof S.dir, "%s", dir);
-    S.opt = leveldb_options_create();
-    leveldb_options_set_create_if_missing(S.opt, 1);
-    leveldb_options_set_paranoid_checks(S.opt, 1);
-    leveldb_options_set_write_buffer_size(S.opt, 16 << 20);
-    /* Most values live briefly (a message enqueued, then acked): snappy
-     * would spend CPU compressing what compaction throws away. */
-    leveldb_options_set_compression(S.opt, leveldb_no_compression);
-    S.cache = leveldb_cache_create_lru(32 << 20);
-    leveldb_options_set_cache(S.opt, S.cache);
-    S.filter = leveldb_filterpolicy_create_bloom(10);
-    leveldb_options_set_filter_policy(S.opt, S.filter);
-    S.ropt = leveldb_readoptions_create();
-    S.wsync = leveldb_writeoptions_create();
-    leveldb_writeoptions_set_sync(S.wsync, 1);
-    S.wnosync = leveldb_writeoptions_create();
-    leveldb_writeoptions_set_sync(S.wnosync, 0);
-
     char *lerr = NULL;
-    S.db = leveldb_open(S.opt, dir, &lerr);
-    if (!S.db) {
-        if (lerr && strstr(lerr, "lock")) {
-            snprintf(err, errlen, "the store %s is in use by another process (is another stompd running "
-                                  "with this broker.data_dir?): %s", dir, lerr);
-            leveldb_free(lerr);
-            return -EBUSY;
-        }
-        if (lerr && strstr(lerr, "orruption")) {
-            snprintf(err, errlen, "the store %s is corrupt (%s); restore it from a replica or a backup, "
-                                  "or move it away to start empty", dir, lerr);
-            leveldb_free(lerr);
-            return -EIO;
-        }
-        return set_err(err, errlen, dir, lerr);
+    leveldb_writebatch_clear(S.wb);
+    grouped_clear();
+    leveldb_iterator_t *it = leveldb_create_iterator(S.db, S.ropt);
+    for (leveldb_iter_seek_to_first(it); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+        size_t kl;
+        const char *k = leveldb_iter_key(it, &kl);
+        if (!keep_on_wipe(k, kl))
+            leveldb_writebatch_delete(S.wb, k, kl);
     }
-
-    char *v;
-    size_t vl;
-    rc = store_get(FORMAT_KEY, strlen(FORMAT_KEY), &v, &vl);
-    if (rc == 0) {
-        bool ok = vl == strlen(FORMAT_VALUE) && memcmp(v, FORMAT_VALUE, vl) == 0;
-        if (!ok)
-            snprintf(err, errlen, "the store %s has format '%.*s'; this stompd reads '%s'", dir, (int)vl, v,
-                     FORMAT_VALUE);
-        free(v);
-        if (!ok)
-            return -EINVAL;
-    } else if (rc == -ENOENT) {
-        bool nonempty = false;
-        if (store_scan("", 0, any_key, &nonempty) < 0 || nonempty) {
-            snprintf(err, errlen, "%s holds a LevelDB database that is not a stompd store", dir);
-            return -EINVAL;
-        }
-        /* A new store: its identity, written synchronously. */
-        char id[40];
-        FILE *ur = fopen("/dev/urandom", "r");
-        unsigned char rnd[8] = {0};
-        if (!ur || fread(rnd, 1, sizeof rnd, ur) != sizeof rnd) {
-            if (ur)
-                fclose(ur);
-            snprintf(err, errlen, "cannot read /dev/urandom for the node id");
-            return -EIO;
-        }
-        fclose(ur);
-        snprintf(id, sizeof id, "%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3], rnd[4],
-                 rnd[5], rnd[6], rnd[7]);
-        leveldb_writebatch_t *b = leveldb_writebatch_create();
-        leveldb_writebatch_put(b, FORMAT_KEY, strlen(FORMAT_KEY), FORMAT_VALUE, strlen(FORMAT_VALUE));
-        leveldb_writebatch_put(b, KEY_META "node_id", strlen(KEY_META "node_id"), id, strlen(id));
-        leveldb_write(S.db, S.wsync, b, &lerr);
-        leveldb_writebatch_destroy(b);
-        if (lerr)
-            return set_err(err, errlen, "cannot initialise the store", lerr);
-        S.info.created = true;
-    } else {
-        snprintf(err, errlen, "cannot read the store %s", dir);
-        return rc;
-    }
-    if (store_get(KEY_META "node_id", strlen(KEY_META "node_id"), &v, &vl) == 0) {
-        snprintf(S.info.node_id, sizeof S.info.node_id, "%.*s", (int)vl, v);
-        free(v);
-    }
-    if (store_get(KEY_META "snapshot", strlen(KEY_META "snapshot"), &v, &vl) == 0) {
-        /* A snapshot install was interrupted: what is here is incomplete. */
-        free(v);
-        log_warn("store %s: an interrupted snapshot install left it incomplete; starting empty", dir);
-        leveldb_writebatch_t *b = leveldb_writebatch_create();
-        leveldb_iterator_t *it = leveldb_create_iterator(S.db, S.ropt);
-        for (leveldb_iter_seek_to_first(it); leveldb_iter_valid(it); leveldb_iter_next(it)) {
-            size_t kl;
-            const char *k = leveldb_iter_key(it, &kl);
-            if (!keep_on_wipe(k, kl))
-                leveldb_writebatch_delete(b, k, kl);
-        }
-        leveldb_iter_destroy(it);
-        leveldb_write(S.db, S.wsync, b, &lerr);
-        leveldb_writebatch_destroy(b);
-        if (lerr)
-            return set_err(err, errlen, "cannot reset the store", lerr);
-    }
-    S.info.applied_lsn = meta_u64(KEY_META "applied_lsn");
-    S.info.epoch = meta_u64(KEY_META "epoch");
-    S.info.tip_sum = meta_u64(KEY_META "tip_sum");
-    if (S.info.applied_lsn && !S.info.tip_sum) {
-        /* a store written before the checksum was kept: its journal may
-         * still hold the entry; if not, the sum stays unknown and a master
-         * sends this node a snapshot rather than trust its position */
-        uint64_t e;
-        if (store_entry_tip(S.info.applied_lsn, &e, &S.info.tip_sum) != 0 || e != S.info.epoch)
-            S.info.tip_sum = 0;
-        if (S.info.tip_sum) {
-            /* keep it: a snapshot taken before the next entry reads it */
-            char sv[8];
-            jkey_be64(sv, S.info.tip_sum);
-            leveldb_put(S.db, S.wsync, KEY_META "tip_sum", strlen(KEY_META "tip_sum"), sv, 8, &lerr);
-            if (lerr)
-                return set_err(err, errlen, "cannot write the store", lerr);
-        }
-    }
-    S.info.max_epoch = meta_u64(KEY_META "max_epoch");
-    if (S.info.max_epoch < S.info.epoch)
-        S.info.max_epoch = S.info.epoch;
-    char lp = KEY_L;
-    uint64_t first = 0;
-    if (store_scan(&lp, 1, first_l, &first) < 0) {
-        snprintf(err, errlen, "cannot read the journal in %s", dir);
+    leveldb_iter_destroy(it);
+    leveldb_writebatch_put(S.wb, KEY_META "snapshot", strlen(KEY_META "snapshot"), "1", 1);
+    leveldb_write(S.db, S.wsync, S.wb, &lerr);
+    leveldb_writebatch_clear(S.wb);
+    if (lerr) {
+        snprintf(why, whylen, "index write failed: %s", lerr);
+        leveldb_free(lerr);
         return -EIO;
     }
-    S.info.first_lsn = first;
-    S.first_lsn = first;
-    __atomic_store_n(&S.first_lsn_shared, first, __ATOMIC_RELAXED);
-    S.last_lsn = S.info.applied_lsn;
-    S.done_lsn = S.reported_done = S.info.applied_lsn;
-    S.done_gen = S.reported_gen = 0;
-    if (S.retention == 0)
-        S.retention = 100000;
+    counters_free();
+    pthread_mutex_lock(&S.mu);
+    S.nsegs = 0;
+    pthread_mutex_unlock(&S.mu);
+    int rc = seglog_reset(why, whylen);
+    if (rc)
+        return rc;
+    segmeta(seglog_current(), true);
+    S.last_lsn = S.tip_epoch = S.tip_sum = S.max_seq = 0;
+    S.indexed_pos = S.checkpoint = (struct seg_pos){seglog_current(), SEG_HEADER_LEN};
     return 0;
 }
 
-const struct store_info *store_info(void)
+/* One run of the group: records written and synced, reported durable,
+ * applied to the index, reported indexed. A wipe ends a run. Returns the
+ * item the next run starts with. */
+static struct pending *run(struct pending *first, bool sync)
 {
-    return &S.info;
+    struct buf b = {0};
+    bool want_sync = false, index_sync = false, any_done = false;
+    uint64_t nentries = 0;
+    uint64_t done = 0, first_lsn = 0;
+    struct pending *p;
+    for (p = first; p && p->kind != P_WIPE; p = next_pending(p)) {
+        switch (p->kind) {
+        case P_ENTRY:
+        case P_RAW: {
+            p->at = seg_rec_begin(&b, p->kind == P_ENTRY ? REC_ENTRY : REC_PAIRS);
+            buf_append(&b, p->data, p->len);
+            seg_rec_end(&b, p->at);
+            if (p->kind == P_ENTRY) {
+                want_sync |= p->sync;
+                nentries++;
+                done = p->lsn;
+                any_done = true;
+                if (!first_lsn)
+                    first_lsn = p->lsn;
+            }
+            break;
+        }
+        case P_INSTALLED:
+            done = p->lsn;
+            any_done = true;
+            index_sync = true;
+            break;
+        case P_MAX_EPOCH:
+            index_sync = true;
+            break;
+        case P_WIPE:
+            break;
+        }
+    }
+    struct pending *stop = p;
+    char why[512];
+    struct seg_pos at = {0, 0};
+    if (buf_used(&b) > 0 && seglog_write(&b, S.lim.segment_bytes, &at, why, sizeof why) != 0) {
+        buf_free(&b);
+        fail(first_lsn, why);
+        return NULL;
+    }
+    S.unwritten -= buf_used(&b);
+    buf_free(&b);
+    if ((want_sync && sync) || index_sync) {
+        double t0 = mono_now();
+        if (seglog_sync(why, sizeof why) != 0) {
+            fail(first_lsn, why);
+            return NULL;
+        }
+        hist_add(&S.stats.fdatasync_us, (uint64_t)((mono_now() - t0) * 1e6));
+        if (nentries)
+            hist_add(&S.stats.group_entries, nentries);
+    }
+    if (any_done)
+        report_durable(done);
+    /* the index */
+    char *lerr = NULL;
+    for (p = first; p != stop; p = next_pending(p)) {
+        int rc = 0;
+        switch (p->kind) {
+        case P_ENTRY:
+        case P_RAW: {
+            uint64_t base = (uint64_t)at.off + p->at + SEG_REC_HEADER;
+            rc = apply_record(p->kind == P_ENTRY ? REC_ENTRY : REC_PAIRS, at.seg, base, p->data, p->len, &lerr);
+            S.indexed_pos = (struct seg_pos){at.seg, (uint32_t)(base + p->len)};
+            break;
+        }
+        case P_INSTALLED:
+            S.last_lsn = p->lsn;
+            S.tip_epoch = p->epoch;
+            S.tip_sum = p->sum;
+            leveldb_writebatch_delete(S.wb, KEY_META "snapshot", strlen(KEY_META "snapshot"));
+            break;
+        case P_MAX_EPOCH:
+            put_meta(KEY_META "max_epoch", p->epoch);
+            break;
+        case P_WIPE:
+            break;
+        }
+        if (rc) {
+            snprintf(why, sizeof why, "%s", lerr ? lerr : "a journal record is malformed");
+            if (lerr)
+                leveldb_free(lerr);
+            fail(p->lsn ? p->lsn : first_lsn, why);
+            return NULL;
+        }
+    }
+    if (batch_write(index_sync, &lerr) != 0) {
+        snprintf(why, sizeof why, "index write failed: %s", lerr);
+        leveldb_free(lerr);
+        fail(first_lsn, why);
+        return NULL;
+    }
+    pthread_mutex_lock(&S.mu);
+    S.indexed_lsn = S.last_lsn;
+    S.indexed_max_seq = S.max_seq;
+    bool tell = S.want_indexed;
+    S.want_indexed = false;
+    pthread_mutex_unlock(&S.mu);
+    if (tell && S.loop)
+        ev_async_send(S.loop, &S.async);
+    prune();
+    if (stop) {
+        /* a wipe */
+        if (wipe(why, sizeof why) != 0) {
+            fail(0, why);
+            return NULL;
+        }
+        pthread_mutex_lock(&S.mu);
+        S.done_lsn = S.indexed_lsn = 0;
+        S.done_gen++;
+        pthread_mutex_unlock(&S.mu);
+        return next_pending(stop);
+    }
+    return NULL;
 }
 
-void store_set_retention(uint64_t entries)
+static void *writer(void *arg)
+{
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    for (;;) {
+        bool idle = false;
+        struct pending *list = (struct pending *)handoff_wait_for(&S.q, CHECKPOINT_EVERY, &idle);
+        if (!list && idle) {
+            /* nothing written for a while: what can go now goes (a
+             * segment freed while producers wait for room) */
+            prune();
+            continue;
+        }
+        if (!list)
+            break; /* closed, everything written */
+        pthread_mutex_lock(&S.mu);
+        bool sync = S.sync;
+        bool failed = S.fail_lsn != 0;
+        pthread_mutex_unlock(&S.mu);
+        for (struct pending *p = list; p && !failed;)
+            p = run(p, sync);
+        handoff_done(&S.q);
+        while (list) {
+            struct pending *n = next_pending(list);
+            free(list->data);
+            free(list);
+            list = n;
+        }
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------ the loop's side */
+
+static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
 {
     pthread_mutex_lock(&S.mu);
-    S.retention = entries ? entries : 1;
+    uint64_t done = S.done_lsn, gen = S.done_gen, fail_at = S.fail_lsn, indexed = S.indexed_lsn;
+    bool freed = S.freed;
+    S.freed = false;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", S.fail_msg);
     pthread_mutex_unlock(&S.mu);
+    if (gen != S.reported_gen) {
+        S.reported_gen = gen;
+        S.reported_done = done;
+        if (S.done)
+            S.done(done);
+    }
+    if (indexed != S.reported_indexed || freed) {
+        S.reported_indexed = indexed;
+        if (S.indexed)
+            S.indexed(indexed);
+    }
+    if (fail_at && !S.reported_fail) {
+        S.reported_fail = true;
+        if (S.fail)
+            S.fail(fail_at, msg);
+    }
+}
+
+int store_start(struct ev_loop *loop, bool sync, store_done_fn done, store_fail_fn failed, char *err,
+                size_t errlen)
+{
+    S.loop = loop;
+    S.sync = sync;
+    S.done = done;
+    S.fail = failed;
+    ev_async_init(&S.async, async_cb);
+    ev_async_start(loop, &S.async);
+    int rc = pthread_create(&S.th, NULL, writer, NULL);
+    if (rc) {
+        snprintf(err, errlen, "cannot start the store thread: %s", strerror(rc));
+        return -rc;
+    }
+    S.running = true;
+    return 0;
+}
+
+void store_on_indexed(store_indexed_fn fn)
+{
+    S.indexed = fn;
+}
+
+static void chain(enum pending_kind kind, uint64_t lsn, uint64_t epoch, uint64_t sum, char *data, size_t len,
+                  bool sync)
+{
+    struct pending *p = calloc(1, sizeof *p);
+    if (!p)
+        abort();
+    p->kind = kind;
+    p->lsn = lsn;
+    p->epoch = epoch;
+    p->sum = sum;
+    p->data = data;
+    p->len = len;
+    p->sync = sync;
+    if (kind == P_ENTRY || kind == P_RAW)
+        S.unwritten += len + SEG_REC_HEADER;
+    if (S.chain_tail)
+        S.chain_tail->node.next = &p->node;
+    else
+        S.chain = p;
+    S.chain_tail = p;
+}
+
+void store_kick(void)
+{
+    if (!S.chain)
+        return;
+    struct pending *first = S.chain, *last = S.chain_tail;
+    S.chain = S.chain_tail = NULL;
+    handoff_push_chain(&S.q, &first->node, &last->node);
+}
+
+void store_append(uint64_t lsn, char *data, size_t len, bool sync)
+{
+    chain(P_ENTRY, lsn, 0, 0, data, len, sync);
+    S.last_appended_lsn = lsn;
+}
+
+void store_wipe(void)
+{
+    chain(P_WIPE, 0, 0, 0, NULL, 0, true);
+    store_kick();
+}
+
+void store_put_raw(const char *pairs, size_t len)
+{
+    char *copy = malloc(len ? len : 1);
+    if (!copy)
+        abort();
+    memcpy(copy, pairs, len);
+    chain(P_RAW, 0, 0, 0, copy, len, false);
+}
+
+void store_snapshot_installed(uint64_t lsn, uint64_t epoch, uint64_t sum)
+{
+    chain(P_INSTALLED, lsn, epoch, sum, NULL, 0, true);
+    store_kick();
+}
+
+void store_set_max_epoch(uint64_t epoch)
+{
+    if (epoch > S.info.max_epoch)
+        S.info.max_epoch = epoch;
+    chain(P_MAX_EPOCH, 0, epoch, 0, NULL, 0, true);
+    if (S.running)
+        store_kick();
 }
 
 void store_set_prune_floor(uint64_t lsn)
@@ -360,369 +1108,419 @@ uint64_t store_durable_lsn(void)
     return S.reported_done;
 }
 
-/* ------------------------------------------------------------ the writer */
-
-struct wctx {
-    leveldb_writebatch_t *b;
-    char *err;
-};
-
-static void w_put(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
-{
-    leveldb_writebatch_put(((struct wctx *)ctx)->b, k, kl, v, vl);
-}
-
-static void w_del(void *ctx, const char *k, size_t kl)
-{
-    leveldb_writebatch_delete(((struct wctx *)ctx)->b, k, kl);
-}
-
-struct batch_scan {
-    const char *p;
-    size_t pl;
-    leveldb_writebatch_t *dels;
-};
-
-static void bs_put(void *state, const char *k, size_t kl, const char *v, size_t vl)
-{
-    struct batch_scan *s = state;
-    if (kl >= s->pl && memcmp(k, s->p, s->pl) == 0)
-        leveldb_writebatch_delete(s->dels, k, kl);
-}
-
-static void bs_del(void *state, const char *k, size_t kl)
-{
-}
-
-/* Every key with the prefix: those already written (the batch was flushed
- * before an entry with a range op) and those this entry put earlier. */
-static void w_del_prefix(void *ctx, const char *p, size_t pl)
-{
-    struct wctx *w = ctx;
-    leveldb_iterator_t *it = leveldb_create_iterator(S.db, S.ropt);
-    for (leveldb_iter_seek(it, p, pl); leveldb_iter_valid(it); leveldb_iter_next(it)) {
-        size_t kl;
-        const char *k = leveldb_iter_key(it, &kl);
-        if (kl < pl || memcmp(k, p, pl) != 0)
-            break;
-        leveldb_writebatch_delete(w->b, k, kl);
-    }
-    leveldb_iter_destroy(it);
-    struct batch_scan bs = {p, pl, leveldb_writebatch_create()};
-    leveldb_writebatch_iterate(w->b, &bs, bs_put, bs_del);
-    leveldb_writebatch_append(w->b, bs.dels);
-    leveldb_writebatch_destroy(bs.dels);
-}
-
-static int has_range_op(void *ctx, const struct journal_op_view *op)
-{
-    if (op->type == JOP_PURGE || op->type == JOP_SUB_DELETE)
-        *(bool *)ctx = true;
-    return 0;
-}
-
-static bool entry_has_range_op(const char *data, size_t len)
-{
-    struct journal_entry e;
-    bool yes = false;
-    if (journal_decode(data, len, &e) == 0 && journal_foreach_op(&e, has_range_op, &yes) != 0)
-        return false;
-    return yes;
-}
-
-static void prune(leveldb_writebatch_t *b)
-{
-    uint64_t keep = S.retention;
-    if (S.first_lsn == 0 || S.last_lsn < S.first_lsn || S.last_lsn - S.first_lsn + 1 <= keep)
-        return;
-    uint64_t upto = S.last_lsn - keep + 1; /* first lsn kept */
-    if (S.prune_floor && upto > S.prune_floor)
-        upto = S.prune_floor;
-    if (upto > S.first_lsn + MAX_PRUNE_PER_BATCH)
-        upto = S.first_lsn + MAX_PRUNE_PER_BATCH;
-    for (uint64_t l = S.first_lsn; l < upto; l++) {
-        char k[9];
-        jkey_l(k, l);
-        leveldb_writebatch_delete(b, k, sizeof k);
-    }
-    if (upto > S.first_lsn) {
-        S.first_lsn = upto;
-        __atomic_store_n(&S.first_lsn_shared, upto, __ATOMIC_RELAXED);
-    }
-}
-
-/* Apply one non-entry item to the batch; returns the lsn it completes (0 if none). */
-static uint64_t apply_special(struct pending *p, leveldb_writebatch_t *b, char **lerr)
-{
-    switch (p->kind) {
-    case P_WIPE: {
-        leveldb_write(S.db, S.wnosync, b, lerr); /* what came before the wipe */
-        leveldb_writebatch_clear(b);
-        if (*lerr)
-            return 0;
-        leveldb_iterator_t *it = leveldb_create_iterator(S.db, S.ropt);
-        for (leveldb_iter_seek_to_first(it); leveldb_iter_valid(it); leveldb_iter_next(it)) {
-            size_t kl;
-            const char *k = leveldb_iter_key(it, &kl);
-            if (!keep_on_wipe(k, kl))
-                leveldb_writebatch_delete(b, k, kl);
-        }
-        leveldb_iter_destroy(it);
-        leveldb_writebatch_put(b, KEY_META "snapshot", strlen(KEY_META "snapshot"), "1", 1);
-        S.first_lsn = S.last_lsn = 0;
-        __atomic_store_n(&S.first_lsn_shared, 0, __ATOMIC_RELAXED);
-        return 0;
-    }
-    case P_RAW: {
-        const char *q = p->data, *end = p->data + p->len;
-        while (end - q >= 8) {
-            const uint8_t *u = (const uint8_t *)q;
-            uint32_t a = (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
-            if ((size_t)(end - q) < 4 + (size_t)a + 4)
-                break;
-            const char *k = q + 4;
-            u = (const uint8_t *)(k + a);
-            uint32_t c = (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
-            if ((size_t)(end - k - a - 4) < c)
-                break;
-            leveldb_writebatch_put(b, k, a, k + a + 4, c);
-            q = k + a + 4 + c;
-        }
-        return 0;
-    }
-    case P_INSTALLED: {
-        char v[8];
-        jkey_be64(v, p->lsn);
-        leveldb_writebatch_put(b, KEY_META "applied_lsn", strlen(KEY_META "applied_lsn"), v, 8);
-        jkey_be64(v, p->epoch);
-        leveldb_writebatch_put(b, KEY_META "epoch", strlen(KEY_META "epoch"), v, 8);
-        jkey_be64(v, p->sum);
-        leveldb_writebatch_put(b, KEY_META "tip_sum", strlen(KEY_META "tip_sum"), v, 8);
-        leveldb_writebatch_delete(b, KEY_META "snapshot", strlen(KEY_META "snapshot"));
-        S.last_lsn = p->lsn;
-        return p->lsn;
-    }
-    case P_MAX_EPOCH: {
-        char v[8];
-        jkey_be64(v, p->epoch);
-        leveldb_writebatch_put(b, KEY_META "max_epoch", strlen(KEY_META "max_epoch"), v, 8);
-        return 0;
-    }
-    case P_ENTRY:
-        break;
-    }
-    return 0;
-}
-
-static void *writer(void *arg)
-{
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL);
-    for (;;) {
-        pthread_mutex_lock(&S.mu);
-        while (!S.head && !S.stop)
-            pthread_cond_wait(&S.cv, &S.mu);
-        struct pending *list = S.head;
-        S.head = S.tail = NULL;
-        S.busy = list != NULL;
-        bool stop = S.stop, sync = S.sync;
-        bool failed = S.fail_lsn != 0;
-        pthread_mutex_unlock(&S.mu);
-        if (!list && stop)
-            break;
-
-        struct wctx w = {leveldb_writebatch_create(), NULL};
-        struct journal_sink sink = {w_put, w_del, w_del_prefix, &w, !S.keep_journal};
-        bool want_sync = false;
-        for (struct pending *p = list; p; p = p->next)
-            want_sync |= p->sync;
-        char *lerr = NULL;
-        uint64_t first = 0, done = 0;
-        bool any_done = false;
-        char why[512] = "";
-        for (struct pending *p = list; p && !failed && !lerr; p = p->next) {
-            if (p->kind != P_ENTRY) {
-                uint64_t l = apply_special(p, w.b, &lerr);
-                if (p->kind == P_INSTALLED) {
-                    done = l;
-                    any_done = true;
-                }
-                continue;
-            }
-            if (!first)
-                first = p->lsn;
-            if (entry_has_range_op(p->data, p->len)) {
-                leveldb_write(S.db, S.wnosync, w.b, &lerr);
-                leveldb_writebatch_clear(w.b);
-                if (lerr)
-                    break;
-            }
-            if (journal_apply(p->data, p->len, &sink) != 0) {
-                snprintf(why, sizeof why, "journal entry %llu is malformed", (unsigned long long)p->lsn);
-                failed = true;
-                break;
-            }
-            if (S.first_lsn == 0) {
-                S.first_lsn = p->lsn;
-                __atomic_store_n(&S.first_lsn_shared, p->lsn, __ATOMIC_RELAXED);
-            }
-            S.last_lsn = done = p->lsn;
-            any_done = true;
-        }
-        if (!lerr && !failed) {
-            pthread_mutex_lock(&S.mu);
-            prune(w.b);
-            pthread_mutex_unlock(&S.mu);
-            leveldb_write(S.db, sync && want_sync ? S.wsync : S.wnosync, w.b, &lerr);
-        }
-        leveldb_writebatch_destroy(w.b);
-        if (lerr) {
-            snprintf(why, sizeof why, "LevelDB write failed: %s", lerr);
-            leveldb_free(lerr);
-            failed = true;
-        }
-        pthread_mutex_lock(&S.mu);
-        if (failed) {
-            if (!S.fail_lsn) {
-                S.fail_lsn = first ? first : S.done_lsn + 1;
-                snprintf(S.fail_msg, sizeof S.fail_msg, "%s", why[0] ? why : "the store failed earlier");
-            }
-        } else if (any_done) {
-            S.done_lsn = done;
-            S.done_gen++;
-        }
-        S.busy = false;
-        pthread_mutex_unlock(&S.mu);
-        while (list) {
-            struct pending *n = list->next;
-            free(list->data);
-            free(list);
-            list = n;
-        }
-        if (S.loop)
-            ev_async_send(S.loop, &S.async);
-    }
-    return NULL;
-}
-
-static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
+uint64_t store_indexed_lsn(void)
 {
     pthread_mutex_lock(&S.mu);
-    uint64_t done = S.done_lsn, gen = S.done_gen, fail = S.fail_lsn;
-    char msg[512];
-    snprintf(msg, sizeof msg, "%s", S.fail_msg);
+    uint64_t i = S.indexed_lsn;
+    if (i < S.last_appended_lsn)
+        S.want_indexed = true;
     pthread_mutex_unlock(&S.mu);
-    if (gen != S.reported_gen) {
-        S.reported_gen = gen;
-        S.reported_done = done;
-        if (S.done)
-            S.done(done);
-    }
-    if (fail && !S.reported_fail) {
-        S.reported_fail = true;
-        if (S.fail)
-            S.fail(fail, msg);
-    }
+    return i;
 }
 
-int store_start(struct ev_loop *loop, bool sync, store_done_fn done, store_fail_fn fail, char *err,
-                size_t errlen)
+uint64_t store_max_seq(void)
 {
-    S.loop = loop;
-    S.sync = sync;
-    S.done = done;
-    S.fail = fail;
-    ev_async_init(&S.async, async_cb);
-    ev_async_start(loop, &S.async);
-    int rc = pthread_create(&S.th, NULL, writer, NULL);
-    if (rc) {
-        snprintf(err, errlen, "cannot start the store thread: %s", strerror(rc));
-        return -rc;
-    }
-    S.running = true;
-    return 0;
-}
-
-static void enqueue_sum(enum pending_kind kind, uint64_t lsn, uint64_t epoch, uint64_t sum, char *data, size_t len,
-                        bool sync)
-{
-    struct pending *p = malloc(sizeof *p);
-    if (!p)
-        abort();
-    p->sync = sync;
-    p->kind = kind;
-    p->lsn = lsn;
-    p->epoch = epoch;
-    p->sum = sum;
-    p->data = data;
-    p->len = len;
-    p->next = NULL;
     pthread_mutex_lock(&S.mu);
-    if (S.tail)
-        S.tail->next = p;
-    else
-        S.head = p;
-    S.tail = p;
-    pthread_cond_signal(&S.cv);
+    uint64_t seq = S.indexed_max_seq;
     pthread_mutex_unlock(&S.mu);
+    return seq;
 }
 
-static void enqueue(enum pending_kind kind, uint64_t lsn, uint64_t epoch, char *data, size_t len, bool sync)
+void store_poll_indexed(void)
 {
-    enqueue_sum(kind, lsn, epoch, 0, data, len, sync);
-}
-
-void store_append(uint64_t lsn, char *data, size_t len, bool sync)
-{
-    enqueue(P_ENTRY, lsn, 0, data, len, sync);
-}
-
-void store_set_keep_journal(bool keep)
-{
-    S.keep_journal = keep;
+    uint64_t i = store_indexed_lsn(); /* asks the writer to tell when it is behind */
+    if (i != S.reported_indexed) {
+        S.reported_indexed = i;
+        if (S.indexed)
+            S.indexed(i);
+    }
 }
 
 bool store_drained(void)
 {
-    pthread_mutex_lock(&S.mu);
-    bool drained = !S.head && !S.busy;
-    pthread_mutex_unlock(&S.mu);
-    return drained;
+    return !S.chain && handoff_idle(&S.q);
 }
 
-void store_wipe(void)
-{
-    enqueue(P_WIPE, 0, 0, NULL, 0, true);
-}
-
-void store_put_raw(const char *pairs, size_t len)
-{
-    char *copy = malloc(len ? len : 1);
-    if (!copy)
-        abort();
-    memcpy(copy, pairs, len);
-    enqueue(P_RAW, 0, 0, copy, len, false);
-}
-
-void store_snapshot_installed(uint64_t lsn, uint64_t epoch, uint64_t sum)
-{
-    enqueue_sum(P_INSTALLED, lsn, epoch, sum, NULL, 0, true);
-}
-
-void store_set_max_epoch(uint64_t epoch)
-{
-    if (epoch > S.info.max_epoch)
-        S.info.max_epoch = epoch;
-    enqueue(P_MAX_EPOCH, 0, epoch, NULL, 0, true);
-}
-
+/* The first entry of the log's unbroken tail: a segment kept only for
+ * the messages still pending in it, before a gap, holds entries no
+ * replica can stream from. */
 uint64_t store_first_lsn(void)
 {
-    return __atomic_load_n(&S.first_lsn_shared, __ATOMIC_RELAXED);
+    uint64_t first = 0, next = 0;
+    pthread_mutex_lock(&S.mu);
+    for (size_t i = S.nsegs; i-- > 0;) {
+        const struct segmeta *m = &S.segs[i];
+        if (!m->first_lsn)
+            continue;
+        if (next && m->last_lsn + 1 != next)
+            break;
+        first = next = m->first_lsn;
+    }
+    pthread_mutex_unlock(&S.mu);
+    return first;
 }
 
-/* ------------------------------------------------------------ master side reads */
+uint64_t store_bytes(void)
+{
+    uint64_t idx = 0;
+    if (S.db) {
+        const char *start = "", *limit = "\xff\xff\xff\xff";
+        size_t sl = 0, ll = 4;
+        leveldb_approximate_sizes(S.db, 1, &start, &sl, &limit, &ll, &idx);
+    }
+    return seglog_bytes() + idx + S.unwritten;
+}
+
+const struct store_info *store_info(void)
+{
+    return &S.info;
+}
+
+/* ------------------------------------------------------------ open, replay, close */
+
+static int any_key(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
+{
+    *(bool *)ctx = true;
+    return 1;
+}
+
+static int open_index(const char *dir, char *err, size_t errlen)
+{
+    S.opt = leveldb_options_create();
+    leveldb_options_set_create_if_missing(S.opt, 1);
+    leveldb_options_set_paranoid_checks(S.opt, 1);
+    leveldb_options_set_write_buffer_size(S.opt, 16 << 20);
+    /* index records are small and short-lived: compressing them costs
+     * more than it saves */
+    leveldb_options_set_compression(S.opt, leveldb_no_compression);
+    S.cache = leveldb_cache_create_lru(32 << 20);
+    leveldb_options_set_cache(S.opt, S.cache);
+    S.filter = leveldb_filterpolicy_create_bloom(10);
+    leveldb_options_set_filter_policy(S.opt, S.filter);
+    S.ropt = leveldb_readoptions_create();
+    S.wsync = leveldb_writeoptions_create();
+    leveldb_writeoptions_set_sync(S.wsync, 1);
+    S.wnosync = leveldb_writeoptions_create();
+    leveldb_writeoptions_set_sync(S.wnosync, 0);
+    char *lerr = NULL;
+    S.db = leveldb_open(S.opt, dir, &lerr);
+    if (S.db)
+        return 0;
+    if (lerr && strstr(lerr, "lock")) {
+        snprintf(err, errlen, "the store %s is in use by another process (is another stompd running with this "
+                              "broker.data_dir?): %s", S.dir, lerr);
+        leveldb_free(lerr);
+        return -EBUSY;
+    }
+    if (lerr && strstr(lerr, "orruption")) {
+        snprintf(err, errlen, "the store %s is corrupt (%s); restore it from a replica or a backup, or move it "
+                              "away to start empty", S.dir, lerr);
+        leveldb_free(lerr);
+        return -EIO;
+    }
+    return set_err(err, errlen, dir, lerr);
+}
+
+/* A new store's identity, written synchronously. */
+static int init_identity(char *err, size_t errlen)
+{
+    char id[40];
+    FILE *ur = fopen("/dev/urandom", "r");
+    unsigned char rnd[8] = {0};
+    if (!ur || fread(rnd, 1, sizeof rnd, ur) != sizeof rnd) {
+        if (ur)
+            fclose(ur);
+        snprintf(err, errlen, "cannot read /dev/urandom for the node id");
+        return -EIO;
+    }
+    fclose(ur);
+    snprintf(id, sizeof id, "%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5],
+             rnd[6], rnd[7]);
+    char *lerr = NULL;
+    leveldb_writebatch_t *b = leveldb_writebatch_create();
+    leveldb_writebatch_put(b, FORMAT_KEY, strlen(FORMAT_KEY), FORMAT_VALUE, strlen(FORMAT_VALUE));
+    leveldb_writebatch_put(b, KEY_META "node_id", strlen(KEY_META "node_id"), id, strlen(id));
+    leveldb_write(S.db, S.wsync, b, &lerr);
+    leveldb_writebatch_destroy(b);
+    if (lerr)
+        return set_err(err, errlen, "cannot initialise the store", lerr);
+    S.info.created = true;
+    return 0;
+}
+
+/* Apply the log's records past the index's position: those written
+ * before a crash but not yet indexed. A torn record at the very end (a
+ * write cut short) is cut off; anywhere else it is corruption. */
+static int replay(char *err, size_t errlen)
+{
+    struct seg_iter it;
+    seg_iter_init(&it, S.indexed_pos);
+    uint64_t n = 0;
+    int rc;
+    char *lerr = NULL;
+    S.replaying = true;
+    while ((rc = seg_iter_next(&it)) > 0) {
+        if (it.type == REC_ENTRY) {
+            struct journal_entry e;
+            if (journal_decode(buf_head(&it.data), buf_used(&it.data), &e) != 0 ||
+                (S.last_lsn && e.lsn != S.last_lsn + 1)) {
+                snprintf(err, errlen, "the store's log has a bad entry at segment %08" PRIx32 " offset %" PRIu32
+                                      " (after lsn %" PRIu64 "): restore the store from a replica or a backup",
+                         it.at.seg, it.at.off, S.last_lsn);
+                rc = -EIO;
+                break;
+            }
+        }
+        uint64_t base = (uint64_t)it.at.off + SEG_REC_HEADER;
+        if (apply_record(it.type, it.at.seg, base, buf_head(&it.data), buf_used(&it.data), &lerr) != 0) {
+            snprintf(err, errlen, "cannot replay the store's log at segment %08" PRIx32 " offset %" PRIu32 ": %s",
+                     it.at.seg, it.at.off, lerr ? lerr : "malformed record");
+            if (lerr)
+                leveldb_free(lerr);
+            rc = -EIO;
+            break;
+        }
+        S.indexed_pos = it.pos;
+        if (++n % 4096 == 0 && batch_write(false, &lerr) != 0) {
+            rc = set_err(err, errlen, "index write failed", lerr);
+            break;
+        }
+    }
+    S.replaying = false;
+    if (rc == 0 && it.torn) {
+        if (it.pos.seg != seglog_current()) {
+            snprintf(err, errlen, "the store's log segment %08" PRIx32 " is damaged at offset %" PRIu32 " (not at "
+                                  "the end of the log): restore the store from a replica or a backup",
+                     it.pos.seg, it.pos.off);
+            rc = -EIO;
+        } else {
+            log_warn("store: the log ended in a record written only in part (segment %08" PRIx32 ", offset %" PRIu32
+                     "): cut off", it.pos.seg, it.pos.off);
+            seglog_truncate(it.pos.seg, it.pos.off);
+        }
+    }
+    seg_iter_free(&it);
+    if (rc == 0 && n)
+        log_info("store: %" PRIu64 " log records applied to the index at start (up to lsn %" PRIu64 ")", n, S.last_lsn);
+    if (rc == 0 && batch_write(true, &lerr) != 0)
+        rc = set_err(err, errlen, "index write failed", lerr);
+    return rc;
+}
+
+static int open_v2(char *err, size_t errlen)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/index", S.dir);
+    int rc = mkdir_p(path);
+    if (rc) {
+        snprintf(err, errlen, "cannot create %s: %s", path, strerror(-rc));
+        return rc;
+    }
+    if ((rc = open_index(path, err, errlen)) != 0)
+        return rc;
+    char *v;
+    size_t vl;
+    rc = idx_get(FORMAT_KEY, strlen(FORMAT_KEY), &v, &vl);
+    if (rc == 0) {
+        bool ok = vl == strlen(FORMAT_VALUE) && memcmp(v, FORMAT_VALUE, vl) == 0;
+        if (!ok)
+            snprintf(err, errlen, "the store %s has format '%.*s'; this stompd reads '%s'", S.dir, (int)vl, v,
+                     FORMAT_VALUE);
+        free(v);
+        if (!ok)
+            return -EINVAL;
+    } else if (rc == -ENOENT) {
+        bool nonempty = false;
+        if (store_scan("", 0, any_key, &nonempty) < 0 || nonempty) {
+            snprintf(err, errlen, "%s holds a LevelDB database that is not a stompd store index", path);
+            return -EINVAL;
+        }
+        if ((rc = init_identity(err, errlen)) != 0)
+            return rc;
+    } else {
+        snprintf(err, errlen, "cannot read the store %s", S.dir);
+        return rc;
+    }
+    if (idx_get(KEY_META "node_id", strlen(KEY_META "node_id"), &v, &vl) == 0) {
+        snprintf(S.info.node_id, sizeof S.info.node_id, "%.*s", (int)vl, v);
+        free(v);
+    }
+    S.wb = leveldb_writebatch_create();
+    snprintf(path, sizeof path, "%s/log", S.dir);
+    if ((rc = seglog_open(path, err, errlen)) != 0)
+        return rc;
+    bool interrupted = idx_get(KEY_META "snapshot", strlen(KEY_META "snapshot"), &v, &vl) == 0;
+    if (interrupted) {
+        free(v);
+        log_warn("store %s: an interrupted snapshot install left it incomplete; starting empty", S.dir);
+        if ((rc = wipe(err, errlen)) != 0)
+            return rc;
+        char *lerr = NULL;
+        leveldb_delete(S.db, S.wsync, KEY_META "snapshot", strlen(KEY_META "snapshot"), &lerr);
+        if (lerr)
+            return set_err(err, errlen, "cannot write the store", lerr);
+    }
+    if (store_scan(KEY_SEG, strlen(KEY_SEG), load_segmeta, NULL) < 0) {
+        snprintf(err, errlen, "cannot read the store %s", S.dir);
+        return -EIO;
+    }
+    /* the segments the log has: metadata of gone ones is dropped */
+    uint32_t ids[4096];
+    size_t nids = seglog_ids(ids, 4096);
+    for (size_t i = 0; i < S.nsegs;) {
+        bool present = false;
+        for (size_t j = 0; j < nids && j < 4096; j++)
+            present |= ids[j] == S.segs[i].id;
+        if (present) {
+            i++;
+            continue;
+        }
+        char k[9];
+        segmeta_key(k, S.segs[i].id);
+        leveldb_writebatch_delete(S.wb, k, 9);
+        memmove(&S.segs[i], &S.segs[i + 1], (S.nsegs - i - 1) * sizeof *S.segs);
+        S.nsegs--;
+    }
+    for (size_t j = 0; j < nids && j < 4096; j++)
+        segmeta(ids[j], true);
+    S.last_lsn = meta_u64(KEY_META "indexed_lsn");
+    S.max_seq = meta_u64(KEY_META "max_seq");
+    S.tip_epoch = meta_u64(KEY_META "epoch");
+    S.tip_sum = meta_u64(KEY_META "tip_sum");
+    S.indexed_pos = (struct seg_pos){nids ? ids[0] : 1, SEG_HEADER_LEN};
+    if (idx_get(KEY_META "indexed_pos", strlen(KEY_META "indexed_pos"), &v, &vl) == 0) {
+        if (vl == 8)
+            S.indexed_pos = (struct seg_pos){get_be32(v), get_be32(v + 4)};
+        free(v);
+    }
+    /* The index says how far the log reached: a log that ends before that
+     * lost its tail (truncated, or a lost file), and serving from it
+     * would silently drop acknowledged messages. */
+    bool have_seg = false;
+    for (size_t j = 0; j < nids && j < 4096; j++)
+        have_seg |= ids[j] == S.indexed_pos.seg;
+    char segpath[4200];
+    struct stat st;
+    snprintf(segpath, sizeof segpath, "%s/log/%08" PRIx32 ".log", S.dir, S.indexed_pos.seg);
+    if (S.last_lsn && (!have_seg || stat(segpath, &st) != 0 || (uint64_t)st.st_size < S.indexed_pos.off)) {
+        snprintf(err, errlen, "the store %s is missing part of its log: its index has entries up to lsn %" PRIu64
+                              " in segment %08" PRIx32 " up to offset %" PRIu32 ", but that segment is %s. Restore "
+                              "this node from a replica (move %s away and start it as a slave) or a backup",
+                 S.dir, S.last_lsn, S.indexed_pos.seg, S.indexed_pos.off, have_seg ? "shorter" : "gone", S.dir);
+        return -EIO;
+    }
+    S.checkpoint = S.indexed_pos;
+    if ((rc = replay(err, errlen)) != 0)
+        return rc;
+    S.info.applied_lsn = S.last_lsn;
+    S.info.epoch = S.tip_epoch;
+    S.info.tip_sum = S.tip_sum;
+    S.info.max_epoch = meta_u64(KEY_META "max_epoch");
+    if (S.info.max_epoch < S.info.epoch)
+        S.info.max_epoch = S.info.epoch;
+    S.info.first_lsn = store_first_lsn();
+    S.info.max_seq = S.max_seq;
+    S.done_lsn = S.reported_done = S.indexed_lsn = S.reported_indexed = S.last_lsn;
+    S.indexed_max_seq = S.max_seq;
+    S.last_appended_lsn = S.last_lsn;
+    return 0;
+}
+
+static int migrate_v1(const char *v1dir, char *err, size_t errlen);
+
+int store_open(const char *dir, const struct store_limits *lim, char *err, size_t errlen)
+{
+    memset(&S.info, 0, sizeof S.info);
+    S.lim = *lim;
+    if (!S.lim.segment_bytes)
+        S.lim.segment_bytes = 64u << 20;
+    if (!S.lim.retention)
+        S.lim.retention = 100000;
+    handoff_init(&S.q);
+    S.opened = true;
+    S.fail_lsn = 0;
+    S.fail_msg[0] = '\0';
+    S.reported_fail = false;
+    S.prune_floor = 0;
+    S.npins = 0;
+    S.nsegs = 0;
+    S.done_gen = S.reported_gen = 0;
+    S.checkpoint_at = 0;
+    snprintf(S.dir, sizeof S.dir, "%s", dir);
+    int rc = mkdir_p(dir);
+    if (rc) {
+        snprintf(err, errlen, "cannot create %s: %s", dir, strerror(-rc));
+        return rc;
+    }
+    char v1[4200];
+    struct stat st;
+    snprintf(v1, sizeof v1, "%s/CURRENT", dir);
+    if (stat(v1, &st) == 0) {
+        /* a format-1 store: LevelDB directly in dir */
+        snprintf(v1, sizeof v1, "%s.v1", dir);
+        if (rename(dir, v1) != 0 || mkdir_p(dir) != 0) {
+            snprintf(err, errlen, "cannot move the format-1 store %s aside to convert it: %s", dir, strerror(errno));
+            return -EIO;
+        }
+    } else {
+        snprintf(v1, sizeof v1, "%s.v1/CURRENT", dir);
+        if (stat(v1, &st) == 0)
+            snprintf(v1, sizeof v1, "%s.v1", dir); /* a conversion was interrupted: again */
+        else
+            v1[0] = '\0';
+    }
+    rc = open_v2(err, errlen);
+    if (rc == 0 && v1[0])
+        rc = migrate_v1(v1, err, errlen);
+    return rc;
+}
+
+void store_close(void)
+{
+    store_kick();
+    if (S.running) {
+        handoff_close(&S.q);
+        pthread_join(S.th, NULL);
+        S.running = false;
+        ev_async_stop(S.loop, &S.async);
+        S.loop = NULL;
+    }
+    struct pending *p = S.opened ? (struct pending *)handoff_take(&S.q) : NULL;
+    while (p) {
+        struct pending *n = next_pending(p);
+        free(p->data);
+        free(p);
+        p = n;
+    }
+    if (S.wb) {
+        leveldb_writebatch_destroy(S.wb);
+        S.wb = NULL;
+    }
+    grouped_clear();
+    counters_free();
+    if (S.db) {
+        leveldb_close(S.db);
+        S.db = NULL;
+    }
+    if (S.opt) {
+        leveldb_options_destroy(S.opt);
+        leveldb_cache_destroy(S.cache);
+        leveldb_filterpolicy_destroy(S.filter);
+        leveldb_readoptions_destroy(S.ropt);
+        leveldb_writeoptions_destroy(S.wsync);
+        leveldb_writeoptions_destroy(S.wnosync);
+        S.opt = NULL;
+    }
+    seglog_close();
+    free(S.segs);
+    S.segs = NULL;
+    S.nsegs = S.capsegs = 0;
+    if (S.opened)
+        handoff_destroy(&S.q);
+    S.opened = false;
+}
+
+/* ------------------------------------------------------------ the master's reads */
 
 struct store_snapshot {
     const leveldb_snapshot_t *snap;
@@ -750,13 +1548,17 @@ struct store_snapshot *store_snapshot_open(uint64_t *lsn, uint64_t *epoch, uint6
     struct store_snapshot *s = calloc(1, sizeof *s);
     if (!s)
         abort();
+    /* no segment goes while a snapshot reads messages from them */
+    pthread_mutex_lock(&S.mu);
+    S.npins++;
+    pthread_mutex_unlock(&S.mu);
     s->snap = leveldb_create_snapshot(S.db);
     s->ro = leveldb_readoptions_create();
     leveldb_readoptions_set_snapshot(s->ro, s->snap);
     leveldb_readoptions_set_fill_cache(s->ro, 0);
-    /* meta keys are written in the batch of the entry they describe, so
-     * reading them through the snapshot says exactly where it stands */
-    *lsn = snap_u64(s->ro, KEY_META "applied_lsn");
+    /* the position is written in the batch of the state it describes, so
+     * reading it through the snapshot says exactly where it stands */
+    *lsn = snap_u64(s->ro, KEY_META "indexed_lsn");
     *epoch = snap_u64(s->ro, KEY_META "epoch");
     *sum = snap_u64(s->ro, KEY_META "tip_sum");
     s->it = leveldb_create_iterator(S.db, s->ro);
@@ -766,7 +1568,8 @@ struct store_snapshot *store_snapshot_open(uint64_t *lsn, uint64_t *epoch, uint6
 
 static void put_u32(struct buf *b, uint32_t v)
 {
-    char x[4] = {(char)(v >> 24), (char)(v >> 16), (char)(v >> 8), (char)v};
+    char x[4];
+    be32(x, v);
     buf_append(b, x, 4);
 }
 
@@ -778,10 +1581,24 @@ uint32_t store_snapshot_next(struct store_snapshot *s, struct buf *out, size_t m
         size_t kl, vl;
         const char *k = leveldb_iter_key(s->it, &kl);
         const char *v = leveldb_iter_value(s->it, &vl);
-        /* the journal and this node's meta are not state: the slave
-         * writes its own position when the snapshot is complete */
-        bool skip = (kl > 0 && k[0] == KEY_L) || (kl >= strlen(KEY_META) && memcmp(k, KEY_META, strlen(KEY_META)) == 0);
-        if (!skip) {
+        /* this node's own bookkeeping (meta, segments, counters) is not
+         * state: the slave writes its own */
+        bool skip = kl == 0 || k[0] == '!' || k[0] == KEY_C;
+        struct store_msgref r;
+        if (!skip && is_msg_key(k, kl) && loc_decode(v, vl, &r)) {
+            /* the message itself goes: the slave keeps it in its own log */
+            put_u32(out, (uint32_t)kl);
+            buf_append(out, k, kl);
+            put_u32(out, r.len);
+            buf_reserve(out, r.len);
+            if (seglog_read(r.pos, out->data + out->len, r.len) != 0) {
+                log_err("store: snapshot: cannot read the message of a key from log segment %08" PRIx32, r.pos.seg);
+                out->len -= kl + 8;
+            } else {
+                out->len += r.len;
+                n++;
+            }
+        } else if (!skip) {
             put_u32(out, (uint32_t)kl);
             buf_append(out, k, kl);
             put_u32(out, (uint32_t)vl);
@@ -790,6 +1607,9 @@ uint32_t store_snapshot_next(struct store_snapshot *s, struct buf *out, size_t m
         }
         leveldb_iter_next(s->it);
     }
+    /* an end of chunk with pairs still to come never returns 0 */
+    if (n == 0 && leveldb_iter_valid(s->it))
+        return store_snapshot_next(s, out, max_bytes);
     return n;
 }
 
@@ -801,80 +1621,378 @@ void store_snapshot_close(struct store_snapshot *s)
     leveldb_readoptions_destroy(s->ro);
     leveldb_release_snapshot(S.db, s->snap);
     free(s);
+    pthread_mutex_lock(&S.mu);
+    S.npins--;
+    pthread_mutex_unlock(&S.mu);
+}
+
+/* Readers of entries for replicas keep where they stopped, so a slave
+ * catching up reads the log sequentially. */
+static struct {
+    uint64_t next_lsn;
+    struct seg_pos pos;
+    uint64_t used;
+} cursors[4];
+static uint64_t cursor_clock;
+
+/* Where to start reading for lsn: a cursor that stopped there, or the
+ * start of the segment holding it. */
+static bool entry_start(uint64_t lsn, struct seg_pos *pos)
+{
+    for (int i = 0; i < 4; i++) {
+        if (cursors[i].next_lsn == lsn && lsn) {
+            *pos = cursors[i].pos;
+            return true;
+        }
+    }
+    bool found = false;
+    pthread_mutex_lock(&S.mu);
+    for (size_t i = S.nsegs; i-- > 0;) {
+        if (S.segs[i].first_lsn && S.segs[i].first_lsn <= lsn) {
+            found = lsn <= S.segs[i].last_lsn || i + 1 == S.nsegs;
+            *pos = (struct seg_pos){S.segs[i].id, SEG_HEADER_LEN};
+            break;
+        }
+    }
+    pthread_mutex_unlock(&S.mu);
+    return found;
 }
 
 size_t store_read_entries(uint64_t from, size_t max_bytes, store_entry_fn fn, void *ctx)
 {
-    char k[9];
-    jkey_l(k, from);
-    leveldb_iterator_t *it = leveldb_create_iterator(S.db, S.ropt);
+    struct seg_pos pos;
+    if (!entry_start(from, &pos))
+        return 0;
+    struct seg_iter it;
+    seg_iter_init(&it, pos);
     size_t n = 0, bytes = 0;
     uint64_t want = from;
-    for (leveldb_iter_seek(it, k, 9); leveldb_iter_valid(it) && bytes < max_bytes; leveldb_iter_next(it)) {
-        size_t kl, vl;
-        const char *key = leveldb_iter_key(it, &kl);
-        if (kl != 9 || key[0] != KEY_L || jkey_get_be64(key + 1) != want)
+    while (bytes < max_bytes && seg_iter_next(&it) > 0) {
+        if (it.type != REC_ENTRY || buf_used(&it.data) < JOURNAL_HEADER_LEN)
+            continue;
+        uint64_t lsn = jkey_get_be64(buf_head(&it.data) + 9);
+        if (lsn < want)
+            continue;
+        if (lsn != want)
             break;
-        const char *v = leveldb_iter_value(it, &vl);
-        fn(ctx, want, v, vl);
-        bytes += vl;
+        fn(ctx, lsn, buf_head(&it.data), buf_used(&it.data));
+        bytes += buf_used(&it.data);
         n++;
         want++;
     }
-    leveldb_iter_destroy(it);
+    if (n) {
+        int oldest = 0;
+        for (int i = 1; i < 4; i++)
+            if (cursors[i].used < cursors[oldest].used)
+                oldest = i;
+        cursors[oldest].next_lsn = want;
+        cursors[oldest].pos = it.pos;
+        cursors[oldest].used = ++cursor_clock;
+    }
+    seg_iter_free(&it);
     return n;
+}
+
+struct tip {
+    uint64_t epoch, sum;
+    bool found;
+};
+
+static void tip_of(void *ctx, uint64_t lsn, const char *data, size_t len)
+{
+    struct tip *t = ctx;
+    struct journal_entry e;
+    if (journal_decode(data, len, &e) == 0) {
+        t->epoch = e.epoch;
+        t->sum = journal_checksum(data, len);
+        t->found = true;
+    }
 }
 
 int store_entry_tip(uint64_t lsn, uint64_t *epoch, uint64_t *sum)
 {
-    char k[9], *v;
-    size_t vl;
-    jkey_l(k, lsn);
-    int rc = store_get(k, 9, &v, &vl);
-    if (rc)
-        return rc;
-    struct journal_entry e;
-    rc = journal_decode(v, vl, &e);
-    if (rc == 0) {
-        *epoch = e.epoch;
-        *sum = journal_checksum(v, vl);
+    struct tip t = {0};
+    if (store_read_entries(lsn, 1, tip_of, &t) != 1 || !t.found)
+        return -ENOENT;
+    *epoch = t.epoch;
+    *sum = t.sum;
+    return 0;
+}
+
+/* ------------------------------------------------------------ paging reads */
+
+int store_page(const char *prefix, size_t plen, const char *from, size_t flen, store_page_fn fn, void *ctx)
+{
+    leveldb_iterator_t *it = leveldb_create_iterator(S.db, S.ropt);
+    leveldb_iterator_t *rit = NULL;
+    int rc = 0;
+    if (from)
+        leveldb_iter_seek(it, from, flen);
+    else
+        leveldb_iter_seek(it, prefix, plen);
+    char rk[1300];
+    for (; leveldb_iter_valid(it); leveldb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = leveldb_iter_key(it, &kl);
+        if (kl < plen || memcmp(k, prefix, plen) != 0)
+            break;
+        const char *v = leveldb_iter_value(it, &vl);
+        struct store_msgref r = {.key = k, .klen = kl};
+        if (!loc_decode(v, vl, &r) || kl + 1 > sizeof rk)
+            continue;
+        /* delivery counts sort like their keys: walk them alongside */
+        rk[0] = KEY_R;
+        memcpy(rk + 1, k, kl);
+        if (!rit) {
+            rit = leveldb_create_iterator(S.db, S.ropt);
+            leveldb_iter_seek(rit, rk, kl + 1);
+        }
+        while (leveldb_iter_valid(rit)) {
+            size_t rl;
+            const char *r2 = leveldb_iter_key(rit, &rl);
+            size_t m = rl < kl + 1 ? rl : kl + 1;
+            int c = memcmp(r2, rk, m);
+            if (c > 0 || (c == 0 && rl >= kl + 1))
+                break;
+            leveldb_iter_next(rit);
+        }
+        if (leveldb_iter_valid(rit)) {
+            size_t rl, rvl;
+            const char *r2 = leveldb_iter_key(rit, &rl);
+            const char *rv = leveldb_iter_value(rit, &rvl);
+            if (rl == kl + 1 && memcmp(r2, rk, rl) == 0 && rvl == 4)
+                r.deliveries = get_be32(rv);
+        }
+        if ((rc = fn(ctx, &r)) != 0)
+            break;
     }
-    free(v);
+    char *lerr = NULL;
+    leveldb_iter_get_error(it, &lerr);
+    if (lerr) {
+        log_err("store: index read failed: %s", lerr);
+        leveldb_free(lerr);
+        rc = -EIO;
+    }
+    leveldb_iter_destroy(it);
+    if (rit)
+        leveldb_iter_destroy(rit);
+    return rc < 0 ? rc : 0;
+}
+
+struct msg *store_load_msg(const struct store_msgref *r)
+{
+    char *b = malloc(r->len ? r->len : 1);
+    if (!b)
+        abort();
+    struct msg *m = NULL;
+    int rc = seglog_read(r->pos, b, r->len);
+    if (rc == 0)
+        m = journal_decode_msg(b, r->len);
+    if (!m)
+        log_err("store: cannot read a message from log segment %08" PRIx32 " offset %" PRIu32 " (%u bytes): %s",
+                r->pos.seg, r->pos.off, r->len, rc ? strerror(-rc) : "malformed");
+    free(b);
+    return m;
+}
+
+int store_dump(store_scan_fn fn, void *ctx)
+{
+    leveldb_iterator_t *it = leveldb_create_iterator(S.db, S.ropt);
+    int rc = 0;
+    struct buf b = {0};
+    for (leveldb_iter_seek_to_first(it); leveldb_iter_valid(it) && rc == 0; leveldb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = leveldb_iter_key(it, &kl);
+        const char *v = leveldb_iter_value(it, &vl);
+        struct store_msgref r;
+        if (is_msg_key(k, kl) && loc_decode(v, vl, &r)) {
+            b.len = b.off = 0;
+            buf_reserve(&b, r.len);
+            if (seglog_read(r.pos, b.data, r.len) != 0)
+                rc = -EIO;
+            else
+                rc = fn(ctx, k, kl, b.data, r.len);
+        } else {
+            rc = fn(ctx, k, kl, v, vl);
+        }
+    }
+    buf_free(&b);
+    leveldb_iter_destroy(it);
     return rc;
 }
 
-void store_close(void)
+/* ------------------------------------------------------------ format 1 */
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
-    if (S.running) {
-        pthread_mutex_lock(&S.mu);
-        S.stop = true;
-        pthread_cond_signal(&S.cv);
-        pthread_mutex_unlock(&S.mu);
-        pthread_join(S.th, NULL);
-        S.running = false;
-        ev_async_stop(S.loop, &S.async);
-        S.loop = NULL;
+    return remove(path);
+}
+
+/* What a format-1 store (everything in one LevelDB, messages in their
+ * keys' values, keys without the priority) holds goes into a new store as
+ * one snapshot would: pairs in the log, then "installed" at its position.
+ * The old journal is not carried over (a replica behind gets a snapshot). */
+static int migrate_v1(const char *v1dir, char *err, size_t errlen)
+{
+    char *lerr = NULL;
+    leveldb_options_t *o = leveldb_options_create();
+    leveldb_t *old = leveldb_open(o, v1dir, &lerr);
+    leveldb_options_destroy(o);
+    if (!old) {
+        int rc = set_err(err, errlen, "cannot open the format-1 store to convert it", lerr);
+        return rc;
     }
-    if (S.db) {
-        leveldb_close(S.db);
-        S.db = NULL;
+    leveldb_readoptions_t *ro = leveldb_readoptions_create();
+    size_t vl;
+    char *fmt = leveldb_get(old, ro, FORMAT_KEY, strlen(FORMAT_KEY), &vl, &lerr);
+    bool ok = fmt && vl == strlen(FORMAT_V1) && memcmp(fmt, FORMAT_V1, vl) == 0;
+    if (fmt)
+        leveldb_free(fmt);
+    if (lerr)
+        leveldb_free(lerr);
+    lerr = NULL;
+    if (!ok) {
+        snprintf(err, errlen, "%s is not a format-1 stompd store: left as it is", v1dir);
+        leveldb_readoptions_destroy(ro);
+        leveldb_close(old);
+        return -EINVAL;
     }
-    if (S.opt) {
-        leveldb_options_destroy(S.opt);
-        leveldb_cache_destroy(S.cache);
-        leveldb_filterpolicy_destroy(S.filter);
-        leveldb_readoptions_destroy(S.ropt);
-        leveldb_writeoptions_destroy(S.wsync);
-        leveldb_writeoptions_destroy(S.wnosync);
-        S.opt = NULL;
+    uint64_t meta[4] = {0};
+    static const char *const mk[] = {KEY_META "applied_lsn", KEY_META "epoch", KEY_META "tip_sum",
+                                     KEY_META "max_epoch"};
+    for (int i = 0; i < 4; i++) {
+        char *v = leveldb_get(old, ro, mk[i], strlen(mk[i]), &vl, &lerr);
+        if (v && vl == 8)
+            meta[i] = jkey_get_be64(v);
+        if (v)
+            leveldb_free(v);
+        if (lerr)
+            leveldb_free(lerr);
+        lerr = NULL;
     }
-    struct pending *p = S.head;
-    while (p) {
-        struct pending *n = p->next;
-        free(p->data);
-        free(p);
-        p = n;
+    char *nid = leveldb_get(old, ro, KEY_META "node_id", strlen(KEY_META "node_id"), &vl, &lerr);
+    if (nid) {
+        leveldb_put(S.db, S.wsync, KEY_META "node_id", strlen(KEY_META "node_id"), nid, vl, &lerr);
+        snprintf(S.info.node_id, sizeof S.info.node_id, "%.*s", (int)vl, nid);
+        leveldb_free(nid);
     }
-    S.head = S.tail = NULL;
-    S.stop = false;
+    if (lerr)
+        leveldb_free(lerr);
+    lerr = NULL;
+    struct pending *first = NULL, *last = NULL;
+    struct buf pairs = {0}, key = {0};
+    uint32_t npairs = 0;
+    uint64_t messages = 0;
+    leveldb_iterator_t *it = leveldb_create_iterator(old, ro);
+    for (leveldb_iter_seek_to_first(it);; leveldb_iter_next(it)) {
+        bool valid = leveldb_iter_valid(it);
+        if (!valid || buf_used(&pairs) >= (4u << 20)) {
+            if (npairs) {
+                struct pending *p = calloc(1, sizeof *p);
+                if (!p)
+                    abort();
+                p->kind = P_RAW;
+                p->len = buf_used(&pairs);
+                p->data = malloc(p->len);
+                if (!p->data)
+                    abort();
+                memcpy(p->data, buf_head(&pairs), buf_used(&pairs));
+                if (last)
+                    last->node.next = &p->node;
+                else
+                    first = p;
+                last = p;
+                buf_free(&pairs);
+                npairs = 0;
+            }
+            if (!valid)
+                break;
+        }
+        size_t kl, v2l;
+        const char *k = leveldb_iter_key(it, &kl);
+        const char *v = leveldb_iter_value(it, &v2l);
+        key.len = key.off = 0;
+        const char *val = v;
+        size_t val_len = v2l;
+        char *own = NULL;
+        if ((k[0] == KEY_Q || k[0] == KEY_T) && kl > 8) {
+            buf_append(&key, k, kl - 8);
+            jkey_msg_suffix(&key, journal_msg_priority(v, v2l), jkey_get_be64(k + kl - 8));
+            messages++;
+        } else if (k[0] == KEY_R && kl > 9) {
+            /* the message it counts for says its priority */
+            own = leveldb_get(old, ro, k + 1, kl - 1, &val_len, &lerr);
+            if (lerr)
+                leveldb_free(lerr);
+            lerr = NULL;
+            if (!own)
+                continue;
+            buf_putc(&key, KEY_R);
+            buf_append(&key, k + 1, kl - 9);
+            jkey_msg_suffix(&key, journal_msg_priority(own, val_len), jkey_get_be64(k + kl - 8));
+            leveldb_free(own);
+            own = NULL;
+            val = v;
+            val_len = v2l;
+        } else if (k[0] == KEY_S || k[0] == KEY_D) {
+            buf_append(&key, k, kl);
+        } else {
+            continue; /* the journal (L) and this node's meta */
+        }
+        put_u32(&pairs, (uint32_t)buf_used(&key));
+        buf_append(&pairs, buf_head(&key), buf_used(&key));
+        put_u32(&pairs, (uint32_t)val_len);
+        buf_append(&pairs, val, val_len);
+        npairs++;
+    }
+    leveldb_iter_destroy(it);
+    leveldb_readoptions_destroy(ro);
+    leveldb_close(old);
+    buf_free(&key);
+    buf_free(&pairs);
+    struct pending *inst = calloc(1, sizeof *inst);
+    if (!inst)
+        abort();
+    inst->kind = P_INSTALLED;
+    inst->lsn = meta[0];
+    inst->epoch = meta[1];
+    inst->sum = meta[2];
+    if (last)
+        last->node.next = &inst->node;
+    else
+        first = inst;
+    for (struct pending *p = first; p;)
+        p = run(p, true);
+    while (first) {
+        struct pending *n = next_pending(first);
+        free(first->data);
+        free(first);
+        first = n;
+    }
+    if (S.fail_lsn) {
+        snprintf(err, errlen, "converting the format-1 store %s failed: %s (it is left as it was)", v1dir, S.fail_msg);
+        return -EIO;
+    }
+    if (meta[3] > S.info.max_epoch) {
+        char b8[8];
+        jkey_be64(b8, meta[3]);
+        leveldb_put(S.db, S.wsync, KEY_META "max_epoch", strlen(KEY_META "max_epoch"), b8, 8, &lerr);
+        if (lerr)
+            leveldb_free(lerr);
+        lerr = NULL;
+        S.info.max_epoch = meta[3];
+    }
+    S.info.applied_lsn = S.last_lsn;
+    S.info.epoch = S.tip_epoch;
+    S.info.tip_sum = S.tip_sum;
+    S.info.max_seq = S.max_seq;
+    if (S.info.max_epoch < S.info.epoch)
+        S.info.max_epoch = S.info.epoch;
+    S.done_lsn = S.reported_done = S.indexed_lsn = S.reported_indexed = S.last_appended_lsn = S.last_lsn;
+    S.info.migrated = true;
+    log_warn("store: converted the format-1 store (%" PRIu64 " messages, at lsn %" PRIu64 ") to format 2 in %s; "
+             "the old files were %s", messages, S.last_lsn, S.dir, v1dir);
+    if (nftw(v1dir, rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        log_warn("store: remove %s yourself: the conversion is complete", v1dir);
+    return 0;
 }

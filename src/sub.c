@@ -213,7 +213,7 @@ void sub_deliver(struct sub *s, struct qentry *e)
     srv.st.messages_out++;
     s->delivered++;
     if (s->ack == ACK_AUTO) {
-        msg_write_frame(e->msg, &c->out, c->version, s->id, NULL, redelivered, e->redeliveries);
+        msg_write_frame(e->msg, &c->st.out, c->version, s->id, NULL, redelivered, e->redeliveries);
         q->dest->st.dequeued++;
         persist_dequeue(e);
         queue_entry_done(e);
@@ -226,10 +226,10 @@ void sub_deliver(struct sub *s, struct qentry *e)
         s->inflight++;
         q->ninflight++;
         snprintf(ack, sizeof ack, "%" PRIu64, e->tag);
-        msg_write_frame(e->msg, &c->out, c->version, s->id, c->version >= STOMP_12 ? ack : NULL,
+        msg_write_frame(e->msg, &c->st.out, c->version, s->id, c->version >= STOMP_12 ? ack : NULL,
                         redelivered, e->redeliveries);
         if (persist_delivered(e))
-            conn_hold_output(c);
+            commit_hold_output(c);
     }
     c->frames_out++;
     conn_want_flush(c);
@@ -243,46 +243,53 @@ static void detach(struct sub *s, struct qentry *e)
     e->q->ninflight--;
 }
 
-static void ack_one(struct sub *s, struct qentry *e)
+static bool ack_one(struct sub *s, struct qentry *e)
 {
     detach(s, e);
     e->q->dest->st.dequeued++;
-    persist_dequeue(e);
+    bool journaled = persist_dequeue(e);
     queue_entry_done(e);
+    return journaled;
 }
 
-void sub_ack(struct sub *s, struct qentry *e)
+bool sub_ack(struct sub *s, struct qentry *e)
 {
+    bool journaled = false;
     if (s->ack == ACK_CLIENT) {
         struct qentry *it;
         while ((it = TAILQ_FIRST(&s->unacked)) != e)
-            ack_one(s, it);
+            journaled |= ack_one(s, it);
     }
-    ack_one(s, e);
+    journaled |= ack_one(s, e);
     queue_mark_dirty(s->q);
+    return journaled;
 }
 
-void sub_nack(struct sub *s, struct qentry *e)
+bool sub_nack(struct sub *s, struct qentry *e)
 {
+    bool journaled = false;
     struct qentry *it;
     if (s->ack == ACK_CLIENT) {
         while ((it = TAILQ_FIRST(&s->unacked)) != e) {
             detach(s, it);
-            queue_return(it, RETURN_NACK);
+            journaled |= queue_return(it, RETURN_NACK);
         }
     }
     detach(s, e);
-    queue_return(e, RETURN_NACK);
+    journaled |= queue_return(e, RETURN_NACK);
     queue_mark_dirty(s->q);
+    return journaled;
 }
 
-void sub_release_all(struct sub *s)
+bool sub_release_all(struct sub *s)
 {
+    bool journaled = false;
     struct qentry *e;
     while ((e = TAILQ_FIRST(&s->unacked))) {
         detach(s, e);
-        queue_return(e, RETURN_LOST);
+        journaled |= queue_return(e, RETURN_LOST);
     }
+    return journaled;
 }
 
 void sub_publish(struct sub *s, struct msg *m)
@@ -299,10 +306,10 @@ void sub_publish(struct sub *s, struct msg *m)
     }
 }
 
-void sub_destroy(struct sub *s)
+bool sub_destroy(struct sub *s)
 {
     struct conn *c = s->conn;
-    sub_release_all(s);
+    bool journaled = sub_release_all(s);
     queue_remove_consumer(s->q, s);
     if (s->durable) {
         durable_detach(s->durable, s);
@@ -316,4 +323,5 @@ void sub_destroy(struct sub *s)
     selector_free(s->sel);
     free(s->id);
     free(s);
+    return journaled;
 }

@@ -79,6 +79,7 @@ static const char usage[] =
     "  --login USER, --passcode PASS\n"
     "  --json               print one JSON object instead of the text report\n"
     "  -q, --quiet          no progress notes on standard error\n"
+    "  -V, --version        the version of the program and of libstompc\n"
     "  -h, --help           this text\n"
     "\n"
     "Each body starts with a 32-byte stamp (magic, run id, producer, flags,\n"
@@ -897,10 +898,11 @@ static void parse_args(int argc, char **argv)
         {"json", no_argument, NULL, O_JSON},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     int opt;
-    while ((opt = getopt_long(argc, argv, "p:c:n:s:qh", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "p:c:n:s:qhV", longopts, NULL)) != -1) {
         switch (opt) {
         case O_URL: cfg.url = optarg; break;
         case O_DEST: cfg.dest = optarg; break;
@@ -941,6 +943,7 @@ static void parse_args(int argc, char **argv)
         case O_JSON: cfg.json = true; break;
         case 'q': cfg.quiet = true; break;
         case 'h': fputs(usage, stdout); exit(0);
+        case 'V': printf(PROG " %s (libstompc %s)\n", PACKAGE_VERSION, stompc_version()); exit(0);
         default: fputs(usage, stderr); exit(2);
         }
     }

@@ -24,6 +24,8 @@ int cluster_start(char *err, size_t errlen) __attribute__((warn_unused_result));
 void cluster_stop(void);
 bool cluster_enabled(void);
 bool cluster_connected(void);
+/* This node's member znode exists (it has joined the cluster). */
+bool cluster_registered(void);
 /* A long piece of work on the loop thread ended: not a pause. */
 void cluster_busy_done(void);
 size_t cluster_members(struct cluster_member *out, size_t max);

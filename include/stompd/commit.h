@@ -8,6 +8,7 @@
 #define STOMPD_COMMIT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
 
@@ -20,6 +21,7 @@ enum op_kind {
     OP_COMMIT,      /* wait for a journal lsn, then release messages */
     OP_ROOM,        /* wait for room in a destination */
     OP_DISCONNECT,  /* receipt (optional) then close */
+    OP_BATCH,       /* a COMMIT being replayed: becomes OP_COMMIT or OP_RECEIPT */
 };
 
 struct op {
@@ -35,27 +37,56 @@ struct op {
     int64_t reserved;       /* bytes of its messages charged to the memory limit */
     char **dups;            /* duplicate-detection ids recorded once its lsn is known */
     uint32_t ndups;
-    struct dest *room;      /* OP_ROOM */
-    /* An op without a connection (the HTTP console's sends) may ask to be
-     * told when it is done: ok is false when the store refused it. */
+    struct dest *room;      /* waits for room in this destination */
+    bool store_wait;        /* waits for room in the store (broker.store_limit) */
     void (*notify)(void *arg, bool ok);
     void *notify_arg;
     TAILQ_ENTRY(op) conn_link;
     TAILQ_ENTRY(op) commit_link;
-    TAILQ_ENTRY(op) dest_link;
+    TAILQ_ENTRY(op) dest_link;  /* in room->blocked, or the store's waiters */
 };
 TAILQ_HEAD(op_list, op);
 
-struct op *op_new(enum op_kind kind, struct conn *c, const char *receipt);
+/* Constructors: an op is made by one of these, filled with op_add_* and
+ * handed over with op_submit; nothing outside this module touches its
+ * fields. */
+/* Answer a receipt once the connection's earlier ops are done. */
+struct op *op_receipt(struct conn *c, const char *receipt);
+/* Wait for journal entry lsn, then release the op's messages. */
+struct op *op_commit(struct conn *c, const char *receipt, uint64_t lsn);
+/* Wait for room in d (the producer's frame was accepted; its receipt and
+ * its next frames wait). */
+struct op *op_room(struct conn *c, const char *receipt, struct dest *d);
+/* A receipt (optional) and then the close. */
+struct op *op_disconnect(struct conn *c, const char *receipt);
+/* A transaction's COMMIT: collects messages (op_add_reserved_msg) and
+ * duplicate ids while its frames are replayed, then op_batch_close says
+ * which journal entry holds them (0: none; nothing to wait for). */
+struct op *op_batch(struct conn *c, const char *receipt);
+void op_batch_close(struct op *op, uint64_t lsn);
 void op_add_msg(struct op *op, struct msg *m);
 /* Also charge the message to the broker's memory until it is released. */
 void op_add_reserved_msg(struct op *op, struct msg *m);
 void op_add_dup(struct op *op, const char *dup_id);
+/* The op also waits for room in d (a batch whose destination filled up). */
+void op_wait_room(struct op *op, struct dest *d);
+/* The op also waits for the store to be below broker.store_limit again. */
+void op_wait_store(struct op *op);
+/* The store has room again: every op waiting for it goes on. */
+void op_store_free(void);
+bool op_waits_room(const struct op *op);
+/* An op without a connection (the console's sends) may ask to be told
+ * when it is done: ok is false when the store refused it. */
+void op_notify(struct op *op, void (*fn)(void *arg, bool ok), void *arg);
+/* Whoever asked is gone: no call (the op still releases its messages). */
+void op_cancel_notify(struct op *op);
 /* Queue op behind the connection's earlier ops (and in the commit order
  * when it has an lsn). */
 void op_submit(struct op *op);
 /* Finish whatever can finish on this connection, in order. */
 void op_drain_conn(struct conn *c);
+/* d has room again: every op waiting for it goes on. */
+void op_room_free(struct dest *d);
 /* The journal is durable (or quorum-acked) up to lsn: finish what waited. */
 void commit_advance(uint64_t lsn);
 /* The store failed every entry from lsn on: their ops answer ERROR. */
@@ -66,8 +97,13 @@ void commit_fail_from(uint64_t lsn, const char *why);
 void commit_expire(double before, const char *why);
 /* The connection is closing: detach its ops (commits still release). */
 void op_orphan_conn(struct conn *c);
-/* A destination has room again. */
-void op_room_available(struct op *op);
+/* A connection's output holds a delivery whose delivery mark is not
+ * journaled yet: nothing more is written to it until that mark commits. */
+void commit_hold_output(struct conn *c);
+/* The coalesced journal ops were appended as entry lsn (0: dropped). */
+void commit_hold_assign(uint64_t lsn);
+bool commit_output_held(const struct conn *c);
+void commit_hold_forget(struct conn *c);
 uint64_t commit_lsn(void);
 void commit_reset(uint64_t lsn);
 size_t commit_waiting(void);

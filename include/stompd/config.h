@@ -19,6 +19,8 @@ struct config {
     int64_t max_connections;
     int64_t max_destinations;
     int64_t max_queue_depth;
+    int64_t queue_window;
+    int64_t store_limit;
     int64_t max_redeliveries;
     char *dlq;
     bool per_destination_dlq;
@@ -50,10 +52,12 @@ struct config {
     char *store_type;
     char *store_sync;
     int64_t store_retention;
+    int64_t segment_size;
     char *store_role;
     char *store_master;
     int64_t replicas;
     char *store_bind;
+    char *store_advertise;
     char *store_hostname;
     char *security_token;
     int64_t weight;
@@ -92,6 +96,27 @@ int config_set(const char *assignment, char *err, size_t errlen) __attribute__((
 int config_set_key(const char *key, const char *value, char *err, size_t errlen) __attribute__((warn_unused_result));
 void config_print_help(FILE *out);
 void config_free(void);
+
+/* A second configuration, for SIGHUP to compare with the running one:
+ * defaults, then file (may be NULL), then the --set assignments. Release
+ * it with config_release, also after a failure. */
+int config_load(struct config *dst, const char *file, const char *const *sets, int nsets, char *err,
+                size_t errlen) __attribute__((warn_unused_result));
+void config_release(struct config *c);
+/* Call fn with the name of every key whose value differs in a and b. */
+void config_diff(const struct config *a, const struct config *b, void (*fn)(const char *key, void *ud), void *ud);
+/* Copy one key's value from src to dst. */
+int config_copy_key(struct config *dst, const struct config *src, const char *key) __attribute__((warn_unused_result));
+
+/* The table as documentation (stompd.conf(5)): entry i, false past the end. */
+struct config_doc {
+    const char *name, *def, *help;
+    const char *kind;          /* "size", "duration", "boolean", "host:port", "integer", "choice", "string" */
+    const char *choices;       /* "a|b|c" for a choice */
+    bool has_range;            /* integers: min..max */
+    int64_t min, max;
+};
+bool config_key_doc(size_t i, struct config_doc *out);
 
 /* Helpers shared by every module that reads addresses and sizes. */
 int config_parse_size(const char *s, int64_t *out) __attribute__((warn_unused_result));

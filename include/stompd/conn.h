@@ -1,6 +1,7 @@
-/* A client connection: socket, buffers, parser state, protocol state and
- * heart-beat timer. Closing marks the connection dead; the before-sleep
- * hook frees it, so no callback frees the object it runs in. */
+/* A STOMP client connection: a stream (socket, buffers, deadline) with
+ * the parser state, protocol state and heart-beats on top. Closing marks
+ * the connection dead; the stream layer frees it before the loop sleeps,
+ * so no callback frees the object it runs in. */
 #ifndef STOMPD_CONN_H
 #define STOMPD_CONN_H
 
@@ -12,6 +13,7 @@
 #include "stompd/buf.h"
 #include "stompd/commit.h"
 #include "stompd/frame.h"
+#include "stompd/stream.h"
 
 enum conn_state {
     CONN_HANDSHAKE, /* waiting for CONNECT */
@@ -34,29 +36,17 @@ struct qentry;
 struct dest;
 
 struct conn {
+    struct stream st;           /* socket, buffers, deadline timer, pause reasons */
     uint64_t id;
-    char peer[64];
-    int fd;
     enum conn_state state;
     enum stomp_version version;
-    uint8_t paused;
-    bool writing;               /* EV_WRITE armed */
-    bool in_flush;              /* on the flush list */
     bool error_sent;
-    bool in_resume;             /* on the resumed list */
-    bool out_was_full;          /* dispatch stopped on a full output: resume it when drained */
     bool hold_pending;          /* output holds a delivery whose mark is not journaled yet */
     bool in_held;               /* on the held list */
     uint64_t hold_lsn;          /* output waits until this lsn is committed */
-    ev_io rd;
-    ev_io wr;
-    ev_timer timer;             /* connect timeout, then heart-beats */
-    ev_tstamp last_rx, last_tx;
     uint32_t hb_rx_ms;          /* client -> server interval, 0 = none */
     uint32_t hb_tx_ms;          /* server -> client interval, 0 = none */
     struct frame_parser parser;
-    struct buf in;
-    struct buf out;
     struct sub *subs;           /* by id */
     uint32_t nsubs;
     struct qentry *inflight;    /* by delivery tag */
@@ -69,24 +59,21 @@ struct conn {
     char *login;
     TAILQ_HEAD(, dest) temps;   /* temporary destinations it owns */
     uint64_t frames_in, frames_out;
-    TAILQ_ENTRY(conn) link;     /* server's live list, then dead list */
-    TAILQ_ENTRY(conn) flush_link;
-    TAILQ_ENTRY(conn) resume_link;
+    TAILQ_ENTRY(conn) link;     /* server's list of live connections */
     TAILQ_ENTRY(conn) held_link;
 };
 TAILQ_HEAD(conn_list, conn);
 
 /* The stomp.* limits every frame a client sends is held to. */
 void conn_frame_limits(struct frame_limits *lim);
+/* A connection on an accepted socket. */
 struct conn *conn_new(int fd, const char *peer);
 void conn_set_state(struct conn *c, enum conn_state to);
 const char *conn_state_name(enum conn_state s);
 
-/* Output: queue bytes; flushed before the loop sleeps. */
-void conn_want_flush(struct conn *c);
-/* Write what the socket takes; returns -1 when the connection broke. */
-int conn_flush(struct conn *c);
-bool conn_output_full(const struct conn *c);
+/* Output (c->st.out): flushed before the loop sleeps. */
+static inline void conn_want_flush(struct conn *c) { stream_want_flush(&c->st); }
+static inline bool conn_output_full(const struct conn *c) { return stream_full(&c->st); }
 
 /* Send ERROR (with receipt-id when given) and close after flushing it. */
 void conn_error(struct conn *c, const char *message, const char *receipt, const char *detail);
@@ -98,8 +85,8 @@ void conn_close(struct conn *c, const char *why);
 /* Stop reading after what was read; close once output is flushed. */
 void conn_close_after_flush(struct conn *c);
 
-void conn_pause(struct conn *c, uint8_t reason);
-void conn_resume(struct conn *c, uint8_t reason);
+static inline void conn_pause(struct conn *c, uint8_t reason) { stream_pause(&c->st, reason); }
+static inline void conn_resume(struct conn *c, uint8_t reason) { stream_resume(&c->st, reason); }
 
 /* Heart-beats negotiated on CONNECT. */
 void conn_start_heartbeats(struct conn *c, uint32_t rx_ms, uint32_t tx_ms);
@@ -107,23 +94,6 @@ void conn_start_heartbeats(struct conn *c, uint32_t rx_ms, uint32_t tx_ms);
 /* Write a RECEIPT frame now. */
 void conn_send_receipt(struct conn *c, const char *receipt);
 
-/* Called when a connection's output drained below its limit. */
-void conn_output_drained(struct conn *c);
 
-/* Parse input buffered by connections whose reading resumed; returns true
- * when there was any. Called from the before-sleep hook. */
-bool conn_run_resumed(void);
-
-/* Deliveries of persistent messages to client-ack subscribers leave only
- * once their delivery mark is durable, so a crash cannot hide that they
- * were delivered (they come back with redelivered:true). */
-void conn_hold_output(struct conn *c);
-/* The coalesced journal ops were appended as entry lsn. */
-void conn_hold_assign(uint64_t lsn);
-/* Committed up to lsn: release held output. */
-void conn_hold_release(uint64_t lsn);
-
-/* Free a dead connection (before-sleep hook only). */
-void conn_free(struct conn *c);
 
 #endif

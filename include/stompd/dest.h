@@ -83,9 +83,9 @@ void dest_foreach(void (*fn)(struct dest *d, void *arg), void *arg);
 /* Memory accounting; releasing may wake paused producers. */
 void dest_mem_add(struct dest *d, int64_t bytes);
 bool dest_is_full(const struct dest *d);
-/* A producer op waits for room in d. */
-void dest_block(struct dest *d, struct op *op);
-void dest_unblock(struct dest *d, struct op *op);
+/* A producer is about to wait for room in d (commit.c's op_wait_room):
+ * a drain of the broker's memory wakes it too. */
+void dest_note_blocked(struct dest *d);
 
 int64_t dest_total_mem(void);
 /* Memory held for no destination yet (transactions, messages waiting for

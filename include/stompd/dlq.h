@@ -13,7 +13,8 @@ struct qentry;
 bool dlq_is_dlq(const struct dest *d);
 /* Name of the DLQ for messages from d. */
 void dlq_name_for(const struct dest *d, char *out, size_t len);
-/* e is in no list; it is consumed. */
-void dlq_move(struct qentry *e, const char *reason);
+/* e is in no list; it is consumed. Returns true when the move was
+ * journaled. */
+bool dlq_move(struct qentry *e, const char *reason);
 
 #endif

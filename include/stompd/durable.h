@@ -31,16 +31,16 @@ struct durable {
 
 struct durable *durable_find(const char *client_id, const char *name);
 /* Create (journaled) or reuse; a changed topic or selector replaces the old
- * subscription, as JMS specifies. */
+ * subscription, as JMS specifies. *journaled says whether it journaled. */
 struct durable *durable_get(struct dest *topic, const char *client_id, const char *name,
-                            const char *selector, struct selector *sel);
+                            const char *selector, struct selector *sel, bool *journaled);
 /* Recreate from the store at start (not journaled). */
 struct durable *durable_restore(struct dest *topic, const char *client_id, const char *name,
                                 const char *selector, struct selector *sel);
 void durable_attach(struct durable *d, struct sub *s);
 void durable_detach(struct durable *d, struct sub *s);
-/* Destroy (journaled) with its backlog. */
-void durable_destroy(struct durable *d);
+/* Destroy (journaled) with its backlog; true when journaled. */
+bool durable_destroy(struct durable *d);
 void durable_dest_deleted(struct dest *topic);
 void durable_publish(struct dest *topic, struct msg *m);
 void durable_foreach(void (*fn)(struct durable *d, void *arg), void *arg);

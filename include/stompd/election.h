@@ -30,4 +30,50 @@ enum election_result election_decide(const struct member *m, size_t n, uint32_t 
 /* Is a better than b as a candidate? */
 bool election_better(const struct member *a, const struct member *b);
 
+/* ---------------------------------------------------------------- step down
+ * A master must stop serving before another node can be elected (DESIGN
+ * §6 step 5). Everything that decides it, as one pure function of what
+ * the node knows now; cluster.c gathers the facts and acts on the answer. */
+
+enum master_znode {
+    MASTER_ZNODE_UNKNOWN,   /* not read yet (a new session) */
+    MASTER_ZNODE_NONE,      /* there is no master znode */
+    MASTER_ZNODE_SELF,      /* it names this node */
+    MASTER_ZNODE_OTHER,     /* it names another node */
+};
+
+struct stepdown_facts {
+    bool session_lost;       /* the ZooKeeper session expired (or failed authentication) */
+    double loop_gap;         /* seconds this process went without running its loop */
+    double since_heard;      /* seconds since the sending time of the last request the
+                              * server answered; negative when none was answered yet */
+    double session_s;        /* the session timeout the server granted */
+    bool zk_connected;
+    bool in_grace;           /* right after the loop's own long work (a rebuild) */
+    bool view_complete;      /* members and the master znode have been read */
+    uint32_t live_members;   /* distinct members registered (newest znode per node) */
+    uint32_t quorum;         /* store.replicas / 2 + 1 */
+    enum master_znode master;
+    bool claim_pending;      /* this node won a claim and is still taking over */
+};
+
+enum stepdown {
+    STAY_MASTER,
+    STEPDOWN_SESSION_LOST,   /* its session (and so its master znode) is gone */
+    STEPDOWN_PAUSED,         /* the process did not run for half the session timeout */
+    STEPDOWN_ZK_SILENT,      /* no answer from ZooKeeper for 2/3 of the session timeout */
+    STEPDOWN_NO_QUORUM,      /* fewer than a quorum of members remain registered */
+    STEPDOWN_OTHER_MASTER,   /* another node holds the master znode */
+    STEPDOWN_MASTER_GONE,    /* the master znode is gone */
+};
+
+/* What a master must do now. The earliest expiry of its session is the
+ * timeout after the sending of the last request the server answered; the
+ * client library notices a silent connection only after 2/3 of it, so a
+ * master steps down once 2/3 have passed without an answer: a third of
+ * the timeout before any other node can be elected. */
+enum stepdown stepdown_decide(const struct stepdown_facts *f);
+/* The reason in words (for the log and the step-down), with figures. */
+void stepdown_explain(enum stepdown d, const struct stepdown_facts *f, char *out, size_t len);
+
 #endif

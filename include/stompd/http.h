@@ -1,11 +1,59 @@
-/* The HTTP console (DESIGN §9): an HTML page, a JSON API under /api/,
- * /metrics for Prometheus and /healthz, on http.listen. */
+/* HTTP transport and routing for the console (DESIGN §9): one listener,
+ * requests parsed incrementally with bounded sizes on the loop thread, a
+ * route table with per-route access rules, basic authentication, and
+ * answers written through the connection's stream. What each page says
+ * lives in console.c. */
 #ifndef STOMPD_HTTP_H
 #define STOMPD_HTTP_H
 
+#include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
-int http_start(char *err, size_t errlen) __attribute__((warn_unused_result));
+/* One request (and the connection it came on: requests on a connection
+ * are answered one at a time, in order). */
+struct http_req;
+
+enum http_route_flags {
+    ROUTE_PUBLIC = 1,   /* no authentication (health checks) */
+    ROUTE_ANY_ROLE = 2, /* answered by a node that does not serve clients too */
+};
+
+struct http_route {
+    const char *path;
+    const char *method;  /* "GET" or "POST" */
+    unsigned flags;
+    void (*handle)(struct http_req *r);
+};
+
+struct http_site {
+    const struct http_route *routes;
+    size_t nroutes;
+    /* Does this node serve its full console now? When not, every path
+     * without ROUTE_ANY_ROLE (known or not: it cannot tell what the
+     * serving node's console has) gets not_serving's answer. */
+    bool (*serving)(void);
+    void (*not_serving)(struct http_req *r);
+};
+
+int http_start(const struct http_site *site, char *err, size_t errlen) __attribute__((warn_unused_result));
 void http_stop(void);
+uint64_t http_requests(void);
+
+const char *http_req_peer(const struct http_req *r);
+const char *http_req_content_type(const struct http_req *r);
+const char *http_req_body(const struct http_req *r, size_t *len);
+
+void http_respond(struct http_req *r, int status, const char *ctype, const char *body, size_t len,
+                  const char *extra_headers);
+/* j is taken (decref'd). */
+void http_respond_json(struct http_req *r, int status, json_t *j);
+void http_respond_error(struct http_req *r, int status, const char *msg, const char *extra_headers);
+
+/* The answer comes later (an action waits for the journal): nothing more
+ * is read from the connection until http_respond. Should the connection
+ * close first, gone(arg) is called. */
+void http_defer(struct http_req *r, void (*gone)(void *arg), void *arg);
 
 #endif

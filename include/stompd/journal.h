@@ -13,28 +13,35 @@
 
 struct msg;
 
-#define JOURNAL_FORMAT 1
+/* 2: message keys carry the priority (Q dest \0 (9 - prio) seq), so the
+ * index holds each queue in dispatch order; DEQUEUE and DELIVERED name
+ * the priority. */
+#define JOURNAL_FORMAT 2
 #define JOURNAL_HEADER_LEN 21 /* u8 format, u64 epoch, u64 lsn, u32 nops */
 
 enum journal_op {
     JOP_ENQUEUE = 1,     /* dest, targets, msg: Q key (queue) or T keys (durable targets) */
-    JOP_DEQUEUE = 2,     /* dest, seq */
-    JOP_DEQUEUE_SUB = 3, /* client-id, name, seq */
-    JOP_DELIVERED = 4,   /* key kind, a, b, seq, deliveries: R key */
+    JOP_DEQUEUE = 2,     /* dest, priority, seq */
+    JOP_DEQUEUE_SUB = 3, /* client-id, name, priority, seq */
+    JOP_DELIVERED = 4,   /* key kind, a, b, priority, seq, deliveries: R key */
     JOP_SUB_CREATE = 5,  /* client-id, name, topic, selector */
     JOP_SUB_DELETE = 6,  /* client-id, name: S key, T and R ranges */
     JOP_PURGE = 7,       /* dest: Q and R ranges */
     JOP_DUP_FORGET = 8,  /* dup id leaves the duplicate-detection window */
 };
 
-/* Key prefixes of the store (DESIGN §4). */
+/* Key prefixes of the store's index (DESIGN §4). A message key ends with
+ * u8 (9 - priority) and be64 seq: each queue's keys sort in dispatch
+ * order. */
 #define KEY_META "!meta/"
-#define KEY_L 'L' /* be64 lsn -> entry */
-#define KEY_Q 'Q' /* dest \0 be64 seq -> message */
+#define KEY_SEG "!seg/"  /* be32 segment id -> the segment's entries and live messages */
+#define KEY_Q 'Q' /* dest \0 rprio seq -> where the message is (store.c) */
 #define KEY_S 'S' /* client-id \0 name -> subscription */
-#define KEY_T 'T' /* client-id \0 name \0 be64 seq -> message */
+#define KEY_T 'T' /* client-id \0 name \0 rprio seq -> where the message is */
 #define KEY_R 'R' /* a Q or T key -> u32 deliveries */
-#define KEY_D 'D' /* dup id -> be64 lsn */
+#define KEY_D 'D' /* dup id -> be64 seq */
+#define KEY_C 'C' /* a Q or T key's queue prefix -> be64 messages, be64 bytes */
+#define MSG_KEY_SUFFIX 9 /* rprio + seq at the end of a message key */
 
 /* ---------------------------------------------------------------- building */
 
@@ -48,10 +55,10 @@ void jb_free(struct journal_builder *jb);
 bool jb_empty(const struct journal_builder *jb);
 void jb_enqueue(struct journal_builder *jb, const char *dest, const char *const *targets, uint32_t ntargets,
                 const char *dup_id, const struct msg *m);
-void jb_dequeue(struct journal_builder *jb, const char *dest, uint64_t seq);
-void jb_dequeue_sub(struct journal_builder *jb, const char *client_id, const char *name, uint64_t seq);
+void jb_dequeue(struct journal_builder *jb, const char *dest, uint8_t prio, uint64_t seq);
+void jb_dequeue_sub(struct journal_builder *jb, const char *client_id, const char *name, uint8_t prio, uint64_t seq);
 /* kind is KEY_Q (a = dest) or KEY_T (a = client-id, b = name). */
-void jb_delivered(struct journal_builder *jb, char kind, const char *a, const char *b, uint64_t seq,
+void jb_delivered(struct journal_builder *jb, char kind, const char *a, const char *b, uint8_t prio, uint64_t seq,
                   uint32_t deliveries);
 void jb_sub_create(struct journal_builder *jb, const char *client_id, const char *name, const char *topic,
                    const char *selector);
@@ -79,14 +86,18 @@ struct journal_entry {
 /* Check the header and every op's framing; 0 or -EINVAL. */
 int journal_decode(const char *data, size_t len, struct journal_entry *out) __attribute__((warn_unused_result));
 
-/* Where apply sends its effects. del_prefix removes every key starting with
- * the prefix (the store runs it against what is already written). */
+/* Where apply sends its effects. Message keys get their own calls: the
+ * message stays where the entry put it (put_msg is given the encoded
+ * message inside the entry), and removing one removes its delivery count
+ * too; del_msgs removes every message key (and delivery count) starting
+ * with the prefix, whether written before or earlier in the same group. */
 struct journal_sink {
     void (*put)(void *ctx, const char *k, size_t kl, const char *v, size_t vl);
     void (*del)(void *ctx, const char *k, size_t kl);
-    void (*del_prefix)(void *ctx, const char *p, size_t pl);
+    void (*put_msg)(void *ctx, const char *k, size_t kl, const char *msg, size_t ml);
+    void (*del_msg)(void *ctx, const char *k, size_t kl);
+    void (*del_msgs)(void *ctx, const char *p, size_t pl);
     void *ctx;
-    bool no_journal; /* a store no replica reads from keeps no L keys */
 };
 
 /* A checksum of an encoded entry (FNV-1a, 64 bits, over every byte: the
@@ -95,16 +106,15 @@ struct journal_sink {
  * means "unknown" on the wire. */
 uint64_t journal_checksum(const char *data, size_t len);
 
-/* Apply one encoded entry: its own L key, its ops, and !meta/applied_lsn,
- * !meta/epoch and !meta/tip_sum (its checksum). Deterministic: the same entry always makes the same
- * calls. Returns 0 or -EINVAL for a malformed entry. */
+/* Apply one encoded entry's ops. Deterministic: the same entry always
+ * makes the same calls. Returns 0 or -EINVAL for a malformed entry. */
 int journal_apply(const char *data, size_t len, const struct journal_sink *sink) __attribute__((warn_unused_result));
 
 /* One decoded op. Fields by type:
  *   ENQUEUE      a = dest, targets (ntargets pairs), d = dup id, msg
- *   DEQUEUE      a = dest, seq
- *   DEQUEUE_SUB  a = client-id, b = name, seq
- *   DELIVERED    kind, a, b, seq, count (deliveries so far)
+ *   DEQUEUE      a = dest, prio, seq
+ *   DEQUEUE_SUB  a = client-id, b = name, prio, seq
+ *   DELIVERED    kind, a, b, prio, seq, count (deliveries so far)
  *   SUB_CREATE   a = client-id, b = name, c = topic, d = selector ("" = none)
  *   SUB_DELETE   a = client-id, b = name
  *   PURGE        a = dest
@@ -113,6 +123,7 @@ struct journal_op_view {
     enum journal_op type;
     char kind;
     struct jstr a, b, c, d;
+    uint8_t prio;
     uint64_t seq;
     uint32_t count;
     uint32_t ntargets;
@@ -129,15 +140,26 @@ int journal_foreach_op(const struct journal_entry *e, journal_op_fn fn, void *ct
 void journal_encode_msg(struct buf *b, const struct msg *m);
 /* Decode a message (headers and body copied). NULL when malformed. */
 struct msg *journal_decode_msg(const char *data, size_t len);
+/* From an encoded message without decoding it: 0 when too short. */
+uint64_t journal_msg_seq(const char *data, size_t len);
+int64_t journal_msg_expires(const char *data, size_t len);
+uint8_t journal_msg_priority(const char *data, size_t len);
 
 /* ---------------------------------------------------------------- keys */
 
 void jkey_be64(char *out, uint64_t v);
 uint64_t jkey_get_be64(const char *p);
-/* 'Q' dest \0 seq, 'T' cid \0 name \0 seq, 'S' cid \0 name, 'L' lsn */
-size_t jkey_q(struct buf *b, const char *dest, size_t dl, uint64_t seq);
-size_t jkey_t(struct buf *b, const char *cid, size_t cl, const char *name, size_t nl, uint64_t seq);
+/* 'Q' dest \0 rprio seq, 'T' cid \0 name \0 rprio seq, 'S' cid \0 name;
+ * the queue prefixes are the message keys without their suffix. */
+size_t jkey_q(struct buf *b, const char *dest, size_t dl, uint8_t prio, uint64_t seq);
+size_t jkey_t(struct buf *b, const char *cid, size_t cl, const char *name, size_t nl, uint8_t prio, uint64_t seq);
 size_t jkey_s(struct buf *b, const char *cid, size_t cl, const char *name, size_t nl);
-void jkey_l(char out[9], uint64_t lsn);
+size_t jkey_q_prefix(struct buf *b, const char *dest, size_t dl);
+size_t jkey_t_prefix(struct buf *b, const char *cid, size_t cl, const char *name, size_t nl);
+/* Append the suffix of a message key. */
+void jkey_msg_suffix(struct buf *b, uint8_t prio, uint64_t seq);
+/* The priority and seq at the end of a message key. */
+uint8_t jkey_msg_priority(const char *k, size_t kl);
+uint64_t jkey_msg_seq(const char *k, size_t kl);
 
 #endif

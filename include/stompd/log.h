@@ -1,6 +1,7 @@
 /* Logging: leveled, to stderr (or a file), one line per event.
  * log_* skip formatting below the current level; clog_* prefix the
- * connection's id and peer so every line can be traced to a client. */
+ * connection's id and peer so every line can be traced to a client.
+ * Lines to journald carry <N> priorities instead of timestamps. */
 #ifndef STOMPD_LOG_H
 #define STOMPD_LOG_H
 
@@ -13,9 +14,14 @@ extern enum log_level log_level_current;
 
 int log_level_parse(const char *name, enum log_level *out) __attribute__((warn_unused_result));
 void log_set_level(enum log_level level);
+/* Log to path (appending), replacing the current file, if any: also how
+ * a rotated log is reopened. Thread-safe. */
 int log_open_file(const char *path) __attribute__((warn_unused_result));
 void log_set_prefix(const char *prefix);
+/* Close the file: stderr from now on. */
 void log_close(void);
+/* Lines go to stderr and stderr is the journal (JOURNAL_STREAM). */
+bool log_to_journal(void);
 
 void log_write(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vwrite(enum log_level level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
@@ -26,10 +32,10 @@ void log_vwrite(enum log_level level, const char *fmt, va_list ap) __attribute__
 #define log_warn(...)  do { if (log_enabled(LOG_WARN))  log_write(LOG_WARN,  __VA_ARGS__); } while (0)
 #define log_err(...)   do { if (log_enabled(LOG_ERR))   log_write(LOG_ERR,   __VA_ARGS__); } while (0)
 
-/* Connection-scoped variants: conn must have `id` and `peer` members. */
-#define clog_debug(c, fmt, ...) log_debug("conn %llu %s: " fmt, (unsigned long long)(c)->id, (c)->peer, ##__VA_ARGS__)
-#define clog_info(c, fmt, ...)  log_info("conn %llu %s: " fmt, (unsigned long long)(c)->id, (c)->peer, ##__VA_ARGS__)
-#define clog_warn(c, fmt, ...)  log_warn("conn %llu %s: " fmt, (unsigned long long)(c)->id, (c)->peer, ##__VA_ARGS__)
-#define clog_err(c, fmt, ...)   log_err("conn %llu %s: " fmt, (unsigned long long)(c)->id, (c)->peer, ##__VA_ARGS__)
+/* Connection-scoped variants: conn must have `id` and a stream `st`. */
+#define clog_debug(c, fmt, ...) log_debug("conn %llu %s: " fmt, (unsigned long long)(c)->id, (c)->st.peer, ##__VA_ARGS__)
+#define clog_info(c, fmt, ...)  log_info("conn %llu %s: " fmt, (unsigned long long)(c)->id, (c)->st.peer, ##__VA_ARGS__)
+#define clog_warn(c, fmt, ...)  log_warn("conn %llu %s: " fmt, (unsigned long long)(c)->id, (c)->st.peer, ##__VA_ARGS__)
+#define clog_err(c, fmt, ...)   log_err("conn %llu %s: " fmt, (unsigned long long)(c)->id, (c)->st.peer, ##__VA_ARGS__)
 
 #endif

@@ -19,6 +19,7 @@ struct msg {
     uint32_t refs;
     bool persistent;
     bool journaled;      /* its ENQUEUE is in the journal */
+    uint64_t lsn;        /* the journal entry of its ENQUEUE (0: indexed long ago) */
     uint8_t priority;
     uint64_t seq;        /* broker-wide arrival order; breaks priority ties */
     int64_t timestamp;   /* ms since the epoch, set on arrival */

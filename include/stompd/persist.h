@@ -1,5 +1,6 @@
-/* What the broker journals, from the loop thread. With store.type = memory
- * every call is a no-op and nothing waits. Otherwise each durable change
+/* What the broker journals, from the loop thread. While this node does not
+ * journal (store.type = memory, or not master) every call is a no-op and
+ * nothing waits. Otherwise each durable change
  * becomes a journal op: sends, subscription changes and purges get their
  * own entry at once; acks and delivery marks, which nobody waits for, are
  * coalesced into one entry per loop iteration (or per receipt). An open
@@ -16,9 +17,31 @@ struct msg;
 struct qentry;
 struct durable;
 
+/* Parse store.type and store.sync and open the store (none for
+ * store.type = memory). Journals nothing yet. */
 int persist_open(char *err, size_t errlen) __attribute__((warn_unused_result));
 void persist_close(void);
-/* Persistent messages are journaled (false for store.type = memory). */
+/* A store is open (false for store.type = memory). */
+bool persist_has_store(void);
+/* The effective store.sync as SYNC_* bits. */
+unsigned persist_modes(void);
+/* Start the store's writer; sync: fsync its groups. */
+int persist_start_store(bool sync, char *err, size_t errlen) __attribute__((warn_unused_result));
+/* This node writes the journal now (standalone, or master of epoch e),
+ * from the position the store (or persist_set_position) gave. */
+void persist_begin(uint64_t epoch);
+/* A follower about to write: its journal ends at lsn, an entry of
+ * lsn_epoch with checksum sum. */
+void persist_set_position(uint64_t lsn, uint64_t lsn_epoch, uint64_t sum);
+/* Stop journaling (stepping down): what was not appended is dropped. */
+void persist_end(void);
+/* The store takes broker.store_limit or more: producers of persistent
+ * messages wait (op_wait_store). Checked after each indexed group. */
+bool persist_store_full(void);
+/* Look at the store's size again; when it is below 90% of the limit the
+ * waiting producers go on. */
+void persist_check_store_room(void);
+/* Persistent messages are journaled now. */
 bool persist_enabled(void);
 /* The store failed: nothing more can be made durable. */
 bool persist_failed(void);
@@ -27,19 +50,10 @@ const char *persist_describe(void);
 const char *persist_sync_modes(void);
 bool persist_replicated(void);
 uint64_t persist_epoch(void);
-
-/* Role changes under ZooKeeper (loop thread). */
-/* Where this node's journal ends, and the epoch of that entry. */
+/* Where this node's journal ends (written, or received as a follower),
+ * the epoch of that entry, and its checksum. */
 uint64_t persist_position(uint64_t *epoch);
-/* Take over as master of new_epoch: the store must have applied all it
- * received (-EAGAIN otherwise: call again later). Rebuilds the broker from
- * the store, then opens the replication and client listeners. */
-int persist_become_master(uint64_t new_epoch, char *err, size_t errlen) __attribute__((warn_unused_result));
-/* A master steps down: every client connection closed at once, nothing
- * more committed, the in-memory broker dropped (the store keeps it all). */
-void persist_stop_serving(const char *why);
-/* Follow the master at this replication address (NULL: nobody). */
-void persist_follow(const char *master_repl);
+uint64_t persist_position_sum(void);
 
 void persist_batch_begin(void);
 /* Close the batch; returns the lsn to wait for, 0 when nothing was journaled. */
@@ -51,18 +65,18 @@ uint64_t persist_last_lsn(void);
 uint64_t persist_flush(void);
 /* Append coalesced ops without asking for an fsync (the loop's round). */
 void persist_flush_coalesced(void);
-/* Bumped by every op recorded: tells whether a frame journaled anything. */
-uint64_t persist_generation(void);
 
 /* A persistent message entering a queue, or a topic's durable
  * subscriptions. Returns false when nothing needed journaling (memory
  * store, temporary destination, topic without durable subscriptions). */
 bool persist_enqueue(struct dest *d, struct msg *m, const char *dup_id);
-void persist_dequeue(struct qentry *e);
+/* Returns true when an ack was journaled (coalesced: persist_flush gives
+ * its entry an lsn). */
+bool persist_dequeue(struct qentry *e);
 /* Returns true when a delivery mark was journaled. */
 bool persist_delivered(struct qentry *e);
-void persist_durable_created(struct durable *d);
-void persist_durable_deleted(struct durable *d);
+bool persist_durable_created(struct durable *d);
+bool persist_durable_deleted(struct durable *d);
 /* Journal a dead-letter move in its own entry (never in a transaction's
  * batch); returns its lsn, 0 when nothing was journaled. */
 uint64_t persist_dlq_move(struct qentry *e, struct msg *copy);

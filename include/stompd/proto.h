@@ -1,11 +1,15 @@
 /* The STOMP command table and the one place where a handler's failure
  * becomes an ERROR frame and a close. Handlers return 0 (done: proto sends
  * the receipt), PROTO_RECEIPT_TAKEN (the handler answers the receipt
- * itself, later) or a negative code after proto_fail() named the problem. */
+ * itself, later) or a negative code after proto_fail() named the problem.
+ * A handler whose effect was journaled sets *lsn to the entry a receipt
+ * must wait for (proto_journaled): the receipt then goes once that entry
+ * is committed. */
 #ifndef STOMPD_PROTO_H
 #define STOMPD_PROTO_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "stompd/frame.h"
 
@@ -20,23 +24,27 @@ int proto_fail(const char *message, const char *detail_fmt, ...) __attribute__((
 void proto_receipt(struct conn *c, const char *receipt);
 void proto_conn_closed(struct conn *c);
 
-/* Handlers (handle_*.c). in_txn_replay: the frame comes from a COMMIT. */
-int handle_connect(struct conn *c, struct frame *f);
-int handle_disconnect(struct conn *c, struct frame *f);
-int handle_send(struct conn *c, struct frame *f);
-int handle_subscribe(struct conn *c, struct frame *f);
-int handle_unsubscribe(struct conn *c, struct frame *f);
-int handle_ack(struct conn *c, struct frame *f);
-int handle_nack(struct conn *c, struct frame *f);
-int handle_begin(struct conn *c, struct frame *f);
-int handle_commit(struct conn *c, struct frame *f);
-int handle_abort(struct conn *c, struct frame *f);
+/* Handlers (handle_*.c). */
+int handle_connect(struct conn *c, struct frame *f, uint64_t *lsn);
+int handle_disconnect(struct conn *c, struct frame *f, uint64_t *lsn);
+int handle_send(struct conn *c, struct frame *f, uint64_t *lsn);
+int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn);
+int handle_unsubscribe(struct conn *c, struct frame *f, uint64_t *lsn);
+int handle_ack(struct conn *c, struct frame *f, uint64_t *lsn);
+int handle_nack(struct conn *c, struct frame *f, uint64_t *lsn);
+int handle_begin(struct conn *c, struct frame *f, uint64_t *lsn);
+int handle_commit(struct conn *c, struct frame *f, uint64_t *lsn);
+int handle_abort(struct conn *c, struct frame *f, uint64_t *lsn);
 
 /* Shared by the handlers and COMMIT's replay of held frames: with a batch
  * op, persistent effects join that op's journal entry. */
 struct op;
 int send_message(struct conn *c, struct frame *f, struct op *batch);
+/* Returns 1 when the ack journaled something, 0 when not, or negative. */
 int ack_message(struct conn *c, struct frame *f, bool nack, bool lenient);
+/* The frame journaled something: the lsn its receipt (if it asked for
+ * one) must wait for, 0 when it needs none. */
+uint64_t proto_journaled(const struct frame *f);
 
 /* Client-ids in use by open connections (one connection per client-id). */
 int proto_claim_client_id(struct conn *c, const char *client_id) __attribute__((warn_unused_result));

@@ -1,94 +1,162 @@
-/* A queue of messages waiting for consumers: ten FIFO lists by priority,
- * each kept in arrival (seq) order so redelivered messages return to their
- * place. Used for /queue/ destinations, for each topic subscription's
- * private backlog and for durable subscriptions. Dispatch is round-robin
- * over ready consumers, honouring selectors, exclusive consumers and
- * message groups. */
+/* A queue of messages waiting for consumers, in dispatch order (higher
+ * priority first, then arrival order), used for /queue/ destinations, for
+ * each topic subscription's private backlog and for durable
+ * subscriptions. Dispatch is round-robin over ready consumers, honouring
+ * selectors, exclusive consumers and message groups.
+ *
+ * Only a window of a persistent queue lives in memory (broker.queue_window
+ * bytes of pending persistent messages): the rest stays in the store and
+ * is read back in order as consumers take messages (paging). Every
+ * operation on one message is O(log n) in the window, never in the
+ * backlog: pending entries sit in a balanced tree; a returned message goes
+ * back to its place; expiry is a heap over the messages in memory (one on
+ * disk expires when it is read back). Invariant while a queue is paged:
+ * every pending message whose key is below `limit` is in memory; messages
+ * at or beyond it are in the store (and possibly in memory too, until the
+ * store has indexed them), or were skipped: when every consumer has
+ * credit and none of them takes anything in a full window (selectors that
+ * match nothing there), the window's indexed messages leave memory and
+ * paging moves on, a bounded step per loop iteration; the skipped range is
+ * read again from its start when the consumers change.
+ *
+ * Selector work is budgeted (see sub.h): a dispatch that runs out stops
+ * at a message and goes on from its key in a later loop iteration (a key,
+ * not a pointer: paging may take the entry out of memory meanwhile). Only
+ * what consumers refused counts as offered: a full window whose dispatch
+ * was stopped by the budget is never skipped. */
 #ifndef STOMPD_QUEUE_H
 #define STOMPD_QUEUE_H
 
+#include <bsd/sys/tree.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
 #include <uthash.h>
 
+#include "stompd/buf.h"
 #include "stompd/msg.h"
 
 struct dest;
 struct sub;
 struct durable;
 
+/* A message's place in its queue: (9 - priority, seq). */
+struct qkey {
+    uint8_t rprio;
+    uint64_t seq;
+};
+
 struct qentry {
-    TAILQ_ENTRY(qentry) link;   /* in a pending list, or its sub's unacked list */
+    RB_ENTRY(qentry) node;      /* in its queue's pending tree */
+    TAILQ_ENTRY(qentry) link;   /* in its sub's unacked list while in flight */
     struct msg *msg;
     struct queue *q;
     struct sub *sub;            /* set while delivered and unacked */
     uint64_t tag;               /* delivery tag while in flight */
     uint32_t redeliveries;
+    uint32_t heap;              /* position + 1 in the expiry heap, 0 when not in it */
+    bool pending;               /* in the tree */
     bool in_txn_ack;            /* acked inside an open transaction */
     bool unfiltered;            /* a backlog's entry whose selector has not run yet */
     UT_hash_handle hh;          /* conn->inflight, keyed by tag */
+    UT_hash_handle rh;          /* queue->held, keyed by seq */
 };
 TAILQ_HEAD(qentry_list, qentry);
+RB_HEAD(qtree, qentry);
 
 struct group;
+struct gone;
 
 struct queue {
     struct dest *dest;          /* charged for memory; named in logs */
     struct durable *durable;    /* non-NULL: the backlog of a durable subscription */
     struct sub *owner;          /* non-NULL: private backlog of one topic subscription */
-    struct qentry_list pending[MSG_PRIORITIES];
-    uint64_t npending;
+    struct qtree pending;       /* pending messages in memory */
+    uint64_t npending;          /* pending messages, in memory or in the store only */
+    uint64_t nresident;         /* of them, in memory */
+    int64_t window_bytes;       /* pending persistent bytes in memory (what the window bounds) */
     uint64_t ninflight;
+    struct qentry *held;        /* every entry in memory (pending or in flight), by seq */
+    /* paging: only queues whose messages the store indexes */
+    struct buf kprefix;         /* the index prefix of its message keys (empty: none) */
+    bool paged;                 /* some pending messages are only in the store */
+    struct qkey limit;          /* while paged: pending messages below it are all in memory */
+    bool skipping;              /* messages from skip_from up to limit may be only in the store */
+    struct qkey skip_from;
+    struct gone *gone;          /* removed from memory, removal not yet indexed (by seq) */
+    bool over_window;           /* on the list of queues to shrink once indexed */
+    TAILQ_ENTRY(queue) over_link;
     TAILQ_HEAD(, sub) consumers;
     uint32_t nconsumers;
     struct sub *rr;             /* round-robin cursor */
     struct group *groups;
     bool dirty;
     TAILQ_ENTRY(queue) dirty_link;
-    /* Dispatch stopped by the selector budget goes on from here in a later
-     * pass: this pending entry, its consumer scan ending at scan_end. */
-    struct qentry *resume;
+    /* Dispatch stopped by the selector budget goes on in a later pass from
+     * the pending message at `resume` (or the next one after it), its
+     * consumer scan ending at scan_end. */
+    bool resuming;
+    struct qkey resume;
     struct sub *scan_end;
     bool scan_ready;            /* the scan so far saw a ready consumer */
-    bool rescan;                /* something was put ahead of resume meanwhile */
+    bool rescan;                /* since the stop, something ahead of it may be taken now */
     bool starved;               /* stopped with no budget at all: goes first next time */
 };
 TAILQ_HEAD(queue_list, queue);
 
 void queue_init(struct queue *q, struct dest *d);
-/* Frees every pending entry; the queue must have no consumers left. */
+/* This queue's persistent messages are indexed under prefix (a /queue/'s
+ * Q key prefix, a durable subscription's T key prefix): it may page. */
+void queue_set_prefix(struct queue *q, const char *prefix, size_t len);
+/* Frees every entry in memory; the queue must have no consumers left. */
 void queue_destroy(struct queue *q);
 
-/* A new message arrives: appended, dispatched at once when it can be. */
+/* A new message arrives: dispatched at once when it can be, else kept. */
 void queue_push(struct queue *q, struct msg *m);
 /* A topic message for a backlog (a subscription's or a durable one's)
- * whose selector could not run within the publish's budget: appended,
+ * whose selector could not run within the publish's budget: kept, and
  * filtered by that selector when dispatch reaches it. */
 void queue_push_unfiltered(struct queue *q, struct msg *m);
-/* A message restored from the store at start (not journaled again). */
-void queue_push_recovered(struct queue *q, struct msg *m, uint32_t redeliveries);
-/* Put an entry back (NACK, consumer gone, transaction rolled back) in
- * arrival order, counted as a redelivery; a message past the redelivery
- * limit goes to the dead-letter queue instead. */
+/* Recovery: the store holds n pending messages of this queue (read back
+ * as consumers need them). */
+void queue_restore(struct queue *q, uint64_t n);
+/* Put an entry back (NACK, consumer gone, transaction rolled back) in its
+ * place, counted as a redelivery; a message past the redelivery limit goes
+ * to the dead-letter queue instead. Returns true when the entry was
+ * dead-lettered in a journal entry. */
 enum return_why { RETURN_NACK, RETURN_LOST };
-void queue_return(struct qentry *e, enum return_why why);
+bool queue_return(struct qentry *e, enum return_why why);
 /* Remove an entry for good (acked, expired, purged, moved). */
 void queue_entry_done(struct qentry *e);
 
 void queue_add_consumer(struct queue *q, struct sub *s);
 void queue_remove_consumer(struct queue *q, struct sub *s);
 
+/* Something changed for the consumers (one is ready again, came, went):
+ * dispatch, from the top (a stopped dispatch goes on from its stop, then
+ * sweeps from the top once more). */
 void queue_mark_dirty(struct queue *q);
 /* Dispatch everything that can go now. Called from the before-sleep hook. */
 void queue_dispatch(struct queue *q);
 /* Run every queue marked dirty; returns true when one was dispatched. */
 bool queue_dispatch_dirty(void);
 
-/* Drop every pending message; returns how many. */
+/* Drop every pending message (in memory and in the store's view); returns
+ * how many. The caller journals the purge. */
 uint64_t queue_purge(struct queue *q);
 
-/* Drop expired pending messages now (the periodic sweep). */
-uint64_t queue_expire_sweep(struct queue *q, int64_t now_ms);
+/* Expire what is due among the messages in memory (the periodic sweep):
+ * a heap, not a walk over every queue. Returns how many. */
+uint64_t queue_expire_due(int64_t now_ms);
+
+/* The journal was appended up to lsn with nothing left coalesced: what was
+ * removed from memory before now is in an entry at or below it. */
+void queue_journal_flushed(uint64_t lsn);
+/* The store has indexed up to lsn: forget removals it now knows, and
+ * shrink queues over their window. */
+void queue_indexed(uint64_t lsn);
+/* Whether some queue waits for the store to index more (to shrink to its
+ * window, or to forget removals). */
+bool queue_waits_for_index(void);
 
 #endif

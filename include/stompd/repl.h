@@ -12,6 +12,8 @@
 #include <stdint.h>
 
 #include "stompd/buf.h"
+#include "stompd/stats.h"
+#include "stompd/stream.h"
 
 /* 3: HELLO and SNAPSHOT_END carry the checksum of the entry at the
  * position they name (a divergent tail is found even at an equal epoch) */
@@ -51,6 +53,12 @@ uint64_t repl_get_u64(struct repl_reader *r);
 /* Pointer into the frame (not NUL-terminated) and its length. */
 const char *repl_get_str(struct repl_reader *r, uint32_t *len);
 
+/* The frame at the start of data[0..len): 1 with its type, a reader
+ * over its payload and its whole length; 0 when it is not all there yet
+ * (*frame_len says how long it will be once the length is known); -1 for
+ * a length no frame may have (0, or above REPL_MAX_FRAME). */
+int repl_frame_split(const char *data, size_t len, uint8_t *type, struct repl_reader *r, size_t *frame_len);
+
 /* Frames are built in place in an output buffer. */
 size_t repl_frame_begin(struct buf *b, uint8_t type);
 void repl_frame_end(struct buf *b, size_t start);
@@ -68,32 +76,30 @@ struct repl_peer_ops {
     int (*frame)(struct repl_peer *p, uint8_t type, struct repl_reader *r);
     /* Output drained below the low-water mark: send more. */
     void (*writable)(struct repl_peer *p);
-    /* The connection is gone (closed by either side); the owner detaches
-     * and calls repl_peer_free, which defers the free to a safe point. */
+    /* The connection is gone (closed by either side); the owner forgets
+     * the peer (the stream layer frees it before the loop sleeps). */
     void (*closed)(struct repl_peer *p, const char *why);
 };
 
+/* A replication connection: a stream carrying length-prefixed frames. */
 struct repl_peer {
-    int fd;
-    char name[96];
-    ev_io rd, wr;
-    bool writing, connecting, dead;
-    struct buf in, out;
-    ev_tstamp last_rx;
+    struct stream st;
     const struct repl_peer_ops *ops;
     void *owner;
-    struct repl_peer *next_dead;
 };
 
+/* fd is connected, or connecting (an outgoing connect in progress). */
 struct repl_peer *repl_peer_new(int fd, const char *name, bool connecting, const struct repl_peer_ops *ops,
                                 void *owner);
-/* Queue output (flushed at once as far as the socket takes it). */
+static inline struct buf *repl_peer_out(struct repl_peer *p) { return &p->st.out; }
+static inline bool repl_peer_dead(const struct repl_peer *p) { return p->st.state == STREAM_DEAD; }
+static inline const char *repl_peer_name(const struct repl_peer *p) { return p->st.peer; }
+/* Write queued output now, as far as the socket takes it. */
 void repl_peer_flush(struct repl_peer *p);
 size_t repl_peer_pending(const struct repl_peer *p);
 void repl_peer_close(struct repl_peer *p, const char *why);
+/* Close without telling the owner (it is letting go of the peer). */
 void repl_peer_free(struct repl_peer *p);
-/* Free closed peers (called before the loop sleeps). */
-void repl_peer_gc(void);
 
 /* ------------------------------------------------------------ master */
 
@@ -121,6 +127,8 @@ struct repl_slave_info {
      * for how long (NULL, 0 when it is not paused) */
     const char *paused;
     double paused_s;
+    /* from an entry's append to its ACK by this slave (received, on disk) */
+    const struct hist *ack_us, *durable_us;
 };
 /* Fill up to max entries; returns the count. */
 size_t repl_master_slaves(struct repl_slave_info *out, size_t max);

@@ -10,8 +10,7 @@
 
 #include "stompd/conn.h"
 #include "stompd/queue.h"
-
-enum role { ROLE_STANDALONE, ROLE_MASTER, ROLE_SLAVE, ROLE_ELECTING };
+#include "stompd/stream.h"
 
 struct server_stats {
     uint64_t connections_total;
@@ -29,16 +28,12 @@ struct server_stats {
 
 struct server {
     struct ev_loop *loop;
-    enum role role;
-    int stomp_fd;
-    ev_io stomp_io;
+    struct listener stomp;      /* open while master or standalone */
     ev_prepare before_sleep;
     ev_idle spin;               /* keeps the loop from sleeping while work remains */
     ev_signal sigterm, sigint;
     ev_timer sweep;             /* expiry sweep */
     struct conn_list conns;
-    struct conn_list dead;
-    struct conn_list flush;
     uint32_t nconns;
     uint64_t next_conn_id;
     uint64_t next_msg_seq;
@@ -62,14 +57,12 @@ void server_shutdown(void);
 int server_listen_clients(void) __attribute__((warn_unused_result));
 void server_close_clients(const char *why);
 
-/* A non-blocking listening socket on host:port; -1 with err filled. */
-int server_listen_socket(const char *addr, char *err, size_t errlen);
-struct sockaddr_storage;
-void server_peer_name(const struct sockaddr_storage *ss, char *out, size_t len);
 
 int64_t server_now_ms(void);
 /* A fresh message-id ("ID:<broker>-<start>-<n>"). */
 void server_next_msg_id(char *out, size_t len);
 uint64_t server_next_seq(void);
+/* Messages restored from the store go up to seq: new ones come after. */
+void server_seq_at_least(uint64_t seq);
 
 #endif

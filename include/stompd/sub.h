@@ -78,14 +78,16 @@ struct sub_selector_stats {
 void sub_selector_stats(struct sub_selector_stats *out);
 /* Write the MESSAGE and track the entry (or finish it, for auto ack). */
 void sub_deliver(struct sub *s, struct qentry *e);
+/* The functions below return true when they journaled something (an ack
+ * of a persistent message, a dead-letter move): a receipt waits for it. */
 /* Acknowledge: cumulative for ACK_CLIENT, one entry otherwise. */
-void sub_ack(struct sub *s, struct qentry *e);
+bool sub_ack(struct sub *s, struct qentry *e);
 /* Negative ack: the message(s) go back for redelivery (or to the DLQ). */
-void sub_nack(struct sub *s, struct qentry *e);
+bool sub_nack(struct sub *s, struct qentry *e);
 /* Return every unacked message to its queue (consumer gone). */
-void sub_release_all(struct sub *s);
+bool sub_release_all(struct sub *s);
 /* Detach from queue/topic and free (unacked messages go back first). */
-void sub_destroy(struct sub *s);
+bool sub_destroy(struct sub *s);
 /* A topic subscription receives a published message (when its selector
  * accepts it; when the pass's budget is spent, unfiltered for now). */
 void sub_publish(struct sub *s, struct msg *m);

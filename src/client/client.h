@@ -5,6 +5,7 @@
 #ifndef STOMPC_CLIENT_H
 #define STOMPC_CLIENT_H
 
+#include <netdb.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -15,6 +16,14 @@
 #include "stompd/buf.h"
 #include "stompd/frame.h"
 #include "uri.h"
+
+/* The public structs as the caller compiled them (abi.c, see stompc.h):
+ * abi_in copies given_size bytes of a caller's struct into this library's
+ * (mine_size), zeroing what the caller does not have; -1 when the caller's
+ * is larger and sets a byte past ours. abi_out copies ours out, as much as
+ * the caller has room for, zeroing the rest of a larger one. */
+int abi_in(void *mine, size_t mine_size, const void *given, size_t given_size);
+void abi_out(void *given, size_t given_size, const void *mine, size_t mine_size);
 
 #define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
@@ -27,6 +36,8 @@ struct ofr {
     bool pending;              /* on c->pending */
     bool user_receipt;         /* the caller asked for the receipt: report it */
     bool owned_by_sub;         /* a subscription's SUBSCRIBE frame */
+    bool oom;                  /* an allocation failed while building it */
+    bool sent;                 /* written on some connection already */
     char *receipt;             /* NULL: none */
     const char *tx;            /* the transaction header's value, if any */
     uint32_t nh, cap;
@@ -35,6 +46,31 @@ struct ofr {
     size_t body_len;
 };
 TAILQ_HEAD(ofr_list, ofr);
+
+/* One connection attempt to one broker (happy eyeballs: several may be
+ * under way at once; the first CONNECTED wins). */
+struct attempt {
+    int fd;                    /* -1: none under way */
+    bool handshake;            /* TCP is up: CONNECT sent or being sent */
+    uint32_t ev;               /* epoll events registered for fd */
+    struct addrinfo *res, *cur; /* the host's addresses; cur is being tried */
+    int64_t deadline;          /* monotonic ms */
+    struct buf out, in;
+    struct frame_parser parser;
+    /* from its CONNECTED, applied when it wins */
+    enum stomp_version version;
+    int64_t hb_tx_ms, hb_rx_ms;
+    char *members;             /* the cluster-members header, if any */
+};
+
+/* What the failover schedule knows of one broker of the list. */
+struct bstate {
+    struct attempt a;
+    int64_t next_at;           /* no attempt before this (monotonic ms) */
+    unsigned refusals;         /* connects refused in a row: short delays */
+    unsigned costly;           /* failures after reaching it in a row: back-off */
+    bool failed_this_round;
+};
 
 struct csub {
     TAILQ_ENTRY(csub) link;
@@ -74,7 +110,7 @@ TAILQ_HEAD(cev_list, cev);
 enum client_state {
     CS_IDLE,       /* never connected, or disconnected by the caller */
     CS_CONNECTED,
-    CS_LOST,       /* failover: to reconnect at the next occasion */
+    CS_LOST,       /* connecting (first time, or failover reconnecting) */
     CS_DEAD,       /* failed for good (plain tcp:// loss, attempts exhausted) */
 };
 
@@ -89,12 +125,18 @@ struct stompc {
     struct stompc_header *cheaders; /* extra CONNECT headers, owned */
     size_t ncheaders;
     int hb_cx, hb_cy;
-    int connect_timeout, receipt_timeout;
+    int receipt_timeout;
     size_t max_frame;
     unsigned max_unreceipted;
 
+    bool nonblocking;          /* calls never wait (stompc_set_nonblocking) */
+    int epfd;                  /* stompc_fd(): every socket of the client */
+    int last_status;           /* why the client stopped, for stompc_step */
+
     /* the connection */
     int fd;
+    uint32_t ev;               /* epoll events registered for fd */
+    bool disconnecting;        /* stompc_disconnect: a loss is not recovered */
     size_t broker;             /* index into uri.brokers */
     enum stomp_version version;
     struct frame_parser parser;
@@ -106,17 +148,26 @@ struct stompc {
     uint64_t gen;              /* bumped by every connection */
 
     /* failover */
+    struct bstate *bs;         /* one per broker of uri.brokers */
+    size_t *order;             /* this round's order of brokers */
     unsigned failures;         /* failed rounds since the last connection */
+    unsigned round_failed;     /* brokers failed in this round */
     bool ever_connected;       /* since stompc_connect: startup limits apply until then */
-    int64_t next_round_at;     /* monotonic ms; 0: now */
     size_t last_failed;        /* broker that failed last, SIZE_MAX: none */
-    char connect_err[1024];    /* why the last round failed */
+    size_t last_started;       /* the attempt started last, SIZE_MAX: none */
+    int64_t last_started_at;
+    int64_t connect_timeout_opt; /* stompc_options.connect_timeout (0: default) */
+    char connect_err[1024];    /* why the last attempt failed */
+    int connect_status;        /* ...and its status */
     uint64_t rng;
 
     /* session state replayed after a reconnect */
     struct csub_list subs;
     struct ofr_list pending;
     size_t npending;
+    size_t pending_bytes;      /* bodies of the pending frames */
+    struct ofr_list backlog;   /* unreceipted frames waiting for a connection */
+    size_t nbacklog;
     struct ctx_list txs;
     uint64_t next_seq;         /* ofr seq and automatic receipt ids */
     char dupl_prefix[33];      /* random 128 bits, hex */
@@ -156,35 +207,79 @@ int client_fail(struct stompc *c, int status, const char *fmt, ...) __attribute_
 int client_on_frame(struct stompc *c, struct frame *f);
 /* The connection is gone: close it and settle the session (see stompc.c). */
 int client_lost(struct stompc *c, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-void client_event(struct stompc *c, enum cev_kind kind, int status, const char *text, const char *receipt);
+/* Queue a notice for the callbacks; false when out of memory. */
+bool client_event(struct stompc *c, enum cev_kind kind, int status, const char *text, const char *receipt);
 void client_pending_remove(struct stompc *c, struct ofr *o);
 /* Failover gave up (or a tcp:// connect failed): end the session. */
-void client_gave_up(struct stompc *c, const char *why);
+void client_gave_up(struct stompc *c, int status, const char *why);
+/* Before a voluntary switch of broker (priorityBackup): what a loss does
+ * to the session, without reporting an error. */
+void client_settle(struct stompc *c, const char *why);
 
 /* --------------------------------------------------------------- net.c */
-/* TCP connect, then CONNECT/CONNECTED; each step bounded by deadline. */
-int net_open(struct stompc *c, size_t broker, int64_t deadline);
+/* The epoll instance behind stompc_fd(). 0 or -errno. */
+int net_init(struct stompc *c);
+void net_fini(struct stompc *c);
+/* Close the session's connection (it stays in the counters). */
 void net_close(struct stompc *c);
 /* "broker ERROR: <message>: <first line of the body>" */
 void net_describe_error(const struct frame *f, char *out, size_t outlen);
-/* Encode a frame into the output buffer (no I/O). */
-void net_put(struct stompc *c, const struct ofr *o, bool with_receipt);
-/* Write the output buffer out, reading (and handling) what arrives
- * meanwhile. 0, or < 0 after client_lost. */
-int net_flush(struct stompc *c);
-/* Wait until deadline for input (or output room), then read and handle it
- * and the heart-beats. 1: something happened, 0: deadline passed, < 0:
- * connection lost (client_lost was called). */
-int net_pump(struct stompc *c, int64_t deadline);
+/* Encode a frame into the output buffer (no I/O). 0 or STOMPC_ENOMEM. */
+int net_put(struct stompc *c, const struct ofr *o, bool with_receipt) __attribute__((warn_unused_result));
+/* Write what the kernel takes now. 0, or < 0 after client_lost. */
+int net_write(struct stompc *c);
+/* Readiness of the session's socket: write, read, handle frames. 0, or
+ * < 0 after client_lost. */
+int net_io(struct stompc *c, uint32_t events);
+/* Heart-beat duties now; the next time they are due (monotonic ms, -1:
+ * none) in *next. 0, or < 0 after client_lost. */
+int net_timers(struct stompc *c, int64_t now, int64_t *next);
+/* Update the session socket's epoll registration to what it needs now. */
+void net_interest(struct stompc *c);
+/* The event loop's entry: readiness (epoll events) of what tag names. 0,
+ * or < 0 when the client stopped for good (a tcp:// loss, given up). */
+int net_dispatch(struct stompc *c, uint64_t tag, uint32_t events, int64_t now);
+/* Has the client a socket open (session or attempt)? */
+bool net_any_open(const struct stompc *c);
+/* When the heart-beats are next due (monotonic ms, -1: none). */
+int64_t net_next_timer(const struct stompc *c);
+
+/* Start an attempt on broker i: 0 under way, < 0 failed at once
+ * (c->connect_err says why; *costly false). */
+int net_attempt_start(struct stompc *c, size_t i, int64_t now);
+/* Readiness (events) or the deadline (events 0) of attempt i: 1 it has
+ * its CONNECTED, 0 still going, < 0 failed (*costly: it had reached the
+ * broker). */
+int net_attempt_io(struct stompc *c, size_t i, uint32_t events, int64_t now, bool *costly);
+/* Give up attempt i; polite: tell a broker that may have answered. */
+void net_attempt_close(struct stompc *c, size_t i, bool polite);
+/* Attempt i becomes the session's connection. */
+void net_attempt_adopt(struct stompc *c, size_t i);
 
 /* ---------------------------------------------------------- failover.c */
-/* Connect (or reconnect and replay) before deadline: 0, or < 0 with
- * c->err set (STOMPC_ETIMEDOUT, STOMPC_ECONNECT...). */
-int failover_connect(struct stompc *c, int64_t deadline);
-/* Make sure the client is connected, reconnecting when failover allows. */
-int failover_ensure(struct stompc *c, int64_t deadline);
+/* bs[] and order[] for uri.brokers and the brokers it may learn. 0 or
+ * STOMPC_ENOMEM. */
+int failover_init(struct stompc *c);
+void failover_fini(struct stompc *c);
+/* Start connecting (stompc_connect): the first round. */
+void failover_begin(struct stompc *c);
+/* An attempt event (events 0: its deadline passed). 0, or < 0 when the
+ * client gave up (status). */
+int failover_attempt_event(struct stompc *c, size_t i, uint32_t events, int64_t now);
+/* Start the attempts that are due; the next time one is (monotonic ms,
+ * -1: none) in *next. 0, or < 0 when the client gave up. */
+int failover_schedule(struct stompc *c, int64_t now, int64_t *next);
+/* When failover_schedule has something to do next (monotonic ms, -1:
+ * nothing; now when due). No side effects. */
+int64_t failover_next_timer(const struct stompc *c, int64_t now);
+/* The session's connection was lost: a new round, starting at once. */
+void failover_lost(struct stompc *c);
+/* Close every attempt under way. */
+void failover_abort_attempts(struct stompc *c);
 
 /* ---------------------------------------------------------------- ofr */
+/* NULL when out of memory. The other calls mark o->oom instead of failing:
+ * check it once the frame is built. */
 struct ofr *ofr_new(struct stompc *c, enum stomp_cmd cmd);
 void ofr_add(struct ofr *o, const char *name, const char *value);
 const char *ofr_get(const struct ofr *o, const char *name);
@@ -192,8 +287,7 @@ void ofr_set_body(struct ofr *o, const void *body, size_t len);
 void ofr_set_receipt(struct ofr *o, const char *receipt);
 void ofr_free(struct ofr *o);
 
-void *xmalloc(size_t n);
-void *xcalloc(size_t n, size_t size);
-char *xstrdup(const char *s);
+/* Room for extra more bytes in b, without abort: 0 or STOMPC_ENOMEM. */
+int cbuf_reserve(struct buf *b, size_t extra) __attribute__((warn_unused_result));
 
 #endif

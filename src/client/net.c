@@ -1,7 +1,9 @@
-/* libstompc's socket: TCP connect and the CONNECT/CONNECTED handshake, and
- * the one place that waits (poll) on the socket, reads and parses frames,
- * writes the output buffer and keeps heart-beats both ways. A non-blocking
- * socket, so a write the broker does not take never stops us reading. */
+/* libstompc's sockets: the session's connection (reading and parsing
+ * frames, writing the output buffer, heart-beats both ways) and the
+ * connection attempts (TCP connect, CONNECT, waiting for CONNECTED), all
+ * non-blocking and registered in one epoll instance, so that the caller's
+ * event loop (or the library's own wait, for the blocking calls) watches a
+ * single descriptor whatever the client has open. Nothing here waits. */
 #include "config.h"
 
 #include <errno.h>
@@ -9,17 +11,18 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "client.h"
 
 #define READ_CHUNK 65536
-#define READ_ROUNDS 16         /* bound one pump's reading so timers still run */
+#define READ_ROUNDS 16         /* bound one read so timers and the caller still run */
+#define TAG_SESSION UINT64_MAX /* epoll data of the session's socket; attempts carry their broker index */
 
 static const char *broker_text(const struct stompc *c)
 {
@@ -32,7 +35,34 @@ static const char *hostport(const struct uri_broker *b)
     return b->text + strlen("tcp://");
 }
 
-static void parser_setup(struct stompc *c)
+int cbuf_reserve(struct buf *b, size_t extra)
+{
+    if (b->cap - b->len >= extra)
+        return 0;
+    if (b->off > 0 && b->cap - buf_used(b) >= extra && b->off >= buf_used(b)) {
+        memmove(b->data, b->data + b->off, buf_used(b));
+        b->len -= b->off;
+        b->off = 0;
+        return 0;
+    }
+    size_t need = b->len + extra;
+    if (need < extra)
+        return STOMPC_ENOMEM;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < need) {
+        if (cap > SIZE_MAX / 2)
+            return STOMPC_ENOMEM;
+        cap *= 2;
+    }
+    char *p = realloc(b->data, cap);
+    if (!p)
+        return STOMPC_ENOMEM;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+static void parser_setup(const struct stompc *c, struct frame_parser *p)
 {
     struct frame_limits lim = {
         .max_frame = c->max_frame,
@@ -40,113 +70,61 @@ static void parser_setup(struct stompc *c)
         .max_header_line = c->max_frame,
         .max_command_line = 256,
     };
-    frame_parser_init(&c->parser, &lim);
+    frame_parser_init(p, &lim);
 }
+
+/* ------------------------------------------------------------- epoll */
+
+int net_init(struct stompc *c)
+{
+    c->epfd = epoll_create1(EPOLL_CLOEXEC);
+    return c->epfd < 0 ? -errno : 0;
+}
+
+void net_fini(struct stompc *c)
+{
+    if (c->epfd >= 0)
+        close(c->epfd);
+    c->epfd = -1;
+}
+
+/* Register fd for want (0: nothing) under tag. 0 or -errno. */
+static int ep_update(struct stompc *c, int fd, uint32_t *have, uint32_t want, uint64_t tag)
+{
+    if (*have == want)
+        return 0;
+    struct epoll_event ev = {.events = want, .data.u64 = tag};
+    int op = *have == 0 ? EPOLL_CTL_ADD : want == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
+    if (epoll_ctl(c->epfd, op, fd, &ev) != 0)
+        return -errno;
+    *have = want;
+    return 0;
+}
+
+void net_interest(struct stompc *c)
+{
+    if (c->fd < 0)
+        return;
+    uint32_t want = EPOLLIN | (buf_used(&c->out) ? EPOLLOUT : 0);
+    /* MOD of a registered socket cannot fail for want of memory; if it
+     * ever did, the next read or write would still find out. */
+    (void)ep_update(c, c->fd, &c->ev, want, TAG_SESSION);
+}
+
+/* ------------------------------------------------------------ session */
 
 void net_close(struct stompc *c)
 {
     if (c->fd >= 0)
-        close(c->fd);
+        close(c->fd); /* leaves the epoll set with it */
     c->fd = -1;
+    c->ev = 0;
     buf_free(&c->in);
     buf_free(&c->out);
     /* The counters go on across connections (stompc.c compares them
      * around a loss); unsent bytes are dropped with the buffer. */
     c->out_queued = c->out_written;
     c->hb_rx_ms = c->hb_tx_ms = 0;
-}
-
-/* TCP connection to one broker; c->fd set on success. */
-static int tcp_connect(struct stompc *c, const struct uri_broker *b, int64_t deadline)
-{
-    char port[16];
-    snprintf(port, sizeof port, "%d", b->port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    struct addrinfo *res = NULL;
-    int gai = getaddrinfo(b->host, port, &hints, &res);
-    if (gai != 0)
-        return client_fail(c, STOMPC_ECONNECT, "connect to %s: %s", hostport(b),
-                           gai == EAI_SYSTEM ? strerror(errno) : gai_strerror(gai));
-    int err = ECONNREFUSED;
-    int fd = -1;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd < 0) {
-            err = errno;
-            continue;
-        }
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-            break;
-        err = errno;
-        if (err == EINPROGRESS) {
-            struct pollfd p = {.fd = fd, .events = POLLOUT};
-            int n;
-            do
-                n = poll(&p, 1, client_left(deadline));
-            while (n < 0 && errno == EINTR);
-            if (n == 0) {
-                err = ETIMEDOUT;
-            } else {
-                socklen_t len = sizeof err;
-                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-                    err = errno;
-                if (err == 0)
-                    break;
-            }
-        }
-        close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(res);
-    if (fd < 0)
-        return client_fail(c, STOMPC_ECONNECT, "connect to %s: %s", hostport(b), strerror(err));
-    int one = 1;
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    c->fd = fd;
-    return 0;
-}
-
-static void put_connect_header(struct buf *b, const char *name, const char *value)
-{
-    /* CONNECT is never escaped; stompc_connect refused values that need it. */
-    frame_write_header_str(b, STOMP_10, false, name, value);
-}
-
-static void put_connect(struct stompc *c, const struct uri_broker *b)
-{
-    char hb[48];
-    frame_write_command(&c->out, "CONNECT");
-    put_connect_header(&c->out, "accept-version", c->accept_version);
-    put_connect_header(&c->out, "host", c->host ? c->host : b->host);
-    if (c->login)
-        put_connect_header(&c->out, "login", c->login);
-    if (c->passcode)
-        put_connect_header(&c->out, "passcode", c->passcode);
-    if (c->client_id)
-        put_connect_header(&c->out, "client-id", c->client_id);
-    snprintf(hb, sizeof hb, "%d,%d", c->hb_cx, c->hb_cy);
-    put_connect_header(&c->out, "heart-beat", hb);
-    for (size_t i = 0; i < c->ncheaders; i++)
-        put_connect_header(&c->out, c->cheaders[i].name, c->cheaders[i].value);
-    frame_write_body(&c->out, NULL, 0);
-    c->out_queued += buf_used(&c->out);
-}
-
-/* Is v one of the versions we offered? */
-static bool offered(const struct stompc *c, const char *v)
-{
-    const char *p = c->accept_version;
-    size_t vl = strlen(v);
-    while (*p) {
-        const char *comma = strchr(p, ',');
-        size_t l = comma ? (size_t)(comma - p) : strlen(p);
-        if (l == vl && !strncmp(p, v, l))
-            return true;
-        if (!comma)
-            break;
-        p = comma + 1;
-    }
-    return false;
 }
 
 void net_describe_error(const struct frame *f, char *out, size_t outlen)
@@ -166,52 +144,13 @@ void net_describe_error(const struct frame *f, char *out, size_t outlen)
         snprintf(out, outlen, "broker ERROR: %.*s", (int)bl, f->body);
 }
 
-static int handshake_reply(struct stompc *c, struct frame *f)
-{
-    const char *hp = hostport(&c->uri.brokers[c->broker]);
-    if (f->cmd == CMD_ERROR) {
-        char why[600];
-        net_describe_error(f, why, sizeof why);
-        return client_fail(c, STOMPC_EBROKER, "connect to %s: %s", hp, why);
-    }
-    if (f->cmd != CMD_CONNECTED)
-        return client_fail(c, STOMPC_EPROTO, "connect to %s: expected CONNECTED, got %s", hp,
-                           f->command);
-    const char *v = frame_get(f, "version");
-    if (!v)
-        v = "1.0"; /* a 1.0 broker does not say */
-    if (strcmp(v, "1.0") && strcmp(v, "1.1") && strcmp(v, "1.2"))
-        return client_fail(c, STOMPC_EPROTO, "connect to %s: unknown version '%.32s'", hp, v);
-    if (!offered(c, v))
-        return client_fail(c, STOMPC_EPROTO, "connect to %s: broker chose version '%.32s', not one of %s",
-                           hp, v, c->accept_version);
-    c->version = !strcmp(v, "1.2") ? STOMP_12 : !strcmp(v, "1.1") ? STOMP_11 : STOMP_10;
-    c->parser.version = c->version;
-    long sx = 0, sy = 0;
-    const char *hb = frame_get(f, "heart-beat");
-    if (hb && c->version >= STOMP_11) {
-        char *end;
-        sx = strtol(hb, &end, 10);
-        if (end == hb || *end != ',' || sx < 0)
-            return client_fail(c, STOMPC_EPROTO, "connect to %s: bad heart-beat '%.32s'", hp, hb);
-        const char *q = end + 1;
-        sy = strtol(q, &end, 10);
-        if (end == q || *end || sy < 0)
-            return client_fail(c, STOMPC_EPROTO, "connect to %s: bad heart-beat '%.32s'", hp, hb);
-    }
-    /* The specification's rule: max of what one side offers and the other
-     * wants, nothing when either says 0. */
-    c->hb_tx_ms = (c->hb_cx && sy) ? (c->hb_cx > sy ? c->hb_cx : sy) : 0;
-    c->hb_rx_ms = (sx && c->hb_cy) ? (sx > c->hb_cy ? sx : c->hb_cy) : 0;
-    return 0;
-}
-
 /* Read what the socket has (bounded). > 0 bytes, 0 nothing, < 0 lost. */
 static int read_some(struct stompc *c)
 {
     size_t total = 0;
     for (int i = 0; i < READ_ROUNDS; i++) {
-        buf_reserve(&c->in, READ_CHUNK);
+        if (cbuf_reserve(&c->in, READ_CHUNK) != 0)
+            return client_lost(c, STOMPC_ENOMEM, "out of memory reading from %s", broker_text(c));
         ssize_t n = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, MSG_DONTWAIT);
         if (n > 0) {
             c->in.len += (size_t)n;
@@ -233,6 +172,8 @@ static int read_some(struct stompc *c)
     }
     if (total)
         c->last_rx = client_now();
+    if (buf_used(&c->in) == 0)
+        buf_free(&c->in); /* an idle client holds no buffer */
     return total ? 1 : 0;
 }
 
@@ -251,8 +192,11 @@ static int process_input(struct stompc *c)
         buf_consume(&c->in, used);
         if (st == FRAME_NEED_MORE)
             break;
-        if (st == FRAME_ERROR)
+        if (st == FRAME_ERROR) {
+            if (!strcmp(err, "out of memory"))
+                return client_lost(c, STOMPC_ENOMEM, "out of memory reading a frame from %s", broker_text(c));
             return client_lost(c, STOMPC_EPROTO, "bad frame from %s: %s", broker_text(c), err);
+        }
         handled++;
         int rc = client_on_frame(c, &f);
         if (rc < 0)
@@ -282,136 +226,91 @@ static int write_some(struct stompc *c)
     return 0;
 }
 
-/* Heart-beat duties; returns ms until the next one is due (INT32_MAX: none)
- * or < 0 when the broker has been silent too long. */
-static int64_t heartbeats(struct stompc *c, int *rc)
+int net_write(struct stompc *c)
 {
-    int64_t now = client_now();
-    int64_t next = INT32_MAX;
-    *rc = 0;
+    int rc = write_some(c);
+    if (rc < 0)
+        return rc;
+    net_interest(c);
+    return 0;
+}
+
+int net_io(struct stompc *c, uint32_t events)
+{
+    int rc;
+    if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && buf_used(&c->out)) {
+        if ((rc = write_some(c)) < 0)
+            return rc;
+    }
+    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+        if ((rc = read_some(c)) < 0)
+            return rc;
+        if ((rc = process_input(c)) < 0)
+            return rc;
+    }
+    net_interest(c);
+    return 0;
+}
+
+int net_timers(struct stompc *c, int64_t now, int64_t *next)
+{
+    *next = -1;
     if (c->hb_rx_ms) {
         int64_t limit = c->last_rx + c->hb_rx_ms * 3 / 2; /* 1.5x grace */
         if (now >= limit) {
             /* Data may be waiting unread if the caller was away: look first. */
             int r = read_some(c);
-            if (r < 0) {
-                *rc = r;
-                return -1;
-            }
-            if (r == 0) {
-                *rc = client_lost(c, STOMPC_EIO, "no heart-beat from %s for %lld ms", broker_text(c),
-                                  (long long)(now - c->last_rx));
-                return -1;
-            }
+            if (r < 0)
+                return r;
+            if (r == 0)
+                return client_lost(c, STOMPC_EIO, "no heart-beat from %s for %lld ms", broker_text(c),
+                                   (long long)(now - c->last_rx));
+            if ((r = process_input(c)) < 0)
+                return r;
+            if (c->state != CS_CONNECTED)
+                return 0;
             limit = c->last_rx + c->hb_rx_ms * 3 / 2;
         }
-        if (limit - now < next)
-            next = limit - now;
+        *next = limit;
     }
     if (c->hb_tx_ms) {
         int64_t due = c->last_tx + c->hb_tx_ms;
         if (now >= due && buf_used(&c->out) == 0) {
+            if (cbuf_reserve(&c->out, 1) != 0)
+                return client_lost(c, STOMPC_ENOMEM, "out of memory sending a heart-beat to %s", broker_text(c));
             buf_putc(&c->out, '\n');
             c->out_queued++;
-            int r = write_some(c);
-            if (r < 0) {
-                *rc = r;
-                return -1;
-            }
+            int r = net_write(c);
+            if (r < 0)
+                return r;
             due = now + c->hb_tx_ms;
         }
-        if (due - now < next)
-            next = due - now;
+        /* a pending write is woken by the socket, not by this timer */
+        if (buf_used(&c->out) == 0 && (*next < 0 || due < *next))
+            *next = due;
     }
-    return next < 0 ? 0 : next;
+    return 0;
 }
 
-int net_pump(struct stompc *c, int64_t deadline)
+/* Bytes net_put writes for one header, at most. */
+static size_t header_room(enum stomp_version v, bool esc, const char *name, const char *value)
 {
-    /* Frames already buffered go first (read along with an earlier one). */
-    int rc = process_input(c);
-    if (rc != 0)
-        return rc < 0 ? rc : 1;
-    for (;;) {
-        int hrc;
-        int64_t hb = heartbeats(c, &hrc);
-        if (hrc < 0)
-            return hrc;
-        if (buf_used(&c->in)) {
-            /* heartbeats() may have read */
-            rc = process_input(c);
-            if (rc != 0)
-                return rc < 0 ? rc : 1;
-        }
-        int wait = client_left(deadline);
-        bool capped = false;
-        if (hb < INT32_MAX && (wait < 0 || hb < wait)) {
-            wait = (int)hb;
-            capped = true;
-        }
-        struct pollfd p = {.fd = c->fd, .events = POLLIN | (buf_used(&c->out) ? POLLOUT : 0)};
-        int n = poll(&p, 1, wait);
-        if (n < 0) {
-            if (errno == EINTR)
-                return 1; /* let the caller look at its own state */
-            return client_lost(c, STOMPC_EIO, "poll: %s", strerror(errno));
-        }
-        if (n > 0) {
-            if (p.revents & POLLOUT) {
-                rc = write_some(c);
-                if (rc < 0)
-                    return rc;
-            }
-            if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
-                rc = read_some(c);
-                if (rc < 0)
-                    return rc;
-                rc = process_input(c);
-                if (rc < 0)
-                    return rc;
-                return 1;
-            }
-            continue;
-        }
-        if (!capped)
-            return 0;
-        if (deadline >= 0 && client_now() >= deadline)
-            return 0;
-    }
+    size_t nl = strlen(name), vl = strlen(value);
+    return (esc ? frame_escaped_len(v, name, nl) + frame_escaped_len(v, value, vl) : nl + vl) + 2;
 }
 
-int net_flush(struct stompc *c)
-{
-    for (;;) {
-        int rc = write_some(c);
-        if (rc < 0)
-            return rc;
-        if (buf_used(&c->out) == 0)
-            return 0;
-        /* The broker is not taking our bytes: keep reading (its RECEIPTs,
-         * MESSAGEs, heart-beats) so neither side waits on the other. */
-        int hrc;
-        int64_t hb = heartbeats(c, &hrc);
-        if (hrc < 0)
-            return hrc;
-        struct pollfd p = {.fd = c->fd, .events = POLLIN | POLLOUT};
-        int n = poll(&p, 1, hb >= INT32_MAX ? -1 : (int)hb);
-        if (n < 0 && errno != EINTR)
-            return client_lost(c, STOMPC_EIO, "poll: %s", strerror(errno));
-        if (n > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)) && !(p.revents & POLLOUT)) {
-            rc = read_some(c);
-            if (rc < 0)
-                return rc;
-            rc = process_input(c);
-            if (rc < 0)
-                return rc;
-        }
-    }
-}
-
-void net_put(struct stompc *c, const struct ofr *o, bool with_receipt)
+int net_put(struct stompc *c, const struct ofr *o, bool with_receipt)
 {
     bool esc = frame_cmd_escapes(o->cmd);
+    /* Room for the whole frame first: the writers below then never grow
+     * the buffer (they would abort when memory runs out). */
+    size_t room = strlen(frame_cmd_name(o->cmd)) + 1 + 48 + o->body_len + 2;
+    for (uint32_t i = 0; i < o->nh; i++)
+        room += header_room(c->version, esc, o->h[i].name, o->h[i].value);
+    if (with_receipt && o->receipt)
+        room += header_room(c->version, esc, "receipt", o->receipt);
+    if (cbuf_reserve(&c->out, room) != 0)
+        return STOMPC_ENOMEM;
     size_t before = c->out.len - c->out.off;
     frame_write_command(&c->out, frame_cmd_name(o->cmd));
     for (uint32_t i = 0; i < o->nh; i++)
@@ -425,89 +324,410 @@ void net_put(struct stompc *c, const struct ofr *o, bool with_receipt)
     }
     frame_write_body(&c->out, o->body, o->body_len);
     c->out_queued += buf_used(&c->out) - before;
+    return 0;
 }
 
-int net_open(struct stompc *c, size_t broker, int64_t deadline)
+/* ----------------------------------------------------------- attempts */
+
+static int64_t attempt_timeout(const struct stompc *c, size_t i)
 {
-    const struct uri_broker *b = &c->uri.brokers[broker];
+    if (c->uri.brokers[i].connect_timeout > 0)
+        return c->uri.brokers[i].connect_timeout;
+    if (c->uri.connect_timeout > 0)
+        return c->uri.connect_timeout;
+    return c->connect_timeout_opt > 0 ? c->connect_timeout_opt : 10000;
+}
+
+/* Record why an attempt failed; returns status. */
+static int attempt_fail(struct stompc *c, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int attempt_fail(struct stompc *c, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->connect_err, sizeof c->connect_err, fmt, ap);
+    va_end(ap);
+    c->connect_status = status;
+    return status;
+}
+
+static void attempt_release(struct attempt *a)
+{
+    if (a->fd >= 0)
+        close(a->fd);
+    a->fd = -1;
+    a->ev = 0;
+    a->handshake = false;
+    if (a->res)
+        freeaddrinfo(a->res);
+    a->res = a->cur = NULL;
+    buf_free(&a->in);
+    buf_free(&a->out);
+    free(a->members);
+    a->members = NULL;
+}
+
+static size_t connect_room(const char *name, const char *value)
+{
+    return value ? strlen(name) + strlen(value) + 2 : 0;
+}
+
+/* CONNECT into a->out. 0 or STOMPC_ENOMEM. */
+static int put_connect(struct stompc *c, struct attempt *a, const struct uri_broker *b)
+{
+    char hb[48];
+    const char *host = c->host ? c->host : b->host;
+    snprintf(hb, sizeof hb, "%d,%d", c->hb_cx, c->hb_cy);
+    size_t room = 16 + connect_room("accept-version", c->accept_version) + connect_room("host", host) +
+                  connect_room("login", c->login) + connect_room("passcode", c->passcode) +
+                  connect_room("client-id", c->client_id) + connect_room("heart-beat", hb);
+    for (size_t i = 0; i < c->ncheaders; i++)
+        room += connect_room(c->cheaders[i].name, c->cheaders[i].value);
+    if (cbuf_reserve(&a->out, room) != 0)
+        return STOMPC_ENOMEM;
+    /* CONNECT is never escaped; stompc_connect refused values that need it. */
+    struct buf *o = &a->out;
+    frame_write_command(o, "CONNECT");
+    frame_write_header_str(o, STOMP_10, false, "accept-version", c->accept_version);
+    frame_write_header_str(o, STOMP_10, false, "host", host);
+    if (c->login)
+        frame_write_header_str(o, STOMP_10, false, "login", c->login);
+    if (c->passcode)
+        frame_write_header_str(o, STOMP_10, false, "passcode", c->passcode);
+    if (c->client_id)
+        frame_write_header_str(o, STOMP_10, false, "client-id", c->client_id);
+    frame_write_header_str(o, STOMP_10, false, "heart-beat", hb);
+    for (size_t i = 0; i < c->ncheaders; i++)
+        frame_write_header_str(o, STOMP_10, false, c->cheaders[i].name, c->cheaders[i].value);
+    frame_write_body(o, NULL, 0);
+    return 0;
+}
+
+/* Is v one of the versions we offered? */
+static bool offered(const struct stompc *c, const char *v)
+{
+    const char *p = c->accept_version;
+    size_t vl = strlen(v);
+    while (*p) {
+        const char *comma = strchr(p, ',');
+        size_t l = comma ? (size_t)(comma - p) : strlen(p);
+        if (l == vl && !strncmp(p, v, l))
+            return true;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    return false;
+}
+
+/* The broker's answer to CONNECT: what it settles, kept in the attempt. */
+static int handshake_reply(struct stompc *c, struct attempt *a, const char *hp, struct frame *f)
+{
+    if (f->cmd == CMD_ERROR) {
+        char why[600];
+        net_describe_error(f, why, sizeof why);
+        return attempt_fail(c, STOMPC_EBROKER, "connect to %s: %s", hp, why);
+    }
+    if (f->cmd != CMD_CONNECTED)
+        return attempt_fail(c, STOMPC_EPROTO, "connect to %s: expected CONNECTED, got %s", hp, f->command);
+    const char *v = frame_get(f, "version");
+    if (!v)
+        v = "1.0"; /* a 1.0 broker does not say */
+    if (strcmp(v, "1.0") && strcmp(v, "1.1") && strcmp(v, "1.2"))
+        return attempt_fail(c, STOMPC_EPROTO, "connect to %s: unknown version '%.32s'", hp, v);
+    if (!offered(c, v))
+        return attempt_fail(c, STOMPC_EPROTO, "connect to %s: broker chose version '%.32s', not one of %s", hp, v,
+                            c->accept_version);
+    a->version = !strcmp(v, "1.2") ? STOMP_12 : !strcmp(v, "1.1") ? STOMP_11 : STOMP_10;
+    long sx = 0, sy = 0;
+    const char *hb = frame_get(f, "heart-beat");
+    if (hb && a->version >= STOMP_11) {
+        char *end;
+        sx = strtol(hb, &end, 10);
+        if (end == hb || *end != ',' || sx < 0)
+            return attempt_fail(c, STOMPC_EPROTO, "connect to %s: bad heart-beat '%.32s'", hp, hb);
+        const char *q = end + 1;
+        sy = strtol(q, &end, 10);
+        if (end == q || *end || sy < 0)
+            return attempt_fail(c, STOMPC_EPROTO, "connect to %s: bad heart-beat '%.32s'", hp, hb);
+    }
+    /* The specification's rule: max of what one side offers and the other
+     * wants, nothing when either says 0. */
+    a->hb_tx_ms = (c->hb_cx && sy) ? (c->hb_cx > sy ? c->hb_cx : sy) : 0;
+    a->hb_rx_ms = (sx && c->hb_cy) ? (sx > c->hb_cy ? sx : c->hb_cy) : 0;
+    const char *members = frame_get(f, "cluster-members");
+    /* out of memory: the client just learns nothing */
+    a->members = members && c->uri.failover && c->uri.update_uris_supported ? strdup(members) : NULL;
+    return 0;
+}
+
+/* TCP is up: send CONNECT. */
+static int attempt_tcp_up(struct stompc *c, size_t i)
+{
+    struct attempt *a = &c->bs[i].a;
+    const struct uri_broker *b = &c->uri.brokers[i];
+    int one = 1;
+    (void)setsockopt(a->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    a->handshake = true;
+    if (put_connect(c, a, b) != 0)
+        return attempt_fail(c, STOMPC_ENOMEM, "connect to %s: out of memory", hostport(b));
+    return 0;
+}
+
+/* Write what the attempt has to say, and register what it waits for. */
+static int attempt_flush(struct stompc *c, size_t i)
+{
+    struct attempt *a = &c->bs[i].a;
+    const struct uri_broker *b = &c->uri.brokers[i];
+    while (buf_used(&a->out)) {
+        ssize_t n = send(a->fd, buf_head(&a->out), buf_used(&a->out), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            buf_consume(&a->out, (size_t)n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        return attempt_fail(c, STOMPC_ECONNECT, "connect to %s: %s", hostport(b),
+                            n < 0 ? strerror(errno) : "write returned 0");
+    }
+    uint32_t want = !a->handshake ? EPOLLOUT : EPOLLIN | (buf_used(&a->out) ? EPOLLOUT : 0);
+    int rc = ep_update(c, a->fd, &a->ev, want, i);
+    if (rc < 0)
+        return attempt_fail(c, rc == -ENOMEM ? STOMPC_ENOMEM : STOMPC_ECONNECT, "connect to %s: epoll: %s",
+                            hostport(b), strerror(-rc));
+    return 0;
+}
+
+/* Connect to the attempt's current address, or the next ones. 0 under
+ * way (or up), < 0 none left. */
+static int attempt_connect(struct stompc *c, size_t i)
+{
+    struct attempt *a = &c->bs[i].a;
+    const struct uri_broker *b = &c->uri.brokers[i];
+    int err = ECONNREFUSED;
+    for (; a->cur; a->cur = a->cur->ai_next) {
+        struct addrinfo *ai = a->cur;
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            err = errno;
+            continue;
+        }
+        a->fd = fd;
+        a->ev = 0;
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+            int rc = attempt_tcp_up(c, i);
+            return rc ? rc : attempt_flush(c, i);
+        }
+        err = errno;
+        if (err == EINPROGRESS)
+            return attempt_flush(c, i); /* registers for EPOLLOUT */
+        close(fd);
+        a->fd = -1;
+    }
+    return attempt_fail(c, err == ENOMEM || err == ENOBUFS ? STOMPC_ENOMEM : STOMPC_ECONNECT, "connect to %s: %s",
+                        hostport(b), strerror(err));
+}
+
+int net_attempt_start(struct stompc *c, size_t i, int64_t now)
+{
+    struct attempt *a = &c->bs[i].a;
+    const struct uri_broker *b = &c->uri.brokers[i];
+    attempt_release(a);
+    char port[16];
+    snprintf(port, sizeof port, "%d", b->port);
+    /* A host name is resolved here, and that may block: event loops that
+     * must never wait give numeric addresses. */
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    int gai = getaddrinfo(b->host, port, &hints, &a->res);
+    if (gai != 0) {
+        a->res = NULL;
+        return attempt_fail(c, gai == EAI_MEMORY ? STOMPC_ENOMEM : STOMPC_ECONNECT, "connect to %s: %s", hostport(b),
+                            gai == EAI_SYSTEM ? strerror(errno) : gai_strerror(gai));
+    }
+    a->cur = a->res;
+    a->deadline = now + attempt_timeout(c, i);
+    a->version = STOMP_10;
+    parser_setup(c, &a->parser);
+    int rc = attempt_connect(c, i);
+    if (rc < 0)
+        attempt_release(a);
+    return rc;
+}
+
+/* The attempt's socket has something: TCP result, or the broker's bytes. */
+static int attempt_ready(struct stompc *c, size_t i, uint32_t events, bool *costly)
+{
+    struct attempt *a = &c->bs[i].a;
+    const struct uri_broker *b = &c->uri.brokers[i];
+    if (!a->handshake) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (getsockopt(a->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+            err = errno;
+        if (err == 0) {
+            struct sockaddr_storage peer;
+            socklen_t pl = sizeof peer;
+            if (getpeername(a->fd, (struct sockaddr *)&peer, &pl) != 0)
+                return 0; /* a stale wake-up: still connecting */
+            int rc = attempt_tcp_up(c, i);
+            return rc ? rc : attempt_flush(c, i);
+        }
+        close(a->fd);
+        a->fd = -1;
+        a->ev = 0;
+        a->cur = a->cur->ai_next;
+        if (!a->cur)
+            return attempt_fail(c, STOMPC_ECONNECT, "connect to %s: %s", hostport(b), strerror(err));
+        return attempt_connect(c, i); /* the host's next address */
+    }
+    *costly = true; /* from here on the broker has been reached */
+    if ((events & (EPOLLOUT | EPOLLERR)) && buf_used(&a->out)) {
+        int rc = attempt_flush(c, i);
+        if (rc < 0)
+            return rc;
+    }
+    if (!(events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+        return 0;
+    bool eof = false;
+    int rerr = 0;
+    for (int round = 0; round < READ_ROUNDS; round++) {
+        if (cbuf_reserve(&a->in, 4096) != 0)
+            return attempt_fail(c, STOMPC_ENOMEM, "connect to %s: out of memory", hostport(b));
+        ssize_t n = recv(a->fd, a->in.data + a->in.len, a->in.cap - a->in.len, MSG_DONTWAIT);
+        if (n > 0) {
+            a->in.len += (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            eof = true;
+        else if (errno == EINTR)
+            continue;
+        else if (errno != EAGAIN && errno != EWOULDBLOCK)
+            rerr = errno;
+        break;
+    }
+    /* What came first counts: an ERROR before the close, say. */
+    struct frame f;
+    size_t used = 0;
+    const char *err;
+    enum frame_status st = FRAME_NEED_MORE;
+    if (buf_used(&a->in)) {
+        st = frame_parse(&a->parser, buf_head(&a->in), buf_used(&a->in), &used, &f, &err);
+        buf_consume(&a->in, used);
+    }
+    if (st == FRAME_ERROR)
+        return attempt_fail(c, !strcmp(err, "out of memory") ? STOMPC_ENOMEM : STOMPC_EPROTO,
+                            "connect to %s: bad frame: %s", hostport(b), err);
+    if (st == FRAME_OK) {
+        int rc = handshake_reply(c, a, hostport(b), &f);
+        frame_free(&f);
+        return rc < 0 ? rc : 1;
+    }
+    if (eof)
+        return attempt_fail(c, STOMPC_ECONNECT, "connect to %s: closed by the broker before CONNECTED", hostport(b));
+    if (rerr)
+        return attempt_fail(c, STOMPC_ECONNECT, "connect to %s: %s", hostport(b), strerror(rerr));
+    return 0;
+}
+
+int net_attempt_io(struct stompc *c, size_t i, uint32_t events, int64_t now, bool *costly)
+{
+    struct attempt *a = &c->bs[i].a;
+    const struct uri_broker *b = &c->uri.brokers[i];
+    *costly = a->handshake;
+    int rc;
+    if (events) {
+        rc = attempt_ready(c, i, events, costly);
+    } else if (now >= a->deadline) {
+        rc = a->handshake ? attempt_fail(c, STOMPC_ECONNECT, "connect to %s: no CONNECTED frame in time", hostport(b))
+                          : attempt_fail(c, STOMPC_ECONNECT, "connect to %s: %s", hostport(b), strerror(ETIMEDOUT));
+    } else {
+        rc = 0;
+    }
+    if (rc < 0)
+        attempt_release(a);
+    return rc;
+}
+
+void net_attempt_close(struct stompc *c, size_t i, bool polite)
+{
+    struct attempt *a = &c->bs[i].a;
+    if (a->fd >= 0 && polite && a->handshake && buf_used(&a->out) == 0) {
+        /* The broker read (or will read) our CONNECT: say goodbye, and
+         * read what it sent so the close is a FIN, not a reset. */
+        static const char bye[] = "DISCONNECT\n\n";
+        (void)send(a->fd, bye, sizeof bye, MSG_NOSIGNAL | MSG_DONTWAIT); /* with the NUL */
+        char sink[4096];
+        for (int k = 0; k < 4 && recv(a->fd, sink, sizeof sink, MSG_DONTWAIT) > 0; k++)
+            ;
+    }
+    attempt_release(a);
+}
+
+void net_attempt_adopt(struct stompc *c, size_t i)
+{
+    struct attempt *a = &c->bs[i].a;
     net_close(c);
-    c->broker = broker;
-    c->version = STOMP_10;
-    parser_setup(c);
-    int rc = tcp_connect(c, b, deadline);
-    if (rc)
-        return rc;
-    put_connect(c, b);
-    /* The handshake has its own small loop: client_lost() and the frame
-     * handlers belong to an established session. */
+    c->fd = a->fd;
+    c->ev = a->ev;
+    c->broker = i;
+    c->version = a->version;
+    c->parser = a->parser;
+    c->parser.version = a->version;
+    c->hb_tx_ms = a->hb_tx_ms;
+    c->hb_rx_ms = a->hb_rx_ms;
+    c->in = a->in; /* whatever followed CONNECTED */
+    memset(&a->in, 0, sizeof a->in);
+    a->fd = -1;
+    a->ev = 0;
     int64_t now = client_now();
     c->last_rx = c->last_tx = now;
-    while (buf_used(&c->out)) {
-        ssize_t n = send(c->fd, buf_head(&c->out), buf_used(&c->out), MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            buf_consume(&c->out, (size_t)n);
-            c->out_written += (uint64_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            struct pollfd p = {.fd = c->fd, .events = POLLOUT};
-            if (poll(&p, 1, client_left(deadline)) == 0) {
-                net_close(c);
-                return client_fail(c, STOMPC_ECONNECT, "connect to %s: timed out sending CONNECT", hostport(b));
-            }
-            continue;
-        }
-        int e = errno;
-        net_close(c);
-        return client_fail(c, STOMPC_ECONNECT, "connect to %s: %s", hostport(b), strerror(e));
+    /* the same socket, now the session's: its wake-ups say so */
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_SESSION};
+    if (epoll_ctl(c->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+        c->ev = EPOLLIN;
+    char *members = a->members;
+    a->members = NULL;
+    attempt_release(a);
+    a->members = members; /* for failover.c to learn from, then free */
+}
+
+int net_dispatch(struct stompc *c, uint64_t tag, uint32_t events, int64_t now)
+{
+    if (tag == TAG_SESSION) {
+        if (c->state != CS_CONNECTED || c->fd < 0)
+            return 0; /* a wake-up for a connection closed meanwhile */
+        int rc = net_io(c, events);
+        return rc < 0 && c->state != CS_LOST ? rc : 0;
     }
-    for (;;) {
-        struct frame f;
-        size_t used = 0;
-        const char *err;
-        enum frame_status st = FRAME_NEED_MORE;
-        if (buf_used(&c->in)) {
-            st = frame_parse(&c->parser, buf_head(&c->in), buf_used(&c->in), &used, &f, &err);
-            buf_consume(&c->in, used);
+    if (tag >= c->uri.nbrokers || c->bs[tag].a.fd < 0)
+        return 0;
+    return failover_attempt_event(c, (size_t)tag, events, now);
+}
+
+bool net_any_open(const struct stompc *c)
+{
+    if (c->fd >= 0)
+        return true;
+    for (size_t i = 0; c->bs && i < c->uri.nbrokers; i++)
+        if (c->bs[i].a.fd >= 0)
+            return true;
+    return false;
+}
+
+int64_t net_next_timer(const struct stompc *c)
+{
+    int64_t next = -1;
+    if (c->state == CS_CONNECTED && c->fd >= 0) {
+        if (c->hb_rx_ms)
+            next = c->last_rx + c->hb_rx_ms * 3 / 2;
+        if (c->hb_tx_ms && buf_used(&c->out) == 0) {
+            int64_t due = c->last_tx + c->hb_tx_ms;
+            if (next < 0 || due < next)
+                next = due;
         }
-        if (st == FRAME_ERROR) {
-            net_close(c);
-            return client_fail(c, STOMPC_EPROTO, "connect to %s: bad frame: %s", hostport(b), err);
-        }
-        if (st == FRAME_OK) {
-            rc = handshake_reply(c, &f);
-            frame_free(&f);
-            if (rc) {
-                net_close(c);
-                return rc;
-            }
-            now = client_now();
-            c->last_rx = c->last_tx = now;
-            return 0;
-        }
-        struct pollfd p = {.fd = c->fd, .events = POLLIN};
-        int n = poll(&p, 1, client_left(deadline));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            net_close(c);
-            return client_fail(c, STOMPC_ECONNECT, "connect to %s: no CONNECTED frame in time", hostport(b));
-        }
-        buf_reserve(&c->in, READ_CHUNK);
-        ssize_t r = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, MSG_DONTWAIT);
-        if (r > 0) {
-            c->in.len += (size_t)r;
-            continue;
-        }
-        if (r < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
-            continue;
-        int e = errno;
-        net_close(c);
-        if (r == 0)
-            return client_fail(c, STOMPC_ECONNECT, "connect to %s: closed by the broker before CONNECTED",
-                               hostport(b));
-        return client_fail(c, STOMPC_ECONNECT, "connect to %s: %s", hostport(b), strerror(e));
     }
+    return next;
 }

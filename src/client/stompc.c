@@ -6,10 +6,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,30 +21,6 @@
 #define DUPL_HEADER "_AMQ_DUPL_ID" /* Artemis' name; the broker drops repeats */
 
 /* ------------------------------------------------------------- helpers */
-
-void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p)
-        abort();
-    return p;
-}
-
-void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p)
-        abort();
-    return p;
-}
-
-char *xstrdup(const char *s)
-{
-    char *p = strdup(s);
-    if (!p)
-        abort();
-    return p;
-}
 
 int64_t client_now(void)
 {
@@ -120,6 +99,8 @@ const char *stompc_strerror(int status)
     case STOMPC_ETXFAILED: return "transaction failed";
     case STOMPC_ECLOSED: return "not connected";
     case STOMPC_EBUSY: return "not allowed in a callback";
+    case STOMPC_ENOMEM: return "out of memory";
+    case STOMPC_EAGAIN: return "would wait";
     default: return "unknown status";
     }
 }
@@ -133,7 +114,9 @@ const char *stompc_error(const struct stompc *c)
 
 struct ofr *ofr_new(struct stompc *c, enum stomp_cmd cmd)
 {
-    struct ofr *o = xcalloc(1, sizeof *o);
+    struct ofr *o = calloc(1, sizeof *o);
+    if (!o)
+        return NULL;
     o->cmd = cmd;
     o->seq = ++c->next_seq;
     return o;
@@ -141,16 +124,29 @@ struct ofr *ofr_new(struct stompc *c, enum stomp_cmd cmd)
 
 void ofr_add(struct ofr *o, const char *name, const char *value)
 {
+    if (o->oom)
+        return;
     if (o->nh == o->cap) {
-        o->cap = o->cap ? o->cap * 2 : 8;
-        o->h = realloc(o->h, o->cap * sizeof *o->h);
-        if (!o->h)
-            abort();
+        uint32_t cap = o->cap ? o->cap * 2 : 8;
+        struct ofr_header *h = realloc(o->h, cap * sizeof *o->h);
+        if (!h) {
+            o->oom = true;
+            return;
+        }
+        o->h = h;
+        o->cap = cap;
     }
-    o->h[o->nh].name = xstrdup(name);
-    o->h[o->nh].value = xstrdup(value);
+    char *n = strdup(name), *v = strdup(value);
+    if (!n || !v) {
+        free(n);
+        free(v);
+        o->oom = true;
+        return;
+    }
+    o->h[o->nh].name = n;
+    o->h[o->nh].value = v;
     if (!strcmp(name, "transaction") && !o->tx)
-        o->tx = o->h[o->nh].value;
+        o->tx = v;
     o->nh++;
 }
 
@@ -166,17 +162,24 @@ void ofr_set_body(struct ofr *o, const void *body, size_t len)
 {
     free(o->body);
     o->body = NULL;
-    o->body_len = len;
+    o->body_len = 0;
     if (len) {
-        o->body = xmalloc(len);
+        o->body = malloc(len);
+        if (!o->body) {
+            o->oom = true;
+            return;
+        }
         memcpy(o->body, body, len);
+        o->body_len = len;
     }
 }
 
 void ofr_set_receipt(struct ofr *o, const char *receipt)
 {
     free(o->receipt);
-    o->receipt = receipt ? xstrdup(receipt) : NULL;
+    o->receipt = NULL;
+    if (receipt && !(o->receipt = strdup(receipt)))
+        o->oom = true;
 }
 
 void ofr_free(struct ofr *o)
@@ -234,13 +237,25 @@ static void cev_free(struct cev *e)
     free(e);
 }
 
-static struct cev *cev_append(struct stompc *c, enum cev_kind kind)
+/* A notice, not yet queued; NULL when out of memory. */
+static struct cev *cev_new(enum cev_kind kind, int status, const char *text, const char *receipt)
 {
-    struct cev *e = xcalloc(1, sizeof *e);
+    struct cev *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
     e->kind = kind;
+    e->status = status;
+    if ((text && !(e->text = strdup(text))) || (receipt && !(e->receipt = strdup(receipt)))) {
+        cev_free(e);
+        return NULL;
+    }
+    return e;
+}
+
+static void cev_push(struct stompc *c, struct cev *e)
+{
     TAILQ_INSERT_TAIL(&c->events, e, link);
     c->nevents++;
-    return e;
 }
 
 static void cev_remove(struct stompc *c, struct cev *e)
@@ -249,25 +264,42 @@ static void cev_remove(struct stompc *c, struct cev *e)
     c->nevents--;
 }
 
-void client_event(struct stompc *c, enum cev_kind kind, int status, const char *text, const char *receipt)
+static bool wanted(const struct stompc *c, enum cev_kind kind)
 {
     /* Notices nobody listens to would only pile up. */
-    if ((kind == CEV_RECEIPT && !c->cb.on_receipt) || (kind == CEV_ERROR && !c->cb.on_error) ||
-        (kind == CEV_RECONNECT && !c->cb.on_reconnect))
-        return;
-    struct cev *e = cev_append(c, kind);
-    e->status = status;
-    e->text = text ? xstrdup(text) : NULL;
-    e->receipt = receipt ? xstrdup(receipt) : NULL;
+    return !((kind == CEV_RECEIPT && !c->cb.on_receipt) || (kind == CEV_ERROR && !c->cb.on_error) ||
+             (kind == CEV_RECONNECT && !c->cb.on_reconnect));
 }
 
-static void queue_message(struct stompc *c, struct frame *f)
+bool client_event(struct stompc *c, enum cev_kind kind, int status, const char *text, const char *receipt)
 {
-    struct cmsg *m = xcalloc(1, sizeof *m);
+    if (!wanted(c, kind))
+        return true;
+    struct cev *e = cev_new(kind, status, text, receipt);
+    if (!e)
+        return false; /* the notice is lost; what it tells is in c->err too */
+    cev_push(c, e);
+    return true;
+}
+
+/* Takes f over, also on failure (false: out of memory). */
+static bool queue_message(struct stompc *c, struct frame *f)
+{
+    struct cmsg *m = calloc(1, sizeof *m);
+    struct cev *e = cev_new(CEV_MESSAGE, 0, NULL, NULL);
+    struct stompc_header *hdrs = calloc(f->nheaders ? f->nheaders : 1, sizeof *hdrs);
+    if (!m || !e || !hdrs) {
+        free(m);
+        if (e)
+            cev_free(e);
+        free(hdrs);
+        frame_free(f);
+        return false;
+    }
     m->f = *f;
     m->gen = c->gen;
     m->owner = c;
-    m->hdrs = xcalloc(f->nheaders, sizeof *m->hdrs);
+    m->hdrs = hdrs;
     for (uint32_t i = 0; i < f->nheaders; i++) {
         m->hdrs[i].name = f->headers[i].name;
         m->hdrs[i].value = f->headers[i].value;
@@ -283,10 +315,11 @@ static void queue_message(struct stompc *c, struct frame *f)
     p->redelivered = r && !strcmp(r, "true");
     p->body = f->body;
     p->body_len = f->body_len;
-    struct cev *e = cev_append(c, CEV_MESSAGE);
     e->msg = m;
+    cev_push(c, e);
     c->nmessages++;
     c->st.messages_received++;
+    return true;
 }
 
 /* --------------------------------------------------- receipted frames */
@@ -296,6 +329,7 @@ static void pending_add(struct stompc *c, struct ofr *o)
     o->pending = true;
     TAILQ_INSERT_TAIL(&c->pending, o, link);
     c->npending++;
+    c->pending_bytes += o->body_len;
 }
 
 void client_pending_remove(struct stompc *c, struct ofr *o)
@@ -305,6 +339,25 @@ void client_pending_remove(struct stompc *c, struct ofr *o)
     TAILQ_REMOVE(&c->pending, o, link);
     o->pending = false;
     c->npending--;
+    c->pending_bytes -= o->body_len;
+}
+
+/* Frames without receipt made while no connection is up (non-blocking
+ * mode): written once one is. */
+static void backlog_add(struct stompc *c, struct ofr *o)
+{
+    TAILQ_INSERT_TAIL(&c->backlog, o, link);
+    c->nbacklog++;
+}
+
+static void backlog_clear(struct stompc *c)
+{
+    struct ofr *o;
+    while ((o = TAILQ_FIRST(&c->backlog))) {
+        TAILQ_REMOVE(&c->backlog, o, link);
+        ofr_free(o);
+    }
+    c->nbacklog = 0;
 }
 
 static struct ofr *pending_by_receipt(struct stompc *c, const char *id)
@@ -372,7 +425,7 @@ static void frame_done(struct stompc *c, struct ofr *o)
     if (is_waited(c, o))
         c->wait_status = 0;
     if (o->user_receipt)
-        client_event(c, CEV_RECEIPT, 0, NULL, o->receipt);
+        (void)client_event(c, CEV_RECEIPT, 0, NULL, o->receipt);
     client_pending_remove(c, o);
     if (!o->owned_by_sub)
         ofr_free(o);
@@ -419,6 +472,7 @@ static void session_reset(struct stompc *c, int status, const char *why)
         sub_free(c, TAILQ_FIRST(&c->subs));
     while (!TAILQ_EMPTY(&c->txs))
         tx_free(c, TAILQ_FIRST(&c->txs));
+    backlog_clear(c);
 }
 
 /* In failover mode: what the lost connection leaves behind. SENDs and
@@ -465,13 +519,14 @@ int client_lost(struct stompc *c, int status, const char *fmt, ...)
     va_end(ap);
     net_close(c);
     c->gen++; /* what arrived on that connection cannot be acked any more */
-    if (c->uri.failover) {
+    c->last_status = status;
+    if (c->uri.failover && !c->disconnecting) {
         c->state = CS_LOST;
         c->last_failed = c->broker;
-        c->next_round_at = 0; /* ActiveMQ tries again at once, then backs off */
+        failover_lost(c);
         settle_for_failover(c, why);
         if (status != STOMPC_EBROKER) /* an ERROR was reported as such */
-            client_event(c, CEV_ERROR, status, why, NULL);
+            (void)client_event(c, CEV_ERROR, status, why, NULL);
     } else {
         c->state = CS_DEAD;
         snprintf(c->closed_why, sizeof c->closed_why, "%s", why);
@@ -481,12 +536,25 @@ int client_lost(struct stompc *c, int status, const char *fmt, ...)
     return status;
 }
 
-void client_gave_up(struct stompc *c, const char *why)
+void client_settle(struct stompc *c, const char *why)
+{
+    if (c->fd >= 0 && buf_used(&c->out) == 0) {
+        static const char bye[] = "DISCONNECT\n\n"; /* and its NUL */
+        (void)send(c->fd, bye, sizeof bye, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+    net_close(c);
+    c->gen++;
+    settle_for_failover(c, why);
+}
+
+void client_gave_up(struct stompc *c, int status, const char *why)
 {
     net_close(c);
     snprintf(c->closed_why, sizeof c->closed_why, "%s", why);
     c->state = c->ever_connected ? CS_DEAD : CS_IDLE;
+    c->last_status = status;
     session_reset(c, STOMPC_ECONNECT, why);
+    snprintf(c->err, sizeof c->err, "%s", why);
 }
 
 /* ------------------------------------------------------ broker frames */
@@ -495,11 +563,25 @@ int client_on_frame(struct stompc *c, struct frame *f)
 {
     switch (f->cmd) {
     case CMD_MESSAGE:
-        queue_message(c, f); /* takes the frame */
+        if (!queue_message(c, f)) /* takes the frame */
+            return client_lost(c, STOMPC_ENOMEM, "out of memory taking a MESSAGE from %s (it will be redelivered "
+                               "unless its subscription was ack:auto)", c->uri.brokers[c->broker].text);
         return 0;
     case CMD_RECEIPT: {
         const char *id = frame_get(f, "receipt-id");
         struct ofr *o = id ? pending_by_receipt(c, id) : NULL;
+        if (o && o->user_receipt && wanted(c, CEV_RECEIPT)) {
+            /* The notice first: without it the frame stays unconfirmed,
+             * and is resent after the reconnect rather than forgotten. */
+            struct cev *e = cev_new(CEV_RECEIPT, 0, NULL, o->receipt);
+            if (!e) {
+                frame_free(f);
+                return client_lost(c, STOMPC_ENOMEM, "out of memory taking a RECEIPT from %s",
+                                   c->uri.brokers[c->broker].text);
+            }
+            cev_push(c, e);
+            o->user_receipt = false;
+        }
         if (o)
             frame_done(c, o);
         else if (id && c->wait_id && !strcmp(id, c->wait_id))
@@ -521,7 +603,7 @@ int client_on_frame(struct stompc *c, struct frame *f)
             c->wait_status = STOMPC_EBROKER;
             snprintf(c->wait_err, sizeof c->wait_err, "%s", why);
         }
-        client_event(c, CEV_ERROR, STOMPC_EBROKER, why, rid);
+        (void)client_event(c, CEV_ERROR, STOMPC_EBROKER, why, rid);
         frame_free(f);
         /* ERROR means the broker closes: do not wait to read the EOF. */
         return client_lost(c, STOMPC_EBROKER, "%s", why);
@@ -537,27 +619,89 @@ int client_on_frame(struct stompc *c, struct frame *f)
 
 /* -------------------------------------------------------- the engine */
 
-/* One step of progress before deadline: reconnect when the connection is
- * lost (failover), else wait for I/O. 1 progress, 0 deadline passed, < 0
- * error with c->err set. */
+/* One pass of the engine, the only place that waits: up to wait_ms (0:
+ * not at all, -1: until something happens) for any socket of the client,
+ * then the I/O that is ready, the heart-beats, and the connection attempts
+ * that are due. Returns how many sockets were ready, or < 0 when the
+ * client stopped for good (a tcp:// connection lost, attempts exhausted). */
+static int engine_run(struct stompc *c, int wait_ms)
+{
+    struct epoll_event evs[16];
+    int n = epoll_wait(c->epfd, evs, (int)(sizeof evs / sizeof evs[0]), wait_ms);
+    if (n < 0)
+        n = 0; /* EINTR: the caller looks at its state and comes back */
+    int64_t now = client_now();
+    int rc;
+    for (int k = 0; k < n; k++)
+        if ((rc = net_dispatch(c, evs[k].data.u64, evs[k].events, now)) < 0)
+            return rc;
+    int64_t next;
+    if (c->state == CS_CONNECTED && (rc = net_timers(c, now, &next)) < 0 && c->state != CS_LOST)
+        return rc;
+    if ((rc = failover_schedule(c, now, &next)) < 0)
+        return rc;
+    return n;
+}
+
+/* When the engine has work to do without I/O (monotonic ms, -1: never). */
+static int64_t engine_next(const struct stompc *c, int64_t now)
+{
+    int64_t a = net_next_timer(c), b = failover_next_timer(c, now);
+    return a < 0 ? b : b < 0 ? a : a < b ? a : b;
+}
+
+/* One step of progress before deadline. 1 progress (maybe), 0 deadline
+ * passed, < 0 the client stopped (c->err says why). */
 static int pump(struct stompc *c, int64_t deadline)
 {
-    int rc;
-    if (c->state != CS_CONNECTED) {
-        rc = failover_ensure(c, deadline);
-        if (rc == STOMPC_ETIMEDOUT)
-            return 0;
-        return rc < 0 ? rc : 1;
+    int64_t now = client_now();
+    int64_t t = engine_next(c, now);
+    int wait = client_left(deadline);
+    if (t >= 0) {
+        int64_t in = t > now ? t - now : 0;
+        if (wait < 0 || in < wait)
+            wait = in > INT32_MAX ? INT32_MAX : (int)in;
     }
-    rc = net_pump(c, deadline);
-    if (rc < 0 && c->state == CS_LOST)
-        return 1; /* failover: the next step reconnects */
-    return rc;
+    int n = engine_run(c, wait);
+    if (n < 0)
+        return n;
+    if (n == 0 && deadline >= 0 && client_now() >= deadline)
+        return 0;
+    return 1;
 }
 
 static int64_t conn_deadline(const struct stompc *c)
 {
     return client_deadline(c->uri.failover ? c->uri.timeout : -1);
+}
+
+static int check(struct stompc *c);
+
+/* Wait (blocking mode) until connected, before deadline. */
+static int ensure_connected(struct stompc *c, int64_t deadline)
+{
+    while (c->state == CS_LOST) {
+        int rc = pump(c, deadline);
+        if (rc < 0)
+            return rc;
+        if (rc == 0 && c->state == CS_LOST)
+            return client_fail(c, STOMPC_ETIMEDOUT, "no broker connection within the time limit; last error: %s",
+                               c->connect_err[0] ? c->connect_err : "(still trying)");
+    }
+    return check(c);
+}
+
+/* Wait (blocking mode) until the output buffer is written up to `end`,
+ * or the connection of generation gen is gone. 0, or < 0 when the client
+ * stopped. */
+static int drain(struct stompc *c, uint64_t gen, uint64_t end)
+{
+    while (c->gen == gen && c->state == CS_CONNECTED && c->out_written < end) {
+        int rc = pump(c, -1);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
 }
 
 static int wait_receipt(struct stompc *c, const char *what)
@@ -589,26 +733,60 @@ static int wait_receipt(struct stompc *c, const char *what)
 enum { TX_WAIT = 1, TX_BOUND = 2, TX_MORE = 4 };
 
 #define MORE_BUFFER (64u << 10)
+#define NB_OUT_LIMIT (4u << 20) /* non-blocking: bytes waiting to be written before EAGAIN */
+
+/* Would one more tracked frame of len bytes exceed what may be kept? */
+static bool keep_full(const struct stompc *c, size_t len)
+{
+    if (c->npending + c->nbacklog >= c->max_unreceipted)
+        return true;
+    return c->uri.max_cache_size > 0 && c->pending_bytes > 0 &&
+           c->pending_bytes + len > (uint64_t)c->uri.max_cache_size;
+}
 
 /* Send a frame, taking it over. Frames with a receipt are kept on the
  * pending list until it comes, and so are resent by a failover; bound
  * frames (ACKs, transactions) belong to the current connection and are
- * never carried to the next one. */
+ * never carried to the next one. In blocking mode the call returns once
+ * the frame is written (with TX_WAIT, once receipted); in non-blocking
+ * mode once it is queued. */
+/* Give up a frame that is not pending (yet): freed, with its
+ * subscription when it is one's SUBSCRIBE. */
+static void discard(struct stompc *c, struct ofr *o)
+{
+    if (o->owned_by_sub)
+        drop_frame(c, o);
+    else
+        ofr_free(o);
+}
+
 static int transmit(struct stompc *c, struct ofr *o, int flags)
 {
+    const char *what = frame_cmd_name(o->cmd);
+    if (o->oom) {
+        discard(c, o);
+        return client_fail(c, STOMPC_ENOMEM, "out of memory making a %s frame", what);
+    }
+    bool nb = c->nonblocking;
+    if (nb)
+        flags &= ~TX_WAIT; /* its RECEIPT comes all the same */
     bool tracked = o->receipt != NULL;
     bool bound = flags & TX_BOUND;
     uint64_t seq = o->seq;
-    const char *what = frame_cmd_name(o->cmd);
     int64_t deadline = conn_deadline(c);
     int rc;
 
     if (tracked) {
         /* Bound the memory kept for resending. */
-        while (c->npending >= c->max_unreceipted) {
+        while (keep_full(c, o->body_len)) {
+            if (nb) {
+                discard(c, o);
+                return client_fail(c, STOMPC_EAGAIN, "%zu frame(s) (%zu bytes) still without RECEIPT "
+                                   "(max_unreceipted, maxCacheSize)", c->npending, c->pending_bytes);
+            }
             rc = pump(c, deadline);
             if (rc <= 0) {
-                ofr_free(o);
+                discard(c, o);
                 return rc < 0 ? rc
                               : client_fail(c, STOMPC_ETIMEDOUT, "%zu frames still without RECEIPT after %lld ms "
                                             "(max_unreceipted)", c->npending, (long long)c->uri.timeout);
@@ -616,14 +794,29 @@ static int transmit(struct stompc *c, struct ofr *o, int flags)
         }
         if (flags & TX_WAIT) {
             free(c->wait_id);
-            c->wait_id = xstrdup(o->receipt);
+            if (!(c->wait_id = strdup(o->receipt))) {
+                discard(c, o);
+                return client_fail(c, STOMPC_ENOMEM, "out of memory sending a %s", what);
+            }
             c->wait_status = 1;
         }
         pending_add(c, o);
+    } else if (nb && (buf_used(&c->out) >= NB_OUT_LIMIT ||
+                      (c->state == CS_LOST && c->npending + c->nbacklog >= c->max_unreceipted))) {
+        ofr_free(o);
+        return client_fail(c, STOMPC_EAGAIN, "%s: too much is waiting to be written", what);
     }
+    bool replayed = false;
     for (;;) {
         if (c->state != CS_CONNECTED) {
-            rc = bound ? STOMPC_EIO : failover_ensure(c, deadline);
+            if (bound)
+                rc = STOMPC_EIO;
+            else if (nb && c->state == CS_LOST)
+                rc = 0;
+            else if (nb)
+                rc = check(c);
+            else
+                rc = ensure_connected(c, deadline);
             if (rc < 0) {
                 if (tracked) {
                     struct ofr *p = pending_by_seq(c, seq);
@@ -639,10 +832,31 @@ static int transmit(struct stompc *c, struct ofr *o, int flags)
                     return client_fail(c, STOMPC_EIO, "the connection this %s belongs to is gone", what);
                 return rc;
             }
-            if (tracked)
-                break; /* the reconnect resent it */
+            if (tracked) {
+                replayed = true; /* the (re)connection sends it */
+                break;
+            }
+            if (c->state != CS_CONNECTED) { /* non-blocking, still connecting */
+                backlog_add(c, o);
+                return 0;
+            }
         }
-        net_put(c, o, true);
+        uint64_t gen = c->gen;
+        if ((rc = net_put(c, o, true)) < 0) {
+            if (tracked) {
+                struct ofr *p = pending_by_seq(c, seq);
+                if (p)
+                    drop_frame(c, p);
+                free(c->wait_id);
+                c->wait_id = NULL;
+                c->wait_status = 0;
+            } else {
+                ofr_free(o);
+            }
+            return client_fail(c, rc, "out of memory sending a %s", what);
+        }
+        if (tracked)
+            o->sent = true; /* o is the pending list's: RECEIPTs may free it from here on */
         uint64_t end = c->out_queued;
         if ((flags & TX_MORE) && buf_used(&c->out) < MORE_BUFFER) {
             /* written with what follows: one send for many frames */
@@ -650,16 +864,25 @@ static int transmit(struct stompc *c, struct ofr *o, int flags)
                 ofr_free(o);
             return 0;
         }
-        rc = net_flush(c); /* may take its RECEIPT in: o is not ours now */
-        if (rc == 0)
-            break;
-        if (!c->uri.failover || bound) {
-            /* Lost. A tracked frame was settled by client_lost. */
+        rc = net_write(c);
+        if (rc == 0 && !nb)
+            rc = drain(c, gen, end);
+        if (nb || (c->gen == gen && c->state == CS_CONNECTED))
+            break; /* written (or, non-blocking, on its way) */
+        if (rc < 0 && c->state != CS_LOST) {
+            /* stopped for good. A tracked frame was settled by the loss. */
             if (!tracked)
                 ofr_free(o);
             if (tracked && (flags & TX_WAIT))
                 return wait_receipt(c, what);
             return rc;
+        }
+        if (!c->uri.failover || bound) {
+            if (!tracked)
+                ofr_free(o);
+            if (tracked && (flags & TX_WAIT))
+                return wait_receipt(c, what);
+            return client_fail(c, c->last_status ? c->last_status : STOMPC_EIO, "%s", c->err);
         }
         if (tracked)
             continue; /* the reconnect resends it */
@@ -671,6 +894,12 @@ static int transmit(struct stompc *c, struct ofr *o, int flags)
     }
     if (!tracked)
         ofr_free(o);
+    if (replayed && !nb && c->state == CS_CONNECTED) {
+        /* written with the replay: wait for that as for any write */
+        uint64_t gen = c->gen;
+        if ((rc = drain(c, gen, c->out_queued)) < 0)
+            return rc;
+    }
     if (tracked && (flags & TX_WAIT))
         return wait_receipt(c, what);
     return 0;
@@ -699,8 +928,13 @@ struct stompc *stompc_new(void)
     c->last_failed = SIZE_MAX;
     TAILQ_INIT(&c->subs);
     TAILQ_INIT(&c->pending);
+    TAILQ_INIT(&c->backlog);
     TAILQ_INIT(&c->txs);
     TAILQ_INIT(&c->events);
+    if (net_init(c) != 0) {
+        free(c);
+        return NULL;
+    }
     unsigned char r[16];
     random_bytes(r, sizeof r);
     for (size_t i = 0; i < sizeof r; i++)
@@ -716,7 +950,7 @@ static void free_settings(struct stompc *c)
     free(c->host);
     free(c->client_id);
     free(c->accept_version);
-    for (size_t i = 0; i < c->ncheaders; i++) {
+    for (size_t i = 0; c->cheaders && i < c->ncheaders; i++) {
         free((char *)c->cheaders[i].name);
         free((char *)c->cheaders[i].value);
     }
@@ -726,9 +960,16 @@ static void free_settings(struct stompc *c)
     c->ncheaders = 0;
 }
 
+/* Close every socket: the session's and the attempts'. */
+static void client_stop(struct stompc *c)
+{
+    failover_abort_attempts(c);
+    net_close(c);
+}
+
 static void destroy(struct stompc *c)
 {
-    net_close(c);
+    client_stop(c);
     session_reset(c, STOMPC_ECLOSED, "client freed");
     struct cev *e;
     while ((e = TAILQ_FIRST(&c->events))) {
@@ -737,7 +978,9 @@ static void destroy(struct stompc *c)
     }
     free(c->wait_id);
     free_settings(c);
+    failover_fini(c);
     uri_free(&c->uri);
+    net_fini(c);
     free(c);
 }
 
@@ -774,14 +1017,48 @@ static bool versions_ok(const char *list)
     }
 }
 
-static char *dup_opt(const char *s)
+/* *dst = a copy of s (NULL stays NULL); false when out of memory. */
+static bool dup_opt(char **dst, const char *s)
 {
-    return s ? xstrdup(s) : NULL;
+    *dst = s ? strdup(s) : NULL;
+    return !s || *dst;
 }
 
-int stompc_connect(struct stompc *c, const char *uri, const struct stompc_options *opts)
+static int take_settings(struct stompc *c, const struct stompc_options *opts)
+{
+    free_settings(c);
+    bool ok = dup_opt(&c->login, opts->login) && dup_opt(&c->passcode, opts->passcode) &&
+              dup_opt(&c->host, opts->host) &&
+              dup_opt(&c->client_id, opts->client_id && *opts->client_id ? opts->client_id : NULL) &&
+              dup_opt(&c->accept_version, opts->accept_version ? opts->accept_version : "1.0,1.1,1.2");
+    if (ok && opts->nheaders) {
+        c->cheaders = calloc(opts->nheaders, sizeof *c->cheaders);
+        ok = c->cheaders != NULL;
+        for (size_t i = 0; ok && i < opts->nheaders; i++) {
+            c->ncheaders = i + 1;
+            char *n = strdup(opts->headers[i].name), *v = strdup(opts->headers[i].value);
+            c->cheaders[i].name = n;
+            c->cheaders[i].value = v;
+            ok = n && v;
+        }
+    }
+    if (!ok) {
+        free_settings(c);
+        return client_fail(c, STOMPC_ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+int stompc_connect_sized(struct stompc *c, const char *uri, const struct stompc_options *opts, size_t opts_size)
 {
     static const struct stompc_options none;
+    struct stompc_options given;
+    if (c && opts) {
+        if (abi_in(&given, sizeof given, opts, opts_size) != 0)
+            return client_fail(c, STOMPC_EINVAL, "connect: the options set fields this libstompc (%s) does not know",
+                               stompc_version());
+        opts = &given;
+    }
     if (!c)
         return STOMPC_EINVAL;
     if (c->in_callback)
@@ -791,8 +1068,12 @@ int stompc_connect(struct stompc *c, const char *uri, const struct stompc_option
     if (!opts)
         opts = &none;
     char err[512];
+    failover_fini(c);
     uri_free(&c->uri);
-    if (uri_parse(uri, &c->uri, err, sizeof err) != 0)
+    int prc = uri_parse(uri, &c->uri, err, sizeof err);
+    if (prc == -ENOMEM)
+        return client_fail(c, STOMPC_ENOMEM, "out of memory");
+    if (prc != 0)
         return client_fail(c, STOMPC_EINVAL, "bad URI '%s': %s", uri ? uri : "(null)", err);
 
     const char *strs[] = {opts->login, opts->passcode, opts->host, opts->client_id};
@@ -810,36 +1091,34 @@ int stompc_connect(struct stompc *c, const char *uri, const struct stompc_option
         if (!h->name || !*h->name || strpbrk(h->name, ":\r\n") || !connect_value_ok(h->value))
             return client_fail(c, STOMPC_EINVAL, "extra CONNECT header %zu: empty name, ':' or a line break", i);
     }
-
-    free_settings(c);
-    c->login = dup_opt(opts->login);
-    c->passcode = dup_opt(opts->passcode);
-    c->host = dup_opt(opts->host);
-    c->client_id = opts->client_id && *opts->client_id ? xstrdup(opts->client_id) : NULL;
-    c->accept_version = xstrdup(opts->accept_version ? opts->accept_version : "1.0,1.1,1.2");
-    c->ncheaders = opts->nheaders;
-    c->cheaders = xcalloc(opts->nheaders, sizeof *c->cheaders);
-    for (size_t i = 0; i < opts->nheaders; i++) {
-        c->cheaders[i].name = xstrdup(opts->headers[i].name);
-        c->cheaders[i].value = xstrdup(opts->headers[i].value);
-    }
+    int rc = take_settings(c, opts);
+    if (rc < 0)
+        return rc;
+    if (failover_init(c) != 0)
+        return client_fail(c, STOMPC_ENOMEM, "out of memory");
     c->hb_cx = opts->heart_beat_tx;
     c->hb_cy = opts->heart_beat_rx;
-    c->connect_timeout = opts->connect_timeout > 0 ? opts->connect_timeout : 10000;
+    c->connect_timeout_opt = opts->connect_timeout > 0 ? opts->connect_timeout : 0;
     c->receipt_timeout = opts->receipt_timeout ? (opts->receipt_timeout < 0 ? -1 : opts->receipt_timeout) : 30000;
     c->max_frame = opts->max_frame ? opts->max_frame : 64u << 20;
     c->max_unreceipted = opts->max_unreceipted ? opts->max_unreceipted : 10000;
 
     session_reset(c, STOMPC_ECLOSED, "reconnected");
     c->ever_connected = false;
-    c->failures = 0;
-    c->next_round_at = 0;
-    c->last_failed = SIZE_MAX;
     c->flush_failures = 0;
-    c->state = CS_LOST; /* "to connect": failover_connect takes it from here */
-    int rc = failover_connect(c, conn_deadline(c));
-    if (rc < 0 && c->state != CS_CONNECTED)
+    c->disconnecting = false;
+    c->last_status = 0;
+    failover_begin(c);
+    c->state = CS_LOST; /* "to connect": the engine takes it from here */
+    if (c->nonblocking) {
+        rc = engine_run(c, 0);
+        return rc < 0 ? rc : 0;
+    }
+    rc = ensure_connected(c, conn_deadline(c));
+    if (rc < 0 && c->state != CS_CONNECTED) {
+        client_stop(c);
         c->state = CS_IDLE;
+    }
     return rc;
 }
 
@@ -847,51 +1126,59 @@ int stompc_disconnect(struct stompc *c, int timeout_ms)
 {
     if (!c)
         return STOMPC_EINVAL;
+    if (c->in_callback)
+        return client_fail(c, STOMPC_EBUSY, "stompc_disconnect cannot be called from a callback");
     if (c->state == CS_IDLE)
         return 0;
     int64_t deadline = client_deadline(timeout_ms);
     int rc = 0;
     if (c->state != CS_DEAD) {
-        /* Everything receipted first: a DISCONNECT would not wait for a
-         * reconnect to resend them. */
-        while (c->npending) {
+        /* Everything receipted (and written) first: a DISCONNECT would not
+         * wait for a reconnect to resend them. */
+        while (c->npending || c->nbacklog || (c->state == CS_CONNECTED && buf_used(&c->out))) {
+            if (c->state == CS_CONNECTED && buf_used(&c->out) && net_write(c) < 0 && c->state != CS_LOST)
+                break;
             int r = pump(c, deadline);
             if (r <= 0) {
                 rc = r < 0 ? r
                            : client_fail(c, STOMPC_ETIMEDOUT, "disconnect: %zu frame(s) still without RECEIPT",
-                                         c->npending);
+                                         c->npending + c->nbacklog);
                 break;
             }
         }
     }
-    if (c->state == CS_CONNECTED) {
-        struct ofr *o = ofr_new(c, CMD_DISCONNECT);
+    struct ofr *o = c->state == CS_CONNECTED ? ofr_new(c, CMD_DISCONNECT) : NULL;
+    if (o) {
         char id[48];
         snprintf(id, sizeof id, "_stompc-bye-%llu", (unsigned long long)o->seq);
         ofr_set_receipt(o, id);
         free(c->wait_id);
-        c->wait_id = xstrdup(id);
-        c->wait_status = 1;
-        net_put(c, o, true);
-        ofr_free(o);
-        int r = net_flush(c);
-        /* Not pump(): a connection lost now is not to be reconnected. */
-        while (r >= 0 && c->state == CS_CONNECTED && c->wait_status == 1) {
-            r = net_pump(c, deadline);
-            if (r == 0) {
-                if (!rc)
-                    rc = client_fail(c, STOMPC_ETIMEDOUT, "disconnect: no RECEIPT within %d ms", timeout_ms);
-                break;
+        c->wait_id = o->oom ? NULL : strdup(id);
+        /* (out of memory: just close; the broker sees the end as well) */
+        if (c->wait_id && net_put(c, o, true) == 0) {
+            c->wait_status = 1;
+            /* a connection lost now is not to be reconnected */
+            c->disconnecting = true;
+            int r = net_write(c);
+            while (r >= 0 && c->state == CS_CONNECTED && c->wait_status == 1) {
+                r = pump(c, deadline);
+                if (r == 0) {
+                    if (!rc)
+                        rc = client_fail(c, STOMPC_ETIMEDOUT, "disconnect: no RECEIPT within %d ms", timeout_ms);
+                    break;
+                }
             }
         }
+        ofr_free(o);
         free(c->wait_id);
         c->wait_id = NULL;
         c->wait_status = 0;
     }
-    net_close(c);
+    client_stop(c);
     session_reset(c, STOMPC_ECLOSED, "disconnected before its RECEIPT");
     c->gen++;
     c->state = CS_IDLE;
+    c->disconnecting = false;
     return rc;
 }
 
@@ -913,6 +1200,20 @@ static int add_extra(struct stompc *c, struct ofr *o, const struct stompc_header
     return 0;
 }
 
+/* Calls that need the connection itself (transactions, acks): in
+ * blocking mode wait for it; in non-blocking mode STOMPC_EAGAIN while the
+ * client is (re)connecting. */
+static int need_connection(struct stompc *c)
+{
+    if (c->state == CS_CONNECTED)
+        return 0;
+    if (!c->nonblocking)
+        return ensure_connected(c, conn_deadline(c));
+    if (c->state == CS_LOST)
+        return client_fail(c, STOMPC_EAGAIN, "not connected right now (connecting)");
+    return check(c);
+}
+
 /* Before a frame in a transaction: is it still alive? */
 static int tx_check(struct stompc *c, const char *tx)
 {
@@ -924,10 +1225,17 @@ static int tx_check(struct stompc *c, const char *tx)
     return 0;
 }
 
-int stompc_send(struct stompc *c, const char *destination, const void *body, size_t len,
-                const struct stompc_send_opts *opts)
+int stompc_send_sized(struct stompc *c, const char *destination, const void *body, size_t len,
+                      const struct stompc_send_opts *opts, size_t opts_size)
 {
     static const struct stompc_send_opts none;
+    struct stompc_send_opts given;
+    if (c && opts) {
+        if (abi_in(&given, sizeof given, opts, opts_size) != 0)
+            return client_fail(c, STOMPC_EINVAL, "send: the options set fields this libstompc (%s) does not know",
+                               stompc_version());
+        opts = &given;
+    }
     int rc = check(c);
     if (rc)
         return rc;
@@ -937,14 +1245,17 @@ int stompc_send(struct stompc *c, const char *destination, const void *body, siz
         return client_fail(c, STOMPC_EINVAL, "send: no destination");
     if (len && !body)
         return client_fail(c, STOMPC_EINVAL, "send: no body for %zu bytes", len);
+    if (opts->wait && c->nonblocking)
+        return client_fail(c, STOMPC_EINVAL, "send: wait is not for non-blocking mode (ask for a receipt)");
     const char *tx = opts->transaction;
     if (tx) {
-        if ((rc = failover_ensure(c, conn_deadline(c))) < 0)
-            return rc;
-        if ((rc = tx_check(c, tx)) < 0)
+        /* a transaction lost by a failover says so, connected or not */
+        if ((rc = tx_check(c, tx)) < 0 || (rc = need_connection(c)) < 0 || (rc = tx_check(c, tx)) < 0)
             return rc;
     }
     struct ofr *o = ofr_new(c, CMD_SEND);
+    if (!o)
+        return client_fail(c, STOMPC_ENOMEM, "out of memory");
     ofr_add(o, "destination", destination);
     if (opts->persistent) {
         char id[64];
@@ -964,7 +1275,7 @@ int stompc_send(struct stompc *c, const char *destination, const void *body, siz
     if (opts->receipt) {
         ofr_set_receipt(o, opts->receipt);
         o->user_receipt = true;
-    } else if (opts->wait || (c->uri.failover && opts->persistent && !tx)) {
+    } else if (opts->wait || (c->uri.failover && (opts->persistent || c->uri.track_messages) && !tx)) {
         auto_receipt(o);
     }
     uint64_t gen = c->gen;
@@ -990,9 +1301,17 @@ int stompc_ack_mode(const char *name, enum stompc_ack *out)
     return STOMPC_EINVAL;
 }
 
-int stompc_subscribe(struct stompc *c, const char *destination, const struct stompc_sub_opts *opts)
+int stompc_subscribe_sized(struct stompc *c, const char *destination, const struct stompc_sub_opts *opts,
+                           size_t opts_size)
 {
     static const struct stompc_sub_opts none;
+    struct stompc_sub_opts given;
+    if (c && opts) {
+        if (abi_in(&given, sizeof given, opts, opts_size) != 0)
+            return client_fail(c, STOMPC_EINVAL, "subscribe: the options set fields this libstompc (%s) does not know",
+                               stompc_version());
+        opts = &given;
+    }
     int rc = check(c);
     if (rc)
         return rc;
@@ -1011,6 +1330,8 @@ int stompc_subscribe(struct stompc *c, const char *destination, const struct sto
         return client_fail(c, STOMPC_EINVAL, "subscribe: prefetch must be >= 0");
 
     struct ofr *o = ofr_new(c, CMD_SUBSCRIBE);
+    if (!o)
+        return client_fail(c, STOMPC_ENOMEM, "out of memory");
     ofr_add(o, "id", id);
     ofr_add(o, "destination", destination);
     ofr_add(o, "ack", ack_modes[opts->ack]);
@@ -1030,9 +1351,15 @@ int stompc_subscribe(struct stompc *c, const char *destination, const struct sto
     /* Always receipted: a refused subscription fails here rather than being
      * re-sent (and refused) after every reconnect. */
     auto_receipt(o);
+    struct csub *s = calloc(1, sizeof *s);
+    if (!s || !(s->id = strdup(id)) || o->oom) {
+        if (s)
+            free(s->id);
+        free(s);
+        ofr_free(o);
+        return client_fail(c, STOMPC_ENOMEM, "out of memory");
+    }
     o->owned_by_sub = true;
-    struct csub *s = xcalloc(1, sizeof *s);
-    s->id = xstrdup(id);
     s->frame = o;
     TAILQ_INSERT_TAIL(&c->subs, s, link);
     return transmit(c, o, TX_WAIT);
@@ -1058,10 +1385,22 @@ int stompc_unsubscribe(struct stompc *c, const char *id, unsigned flags)
     if ((flags & STOMPC_REMOVE_DURABLE) && !c->client_id)
         return client_fail(c, STOMPC_EINVAL, "unsubscribe: removing a durable subscription needs a client_id");
 
+    if (c->state != CS_CONNECTED && !(flags & STOMPC_REMOVE_DURABLE) && c->uri.failover) {
+        /* (re)connecting: the subscription is simply not carried over */
+        if (s)
+            sub_free(c, s);
+        return 0;
+    }
     struct ofr *o = ofr_new(c, CMD_UNSUBSCRIBE);
+    if (!o)
+        return client_fail(c, STOMPC_ENOMEM, "out of memory");
     ofr_add(o, "id", id);
     if (flags & STOMPC_REMOVE_DURABLE)
         ofr_add(o, "activemq.subscriptionName", durable);
+    if (o->oom) {
+        ofr_free(o);
+        return client_fail(c, STOMPC_ENOMEM, "out of memory");
+    }
     if (s)
         sub_free(c, s);
     /* Removing a durable subscription must survive a failover: tracked. */
@@ -1081,7 +1420,7 @@ static int ack_or_nack(struct stompc *c, enum stomp_cmd cmd, const struct stompc
     const struct cmsg *cm = container_of(m, const struct cmsg, pub);
     if (cm->owner != c)
         return client_fail(c, STOMPC_EINVAL, "%s: the message came from another client", frame_cmd_name(cmd));
-    if ((rc = failover_ensure(c, conn_deadline(c))) < 0)
+    if (!(c->nonblocking && c->state == CS_LOST) && (rc = need_connection(c)) < 0)
         return rc;
     if (cm->gen != c->gen) {
         /* Delivered on a connection that is gone: the broker gives the
@@ -1094,6 +1433,8 @@ static int ack_or_nack(struct stompc *c, enum stomp_cmd cmd, const struct stompc
     if (tx && (rc = tx_check(c, tx)) < 0)
         return rc;
     struct ofr *o = ofr_new(c, cmd);
+    if (!o)
+        return client_fail(c, STOMPC_ENOMEM, "out of memory");
     if (c->version >= STOMP_12) {
         if (!m->ack_id) {
             ofr_free(o);
@@ -1144,13 +1485,18 @@ int stompc_begin(struct stompc *c, const char *transaction)
         return client_fail(c, STOMPC_EINVAL, "begin: no transaction name");
     if (tx_find(c, transaction))
         return client_fail(c, STOMPC_EINVAL, "begin: transaction '%s' is already open", transaction);
-    if ((rc = failover_ensure(c, conn_deadline(c))) < 0)
+    if ((rc = need_connection(c)) < 0)
         return rc;
-    struct ctx *t = xcalloc(1, sizeof *t);
-    t->name = xstrdup(transaction);
-    TAILQ_INSERT_TAIL(&c->txs, t, link);
+    struct ctx *t = calloc(1, sizeof *t);
     struct ofr *o = ofr_new(c, CMD_BEGIN);
-    ofr_add(o, "transaction", transaction);
+    if (o)
+        ofr_add(o, "transaction", transaction);
+    if (!t || !(t->name = strdup(transaction)) || !o || o->oom) {
+        free(t);
+        ofr_free(o);
+        return client_fail(c, STOMPC_ENOMEM, "out of memory");
+    }
+    TAILQ_INSERT_TAIL(&c->txs, t, link);
     rc = transmit(c, o, TX_BOUND);
     if (rc < 0 && (t = tx_find(c, transaction)))
         tx_free(c, t);
@@ -1168,7 +1514,7 @@ static int tx_end(struct stompc *c, enum stomp_cmd cmd, const char *transaction)
     struct ctx *t = tx_find(c, transaction);
     if (!t)
         return client_fail(c, STOMPC_EINVAL, "%s: transaction '%s' was not begun", frame_cmd_name(cmd), transaction);
-    if ((rc = failover_ensure(c, conn_deadline(c))) < 0)
+    if (!t->failed && (rc = need_connection(c)) < 0)
         return rc;
     if (t->failed) {
         tx_free(c, t);
@@ -1178,6 +1524,8 @@ static int tx_end(struct stompc *c, enum stomp_cmd cmd, const char *transaction)
                            "transaction '%s' was lost by a failover: nothing of it was committed", transaction);
     }
     struct ofr *o = ofr_new(c, cmd);
+    if (!o)
+        return client_fail(c, STOMPC_ENOMEM, "out of memory");
     ofr_add(o, "transaction", transaction);
     if (cmd == CMD_COMMIT)
         auto_receipt(o);
@@ -1210,17 +1558,19 @@ int stompc_flush(struct stompc *c, int timeout_ms)
     int64_t deadline = client_deadline(timeout_ms);
     if (c->state == CS_CONNECTED && buf_used(&c->out)) {
         /* frames sent with more and no receipt are only buffered */
-        rc = net_flush(c);
+        rc = net_write(c);
+        if (rc == 0 && !c->nonblocking)
+            rc = drain(c, c->gen, c->out_queued);
         if (rc < 0 && c->state != CS_LOST)
             return rc;
     }
-    while (c->npending) {
+    while (c->npending || c->nbacklog || (c->state == CS_CONNECTED && buf_used(&c->out))) {
         rc = pump(c, deadline);
         if (rc < 0)
             return rc;
         if (rc == 0)
             return client_fail(c, STOMPC_ETIMEDOUT, "flush: %zu frame(s) still without RECEIPT after %d ms",
-                               c->npending, timeout_ms);
+                               c->npending + c->nbacklog, timeout_ms);
     }
     if (c->flush_failures) {
         unsigned n = c->flush_failures;
@@ -1233,13 +1583,17 @@ int stompc_flush(struct stompc *c, int timeout_ms)
 
 /* ------------------------------------------------------------ receive */
 
-int stompc_set_callbacks(struct stompc *c, const struct stompc_callbacks *cb, void *ud)
+int stompc_set_callbacks_sized(struct stompc *c, const struct stompc_callbacks *cb, void *ud, size_t cb_size)
 {
     if (!c)
         return STOMPC_EINVAL;
-    if (cb)
-        c->cb = *cb;
-    else
+    if (cb) {
+        if (abi_in(&c->cb, sizeof c->cb, cb, cb_size) != 0) {
+            memset(&c->cb, 0, sizeof c->cb);
+            return client_fail(c, STOMPC_EINVAL, "set_callbacks: callbacks this libstompc (%s) does not know",
+                               stompc_version());
+        }
+    } else
         memset(&c->cb, 0, sizeof c->cb);
     c->ud = ud;
     return 0;
@@ -1372,14 +1726,83 @@ int stompc_dispatch(struct stompc *c)
     return stompc_run(c, 0);
 }
 
-int stompc_get_stats(const struct stompc *c, struct stompc_stats *out)
+/* ------------------------------------------------------- event loops */
+
+int stompc_set_nonblocking(struct stompc *c, bool on)
+{
+    if (!c)
+        return STOMPC_EINVAL;
+    if (c->in_callback)
+        return client_fail(c, STOMPC_EBUSY, "stompc_set_nonblocking cannot be called from a callback");
+    c->nonblocking = on;
+    return 0;
+}
+
+int stompc_fd(const struct stompc *c)
+{
+    return c ? c->epfd : -1;
+}
+
+int stompc_events(const struct stompc *c)
+{
+    return c && net_any_open(c) ? POLLIN : 0;
+}
+
+/* Are callbacks waiting to run? */
+static bool dispatchable(const struct stompc *c)
+{
+    return c->nevents > (c->cb.on_message ? 0 : c->nmessages);
+}
+
+int stompc_timeout(const struct stompc *c)
+{
+    if (!c)
+        return -1;
+    if (dispatchable(c))
+        return 0;
+    if (c->state == CS_CONNECTED && buf_used(&c->out) && !(c->ev & EPOLLOUT))
+        return 0; /* frames sent with more, to write */
+    int64_t now = client_now();
+    int64_t t = engine_next(c, now);
+    if (t < 0)
+        return -1;
+    t -= now;
+    return t <= 0 ? 0 : t > INT32_MAX ? INT32_MAX : (int)t;
+}
+
+int stompc_step(struct stompc *c)
+{
+    if (!c)
+        return STOMPC_EINVAL;
+    if (c->in_callback)
+        return client_fail(c, STOMPC_EBUSY, "stompc_step cannot be called from a callback");
+    int rc = 0;
+    if (c->state == CS_CONNECTED && buf_used(&c->out))
+        (void)net_write(c); /* frames sent with more */
+    if (c->state == CS_CONNECTED || c->state == CS_LOST)
+        rc = engine_run(c, 0);
+    int n = dispatch_ready(c, true);
+    if (c->free_deferred) {
+        destroy(c);
+        return n;
+    }
+    if (rc < 0)
+        return rc;
+    if (n > 0)
+        return n;
+    rc = check(c);
+    return rc < 0 ? rc : 0;
+}
+
+int stompc_get_stats_sized(const struct stompc *c, struct stompc_stats *out, size_t out_size)
 {
     if (!c || !out)
         return STOMPC_EINVAL;
-    *out = c->st;
+    struct stompc_stats st = c->st;
     bool up = c->state == CS_CONNECTED;
-    out->broker = up ? c->uri.brokers[c->broker].text : NULL;
-    out->version = !up ? 0 : c->version == STOMP_12 ? 12 : c->version == STOMP_11 ? 11 : 10;
-    out->unreceipted = c->npending;
+    st.broker = up ? c->uri.brokers[c->broker].text : NULL;
+    st.version = !up ? 0 : c->version == STOMP_12 ? 12 : c->version == STOMP_11 ? 11 : 10;
+    st.unreceipted = c->npending;
+    abi_out(out, out_size, &st, sizeof st);
     return 0;
 }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/types.h>
 
 #include "uri.h"
 
@@ -25,12 +26,11 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
     return -EINVAL;
 }
 
-static char *xstrndup(const char *s, size_t n)
+static int oom(char *err, size_t errlen)
 {
-    char *p = strndup(s, n);
-    if (!p)
-        abort();
-    return p;
+    if (err && errlen)
+        snprintf(err, errlen, "out of memory");
+    return -ENOMEM;
 }
 
 /* s[0..*n) without leading and trailing blanks. */
@@ -62,7 +62,12 @@ static const char *const tcp_ignored[] = {
     "logWriterName", "diffServ", "typeOfService", "threadName", "maximumConnections", "allowLinkStealing",
 };
 
-static int check_tcp_query(const char *q, size_t n, const char *uri, size_t ul, char *err, size_t errlen)
+static int parse_i64(const char *v, int64_t min, int64_t *out);
+
+/* The options of one tcp:// URI: connectTimeout is this client's (the
+ * per-attempt limit for TCP and CONNECTED), the rest ActiveMQ's. */
+static int check_tcp_query(const char *q, size_t n, const char *uri, size_t ul, struct uri_broker *b, char *err,
+                           size_t errlen)
 {
     while (n) {
         const char *amp = memchr(q, '&', n);
@@ -71,7 +76,17 @@ static int check_tcp_query(const char *q, size_t n, const char *uri, size_t ul, 
         if (l && (!eq || eq == q))
             return fail(err, errlen, "'%.*s': option '%.*s' is not name=value", (int)ul, uri, (int)l, q);
         size_t nl = l ? (size_t)(eq - q) : 0;
-        bool known = !l;
+        if (nl == strlen("connectTimeout") && !strncmp(q, "connectTimeout", nl)) {
+            char v[32];
+            size_t vl = l - nl - 1;
+            int64_t ms;
+            snprintf(v, sizeof v, "%.*s", (int)(vl < sizeof v ? vl : sizeof v - 1), eq + 1);
+            if (vl >= sizeof v || parse_i64(v, 1, &ms) != 0)
+                return fail(err, errlen, "'%.*s': option connectTimeout: '%.*s' is not a number of milliseconds (>= 1)",
+                            (int)ul, uri, (int)vl, eq + 1);
+            b->connect_timeout = ms;
+        }
+        bool known = !l || (nl == strlen("connectTimeout") && !strncmp(q, "connectTimeout", nl));
         for (size_t i = 0; !known && i < sizeof tcp_ignored / sizeof tcp_ignored[0]; i++) {
             size_t il = strlen(tcp_ignored[i]);
             known = tcp_ignored[i][il - 1] == '.' ? nl > il && !strncmp(q, tcp_ignored[i], il)
@@ -109,9 +124,11 @@ static int parse_broker(const char *s, size_t n, struct uri_broker *b, char *err
     }
     s = colon + 3;
     n -= sl + 3;
+    memset(b, 0, sizeof *b);
+    b->connect_timeout = -1;
     const char *qm = memchr(s, '?', n);
     if (qm) {
-        int rc = check_tcp_query(qm + 1, n - (size_t)(qm + 1 - s), start, total, err, errlen);
+        int rc = check_tcp_query(qm + 1, n - (size_t)(qm + 1 - s), start, total, b, err, errlen);
         if (rc)
             return rc;
         n = (size_t)(qm - s);
@@ -159,24 +176,46 @@ static int parse_broker(const char *s, size_t n, struct uri_broker *b, char *err
         if (!ok || port < 1 || port > 65535)
             return fail(err, errlen, "'%.*s': bad port '%.*s' (1-65535)", (int)total, start, (int)pl, p);
     }
-    b->host = xstrndup(host, hl);
+    b->host = strndup(host, hl);
     b->port = (int)port;
     size_t tl = hl + 32;
     b->text = malloc(tl);
-    if (!b->text)
-        abort();
+    if (!b->host || !b->text) {
+        free(b->host);
+        free(b->text);
+        b->host = b->text = NULL;
+        return oom(err, errlen);
+    }
     bool v6 = memchr(host, ':', hl) != NULL;
     snprintf(b->text, tl, "tcp://%s%s%s:%d", v6 ? "[" : "", b->host, v6 ? "]" : "", b->port);
     return 0;
 }
 
-static void add_broker(struct uri *u, const struct uri_broker *b)
+static void broker_free(struct uri_broker *b)
+{
+    free(b->host);
+    free(b->text);
+}
+
+/* Takes b over (frees it on failure). */
+static int add_broker(struct uri *u, struct uri_broker *b, char *err, size_t errlen)
 {
     struct uri_broker *nb = realloc(u->brokers, (u->nbrokers + 1) * sizeof *nb);
-    if (!nb)
-        abort();
+    if (!nb) {
+        broker_free(b);
+        return oom(err, errlen);
+    }
     u->brokers = nb;
     u->brokers[u->nbrokers++] = *b;
+    return 0;
+}
+
+static ssize_t find_broker(const struct uri *u, const struct uri_broker *b)
+{
+    for (size_t i = 0; i < u->nbrokers; i++)
+        if (u->brokers[i].port == b->port && !strcasecmp(u->brokers[i].host, b->host))
+            return (ssize_t)i;
+    return -1;
 }
 
 static int parse_i64(const char *v, int64_t min, int64_t *out)
@@ -203,7 +242,7 @@ static int parse_bool(const char *v, bool *out)
     return -1;
 }
 
-enum opt_type { OPT_MS, OPT_ATTEMPTS, OPT_BOOL, OPT_EXPONENT, OPT_TIMEOUT };
+enum opt_type { OPT_MS, OPT_ATTEMPTS, OPT_BOOL, OPT_EXPONENT, OPT_TIMEOUT, OPT_POSITIVE, OPT_COUNT, OPT_PRIORITY };
 
 static const struct option {
     const char *name;
@@ -218,15 +257,52 @@ static const struct option {
     {"startupMaxReconnectAttempts", OPT_ATTEMPTS, offsetof(struct uri, startup_max_reconnect_attempts)},
     {"randomize", OPT_BOOL, offsetof(struct uri, randomize)},
     {"timeout", OPT_TIMEOUT, offsetof(struct uri, timeout)},
+    {"backup", OPT_BOOL, offsetof(struct uri, backup)},
+    {"backupPoolSize", OPT_COUNT, offsetof(struct uri, backup_pool_size)},
+    {"priorityBackup", OPT_BOOL, offsetof(struct uri, priority_backup)},
+    {"priorityURIs", OPT_PRIORITY, 0},
+    {"trackMessages", OPT_BOOL, offsetof(struct uri, track_messages)},
+    {"maxCacheSize", OPT_POSITIVE, offsetof(struct uri, max_cache_size)},
+    {"updateURIsSupported", OPT_BOOL, offsetof(struct uri, update_uris_supported)},
+    {"connectTimeout", OPT_POSITIVE, offsetof(struct uri, connect_timeout)},
+    {"connectAttemptDelay", OPT_MS, offsetof(struct uri, connect_attempt_delay)},
+    {"maxRefusedReconnectDelay", OPT_MS, offsetof(struct uri, max_refused_reconnect_delay)},
 };
 
 /* FailoverTransport options this client knows of but does not implement:
  * named as such rather than as typos. */
 static const char *const unsupported[] = {
-    "backup", "backupPoolSize", "priorityBackup", "priorityURIs", "trackMessages",
-    "trackTransactionProducers", "maxCacheSize", "maxPullCacheSize", "updateURIsSupported",
-    "updateURIsURL", "rebalanceUpdateURIs", "reconnectSupported", "nested.", "warnAfterReconnectAttempts",
+    "trackTransactionProducers", "maxPullCacheSize", "updateURIsURL", "rebalanceUpdateURIs",
+    "reconnectSupported", "nested.", "warnAfterReconnectAttempts",
 };
+
+/* priorityURIs=uri1,uri2: each must be one of the list's brokers. */
+static int set_priority(struct uri *u, const char *value, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < u->nbrokers; i++)
+        u->brokers[i].priority = false;
+    const char *p = value;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t l = comma ? (size_t)(comma - p) : strlen(p);
+        const char *item = trim(p, &l);
+        struct uri_broker b;
+        char why[256];
+        int rc = l ? parse_broker(item, l, &b, why, sizeof why) : fail(why, sizeof why, "empty entry");
+        if (rc == -ENOMEM)
+            return oom(err, errlen);
+        if (rc)
+            return fail(err, errlen, "option priorityURIs: %s", why);
+        ssize_t at = find_broker(u, &b);
+        broker_free(&b);
+        if (at < 0)
+            return fail(err, errlen, "option priorityURIs: '%.*s' is not in the broker list", (int)l, item);
+        u->brokers[at].priority = true;
+        if (!comma)
+            return 0;
+        p = comma + 1;
+    }
+}
 
 static int set_option(struct uri *u, const char *name, const char *value, char *err, size_t errlen)
 {
@@ -240,6 +316,16 @@ static int set_option(struct uri *u, const char *name, const char *value, char *
         case OPT_MS:
             if (parse_i64(value, 0, &n) != 0)
                 return fail(err, errlen, "option %s: '%s' is not a number of milliseconds (>= 0)", name, value);
+            *(int64_t *)slot = n;
+            return 0;
+        case OPT_POSITIVE:
+            if (parse_i64(value, 1, &n) != 0)
+                return fail(err, errlen, "option %s: '%s' is not a number >= 1", name, value);
+            *(int64_t *)slot = n;
+            return 0;
+        case OPT_COUNT:
+            if (parse_i64(value, 0, &n) != 0)
+                return fail(err, errlen, "option %s: '%s' is not a count (>= 0)", name, value);
             *(int64_t *)slot = n;
             return 0;
         case OPT_ATTEMPTS:
@@ -257,6 +343,8 @@ static int set_option(struct uri *u, const char *name, const char *value, char *
             if (parse_bool(value, slot) != 0)
                 return fail(err, errlen, "option %s: '%s' is not true or false", name, value);
             return 0;
+        case OPT_PRIORITY:
+            return set_priority(u, value, err, errlen);
         case OPT_EXPONENT: {
             char *end;
             errno = 0;
@@ -287,7 +375,7 @@ static int parse_query(struct uri *u, const char *q, char *err, size_t errlen)
                 return fail(err, errlen, "option '%.*s' has no value (name=value)", (int)l, q);
             if (eq == q)
                 return fail(err, errlen, "option '%.*s' has no name", (int)l, q);
-            char name[64], value[64];
+            char name[64], value[2048]; /* priorityURIs holds a list */
             size_t nl = (size_t)(eq - q), vl = l - nl - 1;
             if (nl >= sizeof name)
                 return fail(err, errlen, "unknown option '%.*s'", (int)nl, q);
@@ -319,6 +407,35 @@ static void defaults(struct uri *u)
     u->startup_max_reconnect_attempts = -1;
     u->randomize = true;
     u->timeout = -1;
+    u->backup_pool_size = 1;
+    u->max_cache_size = -1;
+    u->update_uris_supported = true;
+    u->connect_timeout = -1;
+    u->connect_attempt_delay = 250;
+    u->max_refused_reconnect_delay = 500;
+}
+
+/* The list: tcp://... entries separated by commas, list[0..ll). */
+static int parse_list(struct uri *u, const char *list, size_t ll, char *err, size_t errlen)
+{
+    const char *p = list;
+    const char *end = list + ll;
+    for (;;) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        size_t il = comma ? (size_t)(comma - p) : (size_t)(end - p);
+        const char *item = trim(p, &il);
+        if (il == 0)
+            return fail(err, errlen, "empty entry in the broker list");
+        struct uri_broker b;
+        int rc = parse_broker(item, il, &b, err, errlen);
+        if (rc)
+            return rc;
+        if ((rc = add_broker(u, &b, err, errlen)))
+            return rc;
+        if (!comma)
+            return 0;
+        p = comma + 1;
+    }
 }
 
 static int parse_failover(struct uri *u, const char *s, size_t n, char *err, size_t errlen)
@@ -370,26 +487,15 @@ static int parse_failover(struct uri *u, const char *s, size_t n, char *err, siz
     list = trim(list, &ll);
     if (ll == 0)
         return fail(err, errlen, "empty broker list");
-    const char *p = list;
-    const char *end = list + ll;
-    for (;;) {
-        const char *comma = memchr(p, ',', (size_t)(end - p));
-        size_t il = comma ? (size_t)(comma - p) : (size_t)(end - p);
-        const char *item = trim(p, &il);
-        if (il == 0)
-            return fail(err, errlen, "empty entry in the broker list");
-        struct uri_broker b;
-        int rc = parse_broker(item, il, &b, err, errlen);
-        if (rc)
-            return rc;
-        add_broker(u, &b);
-        if (!comma)
-            break;
-        p = comma + 1;
-    }
+    int rc = parse_list(u, list, ll, err, errlen);
+    if (rc)
+        return rc;
+    u->brokers[0].priority = true; /* ActiveMQ's default: the first */
     if (query) {
-        char *qs = xstrndup(query, ql);
-        int rc = parse_query(u, qs, err, errlen);
+        char *qs = strndup(query, ql);
+        if (!qs)
+            return oom(err, errlen);
+        rc = parse_query(u, qs, err, errlen);
         free(qs);
         if (rc)
             return rc;
@@ -414,19 +520,47 @@ int uri_parse(const char *text, struct uri *u, char *err, size_t errlen)
     int rc = parse_broker(s, n, &b, err, errlen);
     if (rc)
         return rc;
-    add_broker(u, &b);
-    return 0;
+    return add_broker(u, &b, err, errlen);
 }
 
 void uri_free(struct uri *u)
 {
-    for (size_t i = 0; i < u->nbrokers; i++) {
-        free(u->brokers[i].host);
-        free(u->brokers[i].text);
-    }
+    for (size_t i = 0; i < u->nbrokers; i++)
+        broker_free(&u->brokers[i]);
     free(u->brokers);
     u->brokers = NULL;
-    u->nbrokers = 0;
+    u->nbrokers = u->nlearned = 0;
+}
+
+int uri_learn(struct uri *u, const char *text, size_t len)
+{
+    char err[160], buf[320];
+    const char *s = text;
+    size_t n = len;
+    s = trim(s, &n);
+    if (n == 0)
+        return -EINVAL;
+    if (!memmem(s, n, "://", 3)) {
+        /* host:port, as ZooKeeper members publish it */
+        if (n + 7 > sizeof buf)
+            return -EINVAL;
+        snprintf(buf, sizeof buf, "tcp://%.*s", (int)n, s);
+        s = buf;
+        n = strlen(buf);
+    }
+    struct uri_broker b;
+    int rc = parse_broker(s, n, &b, err, sizeof err);
+    if (rc)
+        return rc == -ENOMEM ? -ENOMEM : -EINVAL;
+    if (memchr(s, '?', n) || find_broker(u, &b) >= 0 || u->nlearned >= URI_MAX_LEARNED) {
+        broker_free(&b);
+        return 0;
+    }
+    b.learned = true;
+    if ((rc = add_broker(u, &b, err, sizeof err)))
+        return rc;
+    u->nlearned++;
+    return 1;
 }
 
 int64_t uri_reconnect_delay(const struct uri *u, unsigned failures)
@@ -443,6 +577,12 @@ int64_t uri_reconnect_delay(const struct uri *u, unsigned failures)
     if (d > (double)u->max_reconnect_delay)
         return u->max_reconnect_delay;
     return (int64_t)d;
+}
+
+int64_t uri_refused_delay(const struct uri *u, unsigned refusals)
+{
+    int64_t d = uri_reconnect_delay(u, refusals);
+    return d > u->max_refused_reconnect_delay ? u->max_refused_reconnect_delay : d;
 }
 
 bool uri_give_up(const struct uri *u, unsigned failures, bool startup)
@@ -465,19 +605,30 @@ uint64_t uri_rand(uint64_t *state)
     return z ^ (z >> 31);
 }
 
+static void shuffle(size_t *a, size_t n, uint64_t *rng)
+{
+    for (size_t i = n; i-- > 1;) {
+        size_t j = (size_t)(uri_rand(rng) % (i + 1));
+        size_t t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+    }
+}
+
 void uri_connect_order(const struct uri *u, size_t last_failed, uint64_t *rng, size_t *order)
 {
+    /* priority brokers (with priorityBackup) first, then the others; each
+     * group shuffled when randomize is set; the one that failed last */
     size_t n = 0;
-    for (size_t i = 0; i < u->nbrokers; i++)
-        if (i != last_failed)
-            order[n++] = i;
-    if (u->randomize && n > 1) {
-        for (size_t i = n - 1; i > 0; i--) {
-            size_t j = (size_t)(uri_rand(rng) % (i + 1));
-            size_t t = order[i];
-            order[i] = order[j];
-            order[j] = t;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t from = n;
+        for (size_t i = 0; i < u->nbrokers; i++) {
+            bool first = u->priority_backup && u->brokers[i].priority;
+            if (i != last_failed && first == (pass == 0))
+                order[n++] = i;
         }
+        if (u->randomize)
+            shuffle(order + from, n - from, rng);
     }
     if (last_failed < u->nbrokers)
         order[n++] = last_failed;

@@ -11,64 +11,17 @@ import socket
 import threading
 import time
 
-
-def unescape(s, version):
-    if version == "1.0":
-        return s
-    out, i = [], 0
-    while i < len(s):
-        if s[i] == "\\" and i + 1 < len(s):
-            out.append({"\\": "\\", "c": ":", "n": "\n", "r": "\r"}[s[i + 1]])
-            i += 2
-        else:
-            out.append(s[i])
-            i += 1
-    return "".join(out)
-
-
-class Frame:
-    def __init__(self, command, headers, body):
-        self.command = command
-        self.headers = headers      # list of (name, value), decoded
-        self.body = body
-
-    def get(self, name, default=None):
-        for k, v in self.headers:
-            if k == name:
-                return v
-        return default
-
-    def __repr__(self):
-        return "Frame(%s, %r, %r)" % (self.command, self.headers, self.body[:60])
+from stompd_test import parse_frame
 
 
 def parse_frames(buf, version):
     """Complete frames at the start of buf; returns (frames, rest)."""
     frames = []
     while True:
-        buf = buf.lstrip(b"\r\n")
-        end = buf.find(b"\n\n")
-        if end < 0:
+        frame, buf = parse_frame(buf, version)
+        if frame is None:
             return frames, buf
-        lines = buf[:end].decode().split("\n")
-        command = lines[0].rstrip("\r")
-        esc = "1.0" if command in ("CONNECT", "STOMP") else version
-        headers = []
-        for line in lines[1:]:
-            k, _, v = line.rstrip("\r").partition(":")
-            headers.append((unescape(k, esc), unescape(v, esc)))
-        start = end + 2
-        cl = next((int(v) for k, v in headers if k == "content-length"), None)
-        if cl is not None:
-            if len(buf) < start + cl + 1:
-                return frames, buf
-            body, buf = buf[start:start + cl], buf[start + cl + 1:]
-        else:
-            nul = buf.find(b"\0", start)
-            if nul < 0:
-                return frames, buf
-            body, buf = buf[start:nul], buf[nul + 1:]
-        frames.append(Frame(command, headers, body))
+        frames.append(frame)
 
 
 def encode(command, headers, body=b""):
@@ -84,15 +37,18 @@ class Behaviour:
     silent:      after CONNECTED, answer nothing more (and send no beats)
     receipt_sends: answer SEND receipts (other frames are always receipted)
     close_after_sends: drop the connection after this many SENDs
+    mute:        never answer anything, CONNECT included (a paused broker
+                 whose kernel still accepts)
     """
 
     def __init__(self, version="1.2", heart_beat=None, silent=False, receipt_sends=True,
-                 close_after_sends=None):
+                 close_after_sends=None, mute=False):
         self.version = version
         self.heart_beat = heart_beat
         self.silent = silent
         self.receipt_sends = receipt_sends
         self.close_after_sends = close_after_sends
+        self.mute = mute
 
 
 class FakeBroker:
@@ -148,6 +104,10 @@ class FakeBroker:
             got, buf = parse_frames(buf, version)
             for f in got:
                 frames.append(f)
+                if b.mute:
+                    if f.command == "DISCONNECT":
+                        return
+                    continue
                 if f.command in ("CONNECT", "STOMP"):
                     h = [("server", "fakebroker/1"), ("session", "1")]
                     if b.version:

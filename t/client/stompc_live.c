@@ -6,7 +6,9 @@
  * waits for a line on stdin. Result values are printed as "key=value". */
 #include "config.h"
 
+#include <poll.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -886,6 +888,237 @@ static void sc_hb_failover(void)
     close_client(c);
 }
 
+/* A cluster's master given alone (failover:(tcp://master)): CONNECTED
+ * names the other members, and the client moves to one of them when the
+ * master is killed. With arg "off" (updateURIsSupported=false in the URL),
+ * it must not: the send fails when the URL's timeout passes. */
+static void sc_learn(const char *arg)
+{
+    bool off = !strcmp(arg, "off");
+    struct stompc_options o = {.receipt_timeout = off ? 3000 : 0};
+    struct stompc *c = open_client(url, &o);
+    OK(c, stompc_set_callbacks(c, &print_cb, NULL));
+    char first[128];
+    snprintf(first, sizeof first, "%s", stats(c).broker);
+    printf("first=%s\n", first);
+    OK(c, stompc_subscribe(c, "/queue/learn", &(struct stompc_sub_opts){.ack = STOMPC_ACK_CLIENT_INDIVIDUAL}));
+    send_text(c, "/queue/learn", "before", &(struct stompc_send_opts){.persistent = true, .wait = true});
+    struct stompc_msg *m = recv_msg(c, 10000);
+    body_is(m, "before");
+    OK(c, stompc_ack(c, m, NULL, STOMPC_WAIT));
+    stompc_msg_free(m);
+    sync_point("kill-master");
+    int rc = stompc_send(c, "/queue/learn", "after", 5, &(struct stompc_send_opts){.persistent = true, .wait = true});
+    if (off) {
+        CHECKF(rc == STOMPC_ETIMEDOUT, "rc %d: %s", rc, stompc_error(c));
+        CHECKF(stats(c).broker == NULL && stats(c).reconnects == 0, "moved to %s", stats(c).broker);
+        printf("error=%s\n", stompc_error(c));
+        stompc_free(c);
+        return;
+    }
+    CHECKF(rc == 0, "send after the kill: %d %s", rc, stompc_error(c));
+    struct stompc_stats st = stats(c);
+    CHECKF(st.broker && strcmp(st.broker, first), "still on %s", st.broker ? st.broker : "-");
+    CHECK(st.reconnects == 1 && st.resubscribed == 1);
+    printf("second=%s\n", st.broker);
+    recv_body(c, 10000, "after");
+    close_client(c);
+}
+
+/* How long connecting takes (a paused broker first in the list). */
+static void sc_connect_time(void)
+{
+    int64_t t0 = now_ms();
+    struct stompc *c = open_client(url, NULL);
+    printf("took_ms=%lld\nbroker=%s\n", (long long)(now_ms() - t0), stats(c).broker);
+    send_text(c, "/queue/ct", "x", &(struct stompc_send_opts){.wait = true});
+    close_client(c);
+}
+
+/* The broker goes away for arg ms and comes back: how long after it is
+ * back does the client take to reconnect? */
+static void sc_outage(const char *arg)
+{
+    struct stompc *c = open_client(url, NULL);
+    sync_point("kill");
+    int64_t end = now_ms() + atoi(arg);
+    while (now_ms() < end) {
+        int rc = stompc_run(c, 100);
+        CHECKF(rc >= 0, "run: %d %s", rc, stompc_error(c));
+    }
+    CHECK(stats(c).broker == NULL);
+    sync_point("restart");
+    int64_t t0 = now_ms();
+    while (stats(c).broker == NULL && now_ms() < t0 + 60000)
+        CHECK(stompc_run(c, 20) >= 0);
+    printf("reconnect_ms=%lld\n", (long long)(now_ms() - t0));
+    CHECK(stats(c).reconnects == 1);
+    send_text(c, "/queue/outage", "back", &(struct stompc_send_opts){.wait = true});
+    close_client(c);
+}
+
+/* priorityBackup: the first broker (the priority one) is down at first;
+ * once it is up the client moves to it by itself, subscription and all. */
+static void sc_priority(void)
+{
+    struct stompc *c = open_client(url, NULL);
+    OK(c, stompc_set_callbacks(c, &print_cb, NULL));
+    char first[128];
+    snprintf(first, sizeof first, "%s", stats(c).broker);
+    printf("first=%s\n", first);
+    OK(c, stompc_subscribe(c, "/queue/prio", &(struct stompc_sub_opts){.ack = STOMPC_ACK_CLIENT_INDIVIDUAL}));
+    sync_point("start-priority");
+    int64_t end = now_ms() + 30000;
+    while (!strcmp(stats(c).broker ? stats(c).broker : "", first) && now_ms() < end)
+        CHECK(stompc_run(c, 100) >= 0);
+    struct stompc_stats st = stats(c);
+    CHECKF(st.broker && strcmp(st.broker, first), "still on %s", st.broker ? st.broker : "-");
+    printf("second=%s\n", st.broker);
+    CHECK(st.reconnects == 1 && st.resubscribed == 1 && reconnect_notices == 1);
+    CHECK(error_notices == 0); /* a move, not a loss */
+    send_text(c, "/queue/prio", "on the priority broker", &(struct stompc_send_opts){.wait = true});
+    recv_body(c, 5000, "on the priority broker");
+    /* and it stays there */
+    end = now_ms() + 1000;
+    while (now_ms() < end)
+        CHECK(stompc_run(c, 100) >= 0);
+    CHECK(stats(c).reconnects == 1);
+    close_client(c);
+}
+
+/* trackMessages: non-persistent SENDs without a receipt are kept and
+ * resent after a failover too (the fake broker swallows the first three
+ * and drops the connection). Prints the stats for the test to compare. */
+static void sc_track(void)
+{
+    struct stompc *c = open_client(url, NULL);
+    for (int i = 1; i <= 3; i++) {
+        char b[16];
+        snprintf(b, sizeof b, "np-%d", i);
+        send_text(c, "/queue/track", b, NULL);
+    }
+    OK(c, stompc_flush(c, 10000));
+    print_stats("track", c);
+    close_client(c);
+}
+
+/* maxCacheSize (bytes of tracked bodies) and max_unreceipted, in
+ * non-blocking mode: STOMPC_EAGAIN instead of a wait. The fake broker
+ * never receipts SENDs. */
+static void sc_cache(void)
+{
+    struct stompc_options o = {.max_unreceipted = 5};
+    struct stompc *c = stompc_new();
+    CHECK(c);
+    OK(c, stompc_set_nonblocking(c, true));
+    OK(c, stompc_connect(c, url, &o));
+    char body[100];
+    memset(body, 'c', sizeof body);
+    struct stompc_send_opts so = {.persistent = true};
+    OK(c, stompc_send(c, "/queue/cache", body, sizeof body, &so));
+    OK(c, stompc_send(c, "/queue/cache", body, sizeof body, &so)); /* 200 bytes kept: fine */
+    FAILS(c, stompc_send(c, "/queue/cache", body, sizeof body, &so), STOMPC_EAGAIN, "maxCacheSize");
+    OK(c, stompc_send(c, "/queue/cache", body, 10, &so)); /* a small one still fits */
+    OK(c, stompc_send(c, "/queue/cache", body, 0, &so));
+    OK(c, stompc_send(c, "/queue/cache", body, 0, &so));
+    FAILS(c, stompc_send(c, "/queue/cache", body, 0, &so), STOMPC_EAGAIN, "max_unreceipted");
+    CHECK(stats(c).unreceipted == 5);
+    stompc_free(c);
+}
+
+/* ------------------------------------------------------ non-blocking */
+
+static int nb_receipts;
+
+static void on_receipt_nb(struct stompc *c, const char *id, void *ud)
+{
+    (void)c;
+    (void)ud;
+    nb_receipts++;
+    printf("receipt %s\n", id);
+}
+
+/* The event loop the non-blocking API is for, in its plainest form:
+ * poll stompc_fd() for stompc_events() up to stompc_timeout(), then
+ * stompc_step(), taking messages poll style, until want messages came (or
+ * ms passed). Returns how many came; their bodies go to got[]. */
+static int nb_loop(struct stompc *c, int want, char got[][32], int ms, int receipts)
+{
+    int n = 0;
+    int64_t end = now_ms() + ms;
+    while ((n < want || nb_receipts < receipts) && now_ms() < end) {
+        int t = stompc_timeout(c);
+        if (t < 0 || t > 100)
+            t = 100;
+        struct pollfd p = {.fd = stompc_fd(c), .events = (short)stompc_events(c)};
+        CHECK(poll(&p, 1, t) >= 0);
+        int rc = stompc_step(c);
+        CHECKF(rc >= 0, "step: %d %s", rc, stompc_error(c));
+        struct stompc_msg *m;
+        while (stompc_receive(c, &m, 0) == 0) {
+            if (n < want)
+                snprintf(got[n], 32, "%.*s", (int)m->body_len, m->body);
+            n++;
+            OK(c, stompc_ack(c, m, NULL, 0));
+            stompc_msg_free(m);
+        }
+    }
+    return n;
+}
+
+/* Non-blocking mode against a broker that is not there yet, then killed
+ * and restarted: nothing waits, everything queued goes out in order once
+ * connected, and the descriptor stays the same. */
+static void sc_nonblocking(void)
+{
+    struct stompc *c = stompc_new();
+    CHECK(c);
+    OK(c, stompc_set_nonblocking(c, true));
+    OK(c, stompc_set_callbacks(c, &(struct stompc_callbacks){.on_receipt = on_receipt_nb, .on_error = on_error_print,
+                                                             .on_reconnect = on_reconnect_print},
+                               NULL));
+    int fd = stompc_fd(c);
+    CHECK(fd >= 0);
+    int64_t t0 = now_ms();
+    OK(c, stompc_connect(c, url, NULL)); /* nothing listens: returns at once all the same */
+    CHECKF(now_ms() - t0 < 1000, "connect took %lld ms", (long long)(now_ms() - t0));
+    CHECK(stats(c).broker == NULL && stats(c).connects == 0);
+    FAILS(c, stompc_begin(c, "t"), STOMPC_EAGAIN, "not connected");
+    FAILS(c, stompc_send(c, "/queue/nb", "x", 1, &(struct stompc_send_opts){.wait = true}), STOMPC_EINVAL, "wait");
+    OK(c, stompc_subscribe(c, "/queue/nb", &(struct stompc_sub_opts){.ack = STOMPC_ACK_CLIENT_INDIVIDUAL}));
+    const char *want[] = {"nb-1", "nb-2", "nb-3", "plain"};
+    /* not persistent, so the broker keeps their order (it delivers a
+     * persistent message once stored) */
+    for (int i = 0; i < 3; i++)
+        send_text(c, "/queue/nb", want[i], &(struct stompc_send_opts){.receipt = want[i]});
+    send_text(c, "/queue/nb", "plain", NULL); /* no receipt: queued all the same */
+    CHECK(stats(c).unreceipted == 4 && stats(c).messages_sent == 4);
+    char got[8][32];
+    CHECK(nb_loop(c, 1, got, 500, 0) == 0); /* refused, refused...: the timer drives it */
+    CHECK(stats(c).connects == 0);
+    CHECK(stompc_timeout(c) >= 0);
+    sync_point("start");
+    int n = nb_loop(c, 4, got, 20000, 3);
+    CHECKF(n == 4 && nb_receipts == 3, "%d messages, %d receipts", n, nb_receipts);
+    for (int i = 0; i < 4; i++)
+        CHECKF(!strcmp(got[i], want[i]), "message %d: '%s', want '%s'", i, got[i], want[i]);
+    CHECK(stompc_events(c) == POLLIN && stompc_fd(c) == fd);
+    OK(c, stompc_begin(c, "t")); /* connected now */
+    OK(c, stompc_abort(c, "t"));
+
+    sync_point("restart");
+    nb_receipts = 0;
+    int64_t end = now_ms() + 20000;
+    while (stats(c).reconnects == 0 && now_ms() < end)
+        (void)nb_loop(c, 1, got, 100, 0);
+    CHECKF(stats(c).reconnects == 1, "reconnects %llu", (unsigned long long)stats(c).reconnects);
+    CHECK(stompc_fd(c) == fd); /* registered once, good for the client's life */
+    send_text(c, "/queue/nb", "after", &(struct stompc_send_opts){.persistent = true, .receipt = "after"});
+    n = nb_loop(c, 1, got, 20000, 1);
+    CHECKF(n == 1 && !strcmp(got[0], "after") && nb_receipts == 1, "%d: %s", n, n ? got[0] : "-");
+    close_client(c);
+}
+
 static const struct {
     const char *name;
     void (*fn)(void);
@@ -914,6 +1147,13 @@ static const struct {
     {"refused-not-resent", sc_refused_not_resent, NULL},
     {"stale-ack", sc_stale_ack, NULL},
     {"hb-failover", sc_hb_failover, NULL},
+    {"learn", NULL, sc_learn},
+    {"connect-time", sc_connect_time, NULL},
+    {"outage", NULL, sc_outage},
+    {"nonblocking", sc_nonblocking, NULL},
+    {"priority", sc_priority, NULL},
+    {"track", sc_track, NULL},
+    {"cache", sc_cache, NULL},
 };
 
 int main(int argc, char **argv)

@@ -1,5 +1,6 @@
-"""contrib/stompd-cluster: start (idempotent), status, kill-master and stop,
-on free ports under a private base folder."""
+"""contrib/stompd-cluster: start (idempotent), status (ports, consoles, logs;
+exit status as LSB's: 0 running, 1 partly, 3 stopped), kill-master and
+stop, on free ports under a private base folder."""
 import os
 import re
 import shutil
@@ -26,6 +27,8 @@ def test_cluster_script():
     try:
         r = run("--help")
         assert r.returncode == 0 and "STOMP_PORTS" in r.stdout and "kill-master" in r.stdout
+        r = run("status")
+        assert r.returncode == 3 and r.stdout.count("stopped") == 6, r.stdout
         r = run("start")
         assert r.returncode == 0, r.stdout + r.stderr
         assert r.stdout.count("started ZooKeeper") == 3 and r.stdout.count("started node") == 3
@@ -44,17 +47,28 @@ def test_cluster_script():
         r = run("start")
         assert r.returncode == 0 and "started" not in r.stdout
         r = run("status")
+        assert r.returncode == 0, r.stdout
         assert r.stdout.count("running") == 6 and "master: node %d" % m in r.stdout
+        for i, hp in enumerate(ports["HTTP_PORTS"]):
+            log = os.path.join(base, "node%d" % (i + 1), "stompd.log")
+            assert "console http://127.0.0.1:%d/" % hp in r.stdout and "log " + log in r.stdout
+            assert "accepting STOMP clients" in open(log).read() or i != m - 1
+        for i in range(3):
+            zlog = os.path.join(base, "zk%d" % (i + 1), "zookeeper.log")
+            assert "log " + zlog in r.stdout and os.path.isfile(zlog)
         r = run("kill-master")
         assert r.returncode == 0, r.stderr
         got = re.search(r"master: node (\d) .* after (\d+) ms", r.stdout)
         assert got and int(got.group(1)) != m
         assert int(got.group(2)) < 10000
         new = int(got.group(1))
+        r = run("status")       # one node died: its PID file is left
+        assert r.returncode == 1 and r.stdout.count("running") == 5, r.stdout
         # start brings the killed node back, as a slave
         r = run("start")
         assert "started node %d" % m in r.stdout and "master: node %d" % new in r.stdout
-        assert "master: node %d" % new in run("status").stdout
+        r = run("status")
+        assert r.returncode == 0 and "master: node %d" % new in r.stdout
         c = connected(ports["STOMP_PORTS"][new - 1])
         c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/script"})
         assert c.recv().body == b"kept"
@@ -62,7 +76,7 @@ def test_cluster_script():
         r = run("stop")
         assert r.stdout.count("stopped") == 6
         r = run("status")
-        assert r.stdout.count("stopped") == 6 and "master: none" in r.stdout
+        assert r.returncode == 3 and r.stdout.count("stopped") == 6 and "master: none" in r.stdout
     finally:
         run("stop")
         shutil.rmtree(base, ignore_errors=True)

@@ -3,7 +3,7 @@ import os
 import signal
 import subprocess
 
-from stompd_test import STOMPD, SRCDIR, Broker, connected
+from stompd_test import STOMPD, SRCDIR, Broker, connected, free_port
 
 
 def run(*args):
@@ -58,6 +58,8 @@ def test_bad_configuration_stops_the_start(tmp_path):
     assert r.returncode == 1 and "syntax error" in r.stderr
     r = run("-c", str(tmp_path / "missing.conf"))
     assert r.returncode == 1 and "cannot open" in r.stderr
+    r = run("--set", "log.file=%s/no/such/dir/stompd.log" % tmp_path)
+    assert r.returncode == 1 and "cannot open the log file" in r.stderr and "(log.file)" in r.stderr
 
 
 def test_config_file_then_set_overrides(tmp_path):
@@ -71,12 +73,23 @@ def test_config_file_then_set_overrides(tmp_path):
         b.cleanup()
 
 
-def test_listen_failure_is_reported():
+def test_listen_failure_is_reported(tmp_path):
+    """The message names the key to change."""
     b = Broker()
     b.start()
     try:
-        r = run("--set", "stomp.listen=127.0.0.1:%d" % b.port)
-        assert r.returncode == 1 and "cannot listen" in r.stderr
+        data = "--set", "broker.data_dir=%s" % tmp_path
+        r = run(*data, "--set", "stomp.listen=127.0.0.1:%d" % b.port, "--set", "http.listen=")
+        assert r.returncode == 1 and "cannot listen on 127.0.0.1:%d" % b.port in r.stderr, r.stderr
+        assert "(stomp.listen)" in r.stderr
+        r = run(*data, "--set", "stomp.listen=127.0.0.1:%d" % free_port(),
+                "--set", "http.listen=127.0.0.1:%d" % b.http_port)
+        assert r.returncode == 1 and "cannot listen on 127.0.0.1:%d" % b.http_port in r.stderr, r.stderr
+        assert "http.listen" in r.stderr
+        r = run(*data, "--set", "store.type=replicated-leveldb", "--set", "store.role=master",
+                "--set", "store.bind=127.0.0.1:%d" % b.port, "--set", "http.listen=")
+        assert r.returncode == 1 and "cannot listen on 127.0.0.1:%d" % b.port in r.stderr, r.stderr
+        assert "store.bind" in r.stderr
     finally:
         b.cleanup()
 

@@ -1,10 +1,12 @@
-"""The README's telnet session and stomp.py snippet work as printed."""
+"""The README's telnet session and stomp.py snippet work as printed, the
+stomp.py one run with the command the README gives, and contrib/setup
+installs what that section uses."""
 import os
 import re
 import subprocess
 import time
 
-from stompd_test import SRCDIR, Client
+from stompd_test import SRCDIR, Client, free_port
 
 README = open(os.path.join(SRCDIR, "README.md")).read()
 CLIENT_COMMANDS = {"CONNECT", "STOMP", "SEND", "SUBSCRIBE", "UNSUBSCRIBE", "ACK", "NACK",
@@ -70,8 +72,30 @@ def test_telnet_session(broker):
                 assert got.body.decode() == "\n".join(f["body"])
 
 
-def test_stomp_py_snippet(broker):
+def test_stomp_py_snippet(broker, tmp_path):
+    """Saved as the README says, run with the command it shows."""
     code = block_after("<!-- stomp.py example -->").replace("61613", str(broker.port))
-    r = subprocess.run(["/usr/bin/python3", "-c", code], capture_output=True, text=True, timeout=30)
+    name = re.search(r"save this as `([\w.]+)`", README).group(1)
+    (tmp_path / name).write_text(code)
+    i = README.index("<!-- stomp.py command -->")
+    command = re.compile(r"\n    (\S.*)\n").search(README, i).group(1)
+    assert name in command and command.startswith("/usr/bin/python3 ")
+    r = subprocess.run(command, shell=True, cwd=str(tmp_path), capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     assert "received: Hello from stomp.py" in r.stdout
+
+
+def test_setup_installs_what_talk_to_it_uses():
+    """The start command's contrib/setup brings telnet and stomp.py (and
+    only --test brings the test tools)."""
+    def packages(*args):
+        r = subprocess.run([os.path.join(SRCDIR, "contrib", "setup"), "--list"] + list(args),
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return set(r.stdout.split())
+    base, test = packages(), packages("--test")
+    assert {"telnet", "python3-stomp"} <= base
+    assert not {"valgrind", "chromium", "zookeeper", "python3-pytest", "libcmocka-dev"} & base
+    assert {"valgrind", "chromium", "zookeeper", "python3-pytest", "libcmocka-dev"} <= test
+    assert "zookeeper" in packages("--cluster")
+    assert "contrib/setup` installs it" in README

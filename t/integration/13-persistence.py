@@ -226,13 +226,35 @@ def test_corrupt_store_refuses_to_start(broker_factory):
     p = connected(b.port)
     p.receipt("SEND", {"destination": "/queue/c", "persistent": "true"}, "ok", b"x")
     assert b.stop() == 0
-    store = os.path.join(b.settings["broker.data_dir"], "store")
+    store = os.path.join(b.settings["broker.data_dir"], "store", "index")
     current = open(os.path.join(store, "CURRENT")).read().strip()
     with open(os.path.join(store, current), "r+b") as f:
         f.write(b"garbage garbage garbage garbage garbage garbage garbage")
     b.start(wait=False)
     assert b.proc.wait(timeout=20) == 1
     assert "cannot open the store" in b.log()
+    b.proc = None
+    b.logf.close()
+
+
+def test_log_that_lost_its_tail_refuses_to_start(broker_factory):
+    """The store's log is the record of what was acknowledged: a log cut
+    shorter than its index says (a truncated or lost file) must not be
+    served as if nothing were missing. The broker refuses to start and
+    says how to repair."""
+    b = broker_factory()
+    p = connected(b.port)
+    for i in range(20):
+        p.receipt("SEND", {"destination": "/queue/t", "persistent": "true"}, "r%d" % i, b"x" * 100)
+    assert b.stop() == 0
+    logdir = os.path.join(b.settings["broker.data_dir"], "store", "log")
+    last = sorted(os.listdir(logdir))[-1]
+    path = os.path.join(logdir, last)
+    os.truncate(path, os.path.getsize(path) // 2)
+    b.start(wait=False)
+    assert b.proc.wait(timeout=20) == 1
+    log = b.log()
+    assert "missing part of its log" in log and "from a replica" in log, log[-2000:]
     b.proc = None
     b.logf.close()
 

@@ -118,6 +118,25 @@ def test_metrics(busy):
         assert line.startswith("#") or line.startswith("stompd_"), line
 
 
+def test_durable_path_metrics(broker):
+    # every fdatasync of the store's log is timed, and each group commit
+    # counted with the entries it carried: in /api/status and /metrics
+    p = connected(broker.port)
+    for i in range(5):
+        p.receipt("SEND", {"destination": "/queue/durable", "persistent": "true"}, "r%d" % i, b"x")
+    st = get_json(broker, "/api/status")
+    assert st["fdatasync_us"]["count"] >= 1 and st["fdatasync_us"]["p50"] >= 1, st
+    assert st["group_commit_entries"]["count"] >= 1, st
+    text = req(broker, "GET", "/metrics")[2].decode()
+    assert "# TYPE stompd_store_fdatasync_seconds histogram" in text
+    buckets = [int(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("stompd_store_fdatasync_seconds_bucket")]
+    assert buckets == sorted(buckets) and buckets[-1] >= 1
+    count = [int(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+             if line.startswith("stompd_store_group_commit_entries_count")]
+    assert count and count[0] >= 1
+
+
 def test_actions_purge_delete_send(busy):
     s, h, data = req(busy, "POST", "/api/destinations/purge", {"destination": "/queue/orders"})
     assert s == 200 and json.loads(data)["messages"] == 3
@@ -394,3 +413,68 @@ def test_slave_names_the_master_console_and_its_lag_without_zookeeper(broker_fac
         assert body["lag"] == 0
     # a master's unknown paths stay 404
     assert req(master, "GET", "/nope")[0] == 404
+
+
+# A console send is a producer like any other: it goes through the same
+# publish path as a STOMP SEND (duplicate window, persistence headers,
+# flow control).
+
+def test_console_send_drops_a_resent_duplicate(broker):
+    c = connected(broker.port)
+    c.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/dup"}, "s")
+    body = {"destination": "/queue/dup", "body": "once", "persistent": True,
+            "headers": {"_AMQ_DUPL_ID": "producer-7:1"}}
+    s, h, data = req(broker, "POST", "/api/send", body)
+    assert s == 200 and json.loads(data) == {"sent": True, "durable": True}
+    s, h, data = req(broker, "POST", "/api/send", body)
+    assert s == 200 and json.loads(data)["duplicate"] is True
+    # and a STOMP resend with the same id is dropped too: one window
+    p = connected(broker.port)
+    p.receipt("SEND", {"destination": "/queue/dup", "persistent": "true", "_AMQ_DUPL_ID": "producer-7:1"},
+              "r", b"again")
+    assert c.recv().body == b"once"
+    c.expect_nothing(0.5)
+    assert get_json(broker, "/api/counters")["duplicates"] == 2
+
+
+def test_console_send_honours_persistent_header(broker):
+    s, h, data = req(broker, "POST", "/api/send", {"destination": "/queue/hdr", "body": "kept",
+                                                   "headers": {"persistent": "true", "priority": "8"}})
+    assert s == 200 and json.loads(data)["durable"] is True
+    assert broker.stop() == 0
+    broker.start()
+    c = connected(broker.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/hdr"})
+    m = c.recv()
+    assert m.body == b"kept" and m["persistent"] == "true" and m["priority"] == "8"
+    s, h, data = req(broker, "POST", "/api/send", {"destination": "/queue/hdr",
+                                                   "headers": {"persistent": "maybe"}})
+    assert s == 400 and "persistent" in json.loads(data)["error"]
+
+
+def test_console_send_waits_on_a_full_destination(broker_factory):
+    b = broker_factory({"broker.dest_memory_limit": "64KiB"})
+    p = connected(b.port)
+    body = b"f" * 8192
+    for i in range(7):
+        p.receipt("SEND", {"destination": "/queue/full"}, "r%d" % i, body)
+    # the console's message fills the destination: like a STOMP producer's
+    # receipt, the console's answer waits until there is room again
+    result = {}
+
+    def send():
+        result["answer"] = req(b, "POST", "/api/send", {"destination": "/queue/full", "body": "late" * 2048})
+
+    import threading
+    t = threading.Thread(target=send)
+    t.start()
+    t.join(1.0)
+    assert t.is_alive(), "the console's send was answered while the destination was full"
+    c = connected(b.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/full"})
+    got = [c.recv().body for _ in range(8)]
+    t.join(10)
+    assert not t.is_alive()
+    s, h, data = result["answer"]
+    assert s == 200 and json.loads(data)["sent"] is True
+    assert got[-1] == b"late" * 2048

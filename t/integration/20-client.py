@@ -3,6 +3,7 @@ driver t/client/stompc_live, plus the fake broker of t/client/fakebroker.py
 where a real stompd cannot be made to misbehave (older versions, silence)."""
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -98,7 +99,7 @@ def test_contrib_tools_help_and_usage():
     for tool in (PRODUCER, CONSUMER):
         r = subprocess.run([tool, "--help"], capture_output=True, text=True, timeout=20)
         assert r.returncode == 0
-        for opt in ("--url", "--dest", "--count", "--heart-beat"):
+        for opt in ("--url", "--dest", "--count", "--heart-beat", "--connect-timeout", "--timestamps"):
             assert opt in r.stdout, (tool, opt)
         r = subprocess.run([tool, "--dest", "/queue/x"], capture_output=True, text=True, timeout=20)
         assert r.returncode == 2 and "usage:" in r.stderr
@@ -122,6 +123,29 @@ def test_contrib_tools_report_a_bad_url_and_a_dead_broker():
     r = subprocess.run([CONSUMER, "--url", "tcp://127.0.0.1:%d" % port, "--dest", "/queue/x"],
                        capture_output=True, text=True, timeout=20)
     assert r.returncode == 1 and "connect to 127.0.0.1:%d: Connection refused" % port in r.stderr
+
+
+def test_contrib_tools_connect_timeout_and_timestamps(broker_factory):
+    paused = broker_factory(name="paused")
+    paused.kill(signal.SIGSTOP)  # its kernel still completes TCP handshakes
+    try:
+        for tool in (PRODUCER, CONSUMER):
+            r = subprocess.run([tool, "--url", tcp(paused), "--dest", "/queue/x", "--connect-timeout", "300"],
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 1, r.stdout + r.stderr
+            assert "connect to 127.0.0.1:%d: no CONNECTED frame in time" % paused.port in r.stderr
+        r = subprocess.run([PRODUCER, "--url", "tcp://x:1", "--dest", "/queue/x", "--connect-timeout", "0"],
+                           capture_output=True, text=True, timeout=20)
+        assert r.returncode == 2 and "--connect-timeout" in r.stderr
+    finally:
+        paused.kill(signal.SIGCONT)
+    b = broker_factory(name="live")
+    r = subprocess.run([PRODUCER, "--url", tcp(b), "--dest", "/queue/ts", "--count", "3", "--timestamps"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert lines and all(re.match(r"^\d{10}\.\d{3} ", line) for line in lines), lines
+    assert lines[-1].endswith(" sent=3 receipted=3 resent=0")
 
 
 def test_producer_and_consumer_on_one_broker(broker):

@@ -1,13 +1,15 @@
 """libstompc's failover: brokers that vanish (SIGKILL) and come back on the
-same port, or are replaced by the next in the list; what is resent (same
-_AMQ_DUPL_ID, same order), what is re-subscribed, what fails (transactions,
-refused frames, acks of old deliveries), the back-off and time limits, and
-the contrib producer and consumer losing nothing across a broker kill.
+same port, or are replaced by the next in the list, or are paused
+(SIGSTOP); what is resent (same _AMQ_DUPL_ID, same order), what is
+re-subscribed, what fails (transactions, refused frames, acks of old
+deliveries), the back-off and time limits, and the contrib producer and
+consumer losing nothing across a broker kill.
 
 The end-to-end test restarts the killed broker on its own data directory:
 nothing receipted may be lost, and no resent copy may be delivered."""
 import os
 import re
+import signal
 import sys
 import time
 
@@ -60,6 +62,96 @@ def test_moves_to_the_next_broker_when_one_dies(broker_factory):
     assert value(out, "first") == "tcp://127.0.0.1:%d" % a.port
     assert value(out, "second") == "tcp://127.0.0.1:%d" % b.port
     assert "reconnected to tcp://127.0.0.1:%d" % b.port in out
+
+
+def test_a_paused_broker_does_not_hold_up_the_next(broker_factory):
+    # A SIGSTOPped broker's kernel still completes TCP handshakes: the
+    # attempt waits for a CONNECTED that never comes. The next broker is
+    # tried alongside it after connectAttemptDelay (250 ms), not after
+    # the attempt's connectTimeout (20 s here).
+    paused = broker_factory(name="paused")
+    live_one = broker_factory(name="live")
+    paused.kill(signal.SIGSTOP)
+    try:
+        out = live(failover(paused, live_one, options="randomize=false&connectTimeout=20000"), "connect-time")
+        assert value(out, "broker") == "tcp://127.0.0.1:%d" % live_one.port
+        assert int(value(out, "took_ms")) < 10000, out
+        # without the parallel attempt it is the timeout that frees the client
+        out = live(failover(paused, live_one, options="randomize=false&connectTimeout=1500&connectAttemptDelay=60000"),
+                   "connect-time")
+        assert value(out, "broker") == "tcp://127.0.0.1:%d" % live_one.port
+        assert int(value(out, "took_ms")) >= 1400, out
+    finally:
+        paused.kill(signal.SIGCONT)
+
+
+def test_the_losing_attempt_is_closed_with_a_disconnect():
+    # the first broker takes CONNECT and never answers; the client goes on
+    # with the second, and tells the first it is leaving
+    mute = FakeBroker(Behaviour(mute=True))
+    fb = FakeBroker(Behaviour())
+    try:
+        out = live(failover(mute.port, fb.port, options="randomize=false&connectAttemptDelay=100"), "connect-time")
+        assert value(out, "broker") == "tcp://127.0.0.1:%d" % fb.port
+        assert mute.wait_connections(1)
+        deadline = time.time() + 10
+        while time.time() < deadline and [f.command for f in mute.connections[0]] != ["CONNECT", "DISCONNECT"]:
+            time.sleep(0.05)
+        assert [f.command for f in mute.connections[0]] == ["CONNECT", "DISCONNECT"], mute.connections
+    finally:
+        mute.close()
+        fb.close()
+
+
+def test_back_soon_after_a_long_outage(broker_factory):
+    # Refused connections (nobody listening) are retried every
+    # maxRefusedReconnectDelay (500 ms) at most, whatever the back-off:
+    # with ActiveMQ's schedule alone (1, 2, 4, 8 s...) the client would
+    # try again 7 s after the broker came back.
+    a = broker_factory()
+    state = {}
+
+    def start_again():
+        state["b"] = broker_factory({"stomp.listen": a.settings["stomp.listen"]})
+
+    url = failover(a, options="initialReconnectDelay=1000&maxReconnectDelay=30000")
+    out = live(url, "outage", 8000, actions={"kill": a.kill, "restart": start_again})
+    assert int(value(out, "reconnect_ms")) < 4000, out
+
+
+def test_priority_backup_moves_to_the_priority_broker_once_it_is_up(broker_factory):
+    prio_port = free_port()
+    other = broker_factory(name="other")
+    started = []
+
+    def start_priority():
+        started.append(broker_factory({"stomp.listen": "127.0.0.1:%d" % prio_port}, name="prio"))
+
+    url = failover(prio_port, other, options="priorityBackup=true&randomize=false&initialReconnectDelay=10")
+    out = live(url, "priority", actions={"start-priority": start_priority})
+    assert value(out, "first") == "tcp://127.0.0.1:%d" % other.port
+    assert value(out, "second") == "tcp://127.0.0.1:%d" % prio_port
+
+
+def test_track_messages_resends_non_persistent_sends():
+    # the first connection swallows three SENDs and drops; the second receipts
+    for track, resent in (("true", 3), ("false", 0)):
+        fb = FakeBroker(Behaviour(receipt_sends=False, close_after_sends=3), Behaviour())
+        try:
+            out = live(failover(fb.port, options="trackMessages=%s&initialReconnectDelay=10" % track), "track")
+        finally:
+            fb.close()
+        assert "resent=%d " % resent in out, out
+        sends = [f.body for f in fb.connections[1] if f.command == "SEND"] if len(fb.connections) > 1 else []
+        assert sends == ([b"np-1", b"np-2", b"np-3"] if resent else []), (track, sends)
+
+
+def test_max_cache_size_bounds_the_bytes_kept():
+    fb = FakeBroker(Behaviour(receipt_sends=False))
+    try:
+        live(failover(fb.port, options="maxCacheSize=250"), "cache")
+    finally:
+        fb.close()
 
 
 def test_startup_attempts_are_limited_with_back_off():

@@ -91,6 +91,7 @@ class Broker:
         m = re.search(r":(\d+)$", self.settings.get("http.listen", ""))
         self.http_port = int(m.group(1)) if m else None
         self.config_text = config_text
+        self.env = None              # the process's environment (None: ours)
         self.proc = None
         self.log_path = os.path.join(self.dir, name + ".log")
         self.vg_log = os.path.join(self.dir, name + ".valgrind")
@@ -106,6 +107,7 @@ class Broker:
             cmd += ["--set", "%s=%s" % (k, v)]
         if VALGRIND:
             cmd = ["valgrind", "--quiet", "--leak-check=full", "--show-leak-kinds=definite,indirect",
+                   "--suppressions=" + os.path.join(SRCDIR, "t", "valgrind.supp"),
                    "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=99",
                    "--log-file=" + self.vg_log] + cmd
         return cmd
@@ -116,7 +118,7 @@ class Broker:
         self.logf = open(self.log_path, "ab")
         self.log_mark = os.path.getsize(self.log_path)
         self.proc = subprocess.Popen(self.command(), stdout=self.logf, stderr=subprocess.STDOUT,
-                                     cwd=self.dir)
+                                     cwd=self.dir, env=self.env)
         t = timeout or (60 if VALGRIND else 10)
         if wait is True:
             if not wait_port(self.port, t):
@@ -187,7 +189,7 @@ class Broker:
     def cleanup(self):
         if self.proc is not None:
             self.kill()
-        if self.owns_dir:
+        if self.owns_dir and not os.environ.get("STOMPD_KEEP_TEST_DIRS"):
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -221,6 +223,50 @@ def broker_factory(request):
             b.cleanup()
     if problems:
         raise AssertionError("\n".join(problems))
+
+
+# --------------------------------------------------------------- systemd
+
+def built_with_sd_notify():
+    """The broker was built with libsystemd (sd_notify; the unit is Type=notify)."""
+    with open(os.path.join(BUILDDIR, "config.h")) as f:
+        return "#define HAVE_LIBSYSTEMD 1" in f.read()
+
+
+class NotifySocket:
+    """What systemd listens on for sd_notify: a datagram socket whose path a
+    broker gets as NOTIFY_SOCKET. Each datagram is a dict of its
+    KEY=VALUE lines, kept in arrival order in .got."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.settimeout(0.2)
+        self.got = []
+
+    def env(self):
+        return dict(os.environ, NOTIFY_SOCKET=self.path)
+
+    def wait(self, pred, timeout=30.0):
+        """Read datagrams until pred(message) holds for one; return the
+        messages read by this call (the matching one last)."""
+        new = []
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                data = self.sock.recv(4096).decode()
+            except socket.timeout:
+                continue
+            msg = dict(line.split("=", 1) for line in data.splitlines() if "=" in line)
+            self.got.append(msg)
+            new.append(msg)
+            if pred(msg):
+                return new
+        raise AssertionError("no such notification within %s s; got %s" % (timeout, self.got))
+
+    def close(self):
+        self.sock.close()
 
 
 # --------------------------------------------------------------- ZooKeeper
@@ -391,6 +437,39 @@ def unescape(s, version):
     return "".join(out)
 
 
+# Frames whose headers are never escaped (STOMP 1.2: CONNECT and CONNECTED;
+# STOMP is CONNECT under another name).
+NO_ESCAPE = ("CONNECT", "STOMP", "CONNECTED")
+
+
+def parse_frame(buf, version):
+    """The first complete frame of buf (bytes), after any heart-beat EOLs:
+    (Frame, rest of buf), or (None, buf) while it is not all there. Used by
+    both sides: the raw test client and the client library's fake broker."""
+    buf = buf.lstrip(b"\r\n")
+    end = buf.find(b"\n\n")
+    if end < 0:
+        return None, buf
+    lines = buf[:end].decode().split("\n")
+    command = lines[0].rstrip("\r")
+    esc = "1.0" if command in NO_ESCAPE else version
+    headers = []
+    for line in lines[1:]:
+        k, _, v = line.rstrip("\r").partition(":")
+        headers.append((unescape(k, esc), unescape(v, esc)))
+    start = end + 2
+    cl = next((int(v) for k, v in headers if k == "content-length"), None)
+    if cl is not None:
+        if len(buf) < start + cl + 1:
+            return None, buf
+        assert buf[start + cl:start + cl + 1] == b"\0", "no NUL after body"
+        return Frame(command, headers, buf[start:start + cl]), buf[start + cl + 1:]
+    nul = buf.find(b"\0", start)
+    if nul < 0:
+        return None, buf
+    return Frame(command, headers, buf[start:nul]), buf[nul + 1:]
+
+
 def encode_frame(command, headers=None, body=b"", version="1.2", content_length=None):
     if isinstance(body, str):
         body = body.encode()
@@ -451,43 +530,9 @@ class Client:
         """Next frame (skipping heart-beat EOLs)."""
         deadline = time.time() + (timeout if timeout is not None else self.timeout)
         while True:
-            while self.buf[:1] in (b"\n", b"\r"):
-                if self.buf[:2] == b"\r\n":
-                    self.buf = self.buf[2:]
-                elif self.buf[:1] == b"\n":
-                    self.buf = self.buf[1:]
-                else:
-                    break
-            end = self.buf.find(b"\n\n")
-            if end >= 0:
-                head = self.buf[:end].decode()
-                lines = head.split("\n")
-                command = lines[0].rstrip("\r")
-                raw = []
-                for line in lines[1:]:
-                    line = line.rstrip("\r")
-                    k, _, v = line.partition(":")
-                    raw.append((k, v))
-                esc_ver = self.version if command not in ("CONNECTED", "CONNECT") else "1.0"
-                headers = [(unescape(k, esc_ver), unescape(v, esc_ver)) for k, v in raw]
-                cl = None
-                for k, v in headers:
-                    if k == "content-length":
-                        cl = int(v)
-                        break
-                start = end + 2
-                if cl is not None:
-                    if len(self.buf) >= start + cl + 1:
-                        body = self.buf[start:start + cl]
-                        assert self.buf[start + cl:start + cl + 1] == b"\0", "no NUL after body"
-                        self.buf = self.buf[start + cl + 1:]
-                        return Frame(command, headers, body)
-                else:
-                    nul = self.buf.find(b"\0", start)
-                    if nul >= 0:
-                        body = self.buf[start:nul]
-                        self.buf = self.buf[nul + 1:]
-                        return Frame(command, headers, body)
+            frame, self.buf = parse_frame(self.buf, self.version)
+            if frame is not None:
+                return frame
             self._fill(deadline)
 
     def recv_all(self, n, timeout=None):
@@ -903,8 +948,12 @@ class Blackhole:
                 if s is self.lsock:
                     try:
                         a, _ = self.lsock.accept()
+                    except OSError:
+                        continue
+                    try:
                         b = socket.create_connection(("127.0.0.1", self.target), timeout=2)
                     except OSError:
+                        a.close()  # nobody behind: the peer sees the end, as with no proxy
                         continue
                     with self.lock:
                         self.pairs.append((a, b))

@@ -1,5 +1,6 @@
-/* Unit tests for the election decision: a table of member sets and who
- * must win (or why nobody may). */
+/* Unit tests for the election decision (a table of member sets and who
+ * must win, or why nobody may) and for the step-down rule (a table of
+ * what a master knows and whether it must let go). */
 #include "config.h"
 
 #include <setjmp.h>
@@ -64,11 +65,73 @@ static void test_better_is_a_strict_order(void **state)
     assert_false(election_better(&a, &a));
 }
 
+/* ------------------------------------------------------------ step down */
+
+/* Each row states its one change after the defaults, in one initializer:
+ * overriding a field is the point here. */
+#pragma GCC diagnostic ignored "-Woverride-init"
+
+/* A master that knows everything is fine: 2 s session, heard 0.1 s ago,
+ * all three members, its own master znode. Each row changes one fact. */
+#define OK_FACTS .loop_gap = 0.01, .since_heard = 0.1, .session_s = 2.0, .zk_connected = true, \
+                 .view_complete = true, .live_members = 3, .quorum = 2, .master = MASTER_ZNODE_SELF
+
+struct sd_row {
+    const char *what;
+    struct stepdown_facts f;
+    enum stepdown want;
+};
+
+static const struct sd_row sd_rows[] = {
+    {"all is well", {OK_FACTS}, STAY_MASTER},
+    {"session expired", {OK_FACTS, .session_lost = true}, STEPDOWN_SESSION_LOST},
+    {"session lost beats everything else", {OK_FACTS, .session_lost = true, .loop_gap = 9, .live_members = 1},
+     STEPDOWN_SESSION_LOST},
+    {"paused for half the session (1.1 s of 2 s)", {OK_FACTS, .loop_gap = 1.1}, STEPDOWN_PAUSED},
+    {"a 0.9 s stall is not a pause", {OK_FACTS, .loop_gap = 0.9}, STAY_MASTER},
+    {"short sessions: at least 1 s counts as paused", {OK_FACTS, .session_s = 1.0, .loop_gap = 0.8}, STAY_MASTER},
+    {"short sessions: 1.2 s is paused", {OK_FACTS, .session_s = 1.0, .loop_gap = 1.2}, STEPDOWN_PAUSED},
+    {"ZooKeeper silent for 2/3 of the session", {OK_FACTS, .since_heard = 1.4}, STEPDOWN_ZK_SILENT},
+    {"ZooKeeper silent for just under 2/3", {OK_FACTS, .since_heard = 1.3}, STAY_MASTER},
+    {"never heard yet: no verdict on silence", {OK_FACTS, .since_heard = -1}, STAY_MASTER},
+    {"silent during the post-rebuild grace, still connected", {OK_FACTS, .since_heard = 1.5, .in_grace = true},
+     STAY_MASTER},
+    {"silent during the grace but disconnected", {OK_FACTS, .since_heard = 1.5, .in_grace = true,
+                                                  .zk_connected = false}, STEPDOWN_ZK_SILENT},
+    {"disconnected but heard recently", {OK_FACTS, .zk_connected = false}, STAY_MASTER},
+    {"two of three members left", {OK_FACTS, .live_members = 2}, STAY_MASTER},
+    {"one of three members left", {OK_FACTS, .live_members = 1}, STEPDOWN_NO_QUORUM},
+    {"another node holds the master znode", {OK_FACTS, .master = MASTER_ZNODE_OTHER}, STEPDOWN_OTHER_MASTER},
+    {"the master znode is gone", {OK_FACTS, .master = MASTER_ZNODE_NONE}, STEPDOWN_MASTER_GONE},
+    {"no master znode yet while its own claim completes", {OK_FACTS, .master = MASTER_ZNODE_NONE,
+                                                           .claim_pending = true}, STAY_MASTER},
+    {"view incomplete: no verdict on members or master", {OK_FACTS, .view_complete = false, .live_members = 0,
+                                                          .master = MASTER_ZNODE_UNKNOWN}, STAY_MASTER},
+    {"view incomplete: silence still counts", {OK_FACTS, .view_complete = false, .since_heard = 1.9},
+     STEPDOWN_ZK_SILENT},
+    {"quorum lost beats another master", {OK_FACTS, .live_members = 1, .master = MASTER_ZNODE_OTHER},
+     STEPDOWN_NO_QUORUM},
+};
+
+static void test_stepdown_table(void **state)
+{
+    for (size_t i = 0; i < sizeof sd_rows / sizeof sd_rows[0]; i++) {
+        const struct sd_row *r = &sd_rows[i];
+        enum stepdown got = stepdown_decide(&r->f);
+        if (got != r->want)
+            fail_msg("%s: %d, want %d", r->what, got, r->want);
+        char why[200];
+        stepdown_explain(got, &r->f, why, sizeof why);
+        assert_true(why[0] != '\0');
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_better_is_a_strict_order),
+        cmocka_unit_test(test_stepdown_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

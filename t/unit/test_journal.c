@@ -1,6 +1,6 @@
 /* Unit tests for journal entries: every op round-trips, apply is
- * deterministic and writes exactly the keys of DESIGN §4, truncated or
- * garbled entries are refused. */
+ * deterministic and asks for exactly the keys of DESIGN §4, message keys
+ * sort in dispatch order, truncated or garbled entries are refused. */
 #include "config.h"
 
 #include <errno.h>
@@ -62,18 +62,36 @@ static void r_del(void *ctx, const char *k, size_t kl)
     buf_putc(&r->log, '\n');
 }
 
-static void r_delp(void *ctx, const char *p, size_t pl)
+static void r_putmsg(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
 {
     struct rec *r = ctx;
-    buf_append_str(&r->log, "delprefix ");
+    buf_append_str(&r->log, "putmsg ");
+    hex(&r->log, k, kl);
+    buf_printf(&r->log, " (%zu bytes, %016llx)\n", vl, (unsigned long long)value_hash(v, vl));
+}
+
+static void r_delmsg(void *ctx, const char *k, size_t kl)
+{
+    struct rec *r = ctx;
+    buf_append_str(&r->log, "delmsg ");
+    hex(&r->log, k, kl);
+    buf_putc(&r->log, '\n');
+}
+
+static void r_delmsgs(void *ctx, const char *p, size_t pl)
+{
+    struct rec *r = ctx;
+    buf_append_str(&r->log, "delmsgs ");
     hex(&r->log, p, pl);
     buf_putc(&r->log, '\n');
 }
 
+#define RECORDER(r) {r_put, r_del, r_putmsg, r_delmsg, r_delmsgs, &(r)}
+
 static char *apply_log(const char *e, size_t len)
 {
     struct rec r = {{0}};
-    struct journal_sink s = {r_put, r_del, r_delp, &r, false};
+    struct journal_sink s = RECORDER(r);
     assert_int_equal(journal_apply(e, len, &s), 0);
     buf_putc(&r.log, '\0');
     return r.log.data;
@@ -178,10 +196,10 @@ static char *build_all_body(uint64_t lsn, const char *body, size_t *len)
     const char *targets[] = {"client-1", "sub-a", "client-2", "sub-b"};
     jb_enqueue(&jb, "/queue/a", NULL, 0, "dup-1", m);
     jb_enqueue(&jb, "/topic/t", targets, 2, NULL, m);
-    jb_dequeue(&jb, "/queue/a", 3);
-    jb_dequeue_sub(&jb, "client-1", "sub-a", 4);
-    jb_delivered(&jb, KEY_Q, "/queue/a", "", 5, 2);
-    jb_delivered(&jb, KEY_T, "client-2", "sub-b", 6, 1);
+    jb_dequeue(&jb, "/queue/a", 4, 3);
+    jb_dequeue_sub(&jb, "client-1", "sub-a", 9, 4);
+    jb_delivered(&jb, KEY_Q, "/queue/a", "", 0, 5, 2);
+    jb_delivered(&jb, KEY_T, "client-2", "sub-b", 7, 6, 1);
     jb_sub_create(&jb, "client-1", "sub-a", "/topic/t", "color = 'blue'");
     jb_sub_delete(&jb, "client-2", "sub-b");
     jb_purge(&jb, "/queue/b");
@@ -198,8 +216,8 @@ static char *build_all(uint64_t lsn, size_t *len)
 static int collect(void *ctx, const struct journal_op_view *op)
 {
     struct buf *b = ctx;
-    buf_printf(b, "%d:%.*s:%.*s:%.*s:%.*s:%llu:%u:%u;", op->type, (int)op->a.len, op->a.p, (int)op->b.len,
-               op->b.p, (int)op->c.len, op->c.p, (int)op->d.len, op->d.p, (unsigned long long)op->seq,
+    buf_printf(b, "%d:%.*s:%.*s:%.*s:%.*s:%u:%llu:%u:%u;", op->type, (int)op->a.len, op->a.p, (int)op->b.len,
+               op->b.p, (int)op->c.len, op->c.p, (int)op->d.len, op->d.p, op->prio, (unsigned long long)op->seq,
                op->count, op->ntargets);
     return 0;
 }
@@ -217,16 +235,16 @@ static void test_entry_round_trip(void **state)
     assert_int_equal(journal_foreach_op(&je, collect, &b), 0);
     buf_putc(&b, '\0');
     assert_string_equal(b.data,
-                        "1:/queue/a:::dup-1:0:0:0;"
-                        "1:/topic/t::::0:0:2;"
-                        "2:/queue/a::::3:0:0;"
-                        "3:client-1:sub-a:::4:0:0;"
-                        "4:/queue/a::::5:2:0;"
-                        "4:client-2:sub-b:::6:1:0;"
-                        "5:client-1:sub-a:/topic/t:color = 'blue':0:0:0;"
-                        "6:client-2:sub-b:::0:0:0;"
-                        "7:/queue/b::::0:0:0;"
-                        "8:dup-0::::0:0:0;");
+                        "1:/queue/a:::dup-1:0:0:0:0;"
+                        "1:/topic/t::::0:0:0:2;"
+                        "2:/queue/a::::4:3:0:0;"
+                        "3:client-1:sub-a:::9:4:0:0;"
+                        "4:/queue/a::::0:5:2:0;"
+                        "4:client-2:sub-b:::7:6:1:0;"
+                        "5:client-1:sub-a:/topic/t:color = 'blue':0:0:0:0;"
+                        "6:client-2:sub-b:::0:0:0:0;"
+                        "7:/queue/b::::0:0:0:0;"
+                        "8:dup-0::::0:0:0:0;");
     buf_free(&b);
     free(e);
 }
@@ -236,30 +254,22 @@ static void test_apply_keys(void **state)
     size_t len;
     char *e = build_all(77, &len);
     char *log = apply_log(e, len);
-    const char *want =
-        "put L\\x00\\x00\\x00\\x00\\x00\\x00\\x00M";
-    assert_memory_equal(log, want, strlen(want));
-    /* the keys of DESIGN §4, in op order, then the meta keys */
+    /* the keys of DESIGN §4, in op order: a message key ends with
+     * (9 - priority) and the seq (the sample message: priority 7, seq 9) */
     const char *expect[] = {
-        "put Q/queue/a\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x09 (",
+        "putmsg Q/queue/a\\x00\\x02\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x09 (",
         "put Ddup-1 (8 bytes, ",
-        "put Tclient-1\\x00sub-a\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x09 (",
-        "put Tclient-2\\x00sub-b\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x09 (",
-        "del Q/queue/a\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x03\n",
-        "del RQ/queue/a\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x03\n",
-        "del Tclient-1\\x00sub-a\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x04\n",
-        "put RQ/queue/a\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x05 (4 bytes, ",
-        "put RTclient-2\\x00sub-b\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x06 (4 bytes, ",
+        "putmsg Tclient-1\\x00sub-a\\x00\\x02\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x09 (",
+        "putmsg Tclient-2\\x00sub-b\\x00\\x02\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x09 (",
+        "delmsg Q/queue/a\\x00\\x05\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x03\n",
+        "delmsg Tclient-1\\x00sub-a\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x04\n",
+        "put RQ/queue/a\\x00\\x09\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x05 (4 bytes, ",
+        "put RTclient-2\\x00sub-b\\x00\\x02\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x06 (4 bytes, ",
         "put Sclient-1\\x00sub-a (",
         "del Sclient-2\\x00sub-b\n",
-        "delprefix Tclient-2\\x00sub-b\\x00\n",
-        "delprefix RTclient-2\\x00sub-b\\x00\n",
-        "delprefix Q/queue/b\\x00\n",
-        "delprefix RQ/queue/b\\x00\n",
+        "delmsgs Tclient-2\\x00sub-b\\x00\n",
+        "delmsgs Q/queue/b\\x00\n",
         "del Ddup-0\n",
-        "put !meta/applied_lsn (8 bytes, ",
-        "put !meta/epoch (8 bytes, ",
-        "put !meta/tip_sum (8 bytes, ",
     };
     const char *p = log;
     for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++) {
@@ -268,6 +278,9 @@ static void test_apply_keys(void **state)
             fail_msg("missing or out of order: %s\nin:\n%s", expect[i], log);
         p = at + strlen(expect[i]);
     }
+    /* nothing else: the log and the position are the store's business */
+    assert_null(strstr(log, "put L"));
+    assert_null(strstr(log, "!meta"));
     free(log);
     free(e);
 }
@@ -310,7 +323,7 @@ static void test_malformed_entries(void **state)
     char *e = build_all(1, &len);
     struct journal_entry je;
     struct rec r = {{0}};
-    struct journal_sink s = {r_put, r_del, r_delp, &r, false};
+    struct journal_sink s = RECORDER(r);
     for (size_t n = 0; n < len; n++) {
         assert_int_equal(journal_decode(e, n, &je), -EINVAL);
         assert_int_equal(journal_apply(e, n, &s), -EINVAL);
@@ -330,34 +343,42 @@ static void test_malformed_entries(void **state)
     buf_free(&r.log);
 }
 
-static void test_no_journal_keys_for_a_standalone_store(void **state)
+static void test_keys_sort_in_dispatch_order(void **state)
 {
-    size_t len;
-    char *e = build_all(9, &len);
-    struct rec r = {{0}};
-    struct journal_sink s = {r_put, r_del, r_delp, &r, true};
-    assert_int_equal(journal_apply(e, len, &s), 0);
-    buf_putc(&r.log, '\0');
-    assert_null(strstr(r.log.data, "put L"));
-    assert_non_null(strstr(r.log.data, "put Q/queue/a"));
-    assert_non_null(strstr(r.log.data, "put !meta/applied_lsn"));
-    buf_free(&r.log);
-    free(e);
+    /* within a queue: higher priority first, then arrival (seq) */
+    struct buf k[4] = {{0}};
+    jkey_q(&k[0], "/queue/x", 8, 9, 500);
+    jkey_q(&k[1], "/queue/x", 8, 4, 255);
+    jkey_q(&k[2], "/queue/x", 8, 4, 256);
+    jkey_q(&k[3], "/queue/x", 8, 0, 1);
+    for (int i = 0; i < 3; i++) {
+        size_t m = k[i].len < k[i + 1].len ? k[i].len : k[i + 1].len;
+        assert_true(memcmp(k[i].data, k[i + 1].data, m) < 0);
+    }
+    assert_int_equal(jkey_msg_priority(k[1].data, k[1].len), 4);
+    assert_int_equal(jkey_msg_seq(k[2].data, k[2].len), 256);
+    /* a queue's keys all start with its prefix, and no other queue's do */
+    struct buf p = {0}, q = {0};
+    jkey_q_prefix(&p, "/queue/x", 8);
+    jkey_q(&q, "/queue/xy", 9, 4, 1);
+    assert_memory_equal(k[0].data, p.data, p.len);
+    assert_true(q.len < p.len || memcmp(q.data, p.data, p.len) != 0);
+    for (int i = 0; i < 4; i++)
+        buf_free(&k[i]);
+    buf_free(&p);
+    buf_free(&q);
 }
 
-static void test_keys_sort_by_seq(void **state)
+static void test_message_fields_without_decoding(void **state)
 {
-    struct buf a = {0}, b = {0};
-    jkey_q(&a, "/queue/x", 8, 255);
-    jkey_q(&b, "/queue/x", 8, 256);
-    assert_int_equal(a.len, b.len);
-    assert_true(memcmp(a.data, b.data, a.len) < 0);
-    char l1[9], l2[9];
-    jkey_l(l1, 0xff);
-    jkey_l(l2, 0x100);
-    assert_true(memcmp(l1, l2, 9) < 0);
-    assert_int_equal(jkey_get_be64(l2 + 1), 0x100);
-    buf_free(&a);
+    struct msg *m = sample_msg(42);
+    struct buf b = {0};
+    journal_encode_msg(&b, m);
+    assert_int_equal(journal_msg_seq(b.data, b.len), 42);
+    assert_int_equal(journal_msg_priority(b.data, b.len), 7);
+    assert_int_equal(journal_msg_expires(b.data, b.len), 1800000000000);
+    assert_int_equal(journal_msg_seq(b.data, 7), 0);
+    msg_unref(m);
     buf_free(&b);
 }
 
@@ -370,8 +391,8 @@ int main(void)
         cmocka_unit_test(test_apply_keys),
         cmocka_unit_test(test_apply_is_deterministic),
         cmocka_unit_test(test_malformed_entries),
-        cmocka_unit_test(test_no_journal_keys_for_a_standalone_store),
-        cmocka_unit_test(test_keys_sort_by_seq),
+        cmocka_unit_test(test_keys_sort_in_dispatch_order),
+        cmocka_unit_test(test_message_fields_without_decoding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

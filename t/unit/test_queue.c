@@ -58,12 +58,22 @@ static int teardown(void **state)
     return 0;
 }
 
+static void fake_release(struct stream *s)
+{
+}
+
+/* A stream without a socket: never flushed, closed only by free_conn. */
+static const struct stream_ops fake_ops = {.kind = "test", .release = fake_release};
+
 static struct conn *fake_conn(void)
 {
     struct conn *c = calloc(1, sizeof *c);
     c->state = CONN_OPEN;
     c->version = STOMP_12;
-    c->fd = -1;
+    c->st.fd = -1;
+    c->st.state = STREAM_OPEN;
+    c->st.ops = &fake_ops;
+    c->st.out_limit = (size_t)config.output_limit;
     TAILQ_INIT(&c->ops);
     TAILQ_INIT(&c->temps);
     assert_true(nlive < (int)(sizeof live / sizeof live[0]));
@@ -76,9 +86,9 @@ static void free_conn(struct conn *c)
     struct sub *s, *tmp;
     HASH_ITER(hh, c->subs, s, tmp)
         sub_destroy(s);
-    if (c->in_flush)
-        TAILQ_REMOVE(&srv.flush, c, flush_link);
-    buf_free(&c->out);
+    /* off the flush list it may be on, without a socket to flush to */
+    stream_close(&c->st, "test over");
+    stream_free_dead();
     for (int i = 0; i < nlive; i++) {
         if (live[i] == c) {
             live[i] = live[--nlive];
@@ -134,7 +144,7 @@ static char *received(struct conn *c)
         struct frame f;
         size_t used;
         const char *err;
-        enum frame_status st = frame_parse(&p, buf_head(&c->out) + off, buf_used(&c->out) - off, &used, &f, &err);
+        enum frame_status st = frame_parse(&p, buf_head(&c->st.out) + off, buf_used(&c->st.out) - off, &used, &f, &err);
         off += used;
         if (st != FRAME_OK)
             break;
@@ -143,7 +153,7 @@ static char *received(struct conn *c)
         strncat(out, f.body, f.body_len);
         frame_free(&f);
     }
-    buf_free(&c->out);
+    buf_free(&c->st.out);
     return out;
 }
 
@@ -342,7 +352,7 @@ static char *received_subs(struct conn *c)
         struct frame f;
         size_t used;
         const char *err;
-        enum frame_status st = frame_parse(&p, buf_head(&c->out) + off, buf_used(&c->out) - off, &used, &f, &err);
+        enum frame_status st = frame_parse(&p, buf_head(&c->st.out) + off, buf_used(&c->st.out) - off, &used, &f, &err);
         off += used;
         if (st != FRAME_OK)
             break;
@@ -350,7 +360,7 @@ static char *received_subs(struct conn *c)
                  frame_get(&f, "subscription"), (int)f.body_len, f.body);
         frame_free(&f);
     }
-    buf_free(&c->out);
+    buf_free(&c->st.out);
     return out;
 }
 

@@ -1,6 +1,7 @@
-/* Unit tests for the replication wire codec (repl_get_* / repl_put_*):
- * round trips, and reads that do not fit: bad is set, nothing moves, and
- * every read after it returns 0 and moves nothing (found by
+/* Unit tests of the replication wire codec (repl_codec.c alone): what is
+ * written reads back the same, frames are split exactly at their length,
+ * and every read past the end of a frame marks the reader bad instead of
+ * reading on; once bad, a reader reads nothing more (found by
  * fuzz/fuzz_repl: a u32 too long for what was left set bad, and the u8
  * read after it still consumed a byte). */
 #include "config.h"
@@ -15,38 +16,113 @@
 
 #include "stompd/buf.h"
 #include "stompd/repl.h"
-#include "stompd/server.h"
 
-/* repl_proto.c's peer code refers to the server's loop; not used here. */
-struct server srv;
-
-static void test_round_trip(void **state)
+static void test_roundtrip(void **state)
 {
     struct buf b = {0};
     size_t f = repl_frame_begin(&b, R_HELLO);
     repl_put_u32(&b, REPL_VERSION);
     repl_put_str(&b, "token", 5);
-    repl_put_str(&b, "", 0);
-    repl_put_u64(&b, 0x0102030405060708ull);
+    repl_put_u64(&b, 0x0102030405060708ULL);
     repl_put_u8(&b, 0xfe);
+    repl_put_str(&b, "", 0);
     repl_frame_end(&b, f);
-    const uint8_t *h = (const uint8_t *)b.data;
-    uint32_t len = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
-    assert_int_equal(len, b.len - 4);
-    assert_int_equal(h[4], R_HELLO);
-    struct repl_reader r = {b.data + 5, len - 1, false};
-    uint32_t sl;
+    /* length prefix: everything after it (type + payload) */
+    assert_int_equal(b.len, 4 + 1 + 4 + 4 + 5 + 8 + 1 + 4);
+    assert_memory_equal(b.data, "\0\0\0\x1b", 4);
+
+    uint8_t type;
+    struct repl_reader r;
+    size_t flen;
+    assert_int_equal(repl_frame_split(b.data, b.len, &type, &r, &flen), 1);
+    assert_int_equal(type, R_HELLO);
+    assert_int_equal(flen, b.len);
     assert_int_equal(repl_get_u32(&r), REPL_VERSION);
+    uint32_t sl;
     const char *s = repl_get_str(&r, &sl);
     assert_int_equal(sl, 5);
     assert_memory_equal(s, "token", 5);
+    assert_true(repl_get_u64(&r) == 0x0102030405060708ULL);
+    assert_int_equal(repl_get_u8(&r), 0xfe);
     repl_get_str(&r, &sl);
     assert_int_equal(sl, 0);
-    assert_true(repl_get_u64(&r) == 0x0102030405060708ull);
-    assert_int_equal(repl_get_u8(&r), 0xfe);
     assert_false(r.bad);
     assert_int_equal(r.left, 0);
+    /* one byte too many is a bad read, and stays bad */
+    assert_int_equal(repl_get_u8(&r), 0);
+    assert_true(r.bad);
     buf_free(&b);
+}
+
+struct split_row {
+    const char *what;
+    const char *bytes;
+    size_t len;
+    int want;        /* repl_frame_split's answer */
+    size_t frame_len;
+};
+
+static const struct split_row split_rows[] = {
+    {"nothing yet", "", 0, 0, 0},
+    {"length only", "\0\0\0\x02", 4, 0, 0},
+    {"header, payload missing", "\0\0\0\x02\x09", 5, 0, 6},
+    {"whole frame", "\0\0\0\x02\x09x", 6, 1, 6},
+    {"whole frame and the start of the next", "\0\0\0\x01\x0a\0\0", 7, 1, 5},
+    {"zero length", "\0\0\0\0\x09", 5, -1, 4},
+    {"longer than REPL_MAX_FRAME", "\x04\0\0\x01\x09", 5, -1, 4 + (64u << 20) + 1},
+};
+
+static void test_split(void **state)
+{
+    for (size_t i = 0; i < sizeof split_rows / sizeof split_rows[0]; i++) {
+        const struct split_row *row = &split_rows[i];
+        uint8_t type = 0;
+        struct repl_reader r;
+        size_t flen = 0;
+        int got = repl_frame_split(row->bytes, row->len, &type, &r, &flen);
+        if (got != row->want)
+            fail_msg("%s: %d, want %d", row->what, got, row->want);
+        if (row->frame_len && flen != row->frame_len)
+            fail_msg("%s: frame length %zu, want %zu", row->what, flen, row->frame_len);
+    }
+}
+
+struct read_row {
+    const char *what;
+    const char *payload;
+    size_t len;
+    const char *reads; /* '1' u8, '4' u32, '8' u64, 's' string */
+    bool bad;
+};
+
+static const struct read_row read_rows[] = {
+    {"u32 from 3 bytes", "\0\0\x01", 3, "4", true},
+    {"u64 from 7 bytes", "\0\0\0\0\0\0\x01", 7, "8", true},
+    {"string longer than the frame", "\0\0\0\x09" "abc", 7, "s", true},
+    {"string length near 4 GiB", "\xff\xff\xff\xff" "abc", 7, "s", true},
+    {"exact string", "\0\0\0\x03" "abc", 7, "s", false},
+    {"u8 then u32", "\x05\0\0\0\x01", 5, "14", false},
+    {"read after the end", "\x05", 1, "11", true},
+};
+
+static void test_bounded_reads(void **state)
+{
+    for (size_t i = 0; i < sizeof read_rows / sizeof read_rows[0]; i++) {
+        const struct read_row *row = &read_rows[i];
+        struct repl_reader r = {row->payload, row->len, false};
+        for (const char *op = row->reads; *op; op++) {
+            uint32_t sl;
+            switch (*op) {
+            case '1': repl_get_u8(&r); break;
+            case '4': repl_get_u32(&r); break;
+            case '8': repl_get_u64(&r); break;
+            case 's': repl_get_str(&r, &sl); break;
+            }
+        }
+        if (r.bad != row->bad)
+            fail_msg("%s: bad %d, want %d", row->what, r.bad, row->bad);
+        assert_true(r.left <= row->len);
+    }
 }
 
 static void test_bad_is_sticky(void **state)
@@ -81,11 +157,20 @@ static void test_bad_is_sticky(void **state)
     assert_int_equal(t.left, 3);
 }
 
+static void test_type_names(void **state)
+{
+    assert_string_equal(repl_type_name(R_ENTRIES), "ENTRIES");
+    assert_string_equal(repl_type_name(200), "?");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_split),
+        cmocka_unit_test(test_bounded_reads),
         cmocka_unit_test(test_bad_is_sticky),
+        cmocka_unit_test(test_type_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

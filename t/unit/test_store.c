@@ -1,10 +1,15 @@
-/* Unit tests for the LevelDB store: entries written by the writer thread
- * in groups land as the journal says, range deletes see keys from the
- * same group, reopening gives the same position, the journal is pruned,
- * and a locked, foreign, mis-formatted or corrupt store is refused. */
+/* Unit tests for the store (log segments + LevelDB index): entries
+ * written by the writer thread in groups are indexed as the journal says,
+ * range removals see keys from the same group, reopening gives the same
+ * position, an index behind its log is caught up from the log and a torn
+ * tail is cut, a log shorter than its index is refused, segments go once
+ * nothing needs them, a queue reads back in dispatch order, a snapshot
+ * installs into another store, a format-1 store is converted, and a
+ * locked, foreign, mis-formatted or corrupt store is refused. */
 #include "config.h"
 
 #include <dirent.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <leveldb/c.h>
 #include <setjmp.h>
@@ -20,6 +25,7 @@
 
 #include "stompd/journal.h"
 #include "stompd/msg.h"
+#include "stompd/segment.h"
 #include "stompd/store.h"
 
 static char dir[256];
@@ -51,22 +57,31 @@ static int teardown(void **state)
     return 0;
 }
 
+static struct store_limits limits = {.segment_bytes = 64u << 20, .retention = 100000, .keep_journal = true};
+
+static void open_store(void)
+{
+    char err[512];
+    int rc = store_open(dir, &limits, err, sizeof err);
+    if (rc)
+        fail_msg("open: %s", err);
+}
+
 static void open_start(struct ev_loop *loop)
 {
     char err[512];
-    int rc = store_open(dir, err, sizeof err);
-    if (rc)
-        fail_msg("open: %s", err);
-    store_set_keep_journal(true);
+    open_store();
     assert_int_equal(store_start(loop, true, on_done, on_fail, err, sizeof err), 0);
 }
 
 static void wait_durable(struct ev_loop *loop, uint64_t lsn)
 {
-    for (int i = 0; i < 2000 && durable < lsn && !failed_at; i++)
-        ev_run(loop, EVRUN_ONCE);
+    store_kick();
+    for (int i = 0; i < 2000 && (durable < lsn || store_indexed_lsn() < lsn) && !failed_at; i++)
+        ev_run(loop, EVRUN_ONCE | EVRUN_NOWAIT), usleep(1000);
     assert_int_equal(failed_at, 0);
     assert_true(durable >= lsn);
+    assert_true(store_indexed_lsn() >= lsn);
 }
 
 static uint64_t lsn;
@@ -79,13 +94,28 @@ static void append(struct journal_builder *jb)
     store_append(lsn, e, len, true);
 }
 
-static void enqueue(const char *dest, uint64_t seq)
+static void enqueue_body(const char *dest, uint64_t seq, uint8_t prio, const char *body, size_t blen)
 {
     struct journal_builder jb;
     jb_init(&jb);
-    struct msg *m = msg_new(dest, "id", seq, 1, true, 4, 0, NULL, 0, "x", 1);
+    char id[32];
+    snprintf(id, sizeof id, "m%llu", (unsigned long long)seq);
+    struct msg *m = msg_new(dest, id, seq, 1, true, prio, 0, NULL, 0, body, blen);
     jb_enqueue(&jb, dest, NULL, 0, NULL, m);
     msg_unref(m);
+    append(&jb);
+}
+
+static void enqueue(const char *dest, uint64_t seq)
+{
+    enqueue_body(dest, seq, 4, "x", 1);
+}
+
+static void dequeue(const char *dest, uint64_t seq)
+{
+    struct journal_builder jb;
+    jb_init(&jb);
+    jb_dequeue(&jb, dest, 4, seq);
     append(&jb);
 }
 
@@ -102,6 +132,60 @@ static int count(const char *prefix, size_t pl)
     return n;
 }
 
+struct counted {
+    uint64_t n, bytes;
+};
+
+static int counter_cb(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
+{
+    struct counted *c = ctx;
+    if (vl == 16) {
+        c->n = jkey_get_be64(v);
+        c->bytes = jkey_get_be64(v + 8);
+    }
+    return 0;
+}
+
+/* The C counter of a queue (messages, bytes). */
+static struct counted counter(const char *dest)
+{
+    struct buf k = {0};
+    buf_putc(&k, KEY_C);
+    jkey_q_prefix(&k, dest, strlen(dest));
+    struct counted c = {0, 0};
+    assert_int_equal(store_scan(k.data, k.len, counter_cb, &c), 0);
+    buf_free(&k);
+    return c;
+}
+
+struct seen {
+    char ids[64][16];
+    uint32_t deliveries[64];
+    int n;
+};
+
+static int page_cb(void *ctx, const struct store_msgref *r)
+{
+    struct seen *s = ctx;
+    struct msg *m = store_load_msg(r);
+    assert_non_null(m);
+    if (s->n < 64) {
+        snprintf(s->ids[s->n], sizeof s->ids[0], "%s", m->id);
+        s->deliveries[s->n] = r->deliveries;
+    }
+    s->n++;
+    msg_unref(m);
+    return 0;
+}
+
+static void page(const char *dest, struct seen *s)
+{
+    struct buf p = {0};
+    jkey_q_prefix(&p, dest, strlen(dest));
+    memset(s, 0, sizeof *s);
+    assert_int_equal(store_page(p.data, p.len, NULL, 0, page_cb, s), 0);
+    buf_free(&p);
+}
 static void test_write_reopen(void **state)
 {
     struct ev_loop *loop = ev_default_loop(0);
@@ -115,25 +199,55 @@ static void test_write_reopen(void **state)
         enqueue(i % 2 ? "/queue/a" : "/queue/b", i);
     struct journal_builder jb;
     jb_init(&jb);
-    jb_dequeue(&jb, "/queue/a", 1);
-    jb_delivered(&jb, KEY_Q, "/queue/a", "", 3, 1);
+    jb_dequeue(&jb, "/queue/a", 4, 1);
+    jb_delivered(&jb, KEY_Q, "/queue/a", "", 4, 3, 1);
     append(&jb);
     wait_durable(loop, lsn);
     assert_int_equal(count("Q/queue/a", 9), 99);
     assert_int_equal(count("Q/queue/b", 9), 100);
     assert_int_equal(count("R", 1), 1);
-    assert_int_equal(count("L", 1), 201);
+    assert_int_equal(counter("/queue/a").n, 99);
+    assert_int_equal(counter("/queue/b").n, 100);
     store_close();
 
-    char err[512];
-    if (store_open(dir, err, sizeof err) != 0)
-        fail_msg("reopen: %s", err);
+    open_store();
     assert_false(store_info()->created);
     assert_int_equal(store_info()->applied_lsn, 201);
     assert_int_equal(store_info()->epoch, 1);
     assert_int_equal(store_info()->first_lsn, 1);
     assert_string_equal(store_info()->node_id, node);
     assert_int_equal(count("Q", 1), 199);
+    /* the entries are in the log for replicas */
+    uint64_t e, sum;
+    assert_int_equal(store_entry_tip(150, &e, &sum), 0);
+    assert_int_equal(e, 1);
+    assert_int_not_equal(sum, 0);
+}
+
+static void test_queue_reads_back_in_dispatch_order(void **state)
+{
+    struct ev_loop *loop = ev_default_loop(0);
+    lsn = 0;
+    open_start(loop);
+    enqueue_body("/queue/o", 1, 4, "a", 1);
+    enqueue_body("/queue/o", 2, 9, "b", 1);
+    enqueue_body("/queue/o", 3, 0, "c", 1);
+    enqueue_body("/queue/o", 4, 9, "d", 1);
+    enqueue_body("/queue/other", 5, 9, "e", 1);
+    struct journal_builder jb;
+    jb_init(&jb);
+    jb_delivered(&jb, KEY_Q, "/queue/o", "", 0, 3, 2);
+    append(&jb);
+    wait_durable(loop, lsn);
+    struct seen s;
+    page("/queue/o", &s);
+    assert_int_equal(s.n, 4);
+    assert_string_equal(s.ids[0], "m2");
+    assert_string_equal(s.ids[1], "m4");
+    assert_string_equal(s.ids[2], "m1");
+    assert_string_equal(s.ids[3], "m3");
+    assert_int_equal(s.deliveries[3], 2);
+    assert_int_equal(s.deliveries[0], 0);
 }
 
 static void test_range_delete_sees_same_group(void **state)
@@ -148,16 +262,22 @@ static void test_range_delete_sees_same_group(void **state)
     enqueue("/queue/pp", 3); /* a longer name with the same prefix: kept */
     struct journal_builder jb;
     jb_init(&jb);
-    jb_delivered(&jb, KEY_Q, "/queue/p", "", 2, 1);
+    jb_delivered(&jb, KEY_Q, "/queue/p", "", 4, 2, 1);
     append(&jb);
     jb_init(&jb);
     jb_purge(&jb, "/queue/p");
     append(&jb);
     enqueue("/queue/p", 4);
+    /* and an enqueue and its dequeue in one group */
+    enqueue("/queue/q", 5);
+    dequeue("/queue/q", 5);
     wait_durable(loop, lsn);
     assert_int_equal(count("Q/queue/p\0", 10), 1);
     assert_int_equal(count("Q/queue/pp\0", 11), 1);
+    assert_int_equal(count("Q/queue/q\0", 10), 0);
     assert_int_equal(count("R", 1), 0);
+    assert_int_equal(counter("/queue/p").n, 1);
+    assert_int_equal(counter("/queue/q").n, 0);
 }
 
 static void test_durable_subscription_delete(void **state)
@@ -184,39 +304,276 @@ static void test_durable_subscription_delete(void **state)
     wait_durable(loop, lsn);
     assert_int_equal(count("S", 1), 0);
     assert_int_equal(count("T", 1), 0);
+    assert_int_equal(count("C", 1), 0);
 }
 
-static void test_retention(void **state)
+static int count_segments(void)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/log", dir);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        n += strstr(de->d_name, ".log") != NULL;
+    closedir(d);
+    return n;
+}
+
+static void test_segments_go_when_nothing_needs_them(void **state)
+{
+    struct ev_loop *loop = ev_default_loop(0);
+    lsn = 0;
+    limits.segment_bytes = 64 << 10;
+    limits.retention = 50;
+    open_start(loop);
+    char body[1024];
+    memset(body, 'z', sizeof body);
+    for (uint64_t i = 1; i <= 300; i++) {
+        enqueue_body("/queue/s", i, 4, body, sizeof body);
+        if (i % 20 == 0)
+            wait_durable(loop, lsn);
+    }
+    wait_durable(loop, lsn);
+    int full = count_segments();
+    assert_true(full >= 4);
+    /* one old message pins its segment; the others are acked */
+    for (uint64_t i = 2; i <= 300; i++)
+        dequeue("/queue/s", i);
+    wait_durable(loop, lsn);
+    /* segments go once an fsynced index is past them: give it a moment */
+    for (int i = 0; i < 30 && count_segments() > 2; i++) {
+        usleep(100000);
+        enqueue("/queue/tick", 1000 + (uint64_t)i);
+        wait_durable(loop, lsn);
+    }
+    int left = count_segments();
+    assert_true(left < full);
+    /* the first segment (message 1) stays; entries newer than the
+     * retention stay; the rest went */
+    struct seen s;
+    page("/queue/s", &s);
+    assert_int_equal(s.n, 1);
+    assert_string_equal(s.ids[0], "m1");
+    limits.segment_bytes = 64u << 20;
+    limits.retention = 100000;
+}
+
+/* An index that lost its last batches (written without fsync, and the
+ * machine went down) is caught up from the log at start: the index as it
+ * was after entry 4, under a log of 10 entries. */
+static void test_index_behind_log_is_replayed(void **state)
 {
     struct ev_loop *loop = ev_default_loop(0);
     lsn = 0;
     open_start(loop);
-    store_set_retention(50);
-    for (uint64_t i = 1; i <= 120; i++) {
+    for (uint64_t i = 1; i <= 4; i++)
         enqueue("/queue/r", i);
-        if (i % 10 == 0)
-            wait_durable(loop, lsn);
+    wait_durable(loop, lsn);
+    store_close();
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "cp -a '%s/index' '%s/index.at4'", dir, dir);
+    assert_int_equal(system(cmd), 0);
+    durable = 0;
+    open_start(loop);
+    for (uint64_t i = 5; i <= 10; i++)
+        enqueue("/queue/r", i);
+    dequeue("/queue/r", 2);
+    wait_durable(loop, lsn);
+    store_close();
+    snprintf(cmd, sizeof cmd, "rm -rf '%s/index' && mv '%s/index.at4' '%s/index'", dir, dir, dir);
+    assert_int_equal(system(cmd), 0);
+
+    open_store();
+    assert_int_equal(store_info()->applied_lsn, 11);
+    assert_int_equal(count("Q/queue/r\0", 10), 9);
+    assert_int_equal(counter("/queue/r").n, 9);
+    /* and replaying is idempotent: once more from an index that has the
+     * entries already gives the same */
+    store_close();
+    open_store();
+    assert_int_equal(counter("/queue/r").n, 9);
+}
+
+static void last_segment(char *out, size_t len)
+{
+    uint32_t ids[64];
+    size_t n = seglog_ids(ids, 64);
+    assert_true(n > 0);
+    snprintf(out, len, "%s/log/%08x.log", dir, ids[n - 1]);
+}
+
+static void test_torn_tail_cut_and_lost_tail_refused(void **state)
+{
+    struct ev_loop *loop = ev_default_loop(0);
+    lsn = 0;
+    open_start(loop);
+    for (uint64_t i = 1; i <= 5; i++)
+        enqueue("/queue/t", i);
+    wait_durable(loop, lsn);
+    char seg[600];
+    last_segment(seg, sizeof seg);
+    store_close();
+    /* a write cut short: half a record at the end */
+    FILE *f = fopen(seg, "ab");
+    assert_non_null(f);
+    fwrite("\0\0\0\x40\x12\x34\x56\x78\x01partial", 1, 16, f);
+    fclose(f);
+    open_store();
+    assert_int_equal(store_info()->applied_lsn, 5);
+    store_close();
+    struct stat st;
+    assert_int_equal(stat(seg, &st), 0);
+    /* the log loses what the index had: refused, naming what to do */
+    assert_int_equal(truncate(seg, st.st_size - 30), 0);
+    char err[512];
+    assert_int_equal(store_open(dir, &limits, err, sizeof err), -EIO);
+    assert_non_null(strstr(err, "missing part of its log"));
+    assert_non_null(strstr(err, "replica"));
+}
+
+struct pairs {
+    struct buf b;
+};
+
+static void test_snapshot_installs_elsewhere(void **state)
+{
+    struct ev_loop *loop = ev_default_loop(0);
+    lsn = 0;
+    open_start(loop);
+    for (uint64_t i = 1; i <= 30; i++)
+        enqueue_body("/queue/x", i, (uint8_t)(i % 10), "body", 4);
+    struct journal_builder jb;
+    jb_init(&jb);
+    jb_sub_create(&jb, "c", "s", "/topic/t", "a = 1");
+    append(&jb);
+    wait_durable(loop, lsn);
+    uint64_t l, e, sum;
+    struct store_snapshot *snap = store_snapshot_open(&l, &e, &sum);
+    assert_int_equal(l, lsn);
+    struct buf all = {0};
+    uint32_t n, total = 0;
+    while ((n = store_snapshot_next(snap, &all, 256)) > 0)
+        total += n;
+    store_snapshot_close(snap);
+    assert_int_equal(total, 31); /* 30 messages and the subscription */
+    struct seen before;
+    page("/queue/x", &before);
+    store_close();
+    rm_rf(dir);
+
+    durable = 0;
+    open_start(loop);
+    store_wipe();
+    store_put_raw(all.data, all.len);
+    store_snapshot_installed(l, e, sum);
+    for (int i = 0; i < 2000 && durable < l && !failed_at; i++)
+        ev_run(loop, EVRUN_ONCE | EVRUN_NOWAIT), usleep(1000);
+    assert_int_equal(durable, l);
+    for (int i = 0; i < 2000 && store_indexed_lsn() < l; i++)
+        ev_run(loop, EVRUN_ONCE | EVRUN_NOWAIT), usleep(1000);
+    struct seen after;
+    page("/queue/x", &after);
+    assert_int_equal(after.n, 30);
+    for (int i = 0; i < 30; i++)
+        assert_string_equal(after.ids[i], before.ids[i]);
+    assert_int_equal(count("S", 1), 1);
+    assert_int_equal(counter("/queue/x").n, 30);
+    store_close();
+    open_store();
+    assert_int_equal(store_info()->applied_lsn, l);
+    assert_int_equal(store_info()->tip_sum, sum);
+    buf_free(&all);
+}
+
+/* A format-1 store: one LevelDB in the store directory, messages in their
+ * keys' values, keys without the priority. */
+static void test_format1_store_converted(void **state)
+{
+    assert_int_equal(mkdir(dir, 0750), 0);
+    char *lerr = NULL;
+    leveldb_options_t *o = leveldb_options_create();
+    leveldb_options_set_create_if_missing(o, 1);
+    leveldb_t *db = leveldb_open(o, dir, &lerr);
+    assert_non_null(db);
+    leveldb_writeoptions_t *w = leveldb_writeoptions_create();
+    leveldb_put(db, w, "!meta/format", 12, "stompd-1", 8, &lerr);
+    leveldb_put(db, w, "!meta/node_id", 13, "0123456789abcdef", 16, &lerr);
+    char be[8];
+    jkey_be64(be, 40);
+    leveldb_put(db, w, "!meta/applied_lsn", 17, be, 8, &lerr);
+    jkey_be64(be, 3);
+    leveldb_put(db, w, "!meta/epoch", 11, be, 8, &lerr);
+    static const struct {
+        uint64_t seq;
+        uint8_t prio;
+    } q[] = {{3, 4}, {5, 9}, {8, 4}, {12, 0}};
+    for (size_t i = 0; i < 4; i++) {
+        struct buf k = {0}, v = {0};
+        buf_putc(&k, 'Q');
+        buf_append(&k, "/queue/a", 9);
+        char sb[8];
+        jkey_be64(sb, q[i].seq);
+        buf_append(&k, sb, 8);
+        char id[8];
+        snprintf(id, sizeof id, "a%llu", (unsigned long long)q[i].seq);
+        struct msg *m = msg_new("/queue/a", id, q[i].seq, 1, true, q[i].prio, 0, NULL, 0, id, strlen(id));
+        journal_encode_msg(&v, m);
+        msg_unref(m);
+        leveldb_put(db, w, k.data, k.len, v.data, v.len, &lerr);
+        if (q[i].seq == 3) {
+            /* a3 was delivered twice */
+            struct buf r = {0};
+            buf_putc(&r, 'R');
+            buf_append(&r, k.data, k.len);
+            leveldb_put(db, w, r.data, r.len, "\0\0\0\2", 4, &lerr);
+            buf_free(&r);
+        }
+        buf_free(&k);
+        buf_free(&v);
     }
-    wait_durable(loop, lsn);
-    assert_int_equal(count("L", 1), 50);
-    /* a floor keeps what a replica still needs */
-    store_set_prune_floor(100);
-    for (uint64_t i = 121; i <= 160; i++)
-        enqueue("/queue/r", i);
-    wait_durable(loop, lsn);
-    assert_int_equal(count("L", 1), 61); /* 100..160 */
-    assert_int_equal(count("Q", 1), 160);
+    leveldb_put(db, w, "L\0\0\0\0\0\0\0\x28", 9, "an old entry", 12, &lerr);
+    assert_null(lerr);
+    leveldb_writeoptions_destroy(w);
+    leveldb_close(db);
+    leveldb_options_destroy(o);
+
+    open_store();
+    assert_true(store_info()->migrated);
+    assert_string_equal(store_info()->node_id, "0123456789abcdef");
+    assert_int_equal(store_info()->applied_lsn, 40);
+    assert_int_equal(store_info()->epoch, 3);
+    struct seen s;
+    page("/queue/a", &s);
+    assert_int_equal(s.n, 4);
+    assert_string_equal(s.ids[0], "a5");
+    assert_string_equal(s.ids[1], "a3");
+    assert_int_equal(s.deliveries[1], 2);
+    assert_string_equal(s.ids[2], "a8");
+    assert_string_equal(s.ids[3], "a12");
+    assert_int_equal(counter("/queue/a").n, 4);
+    char old[300];
+    snprintf(old, sizeof old, "%s.v1", dir);
+    struct stat st;
+    assert_int_not_equal(stat(old, &st), 0);
+    store_close();
+    /* and it opens as a format-2 store from now on */
+    open_store();
+    assert_false(store_info()->migrated);
+    assert_int_equal(store_info()->applied_lsn, 40);
 }
 
 static void test_second_open_refused(void **state)
 {
-    char err[512];
-    assert_int_equal(store_open(dir, err, sizeof err), 0);
+    open_store();
     /* LevelDB's lock is per process too: a second open fails the same way
      * as a second stompd would */
+    char path[512];
+    snprintf(path, sizeof path, "%s/index", dir);
     char *lerr = NULL;
     leveldb_options_t *o = leveldb_options_create();
-    leveldb_t *db = leveldb_open(o, dir, &lerr);
+    leveldb_t *db = leveldb_open(o, path, &lerr);
     assert_null(db);
     assert_non_null(lerr);
     assert_non_null(strstr(lerr, "lock"));
@@ -226,10 +583,15 @@ static void test_second_open_refused(void **state)
 
 static void put_raw(const char *k, const char *v)
 {
+    char path[512];
+    snprintf(path, sizeof path, "%s/index", dir);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", path);
+    assert_int_equal(system(cmd), 0);
     char *lerr = NULL;
     leveldb_options_t *o = leveldb_options_create();
     leveldb_options_set_create_if_missing(o, 1);
-    leveldb_t *db = leveldb_open(o, dir, &lerr);
+    leveldb_t *db = leveldb_open(o, path, &lerr);
     assert_non_null(db);
     leveldb_writeoptions_t *w = leveldb_writeoptions_create();
     leveldb_put(db, w, k, strlen(k), v, strlen(v), &lerr);
@@ -243,34 +605,34 @@ static void test_foreign_and_wrong_format(void **state)
 {
     char err[512];
     put_raw("hello", "world");
-    assert_int_equal(store_open(dir, err, sizeof err), -EINVAL);
+    assert_int_equal(store_open(dir, &limits, err, sizeof err), -EINVAL);
     assert_non_null(strstr(err, "not a stompd store"));
     store_close();
     rm_rf(dir);
     put_raw("!meta/format", "stompd-99");
-    assert_int_equal(store_open(dir, err, sizeof err), -EINVAL);
+    assert_int_equal(store_open(dir, &limits, err, sizeof err), -EINVAL);
     assert_non_null(strstr(err, "stompd-99"));
 }
 
 static void test_corrupt_store_refused(void **state)
 {
     char err[512];
-    assert_int_equal(store_open(dir, err, sizeof err), 0);
+    open_store();
     store_close();
     /* garble the MANIFEST the CURRENT file points to */
     char path[512], name[256] = "";
-    snprintf(path, sizeof path, "%s/CURRENT", dir);
+    snprintf(path, sizeof path, "%s/index/CURRENT", dir);
     FILE *f = fopen(path, "r");
     assert_non_null(f);
     assert_non_null(fgets(name, sizeof name, f));
     fclose(f);
     name[strcspn(name, "\n")] = '\0';
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(path, sizeof path, "%s/index/%s", dir, name);
     f = fopen(path, "r+");
     assert_non_null(f);
     fputs("this is not a manifest at all, not at all, not at all", f);
     fclose(f);
-    int rc = store_open(dir, err, sizeof err);
+    int rc = store_open(dir, &limits, err, sizeof err);
     assert_true(rc < 0);
     assert_non_null(strstr(err, dir));
 }
@@ -279,9 +641,14 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_write_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_reads_back_in_dispatch_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_range_delete_sees_same_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_durable_subscription_delete, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_segments_go_when_nothing_needs_them, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_behind_log_is_replayed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_torn_tail_cut_and_lost_tail_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_installs_elsewhere, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_format1_store_converted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_open_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_and_wrong_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_store_refused, setup, teardown),

@@ -1,9 +1,12 @@
 /* Unit tests for libstompc's URI parser and reconnect schedule: every
  * failover option and its ActiveMQ default, both list forms, bad URIs with
- * their messages, back-off (exponential, capped, constant), attempt limits
- * and the order brokers are tried in. */
+ * their messages, back-off (exponential, capped, constant; short for
+ * refused connections), attempt limits, the order brokers are tried in
+ * (priority brokers first with priorityBackup), and brokers learned from
+ * a cluster-members header. */
 #include "config.h"
 
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -83,6 +86,20 @@ static void test_defaults_are_activemqs(void **state)
     assert_int_equal(u.startup_max_reconnect_attempts, -1);
     assert_true(u.randomize);
     assert_int_equal(u.timeout, -1);
+    assert_false(u.backup);
+    assert_int_equal(u.backup_pool_size, 1);
+    assert_false(u.priority_backup);
+    assert_false(u.track_messages);
+    assert_int_equal(u.max_cache_size, -1);
+    assert_true(u.update_uris_supported);
+    /* ActiveMQ: the first URI is the priority one */
+    assert_true(u.brokers[0].priority);
+    assert_false(u.brokers[1].priority);
+    /* this client's own */
+    assert_int_equal(u.connect_timeout, -1);
+    assert_int_equal(u.brokers[0].connect_timeout, -1);
+    assert_int_equal(u.connect_attempt_delay, 250);
+    assert_int_equal(u.max_refused_reconnect_delay, 500);
     uri_free(&u);
 }
 
@@ -105,6 +122,16 @@ static void test_tcp_transport_options_are_ignored(void **state)
     parse_ok("tcp://h:61613?transport.useKeepAlive=true", &u);
     assert_int_equal(u.brokers[0].port, 61613);
     uri_free(&u);
+    /* connectTimeout is ours, per broker; ActiveMQ's connectionTimeout is ignored */
+    parse_ok("failover:(tcp://a:1?connectTimeout=700&connectionTimeout=5,tcp://b:2)?connectTimeout=3000", &u);
+    assert_int_equal(u.brokers[0].connect_timeout, 700);
+    assert_int_equal(u.brokers[1].connect_timeout, -1);
+    assert_int_equal(u.connect_timeout, 3000);
+    assert_string_equal(u.brokers[0].text, "tcp://a:1");
+    uri_free(&u);
+    parse_ok("tcp://h:1?connectTimeout=1", &u);
+    assert_int_equal(u.brokers[0].connect_timeout, 1);
+    uri_free(&u);
 }
 
 static void test_every_option(void **state)
@@ -123,6 +150,25 @@ static void test_every_option(void **state)
     assert_int_equal(u.startup_max_reconnect_attempts, 3);
     assert_false(u.randomize);
     assert_int_equal(u.timeout, 2500);
+    uri_free(&u);
+
+    /* the ActiveMQ options that were refused before, and this client's own */
+    parse_ok("failover:(tcp://h1:1,tcp://h2:2,tcp://h3:3)?backup=true&backupPoolSize=2&priorityBackup=true"
+             "&priorityURIs=tcp://h3:3,tcp://H2:2/&trackMessages=true&maxCacheSize=65536&updateURIsSupported=false"
+             "&connectTimeout=1500&connectAttemptDelay=100&maxRefusedReconnectDelay=200",
+             &u);
+    assert_true(u.backup);
+    assert_int_equal(u.backup_pool_size, 2);
+    assert_true(u.priority_backup);
+    assert_false(u.brokers[0].priority); /* priorityURIs replaces the default */
+    assert_true(u.brokers[1].priority);
+    assert_true(u.brokers[2].priority);
+    assert_true(u.track_messages);
+    assert_int_equal(u.max_cache_size, 65536);
+    assert_false(u.update_uris_supported);
+    assert_int_equal(u.connect_timeout, 1500);
+    assert_int_equal(u.connect_attempt_delay, 100);
+    assert_int_equal(u.max_refused_reconnect_delay, 200);
     uri_free(&u);
 
     /* zero, -1, repeated (the last wins, as in ActiveMQ), empty pairs */
@@ -202,8 +248,19 @@ static void test_bad_uris(void **state)
     parse_bad("failover:(failover:(tcp://a:1))", "nested");
     parse_bad("failover:(tcp://a:1)?nope=1", "unknown option 'nope'");
     parse_bad("failover:(tcp://a:1)?initialreconnectdelay=1", "unknown option 'initialreconnectdelay'");
-    parse_bad("failover:(tcp://a:1)?backup=true", "does not support");
-    parse_bad("failover:(tcp://a:1)?trackMessages=true", "does not support");
+    parse_bad("failover:(tcp://a:1)?rebalanceUpdateURIs=true", "does not support");
+    parse_bad("failover:(tcp://a:1)?nested.wireFormat.x=1", "does not support");
+    parse_bad("failover:(tcp://a:1)?backup=yes", "backup: 'yes' is not true or false");
+    parse_bad("failover:(tcp://a:1)?backupPoolSize=-1", "backupPoolSize: '-1' is not a count");
+    parse_bad("failover:(tcp://a:1)?trackMessages=1", "trackMessages");
+    parse_bad("failover:(tcp://a:1)?maxCacheSize=0", "maxCacheSize: '0' is not a number >= 1");
+    parse_bad("failover:(tcp://a:1)?priorityURIs=tcp://b:1", "priorityURIs: 'tcp://b:1' is not in the broker list");
+    parse_bad("failover:(tcp://a:1)?priorityURIs=a:1", "priorityURIs: 'a:1' is not a URI");
+    parse_bad("failover:(tcp://a:1)?priorityURIs=tcp://a:1,", "priorityURIs: empty entry");
+    parse_bad("failover:(tcp://a:1)?connectTimeout=0", "connectTimeout: '0' is not a number >= 1");
+    parse_bad("failover:(tcp://a:1)?connectAttemptDelay=-1", "connectAttemptDelay");
+    parse_bad("tcp://a:1?connectTimeout=x", "connectTimeout: 'x' is not a number");
+    parse_bad("tcp://a:1?connectTimeout=0", "connectTimeout: '0'");
     parse_bad("failover:(tcp://a:1)?timeout", "has no value");
     parse_bad("failover:(tcp://a:1)?=5", "has no name");
     parse_bad("failover:(tcp://a:1)?initialReconnectDelay=ten", "initialReconnectDelay: 'ten' is not a number");
@@ -247,6 +304,27 @@ static void test_backoff_exponential_capped(void **state)
     parse_ok("failover:(tcp://h:1)?initialReconnectDelay=0", &u);
     assert_int_equal(uri_reconnect_delay(&u, 1), 0);
     assert_int_equal(uri_reconnect_delay(&u, 9), 0);
+    uri_free(&u);
+}
+
+static void test_refused_delay_is_short(void **state)
+{
+    (void)state;
+    struct uri u;
+    parse_ok("failover:(tcp://h:1)", &u); /* the schedule, capped at 500 ms */
+    int64_t want[] = {10, 20, 40, 80, 160, 320, 500, 500};
+    for (unsigned i = 0; i < sizeof want / sizeof want[0]; i++)
+        assert_int_equal(uri_refused_delay(&u, i + 1), want[i]);
+    assert_int_equal(uri_refused_delay(&u, 1000000), 500);
+    uri_free(&u);
+    /* a smaller maxReconnectDelay wins; the option moves the cap */
+    parse_ok("failover:(tcp://h:1)?maxReconnectDelay=100", &u);
+    assert_int_equal(uri_refused_delay(&u, 20), 100);
+    uri_free(&u);
+    parse_ok("failover:(tcp://h:1)?maxRefusedReconnectDelay=2000&initialReconnectDelay=1000", &u);
+    assert_int_equal(uri_refused_delay(&u, 1), 1000);
+    assert_int_equal(uri_refused_delay(&u, 2), 2000);
+    assert_int_equal(uri_refused_delay(&u, 9), 2000);
     uri_free(&u);
 }
 
@@ -357,6 +435,79 @@ static void test_connect_order(void **state)
     uri_free(&u);
 }
 
+static void test_priority_order(void **state)
+{
+    (void)state;
+    struct uri u;
+    size_t order[4];
+    uint64_t rng = 3;
+    /* without priorityBackup, priority changes nothing */
+    parse_ok("failover:(tcp://a:1,tcp://b:2,tcp://c:3,tcp://d:4)?randomize=false&priorityURIs=tcp://c:3", &u);
+    uri_connect_order(&u, SIZE_MAX, &rng, order);
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(order[i], i);
+    uri_free(&u);
+    /* with it, priority brokers first, in list order, the failed one last */
+    parse_ok("failover:(tcp://a:1,tcp://b:2,tcp://c:3,tcp://d:4)?randomize=false&priorityBackup=true"
+             "&priorityURIs=tcp://d:4,tcp://b:2",
+             &u);
+    uri_connect_order(&u, SIZE_MAX, &rng, order);
+    size_t want[] = {1, 3, 0, 2};
+    assert_memory_equal(order, want, sizeof want);
+    uri_connect_order(&u, 1, &rng, order);
+    size_t want2[] = {3, 0, 2, 1};
+    assert_memory_equal(order, want2, sizeof want2);
+    uri_free(&u);
+    /* randomized: still the priority ones first */
+    parse_ok("failover:(tcp://a:1,tcp://b:2,tcp://c:3,tcp://d:4)?priorityBackup=true&priorityURIs=tcp://c:3,tcp://a:1",
+             &u);
+    for (int round = 0; round < 100; round++) {
+        uri_connect_order(&u, SIZE_MAX, &rng, order);
+        assert_true(order[0] == 0 || order[0] == 2);
+        assert_true(order[1] == 0 || order[1] == 2);
+        assert_true(order[2] == 1 || order[2] == 3);
+    }
+    uri_free(&u);
+}
+
+static void test_learn(void **state)
+{
+    (void)state;
+    struct uri u;
+    parse_ok("failover:(tcp://127.0.0.1:61613)", &u);
+    const char *h = "tcp://127.0.0.1:61613,tcp://127.0.0.1:61614";
+    assert_int_equal(uri_learn(&u, h, 21), 0); /* known */
+    assert_int_equal(uri_learn(&u, h + 22, strlen(h + 22)), 1);
+    assert_int_equal(u.nbrokers, 2);
+    assert_true(u.brokers[1].learned);
+    assert_false(u.brokers[1].priority);
+    assert_string_equal(u.brokers[1].text, "tcp://127.0.0.1:61614");
+    assert_int_equal(u.brokers[1].connect_timeout, -1);
+    assert_int_equal(uri_learn(&u, h + 22, strlen(h + 22)), 0); /* once */
+    /* host:port as ZooKeeper members publish it, IPv6 too */
+    assert_int_equal(uri_learn(&u, " [::1]:7 ", 9), 1);
+    assert_string_equal(u.brokers[2].text, "tcp://[::1]:7");
+    assert_int_equal(uri_learn(&u, "h:8", 3), 1);
+    assert_string_equal(u.brokers[3].text, "tcp://h:8");
+    /* nonsense is refused, options are not taken from a broker */
+    assert_int_equal(uri_learn(&u, "", 0), -EINVAL);
+    assert_int_equal(uri_learn(&u, "http://x:1", 10), -EINVAL);
+    assert_int_equal(uri_learn(&u, "tcp://x", 7), 1); /* the default port */
+    assert_int_equal(uri_learn(&u, "tcp://y:1?connectTimeout=1", 26), 0);
+    assert_int_equal(uri_learn(&u, "tcp://z:0", 9), -EINVAL);
+    /* at most URI_MAX_LEARNED */
+    char t[32];
+    size_t before = u.nlearned;
+    for (int i = 0; i < 100; i++) {
+        snprintf(t, sizeof t, "tcp://n%d:1", i);
+        assert_true(uri_learn(&u, t, strlen(t)) >= 0);
+    }
+    assert_int_equal(u.nlearned, URI_MAX_LEARNED);
+    assert_int_equal(u.nbrokers, 1 + URI_MAX_LEARNED);
+    assert_true(before < URI_MAX_LEARNED);
+    uri_free(&u);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -367,9 +518,12 @@ int main(void)
         cmocka_unit_test(test_list_forms),
         cmocka_unit_test(test_bad_uris),
         cmocka_unit_test(test_backoff_exponential_capped),
+        cmocka_unit_test(test_refused_delay_is_short),
         cmocka_unit_test(test_backoff_constant),
         cmocka_unit_test(test_attempt_limits),
         cmocka_unit_test(test_connect_order),
+        cmocka_unit_test(test_priority_order),
+        cmocka_unit_test(test_learn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,158 @@
+/* Streams: the one layer under every kind of connection (STOMP clients,
+ * console requests, replication peers). A stream is a non-blocking socket
+ * with an input and an output buffer, its read and write watchers, one
+ * deadline timer, reading paused and resumed by reason, output flushed
+ * before the loop sleeps (or at once), and one close path: closing runs
+ * the protocol's `closed` callback at once and puts the stream on a dead
+ * list; the object that embeds it is freed before the loop sleeps, never
+ * inside one of its own callbacks. Listeners (the accept helper with its
+ * per-listener connection limit and file-descriptor exhaustion handling)
+ * live here too. */
+#ifndef STOMPD_STREAM_H
+#define STOMPD_STREAM_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "stompd/buf.h"
+
+struct stream;
+struct listener;
+
+enum stream_state {
+    STREAM_CONNECTING, /* outgoing connect in progress */
+    STREAM_OPEN,
+    STREAM_CLOSING,    /* no more input; closed once output is flushed */
+    STREAM_DEAD,       /* closed; its object is freed before the loop sleeps */
+};
+
+struct stream_ops {
+    const char *kind; /* "stomp", "http", "repl": for logs */
+    /* Input arrived: consume what can be used of p[0..n) and return how
+     * many bytes were used. Whatever is not used stays buffered and is
+     * offered again with the next input or when reading resumes. The
+     * callback may pause, close or close-after-flush the stream. */
+    size_t (*input)(struct stream *s, const char *p, size_t n);
+    /* Optional: the output was at its limit (or the socket was full) and
+     * drained below the low-water mark. */
+    void (*drained)(struct stream *s);
+    /* Optional: may buffered output be written now? (A STOMP connection
+     * holds deliveries until their journal entry is committed.) */
+    bool (*may_write)(const struct stream *s);
+    /* Optional: the deadline set with stream_set_timer passed. */
+    void (*timeout)(struct stream *s);
+    /* Optional: an outgoing connect completed. */
+    void (*connected)(struct stream *s);
+    /* Optional: the stream was closed (by either side): release what the
+     * protocol holds. Runs once, before the stream goes on the dead list. */
+    void (*closed)(struct stream *s, const char *why);
+    /* Free the object embedding the stream (before the loop sleeps). */
+    void (*release)(struct stream *s);
+};
+
+struct stream {
+    int fd;
+    enum stream_state state;
+    const struct stream_ops *ops;
+    struct listener *listener;  /* counted against its connection limit */
+    char peer[64];
+    ev_io rd, wr;
+    ev_timer timer;
+    struct buf in, out;
+    ev_tstamp last_rx, last_tx;
+    size_t out_limit;           /* "full" at this many unsent bytes */
+    size_t low_water;           /* drained below this */
+    uint8_t paused;             /* reasons reading is stopped (bits, the protocol's own) */
+    bool writing;               /* EV_WRITE armed */
+    bool blocked;               /* output was full: tell `drained` when it is not */
+    bool in_flush, in_resume;
+    const char *close_why;      /* STREAM_CLOSING: the reason logged at the close */
+    TAILQ_ENTRY(stream) flush_link, resume_link, dead_link;
+};
+
+/* The loop every stream and listener runs on (set once at start). */
+void stream_layer_init(struct ev_loop *loop);
+
+/* Take over a connected (or, with connecting, connecting) socket. The
+ * stream starts reading at once. */
+void stream_init(struct stream *s, int fd, const char *peer, const struct stream_ops *ops, bool connecting);
+/* Start a non-blocking connect to host:port; returns the socket or -1. */
+int stream_connect_socket(const char *addr, char *err, size_t errlen);
+
+/* Queue output: appended to s->out (or written with buf_* directly),
+ * then flushed before the loop sleeps. */
+void stream_write(struct stream *s, const void *p, size_t n);
+void stream_want_flush(struct stream *s);
+/* Write what the socket takes now; returns -1 when the stream closed. */
+int stream_flush(struct stream *s);
+static inline size_t stream_pending(const struct stream *s) { return buf_used(&s->out); }
+static inline bool stream_full(const struct stream *s) { return buf_used(&s->out) >= s->out_limit; }
+
+/* Reading stops while any reason bit is set. Resuming with input already
+ * buffered offers it to the protocol before the loop sleeps. */
+void stream_pause(struct stream *s, uint8_t reason);
+void stream_resume(struct stream *s, uint8_t reason);
+
+/* One deadline per stream (0 stops it); STREAM_CLOSING uses it for the
+ * linger, the protocol's `timeout` otherwise. */
+void stream_set_timer(struct stream *s, double after);
+
+/* Stop reading; close once the output is flushed, or after linger
+ * seconds if the peer does not read it. */
+void stream_close_after_flush(struct stream *s, double linger, const char *why);
+/* Close now. */
+void stream_close(struct stream *s, const char *why);
+
+/* The before-sleep work of the layer: offer buffered input of resumed
+ * streams (returns true when there was any), flush every stream that
+ * asked, free dead ones. */
+bool stream_run_resumed(void);
+void stream_flush_all(void);
+void stream_free_dead(void);
+bool stream_flush_pending(void);
+
+/* ------------------------------------------------------------ listeners */
+
+struct listener {
+    const char *name;           /* "STOMP", "console", "replication" */
+    const char *addr_key;       /* config key of its address, named in errors */
+    const char *limit_key;      /* config key of its connection limit */
+    uint32_t max_conns;         /* 0: no limit */
+    uint32_t nconns;
+    bool nodelay;               /* TCP_NODELAY on accepted sockets */
+    int fd;
+    bool running;
+    ev_io io;
+    ev_timer pause;             /* accepting paused after running out of descriptors */
+    uint64_t accepted, refused, fd_exhausted;
+    ev_tstamp fd_logged;
+    /* A new connection: the callback makes a stream of it (with
+     * stream_init and listener_attach). */
+    void (*accept)(struct listener *l, int fd, const char *peer);
+    /* Optional: write a protocol-level "too many connections" answer to a
+     * refused socket before it is closed. */
+    void (*refuse)(struct listener *l, int fd);
+};
+
+/* Bind and listen on host:port and start accepting; -1 with err filled
+ * (naming addr_key). */
+int listener_start(struct listener *l, const char *addr, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+void listener_stop(struct listener *l);
+bool listener_running(const struct listener *l);
+/* The stream counts against l's connection limit until it closes. */
+void listener_attach(struct listener *l, struct stream *s);
+
+/* For a listener's refuse callback: write msg (len bytes) to a socket
+ * about to be closed, as far as it takes it at once. */
+void listener_say(int fd, const char *msg, size_t len);
+
+/* A non-blocking listening socket on host:port; -1 with err filled. */
+int stream_listen_socket(const char *addr, char *err, size_t errlen);
+struct sockaddr_storage;
+void stream_peer_name(const struct sockaddr_storage *ss, char *out, size_t len);
+
+#endif

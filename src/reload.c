@@ -1,0 +1,177 @@
+/* SIGHUP: read the configuration again (the same -c file, then the same
+ * --set overrides) and apply what can change in a running broker. A module
+ * that can take new values of some keys has one line in the hooks table
+ * below: its keys and a function that switches the module to the values
+ * of the freshly loaded copy, or changes nothing and returns an error. Its
+ * keys are then copied into the running configuration. Any other key that
+ * changed keeps its running value and is logged as needing a restart, so a
+ * reload never half-applies a setting nobody planned for. */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "stompd/config.h"
+#include "stompd/log.h"
+#include "stompd/notify.h"
+#include "stompd/reload.h"
+
+struct reload_hook {
+    const char *name;
+    const char *const *keys;   /* NULL-terminated */
+    bool always;               /* run at every reload, changed or not */
+    int (*apply)(const struct config *next, char *err, size_t errlen);
+};
+
+/* log.file is reopened at every SIGHUP, changed or not: that is how a
+ * rotated log (logrotate renames it, then signals) gets a new file. */
+static int reload_log(const struct config *next, char *err, size_t errlen)
+{
+    enum log_level lvl;
+    if (log_level_parse(next->log_level, &lvl) != 0) {
+        snprintf(err, errlen, "log.level: '%s' is not a level", next->log_level);
+        return -EINVAL;
+    }
+    if (next->log_file[0]) {
+        int rc = log_open_file(next->log_file);
+        if (rc != 0) {
+            snprintf(err, errlen, "cannot open log.file %s: %s", next->log_file, strerror(-rc));
+            return rc;
+        }
+    } else {
+        log_close();
+    }
+    log_set_level(lvl);
+    return 0;
+}
+
+static const char *const log_keys[] = {"log.level", "log.file", NULL};
+
+/* One line per module that reloads. (The security change adds users, ACLs
+ * and certificates here.) */
+static const struct reload_hook hooks[] = {
+    {"log", log_keys, true, reload_log},
+};
+
+#define NHOOKS (sizeof hooks / sizeof hooks[0])
+
+static struct {
+    struct ev_loop *loop;
+    ev_signal sighup;
+    const char *file;
+    const char *const *sets;
+    int nsets;
+    bool started;
+} R;
+
+static bool hook_has(const struct reload_hook *h, const char *key)
+{
+    for (const char *const *k = h->keys; *k; k++)
+        if (!strcmp(*k, key))
+            return true;
+    return false;
+}
+
+bool reload_key_is_live(const char *key)
+{
+    for (size_t i = 0; i < NHOOKS; i++)
+        if (hook_has(&hooks[i], key))
+            return true;
+    return false;
+}
+
+struct changes {
+    const char *names[64];
+    size_t n;
+};
+
+static void note_change(const char *key, void *ud)
+{
+    struct changes *c = ud;
+    if (c->n < sizeof c->names / sizeof c->names[0])
+        c->names[c->n++] = key;
+}
+
+static bool changed(const struct changes *c, const char *key)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (!strcmp(c->names[i], key))
+            return true;
+    return false;
+}
+
+int reload_now(void)
+{
+    struct config next;
+    char err[512];
+    int rc = 0;
+
+    notify_reloading();
+    log_info("reloading the configuration%s%s", R.file ? " from " : "", R.file ? R.file : "");
+    if (config_load(&next, R.file, R.sets, R.nsets, err, sizeof err) != 0) {
+        log_err("reload: %s; nothing changed", err);
+        rc = -EINVAL;
+        goto out;
+    }
+    struct changes ch = {.n = 0};
+    config_diff(&config, &next, note_change, &ch);
+    for (size_t i = 0; i < NHOOKS; i++) {
+        const struct reload_hook *h = &hooks[i];
+        bool touched = h->always;
+        for (const char *const *k = h->keys; *k && !touched; k++)
+            touched = changed(&ch, *k);
+        if (!touched)
+            continue;
+        if (h->apply(&next, err, sizeof err) != 0) {
+            log_err("reload: %s: %s; its settings are unchanged", h->name, err);
+            continue;
+        }
+        for (const char *const *k = h->keys; *k; k++) {
+            if (changed(&ch, *k)) {
+                if (config_copy_key(&config, &next, *k) != 0)
+                    log_err("reload: cannot copy %s", *k);
+                else
+                    log_info("reload: %s applied", *k);
+            }
+        }
+    }
+    for (size_t i = 0; i < ch.n; i++)
+        if (!reload_key_is_live(ch.names[i]))
+            log_warn("reload: %s changed, but takes effect only at the next restart", ch.names[i]);
+    log_info("configuration reloaded");
+out:
+    config_release(&next);
+    notify_reloaded();
+    return rc;
+}
+
+static void sighup_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    int rc = reload_now();
+    (void)rc; /* reported in the log */
+}
+
+void reload_start(struct ev_loop *loop, const char *file, const char *const *sets, int nsets)
+{
+    R.loop = loop;
+    R.file = file;
+    R.sets = sets;
+    R.nsets = nsets;
+    ev_signal_init(&R.sighup, sighup_cb, SIGHUP);
+    ev_signal_start(loop, &R.sighup);
+    R.started = true;
+}
+
+void reload_stop(void)
+{
+    if (R.started) {
+        ev_signal_stop(R.loop, &R.sighup);
+        R.started = false;
+    }
+}

@@ -1,0 +1,490 @@
+/* The store's log segments (see segment.h). Segment ids only grow, even
+ * across a reset, so a descriptor cached by a reader never names a
+ * different file than it was opened for. */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "stompd/log.h"
+#include "stompd/segment.h"
+
+#define SEG_MAGIC "STOMPDL2"
+#define FD_CACHE 8
+
+static struct {
+    char dir[4096];
+    pthread_mutex_t mu;     /* the list, between the writer and readers */
+    uint32_t *ids;
+    uint64_t *sizes;
+    size_t n, cap;
+    uint64_t bytes;
+    uint32_t next_id;
+    /* writer */
+    int wfd;                /* the current (last) segment */
+    uint64_t wsize;
+    bool opened;
+} L = {.mu = PTHREAD_MUTEX_INITIALIZER, .wfd = -1};
+
+/* readers' descriptors (loop thread) */
+static struct {
+    uint32_t id;
+    int fd;
+    uint64_t used;
+} cache[FD_CACHE];
+static uint64_t cache_clock;
+
+static void path_of(uint32_t id, char *out, size_t len)
+{
+    snprintf(out, len, "%s/%08" PRIx32 ".log", L.dir, id);
+}
+
+static uint32_t get_u32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void set_u32(char *p, uint32_t v)
+{
+    p[0] = (char)(v >> 24);
+    p[1] = (char)(v >> 16);
+    p[2] = (char)(v >> 8);
+    p[3] = (char)v;
+}
+
+static int by_id(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void list_add(uint32_t id, uint64_t size)
+{
+    pthread_mutex_lock(&L.mu);
+    if (L.n == L.cap) {
+        L.cap = L.cap ? L.cap * 2 : 64;
+        L.ids = realloc(L.ids, L.cap * sizeof *L.ids);
+        L.sizes = realloc(L.sizes, L.cap * sizeof *L.sizes);
+        if (!L.ids || !L.sizes)
+            abort();
+    }
+    L.ids[L.n] = id;
+    L.sizes[L.n] = size;
+    L.n++;
+    L.bytes += size;
+    pthread_mutex_unlock(&L.mu);
+}
+
+static int fsync_dir(void)
+{
+    int fd = open(L.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
+/* A new, empty segment becomes the current one. */
+static int new_segment(char *err, size_t errlen)
+{
+    uint32_t id = L.next_id++;
+    char path[4200];
+    path_of(id, path, sizeof path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    char hdr[SEG_HEADER_LEN] = SEG_MAGIC;
+    set_u32(hdr + 8, id);
+    if (write(fd, hdr, sizeof hdr) != (ssize_t)sizeof hdr || fdatasync(fd) != 0 || fsync_dir() != 0) {
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        close(fd);
+        unlink(path);
+        return -EIO;
+    }
+    if (L.wfd >= 0)
+        close(L.wfd);
+    L.wfd = fd;
+    L.wsize = SEG_HEADER_LEN;
+    list_add(id, SEG_HEADER_LEN);
+    return 0;
+}
+
+int seglog_open(const char *dir, char *err, size_t errlen)
+{
+    snprintf(L.dir, sizeof L.dir, "%s", dir);
+    if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+        return -errno;
+    }
+    DIR *d = opendir(dir);
+    if (!d) {
+        snprintf(err, errlen, "cannot read %s: %s", dir, strerror(errno));
+        return -errno;
+    }
+    uint32_t *found = NULL;
+    size_t nfound = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        unsigned id;
+        char tail;
+        if (strlen(de->d_name) != 12 || sscanf(de->d_name, "%8x.lo%c", &id, &tail) != 2 || tail != 'g')
+            continue;
+        if (nfound == cap) {
+            cap = cap ? cap * 2 : 64;
+            found = realloc(found, cap * sizeof *found);
+            if (!found)
+                abort();
+        }
+        found[nfound++] = id;
+    }
+    closedir(d);
+    if (nfound)
+        qsort(found, nfound, sizeof *found, by_id);
+    L.n = 0;
+    L.bytes = 0;
+    L.next_id = 1;
+    for (size_t i = 0; i < nfound; i++) {
+        char path[4200];
+        struct stat st;
+        path_of(found[i], path, sizeof path);
+        if (stat(path, &st) != 0)
+            continue;
+        list_add(found[i], (uint64_t)st.st_size);
+        L.next_id = found[i] + 1;
+    }
+    free(found);
+    L.opened = true;
+    if (L.n == 0)
+        return new_segment(err, errlen);
+    char path[4200];
+    path_of(L.ids[L.n - 1], path, sizeof path);
+    L.wfd = open(path, O_WRONLY | O_CLOEXEC);
+    if (L.wfd < 0) {
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    L.wsize = L.sizes[L.n - 1];
+    return 0;
+}
+
+static void cache_drop_all(void)
+{
+    for (int i = 0; i < FD_CACHE; i++) {
+        if (cache[i].fd > 0)
+            close(cache[i].fd);
+        cache[i].fd = 0;
+        cache[i].id = 0;
+    }
+}
+
+void seglog_close(void)
+{
+    cache_drop_all();
+    if (L.wfd >= 0)
+        close(L.wfd);
+    L.wfd = -1;
+    pthread_mutex_lock(&L.mu);
+    free(L.ids);
+    free(L.sizes);
+    L.ids = NULL;
+    L.sizes = NULL;
+    L.n = L.cap = 0;
+    L.bytes = 0;
+    pthread_mutex_unlock(&L.mu);
+    L.opened = false;
+}
+
+size_t seglog_ids(uint32_t *out, size_t max)
+{
+    pthread_mutex_lock(&L.mu);
+    size_t n = L.n;
+    for (size_t i = 0; i < n && i < max; i++)
+        out[i] = L.ids[i];
+    pthread_mutex_unlock(&L.mu);
+    return n;
+}
+
+uint32_t seglog_current(void)
+{
+    pthread_mutex_lock(&L.mu);
+    uint32_t id = L.n ? L.ids[L.n - 1] : 0;
+    pthread_mutex_unlock(&L.mu);
+    return id;
+}
+
+uint64_t seglog_bytes(void)
+{
+    pthread_mutex_lock(&L.mu);
+    uint64_t b = L.bytes;
+    pthread_mutex_unlock(&L.mu);
+    return b;
+}
+
+/* ------------------------------------------------------------ writer */
+
+size_t seg_rec_begin(struct buf *b, uint8_t type)
+{
+    size_t start = b->len;
+    char hdr[SEG_REC_HEADER] = {0};
+    hdr[8] = (char)type;
+    buf_append(b, hdr, sizeof hdr);
+    return start;
+}
+
+void seg_rec_end(struct buf *b, size_t start)
+{
+    char *h = b->data + start;
+    uint32_t len = (uint32_t)(b->len - start - SEG_REC_HEADER);
+    set_u32(h, len);
+    uLong crc = crc32(0L, (const Bytef *)h + 8, len + 1);
+    set_u32(h + 4, (uint32_t)crc);
+}
+
+int seglog_write(const struct buf *b, uint64_t roll_bytes, struct seg_pos *at, char *err, size_t errlen)
+{
+    if (L.wsize > SEG_HEADER_LEN && L.wsize + buf_used(b) > roll_bytes) {
+        int rc = new_segment(err, errlen);
+        if (rc)
+            return rc;
+    }
+    if (L.wsize + buf_used(b) > UINT32_MAX) {
+        snprintf(err, errlen, "a log segment would pass 4 GiB");
+        return -EFBIG;
+    }
+    at->seg = L.ids[L.n - 1];
+    at->off = (uint32_t)L.wsize;
+    const char *p = buf_head(b);
+    size_t left = buf_used(b);
+    uint64_t off = L.wsize;
+    while (left > 0) {
+        ssize_t n = pwrite(L.wfd, p, left, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            snprintf(err, errlen, "cannot write the log segment %08" PRIx32 ": %s", at->seg,
+                     n < 0 ? strerror(errno) : "no space");
+            return n < 0 ? -errno : -ENOSPC;
+        }
+        p += n;
+        left -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    pthread_mutex_lock(&L.mu);
+    L.sizes[L.n - 1] += buf_used(b);
+    L.bytes += buf_used(b);
+    pthread_mutex_unlock(&L.mu);
+    L.wsize = off;
+    return 0;
+}
+
+int seglog_sync(char *err, size_t errlen)
+{
+    if (L.wfd >= 0 && fdatasync(L.wfd) != 0) {
+        snprintf(err, errlen, "fdatasync of the log failed: %s", strerror(errno));
+        return -errno;
+    }
+    return 0;
+}
+
+int seglog_remove(uint32_t id)
+{
+    pthread_mutex_lock(&L.mu);
+    size_t i = 0;
+    while (i < L.n && L.ids[i] != id)
+        i++;
+    if (i == L.n || i == L.n - 1) {
+        pthread_mutex_unlock(&L.mu);
+        return -EINVAL;
+    }
+    L.bytes -= L.sizes[i];
+    memmove(L.ids + i, L.ids + i + 1, (L.n - i - 1) * sizeof *L.ids);
+    memmove(L.sizes + i, L.sizes + i + 1, (L.n - i - 1) * sizeof *L.sizes);
+    L.n--;
+    pthread_mutex_unlock(&L.mu);
+    char path[4200];
+    path_of(id, path, sizeof path);
+    return unlink(path) == 0 ? 0 : -errno;
+}
+
+int seglog_reset(char *err, size_t errlen)
+{
+    pthread_mutex_lock(&L.mu);
+    size_t n = L.n;
+    uint32_t *ids = malloc((n ? n : 1) * sizeof *ids);
+    if (!ids)
+        abort();
+    memcpy(ids, L.ids, n * sizeof *ids);
+    L.n = 0;
+    L.bytes = 0;
+    pthread_mutex_unlock(&L.mu);
+    if (L.wfd >= 0)
+        close(L.wfd);
+    L.wfd = -1;
+    for (size_t i = 0; i < n; i++) {
+        char path[4200];
+        path_of(ids[i], path, sizeof path);
+        unlink(path);
+    }
+    free(ids);
+    return new_segment(err, errlen);
+}
+
+int seglog_truncate(uint32_t seg, uint32_t off)
+{
+    char path[4200];
+    path_of(seg, path, sizeof path);
+    if (truncate(path, off) != 0)
+        return -errno;
+    pthread_mutex_lock(&L.mu);
+    for (size_t i = 0; i < L.n; i++) {
+        if (L.ids[i] == seg) {
+            L.bytes -= L.sizes[i] - off;
+            L.sizes[i] = off;
+        }
+    }
+    pthread_mutex_unlock(&L.mu);
+    if (L.n && L.ids[L.n - 1] == seg)
+        L.wsize = off;
+    return 0;
+}
+
+/* ------------------------------------------------------------ reading */
+
+static int reader_fd(uint32_t id)
+{
+    int free_slot = -1, oldest = 0;
+    for (int i = 0; i < FD_CACHE; i++) {
+        if (cache[i].fd > 0 && cache[i].id == id) {
+            cache[i].used = ++cache_clock;
+            return cache[i].fd;
+        }
+        if (cache[i].fd <= 0 && free_slot < 0)
+            free_slot = i;
+        if (cache[i].used < cache[oldest].used)
+            oldest = i;
+    }
+    int slot = free_slot >= 0 ? free_slot : oldest;
+    if (cache[slot].fd > 0)
+        close(cache[slot].fd);
+    char path[4200];
+    path_of(id, path, sizeof path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    cache[slot].fd = fd > 0 ? fd : 0;
+    cache[slot].id = id;
+    cache[slot].used = ++cache_clock;
+    return fd;
+}
+
+static ssize_t read_at(int fd, char *out, size_t len, uint64_t off)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = pread(fd, out + got, len - got, (off_t)(off + got));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
+int seglog_read(struct seg_pos pos, char *out, size_t len)
+{
+    int fd = reader_fd(pos.seg);
+    if (fd < 0)
+        return -ENOENT;
+    ssize_t n = read_at(fd, out, len, pos.off);
+    if (n < 0)
+        return (int)n;
+    return (size_t)n == len ? 0 : -EIO;
+}
+
+void seg_iter_init(struct seg_iter *it, struct seg_pos from)
+{
+    memset(it, 0, sizeof *it);
+    it->pos = from;
+    if (it->pos.off < SEG_HEADER_LEN)
+        it->pos.off = SEG_HEADER_LEN;
+}
+
+/* The segment after id, 0 when id is the last. */
+static uint32_t next_segment(uint32_t id)
+{
+    uint32_t next = 0;
+    pthread_mutex_lock(&L.mu);
+    for (size_t i = 0; i < L.n; i++) {
+        if (L.ids[i] > id) {
+            next = L.ids[i];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&L.mu);
+    return next;
+}
+
+int seg_iter_next(struct seg_iter *it)
+{
+    for (;;) {
+        int fd = reader_fd(it->pos.seg);
+        if (fd < 0) {
+            uint32_t next = next_segment(it->pos.seg);
+            if (!next)
+                return 0;
+            it->pos = (struct seg_pos){next, SEG_HEADER_LEN};
+            continue;
+        }
+        unsigned char hdr[SEG_REC_HEADER];
+        ssize_t n = read_at(fd, (char *)hdr, sizeof hdr, it->pos.off);
+        if (n < 0)
+            return (int)n;
+        if (n == 0) {
+            /* the end of this segment: the next one, if any */
+            uint32_t next = next_segment(it->pos.seg);
+            if (!next)
+                return 0;
+            it->pos = (struct seg_pos){next, SEG_HEADER_LEN};
+            continue;
+        }
+        uint32_t len = get_u32(hdr), crc = get_u32(hdr + 4);
+        if ((size_t)n < sizeof hdr || len > SEG_MAX_RECORD) {
+            it->torn = true;
+            return 0;
+        }
+        buf_free(&it->data);
+        buf_reserve(&it->data, (size_t)len + 1);
+        it->data.data[0] = (char)hdr[8];
+        n = read_at(fd, it->data.data + 1, len, (uint64_t)it->pos.off + SEG_REC_HEADER);
+        if (n < 0)
+            return (int)n;
+        if ((uint32_t)n < len || (uint32_t)crc32(0L, (const Bytef *)it->data.data, len + 1) != crc) {
+            it->torn = true;
+            return 0;
+        }
+        it->data.off = 1;
+        it->data.len = (size_t)len + 1;
+        it->type = hdr[8];
+        it->at = it->pos;
+        it->pos.off += SEG_REC_HEADER + len;
+        return 1;
+    }
+}
+
+void seg_iter_free(struct seg_iter *it)
+{
+    buf_free(&it->data);
+}

@@ -1,0 +1,530 @@
+/* Streams and listeners: the socket layer every connection kind shares
+ * (see stream.h). Reads go into a shared scratch buffer when nothing is
+ * buffered, so an idle or fully-consumed stream holds no input buffer;
+ * output is batched and flushed before the loop sleeps; closed streams are
+ * freed there too. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "stompd/config.h"
+#include "stompd/log.h"
+#include "stompd/stream.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+#define READ_CHUNK 65536
+#define FD_PAUSE 0.1       /* seconds accepting stops after running out of descriptors */
+#define FD_LOG_EVERY 10.0  /* seconds between warnings about it */
+
+static struct ev_loop *loop;
+static char scratch[READ_CHUNK];
+static TAILQ_HEAD(, stream) flushq = TAILQ_HEAD_INITIALIZER(flushq);
+static TAILQ_HEAD(, stream) resumed = TAILQ_HEAD_INITIALIZER(resumed);
+static TAILQ_HEAD(, stream) dead = TAILQ_HEAD_INITIALIZER(dead);
+/* Kept open so that, out of descriptors, a waiting connection can still be
+ * accepted and closed at once instead of hanging in the backlog. */
+static int spare_fd = -1;
+
+static void read_cb(struct ev_loop *l, ev_io *w, int revents);
+static void write_cb(struct ev_loop *l, ev_io *w, int revents);
+static void timer_cb(struct ev_loop *l, ev_timer *w, int revents);
+
+void stream_layer_init(struct ev_loop *l)
+{
+    loop = l;
+}
+
+void stream_init(struct stream *s, int fd, const char *peer, const struct stream_ops *ops, bool connecting)
+{
+    s->fd = fd;
+    s->ops = ops;
+    s->state = connecting ? STREAM_CONNECTING : STREAM_OPEN;
+    snprintf(s->peer, sizeof s->peer, "%s", peer);
+    if (!s->out_limit)
+        s->out_limit = 1u << 20;
+    if (!s->low_water)
+        s->low_water = s->out_limit / 2;
+    ev_io_init(&s->rd, read_cb, fd, EV_READ);
+    ev_io_init(&s->wr, write_cb, fd, EV_WRITE);
+    ev_init(&s->timer, timer_cb);
+    s->last_rx = s->last_tx = ev_now(loop);
+    if (connecting) {
+        ev_io_start(loop, &s->wr);
+        s->writing = true;
+    } else {
+        ev_io_start(loop, &s->rd);
+    }
+}
+
+/* ------------------------------------------------------------ input */
+
+static void offer_buffered(struct stream *s)
+{
+    size_t used = s->ops->input(s, buf_head(&s->in), buf_used(&s->in));
+    if (s->state <= STREAM_OPEN)
+        buf_consume(&s->in, used);
+}
+
+static void read_cb(struct ev_loop *l, ev_io *w, int revents)
+{
+    struct stream *s = container_of(w, struct stream, rd);
+    ssize_t n;
+    if (buf_used(&s->in) == 0) {
+        n = recv(s->fd, scratch, sizeof scratch, 0);
+        if (n > 0) {
+            s->last_rx = ev_now(l);
+            size_t used = s->ops->input(s, scratch, (size_t)n);
+            if (s->state <= STREAM_OPEN && used < (size_t)n)
+                buf_append(&s->in, scratch + used, (size_t)n - used);
+            return;
+        }
+    } else {
+        buf_reserve(&s->in, READ_CHUNK);
+        n = recv(s->fd, s->in.data + s->in.len, s->in.cap - s->in.len, 0);
+        if (n > 0) {
+            s->last_rx = ev_now(l);
+            s->in.len += (size_t)n;
+            offer_buffered(s);
+            return;
+        }
+    }
+    if (n == 0) {
+        stream_close(s, "peer closed the connection");
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        char why[128];
+        snprintf(why, sizeof why, "read error: %s", strerror(errno));
+        stream_close(s, why);
+    }
+}
+
+void stream_pause(struct stream *s, uint8_t reason)
+{
+    if (s->paused == 0 && s->state == STREAM_OPEN)
+        ev_io_stop(loop, &s->rd);
+    s->paused |= reason;
+}
+
+void stream_resume(struct stream *s, uint8_t reason)
+{
+    if (!(s->paused & reason))
+        return;
+    s->paused &= (uint8_t)~reason;
+    if (s->paused || s->state != STREAM_OPEN)
+        return;
+    ev_io_start(loop, &s->rd);
+    /* input read before the pause is offered before the loop sleeps */
+    if (buf_used(&s->in) > 0 && !s->in_resume) {
+        s->in_resume = true;
+        TAILQ_INSERT_TAIL(&resumed, s, resume_link);
+    }
+}
+
+bool stream_run_resumed(void)
+{
+    bool any = false;
+    struct stream *s;
+    while ((s = TAILQ_FIRST(&resumed))) {
+        TAILQ_REMOVE(&resumed, s, resume_link);
+        s->in_resume = false;
+        if (s->state == STREAM_OPEN && s->paused == 0 && buf_used(&s->in) > 0) {
+            offer_buffered(s);
+            any = true;
+        }
+    }
+    return any;
+}
+
+/* ------------------------------------------------------------ output */
+
+void stream_write(struct stream *s, const void *p, size_t n)
+{
+    buf_append(&s->out, p, n);
+    stream_want_flush(s);
+}
+
+void stream_want_flush(struct stream *s)
+{
+    if (s->in_flush || s->state == STREAM_DEAD)
+        return;
+    s->in_flush = true;
+    TAILQ_INSERT_TAIL(&flushq, s, flush_link);
+}
+
+int stream_flush(struct stream *s)
+{
+    if (s->state == STREAM_DEAD || s->state == STREAM_CONNECTING)
+        return 0;
+    if (s->state == STREAM_OPEN && s->ops->may_write && !s->ops->may_write(s)) {
+        /* held: whoever holds it asks for a flush when it lets go; a
+         * writable socket must not wake the loop meanwhile */
+        if (s->writing) {
+            ev_io_stop(loop, &s->wr);
+            s->writing = false;
+        }
+        return 0;
+    }
+    /* remember it was full, however many flushes it then takes to drain */
+    if (buf_used(&s->out) >= s->out_limit)
+        s->blocked = true;
+    while (buf_used(&s->out) > 0) {
+        ssize_t n = send(s->fd, buf_head(&s->out), buf_used(&s->out), MSG_NOSIGNAL);
+        if (n > 0) {
+            s->last_tx = ev_now(loop);
+            buf_consume(&s->out, (size_t)n);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            s->blocked = true;
+            if (!s->writing) {
+                ev_io_start(loop, &s->wr);
+                s->writing = true;
+            }
+            break;
+        }
+        char why[128];
+        snprintf(why, sizeof why, "write error: %s", n < 0 ? strerror(errno) : "zero write");
+        stream_close(s, why);
+        return -1;
+    }
+    if (buf_used(&s->out) == 0) {
+        if (s->writing) {
+            ev_io_stop(loop, &s->wr);
+            s->writing = false;
+        }
+        if (s->state == STREAM_CLOSING) {
+            stream_close(s, s->close_why ? s->close_why : "closed after its last answer");
+            return -1;
+        }
+    }
+    if (s->blocked && buf_used(&s->out) < s->low_water) {
+        s->blocked = false;
+        if (s->ops->drained)
+            s->ops->drained(s);
+        if (s->state == STREAM_DEAD)
+            return -1;
+    }
+    return 0;
+}
+
+static void write_cb(struct ev_loop *l, ev_io *w, int revents)
+{
+    struct stream *s = container_of(w, struct stream, wr);
+    if (s->state == STREAM_CONNECTING) {
+        int err = 0;
+        socklen_t sl = sizeof err;
+        if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &sl) != 0)
+            err = errno;
+        if (err) {
+            char why[128];
+            snprintf(why, sizeof why, "connect failed: %s", strerror(err));
+            stream_close(s, why);
+            return;
+        }
+        s->state = STREAM_OPEN;
+        ev_io_start(l, &s->rd);
+        if (s->ops->connected)
+            s->ops->connected(s);
+        if (s->state != STREAM_OPEN)
+            return;
+    }
+    stream_flush(s);
+}
+
+void stream_flush_all(void)
+{
+    struct stream *s;
+    while ((s = TAILQ_FIRST(&flushq))) {
+        TAILQ_REMOVE(&flushq, s, flush_link);
+        s->in_flush = false;
+        stream_flush(s);
+    }
+}
+
+bool stream_flush_pending(void)
+{
+    return !TAILQ_EMPTY(&flushq);
+}
+
+/* ------------------------------------------------------------ deadline, close */
+
+void stream_set_timer(struct stream *s, double after)
+{
+    ev_timer_stop(loop, &s->timer);
+    if (after <= 0 || s->state == STREAM_DEAD)
+        return;
+    ev_timer_set(&s->timer, after > 0.001 ? after : 0.001, 0.);
+    ev_timer_start(loop, &s->timer);
+}
+
+static void timer_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+    struct stream *s = container_of(w, struct stream, timer);
+    if (s->state == STREAM_CLOSING)
+        stream_close(s, "the peer did not read its last answer in time");
+    else if (s->state != STREAM_DEAD && s->ops->timeout)
+        s->ops->timeout(s);
+}
+
+void stream_close_after_flush(struct stream *s, double linger, const char *why)
+{
+    if (s->state >= STREAM_CLOSING)
+        return;
+    s->state = STREAM_CLOSING;
+    s->close_why = why;
+    ev_io_stop(loop, &s->rd);
+    buf_free(&s->in);
+    if (s->in_resume) {
+        TAILQ_REMOVE(&resumed, s, resume_link);
+        s->in_resume = false;
+    }
+    stream_set_timer(s, linger);
+    stream_want_flush(s);
+}
+
+void stream_close(struct stream *s, const char *why)
+{
+    if (s->state == STREAM_DEAD)
+        return;
+    s->state = STREAM_DEAD;
+    ev_io_stop(loop, &s->rd);
+    ev_io_stop(loop, &s->wr);
+    ev_timer_stop(loop, &s->timer);
+    s->writing = false;
+    if (s->fd >= 0)
+        close(s->fd);
+    s->fd = -1;
+    buf_free(&s->in);
+    buf_free(&s->out);
+    if (s->in_flush) {
+        TAILQ_REMOVE(&flushq, s, flush_link);
+        s->in_flush = false;
+    }
+    if (s->in_resume) {
+        TAILQ_REMOVE(&resumed, s, resume_link);
+        s->in_resume = false;
+    }
+    if (s->listener) {
+        s->listener->nconns--;
+        s->listener = NULL;
+    }
+    if (s->ops->closed)
+        s->ops->closed(s, why);
+    TAILQ_INSERT_TAIL(&dead, s, dead_link);
+}
+
+void stream_free_dead(void)
+{
+    struct stream *s;
+    while ((s = TAILQ_FIRST(&dead))) {
+        TAILQ_REMOVE(&dead, s, dead_link);
+        s->ops->release(s);
+    }
+}
+
+/* ------------------------------------------------------------ sockets */
+
+void stream_peer_name(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        port = ntohs(in->sin_port);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        port = ntohs(in6->sin6_port);
+    }
+    snprintf(out, len, "%s:%d", host, port);
+}
+
+/* A non-blocking socket for host:port, bound and listening (passive) or
+ * connecting; -1 with err filled. */
+static int open_socket(const char *addr, bool passive, char *err, size_t errlen)
+{
+    char host[256];
+    int port;
+    if (config_split_hostport(addr, host, sizeof host, &port) != 0) {
+        snprintf(err, errlen, "'%s' is not host:port", addr);
+        return -1;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = passive ? AI_PASSIVE : 0};
+    struct addrinfo *res;
+    char portstr[8];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    int rc = getaddrinfo(host[0] ? host : NULL, portstr, &hints, &res);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        freeaddrinfo(res);
+        return -1;
+    }
+    int one = 1;
+    if (passive) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        rc = bind(fd, res->ai_addr, res->ai_addrlen) == 0 && listen(fd, 1024) == 0 ? 0 : -1;
+    } else {
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        rc = connect(fd, res->ai_addr, res->ai_addrlen) == 0 || errno == EINPROGRESS ? 0 : -1;
+    }
+    freeaddrinfo(res);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot %s %s: %s", passive ? "listen on" : "connect to", addr, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int stream_listen_socket(const char *addr, char *err, size_t errlen)
+{
+    return open_socket(addr, true, err, errlen);
+}
+
+int stream_connect_socket(const char *addr, char *err, size_t errlen)
+{
+    return open_socket(addr, false, err, errlen);
+}
+
+/* ------------------------------------------------------------ listeners */
+
+static void out_of_descriptors(struct listener *l, int err)
+{
+    l->fd_exhausted++;
+    /* Accept the oldest waiting connection with the spare descriptor and
+     * close it at once: its client hears "closed" instead of waiting. */
+    if (spare_fd >= 0) {
+        close(spare_fd);
+        spare_fd = -1;
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            close(fd);
+            l->refused++;
+        }
+        spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    /* The listener stays readable while connections wait: stop watching
+     * it for a moment, or the loop spins on accept() (libev's manual,
+     * "The special problem of accept()ing when you can't"). */
+    ev_io_stop(loop, &l->io);
+    ev_timer_stop(loop, &l->pause);
+    ev_timer_set(&l->pause, FD_PAUSE, 0.);
+    ev_timer_start(loop, &l->pause);
+    ev_tstamp now = ev_now(loop);
+    if (l->fd_logged == 0 || now - l->fd_logged >= FD_LOG_EVERY) {
+        log_warn("%s listener: out of file descriptors (%s): new connections are refused (%llu times so far); "
+                 "raise the open-files limit (ulimit -n, LimitNOFILE=) or lower %s",
+                 l->name, strerror(err), (unsigned long long)l->fd_exhausted,
+                 l->limit_key ? l->limit_key : "the number of connections");
+        l->fd_logged = now;
+    }
+}
+
+static void pause_cb(struct ev_loop *lp, ev_timer *w, int revents)
+{
+    struct listener *l = container_of(w, struct listener, pause);
+    if (l->running)
+        ev_io_start(lp, &l->io);
+}
+
+static void accept_cb(struct ev_loop *lp, ev_io *w, int revents)
+{
+    struct listener *l = container_of(w, struct listener, io);
+    for (int i = 0; i < 64 && l->running; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                out_of_descriptors(l, errno);
+            else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED &&
+                     errno != EPROTO)
+                log_warn("%s listener: accept: %s", l->name, strerror(errno));
+            return;
+        }
+        if (l->max_conns && l->nconns >= l->max_conns) {
+            l->refused++;
+            if (l->refuse)
+                l->refuse(l, fd);
+            close(fd);
+            continue;
+        }
+        if (l->nodelay) {
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        }
+        char peer[64];
+        stream_peer_name(&ss, peer, sizeof peer);
+        l->accepted++;
+        l->accept(l, fd, peer);
+    }
+}
+
+int listener_start(struct listener *l, const char *addr, char *err, size_t errlen)
+{
+    if (listener_running(l))
+        return 0;
+    char e2[300];
+    int fd = stream_listen_socket(addr, e2, sizeof e2);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s%s%s", e2, l->addr_key ? " (" : "", l->addr_key ? l->addr_key : "");
+        if (l->addr_key)
+            snprintf(err + strlen(err), errlen - strlen(err), ")");
+        return -1;
+    }
+    if (spare_fd < 0)
+        spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    l->fd = fd;
+    l->running = true;
+    ev_io_init(&l->io, accept_cb, fd, EV_READ);
+    ev_io_start(loop, &l->io);
+    ev_init(&l->pause, pause_cb);
+    return 0;
+}
+
+bool listener_running(const struct listener *l)
+{
+    return l->running;
+}
+
+void listener_stop(struct listener *l)
+{
+    if (!listener_running(l))
+        return;
+    ev_io_stop(loop, &l->io);
+    ev_timer_stop(loop, &l->pause);
+    close(l->fd);
+    l->fd = -1;
+    l->running = false;
+}
+
+void listener_say(int fd, const char *msg, size_t len)
+{
+    ssize_t n = send(fd, msg, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)n;
+}
+
+void listener_attach(struct listener *l, struct stream *s)
+{
+    s->listener = l;
+    l->nconns++;
+}

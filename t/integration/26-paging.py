@@ -1,0 +1,189 @@
+"""Deep backlogs: a persistent queue keeps only broker.queue_window bytes
+of its pending messages in memory and reads the rest back from the store
+in dispatch order as consumers take them. With a tiny window, queues far
+larger than it drain completely and in order (priorities included), with
+selectors, expiry, redelivery and the dead-letter queue still right; a
+restart reads no message (only counters), kill -9 in the middle of a
+drain loses nothing, and producers wait at broker.store_limit until
+consumers free room."""
+import base64
+import http.client
+import json
+import threading
+import time
+
+from stompd_test import connected
+
+WINDOW = {"broker.queue_window": "4KiB"}
+
+
+def console(b, path):
+    h = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=10)
+    h.request("GET", path, headers={"Authorization": "Basic " + base64.b64encode(b"admin:admin").decode()})
+    r = h.getresponse()
+    data = r.read()
+    h.close()
+    assert r.status == 200, (r.status, data)
+    return json.loads(data)
+
+
+def queue_info(b, name):
+    return {q["name"]: q for q in console(b, "/api/queues")}.get(name)
+
+
+def fill(b, dest, n, body=b"x" * 200, headers=None):
+    p = connected(b.port)
+    for i in range(n):
+        h = {"destination": dest, "persistent": "true", "n": str(i)}
+        h.update(headers(i) if headers else {})
+        p.send("SEND", h, body)
+    p.receipt("SEND", {"destination": "/queue/marker", "persistent": "true"}, "filled", b"")
+    p.close()
+
+
+def take(b, dest, n=None, ack="auto", timeout=3.0, headers=None):
+    c = connected(b.port)
+    h = {"id": "t", "destination": dest, "ack": ack}
+    h.update(headers or {})
+    c.send("SUBSCRIBE", h)
+    got = []
+    while n is None or len(got) < n:
+        try:
+            got.append(c.recv(timeout=timeout))
+        except TimeoutError:
+            break
+    return c, got
+
+
+def test_deep_queue_drains_in_order_and_restarts_without_reading_it(broker_factory):
+    b = broker_factory(WINDOW)
+    # priorities 0-9 mixed: the order out is priority first, then arrival
+    fill(b, "/queue/deep", 3000, headers=lambda i: {"priority": str((i * 7) % 10)})
+    q = queue_info(b, "/queue/deep")
+    assert q["pending"] == 3000
+    # the window holds a few messages of ~300 bytes: the rest is on disk only
+    assert q["pending_in_memory"] < 100 and q["pending_on_disk"] > 2900, q
+    assert q["memory_bytes"] < 64 * 1024, q
+    assert b.stop() == 0
+    b.start()
+    assert "recovered 3001 messages" in b.log_since_start()
+    q = queue_info(b, "/queue/deep")
+    assert q["pending"] == 3000 and q["pending_in_memory"] == 0, q
+    c, got = take(b, "/queue/deep", 3000)
+    assert len(got) == 3000
+    order = [(int(m["priority"]), int(m["n"])) for m in got]
+    assert order == sorted(order, key=lambda x: (-x[0], x[1]))
+    c.expect_nothing(0.5)
+    assert queue_info(b, "/queue/deep")["pending"] == 0
+
+
+def test_redelivery_selectors_expiry_and_dlq_on_a_paged_queue(broker_factory):
+    b = broker_factory(dict(WINDOW, **{"broker.max_redeliveries": "1"}))
+    now = int(time.time() * 1000)
+    # every 10th message has already expired: they go to the DLQ when read
+    # back; odd ones are red, even ones blue
+    fill(b, "/queue/mix", 1000, headers=lambda i: dict({"color": "red" if i % 2 else "blue"},
+                                                        **({"expires": str(now - 1000)} if i % 10 == 0 else {})))
+    assert b.stop() == 0
+    b.start()
+    # a selector consumer takes red ones from the window as it moves on:
+    # the blue ones it skips stay for others
+    red, got_red = take(b, "/queue/mix", 10, ack="client-individual",
+                        headers={"selector": "color = 'red'", "activemq.prefetchSize": "10"})
+    assert [int(m["n"]) for m in got_red] == list(range(1, 21, 2))
+    # NACKed: back in their place, so the same ten come first, redelivered
+    for m in got_red:
+        red.send("NACK", {"id": m["ack"]})
+    again = red.recv_all(10)
+    assert [int(m["n"]) for m in again] == list(range(1, 21, 2))
+    assert all(m["redelivered"] == "true" for m in again)
+    # lost by a consumer on their second delivery: past
+    # broker.max_redeliveries (1), to the DLQ
+    red.receipt("DISCONNECT", {}, "bye")
+    c, got = take(b, "/queue/mix", None, timeout=2.0)
+    ns = [int(m["n"]) for m in got]
+    assert ns == [i for i in range(1000) if i % 10 and not (i < 21 and i % 2)]
+    assert not any(m.get("redelivered") for m in got)
+    d, dead = take(b, "/queue/ActiveMQ.DLQ", None, timeout=2.0)
+    causes = sorted((int(m["n"]), m["dlqDeliveryFailureCause"]) for m in dead)
+    assert [n for n, why in causes if why == "expired"] == list(range(0, 1000, 10))
+    assert [n for n, why in causes if why != "expired"] == list(range(1, 21, 2))
+    assert queue_info(b, "/queue/mix")["pending"] == 0
+
+
+def test_a_selector_consumer_alone_finds_rare_matches_deep_in_the_queue(broker_factory):
+    b = broker_factory(WINDOW)
+    # one message in 500 matches: the window (a dozen messages) fills with
+    # ones it does not take, which it skips, a bounded step per loop turn
+    fill(b, "/queue/rare", 3000, headers=lambda i: {"kind": "rare" if i % 500 == 499 else "common"})
+    s, got = take(b, "/queue/rare", 6, headers={"selector": "kind = 'rare'"}, timeout=10.0)
+    assert [int(m["n"]) for m in got] == [499, 999, 1499, 1999, 2499, 2999]
+    assert queue_info(b, "/queue/rare")["pending_in_memory"] < 100
+    # what it skipped is still there, in order, for a consumer that takes it
+    c, rest = take(b, "/queue/rare", None, timeout=2.0)
+    assert [int(m["n"]) for m in rest] == [i for i in range(3000) if i % 500 != 499]
+    s.expect_nothing(0.2)
+
+
+def test_kill9_in_the_middle_of_a_drain_loses_nothing(broker_factory):
+    b = broker_factory(WINDOW)
+    fill(b, "/queue/k", 2000)
+    c, got = take(b, "/queue/k", 700, ack="client-individual", headers={"activemq.prefetchSize": "700"})
+    assert len(got) == 700
+    # the first 500 are acknowledged (the last with a receipt: all durable);
+    # each ACK lets one more message come
+    for m in got[:499]:
+        c.send("ACK", {"id": m["ack"]})
+    c.send("ACK", {"id": got[499]["ack"], "receipt": "acked"})
+    while True:
+        f = c.recv()
+        if f.command == "RECEIPT":
+            break
+        got.append(f)
+    assert len(got) <= 1200
+    b.kill()
+    b.start()
+    assert queue_info(b, "/queue/k")["pending"] == 1500
+    c2, rest = take(b, "/queue/k", None, timeout=2.0)
+    ns = [int(m["n"]) for m in rest]
+    assert ns == list(range(500, 2000))
+    # those delivered before the crash come back marked, the others not
+    delivered = {int(m["n"]) for m in got[500:]}
+    assert {int(m["n"]) for m in rest if m.get("redelivered") == "true"} == delivered
+
+
+def test_producers_wait_at_store_limit(broker_factory):
+    b = broker_factory(dict(WINDOW, **{"broker.store_limit": "1MiB", "store.segment_size": "64KiB"}))
+    p = connected(b.port)
+    body = b"s" * 4000
+    answered = []
+    for i in range(400):
+        p.send("SEND", {"destination": "/queue/full", "persistent": "true", "receipt": "r%d" % i}, body)
+    # receipts stop coming once the store holds about its limit
+    while True:
+        try:
+            f = p.recv(timeout=2.0)
+            answered.append(f["receipt-id"])
+        except TimeoutError:
+            break
+    assert 100 < len(answered) < 400, len(answered)
+    assert console(b, "/api/counters")["store_full"] is True
+    assert b.wait_log("producers of persistent messages wait")
+    # a consumer frees room: the producer's receipts come, every message arrives
+    got = []
+
+    def consume():
+        c, g = take(b, "/queue/full", 400, timeout=10.0)
+        got.extend(g)
+    t = threading.Thread(target=consume)
+    t.start()
+    deadline = time.time() + 60
+    while len(answered) < 400 and time.time() < deadline:
+        try:
+            answered.append(p.recv(timeout=5.0)["receipt-id"])
+        except TimeoutError:
+            pass
+    t.join(60)
+    assert len(answered) == 400
+    assert len(got) == 400 and all(m.body == body for m in got)
+    assert console(b, "/api/counters")["store_full"] is False

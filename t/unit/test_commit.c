@@ -1,0 +1,247 @@
+/* Unit tests of commit.c alone (the ops that wait for the journal): the
+ * order in which receipts go out and messages are released, per
+ * connection and across connections, with the connections, destinations
+ * and the duplicate window stubbed (stub_conn.c records what commit.c
+ * asks of them). Each test is a script of steps, each step followed by
+ * the transcript it must produce. */
+#include "config.h"
+
+#include <ev.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "stompd/commit.h"
+#include "stompd/config.h"
+#include "stompd/conn.h"
+#include "stompd/dest.h"
+#include "stompd/msg.h"
+#include "stompd/server.h"
+#include "stub_conn.h"
+#include "transcript.h"
+
+static struct conn conns[3];
+
+static struct conn *conn(int i)
+{
+    return &conns[i];
+}
+
+static int setup(void **state)
+{
+    memset(conns, 0, sizeof conns);
+    for (int i = 0; i < 3; i++) {
+        conns[i].id = (uint64_t)i + 1;
+        conns[i].state = CONN_OPEN;
+        TAILQ_INIT(&conns[i].ops);
+    }
+    config.pending_limit = 4;
+    srv.loop = ev_default_loop(0);
+    commit_reset(0);
+    transcript[0] = '\0';
+    stub_reserved = 0;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    for (int i = 0; i < 3; i++)
+        op_orphan_conn(&conns[i]);
+    commit_free_all();
+    return 0;
+}
+
+static void expect(const char *want)
+{
+    expect_transcript(want);
+}
+
+static struct msg *msg(const char *id, int dest)
+{
+    return msg_new(stub_dest(dest)->name, id, 1, 0, true, 4, 0, NULL, 0, "x", 1);
+}
+
+/* A persistent SEND: waits for lsn, then releases its message. */
+static void send_commit(int c, const char *receipt, uint64_t lsn, const char *id, int dest)
+{
+    struct op *op = op_commit(conn(c), receipt, lsn);
+    struct msg *m = msg(id, dest);
+    op_add_reserved_msg(op, m);
+    msg_unref(m);
+    op_submit(op);
+}
+
+static void test_receipts_in_frame_order(void **state)
+{
+    op_submit(op_receipt(conn(0), "r1"));
+    expect("c1 RECEIPT r1;");
+    send_commit(0, "r2", 5, "m2", 0);
+    expect("");
+    /* a frame with nothing to wait for still answers after r2 */
+    op_submit(op_receipt(conn(0), "r3"));
+    send_commit(0, "r4", 6, "m4", 0);
+    expect("");
+    commit_advance(4);
+    expect("");
+    commit_advance(5);
+    expect("deliver m2 to /queue/q0;c1 RECEIPT r2;c1 RECEIPT r3;");
+    commit_advance(6);
+    expect("deliver m4 to /queue/q0;c1 RECEIPT r4;");
+    assert_int_equal(stub_reserved, 0);
+}
+
+static void test_messages_released_in_lsn_order_across_connections(void **state)
+{
+    send_commit(0, NULL, 1, "a1", 0);
+    send_commit(1, "b", 2, "b2", 1);
+    send_commit(0, "a", 3, "a3", 0);
+    assert_true(stub_reserved > 0);
+    commit_advance(3);
+    expect("deliver a1 to /queue/q0;deliver b2 to /queue/q1;c2 RECEIPT b;deliver a3 to /queue/q0;c1 RECEIPT a;");
+    assert_int_equal(stub_reserved, 0);
+}
+
+static void test_already_committed_goes_at_once(void **state)
+{
+    commit_advance(10);
+    send_commit(0, "r", 7, "m", 0);
+    expect("deliver m to /queue/q0;c1 RECEIPT r;");
+}
+
+static void test_closed_connection_still_releases(void **state)
+{
+    send_commit(0, "lost", 1, "m1", 0);
+    send_commit(1, "kept", 2, "m2", 0);
+    op_orphan_conn(conn(0));
+    conn(0)->state = CONN_DEAD;
+    commit_advance(2);
+    /* what is durable must be delivered, answered or not */
+    expect("deliver m1 to /queue/q0;deliver m2 to /queue/q0;c2 RECEIPT kept;");
+}
+
+static void test_store_failure_answers_error(void **state)
+{
+    send_commit(0, "ok", 1, "m1", 0);
+    send_commit(0, "bad", 2, "m2", 0);
+    commit_advance(1);
+    expect("deliver m1 to /queue/q0;c1 RECEIPT ok;");
+    commit_fail_from(2, "disk full");
+    /* a message that was not stored is not delivered */
+    expect("c1 ERROR message not stored (bad);");
+}
+
+static void test_quorum_timeout_errors_and_still_releases(void **state)
+{
+    send_commit(0, "slow", 1, "m1", 0);
+    commit_expire(ev_now(srv.loop) + 1, "not replicated in time");
+    expect("c1 ERROR not replicated in time (slow);");
+    /* the connection closes with the ERROR; the op keeps its message */
+    op_orphan_conn(conn(0));
+    commit_advance(1);
+    expect("deliver m1 to /queue/q0;");
+}
+
+static void test_room_wait_pauses_and_resumes(void **state)
+{
+    struct dest *d = stub_dest(2);
+    op_submit(op_room(conn(0), "full", d));
+    expect("pause 4;");
+    op_submit(op_receipt(conn(0), "after"));
+    expect("");
+    op_room_free(d);
+    expect("c1 RECEIPT full;c1 RECEIPT after;resume 4;");
+}
+
+static void test_pending_limit_pauses_reading(void **state)
+{
+    for (uint64_t i = 1; i <= 4; i++)
+        send_commit(0, NULL, i, "m", 0);
+    expect("pause 2;");
+    /* reading resumes once fewer than half the limit wait */
+    commit_advance(2);
+    expect("deliver m to /queue/q0;deliver m to /queue/q0;resume 2;");
+    commit_advance(4);
+    expect("deliver m to /queue/q0;deliver m to /queue/q0;");
+}
+
+static void test_disconnect_receipt_then_close(void **state)
+{
+    send_commit(0, "s", 1, "m", 0);
+    op_submit(op_disconnect(conn(0), "bye"));
+    expect("");
+    commit_advance(1);
+    expect("deliver m to /queue/q0;c1 RECEIPT s;c1 RECEIPT bye;c1 close;");
+}
+
+static void test_transaction_batch(void **state)
+{
+    /* a COMMIT that journaled nothing (its messages went as they were
+     * replayed): answered at once */
+    struct op *b = op_batch(conn(0), "empty");
+    op_batch_close(b, 0);
+    op_submit(b);
+    expect("c1 RECEIPT empty;");
+    /* one that did: dups remembered at its lsn, messages at its commit */
+    b = op_batch(conn(0), "tx");
+    struct msg *m = msg("t2", 1);
+    op_add_reserved_msg(b, m);
+    msg_unref(m);
+    op_add_dup(b, "p-1");
+    op_batch_close(b, 8);
+    op_submit(b);
+    expect("dup p-1 at 8;");
+    commit_advance(8);
+    expect("deliver t2 to /queue/q1;c1 RECEIPT tx;");
+}
+
+static void notified(void *arg, bool ok)
+{
+    say("notified %s %s", (const char *)arg, ok ? "ok" : "failed");
+}
+
+static void test_connectionless_ops_notify(void **state)
+{
+    struct op *op = op_commit(NULL, NULL, 3);
+    struct msg *m = msg("console", 0);
+    op_add_reserved_msg(op, m);
+    msg_unref(m);
+    op_notify(op, notified, "console-send");
+    op_submit(op);
+    expect("");
+    commit_advance(3);
+    expect("deliver console to /queue/q0;notified console-send ok;");
+    /* one whose asker went away: released, nobody told */
+    op = op_commit(NULL, NULL, 4);
+    m = msg("gone", 0);
+    op_add_msg(op, m);
+    msg_unref(m);
+    op_notify(op, notified, "x");
+    op_submit(op);
+    op_cancel_notify(op);
+    commit_advance(4);
+    expect("deliver gone to /queue/q0;");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_receipts_in_frame_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_messages_released_in_lsn_order_across_connections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_already_committed_goes_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_closed_connection_still_releases, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_failure_answers_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quorum_timeout_errors_and_still_releases, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_room_wait_pauses_and_resumes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pending_limit_pauses_reading, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disconnect_receipt_then_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transaction_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connectionless_ops_notify, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
