@@ -755,6 +755,13 @@ void repl_master_append(uint64_t lsn, const char *data, size_t len, bool sync)
         return;
     M.last_lsn = lsn;
     ring_push(lsn, data, len, sync);
+    /* quorum_mem counts a quorum of nodes holding the entry in memory: the
+     * master holds it from now on (its ring), so it need not wait for its
+     * own writer thread (its store writes it anyway); the receipt waits
+     * for the slaves alone, the local write runs alongside. A mode that
+     * names the master's own write (local_mem, local_disk) still waits. */
+    if ((M.modes & SYNC_QUORUM_MEM) && !(M.modes & (SYNC_LOCAL_MEM | SYNC_LOCAL_DISK)))
+        quorum_local(&M.q, lsn, 0);
 }
 
 /* Before the loop sleeps: everything appended in this round goes to each

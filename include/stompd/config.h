@@ -38,6 +38,8 @@ struct config {
     bool require_host;
     bool client_id_takeover;
     int64_t connect_timeout;
+    int64_t frame_timeout;
+    int64_t max_input_buffers;
     int64_t heartbeat_min;
     int64_t heartbeat_grace_pct;
     int64_t output_limit;
