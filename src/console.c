@@ -674,6 +674,30 @@ static void durable_metrics(struct buf *b)
     }
 }
 
+/* Each listener's accepted and refused connections, and how often it ran
+ * out of file descriptors. */
+static void listener_metrics(struct buf *b)
+{
+    const struct listener *ls[16];
+    size_t n = listener_list(ls, 16);
+    static const struct {
+        const char *name, *help;
+    } lf[] = {
+        {"stompd_listener_accepted_total", "Connections a listener accepted"},
+        {"stompd_listener_refused_total", "Connections a listener refused (at its limit, or out of descriptors)"},
+        {"stompd_listener_fd_exhausted_total", "Times a listener could not accept for lack of file descriptors"},
+    };
+    for (size_t k = 0; k < 3; k++) {
+        buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n", lf[k].name, lf[k].help, lf[k].name);
+        for (size_t i = 0; i < n; i++) {
+            uint64_t v = k == 0 ? ls[i]->accepted : k == 1 ? ls[i]->refused : ls[i]->fd_exhausted;
+            buf_printf(b, "%s{listener=\"", lf[k].name);
+            prom_label(b, ls[i]->name);
+            buf_printf(b, "\"} %llu\n", (unsigned long long)v);
+        }
+    }
+}
+
 static void render_metrics(struct http_req *h)
 {
     struct buf b = {0};
@@ -733,6 +757,7 @@ static void render_metrics(struct http_req *h)
         }
     }
     durable_metrics(&b);
+    listener_metrics(&b);
     for (size_t i = 0; i < sizeof families / sizeof families[0]; i++) {
         struct metric_ctx x = {&b, &families[i]};
         buf_printf(&b, "# HELP stompd_destination_%s %s\n# TYPE stompd_destination_%s %s\n", families[i].name,

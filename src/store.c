@@ -1307,9 +1307,42 @@ static int replay(char *err, size_t errlen)
     return rc;
 }
 
+/* A new index over an existing log is rebuilt from the log when the log
+ * still holds the store's whole history: it starts with entry 1, or with
+ * a snapshot. A log whose older segments were removed (their messages all
+ * acknowledged) no longer says what those entries made (durable
+ * subscriptions, delivery counts): refused, rather than serve a store
+ * missing them. */
+static int check_rebuild(char *err, size_t errlen)
+{
+    uint32_t ids[1];
+    if (seglog_ids(ids, 1) == 0)
+        return 0;
+    struct seg_iter it;
+    seg_iter_init(&it, (struct seg_pos){ids[0], SEG_HEADER_LEN});
+    int rc = seg_iter_next(&it);
+    bool whole = rc <= 0 || it.type == REC_PAIRS;
+    if (rc > 0 && it.type == REC_ENTRY) {
+        struct journal_entry e;
+        whole = journal_decode(buf_head(&it.data), buf_used(&it.data), &e) == 0 && e.lsn == 1;
+    }
+    seg_iter_free(&it);
+    if (!whole) {
+        snprintf(err, errlen, "the store %s has lost its index (%s/index), and its log no longer starts at "
+                              "the beginning of its history (older segments were removed): it cannot be rebuilt. "
+                              "Restore this node from a replica (move %s away and start it as a slave) or a backup",
+                 S.dir, S.dir, S.dir);
+        return -EIO;
+    }
+    if (rc > 0)
+        log_warn("store %s: its index was missing: rebuilding it from the log", S.dir);
+    return 0;
+}
+
 static int open_v2(char *err, size_t errlen)
 {
     char path[4200];
+    bool fresh_index = false;
     snprintf(path, sizeof path, "%s/index", S.dir);
     int rc = mkdir_p(path);
     if (rc) {
@@ -1337,6 +1370,7 @@ static int open_v2(char *err, size_t errlen)
         }
         if ((rc = init_identity(err, errlen)) != 0)
             return rc;
+        fresh_index = true;
     } else {
         snprintf(err, errlen, "cannot read the store %s", S.dir);
         return rc;
@@ -1360,6 +1394,8 @@ static int open_v2(char *err, size_t errlen)
         if (lerr)
             return set_err(err, errlen, "cannot write the store", lerr);
     }
+    if (fresh_index && (rc = check_rebuild(err, errlen)) != 0)
+        return rc;
     if (store_scan(KEY_SEG, strlen(KEY_SEG), load_segmeta, NULL) < 0) {
         snprintf(err, errlen, "cannot read the store %s", S.dir);
         return -EIO;

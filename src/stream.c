@@ -509,10 +509,29 @@ static void accept_cb(struct ev_loop *lp, ev_io *w, int revents)
     }
 }
 
+/* Every listener ever started (they live as long as the process), for
+ * their counters. */
+#define MAX_LISTENERS 16
+static struct listener *known[MAX_LISTENERS];
+static size_t nknown;
+
+size_t listener_list(const struct listener **out, size_t max)
+{
+    size_t n = 0;
+    for (; n < nknown && n < max; n++)
+        out[n] = known[n];
+    return n;
+}
+
 int listener_start(struct listener *l, const char *addr, char *err, size_t errlen)
 {
     if (listener_running(l))
         return 0;
+    bool seen = false;
+    for (size_t i = 0; i < nknown; i++)
+        seen |= known[i] == l;
+    if (!seen && nknown < MAX_LISTENERS)
+        known[nknown++] = l;
     char e2[300];
     int fd = stream_listen_socket(addr, e2, sizeof e2);
     if (fd < 0) {

@@ -151,6 +151,8 @@ int listener_start(struct listener *l, const char *addr, char *err, size_t errle
     __attribute__((warn_unused_result));
 void listener_stop(struct listener *l);
 bool listener_running(const struct listener *l);
+/* Every listener started so far (running or not), for their counters. */
+size_t listener_list(const struct listener **out, size_t max);
 /* The stream counts against l's connection limit until it closes. */
 void listener_attach(struct listener *l, struct stream *s);
 

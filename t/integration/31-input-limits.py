@@ -4,6 +4,7 @@ stomp.max_input_buffers (a connection whose frame would go beyond is
 refused with an ERROR), and a frame must arrive whole within
 stomp.frame_timeout once it has begun, heart-beats or not. Other clients
 are not disturbed."""
+import os
 import socket
 import time
 
@@ -85,3 +86,67 @@ def test_partial_frames_share_one_limit(broker_factory):
     # room again: a new big frame goes through
     n = connected(b.port)
     n.receipt("SEND", {"destination": "/queue/big"}, "again", b"z" * (8 * MiB))
+
+
+def test_out_of_file_descriptors_refuses_without_spinning(broker_factory):
+    # With 64 descriptors the broker runs out after a few dozen clients:
+    # the listener stops accepting for a moment instead of spinning on
+    # accept(), the waiting clients are closed (not left hanging), one log
+    # line per interval says so, /metrics counts it, and once descriptors
+    # free up new clients get in.
+    import base64
+    import http.client
+    b = broker_factory(start=False)
+    plain = b.command
+    b.command = lambda: ["prlimit", "--nofile=64:64"] + plain()
+    b.start()
+    held = []
+    for _ in range(80):
+        try:
+            c = Client(b.port, timeout=5)
+            c.connect()
+            held.append(c)
+        except (OSError, AssertionError, ConnectionError, TimeoutError):
+            break
+    assert 20 < len(held) < 64, len(held)
+    # knock for two seconds while the broker is out of descriptors
+    with open("/proc/%d/stat" % b.proc.pid) as f:
+        ticks0 = sum(int(x) for x in f.read().split()[13:15])
+    t_end = time.time() + 2
+    knocks = 0
+    while time.time() < t_end:
+        try:
+            s = socket.create_connection(("127.0.0.1", b.port), timeout=1)
+            s.settimeout(1)
+            try:
+                s.recv(10)
+            except OSError:
+                pass
+            s.close()
+            knocks += 1
+        except OSError:
+            pass
+    with open("/proc/%d/stat" % b.proc.pid) as f:
+        ticks1 = sum(int(x) for x in f.read().split()[13:15])
+    cpu_s = (ticks1 - ticks0) / os.sysconf("SC_CLK_TCK")
+    assert cpu_s < 1.0, "the broker used %.2f s of CPU in 2 s out of descriptors" % cpu_s
+    assert knocks > 0
+    assert b.log().count("out of file descriptors") <= 3
+    # counted, and served again once descriptors are free
+    for c in held[:10]:
+        c.close()
+    deadline = time.time() + 10
+    while True:
+        try:
+            p = connected(b.port)
+            break
+        except (OSError, AssertionError, ConnectionError, TimeoutError):
+            assert time.time() < deadline
+            time.sleep(0.1)
+    p.receipt("SEND", {"destination": "/queue/after"}, "r", b"x")
+    h = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=10)
+    h.request("GET", "/metrics", headers={"Authorization": "Basic " + base64.b64encode(b"admin:admin").decode()})
+    text = h.getresponse().read().decode()
+    n = [int(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+         if line.startswith('stompd_listener_fd_exhausted_total{listener="STOMP"}')]
+    assert n and n[0] >= 1, text
