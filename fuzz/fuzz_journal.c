@@ -97,14 +97,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (journal_foreach_op(&e, on_op, &w) != 0 || w.ops != e.nops)
             abort();
         size_t bytes = 0;
-        struct journal_sink sink = {sink_put, sink_del, sink_del_prefix, &bytes, false};
+        struct journal_sink sink = {.put = sink_put, .del = sink_del, .put_msg = sink_put, .del_msg = sink_del,
+                                    .del_msgs = sink_del_prefix, .ctx = &bytes};
         if (journal_apply(d, size, &sink) != 0)
             abort();
         if (journal_checksum(d, size) == 0)
             abort();
     } else {
         size_t bytes = 0;
-        struct journal_sink sink = {sink_put, sink_del, sink_del_prefix, &bytes, false};
+        struct journal_sink sink = {.put = sink_put, .del = sink_del, .put_msg = sink_put, .del_msg = sink_del,
+                                    .del_msgs = sink_del_prefix, .ctx = &bytes};
         if (journal_apply(d, size, &sink) == 0)
             abort(); /* apply must refuse what decode refuses */
     }
