@@ -126,6 +126,13 @@ static const struct cfg_key keys[] = {
     {"stomp.ws_origins", CFG_STR, "", 0, 0, NULL, OFF(ws_origins),
      "browser origins (scheme://host[:port], comma-separated, * for any) allowed to open WebSocket connections "
      "besides same-origin pages; clients that send no Origin are always allowed"},
+    {"stomp.max_selector_length", CFG_INT, "4096", 16, 65536, NULL, OFF(max_selector_length),
+     "longest SUBSCRIBE selector, in bytes"},
+    {"stomp.max_selector_complexity", CFG_INT, "100000", 10, 100000000, NULL, OFF(max_selector_complexity),
+     "compiled size of one selector (nodes, IN items, LIKE automaton work): bounds what a SUBSCRIBE costs"},
+    {"stomp.selector_budget", CFG_INT, "100000", 1000, 1000000000000LL, NULL, OFF(selector_budget),
+     "selector steps one message's routing (and one loop iteration's dispatching) may take; the rest waits "
+     "for the next iteration"},
     /* [store] */
     {"store.type", CFG_CHOICE, "leveldb", 0, 0, "leveldb|replicated-leveldb|memory", OFF(store_type),
      "leveldb: a local LevelDB journal under broker.data_dir; replicated-leveldb: the master ships it to slaves; "

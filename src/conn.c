@@ -72,6 +72,32 @@ void conn_frame_limits(struct frame_limits *lim)
     };
 }
 
+/* The reverse of conn_frame_limits(): the ERROR for a frame over a limit
+ * names the limit and its setting. NULL when err is not about a limit. */
+static const char *limit_detail(const char *err, char *buf, size_t len)
+{
+    switch (frame_error_limit(err)) {
+    case FRAME_LIMIT_FRAME:
+        snprintf(buf, len, "A frame (headers and body) may be at most %lld bytes (stomp.max_frame_size).",
+                 (long long)config.max_frame_size);
+        return buf;
+    case FRAME_LIMIT_HEADERS:
+        snprintf(buf, len, "A frame may carry at most %lld headers (stomp.max_headers).", (long long)config.max_headers);
+        return buf;
+    case FRAME_LIMIT_HEADER_LINE:
+        snprintf(buf, len, "A header line may be at most %lld bytes (stomp.max_header_size).",
+                 (long long)config.max_header_size);
+        return buf;
+    case FRAME_LIMIT_COMMAND_LINE:
+        snprintf(buf, len, "A command line may be at most %lld bytes (stomp.max_command_size).",
+                 (long long)config.max_command_size);
+        return buf;
+    case FRAME_LIMIT_NONE:
+        break;
+    }
+    return NULL;
+}
+
 struct conn *conn_new(int fd, const char *peer)
 {
     struct conn *c = calloc(1, sizeof *c);
@@ -141,7 +167,8 @@ static size_t conn_input(struct stream *s, const char *data, size_t len)
         if (st == FRAME_ERROR) {
             /* the bad frame's receipt, if its line was seen whole */
             char *receipt = frame_error_receipt(&c->parser, data + off);
-            conn_error(c, err, receipt, NULL);
+            char detail[160];
+            conn_error(c, err, receipt, limit_detail(err, detail, sizeof detail));
             free(receipt);
             break;
         }

@@ -750,6 +750,12 @@ static void render_metrics(struct http_req *h)
       repl_master_auth_failures());
     M("Replication peers closed unauthenticated to make room (store.max_unauthenticated)", "counter",
       "repl_handshakes_evicted_total", repl_master_handshakes_evicted());
+    struct sub_selector_stats sel;
+    sub_selector_stats(&sel);
+    M("Selector verdicts put off to a later loop iteration by stomp.selector_budget", "counter",
+      "selector_deferred_total", sel.deferred);
+    M("Selector evaluations a whole stomp.selector_budget could not finish (taken as not matching)", "counter",
+      "selector_over_budget_total", sel.over_budget);
 #undef M
     if (repl_master_running()) {
         struct repl_slave_info si[32];

@@ -140,15 +140,15 @@ int handle_connect(struct conn *c, struct frame *f, uint64_t *lsn)
     char session[32], beats[32];
     snprintf(session, sizeof session, "%llu", (unsigned long long)c->id);
     frame_write_command(&c->st.out, "CONNECTED");
-    if (av)
-        frame_write_header_str(&c->st.out, c->version, false, "version",
-                               v == STOMP_12 ? "1.2" : v == STOMP_11 ? "1.1" : "1.0");
+    /* Always both, a 1.0 client's too (no accept-version means 1.0): the
+     * 1.2 specification says CONNECTED MUST carry version, and a missing
+     * heart-beat means 0,0, which is what a 1.0 connection gets. */
+    frame_write_header_str(&c->st.out, c->version, false, "version",
+                           v == STOMP_12 ? "1.2" : v == STOMP_11 ? "1.1" : "1.0");
     frame_write_header_str(&c->st.out, c->version, false, "server", PACKAGE_NAME "/" PACKAGE_VERSION);
     frame_write_header_str(&c->st.out, c->version, false, "session", session);
-    if (v >= STOMP_11) {
-        snprintf(beats, sizeof beats, "%u,%u", sx, sy);
-        frame_write_header_str(&c->st.out, c->version, false, "heart-beat", beats);
-    }
+    snprintf(beats, sizeof beats, "%u,%u", sx, sy);
+    frame_write_header_str(&c->st.out, c->version, false, "heart-beat", beats);
     put_cluster_members(&c->st.out, c->version);
     frame_write_body(&c->st.out, NULL, 0);
     c->frames_out++;

@@ -114,8 +114,19 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
     struct selector *sel = NULL;
     const char *seltext = frame_get(f, "selector");
     if (seltext) {
+        /* What one SUBSCRIBE may make the broker spend, compiling now and
+         * matching every message later, is bounded here. */
+        const struct selector_limits lim = {.max_length = (size_t)config.max_selector_length,
+                                            .max_complexity = (uint64_t)config.max_selector_complexity};
         char serr[256];
-        if (selector_compile(seltext, &sel, serr, sizeof serr) != 0)
+        int rc = selector_compile_limited(seltext, &lim, &sel, serr, sizeof serr);
+        if (rc == SELECTOR_TOO_LONG)
+            return proto_fail("selector too long", "%s (stomp.max_selector_length is %lld).", serr,
+                              (long long)config.max_selector_length);
+        if (rc == SELECTOR_TOO_COMPLEX)
+            return proto_fail("selector too complex", "%s (stomp.max_selector_complexity is %lld).", serr,
+                              (long long)config.max_selector_complexity);
+        if (rc != 0)
             return proto_fail("invalid selector", "%s", serr);
     }
     if (!d) {

@@ -51,6 +51,9 @@ struct config {
     char *ws_listen;
     char *wss_listen;
     char *ws_origins;
+    int64_t max_selector_length;
+    int64_t max_selector_complexity;
+    int64_t selector_budget;
     /* [store] */
     char *store_type;
     char *store_sync;

@@ -61,6 +61,8 @@ struct repl_reader {
     bool bad;
 };
 
+/* Bounds-checked reads: one that does not fit sets bad and moves nothing,
+ * and once bad every read returns 0 ("" for strings) and moves nothing. */
 uint8_t repl_get_u8(struct repl_reader *r);
 uint32_t repl_get_u32(struct repl_reader *r);
 uint64_t repl_get_u64(struct repl_reader *r);
