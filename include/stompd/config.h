@@ -75,8 +75,13 @@ struct config {
     int64_t http_max_request;
     int64_t http_max_connections;
     int64_t http_refresh;
+    char *admin_group;
     /* [auth] */
     char *auth_users;
+    char *auth_acl;
+    char *auth_anonymous;
+    bool auth_cache;
+    int64_t auth_hash_threads;
     /* [log] */
     char *log_level;
     char *log_file;
