@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stompd/acl.h"
 #include "stompd/config.h"
 #include "stompd/conn.h"
 #include "stompd/dest.h"
@@ -99,6 +100,13 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
         return proto_fail("cannot subscribe to another connection's temporary destination",
                           "Only the connection that created '%.200s' may consume from it.", name);
 
+    /* read, for a durable subscription too; temporary ones have their owner */
+    if (!acl_allows_dest(c->who, resolved, ACL_READ)) {
+        char message[256], detail[1200];
+        acl_explain(c->who, resolved, ACL_READ, message, sizeof message, detail, sizeof detail);
+        return proto_fail(message, "%s", detail);
+    }
+
     const char *dname = frame_get(f, "activemq.subscriptionName");
     if (dname && !*dname)
         dname = NULL;
@@ -119,9 +127,11 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
             return proto_fail("invalid selector", "%s", serr);
     }
     if (!d) {
-        int rc = dest_open(resolved, c, &d, &err);
+        int rc = dest_open(resolved, c, c->who, &d, &err);
         if (rc != 0) {
             selector_free(sel);
+            if (rc == -EACCES)
+                return proto_fail(dest_denied(), "%s", err);
             return proto_fail(rc == -ENOSPC ? "too many destinations" : "invalid destination", "'%.200s': %s.",
                               name, err);
         }

@@ -55,6 +55,11 @@ int proto_fail(const char *message, const char *detail_fmt, ...)
 
 static void proto_dispatch(struct conn *c, struct frame *f, const char *receipt);
 
+void proto_error(struct conn *c, const char *receipt)
+{
+    conn_error(c, fail_message[0] ? fail_message : "request failed", receipt, fail_detail[0] ? fail_detail : NULL);
+}
+
 void proto_receipt(struct conn *c, const char *receipt)
 {
     if (!receipt)

@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "stompd/acl.h"
+#include "stompd/auth.h"
 #include "stompd/config.h"
 #include "stompd/log.h"
 #include "stompd/notify.h"
@@ -49,11 +51,19 @@ static int reload_log(const struct config *next, char *err, size_t errlen)
 }
 
 static const char *const log_keys[] = {"log.level", "log.file", NULL};
+/* The users file and the ACL file are read again at every SIGHUP, changed
+ * path or not: editing them is how users and permissions change. Open
+ * connections keep who they logged in as; new CONNECTs and new frames
+ * see the new files. */
+static const char *const users_keys[] = {"auth.users", "auth.anonymous", "auth.cache", "http.admin_user",
+                                         "http.admin_password", "http.admin_group", NULL};
+static const char *const acl_keys[] = {"auth.acl", NULL};
 
-/* One line per module that reloads. (The security change adds users, ACLs
- * and certificates here.) */
+/* One line per module that reloads. */
 static const struct reload_hook hooks[] = {
     {"log", log_keys, true, reload_log},
+    {"users", users_keys, true, auth_reload},
+    {"acl", acl_keys, true, acl_reload},
 };
 
 #define NHOOKS (sizeof hooks / sizeof hooks[0])
