@@ -133,17 +133,15 @@ static int connect_finish(struct conn *c, const struct pending_login *p, struct 
 {
     int v = p->version;
     const char *cid = p->client_id;
+    c->who = who; /* before the claim: a takeover needs the same user */
     if (cid && *cid) {
-        if (proto_claim_client_id(c, cid) != 0) {
-            principal_unref(who);
+        if (proto_claim_client_id(c, cid) != 0)
             return proto_fail("client-id already in use",
                               "Another connection is using client-id '%.128s'; each client-id may be connected once.", cid);
-        }
         c->client_id = strdup(cid);
     }
     if (p->login)
         c->login = strdup(p->login);
-    c->who = who;
 
     c->version = (enum stomp_version)v;
     c->parser.version = c->version;

@@ -5,7 +5,7 @@
  * specific matching entry of its kind decides (the earlier line on a
  * tie), and a destination no entry covers is denied. A group "*" is every
  * authenticated user (not the anonymous one). read = SUBSCRIBE (a durable
- * subscription too), write = SEND (STOMP and the console), admin =
+ * subscription too, and removing or replacing one), write = SEND (STOMP and the console), admin =
  * creating a destination on first use, purging and deleting it. Without an
  * ACL file everything is allowed. Temporary destinations are outside the
  * ACL: they belong to their connection. The broker's own producers (no

@@ -53,7 +53,9 @@ int ack_message(struct conn *c, struct frame *f, bool nack, bool lenient);
  * one) must wait for, 0 when it needs none. */
 uint64_t proto_journaled(const struct frame *f);
 
-/* Client-ids in use by open connections (one connection per client-id). */
+/* Client-ids in use by open connections (one connection per client-id;
+ * with stomp.client_id_takeover the same user's newer connection wins).
+ * c->who must be set. */
 int proto_claim_client_id(struct conn *c, const char *client_id) __attribute__((warn_unused_result));
 
 #endif

@@ -10,6 +10,7 @@ import base64
 import http.client
 import json
 import re
+import time
 
 import pytest
 
@@ -29,6 +30,7 @@ queue:orders.audit  read=ops admin=ops
 queue:public.>      read=* write=* admin=*
 queue:ActiveMQ.DLQ  read=ops
 topic:prices.*      read=* write=feed admin=*
+topic:desk.*        read=ops write=ops admin=ops
 queue:>             admin=ops
 """
 
@@ -60,6 +62,25 @@ def denied(c, command, headers, perm, dest, body=b""):
     assert f["receipt-id"] == "deny-1"
     c.expect_closed()
     return f
+
+
+def login_once_free(b, user, client_id, deadline=30.0):
+    """Log in with client_id once the broker has let go of the previous
+    connection that used it (it closes a refused one right after its ERROR)."""
+    end = time.time() + deadline
+    while True:
+        c = Client(b.port)
+        h = login_headers(user, USERS[user][0])
+        h["client-id"] = client_id
+        h.update({"accept-version": "1.2", "host": "localhost"})
+        c.send("CONNECT", h)
+        f = c.recv()
+        if f.command == "CONNECTED":
+            c.version = f.get("version", "1.0")
+            return c
+        assert f["message"] == "client-id already in use" and time.time() < end, f
+        c.close()
+        time.sleep(0.05)
 
 
 def send_own(c, dest, body):
@@ -211,6 +232,55 @@ def test_durable_subscriptions_need_read(acl_broker):
     c.receipt("SUBSCRIBE", {"id": "d", "destination": "/topic/prices.us",
                             "activemq.subscriptionName": "keep"}, "r2")
     assert c.recv().body == b"while away"
+
+
+def test_durable_subscriptions_are_not_removed_without_read(acl_broker):
+    """A durable subscription hangs on client-id and name: another user who
+    sends the same pair may not destroy it (by UNSUBSCRIBE with its name,
+    or by subscribing the name to another topic) without read on its
+    topic; its backlog stays for its subscriber."""
+    b = acl_broker
+    bob = login(b, "bob", {"client-id": "desk-1"})
+    bob.receipt("SUBSCRIBE", {"id": "d", "destination": "/topic/desk.fx",
+                              "activemq.subscriptionName": "fx"}, "r")
+    bob.close()
+    feeder = login(b, "bob")
+    feeder.receipt("SEND", {"destination": "/topic/desk.fx", "persistent": "true"}, "f", b"kept for bob")
+
+    def durables():
+        topics = {t["name"]: t for t in api(b, "/api/topics")}
+        return [d["name"] for d in topics["/topic/desk.fx"]["durable_subscriptions"]]
+
+    assert durables() == ["fx"]
+    denied(login_once_free(b, "carol", "desk-1"), "UNSUBSCRIBE",
+           {"id": "d", "activemq.subscriptionName": "fx"}, "read", "/topic/desk.fx")
+    c2 = login_once_free(b, "carol", "desk-1")
+    denied(c2, "SUBSCRIBE", {"id": "d", "destination": "/topic/prices.us",
+                             "activemq.subscriptionName": "fx"}, "read", "/topic/desk.fx")
+    assert durables() == ["fx"]
+    bob = login_once_free(b, "bob", "desk-1")
+    bob.receipt("SUBSCRIBE", {"id": "d", "destination": "/topic/desk.fx",
+                              "activemq.subscriptionName": "fx"}, "r2")
+    assert bob.recv().body == b"kept for bob"
+    # its own user removes it
+    bob.receipt("UNSUBSCRIBE", {"id": "d", "activemq.subscriptionName": "fx"}, "u")
+    assert durables() == []
+
+
+def test_client_id_takeover_only_by_the_same_user(broker_factory, tmp_path):
+    """stomp.client_id_takeover lets a user's new connection replace its
+    own older one, never another user's."""
+    users = write_users(str(tmp_path / "users"), USERS)
+    b = broker_factory({"auth.users": users, "stomp.client_id_takeover": "true"})
+    alice = login(b, "alice", {"client-id": "app-1"})
+    carol = Client(b.port)
+    f = carol.connect(headers=dict(login_headers("carol", "c-pw"), **{"client-id": "app-1"}), expect="ERROR")
+    assert f["message"] == "client-id already in use", f
+    carol.expect_closed()
+    alice.receipt("SUBSCRIBE", {"id": "s", "destination": "/queue/x"}, "still-here")
+    alice2 = login(b, "alice", {"client-id": "app-1"})
+    assert alice.expect_error("client-id taken over")
+    alice2.receipt("SUBSCRIBE", {"id": "s", "destination": "/queue/x"}, "r")
 
 
 def test_a_transactions_send_is_refused_when_it_arrives(acl_broker):
