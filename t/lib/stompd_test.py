@@ -121,9 +121,13 @@ class Broker:
                                      cwd=self.dir, env=self.env)
         t = timeout or (60 if VALGRIND else 10)
         if wait is True:
-            if not wait_port(self.port, t):
-                self.kill()
-                raise RuntimeError("stompd did not start listening on %d:\n%s" % (self.port, self.log()))
+            # The console's listener opens after the STOMP one: wait for
+            # both, or a test's first request may find the console's port
+            # still closed (seen under valgrind on a loaded machine).
+            for port in [self.port] + ([self.http_port] if self.http_port else []):
+                if not wait_port(port, t):
+                    self.kill()
+                    raise RuntimeError("stompd did not start listening on %d:\n%s" % (port, self.log()))
         elif isinstance(wait, str):
             if not self.wait_log(wait, t, since_start=True):
                 self.kill()
