@@ -41,6 +41,7 @@ static const struct client_listener {
     size_t offset; /* of its char * in struct config */
 } client_listeners[] = {
     {"stomp.listen", offsetof(struct config, stomp_listen)},
+    {"stomp.ws_listen", offsetof(struct config, ws_listen)},
 };
 
 #define NLISTENERS (sizeof client_listeners / sizeof client_listeners[0])

@@ -59,9 +59,21 @@ static const char *const users_keys[] = {"auth.users", "auth.anonymous", "auth.c
                                          "http.admin_password", "http.admin_group", NULL};
 static const char *const acl_keys[] = {"auth.acl", NULL};
 
-/* One line per module that reloads. */
+/* Each WebSocket handshake reads the running list: copying it is enough. */
+static int reload_ws_origins(const struct config *next, char *err, size_t errlen)
+{
+    (void)next;
+    (void)err;
+    (void)errlen;
+    return 0;
+}
+
+static const char *const ws_keys[] = {"stomp.ws_origins", NULL};
+
+/* One line per module that reloads. (TLS adds certificates here.) */
 static const struct reload_hook hooks[] = {
     {"log", log_keys, true, reload_log},
+    {"websocket origins", ws_keys, false, reload_ws_origins},
     {"users", users_keys, true, auth_reload},
     {"acl", acl_keys, true, acl_reload},
 };

@@ -47,6 +47,8 @@ struct config {
     int64_t max_subscriptions;
     int64_t max_transactions;
     int64_t max_tx_frames;
+    char *ws_listen;
+    char *ws_origins;
     /* [store] */
     char *store_type;
     char *store_sync;
@@ -77,6 +79,9 @@ struct config {
     int64_t http_max_request;
     int64_t http_max_connections;
     int64_t http_refresh;
+    int64_t http_request_timeout;
+    int64_t http_reserved_connections;
+    char *http_hosts;
     char *admin_group;
     /* [auth] */
     char *auth_users;

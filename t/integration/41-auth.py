@@ -291,6 +291,18 @@ def test_non_loopback_listener_without_users_refuses_to_start(tmp_path, host):
     assert r.returncode == 0 and "configuration OK" in r.stdout, r.stderr
 
 
+def test_non_loopback_websocket_listener_without_users_refuses_to_start(tmp_path):
+    """stomp.ws_listen is a client listener too: the same rule."""
+    port = free_port()
+    addr = "0.0.0.0:%d" % port
+    for check in (True, False):
+        r = run_stompd(tmp_path, "stomp.listen=127.0.0.1:%d" % free_port(), "stomp.ws_listen=" + addr, check=check)
+        out = r.stdout + r.stderr
+        assert r.returncode == 1, out
+        assert "stomp.ws_listen = %s is not a loopback address" % addr in out, out
+        assert not port_open(port)
+
+
 def test_anonymous_false_without_users_refuses_to_start(tmp_path):
     r = run_stompd(tmp_path, "stomp.listen=127.0.0.1:%d" % free_port(), "auth.anonymous=false")
     assert r.returncode == 1 and "auth.anonymous = false and auth.users is not set" in r.stderr, r.stderr

@@ -283,6 +283,31 @@ def test_client_id_takeover_only_by_the_same_user(broker_factory, tmp_path):
     alice2.receipt("SUBSCRIBE", {"id": "s", "destination": "/queue/x"}, "r")
 
 
+def test_websocket_clients_log_in_and_meet_the_acl(broker_factory, tmp_path):
+    """STOMP over WebSocket goes through the same CONNECT and the same checks."""
+    from stompd_test import free_port
+    from wsclient import WS
+    users = write_users(str(tmp_path / "users"), USERS)
+    (tmp_path / "acl").write_text(ACL)
+    port = free_port()
+    b = broker_factory({"auth.users": users, "auth.acl": str(tmp_path / "acl"),
+                        "stomp.ws_listen": "127.0.0.1:%d" % port})
+    assert b.wait_log(r"accepting STOMP over WebSocket on ws://127\.0\.0\.1:%d/" % port)
+    w = WS(port)
+    w.send_stomp("CONNECT", {"accept-version": "1.2", "host": "localhost", "login": "alice", "passcode": "wrong"})
+    f = w.recv_stomp()
+    assert f.command == "ERROR" and f["message"] == "authentication failed", f
+    w.drop()
+    w = WS(port)
+    w.connect_stomp(headers=login_headers("alice", USERS["alice"][0]))
+    w.receipt("SEND", {"destination": "/queue/public.ws"}, "ok", b"x")
+    w.send_stomp("SEND", {"destination": "/queue/orders.audit", "receipt": "deny-1"}, b"x")
+    f = w.recv_stomp()
+    assert f.command == "ERROR" and f["message"] == "access denied: no write permission on /queue/orders.audit", f
+    assert f["receipt-id"] == "deny-1"
+    w.drop()
+
+
 def test_a_transactions_send_is_refused_when_it_arrives(acl_broker):
     b = acl_broker
     bob = login(b, "bob")

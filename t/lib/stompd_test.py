@@ -594,6 +594,21 @@ def connected(port, version="1.2", headers=None):
     return c
 
 
+def pytest_configure(config):
+    # the log says why a test was skipped
+    if "s" not in config.option.reportchars and "a" not in config.option.reportchars:
+        config.option.reportchars += "s"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # a file whose every test was skipped is a SKIP (77) for make check,
+    # not a PASS
+    rep = session.config.pluginmanager.get_plugin("terminalreporter")
+    if exitstatus == 0 and rep is not None and rep.stats.get("skipped") and \
+            not rep.stats.get("passed") and not rep.stats.get("failed") and not rep.stats.get("error"):
+        session.exitstatus = 77
+
+
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

@@ -349,6 +349,15 @@ static void test_exposure_rule(void **state)
         else if (rc != 0)
             assert_true(strstr(err, "auth.users") && strstr(err, "auth.anonymous"));
     }
+    /* the WebSocket listener is a client listener too */
+    memset(&c, 0, sizeof c);
+    c.stomp_listen = (char *)"127.0.0.1:61613";
+    c.ws_listen = (char *)"0.0.0.0:61614";
+    assert_int_not_equal(auth_exposure_check(&c, "", "auto", err, sizeof err), 0);
+    assert_non_null(strstr(err, "stomp.ws_listen = 0.0.0.0:61614 is not a loopback address"));
+    assert_int_equal(auth_exposure_check(&c, "/etc/stompd/users", "auto", err, sizeof err), 0);
+    c.ws_listen = (char *)"127.0.0.1:61614";
+    assert_int_equal(auth_exposure_check(&c, "", "auto", err, sizeof err), 0);
 }
 
 /* ------------------------------------------------------------ --hash-password */
