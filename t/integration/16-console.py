@@ -306,7 +306,7 @@ def test_malformed_and_oversized(broker_factory):
 
 def test_keep_alive_and_pipelining(broker):
     auth = base64.b64encode(b"admin:admin")
-    one = b"GET /api/counters HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + auth + b"\r\n\r\n"
+    one = b"GET /api/counters HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic " + auth + b"\r\n\r\n"
     s = socket.create_connection(("127.0.0.1", broker.http_port), timeout=5)
     s.sendall(one + one)
     out = b""
@@ -320,7 +320,7 @@ def test_keep_alive_and_pipelining(broker):
 
 
 def test_console_connection_limit(broker_factory):
-    b = broker_factory({"http.max_connections": "2"})
+    b = broker_factory({"http.max_connections": "2", "http.reserved_connections": "0"})
     # The start's probe of the console port (stompd_test waits for it) can
     # still count when the two held connections arrive, and then the second
     # is the one refused: hold two that are both taken.
