@@ -202,6 +202,8 @@ static const struct cfg_key keys[] = {
      "names the console answers to in the Host header besides IP addresses, localhost, this machine's name "
      "and the host of http.listen (a defence against DNS rebinding); *.example.com matches its subdomains; "
      "* = any"},
+    {"http.admin_group", CFG_STR, "admins", 0, 0, NULL, OFF(admin_group),
+     "members of this group of auth.users may use the console (http.admin_user stays a fallback)"},
     /* [zookeeper] */
     {"zookeeper.address", CFG_STR, "", 0, 0, NULL, OFF(zk_address),
      "ZooKeeper ensemble, host:port[,host:port...]; empty = no ZooKeeper"},
@@ -227,6 +229,20 @@ static const struct cfg_key keys[] = {
      "STOMP and console TLS clients must present a certificate signed by tls.ca (ActiveMQ's needClientAuth)"},
     {"tls.handshake_timeout", CFG_DURATION, "10s", 100, 600000, NULL, OFF(tls_handshake_timeout),
      "a TLS handshake not finished in this time is dropped (any listener, and the slave's link)"},
+    /* [auth] */
+    {"auth.users", CFG_STR, "", 0, 0, NULL, OFF(auth_users),
+     "users file, one user a line name:HASH[:group,...] (HASH from stompd --hash-password); empty = no users"},
+    {"auth.anonymous", CFG_CHOICE, "auto", 0, 0, "auto|true|false", OFF(auth_anonymous),
+     "CONNECT without login: auto = allowed only while auth.users is empty and every client listener is on "
+     "loopback (a non-loopback listener without users refuses to start); true = always; false = never"},
+    {"auth.acl", CFG_STR, "", 0, 0, NULL, OFF(auth_acl),
+     "ACL file: queue:PATTERN or topic:PATTERN then read=, write=, admin= group lists; a destination no line "
+     "covers is denied; empty = every connected client may do everything"},
+    {"auth.cache", CFG_BOOL, "true", 0, 0, NULL, OFF(auth_cache),
+     "remember a successful login as a keyed hash (never the password) so the same credentials skip crypt(3) "
+     "next time"},
+    {"auth.hash_threads", CFG_INT, "1", 1, 64, NULL, OFF(auth_hash_threads),
+     "threads that check passwords (crypt(3) takes milliseconds; never on the loop thread)"},
     /* [log] */
     {"log.level", CFG_CHOICE, "info", 0, 0, "debug|info|warn|error", OFF(log_level),
      "lowest level written to the log"},

@@ -16,6 +16,7 @@
 #include "stompd/conn.h"
 #include "stompd/dest.h"
 #include "stompd/log.h"
+#include "stompd/principal.h"
 #include "stompd/proto.h"
 #include "stompd/server.h"
 #include "stompd/sub.h"
@@ -302,8 +303,12 @@ void conn_error_hdr(struct conn *c, const char *message, const char *receipt, co
 {
     if (c->state >= CONN_CLOSING)
         return;
-    srv.st.protocol_errors++;
-    clog_info(c, "ERROR: %s%s%s", message, detail ? ": " : "", detail ? detail : "");
+    if (c->error_quiet) {
+        clog_debug(c, "ERROR: %s%s%s", message, detail ? ": " : "", detail ? detail : "");
+    } else {
+        srv.st.protocol_errors++;
+        clog_info(c, "ERROR: %s%s%s", message, detail ? ": " : "", detail ? detail : "");
+    }
     frame_write_command(&c->st.out, "ERROR");
     frame_write_header_str(&c->st.out, c->version, true, "message", message);
     if (receipt)
@@ -330,6 +335,7 @@ void conn_error_hdr(struct conn *c, const char *message, const char *receipt, co
  * go away, waiting ops are orphaned (commits still release). */
 static void release_broker_state(struct conn *c)
 {
+    proto_login_cancel(c);
     struct sub *s, *tmp;
     HASH_ITER(hh, c->subs, s, tmp)
         sub_destroy(s);
@@ -372,5 +378,6 @@ static void conn_release(struct stream *s)
     struct conn *c = container_of(s, struct conn, st);
     free(c->client_id);
     free(c->login);
+    principal_unref(c->who);
     free(c);
 }

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stompd/acl.h"
+#include "stompd/auth.h"
 #include "stompd/cluster.h"
 #include "stompd/commit.h"
 #include "stompd/config.h"
@@ -239,6 +241,8 @@ static json_t *connections_json(void)
                                            "frames_in", (json_int_t)c->frames_in, "frames_out",
                                            (json_int_t)c->frames_out, "pending_output", (json_int_t)stream_pending(&c->st),
                                            "subscriptions", subs));
+        json_object_set_new(json_array_get(a, json_array_size(a) - 1), "user",
+                            c->who ? json_string(c->who->name) : json_null());
     }
     return a;
 }
@@ -279,6 +283,11 @@ static json_t *counters_json(void)
                      "dead_lettered", (json_int_t)srv.st.dead_lettered, "duplicates", (json_int_t)srv.st.duplicates,
                      "memory_bytes", (json_int_t)dest_total_mem(), "waiting_for_store",
                      (json_int_t)commit_waiting());
+    struct auth_stats as;
+    auth_get_stats(&as);
+    json_object_set_new(c, "auth_failures", json_integer((json_int_t)as.stomp_failures));
+    json_object_set_new(c, "console_auth_failures", json_integer((json_int_t)as.console_failures));
+    json_object_set_new(c, "access_denied", json_integer((json_int_t)acl_denials()));
     if (persist_has_store()) {
         json_object_set_new(c, "store_bytes", json_integer((json_int_t)store_bytes()));
         json_object_set_new(c, "store_limit", json_integer((json_int_t)config.store_limit));
@@ -725,6 +734,15 @@ static void render_metrics(struct http_req *h)
     M("Messages expired", "counter", "expired_total", srv.st.expired);
     M("Messages moved to a dead-letter queue", "counter", "dead_lettered_total", srv.st.dead_lettered);
     M("Resent duplicates dropped", "counter", "duplicates_total", srv.st.duplicates);
+    struct auth_stats as;
+    auth_get_stats(&as);
+    M("CONNECTs refused for their credentials", "counter", "auth_failures_total", as.stomp_failures);
+    M("Console requests refused for their credentials or group", "counter", "console_auth_failures_total",
+      as.console_failures);
+    M("Frames and console actions refused by auth.acl", "counter", "access_denied_total", acl_denials());
+    M("Password checks run (crypt(3) on the auth.hash_threads)", "counter", "auth_checks_total", as.checks);
+    M("Logins answered from the login cache (auth.cache)", "counter", "auth_cache_hits_total", as.cache_hits);
+    M("Logins that joined an identical password check in flight", "counter", "auth_coalesced_total", as.coalesced);
     M("Bytes of messages held", "gauge", "memory_bytes", (unsigned long long)dest_total_mem());
     M("Frames waiting for the journal", "gauge", "waiting_for_store", commit_waiting());
     M("Journal position", "gauge", "journal_lsn", lsn);
@@ -829,19 +847,42 @@ static struct dest *body_dest(struct http_req *h, json_t *j)
     return d;
 }
 
+/* The console acts for its user: admin on d to purge or delete it. */
+static bool may_admin(struct http_req *h, const struct dest *d)
+{
+    const struct principal *who = http_req_principal(h);
+    if (acl_allows_dest(who, d->name, ACL_ADMIN))
+        return true;
+    char message[256], detail[1200];
+    acl_explain(who, d->name, ACL_ADMIN, message, sizeof message, detail, sizeof detail);
+    http_respond_error(h, 403, message, NULL);
+    return false;
+}
+
+/* "user (peer)" for the log */
+static const char *actor(struct http_req *h)
+{
+    static char buf[400];
+    const struct principal *who = http_req_principal(h);
+    snprintf(buf, sizeof buf, "%.128s (%s)", who ? who->name : "anyone, http.auth = false", http_req_peer(h));
+    return buf;
+}
+
 static void action_purge(struct http_req *h)
 {
     json_t *j = parse_body(h);
     if (!j)
         return;
     struct dest *d = body_dest(h, j);
-    if (d && !dest_is_queue(d)) {
+    if (d && !may_admin(h, d)) {
+        d = NULL;
+    } else if (d && !dest_is_queue(d)) {
         http_respond_error(h, 400, "only queues can be purged", NULL);
         d = NULL;
     } else if (d) {
         persist_purge(d);
         uint64_t n = queue_purge(&d->q);
-        log_info("console: %s purged (%llu messages) by %s", d->name, (unsigned long long)n, http_req_peer(h));
+        log_info("console: %s purged (%llu messages) by %s", d->name, (unsigned long long)n, actor(h));
         http_respond_json(h, 200, json_pack("{s:s, s:I}", "purged", d->name, "messages", (json_int_t)n));
     }
     json_decref(j);
@@ -853,12 +894,12 @@ static void action_delete(struct http_req *h)
     if (!j)
         return;
     struct dest *d = body_dest(h, j);
-    if (d) {
+    if (d && may_admin(h, d)) {
         char name[1100];
         snprintf(name, sizeof name, "%s", d->name);
         persist_purge(d);
         dest_delete(d);
-        log_info("console: %s deleted by %s", name, http_req_peer(h));
+        log_info("console: %s deleted by %s", name, actor(h));
         http_respond_json(h, 200, json_pack("{s:s}", "deleted", name));
     }
     json_decref(j);
@@ -922,6 +963,13 @@ static void send_refused(struct http_req *h, const struct stomp_header *hs, size
         snprintf(msg, sizeof msg, "%s%s", err, limit);
     }
     http_respond_error(h, 400, msg, NULL);
+}
+
+static void send_denied(struct http_req *h, const char *name)
+{
+    char message[256], detail[1200];
+    acl_explain(http_req_principal(h), name, ACL_WRITE, message, sizeof message, detail, sizeof detail);
+    http_respond_error(h, 403, message, NULL);
 }
 
 /* POST /api/send {"destination", "body", "headers": {...}, "persistent",
@@ -1007,9 +1055,13 @@ static void action_send(struct http_req *h)
         http_respond_error(h, 400, err, NULL);
     else if (frame_check_headers(&lim, STOMP_12, "SEND", hs, n, body_len, &bad, &ferr) != 0)
         send_refused(h, hs, n, bad, ferr);
-    else if ((drc = dest_open(name, NULL, &d, &derr)) != 0)
+    else if (!acl_allows_dest(http_req_principal(h), name, ACL_WRITE))
+        /* refused before anything is created for it */
+        send_denied(h, name);
+    else if ((drc = dest_open(name, NULL, http_req_principal(h), &d, &derr)) != 0)
         /* 409: the request is fine, the broker's state refuses it */
-        http_respond_error(h, drc == -ENOSPC ? 409 : 400, derr, NULL);
+        http_respond_error(h, drc == -EACCES ? 403 : drc == -ENOSPC ? 409 : 400,
+                           drc == -EACCES ? dest_denied() : derr, NULL);
     if (!d) {
         free(hs);
         json_decref(j);
@@ -1061,14 +1113,16 @@ static void action_send(struct http_req *h)
     /* deferred first: publishing may finish (and answer) at once */
     http_defer(h, send_gone, ps);
     const char *why = NULL;
-    int rc = broker_publish(d, m, &(struct publish){.dup_id = dup_id, .done = send_done, .arg = ps}, &ps->op, &why);
+    int rc = broker_publish(d, m, &(struct publish){.who = http_req_principal(h), .dup_id = dup_id,
+                                                    .done = send_done, .arg = ps},
+                            &ps->op, &why);
     msg_unref(m);
     json_decref(j);
     if (rc == PUBLISH_WAITING)
         return; /* send_done answers (perhaps already has) */
     free(ps);
     if (rc < 0) {
-        http_respond_error(h, 503, why, NULL);
+        http_respond_error(h, rc == -EACCES ? 403 : 503, rc == -EACCES ? publish_denied() : why, NULL);
         return;
     }
     json_t *res = json_pack("{s:b, s:b}", "sent", 1, "durable", persistent && persist_enabled() && rc != PUBLISH_DUPLICATE);

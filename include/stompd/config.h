@@ -98,8 +98,13 @@ struct config {
     char *tls_min_version;
     bool tls_verify_clients;
     int64_t tls_handshake_timeout;
+    char *admin_group;
     /* [auth] */
     char *auth_users;
+    char *auth_acl;
+    char *auth_anonymous;
+    bool auth_cache;
+    int64_t auth_hash_threads;
     /* [log] */
     char *log_level;
     char *log_file;

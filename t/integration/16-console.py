@@ -33,6 +33,18 @@ def get_json(b, path, **kw):
     return json.loads(data)
 
 
+def answered(s):
+    """Has the broker written to (or closed) s, which sent nothing?"""
+    s.setblocking(False)
+    try:
+        s.recv(1, socket.MSG_PEEK)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        s.setblocking(True)
+
+
 def raw(b, data, timeout=5):
     s = socket.create_connection(("127.0.0.1", b.http_port), timeout=timeout)
     s.sendall(data)

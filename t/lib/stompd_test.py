@@ -1060,3 +1060,31 @@ class Blackhole:
                             self.pairs.remove(pair)
                     pair[0].close()
                     pair[1].close()
+
+
+# --------------------------------------------------------------- users and permissions
+
+def hash_password(password, method=None):
+    """The crypt(3) hash `stompd --hash-password` prints for password."""
+    cmd = [STOMPD, "--hash-password" + ("=" + method if method else "")]
+    r = subprocess.run(cmd, input=password + "\n", capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def write_users(path, users, method="sha512"):
+    """A users file: users maps name -> (password, [groups])."""
+    lines = ["# written by the test"]
+    for name, (password, groups) in users.items():
+        line = "%s:%s" % (name, hash_password(password, method))
+        if groups:
+            line += ":" + ",".join(groups)
+        lines.append(line)
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def login_headers(user, password):
+    return {"login": user, "passcode": password}
