@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -25,7 +27,8 @@
 #include "stompd/config.h"
 #include "stompd/handoff.h"
 #include "stompd/log.h"
-#include "stompd/sha256.h"
+
+#define SHA256_LEN 32 /* an HMAC-SHA-256 */
 
 #define MAX_GROUPS 64
 #define MAX_NAME 256
@@ -417,12 +420,22 @@ static int ensure_key(char *err, size_t errlen)
     return 0;
 }
 
+/* HMAC-SHA-256 (OpenSSL) of name NUL password NUL hash, keyed at start. */
 static void key_of(const char *name, const char *password, const char *hash, uint8_t out[SHA256_LEN])
 {
-    static const char zero = 0;
-    const void *parts[] = {name, &zero, password, &zero, hash};
-    size_t lens[] = {strlen(name), 1, strlen(password), 1, strlen(hash)};
-    hmac_sha256(A.hmac_key, sizeof A.hmac_key, parts, lens, 5, out);
+    size_t nl = strlen(name), pl = strlen(password), hl = strlen(hash);
+    size_t n = nl + 1 + pl + 1 + hl;
+    char *msg = malloc(n);
+    if (!msg)
+        abort();
+    memcpy(msg, name, nl + 1);
+    memcpy(msg + nl + 1, password, pl + 1);
+    memcpy(msg + nl + 1 + pl + 1, hash, hl);
+    unsigned int len = SHA256_LEN;
+    if (!HMAC(EVP_sha256(), A.hmac_key, (int)sizeof A.hmac_key, (const unsigned char *)msg, n, out, &len))
+        abort();
+    explicit_bzero(msg, n);
+    free(msg);
 }
 
 static bool same_key(const uint8_t *a, const uint8_t *b)

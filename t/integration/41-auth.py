@@ -86,7 +86,7 @@ def test_logins_in_every_version(secured):
     # 1.0: no accept-version, CONNECT
     c = Client(b.port)
     f = c.connect(version=None, headers=login_headers("alice", PASSWORDS["alice"]))
-    assert f.get("version") is None and f.get("session")
+    assert f.get("version") == "1.0" and f.get("session")  # 1.2 says CONNECTED MUST carry version
     c.close()
     # 1.1 and 1.2 with the STOMP command
     for v in ("1.1", "1.2"):
