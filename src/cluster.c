@@ -848,6 +848,9 @@ static void on_done(struct zev *e)
         struct mem *m = name ? find_member(name + 1) : NULL;
         if (m && e->rc == ZOK)
             parse_member(m, e->value);
+        else if (m && e->rc != ZNONODE)
+            log_debug("zookeeper: member %s: %s: its watch is gone until the next connection reads it again",
+                      m->name, zerror(e->rc));
         break;
     }
     case OP_MASTER_EXISTS:
@@ -971,9 +974,19 @@ static void on_session(struct zev *e)
             publish(true);
             req_children();
             req_master();
-            for (int i = 0; i < Z.nmembers; i++)
-                if (!Z.members[i].have_data)
-                    req_member(Z.members[i].name);
+        }
+        /* Either way, the data of every member already known is read
+         * again, not only of those never read: a member's data changes
+         * often (its lsn), so a read of it is often in flight when a
+         * connection breaks, and that member's watch is then gone with
+         * nothing to ask again. Its later changes went unseen for the rest
+         * of the session: the election waited forever for it to say
+         * "electing", or took a stale position for its last one. So each
+         * counts as unread until its answer comes, and the election waits
+         * for it. (A brand-new session knows no members yet.) */
+        for (int i = 0; i < Z.nmembers; i++) {
+            Z.members[i].have_data = false;
+            req_member(Z.members[i].name);
         }
     } else if (e->state == ZOO_CONNECTING_STATE || e->state == ZOO_ASSOCIATING_STATE) {
         if (Z.connected) {
