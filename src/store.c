@@ -143,9 +143,22 @@ static struct {
     struct pending *chain, *chain_tail;     /* appended this iteration */
     uint64_t last_appended_lsn;
     _Atomic uint64_t unwritten;             /* bytes appended, not yet in the log */
+    struct store_stats stats;               /* the writer records, anyone reads */
 } S = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* ------------------------------------------------------------ helpers */
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+const struct store_stats *store_stats(void)
+{
+    return &S.stats;
+}
 
 static int set_err(char *err, size_t errlen, const char *what, char *lerr)
 {
@@ -715,9 +728,7 @@ static void prune(void)
         S.nsegs--;
         pthread_mutex_unlock(&S.mu);
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    double now = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    double now = mono_now();
     if (blocked_by_checkpoint && now - S.checkpoint_at >= CHECKPOINT_EVERY) {
         /* an fsynced index write lets the next round remove them */
         char *lerr = NULL;
@@ -810,6 +821,7 @@ static struct pending *run(struct pending *first, bool sync)
 {
     struct buf b = {0};
     bool want_sync = false, index_sync = false, any_done = false;
+    uint64_t nentries = 0;
     uint64_t done = 0, first_lsn = 0;
     struct pending *p;
     for (p = first; p && p->kind != P_WIPE; p = next_pending(p)) {
@@ -821,6 +833,7 @@ static struct pending *run(struct pending *first, bool sync)
             seg_rec_end(&b, p->at);
             if (p->kind == P_ENTRY) {
                 want_sync |= p->sync;
+                nentries++;
                 done = p->lsn;
                 any_done = true;
                 if (!first_lsn)
@@ -851,10 +864,14 @@ static struct pending *run(struct pending *first, bool sync)
     S.unwritten -= buf_used(&b);
     buf_free(&b);
     if ((want_sync && sync) || index_sync) {
+        double t0 = mono_now();
         if (seglog_sync(why, sizeof why) != 0) {
             fail(first_lsn, why);
             return NULL;
         }
+        hist_add(&S.stats.fdatasync_us, (uint64_t)((mono_now() - t0) * 1e6));
+        if (nentries)
+            hist_add(&S.stats.group_entries, nentries);
     }
     if (any_done)
         report_durable(done);
@@ -1290,9 +1307,42 @@ static int replay(char *err, size_t errlen)
     return rc;
 }
 
+/* A new index over an existing log is rebuilt from the log when the log
+ * still holds the store's whole history: it starts with entry 1, or with
+ * a snapshot. A log whose older segments were removed (their messages all
+ * acknowledged) no longer says what those entries made (durable
+ * subscriptions, delivery counts): refused, rather than serve a store
+ * missing them. */
+static int check_rebuild(char *err, size_t errlen)
+{
+    uint32_t ids[1];
+    if (seglog_ids(ids, 1) == 0)
+        return 0;
+    struct seg_iter it;
+    seg_iter_init(&it, (struct seg_pos){ids[0], SEG_HEADER_LEN});
+    int rc = seg_iter_next(&it);
+    bool whole = rc <= 0 || it.type == REC_PAIRS;
+    if (rc > 0 && it.type == REC_ENTRY) {
+        struct journal_entry e;
+        whole = journal_decode(buf_head(&it.data), buf_used(&it.data), &e) == 0 && e.lsn == 1;
+    }
+    seg_iter_free(&it);
+    if (!whole) {
+        snprintf(err, errlen, "the store %s has lost its index (%s/index), and its log no longer starts at "
+                              "the beginning of its history (older segments were removed): it cannot be rebuilt. "
+                              "Restore this node from a replica (move %s away and start it as a slave) or a backup",
+                 S.dir, S.dir, S.dir);
+        return -EIO;
+    }
+    if (rc > 0)
+        log_warn("store %s: its index was missing: rebuilding it from the log", S.dir);
+    return 0;
+}
+
 static int open_v2(char *err, size_t errlen)
 {
     char path[4200];
+    bool fresh_index = false;
     snprintf(path, sizeof path, "%s/index", S.dir);
     int rc = mkdir_p(path);
     if (rc) {
@@ -1320,6 +1370,7 @@ static int open_v2(char *err, size_t errlen)
         }
         if ((rc = init_identity(err, errlen)) != 0)
             return rc;
+        fresh_index = true;
     } else {
         snprintf(err, errlen, "cannot read the store %s", S.dir);
         return rc;
@@ -1343,6 +1394,8 @@ static int open_v2(char *err, size_t errlen)
         if (lerr)
             return set_err(err, errlen, "cannot write the store", lerr);
     }
+    if (fresh_index && (rc = check_rebuild(err, errlen)) != 0)
+        return rc;
     if (store_scan(KEY_SEG, strlen(KEY_SEG), load_segmeta, NULL) < 0) {
         snprintf(err, errlen, "cannot read the store %s", S.dir);
         return -EIO;
