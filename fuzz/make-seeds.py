@@ -121,3 +121,15 @@ write("repl", [
     frame(5, u32(1) + s("Qkey") + s("value")) + frame(6, u64(8) + u64(2) + u64(0x99)),
     frame(3, s("wrong security token")),
 ])
+
+# ------------------------------------------------------------------ HTTP heads
+HEADS = [
+    b"GET /stomp HTTP/1.1\r\nHost: 127.0.0.1:61623\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    b"Sec-WebSocket-Protocol: v12.stomp, v11.stomp\r\nOrigin: http://localhost\r\n\r\n",
+    b"GET / HTTP/1.0\n\n",
+    b"POST /api/send HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nX-Long:  a  \t\r\n\r\n{}",
+    b"GET /x?a=%20&b HTTP/1.1\r\nHost: a\r\nhost: b\r\nFolded: one\r\n two\r\n\r\n",
+    b"BREW / HTTP/1.1\r\n\r\n",
+]
+write("http", HEADS)
