@@ -151,7 +151,7 @@ int handle_connect(struct conn *c, struct frame *f, uint64_t *lsn)
     }
     put_cluster_members(&c->st.out, c->version);
     frame_write_body(&c->st.out, NULL, 0);
-    c->frames_out++;
+    conn_frame_sent(c);
     conn_want_flush(c);
     /* Effective intervals per the specification: max of both sides. */
     conn_start_heartbeats(c, sy, sx);
