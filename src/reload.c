@@ -50,10 +50,22 @@ static int reload_log(const struct config *next, char *err, size_t errlen)
 
 static const char *const log_keys[] = {"log.level", "log.file", NULL};
 
+/* The console reads these at every request: the new values just apply. */
+static int reload_console(const struct config *next, char *err, size_t errlen)
+{
+    (void)next;
+    (void)err;
+    (void)errlen;
+    return 0;
+}
+
+static const char *const console_keys[] = {"http.refresh", "http.browse_limit", "http.body_preview", NULL};
+
 /* One line per module that reloads. (The security change adds users, ACLs
  * and certificates here.) */
 static const struct reload_hook hooks[] = {
     {"log", log_keys, true, reload_log},
+    {"console", console_keys, false, reload_console},
 };
 
 #define NHOOKS (sizeof hooks / sizeof hooks[0])

@@ -75,6 +75,9 @@ struct config {
     int64_t http_max_request;
     int64_t http_max_connections;
     int64_t http_refresh;
+    int64_t http_rate_interval;
+    int64_t http_browse_limit;
+    int64_t http_body_preview;
     /* [auth] */
     char *auth_users;
     /* [log] */
