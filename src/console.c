@@ -467,6 +467,8 @@ static json_t *overview_json(void)
 
 /* ------------------------------------------------------------ browsing */
 
+#define BROWSE_BYTES_MIN (1024 * 1024)
+
 void console_key_str(struct qkey k, char *out, size_t n)
 {
     snprintf(out, n, "%u:%llu", (unsigned)(MSG_PRIORITIES - 1 - k.rprio), (unsigned long long)k.seq);
@@ -534,8 +536,10 @@ json_t *console_browse_json(struct dest *d, const struct qkey *after, size_t lim
         abort();
     struct qkey next;
     bool more;
-    /* a page reads at most about a queue window of messages */
-    size_t n = queue_browse(&d->q, after, limit, (size_t)config.queue_window, v, &next, &more);
+    /* a page reads at most about a queue's window of messages (1 MiB at
+     * least), whatever their number */
+    size_t budget = config.queue_window > BROWSE_BYTES_MIN ? (size_t)config.queue_window : BROWSE_BYTES_MIN;
+    size_t n = queue_browse(&d->q, after, limit, budget, v, &next, &more);
     json_t *msgs = json_array();
     for (size_t i = 0; i < n; i++) {
         json_array_append_new(msgs, message_json(&v[i]));

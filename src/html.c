@@ -258,12 +258,13 @@ static void polyline(struct buf *b, const struct series *s, bool in, int64_t t0,
     buf_append_str(b, "\"/>");
 }
 
-/* The time a chart spans: the samples there are (a minute at least), up
- * to the whole window. */
+/* The time a chart spans: the samples there are (ten intervals at
+ * least), up to the whole window. */
 static double span_ms(const struct series *s, int64_t now)
 {
+    double least = 10 * rates_interval() * 1000;
     double span = s->n ? (double)(now - (s->end[0] - s->len[0])) : RATES_WINDOW_MS;
-    return span < 60000 ? 60000 : span > RATES_WINDOW_MS ? RATES_WINDOW_MS : span;
+    return span < least ? least : span > RATES_WINDOW_MS ? RATES_WINDOW_MS : span;
 }
 
 static const char *ago(char *out, size_t n, double ms)
@@ -350,8 +351,8 @@ static void sparkline(struct buf *b, const char *dest)
                       "xmlns=\"http://www.w3.org/2000/svg\">");
     int64_t now = server_now_ms();
     double window = span_ms(&s, now);
-    polyline(b, &s, false, now - (int64_t)window, window, 0, 120, 1, 20, ymax, "rate-out", 1.2);
-    polyline(b, &s, true, now - (int64_t)window, window, 0, 120, 1, 20, ymax, "rate-in", 1.2);
+    polyline(b, &s, false, now - (int64_t)window, window, 0, 120, 2, 18, ymax, "rate-out", 2);
+    polyline(b, &s, true, now - (int64_t)window, window, 0, 120, 2, 18, ymax, "rate-in", 2);
     buf_append_str(b, "</svg>");
     series_free(&s);
 }
@@ -756,7 +757,10 @@ void html_follower(struct http_req *h)
         buf_append_str(&b, "<i>unknown</i>");
     }
     buf_append_str(&b, "</td></tr><tr><th>master's STOMP</th><td>");
-    esc(&b, m ? jstr(m, "stomp") : "");
+    if (m && *jstr(m, "stomp"))
+        esc(&b, jstr(m, "stomp"));
+    else
+        buf_append_str(&b, "<i>unknown</i>");
     buf_append_str(&b, "</td></tr><tr><th>replicating from</th><td>");
     esc(&b, m ? jstr(m, "replication") : "");
     buf_printf(&b, "</td></tr><tr><th>connected to it</th><td id=\"follower-connected\">%s</td></tr>",
