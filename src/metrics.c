@@ -19,6 +19,7 @@
 #include "stompd/cluster.h"
 #include "stompd/commit.h"
 #include "stompd/config.h"
+#include "stompd/console.h"
 #include "stompd/dest.h"
 #include "stompd/metrics.h"
 #include "stompd/node.h"
@@ -49,7 +50,12 @@ void metric_label(struct metrics_out *m, const char *name, const char *value)
     buf_append_str(m->b, m->labels_open ? "," : "{");
     m->labels_open = true;
     buf_printf(m->b, "%s=\"", name);
-    for (const char *v = value ? value : ""; *v; v++) {
+    /* the exposition is UTF-8: a client's bytes that are not become U+FFFD */
+    struct buf t = {0};
+    size_t n = value ? strlen(value) : 0;
+    console_text(&t, value ? value : "", n, n, false);
+    buf_putc(&t, '\0');
+    for (const char *v = t.data; *v; v++) {
         if (*v == '\\' || *v == '"')
             buf_putc(m->b, '\\');
         if (*v == '\n') {
@@ -58,6 +64,7 @@ void metric_label(struct metrics_out *m, const char *name, const char *value)
         }
         buf_putc(m->b, *v);
     }
+    buf_free(&t);
     buf_putc(m->b, '"');
 }
 

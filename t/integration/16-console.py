@@ -83,8 +83,11 @@ def test_overview_queues_topics_connections(busy):
     assert o["counters"]["messages_in"] == 3
     conns = {c["client_id"]: c for c in o["connections"]}
     assert {s["destination"] for s in conns["shop"]["subscriptions"]} == {"/queue/work", "/topic/news"}
-    assert get_json(busy, "/api/queues") == o["queues"]
-    assert get_json(busy, "/api/topics") == o["topics"]
+    # the same views (but for the rates, which a sample may change in between)
+    def norates(items):
+        return [{k: v for k, v in x.items() if k != "rates"} for x in items]
+    assert norates(get_json(busy, "/api/queues")) == norates(o["queues"])
+    assert norates(get_json(busy, "/api/topics")) == norates(o["topics"])
     assert len(get_json(busy, "/api/connections")) == 2
     assert get_json(busy, "/api/cluster")["members"] == []
     assert get_json(busy, "/api/counters")["connections"] == 2
