@@ -99,6 +99,11 @@ void metric_f64(struct metrics_out *m, double v)
         buf_printf(m->b, "%.17g\n", v);
 }
 
+struct buf *metric_buf(struct metrics_out *m)
+{
+    return m->b;
+}
+
 static void one_u64(struct metrics_out *m, uint64_t v)
 {
     metric_begin(m, NULL);

@@ -23,6 +23,10 @@ void metric_label(struct metrics_out *m, const char *name, const char *value);
 void metric_u64(struct metrics_out *m, uint64_t v);
 void metric_i64(struct metrics_out *m, int64_t v);
 void metric_f64(struct metrics_out *m, double v);
+/* The page itself, for a collect function that prints whole samples (a
+ * histogram's buckets, _sum and _count) with a helper of its own; the
+ * family's HELP and TYPE lines are written already. */
+struct buf *metric_buf(struct metrics_out *m);
 
 /* The whole page. */
 void metrics_render(struct buf *out);
