@@ -77,6 +77,14 @@ static void add_lag(json_t *j)
     json_object_set_new(j, "master_lsn", head ? json_integer((json_int_t)head) : json_null());
 }
 
+/* A histogram as the console shows it: how many, and the bucket bounds
+ * of the median and the 99th percentile. */
+static json_t *hist_json(const struct hist *h)
+{
+    return json_pack("{s:I, s:I, s:I}", "count", (json_int_t)hist_count(h), "p50", (json_int_t)hist_quantile(h, 0.5),
+                     "p99", (json_int_t)hist_quantile(h, 0.99));
+}
+
 /* The master's slaves, with their send windows. */
 static json_t *replicas_json(void)
 {
@@ -94,6 +102,8 @@ static json_t *replicas_json(void)
         json_object_set_new(r, "window_bytes", json_integer((json_int_t)si[i].window));
         json_object_set_new(r, "paused", si[i].paused ? json_string(si[i].paused) : json_null());
         json_object_set_new(r, "paused_s", json_real(si[i].paused_s));
+        json_object_set_new(r, "ack_us", hist_json(si[i].ack_us));
+        json_object_set_new(r, "durable_ack_us", hist_json(si[i].durable_us));
         json_array_append_new(slaves, r);
     }
     return slaves;
@@ -137,6 +147,8 @@ json_t *console_status_json(void)
         json_object_set_new(j, "durable_lsn", json_integer((json_int_t)store_durable_lsn()));
         json_object_set_new(j, "log_first_lsn", json_integer((json_int_t)store_first_lsn()));
         json_object_set_new(j, "store_bytes", json_integer((json_int_t)store_bytes()));
+        json_object_set_new(j, "fdatasync_us", hist_json(&store_stats()->fdatasync_us));
+        json_object_set_new(j, "group_commit_entries", hist_json(&store_stats()->group_entries));
     }
     json_object_set_new(j, "stomp", json_string(node_serving()
                                                     ? config.stomp_listen : ""));

@@ -27,7 +27,9 @@
 #include "stompd/rates.h"
 #include "stompd/repl.h"
 #include "stompd/server.h"
+#include "stompd/stats.h"
 #include "stompd/store.h"
+#include "stompd/stream.h"
 
 struct metrics_out {
     struct buf *b;
@@ -45,27 +47,33 @@ void metric_begin(struct metrics_out *m, const char *suffix)
     m->labels_open = false;
 }
 
-void metric_label(struct metrics_out *m, const char *name, const char *value)
+/* name="value", the value escaped; the exposition is UTF-8: a client's
+ * bytes that are not become U+FFFD */
+static void label_pair(struct buf *b, const char *name, const char *value)
 {
-    buf_append_str(m->b, m->labels_open ? "," : "{");
-    m->labels_open = true;
-    buf_printf(m->b, "%s=\"", name);
-    /* the exposition is UTF-8: a client's bytes that are not become U+FFFD */
+    buf_printf(b, "%s=\"", name);
     struct buf t = {0};
     size_t n = value ? strlen(value) : 0;
     console_text(&t, value ? value : "", n, n, false);
     buf_putc(&t, '\0');
     for (const char *v = t.data; *v; v++) {
         if (*v == '\\' || *v == '"')
-            buf_putc(m->b, '\\');
+            buf_putc(b, '\\');
         if (*v == '\n') {
-            buf_append_str(m->b, "\\n");
+            buf_append_str(b, "\\n");
             continue;
         }
-        buf_putc(m->b, *v);
+        buf_putc(b, *v);
     }
     buf_free(&t);
-    buf_putc(m->b, '"');
+    buf_putc(b, '"');
+}
+
+void metric_label(struct metrics_out *m, const char *name, const char *value)
+{
+    buf_append_str(m->b, m->labels_open ? "," : "{");
+    m->labels_open = true;
+    label_pair(m->b, name, value);
 }
 
 static void end_labels(struct metrics_out *m)
@@ -339,6 +347,57 @@ static void c_repl_queued(struct metrics_out *m) { slaves(m, SF_QUEUED); }
 static void c_repl_received(struct metrics_out *m) { slaves(m, SF_RECEIVED); }
 static void c_repl_paused(struct metrics_out *m) { slaves(m, SF_PAUSED); }
 
+/* The durable path (stats.h histograms): the store's fdatasync latency
+ * and group commit size, each slave's acknowledgement latency. */
+static void c_fdatasync(struct metrics_out *m)
+{
+    if (persist_has_store())
+        hist_prom(metric_buf(m), m->family, "", &store_stats()->fdatasync_us, 1e-6);
+}
+
+static void c_group_commit(struct metrics_out *m)
+{
+    if (persist_has_store())
+        hist_prom(metric_buf(m), m->family, "", &store_stats()->group_entries, 1);
+}
+
+static void slave_hists(struct metrics_out *m, bool durable)
+{
+    if (!repl_master_running())
+        return;
+    struct repl_slave_info si[32];
+    size_t ns = repl_master_slaves(si, 32);
+    for (size_t i = 0; i < ns; i++) {
+        struct buf l = {0};
+        label_pair(&l, "node", si[i].node_id);
+        buf_putc(&l, '\0');
+        hist_prom(metric_buf(m), m->family, l.data, durable ? si[i].durable_us : si[i].ack_us, 1e-6);
+        buf_free(&l);
+    }
+}
+
+static void c_repl_ack(struct metrics_out *m) { slave_hists(m, false); }
+static void c_repl_durable_ack(struct metrics_out *m) { slave_hists(m, true); }
+
+/* Each listener's accepted and refused connections, and how often it ran
+ * out of file descriptors. */
+enum listener_field { LF_ACCEPTED, LF_REFUSED, LF_FD_EXHAUSTED };
+
+static void listeners(struct metrics_out *m, enum listener_field f)
+{
+    const struct listener *ls[16];
+    size_t n = listener_list(ls, 16);
+    for (size_t i = 0; i < n; i++) {
+        metric_begin(m, NULL);
+        metric_label(m, "listener", ls[i]->name);
+        metric_u64(m, f == LF_ACCEPTED ? ls[i]->accepted : f == LF_REFUSED ? ls[i]->refused : ls[i]->fd_exhausted);
+    }
+}
+
+static void c_listener_accepted(struct metrics_out *m) { listeners(m, LF_ACCEPTED); }
+static void c_listener_refused(struct metrics_out *m) { listeners(m, LF_REFUSED); }
+static void c_listener_fd_exhausted(struct metrics_out *m) { listeners(m, LF_FD_EXHAUSTED); }
+
 static void c_destinations(struct metrics_out *m) { one_u64(m, dest_count()); }
 
 static void c_rates_bytes(struct metrics_out *m)
@@ -366,6 +425,11 @@ static const struct family families[] = {
     {"stompd_connections_open", "gauge", "Client connections open", c_conns_open},
     {"stompd_connections_total", "counter", "Client connections accepted", c_conns_total},
     {"stompd_connections_refused_total", "counter", "Client connections refused at the limit", c_conns_refused},
+    {"stompd_listener_accepted_total", "counter", "Connections a listener accepted", c_listener_accepted},
+    {"stompd_listener_refused_total", "counter",
+     "Connections a listener refused (at its limit, or out of descriptors)", c_listener_refused},
+    {"stompd_listener_fd_exhausted_total", "counter", "Times a listener could not accept for lack of file descriptors",
+     c_listener_fd_exhausted},
     {"stompd_frames_in_total", "counter", "STOMP frames received", c_frames_in},
     {"stompd_frames_out_total", "counter", "STOMP frames sent (every kind: CONNECTED, MESSAGE, RECEIPT, ERROR)",
      c_frames_out},
@@ -381,6 +445,9 @@ static const struct family families[] = {
      c_memory_full},
     {"stompd_waiting_for_store", "gauge", "Frames waiting for the journal", c_waiting},
     {"stompd_store_bytes", "gauge", "Bytes the store takes on disk", c_store_bytes},
+    {"stompd_store_fdatasync_seconds", "histogram", "Time of each fdatasync of the store's log", c_fdatasync},
+    {"stompd_store_group_commit_entries", "histogram", "Journal entries made durable by one fdatasync",
+     c_group_commit},
     {"stompd_store_full", "gauge", "1 while the store is above broker.store_limit (persistent producers wait)",
      c_store_full},
     {"stompd_journal_lsn", "gauge", "Journal position", c_journal_lsn},
@@ -399,6 +466,10 @@ static const struct family families[] = {
     {"stompd_repl_unacked_bytes", "gauge", "Journal bytes sent to a slave and not acknowledged", c_repl_unacked},
     {"stompd_repl_queued_bytes", "gauge", "Bytes for a slave not yet taken by its socket", c_repl_queued},
     {"stompd_repl_received_lsn", "gauge", "Last journal position a slave acknowledged", c_repl_received},
+    {"stompd_repl_ack_seconds", "histogram",
+     "From a journal entry's append to a slave's acknowledgement that it has it", c_repl_ack},
+    {"stompd_repl_durable_ack_seconds", "histogram",
+     "From a journal entry's append to a slave's acknowledgement that it has it on disk", c_repl_durable_ack},
     {"stompd_repl_paused", "gauge", "1 while nothing more can be sent to a slave (window or socket full)",
      c_repl_paused},
     {"stompd_console_rates_bytes", "gauge", "Memory the console's message rates take", c_rates_bytes},
