@@ -135,6 +135,33 @@ static const char *human_duration(char *out, size_t n, double s)
     return out;
 }
 
+/* A latency in microseconds (the durable path's histograms). */
+static const char *human_us(char *out, size_t n, double us)
+{
+    if (us < 1000)
+        snprintf(out, n, "%.0f \u00b5s", us);
+    else if (us < 10000)
+        snprintf(out, n, "%.1f ms", us / 1000);
+    else if (us < 1000000)
+        snprintf(out, n, "%.0f ms", us / 1000);
+    else
+        snprintf(out, n, "%.1f s", us / 1000000);
+    return out;
+}
+
+/* A histogram's summary (console.c hist_json: count, p50, p99 as bucket
+ * bounds) as "p50 ≤ x, p99 ≤ y"; "none yet" while empty. */
+static void latency(struct buf *b, json_t *h)
+{
+    char t1[32], t2[32];
+    if (jint(h, "count") <= 0) {
+        buf_append_str(b, "none yet");
+        return;
+    }
+    buf_printf(b, "p50 \u2264 %s, p99 \u2264 %s", human_us(t1, sizeof t1, (double)jint(h, "p50")),
+               human_us(t2, sizeof t2, (double)jint(h, "p99")));
+}
+
 static void td_int(struct buf *b, long long v, const char *cls)
 {
     buf_printf(b, "<td class=\"num%s%s\">%lld</td>", cls ? " " : "", cls ? cls : "", v);
@@ -194,6 +221,12 @@ static void meta_line(struct buf *b, json_t *st)
     esc(b, jstr(st, "store"));
     if (json_object_get(st, "store_bytes"))
         buf_printf(b, " (%s on disk)", human_bytes(sz, sizeof sz, (double)jint(st, "store_bytes")));
+    json_t *fs = json_object_get(st, "fdatasync_us");
+    if (fs) {
+        buf_append_str(b, " &middot; fdatasync <b id=\"fdatasync\">");
+        latency(b, fs);
+        buf_printf(b, "</b> (%lld)", jint(fs, "count"));
+    }
     buf_append_str(b, "</p>\n");
 }
 
@@ -612,7 +645,7 @@ static void replicas_tables(struct buf *b, json_t *cl)
                jint(cl, "replicas_expected"));
     buf_append_str(b, "<table id=\"replicas\"><tr><th>node</th><th>address</th><th>received</th><th>durable</th>"
                       "<th>lag</th><th>state</th><th>last heard</th><th>unacknowledged</th>"
-                      "<th>queued</th></tr>\n");
+                      "<th>queued</th><th>acknowledged in</th><th>on disk in</th></tr>\n");
     size_t i;
     json_t *r;
     char t1[32], t2[32];
@@ -636,7 +669,11 @@ static void replicas_tables(struct buf *b, json_t *cl)
         buf_printf(b, "<td class=\"num\">%s of %s</td>", human_bytes(t1, sizeof t1, (double)jint(r, "unacked_bytes")),
                    human_bytes(t2, sizeof t2, (double)jint(r, "window_bytes")));
         td_bytes(b, (double)jint(r, "queued_bytes"), NULL);
-        buf_append_str(b, "</tr>\n");
+        buf_append_str(b, "<td class=\"ack\">");
+        latency(b, json_object_get(r, "ack_us"));
+        buf_append_str(b, "</td><td class=\"durable-ack\">");
+        latency(b, json_object_get(r, "durable_ack_us"));
+        buf_append_str(b, "</td></tr>\n");
     }
     buf_append_str(b, "</table>\n");
     json_t *dropped = json_object_get(cl, "last_dropped");

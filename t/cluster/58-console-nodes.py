@@ -55,10 +55,14 @@ def test_scrape_every_node_and_follow_the_master(broker_factory, zk_ensemble, tm
         p.receipt("SEND", {"destination": "/queue/scraped", "persistent": "true"}, "r%d" % i, b"x")
     master_id = http_json(c.nodes[m].http_port, "/api/status")["node_id"]
     slaves = [i for i in range(3) if i != m]
+    slave_ids = {i: http_json(c.nodes[i].http_port, "/api/status")["node_id"] for i in slaves}
 
     def settled():
+        # the master is scraped first: a slave that connects after that
+        # scrape would be caught up in its own and missing in the master's
         fams = [scrape(n) for n in c.nodes]
-        ok = all(one(fams[i], "stompd_follower_lag") == 0 for i in slaves)
+        ok = all(one(fams[i], "stompd_follower_lag") == 0 and
+                 one(fams[m], "stompd_repl_lag", '{node="%s"}' % slave_ids[i]) is not None for i in slaves)
         return fams if ok else None
 
     fams = wait_for(settled, what="the slaves to catch up")
@@ -71,8 +75,10 @@ def test_scrape_every_node_and_follow_the_master(broker_factory, zk_ensemble, tm
         assert one(f, "stompd_zookeeper_registered") == 1
     for i in slaves:
         assert one(fams[i], "stompd_follower_connected") == 1
-        sid = http_json(c.nodes[i].http_port, "/api/status")["node_id"]
-        assert one(fams[m], "stompd_repl_lag", '{node="%s"}' % sid) is not None
+        # each slave's acknowledgement latency, a histogram per slave
+        label = '{node="%s"}' % slave_ids[i]
+        assert fams[m]["stompd_repl_ack_seconds"][0] == "histogram"
+        assert fams[m]["stompd_repl_ack_seconds"][1].get("stompd_repl_ack_seconds_count" + label) is not None
     assert one(fams[m], "stompd_destination_pending", '{destination="/queue/scraped",type="queue"}') == 10
 
     browser = Browser(width=1000, height=700)
@@ -96,6 +102,11 @@ def test_scrape_every_node_and_follow_the_master(broker_factory, zk_ensemble, tm
         assert len(png_find(badge, SLAVE_BLUE)) > 0.5 * w * h
         browser.eval("document.getElementById('master-link').click()")
         browser.wait("document.getElementById('role') && document.getElementById('role').textContent === 'master'")
+        # the master's page: each slave's acknowledgement latency (10 receipted
+        # persistent sends: at least one acknowledgement measured per slave)
+        acks = browser.eval("Array.prototype.map.call(document.querySelectorAll('#replicas td.ack'),"
+                            " function(td){return td.textContent;})")
+        assert len(acks) == 2 and all(a.startswith("p50 \u2264 ") and ", p99 \u2264 " in a for a in acks), acks
 
         # the master dies: the slaves' pages and metrics follow the new one
         c.nodes[m].kill()

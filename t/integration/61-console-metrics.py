@@ -178,3 +178,24 @@ def test_memory_full_flag(broker_factory):
         assert time.time() < deadline
         time.sleep(0.05)
     assert promtool_check(scrape(b)) == ""
+
+
+def test_durable_latency_on_the_page(broker_factory):
+    """The store's fdatasync latency (main's histograms) is in /metrics as a
+    histogram family of the table and summarized on the page."""
+    b = broker_factory()
+    page = http_request(b.http_port, "GET", "/")[2].decode()
+    assert re.search(r'fdatasync <b id="fdatasync">(none yet|p50 )', page), page[:2000]
+    p = connected(b.port)
+    for i in range(3):
+        p.receipt("SEND", {"destination": "/queue/synced", "persistent": "true"}, "r%d" % i, b"x")
+    fams = metric_families(scrape(b))
+    kind, samples = fams["stompd_store_fdatasync_seconds"]
+    assert kind == "histogram" and samples["stompd_store_fdatasync_seconds_count"] >= 1
+    assert fams["stompd_store_group_commit_entries"][0] == "histogram"
+    page = http_request(b.http_port, "GET", "/")[2].decode()
+    m = re.search(r'fdatasync <b id="fdatasync">p50 \u2264 ([0-9.]+ (\u00b5s|ms|s)), '
+                  r'p99 \u2264 ([0-9.]+ (\u00b5s|ms|s))</b> \((\d+)\)', page)
+    assert m and int(m.group(5)) >= 1, page[:2000]
+    # and each listener's counters (main's), labelled by listener
+    assert fams["stompd_listener_accepted_total"][1]['stompd_listener_accepted_total{listener="STOMP"}'] >= 1
