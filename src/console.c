@@ -1112,7 +1112,7 @@ int console_param_size(struct http_req *h, const char *name, size_t def, size_t 
     *out = def;
     if (n == -ENOENT)
         return 0;
-    char *end;
+    char *end = v; /* not a digit first: left at v, refused below */
     errno = 0;
     unsigned long long x = n > 0 && v[0] >= '0' && v[0] <= '9' ? strtoull(v, &end, 10) : 0;
     if (n <= 0 || *end || errno || x < min || x > max) {
