@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from stompd_test import STOMPD, connected, http_json, http_request, metric_families, promtool_check
+from stompd_test import STOMPD, VALGRIND, connected, http_json, http_request, metric_families, promtool_check
 
 
 def scrape(b):
@@ -127,7 +127,9 @@ def test_process_limits_flags_zookeeper_and_build(broker_factory):
     assert abs(one("process_open_fds") - len(os.listdir("/proc/%d/fd" % pid))) <= 3
     with open("/proc/%d/limits" % pid) as lim:
         soft = re.search(r"Max open files\s+(\d+)", lim.read()).group(1)
-    assert one("process_max_fds") == int(soft)
+    # what getrlimit says inside the process: valgrind keeps a few
+    # descriptors of the limit for itself
+    assert one("process_max_fds") == int(soft) or VALGRIND and int(soft) - 64 <= one("process_max_fds") < int(soft)
     assert abs(one("process_start_time_seconds") - time.time()) < 120
     assert f["process_cpu_seconds_total"][0] == "counter" and one("process_cpu_seconds_total") >= 0
     lb = f["stompd_limit_bytes"][1]
