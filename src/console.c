@@ -16,6 +16,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "stompd/acl.h"
+#include "stompd/auth.h"
 #include "stompd/cluster.h"
 #include "stompd/commit.h"
 #include "stompd/config.h"
@@ -39,6 +41,8 @@
 #include "stompd/server.h"
 #include "stompd/store.h"
 #include "stompd/sub.h"
+#include "stompd/tls.h"
+#include "stompd/ws.h"
 
 /* ------------------------------------------------------------ the broker's state, as JSON */
 
@@ -291,12 +295,12 @@ json_t *console_conn_json(const struct conn *c)
                                               "prefetch", (json_int_t)s->prefetch, "inflight",
                                               (json_int_t)s->inflight, "delivered", (json_int_t)s->delivered));
     }
-    return json_pack("{s:I, s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:o}", "id", (json_int_t)c->id, "peer", c->st.peer,
-                     "state", conn_state_name(c->state), "version",
+    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:o, s:I, s:I, s:I, s:o}", "id", (json_int_t)c->id, "peer",
+                     c->st.peer, "transport", stream_transport(&c->st), "state", conn_state_name(c->state), "version",
                      c->version == STOMP_12 ? "1.2" : c->version == STOMP_11 ? "1.1" : "1.0", "client_id",
-                     console_jstr(c->client_id), "frames_in", (json_int_t)c->frames_in, "frames_out",
-                     (json_int_t)c->frames_out, "pending_output", (json_int_t)buf_used(&c->st.out), "subscriptions",
-                     subs);
+                     console_jstr(c->client_id), "user", c->who ? console_jstr(c->who->name) : json_null(),
+                     "frames_in", (json_int_t)c->frames_in, "frames_out", (json_int_t)c->frames_out,
+                     "pending_output", (json_int_t)stream_pending(&c->st), "subscriptions", subs);
 }
 
 /* Case-insensitive substring; an empty filter matches everything. */
@@ -417,6 +421,11 @@ json_t *console_counters_json(void)
                      (json_int_t)commit_waiting());
     json_object_set_new(c, "memory_limit", json_integer((json_int_t)config.memory_limit));
     json_object_set_new(c, "destinations", json_integer((json_int_t)dest_count()));
+    struct auth_stats as;
+    auth_get_stats(&as);
+    json_object_set_new(c, "auth_failures", json_integer((json_int_t)as.stomp_failures));
+    json_object_set_new(c, "console_auth_failures", json_integer((json_int_t)as.console_failures));
+    json_object_set_new(c, "access_denied", json_integer((json_int_t)acl_denials()));
     if (persist_has_store()) {
         json_object_set_new(c, "store_bytes", json_integer((json_int_t)store_bytes()));
         json_object_set_new(c, "store_limit", json_integer((json_int_t)config.store_limit));
@@ -571,7 +580,7 @@ json_t *console_browse_json(struct dest *d, const struct qkey *after, size_t lim
 
 static json_t *parse_body(struct http_req *h)
 {
-    if (strncmp(http_req_content_type(h), "application/json", 16) != 0) {
+    if (!http_req_is_json(h)) {
         http_respond_error(h, 415, "send Content-Type: application/json", NULL);
         return NULL;
     }
@@ -602,19 +611,49 @@ static struct dest *body_dest(struct http_req *h, json_t *j)
     return d;
 }
 
+/* The console acts for its user (main's auth): a permission of the ACL on
+ * d, or 403 naming what is missing. */
+static bool may(struct http_req *h, const char *name, enum acl_perm perm)
+{
+    const struct principal *who = http_req_principal(h);
+    if (acl_allows_dest(who, name, perm))
+        return true;
+    char message[256], detail[1200];
+    acl_explain(who, name, perm, message, sizeof message, detail, sizeof detail);
+    http_respond_error(h, 403, message, NULL);
+    return false;
+}
+
+/* admin on d to purge or delete it, to move messages out of it, ... */
+static bool may_admin(struct http_req *h, const struct dest *d)
+{
+    return may(h, d->name, ACL_ADMIN);
+}
+
+/* "user (peer)" for the log */
+static const char *actor(struct http_req *h)
+{
+    static char buf[400];
+    const struct principal *who = http_req_principal(h);
+    snprintf(buf, sizeof buf, "%.128s (%s)", who ? who->name : "anyone, http.auth = false", http_req_peer(h));
+    return buf;
+}
+
 static void action_purge(struct http_req *h)
 {
     json_t *j = parse_body(h);
     if (!j)
         return;
     struct dest *d = body_dest(h, j);
-    if (d && !dest_is_queue(d)) {
+    if (d && !may_admin(h, d)) {
+        d = NULL;
+    } else if (d && !dest_is_queue(d)) {
         http_respond_error(h, 400, "only queues can be purged", NULL);
         d = NULL;
     } else if (d) {
         persist_purge(d);
         uint64_t n = queue_purge(&d->q);
-        log_info("console: %s purged (%llu messages) by %s", d->name, (unsigned long long)n, http_req_peer(h));
+        log_info("console: %s purged (%llu messages) by %s", d->name, (unsigned long long)n, actor(h));
         http_respond_json(h, 200, json_pack("{s:s, s:I}", "purged", d->name, "messages", (json_int_t)n));
     }
     json_decref(j);
@@ -626,12 +665,12 @@ static void action_delete(struct http_req *h)
     if (!j)
         return;
     struct dest *d = body_dest(h, j);
-    if (d) {
+    if (d && may_admin(h, d)) {
         char name[1100];
         snprintf(name, sizeof name, "%s", d->name);
         persist_purge(d);
         dest_delete(d);
-        log_info("console: %s deleted by %s", name, http_req_peer(h));
+        log_info("console: %s deleted by %s", name, actor(h));
         http_respond_json(h, 200, json_pack("{s:s}", "deleted", name));
     }
     json_decref(j);
@@ -695,6 +734,13 @@ static void send_refused(struct http_req *h, const struct stomp_header *hs, size
         snprintf(msg, sizeof msg, "%s%s", err, limit);
     }
     http_respond_error(h, 400, msg, NULL);
+}
+
+static void send_denied(struct http_req *h, const char *name)
+{
+    char message[256], detail[1200];
+    acl_explain(http_req_principal(h), name, ACL_WRITE, message, sizeof message, detail, sizeof detail);
+    http_respond_error(h, 403, message, NULL);
 }
 
 /* POST /api/send {"destination", "body", "headers": {...}, "persistent",
@@ -780,9 +826,13 @@ static void action_send(struct http_req *h)
         http_respond_error(h, 400, err, NULL);
     else if (frame_check_headers(&lim, STOMP_12, "SEND", hs, n, body_len, &bad, &ferr) != 0)
         send_refused(h, hs, n, bad, ferr);
-    else if ((drc = dest_open(name, NULL, &d, &derr)) != 0)
+    else if (!acl_allows_dest(http_req_principal(h), name, ACL_WRITE))
+        /* refused before anything is created for it */
+        send_denied(h, name);
+    else if ((drc = dest_open(name, NULL, http_req_principal(h), &d, &derr)) != 0)
         /* 409: the request is fine, the broker's state refuses it */
-        http_respond_error(h, drc == -ENOSPC ? 409 : 400, derr, NULL);
+        http_respond_error(h, drc == -EACCES ? 403 : drc == -ENOSPC ? 409 : 400,
+                           drc == -EACCES ? dest_denied() : derr, NULL);
     if (!d) {
         free(hs);
         json_decref(j);
@@ -834,14 +884,16 @@ static void action_send(struct http_req *h)
     /* deferred first: publishing may finish (and answer) at once */
     http_defer(h, send_gone, ps);
     const char *why = NULL;
-    int rc = broker_publish(d, m, &(struct publish){.dup_id = dup_id, .done = send_done, .arg = ps}, &ps->op, &why);
+    int rc = broker_publish(d, m, &(struct publish){.who = http_req_principal(h), .dup_id = dup_id,
+                                                    .done = send_done, .arg = ps},
+                            &ps->op, &why);
     msg_unref(m);
     json_decref(j);
     if (rc == PUBLISH_WAITING)
         return; /* send_done answers (perhaps already has) */
     free(ps);
     if (rc < 0) {
-        http_respond_error(h, 503, why, NULL);
+        http_respond_error(h, rc == -EACCES ? 403 : 503, rc == -EACCES ? publish_denied() : why, NULL);
         return;
     }
     json_t *res = json_pack("{s:b, s:b}", "sent", 1, "durable", persistent && persist_enabled() && rc != PUBLISH_DUPLICATE);
@@ -901,8 +953,10 @@ static void move_gone(void *arg)
 
 /* The queue a message may be moved to: an existing or new queue (not a
  * temporary one, not the one it is in). NULL with *err set otherwise. */
-static struct dest *move_target(const char *name, const struct dest *from, int *status, const char **err)
+static struct dest *move_target(struct http_req *h, const char *name, const struct dest *from, int *status,
+                                const char **err)
 {
+    static char denied[256];
     enum dest_kind kind;
     struct dest *d = NULL;
     *status = 400;
@@ -916,9 +970,19 @@ static struct dest *move_target(const char *name, const struct dest *from, int *
         *err = "the message is in that queue already";
         return NULL;
     }
-    int rc = dest_open(name, NULL, &d, err);
+    const struct principal *who = http_req_principal(h);
+    if (!acl_allows_dest(who, name, ACL_WRITE)) {
+        char detail[1200];
+        acl_explain(who, name, ACL_WRITE, denied, sizeof denied, detail, sizeof detail);
+        *status = 403;
+        *err = denied;
+        return NULL;
+    }
+    int rc = dest_open(name, NULL, who, &d, err);
     if (rc != 0) {
-        *status = rc == -ENOSPC ? 409 : 400;
+        *status = rc == -EACCES ? 403 : rc == -ENOSPC ? 409 : 400;
+        if (rc == -EACCES)
+            *err = dest_denied();
         return NULL;
     }
     return d;
@@ -958,7 +1022,9 @@ static void action_move(struct http_req *h)
     struct dest *from = body_dest(h, j);
     json_t *keys = json_object_get(j, "messages"), *tj = json_object_get(j, "to");
     const char *err = NULL;
-    if (!from) {
+    /* taking messages out of a queue (a dead-letter queue's retry too)
+     * is admin on it, as purging is; putting them in is write on theirs */
+    if (!from || !may_admin(h, from)) {
         json_decref(j);
         return;
     }
@@ -973,7 +1039,7 @@ static void action_move(struct http_req *h)
     int status = 400;
     struct dest *to = NULL;
     if (!err && tj)
-        to = move_target(json_string_value(tj), from, &status, &err);
+        to = move_target(h, json_string_value(tj), from, &status, &err);
     if (err) {
         http_respond_error(h, status, err, NULL);
         json_decref(j);
@@ -1007,7 +1073,7 @@ static void action_move(struct http_req *h)
             if (!orig)
                 err = "no original-destination header: choose a queue (\"to\")";
             else
-                target = move_target(orig, from, &status, &err);
+                target = move_target(h, orig, from, &status, &err);
         }
         if (err) {
             if (e)
@@ -1030,7 +1096,7 @@ static void action_move(struct http_req *h)
             w->done = true;
     }
     log_info("console: %zu message(s) moved out of %s by %s (%zu refused)", json_array_size(pm->moved), from->name,
-             http_req_peer(h), json_array_size(pm->failed));
+             actor(h), json_array_size(pm->failed));
     json_decref(j);
     if (--pm->waiting == 0)
         move_finish(pm);
@@ -1055,9 +1121,21 @@ static void action_close(struct http_req *h)
             break;
     if (!c) {
         http_respond_error(h, 404, "no such connection", NULL);
-    } else {
-        log_info("console: connection %llu (%s) closed by %s", (unsigned long long)c->id, c->st.peer,
-                 http_req_peer(h));
+        json_decref(j);
+        return;
+    }
+    /* Closing a connection ends its subscriptions and gives their
+     * unacknowledged messages back: admin on each destination it
+     * subscribes to (the console's group is required of every request). */
+    struct sub *s, *tmp;
+    HASH_ITER(hh, c->subs, s, tmp) {
+        if (!may_admin(h, s->dest)) {
+            json_decref(j);
+            return;
+        }
+    }
+    {
+        log_info("console: connection %llu (%s) closed by %s", (unsigned long long)c->id, c->st.peer, actor(h));
         conn_kick(c, "connection closed by an administrator (console)");
         http_respond_json(h, 200, json_pack("{s:I}", "closed", (json_int_t)c->id));
     }
@@ -1262,6 +1340,8 @@ static void page_messages(struct http_req *h)
         http_respond_error(h, 400, "only queues can be browsed", NULL);
         return;
     }
+    if (!may(h, d->name, ACL_READ))
+        return;
     http_respond_json(h, 200, console_browse_json(d, after_s[0] ? &after : NULL, limit));
 }
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stompd/acl.h"
 #include "stompd/config.h"
 #include "stompd/conn.h"
 #include "stompd/dest.h"
@@ -27,6 +28,14 @@ static int parse_i64(const char *s, int64_t *out)
         return -1;
     *out = v;
     return 0;
+}
+
+/* An ERROR naming the destination and the permission who lacks. */
+static int denied(const struct conn *c, const char *dest, enum acl_perm perm)
+{
+    char message[256], detail[1200];
+    acl_explain(c->who, dest, perm, message, sizeof message, detail, sizeof detail);
+    return proto_fail(message, "%s", detail);
 }
 
 /* Resolve and check the destination of a SEND. A SEND held in a
@@ -51,8 +60,15 @@ static struct dest *send_dest(struct conn *c, const char *name, bool admitted)
     }
     if (d)
         return d;
-    int rc = admitted ? ((d = dest_get(resolved, c, &err)) ? 0 : -EINVAL) : dest_open(resolved, c, &d, &err);
-    if (rc != 0)
+    /* a producer that may not write there creates nothing */
+    if (!admitted && !acl_allows_dest(c->who, resolved, ACL_WRITE)) {
+        denied(c, resolved, ACL_WRITE);
+        return NULL;
+    }
+    int rc = admitted ? ((d = dest_get(resolved, c, &err)) ? 0 : -EINVAL) : dest_open(resolved, c, c->who, &d, &err);
+    if (rc == -EACCES)
+        proto_fail(dest_denied(), "%s", err);
+    else if (rc != 0)
         proto_fail(rc == -ENOSPC ? "too many destinations" : "invalid destination", "'%.200s': %s.", name, err);
     return d;
 }
@@ -65,7 +81,7 @@ static int reply_to_dest(struct conn *c, const char *rt)
     const char *err;
     struct dest *d;
     const char *resolved = dest_resolve_temp(c, rt, buf, sizeof buf);
-    if (resolved != rt && dest_open(resolved, c, &d, &err) == -ENOSPC)
+    if (resolved != rt && dest_open(resolved, c, c->who, &d, &err) == -ENOSPC)
         return proto_fail("too many destinations", "reply-to '%.200s': %s.", rt, err);
     return 0;
 }
@@ -142,11 +158,14 @@ int send_message(struct conn *c, struct frame *f, struct op *batch)
                                    (uint8_t)prio, expires);
     m = rewrite_reply_to(c, m);
     const char *why = NULL;
-    int rc = broker_publish(d, m, &(struct publish){.conn = c, .receipt = receipt, .dup_id = dupid, .batch = batch},
+    int rc = broker_publish(d, m, &(struct publish){.conn = c, .who = c->who, .receipt = receipt, .dup_id = dupid,
+                                                    .batch = batch},
                             NULL, &why);
     msg_unref(m);
     free(receipt);
     free(dupid);
+    if (rc == -EACCES)
+        return proto_fail(publish_denied(), "%s", why);
     if (rc < 0)
         return proto_fail("store unavailable", "%s", why);
     return rc == PUBLISH_WAITING ? PROTO_RECEIPT_TAKEN : 0;
@@ -162,8 +181,12 @@ int handle_send(struct conn *c, struct frame *f, uint64_t *lsn)
             return proto_fail("missing destination header", "SEND requires a destination header.");
         /* The destination is created now, not at COMMIT, so a full
          * registry refuses this frame rather than losing it then. */
-        if (!send_dest(c, name, false))
+        struct dest *d = send_dest(c, name, false);
+        if (!d)
             return -EPROTO;
+        /* refused now, with the frame, rather than dropped at COMMIT */
+        if (!acl_allows_dest(c->who, d->name, ACL_WRITE))
+            return denied(c, d->name, ACL_WRITE);
         const char *rt = frame_get(f, "reply-to");
         if (rt && reply_to_dest(c, rt) != 0)
             return -EPROTO;

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "stompd/acl.h"
 #include "stompd/buf.h"
 #include "stompd/cluster.h"
 #include "stompd/config.h"
@@ -550,13 +551,18 @@ static void connections_table(struct buf *b, const struct view *v)
     buf_append_str(b, "</h2>");
     if (!n)
         return;
-    buf_append_str(b, "<table id=\"connections\"><tr><th>id</th><th>peer</th><th>STOMP</th><th>client-id</th>"
+    buf_append_str(b, "<table id=\"connections\"><tr><th>id</th><th>peer</th><th>transport</th><th>user</th>"
+                      "<th>STOMP</th><th>client-id</th>"
                       "<th>subscriptions</th><th>frames in</th><th>frames out</th><th>output waiting</th>"
                       "<th></th></tr>\n");
     for (size_t i = 0; i < n; i++) {
         json_t *c = console_conn_json(rows[i]);
         buf_printf(b, "<tr><td class=\"num\">%lld</td><td>", jint(c, "id"));
         esc(b, jstr(c, "peer"));
+        buf_append_str(b, "</td><td class=\"transport\">");
+        esc(b, jstr(c, "transport"));
+        buf_append_str(b, "</td><td class=\"user\">");
+        esc(b, jstr(c, "user"));
         buf_append_str(b, "</td><td>");
         esc(b, jstr(c, "version"));
         buf_append_str(b, "</td><td>");
@@ -977,8 +983,12 @@ void html_destination(struct http_req *h)
     esc(&b, d->name);
     buf_append_str(&b, "\">delete</button></p>\n<h2>Messages per second</h2>\n");
     chart(&b, "chart-dest", d->name);
-    if (dest_is_queue(d))
+    /* browsing is reading the queue (auth.acl) */
+    if (dest_is_queue(d) && acl_allows_dest(http_req_principal(h), d->name, ACL_READ))
         messages_table(&b, d, after_s, after_s[0] ? &after : NULL, limit);
+    else if (dest_is_queue(d))
+        buf_append_str(&b, "<h2>Messages</h2>\n<p class=\"empty\" id=\"no-read\">not shown: no read permission on "
+                           "this queue (auth.acl)</p>\n");
     if (!dest_is_temp(d))
         send_form(&b, d->name, false);
     json_decref(j);

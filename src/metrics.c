@@ -16,11 +16,14 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "stompd/acl.h"
+#include "stompd/auth.h"
 #include "stompd/cluster.h"
 #include "stompd/commit.h"
 #include "stompd/config.h"
 #include "stompd/console.h"
 #include "stompd/dest.h"
+#include "stompd/http.h"
 #include "stompd/metrics.h"
 #include "stompd/node.h"
 #include "stompd/persist.h"
@@ -30,6 +33,9 @@
 #include "stompd/stats.h"
 #include "stompd/store.h"
 #include "stompd/stream.h"
+#include "stompd/sub.h"
+#include "stompd/tls.h"
+#include "stompd/ws.h"
 
 struct metrics_out {
     struct buf *b;
@@ -400,6 +406,56 @@ static void c_listener_fd_exhausted(struct metrics_out *m) { listeners(m, LF_FD_
 
 static void c_destinations(struct metrics_out *m) { one_u64(m, dest_count()); }
 
+/* authentication and the ACL */
+static struct auth_stats auth_now(void)
+{
+    struct auth_stats as;
+    auth_get_stats(&as);
+    return as;
+}
+static void c_auth_failures(struct metrics_out *m) { one_u64(m, auth_now().stomp_failures); }
+static void c_console_auth_failures(struct metrics_out *m) { one_u64(m, auth_now().console_failures); }
+static void c_access_denied(struct metrics_out *m) { one_u64(m, acl_denials()); }
+static void c_auth_checks(struct metrics_out *m) { one_u64(m, auth_now().checks); }
+static void c_auth_cache_hits(struct metrics_out *m) { one_u64(m, auth_now().cache_hits); }
+static void c_auth_coalesced(struct metrics_out *m) { one_u64(m, auth_now().coalesced); }
+
+/* WebSocket */
+static void c_ws_open(struct metrics_out *m) { one_u64(m, ws_stats()->open); }
+static void c_ws_upgrades(struct metrics_out *m) { one_u64(m, ws_stats()->upgrades); }
+static void c_ws_refused(struct metrics_out *m) { one_u64(m, ws_stats()->refused); }
+static void c_ws_failed(struct metrics_out *m) { one_u64(m, ws_stats()->failed); }
+static void c_ws_in(struct metrics_out *m) { one_u64(m, ws_stats()->messages_in); }
+static void c_ws_out(struct metrics_out *m) { one_u64(m, ws_stats()->messages_out); }
+
+/* TLS and the replication port's authentication */
+static struct tls_stats tls_now(void)
+{
+    struct tls_stats ts;
+    tls_get_stats(&ts);
+    return ts;
+}
+static void c_tls_handshakes(struct metrics_out *m) { one_u64(m, tls_now().handshakes); }
+static void c_tls_failed(struct metrics_out *m) { one_u64(m, tls_now().failed); }
+static void c_tls_timed_out(struct metrics_out *m) { one_u64(m, tls_now().timed_out); }
+static void c_repl_auth_failures(struct metrics_out *m) { one_u64(m, repl_master_auth_failures()); }
+static void c_repl_evicted(struct metrics_out *m) { one_u64(m, repl_master_handshakes_evicted()); }
+
+/* selectors */
+static struct sub_selector_stats sel_now(void)
+{
+    struct sub_selector_stats sel;
+    sub_selector_stats(&sel);
+    return sel;
+}
+static void c_sel_deferred(struct metrics_out *m) { one_u64(m, sel_now().deferred); }
+static void c_sel_over_budget(struct metrics_out *m) { one_u64(m, sel_now().over_budget); }
+
+/* the console's own transport */
+static void c_http_timeouts(struct metrics_out *m) { one_u64(m, http_counters()->request_timeouts); }
+static void c_http_evicted(struct metrics_out *m) { one_u64(m, http_counters()->evicted); }
+static void c_http_misdirected(struct metrics_out *m) { one_u64(m, http_counters()->misdirected); }
+
 static void c_rates_bytes(struct metrics_out *m)
 {
     one_u64(m, rates_memory(NULL));
@@ -440,6 +496,16 @@ static const struct family families[] = {
     {"stompd_dead_lettered_total", "counter", "Messages moved to a dead-letter queue", c_dead_lettered},
     {"stompd_duplicates_total", "counter", "Resent duplicates dropped", c_duplicates},
     {"stompd_destinations", "gauge", "Destinations held (queues and topics)", c_destinations},
+    {"stompd_auth_failures_total", "counter", "CONNECTs refused for their credentials", c_auth_failures},
+    {"stompd_console_auth_failures_total", "counter", "Console requests refused for their credentials or group",
+     c_console_auth_failures},
+    {"stompd_access_denied_total", "counter", "Frames and console actions refused by auth.acl", c_access_denied},
+    {"stompd_auth_checks_total", "counter", "Password checks run (crypt(3) on the auth.hash_threads)",
+     c_auth_checks},
+    {"stompd_auth_cache_hits_total", "counter", "Logins answered from the login cache (auth.cache)",
+     c_auth_cache_hits},
+    {"stompd_auth_coalesced_total", "counter", "Logins that joined an identical password check in flight",
+     c_auth_coalesced},
     {"stompd_memory_bytes", "gauge", "Bytes of messages held", c_memory},
     {"stompd_memory_full", "gauge", "1 while the messages held reach broker.memory_limit (producers wait)",
      c_memory_full},
@@ -452,7 +518,29 @@ static const struct family families[] = {
      c_store_full},
     {"stompd_journal_lsn", "gauge", "Journal position", c_journal_lsn},
     {"stompd_committed_lsn", "gauge", "Committed journal position", c_committed_lsn},
+    {"stompd_ws_connections", "gauge", "WebSocket connections open", c_ws_open},
+    {"stompd_ws_upgrades_total", "counter", "WebSocket upgrade requests accepted", c_ws_upgrades},
+    {"stompd_ws_refused_total", "counter", "WebSocket connection attempts refused (HTTP 4xx, 503 at the limit)",
+     c_ws_refused},
+    {"stompd_ws_failed_total", "counter",
+     "WebSocket connections failed for breaking a framing rule (close 1002, 1007, 1009)", c_ws_failed},
+    {"stompd_ws_messages_in_total", "counter", "WebSocket messages received", c_ws_in},
+    {"stompd_ws_messages_out_total", "counter", "WebSocket messages sent", c_ws_out},
     {"stompd_epoch", "gauge", "Epoch", c_epoch},
+    {"stompd_tls_handshakes_total", "counter", "TLS handshakes finished", c_tls_handshakes},
+    {"stompd_tls_handshake_failures_total", "counter", "TLS handshakes failed (no TLS, bad certificate, timed out)",
+     c_tls_failed},
+    {"stompd_tls_handshake_timeouts_total", "counter", "TLS handshakes not finished within tls.handshake_timeout",
+     c_tls_timed_out},
+    {"stompd_repl_auth_failures_total", "counter", "Replication peers refused: no proof of store.security_token",
+     c_repl_auth_failures},
+    {"stompd_repl_handshakes_evicted_total", "counter",
+     "Replication peers closed unauthenticated to make room (store.max_unauthenticated)", c_repl_evicted},
+    {"stompd_selector_deferred_total", "counter",
+     "Selector verdicts put off to a later loop iteration by stomp.selector_budget", c_sel_deferred},
+    {"stompd_selector_over_budget_total", "counter",
+     "Selector evaluations a whole stomp.selector_budget could not finish (taken as not matching)",
+     c_sel_over_budget},
     {"stompd_zookeeper_session_state", "gauge", "1 for the ZooKeeper session's current state (none: no ZooKeeper)",
      c_zk_state},
     {"stompd_zookeeper_registered", "gauge", "1 while this node's member znode exists", c_zk_registered},
@@ -473,6 +561,12 @@ static const struct family families[] = {
     {"stompd_repl_paused", "gauge", "1 while nothing more can be sent to a slave (window or socket full)",
      c_repl_paused},
     {"stompd_console_rates_bytes", "gauge", "Memory the console's message rates take", c_rates_bytes},
+    {"stompd_http_request_timeouts_total", "counter",
+     "Console requests not whole within http.request_timeout (answered 408)", c_http_timeouts},
+    {"stompd_http_evicted_total", "counter",
+     "Unauthenticated console connections closed to make room (http.reserved_connections)", c_http_evicted},
+    {"stompd_http_misdirected_total", "counter", "Console requests naming a Host it does not answer to (421)",
+     c_http_misdirected},
 };
 
 /* ------------------------------------------------------------ destinations */

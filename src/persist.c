@@ -172,19 +172,26 @@ bool persist_enqueue(struct dest *d, struct msg *m, const char *dup_id)
         if (d->ndurables == 0)
             return false;
         targets = malloc(2 * d->ndurables * sizeof *targets);
-        if (!targets)
+        uint64_t *named = malloc(d->ndurables * sizeof *named);
+        if (!targets || !named)
             abort();
+        /* Named: what the selector accepts, and what the budget could
+         * not judge yet (judged on the backlog, before delivery). The
+         * commit gives the backlogs exactly these (durable_publish). */
         struct durable *du;
         TAILQ_FOREACH(du, &d->durables, topic_link) {
-            if (du->sel) {
-                struct sub probe = {.sel = du->sel};
-                if (!sub_matches(&probe, m))
-                    continue;
-            }
+            enum sub_verdict v = sub_select(du->sel, m);
+            if (v == SUB_NO)
+                continue;
             targets[2 * n] = du->client_id;
             targets[2 * n + 1] = du->name;
+            named[n] = du->serial << 1 | (v == SUB_LATER);
             n++;
         }
+        free(m->jdurables);
+        m->jdurables = named;
+        m->njdurables = n;
+        m->jdurables_judged = true;
         if (n == 0) {
             free(targets);
             return false;

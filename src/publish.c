@@ -7,6 +7,7 @@
 
 #include <errno.h>
 
+#include "stompd/acl.h"
 #include "stompd/commit.h"
 #include "stompd/dest.h"
 #include "stompd/dup.h"
@@ -48,12 +49,25 @@ static int publish_move(struct dest *d, struct msg *copy, const struct publish *
     return PUBLISH_DONE;
 }
 
+static char denied_message[256], denied_detail[1200];
+
+const char *publish_denied(void)
+{
+    return denied_message;
+}
+
 int broker_publish(struct dest *d, struct msg *m, const struct publish *p, struct op **waiting, const char **why)
 {
     if (waiting)
         *waiting = NULL;
     if (p->moved_from)
         return publish_move(d, m, p, waiting);
+    if (p->who && !acl_allows_dest(p->who, d->name, ACL_WRITE)) {
+        acl_explain(p->who, d->name, ACL_WRITE, denied_message, sizeof denied_message, denied_detail,
+                    sizeof denied_detail);
+        *why = denied_detail;
+        return -EACCES;
+    }
     /* Temporary destinations die with their connection: never journaled. */
     bool journal = m->persistent && !dest_is_temp(d) && persist_enabled();
     if (journal && persist_failed()) {

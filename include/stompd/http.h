@@ -42,7 +42,20 @@ void http_stop(void);
 uint64_t http_requests(void);
 
 const char *http_req_peer(const struct http_req *r);
+/* Who the request authenticated as: a user of http.admin_group, or NULL
+ * when http.auth = false (the console then acts as the broker itself). */
+struct principal;
+const struct principal *http_req_principal(const struct http_req *r);
 const char *http_req_content_type(const struct http_req *r);
+bool http_req_is_json(const struct http_req *r);
+
+/* What the console's transport turned away. */
+struct http_counters {
+    uint64_t request_timeouts; /* 408: a request not whole within http.request_timeout */
+    uint64_t evicted;          /* unauthenticated connections closed to make room */
+    uint64_t misdirected;      /* 421: a Host this console does not answer to */
+};
+const struct http_counters *http_counters(void);
 const char *http_req_body(const struct http_req *r, size_t *len);
 /* Query parameter `name` of the request's URL, percent-decoded ('+' is a
  * space), in out: its length, -ENOENT when absent, -EINVAL when malformed

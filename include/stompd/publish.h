@@ -3,8 +3,8 @@
  * Every rule applies here, to every producer: the failed-store guard, the
  * duplicate window (_AMQ_DUPL_ID), journaling, "visible only once
  * committed", the memory charge while a message waits, and producer flow
- * control on a full destination. (Authorization will be checked here
- * too.) */
+ * control on a full destination, and authorization: a producer with a
+ * principal needs write permission on the destination (acl.h). */
 #ifndef STOMPD_PUBLISH_H
 #define STOMPD_PUBLISH_H
 
@@ -14,10 +14,13 @@ struct conn;
 struct dest;
 struct msg;
 struct op;
+struct principal;
 struct qentry;
 
 struct publish {
     struct conn *conn;          /* the producer's connection, or NULL */
+    const struct principal *who; /* on whose behalf: needs write on the
+                                 * destination; NULL = the broker itself */
     const char *receipt;        /* answered once the message is accepted */
     const char *dup_id;         /* duplicate-detection id, or NULL */
     struct op *batch;           /* COMMIT replay: join the transaction's entry */
@@ -37,10 +40,15 @@ enum publish_result {
 };
 
 /* Publish m to d. Returns a publish_result, or a negative errno with *why
- * saying why nothing was published. When PUBLISH_WAITING and p->done is
+ * saying why nothing was published (-EACCES: who may not write to d; *why
+ * is then the detail and publish_denied() the message). When PUBLISH_WAITING and p->done is
  * set, *waiting (if not NULL) is the op to cancel should the producer go
  * away (op_cancel_notify). The caller keeps its reference to m. */
 int broker_publish(struct dest *d, struct msg *m, const struct publish *p, struct op **waiting,
                    const char **why) __attribute__((warn_unused_result));
+
+/* After -EACCES: the ERROR's message (names the permission and the
+ * destination). */
+const char *publish_denied(void);
 
 #endif

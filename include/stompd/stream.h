@@ -16,11 +16,44 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <sys/types.h>
 
 #include "stompd/buf.h"
 
 struct stream;
 struct listener;
+
+/* A pause reason reserved for the framing layer (the protocol's are lower
+ * bits): its own output (pongs) is at the limit. Lifted when the output
+ * drains. */
+enum { STREAM_PAUSE_FILTER = 0x80 };
+/* ------------------------------------------------------------ transports */
+
+/* What a transport's read or write returns instead of a byte count. */
+enum {
+    STREAM_IO_WANT_READ = -1,  /* nothing now: again once the socket is readable */
+    STREAM_IO_WANT_WRITE = -2, /* nothing now: again once the socket is writable */
+    STREAM_IO_ERROR = -3,      /* the connection failed (why says how) */
+};
+
+/* The bytes of a stream pass through a transport: the plain socket, or
+ * TLS (tls.c); the protocol above sees the same input and output either
+ * way. A read may need the socket writable (a TLS handshake, or a key
+ * update answered) and a write may need it readable (a handshake under
+ * way): the stream then watches that direction and calls again. */
+struct stream_transport {
+    const char *name;
+    /* Up to n bytes into p: > 0 bytes read, 0 the peer closed, or STREAM_IO_*. */
+    ssize_t (*read)(struct stream *s, void *p, size_t n, char *why, size_t whylen);
+    /* Up to n bytes of p: > 0 bytes taken, or STREAM_IO_* (never 0). */
+    ssize_t (*write)(struct stream *s, const void *p, size_t n, char *why, size_t whylen);
+    /* Optional: must be read although the socket may stay quiet (input
+     * decoded and waiting, or a handshake to start)? */
+    bool (*pending)(const struct stream *s);
+    /* Optional: the stream is closing: say goodbye if the socket takes it
+     * at once (TLS close_notify) and free the transport's state. */
+    void (*close)(struct stream *s);
+};
 
 enum stream_state {
     STREAM_CONNECTING, /* outgoing connect in progress */
@@ -53,6 +86,30 @@ struct stream_ops {
     void (*release)(struct stream *s);
 };
 
+/* A framing layer between the socket and the protocol (WebSocket, ws.c):
+ * the socket's bytes go to the layer, which hands the protocol its
+ * payload through ops->input; the protocol writes s->out as usual and the
+ * layer frames it into s->wire, which is what reaches the socket. A TLS
+ * layer sits below it, on the socket's reads and writes. */
+struct stream_filter {
+    const char *name; /* the transport, for the console: "ws" */
+    /* Bytes from the socket: return how many were used (the rest stays
+     * buffered, as for ops->input). */
+    size_t (*input)(struct stream *s, const char *p, size_t n);
+    /* Bytes of decoded input waiting for the protocol (offered when
+     * reading resumes; they count with s->in toward the input total). */
+    size_t (*held)(const struct stream *s);
+    /* Move output into s->wire: control frames always, s->out's bytes when
+     * data is true (the protocol's may_write allows it, or the stream is
+     * closing: then the layer also adds its closing frame). */
+    void (*encode)(struct stream *s, bool data);
+    /* A closing stream wrote everything: may the socket close now? (No:
+     * it keeps reading until the peer's closing frame, or the linger.) */
+    bool (*may_close)(struct stream *s);
+    /* Free the layer's state (with the stream, before the loop sleeps). */
+    void (*release)(struct stream *s);
+};
+
 struct stream {
     int fd;
     enum stream_state state;
@@ -62,6 +119,10 @@ struct stream {
     ev_io rd, wr;
     ev_timer timer;
     struct buf in, out;
+    const struct stream_filter *filter; /* NULL: the protocol's bytes go to the socket as they are */
+    void *filter_data;
+    struct buf wire;            /* with a filter: framed output not yet written */
+    uint16_t close_code;        /* why the protocol closes, for a layer that says it (WebSocket: 1008) */
     ev_tstamp last_rx, last_tx;
     size_t out_limit;           /* "full" at this many unsent bytes */
     size_t low_water;           /* drained below this */
@@ -71,6 +132,10 @@ struct stream {
     bool in_flush, in_resume;
     size_t in_counted;          /* of `in`, what the layer's total counts */
     const char *close_why;      /* STREAM_CLOSING: the reason logged at the close */
+    const struct stream_transport *tr; /* the plain socket unless set */
+    void *tr_ctx;               /* the transport's state (TLS session) */
+    bool rd_wants_wr;           /* the transport's read waits for the socket to be writable */
+    bool wr_wants_rd;           /* its write waits for the socket to be readable */
     TAILQ_ENTRY(stream) flush_link, resume_link, dead_link;
 };
 
@@ -80,6 +145,9 @@ void stream_layer_init(struct ev_loop *loop);
 /* Take over a connected (or, with connecting, connecting) socket. The
  * stream starts reading at once. */
 void stream_init(struct stream *s, int fd, const char *peer, const struct stream_ops *ops, bool connecting);
+/* Carry the stream's bytes through t (ctx is its state; a stream starts
+ * on the plain socket). Set before any byte is read or written. */
+void stream_set_transport(struct stream *s, const struct stream_transport *t, void *ctx);
 /* Start a non-blocking connect to host:port; returns the socket or -1. */
 int stream_connect_socket(const char *addr, char *err, size_t errlen);
 
@@ -89,11 +157,14 @@ void stream_write(struct stream *s, const void *p, size_t n);
 void stream_want_flush(struct stream *s);
 /* Write what the socket takes now; returns -1 when the stream closed. */
 int stream_flush(struct stream *s);
-static inline size_t stream_pending(const struct stream *s) { return buf_used(&s->out); }
-static inline bool stream_full(const struct stream *s) { return buf_used(&s->out) >= s->out_limit; }
+static inline size_t stream_pending(const struct stream *s) { return buf_used(&s->out) + buf_used(&s->wire); }
+static inline bool stream_full(const struct stream *s) { return stream_pending(s) >= s->out_limit; }
+/* "tcp", or the framing layer's name ("ws"). */
+static inline const char *stream_transport(const struct stream *s) { return s->filter ? s->filter->name : "tcp"; }
 
 /* Bytes all streams hold in their input buffers (partial frames and the
- * like), and that total less what s holds: a protocol bounds the sum. */
+ * like, a framing layer's decoded bytes too), and that total less what s
+ * holds: a protocol bounds the sum. */
 size_t stream_input_held(void);
 size_t stream_input_held_by_others(const struct stream *s);
 
@@ -109,7 +180,8 @@ void stream_set_timer(struct stream *s, double after);
 double stream_timer_remaining(const struct stream *s);
 
 /* Stop reading; close once the output is flushed, or after linger
- * seconds if the peer does not read it. */
+ * seconds if the peer does not read it. (A framing layer may keep reading
+ * for the peer's closing frame, within the same linger.) */
 void stream_close_after_flush(struct stream *s, double linger, const char *why);
 /* Close now. */
 void stream_close(struct stream *s, const char *why);
@@ -130,6 +202,13 @@ struct listener {
     const char *limit_key;      /* config key of its connection limit */
     uint32_t max_conns;         /* 0: no limit */
     uint32_t nconns;
+    struct listener *pool;      /* optional: count and limit connections with this listener's */
+    /* Optional: counts against this listener's limit instead (two
+     * listeners, one limit: STOMP and STOMP over TLS). */
+    struct listener *limit_with;
+    /* Optional: called for each stream it accepts, when it is attached
+     * (TLS: set the stream's transport). */
+    void (*secure)(struct listener *l, struct stream *s);
     bool nodelay;               /* TCP_NODELAY on accepted sockets */
     int fd;
     bool running;
@@ -153,12 +232,18 @@ void listener_stop(struct listener *l);
 bool listener_running(const struct listener *l);
 /* Every listener started so far (running or not), for their counters. */
 size_t listener_list(const struct listener **out, size_t max);
-/* The stream counts against l's connection limit until it closes. */
+/* The stream counts against l's connection limit (or its pool's) until
+ * it closes. */
 void listener_attach(struct listener *l, struct stream *s);
 
 /* For a listener's refuse callback: write msg (len bytes) to a socket
  * about to be closed, as far as it takes it at once. */
 void listener_say(int fd, const char *msg, size_t len);
+
+/* Is addr ("host:port", host a name or an address) on loopback only?
+ * False for every interface (0.0.0.0, ::, no host) and for a name that
+ * resolves to any other address. */
+bool stream_addr_loopback(const char *addr);
 
 /* A non-blocking listening socket on host:port; -1 with err filled. */
 int stream_listen_socket(const char *addr, char *err, size_t errlen);
