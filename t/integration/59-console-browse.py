@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from stompd_test import connected, http_json, http_request
+from stompd_test import Client, connected, http_json, http_request, login_headers, write_users
 
 WINDOW = {"broker.queue_window": "4KiB"}
 
@@ -311,7 +311,7 @@ def test_close_a_connection(broker):
     # its message goes back; an administrator's close is not a protocol error
     wait_for(lambda: queue_info(broker, "/queue/held")["pending"] == 1, what="the message back")
     assert http_json(broker.http_port, "/api/counters")["protocol_errors"] == errors
-    assert broker.wait_log(r"connection %d \(127\.0\.0\.1:\d+\) closed by 127\.0\.0\.1" % mine[0]["id"])
+    assert broker.wait_log(r"connection %d \(127\.0\.0\.1:\d+\) closed by admin \(127\.0\.0\.1:" % mine[0]["id"])
     assert http_request(broker.http_port, "POST", "/api/connections/close", {"id": mine[0]["id"]})[0] == 404
     assert http_request(broker.http_port, "POST", "/api/connections/close", {"id": "1"})[0] == 400
     p.receipt("SEND", {"destination": "/queue/held"}, "r2", b"still served")
@@ -373,3 +373,99 @@ def test_sizes_a_person_reads(broker_factory):
     assert re.search(r"3\.0 MiB of messages held \(limit 1\.0 GiB\)", page)
     s, h, data = http_request(b.http_port, "GET", "/destination?name=/queue/heavy")
     assert b'<span class="size">1.0 MiB</span>' in data
+
+
+def test_browse_move_and_close_follow_the_acl(broker_factory, tmp_path):
+    """With auth.acl, the console acts for its user: browsing a queue is
+    read on it, moving messages out of a queue (a dead letter's retry too)
+    admin on it and write on the queue they go to, closing a connection
+    admin on every destination it subscribes to."""
+    users = write_users(str(tmp_path / "users"), {"root": ("root pw", ["admins", "ops"]),
+                                                   "alice": ("alice pw", ["app"])})
+    (tmp_path / "acl").write_text("queue:ops.>         read=ops write=ops admin=ops\n"
+                                  "queue:view.>        read=app,ops write=app,ops admin=app\n"
+                                  "queue:secret.>      read=app write=app admin=app\n"
+                                  "queue:drop.>        write=ops admin=ops\n"
+                                  "queue:ActiveMQ.DLQ  read=ops admin=ops\n")
+    b = broker_factory({"auth.users": users, "auth.acl": str(tmp_path / "acl"), "broker.max_redeliveries": "0"})
+    root = ("root", "root pw")
+
+    def call(method, path, body=None):
+        s, _, data = http_request(b.http_port, method, path, body, auth=root)
+        return s, data
+
+    def jcall(method, path, body=None):
+        s, data = call(method, path, body)
+        return s, json.loads(data)
+
+    def pending(name):
+        return {q["name"]: q["pending"] for q in jcall("GET", "/api/queues")[1]}.get(name, 0)
+
+    alice = Client(b.port)
+    alice.connect(headers=login_headers("alice", "alice pw"))
+    for dest, body in (("/queue/view.a", b"a0"), ("/queue/view.a", b"a1"), ("/queue/secret.s", b"s0"),
+                       ("/queue/view.d", b"d0")):
+        alice.receipt("SEND", {"destination": dest, "persistent": "true"}, "r-" + body.decode(), body)
+    # two dead letters: one from a queue root may write to, one it may not
+    for dest in ("/queue/secret.s", "/queue/view.d"):
+        alice.send("SUBSCRIBE", {"id": dest, "destination": dest, "ack": "client-individual"})
+        m = alice.recv()
+        alice.send("NACK", {"id": m["ack"]})
+        alice.receipt("UNSUBSCRIBE", {"id": dest}, "u" + dest)
+    wait_for(lambda: pending("/queue/ActiveMQ.DLQ") == 2, what="the dead letters")
+
+    # read on view.a: browsed; no admin on it: nothing moves out
+    s, r = jcall("GET", "/api/messages?destination=/queue/view.a")
+    assert s == 200 and [m["body_preview"] for m in r["messages"]] == ["a0", "a1"]
+    s, r = jcall("POST", "/api/messages/move", {"destination": "/queue/view.a", "messages": [r["messages"][0]["key"]],
+                                                "to": "/queue/ops.b"})
+    assert s == 403 and r["error"] == "access denied: no admin permission on /queue/view.a"
+    assert pending("/queue/view.a") == 2
+
+    # a retry out of the DLQ (admin there): each message needs write on its original destination
+    dlq = jcall("GET", "/api/messages?destination=/queue/ActiveMQ.DLQ")[1]["messages"]
+    orig = {m["key"]: {h[0]: h[1] for h in m["headers"]}["original-destination"] for m in dlq}
+    s, r = jcall("POST", "/api/messages/move", {"destination": "/queue/ActiveMQ.DLQ", "messages": sorted(orig)})
+    assert s == 200, r
+    assert r["moved"] == [{"message": k, "to": "/queue/view.d"} for k in orig if orig[k] == "/queue/view.d"]
+    assert r["failed"] == [{"message": k, "error": "access denied: no write permission on /queue/secret.s"}
+                           for k in orig if orig[k] == "/queue/secret.s"]
+    wait_for(lambda: pending("/queue/view.d") == 1, what="the retried message")
+    assert pending("/queue/ActiveMQ.DLQ") == 1
+
+    # out of a queue it administers: to one it may write to (created: admin there too), not elsewhere
+    for body in ("o0", "o1"):
+        assert call("POST", "/api/send", {"destination": "/queue/ops.a", "body": body})[0] == 200
+    keys = [m["key"] for m in jcall("GET", "/api/messages?destination=/queue/ops.a")[1]["messages"]]
+    s, r = jcall("POST", "/api/messages/move", {"destination": "/queue/ops.a", "messages": keys[:1],
+                                                "to": "/queue/nowhere.x"})
+    assert s == 403 and r["error"] == "access denied: no write permission on /queue/nowhere.x"
+    s, r = jcall("POST", "/api/messages/move", {"destination": "/queue/ops.a", "messages": keys[:1],
+                                                "to": "/queue/drop.x"})
+    assert s == 200 and r["moved"] == [{"message": keys[0], "to": "/queue/drop.x"}], r
+    assert pending("/queue/drop.x") == 1 and pending("/queue/ops.a") == 1
+
+    # write and admin on drop.x but no read: not browsed, as JSON or on its page
+    s, r = jcall("GET", "/api/messages?destination=/queue/drop.x")
+    assert s == 403 and r["error"] == "access denied: no read permission on /queue/drop.x"
+    s, data = call("GET", "/destination?name=/queue/drop.x")
+    assert s == 200 and b'id="no-read"' in data and b'id="messages"' not in data and b"o0" not in data
+    s, data = call("GET", "/destination?name=/queue/ops.a")
+    assert s == 200 and b'id="messages"' in data and b'id="no-read"' not in data
+
+    # closing: alice's connection holds view.a (root: no admin there), root's own ops.idle
+    alice.receipt("SUBSCRIBE", {"id": "held", "destination": "/queue/view.a", "ack": "client"}, "sa")
+    mine = Client(b.port)
+    mine.connect(headers=login_headers("root", "root pw"))
+    mine.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/ops.idle", "ack": "client"}, "sr")
+    conns = {c["user"]: c for c in jcall("GET", "/api/connections")[1]}
+    s, r = jcall("POST", "/api/connections/close", {"id": conns["alice"]["id"]})
+    assert s == 403 and r["error"] == "access denied: no admin permission on /queue/view.a"
+    s, r = jcall("POST", "/api/connections/close", {"id": conns["root"]["id"]})
+    assert s == 200 and r == {"closed": conns["root"]["id"]}
+    mine.expect_error("closed by an administrator")
+    assert [c["user"] for c in jcall("GET", "/api/connections")[1]] == ["alice"]
+    assert [alice.recv().body, alice.recv().body] == [b"a0", b"a1"]   # still served
+    assert b.wait_log(r"connection %d \(127\.0\.0\.1:\d+\) closed by root \(127\.0\.0\.1:" % conns["root"]["id"])
+    m = re.search(r"^stompd_access_denied_total (\d+)$", call("GET", "/metrics")[1].decode(), re.M)
+    assert int(m.group(1)) == 6
