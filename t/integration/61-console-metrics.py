@@ -201,3 +201,31 @@ def test_durable_latency_on_the_page(broker_factory):
     assert m and int(m.group(5)) >= 1, page[:2000]
     # and each listener's counters (main's), labelled by listener
     assert fams["stompd_listener_accepted_total"][1]['stompd_listener_accepted_total{listener="STOMP"}'] >= 1
+
+
+def test_console_transport_refusals_counted(broker_factory):
+    """A request naming a Host the console does not answer to (421) and one
+    not whole within http.request_timeout (408) are counted in /metrics."""
+    import socket
+    b = broker_factory({"http.request_timeout": "1s"})
+
+    def value(name):
+        return metric_families(scrape(b))[name][1][name]
+
+    assert value("stompd_http_misdirected_total") == 0 and value("stompd_http_request_timeouts_total") == 0
+    assert value("stompd_http_evicted_total") == 0
+    s, _, _ = http_request(b.http_port, "GET", "/api/status", headers={"Host": "evil.example"})
+    assert s == 421
+    assert value("stompd_http_misdirected_total") == 1
+    c = socket.create_connection(("127.0.0.1", b.http_port), timeout=60)
+    c.sendall(b"GET /api/status HTTP/1.1\r\nHost: localhost\r\n")   # never finished
+    out = b""
+    while True:
+        d = c.recv(4096)
+        if not d:
+            break
+        out += d
+    c.close()
+    assert out.startswith(b"HTTP/1.1 408"), out
+    assert value("stompd_http_request_timeouts_total") == 1
+    assert value("stompd_http_misdirected_total") == 1
