@@ -57,6 +57,11 @@ struct http_counters {
 };
 const struct http_counters *http_counters(void);
 const char *http_req_body(const struct http_req *r, size_t *len);
+/* Query parameter `name` of the request's URL, percent-decoded ('+' is a
+ * space), in out: its length, -ENOENT when absent, -EINVAL when malformed
+ * (a bad escape, a NUL), -E2BIG when longer than outlen - 1. */
+int http_req_query(const struct http_req *r, const char *name, char *out, size_t outlen)
+    __attribute__((warn_unused_result));
 
 void http_respond(struct http_req *r, int status, const char *ctype, const char *body, size_t len,
                   const char *extra_headers);
