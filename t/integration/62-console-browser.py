@@ -145,9 +145,11 @@ def test_the_page_script_sends_retries_purges_and_closes(broker_factory, browser
              == 0, what="the purge")
     browser.load(base + "/")
     cid = [x["id"] for x in http_json(b.http_port, "/api/connections") if x["subscriptions"]][0]
-    browser.eval("document.querySelector('button[data-act=close][data-id=\"%d\"]').click()" % cid)
+    # the confirm() runs inside the click: read what it asked in the same
+    # evaluation (the page may reload itself, http.refresh, before a later one)
+    alerts = browser.eval("(function(){document.querySelector('button[data-act=close][data-id=\"%d\"]').click();"
+                          "return window.__alerts;})()" % cid)
     c.expect_error("closed by an administrator", timeout=10)
-    alerts = browser.eval("window.__alerts")
     assert alerts == ["confirm: Close connection %d?" % cid], alerts
 
 
