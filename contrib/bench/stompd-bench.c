@@ -16,7 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netdb.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
@@ -631,23 +634,87 @@ static long rss_kib(long pid)
 
 struct idle {
     struct stompc **c;
+    int *fds;                   /* plain tcp:// ones: a socket each, no library */
     long n;
     long rss_before, rss_after; /* KiB, -1: unknown */
     double secs;
     char err[640];
 };
 
+/* An idle connection to a plain tcp://host:port: a socket that CONNECTs
+ * and then sits, one descriptor (a libstompc connection holds two, its
+ * socket and the epoll set behind stompc_fd(), and 10,000 of those do not
+ * fit under a 20,000 descriptor limit). -2: not a plain tcp:// URL. */
+static int raw_idle_open(char *err, size_t errlen)
+{
+    if (strncmp(cfg.url, "tcp://", 6) != 0 || cfg.ca)
+        return -2;
+    char host[256];
+    const char *hp = cfg.url + 6, *colon = strrchr(hp, ':');
+    if (!colon || (size_t)(colon - hp) >= sizeof host || strchr(hp, ',') || strchr(hp, '?'))
+        return -2;
+    snprintf(host, sizeof host, "%.*s", (int)(colon - hp), hp);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
+    if (getaddrinfo(host, colon + 1, &hints, &res) != 0)
+        return -2;
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, res->ai_addr, res->ai_addrlen) != 0) {
+        snprintf(err, errlen, "connect to %s: %s", cfg.url, strerror(errno));
+        freeaddrinfo(res);
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    freeaddrinfo(res);
+    struct timeval tv = {.tv_sec = 10};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char frame[1024];
+    int n = snprintf(frame, sizeof frame, "CONNECT\naccept-version:1.2\nhost:%s\n%s%s%s%s%s%s\n", cfg.host ? cfg.host : host,
+                     cfg.login ? "login:" : "", cfg.login ? cfg.login : "", cfg.login ? "\n" : "",
+                     cfg.passcode ? "passcode:" : "", cfg.passcode ? cfg.passcode : "", cfg.passcode ? "\n" : "");
+    if (n < 0 || (size_t)n + 1 > sizeof frame || send(fd, frame, (size_t)n + 1, MSG_NOSIGNAL) != n + 1) {
+        snprintf(err, errlen, "CONNECT to %s: %s", cfg.url, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    char in[2048];
+    size_t got = 0;
+    while (got < sizeof in && !memchr(in, '\0', got)) {
+        ssize_t r = recv(fd, in + got, sizeof in - got, 0);
+        if (r <= 0) {
+            snprintf(err, errlen, "CONNECT to %s: %s", cfg.url, r == 0 ? "closed" : strerror(errno));
+            close(fd);
+            return -1;
+        }
+        got += (size_t)r;
+    }
+    if (got < 10 || memcmp(in, "CONNECTED\n", 10) != 0) {
+        snprintf(err, errlen, "CONNECT to %s: no CONNECTED: %.*s", cfg.url, (int)(got < 200 ? got : 200), in);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 /* Open cfg.idle connections; they stay open (silent, no heart-beats)
  * until idle_close. A failure stops the opening and is reported. */
 static int idle_open(struct idle *d)
 {
+    /* A libstompc connection holds two descriptors: its socket and the
+     * epoll set behind stompc_fd(). Ask for room for all of them (root may
+     * raise the hard limit too), else take the hard limit. */
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    rlim_t want = (rlim_t)cfg.idle * 2 + 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want) {
+        struct rlimit more = {want, want > rl.rlim_max ? want : rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &more) != 0 && rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            (void)setrlimit(RLIMIT_NOFILE, &rl);
+        }
     }
     d->c = calloc((size_t)cfg.idle, sizeof *d->c);
-    if (!d->c) {
+    d->fds = calloc((size_t)cfg.idle, sizeof *d->fds);
+    if (!d->c || !d->fds) {
         snprintf(d->err, sizeof d->err, "out of memory");
         return -1;
     }
@@ -655,6 +722,16 @@ static int idle_open(struct idle *d)
     uint64_t t0 = now_ns();
     for (long i = 0; i < cfg.idle && !interrupted; i++) {
         char err[512];
+        int fd = raw_idle_open(err, sizeof err);
+        d->fds[i] = fd;
+        if (fd == -1) {
+            snprintf(d->err, sizeof d->err, "idle connection %ld: %s", i + 1, err);
+            return -1;
+        }
+        if (fd >= 0) {
+            d->n++;
+            continue;
+        }
         d->c[i] = client_open(err, sizeof err);
         if (!d->c[i]) {
             snprintf(d->err, sizeof d->err, "idle connection %ld: %s", i + 1, err);
@@ -672,10 +749,16 @@ static int idle_open(struct idle *d)
 
 static void idle_close(struct idle *d)
 {
-    for (long i = 0; i < d->n; i++)
-        stompc_free(d->c[i]); /* a plain close: quicker than N DISCONNECTs */
+    for (long i = 0; i < d->n; i++) {
+        if (d->fds[i] >= 0)
+            close(d->fds[i]);
+        else
+            stompc_free(d->c[i]); /* a plain close: quicker than N DISCONNECTs */
+    }
     free(d->c);
+    free(d->fds);
     d->c = NULL;
+    d->fds = NULL;
 }
 
 /* ------------------------------------------------------------ results */
