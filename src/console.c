@@ -28,6 +28,8 @@
 #include "stompd/persist.h"
 #include "stompd/publish.h"
 #include "stompd/repl.h"
+#include "stompd/route.h"
+#include "stompd/sched.h"
 #include "stompd/server.h"
 #include "stompd/store.h"
 #include "stompd/sub.h"
@@ -187,6 +189,8 @@ static void collect_dest(struct dest *d, void *arg)
         json_object_set_new(o, "full", json_boolean(dest_is_full(d)));
         json_array_append_new(c->queues, o);
     } else {
+        /* a wildcard topic (/topic/a.>): its subscribers get every matching topic's messages */
+        json_object_set_new(o, "wildcard", json_boolean(d->pattern));
         json_object_set_new(o, "subscribers", json_integer((json_int_t)d->nsubscribers));
         json_t *ds = json_array();
         struct durable *du;
@@ -211,7 +215,7 @@ static json_t *connections_json(void)
         struct sub *s, *tmp;
         HASH_ITER(hh, c->subs, s, tmp) {
             json_array_append_new(subs, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "id", s->id, "destination",
-                                                  s->dest->name, "ack",
+                                                  sub_has_legs(s) ? s->spec : s->dest->name, "ack",
                                                   s->ack == ACK_AUTO ? "auto"
                                                   : s->ack == ACK_CLIENT ? "client" : "client-individual",
                                                   "prefetch", (json_int_t)s->prefetch, "inflight",
@@ -751,6 +755,8 @@ static void action_delete(struct http_req *h)
         char name[1100];
         snprintf(name, sizeof name, "%s", d->name);
         persist_purge(d);
+        if (d->kept)
+            persist_dest_forgotten(d); /* a virtual topic's queue: gone for good */
         dest_delete(d);
         log_info("console: %s deleted by %s", name, http_req_peer(h));
         http_respond_json(h, 200, json_pack("{s:s}", "deleted", name));
@@ -895,16 +901,20 @@ static void action_send(struct http_req *h)
     size_t bad;
     const char *ferr;
     const char *derr;
-    struct dest *d = NULL;
+    struct route r = {0};
+    bool routed = false;
     int drc = 0;
     if (err)
         http_respond_error(h, 400, err, NULL);
     else if (frame_check_headers(&lim, STOMP_12, "SEND", hs, n, body_len, &bad, &ferr) != 0)
         send_refused(h, hs, n, bad, ferr);
-    else if ((drc = dest_open(name, NULL, &d, &derr)) != 0)
+    else if ((drc = route_send(NULL, name, false, &r, &derr)) != 0)
         /* 409: the request is fine, the broker's state refuses it */
-        http_respond_error(h, drc == -ENOSPC ? 409 : 400, derr, NULL);
-    if (!d) {
+        http_respond_error(h, drc == -ENOSPC ? 409 : drc == -EACCES ? 403 : 400, derr, NULL);
+    else
+        routed = true;
+    if (!routed) {
+        route_free(&r);
         free(hs);
         json_decref(j);
         return;
@@ -934,6 +944,7 @@ static void action_send(struct http_req *h)
     }
     if (err) {
         http_respond_error(h, 400, err, NULL);
+        route_free(&r);
         free(hs);
         json_decref(j);
         return;
@@ -944,7 +955,7 @@ static void action_send(struct http_req *h)
             hs[k++] = hs[i];
     char id[128];
     server_next_msg_id(id, sizeof id);
-    struct msg *m = msg_new(d->name, id, server_next_seq(), server_now_ms(), persistent, (uint8_t)prio, expires, hs,
+    struct msg *m = msg_new(r.spec, id, server_next_seq(), server_now_ms(), persistent, (uint8_t)prio, expires, hs,
                             (uint32_t)k, body ? body : "", body_len);
     free(hs);
     struct pending_send *ps = calloc(1, sizeof *ps);
@@ -955,14 +966,16 @@ static void action_send(struct http_req *h)
     /* deferred first: publishing may finish (and answer) at once */
     http_defer(h, send_gone, ps);
     const char *why = NULL;
-    int rc = broker_publish(d, m, &(struct publish){.dup_id = dup_id, .done = send_done, .arg = ps}, &ps->op, &why);
+    int rc = broker_publish(&r, m, &(struct publish){.dup_id = dup_id, .done = send_done, .arg = ps}, &ps->op, &why);
     msg_unref(m);
+    route_free(&r);
     json_decref(j);
     if (rc == PUBLISH_WAITING)
         return; /* send_done answers (perhaps already has) */
     free(ps);
     if (rc < 0) {
-        http_respond_error(h, 503, why, NULL);
+        /* a bad scheduling header is the request's fault */
+        http_respond_error(h, rc == -EINVAL ? 400 : rc == -EEXIST ? 409 : 503, why, NULL);
         return;
     }
     json_t *res = json_pack("{s:b, s:b}", "sent", 1, "durable", persistent && persist_enabled() && rc != PUBLISH_DUPLICATE);

@@ -25,10 +25,12 @@
 #include "stompd/queue.h"
 #include "stompd/quorum.h"
 #include "stompd/repl.h"
+#include "stompd/sched.h"
 #include "stompd/selector.h"
 #include "stompd/server.h"
 #include "stompd/store.h"
 #include "stompd/sub.h"
+#include "stompd/topic.h"
 
 static bool enabled;
 static bool failed;
@@ -152,6 +154,8 @@ uint64_t persist_batch_end(void)
     uint64_t lsn = append(&batch, true);
     /* deliveries marked in the batch wait for the batch */
     commit_hold_assign(lsn);
+    /* and scheduled jobs added or removed in it learn their entry */
+    sched_batch_closed(lsn);
     return lsn;
 }
 
@@ -162,38 +166,42 @@ static bool msg_journaled(const struct qentry *e)
 
 static void store_grows(uint64_t bytes);
 
+struct targets {
+    const char **v;
+    uint32_t n, cap;
+};
+
+static void add_target(struct durable *du, void *arg)
+{
+    struct targets *t = arg;
+    if (t->n == t->cap) {
+        t->cap = t->cap ? t->cap * 2 : 8;
+        t->v = realloc(t->v, 2 * t->cap * sizeof *t->v);
+        if (!t->v)
+            abort();
+    }
+    t->v[2 * t->n] = du->client_id;
+    t->v[2 * t->n + 1] = du->name;
+    t->n++;
+}
+
 bool persist_enqueue(struct dest *d, struct msg *m, const char *dup_id)
 {
     if (!enabled || dest_is_temp(d))
         return false;
-    const char **targets = NULL;
-    uint32_t n = 0;
+    struct targets t = {NULL, 0, 0};
     if (!dest_is_queue(d)) {
-        if (d->ndurables == 0)
-            return false;
-        targets = malloc(2 * d->ndurables * sizeof *targets);
-        if (!targets)
-            abort();
-        struct durable *du;
-        TAILQ_FOREACH(du, &d->durables, topic_link) {
-            if (du->sel) {
-                struct sub probe = {.sel = du->sel};
-                if (!sub_matches(&probe, m))
-                    continue;
-            }
-            targets[2 * n] = du->client_id;
-            targets[2 * n + 1] = du->name;
-            n++;
-        }
-        if (n == 0) {
-            free(targets);
+        /* the durable subscriptions it goes to, wildcard ones included */
+        topic_foreach_durable(d, m, add_target, &t);
+        if (t.n == 0) {
+            free(t.v);
             return false;
         }
     }
     struct journal_builder *jb = imm_begin();
-    jb_enqueue(jb, d->name, targets, n, dup_id, m);
+    jb_enqueue(jb, d->name, t.v, t.n, dup_id, m);
     imm_end(jb);
-    free(targets);
+    free(t.v);
     m->journaled = true;
     /* in a batch the entry gets its lsn at the end: later than this */
     m->lsn = in_batch ? UINT64_MAX : last_lsn;
@@ -276,6 +284,46 @@ void persist_purge(struct dest *d)
     struct journal_builder *jb = imm_begin();
     jb_purge(jb, d->name);
     imm_end(jb);
+}
+
+bool persist_dest_kept(struct dest *d)
+{
+    if (!enabled || dest_is_temp(d))
+        return false;
+    struct journal_builder *jb = imm_begin();
+    jb_dest_keep(jb, d->name);
+    imm_end(jb);
+    return true;
+}
+
+void persist_dest_forgotten(struct dest *d)
+{
+    if (!enabled || dest_is_temp(d))
+        return;
+    struct journal_builder *jb = imm_begin();
+    jb_dest_forget(jb, d->name);
+    imm_end(jb);
+}
+
+uint64_t persist_sched_add(const char *id, int64_t due, const char *dup_id, struct msg *m)
+{
+    if (!enabled)
+        return 0;
+    struct journal_builder *jb = imm_begin();
+    jb_sched_add(jb, id, due, dup_id, m);
+    imm_end(jb);
+    store_grows(m->size);
+    return in_batch ? UINT64_MAX : last_lsn;
+}
+
+uint64_t persist_sched_del(const char *id, int64_t due, uint8_t prio, uint64_t seq)
+{
+    if (!enabled)
+        return 0;
+    struct journal_builder *jb = imm_begin();
+    jb_sched_del(jb, id, due, prio, seq);
+    imm_end(jb);
+    return in_batch ? UINT64_MAX : last_lsn;
 }
 
 void persist_dup_forget(const char *dup_id)

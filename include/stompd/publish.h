@@ -1,10 +1,14 @@
 /* The one way a message enters the broker, whoever produces it: a STOMP
- * SEND, a SEND replayed by COMMIT, the console, a dead-letter move.
- * Every rule applies here, to every producer: the failed-store guard, the
- * duplicate window (_AMQ_DUPL_ID), journaling, "visible only once
+ * SEND, a SEND replayed by COMMIT, the console, a dead-letter move, a
+ * scheduled message firing. Every rule applies here, to every producer:
+ * the failed-store guard, the duplicate window (_AMQ_DUPL_ID),
+ * scheduling (AMQ_SCHEDULED_*, sched.h), journaling, "visible only once
  * committed", the memory charge while a message waits, and producer flow
- * control on a full destination. (Authorization will be checked here
- * too.) */
+ * control on a full destination. A message routed to several
+ * destinations (a composite list, a virtual topic: route.h) goes to each
+ * as its own copy, all journaled in one entry and answered once.
+ * Authorization is route.c's route_allowed, applied to every destination
+ * the route holds before it gets here. */
 #ifndef STOMPD_PUBLISH_H
 #define STOMPD_PUBLISH_H
 
@@ -15,9 +19,11 @@ struct dest;
 struct msg;
 struct op;
 struct qentry;
+struct route;
 
 struct publish {
     struct conn *conn;          /* the producer's connection, or NULL */
+    bool fired;                 /* a scheduled message firing: delivered now, never scheduled again */
     const char *receipt;        /* answered once the message is accepted */
     const char *dup_id;         /* duplicate-detection id, or NULL */
     struct op *batch;           /* COMMIT replay: join the transaction's entry */
@@ -36,11 +42,14 @@ enum publish_result {
     PUBLISH_WAITING = 2,    /* accepted; the answer comes later (receipt or done) */
 };
 
-/* Publish m to d. Returns a publish_result, or a negative errno with *why
- * saying why nothing was published. When PUBLISH_WAITING and p->done is
+/* Publish m to the destinations of r (m->dest is r->spec: several names
+ * for a composite). Returns a publish_result, or a negative errno with
+ * *why saying why nothing was published (-EIO: the store failed;
+ * -EINVAL: a bad scheduling header; -ENOMEM: no memory for a
+ * non-persistent scheduled message). When PUBLISH_WAITING and p->done is
  * set, *waiting (if not NULL) is the op to cancel should the producer go
  * away (op_cancel_notify). The caller keeps its reference to m. */
-int broker_publish(struct dest *d, struct msg *m, const struct publish *p, struct op **waiting,
+int broker_publish(const struct route *r, struct msg *m, const struct publish *p, struct op **waiting,
                    const char **why) __attribute__((warn_unused_result));
 
 #endif
