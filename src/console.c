@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "stompd/cluster.h"
 #include "stompd/commit.h"
@@ -276,6 +277,92 @@ static json_t *counters_json(void)
     return c;
 }
 
+/* ------------------------------------------------------------ the scheduler */
+
+static json_t *time_json(int64_t ms)
+{
+    if (ms < 0)
+        return json_null();
+    char iso[40];
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    snprintf(iso, sizeof iso, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+    return json_string(iso);
+}
+
+/* How many are scheduled and when the next is due (ActiveMQ's scheduler
+ * view). */
+static json_t *scheduler_json(void)
+{
+    struct sched_info si;
+    sched_info(&si);
+    json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:I}", "scheduled", (json_int_t)si.scheduled, "in_memory",
+                          (json_int_t)si.in_memory, "non_persistent", (json_int_t)si.volatile_jobs, "fired",
+                          (json_int_t)si.fired, "cancelled", (json_int_t)si.cancelled);
+    json_object_set_new(j, "next_due_ms", si.next_due < 0 ? json_null() : json_integer((json_int_t)si.next_due));
+    json_object_set_new(j, "next_due", time_json(si.next_due));
+    return j;
+}
+
+static void add_job(void *arg, const struct sched_job_view *v)
+{
+    json_t *a = arg;
+    const struct msg *m = v->m;
+    json_t *o = json_pack("{s:s, s:I, s:o, s:s, s:b, s:I, s:I, s:s}", "id", v->id, "due_ms", (json_int_t)v->due,
+                          "due", time_json(v->due), "destination", m->dest, "persistent", v->persistent, "priority",
+                          (json_int_t)m->priority, "body_bytes", (json_int_t)m->body_len, "cursor", v->cursor);
+    static const char *const sched[][2] = {{"AMQ_SCHEDULED_DELAY", "delay"}, {"AMQ_SCHEDULED_PERIOD", "period"},
+                                           {"AMQ_SCHEDULED_REPEAT", "repeat"}, {"AMQ_SCHEDULED_CRON", "cron"}};
+    for (size_t i = 0; i < sizeof sched / sizeof sched[0]; i++) {
+        const char *hv = msg_get(m, sched[i][0]);
+        json_object_set_new(o, sched[i][1], hv ? json_string(hv) : json_null());
+    }
+    json_array_append_new(a, o);
+}
+
+/* One page of jobs in due order, after a cursor: {"jobs", "next"}. */
+static json_t *jobs_json(const char *after, size_t limit, int *rc)
+{
+    json_t *jobs = json_array();
+    bool more = false;
+    *rc = sched_list(after, limit, add_job, jobs, &more);
+    json_t *j = scheduler_json();
+    json_object_set_new(j, "jobs", jobs);
+    size_t n = json_array_size(jobs);
+    json_object_set_new(j, "next", more && n ? json_incref(json_object_get(json_array_get(jobs, n - 1), "cursor"))
+                                             : json_null());
+    return j;
+}
+
+/* A query parameter, %-decoded, into out; false when absent. */
+static bool query_param(struct http_req *h, const char *name, char *out, size_t len)
+{
+    const char *q = http_req_query(h);
+    size_t nl = strlen(name);
+    while (*q) {
+        const char *amp = strchr(q, '&');
+        size_t l = amp ? (size_t)(amp - q) : strlen(q);
+        if (l > nl && !strncmp(q, name, nl) && q[nl] == '=') {
+            size_t o = 0;
+            for (const char *p = q + nl + 1; p < q + l && o + 1 < len; p++) {
+                unsigned v;
+                if (*p == '%' && p + 2 < q + l + 1 && sscanf(p + 1, "%2x", &v) == 1) {
+                    out[o++] = (char)v;
+                    p += 2;
+                } else {
+                    out[o++] = *p == '+' ? ' ' : *p;
+                }
+            }
+            out[o] = '\0';
+            return true;
+        }
+        q += l + (amp ? 1 : 0);
+    }
+    return false;
+}
+
 static json_t *overview_json(void)
 {
     struct collect c = {json_array(), json_array()};
@@ -287,6 +374,7 @@ static json_t *overview_json(void)
     json_object_set_new(j, "topics", c.topics);
     json_object_set_new(j, "connections", connections_json());
     json_object_set_new(j, "cluster", cluster_json());
+    json_object_set_new(j, "scheduler", scheduler_json());
     return j;
 }
 
@@ -514,6 +602,42 @@ static void render_page(struct http_req *h)
         }
         buf_append_str(&b, "</table>\n");
     }
+    json_t *sc = json_object_get(j, "scheduler");
+    buf_printf(&b, "<h2>Scheduled messages</h2><p class=\"meta\" id=\"scheduler\"><b id=\"scheduled\">%lld</b> "
+                   "scheduled (%lld in memory, %lld non-persistent) &middot; next due <b id=\"next-due\">",
+               jint(sc, "scheduled"), jint(sc, "in_memory"), jint(sc, "non_persistent"));
+    html_esc(&b, json_is_null(json_object_get(sc, "next_due")) ? "-" : jstr(sc, "next_due"));
+    buf_printf(&b, "</b> &middot; %lld fired &middot; %lld cancelled &middot; all of them: "
+                   "<a href=\"/api/scheduler\">/api/scheduler</a></p>\n",
+               jint(sc, "fired"), jint(sc, "cancelled"));
+    int lrc;
+    json_t *first = jobs_json(NULL, 20, &lrc);
+    json_t *jobs = json_object_get(first, "jobs");
+    if (json_array_size(jobs)) {
+        buf_append_str(&b, "<table id=\"jobs\"><tr><th>job id</th><th>due</th><th>destination</th><th>persistent</th>"
+                           "<th>period</th><th>repeat</th><th>cron</th><th></th></tr>\n");
+        size_t i;
+        json_t *o;
+        json_array_foreach(jobs, i, o) {
+            buf_append_str(&b, "<tr><td class=\"name\">");
+            html_esc(&b, jstr(o, "id"));
+            buf_append_str(&b, "</td><td>");
+            html_esc(&b, jstr(o, "due"));
+            buf_append_str(&b, "</td><td>");
+            html_esc(&b, jstr(o, "destination"));
+            buf_printf(&b, "</td><td>%s</td><td>", json_is_true(json_object_get(o, "persistent")) ? "yes" : "no");
+            html_esc(&b, jstr(o, "period"));
+            buf_append_str(&b, "</td><td>");
+            html_esc(&b, jstr(o, "repeat"));
+            buf_append_str(&b, "</td><td>");
+            html_esc(&b, jstr(o, "cron"));
+            buf_append_str(&b, "</td><td><button data-act=\"cancel\" data-id=\"");
+            html_esc(&b, jstr(o, "id"));
+            buf_append_str(&b, "\">cancel</button></td></tr>\n");
+        }
+        buf_append_str(&b, "</table>\n");
+    }
+    json_decref(first);
     json_t *conns = json_object_get(j, "connections");
     buf_printf(&b, "<h2>Connections (%zu)</h2>", json_array_size(conns));
     if (json_array_size(conns)) {
@@ -544,11 +668,18 @@ static void render_page(struct http_req *h)
         buf_append_str(&b, "</table>\n");
     }
     buf_append_str(&b, "<p class=\"meta\">JSON: <a href=\"/api/overview\">/api/overview</a> &middot; "
+                       "<a href=\"/api/scheduler\">/api/scheduler</a> &middot; "
                        "<a href=\"/metrics\">/metrics</a> &middot; <a href=\"/healthz\">/healthz</a></p>\n"
                        "<script>\n"
                        "document.querySelectorAll('button[data-act]').forEach(function(b){\n"
                        "  b.addEventListener('click', function(){\n"
                        "    var d=b.dataset.dest, a=b.dataset.act;\n"
+                       "    if(a==='cancel'){\n"
+                       "      if(!confirm('cancel scheduled message '+b.dataset.id+'?'))return;\n"
+                       "      fetch('/api/scheduler/cancel', {method:'POST', headers:{'Content-Type':'application/json'},"
+                       " body:JSON.stringify({id:b.dataset.id})}).then(function(){location.reload();});\n"
+                       "      return;\n"
+                       "    }\n"
                        "    if(!confirm(a+' '+d+'?'))return;\n"
                        "    fetch('/api/destinations/'+a, {method:'POST', headers:{'Content-Type':'application/json'},"
                        " body:JSON.stringify({destination:d})}).then(function(){location.reload();});\n"
@@ -656,6 +787,12 @@ static void render_metrics(struct http_req *h)
     M("Journal position", "gauge", "journal_lsn", lsn);
     M("Committed journal position", "gauge", "committed_lsn", commit_lsn());
     M("Epoch", "gauge", "epoch", node_role() == NODE_MASTER ? persist_epoch() : epoch);
+    struct sched_info sched;
+    sched_info(&sched);
+    M("Scheduled messages waiting (AMQ_SCHEDULED_*)", "gauge", "scheduled_messages", sched.scheduled);
+    M("Scheduled messages held in memory", "gauge", "scheduled_in_memory", sched.in_memory);
+    M("Scheduled deliveries made", "counter", "scheduled_fired_total", sched.fired);
+    M("Scheduled messages cancelled", "counter", "scheduled_cancelled_total", sched.cancelled);
 #undef M
     if (repl_master_running()) {
         struct repl_slave_info si[32];
@@ -984,6 +1121,100 @@ static void action_send(struct http_req *h)
     http_respond_json(h, 200, res);
 }
 
+/* GET /api/scheduler?after=CURSOR&limit=N: the count, the next due time
+ * and one page of jobs in due order ("next" is the cursor of the next
+ * page, null at the end). */
+static void page_scheduler(struct http_req *h)
+{
+    char after[80] = "", lim[16];
+    long limit = 100;
+    if (query_param(h, "limit", lim, sizeof lim)) {
+        char *end;
+        limit = strtol(lim, &end, 10);
+        if (!*lim || *end || limit < 1 || limit > 10000) {
+            http_respond_error(h, 400, "limit must be an integer from 1 to 10000", NULL);
+            return;
+        }
+    }
+    query_param(h, "after", after, sizeof after);
+    int rc;
+    json_t *j = jobs_json(after, (size_t)limit, &rc);
+    if (rc == -EINVAL) {
+        json_decref(j);
+        http_respond_error(h, 400, "after: not a cursor from an earlier page", NULL);
+        return;
+    }
+    if (rc) {
+        json_decref(j);
+        http_respond_error(h, 500, "the store could not be read", NULL);
+        return;
+    }
+    http_respond_json(h, 200, j);
+}
+
+/* A cancellation waiting for its journal entry. */
+struct pending_cancel {
+    struct http_req *h;
+    struct op *op;
+    char id[160];
+};
+
+static void cancel_done(void *arg, bool ok)
+{
+    struct pending_cancel *pc = arg;
+    if (ok)
+        http_respond_json(pc->h, 200, json_pack("{s:s}", "cancelled", pc->id));
+    else
+        http_respond_error(pc->h, 500, "the store could not make the cancellation durable", NULL);
+    free(pc);
+}
+
+static void cancel_gone(void *arg)
+{
+    struct pending_cancel *pc = arg;
+    if (pc->op)
+        op_cancel_notify(pc->op);
+    free(pc);
+}
+
+/* POST /api/scheduler/cancel {"id"}: ActiveMQ's removeJob. Journaled;
+ * answered once durable. */
+static void action_sched_cancel(struct http_req *h)
+{
+    json_t *j = parse_body(h);
+    if (!j)
+        return;
+    const char *id = json_string_value(json_object_get(j, "id"));
+    if (!id || !*id || strlen(id) >= sizeof ((struct pending_cancel *)0)->id) {
+        http_respond_error(h, 400, "\"id\" (a scheduled message's job id) is required", NULL);
+        json_decref(j);
+        return;
+    }
+    uint64_t lsn;
+    int rc = sched_cancel(id, &lsn);
+    if (rc == -ENOENT) {
+        http_respond_error(h, 404, "no such scheduled message", NULL);
+    } else if (rc) {
+        http_respond_error(h, 500, "the store could not be read", NULL);
+    } else if (!lsn || lsn <= commit_lsn()) {
+        log_info("console: scheduled message %s cancelled by %s", id, http_req_peer(h));
+        http_respond_json(h, 200, json_pack("{s:s}", "cancelled", id));
+    } else {
+        log_info("console: scheduled message %s cancelled by %s", id, http_req_peer(h));
+        struct pending_cancel *pc = calloc(1, sizeof *pc);
+        if (!pc)
+            abort();
+        pc->h = h;
+        snprintf(pc->id, sizeof pc->id, "%s", id);
+        http_defer(h, cancel_gone, pc);
+        struct op *op = op_commit(NULL, NULL, lsn);
+        op_notify(op, cancel_done, pc);
+        pc->op = op;
+        op_submit(op); /* may finish (and answer) at once */
+    }
+    json_decref(j);
+}
+
 /* ------------------------------------------------------------ the site */
 
 static void not_master(struct http_req *h)
@@ -1070,6 +1301,8 @@ static const struct http_route routes[] = {
     {"/api/connections", "GET", 0, page_connections},
     {"/api/cluster", "GET", 0, page_cluster},
     {"/api/counters", "GET", 0, page_counters},
+    {"/api/scheduler", "GET", 0, page_scheduler},
+    {"/api/scheduler/cancel", "POST", 0, action_sched_cancel},
     {"/api/send", "POST", 0, action_send},
     {"/api/destinations/purge", "POST", 0, action_purge},
     {"/api/destinations/delete", "POST", 0, action_delete},

@@ -72,6 +72,12 @@ const char *http_req_peer(const struct http_req *r)
     return r->st.peer;
 }
 
+const char *http_req_query(const struct http_req *r)
+{
+    const char *q = strchr(r->url, '?');
+    return q ? q + 1 : "";
+}
+
 const char *http_req_content_type(const struct http_req *r)
 {
     return r->ctype;

@@ -602,6 +602,7 @@ static void arm(void)
         next = S.limit.due;
     if (next < 0)
         return;
+    ev_now_update(srv.loop); /* the timer runs from ev_now: make it now */
     int64_t wait = next - server_now_ms();
     /* ev_timer counts on the monotonic clock: a job is checked against the
      * wall clock when the timer fires, and waits on if it is early */

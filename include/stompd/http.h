@@ -43,6 +43,8 @@ uint64_t http_requests(void);
 
 const char *http_req_peer(const struct http_req *r);
 const char *http_req_content_type(const struct http_req *r);
+/* The query string (after '?', still %-encoded), "" when none. */
+const char *http_req_query(const struct http_req *r);
 const char *http_req_body(const struct http_req *r, size_t *len);
 
 void http_respond(struct http_req *r, int status, const char *ctype, const char *body, size_t len,
