@@ -57,7 +57,10 @@ struct job {
     struct msg *msg;    /* the record */
     bool stored;        /* journaled, in the store */
     uint64_t lsn;       /* the entry that put this record; UINT64_MAX until its batch closes */
+    bool unassigned;    /* on the list of records waiting for their batch's lsn */
+    TAILQ_ENTRY(job) ua_link;
 };
+TAILQ_HEAD(job_list, job);
 
 /* A job removed from memory whose removal the store has not indexed. */
 struct gone {
@@ -98,11 +101,13 @@ static struct {
     bool paged;
     struct skey limit;
     uint64_t indexed_upto;
-    bool unassigned;                /* records or removals wait for a batch's lsn */
+    struct job_list unassigned;     /* records waiting for a batch's lsn */
+    bool gone_unassigned;           /* removals wait for a batch's lsn */
     bool running;
     ev_timer timer;
     uint64_t fired, cancelled;
-} S = {.tree = RB_INITIALIZER(&S.tree), .gone_list = TAILQ_HEAD_INITIALIZER(S.gone_list)};
+} S = {.tree = RB_INITIALIZER(&S.tree), .gone_list = TAILQ_HEAD_INITIALIZER(S.gone_list),
+       .unassigned = TAILQ_HEAD_INITIALIZER(S.unassigned)};
 
 static void arm(void);
 
@@ -206,8 +211,20 @@ static void job_remove(struct job *j)
         S.window_bytes -= (int64_t)j->msg->size;
 }
 
+/* The record was journaled in an open batch: its lsn comes at the end. */
+static void set_lsn(struct job *j, uint64_t lsn)
+{
+    j->lsn = lsn;
+    if (lsn == UINT64_MAX && !j->unassigned) {
+        j->unassigned = true;
+        TAILQ_INSERT_TAIL(&S.unassigned, j, ua_link);
+    }
+}
+
 static void job_free(struct job *j)
 {
+    if (j->unassigned)
+        TAILQ_REMOVE(&S.unassigned, j, ua_link);
     if (!j->stored)
         dest_reserve(-(int64_t)j->msg->size);
     msg_unref(j->msg);
@@ -222,9 +239,7 @@ static struct job *job_new(struct msg *m, int64_t due, bool stored, uint64_t lsn
     j->msg = msg_ref(m);
     j->key = key_of(m, due);
     j->stored = stored;
-    j->lsn = lsn;
-    if (lsn == UINT64_MAX)
-        S.unassigned = true;
+    set_lsn(j, lsn);
     if (!stored)
         dest_reserve((int64_t)m->size);
     return j;
@@ -246,7 +261,7 @@ static void gone_add(uint64_t seq, uint64_t lsn)
     }
     g->lsn = lsn;
     if (lsn == UINT64_MAX)
-        S.unassigned = true;
+        S.gone_unassigned = true;
     TAILQ_INSERT_TAIL(&S.gone_list, g, link);
 }
 
@@ -266,13 +281,15 @@ static void gone_free(struct gone *g)
 
 void sched_batch_closed(uint64_t lsn)
 {
-    if (!S.unassigned)
+    struct job *j;
+    while ((j = TAILQ_FIRST(&S.unassigned))) {
+        TAILQ_REMOVE(&S.unassigned, j, ua_link);
+        j->unassigned = false;
+        j->lsn = lsn;
+    }
+    if (!S.gone_unassigned)
         return;
-    S.unassigned = false;
-    struct job *j, *tmp;
-    HASH_ITER(hh, S.by_id, j, tmp)
-        if (j->lsn == UINT64_MAX)
-            j->lsn = lsn;
+    S.gone_unassigned = false;
     struct gone *g;
     TAILQ_FOREACH_REVERSE(g, &S.gone_list, gone_head, link) {
         if (g->lsn != UINT64_MAX)
@@ -399,8 +416,8 @@ int sched_add(struct msg *m, int64_t due, const char *dup_id, uint64_t *lsn, con
     job_insert(j);
     log_debug("message %s to %s scheduled for %" PRId64 " (in %" PRId64 " ms)%s", m->id, m->dest, due,
               due - server_now_ms(), stored ? "" : ", in memory only");
-    if (S.window_bytes > config.scheduler_window)
-        shrink();
+    /* over the window: the jobs due last leave memory once the store has
+     * indexed them (sched_indexed), not now */
     arm();
     return 0;
 }
@@ -529,14 +546,12 @@ static void fire(struct job *j, struct op *op, int64_t now)
     if (next >= 0) {
         /* the same job (id, seq) at its next time */
         if (j->stored)
-            j->lsn = persist_sched_add(rec->id, next, NULL, rec);
+            set_lsn(j, persist_sched_add(rec->id, next, NULL, rec));
         else
             dest_reserve((int64_t)rec->size - (int64_t)m->size);
         msg_unref(j->msg);
         j->msg = rec;
         j->key = key_of(rec, next);
-        if (j->lsn == UINT64_MAX)
-            S.unassigned = true;
         job_insert(j);
         return;
     }
@@ -649,7 +664,7 @@ void sched_stop(void)
     S.stored = S.volatiles = 0;
     S.window_bytes = 0;
     S.paged = false;
-    S.unassigned = false;
+    S.gone_unassigned = false;
 }
 
 /* ------------------------------------------------------------ the console */
