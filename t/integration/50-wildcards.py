@@ -241,3 +241,24 @@ def test_wildcard_durable_subscription_across_restart(broker_factory, kill):
     assert collect(c, timeout=0.5) == []
     topics = {t["name"]: t for t in console(b, "/api/topics")}
     assert [d["name"] for d in topics["/topic/feed.>"]["durable_subscriptions"]] == ["all"]
+
+
+def test_wildcard_consumer_resumes_after_its_output_was_full(broker_factory):
+    # its socket fills, the broker stops writing to it; once it reads,
+    # every leg's queue is dispatched again
+    b = broker_factory({"stomp.output_limit": "64KiB"})
+    body = b"z" * 1024
+    p = connected(b.port)
+    for i in range(3000):
+        p.send("SEND", {"destination": "/queue/bulk.%d" % (i % 3)}, body)
+    p.receipt("SEND", {"destination": "/queue/bulk.0"}, "last", body)
+    c = Client(b.port, rcvbuf=4096)
+    c.connect()
+    c.receipt("SUBSCRIBE", {"id": "s", "destination": "/queue/bulk.*"}, "sub")
+    time.sleep(0.5)  # it does not read: its output fills
+    got = 0
+    while got < 3001:
+        f = c.recv(timeout=10)
+        assert f.command == "MESSAGE" and f.body == body
+        got += 1
+    assert got == 3001
