@@ -96,6 +96,29 @@ struct conn *conn_new(int fd, const char *peer)
     return c;
 }
 
+/* A frame has begun and pending of its bytes are held: it must come whole
+ * within stomp.frame_timeout, and all connections' partial frames
+ * together stay under stomp.max_input_buffers. Returns true when this
+ * connection was refused. */
+static bool partial_frame(struct conn *c, size_t pending)
+{
+    if (stream_input_held_by_others(&c->st) + pending > (size_t)config.max_input_buffers) {
+        char detail[200];
+        snprintf(detail, sizeof detail, "The broker holds %zu bytes of frames not yet whole, its limit "
+                 "(stomp.max_input_buffers); send smaller frames or try again later.",
+                 stream_input_held_by_others(&c->st) + pending);
+        conn_error(c, "input buffers full", NULL, detail);
+        return true;
+    }
+    if (c->frame_started == 0 && c->state == CONN_OPEN) {
+        c->frame_started = ev_now(srv.loop);
+        double limit = (double)config.frame_timeout / 1000.0, left = stream_timer_remaining(&c->st);
+        if (left < 0 || left > limit)
+            stream_set_timer(&c->st, limit);
+    }
+    return false;
+}
+
 /* Parse and handle every whole frame in data[0..len); returns bytes used. */
 static size_t conn_input(struct stream *s, const char *data, size_t len)
 {
@@ -107,8 +130,14 @@ static size_t conn_input(struct stream *s, const char *data, size_t len)
         const char *err;
         enum frame_status st = frame_parse(&c->parser, data + off, len - off, &used, &f, &err);
         off += used;
-        if (st == FRAME_NEED_MORE)
+        if (st == FRAME_NEED_MORE) {
+            if (off == len)
+                c->frame_started = 0; /* heart-beats only */
+            else if (partial_frame(c, len - off))
+                return off;
             break;
+        }
+        c->frame_started = 0;
         if (st == FRAME_ERROR) {
             /* the bad frame's receipt, if its line was seen whole */
             char *receipt = frame_error_receipt(&c->parser, data + off);
@@ -163,6 +192,17 @@ static void conn_timeout(struct stream *s)
         break;
     }
     double next = 3600;
+    if (c->frame_started > 0 && !c->st.paused) {
+        double limit = (double)config.frame_timeout / 1000.0, took = now - c->frame_started;
+        if (took >= limit) {
+            char detail[160];
+            snprintf(detail, sizeof detail, "A frame must arrive whole within %lld ms (stomp.frame_timeout); "
+                     "this one began %.1f s ago.", (long long)config.frame_timeout, took);
+            conn_error(c, "frame not completed in time", NULL, detail);
+            return;
+        }
+        next = limit - took;
+    }
     if (c->st.paused) {
         /* We stopped reading it (flow control): its beats wait in the
          * socket, unread. Bytes waiting there mean it is alive. */

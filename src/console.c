@@ -72,6 +72,14 @@ static void add_lag(json_t *j)
     json_object_set_new(j, "master_lsn", head ? json_integer((json_int_t)head) : json_null());
 }
 
+/* A histogram as the console shows it: how many, and the bucket bounds
+ * of the median and the 99th percentile. */
+static json_t *hist_json(const struct hist *h)
+{
+    return json_pack("{s:I, s:I, s:I}", "count", (json_int_t)hist_count(h), "p50", (json_int_t)hist_quantile(h, 0.5),
+                     "p99", (json_int_t)hist_quantile(h, 0.99));
+}
+
 /* The master's slaves, with their send windows. */
 static json_t *replicas_json(void)
 {
@@ -89,6 +97,8 @@ static json_t *replicas_json(void)
         json_object_set_new(r, "window_bytes", json_integer((json_int_t)si[i].window));
         json_object_set_new(r, "paused", si[i].paused ? json_string(si[i].paused) : json_null());
         json_object_set_new(r, "paused_s", json_real(si[i].paused_s));
+        json_object_set_new(r, "ack_us", hist_json(si[i].ack_us));
+        json_object_set_new(r, "durable_ack_us", hist_json(si[i].durable_us));
         json_array_append_new(slaves, r);
     }
     return slaves;
@@ -132,6 +142,8 @@ static json_t *status_json(void)
         json_object_set_new(j, "durable_lsn", json_integer((json_int_t)store_durable_lsn()));
         json_object_set_new(j, "log_first_lsn", json_integer((json_int_t)store_first_lsn()));
         json_object_set_new(j, "store_bytes", json_integer((json_int_t)store_bytes()));
+        json_object_set_new(j, "fdatasync_us", hist_json(&store_stats()->fdatasync_us));
+        json_object_set_new(j, "group_commit_entries", hist_json(&store_stats()->group_entries));
     }
     json_object_set_new(j, "stomp", json_string(node_serving()
                                                     ? config.stomp_listen : ""));
@@ -761,6 +773,66 @@ static void metric_dest(struct dest *d, void *arg)
                (unsigned long long)x->f->get(d));
 }
 
+/* The durable path: the store's fdatasync latency and group commit size,
+ * and each slave's acknowledgement latency. */
+static void durable_metrics(struct buf *b)
+{
+    if (persist_has_store()) {
+        const struct store_stats *st = store_stats();
+        hist_prom_header(b, "stompd_store_fdatasync_seconds", "Time of each fdatasync of the store's log");
+        hist_prom(b, "stompd_store_fdatasync_seconds", "", &st->fdatasync_us, 1e-6);
+        hist_prom_header(b, "stompd_store_group_commit_entries", "Journal entries made durable by one fdatasync");
+        hist_prom(b, "stompd_store_group_commit_entries", "", &st->group_entries, 1);
+    }
+    if (!repl_master_running())
+        return;
+    struct repl_slave_info si[32];
+    size_t ns = repl_master_slaves(si, 32);
+    static const struct {
+        const char *name, *help;
+    } hf[] = {
+        {"stompd_repl_ack_seconds", "From a journal entry's append to a slave's acknowledgement that it has it"},
+        {"stompd_repl_durable_ack_seconds", "From a journal entry's append to a slave's acknowledgement that it "
+                                            "has it on disk"},
+    };
+    for (size_t k = 0; k < 2; k++) {
+        hist_prom_header(b, hf[k].name, hf[k].help);
+        for (size_t i = 0; i < ns; i++) {
+            struct buf l = {0};
+            buf_printf(&l, "node=\"");
+            prom_label(&l, si[i].node_id);
+            buf_printf(&l, "\"");
+            buf_putc(&l, '\0');
+            hist_prom(b, hf[k].name, l.data, k == 0 ? si[i].ack_us : si[i].durable_us, 1e-6);
+            buf_free(&l);
+        }
+    }
+}
+
+/* Each listener's accepted and refused connections, and how often it ran
+ * out of file descriptors. */
+static void listener_metrics(struct buf *b)
+{
+    const struct listener *ls[16];
+    size_t n = listener_list(ls, 16);
+    static const struct {
+        const char *name, *help;
+    } lf[] = {
+        {"stompd_listener_accepted_total", "Connections a listener accepted"},
+        {"stompd_listener_refused_total", "Connections a listener refused (at its limit, or out of descriptors)"},
+        {"stompd_listener_fd_exhausted_total", "Times a listener could not accept for lack of file descriptors"},
+    };
+    for (size_t k = 0; k < 3; k++) {
+        buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n", lf[k].name, lf[k].help, lf[k].name);
+        for (size_t i = 0; i < n; i++) {
+            uint64_t v = k == 0 ? ls[i]->accepted : k == 1 ? ls[i]->refused : ls[i]->fd_exhausted;
+            buf_printf(b, "%s{listener=\"", lf[k].name);
+            prom_label(b, ls[i]->name);
+            buf_printf(b, "\"} %llu\n", (unsigned long long)v);
+        }
+    }
+}
+
 static void render_metrics(struct http_req *h)
 {
     struct buf b = {0};
@@ -819,6 +891,8 @@ static void render_metrics(struct http_req *h)
             }
         }
     }
+    durable_metrics(&b);
+    listener_metrics(&b);
     for (size_t i = 0; i < sizeof families / sizeof families[0]; i++) {
         struct metric_ctx x = {&b, &families[i]};
         buf_printf(&b, "# HELP stompd_destination_%s %s\n# TYPE stompd_destination_%s %s\n", families[i].name,

@@ -24,6 +24,7 @@
 #include "stompd/topic.h"
 
 static struct dest *dests;
+static struct dest *sweep_next; /* where the idle sweep goes on */
 static int64_t total_mem;
 /* Destinations with paused producers, so a global drain can wake them. */
 static struct dest **blocked_dests;
@@ -177,6 +178,8 @@ void dest_delete(struct dest *d)
             break;
         }
     }
+    if (sweep_next == d)
+        sweep_next = d->hh.next;
     HASH_DEL(dests, d);
     log_debug("destination %s deleted", d->name);
     free(d->name);
@@ -203,11 +206,18 @@ static bool idle(const struct dest *d)
            d->nsubscribers == 0 && d->ndurables == 0 && TAILQ_EMPTY(&d->blocked) && !d->q.dirty;
 }
 
+/* The sweep looks at a bounded number of destinations each time and goes
+ * on from there the next time, so its cost per sweep does not grow with
+ * the number of destinations (an idle one goes after two visits). */
+#define SWEEP_STEP 1024
+
 size_t dest_collect_idle(void)
 {
     size_t n = 0;
-    struct dest *d, *tmp;
-    HASH_ITER(hh, dests, d, tmp) {
+    struct dest *d = sweep_next ? sweep_next : dests, *next;
+    for (int steps = 0; d && steps < SWEEP_STEP; steps++, d = next) {
+        next = d->hh.next;
+        sweep_next = next;
         if (!idle(d)) {
             d->idle_seen = false;
         } else if (d->idle_seen && d->idle_enqueued == d->st.enqueued) {
@@ -218,6 +228,7 @@ size_t dest_collect_idle(void)
             d->idle_enqueued = d->st.enqueued;
         }
     }
+    sweep_next = d; /* NULL: the next sweep starts from the first */
     return n;
 }
 

@@ -179,6 +179,11 @@ int main(int argc, char **argv)
             goto out;
         }
     }
+    if (config_validate(&config, err, sizeof err) != 0) {
+        fprintf(stderr, "stompd: %s\n", err);
+        rc = 1;
+        goto out;
+    }
     enum log_level lvl;
     if (log_level_parse(config.log_level, &lvl) == 0)
         log_set_level(lvl);

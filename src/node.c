@@ -257,20 +257,11 @@ int node_start(char *err, size_t errlen)
     if (!persist_replicated())
         return transition(NODE_STANDALONE, persist_has_store() ? "store.type = leveldb" : "store.type = memory",
                           &e, err, errlen);
-    if (!strcmp(config.store_role, "auto")) {
+    /* config_validate made sure auto has ZooKeeper and slave a master */
+    if (!strcmp(config.store_role, "auto"))
         /* ZooKeeper decides: follow nobody until told */
-        if (!config.zk_address[0]) {
-            snprintf(err, errlen, "store.role = auto needs [zookeeper] address; without ZooKeeper set store.role "
-                                  "to master or slave");
-            return -EINVAL;
-        }
         return transition(NODE_ELECTING, "store.role = auto: ZooKeeper elects the master", &e, err, errlen);
-    }
     if (!strcmp(config.store_role, "slave")) {
-        if (!config.store_master[0]) {
-            snprintf(err, errlen, "store.role = slave needs store.master = host:port (the master's store.bind)");
-            return -EINVAL;
-        }
         e.master = config.store_master;
         return transition(NODE_SLAVE, "store.role = slave", &e, err, errlen);
     }

@@ -381,13 +381,9 @@ int persist_open(char *err, size_t errlen)
     snprintf(sync_modes, sizeof sync_modes, "%s",
              config.store_sync[0] ? config.store_sync : replicated ? "quorum_mem" : "local_disk");
     char e2[256];
+    /* config_validate checked the mode at start */
     if (quorum_parse_modes(sync_modes, &modes, e2, sizeof e2) != 0) {
         snprintf(err, errlen, "store.sync: %s", e2);
-        return -EINVAL;
-    }
-    if (!replicated && (modes & ~(unsigned)(SYNC_LOCAL_MEM | SYNC_LOCAL_DISK))) {
-        snprintf(err, errlen, "store.sync = %s needs store.type = replicated-leveldb (a standalone store has only "
-                              "local_mem and local_disk)", sync_modes);
         return -EINVAL;
     }
     char dir[4096];

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stompd/commit.h"
 #include "stompd/config.h"
 #include "stompd/conn.h"
 #include "stompd/dest.h"
@@ -383,6 +384,8 @@ static int page_one(void *arg, const struct store_msgref *r)
     HASH_FIND(hh, q->gone, &k.seq, sizeof(uint64_t), g);
     if (e || g)
         return 0; /* in memory (in flight, or not indexed when it came), or removed */
+    if (r->lsn > commit_lsn())
+        return 0; /* indexed before it is committed: the commit puts it in memory */
     struct msg *m = store_load_msg(r);
     if (!m) {
         x->stopped = true; /* logged: paging stops here rather than skip it */

@@ -184,7 +184,7 @@ int recovery_rebuild(uint64_t *max_seq, char *err, size_t errlen)
         return -EIO;
     }
     dup_restored();
-    *max_seq = store_info()->max_seq;
+    *max_seq = store_max_seq();
     if (rc.bad)
         log_warn("store: %" PRIu64 " records could not be restored (see above)", rc.bad);
     log_info("store: recovered %" PRIu64 " messages, %zu destinations, %zu durable subscriptions, %" PRIu64

@@ -111,7 +111,8 @@ int reload_now(void)
 
     notify_reloading();
     log_info("reloading the configuration%s%s", R.file ? " from " : "", R.file ? R.file : "");
-    if (config_load(&next, R.file, R.sets, R.nsets, err, sizeof err) != 0) {
+    if (config_load(&next, R.file, R.sets, R.nsets, err, sizeof err) != 0 ||
+        config_validate(&next, err, sizeof err) != 0) {
         log_err("reload: %s; nothing changed", err);
         rc = -EINVAL;
         goto out;

@@ -60,6 +60,9 @@ struct session {
     bool pause_logged;
     ev_timer ping;
     ev_tstamp started;
+    /* from an entry's append to the slave's ACK that it has it, and that
+     * it has it on disk */
+    struct hist ack_us, durable_us;
     struct session *next;
 };
 
@@ -68,6 +71,7 @@ struct ring_entry {
     char *data;
     size_t len;
     bool sync;      /* someone waits for it on disk: slaves fsync it too */
+    ev_tstamp at;   /* appended */
 };
 
 static struct {
@@ -211,9 +215,21 @@ static void ring_push(uint64_t lsn, const char *data, size_t len, bool sync)
     memcpy(e->data, data, len);
     e->len = len;
     e->sync = sync;
+    e->at = ev_time();
     M.ring_len++;
     M.ring_bytes += len;
     ring_evict();
+}
+
+/* When entry lsn was appended (0: no longer in memory). */
+static ev_tstamp ring_time(uint64_t lsn)
+{
+    if (M.ring_len == 0)
+        return 0;
+    uint64_t head = ring_at(0)->lsn;
+    if (lsn < head || lsn - head >= M.ring_len)
+        return 0;
+    return ring_at((size_t)(lsn - head))->at;
 }
 
 static const struct ring_entry *ring_find(uint64_t lsn)
@@ -556,10 +572,19 @@ static int on_ack(struct session *s, struct repl_reader *r)
         received = sent;
     if (durable > received)
         durable = received;
-    if (received > s->received)
+    ev_tstamp now = ev_time();
+    if (received > s->received) {
+        ev_tstamp at = ring_time(received);
+        if (at > 0)
+            hist_add(&s->ack_us, (uint64_t)((now - at) * 1e6));
         s->received = received;
-    if (durable > s->durable)
+    }
+    if (durable > s->durable) {
+        ev_tstamp at = ring_time(durable);
+        if (at > 0)
+            hist_add(&s->durable_us, (uint64_t)((now - at) * 1e6));
         s->durable = durable;
+    }
     while (s->mlen && s->marks[s->mhead].lsn <= s->received) {
         s->acked_bytes = s->marks[s->mhead].cum;
         s->mhead = (s->mhead + 1) % MAX_MARKS;
@@ -733,6 +758,13 @@ void repl_master_append(uint64_t lsn, const char *data, size_t len, bool sync)
         return;
     M.last_lsn = lsn;
     ring_push(lsn, data, len, sync);
+    /* quorum_mem counts a quorum of nodes holding the entry in memory: the
+     * master holds it from now on (its ring), so it need not wait for its
+     * own writer thread (its store writes it anyway); the receipt waits
+     * for the slaves alone, the local write runs alongside. A mode that
+     * names the master's own write (local_mem, local_disk) still waits. */
+    if ((M.modes & SYNC_QUORUM_MEM) && !(M.modes & (SYNC_LOCAL_MEM | SYNC_LOCAL_DISK)))
+        quorum_local(&M.q, lsn, 0);
 }
 
 /* Before the loop sleeps: everything appended in this round goes to each
@@ -881,6 +913,8 @@ size_t repl_master_slaves(struct repl_slave_info *out, size_t max)
         out[n].window = (uint64_t)config.repl_window;
         out[n].paused = s->paused;
         out[n].paused_s = s->paused ? ev_now(srv.loop) - s->paused_since : 0;
+        out[n].ack_us = &s->ack_us;
+        out[n].durable_us = &s->durable_us;
         n++;
     }
     return n;

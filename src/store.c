@@ -37,7 +37,7 @@
 #define FORMAT_KEY KEY_META "format"
 #define FORMAT_VALUE "stompd-2"
 #define FORMAT_V1 "stompd-1"
-#define LOC_LEN 20            /* u32 seg, u32 off, u32 len, i64 expires */
+#define LOC_LEN 28            /* u32 seg, u32 off, u32 len, i64 expires, u64 lsn of its entry */
 #define CHECKPOINT_EVERY 1.0  /* s between fsynced index writes that let segments go */
 
 enum pending_kind { P_ENTRY, P_WIPE, P_RAW, P_INSTALLED, P_MAX_EPOCH };
@@ -106,6 +106,7 @@ static struct {
     uint64_t done_lsn;      /* durable, reported to the loop */
     uint64_t done_gen;      /* bumped with done_lsn: it may go down after a wipe */
     uint64_t indexed_lsn;
+    uint64_t indexed_max_seq;   /* max_seq as of indexed_lsn */
     uint64_t fail_lsn;      /* first lsn that failed, 0 = none */
     char fail_msg[512];
     uint64_t prune_floor;
@@ -130,6 +131,7 @@ static struct {
     uint32_t rec_seg;
     uint64_t rec_base;      /* offset of the payload's first byte in the segment */
     const char *rec_data;   /* the payload in memory */
+    uint64_t rec_lsn;       /* its entry's lsn (0: snapshot pairs) */
     /* the loop side */
     struct ev_loop *loop;
     ev_async async;
@@ -141,9 +143,22 @@ static struct {
     struct pending *chain, *chain_tail;     /* appended this iteration */
     uint64_t last_appended_lsn;
     _Atomic uint64_t unwritten;             /* bytes appended, not yet in the log */
+    struct store_stats stats;               /* the writer records, anyone reads */
 } S = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* ------------------------------------------------------------ helpers */
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+const struct store_stats *store_stats(void)
+{
+    return &S.stats;
+}
 
 static int set_err(char *err, size_t errlen, const char *what, char *lerr)
 {
@@ -184,12 +199,13 @@ static uint32_t get_be32(const char *p)
     return (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
 }
 
-static void loc_encode(char out[LOC_LEN], uint32_t seg, uint32_t off, uint32_t len, int64_t expires)
+static void loc_encode(char out[LOC_LEN], uint32_t seg, uint32_t off, uint32_t len, int64_t expires, uint64_t lsn)
 {
     be32(out, seg);
     be32(out + 4, off);
     be32(out + 8, len);
     jkey_be64(out + 12, (uint64_t)expires);
+    jkey_be64(out + 20, lsn);
 }
 
 static bool loc_decode(const char *v, size_t vl, struct store_msgref *r)
@@ -200,6 +216,7 @@ static bool loc_decode(const char *v, size_t vl, struct store_msgref *r)
     r->pos.off = get_be32(v + 4);
     r->len = get_be32(v + 8);
     r->expires = (int64_t)jkey_get_be64(v + 12);
+    r->lsn = jkey_get_be64(v + 20);
     return true;
 }
 
@@ -429,7 +446,7 @@ static void w_put_msg(void *ctx, const char *k, size_t kl, const char *msg, size
     if (seq > S.max_seq)
         S.max_seq = seq;
     char loc[LOC_LEN];
-    loc_encode(loc, S.rec_seg, (uint32_t)off, (uint32_t)ml, journal_msg_expires(msg, ml));
+    loc_encode(loc, S.rec_seg, (uint32_t)off, (uint32_t)ml, journal_msg_expires(msg, ml), S.rec_lsn);
     leveldb_writebatch_put(S.wb, k, kl, loc, LOC_LEN);
     struct grouped *g;
     HASH_FIND(hh, S.grouped, k, kl, g);
@@ -639,6 +656,7 @@ static int apply_record(uint8_t type, uint32_t seg, uint64_t base, const char *d
     S.rec_seg = seg;
     S.rec_base = base;
     S.rec_data = data;
+    S.rec_lsn = 0; /* a snapshot's state: committed */
     if (type == REC_PAIRS)
         return apply_pairs(data, len);
     if (type != REC_ENTRY)
@@ -646,6 +664,7 @@ static int apply_record(uint8_t type, uint32_t seg, uint64_t base, const char *d
     struct journal_entry e;
     if (journal_decode(data, len, &e) != 0)
         return -EINVAL;
+    S.rec_lsn = e.lsn;
     bool range = false;
     if (journal_foreach_op(&e, has_range_op, &range) != 0)
         return -EINVAL;
@@ -711,9 +730,7 @@ static void prune(void)
         S.nsegs--;
         pthread_mutex_unlock(&S.mu);
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    double now = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    double now = mono_now();
     if (blocked_by_checkpoint && now - S.checkpoint_at >= CHECKPOINT_EVERY) {
         /* an fsynced index write lets the next round remove them */
         char *lerr = NULL;
@@ -806,6 +823,7 @@ static struct pending *run(struct pending *first, bool sync)
 {
     struct buf b = {0};
     bool want_sync = false, index_sync = false, any_done = false;
+    uint64_t nentries = 0;
     uint64_t done = 0, first_lsn = 0;
     struct pending *p;
     for (p = first; p && p->kind != P_WIPE; p = next_pending(p)) {
@@ -817,6 +835,7 @@ static struct pending *run(struct pending *first, bool sync)
             seg_rec_end(&b, p->at);
             if (p->kind == P_ENTRY) {
                 want_sync |= p->sync;
+                nentries++;
                 done = p->lsn;
                 any_done = true;
                 if (!first_lsn)
@@ -847,10 +866,14 @@ static struct pending *run(struct pending *first, bool sync)
     S.unwritten -= buf_used(&b);
     buf_free(&b);
     if ((want_sync && sync) || index_sync) {
+        double t0 = mono_now();
         if (seglog_sync(why, sizeof why) != 0) {
             fail(first_lsn, why);
             return NULL;
         }
+        hist_add(&S.stats.fdatasync_us, (uint64_t)((mono_now() - t0) * 1e6));
+        if (nentries)
+            hist_add(&S.stats.group_entries, nentries);
     }
     if (any_done)
         report_durable(done);
@@ -894,6 +917,7 @@ static struct pending *run(struct pending *first, bool sync)
     }
     pthread_mutex_lock(&S.mu);
     S.indexed_lsn = S.last_lsn;
+    S.indexed_max_seq = S.max_seq;
     bool tell = S.want_indexed;
     S.want_indexed = false;
     pthread_mutex_unlock(&S.mu);
@@ -1096,6 +1120,14 @@ uint64_t store_indexed_lsn(void)
     return i;
 }
 
+uint64_t store_max_seq(void)
+{
+    pthread_mutex_lock(&S.mu);
+    uint64_t seq = S.indexed_max_seq;
+    pthread_mutex_unlock(&S.mu);
+    return seq;
+}
+
 void store_poll_indexed(void)
 {
     uint64_t i = store_indexed_lsn(); /* asks the writer to tell when it is behind */
@@ -1277,9 +1309,42 @@ static int replay(char *err, size_t errlen)
     return rc;
 }
 
+/* A new index over an existing log is rebuilt from the log when the log
+ * still holds the store's whole history: it starts with entry 1, or with
+ * a snapshot. A log whose older segments were removed (their messages all
+ * acknowledged) no longer says what those entries made (durable
+ * subscriptions, delivery counts): refused, rather than serve a store
+ * missing them. */
+static int check_rebuild(char *err, size_t errlen)
+{
+    uint32_t ids[1];
+    if (seglog_ids(ids, 1) == 0)
+        return 0;
+    struct seg_iter it;
+    seg_iter_init(&it, (struct seg_pos){ids[0], SEG_HEADER_LEN});
+    int rc = seg_iter_next(&it);
+    bool whole = rc <= 0 || it.type == REC_PAIRS;
+    if (rc > 0 && it.type == REC_ENTRY) {
+        struct journal_entry e;
+        whole = journal_decode(buf_head(&it.data), buf_used(&it.data), &e) == 0 && e.lsn == 1;
+    }
+    seg_iter_free(&it);
+    if (!whole) {
+        snprintf(err, errlen, "the store %s has lost its index (%s/index), and its log no longer starts at "
+                              "the beginning of its history (older segments were removed): it cannot be rebuilt. "
+                              "Restore this node from a replica (move %s away and start it as a slave) or a backup",
+                 S.dir, S.dir, S.dir);
+        return -EIO;
+    }
+    if (rc > 0)
+        log_warn("store %s: its index was missing: rebuilding it from the log", S.dir);
+    return 0;
+}
+
 static int open_v2(char *err, size_t errlen)
 {
     char path[4200];
+    bool fresh_index = false;
     snprintf(path, sizeof path, "%s/index", S.dir);
     int rc = mkdir_p(path);
     if (rc) {
@@ -1307,6 +1372,7 @@ static int open_v2(char *err, size_t errlen)
         }
         if ((rc = init_identity(err, errlen)) != 0)
             return rc;
+        fresh_index = true;
     } else {
         snprintf(err, errlen, "cannot read the store %s", S.dir);
         return rc;
@@ -1330,6 +1396,8 @@ static int open_v2(char *err, size_t errlen)
         if (lerr)
             return set_err(err, errlen, "cannot write the store", lerr);
     }
+    if (fresh_index && (rc = check_rebuild(err, errlen)) != 0)
+        return rc;
     if (store_scan(KEY_SEG, strlen(KEY_SEG), load_segmeta, NULL) < 0) {
         snprintf(err, errlen, "cannot read the store %s", S.dir);
         return -EIO;
@@ -1391,6 +1459,7 @@ static int open_v2(char *err, size_t errlen)
     S.info.first_lsn = store_first_lsn();
     S.info.max_seq = S.max_seq;
     S.done_lsn = S.reported_done = S.indexed_lsn = S.reported_indexed = S.last_lsn;
+    S.indexed_max_seq = S.max_seq;
     S.last_appended_lsn = S.last_lsn;
     return 0;
 }

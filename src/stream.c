@@ -69,11 +69,33 @@ void stream_init(struct stream *s, int fd, const char *peer, const struct stream
 
 /* ------------------------------------------------------------ input */
 
+/* Bytes every stream holds in its input buffer (partial frames, input
+ * read before a pause), kept current after each read. */
+static size_t input_held;
+
+static void account_input(struct stream *s)
+{
+    size_t now = buf_used(&s->in);
+    input_held = input_held - s->in_counted + now;
+    s->in_counted = now;
+}
+
+size_t stream_input_held_by_others(const struct stream *s)
+{
+    return input_held - s->in_counted;
+}
+
+size_t stream_input_held(void)
+{
+    return input_held;
+}
+
 static void offer_buffered(struct stream *s)
 {
     size_t used = s->ops->input(s, buf_head(&s->in), buf_used(&s->in));
     if (s->state <= STREAM_OPEN)
         buf_consume(&s->in, used);
+    account_input(s);
 }
 
 static void read_cb(struct ev_loop *l, ev_io *w, int revents)
@@ -87,6 +109,7 @@ static void read_cb(struct ev_loop *l, ev_io *w, int revents)
             size_t used = s->ops->input(s, scratch, (size_t)n);
             if (s->state <= STREAM_OPEN && used < (size_t)n)
                 buf_append(&s->in, scratch + used, (size_t)n - used);
+            account_input(s);
             return;
         }
     } else {
@@ -165,8 +188,15 @@ int stream_flush(struct stream *s)
 {
     if (s->state == STREAM_DEAD || s->state == STREAM_CONNECTING)
         return 0;
-    if (s->state == STREAM_OPEN && s->ops->may_write && !s->ops->may_write(s))
+    if (s->state == STREAM_OPEN && s->ops->may_write && !s->ops->may_write(s)) {
+        /* held: whoever holds it asks for a flush when it lets go; a
+         * writable socket must not wake the loop meanwhile */
+        if (s->writing) {
+            ev_io_stop(loop, &s->wr);
+            s->writing = false;
+        }
         return 0;
+    }
     /* remember it was full, however many flushes it then takes to drain */
     if (buf_used(&s->out) >= s->out_limit)
         s->blocked = true;
@@ -253,6 +283,11 @@ bool stream_flush_pending(void)
 
 /* ------------------------------------------------------------ deadline, close */
 
+double stream_timer_remaining(const struct stream *s)
+{
+    return ev_is_active(&s->timer) ? ev_timer_remaining(loop, (ev_timer *)&s->timer) : -1;
+}
+
 void stream_set_timer(struct stream *s, double after)
 {
     ev_timer_stop(loop, &s->timer);
@@ -279,6 +314,7 @@ void stream_close_after_flush(struct stream *s, double linger, const char *why)
     s->close_why = why;
     ev_io_stop(loop, &s->rd);
     buf_free(&s->in);
+    account_input(s);
     if (s->in_resume) {
         TAILQ_REMOVE(&resumed, s, resume_link);
         s->in_resume = false;
@@ -300,6 +336,7 @@ void stream_close(struct stream *s, const char *why)
         close(s->fd);
     s->fd = -1;
     buf_free(&s->in);
+    account_input(s);
     buf_free(&s->out);
     if (s->in_flush) {
         TAILQ_REMOVE(&flushq, s, flush_link);
@@ -472,10 +509,29 @@ static void accept_cb(struct ev_loop *lp, ev_io *w, int revents)
     }
 }
 
+/* Every listener ever started (they live as long as the process), for
+ * their counters. */
+#define MAX_LISTENERS 16
+static struct listener *known[MAX_LISTENERS];
+static size_t nknown;
+
+size_t listener_list(const struct listener **out, size_t max)
+{
+    size_t n = 0;
+    for (; n < nknown && n < max; n++)
+        out[n] = known[n];
+    return n;
+}
+
 int listener_start(struct listener *l, const char *addr, char *err, size_t errlen)
 {
     if (listener_running(l))
         return 0;
+    bool seen = false;
+    for (size_t i = 0; i < nknown; i++)
+        seen |= known[i] == l;
+    if (!seen && nknown < MAX_LISTENERS)
+        known[nknown++] = l;
     char e2[300];
     int fd = stream_listen_socket(addr, e2, sizeof e2);
     if (fd < 0) {

@@ -39,6 +39,8 @@ struct config {
     bool require_host;
     bool client_id_takeover;
     int64_t connect_timeout;
+    int64_t frame_timeout;
+    int64_t max_input_buffers;
     int64_t heartbeat_min;
     int64_t heartbeat_grace_pct;
     int64_t output_limit;
@@ -95,6 +97,9 @@ int config_set(const char *assignment, char *err, size_t errlen) __attribute__((
 int config_set_key(const char *key, const char *value, char *err, size_t errlen) __attribute__((warn_unused_result));
 void config_print_help(FILE *out);
 void config_free(void);
+/* Rules across keys (config_check.c): what would stop the broker later or
+ * lose messages is refused now, with the message it would have given. */
+int config_validate(const struct config *c, char *err, size_t errlen) __attribute__((warn_unused_result));
 
 /* A second configuration, for SIGHUP to compare with the running one:
  * defaults, then file (may be NULL), then the --set assignments. Release

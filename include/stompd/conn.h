@@ -46,6 +46,7 @@ struct conn {
     uint64_t hold_lsn;          /* output waits until this lsn is committed */
     uint32_t hb_rx_ms;          /* client -> server interval, 0 = none */
     uint32_t hb_tx_ms;          /* server -> client interval, 0 = none */
+    ev_tstamp frame_started;    /* a frame's first bytes came then and it is not whole yet (0: none) */
     struct frame_parser parser;
     struct sub *subs;           /* by id */
     uint32_t nsubs;

@@ -77,10 +77,12 @@ int dest_open(const char *name, struct conn *conn, struct dest **out, const char
  * nothing (callers close or unsubscribe them first). */
 void dest_delete(struct dest *d);
 void dest_free_all(void);
-/* Remove destinations found idle at two sweeps in a row with nothing
- * sent to them in between: no message held anywhere, no consumer,
- * subscriber, durable subscription or paused producer. Temporary ones go
- * with their connection instead. Returns how many went. */
+/* Remove destinations found idle at two visits of the sweep in a row
+ * with nothing sent to them in between: no message held anywhere, no
+ * consumer, subscriber, durable subscription or paused producer. Each
+ * call visits at most 1024 destinations, going on from where the last
+ * stopped. Temporary ones go with their connection instead. Returns how
+ * many went. */
 size_t dest_collect_idle(void);
 
 /* Iterate all destinations (sorted by name for stable output). */

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "stompd/buf.h"
+#include "stompd/stats.h"
 #include "stompd/stream.h"
 
 /* 3: HELLO and SNAPSHOT_END carry the checksum of the entry at the
@@ -124,6 +125,8 @@ struct repl_slave_info {
      * for how long (NULL, 0 when it is not paused) */
     const char *paused;
     double paused_s;
+    /* from an entry's append to its ACK by this slave (received, on disk) */
+    const struct hist *ack_us, *durable_us;
 };
 /* Fill up to max entries; returns the count. */
 size_t repl_master_slaves(struct repl_slave_info *out, size_t max);

@@ -24,6 +24,7 @@
 
 #include "stompd/buf.h"
 #include "stompd/segment.h"
+#include "stompd/stats.h"
 
 struct msg;
 
@@ -85,6 +86,16 @@ bool store_drained(void);
 void store_set_sync(bool sync);
 /* Stop the writer after it has written everything queued, and close. */
 void store_close(void);
+/* What the writer measures: each fdatasync of the log, and how many
+ * journal entries each synced group carried (group commit). */
+struct store_stats {
+    struct hist fdatasync_us;
+    struct hist group_entries;
+};
+const struct store_stats *store_stats(void);
+/* The highest message seq in what is indexed (a slave's store moves on
+ * after open: a promoted node numbers new messages above it). */
+uint64_t store_max_seq(void);
 /* Bytes the store takes on disk (log segments and the index). */
 uint64_t store_bytes(void);
 
@@ -133,6 +144,7 @@ struct store_msgref {
     struct seg_pos pos;     /* of the encoded message */
     uint32_t len;
     int64_t expires;
+    uint64_t lsn;           /* the entry that put it there (0: a snapshot) */
     uint32_t deliveries;    /* its delivery count (R key), 0 if none */
 };
 typedef int (*store_page_fn)(void *ctx, const struct store_msgref *r);

@@ -69,6 +69,7 @@ struct stream {
     bool writing;               /* EV_WRITE armed */
     bool blocked;               /* output was full: tell `drained` when it is not */
     bool in_flush, in_resume;
+    size_t in_counted;          /* of `in`, what the layer's total counts */
     const char *close_why;      /* STREAM_CLOSING: the reason logged at the close */
     TAILQ_ENTRY(stream) flush_link, resume_link, dead_link;
 };
@@ -91,6 +92,11 @@ int stream_flush(struct stream *s);
 static inline size_t stream_pending(const struct stream *s) { return buf_used(&s->out); }
 static inline bool stream_full(const struct stream *s) { return buf_used(&s->out) >= s->out_limit; }
 
+/* Bytes all streams hold in their input buffers (partial frames and the
+ * like), and that total less what s holds: a protocol bounds the sum. */
+size_t stream_input_held(void);
+size_t stream_input_held_by_others(const struct stream *s);
+
 /* Reading stops while any reason bit is set. Resuming with input already
  * buffered offers it to the protocol before the loop sleeps. */
 void stream_pause(struct stream *s, uint8_t reason);
@@ -99,6 +105,8 @@ void stream_resume(struct stream *s, uint8_t reason);
 /* One deadline per stream (0 stops it); STREAM_CLOSING uses it for the
  * linger, the protocol's `timeout` otherwise. */
 void stream_set_timer(struct stream *s, double after);
+/* Seconds until the timer fires; -1 when it is not running. */
+double stream_timer_remaining(const struct stream *s);
 
 /* Stop reading; close once the output is flushed, or after linger
  * seconds if the peer does not read it. */
@@ -143,6 +151,8 @@ int listener_start(struct listener *l, const char *addr, char *err, size_t errle
     __attribute__((warn_unused_result));
 void listener_stop(struct listener *l);
 bool listener_running(const struct listener *l);
+/* Every listener started so far (running or not), for their counters. */
+size_t listener_list(const struct listener **out, size_t max);
 /* The stream counts against l's connection limit until it closes. */
 void listener_attach(struct listener *l, struct stream *s);
 

@@ -94,3 +94,26 @@ def test_duplicate_window_holds_across_failover(broker_factory, zk_ensemble):
     s.send("SUBSCRIBE", {"id": "1", "destination": "/queue/dup-failover"})
     assert [s.recv(timeout=10).body for _ in range(2)] == [b"original", b"another"]
     s.expect_nothing(0.5)
+
+
+def test_new_master_numbers_messages_after_every_pending_one(broker_factory, zk_ensemble):
+    # A slave's store grows after it opened: the node it promotes numbers
+    # new messages above every message it holds. (Numbered from what the
+    # store had at open, new messages took the index keys of pending ones:
+    # those were lost.)
+    c = ZkCluster(broker_factory, zk_ensemble)
+    m = c.start_all()
+    p = connected(c.nodes[m].port)
+    for i in range(10):
+        p.receipt("SEND", {"destination": "/queue/numbered", "persistent": "true"}, "b%d" % i, b"before %d" % i)
+    p.close()
+    c.nodes[m].kill()
+    new = c.wait_master(timeout=20, exclude=m)
+    p = connected(c.nodes[new].port)
+    for i in range(10):
+        p.receipt("SEND", {"destination": "/queue/numbered", "persistent": "true"}, "a%d" % i, b"after %d" % i)
+    s = connected(c.nodes[new].port)
+    s.send("SUBSCRIBE", {"id": "1", "destination": "/queue/numbered"})
+    got = [s.recv(timeout=10).body for _ in range(20)]
+    assert got == [b"before %d" % i for i in range(10)] + [b"after %d" % i for i in range(10)]
+    s.expect_nothing(0.5)

@@ -39,6 +39,16 @@ def test_console_follows_failover(broker_factory, zk_ensemble):
     assert all(x["lag"] == 0 for x in members)
     replicas = get(c.nodes[m], "/api/cluster")[1]["replicas"]
     assert len(replicas) == 2
+    # each slave's acknowledgement latency is measured, in the JSON and in
+    # /metrics (a histogram per slave)
+    assert all(r["ack_us"]["count"] >= 1 and r["ack_us"]["p50"] >= 1 for r in replicas), replicas
+    r = urllib.request.Request("http://127.0.0.1:%d/metrics" % c.nodes[m].http_port, headers={"Authorization": AUTH})
+    with urllib.request.urlopen(r, timeout=5) as resp:
+        text = resp.read().decode()
+    assert "# TYPE stompd_repl_ack_seconds histogram" in text
+    counts = [int(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line.startswith("stompd_repl_ack_seconds_count{node=")]
+    assert len(counts) == 2 and all(n >= 1 for n in counts), text
     # a slave answers its status and names the master's console
     s = [i for i in range(3) if i != m][0]
     st, body = get(c.nodes[s], "/api/status")

@@ -5,6 +5,7 @@ one node's address still fails over when that node is killed (kill -9)."""
 import os
 import re
 import sys
+import time
 
 from stompd_test import SRCDIR, Client, ZkCluster
 
@@ -15,16 +16,23 @@ from clienttest import live, value  # noqa: E402
 def test_connected_names_every_member(broker_factory, zk_ensemble):
     c = ZkCluster(broker_factory, zk_ensemble)
     m = c.start_all()
-    raw = Client(c.nodes[m].port)
-    try:
-        f = raw.connect("1.2")
-        got = f.get("cluster-members")
-        assert got, f
-        assert sorted(got.split(",")) == sorted("tcp://127.0.0.1:%d" % p for p in c.ports), got
-        # CONNECT and CONNECTED are never escaped: the colons are as they are
-        assert re.fullmatch(r"tcp://127\.0\.0\.1:\d+(,tcp://127\.0\.0\.1:\d+)*", got)
-    finally:
-        raw.close()
+    want = sorted("tcp://127.0.0.1:%d" % p for p in c.ports)
+    # every node registers in ZooKeeper on its own time: ask until the
+    # master has seen all three (a generous deadline, for loaded machines)
+    deadline = time.time() + 30
+    while True:
+        raw = Client(c.nodes[m].port)
+        try:
+            got = raw.connect("1.2").get("cluster-members")
+        finally:
+            raw.close()
+        assert got
+        if sorted(got.split(",")) == want or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    assert sorted(got.split(",")) == want, got
+    # CONNECT and CONNECTED are never escaped: the colons are as they are
+    assert re.fullmatch(r"tcp://127\.0\.0\.1:\d+(,tcp://127\.0\.0\.1:\d+)*", got)
 
 
 def test_standalone_broker_names_no_members(broker):

@@ -1,5 +1,8 @@
 """Every bad input answers ERROR (with receipt-id when asked), closes that
 connection alone, and disturbs nothing else."""
+import base64
+import http.client
+import json
 import time
 
 import pytest
@@ -259,7 +262,6 @@ def test_destination_limit(broker_factory):
         assert e["message"] == "too many destinations" and e["receipt-id"] == "over", e
     c.receipt("SEND", {"destination": "/topic/u0"}, "still-open", b"x")
     # the console refuses it too, with a 4xx
-    import http.client, base64, json
     h = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=5)
     h.request("POST", "/api/send", json.dumps({"destination": "/queue/new", "body": "x"}),
               {"Content-Type": "application/json",
@@ -305,3 +307,30 @@ def test_idle_destinations_are_removed_and_make_room(broker_factory):
     q = connected(b.port)
     q.send("SUBSCRIBE", {"id": "1", "destination": "/queue/held"})
     assert q.recv().body == b"kept"
+
+
+def test_the_idle_sweep_reaches_every_destination_a_bounded_step_at_a_time(broker_factory):
+    # The sweep visits at most 1024 destinations each time and goes on from
+    # there: with 2,500 idle topics every one of them still goes, and the
+    # one in use stays.
+    b = broker_factory({"broker.expiry_check_interval": "100ms"})
+    keep = connected(b.port)
+    keep.receipt("SUBSCRIBE", {"id": "1", "destination": "/topic/kept"}, "s")
+    p = connected(b.port)
+    p.send_raw(b"".join(b"SEND\ndestination:/topic/idle%d\n\n\x00" % i for i in range(2500)))
+    p.receipt("SEND", {"destination": "/topic/last"}, "done", b"")
+
+    def topics():
+        h = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=10)
+        h.request("GET", "/api/topics", headers={"Authorization": "Basic " + base64.b64encode(b"admin:admin").decode()})
+        names = {t["name"] for t in json.loads(h.getresponse().read())}
+        h.close()
+        return names
+
+    assert len(topics()) >= 2500
+    deadline = time.time() + 30
+    while topics() != {"/topic/kept"}:
+        assert time.time() < deadline, "idle topics left: %d" % len(topics())
+        time.sleep(0.2)
+    p.receipt("SEND", {"destination": "/topic/kept"}, "k", b"still")
+    assert keep.recv().body == b"still"

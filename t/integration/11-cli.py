@@ -58,6 +58,16 @@ def test_bad_configuration_stops_the_start(tmp_path):
     assert r.returncode == 1 and "syntax error" in r.stderr
     r = run("-c", str(tmp_path / "missing.conf"))
     assert r.returncode == 1 and "cannot open" in r.stderr
+    # rules across keys: --check-config and the start refuse with one message
+    for sets, says in ((["broker.dlq=notaqueue"], "broker.dlq 'notaqueue' is not a /queue/ destination"),
+                       (["store.sync=bogus"], "store.sync"),
+                       (["store.type=replicated-leveldb", "store.role=auto"], "store.role = auto needs")):
+        args = [a for kv in sets for a in ("--set", kv)]
+        checked = run(*args, "--check-config")
+        started = run(*args, "--set", "broker.data_dir=%s" % (tmp_path / "data"))
+        assert checked.returncode == 1 and says in checked.stderr, checked.stderr
+        assert started.returncode == 1 and says in started.stderr, started.stderr
+        assert not (tmp_path / "data").exists()
     r = run("--set", "log.file=%s/no/such/dir/stompd.log" % tmp_path)
     assert r.returncode == 1 and "cannot open the log file" in r.stderr and "(log.file)" in r.stderr
 

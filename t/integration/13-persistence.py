@@ -3,6 +3,7 @@ stay gone, delivered-but-unacked ones come back marked redelivered,
 non-persistent ones are lost as documented, and a store that cannot be
 used stops the broker with a clear message."""
 import os
+import shutil
 import resource
 import signal
 import subprocess
@@ -255,6 +256,57 @@ def test_log_that_lost_its_tail_refuses_to_start(broker_factory):
     assert b.proc.wait(timeout=20) == 1
     log = b.log()
     assert "missing part of its log" in log and "from a replica" in log, log[-2000:]
+    b.proc = None
+    b.logf.close()
+
+
+def test_lost_index_is_rebuilt_from_a_whole_log_and_refused_otherwise(broker_factory):
+    """LevelDB holds only the index: when it is lost and the log still holds
+    the whole history, the index is rebuilt from it (nothing lost, durable
+    subscriptions and delivery counts included). When older segments were
+    removed already, the broker refuses to start and says how to repair."""
+    b = broker_factory({"store.segment_size": "64KiB"})
+    p = connected(b.port, headers={"client-id": "keeper"})
+    p.receipt("SUBSCRIBE", {"id": "d", "destination": "/topic/t", "activemq.subscriptionName": "sub"}, "s")
+    p.receipt("UNSUBSCRIBE", {"id": "d"}, "u")          # inactive: the topic keeps its messages for it
+    for i in range(20):
+        p.receipt("SEND", {"destination": "/queue/q", "persistent": "true"}, "r%d" % i, b"%d" % i)
+        p.receipt("SEND", {"destination": "/topic/t", "persistent": "true"}, "t%d" % i, b"t%d" % i)
+    p.close()
+    assert b.stop() == 0
+    index = os.path.join(b.settings["broker.data_dir"], "store", "index")
+    shutil.rmtree(index)
+    b.start()
+    assert "its index was missing: rebuilding it from the log" in b.log_since_start()
+    c = connected(b.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/q"})
+    assert [c.recv().body for _ in range(20)] == [b"%d" % i for i in range(20)]
+    d = connected(b.port, headers={"client-id": "keeper"})
+    d.send("SUBSCRIBE", {"id": "d", "destination": "/topic/t", "activemq.subscriptionName": "sub"})
+    assert [d.recv().body for _ in range(20)] == [b"t%d" % i for i in range(20)]
+    # acknowledged a lot more: the first segments go, and with them the
+    # history an index could be rebuilt from
+    for i in range(400):
+        c.send("SEND", {"destination": "/queue/churn", "persistent": "true"}, b"c" * 1000)
+    c.receipt("SEND", {"destination": "/queue/churn", "persistent": "true"}, "last", b"")
+    s = connected(b.port)
+    s.send("SUBSCRIBE", {"id": "2", "destination": "/queue/churn"})
+    for _ in range(401):
+        s.recv()
+    logdir = os.path.join(b.settings["broker.data_dir"], "store", "log")
+    deadline = time.time() + 30
+    while min(os.listdir(logdir)) == "00000001.log":
+        assert time.time() < deadline, "no segment was removed"
+        time.sleep(0.2)
+    d.close()
+    c.close()
+    s.close()
+    assert b.stop() == 0
+    shutil.rmtree(index)
+    b.start(wait=False)
+    assert b.proc.wait(timeout=20) == 1
+    log = b.log_since_start()
+    assert "has lost its index" in log and "cannot be rebuilt" in log and "from a replica" in log, log[-2000:]
     b.proc = None
     b.logf.close()
 

@@ -118,6 +118,25 @@ def test_metrics(busy):
         assert line.startswith("#") or line.startswith("stompd_"), line
 
 
+def test_durable_path_metrics(broker):
+    # every fdatasync of the store's log is timed, and each group commit
+    # counted with the entries it carried: in /api/status and /metrics
+    p = connected(broker.port)
+    for i in range(5):
+        p.receipt("SEND", {"destination": "/queue/durable", "persistent": "true"}, "r%d" % i, b"x")
+    st = get_json(broker, "/api/status")
+    assert st["fdatasync_us"]["count"] >= 1 and st["fdatasync_us"]["p50"] >= 1, st
+    assert st["group_commit_entries"]["count"] >= 1, st
+    text = req(broker, "GET", "/metrics")[2].decode()
+    assert "# TYPE stompd_store_fdatasync_seconds histogram" in text
+    buckets = [int(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("stompd_store_fdatasync_seconds_bucket")]
+    assert buckets == sorted(buckets) and buckets[-1] >= 1
+    count = [int(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+             if line.startswith("stompd_store_group_commit_entries_count")]
+    assert count and count[0] >= 1
+
+
 def test_actions_purge_delete_send(busy):
     s, h, data = req(busy, "POST", "/api/destinations/purge", {"destination": "/queue/orders"})
     assert s == 200 and json.loads(data)["messages"] == 3

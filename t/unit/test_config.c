@@ -121,6 +121,47 @@ static void test_file(void **state)
     config_free();
 }
 
+/* Rules across keys: each bad combination is refused with a message
+ * naming the key; the defaults and sane variations pass. */
+static void test_validate(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *sets[4];
+        const char *refused; /* part of the message, NULL: accepted */
+    } cases[] = {
+        {{NULL}, NULL},
+        {{"broker.dlq=/queue/dead.letters"}, NULL},
+        {{"broker.dlq=notaqueue"}, "broker.dlq 'notaqueue' is not a /queue/"},
+        {{"broker.dlq=/queue/"}, "names no queue"},
+        {{"broker.dlq=/topic/dead"}, "is not a /queue/"},
+        {{"broker.dlq=/queue/a,/queue/b"}, "a list of destinations"},
+        {{"broker.dlq=/queue/dead.>"}, "wildcard"},
+        {{"store.sync=bogus"}, "store.sync"},
+        {{"store.sync=quorum_mem"}, "needs store.type = replicated-leveldb"},
+        {{"store.type=memory", "store.sync=quorum_mem"}, NULL},
+        {{"store.type=replicated-leveldb", "store.role=auto"}, "store.role = auto needs [zookeeper] address"},
+        {{"store.type=replicated-leveldb", "store.role=auto", "zookeeper.address=127.0.0.1:2181"}, NULL},
+        {{"store.type=replicated-leveldb", "store.role=slave"}, "store.role = slave needs store.master"},
+        {{"store.type=replicated-leveldb", "store.role=master", "store.sync=quorum_disk"}, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[512] = "";
+        config_free();
+        config_init_defaults();
+        for (size_t k = 0; k < 4 && cases[i].sets[k]; k++)
+            assert_int_equal(config_set(cases[i].sets[k], err, sizeof err), 0);
+        int rc = config_validate(&config, err, sizeof err);
+        if (!cases[i].refused) {
+            if (rc != 0)
+                fail_msg("case %zu refused: %s", i, err);
+        } else if (rc == 0 || !strstr(err, cases[i].refused)) {
+            fail_msg("case %zu: expected '%s', got rc %d '%s'", i, cases[i].refused, rc, err);
+        }
+    }
+    config_free();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -129,6 +170,7 @@ int main(void)
         cmocka_unit_test(test_hostport),
         cmocka_unit_test(test_defaults_and_set),
         cmocka_unit_test(test_file),
+        cmocka_unit_test(test_validate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

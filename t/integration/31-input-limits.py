@@ -1,0 +1,152 @@
+"""Frames that never finish cannot hold the broker's memory or a
+connection for ever: all connections' partial frames together stay under
+stomp.max_input_buffers (a connection whose frame would go beyond is
+refused with an ERROR), and a frame must arrive whole within
+stomp.frame_timeout once it has begun, heart-beats or not. Other clients
+are not disturbed."""
+import os
+import socket
+import time
+
+from stompd_test import Client, connected
+
+MiB = 1 << 20
+
+
+def test_a_frame_that_never_ends_is_refused_after_frame_timeout(broker_factory):
+    b = broker_factory({"stomp.frame_timeout": "1s"})
+    slow = connected(b.port)   # heart-beat 0,0: no other deadline applies
+    slow.send_raw(b"SEND\ndestination:/queue/a\n\nthe body, and then nothing")
+    t0 = time.time()
+    f = slow.expect_error("frame not completed in time", timeout=15)
+    assert "stomp.frame_timeout" in f.body.decode()
+    assert time.time() - t0 >= 0.9
+    # a frame sent in pieces within the deadline is fine
+    ok = connected(b.port)
+    for piece in (b"SEND\ndestination:/queue/a\nreceipt:r\n", b"\n", b"in pieces", b"\x00"):
+        ok.send_raw(piece)
+        time.sleep(0.2)
+    assert ok.recv().command == "RECEIPT"
+    # the deadline runs from the frame's first byte, not from the last one
+    trickle = connected(b.port)
+    trickle.send_raw(b"SEND\ndestination:/queue/a\n\n")
+    deadline = time.time() + 15
+    while True:
+        try:
+            trickle.send_raw(b"x")
+        except OSError:
+            break
+        try:
+            f = trickle.recv(timeout=0.3)
+            assert f.command == "ERROR" and "frame not completed" in f["message"], f
+            break
+        except TimeoutError:
+            pass
+        assert time.time() < deadline, "a trickled frame was never refused"
+
+
+def test_partial_frames_share_one_limit(broker_factory):
+    b = broker_factory({"stomp.max_input_buffers": "20MiB", "stomp.max_frame_size": "16MiB"})
+    chunk = b"y" * MiB
+    holders, refused = [], 0
+    for i in range(6):
+        c = Client(b.port, timeout=20)
+        c.connect()
+        c.send_raw(b"SEND\ndestination:/queue/big\n\n")
+        try:
+            for _ in range(8):
+                c.send_raw(chunk)
+        except OSError:
+            pass
+        # one more byte: the broker has read everything before it answers
+        try:
+            c.send_raw(b"y")
+            f = c.recv(timeout=3)
+            assert f.command == "ERROR" and "stomp.max_input_buffers" in f.body.decode(), f
+            c.expect_closed()
+            refused += 1
+        except TimeoutError:
+            holders.append(c)        # still holding its 8 MiB
+        except (ConnectionError, OSError):
+            refused += 1
+    # 20 MiB hold two 8 MiB partial frames, not three
+    assert len(holders) == 2 and refused == 4, (len(holders), refused)
+    # others are served meanwhile
+    p = connected(b.port)
+    t0 = time.time()
+    p.receipt("SEND", {"destination": "/queue/small"}, "r", b"small")
+    assert time.time() - t0 < 5
+    # the holders finish their frames: delivered whole
+    for c in holders:
+        c.send_raw(b"\x00")
+    s = connected(b.port)
+    s.send("SUBSCRIBE", {"id": "1", "destination": "/queue/big"})
+    bodies = [s.recv(timeout=20).body for _ in range(2)]
+    assert all(len(x) == 8 * MiB + 1 for x in bodies)
+    # room again: a new big frame goes through
+    n = connected(b.port)
+    n.receipt("SEND", {"destination": "/queue/big"}, "again", b"z" * (8 * MiB))
+
+
+def test_out_of_file_descriptors_refuses_without_spinning(broker_factory):
+    # With 64 descriptors the broker runs out after a few dozen clients:
+    # the listener stops accepting for a moment instead of spinning on
+    # accept(), the waiting clients are closed (not left hanging), one log
+    # line per interval says so, /metrics counts it, and once descriptors
+    # free up new clients get in.
+    import base64
+    import http.client
+    b = broker_factory(start=False)
+    plain = b.command
+    b.command = lambda: ["prlimit", "--nofile=64:64"] + plain()
+    b.start()
+    held = []
+    for _ in range(80):
+        try:
+            c = Client(b.port, timeout=5)
+            c.connect()
+            held.append(c)
+        except (OSError, AssertionError, ConnectionError, TimeoutError):
+            break
+    assert 20 < len(held) < 64, len(held)
+    # knock for two seconds while the broker is out of descriptors
+    with open("/proc/%d/stat" % b.proc.pid) as f:
+        ticks0 = sum(int(x) for x in f.read().split()[13:15])
+    t_end = time.time() + 2
+    knocks = 0
+    while time.time() < t_end:
+        try:
+            s = socket.create_connection(("127.0.0.1", b.port), timeout=1)
+            s.settimeout(1)
+            try:
+                s.recv(10)
+            except OSError:
+                pass
+            s.close()
+            knocks += 1
+        except OSError:
+            pass
+    with open("/proc/%d/stat" % b.proc.pid) as f:
+        ticks1 = sum(int(x) for x in f.read().split()[13:15])
+    cpu_s = (ticks1 - ticks0) / os.sysconf("SC_CLK_TCK")
+    assert cpu_s < 1.0, "the broker used %.2f s of CPU in 2 s out of descriptors" % cpu_s
+    assert knocks > 0
+    assert b.log().count("out of file descriptors") <= 3
+    # counted, and served again once descriptors are free
+    for c in held[:10]:
+        c.close()
+    deadline = time.time() + 10
+    while True:
+        try:
+            p = connected(b.port)
+            break
+        except (OSError, AssertionError, ConnectionError, TimeoutError):
+            assert time.time() < deadline
+            time.sleep(0.1)
+    p.receipt("SEND", {"destination": "/queue/after"}, "r", b"x")
+    h = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=10)
+    h.request("GET", "/metrics", headers={"Authorization": "Basic " + base64.b64encode(b"admin:admin").decode()})
+    text = h.getresponse().read().decode()
+    n = [int(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+         if line.startswith('stompd_listener_fd_exhausted_total{listener="STOMP"}')]
+    assert n and n[0] >= 1, text
