@@ -120,6 +120,11 @@ static const struct cfg_key keys[] = {
      "open transactions per connection"},
     {"stomp.max_tx_frames", CFG_INT, "100000", 1, 100000000, NULL, OFF(max_tx_frames),
      "frames held in one transaction"},
+    {"stomp.ws_listen", CFG_ADDR, "", 0, 0, NULL, OFF(ws_listen),
+     "address:port of the STOMP over WebSocket listener (ws://), bound with stomp.listen; empty = none"},
+    {"stomp.ws_origins", CFG_STR, "", 0, 0, NULL, OFF(ws_origins),
+     "browser origins (scheme://host[:port], comma-separated, * for any) allowed to open WebSocket connections "
+     "besides same-origin pages; clients that send no Origin are always allowed"},
     /* [store] */
     {"store.type", CFG_CHOICE, "leveldb", 0, 0, "leveldb|replicated-leveldb|memory", OFF(store_type),
      "leveldb: a local LevelDB journal under broker.data_dir; replicated-leveldb: the master ships it to slaves; "
@@ -172,6 +177,15 @@ static const struct cfg_key keys[] = {
      "console connections at once"},
     {"http.refresh", CFG_DURATION, "5s", 1000, 3600000, NULL, OFF(http_refresh),
      "how often the page reloads itself"},
+    {"http.request_timeout", CFG_DURATION, "10s", 100, 3600000, NULL, OFF(http_request_timeout),
+     "time a console request has from its first byte to its last; then 408 and the connection is closed"},
+    {"http.reserved_connections", CFG_INT, "16", 0, 100000, NULL, OFF(http_reserved_connections),
+     "slots of http.max_connections kept for connections that have authenticated: beyond the others, the "
+     "oldest connection that has not is closed to make room"},
+    {"http.hosts", CFG_STR, "", 0, 0, NULL, OFF(http_hosts),
+     "names the console answers to in the Host header besides IP addresses, localhost, this machine's name "
+     "and the host of http.listen (a defence against DNS rebinding); *.example.com matches its subdomains; "
+     "* = any"},
     /* [zookeeper] */
     {"zookeeper.address", CFG_STR, "", 0, 0, NULL, OFF(zk_address),
      "ZooKeeper ensemble, host:port[,host:port...]; empty = no ZooKeeper"},

@@ -294,6 +294,7 @@ void conn_error_hdr(struct conn *c, const char *message, const char *receipt, co
     buf_putc(&c->st.out, '\0');
     c->error_sent = true;
     c->frames_out++;
+    c->st.close_code = 1008; /* WebSocket: policy violation (the ERROR frame says which) */
     conn_close_after_flush(c);
 }
 

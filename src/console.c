@@ -34,6 +34,7 @@
 #include "stompd/server.h"
 #include "stompd/store.h"
 #include "stompd/sub.h"
+#include "stompd/ws.h"
 
 /* ------------------------------------------------------------ the broker's state, as JSON */
 
@@ -234,12 +235,13 @@ static json_t *connections_json(void)
                                                   "prefetch", (json_int_t)s->prefetch, "inflight",
                                                   (json_int_t)s->inflight, "delivered", (json_int_t)s->delivered));
         }
-        json_array_append_new(a, json_pack("{s:I, s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:o}", "id", (json_int_t)c->id,
-                                           "peer", c->st.peer, "state", conn_state_name(c->state), "version",
+        json_array_append_new(a, json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:o}", "id",
+                                           (json_int_t)c->id, "peer", c->st.peer, "transport",
+                                           stream_transport(&c->st), "state", conn_state_name(c->state), "version",
                                            c->version == STOMP_12 ? "1.2" : c->version == STOMP_11 ? "1.1" : "1.0",
                                            "client_id", c->client_id ? json_string(c->client_id) : json_null(),
                                            "frames_in", (json_int_t)c->frames_in, "frames_out",
-                                           (json_int_t)c->frames_out, "pending_output", (json_int_t)buf_used(&c->st.out),
+                                           (json_int_t)c->frames_out, "pending_output", (json_int_t)stream_pending(&c->st),
                                            "subscriptions", subs));
     }
     return a;
@@ -653,13 +655,16 @@ static void render_page(struct http_req *h)
     json_t *conns = json_object_get(j, "connections");
     buf_printf(&b, "<h2>Connections (%zu)</h2>", json_array_size(conns));
     if (json_array_size(conns)) {
-        buf_append_str(&b, "<table id=\"connections\"><tr><th>id</th><th>peer</th><th>STOMP</th><th>client-id</th>"
+        buf_append_str(&b, "<table id=\"connections\"><tr><th>id</th><th>peer</th><th>transport</th><th>STOMP</th>"
+                           "<th>client-id</th>"
                            "<th>subscriptions</th><th>frames in</th><th>frames out</th></tr>\n");
         size_t i;
         json_t *c;
         json_array_foreach(conns, i, c) {
             buf_printf(&b, "<tr><td class=\"num\">%lld</td><td>", jint(c, "id"));
             html_esc(&b, jstr(c, "peer"));
+            buf_append_str(&b, "</td><td class=\"transport\">");
+            html_esc(&b, jstr(c, "transport"));
             buf_append_str(&b, "</td><td>");
             html_esc(&b, jstr(c, "version"));
             buf_append_str(&b, "</td><td>");
@@ -858,6 +863,15 @@ static void render_metrics(struct http_req *h)
     M("Frames waiting for the journal", "gauge", "waiting_for_store", commit_waiting());
     M("Journal position", "gauge", "journal_lsn", lsn);
     M("Committed journal position", "gauge", "committed_lsn", commit_lsn());
+    const struct ws_stats *ws = ws_stats();
+    M("WebSocket connections open", "gauge", "ws_connections", ws->open);
+    M("WebSocket upgrade requests accepted", "counter", "ws_upgrades_total", ws->upgrades);
+    M("WebSocket connection attempts refused (HTTP 4xx, 503 at the limit)", "counter", "ws_refused_total",
+      ws->refused);
+    M("WebSocket connections failed for breaking a framing rule (close 1002, 1007, 1009)", "counter",
+      "ws_failed_total", ws->failed);
+    M("WebSocket messages received", "counter", "ws_messages_in_total", ws->messages_in);
+    M("WebSocket messages sent", "counter", "ws_messages_out_total", ws->messages_out);
     M("Epoch", "gauge", "epoch", node_role() == NODE_MASTER ? persist_epoch() : epoch);
     struct sched_info sched;
     sched_info(&sched);
@@ -907,7 +921,7 @@ static void render_metrics(struct http_req *h)
 
 static json_t *parse_body(struct http_req *h)
 {
-    if (strncmp(http_req_content_type(h), "application/json", 16) != 0) {
+    if (!http_req_is_json(h)) {
         http_respond_error(h, 415, "send Content-Type: application/json", NULL);
         return NULL;
     }

@@ -1,4 +1,6 @@
-/* The console's HTTP transport: the only file that includes http_parser.h.
+/* The console's HTTP transport: with http_head.c (a request head parsed
+ * whole, for the WebSocket handshake), the only file that includes
+ * http_parser.h.
  * Each console connection is a stream; requests are parsed incrementally
  * with bounded sizes, matched against the site's route table (method,
  * authentication, whether this node serves), and answered one at a time:
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -29,7 +32,7 @@
 #define MAX_URL 4096
 
 enum { PAUSE_ANSWER = 1 }; /* an answer is pending: read nothing more */
-enum { CAP_NONE, CAP_AUTH, CAP_CTYPE };
+enum { CAP_NONE, CAP_AUTH, CAP_CTYPE, CAP_HOST };
 
 struct http_req {
     struct stream st;
@@ -43,7 +46,12 @@ struct http_req {
     int capture;            /* which header value is being captured */
     char auth[512];
     char ctype[128];
+    char host[256];
+    unsigned nauth, nhost;  /* how many of each header the request had */
     size_t header_bytes;
+    bool in_request;        /* its first byte came, its last not yet */
+    unsigned begun, done;   /* requests begun and finished (for the timers) */
+    bool proven;            /* it has made an authenticated request */
     struct buf body;
     bool too_large;
     bool answered;          /* this request has its answer */
@@ -60,11 +68,19 @@ static struct {
     TAILQ_HEAD(, http_req) conns;
     http_parser_settings settings;
     uint64_t requests;
+    size_t unproven;        /* connections that have not authenticated yet */
+    struct http_counters counters;
+    char hostname[256];     /* this machine's, for the Host check */
 } H = {.conns = TAILQ_HEAD_INITIALIZER(H.conns)};
 
 uint64_t http_requests(void)
 {
     return H.requests;
+}
+
+const struct http_counters *http_counters(void)
+{
+    return &H.counters;
 }
 
 const char *http_req_peer(const struct http_req *r)
@@ -81,6 +97,19 @@ const char *http_req_query(const struct http_req *r)
 const char *http_req_content_type(const struct http_req *r)
 {
     return r->ctype;
+}
+
+/* application/json exactly, in any case, with parameters after a ';' at
+ * most: not application/jsonp, not text/json. */
+bool http_req_is_json(const struct http_req *r)
+{
+    static const char want[] = "application/json";
+    if (strncasecmp(r->ctype, want, sizeof want - 1) != 0)
+        return false;
+    const char *p = r->ctype + sizeof want - 1;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    return *p == '\0' || *p == ';';
 }
 
 const char *http_req_body(const struct http_req *r, size_t *len)
@@ -104,6 +133,7 @@ static const char *reason(int status)
     case 413: return "Payload Too Large";
     case 414: return "URI Too Long";
     case 415: return "Unsupported Media Type";
+    case 421: return "Misdirected Request";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 503: return "Service Unavailable";
@@ -186,8 +216,40 @@ static int b64val(int c)
     return -1;
 }
 
-/* Basic credentials are a few dozen bytes of base64: decoded here rather
- * than pulling a crypto library in for it. */
+/* Basic credentials are a few dozen bytes of base64 (RFC 4648, padded):
+ * decoded here rather than pulling a crypto library in for it. Anything
+ * else after "Basic " (a second token, bad padding, trailing bytes) is
+ * refused: -1. */
+static int b64_decode_strict(const char *in, char *out, size_t cap)
+{
+    size_t n = strlen(in);
+    if (n == 0 || n % 4 != 0)
+        return -1;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 4) {
+        int v[4], pad = 0;
+        for (int k = 0; k < 4; k++) {
+            int c = (unsigned char)in[i + k];
+            if (c == '=' && i + 4 == n && k >= 2 && (k == 3 || in[i + 3] == '=')) {
+                v[k] = 0;
+                pad++;
+            } else if ((v[k] = b64val(c)) < 0 || pad) {
+                return -1;
+            }
+        }
+        unsigned acc = (unsigned)v[0] << 18 | (unsigned)v[1] << 12 | (unsigned)v[2] << 6 | (unsigned)v[3];
+        if (o + 3 - (size_t)pad >= cap)
+            return -1;
+        out[o++] = (char)(acc >> 16);
+        if (pad < 2)
+            out[o++] = (char)(acc >> 8 & 0xff);
+        if (pad < 1)
+            out[o++] = (char)(acc & 0xff);
+    }
+    out[o] = '\0';
+    return (int)o;
+}
+
 static bool authorized(const struct http_req *r)
 {
     if (!config.http_auth)
@@ -195,21 +257,10 @@ static bool authorized(const struct http_req *r)
     if (strncasecmp(r->auth, "Basic ", 6) != 0)
         return false;
     char out[400];
-    size_t o = 0;
-    unsigned acc = 0;
-    int bits = 0;
-    for (const char *p = r->auth + 6; *p && *p != '='; p++) {
-        int v = b64val((unsigned char)*p);
-        if (v < 0 || o >= sizeof out - 1)
-            return false;
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[o++] = (char)((acc >> bits) & 0xff);
-        }
-    }
-    out[o] = '\0';
+    int got = b64_decode_strict(r->auth + 6, out, sizeof out);
+    if (got < 0)
+        return false;
+    size_t o = (size_t)got;
     char want[400];
     snprintf(want, sizeof want, "%s:%s", config.admin_user, config.admin_password);
     size_t wl = strlen(want);
@@ -219,9 +270,70 @@ static bool authorized(const struct http_req *r)
     return diff == 0;
 }
 
+/* A connection that authenticated keeps its slot: it no longer counts
+ * among those the oldest of which makes room for a newcomer. */
+static void mark_proven(struct http_req *r)
+{
+    if (r->proven)
+        return;
+    r->proven = true;
+    H.unproven--;
+}
+
+static bool host_matches(const char *host, size_t hl, const char *name, size_t nl)
+{
+    if (nl > 2 && name[0] == '*' && name[1] == '.') /* *.example.com: its subdomains */
+        return hl > nl - 1 && !strncasecmp(host + hl - (nl - 1), name + 1, nl - 1);
+    return hl == nl && !strncasecmp(host, name, hl);
+}
+
+/* The Host header names this console: an IP address, localhost, this
+ * machine, the host of http.listen, or one of http.hosts. A page served
+ * to any other name could be a DNS rebinding: a site whose name now
+ * resolves to this address, scripting the console from a browser. */
+static bool host_allowed(const char *hdr)
+{
+    if (!hdr[0] || !strcmp(config.http_hosts, "*"))
+        return true;
+    if (hdr[0] == '[')
+        return true; /* an IPv6 address */
+    size_t hl = strcspn(hdr, ":");
+    char host[256];
+    snprintf(host, sizeof host, "%.*s", (int)hl, hdr);
+    struct in_addr a;
+    if (inet_pton(AF_INET, host, &a) == 1)
+        return true;
+    if (host_matches(host, hl, "localhost", 9) || (H.hostname[0] && host_matches(host, hl, H.hostname, strlen(H.hostname))))
+        return true;
+    size_t ll = strcspn(config.http_listen, ":");
+    if (ll && host_matches(host, hl, config.http_listen, ll))
+        return true;
+    for (const char *p = config.http_hosts; *p;) {
+        p += strspn(p, " ,");
+        size_t n = strcspn(p, " ,");
+        if (n && host_matches(host, hl, p, n))
+            return true;
+        p += n;
+    }
+    return false;
+}
+
 static void route(struct http_req *r)
 {
     H.requests++;
+    if (r->nhost > 1 || r->nauth > 1) {
+        http_respond_error(r, 400, r->nhost > 1 ? "more than one Host header" : "more than one Authorization header",
+                           NULL);
+        r->close_after = true;
+        return;
+    }
+    if (!host_allowed(r->host)) {
+        H.counters.misdirected++;
+        char msg[400];
+        snprintf(msg, sizeof msg, "this console does not answer to the name '%.200s' (add it to http.hosts)", r->host);
+        http_respond_error(r, 421, msg, NULL);
+        return;
+    }
     char path[MAX_URL];
     size_t pl = strcspn(r->url, "?");
     snprintf(path, sizeof path, "%.*s", (int)pl, r->url);
@@ -229,10 +341,13 @@ static void route(struct http_req *r)
     for (size_t i = 0; i < H.site->nroutes && !rt; i++)
         if (!strcmp(path, H.site->routes[i].path))
             rt = &H.site->routes[i];
-    if (!(rt && (rt->flags & ROUTE_PUBLIC)) && !authorized(r)) {
-        http_respond_error(r, 401, "authentication required (http.admin_user / http.admin_password)",
-                           "WWW-Authenticate: Basic realm=\"stompd\"\r\n");
-        return;
+    if (!(rt && (rt->flags & ROUTE_PUBLIC))) {
+        if (!authorized(r)) {
+            http_respond_error(r, 401, "authentication required (http.admin_user / http.admin_password)",
+                               "WWW-Authenticate: Basic realm=\"stompd\"\r\n");
+            return;
+        }
+        mark_proven(r);
     }
     if (!(rt && (rt->flags & ROUTE_ANY_ROLE)) && !H.site->serving()) {
         H.site->not_serving(r);
@@ -259,7 +374,10 @@ static int on_message_begin(http_parser *p)
     r->url_len = 0;
     r->url[0] = '\0';
     r->url_too_long = false;
-    r->auth[0] = r->ctype[0] = '\0';
+    r->auth[0] = r->ctype[0] = r->host[0] = '\0';
+    r->nauth = r->nhost = 0;
+    r->in_request = true;
+    r->begun++;
     r->field_len = 0;
     r->field_done = false;
     r->capture = CAP_NONE;
@@ -316,12 +434,19 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         r->field_done = true;
         r->capture = !strcasecmp(r->field, "Authorization") ? CAP_AUTH
                      : !strcasecmp(r->field, "Content-Type") ? CAP_CTYPE
+                     : !strcasecmp(r->field, "Host")         ? CAP_HOST
                                                              : CAP_NONE;
+        if (r->capture == CAP_AUTH)
+            r->nauth++;
+        else if (r->capture == CAP_HOST)
+            r->nhost++;
     }
     if (r->capture == CAP_AUTH)
         append_capped(r->auth, sizeof r->auth, at, len);
     else if (r->capture == CAP_CTYPE)
         append_capped(r->ctype, sizeof r->ctype, at, len);
+    else if (r->capture == CAP_HOST)
+        append_capped(r->host, sizeof r->host, at, len);
     return 0;
 }
 
@@ -349,6 +474,8 @@ static int on_headers_complete(http_parser *p)
 static int on_message_complete(http_parser *p)
 {
     struct http_req *r = p->data;
+    r->in_request = false;
+    r->done++;
     if (r->url_too_long)
         http_respond_error(r, 414, "URL too long", NULL);
     else
@@ -366,8 +493,16 @@ static int on_message_complete(http_parser *p)
 static size_t http_input(struct stream *s, const char *data, size_t len)
 {
     struct http_req *r = container_of(s, struct http_req, st);
-    stream_set_timer(&r->st, IDLE_TIMEOUT);
+    unsigned begun = r->begun, done = r->done;
     size_t n = http_parser_execute(&r->parser, &H.settings, data, len);
+    /* A request has http.request_timeout from its first byte to its last,
+     * however slowly they come; between requests the idle timer runs from
+     * the last answer, not from the last byte (blank lines do not keep a
+     * connection). */
+    if (r->in_request && r->begun != begun)
+        stream_set_timer(&r->st, (double)config.http_request_timeout / 1000.);
+    else if (!r->in_request && r->done != done)
+        stream_set_timer(&r->st, IDLE_TIMEOUT);
     enum http_errno e = HTTP_PARSER_ERRNO(&r->parser);
     if (e == HPE_PAUSED) {
         http_parser_pause(&r->parser, 0);
@@ -399,6 +534,12 @@ static void http_timeout(struct stream *s)
         stream_set_timer(s, IDLE_TIMEOUT);
         return;
     }
+    if (r->in_request && !r->answered) {
+        H.counters.request_timeouts++;
+        http_respond_error(r, 408, "the request did not arrive whole within http.request_timeout", NULL);
+        stream_close_after_flush(s, CLOSE_LINGER, "request timeout");
+        return;
+    }
     stream_close(s, "idle");
 }
 
@@ -410,6 +551,8 @@ static void http_closed(struct stream *s, const char *why)
     r->deferred = false;
     r->gone = NULL;
     buf_free(&r->body);
+    if (!r->proven)
+        H.unproven--;
     TAILQ_REMOVE(&H.conns, r, link);
 }
 
@@ -446,6 +589,21 @@ static void accept_http(struct listener *l, int fd, const char *peer)
     listener_attach(l, &r->st);
     stream_set_timer(&r->st, IDLE_TIMEOUT);
     TAILQ_INSERT_TAIL(&H.conns, r, link);
+    /* The last http.reserved_connections slots are for connections that
+     * have authenticated: beyond the rest, the oldest connection that has
+     * not makes room (a client holding slots with slow requests cannot
+     * lock the administrator out). */
+    int64_t open_to_all = config.http_max_connections - config.http_reserved_connections;
+    if (++H.unproven > (size_t)(open_to_all > 1 ? open_to_all : 1)) {
+        struct http_req *old;
+        TAILQ_FOREACH(old, &H.conns, link)
+            if (!old->proven && old != r && old->st.state == STREAM_OPEN)
+                break;
+        if (old) {
+            H.counters.evicted++;
+            stream_close(&old->st, "evicted: unauthenticated connections hold the console's open slots");
+        }
+    }
 }
 
 int http_start(const struct http_site *site, char *err, size_t errlen)
@@ -467,6 +625,8 @@ int http_start(const struct http_site *site, char *err, size_t errlen)
     H.listener.max_conns = (uint32_t)config.http_max_connections;
     H.listener.accept = accept_http;
     H.listener.refuse = refuse;
+    if (gethostname(H.hostname, sizeof H.hostname - 1) != 0)
+        H.hostname[0] = '\0';
     if (listener_start(&H.listener, config.http_listen, err, errlen) != 0)
         return -EADDRINUSE;
     log_info("console on http://%s/", config.http_listen);

@@ -114,7 +114,8 @@ static int start_serving(uint64_t epoch, char *err, size_t errlen)
             return rc;
     }
     if (server_listen_clients() != 0) {
-        snprintf(err, errlen, "cannot open the STOMP listener (stomp.listen %s)", config.stomp_listen);
+        snprintf(err, errlen, "cannot open the client listeners (stomp.listen %s%s%s)", config.stomp_listen,
+                 config.ws_listen[0] ? ", stomp.ws_listen " : "", config.ws_listen);
         return -EADDRINUSE;
     }
     return 0;

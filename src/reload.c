@@ -50,10 +50,22 @@ static int reload_log(const struct config *next, char *err, size_t errlen)
 
 static const char *const log_keys[] = {"log.level", "log.file", NULL};
 
+/* Each WebSocket handshake reads the running list: copying it is enough. */
+static int reload_ws_origins(const struct config *next, char *err, size_t errlen)
+{
+    (void)next;
+    (void)err;
+    (void)errlen;
+    return 0;
+}
+
+static const char *const ws_keys[] = {"stomp.ws_origins", NULL};
+
 /* One line per module that reloads. (The security change adds users, ACLs
  * and certificates here.) */
 static const struct reload_hook hooks[] = {
     {"log", log_keys, true, reload_log},
+    {"websocket origins", ws_keys, false, reload_ws_origins},
 };
 
 #define NHOOKS (sizeof hooks / sizeof hooks[0])

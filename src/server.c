@@ -32,6 +32,7 @@
 #include "stompd/store.h"
 #include "stompd/stream.h"
 #include "stompd/sub.h"
+#include "stompd/ws.h"
 
 struct server srv;
 
@@ -73,11 +74,52 @@ static void accept_client(struct listener *l, int fd, const char *peer)
     listener_attach(l, &c->st);
 }
 
+/* A WebSocket client at the limit has not sent its upgrade request yet:
+ * it hears HTTP. */
+static void refuse_ws(struct listener *l, int fd)
+{
+    static const char body[] = "too many connections: the broker is at broker.max_connections\n";
+    char msg[256];
+    int n = snprintf(msg, sizeof msg, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s", sizeof body - 1, body);
+    listener_say(fd, msg, (size_t)n);
+    srv.st.connections_refused++;
+    ws_count_refused();
+}
+
+/* A STOMP connection whose stream speaks WebSocket below the parser. */
+static void accept_ws(struct listener *l, int fd, const char *peer)
+{
+    struct conn *c = conn_new(fd, peer);
+    ws_attach(&c->st, c->id);
+    listener_attach(l, &c->st);
+}
+
+static int listen_ws(void)
+{
+    char err[512];
+    if (!config.ws_listen[0] || listener_running(&srv.ws))
+        return 0;
+    srv.ws.name = "WebSocket";
+    srv.ws.addr_key = "stomp.ws_listen";
+    srv.ws.limit_key = "broker.max_connections";
+    srv.ws.pool = &srv.stomp; /* one limit for every client connection */
+    srv.ws.nodelay = true;
+    srv.ws.accept = accept_ws;
+    srv.ws.refuse = refuse_ws;
+    if (listener_start(&srv.ws, config.ws_listen, err, sizeof err) != 0) {
+        log_err("WebSocket listener: %s", err);
+        return -1;
+    }
+    log_info("accepting STOMP over WebSocket on ws://%s/", config.ws_listen);
+    return 0;
+}
+
 int server_listen_clients(void)
 {
     char err[512];
     if (listener_running(&srv.stomp))
-        return 0;
+        return listen_ws();
     srv.stomp.name = "STOMP";
     srv.stomp.addr_key = "stomp.listen";
     srv.stomp.limit_key = "broker.max_connections";
@@ -90,7 +132,7 @@ int server_listen_clients(void)
         return -1;
     }
     log_info("accepting STOMP clients on %s", config.stomp_listen);
-    return 0;
+    return listen_ws();
 }
 
 void server_close_clients(const char *why)
@@ -98,6 +140,10 @@ void server_close_clients(const char *why)
     if (listener_running(&srv.stomp)) {
         listener_stop(&srv.stomp);
         log_info("STOMP listener closed: %s", why);
+    }
+    if (listener_running(&srv.ws)) {
+        listener_stop(&srv.ws);
+        log_info("WebSocket listener closed: %s", why);
     }
     struct conn *c, *next;
     for (c = TAILQ_FIRST(&srv.conns); c; c = next) {
@@ -208,6 +254,7 @@ void server_stop(void)
 void server_shutdown(void)
 {
     listener_stop(&srv.stomp);
+    listener_stop(&srv.ws);
     stream_flush_all();
     struct conn *c;
     while ((c = TAILQ_FIRST(&srv.conns)))

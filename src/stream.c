@@ -69,6 +69,24 @@ void stream_init(struct stream *s, int fd, const char *peer, const struct stream
 
 /* ------------------------------------------------------------ input */
 
+/* The socket's bytes go to the framing layer when there is one. */
+static size_t deliver(struct stream *s, const char *p, size_t n)
+{
+    return s->filter ? s->filter->input(s, p, n) : s->ops->input(s, p, n);
+}
+
+static bool input_waiting(const struct stream *s)
+{
+    return buf_used(&s->in) > 0 || (s->filter && s->filter->held(s) > 0);
+}
+
+/* Is unused input kept? Not once the stream closes (a framing layer reads
+ * on while closing, see stream_close_after_flush). */
+static bool keeps_input(const struct stream *s)
+{
+    return s->state <= STREAM_OPEN || (s->state == STREAM_CLOSING && s->filter);
+}
+
 /* Bytes every stream holds in its input buffer (partial frames, input
  * read before a pause), kept current after each read. */
 static size_t input_held;
@@ -76,6 +94,8 @@ static size_t input_held;
 static void account_input(struct stream *s)
 {
     size_t now = buf_used(&s->in);
+    if (s->filter && s->state != STREAM_DEAD)
+        now += s->filter->held(s);
     input_held = input_held - s->in_counted + now;
     s->in_counted = now;
 }
@@ -92,8 +112,8 @@ size_t stream_input_held(void)
 
 static void offer_buffered(struct stream *s)
 {
-    size_t used = s->ops->input(s, buf_head(&s->in), buf_used(&s->in));
-    if (s->state <= STREAM_OPEN)
+    size_t used = deliver(s, buf_head(&s->in), buf_used(&s->in));
+    if (keeps_input(s))
         buf_consume(&s->in, used);
     account_input(s);
 }
@@ -106,8 +126,8 @@ static void read_cb(struct ev_loop *l, ev_io *w, int revents)
         n = recv(s->fd, scratch, sizeof scratch, 0);
         if (n > 0) {
             s->last_rx = ev_now(l);
-            size_t used = s->ops->input(s, scratch, (size_t)n);
-            if (s->state <= STREAM_OPEN && used < (size_t)n)
+            size_t used = deliver(s, scratch, (size_t)n);
+            if (keeps_input(s) && used < (size_t)n)
                 buf_append(&s->in, scratch + used, (size_t)n - used);
             account_input(s);
             return;
@@ -147,7 +167,7 @@ void stream_resume(struct stream *s, uint8_t reason)
         return;
     ev_io_start(loop, &s->rd);
     /* input read before the pause is offered before the loop sleeps */
-    if (buf_used(&s->in) > 0 && !s->in_resume) {
+    if (input_waiting(s) && !s->in_resume) {
         s->in_resume = true;
         TAILQ_INSERT_TAIL(&resumed, s, resume_link);
     }
@@ -160,7 +180,7 @@ bool stream_run_resumed(void)
     while ((s = TAILQ_FIRST(&resumed))) {
         TAILQ_REMOVE(&resumed, s, resume_link);
         s->in_resume = false;
-        if (s->state == STREAM_OPEN && s->paused == 0 && buf_used(&s->in) > 0) {
+        if (s->state == STREAM_OPEN && s->paused == 0 && input_waiting(s)) {
             offer_buffered(s);
             any = true;
         }
@@ -184,13 +204,28 @@ void stream_want_flush(struct stream *s)
     TAILQ_INSERT_TAIL(&flushq, s, flush_link);
 }
 
+/* With a framing layer, what reaches the socket is s->wire, refilled
+ * from s->out a bounded amount at a time. */
+#define WIRE_CHUNK 65536
+
+static struct buf *next_output(struct stream *s, bool data)
+{
+    if (!s->filter)
+        return &s->out;
+    if (buf_used(&s->wire) < WIRE_CHUNK && s->state != STREAM_DEAD)
+        s->filter->encode(s, data);
+    return &s->wire;
+}
+
 int stream_flush(struct stream *s)
 {
     if (s->state == STREAM_DEAD || s->state == STREAM_CONNECTING)
         return 0;
-    if (s->state == STREAM_OPEN && s->ops->may_write && !s->ops->may_write(s)) {
-        /* held: whoever holds it asks for a flush when it lets go; a
-         * writable socket must not wake the loop meanwhile */
+    /* Held: whoever holds it asks for a flush when it lets go; a writable
+     * socket must not wake the loop meanwhile. A layer's control frames go
+     * even while the protocol holds its output. */
+    bool data = !(s->state == STREAM_OPEN && s->ops->may_write && !s->ops->may_write(s));
+    if (!data && !s->filter) {
         if (s->writing) {
             ev_io_stop(loop, &s->wr);
             s->writing = false;
@@ -198,13 +233,14 @@ int stream_flush(struct stream *s)
         return 0;
     }
     /* remember it was full, however many flushes it then takes to drain */
-    if (buf_used(&s->out) >= s->out_limit)
+    if (stream_pending(s) >= s->out_limit)
         s->blocked = true;
-    while (buf_used(&s->out) > 0) {
-        ssize_t n = send(s->fd, buf_head(&s->out), buf_used(&s->out), MSG_NOSIGNAL);
+    struct buf *b;
+    while (buf_used(b = next_output(s, data)) > 0) {
+        ssize_t n = send(s->fd, buf_head(b), buf_used(b), MSG_NOSIGNAL);
         if (n > 0) {
             s->last_tx = ev_now(loop);
-            buf_consume(&s->out, (size_t)n);
+            buf_consume(b, (size_t)n);
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -222,18 +258,26 @@ int stream_flush(struct stream *s)
         stream_close(s, why);
         return -1;
     }
-    if (buf_used(&s->out) == 0) {
+    if (s->state == STREAM_DEAD)
+        return -1;
+    if (!data && buf_used(&s->wire) == 0 && s->writing) {
+        /* held, and the layer's own frames are out */
+        ev_io_stop(loop, &s->wr);
+        s->writing = false;
+    }
+    if (stream_pending(s) == 0) {
         if (s->writing) {
             ev_io_stop(loop, &s->wr);
             s->writing = false;
         }
-        if (s->state == STREAM_CLOSING) {
+        if (s->state == STREAM_CLOSING && (!s->filter || s->filter->may_close(s))) {
             stream_close(s, s->close_why ? s->close_why : "closed after its last answer");
             return -1;
         }
     }
-    if (s->blocked && buf_used(&s->out) < s->low_water) {
+    if (s->blocked && stream_pending(s) < s->low_water) {
         s->blocked = false;
+        stream_resume(s, STREAM_PAUSE_FILTER);
         if (s->ops->drained)
             s->ops->drained(s);
         if (s->state == STREAM_DEAD)
@@ -312,12 +356,18 @@ void stream_close_after_flush(struct stream *s, double linger, const char *why)
         return;
     s->state = STREAM_CLOSING;
     s->close_why = why;
-    ev_io_stop(loop, &s->rd);
-    buf_free(&s->in);
-    account_input(s);
     if (s->in_resume) {
         TAILQ_REMOVE(&resumed, s, resume_link);
         s->in_resume = false;
+    }
+    if (s->filter) {
+        /* the layer reads on, for the peer's answer to its closing frame */
+        s->paused = 0;
+        ev_io_start(loop, &s->rd);
+    } else {
+        ev_io_stop(loop, &s->rd);
+        buf_free(&s->in);
+        account_input(s);
     }
     stream_set_timer(s, linger);
     stream_want_flush(s);
@@ -338,6 +388,7 @@ void stream_close(struct stream *s, const char *why)
     buf_free(&s->in);
     account_input(s);
     buf_free(&s->out);
+    buf_free(&s->wire);
     if (s->in_flush) {
         TAILQ_REMOVE(&flushq, s, flush_link);
         s->in_flush = false;
@@ -360,6 +411,8 @@ void stream_free_dead(void)
     struct stream *s;
     while ((s = TAILQ_FIRST(&dead))) {
         TAILQ_REMOVE(&dead, s, dead_link);
+        if (s->filter && s->filter->release)
+            s->filter->release(s);
         s->ops->release(s);
     }
 }
@@ -491,7 +544,8 @@ static void accept_cb(struct ev_loop *lp, ev_io *w, int revents)
                 log_warn("%s listener: accept: %s", l->name, strerror(errno));
             return;
         }
-        if (l->max_conns && l->nconns >= l->max_conns) {
+        const struct listener *pool = l->pool ? l->pool : l;
+        if (pool->max_conns && pool->nconns >= pool->max_conns) {
             l->refused++;
             if (l->refuse)
                 l->refuse(l, fd);
@@ -574,6 +628,8 @@ void listener_say(int fd, const char *msg, size_t len)
 
 void listener_attach(struct listener *l, struct stream *s)
 {
+    if (l->pool)
+        l = l->pool;
     s->listener = l;
     l->nconns++;
 }

@@ -49,6 +49,8 @@ struct config {
     int64_t max_composite;
     int64_t max_transactions;
     int64_t max_tx_frames;
+    char *ws_listen;
+    char *ws_origins;
     /* [store] */
     char *store_type;
     char *store_sync;
@@ -79,6 +81,9 @@ struct config {
     int64_t http_max_request;
     int64_t http_max_connections;
     int64_t http_refresh;
+    int64_t http_request_timeout;
+    int64_t http_reserved_connections;
+    char *http_hosts;
     /* [auth] */
     char *auth_users;
     /* [log] */

@@ -45,6 +45,15 @@ const char *http_req_peer(const struct http_req *r);
 const char *http_req_content_type(const struct http_req *r);
 /* The query string (after '?', still %-encoded), "" when none. */
 const char *http_req_query(const struct http_req *r);
+bool http_req_is_json(const struct http_req *r);
+
+/* What the console's transport turned away. */
+struct http_counters {
+    uint64_t request_timeouts; /* 408: a request not whole within http.request_timeout */
+    uint64_t evicted;          /* unauthenticated connections closed to make room */
+    uint64_t misdirected;      /* 421: a Host this console does not answer to */
+};
+const struct http_counters *http_counters(void);
 const char *http_req_body(const struct http_req *r, size_t *len);
 
 void http_respond(struct http_req *r, int status, const char *ctype, const char *body, size_t len,

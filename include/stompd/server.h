@@ -29,6 +29,7 @@ struct server_stats {
 struct server {
     struct ev_loop *loop;
     struct listener stomp;      /* open while master or standalone */
+    struct listener ws;         /* STOMP over WebSocket (stomp.ws_listen), counted with stomp's */
     ev_prepare before_sleep;
     ev_idle spin;               /* keeps the loop from sleeping while work remains */
     ev_signal sigterm, sigint;

@@ -22,6 +22,11 @@
 struct stream;
 struct listener;
 
+/* A pause reason reserved for the framing layer (the protocol's are lower
+ * bits): its own output (pongs) is at the limit. Lifted when the output
+ * drains. */
+enum { STREAM_PAUSE_FILTER = 0x80 };
+
 enum stream_state {
     STREAM_CONNECTING, /* outgoing connect in progress */
     STREAM_OPEN,
@@ -53,6 +58,30 @@ struct stream_ops {
     void (*release)(struct stream *s);
 };
 
+/* A framing layer between the socket and the protocol (WebSocket, ws.c):
+ * the socket's bytes go to the layer, which hands the protocol its
+ * payload through ops->input; the protocol writes s->out as usual and the
+ * layer frames it into s->wire, which is what reaches the socket. A TLS
+ * layer sits below it, on the socket's reads and writes. */
+struct stream_filter {
+    const char *name; /* the transport, for the console: "ws" */
+    /* Bytes from the socket: return how many were used (the rest stays
+     * buffered, as for ops->input). */
+    size_t (*input)(struct stream *s, const char *p, size_t n);
+    /* Bytes of decoded input waiting for the protocol (offered when
+     * reading resumes; they count with s->in toward the input total). */
+    size_t (*held)(const struct stream *s);
+    /* Move output into s->wire: control frames always, s->out's bytes when
+     * data is true (the protocol's may_write allows it, or the stream is
+     * closing: then the layer also adds its closing frame). */
+    void (*encode)(struct stream *s, bool data);
+    /* A closing stream wrote everything: may the socket close now? (No:
+     * it keeps reading until the peer's closing frame, or the linger.) */
+    bool (*may_close)(struct stream *s);
+    /* Free the layer's state (with the stream, before the loop sleeps). */
+    void (*release)(struct stream *s);
+};
+
 struct stream {
     int fd;
     enum stream_state state;
@@ -62,6 +91,10 @@ struct stream {
     ev_io rd, wr;
     ev_timer timer;
     struct buf in, out;
+    const struct stream_filter *filter; /* NULL: the protocol's bytes go to the socket as they are */
+    void *filter_data;
+    struct buf wire;            /* with a filter: framed output not yet written */
+    uint16_t close_code;        /* why the protocol closes, for a layer that says it (WebSocket: 1008) */
     ev_tstamp last_rx, last_tx;
     size_t out_limit;           /* "full" at this many unsent bytes */
     size_t low_water;           /* drained below this */
@@ -89,11 +122,14 @@ void stream_write(struct stream *s, const void *p, size_t n);
 void stream_want_flush(struct stream *s);
 /* Write what the socket takes now; returns -1 when the stream closed. */
 int stream_flush(struct stream *s);
-static inline size_t stream_pending(const struct stream *s) { return buf_used(&s->out); }
-static inline bool stream_full(const struct stream *s) { return buf_used(&s->out) >= s->out_limit; }
+static inline size_t stream_pending(const struct stream *s) { return buf_used(&s->out) + buf_used(&s->wire); }
+static inline bool stream_full(const struct stream *s) { return stream_pending(s) >= s->out_limit; }
+/* "tcp", or the framing layer's name ("ws"). */
+static inline const char *stream_transport(const struct stream *s) { return s->filter ? s->filter->name : "tcp"; }
 
 /* Bytes all streams hold in their input buffers (partial frames and the
- * like), and that total less what s holds: a protocol bounds the sum. */
+ * like, a framing layer's decoded bytes too), and that total less what s
+ * holds: a protocol bounds the sum. */
 size_t stream_input_held(void);
 size_t stream_input_held_by_others(const struct stream *s);
 
@@ -109,7 +145,8 @@ void stream_set_timer(struct stream *s, double after);
 double stream_timer_remaining(const struct stream *s);
 
 /* Stop reading; close once the output is flushed, or after linger
- * seconds if the peer does not read it. */
+ * seconds if the peer does not read it. (A framing layer may keep reading
+ * for the peer's closing frame, within the same linger.) */
 void stream_close_after_flush(struct stream *s, double linger, const char *why);
 /* Close now. */
 void stream_close(struct stream *s, const char *why);
@@ -130,6 +167,7 @@ struct listener {
     const char *limit_key;      /* config key of its connection limit */
     uint32_t max_conns;         /* 0: no limit */
     uint32_t nconns;
+    struct listener *pool;      /* optional: count and limit connections with this listener's */
     bool nodelay;               /* TCP_NODELAY on accepted sockets */
     int fd;
     bool running;
@@ -153,7 +191,8 @@ void listener_stop(struct listener *l);
 bool listener_running(const struct listener *l);
 /* Every listener started so far (running or not), for their counters. */
 size_t listener_list(const struct listener **out, size_t max);
-/* The stream counts against l's connection limit until it closes. */
+/* The stream counts against l's connection limit (or its pool's) until
+ * it closes. */
 void listener_attach(struct listener *l, struct stream *s);
 
 /* For a listener's refuse callback: write msg (len bytes) to a socket

@@ -1,0 +1,186 @@
+"""The console cannot be locked out or tricked: a request has a deadline
+from its first byte to its last, connections that never authenticate
+cannot take the slots kept for those that do, the Host header must name
+this console (DNS rebinding), Authorization is parsed strictly and the
+Content-Type of an action must be application/json."""
+import base64
+import http.client
+import json
+import socket
+import time
+
+import pytest
+
+GOOD = "Basic " + base64.b64encode(b"admin:admin").decode()
+
+
+def ask(b, method="GET", path="/api/status", headers=None, body=None, timeout=10):
+    """One request over a raw socket: (status, body)."""
+    h = {"Host": "127.0.0.1:%d" % b.http_port, "Authorization": GOOD, "Connection": "close"}
+    h.update(headers or {})
+    lines = ["%s %s HTTP/1.1" % (method, path)]
+    for k, v in h.items():
+        if isinstance(v, list):
+            lines += ["%s: %s" % (k, x) for x in v]
+        elif v is not None:
+            lines.append("%s: %s" % (k, v))
+    data = (body or "").encode()
+    if body is not None:
+        lines.append("Content-Length: %d" % len(data))
+    s = socket.create_connection(("127.0.0.1", b.http_port), timeout=timeout)
+    s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + data)
+    out = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        out += chunk
+    s.close()
+    head, _, rest = out.partition(b"\r\n\r\n")
+    return int(head.split()[1]), rest
+
+
+def read_until_closed(s, deadline):
+    out = b""
+    while time.time() < deadline:
+        try:
+            chunk = s.recv(4096)
+        except socket.timeout:
+            continue
+        if not chunk:
+            return out, True
+        out += chunk
+    return out, False
+
+
+def test_a_trickled_request_gets_408_at_its_deadline(broker_factory):
+    """One byte every 0.3 s would need 30 s for this request; the deadline
+    (2 s) ends it, although every byte restarted the old idle timer."""
+    b = broker_factory({"http.request_timeout": "2s"})
+    req = b"GET /api/status HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + b"a" * 100 + b"\r\n\r\n"
+    s = socket.create_connection(("127.0.0.1", b.http_port), timeout=0.2)
+    start = time.time()
+    closed = False
+    out = b""
+    for byte in req:
+        try:
+            s.sendall(bytes([byte]))
+        except OSError:
+            closed = True
+            break
+        more, closed = read_until_closed(s, time.time() + 0.3)
+        out += more
+        if closed or out:
+            break
+    if not closed:
+        more, closed = read_until_closed(s, time.time() + 20)
+        out += more
+    took = time.time() - start
+    s.close()
+    assert out.startswith(b"HTTP/1.1 408"), out
+    assert b"http.request_timeout" in out
+    assert took < 20, took
+
+
+def test_slow_clients_cannot_lock_out_the_administrator(broker_factory):
+    """All but the reserved slots held by connections that never finish a
+    request: the administrator's request is still answered (the oldest
+    unauthenticated connection makes room), and the slots it holds after
+    authenticating are not taken from it."""
+    b = broker_factory({"http.max_connections": "12", "http.reserved_connections": "4",
+                        "http.request_timeout": "60s"})
+    holders = []
+    for _ in range(20):
+        s = socket.create_connection(("127.0.0.1", b.http_port), timeout=5)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Trickle: a")
+        holders.append(s)
+    for _ in range(3):
+        status, body = ask(b)
+        assert status == 200, body
+        assert json.loads(body)["role"] == "standalone"
+    # a kept-alive administrator's connection keeps its slot while slow
+    # clients keep coming
+    c = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=10)
+    c.request("GET", "/api/status", headers={"Authorization": GOOD})
+    r = c.getresponse()
+    assert r.status == 200
+    r.read()
+    for _ in range(20):
+        s = socket.create_connection(("127.0.0.1", b.http_port), timeout=5)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Trickle: a")
+        holders.append(s)
+    c.request("GET", "/api/status", headers={"Authorization": GOOD})
+    r = c.getresponse()
+    assert r.status == 200
+    r.read()
+    c.close()
+    for s in holders:
+        s.close()
+    assert b.running()
+
+
+@pytest.mark.parametrize("host,want", [
+    ("127.0.0.1:{port}", 200), ("localhost:{port}", 200), ("localhost", 200), ("[::1]:{port}", 200),
+    ("console.example:{port}", 200), ("a.b.example", 200),
+    ("evil.example:{port}", 421), ("example", 421), ("console.example.evil.net", 421),
+])
+def test_host_must_name_this_console(broker_factory, host, want):
+    b = broker_factory({"http.hosts": "console.example, *.b.example"})
+    status, body = ask(b, headers={"Host": host.format(port=b.http_port)})
+    assert status == want, body
+    if want == 421:
+        assert b"http.hosts" in body
+
+
+def test_any_host_when_asked(broker_factory):
+    b = broker_factory({"http.hosts": "*"})
+    assert ask(b, headers={"Host": "anything.example"})[0] == 200
+
+
+def test_one_host_and_one_authorization(broker_factory):
+    b = broker_factory()
+    status, body = ask(b, headers={"Host": ["localhost", "evil.example"]})
+    assert status == 400 and b"Host" in body
+    status, body = ask(b, headers={"Authorization": [GOOD, "Basic eDp5"]})
+    assert status == 400 and b"Authorization" in body
+    assert ask(b)[0] == 200
+
+
+@pytest.mark.parametrize("value", [
+    GOOD + "garbage", GOOD + "=", GOOD + " x", GOOD[:-1], "Basic  " + GOOD[6:], "Basic",
+    "Basic " + base64.b64encode(b"admin:admin").decode().rstrip("=") + "!", "Bearer " + GOOD[6:],
+])
+def test_authorization_is_parsed_strictly(broker_factory, value):
+    b = broker_factory()
+    assert ask(b, headers={"Authorization": value})[0] == 401, value
+
+
+def test_padding_rules(broker_factory):
+    # "admins:pwx" is 10 bytes: two '=' of padding, which must be there
+    b = broker_factory({"http.admin_user": "admins", "http.admin_password": "pwx"})
+    cred = base64.b64encode(b"admins:pwx").decode()
+    assert cred.endswith("==")
+    assert ask(b, headers={"Authorization": "Basic " + cred})[0] == 200
+    assert ask(b, headers={"Authorization": "basic " + cred})[0] == 200
+    assert ask(b, headers={"Authorization": "Basic " + cred.rstrip("=")})[0] == 401
+
+
+@pytest.mark.parametrize("ctype,want", [
+    ("application/json", 200), ("application/json; charset=utf-8", 200), ("Application/JSON", 200),
+    ("application/jsonx", 415), ("application/json-patch+json", 415), ("text/json", 415), ("text/plain", 415),
+])
+def test_content_type_is_matched_exactly(broker_factory, ctype, want):
+    b = broker_factory()
+    status, body = ask(b, "POST", "/api/send", headers={"Content-Type": ctype},
+                       body=json.dumps({"destination": "/queue/x", "body": "hi"}))
+    assert status == want, body
+
+
+def test_reserved_must_leave_room(broker_factory):
+    b = broker_factory({"http.max_connections": "8", "http.reserved_connections": "8"}, start=False)
+    b.start(wait=False)
+    assert b.proc.wait(timeout=60) != 0
+    assert "http.reserved_connections" in b.log()
