@@ -23,7 +23,14 @@ static const char usage[] =
     "starts with \"seq=N\" (as stompd-failover-producer sends them) counts once\n"
     "per N: a second copy of the same N is a duplicate.\n"
     "\n"
-    "  --url URL          tcp://host:port or failover:(tcp://h1:p1,...)?options\n"
+    "  --url URL          tcp://host:port, ssl://host:port (TLS) or\n"
+    "                     failover:(tcp://h1:p1,ssl://h2:p2,...)?options\n"
+    "  --ca FILE          ssl:// brokers: the PEM CA their certificate must chain\n"
+    "                     to (default: the system's CAs); the certificate must\n"
+    "                     name the URL's host\n"
+    "  --cert FILE, --key FILE\n"
+    "                     ssl:// brokers that want a client certificate: it and\n"
+    "                     its key (PEM)\n"
     "  --dest DEST        destination, e.g. /queue/orders\n"
     "  --count N          stop after N distinct messages (default: no limit)\n"
     "  --ack MODE         auto, client or client-individual (default)\n"
@@ -149,7 +156,8 @@ int main(int argc, char **argv)
         {"connect-timeout", required_argument, NULL, 'T'}, {"timestamps", no_argument, NULL, 'S'}, {"login", required_argument, NULL, 'l'},
         {"passcode", required_argument, NULL, 'w'},  {"client-id", required_argument, NULL, 'c'},
         {"quiet", no_argument, NULL, 'q'},           {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
+        {"ca", required_argument, NULL, 'A'},        {"cert", required_argument, NULL, 'C'},
+        {"key", required_argument, NULL, 'K'},       {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     const char *url = NULL, *dest = NULL;
@@ -183,6 +191,9 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'A': o.tls_ca_file = optarg; break;
+        case 'C': o.tls_cert_file = optarg; break;
+        case 'K': o.tls_key_file = optarg; break;
         case 'h': fputs(usage, stdout); return 0;
         case 'V':
             printf("stompd-failover-consumer %s (libstompc %s)\n", PACKAGE_VERSION, stompc_version());

@@ -26,8 +26,15 @@ static const char usage[] =
     "reconnect; persistent ones also carry _AMQ_DUPL_ID for the broker's\n"
     "duplicate detection.\n"
     "\n"
-    "  --url URL          tcp://host:port or failover:(tcp://h1:p1,...)?options\n"
+    "  --url URL          tcp://host:port, ssl://host:port (TLS) or\n"
+    "                     failover:(tcp://h1:p1,ssl://h2:p2,...)?options\n"
     "                     (ActiveMQ's failover options; see stompc.h)\n"
+    "  --ca FILE          ssl:// brokers: the PEM CA their certificate must chain\n"
+    "                     to (default: the system's CAs); the certificate must\n"
+    "                     name the URL's host\n"
+    "  --cert FILE, --key FILE\n"
+    "                     ssl:// brokers that want a client certificate: it and\n"
+    "                     its key (PEM)\n"
     "  --dest DEST        destination, e.g. /queue/orders\n"
     "  --count N          messages to send (default 100)\n"
     "  --size BYTES       body size (default 100; never less than \"seq=N \")\n"
@@ -142,6 +149,8 @@ int main(int argc, char **argv)
         {"connect-timeout", required_argument, NULL, 'T'}, {"timestamps", no_argument, NULL, 'S'}, {"login", required_argument, NULL, 'l'},
         {"passcode", required_argument, NULL, 'w'}, {"client-id", required_argument, NULL, 'c'},
         {"timeout", required_argument, NULL, 't'},  {"quiet", no_argument, NULL, 'q'},
+        {"ca", required_argument, NULL, 'A'},       {"cert", required_argument, NULL, 'C'},
+        {"key", required_argument, NULL, 'K'},
         {"help", no_argument, NULL, 'h'},           {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
@@ -172,6 +181,9 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case 'A': o.tls_ca_file = optarg; break;
+        case 'C': o.tls_cert_file = optarg; break;
+        case 'K': o.tls_key_file = optarg; break;
         case 'h': fputs(usage, stdout); return 0;
         case 'V':
             printf("stompd-failover-producer %s (libstompc %s)\n", PACKAGE_VERSION, stompc_version());

@@ -142,6 +142,16 @@ struct stompc_options {
     unsigned max_unreceipted;  /* receipted frames in flight before stompc_send waits; 0: 10000 */
     const struct stompc_header *headers; /* extra CONNECT headers */
     size_t nheaders;
+    /* Since 0.1.0's second ABI (a library without them refuses a struct
+     * that sets them): ssl:// brokers. The broker's certificate must chain
+     * to a CA of tls_ca_file (PEM; NULL: the system's CAs) and name the
+     * host of its URI (DNS name or IP address), or the connection fails
+     * before CONNECT is sent. tls_cert_file and tls_key_file (PEM; the key
+     * may be in the certificate's file) are presented to a broker that asks
+     * for a client certificate (stompd's tls.verify_clients). */
+    const char *tls_ca_file;
+    const char *tls_cert_file;
+    const char *tls_key_file;
 };
 
 /* Negotiated protocol version, as in stompc_stats.version. */
@@ -185,6 +195,10 @@ const char *stompc_error(const struct stompc *c);
  *                               (?wireFormat.*, soTimeout, keepAlive, ...)
  *                               are accepted and ignored; others are an
  *                               error.
+ *   ssl://host:port             the same over TLS (1.2 or later), the
+ *                               broker's certificate verified (see
+ *                               tls_ca_file); stomp+ssl:// is an alias.
+ *                               A failover list may mix tcp:// and ssl://.
  *   failover:(tcp://h1:p1,tcp://h2:p2)?option=value&...
  *   failover:tcp://h1:p1,tcp://h2:p2?option=value&...
  * with ActiveMQ's failover options and defaults:
@@ -214,7 +228,10 @@ const char *stompc_error(const struct stompc *c);
  *   updateURIsSupported=true        add the brokers a broker names in
  *                                   CONNECTED's cluster-members header (a
  *                                   stompd cluster's master names every
- *                                   member) to the list, up to 32
+ *                                   member) to the list, up to 32; a list
+ *                                   with an ssl:// broker adds only ssl://
+ *                                   ones (a broker cannot move the client
+ *                                   to plain TCP)
  *   backup=false, backupPoolSize=1  accepted, and nothing more: ActiveMQ holds
  *                                   spare connections to other brokers, but in
  *                                   a stompd cluster only the master accepts

@@ -31,6 +31,7 @@
 #include "stompd/repl.h"
 #include "stompd/server.h"
 #include "stompd/store.h"
+#include "stompd/stream.h"
 
 #define MAX_MEMBERS 64
 
@@ -62,6 +63,7 @@ struct zev {
     char *value;
     int vlen;
     int32_t version;
+    int64_t owner;         /* data_done: the session that created the znode (0: not ephemeral) */
     char **children;
     int nchildren;
     struct zctx *claim;    /* OP_CLAIM: its multi arrays, freed with the event */
@@ -142,6 +144,8 @@ static struct {
     char master_stomp[300];
     char master_http[300];
     uint64_t master_epoch;
+    int64_t master_owner;  /* the session that created the master znode */
+    int64_t stale_owner;   /* a master znode of ours left by an earlier session: said once */
     bool claiming;
     uint64_t pending_epoch; /* won a claim; waiting for the store to catch up */
     ev_tstamp disconnected_since;
@@ -244,6 +248,7 @@ static void data_done(int rc, const char *value, int len, const struct Stat *sta
         e->value[len > 0 ? len : 0] = '\0';
         e->vlen = len > 0 ? len : 0;
         e->version = stat ? stat->version : 0;
+        e->owner = stat ? stat->ephemeralOwner : 0;
     }
     push(e);
     free((void *)c);
@@ -462,6 +467,13 @@ static void parse_master(const char *value)
 
 /* ------------------------------------------------------------ decisions */
 
+/* The current session's id (0 before it first connected). */
+static int64_t session_id(void)
+{
+    const clientid_t *id = Z.zh ? zoo_client_id(Z.zh) : NULL;
+    return id ? id->client_id : 0;
+}
+
 static void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void fatal(const char *fmt, ...)
 {
@@ -654,11 +666,34 @@ static void evaluate(void)
     if (Z.master_exists) {
         if (!strcmp(Z.master_id, Z.my_id)) {
             if (node_role() != NODE_MASTER && !Z.pending_epoch) {
-                /* a master znode of ours from this session that we are not
-                 * serving: give it up (a new session drops it) */
-                log_warn("cluster: a master znode names this node but it is not serving: re-registering");
-                Z.registered = false;
-                start_session();
+                /* A master znode naming this node, which is not serving
+                 * (it stepped down, or a claim's answer was lost): nobody
+                 * else can be elected until it goes, and only the end of
+                 * the session that created it removes it. */
+                if (Z.master_owner != session_id()) {
+                    /* An earlier session of ours made it, one given up
+                     * while no server could hear its close (a step-down
+                     * while ZooKeeper was out of reach, a restart): the
+                     * server removes it when that session expires, within
+                     * the timeout. Every new session would find it again,
+                     * so re-registering only churned sessions (one every
+                     * tick) until then: wait for its deletion instead. */
+                    if (Z.stale_owner != Z.master_owner) {
+                        log_info("cluster: the master znode names this node but an earlier session (0x%llx) "
+                                 "holds it: waiting for that session to expire",
+                                 (unsigned long long)Z.master_owner);
+                        Z.stale_owner = Z.master_owner;
+                    }
+                } else if (Z.connected) {
+                    /* this session's own: closing it while a server
+                     * hears the close drops the znode at once */
+                    log_warn("cluster: a master znode names this node but it is not serving: re-registering");
+                    Z.registered = false;
+                    start_session();
+                }
+                /* Disconnected: a session closed now would keep the znode
+                 * (and the others waiting) for its whole timeout. Keep it:
+                 * it either comes back (and is closed then) or expires. */
             }
             return;
         } else if (Z.master_id[0]) {
@@ -848,6 +883,9 @@ static void on_done(struct zev *e)
         struct mem *m = name ? find_member(name + 1) : NULL;
         if (m && e->rc == ZOK)
             parse_member(m, e->value);
+        else if (m && e->rc != ZNONODE)
+            log_debug("zookeeper: member %s: %s: its watch is gone until the next connection reads it again",
+                      m->name, zerror(e->rc));
         break;
     }
     case OP_MASTER_EXISTS:
@@ -863,6 +901,7 @@ static void on_done(struct zev *e)
     case OP_MASTER_DATA:
         if (e->rc == ZOK) {
             Z.master_known = Z.master_exists = true;
+            Z.master_owner = e->owner;
             parse_master(e->value);
         } else if (e->rc == ZNONODE) {
             Z.master_exists = false;
@@ -895,6 +934,7 @@ static void on_done(struct zev *e)
         if (e->rc == ZOK) {
             /* we made the master znode: no need to wait for its watch */
             Z.master_known = Z.master_exists = true;
+            Z.master_owner = session_id();
             snprintf(Z.master_id, sizeof Z.master_id, "%s", Z.my_id);
             snprintf(Z.master_repl, sizeof Z.master_repl, "%s", Z.repl_addr);
             snprintf(Z.master_stomp, sizeof Z.master_stomp, "%s", Z.stomp_addr);
@@ -971,9 +1011,19 @@ static void on_session(struct zev *e)
             publish(true);
             req_children();
             req_master();
-            for (int i = 0; i < Z.nmembers; i++)
-                if (!Z.members[i].have_data)
-                    req_member(Z.members[i].name);
+        }
+        /* Either way, the data of every member already known is read
+         * again, not only of those never read: a member's data changes
+         * often (its lsn), so a read of it is often in flight when a
+         * connection breaks, and that member's watch is then gone with
+         * nothing to ask again. Its later changes went unseen for the rest
+         * of the session: the election waited forever for it to say
+         * "electing", or took a stale position for its last one. So each
+         * counts as unread until its answer comes, and the election waits
+         * for it. (A brand-new session knows no members yet.) */
+        for (int i = 0; i < Z.nmembers; i++) {
+            Z.members[i].have_data = false;
+            req_member(Z.members[i].name);
         }
     } else if (e->state == ZOO_CONNECTING_STATE || e->state == ZOO_ASSOCIATING_STATE) {
         if (Z.connected) {
@@ -1051,6 +1101,7 @@ static void start_session(void)
     Z.my_path[0] = '\0';
     Z.master_id[0] = '\0';
     Z.master_epoch = 0;
+    Z.master_owner = 0;
     Z.nmembers = 0;
     Z.published[0] = '\0';
     Z.disconnected_since = ev_now(srv.loop);
@@ -1185,10 +1236,33 @@ static void advertised(const char *listen, char *out, size_t len)
     snprintf(out, len, "%s:%d", config.store_hostname[0] ? config.store_hostname : host, port);
 }
 
+/* Is every server of the ensemble (host:port,host:port[/chroot]) on
+ * loopback? */
+static bool ensemble_on_loopback(const char *list)
+{
+    char copy[1024];
+    snprintf(copy, sizeof copy, "%s", list);
+    copy[strcspn(copy, "/")] = '\0';
+    char *save = NULL;
+    for (char *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        while (*item == ' ')
+            item++;
+        if (!stream_addr_loopback(item))
+            return false;
+    }
+    return true;
+}
+
 int cluster_start(char *err, size_t errlen)
 {
     if (!config.zk_address[0])
         return 0;
+    if (!config.zk_password[0] && !ensemble_on_loopback(config.zk_address))
+        log_warn("zookeeper: %s is not on loopback and zookeeper.password is empty: anyone who reaches "
+                 "ZooKeeper can rewrite this cluster's membership (and stop it, or have it elect another master); "
+                 "set zookeeper.password, the same on every node, so the cluster's znodes carry a digest ACL "
+                 "(README: Securing stompd)",
+                 config.zk_address);
     char host[256];
     int port;
     if (config_split_hostport(config.store_bind, host, sizeof host, &port) != 0) {

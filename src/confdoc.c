@@ -107,7 +107,8 @@ void confdoc_print_man(FILE *out)
         }
         fputs(".TP\n.B ", out);
         roff(out, d.name);
-        fputs("\n", out);
+        /* a name shorter than the indent (tls.ca) would share its line */
+        fputs("\n.br\n", out);
         fputs(d.kind, out);
         fputs(", default \\fB", out);
         roff(out, d.def[0] ? d.def : "\"\"");

@@ -85,6 +85,9 @@ static const struct cfg_key keys[] = {
     /* [stomp] */
     {"stomp.listen", CFG_ADDR, "127.0.0.1:61613", 0, 0, NULL, OFF(stomp_listen),
      "address:port the STOMP listener binds (master and standalone only)"},
+    {"stomp.tls_listen", CFG_ADDR, "", 0, 0, NULL, OFF(stomp_tls_listen),
+     "address:port of a second STOMP listener speaking TLS (ActiveMQ's stomp+ssl, port 61612 by custom); empty = "
+     "none; needs tls.cert and tls.key"},
     {"stomp.max_frame_size", CFG_SIZE, "10MiB", 1 * KB, 1 * GB, NULL, OFF(max_frame_size),
      "largest frame accepted (headers and body)"},
     {"stomp.max_headers", CFG_INT, "1000", 1, 100000, NULL, OFF(max_headers),
@@ -122,9 +125,19 @@ static const struct cfg_key keys[] = {
      "frames held in one transaction"},
     {"stomp.ws_listen", CFG_ADDR, "", 0, 0, NULL, OFF(ws_listen),
      "address:port of the STOMP over WebSocket listener (ws://), bound with stomp.listen; empty = none"},
+    {"stomp.wss_listen", CFG_ADDR, "", 0, 0, NULL, OFF(wss_listen),
+     "address:port of the STOMP over WebSocket over TLS listener (wss://; certificates from [tls]), bound with "
+     "stomp.listen; empty = none"},
     {"stomp.ws_origins", CFG_STR, "", 0, 0, NULL, OFF(ws_origins),
      "browser origins (scheme://host[:port], comma-separated, * for any) allowed to open WebSocket connections "
      "besides same-origin pages; clients that send no Origin are always allowed"},
+    {"stomp.max_selector_length", CFG_INT, "4096", 16, 65536, NULL, OFF(max_selector_length),
+     "longest SUBSCRIBE selector, in bytes"},
+    {"stomp.max_selector_complexity", CFG_INT, "100000", 10, 100000000, NULL, OFF(max_selector_complexity),
+     "compiled size of one selector (nodes, IN items, LIKE automaton work): bounds what a SUBSCRIBE costs"},
+    {"stomp.selector_budget", CFG_INT, "100000", 1000, 1000000000000LL, NULL, OFF(selector_budget),
+     "selector steps one message's routing (and one loop iteration's dispatching) may take; the rest waits "
+     "for the next iteration"},
     /* [store] */
     {"store.type", CFG_CHOICE, "leveldb", 0, 0, "leveldb|replicated-leveldb|memory", OFF(store_type),
      "leveldb: a local LevelDB journal under broker.data_dir; replicated-leveldb: the master ships it to slaves; "
@@ -149,8 +162,14 @@ static const struct cfg_key keys[] = {
      "(default: store.hostname, or the host of store.bind, with store.bind's port)"},
     {"store.security_token", CFG_STR, "", 0, 0, NULL, OFF(security_token),
      "shared secret a slave must present to its master"},
+    {"store.tls", CFG_BOOL, "false", 0, 0, NULL, OFF(store_tls),
+     "replication over TLS (every node alike); with tls.ca set, master and slave each verify the other's "
+     "certificate"},
     {"store.repl_timeout", CFG_DURATION, "5s", 100, 3600000, NULL, OFF(repl_timeout),
      "a replication peer silent this long is dropped (pings go every third of it)"},
+    {"store.max_unauthenticated", CFG_INT, "16", 1, 10000, NULL, OFF(repl_max_unauth),
+     "replication connections still proving the token at once (each within store.repl_timeout, small frames "
+     "only); one more closes the oldest of them"},
     {"store.repl_window", CFG_SIZE, "8MiB", 64 * KB, 1 * GB, NULL, OFF(repl_window),
      "journal bytes in flight to one slave before the master waits for its acknowledgements"},
     {"store.quorum_timeout", CFG_DURATION, "30s", 0, 86400000, NULL, OFF(quorum_timeout),
@@ -165,6 +184,8 @@ static const struct cfg_key keys[] = {
     /* [http] */
     {"http.listen", CFG_ADDR, "127.0.0.1:8161", 0, 0, NULL, OFF(http_listen),
      "the console (HTML page, JSON API, /metrics, /healthz); empty = no console"},
+    {"http.tls", CFG_BOOL, "false", 0, 0, NULL, OFF(http_tls),
+     "serve the console over HTTPS (needs tls.cert and tls.key)"},
     {"http.auth", CFG_BOOL, "true", 0, 0, NULL, OFF(http_auth),
      "require HTTP basic authentication (all but /healthz)"},
     {"http.admin_user", CFG_STR, "admin", 0, 0, NULL, OFF(admin_user),
@@ -180,12 +201,14 @@ static const struct cfg_key keys[] = {
     {"http.request_timeout", CFG_DURATION, "10s", 100, 3600000, NULL, OFF(http_request_timeout),
      "time a console request has from its first byte to its last; then 408 and the connection is closed"},
     {"http.reserved_connections", CFG_INT, "16", 0, 100000, NULL, OFF(http_reserved_connections),
-     "slots of http.max_connections kept for connections that have authenticated: beyond the others, the "
-     "oldest connection that has not is closed to make room"},
+     "slots of http.max_connections (a quarter of them at most) kept for connections that have authenticated: "
+     "beyond the others, the oldest connection that has not is closed to make room"},
     {"http.hosts", CFG_STR, "", 0, 0, NULL, OFF(http_hosts),
      "names the console answers to in the Host header besides IP addresses, localhost, this machine's name "
      "and the host of http.listen (a defence against DNS rebinding); *.example.com matches its subdomains; "
      "* = any"},
+    {"http.admin_group", CFG_STR, "admins", 0, 0, NULL, OFF(admin_group),
+     "members of this group of auth.users may use the console (http.admin_user stays a fallback)"},
     /* [zookeeper] */
     {"zookeeper.address", CFG_STR, "", 0, 0, NULL, OFF(zk_address),
      "ZooKeeper ensemble, host:port[,host:port...]; empty = no ZooKeeper"},
@@ -195,6 +218,36 @@ static const struct cfg_key keys[] = {
      "ZooKeeper session timeout; a master without an answer from ZooKeeper for 2/3 of it steps down"},
     {"zookeeper.password", CFG_STR, "", 0, 0, NULL, OFF(zk_password),
      "digest password: the cluster's znodes are readable and writable only with it"},
+    /* [tls] */
+    {"tls.cert", CFG_STR, "", 0, 0, NULL, OFF(tls_cert),
+     "PEM certificate (chain) this node presents on its TLS listeners and to its master; reread on SIGHUP"},
+    {"tls.key", CFG_STR, "", 0, 0, NULL, OFF(tls_key),
+     "PEM private key of tls.cert (unencrypted; keep it readable by stompd only); reread on SIGHUP"},
+    {"tls.ca", CFG_STR, "", 0, 0, NULL, OFF(tls_ca),
+     "PEM CA certificate(s) peers are verified against: replication over TLS is then mutual, and "
+     "tls.verify_clients can require client certificates; empty = peers are not verified"},
+    {"tls.ciphers", CFG_STR, "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL", 0, 0, NULL, OFF(tls_ciphers),
+     "TLS 1.2 cipher list (OpenSSL syntax); TLS 1.3 always uses OpenSSL's AEAD suites"},
+    {"tls.min_version", CFG_CHOICE, "1.2", 0, 0, "1.2|1.3", OFF(tls_min_version),
+     "oldest TLS version accepted or offered"},
+    {"tls.verify_clients", CFG_BOOL, "false", 0, 0, NULL, OFF(tls_verify_clients),
+     "STOMP and console TLS clients must present a certificate signed by tls.ca (ActiveMQ's needClientAuth)"},
+    {"tls.handshake_timeout", CFG_DURATION, "10s", 100, 600000, NULL, OFF(tls_handshake_timeout),
+     "a TLS handshake not finished in this time is dropped (any listener, and the slave's link)"},
+    /* [auth] */
+    {"auth.users", CFG_STR, "", 0, 0, NULL, OFF(auth_users),
+     "users file, one user a line name:HASH[:group,...] (HASH from stompd --hash-password); empty = no users"},
+    {"auth.anonymous", CFG_CHOICE, "auto", 0, 0, "auto|true|false", OFF(auth_anonymous),
+     "CONNECT without login: auto = allowed only while auth.users is empty and every client listener is on "
+     "loopback (a non-loopback listener without users refuses to start); true = always; false = never"},
+    {"auth.acl", CFG_STR, "", 0, 0, NULL, OFF(auth_acl),
+     "ACL file: queue:PATTERN or topic:PATTERN then read=, write=, admin= group lists; a destination no line "
+     "covers is denied; empty = every connected client may do everything"},
+    {"auth.cache", CFG_BOOL, "true", 0, 0, NULL, OFF(auth_cache),
+     "remember a successful login as a keyed hash (never the password) so the same credentials skip crypt(3) "
+     "next time"},
+    {"auth.hash_threads", CFG_INT, "1", 1, 64, NULL, OFF(auth_hash_threads),
+     "threads that check passwords (crypt(3) takes milliseconds; never on the loop thread)"},
     /* [log] */
     {"log.level", CFG_CHOICE, "info", 0, 0, "debug|info|warn|error", OFF(log_level),
      "lowest level written to the log"},

@@ -31,12 +31,6 @@ int config_validate(const struct config *c, char *err, size_t errlen)
 {
     if (dlq_ok(c, err, errlen) != 0)
         return -1;
-    if (c->http_listen[0] && c->http_reserved_connections >= c->http_max_connections) {
-        snprintf(err, errlen, "http.reserved_connections (%lld) must be less than http.max_connections (%lld): "
-                              "no slot would be left for a connection that has not authenticated yet",
-                 (long long)c->http_reserved_connections, (long long)c->http_max_connections);
-        return -1;
-    }
     if (!strcmp(c->store_type, "memory"))
         return 0;
     bool replicated = !strcmp(c->store_type, "replicated-leveldb");

@@ -16,6 +16,7 @@
 #include "stompd/conn.h"
 #include "stompd/dest.h"
 #include "stompd/log.h"
+#include "stompd/principal.h"
 #include "stompd/proto.h"
 #include "stompd/server.h"
 #include "stompd/sub.h"
@@ -70,6 +71,32 @@ void conn_frame_limits(struct frame_limits *lim)
         .max_header_line = (size_t)config.max_header_size,
         .max_command_line = (size_t)config.max_command_size,
     };
+}
+
+/* The reverse of conn_frame_limits(): the ERROR for a frame over a limit
+ * names the limit and its setting. NULL when err is not about a limit. */
+static const char *limit_detail(const char *err, char *buf, size_t len)
+{
+    switch (frame_error_limit(err)) {
+    case FRAME_LIMIT_FRAME:
+        snprintf(buf, len, "A frame (headers and body) may be at most %lld bytes (stomp.max_frame_size).",
+                 (long long)config.max_frame_size);
+        return buf;
+    case FRAME_LIMIT_HEADERS:
+        snprintf(buf, len, "A frame may carry at most %lld headers (stomp.max_headers).", (long long)config.max_headers);
+        return buf;
+    case FRAME_LIMIT_HEADER_LINE:
+        snprintf(buf, len, "A header line may be at most %lld bytes (stomp.max_header_size).",
+                 (long long)config.max_header_size);
+        return buf;
+    case FRAME_LIMIT_COMMAND_LINE:
+        snprintf(buf, len, "A command line may be at most %lld bytes (stomp.max_command_size).",
+                 (long long)config.max_command_size);
+        return buf;
+    case FRAME_LIMIT_NONE:
+        break;
+    }
+    return NULL;
 }
 
 struct conn *conn_new(int fd, const char *peer)
@@ -141,7 +168,8 @@ static size_t conn_input(struct stream *s, const char *data, size_t len)
         if (st == FRAME_ERROR) {
             /* the bad frame's receipt, if its line was seen whole */
             char *receipt = frame_error_receipt(&c->parser, data + off);
-            conn_error(c, err, receipt, NULL);
+            char detail[160];
+            conn_error(c, err, receipt, limit_detail(err, detail, sizeof detail));
             free(receipt);
             break;
         }
@@ -275,8 +303,12 @@ void conn_error_hdr(struct conn *c, const char *message, const char *receipt, co
 {
     if (c->state >= CONN_CLOSING)
         return;
-    srv.st.protocol_errors++;
-    clog_info(c, "ERROR: %s%s%s", message, detail ? ": " : "", detail ? detail : "");
+    if (c->error_quiet) {
+        clog_debug(c, "ERROR: %s%s%s", message, detail ? ": " : "", detail ? detail : "");
+    } else {
+        srv.st.protocol_errors++;
+        clog_info(c, "ERROR: %s%s%s", message, detail ? ": " : "", detail ? detail : "");
+    }
     frame_write_command(&c->st.out, "ERROR");
     frame_write_header_str(&c->st.out, c->version, true, "message", message);
     if (receipt)
@@ -303,6 +335,7 @@ void conn_error_hdr(struct conn *c, const char *message, const char *receipt, co
  * go away, waiting ops are orphaned (commits still release). */
 static void release_broker_state(struct conn *c)
 {
+    proto_login_cancel(c);
     struct sub *s, *tmp;
     HASH_ITER(hh, c->subs, s, tmp)
         sub_destroy(s);
@@ -345,5 +378,6 @@ static void conn_release(struct stream *s)
     struct conn *c = container_of(s, struct conn, st);
     free(c->client_id);
     free(c->login);
+    principal_unref(c->who);
     free(c);
 }

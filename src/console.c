@@ -14,6 +14,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "stompd/acl.h"
+#include "stompd/auth.h"
 #include "stompd/cluster.h"
 #include "stompd/commit.h"
 #include "stompd/config.h"
@@ -33,6 +35,7 @@
 #include "stompd/sched.h"
 #include "stompd/server.h"
 #include "stompd/store.h"
+#include "stompd/tls.h"
 #include "stompd/sub.h"
 #include "stompd/ws.h"
 
@@ -243,6 +246,8 @@ static json_t *connections_json(void)
                                            "frames_in", (json_int_t)c->frames_in, "frames_out",
                                            (json_int_t)c->frames_out, "pending_output", (json_int_t)stream_pending(&c->st),
                                            "subscriptions", subs));
+        json_object_set_new(json_array_get(a, json_array_size(a) - 1), "user",
+                            c->who ? json_string(c->who->name) : json_null());
     }
     return a;
 }
@@ -283,6 +288,11 @@ static json_t *counters_json(void)
                      "dead_lettered", (json_int_t)srv.st.dead_lettered, "duplicates", (json_int_t)srv.st.duplicates,
                      "memory_bytes", (json_int_t)dest_total_mem(), "waiting_for_store",
                      (json_int_t)commit_waiting());
+    struct auth_stats as;
+    auth_get_stats(&as);
+    json_object_set_new(c, "auth_failures", json_integer((json_int_t)as.stomp_failures));
+    json_object_set_new(c, "console_auth_failures", json_integer((json_int_t)as.console_failures));
+    json_object_set_new(c, "access_denied", json_integer((json_int_t)acl_denials()));
     if (persist_has_store()) {
         json_object_set_new(c, "store_bytes", json_integer((json_int_t)store_bytes()));
         json_object_set_new(c, "store_limit", json_integer((json_int_t)config.store_limit));
@@ -859,6 +869,15 @@ static void render_metrics(struct http_req *h)
     M("Messages expired", "counter", "expired_total", srv.st.expired);
     M("Messages moved to a dead-letter queue", "counter", "dead_lettered_total", srv.st.dead_lettered);
     M("Resent duplicates dropped", "counter", "duplicates_total", srv.st.duplicates);
+    struct auth_stats as;
+    auth_get_stats(&as);
+    M("CONNECTs refused for their credentials", "counter", "auth_failures_total", as.stomp_failures);
+    M("Console requests refused for their credentials or group", "counter", "console_auth_failures_total",
+      as.console_failures);
+    M("Frames and console actions refused by auth.acl", "counter", "access_denied_total", acl_denials());
+    M("Password checks run (crypt(3) on the auth.hash_threads)", "counter", "auth_checks_total", as.checks);
+    M("Logins answered from the login cache (auth.cache)", "counter", "auth_cache_hits_total", as.cache_hits);
+    M("Logins that joined an identical password check in flight", "counter", "auth_coalesced_total", as.coalesced);
     M("Bytes of messages held", "gauge", "memory_bytes", (unsigned long long)dest_total_mem());
     M("Frames waiting for the journal", "gauge", "waiting_for_store", commit_waiting());
     M("Journal position", "gauge", "journal_lsn", lsn);
@@ -879,6 +898,23 @@ static void render_metrics(struct http_req *h)
     M("Scheduled messages held in memory", "gauge", "scheduled_in_memory", sched.in_memory);
     M("Scheduled deliveries made", "counter", "scheduled_fired_total", sched.fired);
     M("Scheduled messages cancelled", "counter", "scheduled_cancelled_total", sched.cancelled);
+    struct tls_stats ts;
+    tls_get_stats(&ts);
+    M("TLS handshakes finished", "counter", "tls_handshakes_total", ts.handshakes);
+    M("TLS handshakes failed (no TLS, bad certificate, timed out)", "counter", "tls_handshake_failures_total",
+      ts.failed);
+    M("TLS handshakes not finished within tls.handshake_timeout", "counter", "tls_handshake_timeouts_total",
+      ts.timed_out);
+    M("Replication peers refused: no proof of store.security_token", "counter", "repl_auth_failures_total",
+      repl_master_auth_failures());
+    M("Replication peers closed unauthenticated to make room (store.max_unauthenticated)", "counter",
+      "repl_handshakes_evicted_total", repl_master_handshakes_evicted());
+    struct sub_selector_stats sel;
+    sub_selector_stats(&sel);
+    M("Selector verdicts put off to a later loop iteration by stomp.selector_budget", "counter",
+      "selector_deferred_total", sel.deferred);
+    M("Selector evaluations a whole stomp.selector_budget could not finish (taken as not matching)", "counter",
+      "selector_over_budget_total", sel.over_budget);
 #undef M
     if (repl_master_running()) {
         struct repl_slave_info si[32];
@@ -952,19 +988,60 @@ static struct dest *body_dest(struct http_req *h, json_t *j)
     return d;
 }
 
+/* The console acts for its user: admin on d to purge or delete it. */
+static bool may_admin(struct http_req *h, const struct dest *d)
+{
+    const struct principal *who = http_req_principal(h);
+    if (acl_allows_dest(who, d->name, ACL_ADMIN))
+        return true;
+    char message[256], detail[1200];
+    acl_explain(who, d->name, ACL_ADMIN, message, sizeof message, detail, sizeof detail);
+    http_respond_error(h, 403, message, NULL);
+    return false;
+}
+
+/* The scheduler's actions are broker-wide (a job may be for any
+ * destination, and one only in the store is not read to find out which):
+ * admin on every queue and topic (ACL entries queue:> and topic:>). */
+static bool may_admin_scheduler(struct http_req *h)
+{
+    static const char *const all[] = {"/queue/>", "/topic/>"};
+    const struct principal *who = http_req_principal(h);
+    for (size_t i = 0; i < 2; i++) {
+        if (acl_allows_dest(who, all[i], ACL_ADMIN))
+            continue;
+        char message[256], detail[1200];
+        acl_explain(who, all[i], ACL_ADMIN, message, sizeof message, detail, sizeof detail);
+        http_respond_error(h, 403, message, NULL);
+        return false;
+    }
+    return true;
+}
+
+/* "user (peer)" for the log */
+static const char *actor(struct http_req *h)
+{
+    static char buf[400];
+    const struct principal *who = http_req_principal(h);
+    snprintf(buf, sizeof buf, "%.128s (%s)", who ? who->name : "anyone, http.auth = false", http_req_peer(h));
+    return buf;
+}
+
 static void action_purge(struct http_req *h)
 {
     json_t *j = parse_body(h);
     if (!j)
         return;
     struct dest *d = body_dest(h, j);
-    if (d && !dest_is_queue(d)) {
+    if (d && !may_admin(h, d)) {
+        d = NULL;
+    } else if (d && !dest_is_queue(d)) {
         http_respond_error(h, 400, "only queues can be purged", NULL);
         d = NULL;
     } else if (d) {
         persist_purge(d);
         uint64_t n = queue_purge(&d->q);
-        log_info("console: %s purged (%llu messages) by %s", d->name, (unsigned long long)n, http_req_peer(h));
+        log_info("console: %s purged (%llu messages) by %s", d->name, (unsigned long long)n, actor(h));
         http_respond_json(h, 200, json_pack("{s:s, s:I}", "purged", d->name, "messages", (json_int_t)n));
     }
     json_decref(j);
@@ -976,14 +1053,14 @@ static void action_delete(struct http_req *h)
     if (!j)
         return;
     struct dest *d = body_dest(h, j);
-    if (d) {
+    if (d && may_admin(h, d)) {
         char name[1100];
         snprintf(name, sizeof name, "%s", d->name);
         persist_purge(d);
         if (d->kept)
             persist_dest_forgotten(d); /* a virtual topic's queue: gone for good */
         dest_delete(d);
-        log_info("console: %s deleted by %s", name, http_req_peer(h));
+        log_info("console: %s deleted by %s", name, actor(h));
         http_respond_json(h, 200, json_pack("{s:s}", "deleted", name));
     }
     json_decref(j);
@@ -1133,9 +1210,11 @@ static void action_send(struct http_req *h)
         http_respond_error(h, 400, err, NULL);
     else if (frame_check_headers(&lim, STOMP_12, "SEND", hs, n, body_len, &bad, &ferr) != 0)
         send_refused(h, hs, n, bad, ferr);
-    else if ((drc = route_send(NULL, name, false, &r, &derr)) != 0)
-        /* 409: the request is fine, the broker's state refuses it */
-        http_respond_error(h, drc == -ENOSPC ? 409 : drc == -EACCES ? 403 : 400, derr, NULL);
+    else if ((drc = route_send(NULL, http_req_principal(h), name, false, &r, &derr)) != 0)
+        /* 409: the request is fine, the broker's state refuses it; 403:
+         * no write (or admin, to create) on one of its destinations */
+        http_respond_error(h, drc == -ENOSPC ? 409 : drc == -EACCES ? 403 : 400,
+                           drc == -EACCES ? route_denied() : derr, NULL);
     else
         routed = true;
     if (!routed) {
@@ -1278,6 +1357,10 @@ static void action_sched_cancel(struct http_req *h)
         json_decref(j);
         return;
     }
+    if (!may_admin_scheduler(h)) {
+        json_decref(j);
+        return;
+    }
     uint64_t lsn;
     int rc = sched_cancel(id, &lsn);
     if (rc == -ENOENT) {
@@ -1285,10 +1368,10 @@ static void action_sched_cancel(struct http_req *h)
     } else if (rc) {
         http_respond_error(h, 500, "the store could not be read", NULL);
     } else if (!lsn || lsn <= commit_lsn()) {
-        log_info("console: scheduled message %s cancelled by %s", id, http_req_peer(h));
+        log_info("console: scheduled message %s cancelled by %s", id, actor(h));
         http_respond_json(h, 200, json_pack("{s:s}", "cancelled", id));
     } else {
-        log_info("console: scheduled message %s cancelled by %s", id, http_req_peer(h));
+        log_info("console: scheduled message %s cancelled by %s", id, actor(h));
         struct pending_cancel *pc = calloc(1, sizeof *pc);
         if (!pc)
             abort();

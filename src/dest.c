@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stompd/acl.h"
 #include "stompd/commit.h"
 #include "stompd/config.h"
 #include "stompd/conn.h"
@@ -138,12 +139,24 @@ struct dest *dest_get(const char *name, struct conn *conn, const char **err)
     return d;
 }
 
-int dest_open(const char *name, struct conn *conn, struct dest **out, const char **err)
+static char denied_message[256], denied_detail[1200];
+
+const char *dest_denied(void)
+{
+    return denied_message;
+}
+
+int dest_open(const char *name, struct conn *conn, const struct principal *who, struct dest **out, const char **err)
 {
     static char full[160];
     *out = dest_find(name);
     if (*out)
         return 0;
+    if (who && !acl_allows_dest(who, name, ACL_ADMIN)) {
+        acl_explain(who, name, ACL_ADMIN, denied_message, sizeof denied_message, denied_detail, sizeof denied_detail);
+        *err = denied_detail;
+        return -EACCES;
+    }
     if (config.max_destinations > 0 && (int64_t)dest_count() >= config.max_destinations) {
         snprintf(full, sizeof full, "the broker already holds its maximum of %lld destinations (broker.max_destinations)",
                  (long long)config.max_destinations);

@@ -47,7 +47,9 @@ static struct durable *create(struct dest *topic, const char *client_id, const c
     d->key = make_key(client_id, name, &d->keylen);
     d->client_id = d->key;
     d->name = d->key + strlen(client_id) + 1;
+    static uint64_t serials;
     d->dest = topic;
+    d->serial = ++serials;
     d->selector = selector ? strdup(selector) : NULL;
     d->sel = sel;
     queue_init(&d->q, topic);
@@ -143,13 +145,40 @@ void durable_dest_deleted(struct dest *topic)
 void durable_publish(struct dest *topic, struct msg *m)
 {
     struct durable *d;
-    TAILQ_FOREACH(d, &topic->durables, topic_link) {
-        if (d->sel) {
-            struct sub probe = {.sel = d->sel};
-            if (!sub_matches(&probe, m))
+    if (m->jdurables_judged) {
+        /* Journaled: the entry names the backlogs, whatever the budget
+         * says now. A copy the store does not name would never be read
+         * back once paged out; one it names must be there to be acked.
+         * Both lists are in creation order, serials ascending; a
+         * subscription created since the entry is not named. */
+        uint32_t i = 0;
+        TAILQ_FOREACH(d, &topic->durables, topic_link) {
+            while (i < m->njdurables && m->jdurables[i] >> 1 < d->serial)
+                i++;
+            if (i == m->njdurables)
+                break;
+            if (m->jdurables[i] >> 1 != d->serial)
                 continue;
+            if (m->jdurables[i] & 1)
+                queue_push_unfiltered(&d->q, m);
+            else
+                queue_push(&d->q, m);
         }
-        queue_push(&d->q, m);
+        /* the list also names wildcard topics' durable subscriptions:
+         * topic_publish frees it after the last of them */
+        return;
+    }
+    TAILQ_FOREACH(d, &topic->durables, topic_link) {
+        switch (sub_select(d->sel, m)) {
+        case SUB_YES:
+            queue_push(&d->q, m);
+            break;
+        case SUB_LATER:
+            queue_push_unfiltered(&d->q, m);
+            break;
+        case SUB_NO:
+            break;
+        }
     }
 }
 

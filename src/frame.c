@@ -127,6 +127,28 @@ static bool parse_content_length(const char *v, size_t len, int64_t *out)
     return true;
 }
 
+/* The size-limit errors, one string each, so frame_error_limit() can tell
+ * which limit an error is about. */
+static const char err_too_large[] = "frame too large";
+static const char err_command_line[] = "command line too long";
+static const char err_header_line[] = "header line too long";
+static const char err_headers[] = "too many headers";
+
+enum frame_limit frame_error_limit(const char *err)
+{
+    if (!err)
+        return FRAME_LIMIT_NONE;
+    if (!strcmp(err, err_too_large))
+        return FRAME_LIMIT_FRAME;
+    if (!strcmp(err, err_command_line))
+        return FRAME_LIMIT_COMMAND_LINE;
+    if (!strcmp(err, err_header_line))
+        return FRAME_LIMIT_HEADER_LINE;
+    if (!strcmp(err, err_headers))
+        return FRAME_LIMIT_HEADERS;
+    return FRAME_LIMIT_NONE;
+}
+
 /* The checks every line gets, whether it arrives as bytes (frame_parse)
  * or is checked before it is written (frame_check_headers). index 0 is
  * the command line. */
@@ -134,7 +156,7 @@ static const char *line_problem(const struct frame_limits *lim, size_t index, si
 {
     size_t limit = index == 0 ? lim->max_command_line : lim->max_header_line;
     if (content > limit)
-        return index == 0 ? "command line too long" : "header line too long";
+        return index == 0 ? err_command_line : err_header_line;
     if (nul)
         return index == 0 ? "NUL in command line" : "NUL in header line";
     return NULL;
@@ -143,7 +165,7 @@ static const char *line_problem(const struct frame_limits *lim, size_t index, si
 /* nheaders counts the header about to be added. */
 static const char *count_problem(const struct frame_limits *lim, size_t nheaders)
 {
-    return nheaders > lim->max_headers ? "too many headers" : NULL;
+    return nheaders > lim->max_headers ? err_headers : NULL;
 }
 
 static const char *const empty_name = "empty header name";
@@ -223,6 +245,24 @@ static enum frame_status build(struct frame_parser *p, const char *data, size_t 
     return FRAME_OK;
 }
 
+/* A line can pass two limits before its LF arrives: its own length and
+ * the frame's size. Which is reported must not depend on how the bytes
+ * arrived (one buffer, or one byte at a time): it is the one passed at the
+ * earlier byte, the line's on a tie. n: bytes of the line seen, LF not
+ * included. The last byte seen may be the CR of a CRLF, so a line is too
+ * long for sure only at limit + 2 bytes. */
+static const char *passed_in_line(const struct frame_parser *p, size_t n)
+{
+    size_t limit = p->lines == 0 ? p->lim.max_command_line : p->lim.max_header_line;
+    size_t at_line = limit + 2;
+    size_t at_frame = p->lim.max_frame + 1 - p->scan; /* scan <= max_frame */
+    if (at_line <= n && at_line <= at_frame)
+        return p->lines == 0 ? err_command_line : err_header_line;
+    if (at_frame <= n)
+        return err_too_large;
+    return NULL;
+}
+
 enum frame_status frame_parse(struct frame_parser *p, const char *data, size_t len,
                               size_t *consumed, struct frame *out, const char **err)
 {
@@ -259,23 +299,20 @@ enum frame_status frame_parse(struct frame_parser *p, const char *data, size_t l
         size_t avail = len - p->scan;
         const char *nl = memchr(line, '\n', avail);
         if (!nl) {
-            /* the last byte may be the CR of a CRLF */
-            if ((*err = line_problem(&p->lim, p->lines, avail ? avail - 1 : 0, false)))
+            if ((*err = passed_in_line(p, avail)))
                 return FRAME_ERROR;
-            if (len > p->lim.max_frame) {
-                *err = "frame too large";
-                return FRAME_ERROR;
-            }
             return FRAME_NEED_MORE;
         }
         size_t ll = (size_t)(nl - line);
+        if ((*err = passed_in_line(p, ll)))
+            return FRAME_ERROR;
         size_t content = line_content_len(line, ll);
         if ((*err = line_problem(&p->lim, p->lines, content, memchr(line, '\0', ll) != NULL)))
             return FRAME_ERROR;
         size_t at = p->scan;
         p->scan += ll + 1;
         if (p->scan > p->lim.max_frame) {
-            *err = "frame too large";
+            *err = err_too_large;
             return FRAME_ERROR;
         }
         if (p->lines > 0 && content == 0) {
@@ -304,7 +341,7 @@ enum frame_status frame_parse(struct frame_parser *p, const char *data, size_t l
     size_t body_len, total;
     if (p->content_length >= 0) {
         if ((uint64_t)p->content_length > p->lim.max_frame - p->hdr_end) {
-            *err = "frame too large";
+            *err = err_too_large;
             return FRAME_ERROR;
         }
         body_len = (size_t)p->content_length;
@@ -321,7 +358,7 @@ enum frame_status frame_parse(struct frame_parser *p, const char *data, size_t l
         if (!nul) {
             p->body_scan = len;
             if (len - p->hdr_end > p->lim.max_frame - p->hdr_end) {
-                *err = "frame too large";
+                *err = err_too_large;
                 return FRAME_ERROR;
             }
             return FRAME_NEED_MORE;
@@ -329,7 +366,7 @@ enum frame_status frame_parse(struct frame_parser *p, const char *data, size_t l
         body_len = (size_t)(nul - (data + p->hdr_end));
         total = p->hdr_end + body_len + 1;
         if (total - 1 > p->lim.max_frame) {
-            *err = "frame too large";
+            *err = err_too_large;
             return FRAME_ERROR;
         }
     }
@@ -409,7 +446,7 @@ int frame_check_headers(const struct frame_limits *lim, enum stomp_version v, co
     *bad = n;
     total += 1; /* the blank line */
     if (total > lim->max_frame || body_len > lim->max_frame - total) {
-        *err = "frame too large";
+        *err = err_too_large;
         return -1;
     }
     return 0;

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,8 +23,45 @@ static struct qentry *find_in_sub(struct sub *s, const char *mid)
     return NULL;
 }
 
+static struct qentry *find_anywhere(struct conn *c, const char *mid)
+{
+    struct sub *s, *tmp;
+    struct qentry *e;
+    HASH_ITER(hh, c->subs, s, tmp)
+        if ((e = find_in_sub(s, mid)))
+            return e;
+    return NULL;
+}
+
+/* The subscription header, when the frame has one, must name the
+ * subscription that holds the delivery (e; NULL when no subscription
+ * holds the message): an ERROR says which part is wrong. */
+static bool subscription_holds(struct conn *c, struct frame *f, struct qentry *e, const char *what, bool quiet)
+{
+    const char *sid = frame_get(f, "subscription");
+    if (!sid)
+        return true;
+    struct sub *s;
+    HASH_FIND_STR(c->subs, sid, s);
+    if (!s) {
+        if (!quiet)
+            proto_fail("unknown subscription", "%s names subscription '%.128s', which does not exist on this connection.",
+                       f->command, sid);
+        return false;
+    }
+    if (!e || e->sub != s) {
+        /* e is NULL only when no named subscription exists (refused above) */
+        if (!quiet)
+            proto_fail("wrong subscription", "%s was delivered to subscription '%.128s', not to '%.128s'.", what,
+                       e ? e->sub->id : "?", sid);
+        return false;
+    }
+    return true;
+}
+
 static struct qentry *find_entry(struct conn *c, struct frame *f, bool quiet)
 {
+    char what[200];
     if (c->version >= STOMP_12) {
         const char *id = frame_get(f, "id");
         if (!id) {
@@ -37,9 +75,17 @@ static struct qentry *find_entry(struct conn *c, struct frame *f, bool quiet)
         struct qentry *e = NULL;
         if (end != id && !*end && !errno)
             HASH_FIND(hh, c->inflight, &tag, sizeof(uint64_t), e);
-        if (!e && !quiet)
-            proto_fail("unknown ack id", "No unacknowledged message has ack id '%.64s' on this connection.", id);
-        return e;
+        if (!e) {
+            if (!quiet && find_anywhere(c, id))
+                proto_fail("unknown ack id",
+                           "'%.64s' is a message-id: in STOMP 1.2, %s's id is the MESSAGE's ack header.", id,
+                           f->command);
+            else if (!quiet)
+                proto_fail("unknown ack id", "No unacknowledged message has ack id '%.64s' on this connection.", id);
+            return NULL;
+        }
+        snprintf(what, sizeof what, "The message with ack id '%.64s'", id);
+        return subscription_holds(c, f, e, what, quiet) ? e : NULL;
     }
     const char *mid = frame_get(f, "message-id");
     if (!mid) {
@@ -47,22 +93,26 @@ static struct qentry *find_entry(struct conn *c, struct frame *f, bool quiet)
             proto_fail("missing message-id header", "%s requires message-id before STOMP 1.2.", f->command);
         return NULL;
     }
+    /* One message can be unacked on two subscriptions (a topic's): the one
+     * named comes first. */
     const char *sid = frame_get(f, "subscription");
-    struct qentry *e = NULL;
+    struct sub *named = NULL;
+    struct qentry *e;
     if (sid) {
-        struct sub *s;
-        HASH_FIND_STR(c->subs, sid, s);
-        if (s)
-            e = find_in_sub(s, mid);
-    } else {
-        struct sub *s, *tmp;
-        HASH_ITER(hh, c->subs, s, tmp)
-            if ((e = find_in_sub(s, mid)))
-                break;
+        HASH_FIND_STR(c->subs, sid, named);
+        if (named && (e = find_in_sub(named, mid)))
+            return e;
     }
-    if (!e && !quiet)
-        proto_fail("unknown message-id", "No unacknowledged message '%.128s' on this connection.", mid);
-    return e;
+    e = find_anywhere(c, mid);
+    if (!e && (!sid || named)) {
+        if (!quiet)
+            proto_fail("unknown message-id",
+                       "No unacknowledged message '%.128s' on this connection (never delivered here, or acknowledged "
+                       "already).", mid);
+        return NULL;
+    }
+    snprintf(what, sizeof what, "Message '%.128s'", mid);
+    return subscription_holds(c, f, e, what, quiet) ? e : NULL;
 }
 
 int ack_message(struct conn *c, struct frame *f, bool nack, bool lenient)

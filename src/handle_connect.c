@@ -1,12 +1,16 @@
-/* CONNECT / STOMP and DISCONNECT: version negotiation, heart-beats,
- * client-id, the cluster's members for failover clients, and an orderly
- * goodbye whose receipt means every frame before it has been processed. */
+/* CONNECT / STOMP and DISCONNECT: version negotiation, login (auth.h),
+ * heart-beats, client-id, the cluster's members for failover clients, and
+ * an orderly goodbye whose receipt means every frame before it has been
+ * processed. A password check that is not in the login cache runs on a
+ * worker thread: the connection reads nothing more until it is answered,
+ * then CONNECT finishes (or fails) here. */
 #include "config.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "stompd/auth.h"
 #include "stompd/cluster.h"
 #include "stompd/config.h"
 #include "stompd/conn.h"
@@ -98,6 +102,108 @@ static void put_cluster_members(struct buf *out, enum stomp_version v)
         frame_write_header_str(out, v, false, "cluster-members", list);
 }
 
+/* What CONNECT asked for, kept while its password is checked. */
+struct pending_login {
+    struct conn *c;
+    struct auth_wait *wait;
+    int version;
+    bool accept_version;
+    uint32_t cx, cy;
+    char *client_id, *receipt, *login;
+};
+
+static void pending_free(struct pending_login *pl)
+{
+    free(pl->client_id);
+    free(pl->receipt);
+    free(pl->login);
+    free(pl);
+}
+
+static int login_failed(struct conn *c, const char *login)
+{
+    auth_note_failure("STOMP", c->st.peer, login);
+    c->error_quiet = true; /* auth_note_failure logged it, at most once a second */
+    return proto_fail("authentication failed", "The login and passcode were not accepted.");
+}
+
+/* Logged in as who (a reference, taken over): claim the client-id and
+ * answer CONNECTED. */
+static int connect_finish(struct conn *c, const struct pending_login *p, struct principal *who)
+{
+    int v = p->version;
+    const char *cid = p->client_id;
+    c->who = who; /* before the claim: a takeover needs the same user */
+    if (cid && *cid) {
+        if (proto_claim_client_id(c, cid) != 0)
+            return proto_fail("client-id already in use",
+                              "Another connection is using client-id '%.128s'; each client-id may be connected once.", cid);
+        c->client_id = strdup(cid);
+    }
+    if (p->login)
+        c->login = strdup(p->login);
+
+    c->version = (enum stomp_version)v;
+    c->parser.version = c->version;
+    conn_set_state(c, CONN_OPEN);
+
+    uint32_t sx = at_least_min(p->cy), sy = at_least_min(p->cx);
+    char session[32], beats[32];
+    snprintf(session, sizeof session, "%llu", (unsigned long long)c->id);
+    frame_write_command(&c->st.out, "CONNECTED");
+    /* Always both, a 1.0 client's too (no accept-version means 1.0): the
+     * 1.2 specification says CONNECTED MUST carry version, and a missing
+     * heart-beat means 0,0, which is what a 1.0 connection gets. */
+    frame_write_header_str(&c->st.out, c->version, false, "version",
+                           v == STOMP_12 ? "1.2" : v == STOMP_11 ? "1.1" : "1.0");
+    frame_write_header_str(&c->st.out, c->version, false, "server", PACKAGE_NAME "/" PACKAGE_VERSION);
+    frame_write_header_str(&c->st.out, c->version, false, "session", session);
+    snprintf(beats, sizeof beats, "%u,%u", sx, sy);
+    frame_write_header_str(&c->st.out, c->version, false, "heart-beat", beats);
+    put_cluster_members(&c->st.out, c->version);
+    frame_write_body(&c->st.out, NULL, 0);
+    c->frames_out++;
+    conn_want_flush(c);
+    /* Effective intervals per the specification: max of both sides. */
+    conn_start_heartbeats(c, sy, sx);
+    clog_debug(c, "connected with STOMP %s, heart-beat rx %u tx %u ms, as %s%s%s",
+               v == STOMP_12 ? "1.2" : v == STOMP_11 ? "1.1" : "1.0", sy, sx, who->name,
+               c->client_id ? ", client-id " : "", c->client_id ? c->client_id : "");
+    return 0;
+}
+
+/* The password check came back. */
+static void login_done(void *arg, struct principal *who)
+{
+    struct pending_login *pl = arg;
+    struct conn *c = pl->c;
+    c->login_wait = NULL;
+    int rc = who ? connect_finish(c, pl, who) : login_failed(c, pl->login);
+    if (rc < 0)
+        proto_error(c, pl->receipt);
+    else
+        conn_resume(c, PAUSE_AUTH);
+    pending_free(pl);
+}
+
+void proto_login_cancel(struct conn *c)
+{
+    struct pending_login *pl = c->login_wait;
+    if (!pl)
+        return;
+    auth_cancel(pl->wait);
+    c->login_wait = NULL;
+    pending_free(pl);
+}
+
+static char *dup_or_null(const char *s)
+{
+    char *d = s ? strdup(s) : NULL;
+    if (s && !d)
+        abort();
+    return d;
+}
+
 int handle_connect(struct conn *c, struct frame *f, uint64_t *lsn)
 {
     if (c->state != CONN_HANDSHAKE)
@@ -121,43 +227,43 @@ int handle_connect(struct conn *c, struct frame *f, uint64_t *lsn)
     const char *hb = frame_get(f, "heart-beat");
     if (hb && v >= STOMP_11 && parse_heartbeat(hb, &cx, &cy) != 0)
         return proto_fail("invalid heart-beat header", "Expected heart-beat:<cx>,<cy> in milliseconds, got '%.64s'.", hb);
-    const char *cid = frame_get(f, "client-id");
-    if (cid && *cid) {
-        if (proto_claim_client_id(c, cid) != 0)
-            return proto_fail("client-id already in use",
-                              "Another connection is using client-id '%.128s'; each client-id may be connected once.", cid);
-        c->client_id = strdup(cid);
-    }
-    const char *login = frame_get(f, "login");
-    if (login)
-        c->login = strdup(login);
+    struct pending_login p = {.c = c, .version = v, .accept_version = av != NULL, .cx = cx, .cy = cy,
+                              .client_id = (char *)frame_get(f, "client-id"), .login = (char *)frame_get(f, "login")};
+    const char *login = p.login && *p.login ? p.login : NULL;
+    const struct stomp_header *pass = frame_header(f, "passcode");
 
-    c->version = (enum stomp_version)v;
-    c->parser.version = c->version;
-    conn_set_state(c, CONN_OPEN);
-
-    uint32_t sx = at_least_min(cy), sy = at_least_min(cx);
-    char session[32], beats[32];
-    snprintf(session, sizeof session, "%llu", (unsigned long long)c->id);
-    frame_write_command(&c->st.out, "CONNECTED");
-    if (av)
-        frame_write_header_str(&c->st.out, c->version, false, "version",
-                               v == STOMP_12 ? "1.2" : v == STOMP_11 ? "1.1" : "1.0");
-    frame_write_header_str(&c->st.out, c->version, false, "server", PACKAGE_NAME "/" PACKAGE_VERSION);
-    frame_write_header_str(&c->st.out, c->version, false, "session", session);
-    if (v >= STOMP_11) {
-        snprintf(beats, sizeof beats, "%u,%u", sx, sy);
-        frame_write_header_str(&c->st.out, c->version, false, "heart-beat", beats);
+    /* Without a users file every client is anonymous (what it sends as
+     * login is its own business); with one, a login is checked and no
+     * login is anonymous only where auth.anonymous allows it. */
+    struct principal *who = NULL;
+    int rc = AUTH_FAILED;
+    if (!auth_has_users() || (!login && auth_anonymous_allowed())) {
+        who = principal_ref(auth_anonymous());
+        rc = AUTH_OK;
+    } else if (login) {
+        struct pending_login *pl = calloc(1, sizeof *pl);
+        if (!pl)
+            abort();
+        *pl = p;
+        pl->client_id = dup_or_null(p.client_id);
+        pl->login = dup_or_null(p.login);
+        pl->receipt = dup_or_null(frame_get(f, "receipt"));
+        rc = auth_login(login, pass ? pass->value : "", login_done, pl, &who, &pl->wait);
+        if (rc == AUTH_PENDING) {
+            c->login_wait = pl;
+            conn_pause(c, PAUSE_AUTH);
+        } else {
+            pending_free(pl);
+        }
     }
-    put_cluster_members(&c->st.out, c->version);
-    frame_write_body(&c->st.out, NULL, 0);
-    c->frames_out++;
-    conn_want_flush(c);
-    /* Effective intervals per the specification: max of both sides. */
-    conn_start_heartbeats(c, sy, sx);
-    clog_debug(c, "connected with STOMP %s, heart-beat rx %u tx %u ms%s%s", v == STOMP_12 ? "1.2" : v == STOMP_11 ? "1.1" : "1.0",
-               sy, sx, c->client_id ? ", client-id " : "", c->client_id ? c->client_id : "");
-    return 0;
+    /* the frame is freed after this; its copy of the password need not wait */
+    if (pass)
+        explicit_bzero((char *)pass->value, pass->value_len);
+    if (rc == AUTH_PENDING)
+        return PROTO_RECEIPT_TAKEN;
+    if (rc != AUTH_OK)
+        return login_failed(c, login);
+    return connect_finish(c, &p, who);
 }
 
 int handle_disconnect(struct conn *c, struct frame *f, uint64_t *lsn)

@@ -39,12 +39,13 @@ static int parse_i64(const char *s, int64_t *out)
 static int send_route(struct conn *c, const char *name, bool admitted, struct route *r)
 {
     const char *err;
-    int rc = route_send(c, name, admitted, r, &err);
+    int rc = route_send(c, c->who, name, admitted, r, &err);
     if (rc == 0)
         return 0;
     route_free(r);
+    if (rc == -EACCES)
+        return proto_fail(route_denied(), "%s", err);
     return proto_fail(rc == -ENOSPC   ? "too many destinations"
-                      : rc == -EACCES ? "not authorized"
                       : rc == -ENOENT ? "no such temporary destination"
                                       : "invalid destination",
                       "%s.", err);
@@ -70,7 +71,7 @@ static int reply_to_dest(struct conn *c, const char *rt)
     const char *err;
     struct dest *d;
     const char *resolved = dest_resolve_temp(c, rt, buf, sizeof buf);
-    if (resolved != rt && dest_open(resolved, c, &d, &err) == -ENOSPC)
+    if (resolved != rt && dest_open(resolved, c, c->who, &d, &err) == -ENOSPC)
         return proto_fail("too many destinations", "reply-to '%.200s': %s.", rt, err);
     return 0;
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stompd/acl.h"
 #include "stompd/config.h"
 #include "stompd/conn.h"
 #include "stompd/dest.h"
@@ -100,8 +101,19 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
     struct selector *sel = NULL;
     const char *seltext = frame_get(f, "selector");
     if (seltext) {
+        /* What one SUBSCRIBE may make the broker spend, compiling now and
+         * matching every message later, is bounded here. */
+        const struct selector_limits lim = {.max_length = (size_t)config.max_selector_length,
+                                            .max_complexity = (uint64_t)config.max_selector_complexity};
         char serr[256];
-        if (selector_compile(seltext, &sel, serr, sizeof serr) != 0)
+        int rc = selector_compile_limited(seltext, &lim, &sel, serr, sizeof serr);
+        if (rc == SELECTOR_TOO_LONG)
+            return proto_fail("selector too long", "%s (stomp.max_selector_length is %lld).", serr,
+                              (long long)config.max_selector_length);
+        if (rc == SELECTOR_TOO_COMPLEX)
+            return proto_fail("selector too complex", "%s (stomp.max_selector_complexity is %lld).", serr,
+                              (long long)config.max_selector_complexity);
+        if (rc != 0)
             return proto_fail("invalid selector", "%s", serr);
     }
     /* the destinations (and patterns) it names, each checked */
@@ -111,9 +123,10 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
     if (rc != 0) {
         route_sub_free(&rs);
         selector_free(sel);
+        if (rc == -EACCES)
+            return proto_fail(route_denied(), "%s", err);
         return proto_fail(rc == -ENOSPC   ? "too many destinations"
                           : rc == -EPERM  ? "cannot subscribe to another connection's temporary destination"
-                          : rc == -EACCES ? "not authorized"
                                           : "invalid destination",
                           "%s.", err);
     }
@@ -145,6 +158,15 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
             selector_free(sel);
             return proto_fail("durable subscription already active",
                               "Durable subscription '%.128s' of client-id '%.128s' already has a subscriber.", dname, c->client_id);
+        }
+        /* another topic replaces it: that destroys its backlog, which
+         * needs read on the topic it has now */
+        if (dur && dur->dest != d && !acl_allows_dest(c->who, dur->dest->name, ACL_READ)) {
+            route_sub_free(&rs);
+            selector_free(sel);
+            char message[256], detail[1200];
+            acl_explain(c->who, dur->dest->name, ACL_READ, message, sizeof message, detail, sizeof detail);
+            return proto_fail(message, "%s", detail);
         }
     }
 
@@ -220,16 +242,22 @@ int handle_unsubscribe(struct conn *c, struct frame *f, uint64_t *lsn)
             return proto_fail("no such subscription", "No subscription with id '%.128s' on this connection.", id);
     }
     struct durable *dur = s ? s->durable : NULL;
-    bool journaled = s && sub_destroy(s);
     if (dname) {
         if (!c->client_id)
             return proto_fail("durable subscription needs a client-id",
                               "Send client-id on CONNECT to remove durable subscription '%.128s'.", dname);
         if (!dur)
             dur = durable_find(c->client_id, dname);
-        if (dur)
-            journaled |= durable_destroy(dur);
+        /* removing one (and its backlog) needs read on its topic */
+        if (dur && !acl_allows_dest(c->who, dur->dest->name, ACL_READ)) {
+            char message[256], detail[1200];
+            acl_explain(c->who, dur->dest->name, ACL_READ, message, sizeof message, detail, sizeof detail);
+            return proto_fail(message, "%s", detail);
+        }
     }
+    bool journaled = s && sub_destroy(s);
+    if (dname && dur)
+        journaled |= durable_destroy(dur);
     if (journaled)
         *lsn = proto_journaled(f);
     return 0;

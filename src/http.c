@@ -21,10 +21,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "stompd/auth.h"
 #include "stompd/config.h"
 #include "stompd/http.h"
 #include "stompd/log.h"
 #include "stompd/stream.h"
+#include "stompd/tls.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 #define IDLE_TIMEOUT 30.0  /* seconds a kept-alive connection may stay silent */
@@ -52,6 +54,10 @@ struct http_req {
     bool in_request;        /* its first byte came, its last not yet */
     unsigned begun, done;   /* requests begun and finished (for the timers) */
     bool proven;            /* it has made an authenticated request */
+    const struct http_route *route; /* what the request asked for */
+    struct principal *who;  /* who it authenticated as (NULL: nobody, or http.auth = false) */
+    struct auth_wait *login;        /* its password is being checked */
+    char user[256];                 /* the name it gave, for the log */
     struct buf body;
     bool too_large;
     bool answered;          /* this request has its answer */
@@ -94,6 +100,11 @@ const char *http_req_query(const struct http_req *r)
     return q ? q + 1 : "";
 }
 
+const struct principal *http_req_principal(const struct http_req *r)
+{
+    return r->who;
+}
+
 const char *http_req_content_type(const struct http_req *r)
 {
     return r->ctype;
@@ -126,6 +137,7 @@ static const char *reason(int status)
     case 200: return "OK";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
@@ -250,24 +262,22 @@ static int b64_decode_strict(const char *in, char *out, size_t cap)
     return (int)o;
 }
 
-static bool authorized(const struct http_req *r)
+/* "user:password" of a Basic Authorization header into out, the colon
+ * replaced by a NUL; *password points after it. */
+static bool basic_credentials(const struct http_req *r, char *out, size_t len, const char **password)
 {
-    if (!config.http_auth)
-        return true;
     if (strncasecmp(r->auth, "Basic ", 6) != 0)
         return false;
-    char out[400];
-    int got = b64_decode_strict(r->auth + 6, out, sizeof out);
+    int got = b64_decode_strict(r->auth + 6, out, len);
     if (got < 0)
         return false;
     size_t o = (size_t)got;
-    char want[400];
-    snprintf(want, sizeof want, "%s:%s", config.admin_user, config.admin_password);
-    size_t wl = strlen(want);
-    unsigned diff = (unsigned)(wl ^ o);
-    for (size_t i = 0; i < o; i++)
-        diff |= (unsigned char)out[i] ^ (unsigned char)want[wl ? i % wl : 0];
-    return diff == 0;
+    char *colon = memchr(out, ':', o);
+    if (!colon || memchr(out, '\0', o))
+        return false;
+    *colon = '\0';
+    *password = colon + 1;
+    return true;
 }
 
 /* A connection that authenticated keeps its slot: it no longer counts
@@ -318,6 +328,73 @@ static bool host_allowed(const char *hdr)
     return false;
 }
 
+static void unauthorized(struct http_req *r)
+{
+    char msg[256];
+    snprintf(msg, sizeof msg, "authentication required (a user of group %s in auth.users, or http.admin_user)",
+             config.admin_group);
+    http_respond_error(r, 401, msg, "WWW-Authenticate: Basic realm=\"stompd\"\r\n");
+}
+
+/* Authenticated (or no authentication needed): answer. */
+static void serve(struct http_req *r)
+{
+    const struct http_route *rt = r->route;
+    if (!(rt && (rt->flags & ROUTE_ANY_ROLE)) && !H.site->serving()) {
+        H.site->not_serving(r);
+        return;
+    }
+    if (!rt) {
+        http_respond_error(r, 404, "no such page (see / and /api/overview)", NULL);
+        return;
+    }
+    if (strcmp(http_method_str((enum http_method)r->parser.method), rt->method) != 0) {
+        char hdr[96];
+        snprintf(hdr, sizeof hdr, "Allow: %s\r\n", rt->method);
+        http_respond_error(r, 405, "method not allowed here", hdr);
+        return;
+    }
+    rt->handle(r);
+}
+
+/* A login's answer: a user of the console's group is served. */
+static void logged_in(struct http_req *r, struct principal *who)
+{
+    if (!who) {
+        auth_note_failure("console", r->st.peer, r->user);
+        unauthorized(r);
+        return;
+    }
+    if (!principal_in_group(who, config.admin_group)) {
+        auth_note_failure("console", r->st.peer, r->user);
+        char msg[400];
+        snprintf(msg, sizeof msg, "user '%.128s' is not in group '%.64s' (http.admin_group)", who->name,
+                 config.admin_group);
+        principal_unref(who);
+        http_respond_error(r, 403, msg, NULL);
+        return;
+    }
+    principal_unref(r->who);
+    r->who = who;
+    mark_proven(r);
+    serve(r);
+}
+
+static void login_done(void *arg, struct principal *who)
+{
+    struct http_req *r = arg;
+    r->login = NULL;
+    logged_in(r, who);
+    buf_free(&r->body);
+}
+
+static void login_gone(void *arg)
+{
+    struct http_req *r = arg;
+    auth_cancel(r->login);
+    r->login = NULL;
+}
+
 static void route(struct http_req *r)
 {
     H.requests++;
@@ -337,33 +414,35 @@ static void route(struct http_req *r)
     char path[MAX_URL];
     size_t pl = strcspn(r->url, "?");
     snprintf(path, sizeof path, "%.*s", (int)pl, r->url);
-    const struct http_route *rt = NULL;
-    for (size_t i = 0; i < H.site->nroutes && !rt; i++)
+    r->route = NULL;
+    for (size_t i = 0; i < H.site->nroutes && !r->route; i++)
         if (!strcmp(path, H.site->routes[i].path))
-            rt = &H.site->routes[i];
-    if (!(rt && (rt->flags & ROUTE_PUBLIC))) {
-        if (!authorized(r)) {
-            http_respond_error(r, 401, "authentication required (http.admin_user / http.admin_password)",
-                               "WWW-Authenticate: Basic realm=\"stompd\"\r\n");
-            return;
-        }
+            r->route = &H.site->routes[i];
+    if (r->route && (r->route->flags & ROUTE_PUBLIC)) {
+        serve(r);
+        return;
+    }
+    if (!config.http_auth) {
         mark_proven(r);
-    }
-    if (!(rt && (rt->flags & ROUTE_ANY_ROLE)) && !H.site->serving()) {
-        H.site->not_serving(r);
+        serve(r);
         return;
     }
-    if (!rt) {
-        http_respond_error(r, 404, "no such page (see / and /api/overview)", NULL);
+    char creds[400];
+    const char *password;
+    if (!basic_credentials(r, creds, sizeof creds, &password)) {
+        if (r->auth[0])
+            auth_note_failure("console", r->st.peer, NULL);
+        unauthorized(r);
         return;
     }
-    if (strcmp(http_method_str((enum http_method)r->parser.method), rt->method) != 0) {
-        char hdr[96];
-        snprintf(hdr, sizeof hdr, "Allow: %s\r\n", rt->method);
-        http_respond_error(r, 405, "method not allowed here", hdr);
-        return;
-    }
-    rt->handle(r);
+    snprintf(r->user, sizeof r->user, "%.255s", creds);
+    struct principal *who;
+    int rc = auth_console_login(creds, password, login_done, r, &who, &r->login);
+    explicit_bzero(creds, sizeof creds);
+    if (rc == AUTH_PENDING)
+        http_defer(r, login_gone, r); /* login_done answers */
+    else
+        logged_in(r, rc == AUTH_OK ? who : NULL);
 }
 
 /* ------------------------------------------------------------ parsing */
@@ -384,6 +463,10 @@ static int on_message_begin(http_parser *p)
     r->header_bytes = 0;
     r->too_large = false;
     r->answered = false;
+    r->route = NULL;
+    r->user[0] = '\0';
+    principal_unref(r->who);
+    r->who = NULL;
     buf_free(&r->body);
     return 0;
 }
@@ -480,7 +563,8 @@ static int on_message_complete(http_parser *p)
         http_respond_error(r, 414, "URL too long", NULL);
     else
         route(r);
-    buf_free(&r->body);
+    if (!r->login)
+        buf_free(&r->body); /* kept for the handler while the login is checked */
     if (!r->answered && !r->deferred)
         http_respond_error(r, 500, "no answer", NULL);
     /* answers go out in request order: a pipelined request waits while
@@ -553,6 +637,8 @@ static void http_closed(struct stream *s, const char *why)
     buf_free(&r->body);
     if (!r->proven)
         H.unproven--;
+    principal_unref(r->who);
+    r->who = NULL;
     TAILQ_REMOVE(&H.conns, r, link);
 }
 
@@ -593,7 +679,10 @@ static void accept_http(struct listener *l, int fd, const char *peer)
      * have authenticated: beyond the rest, the oldest connection that has
      * not makes room (a client holding slots with slow requests cannot
      * lock the administrator out). */
-    int64_t open_to_all = config.http_max_connections - config.http_reserved_connections;
+    int64_t reserve = config.http_reserved_connections < config.http_max_connections / 4
+                          ? config.http_reserved_connections
+                          : config.http_max_connections / 4;
+    int64_t open_to_all = config.http_max_connections - reserve;
     if (++H.unproven > (size_t)(open_to_all > 1 ? open_to_all : 1)) {
         struct http_req *old;
         TAILQ_FOREACH(old, &H.conns, link)
@@ -624,13 +713,16 @@ int http_start(const struct http_site *site, char *err, size_t errlen)
     H.listener.limit_key = "http.max_connections";
     H.listener.max_conns = (uint32_t)config.http_max_connections;
     H.listener.accept = accept_http;
-    H.listener.refuse = refuse;
     if (gethostname(H.hostname, sizeof H.hostname - 1) != 0)
         H.hostname[0] = '\0';
+    /* over TLS, a plain-text 503 would be noise to the client */
+    H.listener.refuse = config.http_tls ? NULL : refuse;
+    H.listener.secure = config.http_tls ? tls_accept_client : NULL;
     if (listener_start(&H.listener, config.http_listen, err, errlen) != 0)
         return -EADDRINUSE;
-    log_info("console on http://%s/", config.http_listen);
-    if (config.http_auth && !strcmp(config.admin_user, "admin") && !strcmp(config.admin_password, "admin"))
+    log_info("console on %s://%s/", config.http_tls ? "https" : "http", config.http_listen);
+    if (config.http_auth && !strcmp(config.admin_user, "admin") && !strcmp(config.admin_password, "admin") &&
+        !auth_has_users())
         log_warn("console: the default credentials admin/admin are in use; set http.admin_password");
     if (!config.http_auth)
         log_warn("console: http.auth = false: anyone who reaches %s can purge and delete destinations",

@@ -227,6 +227,11 @@ uint8_t journal_msg_priority(const char *data, size_t len)
     return len >= 25 ? (uint8_t)data[24] : 0;
 }
 
+static bool has_nul(struct jstr s)
+{
+    return s.len && memchr(s.p, '\0', s.len) != NULL;
+}
+
 struct msg *journal_decode_msg(const char *data, size_t len)
 {
     struct rd r = {data, len, false};
@@ -237,7 +242,10 @@ struct msg *journal_decode_msg(const char *data, size_t len)
     uint8_t pers = get_u8(&r);
     struct jstr id = get_str(&r), dest = get_str(&r);
     uint32_t nh = get_u32(&r);
-    if (r.bad || nh > r.left / 8 || prio >= MSG_PRIORITIES)
+    /* Only what journal_encode_msg writes: a flag of 0 or 1, and no NUL in
+     * a string that is a C string or a header line once decoded (a NUL in
+     * a header would end the MESSAGE frame it is written into). */
+    if (r.bad || nh > r.left / 8 || prio >= MSG_PRIORITIES || pers > 1 || has_nul(id) || has_nul(dest))
         return NULL;
     struct stomp_header *hs = calloc(nh ? nh : 1, sizeof *hs);
     char *strs = malloc(r.left + 2 * nh + id.len + dest.len + 2);
@@ -246,6 +254,8 @@ struct msg *journal_decode_msg(const char *data, size_t len)
     char *sp = strs;
     for (uint32_t i = 0; i < nh; i++) {
         struct jstr k = get_str(&r), v = get_str(&r);
+        if (!r.bad && (has_nul(k) || has_nul(v)))
+            r.bad = true;
         if (r.bad)
             break;
         memcpy(sp, k.p, k.len);

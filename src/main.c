@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "stompd/acl.h"
+#include "stompd/auth.h"
 #include "stompd/cluster.h"
 #include "stompd/confdoc.h"
 #include "stompd/config.h"
@@ -23,6 +25,7 @@
 #include "stompd/journal.h"
 #include "stompd/persist.h"
 #include "stompd/store.h"
+#include "stompd/tls.h"
 
 #ifndef STOMPD_CONF_FILE
 #define STOMPD_CONF_FILE "/etc/stompd/stompd.conf"
@@ -39,15 +42,19 @@ static void usage(FILE *out)
             "  -s, --set KEY=VALUE      override one key, e.g. --set stomp.listen=127.0.0.1:61613\n"
             "      --help-config        list every configuration key, its default and meaning\n"
             "      --help-config=man    the same as the stompd.conf(5) manual page (roff)\n"
-            "      --check-config       validate the configuration and exit\n"
+            "      --check-config       validate the configuration (and load the TLS\n"
+            "                           certificates it names) and exit\n"
             "      --dump-store DIR     print the store under DIR (a stopped node's\n"
             "                           broker.data_dir) as sorted key/value digests\n"
+            "      --hash-password[=sha512]  read a password on standard input, print its\n"
+            "                           crypt(3) hash (yescrypt by default) for auth.users\n"
             "  -h, --help               this text\n"
             "  -V, --version            print the version\n"
             "\n"
             "Logs go to standard error unless log.file is set. SIGTERM or SIGINT stops\n"
-            "the broker cleanly; SIGHUP reopens log.file and applies a changed log.level\n"
-            "(other keys need a restart). The installed configuration is\n"
+            "the broker cleanly; SIGHUP reopens log.file, applies a changed log.level and\n"
+            "reads the users and ACL files again (other keys need a restart). The\n"
+            "installed configuration is\n"
             "%s (see stompd.conf(5)).\n", STOMPD_CONF_FILE);
 }
 
@@ -115,6 +122,7 @@ int main(int argc, char **argv)
         {"check-config", no_argument, NULL, 2},
         {"version", no_argument, NULL, 'V'},
         {"dump-store", required_argument, NULL, 3},
+        {"hash-password", optional_argument, NULL, 4},
         {NULL, 0, NULL, 0},
     };
     const char *file = NULL;
@@ -151,6 +159,9 @@ int main(int argc, char **argv)
             break;
         case 3:
             rc = dump_store(optarg);
+            goto out;
+        case 4:
+            rc = auth_hash_password(optarg, stdin, stdout, stderr);
             goto out;
         case 'V':
             printf("%s %s\n", PACKAGE_NAME, PACKAGE_VERSION);
@@ -194,6 +205,14 @@ int main(int argc, char **argv)
         goto out;
     }
     if (check_only) {
+        /* the certificates too: a renewal can be checked before SIGHUP */
+        if (auth_check_config(&config, &config, err, sizeof err) != 0 || acl_check_config(&config, err, sizeof err) != 0 ||
+            tls_start(err, sizeof err) != 0) {
+            fprintf(stderr, "stompd: %s\n", err);
+            rc = 1;
+            goto out;
+        }
+        tls_stop();
         printf("configuration OK\n");
         goto out;
     }
@@ -235,7 +254,12 @@ static int run(const char *file, const char *const *sets, int nsets)
     notify_start(loop);
     log_info("%s %s starting: broker %s", PACKAGE_NAME, PACKAGE_VERSION, config.broker_name);
     int rc = 0;
-    if (node_start(err, sizeof err) != 0) {
+    /* before any listener opens: a node that would let anyone in refuses */
+    if (tls_start(err, sizeof err) != 0 || auth_configure(&config, &config, err, sizeof err) != 0 ||
+        acl_configure(&config, err, sizeof err) != 0 || auth_start(loop, err, sizeof err) != 0) {
+        log_err("cannot start: %s", err);
+        rc = 1;
+    } else if (node_start(err, sizeof err) != 0) {
         log_start_error(err);
         rc = 1;
     } else if (console_start(err, sizeof err) != 0) {
@@ -258,7 +282,10 @@ static int run(const char *file, const char *const *sets, int nsets)
     cluster_stop();
     console_stop();
     server_shutdown();
+    auth_stop();
+    acl_stop();
     node_stop();
+    tls_stop();
     notify_stop();
     reload_stop();
     signal(SIGHUP, SIG_IGN);

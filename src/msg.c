@@ -141,6 +141,7 @@ void msg_unref(struct msg *m)
             free(m->render[v].p);
     free(m->frame_mem);
     free(m->own_mem);
+    free(m->jdurables);
     free(m);
 }
 

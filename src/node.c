@@ -27,6 +27,7 @@
 #include "stompd/sched.h"
 #include "stompd/server.h"
 #include "stompd/store.h"
+#include "stompd/stream.h"
 
 static enum node_role role = NODE_STARTING;
 
@@ -114,8 +115,10 @@ static int start_serving(uint64_t epoch, char *err, size_t errlen)
             return rc;
     }
     if (server_listen_clients() != 0) {
-        snprintf(err, errlen, "cannot open the client listeners (stomp.listen %s%s%s)", config.stomp_listen,
-                 config.ws_listen[0] ? ", stomp.ws_listen " : "", config.ws_listen);
+        snprintf(err, errlen, "cannot open the client listeners (stomp.listen %s%s%s%s%s%s%s)", config.stomp_listen,
+                 config.ws_listen[0] ? ", stomp.ws_listen " : "", config.ws_listen,
+                 config.wss_listen[0] ? ", stomp.wss_listen " : "", config.wss_listen,
+                 config.stomp_tls_listen[0] ? ", stomp.tls_listen " : "", config.stomp_tls_listen);
         return -EADDRINUSE;
     }
     return 0;
@@ -248,6 +251,16 @@ static int transition(enum node_role to, const char *why, const struct entry *e,
 int node_start(char *err, size_t errlen)
 {
     char e2[512];
+    /* the replication port hands a slave every persistent message: off
+     * loopback, only to a node that proves the shared token */
+    if (!strcmp(config.store_type, "replicated-leveldb") && !config.security_token[0] &&
+        !stream_addr_loopback(config.store_bind)) {
+        snprintf(err, errlen, "store.security_token is empty and store.bind (%s) is not a loopback address: anyone "
+                              "who reaches it could follow this node and read every persistent message; set "
+                              "store.security_token to a long random secret, the same on every node",
+                 config.store_bind);
+        return -EINVAL;
+    }
     int rc = persist_open(e2, sizeof e2);
     if (rc) {
         snprintf(err, errlen, "cannot open the store: %s", e2);

@@ -167,7 +167,10 @@ static bool msg_journaled(const struct qentry *e)
 static void store_grows(uint64_t bytes);
 
 struct targets {
-    const char **v;
+    struct target {
+        uint64_t serial;
+        const struct durable *du;
+    } *v;
     uint32_t n, cap;
 };
 
@@ -176,32 +179,67 @@ static void add_target(struct durable *du, void *arg)
     struct targets *t = arg;
     if (t->n == t->cap) {
         t->cap = t->cap ? t->cap * 2 : 8;
-        t->v = realloc(t->v, 2 * t->cap * sizeof *t->v);
+        t->v = realloc(t->v, t->cap * sizeof *t->v);
         if (!t->v)
             abort();
     }
-    t->v[2 * t->n] = du->client_id;
-    t->v[2 * t->n + 1] = du->name;
-    t->n++;
+    t->v[t->n++] = (struct target){du->serial, du};
+}
+
+static int by_serial(const void *a, const void *b)
+{
+    const struct target *x = a, *y = b;
+    return x->serial < y->serial ? -1 : x->serial > y->serial;
 }
 
 bool persist_enqueue(struct dest *d, struct msg *m, const char *dup_id)
 {
     if (!enabled || dest_is_temp(d))
         return false;
-    struct targets t = {NULL, 0, 0};
+    const char **names = NULL;
+    uint32_t n = 0;
     if (!dest_is_queue(d)) {
-        /* the durable subscriptions it goes to, wildcard ones included */
-        topic_foreach_durable(d, m, add_target, &t);
+        /* the durable subscriptions it reaches, those of every wildcard
+         * topic that matches it included */
+        struct targets t = {NULL, 0, 0};
+        topic_foreach_durable(d, add_target, &t);
         if (t.n == 0) {
             free(t.v);
             return false;
         }
+        /* in creation order, as durable_publish walks each topic's list */
+        qsort(t.v, t.n, sizeof *t.v, by_serial);
+        names = malloc(2 * t.n * sizeof *names);
+        uint64_t *named = malloc(t.n * sizeof *named);
+        if (!names || !named)
+            abort();
+        /* Named: what the selector accepts, and what the budget could
+         * not judge yet (judged on the backlog, before delivery). The
+         * commit gives the backlogs exactly these (durable_publish). */
+        for (uint32_t i = 0; i < t.n; i++) {
+            const struct durable *du = t.v[i].du;
+            enum sub_verdict v = sub_select(du->sel, m);
+            if (v == SUB_NO)
+                continue;
+            names[2 * n] = du->client_id;
+            names[2 * n + 1] = du->name;
+            named[n] = du->serial << 1 | (v == SUB_LATER);
+            n++;
+        }
+        free(t.v);
+        free(m->jdurables);
+        m->jdurables = named;
+        m->njdurables = n;
+        m->jdurables_judged = true;
+        if (n == 0) {
+            free(names);
+            return false;
+        }
     }
     struct journal_builder *jb = imm_begin();
-    jb_enqueue(jb, d->name, t.v, t.n, dup_id, m);
+    jb_enqueue(jb, d->name, names, n, dup_id, m);
     imm_end(jb);
-    free(t.v);
+    free(names);
     m->journaled = true;
     /* in a batch the entry gets its lsn at the end: later than this */
     m->lsn = in_batch ? UINT64_MAX : last_lsn;

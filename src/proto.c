@@ -15,6 +15,7 @@
 #include "stompd/conn.h"
 #include "stompd/log.h"
 #include "stompd/persist.h"
+#include "stompd/principal.h"
 #include "stompd/proto.h"
 #include "stompd/server.h"
 
@@ -54,6 +55,11 @@ int proto_fail(const char *message, const char *detail_fmt, ...)
 }
 
 static void proto_dispatch(struct conn *c, struct frame *f, const char *receipt);
+
+void proto_error(struct conn *c, const char *receipt)
+{
+    conn_error(c, fail_message[0] ? fail_message : "request failed", receipt, fail_detail[0] ? fail_detail : NULL);
+}
 
 void proto_receipt(struct conn *c, const char *receipt)
 {
@@ -136,11 +142,21 @@ struct client_id {
 
 static struct client_id *client_ids;
 
+/* Only the user who holds a client-id may take it over: another user
+ * could otherwise close its connections (and reach its durable
+ * subscriptions, which hang on the client-id). */
+static bool same_user(const struct principal *a, const struct principal *b)
+{
+    if (!a || !b)
+        return a == b;
+    return a->anonymous == b->anonymous && !strcmp(a->name, b->name);
+}
+
 int proto_claim_client_id(struct conn *c, const char *id)
 {
     struct client_id *e;
     HASH_FIND_STR(client_ids, id, e);
-    if (e && config.client_id_takeover) {
+    if (e && config.client_id_takeover && same_user(e->conn->who, c->who)) {
         /* the newcomer wins (ActiveMQ's allowLinkStealing): the old
          * connection is most likely a dead one not yet noticed */
         clog_info(e->conn, "client-id '%s' taken over by connection %llu", id, (unsigned long long)c->id);

@@ -5,7 +5,10 @@
  * index, in order, as consumers take messages (see queue.h for the
  * invariant). Exclusive consumers take everything while present;
  * JMSXGroupID pins a group to the consumer that got its first message
- * until it goes away or the group is closed (JMSXGroupSeq = -1). */
+ * until it goes away or the group is closed (JMSXGroupSeq = -1). Selector
+ * work is budgeted (see sub.h): dispatch that runs out stops at a message
+ * and goes on from its key in the next loop iteration, so nothing is
+ * dropped and no one waits long. */
 #include "config.h"
 
 #include <stdlib.h>
@@ -16,6 +19,7 @@
 #include "stompd/conn.h"
 #include "stompd/dest.h"
 #include "stompd/dlq.h"
+#include "stompd/durable.h"
 #include "stompd/journal.h"
 #include "stompd/log.h"
 #include "stompd/persist.h"
@@ -179,8 +183,17 @@ static bool windowed(const struct qentry *e)
     return e->msg->journaled && e->msg->persistent;
 }
 
+/* An entry put among the pending ones while dispatch is stopped: if it
+ * goes ahead of the stop, the sweep going on from there will not see it. */
+static void note_ahead(struct queue *q, const struct qentry *e)
+{
+    if (q->resuming && key_cmp(key_of(e->msg), q->resume) < 0)
+        q->rescan = true;
+}
+
 static void tree_insert(struct queue *q, struct qentry *e)
 {
+    note_ahead(q, e);
     RB_INSERT(qtree, &q->pending, e);
     e->pending = true;
     q->nresident++;
@@ -285,14 +298,55 @@ void queue_destroy(struct queue *q)
         TAILQ_REMOVE(&srv.dirty, q, dirty_link);
         q->dirty = false;
     }
+    q->resuming = false;
+    q->scan_end = NULL;
 }
 
-void queue_mark_dirty(struct queue *q)
+/* Dispatch again (this module's reasons: a message came, a stop, room in
+ * the window). */
+static void mark_dirty(struct queue *q)
 {
     if (q->dirty)
         return;
     q->dirty = true;
     TAILQ_INSERT_TAIL(&srv.dirty, q, dirty_link);
+}
+
+void queue_mark_dirty(struct queue *q)
+{
+    /* a consumer ready again (or come, or gone) may take what the sweep
+     * before the stop offered in vain */
+    if (q->resuming)
+        q->rescan = true;
+    mark_dirty(q);
+}
+
+/* ------------------------------------------------------------ selectors on backlogs */
+
+/* The selector a backlog's unfiltered entries must pass. */
+static const struct selector *backlog_selector(const struct queue *q)
+{
+    if (q->durable)
+        return q->durable->sel;
+    return q->owner ? sub_sel(q->owner) : NULL;
+}
+
+/* An unfiltered pending entry meets its selector now. SUB_NO: it was
+ * never this backlog's, and is gone (from the store too). */
+static enum sub_verdict filter(struct queue *q, struct qentry *e)
+{
+    if (!e->unfiltered)
+        return SUB_YES;
+    enum sub_verdict v = sub_select(backlog_selector(q), e->msg);
+    if (v == SUB_YES) {
+        e->unfiltered = false;
+    } else if (v == SUB_NO) {
+        tree_remove(q, e);
+        q->npending--;
+        persist_dequeue(e);
+        queue_entry_done(e);
+    }
+    return v;
 }
 
 /* ------------------------------------------------------------ paging */
@@ -348,7 +402,7 @@ void queue_indexed(uint64_t lsn)
         next = TAILQ_NEXT(q, over_link);
         shrink(q);
         if (q->nconsumers)
-            queue_mark_dirty(q);
+            mark_dirty(q);
     }
 }
 
@@ -397,8 +451,13 @@ static int page_one(void *arg, const struct store_msgref *r)
     e = entry_new(q, m);
     msg_unref(m);
     e->redeliveries = r->deliveries;
+    /* A durable subscription's message may be in the store before its
+     * selector ran (sub_matches() keeps what the budget cannot judge yet),
+     * and what left memory forgets its verdict: judged again before
+     * delivery, and before it can expire into the dead-letter queue. */
+    e->unfiltered = q->durable && q->durable->sel;
     tree_insert(q, e);
-    if (expired) {
+    if (expired && !e->unfiltered) {
         tree_remove(q, e);
         q->npending--;
         expire(e);
@@ -512,6 +571,8 @@ void queue_remove_consumer(struct queue *q, struct sub *s)
 {
     if (q->rr == s)
         q->rr = TAILQ_NEXT(s, q_link);
+    if (q->scan_end == s)
+        q->scan_end = NULL;
     TAILQ_REMOVE(&q->consumers, s, q_link);
     q->nconsumers--;
     skip_reset(q);
@@ -527,7 +588,8 @@ void queue_remove_consumer(struct queue *q, struct sub *s)
     queue_mark_dirty(q);
 }
 
-enum pick { PICK_NONE_READY, PICK_NO_MATCH, PICK_OK };
+/* PICK_LATER: the selector budget ran out before a consumer was found. */
+enum pick { PICK_NONE_READY, PICK_NO_MATCH, PICK_OK, PICK_LATER };
 
 static struct sub *first_exclusive(struct queue *q)
 {
@@ -538,11 +600,13 @@ static struct sub *first_exclusive(struct queue *q)
     return NULL;
 }
 
-static enum pick pick(struct queue *q, struct msg *m, struct sub **out)
+/* resumed: this message's consumer scan was stopped by the budget; it goes
+ * on from q->rr to where it would have ended. */
+static enum pick pick(struct queue *q, struct msg *m, bool resumed, struct sub **out)
 {
     if (q->owner) {
         /* A topic subscription's private backlog: the selector already
-         * ran when the message was published. */
+         * ran (when the message was published, or filter()). */
         if (!sub_ready(q->owner))
             return PICK_NONE_READY;
         *out = q->owner;
@@ -552,8 +616,9 @@ static enum pick pick(struct queue *q, struct msg *m, struct sub **out)
     if (ex) {
         if (!sub_ready(ex))
             return PICK_NONE_READY;
-        if (!sub_matches(ex, m))
-            return PICK_NO_MATCH;
+        enum sub_verdict v = sub_select(sub_sel(ex), m);
+        if (v != SUB_YES)
+            return v == SUB_LATER ? PICK_LATER : PICK_NO_MATCH;
         *out = ex;
         return PICK_OK;
     }
@@ -561,9 +626,14 @@ static enum pick pick(struct queue *q, struct msg *m, struct sub **out)
     if (m->group) {
         HASH_FIND_STR(q->groups, m->group, g);
         if (g) {
-            if (sub_ready(g->sub) && sub_matches(g->sub, m)) {
-                *out = g->sub;
-                return PICK_OK;
+            if (sub_ready(g->sub)) {
+                enum sub_verdict v = sub_select(sub_sel(g->sub), m);
+                if (v == SUB_LATER)
+                    return PICK_LATER;
+                if (v == SUB_YES) {
+                    *out = g->sub;
+                    return PICK_OK;
+                }
             }
             /* The group waits for its owner; others may still take other
              * messages, so report "no match" rather than "none ready". */
@@ -575,12 +645,24 @@ static enum pick pick(struct queue *q, struct msg *m, struct sub **out)
         }
     }
     struct sub *start = q->rr ? q->rr : TAILQ_FIRST(&q->consumers);
-    struct sub *s = start;
+    struct sub *end = start;
     bool any_ready = false;
+    if (resumed && q->scan_end) {
+        end = q->scan_end;
+        any_ready = q->scan_ready;
+    }
+    struct sub *s = start;
     do {
         if (sub_ready(s)) {
             any_ready = true;
-            if (sub_matches(s, m)) {
+            enum sub_verdict v = sub_select(sub_sel(s), m);
+            if (v == SUB_LATER) {
+                q->rr = s;
+                q->scan_end = end;
+                q->scan_ready = any_ready;
+                return PICK_LATER;
+            }
+            if (v == SUB_YES) {
                 struct sub *nx = TAILQ_NEXT(s, q_link);
                 q->rr = nx ? nx : TAILQ_FIRST(&q->consumers);
                 if (m->group && m->group_seq != -1) {
@@ -597,7 +679,7 @@ static enum pick pick(struct queue *q, struct msg *m, struct sub **out)
         s = TAILQ_NEXT(s, q_link);
         if (!s)
             s = TAILQ_FIRST(&q->consumers);
-    } while (s != start);
+    } while (s != end);
     return any_ready ? PICK_NO_MATCH : PICK_NONE_READY;
 }
 
@@ -652,15 +734,40 @@ void queue_push(struct queue *q, struct msg *m)
             expire(e);
             return;
         }
-        if (pick(q, m, &s) == PICK_OK) {
+        /* choosing a consumer is this message's routing: its own budget */
+        struct sub_pass pass;
+        sub_pass_begin(&pass);
+        enum pick r = pick(q, m, false, &s);
+        sub_pass_end(&pass);
+        if (r == PICK_OK) {
             deliver(q, s, e);
+            return;
+        }
+        if (r == PICK_LATER) {
+            /* dispatch goes on with the scan, in a later pass */
+            q->npending++;
+            add_pending(q, e);
+            q->resuming = true;
+            q->resume = key_of(m);
+            q->rescan = false;
+            mark_dirty(q);
             return;
         }
     }
     q->npending++;
     add_pending(q, e);
     if (q->nconsumers > 0)
-        queue_mark_dirty(q);
+        mark_dirty(q);
+}
+
+void queue_push_unfiltered(struct queue *q, struct msg *m)
+{
+    struct qentry *e = entry_new(q, m);
+    e->unfiltered = true;
+    q->npending++;
+    add_pending(q, e);
+    if (q->nconsumers > 0)
+        mark_dirty(q);
 }
 
 bool queue_return(struct qentry *e, enum return_why why)
@@ -683,18 +790,39 @@ bool queue_return(struct qentry *e, enum return_why why)
     /* back to its place: an O(log n) insert, whatever the backlog */
     q->npending++;
     add_pending(q, e);
-    queue_mark_dirty(q);
+    mark_dirty(q);
     return false;
 }
 
-void queue_dispatch(struct queue *q)
+/* Stopped by the budget at e: the next pass (a later loop iteration, once
+ * the budget is refilled) goes on from its key. */
+static void stop(struct queue *q, const struct qentry *e, const struct sub_pass *pass)
 {
-    if (q->npending == 0 || q->nconsumers == 0)
-        return;
+    q->resuming = true;
+    q->resume = key_of(e->msg);
+    q->starved = pass->done == 0;
+    mark_dirty(q);
+}
+
+static void dispatch(struct queue *q, const struct sub_pass *pass)
+{
+    bool from = q->resuming;
+    struct qkey fk = q->resume;
+    q->resuming = false;
+    if (!from)
+        q->rescan = false; /* a sweep from the top sees everything */
     page_in(q);
     int64_t now = server_now_ms();
     bool skipped = false;
-    struct qentry *e = RB_MIN(qtree, &q->pending);
+    struct qentry *e;
+    if (from) {
+        struct qentry probe;
+        struct msg pm = {.priority = (uint8_t)(MSG_PRIORITIES - 1 - fk.rprio), .seq = fk.seq};
+        probe.msg = &pm;
+        e = RB_NFIND(qtree, &q->pending, &probe);
+    } else {
+        e = RB_MIN(qtree, &q->pending);
+    }
     while (e || (q->paged && !skipped)) {
         if (q->paged && (!e || key_cmp(key_of(e->msg), q->limit) >= 0)) {
             /* everything below the limit was offered: read more first */
@@ -703,11 +831,15 @@ void queue_dispatch(struct queue *q)
             probe.msg = &pm;
             if (!page_in(q)) {
                 /* a full window nobody takes from: skip it, once per
-                 * round (the next round goes on) */
-                if (skipped || !skip_window(q))
+                 * round (the next round goes on). Only when every message
+                 * in it was refused: a sweep that went on from a stop
+                 * has not offered again what came ahead of the stop or
+                 * what a consumer ready since may take (the sweep from
+                 * the top asked for below does). */
+                if (skipped || (from && q->rescan) || !skip_window(q))
                     break;
                 skipped = true;
-                queue_mark_dirty(q);
+                mark_dirty(q);
                 if (!page_in(q))
                     break;
             }
@@ -715,6 +847,16 @@ void queue_dispatch(struct queue *q)
             continue;
         }
         struct qentry *next = RB_NEXT(qtree, &q->pending, e);
+        enum sub_verdict v = filter(q, e);
+        if (v == SUB_LATER) {
+            q->scan_end = NULL;
+            stop(q, e, pass);
+            return;
+        }
+        if (v == SUB_NO) {
+            e = next;
+            continue;
+        }
         if (e->msg->expires && e->msg->expires <= now) {
             tree_remove(q, e);
             q->npending--;
@@ -723,7 +865,12 @@ void queue_dispatch(struct queue *q)
             continue;
         }
         struct sub *s;
-        enum pick r = pick(q, e->msg, &s);
+        enum pick r = pick(q, e->msg, from && key_cmp(key_of(e->msg), fk) == 0, &s);
+        if (r == PICK_LATER) {
+            stop(q, e, pass);
+            return;
+        }
+        q->scan_end = NULL;
         if (r == PICK_NONE_READY)
             break;
         if (r == PICK_NO_MATCH) {
@@ -737,27 +884,62 @@ void queue_dispatch(struct queue *q)
             break;
         e = next;
     }
+    /* A sweep that went on from a stop skipped what may be taken now ahead
+     * of that point: one more, from the top. */
+    if (from && q->rescan)
+        mark_dirty(q);
+    q->rescan = false;
     /* room in the window again: the next round reads more */
     if (q->paged && key_cmp(q->limit, KEY_END) != 0 && q->nconsumers && q->window_bytes < config.queue_window / 2)
-        queue_mark_dirty(q);
+        mark_dirty(q);
+}
+
+void queue_dispatch(struct queue *q)
+{
+    if (q->npending == 0 || q->nconsumers == 0)
+        return;
+    struct sub_pass pass;
+    sub_pass_begin_dispatch(&pass);
+    q->starved = false;
+    dispatch(q, &pass);
+    sub_pass_end(&pass);
 }
 
 bool queue_dispatch_dirty(void)
 {
     bool any = false;
+    /* Queues stopped by the selector budget wait here for the next loop
+     * iteration's budget, still dirty. */
+    struct queue_list later = TAILQ_HEAD_INITIALIZER(later);
     /* Dispatching can mark other queues dirty (dead letters); bound the
      * rounds so one busy queue cannot starve the loop. */
     for (int round = 0; round < 8 && !TAILQ_EMPTY(&srv.dirty); round++) {
         struct queue_list todo = TAILQ_HEAD_INITIALIZER(todo);
+        struct queue_list first = TAILQ_HEAD_INITIALIZER(first);
+        struct queue *q, *nq;
         TAILQ_CONCAT(&todo, &srv.dirty, dirty_link);
-        struct queue *q;
-        while ((q = TAILQ_FIRST(&todo))) {
-            TAILQ_REMOVE(&todo, q, dirty_link);
+        /* Queues the selector budget left nothing for last time go first,
+         * so one busy queue cannot take every iteration's budget. */
+        for (q = TAILQ_FIRST(&todo); q; q = nq) {
+            nq = TAILQ_NEXT(q, dirty_link);
+            if (q->starved) {
+                TAILQ_REMOVE(&todo, q, dirty_link);
+                TAILQ_INSERT_TAIL(&first, q, dirty_link);
+            }
+        }
+        TAILQ_CONCAT(&first, &todo, dirty_link);
+        while ((q = TAILQ_FIRST(&first))) {
+            TAILQ_REMOVE(&first, q, dirty_link);
+            if (q->resuming && sub_dispatch_budget_spent()) {
+                TAILQ_INSERT_TAIL(&later, q, dirty_link);
+                continue;
+            }
             q->dirty = false;
             queue_dispatch(q);
             any = true;
         }
     }
+    TAILQ_CONCAT(&srv.dirty, &later, dirty_link);
     return any;
 }
 
@@ -777,19 +959,46 @@ uint64_t queue_purge(struct queue *q)
     q->npending = 0;
     q->paged = false;
     q->skipping = false;
+    q->resuming = false;
     return n;
 }
 
 uint64_t queue_expire_due(int64_t now_ms)
 {
     uint64_t n = 0;
+    /* A backlog's copy its selector refuses was never the backlog's (it
+     * leaves without going to the dead-letter queue); one the budget
+     * cannot judge now waits out of the heap until the end, for the next
+     * sweep. */
+    struct sub_pass pass;
+    sub_pass_begin(&pass);
+    struct qentry **later = NULL;
+    size_t nlater = 0, caplater = 0;
     while (nheap > 0 && heap[0]->msg->expires <= now_ms) {
         struct qentry *e = heap[0];
         struct queue *q = e->q;
+        enum sub_verdict v = filter(q, e);
+        if (v == SUB_NO)
+            continue;
+        if (v == SUB_LATER) {
+            if (nlater == caplater) {
+                caplater = caplater ? 2 * caplater : 16;
+                later = realloc(later, caplater * sizeof *later);
+                if (!later)
+                    abort();
+            }
+            heap_remove(e);
+            later[nlater++] = e;
+            continue;
+        }
         tree_remove(q, e);
         q->npending--;
         expire(e);
         n++;
     }
+    for (size_t i = 0; i < nlater; i++)
+        heap_push(later[i]);
+    free(later);
+    sub_pass_end(&pass);
     return n;
 }

@@ -14,10 +14,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "stompd/acl.h"
+#include "stompd/auth.h"
 #include "stompd/config.h"
 #include "stompd/log.h"
 #include "stompd/notify.h"
 #include "stompd/reload.h"
+#include "stompd/tls.h"
 
 struct reload_hook {
     const char *name;
@@ -49,6 +52,18 @@ static int reload_log(const struct config *next, char *err, size_t errlen)
 }
 
 static const char *const log_keys[] = {"log.level", "log.file", NULL};
+/* Certificates are reread at every SIGHUP, changed names or not: a renewed
+ * certificate usually replaces the file in place. New connections get
+ * them; a bad one keeps the running ones (tls.c). */
+static const char *const tls_keys[] = {"tls.cert", "tls.key", "tls.ca", "tls.ciphers", "tls.min_version",
+                                       "tls.verify_clients", "tls.handshake_timeout", NULL};
+/* The users file and the ACL file are read again at every SIGHUP, changed
+ * path or not: editing them is how users and permissions change. Open
+ * connections keep who they logged in as; new CONNECTs and new frames
+ * see the new files. */
+static const char *const users_keys[] = {"auth.users", "auth.anonymous", "auth.cache", "http.admin_user",
+                                         "http.admin_password", "http.admin_group", NULL};
+static const char *const acl_keys[] = {"auth.acl", NULL};
 
 /* Each WebSocket handshake reads the running list: copying it is enough. */
 static int reload_ws_origins(const struct config *next, char *err, size_t errlen)
@@ -61,11 +76,13 @@ static int reload_ws_origins(const struct config *next, char *err, size_t errlen
 
 static const char *const ws_keys[] = {"stomp.ws_origins", NULL};
 
-/* One line per module that reloads. (The security change adds users, ACLs
- * and certificates here.) */
+/* One line per module that reloads. (TLS adds certificates here.) */
 static const struct reload_hook hooks[] = {
     {"log", log_keys, true, reload_log},
     {"websocket origins", ws_keys, false, reload_ws_origins},
+    {"tls", tls_keys, true, tls_reload},
+    {"users", users_keys, true, auth_reload},
+    {"acl", acl_keys, true, acl_reload},
 };
 
 #define NHOOKS (sizeof hooks / sizeof hooks[0])

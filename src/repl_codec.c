@@ -11,7 +11,7 @@
 
 static const char *const type_names[] = {
     "?", "HELLO", "WELCOME", "REFUSE", "SNAPSHOT_BEGIN", "SNAPSHOT_CHUNK", "SNAPSHOT_END",
-    "ENTRIES", "ACK", "PING", "PONG",
+    "ENTRIES", "ACK", "PING", "PONG", "CHALLENGE", "PROOF",
 };
 
 const char *repl_type_name(uint8_t t)
@@ -19,9 +19,12 @@ const char *repl_type_name(uint8_t t)
     return t < sizeof type_names / sizeof type_names[0] ? type_names[t] : "?";
 }
 
+/* A read that does not fit sets bad and moves nothing; once bad, every
+ * read returns 0 (or "") and moves nothing, so the fields read after a
+ * failure never come from the wrong offset. */
 uint8_t repl_get_u8(struct repl_reader *r)
 {
-    if (r->left < 1) {
+    if (r->bad || r->left < 1) {
         r->bad = true;
         return 0;
     }
@@ -31,7 +34,7 @@ uint8_t repl_get_u8(struct repl_reader *r)
 
 uint32_t repl_get_u32(struct repl_reader *r)
 {
-    if (r->left < 4) {
+    if (r->bad || r->left < 4) {
         r->bad = true;
         return 0;
     }
@@ -43,21 +46,30 @@ uint32_t repl_get_u32(struct repl_reader *r)
 
 uint64_t repl_get_u64(struct repl_reader *r)
 {
+    if (r->bad || r->left < 8) {
+        r->bad = true;
+        return 0;
+    }
     uint64_t hi = repl_get_u32(r);
     return hi << 32 | repl_get_u32(r);
 }
 
 const char *repl_get_str(struct repl_reader *r, uint32_t *len)
 {
-    uint32_t n = repl_get_u32(r);
-    if (r->bad || n > r->left) {
+    *len = 0;
+    if (r->bad || r->left < 4) {
         r->bad = true;
-        *len = 0;
         return "";
     }
-    const char *s = r->p;
-    r->p += n;
-    r->left -= n;
+    const uint8_t *u = (const uint8_t *)r->p;
+    uint32_t n = (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
+    if (n > r->left - 4) {
+        r->bad = true;
+        return "";
+    }
+    const char *s = r->p + 4;
+    r->p += 4 + (size_t)n;
+    r->left -= 4 + (size_t)n;
     *len = n;
     return s;
 }

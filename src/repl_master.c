@@ -1,8 +1,9 @@
-/* Replication, master side: the listener (bound only while master), one
- * session per slave (HELLO with token check; a stream from the slave's
- * position or a snapshot first), a bounded send window per slave so a slow
- * one never holds the others, PING/PONG liveness, and the quorum tracker
- * fed by every ACK and by the master's own store. */
+/* Replication, master side: the listener (bound only while master, over
+ * TLS with store.tls), one session per slave (the token proven both ways
+ * before anything else: HELLO, CHALLENGE, PROOF, WELCOME; then a stream
+ * from the slave's position or a snapshot first), a bounded send window
+ * per slave so a slow one never holds the others, PING/PONG liveness, and
+ * the quorum tracker fed by every ACK and by the master's own store. */
 #include "config.h"
 
 #include <assert.h>
@@ -23,8 +24,10 @@
 #include "stompd/persist.h"
 #include "stompd/quorum.h"
 #include "stompd/repl.h"
+#include "stompd/repl_auth.h"
 #include "stompd/server.h"
 #include "stompd/store.h"
+#include "stompd/tls.h"
 
 #define OUT_HIGH_WATER (1u << 20)
 #define ENTRIES_FRAME_BYTES (256u << 10)
@@ -34,13 +37,17 @@
  * warning; shorter pauses are the window doing its job under load. */
 #define PAUSE_WARN_AFTER 1.0
 
-/* A session: waiting for HELLO, sending a snapshot, then streaming. */
-enum sess_state { S_HELLO, S_SNAPSHOT, S_STREAM };
+/* A session: waiting for HELLO, then for the slave's PROOF (neither
+ * authenticated: nothing is sent to it but CHALLENGE or REFUSE, and it
+ * counts for nothing), sending a snapshot, then streaming. */
+enum sess_state { S_HELLO, S_PROOF, S_SNAPSHOT, S_STREAM };
 
 struct session {
     struct repl_peer *peer;
     uint64_t id;
-    char node_id[40];
+    char node_id[40];           /* once authenticated */
+    char claimed[40];           /* the id its HELLO gave (checked: printable) */
+    uint8_t nonce_s[REPL_NONCE_LEN], nonce_m[REPL_NONCE_LEN];
     enum sess_state state;
     uint64_t next_lsn;
     uint64_t received, durable;
@@ -92,19 +99,29 @@ static struct {
     enum wait_state { W_NONE, W_FEW_CONNECTED, W_BEHIND } wait_state, warned;
     struct repl_drop_info drops[REPL_DROPS_KEPT];
     uint64_t ndrops;
+    uint64_t auth_failures;     /* peers whose PROOF was wrong */
+    uint64_t evicted;           /* unauthenticated peers closed for a newer one */
+    ev_tstamp evict_logged;
 } M;
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 static void pump(struct session *s);
 
-static const char *const sess_names[] = {"hello", "snapshot", "stream"};
+static const char *const sess_names[] = {"hello", "proof", "snapshot", "stream"};
+
+/* Has the slave proven it knows the token? */
+static bool session_authed(const struct session *s)
+{
+    return s->state >= S_SNAPSHOT;
+}
 
 /* Every session state change goes through here: forward only. */
 static void session_set_state(struct session *s, enum sess_state to)
 {
     static const unsigned ok[] = {
-        [S_HELLO] = 1u << S_SNAPSHOT | 1u << S_STREAM,
+        [S_HELLO] = 1u << S_PROOF,
+        [S_PROOF] = 1u << S_SNAPSHOT | 1u << S_STREAM,
         [S_SNAPSHOT] = 1u << S_STREAM,
         [S_STREAM] = 0,
     };
@@ -123,7 +140,7 @@ static void session_set_state(struct session *s, enum sess_state to)
 static const char *session_blocked(const struct session *s)
 {
     const struct repl_peer *p = s->peer;
-    if (repl_peer_dead(p) || s->state == S_HELLO)
+    if (repl_peer_dead(p) || !session_authed(s))
         return NULL;
     if (s->state == S_STREAM) {
         if (s->next_lsn > M.last_lsn && repl_peer_pending(p) == 0)
@@ -264,7 +281,7 @@ static void update_floor(void)
     uint64_t floor = 0;
     for (struct session *s = M.sessions; s; s = s->next) {
         uint64_t need = s->state == S_SNAPSHOT ? s->snap_lsn + 1 : s->received + 1;
-        if (s->state != S_HELLO && (floor == 0 || need < floor))
+        if (session_authed(s) && (floor == 0 || need < floor))
             floor = need;
     }
     store_set_prune_floor(floor);
@@ -296,7 +313,7 @@ static void update_waiting(ev_tstamp now)
     if (M.wait_state == W_BEHIND) {
         const char *sep = "; behind: ";
         for (struct session *s = M.sessions; s && n > 0 && (size_t)n < sizeof M.waiting; s = s->next) {
-            if (s->state == S_HELLO || (s->state == S_STREAM && s->received > c))
+            if (!session_authed(s) || (s->state == S_STREAM && s->received > c))
                 continue;
             n += snprintf(M.waiting + n, sizeof M.waiting - (size_t)n, "%s%s at lsn %" PRIu64 "%s", sep,
                           session_name(s), s->received,
@@ -376,7 +393,7 @@ static void session_drop(struct session *s, const char *why)
     ev_timer_stop(srv.loop, &s->ping);
     store_snapshot_close(s->snap);
     repl_peer_free(s->peer);
-    if (s->node_id[0] && s->state != S_HELLO)
+    if (s->node_id[0] && session_authed(s))
         note_drop(s, why);
     if (s->node_id[0])
         log_warn("replication: slave %s (%s) dropped: %s", s->node_id, repl_peer_name(s->peer), why);
@@ -413,21 +430,22 @@ static void console_addr(char *out, size_t len)
 
 static void refuse(struct session *s, const char *why)
 {
-    log_warn("replication: refusing %s: %s", repl_peer_name(s->peer), why);
+    if (s->claimed[0])
+        log_warn("replication: refusing %s (node %s): %s", repl_peer_name(s->peer), s->claimed, why);
+    else
+        log_warn("replication: refusing %s: %s", repl_peer_name(s->peer), why);
     size_t f = repl_frame_begin(repl_peer_out(s->peer), R_REFUSE);
     repl_put_str(repl_peer_out(s->peer), why, strlen(why));
     repl_frame_end(repl_peer_out(s->peer), f);
     repl_peer_flush(s->peer);
 }
 
-static bool token_ok(const char *tok, uint32_t len)
+/* What the proofs of this session are computed over. */
+static struct repl_auth_input auth_input(const struct session *s)
 {
-    const char *want = config.security_token;
-    size_t wl = strlen(want);
-    unsigned diff = (unsigned)(wl ^ len);
-    for (size_t i = 0; i < len; i++)
-        diff |= (unsigned char)tok[i] ^ (unsigned char)want[wl ? i % wl : 0];
-    return diff == 0;
+    const char *me = store_info()->node_id;
+    return (struct repl_auth_input){config.security_token, strlen(config.security_token), s->nonce_s, s->nonce_m,
+                                    s->claimed, strlen(s->claimed), me, strlen(me)};
 }
 
 /* The epoch and checksum of our entry at lsn, from the ring or the journal. */
@@ -457,22 +475,60 @@ static int on_hello(struct session *s, struct repl_reader *r)
         refuse(s, why);
         return -1;
     }
-    uint32_t tl, nl;
-    const char *tok = repl_get_str(r, &tl);
+    uint32_t nl, cl;
     const char *node = repl_get_str(r, &nl);
+    const char *nonce = repl_get_str(r, &cl);
+    if (r->bad || cl != REPL_NONCE_LEN || r->left) {
+        refuse(s, "malformed HELLO");
+        return -1;
+    }
+    if (!repl_node_id_ok(node, nl)) {
+        refuse(s, "malformed HELLO: a node id is 1 to 39 of A-Z a-z 0-9 . _ : -");
+        return -1;
+    }
+    memcpy(s->claimed, node, nl);
+    s->claimed[nl] = '\0';
+    memcpy(s->nonce_s, nonce, REPL_NONCE_LEN);
+    if (repl_auth_nonce(s->nonce_m) != 0) {
+        log_err("replication: no random bytes for a handshake nonce");
+        refuse(s, "the master cannot make a nonce");
+        return -1;
+    }
+    const char *me = store_info()->node_id;
+    size_t f = repl_frame_begin(repl_peer_out(s->peer), R_CHALLENGE);
+    repl_put_str(repl_peer_out(s->peer), me, strlen(me));
+    repl_put_str(repl_peer_out(s->peer), (const char *)s->nonce_m, REPL_NONCE_LEN);
+    repl_frame_end(repl_peer_out(s->peer), f);
+    session_set_state(s, S_PROOF);
+    repl_peer_flush(s->peer);
+    return 0;
+}
+
+/* The slave's PROOF: it knows the token (this connection's nonces, so no
+ * recorded handshake does), and where its journal stands. Only now is it
+ * a slave: it may replace an older session of its node, it is told
+ * (WELCOME, with this master's own proof) and sent state, and its ACKs
+ * count. */
+static int on_proof(struct session *s, struct repl_reader *r)
+{
+    uint32_t pl;
+    const char *proof = repl_get_str(r, &pl);
     uint64_t last_epoch = repl_get_u64(r);
     uint64_t last_lsn = repl_get_u64(r);
     uint64_t max_epoch = repl_get_u64(r);
     uint64_t last_sum = repl_get_u64(r);
-    if (r->bad) {
-        refuse(s, "malformed HELLO");
+    if (r->bad || r->left) {
+        refuse(s, "malformed PROOF");
         return -1;
     }
-    if (!token_ok(tok, tl)) {
-        refuse(s, "wrong security token");
+    struct repl_auth_input in = auth_input(s);
+    if (!repl_auth_check(REPL_AUTH_SLAVE, &in, proof, pl)) {
+        M.auth_failures++;
+        refuse(s, "authentication failed: its store.security_token is not this master's");
         return -1;
     }
-    snprintf(s->node_id, sizeof s->node_id, "%.*s", (int)(nl < 39 ? nl : 39), node);
+    repl_peer_trust(s->peer);
+    snprintf(s->node_id, sizeof s->node_id, "%s", s->claimed);
     if (max_epoch > M.epoch) {
         char why[160];
         snprintf(why, sizeof why, "this master's epoch %" PRIu64 " is older than epoch %" PRIu64 " the slave has seen",
@@ -516,7 +572,10 @@ static int on_hello(struct session *s, struct repl_reader *r)
     else if (!last_sum)
         reason = "its last entry's checksum is unknown (a store from before entry checksums)";
 
+    uint8_t mine[REPL_PROOF_LEN];
+    repl_auth_proof(REPL_AUTH_MASTER, &in, mine);
     size_t f = repl_frame_begin(repl_peer_out(s->peer), R_WELCOME);
+    repl_put_str(repl_peer_out(s->peer), (const char *)mine, sizeof mine);
     repl_put_u64(repl_peer_out(s->peer), M.epoch);
     const struct store_info *si = store_info();
     repl_put_str(repl_peer_out(s->peer), si->node_id, strlen(si->node_id));
@@ -604,11 +663,19 @@ static int peer_frame(struct repl_peer *p, uint8_t type, struct repl_reader *r)
         log_warn("replication: %s sent %s before HELLO", repl_peer_name(p), repl_type_name(type));
         return -1;
     }
+    if (s->state == S_PROOF && type != R_PROOF) {
+        log_warn("replication: %s sent %s instead of its PROOF", repl_peer_name(p), repl_type_name(type));
+        return -1;
+    }
     switch (type) {
     case R_HELLO:
         if (s->state != S_HELLO)
             return -1;
         return on_hello(s, r);
+    case R_PROOF:
+        if (s->state != S_PROOF)
+            return -1;
+        return on_proof(s, r);
     case R_ACK:
         return on_ack(s, r);
     case R_PING: {
@@ -788,8 +855,10 @@ static void ping_cb(struct ev_loop *loop, ev_timer *w, int revents)
     struct session *s = container_of(w, struct session, ping);
     double timeout = (double)config.repl_timeout / 1000.0;
     double idle = ev_now(loop) - s->peer->st.last_rx;
-    if (s->state == S_HELLO && ev_now(loop) - s->started > timeout) {
-        repl_peer_close(s->peer, "no HELLO");
+    if (!session_authed(s)) {
+        /* nothing goes to an unauthenticated peer, pings included */
+        if (ev_now(loop) - s->started > timeout)
+            repl_peer_close(s->peer, "handshake not finished within store.repl_timeout");
         return;
     }
     if (idle > timeout) {
@@ -806,8 +875,35 @@ static void ping_cb(struct ev_loop *loop, ev_timer *w, int revents)
     repl_peer_flush(s->peer);
 }
 
+/* At most store.max_unauthenticated peers in their handshake: one more
+ * closes the oldest of them (sessions are kept newest first), so strangers
+ * hold little memory, and a real slave, whose handshake takes one round
+ * trip, is not kept out by connections that never finish theirs. */
+static void cap_unauthenticated(void)
+{
+    struct session *s, *oldest = NULL;
+    int64_t n = 0;
+    for (s = M.sessions; s; s = s->next)
+        if (!session_authed(s) && !repl_peer_dead(s->peer)) {
+            n++;
+            oldest = s;
+        }
+    if (n < config.repl_max_unauth || !oldest)
+        return;
+    M.evicted++;
+    ev_tstamp now = ev_now(srv.loop);
+    if (now - M.evict_logged >= 10.0) {
+        M.evict_logged = now;
+        log_warn("replication: more than %lld connections without a proof of the token (store.max_unauthenticated): "
+                 "closing the oldest (%s); %" PRIu64 " so far",
+                 (long long)config.repl_max_unauth, repl_peer_name(oldest->peer), M.evicted);
+    }
+    repl_peer_close(oldest->peer, "too many connections in their handshake (store.max_unauthenticated)");
+}
+
 static void accept_slave(struct listener *l, int fd, const char *name)
 {
+    cap_unauthenticated();
     struct session *s = calloc(1, sizeof *s);
     if (!s)
         abort();
@@ -853,6 +949,7 @@ int repl_master_start(uint64_t epoch, char *err, size_t errlen)
     M.listener.addr_key = "store.bind";
     M.listener.nodelay = true;
     M.listener.accept = accept_slave;
+    M.listener.secure = config.store_tls ? tls_accept_peer : NULL;
     if (listener_start(&M.listener, config.store_bind, err, errlen) != 0)
         return -EADDRINUSE;
     M.epoch = epoch;
@@ -872,6 +969,16 @@ int repl_master_start(uint64_t epoch, char *err, size_t errlen)
     log_info("replication: master in epoch %" PRIu64 ", listening on %s (sync %s, replicas %lld)", epoch,
              config.store_bind, modes, (long long)config.replicas);
     return 0;
+}
+
+uint64_t repl_master_auth_failures(void)
+{
+    return M.auth_failures;
+}
+
+uint64_t repl_master_handshakes_evicted(void)
+{
+    return M.evicted;
 }
 
 bool repl_master_running(void)
@@ -900,7 +1007,7 @@ size_t repl_master_slaves(struct repl_slave_info *out, size_t max)
 {
     size_t n = 0;
     for (struct session *s = M.sessions; s && n < max; s = s->next) {
-        if (s->state == S_HELLO)
+        if (!session_authed(s))
             continue;
         snprintf(out[n].node_id, sizeof out[n].node_id, "%s", s->node_id);
         snprintf(out[n].peer, sizeof out[n].peer, "%s", repl_peer_name(s->peer));

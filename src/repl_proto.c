@@ -28,6 +28,13 @@ static size_t peer_input(struct stream *s, const char *data, size_t len)
         struct repl_reader r;
         size_t flen = 0;
         int got = repl_frame_split(data + off, len - off, &type, &r, &flen);
+        if (flen > (size_t)p->max_frame + 4) {
+            /* before the handshake is done, only small frames */
+            char why[128];
+            snprintf(why, sizeof why, "protocol error: a frame of %zu bytes before authentication", flen - 4);
+            stream_close(s, why);
+            return len;
+        }
         if (got == 0)
             break;
         if (got < 0) {
@@ -83,6 +90,7 @@ struct repl_peer *repl_peer_new(int fd, const char *name, bool connecting, const
         abort();
     p->ops = ops;
     p->owner = owner;
+    p->max_frame = REPL_MAX_UNAUTH_FRAME;
     p->st.out_limit = OUT_HIGH_WATER;
     p->st.low_water = OUT_HIGH_WATER / 4;
     stream_init(&p->st, fd, name, &peer_stream_ops, connecting);

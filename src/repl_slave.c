@@ -1,8 +1,10 @@
-/* Replication, slave side: connect to the master, say where this store
- * stands, install a snapshot when the master says so, apply the entry
- * stream through the same store writer the master uses, and acknowledge
- * received and durable positions. Refuses any master older than the
- * highest epoch seen (fencing), and reconnects with backoff. */
+/* Replication, slave side: connect to the master (over TLS with
+ * store.tls), prove the token and have the master prove it too (a node
+ * that cannot is not followed: nothing it says is acted on), say where
+ * this store stands, install a snapshot when the master says so, apply the
+ * entry stream through the same store writer the master uses, and
+ * acknowledge received and durable positions. Refuses any master older
+ * than the highest epoch seen (fencing), and reconnects with backoff. */
 #include "config.h"
 
 #include <assert.h>
@@ -21,10 +23,14 @@
 #include "stompd/journal.h"
 #include "stompd/log.h"
 #include "stompd/repl.h"
+#include "stompd/repl_auth.h"
 #include "stompd/server.h"
 #include "stompd/store.h"
+#include "stompd/tls.h"
 
-enum link_state { L_IDLE, L_WAIT_WELCOME, L_SNAPSHOT, L_STREAM };
+/* Waiting for the master's CHALLENGE, then for its WELCOME (neither side
+ * proven yet), then installing a snapshot or streaming. */
+enum link_state { L_IDLE, L_WAIT_CHALLENGE, L_WAIT_WELCOME, L_SNAPSHOT, L_STREAM };
 
 static struct {
     bool running;
@@ -45,18 +51,21 @@ static struct {
     uint64_t sent_received, sent_durable;
     uint64_t snap_lsn;
     bool refused_logged;
+    uint8_t nonce_s[REPL_NONCE_LEN], nonce_m[REPL_NONCE_LEN];
+    char claimed_master[40];  /* the id the master's CHALLENGE gave (checked) */
 } L;
 
 static void schedule_retry(void);
 
-static const char *const link_names[] = {"idle", "wait-welcome", "snapshot", "stream"};
+static const char *const link_names[] = {"idle", "wait-challenge", "wait-welcome", "snapshot", "stream"};
 
 /* Every link state change goes through here. A link ends (idle) from any
  * state; otherwise it only moves forward. */
 static void link_set_state(enum link_state to)
 {
     static const unsigned ok[] = {
-        [L_IDLE] = 1u << L_WAIT_WELCOME | 1u << L_IDLE,
+        [L_IDLE] = 1u << L_WAIT_CHALLENGE | 1u << L_IDLE,
+        [L_WAIT_CHALLENGE] = 1u << L_WAIT_WELCOME | 1u << L_IDLE,
         [L_WAIT_WELCOME] = 1u << L_SNAPSHOT | 1u << L_STREAM | 1u << L_IDLE,
         [L_SNAPSHOT] = 1u << L_STREAM | 1u << L_IDLE,
         [L_STREAM] = 1u << L_IDLE,
@@ -73,7 +82,7 @@ static void link_set_state(enum link_state to)
 
 static void send_ack(void)
 {
-    if (!L.peer || repl_peer_dead(L.peer) || L.state == L_WAIT_WELCOME)
+    if (!L.peer || repl_peer_dead(L.peer) || L.state < L_SNAPSHOT)
         return;
     if (L.received == L.sent_received && L.durable == L.sent_durable)
         return;
@@ -109,8 +118,58 @@ static void see_epoch(uint64_t epoch)
     }
 }
 
-static int on_welcome(struct repl_reader *r)
+/* What this link's proofs are computed over. */
+static struct repl_auth_input auth_input(void)
 {
+    const char *me = store_info()->node_id;
+    return (struct repl_auth_input){config.security_token, strlen(config.security_token), L.nonce_s, L.nonce_m,
+                                    me, strlen(me), L.claimed_master, strlen(L.claimed_master)};
+}
+
+/* The master's CHALLENGE: prove the token over both nonces, and say where
+ * this journal stands. */
+static int on_challenge(struct repl_peer *p, struct repl_reader *r)
+{
+    uint32_t il, nl;
+    const char *id = repl_get_str(r, &il);
+    const char *nonce = repl_get_str(r, &nl);
+    if (r->bad || r->left || nl != REPL_NONCE_LEN || !repl_node_id_ok(id, il)) {
+        log_err("replication: malformed CHALLENGE from %s", L.master);
+        return -1;
+    }
+    memcpy(L.claimed_master, id, il);
+    L.claimed_master[il] = '\0';
+    memcpy(L.nonce_m, nonce, REPL_NONCE_LEN);
+    struct repl_auth_input in = auth_input();
+    uint8_t proof[REPL_PROOF_LEN];
+    repl_auth_proof(REPL_AUTH_SLAVE, &in, proof);
+    size_t f = repl_frame_begin(repl_peer_out(p), R_PROOF);
+    repl_put_str(repl_peer_out(p), (const char *)proof, sizeof proof);
+    repl_put_u64(repl_peer_out(p), L.received_epoch);
+    repl_put_u64(repl_peer_out(p), L.received);
+    repl_put_u64(repl_peer_out(p), L.max_epoch);
+    repl_put_u64(repl_peer_out(p), L.received_sum);
+    repl_frame_end(repl_peer_out(p), f);
+    link_set_state(L_WAIT_WELCOME);
+    repl_peer_flush(p);
+    return 0;
+}
+
+static int on_welcome(struct repl_peer *p, struct repl_reader *r)
+{
+    /* nothing the master says counts before it proves the token: a node
+     * that cannot might make this one wipe its store for a "snapshot" */
+    uint32_t pl;
+    const char *proof = repl_get_str(r, &pl);
+    struct repl_auth_input in = auth_input();
+    if (r->bad || !repl_auth_check(REPL_AUTH_MASTER, &in, proof, pl)) {
+        if (!L.refused_logged)
+            log_err("replication: %s (node %s) did not prove it knows store.security_token: not following it",
+                    L.master, L.claimed_master);
+        L.refused_logged = true;
+        return -1;
+    }
+    repl_peer_trust(p);
     uint64_t epoch = repl_get_u64(r);
     uint32_t il;
     const char *id = repl_get_str(r, &il);
@@ -122,6 +181,10 @@ static int on_welcome(struct repl_reader *r)
     uint64_t head = repl_get_u64(r);
     if (r->bad || fenced(epoch, "WELCOME"))
         return -1;
+    if (il != strlen(L.claimed_master) || memcmp(id, L.claimed_master, il) != 0) {
+        log_err("replication: %s welcomed this node as another node than it challenged it", L.master);
+        return -1;
+    }
     snprintf(L.master_http, sizeof L.master_http, "%.*s", (int)(hl < sizeof L.master_http ? hl : sizeof L.master_http - 1), http);
     L.master_head = head;
     see_epoch(epoch);
@@ -196,16 +259,26 @@ static int on_entries(struct repl_reader *r)
 
 static int link_frame(struct repl_peer *p, uint8_t type, struct repl_reader *r)
 {
+    if (L.state < L_SNAPSHOT && type != R_CHALLENGE && type != R_WELCOME && type != R_REFUSE) {
+        log_warn("replication: %s sent %s during the handshake", L.master, repl_type_name(type));
+        return -1;
+    }
     switch (type) {
+    case R_CHALLENGE:
+        if (L.state != L_WAIT_CHALLENGE)
+            return -1;
+        return on_challenge(p, r);
     case R_WELCOME:
         if (L.state != L_WAIT_WELCOME)
             return -1;
-        return on_welcome(r);
+        return on_welcome(p, r);
     case R_REFUSE: {
         uint32_t len;
         const char *why = repl_get_str(r, &len);
+        char text[256];
+        repl_printable(why, len, text, sizeof text);
         if (!L.refused_logged)
-            log_err("replication: master %s refused this node: %.*s", L.master, (int)len, why);
+            log_err("replication: master %s refused this node: %s", L.master, text);
         L.refused_logged = true;
         repl_peer_close(p, "refused by the master");
         return 0;
@@ -296,17 +369,22 @@ static void connect_master(void)
         schedule_retry();
         return;
     }
+    if (repl_auth_nonce(L.nonce_s) != 0) {
+        log_err("replication: no random bytes for a handshake nonce");
+        close(fd);
+        schedule_retry();
+        return;
+    }
     L.peer = repl_peer_new(fd, L.master, true, &link_ops, NULL);
-    link_set_state(L_WAIT_WELCOME);
+    if (config.store_tls)
+        tls_connect_peer(&L.peer->st);
+    link_set_state(L_WAIT_CHALLENGE);
+    L.claimed_master[0] = '\0';
     const struct store_info *si = store_info();
     size_t f = repl_frame_begin(repl_peer_out(L.peer), R_HELLO);
     repl_put_u32(repl_peer_out(L.peer), REPL_VERSION);
-    repl_put_str(repl_peer_out(L.peer), config.security_token, strlen(config.security_token));
     repl_put_str(repl_peer_out(L.peer), si->node_id, strlen(si->node_id));
-    repl_put_u64(repl_peer_out(L.peer), L.received_epoch);
-    repl_put_u64(repl_peer_out(L.peer), L.received);
-    repl_put_u64(repl_peer_out(L.peer), L.max_epoch);
-    repl_put_u64(repl_peer_out(L.peer), L.received_sum);
+    repl_put_str(repl_peer_out(L.peer), (const char *)L.nonce_s, REPL_NONCE_LEN);
     repl_frame_end(repl_peer_out(L.peer), f);
     log_debug("replication: connecting to master %s at lsn %" PRIu64, L.master, L.received);
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <uthash.h>
 
+#include "stompd/acl.h"
 #include "stompd/config.h"
 #include "stompd/conn.h"
 #include "stompd/dest.h"
@@ -42,16 +43,49 @@ static char errbuf[1400];
 
 /* ------------------------------------------------------------ authorization */
 
-bool route_allowed(const struct conn *c, enum dest_kind kind, const char *name, enum route_perm perm)
+static char denied_message[256], denied_detail[1200];
+
+static enum acl_perm acl_perm_of(enum route_perm perm)
 {
-    /* The per-destination check (acl_allows(principal, kind, name, perm))
-     * goes here: every destination and pattern a frame names, every
-     * queue a virtual topic or a wildcard consumer adds, comes through. */
-    (void)c;
-    (void)kind;
-    (void)name;
-    (void)perm;
-    return true;
+    return perm == ROUTE_READ ? ACL_READ : ACL_WRITE;
+}
+
+bool route_allowed(const struct principal *who, const char *name, enum route_perm perm)
+{
+    /* the ACL (acl.h): temporary destinations and the broker itself
+     * (who NULL) are always allowed; a refusal is counted */
+    return acl_allows_dest(who, name, acl_perm_of(perm));
+}
+
+/* Quietly (not counted as a refused frame): may who take from or give to
+ * the concrete destination d that a pattern or a virtual topic adds? */
+bool route_allowed_quiet(const struct principal *who, const struct dest *d, enum route_perm perm)
+{
+    if (!who || !acl_active() || dest_is_temp(d))
+        return true;
+    return acl_allows(who, d->kind == DEST_QUEUE ? ACL_QUEUE : ACL_TOPIC, dest_short_name(d->name), acl_perm_of(perm));
+}
+
+const char *route_denied(void)
+{
+    return denied_message;
+}
+
+static int deny(const struct principal *who, const char *name, enum route_perm perm, const char **err)
+{
+    acl_explain(who, name, acl_perm_of(perm), denied_message, sizeof denied_message, denied_detail,
+                sizeof denied_detail);
+    *err = denied_detail;
+    return -EACCES;
+}
+
+/* dest_open refused to create a destination (no admin permission) */
+static int open_denied(const char *err, const char **out)
+{
+    snprintf(denied_message, sizeof denied_message, "%s", dest_denied());
+    snprintf(denied_detail, sizeof denied_detail, "%s", err);
+    *out = denied_detail;
+    return -EACCES;
 }
 
 /* ------------------------------------------------------------ tries */
@@ -162,7 +196,8 @@ static void attach_watcher(void *item, void *arg)
     /* a root watching through two patterns takes the queue once */
     if (sub_leg_on(root, x->q))
         return;
-    if (!route_allowed(root->conn, DEST_QUEUE, x->q->name, ROUTE_READ))
+    /* a wildcard consumer takes only the queues it may read */
+    if (!route_allowed_quiet(root->conn->who, x->q, ROUTE_READ))
         return;
     sub_add_leg(root, x->q);
 }
@@ -309,6 +344,7 @@ static int each_element(const char *names, const char **err, int (*fn)(void *arg
 
 struct send_ctx {
     struct conn *c;
+    const struct principal *who;
     bool admitted;
     struct route *r;
     const char **err;
@@ -328,8 +364,8 @@ static int send_elem(void *arg, const char *name)
     if (!temp && dname_is_pattern(dest_short_name(resolved)))
         return fail(x->err, -EINVAL, "'%.200s' is a wildcard pattern: a message goes to named destinations only "
                                      "(wildcards are for SUBSCRIBE)", name);
-    if (!route_allowed(x->c, kind, resolved, ROUTE_WRITE))
-        return fail(x->err, -EACCES, "not allowed to send to '%.200s'", name);
+    if (!route_allowed(x->who, resolved, ROUTE_WRITE))
+        return deny(x->who, resolved, ROUTE_WRITE, x->err);
     struct dest *d = dest_find(resolved);
     if (!d && temp && (resolved == name || !x->c)) {
         if (x->admitted)
@@ -337,7 +373,10 @@ static int send_elem(void *arg, const char *name)
         return fail(x->err, -ENOENT, "'%.200s' does not exist: the connection that created it has closed", name);
     }
     if (!d) {
-        int rc = x->admitted ? ((d = dest_get(resolved, x->c, &err)) ? 0 : -EINVAL) : dest_open(resolved, x->c, &d, &err);
+        int rc = x->admitted ? ((d = dest_get(resolved, x->c, &err)) ? 0 : -EINVAL)
+                             : dest_open(resolved, x->c, x->who, &d, &err);
+        if (rc == -EACCES)
+            return open_denied(err, x->err);
         if (rc != 0)
             return fail(x->err, rc, "'%.200s': %s", name, err);
     }
@@ -351,10 +390,11 @@ static int send_elem(void *arg, const char *name)
     return 0;
 }
 
-int route_send(struct conn *c, const char *names, bool admitted, struct route *out, const char **err)
+int route_send(struct conn *c, const struct principal *who, const char *names, bool admitted, struct route *out,
+               const char **err)
 {
     memset(out, 0, sizeof *out);
-    struct send_ctx x = {c, admitted, out, err, {0}};
+    struct send_ctx x = {c, who, admitted, out, err, {0}};
     int rc = each_element(names, err, send_elem, &x);
     if (rc == 0 && out->n == 0)
         rc = fail(err, -ENOENT, "none of the destinations of '%.200s' exists any more", names);
@@ -371,7 +411,7 @@ int route_send(struct conn *c, const char *names, bool admitted, struct route *o
             struct vtopic *v;
             HASH_FIND_STR(vtopics, d->name, v);
             for (uint32_t k = 0; v && k < v->n; k++)
-                if (route_allowed(c, DEST_QUEUE, v->q[k]->name, ROUTE_WRITE))
+                if (route_allowed_quiet(who, v->q[k], ROUTE_WRITE)) /* consumer queues are queues */
                     push(out, v->q[k], d);
         }
     }
@@ -413,8 +453,11 @@ static int sub_elem(void *arg, const char *name)
     bool temp = kind == DEST_TEMP_QUEUE || kind == DEST_TEMP_TOPIC;
     if (temp && resolved == name && (!d || d->owner != x->c))
         return fail(x->err, -EPERM, "only the connection that created '%.200s' may consume from it", name);
-    if (!route_allowed(x->c, kind, resolved, ROUTE_READ))
-        return fail(x->err, -EACCES, "not allowed to consume from '%.200s'", name);
+    /* a pattern is checked as named (an entry covering it covers what it
+     * can match); each destination it matches is checked again when it
+     * reaches the subscription (route_allowed_quiet) */
+    if (!route_allowed(x->c->who, resolved, ROUTE_READ))
+        return deny(x->c->who, resolved, ROUTE_READ, x->err);
     struct route_sub *r = x->r;
     struct route_sub_target t = {NULL, NULL};
     if (kind == DEST_QUEUE && dname_is_pattern(dest_short_name(resolved))) {
@@ -428,7 +471,9 @@ static int sub_elem(void *arg, const char *name)
         }
     } else {
         if (!d) {
-            int rc = dest_open(resolved, x->c, &d, &err);
+            int rc = dest_open(resolved, x->c, x->c->who, &d, &err);
+            if (rc == -EACCES)
+                return open_denied(err, x->err);
             if (rc != 0)
                 return fail(x->err, rc, "'%.200s': %s", name, err);
         }

@@ -476,7 +476,7 @@ static void publish_copy(struct msg *copy, struct op *op)
 {
     struct route r;
     const char *err, *why;
-    if (route_send(NULL, copy->dest, true, &r, &err) != 0) {
+    if (route_send(NULL, NULL, copy->dest, true, &r, &err) != 0) {
         log_warn("scheduled message %s: not delivered: %s", copy->id, err);
         route_free(&r);
         return;

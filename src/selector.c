@@ -1,6 +1,9 @@
 /* JMS message selectors: a lexer and recursive-descent parser turn the text
  * into a tree held in one arena, which the evaluator then only reads, so one
- * compiled selector can be matched from any number of threads at once. */
+ * compiled selector can be matched from any number of threads at once.
+ * Selectors arrive from the network and run on the loop thread: compiling
+ * is bounded (length, depth, complexity), LIKE patterns become automata
+ * (like.c), and evaluation can be given a budget of steps. */
 #include "config.h"
 
 #include <errno.h>
@@ -13,11 +16,13 @@
 #include <string.h>
 #include <strings.h>
 
+#include "stompd/like.h"
 #include "stompd/selector.h"
 
 /* Selectors arrive from the network; these bound the memory and the stack
- * one hostile SUBSCRIBE can make us spend. */
-#define SEL_MAX_LEN 4096
+ * one hostile SUBSCRIBE can make us spend (the caller's limits are at most
+ * as generous). */
+#define SEL_MAX_LEN SELECTOR_MAX_LENGTH
 #define SEL_MAX_DEPTH 100
 
 /* ------------------------------------------------------------------ arena */
@@ -162,17 +167,6 @@ enum nkind {
  * ANY because a header's meaning depends on what it is compared with. */
 enum stype { ST_ANY, ST_BOOL, ST_NUM, ST_STR };
 
-enum { L_BYTE, L_ONE, L_ANY };
-
-struct lop {
-    unsigned char kind, c;
-};
-
-struct like {
-    size_t n;
-    struct lop op[];
-};
-
 struct strlit {
     const char *p;
     size_t n;
@@ -187,6 +181,7 @@ struct node {
     enum tk link;          /* arithmetic chain: operator joining this kid to the ones before */
     enum tk op;            /* N_CMP */
     bool negate;
+    uint32_t slot;         /* N_IDENT: its name's index, for the per-evaluation cache */
     union {
         struct val lit;
         const char *name;
@@ -208,10 +203,19 @@ struct node {
     } u;
 };
 
+/* The automata live outside the arena; this list frees them. */
+struct like_ref {
+    struct like *l;
+    struct like_ref *next;
+};
+
 struct selector {
     struct chunk *arena;
     const char *text;
     const struct node *root;
+    struct like_ref *likes;
+    uint32_t nidents;      /* distinct identifier names */
+    uint64_t complexity;
 };
 
 /* ----------------------------------------------------------------- parser */
@@ -220,12 +224,18 @@ struct parser {
     const char *text;
     size_t len;
     struct chunk **arena;
+    struct selector *sel;
     struct tok *toks;
     size_t ntoks, cur;
     int depth;
     int rc;
     char *err;
     size_t errlen;
+    uint64_t work, max_work; /* complexity so far, and its limit (0: none) */
+    /* identifier names seen, by hash: index + 1, 0 = empty */
+    const char **names;
+    uint32_t *ntab;
+    uint32_t ntabcap;
 };
 
 static bool is_digit(unsigned char c)
@@ -293,6 +303,27 @@ static int fail(struct parser *p, size_t pos, const char *fmt, ...)
         va_end(ap);
         snprintf(p->err, p->errlen, "selector: %s at column %zu", what, column(p->text, pos));
     }
+    return p->rc;
+}
+
+/* A limit of the caller's was passed: a distinct code, so the caller can
+ * name the setting. */
+static int fail_limit(struct parser *p, int code, size_t pos, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail_limit(struct parser *p, int code, size_t pos, const char *fmt, ...)
+{
+    if (p->rc)
+        return p->rc;
+    if (p->err && p->errlen) {
+        char what[256];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof what, fmt, ap);
+        va_end(ap);
+        snprintf(p->err, p->errlen, "selector: %s at column %zu", what, column(p->text, pos));
+    }
+    p->rc = code;
     return p->rc;
 }
 
@@ -402,10 +433,15 @@ static int lex_number(struct parser *p, size_t *i, struct tok *t)
     size_t len = j - *i;
     if (approx) {
         /* strtod on the text itself would also read hex, "inf" and more. */
-        char buf[SEL_MAX_LEN + 1];
+        char small[64];
+        char *buf = len < sizeof small ? small : malloc(len + 1);
+        if (!buf)
+            return oom(p);
         memcpy(buf, s + *i, len);
         buf[len] = '\0';
         t->d = strtod(buf, NULL);
+        if (buf != small)
+            free(buf);
         if (!isfinite(t->d))
             return fail(p, *i, "number %.*s out of range", (int)(len > 40 ? 40 : len), s + *i);
         t->kind = TK_DBL;
@@ -558,9 +594,23 @@ static int enter(struct parser *p)
     return 0;
 }
 
+/* Complexity: one unit per node and IN item, plus what building each LIKE
+ * automaton costs (like.c counts it). */
+static int spend(struct parser *p, uint64_t units, size_t pos)
+{
+    p->work += units;
+    if (p->max_work && p->work > p->max_work)
+        return fail_limit(p, SELECTOR_TOO_COMPLEX, pos, "too complex (compiled size over %llu)",
+                          (unsigned long long)p->max_work);
+    return 0;
+}
+
 static int new_node(struct parser *p, enum nkind kind, enum stype type, size_t pos,
                     struct node **out)
 {
+    int rc = spend(p, 1, pos);
+    if (rc)
+        return rc;
     struct node *n = arena_alloc(p->arena, sizeof *n);
     if (!n)
         return oom(p);
@@ -606,6 +656,34 @@ static int want_str(struct parser *p, const struct node *n, const char *what)
 static int parse_expr(struct parser *p, struct node **out);
 static int parse_unary(struct parser *p, struct node **out);
 
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+/* The same name always gets the same slot, so an evaluation looks each
+ * header up once however often the selector names it. The table has room
+ * for every token, so it never fills. */
+static uint32_t intern(struct parser *p, const char *name)
+{
+    uint32_t j = (uint32_t)name_hash(name) & (p->ntabcap - 1);
+    while (p->ntab[j]) {
+        uint32_t k = p->ntab[j] - 1;
+        if (!strcmp(p->names[k], name))
+            return k;
+        j = (j + 1) & (p->ntabcap - 1);
+    }
+    uint32_t k = p->sel->nidents++;
+    p->names[k] = name;
+    p->ntab[j] = k + 1;
+    return k;
+}
+
 static int parse_primary(struct parser *p, struct node **out)
 {
     const struct tok *t = advance(p);
@@ -644,6 +722,7 @@ static int parse_primary(struct parser *p, struct node **out)
         if ((rc = new_node(p, N_IDENT, ST_ANY, t->pos, &n)))
             return rc;
         n->u.name = t->s;
+        n->slot = intern(p, t->s);
         break;
     case TK_LP:
         if ((rc = parse_expr(p, &n)))
@@ -751,43 +830,26 @@ static int parse_add(struct parser *p, struct node **out)
     return parse_arith(p, TK_PLUS, TK_MINUS, parse_mul, out);
 }
 
-static int like_compile(struct parser *p, const struct tok *pat, const struct tok *esc,
-                        const struct like **out)
+/* The pattern becomes an automaton now, once, whatever it costs to match
+ * later; building it counts toward the selector's complexity. */
+static int pattern_compile(struct parser *p, const struct tok *pat, const struct tok *esc,
+                           const struct like **out)
 {
-    const unsigned char *s = (const unsigned char *)pat->s;
-    size_t n = pat->slen;
-    const char *e = esc ? esc->s : NULL;
-    size_t elen = esc ? esc->slen : 0;
-    /* A pattern byte yields at most one op. */
-    struct like *l = arena_alloc(p->arena, sizeof *l + n * sizeof l->op[0]);
-    if (!l)
+    struct like_ref *ref = arena_alloc(p->arena, sizeof *ref);
+    if (!ref)
         return oom(p);
-    size_t k = 0;
-    for (size_t i = 0; i < n;) {
-        /* As in ActiveMQ: the escape makes whatever follows it literal, and
-         * a trailing escape stands for itself. */
-        if (elen && n - i >= elen && !memcmp(s + i, e, elen)) {
-            size_t take = elen;
-            if (i + elen < n) {
-                i += elen;
-                take = unitlen(s + i, n - i);
-            }
-            for (size_t j = 0; j < take; j++)
-                l->op[k++] = (struct lop){L_BYTE, s[i + j]};
-            i += take;
-        } else if (s[i] == '%') {
-            if (k == 0 || l->op[k - 1].kind != L_ANY)
-                l->op[k++] = (struct lop){L_ANY, 0};
-            i++;
-        } else if (s[i] == '_') {
-            l->op[k++] = (struct lop){L_ONE, 0};
-            i++;
-        } else {
-            l->op[k++] = (struct lop){L_BYTE, s[i]};
-            i++;
-        }
-    }
-    l->n = k;
+    struct like *l;
+    int rc = like_compile(pat->s, pat->slen, esc ? esc->s : NULL, esc ? esc->slen : 0, p->max_work,
+                          &p->work, &l);
+    if (rc == -ERANGE)
+        return fail_limit(p, SELECTOR_TOO_COMPLEX, pat->pos,
+                          "too complex (compiled size over %llu; this LIKE pattern's automaton would pass it)",
+                          (unsigned long long)p->max_work);
+    if (rc)
+        return oom(p);
+    ref->l = l;
+    ref->next = p->sel->likes;
+    p->sel->likes = ref;
     *out = l;
     return 0;
 }
@@ -815,7 +877,7 @@ static int parse_like(struct parser *p, struct node *x, bool negate, size_t pos,
         return rc;
     n->negate = negate;
     n->u.like.x = x;
-    if ((rc = like_compile(p, pat, esc, &n->u.like.pat)))
+    if ((rc = pattern_compile(p, pat, esc, &n->u.like.pat)))
         return rc;
     *out = n;
     return 0;
@@ -839,6 +901,8 @@ static int parse_in(struct parser *p, struct node *x, bool negate, size_t pos, s
             describe(p, t, d, sizeof d);
             return fail(p, t->pos, "IN list takes only string literals; found %s", d);
         }
+        if ((rc = spend(p, 1, t->pos)))
+            return rc;
         struct strlit *item = arena_alloc(p->arena, sizeof *item);
         if (!item)
             return oom(p);
@@ -1010,21 +1074,24 @@ static int parse_expr(struct parser *p, struct node **out)
     return 0;
 }
 
-int selector_compile(const char *text, struct selector **out, char *err, size_t errlen)
+int selector_compile_limited(const char *text, const struct selector_limits *lim, struct selector **out,
+                             char *err, size_t errlen)
 {
     *out = NULL;
     if (err && errlen)
         err[0] = '\0';
+    size_t max_len = lim && lim->max_length && lim->max_length < SEL_MAX_LEN ? lim->max_length : SEL_MAX_LEN;
     struct selector *sel = calloc(1, sizeof *sel);
-    struct parser p = {.text = text ? text : "", .err = err, .errlen = errlen};
+    struct parser p = {.text = text ? text : "", .err = err, .errlen = errlen, .sel = sel,
+                       .max_work = lim ? lim->max_complexity : 0};
     if (!sel)
         return oom(&p);
     p.arena = &sel->arena;
-    p.len = strnlen(p.text, SEL_MAX_LEN + 1);
+    p.len = strnlen(p.text, max_len + 1);
     struct node *root = NULL;
     int rc;
-    if (p.len > SEL_MAX_LEN) {
-        rc = fail(&p, SEL_MAX_LEN, "selector longer than %d bytes", SEL_MAX_LEN);
+    if (p.len > max_len) {
+        rc = fail_limit(&p, SELECTOR_TOO_LONG, max_len, "selector longer than %zu bytes", max_len);
         goto out;
     }
     char *copy = arena_alloc(p.arena, p.len + 1);
@@ -1040,6 +1107,16 @@ int selector_compile(const char *text, struct selector **out, char *err, size_t 
         rc = fail(&p, p.len, "empty selector");
         goto out;
     }
+    /* Every identifier is a token: room for all of them, half full at most. */
+    p.ntabcap = 16;
+    while (p.ntabcap < 2 * p.ntoks)
+        p.ntabcap *= 2;
+    p.ntab = calloc(p.ntabcap, sizeof *p.ntab);
+    p.names = malloc(p.ntoks * sizeof *p.names);
+    if (!p.ntab || !p.names) {
+        rc = oom(&p);
+        goto out;
+    }
     if ((rc = parse_expr(&p, &root)))
         goto out;
     if (peek(&p)->kind != TK_EOF) {
@@ -1052,8 +1129,11 @@ int selector_compile(const char *text, struct selector **out, char *err, size_t 
         goto out;
     }
     sel->root = root;
+    sel->complexity = p.work;
 out:
     free(p.toks);
+    free(p.ntab);
+    free(p.names);
     if (rc) {
         selector_free(sel);
         return rc;
@@ -1062,12 +1142,51 @@ out:
     return 0;
 }
 
+int selector_compile(const char *text, struct selector **out, char *err, size_t errlen)
+{
+    return selector_compile_limited(text, NULL, out, err, errlen);
+}
+
+uint64_t selector_complexity(const struct selector *s)
+{
+    return s ? s->complexity : 0;
+}
+
 /* ------------------------------------------------------------- evaluation */
+
+/* A header's value, looked up at most once per evaluation. */
+struct cached {
+    const char *p;
+    size_t n;
+    bool done;
+};
 
 struct env {
     selector_lookup_fn lookup;
     void *ctx;
+    int64_t *left;     /* the budget; negative once spent */
+    bool over;         /* spent: the evaluation unwinds, its result void */
+    struct cached *cache;
 };
+
+/* Charge n steps; false (and the evaluation is over) once past the budget. */
+static bool charge(struct env *e, size_t n)
+{
+    if (e->over)
+        return false;
+    *e->left -= (int64_t)n;
+    if (*e->left < 0) {
+        e->over = true;
+        return false;
+    }
+    return true;
+}
+
+/* Comparing, converting or searching a string reads it: its bytes count. */
+static bool reading(struct env *e, struct val v)
+{
+    return (v.t != V_RAW && v.t != V_STR) || charge(e, v.u.s.n);
+}
 
 static struct val tri_val(enum tri t)
 {
@@ -1283,35 +1402,6 @@ static enum tri compare(enum tk op, struct val a, struct val b)
     return TRI_UNKNOWN;
 }
 
-static bool like_match(const struct like *l, const unsigned char *s, size_t n)
-{
-    /* The classic wildcard walk: only the latest '%' is ever retried, which
-     * suffices because a later '%' can absorb whatever an earlier one
-     * would have, and keeps the cost at O(len(s) * len(pattern)). */
-    size_t p = 0, i = 0, star = SIZE_MAX, mark = 0;
-    while (i < n) {
-        if (p < l->n && l->op[p].kind == L_BYTE && l->op[p].c == s[i]) {
-            p++;
-            i++;
-        } else if (p < l->n && l->op[p].kind == L_ONE) {
-            i += unitlen(s + i, n - i);
-            p++;
-        } else if (p < l->n && l->op[p].kind == L_ANY) {
-            star = p++;
-            mark = i;
-        } else if (star != SIZE_MAX) {
-            p = star + 1;
-            mark += unitlen(s + mark, n - mark);
-            i = mark;
-        } else {
-            return false;
-        }
-    }
-    while (p < l->n && l->op[p].kind == L_ANY)
-        p++;
-    return p == l->n;
-}
-
 static enum tri negate_if(bool neg, enum tri t)
 {
     if (!neg || t == TRI_UNKNOWN)
@@ -1330,28 +1420,47 @@ static enum tri and3(enum tri a, enum tri b)
 
 /* Recursion here follows the tree, whose height the parser's depth limit
  * bounds, so it is as safe as the parse was. */
-static struct val eval(const struct node *n, const struct env *e)
+static struct val lookup_ident(const struct node *n, struct env *e)
+{
+    struct val v = {.t = V_NULL};
+    struct cached once = {0};
+    struct cached *c = e->cache ? &e->cache[n->slot] : &once;
+    if (!c->done) {
+        const char *s = e->lookup ? e->lookup(e->ctx, n->u.name) : NULL;
+        /* the lookup may charge for its own search; strlen reads the value */
+        size_t len = s ? strlen(s) : 0;
+        if (!charge(e, len))
+            return v;
+        c->p = s;
+        c->n = len;
+        c->done = true;
+    }
+    if (c->p) {
+        v.t = V_RAW;
+        v.u.s.p = c->p;
+        v.u.s.n = c->n;
+    }
+    return v;
+}
+
+static struct val eval(const struct node *n, struct env *e)
 {
     struct val v = {.t = V_NULL}, w;
     enum tri t;
+    /* one step per node; a spent budget unwinds the whole evaluation */
+    if (!charge(e, 1))
+        return v;
     switch (n->kind) {
     case N_LIT:
         return n->u.lit;
-    case N_IDENT: {
-        const char *s = e->lookup ? e->lookup(e->ctx, n->u.name) : NULL;
-        if (s) {
-            v.t = V_RAW;
-            v.u.s.p = s;
-            v.u.s.n = strlen(s);
-        }
-        return v;
-    }
+    case N_IDENT:
+        return lookup_ident(n, e);
     case N_POS:
-        if (!to_num(eval(n->u.kid, e), &w))
+        if (!reading(e, w = eval(n->u.kid, e)) || !to_num(w, &w))
             return v;
         return w;
     case N_NEG:
-        if (!to_num(eval(n->u.kid, e), &w))
+        if (!reading(e, w = eval(n->u.kid, e)) || !to_num(w, &w))
             return v;
         if (w.t == V_INT && w.u.i != LLONG_MIN) {
             w.u.i = -w.u.i;
@@ -1365,16 +1474,20 @@ static struct val eval(const struct node *n, const struct env *e)
     case N_ARITH: {
         struct val acc;
         const struct node *k = n->u.kid;
-        if (!to_num(eval(k, e), &acc))
+        if (!reading(e, acc = eval(k, e)) || !to_num(acc, &acc))
             return v;
         for (k = k->next; k; k = k->next) {
-            if (!to_num(eval(k, e), &w) || !arith(k->link, acc, w, &acc))
+            if (!reading(e, w = eval(k, e)) || !to_num(w, &w) || !arith(k->link, acc, w, &acc))
                 return v;
         }
         return acc;
     }
-    case N_CMP:
-        return tri_val(compare(n->op, eval(n->u.bin.l, e), eval(n->u.bin.r, e)));
+    case N_CMP: {
+        struct val l = eval(n->u.bin.l, e), r = eval(n->u.bin.r, e);
+        if (!reading(e, l) || !reading(e, r))
+            return v;
+        return tri_val(compare(n->op, l, r));
+    }
     case N_AND:
     case N_OR: {
         /* FALSE decides an AND and TRUE an OR, whatever else is unknown. */
@@ -1394,30 +1507,38 @@ static struct val eval(const struct node *n, const struct env *e)
     case N_BETWEEN: {
         /* BETWEEN is arithmetic only, so headers in it are read as numbers
          * even when no operand is a number literal. */
-        struct val x, lo, hi;
-        if (!to_num(eval(n->u.between.x, e), &x))
+        struct val x = eval(n->u.between.x, e), lo = eval(n->u.between.lo, e),
+                   hi = eval(n->u.between.hi, e);
+        if (!reading(e, x) || !reading(e, lo) || !reading(e, hi))
+            return v;
+        if (!to_num(x, &x))
             x.t = V_NULL;
-        if (!to_num(eval(n->u.between.lo, e), &lo))
+        if (!to_num(lo, &lo))
             lo.t = V_NULL;
-        if (!to_num(eval(n->u.between.hi, e), &hi))
+        if (!to_num(hi, &hi))
             hi.t = V_NULL;
         t = and3(compare(TK_LE, lo, x), compare(TK_LE, x, hi));
         return tri_val(negate_if(n->negate, t));
     }
     case N_LIKE: {
         struct val x = eval(n->u.like.x, e);
-        if (!is_str(x))
+        if (e->over || !is_str(x))
             return v;
-        t = like_match(n->u.like.pat, (const unsigned char *)x.u.s.p, x.u.s.n) ? TRI_TRUE
-                                                                               : TRI_FALSE;
-        return tri_val(negate_if(n->negate, t));
+        int r = like_run(n->u.like.pat, x.u.s.p, x.u.s.n, e->left);
+        if (r < 0) {
+            e->over = true;
+            return v;
+        }
+        return tri_val(negate_if(n->negate, r ? TRI_TRUE : TRI_FALSE));
     }
     case N_IN: {
         struct val x = eval(n->u.in.x, e);
-        if (!is_str(x))
+        if (e->over || !is_str(x))
             return v;
         t = TRI_FALSE;
         for (const struct strlit *it = n->u.in.items; it; it = it->next) {
+            if (!charge(e, 1 + (it->n == x.u.s.n ? it->n : 0)))
+                return v;
             if (it->n == x.u.s.n && !memcmp(it->p, x.u.s.p, it->n)) {
                 t = TRI_TRUE;
                 break;
@@ -1432,12 +1553,32 @@ static struct val eval(const struct node *n, const struct env *e)
     return v;
 }
 
-bool selector_match(const struct selector *s, selector_lookup_fn lookup, void *ctx)
+int selector_eval(const struct selector *s, selector_lookup_fn lookup, void *ctx, int64_t *budget)
 {
     if (!s || !s->root)
-        return false;
-    struct env e = {.lookup = lookup, .ctx = ctx};
-    return to_tri(eval(s->root, &e)) == TRI_TRUE;
+        return 0;
+    struct cached small[16];
+    struct cached *cache = small;
+    if (s->nidents > sizeof small / sizeof small[0])
+        cache = calloc(s->nidents, sizeof *cache); /* NULL: no cache, still correct */
+    else
+        memset(small, 0, sizeof small);
+    struct env e = {.lookup = lookup, .ctx = ctx, .left = budget, .cache = cache};
+    enum tri t = to_tri(eval(s->root, &e));
+    if (cache != small)
+        free(cache);
+    if (e.over) {
+        if (*budget > 0)
+            *budget = 0;
+        return -1;
+    }
+    return t == TRI_TRUE ? 1 : 0;
+}
+
+bool selector_match(const struct selector *s, selector_lookup_fn lookup, void *ctx)
+{
+    int64_t unlimited = INT64_MAX;
+    return selector_eval(s, lookup, ctx, &unlimited) == 1;
 }
 
 const char *selector_text(const struct selector *s)
@@ -1449,6 +1590,8 @@ void selector_free(struct selector *s)
 {
     if (!s)
         return;
+    for (struct like_ref *r = s->likes; r; r = r->next)
+        like_free(r->l);
     arena_free(s->arena);
     free(s);
 }

@@ -33,6 +33,7 @@
 #include "stompd/stream.h"
 #include "stompd/sub.h"
 #include "stompd/ws.h"
+#include "stompd/tls.h"
 
 struct server srv;
 
@@ -103,7 +104,7 @@ static int listen_ws(void)
     srv.ws.name = "WebSocket";
     srv.ws.addr_key = "stomp.ws_listen";
     srv.ws.limit_key = "broker.max_connections";
-    srv.ws.pool = &srv.stomp; /* one limit for every client connection */
+    srv.ws.limit_with = &srv.stomp; /* one limit for every client connection */
     srv.ws.nodelay = true;
     srv.ws.accept = accept_ws;
     srv.ws.refuse = refuse_ws;
@@ -115,11 +116,63 @@ static int listen_ws(void)
     return 0;
 }
 
+/* stomp.wss_listen: WebSocket over TLS (a browser on an https:// page),
+ * the TLS transport under the WebSocket layer. Refused without a word, as
+ * for STOMP over TLS. */
+static int listen_wss(void)
+{
+    char err[512];
+    if (!config.wss_listen[0] || listener_running(&srv.wss))
+        return 0;
+    srv.wss.name = "WebSocket over TLS";
+    srv.wss.addr_key = "stomp.wss_listen";
+    srv.wss.limit_key = "broker.max_connections";
+    srv.wss.limit_with = &srv.stomp;
+    srv.wss.nodelay = true;
+    srv.wss.accept = accept_ws;
+    srv.wss.secure = tls_accept_client;
+    if (listener_start(&srv.wss, config.wss_listen, err, sizeof err) != 0) {
+        log_err("WebSocket over TLS listener: %s", err);
+        return -1;
+    }
+    log_info("accepting STOMP over WebSocket over TLS on wss://%s/", config.wss_listen);
+    return 0;
+}
+
+/* stomp.tls_listen: STOMP over TLS (ActiveMQ's stomp+ssl), the same
+ * clients and the same connection limit as the plain listener. A refused
+ * TLS client gets no STOMP ERROR: it could not read one. */
+static int listen_tls_clients(void)
+{
+    char err[512];
+    if (!config.stomp_tls_listen[0] || listener_running(&srv.stomp_tls))
+        return 0;
+    srv.stomp_tls.name = "STOMP over TLS";
+    srv.stomp_tls.addr_key = "stomp.tls_listen";
+    srv.stomp_tls.limit_key = "broker.max_connections";
+    srv.stomp_tls.limit_with = &srv.stomp;
+    srv.stomp_tls.nodelay = true;
+    srv.stomp_tls.accept = accept_client;
+    srv.stomp_tls.secure = tls_accept_client;
+    if (listener_start(&srv.stomp_tls, config.stomp_tls_listen, err, sizeof err) != 0) {
+        log_err("STOMP over TLS listener: %s", err);
+        return -1;
+    }
+    log_info("accepting STOMP over TLS on %s", config.stomp_tls_listen);
+    return 0;
+}
+
+/* The listeners beside stomp.listen, sharing its connection limit. */
+static int listen_others(void)
+{
+    return listen_ws() == 0 && listen_wss() == 0 && listen_tls_clients() == 0 ? 0 : -1;
+}
+
 int server_listen_clients(void)
 {
     char err[512];
     if (listener_running(&srv.stomp))
-        return listen_ws();
+        return listen_others();
     srv.stomp.name = "STOMP";
     srv.stomp.addr_key = "stomp.listen";
     srv.stomp.limit_key = "broker.max_connections";
@@ -132,7 +185,7 @@ int server_listen_clients(void)
         return -1;
     }
     log_info("accepting STOMP clients on %s", config.stomp_listen);
-    return listen_ws();
+    return listen_others();
 }
 
 void server_close_clients(const char *why)
@@ -144,6 +197,14 @@ void server_close_clients(const char *why)
     if (listener_running(&srv.ws)) {
         listener_stop(&srv.ws);
         log_info("WebSocket listener closed: %s", why);
+    }
+    if (listener_running(&srv.wss)) {
+        listener_stop(&srv.wss);
+        log_info("WebSocket over TLS listener closed: %s", why);
+    }
+    if (listener_running(&srv.stomp_tls)) {
+        listener_stop(&srv.stomp_tls);
+        log_info("STOMP over TLS listener closed: %s", why);
     }
     struct conn *c, *next;
     for (c = TAILQ_FIRST(&srv.conns); c; c = next) {
@@ -255,6 +316,8 @@ void server_shutdown(void)
 {
     listener_stop(&srv.stomp);
     listener_stop(&srv.ws);
+    listener_stop(&srv.wss);
+    listener_stop(&srv.stomp_tls);
     stream_flush_all();
     struct conn *c;
     while ((c = TAILQ_FIRST(&srv.conns)))

@@ -45,12 +45,99 @@ void stream_layer_init(struct ev_loop *l)
     loop = l;
 }
 
+/* ------------------------------------------------------------ the plain socket */
+
+static ssize_t plain_read(struct stream *s, void *p, size_t n, char *why, size_t whylen)
+{
+    ssize_t r = recv(s->fd, p, n, 0);
+    if (r >= 0)
+        return r;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        return STREAM_IO_WANT_READ;
+    snprintf(why, whylen, "read error: %s", strerror(errno));
+    return STREAM_IO_ERROR;
+}
+
+static ssize_t plain_write(struct stream *s, const void *p, size_t n, char *why, size_t whylen)
+{
+    for (;;) {
+        ssize_t r = send(s->fd, p, n, MSG_NOSIGNAL);
+        if (r > 0)
+            return r;
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return STREAM_IO_WANT_WRITE;
+        snprintf(why, whylen, "write error: %s", r < 0 ? strerror(errno) : "zero write");
+        return STREAM_IO_ERROR;
+    }
+}
+
+static const struct stream_transport plain = {
+    .name = "tcp",
+    .read = plain_read,
+    .write = plain_write,
+};
+
+/* A stream's transport (one set up by hand, without stream_init, has
+ * none: the plain socket). */
+static const struct stream_transport *transport(const struct stream *s)
+{
+    return s->tr ? s->tr : &plain;
+}
+
+static bool tr_pending(const struct stream *s)
+{
+    return transport(s)->pending && transport(s)->pending(s);
+}
+
+/* Watch the socket for what the stream, and its transport, wait for:
+ * readable while open and not paused (unless a read waits to write), or
+ * while a write waits to read; writable while connecting, while output
+ * waits for room, or while a read waits to write. */
+static void arm(struct stream *s)
+{
+    bool rd = (s->state == STREAM_OPEN && s->paused == 0 && !s->rd_wants_wr) ||
+              (s->state == STREAM_CLOSING && s->filter && !s->rd_wants_wr) ||
+              (s->wr_wants_rd && (s->state == STREAM_OPEN || s->state == STREAM_CLOSING));
+    bool wr = s->state == STREAM_CONNECTING ||
+              (s->state != STREAM_DEAD && (s->writing || (s->rd_wants_wr && s->state == STREAM_OPEN)));
+    if (rd && !ev_is_active(&s->rd))
+        ev_io_start(loop, &s->rd);
+    else if (!rd && ev_is_active(&s->rd))
+        ev_io_stop(loop, &s->rd);
+    if (wr && !ev_is_active(&s->wr))
+        ev_io_start(loop, &s->wr);
+    else if (!wr && ev_is_active(&s->wr))
+        ev_io_stop(loop, &s->wr);
+}
+
+/* Read again before the loop sleeps, whatever the socket says. */
+static void want_read(struct stream *s)
+{
+    if (!s->in_resume && s->state == STREAM_OPEN) {
+        s->in_resume = true;
+        TAILQ_INSERT_TAIL(&resumed, s, resume_link);
+    }
+}
+
+void stream_set_transport(struct stream *s, const struct stream_transport *t, void *ctx)
+{
+    s->tr = t ? t : &plain;
+    s->tr_ctx = ctx;
+    if (tr_pending(s))
+        want_read(s);
+}
+
 void stream_init(struct stream *s, int fd, const char *peer, const struct stream_ops *ops, bool connecting)
 {
     s->fd = fd;
     s->ops = ops;
     s->state = connecting ? STREAM_CONNECTING : STREAM_OPEN;
     snprintf(s->peer, sizeof s->peer, "%s", peer);
+    s->tr = &plain;
+    s->tr_ctx = NULL;
+    s->rd_wants_wr = s->wr_wants_rd = false;
     if (!s->out_limit)
         s->out_limit = 1u << 20;
     if (!s->low_water)
@@ -59,12 +146,8 @@ void stream_init(struct stream *s, int fd, const char *peer, const struct stream
     ev_io_init(&s->wr, write_cb, fd, EV_WRITE);
     ev_init(&s->timer, timer_cb);
     s->last_rx = s->last_tx = ev_now(loop);
-    if (connecting) {
-        ev_io_start(loop, &s->wr);
-        s->writing = true;
-    } else {
-        ev_io_start(loop, &s->rd);
-    }
+    s->writing = connecting;
+    arm(s);
 }
 
 /* ------------------------------------------------------------ input */
@@ -118,44 +201,63 @@ static void offer_buffered(struct stream *s)
     account_input(s);
 }
 
-static void read_cb(struct ev_loop *l, ev_io *w, int revents)
+/* One read through the transport, offered to the protocol. */
+static void do_read(struct stream *s)
 {
-    struct stream *s = container_of(w, struct stream, rd);
     ssize_t n;
+    char why[192];
     if (buf_used(&s->in) == 0) {
-        n = recv(s->fd, scratch, sizeof scratch, 0);
+        n = transport(s)->read(s, scratch, sizeof scratch, why, sizeof why);
         if (n > 0) {
-            s->last_rx = ev_now(l);
+            s->last_rx = ev_now(loop);
             size_t used = deliver(s, scratch, (size_t)n);
             if (keeps_input(s) && used < (size_t)n)
                 buf_append(&s->in, scratch + used, (size_t)n - used);
             account_input(s);
-            return;
         }
     } else {
         buf_reserve(&s->in, READ_CHUNK);
-        n = recv(s->fd, s->in.data + s->in.len, s->in.cap - s->in.len, 0);
+        n = transport(s)->read(s, s->in.data + s->in.len, s->in.cap - s->in.len, why, sizeof why);
         if (n > 0) {
-            s->last_rx = ev_now(l);
+            s->last_rx = ev_now(loop);
             s->in.len += (size_t)n;
             offer_buffered(s);
-            return;
         }
     }
-    if (n == 0) {
+    if (n > 0) {
+        /* a TLS record holds more than one read took: no readiness will
+         * say so */
+        if (s->state == STREAM_OPEN && s->paused == 0 && tr_pending(s))
+            want_read(s);
+    } else if (n == 0) {
         stream_close(s, "peer closed the connection");
-    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-        char why[128];
-        snprintf(why, sizeof why, "read error: %s", strerror(errno));
+    } else if (n == STREAM_IO_WANT_WRITE) {
+        s->rd_wants_wr = true;
+        arm(s);
+    } else if (n == STREAM_IO_ERROR) {
         stream_close(s, why);
     }
 }
 
+static void read_cb(struct ev_loop *l, ev_io *w, int revents)
+{
+    struct stream *s = container_of(w, struct stream, rd);
+    if (s->wr_wants_rd) {
+        /* the output waited for this */
+        s->wr_wants_rd = false;
+        if (stream_flush(s) < 0)
+            return;
+        arm(s);
+        if (s->state != STREAM_OPEN || s->paused || s->rd_wants_wr)
+            return;
+    }
+    do_read(s);
+}
+
 void stream_pause(struct stream *s, uint8_t reason)
 {
-    if (s->paused == 0 && s->state == STREAM_OPEN)
-        ev_io_stop(loop, &s->rd);
     s->paused |= reason;
+    arm(s);
 }
 
 void stream_resume(struct stream *s, uint8_t reason)
@@ -165,23 +267,33 @@ void stream_resume(struct stream *s, uint8_t reason)
     s->paused &= (uint8_t)~reason;
     if (s->paused || s->state != STREAM_OPEN)
         return;
-    ev_io_start(loop, &s->rd);
-    /* input read before the pause is offered before the loop sleeps */
-    if (input_waiting(s) && !s->in_resume) {
-        s->in_resume = true;
-        TAILQ_INSERT_TAIL(&resumed, s, resume_link);
-    }
+    arm(s);
+    /* input read before the pause (or decoded by the transport) is
+     * offered before the loop sleeps */
+    if (input_waiting(s) || tr_pending(s))
+        want_read(s);
 }
 
 bool stream_run_resumed(void)
 {
     bool any = false;
     struct stream *s;
-    while ((s = TAILQ_FIRST(&resumed))) {
+    /* the streams queued now: one queued again while this runs (more
+     * input decoded) waits for the next call */
+    size_t n = 0;
+    TAILQ_FOREACH(s, &resumed, resume_link)
+        n++;
+    while (n-- > 0 && (s = TAILQ_FIRST(&resumed))) {
         TAILQ_REMOVE(&resumed, s, resume_link);
         s->in_resume = false;
-        if (s->state == STREAM_OPEN && s->paused == 0 && input_waiting(s)) {
+        if (s->state != STREAM_OPEN || s->paused != 0)
+            continue;
+        if (input_waiting(s)) {
             offer_buffered(s);
+            any = true;
+        }
+        if (s->state == STREAM_OPEN && s->paused == 0 && !s->rd_wants_wr && tr_pending(s)) {
+            do_read(s);
             any = true;
         }
     }
@@ -204,7 +316,7 @@ void stream_want_flush(struct stream *s)
     TAILQ_INSERT_TAIL(&flushq, s, flush_link);
 }
 
-/* With a framing layer, what reaches the socket is s->wire, refilled
+/* With a framing layer, what reaches the transport is s->wire, refilled
  * from s->out a bounded amount at a time. */
 #define WIRE_CHUNK 65536
 
@@ -227,8 +339,8 @@ int stream_flush(struct stream *s)
     bool data = !(s->state == STREAM_OPEN && s->ops->may_write && !s->ops->may_write(s));
     if (!data && !s->filter) {
         if (s->writing) {
-            ev_io_stop(loop, &s->wr);
             s->writing = false;
+            arm(s);     /* a read that waits to write keeps its watcher */
         }
         return 0;
     }
@@ -237,24 +349,22 @@ int stream_flush(struct stream *s)
         s->blocked = true;
     struct buf *b;
     while (buf_used(b = next_output(s, data)) > 0) {
-        ssize_t n = send(s->fd, buf_head(b), buf_used(b), MSG_NOSIGNAL);
+        char why[192];
+        ssize_t n = transport(s)->write(s, buf_head(b), buf_used(b), why, sizeof why);
         if (n > 0) {
             s->last_tx = ev_now(loop);
             buf_consume(b, (size_t)n);
             continue;
         }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (n == STREAM_IO_WANT_WRITE || n == STREAM_IO_WANT_READ) {
             s->blocked = true;
-            if (!s->writing) {
-                ev_io_start(loop, &s->wr);
+            if (n == STREAM_IO_WANT_WRITE)
                 s->writing = true;
-            }
+            else
+                s->wr_wants_rd = true;
+            arm(s);
             break;
         }
-        char why[128];
-        snprintf(why, sizeof why, "write error: %s", n < 0 ? strerror(errno) : "zero write");
         stream_close(s, why);
         return -1;
     }
@@ -262,13 +372,13 @@ int stream_flush(struct stream *s)
         return -1;
     if (!data && buf_used(&s->wire) == 0 && s->writing) {
         /* held, and the layer's own frames are out */
-        ev_io_stop(loop, &s->wr);
         s->writing = false;
+        arm(s);
     }
     if (stream_pending(s) == 0) {
-        if (s->writing) {
-            ev_io_stop(loop, &s->wr);
-            s->writing = false;
+        if (s->writing || s->wr_wants_rd) {
+            s->writing = s->wr_wants_rd = false;
+            arm(s);
         }
         if (s->state == STREAM_CLOSING && (!s->filter || s->filter->may_close(s))) {
             stream_close(s, s->close_why ? s->close_why : "closed after its last answer");
@@ -301,10 +411,21 @@ static void write_cb(struct ev_loop *l, ev_io *w, int revents)
             return;
         }
         s->state = STREAM_OPEN;
-        ev_io_start(l, &s->rd);
+        arm(s);
+        if (tr_pending(s))
+            want_read(s); /* a TLS client speaks first */
         if (s->ops->connected)
             s->ops->connected(s);
         if (s->state != STREAM_OPEN)
+            return;
+    }
+    if (s->rd_wants_wr) {
+        /* the input waited for this */
+        s->rd_wants_wr = false;
+        arm(s);
+        if (s->state == STREAM_OPEN && s->paused == 0)
+            do_read(s);
+        if (s->state == STREAM_DEAD)
             return;
     }
     stream_flush(s);
@@ -356,6 +477,7 @@ void stream_close_after_flush(struct stream *s, double linger, const char *why)
         return;
     s->state = STREAM_CLOSING;
     s->close_why = why;
+    s->rd_wants_wr = false;
     if (s->in_resume) {
         TAILQ_REMOVE(&resumed, s, resume_link);
         s->in_resume = false;
@@ -363,12 +485,11 @@ void stream_close_after_flush(struct stream *s, double linger, const char *why)
     if (s->filter) {
         /* the layer reads on, for the peer's answer to its closing frame */
         s->paused = 0;
-        ev_io_start(loop, &s->rd);
     } else {
-        ev_io_stop(loop, &s->rd);
         buf_free(&s->in);
         account_input(s);
     }
+    arm(s);
     stream_set_timer(s, linger);
     stream_want_flush(s);
 }
@@ -381,7 +502,11 @@ void stream_close(struct stream *s, const char *why)
     ev_io_stop(loop, &s->rd);
     ev_io_stop(loop, &s->wr);
     ev_timer_stop(loop, &s->timer);
-    s->writing = false;
+    s->writing = s->rd_wants_wr = s->wr_wants_rd = false;
+    if (transport(s)->close)
+        transport(s)->close(s);
+    s->tr = &plain;
+    s->tr_ctx = NULL;
     if (s->fd >= 0)
         close(s->fd);
     s->fd = -1;
@@ -398,7 +523,8 @@ void stream_close(struct stream *s, const char *why)
         s->in_resume = false;
     }
     if (s->listener) {
-        s->listener->nconns--;
+        struct listener *l = s->listener->limit_with ? s->listener->limit_with : s->listener;
+        l->nconns--;
         s->listener = NULL;
     }
     if (s->ops->closed)
@@ -478,6 +604,32 @@ static int open_socket(const char *addr, bool passive, char *err, size_t errlen)
     return fd;
 }
 
+bool stream_addr_loopback(const char *addr)
+{
+    char host[256];
+    int port;
+    if (config_split_hostport(addr, host, sizeof host, &port) != 0 || !host[0])
+        return false;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0)
+        return false;
+    bool lo = res != NULL;
+    for (const struct addrinfo *ai = res; ai && lo; ai = ai->ai_next) {
+        if (ai->ai_family == AF_INET) {
+            const struct sockaddr_in *in = (const struct sockaddr_in *)ai->ai_addr;
+            lo = (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+        } else if (ai->ai_family == AF_INET6) {
+            const struct in6_addr *a6 = &((const struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+            lo = IN6_IS_ADDR_LOOPBACK(a6) || (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
+        } else {
+            lo = false;
+        }
+    }
+    freeaddrinfo(res);
+    return lo;
+}
+
 int stream_listen_socket(const char *addr, char *err, size_t errlen)
 {
     return open_socket(addr, true, err, errlen);
@@ -544,8 +696,8 @@ static void accept_cb(struct ev_loop *lp, ev_io *w, int revents)
                 log_warn("%s listener: accept: %s", l->name, strerror(errno));
             return;
         }
-        const struct listener *pool = l->pool ? l->pool : l;
-        if (pool->max_conns && pool->nconns >= pool->max_conns) {
+        const struct listener *lim = l->limit_with ? l->limit_with : l;
+        if (lim->max_conns && lim->nconns >= lim->max_conns) {
             l->refused++;
             if (l->refuse)
                 l->refuse(l, fd);
@@ -628,8 +780,8 @@ void listener_say(int fd, const char *msg, size_t len)
 
 void listener_attach(struct listener *l, struct stream *s)
 {
-    if (l->pool)
-        l = l->pool;
     s->listener = l;
-    l->nconns++;
+    (l->limit_with ? l->limit_with : l)->nconns++;
+    if (l->secure)
+        l->secure(l, s);
 }

@@ -1,15 +1,20 @@
 /* Subscriptions: delivery of one message to one subscriber (writing the
  * MESSAGE frame into the connection's output), the unacked list in
- * delivery order, and acks and nacks per the subscription's ack mode. */
+ * delivery order, and acks and nacks per the subscription's ack mode.
+ * Also the selector verdicts, within the budgets (passes) that keep one
+ * message's routing from holding the loop. */
 #include "config.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "stompd/conn.h"
 #include "stompd/dest.h"
+#include "stompd/config.h"
 #include "stompd/durable.h"
+#include "stompd/log.h"
 #include "stompd/selector.h"
 #include "stompd/server.h"
 #include "stompd/log.h"
@@ -30,6 +35,7 @@ bool sub_ready(const struct sub *s)
 
 struct lookup_ctx {
     const struct msg *m;
+    int64_t *left;
     char num[4][32];
 };
 
@@ -38,6 +44,8 @@ static const char *lookup(void *arg, const char *name)
 {
     struct lookup_ctx *x = arg;
     const struct msg *m = x->m;
+    /* msg_get walks the headers: a message with many makes lookups dear */
+    *x->left -= 1 + (int64_t)m->nheaders;
     if (name[0] == 'J' && name[1] == 'M' && name[2] == 'S') {
         const char *n = name + 3;
         if (!strcmp(n, "MessageID"))
@@ -68,13 +76,135 @@ static const char *lookup(void *arg, const char *name)
     return msg_get(m, name);
 }
 
+/* ------------------------------------------------------------ budgets */
+
+static struct sub_pass *pass;          /* innermost explicit pass */
+static struct {
+    int64_t left;
+    unsigned iter;
+    bool set;
+} dispatching;                         /* this loop iteration's dispatch budget */
+static struct {
+    int64_t left;
+    unsigned iter;
+    const struct msg *m;
+} ambient;                             /* a message routed outside any pass */
+static struct sub_selector_stats stats;
+static double last_warn;
+static uint64_t unwarned;
+
+static unsigned iteration(void)
+{
+    return srv.loop ? ev_iteration(srv.loop) : 0;
+}
+
+void sub_pass_begin(struct sub_pass *p)
+{
+    p->left = config.selector_budget;
+    p->done = 0;
+    p->dispatch = false;
+    p->outer = pass;
+    pass = p;
+}
+
+void sub_pass_begin_dispatch(struct sub_pass *p)
+{
+    unsigned it = iteration();
+    if (!dispatching.set || dispatching.iter != it) {
+        dispatching.left = config.selector_budget;
+        dispatching.iter = it;
+        dispatching.set = true;
+    }
+    p->left = dispatching.left;
+    p->done = 0;
+    p->dispatch = true;
+    p->outer = pass;
+    pass = p;
+}
+
+bool sub_dispatch_budget_spent(void)
+{
+    return dispatching.set && dispatching.iter == iteration() && dispatching.left <= 0;
+}
+
+void sub_pass_end(struct sub_pass *p)
+{
+    if (p->dispatch)
+        dispatching.left = p->left;
+    pass = p->outer;
+}
+
+static int64_t *budget_for(const struct msg *m)
+{
+    if (pass)
+        return &pass->left;
+    unsigned it = iteration();
+    if (ambient.m != m || ambient.iter != it) {
+        ambient.m = m;
+        ambient.iter = it;
+        ambient.left = config.selector_budget;
+    }
+    return &ambient.left;
+}
+
+static void warn_over_budget(const struct selector *sel, const struct msg *m)
+{
+    stats.over_budget++;
+    double now = srv.loop ? ev_now(srv.loop) : 0;
+    if (last_warn && now - last_warn < 10) {
+        unwarned++;
+        return;
+    }
+    /* the text is a client's: no control characters into the log */
+    const char *text = selector_text(sel);
+    char shown[81];
+    size_t n = 0;
+    for (; n < sizeof shown - 1 && text[n]; n++)
+        shown[n] = (unsigned char)text[n] < 0x20 || text[n] == 0x7f ? '?' : text[n];
+    shown[n] = '\0';
+    log_warn("selector \"%s%s\" could not be evaluated on message %s within stomp.selector_budget "
+             "(%lld steps): taken as not matching%s",
+             shown, text[n] ? "..." : "", m->id, (long long)config.selector_budget,
+             unwarned ? " (more such cases since the last warning)" : "");
+    last_warn = now ? now : 1;
+    unwarned = 0;
+}
+
+enum sub_verdict sub_select(const struct selector *sel, const struct msg *m)
+{
+    if (!sel)
+        return SUB_YES;
+    int64_t *left = budget_for(m);
+    if (*left <= 0) {
+        stats.deferred++;
+        return SUB_LATER;
+    }
+    /* with the whole budget and still not done: it never will be */
+    bool whole = *left >= config.selector_budget;
+    struct lookup_ctx x = {.m = m, .left = left};
+    int r = selector_eval(sel, lookup, &x, left);
+    if (r >= 0 || whole) {
+        if (pass)
+            pass->done++;
+    }
+    if (r >= 0)
+        return r ? SUB_YES : SUB_NO;
+    if (!whole) {
+        stats.deferred++;
+        return SUB_LATER;
+    }
+    warn_over_budget(sel, m);
+    return SUB_NO;
+}
+
 bool sub_matches(const struct sub *s, const struct msg *m)
 {
-    const struct sub *t = s->root ? s->root : s;
-    if (!t->sel)
-        return true;
-    struct lookup_ctx x = {.m = m};
-    return selector_match(t->sel, lookup, &x);
+    return sub_select(sub_sel(s), m) != SUB_NO;
+}
+
+void sub_selector_stats(struct sub_selector_stats *out)
+{
+    *out = stats;
 }
 
 void sub_deliver(struct sub *s, struct qentry *e)
@@ -203,9 +333,16 @@ bool sub_release_all(struct sub *s)
 
 void sub_publish(struct sub *s, struct msg *m)
 {
-    if (!sub_matches(s, m))
-        return;
-    queue_push(s->q, m);
+    switch (sub_select(sub_sel(s), m)) {
+    case SUB_YES:
+        queue_push(s->q, m);
+        break;
+    case SUB_LATER:
+        queue_push_unfiltered(s->q, m);
+        break;
+    case SUB_NO:
+        break;
+    }
 }
 
 /* Take from d: a consumer of its queue, or a private backlog of the

@@ -3,73 +3,88 @@
  * topic's own subscriptions, then those of every wildcard topic that
  * matches it, found in one walk of the pattern trie. A subscription that
  * takes from several of them (a composite SUBSCRIBE) gets the message
- * once. */
+ * once. Selectors the message's budget does not reach are run later, on
+ * the backlog. */
 #include "config.h"
 
+#include <stdlib.h>
+
+#include "stompd/acl.h"
+#include "stompd/conn.h"
 #include "stompd/dest.h"
 #include "stompd/durable.h"
+#include "stompd/msg.h"
 #include "stompd/route.h"
 #include "stompd/sub.h"
 #include "stompd/topic.h"
 
 static uint64_t fanout; /* one number per publish */
 
-static void to_subscribers(struct dest *d, struct msg *m)
+/* origin: the topic published to, when d is a wildcard topic matching it */
+static void to_subscribers(struct dest *d, const struct dest *origin, struct msg *m)
 {
+    bool check = origin && acl_active();
     struct sub *s, *next;
     for (s = TAILQ_FIRST(&d->subscribers); s; s = next) {
         next = TAILQ_NEXT(s, topic_link);
         struct sub *t = sub_top(s);
         if (t->fanout == fanout)
             continue;
+        /* a wildcard subscription reads only the topics it may read */
+        if (check && !route_allowed_quiet(t->conn->who, origin, ROUTE_READ))
+            continue;
         t->fanout = fanout;
         sub_publish(s, m);
     }
 }
 
+struct pattern_ctx {
+    struct dest *origin;
+    struct msg *m;
+};
+
 static void to_pattern(struct dest *p, void *arg)
 {
-    struct msg *m = arg;
-    to_subscribers(p, m);
-    durable_publish(p, m);
+    struct pattern_ctx *x = arg;
+    to_subscribers(p, x->origin, x->m);
+    durable_publish(p, x->m);
 }
 
 void topic_publish(struct dest *d, struct msg *m)
 {
+    /* One budget for every selector this message meets (see sub.h). */
+    struct sub_pass pass;
+    sub_pass_begin(&pass);
     fanout++;
-    to_subscribers(d, m);
+    to_subscribers(d, NULL, m);
     durable_publish(d, m);
-    route_topic_patterns(d, to_pattern, m);
+    struct pattern_ctx x = {d, m};
+    route_topic_patterns(d, to_pattern, &x);
+    sub_pass_end(&pass);
+    /* the journal entry's durable targets (persist_enqueue) are followed
+     * for the topic and every wildcard topic: forgotten only now */
+    free(m->jdurables);
+    m->jdurables = NULL;
+    m->njdurables = 0;
+    m->jdurables_judged = false;
 }
 
 struct durables_ctx {
-    const struct msg *m;
     void (*fn)(struct durable *du, void *arg);
     void *arg;
 };
 
-static void durables_of(struct dest *d, struct durables_ctx *x)
+static void durables_of(struct dest *d, void *arg)
 {
+    struct durables_ctx *x = arg;
     struct durable *du;
-    TAILQ_FOREACH(du, &d->durables, topic_link) {
-        if (du->sel) {
-            struct sub probe = {.sel = du->sel};
-            if (!sub_matches(&probe, x->m))
-                continue;
-        }
+    TAILQ_FOREACH(du, &d->durables, topic_link)
         x->fn(du, x->arg);
-    }
 }
 
-static void durables_of_pattern(struct dest *p, void *arg)
+void topic_foreach_durable(struct dest *d, void (*fn)(struct durable *du, void *arg), void *arg)
 {
-    if (p->ndurables)
-        durables_of(p, arg);
-}
-
-void topic_foreach_durable(struct dest *d, const struct msg *m, void (*fn)(struct durable *du, void *arg), void *arg)
-{
-    struct durables_ctx x = {m, fn, arg};
+    struct durables_ctx x = {fn, arg};
     durables_of(d, &x);
-    route_topic_patterns(d, durables_of_pattern, &x);
+    route_topic_patterns(d, durables_of, &x);
 }

@@ -35,8 +35,11 @@ static const char usage[] =
     "Load a STOMP broker with producer and consumer threads and report rates,\n"
     "end-to-end latency and whether every message arrived exactly once.\n"
     "\n"
-    "  --url URL            tcp://host:port or failover:(tcp://h1:p1,...)?options\n"
-    "                       (default tcp://127.0.0.1:61613)\n"
+    "  --url URL            tcp://host:port, ssl://host:port (TLS) or\n"
+    "                       failover:(tcp://h1:p1,...)?options (default\n"
+    "                       tcp://127.0.0.1:61613)\n"
+    "  --ca FILE            ssl:// brokers: the PEM CA their certificate must\n"
+    "                       chain to (default: the system's CAs)\n"
     "  --dest DEST          /queue/NAME or /topic/NAME (default /queue/bench)\n"
     "  -p, --producers N    producer threads (default 1)\n"
     "  -c, --consumers N    consumer threads (default 1); for a topic each is a\n"
@@ -111,6 +114,7 @@ static const char usage[] =
 struct config {
     const char *url, *dest;
     const char *login, *passcode, *host;
+    const char *ca;
     int producers, consumers;
     long long count;
     double duration;      /* > 0: time mode */
@@ -324,7 +328,7 @@ static struct stompc *client_open(char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    struct stompc_options o = {.login = cfg.login, .passcode = cfg.passcode, .host = cfg.host};
+    struct stompc_options o = {.login = cfg.login, .passcode = cfg.passcode, .host = cfg.host, .tls_ca_file = cfg.ca};
     if (stompc_connect(c, cfg.url, &o) != 0) {
         snprintf(err, errlen, "%s", stompc_error(c));
         stompc_free(c);
@@ -919,9 +923,10 @@ static void parse_args(int argc, char **argv)
 {
     enum { O_URL = 256, O_DEST, O_DURATION, O_PERSISTENT, O_RECEIPT, O_ACK, O_PREFETCH, O_RATE, O_WARMUP,
            O_DRAIN, O_STALL, O_IDLE, O_PID, O_SETTLE, O_RECEIVE, O_SELECTOR, O_HOST, O_LOGIN, O_PASSCODE, O_JSON, O_BATCH,
-           O_TOPICS, O_SUBDEST, O_WILDSUBS, O_HEADER };
+           O_TOPICS, O_SUBDEST, O_WILDSUBS, O_HEADER, O_CA };
     static const struct option longopts[] = {
         {"url", required_argument, NULL, O_URL},
+        {"ca", required_argument, NULL, O_CA},
         {"dest", required_argument, NULL, O_DEST},
         {"producers", required_argument, NULL, 'p'},
         {"consumers", required_argument, NULL, 'c'},
@@ -1005,6 +1010,7 @@ static void parse_args(int argc, char **argv)
             break;
         }
         case O_HOST: cfg.host = optarg; break;
+        case O_CA: cfg.ca = optarg; break;
         case O_LOGIN: cfg.login = optarg; break;
         case O_PASSCODE: cfg.passcode = optarg; break;
         case O_JSON: cfg.json = true; break;

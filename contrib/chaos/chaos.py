@@ -201,7 +201,7 @@ class Cluster:
 
         def ok():
             r = self.roles()
-            if len(r) == 3 and sorted(r.values()) == ["master", "slave", "slave"]:
+            if len(r) == 3 and sorted(map(str, r.values())) == ["master", "slave", "slave"]:
                 found.append([i for i, role in r.items() if role == "master"][0])
                 return True
             return False

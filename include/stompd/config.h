@@ -32,6 +32,7 @@ struct config {
     int64_t dup_window;
     /* [stomp] */
     char *stomp_listen;
+    char *stomp_tls_listen;
     int64_t max_frame_size;
     int64_t max_headers;
     int64_t max_header_size;
@@ -50,7 +51,11 @@ struct config {
     int64_t max_transactions;
     int64_t max_tx_frames;
     char *ws_listen;
+    char *wss_listen;
     char *ws_origins;
+    int64_t max_selector_length;
+    int64_t max_selector_complexity;
+    int64_t selector_budget;
     /* [store] */
     char *store_type;
     char *store_sync;
@@ -63,8 +68,10 @@ struct config {
     char *store_advertise;
     char *store_hostname;
     char *security_token;
+    bool store_tls;
     int64_t weight;
     int64_t repl_timeout;
+    int64_t repl_max_unauth;
     int64_t repl_window;
     int64_t quorum_timeout;
     int64_t snapshot_chunk;
@@ -78,14 +85,28 @@ struct config {
     char *admin_user;
     char *admin_password;
     bool http_auth;
+    bool http_tls;
     int64_t http_max_request;
     int64_t http_max_connections;
     int64_t http_refresh;
     int64_t http_request_timeout;
     int64_t http_reserved_connections;
     char *http_hosts;
+    /* [tls] */
+    char *tls_cert;
+    char *tls_key;
+    char *tls_ca;
+    char *tls_ciphers;
+    char *tls_min_version;
+    bool tls_verify_clients;
+    int64_t tls_handshake_timeout;
+    char *admin_group;
     /* [auth] */
     char *auth_users;
+    char *auth_acl;
+    char *auth_anonymous;
+    bool auth_cache;
+    int64_t auth_hash_threads;
     /* [log] */
     char *log_level;
     char *log_file;

@@ -28,12 +28,15 @@ enum {
     PAUSE_PENDING = 2,  /* too many frames waiting for the store */
     PAUSE_ROOM = 4,     /* a destination is full */
     PAUSE_CLOSING = 8,  /* DISCONNECT received: nothing after it is read */
+    PAUSE_AUTH = 16,    /* CONNECT waits for its password check */
 };
 
 struct sub;
 struct txn;
 struct qentry;
 struct dest;
+struct principal;
+struct pending_login;
 
 struct conn {
     struct stream st;           /* socket, buffers, deadline timer, pause reasons */
@@ -41,6 +44,7 @@ struct conn {
     enum conn_state state;
     enum stomp_version version;
     bool error_sent;
+    bool error_quiet;           /* its ERROR is logged elsewhere (failed logins: rate-limited) */
     bool hold_pending;          /* output holds a delivery whose mark is not journaled yet */
     bool in_held;               /* on the held list */
     uint64_t hold_lsn;          /* output waits until this lsn is committed */
@@ -58,6 +62,8 @@ struct conn {
     uint32_t nops;
     char *client_id;
     char *login;
+    struct principal *who;      /* who it logged in as (auth.h), from CONNECT on */
+    struct pending_login *login_wait; /* CONNECT waiting for its password check */
     TAILQ_HEAD(, dest) temps;   /* temporary destinations it owns */
     uint64_t frames_in, frames_out;
     TAILQ_ENTRY(conn) link;     /* server's list of live connections */

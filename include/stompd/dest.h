@@ -15,6 +15,7 @@ enum dest_kind { DEST_QUEUE, DEST_TOPIC, DEST_TEMP_QUEUE, DEST_TEMP_TOPIC };
 
 struct conn;
 struct op;
+struct principal;
 struct durable;
 
 struct dest_stats {
@@ -69,10 +70,13 @@ const char *dest_resolve_temp(const struct conn *c, const char *name, char *buf,
 struct dest *dest_get(const char *name, struct conn *conn, const char **err);
 /* Find or create on behalf of a client (or the console): like dest_get(),
  * but creating one past broker.max_destinations is refused with -ENOSPC,
- * an invalid name with -EINVAL; *err says why. The broker's own creations
+ * an invalid name with -EINVAL, and creating one who has no admin
+ * permission on (acl.h) with -EACCES; *err says why (for -EACCES the
+ * ERROR's detail, dest_denied() its message). The broker's own creations
  * (dead-letter queues, recovery) use dest_get() and are never refused. */
-int dest_open(const char *name, struct conn *conn, struct dest **out, const char **err)
+int dest_open(const char *name, struct conn *conn, const struct principal *who, struct dest **out, const char **err)
     __attribute__((warn_unused_result));
+const char *dest_denied(void);
 /* Remove a destination: its messages are dropped, its consumers are told
  * nothing (callers close or unsubscribe them first). */
 void dest_delete(struct dest *d);

@@ -25,6 +25,7 @@ struct durable {
     struct selector *sel;
     struct queue q;     /* messages waiting for the subscriber */
     struct sub *active;
+    uint64_t serial;    /* creation order, ascending along the topic's list */
     UT_hash_handle hh;
     TAILQ_ENTRY(durable) topic_link;
 };

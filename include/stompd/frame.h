@@ -101,6 +101,18 @@ int frame_check_headers(const struct frame_limits *lim, enum stomp_version v, co
                         const struct stomp_header *hs, size_t n, size_t body_len, size_t *bad,
                         const char **err) __attribute__((warn_unused_result));
 
+/* Which limit of struct frame_limits a FRAME_ERROR's (or
+ * frame_check_headers') *err is about, so the caller can name its own
+ * setting; FRAME_LIMIT_NONE for every other error. */
+enum frame_limit {
+    FRAME_LIMIT_NONE,
+    FRAME_LIMIT_FRAME,        /* max_frame */
+    FRAME_LIMIT_HEADERS,      /* max_headers */
+    FRAME_LIMIT_HEADER_LINE,  /* max_header_line */
+    FRAME_LIMIT_COMMAND_LINE, /* max_command_line */
+};
+enum frame_limit frame_error_limit(const char *err);
+
 enum stomp_cmd frame_cmd_from_name(const char *s, size_t len);
 const char *frame_cmd_name(enum stomp_cmd cmd);
 

@@ -42,6 +42,10 @@ void http_stop(void);
 uint64_t http_requests(void);
 
 const char *http_req_peer(const struct http_req *r);
+/* Who the request authenticated as: a user of http.admin_group, or NULL
+ * when http.auth = false (the console then acts as the broker itself). */
+struct principal;
+const struct principal *http_req_principal(const struct http_req *r);
 const char *http_req_content_type(const struct http_req *r);
 /* The query string (after '?', still %-encoded), "" when none. */
 const char *http_req_query(const struct http_req *r);

@@ -40,6 +40,16 @@ struct msg {
         uint32_t len;
     } render[3];         /* per STOMP version; [0] shared when no escaping is needed */
     bool shared_render;
+    /* A persistent topic message: the durable subscriptions its journal
+     * entry names, each as (durable serial << 1 | 1 if the selector's
+     * verdict was put off by the budget), serials ascending, those of
+     * matching wildcard topics included. Set by persist_enqueue (judged),
+     * followed by durable_publish at commit (for the topic and each
+     * wildcard topic) and freed by topic_publish after the last: the
+     * backlogs hold exactly what the store names. */
+    uint64_t *jdurables;
+    uint32_t njdurables;
+    bool jdurables_judged;
 };
 
 /* Headers the broker owns: never forwarded from a SEND as they stand. */

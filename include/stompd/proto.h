@@ -20,9 +20,16 @@ struct conn;
 void proto_handle(struct conn *c, struct frame *f);
 /* Record why a frame failed; returns -EPROTO for the handler to return. */
 int proto_fail(const char *message, const char *detail_fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A handler that returned PROTO_RECEIPT_TAKEN and fails later (CONNECT
+ * after its password check): the failure proto_fail() named becomes ERROR
+ * (with receipt-id when given) and close, as for every handler. */
+void proto_error(struct conn *c, const char *receipt);
 /* Answer a receipt now, or in order behind the connection's waiting ops. */
 void proto_receipt(struct conn *c, const char *receipt);
 void proto_conn_closed(struct conn *c);
+/* A CONNECT waiting for its password check is forgotten (the connection
+ * closes). */
+void proto_login_cancel(struct conn *c);
 
 /* Handlers (handle_*.c). */
 int handle_connect(struct conn *c, struct frame *f, uint64_t *lsn);
@@ -46,7 +53,9 @@ int ack_message(struct conn *c, struct frame *f, bool nack, bool lenient);
  * one) must wait for, 0 when it needs none. */
 uint64_t proto_journaled(const struct frame *f);
 
-/* Client-ids in use by open connections (one connection per client-id). */
+/* Client-ids in use by open connections (one connection per client-id;
+ * with stomp.client_id_takeover the same user's newer connection wins).
+ * c->who must be set. */
 int proto_claim_client_id(struct conn *c, const char *client_id) __attribute__((warn_unused_result));
 
 #endif

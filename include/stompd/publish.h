@@ -7,8 +7,9 @@
  * control on a full destination. A message routed to several
  * destinations (a composite list, a virtual topic: route.h) goes to each
  * as its own copy, all journaled in one entry and answered once.
- * Authorization is route.c's route_allowed, applied to every destination
- * the route holds before it gets here. */
+ * Authorization (acl.h) is route.c's, applied to every destination the
+ * route holds before it gets here (route_send: write on each, admin to
+ * create one): broker_publish itself checks nothing twice. */
 #ifndef STOMPD_PUBLISH_H
 #define STOMPD_PUBLISH_H
 

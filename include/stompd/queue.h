@@ -17,7 +17,13 @@
  * credit and none of them takes anything in a full window (selectors that
  * match nothing there), the window's indexed messages leave memory and
  * paging moves on, a bounded step per loop iteration; the skipped range is
- * read again from its start when the consumers change. */
+ * read again from its start when the consumers change.
+ *
+ * Selector work is budgeted (see sub.h): a dispatch that runs out stops
+ * at a message and goes on from its key in a later loop iteration (a key,
+ * not a pointer: paging may take the entry out of memory meanwhile). Only
+ * what consumers refused counts as offered: a full window whose dispatch
+ * was stopped by the budget is never skipped. */
 #ifndef STOMPD_QUEUE_H
 #define STOMPD_QUEUE_H
 
@@ -51,6 +57,7 @@ struct qentry {
     uint32_t heap;              /* position + 1 in the expiry heap, 0 when not in it */
     bool pending;               /* in the tree */
     bool in_txn_ack;            /* acked inside an open transaction */
+    bool unfiltered;            /* a backlog's entry whose selector has not run yet */
     UT_hash_handle hh;          /* conn->inflight, keyed by tag */
     UT_hash_handle rh;          /* queue->held, keyed by seq */
 };
@@ -85,6 +92,15 @@ struct queue {
     struct group *groups;
     bool dirty;
     TAILQ_ENTRY(queue) dirty_link;
+    /* Dispatch stopped by the selector budget goes on in a later pass from
+     * the pending message at `resume` (or the next one after it), its
+     * consumer scan ending at scan_end. */
+    bool resuming;
+    struct qkey resume;
+    struct sub *scan_end;
+    bool scan_ready;            /* the scan so far saw a ready consumer */
+    bool rescan;                /* since the stop, something ahead of it may be taken now */
+    bool starved;               /* stopped with no budget at all: goes first next time */
 };
 TAILQ_HEAD(queue_list, queue);
 
@@ -97,6 +113,10 @@ void queue_destroy(struct queue *q);
 
 /* A new message arrives: dispatched at once when it can be, else kept. */
 void queue_push(struct queue *q, struct msg *m);
+/* A topic message for a backlog (a subscription's or a durable one's)
+ * whose selector could not run within the publish's budget: kept, and
+ * filtered by that selector when dispatch reaches it. */
+void queue_push_unfiltered(struct queue *q, struct msg *m);
 /* Recovery: the store holds n pending messages of this queue (read back
  * as consumers need them). */
 void queue_restore(struct queue *q, uint64_t n);
@@ -112,6 +132,9 @@ void queue_entry_done(struct qentry *e);
 void queue_add_consumer(struct queue *q, struct sub *s);
 void queue_remove_consumer(struct queue *q, struct sub *s);
 
+/* Something changed for the consumers (one is ready again, came, went):
+ * dispatch, from the top (a stopped dispatch goes on from its stop, then
+ * sweeps from the top once more). */
 void queue_mark_dirty(struct queue *q);
 /* Dispatch everything that can go now. Called from the before-sleep hook. */
 void queue_dispatch(struct queue *q);

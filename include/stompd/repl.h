@@ -16,14 +16,27 @@
 #include "stompd/stream.h"
 
 /* 3: HELLO and SNAPSHOT_END carry the checksum of the entry at the
- * position they name (a divergent tail is found even at an equal epoch) */
-#define REPL_VERSION 3
+ * position they name (a divergent tail is found even at an equal epoch).
+ * 4: the token is never sent: HELLO, CHALLENGE, PROOF, WELCOME prove it
+ * both ways (repl_auth.h); the version stays the first field of HELLO, so
+ * nodes of different versions refuse each other saying both versions. */
+#define REPL_VERSION 4
 #define REPL_MAX_FRAME (64u << 20)
+/* Largest frame either side takes before the other has proven itself:
+ * an unauthenticated peer can make a node hold no more than this. */
+#define REPL_MAX_UNAUTH_FRAME 4096u
 
+/* The handshake:
+ *   slave  -> master  HELLO      version, slave id, slave nonce
+ *   master -> slave   CHALLENGE  master id, master nonce
+ *   slave  -> master  PROOF      slave proof, and where its journal stands
+ *   master -> slave   WELCOME    master proof, then what the stream starts with
+ * A master sends no state (and counts nothing toward a quorum) before a
+ * good PROOF; a slave acts on nothing from a master before a good WELCOME.
+ * Either side answers a failed proof by closing (the master says REFUSE). */
 enum repl_type {
-    R_HELLO = 1,          /* s->m: version, token, node id, last epoch, last lsn, max epoch seen,
-                           *       checksum of the last entry (0: none / unknown) */
-    R_WELCOME = 2,        /* m->s: epoch, master id, slave must fsync, snapshot?, next lsn,
+    R_HELLO = 1,          /* s->m: version, node id, nonce */
+    R_WELCOME = 2,        /* m->s: master proof, epoch, master id, slave must fsync, snapshot?, next lsn,
                            *       master's console (host:port, "" = none), master's head lsn */
     R_REFUSE = 3,         /* m->s: reason, then close */
     R_SNAPSHOT_BEGIN = 4, /* m->s: epoch, lsn */
@@ -33,6 +46,9 @@ enum repl_type {
     R_ACK = 8,            /* s->m: received lsn, durable lsn */
     R_PING = 9,           /* both: u64 token; from the master also u64 head lsn */
     R_PONG = 10,          /* both: the token back */
+    R_CHALLENGE = 11,     /* m->s: master id, nonce */
+    R_PROOF = 12,         /* s->m: slave proof, last epoch, last lsn, max epoch seen,
+                           *       checksum of the last entry (0: none / unknown) */
 };
 
 const char *repl_type_name(uint8_t t);
@@ -45,6 +61,8 @@ struct repl_reader {
     bool bad;
 };
 
+/* Bounds-checked reads: one that does not fit sets bad and moves nothing,
+ * and once bad every read returns 0 ("" for strings) and moves nothing. */
 uint8_t repl_get_u8(struct repl_reader *r);
 uint32_t repl_get_u32(struct repl_reader *r);
 uint64_t repl_get_u64(struct repl_reader *r);
@@ -84,6 +102,7 @@ struct repl_peer {
     struct stream st;
     const struct repl_peer_ops *ops;
     void *owner;
+    uint32_t max_frame;   /* REPL_MAX_UNAUTH_FRAME until the other side has proven itself */
 };
 
 /* fd is connected, or connecting (an outgoing connect in progress). */
@@ -92,6 +111,8 @@ struct repl_peer *repl_peer_new(int fd, const char *name, bool connecting, const
 static inline struct buf *repl_peer_out(struct repl_peer *p) { return &p->st.out; }
 static inline bool repl_peer_dead(const struct repl_peer *p) { return p->st.state == STREAM_DEAD; }
 static inline const char *repl_peer_name(const struct repl_peer *p) { return p->st.peer; }
+/* The other side has proven itself: frames up to REPL_MAX_FRAME. */
+static inline void repl_peer_trust(struct repl_peer *p) { p->max_frame = REPL_MAX_FRAME; }
 /* Write queued output now, as far as the socket takes it. */
 void repl_peer_flush(struct repl_peer *p);
 size_t repl_peer_pending(const struct repl_peer *p);
@@ -130,6 +151,10 @@ struct repl_slave_info {
 };
 /* Fill up to max entries; returns the count. */
 size_t repl_master_slaves(struct repl_slave_info *out, size_t max);
+/* Peers refused since start because their PROOF was wrong. */
+uint64_t repl_master_auth_failures(void);
+/* Unauthenticated peers closed to make room (store.max_unauthenticated). */
+uint64_t repl_master_handshakes_evicted(void);
 /* Why durable sends are waiting, or NULL when they are not. */
 const char *repl_master_waiting(void);
 

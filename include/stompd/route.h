@@ -29,12 +29,22 @@
 struct conn;
 struct sub;
 
+struct principal;
+
 enum route_perm { ROUTE_READ, ROUTE_WRITE };
 
-/* May the connection's principal (c NULL: the broker itself, or the
- * console's administrator) read or write destination name (or pattern)
- * of this kind? */
-bool route_allowed(const struct conn *c, enum dest_kind kind, const char *name, enum route_perm perm);
+/* May who (NULL: the broker itself) read or write destination name (a
+ * full name, or a pattern, checked as named) under auth.acl (acl.h)? A
+ * refusal is counted as a refused frame. */
+bool route_allowed(const struct principal *who, const char *name, enum route_perm perm);
+/* The same for a concrete destination a pattern or a virtual topic adds
+ * (acl_allows on it), not counted: a wildcard subscription reads only the
+ * destinations it matches and may read, a virtual topic's copy goes only
+ * to the consumer queues the producer may write to. */
+bool route_allowed_quiet(const struct principal *who, const struct dest *d, enum route_perm perm);
+/* After -EACCES from route_send/route_subscribe: the ERROR's message
+ * (names the permission and the destination); *err was its detail. */
+const char *route_denied(void);
 
 /* The concrete destinations of a SEND. */
 struct route {
@@ -50,10 +60,12 @@ struct route {
  * before (a transaction's SEND at COMMIT, a scheduled message firing):
  * nothing is refused for broker.max_destinations, and an element whose
  * temporary destination has gone is left out. c is NULL for producers
- * without a connection. Returns 0, or -EINVAL (a bad name), -ENOSPC (too
+ * without a connection; who is on whose behalf (write on each element,
+ * admin to create one; NULL: the broker itself). Returns 0, or -EINVAL (a bad name), -ENOSPC (too
  * many destinations), -EACCES (not allowed), -ENOENT (nothing left) with
  * *err saying why; route_free in every case. */
-int route_send(struct conn *c, const char *names, bool admitted, struct route *out, const char **err)
+int route_send(struct conn *c, const struct principal *who, const char *names, bool admitted, struct route *out,
+               const char **err)
     __attribute__((warn_unused_result));
 /* A route of one destination (dead-letter moves). */
 void route_single(struct route *r, struct dest *d);

@@ -30,6 +30,8 @@ struct server {
     struct ev_loop *loop;
     struct listener stomp;      /* open while master or standalone */
     struct listener ws;         /* STOMP over WebSocket (stomp.ws_listen), counted with stomp's */
+    struct listener stomp_tls;  /* stomp.tls_listen: the same, over TLS */
+    struct listener wss;        /* stomp.wss_listen: WebSocket over TLS */
     ev_prepare before_sleep;
     ev_idle spin;               /* keeps the loop from sleeping while work remains */
     ev_signal sigterm, sigint;
@@ -54,7 +56,7 @@ int server_run(void);
 void server_stop(void);
 void server_shutdown(void);
 
-/* Open/close the STOMP listener (master and standalone only). */
+/* Open/close the STOMP listeners, plain and TLS (master and standalone only). */
 int server_listen_clients(void) __attribute__((warn_unused_result));
 void server_close_clients(const char *why);
 

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <sys/types.h>
 
 #include "stompd/buf.h"
 
@@ -26,6 +27,33 @@ struct listener;
  * bits): its own output (pongs) is at the limit. Lifted when the output
  * drains. */
 enum { STREAM_PAUSE_FILTER = 0x80 };
+/* ------------------------------------------------------------ transports */
+
+/* What a transport's read or write returns instead of a byte count. */
+enum {
+    STREAM_IO_WANT_READ = -1,  /* nothing now: again once the socket is readable */
+    STREAM_IO_WANT_WRITE = -2, /* nothing now: again once the socket is writable */
+    STREAM_IO_ERROR = -3,      /* the connection failed (why says how) */
+};
+
+/* The bytes of a stream pass through a transport: the plain socket, or
+ * TLS (tls.c); the protocol above sees the same input and output either
+ * way. A read may need the socket writable (a TLS handshake, or a key
+ * update answered) and a write may need it readable (a handshake under
+ * way): the stream then watches that direction and calls again. */
+struct stream_transport {
+    const char *name;
+    /* Up to n bytes into p: > 0 bytes read, 0 the peer closed, or STREAM_IO_*. */
+    ssize_t (*read)(struct stream *s, void *p, size_t n, char *why, size_t whylen);
+    /* Up to n bytes of p: > 0 bytes taken, or STREAM_IO_* (never 0). */
+    ssize_t (*write)(struct stream *s, const void *p, size_t n, char *why, size_t whylen);
+    /* Optional: must be read although the socket may stay quiet (input
+     * decoded and waiting, or a handshake to start)? */
+    bool (*pending)(const struct stream *s);
+    /* Optional: the stream is closing: say goodbye if the socket takes it
+     * at once (TLS close_notify) and free the transport's state. */
+    void (*close)(struct stream *s);
+};
 
 enum stream_state {
     STREAM_CONNECTING, /* outgoing connect in progress */
@@ -104,6 +132,10 @@ struct stream {
     bool in_flush, in_resume;
     size_t in_counted;          /* of `in`, what the layer's total counts */
     const char *close_why;      /* STREAM_CLOSING: the reason logged at the close */
+    const struct stream_transport *tr; /* the plain socket unless set */
+    void *tr_ctx;               /* the transport's state (TLS session) */
+    bool rd_wants_wr;           /* the transport's read waits for the socket to be writable */
+    bool wr_wants_rd;           /* its write waits for the socket to be readable */
     TAILQ_ENTRY(stream) flush_link, resume_link, dead_link;
 };
 
@@ -113,6 +145,9 @@ void stream_layer_init(struct ev_loop *loop);
 /* Take over a connected (or, with connecting, connecting) socket. The
  * stream starts reading at once. */
 void stream_init(struct stream *s, int fd, const char *peer, const struct stream_ops *ops, bool connecting);
+/* Carry the stream's bytes through t (ctx is its state; a stream starts
+ * on the plain socket). Set before any byte is read or written. */
+void stream_set_transport(struct stream *s, const struct stream_transport *t, void *ctx);
 /* Start a non-blocking connect to host:port; returns the socket or -1. */
 int stream_connect_socket(const char *addr, char *err, size_t errlen);
 
@@ -168,6 +203,12 @@ struct listener {
     uint32_t max_conns;         /* 0: no limit */
     uint32_t nconns;
     struct listener *pool;      /* optional: count and limit connections with this listener's */
+    /* Optional: counts against this listener's limit instead (two
+     * listeners, one limit: STOMP and STOMP over TLS). */
+    struct listener *limit_with;
+    /* Optional: called for each stream it accepts, when it is attached
+     * (TLS: set the stream's transport). */
+    void (*secure)(struct listener *l, struct stream *s);
     bool nodelay;               /* TCP_NODELAY on accepted sockets */
     int fd;
     bool running;
@@ -198,6 +239,11 @@ void listener_attach(struct listener *l, struct stream *s);
 /* For a listener's refuse callback: write msg (len bytes) to a socket
  * about to be closed, as far as it takes it at once. */
 void listener_say(int fd, const char *msg, size_t len);
+
+/* Is addr ("host:port", host a name or an address) on loopback only?
+ * False for every interface (0.0.0.0, ::, no host) and for a name that
+ * resolves to any other address. */
+bool stream_addr_loopback(const char *addr);
 
 /* A non-blocking listening socket on host:port; -1 with err filled. */
 int stream_listen_socket(const char *addr, char *err, size_t errlen);

@@ -62,11 +62,46 @@ struct sub {
 /* The subscription a delivery counts against: a leg's root, else itself. */
 static inline struct sub *sub_top(struct sub *s) { return s->root ? s->root : s; }
 static inline bool sub_has_legs(const struct sub *s) { return s->spec != NULL; }
+/* The selector that decides for s: a leg's root's. */
+static inline const struct selector *sub_sel(const struct sub *s) { return s->root ? s->root->sel : s->sel; }
 
 /* Can this subscription take one more message now? */
 bool sub_ready(const struct sub *s);
-/* Does the subscription's selector accept the message? */
+
+/* Selector work is bounded by stomp.selector_budget steps: each message
+ * routed to a destination gets a pass with that budget (a publish pass),
+ * and all dispatching in one loop iteration shares one (the dispatch
+ * pass). Passes nest (a dead letter routed while dispatching); outside
+ * any, each message gets a budget of its own per loop iteration. */
+struct sub_pass {
+    int64_t left;
+    uint32_t done;             /* verdicts reached in this pass */
+    bool dispatch;
+    struct sub_pass *outer;
+};
+void sub_pass_begin(struct sub_pass *p);
+void sub_pass_begin_dispatch(struct sub_pass *p);
+void sub_pass_end(struct sub_pass *p);
+/* This loop iteration's dispatch budget is gone. */
+bool sub_dispatch_budget_spent(void);
+
+/* A selector's verdict within the current pass: SUB_LATER when the budget
+ * ran out before it was known (ask again in a later pass). A selector that
+ * cannot be evaluated even with a whole budget is UNKNOWN, so SUB_NO
+ * (logged and counted). NULL selects everything. */
+enum sub_verdict { SUB_NO, SUB_YES, SUB_LATER };
+enum sub_verdict sub_select(const struct selector *sel, const struct msg *m);
+
+/* Does the subscription's selector accept the message? SUB_LATER counts
+ * as yes: callers that cannot wait (a journal entry's durable targets)
+ * keep the message, and its copy is filtered before delivery. */
 bool sub_matches(const struct sub *s, const struct msg *m);
+
+struct sub_selector_stats {
+    uint64_t deferred;     /* verdicts put off to a later pass */
+    uint64_t over_budget;  /* evaluations that could not finish within a whole budget */
+};
+void sub_selector_stats(struct sub_selector_stats *out);
 /* Write the MESSAGE and track the entry (or finish it, for auto ack). */
 void sub_deliver(struct sub *s, struct qentry *e);
 /* The functions below return true when they journaled something (an ack
@@ -79,7 +114,8 @@ bool sub_nack(struct sub *s, struct qentry *e);
 bool sub_release_all(struct sub *s);
 /* Detach from queue/topic and free (unacked messages go back first). */
 bool sub_destroy(struct sub *s);
-/* A topic subscription receives a published message. */
+/* A topic subscription receives a published message (when its selector
+ * accepts it; when the pass's budget is spent, unfiltered for now). */
 void sub_publish(struct sub *s, struct msg *m);
 /* A plain subscription takes from d (a consumer of its queue, or a
  * private backlog of topic d). */

@@ -9,9 +9,8 @@ struct durable;
 struct msg;
 
 void topic_publish(struct dest *d, struct msg *m);
-/* Every durable subscription a message published to topic d goes to
- * (its own and its wildcards', selectors applied): what the message's
- * journal entry names. */
-void topic_foreach_durable(struct dest *d, const struct msg *m, void (*fn)(struct durable *du, void *arg), void *arg);
+/* Every durable subscription of topic d and of every wildcard topic that
+ * matches it (no selector applied: persist_enqueue judges them). */
+void topic_foreach_durable(struct dest *d, void (*fn)(struct durable *du, void *arg), void *arg);
 
 #endif

@@ -6,6 +6,7 @@
  * Copyright (c) 2026 the stompd authors. SPDX-License-Identifier: MIT */
 #include "config.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #include "client.h"
@@ -44,7 +45,7 @@ void abi_out(void *given, size_t given_size, const void *mine, size_t mine_size)
 
 /* The sizes of the 0.1 structs. When a field is added to one, its entry
  * here becomes offsetof(struct ..., the new field). */
-#define OPTIONS_0_1 sizeof(struct stompc_options)
+#define OPTIONS_0_1 offsetof(struct stompc_options, tls_ca_file)
 #define SEND_OPTS_0_1 sizeof(struct stompc_send_opts)
 #define SUB_OPTS_0_1 sizeof(struct stompc_sub_opts)
 #define CALLBACKS_0_1 sizeof(struct stompc_callbacks)

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <sys/types.h>
 
 #include "stompc.h"
 #include "stompd/buf.h"
@@ -49,9 +50,15 @@ TAILQ_HEAD(ofr_list, ofr);
 
 /* One connection attempt to one broker (happy eyeballs: several may be
  * under way at once; the first CONNECTED wins). */
+struct ssl_st;
+struct ssl_ctx_st;
+
 struct attempt {
     int fd;                    /* -1: none under way */
-    bool handshake;            /* TCP is up: CONNECT sent or being sent */
+    bool handshake;            /* TCP is up: (TLS, then) CONNECT sent or being sent */
+    struct ssl_st *ssl;        /* ssl:// brokers: the TLS session */
+    bool tls_up;               /* its handshake is done: CONNECT may go */
+    bool tls_want_write;       /* the handshake waits for the socket to be writable */
     uint32_t ev;               /* epoll events registered for fd */
     struct addrinfo *res, *cur; /* the host's addresses; cur is being tried */
     int64_t deadline;          /* monotonic ms */
@@ -125,6 +132,8 @@ struct stompc {
     struct stompc_header *cheaders; /* extra CONNECT headers, owned */
     size_t ncheaders;
     int hb_cx, hb_cy;
+    char *tls_ca, *tls_cert, *tls_key; /* files, for ssl:// brokers */
+    struct ssl_ctx_st *tls_ctx; /* made from them when the URI names an ssl:// broker */
     int receipt_timeout;
     size_t max_frame;
     unsigned max_unreceipted;
@@ -136,6 +145,9 @@ struct stompc {
     /* the connection */
     int fd;
     uint32_t ev;               /* epoll events registered for fd */
+    struct ssl_st *ssl;        /* over TLS: its session (NULL: plain TCP) */
+    bool rd_wants_wr;          /* TLS: a read waits for the socket to be writable */
+    bool wr_wants_rd;          /* TLS: a write waits for it to be readable */
     bool disconnecting;        /* stompc_disconnect: a loss is not recovered */
     size_t broker;             /* index into uri.brokers */
     enum stomp_version version;
@@ -255,6 +267,25 @@ int net_attempt_io(struct stompc *c, size_t i, uint32_t events, int64_t now, boo
 void net_attempt_close(struct stompc *c, size_t i, bool polite);
 /* Attempt i becomes the session's connection. */
 void net_attempt_adopt(struct stompc *c, size_t i);
+
+/* --------------------------------------------------------------- ctls.c */
+enum { CTLS_WANT_READ = -1, CTLS_WANT_WRITE = -2, CTLS_ERROR = -3 };
+/* The client's TLS context when the URI names an ssl:// broker (from
+ * tls_ca, tls_cert, tls_key): 0, or STOMPC_EINVAL / STOMPC_ENOMEM with err. */
+int ctls_setup(struct stompc *c, char *err, size_t errlen);
+void ctls_free(struct stompc *c);
+/* A client session on fd verifying host; NULL with err. */
+struct ssl_st *ctls_new(struct stompc *c, int fd, const char *host, char *err, size_t errlen);
+/* 1 done, CTLS_WANT_* not yet, CTLS_ERROR (err). */
+int ctls_handshake(struct ssl_st *ssl, char *err, size_t errlen);
+/* > 0 bytes, 0 closed (read), CTLS_WANT_*, CTLS_ERROR (err). */
+ssize_t ctls_read(struct ssl_st *ssl, void *p, size_t n, char *err, size_t errlen);
+ssize_t ctls_write(struct ssl_st *ssl, const void *p, size_t n, char *err, size_t errlen);
+/* Decoded input waiting (no readiness will say so). */
+bool ctls_pending(const struct ssl_st *ssl);
+const char *ctls_version(const struct ssl_st *ssl);
+/* Free the session; notify: send close_notify if the socket takes it. */
+void ctls_close(struct ssl_st *ssl, bool notify);
 
 /* ---------------------------------------------------------- failover.c */
 /* bs[] and order[] for uri.brokers and the brokers it may learn. 0 or

@@ -1,9 +1,12 @@
 /* libstompc's sockets: the session's connection (reading and parsing
  * frames, writing the output buffer, heart-beats both ways) and the
- * connection attempts (TCP connect, CONNECT, waiting for CONNECTED), all
- * non-blocking and registered in one epoll instance, so that the caller's
- * event loop (or the library's own wait, for the blocking calls) watches a
- * single descriptor whatever the client has open. Nothing here waits. */
+ * connection attempts (TCP connect, the TLS handshake for ssl:// brokers,
+ * CONNECT, waiting for CONNECTED), all non-blocking and registered in one
+ * epoll instance, so that the caller's event loop (or the library's own
+ * wait, for the blocking calls) watches a single descriptor whatever the
+ * client has open. Over TLS a read may wait for the socket to be writable
+ * and a write for it to be readable (ctls.c says which); the registration
+ * follows. Nothing here waits. */
 #include "config.h"
 
 #include <errno.h>
@@ -29,10 +32,11 @@ static const char *broker_text(const struct stompc *c)
     return c->uri.brokers[c->broker].text;
 }
 
-/* "host:port" (the text after tcp://), for "connect to ..." messages. */
+/* "host:port" (the text after tcp:// or ssl://), for "connect to ..."
+ * messages. */
 static const char *hostport(const struct uri_broker *b)
 {
-    return b->text + strlen("tcp://");
+    return strstr(b->text, "://") + 3;
 }
 
 int cbuf_reserve(struct buf *b, size_t extra)
@@ -105,7 +109,7 @@ void net_interest(struct stompc *c)
 {
     if (c->fd < 0)
         return;
-    uint32_t want = EPOLLIN | (buf_used(&c->out) ? EPOLLOUT : 0);
+    uint32_t want = EPOLLIN | ((buf_used(&c->out) && !c->wr_wants_rd) || c->rd_wants_wr ? EPOLLOUT : 0);
     /* MOD of a registered socket cannot fail for want of memory; if it
      * ever did, the next read or write would still find out. */
     (void)ep_update(c, c->fd, &c->ev, want, TAG_SESSION);
@@ -115,6 +119,9 @@ void net_interest(struct stompc *c)
 
 void net_close(struct stompc *c)
 {
+    ctls_close(c->ssl, true);
+    c->ssl = NULL;
+    c->rd_wants_wr = c->wr_wants_rd = false;
     if (c->fd >= 0)
         close(c->fd); /* leaves the epoll set with it */
     c->fd = -1;
@@ -148,10 +155,26 @@ void net_describe_error(const struct frame *f, char *out, size_t outlen)
 static int read_some(struct stompc *c)
 {
     size_t total = 0;
+    c->rd_wants_wr = false;
     for (int i = 0; i < READ_ROUNDS; i++) {
         if (cbuf_reserve(&c->in, READ_CHUNK) != 0)
             return client_lost(c, STOMPC_ENOMEM, "out of memory reading from %s", broker_text(c));
-        ssize_t n = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, MSG_DONTWAIT);
+        ssize_t n;
+        if (c->ssl) {
+            char why[300];
+            n = ctls_read(c->ssl, c->in.data + c->in.len, c->in.cap - c->in.len, why, sizeof why);
+            if (n == CTLS_WANT_WRITE)
+                c->rd_wants_wr = true;
+            if (n == CTLS_WANT_READ || n == CTLS_WANT_WRITE)
+                break;
+            if (n == CTLS_ERROR) {
+                if (total)
+                    break; /* handle what came first; the error comes again */
+                return client_lost(c, STOMPC_EIO, "connection to %s: %s", broker_text(c), why);
+            }
+        } else {
+            n = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, MSG_DONTWAIT);
+        }
         if (n > 0) {
             c->in.len += (size_t)n;
             total += (size_t)n;
@@ -208,8 +231,21 @@ static int process_input(struct stompc *c)
 /* Hand what the kernel takes. 0 (maybe partial), < 0 lost. */
 static int write_some(struct stompc *c)
 {
+    c->wr_wants_rd = false;
     while (buf_used(&c->out)) {
-        ssize_t n = send(c->fd, buf_head(&c->out), buf_used(&c->out), MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n;
+        if (c->ssl) {
+            char why[300];
+            n = ctls_write(c->ssl, buf_head(&c->out), buf_used(&c->out), why, sizeof why);
+            if (n == CTLS_WANT_READ)
+                c->wr_wants_rd = true;
+            if (n == CTLS_WANT_READ || n == CTLS_WANT_WRITE)
+                return 0;
+            if (n == CTLS_ERROR)
+                return client_lost(c, STOMPC_EIO, "connection to %s: %s", broker_text(c), why);
+        } else {
+            n = send(c->fd, buf_head(&c->out), buf_used(&c->out), MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
         if (n > 0) {
             buf_consume(&c->out, (size_t)n);
             c->out_written += (uint64_t)n;
@@ -238,11 +274,12 @@ int net_write(struct stompc *c)
 int net_io(struct stompc *c, uint32_t events)
 {
     int rc;
-    if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && buf_used(&c->out)) {
+    if (((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) || (c->wr_wants_rd && (events & EPOLLIN))) &&
+        buf_used(&c->out)) {
         if ((rc = write_some(c)) < 0)
             return rc;
     }
-    if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+    if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) || (c->rd_wants_wr && (events & EPOLLOUT))) {
         if ((rc = read_some(c)) < 0)
             return rc;
         if ((rc = process_input(c)) < 0)
@@ -255,6 +292,16 @@ int net_io(struct stompc *c, uint32_t events)
 int net_timers(struct stompc *c, int64_t now, int64_t *next)
 {
     *next = -1;
+    if (ctls_pending(c->ssl)) {
+        /* TLS decoded more than the last read took: no readiness will
+         * come for it */
+        int r = read_some(c);
+        if (r < 0 || (r = process_input(c)) < 0)
+            return r;
+        if (c->state != CS_CONNECTED)
+            return 0;
+        net_interest(c);
+    }
     if (c->hb_rx_ms) {
         int64_t limit = c->last_rx + c->hb_rx_ms * 3 / 2; /* 1.5x grace */
         if (now >= limit) {
@@ -353,6 +400,9 @@ static int attempt_fail(struct stompc *c, int status, const char *fmt, ...)
 
 static void attempt_release(struct attempt *a)
 {
+    ctls_close(a->ssl, false);
+    a->ssl = NULL;
+    a->tls_up = a->tls_want_write = false;
     if (a->fd >= 0)
         close(a->fd);
     a->fd = -1;
@@ -461,7 +511,25 @@ static int handshake_reply(struct stompc *c, struct attempt *a, const char *hp, 
     return 0;
 }
 
-/* TCP is up: send CONNECT. */
+/* The TLS handshake goes on as far as it can; once done, CONNECT. */
+static int attempt_tls(struct stompc *c, size_t i)
+{
+    struct attempt *a = &c->bs[i].a;
+    const struct uri_broker *b = &c->uri.brokers[i];
+    char why[400];
+    int r = ctls_handshake(a->ssl, why, sizeof why);
+    if (r == CTLS_ERROR)
+        return attempt_fail(c, STOMPC_ECONNECT, "connect to %s: %s", hostport(b), why);
+    a->tls_want_write = r == CTLS_WANT_WRITE;
+    if (r != 1)
+        return 0;
+    a->tls_up = true;
+    if (put_connect(c, a, b) != 0)
+        return attempt_fail(c, STOMPC_ENOMEM, "connect to %s: out of memory", hostport(b));
+    return 0;
+}
+
+/* TCP is up: send CONNECT (over TLS once its handshake is done). */
 static int attempt_tcp_up(struct stompc *c, size_t i)
 {
     struct attempt *a = &c->bs[i].a;
@@ -469,9 +537,42 @@ static int attempt_tcp_up(struct stompc *c, size_t i)
     int one = 1;
     (void)setsockopt(a->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     a->handshake = true;
+    if (b->tls) {
+        char why[400];
+        a->ssl = ctls_new(c, a->fd, b->host, why, sizeof why);
+        if (!a->ssl)
+            return attempt_fail(c, STOMPC_ECONNECT, "connect to %s: %s", hostport(b), why);
+        return attempt_tls(c, i);
+    }
     if (put_connect(c, a, b) != 0)
         return attempt_fail(c, STOMPC_ENOMEM, "connect to %s: out of memory", hostport(b));
     return 0;
+}
+
+/* Bytes of the attempt to the broker: > 0 taken, 0 not now (*want_read:
+ * not before the socket is readable), < 0 failed (why). */
+static ssize_t attempt_send(struct attempt *a, const void *p, size_t n, bool *want_read, char *why, size_t whylen)
+{
+    *want_read = false;
+    if (a->ssl) {
+        ssize_t r = ctls_write(a->ssl, p, n, why, whylen);
+        if (r == CTLS_WANT_READ || r == CTLS_WANT_WRITE) {
+            *want_read = r == CTLS_WANT_READ;
+            return 0;
+        }
+        return r > 0 ? r : -1;
+    }
+    for (;;) {
+        ssize_t r = send(a->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (r > 0)
+            return r;
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        snprintf(why, whylen, "%s", r < 0 ? strerror(errno) : "write returned 0");
+        return -1;
+    }
 }
 
 /* Write what the attempt has to say, and register what it waits for. */
@@ -479,20 +580,25 @@ static int attempt_flush(struct stompc *c, size_t i)
 {
     struct attempt *a = &c->bs[i].a;
     const struct uri_broker *b = &c->uri.brokers[i];
-    while (buf_used(&a->out)) {
-        ssize_t n = send(a->fd, buf_head(&a->out), buf_used(&a->out), MSG_NOSIGNAL | MSG_DONTWAIT);
+    bool want_read = false;
+    while (buf_used(&a->out) && (!a->ssl || a->tls_up)) {
+        char why[400];
+        ssize_t n = attempt_send(a, buf_head(&a->out), buf_used(&a->out), &want_read, why, sizeof why);
         if (n > 0) {
             buf_consume(&a->out, (size_t)n);
             continue;
         }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        if (n == 0)
             break;
-        return attempt_fail(c, STOMPC_ECONNECT, "connect to %s: %s", hostport(b),
-                            n < 0 ? strerror(errno) : "write returned 0");
+        return attempt_fail(c, STOMPC_ECONNECT, "connect to %s: %s", hostport(b), why);
     }
-    uint32_t want = !a->handshake ? EPOLLOUT : EPOLLIN | (buf_used(&a->out) ? EPOLLOUT : 0);
+    uint32_t want;
+    if (!a->handshake)
+        want = EPOLLOUT; /* TCP connecting */
+    else if (a->ssl && !a->tls_up)
+        want = a->tls_want_write ? EPOLLOUT : EPOLLIN; /* the TLS handshake */
+    else
+        want = EPOLLIN | (buf_used(&a->out) && !want_read ? EPOLLOUT : 0);
     int rc = ep_update(c, a->fd, &a->ev, want, i);
     if (rc < 0)
         return attempt_fail(c, rc == -ENOMEM ? STOMPC_ENOMEM : STOMPC_ECONNECT, "connect to %s: epoll: %s",
@@ -583,7 +689,13 @@ static int attempt_ready(struct stompc *c, size_t i, uint32_t events, bool *cost
         return attempt_connect(c, i); /* the host's next address */
     }
     *costly = true; /* from here on the broker has been reached */
-    if ((events & (EPOLLOUT | EPOLLERR)) && buf_used(&a->out)) {
+    if (a->ssl && !a->tls_up) {
+        int rc = attempt_tls(c, i);
+        if (rc < 0)
+            return rc;
+        return attempt_flush(c, i); /* CONNECT, once the handshake is done; or wait */
+    }
+    if ((events & (EPOLLOUT | EPOLLERR | EPOLLIN)) && buf_used(&a->out)) {
         int rc = attempt_flush(c, i);
         if (rc < 0)
             return rc;
@@ -592,10 +704,22 @@ static int attempt_ready(struct stompc *c, size_t i, uint32_t events, bool *cost
         return 0;
     bool eof = false;
     int rerr = 0;
+    char terr[400] = "";
     for (int round = 0; round < READ_ROUNDS; round++) {
         if (cbuf_reserve(&a->in, 4096) != 0)
             return attempt_fail(c, STOMPC_ENOMEM, "connect to %s: out of memory", hostport(b));
-        ssize_t n = recv(a->fd, a->in.data + a->in.len, a->in.cap - a->in.len, MSG_DONTWAIT);
+        ssize_t n;
+        if (a->ssl) {
+            n = ctls_read(a->ssl, a->in.data + a->in.len, a->in.cap - a->in.len, terr, sizeof terr);
+            if (n == CTLS_WANT_READ || n == CTLS_WANT_WRITE)
+                break;
+            if (n == CTLS_ERROR) {
+                rerr = EPROTO;
+                break;
+            }
+        } else {
+            n = recv(a->fd, a->in.data + a->in.len, a->in.cap - a->in.len, MSG_DONTWAIT);
+        }
         if (n > 0) {
             a->in.len += (size_t)n;
             continue;
@@ -628,7 +752,7 @@ static int attempt_ready(struct stompc *c, size_t i, uint32_t events, bool *cost
     if (eof)
         return attempt_fail(c, STOMPC_ECONNECT, "connect to %s: closed by the broker before CONNECTED", hostport(b));
     if (rerr)
-        return attempt_fail(c, STOMPC_ECONNECT, "connect to %s: %s", hostport(b), strerror(rerr));
+        return attempt_fail(c, STOMPC_ECONNECT, "connect to %s: %s", hostport(b), terr[0] ? terr : strerror(rerr));
     return 0;
 }
 
@@ -641,8 +765,11 @@ int net_attempt_io(struct stompc *c, size_t i, uint32_t events, int64_t now, boo
     if (events) {
         rc = attempt_ready(c, i, events, costly);
     } else if (now >= a->deadline) {
-        rc = a->handshake ? attempt_fail(c, STOMPC_ECONNECT, "connect to %s: no CONNECTED frame in time", hostport(b))
-                          : attempt_fail(c, STOMPC_ECONNECT, "connect to %s: %s", hostport(b), strerror(ETIMEDOUT));
+        rc = a->ssl && !a->tls_up
+                 ? attempt_fail(c, STOMPC_ECONNECT, "connect to %s: TLS handshake not finished in time", hostport(b))
+             : a->handshake
+                 ? attempt_fail(c, STOMPC_ECONNECT, "connect to %s: no CONNECTED frame in time", hostport(b))
+                 : attempt_fail(c, STOMPC_ECONNECT, "connect to %s: %s", hostport(b), strerror(ETIMEDOUT));
     } else {
         rc = 0;
     }
@@ -654,14 +781,19 @@ int net_attempt_io(struct stompc *c, size_t i, uint32_t events, int64_t now, boo
 void net_attempt_close(struct stompc *c, size_t i, bool polite)
 {
     struct attempt *a = &c->bs[i].a;
-    if (a->fd >= 0 && polite && a->handshake && buf_used(&a->out) == 0) {
+    if (a->fd >= 0 && polite && a->handshake && (!a->ssl || a->tls_up) && buf_used(&a->out) == 0) {
         /* The broker read (or will read) our CONNECT: say goodbye, and
          * read what it sent so the close is a FIN, not a reset. */
         static const char bye[] = "DISCONNECT\n\n";
-        (void)send(a->fd, bye, sizeof bye, MSG_NOSIGNAL | MSG_DONTWAIT); /* with the NUL */
+        bool wr;
+        char why[64];
+        (void)attempt_send(a, bye, sizeof bye, &wr, why, sizeof why); /* with the NUL */
         char sink[4096];
-        for (int k = 0; k < 4 && recv(a->fd, sink, sizeof sink, MSG_DONTWAIT) > 0; k++)
+        for (int k = 0; k < 4 && (a->ssl ? ctls_read(a->ssl, sink, sizeof sink, why, sizeof why)
+                                         : recv(a->fd, sink, sizeof sink, MSG_DONTWAIT)) > 0; k++)
             ;
+        ctls_close(a->ssl, true);
+        a->ssl = NULL;
     }
     attempt_release(a);
 }
@@ -680,6 +812,9 @@ void net_attempt_adopt(struct stompc *c, size_t i)
     c->hb_rx_ms = a->hb_rx_ms;
     c->in = a->in; /* whatever followed CONNECTED */
     memset(&a->in, 0, sizeof a->in);
+    c->ssl = a->ssl; /* (TLS may hold more of it decoded: net_timers reads it) */
+    a->ssl = NULL;
+    a->tls_up = false;
     a->fd = -1;
     a->ev = 0;
     int64_t now = client_now();
@@ -720,6 +855,8 @@ bool net_any_open(const struct stompc *c)
 int64_t net_next_timer(const struct stompc *c)
 {
     int64_t next = -1;
+    if (c->state == CS_CONNECTED && c->fd >= 0 && ctls_pending(c->ssl))
+        return client_now();
     if (c->state == CS_CONNECTED && c->fd >= 0) {
         if (c->hb_rx_ms)
             next = c->last_rx + c->hb_rx_ms * 3 / 2;

@@ -950,6 +950,10 @@ static void free_settings(struct stompc *c)
     free(c->host);
     free(c->client_id);
     free(c->accept_version);
+    free(c->tls_ca);
+    free(c->tls_cert);
+    free(c->tls_key);
+    c->tls_ca = c->tls_cert = c->tls_key = NULL;
     for (size_t i = 0; c->cheaders && i < c->ncheaders; i++) {
         free((char *)c->cheaders[i].name);
         free((char *)c->cheaders[i].value);
@@ -980,6 +984,7 @@ static void destroy(struct stompc *c)
     free_settings(c);
     failover_fini(c);
     uri_free(&c->uri);
+    ctls_free(c);
     net_fini(c);
     free(c);
 }
@@ -1030,7 +1035,9 @@ static int take_settings(struct stompc *c, const struct stompc_options *opts)
     bool ok = dup_opt(&c->login, opts->login) && dup_opt(&c->passcode, opts->passcode) &&
               dup_opt(&c->host, opts->host) &&
               dup_opt(&c->client_id, opts->client_id && *opts->client_id ? opts->client_id : NULL) &&
-              dup_opt(&c->accept_version, opts->accept_version ? opts->accept_version : "1.0,1.1,1.2");
+              dup_opt(&c->accept_version, opts->accept_version ? opts->accept_version : "1.0,1.1,1.2") &&
+              dup_opt(&c->tls_ca, opts->tls_ca_file) && dup_opt(&c->tls_cert, opts->tls_cert_file) &&
+              dup_opt(&c->tls_key, opts->tls_key_file);
     if (ok && opts->nheaders) {
         c->cheaders = calloc(opts->nheaders, sizeof *c->cheaders);
         ok = c->cheaders != NULL;
@@ -1094,6 +1101,8 @@ int stompc_connect_sized(struct stompc *c, const char *uri, const struct stompc_
     int rc = take_settings(c, opts);
     if (rc < 0)
         return rc;
+    if ((rc = ctls_setup(c, err, sizeof err)) < 0)
+        return client_fail(c, rc, "%s", err);
     if (failover_init(c) != 0)
         return client_fail(c, STOMPC_ENOMEM, "out of memory");
     c->hb_cx = opts->heart_beat_tx;

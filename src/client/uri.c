@@ -1,5 +1,5 @@
-/* Parsing of tcp:// and failover: URIs with ActiveMQ's option names and
- * defaults, and the back-off schedule. Strict on purpose: a typo in an
+/* Parsing of tcp://, ssl:// and failover: URIs with ActiveMQ's option
+ * names and defaults, and the back-off schedule. Strict on purpose: a typo in an
  * option name would otherwise silently mean "the default". */
 #include "config.h"
 
@@ -104,7 +104,8 @@ static int check_tcp_query(const char *q, size_t n, const char *uri, size_t ul, 
     return 0;
 }
 
-/* One tcp://host[:port][?transport options] (or stomp://), s[0..n). */
+/* One tcp://host[:port][?transport options] (or stomp://; ssl:// and
+ * stomp+ssl:// for TLS), s[0..n). */
 static int parse_broker(const char *s, size_t n, struct uri_broker *b, char *err, size_t errlen)
 {
     const char *start = s;
@@ -116,16 +117,15 @@ static int parse_broker(const char *s, size_t n, struct uri_broker *b, char *err
         return fail(err, errlen, "'%.*s' is not a URI (expected tcp://host:port)", (int)total, start);
     }
     size_t sl = (size_t)(colon - s);
-    if (!((sl == 3 && !strncasecmp(s, "tcp", 3)) || (sl == 5 && !strncasecmp(s, "stomp", 5)))) {
-        if ((sl == 3 && !strncasecmp(s, "ssl", 3)) || (sl == 9 && !strncasecmp(s, "stomp+ssl", 9)))
-            return fail(err, errlen, "'%.*s': TLS (%.*s://) is not supported", (int)total, start, (int)sl, s);
-        return fail(err, errlen, "'%.*s': unknown scheme '%.*s' (use tcp:// or failover:)", (int)total,
+    bool tls = (sl == 3 && !strncasecmp(s, "ssl", 3)) || (sl == 9 && !strncasecmp(s, "stomp+ssl", 9));
+    if (!tls && !((sl == 3 && !strncasecmp(s, "tcp", 3)) || (sl == 5 && !strncasecmp(s, "stomp", 5))))
+        return fail(err, errlen, "'%.*s': unknown scheme '%.*s' (use tcp://, ssl:// or failover:)", (int)total,
                     start, (int)sl, s);
-    }
     s = colon + 3;
     n -= sl + 3;
     memset(b, 0, sizeof *b);
     b->connect_timeout = -1;
+    b->tls = tls;
     const char *qm = memchr(s, '?', n);
     if (qm) {
         int rc = check_tcp_query(qm + 1, n - (size_t)(qm + 1 - s), start, total, b, err, errlen);
@@ -187,7 +187,7 @@ static int parse_broker(const char *s, size_t n, struct uri_broker *b, char *err
         return oom(err, errlen);
     }
     bool v6 = memchr(host, ':', hl) != NULL;
-    snprintf(b->text, tl, "tcp://%s%s%s:%d", v6 ? "[" : "", b->host, v6 ? "]" : "", b->port);
+    snprintf(b->text, tl, "%s://%s%s%s:%d", tls ? "ssl" : "tcp", v6 ? "[" : "", b->host, v6 ? "]" : "", b->port);
     return 0;
 }
 
@@ -213,7 +213,7 @@ static int add_broker(struct uri *u, struct uri_broker *b, char *err, size_t err
 static ssize_t find_broker(const struct uri *u, const struct uri_broker *b)
 {
     for (size_t i = 0; i < u->nbrokers; i++)
-        if (u->brokers[i].port == b->port && !strcasecmp(u->brokers[i].host, b->host))
+        if (u->brokers[i].port == b->port && u->brokers[i].tls == b->tls && !strcasecmp(u->brokers[i].host, b->host))
             return (ssize_t)i;
     return -1;
 }
@@ -523,6 +523,14 @@ int uri_parse(const char *text, struct uri *u, char *err, size_t errlen)
     return add_broker(u, &b, err, errlen);
 }
 
+bool uri_has_tls(const struct uri *u)
+{
+    for (size_t i = 0; i < u->nbrokers; i++)
+        if (u->brokers[i].tls)
+            return true;
+    return false;
+}
+
 void uri_free(struct uri *u)
 {
     for (size_t i = 0; i < u->nbrokers; i++)
@@ -552,7 +560,8 @@ int uri_learn(struct uri *u, const char *text, size_t len)
     int rc = parse_broker(s, n, &b, err, sizeof err);
     if (rc)
         return rc == -ENOMEM ? -ENOMEM : -EINVAL;
-    if (memchr(s, '?', n) || find_broker(u, &b) >= 0 || u->nlearned >= URI_MAX_LEARNED) {
+    if (memchr(s, '?', n) || find_broker(u, &b) >= 0 || u->nlearned >= URI_MAX_LEARNED ||
+        (uri_has_tls(u) && !b.tls)) {
         broker_free(&b);
         return 0;
     }

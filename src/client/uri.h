@@ -1,4 +1,4 @@
-/* Broker URIs as ActiveMQ users write them (tcp://h:p and
+/* Broker URIs as ActiveMQ users write them (tcp://h:p, ssl://h:p and
  * failover:(...)?options) and the reconnect schedule they imply. Pure
  * functions, no I/O: unit-tested alone by t/unit/test_uri.c. */
 #ifndef STOMPC_URI_H
@@ -17,7 +17,8 @@
 struct uri_broker {
     char *host;   /* without brackets for IPv6 */
     int port;
-    char *text;   /* "tcp://host:port", for messages and stats */
+    char *text;   /* "tcp://host:port" or "ssl://host:port", for messages and stats */
+    bool tls;     /* ssl:// (or stomp+ssl://): STOMP over TLS */
     int64_t connect_timeout; /* ms; -1: the URI's (or the options') */
     bool priority;           /* named by priorityURIs (or first, by default) */
     bool learned;            /* added from a broker's cluster-members header */
@@ -52,11 +53,15 @@ struct uri {
 /* Parse text into u (freed with uri_free, also after a failure). On
  * failure returns -EINVAL (or -ENOMEM) and writes why into err. */
 int uri_parse(const char *text, struct uri *u, char *err, size_t errlen) __attribute__((warn_unused_result));
+/* Does the list name an ssl:// broker? */
+bool uri_has_tls(const struct uri *u);
 void uri_free(struct uri *u);
 
 /* Add a broker named by a broker ("tcp://host:port" or "host:port", len
  * bytes) unless the list has it already or URI_MAX_LEARNED were learned:
- * 1 added, 0 not, -EINVAL not a broker address, -ENOMEM. */
+ * 1 added, 0 not, -EINVAL not a broker address, -ENOMEM. A list with an
+ * ssl:// broker learns nothing that is not ssl:// (no quiet move to
+ * plain TCP). */
 int uri_learn(struct uri *u, const char *text, size_t len) __attribute__((warn_unused_result));
 
 /* The wait after `failures` (>= 1) failed rounds, in ms: the initial delay

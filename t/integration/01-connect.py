@@ -6,12 +6,26 @@ from stompd_test import Client, connected
 
 
 def test_no_accept_version_means_1_0(broker):
+    """The 1.2 specification: CONNECTED MUST carry version, 1.0 for a
+    client that sent no accept-version; and heart-beat, 0,0 when there are
+    none (a 1.0 connection has none)."""
     c = Client(broker.port)
     c.send("CONNECT", {"login": "guest", "passcode": "guest"})
     f = c.recv()
     assert f.command == "CONNECTED"
-    assert f.get("version") is None           # a 1.0 broker answer
+    assert f["version"] == "1.0"
+    assert f["heart-beat"] == "0,0"
     assert f.get("session")
+
+
+def test_1_0_has_no_heart_beats(broker_factory):
+    b = broker_factory({"stomp.heartbeat_min": "200ms"})
+    for headers in ({"heart-beat": "1000,1000"}, {"accept-version": "1.0", "heart-beat": "1000,1000"}):
+        c = Client(b.port)
+        c.send("CONNECT", headers)
+        f = c.recv()
+        assert f["version"] == "1.0" and f["heart-beat"] == "0,0", f
+        c.expect_nothing(1.5)    # no beats sent to it either
 
 
 def test_highest_common_version(broker):
@@ -21,6 +35,7 @@ def test_highest_common_version(broker):
         f = c.connect(offered)
         assert f["version"] == want, (offered, f)
         assert f["server"].startswith("stompd/")
+        assert f["heart-beat"] == "0,0", f
         c.close()
 
 

@@ -211,6 +211,24 @@ def test_max_headers_exactly_is_fine(small):
     assert c.recv().command == "RECEIPT"
 
 
+@pytest.mark.parametrize("frame,message,detail", [
+    (b"SEND\ndestination:/queue/a\ncontent-length:100000\n\n", "frame too large",
+     "at most 65536 bytes (stomp.max_frame_size)"),
+    (b"SEND\ndestination:/queue/a\n\n" + b"z" * 70000, "frame too large", "at most 65536 bytes (stomp.max_frame_size)"),
+    (b"SEND\ndestination:/queue/a\n" + b"".join(b"h%d:v\n" % i for i in range(11)) + b"\n\0", "too many headers",
+     "at most 10 headers (stomp.max_headers)"),
+    (b"SEND\ndestination:/queue/a\nh:" + b"v" * 400 + b"\n\n\0", "header line too long",
+     "at most 256 bytes (stomp.max_header_size)"),
+    (b"X" * 100 + b"\n\n\0", "command line too long", "at most 32 bytes (stomp.max_command_size)"),
+], ids=["content-length", "body", "headers", "header-line", "command-line"])
+def test_size_limit_errors_name_the_limit_and_its_key(small, frame, message, detail):
+    c = connected(small.port)
+    c.send_raw(frame)
+    f = c.expect_error()
+    assert f["message"] == message, f
+    assert detail in f.body.decode(), f
+
+
 def test_frame_too_large_with_content_length(small):
     c = connected(small.port)
     c.send_raw(b"SEND\ndestination:/queue/a\ncontent-length:100000\n\n")
@@ -307,6 +325,81 @@ def test_idle_destinations_are_removed_and_make_room(broker_factory):
     q = connected(b.port)
     q.send("SUBSCRIBE", {"id": "1", "destination": "/queue/held"})
     assert q.recv().body == b"kept"
+
+
+_acked = [0]
+
+
+def client_acked(port, version):
+    """A connection with two client-ack subscriptions (on queues of its
+    own), each holding one delivered message; returns (connection,
+    [message on sub 1, on sub 2])."""
+    _acked[0] += 1
+    qa, qb = "/queue/ack-a%d" % _acked[0], "/queue/ack-b%d" % _acked[0]
+    c = connected(port, version)
+    c.receipt("SUBSCRIBE", {"id": "s1", "destination": qa, "ack": "client-individual"}, "r1")
+    c.receipt("SUBSCRIBE", {"id": "s2", "destination": qb, "ack": "client-individual"}, "r2")
+    p = connected(port)
+    p.send("SEND", {"destination": qa}, b"a")
+    p.send("SEND", {"destination": qb}, b"b")
+    got = {}
+    for _ in range(2):
+        m = c.recv()
+        got[m["subscription"]] = m
+    return c, [got["s1"], got["s2"]]
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.0"])
+def test_ack_errors_say_which_part_is_wrong_before_1_2(broker, version):
+    c, (m1, m2) = client_acked(broker.port, version)
+    c.send("ACK", {"message-id": m1["message-id"], "subscription": "s2"})
+    f = c.expect_error()
+    assert f["message"] == "wrong subscription", f
+    assert ("delivered to subscription 's1', not to 's2'") in f.body.decode(), f
+    c, (m1, m2) = client_acked(broker.port, version)
+    c.send("ACK", {"message-id": m1["message-id"], "subscription": "nope"})
+    f = c.expect_error()
+    assert f["message"] == "unknown subscription" and "'nope'" in f.body.decode(), f
+    c, (m1, m2) = client_acked(broker.port, version)
+    c.send("ACK", {"message-id": "ID-never-sent", "subscription": "s1"})
+    f = c.expect_error()
+    assert f["message"] == "unknown message-id" and "ID-never-sent" in f.body.decode(), f
+    # the right pairs are fine, the message ids as received
+    c, (m1, m2) = client_acked(broker.port, version)
+    c.send("ACK", {"message-id": m2["message-id"], "subscription": "s2"})
+    c.receipt("ACK", {"message-id": m1["message-id"], "subscription": "s1"}, "acked")
+
+
+def test_ack_errors_say_which_part_is_wrong_in_1_2(broker):
+    c, (m1, m2) = client_acked(broker.port, "1.2")
+    c.send("ACK", {"id": m1["ack"], "subscription": "s2"})
+    f = c.expect_error()
+    assert f["message"] == "wrong subscription", f
+    assert "ack id '%s' was delivered to subscription 's1', not to 's2'" % m1["ack"] in f.body.decode(), f
+    c, (m1, m2) = client_acked(broker.port, "1.2")
+    c.send("ACK", {"id": m1["ack"], "subscription": "gone"})
+    assert c.expect_error()["message"] == "unknown subscription"
+    c, (m1, m2) = client_acked(broker.port, "1.2")
+    c.send("ACK", {"id": m1["message-id"]})     # a 1.1 habit
+    f = c.expect_error()
+    assert f["message"] == "unknown ack id" and "is a message-id" in f.body.decode(), f
+    c, (m1, m2) = client_acked(broker.port, "1.2")
+    c.send("ACK", {"id": m2["ack"], "subscription": "s2"})
+    c.receipt("ACK", {"id": m1["ack"]}, "acked")
+
+
+def test_ack_names_the_subscription_of_a_topic_message_held_twice(broker):
+    """1.1: one topic message is unacked on two subscriptions of one
+    connection; an ACK naming either settles that one."""
+    c = connected(broker.port, "1.1")
+    for sid in ("t1", "t2"):
+        c.receipt("SUBSCRIBE", {"id": sid, "destination": "/topic/twice", "ack": "client"}, sid)
+    connected(broker.port).send("SEND", {"destination": "/topic/twice"}, b"x")
+    ms = {m["subscription"]: m for m in c.recv_all(2)}
+    c.receipt("ACK", {"message-id": ms["t2"]["message-id"], "subscription": "t2"}, "a2")
+    c.receipt("ACK", {"message-id": ms["t1"]["message-id"], "subscription": "t1"}, "a1")
+    c.send("ACK", {"message-id": ms["t1"]["message-id"], "subscription": "t1"})
+    assert c.expect_error()["message"] == "unknown message-id"
 
 
 def test_the_idle_sweep_reaches_every_destination_a_bounded_step_at_a_time(broker_factory):

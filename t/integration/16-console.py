@@ -33,6 +33,18 @@ def get_json(b, path, **kw):
     return json.loads(data)
 
 
+def answered(s):
+    """Has the broker written to (or closed) s, which sent nothing?"""
+    s.setblocking(False)
+    try:
+        s.recv(1, socket.MSG_PEEK)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        s.setblocking(True)
+
+
 def raw(b, data, timeout=5):
     s = socket.create_connection(("127.0.0.1", b.http_port), timeout=timeout)
     s.sendall(data)
@@ -294,7 +306,7 @@ def test_malformed_and_oversized(broker_factory):
 
 def test_keep_alive_and_pipelining(broker):
     auth = base64.b64encode(b"admin:admin")
-    one = b"GET /api/counters HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + auth + b"\r\n\r\n"
+    one = b"GET /api/counters HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic " + auth + b"\r\n\r\n"
     s = socket.create_connection(("127.0.0.1", broker.http_port), timeout=5)
     s.sendall(one + one)
     out = b""
@@ -309,12 +321,34 @@ def test_keep_alive_and_pipelining(broker):
 
 def test_console_connection_limit(broker_factory):
     b = broker_factory({"http.max_connections": "2"})
-    held = [socket.create_connection(("127.0.0.1", b.http_port)) for _ in range(2)]
-    time.sleep(0.1)
+
+    def healthz(c):
+        try:
+            c.request("GET", "/healthz")
+            r = c.getresponse()
+            r.read()
+            return r.status
+        except OSError:
+            return None
+
+    # two kept-alive connections, each answered: both hold a slot (one
+    # may first be refused while the broker still counts the start-up
+    # probe's connection)
+    held = []
+    deadline = time.time() + 30
+    while len(held) < 2 and time.time() < deadline:
+        c = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=5)
+        if healthz(c) == 200:
+            held.append(c)
+        else:
+            c.close()
+            time.sleep(0.05)
+    assert len(held) == 2
     assert raw(b, b"").startswith(b"HTTP/1.1 503")
-    for s in held:
-        s.close()
-    time.sleep(0.1)
+    for c in held:
+        c.close()
+    while time.time() < deadline and req(b, "GET", "/healthz", auth=None)[0] != 200:
+        time.sleep(0.05)
     assert req(b, "GET", "/healthz", auth=None)[0] == 200
 
 

@@ -177,10 +177,3 @@ def test_content_type_is_matched_exactly(broker_factory, ctype, want):
     status, body = ask(b, "POST", "/api/send", headers={"Content-Type": ctype},
                        body=json.dumps({"destination": "/queue/x", "body": "hi"}))
     assert status == want, body
-
-
-def test_reserved_must_leave_room(broker_factory):
-    b = broker_factory({"http.max_connections": "8", "http.reserved_connections": "8"}, start=False)
-    b.start(wait=False)
-    assert b.proc.wait(timeout=60) != 0
-    assert "http.reserved_connections" in b.log()

@@ -808,7 +808,8 @@ class FailoverConsumer:
 
 # --------------------------------------------------------------- replication peers
 
-REPL_VERSION = 3
+REPL_VERSION = 4
+R_HELLO, R_WELCOME, R_REFUSE, R_CHALLENGE, R_PROOF = 1, 2, 3, 11, 12
 
 
 def journal_checksum(entry):
@@ -829,17 +830,60 @@ def repl_str(b):
     return struct.pack(">I", len(b)) + b
 
 
+def repl_proof(token, direction, slave_nonce, master_nonce, slave_id, master_id):
+    """src/repl_auth.c's proof, written again from its description: HMAC-
+    SHA256 keyed with the token over length-prefixed fields."""
+    import hashlib
+    import hmac
+    import struct
+    label = b"stompd replication 4: %s proof" % direction
+    msg = b"".join(struct.pack(">I", len(f)) + f for f in (label, slave_nonce, master_nonce, slave_id, master_id))
+    return hmac.new(token, msg, hashlib.sha256).digest()
+
+
+def read_repl_frame(conn):
+    """One replication frame from a blocking socket: (type, payload)."""
+    import struct
+    buf = b""
+    while len(buf) < 5 or len(buf) < 4 + struct.unpack(">I", buf[:4])[0]:
+        d = conn.recv(1 if len(buf) < 5 else 4 + struct.unpack(">I", buf[:4])[0] - len(buf))
+        assert d, "the peer closed the link"
+        buf += d
+    return buf[4], buf[5:]
+
+
+def repl_master_handshake(conn, token=b"s3cret", master_id=b"fake-master"):
+    """A master's side of the handshake, by hand, on an accepted socket:
+    HELLO in, CHALLENGE out, PROOF in. Returns the slave's id, its position
+    (last epoch, last lsn, max epoch, last checksum), whether its proof was
+    right, and the master's proof, which WELCOME carries first."""
+    import struct
+    t, hello = read_repl_frame(conn)
+    assert t == R_HELLO and struct.unpack(">I", hello[:4])[0] == REPL_VERSION, (t, hello[:4])
+    il = struct.unpack(">I", hello[4:8])[0]
+    sid, snonce = hello[8:8 + il], hello[12 + il:]
+    mnonce = os.urandom(32)
+    conn.sendall(repl_frame(R_CHALLENGE, repl_str(master_id) + repl_str(mnonce)))
+    t, proof = read_repl_frame(conn)
+    assert t == R_PROOF, t
+    ok = proof[:36] == repl_str(repl_proof(token, b"slave", snonce, mnonce, sid, master_id))
+    position = struct.unpack(">QQQQ", proof[36:68])
+    return sid, position, ok, repl_str(repl_proof(token, b"master", snonce, mnonce, sid, master_id))
+
+
 class FakeSlave(threading.Thread):
-    """A replication peer speaking the wire protocol by hand: HELLO at a
-    chosen position, the ACK a real slave sends on WELCOME (its own
-    position), then ACKs for what it receives only while ack_entries is
-    set. It never applies anything: a slave that lies, or stalls. With
-    stall_after, once it has received that lsn it stops reading and
-    writing altogether, as a hung process (rcvbuf keeps the kernel from
-    buffering much for it)."""
+    """A replication peer speaking the wire protocol by hand: HELLO, the
+    PROOF of the token (at a chosen position) when challenged, the ACK a
+    real slave sends on WELCOME (its own position), then ACKs for what it
+    receives only while ack_entries is set. It never applies anything: a
+    slave that lies, or stalls. With stall_after, once it has received that
+    lsn it stops reading and writing altogether, as a hung process (rcvbuf
+    keeps the kernel from buffering much for it). version other than
+    REPL_VERSION sends an older release's HELLO (version 3: the token in
+    clear). tls: an ssl.SSLContext to wrap the connection with."""
 
     def __init__(self, port, last_epoch, last_lsn, max_epoch, node=b"fakeslave0001", ack_entries=False,
-                 token=b"s3cret", last_sum=0, version=REPL_VERSION, stall_after=None, rcvbuf=None):
+                 token=b"s3cret", last_sum=0, version=REPL_VERSION, stall_after=None, rcvbuf=None, tls=None):
         import struct
         super().__init__(daemon=True)
         self.ack_entries = ack_entries
@@ -852,12 +896,22 @@ class FakeSlave(threading.Thread):
             self.s.connect(("127.0.0.1", port))
         else:
             self.s = socket.create_connection(("127.0.0.1", port))
-        self.s.sendall(repl_frame(1, struct.pack(">I", version) + repl_str(token) + repl_str(node) +
-                                  struct.pack(">QQQQ", last_epoch, last_lsn, max_epoch, last_sum)))
+        if tls is not None:
+            self.s = tls.wrap_socket(self.s, server_hostname="localhost")
+        self.token, self.node = token, node
+        self.position = struct.pack(">QQQQ", last_epoch, last_lsn, max_epoch, last_sum)
+        self.nonce = os.urandom(32)
+        if version == REPL_VERSION:
+            self.s.sendall(repl_frame(R_HELLO, struct.pack(">I", version) + repl_str(node) + repl_str(self.nonce)))
+        else:
+            self.s.sendall(repl_frame(R_HELLO, struct.pack(">I", version) + repl_str(token) + repl_str(node) +
+                                      self.position))
         self.last_lsn = last_lsn
         self.seen = []          # frame types, in order
         self.entries = {}       # lsn -> encoded entry, from ENTRIES frames
+        self.challenge = None   # CHALLENGE's (master id, nonce)
         self.welcome = None     # WELCOME's fields, as a dict
+        self.master_proved = None  # did WELCOME carry the master's proof?
         self.refused = None     # REFUSE's reason
 
     def run(self):
@@ -878,7 +932,17 @@ class FakeSlave(threading.Thread):
                 p = buf[5:4 + n]
                 buf = buf[4 + n:]
                 try:
-                    if t == 2:     # WELCOME: ACK its own position, as a real slave does
+                    if t == R_CHALLENGE:  # prove the token
+                        il = struct.unpack(">I", p[:4])[0]
+                        mid, nonce = p[4:4 + il], p[8 + il:]
+                        self.challenge = (mid, nonce)
+                        proof = repl_proof(self.token, b"slave", self.nonce, nonce, self.node, mid)
+                        self.s.sendall(repl_frame(R_PROOF, repl_str(proof) + self.position))
+                    elif t == 2:     # WELCOME: ACK its own position, as a real slave does
+                        mid, nonce = self.challenge
+                        want = repl_proof(self.token, b"master", self.nonce, nonce, self.node, mid)
+                        self.master_proved = p[:36] == repl_str(want)
+                        p = p[36:]
                         epoch, il = struct.unpack(">QI", p[:12])
                         must_sync, snapshot, nxt = struct.unpack(">BBQ", p[12 + il:22 + il])
                         self.welcome = {"epoch": epoch, "id": p[12:12 + il], "snapshot": bool(snapshot),
@@ -996,3 +1060,31 @@ class Blackhole:
                             self.pairs.remove(pair)
                     pair[0].close()
                     pair[1].close()
+
+
+# --------------------------------------------------------------- users and permissions
+
+def hash_password(password, method=None):
+    """The crypt(3) hash `stompd --hash-password` prints for password."""
+    cmd = [STOMPD, "--hash-password" + ("=" + method if method else "")]
+    r = subprocess.run(cmd, input=password + "\n", capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def write_users(path, users, method="sha512"):
+    """A users file: users maps name -> (password, [groups])."""
+    lines = ["# written by the test"]
+    for name, (password, groups) in users.items():
+        line = "%s:%s" % (name, hash_password(password, method))
+        if groups:
+            line += ":" + ",".join(groups)
+        lines.append(line)
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def login_headers(user, password):
+    return {"login": user, "passcode": password}

@@ -87,6 +87,39 @@ static void test_older_caller_fields_are_zero(void **state)
     assert_int_equal(connect_sized(&o, offsetof(struct stompc_options, headers), got, sizeof got), STOMPC_ECONNECT);
 }
 
+/* A 0.1 caller's options end before the TLS files: whatever lies there is
+ * never read (the system's CAs are used), and the ssl:// attempt goes as
+ * far as the TLS handshake with a listener that never answers. The
+ * current size reads them, and a file that does not load fails the
+ * connect, naming the option. */
+static void test_tls_files_are_new_fields(void **state)
+{
+    (void)state;
+    char uri[64];
+    int lfd = listener(uri, sizeof uri);
+    char ssl_uri[64];
+    snprintf(ssl_uri, sizeof ssl_uri, "ssl://%s", uri + strlen("tcp://"));
+    struct stompc_options o = {.connect_timeout = 200, .tls_ca_file = (const char *)(uintptr_t)8};
+    struct stompc *c = stompc_new();
+    int rc = stompc_connect_sized(c, ssl_uri, &o, offsetof(struct stompc_options, tls_ca_file));
+    assert_int_equal(rc, STOMPC_ECONNECT);
+    assert_non_null(strstr(stompc_error(c), "TLS handshake not finished in time"));
+    o.tls_ca_file = "/nonexistent/ca.pem";
+    assert_int_equal(stompc_connect(c, ssl_uri, &o), STOMPC_EINVAL);
+    assert_non_null(strstr(stompc_error(c), "tls_ca_file"));
+    assert_non_null(strstr(stompc_error(c), "/nonexistent/ca.pem"));
+    o.tls_ca_file = NULL;
+    o.tls_key_file = "/nonexistent/key.pem";
+    assert_int_equal(stompc_connect(c, ssl_uri, &o), STOMPC_EINVAL);
+    assert_non_null(strstr(stompc_error(c), "tls_key_file needs tls_cert_file"));
+    /* tcp:// needs no TLS files: they are not even loaded */
+    o.tls_key_file = NULL;
+    o.tls_ca_file = "/nonexistent/ca.pem";
+    assert_int_equal(stompc_connect(c, uri, &o), STOMPC_ECONNECT);
+    stompc_free(c);
+    close(lfd);
+}
+
 static void test_newer_caller_refused_only_when_it_sets_unknown_fields(void **state)
 {
     (void)state;
@@ -189,6 +222,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_older_caller_fields_are_zero),
+        cmocka_unit_test(test_tls_files_are_new_fields),
         cmocka_unit_test(test_newer_caller_refused_only_when_it_sets_unknown_fields),
         cmocka_unit_test(test_stats_fill_only_the_callers_size),
         cmocka_unit_test(test_plain_names_still_work),

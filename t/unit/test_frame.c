@@ -381,7 +381,73 @@ static void test_limits(void **state)
     result_free(&r);
     feed(S("SENDSENDSENDSEND"), NULL, 0, STOMP_12, &lim, &r);
     assert_string_equal(r.err, "command line too long");
+    assert_int_equal(frame_error_limit(r.err), FRAME_LIMIT_COMMAND_LINE);
     result_free(&r);
+}
+
+/* A line that passes both its own limit and the frame's before its LF:
+ * the error is the limit passed first in the stream, whether the bytes
+ * come in one buffer or one at a time (found by fuzz/fuzz_frame: the
+ * whole buffer said "header line too long", bytes one at a time "frame
+ * too large"). */
+static void test_first_limit_passed_wins(void **state)
+{
+    struct frame_limits lim = {64, 3, 24, 12};
+    /* 54 bytes before the selector line; the frame limit falls 11 bytes
+     * into it, the line limit 26 */
+    const char *first_frame = "SUBSCRIBE\nid:1\ndestination:/id:1\ndestination:/topic/t\nselector:x LIt-indiv&idual\n\n";
+    /* here the line limit comes first: 26 bytes into a line starting at 5 */
+    const char *first_line = "SEND\nh:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n\n";
+    struct {
+        const char *data;
+        const char *want;
+    } cases[] = {{first_frame, "frame too large"}, {first_line, "header line too long"}};
+    for (size_t i = 0; i < 2; i++) {
+        size_t len = strlen(cases[i].data) + 1;
+        struct result r;
+        feed(cases[i].data, len, NULL, 0, STOMP_12, &lim, &r);
+        assert_string_equal(r.err, cases[i].want);
+        result_free(&r);
+        size_t *cuts = malloc(len * sizeof *cuts);
+        for (size_t k = 0; k < len; k++)
+            cuts[k] = k + 1;
+        feed(cases[i].data, len, cuts, (int)len - 1, STOMP_12, &lim, &r);
+        assert_string_equal(r.err, cases[i].want);
+        result_free(&r);
+        free(cuts);
+    }
+}
+
+/* Each size-limit error says which limit it is about (the broker names
+ * the setting); no other error does. */
+static void test_error_limit(void **state)
+{
+    struct frame_limits lim = {64, 2, 20, 10};
+    struct result r;
+    struct {
+        const char *data;
+        enum frame_limit want;
+    } cases[] = {
+        {"DISCONNECTXX\n\n", FRAME_LIMIT_COMMAND_LINE},
+        {"SEND\nh1:1234567890123456789\n\n", FRAME_LIMIT_HEADER_LINE},
+        {"SEND\na:1\nb:2\nc:3\n\n", FRAME_LIMIT_HEADERS},
+        {"SEND\ncontent-length:60\n\n", FRAME_LIMIT_FRAME},
+        {"SEND\nh:\\t\n\n", FRAME_LIMIT_NONE},
+        {"SEND\nnocolon\n\n", FRAME_LIMIT_NONE},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        feed(cases[i].data, strlen(cases[i].data) + 1, NULL, 0, STOMP_12, &lim, &r);
+        assert_non_null(r.err);
+        assert_int_equal(frame_error_limit(r.err), cases[i].want);
+        result_free(&r);
+    }
+    assert_int_equal(frame_error_limit(NULL), FRAME_LIMIT_NONE);
+    /* frame_check_headers speaks the same words */
+    struct stomp_header hs[3] = {{"a", "1", 1, 1}, {"b", "2", 1, 1}, {"c", "3", 1, 1}};
+    size_t bad;
+    const char *err;
+    assert_int_equal(frame_check_headers(&lim, STOMP_12, "SEND", hs, 3, 0, &bad, &err), -1);
+    assert_int_equal(frame_error_limit(err), FRAME_LIMIT_HEADERS);
 }
 
 static void test_frame_size_limit(void **state)
@@ -604,6 +670,8 @@ int main(void)
         cmocka_unit_test(test_value_with_colons),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_frame_size_limit),
+        cmocka_unit_test(test_error_limit),
+        cmocka_unit_test(test_first_limit_passed_wins),
         cmocka_unit_test(test_content_length_with_nuls_split),
         cmocka_unit_test(test_writer_escaping),
         cmocka_unit_test(test_write_then_parse_round_trip),

@@ -1,7 +1,9 @@
 /* Unit tests of the replication wire codec (repl_codec.c alone): what is
  * written reads back the same, frames are split exactly at their length,
  * and every read past the end of a frame marks the reader bad instead of
- * reading on. */
+ * reading on; once bad, a reader reads nothing more (found by
+ * fuzz/fuzz_repl: a u32 too long for what was left set bad, and the u8
+ * read after it still consumed a byte). */
 #include "config.h"
 
 #include <setjmp.h>
@@ -123,6 +125,38 @@ static void test_bounded_reads(void **state)
     }
 }
 
+static void test_bad_is_sticky(void **state)
+{
+    const char data[] = {0, 0, 0, 9, 'a', 'b', 'c', 1, 2, 3};
+    uint32_t sl;
+    /* a string longer than what is left: bad, and its length not consumed */
+    struct repl_reader r = {data, sizeof data, false};
+    const char *s = repl_get_str(&r, &sl);
+    assert_true(r.bad);
+    assert_string_equal(s, "");
+    assert_int_equal(sl, 0);
+    assert_ptr_equal(r.p, data);
+    assert_int_equal(r.left, sizeof data);
+    /* after bad, reads that would fit read nothing */
+    assert_int_equal(repl_get_u8(&r), 0);
+    assert_int_equal(repl_get_u32(&r), 0);
+    assert_true(repl_get_u64(&r) == 0);
+    assert_ptr_equal(r.p, data);
+    assert_int_equal(r.left, sizeof data);
+    /* a u64 with only 6 bytes left moves nothing either */
+    struct repl_reader q = {data + 4, 6, false};
+    assert_true(repl_get_u64(&q) == 0);
+    assert_true(q.bad);
+    assert_ptr_equal(q.p, data + 4);
+    assert_int_equal(q.left, 6);
+    /* a u32 that does not fit, then a u8 that would */
+    struct repl_reader t = {data + 7, 3, false};
+    assert_int_equal(repl_get_u32(&t), 0);
+    assert_int_equal(repl_get_u8(&t), 0);
+    assert_true(t.bad);
+    assert_int_equal(t.left, 3);
+}
+
 static void test_type_names(void **state)
 {
     assert_string_equal(repl_type_name(R_ENTRIES), "ENTRIES");
@@ -135,6 +169,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_split),
         cmocka_unit_test(test_bounded_reads),
+        cmocka_unit_test(test_bad_is_sticky),
         cmocka_unit_test(test_type_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -566,9 +566,9 @@ static const struct row rows[] = {
 
 /* Headers of one row, split in place. */
 struct hdrs {
-    char buf[256];
-    const char *key[16];
-    const char *val[16];
+    char buf[1024];
+    const char *key[64];
+    const char *val[64];
     int n;
 };
 
@@ -591,7 +591,7 @@ static void hdrs_parse(struct hdrs *h, const char *spec)
         if (!eq)
             continue;
         *eq = '\0';
-        assert_true(h->n < 16);
+        assert_true(h->n < 64);
         h->key[h->n] = item;
         h->val[h->n] = eq + 1;
         h->n++;
@@ -826,27 +826,44 @@ static void test_depth_limit(void **state)
     free(s);
 }
 
+/* The caller's length limit (stomp.max_selector_length at SUBSCRIBE)
+ * refuses with its own code; without one, only SELECTOR_MAX_LENGTH holds,
+ * so a selector accepted under a larger setting still compiles (a store's
+ * durable subscriptions). */
 static void test_length_limit(void **state)
 {
-    char *s = malloc(5000);
+    const struct selector_limits lim = {.max_length = 4096};
+    char *s = malloc(SELECTOR_MAX_LENGTH + 2);
     assert_non_null(s);
     memset(s, ' ', 4096);
     memcpy(s, "x = 1", 5);
     s[4096] = '\0';
     assert_int_equal(strlen(s), 4096);
+    struct selector *sel = NULL;
+    char err[128];
+    assert_int_equal(selector_compile_limited(s, &lim, &sel, err, sizeof err), 0);
+    selector_free(sel);
     assert_true(compile_match(s, "x=1"));
     s[4096] = ' ';
     s[4097] = '\0';
-    struct selector *sel = NULL;
-    char err[128];
-    assert_int_equal(selector_compile(s, &sel, err, sizeof err), -EINVAL);
+    assert_int_equal(selector_compile_limited(s, &lim, &sel, err, sizeof err), SELECTOR_TOO_LONG);
     assert_null(sel);
     assert_non_null(strstr(err, "4096"));
     assert_non_null(strstr(err, " at column "));
+    assert_int_equal(compile(s), 0);
     /* The limit is on the text, not on how much of it is read. */
     memset(s, ' ', 4999);
     s[4999] = '\0';
-    assert_int_equal(compile(s), -EINVAL);
+    assert_int_equal(selector_compile_limited(s, &lim, &sel, err, sizeof err), SELECTOR_TOO_LONG);
+    /* The hard limit. */
+    memset(s, ' ', SELECTOR_MAX_LENGTH);
+    memcpy(s, "x = 1", 5);
+    s[SELECTOR_MAX_LENGTH] = '\0';
+    assert_true(compile_match(s, "x=1"));
+    s[SELECTOR_MAX_LENGTH] = ' ';
+    s[SELECTOR_MAX_LENGTH + 1] = '\0';
+    assert_int_equal(selector_compile(s, &sel, err, sizeof err), SELECTOR_TOO_LONG);
+    assert_non_null(strstr(err, "65536"));
     free(s);
 }
 
@@ -987,6 +1004,138 @@ static void test_hostile_input(void **state)
     }
 }
 
+struct counted {
+    struct hdrs h;
+    int calls;
+    int64_t *budget;    /* when set, each lookup charges 10 steps */
+};
+
+static const char *counted_lookup(void *ctx, const char *name)
+{
+    struct counted *c = ctx;
+    c->calls++;
+    if (c->budget)
+        *c->budget -= 10;
+    return hdrs_lookup(&c->h, name);
+}
+
+/* A budget bounds an evaluation: exact answers when it suffices, -1 (and
+ * nothing else) when it does not, whatever point it runs out at. */
+static void test_eval_budget(void **state)
+{
+    const char *sels[] = {
+        "a = 'x' AND b LIKE '%y%' AND n BETWEEN 1 AND 9",
+        "a IN ('p', 'q', 'x') OR b LIKE '%zzz'",
+        "NOT (n + 1 > 5 * 2) AND b IS NOT NULL",
+        "missing = 1 OR a = 'x'",
+    };
+    for (size_t i = 0; i < sizeof sels / sizeof sels[0]; i++) {
+        struct selector *s;
+        char err[128];
+        assert_int_equal(selector_compile(sels[i], &s, err, sizeof err), 0);
+        struct counted c = {.calls = 0};
+        hdrs_parse(&c.h, "a=x;b=abcyabcyabcyabcyabcyabcyabcy;n=5");
+        int64_t budget = 1000000;
+        int want = selector_eval(s, counted_lookup, &c, &budget);
+        assert_int_equal(want, selector_match(s, hdrs_lookup, &c.h) ? 1 : 0);
+        int64_t cost = 1000000 - budget;
+        assert_true(cost > 0);
+        for (int64_t b = 0; b <= cost; b++) {
+            int64_t left = b;
+            int got = selector_eval(s, counted_lookup, &c, &left);
+            if (b < cost) {
+                assert_int_equal(got, -1);
+                assert_true(left <= 0);
+            } else {
+                assert_int_equal(got, want);
+                assert_int_equal(left, 0);
+            }
+        }
+        selector_free(s);
+    }
+}
+
+/* Each name is looked up once per evaluation, however often it appears;
+ * what the lookup charges counts against the budget. */
+static void test_eval_lookup_once(void **state)
+{
+    struct selector *s;
+    char err[128];
+    assert_int_equal(selector_compile("a LIKE '%1' OR a LIKE '%2' OR a LIKE '%3' OR a = 'z' OR b = 'q'", &s,
+                                      err, sizeof err), 0);
+    struct counted c = {.calls = 0};
+    hdrs_parse(&c.h, "a=xyz;b=q");
+    assert_true(selector_match(s, counted_lookup, &c));
+    assert_int_equal(c.calls, 2);
+    int64_t budget = 1000;
+    c.budget = &budget;
+    c.calls = 0;
+    assert_int_equal(selector_eval(s, counted_lookup, &c, &budget), 1);
+    assert_int_equal(c.calls, 2);
+    int64_t with = 1000 - budget;
+    c.budget = NULL;
+    budget = 1000;
+    assert_int_equal(selector_eval(s, counted_lookup, &c, &budget), 1);
+    assert_int_equal(with - (1000 - budget), 20);
+    /* more than 16 names: the cache is allocated, same answers */
+    char text[1024] = "";
+    char hdr[512] = "";
+    for (int i = 0; i < 40; i++) {
+        sprintf(text + strlen(text), "%sh%d = 'v' OR h%d = 'w'", i ? " OR " : "", i, i);
+        sprintf(hdr + strlen(hdr), "%sh%d=%s", i ? ";" : "", i, i == 39 ? "w" : "u");
+    }
+    selector_free(s);
+    assert_int_equal(selector_compile(text, &s, err, sizeof err), 0);
+    hdrs_parse(&c.h, hdr);
+    c.calls = 0;
+    assert_true(selector_match(s, counted_lookup, &c));
+    assert_int_equal(c.calls, 40);
+    selector_free(s);
+}
+
+/* The complexity limit: node count, IN items and LIKE automata, refused
+ * with their own code and a column. */
+static void test_complexity_limit(void **state)
+{
+    struct selector *s = NULL;
+    char err[256];
+    const struct selector_limits lim = {.max_complexity = 100000};
+    assert_int_equal(selector_compile_limited("JMSType = 'car' AND color = 'blue' AND weight > 2500", &lim, &s,
+                                              err, sizeof err), 0);
+    assert_int_equal(selector_complexity(s), 10);  /* 3 x (name, value, =), AND */
+    selector_free(s);
+    assert_int_equal(selector_compile_limited("x LIKE 'ORD-____-%'", &lim, &s, err, sizeof err), 0);
+    selector_free(s);
+    /* '%a' then many '_': an automaton of about 2^k states */
+    assert_int_equal(selector_compile_limited("ok = 1 AND x LIKE '%a________________b'", &lim, &s, err,
+                                              sizeof err), SELECTOR_TOO_COMPLEX);
+    assert_null(s);
+    assert_non_null(strstr(err, "too complex"));
+    assert_non_null(strstr(err, "at column 19"));
+    /* ...which a store's selector still compiles to (no limit) */
+    assert_int_equal(selector_compile("ok = 1 AND x LIKE '%a________________b'", &s, err, sizeof err), 0);
+    struct hdrs h;
+    hdrs_parse(&h, "ok=1;x=zza" "zzzzzzzz" "zzzzzzzz" "b"); /* sixteen between a and b */
+    assert_true(selector_match(s, hdrs_lookup, &h));
+    hdrs_parse(&h, "ok=1;x=zza" "zzzzzzzz" "zzzzzzz" "b");
+    assert_false(selector_match(s, hdrs_lookup, &h));
+    selector_free(s);
+    /* nodes and IN items count too */
+    const struct selector_limits small = {.max_complexity = 50};
+    char text[2048] = "x = 0";
+    for (int i = 1; i < 40; i++)
+        sprintf(text + strlen(text), " OR x = %d", i);
+    assert_int_equal(selector_compile_limited(text, &small, &s, err, sizeof err), SELECTOR_TOO_COMPLEX);
+    strcpy(text, "x IN ('0'");
+    for (int i = 1; i < 60; i++)
+        sprintf(text + strlen(text), ", '%d'", i);
+    strcat(text, ")");
+    assert_int_equal(selector_compile_limited(text, &small, &s, err, sizeof err), SELECTOR_TOO_COMPLEX);
+    assert_int_equal(selector_compile(text, &s, err, sizeof err), 0);
+    assert_true(selector_complexity(s) > 60);
+    selector_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1000,6 +1149,9 @@ int main(void)
         cmocka_unit_test(test_long_chains),
         cmocka_unit_test(test_like_not_exponential),
         cmocka_unit_test(test_hostile_input),
+        cmocka_unit_test(test_eval_budget),
+        cmocka_unit_test(test_eval_lookup_once),
+        cmocka_unit_test(test_complexity_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -218,7 +218,7 @@ static void test_bad_uris(void **state)
     parse_bad("", "empty URI");
     parse_bad("   ", "empty URI");
     parse_bad("http://h:1", "unknown scheme 'http'");
-    parse_bad("ssl://h:1", "TLS");
+    parse_bad("tls://h:1", "unknown scheme 'tls' (use tcp://, ssl:// or failover:)");
     parse_bad("localhost:61613", "'localhost:61613' is not a URI");
     parse_bad("localhost", "not a URI");
     parse_bad("tcp://:61613", "missing host");
@@ -470,6 +470,40 @@ static void test_priority_order(void **state)
     uri_free(&u);
 }
 
+static void test_ssl(void **state)
+{
+    (void)state;
+    struct uri u;
+    parse_ok("ssl://127.0.0.1:61612", &u);
+    assert_false(u.failover);
+    assert_true(u.brokers[0].tls);
+    assert_string_equal(u.brokers[0].text, "ssl://127.0.0.1:61612");
+    assert_true(uri_has_tls(&u));
+    uri_free(&u);
+    parse_ok("STOMP+SSL://[::1]:1?connectTimeout=5", &u); /* ActiveMQ's name too */
+    assert_true(u.brokers[0].tls);
+    assert_string_equal(u.brokers[0].text, "ssl://[::1]:1");
+    assert_int_equal(u.brokers[0].connect_timeout, 5);
+    uri_free(&u);
+    parse_ok("ssl://h", &u);
+    assert_int_equal(u.brokers[0].port, URI_DEFAULT_PORT);
+    uri_free(&u);
+    /* a failover list may mix them; the same host and port over TCP and
+     * over TLS are two brokers */
+    parse_ok("failover:(tcp://a:1,ssl://a:1,stomp+ssl://b:2)?priorityURIs=ssl://a:1", &u);
+    assert_int_equal(u.nbrokers, 3);
+    assert_false(u.brokers[0].tls);
+    assert_true(u.brokers[1].tls && u.brokers[2].tls);
+    assert_false(u.brokers[0].priority);
+    assert_true(u.brokers[1].priority);
+    assert_true(uri_has_tls(&u));
+    uri_free(&u);
+    parse_ok("failover:(tcp://a:1)", &u);
+    assert_false(uri_has_tls(&u));
+    uri_free(&u);
+    parse_bad("ssl://h:1?bogus=1", "unknown tcp:// option 'bogus'");
+}
+
 static void test_learn(void **state)
 {
     (void)state;
@@ -506,6 +540,16 @@ static void test_learn(void **state)
     assert_int_equal(u.nbrokers, 1 + URI_MAX_LEARNED);
     assert_true(before < URI_MAX_LEARNED);
     uri_free(&u);
+
+    /* a client that asked for TLS is not moved to plain TCP by what a
+     * broker says: it learns ssl:// brokers only */
+    parse_ok("failover:(ssl://127.0.0.1:61612,tcp://127.0.0.1:61613)", &u);
+    assert_int_equal(uri_learn(&u, "tcp://127.0.0.1:61614", 21), 0);
+    assert_int_equal(uri_learn(&u, "127.0.0.1:61615", 15), 0);
+    assert_int_equal(uri_learn(&u, "ssl://127.0.0.1:61616", 21), 1);
+    assert_int_equal(u.nbrokers, 3);
+    assert_true(u.brokers[2].tls && u.brokers[2].learned);
+    uri_free(&u);
 }
 
 int main(void)
@@ -523,6 +567,7 @@ int main(void)
         cmocka_unit_test(test_attempt_limits),
         cmocka_unit_test(test_connect_order),
         cmocka_unit_test(test_priority_order),
+        cmocka_unit_test(test_ssl),
         cmocka_unit_test(test_learn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,139 @@
+"""SIGHUP reads the users and ACL files again, without a restart: new
+CONNECTs use the new users, open connections keep their session, new
+frames meet the new permissions, the console takes the new users too,
+and a file that no longer loads keeps the old one (the log says where it
+went wrong)."""
+import base64
+import http.client
+import signal
+import time
+
+import pytest
+
+from stompd_test import Client, login_headers, write_users
+
+
+def reload(b, expect):
+    """SIGHUP, wait for this reload's end; its log lines include expect."""
+    mark = len(b.log())
+    b.proc.send_signal(signal.SIGHUP)
+    deadline = time.time() + 20
+    while "configuration reloaded" not in b.log()[mark:] and time.time() < deadline:
+        time.sleep(0.05)
+    tail = b.log()[mark:]
+    assert "configuration reloaded" in tail, tail
+    for part in expect:
+        assert part in tail, (part, tail)
+    assert b.running()
+    return tail
+
+
+def send_own(c, dest, body):
+    """SEND to a destination c consumes from: its RECEIPT and the MESSAGE
+    come in either order; returns the MESSAGE."""
+    c.send("SEND", {"destination": dest, "receipt": "own"}, body)
+    frames = [c.recv(), c.recv()]
+    assert sorted(f.command for f in frames) == ["MESSAGE", "RECEIPT"], frames
+    return [f for f in frames if f.command == "MESSAGE"][0]
+
+
+def console(b, auth):
+    c = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=15)
+    c.request("GET", "/api/status", headers={"Authorization": "Basic " +
+                                             base64.b64encode(("%s:%s" % auth).encode()).decode()})
+    st = c.getresponse().status
+    c.close()
+    return st
+
+
+@pytest.fixture
+def files(tmp_path):
+    users = str(tmp_path / "users")
+    write_users(users, {"alice": ("one", ["app"]), "bob": ("bob pw", ["admins"])})
+    acl = tmp_path / "acl"
+    acl.write_text("queue:work.> read=app write=app admin=app\n")
+    return users, str(acl)
+
+
+def test_users_file_reload(broker_factory, files):
+    users, acl = files
+    b = broker_factory({"auth.users": users})
+    old = Client(b.port)
+    old.connect(headers=login_headers("alice", "one"))
+    assert console(b, ("alice", "one")) == 403
+
+    write_users(users, {"alice": ("two", ["app", "admins"]), "dave": ("dave pw", [])})
+    reload(b, ["auth: 2 users from " + users])
+    Client(b.port).connect(headers=login_headers("alice", "one"), expect="ERROR")   # the old password
+    Client(b.port).connect(headers=login_headers("bob", "bob pw"), expect="ERROR")  # gone
+    Client(b.port).connect(headers=login_headers("alice", "two"))
+    Client(b.port).connect(headers=login_headers("dave", "dave pw"))
+    # the open connection keeps its session
+    old.receipt("SEND", {"destination": "/queue/still"}, "r1", b"still here")
+    # the console too: alice is now in admins
+    assert console(b, ("alice", "two")) == 200
+    assert console(b, ("bob", "bob pw")) == 401
+
+    # a broken file keeps the users there are, and the log says where
+    with open(users, "a") as f:
+        f.write("eve:plaintext\n")
+    tail = reload(b, ["reload: users: %s:4: the hash of user 'eve' is not a crypt(3) hash" % users,
+                      "its settings are unchanged"])
+    assert "users from" not in tail
+    Client(b.port).connect(headers=login_headers("alice", "two"))
+    Client(b.port).connect(headers=login_headers("eve", "plaintext"), expect="ERROR")
+
+
+def test_acl_file_reload(broker_factory, files):
+    users, acl = files
+    b = broker_factory({"auth.users": users, "auth.acl": acl})
+    c = Client(b.port)
+    c.connect(headers=login_headers("alice", "one"))
+    c.receipt("SUBSCRIBE", {"id": "s", "destination": "/queue/work.a"}, "r0")
+    assert send_own(c, "/queue/work.a", b"allowed").body == b"allowed"
+
+    # a broken ACL keeps the old rules
+    with open(acl, "w") as f:
+        f.write("queue:work.> read=app\nqueue:work.> write=app\n")
+    reload(b, ["reload: acl: %s:2: queue:work.> is already on line 1" % acl, "its settings are unchanged"])
+    assert send_own(c, "/queue/work.a", b"still allowed").body == b"still allowed"
+
+    # write taken away: the same open connection's next SEND is refused
+    with open(acl, "w") as f:
+        f.write("queue:work.> read=app admin=app\n")
+    reload(b, ["auth: 1 ACL entries from " + acl])
+    c.send("SEND", {"destination": "/queue/work.a", "receipt": "r3"}, b"now refused")
+    f = c.recv()
+    assert f.command == "ERROR" and f["message"] == "access denied: no write permission on /queue/work.a"
+    assert f["receipt-id"] == "r3"
+    c.expect_closed()
+
+    # a new entry: allowed again, to a new connection
+    with open(acl, "w") as f:
+        f.write("queue:> read=* write=* admin=*\n")
+    reload(b, ["auth: 1 ACL entries from " + acl])
+    d = Client(b.port)
+    d.connect(headers=login_headers("bob", "bob pw"))
+    d.receipt("SEND", {"destination": "/queue/anything"}, "r4", b"ok")
+
+
+def test_auth_keys_reload_under_the_start_rules(broker_factory, tmp_path):
+    """auth.users and auth.anonymous change on SIGHUP, checked by the rules a
+    start is checked by (against the listeners that are open): a change that
+    would shut everyone out is refused and the old users stay; dropping
+    the users file of a node on loopback lets anonymous clients back in."""
+    users = write_users(str(tmp_path / "users"), {"u": ("p", [])})
+    b = broker_factory(start=False)
+    conf = "[auth]\nusers = %s\nanonymous = %s\n"
+    b.config_text = conf % (users, "auto")
+    b.start()
+    Client(b.port).connect(expect="ERROR")
+    b.config_text = conf % ("", "false")
+    b.command()   # rewrites the configuration file
+    reload(b, ["reload: users: auth.anonymous = false and auth.users is not set", "its settings are unchanged"])
+    Client(b.port).connect(expect="ERROR")
+    Client(b.port).connect(headers=login_headers("u", "p"))
+    b.config_text = conf % ("", "auto")
+    b.command()
+    reload(b, ["reload: auth.users applied"])
+    Client(b.port).connect()

@@ -1,0 +1,424 @@
+"""TLS on the client listeners, over real sockets with certificates made
+for the run (t/lib/tlscerts.py): STOMP over TLS (stomp.tls_listen) with
+stomp.py and raw frames, what happens to a plain client, a client of
+another CA and a client that stalls mid-handshake (nothing else is
+disturbed), backpressure through TLS, client certificates
+(tls.verify_clients), the console over HTTPS, certificates reread on
+SIGHUP (a bad one keeps the old), and start errors naming the key."""
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from stompd_test import BUILDDIR, STOMPD, SRCDIR, Broker, Client, connected, free_port, wait_port
+from tlscerts import Certs
+
+import stomp
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    return Certs(str(tmp_path_factory.mktemp("certs")))
+
+
+def tls_broker(factory, certs, ca=False, **extra):
+    port = free_port()
+    s = {"stomp.tls_listen": "127.0.0.1:%d" % port}
+    s.update(certs.settings(ca=ca))
+    s.update({k.replace("__", "."): v for k, v in extra.items()})
+    b = factory(s)
+    assert wait_port(port)
+    b.tls_port = port
+    return b
+
+
+class TlsClient(Client):
+    """Client (raw STOMP frames) over TLS."""
+
+    def __init__(self, port, ctx, hostname="localhost", rcvbuf=None, timeout=5.0):
+        super().__init__(port, rcvbuf=rcvbuf, timeout=timeout)
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=hostname)
+
+
+def tls_connected(port, ctx, **kw):
+    c = TlsClient(port, ctx, **kw)
+    c.connect()
+    return c
+
+
+def metric(b, name):
+    h = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=10)
+    h.request("GET", "/metrics", headers={"Authorization": "Basic YWRtaW46YWRtaW4="})
+    text = h.getresponse().read().decode()
+    h.close()
+    m = re.search(r"^stompd_%s (\d+)$" % name, text, re.M)
+    assert m, name
+    return int(m.group(1))
+
+
+def wait_until(cond, timeout=20.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+class Collect(stomp.ConnectionListener):
+    def __init__(self):
+        self.bodies = []
+        self.cond = threading.Condition()
+
+    def on_message(self, frame):
+        with self.cond:
+            self.bodies.append(frame.body)
+            self.cond.notify_all()
+
+    def wait(self, n, timeout=20):
+        with self.cond:
+            return self.cond.wait_for(lambda: len(self.bodies) >= n, timeout)
+
+
+def stomppy(port, certs, **ssl):
+    c = stomp.Connection([("127.0.0.1", port)], auto_decode=False)
+    c.set_ssl(for_hosts=[("127.0.0.1", port)], ca_certs=certs.ca, **ssl)
+    return c
+
+
+def test_stomp_over_tls_with_stomppy(broker_factory, certs):
+    """stomp.py over TLS (set_ssl, the server verified against the CA and
+    its address) and a plain client share one broker: messages cross from
+    one listener to the other, big bodies too (many TLS records)."""
+    b = tls_broker(broker_factory, certs)
+    sub = stomppy(b.tls_port, certs)
+    got = Collect()
+    sub.set_listener("got", got)
+    sub.connect(wait=True)
+    sub.subscribe("/queue/tls", id=1, ack="auto")
+    plain = connected(b.port)
+    # (stomp.py cuts a body at its first NUL, content-length or not)
+    big = os.urandom(1536 * 1024).hex().encode()
+    plain.receipt("SUBSCRIBE", {"id": "p", "destination": "/queue/back"}, "s")
+    pub = stomppy(b.tls_port, certs)
+    pub.connect(wait=True)
+    for i in range(50):
+        pub.send("/queue/tls", b"m%d" % i)
+    plain.send("SEND", {"destination": "/queue/tls"}, big)
+    pub.send("/queue/back", big, receipt="r")
+    assert got.wait(51)
+    # each producer's in its order; the two producers' interleaved
+    assert [x for x in got.bodies if x != big] == [b"m%d" % i for i in range(50)]
+    assert got.bodies.count(big) == 1
+    f = plain.recv(timeout=20)
+    assert f.command == "MESSAGE" and f.body == big
+    sub.disconnect()
+    pub.disconnect()
+    assert metric(b, "tls_handshakes_total") >= 2
+    assert "accepting STOMP over TLS on 127.0.0.1:%d" % b.tls_port in b.log()
+
+
+def test_close_notify(broker_factory, certs):
+    """DISCONNECT: the RECEIPT, then the TLS session ends with close_notify
+    (a client that treats a bare EOF as an attack sees a clean end)."""
+    b = tls_broker(broker_factory, certs)
+    raw = socket.create_connection(("127.0.0.1", b.tls_port), timeout=10)
+    s = certs.client_context().wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False)
+    s.sendall(b"CONNECT\naccept-version:1.2\nhost:localhost\n\n\0")
+    s.sendall(b"DISCONNECT\nreceipt:bye\n\n\0")
+    data = b""
+    while True:
+        d = s.recv(4096)  # raises SSLEOFError on an end without close_notify
+        if not d:
+            break
+        data += d
+    assert data.startswith(b"CONNECTED") and b"RECEIPT\nreceipt-id:bye" in data, data
+    s.close()
+
+
+def test_readme_tls_example(broker_factory, certs, tmp_path):
+    """The README's stomp.py TLS example, run as it is written (its port,
+    its CA path and its host name substituted)."""
+    readme = open(os.path.join(SRCDIR, "README.md")).read()
+    m = re.search(r"<!-- stomp\.py over TLS -->\n```python\n(.*?)```", readme, re.S)
+    assert m, "the README has no stomp.py over TLS example"
+    b = tls_broker(broker_factory, certs)
+    code = m.group(1).replace("61612", str(b.tls_port)).replace("/etc/stompd/ca.pem", certs.ca)
+    path = tmp_path / "hello_tls.py"
+    path.write_text(code)
+    r = subprocess.run(["/usr/bin/python3", str(path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "received: Hello over TLS" in r.stdout
+
+
+def test_plain_client_and_wrong_ca_are_refused(broker_factory, certs):
+    """A plain STOMP client on the TLS port gets no STOMP answer and is
+    closed; a client trusting another CA fails its handshake; both are
+    counted and logged, and a TLS client connected meanwhile goes on."""
+    b = tls_broker(broker_factory, certs)
+    ok = tls_connected(b.tls_port, certs.client_context())
+    ok.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/calm"}, "s")
+    raw = socket.create_connection(("127.0.0.1", b.tls_port), timeout=10)
+    raw.sendall(b"CONNECT\naccept-version:1.2\nhost:localhost\n\n\0")
+    data = b""
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            d = raw.recv(4096)
+        except (ConnectionResetError, socket.timeout):
+            break
+        if not d:
+            break
+        data += d
+    assert b"CONNECTED" not in data and b"ERROR" not in data, data
+    assert time.time() < deadline, "the plain client was not closed"
+    raw.close()
+    with pytest.raises(ssl.SSLCertVerificationError):
+        TlsClient(b.tls_port, certs.client_context(ca=certs.rogue_ca))
+    # a name the certificate does not have
+    with pytest.raises(ssl.SSLCertVerificationError):
+        TlsClient(b.tls_port, certs.client_context(), hostname="other.example")
+    assert b.wait_log(r"TLS: handshake with 127\.0\.0\.1:\d+ \(STOMP over TLS\) failed: TLS handshake: \w")
+    assert wait_until(lambda: metric(b, "tls_handshake_failures_total") >= 2)
+    p = connected(b.port)
+    p.send("SEND", {"destination": "/queue/calm"}, b"still here")
+    assert ok.recv(timeout=10).body == b"still here"
+
+
+def test_stalled_handshakes_hit_the_deadline(broker_factory, certs):
+    """Clients that connect to the TLS port and stall (nothing sent, or a
+    ClientHello cut short) hold nothing for long: they are closed at
+    tls.handshake_timeout, and meanwhile the broker serves everyone else
+    (handshakes never block the loop)."""
+    b = tls_broker(broker_factory, certs, tls__handshake_timeout="1s")
+    silent = socket.create_connection(("127.0.0.1", b.tls_port), timeout=30)
+    partial = socket.create_connection(("127.0.0.1", b.tls_port), timeout=30)
+    partial.sendall(b"\x16\x03\x01\x02\x00\x01\x00")  # a record header and the start of a ClientHello
+    t0 = time.time()
+    # while they stall, a TLS client does a whole exchange
+    c = tls_connected(b.tls_port, certs.client_context())
+    c.receipt("SEND", {"destination": "/queue/x"}, "r", b"body")
+    for s in (silent, partial):
+        try:
+            while s.recv(4096):  # (an alert may come before the end)
+                pass
+        except ConnectionResetError:
+            pass
+    elapsed = time.time() - t0
+    assert elapsed >= 0.8, elapsed
+    assert b.wait_log(r"TLS handshake not finished within 1\.0 s \(tls\.handshake_timeout\)")
+    assert wait_until(lambda: metric(b, "tls_handshake_timeouts_total") == 2)
+    c.receipt("SEND", {"destination": "/queue/x"}, "r2", b"body")
+
+
+def test_backpressure_through_tls(broker_factory, certs):
+    """stomp.output_limit holds over TLS as over TCP: a TLS consumer that
+    stops reading gets no more than the kernel's buffers and the limit;
+    the other consumer gets the rest; nothing is lost."""
+    b = tls_broker(broker_factory, certs, stomp__output_limit="64KiB")
+    ctx = certs.client_context()
+    stalled = TlsClient(b.tls_port, ctx, rcvbuf=4096)
+    stalled.connect()
+    stalled.receipt("SUBSCRIBE", {"id": "s", "destination": "/queue/slow"}, "r")
+    fast = tls_connected(b.tls_port, ctx)
+    fast.receipt("SUBSCRIBE", {"id": "f", "destination": "/queue/slow"}, "r")
+    p = tls_connected(b.tls_port, ctx)
+    body = b"y" * 1024
+    n = 20000
+    for i in range(n):
+        p.send("SEND", {"destination": "/queue/slow"}, body)
+    p.receipt("SEND", {"destination": "/queue/other"}, "done", b"")
+    got = 0
+    while True:
+        try:
+            fast.recv(timeout=4)
+            got += 1
+        except TimeoutError:
+            break
+    rest = 0
+    while True:
+        try:
+            m = stalled.recv(timeout=4)
+            assert m.body == body
+            rest += 1
+        except TimeoutError:
+            break
+    assert got + rest == n, (got, rest)
+    assert rest <= 6000, (got, rest)
+
+
+def test_client_certificates(broker_factory, certs):
+    """tls.verify_clients: a client without a certificate, or with one of
+    another CA, gets nothing; one with a certificate of tls.ca connects
+    (stomp.py's cert_file/key_file)."""
+    b = tls_broker(broker_factory, certs, ca=True, tls__verify_clients="true")
+
+    def refused(ctx):
+        try:
+            c = TlsClient(b.tls_port, ctx)
+            c.send("CONNECT", {"accept-version": "1.2", "host": "localhost"})
+            f = c.recv(timeout=10)
+        except (ssl.SSLError, ConnectionError, OSError):
+            return True  # TLS 1.3: the client hears of it at its first read
+        raise AssertionError("answered %r" % f)
+
+    assert refused(certs.client_context())
+    assert refused(certs.client_context(cert=certs.rogue_cert, key=certs.rogue_key))
+    c = tls_connected(b.tls_port, certs.client_context(cert=certs.client_cert, key=certs.client_key))
+    c.receipt("SEND", {"destination": "/queue/mtls"}, "r", b"x")
+    s = stomppy(b.tls_port, certs, cert_file=certs.client_cert, key_file=certs.client_key)
+    got = Collect()
+    s.set_listener("got", got)
+    s.connect(wait=True)
+    s.subscribe("/queue/mtls", id=1)
+    assert got.wait(1) and got.bodies == [b"x"]
+    s.disconnect()
+    assert b.wait_log(r"\(STOMP over TLS\) failed: TLS handshake: .*certificate")
+
+
+def test_console_over_https(broker_factory, certs):
+    """http.tls: the console answers HTTPS only; plain HTTP to its port
+    gets no HTTP answer."""
+    b = broker_factory(dict(certs.settings(ca=False), **{"http.tls": "true"}))
+    ctx = certs.client_context()
+    h = http.client.HTTPSConnection("127.0.0.1", b.http_port, context=ctx, timeout=10)
+    h.request("GET", "/healthz")
+    r = h.getresponse()
+    assert r.status == 200 and b'"status": "ok"' in r.read()
+    h.request("GET", "/api/status", headers={"Authorization": "Basic YWRtaW46YWRtaW4="})
+    r = h.getresponse()
+    assert r.status == 200 and b'"role": "standalone"' in r.read()
+    h.close()
+    req = urllib.request.Request("https://localhost:%d/metrics" % b.http_port,
+                                 headers={"Authorization": "Basic YWRtaW46YWRtaW4="})
+    text = urllib.request.urlopen(req, context=ctx, timeout=10).read().decode()
+    assert re.search(r"^stompd_tls_handshakes_total [1-9]", text, re.M)
+    raw = socket.create_connection(("127.0.0.1", b.http_port), timeout=10)
+    raw.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+    data = b""
+    try:
+        while True:
+            d = raw.recv(4096)
+            if not d:
+                break
+            data += d
+    except (ConnectionResetError, socket.timeout):
+        pass
+    assert not data.startswith(b"HTTP/"), data
+    assert "console on https://127.0.0.1:%d/" % b.http_port in b.log()
+
+
+def peer_cn(port, ctx):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        with ctx.wrap_socket(s, server_hostname="localhost") as t:
+            subject = dict(x[0] for x in t.getpeercert()["subject"])
+            return subject["commonName"]
+
+
+def test_sighup_rereads_the_certificate(broker_factory, certs, tmp_path):
+    """A certificate renewed in place is used for new connections after
+    SIGHUP, connections already open go on; a file that does not load
+    keeps the running certificate, and the log says why."""
+    first = certs.issue("first", "first.localhost")
+    second = certs.issue("second", "second.localhost")
+    cert, key = str(tmp_path / "node.pem"), str(tmp_path / "node.key")
+    shutil.copy(first[0], cert)
+    shutil.copy(first[1], key)
+    b = tls_broker(broker_factory, certs, tls__cert=cert, tls__key=key)
+    ctx = certs.client_context()
+    assert peer_cn(b.tls_port, ctx) == "first.localhost"
+    old = tls_connected(b.tls_port, ctx)
+    old.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/hup"}, "s")
+
+    shutil.copy(second[0], cert)
+    shutil.copy(second[1], key)
+    b.kill(signal.SIGHUP)
+    assert b.wait_log(r"TLS: certificate .*node\.pem loaded for new connections")
+    assert wait_until(lambda: peer_cn(b.tls_port, ctx) == "second.localhost")
+    p = tls_connected(b.tls_port, ctx)
+    p.send("SEND", {"destination": "/queue/hup"}, b"after the reload")
+    assert old.recv(timeout=10).body == b"after the reload"
+
+    with open(cert, "w") as f:
+        f.write("not a certificate\n")
+    mark = len(b.log())
+    b.kill(signal.SIGHUP)
+    assert wait_until(lambda: "configuration reloaded" in b.log()[mark:])
+    assert re.search(r"reload: tls: tls\.cert: cannot load the certificate .*node\.pem: .*; its settings are "
+                     r"unchanged", b.log()[mark:]), b.log()[mark:]
+    assert peer_cn(b.tls_port, ctx) == "second.localhost"
+    # a key that is not the certificate's
+    shutil.copy(first[0], cert)
+    mark = len(b.log())
+    b.kill(signal.SIGHUP)
+    assert wait_until(lambda: "configuration reloaded" in b.log()[mark:])
+    assert "is not the key of tls.cert" in b.log()[mark:]
+    assert peer_cn(b.tls_port, ctx) == "second.localhost"
+    assert b.running()
+
+
+def run(*args):
+    return subprocess.run([STOMPD] + list(args), capture_output=True, text=True, timeout=60)
+
+
+def test_start_errors_name_the_key(certs, tmp_path):
+    """What is wrong with the TLS settings stops the start (and
+    --check-config) with a message naming the key."""
+    base = ["--set", "broker.data_dir=%s" % (tmp_path / "data"), "--set", "http.listen=",
+            "--set", "stomp.listen=127.0.0.1:%d" % free_port()]
+    tls = ["--set", "stomp.tls_listen=127.0.0.1:%d" % free_port()]
+    files = ["--set", "tls.cert=" + certs.cert, "--set", "tls.key=" + certs.key]
+    cases = [
+        (tls, "stomp.tls_listen is set: tls.cert and tls.key must name"),
+        (["--set", "http.tls=true"], "http.tls is set: tls.cert and tls.key"),
+        (tls + ["--set", "tls.cert=/nonexistent/cert.pem", "--set", "tls.key=" + certs.key],
+         "tls.cert: cannot load the certificate /nonexistent/cert.pem"),
+        (tls + ["--set", "tls.cert=" + certs.cert, "--set", "tls.key=" + certs.client_key],
+         "is not the key of tls.cert"),
+        (tls + files + ["--set", "tls.ca=/nonexistent/ca.pem"], "tls.ca: cannot load the CA certificates"),
+        (tls + files + ["--set", "tls.ciphers=NOPE-NOTHING"], "tls.ciphers: 'NOPE-NOTHING'"),
+        (tls + files + ["--set", "tls.verify_clients=true"], "tls.verify_clients needs tls.ca"),
+    ]
+    for args, want in cases:
+        r = run(*(base + args + ["--check-config"]))
+        assert r.returncode == 1 and want in r.stderr, (args, r.stderr)
+        r = run(*(base + args))
+        assert r.returncode == 1 and want in r.stderr, (args, r.stderr)
+    r = run("--set", "tls.min_version=1.1")
+    assert r.returncode == 1 and "tls.min_version: '1.1' is not one of 1.2|1.3" in r.stderr
+    r = run(*(base + tls + files + ["--check-config"]))
+    assert r.returncode == 0 and "configuration OK" in r.stdout, r.stderr
+
+
+def test_tls_13_only(broker_factory, certs):
+    """tls.min_version = 1.3 refuses a TLS 1.2 client."""
+    b = tls_broker(broker_factory, certs, tls__min_version="1.3")
+    ctx = certs.client_context()
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    with pytest.raises(ssl.SSLError):
+        TlsClient(b.tls_port, ctx)
+    ctx = certs.client_context()
+    c = TlsClient(b.tls_port, ctx)
+    assert c.sock.version() == "TLSv1.3"
+    c.connect()
+
+
+def test_compare_runs_the_tls_scenario(tmp_path):
+    """contrib/bench/compare's TLS scenario (a short run): it works and
+    prints the ratio to its plain twin. (How fast is the benchmark's
+    business, not a test's.)"""
+    r = subprocess.run(["/usr/bin/python3", os.path.join(SRCDIR, "contrib", "bench", "compare"), "--quick",
+                        "--only", "stompd", "--scenarios", "a,at", "--runs", "1", "--builddir", BUILDDIR,
+                        "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert re.search(r"^at  TLS queue 1p/1c 256 B +msgs/s received +[\d,]+", r.stdout, re.M), r.stdout
+    assert re.search(r"note: TLS/plain at/a: [\d.]+ ", r.stdout), r.stdout
