@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from stompd_test import Client, connected
+from stompd_test import Client, connected, login_headers, write_users
 
 
 def console(b, path):
@@ -262,3 +262,127 @@ def test_wildcard_consumer_resumes_after_its_output_was_full(broker_factory):
         assert f.command == "MESSAGE" and f.body == body
         got += 1
     assert got == 3001
+
+
+# Durable subscriptions of a topic and of wildcard topics matching it, with
+# selectors, created interleaved (so the journal entry names them in an
+# order no single topic's list has). budget: the default, and one that
+# covers about one LIKE over the 600-byte header per message, so most
+# verdicts are put off and made on the backlog.
+DURABLES = [  # (client-id, destination, selector)
+    ("d1", "/topic/px.*", "k = 'b' AND v LIKE '%z'"),
+    ("d2", "/topic/px.a", "k IN ('b', 'c') AND v LIKE '%z'"),
+    ("d3", "/topic/px.>", None),
+    ("d4", "/topic/px.a", "v LIKE '%z'"),
+    ("d5", "/topic/px.*", "k = 'q' AND v LIKE '%z'"),
+]
+PUBLISHED = [("/topic/px.a", "a"), ("/topic/px.a", "b"), ("/topic/px.a", "c"), ("/topic/px.b", "b"),
+             ("/topic/px.b.c", "b")]
+V = "y" * 599 + "z"
+
+
+def durable_sub(b, cid, dest, selector):
+    c = connected(b.port, headers={"client-id": cid})
+    hs = {"id": "d", "destination": dest, "activemq.subscriptionName": "n", "ack": "client-individual"}
+    if selector:
+        hs["selector"] = selector
+    c.receipt("SUBSCRIBE", hs, "s")
+    return c
+
+
+def durable_wants(cid):
+    want = {"d1": {("/topic/px.a", "b"), ("/topic/px.b", "b")},
+            "d2": {("/topic/px.a", "b"), ("/topic/px.a", "c")},
+            "d3": set(PUBLISHED),
+            "d4": {("/topic/px.a", "a"), ("/topic/px.a", "b"), ("/topic/px.a", "c")},
+            "d5": set()}
+    return want[cid]
+
+
+def durable_pending(b, cid, dest):
+    topics = console(b, "/api/topics")
+    for t in topics:
+        if t["name"] == dest:
+            for d in t["durable_subscriptions"]:
+                if d["client_id"] == cid:
+                    return d["pending"] + d["inflight"]
+    raise AssertionError((cid, dest, topics))
+
+
+@pytest.mark.parametrize("budget", ["100000", "2000"])
+def test_wildcard_durables_get_what_the_journal_names(broker_factory, budget):
+    """A persistent message is journaled once for every durable
+    subscription it reaches, its topic's and those of every matching
+    wildcard topic, each after its selector; the backlogs hold exactly
+    that, live and after a restart, and nothing stays pending once acked."""
+    b = broker_factory({"stomp.selector_budget": budget, "broker.queue_window": "4KiB"})
+    for cid, dest, sel in DURABLES:
+        durable_sub(b, cid, dest, sel).close()
+    p = connected(b.port)
+    for i, (dest, k) in enumerate(PUBLISHED):
+        p.send("SEND", {"destination": dest, "persistent": "true", "k": k, "v": V}, dest.encode())
+    p.receipt("SEND", {"destination": "/queue/marker"}, "sent")
+    for restart in (False, True):
+        if restart:
+            b.kill()
+            b.restart()
+        for cid, dest, sel in DURABLES:
+            c = durable_sub(b, cid, dest, sel)
+            want = durable_wants(cid)
+            got = collect(c, len(want), timeout=30)
+            assert {(f["destination"], f["k"]) for f in got} == want, (cid, restart, got)
+            assert collect(c, timeout=0.3) == [], cid
+            if restart:
+                for f in got:
+                    c.receipt("ACK", {"id": f["ack"]}, "a-" + f["ack"])
+            c.close()
+    deadline = time.time() + 30
+    for cid, dest, _ in DURABLES:
+        while durable_pending(b, cid, dest) != 0:
+            assert time.time() < deadline, (cid, console(b, "/api/topics"))
+            time.sleep(0.1)
+
+
+ACL_USERS = {"alice": ("a-pw", ["app"]), "bob": ("b-pw", ["ops"]), "carol": ("c-pw", [])}
+ACL = """queue:jobs.>        read=app write=app admin=app
+queue:jobs.secret   read=ops write=app admin=app
+topic:news.>        read=app write=app admin=app
+topic:news.secret   read=ops write=app admin=app
+"""
+
+
+def acl_login(b, user):
+    c = Client(b.port)
+    c.connect(headers=login_headers(user, ACL_USERS[user][0]))
+    return c
+
+
+def test_wildcard_subscriptions_read_only_what_they_may(broker_factory, tmp_path):
+    """auth.acl: a wildcard subscription is allowed as named, and then
+    takes only from the destinations it matches that its user may read:
+    a wildcard consumer does not attach to a queue it may not read
+    (existing or created later), a wildcard topic subscription does not
+    receive what is published to a topic it may not read."""
+    (tmp_path / "acl").write_text(ACL)
+    b = broker_factory({"auth.users": write_users(str(tmp_path / "users"), ACL_USERS),
+                        "auth.acl": str(tmp_path / "acl")})
+    alice = acl_login(b, "alice")
+    for q in ("/queue/jobs.a", "/queue/jobs.secret"):
+        alice.receipt("SEND", {"destination": q}, "pre-" + q, q.encode())
+    w = acl_login(b, "alice")
+    sub(w, "/topic/news.*", sid="t", receipt="sub-t")
+    sub(w, "/queue/jobs.*", sid="q")
+    for d in ("/queue/jobs.b", "/queue/jobs.secret", "/topic/news.a", "/topic/news.secret"):
+        alice.receipt("SEND", {"destination": d}, "post-" + d, d.encode())
+    got = sorted(f.body for f in collect(w, 3, timeout=10))
+    assert got == [b"/queue/jobs.a", b"/queue/jobs.b", b"/topic/news.a"], got
+    assert collect(w, timeout=0.5) == []
+    # the secret queue's two messages wait for someone who may read them
+    bob = acl_login(b, "bob")
+    sub(bob, "/queue/jobs.secret", sid="s")
+    assert [f.body for f in collect(bob, 2)] == [b"/queue/jobs.secret"] * 2
+    # a pattern nothing grants is refused as named
+    carol = acl_login(b, "carol")
+    carol.send("SUBSCRIBE", {"id": "x", "destination": "/topic/news.*", "receipt": "deny"})
+    f = carol.recv()
+    assert f.command == "ERROR" and f["message"] == "access denied: no read permission on /topic/news.*", f
