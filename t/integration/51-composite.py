@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from stompd_test import STOMPD, connected
+from stompd_test import STOMPD, Client, connected, login_headers, write_users
 
 
 def console(b, path, body=None):
@@ -176,3 +176,43 @@ def test_console_send_to_a_composite(broker):
     assert [m.body for m in drain(broker.port, "/queue/c2")] == [b"hi"]
     st, j = console(broker, "/api/send", {"destination": "/queue/c1,/queue/c*.>", "body": "hi"})
     assert st == 400 and "wildcard" in j["error"], j
+
+
+ACL_USERS = {"alice": ("a-pw", ["app"]), "root": ("r-pw", ["admins"])}
+ACL = """queue:c.>       read=app write=app admin=app
+queue:c.locked  read=app admin=app
+topic:c.>       read=app write=app admin=app
+"""
+
+
+def test_composite_needs_write_on_each_destination(broker_factory, tmp_path):
+    """auth.acl: a composite SEND is checked for each destination it names
+    (write, admin to create one); one refused refuses the frame: no copy
+    goes anywhere. The console's /api/send meets the same rule."""
+    (tmp_path / "acl").write_text(ACL)
+    b = broker_factory({"auth.users": write_users(str(tmp_path / "users"), ACL_USERS),
+                        "auth.acl": str(tmp_path / "acl")})
+    alice = Client(b.port)
+    alice.connect(headers=login_headers("alice", "a-pw"))
+    alice.receipt("SEND", {"destination": "/queue/c.a,/topic/c.t"}, "ok", b"both")
+    for dest in ("/queue/c.a,/queue/c.locked", "/queue/c.a,/queue/other"):
+        c = Client(b.port)
+        c.connect(headers=login_headers("alice", "a-pw"))
+        c.send("SEND", {"destination": dest, "receipt": "no"}, b"none")
+        f = c.recv()
+        bad = dest.split(",")[1]
+        assert f.command == "ERROR" and f["message"] == "access denied: no write permission on %s" % bad, f
+        assert f["receipt-id"] == "no"
+    # the console's user (root, in no ACL group) is refused just the same
+    h = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=10)
+    h.request("POST", "/api/send", body=json.dumps({"destination": "/queue/c.b,/queue/c.a", "body": "x"}),
+              headers={"Authorization": "Basic " + base64.b64encode(b"root:r-pw").decode(),
+                       "Content-Type": "application/json"})
+    r = h.getresponse()
+    data = json.loads(r.read())
+    assert r.status == 403 and data["error"] == "access denied: no write permission on /queue/c.b", data
+    reader = Client(b.port)
+    reader.connect(headers=login_headers("alice", "a-pw"))
+    reader.receipt("SUBSCRIBE", {"id": "a", "destination": "/queue/c.a"}, "s")
+    assert reader.recv(timeout=10).body == b"both"
+    reader.expect_nothing(0.5)

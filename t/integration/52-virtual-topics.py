@@ -10,7 +10,7 @@ import http.client
 import json
 import time
 
-from stompd_test import connected
+from stompd_test import Client, connected, login_headers, write_users
 
 TOPIC = "/topic/VirtualTopic.orders"
 
@@ -131,3 +131,42 @@ def test_virtual_topic_in_a_composite_and_non_persistent(broker):
     p.receipt("SEND", {"destination": "/queue/side," + TOPIC}, "r", b"both")
     assert [f.body for f in take_all([c], 1)[0]] == [b"both"]
     assert q.recv().body == b"both"
+
+
+ACL_USERS = {"alice": ("a-pw", ["app"]), "bob": ("b-pw", ["ops"])}
+ACL = """topic:VirtualTopic.>              read=app write=app admin=app
+queue:Consumer.A.VirtualTopic.>   read=app write=app admin=app
+queue:Consumer.B.VirtualTopic.>   read=ops write=ops admin=ops
+"""
+
+
+def test_consumer_queues_are_queues_to_the_acl(broker_factory, tmp_path):
+    """auth.acl: a virtual topic's consumer queue is a queue like any
+    other: its consumers need read on it (admin to create it), and a copy
+    goes only to the groups' queues the producer may write to."""
+    (tmp_path / "acl").write_text(ACL)
+    b = broker_factory({"auth.users": write_users(str(tmp_path / "users"), ACL_USERS),
+                        "auth.acl": str(tmp_path / "acl"), "http.admin_password": "console pw"})
+
+    def login(user, pw):
+        c = Client(b.port)
+        c.connect(headers=login_headers(user, pw))
+        return c
+
+    a = login("alice", "a-pw")
+    a.receipt("SUBSCRIBE", {"id": "a", "destination": group_queue("A")}, "s")
+    bq = login("bob", "b-pw")
+    bq.receipt("SUBSCRIBE", {"id": "b", "destination": group_queue("B")}, "s")
+    denied = login("alice", "a-pw")
+    denied.send("SUBSCRIBE", {"id": "x", "destination": group_queue("B"), "receipt": "no"})
+    f = denied.recv()
+    assert f.command == "ERROR" and f["message"] == "access denied: no read permission on %s" % group_queue("B"), f
+    p = login("alice", "a-pw")
+    p.receipt("SEND", {"destination": TOPIC}, "sent", b"order")
+    assert a.recv(timeout=10).body == b"order"
+    # alice may not write to group B's queue: it gets no copy from her
+    bq.expect_nothing(0.5)
+    h = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=10)
+    h.request("GET", "/api/queues", headers={"Authorization": "Basic " + base64.b64encode(b"admin:console pw").decode()})
+    q = {x["name"]: x for x in json.loads(h.getresponse().read())}
+    assert q[group_queue("B")]["pending"] == 0 and q[group_queue("B")]["stats"]["enqueued"] == 0, q[group_queue("B")]

@@ -9,7 +9,7 @@ import http.client
 import json
 import time
 
-from stompd_test import connected
+from stompd_test import Client, connected, login_headers, write_users
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"admin:admin").decode()}
 
@@ -147,3 +147,36 @@ def test_cron_job(broker):
     st, _ = cancel(broker, jobs[0]["id"])
     assert st == 200
     assert get(broker, "/api/scheduler")["scheduled"] == 0
+
+
+def test_cancel_needs_admin_everywhere(broker_factory, tmp_path):
+    """auth.acl: cancelling a scheduled message is a broker-wide action
+    (the job may be for any destination): the console's user needs admin
+    on queue:> and topic:>."""
+    users = {"root": ("r-pw", ["admins", "ops"]), "op": ("o-pw", ["admins"]), "p": ("p-pw", ["app"])}
+    (tmp_path / "acl").write_text("queue:>  read=ops,app write=ops,app admin=ops,app\n"
+                                  "topic:>  admin=ops\n")
+    b = broker_factory({"auth.users": write_users(str(tmp_path / "users"), users),
+                        "auth.acl": str(tmp_path / "acl")})
+    p = Client(b.port)
+    p.connect(headers=login_headers("p", "p-pw"))
+    p.receipt("SEND", {"destination": "/queue/later", "AMQ_SCHEDULED_DELAY": "600000", "persistent": "true"}, "r")
+
+    def post(user, pw, job):
+        c = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=10)
+        c.request("POST", "/api/scheduler/cancel", body=json.dumps({"id": job}),
+                  headers={"Authorization": "Basic " + base64.b64encode(("%s:%s" % (user, pw)).encode()).decode(),
+                           "Content-Type": "application/json"})
+        r = c.getresponse()
+        data = json.loads(r.read())
+        c.close()
+        return r.status, data
+
+    c = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=10)
+    c.request("GET", "/api/scheduler", headers={"Authorization": "Basic " + base64.b64encode(b"root:r-pw").decode()})
+    jobs = json.loads(c.getresponse().read())["jobs"]
+    assert len(jobs) == 1, jobs
+    st, data = post("op", "o-pw", jobs[0]["id"])
+    assert st == 403 and data["error"] == "access denied: no admin permission on /queue/>", data
+    st, data = post("root", "r-pw", jobs[0]["id"])
+    assert st == 200 and data["cancelled"] == jobs[0]["id"], data
