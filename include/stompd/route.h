@@ -14,10 +14,12 @@
  *   (found through a trie, trie.h); a queue pattern makes the
  *   subscription consume from every matching queue, existing and future.
  *
- * route_allowed() is the one place where a per-destination
- * authorization check goes: every destination a producer names or a
- * virtual topic adds, every destination or pattern a subscriber names,
- * and every queue a wildcard consumer takes on later passes through it. */
+ * Per-destination authorization (auth.acl, acl.h) happens here only:
+ * route_allowed() for every destination a producer names (write) and
+ * every destination or pattern a subscriber names (read);
+ * route_allowed_quiet() for every queue a virtual topic adds (write) or a
+ * wildcard consumer takes on (read), and (topic.c) every topic a wildcard
+ * topic subscription receives from (read). */
 #ifndef STOMPD_ROUTE_H
 #define STOMPD_ROUTE_H
 
