@@ -129,6 +129,7 @@ static struct {
     bool connected;
     bool registered;
     bool auth_failed;
+    bool expired;          /* the last session expired; no new one connected yet */
     char root[400], members_path[450], master_path[450], epoch_path[450];
     char my_path[640];
     uint64_t my_seq;
@@ -974,6 +975,7 @@ static void on_session(struct zev *e)
         if (!Z.connected)
             log_info("zookeeper: connected (session 0x%llx)", (unsigned long long)zoo_client_id(Z.zh)->client_id);
         Z.connected = true;
+        Z.expired = false;
         Z.disconnected_since = 0;
         heard(ev_now(srv.loop));
         if (!Z.registered && !Z.my_path[0]) {
@@ -1036,6 +1038,7 @@ static void on_session(struct zev *e)
                                                                    ? "expired" : "authentication failed");
         check_leadership(true);
         Z.pending_epoch = 0;
+        Z.expired = e->state == ZOO_EXPIRED_SESSION_STATE;
         start_session();
     }
 }
@@ -1400,6 +1403,13 @@ const char *cluster_master_stomp(void)
 bool cluster_connected(void)
 {
     return Z.connected;
+}
+
+const char *cluster_session_state(void)
+{
+    if (!Z.running)
+        return "none";
+    return Z.connected ? "connected" : Z.expired ? "expired" : "connecting";
 }
 
 bool cluster_registered(void)

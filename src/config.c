@@ -198,6 +198,13 @@ static const struct cfg_key keys[] = {
      "console connections at once"},
     {"http.refresh", CFG_DURATION, "5s", 1000, 3600000, NULL, OFF(http_refresh),
      "how often the page reloads itself"},
+    {"http.rate_interval", CFG_DURATION, "5s", 1000, 60000, NULL, OFF(http_rate_interval),
+     "message rates are counted per interval this long, over the last 15 minutes (8 bytes per interval for each "
+     "destination with traffic)"},
+    {"http.browse_limit", CFG_INT, "100", 1, 10000, NULL, OFF(http_browse_limit),
+     "most messages one browse of a queue shows, and one move takes"},
+    {"http.body_preview", CFG_SIZE, "1KiB", 16, 1 * MB, NULL, OFF(http_body_preview),
+     "bytes of a message's body (and of each header) a browse shows"},
     {"http.request_timeout", CFG_DURATION, "10s", 100, 3600000, NULL, OFF(http_request_timeout),
      "time a console request has from its first byte to its last; then 408 and the connection is closed"},
     {"http.reserved_connections", CFG_INT, "16", 0, 100000, NULL, OFF(http_reserved_connections),

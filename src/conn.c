@@ -283,13 +283,18 @@ void conn_start_heartbeats(struct conn *c, uint32_t rx_ms, uint32_t tx_ms)
     stream_set_timer(&c->st, first);
 }
 
+void conn_frame_sent(struct conn *c)
+{
+    c->frames_out++;
+    srv.st.frames_out++;
+}
+
 void conn_send_receipt(struct conn *c, const char *receipt)
 {
     frame_write_command(&c->st.out, "RECEIPT");
     frame_write_header_str(&c->st.out, c->version, true, "receipt-id", receipt);
     frame_write_body(&c->st.out, NULL, 0);
-    c->frames_out++;
-    srv.st.frames_out++;
+    conn_frame_sent(c);
     conn_want_flush(c);
 }
 
@@ -298,17 +303,10 @@ void conn_error(struct conn *c, const char *message, const char *receipt, const 
     conn_error_hdr(c, message, receipt, detail, NULL, NULL);
 }
 
-void conn_error_hdr(struct conn *c, const char *message, const char *receipt, const char *detail,
-                    const char *hname, const char *hvalue)
+/* ERROR (headers, then a text body) and the close once it is written. */
+static void write_error(struct conn *c, const char *message, const char *receipt, const char *detail,
+                        const char *hname, const char *hvalue)
 {
-    if (c->state >= CONN_CLOSING)
-        return;
-    if (c->error_quiet) {
-        clog_debug(c, "ERROR: %s%s%s", message, detail ? ": " : "", detail ? detail : "");
-    } else {
-        srv.st.protocol_errors++;
-        clog_info(c, "ERROR: %s%s%s", message, detail ? ": " : "", detail ? detail : "");
-    }
     frame_write_command(&c->st.out, "ERROR");
     frame_write_header_str(&c->st.out, c->version, true, "message", message);
     if (receipt)
@@ -325,9 +323,31 @@ void conn_error_hdr(struct conn *c, const char *message, const char *receipt, co
     buf_putc(&c->st.out, '\n');
     buf_putc(&c->st.out, '\0');
     c->error_sent = true;
-    c->frames_out++;
+    conn_frame_sent(c);
     c->st.close_code = 1008; /* WebSocket: policy violation (the ERROR frame says which) */
     conn_close_after_flush(c);
+}
+
+void conn_error_hdr(struct conn *c, const char *message, const char *receipt, const char *detail,
+                    const char *hname, const char *hvalue)
+{
+    if (c->state >= CONN_CLOSING)
+        return;
+    if (c->error_quiet) {
+        clog_debug(c, "ERROR: %s%s%s", message, detail ? ": " : "", detail ? detail : "");
+    } else {
+        srv.st.protocol_errors++;
+        clog_info(c, "ERROR: %s%s%s", message, detail ? ": " : "", detail ? detail : "");
+    }
+    write_error(c, message, receipt, detail, hname, hvalue);
+}
+
+void conn_kick(struct conn *c, const char *message)
+{
+    if (c->state >= CONN_CLOSING)
+        return;
+    clog_info(c, "closed: %s", message);
+    write_error(c, message, NULL, NULL, NULL, NULL);
 }
 
 /* Undo everything the connection holds in the broker: subscriptions give

@@ -1,8 +1,13 @@
-/* The console's pages and actions (DESIGN §9): the broker's live state as
- * an HTML page, JSON under /api/ and Prometheus text under /metrics, and
- * the actions (send through broker_publish, purge, delete). A node that
- * does not serve answers only /healthz and /api/status (503 naming the
- * master's console otherwise). The transport is http.c. */
+/* The console's routes, JSON views and actions (DESIGN §9): the broker's
+ * live state as JSON under /api/ (the HTML pages of html.c are drawn from
+ * the same views, /metrics is metrics.c's), and the actions: send, move
+ * messages (out of a dead-letter queue, or on to another queue) through
+ * broker_publish, purge, delete, close a connection, list and cancel
+ * scheduled messages. Every destination a send or a move puts a message
+ * in is resolved (and its write permission checked, once) by route.c's
+ * route_send, as for a STOMP SEND. A node that does not
+ * serve answers its own page, /metrics, /healthz and /api/status, and 503
+ * naming the master's console otherwise. The transport is http.c. */
 #include "config.h"
 
 #include <errno.h>
@@ -12,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "stompd/acl.h"
@@ -22,21 +28,26 @@
 #include "stompd/conn.h"
 #include "stompd/console.h"
 #include "stompd/dest.h"
+#include "stompd/dlq.h"
 #include "stompd/dup.h"
 #include "stompd/durable.h"
+#include "stompd/html.h"
 #include "stompd/http.h"
 #include "stompd/log.h"
+#include "stompd/metrics.h"
 #include "stompd/msg.h"
 #include "stompd/node.h"
 #include "stompd/persist.h"
 #include "stompd/publish.h"
+#include "stompd/queue.h"
+#include "stompd/rates.h"
 #include "stompd/repl.h"
 #include "stompd/route.h"
 #include "stompd/sched.h"
 #include "stompd/server.h"
 #include "stompd/store.h"
-#include "stompd/tls.h"
 #include "stompd/sub.h"
+#include "stompd/tls.h"
 #include "stompd/ws.h"
 
 /* ------------------------------------------------------------ the broker's state, as JSON */
@@ -48,7 +59,7 @@ static const char *role_name(void)
 
 /* The master's console: ZooKeeper's master znode says it; in manual mode
  * the master itself says it in the replication handshake. */
-static const char *master_console(void)
+const char *console_master_http(void)
 {
     const char *mh = cluster_master_http();
     if (mh && *mh)
@@ -59,7 +70,7 @@ static const char *master_console(void)
 
 /* How far this follower's durable store is behind the master's head, as
  * last heard from the master (-1: no master heard from). */
-static json_int_t follower_lag(void)
+int64_t console_follower_lag(void)
 {
     uint64_t head = repl_slave_running() ? repl_slave_master_head() : 0;
     uint64_t durable = store_durable_lsn();
@@ -70,7 +81,7 @@ static json_int_t follower_lag(void)
 
 static void add_lag(json_t *j)
 {
-    json_int_t lag = follower_lag();
+    json_int_t lag = console_follower_lag();
     json_object_set_new(j, "lag", lag < 0 ? json_null() : json_integer(lag));
     uint64_t head = repl_slave_running() ? repl_slave_master_head() : 0;
     json_object_set_new(j, "master_lsn", head ? json_integer((json_int_t)head) : json_null());
@@ -132,7 +143,7 @@ static json_t *quorum_json(void)
                      (json_int_t)q.in_sync, "state", q.state, "sends_waiting", (json_int_t)commit_waiting());
 }
 
-static json_t *status_json(void)
+json_t *console_status_json(void)
 {
     uint64_t epoch;
     uint64_t lsn = persist_position(&epoch);
@@ -157,7 +168,7 @@ static json_t *status_json(void)
         json_t *m = json_object();
         const char *mid = cluster_master_id();
         json_object_set_new(m, "id", json_string(mid ? mid : repl_slave_master_id()));
-        const char *mh = master_console();
+        const char *mh = console_master_http();
         json_object_set_new(m, "http", mh ? json_string(mh) : json_null());
         const char *ms = cluster_master_stomp();
         json_object_set_new(m, "stomp", ms && *ms ? json_string(ms) : json_null());
@@ -178,6 +189,65 @@ static json_t *status_json(void)
     return j;
 }
 
+/* ------------------------------------------------------------ client text, as JSON */
+
+/* Length of the valid UTF-8 sequence at p (at most n bytes), 0 if none. */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+    if (p[0] < 0x80)
+        return 1;
+    size_t len = p[0] >= 0xc2 && p[0] <= 0xdf ? 2 : p[0] >= 0xe0 && p[0] <= 0xef ? 3
+                 : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : 0;
+    if (!len || len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+    /* no overlong forms, no surrogates, nothing past U+10FFFF */
+    if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] > 0x9f) || (p[0] == 0xf0 && p[1] < 0x90) ||
+        (p[0] == 0xf4 && p[1] > 0x8f))
+        return 0;
+    return len;
+}
+
+size_t console_text(struct buf *out, const char *s, size_t n, size_t max, bool show_bytes)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < n && i < max) {
+        size_t k = utf8_seq(p + i, n - i);
+        if (k && i + k > max)
+            break; /* cut on a character boundary */
+        if (k == 1 && (p[i] >= 0x20 || p[i] == '\n' || p[i] == '\t' || p[i] == '\r') && p[i] != 0x7f) {
+            buf_putc(out, (char)p[i]);
+        } else if (k > 1) {
+            buf_append(out, p + i, k);
+        } else if (show_bytes) {
+            buf_printf(out, "\\x%02x", p[i]);
+            k = 1;
+        } else {
+            buf_append_str(out, "\xef\xbf\xbd"); /* U+FFFD */
+            k = k ? k : 1;
+        }
+        i += k;
+    }
+    return i;
+}
+
+json_t *console_jstr(const char *s)
+{
+    if (!s)
+        return json_null();
+    struct buf b = {0};
+    size_t n = strlen(s);
+    console_text(&b, s, n, n, false);
+    json_t *j = json_stringn(b.data ? b.data : "", buf_used(&b));
+    buf_free(&b);
+    return j ? j : json_string("");
+}
+
+/* ------------------------------------------------------------ destinations and connections */
+
 static json_t *dest_stats_json(const struct dest *d)
 {
     return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "enqueued", (json_int_t)d->st.enqueued, "dequeued",
@@ -186,16 +256,15 @@ static json_t *dest_stats_json(const struct dest *d)
                      (json_int_t)d->st.dead_lettered, "dropped", (json_int_t)d->st.dropped);
 }
 
-struct collect {
-    json_t *queues, *topics;
-};
-
-static void collect_dest(struct dest *d, void *arg)
+json_t *console_dest_json(const struct dest *d)
 {
-    struct collect *c = arg;
-    json_t *o = json_pack("{s:s, s:b, s:I}", "name", d->name, "temporary", dest_is_temp(d), "memory_bytes",
-                          (json_int_t)d->mem);
+    json_t *o = json_pack("{s:o, s:b, s:I}", "name", console_jstr(d->name), "temporary", dest_is_temp(d),
+                          "memory_bytes", (json_int_t)d->mem);
     json_object_set_new(o, "stats", dest_stats_json(d));
+    double rin, rout;
+    rates_now(d->name, &rin, &rout);
+    json_object_set_new(o, "rates", json_pack("{s:f, s:f}", "in_per_s", rin, "out_per_s", rout));
+    json_object_set_new(o, "full", json_boolean(dest_is_full(d)));
     if (dest_is_queue(d)) {
         json_object_set_new(o, "pending", json_integer((json_int_t)d->q.npending));
         /* a deep backlog stays in the store: what is in memory, what only on disk */
@@ -203,8 +272,7 @@ static void collect_dest(struct dest *d, void *arg)
         json_object_set_new(o, "pending_on_disk", json_integer((json_int_t)(d->q.npending - d->q.nresident)));
         json_object_set_new(o, "inflight", json_integer((json_int_t)d->q.ninflight));
         json_object_set_new(o, "consumers", json_integer((json_int_t)d->q.nconsumers));
-        json_object_set_new(o, "full", json_boolean(dest_is_full(d)));
-        json_array_append_new(c->queues, o);
+        json_object_set_new(o, "dead_letter_queue", json_boolean(dlq_is_dlq(d)));
     } else {
         /* a wildcard topic (/topic/a.>): its subscribers get every matching topic's messages */
         json_object_set_new(o, "wildcard", json_boolean(d->pattern));
@@ -212,47 +280,169 @@ static void collect_dest(struct dest *d, void *arg)
         json_t *ds = json_array();
         struct durable *du;
         TAILQ_FOREACH(du, &d->durables, topic_link) {
-            json_array_append_new(ds, json_pack("{s:s, s:s, s:o, s:I, s:I, s:b}", "client_id", du->client_id,
-                                                "name", du->name, "selector",
-                                                du->selector ? json_string(du->selector) : json_null(),
-                                                "pending", (json_int_t)du->q.npending, "inflight",
-                                                (json_int_t)du->q.ninflight, "active", du->active != NULL));
+            json_array_append_new(ds, json_pack("{s:o, s:o, s:o, s:I, s:I, s:b}", "client_id",
+                                                console_jstr(du->client_id), "name", console_jstr(du->name),
+                                                "selector", console_jstr(du->selector), "pending",
+                                                (json_int_t)du->q.npending, "inflight", (json_int_t)du->q.ninflight,
+                                                "active", du->active != NULL));
         }
         json_object_set_new(o, "durable_subscriptions", ds);
-        json_array_append_new(c->topics, o);
     }
+    return o;
+}
+
+json_t *console_conn_json(const struct conn *c)
+{
+    json_t *subs = json_array();
+    struct sub *s, *tmp;
+    HASH_ITER(hh, c->subs, s, tmp) {
+        json_array_append_new(subs, json_pack("{s:o, s:o, s:s, s:I, s:I, s:I}", "id", console_jstr(s->id),
+                                              "destination", console_jstr(sub_has_legs(s) ? s->spec : s->dest->name), "ack",
+                                              s->ack == ACK_AUTO ? "auto"
+                                              : s->ack == ACK_CLIENT ? "client" : "client-individual",
+                                              "prefetch", (json_int_t)s->prefetch, "inflight",
+                                              (json_int_t)s->inflight, "delivered", (json_int_t)s->delivered));
+    }
+    return json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:o, s:I, s:I, s:I, s:o}", "id", (json_int_t)c->id, "peer",
+                     c->st.peer, "transport", stream_transport(&c->st), "state", conn_state_name(c->state), "version",
+                     c->version == STOMP_12 ? "1.2" : c->version == STOMP_11 ? "1.1" : "1.0", "client_id",
+                     console_jstr(c->client_id), "user", c->who ? console_jstr(c->who->name) : json_null(),
+                     "frames_in", (json_int_t)c->frames_in, "frames_out", (json_int_t)c->frames_out,
+                     "pending_output", (json_int_t)stream_pending(&c->st), "subscriptions", subs);
+}
+
+/* Case-insensitive substring; an empty filter matches everything. */
+static bool matches(const char *s, const char *filter)
+{
+    return !filter || !*filter || (s && strcasestr(s, filter));
+}
+
+struct gather {
+    int kind;                   /* 1 queues, 2 topics */
+    const char *filter;
+    struct dest **v;
+    size_t n, cap, total;
+};
+
+static void gather_dest(struct dest *d, void *arg)
+{
+    struct gather *g = arg;
+    if ((g->kind == 1) != dest_is_queue(d))
+        return;
+    g->total++;
+    if (!matches(d->name, g->filter))
+        return;
+    if (g->n == g->cap) {
+        g->cap = g->cap ? 2 * g->cap : 64;
+        g->v = realloc(g->v, g->cap * sizeof *g->v);
+        if (!g->v)
+            abort();
+    }
+    g->v[g->n++] = d;
+}
+
+size_t console_dests(bool queues, const char *filter, size_t offset, size_t limit, struct dest **out,
+                     size_t *matching, size_t *total)
+{
+    struct gather g = {.kind = queues ? 1 : 2, .filter = filter};
+    dest_foreach(gather_dest, &g);
+    size_t n = 0;
+    for (size_t i = offset; i < g.n && n < limit; i++)
+        out[n++] = g.v[i];
+    *matching = g.n;
+    *total = g.total;
+    free(g.v);
+    return n;
+}
+
+static bool conn_matches(const struct conn *c, const char *filter)
+{
+    char id[24];
+    snprintf(id, sizeof id, "%llu", (unsigned long long)c->id);
+    return matches(c->st.peer, filter) || matches(c->client_id, filter) || matches(c->login, filter) ||
+           !strcmp(id, filter ? filter : "");
+}
+
+size_t console_conns(const char *filter, size_t offset, size_t limit, struct conn **out, size_t *matching)
+{
+    size_t n = 0, k = 0;
+    struct conn *c;
+    TAILQ_FOREACH(c, &srv.conns, link) {
+        if (!conn_matches(c, filter))
+            continue;
+        if (k++ >= offset && n < limit)
+            out[n++] = c;
+    }
+    *matching = k;
+    return n;
 }
 
 static json_t *connections_json(void)
 {
     json_t *a = json_array();
     struct conn *c;
-    TAILQ_FOREACH(c, &srv.conns, link) {
-        json_t *subs = json_array();
-        struct sub *s, *tmp;
-        HASH_ITER(hh, c->subs, s, tmp) {
-            json_array_append_new(subs, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "id", s->id, "destination",
-                                                  sub_has_legs(s) ? s->spec : s->dest->name, "ack",
-                                                  s->ack == ACK_AUTO ? "auto"
-                                                  : s->ack == ACK_CLIENT ? "client" : "client-individual",
-                                                  "prefetch", (json_int_t)s->prefetch, "inflight",
-                                                  (json_int_t)s->inflight, "delivered", (json_int_t)s->delivered));
-        }
-        json_array_append_new(a, json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:o}", "id",
-                                           (json_int_t)c->id, "peer", c->st.peer, "transport",
-                                           stream_transport(&c->st), "state", conn_state_name(c->state), "version",
-                                           c->version == STOMP_12 ? "1.2" : c->version == STOMP_11 ? "1.1" : "1.0",
-                                           "client_id", c->client_id ? json_string(c->client_id) : json_null(),
-                                           "frames_in", (json_int_t)c->frames_in, "frames_out",
-                                           (json_int_t)c->frames_out, "pending_output", (json_int_t)stream_pending(&c->st),
-                                           "subscriptions", subs));
-        json_object_set_new(json_array_get(a, json_array_size(a) - 1), "user",
-                            c->who ? json_string(c->who->name) : json_null());
-    }
+    TAILQ_FOREACH(c, &srv.conns, link)
+        json_array_append_new(a, console_conn_json(c));
     return a;
 }
 
-static json_t *cluster_json(void)
+/* ------------------------------------------------------------ rates */
+
+json_t *console_rates_json(const char *dest)
+{
+    size_t max = rates_slots();
+    int64_t *end = malloc((max + 1) * sizeof *end), *len = malloc((max + 1) * sizeof *len);
+    uint32_t *in = malloc((max + 1) * sizeof *in), *out = malloc((max + 1) * sizeof *out);
+    if (!end || !len || !in || !out)
+        abort();
+    size_t n = rates_series(dest, end, len, in, out, max);
+    json_t *t = json_array(), *ji = json_array(), *jo = json_array(), *jl = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(t, json_integer(end[i]));
+        json_array_append_new(jl, json_integer(len[i]));
+        json_array_append_new(ji, json_integer(in[i]));
+        json_array_append_new(jo, json_integer(out[i]));
+    }
+    free(end);
+    free(len);
+    free(in);
+    free(out);
+    double rin, rout;
+    rates_now(dest, &rin, &rout);
+    return json_pack("{s:f, s:i, s:o, s:o, s:o, s:o, s:f, s:f}", "interval_s", rates_interval(), "window_s",
+                     RATES_WINDOW_MS / 1000, "end_ms", t, "length_ms", jl, "in", ji, "out", jo, "in_per_s", rin,
+                     "out_per_s", rout);
+}
+
+/* ------------------------------------------------------------ the node */
+
+json_t *console_counters_json(void)
+{
+    json_t *c = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "connections",
+                     (json_int_t)srv.nconns, "connections_total", (json_int_t)srv.st.connections_total,
+                     "connections_refused", (json_int_t)srv.st.connections_refused, "frames_in",
+                     (json_int_t)srv.st.frames_in, "frames_out", (json_int_t)srv.st.frames_out, "messages_in",
+                     (json_int_t)srv.st.messages_in, "messages_out", (json_int_t)srv.st.messages_out,
+                     "protocol_errors", (json_int_t)srv.st.protocol_errors, "expired", (json_int_t)srv.st.expired,
+                     "dead_lettered", (json_int_t)srv.st.dead_lettered, "duplicates", (json_int_t)srv.st.duplicates,
+                     "memory_bytes", (json_int_t)dest_total_mem(), "waiting_for_store",
+                     (json_int_t)commit_waiting());
+    json_object_set_new(c, "memory_limit", json_integer((json_int_t)config.memory_limit));
+    json_object_set_new(c, "destinations", json_integer((json_int_t)dest_count()));
+    struct auth_stats as;
+    auth_get_stats(&as);
+    json_object_set_new(c, "auth_failures", json_integer((json_int_t)as.stomp_failures));
+    json_object_set_new(c, "console_auth_failures", json_integer((json_int_t)as.console_failures));
+    json_object_set_new(c, "access_denied", json_integer((json_int_t)acl_denials()));
+    if (persist_has_store()) {
+        json_object_set_new(c, "store_bytes", json_integer((json_int_t)store_bytes()));
+        json_object_set_new(c, "store_limit", json_integer((json_int_t)config.store_limit));
+        json_object_set_new(c, "store_full", json_boolean(persist_store_full()));
+    }
+    return c;
+}
+
+json_t *console_cluster_json(void)
 {
     json_t *o = json_object();
     json_t *members = json_array();
@@ -277,28 +467,18 @@ static json_t *cluster_json(void)
     return o;
 }
 
-static json_t *counters_json(void)
+static json_t *all_dests(bool queues)
 {
-    json_t *c = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "connections",
-                     (json_int_t)srv.nconns, "connections_total", (json_int_t)srv.st.connections_total,
-                     "connections_refused", (json_int_t)srv.st.connections_refused, "frames_in",
-                     (json_int_t)srv.st.frames_in, "frames_out", (json_int_t)srv.st.frames_out, "messages_in",
-                     (json_int_t)srv.st.messages_in, "messages_out", (json_int_t)srv.st.messages_out,
-                     "protocol_errors", (json_int_t)srv.st.protocol_errors, "expired", (json_int_t)srv.st.expired,
-                     "dead_lettered", (json_int_t)srv.st.dead_lettered, "duplicates", (json_int_t)srv.st.duplicates,
-                     "memory_bytes", (json_int_t)dest_total_mem(), "waiting_for_store",
-                     (json_int_t)commit_waiting());
-    struct auth_stats as;
-    auth_get_stats(&as);
-    json_object_set_new(c, "auth_failures", json_integer((json_int_t)as.stomp_failures));
-    json_object_set_new(c, "console_auth_failures", json_integer((json_int_t)as.console_failures));
-    json_object_set_new(c, "access_denied", json_integer((json_int_t)acl_denials()));
-    if (persist_has_store()) {
-        json_object_set_new(c, "store_bytes", json_integer((json_int_t)store_bytes()));
-        json_object_set_new(c, "store_limit", json_integer((json_int_t)config.store_limit));
-        json_object_set_new(c, "store_full", json_boolean(persist_store_full()));
-    }
-    return c;
+    json_t *a = json_array();
+    size_t n = dest_count(), matching, total;
+    struct dest **v = malloc((n + 1) * sizeof *v);
+    if (!v)
+        abort();
+    n = console_dests(queues, NULL, 0, n, v, &matching, &total);
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, console_dest_json(v[i]));
+    free(v);
+    return a;
 }
 
 /* ------------------------------------------------------------ the scheduler */
@@ -316,9 +496,7 @@ static json_t *time_json(int64_t ms)
     return json_string(iso);
 }
 
-/* How many are scheduled and when the next is due (ActiveMQ's scheduler
- * view). */
-static json_t *scheduler_json(void)
+json_t *console_scheduler_json(void)
 {
     struct sched_info si;
     sched_info(&si);
@@ -334,25 +512,23 @@ static void add_job(void *arg, const struct sched_job_view *v)
 {
     json_t *a = arg;
     const struct msg *m = v->m;
-    json_t *o = json_pack("{s:s, s:I, s:o, s:s, s:b, s:I, s:I, s:s}", "id", v->id, "due_ms", (json_int_t)v->due,
-                          "due", time_json(v->due), "destination", m->dest, "persistent", v->persistent, "priority",
-                          (json_int_t)m->priority, "body_bytes", (json_int_t)m->body_len, "cursor", v->cursor);
+    json_t *o = json_pack("{s:o, s:I, s:o, s:o, s:b, s:I, s:I, s:o}", "id", console_jstr(v->id), "due_ms",
+                          (json_int_t)v->due, "due", time_json(v->due), "destination", console_jstr(m->dest),
+                          "persistent", v->persistent, "priority", (json_int_t)m->priority, "body_bytes",
+                          (json_int_t)m->body_len, "cursor", console_jstr(v->cursor));
     static const char *const sched[][2] = {{"AMQ_SCHEDULED_DELAY", "delay"}, {"AMQ_SCHEDULED_PERIOD", "period"},
                                            {"AMQ_SCHEDULED_REPEAT", "repeat"}, {"AMQ_SCHEDULED_CRON", "cron"}};
-    for (size_t i = 0; i < sizeof sched / sizeof sched[0]; i++) {
-        const char *hv = msg_get(m, sched[i][0]);
-        json_object_set_new(o, sched[i][1], hv ? json_string(hv) : json_null());
-    }
+    for (size_t i = 0; i < sizeof sched / sizeof sched[0]; i++)
+        json_object_set_new(o, sched[i][1], console_jstr(msg_get(m, sched[i][0])));
     json_array_append_new(a, o);
 }
 
-/* One page of jobs in due order, after a cursor: {"jobs", "next"}. */
-static json_t *jobs_json(const char *after, size_t limit, int *rc)
+json_t *console_jobs_json(const char *after, size_t limit, int *rc)
 {
     json_t *jobs = json_array();
     bool more = false;
     *rc = sched_list(after, limit, add_job, jobs, &more);
-    json_t *j = scheduler_json();
+    json_t *j = console_scheduler_json();
     json_object_set_new(j, "jobs", jobs);
     size_t n = json_array_size(jobs);
     json_object_set_new(j, "next", more && n ? json_incref(json_object_get(json_array_get(jobs, n - 1), "cursor"))
@@ -360,600 +536,111 @@ static json_t *jobs_json(const char *after, size_t limit, int *rc)
     return j;
 }
 
-/* A query parameter, %-decoded, into out; false when absent. */
-static bool query_param(struct http_req *h, const char *name, char *out, size_t len)
-{
-    const char *q = http_req_query(h);
-    size_t nl = strlen(name);
-    while (*q) {
-        const char *amp = strchr(q, '&');
-        size_t l = amp ? (size_t)(amp - q) : strlen(q);
-        if (l > nl && !strncmp(q, name, nl) && q[nl] == '=') {
-            size_t o = 0;
-            for (const char *p = q + nl + 1; p < q + l && o + 1 < len; p++) {
-                unsigned v;
-                if (*p == '%' && p + 2 < q + l + 1 && sscanf(p + 1, "%2x", &v) == 1) {
-                    out[o++] = (char)v;
-                    p += 2;
-                } else {
-                    out[o++] = *p == '+' ? ' ' : *p;
-                }
-            }
-            out[o] = '\0';
-            return true;
-        }
-        q += l + (amp ? 1 : 0);
-    }
-    return false;
-}
-
 static json_t *overview_json(void)
 {
-    struct collect c = {json_array(), json_array()};
-    dest_foreach(collect_dest, &c);
     json_t *j = json_object();
-    json_object_set_new(j, "status", status_json());
-    json_object_set_new(j, "counters", counters_json());
-    json_object_set_new(j, "queues", c.queues);
-    json_object_set_new(j, "topics", c.topics);
+    json_object_set_new(j, "status", console_status_json());
+    json_object_set_new(j, "counters", console_counters_json());
+    json_object_set_new(j, "rates", console_rates_json(NULL));
+    json_object_set_new(j, "queues", all_dests(true));
+    json_object_set_new(j, "topics", all_dests(false));
     json_object_set_new(j, "connections", connections_json());
-    json_object_set_new(j, "cluster", cluster_json());
-    json_object_set_new(j, "scheduler", scheduler_json());
+    json_object_set_new(j, "cluster", console_cluster_json());
+    json_object_set_new(j, "scheduler", console_scheduler_json());
     return j;
 }
 
-/* ------------------------------------------------------------ the page */
+/* ------------------------------------------------------------ browsing */
 
-static void html_esc(struct buf *b, const char *s)
+#define BROWSE_BYTES_MIN (1024 * 1024)
+
+void console_key_str(struct qkey k, char *out, size_t n)
 {
-    for (; s && *s; s++) {
-        switch (*s) {
-        case '&': buf_append_str(b, "&amp;"); break;
-        case '<': buf_append_str(b, "&lt;"); break;
-        case '>': buf_append_str(b, "&gt;"); break;
-        case '"': buf_append_str(b, "&quot;"); break;
-        case '\'': buf_append_str(b, "&#39;"); break;
-        default: buf_putc(b, *s);
-        }
-    }
+    snprintf(out, n, "%u:%llu", (unsigned)(MSG_PRIORITIES - 1 - k.rprio), (unsigned long long)k.seq);
 }
 
-static const char *jstr(json_t *o, const char *k)
+int console_key_parse(const char *s, struct qkey *k)
 {
-    const char *s = json_string_value(json_object_get(o, k));
-    return s ? s : "";
+    char *end;
+    if (s[0] < '0' || s[0] > '9' || s[1] != ':' || s[2] < '0' || s[2] > '9')
+        return -EINVAL;
+    errno = 0;
+    unsigned long long seq = strtoull(s + 2, &end, 10);
+    if (*end || errno)
+        return -EINVAL;
+    *k = (struct qkey){(uint8_t)(MSG_PRIORITIES - 1 - (s[0] - '0')), (uint64_t)seq};
+    return 0;
 }
 
-static long long jint(json_t *o, const char *k)
-{
-    return (long long)json_integer_value(json_object_get(o, k));
-}
-
-static void td_int(struct buf *b, long long v, const char *cls)
-{
-    buf_printf(b, "<td class=\"num%s%s\">%lld</td>", cls ? " " : "", cls ? cls : "", v);
-}
-
-static void render_page(struct http_req *h)
-{
-    json_t *j = overview_json();
-    json_t *st = json_object_get(j, "status"), *ct = json_object_get(j, "counters");
-    struct buf b = {0};
-    buf_printf(&b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-                   "<meta http-equiv=\"refresh\" content=\"%lld\">"
-                   "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-                   "<title>stompd ", (long long)config.http_refresh / 1000);
-    html_esc(&b, config.broker_name);
-    buf_printf(&b, " (%s)</title><style>"
-                   "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}"
-                   "h1{font-size:1.4em;margin:0 0 .2em}h2{font-size:1.1em;margin:1.4em 0 .4em}"
-                   ".role{display:inline-block;padding:.1em .6em;border-radius:.8em;color:#fff;background:#777}"
-                   ".role.master,.role.standalone{background:#2a7d2a}.role.slave{background:#2a5d9d}"
-                   ".role.electing{background:#a86b00}"
-                   "table{border-collapse:collapse;background:#fff;min-width:40%%}"
-                   "th,td{border:1px solid #ddd;padding:.25em .6em;text-align:left}th{background:#eee}"
-                   "td.num{text-align:right;font-variant-numeric:tabular-nums}td.warn{background:#fde2c0}"
-                   ".meta{color:#555}.empty{color:#888;font-style:italic}button{font-size:.85em}"
-                   ".warnbox{background:#fde2c0;padding:.5em;border:1px solid #d9a}"
-                   "</style></head><body>\n",
-               role_name());
-    buf_append_str(&b, "<h1>stompd <span id=\"broker\">");
-    html_esc(&b, config.broker_name);
-    buf_printf(&b, "</span> <span id=\"role\" class=\"role %s\">%s</span></h1>\n", role_name(), role_name());
-    buf_printf(&b, "<p class=\"meta\">node <b id=\"node\">");
-    html_esc(&b, jstr(st, "node_id"));
-    buf_printf(&b, "</b> &middot; epoch <b id=\"epoch\">%lld</b> &middot; journal lsn <b id=\"lsn\">%lld</b> "
-                   "(committed <b>%lld</b>) &middot; up %.0f s &middot; store ",
-               jint(st, "epoch"), jint(st, "lsn"), jint(st, "committed_lsn"),
-               json_real_value(json_object_get(st, "uptime_s")));
-    html_esc(&b, jstr(st, "store"));
-    buf_append_str(&b, "</p>\n");
-    const char *waiting = jstr(st, "waiting");
-    if (*waiting) {
-        buf_append_str(&b, "<p class=\"warnbox\" id=\"waiting\">");
-        html_esc(&b, waiting);
-        buf_append_str(&b, "</p>\n");
-    }
-    buf_printf(&b, "<p class=\"meta\" id=\"counters\">%lld connections &middot; %lld messages in &middot; "
-                   "%lld messages out &middot; %lld protocol errors &middot; %lld expired &middot; "
-                   "%lld dead-lettered &middot; %lld duplicates dropped &middot; %lld bytes of messages held</p>\n",
-               jint(ct, "connections"), jint(ct, "messages_in"), jint(ct, "messages_out"),
-               jint(ct, "protocol_errors"), jint(ct, "expired"), jint(ct, "dead_lettered"), jint(ct, "duplicates"),
-               jint(ct, "memory_bytes"));
-
-    json_t *cl = json_object_get(j, "cluster");
-    json_t *members = json_object_get(cl, "members");
-    if (json_array_size(members)) {
-        buf_append_str(&b, "<h2>Cluster members</h2><table id=\"members\"><tr><th>node</th><th>role</th>"
-                           "<th>STOMP</th><th>console</th><th>epoch</th><th>lsn</th><th>lag</th><th>weight</th></tr>\n");
-        size_t i;
-        json_t *m;
-        json_array_foreach(members, i, m) {
-            buf_append_str(&b, "<tr><td>");
-            html_esc(&b, jstr(m, "id"));
-            if (json_is_true(json_object_get(m, "self")))
-                buf_append_str(&b, " (this node)");
-            buf_append_str(&b, "</td><td>");
-            html_esc(&b, jstr(m, "role"));
-            buf_append_str(&b, "</td><td>");
-            html_esc(&b, jstr(m, "stomp"));
-            buf_append_str(&b, "</td><td>");
-            html_esc(&b, jstr(m, "http"));
-            buf_append_str(&b, "</td>");
-            td_int(&b, jint(m, "epoch"), NULL);
-            td_int(&b, jint(m, "lsn"), NULL);
-            td_int(&b, jint(m, "lag"), jint(m, "lag") > 1000 ? "warn" : NULL);
-            td_int(&b, jint(m, "weight"), NULL);
-            buf_append_str(&b, "</tr>\n");
-        }
-        buf_append_str(&b, "</table>\n");
-    }
-    json_t *replicas = json_object_get(cl, "replicas");
-    if (persist_replicated() && node_role() == NODE_MASTER) {
-        buf_printf(&b, "<h2>Replicas (%zu of %lld connected)</h2>", json_array_size(replicas),
-                   jint(cl, "replicas_expected"));
-        buf_append_str(&b, "<table id=\"replicas\"><tr><th>node</th><th>address</th><th>received</th><th>durable</th>"
-                           "<th>lag</th><th>state</th><th>last heard</th><th>unacknowledged bytes</th>"
-                           "<th>queued bytes</th></tr>\n");
-        size_t i;
-        json_t *r;
-        json_array_foreach(replicas, i, r) {
-            buf_append_str(&b, "<tr><td>");
-            html_esc(&b, jstr(r, "id"));
-            buf_append_str(&b, "</td><td>");
-            html_esc(&b, jstr(r, "peer"));
-            buf_append_str(&b, "</td>");
-            td_int(&b, jint(r, "received_lsn"), NULL);
-            td_int(&b, jint(r, "durable_lsn"), NULL);
-            td_int(&b, jint(r, "lag"), jint(r, "lag") > 1000 ? "warn" : NULL);
-            const char *paused = jstr(r, "paused");
-            buf_printf(&b, "<td%s>%s", *paused ? " class=\"warn\"" : "",
-                       json_is_true(json_object_get(r, "snapshotting")) ? "snapshot" : "streaming");
-            if (*paused) {
-                buf_printf(&b, ", paused %.1f s: ", json_real_value(json_object_get(r, "paused_s")));
-                html_esc(&b, paused);
-            }
-            buf_printf(&b, "</td><td class=\"num\">%.1f s ago</td>",
-                       json_real_value(json_object_get(r, "last_heard_s")));
-            buf_printf(&b, "<td class=\"num\">%lld of %lld</td>", jint(r, "unacked_bytes"), jint(r, "window_bytes"));
-            td_int(&b, jint(r, "queued_bytes"), NULL);
-            buf_append_str(&b, "</tr>\n");
-        }
-        buf_append_str(&b, "</table>\n");
-        json_t *dropped = json_object_get(cl, "last_dropped");
-        if (json_array_size(dropped)) {
-            buf_append_str(&b, "<h2>Replicas dropped lately</h2><table id=\"dropped\"><tr><th>node</th>"
-                               "<th>address</th><th>when</th><th>at lsn</th><th>why</th></tr>\n");
-            json_array_foreach(dropped, i, r) {
-                buf_append_str(&b, "<tr><td>");
-                html_esc(&b, jstr(r, "id"));
-                buf_append_str(&b, "</td><td>");
-                html_esc(&b, jstr(r, "peer"));
-                buf_printf(&b, "</td><td class=\"num\">%.0f s ago</td>", json_real_value(json_object_get(r, "ago_s")));
-                td_int(&b, jint(r, "received_lsn"), NULL);
-                buf_append_str(&b, "<td>");
-                html_esc(&b, jstr(r, "reason"));
-                buf_append_str(&b, "</td></tr>\n");
-            }
-            buf_append_str(&b, "</table>\n");
-        }
-    }
-
-    json_t *queues = json_object_get(j, "queues");
-    buf_append_str(&b, "<h2>Queues</h2>");
-    if (!json_array_size(queues)) {
-        buf_append_str(&b, "<p class=\"empty\">no queues</p>\n");
-    } else {
-        buf_append_str(&b, "<table id=\"queues\"><tr><th>queue</th><th>pending</th><th>in flight</th><th>consumers</th>"
-                           "<th>enqueued</th><th>dequeued</th><th>redelivered</th><th>expired</th>"
-                           "<th>dead-lettered</th><th>memory</th><th></th></tr>\n");
-        size_t i;
-        json_t *q;
-        json_array_foreach(queues, i, q) {
-            json_t *s = json_object_get(q, "stats");
-            buf_append_str(&b, "<tr><td class=\"name\">");
-            html_esc(&b, jstr(q, "name"));
-            buf_append_str(&b, "</td>");
-            td_int(&b, jint(q, "pending"), json_is_true(json_object_get(q, "full")) ? "warn pending" : "pending");
-            td_int(&b, jint(q, "inflight"), NULL);
-            td_int(&b, jint(q, "consumers"), "consumers");
-            td_int(&b, jint(s, "enqueued"), "enqueued");
-            td_int(&b, jint(s, "dequeued"), "dequeued");
-            td_int(&b, jint(s, "redelivered"), NULL);
-            td_int(&b, jint(s, "expired"), NULL);
-            td_int(&b, jint(s, "dead_lettered"), NULL);
-            td_int(&b, jint(q, "memory_bytes"), NULL);
-            buf_append_str(&b, "<td><button data-act=\"purge\" data-dest=\"");
-            html_esc(&b, jstr(q, "name"));
-            buf_append_str(&b, "\">purge</button> <button data-act=\"delete\" data-dest=\"");
-            html_esc(&b, jstr(q, "name"));
-            buf_append_str(&b, "\">delete</button></td></tr>\n");
-        }
-        buf_append_str(&b, "</table>\n");
-    }
-    json_t *topics = json_object_get(j, "topics");
-    buf_append_str(&b, "<h2>Topics</h2>");
-    if (!json_array_size(topics)) {
-        buf_append_str(&b, "<p class=\"empty\">no topics</p>\n");
-    } else {
-        buf_append_str(&b, "<table id=\"topics\"><tr><th>topic</th><th>subscribers</th><th>durable subscriptions"
-                           "</th><th>enqueued</th><th>dispatched</th><th></th></tr>\n");
-        size_t i;
-        json_t *t;
-        json_array_foreach(topics, i, t) {
-            json_t *s = json_object_get(t, "stats");
-            buf_append_str(&b, "<tr><td class=\"name\">");
-            html_esc(&b, jstr(t, "name"));
-            buf_append_str(&b, "</td>");
-            td_int(&b, jint(t, "subscribers"), "subscribers");
-            buf_append_str(&b, "<td>");
-            size_t k;
-            json_t *d;
-            json_array_foreach(json_object_get(t, "durable_subscriptions"), k, d) {
-                buf_append_str(&b, k ? "<br>" : "");
-                html_esc(&b, jstr(d, "client_id"));
-                buf_putc(&b, '/');
-                html_esc(&b, jstr(d, "name"));
-                buf_printf(&b, " (%lld pending, %s)", jint(d, "pending"),
-                           json_is_true(json_object_get(d, "active")) ? "active" : "inactive");
-            }
-            buf_append_str(&b, "</td>");
-            td_int(&b, jint(s, "enqueued"), "enqueued");
-            td_int(&b, jint(s, "dispatched"), NULL);
-            buf_append_str(&b, "<td><button data-act=\"delete\" data-dest=\"");
-            html_esc(&b, jstr(t, "name"));
-            buf_append_str(&b, "\">delete</button></td></tr>\n");
-        }
-        buf_append_str(&b, "</table>\n");
-    }
-    json_t *sc = json_object_get(j, "scheduler");
-    buf_printf(&b, "<h2>Scheduled messages</h2><p class=\"meta\" id=\"scheduler\"><b id=\"scheduled\">%lld</b> "
-                   "scheduled (%lld in memory, %lld non-persistent) &middot; next due <b id=\"next-due\">",
-               jint(sc, "scheduled"), jint(sc, "in_memory"), jint(sc, "non_persistent"));
-    html_esc(&b, json_is_null(json_object_get(sc, "next_due")) ? "-" : jstr(sc, "next_due"));
-    buf_printf(&b, "</b> &middot; %lld fired &middot; %lld cancelled &middot; all of them: "
-                   "<a href=\"/api/scheduler\">/api/scheduler</a></p>\n",
-               jint(sc, "fired"), jint(sc, "cancelled"));
-    int lrc;
-    json_t *first = jobs_json(NULL, 20, &lrc);
-    json_t *jobs = json_object_get(first, "jobs");
-    if (json_array_size(jobs)) {
-        buf_append_str(&b, "<table id=\"jobs\"><tr><th>job id</th><th>due</th><th>destination</th><th>persistent</th>"
-                           "<th>period</th><th>repeat</th><th>cron</th><th></th></tr>\n");
-        size_t i;
-        json_t *o;
-        json_array_foreach(jobs, i, o) {
-            buf_append_str(&b, "<tr><td class=\"name\">");
-            html_esc(&b, jstr(o, "id"));
-            buf_append_str(&b, "</td><td>");
-            html_esc(&b, jstr(o, "due"));
-            buf_append_str(&b, "</td><td>");
-            html_esc(&b, jstr(o, "destination"));
-            buf_printf(&b, "</td><td>%s</td><td>", json_is_true(json_object_get(o, "persistent")) ? "yes" : "no");
-            html_esc(&b, jstr(o, "period"));
-            buf_append_str(&b, "</td><td>");
-            html_esc(&b, jstr(o, "repeat"));
-            buf_append_str(&b, "</td><td>");
-            html_esc(&b, jstr(o, "cron"));
-            buf_append_str(&b, "</td><td><button data-act=\"cancel\" data-id=\"");
-            html_esc(&b, jstr(o, "id"));
-            buf_append_str(&b, "\">cancel</button></td></tr>\n");
-        }
-        buf_append_str(&b, "</table>\n");
-    }
-    json_decref(first);
-    json_t *conns = json_object_get(j, "connections");
-    buf_printf(&b, "<h2>Connections (%zu)</h2>", json_array_size(conns));
-    if (json_array_size(conns)) {
-        buf_append_str(&b, "<table id=\"connections\"><tr><th>id</th><th>peer</th><th>transport</th><th>STOMP</th>"
-                           "<th>client-id</th>"
-                           "<th>subscriptions</th><th>frames in</th><th>frames out</th></tr>\n");
-        size_t i;
-        json_t *c;
-        json_array_foreach(conns, i, c) {
-            buf_printf(&b, "<tr><td class=\"num\">%lld</td><td>", jint(c, "id"));
-            html_esc(&b, jstr(c, "peer"));
-            buf_append_str(&b, "</td><td class=\"transport\">");
-            html_esc(&b, jstr(c, "transport"));
-            buf_append_str(&b, "</td><td>");
-            html_esc(&b, jstr(c, "version"));
-            buf_append_str(&b, "</td><td>");
-            html_esc(&b, jstr(c, "client_id"));
-            buf_append_str(&b, "</td><td>");
-            size_t k;
-            json_t *s;
-            json_array_foreach(json_object_get(c, "subscriptions"), k, s) {
-                buf_append_str(&b, k ? "<br>" : "");
-                html_esc(&b, jstr(s, "destination"));
-                buf_printf(&b, " (%s, %lld in flight)", jstr(s, "ack"), jint(s, "inflight"));
-            }
-            buf_append_str(&b, "</td>");
-            td_int(&b, jint(c, "frames_in"), NULL);
-            td_int(&b, jint(c, "frames_out"), NULL);
-            buf_append_str(&b, "</tr>\n");
-        }
-        buf_append_str(&b, "</table>\n");
-    }
-    buf_append_str(&b, "<p class=\"meta\">JSON: <a href=\"/api/overview\">/api/overview</a> &middot; "
-                       "<a href=\"/api/scheduler\">/api/scheduler</a> &middot; "
-                       "<a href=\"/metrics\">/metrics</a> &middot; <a href=\"/healthz\">/healthz</a></p>\n"
-                       "<script>\n"
-                       "document.querySelectorAll('button[data-act]').forEach(function(b){\n"
-                       "  b.addEventListener('click', function(){\n"
-                       "    var d=b.dataset.dest, a=b.dataset.act;\n"
-                       "    if(a==='cancel'){\n"
-                       "      if(!confirm('cancel scheduled message '+b.dataset.id+'?'))return;\n"
-                       "      fetch('/api/scheduler/cancel', {method:'POST', headers:{'Content-Type':'application/json'},"
-                       " body:JSON.stringify({id:b.dataset.id})}).then(function(){location.reload();});\n"
-                       "      return;\n"
-                       "    }\n"
-                       "    if(!confirm(a+' '+d+'?'))return;\n"
-                       "    fetch('/api/destinations/'+a, {method:'POST', headers:{'Content-Type':'application/json'},"
-                       " body:JSON.stringify({destination:d})}).then(function(){location.reload();});\n"
-                       "  });\n"
-                       "});\n"
-                       "</script>\n</body></html>\n");
-    json_decref(j);
-    http_respond(h, 200, "text/html; charset=utf-8", b.data, b.len, NULL);
-    buf_free(&b);
-}
-
-/* ------------------------------------------------------------ /metrics */
-
-static void prom_label(struct buf *b, const char *v)
-{
-    for (; *v; v++) {
-        if (*v == '\\' || *v == '"')
-            buf_putc(b, '\\');
-        if (*v == '\n') {
-            buf_append_str(b, "\\n");
-            continue;
-        }
-        buf_putc(b, *v);
-    }
-}
-
-/* One metric family over every destination it applies to. */
-struct family {
-    const char *name, *type, *help;
-    int applies; /* 0 all, 1 queues, 2 topics */
-    uint64_t (*get)(const struct dest *d);
-};
-
-static uint64_t f_enq(const struct dest *d) { return d->st.enqueued; }
-static uint64_t f_deq(const struct dest *d) { return d->st.dequeued; }
-static uint64_t f_disp(const struct dest *d) { return d->st.dispatched; }
-static uint64_t f_redel(const struct dest *d) { return d->st.redelivered; }
-static uint64_t f_exp(const struct dest *d) { return d->st.expired; }
-static uint64_t f_dlq(const struct dest *d) { return d->st.dead_lettered; }
-static uint64_t f_mem(const struct dest *d) { return (uint64_t)d->mem; }
-static uint64_t f_pend(const struct dest *d) { return d->q.npending; }
-static uint64_t f_pmem(const struct dest *d) { return d->q.nresident; }
-static uint64_t f_pdisk(const struct dest *d) { return d->q.npending - d->q.nresident; }
-static uint64_t f_infl(const struct dest *d) { return d->q.ninflight; }
-static uint64_t f_cons(const struct dest *d) { return d->q.nconsumers; }
-static uint64_t f_subs(const struct dest *d) { return d->nsubscribers; }
-static uint64_t f_durs(const struct dest *d) { return d->ndurables; }
-
-static const struct family families[] = {
-    {"enqueued_total", "counter", "Messages accepted", 0, f_enq},
-    {"dequeued_total", "counter", "Messages acknowledged", 0, f_deq},
-    {"dispatched_total", "counter", "Deliveries, redeliveries included", 0, f_disp},
-    {"redelivered_total", "counter", "Redeliveries", 0, f_redel},
-    {"expired_total", "counter", "Messages expired", 0, f_exp},
-    {"dead_lettered_total", "counter", "Messages moved to a dead-letter queue", 0, f_dlq},
-    {"memory_bytes", "gauge", "Bytes of messages held", 0, f_mem},
-    {"pending", "gauge", "Messages waiting in a queue", 1, f_pend},
-    {"pending_in_memory", "gauge", "Of the messages waiting in a queue, those held in memory", 1, f_pmem},
-    {"pending_on_disk", "gauge", "Of the messages waiting in a queue, those only in the store (paged out)", 1, f_pdisk},
-    {"inflight", "gauge", "Messages delivered and not yet acknowledged", 1, f_infl},
-    {"consumers", "gauge", "Subscriptions consuming from a queue", 1, f_cons},
-    {"subscribers", "gauge", "Active subscriptions of a topic", 2, f_subs},
-    {"durable_subscriptions", "gauge", "Durable subscriptions of a topic", 2, f_durs},
-};
-
-struct metric_ctx {
-    struct buf *b;
-    const struct family *f;
-};
-
-static void metric_dest(struct dest *d, void *arg)
-{
-    struct metric_ctx *x = arg;
-    if ((x->f->applies == 1 && !dest_is_queue(d)) || (x->f->applies == 2 && dest_is_queue(d)))
-        return;
-    buf_printf(x->b, "stompd_destination_%s{destination=\"", x->f->name);
-    prom_label(x->b, d->name);
-    buf_printf(x->b, "\",type=\"%s\"} %llu\n", dest_is_queue(d) ? "queue" : "topic",
-               (unsigned long long)x->f->get(d));
-}
-
-/* The durable path: the store's fdatasync latency and group commit size,
- * and each slave's acknowledgement latency. */
-static void durable_metrics(struct buf *b)
-{
-    if (persist_has_store()) {
-        const struct store_stats *st = store_stats();
-        hist_prom_header(b, "stompd_store_fdatasync_seconds", "Time of each fdatasync of the store's log");
-        hist_prom(b, "stompd_store_fdatasync_seconds", "", &st->fdatasync_us, 1e-6);
-        hist_prom_header(b, "stompd_store_group_commit_entries", "Journal entries made durable by one fdatasync");
-        hist_prom(b, "stompd_store_group_commit_entries", "", &st->group_entries, 1);
-    }
-    if (!repl_master_running())
-        return;
-    struct repl_slave_info si[32];
-    size_t ns = repl_master_slaves(si, 32);
-    static const struct {
-        const char *name, *help;
-    } hf[] = {
-        {"stompd_repl_ack_seconds", "From a journal entry's append to a slave's acknowledgement that it has it"},
-        {"stompd_repl_durable_ack_seconds", "From a journal entry's append to a slave's acknowledgement that it "
-                                            "has it on disk"},
-    };
-    for (size_t k = 0; k < 2; k++) {
-        hist_prom_header(b, hf[k].name, hf[k].help);
-        for (size_t i = 0; i < ns; i++) {
-            struct buf l = {0};
-            buf_printf(&l, "node=\"");
-            prom_label(&l, si[i].node_id);
-            buf_printf(&l, "\"");
-            buf_putc(&l, '\0');
-            hist_prom(b, hf[k].name, l.data, k == 0 ? si[i].ack_us : si[i].durable_us, 1e-6);
-            buf_free(&l);
-        }
-    }
-}
-
-/* Each listener's accepted and refused connections, and how often it ran
- * out of file descriptors. */
-static void listener_metrics(struct buf *b)
-{
-    const struct listener *ls[16];
-    size_t n = listener_list(ls, 16);
-    static const struct {
-        const char *name, *help;
-    } lf[] = {
-        {"stompd_listener_accepted_total", "Connections a listener accepted"},
-        {"stompd_listener_refused_total", "Connections a listener refused (at its limit, or out of descriptors)"},
-        {"stompd_listener_fd_exhausted_total", "Times a listener could not accept for lack of file descriptors"},
-    };
-    for (size_t k = 0; k < 3; k++) {
-        buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n", lf[k].name, lf[k].help, lf[k].name);
-        for (size_t i = 0; i < n; i++) {
-            uint64_t v = k == 0 ? ls[i]->accepted : k == 1 ? ls[i]->refused : ls[i]->fd_exhausted;
-            buf_printf(b, "%s{listener=\"", lf[k].name);
-            prom_label(b, ls[i]->name);
-            buf_printf(b, "\"} %llu\n", (unsigned long long)v);
-        }
-    }
-}
-
-static void render_metrics(struct http_req *h)
+/* Client text as a JSON string: at most max bytes of it (cut on a
+ * character), bytes that are not UTF-8 or are control characters shown
+ * as \xNN; *cut says whether some was left out. */
+static json_t *text_json(const char *s, size_t n, size_t max, bool *cut)
 {
     struct buf b = {0};
-    uint64_t epoch;
-    uint64_t lsn = persist_position(&epoch);
-#define M(help, type, name, value)                                                                             \
-    buf_printf(&b, "# HELP stompd_" name " " help "\n# TYPE stompd_" name " " type "\nstompd_" name " %llu\n",  \
-               (unsigned long long)(value))
-    buf_printf(&b, "# HELP stompd_role 1 for this node's current role\n# TYPE stompd_role gauge\n");
-    buf_printf(&b, "stompd_role{role=\"%s\"} 1\n", role_name());
-    M("Client connections open", "gauge", "connections", srv.nconns);
-    M("Client connections accepted", "counter", "connections_total", srv.st.connections_total);
-    M("Client connections refused at the limit", "counter", "connections_refused_total", srv.st.connections_refused);
-    M("Frames received", "counter", "frames_in_total", srv.st.frames_in);
-    M("Frames sent", "counter", "frames_out_total", srv.st.frames_out);
-    M("Messages accepted", "counter", "messages_in_total", srv.st.messages_in);
-    M("Message deliveries", "counter", "messages_out_total", srv.st.messages_out);
-    M("Connections closed for a protocol error", "counter", "protocol_errors_total", srv.st.protocol_errors);
-    M("Messages expired", "counter", "expired_total", srv.st.expired);
-    M("Messages moved to a dead-letter queue", "counter", "dead_lettered_total", srv.st.dead_lettered);
-    M("Resent duplicates dropped", "counter", "duplicates_total", srv.st.duplicates);
-    struct auth_stats as;
-    auth_get_stats(&as);
-    M("CONNECTs refused for their credentials", "counter", "auth_failures_total", as.stomp_failures);
-    M("Console requests refused for their credentials or group", "counter", "console_auth_failures_total",
-      as.console_failures);
-    M("Frames and console actions refused by auth.acl", "counter", "access_denied_total", acl_denials());
-    M("Password checks run (crypt(3) on the auth.hash_threads)", "counter", "auth_checks_total", as.checks);
-    M("Logins answered from the login cache (auth.cache)", "counter", "auth_cache_hits_total", as.cache_hits);
-    M("Logins that joined an identical password check in flight", "counter", "auth_coalesced_total", as.coalesced);
-    M("Bytes of messages held", "gauge", "memory_bytes", (unsigned long long)dest_total_mem());
-    M("Frames waiting for the journal", "gauge", "waiting_for_store", commit_waiting());
-    M("Journal position", "gauge", "journal_lsn", lsn);
-    M("Committed journal position", "gauge", "committed_lsn", commit_lsn());
-    const struct ws_stats *ws = ws_stats();
-    M("WebSocket connections open", "gauge", "ws_connections", ws->open);
-    M("WebSocket upgrade requests accepted", "counter", "ws_upgrades_total", ws->upgrades);
-    M("WebSocket connection attempts refused (HTTP 4xx, 503 at the limit)", "counter", "ws_refused_total",
-      ws->refused);
-    M("WebSocket connections failed for breaking a framing rule (close 1002, 1007, 1009)", "counter",
-      "ws_failed_total", ws->failed);
-    M("WebSocket messages received", "counter", "ws_messages_in_total", ws->messages_in);
-    M("WebSocket messages sent", "counter", "ws_messages_out_total", ws->messages_out);
-    M("Epoch", "gauge", "epoch", node_role() == NODE_MASTER ? persist_epoch() : epoch);
-    struct sched_info sched;
-    sched_info(&sched);
-    M("Scheduled messages waiting (AMQ_SCHEDULED_*)", "gauge", "scheduled_messages", sched.scheduled);
-    M("Scheduled messages held in memory", "gauge", "scheduled_in_memory", sched.in_memory);
-    M("Scheduled deliveries made", "counter", "scheduled_fired_total", sched.fired);
-    M("Scheduled messages cancelled", "counter", "scheduled_cancelled_total", sched.cancelled);
-    struct tls_stats ts;
-    tls_get_stats(&ts);
-    M("TLS handshakes finished", "counter", "tls_handshakes_total", ts.handshakes);
-    M("TLS handshakes failed (no TLS, bad certificate, timed out)", "counter", "tls_handshake_failures_total",
-      ts.failed);
-    M("TLS handshakes not finished within tls.handshake_timeout", "counter", "tls_handshake_timeouts_total",
-      ts.timed_out);
-    M("Replication peers refused: no proof of store.security_token", "counter", "repl_auth_failures_total",
-      repl_master_auth_failures());
-    M("Replication peers closed unauthenticated to make room (store.max_unauthenticated)", "counter",
-      "repl_handshakes_evicted_total", repl_master_handshakes_evicted());
-    struct sub_selector_stats sel;
-    sub_selector_stats(&sel);
-    M("Selector verdicts put off to a later loop iteration by stomp.selector_budget", "counter",
-      "selector_deferred_total", sel.deferred);
-    M("Selector evaluations a whole stomp.selector_budget could not finish (taken as not matching)", "counter",
-      "selector_over_budget_total", sel.over_budget);
-#undef M
-    if (repl_master_running()) {
-        struct repl_slave_info si[32];
-        size_t ns = repl_master_slaves(si, 32);
-        buf_printf(&b, "# HELP stompd_repl_window_bytes Journal bytes in flight to one slave at most "
-                       "(store.repl_window)\n# TYPE stompd_repl_window_bytes gauge\nstompd_repl_window_bytes %lld\n",
-                   (long long)config.repl_window);
-        static const struct {
-            const char *name, *help;
-        } rf[] = {
-            {"repl_unacked_bytes", "Journal bytes sent to a slave and not acknowledged"},
-            {"repl_queued_bytes", "Bytes for a slave not yet taken by its socket"},
-            {"repl_received_lsn", "Last journal position a slave acknowledged"},
-            {"repl_paused", "1 while nothing more can be sent to a slave (window or socket full)"},
-        };
-        for (size_t k = 0; k < sizeof rf / sizeof rf[0]; k++) {
-            buf_printf(&b, "# HELP stompd_%s %s\n# TYPE stompd_%s gauge\n", rf[k].name, rf[k].help, rf[k].name);
-            for (size_t i = 0; i < ns; i++) {
-                uint64_t v = k == 0 ? si[i].unacked : k == 1 ? si[i].queued : k == 2 ? si[i].received
-                                                                            : (uint64_t)(si[i].paused != NULL);
-                buf_printf(&b, "stompd_%s{node=\"", rf[k].name);
-                prom_label(&b, si[i].node_id);
-                buf_printf(&b, "\"} %llu\n", (unsigned long long)v);
-            }
-        }
-    }
-    durable_metrics(&b);
-    listener_metrics(&b);
-    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++) {
-        struct metric_ctx x = {&b, &families[i]};
-        buf_printf(&b, "# HELP stompd_destination_%s %s\n# TYPE stompd_destination_%s %s\n", families[i].name,
-                   families[i].help, families[i].name, families[i].type);
-        dest_foreach(metric_dest, &x);
-    }
-    http_respond(h, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len, NULL);
+    size_t used = console_text(&b, s, n, max, true);
+    if (cut)
+        *cut = used < n;
+    json_t *j = json_stringn(b.data ? b.data : "", buf_used(&b));
     buf_free(&b);
+    return j ? j : json_string("");
+}
+
+static json_t *message_json(const struct queue_browsed *b)
+{
+    const struct msg *m = b->msg;
+    size_t max = (size_t)config.http_body_preview;
+    char key[32];
+    console_key_str((struct qkey){(uint8_t)(MSG_PRIORITIES - 1 - m->priority), m->seq}, key, sizeof key);
+    json_t *hs = json_array();
+    for (uint32_t i = 0; i < m->nheaders; i++) {
+        bool cut;
+        json_t *v = text_json(m->headers[i].value, m->headers[i].value_len, max, &cut);
+        json_array_append_new(hs, json_pack("[o, o, b]", text_json(m->headers[i].name, m->headers[i].name_len,
+                                                                   max, NULL),
+                                            v, cut));
+    }
+    bool cut;
+    json_t *body = text_json(m->body, m->body_len, max, &cut);
+    json_t *j = json_pack("{s:s, s:o, s:o, s:i, s:I, s:I, s:b, s:I, s:b}", "key", key, "message_id",
+                          text_json(m->id, strlen(m->id), 1024, NULL), "destination",
+                          text_json(m->dest, strlen(m->dest), 1024, NULL), "priority", (int)m->priority, "timestamp",
+                          (json_int_t)m->timestamp, "expires", (json_int_t)m->expires, "persistent", m->persistent,
+                          "redeliveries", (json_int_t)b->redeliveries, "in_memory", b->in_memory);
+    json_object_set_new(j, "headers", hs);
+    json_object_set_new(j, "body_size", json_integer((json_int_t)m->body_len));
+    json_object_set_new(j, "body_preview", body);
+    json_object_set_new(j, "body_truncated", json_boolean(cut));
+    return j;
+}
+
+json_t *console_browse_json(struct dest *d, const struct qkey *after, size_t limit)
+{
+    struct queue_browsed *v = calloc(limit ? limit : 1, sizeof *v);
+    if (!v)
+        abort();
+    struct qkey next;
+    bool more;
+    /* a page reads at most about a queue's window of messages (1 MiB at
+     * least), whatever their number */
+    size_t budget = config.queue_window > BROWSE_BYTES_MIN ? (size_t)config.queue_window : BROWSE_BYTES_MIN;
+    size_t n = queue_browse(&d->q, after, limit, budget, v, &next, &more);
+    json_t *msgs = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(msgs, message_json(&v[i]));
+        msg_unref(v[i].msg);
+    }
+    free(v);
+    char key[32];
+    console_key_str(next, key, sizeof key);
+    json_t *j = json_pack("{s:o, s:I, s:o}", "destination", console_jstr(d->name), "pending",
+                          (json_int_t)d->q.npending, "messages", msgs);
+    json_object_set_new(j, "next", more ? json_string(key) : json_null());
+    return j;
 }
 
 /* ------------------------------------------------------------ actions */
+
 
 static json_t *parse_body(struct http_req *h)
 {
@@ -988,16 +675,23 @@ static struct dest *body_dest(struct http_req *h, json_t *j)
     return d;
 }
 
-/* The console acts for its user: admin on d to purge or delete it. */
-static bool may_admin(struct http_req *h, const struct dest *d)
+/* The console acts for its user (main's auth): a permission of the ACL on
+ * d, or 403 naming what is missing. */
+static bool may(struct http_req *h, const char *name, enum acl_perm perm)
 {
     const struct principal *who = http_req_principal(h);
-    if (acl_allows_dest(who, d->name, ACL_ADMIN))
+    if (acl_allows_dest(who, name, perm))
         return true;
     char message[256], detail[1200];
-    acl_explain(who, d->name, ACL_ADMIN, message, sizeof message, detail, sizeof detail);
+    acl_explain(who, name, perm, message, sizeof message, detail, sizeof detail);
     http_respond_error(h, 403, message, NULL);
     return false;
+}
+
+/* admin on d to purge or delete it, to move messages out of it, ... */
+static bool may_admin(struct http_req *h, const struct dest *d)
+{
+    return may(h, d->name, ACL_ADMIN);
 }
 
 /* The scheduler's actions are broker-wide (a job may be for any
@@ -1005,17 +699,7 @@ static bool may_admin(struct http_req *h, const struct dest *d)
  * admin on every queue and topic (ACL entries queue:> and topic:>). */
 static bool may_admin_scheduler(struct http_req *h)
 {
-    static const char *const all[] = {"/queue/>", "/topic/>"};
-    const struct principal *who = http_req_principal(h);
-    for (size_t i = 0; i < 2; i++) {
-        if (acl_allows_dest(who, all[i], ACL_ADMIN))
-            continue;
-        char message[256], detail[1200];
-        acl_explain(who, all[i], ACL_ADMIN, message, sizeof message, detail, sizeof detail);
-        http_respond_error(h, 403, message, NULL);
-        return false;
-    }
-    return true;
+    return may(h, "/queue/>", ACL_ADMIN) && may(h, "/topic/>", ACL_ADMIN);
 }
 
 /* "user (peer)" for the log */
@@ -1212,7 +896,8 @@ static void action_send(struct http_req *h)
         send_refused(h, hs, n, bad, ferr);
     else if ((drc = route_send(NULL, http_req_principal(h), name, false, &r, &derr)) != 0)
         /* 409: the request is fine, the broker's state refuses it; 403:
-         * no write (or admin, to create) on one of its destinations */
+         * no write (or admin, to create) on one of its destinations,
+         * refused before anything is created for it */
         http_respond_error(h, drc == -ENOSPC ? 409 : drc == -EACCES ? 403 : 400,
                            drc == -EACCES ? route_denied() : derr, NULL);
     else
@@ -1288,35 +973,249 @@ static void action_send(struct http_req *h)
     http_respond_json(h, 200, res);
 }
 
-/* GET /api/scheduler?after=CURSOR&limit=N: the count, the next due time
- * and one page of jobs in due order ("next" is the cursor of the next
- * page, null at the end). */
-static void page_scheduler(struct http_req *h)
+/* A console move waiting for its journal entries: answered once every
+ * move it made is committed. */
+struct move_wait {
+    struct pending_move *pm;
+    struct op *op;
+    bool done;
+};
+
+struct pending_move {
+    struct http_req *h;
+    json_t *moved, *failed;
+    struct move_wait *w;
+    size_t nw;
+    size_t waiting;             /* moves not committed yet, +1 while moving */
+};
+
+static void move_finish(struct pending_move *pm)
 {
-    char after[80] = "", lim[16];
-    long limit = 100;
-    if (query_param(h, "limit", lim, sizeof lim)) {
-        char *end;
-        limit = strtol(lim, &end, 10);
-        if (!*lim || *end || limit < 1 || limit > 10000) {
-            http_respond_error(h, 400, "limit must be an integer from 1 to 10000", NULL);
+    json_t *res = json_pack("{s:o, s:o}", "moved", pm->moved, "failed", pm->failed);
+    http_respond_json(pm->h, json_array_size(json_object_get(res, "moved")) || !json_array_size(pm->failed)
+                                 ? 200 : 409, res);
+    free(pm->w);
+    free(pm);
+}
+
+static void move_done(void *arg, bool ok)
+{
+    struct move_wait *w = arg;
+    struct pending_move *pm = w->pm;
+    w->done = true;
+    if (!ok)
+        json_array_append_new(pm->failed, json_pack("{s:s}", "error", "the store could not make a move durable"));
+    if (--pm->waiting == 0)
+        move_finish(pm);
+}
+
+/* The console connection closed first: the moves still happen. */
+static void move_gone(void *arg)
+{
+    struct pending_move *pm = arg;
+    for (size_t i = 0; i < pm->nw; i++)
+        if (!pm->w[i].done && pm->w[i].op)
+            op_cancel_notify(pm->w[i].op);
+    json_decref(pm->moved);
+    json_decref(pm->failed);
+    free(pm->w);
+    free(pm);
+}
+
+/* The queue a message may be moved to: an existing or new queue (not a
+ * temporary one, not the one it is in), resolved by route_send for the
+ * console's user as a SEND to it would be (write on it, admin to create
+ * it). 0 with *r its route (one queue), or -1 with *status and *err. */
+static int move_target(struct http_req *h, const char *name, const struct dest *from, struct route *r, int *status,
+                       const char **err)
+{
+    enum dest_kind kind;
+    memset(r, 0, sizeof *r);
+    *status = 400;
+    if (strchr(name, ',')) {
+        *err = "messages can be moved to one queue only";
+        return -1;
+    }
+    if (dest_kind_of(name, &kind, err) != 0)
+        return -1;
+    if (kind != DEST_QUEUE) {
+        *err = "messages can be moved to a queue only";
+        return -1;
+    }
+    if (!strcmp(name, from->name)) {
+        *err = "the message is in that queue already";
+        return -1;
+    }
+    int rc = route_send(NULL, http_req_principal(h), name, false, r, err);
+    if (rc == 0 && (r->n != 1 || r->v[0] == from)) {
+        rc = -EINVAL;
+        *err = "the message is in that queue already";
+    }
+    if (rc != 0) {
+        route_free(r);
+        *status = rc == -EACCES ? 403 : rc == -ENOSPC ? 409 : 400;
+        if (rc == -EACCES)
+            *err = route_denied();
+        return -1;
+    }
+    return 0;
+}
+
+/* The copy a move publishes: the same message in its new queue; out of a
+ * dead-letter queue it loses what dead-lettering added. */
+static struct msg *move_copy(const struct msg *m, const struct dest *from, const struct dest *to)
+{
+    struct stomp_header *hs = malloc((m->nheaders + 1) * sizeof *hs);
+    if (!hs)
+        abort();
+    uint32_t k = 0;
+    bool from_dlq = dlq_is_dlq(from);
+    for (uint32_t i = 0; i < m->nheaders; i++) {
+        if (from_dlq && (!strcmp(m->headers[i].name, "original-destination") ||
+                         !strcmp(m->headers[i].name, "dlqDeliveryFailureCause")))
+            continue;
+        hs[k++] = m->headers[i];
+    }
+    struct msg *c = msg_new(to->name, m->id, server_next_seq(), m->timestamp, m->persistent, m->priority, m->expires,
+                            hs, k, m->body, m->body_len);
+    free(hs);
+    return c;
+}
+
+/* POST /api/messages/move {"destination": queue, "messages": [key, ...],
+ * "to": queue}: each message leaves its queue and enters "to" (without
+ * "to": the queue its original-destination header names: a dead letter's
+ * retry) in one journal entry, through broker_publish; answered once
+ * every move is committed, with what moved and what did not and why. */
+static void action_move(struct http_req *h)
+{
+    json_t *j = parse_body(h);
+    if (!j)
+        return;
+    struct dest *from = body_dest(h, j);
+    json_t *keys = json_object_get(j, "messages"), *tj = json_object_get(j, "to");
+    const char *err = NULL;
+    /* taking messages out of a queue (a dead-letter queue's retry too)
+     * is admin on it, as purging is; putting them in is write on theirs */
+    if (!from || !may_admin(h, from)) {
+        json_decref(j);
+        return;
+    }
+    if (!dest_is_queue(from) || dest_is_temp(from))
+        err = "messages can be moved out of a queue only";
+    else if (!json_is_array(keys) || !json_array_size(keys))
+        err = "\"messages\" (an array of message keys, as /api/messages gives them) is required";
+    else if (json_array_size(keys) > (size_t)config.http_browse_limit)
+        err = "too many messages for one request (http.browse_limit)";
+    else if (tj && !json_is_string(tj))
+        err = "\"to\" must be a queue name";
+    int status = 400;
+    struct route to = {0};
+    if (!err && tj)
+        move_target(h, json_string_value(tj), from, &to, &status, &err);
+    if (err) {
+        http_respond_error(h, status, err, NULL);
+        json_decref(j);
+        return;
+    }
+    struct pending_move *pm = calloc(1, sizeof *pm);
+    if (!pm || !(pm->w = calloc(json_array_size(keys), sizeof *pm->w)))
+        abort();
+    pm->h = h;
+    pm->moved = json_array();
+    pm->failed = json_array();
+    pm->waiting = 1;
+    /* deferred first: a move may commit (and answer) at once */
+    http_defer(h, move_gone, pm);
+    size_t i;
+    json_t *kj;
+    json_array_foreach(keys, i, kj) {
+        const char *ks = json_string_value(kj);
+        struct qkey k;
+        struct qentry *e = NULL;
+        struct route one = {0};
+        const struct route *target = tj ? &to : NULL;
+        err = NULL;
+        int rc;
+        if (!ks || console_key_parse(ks, &k) != 0)
+            err = "not a message key (priority:seq)";
+        else if ((rc = queue_take(&from->q, k, &e)) != 0)
+            err = rc == -EBUSY ? "delivered to a consumer and not acknowledged" : rc == -ENOENT
+                      ? "no such message pending in this queue" : "cannot read the message from the store";
+        if (!err && !target) {
+            const char *orig = msg_get(e->msg, "original-destination");
+            if (!orig)
+                err = "no original-destination header: choose a queue (\"to\")";
+            else if (move_target(h, orig, from, &one, &status, &err) == 0)
+                target = &one;
+        }
+        if (err) {
+            if (e)
+                queue_put_back(e);
+            json_array_append_new(pm->failed, json_pack("{s:o, s:s}", "message", ks ? json_string(ks) : json_null(),
+                                                        "error", err));
+            continue;
+        }
+        struct msg *copy = move_copy(e->msg, from, target->v[0]);
+        struct move_wait *w = &pm->w[pm->nw++];
+        w->pm = pm;
+        const char *why = NULL;
+        json_array_append_new(pm->moved, json_pack("{s:s, s:o}", "message", ks, "to", console_jstr(target->v[0]->name)));
+        rc = broker_publish(target, copy, &(struct publish){.moved_from = e, .done = move_done, .arg = w}, &w->op,
+                            &why);
+        msg_unref(copy);
+        route_free(&one);
+        if (rc == PUBLISH_WAITING && !w->done)
+            pm->waiting++;
+        else
+            w->done = true;
+    }
+    log_info("console: %zu message(s) moved out of %s by %s (%zu refused)", json_array_size(pm->moved), from->name,
+             actor(h), json_array_size(pm->failed));
+    route_free(&to);
+    json_decref(j);
+    if (--pm->waiting == 0)
+        move_finish(pm);
+}
+
+/* POST /api/connections/close {"id": n}: the client gets an ERROR saying
+ * so, and its connection closes (its unacknowledged messages go back). */
+static void action_close(struct http_req *h)
+{
+    json_t *j = parse_body(h);
+    if (!j)
+        return;
+    json_t *id = json_object_get(j, "id");
+    if (!json_is_integer(id)) {
+        http_respond_error(h, 400, "\"id\" (a connection id, as /api/connections gives them) is required", NULL);
+        json_decref(j);
+        return;
+    }
+    struct conn *c;
+    TAILQ_FOREACH(c, &srv.conns, link)
+        if ((json_int_t)c->id == json_integer_value(id) && c->state < CONN_CLOSING)
+            break;
+    if (!c) {
+        http_respond_error(h, 404, "no such connection", NULL);
+        json_decref(j);
+        return;
+    }
+    /* Closing a connection ends its subscriptions and gives their
+     * unacknowledged messages back: admin on each destination it
+     * subscribes to (the console's group is required of every request). */
+    struct sub *s, *tmp;
+    HASH_ITER(hh, c->subs, s, tmp) {
+        if (!may_admin(h, s->dest)) {
+            json_decref(j);
             return;
         }
     }
-    query_param(h, "after", after, sizeof after);
-    int rc;
-    json_t *j = jobs_json(after, (size_t)limit, &rc);
-    if (rc == -EINVAL) {
-        json_decref(j);
-        http_respond_error(h, 400, "after: not a cursor from an earlier page", NULL);
-        return;
+    {
+        log_info("console: connection %llu (%s) closed by %s", (unsigned long long)c->id, c->st.peer, actor(h));
+        conn_kick(c, "connection closed by an administrator (console)");
+        http_respond_json(h, 200, json_pack("{s:I}", "closed", (json_int_t)c->id));
     }
-    if (rc) {
-        json_decref(j);
-        http_respond_error(h, 500, "the store could not be read", NULL);
-        return;
-    }
-    http_respond_json(h, 200, j);
+    json_decref(j);
 }
 
 /* A cancellation waiting for its journal entry. */
@@ -1330,7 +1229,7 @@ static void cancel_done(void *arg, bool ok)
 {
     struct pending_cancel *pc = arg;
     if (ok)
-        http_respond_json(pc->h, 200, json_pack("{s:s}", "cancelled", pc->id));
+        http_respond_json(pc->h, 200, json_pack("{s:o}", "cancelled", console_jstr(pc->id)));
     else
         http_respond_error(pc->h, 500, "the store could not make the cancellation durable", NULL);
     free(pc);
@@ -1369,7 +1268,7 @@ static void action_sched_cancel(struct http_req *h)
         http_respond_error(h, 500, "the store could not be read", NULL);
     } else if (!lsn || lsn <= commit_lsn()) {
         log_info("console: scheduled message %s cancelled by %s", id, actor(h));
-        http_respond_json(h, 200, json_pack("{s:s}", "cancelled", id));
+        http_respond_json(h, 200, json_pack("{s:o}", "cancelled", console_jstr(id)));
     } else {
         log_info("console: scheduled message %s cancelled by %s", id, actor(h));
         struct pending_cancel *pc = calloc(1, sizeof *pc);
@@ -1390,7 +1289,7 @@ static void action_sched_cancel(struct http_req *h)
 
 static void not_master(struct http_req *h)
 {
-    const char *mh = master_console();
+    const char *mh = console_master_http();
     char msg[512];
     if (mh)
         snprintf(msg, sizeof msg, "this node is %s; the master's console is http://%s/", role_name(), mh);
@@ -1419,7 +1318,7 @@ static void page_healthz(struct http_req *h)
 
 static void page_status(struct http_req *h)
 {
-    http_respond_json(h, 200, status_json());
+    http_respond_json(h, 200, console_status_json());
 }
 
 static void page_overview(struct http_req *h)
@@ -1427,54 +1326,232 @@ static void page_overview(struct http_req *h)
     http_respond_json(h, 200, overview_json());
 }
 
-static void page_dests(struct http_req *h, bool queues)
+int console_param_size(struct http_req *h, const char *name, size_t def, size_t min, size_t max, size_t *out)
 {
-    struct collect c = {json_array(), json_array()};
-    dest_foreach(collect_dest, &c);
-    http_respond_json(h, 200, queues ? c.queues : c.topics);
-    json_decref(queues ? c.topics : c.queues);
+    char v[32];
+    int n = http_req_query(h, name, v, sizeof v);
+    *out = def;
+    if (n == -ENOENT)
+        return 0;
+    char *end = v; /* not a digit first: left at v, refused below */
+    errno = 0;
+    unsigned long long x = n > 0 && v[0] >= '0' && v[0] <= '9' ? strtoull(v, &end, 10) : 0;
+    if (n <= 0 || *end || errno || x < min || x > max) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "parameter \"%s\" must be a whole number from %zu to %zu", name, min, max);
+        http_respond_error(h, 400, msg, NULL);
+        return -EINVAL;
+    }
+    *out = (size_t)x;
+    return 0;
+}
+
+int console_param_str(struct http_req *h, const char *name, char *out, size_t outlen)
+{
+    int n = http_req_query(h, name, out, outlen);
+    if (n == -ENOENT) {
+        out[0] = '\0';
+        return 0;
+    }
+    if (n < 0) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "parameter \"%s\" is malformed or too long", name);
+        http_respond_error(h, 400, msg, NULL);
+        return n;
+    }
+    return 0;
+}
+
+/* GET /api/queues, /api/topics, /api/connections: every item, or with
+ * "page" (from 1) one page of "page_size" (100; at most 500) in an object
+ * that counts them (as RabbitMQ's API pages); "name" keeps the items
+ * whose name (a connection's peer, client-id or id) contains it, in any
+ * case. */
+static void page_list(struct http_req *h, int what)
+{
+    char filter[1200];
+    size_t page, size;
+    if (console_param_str(h, "name", filter, sizeof filter) != 0 ||
+        console_param_size(h, "page", 0, 1, SIZE_MAX / 1000, &page) != 0 ||
+        console_param_size(h, "page_size", 100, 1, 500, &size) != 0)
+        return;
+    size_t offset = page ? (page - 1) * size : 0, limit = page ? size : SIZE_MAX;
+    size_t n, matching, total;
+    json_t *items = json_array();
+    if (what == 2) {
+        size_t all = srv.nconns;
+        struct conn **v = malloc((all + 1) * sizeof *v);
+        if (!v)
+            abort();
+        n = console_conns(filter, offset, limit < all ? limit : all, v, &matching);
+        total = all;
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(items, console_conn_json(v[i]));
+        free(v);
+    } else {
+        size_t all = dest_count();
+        struct dest **v = malloc((all + 1) * sizeof *v);
+        if (!v)
+            abort();
+        n = console_dests(what == 0, filter, offset, limit < all ? limit : all, v, &matching, &total);
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(items, console_dest_json(v[i]));
+        free(v);
+    }
+    if (!page) {
+        http_respond_json(h, 200, items);
+        return;
+    }
+    http_respond_json(h, 200, json_pack("{s:o, s:I, s:I, s:I, s:I, s:I, s:I}", "items", items, "page",
+                                        (json_int_t)page, "page_size", (json_int_t)size, "page_count",
+                                        (json_int_t)((matching + size - 1) / size), "item_count", (json_int_t)n,
+                                        "filtered_count", (json_int_t)matching, "total_count", (json_int_t)total));
 }
 
 static void page_queues(struct http_req *h)
 {
-    page_dests(h, true);
+    page_list(h, 0);
 }
 
 static void page_topics(struct http_req *h)
 {
-    page_dests(h, false);
+    page_list(h, 1);
 }
 
 static void page_connections(struct http_req *h)
 {
-    http_respond_json(h, 200, connections_json());
+    page_list(h, 2);
 }
 
 static void page_cluster(struct http_req *h)
 {
-    http_respond_json(h, 200, cluster_json());
+    http_respond_json(h, 200, console_cluster_json());
 }
 
 static void page_counters(struct http_req *h)
 {
-    http_respond_json(h, 200, counters_json());
+    http_respond_json(h, 200, console_counters_json());
+}
+
+struct dest *console_param_dest(struct http_req *h, const char *param)
+{
+    char name[1200];
+    if (console_param_str(h, param, name, sizeof name) != 0)
+        return NULL;
+    struct dest *d = name[0] ? dest_find(name) : NULL;
+    if (!name[0]) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "parameter \"%s\" (a destination name) is required", param);
+        http_respond_error(h, 400, msg, NULL);
+    } else if (!d) {
+        http_respond_error(h, 404, "no such destination", NULL);
+    }
+    return d;
+}
+
+/* GET /api/destination?name=D: its state and its rates over the window. */
+static void page_destination(struct http_req *h)
+{
+    struct dest *d = console_param_dest(h, "name");
+    if (!d)
+        return;
+    json_t *j = console_dest_json(d);
+    json_object_set_new(j, "rates", console_rates_json(d->name));
+    http_respond_json(h, 200, j);
+}
+
+/* GET /api/messages?destination=Q&limit=N&after=KEY: the first N pending
+ * messages of a queue in dispatch order (after KEY: the page after), read
+ * without taking them; "next" is the key to ask the following page with. */
+static void page_messages(struct http_req *h)
+{
+    char after_s[40];
+    size_t limit;
+    struct qkey after;
+    if (console_param_str(h, "after", after_s, sizeof after_s) != 0 ||
+        console_param_size(h, "limit", 20 < config.http_browse_limit ? 20 : (size_t)config.http_browse_limit, 1,
+                           (size_t)config.http_browse_limit, &limit) != 0)
+        return;
+    if (after_s[0] && console_key_parse(after_s, &after) != 0) {
+        http_respond_error(h, 400, "parameter \"after\" must be a message key (priority:seq)", NULL);
+        return;
+    }
+    struct dest *d = console_param_dest(h, "destination");
+    if (!d)
+        return;
+    if (!dest_is_queue(d)) {
+        http_respond_error(h, 400, "only queues can be browsed", NULL);
+        return;
+    }
+    if (!may(h, d->name, ACL_READ))
+        return;
+    http_respond_json(h, 200, console_browse_json(d, after_s[0] ? &after : NULL, limit));
+}
+
+/* GET /api/scheduler?after=CURSOR&limit=N: the count, the next due time
+ * and one page of jobs in due order ("next" is the cursor of the next
+ * page, null at the end). */
+static void page_scheduler(struct http_req *h)
+{
+    char after[80];
+    size_t limit;
+    if (console_param_size(h, "limit", 100, 1, 10000, &limit) != 0 ||
+        console_param_str(h, "after", after, sizeof after) != 0)
+        return;
+    int rc;
+    json_t *j = console_jobs_json(after, limit, &rc);
+    if (rc == -EINVAL) {
+        json_decref(j);
+        http_respond_error(h, 400, "after: not a cursor from an earlier page", NULL);
+        return;
+    }
+    if (rc) {
+        json_decref(j);
+        http_respond_error(h, 500, "the store could not be read", NULL);
+        return;
+    }
+    http_respond_json(h, 200, j);
+}
+
+static void page_metrics(struct http_req *h)
+{
+    struct buf b = {0};
+    metrics_render(&b);
+    http_respond(h, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len, NULL);
+    buf_free(&b);
+}
+
+/* The page: the broker's on a node that serves, the follower's elsewhere. */
+static void page_main(struct http_req *h)
+{
+    if (node_serving())
+        html_main(h);
+    else
+        html_follower(h);
 }
 
 static const struct http_route routes[] = {
     {"/healthz", "GET", ROUTE_PUBLIC | ROUTE_ANY_ROLE, page_healthz},
     {"/api/status", "GET", ROUTE_ANY_ROLE, page_status},
-    {"/", "GET", 0, render_page},
-    {"/index.html", "GET", 0, render_page},
-    {"/metrics", "GET", 0, render_metrics},
+    {"/", "GET", ROUTE_ANY_ROLE, page_main},
+    {"/index.html", "GET", ROUTE_ANY_ROLE, page_main},
+    {"/console.css", "GET", ROUTE_ANY_ROLE, html_css},
+    {"/console.js", "GET", ROUTE_ANY_ROLE, html_js},
+    {"/metrics", "GET", ROUTE_ANY_ROLE, page_metrics},
+    {"/destination", "GET", 0, html_destination},
     {"/api/overview", "GET", 0, page_overview},
     {"/api/queues", "GET", 0, page_queues},
     {"/api/topics", "GET", 0, page_topics},
     {"/api/connections", "GET", 0, page_connections},
     {"/api/cluster", "GET", 0, page_cluster},
     {"/api/counters", "GET", 0, page_counters},
+    {"/api/destination", "GET", 0, page_destination},
+    {"/api/messages", "GET", 0, page_messages},
     {"/api/scheduler", "GET", 0, page_scheduler},
     {"/api/scheduler/cancel", "POST", 0, action_sched_cancel},
     {"/api/send", "POST", 0, action_send},
+    {"/api/messages/move", "POST", 0, action_move},
+    {"/api/connections/close", "POST", 0, action_close},
     {"/api/destinations/purge", "POST", 0, action_purge},
     {"/api/destinations/delete", "POST", 0, action_delete},
 };
@@ -1488,11 +1565,14 @@ static const struct http_site site = {
 
 int console_start(char *err, size_t errlen)
 {
-    return http_start(&site, err, errlen);
+    int rc = http_start(&site, err, errlen);
+    if (rc == 0 && config.http_listen[0])
+        rates_start(srv.loop, config.http_rate_interval);
+    return rc;
 }
 
 void console_stop(void)
 {
+    rates_stop();
     http_stop();
 }
-

@@ -162,7 +162,7 @@ static int connect_finish(struct conn *c, const struct pending_login *p, struct 
     frame_write_header_str(&c->st.out, c->version, false, "heart-beat", beats);
     put_cluster_members(&c->st.out, c->version);
     frame_write_body(&c->st.out, NULL, 0);
-    c->frames_out++;
+    conn_frame_sent(c);
     conn_want_flush(c);
     /* Effective intervals per the specification: max of both sides. */
     conn_start_heartbeats(c, sy, sx);

@@ -94,12 +94,6 @@ const char *http_req_peer(const struct http_req *r)
     return r->st.peer;
 }
 
-const char *http_req_query(const struct http_req *r)
-{
-    const char *q = strchr(r->url, '?');
-    return q ? q + 1 : "";
-}
-
 const struct principal *http_req_principal(const struct http_req *r)
 {
     return r->who;
@@ -127,6 +121,68 @@ const char *http_req_body(const struct http_req *r, size_t *len)
 {
     *len = buf_used(&r->body);
     return r->body.data ? buf_head(&r->body) : "";
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decode [p, p + n) into out ('+' is a space); -EINVAL for a bad
+ * escape or a NUL, -E2BIG when out is too small. */
+static int url_decode(const char *p, size_t n, char *out, size_t outlen)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)p[i];
+        if (c == '+') {
+            c = ' ';
+        } else if (c == '%') {
+            int hi = i + 2 < n ? hexval((unsigned char)p[i + 1]) : -1;
+            int lo = i + 2 < n ? hexval((unsigned char)p[i + 2]) : -1;
+            if (hi < 0 || lo < 0)
+                return -EINVAL;
+            c = hi * 16 + lo;
+            i += 2;
+        }
+        if (c == 0)
+            return -EINVAL;
+        if (o + 1 >= outlen)
+            return -E2BIG;
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    return (int)o;
+}
+
+int http_req_query(const struct http_req *r, const char *name, char *out, size_t outlen)
+{
+    const char *q = strchr(r->url, '?');
+    size_t nl = strlen(name);
+    while (q) {
+        q++;
+        size_t len = strcspn(q, "&");
+        const char *eq = memchr(q, '=', len);
+        size_t kl = eq ? (size_t)(eq - q) : len;
+        char key[64];
+        int k = url_decode(q, kl, key, sizeof key);
+        if (k == (int)nl && !memcmp(key, name, nl)) {
+            if (!eq) {
+                if (outlen)
+                    out[0] = '\0';
+                return 0;
+            }
+            return url_decode(eq + 1, len - kl - 1, out, outlen);
+        }
+        q = q[len] ? q + len : NULL;
+    }
+    return -ENOENT;
 }
 
 /* ------------------------------------------------------------ answers */

@@ -34,17 +34,21 @@ static int submit(struct op *op, const struct publish *p, struct op **waiting)
     return PUBLISH_WAITING;
 }
 
-/* A dead-letter move: the dequeue from the old queue and the enqueue of
- * the copy are one journal entry, so a crash keeps one of the two. */
-static int publish_move(struct dest *d, struct msg *copy, struct qentry *e)
+/* A move (dead-lettering, or the console moving a message on): the
+ * dequeue from the old queue and the enqueue of the copy are one journal
+ * entry, so a crash keeps one of the two. A producer without a connection
+ * (the console) is told once the entry is committed. */
+static int publish_move(struct dest *d, struct msg *copy, const struct publish *p, struct op **waiting)
 {
-    uint64_t lsn = persist_dlq_move(e, copy);
-    queue_entry_done(e);
-    if (lsn && copy->journaled) {
+    uint64_t lsn = persist_dlq_move(p->moved_from, copy);
+    queue_entry_done(p->moved_from);
+    if (lsn && (copy->journaled || p->done)) {
         struct op *op = op_commit(NULL, NULL, lsn);
-        op_add_msg(op, copy);
-        op_submit(op);
-        return PUBLISH_WAITING;
+        if (copy->journaled)
+            op_add_msg(op, copy);
+        else
+            dest_deliver(d, copy);
+        return submit(op, p, waiting);
     }
     dest_deliver(d, copy);
     return PUBLISH_DONE;
@@ -212,7 +216,7 @@ int broker_publish(const struct route *r, struct msg *m, const struct publish *p
     if (waiting)
         *waiting = NULL;
     if (p->moved_from)
-        return publish_move(r->v[0], m, p->moved_from);
+        return publish_move(r->v[0], m, p, waiting);
     if (!p->fired) {
         int64_t due;
         int rc = sched_check(m, server_now_ms(), &due, why);

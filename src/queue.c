@@ -11,6 +11,7 @@
  * dropped and no one waits long. */
 #include "config.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1001,4 +1002,215 @@ uint64_t queue_expire_due(int64_t now_ms)
     free(later);
     sub_pass_end(&pass);
     return n;
+}
+
+/* ------------------------------------------------------------ browsing and taking (the console) */
+
+/* Whether a pending message at k may be in the store only (the invariant
+ * in queue.h): at or beyond the limit, or in the skipped range. */
+static bool maybe_store_only(const struct queue *q, struct qkey k)
+{
+    if (!pages(q) || !q->paged)
+        return false;
+    if (key_cmp(k, q->limit) >= 0)
+        return true;
+    return q->skipping && key_cmp(k, q->skip_from) >= 0;
+}
+
+struct browse_ref {
+    struct qkey k;
+    struct store_msgref r;      /* its key pointer cleared: valid in the scan only */
+};
+
+struct browse_ctx {
+    struct queue *q;
+    struct browse_ref *refs;
+    size_t n, max;
+    size_t examined, cap;
+    bool capped;
+    bool has_after;
+    struct qkey after, last;
+    int64_t now;
+};
+
+static struct qkey ref_key(const struct store_msgref *r)
+{
+    return (struct qkey){(uint8_t)(MSG_PRIORITIES - 1 - jkey_msg_priority(r->key, r->klen)),
+                         jkey_msg_seq(r->key, r->klen)};
+}
+
+static int browse_one(void *arg, const struct store_msgref *r)
+{
+    struct browse_ctx *x = arg;
+    struct qkey k = ref_key(r);
+    if (x->has_after && key_cmp(k, x->after) <= 0)
+        return 0;
+    if (x->n >= x->max)
+        return 1;
+    if (x->examined++ >= x->cap) {
+        x->capped = true;
+        return 1;
+    }
+    x->last = k;
+    struct qentry *e;
+    struct gone *g;
+    HASH_FIND(rh, x->q->held, &k.seq, sizeof(uint64_t), e);
+    HASH_FIND(hh, x->q->gone, &k.seq, sizeof(uint64_t), g);
+    if (e || g || (r->expires && r->expires <= x->now))
+        return 0; /* in memory (from the tree, or in flight), removed, or expired */
+    x->refs[x->n].k = k;
+    x->refs[x->n].r = *r;
+    x->refs[x->n].r.key = NULL;
+    x->refs[x->n].r.klen = 0;
+    x->n++;
+    return 0;
+}
+
+size_t queue_browse(struct queue *q, const struct qkey *after, size_t max, size_t max_bytes,
+                    struct queue_browsed *out, struct qkey *next, bool *more)
+{
+    int64_t now = server_now_ms();
+    *more = false;
+    if (max == 0)
+        return 0;
+    /* the store's side: pending messages it alone holds, from where they
+     * may be (the limit, or the skipped range) */
+    struct browse_ctx x = {.q = q, .max = max + 1, .now = now, .has_after = after != NULL};
+    if (after)
+        x.after = *after;
+    if (q->paged && pages(q)) {
+        struct qkey start = q->skipping && key_cmp(q->skip_from, q->limit) < 0 ? q->skip_from : q->limit;
+        if (after && key_cmp(*after, start) >= 0)
+            start = *after;
+        if (key_cmp(start, KEY_END) != 0) {
+            x.refs = calloc(x.max, sizeof *x.refs);
+            if (!x.refs)
+                abort();
+            /* what can be passed over: messages in memory, removals not
+             * indexed yet, and (bounded) expired ones */
+            x.cap = x.max + HASH_CNT(rh, q->held) + HASH_COUNT(q->gone) + 10000;
+            struct buf from = {0};
+            buf_append(&from, buf_head(&q->kprefix), buf_used(&q->kprefix));
+            jkey_msg_suffix(&from, (uint8_t)(MSG_PRIORITIES - 1 - start.rprio), start.seq);
+            if (store_page(buf_head(&q->kprefix), buf_used(&q->kprefix), buf_head(&from), buf_used(&from),
+                           browse_one, &x) != 0)
+                x.capped = true; /* logged; what was read is shown */
+            buf_free(&from);
+        }
+    }
+    /* the memory's side: the pending tree from after on */
+    struct qentry *e;
+    if (after) {
+        struct msg pm = {.priority = (uint8_t)(MSG_PRIORITIES - 1 - after->rprio), .seq = after->seq};
+        struct qentry probe = {.msg = &pm};
+        e = RB_NFIND(qtree, &q->pending, &probe);
+        if (e && key_cmp(key_of(e->msg), *after) == 0)
+            e = RB_NEXT(qtree, &q->pending, e);
+    } else {
+        e = RB_MIN(qtree, &q->pending);
+    }
+    size_t n = 0, i = 0, bytes = 0;
+    while (n < max) {
+        while (e && e->msg->expires && e->msg->expires <= now)
+            e = RB_NEXT(qtree, &q->pending, e);
+        if (!e && i >= x.n)
+            break;
+        if (bytes >= max_bytes && n > 0) {
+            *more = true;
+            break;
+        }
+        if (e && (i >= x.n || key_cmp(key_of(e->msg), x.refs[i].k) < 0)) {
+            out[n++] = (struct queue_browsed){msg_ref(e->msg), e->redeliveries, true};
+            bytes += e->msg->size;
+            *next = key_of(e->msg);
+            e = RB_NEXT(qtree, &q->pending, e);
+            continue;
+        }
+        struct msg *m = store_load_msg(&x.refs[i].r);
+        *next = x.refs[i].k;
+        if (m) {
+            m->journaled = true;
+            out[n++] = (struct queue_browsed){m, x.refs[i].r.deliveries, false};
+            bytes += x.refs[i].r.len;
+        }
+        i++;
+    }
+    while (e && e->msg->expires && e->msg->expires <= now)
+        e = RB_NEXT(qtree, &q->pending, e);
+    if (e || i < x.n || x.capped)
+        *more = true;
+    if (x.capped && n == 0)
+        *next = x.last; /* nothing to show in what was scanned: go on after it */
+    free(x.refs);
+    return n;
+}
+
+struct take_ctx {
+    struct qkey k;
+    struct msg *m;
+    uint32_t deliveries;
+    bool found;
+};
+
+static int take_one(void *arg, const struct store_msgref *r)
+{
+    struct take_ctx *x = arg;
+    if (key_cmp(ref_key(r), x->k) == 0) {
+        x->found = true;
+        x->m = store_load_msg(r);
+        x->deliveries = r->deliveries;
+    }
+    return 1;
+}
+
+int queue_take(struct queue *q, struct qkey k, struct qentry **out)
+{
+    struct qentry *e = NULL;
+    struct msg pm = {.priority = (uint8_t)(MSG_PRIORITIES - 1 - k.rprio), .seq = k.seq};
+    struct qentry probe = {.msg = &pm};
+    if (pages(q)) {
+        HASH_FIND(rh, q->held, &k.seq, sizeof(uint64_t), e);
+        if (e && key_cmp(key_of(e->msg), k) != 0)
+            return -ENOENT;
+        if (e && !e->pending)
+            return -EBUSY; /* delivered, not acknowledged */
+    } else {
+        e = RB_FIND(qtree, &q->pending, &probe);
+    }
+    if (e) {
+        tree_remove(q, e);
+        q->npending--;
+        *out = e;
+        return 0;
+    }
+    struct gone *g;
+    HASH_FIND(hh, q->gone, &k.seq, sizeof(uint64_t), g);
+    if (g || !maybe_store_only(q, k))
+        return -ENOENT;
+    struct take_ctx x = {.k = k};
+    struct buf key = {0};
+    buf_append(&key, buf_head(&q->kprefix), buf_used(&q->kprefix));
+    jkey_msg_suffix(&key, pm.priority, k.seq);
+    int rc = store_page(buf_head(&q->kprefix), buf_used(&q->kprefix), buf_head(&key), buf_used(&key), take_one, &x);
+    buf_free(&key);
+    if (rc != 0 || !x.found)
+        return rc != 0 ? rc : -ENOENT;
+    if (!x.m)
+        return -EIO;
+    x.m->journaled = true;
+    e = entry_new(q, x.m);
+    msg_unref(x.m);
+    e->redeliveries = x.deliveries;
+    q->npending--;
+    *out = e;
+    return 0;
+}
+
+void queue_put_back(struct qentry *e)
+{
+    struct queue *q = e->q;
+    q->npending++;
+    add_pending(q, e);
+    if (q->nconsumers)
+        queue_mark_dirty(q);
 }

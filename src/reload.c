@@ -65,6 +65,15 @@ static const char *const users_keys[] = {"auth.users", "auth.anonymous", "auth.c
                                          "http.admin_password", "http.admin_group", NULL};
 static const char *const acl_keys[] = {"auth.acl", NULL};
 
+/* The console reads these at every request: the new values just apply. */
+static int reload_console(const struct config *next, char *err, size_t errlen)
+{
+    (void)next;
+    (void)err;
+    (void)errlen;
+    return 0;
+}
+
 /* Each WebSocket handshake reads the running list: copying it is enough. */
 static int reload_ws_origins(const struct config *next, char *err, size_t errlen)
 {
@@ -74,11 +83,13 @@ static int reload_ws_origins(const struct config *next, char *err, size_t errlen
     return 0;
 }
 
+static const char *const console_keys[] = {"http.refresh", "http.browse_limit", "http.body_preview", NULL};
 static const char *const ws_keys[] = {"stomp.ws_origins", NULL};
 
-/* One line per module that reloads. (TLS adds certificates here.) */
+/* One line per module that reloads. */
 static const struct reload_hook hooks[] = {
     {"log", log_keys, true, reload_log},
+    {"console", console_keys, false, reload_console},
     {"websocket origins", ws_keys, false, reload_ws_origins},
     {"tls", tls_keys, true, tls_reload},
     {"users", users_keys, true, auth_reload},

@@ -235,7 +235,7 @@ void sub_deliver(struct sub *s, struct qentry *e)
         if (persist_delivered(e))
             commit_hold_output(c);
     }
-    c->frames_out++;
+    conn_frame_sent(c);
     conn_want_flush(c);
 }
 

@@ -24,6 +24,10 @@ int cluster_start(char *err, size_t errlen) __attribute__((warn_unused_result));
 void cluster_stop(void);
 bool cluster_enabled(void);
 bool cluster_connected(void);
+/* The ZooKeeper session, in one word: "none" (no ZooKeeper), "connecting"
+ * (not connected; a session may live on), "connected", "expired" (the
+ * last session expired; a new one is being set up). */
+const char *cluster_session_state(void);
 /* This node's member znode exists (it has joined the cluster). */
 bool cluster_registered(void);
 /* A long piece of work on the loop thread ended: not a pause. */

@@ -89,6 +89,9 @@ struct config {
     int64_t http_max_request;
     int64_t http_max_connections;
     int64_t http_refresh;
+    int64_t http_rate_interval;
+    int64_t http_browse_limit;
+    int64_t http_body_preview;
     int64_t http_request_timeout;
     int64_t http_reserved_connections;
     char *http_hosts;

@@ -87,6 +87,9 @@ void conn_error(struct conn *c, const char *message, const char *receipt, const 
 /* The same with one extra header (e.g. version on a failed negotiation). */
 void conn_error_hdr(struct conn *c, const char *message, const char *receipt, const char *detail,
                     const char *hname, const char *hvalue);
+/* Send ERROR and close after flushing it, for a reason that is not the
+ * client's fault (the console closed it): not counted as a protocol error. */
+void conn_kick(struct conn *c, const char *message);
 /* Close at once (peer gone, timeout, shutdown). */
 void conn_close(struct conn *c, const char *why);
 /* Stop reading after what was read; close once output is flushed. */
@@ -98,6 +101,9 @@ static inline void conn_resume(struct conn *c, uint8_t reason) { stream_resume(&
 /* Heart-beats negotiated on CONNECT. */
 void conn_start_heartbeats(struct conn *c, uint32_t rx_ms, uint32_t tx_ms);
 
+/* A frame was written to c's output: counted for the connection and the
+ * node (every frame, whoever writes it). */
+void conn_frame_sent(struct conn *c);
 /* Write a RECEIPT frame now. */
 void conn_send_receipt(struct conn *c, const char *receipt);
 

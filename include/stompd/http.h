@@ -47,8 +47,6 @@ const char *http_req_peer(const struct http_req *r);
 struct principal;
 const struct principal *http_req_principal(const struct http_req *r);
 const char *http_req_content_type(const struct http_req *r);
-/* The query string (after '?', still %-encoded), "" when none. */
-const char *http_req_query(const struct http_req *r);
 bool http_req_is_json(const struct http_req *r);
 
 /* What the console's transport turned away. */
@@ -59,6 +57,11 @@ struct http_counters {
 };
 const struct http_counters *http_counters(void);
 const char *http_req_body(const struct http_req *r, size_t *len);
+/* Query parameter `name` of the request's URL, percent-decoded ('+' is a
+ * space), in out: its length, -ENOENT when absent, -EINVAL when malformed
+ * (a bad escape, a NUL), -E2BIG when longer than outlen - 1. */
+int http_req_query(const struct http_req *r, const char *name, char *out, size_t outlen)
+    __attribute__((warn_unused_result));
 
 void http_respond(struct http_req *r, int status, const char *ctype, const char *body, size_t len,
                   const char *extra_headers);

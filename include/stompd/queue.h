@@ -145,6 +145,30 @@ bool queue_dispatch_dirty(void);
  * how many. The caller journals the purge. */
 uint64_t queue_purge(struct queue *q);
 
+/* The console's view of a queue: up to max pending messages in dispatch
+ * order, after `after` (NULL: from the first), read from memory and, for
+ * a paged queue, from the store's index without bringing anything into
+ * the queue; at most about max_bytes of messages are read (at least one).
+ * Expired messages are passed over. Each message in out is referenced
+ * (msg_unref each). *next is where a following page starts (the last key
+ * returned, or passed over); *more says whether there may be one. */
+struct queue_browsed {
+    struct msg *msg;
+    uint32_t redeliveries;
+    bool in_memory;
+};
+size_t queue_browse(struct queue *q, const struct qkey *after, size_t max, size_t max_bytes,
+                    struct queue_browsed *out, struct qkey *next, bool *more);
+/* Take the pending message at key k out of the queue (to move it
+ * elsewhere): *out is its entry, in no list, no longer counted pending;
+ * hand it to queue_entry_done (broker_publish's moved_from does). Read
+ * back from the store when it is there only. -EBUSY when it is delivered
+ * and not acknowledged, -ENOENT when it is not pending here. */
+int queue_take(struct queue *q, struct qkey k, struct qentry **out) __attribute__((warn_unused_result));
+/* An entry taken and not moved after all goes back to its place (not a
+ * redelivery). */
+void queue_put_back(struct qentry *e);
+
 /* Expire what is due among the messages in memory (the periodic sweep):
  * a heap, not a walk over every queue. Returns how many. */
 uint64_t queue_expire_due(int64_t now_ms);

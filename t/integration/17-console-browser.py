@@ -36,13 +36,15 @@ def test_browser_renders_the_console(broker_factory):
         assert dom.returncode == 0, dom.stderr.decode()[-2000:]
         html = dom.stdout.decode()
         # what the browser built from the page: names and counts in their cells
-        row = re.search(r'<tr><td class="name">/queue/invoices</td>(.*?)</tr>', html, re.S)
+        row = re.search(r'<tr><td class="name"><a href="/destination\?name=/queue/invoices">/queue/invoices</a></td>'
+                        r'(.*?)</tr>', html, re.S)
         assert row, html[:2000]
         cells = re.findall(r"<td[^>]*>([^<]*)</td>", row.group(1))
         assert cells[0] == "7"          # pending
         assert cells[2] == "0"          # consumers
         assert cells[3] == "7"          # enqueued
-        topic = re.search(r'<tr><td class="name">/topic/prices</td><td class="num subscribers">(\d+)</td>', html)
+        topic = re.search(r'<tr><td class="name"><a [^>]*>/topic/prices</a></td><td class="num subscribers">(\d+)</td>',
+                          html)
         assert topic and topic.group(1) == "1"
         assert 'id="role" class="role standalone"' in html
         assert "Connections (2)" in html

@@ -164,7 +164,7 @@ def test_console_and_metrics_show_websocket_connections(wsb):
     assert '<td class="transport">ws</td>' in page and '<td class="transport">tcp</td>' in page
     assert metric(b, "ws_connections") == 1
     assert metric(b, "ws_upgrades_total") == 1
-    assert metric(b, "connections") == 2
+    assert metric(b, "connections_open") == 2
     assert metric(b, "ws_messages_in_total") >= 2
     assert metric(b, "ws_messages_out_total") >= 2
     w.send_raw(frame(0x1, b"\n", mask=False))

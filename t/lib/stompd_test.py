@@ -61,6 +61,32 @@ def wait_port(port, timeout=10.0, host="127.0.0.1"):
     return False
 
 
+def port_listening(port):
+    """Whether some socket listens on this TCP port, read from /proc/net
+    (no connection made: a server that counts or limits its connections
+    sees nothing)."""
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                next(f)
+                for line in f:
+                    local, state = line.split()[1], line.split()[3]
+                    if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                        return True
+        except OSError:
+            pass
+    return False
+
+
+def wait_listening(port, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if port_listening(port):
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def port_open(port, host="127.0.0.1"):
     try:
         with socket.create_connection((host, port), timeout=0.5):
@@ -121,13 +147,15 @@ class Broker:
                                      cwd=self.dir, env=self.env)
         t = timeout or (60 if VALGRIND else 10)
         if wait is True:
-            # The console's listener opens after the STOMP one: wait for
-            # both, or a test's first request may find the console's port
-            # still closed (seen under valgrind on a loaded machine).
-            for port in [self.port] + ([self.http_port] if self.http_port else []):
-                if not wait_port(port, t):
-                    self.kill()
-                    raise RuntimeError("stompd did not start listening on %d:\n%s" % (port, self.log()))
+            if not wait_port(self.port, t):
+                self.kill()
+                raise RuntimeError("stompd did not start listening on %d:\n%s" % (self.port, self.log()))
+            # the console listens a moment after the STOMP port (under
+            # valgrind long enough for a test's first request to be refused);
+            # no connection to wait for it: tests count and limit those
+            if self.http_port and not wait_listening(self.http_port, t):
+                self.kill()
+                raise RuntimeError("stompd's console did not listen on %d:\n%s" % (self.http_port, self.log()))
         elif isinstance(wait, str):
             if not self.wait_log(wait, t, since_start=True):
                 self.kill()
@@ -1062,6 +1090,293 @@ class Blackhole:
                     pair[1].close()
 
 
+# --------------------------------------------------------------- the console
+
+def http_request(port, method, path, body=None, auth=("admin", "admin"), headers=None, timeout=10):
+    """One request to a console: (status, headers as a dict, body bytes). A
+    dict or list body is sent as JSON."""
+    import base64
+    import http.client
+    import json
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    h = dict(headers or {})
+    if auth:
+        h["Authorization"] = "Basic " + base64.b64encode(("%s:%s" % auth).encode()).decode()
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body)
+        h.setdefault("Content-Type", "application/json")
+    c.request(method, path, body=body, headers=h)
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, dict(r.getheaders()), data
+
+
+def http_json(port, path, **kw):
+    """GET a console's JSON page; asserts 200."""
+    import json
+    st, h, data = http_request(port, "GET", path, **kw)
+    assert st == 200, (path, st, data[:500])
+    return json.loads(data)
+
+
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+
+
+def promtool_check(text):
+    """promtool check metrics (Debian's prometheus package): its complaints,
+    empty when the exposition is clean."""
+    r = subprocess.run([PROMTOOL, "check", "metrics"], input=text.encode(), capture_output=True, timeout=60)
+    out = (r.stdout + r.stderr).decode()
+    return "" if r.returncode == 0 else out or "promtool exited %d" % r.returncode
+
+
+def metric_families(text):
+    """Parse the text exposition format: {family: (type, {sample line: value})},
+    checking the grammar on the way (HELP and TYPE once each and before the
+    samples, every sample named after its family, a number for a value)."""
+    families, current, seen = {}, None, set()
+    sample = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"'
+                        r'(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*")*)?\})? (\S+)$')
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name = line.split(" ", 3)[2]
+            assert name not in seen, "family %s twice" % name
+            seen.add(name)
+            current = name
+            families[name] = [None, {}]
+        elif line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            assert name == current and families[name][0] is None, line
+            assert kind in ("counter", "gauge", "histogram", "summary", "untyped"), line
+            families[name][0] = kind
+        else:
+            m = sample.match(line)
+            assert m, "not a sample line: %r" % line
+            name = m.group(1)
+            base = current
+            ok = name == base or (families[base][0] in ("histogram", "summary") and
+                                  name in (base + "_bucket", base + "_sum", base + "_count"))
+            assert ok, "sample %s outside its family %s" % (name, base)
+            v = m.group(3)
+            assert v in ("NaN", "+Inf", "-Inf") or float(v) == float(v), line
+            key = name + (m.group(2) or "")
+            assert key not in families[base][1], "sample twice: %s" % key
+            families[base][1][key] = float(v)
+    return {k: (v[0], v[1]) for k, v in families.items()}
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+# Run before any script of every page the Browser opens: dialogs do not
+# block (alert is recorded, confirm says yes), and any Content-Security-
+# Policy violation is recorded.
+BROWSER_PRELUDE = """
+window.__alerts = [];
+window.__csp = [];
+window.alert = function (m) { window.__alerts.push(String(m)); };
+window.confirm = function (m) { window.__alerts.push('confirm: ' + String(m)); return true; };
+document.addEventListener('securitypolicyviolation', function (e) {
+    window.__csp.push(e.violatedDirective + ' ' + e.blockedURI);
+});
+"""
+
+
+class Browser:
+    """Debian's headless Chromium driven over the DevTools protocol on a
+    pipe (--remote-debugging-pipe: commands on its fd 3, answers on fd 4,
+    NUL-separated JSON), so a test can load a page, run the page's own
+    script (click, fill a form), read the DOM and take screenshots. No
+    port is opened; the process is stopped by PID."""
+
+    def __init__(self, width=1280, height=1000, auth=("admin", "admin")):
+        import fcntl
+        self.profile = tempfile.mkdtemp(prefix="stompd-chromium-")
+        r_cmd, w_cmd = os.pipe()
+        r_out, w_out = os.pipe()
+
+        def child():
+            # out of the way first, then onto 3 and 4
+            a = fcntl.fcntl(r_cmd, fcntl.F_DUPFD, 10)
+            b = fcntl.fcntl(w_out, fcntl.F_DUPFD, 10)
+            os.dup2(a, 3)
+            os.dup2(b, 4)
+
+        self.proc = subprocess.Popen(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-dev-shm-usage", "--hide-scrollbars", "--remote-debugging-pipe",
+             "--user-data-dir=" + self.profile, "about:blank"],
+            preexec_fn=child, pass_fds=(3, 4), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(r_cmd)
+        os.close(w_out)
+        self.w, self.r = w_cmd, r_out
+        self.buf = b""
+        self.next_id = 0
+        self.events = []
+        target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        self.session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        for domain in ("Page", "Runtime", "Network"):
+            self.call(domain + ".enable", session=True)
+        self.call("Page.addScriptToEvaluateOnNewDocument", {"source": BROWSER_PRELUDE}, session=True)
+        self.call("Emulation.setDeviceMetricsOverride", {"width": width, "height": height,
+                                                          "deviceScaleFactor": 1, "mobile": False}, session=True)
+        if auth:
+            import base64
+            cred = base64.b64encode(("%s:%s" % auth).encode()).decode()
+            self.call("Network.setExtraHTTPHeaders", {"headers": {"Authorization": "Basic " + cred}}, session=True)
+
+    def call(self, method, params=None, session=False, timeout=60):
+        import json
+        import select
+        self.next_id += 1
+        msg = {"id": self.next_id, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = self.session
+        os.write(self.w, json.dumps(msg).encode() + b"\0")
+        deadline = time.time() + timeout
+        while True:
+            while b"\0" not in self.buf:
+                left = deadline - time.time()
+                r, _, _ = select.select([self.r], [], [], max(0, left))
+                if not r:
+                    raise TimeoutError("Chromium did not answer %s" % method)
+                d = os.read(self.r, 1 << 20)
+                if not d:
+                    raise EOFError("Chromium went away")
+                self.buf += d
+            line, self.buf = self.buf.split(b"\0", 1)
+            m = json.loads(line)
+            if m.get("id") == self.next_id:
+                if "error" in m:
+                    raise RuntimeError("%s: %s" % (method, m["error"]))
+                return m["result"]
+            self.events.append(m)
+
+    def eval(self, expression):
+        """The value of a JavaScript expression in the page (promises awaited)."""
+        r = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True},
+                      session=True)
+        if "exceptionDetails" in r:
+            raise RuntimeError("%s: %s" % (expression, r["exceptionDetails"]))
+        return r["result"].get("value")
+
+    def wait(self, expression, timeout=30):
+        """Until the expression is true in the page; returns its value."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                v = self.eval(expression)
+            except RuntimeError:
+                v = None
+            if v:
+                return v
+            time.sleep(0.1)
+        raise AssertionError("not true within %s s: %s" % (timeout, expression))
+
+    def load(self, url, timeout=30):
+        """Navigate and wait until the document and its script are loaded."""
+        self.eval("window.__left = true")
+        r = self.call("Page.navigate", {"url": url}, session=True)
+        if r.get("errorText"):
+            raise AssertionError("cannot load %s: %s" % (url, r["errorText"]))
+        self.wait("!window.__left && document.readyState === 'complete'", timeout)
+
+    def screenshot(self, path, clip=None):
+        """The page as a PNG; clip (x0, y0, x1, y1), in CSS pixels, takes
+        only that part (cheap to read back pixel by pixel)."""
+        import base64
+        params = {"format": "png"}
+        if clip:
+            x0, y0, x1, y1 = clip
+            params["clip"] = {"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0, "scale": 1}
+        data = self.call("Page.captureScreenshot", params, session=True)["data"]
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(data))
+        return path
+
+    def close(self):
+        try:
+            self.call("Browser.close", timeout=10)
+        except (OSError, TimeoutError, EOFError, RuntimeError):
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.w)
+        os.close(self.r)
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+def png_size(path):
+    """(width, height) of a PNG, from its header."""
+    import struct
+    with open(path, "rb") as f:
+        head = f.read(24)
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR", "not a PNG"
+    return struct.unpack(">II", head[16:24])
+
+
+def png_pixels(path):
+    """A PNG (8-bit RGB or RGBA, not interlaced, as Chromium writes them) as
+    (width, height, rows, bytes per pixel), each row a bytes of samples."""
+    import struct
+    import zlib
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat, w = 8, b"", None
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        chunk = data[pos + 8:pos + 8 + n]
+        if kind == b"IHDR":
+            w, h, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", chunk)
+            assert depth == 8 and ctype in (2, 6) and interlace == 0, (depth, ctype, interlace)
+            bpp = 3 if ctype == 2 else 4
+        elif kind == b"IDAT":
+            idat += chunk
+        pos += 12 + n
+    raw = zlib.decompress(idat)
+    stride = w * bpp
+    rows, prev = [], bytearray(stride)
+    for y in range(h):
+        ft = raw[y * (stride + 1)]
+        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for x in range(stride):
+            a = line[x - bpp] if x >= bpp else 0
+            b = prev[x]
+            c = prev[x - bpp] if x >= bpp else 0
+            if ft == 1:
+                line[x] = (line[x] + a) & 255
+            elif ft == 2:
+                line[x] = (line[x] + b) & 255
+            elif ft == 3:
+                line[x] = (line[x] + (a + b) // 2) & 255
+            elif ft == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(bytes(line))
+        prev = line
+    return w, h, [bytes(r) for r in rows], bpp
+
+
+def png_find(path, rgb, tolerance=40, region=None):
+    """The pixels (x, y) of a screenshot within tolerance of the colour rgb
+    (sum of the channel differences); region (x0, y0, x1, y1) limits the
+    search."""
+    w, h, rows, bpp = png_pixels(path)
+    x0, y0, x1, y1 = (int(v) for v in (region or (0, 0, w, h)))
+    found = []
+    for y in range(max(0, y0), min(y1, h)):
+        r = rows[y]
+        for x in range(max(0, x0), min(x1, w)):
+            p = r[x * bpp:x * bpp + 3]
+            if abs(p[0] - rgb[0]) + abs(p[1] - rgb[1]) + abs(p[2] - rgb[2]) <= tolerance:
+                found.append((x, y))
+    return found
 # --------------------------------------------------------------- users and permissions
 
 def hash_password(password, method=None):
