@@ -1,6 +1,6 @@
 /* The one way a message enters the broker, whoever produces it: a STOMP
- * SEND, a SEND replayed by COMMIT, the console, a dead-letter move, a
- * scheduled message firing. Every rule applies here, to every producer:
+ * SEND, a SEND replayed by COMMIT, the console, a move (dead-lettering,
+ * the console's moves and retries), a scheduled message firing. Every rule applies here, to every producer:
  * the failed-store guard, the duplicate window (_AMQ_DUPL_ID),
  * scheduling (AMQ_SCHEDULED_*, sched.h), journaling, "visible only once
  * committed", the memory charge while a message waits, and producer flow
@@ -9,7 +9,8 @@
  * as its own copy, all journaled in one entry and answered once.
  * Authorization (acl.h) is route.c's, applied to every destination the
  * route holds before it gets here (route_send: write on each, admin to
- * create one): broker_publish itself checks nothing twice. */
+ * create one; the console's send and moves too, for the console's
+ * user): broker_publish itself checks nothing twice. */
 #ifndef STOMPD_PUBLISH_H
 #define STOMPD_PUBLISH_H
 
@@ -28,7 +29,7 @@ struct publish {
     const char *receipt;        /* answered once the message is accepted */
     const char *dup_id;         /* duplicate-detection id, or NULL */
     struct op *batch;           /* COMMIT replay: join the transaction's entry */
-    struct qentry *moved_from;  /* a dead-letter move: the entry leaves its
+    struct qentry *moved_from;  /* a move (r: its one queue): the entry leaves its
                                  * queue in the same journal entry; a move
                                  * never waits for room */
     /* Producers without a connection (the console): told once the
