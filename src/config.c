@@ -61,6 +61,9 @@ static const struct cfg_key keys[] = {
     {"broker.queue_window", CFG_SIZE, "4MiB", 4 * KB, 1 * GB, NULL, OFF(queue_window),
      "bytes of persistent messages a queue keeps in memory; the rest of its backlog stays in the store and is "
      "read back in order as consumers need it"},
+    {"broker.scheduler_window", CFG_SIZE, "4MiB", 4 * KB, 1 * GB, NULL, OFF(scheduler_window),
+     "bytes of scheduled persistent messages (AMQ_SCHEDULED_*) kept in memory, those due first; the rest stay in "
+     "the store, indexed by due time, and are read back as their time nears"},
     {"broker.store_limit", CFG_SIZE, "100GiB", 1 * MB, INT64_MAX, NULL, OFF(store_limit),
      "disk the store may take (log and index); producers of persistent messages are paused above it"},
     {"broker.max_redeliveries", CFG_INT, "6", -1, 1000000, NULL, OFF(max_redeliveries),
@@ -114,6 +117,8 @@ static const struct cfg_key keys[] = {
      "frames per connection waiting for the store before the broker stops reading it"},
     {"stomp.max_subscriptions", CFG_INT, "1000", 1, 1000000, NULL, OFF(max_subscriptions),
      "subscriptions per connection"},
+    {"stomp.max_composite", CFG_INT, "256", 1, 100000, NULL, OFF(max_composite),
+     "destinations one SEND or SUBSCRIBE may name in a comma-separated (composite) list"},
     {"stomp.max_transactions", CFG_INT, "100", 1, 100000, NULL, OFF(max_transactions),
      "open transactions per connection"},
     {"stomp.max_tx_frames", CFG_INT, "100000", 1, 100000000, NULL, OFF(max_tx_frames),

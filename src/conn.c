@@ -199,7 +199,7 @@ static void conn_drained(struct stream *s)
     conn_resume(c, PAUSE_OUTPUT);
     struct sub *sb, *tmp;
     HASH_ITER(hh, c->subs, sb, tmp)
-        queue_mark_dirty(sb->q);
+        sub_wake(sb);
 }
 
 static void conn_timeout(struct stream *s)

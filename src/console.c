@@ -2,7 +2,10 @@
  * live state as JSON under /api/ (the HTML pages of html.c are drawn from
  * the same views, /metrics is metrics.c's), and the actions: send, move
  * messages (out of a dead-letter queue, or on to another queue) through
- * broker_publish, purge, delete, close a connection. A node that does not
+ * broker_publish, purge, delete, close a connection, list and cancel
+ * scheduled messages. Every destination a send or a move puts a message
+ * in is resolved (and its write permission checked, once) by route.c's
+ * route_send, as for a STOMP SEND. A node that does not
  * serve answers its own page, /metrics, /healthz and /api/status, and 503
  * naming the master's console otherwise. The transport is http.c. */
 #include "config.h"
@@ -15,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "stompd/acl.h"
 #include "stompd/auth.h"
@@ -38,6 +42,8 @@
 #include "stompd/queue.h"
 #include "stompd/rates.h"
 #include "stompd/repl.h"
+#include "stompd/route.h"
+#include "stompd/sched.h"
 #include "stompd/server.h"
 #include "stompd/store.h"
 #include "stompd/sub.h"
@@ -268,6 +274,8 @@ json_t *console_dest_json(const struct dest *d)
         json_object_set_new(o, "consumers", json_integer((json_int_t)d->q.nconsumers));
         json_object_set_new(o, "dead_letter_queue", json_boolean(dlq_is_dlq(d)));
     } else {
+        /* a wildcard topic (/topic/a.>): its subscribers get every matching topic's messages */
+        json_object_set_new(o, "wildcard", json_boolean(d->pattern));
         json_object_set_new(o, "subscribers", json_integer((json_int_t)d->nsubscribers));
         json_t *ds = json_array();
         struct durable *du;
@@ -289,7 +297,7 @@ json_t *console_conn_json(const struct conn *c)
     struct sub *s, *tmp;
     HASH_ITER(hh, c->subs, s, tmp) {
         json_array_append_new(subs, json_pack("{s:o, s:o, s:s, s:I, s:I, s:I}", "id", console_jstr(s->id),
-                                              "destination", console_jstr(s->dest->name), "ack",
+                                              "destination", console_jstr(sub_has_legs(s) ? s->spec : s->dest->name), "ack",
                                               s->ack == ACK_AUTO ? "auto"
                                               : s->ack == ACK_CLIENT ? "client" : "client-individual",
                                               "prefetch", (json_int_t)s->prefetch, "inflight",
@@ -473,6 +481,61 @@ static json_t *all_dests(bool queues)
     return a;
 }
 
+/* ------------------------------------------------------------ the scheduler */
+
+static json_t *time_json(int64_t ms)
+{
+    if (ms < 0)
+        return json_null();
+    char iso[40];
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    snprintf(iso, sizeof iso, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+    return json_string(iso);
+}
+
+json_t *console_scheduler_json(void)
+{
+    struct sched_info si;
+    sched_info(&si);
+    json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:I}", "scheduled", (json_int_t)si.scheduled, "in_memory",
+                          (json_int_t)si.in_memory, "non_persistent", (json_int_t)si.volatile_jobs, "fired",
+                          (json_int_t)si.fired, "cancelled", (json_int_t)si.cancelled);
+    json_object_set_new(j, "next_due_ms", si.next_due < 0 ? json_null() : json_integer((json_int_t)si.next_due));
+    json_object_set_new(j, "next_due", time_json(si.next_due));
+    return j;
+}
+
+static void add_job(void *arg, const struct sched_job_view *v)
+{
+    json_t *a = arg;
+    const struct msg *m = v->m;
+    json_t *o = json_pack("{s:o, s:I, s:o, s:o, s:b, s:I, s:I, s:o}", "id", console_jstr(v->id), "due_ms",
+                          (json_int_t)v->due, "due", time_json(v->due), "destination", console_jstr(m->dest),
+                          "persistent", v->persistent, "priority", (json_int_t)m->priority, "body_bytes",
+                          (json_int_t)m->body_len, "cursor", console_jstr(v->cursor));
+    static const char *const sched[][2] = {{"AMQ_SCHEDULED_DELAY", "delay"}, {"AMQ_SCHEDULED_PERIOD", "period"},
+                                           {"AMQ_SCHEDULED_REPEAT", "repeat"}, {"AMQ_SCHEDULED_CRON", "cron"}};
+    for (size_t i = 0; i < sizeof sched / sizeof sched[0]; i++)
+        json_object_set_new(o, sched[i][1], console_jstr(msg_get(m, sched[i][0])));
+    json_array_append_new(a, o);
+}
+
+json_t *console_jobs_json(const char *after, size_t limit, int *rc)
+{
+    json_t *jobs = json_array();
+    bool more = false;
+    *rc = sched_list(after, limit, add_job, jobs, &more);
+    json_t *j = console_scheduler_json();
+    json_object_set_new(j, "jobs", jobs);
+    size_t n = json_array_size(jobs);
+    json_object_set_new(j, "next", more && n ? json_incref(json_object_get(json_array_get(jobs, n - 1), "cursor"))
+                                             : json_null());
+    return j;
+}
+
 static json_t *overview_json(void)
 {
     json_t *j = json_object();
@@ -483,6 +546,7 @@ static json_t *overview_json(void)
     json_object_set_new(j, "topics", all_dests(false));
     json_object_set_new(j, "connections", connections_json());
     json_object_set_new(j, "cluster", console_cluster_json());
+    json_object_set_new(j, "scheduler", console_scheduler_json());
     return j;
 }
 
@@ -630,6 +694,14 @@ static bool may_admin(struct http_req *h, const struct dest *d)
     return may(h, d->name, ACL_ADMIN);
 }
 
+/* The scheduler's actions are broker-wide (a job may be for any
+ * destination, and one only in the store is not read to find out which):
+ * admin on every queue and topic (ACL entries queue:> and topic:>). */
+static bool may_admin_scheduler(struct http_req *h)
+{
+    return may(h, "/queue/>", ACL_ADMIN) && may(h, "/topic/>", ACL_ADMIN);
+}
+
 /* "user (peer)" for the log */
 static const char *actor(struct http_req *h)
 {
@@ -669,6 +741,8 @@ static void action_delete(struct http_req *h)
         char name[1100];
         snprintf(name, sizeof name, "%s", d->name);
         persist_purge(d);
+        if (d->kept)
+            persist_dest_forgotten(d); /* a virtual topic's queue: gone for good */
         dest_delete(d);
         log_info("console: %s deleted by %s", name, actor(h));
         http_respond_json(h, 200, json_pack("{s:s}", "deleted", name));
@@ -734,13 +808,6 @@ static void send_refused(struct http_req *h, const struct stomp_header *hs, size
         snprintf(msg, sizeof msg, "%s%s", err, limit);
     }
     http_respond_error(h, 400, msg, NULL);
-}
-
-static void send_denied(struct http_req *h, const char *name)
-{
-    char message[256], detail[1200];
-    acl_explain(http_req_principal(h), name, ACL_WRITE, message, sizeof message, detail, sizeof detail);
-    http_respond_error(h, 403, message, NULL);
 }
 
 /* POST /api/send {"destination", "body", "headers": {...}, "persistent",
@@ -820,20 +887,23 @@ static void action_send(struct http_req *h)
     size_t bad;
     const char *ferr;
     const char *derr;
-    struct dest *d = NULL;
+    struct route r = {0};
+    bool routed = false;
     int drc = 0;
     if (err)
         http_respond_error(h, 400, err, NULL);
     else if (frame_check_headers(&lim, STOMP_12, "SEND", hs, n, body_len, &bad, &ferr) != 0)
         send_refused(h, hs, n, bad, ferr);
-    else if (!acl_allows_dest(http_req_principal(h), name, ACL_WRITE))
-        /* refused before anything is created for it */
-        send_denied(h, name);
-    else if ((drc = dest_open(name, NULL, http_req_principal(h), &d, &derr)) != 0)
-        /* 409: the request is fine, the broker's state refuses it */
-        http_respond_error(h, drc == -EACCES ? 403 : drc == -ENOSPC ? 409 : 400,
-                           drc == -EACCES ? dest_denied() : derr, NULL);
-    if (!d) {
+    else if ((drc = route_send(NULL, http_req_principal(h), name, false, &r, &derr)) != 0)
+        /* 409: the request is fine, the broker's state refuses it; 403:
+         * no write (or admin, to create) on one of its destinations,
+         * refused before anything is created for it */
+        http_respond_error(h, drc == -ENOSPC ? 409 : drc == -EACCES ? 403 : 400,
+                           drc == -EACCES ? route_denied() : derr, NULL);
+    else
+        routed = true;
+    if (!routed) {
+        route_free(&r);
         free(hs);
         json_decref(j);
         return;
@@ -863,6 +933,7 @@ static void action_send(struct http_req *h)
     }
     if (err) {
         http_respond_error(h, 400, err, NULL);
+        route_free(&r);
         free(hs);
         json_decref(j);
         return;
@@ -873,7 +944,7 @@ static void action_send(struct http_req *h)
             hs[k++] = hs[i];
     char id[128];
     server_next_msg_id(id, sizeof id);
-    struct msg *m = msg_new(d->name, id, server_next_seq(), server_now_ms(), persistent, (uint8_t)prio, expires, hs,
+    struct msg *m = msg_new(r.spec, id, server_next_seq(), server_now_ms(), persistent, (uint8_t)prio, expires, hs,
                             (uint32_t)k, body ? body : "", body_len);
     free(hs);
     struct pending_send *ps = calloc(1, sizeof *ps);
@@ -884,16 +955,16 @@ static void action_send(struct http_req *h)
     /* deferred first: publishing may finish (and answer) at once */
     http_defer(h, send_gone, ps);
     const char *why = NULL;
-    int rc = broker_publish(d, m, &(struct publish){.who = http_req_principal(h), .dup_id = dup_id,
-                                                    .done = send_done, .arg = ps},
-                            &ps->op, &why);
+    int rc = broker_publish(&r, m, &(struct publish){.dup_id = dup_id, .done = send_done, .arg = ps}, &ps->op, &why);
     msg_unref(m);
+    route_free(&r);
     json_decref(j);
     if (rc == PUBLISH_WAITING)
         return; /* send_done answers (perhaps already has) */
     free(ps);
     if (rc < 0) {
-        http_respond_error(h, rc == -EACCES ? 403 : 503, rc == -EACCES ? publish_denied() : why, NULL);
+        /* a bad scheduling header is the request's fault */
+        http_respond_error(h, rc == -EINVAL ? 400 : rc == -EEXIST ? 409 : 503, why, NULL);
         return;
     }
     json_t *res = json_pack("{s:b, s:b}", "sent", 1, "durable", persistent && persist_enabled() && rc != PUBLISH_DUPLICATE);
@@ -952,40 +1023,42 @@ static void move_gone(void *arg)
 }
 
 /* The queue a message may be moved to: an existing or new queue (not a
- * temporary one, not the one it is in). NULL with *err set otherwise. */
-static struct dest *move_target(struct http_req *h, const char *name, const struct dest *from, int *status,
-                                const char **err)
+ * temporary one, not the one it is in), resolved by route_send for the
+ * console's user as a SEND to it would be (write on it, admin to create
+ * it). 0 with *r its route (one queue), or -1 with *status and *err. */
+static int move_target(struct http_req *h, const char *name, const struct dest *from, struct route *r, int *status,
+                       const char **err)
 {
-    static char denied[256];
     enum dest_kind kind;
-    struct dest *d = NULL;
+    memset(r, 0, sizeof *r);
     *status = 400;
+    if (strchr(name, ',')) {
+        *err = "messages can be moved to one queue only";
+        return -1;
+    }
     if (dest_kind_of(name, &kind, err) != 0)
-        return NULL;
+        return -1;
     if (kind != DEST_QUEUE) {
         *err = "messages can be moved to a queue only";
-        return NULL;
+        return -1;
     }
     if (!strcmp(name, from->name)) {
         *err = "the message is in that queue already";
-        return NULL;
+        return -1;
     }
-    const struct principal *who = http_req_principal(h);
-    if (!acl_allows_dest(who, name, ACL_WRITE)) {
-        char detail[1200];
-        acl_explain(who, name, ACL_WRITE, denied, sizeof denied, detail, sizeof detail);
-        *status = 403;
-        *err = denied;
-        return NULL;
+    int rc = route_send(NULL, http_req_principal(h), name, false, r, err);
+    if (rc == 0 && (r->n != 1 || r->v[0] == from)) {
+        rc = -EINVAL;
+        *err = "the message is in that queue already";
     }
-    int rc = dest_open(name, NULL, who, &d, err);
     if (rc != 0) {
+        route_free(r);
         *status = rc == -EACCES ? 403 : rc == -ENOSPC ? 409 : 400;
         if (rc == -EACCES)
-            *err = dest_denied();
-        return NULL;
+            *err = route_denied();
+        return -1;
     }
-    return d;
+    return 0;
 }
 
 /* The copy a move publishes: the same message in its new queue; out of a
@@ -1037,9 +1110,9 @@ static void action_move(struct http_req *h)
     else if (tj && !json_is_string(tj))
         err = "\"to\" must be a queue name";
     int status = 400;
-    struct dest *to = NULL;
+    struct route to = {0};
     if (!err && tj)
-        to = move_target(h, json_string_value(tj), from, &status, &err);
+        move_target(h, json_string_value(tj), from, &to, &status, &err);
     if (err) {
         http_respond_error(h, status, err, NULL);
         json_decref(j);
@@ -1060,7 +1133,8 @@ static void action_move(struct http_req *h)
         const char *ks = json_string_value(kj);
         struct qkey k;
         struct qentry *e = NULL;
-        struct dest *target = to;
+        struct route one = {0};
+        const struct route *target = tj ? &to : NULL;
         err = NULL;
         int rc;
         if (!ks || console_key_parse(ks, &k) != 0)
@@ -1072,8 +1146,8 @@ static void action_move(struct http_req *h)
             const char *orig = msg_get(e->msg, "original-destination");
             if (!orig)
                 err = "no original-destination header: choose a queue (\"to\")";
-            else
-                target = move_target(h, orig, from, &status, &err);
+            else if (move_target(h, orig, from, &one, &status, &err) == 0)
+                target = &one;
         }
         if (err) {
             if (e)
@@ -1082,14 +1156,15 @@ static void action_move(struct http_req *h)
                                                         "error", err));
             continue;
         }
-        struct msg *copy = move_copy(e->msg, from, target);
+        struct msg *copy = move_copy(e->msg, from, target->v[0]);
         struct move_wait *w = &pm->w[pm->nw++];
         w->pm = pm;
         const char *why = NULL;
-        json_array_append_new(pm->moved, json_pack("{s:s, s:o}", "message", ks, "to", console_jstr(target->name)));
+        json_array_append_new(pm->moved, json_pack("{s:s, s:o}", "message", ks, "to", console_jstr(target->v[0]->name)));
         rc = broker_publish(target, copy, &(struct publish){.moved_from = e, .done = move_done, .arg = w}, &w->op,
                             &why);
         msg_unref(copy);
+        route_free(&one);
         if (rc == PUBLISH_WAITING && !w->done)
             pm->waiting++;
         else
@@ -1097,6 +1172,7 @@ static void action_move(struct http_req *h)
     }
     log_info("console: %zu message(s) moved out of %s by %s (%zu refused)", json_array_size(pm->moved), from->name,
              actor(h), json_array_size(pm->failed));
+    route_free(&to);
     json_decref(j);
     if (--pm->waiting == 0)
         move_finish(pm);
@@ -1138,6 +1214,73 @@ static void action_close(struct http_req *h)
         log_info("console: connection %llu (%s) closed by %s", (unsigned long long)c->id, c->st.peer, actor(h));
         conn_kick(c, "connection closed by an administrator (console)");
         http_respond_json(h, 200, json_pack("{s:I}", "closed", (json_int_t)c->id));
+    }
+    json_decref(j);
+}
+
+/* A cancellation waiting for its journal entry. */
+struct pending_cancel {
+    struct http_req *h;
+    struct op *op;
+    char id[160];
+};
+
+static void cancel_done(void *arg, bool ok)
+{
+    struct pending_cancel *pc = arg;
+    if (ok)
+        http_respond_json(pc->h, 200, json_pack("{s:o}", "cancelled", console_jstr(pc->id)));
+    else
+        http_respond_error(pc->h, 500, "the store could not make the cancellation durable", NULL);
+    free(pc);
+}
+
+static void cancel_gone(void *arg)
+{
+    struct pending_cancel *pc = arg;
+    if (pc->op)
+        op_cancel_notify(pc->op);
+    free(pc);
+}
+
+/* POST /api/scheduler/cancel {"id"}: ActiveMQ's removeJob. Journaled;
+ * answered once durable. */
+static void action_sched_cancel(struct http_req *h)
+{
+    json_t *j = parse_body(h);
+    if (!j)
+        return;
+    const char *id = json_string_value(json_object_get(j, "id"));
+    if (!id || !*id || strlen(id) >= sizeof ((struct pending_cancel *)0)->id) {
+        http_respond_error(h, 400, "\"id\" (a scheduled message's job id) is required", NULL);
+        json_decref(j);
+        return;
+    }
+    if (!may_admin_scheduler(h)) {
+        json_decref(j);
+        return;
+    }
+    uint64_t lsn;
+    int rc = sched_cancel(id, &lsn);
+    if (rc == -ENOENT) {
+        http_respond_error(h, 404, "no such scheduled message", NULL);
+    } else if (rc) {
+        http_respond_error(h, 500, "the store could not be read", NULL);
+    } else if (!lsn || lsn <= commit_lsn()) {
+        log_info("console: scheduled message %s cancelled by %s", id, actor(h));
+        http_respond_json(h, 200, json_pack("{s:o}", "cancelled", console_jstr(id)));
+    } else {
+        log_info("console: scheduled message %s cancelled by %s", id, actor(h));
+        struct pending_cancel *pc = calloc(1, sizeof *pc);
+        if (!pc)
+            abort();
+        pc->h = h;
+        snprintf(pc->id, sizeof pc->id, "%s", id);
+        http_defer(h, cancel_gone, pc);
+        struct op *op = op_commit(NULL, NULL, lsn);
+        op_notify(op, cancel_done, pc);
+        pc->op = op;
+        op_submit(op); /* may finish (and answer) at once */
     }
     json_decref(j);
 }
@@ -1345,6 +1488,31 @@ static void page_messages(struct http_req *h)
     http_respond_json(h, 200, console_browse_json(d, after_s[0] ? &after : NULL, limit));
 }
 
+/* GET /api/scheduler?after=CURSOR&limit=N: the count, the next due time
+ * and one page of jobs in due order ("next" is the cursor of the next
+ * page, null at the end). */
+static void page_scheduler(struct http_req *h)
+{
+    char after[80];
+    size_t limit;
+    if (console_param_size(h, "limit", 100, 1, 10000, &limit) != 0 ||
+        console_param_str(h, "after", after, sizeof after) != 0)
+        return;
+    int rc;
+    json_t *j = console_jobs_json(after, limit, &rc);
+    if (rc == -EINVAL) {
+        json_decref(j);
+        http_respond_error(h, 400, "after: not a cursor from an earlier page", NULL);
+        return;
+    }
+    if (rc) {
+        json_decref(j);
+        http_respond_error(h, 500, "the store could not be read", NULL);
+        return;
+    }
+    http_respond_json(h, 200, j);
+}
+
 static void page_metrics(struct http_req *h)
 {
     struct buf b = {0};
@@ -1379,6 +1547,8 @@ static const struct http_route routes[] = {
     {"/api/counters", "GET", 0, page_counters},
     {"/api/destination", "GET", 0, page_destination},
     {"/api/messages", "GET", 0, page_messages},
+    {"/api/scheduler", "GET", 0, page_scheduler},
+    {"/api/scheduler/cancel", "POST", 0, action_sched_cancel},
     {"/api/send", "POST", 0, action_send},
     {"/api/messages/move", "POST", 0, action_move},
     {"/api/connections/close", "POST", 0, action_close},

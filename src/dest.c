@@ -16,8 +16,10 @@
 #include "stompd/dest.h"
 #include "stompd/durable.h"
 #include "stompd/journal.h"
+#include "stompd/dname.h"
 #include "stompd/persist.h"
 #include "stompd/log.h"
+#include "stompd/route.h"
 #include "stompd/server.h"
 #include "stompd/sub.h"
 #include "stompd/topic.h"
@@ -80,6 +82,16 @@ const char *dest_resolve_temp(const struct conn *c, const char *name, char *buf,
     return buf;
 }
 
+const char *dest_short_name(const char *name)
+{
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+        size_t pl = strlen(prefixes[i].prefix);
+        if (strncmp(name, prefixes[i].prefix, pl) == 0)
+            return name + pl;
+    }
+    return name;
+}
+
 struct dest *dest_find(const char *name)
 {
     struct dest *d;
@@ -103,6 +115,7 @@ struct dest *dest_get(const char *name, struct conn *conn, const char **err)
     if (!d || !(d->name = strdup(name)))
         abort();
     d->kind = kind;
+    d->pattern = kind == DEST_TOPIC && dname_is_pattern(dest_short_name(name));
     queue_init(&d->q, d);
     if (kind == DEST_QUEUE && persist_has_store()) {
         /* its persistent messages are in the store's index: it may page */
@@ -120,6 +133,9 @@ struct dest *dest_get(const char *name, struct conn *conn, const char **err)
     }
     HASH_ADD_KEYPTR(hh, dests, d->name, strlen(d->name), d);
     log_debug("destination %s created", d->name);
+    /* wildcard consumers of matching queues attach, a wildcard topic is
+     * indexed, a virtual topic's consumer queue is registered */
+    route_dest_created(d);
     return d;
 }
 
@@ -164,6 +180,7 @@ void dest_delete(struct dest *d)
     while ((s = TAILQ_FIRST(&d->subscribers)))
         sub_destroy(s);
     durable_dest_deleted(d);
+    route_dest_deleted(d);
     unblock_all(d);
     queue_destroy(&d->q);
     if (d->owner)
@@ -198,7 +215,7 @@ void dest_free_all(void)
  * holders of a struct dest pointer. Everything else names it. */
 static bool idle(const struct dest *d)
 {
-    return !dest_is_temp(d) && d->mem == 0 && d->q.npending == 0 && d->q.nconsumers == 0 &&
+    return !dest_is_temp(d) && !d->kept && d->mem == 0 && d->q.npending == 0 && d->q.nconsumers == 0 &&
            d->nsubscribers == 0 && d->ndurables == 0 && TAILQ_EMPTY(&d->blocked) && !d->q.dirty;
 }
 

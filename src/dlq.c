@@ -15,6 +15,7 @@
 #include "stompd/persist.h"
 #include "stompd/publish.h"
 #include "stompd/queue.h"
+#include "stompd/route.h"
 
 #define DLQ_INDIVIDUAL_PREFIX "/queue/ActiveMQ.DLQ."
 
@@ -41,7 +42,15 @@ bool dlq_move(struct qentry *e, const char *reason)
     struct msg *m = e->msg;
     char name[1200];
     const char *err;
-    dlq_name_for(from, name, sizeof name);
+    struct dest *named = from;
+    if (from->pattern)
+        /* a wildcard subscription's backlog: the topic the message went
+         * to names it (the shared DLQ if that topic has gone) */
+        named = dest_find(m->dest);
+    if (named)
+        dlq_name_for(named, name, sizeof name);
+    else
+        snprintf(name, sizeof name, "%s", config.dlq);
     struct dest *dlq = dest_get(name, NULL, &err);
     if (!dlq) {
         log_err("cannot dead-letter %s from %s: %s", m->id, from->name, err);
@@ -68,7 +77,10 @@ bool dlq_move(struct qentry *e, const char *reason)
     bool journaled = e->msg->journaled || copy->persistent;
     const char *why;
     /* like any persistent message: visible only once committed */
-    int rc = broker_publish(dlq, copy, &(struct publish){.moved_from = e}, NULL, &why);
+    struct route r;
+    route_single(&r, dlq);
+    int rc = broker_publish(&r, copy, &(struct publish){.moved_from = e}, NULL, &why);
+    route_free(&r);
     msg_unref(copy);
     return rc >= 0 && journaled && persist_enabled();
 }

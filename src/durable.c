@@ -149,7 +149,7 @@ void durable_publish(struct dest *topic, struct msg *m)
         /* Journaled: the entry names the backlogs, whatever the budget
          * says now. A copy the store does not name would never be read
          * back once paged out; one it names must be there to be acked.
-         * Both lists follow the topic's order, serials ascending; a
+         * Both lists are in creation order, serials ascending; a
          * subscription created since the entry is not named. */
         uint32_t i = 0;
         TAILQ_FOREACH(d, &topic->durables, topic_link) {
@@ -164,10 +164,8 @@ void durable_publish(struct dest *topic, struct msg *m)
             else
                 queue_push(&d->q, m);
         }
-        free(m->jdurables);
-        m->jdurables = NULL;
-        m->njdurables = 0;
-        m->jdurables_judged = false;
+        /* the list also names wildcard topics' durable subscriptions:
+         * topic_publish frees it after the last of them */
         return;
     }
     TAILQ_FOREACH(d, &topic->durables, topic_link) {

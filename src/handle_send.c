@@ -1,5 +1,6 @@
-/* SEND: validate the frame, build the message and hand it to
- * broker_publish (journaling, duplicates, flow control live there).
+/* SEND: validate the frame, resolve its destinations (route.h), build the
+ * message and hand it to broker_publish (scheduling, journaling,
+ * duplicates, flow control live there).
  * Inside a transaction the frame is held until COMMIT. */
 #include "config.h"
 
@@ -7,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "stompd/acl.h"
 #include "stompd/config.h"
 #include "stompd/conn.h"
 #include "stompd/dest.h"
@@ -17,6 +17,8 @@
 #include "stompd/proto.h"
 #include "stompd/server.h"
 #include "stompd/publish.h"
+#include "stompd/route.h"
+#include "stompd/sched.h"
 #include "stompd/txn.h"
 
 static int parse_i64(const char *s, int64_t *out)
@@ -30,47 +32,35 @@ static int parse_i64(const char *s, int64_t *out)
     return 0;
 }
 
-/* An ERROR naming the destination and the permission who lacks. */
-static int denied(const struct conn *c, const char *dest, enum acl_perm perm)
+/* Resolve and check the destinations of a SEND (route.h: a composite
+ * list, virtual topics). A SEND held in a transaction was admitted when it
+ * arrived (its destinations created then): at COMMIT it is not refused for
+ * broker.max_destinations, even if one was removed as idle meanwhile. */
+static int send_route(struct conn *c, const char *name, bool admitted, struct route *r)
 {
-    char message[256], detail[1200];
-    acl_explain(c->who, dest, perm, message, sizeof message, detail, sizeof detail);
-    return proto_fail(message, "%s", detail);
+    const char *err;
+    int rc = route_send(c, c->who, name, admitted, r, &err);
+    if (rc == 0)
+        return 0;
+    route_free(r);
+    if (rc == -EACCES)
+        return proto_fail(route_denied(), "%s", err);
+    return proto_fail(rc == -ENOSPC   ? "too many destinations"
+                      : rc == -ENOENT ? "no such temporary destination"
+                                      : "invalid destination",
+                      "%s.", err);
 }
 
-/* Resolve and check the destination of a SEND. A SEND held in a
- * transaction was admitted when it arrived (its destination created then):
- * at COMMIT it is not refused for broker.max_destinations, even if the
- * destination was removed as idle meanwhile. */
-static struct dest *send_dest(struct conn *c, const char *name, bool admitted)
+/* The scheduling headers of a SEND, checked when it arrives (also inside
+ * a transaction, whose SENDs are published at COMMIT). */
+static int check_schedule(struct frame *f)
 {
-    char buf[1200];
-    const char *err;
-    enum dest_kind kind;
-    const char *resolved = dest_resolve_temp(c, name, buf, sizeof buf);
-    if (dest_kind_of(resolved, &kind, &err) != 0) {
-        proto_fail("invalid destination", "'%.200s': %s.", name, err);
-        return NULL;
-    }
-    struct dest *d = dest_find(resolved);
-    if (!d && (kind == DEST_TEMP_QUEUE || kind == DEST_TEMP_TOPIC) && resolved == name) {
-        proto_fail("no such temporary destination",
-                   "'%.200s' does not exist: the connection that created it has closed.", name);
-        return NULL;
-    }
-    if (d)
-        return d;
-    /* a producer that may not write there creates nothing */
-    if (!admitted && !acl_allows_dest(c->who, resolved, ACL_WRITE)) {
-        denied(c, resolved, ACL_WRITE);
-        return NULL;
-    }
-    int rc = admitted ? ((d = dest_get(resolved, c, &err)) ? 0 : -EINVAL) : dest_open(resolved, c, c->who, &d, &err);
-    if (rc == -EACCES)
-        proto_fail(dest_denied(), "%s", err);
-    else if (rc != 0)
-        proto_fail(rc == -ENOSPC ? "too many destinations" : "invalid destination", "'%.200s': %s.", name, err);
-    return d;
+    struct msg probe = {.headers = f->headers, .nheaders = f->nheaders};
+    int64_t due;
+    const char *why;
+    if (sched_check(&probe, server_now_ms(), &due, &why) < 0)
+        return proto_fail("invalid scheduling header", "%s.", why);
+    return 0;
 }
 
 /* A reply-to naming the sender's own temporary destination creates it
@@ -119,29 +109,39 @@ int send_message(struct conn *c, struct frame *f, struct op *batch)
     const char *name = frame_get(f, "destination");
     if (!name)
         return proto_fail("missing destination header", "SEND requires a destination header.");
-    struct dest *d = send_dest(c, name, batch != NULL);
-    if (!d)
+    if (check_schedule(f) != 0)
+        return -EPROTO;
+    struct route r;
+    if (send_route(c, name, batch != NULL, &r) != 0)
         return -EPROTO;
     const char *rt = frame_get(f, "reply-to");
-    if (rt && !batch && reply_to_dest(c, rt) != 0)
+    if (rt && !batch && reply_to_dest(c, rt) != 0) {
+        route_free(&r);
         return -EPROTO;
+    }
 
     bool persistent = false;
     const char *p = frame_get(f, "persistent");
     if (p) {
         if (!strcmp(p, "true"))
             persistent = true;
-        else if (strcmp(p, "false"))
+        else if (strcmp(p, "false")) {
+            route_free(&r);
             return proto_fail("invalid persistent header", "persistent must be true or false, got '%.32s'.", p);
+        }
     }
     int64_t prio = MSG_PRIORITY_DEFAULT, expires = 0;
     p = frame_get(f, "priority");
-    if (p && (parse_i64(p, &prio) != 0 || prio < 0 || prio > 9))
+    if (p && (parse_i64(p, &prio) != 0 || prio < 0 || prio > 9)) {
+        route_free(&r);
         return proto_fail("invalid priority header", "priority must be an integer 0-9, got '%.32s'.", p);
+    }
     p = frame_get(f, "expires");
-    if (p && (parse_i64(p, &expires) != 0 || expires < 0))
+    if (p && (parse_i64(p, &expires) != 0 || expires < 0)) {
+        route_free(&r);
         return proto_fail("invalid expires header",
                           "expires must be a time in ms since the epoch (0 = never), got '%.32s'.", p);
+    }
 
     /* The frame is about to be taken over by the message: keep copies of
      * what publishing still needs from it. */
@@ -154,20 +154,22 @@ int send_message(struct conn *c, struct frame *f, struct op *batch)
         abort();
     char id[128];
     server_next_msg_id(id, sizeof id);
-    struct msg *m = msg_from_frame(f, d->name, id, server_next_seq(), server_now_ms(), persistent,
+    struct msg *m = msg_from_frame(f, r.spec, id, server_next_seq(), server_now_ms(), persistent,
                                    (uint8_t)prio, expires);
     m = rewrite_reply_to(c, m);
     const char *why = NULL;
-    int rc = broker_publish(d, m, &(struct publish){.conn = c, .who = c->who, .receipt = receipt, .dup_id = dupid,
-                                                    .batch = batch},
+    int rc = broker_publish(&r, m, &(struct publish){.conn = c, .receipt = receipt, .dup_id = dupid, .batch = batch},
                             NULL, &why);
     msg_unref(m);
+    route_free(&r);
     free(receipt);
     free(dupid);
-    if (rc == -EACCES)
-        return proto_fail(publish_denied(), "%s", why);
     if (rc < 0)
-        return proto_fail("store unavailable", "%s", why);
+        return proto_fail(rc == -EINVAL   ? "invalid scheduling header"
+                          : rc == -ENOMEM ? "broker memory full"
+                          : rc == -EEXIST ? "duplicate scheduled message"
+                                          : "store unavailable",
+                          "%s", why);
     return rc == PUBLISH_WAITING ? PROTO_RECEIPT_TAKEN : 0;
 }
 
@@ -179,14 +181,12 @@ int handle_send(struct conn *c, struct frame *f, uint64_t *lsn)
         const char *name = frame_get(f, "destination");
         if (!name)
             return proto_fail("missing destination header", "SEND requires a destination header.");
-        /* The destination is created now, not at COMMIT, so a full
+        /* The destinations are created now, not at COMMIT, so a full
          * registry refuses this frame rather than losing it then. */
-        struct dest *d = send_dest(c, name, false);
-        if (!d)
+        struct route r;
+        if (check_schedule(f) != 0 || send_route(c, name, false, &r) != 0)
             return -EPROTO;
-        /* refused now, with the frame, rather than dropped at COMMIT */
-        if (!acl_allows_dest(c->who, d->name, ACL_WRITE))
-            return denied(c, d->name, ACL_WRITE);
+        route_free(&r);
         const char *rt = frame_get(f, "reply-to");
         if (rt && reply_to_dest(c, rt) != 0)
             return -EPROTO;

@@ -1,6 +1,8 @@
 /* SUBSCRIBE and UNSUBSCRIBE: ack modes, prefetch, selectors, exclusive
  * consumers and durable topic subscriptions, each header validated with a
- * clear ERROR when it is wrong. */
+ * clear ERROR when it is wrong. The destination header may list several
+ * destinations and wildcard patterns (route.h): such a subscription takes
+ * from each through its legs (sub.h). */
 #include "config.h"
 
 #include <errno.h>
@@ -14,6 +16,7 @@
 #include "stompd/durable.h"
 #include "stompd/log.h"
 #include "stompd/proto.h"
+#include "stompd/route.h"
 #include "stompd/selector.h"
 #include "stompd/server.h"
 #include "stompd/sub.h"
@@ -31,7 +34,7 @@ static int parse_bool(const char *s, bool *out)
     return -1;
 }
 
-static int parse_prefetch(const struct frame *f, const struct dest *d, bool durable, uint32_t *out)
+static int parse_prefetch(const struct frame *f, bool queue, bool durable, uint32_t *out)
 {
     const char *names[] = {"activemq.prefetchSize", "prefetch-count"};
     for (int i = 0; i < 2; i++) {
@@ -46,7 +49,7 @@ static int parse_prefetch(const struct frame *f, const struct dest *d, bool dura
         *out = (uint32_t)n;
         return 0;
     }
-    *out = (uint32_t)(dest_is_queue(d) ? config.prefetch_queue
+    *out = (uint32_t)(queue         ? config.prefetch_queue
                       : durable     ? config.prefetch_durable
                                     : config.prefetch_topic);
     return 0;
@@ -88,36 +91,12 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
     if (ex && parse_bool(ex, &exclusive) != 0)
         return proto_fail("invalid activemq.exclusive header", "Expected true or false, got '%.32s'.", ex);
 
-    char buf[1200];
-    const char *err;
-    enum dest_kind kind;
-    const char *resolved = dest_resolve_temp(c, name, buf, sizeof buf);
-    if (dest_kind_of(resolved, &kind, &err) != 0)
-        return proto_fail("invalid destination", "'%.200s': %s.", name, err);
-    struct dest *d = dest_find(resolved);
-    if ((kind == DEST_TEMP_QUEUE || kind == DEST_TEMP_TOPIC) && resolved == name &&
-        (!d || d->owner != c))
-        return proto_fail("cannot subscribe to another connection's temporary destination",
-                          "Only the connection that created '%.200s' may consume from it.", name);
-
-    /* read, for a durable subscription too; temporary ones have their owner */
-    if (!acl_allows_dest(c->who, resolved, ACL_READ)) {
-        char message[256], detail[1200];
-        acl_explain(c->who, resolved, ACL_READ, message, sizeof message, detail, sizeof detail);
-        return proto_fail(message, "%s", detail);
-    }
-
     const char *dname = frame_get(f, "activemq.subscriptionName");
     if (dname && !*dname)
         dname = NULL;
-    if (dname) {
-        if (kind != DEST_TOPIC)
-            return proto_fail("durable subscription needs a topic",
-                              "activemq.subscriptionName is for /topic/ destinations, not '%.200s'.", name);
-        if (!c->client_id)
-            return proto_fail("durable subscription needs a client-id",
-                              "Send client-id on CONNECT to use activemq.subscriptionName.");
-    }
+    if (dname && !c->client_id)
+        return proto_fail("durable subscription needs a client-id",
+                          "Send client-id on CONNECT to use activemq.subscriptionName.");
 
     struct selector *sel = NULL;
     const char *seltext = frame_get(f, "selector");
@@ -137,19 +116,36 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
         if (rc != 0)
             return proto_fail("invalid selector", "%s", serr);
     }
-    if (!d) {
-        int rc = dest_open(resolved, c, c->who, &d, &err);
-        if (rc != 0) {
-            selector_free(sel);
-            if (rc == -EACCES)
-                return proto_fail(dest_denied(), "%s", err);
-            return proto_fail(rc == -ENOSPC ? "too many destinations" : "invalid destination", "'%.200s': %s.",
-                              name, err);
-        }
+    /* the destinations (and patterns) it names, each checked */
+    struct route_sub rs;
+    const char *err;
+    int rc = route_subscribe(c, name, &rs, &err);
+    if (rc != 0) {
+        route_sub_free(&rs);
+        selector_free(sel);
+        if (rc == -EACCES)
+            return proto_fail(route_denied(), "%s", err);
+        return proto_fail(rc == -ENOSPC   ? "too many destinations"
+                          : rc == -EPERM  ? "cannot subscribe to another connection's temporary destination"
+                                          : "invalid destination",
+                          "%s.", err);
+    }
+    bool legs = rs.n > 1 || rs.v[0].qpattern;
+    struct dest *d = rs.v[0].d;
+    if (dname && (legs || d->kind != DEST_TOPIC)) {
+        route_sub_free(&rs);
+        selector_free(sel);
+        if (legs)
+            return proto_fail("durable subscription needs one topic",
+                              "activemq.subscriptionName takes one /topic/ destination or one topic wildcard, not "
+                              "'%.200s'.", name);
+        return proto_fail("durable subscription needs a topic",
+                          "activemq.subscriptionName is for /topic/ destinations, not '%.200s'.", name);
     }
 
     uint32_t prefetch = 0;
-    if (parse_prefetch(f, d, dname != NULL, &prefetch) != 0) {
+    if (parse_prefetch(f, d ? dest_is_queue(d) : true, dname != NULL, &prefetch) != 0) {
+        route_sub_free(&rs);
         selector_free(sel);
         return -EPROTO;
     }
@@ -158,6 +154,7 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
     if (dname) {
         dur = durable_find(c->client_id, dname);
         if (dur && dur->active) {
+            route_sub_free(&rs);
             selector_free(sel);
             return proto_fail("durable subscription already active",
                               "Durable subscription '%.128s' of client-id '%.128s' already has a subscriber.", dname, c->client_id);
@@ -165,6 +162,7 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
         /* another topic replaces it: that destroys its backlog, which
          * needs read on the topic it has now */
         if (dur && dur->dest != d && !acl_allows_dest(c->who, dur->dest->name, ACL_READ)) {
+            route_sub_free(&rs);
             selector_free(sel);
             char message[256], detail[1200];
             acl_explain(c->who, dur->dest->name, ACL_READ, message, sizeof message, detail, sizeof detail);
@@ -176,39 +174,54 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
     if (!s || !(s->id = strdup(id)))
         abort();
     s->conn = c;
-    s->dest = d;
     s->ack = ack;
     s->prefetch = prefetch;
     s->exclusive = exclusive;
     TAILQ_INIT(&s->unacked);
+    TAILQ_INIT(&s->legs);
     HASH_ADD_KEYPTR(hh, c->subs, s->id, strlen(s->id), s);
     c->nsubs++;
 
+    bool journaled = false;
     if (dname) {
         /* The durable keeps the selector; the subscriber evaluates none
          * (its backlog holds only matching messages). */
-        bool journaled = false;
+        s->dest = d;
         dur = durable_get(d, c->client_id, dname, seltext, sel, &journaled);
         durable_attach(dur, s);
-        if (journaled)
-            *lsn = proto_journaled(f);
-    } else if (dest_is_queue(d)) {
+    } else if (!legs) {
         s->sel = sel;
-        s->q = &d->q;
-        queue_add_consumer(&d->q, s);
+        sub_attach(s, d);
     } else {
-        queue_init(&s->own, d);
-        s->own.owner = s;
-        s->q = &s->own;
-        TAILQ_INSERT_TAIL(&d->subscribers, s, topic_link);
-        d->nsubscribers++;
+        /* one leg per destination, and every queue a pattern matches */
         s->sel = sel;
-        /* The backlog is private: the selector was applied on publish. */
-        queue_add_consumer(&s->own, s);
+        if (!(s->spec = strdup(name)))
+            abort();
+        for (uint32_t i = 0; i < rs.n; i++) {
+            if (rs.v[i].d) {
+                if (!sub_leg_on(s, rs.v[i].d))
+                    sub_add_leg(s, rs.v[i].d);
+                continue;
+            }
+            char **v = realloc(s->qpatterns, (s->nqpatterns + 1) * sizeof *v);
+            if (!v)
+                abort();
+            s->qpatterns = v;
+            v[s->nqpatterns++] = rs.v[i].qpattern;
+            rs.v[i].qpattern = NULL;
+            route_watch_queues(s, v[s->nqpatterns - 1]);
+        }
     }
-    clog_debug(c, "subscribed '%s' to %s (ack %s, prefetch %u%s%s)", s->id, d->name,
+    /* a virtual topic's consumer queue exists from its first consumer on */
+    for (uint32_t i = 0; i < rs.n; i++)
+        if (rs.v[i].d)
+            journaled |= route_keep(rs.v[i].d);
+    if (journaled)
+        *lsn = proto_journaled(f);
+    clog_debug(c, "subscribed '%s' to %s (ack %s, prefetch %u%s%s%s)", s->id, legs ? name : d->name,
                ack == ACK_AUTO ? "auto" : ack == ACK_CLIENT ? "client" : "client-individual", prefetch,
-               dname ? ", durable " : "", dname ? dname : "");
+               dname ? ", durable " : "", dname ? dname : "", legs ? ", composite or wildcard" : "");
+    route_sub_free(&rs);
     return 0;
 }
 

@@ -190,7 +190,8 @@ static void page_begin(struct buf *b, const char *title, long long refresh_ms)
 static void page_end(struct http_req *h, struct buf *b)
 {
     buf_append_str(b, "<p class=\"meta\">JSON: <a href=\"/api/overview\">/api/overview</a> &middot; "
-                      "<a href=\"/api/status\">/api/status</a> &middot; <a href=\"/metrics\">/metrics</a> &middot; "
+                      "<a href=\"/api/status\">/api/status</a> &middot; <a href=\"/api/scheduler\">/api/scheduler</a> &middot; "
+                      "<a href=\"/metrics\">/metrics</a> &middot; "
                       "<a href=\"/healthz\">/healthz</a></p>\n</body></html>\n");
     http_respond(h, 200, "text/html; charset=utf-8", b->data, b->len, SECURITY_HEADERS);
     buf_free(b);
@@ -540,6 +541,47 @@ static void topics_table(struct buf *b, const struct view *v)
     pager(b, v, 't', v->tp, matching, "topics");
 }
 
+/* The scheduler: how many wait, the next due, the first jobs (each with
+ * a cancel button); all of them through /api/scheduler. */
+static void scheduler_section(struct buf *b)
+{
+    int rc;
+    json_t *sc = console_jobs_json(NULL, 20, &rc);
+    buf_printf(b, "<h2>Scheduled messages</h2><p class=\"meta\" id=\"scheduler\"><b id=\"scheduled\">%lld</b> "
+                  "scheduled (%lld in memory, %lld non-persistent) &middot; next due <b id=\"next-due\">",
+               jint(sc, "scheduled"), jint(sc, "in_memory"), jint(sc, "non_persistent"));
+    esc(b, json_is_null(json_object_get(sc, "next_due")) ? "-" : jstr(sc, "next_due"));
+    buf_printf(b, "</b> &middot; %lld fired &middot; %lld cancelled &middot; all of them: "
+                  "<a href=\"/api/scheduler\">/api/scheduler</a></p>\n",
+               jint(sc, "fired"), jint(sc, "cancelled"));
+    json_t *jobs = json_object_get(sc, "jobs");
+    if (json_array_size(jobs)) {
+        buf_append_str(b, "<table id=\"jobs\"><tr><th>job id</th><th>due</th><th>destination</th><th>persistent</th>"
+                          "<th>period</th><th>repeat</th><th>cron</th><th></th></tr>\n");
+        size_t i;
+        json_t *o;
+        json_array_foreach(jobs, i, o) {
+            buf_append_str(b, "<tr><td class=\"name\">");
+            esc(b, jstr(o, "id"));
+            buf_append_str(b, "</td><td>");
+            esc(b, jstr(o, "due"));
+            buf_append_str(b, "</td><td>");
+            esc(b, jstr(o, "destination"));
+            buf_printf(b, "</td><td>%s</td><td>", json_is_true(json_object_get(o, "persistent")) ? "yes" : "no");
+            esc(b, jstr(o, "period"));
+            buf_append_str(b, "</td><td>");
+            esc(b, jstr(o, "repeat"));
+            buf_append_str(b, "</td><td>");
+            esc(b, jstr(o, "cron"));
+            buf_append_str(b, "</td><td class=\"acts\"><button data-act=\"cancel\" data-id=\"");
+            esc(b, jstr(o, "id"));
+            buf_append_str(b, "\">cancel</button></td></tr>\n");
+        }
+        buf_append_str(b, "</table>\n");
+    }
+    json_decref(sc);
+}
+
 static void connections_table(struct buf *b, const struct view *v)
 {
     struct conn *rows[PAGE_ROWS];
@@ -753,6 +795,7 @@ void html_main(struct http_req *h)
     buf_append_str(&b, "</form>\n");
     queues_table(&b, &v);
     topics_table(&b, &v);
+    scheduler_section(&b);
     connections_table(&b, &v);
     send_form(&b, NULL, false);
     json_decref(st);
@@ -1042,6 +1085,9 @@ static const char JS[] =
     " b.addEventListener('click',function(){var a=b.dataset.act;\n"
     "  if(a==='close'){if(!confirm('Close connection '+b.dataset.id+'?'))return;\n"
     "   post('/api/connections/close',{id:+b.dataset.id}).then(function(){location.reload();},\n"
+    "    function(e){alert(e.message);});return;}\n"
+    "  if(a==='cancel'){if(!confirm('Cancel scheduled message '+b.dataset.id+'?'))return;\n"
+    "   post('/api/scheduler/cancel',{id:b.dataset.id}).then(function(){location.reload();},\n"
     "    function(e){alert(e.message);});return;}\n"
     "  var d=b.dataset.dest;if(!confirm(a+' '+d+'?'))return;\n"
     "  post('/api/destinations/'+a,{destination:d}).then(function(){\n"

@@ -168,6 +168,20 @@ size_t jkey_t(struct buf *b, const char *cid, size_t cl, const char *name, size_
     return b->len - start;
 }
 
+size_t jkey_w(struct buf *b, int64_t due, uint8_t prio, uint64_t seq)
+{
+    size_t start = b->len;
+    buf_putc(b, KEY_W);
+    put_u64(b, (uint64_t)(due < 0 ? 0 : due));
+    jkey_msg_suffix(b, prio, seq);
+    return b->len - start;
+}
+
+int64_t jkey_w_due(const char *k, size_t kl)
+{
+    return kl == 1 + 8 + MSG_KEY_SUFFIX ? (int64_t)jkey_get_be64(k + 1) : 0;
+}
+
 size_t jkey_s(struct buf *b, const char *cid, size_t cl, const char *name, size_t nl)
 {
     size_t start = b->len;
@@ -374,6 +388,39 @@ void jb_dup_forget(struct journal_builder *jb, const char *dup_id)
     put_str(&jb->b, dup_id);
 }
 
+void jb_sched_add(struct journal_builder *jb, const char *id, int64_t due, const char *dup_id, const struct msg *m)
+{
+    op_start(jb, JOP_SCHED_ADD);
+    put_str(&jb->b, id);
+    put_u64(&jb->b, (uint64_t)due);
+    put_str(&jb->b, dup_id);
+    struct buf mb = {0};
+    journal_encode_msg(&mb, m);
+    put_strn(&jb->b, mb.data, mb.len);
+    buf_free(&mb);
+}
+
+void jb_sched_del(struct journal_builder *jb, const char *id, int64_t due, uint8_t prio, uint64_t seq)
+{
+    op_start(jb, JOP_SCHED_DEL);
+    put_str(&jb->b, id);
+    put_u64(&jb->b, (uint64_t)due);
+    put_u8(&jb->b, prio);
+    put_u64(&jb->b, seq);
+}
+
+void jb_dest_keep(struct journal_builder *jb, const char *dest)
+{
+    op_start(jb, JOP_DEST_KEEP);
+    put_str(&jb->b, dest);
+}
+
+void jb_dest_forget(struct journal_builder *jb, const char *dest)
+{
+    op_start(jb, JOP_DEST_FORGET);
+    put_str(&jb->b, dest);
+}
+
 char *jb_finish(struct journal_builder *jb, uint64_t epoch, uint64_t lsn, size_t *len)
 {
     char *p = jb->b.data;
@@ -445,7 +492,25 @@ static int read_op(struct rd *r, struct journal_op_view *op)
         break;
     case JOP_PURGE:
     case JOP_DUP_FORGET:
+    case JOP_DEST_KEEP:
+    case JOP_DEST_FORGET:
         op->a = get_str(r);
+        break;
+    case JOP_SCHED_ADD:
+        op->a = get_str(r);
+        op->due = (int64_t)get_u64(r);
+        op->d = get_str(r);
+        op->msg = get_str(r);
+        if (op->a.len == 0)
+            r->bad = true;
+        break;
+    case JOP_SCHED_DEL:
+        op->a = get_str(r);
+        op->due = (int64_t)get_u64(r);
+        op->prio = get_u8(r);
+        op->seq = get_u64(r);
+        if (op->a.len == 0)
+            r->bad = true;
         break;
     default:
         r->bad = true;
@@ -577,6 +642,44 @@ static int apply_op(void *arg, const struct journal_op_view *op)
         buf_putc(&x->k, KEY_D);
         buf_append(&x->k, op->a.p, op->a.len);
         s->del(s->ctx, x->k.data, x->k.len);
+        break;
+    case JOP_SCHED_ADD: {
+        uint64_t seq = journal_msg_seq(op->msg.p, op->msg.len);
+        uint8_t prio = journal_msg_priority(op->msg.p, op->msg.len);
+        jkey_w(&x->k, op->due, prio, seq);
+        s->put_msg(s->ctx, x->k.data, x->k.len, op->msg.p, op->msg.len);
+        x->k.len = x->k.off = 0;
+        buf_putc(&x->k, KEY_WID);
+        buf_append(&x->k, op->a.p, op->a.len);
+        char v[17];
+        jkey_be64(v, (uint64_t)(op->due < 0 ? 0 : op->due));
+        v[8] = (char)prio;
+        jkey_be64(v + 9, seq);
+        s->put(s->ctx, x->k.data, x->k.len, v, sizeof v);
+        if (op->d.len) {
+            x->k.len = x->k.off = 0;
+            buf_putc(&x->k, KEY_D);
+            buf_append(&x->k, op->d.p, op->d.len);
+            s->put(s->ctx, x->k.data, x->k.len, op->msg.p, 8);
+        }
+        break;
+    }
+    case JOP_SCHED_DEL:
+        jkey_w(&x->k, op->due, op->prio, op->seq);
+        s->del_msg(s->ctx, x->k.data, x->k.len);
+        x->k.len = x->k.off = 0;
+        buf_putc(&x->k, KEY_WID);
+        buf_append(&x->k, op->a.p, op->a.len);
+        s->del(s->ctx, x->k.data, x->k.len);
+        break;
+    case JOP_DEST_KEEP:
+    case JOP_DEST_FORGET:
+        buf_putc(&x->k, KEY_N);
+        buf_append(&x->k, op->a.p, op->a.len);
+        if (op->type == JOP_DEST_KEEP)
+            s->put(s->ctx, x->k.data, x->k.len, "", 0);
+        else
+            s->del(s->ctx, x->k.data, x->k.len);
         break;
     }
     return 0;

@@ -29,6 +29,7 @@
 #include "stompd/persist.h"
 #include "stompd/rates.h"
 #include "stompd/repl.h"
+#include "stompd/sched.h"
 #include "stompd/server.h"
 #include "stompd/stats.h"
 #include "stompd/store.h"
@@ -456,6 +457,18 @@ static void c_http_timeouts(struct metrics_out *m) { one_u64(m, http_counters()-
 static void c_http_evicted(struct metrics_out *m) { one_u64(m, http_counters()->evicted); }
 static void c_http_misdirected(struct metrics_out *m) { one_u64(m, http_counters()->misdirected); }
 
+/* the scheduler (AMQ_SCHEDULED_*) */
+static struct sched_info sched_now(void)
+{
+    struct sched_info si;
+    sched_info(&si);
+    return si;
+}
+static void c_sched_waiting(struct metrics_out *m) { one_u64(m, sched_now().scheduled); }
+static void c_sched_in_memory(struct metrics_out *m) { one_u64(m, sched_now().in_memory); }
+static void c_sched_fired(struct metrics_out *m) { one_u64(m, sched_now().fired); }
+static void c_sched_cancelled(struct metrics_out *m) { one_u64(m, sched_now().cancelled); }
+
 static void c_rates_bytes(struct metrics_out *m)
 {
     one_u64(m, rates_memory(NULL));
@@ -527,6 +540,10 @@ static const struct family families[] = {
     {"stompd_ws_messages_in_total", "counter", "WebSocket messages received", c_ws_in},
     {"stompd_ws_messages_out_total", "counter", "WebSocket messages sent", c_ws_out},
     {"stompd_epoch", "gauge", "Epoch", c_epoch},
+    {"stompd_scheduled_messages", "gauge", "Scheduled messages waiting (AMQ_SCHEDULED_*)", c_sched_waiting},
+    {"stompd_scheduled_in_memory", "gauge", "Scheduled messages held in memory", c_sched_in_memory},
+    {"stompd_scheduled_fired_total", "counter", "Scheduled deliveries made", c_sched_fired},
+    {"stompd_scheduled_cancelled_total", "counter", "Scheduled messages cancelled", c_sched_cancelled},
     {"stompd_tls_handshakes_total", "counter", "TLS handshakes finished", c_tls_handshakes},
     {"stompd_tls_handshake_failures_total", "counter", "TLS handshakes failed (no TLS, bad certificate, timed out)",
      c_tls_failed},

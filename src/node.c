@@ -24,6 +24,7 @@
 #include "stompd/quorum.h"
 #include "stompd/recovery.h"
 #include "stompd/repl.h"
+#include "stompd/sched.h"
 #include "stompd/server.h"
 #include "stompd/store.h"
 #include "stompd/stream.h"
@@ -85,6 +86,7 @@ static void leave_master(const char *why)
     persist_end();
     repl_master_stop(why);
     server_close_clients(why);
+    sched_stop();
     durable_free_all();
     dest_free_all();
     commit_free_all();
@@ -104,7 +106,9 @@ static int start_serving(uint64_t epoch, char *err, size_t errlen)
             return rc;
         server_seq_at_least(max_seq);
         queue_indexed(store_indexed_lsn());
+        sched_indexed(store_indexed_lsn());
     }
+    sched_start();
     if (role == NODE_MASTER) {
         int rc = repl_master_start(epoch, err, errlen);
         if (rc)
@@ -148,6 +152,7 @@ static uint64_t manual_epoch(uint64_t seen)
 static void indexed(uint64_t lsn)
 {
     queue_indexed(lsn);
+    sched_indexed(lsn);
     persist_check_store_room();
 }
 

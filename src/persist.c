@@ -25,10 +25,12 @@
 #include "stompd/queue.h"
 #include "stompd/quorum.h"
 #include "stompd/repl.h"
+#include "stompd/sched.h"
 #include "stompd/selector.h"
 #include "stompd/server.h"
 #include "stompd/store.h"
 #include "stompd/sub.h"
+#include "stompd/topic.h"
 
 static bool enabled;
 static bool failed;
@@ -152,6 +154,8 @@ uint64_t persist_batch_end(void)
     uint64_t lsn = append(&batch, true);
     /* deliveries marked in the batch wait for the batch */
     commit_hold_assign(lsn);
+    /* and scheduled jobs added or removed in it learn their entry */
+    sched_batch_closed(lsn);
     return lsn;
 }
 
@@ -162,45 +166,80 @@ static bool msg_journaled(const struct qentry *e)
 
 static void store_grows(uint64_t bytes);
 
+struct targets {
+    struct target {
+        uint64_t serial;
+        const struct durable *du;
+    } *v;
+    uint32_t n, cap;
+};
+
+static void add_target(struct durable *du, void *arg)
+{
+    struct targets *t = arg;
+    if (t->n == t->cap) {
+        t->cap = t->cap ? t->cap * 2 : 8;
+        t->v = realloc(t->v, t->cap * sizeof *t->v);
+        if (!t->v)
+            abort();
+    }
+    t->v[t->n++] = (struct target){du->serial, du};
+}
+
+static int by_serial(const void *a, const void *b)
+{
+    const struct target *x = a, *y = b;
+    return x->serial < y->serial ? -1 : x->serial > y->serial;
+}
+
 bool persist_enqueue(struct dest *d, struct msg *m, const char *dup_id)
 {
     if (!enabled || dest_is_temp(d))
         return false;
-    const char **targets = NULL;
+    const char **names = NULL;
     uint32_t n = 0;
     if (!dest_is_queue(d)) {
-        if (d->ndurables == 0)
+        /* the durable subscriptions it reaches, those of every wildcard
+         * topic that matches it included */
+        struct targets t = {NULL, 0, 0};
+        topic_foreach_durable(d, add_target, &t);
+        if (t.n == 0) {
+            free(t.v);
             return false;
-        targets = malloc(2 * d->ndurables * sizeof *targets);
-        uint64_t *named = malloc(d->ndurables * sizeof *named);
-        if (!targets || !named)
+        }
+        /* in creation order, as durable_publish walks each topic's list */
+        qsort(t.v, t.n, sizeof *t.v, by_serial);
+        names = malloc(2 * t.n * sizeof *names);
+        uint64_t *named = malloc(t.n * sizeof *named);
+        if (!names || !named)
             abort();
         /* Named: what the selector accepts, and what the budget could
          * not judge yet (judged on the backlog, before delivery). The
          * commit gives the backlogs exactly these (durable_publish). */
-        struct durable *du;
-        TAILQ_FOREACH(du, &d->durables, topic_link) {
+        for (uint32_t i = 0; i < t.n; i++) {
+            const struct durable *du = t.v[i].du;
             enum sub_verdict v = sub_select(du->sel, m);
             if (v == SUB_NO)
                 continue;
-            targets[2 * n] = du->client_id;
-            targets[2 * n + 1] = du->name;
+            names[2 * n] = du->client_id;
+            names[2 * n + 1] = du->name;
             named[n] = du->serial << 1 | (v == SUB_LATER);
             n++;
         }
+        free(t.v);
         free(m->jdurables);
         m->jdurables = named;
         m->njdurables = n;
         m->jdurables_judged = true;
         if (n == 0) {
-            free(targets);
+            free(names);
             return false;
         }
     }
     struct journal_builder *jb = imm_begin();
-    jb_enqueue(jb, d->name, targets, n, dup_id, m);
+    jb_enqueue(jb, d->name, names, n, dup_id, m);
     imm_end(jb);
-    free(targets);
+    free(names);
     m->journaled = true;
     /* in a batch the entry gets its lsn at the end: later than this */
     m->lsn = in_batch ? UINT64_MAX : last_lsn;
@@ -283,6 +322,46 @@ void persist_purge(struct dest *d)
     struct journal_builder *jb = imm_begin();
     jb_purge(jb, d->name);
     imm_end(jb);
+}
+
+bool persist_dest_kept(struct dest *d)
+{
+    if (!enabled || dest_is_temp(d))
+        return false;
+    struct journal_builder *jb = imm_begin();
+    jb_dest_keep(jb, d->name);
+    imm_end(jb);
+    return true;
+}
+
+void persist_dest_forgotten(struct dest *d)
+{
+    if (!enabled || dest_is_temp(d))
+        return;
+    struct journal_builder *jb = imm_begin();
+    jb_dest_forget(jb, d->name);
+    imm_end(jb);
+}
+
+uint64_t persist_sched_add(const char *id, int64_t due, const char *dup_id, struct msg *m)
+{
+    if (!enabled)
+        return 0;
+    struct journal_builder *jb = imm_begin();
+    jb_sched_add(jb, id, due, dup_id, m);
+    imm_end(jb);
+    store_grows(m->size);
+    return in_batch ? UINT64_MAX : last_lsn;
+}
+
+uint64_t persist_sched_del(const char *id, int64_t due, uint8_t prio, uint64_t seq)
+{
+    if (!enabled)
+        return 0;
+    struct journal_builder *jb = imm_begin();
+    jb_sched_del(jb, id, due, prio, seq);
+    imm_end(jb);
+    return in_batch ? UINT64_MAX : last_lsn;
 }
 
 void persist_dup_forget(const char *dup_id)

@@ -329,7 +329,7 @@ static const struct selector *backlog_selector(const struct queue *q)
 {
     if (q->durable)
         return q->durable->sel;
-    return q->owner ? q->owner->sel : NULL;
+    return q->owner ? sub_sel(q->owner) : NULL;
 }
 
 /* An unfiltered pending entry meets its selector now. SUB_NO: it was
@@ -617,7 +617,7 @@ static enum pick pick(struct queue *q, struct msg *m, bool resumed, struct sub *
     if (ex) {
         if (!sub_ready(ex))
             return PICK_NONE_READY;
-        enum sub_verdict v = sub_select(ex->sel, m);
+        enum sub_verdict v = sub_select(sub_sel(ex), m);
         if (v != SUB_YES)
             return v == SUB_LATER ? PICK_LATER : PICK_NO_MATCH;
         *out = ex;
@@ -628,7 +628,7 @@ static enum pick pick(struct queue *q, struct msg *m, bool resumed, struct sub *
         HASH_FIND_STR(q->groups, m->group, g);
         if (g) {
             if (sub_ready(g->sub)) {
-                enum sub_verdict v = sub_select(g->sub->sel, m);
+                enum sub_verdict v = sub_select(sub_sel(g->sub), m);
                 if (v == SUB_LATER)
                     return PICK_LATER;
                 if (v == SUB_YES) {
@@ -656,7 +656,7 @@ static enum pick pick(struct queue *q, struct msg *m, bool resumed, struct sub *
     do {
         if (sub_ready(s)) {
             any_ready = true;
-            enum sub_verdict v = sub_select(s->sel, m);
+            enum sub_verdict v = sub_select(sub_sel(s), m);
             if (v == SUB_LATER) {
                 q->rr = s;
                 q->scan_end = end;

@@ -1,10 +1,10 @@
 /* Recovery: rebuilding the broker from the store, at the start of a
  * standalone node and whenever a node becomes master. Destinations,
- * durable subscriptions, each queue's message count and the
- * duplicate-detection window come back as the store holds them; the
- * messages themselves stay in the store and are paged in as consumers
- * need them, so this costs the same whatever the backlog. Nothing here is
- * journaled again. */
+ * durable subscriptions, each queue's message count, the number of
+ * scheduled messages and the duplicate-detection window come back as the
+ * store holds them; the messages themselves stay in the store and are
+ * paged in as consumers (or the scheduler's clock) need them, so this
+ * costs the same whatever the backlog. Nothing here is journaled again. */
 #include "config.h"
 
 #include <errno.h>
@@ -24,13 +24,37 @@
 #include "stompd/persist.h"
 #include "stompd/queue.h"
 #include "stompd/recovery.h"
+#include "stompd/sched.h"
 #include "stompd/selector.h"
 #include "stompd/store.h"
 
 struct recovery {
     uint64_t messages;
+    uint64_t scheduled;
     uint64_t bad;
 };
+
+/* A destination kept while idle (a virtual topic's consumer queue). */
+static int scan_n(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
+{
+    struct recovery *rc = ctx;
+    char name[1100];
+    if (kl < 2 || kl - 1 >= sizeof name) {
+        rc->bad++;
+        return 0;
+    }
+    memcpy(name, k + 1, kl - 1);
+    name[kl - 1] = '\0';
+    const char *err;
+    struct dest *d = dest_get(name, NULL, &err);
+    if (!d) {
+        log_warn("store: destination %s cannot be restored: %s", name, err);
+        rc->bad++;
+        return 0;
+    }
+    d->kept = true;
+    return 0;
+}
 
 static int scan_s(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
 {
@@ -82,6 +106,13 @@ out:
 static int scan_c(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
 {
     struct recovery *rc = ctx;
+    if (kl == 2 && k[1] == KEY_W && vl == 16) {
+        /* scheduled messages: they stay in the store, read back by due
+         * time as they near it */
+        rc->scheduled = jkey_get_be64(v);
+        sched_restore(rc->scheduled);
+        return 0;
+    }
     if (vl != 16 || kl < 3 || k[kl - 1] != '\0') {
         rc->bad++;
         return 0;
@@ -140,8 +171,10 @@ int recovery_rebuild(uint64_t *max_seq, char *err, size_t errlen)
     if (slow && atoi(slow) > 0)
         usleep((useconds_t)atoi(slow) * 1000);
     struct recovery rc = {0};
-    char p = KEY_S;
-    int r = store_scan(&p, 1, scan_s, &rc);
+    char p = KEY_N;
+    int r = store_scan(&p, 1, scan_n, &rc);
+    p = KEY_S;
+    r |= store_scan(&p, 1, scan_s, &rc);
     p = KEY_C;
     r |= store_scan(&p, 1, scan_c, &rc);
     p = KEY_D;
@@ -154,7 +187,8 @@ int recovery_rebuild(uint64_t *max_seq, char *err, size_t errlen)
     *max_seq = store_max_seq();
     if (rc.bad)
         log_warn("store: %" PRIu64 " records could not be restored (see above)", rc.bad);
-    log_info("store: recovered %" PRIu64 " messages, %zu destinations, %zu durable subscriptions (journal at lsn %" PRIu64 ")",
-             rc.messages, dest_count(), durable_count(), persist_last_lsn());
+    log_info("store: recovered %" PRIu64 " messages, %zu destinations, %zu durable subscriptions, %" PRIu64
+             " scheduled messages (journal at lsn %" PRIu64 ")",
+             rc.messages, dest_count(), durable_count(), rc.scheduled, persist_last_lsn());
     return 0;
 }

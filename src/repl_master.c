@@ -557,8 +557,11 @@ static int on_proof(struct session *s, struct repl_reader *r)
     if (last_lsn > M.last_lsn)
         reason = "its journal is ahead of this master's (a former master's unreplicated tail)";
     else if (last_lsn == 0)
-        reason = (M.last_lsn == 0 || our_entry_at(1, &ours, &our_sum) == 0) ? NULL
-                                                                           : "it is empty and the journal is pruned";
+        /* entry 1 may survive in a segment kept for its pending
+         * messages (scheduled ones, say) while later entries are gone */
+        reason = (M.last_lsn == 0 || (our_entry_at(1, &ours, &our_sum) == 0 && store_first_lsn() <= 1))
+                     ? NULL
+                     : "it is empty and the journal is pruned";
     else if (our_entry_at(last_lsn, &ours, &our_sum) != 0 ||
              (store_first_lsn() && last_lsn + 1 < store_first_lsn()))
         /* (entries after it are gone, even if an older segment kept for

@@ -28,6 +28,7 @@
 #include "stompd/server.h"
 #include "stompd/persist.h"
 #include "stompd/repl.h"
+#include "stompd/sched.h"
 #include "stompd/store.h"
 #include "stompd/stream.h"
 #include "stompd/sub.h"
@@ -225,7 +226,7 @@ static void before_sleep(struct ev_loop *loop, ev_prepare *w, int revents)
         queue_journal_flushed(persist_last_lsn());
         repl_master_flush();
         store_kick(); /* what this round journaled, to the store's writer at once */
-        if (queue_waits_for_index())
+        if (queue_waits_for_index() || sched_waits_for_index())
             store_poll_indexed();
         stream_flush_all();
         if (!work && TAILQ_EMPTY(&srv.dirty))
@@ -322,6 +323,7 @@ void server_shutdown(void)
     while ((c = TAILQ_FIRST(&srv.conns)))
         conn_close(c, "broker stopping");
     stream_free_dead();
+    sched_stop();
     durable_free_all();
     dest_free_all();
     commit_free_all();

@@ -222,7 +222,7 @@ static bool loc_decode(const char *v, size_t vl, struct store_msgref *r)
 
 static bool is_msg_key(const char *k, size_t kl)
 {
-    return kl > MSG_KEY_SUFFIX && (k[0] == KEY_Q || k[0] == KEY_T);
+    return kl > MSG_KEY_SUFFIX && (k[0] == KEY_Q || k[0] == KEY_T || k[0] == KEY_W);
 }
 
 /* *v is malloc'd (caller frees); -ENOENT when absent. */
@@ -355,7 +355,9 @@ static void seg_ref(uint32_t seg, int64_t delta)
 
 static struct counter *counter_for(const char *msgkey, size_t kl)
 {
-    size_t pl = kl - MSG_KEY_SUFFIX;
+    /* a queue's keys share their prefix; scheduled jobs (W keys, by due
+     * time) are counted together */
+    size_t pl = msgkey[0] == KEY_W ? 1 : kl - MSG_KEY_SUFFIX;
     char ck[1200];
     if (pl + 1 > sizeof ck)
         return NULL;

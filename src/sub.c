@@ -17,17 +17,20 @@
 #include "stompd/log.h"
 #include "stompd/selector.h"
 #include "stompd/server.h"
+#include "stompd/log.h"
 #include "stompd/persist.h"
+#include "stompd/route.h"
 #include "stompd/sub.h"
 
 bool sub_ready(const struct sub *s)
 {
+    const struct sub *t = s->root ? s->root : s;
     const struct conn *c = s->conn;
     if (c->state != CONN_OPEN)
         return false;
     if (conn_output_full(c))
         return false;
-    return s->ack == ACK_AUTO || s->inflight < s->prefetch;
+    return t->ack == ACK_AUTO || t->inflight < t->prefetch;
 }
 
 struct lookup_ctx {
@@ -196,7 +199,7 @@ enum sub_verdict sub_select(const struct selector *sel, const struct msg *m)
 
 bool sub_matches(const struct sub *s, const struct msg *m)
 {
-    return sub_select(s->sel, m) != SUB_NO;
+    return sub_select(sub_sel(s), m) != SUB_NO;
 }
 
 void sub_selector_stats(struct sub_selector_stats *out)
@@ -208,12 +211,13 @@ void sub_deliver(struct sub *s, struct qentry *e)
 {
     struct conn *c = s->conn;
     struct queue *q = e->q;
+    struct sub *t = sub_top(s);
     bool redelivered = e->redeliveries > 0;
     q->dest->st.dispatched++;
     srv.st.messages_out++;
-    s->delivered++;
-    if (s->ack == ACK_AUTO) {
-        msg_write_frame(e->msg, &c->st.out, c->version, s->id, NULL, redelivered, e->redeliveries);
+    t->delivered++;
+    if (t->ack == ACK_AUTO) {
+        msg_write_frame(e->msg, &c->st.out, c->version, t->id, NULL, redelivered, e->redeliveries);
         q->dest->st.dequeued++;
         persist_dequeue(e);
         queue_entry_done(e);
@@ -222,11 +226,11 @@ void sub_deliver(struct sub *s, struct qentry *e)
         e->sub = s;
         e->tag = ++c->next_tag;
         HASH_ADD(hh, c->inflight, tag, sizeof e->tag, e);
-        TAILQ_INSERT_TAIL(&s->unacked, e, link);
-        s->inflight++;
+        TAILQ_INSERT_TAIL(&t->unacked, e, link);
+        t->inflight++;
         q->ninflight++;
         snprintf(ack, sizeof ack, "%" PRIu64, e->tag);
-        msg_write_frame(e->msg, &c->st.out, c->version, s->id, c->version >= STOMP_12 ? ack : NULL,
+        msg_write_frame(e->msg, &c->st.out, c->version, t->id, c->version >= STOMP_12 ? ack : NULL,
                         redelivered, e->redeliveries);
         if (persist_delivered(e))
             commit_hold_output(c);
@@ -235,58 +239,93 @@ void sub_deliver(struct sub *s, struct qentry *e)
     conn_want_flush(c);
 }
 
-static void detach(struct sub *s, struct qentry *e)
+/* t is the entry's subscription's top (the one holding the unacked list) */
+static void detach(struct sub *t, struct qentry *e)
 {
-    TAILQ_REMOVE(&s->unacked, e, link);
-    HASH_DEL(s->conn->inflight, e);
-    s->inflight--;
+    TAILQ_REMOVE(&t->unacked, e, link);
+    HASH_DEL(t->conn->inflight, e);
+    t->inflight--;
     e->q->ninflight--;
 }
 
-static bool ack_one(struct sub *s, struct qentry *e)
+static bool ack_one(struct sub *t, struct qentry *e)
 {
-    detach(s, e);
-    e->q->dest->st.dequeued++;
+    struct queue *q = e->q;
+    detach(t, e);
+    q->dest->st.dequeued++;
     bool journaled = persist_dequeue(e);
     queue_entry_done(e);
+    queue_mark_dirty(q);
     return journaled;
+}
+
+void sub_wake(struct sub *s)
+{
+    if (!sub_has_legs(s)) {
+        queue_mark_dirty(s->q);
+        return;
+    }
+    struct sub *l;
+    TAILQ_FOREACH(l, &s->legs, leg_link)
+        if (l->q->npending)
+            queue_mark_dirty(l->q);
+}
+
+/* Credit came back to t: when it had none, every leg's queue may have
+ * something for it now (the acked entries' own queues are marked). */
+static void credit_back(struct sub *t, bool was_full)
+{
+    if (was_full && sub_has_legs(t))
+        sub_wake(t);
 }
 
 bool sub_ack(struct sub *s, struct qentry *e)
 {
-    bool journaled = false;
-    if (s->ack == ACK_CLIENT) {
+    struct sub *t = sub_top(s);
+    bool journaled = false, was_full = t->inflight >= t->prefetch;
+    if (t->ack == ACK_CLIENT) {
         struct qentry *it;
-        while ((it = TAILQ_FIRST(&s->unacked)) != e)
-            journaled |= ack_one(s, it);
+        while ((it = TAILQ_FIRST(&t->unacked)) != e)
+            journaled |= ack_one(t, it);
     }
-    journaled |= ack_one(s, e);
-    queue_mark_dirty(s->q);
+    journaled |= ack_one(t, e);
+    credit_back(t, was_full);
     return journaled;
 }
 
 bool sub_nack(struct sub *s, struct qentry *e)
 {
-    bool journaled = false;
+    struct sub *t = sub_top(s);
+    bool journaled = false, was_full = t->inflight >= t->prefetch;
     struct qentry *it;
-    if (s->ack == ACK_CLIENT) {
-        while ((it = TAILQ_FIRST(&s->unacked)) != e) {
-            detach(s, it);
+    if (t->ack == ACK_CLIENT) {
+        while ((it = TAILQ_FIRST(&t->unacked)) != e) {
+            struct queue *q = it->q;
+            detach(t, it);
             journaled |= queue_return(it, RETURN_NACK);
+            queue_mark_dirty(q);
         }
     }
-    detach(s, e);
+    struct queue *q = e->q;
+    detach(t, e);
     journaled |= queue_return(e, RETURN_NACK);
-    queue_mark_dirty(s->q);
+    queue_mark_dirty(q);
+    credit_back(t, was_full);
     return journaled;
 }
 
 bool sub_release_all(struct sub *s)
 {
+    struct sub *t = sub_top(s);
     bool journaled = false;
-    struct qentry *e;
-    while ((e = TAILQ_FIRST(&s->unacked))) {
-        detach(s, e);
+    struct qentry *e, *next;
+    for (e = TAILQ_FIRST(&t->unacked); e; e = next) {
+        next = TAILQ_NEXT(e, link);
+        /* a leg gives back what it delivered; a root (or a plain
+         * subscription) everything */
+        if (s != t && e->sub != s)
+            continue;
+        detach(t, e);
         journaled |= queue_return(e, RETURN_LOST);
     }
     return journaled;
@@ -294,7 +333,7 @@ bool sub_release_all(struct sub *s)
 
 void sub_publish(struct sub *s, struct msg *m)
 {
-    switch (sub_select(s->sel, m)) {
+    switch (sub_select(sub_sel(s), m)) {
     case SUB_YES:
         queue_push(s->q, m);
         break;
@@ -306,9 +345,62 @@ void sub_publish(struct sub *s, struct msg *m)
     }
 }
 
-bool sub_destroy(struct sub *s)
+/* Take from d: a consumer of its queue, or a private backlog of the
+ * topic (the selector runs on publish). */
+static void attach(struct sub *s, struct dest *d)
 {
-    struct conn *c = s->conn;
+    s->dest = d;
+    if (dest_is_queue(d)) {
+        s->q = &d->q;
+        queue_add_consumer(&d->q, s);
+        return;
+    }
+    queue_init(&s->own, d);
+    s->own.owner = s;
+    s->q = &s->own;
+    TAILQ_INSERT_TAIL(&d->subscribers, s, topic_link);
+    d->nsubscribers++;
+    queue_add_consumer(&s->own, s);
+}
+
+void sub_attach(struct sub *s, struct dest *d)
+{
+    attach(s, d);
+}
+
+struct sub *sub_leg_on(struct sub *root, struct dest *d)
+{
+    struct sub *l;
+    HASH_FIND(lh, root->leg_by_dest, &d, sizeof d, l);
+    return l;
+}
+
+struct sub *sub_add_leg(struct sub *root, struct dest *d)
+{
+    struct sub *l = calloc(1, sizeof *l);
+    if (!l)
+        abort();
+    l->root = root;
+    l->id = root->id;
+    l->conn = root->conn;
+    l->ack = root->ack;
+    l->prefetch = root->prefetch;
+    l->exclusive = root->exclusive;
+    l->no_local = root->no_local;
+    TAILQ_INIT(&l->unacked);
+    TAILQ_INIT(&l->legs);
+    TAILQ_INSERT_TAIL(&root->legs, l, leg_link);
+    root->nlegs++;
+    l->dest = d; /* the hash key */
+    HASH_ADD(lh, root->leg_by_dest, dest, sizeof l->dest, l);
+    attach(l, d);
+    clog_debug(l->conn, "subscription '%s' takes from %s too", root->id, d->name);
+    return l;
+}
+
+/* Stop taking from the destination (what it delivered goes back). */
+static bool detach_dest(struct sub *s)
+{
     bool journaled = sub_release_all(s);
     queue_remove_consumer(s->q, s);
     if (s->durable) {
@@ -317,6 +409,37 @@ bool sub_destroy(struct sub *s)
         TAILQ_REMOVE(&s->dest->subscribers, s, topic_link);
         s->dest->nsubscribers--;
         queue_destroy(&s->own);
+    }
+    return journaled;
+}
+
+bool sub_destroy(struct sub *s)
+{
+    if (s->root) {
+        /* one leg: its destination goes away, the subscription stays */
+        struct sub *root = s->root;
+        bool journaled = detach_dest(s);
+        TAILQ_REMOVE(&root->legs, s, leg_link);
+        HASH_DELETE(lh, root->leg_by_dest, s);
+        root->nlegs--;
+        free(s);
+        return journaled;
+    }
+    struct conn *c = s->conn;
+    bool journaled = false;
+    if (sub_has_legs(s)) {
+        for (uint32_t i = 0; i < s->nqpatterns; i++) {
+            route_unwatch_queues(s, s->qpatterns[i]);
+            free(s->qpatterns[i]);
+        }
+        free(s->qpatterns);
+        struct sub *l;
+        while ((l = TAILQ_FIRST(&s->legs)))
+            journaled |= sub_destroy(l);
+        journaled |= sub_release_all(s);
+        free(s->spec);
+    } else {
+        journaled = detach_dest(s);
     }
     HASH_DEL(c->subs, s);
     c->nsubs--;

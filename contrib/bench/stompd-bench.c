@@ -62,6 +62,16 @@ static const char usage[] =
     "  --ack MODE           auto, client or client-individual (default auto);\n"
     "                       client acks cumulatively every min(prefetch/2, 500)\n"
     "  --selector SQL       subscribe with this JMS selector\n"
+    "  --topics N           producers send round-robin over N destinations,\n"
+    "                       DEST.0 to DEST.N-1 (consumers then need --sub-dest)\n"
+    "  --sub-dest DEST      consumers subscribe to DEST (e.g. a wildcard,\n"
+    "                       /topic/bench.*) instead of --dest\n"
+    "  --wildcard-subs N    one more connection holds N wildcard subscriptions\n"
+    "                       that match none of the destinations sent to\n"
+    "                       (DEST.*.xK and DEST.xK.*, alternately): the\n"
+    "                       broker's wildcard index holds them all\n"
+    "  --header NAME:VALUE  add this header to every SEND (repeatable, up to 16;\n"
+    "                       e.g. AMQ_SCHEDULED_DELAY:60000)\n"
     "  --prefetch N         activemq.prefetchSize and prefetch-count (default:\n"
     "                       the broker's)\n"
     "  --rate N             messages/s per producer (default: as fast as possible)\n"
@@ -129,6 +139,11 @@ struct config {
     bool json, quiet;
     bool topic;
     uint32_t run;
+    long topics;
+    const char *sub_dest;
+    long wildcard_subs;
+    struct stompc_header headers[16];
+    size_t nheaders;
 };
 
 static struct config cfg = {
@@ -379,12 +394,19 @@ static void *producer_main(void *arg)
         st.seq = n;
         st.sent_ns = t;
         memcpy(body, &st, sizeof st);
-        struct stompc_send_opts so = {.persistent = cfg.persistent, .more = cfg.batch};
+        struct stompc_send_opts so = {.persistent = cfg.persistent, .more = cfg.batch, .headers = cfg.headers,
+                                      .nheaders = cfg.nheaders};
         if (cfg.receipt_every > 0 && ++since_receipt == (uint64_t)cfg.receipt_every) {
             so.wait = true;
             since_receipt = 0;
         }
-        int rc = stompc_send(c, cfg.dest, body, cfg.size, &so);
+        const char *dest = cfg.dest;
+        char many[1100];
+        if (cfg.topics > 0) {
+            snprintf(many, sizeof many, "%s.%ld", cfg.dest, (long)((n + (uint64_t)p->id) % (uint64_t)cfg.topics));
+            dest = many;
+        }
+        int rc = stompc_send(c, dest, body, cfg.size, &so);
         if (rc != 0) {
             /* Sequence n is not counted as sent: should it have reached
              * the broker all the same, its arrival is accepted, not
@@ -569,7 +591,7 @@ static void *consumer_main(void *arg)
         so.headers = &extra;
         so.nheaders = 1;
     }
-    if (stompc_subscribe(k->c, cfg.dest, &so) != 0) {
+    if (stompc_subscribe(k->c, cfg.sub_dest ? cfg.sub_dest : cfg.dest, &so) != 0) {
         snprintf(k->err, sizeof k->err, "subscribe: %s", stompc_error(k->c));
         ready(false);
         goto out;
@@ -613,6 +635,33 @@ out:
     stompc_free(k->c);
     k->c = NULL;
     return NULL;
+}
+
+/* ------------------------------------------------------------- wildcards */
+
+/* One connection holding cfg.wildcard_subs subscriptions to patterns that
+ * match nothing sent: what the broker's wildcard matching must look past
+ * on every publish. */
+static struct stompc *wildcards_open(char *err, size_t errlen)
+{
+    struct stompc *c = client_open(err, errlen);
+    if (!c)
+        return NULL;
+    for (long k = 0; k < cfg.wildcard_subs && !interrupted; k++) {
+        char pattern[1100], id[32];
+        if (k % 2)
+            snprintf(pattern, sizeof pattern, "%s.*.x%ld", cfg.dest, k);
+        else
+            snprintf(pattern, sizeof pattern, "%s.x%ld.*", cfg.dest, k);
+        snprintf(id, sizeof id, "wild-%ld", k);
+        struct stompc_sub_opts so = {.id = id};
+        if (stompc_subscribe(c, pattern, &so) != 0) {
+            snprintf(err, errlen, "wildcard subscription %ld (%.200s): %.300s", k, pattern, stompc_error(c));
+            stompc_free(c);
+            return NULL;
+        }
+    }
+    return c;
 }
 
 /* ------------------------------------------------------------- idle */
@@ -956,7 +1005,8 @@ static double seconds(const char *opt, const char *v)
 static void parse_args(int argc, char **argv)
 {
     enum { O_URL = 256, O_DEST, O_DURATION, O_PERSISTENT, O_RECEIPT, O_ACK, O_PREFETCH, O_RATE, O_WARMUP,
-           O_DRAIN, O_STALL, O_IDLE, O_PID, O_SETTLE, O_RECEIVE, O_SELECTOR, O_HOST, O_LOGIN, O_PASSCODE, O_JSON, O_BATCH, O_CA };
+           O_DRAIN, O_STALL, O_IDLE, O_PID, O_SETTLE, O_RECEIVE, O_SELECTOR, O_HOST, O_LOGIN, O_PASSCODE, O_JSON, O_BATCH,
+           O_TOPICS, O_SUBDEST, O_WILDSUBS, O_HEADER, O_CA };
     static const struct option longopts[] = {
         {"url", required_argument, NULL, O_URL},
         {"ca", required_argument, NULL, O_CA},
@@ -980,6 +1030,10 @@ static void parse_args(int argc, char **argv)
         {"idle-settle", required_argument, NULL, O_SETTLE},
         {"receive", required_argument, NULL, O_RECEIVE},
         {"selector", required_argument, NULL, O_SELECTOR},
+        {"topics", required_argument, NULL, O_TOPICS},
+        {"sub-dest", required_argument, NULL, O_SUBDEST},
+        {"wildcard-subs", required_argument, NULL, O_WILDSUBS},
+        {"header", required_argument, NULL, O_HEADER},
         {"host", required_argument, NULL, O_HOST},
         {"login", required_argument, NULL, O_LOGIN},
         {"passcode", required_argument, NULL, O_PASSCODE},
@@ -1025,6 +1079,19 @@ static void parse_args(int argc, char **argv)
             }
             break;
         case O_SELECTOR: cfg.selector = optarg; break;
+        case O_TOPICS: cfg.topics = (long)number("--topics", optarg, 1, 100000000); break;
+        case O_SUBDEST: cfg.sub_dest = optarg; break;
+        case O_WILDSUBS: cfg.wildcard_subs = (long)number("--wildcard-subs", optarg, 0, 1000000); break;
+        case O_HEADER: {
+            char *colon = strchr(optarg, ':');
+            if (!colon || colon == optarg || cfg.nheaders == sizeof cfg.headers / sizeof cfg.headers[0]) {
+                fprintf(stderr, PROG ": --header: '%s' is not NAME:VALUE (at most 16)\n", optarg);
+                exit(2);
+            }
+            *colon = '\0';
+            cfg.headers[cfg.nheaders++] = (struct stompc_header){optarg, colon + 1};
+            break;
+        }
         case O_HOST: cfg.host = optarg; break;
         case O_CA: cfg.ca = optarg; break;
         case O_LOGIN: cfg.login = optarg; break;
@@ -1082,6 +1149,19 @@ int main(int argc, char **argv)
         }
     }
 
+    struct stompc *wild = NULL;
+    if (status == 0 && cfg.wildcard_subs > 0) {
+        char err[640];
+        uint64_t t0 = now_ns();
+        if (!(wild = wildcards_open(err, sizeof err))) {
+            fprintf(stderr, PROG ": %s\n", err);
+            status = 1;
+        } else {
+            note("%ld wildcard subscriptions that match nothing, in %.2f s", cfg.wildcard_subs,
+                 (double)(now_ns() - t0) / 1e9);
+        }
+    }
+
     prods = calloc((size_t)cfg.producers + 1, sizeof *prods);
     cons = calloc((size_t)cfg.consumers + 1, sizeof *cons);
     if (!prods || !cons) {
@@ -1132,6 +1212,7 @@ int main(int argc, char **argv)
     }
     if (cfg.idle > 0)
         idle_close(&idle);
+    stompc_free(wild);
 
     /* ---- figures */
     struct hist lat = {0}, rtt = {0};

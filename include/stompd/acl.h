@@ -9,7 +9,8 @@
  * creating a destination on first use, purging and deleting it. Without an
  * ACL file everything is allowed. Temporary destinations are outside the
  * ACL: they belong to their connection. The broker's own producers (no
- * principal) are never refused. */
+ * principal) are never refused. The checks for what a frame names
+ * (composites, wildcards, virtual topics) are route.c's (route_allowed). */
 #ifndef STOMPD_ACL_H
 #define STOMPD_ACL_H
 

@@ -20,6 +20,7 @@ struct config {
     int64_t max_destinations;
     int64_t max_queue_depth;
     int64_t queue_window;
+    int64_t scheduler_window;
     int64_t store_limit;
     int64_t max_redeliveries;
     char *dlq;
@@ -46,6 +47,7 @@ struct config {
     int64_t output_limit;
     int64_t pending_limit;
     int64_t max_subscriptions;
+    int64_t max_composite;
     int64_t max_transactions;
     int64_t max_tx_frames;
     char *ws_listen;

@@ -27,6 +27,13 @@ json_t *console_counters_json(void);
 json_t *console_cluster_json(void);
 json_t *console_dest_json(const struct dest *d);
 json_t *console_conn_json(const struct conn *c);
+/* The scheduler (ActiveMQ's scheduler view): how many messages are
+ * scheduled, how many in memory, fired, cancelled, and the next due. */
+json_t *console_scheduler_json(void);
+/* The same with one page of jobs in due order after cursor `after` (NULL
+ * or "": from the first), "next" the next page's cursor; *rc is 0, or
+ * -EINVAL for a bad cursor, another negative errno when the store failed. */
+json_t *console_jobs_json(const char *after, size_t limit, int *rc);
 /* A destination's (NULL: the node's) message rates over the window. */
 json_t *console_rates_json(const char *dest);
 /* Up to limit pending messages of queue d, after `after` (NULL: from the

@@ -31,6 +31,10 @@ struct dest_stats {
 struct dest {
     char *name;
     enum dest_kind kind;
+    bool pattern;                       /* a wildcard topic (/topic/a.*): holds subscriptions to
+                                         * every topic it matches, takes no SEND (route.h) */
+    bool kept;                          /* exists until deleted, across restarts, even when idle
+                                         * (a virtual topic's consumer queue, journaled) */
     UT_hash_handle hh;
     struct queue q;                     /* queue kinds */
     TAILQ_HEAD(, sub) subscribers;      /* topic kinds: active subscriptions */
@@ -49,6 +53,9 @@ TAILQ_HEAD(dest_list, dest);
 
 static inline bool dest_is_queue(const struct dest *d) { return d->kind == DEST_QUEUE || d->kind == DEST_TEMP_QUEUE; }
 static inline bool dest_is_temp(const struct dest *d) { return d->kind == DEST_TEMP_QUEUE || d->kind == DEST_TEMP_TOPIC; }
+/* The name after its /queue/ or /topic/ prefix: the '.'-separated
+ * segments wildcards match (dname.h). */
+const char *dest_short_name(const char *name);
 
 /* Classify a name; returns -EINVAL with a message for an unknown prefix or
  * an empty name. */

@@ -28,6 +28,10 @@ enum journal_op {
     JOP_SUB_DELETE = 6,  /* client-id, name: S key, T and R ranges */
     JOP_PURGE = 7,       /* dest: Q and R ranges */
     JOP_DUP_FORGET = 8,  /* dup id leaves the duplicate-detection window */
+    JOP_SCHED_ADD = 9,   /* job id, due, dup id, msg: W key (and w key, D key) */
+    JOP_SCHED_DEL = 10,  /* job id, due, priority, seq: W and w keys */
+    JOP_DEST_KEEP = 11,  /* dest: N key (a destination kept while idle) */
+    JOP_DEST_FORGET = 12, /* dest: N key */
 };
 
 /* Key prefixes of the store's index (DESIGN §4). A message key ends with
@@ -40,7 +44,10 @@ enum journal_op {
 #define KEY_T 'T' /* client-id \0 name \0 rprio seq -> where the message is */
 #define KEY_R 'R' /* a Q or T key -> u32 deliveries */
 #define KEY_D 'D' /* dup id -> be64 seq */
-#define KEY_C 'C' /* a Q or T key's queue prefix -> be64 messages, be64 bytes */
+#define KEY_C 'C' /* a Q or T key's queue prefix -> be64 messages, be64 bytes; "CW": every scheduled job */
+#define KEY_W 'W' /* be64 due rprio seq -> where the scheduled message is (due order) */
+#define KEY_WID 'w' /* job id -> be64 due, u8 priority, be64 seq (find a job by id) */
+#define KEY_N 'N' /* dest -> "" (a destination that exists while idle) */
 #define MSG_KEY_SUFFIX 9 /* rprio + seq at the end of a message key */
 
 /* ---------------------------------------------------------------- building */
@@ -65,6 +72,11 @@ void jb_sub_create(struct journal_builder *jb, const char *client_id, const char
 void jb_sub_delete(struct journal_builder *jb, const char *client_id, const char *name);
 void jb_purge(struct journal_builder *jb, const char *dest);
 void jb_dup_forget(struct journal_builder *jb, const char *dup_id);
+/* A scheduled message (its job id is its message-id) due at `due` ms. */
+void jb_sched_add(struct journal_builder *jb, const char *id, int64_t due, const char *dup_id, const struct msg *m);
+void jb_sched_del(struct journal_builder *jb, const char *id, int64_t due, uint8_t prio, uint64_t seq);
+void jb_dest_keep(struct journal_builder *jb, const char *dest);
+void jb_dest_forget(struct journal_builder *jb, const char *dest);
 /* Finish: returns the encoded entry (malloc'd, caller owns) and resets jb. */
 char *jb_finish(struct journal_builder *jb, uint64_t epoch, uint64_t lsn, size_t *len);
 
@@ -118,7 +130,10 @@ int journal_apply(const char *data, size_t len, const struct journal_sink *sink)
  *   SUB_CREATE   a = client-id, b = name, c = topic, d = selector ("" = none)
  *   SUB_DELETE   a = client-id, b = name
  *   PURGE        a = dest
- *   DUP_FORGET   a = dup id */
+ *   DUP_FORGET   a = dup id
+ *   SCHED_ADD    a = job id, due, d = dup id, msg
+ *   SCHED_DEL    a = job id, due, prio, seq
+ *   DEST_KEEP, DEST_FORGET   a = dest */
 struct journal_op_view {
     enum journal_op type;
     char kind;
@@ -126,6 +141,7 @@ struct journal_op_view {
     uint8_t prio;
     uint64_t seq;
     uint32_t count;
+    int64_t due;
     uint32_t ntargets;
     struct jstr targets;        /* encoded (client-id, name) pairs */
     struct jstr msg;            /* encoded message */
@@ -156,6 +172,10 @@ size_t jkey_t(struct buf *b, const char *cid, size_t cl, const char *name, size_
 size_t jkey_s(struct buf *b, const char *cid, size_t cl, const char *name, size_t nl);
 size_t jkey_q_prefix(struct buf *b, const char *dest, size_t dl);
 size_t jkey_t_prefix(struct buf *b, const char *cid, size_t cl, const char *name, size_t nl);
+/* 'W' be64 due rprio seq: scheduled messages in due order. */
+size_t jkey_w(struct buf *b, int64_t due, uint8_t prio, uint64_t seq);
+/* The due time of a W key. */
+int64_t jkey_w_due(const char *k, size_t kl);
 /* Append the suffix of a message key. */
 void jkey_msg_suffix(struct buf *b, uint8_t prio, uint64_t seq);
 /* The priority and seq at the end of a message key. */

@@ -42,9 +42,11 @@ struct msg {
     bool shared_render;
     /* A persistent topic message: the durable subscriptions its journal
      * entry names, each as (durable serial << 1 | 1 if the selector's
-     * verdict was put off by the budget), in the topic's order. Set by
-     * persist_enqueue (judged), followed by durable_publish at commit and
-     * freed there: the backlogs hold exactly what the store names. */
+     * verdict was put off by the budget), serials ascending, those of
+     * matching wildcard topics included. Set by persist_enqueue (judged),
+     * followed by durable_publish at commit (for the topic and each
+     * wildcard topic) and freed by topic_publish after the last: the
+     * backlogs hold exactly what the store names. */
     uint64_t *jdurables;
     uint32_t njdurables;
     bool jdurables_judged;

@@ -81,6 +81,15 @@ bool persist_durable_deleted(struct durable *d);
  * batch); returns its lsn, 0 when nothing was journaled. */
 uint64_t persist_dlq_move(struct qentry *e, struct msg *copy);
 void persist_purge(struct dest *d);
+/* A destination kept while idle (a virtual topic's consumer queue), and
+ * no longer. Returns whether it journaled. */
+bool persist_dest_kept(struct dest *d);
+void persist_dest_forgotten(struct dest *d);
+/* A scheduled message in the store (its job id, its due time), and its
+ * removal. Return the entry's lsn: UINT64_MAX inside an open batch (its
+ * lsn comes when the batch closes), 0 when nothing was journaled. */
+uint64_t persist_sched_add(const char *id, int64_t due, const char *dup_id, struct msg *m);
+uint64_t persist_sched_del(const char *id, int64_t due, uint8_t prio, uint64_t seq);
 void persist_dup_forget(const char *dup_id);
 
 #endif

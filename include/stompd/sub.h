@@ -1,7 +1,16 @@
 /* Subscriptions: one per SUBSCRIBE on a connection. A queue subscription
  * consumes from its destination's queue; a topic subscription owns a
  * private backlog (or a durable subscription's). Tracks what was delivered
- * and not yet acked, per the ack mode, bounded by the prefetch. */
+ * and not yet acked, per the ack mode, bounded by the prefetch.
+ *
+ * A SUBSCRIBE that names several destinations (a composite list) or a
+ * wildcard queue pattern has legs: one sub per destination it takes from
+ * (a consumer of that queue, or a private backlog of that topic), each
+ * pointing at the client's subscription, its root, which alone holds what
+ * the client sees: the id, the ack mode, the prefetch shared by every
+ * leg, the unacked list in delivery order (so a cumulative ACK covers
+ * every leg) and the selector. A wildcard topic subscription needs no
+ * legs: it subscribes to the pattern's own destination (dest.h). */
 #ifndef STOMPD_SUB_H
 #define STOMPD_SUB_H
 
@@ -37,7 +46,24 @@ struct sub {
     TAILQ_ENTRY(sub) q_link;     /* in q->consumers */
     TAILQ_ENTRY(sub) topic_link; /* in dest->subscribers */
     UT_hash_handle hh;           /* conn->subs by id */
+    /* legs (see above) */
+    struct sub *root;            /* a leg: the client's subscription (NULL otherwise) */
+    TAILQ_HEAD(, sub) legs;      /* a root: its legs */
+    TAILQ_ENTRY(sub) leg_link;
+    struct sub *leg_by_dest;     /* a root: its legs by destination */
+    UT_hash_handle lh;           /* a leg: in root->leg_by_dest */
+    uint32_t nlegs;
+    char *spec;                  /* a root: the destination header it was given */
+    char **qpatterns;            /* a root: queue patterns whose queues it consumes from, */
+    uint32_t nqpatterns;         /* existing and future ones */
+    uint64_t fanout;             /* the last topic publish that reached it (once per publish) */
 };
+
+/* The subscription a delivery counts against: a leg's root, else itself. */
+static inline struct sub *sub_top(struct sub *s) { return s->root ? s->root : s; }
+static inline bool sub_has_legs(const struct sub *s) { return s->spec != NULL; }
+/* The selector that decides for s: a leg's root's. */
+static inline const struct selector *sub_sel(const struct sub *s) { return s->root ? s->root->sel : s->sel; }
 
 /* Can this subscription take one more message now? */
 bool sub_ready(const struct sub *s);
@@ -91,5 +117,15 @@ bool sub_destroy(struct sub *s);
 /* A topic subscription receives a published message (when its selector
  * accepts it; when the pass's budget is spent, unfiltered for now). */
 void sub_publish(struct sub *s, struct msg *m);
+/* A plain subscription takes from d (a consumer of its queue, or a
+ * private backlog of topic d). */
+void sub_attach(struct sub *s, struct dest *d);
+/* A root takes from d too: a consumer of d's queue, or a private backlog
+ * of topic d. The caller checks it has no leg on d yet (sub_leg_on). */
+struct sub *sub_add_leg(struct sub *root, struct dest *d);
+struct sub *sub_leg_on(struct sub *root, struct dest *d);
+/* The subscription may take more: its queues (every leg's) are looked at
+ * again before the loop sleeps. */
+void sub_wake(struct sub *s);
 
 #endif

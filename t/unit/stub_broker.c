@@ -11,6 +11,7 @@
 #include "stompd/msg.h"
 #include "stompd/persist.h"
 #include "stompd/queue.h"
+#include "stompd/sched.h"
 #include "stompd/selector.h"
 #include "stub_broker.h"
 
@@ -21,6 +22,7 @@ size_t stub_ndurables;
 char stub_dups[8][64];
 size_t stub_ndups;
 bool stub_dups_restored;
+int64_t stub_sched_restored = -1;
 
 static struct dest *dests[16];
 static size_t ndests;
@@ -38,6 +40,7 @@ void stub_broker_reset(void)
     }
     ndests = stub_nrestored = stub_ndurables = stub_ndups = 0;
     stub_dups_restored = false;
+    stub_sched_restored = -1;
 }
 
 struct dest *dest_get(const char *name, struct conn *conn, const char **err)
@@ -126,4 +129,17 @@ void dup_restored(void)
 uint64_t persist_last_lsn(void)
 {
     return 40;
+}
+
+void sched_restore(uint64_t n)
+{
+    stub_sched_restored = (int64_t)n;
+}
+
+struct dest *stub_find_dest(const char *name)
+{
+    for (size_t i = 0; i < ndests; i++)
+        if (!strcmp(dests[i]->name, name))
+            return dests[i];
+    return NULL;
 }

@@ -26,7 +26,10 @@ extern size_t stub_ndurables;
 extern char stub_dups[8][64];
 extern size_t stub_ndups;
 extern bool stub_dups_restored;
+/* What sched_restore was told (-1: not called). */
+extern int64_t stub_sched_restored;
 
 void stub_broker_reset(void);
+struct dest *stub_find_dest(const char *name);
 
 #endif

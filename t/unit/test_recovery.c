@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "stompd/dest.h"
 #include "stompd/journal.h"
 #include "stompd/log.h"
 #include "stompd/msg.h"
@@ -92,6 +93,23 @@ static void build_store(void)
         msg_unref(m);
         append(&jb);
     }
+    /* three scheduled messages, one cancelled: two left */
+    for (uint64_t seq = 30; seq <= 32; seq++) {
+        jb_init(&jb);
+        char id[16];
+        snprintf(id, sizeof id, "job-%llu", (unsigned long long)seq);
+        struct msg *m = msg_new("/queue/later", id, seq, 1, true, 4, 0, NULL, 0, "s", 1);
+        jb_sched_add(&jb, id, 5000 + (int64_t)seq, NULL, m);
+        msg_unref(m);
+        append(&jb);
+    }
+    jb_init(&jb);
+    jb_sched_del(&jb, "job-31", 5031, 4, 31);
+    append(&jb);
+    /* a virtual topic's consumer queue kept while empty */
+    jb_init(&jb);
+    jb_dest_keep(&jb, "/queue/Consumer.A.VirtualTopic.x");
+    append(&jb);
     store_kick();
     for (int i = 0; i < 5000 && (durable < lsn || store_indexed_lsn() < lsn); i++)
         ev_run(loop, EVRUN_ONCE | EVRUN_NOWAIT), usleep(1000);
@@ -107,11 +125,17 @@ static void test_recover_a_written_store(void **state)
     stub_broker_reset();
     struct store_limits lim = {0};
     assert_int_equal(store_open(storedir, &lim, err, sizeof err), 0);
-    assert_int_equal(store_info()->applied_lsn, 9);
+    assert_int_equal(store_info()->applied_lsn, 14);
     uint64_t max_seq = 0;
     if (recovery_rebuild(&max_seq, err, sizeof err) != 0)
         fail_msg("recovery_rebuild: %s", err);
     assert_int_equal(max_seq, 100);
+    /* scheduled messages: only their number (they stay in the store) */
+    assert_int_equal(stub_sched_restored, 2);
+    /* the kept queue exists, marked kept */
+    struct dest *kept = stub_find_dest("/queue/Consumer.A.VirtualTopic.x");
+    assert_non_null(kept);
+    assert_true(kept->kept);
 
     /* every queue's count, from its counter: the messages stay in the
      * store (a queue reads them back as consumers need them) */

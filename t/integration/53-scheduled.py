@@ -1,0 +1,217 @@
+"""Scheduled delivery with ActiveMQ's headers: AMQ_SCHEDULED_DELAY never
+delivers early, PERIOD and REPEAT deliver repeat+1 times at least a
+period apart, a persistent scheduled message survives kill -9 (and a
+non-persistent one does not), inside transactions and composites, paged
+through a small scheduler window, and every bad header is an ERROR.
+"Not early" is measured on the test's own clock: the broker's due time
+is its arrival plus the delay, and it arrives after the test sent it."""
+import base64
+import http.client
+import json
+import random
+import time
+
+import pytest
+
+from stompd_test import connected
+
+
+def scheduler(b):
+    c = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=5)
+    c.request("GET", "/api/scheduler?limit=5",
+              headers={"Authorization": "Basic " + base64.b64encode(b"admin:admin").decode()})
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    assert r.status == 200, data
+    return json.loads(data)
+
+
+def subscriber(b, dest="/queue/later", sid="s", headers=None):
+    c = connected(b.port)
+    h = {"id": sid, "destination": dest}
+    h.update(headers or {})
+    c.receipt("SUBSCRIBE", h, "sub")
+    return c
+
+
+def recv_timed(c, timeout=20):
+    f = c.recv(timeout=timeout)
+    assert f.command == "MESSAGE", f
+    return f, time.time()
+
+
+def test_delay_is_never_early_and_strips_the_schedule(broker):
+    c = subscriber(broker)
+    p = connected(broker.port)
+    sent = {}
+    for body, delay in ((b"late", 1200), (b"early", 500), (b"durable", 800)):
+        h = {"destination": "/queue/later", "AMQ_SCHEDULED_DELAY": str(delay), "x-keep": "me"}
+        if body == b"durable":
+            h["persistent"] = "true"
+        sent[body] = (time.time(), delay)
+        p.receipt("SEND", h, "r-" + body.decode(), body)
+    got = []
+    for _ in range(3):
+        f, at = recv_timed(c)
+        t0, delay = sent[f.body]
+        assert at >= t0 + delay / 1000.0, "%s came %.3f s early" % (f.body, t0 + delay / 1000.0 - at)
+        assert at < t0 + delay / 1000.0 + 10, "%s very late" % f.body
+        # the copy has no schedule left, names its job, keeps the rest
+        assert not any(k.startswith("AMQ_SCHEDULED_") for k, _ in f.headers), f
+        assert f["scheduledJobId"] == f["message-id"]  # a one-shot keeps its id
+        assert f["x-keep"] == "me"
+        got.append(f.body)
+    assert got == [b"early", b"durable", b"late"]
+
+
+def test_period_and_repeat(broker):
+    c = subscriber(broker)
+    p = connected(broker.port)
+    t0 = time.time()
+    p.receipt("SEND", {"destination": "/queue/later", "AMQ_SCHEDULED_DELAY": "300", "AMQ_SCHEDULED_PERIOD": "400",
+                       "AMQ_SCHEDULED_REPEAT": "3", "persistent": "true"}, "r", b"tick")
+    ids = set()
+    job = None
+    for k in range(4):
+        f, at = recv_timed(c)
+        # the k-th delivery is due at least delay + k periods after the SEND
+        assert at >= t0 + 0.3 + 0.4 * k, "delivery %d early by %.3f s" % (k, t0 + 0.3 + 0.4 * k - at)
+        ids.add(f["message-id"])
+        job = job or f["scheduledJobId"]
+        assert f["scheduledJobId"] == job
+    assert len(ids) == 4, "each delivery of a repeating job has its own message-id"
+    c.expect_nothing(1.0)  # repeat 3 = four deliveries, no more
+
+
+def test_bad_headers_are_errors(broker):
+    cases = [
+        ({"AMQ_SCHEDULED_DELAY": "soon"}, "AMQ_SCHEDULED_DELAY must be an integer"),
+        ({"AMQ_SCHEDULED_DELAY": "-5"}, "AMQ_SCHEDULED_DELAY must be an integer"),
+        ({"AMQ_SCHEDULED_PERIOD": "1.5"}, "AMQ_SCHEDULED_PERIOD must be an integer"),
+        ({"AMQ_SCHEDULED_REPEAT": "-2"}, "AMQ_SCHEDULED_REPEAT must be an integer"),
+        ({"AMQ_SCHEDULED_REPEAT": "-1"}, "needs AMQ_SCHEDULED_PERIOD"),
+        ({"AMQ_SCHEDULED_CRON": "61 * * * *"}, "cron minute field"),
+        ({"AMQ_SCHEDULED_CRON": "0 0 31 2 *"}, "never matches"),
+    ]
+    for h, says in cases:
+        c = connected(broker.port)
+        hs = {"destination": "/queue/bad", "receipt": "r"}
+        hs.update(h)
+        c.send("SEND", hs, b"x")
+        f = c.expect_error("invalid scheduling header")
+        assert says in f.body.decode(), (h, f)
+        assert f["receipt-id"] == "r"
+    # in a transaction the SEND is refused when it arrives
+    c = connected(broker.port)
+    c.send("BEGIN", {"transaction": "t"})
+    c.send("SEND", {"destination": "/queue/bad", "transaction": "t", "AMQ_SCHEDULED_DELAY": "x"}, b"x")
+    c.expect_error("invalid scheduling header")
+    # delay 0 is no schedule: delivered at once, as sent
+    c = subscriber(broker, "/queue/now")
+    p = connected(broker.port)
+    p.receipt("SEND", {"destination": "/queue/now", "AMQ_SCHEDULED_DELAY": "0"}, "r", b"now")
+    f = c.recv(timeout=2)
+    assert f.body == b"now" and f.get("scheduledJobId") is None
+
+
+def test_persistent_survives_kill9_non_persistent_does_not(broker_factory):
+    b = broker_factory()
+    p = connected(b.port)
+    t0 = time.time()
+    p.receipt("SEND", {"destination": "/queue/later", "persistent": "true", "AMQ_SCHEDULED_DELAY": "2500"}, "r1",
+              b"kept")
+    p.receipt("SEND", {"destination": "/queue/later", "AMQ_SCHEDULED_DELAY": "2500"}, "r2", b"lost")
+    b.kill()
+    b.restart()
+    c = subscriber(b)
+    f, at = recv_timed(c)
+    assert f.body == b"kept"
+    assert at >= t0 + 2.5, "early by %.3f s" % (t0 + 2.5 - at)
+    c.expect_nothing(1.0)
+    # fired once: gone after another crash
+    b.kill()
+    b.restart()
+    c = subscriber(b)
+    c.expect_nothing(1.0)
+
+
+def test_scheduled_inside_transactions_and_composites(broker):
+    c1 = subscriber(broker, "/queue/s1", "a")
+    c2 = subscriber(broker, "/topic/s2", "b")
+    p = connected(broker.port)
+    p.send("BEGIN", {"transaction": "dropped"})
+    p.send("SEND", {"destination": "/queue/s1", "transaction": "dropped", "AMQ_SCHEDULED_DELAY": "300"}, b"no")
+    p.receipt("ABORT", {"transaction": "dropped"}, "ab")
+    t0 = time.time()
+    p.send("BEGIN", {"transaction": "t"})
+    p.send("SEND", {"destination": "/queue/s1,/topic/s2", "transaction": "t", "persistent": "true",
+                    "AMQ_SCHEDULED_DELAY": "700"}, b"both")
+    p.receipt("COMMIT", {"transaction": "t"}, "c")
+    for c, dest in ((c1, "/queue/s1"), (c2, "/topic/s2")):
+        f, at = recv_timed(c)
+        assert (f.body, f["destination"]) == (b"both", dest)
+        assert at >= t0 + 0.7
+    c1.expect_nothing(0.5)
+
+
+def test_expiry_counts_from_the_delivery(broker):
+    # expires before its delay is over: ActiveMQ keeps the time to live
+    # from when it fires, so it is still delivered
+    c = subscriber(broker)
+    p = connected(broker.port)
+    now = int(time.time() * 1000)
+    p.receipt("SEND", {"destination": "/queue/later", "AMQ_SCHEDULED_DELAY": "1000", "expires": str(now + 3000)},
+              "r", b"ttl")
+    f, _ = recv_timed(c)
+    assert f.body == b"ttl" and int(f["expires"]) > now + 3000
+
+
+def test_duplicate_scheduled_sends_schedule_once(broker):
+    c = subscriber(broker)
+    p = connected(broker.port)
+    for i in range(2):
+        p.receipt("SEND", {"destination": "/queue/later", "persistent": "true", "AMQ_SCHEDULED_DELAY": "300",
+                           "_AMQ_DUPL_ID": "once"}, "r%d" % i, b"once")
+    f, _ = recv_timed(c)
+    assert f.body == b"once"
+    c.expect_nothing(1.0)
+
+
+def test_a_small_window_pages_many_scheduled_messages_in_due_order(broker_factory):
+    # 4 KiB of scheduled messages in memory: most stay in the store and
+    # are read back as their time nears, after a restart too
+    b = broker_factory({"broker.scheduler_window": "4KiB"})
+    p = connected(b.port)
+    n = 200
+    delays = list(range(2000, 2000 + 20 * n, 20))
+    random.Random(7).shuffle(delays)
+    sent = {}
+    first = time.time()
+    for i, d in enumerate(delays):
+        body = b"m%03d" % i
+        sent[body] = (time.time(), d)
+        p.send("SEND", {"destination": "/queue/paged", "persistent": "true", "AMQ_SCHEDULED_DELAY": str(d)},
+               body + b"x" * 200)
+    p.receipt("DISCONNECT", {}, "bye")
+    # every SEND arrived between `first` and now: a due time is its delay
+    # after a moment of that span
+    span = time.time() - first
+    assert b.stop() == 0
+    b.restart()
+    st = scheduler(b)
+    assert st["scheduled"] == n
+    assert st["in_memory"] < n // 4, st  # the window, not the backlog
+    c = subscriber(b, "/queue/paged", headers={"activemq.prefetchSize": "1000"})
+    delays_seen = []
+    for _ in range(n):
+        f, at = recv_timed(c, timeout=30)
+        t0, d = sent[f.body[:4]]
+        assert at >= t0 + d / 1000.0, "%s early by %.3f s" % (f.body[:4], t0 + d / 1000.0 - at)
+        delays_seen.append(d)
+    # in due order: a message may come before one with a shorter delay
+    # only by what the arrival times can differ
+    for k in range(n - 1):
+        assert delays_seen[k] - delays_seen[k + 1] <= span * 1000, \
+            "delivered out of due order at %d: %s (SENDs over %.3f s)" % (k, delays_seen[k:k + 2], span)
+    c.expect_nothing(0.5)
