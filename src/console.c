@@ -487,7 +487,7 @@ static json_t *time_json(int64_t ms)
 {
     if (ms < 0)
         return json_null();
-    char iso[40];
+    char iso[80]; /* room for any int the format may print */
     time_t t = (time_t)(ms / 1000);
     struct tm tm;
     gmtime_r(&t, &tm);
