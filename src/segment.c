@@ -20,6 +20,12 @@
 
 #define SEG_MAGIC "STOMPDL2"
 #define FD_CACHE 8
+/* Synced appends go into zeros written ahead of them: overwriting blocks
+ * the file already has changes no metadata, so their fdatasync is a data
+ * write and a cache flush, not a file-system journal commit as well (the
+ * zeros' own size change is committed once per this many bytes). A zero
+ * record header is the end of a segment's records. */
+#define SEG_PREALLOC (1u << 20)
 
 static struct {
     char dir[4096];
@@ -31,7 +37,8 @@ static struct {
     uint32_t next_id;
     /* writer */
     int wfd;                /* the current (last) segment */
-    uint64_t wsize;
+    uint64_t wsize;         /* its records end here */
+    uint64_t zeroed;        /* and the file here (zeros written ahead) */
     bool opened;
 } L = {.mu = PTHREAD_MUTEX_INITIALIZER, .wfd = -1};
 
@@ -94,9 +101,29 @@ static int fsync_dir(void)
     return rc;
 }
 
+/* The current segment is done: cut to its records and made durable, so
+ * that no later segment is ever on disk while an earlier one's tail is
+ * not (its unsynced records would leave a hole in the log at a power
+ * loss). */
+static int finish_segment(char *err, size_t errlen)
+{
+    if (L.wfd < 0)
+        return 0;
+    if ((L.zeroed > L.wsize && ftruncate(L.wfd, (off_t)L.wsize) != 0) || fdatasync(L.wfd) != 0) {
+        snprintf(err, errlen, "cannot complete the log segment %08" PRIx32 ": %s", L.n ? L.ids[L.n - 1] : 0,
+                 strerror(errno));
+        return -errno;
+    }
+    L.zeroed = L.wsize;
+    return 0;
+}
+
 /* A new, empty segment becomes the current one. */
 static int new_segment(char *err, size_t errlen)
 {
+    int rc = finish_segment(err, errlen);
+    if (rc)
+        return rc;
     uint32_t id = L.next_id++;
     char path[4200];
     path_of(id, path, sizeof path);
@@ -116,7 +143,7 @@ static int new_segment(char *err, size_t errlen)
     if (L.wfd >= 0)
         close(L.wfd);
     L.wfd = fd;
-    L.wsize = SEG_HEADER_LEN;
+    L.wsize = L.zeroed = SEG_HEADER_LEN;
     list_add(id, SEG_HEADER_LEN);
     return 0;
 }
@@ -175,7 +202,8 @@ int seglog_open(const char *dir, char *err, size_t errlen)
         snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
         return -errno;
     }
-    L.wsize = L.sizes[L.n - 1];
+    /* the store's replay finds where its records end (seglog_truncate) */
+    L.wsize = L.zeroed = L.sizes[L.n - 1];
     return 0;
 }
 
@@ -192,6 +220,8 @@ static void cache_drop_all(void)
 void seglog_close(void)
 {
     cache_drop_all();
+    if (L.wfd >= 0 && L.zeroed > L.wsize && ftruncate(L.wfd, (off_t)L.wsize) != 0)
+        log_warn("store: cannot cut the log's zeros written ahead: %s", strerror(errno));
     if (L.wfd >= 0)
         close(L.wfd);
     L.wfd = -1;
@@ -252,7 +282,41 @@ void seg_rec_end(struct buf *b, size_t start)
     set_u32(h + 4, (uint32_t)crc);
 }
 
-int seglog_write(const struct buf *b, uint64_t roll_bytes, struct seg_pos *at, char *err, size_t errlen)
+static int pwrite_all(const char *p, size_t left, uint64_t off)
+{
+    while (left > 0) {
+        ssize_t n = pwrite(L.wfd, p, left, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : -ENOSPC;
+        p += n;
+        left -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* Zeros ahead of the records, up to a chunk past end (never past the
+ * size the segment rolls at). */
+static int zero_ahead(uint64_t end, uint64_t roll_bytes)
+{
+    static const char zeros[64 << 10];
+    uint64_t to = end + SEG_PREALLOC;
+    if (to > roll_bytes)
+        to = roll_bytes;
+    while (L.zeroed < to) {
+        size_t n = to - L.zeroed < sizeof zeros ? (size_t)(to - L.zeroed) : sizeof zeros;
+        int rc = pwrite_all(zeros, n, L.zeroed);
+        if (rc)
+            return rc;
+        L.zeroed += n;
+    }
+    return 0;
+}
+
+int seglog_write(const struct buf *b, uint64_t roll_bytes, bool presync, struct seg_pos *at, char *err,
+                 size_t errlen)
 {
     if (L.wsize > SEG_HEADER_LEN && L.wsize + buf_used(b) > roll_bytes) {
         int rc = new_segment(err, errlen);
@@ -265,21 +329,15 @@ int seglog_write(const struct buf *b, uint64_t roll_bytes, struct seg_pos *at, c
     }
     at->seg = L.ids[L.n - 1];
     at->off = (uint32_t)L.wsize;
-    const char *p = buf_head(b);
-    size_t left = buf_used(b);
-    uint64_t off = L.wsize;
-    while (left > 0) {
-        ssize_t n = pwrite(L.wfd, p, left, (off_t)off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            snprintf(err, errlen, "cannot write the log segment %08" PRIx32 ": %s", at->seg,
-                     n < 0 ? strerror(errno) : "no space");
-            return n < 0 ? -errno : -ENOSPC;
-        }
-        p += n;
-        left -= (size_t)n;
-        off += (uint64_t)n;
+    uint64_t off = L.wsize + buf_used(b);
+    int rc = pwrite_all(buf_head(b), buf_used(b), L.wsize);
+    if (rc == 0 && off > L.zeroed)
+        L.zeroed = off;
+    if (rc == 0 && presync && off + SEG_PREALLOC / 2 > L.zeroed)
+        rc = zero_ahead(off, roll_bytes);
+    if (rc) {
+        snprintf(err, errlen, "cannot write the log segment %08" PRIx32 ": %s", at->seg, strerror(-rc));
+        return rc;
     }
     pthread_mutex_lock(&L.mu);
     L.sizes[L.n - 1] += buf_used(b);
@@ -356,7 +414,7 @@ int seglog_truncate(uint32_t seg, uint32_t off)
     }
     pthread_mutex_unlock(&L.mu);
     if (L.n && L.ids[L.n - 1] == seg)
-        L.wsize = off;
+        L.wsize = L.zeroed = off;
     return 0;
 }
 
@@ -452,8 +510,10 @@ int seg_iter_next(struct seg_iter *it)
         ssize_t n = read_at(fd, (char *)hdr, sizeof hdr, it->pos.off);
         if (n < 0)
             return (int)n;
-        if (n == 0) {
-            /* the end of this segment: the next one, if any */
+        static const unsigned char zero[SEG_REC_HEADER];
+        if (n == 0 || memcmp(hdr, zero, (size_t)n) == 0) {
+            /* the end of this segment (of its file, or of its records
+             * where zeros written ahead begin): the next one, if any */
             uint32_t next = next_segment(it->pos.seg);
             if (!next)
                 return 0;

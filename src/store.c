@@ -858,14 +858,15 @@ static struct pending *run(struct pending *first, bool sync)
     struct pending *stop = p;
     char why[512];
     struct seg_pos at = {0, 0};
-    if (buf_used(&b) > 0 && seglog_write(&b, S.lim.segment_bytes, &at, why, sizeof why) != 0) {
+    bool will_sync = (want_sync && sync) || index_sync;
+    if (buf_used(&b) > 0 && seglog_write(&b, S.lim.segment_bytes, will_sync, &at, why, sizeof why) != 0) {
         buf_free(&b);
         fail(first_lsn, why);
         return NULL;
     }
     S.unwritten -= buf_used(&b);
     buf_free(&b);
-    if ((want_sync && sync) || index_sync) {
+    if (will_sync) {
         double t0 = mono_now();
         if (seglog_sync(why, sizeof why) != 0) {
             fail(first_lsn, why);
@@ -1300,6 +1301,9 @@ static int replay(char *err, size_t errlen)
                      "): cut off", it.pos.seg, it.pos.off);
             seglog_truncate(it.pos.seg, it.pos.off);
         }
+    } else if (rc == 0 && it.pos.seg == seglog_current()) {
+        /* where the records end, before zeros written ahead */
+        seglog_truncate(it.pos.seg, it.pos.off);
     }
     seg_iter_free(&it);
     if (rc == 0 && n)

@@ -6,6 +6,9 @@
  *     u32 payload length | u32 crc32 (type and payload) | u8 type | payload
  *
  * A segment starts with a 16-byte header ("STOMPDL2", u32 id, u32 0).
+ * The current segment may end in zeros written ahead of its records (a
+ * zero header is the end of a segment's records); a finished one is cut
+ * to its records and fdatasynced before the next one starts.
  * Appends and deletions happen on the store's writer thread; reads (of a
  * message body, or of entries for a replica catching up) on the loop
  * thread only, through descriptors of its own (a segment removed while
@@ -54,15 +57,17 @@ uint32_t seglog_current(void);
 size_t seg_rec_begin(struct buf *b, uint8_t type);
 void seg_rec_end(struct buf *b, size_t start);
 /* Append the records in b to the current segment (a new one first when
- * the current has reached roll_bytes); *at is where b[0] went. */
-int seglog_write(const struct buf *b, uint64_t roll_bytes, struct seg_pos *at, char *err, size_t errlen)
-    __attribute__((warn_unused_result));
+ * the current has reached roll_bytes); *at is where b[0] went. presync:
+ * an fdatasync follows, so keep zeros written ahead (see segment.c). */
+int seglog_write(const struct buf *b, uint64_t roll_bytes, bool presync, struct seg_pos *at, char *err,
+                 size_t errlen) __attribute__((warn_unused_result));
 int seglog_sync(char *err, size_t errlen) __attribute__((warn_unused_result));
 /* Remove segment id (never the current one). */
 int seglog_remove(uint32_t id);
 /* Remove every segment and start an empty one. */
 int seglog_reset(char *err, size_t errlen) __attribute__((warn_unused_result));
-/* Cut the current segment at off (a torn tail found at start). */
+/* Cut the current segment at off (a torn tail, or the end of its records,
+ * found at start). */
 int seglog_truncate(uint32_t seg, uint32_t off);
 /* Bytes in all segments. */
 uint64_t seglog_bytes(void);

@@ -433,6 +433,86 @@ static void test_torn_tail_cut_and_lost_tail_refused(void **state)
     assert_non_null(strstr(err, "replica"));
 }
 
+static off_t file_size(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return st.st_size;
+}
+
+static void append_zeros(const char *path, size_t n)
+{
+    FILE *f = fopen(path, "ab");
+    assert_non_null(f);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(fputc(0, f), 0);
+    fclose(f);
+}
+
+/* Synced appends go into zeros written ahead (no metadata to commit per
+ * fdatasync). The zeros a crash leaves behind end the records: a reopened
+ * store appends where its records end, and a finished segment with such a
+ * tail is read past to the next one. */
+static void test_zeros_written_ahead(void **state)
+{
+    struct ev_loop *loop = ev_default_loop(0);
+    lsn = 0;
+    open_start(loop);
+    for (uint64_t i = 1; i <= 50; i++)
+        enqueue("/queue/z", i);
+    wait_durable(loop, lsn);
+    char seg[600];
+    last_segment(seg, sizeof seg);
+    assert_true(file_size(seg) > 512 << 10); /* zeros ahead of 50 small records */
+    store_close();
+    off_t records = file_size(seg); /* a clean close cuts them */
+    assert_true(records < 16 << 10);
+    append_zeros(seg, 300 << 10); /* what a crash leaves */
+    durable = 0;
+    open_start(loop);
+    assert_int_equal(store_info()->applied_lsn, 50);
+    for (uint64_t i = 51; i <= 60; i++)
+        enqueue("/queue/z", i);
+    wait_durable(loop, lsn);
+    store_close();
+    open_store();
+    assert_int_equal(store_info()->applied_lsn, 60);
+    struct seen s;
+    page("/queue/z", &s);
+    assert_int_equal(s.n, 60);
+    assert_string_equal(s.ids[59], "m60");
+    store_close();
+
+    /* several segments, the first with zeros after its records, and an
+     * index rebuilt from the whole log */
+    rm_rf(dir);
+    lsn = 0;
+    durable = 0;
+    limits.segment_bytes = 64 << 10;
+    open_start(loop);
+    char body[1024];
+    memset(body, 'z', sizeof body);
+    for (uint64_t i = 1; i <= 200; i++) {
+        enqueue_body("/queue/y", i, 4, body, sizeof body);
+        if (i % 10 == 0)
+            wait_durable(loop, lsn);
+    }
+    wait_durable(loop, lsn);
+    store_close();
+    limits.segment_bytes = 64u << 20;
+    assert_true(count_segments() >= 3);
+    char first[600];
+    snprintf(first, sizeof first, "%s/log/%08x.log", dir, 1u);
+    assert_true(file_size(first) <= 64 << 10); /* a finished segment is cut to its records */
+    append_zeros(first, 4096);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s/index'", dir);
+    assert_int_equal(system(cmd), 0);
+    open_store();
+    assert_int_equal(store_info()->applied_lsn, 200);
+    assert_int_equal(counter("/queue/y").n, 200);
+}
+
 struct pairs {
     struct buf b;
 };
@@ -647,6 +727,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_segments_go_when_nothing_needs_them, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_behind_log_is_replayed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail_cut_and_lost_tail_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_zeros_written_ahead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_installs_elsewhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_format1_store_converted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_open_refused, setup, teardown),
