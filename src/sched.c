@@ -179,7 +179,9 @@ int sched_check(const struct msg *m, int64_t now, int64_t *due, const char **why
             return -EINVAL;
         }
     } else {
-        *due = now + s.delay;
+        /* now is cut to the millisecond: counting from the next one, a
+         * message never comes before its send time + the delay */
+        *due = now + 1 + s.delay;
     }
     return 1;
 }
