@@ -954,6 +954,9 @@ int repl_master_start(uint64_t epoch, char *err, size_t errlen)
         return -EADDRINUSE;
     M.epoch = epoch;
     M.master_sync = quorum_master_sync(M.modes);
+    /* no mode waits on this node's own write (quorum_mem counts it at
+     * append): its writer's reports can come late */
+    store_set_lazy_reports(!(M.modes & (SYNC_LOCAL_MEM | SYNC_LOCAL_DISK | SYNC_QUORUM_DISK)));
     M.local_done = store_durable_lsn();
     M.last_lsn = persist_last_lsn();
     M.wait_state = M.warned = W_NONE;
@@ -990,6 +993,7 @@ void repl_master_stop(const char *why)
 {
     if (!M.running)
         return;
+    store_set_lazy_reports(false);
     listener_stop(&M.listener);
     ev_timer_stop(srv.loop, &M.sweep);
     while (M.sessions) {

@@ -190,6 +190,9 @@ static int on_welcome(struct repl_peer *p, struct repl_reader *r)
     see_epoch(epoch);
     snprintf(L.master_id, sizeof L.master_id, "%.*s", (int)(il < 39 ? il : 39), id);
     store_set_sync(must_sync != 0);
+    /* a master that does not wait for our fdatasync needs our durable
+     * position only now and then (ACKs of what we received go at once) */
+    store_set_lazy_reports(must_sync == 0);
     L.backoff = 0;
     L.refused_logged = false;
     if (snapshot) {
@@ -488,6 +491,7 @@ void repl_slave_stop(void)
     if (!L.running)
         return;
     L.running = false;
+    store_set_lazy_reports(false);
     ev_timer_stop(srv.loop, &L.retry);
     ev_timer_stop(srv.loop, &L.watch);
     if (L.peer) {

@@ -225,7 +225,8 @@ static void before_sleep(struct ev_loop *loop, ev_prepare *w, int revents)
         persist_flush_coalesced();
         queue_journal_flushed(persist_last_lsn());
         repl_master_flush();
-        store_kick(); /* what this round journaled, to the store's writer at once */
+        store_kick_lazy(); /* what this round journaled, to the store's writer (at once, unless lazy) */
+        store_poll(); /* durability reports the writer did not wake the loop for */
         if (queue_waits_for_index() || sched_waits_for_index())
             store_poll_indexed();
         stream_flush_all();

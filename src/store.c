@@ -39,6 +39,8 @@
 #define FORMAT_V1 "stompd-1"
 #define LOC_LEN 28            /* u32 seg, u32 off, u32 len, i64 expires, u64 lsn of its entry */
 #define CHECKPOINT_EVERY 1.0  /* s between fsynced index writes that let segments go */
+#define LAZY_REPORT 0.005     /* s a durability report may wait when no one waits for it */
+#define LAZY_KICK_BYTES (256 << 10) /* and entries no one waits on, before the writer gets them */
 
 enum pending_kind { P_ENTRY, P_WIPE, P_RAW, P_INSTALLED, P_MAX_EPOCH };
 
@@ -115,12 +117,15 @@ static struct {
     struct segmeta *segs;   /* ordered by id */
     size_t nsegs, capsegs;
     bool want_indexed;      /* the loop waits for indexing progress */
+    bool lazy;              /* nothing waits on durability reports (store_set_lazy_reports) */
     bool freed;             /* segments went: the loop may have room again */
     /* writer-owned */
     bool replaying;         /* at open: records may already be in the index */
     uint64_t last_lsn;      /* last entry written to the log */
     uint64_t max_seq;       /* highest message seq indexed */
     uint64_t tip_epoch, tip_sum;
+    bool report_owed;       /* a lazy report not yet signalled */
+    double signalled_at;
     struct seg_pos indexed_pos;     /* after the last record applied to the index */
     struct seg_pos checkpoint;      /* indexed_pos as of the last fsynced index write */
     double checkpoint_at;
@@ -140,7 +145,10 @@ static struct {
     store_indexed_fn indexed;
     uint64_t reported_done, reported_gen, reported_indexed;
     bool reported_fail;
-    struct pending *chain, *chain_tail;     /* appended this iteration */
+    bool lazy_loop;                         /* the loop's copy of lazy */
+    struct pending *chain, *chain_tail;     /* appended, not yet handed to the writer */
+    size_t chain_bytes;
+    ev_timer kick_timer;                    /* hands a lazy chain over */
     uint64_t last_appended_lsn;
     _Atomic uint64_t unwritten;             /* bytes appended, not yet in the log */
     struct store_stats stats;               /* the writer records, anyone reads */
@@ -749,14 +757,29 @@ static void prune(void)
 
 /* ------------------------------------------------------------ the writer */
 
+static void signal_loop(void)
+{
+    S.report_owed = false;
+    S.signalled_at = mono_now();
+    if (S.loop)
+        ev_async_send(S.loop, &S.async);
+}
+
+/* Durable up to done. A lazy report wakes the loop at most once per
+ * LAZY_REPORT (the loop also reads it whenever it runs anyway): each
+ * wake-up is a context switch, on a machine the producers, the slaves and
+ * the other writers share. */
 static void report_durable(uint64_t done)
 {
     pthread_mutex_lock(&S.mu);
     S.done_lsn = done;
     S.done_gen++;
+    bool lazy = S.lazy;
     pthread_mutex_unlock(&S.mu);
-    if (S.loop)
-        ev_async_send(S.loop, &S.async);
+    if (!lazy || mono_now() - S.signalled_at >= LAZY_REPORT)
+        signal_loop();
+    else
+        S.report_owed = true;
 }
 
 static void fail(uint64_t lsn, const char *why)
@@ -947,7 +970,12 @@ static void *writer(void *arg)
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     for (;;) {
         bool idle = false;
-        struct pending *list = (struct pending *)handoff_wait_for(&S.q, CHECKPOINT_EVERY, &idle);
+        struct pending *list =
+            (struct pending *)handoff_wait_for(&S.q, S.report_owed ? LAZY_REPORT : CHECKPOINT_EVERY, &idle);
+        if (!list && idle && S.report_owed) {
+            signal_loop();
+            continue;
+        }
         if (!list && idle) {
             /* nothing written for a while: what can go now goes (a
              * segment freed while producers wait for room) */
@@ -974,6 +1002,8 @@ static void *writer(void *arg)
 }
 
 /* ------------------------------------------------------------ the loop's side */
+
+static void kick_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
 static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
 {
@@ -1011,6 +1041,7 @@ int store_start(struct ev_loop *loop, bool sync, store_done_fn done, store_fail_
     S.fail = failed;
     ev_async_init(&S.async, async_cb);
     ev_async_start(loop, &S.async);
+    ev_timer_init(&S.kick_timer, kick_cb, LAZY_REPORT, 0);
     int rc = pthread_create(&S.th, NULL, writer, NULL);
     if (rc) {
         snprintf(err, errlen, "cannot start the store thread: %s", strerror(rc));
@@ -1040,6 +1071,7 @@ static void chain(enum pending_kind kind, uint64_t lsn, uint64_t epoch, uint64_t
     p->sync = sync;
     if (kind == P_ENTRY || kind == P_RAW)
         S.unwritten += len + SEG_REC_HEADER;
+    S.chain_bytes += len;
     if (S.chain_tail)
         S.chain_tail->node.next = &p->node;
     else
@@ -1049,11 +1081,32 @@ static void chain(enum pending_kind kind, uint64_t lsn, uint64_t epoch, uint64_t
 
 void store_kick(void)
 {
+    if (S.loop)
+        ev_timer_stop(S.loop, &S.kick_timer);
     if (!S.chain)
         return;
     struct pending *first = S.chain, *last = S.chain_tail;
     S.chain = S.chain_tail = NULL;
+    S.chain_bytes = 0;
     handoff_push_chain(&S.q, &first->node, &last->node);
+}
+
+static void kick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    store_kick();
+}
+
+void store_kick_lazy(void)
+{
+    if (!S.chain)
+        return;
+    if (!S.lazy_loop || !S.loop || S.chain_bytes >= LAZY_KICK_BYTES)
+        store_kick();
+    else if (!ev_is_active(&S.kick_timer)) {
+        /* set each time: a stopped timer keeps what was left of it */
+        ev_timer_set(&S.kick_timer, LAZY_REPORT, 0);
+        ev_timer_start(S.loop, &S.kick_timer);
+    }
 }
 
 void store_append(uint64_t lsn, char *data, size_t len, bool sync)
@@ -1127,6 +1180,20 @@ uint64_t store_max_seq(void)
     uint64_t seq = S.indexed_max_seq;
     pthread_mutex_unlock(&S.mu);
     return seq;
+}
+
+void store_set_lazy_reports(bool lazy)
+{
+    pthread_mutex_lock(&S.mu);
+    S.lazy = lazy;
+    pthread_mutex_unlock(&S.mu);
+    S.lazy_loop = lazy;
+}
+
+void store_poll(void)
+{
+    if (S.lazy_loop && S.loop)
+        async_cb(S.loop, &S.async, 0);
 }
 
 void store_poll_indexed(void)

@@ -71,6 +71,9 @@ void store_on_indexed(store_indexed_fn fn);
 void store_append(uint64_t lsn, char *data, size_t len, bool sync);
 /* Hand what was appended to the writer (once per loop iteration). */
 void store_kick(void);
+/* The same, unless reports are lazy (store_set_lazy_reports): then the
+ * chain goes once it is large, or within a few ms. */
+void store_kick_lazy(void);
 /* Never prune past floor_lsn while it is non-zero (a replica needs it). */
 void store_set_prune_floor(uint64_t lsn);
 uint64_t store_durable_lsn(void);
@@ -84,6 +87,14 @@ void store_poll_indexed(void);
 bool store_drained(void);
 /* Change whether groups are fdatasynced (a slave follows its master's mode). */
 void store_set_sync(bool sync);
+/* lazy: nothing waits on the done callback promptly (a master whose own
+ * write does not count toward its sync mode, a slave whose master does not
+ * wait for its fdatasync): the writer wakes the loop for it at most every
+ * few ms, and store_poll() (before the loop sleeps) delivers it sooner
+ * when the loop runs anyway; and store_kick_lazy() hands entries to the
+ * writer in batches, a few ms apart at most. Default false. */
+void store_set_lazy_reports(bool lazy);
+void store_poll(void);
 /* Stop the writer after it has written everything queued, and close. */
 void store_close(void);
 /* What the writer measures: each fdatasync of the log, and how many
