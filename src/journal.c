@@ -695,6 +695,28 @@ uint64_t journal_checksum(const char *data, size_t len)
     return h ? h : 1;
 }
 
+void journal_tip_set(struct journal_tip *t, const char *data, size_t len)
+{
+    t->copy.off = t->copy.len = 0;
+    buf_append(&t->copy, data, len);
+    t->sum = 0;
+}
+
+void journal_tip_reset(struct journal_tip *t, uint64_t sum)
+{
+    buf_free(&t->copy);
+    t->sum = sum;
+}
+
+uint64_t journal_tip_sum(struct journal_tip *t)
+{
+    if (buf_used(&t->copy)) {
+        t->sum = journal_checksum(buf_head(&t->copy), buf_used(&t->copy));
+        buf_free(&t->copy);
+    }
+    return t->sum;
+}
+
 int journal_apply(const char *data, size_t len, const struct journal_sink *sink)
 {
     struct journal_entry e;

@@ -44,7 +44,7 @@ static char describe[4500] = "memory";
 static char sync_modes[128];
 static unsigned modes;
 static uint64_t last_epoch; /* epoch of the entry at last_lsn */
-static uint64_t last_sum;   /* and its journal_checksum (0: unknown) */
+static struct journal_tip last_tip; /* and its journal_checksum */
 
 const char *persist_sync_modes(void)
 {
@@ -89,7 +89,7 @@ static uint64_t append(struct journal_builder *jb, bool sync)
     uint64_t lsn = ++last_lsn;
     last_epoch = epoch;
     char *data = jb_finish(jb, epoch, lsn, &len);
-    last_sum = journal_checksum(data, len);
+    journal_tip_set(&last_tip, data, len);
     /* the replication stream copies it before the store takes it over */
     repl_master_append(lsn, data, len, sync);
     store_append(lsn, data, len, sync);
@@ -438,7 +438,7 @@ int persist_open(char *err, size_t errlen)
     const struct store_info *si = store_info();
     last_lsn = si->applied_lsn;
     epoch = last_epoch = si->epoch;
-    last_sum = si->tip_sum;
+    journal_tip_reset(&last_tip, si->tip_sum);
     commit_reset(last_lsn);
     snprintf(describe, sizeof describe, "%s %s (sync %s)", config.store_type, dir, sync_modes);
     return 0;
@@ -509,7 +509,7 @@ void persist_set_position(uint64_t lsn, uint64_t lsn_epoch, uint64_t sum)
 {
     last_lsn = lsn;
     last_epoch = lsn_epoch;
-    last_sum = sum;
+    journal_tip_reset(&last_tip, sum);
     commit_reset(lsn);
 }
 
@@ -535,7 +535,7 @@ uint64_t persist_position(uint64_t *e)
 
 uint64_t persist_position_sum(void)
 {
-    return enabled || !repl_slave_running() ? last_sum : repl_slave_tip_sum();
+    return enabled || !repl_slave_running() ? journal_tip_sum(&last_tip) : repl_slave_tip_sum();
 }
 
 void persist_close(void)
@@ -549,4 +549,5 @@ void persist_close(void)
     jb_free(&lazy);
     jb_free(&batch);
     jb_free(&imm_jb);
+    journal_tip_sum(&last_tip); /* settled: the copy goes */
 }

@@ -45,7 +45,7 @@ static struct {
     double backoff;
     uint64_t received;        /* last lsn handed to the store */
     uint64_t received_epoch;  /* epoch of that entry */
-    uint64_t received_sum;    /* and its checksum (0: unknown) */
+    struct journal_tip received_tip; /* and its checksum */
     uint64_t durable;
     uint64_t max_epoch;
     uint64_t sent_received, sent_durable;
@@ -148,7 +148,7 @@ static int on_challenge(struct repl_peer *p, struct repl_reader *r)
     repl_put_u64(repl_peer_out(p), L.received_epoch);
     repl_put_u64(repl_peer_out(p), L.received);
     repl_put_u64(repl_peer_out(p), L.max_epoch);
-    repl_put_u64(repl_peer_out(p), L.received_sum);
+    repl_put_u64(repl_peer_out(p), journal_tip_sum(&L.received_tip));
     repl_frame_end(repl_peer_out(p), f);
     link_set_state(L_WAIT_WELCOME);
     repl_peer_flush(p);
@@ -202,7 +202,8 @@ static int on_welcome(struct repl_peer *p, struct repl_reader *r)
          * (lsn 0) over a store still holding the old state. */
         store_wipe();
         L.received = L.durable = 0;
-        L.received_epoch = L.received_sum = 0;
+        L.received_epoch = 0;
+        journal_tip_reset(&L.received_tip, 0);
         link_set_state(L_SNAPSHOT);
         log_info("replication: master %s (%s, epoch %" PRIu64 ") sends a snapshot", L.master_id, L.master, epoch);
     } else {
@@ -254,7 +255,7 @@ static int on_entries(struct repl_reader *r)
         store_append(je.lsn, copy, len, sync);
         L.received = je.lsn;
         L.received_epoch = je.epoch;
-        L.received_sum = journal_checksum(e, len);
+        journal_tip_set(&L.received_tip, e, len);
     }
     send_ack();
     return 0;
@@ -308,7 +309,7 @@ static int link_frame(struct repl_peer *p, uint8_t type, struct repl_reader *r)
         store_snapshot_installed(lsn, epoch, sum);
         L.received = lsn;
         L.received_epoch = epoch;
-        L.received_sum = sum;
+        journal_tip_reset(&L.received_tip, sum);
         link_set_state(L_STREAM);
         log_info("replication: snapshot installed at lsn %" PRIu64, lsn);
         send_ack();
@@ -344,7 +345,8 @@ static void link_ended(void)
         log_warn("replication: snapshot from %s interrupted: discarding what arrived", L.master);
         store_wipe();
         L.received = L.durable = 0;
-        L.received_epoch = L.received_sum = 0;
+        L.received_epoch = 0;
+        journal_tip_reset(&L.received_tip, 0);
     }
     link_set_state(L_IDLE);
 }
@@ -428,7 +430,7 @@ void repl_slave_init(uint64_t lsn, uint64_t epoch, uint64_t sum)
         repl_slave_stop();
     L.received = L.durable = lsn;
     L.received_epoch = epoch;
-    L.received_sum = sum;
+    journal_tip_reset(&L.received_tip, sum);
     L.max_epoch = store_info()->max_epoch;
     L.master[0] = '\0';
     L.master_id[0] = '\0';
@@ -459,7 +461,7 @@ uint64_t repl_slave_position(uint64_t *epoch)
 
 uint64_t repl_slave_tip_sum(void)
 {
-    return L.received_sum;
+    return journal_tip_sum(&L.received_tip);
 }
 
 bool repl_slave_running(void)
@@ -499,6 +501,7 @@ void repl_slave_stop(void)
         L.peer = NULL;
     }
     link_ended();
+    journal_tip_sum(&L.received_tip); /* settled: the copy goes */
 }
 
 bool repl_slave_connected(void)

@@ -124,6 +124,9 @@ static struct {
     uint64_t last_lsn;      /* last entry written to the log */
     uint64_t max_seq;       /* highest message seq indexed */
     uint64_t tip_epoch, tip_sum;
+    const char *tip_data;   /* the tip entry, its tip_sum not yet computed */
+    size_t tip_len;
+    struct buf tip_copy;    /* replay's copy of it (the record buffer is reused) */
     bool report_owed;       /* a lazy report not yet signalled */
     double signalled_at;
     struct seg_pos indexed_pos;     /* after the last record applied to the index */
@@ -596,8 +599,17 @@ static void put_meta(const char *key, uint64_t v)
 }
 
 /* The group's derived state and position go into its batch. */
+/* tip_sum is needed only for the last entry of a group, not for each. */
+static void settle_tip(void)
+{
+    if (S.tip_data)
+        S.tip_sum = journal_checksum(S.tip_data, S.tip_len);
+    S.tip_data = NULL;
+}
+
 static void batch_meta(void)
 {
+    settle_tip();
     struct counter *c, *tmp;
     HASH_ITER(hh, S.counters, c, tmp) {
         if (!c->dirty)
@@ -683,7 +695,8 @@ static int apply_record(uint8_t type, uint32_t seg, uint64_t base, const char *d
         return -EINVAL;
     S.last_lsn = e.lsn;
     S.tip_epoch = e.epoch;
-    S.tip_sum = journal_checksum(data, len);
+    S.tip_data = data; /* settle_tip() before data goes */
+    S.tip_len = len;
     note_entry(seg, e.lsn);
     return 0;
 }
@@ -835,6 +848,7 @@ static int wipe(char *why, size_t whylen)
         return rc;
     segmeta(seglog_current(), true);
     S.last_lsn = S.tip_epoch = S.tip_sum = S.max_seq = 0;
+    S.tip_data = NULL;
     S.indexed_pos = S.checkpoint = (struct seg_pos){seglog_current(), SEG_HEADER_LEN};
     return 0;
 }
@@ -917,6 +931,7 @@ static struct pending *run(struct pending *first, bool sync)
             S.last_lsn = p->lsn;
             S.tip_epoch = p->epoch;
             S.tip_sum = p->sum;
+            S.tip_data = NULL;
             leveldb_writebatch_delete(S.wb, KEY_META "snapshot", strlen(KEY_META "snapshot"));
             break;
         case P_MAX_EPOCH:
@@ -926,6 +941,7 @@ static struct pending *run(struct pending *first, bool sync)
             break;
         }
         if (rc) {
+            settle_tip();
             snprintf(why, sizeof why, "%s", lerr ? lerr : "a journal record is malformed");
             if (lerr)
                 leveldb_free(lerr);
@@ -1350,6 +1366,12 @@ static int replay(char *err, size_t errlen)
             rc = -EIO;
             break;
         }
+        if (it.type == REC_ENTRY) {
+            /* the next record reuses it.data */
+            S.tip_copy.off = S.tip_copy.len = 0;
+            buf_append(&S.tip_copy, buf_head(&it.data), buf_used(&it.data));
+            S.tip_data = buf_head(&S.tip_copy);
+        }
         S.indexed_pos = it.pos;
         if (++n % 4096 == 0 && batch_write(false, &lerr) != 0) {
             rc = set_err(err, errlen, "index write failed", lerr);
@@ -1357,6 +1379,7 @@ static int replay(char *err, size_t errlen)
         }
     }
     S.replaying = false;
+    settle_tip();
     if (rc == 0 && it.torn) {
         if (it.pos.seg != seglog_current()) {
             snprintf(err, errlen, "the store's log segment %08" PRIx32 " is damaged at offset %" PRIu32 " (not at "
@@ -1607,6 +1630,8 @@ void store_close(void)
     }
     grouped_clear();
     counters_free();
+    S.tip_data = NULL;
+    buf_free(&S.tip_copy);
     if (S.db) {
         leveldb_close(S.db);
         S.db = NULL;

@@ -118,6 +118,19 @@ struct journal_sink {
  * means "unknown" on the wire. */
 uint64_t journal_checksum(const char *data, size_t len);
 
+/* The last entry of a stream, whose checksum is asked for now and then (a
+ * node's position at an election or a replication handshake): a copy is
+ * far cheaper than the checksum of every entry. */
+struct journal_tip {
+    struct buf copy; /* the entry, while its sum is owed */
+    uint64_t sum;
+};
+/* data is the new last entry. */
+void journal_tip_set(struct journal_tip *t, const char *data, size_t len);
+/* The last entry's checksum is sum (0: unknown). */
+void journal_tip_reset(struct journal_tip *t, uint64_t sum);
+uint64_t journal_tip_sum(struct journal_tip *t);
+
 /* Apply one encoded entry's ops. Deterministic: the same entry always
  * makes the same calls. Returns 0 or -EINVAL for a malformed entry. */
 int journal_apply(const char *data, size_t len, const struct journal_sink *sink) __attribute__((warn_unused_result));

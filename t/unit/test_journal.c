@@ -317,6 +317,31 @@ static void test_apply_is_deterministic(void **state)
     free(e3);
 }
 
+/* journal_tip: the checksum of whatever entry was set last, computed
+ * when asked; a reset sets it outright. */
+static void test_tip_checksum_on_demand(void **state)
+{
+    size_t l1, l3;
+    char *e1 = build_all(5, &l1);
+    char *e3 = build_all_body(5, "bo\0dY", &l3);
+    struct journal_tip t = {0};
+    assert_int_equal(journal_tip_sum(&t), 0);
+    journal_tip_set(&t, e1, l1);
+    journal_tip_set(&t, e3, l3);
+    memset(e3, 0, l3); /* the tip holds its own copy */
+    free(e3);
+    e3 = build_all_body(5, "bo\0dY", &l3);
+    assert_int_equal(journal_tip_sum(&t), journal_checksum(e3, l3));
+    assert_int_equal(journal_tip_sum(&t), journal_checksum(e3, l3));
+    journal_tip_set(&t, e1, l1);
+    journal_tip_reset(&t, 42);
+    assert_int_equal(journal_tip_sum(&t), 42);
+    journal_tip_set(&t, e1, l1);
+    assert_int_equal(journal_tip_sum(&t), journal_checksum(e1, l1));
+    free(e1);
+    free(e3);
+}
+
 static void test_malformed_entries(void **state)
 {
     size_t len;
@@ -390,6 +415,7 @@ int main(void)
         cmocka_unit_test(test_entry_round_trip),
         cmocka_unit_test(test_apply_keys),
         cmocka_unit_test(test_apply_is_deterministic),
+        cmocka_unit_test(test_tip_checksum_on_demand),
         cmocka_unit_test(test_malformed_entries),
         cmocka_unit_test(test_keys_sort_in_dispatch_order),
         cmocka_unit_test(test_message_fields_without_decoding),

@@ -85,12 +85,14 @@ static void wait_durable(struct ev_loop *loop, uint64_t lsn)
 }
 
 static uint64_t lsn;
+static uint64_t last_sum; /* the journal_checksum of the entry at lsn */
 
 static void append(struct journal_builder *jb)
 {
     size_t len;
     lsn++;
     char *e = jb_finish(jb, 1, lsn, &len);
+    last_sum = journal_checksum(e, len);
     store_append(lsn, e, len, true);
 }
 
@@ -213,6 +215,7 @@ static void test_write_reopen(void **state)
     open_store();
     assert_false(store_info()->created);
     assert_int_equal(store_info()->applied_lsn, 201);
+    assert_int_equal(store_info()->tip_sum, last_sum);
     assert_int_equal(store_info()->epoch, 1);
     assert_int_equal(store_info()->first_lsn, 1);
     assert_string_equal(store_info()->node_id, node);
@@ -387,6 +390,8 @@ static void test_index_behind_log_is_replayed(void **state)
 
     open_store();
     assert_int_equal(store_info()->applied_lsn, 11);
+    /* the tip's checksum is the last replayed entry's, not the index's */
+    assert_int_equal(store_info()->tip_sum, last_sum);
     assert_int_equal(count("Q/queue/r\0", 10), 9);
     assert_int_equal(counter("/queue/r").n, 9);
     /* and replaying is idempotent: once more from an index that has the
