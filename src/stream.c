@@ -348,6 +348,7 @@ int stream_flush(struct stream *s)
     if (stream_pending(s) >= s->out_limit)
         s->blocked = true;
     struct buf *b;
+    bool full = false; /* the socket took no more */
     while (buf_used(b = next_output(s, data)) > 0) {
         char why[192];
         ssize_t n = transport(s)->write(s, buf_head(b), buf_used(b), why, sizeof why);
@@ -357,7 +358,7 @@ int stream_flush(struct stream *s)
             continue;
         }
         if (n == STREAM_IO_WANT_WRITE || n == STREAM_IO_WANT_READ) {
-            s->blocked = true;
+            s->blocked = full = true;
             if (n == STREAM_IO_WANT_WRITE)
                 s->writing = true;
             else
@@ -385,7 +386,10 @@ int stream_flush(struct stream *s)
             return -1;
         }
     }
-    if (s->blocked && stream_pending(s) < s->low_water) {
+    /* drained once the socket takes what is left, not while it is full: a
+     * protocol that fills and flushes from drained (the replication
+     * pump) would call itself again and again */
+    if (s->blocked && !full && stream_pending(s) < s->low_water) {
         s->blocked = false;
         stream_resume(s, STREAM_PAUSE_FILTER);
         if (s->ops->drained)

@@ -543,6 +543,69 @@ static void test_not_tls(void **state)
     client_free(k);
 }
 
+/* ------------------------------------------------------------ the stream alone */
+
+/* "drained" says the output went below its low-water mark: a protocol
+ * that fills and flushes again from it (the replication master's pump)
+ * must not be called while the socket is still full, or it calls itself
+ * until the stack runs out (a master crashed so, catching a slave up). */
+static int drained_calls, drained_depth;
+
+static void pump_drained(struct stream *s)
+{
+    drained_calls++;
+    if (++drained_depth < 50)
+        stream_flush(s); /* what the pump does: fill (nothing here) and flush */
+    drained_depth--;
+}
+
+static const struct stream_ops pump_ops = {
+    .kind = "test", .input = peer_input, .closed = peer_closed, .release = peer_release, .drained = pump_drained,
+};
+
+static void test_drained_waits_for_the_socket(void **state)
+{
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    int small = 4096;
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    assert_int_equal(fcntl(sv[0], F_SETFL, O_NONBLOCK), 0);
+    struct peer *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    size_t n = 256u << 10;
+    c->st.out_limit = n;
+    c->st.low_water = n - 1024; /* any byte the socket takes goes below it */
+    stream_init(&c->st, sv[0], "pair", &pump_ops, false);
+    char *data = malloc(n);
+    assert_non_null(data);
+    memset(data, 'd', n);
+    drained_calls = 0;
+    stream_write(&c->st, data, n);
+    stream_flush(&c->st);
+    assert_true(stream_pending(&c->st) > 0);
+    assert_true(stream_pending(&c->st) < n - 1024);
+    /* below low water, but the socket took no more: not drained yet */
+    assert_int_equal(drained_calls, 0);
+    turn_keep();
+    assert_int_equal(drained_calls, 0);
+    /* the peer reads: the rest goes, and then it is drained, once */
+    size_t got = 0;
+    ev_tstamp t0 = ev_time();
+    while ((got < n || stream_pending(&c->st) > 0) && waiting(t0)) {
+        ssize_t r = read(sv[1], data, n);
+        if (r > 0)
+            got += (size_t)r;
+        turn_keep();
+    }
+    assert_int_equal(got, n);
+    assert_int_equal(stream_pending(&c->st), 0);
+    assert_int_equal(drained_calls, 1);
+    stream_close(&c->st, "done");
+    turn();
+    close(sv[1]);
+    free(data);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -550,6 +613,7 @@ int main(void)
         cmocka_unit_test(test_read_that_wants_write),
         cmocka_unit_test(test_key_updates),           cmocka_unit_test(test_handshake_deadline),
         cmocka_unit_test(test_close_notify),          cmocka_unit_test(test_not_tls),
+        cmocka_unit_test(test_drained_waits_for_the_socket),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
