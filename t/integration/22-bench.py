@@ -5,10 +5,11 @@ consumer on the same queue, a selector that matches nothing -- exit 1 and
 name what is missing. Counts only: tests never assert speed."""
 import json
 import os
+import re
 import subprocess
 import threading
 
-from stompd_test import BUILDDIR, connected
+from stompd_test import BUILDDIR, SRCDIR, connected
 
 BENCH = os.path.join(BUILDDIR, "contrib", "stompd-bench")
 
@@ -160,3 +161,15 @@ def test_producer_held_by_flow_control_is_reported(broker_factory):
     r = bench(b, "--dest", "/queue/b8", "-c", 0, "-n", 100000, "--stall-timeout", 1, timeout=30)
     assert r.returncode == 1
     assert "producer 0: no SEND completed for 1 s" in r.stderr
+
+
+def test_catchup_script_streams_and_snapshots(tmp_path):
+    """contrib/bench/catchup --quick: an empty slave catches a master's
+    store up both ways (the script checks which way it went), and the
+    table has a row for each."""
+    r = subprocess.run(["/usr/bin/python3", os.path.join(SRCDIR, "contrib", "bench", "catchup"), "--builddir",
+                        BUILDDIR, "--quick", "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for mode in ("stream", "snapshot"):
+        assert re.search(r"^%s +\d+ +\d+ +[0-9.]+ +\d+" % mode, r.stdout, re.M), r.stdout
+    assert os.listdir(str(tmp_path)) == []
