@@ -348,12 +348,13 @@ int stream_flush(struct stream *s)
     if (stream_pending(s) >= s->out_limit)
         s->blocked = true;
     struct buf *b;
-    bool full = false; /* the socket took no more */
+    bool full = false, wrote = false; /* the socket took no more; it took some */
     while (buf_used(b = next_output(s, data)) > 0) {
         char why[192];
         ssize_t n = transport(s)->write(s, buf_head(b), buf_used(b), why, sizeof why);
         if (n > 0) {
             s->last_tx = ev_now(loop);
+            wrote = true;
             buf_consume(b, (size_t)n);
             continue;
         }
@@ -386,10 +387,10 @@ int stream_flush(struct stream *s)
             return -1;
         }
     }
-    /* drained once the socket takes what is left, not while it is full: a
-     * protocol that fills and flushes from drained (the replication
-     * pump) would call itself again and again */
-    if (s->blocked && !full && stream_pending(s) < s->low_water) {
+    /* not drained by a flush the socket took nothing of: a protocol that
+     * fills and flushes from drained (the replication pump) would call
+     * itself again and again while the socket is full */
+    if (s->blocked && (wrote || !full) && stream_pending(s) < s->low_water) {
         s->blocked = false;
         stream_resume(s, STREAM_PAUSE_FILTER);
         if (s->ops->drained)
