@@ -200,3 +200,62 @@ def test_producers_wait_at_store_limit(broker_factory):
     assert len(answered) == 400
     assert len(got) == 400 and all(m.body == body for m in got)
     assert console(b, "/api/counters")["store_full"] is False
+
+
+def metric(b, family, queue):
+    """A per-queue gauge from /metrics (None when absent)."""
+    import re
+    h = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=10)
+    h.request("GET", "/metrics", headers={"Authorization": "Basic " + base64.b64encode(b"admin:admin").decode()})
+    r = h.getresponse()
+    text = r.read().decode()
+    h.close()
+    assert r.status == 200, text
+    m = re.search(r'^%s\{[^}]*"%s"[^}]*\} (\d+)$' % (family, re.escape(queue)), text, re.M)
+    return int(m.group(1)) if m else None
+
+
+def test_message_groups_and_gauges_on_a_paged_queue(broker_factory):
+    """JMSXGroupID on a queue mostly on disk: each group's messages go to
+    one consumer, in send order, exactly once, though they are read back
+    from the store; /metrics shows what is in memory and what on disk."""
+    b = broker_factory(WINDOW)
+    groups = ["g%d" % k for k in range(4)]
+    fill(b, "/queue/grp", 800, headers=lambda i: {"JMSXGroupID": groups[(i // 3) % 4]})
+    q = paged_out(b, "/queue/grp")
+    assert q["pending_on_disk"] > 700, q
+    assert metric(b, "stompd_destination_pending", "/queue/grp") == 800
+    assert metric(b, "stompd_destination_pending_on_disk", "/queue/grp") == q["pending_on_disk"]
+    assert metric(b, "stompd_destination_pending_in_memory", "/queue/grp") == q["pending_in_memory"]
+    # two consumers, one message at a time each, acked as they come, while
+    # the queue pages in
+    got = {"a": [], "b": []}
+
+    def consume(name):
+        c = connected(b.port)
+        c.receipt("SUBSCRIBE", {"id": name, "destination": "/queue/grp", "ack": "client-individual",
+                                "activemq.prefetchSize": "1"}, "s" + name)
+        while True:
+            try:
+                m = c.recv(timeout=5.0)
+            except TimeoutError:
+                break
+            got[name].append((m["JMSXGroupID"], int(m["n"])))
+            c.send("ACK", {"id": m["ack"]})
+        c.close()
+
+    ts = [threading.Thread(target=consume, args=(n,)) for n in got]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(timeout=300)
+    assert sorted(n for _, n in got["a"] + got["b"]) == list(range(800))
+    owners = {}
+    for name, msgs in got.items():
+        for g, _ in msgs:
+            owners.setdefault(g, set()).add(name)
+        for g in groups:
+            ns = [n for gg, n in msgs if gg == g]
+            assert ns == sorted(ns), (name, g)
+    assert all(len(o) == 1 for o in owners.values()), owners
+    assert metric(b, "stompd_destination_pending", "/queue/grp") == 0
