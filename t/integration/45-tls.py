@@ -194,6 +194,24 @@ def test_plain_client_and_wrong_ca_are_refused(broker_factory, certs):
     assert ok.recv(timeout=10).body == b"still here"
 
 
+def test_libstompc_checks_the_server_certificate(broker_factory, certs):
+    """libstompc (here through stompd-bench) over ssl:// trusts only the CA
+    it is given: with the broker's CA every message goes through; with
+    another CA it never connects, and the bench says why."""
+    b = tls_broker(broker_factory, certs)
+    bench = os.path.join(BUILDDIR, "contrib", "stompd-bench")
+
+    def run_bench(url, ca):
+        return subprocess.run([bench, "--url", url, "--ca", ca, "-n", "20", "-q"],
+                              capture_output=True, text=True, timeout=60)
+
+    ok = run_bench("ssl://localhost:%d" % b.tls_port, certs.ca)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    r = run_bench("ssl://localhost:%d" % b.tls_port, certs.rogue_ca)
+    assert r.returncode != 0, (r.stdout, r.stderr)
+    assert re.search(r"certificate|verify", r.stdout + r.stderr, re.I), r.stdout + r.stderr
+
+
 def test_stalled_handshakes_hit_the_deadline(broker_factory, certs):
     """Clients that connect to the TLS port and stall (nothing sent, or a
     ClientHello cut short) hold nothing for long: they are closed at
