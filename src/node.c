@@ -31,43 +31,14 @@
 
 static enum node_role role = NODE_STARTING;
 
-static const char *const names[NODE__ROLES] = {
-    [NODE_STARTING] = "starting", [NODE_STANDALONE] = "standalone", [NODE_ELECTING] = "electing",
-    [NODE_MASTER] = "master",     [NODE_SLAVE] = "slave",           [NODE_STEPPING_DOWN] = "stepping-down",
-    [NODE_STOPPED] = "stopped",
-};
-
-#define T(to) (1u << (to))
-static const unsigned allowed[NODE__ROLES] = {
-    [NODE_STARTING] = T(NODE_STANDALONE) | T(NODE_ELECTING) | T(NODE_MASTER) | T(NODE_SLAVE) | T(NODE_STOPPED),
-    [NODE_STANDALONE] = T(NODE_STOPPED),
-    [NODE_ELECTING] = T(NODE_MASTER) | T(NODE_SLAVE) | T(NODE_STOPPED),
-    /* a slave may be told to follow another master */
-    [NODE_SLAVE] = T(NODE_SLAVE) | T(NODE_ELECTING) | T(NODE_STOPPED),
-    [NODE_MASTER] = T(NODE_STEPPING_DOWN) | T(NODE_STOPPED),
-    [NODE_STEPPING_DOWN] = T(NODE_ELECTING) | T(NODE_STOPPED),
-    [NODE_STOPPED] = 0,
-};
-#undef T
-
 enum node_role node_role(void)
 {
     return role;
 }
 
-const char *node_role_name(enum node_role r)
-{
-    return r < NODE__ROLES ? names[r] : "?";
-}
-
 bool node_serving(void)
 {
     return role == NODE_MASTER || role == NODE_STANDALONE;
-}
-
-bool node_transition_allowed(enum node_role from, enum node_role to)
-{
-    return from < NODE__ROLES && to < NODE__ROLES && (allowed[from] & (1u << to));
 }
 
 /* What a transition needs to know beyond its target. */
@@ -229,17 +200,17 @@ static int transition(enum node_role to, const char *why, const struct entry *e,
 {
     enum node_role from = role;
     if (!node_transition_allowed(from, to)) {
-        log_err("node: illegal role change %s -> %s (%s)", names[from], names[to], why);
+        log_err("node: illegal role change %s -> %s (%s)", node_role_name(from), node_role_name(to), why);
         assert(!"illegal node role change");
-        snprintf(err, errlen, "illegal role change %s -> %s", names[from], names[to]);
+        snprintf(err, errlen, "illegal role change %s -> %s", node_role_name(from), node_role_name(to));
         return -EINVAL;
     }
     if (from == NODE_MASTER && to == NODE_STEPPING_DOWN)
         log_warn("stepping down as master: %s", why);
     else if (from != to)
-        log_info("role: %s -> %s: %s", names[from], names[to], why);
+        log_info("role: %s -> %s: %s", node_role_name(from), node_role_name(to), why);
     else
-        log_debug("role: %s again: %s", names[to], why);
+        log_debug("role: %s again: %s", node_role_name(to), why);
     if (from == NODE_MASTER && to != NODE_STOPPED)
         leave_master(why);
     role = to;

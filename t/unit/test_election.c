@@ -1,6 +1,7 @@
 /* Unit tests for the election decision (a table of member sets and who
  * must win, or why nobody may) and for the step-down rule (a table of
- * what a master knows and whether it must let go). */
+ * what a master knows and whether it must let go), and for the table of
+ * the node's role changes (role.c). */
 #include "config.h"
 
 #include <setjmp.h>
@@ -12,6 +13,7 @@
 #include <cmocka.h>
 
 #include "stompd/election.h"
+#include "stompd/node.h"
 
 #define M(seq, epoch, lsn, weight) {seq, #seq, epoch, lsn, weight, true}
 #define NOT_READY(seq, epoch, lsn) {seq, #seq, epoch, lsn, 1, false}
@@ -126,12 +128,58 @@ static void test_stepdown_table(void **state)
     }
 }
 
+/* The node's role changes (role.c), the whole table: a row per role, in
+ * enum order, 1 where the node may go from that role to the column's. */
+static void test_role_transitions(void **state)
+{
+    static const char *const table[NODE__ROLES] = {
+        /*                    st sa el ma sl sd so */
+        [NODE_STARTING] =      "0111101",
+        [NODE_STANDALONE] =    "0000001",
+        [NODE_ELECTING] =      "0001101",
+        [NODE_MASTER] =        "0000011",
+        [NODE_SLAVE] =         "0010101",
+        [NODE_STEPPING_DOWN] = "0010001",
+        [NODE_STOPPED] =       "0000000",
+    };
+    for (int f = 0; f < NODE__ROLES; f++)
+        for (int t = 0; t < NODE__ROLES; t++)
+            if (node_transition_allowed((enum node_role)f, (enum node_role)t) != (table[f][t] == '1'))
+                fail_msg("%s -> %s", node_role_name((enum node_role)f), node_role_name((enum node_role)t));
+    assert_false(node_transition_allowed(NODE__ROLES, NODE_STOPPED));
+    assert_false(node_transition_allowed(NODE_STARTING, NODE__ROLES));
+    assert_string_equal(node_role_name(NODE_STEPPING_DOWN), "stepping-down");
+    assert_string_equal(node_role_name(NODE__ROLES), "?");
+    /* what the table is for: a master becomes a slave only by stepping
+     * down and electing (its broker goes before it follows anyone), and
+     * only an election (or the configuration, at start) makes a master */
+    bool seen[NODE__ROLES] = {false};
+    enum node_role todo[NODE__ROLES];
+    int n = 0;
+    todo[n++] = NODE_MASTER;
+    seen[NODE_MASTER] = true;
+    while (n > 0) {
+        enum node_role r = todo[--n];
+        for (int t = 0; t < NODE__ROLES; t++)
+            if (t != NODE_STEPPING_DOWN && !seen[t] && node_transition_allowed(r, (enum node_role)t)) {
+                seen[t] = true;
+                todo[n++] = (enum node_role)t;
+            }
+    }
+    assert_false(seen[NODE_SLAVE]);
+    assert_false(seen[NODE_ELECTING]);
+    for (int f = 0; f < NODE__ROLES; f++)
+        if (f != NODE_ELECTING && f != NODE_STARTING && f != NODE_MASTER)
+            assert_false(node_transition_allowed((enum node_role)f, NODE_MASTER));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_better_is_a_strict_order),
         cmocka_unit_test(test_stepdown_table),
+        cmocka_unit_test(test_role_transitions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
