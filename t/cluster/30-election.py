@@ -76,9 +76,10 @@ def test_more_members_than_replicas_stops(broker_factory, zk_ensemble):
     extra.start(wait=False)
     assert extra.proc.wait(timeout=30) == 1
     assert "store.replicas is 3" in extra.log()
-    # the running nodes say so (those that saw the extra member's data
-    # before it left: under load one may not) and go on
-    assert any(n.wait_log("store.replicas is 3", timeout=5) for n in c.nodes)
+    # the running nodes saw it: they say so when they read its data before
+    # it left; on a loaded machine it can leave first (each then logs the
+    # member leaving, its id unknown: CI saw that with two suites at once)
+    assert any(n.wait_log(r"store\.replicas is 3|member m-\d+ left \(unknown id\)", timeout=10) for n in c.nodes)
     assert len(c.masters()) == 1
     extra.proc = None
     extra.logf.close()
