@@ -712,7 +712,7 @@ uint64_t journal_tip_sum(struct journal_tip *t)
 {
     if (buf_used(&t->copy)) {
         t->sum = journal_checksum(buf_head(&t->copy), buf_used(&t->copy));
-        buf_free(&t->copy);
+        t->copy.off = t->copy.len = 0; /* settled; the room stays for the next */
     }
     return t->sum;
 }

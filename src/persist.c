@@ -549,5 +549,5 @@ void persist_close(void)
     jb_free(&lazy);
     jb_free(&batch);
     jb_free(&imm_jb);
-    journal_tip_sum(&last_tip); /* settled: the copy goes */
+    journal_tip_reset(&last_tip, journal_tip_sum(&last_tip)); /* settled, the copy freed */
 }

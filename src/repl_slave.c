@@ -501,7 +501,7 @@ void repl_slave_stop(void)
         L.peer = NULL;
     }
     link_ended();
-    journal_tip_sum(&L.received_tip); /* settled: the copy goes */
+    journal_tip_reset(&L.received_tip, journal_tip_sum(&L.received_tip)); /* settled, the copy freed */
 }
 
 bool repl_slave_connected(void)

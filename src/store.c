@@ -123,10 +123,8 @@ static struct {
     bool replaying;         /* at open: records may already be in the index */
     uint64_t last_lsn;      /* last entry written to the log */
     uint64_t max_seq;       /* highest message seq indexed */
-    uint64_t tip_epoch, tip_sum;
-    const char *tip_data;   /* the tip entry, its tip_sum not yet computed */
-    size_t tip_len;
-    struct buf tip_copy;    /* replay's copy of it (the record buffer is reused) */
+    uint64_t tip_epoch;
+    struct journal_tip tip; /* the last entry; its checksum when asked */
     bool report_owed;       /* a lazy report not yet signalled */
     double signalled_at;
     struct seg_pos indexed_pos;     /* after the last record applied to the index */
@@ -599,17 +597,8 @@ static void put_meta(const char *key, uint64_t v)
 }
 
 /* The group's derived state and position go into its batch. */
-/* tip_sum is needed only for the last entry of a group, not for each. */
-static void settle_tip(void)
-{
-    if (S.tip_data)
-        S.tip_sum = journal_checksum(S.tip_data, S.tip_len);
-    S.tip_data = NULL;
-}
-
 static void batch_meta(void)
 {
-    settle_tip();
     struct counter *c, *tmp;
     HASH_ITER(hh, S.counters, c, tmp) {
         if (!c->dirty)
@@ -642,7 +631,7 @@ static void batch_meta(void)
     put_meta(KEY_META "indexed_lsn", S.last_lsn);
     put_meta(KEY_META "max_seq", S.max_seq);
     put_meta(KEY_META "epoch", S.tip_epoch);
-    put_meta(KEY_META "tip_sum", S.tip_sum);
+    put_meta(KEY_META "tip_sum", journal_tip_sum(&S.tip));
     char pos[8];
     be32(pos, S.indexed_pos.seg);
     be32(pos + 4, S.indexed_pos.off);
@@ -695,8 +684,7 @@ static int apply_record(uint8_t type, uint32_t seg, uint64_t base, const char *d
         return -EINVAL;
     S.last_lsn = e.lsn;
     S.tip_epoch = e.epoch;
-    S.tip_data = data; /* settle_tip() before data goes */
-    S.tip_len = len;
+    journal_tip_set(&S.tip, data, len);
     note_entry(seg, e.lsn);
     return 0;
 }
@@ -847,8 +835,8 @@ static int wipe(char *why, size_t whylen)
     if (rc)
         return rc;
     segmeta(seglog_current(), true);
-    S.last_lsn = S.tip_epoch = S.tip_sum = S.max_seq = 0;
-    S.tip_data = NULL;
+    S.last_lsn = S.tip_epoch = S.max_seq = 0;
+    journal_tip_reset(&S.tip, 0);
     S.indexed_pos = S.checkpoint = (struct seg_pos){seglog_current(), SEG_HEADER_LEN};
     return 0;
 }
@@ -930,8 +918,7 @@ static struct pending *run(struct pending *first, bool sync)
         case P_INSTALLED:
             S.last_lsn = p->lsn;
             S.tip_epoch = p->epoch;
-            S.tip_sum = p->sum;
-            S.tip_data = NULL;
+            journal_tip_reset(&S.tip, p->sum);
             leveldb_writebatch_delete(S.wb, KEY_META "snapshot", strlen(KEY_META "snapshot"));
             break;
         case P_MAX_EPOCH:
@@ -941,7 +928,6 @@ static struct pending *run(struct pending *first, bool sync)
             break;
         }
         if (rc) {
-            settle_tip();
             snprintf(why, sizeof why, "%s", lerr ? lerr : "a journal record is malformed");
             if (lerr)
                 leveldb_free(lerr);
@@ -1366,12 +1352,6 @@ static int replay(char *err, size_t errlen)
             rc = -EIO;
             break;
         }
-        if (it.type == REC_ENTRY) {
-            /* the next record reuses it.data */
-            S.tip_copy.off = S.tip_copy.len = 0;
-            buf_append(&S.tip_copy, buf_head(&it.data), buf_used(&it.data));
-            S.tip_data = buf_head(&S.tip_copy);
-        }
         S.indexed_pos = it.pos;
         if (++n % 4096 == 0 && batch_write(false, &lerr) != 0) {
             rc = set_err(err, errlen, "index write failed", lerr);
@@ -1379,7 +1359,6 @@ static int replay(char *err, size_t errlen)
         }
     }
     S.replaying = false;
-    settle_tip();
     if (rc == 0 && it.torn) {
         if (it.pos.seg != seglog_current()) {
             snprintf(err, errlen, "the store's log segment %08" PRIx32 " is damaged at offset %" PRIu32 " (not at "
@@ -1518,7 +1497,7 @@ static int open_v2(char *err, size_t errlen)
     S.last_lsn = meta_u64(KEY_META "indexed_lsn");
     S.max_seq = meta_u64(KEY_META "max_seq");
     S.tip_epoch = meta_u64(KEY_META "epoch");
-    S.tip_sum = meta_u64(KEY_META "tip_sum");
+    journal_tip_reset(&S.tip, meta_u64(KEY_META "tip_sum"));
     S.indexed_pos = (struct seg_pos){nids ? ids[0] : 1, SEG_HEADER_LEN};
     if (idx_get(KEY_META "indexed_pos", strlen(KEY_META "indexed_pos"), &v, &vl) == 0) {
         if (vl == 8)
@@ -1546,7 +1525,7 @@ static int open_v2(char *err, size_t errlen)
         return rc;
     S.info.applied_lsn = S.last_lsn;
     S.info.epoch = S.tip_epoch;
-    S.info.tip_sum = S.tip_sum;
+    S.info.tip_sum = journal_tip_sum(&S.tip);
     S.info.max_epoch = meta_u64(KEY_META "max_epoch");
     if (S.info.max_epoch < S.info.epoch)
         S.info.max_epoch = S.info.epoch;
@@ -1630,8 +1609,7 @@ void store_close(void)
     }
     grouped_clear();
     counters_free();
-    S.tip_data = NULL;
-    buf_free(&S.tip_copy);
+    journal_tip_reset(&S.tip, 0);
     if (S.db) {
         leveldb_close(S.db);
         S.db = NULL;
@@ -2118,7 +2096,7 @@ static int migrate_v1(const char *v1dir, char *err, size_t errlen)
     }
     S.info.applied_lsn = S.last_lsn;
     S.info.epoch = S.tip_epoch;
-    S.info.tip_sum = S.tip_sum;
+    S.info.tip_sum = journal_tip_sum(&S.tip);
     S.info.max_seq = S.max_seq;
     if (S.info.max_epoch < S.info.epoch)
         S.info.max_epoch = S.info.epoch;

@@ -127,7 +127,7 @@ struct journal_tip {
 };
 /* data is the new last entry. */
 void journal_tip_set(struct journal_tip *t, const char *data, size_t len);
-/* The last entry's checksum is sum (0: unknown). */
+/* The last entry's checksum is sum (0: unknown); frees the copy. */
 void journal_tip_reset(struct journal_tip *t, uint64_t sum);
 uint64_t journal_tip_sum(struct journal_tip *t);
 

@@ -338,6 +338,7 @@ static void test_tip_checksum_on_demand(void **state)
     assert_int_equal(journal_tip_sum(&t), 42);
     journal_tip_set(&t, e1, l1);
     assert_int_equal(journal_tip_sum(&t), journal_checksum(e1, l1));
+    journal_tip_reset(&t, 0);
     free(e1);
     free(e3);
 }
