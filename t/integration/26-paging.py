@@ -9,6 +9,7 @@ consumers free room."""
 import base64
 import http.client
 import json
+import re
 import threading
 import time
 
@@ -17,14 +18,18 @@ from stompd_test import connected
 WINDOW = {"broker.queue_window": "4KiB"}
 
 
-def console(b, path):
+def get(b, path):
     h = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=10)
     h.request("GET", path, headers={"Authorization": "Basic " + base64.b64encode(b"admin:admin").decode()})
     r = h.getresponse()
     data = r.read()
     h.close()
     assert r.status == 200, (r.status, data)
-    return json.loads(data)
+    return data
+
+
+def console(b, path):
+    return json.loads(get(b, path))
 
 
 def queue_info(b, name):
@@ -204,13 +209,7 @@ def test_producers_wait_at_store_limit(broker_factory):
 
 def metric(b, family, queue):
     """A per-queue gauge from /metrics (None when absent)."""
-    import re
-    h = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=10)
-    h.request("GET", "/metrics", headers={"Authorization": "Basic " + base64.b64encode(b"admin:admin").decode()})
-    r = h.getresponse()
-    text = r.read().decode()
-    h.close()
-    assert r.status == 200, text
+    text = get(b, "/metrics").decode()
     m = re.search(r'^%s\{[^}]*"%s"[^}]*\} (\d+)$' % (family, re.escape(queue)), text, re.M)
     return int(m.group(1)) if m else None
 
