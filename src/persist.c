@@ -37,7 +37,7 @@ static bool failed;
 static bool opened;
 static uint64_t last_lsn;
 static uint64_t epoch;
-static struct journal_builder lazy, batch, imm_jb;
+static struct journal_builder lazy, batch;
 static bool in_batch;
 static bool replicated;
 static char describe[4500] = "memory";
@@ -117,19 +117,18 @@ void persist_flush_coalesced(void)
     commit_hold_assign(last_lsn);
 }
 
-/* Ops that need their own entry now: coalesced ones go first so entries
- * stay in the order the broker made the changes. */
+/* Ops that need an entry now. The coalesced ops waiting (acks, delivery
+ * marks) go first in the same entry, so entries stay in the order the
+ * broker made the changes and a message sent while consumers ack costs
+ * one entry, not two. */
 static struct journal_builder *imm_begin(void)
 {
-    if (in_batch)
-        return &batch;
-    persist_flush_lazy(false);
-    return &imm_jb;
+    return in_batch ? &batch : &lazy;
 }
 
 static void imm_end(struct journal_builder *jb)
 {
-    if (jb == &imm_jb)
+    if (jb == &lazy)
         append(jb, true);
 }
 
@@ -298,8 +297,8 @@ uint64_t persist_dlq_move(struct qentry *e, struct msg *copy)
 {
     if (!enabled || (!copy->persistent && !e->msg->journaled))
         return 0;
-    persist_flush_lazy(false);
-    struct journal_builder *jb = &imm_jb;
+    /* one entry, after the coalesced ops waiting */
+    struct journal_builder *jb = &lazy;
     if (e->msg->journaled) {
         if (e->q->durable)
             jb_dequeue_sub(jb, e->q->durable->client_id, e->q->durable->name, e->msg->priority, e->msg->seq);
@@ -409,7 +408,6 @@ int persist_open(char *err, size_t errlen)
 {
     jb_init(&lazy);
     jb_init(&batch);
-    jb_init(&imm_jb);
     if (strcmp(config.store_type, "memory") == 0) {
         log_warn("store.type = memory: persistent messages are kept in memory only and lost when the broker stops");
         snprintf(describe, sizeof describe, "memory");
@@ -548,6 +546,5 @@ void persist_close(void)
     enabled = false;
     jb_free(&lazy);
     jb_free(&batch);
-    jb_free(&imm_jb);
     journal_tip_reset(&last_tip, journal_tip_sum(&last_tip)); /* settled, the copy freed */
 }
