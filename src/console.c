@@ -159,6 +159,7 @@ json_t *console_status_json(void)
         json_object_set_new(j, "store_bytes", json_integer((json_int_t)store_bytes()));
         json_object_set_new(j, "fdatasync_us", hist_json(&store_stats()->fdatasync_us));
         json_object_set_new(j, "group_commit_entries", hist_json(&store_stats()->group_entries));
+        json_object_set_new(j, "index_skipped", json_integer((json_int_t)store_stats()->index_skipped));
     }
     json_object_set_new(j, "stomp", json_string(node_serving()
                                                     ? config.stomp_listen : ""));

@@ -368,6 +368,12 @@ static void c_group_commit(struct metrics_out *m)
         hist_prom(metric_buf(m), m->family, "", &store_stats()->group_entries, 1);
 }
 
+static void c_index_skipped(struct metrics_out *m)
+{
+    if (persist_has_store())
+        one_u64(m, store_stats()->index_skipped);
+}
+
 static void slave_hists(struct metrics_out *m, bool durable)
 {
     if (!repl_master_running())
@@ -527,6 +533,8 @@ static const struct family families[] = {
     {"stompd_store_fdatasync_seconds", "histogram", "Time of each fdatasync of the store's log", c_fdatasync},
     {"stompd_store_group_commit_entries", "histogram", "Journal entries made durable by one fdatasync",
      c_group_commit},
+    {"stompd_store_index_skipped_total", "counter",
+     "Persistent messages acknowledged before their index write, so never written to LevelDB", c_index_skipped},
     {"stompd_store_full", "gauge", "1 while the store is above broker.store_limit (persistent producers wait)",
      c_store_full},
     {"stompd_journal_lsn", "gauge", "Journal position", c_journal_lsn},

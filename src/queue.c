@@ -409,7 +409,12 @@ void queue_indexed(uint64_t lsn)
 
 bool queue_waits_for_index(void)
 {
-    return !TAILQ_EMPTY(&over_window) || !TAILQ_EMPTY(&gone_flushed);
+    return !TAILQ_EMPTY(&over_window);
+}
+
+bool queue_follows_index(void)
+{
+    return !TAILQ_EMPTY(&gone_flushed);
 }
 
 struct page_ctx {

@@ -388,7 +388,12 @@ void sched_indexed(uint64_t lsn)
 
 bool sched_waits_for_index(void)
 {
-    return !TAILQ_EMPTY(&S.gone_list) || S.window_bytes > config.scheduler_window;
+    return S.window_bytes > config.scheduler_window;
+}
+
+bool sched_follows_index(void)
+{
+    return !TAILQ_EMPTY(&S.gone_list);
 }
 
 /* ------------------------------------------------------------ adding */

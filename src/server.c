@@ -227,8 +227,9 @@ static void before_sleep(struct ev_loop *loop, ev_prepare *w, int revents)
         repl_master_flush();
         store_kick_lazy(); /* what this round journaled, to the store's writer (at once, unless lazy) */
         store_poll(); /* durability reports the writer did not wake the loop for */
-        if (queue_waits_for_index() || sched_waits_for_index())
-            store_poll_indexed();
+        bool need = queue_waits_for_index() || sched_waits_for_index();
+        if (need || queue_follows_index() || sched_follows_index())
+            store_poll_indexed(need);
         stream_flush_all();
         if (!work && TAILQ_EMPTY(&srv.dirty))
             break;

@@ -41,6 +41,9 @@
 #define CHECKPOINT_EVERY 1.0  /* s between fsynced index writes that let segments go */
 #define LAZY_REPORT 0.005     /* s a durability report may wait when no one waits for it */
 #define LAZY_KICK_BYTES (256 << 10) /* and entries no one waits on, before the writer gets them */
+#define DEFER_RECORDS 8192    /* log records the index batch may hold back (defer_index) */
+#define DEFER_MAX 0.05        /* s it may hold them */
+#define DEFER_IDLE 0.002      /* s without entries before it writes them */
 
 enum pending_kind { P_ENTRY, P_WIPE, P_RAW, P_INSTALLED, P_MAX_EPOCH };
 
@@ -79,12 +82,16 @@ struct counter {
     UT_hash_handle hh;
 };
 
-/* Message keys put earlier in the current group (their value is not in
- * LevelDB yet when a later entry of the group removes them). */
-struct grouped {
+/* Message keys put since the last index write. Their put is not in the
+ * batch: it goes in when the batch is written, and only for those still
+ * there. A message acknowledged before that (a queue with a consumer
+ * keeping up) never reaches LevelDB: no memtable insert, no lookup, no
+ * delete, no compaction. */
+struct fresh {
     char *key;
     size_t klen;
     char loc[LOC_LEN];
+    bool has_r;             /* its delivery count was put since */
     UT_hash_handle hh;
 };
 
@@ -117,6 +124,7 @@ static struct {
     struct segmeta *segs;   /* ordered by id */
     size_t nsegs, capsegs;
     bool want_indexed;      /* the loop waits for indexing progress */
+    bool held;              /* applied records wait in the index batch (defer_index) */
     bool lazy;              /* nothing waits on durability reports (store_set_lazy_reports) */
     bool freed;             /* segments went: the loop may have room again */
     /* writer-owned */
@@ -131,7 +139,10 @@ static struct {
     struct seg_pos checkpoint;      /* indexed_pos as of the last fsynced index write */
     double checkpoint_at;
     struct counter *counters;
-    struct grouped *grouped;
+    struct fresh *fresh;
+    uint32_t nfresh;
+    uint32_t deferred;      /* records applied to the batch, not yet written */
+    double deferred_at;     /* when the first of them was */
     leveldb_writebatch_t *wb;
     /* the record being applied: where its payload is */
     uint32_t rec_seg;
@@ -416,18 +427,42 @@ static void counters_free(void)
 
 /* ------------------------------------------------------------ applying to the index */
 
-static void grouped_clear(void)
+static void fresh_clear(void)
 {
-    struct grouped *g, *tmp;
-    HASH_ITER(hh, S.grouped, g, tmp) {
-        HASH_DEL(S.grouped, g);
+    struct fresh *g, *tmp;
+    HASH_ITER(hh, S.fresh, g, tmp) {
+        HASH_DEL(S.fresh, g);
         free(g->key);
         free(g);
+    }
+    S.nfresh = 0;
+}
+
+static void fresh_del(struct fresh *g)
+{
+    HASH_DEL(S.fresh, g);
+    free(g->key);
+    free(g);
+    S.nfresh--;
+}
+
+/* Into the batch, about to be written: the fresh keys still live. */
+static void fresh_put_all(void)
+{
+    struct fresh *g, *tmp;
+    HASH_ITER(hh, S.fresh, g, tmp) {
+        leveldb_writebatch_put(S.wb, g->key, g->klen, g->loc, LOC_LEN);
     }
 }
 
 static void w_put(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
 {
+    if (kl > 1 && k[0] == KEY_R) {
+        struct fresh *g;
+        HASH_FIND(hh, S.fresh, k + 1, kl - 1, g);
+        if (g)
+            g->has_r = true;
+    }
     leveldb_writebatch_put(S.wb, k, kl, v, vl);
 }
 
@@ -456,16 +491,16 @@ static void w_put_msg(void *ctx, const char *k, size_t kl, const char *msg, size
         S.max_seq = seq;
     char loc[LOC_LEN];
     loc_encode(loc, S.rec_seg, (uint32_t)off, (uint32_t)ml, journal_msg_expires(msg, ml), S.rec_lsn);
-    leveldb_writebatch_put(S.wb, k, kl, loc, LOC_LEN);
-    struct grouped *g;
-    HASH_FIND(hh, S.grouped, k, kl, g);
+    struct fresh *g;
+    HASH_FIND(hh, S.fresh, k, kl, g);
     if (!g) {
         g = calloc(1, sizeof *g);
         if (!g || !(g->key = malloc(kl)))
             abort();
         memcpy(g->key, k, kl);
         g->klen = kl;
-        HASH_ADD_KEYPTR(hh, S.grouped, g->key, g->klen, g);
+        HASH_ADD_KEYPTR(hh, S.fresh, g->key, g->klen, g);
+        S.nfresh++;
     } else {
         /* the same key again (a replay): the old place is no longer counted */
         seg_ref(get_be32(g->loc), -1);
@@ -477,14 +512,18 @@ static void w_put_msg(void *ctx, const char *k, size_t kl, const char *msg, size
 }
 
 /* Forget message key k whose value is loc: its segment loses a live
- * message, its queue one message. */
-static void forget_msg(const char *k, size_t kl, const char *loc)
+ * message, its queue one message. A fresh one (g) never got into the
+ * index, nor did its delivery count unless one was put since. */
+static void forget_msg(const char *k, size_t kl, const char *loc, const struct fresh *g)
 {
     seg_ref(get_be32(loc), -1);
     count(k, kl, -1, -(int64_t)get_be32(loc + 8));
-    leveldb_writebatch_delete(S.wb, k, kl);
+    if (g)
+        S.stats.index_skipped++;
+    else
+        leveldb_writebatch_delete(S.wb, k, kl);
     char rk[1300];
-    if (kl + 1 <= sizeof rk) {
+    if ((!g || g->has_r) && kl + 1 <= sizeof rk) {
         rk[0] = KEY_R;
         memcpy(rk + 1, k, kl);
         leveldb_writebatch_delete(S.wb, rk, kl + 1);
@@ -493,20 +532,18 @@ static void forget_msg(const char *k, size_t kl, const char *loc)
 
 static void w_del_msg(void *ctx, const char *k, size_t kl)
 {
-    struct grouped *g;
-    HASH_FIND(hh, S.grouped, k, kl, g);
+    struct fresh *g;
+    HASH_FIND(hh, S.fresh, k, kl, g);
     if (g) {
-        forget_msg(k, kl, g->loc);
-        HASH_DEL(S.grouped, g);
-        free(g->key);
-        free(g);
+        forget_msg(k, kl, g->loc, g);
+        fresh_del(g);
         return;
     }
     char *v;
     size_t vl;
     if (idx_get(k, kl, &v, &vl) == 0) {
         if (vl == LOC_LEN)
-            forget_msg(k, kl, v);
+            forget_msg(k, kl, v, NULL);
         free(v);
     }
 }
@@ -532,13 +569,11 @@ static void ds_del(void *state, const char *k, size_t kl)
  * the index and those put earlier in this group. */
 static void w_del_msgs(void *ctx, const char *p, size_t pl)
 {
-    struct grouped *g, *tmp;
-    HASH_ITER(hh, S.grouped, g, tmp) {
+    struct fresh *g, *tmp;
+    HASH_ITER(hh, S.fresh, g, tmp) {
         if (g->klen >= pl && memcmp(g->key, p, pl) == 0) {
-            forget_msg(g->key, g->klen, g->loc);
-            HASH_DEL(S.grouped, g);
-            free(g->key);
-            free(g);
+            forget_msg(g->key, g->klen, g->loc, g);
+            fresh_del(g);
         }
     }
     leveldb_iterator_t *it = leveldb_create_iterator(S.db, S.ropt);
@@ -549,7 +584,7 @@ static void w_del_msgs(void *ctx, const char *p, size_t pl)
             break;
         const char *v = leveldb_iter_value(it, &vl);
         if (vl == LOC_LEN)
-            forget_msg(k, kl, v);
+            forget_msg(k, kl, v, NULL);
     }
     /* delivery counts put earlier in this group */
     char rp[1300];
@@ -583,7 +618,7 @@ static int apply_pairs(const char *data, size_t len)
         if (is_msg_key(k, a))
             w_put_msg(NULL, k, a, v, c);
         else if (!(a > 0 && k[0] == KEY_C) && !(a >= 5 && memcmp(k, KEY_SEG, 5) == 0))
-            leveldb_writebatch_put(S.wb, k, a, v, c);
+            w_put(NULL, k, a, v, c);
         q = v + c;
     }
     return q == end ? 0 : -EINVAL;
@@ -640,10 +675,12 @@ static void batch_meta(void)
 
 static int batch_write(bool sync, char **lerr)
 {
+    fresh_put_all();
     batch_meta();
     leveldb_write(S.db, sync ? S.wsync : S.wnosync, S.wb, lerr);
     leveldb_writebatch_clear(S.wb);
-    grouped_clear();
+    fresh_clear();
+    S.deferred = 0;
     if (*lerr)
         return -EIO;
     if (sync)
@@ -810,7 +847,7 @@ static int wipe(char *why, size_t whylen)
 {
     char *lerr = NULL;
     leveldb_writebatch_clear(S.wb);
-    grouped_clear();
+    fresh_clear();
     leveldb_iterator_t *it = leveldb_create_iterator(S.db, S.ropt);
     for (leveldb_iter_seek_to_first(it); leveldb_iter_valid(it); leveldb_iter_next(it)) {
         size_t kl;
@@ -844,6 +881,47 @@ static int wipe(char *why, size_t whylen)
 /* One run of the group: records written and synced, reported durable,
  * applied to the index, reported indexed. A wipe ends a run. Returns the
  * item the next run starts with. */
+/* Whether the group just applied may wait in the batch for the next
+ * groups: while nobody waits to read the index (paging, scheduled jobs),
+ * within DEFER_RECORDS and DEFER_MAX (what a crash replays), and while
+ * entries keep coming (the writer writes the batch after DEFER_IDLE
+ * without any). Messages acknowledged meanwhile never reach LevelDB
+ * (struct fresh). */
+static bool defer_index(void)
+{
+    if (!S.deferred || S.deferred >= DEFER_RECORDS || mono_now() - S.deferred_at >= DEFER_MAX)
+        return false;
+    pthread_mutex_lock(&S.mu);
+    bool want = S.want_indexed;
+    S.held = !want;
+    pthread_mutex_unlock(&S.mu);
+    return !want;
+}
+
+/* The batch into the index; the loop learns how far it got. */
+static bool index_write(bool sync)
+{
+    char *lerr = NULL;
+    if (batch_write(sync, &lerr) != 0) {
+        char why[512];
+        snprintf(why, sizeof why, "index write failed: %s", lerr);
+        leveldb_free(lerr);
+        fail(0, why);
+        return false;
+    }
+    pthread_mutex_lock(&S.mu);
+    S.indexed_lsn = S.last_lsn;
+    S.indexed_max_seq = S.max_seq;
+    S.held = false;
+    bool tell = S.want_indexed;
+    S.want_indexed = false;
+    pthread_mutex_unlock(&S.mu);
+    if (tell && S.loop)
+        ev_async_send(S.loop, &S.async);
+    prune();
+    return true;
+}
+
 static struct pending *run(struct pending *first, bool sync)
 {
     struct buf b = {0};
@@ -905,6 +983,8 @@ static struct pending *run(struct pending *first, bool sync)
         report_durable(done);
     /* the index */
     char *lerr = NULL;
+    if (!S.deferred)
+        S.deferred_at = mono_now();
     for (p = first; p != stop; p = next_pending(p)) {
         int rc = 0;
         switch (p->kind) {
@@ -913,6 +993,7 @@ static struct pending *run(struct pending *first, bool sync)
             uint64_t base = (uint64_t)at.off + p->at + SEG_REC_HEADER;
             rc = apply_record(p->kind == P_ENTRY ? REC_ENTRY : REC_PAIRS, at.seg, base, p->data, p->len, &lerr);
             S.indexed_pos = (struct seg_pos){at.seg, (uint32_t)(base + p->len)};
+            S.deferred++; /* after apply_record: a range removal writes the batch first */
             break;
         }
         case P_INSTALLED:
@@ -935,21 +1016,10 @@ static struct pending *run(struct pending *first, bool sync)
             return NULL;
         }
     }
-    if (batch_write(index_sync, &lerr) != 0) {
-        snprintf(why, sizeof why, "index write failed: %s", lerr);
-        leveldb_free(lerr);
-        fail(first_lsn, why);
+    if (!stop && !index_sync && defer_index())
         return NULL;
-    }
-    pthread_mutex_lock(&S.mu);
-    S.indexed_lsn = S.last_lsn;
-    S.indexed_max_seq = S.max_seq;
-    bool tell = S.want_indexed;
-    S.want_indexed = false;
-    pthread_mutex_unlock(&S.mu);
-    if (tell && S.loop)
-        ev_async_send(S.loop, &S.async);
-    prune();
+    if (!index_write(index_sync))
+        return NULL;
     if (stop) {
         /* a wipe */
         if (wipe(why, sizeof why) != 0) {
@@ -972,18 +1042,24 @@ static void *writer(void *arg)
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     for (;;) {
         bool idle = false;
-        struct pending *list =
-            (struct pending *)handoff_wait_for(&S.q, S.report_owed ? LAZY_REPORT : CHECKPOINT_EVERY, &idle);
-        if (!list && idle && S.report_owed) {
-            signal_loop();
-            continue;
-        }
-        if (!list && idle) {
+        double wait = S.deferred ? DEFER_IDLE : S.report_owed ? LAZY_REPORT : CHECKPOINT_EVERY;
+        struct pending *list = (struct pending *)handoff_wait_for(&S.q, wait, &idle);
+        if (!list && S.deferred) {
+            /* no more entries for now: the index catches up */
+            pthread_mutex_lock(&S.mu);
+            bool failed = S.fail_lsn != 0;
+            pthread_mutex_unlock(&S.mu);
+            if (!failed)
+                index_write(false);
+        } else if (!list && idle && !S.report_owed) {
             /* nothing written for a while: what can go now goes (a
              * segment freed while producers wait for room) */
             prune();
-            continue;
         }
+        if (!list && S.report_owed && (!idle || mono_now() - S.signalled_at >= LAZY_REPORT))
+            signal_loop();
+        if (!list && idle)
+            continue;
         if (!list)
             break; /* closed, everything written */
         pthread_mutex_lock(&S.mu);
@@ -1166,14 +1242,19 @@ uint64_t store_durable_lsn(void)
     return S.reported_done;
 }
 
-uint64_t store_indexed_lsn(void)
+static uint64_t indexed_lsn(bool want)
 {
     pthread_mutex_lock(&S.mu);
     uint64_t i = S.indexed_lsn;
-    if (i < S.last_appended_lsn)
+    if (want && i < S.last_appended_lsn)
         S.want_indexed = true;
     pthread_mutex_unlock(&S.mu);
     return i;
+}
+
+uint64_t store_indexed_lsn(void)
+{
+    return indexed_lsn(true);
 }
 
 uint64_t store_max_seq(void)
@@ -1198,9 +1279,9 @@ void store_poll(void)
         async_cb(S.loop, &S.async, 0);
 }
 
-void store_poll_indexed(void)
+void store_poll_indexed(bool urgent)
 {
-    uint64_t i = store_indexed_lsn(); /* asks the writer to tell when it is behind */
+    uint64_t i = indexed_lsn(urgent); /* urgent: asks the writer to tell when it is behind */
     if (i != S.reported_indexed) {
         S.reported_indexed = i;
         if (S.indexed)
@@ -1210,7 +1291,10 @@ void store_poll_indexed(void)
 
 bool store_drained(void)
 {
-    return !S.chain && handoff_idle(&S.q);
+    pthread_mutex_lock(&S.mu);
+    bool held = S.held;
+    pthread_mutex_unlock(&S.mu);
+    return !S.chain && !held && handoff_idle(&S.q);
 }
 
 /* The first entry of the log's unbroken tail: a segment kept only for
@@ -1607,7 +1691,7 @@ void store_close(void)
         leveldb_writebatch_destroy(S.wb);
         S.wb = NULL;
     }
-    grouped_clear();
+    fresh_clear();
     counters_free();
     journal_tip_reset(&S.tip, 0);
     if (S.db) {

@@ -179,8 +179,10 @@ void queue_journal_flushed(uint64_t lsn);
 /* The store has indexed up to lsn: forget removals it now knows, and
  * shrink queues over their window. */
 void queue_indexed(uint64_t lsn);
-/* Whether some queue waits for the store to index more (to shrink to its
- * window, or to forget removals). */
+/* Whether some queue waits for the store to index more, to shrink to its
+ * window; and whether removals wait to be forgotten (that can wait for
+ * the writer's next index write). */
 bool queue_waits_for_index(void);
+bool queue_follows_index(void);
 
 #endif

@@ -48,7 +48,9 @@ void sched_start(void);
 void sched_stop(void);
 /* The store has indexed up to lsn: the window may shrink. */
 void sched_indexed(uint64_t lsn);
+/* As queue_waits_for_index and queue_follows_index. */
 bool sched_waits_for_index(void);
+bool sched_follows_index(void);
 /* An open batch's entry got its lsn (persist.c). */
 void sched_batch_closed(uint64_t lsn);
 

@@ -77,12 +77,14 @@ void store_kick_lazy(void);
 /* Never prune past floor_lsn while it is non-zero (a replica needs it). */
 void store_set_prune_floor(uint64_t lsn);
 uint64_t store_durable_lsn(void);
-/* What is indexed; when behind, the writer wakes the loop once it indexes
- * more (the store_on_indexed callback). */
+/* What is indexed; when behind, the writer writes the index batch it
+ * holds back (if any) and wakes the loop once it has (the
+ * store_on_indexed callback). */
 uint64_t store_indexed_lsn(void);
-/* The loop waits on indexing: call the indexed callback now if the index
- * moved, and have the writer tell when it moves next. */
-void store_poll_indexed(void);
+/* The loop follows indexing: call the indexed callback now if the index
+ * moved. urgent: the loop waits on it (store_indexed_lsn); otherwise the
+ * writer's own pace will do (within tens of ms while entries come). */
+void store_poll_indexed(bool urgent);
 /* Whether everything handed to the writer has been written (or failed). */
 bool store_drained(void);
 /* Change whether groups are fdatasynced (a slave follows its master's mode). */
@@ -102,6 +104,8 @@ void store_close(void);
 struct store_stats {
     struct hist fdatasync_us;
     struct hist group_entries;
+    /* messages removed before their index write: never in LevelDB */
+    _Atomic uint64_t index_skipped;
 };
 const struct store_stats *store_stats(void);
 /* The highest message seq in what is indexed (a slave's store moves on

@@ -2,7 +2,8 @@
  * written by the writer thread in groups are indexed as the journal says,
  * range removals see keys from the same group, reopening gives the same
  * position, an index behind its log is caught up from the log and a torn
- * tail is cut, a log shorter than its index is refused, segments go once
+ * tail is cut, messages removed before their index write never reach
+ * LevelDB, a log shorter than its index is refused, segments go once
  * nothing needs them, a queue reads back in dispatch order, a snapshot
  * installs into another store, a format-1 store is converted, and a
  * locked, foreign, mis-formatted or corrupt store is refused. */
@@ -401,6 +402,70 @@ static void test_index_behind_log_is_replayed(void **state)
     assert_int_equal(counter("/queue/r").n, 9);
 }
 
+static void delivered(const char *dest, uint64_t seq, uint32_t times)
+{
+    struct journal_builder jb;
+    jb_init(&jb);
+    jb_delivered(&jb, KEY_Q, dest, "", 4, seq, times);
+    append(&jb);
+}
+
+/* Messages removed before their index write never reach LevelDB, nor do
+ * their delivery counts; what stays is indexed, on the writer's way and
+ * when a restart replays the log into an index that has none of it. */
+static void test_acked_before_indexed(void **state)
+{
+    struct ev_loop *loop = ev_default_loop(0);
+    lsn = 0;
+    open_start(loop);
+    enqueue("/queue/g", 1);
+    wait_durable(loop, lsn);
+    store_close();
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "cp -a '%s/index' '%s/index.old'", dir, dir);
+    assert_int_equal(system(cmd), 0);
+
+    durable = 0;
+    open_start(loop);
+    uint64_t skipped = store_stats()->index_skipped;
+    /* one group: 50 in and out again (one delivered first), one kept */
+    for (uint64_t i = 2; i <= 51; i++)
+        enqueue("/queue/f", i);
+    delivered("/queue/f", 7, 1);
+    for (uint64_t i = 2; i <= 51; i++)
+        dequeue("/queue/f", i);
+    enqueue("/queue/f", 52);
+    delivered("/queue/f", 52, 2);
+    wait_durable(loop, lsn);
+    assert_int_equal(store_stats()->index_skipped - skipped, 50);
+    assert_int_equal(count("Q/queue/f\0", 10), 1);
+    assert_int_equal(count("R", 1), 1);
+    assert_int_equal(counter("/queue/f").n, 1);
+    assert_int_equal(counter("/queue/g").n, 1);
+    struct seen s = {0};
+    page("/queue/f", &s);
+    assert_int_equal(s.n, 1);
+    assert_string_equal(s.ids[0], "m52");
+    assert_int_equal(s.deliveries[0], 2);
+    store_close();
+
+    /* the index as it was before: the log's tail replays into it */
+    snprintf(cmd, sizeof cmd, "rm -rf '%s/index' && mv '%s/index.old' '%s/index'", dir, dir, dir);
+    assert_int_equal(system(cmd), 0);
+    skipped = store_stats()->index_skipped;
+    open_store();
+    assert_int_equal(store_info()->applied_lsn, lsn);
+    assert_int_equal(store_stats()->index_skipped - skipped, 50);
+    assert_int_equal(count("Q/queue/f\0", 10), 1);
+    assert_int_equal(count("R", 1), 1);
+    assert_int_equal(counter("/queue/f").n, 1);
+    assert_int_equal(count("Q/queue/g\0", 10), 1);
+    memset(&s, 0, sizeof s);
+    page("/queue/f", &s);
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.deliveries[0], 2);
+}
+
 static void last_segment(char *out, size_t len)
 {
     uint32_t ids[64];
@@ -731,6 +796,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_durable_subscription_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_segments_go_when_nothing_needs_them, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_behind_log_is_replayed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_acked_before_indexed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail_cut_and_lost_tail_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_zeros_written_ahead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_installs_elsewhere, setup, teardown),
