@@ -105,14 +105,6 @@ void handoff_done(struct handoff *h)
     pthread_mutex_unlock(&h->mu);
 }
 
-bool handoff_pending(struct handoff *h)
-{
-    pthread_mutex_lock(&h->mu);
-    bool queued = h->head != NULL;
-    pthread_mutex_unlock(&h->mu);
-    return queued;
-}
-
 bool handoff_idle(struct handoff *h)
 {
     pthread_mutex_lock(&h->mu);

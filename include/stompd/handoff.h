@@ -47,8 +47,6 @@ struct handoff_node *handoff_wait(struct handoff *h);
 /* The same, giving up after timeout seconds (*timed_out says so). */
 struct handoff_node *handoff_wait_for(struct handoff *h, double timeout, bool *timed_out);
 void handoff_done(struct handoff *h);
-/* Something is queued (the consumer has more to take). */
-bool handoff_pending(struct handoff *h);
 /* Nothing queued and nothing being worked on. */
 bool handoff_idle(struct handoff *h);
 /* No more pushes: a waiting consumer gets what is left, then NULL. */
