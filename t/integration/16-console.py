@@ -153,6 +153,12 @@ def test_durable_path_metrics(broker):
     count = [int(line.rsplit(" ", 1)[1]) for line in text.splitlines()
              if line.startswith("stompd_store_group_commit_entries_count")]
     assert count and count[0] >= 1
+    # messages consumed before their index write, never written to LevelDB
+    # (how many depends on timing; test_store checks the skipping itself)
+    assert "# TYPE stompd_store_index_skipped_total counter" in text
+    skipped = [int(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("stompd_store_index_skipped_total ")]
+    assert len(skipped) == 1 and skipped[0] <= get_json(broker, "/api/status")["index_skipped"]
 
 
 def test_actions_purge_delete_send(busy):

@@ -173,3 +173,24 @@ def test_catchup_script_streams_and_snapshots(tmp_path):
     for mode in ("stream", "snapshot"):
         assert re.search(r"^%s +\d+ +\d+ +[0-9.]+ +\d+" % mode, r.stdout, re.M), r.stdout
     assert os.listdir(str(tmp_path)) == []
+
+
+def test_durable_script_prints_each_figure_and_its_floor(tmp_path):
+    """contrib/bench/durable --quick (no ActiveMQ): one run of each stompd
+    scenario, the disk's probes, and a table with every figure, its ratio
+    and, where it has one, its floor on this machine; it removes its
+    brokers' stores."""
+    r = subprocess.run(["/usr/bin/python3", os.path.join(SRCDIR, "contrib", "bench", "durable"), "--builddir",
+                        BUILDDIR, "--quick", "--no-activemq", "--runs", "1"],
+                       capture_output=True, text=True, timeout=600, env=dict(os.environ, TMPDIR=str(tmp_path)))
+    assert r.returncode == 0, r.stdout + r.stderr
+    for row in (r"fdatasync of a 1 KiB append, p50 +\d+ us",
+                r"2 of 3 concurrent fdatasyncs, p50 +\d+ us +x fdatasync +[0-9.]+",
+                r"local_disk, 1 producer, receipt RTT p50 +\d+ us +x fdatasync +[0-9.]+ +<= 1.3",
+                r"local_disk 1 producer over its floor +x floor +[0-9.]+",
+                r"local_disk, 32 producers +\d+ msgs/s +msgs per fdatasync p50 +[0-9.]+ +>= 12",
+                r"local_disk 32 producers over non-persistent +x rate +[0-9.]+",
+                r"3 nodes quorum_mem, 1 producer, RTT p50 +\d+ us +x non-persistent RTT +[0-9.]+ +<= 3",
+                r"quorum_disk 1 producer over its floor +x floor +[0-9.]+"):
+        assert re.search(row, r.stdout), row + "\n" + r.stdout
+    assert os.listdir(str(tmp_path)) == []
