@@ -1042,15 +1042,21 @@ static void *writer(void *arg)
     pthread_sigmask(SIG_BLOCK, &all, NULL);
     for (;;) {
         bool idle = false;
-        double wait = S.deferred ? DEFER_IDLE : S.report_owed ? LAZY_REPORT : CHECKPOINT_EVERY;
-        struct pending *list = (struct pending *)handoff_wait_for(&S.q, wait, &idle);
+        double wait = CHECKPOINT_EVERY;
+        if (S.report_owed)
+            wait = S.signalled_at + LAZY_REPORT - mono_now();
+        if (S.deferred && wait > DEFER_IDLE)
+            wait = DEFER_IDLE;
+        struct pending *list = (struct pending *)handoff_wait_for(&S.q, wait > 0 ? wait : 0, &idle);
         if (!list && S.deferred) {
-            /* no more entries for now: the index catches up */
+            /* no more entries for now: the index catches up (a failed
+             * store writes nothing more) */
             pthread_mutex_lock(&S.mu);
             bool failed = S.fail_lsn != 0;
             pthread_mutex_unlock(&S.mu);
             if (!failed)
                 index_write(false);
+            S.deferred = 0;
         } else if (!list && idle && !S.report_owed) {
             /* nothing written for a while: what can go now goes (a
              * segment freed while producers wait for room) */
