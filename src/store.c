@@ -125,6 +125,7 @@ static struct {
     size_t nsegs, capsegs;
     bool want_indexed;      /* the loop waits for indexing progress */
     bool held;              /* applied records wait in the index batch (defer_index) */
+    struct fresh *gone;     /* message keys removed from the index in this batch (w_del_msgs) */
     bool lazy;              /* nothing waits on durability reports (store_set_lazy_reports) */
     bool freed;             /* segments went: the loop may have room again */
     /* writer-owned */
@@ -438,6 +439,40 @@ static void fresh_clear(void)
     S.nfresh = 0;
 }
 
+/* The index still holds a key removed in the unwritten batch: a second
+ * removal of it in the same batch (an ack and a purge in one entry, in
+ * either order) must not count it again. Range removals record what they
+ * take; the keys single removals took are read off the batch. */
+static bool gone_has(const char *k, size_t kl)
+{
+    struct fresh *g = NULL;
+    if (S.gone)
+        HASH_FIND(hh, S.gone, k, kl, g);
+    return g != NULL;
+}
+
+static void gone_add(const char *k, size_t kl)
+{
+    if (gone_has(k, kl))
+        return;
+    struct fresh *g = calloc(1, sizeof *g);
+    if (!g || !(g->key = malloc(kl)))
+        abort();
+    memcpy(g->key, k, kl);
+    g->klen = kl;
+    HASH_ADD_KEYPTR(hh, S.gone, g->key, g->klen, g);
+}
+
+static void gone_clear(void)
+{
+    struct fresh *g, *tmp;
+    HASH_ITER(hh, S.gone, g, tmp) {
+        HASH_DEL(S.gone, g);
+        free(g->key);
+        free(g);
+    }
+}
+
 static void fresh_del(struct fresh *g)
 {
     HASH_DEL(S.fresh, g);
@@ -499,6 +534,9 @@ static void w_put_msg(void *ctx, const char *k, size_t kl, const char *msg, size
             abort();
         memcpy(g->key, k, kl);
         g->klen = kl;
+        /* a snapshot's pairs put a delivery count (R sorts before Q and
+         * T) before its message: assume one */
+        g->has_r = S.rec_lsn == 0;
         HASH_ADD_KEYPTR(hh, S.fresh, g->key, g->klen, g);
         S.nfresh++;
     } else {
@@ -539,6 +577,8 @@ static void w_del_msg(void *ctx, const char *k, size_t kl)
         fresh_del(g);
         return;
     }
+    if (gone_has(k, kl))
+        return;
     char *v;
     size_t vl;
     if (idx_get(k, kl, &v, &vl) == 0) {
@@ -549,24 +589,32 @@ static void w_del_msg(void *ctx, const char *k, size_t kl)
 }
 
 struct del_scan {
-    const char *p;
+    const char *p;          /* the message keys' prefix */
     size_t pl;
     leveldb_writebatch_t *dels;
 };
 
+/* A delivery count of the prefix put earlier in this batch: deleted too. */
 static void ds_put(void *state, const char *k, size_t kl, const char *v, size_t vl)
 {
     struct del_scan *s = state;
-    if (kl >= s->pl && memcmp(k, s->p, s->pl) == 0)
-        leveldb_writebatch_delete(s->dels, k, kl);
+    if (kl == 0 || k[0] != KEY_R || kl - 1 < s->pl || memcmp(k + 1, s->p, s->pl) != 0)
+        return;
+    leveldb_writebatch_delete(s->dels, k, kl);
 }
 
+/* A message key of the prefix removed earlier in this batch: the index
+ * still has it, and it is counted out already. */
 static void ds_del(void *state, const char *k, size_t kl)
 {
+    struct del_scan *s = state;
+    if (kl >= s->pl && memcmp(k, s->p, s->pl) == 0)
+        gone_add(k, kl);
 }
 
 /* Every message key with the prefix (and its delivery count): those in
- * the index and those put earlier in this group. */
+ * the index and those put earlier in this group. The batch holds only
+ * this record's ops (apply_record writes it before a range removal). */
 static void w_del_msgs(void *ctx, const char *p, size_t pl)
 {
     struct fresh *g, *tmp;
@@ -576,6 +624,12 @@ static void w_del_msgs(void *ctx, const char *p, size_t pl)
             fresh_del(g);
         }
     }
+    /* delivery counts put earlier in the batch, and message keys removed
+     * by it already (an ack before the purge in the same entry) */
+    struct del_scan ds = {p, pl, leveldb_writebatch_create()};
+    leveldb_writebatch_iterate(S.wb, &ds, ds_put, ds_del);
+    leveldb_writebatch_append(S.wb, ds.dels);
+    leveldb_writebatch_destroy(ds.dels);
     leveldb_iterator_t *it = leveldb_create_iterator(S.db, S.ropt);
     for (leveldb_iter_seek(it, p, pl); leveldb_iter_valid(it); leveldb_iter_next(it)) {
         size_t kl, vl;
@@ -583,18 +637,10 @@ static void w_del_msgs(void *ctx, const char *p, size_t pl)
         if (kl < pl || memcmp(k, p, pl) != 0)
             break;
         const char *v = leveldb_iter_value(it, &vl);
-        if (vl == LOC_LEN)
+        if (vl == LOC_LEN && !gone_has(k, kl)) {
             forget_msg(k, kl, v, NULL);
-    }
-    /* delivery counts put earlier in this group */
-    char rp[1300];
-    if (pl + 1 <= sizeof rp) {
-        rp[0] = KEY_R;
-        memcpy(rp + 1, p, pl);
-        struct del_scan ds = {rp, pl + 1, leveldb_writebatch_create()};
-        leveldb_writebatch_iterate(S.wb, &ds, ds_put, ds_del);
-        leveldb_writebatch_append(S.wb, ds.dels);
-        leveldb_writebatch_destroy(ds.dels);
+            gone_add(k, kl);
+        }
     }
     leveldb_iter_destroy(it);
 }
@@ -680,6 +726,7 @@ static int batch_write(bool sync, char **lerr)
     leveldb_write(S.db, sync ? S.wsync : S.wnosync, S.wb, lerr);
     leveldb_writebatch_clear(S.wb);
     fresh_clear();
+    gone_clear();
     S.deferred = 0;
     if (*lerr)
         return -EIO;
@@ -736,8 +783,11 @@ static void prune(void)
     pthread_mutex_lock(&S.mu);
     uint64_t floor = S.prune_floor;
     bool pinned = S.npins > 0;
+    bool failed = S.fail_lsn != 0;
     pthread_mutex_unlock(&S.mu);
-    if (pinned)
+    /* a failed store may hold half a record in its batch: it writes and
+     * removes nothing more */
+    if (pinned || failed)
         return;
     uint64_t keep_from = UINT64_MAX;
     if (S.lim.keep_journal) {
@@ -827,6 +877,7 @@ static void fail(uint64_t lsn, const char *why)
         S.fail_lsn = lsn ? lsn : S.done_lsn + 1;
         snprintf(S.fail_msg, sizeof S.fail_msg, "%s", why);
     }
+    S.held = false; /* the batch held back is never written now */
     pthread_mutex_unlock(&S.mu);
     if (S.loop)
         ev_async_send(S.loop, &S.async);
@@ -848,6 +899,7 @@ static int wipe(char *why, size_t whylen)
     char *lerr = NULL;
     leveldb_writebatch_clear(S.wb);
     fresh_clear();
+    gone_clear();
     leveldb_iterator_t *it = leveldb_create_iterator(S.db, S.ropt);
     for (leveldb_iter_seek_to_first(it); leveldb_iter_valid(it); leveldb_iter_next(it)) {
         size_t kl;
@@ -1050,7 +1102,7 @@ static void *writer(void *arg)
         struct pending *list = (struct pending *)handoff_wait_for(&S.q, wait > 0 ? wait : 0, &idle);
         if (!list && S.deferred) {
             /* no more entries for now: the index catches up (a failed
-             * store writes nothing more) */
+             * store leaves its batch unwritten) */
             pthread_mutex_lock(&S.mu);
             bool failed = S.fail_lsn != 0;
             pthread_mutex_unlock(&S.mu);
@@ -1297,10 +1349,12 @@ void store_poll_indexed(bool urgent)
 
 bool store_drained(void)
 {
+    /* the writer sets held before it finishes its item: read it after */
+    bool idle = !S.chain && handoff_idle(&S.q);
     pthread_mutex_lock(&S.mu);
     bool held = S.held;
     pthread_mutex_unlock(&S.mu);
-    return !S.chain && !held && handoff_idle(&S.q);
+    return idle && !held;
 }
 
 /* The first entry of the log's unbroken tail: a segment kept only for
@@ -1698,6 +1752,7 @@ void store_close(void)
         S.wb = NULL;
     }
     fresh_clear();
+    gone_clear();
     counters_free();
     journal_tip_reset(&S.tip, 0);
     if (S.db) {

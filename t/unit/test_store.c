@@ -1,6 +1,7 @@
 /* Unit tests for the store (log segments + LevelDB index): entries
  * written by the writer thread in groups are indexed as the journal says,
- * range removals see keys from the same group, reopening gives the same
+ * range removals see keys from the same group and count a key removed
+ * twice in one entry once, reopening gives the same
  * position, an index behind its log is caught up from the log and a torn
  * tail is cut, messages removed before their index write never reach
  * LevelDB, a log shorter than its index is refused, segments go once
@@ -309,6 +310,81 @@ static void test_durable_subscription_delete(void **state)
     assert_int_equal(count("S", 1), 0);
     assert_int_equal(count("T", 1), 0);
     assert_int_equal(count("C", 1), 0);
+}
+
+/* The live messages the segments count (their refs). */
+static int segrefs_cb(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
+{
+    if (vl == 24)
+        *(uint64_t *)ctx += jkey_get_be64(v + 16);
+    return 0;
+}
+
+static uint64_t live_in_segments(void)
+{
+    uint64_t n = 0;
+    assert_int_equal(store_scan(KEY_SEG, strlen(KEY_SEG), segrefs_cb, &n), 0);
+    return n;
+}
+
+static void sub_enqueue(uint64_t seq)
+{
+    struct journal_builder jb;
+    jb_init(&jb);
+    const char *targets[] = {"c1", "s1"};
+    struct msg *m = msg_new("/topic/t", "id", seq, 1, true, 4, 0, NULL, 0, "x", 1);
+    jb_enqueue(&jb, "/topic/t", targets, 1, NULL, m);
+    msg_unref(m);
+    append(&jb);
+}
+
+static void test_removed_twice_in_one_entry(void **state)
+{
+    struct ev_loop *loop = ev_default_loop(0);
+    lsn = 0;
+    open_start(loop);
+    struct journal_builder jb;
+    jb_init(&jb);
+    jb_sub_create(&jb, "c1", "s1", "/topic/t", NULL);
+    append(&jb);
+    enqueue("/queue/a", 1);
+    enqueue("/queue/b", 2);
+    enqueue("/queue/b", 3);
+    sub_enqueue(4);
+    sub_enqueue(5);
+    enqueue("/queue/c", 6);
+    wait_durable(loop, lsn);
+    assert_int_equal(live_in_segments(), 6);
+    /* an ack, then a range removal taking the acked message again, in one
+     * entry (acks lead the next entry): the message is counted out once */
+    jb_init(&jb);
+    jb_dequeue(&jb, "/queue/b", 4, 2);
+    jb_purge(&jb, "/queue/b");
+    append(&jb);
+    jb_init(&jb);
+    jb_dequeue_sub(&jb, "c1", "s1", 4, 4);
+    jb_sub_delete(&jb, "c1", "s1");
+    append(&jb);
+    /* and the other way round */
+    jb_init(&jb);
+    jb_purge(&jb, "/queue/c");
+    jb_dequeue(&jb, "/queue/c", 4, 6);
+    append(&jb);
+    wait_durable(loop, lsn);
+    assert_int_equal(live_in_segments(), 1);
+    assert_int_equal(counter("/queue/a").n, 1);
+    assert_int_equal(counter("/queue/b").n, 0);
+    assert_int_equal(counter("/queue/c").n, 0);
+    assert_int_equal(count("C", 1), 1);
+    assert_int_equal(count("Q", 1), 1);
+    assert_int_equal(count("T", 1), 0);
+    store_close();
+    open_store();
+    assert_int_equal(live_in_segments(), 1);
+    struct seen s;
+    page("/queue/a", &s);
+    assert_int_equal(s.n, 1);
+    assert_string_equal(s.ids[0], "m1");
 }
 
 static int count_segments(void)
@@ -794,6 +870,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_queue_reads_back_in_dispatch_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_range_delete_sees_same_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_durable_subscription_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_removed_twice_in_one_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_segments_go_when_nothing_needs_them, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_behind_log_is_replayed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_acked_before_indexed, setup, teardown),
