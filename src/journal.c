@@ -4,6 +4,7 @@
  * bytes. */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,6 +195,15 @@ size_t jkey_s(struct buf *b, const char *cid, size_t cl, const char *name, size_
 
 /* ------------------------------------------------------------ messages */
 
+/* How many bytes journal_encode_msg writes for m. */
+static size_t encoded_msg_len(const struct msg *m)
+{
+    size_t n = 8 + 8 + 8 + 1 + 1 + 4 + strlen(m->id) + 4 + strlen(m->dest) + 4;
+    for (uint32_t i = 0; i < m->nheaders; i++)
+        n += 4 + m->headers[i].name_len + 4 + m->headers[i].value_len;
+    return n + 4 + m->body_len;
+}
+
 void journal_encode_msg(struct buf *b, const struct msg *m)
 {
     put_u64(b, m->seq);
@@ -316,6 +326,14 @@ static void op_start(struct journal_builder *jb, enum journal_op t)
 void jb_enqueue(struct journal_builder *jb, const char *dest, const char *const *targets, uint32_t ntargets,
                 const char *dup_id, const struct msg *m)
 {
+    /* room for the whole op at once (and the entry's header, and the
+     * coalesced ops that may follow): one allocation, not a doubling per
+     * field and a copy of the message */
+    size_t ml = encoded_msg_len(m);
+    size_t need = JOURNAL_HEADER_LEN + 1 + 4 + strlen(dest) + 4 + 4 + (dup_id ? strlen(dup_id) : 0) + 4 + ml + 256;
+    for (uint32_t i = 0; i < ntargets; i++)
+        need += 8 + strlen(targets[2 * i]) + strlen(targets[2 * i + 1]);
+    buf_reserve(&jb->b, need);
     op_start(jb, JOP_ENQUEUE);
     put_str(&jb->b, dest);
     put_u32(&jb->b, ntargets);
@@ -324,10 +342,11 @@ void jb_enqueue(struct journal_builder *jb, const char *dest, const char *const 
         put_str(&jb->b, targets[2 * i + 1]);
     }
     put_str(&jb->b, dup_id);
-    struct buf mb = {0};
-    journal_encode_msg(&mb, m);
-    put_strn(&jb->b, mb.data, mb.len);
-    buf_free(&mb);
+    put_u32(&jb->b, (uint32_t)ml);
+    size_t at = jb->b.len;
+    journal_encode_msg(&jb->b, m);
+    assert(jb->b.len - at == ml);
+    (void)at;
 }
 
 void jb_dequeue(struct journal_builder *jb, const char *dest, uint8_t prio, uint64_t seq)
