@@ -311,12 +311,16 @@ def test_idle_destinations_are_removed_and_make_room(broker_factory):
     x.expect_error("broker.max_destinations")
     # a sweep or two later /topic/u0 and /queue/drained are gone (each in
     # the sweep after it fell idle: not always the same one): room for two
+    # (each new one is held by a subscriber, so it cannot go idle and give
+    # its room to the next: both old ones must be gone)
     deadline = time.time() + 10
+    holders = []
     for name in ("/topic/n1", "/topic/n2"):
         while True:
             x = connected(b.port)
-            x.send("SEND", {"destination": name, "receipt": "n"})
+            x.send("SUBSCRIBE", {"id": "1", "destination": name, "receipt": "n"})
             if x.recv().command == "RECEIPT":
+                holders.append(x)
                 break
             assert time.time() < deadline, "idle destinations were not removed"
             time.sleep(0.1)
