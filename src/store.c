@@ -125,11 +125,11 @@ static struct {
     size_t nsegs, capsegs;
     bool want_indexed;      /* the loop waits for indexing progress */
     bool held;              /* applied records wait in the index batch (defer_index) */
-    struct fresh *gone;     /* message keys removed from the index in this batch (w_del_msgs) */
     bool lazy;              /* nothing waits on durability reports (store_set_lazy_reports) */
     bool freed;             /* segments went: the loop may have room again */
     /* writer-owned */
     bool replaying;         /* at open: records may already be in the index */
+    struct fresh *gone;     /* message keys the unwritten index batch removed (counted out once) */
     uint64_t last_lsn;      /* last entry written to the log */
     uint64_t max_seq;       /* highest message seq indexed */
     uint64_t tip_epoch;
@@ -534,8 +534,8 @@ static void w_put_msg(void *ctx, const char *k, size_t kl, const char *msg, size
             abort();
         memcpy(g->key, k, kl);
         g->klen = kl;
-        /* a snapshot's pairs put a delivery count (R sorts before Q and
-         * T) before its message: assume one */
+        /* a snapshot's pairs come in key order, so a delivery count (R)
+         * may come before its message (T) or after it (Q): assume one */
         g->has_r = S.rec_lsn == 0;
         HASH_ADD_KEYPTR(hh, S.fresh, g->key, g->klen, g);
         S.nfresh++;
@@ -582,8 +582,10 @@ static void w_del_msg(void *ctx, const char *k, size_t kl)
     char *v;
     size_t vl;
     if (idx_get(k, kl, &v, &vl) == 0) {
-        if (vl == LOC_LEN)
+        if (vl == LOC_LEN) {
             forget_msg(k, kl, v, NULL);
+            gone_add(k, kl);    /* the index lists it until the batch is written */
+        }
         free(v);
     }
 }

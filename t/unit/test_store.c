@@ -387,6 +387,40 @@ static void test_removed_twice_in_one_entry(void **state)
     assert_string_equal(s.ids[0], "m1");
 }
 
+/* A purge, then an ack of a message it took, in two entries the writer
+ * indexes in one batch; and one message acked in two entries: until the
+ * batch is written the index still lists the message, which is counted
+ * out once. */
+static void test_purged_then_acked_next_entry(void **state)
+{
+    struct ev_loop *loop = ev_default_loop(0);
+    lsn = 0;
+    open_start(loop);
+    enqueue("/queue/a", 1);
+    enqueue("/queue/b", 2);
+    enqueue("/queue/b", 3);
+    enqueue("/queue/c", 4);
+    wait_durable(loop, lsn);
+    assert_int_equal(live_in_segments(), 4);
+    struct journal_builder jb;
+    jb_init(&jb);
+    jb_purge(&jb, "/queue/b");
+    append(&jb);
+    dequeue("/queue/b", 2);
+    dequeue("/queue/c", 4);
+    dequeue("/queue/c", 4);
+    wait_durable(loop, lsn);
+    assert_int_equal(live_in_segments(), 1);
+    assert_int_equal(counter("/queue/b").n, 0);
+    assert_int_equal(counter("/queue/c").n, 0);
+    store_close();
+    open_store();
+    assert_int_equal(live_in_segments(), 1);
+    struct seen s;
+    page("/queue/a", &s);
+    assert_int_equal(s.n, 1);
+}
+
 static int count_segments(void)
 {
     char path[512];
@@ -871,6 +905,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_range_delete_sees_same_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_durable_subscription_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_removed_twice_in_one_entry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_purged_then_acked_next_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_segments_go_when_nothing_needs_them, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_behind_log_is_replayed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_acked_before_indexed, setup, teardown),
