@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -26,6 +28,15 @@
  * zeros' own size change is committed once per this many bytes). A zero
  * record header is the end of a segment's records. */
 #define SEG_PREALLOC (1u << 20)
+/* Records written without an fdatasync after them (quorum_mem, a
+ * catch-up, lazy index groups) are handed to the disk every this many
+ * bytes: writeback starts, nothing waits for it. The fdatasync that
+ * comes later (a finished segment, a checkpoint) then waits for the last
+ * few MiB instead of everything the page cache took, and the disk writes
+ * while the writer copies (RocksDB's bytes_per_sync, PostgreSQL's
+ * wal_writer_flush_after). */
+#define SEG_FLUSH_AFTER (4u << 20)
+#define SEG_READ_AHEAD (1u << 20)
 
 static struct {
     char dir[4096];
@@ -39,6 +50,7 @@ static struct {
     int wfd;                /* the current (last) segment */
     uint64_t wsize;         /* its records end here */
     uint64_t zeroed;        /* and the file here (zeros written ahead) */
+    uint64_t flushed;       /* writeback started up to here (SEG_FLUSH_AFTER) */
     bool opened;
 } L = {.mu = PTHREAD_MUTEX_INITIALIZER, .wfd = -1};
 
@@ -143,7 +155,7 @@ static int new_segment(char *err, size_t errlen)
     if (L.wfd >= 0)
         close(L.wfd);
     L.wfd = fd;
-    L.wsize = L.zeroed = SEG_HEADER_LEN;
+    L.wsize = L.zeroed = L.flushed = SEG_HEADER_LEN;
     list_add(id, SEG_HEADER_LEN);
     return 0;
 }
@@ -203,7 +215,7 @@ int seglog_open(const char *dir, char *err, size_t errlen)
         return -errno;
     }
     /* the store's replay finds where its records end (seglog_truncate) */
-    L.wsize = L.zeroed = L.sizes[L.n - 1];
+    L.wsize = L.zeroed = L.flushed = L.sizes[L.n - 1];
     return 0;
 }
 
@@ -264,22 +276,42 @@ uint64_t seglog_bytes(void)
 
 /* ------------------------------------------------------------ writer */
 
-size_t seg_rec_begin(struct buf *b, uint8_t type)
+uint64_t seg_batch_add(struct seg_batch *b, uint8_t type, const char *data, size_t len)
 {
-    size_t start = b->len;
-    char hdr[SEG_REC_HEADER] = {0};
-    hdr[8] = (char)type;
-    buf_append(b, hdr, sizeof hdr);
-    return start;
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 64;
+        char *hdr = realloc(b->hdr, cap * SEG_REC_HEADER);
+        struct iovec *iov = realloc(b->iov, 2 * cap * sizeof *iov);
+        if (!hdr || !iov)
+            abort();
+        b->hdr = hdr;
+        b->iov = iov;
+        b->cap = cap;
+    }
+    char *h = b->hdr + b->n * SEG_REC_HEADER;
+    set_u32(h, (uint32_t)len);
+    h[8] = (char)type;
+    uLong crc = crc32(crc32(0L, (const Bytef *)h + 8, 1), (const Bytef *)data, (uInt)len);
+    set_u32(h + 4, (uint32_t)crc);
+    /* the header's address is set at the write: hdr may move until then */
+    b->iov[2 * b->n + 1] = (struct iovec){(void *)data, len};
+    b->n++;
+    uint64_t at = b->bytes;
+    b->bytes += SEG_REC_HEADER + len;
+    return at;
 }
 
-void seg_rec_end(struct buf *b, size_t start)
+void seg_batch_clear(struct seg_batch *b)
 {
-    char *h = b->data + start;
-    uint32_t len = (uint32_t)(b->len - start - SEG_REC_HEADER);
-    set_u32(h, len);
-    uLong crc = crc32(0L, (const Bytef *)h + 8, len + 1);
-    set_u32(h + 4, (uint32_t)crc);
+    b->n = 0;
+    b->bytes = 0;
+}
+
+void seg_batch_free(struct seg_batch *b)
+{
+    free(b->iov);
+    free(b->hdr);
+    *b = (struct seg_batch){0};
 }
 
 static int pwrite_all(const char *p, size_t left, uint64_t off)
@@ -293,6 +325,34 @@ static int pwrite_all(const char *p, size_t left, uint64_t off)
         p += n;
         left -= (size_t)n;
         off += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* iov[0..cnt) at off, IOV_MAX at a time, after short writes too (iov is
+ * advanced in place). */
+static int pwritev_all(struct iovec *iov, size_t cnt, uint64_t off)
+{
+    while (cnt > 0) {
+        if (iov->iov_len == 0) {
+            iov++, cnt--;
+            continue;
+        }
+        ssize_t n = pwritev(L.wfd, iov, cnt < IOV_MAX ? (int)cnt : IOV_MAX, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : -ENOSPC;
+        off += (uint64_t)n;
+        size_t left = (size_t)n;
+        while (left > 0 && left >= iov->iov_len) {
+            left -= iov->iov_len;
+            iov++, cnt--;
+        }
+        if (left) {
+            iov->iov_base = (char *)iov->iov_base + left;
+            iov->iov_len -= left;
+        }
     }
     return 0;
 }
@@ -315,22 +375,24 @@ static int zero_ahead(uint64_t end, uint64_t roll_bytes)
     return 0;
 }
 
-int seglog_write(const struct buf *b, uint64_t roll_bytes, bool presync, struct seg_pos *at, char *err,
+int seglog_write(struct seg_batch *b, uint64_t roll_bytes, bool presync, struct seg_pos *at, char *err,
                  size_t errlen)
 {
-    if (L.wsize > SEG_HEADER_LEN && L.wsize + buf_used(b) > roll_bytes) {
+    if (L.wsize > SEG_HEADER_LEN && L.wsize + b->bytes > roll_bytes) {
         int rc = new_segment(err, errlen);
         if (rc)
             return rc;
     }
-    if (L.wsize + buf_used(b) > UINT32_MAX) {
+    if (L.wsize + b->bytes > UINT32_MAX) {
         snprintf(err, errlen, "a log segment would pass 4 GiB");
         return -EFBIG;
     }
     at->seg = L.ids[L.n - 1];
     at->off = (uint32_t)L.wsize;
-    uint64_t off = L.wsize + buf_used(b);
-    int rc = pwrite_all(buf_head(b), buf_used(b), L.wsize);
+    uint64_t off = L.wsize + b->bytes;
+    for (size_t i = 0; i < b->n; i++)
+        b->iov[2 * i] = (struct iovec){b->hdr + i * SEG_REC_HEADER, SEG_REC_HEADER};
+    int rc = pwritev_all(b->iov, 2 * b->n, L.wsize);
     if (rc == 0 && off > L.zeroed)
         L.zeroed = off;
     if (rc == 0 && presync && off + SEG_PREALLOC / 2 > L.zeroed)
@@ -340,10 +402,19 @@ int seglog_write(const struct buf *b, uint64_t roll_bytes, bool presync, struct 
         return rc;
     }
     pthread_mutex_lock(&L.mu);
-    L.sizes[L.n - 1] += buf_used(b);
-    L.bytes += buf_used(b);
+    L.sizes[L.n - 1] += b->bytes;
+    L.bytes += b->bytes;
     pthread_mutex_unlock(&L.mu);
     L.wsize = off;
+    if (presync) {
+        L.flushed = off;
+    } else if (off - L.flushed >= SEG_FLUSH_AFTER) {
+#ifdef SYNC_FILE_RANGE_WRITE
+        /* advice: an error here shows at the fdatasync that follows */
+        (void)sync_file_range(L.wfd, (off_t)L.flushed, (off_t)(off - L.flushed), SYNC_FILE_RANGE_WRITE);
+#endif
+        L.flushed = off;
+    }
     return 0;
 }
 
@@ -414,7 +485,7 @@ int seglog_truncate(uint32_t seg, uint32_t off)
     }
     pthread_mutex_unlock(&L.mu);
     if (L.n && L.ids[L.n - 1] == seg)
-        L.wsize = L.zeroed = off;
+        L.wsize = L.zeroed = L.flushed = off;
     return 0;
 }
 
@@ -495,6 +566,34 @@ static uint32_t next_segment(uint32_t id)
     return next;
 }
 
+/* Bytes [off, off + len) of the iterator's segment (open as fd) at *out:
+ * from the read-ahead buffer, refilled from off on when they are not all
+ * in it. Returns how many of the len there are (fewer at the file's end),
+ * or -errno. A refill reads what the file has now: a record the writer
+ * was still appending is re-read whole when it is reached. */
+static ssize_t ra_view(struct seg_iter *it, int fd, uint64_t off, size_t len, const char **out)
+{
+    if (it->ra_seg != it->pos.seg || off < it->ra_off || off + len > it->ra_off + it->ra_len) {
+        size_t want = len > SEG_READ_AHEAD ? len : SEG_READ_AHEAD;
+        if (it->ra_cap < want) {
+            free(it->ra);
+            if (!(it->ra = malloc(want)))
+                abort();
+            it->ra_cap = want;
+        }
+        it->ra_len = 0;
+        ssize_t n = read_at(fd, it->ra, want, off);
+        if (n < 0)
+            return n;
+        it->ra_seg = it->pos.seg;
+        it->ra_off = off;
+        it->ra_len = (size_t)n;
+    }
+    size_t have = off < it->ra_off + it->ra_len ? (size_t)(it->ra_off + it->ra_len - off) : 0;
+    *out = it->ra + (off - it->ra_off);
+    return (ssize_t)(have < len ? have : len);
+}
+
 int seg_iter_next(struct seg_iter *it)
 {
     for (;;) {
@@ -506,11 +605,11 @@ int seg_iter_next(struct seg_iter *it)
             it->pos = (struct seg_pos){next, SEG_HEADER_LEN};
             continue;
         }
-        unsigned char hdr[SEG_REC_HEADER];
-        ssize_t n = read_at(fd, (char *)hdr, sizeof hdr, it->pos.off);
+        const char *hdr;
+        ssize_t n = ra_view(it, fd, it->pos.off, SEG_REC_HEADER, &hdr);
         if (n < 0)
             return (int)n;
-        static const unsigned char zero[SEG_REC_HEADER];
+        static const char zero[SEG_REC_HEADER];
         if (n == 0 || memcmp(hdr, zero, (size_t)n) == 0) {
             /* the end of this segment (of its file, or of its records
              * where zeros written ahead begin): the next one, if any */
@@ -520,24 +619,23 @@ int seg_iter_next(struct seg_iter *it)
             it->pos = (struct seg_pos){next, SEG_HEADER_LEN};
             continue;
         }
-        uint32_t len = get_u32(hdr), crc = get_u32(hdr + 4);
-        if ((size_t)n < sizeof hdr || len > SEG_MAX_RECORD) {
+        uint32_t len = get_u32((const unsigned char *)hdr), crc = get_u32((const unsigned char *)hdr + 4);
+        if ((size_t)n < SEG_REC_HEADER || len > SEG_MAX_RECORD) {
             it->torn = true;
             return 0;
         }
-        buf_free(&it->data);
-        buf_reserve(&it->data, (size_t)len + 1);
-        it->data.data[0] = (char)hdr[8];
-        n = read_at(fd, it->data.data + 1, len, (uint64_t)it->pos.off + SEG_REC_HEADER);
+        /* the type byte and the payload after it, as the CRC covers them */
+        const char *rec;
+        n = ra_view(it, fd, (uint64_t)it->pos.off + 8, (size_t)len + 1, &rec);
         if (n < 0)
             return (int)n;
-        if ((uint32_t)n < len || (uint32_t)crc32(0L, (const Bytef *)it->data.data, len + 1) != crc) {
+        if ((size_t)n < (size_t)len + 1 || (uint32_t)crc32(0L, (const Bytef *)rec, len + 1) != crc) {
             it->torn = true;
             return 0;
         }
-        it->data.off = 1;
-        it->data.len = (size_t)len + 1;
-        it->type = hdr[8];
+        it->type = (uint8_t)rec[0];
+        it->data = rec + 1;
+        it->len = len;
         it->at = it->pos;
         it->pos.off += SEG_REC_HEADER + len;
         return 1;
@@ -546,5 +644,7 @@ int seg_iter_next(struct seg_iter *it)
 
 void seg_iter_free(struct seg_iter *it)
 {
-    buf_free(&it->data);
+    free(it->ra);
+    it->ra = NULL;
+    it->ra_cap = it->ra_len = 0;
 }

@@ -56,7 +56,7 @@ struct pending {
     bool sync;          /* someone waits for this entry to be on disk */
     char *data;
     size_t len;
-    size_t at;          /* writer: offset of its record in the group's buffer */
+    uint64_t at;        /* writer: offset of its record in the group's batch */
 };
 
 static inline struct pending *next_pending(const struct pending *p)
@@ -130,6 +130,7 @@ static struct {
     /* writer-owned */
     bool replaying;         /* at open: records may already be in the index */
     struct fresh *gone;     /* message keys the unwritten index batch removed (counted out once) */
+    struct seg_batch batch; /* the records of a group, on their way to the log */
     uint64_t last_lsn;      /* last entry written to the log */
     uint64_t max_seq;       /* highest message seq indexed */
     uint64_t tip_epoch;
@@ -978,7 +979,8 @@ static bool index_write(bool sync)
 
 static struct pending *run(struct pending *first, bool sync)
 {
-    struct buf b = {0};
+    struct seg_batch *b = &S.batch;
+    seg_batch_clear(b);
     bool want_sync = false, index_sync = false, any_done = false;
     uint64_t nentries = 0;
     uint64_t done = 0, first_lsn = 0;
@@ -987,9 +989,7 @@ static struct pending *run(struct pending *first, bool sync)
         switch (p->kind) {
         case P_ENTRY:
         case P_RAW: {
-            p->at = seg_rec_begin(&b, p->kind == P_ENTRY ? REC_ENTRY : REC_PAIRS);
-            buf_append(&b, p->data, p->len);
-            seg_rec_end(&b, p->at);
+            p->at = seg_batch_add(b, p->kind == P_ENTRY ? REC_ENTRY : REC_PAIRS, p->data, p->len);
             if (p->kind == P_ENTRY) {
                 want_sync |= p->sync;
                 nentries++;
@@ -1016,13 +1016,11 @@ static struct pending *run(struct pending *first, bool sync)
     char why[512];
     struct seg_pos at = {0, 0};
     bool will_sync = (want_sync && sync) || index_sync;
-    if (buf_used(&b) > 0 && seglog_write(&b, S.lim.segment_bytes, will_sync, &at, why, sizeof why) != 0) {
-        buf_free(&b);
+    if (b->n > 0 && seglog_write(b, S.lim.segment_bytes, will_sync, &at, why, sizeof why) != 0) {
         fail(first_lsn, why);
         return NULL;
     }
-    S.unwritten -= buf_used(&b);
-    buf_free(&b);
+    S.unwritten -= b->bytes;
     if (will_sync) {
         double t0 = mono_now();
         if (seglog_sync(why, sizeof why) != 0) {
@@ -1480,7 +1478,7 @@ static int replay(char *err, size_t errlen)
     while ((rc = seg_iter_next(&it)) > 0) {
         if (it.type == REC_ENTRY) {
             struct journal_entry e;
-            if (journal_decode(buf_head(&it.data), buf_used(&it.data), &e) != 0 ||
+            if (journal_decode(it.data, it.len, &e) != 0 ||
                 (S.last_lsn && e.lsn != S.last_lsn + 1)) {
                 snprintf(err, errlen, "the store's log has a bad entry at segment %08" PRIx32 " offset %" PRIu32
                                       " (after lsn %" PRIu64 "): restore the store from a replica or a backup",
@@ -1490,7 +1488,7 @@ static int replay(char *err, size_t errlen)
             }
         }
         uint64_t base = (uint64_t)it.at.off + SEG_REC_HEADER;
-        if (apply_record(it.type, it.at.seg, base, buf_head(&it.data), buf_used(&it.data), &lerr) != 0) {
+        if (apply_record(it.type, it.at.seg, base, it.data, it.len, &lerr) != 0) {
             snprintf(err, errlen, "cannot replay the store's log at segment %08" PRIx32 " offset %" PRIu32 ": %s",
                      it.at.seg, it.at.off, lerr ? lerr : "malformed record");
             if (lerr)
@@ -1545,7 +1543,7 @@ static int check_rebuild(char *err, size_t errlen)
     bool whole = rc <= 0 || it.type == REC_PAIRS;
     if (rc > 0 && it.type == REC_ENTRY) {
         struct journal_entry e;
-        whole = journal_decode(buf_head(&it.data), buf_used(&it.data), &e) == 0 && e.lsn == 1;
+        whole = journal_decode(it.data, it.len, &e) == 0 && e.lsn == 1;
     }
     seg_iter_free(&it);
     if (!whole) {
@@ -1755,6 +1753,7 @@ void store_close(void)
     }
     fresh_clear();
     gone_clear();
+    seg_batch_free(&S.batch);
     counters_free();
     journal_tip_reset(&S.tip, 0);
     if (S.db) {
@@ -1927,15 +1926,15 @@ size_t store_read_entries(uint64_t from, size_t max_bytes, store_entry_fn fn, vo
     size_t n = 0, bytes = 0;
     uint64_t want = from;
     while (bytes < max_bytes && seg_iter_next(&it) > 0) {
-        if (it.type != REC_ENTRY || buf_used(&it.data) < JOURNAL_HEADER_LEN)
+        if (it.type != REC_ENTRY || it.len < JOURNAL_HEADER_LEN)
             continue;
-        uint64_t lsn = jkey_get_be64(buf_head(&it.data) + 9);
+        uint64_t lsn = jkey_get_be64(it.data + 9);
         if (lsn < want)
             continue;
         if (lsn != want)
             break;
-        fn(ctx, lsn, buf_head(&it.data), buf_used(&it.data));
-        bytes += buf_used(&it.data);
+        fn(ctx, lsn, it.data, it.len);
+        bytes += it.len;
         n++;
         want++;
     }

@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/uio.h>
+
 #include "stompd/buf.h"
 
 #define SEG_HEADER_LEN 16
@@ -53,13 +55,25 @@ uint32_t seglog_current(void);
 
 /* ---------------------------------------------------------------- writer */
 
-/* Start the record of type in b (its header is filled by seg_rec_end). */
-size_t seg_rec_begin(struct buf *b, uint8_t type);
-void seg_rec_end(struct buf *b, size_t start);
-/* Append the records in b to the current segment (a new one first when
- * the current has reached roll_bytes); *at is where b[0] went. presync:
- * an fdatasync follows, so keep zeros written ahead (see segment.c). */
-int seglog_write(const struct buf *b, uint64_t roll_bytes, bool presync, struct seg_pos *at, char *err,
+/* The records of one write, gathered: each a header of its own and a
+ * payload the caller keeps in place until seglog_write returns (the
+ * payloads are not copied; the kernel takes them with pwritev). */
+struct seg_batch {
+    struct iovec *iov;      /* header, payload, header, payload, ... */
+    char *hdr;              /* n headers */
+    size_t n, cap;
+    uint64_t bytes;         /* headers and payloads */
+};
+
+/* Add a record of type; returns its offset in the batch. */
+uint64_t seg_batch_add(struct seg_batch *b, uint8_t type, const char *data, size_t len);
+void seg_batch_clear(struct seg_batch *b); /* empty, keeping its arrays */
+void seg_batch_free(struct seg_batch *b);
+/* Append the batch to the current segment (a new one first when the
+ * current has reached roll_bytes); *at is where its first record went.
+ * presync: an fdatasync follows, so keep zeros written ahead (see
+ * segment.c). */
+int seglog_write(struct seg_batch *b, uint64_t roll_bytes, bool presync, struct seg_pos *at, char *err,
                  size_t errlen) __attribute__((warn_unused_result));
 int seglog_sync(char *err, size_t errlen) __attribute__((warn_unused_result));
 /* Remove segment id (never the current one). */
@@ -77,17 +91,24 @@ uint64_t seglog_bytes(void);
 /* Read len bytes at pos (a message body); 0, or -errno. */
 int seglog_read(struct seg_pos pos, char *out, size_t len) __attribute__((warn_unused_result));
 
-/* Walk records from pos on, across segments. */
+/* Walk records from pos on, across segments. Segments are read ahead a
+ * MiB at a time, so a record costs no system call of its own. */
 struct seg_iter {
     struct seg_pos pos;      /* of the next record */
-    struct buf data;         /* the current record's payload */
+    const char *data;        /* the current record's payload (until the next call) */
+    size_t len;
     uint8_t type;
     struct seg_pos at;       /* of the current record */
     bool torn;               /* stopped at a record that is not whole or fails its CRC */
+    /* read ahead: bytes [ra_off, ra_off + ra_len) of segment ra_seg */
+    char *ra;
+    size_t ra_len, ra_cap;
+    uint32_t ra_seg;
+    uint64_t ra_off;
 };
 void seg_iter_init(struct seg_iter *it, struct seg_pos from);
-/* 1: a record (it->type, it->data, it->at); 0: the end of the log (or a
- * torn record: it->torn); negative: a read error. */
+/* 1: a record (it->type, it->data, it->len, it->at); 0: the end of the
+ * log (or a torn record: it->torn); negative: a read error. */
 int seg_iter_next(struct seg_iter *it);
 void seg_iter_free(struct seg_iter *it);
 
