@@ -36,7 +36,6 @@
  * while the writer copies (RocksDB's bytes_per_sync, PostgreSQL's
  * wal_writer_flush_after). */
 #define SEG_FLUSH_AFTER (4u << 20)
-#define SEG_READ_AHEAD (1u << 20)
 
 static struct {
     char dir[4096];
@@ -546,6 +545,7 @@ int seglog_read(struct seg_pos pos, char *out, size_t len)
 void seg_iter_init(struct seg_iter *it, struct seg_pos from)
 {
     memset(it, 0, sizeof *it);
+    it->ra_size = SEG_READ_AHEAD;
     it->pos = from;
     if (it->pos.off < SEG_HEADER_LEN)
         it->pos.off = SEG_HEADER_LEN;
@@ -574,7 +574,7 @@ static uint32_t next_segment(uint32_t id)
 static ssize_t ra_view(struct seg_iter *it, int fd, uint64_t off, size_t len, const char **out)
 {
     if (it->ra_seg != it->pos.seg || off < it->ra_off || off + len > it->ra_off + it->ra_len) {
-        size_t want = len > SEG_READ_AHEAD ? len : SEG_READ_AHEAD;
+        size_t want = len > it->ra_size ? len : it->ra_size;
         if (it->ra_cap < want) {
             free(it->ra);
             if (!(it->ra = malloc(want)))

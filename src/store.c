@@ -1923,6 +1923,10 @@ size_t store_read_entries(uint64_t from, size_t max_bytes, store_entry_fn fn, vo
         return 0;
     struct seg_iter it;
     seg_iter_init(&it, pos);
+    /* read ahead about what is asked for (a record's header, and the
+     * entry past max_bytes, may take a second read) */
+    size_t ra = max_bytes + max_bytes / 16 + 4096;
+    it.ra_size = ra < SEG_READ_AHEAD ? ra : SEG_READ_AHEAD;
     size_t n = 0, bytes = 0;
     uint64_t want = from;
     while (bytes < max_bytes && seg_iter_next(&it) > 0) {

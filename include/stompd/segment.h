@@ -91,8 +91,10 @@ uint64_t seglog_bytes(void);
 /* Read len bytes at pos (a message body); 0, or -errno. */
 int seglog_read(struct seg_pos pos, char *out, size_t len) __attribute__((warn_unused_result));
 
-/* Walk records from pos on, across segments. Segments are read ahead a
- * MiB at a time, so a record costs no system call of its own. */
+/* Walk records from pos on, across segments. Segments are read ahead
+ * (SEG_READ_AHEAD at a time, or ra_size when set after seg_iter_init), so
+ * a record costs no system call of its own. */
+#define SEG_READ_AHEAD (1u << 20)
 struct seg_iter {
     struct seg_pos pos;      /* of the next record */
     const char *data;        /* the current record's payload (until the next call) */
@@ -102,7 +104,7 @@ struct seg_iter {
     bool torn;               /* stopped at a record that is not whole or fails its CRC */
     /* read ahead: bytes [ra_off, ra_off + ra_len) of segment ra_seg */
     char *ra;
-    size_t ra_len, ra_cap;
+    size_t ra_len, ra_cap, ra_size;
     uint32_t ra_seg;
     uint64_t ra_off;
 };

@@ -748,6 +748,60 @@ static void test_group_past_iov_max(void **state)
     buf_free(&p);
 }
 
+struct read_back {
+    uint64_t next;          /* the lsn expected next */
+    const uint64_t *sums;   /* journal_checksum of each entry, by lsn */
+};
+
+static void read_back_cb(void *ctx, uint64_t at, const char *data, size_t len)
+{
+    struct read_back *r = ctx;
+    assert_int_equal(at, r->next);
+    assert_int_equal(journal_checksum(data, len), r->sums[at]);
+    r->next++;
+}
+
+/* Entries read back from the log for a replica (read ahead about what is
+ * asked for): every one, whole and in order, whatever the bytes asked for
+ * per call, from any lsn, past records larger than a read-ahead. */
+static void test_read_entries(void **state)
+{
+    struct ev_loop *loop = ev_default_loop(0);
+    lsn = 0;
+    open_start(loop);
+    enum { N = 300 };
+    static uint64_t sums[N + 1];
+    static char big[3 << 20];
+    memset(big, 'b', sizeof big);
+    for (uint64_t i = 1; i <= N; i++) {
+        char body[97];
+        if (i == 150)
+            enqueue_body("/queue/r", i, 4, big, 40 << 10);
+        else if (i == 200)
+            enqueue_body("/queue/r", i, 4, big, sizeof big); /* past SEG_READ_AHEAD */
+        else
+            enqueue_body("/queue/r", i, 4, body, gbody(i, body));
+        sums[i] = last_sum;
+        if (i % 50 == 0)
+            wait_durable(loop, lsn);
+    }
+    wait_durable(loop, lsn);
+    const size_t asks[] = {1, 5000, 256 << 10, 8 << 20};
+    const uint64_t froms[] = {1, 149, 151, 200, 201};
+    for (size_t a = 0; a < sizeof asks / sizeof *asks; a++) {
+        for (size_t f = 0; f < sizeof froms / sizeof *froms; f++) {
+            struct read_back r = {froms[f], sums};
+            while (r.next <= N) {
+                uint64_t before = r.next;
+                size_t got = store_read_entries(r.next, asks[a], read_back_cb, &r);
+                assert_true(got > 0);
+                assert_int_equal(r.next, before + got);
+            }
+            assert_int_equal(store_read_entries(N + 1, asks[a], read_back_cb, &r), 0);
+        }
+    }
+}
+
 struct pairs {
     struct buf b;
 };
@@ -967,6 +1021,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_torn_tail_cut_and_lost_tail_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_zeros_written_ahead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_past_iov_max, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_entries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_installs_elsewhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_format1_store_converted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_open_refused, setup, teardown),
