@@ -99,7 +99,7 @@ void repl_put_str(struct buf *b, const char *s, size_t len)
 
 size_t repl_frame_begin(struct buf *b, uint8_t type)
 {
-    size_t start = b->len;
+    size_t start = buf_mark(b);
     repl_put_u32(b, 0);
     repl_put_u8(b, type);
     return start;
@@ -107,8 +107,8 @@ size_t repl_frame_begin(struct buf *b, uint8_t type)
 
 void repl_frame_end(struct buf *b, size_t start)
 {
-    uint32_t len = (uint32_t)(b->len - start - 4);
-    char *p = b->data + start;
+    uint32_t len = (uint32_t)(buf_mark(b) - start - 4);
+    char *p = buf_at(b, start);
     p[0] = (char)(len >> 24);
     p[1] = (char)(len >> 16);
     p[2] = (char)(len >> 8);

@@ -733,11 +733,11 @@ static bool fill(struct session *s)
     if (s->state == S_SNAPSHOT) {
         while (repl_peer_pending(p) < OUT_HIGH_WATER) {
             size_t f = repl_frame_begin(o, R_SNAPSHOT_CHUNK);
-            size_t count_at = o->len;
+            size_t count_at = buf_mark(o);
             repl_put_u32(o, 0);
             uint32_t n = store_snapshot_next(s->snap, o, (size_t)config.snapshot_chunk);
             if (n == 0) {
-                o->len = f; /* drop the empty chunk */
+                buf_cut(o, f); /* drop the empty chunk */
                 size_t e = repl_frame_begin(o, R_SNAPSHOT_END);
                 repl_put_u64(o, s->snap_lsn);
                 repl_put_u64(o, s->snap_epoch);
@@ -751,7 +751,7 @@ static bool fill(struct session *s)
                          s->snap_lsn);
                 break;
             }
-            char *c = o->data + count_at;
+            char *c = buf_at(o, count_at);
             c[0] = (char)(n >> 24);
             c[1] = (char)(n >> 16);
             c[2] = (char)(n >> 8);
@@ -764,35 +764,35 @@ static bool fill(struct session *s)
                s->sent_bytes - s->acked_bytes < (uint64_t)config.repl_window && s->mlen < MAX_MARKS) {
             size_t f = repl_frame_begin(o, R_ENTRIES);
             repl_put_u64(o, M.epoch);
-            size_t count_at = o->len;
+            size_t count_at = buf_mark(o);
             repl_put_u32(o, 0);
             struct entries_ctx x = {o, 0, 0};
-            size_t start = o->len;
+            size_t start = buf_mark(o);
             /* a frame fills what is left of the window (at least one
              * entry): unacknowledged bytes stay within the window plus
              * one entry, however many entries are waiting */
             uint64_t room = (uint64_t)config.repl_window - (s->sent_bytes - s->acked_bytes);
             size_t max_bytes = room < ENTRIES_FRAME_BYTES ? (size_t)room : ENTRIES_FRAME_BYTES;
             const struct ring_entry *re;
-            while (s->next_lsn + x.n <= M.last_lsn && o->len - start < max_bytes &&
+            while (s->next_lsn + x.n <= M.last_lsn && buf_mark(o) - start < max_bytes &&
                    (re = ring_find(s->next_lsn + x.n)))
                 put_entry(&x, re->lsn, re->data, re->len, re->sync);
             if (x.n == 0)
                 store_read_entries(s->next_lsn, max_bytes, add_entry, &x);
             if (x.n == 0) {
-                o->len = f;
+                buf_cut(o, f);
                 log_err("replication: entry %" PRIu64 " for slave %s is neither in memory nor in the journal",
                         s->next_lsn, s->node_id);
                 repl_peer_close(p, "journal entry missing (pruned?): the slave will reconnect for a snapshot");
                 return false;
             }
-            char *c = o->data + count_at;
+            char *c = buf_at(o, count_at);
             c[0] = (char)(x.n >> 24);
             c[1] = (char)(x.n >> 16);
             c[2] = (char)(x.n >> 8);
             c[3] = (char)x.n;
             repl_frame_end(o, f);
-            s->sent_bytes += o->len - f;
+            s->sent_bytes += buf_mark(o) - f;
             s->marks[(s->mhead + s->mlen) % MAX_MARKS].lsn = x.last;
             s->marks[(s->mhead + s->mlen) % MAX_MARKS].cum = s->sent_bytes;
             s->mlen++;

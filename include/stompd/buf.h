@@ -16,6 +16,15 @@ struct buf {
 static inline size_t buf_used(const struct buf *b) { return b->len - b->off; }
 static inline char *buf_head(const struct buf *b) { return b->data + b->off; }
 
+/* A place in the unconsumed bytes that stays put while more is appended:
+ * an append may slide the bytes to the front (buf_reserve), so an index
+ * into data taken before it (b->len) is not one after it. Nothing may be
+ * consumed between taking a mark and using it. */
+static inline size_t buf_mark(const struct buf *b) { return b->len - b->off; }
+static inline char *buf_at(const struct buf *b, size_t mark) { return b->data + b->off + mark; }
+/* Drop what was appended since mark. */
+static inline void buf_cut(struct buf *b, size_t mark) { b->len = b->off + mark; }
+
 void buf_reserve(struct buf *b, size_t extra);
 void buf_append(struct buf *b, const void *p, size_t n);
 void buf_consume(struct buf *b, size_t n);

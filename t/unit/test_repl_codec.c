@@ -72,6 +72,52 @@ static const struct split_row split_rows[] = {
     {"longer than REPL_MAX_FRAME", "\x04\0\0\x01\x09", 5, -1, 4 + (64u << 20) + 1},
 };
 
+/* A frame built in a stream's output buffer whose front was partly sent:
+ * appending its payload slides the unsent bytes to the front of the
+ * buffer (buf_reserve), and the frame's length still lands in its own
+ * header. (It once went to where the header had been, leaving a frame of
+ * length 0 that made the slave drop the link mid-snapshot.) */
+static void test_frame_in_a_partly_sent_buffer(void **state)
+{
+    struct buf b = {0};
+    char junk[200];
+    memset(junk, 'j', sizeof junk);
+    buf_append(&b, junk, sizeof junk);
+    buf_consume(&b, 150); /* sent: 50 bytes left, far from the front */
+    size_t cap = b.cap;
+    size_t f = repl_frame_begin(&b, R_ENTRIES);
+    size_t count_at = buf_mark(&b);
+    repl_put_u32(&b, 0);
+    char body[100];
+    memset(body, 'b', sizeof body);
+    repl_put_str(&b, body, sizeof body);
+    assert_int_equal(b.cap, cap); /* made room by sliding, not growing */
+    assert_int_equal(b.off, 0);
+    char *c = buf_at(&b, count_at);
+    c[3] = 1;
+    repl_frame_end(&b, f);
+    assert_int_equal(buf_used(&b), 50 + 4 + 1 + 4 + 4 + 100);
+    assert_memory_equal(buf_head(&b), junk, 50);
+    uint8_t type;
+    struct repl_reader r;
+    size_t flen;
+    assert_int_equal(repl_frame_split(buf_head(&b) + 50, buf_used(&b) - 50, &type, &r, &flen), 1);
+    assert_int_equal(type, R_ENTRIES);
+    assert_int_equal(flen, 4 + 1 + 4 + 4 + 100);
+    assert_int_equal(repl_get_u32(&r), 1);
+    uint32_t len;
+    const char *got = repl_get_str(&r, &len);
+    assert_int_equal(len, sizeof body);
+    assert_memory_equal(got, body, sizeof body);
+    assert_false(r.bad);
+    /* and one dropped again leaves what was there */
+    size_t g = repl_frame_begin(&b, R_PING);
+    repl_put_str(&b, body, sizeof body);
+    buf_cut(&b, g);
+    assert_int_equal(buf_used(&b), 50 + 4 + 1 + 4 + 4 + 100);
+    buf_free(&b);
+}
+
 static void test_split(void **state)
 {
     for (size_t i = 0; i < sizeof split_rows / sizeof split_rows[0]; i++) {
@@ -167,6 +213,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_frame_in_a_partly_sent_buffer),
         cmocka_unit_test(test_split),
         cmocka_unit_test(test_bounded_reads),
         cmocka_unit_test(test_bad_is_sticky),
