@@ -66,6 +66,8 @@ struct session {
     ev_tstamp paused_since;
     bool pause_logged;
     ev_timer ping;
+    ev_timer more;              /* pump again after the loop's next poll (PUMP_BUDGET) */
+    bool pumping, pump_again;   /* in pump; a flush's drained callback asked for more */
     ev_tstamp started;
     /* from an entry's append to the slave's ACK that it has it, and that
      * it has it on disk */
@@ -391,6 +393,7 @@ static void session_drop(struct session *s, const char *why)
     if (s->in_quorum)
         quorum_remove_slave(&M.q, s->id);
     ev_timer_stop(srv.loop, &s->ping);
+    ev_timer_stop(srv.loop, &s->more);
     store_snapshot_close(s->snap);
     repl_peer_free(s->peer);
     if (s->node_id[0] && session_authed(s))
@@ -802,21 +805,58 @@ static bool fill(struct session *s)
     return o->len - o->off != before;
 }
 
+/* What one pump queues at most, and how long it runs, before the loop
+ * polls again: a slave that reads as fast as the master fills (a snapshot
+ * or a catch-up over loopback) would otherwise keep the loop here until
+ * it was done, with the other slaves' ACKs and PONGs unread until they
+ * count as silent. The time matters as much as the bytes: a snapshot
+ * reads message bodies from the log, from the disk when they are cold. */
+#define PUMP_BUDGET (4u << 20)
+#define PUMP_TIME 0.02
+
 /* Send what the window and the socket allow. When the socket takes it all
- * at once, go on; otherwise the peer's writable callback brings us back. */
+ * at once, go on (within the budget, then again after the next poll);
+ * otherwise the peer's writable callback brings us back. A flush that
+ * drains the socket calls back in here (peer_writable): that nested call
+ * only asks this one to go on, so the budget holds for the whole run. */
 static void pump(struct session *s)
 {
+    if (s->pumping) {
+        s->pump_again = true;
+        return;
+    }
     struct repl_peer *p = s->peer;
+    s->pumping = true;
+    ev_tstamp t0 = ev_time();
+    size_t queued = 0;
     while (!repl_peer_dead(p)) {
+        s->pump_again = false;
+        size_t before = repl_peer_pending(p);
         bool added = fill(s);
         if (repl_peer_dead(p))
             return;
+        size_t after = repl_peer_pending(p);
+        queued += after > before ? after - before : 0;
         repl_peer_flush(p);
-        if (!added || repl_peer_pending(p) > 0)
+        if (repl_peer_dead(p))
+            return; /* and s with it */
+        if (!(added || s->pump_again) || (repl_peer_pending(p) > 0 && !s->pump_again))
             break;
+        if (queued >= PUMP_BUDGET || ev_time() - t0 >= PUMP_TIME) {
+            ev_timer_start(srv.loop, &s->more);
+            break;
+        }
     }
+    s->pumping = false;
     if (!repl_peer_dead(p))
         session_note_blocked(s, ev_now(srv.loop));
+}
+
+static void more_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    pump(container_of(w, struct session, more));
 }
 
 void repl_master_append(uint64_t lsn, const char *data, size_t len, bool sync)
@@ -915,6 +955,7 @@ static void accept_slave(struct listener *l, int fd, const char *name)
     double iv = (double)config.repl_timeout / 3000.0;
     ev_timer_init(&s->ping, ping_cb, iv, iv);
     ev_timer_start(srv.loop, &s->ping);
+    ev_timer_init(&s->more, more_cb, 0, 0);
     s->next = M.sessions;
     M.sessions = s;
     log_debug("replication: connection from %s", name);
