@@ -82,6 +82,12 @@ struct counter {
     UT_hash_handle hh;
 };
 
+/* A prefix of message keys a range removal took (gone_has). */
+struct gone_prefix {
+    char *p;
+    size_t len;
+};
+
 /* Message keys put since the last index write. Their put is not in the
  * batch: it goes in when the batch is written, and only for those still
  * there. A message acknowledged before that (a queue with a consumer
@@ -130,6 +136,8 @@ static struct {
     /* writer-owned */
     bool replaying;         /* at open: records may already be in the index */
     struct fresh *gone;     /* message keys the unwritten index batch removed (counted out once) */
+    struct gone_prefix *gone_pfx;   /* and whole prefixes it removed (range removals) */
+    size_t ngone_pfx, capgone_pfx;
     struct seg_batch batch; /* the records of a group, on their way to the log */
     uint64_t last_lsn;      /* last entry written to the log */
     uint64_t max_seq;       /* highest message seq indexed */
@@ -442,10 +450,17 @@ static void fresh_clear(void)
 
 /* The index still holds a key removed in the unwritten batch: a second
  * removal of it in the same batch (an ack and a purge in one entry, in
- * either order) must not count it again. Range removals record what they
- * take; the keys single removals took are read off the batch. */
+ * either order, or in entries after it) must not count it again. A range
+ * removal records its prefix, not each key it took (a purge of a million
+ * messages would otherwise hold a million keys until the batch is
+ * written); the keys single removals took are recorded one by one. The
+ * prefixes are few: a record with a range removal writes the batch first
+ * (apply_record). */
 static bool gone_has(const char *k, size_t kl)
 {
+    for (size_t i = 0; i < S.ngone_pfx; i++)
+        if (kl >= S.gone_pfx[i].len && memcmp(k, S.gone_pfx[i].p, S.gone_pfx[i].len) == 0)
+            return true;
     struct fresh *g = NULL;
     if (S.gone)
         HASH_FIND(hh, S.gone, k, kl, g);
@@ -464,6 +479,23 @@ static void gone_add(const char *k, size_t kl)
     HASH_ADD_KEYPTR(hh, S.gone, g->key, g->klen, g);
 }
 
+static void gone_add_prefix(const char *p, size_t pl)
+{
+    if (S.ngone_pfx == S.capgone_pfx) {
+        size_t cap = S.capgone_pfx ? 2 * S.capgone_pfx : 4;
+        struct gone_prefix *a = realloc(S.gone_pfx, cap * sizeof *a);
+        if (!a)
+            abort();
+        S.gone_pfx = a;
+        S.capgone_pfx = cap;
+    }
+    char *c = malloc(pl ? pl : 1);
+    if (!c)
+        abort();
+    memcpy(c, p, pl);
+    S.gone_pfx[S.ngone_pfx++] = (struct gone_prefix){c, pl};
+}
+
 static void gone_clear(void)
 {
     struct fresh *g, *tmp;
@@ -472,6 +504,9 @@ static void gone_clear(void)
         free(g->key);
         free(g);
     }
+    for (size_t i = 0; i < S.ngone_pfx; i++)
+        free(S.gone_pfx[i].p);
+    S.ngone_pfx = 0;
 }
 
 static void fresh_del(struct fresh *g)
@@ -640,12 +675,11 @@ static void w_del_msgs(void *ctx, const char *p, size_t pl)
         if (kl < pl || memcmp(k, p, pl) != 0)
             break;
         const char *v = leveldb_iter_value(it, &vl);
-        if (vl == LOC_LEN && !gone_has(k, kl)) {
+        if (vl == LOC_LEN && !gone_has(k, kl))
             forget_msg(k, kl, v, NULL);
-            gone_add(k, kl);
-        }
     }
     leveldb_iter_destroy(it);
+    gone_add_prefix(p, pl);
 }
 
 static const struct journal_sink sink = {w_put, w_del, w_put_msg, w_del_msg, w_del_msgs, NULL};
@@ -1753,6 +1787,9 @@ void store_close(void)
     }
     fresh_clear();
     gone_clear();
+    free(S.gone_pfx);
+    S.gone_pfx = NULL;
+    S.capgone_pfx = 0;
     seg_batch_free(&S.batch);
     counters_free();
     journal_tip_reset(&S.tip, 0);
