@@ -588,6 +588,7 @@ static ssize_t ra_view(struct seg_iter *it, int fd, uint64_t off, size_t len, co
         it->ra_seg = it->pos.seg;
         it->ra_off = off;
         it->ra_len = (size_t)n;
+        it->ra_fresh = true;
     }
     size_t have = off < it->ra_off + it->ra_len ? (size_t)(it->ra_off + it->ra_len - off) : 0;
     *out = it->ra + (off - it->ra_off);
@@ -606,11 +607,19 @@ int seg_iter_next(struct seg_iter *it)
             continue;
         }
         const char *hdr;
+        it->ra_fresh = false;
         ssize_t n = ra_view(it, fd, it->pos.off, SEG_REC_HEADER, &hdr);
         if (n < 0)
             return (int)n;
         static const char zero[SEG_REC_HEADER];
-        if (n == 0 || memcmp(hdr, zero, (size_t)n) == 0) {
+        bool end = n == 0 || memcmp(hdr, zero, (size_t)n) == 0;
+        if (end && !it->ra_fresh) {
+            /* the end as the buffer saw it, maybe zeros written ahead that
+             * records have replaced since: ask the file again */
+            it->ra_len = 0;
+            continue;
+        }
+        if (end) {
             /* the end of this segment (of its file, or of its records
              * where zeros written ahead begin): the next one, if any */
             uint32_t next = next_segment(it->pos.seg);
@@ -620,7 +629,12 @@ int seg_iter_next(struct seg_iter *it)
             continue;
         }
         uint32_t len = get_u32((const unsigned char *)hdr), crc = get_u32((const unsigned char *)hdr + 4);
+        bool hdr_fresh = it->ra_fresh;
         if ((size_t)n < SEG_REC_HEADER || len > SEG_MAX_RECORD) {
+            if (!hdr_fresh) {
+                it->ra_len = 0;
+                continue;
+            }
             it->torn = true;
             return 0;
         }
@@ -630,6 +644,11 @@ int seg_iter_next(struct seg_iter *it)
         if (n < 0)
             return (int)n;
         if ((size_t)n < (size_t)len + 1 || (uint32_t)crc32(0L, (const Bytef *)rec, len + 1) != crc) {
+            if (!hdr_fresh) {
+                /* read before the writer finished it: read it again */
+                it->ra_len = 0;
+                continue;
+            }
             it->torn = true;
             return 0;
         }

@@ -1966,6 +1966,7 @@ size_t store_read_entries(uint64_t from, size_t max_bytes, store_entry_fn fn, vo
     it.ra_size = ra < SEG_READ_AHEAD ? ra : SEG_READ_AHEAD;
     size_t n = 0, bytes = 0;
     uint64_t want = from;
+    struct seg_pos after = pos; /* of the record after the last one passed to fn */
     while (bytes < max_bytes && seg_iter_next(&it) > 0) {
         if (it.type != REC_ENTRY || it.len < JOURNAL_HEADER_LEN)
             continue;
@@ -1973,8 +1974,9 @@ size_t store_read_entries(uint64_t from, size_t max_bytes, store_entry_fn fn, vo
         if (lsn < want)
             continue;
         if (lsn != want)
-            break;
+            break; /* the cursor stays before it: a later call reads it again */
         fn(ctx, lsn, it.data, it.len);
+        after = it.pos;
         bytes += it.len;
         n++;
         want++;
@@ -1985,7 +1987,7 @@ size_t store_read_entries(uint64_t from, size_t max_bytes, store_entry_fn fn, vo
             if (cursors[i].used < cursors[oldest].used)
                 oldest = i;
         cursors[oldest].next_lsn = want;
-        cursors[oldest].pos = it.pos;
+        cursors[oldest].pos = after;
         cursors[oldest].used = ++cursor_clock;
     }
     seg_iter_free(&it);
@@ -2196,6 +2198,7 @@ static int migrate_v1(const char *v1dir, char *err, size_t errlen)
                 if (!p->data)
                     abort();
                 memcpy(p->data, buf_head(&pairs), buf_used(&pairs));
+                S.unwritten += p->len + SEG_REC_HEADER; /* run() takes it off again */
                 if (last)
                     last->node.next = &p->node;
                 else

@@ -107,6 +107,7 @@ struct seg_iter {
     size_t ra_len, ra_cap, ra_size;
     uint32_t ra_seg;
     uint64_t ra_off;
+    bool ra_fresh;           /* the last view was read from the file just now */
 };
 void seg_iter_init(struct seg_iter *it, struct seg_pos from);
 /* 1: a record (it->type, it->data, it->len, it->at); 0: the end of the
