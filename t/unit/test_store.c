@@ -338,6 +338,19 @@ static void sub_enqueue(uint64_t seq)
     append(&jb);
 }
 
+/* After a reopen, the one message left is m1 on /queue/a, and it is the
+ * only live message the segments count. */
+static void reopened_with_only_m1(void)
+{
+    store_close();
+    open_store();
+    assert_int_equal(live_in_segments(), 1);
+    struct seen s;
+    page("/queue/a", &s);
+    assert_int_equal(s.n, 1);
+    assert_string_equal(s.ids[0], "m1");
+}
+
 static void test_removed_twice_in_one_entry(void **state)
 {
     struct ev_loop *loop = ev_default_loop(0);
@@ -378,13 +391,7 @@ static void test_removed_twice_in_one_entry(void **state)
     assert_int_equal(count("C", 1), 1);
     assert_int_equal(count("Q", 1), 1);
     assert_int_equal(count("T", 1), 0);
-    store_close();
-    open_store();
-    assert_int_equal(live_in_segments(), 1);
-    struct seen s;
-    page("/queue/a", &s);
-    assert_int_equal(s.n, 1);
-    assert_string_equal(s.ids[0], "m1");
+    reopened_with_only_m1();
 }
 
 /* A purge, then an ack of a message it took, in two entries the writer
@@ -413,12 +420,7 @@ static void test_purged_then_acked_next_entry(void **state)
     assert_int_equal(live_in_segments(), 1);
     assert_int_equal(counter("/queue/b").n, 0);
     assert_int_equal(counter("/queue/c").n, 0);
-    store_close();
-    open_store();
-    assert_int_equal(live_in_segments(), 1);
-    struct seen s;
-    page("/queue/a", &s);
-    assert_int_equal(s.n, 1);
+    reopened_with_only_m1();
 }
 
 static int count_segments(void)
