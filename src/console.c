@@ -160,6 +160,8 @@ json_t *console_status_json(void)
         json_object_set_new(j, "fdatasync_us", hist_json(&store_stats()->fdatasync_us));
         json_object_set_new(j, "group_commit_entries", hist_json(&store_stats()->group_entries));
         json_object_set_new(j, "index_skipped", json_integer((json_int_t)store_stats()->index_skipped));
+        json_object_set_new(j, "store_queued_bytes", json_integer((json_int_t)store_queued()));
+        json_object_set_new(j, "store_queued_peak_bytes", json_integer((json_int_t)store_stats()->queued_peak));
     }
     json_object_set_new(j, "stomp", json_string(node_serving()
                                                     ? config.stomp_listen : ""));
@@ -175,6 +177,7 @@ json_t *console_status_json(void)
         json_object_set_new(m, "stomp", ms && *ms ? json_string(ms) : json_null());
         json_object_set_new(m, "replication", json_string(repl_slave_master()));
         json_object_set_new(m, "connected", json_boolean(repl_slave_connected()));
+        json_object_set_new(m, "store_waits", json_integer((json_int_t)repl_slave_store_waits()));
         json_object_set_new(j, "master", m);
         /* lag: the master's head lsn minus this store's durable lsn */
         add_lag(j);

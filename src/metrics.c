@@ -374,6 +374,18 @@ static void c_index_skipped(struct metrics_out *m)
         one_u64(m, store_stats()->index_skipped);
 }
 
+static void c_store_queued(struct metrics_out *m)
+{
+    if (persist_has_store())
+        one_u64(m, store_queued());
+}
+
+static void c_repl_store_waits(struct metrics_out *m)
+{
+    if (repl_slave_running())
+        one_u64(m, repl_slave_store_waits());
+}
+
 static void slave_hists(struct metrics_out *m, bool durable)
 {
     if (!repl_master_running())
@@ -535,6 +547,11 @@ static const struct family families[] = {
      c_group_commit},
     {"stompd_store_index_skipped_total", "counter",
      "Persistent messages acknowledged before their index write, so never written to LevelDB", c_index_skipped},
+    {"stompd_store_queued_bytes", "gauge", "Journal bytes in memory, appended and not yet written by the store",
+     c_store_queued},
+    {"stompd_repl_store_waits_total", "counter",
+     "Times this slave stopped reading from its master until its store caught up (store.repl_window)",
+     c_repl_store_waits},
     {"stompd_store_full", "gauge", "1 while the store is above broker.store_limit (persistent producers wait)",
      c_store_full},
     {"stompd_journal_lsn", "gauge", "Journal position", c_journal_lsn},

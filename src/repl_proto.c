@@ -23,7 +23,8 @@ static size_t peer_input(struct stream *s, const char *data, size_t len)
 {
     struct repl_peer *p = container_of(s, struct repl_peer, st);
     size_t off = 0;
-    while (s->state == STREAM_OPEN) {
+    /* a paused peer (a slave whose store is behind) keeps the rest */
+    while (s->state == STREAM_OPEN && s->paused == 0) {
         uint8_t type;
         struct repl_reader r;
         size_t flen = 0;

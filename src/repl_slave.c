@@ -50,6 +50,7 @@ static struct {
     uint64_t max_epoch;
     uint64_t sent_received, sent_durable;
     uint64_t snap_lsn;
+    uint64_t store_waits;     /* times reading stopped for the store (hold_back) */
     bool refused_logged;
     uint8_t nonce_s[REPL_NONCE_LEN], nonce_m[REPL_NONCE_LEN];
     char claimed_master[40];  /* the id the master's CHALLENGE gave (checked) */
@@ -261,6 +262,33 @@ static int on_entries(struct repl_reader *r)
     return 0;
 }
 
+/* The link reads again: the store wrote half of what it held. The master
+ * was not silent meanwhile, this side was not reading. */
+static void store_room(void)
+{
+    if (!L.peer || !(L.peer->st.paused & REPL_PAUSE_STORE))
+        return;
+    L.peer->st.last_rx = ev_now(srv.loop);
+    stream_resume(&L.peer->st, REPL_PAUSE_STORE);
+}
+
+/* Entries and snapshot pairs arrive as fast as the link carries them, and
+ * the master's window counts them acknowledged on receipt. Once the store
+ * holds store.repl_window bytes not yet written, reading stops (TCP
+ * carries the wait back to the master) until half of them are: a slave
+ * whose disk is slower than the link holds that much in memory, not the
+ * whole catch-up. */
+static void hold_back(void)
+{
+    uint64_t limit = (uint64_t)config.repl_window;
+    if (!L.peer || store_queued() < limit)
+        return;
+    L.store_waits++;
+    stream_pause(&L.peer->st, REPL_PAUSE_STORE);
+    if (store_wait_room(limit / 2, store_room))
+        store_room();
+}
+
 static int link_frame(struct repl_peer *p, uint8_t type, struct repl_reader *r)
 {
     if (L.state < L_SNAPSHOT && type != R_CHALLENGE && type != R_WELCOME && type != R_REFUSE) {
@@ -300,6 +328,7 @@ static int link_frame(struct repl_peer *p, uint8_t type, struct repl_reader *r)
             return -1;
         (void)n;
         store_put_raw(r->p, r->left);
+        hold_back();
         return 0;
     }
     case R_SNAPSHOT_END: {
@@ -315,8 +344,12 @@ static int link_frame(struct repl_peer *p, uint8_t type, struct repl_reader *r)
         send_ack();
         return 0;
     }
-    case R_ENTRIES:
-        return on_entries(r);
+    case R_ENTRIES: {
+        int rc = on_entries(r);
+        if (rc == 0)
+            hold_back();
+        return rc;
+    }
     case R_PING: {
         uint64_t t = repl_get_u64(r);
         uint64_t head = repl_get_u64(r);
@@ -416,6 +449,13 @@ static void watch_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     if (!L.peer || repl_peer_dead(L.peer) || (L.peer->st.state == STREAM_CONNECTING))
         return;
+    if (L.peer->st.paused & REPL_PAUSE_STORE) {
+        /* not reading: the master's pings wait in the socket. An ACK
+         * tells the master this side is alive meanwhile. */
+        L.sent_received = UINT64_MAX;
+        send_ack();
+        return;
+    }
     double idle = ev_now(loop) - L.peer->st.last_rx;
     if (idle > (double)config.repl_timeout / 1000.0) {
         char why[96];
@@ -507,6 +547,11 @@ void repl_slave_stop(void)
 bool repl_slave_connected(void)
 {
     return L.peer && L.state == L_STREAM;
+}
+
+uint64_t repl_slave_store_waits(void)
+{
+    return L.store_waits;
 }
 
 uint64_t repl_slave_received(void)

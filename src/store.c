@@ -19,6 +19,7 @@
 #include <inttypes.h>
 #include <leveldb/c.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,6 +134,7 @@ static struct {
     bool held;              /* applied records wait in the index batch (defer_index) */
     bool lazy;              /* nothing waits on durability reports (store_set_lazy_reports) */
     bool freed;             /* segments went: the loop may have room again */
+    bool room;              /* queued fell to room_below (store_wait_room) */
     /* writer-owned */
     bool replaying;         /* at open: records may already be in the index */
     struct fresh *gone;     /* message keys the unwritten index batch removed (counted out once) */
@@ -173,6 +175,12 @@ static struct {
     ev_timer kick_timer;                    /* hands a lazy chain over */
     uint64_t last_appended_lsn;
     _Atomic uint64_t unwritten;             /* bytes appended, not yet in the log */
+    /* store_wait_room: payload bytes appended and not yet freed by the
+     * writer (on the chain, queued, being written), and the level the
+     * loop waits for them to fall to (0: it does not wait) */
+    _Atomic uint64_t queued;
+    _Atomic uint64_t room_below;
+    store_room_fn room_fn;
     struct store_stats stats;               /* the writer records, anyone reads */
 } S = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
@@ -1121,6 +1129,24 @@ static struct pending *run(struct pending *first, bool sync)
     return NULL;
 }
 
+/* The writer freed bytes the loop appended: a loop waiting for the queue
+ * to fall (store_wait_room) hears of it once it has. The queue's count
+ * goes down before the wait is read, and store_wait_room sets the wait
+ * before it reads the count, so one of the two sees the other (both
+ * sequentially consistent) and exactly one claims the wait. */
+static void room_made(uint64_t freed)
+{
+    uint64_t left = S.queued -= freed;
+    uint64_t below = S.room_below;
+    if (!below || left > below || !atomic_compare_exchange_strong(&S.room_below, &below, 0))
+        return;
+    pthread_mutex_lock(&S.mu);
+    S.room = true;
+    pthread_mutex_unlock(&S.mu);
+    if (S.loop)
+        ev_async_send(S.loop, &S.async);
+}
+
 static void *writer(void *arg)
 {
     sigset_t all;
@@ -1161,12 +1187,15 @@ static void *writer(void *arg)
         for (struct pending *p = list; p && !failed;)
             p = run(p, sync);
         handoff_done(&S.q);
+        uint64_t freed = 0;
         while (list) {
             struct pending *n = next_pending(list);
+            freed += list->len;
             free(list->data);
             free(list);
             list = n;
         }
+        room_made(freed);
     }
     return NULL;
 }
@@ -1179,8 +1208,8 @@ static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
 {
     pthread_mutex_lock(&S.mu);
     uint64_t done = S.done_lsn, gen = S.done_gen, fail_at = S.fail_lsn, indexed = S.indexed_lsn;
-    bool freed = S.freed;
-    S.freed = false;
+    bool freed = S.freed, room = S.room;
+    S.freed = S.room = false;
     char msg[512];
     snprintf(msg, sizeof msg, "%s", S.fail_msg);
     pthread_mutex_unlock(&S.mu);
@@ -1200,6 +1229,27 @@ static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
         if (S.fail)
             S.fail(fail_at, msg);
     }
+    if (room && S.room_fn)
+        S.room_fn();
+}
+
+uint64_t store_queued(void)
+{
+    return S.queued;
+}
+
+bool store_wait_room(uint64_t below, store_room_fn fn)
+{
+    if (below == 0)
+        below = 1; /* 0 means "no wait" */
+    S.room_fn = fn;
+    S.room_below = below;
+    uint64_t b = below;
+    if (S.queued <= below && atomic_compare_exchange_strong(&S.room_below, &b, 0))
+        return true;
+    /* the writer needs what is on the chain to free anything */
+    store_kick();
+    return false;
 }
 
 int store_start(struct ev_loop *loop, bool sync, store_done_fn done, store_fail_fn failed, char *err,
@@ -1241,6 +1291,9 @@ static void chain(enum pending_kind kind, uint64_t lsn, uint64_t epoch, uint64_t
     p->sync = sync;
     if (kind == P_ENTRY || kind == P_RAW)
         S.unwritten += len + SEG_REC_HEADER;
+    uint64_t q = S.queued += len;
+    if (q > S.stats.queued_peak)
+        S.stats.queued_peak = q;
     S.chain_bytes += len;
     if (S.chain_tail)
         S.chain_tail->node.next = &p->node;
@@ -1781,6 +1834,8 @@ void store_close(void)
         free(p);
         p = n;
     }
+    S.queued = S.room_below = 0;
+    S.room_fn = NULL;
     if (S.wb) {
         leveldb_writebatch_destroy(S.wb);
         S.wb = NULL;

@@ -25,6 +25,9 @@
 /* Largest frame either side takes before the other has proven itself:
  * an unauthenticated peer can make a node hold no more than this. */
 #define REPL_MAX_UNAUTH_FRAME 4096u
+/* Why a peer stops reading: a slave's store holds store.repl_window bytes
+ * not yet written */
+enum { REPL_PAUSE_STORE = 1 };
 
 /* The handshake:
  *   slave  -> master  HELLO      version, slave id, slave nonce
@@ -195,6 +198,9 @@ void repl_slave_set_master(const char *master_addr);
 void repl_slave_store_done(uint64_t lsn);
 bool repl_slave_connected(void);
 uint64_t repl_slave_received(void);
+/* Times the link stopped reading until the store caught up (its writer
+ * held store.repl_window bytes). */
+uint64_t repl_slave_store_waits(void);
 const char *repl_slave_master(void);
 const char *repl_slave_master_id(void);
 /* The master's console address as it said in WELCOME ("" when unknown). */

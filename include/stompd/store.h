@@ -74,6 +74,15 @@ void store_kick(void);
 /* The same, unless reports are lazy (store_set_lazy_reports): then the
  * chain goes once it is large, or within a few ms. */
 void store_kick_lazy(void);
+/* Payload bytes appended (entries, snapshot pairs) and still in memory:
+ * not yet written and freed by the writer. */
+uint64_t store_queued(void);
+/* The loop waits for store_queued() to fall to below: false, and fn is
+ * called from the loop once it has (a later call replaces the wait); true
+ * if it already has (fn is not called). What is appended goes to the
+ * writer at once. */
+typedef void (*store_room_fn)(void);
+bool store_wait_room(uint64_t below, store_room_fn fn);
 /* Never prune past floor_lsn while it is non-zero (a replica needs it). */
 void store_set_prune_floor(uint64_t lsn);
 uint64_t store_durable_lsn(void);
@@ -106,6 +115,8 @@ struct store_stats {
     struct hist group_entries;
     /* messages removed before their index write: never in LevelDB */
     _Atomic uint64_t index_skipped;
+    /* the most payload bytes ever queued in memory (store_queued) */
+    _Atomic uint64_t queued_peak;
 };
 const struct store_stats *store_stats(void);
 /* The highest message seq in what is indexed (a slave's store moves on

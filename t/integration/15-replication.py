@@ -624,6 +624,58 @@ def test_slave_behind_is_named_and_dropped_slaves_are_remembered(broker_factory)
     assert 'id="dropped"' in html and "churn8" in html and "mute-fake" not in html
 
 
+def fill(port, dest, n, size=1024):
+    """n persistent messages, pipelined: a receipt on the last only."""
+    p = connected(port)
+    body = b"f" * size
+    for i in range(n - 1):
+        p.send("SEND", {"destination": dest, "persistent": "true"}, body)
+    p.receipt("SEND", {"destination": dest, "persistent": "true"}, "last", body)
+    p.close()
+
+
+@pytest.mark.parametrize("how", ["stream", "snapshot"])
+def test_catching_up_slave_holds_at_most_its_window(broker_factory, how):
+    """The master counts an entry acknowledged once the slave has it in
+    memory, so a slave catching up gets its whole backlog as fast as
+    loopback carries it, faster than its store writes it. Once
+    store.repl_window bytes wait for its disk it stops reading until half
+    are written: what it holds stays under the window plus one frame,
+    however far behind it starts, and it still ends with the master's
+    whole store (a stream of the log, or a snapshot)."""
+    window = 64 << 10
+    extra = {"store__repl_window": "64KiB", "store__snapshot_chunk": "16KiB"}
+    if how == "snapshot":
+        extra.update(store__retention="100", store__segment_size="64KiB")
+    c = Cluster(broker_factory, **extra)
+    m = c.nodes[0]
+    m.start()
+    c.nodes[1].start(wait=SLAVE_UP)
+    if how == "snapshot":
+        # a prefix that goes: consumed, its segments removed
+        fill(m.port, "/queue/gone", 300)
+        assert len(drain(m.port, "/queue/gone")) == 300
+    fill(m.port, "/queue/deep", 2000)
+    if how == "snapshot":
+        def pruned():
+            send_persistent(m.port, "/queue/tick", [b"t"])
+            return status(m)["log_first_lsn"] > 1
+        wait_for(pruned, timeout=30)
+    head = status(m)["lsn"]
+    late = c.nodes[2]
+    late.start(wait=SLAVE_UP)
+    wait_for(lambda: status(late)["durable_lsn"] == head, timeout=120)
+    st = status(late)
+    # a 1 KiB entry is the largest item in a frame; a frame is at most the
+    # window (entries) or the snapshot chunk plus one pair
+    assert 0 < st["store_queued_peak_bytes"] < 2 * window + 2048, st
+    assert st["store_queued_bytes"] == 0, st
+    assert ("sends a snapshot" in late.log_since_start()) == (how == "snapshot")
+    stop_all(c)
+    assert c.dump(2) == c.dump(0)
+    assert c.dump(2).count("\nQ/queue/deep") == 2000
+
+
 def test_bad_sync_mode_stops_the_start(broker_factory):
     b = broker_factory(replicated("b", free_port(), "master", store__sync="quorum_mem,fast"), start=False)
     b.start(wait=False)
