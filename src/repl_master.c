@@ -21,6 +21,7 @@
 #include "stompd/config.h"
 #include "stompd/journal.h"
 #include "stompd/log.h"
+#include "stompd/offload.h"
 #include "stompd/persist.h"
 #include "stompd/quorum.h"
 #include "stompd/repl.h"
@@ -31,6 +32,7 @@
 
 #define OUT_HIGH_WATER (1u << 20)
 #define ENTRIES_FRAME_BYTES (256u << 10)
+#define READ_JOB_BYTES (512u << 10) /* snapshot frames one read job builds */
 #define RING_MAX_BYTES (64u << 20)
 #define MAX_MARKS 4096
 /* A slave paused this long (window full, socket not draining) is worth a
@@ -41,6 +43,24 @@
  * authenticated: nothing is sent to it but CHALLENGE or REFUSE, and it
  * counts for nothing), sending a snapshot, then streaming. */
 enum sess_state { S_HELLO, S_PROOF, S_SNAPSHOT, S_STREAM };
+
+struct session;
+
+/* A read from the store for a session, done off the loop (see "reading off
+ * the loop" below). */
+struct read_job {
+    struct offload_job base;
+    struct session *s;          /* NULL once the session is gone (the loop's field) */
+    bool snapshot;
+    struct store_snapshot *snap;
+    uint64_t from, epoch;       /* entries from lsn from, this term's epoch */
+    size_t max_bytes;
+    /* the reader's result */
+    struct buf out;
+    uint32_t n;                 /* entries read */
+    uint64_t last;              /* lsn of the last */
+    bool end;                   /* no more snapshot pairs */
+};
 
 struct session {
     struct repl_peer *peer;
@@ -54,6 +74,7 @@ struct session {
     bool in_quorum;
     struct store_snapshot *snap;
     uint64_t snap_lsn, snap_epoch, snap_sum;
+    struct read_job *job;       /* reading from the store for it, off the loop */
     /* send window: cumulative bytes of ENTRIES frames and the last lsn in
      * each, so an ACK tells how many bytes the slave has taken */
     struct {
@@ -394,6 +415,11 @@ static void session_drop(struct session *s, const char *why)
         quorum_remove_slave(&M.q, s->id);
     ev_timer_stop(srv.loop, &s->ping);
     ev_timer_stop(srv.loop, &s->more);
+    if (s->job) {
+        /* the reader has it: the job closes the snapshot when it is back */
+        s->job->s = NULL;
+        s->snap = NULL;
+    }
     store_snapshot_close(s->snap);
     repl_peer_free(s->peer);
     if (s->node_id[0] && session_authed(s))
@@ -702,6 +728,17 @@ static void peer_writable(struct repl_peer *p)
 
 static const struct repl_peer_ops session_ops = {peer_frame, peer_writable, peer_closed};
 
+
+/* ------------------------------------------------------------ reading off the loop */
+
+/* What a slave catching up needs from the store (snapshot pairs, journal
+ * entries older than the ring) is read by offload.c's thread: a cold log
+ * costs that thread the disk's time, not the loop (before, a snapshot of a
+ * cold store held a client's receipt up to 40 ms at a time). The job
+ * builds whole frames in a buffer of its own; back on the loop they are
+ * appended to the slave's output. One job at a time per session, so its
+ * frames keep their order. */
+
 struct entries_ctx {
     struct buf *out;
     uint32_t n;
@@ -720,27 +757,71 @@ static void put_entry(struct entries_ctx *x, uint64_t lsn, const char *data, siz
  * slave catching up syncs it. */
 static void add_entry(void *arg, uint64_t lsn, const char *data, size_t len)
 {
-    struct entries_ctx *x = arg;
-    repl_put_u8(x->out, 1);
-    repl_put_str(x->out, data, len);
-    x->n++;
-    x->last = lsn;
+    put_entry(arg, lsn, data, len, true);
 }
 
-/* Fill the output up to the high-water mark; returns whether anything was added. */
-static bool fill(struct session *s)
+/* Write a frame's u32 count, reserved at mark at. */
+static void put_count_at(struct buf *o, size_t at, uint32_t n)
 {
-    struct repl_peer *p = s->peer;
-    struct buf *o = repl_peer_out(p);
-    size_t before = o->len - o->off;
-    if (s->state == S_SNAPSHOT) {
-        while (repl_peer_pending(p) < OUT_HIGH_WATER) {
+    char *c = buf_at(o, at);
+    c[0] = (char)(n >> 24);
+    c[1] = (char)(n >> 16);
+    c[2] = (char)(n >> 8);
+    c[3] = (char)n;
+}
+
+/* On the reader's thread: snapshot chunks up to READ_JOB_BYTES, or one
+ * ENTRIES frame from the log. */
+static void read_job_run(struct offload_job *base)
+{
+    struct read_job *j = (struct read_job *)base;
+    struct buf *o = &j->out;
+    if (j->snapshot) {
+        while (buf_used(o) < READ_JOB_BYTES) {
             size_t f = repl_frame_begin(o, R_SNAPSHOT_CHUNK);
             size_t count_at = buf_mark(o);
             repl_put_u32(o, 0);
-            uint32_t n = store_snapshot_next(s->snap, o, (size_t)config.snapshot_chunk);
+            uint32_t n = store_snapshot_next(j->snap, o, j->max_bytes);
             if (n == 0) {
                 buf_cut(o, f); /* drop the empty chunk */
+                j->end = true;
+                break;
+            }
+            put_count_at(o, count_at, n);
+            repl_frame_end(o, f);
+        }
+        return;
+    }
+    size_t f = repl_frame_begin(o, R_ENTRIES);
+    repl_put_u64(o, j->epoch);
+    size_t count_at = buf_mark(o);
+    repl_put_u32(o, 0);
+    struct entries_ctx x = {o, 0, 0};
+    store_read_entries(j->from, j->max_bytes, add_entry, &x);
+    if (x.n == 0) {
+        buf_cut(o, f);
+        return;
+    }
+    put_count_at(o, count_at, x.n);
+    repl_frame_end(o, f);
+    j->n = x.n;
+    j->last = x.last;
+}
+
+/* Back on the loop: the frames go to the slave, in order. */
+static void read_job_done(struct offload_job *base)
+{
+    struct read_job *j = (struct read_job *)base;
+    struct session *s = j->s;
+    if (!s) {
+        if (j->snapshot)
+            store_snapshot_close(j->snap);
+    } else {
+        s->job = NULL;
+        struct buf *o = repl_peer_out(s->peer);
+        if (j->snapshot) {
+            buf_append(o, buf_head(&j->out), buf_used(&j->out));
+            if (j->end) {
                 size_t e = repl_frame_begin(o, R_SNAPSHOT_END);
                 repl_put_u64(o, s->snap_lsn);
                 repl_put_u64(o, s->snap_epoch);
@@ -752,48 +833,83 @@ static bool fill(struct session *s)
                 s->next_lsn = s->snap_lsn + 1;
                 log_info("replication: snapshot to slave %s complete at lsn %" PRIu64 "; streaming", s->node_id,
                          s->snap_lsn);
-                break;
             }
-            char *c = buf_at(o, count_at);
-            c[0] = (char)(n >> 24);
-            c[1] = (char)(n >> 16);
-            c[2] = (char)(n >> 8);
-            c[3] = (char)n;
-            repl_frame_end(o, f);
+        } else if (j->n == 0) {
+            log_err("replication: entry %" PRIu64 " for slave %s is neither in memory nor in the journal", j->from,
+                    s->node_id);
+            repl_peer_close(s->peer, "journal entry missing (pruned?): the slave will reconnect for a snapshot");
+            s = NULL;
+        } else {
+            buf_append(o, buf_head(&j->out), buf_used(&j->out));
+            s->sent_bytes += buf_used(&j->out);
+            s->marks[(s->mhead + s->mlen) % MAX_MARKS].lsn = j->last;
+            s->marks[(s->mhead + s->mlen) % MAX_MARKS].cum = s->sent_bytes;
+            s->mlen++;
+            s->next_lsn = j->last + 1;
         }
+    }
+    buf_free(&j->out);
+    free(j);
+    if (s)
+        pump(s); /* sends it, and asks for more */
+}
+
+static void read_submit(struct session *s, bool snapshot, size_t max_bytes)
+{
+    struct read_job *j = calloc(1, sizeof *j);
+    if (!j)
+        abort();
+    j->base.run = read_job_run;
+    j->base.done = read_job_done;
+    j->s = s;
+    j->snapshot = snapshot;
+    j->snap = s->snap;
+    j->from = s->next_lsn;
+    j->epoch = M.epoch;
+    j->max_bytes = max_bytes;
+    s->job = j;
+    offload_submit(srv.loop, &j->base);
+}
+
+/* Fill the output up to the high-water mark from the ring (entries still
+ * in memory), or hand the reader what must come from the store; returns
+ * whether anything was added. */
+static bool fill(struct session *s)
+{
+    struct repl_peer *p = s->peer;
+    struct buf *o = repl_peer_out(p);
+    size_t before = o->len - o->off;
+    if (s->job)
+        return false; /* what it reads goes first */
+    if (s->state == S_SNAPSHOT) {
+        if (repl_peer_pending(p) < OUT_HIGH_WATER)
+            read_submit(s, true, (size_t)config.snapshot_chunk);
+        return false;
     }
     if (s->state == S_STREAM) {
         while (s->next_lsn <= M.last_lsn && repl_peer_pending(p) < OUT_HIGH_WATER &&
                s->sent_bytes - s->acked_bytes < (uint64_t)config.repl_window && s->mlen < MAX_MARKS) {
+            /* a frame fills what is left of the window (at least one
+             * entry): unacknowledged bytes stay within the window plus
+             * one entry, however many entries are waiting */
+            uint64_t room = (uint64_t)config.repl_window - (s->sent_bytes - s->acked_bytes);
+            size_t max_bytes = room < ENTRIES_FRAME_BYTES ? (size_t)room : ENTRIES_FRAME_BYTES;
+            const struct ring_entry *re = ring_find(s->next_lsn);
+            if (!re) {
+                read_submit(s, false, max_bytes);
+                break;
+            }
             size_t f = repl_frame_begin(o, R_ENTRIES);
             repl_put_u64(o, M.epoch);
             size_t count_at = buf_mark(o);
             repl_put_u32(o, 0);
             struct entries_ctx x = {o, 0, 0};
             size_t start = buf_mark(o);
-            /* a frame fills what is left of the window (at least one
-             * entry): unacknowledged bytes stay within the window plus
-             * one entry, however many entries are waiting */
-            uint64_t room = (uint64_t)config.repl_window - (s->sent_bytes - s->acked_bytes);
-            size_t max_bytes = room < ENTRIES_FRAME_BYTES ? (size_t)room : ENTRIES_FRAME_BYTES;
-            const struct ring_entry *re;
-            while (s->next_lsn + x.n <= M.last_lsn && buf_mark(o) - start < max_bytes &&
-                   (re = ring_find(s->next_lsn + x.n)))
+            do
                 put_entry(&x, re->lsn, re->data, re->len, re->sync);
-            if (x.n == 0)
-                store_read_entries(s->next_lsn, max_bytes, add_entry, &x);
-            if (x.n == 0) {
-                buf_cut(o, f);
-                log_err("replication: entry %" PRIu64 " for slave %s is neither in memory nor in the journal",
-                        s->next_lsn, s->node_id);
-                repl_peer_close(p, "journal entry missing (pruned?): the slave will reconnect for a snapshot");
-                return false;
-            }
-            char *c = buf_at(o, count_at);
-            c[0] = (char)(x.n >> 24);
-            c[1] = (char)(x.n >> 16);
-            c[2] = (char)(x.n >> 8);
-            c[3] = (char)x.n;
+            while (s->next_lsn + x.n <= M.last_lsn && buf_mark(o) - start < max_bytes &&
+                   (re = ring_find(s->next_lsn + x.n)));
+            put_count_at(o, count_at, x.n);
             repl_frame_end(o, f);
             s->sent_bytes += buf_mark(o) - f;
             s->marks[(s->mhead + s->mlen) % MAX_MARKS].lsn = x.last;
@@ -1043,6 +1159,9 @@ void repl_master_stop(const char *why)
         s->node_id[0] = '\0';
         session_drop(s, why);
     }
+    /* the reads in flight end, and their snapshots close, before anything
+     * else here (or the store) goes */
+    offload_stop();
     ring_free();
     M.running = false;
     log_info("replication: master stopped: %s", why);

@@ -53,13 +53,19 @@ static struct {
     bool opened;
 } L = {.mu = PTHREAD_MUTEX_INITIALIZER, .wfd = -1};
 
-/* readers' descriptors (loop thread) */
-static struct {
+/* Readers' descriptors, each thread its own (the loop's; the thread that
+ * reads for replication, offload.c): a descriptor one thread evicts is
+ * never one another is reading from. A thread's are closed when it ends;
+ * the loop's by seglog_close. */
+static __thread struct {
     uint32_t id;
     int fd;
     uint64_t used;
 } cache[FD_CACHE];
-static uint64_t cache_clock;
+static __thread uint64_t cache_clock;
+static __thread bool cache_registered;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+static pthread_key_t cache_key;
 
 static void path_of(uint32_t id, char *out, size_t len)
 {
@@ -226,6 +232,18 @@ static void cache_drop_all(void)
         cache[i].fd = 0;
         cache[i].id = 0;
     }
+}
+
+static void cache_at_thread_exit(void *arg)
+{
+    (void)arg;
+    cache_drop_all();
+}
+
+static void cache_key_make(void)
+{
+    if (pthread_key_create(&cache_key, cache_at_thread_exit) != 0)
+        abort();
 }
 
 void seglog_close(void)
@@ -492,6 +510,12 @@ int seglog_truncate(uint32_t seg, uint32_t off)
 
 static int reader_fd(uint32_t id)
 {
+    if (!cache_registered) {
+        /* a value, so this thread's descriptors are closed when it ends */
+        pthread_once(&cache_once, cache_key_make);
+        (void)pthread_setspecific(cache_key, &cache_registered);
+        cache_registered = true;
+    }
     int free_slot = -1, oldest = 0;
     for (int i = 0; i < FD_CACHE; i++) {
         if (cache[i].fd > 0 && cache[i].id == id) {

@@ -676,6 +676,34 @@ def test_catching_up_slave_holds_at_most_its_window(broker_factory, how):
     assert c.dump(2).count("\nQ/queue/deep") == 2000
 
 
+def test_slave_behind_a_restarted_master_streams_from_its_log(broker_factory):
+    """A restarted master holds no entry in memory (its ring starts empty):
+    what a slave that was down lacks is read from the master's log (off the
+    master's loop, offload.c), several frames of it, and streamed. The slave
+    rejoins without a snapshot and ends with the master's very store."""
+    c = Cluster(broker_factory)
+    c.start_all()
+    m, late = c.nodes[0], c.nodes[2]
+    send_persistent(m.port, "/queue/lg", [b"a%d" % i for i in range(20)])
+    old = status(m)["lsn"]
+    wait_for(lambda: status(late)["lsn"] == old)
+    assert late.stop() == 0
+    fill(m.port, "/queue/lg", 3000)          # about 3 MB: a dozen ENTRIES frames
+    head = status(m)["lsn"]
+    assert m.stop() == 0
+    m.restart()
+    late.restart(wait=SLAVE_UP)
+    assert late.wait_log(r"following master .* from lsn %d\b" % (old + 1), since_start=True)
+    wait_for(lambda: status(late)["durable_lsn"] >= head, timeout=60)
+    assert "sends a snapshot" not in late.log_since_start()
+    # the master serves clients all along; what they send follows
+    send_persistent(m.port, "/queue/lg", [b"z"])
+    wait_for(lambda: status(late)["durable_lsn"] == status(m)["lsn"], timeout=30)
+    stop_all(c)
+    assert c.dump(2) == c.dump(0)
+    assert c.dump(2).count("\nQ/queue/lg") == 3021
+
+
 def test_bad_sync_mode_stops_the_start(broker_factory):
     b = broker_factory(replicated("b", free_port(), "master", store__sync="quorum_mem,fast"), start=False)
     b.start(wait=False)
