@@ -17,7 +17,10 @@ static struct {
     ev_async back;
     struct ev_loop *loop;
     unsigned pending;
+    void (*_Atomic idle)(void);
 } O;
+
+#define IDLE_AFTER 1.0 /* s without a job before the idle hook runs */
 
 static void *thread_main(void *arg)
 {
@@ -25,8 +28,20 @@ static void *thread_main(void *arg)
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
-    struct handoff_node *n;
-    while ((n = handoff_wait(&O.in))) {
+    bool worked = false; /* since the idle hook last ran */
+    for (;;) {
+        bool timed_out = false;
+        struct handoff_node *n = worked ? handoff_wait_for(&O.in, IDLE_AFTER, &timed_out) : handoff_wait(&O.in);
+        if (!n && !timed_out)
+            break; /* closed, and every job done */
+        if (!n) {
+            void (*idle)(void) = O.idle;
+            if (idle)
+                idle();
+            worked = false;
+            continue;
+        }
+        worked = true;
         while (n) {
             struct handoff_node *next = n->next; /* the push below relinks n */
             struct offload_job *j = (struct offload_job *)n;
@@ -90,6 +105,11 @@ void offload_stop(void)
     handoff_destroy(&O.in);
     handoff_destroy(&O.out);
     O.running = false;
+}
+
+void offload_set_idle(void (*fn)(void))
+{
+    O.idle = fn;
 }
 
 unsigned offload_pending(void)

@@ -26,6 +26,7 @@
 #include "stompd/quorum.h"
 #include "stompd/repl.h"
 #include "stompd/repl_auth.h"
+#include "stompd/segment.h"
 #include "stompd/server.h"
 #include "stompd/store.h"
 #include "stompd/tls.h"
@@ -51,6 +52,7 @@ struct session;
 struct read_job {
     struct offload_job base;
     struct session *s;          /* NULL once the session is gone (the loop's field) */
+    _Atomic bool cancelled;     /* and so it is not worth reading (the reader skips it) */
     bool snapshot;
     struct store_snapshot *snap;
     uint64_t from, epoch;       /* entries from lsn from, this term's epoch */
@@ -418,6 +420,7 @@ static void session_drop(struct session *s, const char *why)
     if (s->job) {
         /* the reader has it: the job closes the snapshot when it is back */
         s->job->s = NULL;
+        s->job->cancelled = true;
         s->snap = NULL;
     }
     store_snapshot_close(s->snap);
@@ -776,6 +779,8 @@ static void read_job_run(struct offload_job *base)
 {
     struct read_job *j = (struct read_job *)base;
     struct buf *o = &j->out;
+    if (j->cancelled)
+        return; /* its slave is gone: a master stepping down waits for no read */
     if (j->snapshot) {
         while (buf_used(o) < READ_JOB_BYTES) {
             size_t f = repl_frame_begin(o, R_SNAPSHOT_CHUNK);
@@ -868,6 +873,9 @@ static void read_submit(struct session *s, bool snapshot, size_t max_bytes)
     j->epoch = M.epoch;
     j->max_bytes = max_bytes;
     s->job = j;
+    /* an idle reader lets go of its segments' descriptors: a segment
+     * removed since frees its space */
+    offload_set_idle(seglog_drop_readers);
     offload_submit(srv.loop, &j->base);
 }
 

@@ -234,6 +234,11 @@ static void cache_drop_all(void)
     }
 }
 
+void seglog_drop_readers(void)
+{
+    cache_drop_all();
+}
+
 static void cache_at_thread_exit(void *arg)
 {
     (void)arg;

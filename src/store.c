@@ -1977,24 +1977,30 @@ void store_snapshot_close(struct store_snapshot *s)
 }
 
 /* Readers of entries for replicas keep where they stopped, so a slave
- * catching up reads the log sequentially. */
+ * catching up reads the log sequentially. Two threads read entries: the
+ * master's reader (offload.c) and the loop (a slave's handshake,
+ * store_entry_tip), hence the lock. */
 static struct {
     uint64_t next_lsn;
     struct seg_pos pos;
     uint64_t used;
 } cursors[4];
 static uint64_t cursor_clock;
+static pthread_mutex_t cursors_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* Where to start reading for lsn: a cursor that stopped there, or the
  * start of the segment holding it. */
 static bool entry_start(uint64_t lsn, struct seg_pos *pos)
 {
+    pthread_mutex_lock(&cursors_mu);
     for (int i = 0; i < 4; i++) {
         if (cursors[i].next_lsn == lsn && lsn) {
             *pos = cursors[i].pos;
+            pthread_mutex_unlock(&cursors_mu);
             return true;
         }
     }
+    pthread_mutex_unlock(&cursors_mu);
     bool found = false;
     pthread_mutex_lock(&S.mu);
     for (size_t i = S.nsegs; i-- > 0;) {
@@ -2037,6 +2043,7 @@ size_t store_read_entries(uint64_t from, size_t max_bytes, store_entry_fn fn, vo
         want++;
     }
     if (n) {
+        pthread_mutex_lock(&cursors_mu);
         int oldest = 0;
         for (int i = 1; i < 4; i++)
             if (cursors[i].used < cursors[oldest].used)
@@ -2044,6 +2051,7 @@ size_t store_read_entries(uint64_t from, size_t max_bytes, store_entry_fn fn, vo
         cursors[oldest].next_lsn = want;
         cursors[oldest].pos = after;
         cursors[oldest].used = ++cursor_clock;
+        pthread_mutex_unlock(&cursors_mu);
     }
     seg_iter_free(&it);
     return n;

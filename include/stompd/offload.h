@@ -21,6 +21,9 @@ void offload_submit(struct ev_loop *loop, struct offload_job *j);
 /* Every job handed over runs and gets its done call (here, on the loop),
  * then the thread ends: nothing runs off the loop after this returns. */
 void offload_stop(void);
+/* fn runs on the thread once it has had no job for a second after some
+ * work (to let go of what it holds between bursts of work). */
+void offload_set_idle(void (*fn)(void));
 /* Jobs handed over and not yet back. */
 unsigned offload_pending(void);
 

@@ -90,6 +90,9 @@ uint64_t seglog_bytes(void);
 
 /* Read len bytes at pos (a message body); 0, or -errno. */
 int seglog_read(struct seg_pos pos, char *out, size_t len) __attribute__((warn_unused_result));
+/* Close the calling thread's cached read descriptors (a removed segment's
+ * space is freed only once no descriptor holds it). */
+void seglog_drop_readers(void);
 
 /* Walk records from pos on, across segments. Segments are read ahead
  * (SEG_READ_AHEAD at a time, or ra_size when set after seg_iter_init), so

@@ -1,7 +1,7 @@
 /* offload.c with a real libev loop and its real thread: each job runs off
  * the loop, comes back to the loop, in the order handed over; stopping
  * waits for the jobs in flight and hands every one back; the thread
- * starts again for the next job. */
+ * starts again for the next job; an idle hook runs once after work. */
 #include "config.h"
 
 #include <pthread.h>
@@ -126,11 +126,50 @@ static void test_stop_hands_back_every_job_in_flight(void **state)
     assert_true(ran_off_loop);
 }
 
+static int idle_calls;
+static bool idle_off_loop = true;
+
+static void on_idle(void)
+{
+    if (pthread_equal(pthread_self(), loop_thread))
+        idle_off_loop = false;
+    __atomic_fetch_add(&idle_calls, 1, __ATOMIC_SEQ_CST);
+}
+
+static void test_idle_hook_runs_once_after_work(void **state)
+{
+    (void)state;
+    idle_calls = 0;
+    offload_set_idle(on_idle);
+    offload_submit(loop, &new_job(0, 0)->base);
+    ev_tstamp deadline = ev_time() + 60;
+    while (done < 1 && ev_time() < deadline)
+        ev_run(loop, EVRUN_ONCE);
+    assert_int_equal(done, 1);
+    /* about a second after the last job, on the thread */
+    while (__atomic_load_n(&idle_calls, __ATOMIC_SEQ_CST) == 0 && ev_time() < deadline)
+        usleep(10000);
+    assert_int_equal(__atomic_load_n(&idle_calls, __ATOMIC_SEQ_CST), 1);
+    assert_true(idle_off_loop);
+    /* and not again without more work: the thread sleeps until a job
+     * comes (3 s is three idle periods) */
+    usleep(3000000);
+    assert_int_equal(__atomic_load_n(&idle_calls, __ATOMIC_SEQ_CST), 1);
+    offload_submit(loop, &new_job(1, 0)->base);
+    while (done < 2 && ev_time() < deadline)
+        ev_run(loop, EVRUN_ONCE);
+    while (__atomic_load_n(&idle_calls, __ATOMIC_SEQ_CST) < 2 && ev_time() < deadline)
+        usleep(10000);
+    assert_int_equal(__atomic_load_n(&idle_calls, __ATOMIC_SEQ_CST), 2);
+    offload_set_idle(NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_jobs_run_off_the_loop_and_come_back_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_hands_back_every_job_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_hook_runs_once_after_work, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
