@@ -1136,7 +1136,7 @@ static struct pending *run(struct pending *first, bool sync)
  * sequentially consistent) and exactly one claims the wait. */
 static void room_made(uint64_t freed)
 {
-    uint64_t left = S.queued -= freed;
+    uint64_t left = atomic_fetch_sub(&S.queued, freed) - freed;
     uint64_t below = S.room_below;
     if (!below || left > below || !atomic_compare_exchange_strong(&S.room_below, &below, 0))
         return;
@@ -1291,7 +1291,7 @@ static void chain(enum pending_kind kind, uint64_t lsn, uint64_t epoch, uint64_t
     p->sync = sync;
     if (kind == P_ENTRY || kind == P_RAW)
         S.unwritten += len + SEG_REC_HEADER;
-    uint64_t q = S.queued += len;
+    uint64_t q = atomic_fetch_add(&S.queued, len) + len;
     if (q > S.stats.queued_peak)
         S.stats.queued_peak = q;
     S.chain_bytes += len;
