@@ -105,14 +105,18 @@ size_t repl_frame_begin(struct buf *b, uint8_t type)
     return start;
 }
 
+void repl_put_u32_at(struct buf *b, size_t at, uint32_t v)
+{
+    char *p = buf_at(b, at);
+    p[0] = (char)(v >> 24);
+    p[1] = (char)(v >> 16);
+    p[2] = (char)(v >> 8);
+    p[3] = (char)v;
+}
+
 void repl_frame_end(struct buf *b, size_t start)
 {
-    uint32_t len = (uint32_t)(buf_mark(b) - start - 4);
-    char *p = buf_at(b, start);
-    p[0] = (char)(len >> 24);
-    p[1] = (char)(len >> 16);
-    p[2] = (char)(len >> 8);
-    p[3] = (char)len;
+    repl_put_u32_at(b, start, (uint32_t)(buf_mark(b) - start - 4));
 }
 
 

@@ -731,7 +731,6 @@ static void peer_writable(struct repl_peer *p)
 
 static const struct repl_peer_ops session_ops = {peer_frame, peer_writable, peer_closed};
 
-
 /* ------------------------------------------------------------ reading off the loop */
 
 /* What a slave catching up needs from the store (snapshot pairs, journal
@@ -742,11 +741,45 @@ static const struct repl_peer_ops session_ops = {peer_frame, peer_writable, peer
  * appended to the slave's output. One job at a time per session, so its
  * frames keep their order. */
 
+/* An ENTRIES frame being built: entries_open, put_entry for each,
+ * entries_close. */
 struct entries_ctx {
     struct buf *out;
+    size_t frame, count_at;     /* marks of the frame and of its count */
     uint32_t n;
     uint64_t last;
 };
+
+static struct entries_ctx entries_open(struct buf *o, uint64_t epoch)
+{
+    struct entries_ctx x = {o, repl_frame_begin(o, R_ENTRIES), 0, 0, 0};
+    repl_put_u64(o, epoch);
+    x.count_at = buf_mark(o);
+    repl_put_u32(o, 0);
+    return x;
+}
+
+/* The frame's bytes; an empty one is dropped (0). */
+static size_t entries_close(struct entries_ctx *x)
+{
+    if (x->n == 0) {
+        buf_cut(x->out, x->frame);
+        return 0;
+    }
+    repl_put_u32_at(x->out, x->count_at, x->n);
+    repl_frame_end(x->out, x->frame);
+    return buf_mark(x->out) - x->frame;
+}
+
+/* A frame of entries up to last went out: the window counts its bytes. */
+static void entries_sent(struct session *s, size_t bytes, uint64_t last)
+{
+    s->sent_bytes += bytes;
+    s->marks[(s->mhead + s->mlen) % MAX_MARKS].lsn = last;
+    s->marks[(s->mhead + s->mlen) % MAX_MARKS].cum = s->sent_bytes;
+    s->mlen++;
+    s->next_lsn = last + 1;
+}
 
 static void put_entry(struct entries_ctx *x, uint64_t lsn, const char *data, size_t len, bool sync)
 {
@@ -761,16 +794,6 @@ static void put_entry(struct entries_ctx *x, uint64_t lsn, const char *data, siz
 static void add_entry(void *arg, uint64_t lsn, const char *data, size_t len)
 {
     put_entry(arg, lsn, data, len, true);
-}
-
-/* Write a frame's u32 count, reserved at mark at. */
-static void put_count_at(struct buf *o, size_t at, uint32_t n)
-{
-    char *c = buf_at(o, at);
-    c[0] = (char)(n >> 24);
-    c[1] = (char)(n >> 16);
-    c[2] = (char)(n >> 8);
-    c[3] = (char)n;
 }
 
 /* On the reader's thread: snapshot chunks up to READ_JOB_BYTES, or one
@@ -792,23 +815,14 @@ static void read_job_run(struct offload_job *base)
                 j->end = true;
                 break;
             }
-            put_count_at(o, count_at, n);
+            repl_put_u32_at(o, count_at, n);
             repl_frame_end(o, f);
         }
         return;
     }
-    size_t f = repl_frame_begin(o, R_ENTRIES);
-    repl_put_u64(o, j->epoch);
-    size_t count_at = buf_mark(o);
-    repl_put_u32(o, 0);
-    struct entries_ctx x = {o, 0, 0};
+    struct entries_ctx x = entries_open(o, j->epoch);
     store_read_entries(j->from, j->max_bytes, add_entry, &x);
-    if (x.n == 0) {
-        buf_cut(o, f);
-        return;
-    }
-    put_count_at(o, count_at, x.n);
-    repl_frame_end(o, f);
+    entries_close(&x);
     j->n = x.n;
     j->last = x.last;
 }
@@ -846,11 +860,7 @@ static void read_job_done(struct offload_job *base)
             s = NULL;
         } else {
             buf_append(o, buf_head(&j->out), buf_used(&j->out));
-            s->sent_bytes += buf_used(&j->out);
-            s->marks[(s->mhead + s->mlen) % MAX_MARKS].lsn = j->last;
-            s->marks[(s->mhead + s->mlen) % MAX_MARKS].cum = s->sent_bytes;
-            s->mlen++;
-            s->next_lsn = j->last + 1;
+            entries_sent(s, buf_used(&j->out), j->last);
         }
     }
     buf_free(&j->out);
@@ -873,9 +883,6 @@ static void read_submit(struct session *s, bool snapshot, size_t max_bytes)
     j->epoch = M.epoch;
     j->max_bytes = max_bytes;
     s->job = j;
-    /* an idle reader lets go of its segments' descriptors: a segment
-     * removed since frees its space */
-    offload_set_idle(seglog_drop_readers);
     offload_submit(srv.loop, &j->base);
 }
 
@@ -907,23 +914,13 @@ static bool fill(struct session *s)
                 read_submit(s, false, max_bytes);
                 break;
             }
-            size_t f = repl_frame_begin(o, R_ENTRIES);
-            repl_put_u64(o, M.epoch);
-            size_t count_at = buf_mark(o);
-            repl_put_u32(o, 0);
-            struct entries_ctx x = {o, 0, 0};
+            struct entries_ctx x = entries_open(o, M.epoch);
             size_t start = buf_mark(o);
             do
                 put_entry(&x, re->lsn, re->data, re->len, re->sync);
             while (s->next_lsn + x.n <= M.last_lsn && buf_mark(o) - start < max_bytes &&
                    (re = ring_find(s->next_lsn + x.n)));
-            put_count_at(o, count_at, x.n);
-            repl_frame_end(o, f);
-            s->sent_bytes += buf_mark(o) - f;
-            s->marks[(s->mhead + s->mlen) % MAX_MARKS].lsn = x.last;
-            s->marks[(s->mhead + s->mlen) % MAX_MARKS].cum = s->sent_bytes;
-            s->mlen++;
-            s->next_lsn = x.last + 1;
+            entries_sent(s, entries_close(&x), x.last);
         }
     }
     return o->len - o->off != before;
@@ -1131,6 +1128,9 @@ int repl_master_start(uint64_t epoch, char *err, size_t errlen)
     /* quorum timeouts, and slaves paused too long */
     ev_timer_init(&M.sweep, sweep_cb, 0.25, 0.25);
     ev_timer_start(srv.loop, &M.sweep);
+    /* the reader (read_job) lets go of its segments' descriptors when it
+     * idles: a segment removed since frees its space */
+    offload_set_idle(seglog_drop_readers);
     M.running = true;
     char modes[128];
     quorum_format_modes(M.modes, modes, sizeof modes);

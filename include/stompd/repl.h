@@ -83,6 +83,9 @@ size_t repl_frame_begin(struct buf *b, uint8_t type);
 void repl_frame_end(struct buf *b, size_t start);
 void repl_put_u8(struct buf *b, uint8_t v);
 void repl_put_u32(struct buf *b, uint32_t v);
+/* Fill in a u32 reserved earlier at mark at (buf_mark): a count known
+ * only once what it counts is written. */
+void repl_put_u32_at(struct buf *b, size_t at, uint32_t v);
 void repl_put_u64(struct buf *b, uint64_t v);
 void repl_put_str(struct buf *b, const char *s, size_t len);
 

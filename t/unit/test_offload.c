@@ -65,6 +65,27 @@ static struct job *new_job(int index, unsigned sleep_us)
     return j;
 }
 
+/* Run the loop until n jobs are back (each wakes it through the offload's
+ * ev_async), within a generous deadline. */
+static void run_until_done(int n)
+{
+    ev_tstamp deadline = ev_time() + 60;
+    while (done < n && ev_time() < deadline)
+        ev_run(loop, EVRUN_ONCE);
+    assert_int_equal(done, n);
+}
+
+static int idle_calls;
+
+/* Wait (generously) until the idle hook has run n times in all. */
+static void wait_idle_calls(int n)
+{
+    ev_tstamp deadline = ev_time() + 60;
+    while (__atomic_load_n(&idle_calls, __ATOMIC_SEQ_CST) < n && ev_time() < deadline)
+        usleep(10000);
+    assert_int_equal(__atomic_load_n(&idle_calls, __ATOMIC_SEQ_CST), n);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -89,12 +110,7 @@ static void test_jobs_run_off_the_loop_and_come_back_in_order(void **state)
     for (int i = 0; i < NJOBS; i++)
         offload_submit(loop, &new_job(i, i % 10 == 0 ? 200 : 0)->base);
     assert_true(offload_pending() > 0);
-    /* the loop runs until every job is back (each wakes it through the
-     * offload's ev_async), within a generous deadline */
-    ev_tstamp deadline = ev_time() + 60;
-    while (done < NJOBS && ev_time() < deadline)
-        ev_run(loop, EVRUN_ONCE);
-    assert_int_equal(done, NJOBS);
+    run_until_done(NJOBS);
     assert_int_equal(offload_pending(), 0);
     assert_true(ran_off_loop);
     assert_true(done_on_loop);
@@ -119,14 +135,10 @@ static void test_stop_hands_back_every_job_in_flight(void **state)
     /* and the next job starts the thread again (a node that is master
      * again) */
     offload_submit(loop, &new_job(20, 0)->base);
-    ev_tstamp deadline = ev_time() + 60;
-    while (done < 21 && ev_time() < deadline)
-        ev_run(loop, EVRUN_ONCE);
-    assert_int_equal(done, 21);
+    run_until_done(21);
     assert_true(ran_off_loop);
 }
 
-static int idle_calls;
 static bool idle_off_loop = true;
 
 static void on_idle(void)
@@ -142,25 +154,17 @@ static void test_idle_hook_runs_once_after_work(void **state)
     idle_calls = 0;
     offload_set_idle(on_idle);
     offload_submit(loop, &new_job(0, 0)->base);
-    ev_tstamp deadline = ev_time() + 60;
-    while (done < 1 && ev_time() < deadline)
-        ev_run(loop, EVRUN_ONCE);
-    assert_int_equal(done, 1);
+    run_until_done(1);
     /* about a second after the last job, on the thread */
-    while (__atomic_load_n(&idle_calls, __ATOMIC_SEQ_CST) == 0 && ev_time() < deadline)
-        usleep(10000);
-    assert_int_equal(__atomic_load_n(&idle_calls, __ATOMIC_SEQ_CST), 1);
+    wait_idle_calls(1);
     assert_true(idle_off_loop);
     /* and not again without more work: the thread sleeps until a job
      * comes (3 s is three idle periods) */
     usleep(3000000);
     assert_int_equal(__atomic_load_n(&idle_calls, __ATOMIC_SEQ_CST), 1);
     offload_submit(loop, &new_job(1, 0)->base);
-    while (done < 2 && ev_time() < deadline)
-        ev_run(loop, EVRUN_ONCE);
-    while (__atomic_load_n(&idle_calls, __ATOMIC_SEQ_CST) < 2 && ev_time() < deadline)
-        usleep(10000);
-    assert_int_equal(__atomic_load_n(&idle_calls, __ATOMIC_SEQ_CST), 2);
+    run_until_done(2);
+    wait_idle_calls(2);
     offload_set_idle(NULL);
 }
 
