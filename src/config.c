@@ -172,7 +172,8 @@ static const struct cfg_key keys[] = {
      "only); one more closes the oldest of them"},
     {"store.repl_window", CFG_SIZE, "8MiB", 64 * KB, 1 * GB, NULL, OFF(repl_window),
      "journal bytes in flight to one slave before the master waits for its acknowledgements; a slave stops "
-     "reading once as many received bytes wait for its disk"},
+     "reading once as many received bytes wait for its disk, and persistent producers wait once as many "
+     "journaled bytes wait for the store's writer"},
     {"store.quorum_timeout", CFG_DURATION, "30s", 0, 86400000, NULL, OFF(quorum_timeout),
      "a persistent SEND waiting this long for its quorum gets ERROR (0 = wait forever)"},
     {"store.snapshot_chunk", CFG_SIZE, "256KiB", 4 * KB, 64 * MB, NULL, OFF(snapshot_chunk),

@@ -162,6 +162,7 @@ json_t *console_status_json(void)
         json_object_set_new(j, "index_skipped", json_integer((json_int_t)store_stats()->index_skipped));
         json_object_set_new(j, "store_queued_bytes", json_integer((json_int_t)store_queued()));
         json_object_set_new(j, "store_queued_peak_bytes", json_integer((json_int_t)store_stats()->queued_peak));
+        json_object_set_new(j, "store_producer_waits", json_integer((json_int_t)persist_writer_waits()));
     }
     json_object_set_new(j, "stomp", json_string(node_serving()
                                                     ? config.stomp_listen : ""));

@@ -380,6 +380,12 @@ static void c_store_queued(struct metrics_out *m)
         one_u64(m, store_queued());
 }
 
+static void c_producer_store_waits(struct metrics_out *m)
+{
+    if (persist_has_store())
+        one_u64(m, persist_writer_waits());
+}
+
 static void c_repl_store_waits(struct metrics_out *m)
 {
     if (repl_slave_running())
@@ -549,6 +555,9 @@ static const struct family families[] = {
      "Persistent messages acknowledged before their index write, so never written to LevelDB", c_index_skipped},
     {"stompd_store_queued_bytes", "gauge", "Journal bytes in memory, appended and not yet written by the store",
      c_store_queued},
+    {"stompd_store_producer_waits_total", "counter",
+     "Times persistent producers began to wait for the store's writer (store.repl_window bytes not yet written)",
+     c_producer_store_waits},
     {"stompd_repl_store_waits_total", "counter",
      "Times this slave stopped reading from its master until its store caught up (store.repl_window)",
      c_repl_store_waits},

@@ -458,6 +458,46 @@ bool persist_store_full(void)
     return store_full;
 }
 
+/* The store's writer may fall behind what is journaled: where receipts do
+ * not wait for the local disk (local_mem, quorum_mem), or with enough
+ * producers pipelining, a disk slower than they are would otherwise hold
+ * every message it has not yet written in memory. Once store.repl_window
+ * bytes wait for it, persistent producers wait as they do at
+ * broker.store_limit, until half are written (as a slave stops reading
+ * its master, repl_slave.c). */
+static bool writer_behind;
+static uint64_t writer_waits;
+
+static void writer_caught_up(void)
+{
+    if (!writer_behind)
+        return;
+    writer_behind = false;
+    if (!store_full)
+        op_store_free();
+}
+
+bool persist_store_wait(void)
+{
+    if (store_full || writer_behind)
+        return true;
+    uint64_t limit = (uint64_t)config.repl_window;
+    if (!opened || store_queued() < limit)
+        return false;
+    writer_waits++;
+    if (store_wait_room(limit / 2, writer_caught_up))
+        return false;
+    writer_behind = true;
+    log_debug("store: %" PRIu64 " bytes wait for the writer (store.repl_window): producers of persistent "
+              "messages wait", store_queued());
+    return true;
+}
+
+uint64_t persist_writer_waits(void)
+{
+    return writer_waits;
+}
+
 static void store_now_full(void)
 {
     store_full = true;
@@ -483,7 +523,8 @@ void persist_check_store_room(void)
     } else if (store_full && bytes < limit / 10 * 9) {
         store_full = false;
         log_info("store: %" PRIu64 " bytes on disk, below 90%% of broker.store_limit: producers go on", bytes);
-        op_store_free();
+        if (!writer_behind)
+            op_store_free();
     }
 }
 
@@ -519,6 +560,9 @@ void persist_end(void)
     jb_free(&lazy);
     jb_free(&batch);
     in_batch = false;
+    /* A slave's own wait will replace this one (repl_slave.c): what
+     * waited for the writer goes on now. */
+    writer_caught_up();
 }
 
 uint64_t persist_position(uint64_t *e)

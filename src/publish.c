@@ -81,7 +81,7 @@ static int publish_one(struct dest *d, struct msg *m, const struct publish *p, s
                 op_add_dup(p->batch, p->dup_id);
             if (dest_is_full(d))
                 op_wait_room(p->batch, d);
-            else if (persist_store_full())
+            else if (persist_store_wait())
                 op_wait_store(p->batch);
             return PUBLISH_DONE;
         }
@@ -92,7 +92,7 @@ static int publish_one(struct dest *d, struct msg *m, const struct publish *p, s
         op_add_reserved_msg(op, m);
         if (dest_is_full(d))
             op_wait_room(op, d);
-        else if (persist_store_full())
+        else if (persist_store_wait())
             op_wait_store(op); /* accepted; the producer waits for room in the store */
         return submit(op, p, waiting);
     }
@@ -146,14 +146,14 @@ static int publish_scheduled(struct msg *m, int64_t due, const struct publish *p
     if (p->batch) {
         if (p->dup_id)
             op_add_dup(p->batch, p->dup_id);
-        if (persist_store_full())
+        if (persist_store_wait())
             op_wait_store(p->batch);
         return PUBLISH_DONE;
     }
     if (p->dup_id)
         dup_remember(p->dup_id, lsn, true);
     struct op *op = op_commit(p->conn, p->receipt, lsn);
-    if (persist_store_full())
+    if (persist_store_wait())
         op_wait_store(op);
     return submit(op, p, waiting);
 }

@@ -38,6 +38,12 @@ void persist_end(void);
 /* The store takes broker.store_limit or more: producers of persistent
  * messages wait (op_wait_store). Checked after each indexed group. */
 bool persist_store_full(void);
+/* A persistent message was just journaled: must its producer wait for
+ * room (op_wait_store)? At broker.store_limit, or while store.repl_window
+ * bytes wait for the store's writer (until half are written). */
+bool persist_store_wait(void);
+/* Times producers began to wait for the writer. */
+uint64_t persist_writer_waits(void);
 /* Look at the store's size again; when it is below 90% of the limit the
  * waiting producers go on. */
 void persist_check_store_room(void);

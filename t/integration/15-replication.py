@@ -12,6 +12,7 @@ import signal
 import socket
 import struct
 import subprocess
+import threading
 import time
 
 import pytest
@@ -674,6 +675,42 @@ def test_catching_up_slave_holds_at_most_its_window(broker_factory, how):
     stop_all(c)
     assert c.dump(2) == c.dump(0)
     assert c.dump(2).count("\nQ/queue/deep") == 2000
+
+
+def test_master_producers_wait_for_its_own_writer(broker_factory):
+    """quorum_mem answers a SEND once two nodes hold it in memory, however
+    slow the master's own disk. Producers faster than the master's writer
+    wait once store.repl_window bytes wait for it, until half are written
+    (its slaves hold theirs to the same window): the master holds at most
+    the window plus one message per producer, every message is receipted,
+    and every node ends with the same store."""
+    window, producers, each, body = 64 << 10, 6, 100, b"q" * 8000
+    c = Cluster(broker_factory, store__repl_window="64KiB")
+    c.start_all()
+    m = c.nodes[0]
+    answered = [0] * producers
+
+    def produce(k):
+        p = connected(m.port)
+        for i in range(each):
+            p.send("SEND", {"destination": "/queue/mw", "persistent": "true", "receipt": "r%d" % i}, body)
+        while answered[k] < each:
+            assert p.recv(timeout=60.0)["receipt-id"] == "r%d" % answered[k]
+            answered[k] += 1
+        p.close()
+    threads = [threading.Thread(target=produce, args=(k,)) for k in range(producers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert answered == [each] * producers
+    st = status(m)
+    assert st["store_producer_waits"] > 0, st
+    assert 0 < st["store_queued_peak_bytes"] < window + producers * (len(body) + 1024), st
+    c.wait_in_sync()
+    stop_all(c)
+    assert c.dump(1) == c.dump(0) == c.dump(2)
+    assert c.dump(0).count("\nQ/queue/mw") == producers * each
 
 
 def test_slave_behind_a_restarted_master_streams_from_its_log(broker_factory):

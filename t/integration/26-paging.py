@@ -13,6 +13,8 @@ import re
 import threading
 import time
 
+import pytest
+
 from stompd_test import connected
 
 WINDOW = {"broker.queue_window": "4KiB"}
@@ -205,6 +207,41 @@ def test_producers_wait_at_store_limit(broker_factory):
     assert len(answered) == 400
     assert len(got) == 400 and all(m.body == body for m in got)
     assert console(b, "/api/counters")["store_full"] is False
+
+
+@pytest.mark.parametrize("sync", ["local_mem", "local_disk"])
+def test_producers_wait_for_a_writer_behind(broker_factory, sync):
+    """Producers can journal faster than the store's writer writes (its
+    disk is slower, or many of them pipeline). Once store.repl_window bytes
+    wait for the writer, persistent producers wait until half are written:
+    what the store holds in memory stays under the window plus one message
+    per producer, and every message still arrives once, each receipted."""
+    window, producers, each, body = 64 << 10, 8, 150, b"w" * 8000
+    b = broker_factory({"store.sync": sync, "store.repl_window": "64KiB"})
+    answered = [0] * producers
+
+    def produce(k):
+        p = connected(b.port)
+        for i in range(each):
+            p.send("SEND", {"destination": "/queue/lag", "persistent": "true", "receipt": "r%d" % i,
+                            "n": "%d-%d" % (k, i)}, body)
+        while answered[k] < each:
+            assert p.recv(timeout=60.0)["receipt-id"] == "r%d" % answered[k]
+            answered[k] += 1
+        p.close()
+    threads = [threading.Thread(target=produce, args=(k,)) for k in range(producers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert answered == [each] * producers
+    st = console(b, "/api/status")
+    assert st["store_producer_waits"] > 0, st
+    # a message's entry is its body plus well under 1 KiB of headers
+    assert 0 < st["store_queued_peak_bytes"] < window + producers * (len(body) + 1024), st
+    c, got = take(b, "/queue/lag", producers * each, timeout=10.0)
+    assert sorted(m["n"] for m in got) == sorted("%d-%d" % (k, i) for k in range(producers) for i in range(each))
+    assert all(m.body == body for m in got)
 
 
 def metric(b, family, queue):
