@@ -239,6 +239,30 @@ void seglog_drop_readers(void)
     cache_drop_all();
 }
 
+void seglog_drop_removed(void)
+{
+    for (int i = 0; i < FD_CACHE; i++) {
+        if (cache[i].fd <= 0)
+            continue;
+        pthread_mutex_lock(&L.mu);
+        size_t lo = 0, hi = L.n; /* ids ascend */
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (L.ids[mid] < cache[i].id)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        bool live = lo < L.n && L.ids[lo] == cache[i].id;
+        pthread_mutex_unlock(&L.mu);
+        if (!live) {
+            close(cache[i].fd);
+            cache[i].fd = 0;
+            cache[i].id = 0;
+        }
+    }
+}
+
 static void cache_at_thread_exit(void *arg)
 {
     (void)arg;

@@ -1219,6 +1219,8 @@ static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
         if (S.done)
             S.done(done);
     }
+    if (freed)
+        seglog_drop_removed(); /* the loop's paging reads may hold removed segments open */
     if (indexed != S.reported_indexed || freed) {
         S.reported_indexed = indexed;
         if (S.indexed)

@@ -93,6 +93,9 @@ int seglog_read(struct seg_pos pos, char *out, size_t len) __attribute__((warn_u
 /* Close the calling thread's cached read descriptors (a removed segment's
  * space is freed only once no descriptor holds it). */
 void seglog_drop_readers(void);
+/* The same for the descriptors of segments removed since they were opened
+ * only (the loop's, once the writer has removed some). */
+void seglog_drop_removed(void);
 
 /* Walk records from pos on, across segments. Segments are read ahead
  * (SEG_READ_AHEAD at a time, or ra_size when set after seg_iter_init), so

@@ -7,8 +7,10 @@ restart reads no message (only counters), kill -9 in the middle of a
 drain loses nothing, and producers wait at broker.store_limit until
 consumers free room."""
 import base64
+import glob
 import http.client
 import json
+import os
 import re
 import threading
 import time
@@ -242,6 +244,49 @@ def test_producers_wait_for_a_writer_behind(broker_factory, sync):
     c, got = take(b, "/queue/lag", producers * each, timeout=10.0)
     assert sorted(m["n"] for m in got) == sorted("%d-%d" % (k, i) for k in range(producers) for i in range(each))
     assert all(m.body == body for m in got)
+
+
+def until(cond, timeout=60.0):
+    deadline = time.time() + timeout
+    while not cond():
+        if time.time() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_removed_segments_are_not_held_open(broker_factory):
+    """A deep queue is read back from the log's segments on the loop. Once
+    it is consumed the store removes those segments, and the broker closes
+    the descriptors it read them with: a removed file held open keeps its
+    blocks, so the disk space would come back only when later reads
+    happened to evict them."""
+    b = broker_factory(dict(WINDOW, **{"store.segment_size": "64KiB"}))
+    fill(b, "/queue/seg", 4000, body=b"s" * 400)
+    assert paged_out(b, "/queue/seg")["pending_on_disk"] > 3900
+    # the log's segments, not LevelDB's own .log files
+    segs = lambda: glob.glob(os.path.join(b.settings["broker.data_dir"], "**", "[0-9a-f]" * 8 + ".log"),
+                             recursive=True)
+    many = len(segs())
+    assert many >= 8, many
+    c, got = take(b, "/queue/seg", 4000, timeout=10.0)
+    assert len(got) == 4000
+    c.close()
+
+    def deleted_open():
+        fds = "/proc/%d/fd" % b.proc.pid
+        out = []
+        for fd in os.listdir(fds):
+            try:
+                target = os.readlink(os.path.join(fds, fd))
+            except OSError:
+                continue
+            if re.search(r"/[0-9a-f]{8}\.log \(deleted\)$", target):
+                out.append(target)
+        return out
+    # consumed: all but the last segments go (the store checkpoints first)
+    assert until(lambda: len(segs()) < many // 2), (many, segs())
+    assert until(lambda: not deleted_open()), deleted_open()
 
 
 def metric(b, family, queue):
