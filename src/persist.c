@@ -468,13 +468,25 @@ bool persist_store_full(void)
 static bool writer_behind;
 static uint64_t writer_waits;
 
-static void writer_caught_up(void)
+static void writer_resume(void)
 {
     if (!writer_behind)
         return;
     writer_behind = false;
     if (!store_full)
         op_store_free();
+}
+
+/* The writer freed enough when it last wrote; but producers that had not
+ * yet heard of the wait may have added a message each since, so look
+ * again before everyone goes on (else they all go on from above the
+ * window, and the queue reaches twice it). */
+static void writer_caught_up(void)
+{
+    uint64_t below = (uint64_t)config.repl_window / 2;
+    if (writer_behind && store_queued() > below && !store_wait_room(below, writer_caught_up))
+        return;
+    writer_resume();
 }
 
 bool persist_store_wait(void)
@@ -484,9 +496,9 @@ bool persist_store_wait(void)
     uint64_t limit = (uint64_t)config.repl_window;
     if (!opened || store_queued() < limit)
         return false;
-    writer_waits++;
     if (store_wait_room(limit / 2, writer_caught_up))
         return false;
+    writer_waits++;
     writer_behind = true;
     log_debug("store: %" PRIu64 " bytes wait for the writer (store.repl_window): producers of persistent "
               "messages wait", store_queued());
@@ -562,7 +574,7 @@ void persist_end(void)
     in_batch = false;
     /* A slave's own wait will replace this one (repl_slave.c): what
      * waited for the writer goes on now. */
-    writer_caught_up();
+    writer_resume();
 }
 
 uint64_t persist_position(uint64_t *e)

@@ -1123,6 +1123,7 @@ static struct pending *run(struct pending *first, bool sync)
         pthread_mutex_lock(&S.mu);
         S.done_lsn = S.indexed_lsn = 0;
         S.done_gen++;
+        S.freed = true; /* every segment went: the loop closes what it read them with */
         pthread_mutex_unlock(&S.mu);
         return next_pending(stop);
     }
