@@ -12,13 +12,12 @@ import signal
 import socket
 import struct
 import subprocess
-import threading
 import time
 
 import pytest
 
 from stompd_test import (STOMPD, VALGRIND, Client, FakeSlave, connected, free_port, journal_checksum, port_open,
-                         repl_master_handshake, replicated)
+                         produce_pipelined, repl_master_handshake, replicated)
 
 SLAVE_UP = "following master|snapshot installed"
 
@@ -688,25 +687,7 @@ def test_master_producers_wait_for_its_own_writer(broker_factory):
     c = Cluster(broker_factory, store__repl_window="64KiB")
     c.start_all()
     m = c.nodes[0]
-    answered, errors = [0] * producers, []
-
-    def produce(k):
-        try:
-            p = connected(m.port)
-            for i in range(each):
-                p.send("SEND", {"destination": "/queue/mw", "persistent": "true", "receipt": "r%d" % i}, body)
-            while answered[k] < each:
-                assert p.recv(timeout=60.0)["receipt-id"] == "r%d" % answered[k]
-                answered[k] += 1
-            p.close()
-        except Exception as e:  # noqa: BLE001 -- reported below, with the producer
-            errors.append((k, repr(e)))
-    threads = [threading.Thread(target=produce, args=(k,)) for k in range(producers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors and answered == [each] * producers, (errors, answered)
+    assert produce_pipelined(m.port, "/queue/mw", producers, each, body) == []
     st = status(m)
     assert st["store_producer_waits"] > 0, st
     assert 0 < st["store_queued_peak_bytes"] < window + producers * (len(body) + 1024), st

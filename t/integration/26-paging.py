@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from stompd_test import connected
+from stompd_test import connected, produce_pipelined
 
 WINDOW = {"broker.queue_window": "4KiB"}
 
@@ -223,26 +223,7 @@ def test_producers_wait_for_a_writer_behind(broker_factory, sync):
     # iteration reads
     window, producers, each, body = 64 << 10, 8, 100, b"w" * 16000
     b = broker_factory({"store.sync": sync, "store.repl_window": "64KiB"})
-    answered, errors = [0] * producers, []
-
-    def produce(k):
-        try:
-            p = connected(b.port)
-            for i in range(each):
-                p.send("SEND", {"destination": "/queue/lag", "persistent": "true", "receipt": "r%d" % i,
-                                "n": "%d-%d" % (k, i)}, body)
-            while answered[k] < each:
-                assert p.recv(timeout=60.0)["receipt-id"] == "r%d" % answered[k]
-                answered[k] += 1
-            p.close()
-        except Exception as e:  # noqa: BLE001 -- reported below, with the producer
-            errors.append((k, repr(e)))
-    threads = [threading.Thread(target=produce, args=(k,)) for k in range(producers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors and answered == [each] * producers, (errors, answered)
+    assert produce_pipelined(b.port, "/queue/lag", producers, each, body) == []
     st = console(b, "/api/status")
     assert st["store_producer_waits"] > 0, st
     # a message's entry is its body plus well under 1 KiB of headers

@@ -622,6 +622,35 @@ def connected(port, version="1.2", headers=None):
     return c
 
 
+def produce_pipelined(port, dest, producers, each, body):
+    """`producers` connections at once, each sending `each` persistent
+    messages (header n = "producer-i") with a receipt on every one, all
+    before reading any receipt; then each reads its receipts, in order.
+    Returns what went wrong, per producer: empty when every receipt came."""
+    errors = []
+
+    def produce(k):
+        try:
+            p = connected(port)
+            for i in range(each):
+                p.send("SEND", {"destination": dest, "persistent": "true", "receipt": "r%d" % i,
+                                "n": "%d-%d" % (k, i)}, body)
+            for i in range(each):
+                f = p.recv(timeout=60.0)
+                assert f["receipt-id"] == "r%d" % i, (i, f)
+            p.close()
+        except Exception as e:  # noqa: BLE001 -- returned, with the producer
+            errors.append((k, repr(e)))
+    threads = [threading.Thread(target=produce, args=(k,)) for k in range(producers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+        if t.is_alive():
+            errors.append(("thread", "still running after 180 s"))
+    return errors
+
+
 def pytest_configure(config):
     # the log says why a test was skipped
     if "s" not in config.option.reportchars and "a" not in config.option.reportchars:
