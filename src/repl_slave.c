@@ -93,7 +93,9 @@ static void send_ack(void)
     repl_frame_end(repl_peer_out(L.peer), f);
     L.sent_received = L.received;
     L.sent_durable = L.durable;
-    repl_peer_flush(L.peer);
+    /* sent before the loop sleeps: one send however many ENTRIES frames
+     * one read brought */
+    stream_want_flush(&L.peer->st);
 }
 
 void repl_slave_store_done(uint64_t lsn)
