@@ -82,12 +82,31 @@ uint64_t persist_last_lsn(void)
 }
 
 
+/* Coalesced ops no one waits for (acks without a receipt, an auto-ack
+ * consumer's dequeues) wait in the loop up to store.ack_delay, or until
+ * this many bytes gather, for an entry that must be written now to carry
+ * them: a producer and a consumer in step then make one entry per
+ * message, not two, and on a replicated store one ENTRIES frame to each
+ * slave and one ACK back, not two. Until they are appended a crash
+ * forgets them, as it forgets an ACK the broker has not read yet: the
+ * message comes back (redelivered:true when it had a delivery mark). A
+ * delivery mark someone's output waits for goes at once. */
+#define COALESCE_BYTES (64 << 10)
+static double lazy_since; /* loop time the oldest coalesced op waits from */
+static ev_timer coalesce_timer;
+
 /* sync: a producer, a receipt or a waiting op needs this entry on disk. */
 static uint64_t append(struct journal_builder *jb, bool sync)
 {
     size_t len;
     uint64_t lsn = ++last_lsn;
     last_epoch = epoch;
+    if (jb == &lazy) {
+        /* the coalesced ops waiting went with it */
+        lazy_since = 0;
+        if (ev_is_active(&coalesce_timer))
+            ev_timer_stop(srv.loop, &coalesce_timer);
+    }
     char *data = jb_finish(jb, epoch, lsn, &len);
     journal_tip_set(&last_tip, data, len);
     /* the replication stream copies it before the store takes it over */
@@ -109,12 +128,31 @@ uint64_t persist_flush(void)
     return last_lsn;
 }
 
-void persist_flush_coalesced(void)
+static void coalesce_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
+    /* nothing to do: the loop's round (persist_flush_coalesced) runs next */
+}
+
+bool persist_flush_coalesced(void)
+{
+    if (enabled && !jb_empty(&lazy) && !commit_hold_waiting() && buf_used(&lazy.b) < COALESCE_BYTES) {
+        double now = ev_now(srv.loop);
+        if (lazy_since == 0)
+            lazy_since = now;
+        double left = lazy_since + (double)config.ack_delay / 1000.0 - now;
+        if (left > 0) {
+            if (!ev_is_active(&coalesce_timer)) {
+                ev_timer_set(&coalesce_timer, left, 0.);
+                ev_timer_start(srv.loop, &coalesce_timer);
+            }
+            return false;
+        }
+    }
     /* acks and delivery marks: written with the next group, fsynced by the
-     * next entry that must be (they survive a broker crash at once) */
+     * next entry that must be */
     persist_flush_lazy(false);
     commit_hold_assign(last_lsn);
+    return true;
 }
 
 /* Ops that need an entry now. The coalesced ops waiting (acks, delivery
@@ -406,6 +444,7 @@ static void on_fail(uint64_t lsn, const char *why)
 
 int persist_open(char *err, size_t errlen)
 {
+    ev_timer_init(&coalesce_timer, coalesce_cb, 0., 0.);
     jb_init(&lazy);
     jb_init(&batch);
     if (strcmp(config.store_type, "memory") == 0) {
@@ -572,6 +611,9 @@ void persist_end(void)
     jb_free(&lazy);
     jb_free(&batch);
     in_batch = false;
+    lazy_since = 0;
+    if (ev_is_active(&coalesce_timer))
+        ev_timer_stop(srv.loop, &coalesce_timer);
     /* A slave's own wait will replace this one (repl_slave.c): what
      * waited for the writer goes on now. */
     writer_resume();

@@ -220,10 +220,11 @@ static void before_sleep(struct ev_loop *loop, ev_prepare *w, int revents)
     for (int round = 0; round < 4; round++) {
         bool work = stream_run_resumed();
         work |= queue_dispatch_dirty();
-        /* acks and delivery marks of this iteration: one journal entry;
-         * then everything appended goes to the slaves in one frame each */
-        persist_flush_coalesced();
-        queue_journal_flushed(persist_last_lsn());
+        /* acks and delivery marks: one journal entry once something waits
+         * for them; then everything appended goes to the slaves in one
+         * frame each */
+        if (persist_flush_coalesced())
+            queue_journal_flushed(persist_last_lsn());
         repl_master_flush();
         store_kick_lazy(); /* what this round journaled, to the store's writer (at once, unless lazy) */
         store_poll(); /* durability reports the writer did not wake the loop for */

@@ -73,6 +73,7 @@ struct config {
     int64_t repl_timeout;
     int64_t repl_max_unauth;
     int64_t repl_window;
+    int64_t ack_delay; /* ms */
     int64_t quorum_timeout;
     int64_t snapshot_chunk;
     /* [zookeeper] */

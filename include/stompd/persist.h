@@ -69,8 +69,10 @@ uint64_t persist_last_lsn(void);
 /* Append coalesced ops now, to be fsynced (a receipt waits for them);
  * returns the last lsn appended. */
 uint64_t persist_flush(void);
-/* Append coalesced ops without asking for an fsync (the loop's round). */
-void persist_flush_coalesced(void);
+/* The loop's round: append the coalesced ops without asking for an fsync,
+ * once something waits for them or they have waited long enough (until
+ * then they ride with the next entry). Returns false while they wait. */
+bool persist_flush_coalesced(void);
 
 /* A persistent message entering a queue, or a topic's durable
  * subscriptions. Returns false when nothing needed journaling (memory

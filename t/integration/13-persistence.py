@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from stompd_test import STOMPD, Broker, Client, connected
+from stompd_test import STOMPD, Broker, Client, connected, http_json
 
 
 def drain(port, dest, ack="auto", timeout=1.0, headers=None):
@@ -87,6 +87,66 @@ def test_kill9_loses_nothing_receipted(broker_factory, kill_after):
     for m in got:
         if m.body in delivered:
             assert m["redelivered"] == "true", m
+
+
+def journal_lsn(b):
+    return http_json(b.http_port, "/api/status")["lsn"]
+
+
+def test_unwaited_acks_ride_with_the_next_entry(broker_factory):
+    """A producer and an auto-ack consumer in step: each dequeue waits
+    (store.ack_delay, long here so no timer interferes) for the next
+    message's entry to carry it, so N messages make N entries, not 2N. A
+    clean stop journals the one still waiting."""
+    b = broker_factory({"store.ack_delay": "10s"})
+    consumer = connected(b.port)
+    consumer.receipt("SUBSCRIBE", {"id": "c", "destination": "/queue/step", "ack": "auto"}, "sub")
+    producer = connected(b.port)
+    producer.receipt("SEND", {"destination": "/queue/step", "persistent": "true"}, "r0", b"first")
+    assert consumer.recv().body == b"first"
+    n = 40
+    before = journal_lsn(b)
+    for i in range(n):
+        producer.receipt("SEND", {"destination": "/queue/step", "persistent": "true"}, "r%d" % (i + 1), b"%d" % i)
+        assert consumer.recv().body == b"%d" % i
+    entries = journal_lsn(b) - before
+    assert entries == n, "%d entries for %d messages in step (2 each without coalescing)" % (entries, n)
+    consumer.close()
+    producer.close()
+    assert b.stop() == 0
+    b.restart()
+    assert drain(b.port, "/queue/step") == [], "an auto-acked message came back after a clean stop"
+
+
+def log_written(b):
+    """When the store's log segments were last written (written ahead
+    with zeros, they keep their size)."""
+    d = os.path.join(b.dir, "data", "store", "log")
+    return max(os.stat(os.path.join(d, f)).st_mtime_ns for f in os.listdir(d) if f.endswith(".log"))
+
+
+def test_an_unwaited_ack_is_journaled_within_ack_delay(broker_factory):
+    """An ACK without a receipt, and nothing after it: the loop journals
+    it once store.ack_delay has passed, though nothing else wakes it (the
+    broker's periodic timers are set far off, and the test only watches
+    the log on disk), so kill -9 then does not bring the message back."""
+    b = broker_factory({"store.ack_delay": "200ms", "http.rate_interval": "60s",
+                        "broker.expiry_check_interval": "1h"})
+    consumer = connected(b.port)
+    consumer.receipt("SUBSCRIBE", {"id": "c", "destination": "/queue/late", "ack": "client-individual"}, "sub")
+    connected(b.port).receipt("SEND", {"destination": "/queue/late", "persistent": "true"}, "r", b"once")
+    f = consumer.recv()
+    assert f.body == b"once"
+    # the delivery mark went out before the MESSAGE; now the log is still
+    deadline = time.time() + 30
+    before = log_written(b)
+    consumer.send("ACK", {"id": f["ack"]})
+    while log_written(b) == before:
+        assert time.time() < deadline, "the ACK was not journaled (store.ack_delay is 200ms)"
+        time.sleep(0.05)
+    b.kill()
+    b.restart()
+    assert drain(b.port, "/queue/late") == [], "an ACK journaled before kill -9 came undone"
 
 
 def test_non_persistent_gone_persistent_kept(broker_factory):
