@@ -269,6 +269,9 @@ int handle_connect(struct conn *c, struct frame *f, uint64_t *lsn)
 int handle_disconnect(struct conn *c, struct frame *f, uint64_t *lsn)
 {
     conn_pause(c, PAUSE_CLOSING);
+    /* a graceful close (DISCONNECT with a receipt): the acks it sent
+     * without receipts go to the store now, not after store.ack_delay */
+    (void)proto_journaled(f);
     op_submit(op_disconnect(c, frame_get(f, "receipt")));
     return PROTO_RECEIPT_TAKEN;
 }

@@ -312,6 +312,12 @@ void node_stop(void)
     char err[64];
     struct entry e = {0};
     persist_flush();
+    /* what that appended (acks waiting for store.ack_delay, the last
+     * round's) goes to the slaves too, as far as their sockets take it: a
+     * master whose own log ends past theirs would be resynchronised from
+     * scratch when it rejoins under another master */
+    repl_master_flush();
+    stream_flush_all();
     repl_master_stop("broker stopping");
     repl_slave_stop();
     if (role != NODE_STOPPED && transition(NODE_STOPPED, "broker stopping", &e, err, sizeof err) != 0)

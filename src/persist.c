@@ -92,8 +92,15 @@ uint64_t persist_last_lsn(void)
  * message comes back (redelivered:true when it had a delivery mark). A
  * delivery mark someone's output waits for goes at once. */
 #define COALESCE_BYTES (64 << 10)
-static double lazy_since; /* loop time the oldest coalesced op waits from */
-static ev_timer coalesce_timer;
+static ev_timer coalesce_timer; /* armed while they wait */
+static bool coalesce_due;       /* and it ran out */
+
+static void coalesce_reset(void)
+{
+    coalesce_due = false;
+    if (ev_is_active(&coalesce_timer))
+        ev_timer_stop(srv.loop, &coalesce_timer);
+}
 
 /* sync: a producer, a receipt or a waiting op needs this entry on disk. */
 static uint64_t append(struct journal_builder *jb, bool sync)
@@ -101,12 +108,8 @@ static uint64_t append(struct journal_builder *jb, bool sync)
     size_t len;
     uint64_t lsn = ++last_lsn;
     last_epoch = epoch;
-    if (jb == &lazy) {
-        /* the coalesced ops waiting went with it */
-        lazy_since = 0;
-        if (ev_is_active(&coalesce_timer))
-            ev_timer_stop(srv.loop, &coalesce_timer);
-    }
+    if (jb == &lazy)
+        coalesce_reset(); /* the coalesced ops waiting went with it */
     char *data = jb_finish(jb, epoch, lsn, &len);
     journal_tip_set(&last_tip, data, len);
     /* the replication stream copies it before the store takes it over */
@@ -130,23 +133,21 @@ uint64_t persist_flush(void)
 
 static void coalesce_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    /* nothing to do: the loop's round (persist_flush_coalesced) runs next */
+    /* the loop's round (persist_flush_coalesced) runs next */
+    coalesce_due = true;
 }
 
 bool persist_flush_coalesced(void)
 {
-    if (enabled && !jb_empty(&lazy) && !commit_hold_waiting() && buf_used(&lazy.b) < COALESCE_BYTES) {
-        double now = ev_now(srv.loop);
-        if (lazy_since == 0)
-            lazy_since = now;
-        double left = lazy_since + (double)config.ack_delay / 1000.0 - now;
-        if (left > 0) {
-            if (!ev_is_active(&coalesce_timer)) {
-                ev_timer_set(&coalesce_timer, left, 0.);
-                ev_timer_start(srv.loop, &coalesce_timer);
-            }
-            return false;
+    if (enabled && !jb_empty(&lazy) && !coalesce_due && config.ack_delay > 0 && !commit_hold_waiting() &&
+        buf_used(&lazy.b) < COALESCE_BYTES) {
+        /* a timer, not a timestamp: the monotonic clock, whatever the
+         * wall clock does meanwhile */
+        if (!ev_is_active(&coalesce_timer)) {
+            ev_timer_set(&coalesce_timer, (double)config.ack_delay / 1000.0, 0.);
+            ev_timer_start(srv.loop, &coalesce_timer);
         }
+        return false;
     }
     /* acks and delivery marks: written with the next group, fsynced by the
      * next entry that must be */
@@ -611,9 +612,7 @@ void persist_end(void)
     jb_free(&lazy);
     jb_free(&batch);
     in_batch = false;
-    lazy_since = 0;
-    if (ev_is_active(&coalesce_timer))
-        ev_timer_stop(srv.loop, &coalesce_timer);
+    coalesce_reset();
     /* A slave's own wait will replace this one (repl_slave.c): what
      * waited for the writer goes on now. */
     writer_resume();

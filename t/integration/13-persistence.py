@@ -2,6 +2,7 @@
 stay gone, delivered-but-unacked ones come back marked redelivered,
 non-persistent ones are lost as documented, and a store that cannot be
 used stops the broker with a clear message."""
+import hashlib
 import os
 import shutil
 import resource
@@ -118,18 +119,24 @@ def test_unwaited_acks_ride_with_the_next_entry(broker_factory):
     assert drain(b.port, "/queue/step") == [], "an auto-acked message came back after a clean stop"
 
 
-def log_written(b):
-    """When the store's log segments were last written (written ahead
-    with zeros, they keep their size)."""
+def log_digest(b):
+    """What the store's log segments hold (their size and time stamps do
+    not tell: they are written ahead with zeros)."""
     d = os.path.join(b.dir, "data", "store", "log")
-    return max(os.stat(os.path.join(d, f)).st_mtime_ns for f in os.listdir(d) if f.endswith(".log"))
+    h = hashlib.sha256()
+    for f in sorted(os.listdir(d)):
+        if f.endswith(".log"):
+            with open(os.path.join(d, f), "rb") as fh:
+                h.update(fh.read())
+    return h.digest()
 
 
 def test_an_unwaited_ack_is_journaled_within_ack_delay(broker_factory):
     """An ACK without a receipt, and nothing after it: the loop journals
     it once store.ack_delay has passed, though nothing else wakes it (the
-    broker's periodic timers are set far off, and the test only watches
-    the log on disk), so kill -9 then does not bring the message back."""
+    broker's periodic timers are set far off, and until the log changes
+    the test only reads the log's files), so kill -9 then does not bring
+    the message back."""
     b = broker_factory({"store.ack_delay": "200ms", "http.rate_interval": "60s",
                         "broker.expiry_check_interval": "1h"})
     consumer = connected(b.port)
@@ -137,16 +144,50 @@ def test_an_unwaited_ack_is_journaled_within_ack_delay(broker_factory):
     connected(b.port).receipt("SEND", {"destination": "/queue/late", "persistent": "true"}, "r", b"once")
     f = consumer.recv()
     assert f.body == b"once"
-    # the delivery mark went out before the MESSAGE; now the log is still
-    deadline = time.time() + 30
-    before = log_written(b)
+    # the delivery mark was written before the MESSAGE left; now the log is still
+    before = log_digest(b)
     consumer.send("ACK", {"id": f["ack"]})
-    while log_written(b) == before:
+    deadline = time.time() + 30
+    while log_digest(b) == before:
         assert time.time() < deadline, "the ACK was not journaled (store.ack_delay is 200ms)"
+        time.sleep(0.05)
+    # the loop has appended it; the kill waits until the writer is done with it
+    deadline = time.time() + 30
+    while True:
+        st = http_json(b.http_port, "/api/status")
+        if st["durable_lsn"] >= st["lsn"]:
+            break
+        assert time.time() < deadline, st
         time.sleep(0.05)
     b.kill()
     b.restart()
     assert drain(b.port, "/queue/late") == [], "an ACK journaled before kill -9 came undone"
+
+
+def test_a_graceful_disconnect_journals_its_acks(broker_factory):
+    """ACKs without receipts, then DISCONNECT with a receipt (STOMP's
+    graceful close): the acks go to the store then, not store.ack_delay
+    (long here) later, so kill -9 after it does not bring them back."""
+    b = broker_factory({"store.ack_delay": "10s"})
+    consumer = connected(b.port)
+    consumer.receipt("SUBSCRIBE", {"id": "c", "destination": "/queue/bye", "ack": "client-individual"}, "sub")
+    producer = connected(b.port)
+    for i in range(3):
+        producer.receipt("SEND", {"destination": "/queue/bye", "persistent": "true"}, "r%d" % i, b"%d" % i)
+    for i in range(3):
+        f = consumer.recv()
+        consumer.send("ACK", {"id": f["ack"]})
+    consumer.receipt("DISCONNECT", {}, "bye")
+    deadline = time.time() + 30
+    while True:
+        st = http_json(b.http_port, "/api/status")
+        if st["durable_lsn"] >= st["lsn"]:
+            break
+        assert time.time() < deadline, st
+        time.sleep(0.05)
+    b.kill()
+    b.restart()
+    assert drain(b.port, "/queue/bye") == [], "acks sent before a receipted DISCONNECT came undone"
 
 
 def test_non_persistent_gone_persistent_kept(broker_factory):

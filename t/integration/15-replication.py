@@ -725,6 +725,28 @@ def test_slave_behind_a_restarted_master_streams_from_its_log(broker_factory):
     assert c.dump(2).count("\nQ/queue/lg") == 3021
 
 
+def test_a_stopping_master_ships_its_last_acks(broker_factory):
+    """An auto-ack delivery's dequeue waits for the next entry to carry it
+    (store.ack_delay, long here). A clean stop journals it, and ships it
+    too: the slaves end with the master's very log, so the master can
+    rejoin under another one without a snapshot."""
+    c = Cluster(broker_factory, **{"store.ack_delay": "10s"})
+    c.start_all()
+    m = c.nodes[0]
+    consumer = connected(m.port)
+    consumer.receipt("SUBSCRIBE", {"id": "c", "destination": "/queue/last", "ack": "auto"}, "sub")
+    send_persistent(m.port, "/queue/last", [b"one"])
+    assert consumer.recv().body == b"one"
+    c.wait_in_sync()
+    head = status(m)["lsn"]
+    assert m.stop() == 0
+    for s in c.nodes[1:]:
+        wait_for(lambda: status(s)["lsn"] == head + 1, timeout=30)
+    stop_all(c)
+    assert c.dump(1) == c.dump(0)
+    assert "\nQ/queue/last" not in c.dump(0)
+
+
 def test_bad_sync_mode_stops_the_start(broker_factory):
     b = broker_factory(replicated("b", free_port(), "master", store__sync="quorum_mem,fast"), start=False)
     b.start(wait=False)
