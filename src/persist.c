@@ -82,15 +82,18 @@ uint64_t persist_last_lsn(void)
 }
 
 
-/* Coalesced ops no one waits for (acks without a receipt, an auto-ack
- * consumer's dequeues) wait in the loop up to store.ack_delay, or until
- * this many bytes gather, for an entry that must be written now to carry
- * them: a producer and a consumer in step then make one entry per
- * message, not two, and on a replicated store one ENTRIES frame to each
- * slave and one ACK back, not two. Until they are appended a crash
- * forgets them, as it forgets an ACK the broker has not read yet: the
- * message comes back (redelivered:true when it had a delivery mark). A
- * delivery mark someone's output waits for goes at once. */
+/* Acks no one waits for (ACK frames without a receipt) wait in the loop
+ * up to store.ack_delay, or until this many bytes gather, for an entry
+ * that must be written now to carry them: a producer and a client-ack
+ * consumer in step then make two entries per message (the SEND's, with
+ * the previous ACK at its head, and the delivery mark), not three, and
+ * on a replicated store as many ENTRIES frames to each slave and ACKs
+ * back. Until they are appended a crash forgets them, as it forgets an
+ * ACK the broker has not read yet: the message comes back marked
+ * redelivered (its delivery mark was journaled before it left). What
+ * someone waits for goes at once: a delivery mark holding a consumer's
+ * output, and an auto-ack delivery's dequeue (persist_coalesced_now),
+ * which has no mark and must be journaled before the MESSAGE leaves. */
 #define COALESCE_BYTES (64 << 10)
 static ev_timer coalesce_timer; /* armed while they wait */
 static bool coalesce_due;       /* and it ran out */
@@ -134,6 +137,11 @@ uint64_t persist_flush(void)
 static void coalesce_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     /* the loop's round (persist_flush_coalesced) runs next */
+    coalesce_due = true;
+}
+
+void persist_coalesced_now(void)
+{
     coalesce_due = true;
 }
 

@@ -219,7 +219,8 @@ void sub_deliver(struct sub *s, struct qentry *e)
     if (t->ack == ACK_AUTO) {
         msg_write_frame(e->msg, &c->st.out, c->version, t->id, NULL, redelivered, e->redeliveries);
         q->dest->st.dequeued++;
-        persist_dequeue(e);
+        if (persist_dequeue(e))
+            persist_coalesced_now(); /* journaled before the MESSAGE leaves */
         queue_entry_done(e);
     } else {
         char ack[24];

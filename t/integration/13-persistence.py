@@ -94,29 +94,63 @@ def journal_lsn(b):
     return http_json(b.http_port, "/api/status")["lsn"]
 
 
+def wait_written(b):
+    """Until the store's writer has everything the loop appended."""
+    deadline = time.time() + 30
+    while True:
+        st = http_json(b.http_port, "/api/status")
+        if st["durable_lsn"] >= st["lsn"]:
+            return
+        assert time.time() < deadline, st
+        time.sleep(0.05)
+
+
 def test_unwaited_acks_ride_with_the_next_entry(broker_factory):
-    """A producer and an auto-ack consumer in step: each dequeue waits
-    (store.ack_delay, long here so no timer interferes) for the next
-    message's entry to carry it, so N messages make N entries, not 2N. A
-    clean stop journals the one still waiting."""
+    """A producer and a client-ack consumer in step, ACKs without receipts:
+    each ACK waits (store.ack_delay, long here so no timer interferes) for
+    the next message's entry to carry it, so N messages make 2N entries
+    (each SEND's, and its delivery mark), not 3N. A clean stop journals
+    the one still waiting."""
     b = broker_factory({"store.ack_delay": "10s"})
     consumer = connected(b.port)
-    consumer.receipt("SUBSCRIBE", {"id": "c", "destination": "/queue/step", "ack": "auto"}, "sub")
+    consumer.receipt("SUBSCRIBE", {"id": "c", "destination": "/queue/step", "ack": "client-individual"}, "sub")
     producer = connected(b.port)
     producer.receipt("SEND", {"destination": "/queue/step", "persistent": "true"}, "r0", b"first")
-    assert consumer.recv().body == b"first"
+    f = consumer.recv()
+    assert f.body == b"first"
+    consumer.send("ACK", {"id": f["ack"]})
     n = 40
     before = journal_lsn(b)
     for i in range(n):
         producer.receipt("SEND", {"destination": "/queue/step", "persistent": "true"}, "r%d" % (i + 1), b"%d" % i)
-        assert consumer.recv().body == b"%d" % i
+        f = consumer.recv()
+        assert f.body == b"%d" % i
+        consumer.send("ACK", {"id": f["ack"]})
     entries = journal_lsn(b) - before
-    assert entries == n, "%d entries for %d messages in step (2 each without coalescing)" % (entries, n)
+    assert entries == 2 * n, "%d entries for %d messages in step (3 each without coalescing)" % (entries, n)
     consumer.close()
     producer.close()
     assert b.stop() == 0
     b.restart()
-    assert drain(b.port, "/queue/step") == [], "an auto-acked message came back after a clean stop"
+    assert drain(b.port, "/queue/step") == [], "an acked message came back after a clean stop"
+
+
+def test_an_auto_ack_delivery_is_journaled_before_it_leaves(broker_factory):
+    """An auto-ack delivery has no delivery mark: its dequeue is journaled
+    (and shipped) before the MESSAGE leaves, however long store.ack_delay,
+    so a crash or a failover never delivers it again unmarked."""
+    b = broker_factory({"store.ack_delay": "10s"})
+    consumer = connected(b.port)
+    consumer.receipt("SUBSCRIBE", {"id": "c", "destination": "/queue/auto", "ack": "auto"}, "sub")
+    producer = connected(b.port)
+    before = journal_lsn(b)
+    producer.receipt("SEND", {"destination": "/queue/auto", "persistent": "true"}, "r", b"once")
+    assert consumer.recv().body == b"once"
+    assert journal_lsn(b) == before + 2, "the dequeue was not journaled when the MESSAGE left"
+    wait_written(b)
+    b.kill()
+    b.restart()
+    assert drain(b.port, "/queue/auto") == [], "an auto-ack delivery came back after kill -9"
 
 
 def log_digest(b):
@@ -152,13 +186,7 @@ def test_an_unwaited_ack_is_journaled_within_ack_delay(broker_factory):
         assert time.time() < deadline, "the ACK was not journaled (store.ack_delay is 200ms)"
         time.sleep(0.05)
     # the loop has appended it; the kill waits until the writer is done with it
-    deadline = time.time() + 30
-    while True:
-        st = http_json(b.http_port, "/api/status")
-        if st["durable_lsn"] >= st["lsn"]:
-            break
-        assert time.time() < deadline, st
-        time.sleep(0.05)
+    wait_written(b)
     b.kill()
     b.restart()
     assert drain(b.port, "/queue/late") == [], "an ACK journaled before kill -9 came undone"
@@ -178,13 +206,7 @@ def test_a_graceful_disconnect_journals_its_acks(broker_factory):
         f = consumer.recv()
         consumer.send("ACK", {"id": f["ack"]})
     consumer.receipt("DISCONNECT", {}, "bye")
-    deadline = time.time() + 30
-    while True:
-        st = http_json(b.http_port, "/api/status")
-        if st["durable_lsn"] >= st["lsn"]:
-            break
-        assert time.time() < deadline, st
-        time.sleep(0.05)
+    wait_written(b)
     b.kill()
     b.restart()
     assert drain(b.port, "/queue/bye") == [], "acks sent before a receipted DISCONNECT came undone"

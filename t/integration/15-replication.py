@@ -726,7 +726,7 @@ def test_slave_behind_a_restarted_master_streams_from_its_log(broker_factory):
 
 
 def test_a_stopping_master_ships_its_last_acks(broker_factory):
-    """An auto-ack delivery's dequeue waits for the next entry to carry it
+    """An ACK without a receipt waits for the next entry to carry it
     (store.ack_delay, long here). A clean stop journals it, and ships it
     too: the slaves end with the master's very log, so the master can
     rejoin under another one without a snapshot."""
@@ -734,9 +734,14 @@ def test_a_stopping_master_ships_its_last_acks(broker_factory):
     c.start_all()
     m = c.nodes[0]
     consumer = connected(m.port)
-    consumer.receipt("SUBSCRIBE", {"id": "c", "destination": "/queue/last", "ack": "auto"}, "sub")
+    consumer.receipt("SUBSCRIBE", {"id": "c", "destination": "/queue/last", "ack": "client-individual"}, "sub")
     send_persistent(m.port, "/queue/last", [b"one"])
-    assert consumer.recv().body == b"one"
+    f = consumer.recv()
+    assert f.body == b"one"
+    consumer.send("ACK", {"id": f["ack"]})
+    # frames are handled in order: this receipt says the ACK was read (a
+    # non-persistent SEND journals nothing, so the ACK still waits)
+    consumer.receipt("SEND", {"destination": "/queue/other"}, "read", b"x")
     c.wait_in_sync()
     head = status(m)["lsn"]
     assert m.stop() == 0
