@@ -311,11 +311,6 @@ void commit_hold_output(struct conn *c)
     hold_new[nhold_new++] = c;
 }
 
-bool commit_hold_waiting(void)
-{
-    return nhold_new > 0;
-}
-
 void commit_hold_assign(uint64_t lsn)
 {
     for (size_t i = 0; i < nhold_new; i++) {

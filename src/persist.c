@@ -90,13 +90,14 @@ uint64_t persist_last_lsn(void)
  * on a replicated store as many ENTRIES frames to each slave and ACKs
  * back. Until they are appended a crash forgets them, as it forgets an
  * ACK the broker has not read yet: the message comes back marked
- * redelivered (its delivery mark was journaled before it left). What
- * someone waits for goes at once: a delivery mark holding a consumer's
- * output, and an auto-ack delivery's dequeue (persist_coalesced_now),
- * which has no mark and must be journaled before the MESSAGE leaves. */
+ * redelivered (its delivery mark was journaled before it left). What a
+ * delivery waits for goes in the same round (coalesce_due): its delivery
+ * mark, which holds the consumer's output, and an auto-ack delivery's
+ * dequeue (persist_coalesced_now), which has no mark and must be
+ * journaled before the MESSAGE leaves. */
 #define COALESCE_BYTES (64 << 10)
 static ev_timer coalesce_timer; /* armed while they wait */
-static bool coalesce_due;       /* and it ran out */
+static bool coalesce_due;       /* it ran out, or a delivery waits for them */
 
 static void coalesce_reset(void)
 {
@@ -147,7 +148,7 @@ void persist_coalesced_now(void)
 
 bool persist_flush_coalesced(void)
 {
-    if (enabled && !jb_empty(&lazy) && !coalesce_due && config.ack_delay > 0 && !commit_hold_waiting() &&
+    if (enabled && !jb_empty(&lazy) && !coalesce_due && config.ack_delay > 0 &&
         buf_used(&lazy.b) < COALESCE_BYTES) {
         /* a timer, not a timestamp: the monotonic clock, whatever the
          * wall clock does meanwhile */
@@ -160,6 +161,7 @@ bool persist_flush_coalesced(void)
     /* acks and delivery marks: written with the next group, fsynced by the
      * next entry that must be */
     persist_flush_lazy(false);
+    coalesce_reset(); /* also when there was nothing to append */
     commit_hold_assign(last_lsn);
     return true;
 }
@@ -317,6 +319,7 @@ bool persist_delivered(struct qentry *e)
         jb_delivered(coalesced(), KEY_Q, e->q->dest->name, "", e->msg->priority, e->msg->seq, e->redeliveries + 1);
     else
         return false;
+    coalesce_due = true; /* the consumer's output waits for it (commit_hold_output) */
     return true;
 }
 

@@ -102,8 +102,6 @@ void op_orphan_conn(struct conn *c);
 void commit_hold_output(struct conn *c);
 /* The coalesced journal ops were appended as entry lsn (0: dropped). */
 void commit_hold_assign(uint64_t lsn);
-/* A held connection waits for the coalesced ops to get their entry. */
-bool commit_hold_waiting(void);
 bool commit_output_held(const struct conn *c);
 void commit_hold_forget(struct conn *c);
 uint64_t commit_lsn(void);
