@@ -19,6 +19,15 @@
 static struct op_list commit_q = TAILQ_HEAD_INITIALIZER(commit_q);
 static uint64_t committed;
 static size_t ncommit_q;
+/* the highest lsn an op or a held output waits for: entries above it have
+ * no waiter yet (a slave may hold its ACK of them) */
+static uint64_t wanted;
+
+static void want(uint64_t lsn)
+{
+    if (lsn > wanted)
+        wanted = lsn;
+}
 
 static struct op_list store_waiters = TAILQ_HEAD_INITIALIZER(store_waiters);
 static void op_free(struct op *op);
@@ -238,6 +247,7 @@ void op_submit(struct op *op)
         } else {
             TAILQ_INSERT_TAIL(&commit_q, op, commit_link);
             ncommit_q++;
+            want(op->lsn);
         }
     }
     if (!c) {
@@ -313,6 +323,8 @@ void commit_hold_output(struct conn *c)
 
 void commit_hold_assign(uint64_t lsn)
 {
+    if (nhold_new)
+        want(lsn);
     for (size_t i = 0; i < nhold_new; i++) {
         struct conn *c = hold_new[i];
         if (!c)
@@ -436,6 +448,11 @@ void op_room_free(struct dest *d)
 uint64_t commit_lsn(void)
 {
     return committed;
+}
+
+uint64_t commit_wanted(void)
+{
+    return wanted;
 }
 
 void commit_reset(uint64_t lsn)

@@ -176,8 +176,9 @@ static const struct cfg_key keys[] = {
      "journaled bytes wait for the store's writer"},
     {"store.ack_delay", CFG_DURATION, "2ms", 0, 10000, NULL, OFF(ack_delay),
      "ACK frames without a receipt wait up to this long to be journaled with the next entry: one entry, and one "
-     "replication round, fewer per message; a crash within it brings those messages back, marked redelivered "
-     "(0 = journaled every loop round)"},
+     "replication round, fewer per message; a crash within it brings those messages back, marked redelivered; "
+     "a slave holds its ACK of an entry nothing waits for (an auto-ack dequeue) as long, for the next entry to "
+     "carry (0 = journaled every loop round, every entry acknowledged at once)"},
     {"store.quorum_timeout", CFG_DURATION, "30s", 0, 86400000, NULL, OFF(quorum_timeout),
      "a persistent SEND waiting this long for its quorum gets ERROR (0 = wait forever)"},
     {"store.snapshot_chunk", CFG_SIZE, "256KiB", 4 * KB, 64 * MB, NULL, OFF(snapshot_chunk),

@@ -42,6 +42,8 @@ static struct {
     enum link_state state;
     ev_timer retry;
     ev_timer watch;
+    ev_timer ack_hold;        /* an ACK held back for entries nothing waits for */
+    bool master_syncs;        /* the master waits for our durable position (WELCOME) */
     double backoff;
     uint64_t received;        /* last lsn handed to the store */
     uint64_t received_epoch;  /* epoch of that entry */
@@ -83,6 +85,7 @@ static void link_set_state(enum link_state to)
 
 static void send_ack(void)
 {
+    ev_timer_stop(srv.loop, &L.ack_hold);
     if (!L.peer || repl_peer_dead(L.peer) || L.state < L_SNAPSHOT)
         return;
     if (L.received == L.sent_received && L.durable == L.sent_durable)
@@ -98,9 +101,34 @@ static void send_ack(void)
     stream_want_flush(&L.peer->st);
 }
 
+static void ack_hold_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    send_ack();
+}
+
+/* Entries the master sent UNWAITED (nothing waits for them): the ACK
+ * waits up to store.ack_delay for the next entry to carry it. With an
+ * auto-ack consumer that is one send per message fewer here, and two
+ * reads fewer on the master. */
+static void hold_ack(void)
+{
+    if (config.ack_delay <= 0) {
+        send_ack();
+        return;
+    }
+    if (!ev_is_active(&L.ack_hold)) {
+        ev_timer_set(&L.ack_hold, (double)config.ack_delay / 1000.0, 0.);
+        ev_timer_start(srv.loop, &L.ack_hold);
+    }
+}
+
 void repl_slave_store_done(uint64_t lsn)
 {
     L.durable = lsn;
+    /* a master that does not wait for our disk hears of it with the held
+     * ACK: a report on its own would send that ACK early */
+    if (!L.master_syncs && ev_is_active(&L.ack_hold))
+        return;
     send_ack();
 }
 
@@ -196,6 +224,7 @@ static int on_welcome(struct repl_peer *p, struct repl_reader *r)
     /* a master that does not wait for our fdatasync needs our durable
      * position only now and then (ACKs of what we received go at once) */
     store_set_lazy_reports(must_sync == 0);
+    L.master_syncs = must_sync != 0;
     L.backoff = 0;
     L.refused_logged = false;
     if (snapshot) {
@@ -238,9 +267,13 @@ static int on_entries(struct repl_reader *r)
         log_err("replication: ENTRIES before the stream started");
         return -1;
     }
+    bool waited = false;
     for (uint32_t i = 0; i < n; i++) {
         uint32_t len;
-        bool sync = repl_get_u8(r) != 0;
+        uint8_t flags = repl_get_u8(r);
+        bool sync = (flags & REPL_ENTRY_SYNC) != 0;
+        if (!(flags & REPL_ENTRY_UNWAITED))
+            waited = true;
         const char *e = repl_get_str(r, &len);
         struct journal_entry je;
         if (r->bad || journal_decode(e, len, &je) != 0) {
@@ -260,7 +293,10 @@ static int on_entries(struct repl_reader *r)
         L.received_epoch = je.epoch;
         journal_tip_set(&L.received_tip, e, len);
     }
-    send_ack();
+    if (waited)
+        send_ack();
+    else
+        hold_ack();
     return 0;
 }
 
@@ -383,6 +419,7 @@ static void link_ended(void)
         L.received_epoch = 0;
         journal_tip_reset(&L.received_tip, 0);
     }
+    ev_timer_stop(srv.loop, &L.ack_hold);
     link_set_state(L_IDLE);
 }
 
@@ -481,6 +518,7 @@ void repl_slave_init(uint64_t lsn, uint64_t epoch, uint64_t sum)
     L.running = true;
     L.backoff = 0;
     ev_init(&L.retry, retry_cb);
+    ev_init(&L.ack_hold, ack_hold_cb);
     double iv = (double)config.repl_timeout / 3000.0;
     ev_timer_init(&L.watch, watch_cb, iv, iv);
     ev_timer_start(srv.loop, &L.watch);

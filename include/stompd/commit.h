@@ -105,6 +105,9 @@ void commit_hold_assign(uint64_t lsn);
 bool commit_output_held(const struct conn *c);
 void commit_hold_forget(struct conn *c);
 uint64_t commit_lsn(void);
+/* The highest lsn anything has waited for (an op, a held output): an
+ * entry above it has no waiter yet. */
+uint64_t commit_wanted(void);
 void commit_reset(uint64_t lsn);
 size_t commit_waiting(void);
 /* When the oldest op still waiting for the journal was submitted (ev_now);

@@ -45,7 +45,7 @@ enum repl_type {
     R_SNAPSHOT_BEGIN = 4, /* m->s: epoch, lsn */
     R_SNAPSHOT_CHUNK = 5, /* m->s: u32 n, n (key, value) pairs */
     R_SNAPSHOT_END = 6,   /* m->s: lsn, epoch and checksum of its entry */
-    R_ENTRIES = 7,        /* m->s: u64 epoch, u32 n, n times (u8 sync, entry) */
+    R_ENTRIES = 7,        /* m->s: u64 epoch, u32 n, n times (u8 flags REPL_ENTRY_*, entry) */
     R_ACK = 8,            /* s->m: received lsn, durable lsn */
     R_PING = 9,           /* both: u64 token; from the master also u64 head lsn */
     R_PONG = 10,          /* both: the token back */
@@ -53,6 +53,19 @@ enum repl_type {
     R_PROOF = 12,         /* s->m: slave proof, last epoch, last lsn, max epoch seen,
                            *       checksum of the last entry (0: none / unknown) */
 };
+
+/* An entry's flags in ENTRIES. SYNC: someone waits for it on disk, a
+ * slave that writes for the master fsyncs it. UNWAITED: nothing waits for
+ * it (an auto-ack dequeue, acks that ran out their delay): the slave may
+ * hold its ACK up to store.ack_delay for the next entry to carry it.
+ * Whatever waits for an entry (a receipt, a commit, a held delivery) is
+ * made in the same callback that appends it, before the entry can ship,
+ * so the flag is known when it does; a waiter made later would wait at
+ * most that delay. A slave of the previous release reads any non-zero
+ * byte as SYNC (an fsync more, in quorum_disk): the bit needs no new
+ * protocol version. */
+#define REPL_ENTRY_SYNC 1u
+#define REPL_ENTRY_UNWAITED 2u
 
 const char *repl_type_name(uint8_t t);
 

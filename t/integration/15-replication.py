@@ -752,6 +752,46 @@ def test_a_stopping_master_ships_its_last_acks(broker_factory):
     assert "\nQ/queue/last" not in c.dump(0)
 
 
+def test_slaves_hold_their_acks_of_entries_nothing_waits_for(broker_factory):
+    """An auto-ack delivery's dequeue is shipped before its MESSAGE leaves,
+    but nothing waits for it: the slaves hold their ACK of it (up to
+    store.ack_delay, 10 s here) for the next entry to carry. The next
+    persistent SEND waits for a quorum: its entry is acknowledged at once,
+    and the ACK covers the dequeue."""
+    c = Cluster(broker_factory, **{"store.ack_delay": "10s"})
+    c.start_all()
+    m = c.nodes[0]
+    consumer = connected(m.port)
+    consumer.receipt("SUBSCRIBE", {"id": "c", "destination": "/queue/held"}, "sub")
+    send_persistent(m.port, "/queue/held", [b"one"])
+    assert consumer.recv().body == b"one"
+    head = status(m)["lsn"]  # the dequeue: it went to the slaves before the MESSAGE left
+    for s in c.nodes[1:]:
+        wait_for(lambda: status(s)["lsn"] == head, timeout=30)
+    assert [r["received_lsn"] for r in status(m)["replicas"]] == [head - 1, head - 1], \
+        "a slave acknowledged an entry nothing waits for at once"
+    send_persistent(m.port, "/queue/other", [b"two"])  # its receipt: within the client's 5 s, not 10
+    wait_for(lambda: [r["received_lsn"] for r in status(m)["replicas"]] == [head + 1, head + 1], timeout=30)
+    consumer.close()
+    stop_all(c)
+
+
+def test_a_held_slave_ack_goes_within_ack_delay(broker_factory):
+    """With nothing more to carry it, a held ACK goes once store.ack_delay
+    has passed: the master's view of its slaves catches up."""
+    c = Cluster(broker_factory, **{"store.ack_delay": "300ms"})
+    c.start_all()
+    m = c.nodes[0]
+    consumer = connected(m.port)
+    consumer.receipt("SUBSCRIBE", {"id": "c", "destination": "/queue/held"}, "sub")
+    send_persistent(m.port, "/queue/held", [b"one"])
+    assert consumer.recv().body == b"one"
+    head = status(m)["lsn"]
+    wait_for(lambda: [r["received_lsn"] for r in status(m)["replicas"]] == [head, head], timeout=30)
+    consumer.close()
+    stop_all(c)
+
+
 def test_bad_sync_mode_stops_the_start(broker_factory):
     b = broker_factory(replicated("b", free_port(), "master", store__sync="quorum_mem,fast"), start=False)
     b.start(wait=False)
