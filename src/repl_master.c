@@ -61,7 +61,6 @@ struct read_job {
     struct buf out;
     uint32_t n;                 /* entries read */
     uint64_t last;              /* lsn of the last */
-    uint64_t asked;             /* of the last sent without REPL_ENTRY_UNWAITED */
     bool end;                   /* no more snapshot pairs */
 };
 
@@ -85,9 +84,6 @@ struct session {
     } marks[MAX_MARKS];
     uint32_t mhead, mlen;
     uint64_t sent_bytes, acked_bytes;
-    /* the last entry sent without REPL_ENTRY_UNWAITED: it may hold its
-     * ACK of those after it up to store.ack_delay */
-    uint64_t asked;
     /* paused: entries wait to be sent but the window or the socket is full */
     const char *paused;
     ev_tstamp paused_since;
@@ -669,9 +665,11 @@ static int on_ack(struct session *s, struct repl_reader *r)
         durable = received;
     ev_tstamp now = ev_time();
     if (received > s->received) {
-        /* an ACK the slave held back (nothing waited) says nothing of the
-         * link: not counted */
-        ev_tstamp at = received <= s->asked ? ring_time(received) : 0;
+        /* timed from the last entry it covers that something waits for:
+         * an ACK held back for entries nothing waits for (UNWAITED) says
+         * nothing of the link */
+        uint64_t waited = commit_wanted() < received ? commit_wanted() : received;
+        ev_tstamp at = waited > s->received ? ring_time(waited) : 0;
         if (at > 0)
             hist_add(&s->ack_us, (uint64_t)((now - at) * 1e6));
         s->received = received;
@@ -754,12 +752,11 @@ struct entries_ctx {
     size_t frame, count_at;     /* marks of the frame and of its count */
     uint32_t n;
     uint64_t last;
-    uint64_t asked;             /* the last put without REPL_ENTRY_UNWAITED */
 };
 
 static struct entries_ctx entries_open(struct buf *o, uint64_t epoch)
 {
-    struct entries_ctx x = {o, repl_frame_begin(o, R_ENTRIES), 0, 0, 0, 0};
+    struct entries_ctx x = {o, repl_frame_begin(o, R_ENTRIES), 0, 0, 0};
     repl_put_u64(o, epoch);
     x.count_at = buf_mark(o);
     repl_put_u32(o, 0);
@@ -778,12 +775,9 @@ static size_t entries_close(struct entries_ctx *x)
     return buf_mark(x->out) - x->frame;
 }
 
-/* A frame of entries up to last went out: the window counts its bytes,
- * and the slave acknowledges at once up to asked. */
-static void entries_sent(struct session *s, size_t bytes, uint64_t last, uint64_t asked)
+/* A frame of entries up to last went out: the window counts its bytes. */
+static void entries_sent(struct session *s, size_t bytes, uint64_t last)
 {
-    if (asked > s->asked)
-        s->asked = asked;
     s->sent_bytes += bytes;
     s->marks[(s->mhead + s->mlen) % MAX_MARKS].lsn = last;
     s->marks[(s->mhead + s->mlen) % MAX_MARKS].cum = s->sent_bytes;
@@ -797,8 +791,6 @@ static void put_entry(struct entries_ctx *x, uint64_t lsn, const char *data, siz
     repl_put_str(x->out, data, len);
     x->n++;
     x->last = lsn;
-    if (!(flags & REPL_ENTRY_UNWAITED))
-        x->asked = lsn;
 }
 
 /* From the journal on disk: whether it was waited for is not kept, so a
@@ -809,14 +801,16 @@ static void add_entry(void *arg, uint64_t lsn, const char *data, size_t len)
     put_entry(arg, lsn, data, len, REPL_ENTRY_SYNC);
 }
 
-/* An entry from the ring: UNWAITED when nothing waits for it (no op, no
- * held output: commit_wanted) and the slave's window has room to spare,
- * so an ACK held back cannot stall the stream. */
-static uint8_t ring_flags(const struct session *s, const struct ring_entry *re)
+/* An entry from the ring, going in a frame that holds framed bytes so
+ * far: UNWAITED when nothing waits for it (no op, no held output:
+ * commit_wanted) and the slave's window, this frame counted, is under a
+ * quarter full, so an ACK held back cannot stall the stream. */
+static uint8_t ring_flags(const struct session *s, const struct ring_entry *re, size_t framed)
 {
     uint8_t f = re->sync ? REPL_ENTRY_SYNC : 0;
     if (config.ack_delay > 0 && re->lsn > commit_wanted() &&
-        s->sent_bytes - s->acked_bytes < (uint64_t)config.repl_window / 4 && s->mlen < MAX_MARKS / 4)
+        s->sent_bytes - s->acked_bytes + framed + re->len < (uint64_t)config.repl_window / 4 &&
+        s->mlen < MAX_MARKS / 4)
         f |= REPL_ENTRY_UNWAITED;
     return f;
 }
@@ -850,7 +844,6 @@ static void read_job_run(struct offload_job *base)
     entries_close(&x);
     j->n = x.n;
     j->last = x.last;
-    j->asked = x.asked;
 }
 
 /* Back on the loop: the frames go to the slave, in order. */
@@ -886,7 +879,7 @@ static void read_job_done(struct offload_job *base)
             s = NULL;
         } else {
             buf_append(o, buf_head(&j->out), buf_used(&j->out));
-            entries_sent(s, buf_used(&j->out), j->last, j->asked);
+            entries_sent(s, buf_used(&j->out), j->last);
         }
     }
     buf_free(&j->out);
@@ -943,10 +936,10 @@ static bool fill(struct session *s)
             struct entries_ctx x = entries_open(o, M.epoch);
             size_t start = buf_mark(o);
             do
-                put_entry(&x, re->lsn, re->data, re->len, ring_flags(s, re));
+                put_entry(&x, re->lsn, re->data, re->len, ring_flags(s, re, buf_mark(o) - start));
             while (s->next_lsn + x.n <= M.last_lsn && buf_mark(o) - start < max_bytes &&
                    (re = ring_find(s->next_lsn + x.n)));
-            entries_sent(s, entries_close(&x), x.last, x.asked);
+            entries_sent(s, entries_close(&x), x.last);
         }
     }
     return o->len - o->off != before;
