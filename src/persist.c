@@ -128,6 +128,16 @@ static void persist_flush_lazy(bool sync)
         append(&lazy, sync);
 }
 
+/* The entry that carries the ops journaled so far, or a later one: the
+ * coalesced ops waiting go first in the next entry, a batch's included
+ * (persist_batch_end). The open batch's own ops are not covered: a
+ * delivery's mark is made in an earlier callback than the one that
+ * returns it (a NACK answers a MESSAGE the client has seen). */
+uint64_t persist_journaled_by(void)
+{
+    return last_lsn + (enabled && !jb_empty(&lazy));
+}
+
 uint64_t persist_flush(void)
 {
     persist_flush_lazy(true);

@@ -366,9 +366,13 @@ static void over_window_note(struct queue *q)
     }
 }
 
+/* What leaves memory is read back from the index: its message, and the
+ * count of its deliveries, which its last delivery mark holds (a NACKed
+ * message read back before its mark is indexed would come back as never
+ * delivered). */
 static bool evictable(const struct qentry *e)
 {
-    return e->pending && windowed(e) && e->msg->lsn <= indexed_upto;
+    return e->pending && windowed(e) && e->msg->lsn <= indexed_upto && e->marked_lsn <= indexed_upto;
 }
 
 /* Keep at most the window in memory: the last pending messages (in
@@ -782,6 +786,7 @@ bool queue_return(struct qentry *e, enum return_why why)
     e->sub = NULL;
     e->tag = 0;
     e->in_txn_ack = false;
+    e->marked_lsn = persist_journaled_by();
     e->redeliveries++;
     q->dest->st.redelivered++;
     /* A NACK past the limit dead-letters (0: the first NACK does). A

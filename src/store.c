@@ -155,6 +155,7 @@ static struct {
     uint32_t nfresh;
     uint32_t deferred;      /* records applied to the batch, not yet written */
     double deferred_at;     /* when the first of them was */
+    double index_lag;       /* STOMPD_TEST_INDEX_LAG_MS, in s (index_lag_left) */
     leveldb_writebatch_t *wb;
     /* the record being applied: where its payload is */
     uint32_t rec_seg;
@@ -984,8 +985,23 @@ static int wipe(char *why, size_t whylen)
  * entries keep coming (the writer writes the batch after DEFER_IDLE
  * without any). Messages acknowledged meanwhile never reach LevelDB
  * (struct fresh). */
+/* Fault injection for the tests: the index write lags this long behind
+ * the group that starts a batch, whoever waits for it, as on a machine
+ * too loaded to keep up. What this makes the loop see (an index behind
+ * the journal) is what a loaded machine shows now and then. */
+static double index_lag_left(void)
+{
+    return S.deferred && S.index_lag > 0 ? S.deferred_at + S.index_lag - mono_now() : 0;
+}
+
 static bool defer_index(void)
 {
+    if (index_lag_left() > 0) {
+        pthread_mutex_lock(&S.mu);
+        S.held = true;
+        pthread_mutex_unlock(&S.mu);
+        return true;
+    }
     if (!S.deferred || S.deferred >= DEFER_RECORDS || mono_now() - S.deferred_at >= DEFER_MAX)
         return false;
     pthread_mutex_lock(&S.mu);
@@ -1158,10 +1174,12 @@ static void *writer(void *arg)
         double wait = CHECKPOINT_EVERY;
         if (S.report_owed)
             wait = S.signalled_at + LAZY_REPORT - mono_now();
+        double lag = index_lag_left();
         if (S.deferred && wait > DEFER_IDLE)
-            wait = DEFER_IDLE;
+            wait = lag > DEFER_IDLE ? (lag < wait ? lag : wait) : DEFER_IDLE;
         struct pending *list = (struct pending *)handoff_wait_for(&S.q, wait > 0 ? wait : 0, &idle);
-        if (!list && S.deferred) {
+        bool lagging = !list && idle && index_lag_left() > 0;
+        if (!list && S.deferred && !lagging) {
             /* no more entries for now: the index catches up (a failed
              * store leaves its batch unwritten) */
             pthread_mutex_lock(&S.mu);
@@ -1170,7 +1188,7 @@ static void *writer(void *arg)
             if (!failed)
                 index_write(false);
             S.deferred = 0;
-        } else if (!list && idle && !S.report_owed) {
+        } else if (!list && idle && !S.report_owed && !lagging) {
             /* nothing written for a while: what can go now goes (a
              * segment freed while producers wait for room) */
             prune();
@@ -1788,6 +1806,8 @@ int store_open(const char *dir, const struct store_limits *lim, char *err, size_
     S.reported_fail = false;
     S.prune_floor = 0;
     S.npins = 0;
+    const char *lag = getenv("STOMPD_TEST_INDEX_LAG_MS");
+    S.index_lag = lag ? atoi(lag) / 1000.0 : 0;
     S.nsegs = 0;
     S.done_gen = S.reported_gen = 0;
     S.checkpoint_at = 0;

@@ -69,6 +69,8 @@ uint64_t persist_last_lsn(void);
 /* Append coalesced ops now, to be fsynced (a receipt waits for them);
  * returns the last lsn appended. */
 uint64_t persist_flush(void);
+/* An lsn at or above the entry that will carry every op journaled so far. */
+uint64_t persist_journaled_by(void);
 /* The loop's round: append the coalesced ops without asking for an fsync,
  * once something waits for them or they have waited long enough (until
  * then they ride with the next entry). Returns false while they wait. */

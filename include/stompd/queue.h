@@ -55,6 +55,7 @@ struct qentry {
     uint64_t tag;               /* delivery tag while in flight */
     uint32_t redeliveries;
     uint32_t heap;              /* position + 1 in the expiry heap, 0 when not in it */
+    uint64_t marked_lsn;        /* returned: its last delivery mark's entry, or above */
     bool pending;               /* in the tree */
     bool in_txn_ack;            /* acked inside an open transaction */
     bool unfiltered;            /* a backlog's entry whose selector has not run yet */
