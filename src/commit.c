@@ -100,9 +100,11 @@ struct op *op_room(struct conn *c, const char *receipt, struct dest *d)
     return op;
 }
 
-struct op *op_disconnect(struct conn *c, const char *receipt)
+struct op *op_disconnect(struct conn *c, const char *receipt, uint64_t lsn)
 {
-    return op_new(OP_DISCONNECT, c, receipt);
+    struct op *op = lsn ? op_commit(c, receipt, lsn) : op_receipt(c, receipt);
+    op->closes = true;
+    return op;
 }
 
 struct op *op_batch(struct conn *c, const char *receipt)
@@ -275,11 +277,13 @@ void op_drain_conn(struct conn *c)
         if (c->state == CONN_OPEN || c->state == CONN_HANDSHAKE) {
             if (op->failed) {
                 conn_error(c, "message not stored", op->receipt,
-                           "The broker could not make a persistent message durable; it was not accepted.");
+                           op->closes ? "The broker could not make the acknowledgements sent before DISCONNECT "
+                                        "durable; the messages will be delivered again."
+                                      : "The broker could not make a persistent message durable; it was not accepted.");
             } else {
                 if (op->receipt)
                     conn_send_receipt(c, op->receipt);
-                if (op->kind == OP_DISCONNECT)
+                if (op->closes)
                     conn_close_after_flush(c);
             }
         }

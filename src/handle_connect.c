@@ -270,8 +270,8 @@ int handle_disconnect(struct conn *c, struct frame *f, uint64_t *lsn)
 {
     conn_pause(c, PAUSE_CLOSING);
     /* a graceful close (DISCONNECT with a receipt): the acks it sent
-     * without receipts go to the store now, not after store.ack_delay */
-    (void)proto_journaled(f);
-    op_submit(op_disconnect(c, frame_get(f, "receipt")));
+     * without receipts go to the store now, not after store.ack_delay,
+     * and the receipt says they are durable (as an ACK's own would) */
+    op_submit(op_disconnect(c, frame_get(f, "receipt"), proto_journaled(f)));
     return PROTO_RECEIPT_TAKEN;
 }

@@ -20,7 +20,6 @@ enum op_kind {
     OP_RECEIPT,     /* answer a receipt once earlier ops are done */
     OP_COMMIT,      /* wait for a journal lsn, then release messages */
     OP_ROOM,        /* wait for room in a destination */
-    OP_DISCONNECT,  /* receipt (optional) then close */
     OP_BATCH,       /* a COMMIT being replayed: becomes OP_COMMIT or OP_RECEIPT */
 };
 
@@ -28,6 +27,7 @@ struct op {
     enum op_kind kind;
     uint64_t lsn;           /* OP_COMMIT: journal position to wait for */
     bool done;
+    bool closes;            /* then the connection closes (a DISCONNECT) */
     double t;               /* when it was submitted (ev_now) */
     bool failed;            /* the store refused it: ERROR instead of RECEIPT */
     struct conn *conn;      /* NULL once the connection is gone */
@@ -57,8 +57,9 @@ struct op *op_commit(struct conn *c, const char *receipt, uint64_t lsn);
 /* Wait for room in d (the producer's frame was accepted; its receipt and
  * its next frames wait). */
 struct op *op_room(struct conn *c, const char *receipt, struct dest *d);
-/* A receipt (optional) and then the close. */
-struct op *op_disconnect(struct conn *c, const char *receipt);
+/* A receipt (optional) once journal entry lsn is committed (0: at once),
+ * and then the close. */
+struct op *op_disconnect(struct conn *c, const char *receipt, uint64_t lsn);
 /* A transaction's COMMIT: collects messages (op_add_reserved_msg) and
  * duplicate ids while its frames are replayed, then op_batch_close says
  * which journal entry holds them (0: none; nothing to wait for). */

@@ -752,6 +752,32 @@ def test_a_stopping_master_ships_its_last_acks(broker_factory):
     assert "\nQ/queue/last" not in c.dump(0)
 
 
+def test_a_disconnect_receipt_waits_for_the_acks_before_it(broker_factory):
+    """DISCONNECT with a receipt is the graceful close: the ACKs sent before
+    it without receipts (which wait up to store.ack_delay, long here, for
+    an entry to carry them) are journaled at once, and the receipt says
+    they are durable, as an ACK's own receipt would: here, once a quorum
+    has them."""
+    c = Cluster(broker_factory, **{"store.ack_delay": "10s"})
+    c.start_all()
+    m = c.nodes[0]
+    consumer = connected(m.port)
+    consumer.receipt("SUBSCRIBE", {"id": "c", "destination": "/queue/bye", "ack": "client-individual"}, "sub")
+    send_persistent(m.port, "/queue/bye", [b"one"])
+    f = consumer.recv()
+    assert f.body == b"one"
+    # no quorum: the entry carrying the ACK cannot commit
+    assert c.nodes[1].stop() == 0 and c.nodes[2].stop() == 0
+    consumer.send("ACK", {"id": f["ack"]})
+    consumer.send("DISCONNECT", {"receipt": "bye"})
+    consumer.expect_nothing(1.0)
+    c.nodes[1].restart(wait=SLAVE_UP)
+    r = consumer.recv(timeout=30)
+    assert r.command == "RECEIPT" and r["receipt-id"] == "bye"
+    consumer.expect_closed()
+    assert drain(m.port, "/queue/bye", first=3.0) == []
+
+
 def acked(m):
     """What a master has heard its slaves acknowledge."""
     return [r["received_lsn"] for r in status(m)["replicas"]]
