@@ -173,10 +173,22 @@ static void test_pending_limit_pauses_reading(void **state)
 static void test_disconnect_receipt_then_close(void **state)
 {
     send_commit(0, "s", 1, "m", 0);
-    op_submit(op_disconnect(conn(0), "bye"));
+    op_submit(op_disconnect(conn(0), "bye", 0));
     expect("");
     commit_advance(1);
     expect("deliver m to /queue/q0;c1 RECEIPT s;c1 RECEIPT bye;c1 close;");
+}
+
+static void test_disconnect_receipt_waits_for_its_acks(void **state)
+{
+    /* the entry carrying the acks before it (lsn 3): the receipt and the
+     * close wait for its commit, not just for the ops before it */
+    op_submit(op_disconnect(conn(0), "bye", 3));
+    expect("");
+    commit_advance(2);
+    expect("");
+    commit_advance(3);
+    expect("c1 RECEIPT bye;c1 close;");
 }
 
 static void test_transaction_batch(void **state)
@@ -240,6 +252,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_room_wait_pauses_and_resumes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_limit_pauses_reading, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disconnect_receipt_then_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disconnect_receipt_waits_for_its_acks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transaction_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connectionless_ops_notify, setup, teardown),
     };
