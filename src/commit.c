@@ -417,7 +417,10 @@ void commit_expire(double before, const char *why)
             break;
         if (op->conn && op->conn->state == CONN_OPEN) {
             clog_warn(op->conn, "journal entry %llu not committed in time", (unsigned long long)op->lsn);
-            conn_error(op->conn, "not replicated in time", op->receipt, why);
+            conn_error(op->conn, "not replicated in time", op->receipt,
+                       op->closes ? "The acknowledgements sent before DISCONNECT were not replicated to a quorum "
+                                    "within store.quorum_timeout; their messages may be delivered again."
+                                  : why);
         }
     }
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "stompd/conn.h"
+#include "stompd/persist.h"
 #include "stompd/proto.h"
 #include "stompd/sub.h"
 #include "stompd/txn.h"
@@ -132,8 +133,10 @@ static int ack_or_hold(struct conn *c, struct frame *f, bool nack, uint64_t *lsn
         return txn_hold(c, tx, f);
     }
     int rc = ack_message(c, f, nack, false);
-    if (rc > 0)
+    if (rc > 0) {
+        c->acked_lsn = persist_journaled_by(); /* a DISCONNECT's receipt waits for it */
         *lsn = proto_journaled(f);
+    }
     return rc < 0 ? rc : 0;
 }
 

@@ -12,9 +12,11 @@
 
 #include "stompd/auth.h"
 #include "stompd/cluster.h"
+#include "stompd/commit.h"
 #include "stompd/config.h"
 #include "stompd/conn.h"
 #include "stompd/log.h"
+#include "stompd/persist.h"
 #include "stompd/proto.h"
 #include "stompd/server.h"
 
@@ -268,10 +270,18 @@ int handle_connect(struct conn *c, struct frame *f, uint64_t *lsn)
 
 int handle_disconnect(struct conn *c, struct frame *f, uint64_t *lsn)
 {
+    /* nothing after it is read, and nothing more is delivered to it */
     conn_pause(c, PAUSE_CLOSING);
     /* a graceful close (DISCONNECT with a receipt): the acks it sent
      * without receipts go to the store now, not after store.ack_delay,
-     * and the receipt says they are durable (as an ACK's own would) */
-    op_submit(op_disconnect(c, frame_get(f, "receipt"), proto_journaled(f)));
+     * and the receipt says they are durable, as an ACK's own would (a
+     * transaction's are: its COMMIT's op goes first) */
+    uint64_t acks = 0;
+    if (frame_get(f, "receipt") && c->acked_lsn > commit_lsn()) {
+        if (c->acked_lsn > persist_last_lsn())
+            persist_flush();
+        acks = c->acked_lsn;
+    }
+    op_submit(op_disconnect(c, frame_get(f, "receipt"), acks));
     return PROTO_RECEIPT_TAKEN;
 }

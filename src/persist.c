@@ -130,12 +130,13 @@ static void persist_flush_lazy(bool sync)
 
 /* The entry that carries the ops journaled so far, or a later one: the
  * coalesced ops waiting go first in the next entry, a batch's included
- * (persist_batch_end). The open batch's own ops are not covered: a
- * delivery's mark is made in an earlier callback than the one that
- * returns it (a NACK answers a MESSAGE the client has seen). */
+ * (persist_batch_end), and the open batch's after them, unless an entry
+ * of persist_dlq_move's comes between (a delivery's mark is made in an
+ * earlier callback than the one that returns it, so it is not in the
+ * batch: a NACK answers a MESSAGE the client has seen). */
 uint64_t persist_journaled_by(void)
 {
-    return last_lsn + (enabled && !jb_empty(&lazy));
+    return last_lsn + (enabled && !jb_empty(&lazy)) + (in_batch && !jb_empty(&batch));
 }
 
 uint64_t persist_flush(void)

@@ -1808,6 +1808,9 @@ int store_open(const char *dir, const struct store_limits *lim, char *err, size_
     S.npins = 0;
     const char *lag = getenv("STOMPD_TEST_INDEX_LAG_MS");
     S.index_lag = lag ? atoi(lag) / 1000.0 : 0;
+    if (S.index_lag > 0)
+        log_warn("store: STOMPD_TEST_INDEX_LAG_MS is set: the index lags the journal by %s ms (a test's fault "
+                 "injection)", lag);
     S.nsegs = 0;
     S.done_gen = S.reported_gen = 0;
     S.checkpoint_at = 0;

@@ -26,8 +26,8 @@ bool sub_ready(const struct sub *s)
 {
     const struct sub *t = s->root ? s->root : s;
     const struct conn *c = s->conn;
-    if (c->state != CONN_OPEN)
-        return false;
+    if (c->state != CONN_OPEN || (c->st.paused & PAUSE_CLOSING))
+        return false; /* a DISCONNECT waiting for its receipt takes no more */
     if (conn_output_full(c))
         return false;
     return t->ack == ACK_AUTO || t->inflight < t->prefetch;

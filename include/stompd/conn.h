@@ -60,6 +60,7 @@ struct conn {
     uint32_t ntxns;
     struct op_list ops;
     uint32_t nops;
+    uint64_t acked_lsn;         /* the entry carrying its last journaled ACK or NACK, or a later one */
     char *client_id;
     char *login;
     struct principal *who;      /* who it logged in as (auth.h), from CONNECT on */

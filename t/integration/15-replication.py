@@ -757,8 +757,9 @@ def test_a_disconnect_receipt_waits_for_the_acks_before_it(broker_factory):
     it without receipts (which wait up to store.ack_delay, long here, for
     an entry to carry them) are journaled at once, and the receipt says
     they are durable, as an ACK's own receipt would: here, once a quorum
-    has them."""
-    c = Cluster(broker_factory, **{"store.ack_delay": "10s"})
+    has them. Meanwhile the closing consumer is given nothing more, and a
+    connection that acknowledged nothing is answered at once."""
+    c = Cluster(broker_factory, **{"store.ack_delay": "10s", "store.quorum_timeout": "10min"})
     c.start_all()
     m = c.nodes[0]
     consumer = connected(m.port)
@@ -771,11 +772,22 @@ def test_a_disconnect_receipt_waits_for_the_acks_before_it(broker_factory):
     consumer.send("ACK", {"id": f["ack"]})
     consumer.send("DISCONNECT", {"receipt": "bye"})
     consumer.expect_nothing(1.0)
+    # a message now waits for another consumer
+    p = connected(m.port)
+    p.receipt("SEND", {"destination": "/queue/bye"}, "sent", b"two")
+    other = connected(m.port)
+    other.receipt("SUBSCRIBE", {"id": "o", "destination": "/topic/idle"}, "sub")
+    other.receipt("DISCONNECT", {}, "bye-other")
+    consumer.expect_nothing(1.0)
     c.nodes[1].restart(wait=SLAVE_UP)
     r = consumer.recv(timeout=30)
     assert r.command == "RECEIPT" and r["receipt-id"] == "bye"
     consumer.expect_closed()
-    assert drain(m.port, "/queue/bye", first=3.0) == []
+    rest = connected(m.port)
+    rest.receipt("SUBSCRIBE", {"id": "r", "destination": "/queue/bye", "ack": "client-individual"}, "sub")
+    g = rest.recv(timeout=10)
+    assert g.body == b"two" and g.get("redelivered") is None
+    rest.expect_nothing(1.0)
 
 
 def acked(m):

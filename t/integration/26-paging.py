@@ -144,7 +144,7 @@ def test_a_nacked_message_that_leaves_memory_comes_back_redelivered(broker_facto
     assert b.stop() == 0
     # the index lags the journal by seconds, as on a loaded machine: the
     # delivery marks below stay unindexed while the NACKs come
-    b.env = dict(os.environ, STOMPD_TEST_INDEX_LAG_MS="3000")
+    b.env = dict(os.environ, STOMPD_TEST_INDEX_LAG_MS="10000")
     b.start()
     c, got = take(b, "/queue/nack", 10, ack="client-individual", headers={"activemq.prefetchSize": "10"})
     assert [int(m["n"]) for m in got] == list(range(10))
