@@ -725,19 +725,26 @@ def test_slave_behind_a_restarted_master_streams_from_its_log(broker_factory):
     assert c.dump(2).count("\nQ/queue/lg") == 3021
 
 
+def deliver_one_client_acked(c, dest):
+    """Start the cluster; its master, a client-ack consumer of dest, and the
+    one persistent message it was given."""
+    c.start_all()
+    m = c.nodes[0]
+    consumer = connected(m.port)
+    consumer.receipt("SUBSCRIBE", {"id": "c", "destination": dest, "ack": "client-individual"}, "sub")
+    send_persistent(m.port, dest, [b"one"])
+    f = consumer.recv()
+    assert f.body == b"one"
+    return m, consumer, f
+
+
 def test_a_stopping_master_ships_its_last_acks(broker_factory):
     """An ACK without a receipt waits for the next entry to carry it
     (store.ack_delay, long here). A clean stop journals it, and ships it
     too: the slaves end with the master's very log, so the master can
     rejoin under another one without a snapshot."""
     c = Cluster(broker_factory, **{"store.ack_delay": "10s"})
-    c.start_all()
-    m = c.nodes[0]
-    consumer = connected(m.port)
-    consumer.receipt("SUBSCRIBE", {"id": "c", "destination": "/queue/last", "ack": "client-individual"}, "sub")
-    send_persistent(m.port, "/queue/last", [b"one"])
-    f = consumer.recv()
-    assert f.body == b"one"
+    m, consumer, f = deliver_one_client_acked(c, "/queue/last")
     consumer.send("ACK", {"id": f["ack"]})
     # frames are handled in order: this receipt says the ACK was read (a
     # non-persistent SEND journals nothing, so the ACK still waits)
@@ -760,13 +767,7 @@ def test_a_disconnect_receipt_waits_for_the_acks_before_it(broker_factory):
     has them. Meanwhile the closing consumer is given nothing more, and a
     connection that acknowledged nothing is answered at once."""
     c = Cluster(broker_factory, **{"store.ack_delay": "10s", "store.quorum_timeout": "10min"})
-    c.start_all()
-    m = c.nodes[0]
-    consumer = connected(m.port)
-    consumer.receipt("SUBSCRIBE", {"id": "c", "destination": "/queue/bye", "ack": "client-individual"}, "sub")
-    send_persistent(m.port, "/queue/bye", [b"one"])
-    f = consumer.recv()
-    assert f.body == b"one"
+    m, consumer, f = deliver_one_client_acked(c, "/queue/bye")
     # no quorum: the entry carrying the ACK cannot commit
     assert c.nodes[1].stop() == 0 and c.nodes[2].stop() == 0
     consumer.send("ACK", {"id": f["ack"]})
