@@ -976,15 +976,6 @@ static int wipe(char *why, size_t whylen)
     return 0;
 }
 
-/* One run of the group: records written and synced, reported durable,
- * applied to the index, reported indexed. A wipe ends a run. Returns the
- * item the next run starts with. */
-/* Whether the group just applied may wait in the batch for the next
- * groups: while nobody waits to read the index (paging, scheduled jobs),
- * within DEFER_RECORDS and DEFER_MAX (what a crash replays), and while
- * entries keep coming (the writer writes the batch after DEFER_IDLE
- * without any). Messages acknowledged meanwhile never reach LevelDB
- * (struct fresh). */
 /* Fault injection for the tests: the index write lags this long behind
  * the group that starts a batch, whoever waits for it, as on a machine
  * too loaded to keep up. What this makes the loop see (an index behind
@@ -994,6 +985,15 @@ static double index_lag_left(void)
     return S.deferred && S.index_lag > 0 ? S.deferred_at + S.index_lag - mono_now() : 0;
 }
 
+/* One run of the group: records written and synced, reported durable,
+ * applied to the index, reported indexed. A wipe ends a run. Returns the
+ * item the next run starts with. */
+/* Whether the group just applied may wait in the batch for the next
+ * groups: while nobody waits to read the index (paging, scheduled jobs),
+ * within DEFER_RECORDS and DEFER_MAX (what a crash replays), and while
+ * entries keep coming (the writer writes the batch after DEFER_IDLE
+ * without any). Messages acknowledged meanwhile never reach LevelDB
+ * (struct fresh). */
 static bool defer_index(void)
 {
     if (index_lag_left() > 0) {
