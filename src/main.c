@@ -22,6 +22,7 @@
 #include "stompd/notify.h"
 #include "stompd/reload.h"
 #include "stompd/server.h"
+#include "stompd/stream.h"
 #include "stompd/journal.h"
 #include "stompd/persist.h"
 #include "stompd/store.h"
@@ -289,6 +290,7 @@ static int run(const char *file, const char *const *sets, int nsets)
     notify_stop();
     reload_stop();
     signal(SIGHUP, SIG_IGN);
+    stream_layer_stop();
     ev_loop_destroy(loop);
     log_info("stopped");
     return rc ? rc : srv.exit_code;

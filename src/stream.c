@@ -39,6 +39,7 @@ static int spare_fd = -1;
 static void read_cb(struct ev_loop *l, ev_io *w, int revents);
 static void write_cb(struct ev_loop *l, ev_io *w, int revents);
 static void timer_cb(struct ev_loop *l, ev_timer *w, int revents);
+static void close_stream(struct stream *s, const char *why, bool graceful);
 
 void stream_layer_init(struct ev_loop *l)
 {
@@ -383,7 +384,7 @@ int stream_flush(struct stream *s)
             arm(s);
         }
         if (s->state == STREAM_CLOSING && (!s->filter || s->filter->may_close(s))) {
-            stream_close(s, s->close_why ? s->close_why : "closed after its last answer");
+            close_stream(s, s->close_why ? s->close_why : "closed after its last answer", true);
             return -1;
         }
     }
@@ -499,7 +500,85 @@ void stream_close_after_flush(struct stream *s, double linger, const char *why)
     stream_want_flush(s);
 }
 
-void stream_close(struct stream *s, const char *why)
+/* ------------------------------------------------------------ lingering close */
+
+/* A stream closed after its last answer does not close its socket at once.
+ * Input the peer sent behind what we answered (the rest of a body we
+ * refused, frames pipelined behind an ERROR, bytes of a request that timed
+ * out) would still be unread, and closing a socket with unread input makes
+ * the kernel send a reset instead of an end of stream: the peer's next read
+ * fails, and a stack that drops received data on a reset loses the answer
+ * itself (RFC 9112 section 9.6, nginx's lingering_close). So the write side
+ * is shut, the peer reads the answer and then the end of the stream, and
+ * what still comes is read and dropped until the peer closes too, for at
+ * most LINGER_TIME seconds. The stream itself is closed as before (its
+ * protocol state freed, its listener slot given back); only the descriptor
+ * lingers, at most LINGER_MAX of them (past that, closed at once). */
+#define LINGER_TIME 2.0
+#define LINGER_MAX 256
+
+struct lingerer {
+    ev_io rd;
+    ev_timer timer;
+    TAILQ_ENTRY(lingerer) link;
+};
+
+static TAILQ_HEAD(, lingerer) lingering = TAILQ_HEAD_INITIALIZER(lingering);
+static unsigned nlingering;
+
+static void linger_end(struct lingerer *g)
+{
+    ev_io_stop(loop, &g->rd);
+    ev_timer_stop(loop, &g->timer);
+    close(g->rd.fd);
+    TAILQ_REMOVE(&lingering, g, link);
+    nlingering--;
+    free(g);
+}
+
+static void linger_read_cb(struct ev_loop *l, ev_io *w, int revents)
+{
+    (void)l;
+    (void)revents;
+    struct lingerer *g = container_of(w, struct lingerer, rd);
+    ssize_t n = recv(w->fd, scratch, sizeof scratch, 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+        linger_end(g);
+}
+
+static void linger_timer_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+    (void)l;
+    (void)revents;
+    linger_end(container_of(w, struct lingerer, timer));
+}
+
+static void close_lingering(int fd)
+{
+    struct lingerer *g = nlingering < LINGER_MAX ? malloc(sizeof *g) : NULL;
+    if (!g || shutdown(fd, SHUT_WR) != 0) {
+        free(g);
+        close(fd);
+        return;
+    }
+    ev_io_init(&g->rd, linger_read_cb, fd, EV_READ);
+    ev_timer_init(&g->timer, linger_timer_cb, LINGER_TIME, 0.);
+    ev_io_start(loop, &g->rd);
+    ev_timer_start(loop, &g->timer);
+    TAILQ_INSERT_TAIL(&lingering, g, link);
+    nlingering++;
+}
+
+void stream_layer_stop(void)
+{
+    struct lingerer *g;
+    while ((g = TAILQ_FIRST(&lingering)))
+        linger_end(g);
+}
+
+/* Close now; with graceful, the answer is all written and the socket
+ * lingers (above). */
+static void close_stream(struct stream *s, const char *why, bool graceful)
 {
     if (s->state == STREAM_DEAD)
         return;
@@ -512,7 +591,9 @@ void stream_close(struct stream *s, const char *why)
         transport(s)->close(s);
     s->tr = &plain;
     s->tr_ctx = NULL;
-    if (s->fd >= 0)
+    if (s->fd >= 0 && graceful)
+        close_lingering(s->fd);
+    else if (s->fd >= 0)
         close(s->fd);
     s->fd = -1;
     buf_free(&s->in);
@@ -535,6 +616,11 @@ void stream_close(struct stream *s, const char *why)
     if (s->ops->closed)
         s->ops->closed(s, why);
     TAILQ_INSERT_TAIL(&dead, s, dead_link);
+}
+
+void stream_close(struct stream *s, const char *why)
+{
+    close_stream(s, why, false);
 }
 
 void stream_free_dead(void)

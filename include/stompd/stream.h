@@ -183,8 +183,12 @@ double stream_timer_remaining(const struct stream *s);
  * seconds if the peer does not read it. (A framing layer may keep reading
  * for the peer's closing frame, within the same linger.) */
 void stream_close_after_flush(struct stream *s, double linger, const char *why);
-/* Close now. */
+/* Close now. (A stream that closes after flushing its last answer shuts
+ * its write side and reads and drops what the peer still sends, for a
+ * moment, before its socket closes: no reset costs the peer the answer.) */
 void stream_close(struct stream *s, const char *why);
+/* At shutdown: close the sockets that still linger so. */
+void stream_layer_stop(void);
 
 /* The before-sleep work of the layer: offer buffered input of resumed
  * streams (returns true when there was any), flush every stream that

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from stompd_test import Client, connected
+from stompd_test import Client, connected, encode_frame
 
 
 @pytest.fixture
@@ -239,6 +239,32 @@ def test_frame_too_large_without_content_length(small):
     c = connected(small.port)
     c.send_raw(b"SEND\ndestination:/queue/a\n\n" + b"z" * 70000)
     c.expect_error("frame too large")
+
+
+def read_to_the_end(sock, timeout=10.0):
+    """All the peer sends until its end of stream; a reset raises."""
+    sock.settimeout(timeout)
+    out = b""
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return out
+        out += data
+
+
+def test_frames_behind_an_error_cost_the_client_neither_the_error_nor_a_clean_close(broker):
+    """A client that pipelined frames behind a bad one reads the ERROR and
+    then the end of the stream, not a reset (which could cost it the ERROR):
+    the broker reads and drops what follows before it closes, and runs none
+    of it."""
+    c = connected(broker.port)
+    behind = b"".join(encode_frame("SEND", {"destination": "/queue/behind"}, b"x" * 1000) for _ in range(512))
+    c.send_raw(b"GARBAGE\n\n\0" + behind)
+    assert c.recv().command == "ERROR"
+    assert read_to_the_end(c.sock) == b""
+    q = connected(broker.port)
+    q.receipt("SUBSCRIBE", {"id": "q", "destination": "/queue/behind"}, "s")
+    q.expect_nothing(0.5)
 
 
 def test_error_on_one_connection_keeps_others_messages(broker):
