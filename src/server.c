@@ -270,7 +270,7 @@ static void raise_fd_limit(void)
         if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
             log_warn("cannot raise the open-files limit: %s", strerror(errno));
     }
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && (int64_t)rl.rlim_cur < config.max_connections + 64)
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && (int64_t)rl.rlim_cur < config.max_connections + 64 + STREAM_LINGER_MAX)
         log_warn("open-files limit %llu is below broker.max_connections (%lld): raise it (ulimit -n)",
                  (unsigned long long)rl.rlim_cur, (long long)config.max_connections);
 }

@@ -507,19 +507,22 @@ void stream_close_after_flush(struct stream *s, double linger, const char *why)
  * refused, frames pipelined behind an ERROR, bytes of a request that timed
  * out) would still be unread, and closing a socket with unread input makes
  * the kernel send a reset instead of an end of stream: the peer's next read
- * fails, and a stack that drops received data on a reset loses the answer
- * itself (RFC 9112 section 9.6, nginx's lingering_close). So the write side
- * is shut, the peer reads the answer and then the end of the stream, and
- * what still comes is read and dropped until the peer closes too, for at
- * most LINGER_TIME seconds. The stream itself is closed as before (its
- * protocol state freed, its listener slot given back); only the descriptor
- * lingers, at most LINGER_MAX of them (past that, closed at once). */
-#define LINGER_TIME 2.0
-#define LINGER_MAX 256
+ * or write fails, and a stack that drops received data on a reset loses the
+ * answer itself (RFC 9112 section 9.6, nginx's lingering_close). So the
+ * write side is shut, the peer reads the answer and then the end of the
+ * stream, and what still comes is read and dropped until the peer closes
+ * too: for LINGER_IDLE seconds after the last byte, LINGER_TIME in all. The
+ * stream itself is closed as before (its protocol state freed, its listener
+ * slot given back); only the descriptor lingers. At most STREAM_LINGER_MAX
+ * linger (the oldest ends to make room), and running out of descriptors
+ * ends them all before a connection is refused. */
+#define LINGER_IDLE 2.0
+#define LINGER_TIME 10.0
 
 struct lingerer {
     ev_io rd;
     ev_timer timer;
+    ev_tstamp until;
     TAILQ_ENTRY(lingerer) link;
 };
 
@@ -538,12 +541,22 @@ static void linger_end(struct lingerer *g)
 
 static void linger_read_cb(struct ev_loop *l, ev_io *w, int revents)
 {
-    (void)l;
     (void)revents;
     struct lingerer *g = container_of(w, struct lingerer, rd);
-    ssize_t n = recv(w->fd, scratch, sizeof scratch, 0);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+    ssize_t n = recv(w->fd, scratch, sizeof scratch, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
         linger_end(g);
+    } else if (n > 0) {
+        /* still sending: another LINGER_IDLE, within LINGER_TIME */
+        double left = g->until - ev_now(l);
+        if (left <= 0) {
+            linger_end(g);
+            return;
+        }
+        ev_timer_stop(l, &g->timer);
+        ev_timer_set(&g->timer, left < LINGER_IDLE ? left : LINGER_IDLE, 0.);
+        ev_timer_start(l, &g->timer);
+    }
 }
 
 static void linger_timer_cb(struct ev_loop *l, ev_timer *w, int revents)
@@ -555,25 +568,36 @@ static void linger_timer_cb(struct ev_loop *l, ev_timer *w, int revents)
 
 static void close_lingering(int fd)
 {
-    struct lingerer *g = nlingering < LINGER_MAX ? malloc(sizeof *g) : NULL;
+    if (nlingering >= STREAM_LINGER_MAX)
+        linger_end(TAILQ_FIRST(&lingering));
+    struct lingerer *g = malloc(sizeof *g);
     if (!g || shutdown(fd, SHUT_WR) != 0) {
         free(g);
         close(fd);
         return;
     }
     ev_io_init(&g->rd, linger_read_cb, fd, EV_READ);
-    ev_timer_init(&g->timer, linger_timer_cb, LINGER_TIME, 0.);
+    ev_timer_init(&g->timer, linger_timer_cb, LINGER_IDLE, 0.);
+    g->until = ev_now(loop) + LINGER_TIME;
     ev_io_start(loop, &g->rd);
     ev_timer_start(loop, &g->timer);
     TAILQ_INSERT_TAIL(&lingering, g, link);
     nlingering++;
 }
 
-void stream_layer_stop(void)
+/* Out of descriptors: the lingering ones go first. */
+static bool linger_shed(void)
 {
+    bool any = nlingering > 0;
     struct lingerer *g;
     while ((g = TAILQ_FIRST(&lingering)))
         linger_end(g);
+    return any;
+}
+
+void stream_layer_stop(void)
+{
+    linger_shed();
 }
 
 /* Close now; with graceful, the answer is all written and the socket
@@ -780,6 +804,8 @@ static void accept_cb(struct ev_loop *lp, ev_io *w, int revents)
         socklen_t sl = sizeof ss;
         int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
+            if ((errno == EMFILE || errno == ENFILE) && linger_shed())
+                continue;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
                 out_of_descriptors(l, errno);
             else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED &&
@@ -792,7 +818,7 @@ static void accept_cb(struct ev_loop *lp, ev_io *w, int revents)
             l->refused++;
             if (l->refuse)
                 l->refuse(l, fd);
-            close(fd);
+            close_lingering(fd); /* its CONNECT or request may be waiting unread */
             continue;
         }
         if (l->nodelay) {

@@ -187,7 +187,9 @@ void stream_close_after_flush(struct stream *s, double linger, const char *why);
  * its write side and reads and drops what the peer still sends, for a
  * moment, before its socket closes: no reset costs the peer the answer.) */
 void stream_close(struct stream *s, const char *why);
-/* At shutdown: close the sockets that still linger so. */
+/* At shutdown: close the sockets that still linger so. At most this many
+ * linger at once (descriptors beyond the connection limits). */
+#define STREAM_LINGER_MAX 256
 void stream_layer_stop(void);
 
 /* The before-sleep work of the layer: offer buffered input of resumed

@@ -38,3 +38,23 @@ def test_connection_limit(broker_factory):
     time.sleep(0.2)
     again = connected(b.port)
     again.receipt("SEND", {"destination": "/queue/l"}, "ok", b"x")
+
+
+def test_a_client_refused_at_the_limit_reads_its_error_and_a_clean_end(broker_factory):
+    """A refused client that sent its CONNECT at once reads the ERROR and
+    then the end of the stream, not a reset: the broker drains the CONNECT
+    it will never read before the socket closes."""
+    b = broker_factory({"broker.max_connections": "2"})
+    held = [connected(b.port) for _ in range(2)]
+    for _ in range(5):
+        s = socket.create_connection(("127.0.0.1", b.port), timeout=10)
+        s.sendall(b"CONNECT\naccept-version:1.2\nhost:x\n\n\0" + b"SEND\ndestination:/queue/l\n\n" + b"x" * 65536 + b"\0")
+        out = b""
+        while True:
+            data = s.recv(4096)  # a reset raises
+            if not data:
+                break
+            out += data
+        s.close()
+        assert out.startswith(b"ERROR\nmessage:too many connections\n"), out
+    held[0].receipt("SEND", {"destination": "/queue/l"}, "ok", b"x")

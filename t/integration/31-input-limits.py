@@ -88,6 +88,29 @@ def test_partial_frames_share_one_limit(broker_factory):
     n.receipt("SEND", {"destination": "/queue/big"}, "again", b"z" * (8 * MiB))
 
 
+def test_closed_connections_lingering_do_not_lock_out_new_ones(broker_factory):
+    """Connections closed after an ERROR keep their descriptor a moment to
+    drain what their client still sends; when descriptors run out, those go
+    first: with 64 descriptors, sixty clients in a row that each read their
+    ERROR and keep their socket open all get their ERROR, and a client after
+    them is served at once, not refused."""
+    b = broker_factory(start=False)
+    plain = b.command
+    b.command = lambda: ["prlimit", "--nofile=64:64"] + plain()
+    b.start()
+    bad = []
+    for i in range(60):
+        c = Client(b.port, timeout=10)
+        c.send_raw(b"GARBAGE\n\n\0")
+        assert c.recv().command == "ERROR", i
+        bad.append(c)
+    good = connected(b.port)
+    good.receipt("SEND", {"destination": "/queue/after"}, "r", b"x")
+    assert "out of file descriptors" not in b.log()
+    for c in bad:
+        c.close()
+
+
 def test_out_of_file_descriptors_refuses_without_spinning(broker_factory):
     # With 64 descriptors the broker runs out after a few dozen clients:
     # the listener stops accepting for a moment instead of spinning on
