@@ -302,7 +302,20 @@ def test_removed_segments_are_not_held_open(broker_factory):
     blocks, so the disk space would come back only when later reads
     happened to evict them."""
     b = broker_factory(dict(WINDOW, **{"store.segment_size": "64KiB"}))
-    fill(b, "/queue/seg", 4000, body=b"s" * 400)
+    # A group commit goes whole into one segment, so a loaded machine's
+    # big groups would make few, large segments: rounds of 100 messages
+    # (about 55 KB, the last with a receipt waited for) keep every group
+    # under the segment size.
+    p = connected(b.port)
+    for r in range(40):
+        for i in range(100):
+            h = {"destination": "/queue/seg", "persistent": "true"}
+            if i == 99:
+                h["receipt"] = "round-%d" % r
+            p.send("SEND", h, b"s" * 400)
+        f = p.recv(timeout=30)
+        assert f.command == "RECEIPT" and f["receipt-id"] == "round-%d" % r, f
+    p.close()
     assert paged_out(b, "/queue/seg")["pending_on_disk"] > 3900
     # the log's segments, not LevelDB's own .log files
     segs = lambda: glob.glob(os.path.join(b.settings["broker.data_dir"], "**", "[0-9a-f]" * 8 + ".log"),
