@@ -419,17 +419,19 @@ static void sc_transactions(void)
 
 static void sc_heartbeats(void)
 {
-    struct stompc_options o = {.heart_beat_tx = 100, .heart_beat_rx = 100};
+    /* 400 ms: each side has 200 ms of grace (a loaded machine's late
+     * wake-ups), still a few beats each way in the idle time below */
+    struct stompc_options o = {.heart_beat_tx = 400, .heart_beat_rx = 400};
     struct stompc *c = open_client(url, &o);
-    /* idle inside the library for 1.5 s: beats go out and come in */
-    int64_t end = now_ms() + 1500;
+    /* idle inside the library for 3 s: beats go out and come in */
+    int64_t end = now_ms() + 3000;
     while (now_ms() < end)
         CHECK(stompc_run(c, 100) >= 0);
     struct stompc_send_opts sw = {.wait = true};
     send_text(c, "/queue/hb", "alive", &sw);
     CHECK(stats(c).connects == 1);
     /* poll-style idling keeps it alive too */
-    expect_nothing(c, 800);
+    expect_nothing(c, 1500);
     send_text(c, "/queue/hb", "alive", &sw);
     close_client(c);
 }

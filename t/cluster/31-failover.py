@@ -58,8 +58,10 @@ def test_five_master_kills(broker_factory, zk_ensemble):
     assert not missing, "receipted but never consumed: %s" % sorted(missing)[:10]
     assert len(producer.receipted) > 100
     # the requirement: within the session timeout plus a second (the
-    # median: one slow kill on a busy machine is allowed the slack above)
-    assert statistics.median(times) < 2.0 + 1.0, figures
+    # median: one slow kill on a busy machine is allowed the slack above);
+    # ZooKeeper expires sessions on its ticks, so the session ends up to a
+    # tick (0.5 s here) after its timeout
+    assert statistics.median(times) < 2.0 + 0.5 + 1.0, figures
     assert consumer.unmarked == 0, figures
 
 

@@ -326,15 +326,20 @@ def test_idle_destinations_are_removed_and_make_room(broker_factory):
     watcher.receipt("SUBSCRIBE", {"id": "1", "destination": "/topic/watched"}, "s")
     p = connected(b.port)
     p.receipt("SEND", {"destination": "/queue/held", "persistent": "true"}, "held", b"kept")
-    p.receipt("SEND", {"destination": "/topic/u0"}, "u0", b"x")      # nobody listens
+    u = connected(b.port)
+    u.receipt("SUBSCRIBE", {"id": "1", "destination": "/topic/u0"}, "s")
     c = connected(b.port)
     c.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/drained"}, "s")
     p.receipt("SEND", {"destination": "/queue/drained"}, "dr", b"x")
     assert c.recv().body == b"x"
-    c.receipt("UNSUBSCRIBE", {"id": "1"}, "u")
+    # full while all four are in use (an idle one could be gone a sweep
+    # later, however slow this test is)
     x = connected(b.port)
     x.send("SEND", {"destination": "/topic/full"})
     x.expect_error("broker.max_destinations")
+    # /topic/u0 and the drained queue fall idle
+    u.receipt("UNSUBSCRIBE", {"id": "1"}, "u")
+    c.receipt("UNSUBSCRIBE", {"id": "1"}, "u")
     # a sweep or two later /topic/u0 and /queue/drained are gone (each in
     # the sweep after it fell idle: not always the same one): room for two
     # (each new one is held by a subscriber, so it cannot go idle and give

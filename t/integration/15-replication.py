@@ -450,8 +450,8 @@ def test_stalled_slave_costs_at_most_its_window(broker_factory):
         elapsed = time.time() - t0
         assert fake.stalled.is_set()
         # the loop never waited for the stalled slave: a blocked master
-        # would hold a receipt until the drop, store.repl_timeout later
-        assert worst < 2.0, worst
+        # would hold a receipt until the drop, store.repl_timeout (5 s) later
+        assert worst < 4.0, worst
         assert elapsed / len(bodies) < 0.1, elapsed
         # it was paused with its window full, not sent the whole load
         assert seen_paused is not None and "send window full" in seen_paused["paused"], seen_paused

@@ -112,12 +112,15 @@ def test_kill9_rounds_lose_no_receipted_message_and_mark_every_redelivery(broker
         threads += [threading.Thread(target=consumer, args=(b.port, k, rnd, ledger, stop)) for k in range(2)]
         for t in threads:
             t.start()
-        # kill at a random point once some of this round is receipted
+        # kill at a random point: after a random number of this round's
+        # receipts (a count, not a time, so a slow machine hammers as much)
         before = len(ledger.receipted)
-        deadline = time.time() + 30
-        while len(ledger.receipted) < before + 20 and time.time() < deadline:
+        target = before + 20 + rng.randint(0, 100)
+        deadline = time.time() + 60
+        while len(ledger.receipted) < target and time.time() < deadline:
             time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 0.5))
+        assert len(ledger.receipted) >= target, "round %d: %d receipts in 60 s" % (rnd, len(ledger.receipted) - before)
+        time.sleep(rng.uniform(0.0, 0.05))
         b.kill()
         stop.set()
         for t in threads:
@@ -127,20 +130,22 @@ def test_kill9_rounds_lose_no_receipted_message_and_mark_every_redelivery(broker
     c = Client(b.port, timeout=10)
     c.connect()
     c.send("SUBSCRIBE", {"id": "d", "destination": QUEUE, "ack": "auto"})
+    drained = 0
     while True:
         try:
-            f = c.recv(timeout=3.0)
+            # the first may wait for the restarted broker to read its backlog
+            f = c.recv(timeout=3.0 if drained else 30.0)
         except TimeoutError:
             break
+        drained += 1
         ledger.delivered(f["mid"], f.get("redelivered") == "true", ROUNDS)
     c.close()
     assert ledger.violations == [], ledger.violations[:20]
     delivered = {d[0] for d in ledger.deliveries}
     lost = ledger.receipted - delivered
     assert not lost, "%d receipted messages lost, e.g. %s" % (len(lost), sorted(lost)[:10])
-    # the hammer hammered: thousands of receipted sends over the rounds,
+    # the hammer hammered: each round's receipts before its kill (above),
     # and redeliveries after kills
-    assert len(ledger.receipted) > 1000, len(ledger.receipted)
     assert any(d[1] for d in ledger.deliveries)
     print("sent %d, receipted %d, acked %d, deliveries %d, redelivered %d" % (
         len(ledger.sent), len(ledger.receipted), len(ledger.acked), len(ledger.deliveries),
