@@ -595,6 +595,11 @@ static bool linger_shed(void)
     return any;
 }
 
+unsigned stream_lingering(void)
+{
+    return nlingering;
+}
+
 void stream_layer_stop(void)
 {
     linger_shed();

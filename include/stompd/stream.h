@@ -191,6 +191,8 @@ void stream_close(struct stream *s, const char *why);
  * linger at once (descriptors beyond the connection limits). */
 #define STREAM_LINGER_MAX 256
 void stream_layer_stop(void);
+/* How many linger now. */
+unsigned stream_lingering(void);
 
 /* The before-sleep work of the layer: offer buffered input of resumed
  * streams (returns true when there was any), flush every stream that

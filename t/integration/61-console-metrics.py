@@ -229,3 +229,27 @@ def test_console_transport_refusals_counted(broker_factory):
     assert out.startswith(b"HTTP/1.1 408"), out
     assert value("stompd_http_request_timeouts_total") == 1
     assert value("stompd_http_misdirected_total") == 1
+
+
+def test_a_socket_closed_after_its_error_lingers_until_its_peer_closes(broker_factory):
+    """A connection closed after its ERROR keeps its socket, shut for
+    writing, while its client still has it open (what the client sends
+    then is read and dropped, so no reset costs it the ERROR), and lets it
+    go once the client closes: stompd_lingering_sockets says how many."""
+    b = broker_factory()
+
+    def lingering():
+        return metric_families(scrape(b))["stompd_lingering_sockets"][1]["stompd_lingering_sockets"]
+
+    assert lingering() == 0
+    c = connected(b.port)
+    c.send_raw(b"GARBAGE\n\n\0")
+    assert c.recv().command == "ERROR"
+    assert c.sock.recv(10) == b""          # the end of the stream, not a reset
+    assert lingering() == 1
+    c.send_raw(b"SEND\ndestination:/queue/x\n\nignored\0")   # read and dropped
+    c.close()
+    deadline = time.time() + 10
+    while lingering() != 0:
+        assert time.time() < deadline, "the socket still lingers after its peer closed"
+        time.sleep(0.05)
