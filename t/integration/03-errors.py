@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from stompd_test import Client, connected, encode_frame
+from stompd_test import Client, connected, encode_frame, read_to_the_end
 
 
 @pytest.fixture
@@ -239,17 +239,6 @@ def test_frame_too_large_without_content_length(small):
     c = connected(small.port)
     c.send_raw(b"SEND\ndestination:/queue/a\n\n" + b"z" * 70000)
     c.expect_error("frame too large")
-
-
-def read_to_the_end(sock, timeout=10.0):
-    """All the peer sends until its end of stream; a reset raises."""
-    sock.settimeout(timeout)
-    out = b""
-    while True:
-        data = sock.recv(65536)
-        if not data:
-            return out
-        out += data
 
 
 def test_frames_behind_an_error_cost_the_client_neither_the_error_nor_a_clean_close(broker):

@@ -1,7 +1,7 @@
 """Many concurrent connections, and the connection limit."""
 import socket
 
-from stompd_test import Client, connected
+from stompd_test import Client, connected, read_to_the_end
 
 
 def test_thousand_concurrent_connections(broker):
@@ -49,12 +49,7 @@ def test_a_client_refused_at_the_limit_reads_its_error_and_a_clean_end(broker_fa
     for _ in range(5):
         s = socket.create_connection(("127.0.0.1", b.port), timeout=10)
         s.sendall(b"CONNECT\naccept-version:1.2\nhost:x\n\n\0" + b"SEND\ndestination:/queue/l\n\n" + b"x" * 65536 + b"\0")
-        out = b""
-        while True:
-            data = s.recv(4096)  # a reset raises
-            if not data:
-                break
-            out += data
+        out = read_to_the_end(s)
         s.close()
         assert out.startswith(b"ERROR\nmessage:too many connections\n"), out
     held[0].receipt("SEND", {"destination": "/queue/l"}, "ok", b"x")

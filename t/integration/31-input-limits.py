@@ -88,16 +88,22 @@ def test_partial_frames_share_one_limit(broker_factory):
     n.receipt("SEND", {"destination": "/queue/big"}, "again", b"z" * (8 * MiB))
 
 
+def with_64_descriptors(broker_factory):
+    """A broker started under `prlimit --nofile=64`."""
+    b = broker_factory(start=False)
+    plain = b.command
+    b.command = lambda: ["prlimit", "--nofile=64:64"] + plain()
+    b.start()
+    return b
+
+
 def test_closed_connections_lingering_do_not_lock_out_new_ones(broker_factory):
     """Connections closed after an ERROR keep their descriptor a moment to
     drain what their client still sends; when descriptors run out, those go
     first: with 64 descriptors, sixty clients in a row that each read their
     ERROR and keep their socket open all get their ERROR, and a client after
     them is served at once, not refused."""
-    b = broker_factory(start=False)
-    plain = b.command
-    b.command = lambda: ["prlimit", "--nofile=64:64"] + plain()
-    b.start()
+    b = with_64_descriptors(broker_factory)
     bad = []
     for i in range(60):
         c = Client(b.port, timeout=10)
@@ -119,10 +125,7 @@ def test_out_of_file_descriptors_refuses_without_spinning(broker_factory):
     # free up new clients get in.
     import base64
     import http.client
-    b = broker_factory(start=False)
-    plain = b.command
-    b.command = lambda: ["prlimit", "--nofile=64:64"] + plain()
-    b.start()
+    b = with_64_descriptors(broker_factory)
     held = []
     for _ in range(80):
         try:

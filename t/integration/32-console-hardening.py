@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from stompd_test import read_to_the_end
+
 GOOD = "Basic " + base64.b64encode(b"admin:admin").decode()
 
 
@@ -95,12 +97,7 @@ def test_a_refused_body_does_not_cost_the_client_its_answer(broker_factory):
             "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (b.http_port, GOOD, len(body)))
     s = socket.create_connection(("127.0.0.1", b.http_port), timeout=10)
     s.sendall(head.encode() + body)
-    out = b""
-    while True:
-        chunk = s.recv(65536)  # a reset raises
-        if not chunk:
-            break
-        out += chunk
+    out = read_to_the_end(s)
     s.close()
     assert out.startswith(b"HTTP/1.1 413"), out
     assert b"http.max_request" in out

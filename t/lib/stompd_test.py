@@ -616,6 +616,18 @@ class Client:
             pass
 
 
+def read_to_the_end(sock, timeout=10.0):
+    """All the peer sends until its end of stream; a reset raises (a broker
+    that closes after its answer must not cost the client that answer)."""
+    sock.settimeout(timeout)
+    out = b""
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return out
+        out += data
+
+
 def connected(port, version="1.2", headers=None):
     c = Client(port)
     c.connect(version, headers)
