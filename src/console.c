@@ -46,6 +46,7 @@
 #include "stompd/sched.h"
 #include "stompd/server.h"
 #include "stompd/store.h"
+#include "stompd/stream.h"
 #include "stompd/sub.h"
 #include "stompd/tls.h"
 #include "stompd/ws.h"
@@ -433,6 +434,8 @@ json_t *console_counters_json(void)
                      "memory_bytes", (json_int_t)dest_total_mem(), "waiting_for_store",
                      (json_int_t)commit_waiting());
     json_object_set_new(c, "memory_limit", json_integer((json_int_t)config.memory_limit));
+    /* closed after their last answer, still draining what the peer sends */
+    json_object_set_new(c, "lingering_sockets", json_integer((json_int_t)stream_lingering()));
     json_object_set_new(c, "destinations", json_integer((json_int_t)dest_count()));
     struct auth_stats as;
     auth_get_stats(&as);

@@ -773,10 +773,13 @@ void html_main(struct http_req *h)
         esc(&b, waiting);
         buf_append_str(&b, "</p>\n");
     }
-    buf_printf(&b, "<p class=\"meta\" id=\"counters\">%lld connections &middot; %lld messages in &middot; "
+    buf_printf(&b, "<p class=\"meta\" id=\"counters\">%lld connections", jint(ct, "connections"));
+    if (jint(ct, "lingering_sockets") > 0)
+        buf_printf(&b, " (and %lld closed, draining what their peer still sends)", jint(ct, "lingering_sockets"));
+    buf_printf(&b, " &middot; %lld messages in &middot; "
                    "%lld messages out &middot; %lld protocol errors &middot; %lld expired &middot; "
                    "%lld dead-lettered &middot; %lld duplicates dropped &middot; %s of messages held (limit %s)",
-               jint(ct, "connections"), jint(ct, "messages_in"), jint(ct, "messages_out"), jint(ct, "protocol_errors"),
+               jint(ct, "messages_in"), jint(ct, "messages_out"), jint(ct, "protocol_errors"),
                jint(ct, "expired"), jint(ct, "dead_lettered"), jint(ct, "duplicates"),
                human_bytes(t1, sizeof t1, (double)jint(ct, "memory_bytes")),
                human_bytes(t2, sizeof t2, (double)jint(ct, "memory_limit")));

@@ -247,6 +247,10 @@ def test_a_socket_closed_after_its_error_lingers_until_its_peer_closes(broker_fa
     assert c.recv().command == "ERROR"
     assert c.sock.recv(10) == b""          # the end of the stream, not a reset
     assert lingering() == 1
+    # the JSON counters and the page say the same
+    assert http_json(b.http_port, "/api/counters")["lingering_sockets"] == 1
+    st, _, page = http_request(b.http_port, "GET", "/")
+    assert st == 200 and re.search(r'id="counters">\d+ connections \(and 1 closed, draining', page.decode())
     c.send_raw(b"SEND\ndestination:/queue/x\n\nignored\0")   # read and dropped
     c.close()
     deadline = time.time() + 10
