@@ -122,7 +122,7 @@ static const struct cfg_key keys[] = {
     {"stomp.max_transactions", CFG_INT, "100", 1, 100000, NULL, OFF(max_transactions),
      "open transactions per connection"},
     {"stomp.max_tx_frames", CFG_INT, "100000", 1, 100000000, NULL, OFF(max_tx_frames),
-     "frames held in one transaction"},
+     "frames held in one transaction (a SEND to a composite destination counts once per destination)"},
     {"stomp.ws_listen", CFG_ADDR, "", 0, 0, NULL, OFF(ws_listen),
      "address:port of the STOMP over WebSocket listener (ws://), bound with stomp.listen; empty = none"},
     {"stomp.wss_listen", CFG_ADDR, "", 0, 0, NULL, OFF(wss_listen),

@@ -130,7 +130,7 @@ static int ack_or_hold(struct conn *c, struct frame *f, bool nack, uint64_t *lsn
     if (tx) {
         if (!find_entry(c, f, false))
             return -EPROTO;
-        return txn_hold(c, tx, f);
+        return txn_hold(c, tx, f, 1);
     }
     int rc = ack_message(c, f, nack, false);
     if (rc > 0) {

@@ -186,11 +186,12 @@ int handle_send(struct conn *c, struct frame *f, uint64_t *lsn)
         struct route r;
         if (check_schedule(f) != 0 || send_route(c, name, false, &r) != 0)
             return -EPROTO;
+        uint32_t legs = r.n ? r.n : 1;
         route_free(&r);
         const char *rt = frame_get(f, "reply-to");
         if (rt && reply_to_dest(c, rt) != 0)
             return -EPROTO;
-        return txn_hold(c, tx, f);
+        return txn_hold(c, tx, f, legs);
     }
     return send_message(c, f, NULL);
 }

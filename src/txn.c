@@ -36,20 +36,26 @@ struct txn *txn_find(struct conn *c, const char *id)
     return t;
 }
 
-int txn_hold(struct conn *c, const char *id, struct frame *f)
+int txn_hold(struct conn *c, const char *id, struct frame *f, uint32_t legs)
 {
     struct txn *t = txn_find(c, id);
     if (!t)
         return proto_fail("unknown transaction", "Transaction '%.128s' was not begun (or already ended).", id);
-    if (t->nframes >= (uint32_t)config.max_tx_frames)
-        return proto_fail("transaction too large", "A transaction may hold %lld frames (stomp.max_tx_frames).",
+    /* COMMIT publishes every leg in one loop turn and may hold them all
+     * in memory: both bounds count legs, not frames */
+    if (t->legs + legs > (uint64_t)config.max_tx_frames)
+        return proto_fail("transaction too large",
+                          "A transaction may hold %lld frames (stomp.max_tx_frames); a SEND to a composite "
+                          "destination counts once for each destination it names.",
                           (long long)config.max_tx_frames);
-    if (dest_total_mem() >= config.memory_limit)
-        return proto_fail("broker memory full", "The broker holds broker.memory_limit bytes of messages; a "
-                          "transaction cannot hold more. Commit smaller transactions.");
     int64_t bytes = (int64_t)f->body_len + 64;
     for (uint32_t i = 0; i < f->nheaders; i++)
         bytes += f->headers[i].name_len + f->headers[i].value_len + 2;
+    bytes *= legs;
+    if (dest_total_mem() + bytes > config.memory_limit)
+        return proto_fail("broker memory full", "The broker holds broker.memory_limit bytes of messages; a "
+                          "transaction cannot hold more. Commit smaller transactions.");
+    t->legs += legs;
     t->bytes += bytes;
     dest_reserve(bytes);
     if (t->nframes == t->cap) {

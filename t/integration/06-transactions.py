@@ -88,3 +88,42 @@ def test_transaction_limits(broker_factory):
     for i in range(4):
         p.send("SEND", {"destination": "/queue/lim", "transaction": "a"}, b"x")
     p.expect_error("transaction too large")
+
+
+def test_a_composite_send_counts_once_per_destination(broker_factory):
+    """COMMIT publishes a copy to every destination a SEND names, in one
+    loop turn: stomp.max_tx_frames and broker.memory_limit count those
+    copies, so a transaction of composite SENDs cannot multiply either
+    (max_tx_frames x max_composite copies in one turn stalled every other
+    client for seconds)."""
+    b = broker_factory({"stomp.max_tx_frames": "10", "broker.memory_limit": "1MiB"})
+    four = ",".join("/queue/leg%d" % i for i in range(4))
+    p = connected(b.port)
+    p.send("BEGIN", {"transaction": "a"})
+    p.receipt("SEND", {"destination": four, "transaction": "a"}, "s1", b"x")
+    p.receipt("SEND", {"destination": four, "transaction": "a"}, "s2", b"x")   # 8 of 10
+    p.send("SEND", {"destination": four, "transaction": "a"}, b"x")            # 12
+    f = p.expect_error("transaction too large")
+    assert "once for each destination" in f.body.decode()
+    # the same SENDs to one destination each fit
+    p = connected(b.port)
+    p.send("BEGIN", {"transaction": "a"})
+    for i in range(10):
+        p.receipt("SEND", {"destination": "/queue/leg0", "transaction": "a"}, "r%d" % i, b"x")
+    p.receipt("COMMIT", {"transaction": "a"}, "c")
+    # 200 KB to 8 queues is 1.6 MB at COMMIT: over the 1 MiB limit,
+    # though the frame itself is held once
+    eight = ",".join("/queue/big%d" % i for i in range(8))
+    p = connected(b.port)
+    p.send("BEGIN", {"transaction": "m"})
+    p.send("SEND", {"destination": eight, "transaction": "m"}, b"y" * 200000)
+    p.expect_error("broker memory full")
+    # to 4 of them it fits, and COMMIT delivers every copy
+    rx = connected(b.port)
+    rx.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/big3"}, "s")
+    p = connected(b.port)
+    p.send("BEGIN", {"transaction": "m"})
+    p.receipt("SEND", {"destination": ",".join("/queue/big%d" % i for i in range(4)), "transaction": "m"}, "r",
+              b"y" * 200000)
+    p.receipt("COMMIT", {"transaction": "m"}, "c")
+    assert rx.recv().body == b"y" * 200000
