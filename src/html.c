@@ -551,9 +551,10 @@ static void scheduler_section(struct buf *b)
                   "scheduled (%lld in memory, %lld non-persistent) &middot; next due <b id=\"next-due\">",
                jint(sc, "scheduled"), jint(sc, "in_memory"), jint(sc, "non_persistent"));
     esc(b, json_is_null(json_object_get(sc, "next_due")) ? "-" : jstr(sc, "next_due"));
-    buf_printf(b, "</b> &middot; %lld fired &middot; %lld cancelled &middot; all of them: "
-                  "<a href=\"/api/scheduler\">/api/scheduler</a></p>\n",
-               jint(sc, "fired"), jint(sc, "cancelled"));
+    buf_printf(b, "</b> &middot; %lld fired &middot; %lld cancelled", jint(sc, "fired"), jint(sc, "cancelled"));
+    if (json_is_true(json_object_get(sc, "waits_for_room")))
+        buf_append_str(b, " &middot; <b class=\"warn\" id=\"sched-held\">firing waits: a destination is full</b>");
+    buf_append_str(b, " &middot; all of them: <a href=\"/api/scheduler\">/api/scheduler</a></p>\n");
     json_t *jobs = json_object_get(sc, "jobs");
     if (json_array_size(jobs)) {
         buf_append_str(b, "<table id=\"jobs\"><tr><th>job id</th><th>due</th><th>destination</th><th>persistent</th>"

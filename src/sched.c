@@ -105,7 +105,8 @@ static struct {
     bool gone_unassigned;           /* removals wait for a batch's lsn */
     bool running;
     ev_timer timer;
-    uint64_t fired, cancelled;
+    struct op *held;                /* the last turn's firings, waiting for room */
+    uint64_t fired, cancelled, holds;
 } S = {.tree = RB_INITIALIZER(&S.tree), .gone_list = TAILQ_HEAD_INITIALIZER(S.gone_list),
        .unassigned = TAILQ_HEAD_INITIALIZER(S.unassigned)};
 
@@ -573,8 +574,24 @@ static void fire(struct job *j, struct op *op, int64_t now)
     job_free(j);
 }
 
+/* The scheduler is a producer like any other: once a turn's firings find
+ * a destination full (its broker.dest_memory_limit, or broker.memory_limit
+ * for the broker), nothing more fires until there is room again. A repeating
+ * job has nobody to pause, so it would otherwise grow memory without bound
+ * and in the end hold up every other producer. */
+static void room_again(void *arg, bool ok)
+{
+    (void)arg;
+    (void)ok;
+    S.held = NULL;
+    log_info("scheduler: room again, firing resumes");
+    arm();
+}
+
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
+    if (S.held)
+        return; /* room_again arms the timer */
     int64_t now = server_now_ms();
     struct op *op = NULL;
     int n = 0;
@@ -599,8 +616,16 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (op) {
         uint64_t lsn = persist_batch_end();
         op_batch_close(op, lsn);
-        op_submit(op);
+        if (op_waits_room(op)) {
+            S.held = op;
+            S.holds++;
+            op_notify(op, room_again, NULL);
+            log_info("scheduler: a destination it fires into is full; firing waits for room");
+        }
+        op_submit(op); /* may free it (and call room_again) at once */
     }
+    if (S.held)
+        return;
     if (S.paged && S.window_bytes < config.scheduler_window / 2)
         page_in();
     if (n == FIRE_BATCH) {
@@ -615,7 +640,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void arm(void)
 {
-    if (!S.running)
+    if (!S.running || S.held)
         return;
     ev_timer_stop(srv.loop, &S.timer);
     struct job *j = RB_MIN(jtree, &S.tree);
@@ -659,6 +684,9 @@ void sched_stop(void)
     if (S.running)
         ev_timer_stop(srv.loop, &S.timer);
     S.running = false;
+    if (S.held)
+        op_cancel_notify(S.held);
+    S.held = NULL;
     struct job *j, *next;
     for (j = RB_MIN(jtree, &S.tree); j; j = next) {
         next = RB_NEXT(jtree, &S.tree, j);
@@ -683,6 +711,8 @@ void sched_info(struct sched_info *out)
     out->in_memory = S.nmem;
     out->volatile_jobs = S.volatiles;
     out->fired = S.fired;
+    out->holds = S.holds;
+    out->waiting_for_room = S.held != NULL;
     out->cancelled = S.cancelled;
     struct job *j = RB_MIN(jtree, &S.tree);
     out->next_due = j ? j->key.due : -1;

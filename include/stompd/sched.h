@@ -60,6 +60,8 @@ struct sched_info {
     uint64_t in_memory;     /* of them, held in memory */
     uint64_t volatile_jobs; /* non-persistent ones (memory only) */
     uint64_t fired, cancelled;
+    uint64_t holds;         /* times firing waited for a full destination */
+    bool waiting_for_room;  /* it waits now */
     int64_t next_due;       /* ms since the epoch; -1: none */
 };
 void sched_info(struct sched_info *out);

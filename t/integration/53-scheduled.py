@@ -215,3 +215,50 @@ def test_a_small_window_pages_many_scheduled_messages_in_due_order(broker_factor
         assert delays_seen[k] - delays_seen[k + 1] <= span * 1000, \
             "delivered out of due order at %d: %s (SENDs over %.3f s)" % (k, delays_seen[k:k + 2], span)
     c.expect_nothing(0.5)
+
+
+def counters(b):
+    c = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=5)
+    c.request("GET", "/api/counters", headers={"Authorization": "Basic " + base64.b64encode(b"admin:admin").decode()})
+    data = c.getresponse().read()
+    c.close()
+    return json.loads(data)
+
+
+@pytest.mark.parametrize("persistent", ["false", "true"])
+def test_a_repeating_job_waits_while_its_destination_is_full(broker_factory, persistent):
+    """A job repeating every 10 ms into a queue nobody reads has no
+    producer to pause: the scheduler itself stops firing once the queue
+    holds broker.dest_memory_limit, so the broker's memory stays at the
+    limit (it grew 10 MB a second before) and other producers are served.
+    Once a consumer makes room, firing resumes."""
+    limit = 1 << 20
+    b = broker_factory({"broker.dest_memory_limit": "1MiB"})
+    p = connected(b.port)
+    p.receipt("SEND", {"destination": "/queue/flood", "AMQ_SCHEDULED_PERIOD": "10", "AMQ_SCHEDULED_REPEAT": "-1",
+                       "persistent": persistent}, "r", b"f" * 100000)
+    # 2 s are two hundred periods, 20 MB of copies without the wait; what
+    # it may hold: the queue's limit, one firing over it, the job's record
+    end = time.time() + 2.0
+    while time.time() < end:
+        assert counters(b)["memory_bytes"] < limit + 3 * 101000, counters(b)
+        time.sleep(0.05)
+    deadline = time.time() + 30
+    while not scheduler(b)["waits_for_room"]:
+        assert time.time() < deadline, scheduler(b)
+        time.sleep(0.05)
+    fired = scheduler(b)["fired"]
+    time.sleep(1.0)   # a hundred periods
+    st = scheduler(b)
+    assert st["waits_for_room"] and st["fired"] == fired and st["room_waits"] == 1, st
+    assert counters(b)["memory_bytes"] < limit + 3 * 101000, counters(b)
+    # another destination's producer is not held
+    q = connected(b.port)
+    q.receipt("SEND", {"destination": "/queue/other"}, "o", b"o")
+    # a consumer makes room: firing resumes and the copies keep coming
+    c = subscriber(b, "/queue/flood", headers={"ack": "auto"})
+    n = 0
+    while n < 30:
+        assert recv_timed(c)[0].body == b"f" * 100000
+        n += 1
+    assert scheduler(b)["fired"] > fired
