@@ -91,10 +91,9 @@ struct msg *msg_from_frame(struct frame *f, const char *dest, const char *id, ui
     return m;
 }
 
-struct msg *msg_new(const char *dest, const char *id, uint64_t seq, int64_t timestamp,
-                    bool persistent, uint8_t priority, int64_t expires,
-                    const struct stomp_header *headers, uint32_t nheaders,
-                    const char *body, size_t body_len)
+static struct msg *build(const char *dest, const char *id, uint64_t seq, int64_t timestamp, bool persistent,
+                         uint8_t priority, int64_t expires, const struct stomp_header *headers, uint32_t nheaders,
+                         const char *body, size_t body_len, struct msg *share)
 {
     struct msg *m = calloc(1, sizeof *m);
     if (!m)
@@ -105,7 +104,7 @@ struct msg *msg_new(const char *dest, const char *id, uint64_t seq, int64_t time
     m->persistent = persistent;
     m->priority = priority;
     m->expires = expires;
-    size_t strbytes = body_len + 1;
+    size_t strbytes = share ? 0 : body_len + 1;
     for (uint32_t i = 0; i < nheaders; i++)
         strbytes += headers[i].name_len + headers[i].value_len + 2;
     char *s = alloc_own(m, nheaders, dest, id, strbytes);
@@ -123,13 +122,36 @@ struct msg *msg_new(const char *dest, const char *id, uint64_t seq, int64_t time
         s += h->value_len + 1;
     }
     m->nheaders = nheaders;
-    if (body_len)
-        memcpy(s, body, body_len);
-    s[body_len] = '\0';
-    m->body = s;
-    m->body_len = body_len;
+    if (share) {
+        m->body_of = msg_ref(share);
+        m->body = share->body;
+        m->body_len = share->body_len;
+    } else {
+        if (body_len)
+            memcpy(s, body, body_len);
+        s[body_len] = '\0';
+        m->body = s;
+        m->body_len = body_len;
+    }
     finish(m);
     return m;
+}
+
+struct msg *msg_new(const char *dest, const char *id, uint64_t seq, int64_t timestamp,
+                    bool persistent, uint8_t priority, int64_t expires,
+                    const struct stomp_header *headers, uint32_t nheaders,
+                    const char *body, size_t body_len)
+{
+    return build(dest, id, seq, timestamp, persistent, priority, expires, headers, nheaders, body, body_len, NULL);
+}
+
+struct msg *msg_new_sharing(const char *dest, const char *id, uint64_t seq, int64_t timestamp,
+                            bool persistent, uint8_t priority, int64_t expires,
+                            const struct stomp_header *headers, uint32_t nheaders, struct msg *src)
+{
+    /* the one that owns the body: a copy of a copy shares the first's */
+    struct msg *owner = src->body_of ? src->body_of : src;
+    return build(dest, id, seq, timestamp, persistent, priority, expires, headers, nheaders, NULL, 0, owner);
 }
 
 void msg_unref(struct msg *m)
@@ -142,7 +164,9 @@ void msg_unref(struct msg *m)
     free(m->frame_mem);
     free(m->own_mem);
     free(m->jdurables);
+    struct msg *owner = m->body_of;
     free(m);
+    msg_unref(owner);
 }
 
 const char *msg_get(const struct msg *m, const char *name)

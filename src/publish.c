@@ -161,7 +161,7 @@ static int publish_scheduled(struct msg *m, int64_t due, const struct publish *p
 /* The copy of m that goes to d: its own destination header (and, through
  * a virtual topic, the topic in original-destination, as ActiveMQ), seq
  * and message-id (but the first keeps m's). */
-static struct msg *copy_for(const struct msg *m, struct dest *d, const struct dest *via, bool first)
+static struct msg *copy_for(struct msg *m, struct dest *d, const struct dest *via, bool first)
 {
     uint32_t n = 0;
     struct stomp_header hs[m->nheaders + 1];
@@ -173,8 +173,8 @@ static struct msg *copy_for(const struct msg *m, struct dest *d, const struct de
     char id[128];
     if (!first)
         server_next_msg_id(id, sizeof id);
-    return msg_new(d->name, first ? m->id : id, first ? m->seq : server_next_seq(), m->timestamp, m->persistent,
-                   m->priority, m->expires, hs, n, m->body, m->body_len);
+    return msg_new_sharing(d->name, first ? m->id : id, first ? m->seq : server_next_seq(), m->timestamp,
+                           m->persistent, m->priority, m->expires, hs, n, m);
 }
 
 /* One copy per destination, published as a transaction's SENDs are: every

@@ -34,6 +34,7 @@ struct msg {
     size_t body_len;
     size_t size;         /* bytes charged to memory limits */
     void *frame_mem;     /* owned: the frame this message came from */
+    struct msg *body_of; /* a reference: the message whose body this one shares, or NULL */
     void *own_mem;       /* owned: header array and broker strings */
     struct {
         char *p;
@@ -65,6 +66,13 @@ struct msg *msg_new(const char *dest, const char *id, uint64_t seq, int64_t time
                     bool persistent, uint8_t priority, int64_t expires,
                     const struct stomp_header *headers, uint32_t nheaders,
                     const char *body, size_t body_len);
+
+/* The same, sharing src's body instead of copying it: a composite SEND's
+ * copies hold one body between them. Each still counts the body in its
+ * size (what its destination is charged, as if it held it alone). */
+struct msg *msg_new_sharing(const char *dest, const char *id, uint64_t seq, int64_t timestamp,
+                            bool persistent, uint8_t priority, int64_t expires,
+                            const struct stomp_header *headers, uint32_t nheaders, struct msg *src);
 
 static inline struct msg *msg_ref(struct msg *m) { m->refs++; return m; }
 void msg_unref(struct msg *m);

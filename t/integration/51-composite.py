@@ -6,6 +6,7 @@ kill -9 keeps all of its copies or none."""
 import base64
 import http.client
 import json
+import re
 import subprocess
 import threading
 import time
@@ -216,3 +217,29 @@ def test_composite_needs_write_on_each_destination(broker_factory, tmp_path):
     reader.receipt("SUBSCRIBE", {"id": "a", "destination": "/queue/c.a"}, "s")
     assert reader.recv(timeout=10).body == b"both"
     reader.expect_nothing(0.5)
+
+
+def test_copies_share_one_body(broker):
+    """The copies of a composite SEND share its body: 64 queues holding a
+    4 MiB message take about 4 MiB of the broker's memory, not 256 (one
+    client's SEND grew it by gigabytes). Each queue is still charged the
+    whole message, as if it held it alone, and each copy arrives whole."""
+    def rss():
+        with open("/proc/%d/status" % broker.proc.pid) as st:
+            return int(re.search(r"VmRSS:\s+(\d+) kB", st.read()).group(1)) * 1024
+    body = b"0123456789abcdef" * (1 << 18)
+    dest = ",".join("/queue/share%d" % i for i in range(64))
+    before = rss()
+    p = connected(broker.port)
+    p.receipt("SEND", {"destination": dest}, "r", body)
+    grew = rss() - before
+    assert grew < 64 << 20, grew
+    st, counters = console(broker, "/api/counters")
+    assert counters["memory_bytes"] >= 64 * len(body), counters
+    for i in (0, 31, 63):
+        c = connected(broker.port)
+        c.send("SUBSCRIBE", {"id": "s", "destination": "/queue/share%d" % i})
+        f = c.recv()
+        assert f["destination"] == "/queue/share%d" % i and f.body == body
+        c.close()
+    p.close()
