@@ -792,11 +792,13 @@ bool queue_return(struct qentry *e, enum return_why why)
     /* A NACK past the limit dead-letters (0: the first NACK does). A
      * consumer that went away counts too, against poison messages that
      * kill their consumers, but never on its first loss: restarting a
-     * consumer must not dead-letter what it held. */
+     * consumer must not dead-letter what it held. A broker that stops is
+     * no consumer's fault: a rolling restart must not dead-letter what
+     * consumers held (as a kill -9 does not). */
     int64_t limit = config.max_redeliveries;
     if (why == RETURN_LOST && limit == 0)
         limit = 1;
-    if (limit >= 0 && e->redeliveries > (uint64_t)limit && !dlq_is_dlq(q->dest))
+    if (why != RETURN_STOPPED && limit >= 0 && e->redeliveries > (uint64_t)limit && !dlq_is_dlq(q->dest))
         return dlq_move(e, why == RETURN_NACK ? "max redeliveries exceeded" : "max redeliveries exceeded (consumer lost)");
     /* back to its place: an O(log n) insert, whatever the backlog */
     q->npending++;

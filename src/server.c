@@ -317,6 +317,7 @@ void server_stop(void)
  * ones we have, then every broker structure freed. */
 void server_shutdown(void)
 {
+    srv.stopping = true; /* what consumers held goes back without counting against them */
     listener_stop(&srv.stomp);
     listener_stop(&srv.ws);
     listener_stop(&srv.wss);

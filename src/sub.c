@@ -327,7 +327,7 @@ bool sub_release_all(struct sub *s)
         if (s != t && e->sub != s)
             continue;
         detach(t, e);
-        journaled |= queue_return(e, RETURN_LOST);
+        journaled |= queue_return(e, srv.stopping ? RETURN_STOPPED : RETURN_LOST);
     }
     return journaled;
 }

@@ -125,7 +125,11 @@ void queue_restore(struct queue *q, uint64_t n);
  * place, counted as a redelivery; a message past the redelivery limit goes
  * to the dead-letter queue instead. Returns true when the entry was
  * dead-lettered in a journal entry. */
-enum return_why { RETURN_NACK, RETURN_LOST };
+enum return_why {
+    RETURN_NACK,
+    RETURN_LOST,    /* its consumer went away */
+    RETURN_STOPPED, /* the broker stops: redelivered, never dead-lettered */
+};
 bool queue_return(struct qentry *e, enum return_why why);
 /* Remove an entry for good (acked, expired, purged, moved). */
 void queue_entry_done(struct qentry *e);

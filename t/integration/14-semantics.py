@@ -131,6 +131,47 @@ def test_consumer_loss_counts_as_redelivery(broker_factory):
     assert d.recv().body == b"x"
 
 
+@pytest.mark.parametrize("kind", ["queue", "durable"])
+def test_a_broker_that_stops_does_not_dead_letter_what_consumers_held(broker_factory, kind):
+    """A clean stop (SIGTERM) gives back what connected consumers held, as
+    redeliveries, but never dead-letters it: a rolling restart is not a
+    consumer failing (as kill -9 never dead-letters). Found by helper-36:
+    with the limit at 1, two restarts dead-lettered every message a
+    healthy consumer was holding, on queues and durable subscriptions."""
+    b = broker_factory({"broker.max_redeliveries": "1", "store.sync": "local_disk"})
+    if kind == "queue":
+        dest, sub = "/queue/held", {"id": "1", "destination": "/queue/held", "ack": "client-individual"}
+    else:
+        dest = "/topic/held"
+        sub = {"id": "1", "destination": dest, "ack": "client-individual", "activemq.subscriptionName": "held"}
+
+    def consumer():
+        c = connected(b.port, headers={"client-id": "held-client"})
+        c.receipt("SUBSCRIBE", sub, "s")
+        return c
+    c = consumer()
+    p = connected(b.port)
+    for i in range(3):
+        p.receipt("SEND", {"destination": dest, "persistent": "true"}, "r%d" % i, b"job%d" % i)
+    p.close()
+    for restart in range(4):
+        got = [c.recv(timeout=15) for _ in range(3)]
+        assert [m.body for m in got] == [b"job0", b"job1", b"job2"], (restart, got)
+        assert all((m.get("redelivered") == "true") == (restart > 0) for m in got), (restart, got)
+        assert b.stop() == 0          # SIGTERM while the consumer holds them, unacked
+        c.close()
+        b.restart()
+        c = consumer()
+    dlq = connected(b.port)
+    dlq.receipt("SUBSCRIBE", {"id": "d", "destination": "/queue/ActiveMQ.DLQ"}, "d")
+    dlq.expect_nothing()
+    got = [c.recv(timeout=15) for _ in range(3)]
+    assert [m.body for m in got] == [b"job0", b"job1", b"job2"]
+    for m in got:
+        c.send("ACK", {"id": m["ack"]})
+    c.receipt("UNSUBSCRIBE", {"id": "1"}, "u")
+
+
 def test_per_destination_dlq(broker_factory):
     b = broker_factory({"broker.max_redeliveries": "0", "broker.per_destination_dlq": "true"})
     send(b.port, "/queue/orders", [b"o"])
