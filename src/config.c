@@ -117,6 +117,9 @@ static const struct cfg_key keys[] = {
      "frames per connection waiting for the store before the broker stops reading it"},
     {"stomp.max_subscriptions", CFG_INT, "1000", 1, 1000000, NULL, OFF(max_subscriptions),
      "subscriptions per connection"},
+    {"stomp.max_consumers", CFG_INT, "20000", 1, 10000000, NULL, OFF(max_consumers),
+     "destinations one connection's subscriptions take from in all: one for a plain subscription, one per "
+     "destination for a composite or wildcard one"},
     {"stomp.max_composite", CFG_INT, "256", 1, 100000, NULL, OFF(max_composite),
      "destinations one SEND or SUBSCRIBE may name in a comma-separated (composite) list"},
     {"stomp.max_transactions", CFG_INT, "100", 1, 100000, NULL, OFF(max_transactions),

@@ -442,6 +442,9 @@ json_t *console_counters_json(void)
     json_object_set_new(c, "auth_failures", json_integer((json_int_t)as.stomp_failures));
     json_object_set_new(c, "console_auth_failures", json_integer((json_int_t)as.console_failures));
     json_object_set_new(c, "access_denied", json_integer((json_int_t)acl_denials()));
+    /* queues created after a wildcard SUBSCRIBE that its connection had
+     * no room to take from (stomp.max_consumers) */
+    json_object_set_new(c, "wildcard_matches_refused", json_integer((json_int_t)sub_legs_refused()));
     if (persist_has_store()) {
         json_object_set_new(c, "store_bytes", json_integer((json_int_t)store_bytes()));
         json_object_set_new(c, "store_limit", json_integer((json_int_t)config.store_limit));

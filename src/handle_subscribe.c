@@ -34,6 +34,15 @@ static int parse_bool(const char *s, bool *out)
     return -1;
 }
 
+static int too_many_consumers(const char *name)
+{
+    return proto_fail("too many consumers",
+                      "A connection's subscriptions may take from %lld destinations in all (stomp.max_consumers): "
+                      "one for a plain subscription, one per destination a composite or wildcard one names or "
+                      "matches; '%.200s' would take it over.",
+                      (long long)config.max_consumers, name);
+}
+
 static int parse_prefetch(const struct frame *f, bool queue, bool durable, uint32_t *out)
 {
     const char *names[] = {"activemq.prefetchSize", "prefetch-count"};
@@ -73,6 +82,8 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
     if (c->nsubs >= (uint32_t)config.max_subscriptions)
         return proto_fail("too many subscriptions", "A connection may hold %lld subscriptions (stomp.max_subscriptions).",
                           (long long)config.max_subscriptions);
+    if (c->nconsumers >= (uint64_t)config.max_consumers)
+        return too_many_consumers(name);
 
     enum ack_mode ack = ACK_AUTO;
     const char *a = frame_get(f, "ack");
@@ -183,6 +194,8 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
     c->nsubs++;
 
     bool journaled = false;
+    if (!legs)
+        c->nconsumers++;
     if (dname) {
         /* The durable keeps the selector; the subscriber evaluates none
          * (its backlog holds only matching messages). */
@@ -197,10 +210,14 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
         s->sel = sel;
         if (!(s->spec = strdup(name)))
             abort();
-        for (uint32_t i = 0; i < rs.n; i++) {
+        for (uint32_t i = 0; i < rs.n && !s->capped; i++) {
             if (rs.v[i].d) {
-                if (!sub_leg_on(s, rs.v[i].d))
+                if (sub_leg_on(s, rs.v[i].d))
+                    continue;
+                if (sub_leg_allowed(s))
                     sub_add_leg(s, rs.v[i].d);
+                else
+                    s->capped = true;
                 continue;
             }
             char **v = realloc(s->qpatterns, (s->nqpatterns + 1) * sizeof *v);
@@ -210,6 +227,12 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
             v[s->nqpatterns++] = rs.v[i].qpattern;
             rs.v[i].qpattern = NULL;
             route_watch_queues(s, v[s->nqpatterns - 1]);
+        }
+        if (s->capped) {
+            /* nothing was dispatched to it yet: gone without a trace */
+            sub_destroy(s);
+            route_sub_free(&rs);
+            return too_many_consumers(name);
         }
     }
     /* a virtual topic's consumer queue exists from its first consumer on */

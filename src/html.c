@@ -786,6 +786,11 @@ void html_main(struct http_req *h)
                human_bytes(t2, sizeof t2, (double)jint(ct, "memory_limit")));
     if (json_is_true(json_object_get(ct, "store_full")))
         buf_append_str(&b, " &middot; <b class=\"warn\">store full: persistent producers wait</b>");
+    if (jint(ct, "wildcard_matches_refused") > 0)
+        buf_printf(&b,
+                   " &middot; <b class=\"warn\" id=\"wildcard-refused\">%lld new queues a wildcard subscription "
+                   "matched were not taken from (stomp.max_consumers)</b>",
+                   jint(ct, "wildcard_matches_refused"));
     buf_append_str(&b, "</p>\n<h2>Messages per second</h2>\n");
     chart(&b, "chart-node", NULL);
     members_table(&b, cl, true);

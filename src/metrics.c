@@ -269,6 +269,7 @@ static const struct {
     {"broker.max_destinations", &config.max_destinations, false},
     {"broker.max_queue_depth", &config.max_queue_depth, false},
     {"stomp.max_subscriptions", &config.max_subscriptions, false},
+    {"stomp.max_consumers", &config.max_consumers, false},
     {"stomp.pending_limit", &config.pending_limit, false},
     {"http.max_connections", &config.http_max_connections, false},
 };
@@ -442,6 +443,7 @@ static struct auth_stats auth_now(void)
 static void c_auth_failures(struct metrics_out *m) { one_u64(m, auth_now().stomp_failures); }
 static void c_console_auth_failures(struct metrics_out *m) { one_u64(m, auth_now().console_failures); }
 static void c_access_denied(struct metrics_out *m) { one_u64(m, acl_denials()); }
+static void c_wildcard_refused(struct metrics_out *m) { one_u64(m, sub_legs_refused()); }
 static void c_auth_checks(struct metrics_out *m) { one_u64(m, auth_now().checks); }
 static void c_auth_cache_hits(struct metrics_out *m) { one_u64(m, auth_now().cache_hits); }
 static void c_auth_coalesced(struct metrics_out *m) { one_u64(m, auth_now().coalesced); }
@@ -541,6 +543,9 @@ static const struct family families[] = {
     {"stompd_console_auth_failures_total", "counter", "Console requests refused for their credentials or group",
      c_console_auth_failures},
     {"stompd_access_denied_total", "counter", "Frames and console actions refused by auth.acl", c_access_denied},
+    {"stompd_wildcard_matches_refused_total", "counter",
+     "Queues created after a wildcard SUBSCRIBE that its connection had no room to take from (stomp.max_consumers)",
+     c_wildcard_refused},
     {"stompd_auth_checks_total", "counter", "Password checks run (crypt(3) on the auth.hash_threads)",
      c_auth_checks},
     {"stompd_auth_cache_hits_total", "counter", "Logins answered from the login cache (auth.cache)",

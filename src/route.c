@@ -187,6 +187,7 @@ bool route_keep(struct dest *d)
 
 struct attach_ctx {
     struct dest *q;
+    bool later; /* a queue created after the SUBSCRIBE */
 };
 
 static void attach_watcher(void *item, void *arg)
@@ -199,6 +200,13 @@ static void attach_watcher(void *item, void *arg)
     /* a wildcard consumer takes only the queues it may read */
     if (!route_allowed_quiet(root->conn->who, x->q, ROUTE_READ))
         return;
+    if (!sub_leg_allowed(root)) {
+        if (x->later)
+            sub_count_refused_leg(root, x->q);
+        else
+            root->capped = true; /* the SUBSCRIBE is refused */
+        return;
+    }
     sub_add_leg(root, x->q);
 }
 
@@ -212,7 +220,7 @@ void route_dest_created(struct dest *d)
         return;
     vt_add(d);
     if (queue_watchers.nitems) {
-        struct attach_ctx x = {d};
+        struct attach_ctx x = {d, true};
         trie_match(&queue_watchers, dest_short_name(d->name), attach_watcher, &x);
     }
 }
@@ -256,7 +264,9 @@ static void watch_existing(struct dest *d, void *arg)
     struct watch_ctx *x = arg;
     if (d->kind != DEST_QUEUE || !dname_match(x->pattern, dest_short_name(d->name)))
         return;
-    struct attach_ctx a = {d};
+    if (x->root->capped)
+        return;
+    struct attach_ctx a = {d, false};
     attach_watcher(x->root, &a);
 }
 

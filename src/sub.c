@@ -376,6 +376,28 @@ struct sub *sub_leg_on(struct sub *root, struct dest *d)
     return l;
 }
 
+static uint64_t legs_refused;
+
+bool sub_leg_allowed(const struct sub *root)
+{
+    return root->conn->nconsumers < (uint64_t)config.max_consumers;
+}
+
+void sub_count_refused_leg(struct sub *root, const struct dest *d)
+{
+    legs_refused++;
+    /* once per subscription: a pattern may match many new queues */
+    if (root->capped)
+        return;
+    root->capped = true;
+    clog_warn(root->conn,
+              "subscription '%s' (%s) does not take from %s: the connection already takes from %lld destinations "
+              "(stomp.max_consumers); later ones are not logged",
+              root->id, root->spec, d->name, (long long)config.max_consumers);
+}
+
+uint64_t sub_legs_refused(void) { return legs_refused; }
+
 struct sub *sub_add_leg(struct sub *root, struct dest *d)
 {
     struct sub *l = calloc(1, sizeof *l);
@@ -392,6 +414,7 @@ struct sub *sub_add_leg(struct sub *root, struct dest *d)
     TAILQ_INIT(&l->legs);
     TAILQ_INSERT_TAIL(&root->legs, l, leg_link);
     root->nlegs++;
+    root->conn->nconsumers++;
     l->dest = d; /* the hash key */
     HASH_ADD(lh, root->leg_by_dest, dest, sizeof l->dest, l);
     attach(l, d);
@@ -423,6 +446,7 @@ bool sub_destroy(struct sub *s)
         TAILQ_REMOVE(&root->legs, s, leg_link);
         HASH_DELETE(lh, root->leg_by_dest, s);
         root->nlegs--;
+        root->conn->nconsumers--;
         free(s);
         return journaled;
     }
@@ -441,6 +465,7 @@ bool sub_destroy(struct sub *s)
         free(s->spec);
     } else {
         journaled = detach_dest(s);
+        c->nconsumers--;
     }
     HASH_DEL(c->subs, s);
     c->nsubs--;

@@ -47,6 +47,7 @@ struct config {
     int64_t output_limit;
     int64_t pending_limit;
     int64_t max_subscriptions;
+    int64_t max_consumers;
     int64_t max_composite;
     int64_t max_transactions;
     int64_t max_tx_frames;

@@ -54,6 +54,7 @@ struct conn {
     struct frame_parser parser;
     struct sub *subs;           /* by id */
     uint32_t nsubs;
+    uint32_t nconsumers;        /* destinations its subscriptions take from (stomp.max_consumers) */
     struct qentry *inflight;    /* by delivery tag */
     uint64_t next_tag;
     struct txn *txns;

@@ -57,6 +57,7 @@ struct sub {
     char **qpatterns;            /* a root: queue patterns whose queues it consumes from, */
     uint32_t nqpatterns;         /* existing and future ones */
     uint64_t fanout;             /* the last topic publish that reached it (once per publish) */
+    bool capped;                 /* a root: a destination it matched was not taken (stomp.max_consumers) */
 };
 
 /* The subscription a delivery counts against: a leg's root, else itself. */
@@ -124,6 +125,14 @@ void sub_attach(struct sub *s, struct dest *d);
  * of topic d. The caller checks it has no leg on d yet (sub_leg_on). */
 struct sub *sub_add_leg(struct sub *root, struct dest *d);
 struct sub *sub_leg_on(struct sub *root, struct dest *d);
+/* May root take from one more destination within its connection's
+ * stomp.max_consumers? A SUBSCRIBE that cannot take from every destination
+ * it names or matches now is refused; a queue created later that the
+ * connection has no room for is left to its other consumers, counted
+ * (sub_legs_refused) and logged once per subscription. */
+bool sub_leg_allowed(const struct sub *root);
+void sub_count_refused_leg(struct sub *root, const struct dest *d);
+uint64_t sub_legs_refused(void);
 /* The subscription may take more: its queues (every leg's) are looked at
  * again before the loop sleeps. */
 void sub_wake(struct sub *s);

@@ -386,3 +386,42 @@ def test_wildcard_subscriptions_read_only_what_they_may(broker_factory, tmp_path
     carol.send("SUBSCRIBE", {"id": "x", "destination": "/topic/news.*", "receipt": "deny"})
     f = carol.recv()
     assert f.command == "ERROR" and f["message"] == "access denied: no read permission on /topic/news.*", f
+
+
+def test_a_connection_takes_from_at_most_max_consumers_destinations(broker_factory):
+    """stomp.max_consumers bounds what one connection's subscriptions take
+    from, counting every queue a wildcard matches (found by review: 999
+    subscriptions to /queue/> over 5,000 queues made 5 million consumers,
+    3 GB and 7 s of loop time)."""
+    b = broker_factory({"stomp.max_consumers": "50"})
+    send_all(b, ["/queue/l.%d" % i for i in range(40)])
+    c1 = connected(b.port)
+    sub(c1, "/queue/l.>", sid="w", ack="client", prefetch="100")
+    assert len(collect(c1, 40)) == 40
+    # 40 + 11 would go over: the SUBSCRIBE is refused, and names the rule
+    c1.send("SUBSCRIBE", {"id": "c", "destination": ",".join("/topic/t.%d" % i for i in range(11))})
+    err = c1.expect_error("too many consumers").body.decode()
+    assert "stomp.max_consumers" in err and "50" in err
+    # the connection is gone, and what it held went back
+    c2 = connected(b.port)
+    sub(c2, "/queue/l.>", sid="w")
+    assert len(collect(c2, 40)) == 40
+    sub(c2, ",".join("/topic/t.%d" % i for i in range(5)), sid="t", receipt="t")  # 45
+    # ten new queues: room for five, the other five are left to other consumers
+    send_all(b, ["/queue/l.%d" % i for i in range(40, 50)])
+    assert sorted(f.body for f in collect(c2)) == [b"/queue/l.%d" % i for i in range(40, 45)]
+    c3 = connected(b.port)
+    sub(c3, ",".join("/queue/l.%d" % i for i in range(45, 50)), sid="rest")
+    assert sorted(f.body for f in collect(c3)) == [b"/queue/l.%d" % i for i in range(45, 50)]
+    assert console(b, "/api/counters")["wildcard_matches_refused"] == 5
+    assert b.log().count("does not take from") == 1  # logged once per subscription
+    # what a connection gives up it can take again
+    c2.receipt("UNSUBSCRIBE", {"id": "t"}, "u")  # 45
+    send_all(b, ["/queue/l.50"])  # 46
+    assert [f.body for f in collect(c2, 1)] == [b"/queue/l.50"]
+    # a plain SUBSCRIBE counts one
+    for i in range(4):
+        sub(c2, "/queue/plain.%d" % i, sid="p%d" % i, receipt="p%d" % i)  # 50
+    c2.send("SUBSCRIBE", {"id": "p4", "destination": "/queue/plain.4"})
+    c2.expect_error("too many consumers")
+    assert console(b, "/api/counters")["wildcard_matches_refused"] == 5
