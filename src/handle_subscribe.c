@@ -34,6 +34,30 @@ static int parse_bool(const char *s, bool *out)
     return -1;
 }
 
+/* A durable subscription's name: ActiveMQ 5's activemq.subscriptionName,
+ * or Artemis's durable-subscription-name (durable-subscriber-name before
+ * 2.0), so clients of either keep working. Empty is none. */
+static int durable_name(const struct frame *f, const char **out)
+{
+    static const char *const keys[] = {"activemq.subscriptionName", "durable-subscription-name",
+                                       "durable-subscriber-name"};
+    size_t from = 0;
+    *out = NULL;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const char *v = frame_get(f, keys[i]);
+        if (!v || !*v)
+            continue;
+        if (*out && strcmp(*out, v) != 0)
+            return proto_fail("conflicting durable subscription names",
+                              "%s '%.128s' and %s '%.128s' name different durable subscriptions.", keys[from], *out,
+                              keys[i], v);
+        if (!*out)
+            from = i;
+        *out = v;
+    }
+    return 0;
+}
+
 static int too_many_consumers(const char *name)
 {
     return proto_fail("too many consumers",
@@ -102,9 +126,9 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
     if (ex && parse_bool(ex, &exclusive) != 0)
         return proto_fail("invalid activemq.exclusive header", "Expected true or false, got '%.32s'.", ex);
 
-    const char *dname = frame_get(f, "activemq.subscriptionName");
-    if (dname && !*dname)
-        dname = NULL;
+    const char *dname;
+    if (durable_name(f, &dname) != 0)
+        return -EPROTO;
     if (dname && !c->client_id)
         return proto_fail("durable subscription needs a client-id",
                           "Send client-id on CONNECT to use activemq.subscriptionName.");
@@ -251,9 +275,9 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
 int handle_unsubscribe(struct conn *c, struct frame *f, uint64_t *lsn)
 {
     const char *id = frame_get(f, "id");
-    const char *dname = frame_get(f, "activemq.subscriptionName");
-    if (dname && !*dname)
-        dname = NULL;
+    const char *dname;
+    if (durable_name(f, &dname) != 0)
+        return -EPROTO;
     if (!id && c->version < STOMP_11)
         id = frame_get(f, "destination");
     if (!id && !dname)

@@ -298,19 +298,21 @@ def test_temp_topic(broker):
 
 # ------------------------------------------------------------------ durable subscriptions
 
-def test_durable_subscription_keeps_messages_while_away(broker):
+@pytest.mark.parametrize("name", ["activemq.subscriptionName", "durable-subscription-name", "durable-subscriber-name"])
+def test_durable_subscription_keeps_messages_while_away(broker, name):
+    """ActiveMQ 5's header, and Artemis's (and its name before 2.0)."""
     s = connected(broker.port, headers={"client-id": "sub-app"})
-    s.receipt("SUBSCRIBE", {"id": "1", "destination": "/topic/news", "activemq.subscriptionName": "n"}, "s")
+    s.receipt("SUBSCRIBE", {"id": "1", "destination": "/topic/news", name: "n"}, "s")
     s.receipt("UNSUBSCRIBE", {"id": "1"}, "u")      # deactivate only
     s.send("DISCONNECT", {"receipt": "d"})
     s.recv()
     send(broker.port, "/topic/news", [b"while away 1", b"while away 2"])
     s = connected(broker.port, headers={"client-id": "sub-app"})
-    s.send("SUBSCRIBE", {"id": "1", "destination": "/topic/news", "activemq.subscriptionName": "n"})
+    s.send("SUBSCRIBE", {"id": "1", "destination": "/topic/news", name: "n"})
     assert [m.body for m in drain(s)] == [b"while away 1", b"while away 2"]
-    s.receipt("UNSUBSCRIBE", {"id": "1", "activemq.subscriptionName": "n"}, "destroy")
+    s.receipt("UNSUBSCRIBE", {"id": "1", name: "n"}, "destroy")
     send(broker.port, "/topic/news", [b"after destroy"])
-    s.send("SUBSCRIBE", {"id": "2", "destination": "/topic/news", "activemq.subscriptionName": "n"})
+    s.send("SUBSCRIBE", {"id": "2", "destination": "/topic/news", name: "n"})
     s.expect_nothing()
 
 
@@ -325,6 +327,10 @@ def test_durable_subscription_errors(broker):
     c.send("SUBSCRIBE", {"id": "1", "destination": "/topic/t", "activemq.subscriptionName": "x"})
     c.send("SUBSCRIBE", {"id": "2", "destination": "/topic/t", "activemq.subscriptionName": "x"})
     c.expect_error("already")
+    c = connected(broker.port, headers={"client-id": "two-names"})
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/topic/t", "activemq.subscriptionName": "x",
+                         "durable-subscription-name": "y"})
+    c.expect_error("conflicting durable subscription names")
 
 
 def test_durable_and_plain_subscribers_each_get_a_copy(broker):
