@@ -573,6 +573,8 @@ void queue_add_consumer(struct queue *q, struct sub *s)
 {
     TAILQ_INSERT_TAIL(&q->consumers, s, q_link);
     q->nconsumers++;
+    q->nexclusive += s->exclusive;
+    q->ready_round = 0;
     skip_reset(q);
     queue_mark_dirty(q);
 }
@@ -585,6 +587,8 @@ void queue_remove_consumer(struct queue *q, struct sub *s)
         q->scan_end = NULL;
     TAILQ_REMOVE(&q->consumers, s, q_link);
     q->nconsumers--;
+    q->nexclusive -= s->exclusive;
+    q->ready_round = 0;
     skip_reset(q);
     struct group *g, *tmp;
     HASH_ITER(hh, q->groups, g, tmp) {
@@ -603,11 +607,33 @@ enum pick { PICK_NONE_READY, PICK_NO_MATCH, PICK_OK, PICK_LATER };
 
 static struct sub *first_exclusive(struct queue *q)
 {
+    if (q->nexclusive == 0)
+        return NULL;
     struct sub *s;
     TAILQ_FOREACH(s, &q->consumers, q_link)
         if (s->exclusive)
             return s;
     return NULL;
+}
+
+/* A round of picks: one dispatch sweep, or one message routed straight to
+ * a consumer. */
+static uint64_t pick_round;
+
+/* Can any consumer take a message now? (see ready_hint) */
+static bool any_ready(struct queue *q)
+{
+    if (q->ready_round != pick_round) {
+        q->ready_round = pick_round;
+        q->ready_hint = TAILQ_FIRST(&q->consumers);
+    }
+    for (struct sub *s = q->ready_hint; s; s = TAILQ_NEXT(s, q_link))
+        if (sub_ready(s)) {
+            q->ready_hint = s;
+            return true;
+        }
+    q->ready_hint = NULL;
+    return false;
 }
 
 /* resumed: this message's consumer scan was stopped by the budget; it goes
@@ -647,11 +673,7 @@ static enum pick pick(struct queue *q, struct msg *m, bool resumed, struct sub *
             }
             /* The group waits for its owner; others may still take other
              * messages, so report "no match" rather than "none ready". */
-            struct sub *s;
-            TAILQ_FOREACH(s, &q->consumers, q_link)
-                if (sub_ready(s))
-                    return PICK_NO_MATCH;
-            return PICK_NONE_READY;
+            return any_ready(q) ? PICK_NO_MATCH : PICK_NONE_READY;
         }
     }
     struct sub *start = q->rr ? q->rr : TAILQ_FIRST(&q->consumers);
@@ -747,6 +769,7 @@ void queue_push(struct queue *q, struct msg *m)
         /* choosing a consumer is this message's routing: its own budget */
         struct sub_pass pass;
         sub_pass_begin(&pass);
+        pick_round++;
         enum pick r = pick(q, m, false, &s);
         sub_pass_end(&pass);
         if (r == PICK_OK) {
@@ -822,6 +845,7 @@ static void dispatch(struct queue *q, const struct sub_pass *pass)
     bool from = q->resuming;
     struct qkey fk = q->resume;
     q->resuming = false;
+    pick_round++;
     if (!from)
         q->rescan = false; /* a sweep from the top sees everything */
     page_in(q);

@@ -90,6 +90,13 @@ struct queue {
     TAILQ_HEAD(, sub) consumers;
     uint32_t nconsumers;
     struct sub *rr;             /* round-robin cursor */
+    uint32_t nexclusive;        /* consumers with activemq.exclusive */
+    /* A message whose group's owner is full waits, and the others go on
+     * if any consumer can take one. Consumers only fill up within one
+     * round of picks, so the search for one that can take goes on from the
+     * last found (NULL: none) while the round lasts. */
+    uint64_t ready_round;
+    struct sub *ready_hint;
     struct group *groups;
     bool dirty;
     TAILQ_ENTRY(queue) dirty_link;
