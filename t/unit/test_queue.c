@@ -244,7 +244,11 @@ static void test_exclusive(void **state)
     struct conn *a = fake_conn(), *b = fake_conn();
     consumer(a, d, ACK_AUTO, 1000, NULL);
     struct sub *x = consumer(b, d, ACK_AUTO, 1000, NULL);
+    /* SUBSCRIBE marks it before it joins the queue, which counts it */
+    queue_remove_consumer(&d->q, x);
     x->exclusive = true;
+    queue_add_consumer(&d->q, x);
+    assert_int_equal(d->q.nexclusive, 1);
     push(d, "1", 4, NULL, NULL);
     push(d, "2", 4, NULL, NULL);
     queue_dispatch_dirty();
