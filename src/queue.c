@@ -151,6 +151,7 @@ void queue_init(struct queue *q, struct dest *d)
     memset(q, 0, sizeof *q);
     RB_INIT(&q->pending);
     TAILQ_INIT(&q->consumers);
+    TAILQ_INIT(&q->ring);
     q->dest = d;
 }
 
@@ -569,26 +570,90 @@ void queue_restore(struct queue *q, uint64_t n)
 
 /* ------------------------------------------------------------ consumers and dispatch */
 
+/* The one after s in the ring, wrapping round (NULL: s is alone). */
+static struct sub *ring_next(struct queue *q, struct sub *s)
+{
+    struct sub *n = TAILQ_NEXT(s, ring_link);
+    if (!n)
+        n = TAILQ_FIRST(&q->ring);
+    return n == s ? NULL : n;
+}
+
+/* s leaves the ring: the cursor, and the end of a stopped scan, move on
+ * to the one after it (a scan that then starts where it ends goes all the
+ * way round: it may look at some twice, never misses one). */
+static void ring_out(struct queue *q, struct sub *s)
+{
+    struct sub *n = ring_next(q, s);
+    if (q->rr == s)
+        q->rr = n;
+    if (q->scan_end == s)
+        q->scan_end = n;
+    TAILQ_REMOVE(&q->ring, s, ring_link);
+}
+
+static void park(struct queue *q, struct sub *s)
+{
+    ring_out(q, s);
+    s->parked = true;
+    q->nparked++;
+}
+
+void queue_unpark(struct queue *q, struct sub *s)
+{
+    if (!s->parked)
+        return;
+    s->parked = false;
+    q->nparked--;
+    /* next in turn: a scan stopped by the budget looks at it too */
+    struct sub *rr = q->rr;
+    if (rr) {
+        TAILQ_INSERT_BEFORE(rr, s, ring_link);
+        if (q->scan_end == rr)
+            q->scan_end = s; /* it went all the way round; it still does */
+    } else {
+        TAILQ_INSERT_TAIL(&q->ring, s, ring_link);
+    }
+    q->rr = s;
+}
+
+/* A sweep from the top: every consumer back, in the order they came. An
+ * unpark missed would cost a wait until then, never a message. */
+static void unpark_all(struct queue *q)
+{
+    if (q->nparked == 0)
+        return;
+    TAILQ_INIT(&q->ring);
+    struct sub *s;
+    TAILQ_FOREACH(s, &q->consumers, q_link) {
+        s->parked = false;
+        TAILQ_INSERT_TAIL(&q->ring, s, ring_link);
+    }
+    q->nparked = 0;
+}
+
 void queue_add_consumer(struct queue *q, struct sub *s)
 {
     TAILQ_INSERT_TAIL(&q->consumers, s, q_link);
+    TAILQ_INSERT_TAIL(&q->ring, s, ring_link);
+    s->parked = false;
     q->nconsumers++;
     q->nexclusive += s->exclusive;
-    q->ready_round = 0;
     skip_reset(q);
     queue_mark_dirty(q);
 }
 
 void queue_remove_consumer(struct queue *q, struct sub *s)
 {
-    if (q->rr == s)
-        q->rr = TAILQ_NEXT(s, q_link);
-    if (q->scan_end == s)
-        q->scan_end = NULL;
+    if (s->parked) {
+        s->parked = false;
+        q->nparked--;
+    } else {
+        ring_out(q, s);
+    }
     TAILQ_REMOVE(&q->consumers, s, q_link);
     q->nconsumers--;
     q->nexclusive -= s->exclusive;
-    q->ready_round = 0;
     skip_reset(q);
     struct group *g, *tmp;
     HASH_ITER(hh, q->groups, g, tmp) {
@@ -616,24 +681,13 @@ static struct sub *first_exclusive(struct queue *q)
     return NULL;
 }
 
-/* A round of picks: one dispatch sweep, or one message routed straight to
- * a consumer. */
-static uint64_t pick_round;
-
-/* Can any consumer take a message now? (see ready_hint) */
+/* Can any consumer take a message now? */
 static bool any_ready(struct queue *q)
 {
-    if (q->ready_round != pick_round) {
-        q->ready_round = pick_round;
-        q->ready_hint = TAILQ_FIRST(&q->consumers);
-    }
-    for (struct sub *s = q->ready_hint; s; s = TAILQ_NEXT(s, q_link))
-        if (sub_ready(s)) {
-            q->ready_hint = s;
-            return true;
-        }
-    q->ready_hint = NULL;
-    return false;
+    struct sub *s;
+    while ((s = TAILQ_FIRST(&q->ring)) && !sub_ready(s))
+        park(q, s);
+    return s != NULL;
 }
 
 /* resumed: this message's consumer scan was stopped by the budget; it goes
@@ -676,42 +730,47 @@ static enum pick pick(struct queue *q, struct msg *m, bool resumed, struct sub *
             return any_ready(q) ? PICK_NO_MATCH : PICK_NONE_READY;
         }
     }
-    struct sub *start = q->rr ? q->rr : TAILQ_FIRST(&q->consumers);
+    struct sub *start = q->rr ? q->rr : TAILQ_FIRST(&q->ring);
     struct sub *end = start;
     bool any_ready = false;
     if (resumed && q->scan_end) {
         end = q->scan_end;
         any_ready = q->scan_ready;
     }
-    struct sub *s = start;
-    do {
-        if (sub_ready(s)) {
-            any_ready = true;
-            enum sub_verdict v = sub_select(sub_sel(s), m);
-            if (v == SUB_LATER) {
-                q->rr = s;
-                q->scan_end = end;
-                q->scan_ready = any_ready;
-                return PICK_LATER;
+    /* from start round to end; all the way round when they are one */
+    bool round = true;
+    for (struct sub *s = start, *next; s && (round || s != end); s = next) {
+        round = false;
+        next = ring_next(q, s);
+        if (!sub_ready(s)) {
+            park(q, s);
+            if (s == end) {
+                end = next;
+                round = true;
             }
-            if (v == SUB_YES) {
-                struct sub *nx = TAILQ_NEXT(s, q_link);
-                q->rr = nx ? nx : TAILQ_FIRST(&q->consumers);
-                if (m->group && m->group_seq != -1) {
-                    g = calloc(1, sizeof *g);
-                    if (!g || !(g->name = strdup(m->group)))
-                        abort();
-                    g->sub = s;
-                    HASH_ADD_KEYPTR(hh, q->groups, g->name, strlen(g->name), g);
-                }
-                *out = s;
-                return PICK_OK;
-            }
+            continue;
         }
-        s = TAILQ_NEXT(s, q_link);
-        if (!s)
-            s = TAILQ_FIRST(&q->consumers);
-    } while (s != end);
+        any_ready = true;
+        enum sub_verdict v = sub_select(sub_sel(s), m);
+        if (v == SUB_LATER) {
+            q->rr = s;
+            q->scan_end = end;
+            q->scan_ready = any_ready;
+            return PICK_LATER;
+        }
+        if (v == SUB_YES) {
+            q->rr = next ? next : s;
+            if (m->group && m->group_seq != -1) {
+                g = calloc(1, sizeof *g);
+                if (!g || !(g->name = strdup(m->group)))
+                    abort();
+                g->sub = s;
+                HASH_ADD_KEYPTR(hh, q->groups, g->name, strlen(g->name), g);
+            }
+            *out = s;
+            return PICK_OK;
+        }
+    }
     return any_ready ? PICK_NO_MATCH : PICK_NONE_READY;
 }
 
@@ -769,7 +828,6 @@ void queue_push(struct queue *q, struct msg *m)
         /* choosing a consumer is this message's routing: its own budget */
         struct sub_pass pass;
         sub_pass_begin(&pass);
-        pick_round++;
         enum pick r = pick(q, m, false, &s);
         sub_pass_end(&pass);
         if (r == PICK_OK) {
@@ -845,9 +903,10 @@ static void dispatch(struct queue *q, const struct sub_pass *pass)
     bool from = q->resuming;
     struct qkey fk = q->resume;
     q->resuming = false;
-    pick_round++;
-    if (!from)
+    if (!from) {
         q->rescan = false; /* a sweep from the top sees everything */
+        unpark_all(q);
+    }
     page_in(q);
     int64_t now = server_now_ms();
     bool skipped = false;

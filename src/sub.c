@@ -241,11 +241,27 @@ void sub_deliver(struct sub *s, struct qentry *e)
 }
 
 /* t is the entry's subscription's top (the one holding the unacked list) */
+/* t has room again: its consumers go back into their queues' rounds. */
+static void room_back(struct sub *t)
+{
+    if (!sub_has_legs(t)) {
+        if (t->q)
+            queue_unpark(t->q, t);
+        return;
+    }
+    struct sub *l;
+    TAILQ_FOREACH(l, &t->legs, leg_link)
+        queue_unpark(l->q, l);
+}
+
 static void detach(struct sub *t, struct qentry *e)
 {
     TAILQ_REMOVE(&t->unacked, e, link);
     HASH_DEL(t->conn->inflight, e);
+    bool was_full = t->inflight >= t->prefetch;
     t->inflight--;
+    if (was_full && t->inflight < t->prefetch)
+        room_back(t);
     e->q->ninflight--;
 }
 
@@ -262,6 +278,7 @@ static bool ack_one(struct sub *t, struct qentry *e)
 
 void sub_wake(struct sub *s)
 {
+    room_back(s);
     if (!sub_has_legs(s)) {
         queue_mark_dirty(s->q);
         return;

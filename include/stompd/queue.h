@@ -91,12 +91,15 @@ struct queue {
     uint32_t nconsumers;
     struct sub *rr;             /* round-robin cursor */
     uint32_t nexclusive;        /* consumers with activemq.exclusive */
-    /* A message whose group's owner is full waits, and the others go on
-     * if any consumer can take one. Consumers only fill up within one
-     * round of picks, so the search for one that can take goes on from the
-     * last found (NULL: none) while the round lasts. */
-    uint64_t ready_round;
-    struct sub *ready_hint;
+    /* The consumers not known to be full, in round-robin order (rr and
+     * scan_end are in it). A pick that finds one full sets it aside
+     * (sub->parked) and skips it from then on; it comes back when it has
+     * room again (queue_unpark: an ack, its connection's output drained),
+     * and a sweep from the top brings all back. Round robin, and the search
+     * for any consumer with room while a group waits for its owner, so cost
+     * what the consumers with room cost, not what the full ones do. */
+    TAILQ_HEAD(, sub) ring;
+    uint32_t nparked;
     struct group *groups;
     bool dirty;
     TAILQ_ENTRY(queue) dirty_link;
@@ -143,6 +146,8 @@ void queue_entry_done(struct qentry *e);
 
 void queue_add_consumer(struct queue *q, struct sub *s);
 void queue_remove_consumer(struct queue *q, struct sub *s);
+/* s (a consumer of q) has room again: back into q's round robin. */
+void queue_unpark(struct queue *q, struct sub *s);
 
 /* Something changed for the consumers (one is ready again, came, went):
  * dispatch, from the top (a stopped dispatch goes on from its stop, then

@@ -44,6 +44,8 @@ struct sub {
     bool no_local;
     uint64_t delivered;
     TAILQ_ENTRY(sub) q_link;     /* in q->consumers */
+    TAILQ_ENTRY(sub) ring_link;  /* in q->ring unless parked */
+    bool parked;                 /* found full: out of q->ring until it has room */
     TAILQ_ENTRY(sub) topic_link; /* in dest->subscribers */
     UT_hash_handle hh;           /* conn->subs by id */
     /* legs (see above) */

@@ -159,3 +159,78 @@ def test_user_headers_pass_through(broker):
     m = c.recv()
     assert m["reply-to"] == "/queue/back" and m["correlation-id"] == "c-1"
     assert m["type"] == "order" and m["content-type"] == "text/plain" and m["x-custom"] == "yes"
+
+
+def drain(conns, wait=0.3):
+    """Every frame that arrives on each connection until all are quiet."""
+    got = {c: [] for c in conns}
+    quiet = False
+    while not quiet:
+        quiet = True
+        for c in conns:
+            try:
+                got[c].append(c.recv(timeout=wait))
+                quiet = False
+            except TimeoutError:
+                pass
+    return got
+
+
+def test_full_consumers_are_passed_over_and_come_back_when_they_have_room(broker):
+    """A consumer found full is set aside from round robin; an ACK (the
+    queue empty: each message picks its consumer as it comes) or a backlog
+    brings it back."""
+    q = "/queue/park"
+    f = connected(broker.port)
+    for i in range(5):
+        f.send("SUBSCRIBE", {"id": "f%d" % i, "destination": q, "ack": "client-individual",
+                             "activemq.prefetchSize": "1"})
+    f.receipt("SEND", {"destination": "/queue/park-none"}, "subscribed")
+    send_n(broker.port, q, 5, prefix=b"held")
+    held = {m["subscription"]: m for m in f.recv_all(5)}
+    assert sorted(held) == ["f%d" % i for i in range(5)]
+    others = [connected(broker.port) for _ in range(3)]
+    for i, c in enumerate(others):
+        c.receipt("SUBSCRIBE", {"id": "o%d" % i, "destination": q}, "o%d" % i)
+    # five full, three with room: round robin over the three
+    send_n(broker.port, q, 30, prefix=b"a")
+    got = drain(others)
+    assert [len(got[c]) for c in others] == [10, 10, 10]
+    f.expect_nothing()
+    # f2 acks: it takes one of the next four (each picked as it comes)
+    f.receipt("ACK", {"id": held["f2"]["ack"]}, "acked-f2")
+    send_n(broker.port, q, 4, prefix=b"b")
+    got = drain(others + [f])
+    assert [m["subscription"] for m in got[f]] == ["f2"]
+    assert sum(len(got[c]) for c in others) == 3
+    # a backlog behind full consumers: each ACK lets one through
+    for i, c in enumerate(others):
+        c.receipt("UNSUBSCRIBE", {"id": "o%d" % i}, "u%d" % i)
+    send_n(broker.port, q, 3, prefix=b"c")
+    f.expect_nothing()
+    for i in (0, 1, 3):
+        f.send("ACK", {"id": held["f%d" % i]["ack"]})
+    got = drain([f])[f]
+    assert sorted(m["subscription"] for m in got) == ["f0", "f1", "f3"]
+    assert sorted(m.body for m in got) == [b"c0", b"c1", b"c2"]
+
+
+def test_a_wildcard_consumer_with_room_again_is_offered_every_queue_it_takes_from(broker):
+    """Room back on a wildcard subscription (an ACK of a message from one
+    queue) puts it back into the round robin of all its queues."""
+    w = connected(broker.port)
+    w.receipt("SUBSCRIBE", {"id": "w", "destination": "/queue/pk.*", "ack": "client-individual",
+                            "activemq.prefetchSize": "1"}, "w")
+    a = connected(broker.port)
+    a.receipt("SUBSCRIBE", {"id": "a", "destination": "/queue/pk.a"}, "a")
+    send_n(broker.port, "/queue/pk.b", 1)
+    full = w.recv()
+    assert full["destination"] == "/queue/pk.b"
+    send_n(broker.port, "/queue/pk.a", 4, prefix=b"a")
+    assert len(drain([a])[a]) == 4
+    w.expect_nothing()
+    w.receipt("ACK", {"id": full["ack"]}, "acked")
+    send_n(broker.port, "/queue/pk.a", 2, prefix=b"b")
+    got = drain([a, w])
+    assert [m["destination"] for m in got[w]] == ["/queue/pk.a"]
+    assert len(got[a]) == 1

@@ -599,6 +599,50 @@ static void test_budget_queues_take_turns(void **state)
     stop_ticking();
 }
 
+/* A consumer found full is set aside from the round robin, also by a scan
+ * the budget stopped; with room again (an ACK) it comes back as the next in
+ * turn, so the scan, going on, offers it the message at once instead of
+ * first asking every other consumer. */
+static void test_budget_scan_over_a_full_consumer(void **state)
+{
+    ticking();
+    struct dest *d = queue_named("/queue/parked");
+    struct conn *one = fake_conn(), *many = fake_conn();
+    struct sub *s = consumer(one, d, ACK_CLIENT_INDIVIDUAL, 1, "v LIKE '%z'");
+    struct msg *m = long_header_msg(d->name, "m0", 'z');
+    dest_deliver(d, m);
+    msg_unref(m);
+    assert_string_equal(received_subs(one), "s0:m0");
+    for (int i = 0; i < 40; i++)
+        consumer(many, d, ACK_AUTO, 1000, "v LIKE '%b'");
+    set_budget("4500"); /* two evaluations per iteration */
+    m = long_header_msg(d->name, "m1", 'z');
+    dest_deliver(d, m);
+    msg_unref(m);
+    assert_true(s->parked);
+    assert_int_equal(d->q.nparked, 1);
+    for (int i = 0; i < 5; i++) {
+        next_iteration();
+        queue_dispatch_dirty();
+    }
+    assert_int_equal(d->q.npending, 1);
+    assert_true(d->q.resuming); /* the scan is still going over the 40 */
+    sub_ack(s, TAILQ_FIRST(&s->unacked));
+    assert_false(s->parked);
+    int n = 0;
+    while (d->q.npending && n < 10) {
+        next_iteration();
+        queue_dispatch_dirty();
+        n++;
+    }
+    assert_true(n <= 2);
+    assert_string_equal(received_subs(one), "s0:m1");
+    assert_string_equal(received(many), "");
+    free_conn(one);
+    free_conn(many);
+    stop_ticking();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -614,6 +658,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_budget_whole_budget_not_enough, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget_queues_take_turns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget_no_spinning_on_a_message_none_takes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_budget_scan_over_a_full_consumer, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
