@@ -53,6 +53,9 @@ static const struct cfg_key keys[] = {
      "memory for messages per destination; producers to a full destination are paused"},
     {"broker.max_connections", CFG_INT, "10000", 1, 1000000, NULL, OFF(max_connections),
      "client connections accepted at once; further ones are refused with an ERROR"},
+    {"broker.max_consumers", CFG_INT, "1000000", 1, 100000000, NULL, OFF(broker_max_consumers),
+     "destinations all subscriptions take from in all, across connections (stomp.max_consumers counts them "
+     "per connection)"},
     {"broker.max_destinations", CFG_INT, "10000", 0, 100000000, NULL, OFF(max_destinations),
      "destinations held at once; a SEND or SUBSCRIBE that would create one more gets ERROR; 0 = no limit"},
     {"broker.max_queue_depth", CFG_INT, "0", 0, INT64_MAX, NULL, OFF(max_queue_depth),

@@ -442,8 +442,10 @@ json_t *console_counters_json(void)
     json_object_set_new(c, "auth_failures", json_integer((json_int_t)as.stomp_failures));
     json_object_set_new(c, "console_auth_failures", json_integer((json_int_t)as.console_failures));
     json_object_set_new(c, "access_denied", json_integer((json_int_t)acl_denials()));
-    /* queues created after a wildcard SUBSCRIBE that its connection had
-     * no room to take from (stomp.max_consumers) */
+    /* what all subscriptions take from (broker.max_consumers), and queues
+     * created after a wildcard SUBSCRIBE that had no room to take from */
+    json_object_set_new(c, "consumers", json_integer((json_int_t)sub_consumers()));
+    json_object_set_new(c, "max_consumers", json_integer((json_int_t)config.broker_max_consumers));
     json_object_set_new(c, "wildcard_matches_refused", json_integer((json_int_t)sub_legs_refused()));
     if (persist_has_store()) {
         json_object_set_new(c, "store_bytes", json_integer((json_int_t)store_bytes()));

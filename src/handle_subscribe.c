@@ -58,13 +58,16 @@ static int durable_name(const struct frame *f, const char **out)
     return 0;
 }
 
-static int too_many_consumers(const char *name)
+/* key: the limit it would go over (sub_consumer_limit) */
+static int too_many_consumers(const char *key, const char *name)
 {
+    bool broker = key && !strcmp(key, "broker.max_consumers");
     return proto_fail("too many consumers",
-                      "A connection's subscriptions may take from %lld destinations in all (stomp.max_consumers): "
-                      "one for a plain subscription, one per destination a composite or wildcard one names or "
-                      "matches; '%.200s' would take it over.",
-                      (long long)config.max_consumers, name);
+                      "%s may take from %lld destinations in all (%s): one for a plain subscription, one per "
+                      "destination a composite or wildcard one names or matches; '%.200s' would take %s over.",
+                      broker ? "All the broker's subscriptions" : "A connection's subscriptions",
+                      (long long)(broker ? config.broker_max_consumers : config.max_consumers),
+                      broker ? "broker.max_consumers" : "stomp.max_consumers", name, broker ? "them" : "it");
 }
 
 static int parse_prefetch(const struct frame *f, bool queue, bool durable, uint32_t *out)
@@ -106,8 +109,9 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
     if (c->nsubs >= (uint32_t)config.max_subscriptions)
         return proto_fail("too many subscriptions", "A connection may hold %lld subscriptions (stomp.max_subscriptions).",
                           (long long)config.max_subscriptions);
-    if (c->nconsumers >= (uint64_t)config.max_consumers)
-        return too_many_consumers(name);
+    const char *over = sub_consumer_limit(c);
+    if (over)
+        return too_many_consumers(over, name);
 
     enum ack_mode ack = ACK_AUTO;
     const char *a = frame_get(f, "ack");
@@ -219,7 +223,7 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
 
     bool journaled = false;
     if (!legs)
-        c->nconsumers++;
+        sub_consumer_add(c);
     if (dname) {
         /* The durable keeps the selector; the subscriber evaluates none
          * (its backlog holds only matching messages). */
@@ -254,9 +258,10 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
         }
         if (s->capped) {
             /* nothing was dispatched to it yet: gone without a trace */
+            over = sub_consumer_limit(c);
             sub_destroy(s);
             route_sub_free(&rs);
-            return too_many_consumers(name);
+            return too_many_consumers(over, name);
         }
     }
     /* a virtual topic's consumer queue exists from its first consumer on */

@@ -777,6 +777,8 @@ void html_main(struct http_req *h)
     buf_printf(&b, "<p class=\"meta\" id=\"counters\">%lld connections", jint(ct, "connections"));
     if (jint(ct, "lingering_sockets") > 0)
         buf_printf(&b, " (and %lld closed, draining what their peer still sends)", jint(ct, "lingering_sockets"));
+    buf_printf(&b, " &middot; <span id=\"consumers\">%lld consumers (limit %lld)</span>", jint(ct, "consumers"),
+               jint(ct, "max_consumers"));
     buf_printf(&b, " &middot; %lld messages in &middot; "
                    "%lld messages out &middot; %lld protocol errors &middot; %lld expired &middot; "
                    "%lld dead-lettered &middot; %lld duplicates dropped &middot; %s of messages held (limit %s)",
@@ -789,7 +791,7 @@ void html_main(struct http_req *h)
     if (jint(ct, "wildcard_matches_refused") > 0)
         buf_printf(&b,
                    " &middot; <b class=\"warn\" id=\"wildcard-refused\">%lld new queues a wildcard subscription "
-                   "matched were not taken from (stomp.max_consumers)</b>",
+                   "matched were not taken from (stomp.max_consumers, broker.max_consumers)</b>",
                    jint(ct, "wildcard_matches_refused"));
     buf_append_str(&b, "</p>\n<h2>Messages per second</h2>\n");
     chart(&b, "chart-node", NULL);

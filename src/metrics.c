@@ -270,6 +270,7 @@ static const struct {
     {"broker.max_queue_depth", &config.max_queue_depth, false},
     {"stomp.max_subscriptions", &config.max_subscriptions, false},
     {"stomp.max_consumers", &config.max_consumers, false},
+    {"broker.max_consumers", &config.broker_max_consumers, false},
     {"stomp.pending_limit", &config.pending_limit, false},
     {"http.max_connections", &config.http_max_connections, false},
 };
@@ -444,6 +445,7 @@ static void c_auth_failures(struct metrics_out *m) { one_u64(m, auth_now().stomp
 static void c_console_auth_failures(struct metrics_out *m) { one_u64(m, auth_now().console_failures); }
 static void c_access_denied(struct metrics_out *m) { one_u64(m, acl_denials()); }
 static void c_wildcard_refused(struct metrics_out *m) { one_u64(m, sub_legs_refused()); }
+static void c_consumers(struct metrics_out *m) { one_u64(m, sub_consumers()); }
 static void c_auth_checks(struct metrics_out *m) { one_u64(m, auth_now().checks); }
 static void c_auth_cache_hits(struct metrics_out *m) { one_u64(m, auth_now().cache_hits); }
 static void c_auth_coalesced(struct metrics_out *m) { one_u64(m, auth_now().coalesced); }
@@ -543,8 +545,13 @@ static const struct family families[] = {
     {"stompd_console_auth_failures_total", "counter", "Console requests refused for their credentials or group",
      c_console_auth_failures},
     {"stompd_access_denied_total", "counter", "Frames and console actions refused by auth.acl", c_access_denied},
+    {"stompd_consumers", "gauge",
+     "Destinations all subscriptions take from: one per plain subscription, one per destination of a composite or "
+     "wildcard one (broker.max_consumers)",
+     c_consumers},
     {"stompd_wildcard_matches_refused_total", "counter",
-     "Queues created after a wildcard SUBSCRIBE that its connection had no room to take from (stomp.max_consumers)",
+     "Queues created after a wildcard SUBSCRIBE that had no room to take from (stomp.max_consumers, "
+     "broker.max_consumers)",
      c_wildcard_refused},
     {"stompd_auth_checks_total", "counter", "Password checks run (crypt(3) on the auth.hash_threads)",
      c_auth_checks},

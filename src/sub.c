@@ -394,11 +394,32 @@ struct sub *sub_leg_on(struct sub *root, struct dest *d)
 }
 
 static uint64_t legs_refused;
+static uint64_t consumers; /* every connection's (broker.max_consumers) */
 
-bool sub_leg_allowed(const struct sub *root)
+void sub_consumer_add(struct conn *c)
 {
-    return root->conn->nconsumers < (uint64_t)config.max_consumers;
+    c->nconsumers++;
+    consumers++;
 }
+
+void sub_consumer_del(struct conn *c)
+{
+    c->nconsumers--;
+    consumers--;
+}
+
+uint64_t sub_consumers(void) { return consumers; }
+
+const char *sub_consumer_limit(const struct conn *c)
+{
+    if (c->nconsumers >= (uint64_t)config.max_consumers)
+        return "stomp.max_consumers";
+    if (consumers >= (uint64_t)config.broker_max_consumers)
+        return "broker.max_consumers";
+    return NULL;
+}
+
+bool sub_leg_allowed(const struct sub *root) { return !sub_consumer_limit(root->conn); }
 
 void sub_count_refused_leg(struct sub *root, const struct dest *d)
 {
@@ -407,10 +428,13 @@ void sub_count_refused_leg(struct sub *root, const struct dest *d)
     if (root->capped)
         return;
     root->capped = true;
-    clog_warn(root->conn,
-              "subscription '%s' (%s) does not take from %s: the connection already takes from %lld destinations "
-              "(stomp.max_consumers); later ones are not logged",
-              root->id, root->spec, d->name, (long long)config.max_consumers);
+    const char *key = sub_consumer_limit(root->conn);
+    bool mine = key && !strcmp(key, "stomp.max_consumers");
+    clog_warn(root->conn, "subscription '%s' (%s) does not take from %s: %s already take%s from %lld destinations "
+              "(%s); later ones are not logged",
+              root->id, root->spec, d->name, mine ? "the connection" : "the broker's subscriptions", mine ? "s" : "",
+              (long long)(mine ? config.max_consumers : config.broker_max_consumers),
+              key ? key : "stomp.max_consumers");
 }
 
 uint64_t sub_legs_refused(void) { return legs_refused; }
@@ -431,7 +455,7 @@ struct sub *sub_add_leg(struct sub *root, struct dest *d)
     TAILQ_INIT(&l->legs);
     TAILQ_INSERT_TAIL(&root->legs, l, leg_link);
     root->nlegs++;
-    root->conn->nconsumers++;
+    sub_consumer_add(root->conn);
     l->dest = d; /* the hash key */
     HASH_ADD(lh, root->leg_by_dest, dest, sizeof l->dest, l);
     attach(l, d);
@@ -463,7 +487,7 @@ bool sub_destroy(struct sub *s)
         TAILQ_REMOVE(&root->legs, s, leg_link);
         HASH_DELETE(lh, root->leg_by_dest, s);
         root->nlegs--;
-        root->conn->nconsumers--;
+        sub_consumer_del(root->conn);
         free(s);
         return journaled;
     }
@@ -482,7 +506,7 @@ bool sub_destroy(struct sub *s)
         free(s->spec);
     } else {
         journaled = detach_dest(s);
-        c->nconsumers--;
+        sub_consumer_del(c);
     }
     HASH_DEL(c->subs, s);
     c->nsubs--;

@@ -48,6 +48,7 @@ struct config {
     int64_t pending_limit;
     int64_t max_subscriptions;
     int64_t max_consumers;
+    int64_t broker_max_consumers;
     int64_t max_composite;
     int64_t max_transactions;
     int64_t max_tx_frames;

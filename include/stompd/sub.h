@@ -133,6 +133,12 @@ struct sub *sub_leg_on(struct sub *root, struct dest *d);
  * connection has no room for is left to its other consumers, counted
  * (sub_legs_refused) and logged once per subscription. */
 bool sub_leg_allowed(const struct sub *root);
+/* Consumers (what subscriptions take from) counted on c and broker-wide;
+ * the key of the limit one more would go over (NULL: none). */
+void sub_consumer_add(struct conn *c);
+void sub_consumer_del(struct conn *c);
+uint64_t sub_consumers(void);
+const char *sub_consumer_limit(const struct conn *c);
 void sub_count_refused_leg(struct sub *root, const struct dest *d);
 uint64_t sub_legs_refused(void);
 /* The subscription may take more: its queues (every leg's) are looked at

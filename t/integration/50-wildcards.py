@@ -425,3 +425,35 @@ def test_a_connection_takes_from_at_most_max_consumers_destinations(broker_facto
     c2.send("SUBSCRIBE", {"id": "p4", "destination": "/queue/plain.4"})
     c2.expect_error("too many consumers")
     assert console(b, "/api/counters")["wildcard_matches_refused"] == 5
+
+
+def test_all_connections_take_from_at_most_broker_max_consumers_destinations(broker_factory):
+    """broker.max_consumers bounds the consumers of all connections
+    together: stomp.max_consumers alone let max_connections times it."""
+    b = broker_factory({"broker.max_consumers": "30", "stomp.max_consumers": "20"})
+    send_all(b, ["/queue/g.%d" % i for i in range(15)])
+    c1, c2 = connected(b.port), connected(b.port)
+    sub(c1, "/queue/g.>", sid="w", receipt="w1")  # 15
+    assert len(collect(c1, 15)) == 15
+    sub(c2, ",".join("/topic/g.%d" % i for i in range(10)), sid="t", receipt="t")  # 25
+    assert console(b, "/api/counters")["consumers"] == 25
+    # c2 has room of its own (10 of 20), the broker has 5 left
+    c2.send("SUBSCRIBE", {"id": "w", "destination": "/queue/g.>"})
+    err = c2.expect_error("too many consumers").body.decode()
+    assert "broker.max_consumers" in err and "30" in err
+    assert console(b, "/api/counters")["consumers"] == 15  # c2's went with it
+    # a new queue when the broker is full is left to other consumers
+    c3 = connected(b.port)
+    for i in range(15):
+        sub(c3, "/queue/p.%d" % i, sid="p%d" % i, receipt="p%d" % i)  # 30
+    send_all(b, ["/queue/g.15"])  # c1's wildcard matches it: no room
+    c3.send("SUBSCRIBE", {"id": "one-more", "destination": "/queue/p.x"})
+    assert "broker.max_consumers" in c3.expect_error("too many consumers").body.decode()
+    c4 = connected(b.port)
+    sub(c4, "/queue/g.15", sid="plain", receipt="plain")
+    assert [f.body for f in collect(c4, 1)] == [b"/queue/g.15"]
+    c1.expect_nothing()
+    counters = console(b, "/api/counters")
+    assert counters["wildcard_matches_refused"] == 1 and counters["max_consumers"] == 30
+    assert counters["consumers"] == 16
+    assert "(broker.max_consumers)" in b.log()
