@@ -112,6 +112,12 @@ class Broker:
         }
         if settings:
             self.settings.update(settings)
+        # listeners whose port we picked: another process may bind one
+        # between the pick and our start (tests run side by side); a first
+        # start then picks again
+        self.picked = {k: v for k, v in self.settings.items()
+                       if k in ("stomp.listen", "http.listen") and not (settings and k in settings)}
+        self.started = False
         m = re.search(r":(\d+)$", self.settings["stomp.listen"])
         self.port = int(m.group(1))
         m = re.search(r":(\d+)$", self.settings.get("http.listen", ""))
@@ -141,6 +147,35 @@ class Broker:
     def start(self, wait=True, timeout=None):
         """Start; wait=True waits for the STOMP port, a string waits for that
         regular expression in the log (a slave does not listen)."""
+        for attempt in range(5):
+            try:
+                self._start(wait, timeout)
+                self.started = True
+                return self
+            except RuntimeError:
+                if attempt == 4 or not self._pick_again():
+                    raise
+
+    def _pick_again(self):
+        """Our pick of a port was taken by another process before we
+        started: pick another (a first start only; a restart keeps its)."""
+        if self.started or self.config_text is not None:
+            return False
+        m = re.search(r"cannot listen on 127\.0\.0\.1:(\d+): Address already in use", self.log_since_start())
+        if not m:
+            return False
+        for key, addr in self.picked.items():
+            if addr.endswith(":" + m.group(1)):
+                port = free_port()
+                self.settings[key] = self.picked[key] = "127.0.0.1:%d" % port
+                if key == "stomp.listen":
+                    self.port = port
+                else:
+                    self.http_port = port
+                return True
+        return False
+
+    def _start(self, wait, timeout):
         self.logf = open(self.log_path, "ab")
         self.log_mark = os.path.getsize(self.log_path)
         self.proc = subprocess.Popen(self.command(), stdout=self.logf, stderr=subprocess.STDOUT,
@@ -156,6 +191,10 @@ class Broker:
             if self.http_port and not wait_listening(self.http_port, t):
                 self.kill()
                 raise RuntimeError("stompd's console did not listen on %d:\n%s" % (self.http_port, self.log()))
+            if not self.running():
+                # what answered on its ports was another process's
+                self.kill()
+                raise RuntimeError("stompd exited at start:\n%s" % self.log())
         elif isinstance(wait, str):
             if not self.wait_log(wait, t, since_start=True):
                 self.kill()
