@@ -64,6 +64,11 @@ bool quorum_slaves_sync(unsigned modes)
     return (modes & (SYNC_REMOTE_DISK | SYNC_QUORUM_DISK)) != 0;
 }
 
+bool quorum_slaves_report(unsigned modes)
+{
+    return (modes & (SYNC_REMOTE_MEM | SYNC_REMOTE_DISK | SYNC_QUORUM_MEM | SYNC_QUORUM_DISK)) != 0;
+}
+
 bool quorum_master_sync(unsigned modes)
 {
     return (modes & (SYNC_LOCAL_DISK | SYNC_QUORUM_DISK)) != 0;
@@ -123,14 +128,19 @@ void quorum_slave_ack(struct quorum *q, uint64_t id, uint64_t received, uint64_t
         s->durable = durable;
 }
 
-/* The need-th largest of the master's position and the slaves'. */
-static uint64_t kth(const struct quorum *q, uint64_t master, bool disk)
+/* The need-th largest of the master's position and the slaves' durable
+ * ones. A slave's copy counts once its store wrote it (and fsynced it,
+ * when the master asks its slaves to): one only received, in the slave's
+ * memory, is gone if the slave's process is, and a cluster all of whose
+ * processes die at once (a kill -9 of all, an OOM killer, a bug that
+ * crashes every node) would lose what was receipted on such copies. */
+static uint64_t kth(const struct quorum *q, uint64_t master)
 {
     uint64_t v[QUORUM_MAX_SLAVES + 1];
     uint32_t n = 0;
     v[n++] = master;
     for (uint32_t i = 0; i < q->nslaves; i++)
-        v[n++] = disk ? q->slaves[i].durable : q->slaves[i].received;
+        v[n++] = q->slaves[i].durable;
     if (n < q->need)
         return 0;
     /* partial selection sort: n is tiny */
@@ -146,14 +156,12 @@ static uint64_t kth(const struct quorum *q, uint64_t master, bool disk)
     return v[q->need - 1];
 }
 
-static uint64_t max_slave(const struct quorum *q, bool disk)
+static uint64_t max_slave(const struct quorum *q)
 {
     uint64_t m = 0;
-    for (uint32_t i = 0; i < q->nslaves; i++) {
-        uint64_t x = disk ? q->slaves[i].durable : q->slaves[i].received;
-        if (x > m)
-            m = x;
-    }
+    for (uint32_t i = 0; i < q->nslaves; i++)
+        if (q->slaves[i].durable > m)
+            m = q->slaves[i].durable;
     return m;
 }
 
@@ -170,10 +178,12 @@ uint64_t quorum_committed(struct quorum *q)
     } while (0)
     LIMIT(SYNC_LOCAL_MEM, q->local_mem);
     LIMIT(SYNC_LOCAL_DISK, q->local_disk);
-    LIMIT(SYNC_REMOTE_MEM, max_slave(q, false));
-    LIMIT(SYNC_REMOTE_DISK, max_slave(q, true));
-    LIMIT(SYNC_QUORUM_MEM, kth(q, q->local_mem, false));
-    LIMIT(SYNC_QUORUM_DISK, kth(q, q->local_disk, true));
+    /* the mem and disk modes differ in what a slave's durable position
+     * means (quorum_slaves_sync: written, or written and fsynced) */
+    LIMIT(SYNC_REMOTE_MEM, max_slave(q));
+    LIMIT(SYNC_REMOTE_DISK, max_slave(q));
+    LIMIT(SYNC_QUORUM_MEM, kth(q, q->local_mem));
+    LIMIT(SYNC_QUORUM_DISK, kth(q, q->local_disk));
 #undef LIMIT
     if (c == UINT64_MAX)
         c = q->local_mem;

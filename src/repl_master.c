@@ -611,7 +611,9 @@ static int on_proof(struct session *s, struct repl_reader *r)
     repl_put_u64(repl_peer_out(s->peer), M.epoch);
     const struct store_info *si = store_info();
     repl_put_str(repl_peer_out(s->peer), si->node_id, strlen(si->node_id));
-    repl_put_u8(repl_peer_out(s->peer), quorum_slaves_sync(M.modes) ? 1 : 0);
+    repl_put_u8(repl_peer_out(s->peer), quorum_slaves_sync(M.modes)     ? REPL_SLAVE_SYNC
+                                        : quorum_slaves_report(M.modes) ? REPL_SLAVE_WRITE
+                                                                        : 0);
     repl_put_u8(repl_peer_out(s->peer), reason ? 1 : 0);
     repl_put_u64(repl_peer_out(s->peer), reason ? 0 : last_lsn + 1);
     char console[300];
@@ -1004,14 +1006,11 @@ void repl_master_append(uint64_t lsn, const char *data, size_t len, bool sync)
     if (!M.running)
         return;
     M.last_lsn = lsn;
+    /* the master's own copy counts once its writer reports it written
+     * (repl_master_local_done), like a slave's: its ring, in this
+     * process's memory, would be gone with the process. The write runs
+     * alongside the slaves' round trip. */
     ring_push(lsn, data, len, sync);
-    /* quorum_mem counts a quorum of nodes holding the entry in memory: the
-     * master holds it from now on (its ring), so it need not wait for its
-     * own writer thread (its store writes it anyway); the receipt waits
-     * for the slaves alone, the local write runs alongside. A mode that
-     * names the master's own write (local_mem, local_disk) still waits. */
-    if ((M.modes & SYNC_QUORUM_MEM) && !(M.modes & (SYNC_LOCAL_MEM | SYNC_LOCAL_DISK)))
-        quorum_local(&M.q, lsn, 0);
 }
 
 /* Before the loop sleeps: everything appended in this round goes to each
@@ -1135,9 +1134,9 @@ int repl_master_start(uint64_t epoch, char *err, size_t errlen)
         return -EADDRINUSE;
     M.epoch = epoch;
     M.master_sync = quorum_master_sync(M.modes);
-    /* no mode waits on this node's own write (quorum_mem counts it at
-     * append): its writer's reports can come late */
-    store_set_lazy_reports(!(M.modes & (SYNC_LOCAL_MEM | SYNC_LOCAL_DISK | SYNC_QUORUM_DISK)));
+    /* no mode waits on this node's own write (remote_mem, remote_disk):
+     * its writer's reports can come late */
+    store_set_lazy_reports(!(M.modes & (SYNC_LOCAL_MEM | SYNC_LOCAL_DISK | SYNC_QUORUM_MEM | SYNC_QUORUM_DISK)));
     M.local_done = store_durable_lsn();
     M.last_lsn = persist_last_lsn();
     M.wait_state = M.warned = W_NONE;

@@ -43,7 +43,8 @@ static struct {
     ev_timer retry;
     ev_timer watch;
     ev_timer ack_hold;        /* an ACK held back for entries nothing waits for */
-    bool master_syncs;        /* the master waits for our durable position (WELCOME) */
+    bool master_waits;        /* the master waits for our durable position (WELCOME) */
+    uint64_t waited;          /* last entry received that something waits for */
     double backoff;
     uint64_t received;        /* last lsn handed to the store */
     uint64_t received_epoch;  /* epoch of that entry */
@@ -125,9 +126,20 @@ static void hold_ack(void)
 void repl_slave_store_done(uint64_t lsn)
 {
     L.durable = lsn;
-    /* a master that does not wait for our disk hears of it with the held
+    if (L.master_waits) {
+        /* the master counts our copy of an entry it waits for once our
+         * store wrote it: that goes at once; entries nothing waits for
+         * (UNWAITED) go with the next ACK, within store.ack_delay */
+        uint64_t due = L.waited < lsn ? L.waited : lsn;
+        if (L.sent_durable < due)
+            send_ack();
+        else
+            hold_ack();
+        return;
+    }
+    /* a master that does not wait for our store hears of it with the held
      * ACK: a report on its own would send that ACK early */
-    if (!L.master_syncs && ev_is_active(&L.ack_hold))
+    if (ev_is_active(&L.ack_hold))
         return;
     send_ack();
 }
@@ -204,7 +216,7 @@ static int on_welcome(struct repl_peer *p, struct repl_reader *r)
     uint64_t epoch = repl_get_u64(r);
     uint32_t il;
     const char *id = repl_get_str(r, &il);
-    uint8_t must_sync = repl_get_u8(r);
+    uint8_t wants = repl_get_u8(r); /* REPL_SLAVE_* */
     uint8_t snapshot = repl_get_u8(r);
     uint64_t next = repl_get_u64(r);
     uint32_t hl;
@@ -220,11 +232,12 @@ static int on_welcome(struct repl_peer *p, struct repl_reader *r)
     L.master_head = head;
     see_epoch(epoch);
     snprintf(L.master_id, sizeof L.master_id, "%.*s", (int)(il < 39 ? il : 39), id);
-    store_set_sync(must_sync != 0);
-    /* a master that does not wait for our fdatasync needs our durable
-     * position only now and then (ACKs of what we received go at once) */
-    store_set_lazy_reports(must_sync == 0);
-    L.master_syncs = must_sync != 0;
+    store_set_sync((wants & REPL_SLAVE_SYNC) != 0);
+    /* a master that does not count our copies needs our durable position
+     * only now and then (ACKs of what we received go at once) */
+    store_set_lazy_reports(wants == 0);
+    L.master_waits = wants != 0;
+    L.waited = 0;
     L.backoff = 0;
     L.refused_logged = false;
     if (snapshot) {
@@ -292,10 +305,14 @@ static int on_entries(struct repl_reader *r)
         L.received = je.lsn;
         L.received_epoch = je.epoch;
         journal_tip_set(&L.received_tip, e, len);
+        if (!(flags & REPL_ENTRY_UNWAITED))
+            L.waited = je.lsn;
     }
-    if (waited)
+    /* a master that counts our copies hears of these once our store has
+     * written them (repl_slave_store_done); one that does not, now */
+    if (waited && !L.master_waits)
         send_ack();
-    else
+    else if (!waited)
         hold_ack();
     return 0;
 }

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <uthash.h>
 
@@ -156,6 +157,7 @@ static struct {
     uint32_t deferred;      /* records applied to the batch, not yet written */
     double deferred_at;     /* when the first of them was */
     double index_lag;       /* STOMPD_TEST_INDEX_LAG_MS, in s (index_lag_left) */
+    double write_delay;     /* STOMPD_TEST_WRITE_DELAY_MS, in s: before each group's log write */
     leveldb_writebatch_t *wb;
     /* the record being applied: where its payload is */
     uint32_t rec_seg;
@@ -1074,6 +1076,9 @@ static struct pending *run(struct pending *first, bool sync)
     char why[512];
     struct seg_pos at = {0, 0};
     bool will_sync = (want_sync && sync) || index_sync;
+    if (b->n > 0 && S.write_delay > 0) /* a test's slow disk: the entries sit in memory meanwhile */
+        nanosleep(&(struct timespec){(time_t)S.write_delay, (long)((S.write_delay - (time_t)S.write_delay) * 1e9)},
+                  NULL);
     if (b->n > 0 && seglog_write(b, S.lim.segment_bytes, will_sync, &at, why, sizeof why) != 0) {
         fail(first_lsn, why);
         return NULL;
@@ -1811,6 +1816,11 @@ int store_open(const char *dir, const struct store_limits *lim, char *err, size_
     if (S.index_lag > 0)
         log_warn("store: STOMPD_TEST_INDEX_LAG_MS is set: the index lags the journal by %s ms (a test's fault "
                  "injection)", lag);
+    const char *delay = getenv("STOMPD_TEST_WRITE_DELAY_MS");
+    S.write_delay = delay ? atoi(delay) / 1000.0 : 0;
+    if (S.write_delay > 0)
+        log_warn("store: STOMPD_TEST_WRITE_DELAY_MS is set: each group is written %s ms late (a test's fault "
+                 "injection)", delay);
     S.nsegs = 0;
     S.done_gen = S.reported_gen = 0;
     S.checkpoint_at = 0;

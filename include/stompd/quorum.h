@@ -1,6 +1,11 @@
 /* The quorum tracker: from the master's own store position and each
  * slave's acknowledged (received, durable) positions, the highest lsn the
- * sync mode considers committed. Pure: no I/O, no clock; unit-tested. */
+ * sync mode considers committed. Pure: no I/O, no clock; unit-tested.
+ *
+ * "mem" means the OS holds the entry (written, not fsynced): it survives
+ * the crash of any or all stompd processes, not a power loss. Only what a
+ * store wrote counts, the master's own copy too: an entry received, in a
+ * process's memory, counts toward no mode. */
 #ifndef STOMPD_QUORUM_H
 #define STOMPD_QUORUM_H
 
@@ -11,9 +16,9 @@
 enum sync_mode {
     SYNC_LOCAL_MEM = 1 << 0,   /* the master has written it (no fsync) */
     SYNC_LOCAL_DISK = 1 << 1,  /* the master has fsynced it */
-    SYNC_REMOTE_MEM = 1 << 2,  /* at least one slave has received it */
+    SYNC_REMOTE_MEM = 1 << 2,  /* at least one slave has written it */
     SYNC_REMOTE_DISK = 1 << 3, /* at least one slave has fsynced it */
-    SYNC_QUORUM_MEM = 1 << 4,  /* a quorum (master included) holds it */
+    SYNC_QUORUM_MEM = 1 << 4,  /* a quorum (master included) has written it */
     SYNC_QUORUM_DISK = 1 << 5, /* a quorum (master included) has fsynced it */
 };
 
@@ -21,8 +26,8 @@ enum sync_mode {
 
 struct quorum_slave {
     uint64_t id;
-    uint64_t received;
-    uint64_t durable;
+    uint64_t received; /* in its memory: moves the send window, commits nothing */
+    uint64_t durable;  /* written by its store, and fsynced if quorum_slaves_sync */
 };
 
 struct quorum {
@@ -40,8 +45,10 @@ struct quorum {
  * token is an error naming it. */
 int quorum_parse_modes(const char *s, unsigned *modes, char *err, size_t errlen) __attribute__((warn_unused_result));
 void quorum_format_modes(unsigned modes, char *out, size_t len);
-/* Do slaves have to fsync for this mode? Does the master? */
+/* Do slaves have to fsync for this mode? Does the master wait for their
+ * store's reports (a remote or quorum mode)? Does the master fsync? */
 bool quorum_slaves_sync(unsigned modes);
+bool quorum_slaves_report(unsigned modes);
 bool quorum_master_sync(unsigned modes);
 
 void quorum_init(struct quorum *q, uint32_t replicas, unsigned modes, uint64_t committed);

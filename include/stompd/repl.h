@@ -39,7 +39,7 @@ enum { REPL_PAUSE_STORE = 1 };
  * Either side answers a failed proof by closing (the master says REFUSE). */
 enum repl_type {
     R_HELLO = 1,          /* s->m: version, node id, nonce */
-    R_WELCOME = 2,        /* m->s: master proof, epoch, master id, slave must fsync, snapshot?, next lsn,
+    R_WELCOME = 2,        /* m->s: master proof, epoch, master id, u8 REPL_SLAVE_*, snapshot?, next lsn,
                            *       master's console (host:port, "" = none), master's head lsn */
     R_REFUSE = 3,         /* m->s: reason, then close */
     R_SNAPSHOT_BEGIN = 4, /* m->s: epoch, lsn */
@@ -66,6 +66,16 @@ enum repl_type {
  * protocol version. */
 #define REPL_ENTRY_SYNC 1u
 #define REPL_ENTRY_UNWAITED 2u
+
+/* What WELCOME asks of the slave's store. SYNC: fsync what the master
+ * flags SYNC and report it at once (remote_disk, quorum_disk). WRITE:
+ * report what the store wrote at once, no fsync (remote_mem, quorum_mem:
+ * the master counts a copy once the slave's OS holds it). 0: the master
+ * waits for no report (they may come late). A slave of an earlier release
+ * reads any non-zero byte as SYNC: an fsync more, never a copy counted
+ * too early. */
+#define REPL_SLAVE_SYNC 1u
+#define REPL_SLAVE_WRITE 2u
 
 const char *repl_type_name(uint8_t t);
 

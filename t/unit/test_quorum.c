@@ -34,6 +34,9 @@ static void test_parse(void **state)
     assert_false(quorum_slaves_sync(SYNC_QUORUM_MEM | SYNC_LOCAL_DISK));
     assert_true(quorum_master_sync(SYNC_LOCAL_DISK));
     assert_false(quorum_master_sync(SYNC_REMOTE_DISK));
+    assert_true(quorum_slaves_report(SYNC_QUORUM_MEM | SYNC_LOCAL_DISK));
+    assert_true(quorum_slaves_report(SYNC_REMOTE_MEM));
+    assert_false(quorum_slaves_report(SYNC_LOCAL_MEM | SYNC_LOCAL_DISK));
 }
 
 struct row {
@@ -46,31 +49,36 @@ struct row {
 };
 
 static const struct row rows[] = {
-    /* quorum_mem, 3 replicas: master + 1 slave */
+    /* quorum_mem, 3 replicas: master + 1 slave; a slave's copy counts once
+     * its store wrote it (durable), not when it arrived (received) */
     {"quorum_mem", 3, 10, 10, 0, {0}, {0}, 0},                 /* no slave: nothing commits */
-    {"quorum_mem", 3, 10, 10, 1, {7}, {0}, 7},
-    {"quorum_mem", 3, 10, 10, 2, {7, 9}, {0, 0}, 9},
-    {"quorum_mem", 3, 5, 5, 2, {7, 9}, {0, 0}, 7},               /* master behind its slaves */
-    {"quorum_mem", 3, 10, 0, 2, {12, 3}, {0, 0}, 10},
-    /* quorum_disk counts durable positions */
+    {"quorum_mem", 3, 10, 10, 1, {7}, {7}, 7},
+    {"quorum_mem", 3, 10, 10, 1, {9}, {0}, 0},                 /* received, not written: no */
+    {"quorum_mem", 3, 10, 10, 2, {7, 9}, {7, 9}, 9},
+    {"quorum_mem", 3, 10, 10, 2, {10, 10}, {7, 4}, 7},
+    {"quorum_mem", 3, 5, 5, 2, {7, 9}, {7, 9}, 7},             /* master behind its slaves */
+    {"quorum_mem", 3, 0, 0, 2, {12, 12}, {12, 3}, 3},          /* the master's own write counts too */
+    {"quorum_mem", 3, 10, 0, 2, {12, 3}, {12, 3}, 10},
+    /* quorum_disk counts durable positions (the slaves fsync) */
     {"quorum_disk", 3, 10, 10, 2, {9, 9}, {4, 6}, 6},
     {"quorum_disk", 3, 10, 2, 2, {9, 9}, {4, 6}, 4},
     /* 5 replicas: master + 2 slaves */
-    {"quorum_mem", 5, 10, 10, 1, {10}, {0}, 0},
-    {"quorum_mem", 5, 10, 10, 2, {10, 8}, {0, 0}, 8},
-    {"quorum_mem", 5, 10, 10, 3, {10, 8, 9}, {0, 0, 0}, 9},
+    {"quorum_mem", 5, 10, 10, 1, {10}, {10}, 0},
+    {"quorum_mem", 5, 10, 10, 2, {10, 8}, {10, 8}, 8},
+    {"quorum_mem", 5, 10, 10, 3, {10, 8, 9}, {10, 8, 9}, 9},
     /* 1 replica: the master alone */
     {"quorum_mem", 1, 10, 10, 0, {0}, {0}, 10},
     {"quorum_disk", 1, 10, 7, 0, {0}, {0}, 7},
     /* single conditions */
     {"local_mem", 3, 10, 4, 0, {0}, {0}, 10},
     {"local_disk", 3, 10, 4, 0, {0}, {0}, 4},
-    {"remote_mem", 3, 10, 10, 2, {3, 8}, {1, 1}, 8},
+    {"remote_mem", 3, 10, 10, 2, {3, 8}, {3, 8}, 8},
+    {"remote_mem", 3, 10, 10, 2, {3, 8}, {1, 1}, 1},
     {"remote_mem", 3, 10, 10, 0, {0}, {0}, 0},
     {"remote_disk", 3, 10, 10, 2, {3, 8}, {2, 5}, 5},
     /* combinations: every condition must hold */
-    {"local_disk,quorum_mem", 3, 10, 6, 1, {9}, {0}, 6},
-    {"local_disk,quorum_mem", 3, 10, 10, 1, {9}, {0}, 9},
+    {"local_disk,quorum_mem", 3, 10, 6, 1, {9}, {9}, 6},
+    {"local_disk,quorum_mem", 3, 10, 10, 1, {9}, {9}, 9},
     {"local_mem,remote_disk", 3, 10, 0, 2, {10, 10}, {3, 0}, 3},
 };
 
@@ -115,6 +123,8 @@ static void test_monotonic_and_slave_loss(void **state)
     assert_int_equal(quorum_committed(&q), 15); /* no quorum now */
     assert_int_equal(quorum_add_slave(&q, 2), 0);
     quorum_slave_ack(&q, 2, 25, 0);
+    assert_int_equal(quorum_committed(&q), 15); /* received, not yet written */
+    quorum_slave_ack(&q, 2, 25, 25);
     assert_int_equal(quorum_committed(&q), 25);
     assert_int_equal(quorum_min_received(&q), 25);
     quorum_slave_ack(&q, 99, 1000, 1000); /* unknown slave: ignored */
