@@ -657,6 +657,15 @@ static bool startup_checks(void)
     return true;
 }
 
+/* Out of touch with ZooKeeper for half the session timeout: what this
+ * node last heard of the master may no longer hold (its session may be
+ * expiring, another node about to be elected). A slave stops following
+ * it (tick_cb) until it hears from ZooKeeper again. */
+static bool zk_out_of_touch(void)
+{
+    return !Z.connected && Z.disconnected_since > 0 && ev_now(srv.loop) - Z.disconnected_since > session_s() / 2;
+}
+
 static void evaluate(void)
 {
     if (Z.fatal || !Z.registered || !Z.have_members || !Z.master_known)
@@ -697,7 +706,9 @@ static void evaluate(void)
                  * it either comes back (and is closed then) or expires. */
             }
             return;
-        } else if (Z.master_id[0]) {
+        } else if (Z.master_id[0] && !zk_out_of_touch()) {
+            /* (out of touch, the slave left it: following it again from
+             * what it last heard would flip the role every tick) */
             if (node_role() != NODE_SLAVE || strcmp(repl_slave_master(), Z.master_repl)) {
                 log_info("cluster: following master %s (epoch %" PRIu64 ") at %s", Z.master_id, Z.master_epoch,
                          Z.master_repl);
@@ -1136,7 +1147,7 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (!Z.probing && now - Z.probe_sent >= t / 6)
         probe();
     check_leadership(false);
-    if (!Z.connected && Z.disconnected_since > 0 && now - Z.disconnected_since > t / 2 && node_role() == NODE_SLAVE)
+    if (zk_out_of_touch() && node_role() == NODE_SLAVE)
         node_follow(NULL);
     if (Z.pending_epoch && !Z.claiming)
         become_master_now();

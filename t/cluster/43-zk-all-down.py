@@ -42,6 +42,13 @@ def test_all_zookeeper_servers_down_then_back(broker_factory, zk_ensemble):
         # without any server, so that every session would have expired
         # had the servers kept counting
         time.sleep(4.0)
+        # a slave out of touch stops following the master it last heard
+        # of, once: it used to follow it again from that stale news on the
+        # next tick, flipping its role (and reconnecting) every 200 ms
+        for i, b in enumerate(c.nodes):
+            if i != m:
+                flips = re.findall(r"role: electing -> slave", b.log()[marks[i]:])
+                assert len(flips) <= 1, "%d flips:\n%s" % (len(flips), b.log()[marks[i]:][-3000:])
         zk_ensemble.start()
 
         new = c.wait_master(timeout=60)
