@@ -146,14 +146,24 @@ static json_t *quorum_json(void)
 
 json_t *console_status_json(void)
 {
-    uint64_t epoch;
-    uint64_t lsn = persist_position(&epoch);
+    uint64_t log_epoch;
+    uint64_t lsn = persist_position(&log_epoch);
+    /* epoch: the master's term (a follower's: the highest it has seen, its
+     * master's once welcomed); log_epoch: that of the last entry here */
+    bool following = node_role() != NODE_MASTER && repl_slave_running();
+    uint64_t epoch = node_role() == NODE_MASTER ? persist_epoch() : log_epoch;
+    if (following && repl_slave_max_epoch() > epoch)
+        epoch = repl_slave_max_epoch();
     json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:f, s:s}", "role", role_name(), "broker",
                           config.broker_name, "version", PACKAGE_VERSION, "node_id",
                           persist_enabled() || node_role() != NODE_STANDALONE ? store_info()->node_id : "",
-                          "epoch", (json_int_t)(node_role() == NODE_MASTER ? persist_epoch() : epoch), "lsn",
-                          (json_int_t)lsn, "committed_lsn", (json_int_t)commit_lsn(), "uptime_s",
-                          (double)(server_now_ms() - srv.started_ms) / 1000.0, "store", persist_describe());
+                          "epoch", (json_int_t)epoch, "log_epoch", (json_int_t)log_epoch, "lsn", (json_int_t)lsn,
+                          "uptime_s", (double)(server_now_ms() - srv.started_ms) / 1000.0, "store",
+                          persist_describe());
+    /* what this node committed; a follower commits nothing (what it last
+     * committed as a master would be stale) */
+    if (!following)
+        json_object_set_new(j, "committed_lsn", json_integer((json_int_t)commit_lsn()));
     if (persist_has_store()) {
         json_object_set_new(j, "durable_lsn", json_integer((json_int_t)store_durable_lsn()));
         json_object_set_new(j, "log_first_lsn", json_integer((json_int_t)store_first_lsn()));

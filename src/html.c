@@ -216,10 +216,11 @@ static void meta_line(struct buf *b, json_t *st)
     char up[32], sz[32];
     buf_append_str(b, "<p class=\"meta\">node <b id=\"node\">");
     esc(b, jstr(st, "node_id"));
-    buf_printf(b, "</b> &middot; epoch <b id=\"epoch\">%lld</b> &middot; journal lsn <b id=\"lsn\">%lld</b> "
-                  "(committed <b>%lld</b>) &middot; up %s &middot; store ",
-               jint(st, "epoch"), jint(st, "lsn"), jint(st, "committed_lsn"),
-               human_duration(up, sizeof up, jreal(st, "uptime_s")));
+    buf_printf(b, "</b> &middot; epoch <b id=\"epoch\">%lld</b> &middot; journal lsn <b id=\"lsn\">%lld</b> ",
+               jint(st, "epoch"), jint(st, "lsn"));
+    if (json_object_get(st, "committed_lsn"))
+        buf_printf(b, "(committed <b>%lld</b>) ", jint(st, "committed_lsn"));
+    buf_printf(b, "&middot; up %s &middot; store ", human_duration(up, sizeof up, jreal(st, "uptime_s")));
     esc(b, jstr(st, "store"));
     if (json_object_get(st, "store_bytes"))
         buf_printf(b, " (%s on disk)", human_bytes(sz, sizeof sz, (double)jint(st, "store_bytes")));

@@ -638,3 +638,8 @@ uint64_t repl_slave_master_head(void)
     /* entries that arrived since the last PING are the master's too */
     return L.master_head > L.received ? L.master_head : L.received;
 }
+
+uint64_t repl_slave_max_epoch(void)
+{
+    return L.max_epoch;
+}

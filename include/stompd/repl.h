@@ -234,5 +234,8 @@ const char *repl_slave_master_http(void);
 /* The master's last lsn as last heard (WELCOME, PINGs, entries received);
  * 0 when no master has been heard from. */
 uint64_t repl_slave_master_head(void);
+/* The highest epoch this follower has seen (its master's, once welcomed;
+ * what fences older masters). */
+uint64_t repl_slave_max_epoch(void);
 
 #endif

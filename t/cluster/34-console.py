@@ -53,6 +53,11 @@ def test_console_follows_failover(broker_factory, zk_ensemble):
     s = [i for i in range(3) if i != m][0]
     st, body = get(c.nodes[s], "/api/status")
     assert st == 200 and body["role"] == "slave" and body["master"]["id"] == old_id
+    # its epoch is its master's term; it commits nothing, so it shows no
+    # committed position (it used to show what it last committed, if ever)
+    mst = get(c.nodes[m], "/api/status")[1]
+    assert body["epoch"] == mst["epoch"] and "committed_lsn" not in body, body
+    assert mst["committed_lsn"] >= 1
     st, body = get(c.nodes[s], "/api/queues")
     assert st == 503 and body["master_console"] == "127.0.0.1:%d" % c.nodes[m].http_port
 
@@ -66,7 +71,16 @@ def test_console_follows_failover(broker_factory, zk_ensemble):
             break
         time.sleep(0.2)
     assert old_id not in ids
-    assert get(c.nodes[new], "/api/status")[1]["role"] == "master"
+    nst = get(c.nodes[new], "/api/status")[1]
+    assert nst["role"] == "master" and nst["epoch"] > mst["epoch"]
+    # the other slave follows the new master: its status says the new
+    # term before any entry of it reached its log
+    other = [i for i in range(3) if i not in (m, new)][0]
+    deadline = time.time() + 15
+    while time.time() < deadline and get(c.nodes[other], "/api/status")[1]["epoch"] != nst["epoch"]:
+        time.sleep(0.1)
+    ost = get(c.nodes[other], "/api/status")[1]
+    assert ost["epoch"] == nst["epoch"] and "committed_lsn" not in ost, ost
     me = [x for x in body["members"] if x["self"]]
     assert me and me[0]["role"] == "master"
     queues = {q["name"]: q for q in get(c.nodes[new], "/api/queues")[1]}
