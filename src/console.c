@@ -171,6 +171,7 @@ json_t *console_status_json(void)
         json_object_set_new(j, "fdatasync_us", hist_json(&store_stats()->fdatasync_us));
         json_object_set_new(j, "group_commit_entries", hist_json(&store_stats()->group_entries));
         json_object_set_new(j, "index_skipped", json_integer((json_int_t)store_stats()->index_skipped));
+        json_object_set_new(j, "inline_writes", json_integer((json_int_t)store_stats()->inline_writes));
         json_object_set_new(j, "store_queued_bytes", json_integer((json_int_t)store_queued()));
         json_object_set_new(j, "store_queued_peak_bytes", json_integer((json_int_t)store_stats()->queued_peak));
         json_object_set_new(j, "store_producer_waits", json_integer((json_int_t)persist_writer_waits()));

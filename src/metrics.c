@@ -377,6 +377,12 @@ static void c_index_skipped(struct metrics_out *m)
         one_u64(m, store_stats()->index_skipped);
 }
 
+static void c_inline_writes(struct metrics_out *m)
+{
+    if (persist_has_store())
+        one_u64(m, store_stats()->inline_writes);
+}
+
 static void c_store_queued(struct metrics_out *m)
 {
     if (persist_has_store())
@@ -567,6 +573,9 @@ static const struct family families[] = {
     {"stompd_store_fdatasync_seconds", "histogram", "Time of each fdatasync of the store's log", c_fdatasync},
     {"stompd_store_group_commit_entries", "histogram", "Journal entries made durable by one fdatasync",
      c_group_commit},
+    {"stompd_store_inline_writes_total", "counter",
+     "Groups of journal entries the event loop wrote to the log itself (nothing to fsync, the writer idle)",
+     c_inline_writes},
     {"stompd_store_index_skipped_total", "counter",
      "Persistent messages acknowledged before their index write, so never written to LevelDB", c_index_skipped},
     {"stompd_store_queued_bytes", "gauge", "Journal bytes in memory, appended and not yet written by the store",

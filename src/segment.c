@@ -421,6 +421,11 @@ static int zero_ahead(uint64_t end, uint64_t roll_bytes)
     return 0;
 }
 
+bool seglog_fits(uint64_t bytes, uint64_t roll_bytes)
+{
+    return !(L.wsize > SEG_HEADER_LEN && L.wsize + bytes > roll_bytes) && L.wsize + bytes <= UINT32_MAX;
+}
+
 int seglog_write(struct seg_batch *b, uint64_t roll_bytes, bool presync, struct seg_pos *at, char *err,
                  size_t errlen)
 {

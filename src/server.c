@@ -217,6 +217,7 @@ void server_close_clients(const char *why)
  * over keeps the loop spinning (ev_idle) instead of sleeping. */
 static void before_sleep(struct ev_loop *loop, ev_prepare *w, int revents)
 {
+    bool reported = false; /* the loop wrote to the store itself: its report runs next */
     for (int round = 0; round < 4; round++) {
         bool work = stream_run_resumed();
         work |= queue_dispatch_dirty();
@@ -226,7 +227,9 @@ static void before_sleep(struct ev_loop *loop, ev_prepare *w, int revents)
         if (persist_flush_coalesced())
             queue_journal_flushed(persist_last_lsn());
         repl_master_flush();
-        store_kick_lazy(); /* what this round journaled, to the store's writer (at once, unless lazy) */
+        /* what this round journaled, to the store's writer (at once, unless
+         * lazy), or written here (its report is an event now pending) */
+        reported |= store_kick_lazy();
         store_poll(); /* durability reports the writer did not wake the loop for */
         bool need = queue_waits_for_index() || sched_waits_for_index();
         if (need || queue_follows_index() || sched_follows_index())
@@ -236,7 +239,7 @@ static void before_sleep(struct ev_loop *loop, ev_prepare *w, int revents)
             break;
     }
     stream_free_dead();
-    if (!TAILQ_EMPTY(&srv.dirty) || stream_flush_pending())
+    if (!TAILQ_EMPTY(&srv.dirty) || stream_flush_pending() || store_chain_waiting() || reported)
         ev_idle_start(loop, &srv.spin);
     else
         ev_idle_stop(loop, &srv.spin);

@@ -69,6 +69,9 @@ struct seg_batch {
 uint64_t seg_batch_add(struct seg_batch *b, uint8_t type, const char *data, size_t len);
 void seg_batch_clear(struct seg_batch *b); /* empty, keeping its arrays */
 void seg_batch_free(struct seg_batch *b);
+/* Whether a batch of that many bytes goes in the current segment (no new
+ * one, whose start fdatasyncs the finished one). */
+bool seglog_fits(uint64_t bytes, uint64_t roll_bytes);
 /* Append the batch to the current segment (a new one first when the
  * current has reached roll_bytes); *at is where its first record went.
  * presync: an fdatasync follows, so keep zeros written ahead (see

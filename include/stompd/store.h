@@ -72,8 +72,14 @@ void store_append(uint64_t lsn, char *data, size_t len, bool sync);
 /* Hand what was appended to the writer (once per loop iteration). */
 void store_kick(void);
 /* The same, unless reports are lazy (store_set_lazy_reports): then the
- * chain goes once it is large, or within a few ms. */
-void store_kick_lazy(void);
+ * chain goes once it is large, or within a few ms. A small chain of
+ * entries no fdatasync waits for, while the writer is idle, the loop
+ * writes to the log itself: true then, and its report is a pending event
+ * (the done callback runs from the loop, as for the writer's reports):
+ * the caller must not let the loop block before it runs. */
+bool store_kick_lazy(void);
+/* Entries appended and not yet handed on, that go at the next kick. */
+bool store_chain_waiting(void);
 /* Payload bytes appended (entries, snapshot pairs) and still in memory:
  * not yet written and freed by the writer. */
 uint64_t store_queued(void);
@@ -117,6 +123,9 @@ struct store_stats {
     _Atomic uint64_t index_skipped;
     /* the most payload bytes ever queued in memory (store_queued) */
     _Atomic uint64_t queued_peak;
+    /* groups the loop wrote to the log itself (no fdatasync waited: the
+     * writer was idle; it indexed them) */
+    uint64_t inline_writes;
 };
 const struct store_stats *store_stats(void);
 /* The highest message seq in what is indexed (a slave's store moves on
