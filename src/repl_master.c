@@ -796,8 +796,8 @@ static void put_entry(struct entries_ctx *x, uint64_t lsn, const char *data, siz
 }
 
 /* From the journal on disk: whether it was waited for is not kept, so a
- * slave catching up syncs it, and acknowledges it at once (its ACKs move
- * the window). */
+ * slave catching up syncs it (where slaves sync), and acknowledges it
+ * without holding the ACK back (its ACKs move the window). */
 static void add_entry(void *arg, uint64_t lsn, const char *data, size_t len)
 {
     put_entry(arg, lsn, data, len, REPL_ENTRY_SYNC);

@@ -89,6 +89,8 @@ static void send_ack(void)
     ev_timer_stop(srv.loop, &L.ack_hold);
     if (!L.peer || repl_peer_dead(L.peer) || L.state < L_SNAPSHOT)
         return;
+    if (L.durable > L.received)
+        L.durable = L.received; /* never more than this master sent */
     if (L.received == L.sent_received && L.durable == L.sent_durable)
         return;
     size_t f = repl_frame_begin(repl_peer_out(L.peer), R_ACK);
@@ -237,7 +239,10 @@ static int on_welcome(struct repl_peer *p, struct repl_reader *r)
      * only now and then (ACKs of what we received go at once) */
     store_set_lazy_reports(wants == 0);
     L.master_waits = wants != 0;
-    L.waited = 0;
+    /* what we hold past our durable position the master sent waited
+     * (catch-up, or uncommitted when the link broke): its report goes
+     * at once */
+    L.waited = L.received;
     L.backoff = 0;
     L.refused_logged = false;
     if (snapshot) {
@@ -327,8 +332,9 @@ static void store_room(void)
     stream_resume(&L.peer->st, REPL_PAUSE_STORE);
 }
 
-/* Entries and snapshot pairs arrive as fast as the link carries them, and
- * the master's window counts them acknowledged on receipt. Once the store
+/* Entries and snapshot pairs arrive as fast as the link carries them
+ * (the master's window counts them acknowledged on receipt, or once
+ * written where the master counts our copies). Once the store
  * holds store.repl_window bytes not yet written, reading stops (TCP
  * carries the wait back to the master) until half of them are: a slave
  * whose disk is slower than the link holds that much in memory, not the
@@ -391,7 +397,7 @@ static int link_frame(struct repl_peer *p, uint8_t type, struct repl_reader *r)
         if (r->bad || L.state != L_SNAPSHOT)
             return -1;
         store_snapshot_installed(lsn, epoch, sum);
-        L.received = lsn;
+        L.received = L.waited = lsn;
         L.received_epoch = epoch;
         journal_tip_reset(&L.received_tip, sum);
         link_set_state(L_STREAM);

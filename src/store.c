@@ -185,6 +185,8 @@ static struct {
     ev_timer kick_timer;                    /* hands a lazy chain over */
     uint64_t last_appended_lsn;
     _Atomic uint64_t unwritten;             /* bytes appended, not yet in the log */
+    uint64_t wipes;                         /* store_wipe calls (the loop's count) */
+    uint64_t wipes_done;                    /* wipes the writer did (under mu) */
     /* store_wait_room: payload bytes appended and not yet freed by the
      * writer (on the chain, queued, being written), and the level the
      * loop waits for them to fall to (0: it does not wait) */
@@ -1160,6 +1162,7 @@ static struct pending *run(struct pending *first, bool sync)
         }
         pthread_mutex_lock(&S.mu);
         S.done_lsn = S.indexed_lsn = 0;
+        S.wipes_done++;
         S.done_gen++;
         S.freed = true; /* every segment went: the loop closes what it read them with */
         pthread_mutex_unlock(&S.mu);
@@ -1250,6 +1253,11 @@ static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
     pthread_mutex_lock(&S.mu);
     uint64_t done = S.done_lsn, gen = S.done_gen, fail_at = S.fail_lsn, indexed = S.indexed_lsn;
     bool freed = S.freed, room = S.room;
+    /* a report of what the store held before a wipe still on its way
+     * (a slave about to install a snapshot) says nothing of what it
+     * holds now: the wipe's own report (0) comes next */
+    if (S.wipes_done != S.wipes)
+        gen = S.reported_gen;
     S.freed = S.room = false;
     char msg[512];
     snprintf(msg, sizeof msg, "%s", S.fail_msg);
@@ -1478,6 +1486,7 @@ void store_append(uint64_t lsn, char *data, size_t len, bool sync)
 
 void store_wipe(void)
 {
+    S.wipes++;
     chain(P_WIPE, 0, 0, 0, NULL, 0, true);
     store_kick();
 }
@@ -1940,6 +1949,7 @@ int store_open(const char *dir, const struct store_limits *lim, char *err, size_
                  "injection)", delay);
     S.nsegs = 0;
     S.done_gen = S.reported_gen = 0;
+    S.wipes = S.wipes_done = 0;
     S.checkpoint_at = 0;
     snprintf(S.dir, sizeof S.dir, "%s", dir);
     int rc = mkdir_p(dir);
