@@ -74,6 +74,16 @@ bool quorum_master_sync(unsigned modes)
     return (modes & (SYNC_LOCAL_DISK | SYNC_QUORUM_DISK)) != 0;
 }
 
+bool quorum_master_counts_self(unsigned modes)
+{
+    return (modes & (SYNC_LOCAL_MEM | SYNC_LOCAL_DISK | SYNC_QUORUM_MEM | SYNC_QUORUM_DISK)) != 0;
+}
+
+uint64_t quorum_slave_counted(unsigned modes, uint64_t received, uint64_t durable)
+{
+    return quorum_slaves_report(modes) ? durable : received;
+}
+
 void quorum_init(struct quorum *q, uint32_t replicas, unsigned modes, uint64_t committed)
 {
     memset(q, 0, sizeof *q);
@@ -196,7 +206,7 @@ uint32_t quorum_in_sync(const struct quorum *q, uint64_t lsn)
 {
     uint32_t n = 0;
     for (uint32_t i = 0; i < q->nslaves; i++)
-        if (q->slaves[i].received >= lsn)
+        if (quorum_slave_counted(q->modes, q->slaves[i].received, q->slaves[i].durable) >= lsn)
             n++;
     return n;
 }

@@ -338,10 +338,11 @@ static void update_waiting(ev_tstamp now)
     if (M.wait_state == W_BEHIND) {
         const char *sep = "; behind: ";
         for (struct session *s = M.sessions; s && n > 0 && (size_t)n < sizeof M.waiting; s = s->next) {
-            if (!session_authed(s) || (s->state == S_STREAM && s->received > c))
+            uint64_t at = quorum_slave_counted(M.modes, s->received, s->durable);
+            if (!session_authed(s) || (s->state == S_STREAM && at > c))
                 continue;
             n += snprintf(M.waiting + n, sizeof M.waiting - (size_t)n, "%s%s at lsn %" PRIu64 "%s", sep,
-                          session_name(s), s->received,
+                          session_name(s), at,
                           s->state == S_SNAPSHOT ? " (installing a snapshot)"
                           : s->paused            ? " (paused: not reading or not acknowledging)"
                                                  : " (not acknowledging)");
@@ -1136,7 +1137,7 @@ int repl_master_start(uint64_t epoch, char *err, size_t errlen)
     M.master_sync = quorum_master_sync(M.modes);
     /* no mode waits on this node's own write (remote_mem, remote_disk):
      * its writer's reports can come late */
-    store_set_lazy_reports(!(M.modes & (SYNC_LOCAL_MEM | SYNC_LOCAL_DISK | SYNC_QUORUM_MEM | SYNC_QUORUM_DISK)));
+    store_set_lazy_reports(!quorum_master_counts_self(M.modes));
     M.local_done = store_durable_lsn();
     M.last_lsn = persist_last_lsn();
     M.wait_state = M.warned = W_NONE;

@@ -1392,26 +1392,22 @@ static bool write_inline(void)
 {
     if (!S.running || !S.loop || S.lazy_loop || S.chain_bytes > INLINE_MAX_BYTES || S.write_delay > 0)
         return false;
-    for (struct pending *p = S.chain; p; p = next_pending(p))
-        if (p->kind != P_ENTRY)
-            return false;
     pthread_mutex_lock(&S.mu);
     bool sync = S.sync, failed = S.fail_lsn != 0;
     pthread_mutex_unlock(&S.mu);
-    if (failed)
-        return false;
-    if (sync)
-        for (struct pending *p = S.chain; p; p = next_pending(p))
-            if (p->sync)
-                return false;
     /* idle: the writer handed everything back (handoff_done, after its
      * last write and report), and only this thread gives it more */
-    if (!handoff_idle(&S.q))
+    if (failed || !handoff_idle(&S.q))
         return false;
     struct seg_batch *b = &S.lbatch;
     seg_batch_clear(b);
     uint64_t last = 0;
     for (struct pending *p = S.chain; p; p = next_pending(p)) {
+        /* only plain entries, none an fdatasync waits for: the others
+         * are the writer's (the chain is still this thread's, so a
+         * record placed here and then left is placed again there) */
+        if (p->kind != P_ENTRY || (sync && p->sync))
+            return false;
         p->at = seg_batch_add(b, REC_ENTRY, p->data, p->len);
         last = p->lsn;
     }

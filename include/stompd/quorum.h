@@ -46,10 +46,15 @@ struct quorum {
 int quorum_parse_modes(const char *s, unsigned *modes, char *err, size_t errlen) __attribute__((warn_unused_result));
 void quorum_format_modes(unsigned modes, char *out, size_t len);
 /* Do slaves have to fsync for this mode? Does the master wait for their
- * store's reports (a remote or quorum mode)? Does the master fsync? */
+ * store's reports (a remote or quorum mode)? Does the master fsync? Does
+ * any mode wait for the master's own write (a local or quorum mode)? */
 bool quorum_slaves_sync(unsigned modes);
 bool quorum_slaves_report(unsigned modes);
 bool quorum_master_sync(unsigned modes);
+bool quorum_master_counts_self(unsigned modes);
+/* The position of a slave's copy that the modes count: what its store
+ * reported (durable) where they wait for its reports, else what it received. */
+uint64_t quorum_slave_counted(unsigned modes, uint64_t received, uint64_t durable);
 
 void quorum_init(struct quorum *q, uint32_t replicas, unsigned modes, uint64_t committed);
 int quorum_add_slave(struct quorum *q, uint64_t id) __attribute__((warn_unused_result));
@@ -58,7 +63,7 @@ void quorum_local(struct quorum *q, uint64_t mem, uint64_t disk);
 void quorum_slave_ack(struct quorum *q, uint64_t id, uint64_t received, uint64_t durable);
 /* Recompute: never goes backwards. */
 uint64_t quorum_committed(struct quorum *q);
-/* Slaves whose received position is at least lsn. */
+/* Slaves whose counted position (quorum_slave_counted) is at least lsn. */
 uint32_t quorum_in_sync(const struct quorum *q, uint64_t lsn);
 /* Lowest position any connected slave has received (0 when none). */
 uint64_t quorum_min_received(const struct quorum *q);

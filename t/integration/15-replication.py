@@ -573,6 +573,34 @@ def test_lost_quorum_holds_sends_and_pauses_their_producers(broker_factory):
     assert got == [b"a1"] + [b"b%d" % i for i in range(limit)] + [b"d1"]
 
 
+def test_slave_that_received_but_wrote_nothing_is_behind(broker_factory):
+    """In quorum_mem a slave's copy counts once its store wrote it: one
+    that ACKs each entry as received but never as written holds durable
+    sends, is named behind at the position it wrote, and is not counted
+    in sync."""
+    c = Cluster(broker_factory)
+    m = c.nodes[0]
+    m.start()
+    stuck = FakeSlave(c.repl[0], 0, 0, 0, node=b"stuck-fake", ack_entries="received")
+    stuck.start()
+    assert wait_until(lambda: replica(status(m), "stuck-fake") is not None)
+    p = connected(m.port)
+    p.send("SEND", {"destination": "/queue/unwritten", "persistent": "true", "receipt": "r0"}, b"x")
+    assert wait_until(lambda: stuck.entries)
+    assert wait_until(lambda: (replica(status(m), "stuck-fake") or {}).get("received_lsn") == max(stuck.entries))
+    p.expect_nothing(1.0)
+    assert m.wait_log(r"durable sends wait: .*1 of 2 slaves connected, 0 in sync; a quorum of 3 needs 1; "
+                      r"behind: stuck-fake at lsn 0 \(not acknowledging\)")
+    st = status(m)
+    assert st["quorum"]["slaves_in_sync"] == 0 and st["quorum"]["state"] == "slaves connected but behind", st
+    # a real slave joins and writes: the send is receipted, one in sync
+    c.nodes[1].start(wait=SLAVE_UP)
+    f = p.recv(timeout=10)
+    assert f.command == "RECEIPT" and f["receipt-id"] == "r0", f
+    assert wait_until(lambda: status(m)["quorum"]["slaves_in_sync"] == 1)
+    stuck.close()
+
+
 def test_slave_behind_is_named_and_dropped_slaves_are_remembered(broker_factory):
     """A slave connected but not acknowledging holds durable sends too:
     logged once for that state, named in /api/status. A dropped slave

@@ -988,7 +988,9 @@ class FakeSlave(threading.Thread):
     lsn it stops reading and writing altogether, as a hung process (rcvbuf
     keeps the kernel from buffering much for it). version other than
     REPL_VERSION sends an older release's HELLO (version 3: the token in
-    clear). tls: an ssl.SSLContext to wrap the connection with."""
+    clear). tls: an ssl.SSLContext to wrap the connection with.
+    ack_entries="received": its ACKs say it received each entry but never
+    wrote one (a slave whose store is stuck)."""
 
     def __init__(self, port, last_epoch, last_lsn, max_epoch, node=b"fakeslave0001", ack_entries=False,
                  token=b"s3cret", last_sum=0, version=REPL_VERSION, stall_after=None, rcvbuf=None, tls=None):
@@ -1069,7 +1071,8 @@ class FakeSlave(threading.Thread):
                             self.entries[last] = e
                             off += 4 + ln
                         if self.ack_entries:
-                            self.s.sendall(repl_frame(8, struct.pack(">QQ", last, last)))
+                            written = self.last_lsn if self.ack_entries == "received" else last
+                            self.s.sendall(repl_frame(8, struct.pack(">QQ", last, written)))
                     elif t == 9:   # PING: the token back
                         self.s.sendall(repl_frame(10, p[:8]))
                 except OSError:

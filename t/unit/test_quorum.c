@@ -131,12 +131,36 @@ static void test_monotonic_and_slave_loss(void **state)
     assert_int_equal(quorum_committed(&q), 25);
 }
 
+/* In sync means the copy the modes count: written where the master waits
+ * for slaves' reports, received where it waits only for its own store. */
+static void test_in_sync_counts_what_the_modes_count(void **state)
+{
+    (void)state;
+    static const unsigned reported[] = {SYNC_QUORUM_MEM, SYNC_QUORUM_DISK, SYNC_REMOTE_MEM, SYNC_REMOTE_DISK};
+    for (size_t i = 0; i < sizeof reported / sizeof reported[0]; i++) {
+        struct quorum q;
+        quorum_init(&q, 3, reported[i], 0);
+        assert_int_equal(quorum_add_slave(&q, 1), 0);
+        quorum_slave_ack(&q, 1, 20, 15);
+        assert_int_equal(quorum_in_sync(&q, 15), 1);
+        assert_int_equal(quorum_in_sync(&q, 20), 0);
+        assert_true(quorum_master_counts_self(reported[i]) == (i < 2));
+    }
+    struct quorum q;
+    quorum_init(&q, 3, SYNC_LOCAL_DISK, 0);
+    assert_true(quorum_master_counts_self(SYNC_LOCAL_DISK) && quorum_master_counts_self(SYNC_LOCAL_MEM));
+    assert_int_equal(quorum_add_slave(&q, 1), 0);
+    quorum_slave_ack(&q, 1, 20, 0);
+    assert_int_equal(quorum_in_sync(&q, 20), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_monotonic_and_slave_loss),
+        cmocka_unit_test(test_in_sync_counts_what_the_modes_count),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
