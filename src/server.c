@@ -226,17 +226,6 @@ static void before_sleep(struct ev_loop *loop, ev_prepare *w, int revents)
          * frame each */
         if (persist_flush_coalesced())
             queue_journal_flushed(persist_last_lsn());
-        /* The clients' output goes before this round's entries (to the
-         * slaves, and to the log) when the loop is about to write them
-         * itself and no one waits for them (acks, delivery marks,
-         * auto-ack dequeues): what the output holds was journaled
-         * already, and a RECEIPT or MESSAGE the last report released
-         * need not wait for those sends and that write. Else the entries
-         * go first: a hand-off to a busy writer costs nothing, and an
-         * entry someone waits for is then written, fdatasynced and
-         * copied while the loop sends. */
-        if (store_loop_writes_next())
-            stream_flush_all();
         repl_master_flush();
         /* what this round journaled, to the store's writer (at once, unless
          * lazy), or written here (its report is an event now pending) */

@@ -180,7 +180,6 @@ static struct {
     bool lazy_loop;                         /* the loop's copy of lazy */
     struct pending *chain, *chain_tail;     /* appended, not yet handed to the writer */
     size_t chain_bytes;
-    bool chain_waited;  /* an entry of the chain is one someone waits for (sync) */
     struct pending *written, *written_tail; /* chains the loop wrote itself, not yet handed on to be indexed */
     size_t written_bytes;
     ev_timer kick_timer;                    /* hands a lazy chain over */
@@ -1347,7 +1346,6 @@ static void chain(enum pending_kind kind, uint64_t lsn, uint64_t epoch, uint64_t
     if (q > S.stats.queued_peak)
         S.stats.queued_peak = q;
     S.chain_bytes += len;
-    S.chain_waited |= sync;
     if (S.chain_tail)
         S.chain_tail->node.next = &p->node;
     else
@@ -1371,33 +1369,12 @@ void store_kick(void)
     struct pending *first = S.chain, *last = S.chain_tail;
     S.chain = S.chain_tail = NULL;
     S.chain_bytes = 0;
-    S.chain_waited = false;
     handoff_push_chain(&S.q, &first->node, &last->node);
 }
 
 static void kick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     store_kick();
-}
-
-/* May the loop write the chain itself (write_inline)? Not if the store
- * fdatasyncs (S.sync) and someone waits for an entry of it: the
- * writer's. */
-static bool inline_ready(void)
-{
-    if (!S.chain || !S.running || !S.loop || S.lazy_loop || S.chain_bytes > INLINE_MAX_BYTES || S.write_delay > 0)
-        return false;
-    pthread_mutex_lock(&S.mu);
-    bool failed = S.fail_lsn != 0, sync = S.sync;
-    pthread_mutex_unlock(&S.mu);
-    /* idle: the writer handed everything back (handoff_done, after its
-     * last write and report), and only this thread gives it more */
-    return !failed && !(sync && S.chain_waited) && handoff_idle(&S.q);
-}
-
-bool store_loop_writes_next(void)
-{
-    return !S.chain_waited && inline_ready();
 }
 
 /* The loop writes the chain to the log itself, when the writer has
@@ -1413,16 +1390,23 @@ bool store_loop_writes_next(void)
  * store as it would have. */
 static bool write_inline(void)
 {
-    if (!inline_ready())
+    if (!S.running || !S.loop || S.lazy_loop || S.chain_bytes > INLINE_MAX_BYTES || S.write_delay > 0)
+        return false;
+    pthread_mutex_lock(&S.mu);
+    bool sync = S.sync, failed = S.fail_lsn != 0;
+    pthread_mutex_unlock(&S.mu);
+    /* idle: the writer handed everything back (handoff_done, after its
+     * last write and report), and only this thread gives it more */
+    if (failed || !handoff_idle(&S.q))
         return false;
     struct seg_batch *b = &S.lbatch;
     seg_batch_clear(b);
     uint64_t last = 0;
     for (struct pending *p = S.chain; p; p = next_pending(p)) {
-        /* only plain entries: the others are the writer's (the chain is
-         * still this thread's, so a record placed here and then left is
-         * placed again there) */
-        if (p->kind != P_ENTRY)
+        /* only plain entries, none an fdatasync waits for: the others
+         * are the writer's (the chain is still this thread's, so a
+         * record placed here and then left is placed again there) */
+        if (p->kind != P_ENTRY || (sync && p->sync))
             return false;
         p->at = seg_batch_add(b, REC_ENTRY, p->data, p->len);
         last = p->lsn;
@@ -1463,7 +1447,6 @@ bool store_kick_lazy(void)
         S.written_bytes += S.chain_bytes;
         S.chain = S.chain_tail = NULL;
         S.chain_bytes = 0;
-        S.chain_waited = false;
         if (S.written_bytes >= LAZY_KICK_BYTES)
             store_kick();
         else if (!ev_is_active(&S.kick_timer)) {

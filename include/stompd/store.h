@@ -80,9 +80,6 @@ void store_kick(void);
 bool store_kick_lazy(void);
 /* Entries appended and not yet handed on, that go at the next kick. */
 bool store_chain_waiting(void);
-/* Would the next kick have the loop write the chain itself (see
- * store_kick_lazy), and does no one wait for any entry of it? */
-bool store_loop_writes_next(void);
 /* Payload bytes appended (entries, snapshot pairs) and still in memory:
  * not yet written and freed by the writer. */
 uint64_t store_queued(void);
