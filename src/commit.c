@@ -304,18 +304,48 @@ void op_drain_conn(struct conn *c)
 /* ------------------------------------------------------------ held output
  * Deliveries of persistent messages to client-ack subscribers leave only
  * once their delivery mark is durable, so a crash cannot hide that they
- * were delivered (they come back with redelivered:true). */
+ * were delivered (they come back with redelivered:true). An auto-ack
+ * delivery's dequeue is held to its store's copy the same way on a
+ * standalone node; on a master, until it is in the kernel's hands for as
+ * many slaves as the sync modes wait for (shipped), so a new master has
+ * it without a round trip more per delivery.
+ *
+ * A hold is a mark in the connection's output: the bytes before the
+ * first mark not yet released go (earlier deliveries, receipts), the rest
+ * waits. A mark not yet assigned its entry (the journal ops coalesce
+ * until the round's end) takes the holds that come after it: they go in
+ * the same entry. */
+
+struct hold_mark {
+    uint64_t pos;   /* where the held delivery starts (stream_out_pos) */
+    uint64_t lsn;   /* its entry, once assigned */
+    uint8_t kinds;  /* HOLD_COMMIT, HOLD_SHIPPED */
+    bool assigned;
+};
 
 /* Connections whose output waits for the journal, and those about to. */
 static struct conn_list held = TAILQ_HEAD_INITIALIZER(held);
 static struct conn **hold_new;
 static size_t nhold_new, cap_hold_new;
+static uint64_t shipped;
 
-void commit_hold_output(struct conn *c)
+void commit_hold(struct conn *c, uint64_t pos, enum hold_kind kind)
 {
-    if (c->hold_pending)
+    if (kind == HOLD_NONE)
         return;
-    c->hold_pending = true;
+    if (c->nholds > c->hold_head && !c->holds[c->nholds - 1].assigned) {
+        c->holds[c->nholds - 1].kinds |= (uint8_t)kind; /* already held from there */
+        return;
+    }
+    if (c->hold_head > 0 && c->hold_head == c->nholds)
+        c->hold_head = c->nholds = 0;
+    if (c->nholds == c->cap_holds) {
+        c->cap_holds = c->cap_holds ? c->cap_holds * 2 : 4;
+        c->holds = realloc(c->holds, c->cap_holds * sizeof *c->holds);
+        if (!c->holds)
+            abort();
+    }
+    c->holds[c->nholds++] = (struct hold_mark){pos, 0, (uint8_t)kind, false};
     if (nhold_new == cap_hold_new) {
         cap_hold_new = cap_hold_new ? cap_hold_new * 2 : 64;
         hold_new = realloc(hold_new, cap_hold_new * sizeof *hold_new);
@@ -325,35 +355,76 @@ void commit_hold_output(struct conn *c)
     hold_new[nhold_new++] = c;
 }
 
-void commit_hold_assign(uint64_t lsn)
+static bool marks_pop(struct conn *c);
+
+unsigned commit_hold_assign(uint64_t lsn)
 {
-    if (nhold_new)
-        want(lsn);
+    unsigned kinds = 0;
     for (size_t i = 0; i < nhold_new; i++) {
         struct conn *c = hold_new[i];
-        if (!c)
-            continue;
-        c->hold_pending = false;
-        c->hold_lsn = lsn;
+        if (!c || c->nholds == c->hold_head || c->holds[c->nholds - 1].assigned)
+            continue; /* forgotten, or listed twice */
+        struct hold_mark *m = &c->holds[c->nholds - 1];
+        m->lsn = lsn;
+        m->assigned = true;
+        kinds |= m->kinds;
+        if (m->kinds & HOLD_COMMIT)
+            want(lsn);
         if (!c->in_held && c->state != CONN_DEAD) {
             c->in_held = true;
             TAILQ_INSERT_TAIL(&held, c, held_link);
         }
+        marks_pop(c); /* an entry dropped (0), or one already there */
     }
     nhold_new = 0;
+    return kinds;
 }
 
-static void hold_release(uint64_t lsn)
+static void held_leave(struct conn *c)
+{
+    if (c->in_held) {
+        TAILQ_REMOVE(&held, c, held_link);
+        c->in_held = false;
+    }
+}
+
+static bool mark_released(const struct hold_mark *m)
+{
+    return m->assigned && (!(m->kinds & HOLD_COMMIT) || m->lsn <= committed) &&
+           (!(m->kinds & HOLD_SHIPPED) || m->lsn <= shipped);
+}
+
+/* Drop c's released marks from the front; true when any went. */
+static bool marks_pop(struct conn *c)
+{
+    uint32_t head = c->hold_head;
+    while (c->hold_head < c->nholds && mark_released(&c->holds[c->hold_head]))
+        c->hold_head++;
+    if (c->hold_head == head)
+        return false;
+    if (c->hold_head == c->nholds) {
+        c->hold_head = c->nholds = 0;
+        held_leave(c);
+    }
+    conn_want_flush(c);
+    return true;
+}
+
+static void hold_release(void)
 {
     struct conn *c, *next;
     for (c = TAILQ_FIRST(&held); c; c = next) {
         next = TAILQ_NEXT(c, held_link);
-        if (c->hold_lsn <= lsn) {
-            TAILQ_REMOVE(&held, c, held_link);
-            c->in_held = false;
-            conn_want_flush(c);
-        }
+        marks_pop(c);
     }
+}
+
+void commit_shipped(uint64_t lsn)
+{
+    if (lsn <= shipped)
+        return;
+    shipped = lsn;
+    hold_release();
 }
 
 void commit_hold_forget(struct conn *c)
@@ -361,16 +432,21 @@ void commit_hold_forget(struct conn *c)
     for (size_t i = 0; i < nhold_new; i++)
         if (hold_new[i] == c)
             hold_new[i] = NULL;
-    c->hold_pending = false;
-    if (c->in_held) {
-        TAILQ_REMOVE(&held, c, held_link);
-        c->in_held = false;
-    }
+    free(c->holds);
+    c->holds = NULL;
+    c->nholds = c->hold_head = c->cap_holds = 0;
+    held_leave(c);
 }
 
-bool commit_output_held(const struct conn *c)
+size_t commit_output_allowed(const struct conn *c)
 {
-    return c->hold_pending || c->hold_lsn > committed;
+    uint32_t i = c->hold_head;
+    while (i < c->nholds && mark_released(&c->holds[i]))
+        i++; /* released since the last pop */
+    if (i == c->nholds)
+        return SIZE_MAX;
+    uint64_t pos = c->holds[i].pos;
+    return pos > c->st.out_done ? (size_t)(pos - c->st.out_done) : 0;
 }
 
 static void finish_commit(struct op *op)
@@ -390,7 +466,7 @@ void commit_advance(uint64_t lsn)
     if (lsn <= committed)
         return;
     committed = lsn;
-    hold_release(lsn);
+    hold_release();
     struct op *op;
     while ((op = TAILQ_FIRST(&commit_q)) && op->lsn <= lsn)
         finish_commit(op);
@@ -464,7 +540,7 @@ uint64_t commit_wanted(void)
 
 void commit_reset(uint64_t lsn)
 {
-    committed = lsn;
+    committed = shipped = lsn;
 }
 
 double commit_oldest(void)

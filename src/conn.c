@@ -29,7 +29,7 @@
 
 static size_t conn_input(struct stream *s, const char *data, size_t len);
 static void conn_drained(struct stream *s);
-static bool conn_may_write(const struct stream *s);
+static size_t conn_may_write(const struct stream *s);
 static void conn_timeout(struct stream *s);
 static void conn_closed(struct stream *s, const char *why);
 static void conn_release(struct stream *s);
@@ -185,11 +185,11 @@ static size_t conn_input(struct stream *s, const char *data, size_t len)
     return off;
 }
 
-static bool conn_may_write(const struct stream *s)
+static size_t conn_may_write(const struct stream *s)
 {
     const struct conn *c = container_of(s, struct conn, st);
     /* held deliveries are released when their entry commits */
-    return !commit_output_held(c);
+    return commit_output_allowed(c);
 }
 
 /* The output was full and drained: read again, dispatch again. */

@@ -93,7 +93,7 @@ uint64_t persist_last_lsn(void)
  * redelivered (its delivery mark was journaled before it left). What a
  * delivery waits for goes in the same round (coalesce_due): its delivery
  * mark, which holds the consumer's output, and an auto-ack delivery's
- * dequeue (persist_coalesced_now), which has no mark and must be
+ * dequeue (persist_auto_acked), which has no mark and must be
  * journaled before the MESSAGE leaves. */
 #define COALESCE_BYTES (64 << 10)
 static ev_timer coalesce_timer; /* armed while they wait */
@@ -104,6 +104,15 @@ static void coalesce_reset(void)
     coalesce_due = false;
     if (ev_is_active(&coalesce_timer))
         ev_timer_stop(srv.loop, &coalesce_timer);
+}
+
+/* The deliveries held for the coalesced ops wait for entry lsn. Where
+ * no slave's copy counts, an auto-ack delivery's dequeue is shipped once
+ * the local log has it: the writer says so before its fdatasync. */
+static void assign_holds(uint64_t lsn)
+{
+    if ((commit_hold_assign(lsn) & HOLD_SHIPPED) && lsn && !repl_master_waits_for_slaves())
+        store_want_written(lsn);
 }
 
 /* sync: a producer, a receipt or a waiting op needs this entry on disk. */
@@ -142,7 +151,7 @@ uint64_t persist_journaled_by(void)
 uint64_t persist_flush(void)
 {
     persist_flush_lazy(true);
-    commit_hold_assign(last_lsn);
+    assign_holds(last_lsn);
     return last_lsn;
 }
 
@@ -152,10 +161,6 @@ static void coalesce_cb(struct ev_loop *loop, ev_timer *w, int revents)
     coalesce_due = true;
 }
 
-void persist_coalesced_now(void)
-{
-    coalesce_due = true;
-}
 
 bool persist_flush_coalesced(void)
 {
@@ -173,7 +178,7 @@ bool persist_flush_coalesced(void)
      * next entry that must be */
     persist_flush_lazy(false);
     coalesce_reset(); /* also when there was nothing to append */
-    commit_hold_assign(last_lsn);
+    assign_holds(last_lsn);
     return true;
 }
 
@@ -212,7 +217,7 @@ uint64_t persist_batch_end(void)
     persist_flush_lazy(false);
     uint64_t lsn = append(&batch, true);
     /* deliveries marked in the batch wait for the batch */
-    commit_hold_assign(lsn);
+    assign_holds(lsn);
     /* and scheduled jobs added or removed in it learn their entry */
     sched_batch_closed(lsn);
     return lsn;
@@ -319,6 +324,22 @@ bool persist_dequeue(struct qentry *e)
     return true;
 }
 
+/* The dequeue is appended in this round, and the MESSAGE waits until it
+ * is shipped (assign_holds). A master whose modes wait for slaves ships
+ * it to them in the same round, before the clients' output (before_sleep),
+ * unless their sockets are full, so a new master has it. A standalone
+ * node's log is its only copy (as a master's that waits for no slave),
+ * and its writer may be busy with an earlier group: the MESSAGE waits for
+ * the store's write (the OS holds it: what a kill -9 cannot take back),
+ * not for its fdatasync. */
+enum hold_kind persist_auto_acked(struct qentry *e)
+{
+    if (!persist_dequeue(e))
+        return HOLD_NONE;
+    coalesce_due = true;
+    return HOLD_SHIPPED;
+}
+
 bool persist_delivered(struct qentry *e)
 {
     if (!msg_journaled(e))
@@ -330,7 +351,7 @@ bool persist_delivered(struct qentry *e)
         jb_delivered(coalesced(), KEY_Q, e->q->dest->name, "", e->msg->priority, e->msg->seq, e->redeliveries + 1);
     else
         return false;
-    coalesce_due = true; /* the consumer's output waits for it (commit_hold_output) */
+    coalesce_due = true; /* the consumer's output waits for it (commit_hold) */
     return true;
 }
 
@@ -442,6 +463,14 @@ static void on_durable(uint64_t lsn)
         commit_advance(lsn);
     else
         repl_slave_store_done(lsn);
+}
+
+/* The local log has entries up to lsn: auto-ack deliveries whose dequeue
+ * no slave's copy vouches for may leave (HOLD_SHIPPED). */
+static void on_written(uint64_t lsn)
+{
+    if (enabled && !repl_master_waits_for_slaves())
+        commit_shipped(lsn);
 }
 
 static void stop_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -609,6 +638,7 @@ unsigned persist_modes(void)
 
 int persist_start_store(bool sync, char *err, size_t errlen)
 {
+    store_on_written(on_written);
     return store_start(srv.loop, sync, on_durable, on_fail, err, errlen);
 }
 

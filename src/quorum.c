@@ -108,7 +108,7 @@ int quorum_add_slave(struct quorum *q, uint64_t id)
         return -EEXIST;
     if (q->nslaves == QUORUM_MAX_SLAVES)
         return -ENOSPC;
-    q->slaves[q->nslaves++] = (struct quorum_slave){id, 0, 0};
+    q->slaves[q->nslaves++] = (struct quorum_slave){id, 0, 0, 0};
     return 0;
 }
 
@@ -138,6 +138,31 @@ void quorum_slave_ack(struct quorum *q, uint64_t id, uint64_t received, uint64_t
         s->durable = durable;
 }
 
+void quorum_slave_shipped(struct quorum *q, uint64_t id, uint64_t lsn)
+{
+    struct quorum_slave *s = find(q, id);
+    if (s && lsn > s->shipped)
+        s->shipped = lsn;
+}
+
+/* The k-th largest of v[0..n) (k >= 1), 0 when n < k. */
+static uint64_t kth_largest(uint64_t *v, uint32_t n, uint32_t k)
+{
+    if (n < k)
+        return 0;
+    /* partial selection sort: n is tiny */
+    for (uint32_t i = 0; i < k; i++) {
+        uint32_t best = i;
+        for (uint32_t j = i + 1; j < n; j++)
+            if (v[j] > v[best])
+                best = j;
+        uint64_t t = v[i];
+        v[i] = v[best];
+        v[best] = t;
+    }
+    return v[k - 1];
+}
+
 /* The need-th largest of the master's position and the slaves' durable
  * ones. A slave's copy counts once its store wrote it (and fsynced it,
  * when the master asks its slaves to): one only received, in the slave's
@@ -151,19 +176,23 @@ static uint64_t kth(const struct quorum *q, uint64_t master)
     v[n++] = master;
     for (uint32_t i = 0; i < q->nslaves; i++)
         v[n++] = q->slaves[i].durable;
-    if (n < q->need)
-        return 0;
-    /* partial selection sort: n is tiny */
-    for (uint32_t i = 0; i < q->need; i++) {
-        uint32_t best = i;
-        for (uint32_t j = i + 1; j < n; j++)
-            if (v[j] > v[best])
-                best = j;
-        uint64_t t = v[i];
-        v[i] = v[best];
-        v[best] = t;
-    }
-    return v[q->need - 1];
+    return kth_largest(v, n, q->need);
+}
+
+uint32_t quorum_slaves_waited(const struct quorum *q)
+{
+    return q->modes & (SYNC_QUORUM_MEM | SYNC_QUORUM_DISK) ? q->need - 1 : quorum_slaves_report(q->modes) ? 1 : 0;
+}
+
+uint64_t quorum_shipped(const struct quorum *q)
+{
+    uint32_t k = quorum_slaves_waited(q);
+    if (k == 0)
+        return UINT64_MAX;
+    uint64_t v[QUORUM_MAX_SLAVES];
+    for (uint32_t i = 0; i < q->nslaves; i++)
+        v[i] = q->slaves[i].shipped > q->slaves[i].received ? q->slaves[i].shipped : q->slaves[i].received;
+    return kth_largest(v, q->nslaves, k);
 }
 
 static uint64_t max_slave(const struct quorum *q)

@@ -991,8 +991,17 @@ static void pump(struct session *s)
         }
     }
     s->pumping = false;
-    if (!repl_peer_dead(p))
-        session_note_blocked(s, ev_now(srv.loop));
+    if (repl_peer_dead(p))
+        return;
+    session_note_blocked(s, ev_now(srv.loop));
+    if (s->state == S_STREAM && repl_peer_pending(p) == 0) {
+        /* every frame whole in the kernel's hands: an auto-ack delivery
+         * held for its dequeue may leave (HOLD_SHIPPED; where the modes
+         * wait for no slave, the local log's write says so: persist.c) */
+        quorum_slave_shipped(&M.q, s->id, s->next_lsn - 1);
+        if (quorum_slaves_waited(&M.q) > 0)
+            commit_shipped(quorum_shipped(&M.q));
+    }
 }
 
 static void more_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -1016,6 +1025,11 @@ void repl_master_append(uint64_t lsn, const char *data, size_t len, bool sync)
 
 /* Before the loop sleeps: everything appended in this round goes to each
  * caught-up slave in one ENTRIES frame and one send. */
+bool repl_master_waits_for_slaves(void)
+{
+    return M.running && quorum_slaves_waited(&M.q) > 0;
+}
+
 void repl_master_flush(void)
 {
     if (!M.running)

@@ -235,10 +235,11 @@ static void before_sleep(struct ev_loop *loop, ev_prepare *w, int revents)
         if (need || queue_follows_index() || sched_follows_index())
             store_poll_indexed(need);
         /* the clients' output only now: an auto-ack MESSAGE has no
-         * delivery mark, so its dequeue (persist_coalesced_now) must
-         * reach the slaves and, when the loop writes it, the log before
-         * the MESSAGE leaves; sending output earlier in the round was
-         * measured faster and is wrong (docs/performance.md, stop 36) */
+         * delivery mark, so on a master its dequeue (persist_auto_acked)
+         * must reach the slaves before the MESSAGE leaves (a standalone
+         * node holds the output until the store wrote it); sending
+         * output earlier in the round was measured faster and is wrong
+         * (docs/performance.md, stop 36) */
         stream_flush_all();
         if (!work && TAILQ_EMPTY(&srv.dirty))
             break;

@@ -125,6 +125,8 @@ static struct {
     pthread_mutex_t mu;     /* guards what the writer and the loop share below */
     bool sync;
     uint64_t done_lsn;      /* durable, reported to the loop */
+    uint64_t written_lsn;   /* in the log (the OS holds it), maybe not fsynced yet */
+    uint64_t want_written;  /* the loop waits to hear written_lsn reach this */
     uint64_t done_gen;      /* bumped with done_lsn: it may go down after a wipe */
     uint64_t indexed_lsn;
     uint64_t indexed_max_seq;   /* max_seq as of indexed_lsn */
@@ -152,6 +154,7 @@ static struct {
     uint64_t tip_epoch;
     struct journal_tip tip; /* the last entry; its checksum when asked */
     bool report_owed;       /* a lazy report not yet signalled */
+    uint64_t written_told;  /* the written position last signalled for want_written */
     double signalled_at;
     struct seg_pos indexed_pos;     /* after the last record applied to the index */
     struct seg_pos checkpoint;      /* indexed_pos as of the last fsynced index write */
@@ -175,7 +178,8 @@ static struct {
     store_done_fn done;
     store_fail_fn fail;
     store_indexed_fn indexed;
-    uint64_t reported_done, reported_gen, reported_indexed;
+    uint64_t reported_done, reported_gen, reported_indexed, reported_written;
+    store_written_fn written_fn;
     bool reported_fail;
     bool lazy_loop;                         /* the loop's copy of lazy */
     struct pending *chain, *chain_tail;     /* appended, not yet handed to the writer */
@@ -914,14 +918,33 @@ static void signal_loop(void)
  * LAZY_REPORT (the loop also reads it whenever it runs anyway): each
  * wake-up is a context switch, on a machine the producers, the slaves and
  * the other writers share. */
+/* Written up to lsn, an fdatasync to come: a loop that waits to hear it
+ * (store_want_written) is told now, the others with the durable report. */
+static void report_written(uint64_t lsn)
+{
+    pthread_mutex_lock(&S.mu);
+    S.written_lsn = lsn;
+    bool tell = S.want_written > S.written_told;
+    if (tell)
+        S.written_told = lsn;
+    pthread_mutex_unlock(&S.mu);
+    if (tell && S.loop)
+        ev_async_send(S.loop, &S.async);
+}
+
 static void report_durable(uint64_t done)
 {
     pthread_mutex_lock(&S.mu);
     S.done_lsn = done;
+    if (done > S.written_lsn)
+        S.written_lsn = done;
+    bool want = S.want_written > S.written_told;
+    if (want)
+        S.written_told = S.written_lsn;
     S.done_gen++;
     bool lazy = S.lazy;
     pthread_mutex_unlock(&S.mu);
-    if (!lazy || mono_now() - S.signalled_at >= LAZY_REPORT)
+    if (!lazy || want || mono_now() - S.signalled_at >= LAZY_REPORT)
         signal_loop();
     else
         S.report_owed = true;
@@ -1100,6 +1123,8 @@ static struct pending *run(struct pending *first, bool sync)
     }
     S.unwritten -= b->bytes;
     if (will_sync) {
+        if (any_done)
+            report_written(done);
         double t0 = mono_now();
         if (seglog_sync(why, sizeof why) != 0) {
             fail(first_lsn, why);
@@ -1161,7 +1186,7 @@ static struct pending *run(struct pending *first, bool sync)
             return NULL;
         }
         pthread_mutex_lock(&S.mu);
-        S.done_lsn = S.indexed_lsn = 0;
+        S.done_lsn = S.indexed_lsn = S.written_lsn = S.written_told = 0;
         S.wipes_done++;
         S.done_gen++;
         S.freed = true; /* every segment went: the loop closes what it read them with */
@@ -1252,12 +1277,15 @@ static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
 {
     pthread_mutex_lock(&S.mu);
     uint64_t done = S.done_lsn, gen = S.done_gen, fail_at = S.fail_lsn, indexed = S.indexed_lsn;
+    uint64_t written = S.written_lsn;
     bool freed = S.freed, room = S.room;
     /* a report of what the store held before a wipe still on its way
      * (a slave about to install a snapshot) says nothing of what it
      * holds now: the wipe's own report (0) comes next */
-    if (S.wipes_done != S.wipes)
+    if (S.wipes_done != S.wipes) {
         gen = S.reported_gen;
+        written = 0;
+    }
     S.freed = S.room = false;
     char msg[512];
     snprintf(msg, sizeof msg, "%s", S.fail_msg);
@@ -1267,6 +1295,11 @@ static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
         S.reported_done = done;
         if (S.done)
             S.done(done);
+    }
+    if (written > S.reported_written) {
+        S.reported_written = written;
+        if (S.written_fn)
+            S.written_fn(written);
     }
     if (freed)
         seglog_drop_removed(); /* the loop's paging reads may hold removed segments open */
@@ -1325,6 +1358,22 @@ int store_start(struct ev_loop *loop, bool sync, store_done_fn done, store_fail_
 void store_on_indexed(store_indexed_fn fn)
 {
     S.indexed = fn;
+}
+
+void store_on_written(store_written_fn fn)
+{
+    S.written_fn = fn;
+}
+
+void store_want_written(uint64_t lsn)
+{
+    pthread_mutex_lock(&S.mu);
+    if (lsn > S.want_written)
+        S.want_written = lsn;
+    bool already = S.written_lsn >= lsn;
+    pthread_mutex_unlock(&S.mu);
+    if (already && S.loop)
+        ev_feed_event(S.loop, &S.async, EV_ASYNC); /* reported where reports are */
 }
 
 static void chain(enum pending_kind kind, uint64_t lsn, uint64_t epoch, uint64_t sum, char *data, size_t len,
@@ -1425,7 +1474,7 @@ static bool write_inline(void)
     S.unwritten -= b->bytes;
     S.stats.inline_writes++;
     pthread_mutex_lock(&S.mu);
-    S.done_lsn = last;
+    S.done_lsn = S.written_lsn = last;
     S.done_gen++;
     pthread_mutex_unlock(&S.mu);
     return true;
@@ -1483,6 +1532,7 @@ void store_append(uint64_t lsn, char *data, size_t len, bool sync)
 void store_wipe(void)
 {
     S.wipes++;
+    S.reported_written = 0;
     chain(P_WIPE, 0, 0, 0, NULL, 0, true);
     store_kick();
 }

@@ -317,16 +317,29 @@ void stream_want_flush(struct stream *s)
     TAILQ_INSERT_TAIL(&flushq, s, flush_link);
 }
 
+void stream_out_consume(struct stream *s, size_t n)
+{
+    buf_consume(&s->out, n);
+    s->out_done += n;
+}
+
 /* With a framing layer, what reaches the transport is s->wire, refilled
- * from s->out a bounded amount at a time. */
+ * from s->out a bounded amount at a time. Only s->out's bytes before
+ * `upto` (a position, stream_out_pos) may go. */
 #define WIRE_CHUNK 65536
 
-static struct buf *next_output(struct stream *s, bool data)
+static struct buf *next_output(struct stream *s, uint64_t upto, size_t *len)
 {
-    if (!s->filter)
+    if (!s->filter) {
+        uint64_t allowed = upto - s->out_done;
+        *len = buf_used(&s->out) < allowed ? buf_used(&s->out) : (size_t)allowed;
         return &s->out;
-    if (buf_used(&s->wire) < WIRE_CHUNK && s->state != STREAM_DEAD)
-        s->filter->encode(s, data);
+    }
+    if (buf_used(&s->wire) < WIRE_CHUNK && s->state != STREAM_DEAD) {
+        uint64_t allowed = upto - s->out_done;
+        s->filter->encode(s, allowed > SIZE_MAX ? SIZE_MAX : (size_t)allowed);
+    }
+    *len = buf_used(&s->wire);
     return &s->wire;
 }
 
@@ -334,29 +347,32 @@ int stream_flush(struct stream *s)
 {
     if (s->state == STREAM_DEAD || s->state == STREAM_CONNECTING)
         return 0;
-    /* Held: whoever holds it asks for a flush when it lets go; a writable
-     * socket must not wake the loop meanwhile. A layer's control frames go
-     * even while the protocol holds its output. */
-    bool data = !(s->state == STREAM_OPEN && s->ops->may_write && !s->ops->may_write(s));
-    if (!data && !s->filter) {
-        if (s->writing) {
-            s->writing = false;
-            arm(s);     /* a read that waits to write keeps its watcher */
-        }
-        return 0;
+    /* Held (all of it, or what follows a mark): whoever holds it asks for
+     * a flush when it lets go; a writable socket must not wake the loop
+     * meanwhile. A layer's control frames go even while the protocol
+     * holds its output. */
+    uint64_t upto = UINT64_MAX;
+    if (s->state == STREAM_OPEN && s->ops->may_write) {
+        size_t allowed = s->ops->may_write(s);
+        if (allowed != SIZE_MAX)
+            upto = s->out_done + allowed;
     }
     /* remember it was full, however many flushes it then takes to drain */
     if (stream_pending(s) >= s->out_limit)
         s->blocked = true;
     struct buf *b;
+    size_t len;
     bool full = false, wrote = false; /* the socket took no more; it took some */
-    while (buf_used(b = next_output(s, data)) > 0) {
+    while ((len = 0, b = next_output(s, upto, &len), len > 0)) {
         char why[192];
-        ssize_t n = transport(s)->write(s, buf_head(b), buf_used(b), why, sizeof why);
+        ssize_t n = transport(s)->write(s, buf_head(b), len, why, sizeof why);
         if (n > 0) {
             s->last_tx = ev_now(loop);
             wrote = true;
-            buf_consume(b, (size_t)n);
+            if (b == &s->out)
+                stream_out_consume(s, (size_t)n);
+            else
+                buf_consume(b, (size_t)n);
             continue;
         }
         if (n == STREAM_IO_WANT_WRITE || n == STREAM_IO_WANT_READ) {
@@ -373,10 +389,11 @@ int stream_flush(struct stream *s)
     }
     if (s->state == STREAM_DEAD)
         return -1;
-    if (!data && buf_used(&s->wire) == 0 && s->writing) {
-        /* held, and the layer's own frames are out */
+    if (!full && s->writing && buf_used(&s->wire) == 0) {
+        /* the rest is held (a layer's own frames are out): a writable
+         * socket is no reason to wake */
         s->writing = false;
-        arm(s);
+        arm(s);     /* a read that waits to write keeps its watcher */
     }
     if (stream_pending(s) == 0) {
         if (s->writing || s->wr_wants_rd) {

@@ -216,11 +216,11 @@ void sub_deliver(struct sub *s, struct qentry *e)
     q->dest->st.dispatched++;
     srv.st.messages_out++;
     t->delivered++;
+    uint64_t at = stream_out_pos(&c->st); /* where a hold starts */
     if (t->ack == ACK_AUTO) {
         msg_write_frame(e->msg, &c->st.out, c->version, t->id, NULL, redelivered, e->redeliveries);
         q->dest->st.dequeued++;
-        if (persist_dequeue(e))
-            persist_coalesced_now(); /* journaled before the MESSAGE leaves */
+        commit_hold(c, at, persist_auto_acked(e));
         queue_entry_done(e);
     } else {
         char ack[24];
@@ -234,7 +234,7 @@ void sub_deliver(struct sub *s, struct qentry *e)
         msg_write_frame(e->msg, &c->st.out, c->version, t->id, c->version >= STOMP_12 ? ack : NULL,
                         redelivered, e->redeliveries);
         if (persist_delivered(e))
-            commit_hold_output(c);
+            commit_hold(c, at, HOLD_COMMIT);
     }
     conn_frame_sent(c);
     conn_want_flush(c);

@@ -603,13 +603,13 @@ static const char *close_reason(uint16_t code)
     }
 }
 
-static void ws_encode(struct stream *s, bool data)
+static void ws_encode(struct stream *s, size_t allowed)
 {
     struct ws *w = s->filter_data;
     if (w->phase != WS_OPEN) {
         /* nothing STOMP can go out before the upgrade, or after a refusal;
          * a connection that times out waiting for its request hears 408 */
-        buf_consume(&s->out, buf_used(&s->out));
+        stream_out_consume(s, buf_used(&s->out));
         if (w->phase == WS_HTTP && s->state == STREAM_CLOSING && !w->refused_answered) {
             answer_http(w, 408, "", "no WebSocket upgrade request within stomp.connect_timeout");
             S.refused++;
@@ -617,18 +617,23 @@ static void ws_encode(struct stream *s, bool data)
         return;
     }
     bool closing = s->state == STREAM_CLOSING;
-    if ((data || closing) && !w->close_queued) {
+    if (closing)
+        allowed = SIZE_MAX;
+    if (allowed > 0 && !w->close_queued) {
         while (buf_used(&s->wire) < WIRE_BATCH && buf_used(&s->out) > 0) {
             size_t u = ws_next_unit(buf_head(&s->out), buf_used(&s->out));
             if (u == 0)
                 u = buf_used(&s->out); /* never a partial frame in practice: send what there is */
+            if (u > allowed)
+                break; /* a mark of the protocol's is at a frame's start: held from there */
+            allowed -= u;
             struct wslay_event_msg m = {
                 .opcode = ws_utf8_valid(buf_head(&s->out), u) ? WSLAY_TEXT_FRAME : WSLAY_BINARY_FRAME,
                 .msg = (const uint8_t *)buf_head(&s->out),
                 .msg_length = u,
             };
             int rc = wslay_event_queue_msg(w->ctx, &m);
-            buf_consume(&s->out, u);
+            stream_out_consume(s, u);
             if (rc != 0)
                 break;
             S.messages_out++;

@@ -98,12 +98,22 @@ void commit_fail_from(uint64_t lsn, const char *why);
 void commit_expire(double before, const char *why);
 /* The connection is closing: detach its ops (commits still release). */
 void op_orphan_conn(struct conn *c);
-/* A connection's output holds a delivery whose delivery mark is not
- * journaled yet: nothing more is written to it until that mark commits. */
-void commit_hold_output(struct conn *c);
-/* The coalesced journal ops were appended as entry lsn (0: dropped). */
-void commit_hold_assign(uint64_t lsn);
-bool commit_output_held(const struct conn *c);
+/* What a delivery's output waits for: its entry committed (a delivery
+ * mark), or shipped (an auto-ack dequeue: in the kernel's hands where a
+ * restart or a new master reads it: enough slaves' sockets on a master
+ * that waits for slaves, else the local log). */
+enum hold_kind { HOLD_NONE = 0, HOLD_COMMIT = 1, HOLD_SHIPPED = 2 };
+/* c's output from pos (stream_out_pos before the delivery was written)
+ * waits for the entry that will carry the journal ops coalesced so far
+ * (commit_hold_assign). */
+void commit_hold(struct conn *c, uint64_t pos, enum hold_kind kind);
+/* Entries up to lsn are shipped (see HOLD_SHIPPED). */
+void commit_shipped(uint64_t lsn);
+/* The coalesced journal ops were appended as entry lsn (0: dropped).
+ * Returns the kinds of holds that now wait for it. */
+unsigned commit_hold_assign(uint64_t lsn);
+/* How many bytes of c's output may go now (SIZE_MAX: all). */
+size_t commit_output_allowed(const struct conn *c);
 void commit_hold_forget(struct conn *c);
 uint64_t commit_lsn(void);
 /* The highest lsn anything has waited for (an op, a held output): an

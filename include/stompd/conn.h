@@ -45,9 +45,9 @@ struct conn {
     enum stomp_version version;
     bool error_sent;
     bool error_quiet;           /* its ERROR is logged elsewhere (failed logins: rate-limited) */
-    bool hold_pending;          /* output holds a delivery whose mark is not journaled yet */
+    struct hold_mark *holds;    /* where its output waits for the journal (commit_hold) */
+    uint32_t nholds, hold_head, cap_holds;
     bool in_held;               /* on the held list */
-    uint64_t hold_lsn;          /* output waits until this lsn is committed */
     uint32_t hb_rx_ms;          /* client -> server interval, 0 = none */
     uint32_t hb_tx_ms;          /* server -> client interval, 0 = none */
     ev_tstamp frame_started;    /* a frame's first bytes came then and it is not whole yet (0: none) */

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "stompd/commit.h"
+
 struct dest;
 struct msg;
 struct qentry;
@@ -83,10 +85,10 @@ bool persist_enqueue(struct dest *d, struct msg *m, const char *dup_id);
 /* Returns true when an ack was journaled (coalesced: persist_flush gives
  * its entry an lsn). */
 bool persist_dequeue(struct qentry *e);
-/* An auto-ack delivery's dequeue was just coalesced: it is appended (and
- * shipped) in this loop round, before the MESSAGE leaves, whatever
- * store.ack_delay says: a failover must not deliver it again unmarked. */
-void persist_coalesced_now(void);
+/* An auto-ack delivery: its dequeue is journaled, whatever
+ * store.ack_delay says. Returns what the MESSAGE must wait for (commit_hold)
+ * so that neither a failover nor a restart delivers it again unmarked. */
+enum hold_kind persist_auto_acked(struct qentry *e);
 /* Returns true when a delivery mark was journaled. */
 bool persist_delivered(struct qentry *e);
 bool persist_durable_created(struct durable *d);

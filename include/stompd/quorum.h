@@ -28,6 +28,7 @@ struct quorum_slave {
     uint64_t id;
     uint64_t received; /* in its memory: moves the send window, commits nothing */
     uint64_t durable;  /* written by its store, and fsynced if quorum_slaves_sync */
+    uint64_t shipped;  /* handed whole to the kernel for it (its socket) */
 };
 
 struct quorum {
@@ -61,6 +62,16 @@ int quorum_add_slave(struct quorum *q, uint64_t id) __attribute__((warn_unused_r
 void quorum_remove_slave(struct quorum *q, uint64_t id);
 void quorum_local(struct quorum *q, uint64_t mem, uint64_t disk);
 void quorum_slave_ack(struct quorum *q, uint64_t id, uint64_t received, uint64_t durable);
+/* Everything up to lsn is in the kernel's hands for this slave. */
+void quorum_slave_shipped(struct quorum *q, uint64_t id, uint64_t lsn);
+/* How many slaves' copies the modes wait for: a quorum's (need - 1), one
+ * for a remote mode, none for the local modes alone. */
+uint32_t quorum_slaves_waited(const struct quorum *q);
+/* The highest lsn shipped to (or received by) as many slaves as the modes
+ * wait for (a quorum's, or one for a remote mode): a new master elected
+ * after this one's process died would have it. 0 while too few slaves;
+ * UINT64_MAX when the modes wait for none. */
+uint64_t quorum_shipped(const struct quorum *q);
 /* Recompute: never goes backwards. */
 uint64_t quorum_committed(struct quorum *q);
 /* Slaves whose counted position (quorum_slave_counted) is at least lsn. */

@@ -158,6 +158,8 @@ bool repl_master_running(void);
 void repl_master_append(uint64_t lsn, const char *data, size_t len, bool sync);
 /* Ship what was appended this round (called before the loop sleeps). */
 void repl_master_flush(void);
+/* Running, with sync modes that wait for at least one slave's copy. */
+bool repl_master_waits_for_slaves(void);
 /* The master's own store made entries durable up to lsn. */
 void repl_master_local_done(uint64_t lsn);
 

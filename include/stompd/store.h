@@ -43,6 +43,7 @@ struct store_info {
 typedef void (*store_done_fn)(uint64_t durable_lsn);
 typedef void (*store_fail_fn)(uint64_t lsn, const char *why);
 typedef void (*store_indexed_fn)(uint64_t indexed_lsn);
+typedef void (*store_written_fn)(uint64_t written_lsn);
 
 struct store_limits {
     uint64_t segment_bytes;  /* a new log segment once the current one has this much */
@@ -64,6 +65,11 @@ int store_start(struct ev_loop *loop, bool sync, store_done_fn done, store_fail_
 /* Told whenever the index has applied more (paging reads only what is
  * indexed). */
 void store_on_indexed(store_indexed_fn fn);
+/* Told when entries are in the log (written, the OS holds them; an
+ * fdatasync may follow): at once once the loop waits for lsn
+ * (store_want_written), else with the durability reports. */
+void store_on_written(store_written_fn fn);
+void store_want_written(uint64_t lsn);
 /* Queue an encoded entry (ownership of data passes to the store). A group
  * is fdatasynced (when the store syncs at all) if any entry in it asks to
  * be: entries nobody waits on (acks, delivery marks) ride along, and the

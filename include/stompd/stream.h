@@ -72,9 +72,12 @@ struct stream_ops {
     /* Optional: the output was at its limit (or the socket was full) and
      * drained below the low-water mark. */
     void (*drained)(struct stream *s);
-    /* Optional: may buffered output be written now? (A STOMP connection
-     * holds deliveries until their journal entry is committed.) */
-    bool (*may_write)(const struct stream *s);
+    /* Optional: how many bytes of s->out may be written now (SIZE_MAX:
+     * all, 0: none)? A STOMP connection holds a delivery, and what it
+     * wrote after it, until the delivery's journal entry is committed;
+     * what it wrote before goes meanwhile. Never less than it said before
+     * for bytes already there. */
+    size_t (*may_write)(const struct stream *s);
     /* Optional: the deadline set with stream_set_timer passed. */
     void (*timeout)(struct stream *s);
     /* Optional: an outgoing connect completed. */
@@ -99,10 +102,11 @@ struct stream_filter {
     /* Bytes of decoded input waiting for the protocol (offered when
      * reading resumes; they count with s->in toward the input total). */
     size_t (*held)(const struct stream *s);
-    /* Move output into s->wire: control frames always, s->out's bytes when
-     * data is true (the protocol's may_write allows it, or the stream is
-     * closing: then the layer also adds its closing frame). */
-    void (*encode)(struct stream *s, bool data);
+    /* Move output into s->wire: control frames always, and up to allowed
+     * bytes of s->out (taken with stream_out_consume; what may_write
+     * allows, everything when the stream is closing: then the layer also
+     * adds its closing frame). */
+    void (*encode)(struct stream *s, size_t allowed);
     /* A closing stream wrote everything: may the socket close now? (No:
      * it keeps reading until the peer's closing frame, or the linger.) */
     bool (*may_close)(struct stream *s);
@@ -119,6 +123,7 @@ struct stream {
     ev_io rd, wr;
     ev_timer timer;
     struct buf in, out;
+    uint64_t out_done;          /* bytes of out written (or taken by the layer) so far */
     const struct stream_filter *filter; /* NULL: the protocol's bytes go to the socket as they are */
     void *filter_data;
     struct buf wire;            /* with a filter: framed output not yet written */
@@ -158,6 +163,11 @@ void stream_want_flush(struct stream *s);
 /* Write what the socket takes now; returns -1 when the stream closed. */
 int stream_flush(struct stream *s);
 static inline size_t stream_pending(const struct stream *s) { return buf_used(&s->out) + buf_used(&s->wire); }
+/* Where the next byte written to s->out will be, counted from the stream's
+ * first: a protocol's mark for may_write. */
+static inline uint64_t stream_out_pos(const struct stream *s) { return s->out_done + buf_used(&s->out); }
+/* n bytes of s->out are written (or framed into s->wire). */
+void stream_out_consume(struct stream *s, size_t n);
 static inline bool stream_full(const struct stream *s) { return stream_pending(s) >= s->out_limit; }
 /* "tcp", or the framing layer's name ("ws"). */
 static inline const char *stream_transport(const struct stream *s) { return s->filter ? s->filter->name : "tcp"; }

@@ -179,6 +179,26 @@ def test_an_auto_ack_delivery_is_journaled_before_it_leaves(broker_factory):
     assert drain(b.port, "/queue/auto", first=1.0) == [], "an auto-ack delivery came back after kill -9"
 
 
+def test_an_auto_ack_delivery_waits_for_a_busy_writer(broker_factory):
+    """Standalone, the log is the only copy: when the writer is busy (here
+    every group waits STOMPD_TEST_WRITE_DELAY_MS before its write), an
+    auto-ack MESSAGE leaves only once its dequeue is written, so kill -9
+    the moment it arrives does not bring the message back unmarked."""
+    b = broker_factory({"store.ack_delay": "10s"}, start=False)
+    b.env = dict(os.environ, STOMPD_TEST_WRITE_DELAY_MS="400")
+    b.start()
+    consumer = connected(b.port)
+    consumer.receipt("SUBSCRIBE", {"id": "c", "destination": "/queue/busy", "ack": "auto"}, "sub")
+    connected(b.port).receipt("SEND", {"destination": "/queue/busy", "persistent": "true"}, "r", b"once")
+    f = consumer.recv(timeout=30)
+    assert f.body == b"once" and f.get("redelivered") is None
+    b.kill()  # no wait for the writer: the MESSAGE's arrival must be enough
+    b.env = None
+    b.restart()
+    again = drain(b.port, "/queue/busy", first=1.0)
+    assert again == [], "kill -9 right after an auto-ack delivery brought it back unmarked: %r" % again
+
+
 def log_digest(b):
     """What the store's log segments hold (their size and time stamps do
     not tell: they are written ahead with zeros)."""

@@ -601,6 +601,46 @@ def test_slave_that_received_but_wrote_nothing_is_behind(broker_factory):
     stuck.close()
 
 
+def test_auto_ack_delivery_waits_until_its_dequeue_is_shipped(broker_factory):
+    """An auto-ack delivery has no delivery mark: its dequeue must be in
+    the kernel's hands for the slaves a quorum needs before the MESSAGE
+    leaves, or a master killed in between leaves a new master that
+    delivers it again unmarked. Here the only slave stops reading with
+    the master's output to it full, so the dequeue cannot go: the MESSAGE
+    waits, and leaves once the slave reads again."""
+    # a stalled slave answers no ping: not dropped while the test holds it
+    c = Cluster(broker_factory, store__repl_window="256KiB", store__repl_timeout="120s")
+    m = c.nodes[0]
+    m.start()
+    fake = FakeSlave(c.repl[0], 0, 0, 0, node=b"slow-fake", ack_entries=True, rcvbuf=4096)
+    fake.start()
+    try:
+        assert wait_until(lambda: replica(status(m), "slow-fake") is not None)
+        p = connected(m.port)
+        p.receipt("SEND", {"destination": "/queue/held", "persistent": "true"}, "r0", b"once")
+        # the slave reads one more entry (a big one), then stops; the next
+        # big one fills the window and the sockets behind it
+        fake.stall_after = status(m)["lsn"] + 1
+        big = b"b" * (1 << 20)
+        p.send("SEND", {"destination": "/queue/filler", "persistent": "true"}, big)
+        assert fake.stalled.wait(30), "the fake slave did not get the first filler"
+        filler = status(m)["lsn"] + 1
+        p.send("SEND", {"destination": "/queue/filler", "persistent": "true"}, big)
+        assert wait_until(lambda: status(m)["lsn"] == filler, timeout=30)
+        consumer = connected(m.port)
+        consumer.send("SUBSCRIBE", {"id": "c", "destination": "/queue/held", "ack": "auto"})
+        dequeue = filler + 1
+        assert wait_until(lambda: status(m)["lsn"] >= dequeue), "the auto-ack delivery's dequeue was not journaled"
+        consumer.expect_nothing(1.0)
+        assert dequeue not in fake.entries
+        fake.resume()
+        f = consumer.recv(timeout=30)
+        assert f.command == "MESSAGE" and f.body == b"once" and f.get("redelivered") is None, f
+        assert wait_until(lambda: dequeue in fake.entries)
+    finally:
+        fake.close()
+
+
 def test_slave_behind_is_named_and_dropped_slaves_are_remembered(broker_factory):
     """A slave connected but not acknowledging holds durable sends too:
     logged once for that state, named in /api/status. A dropped slave

@@ -4,6 +4,7 @@ subprotocols, frames split over messages and several frames per message,
 splits at every byte, masking and the other framing rules, the message
 size limit, ping/pong, the close handshake both ways with its codes,
 binary bodies and heart-beats."""
+import os
 import signal
 import socket
 import struct
@@ -323,6 +324,31 @@ def test_message_size_limit(wsb):
     f = w.recv_stomp()
     assert f.command == "ERROR" and f["message"] == "frame too large"
     w.expect_close(1008)
+
+
+def test_held_delivery_keeps_its_place_in_the_output(broker_factory):
+    """A client-ack delivery of a persistent message waits for its delivery
+    mark's entry (here every store write waits STOMPD_TEST_WRITE_DELAY_MS);
+    a frame written to the same connection after it waits behind it, and
+    each still goes as a WebSocket message of its own."""
+    port = free_port()
+    b = broker_factory({"stomp.ws_listen": "127.0.0.1:%d" % port}, start=False)
+    b.env = dict(os.environ, STOMPD_TEST_WRITE_DELAY_MS="300")
+    b.start()
+    w = WS(port)
+    w.connect_stomp()
+    w.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/wsheld", "ack": "client-individual"}, "s1")
+    w.receipt("SUBSCRIBE", {"id": "2", "destination": "/queue/wsafter"}, "s2")
+    t = connected(b.port)
+    t.receipt("SEND", {"destination": "/queue/wsheld", "persistent": "true"}, "r", b"held")
+    t.send("SEND", {"destination": "/queue/wsafter"}, b"after")
+    first, second = w.recv_stomp(timeout=30), w.recv_stomp(timeout=30)
+    assert (first.body, second.body) == (b"held", b"after"), (first, second)
+    assert [op for op, _ in w.messages[-2:]] == [TEXT, TEXT]
+    assert w.messages[-2][1].startswith(b"MESSAGE\n") and w.messages[-2][1].endswith(b"held\0")
+    w.send_stomp("ACK", {"id": first["ack"]})
+    w.drop()
+    t.close()
 
 
 def test_binary_bodies_go_out_as_binary_messages(wsb):

@@ -986,7 +986,8 @@ class FakeSlave(threading.Thread):
     receives only while ack_entries is set. It never applies anything: a
     slave that lies, or stalls. With stall_after, once it has received that
     lsn it stops reading and writing altogether, as a hung process (rcvbuf
-    keeps the kernel from buffering much for it). version other than
+    keeps the kernel from buffering much for it) until resume(); the
+    test may set stall_after once it runs. version other than
     REPL_VERSION sends an older release's HELLO (version 3: the token in
     clear). tls: an ssl.SSLContext to wrap the connection with.
     ack_entries="received": its ACKs say it received each entry but never
@@ -1000,6 +1001,7 @@ class FakeSlave(threading.Thread):
         self.stall_after = stall_after
         self.stalled = threading.Event()
         self.released = threading.Event()
+        self.resumed = False
         if rcvbuf:
             self.s = socket.socket()
             self.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -1081,7 +1083,14 @@ class FakeSlave(threading.Thread):
                 if self.stall_after is not None and self.entries and max(self.entries) >= self.stall_after:
                     self.stalled.set()
                     self.released.wait()
-                    return
+                    if not self.resumed:
+                        return
+                    self.stall_after = None
+
+    def resume(self):
+        """A stalled slave reads (and ACKs) again."""
+        self.resumed = True
+        self.released.set()
 
     def close(self):
         """Let a stalled slave go and close its connection."""

@@ -240,10 +240,47 @@ static void test_connectionless_ops_notify(void **state)
     expect("deliver gone to /queue/q0;");
 }
 
+/* Held output: the bytes before the first mark not yet released go (a
+ * hold starts where its delivery does); holds of one round share their
+ * entry's mark; a mark waits for all its kinds. */
+static void test_held_output_goes_up_to_the_first_mark(void **state)
+{
+    struct conn *c = conn(0);
+    assert_true(commit_output_allowed(c) == SIZE_MAX);
+    c->st.out_done = 100;
+    commit_hold(c, 150, HOLD_COMMIT);  /* a client-ack delivery at 150 */
+    commit_hold(c, 180, HOLD_SHIPPED); /* an auto-ack one, same round */
+    assert_int_equal(commit_output_allowed(c), 50);
+    commit_hold_assign(5);
+    assert_true(commit_wanted() >= 5);
+    commit_hold(c, 200, HOLD_SHIPPED); /* the next round */
+    commit_hold_assign(6);
+    assert_int_equal(commit_output_allowed(c), 50);
+    commit_advance(5); /* committed, not yet shipped */
+    assert_int_equal(commit_output_allowed(c), 50);
+    commit_shipped(5);
+    assert_int_equal(commit_output_allowed(c), 100);
+    c->st.out_done = 200; /* written up to the next mark */
+    assert_int_equal(commit_output_allowed(c), 0);
+    commit_shipped(6);
+    assert_true(commit_output_allowed(c) == SIZE_MAX);
+    /* an entry dropped (0) holds nothing */
+    commit_hold(c, 300, HOLD_COMMIT);
+    assert_int_equal(commit_output_allowed(c), 100);
+    commit_hold_assign(0);
+    assert_true(commit_output_allowed(c) == SIZE_MAX);
+    commit_hold(c, 300, HOLD_COMMIT);
+    commit_hold_forget(c);
+    assert_true(commit_output_allowed(c) == SIZE_MAX);
+    commit_hold_assign(7); /* the forgotten connection is not touched */
+    assert_true(commit_output_allowed(c) == SIZE_MAX);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_receipts_in_frame_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_held_output_goes_up_to_the_first_mark, setup, teardown),
         cmocka_unit_test_setup_teardown(test_messages_released_in_lsn_order_across_connections, setup, teardown),
         cmocka_unit_test_setup_teardown(test_already_committed_goes_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_closed_connection_still_releases, setup, teardown),

@@ -154,6 +154,43 @@ static void test_in_sync_counts_what_the_modes_count(void **state)
     assert_int_equal(quorum_in_sync(&q, 20), 1);
 }
 
+/* Shipped: what as many slaves as the modes wait for were sent whole (or
+ * acknowledged), so a new master would have it. */
+static void test_shipped_counts_the_slaves_the_modes_wait_for(void **state)
+{
+    (void)state;
+    struct quorum q;
+    /* 5 replicas, quorum: 2 slaves of 4 */
+    quorum_init(&q, 5, SYNC_QUORUM_MEM, 0);
+    assert_int_equal(quorum_slaves_waited(&q), 2);
+    assert_int_equal(quorum_shipped(&q), 0);
+    for (uint64_t id = 1; id <= 3; id++)
+        assert_int_equal(quorum_add_slave(&q, id), 0);
+    quorum_slave_shipped(&q, 1, 40);
+    assert_int_equal(quorum_shipped(&q), 0); /* one slave has it */
+    quorum_slave_ack(&q, 2, 30, 0);          /* received counts as shipped */
+    assert_int_equal(quorum_shipped(&q), 30);
+    quorum_slave_shipped(&q, 3, 35);
+    assert_int_equal(quorum_shipped(&q), 35);
+    quorum_slave_shipped(&q, 1, 10); /* never backwards */
+    assert_int_equal(quorum_shipped(&q), 35);
+    quorum_remove_slave(&q, 1);
+    assert_int_equal(quorum_shipped(&q), 30);
+    /* a remote mode waits for one slave; the local ones for none */
+    quorum_init(&q, 3, SYNC_LOCAL_DISK | SYNC_REMOTE_MEM, 0);
+    assert_int_equal(quorum_slaves_waited(&q), 1);
+    assert_int_equal(quorum_add_slave(&q, 1), 0);
+    assert_int_equal(quorum_add_slave(&q, 2), 0);
+    quorum_slave_shipped(&q, 2, 7);
+    assert_int_equal(quorum_shipped(&q), 7);
+    quorum_init(&q, 3, SYNC_LOCAL_DISK, 0);
+    assert_int_equal(quorum_slaves_waited(&q), 0);
+    assert_true(quorum_shipped(&q) == UINT64_MAX);
+    /* a cluster of one: the quorum is the master alone */
+    quorum_init(&q, 1, SYNC_QUORUM_DISK, 0);
+    assert_int_equal(quorum_slaves_waited(&q), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -161,6 +198,7 @@ int main(void)
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_monotonic_and_slave_loss),
         cmocka_unit_test(test_in_sync_counts_what_the_modes_count),
+        cmocka_unit_test(test_shipped_counts_the_slaves_the_modes_wait_for),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
