@@ -390,8 +390,11 @@ static void held_leave(struct conn *c)
 
 static bool mark_released(const struct hold_mark *m)
 {
-    return m->assigned && (!(m->kinds & HOLD_COMMIT) || m->lsn <= committed) &&
-           (!(m->kinds & HOLD_SHIPPED) || m->lsn <= shipped);
+    if (!m->assigned)
+        return false;
+    if (m->lsn <= committed)
+        return true; /* the stronger: the copies the sync modes count, written */
+    return !(m->kinds & HOLD_COMMIT) && m->lsn <= shipped;
 }
 
 /* Drop c's released marks from the front; true when any went. */
@@ -425,6 +428,11 @@ void commit_shipped(uint64_t lsn)
         return;
     shipped = lsn;
     hold_release();
+}
+
+bool commit_holds_unassigned(void)
+{
+    return nhold_new > 0;
 }
 
 void commit_hold_forget(struct conn *c)

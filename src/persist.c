@@ -111,8 +111,9 @@ static void coalesce_reset(void)
  * the local log has it: the writer says so before its fdatasync. */
 static void assign_holds(uint64_t lsn)
 {
-    if ((commit_hold_assign(lsn) & HOLD_SHIPPED) && lsn && !repl_master_waits_for_slaves())
-        store_want_written(lsn);
+    if ((commit_hold_assign(lsn) & HOLD_SHIPPED) && lsn && !repl_master_waits_for_slaves() &&
+        store_want_written(lsn))
+        commit_shipped(lsn); /* released before this round's output goes */
 }
 
 /* sync: a producer, a receipt or a waiting op needs this entry on disk. */
@@ -164,8 +165,10 @@ static void coalesce_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 bool persist_flush_coalesced(void)
 {
+    /* a delivery held for ops a SEND's entry took (coalesce_reset) learns
+     * its entry here, with these */
     if (enabled && !jb_empty(&lazy) && !coalesce_due && config.ack_delay > 0 &&
-        buf_used(&lazy.b) < COALESCE_BYTES) {
+        buf_used(&lazy.b) < COALESCE_BYTES && !commit_holds_unassigned()) {
         /* a timer, not a timestamp: the monotonic clock, whatever the
          * wall clock does meanwhile */
         if (!ev_is_active(&coalesce_timer)) {
@@ -683,6 +686,16 @@ uint64_t persist_position(uint64_t *e)
 uint64_t persist_position_sum(void)
 {
     return enabled || !repl_slave_running() ? journal_tip_sum(&last_tip) : repl_slave_tip_sum();
+}
+
+void persist_settle(void)
+{
+    if (!enabled)
+        return;
+    persist_flush();
+    store_drain();
+    /* on a master, node_stop then sends the slaves what their sockets take */
+    commit_shipped(last_lsn);
 }
 
 void persist_close(void)

@@ -994,14 +994,14 @@ static void pump(struct session *s)
     if (repl_peer_dead(p))
         return;
     session_note_blocked(s, ev_now(srv.loop));
-    if (s->state == S_STREAM && repl_peer_pending(p) == 0) {
-        /* every frame whole in the kernel's hands: an auto-ack delivery
-         * held for its dequeue may leave (HOLD_SHIPPED; where the modes
-         * wait for no slave, the local log's write says so: persist.c) */
+    /* every frame whole in the kernel's hands, or acknowledged (on_ack
+     * pumps): an auto-ack delivery held for its dequeue may leave
+     * (HOLD_SHIPPED; where the modes wait for no slave, the local log's
+     * write says so: persist.c) */
+    if (s->state == S_STREAM && repl_peer_pending(p) == 0)
         quorum_slave_shipped(&M.q, s->id, s->next_lsn - 1);
-        if (quorum_slaves_waited(&M.q) > 0)
-            commit_shipped(quorum_shipped(&M.q));
-    }
+    if (quorum_slaves_waited(&M.q) > 0)
+        commit_shipped(quorum_shipped(&M.q));
 }
 
 static void more_cb(struct ev_loop *loop, ev_timer *w, int revents)

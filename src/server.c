@@ -331,6 +331,9 @@ void server_shutdown(void)
     listener_stop(&srv.ws);
     listener_stop(&srv.wss);
     listener_stop(&srv.stomp_tls);
+    /* an auto-ack MESSAGE held for its dequeue goes once the log has it:
+     * dropped with its connection, its message would be lost */
+    persist_settle();
     stream_flush_all();
     struct conn *c;
     while ((c = TAILQ_FIRST(&srv.conns)))

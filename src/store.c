@@ -1186,7 +1186,7 @@ static struct pending *run(struct pending *first, bool sync)
             return NULL;
         }
         pthread_mutex_lock(&S.mu);
-        S.done_lsn = S.indexed_lsn = S.written_lsn = S.written_told = 0;
+        S.done_lsn = S.indexed_lsn = S.written_lsn = S.written_told = S.want_written = 0;
         S.wipes_done++;
         S.done_gen++;
         S.freed = true; /* every segment went: the loop closes what it read them with */
@@ -1365,15 +1365,21 @@ void store_on_written(store_written_fn fn)
     S.written_fn = fn;
 }
 
-void store_want_written(uint64_t lsn)
+void store_drain(void)
+{
+    store_kick();
+    while (S.running && !handoff_idle(&S.q))
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+}
+
+bool store_want_written(uint64_t lsn)
 {
     pthread_mutex_lock(&S.mu);
-    if (lsn > S.want_written)
-        S.want_written = lsn;
     bool already = S.written_lsn >= lsn;
+    if (!already && lsn > S.want_written)
+        S.want_written = lsn;
     pthread_mutex_unlock(&S.mu);
-    if (already && S.loop)
-        ev_feed_event(S.loop, &S.async, EV_ASYNC); /* reported where reports are */
+    return already;
 }
 
 static void chain(enum pending_kind kind, uint64_t lsn, uint64_t epoch, uint64_t sum, char *data, size_t len,

@@ -350,9 +350,10 @@ int stream_flush(struct stream *s)
     /* Held (all of it, or what follows a mark): whoever holds it asks for
      * a flush when it lets go; a writable socket must not wake the loop
      * meanwhile. A layer's control frames go even while the protocol
-     * holds its output. */
+     * holds its output. A closing stream waits for it too (its linger
+     * bounds the wait). */
     uint64_t upto = UINT64_MAX;
-    if (s->state == STREAM_OPEN && s->ops->may_write) {
+    if ((s->state == STREAM_OPEN || s->state == STREAM_CLOSING) && s->ops->may_write) {
         size_t allowed = s->ops->may_write(s);
         if (allowed != SIZE_MAX)
             upto = s->out_done + allowed;

@@ -617,8 +617,6 @@ static void ws_encode(struct stream *s, size_t allowed)
         return;
     }
     bool closing = s->state == STREAM_CLOSING;
-    if (closing)
-        allowed = SIZE_MAX;
     if (allowed > 0 && !w->close_queued) {
         while (buf_used(&s->wire) < WIRE_BATCH && buf_used(&s->out) > 0) {
             size_t u = ws_next_unit(buf_head(&s->out), buf_used(&s->out));

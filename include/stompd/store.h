@@ -69,7 +69,11 @@ void store_on_indexed(store_indexed_fn fn);
  * fdatasync may follow): at once once the loop waits for lsn
  * (store_want_written), else with the durability reports. */
 void store_on_written(store_written_fn fn);
-void store_want_written(uint64_t lsn);
+/* Block until the writer has written everything appended (stopping). */
+void store_drain(void);
+/* The loop waits to hear that lsn is written; true when it already is
+ * (no report will come for it). */
+bool store_want_written(uint64_t lsn);
 /* Queue an encoded entry (ownership of data passes to the store). A group
  * is fdatasynced (when the store syncs at all) if any entry in it asks to
  * be: entries nobody waits on (acks, delivery marks) ride along, and the

@@ -103,9 +103,9 @@ struct stream_filter {
      * reading resumes; they count with s->in toward the input total). */
     size_t (*held)(const struct stream *s);
     /* Move output into s->wire: control frames always, and up to allowed
-     * bytes of s->out (taken with stream_out_consume; what may_write
-     * allows, everything when the stream is closing: then the layer also
-     * adds its closing frame). */
+     * bytes of s->out (taken with stream_out_consume: what may_write
+     * allows). When the stream is closing and s->out is empty the layer
+     * also adds its closing frame. */
     void (*encode)(struct stream *s, size_t allowed);
     /* A closing stream wrote everything: may the socket close now? (No:
      * it keeps reading until the peer's closing frame, or the linger.) */

@@ -51,8 +51,10 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
         op_orphan_conn(&conns[i]);
+        commit_hold_forget(&conns[i]);
+    }
     commit_free_all();
     return 0;
 }
@@ -242,27 +244,31 @@ static void test_connectionless_ops_notify(void **state)
 
 /* Held output: the bytes before the first mark not yet released go (a
  * hold starts where its delivery does); holds of one round share their
- * entry's mark; a mark waits for all its kinds. */
+ * entry's mark; a mark waits for all its kinds, and a committed entry
+ * counts as shipped too. */
 static void test_held_output_goes_up_to_the_first_mark(void **state)
 {
     struct conn *c = conn(0);
     assert_true(commit_output_allowed(c) == SIZE_MAX);
     c->st.out_done = 100;
-    commit_hold(c, 150, HOLD_COMMIT);  /* a client-ack delivery at 150 */
-    commit_hold(c, 180, HOLD_SHIPPED); /* an auto-ack one, same round */
+    commit_hold(c, 150, HOLD_SHIPPED); /* an auto-ack delivery at 150 */
+    commit_hold(c, 180, HOLD_COMMIT);  /* a client-ack one, same round */
     assert_int_equal(commit_output_allowed(c), 50);
-    commit_hold_assign(5);
+    assert_int_equal(commit_hold_assign(5), HOLD_SHIPPED | HOLD_COMMIT);
     assert_true(commit_wanted() >= 5);
     commit_hold(c, 200, HOLD_SHIPPED); /* the next round */
-    commit_hold_assign(6);
+    assert_int_equal(commit_hold_assign(6), HOLD_SHIPPED);
+    commit_shipped(5); /* shipped, not committed: the first mark waits */
     assert_int_equal(commit_output_allowed(c), 50);
-    commit_advance(5); /* committed, not yet shipped */
-    assert_int_equal(commit_output_allowed(c), 50);
-    commit_shipped(5);
+    commit_advance(5);
     assert_int_equal(commit_output_allowed(c), 100);
     c->st.out_done = 200; /* written up to the next mark */
     assert_int_equal(commit_output_allowed(c), 0);
-    commit_shipped(6);
+    commit_advance(6); /* committed is shipped too */
+    assert_true(commit_output_allowed(c) == SIZE_MAX);
+    commit_hold(c, 250, HOLD_SHIPPED);
+    commit_hold_assign(7);
+    commit_shipped(7);
     assert_true(commit_output_allowed(c) == SIZE_MAX);
     /* an entry dropped (0) holds nothing */
     commit_hold(c, 300, HOLD_COMMIT);
@@ -272,7 +278,7 @@ static void test_held_output_goes_up_to_the_first_mark(void **state)
     commit_hold(c, 300, HOLD_COMMIT);
     commit_hold_forget(c);
     assert_true(commit_output_allowed(c) == SIZE_MAX);
-    commit_hold_assign(7); /* the forgotten connection is not touched */
+    commit_hold_assign(8); /* the forgotten connection is not touched */
     assert_true(commit_output_allowed(c) == SIZE_MAX);
 }
 
