@@ -435,6 +435,16 @@ bool commit_holds_unassigned(void)
     return nhold_new > 0;
 }
 
+void commit_hold_release_all(void)
+{
+    struct conn *c;
+    while ((c = TAILQ_FIRST(&held))) {
+        c->hold_head = c->nholds = 0;
+        held_leave(c);
+        conn_want_flush(c);
+    }
+}
+
 void commit_hold_forget(struct conn *c)
 {
     for (size_t i = 0; i < nhold_new; i++)

@@ -693,9 +693,16 @@ void persist_settle(void)
     if (!enabled)
         return;
     persist_flush();
+    repl_master_flush(); /* the slaves first, as far as their sockets take it */
     store_drain();
-    /* on a master, node_stop then sends the slaves what their sockets take */
-    commit_shipped(last_lsn);
+    store_report_now(); /* what the writer did: commits, writes, or its failure */
+    if (failed)
+        return; /* what it did not write stays held, and goes with its connection */
+    /* Everything journaled is in the log. A held delivery dropped with its
+     * connection now would be lost (an auto-ack one's dequeue is written);
+     * sent, it can at worst come again unmarked after a failover, if a
+     * slave's socket took none of it. */
+    commit_hold_release_all();
 }
 
 void persist_close(void)

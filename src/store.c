@@ -1626,6 +1626,12 @@ void store_poll(void)
         async_cb(S.loop, &S.async, 0);
 }
 
+void store_report_now(void)
+{
+    if (S.loop)
+        async_cb(S.loop, &S.async, 0);
+}
+
 void store_poll_indexed(bool urgent)
 {
     uint64_t i = indexed_lsn(urgent); /* urgent: asks the writer to tell when it is behind */

@@ -114,6 +114,8 @@ void commit_shipped(uint64_t lsn);
 unsigned commit_hold_assign(uint64_t lsn);
 /* Holds wait for the coalesced ops' entry (commit_hold_assign to come). */
 bool commit_holds_unassigned(void);
+/* Every held output goes (the broker stops, its journal written). */
+void commit_hold_release_all(void);
 /* How many bytes of c's output may go now (SIZE_MAX: all). */
 size_t commit_output_allowed(const struct conn *c);
 void commit_hold_forget(struct conn *c);

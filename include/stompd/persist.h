@@ -22,8 +22,9 @@ struct durable;
 /* Parse store.type and store.sync and open the store (none for
  * store.type = memory). Journals nothing yet. */
 int persist_open(char *err, size_t errlen) __attribute__((warn_unused_result));
-/* The broker stops: everything journaled so far goes to the log now, and
- * the auto-ack deliveries held for it go out before the clients close. */
+/* The broker stops: everything journaled so far goes to the log now (and
+ * to the slaves, as far as their sockets take it), and the deliveries held
+ * for it go out before the clients close, unless the store failed. */
 void persist_settle(void);
 void persist_close(void);
 /* A store is open (false for store.type = memory). */

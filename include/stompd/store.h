@@ -71,6 +71,8 @@ void store_on_indexed(store_indexed_fn fn);
 void store_on_written(store_written_fn fn);
 /* Block until the writer has written everything appended (stopping). */
 void store_drain(void);
+/* Hear the writer's reports now (the loop may not run again). */
+void store_report_now(void);
 /* The loop waits to hear that lsn is written; true when it already is
  * (no report will come for it). */
 bool store_want_written(uint64_t lsn);
