@@ -162,7 +162,6 @@ static void coalesce_cb(struct ev_loop *loop, ev_timer *w, int revents)
     coalesce_due = true;
 }
 
-
 bool persist_flush_coalesced(void)
 {
     /* a delivery held for ops a SEND's entry took (coalesce_reset) learns

@@ -1023,13 +1023,13 @@ void repl_master_append(uint64_t lsn, const char *data, size_t len, bool sync)
     ring_push(lsn, data, len, sync);
 }
 
-/* Before the loop sleeps: everything appended in this round goes to each
- * caught-up slave in one ENTRIES frame and one send. */
 bool repl_master_waits_for_slaves(void)
 {
     return M.running && quorum_slaves_waited(&M.q) > 0;
 }
 
+/* Before the loop sleeps: everything appended in this round goes to each
+ * caught-up slave in one ENTRIES frame and one send. */
 void repl_master_flush(void)
 {
     if (!M.running)
