@@ -337,8 +337,6 @@ void commit_hold(struct conn *c, uint64_t pos, enum hold_kind kind)
         c->holds[c->nholds - 1].kinds |= (uint8_t)kind; /* already held from there */
         return;
     }
-    if (c->hold_head > 0 && c->hold_head == c->nholds)
-        c->hold_head = c->nholds = 0;
     if (c->nholds == c->cap_holds) {
         c->cap_holds = c->cap_holds ? c->cap_holds * 2 : 4;
         c->holds = realloc(c->holds, c->cap_holds * sizeof *c->holds);
@@ -355,7 +353,7 @@ void commit_hold(struct conn *c, uint64_t pos, enum hold_kind kind)
     hold_new[nhold_new++] = c;
 }
 
-static bool marks_pop(struct conn *c);
+static void marks_pop(struct conn *c);
 
 unsigned commit_hold_assign(uint64_t lsn)
 {
@@ -380,8 +378,10 @@ unsigned commit_hold_assign(uint64_t lsn)
     return kinds;
 }
 
-static void held_leave(struct conn *c)
+/* c holds nothing more: off the held list, its marks emptied. */
+static void marks_clear(struct conn *c)
 {
+    c->hold_head = c->nholds = 0;
     if (c->in_held) {
         TAILQ_REMOVE(&held, c, held_link);
         c->in_held = false;
@@ -397,20 +397,17 @@ static bool mark_released(const struct hold_mark *m)
     return !(m->kinds & HOLD_COMMIT) && m->lsn <= shipped;
 }
 
-/* Drop c's released marks from the front; true when any went. */
-static bool marks_pop(struct conn *c)
+/* Drop c's released marks from the front; what they held may go. */
+static void marks_pop(struct conn *c)
 {
     uint32_t head = c->hold_head;
     while (c->hold_head < c->nholds && mark_released(&c->holds[c->hold_head]))
         c->hold_head++;
     if (c->hold_head == head)
-        return false;
-    if (c->hold_head == c->nholds) {
-        c->hold_head = c->nholds = 0;
-        held_leave(c);
-    }
+        return;
+    if (c->hold_head == c->nholds)
+        marks_clear(c);
     conn_want_flush(c);
-    return true;
 }
 
 static void hold_release(void)
@@ -439,8 +436,7 @@ void commit_hold_release_all(void)
 {
     struct conn *c;
     while ((c = TAILQ_FIRST(&held))) {
-        c->hold_head = c->nholds = 0;
-        held_leave(c);
+        marks_clear(c);
         conn_want_flush(c);
     }
 }
@@ -450,10 +446,10 @@ void commit_hold_forget(struct conn *c)
     for (size_t i = 0; i < nhold_new; i++)
         if (hold_new[i] == c)
             hold_new[i] = NULL;
+    marks_clear(c);
     free(c->holds);
     c->holds = NULL;
-    c->nholds = c->hold_head = c->cap_holds = 0;
-    held_leave(c);
+    c->cap_holds = 0;
 }
 
 size_t commit_output_allowed(const struct conn *c)

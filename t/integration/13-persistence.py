@@ -179,6 +179,22 @@ def test_an_auto_ack_delivery_is_journaled_before_it_leaves(broker_factory):
     assert drain(b.port, "/queue/auto", first=1.0) == [], "an auto-ack delivery came back after kill -9"
 
 
+def held_auto_ack_delivery(broker_factory, dest):
+    """A broker whose writer is slow (every group waits
+    STOMPD_TEST_WRITE_DELAY_MS before its write), an auto-ack consumer of
+    dest, and a persistent message sent to it and receipted: its delivery
+    is made, and held while its dequeue waits for the writer. Restarts of
+    the broker have a writer at full speed."""
+    b = broker_factory({"store.ack_delay": "10s"}, start=False)
+    b.env = dict(os.environ, STOMPD_TEST_WRITE_DELAY_MS="400")
+    b.start()
+    consumer = connected(b.port)
+    consumer.receipt("SUBSCRIBE", {"id": "c", "destination": dest, "ack": "auto"}, "sub")
+    connected(b.port).receipt("SEND", {"destination": dest, "persistent": "true"}, "r", b"once")
+    b.env = None
+    return b, consumer
+
+
 @pytest.mark.parametrize("then", ["read", "disconnect"])
 def test_an_auto_ack_delivery_waits_for_a_busy_writer(broker_factory, then):
     """Standalone, the log is the only copy: when the writer is busy (here
@@ -186,12 +202,7 @@ def test_an_auto_ack_delivery_waits_for_a_busy_writer(broker_factory, then):
     auto-ack MESSAGE leaves only once its dequeue is written, so kill -9
     the moment it arrives does not bring the message back unmarked; nor
     does a DISCONNECT sent meanwhile let it out early with its RECEIPT."""
-    b = broker_factory({"store.ack_delay": "10s"}, start=False)
-    b.env = dict(os.environ, STOMPD_TEST_WRITE_DELAY_MS="400")
-    b.start()
-    consumer = connected(b.port)
-    consumer.receipt("SUBSCRIBE", {"id": "c", "destination": "/queue/busy", "ack": "auto"}, "sub")
-    connected(b.port).receipt("SEND", {"destination": "/queue/busy", "persistent": "true"}, "r", b"once")
+    b, consumer = held_auto_ack_delivery(broker_factory, "/queue/busy")
     if then == "disconnect":
         # the delivery is made when the SEND commits: its dequeue now waits
         # a write delay, and the connection closes after the RECEIPT
@@ -201,7 +212,6 @@ def test_an_auto_ack_delivery_waits_for_a_busy_writer(broker_factory, then):
     if then == "disconnect":
         assert consumer.recv(timeout=30).command == "RECEIPT"
     b.kill()  # no wait for the writer: what arrived must be enough
-    b.env = None
     b.restart()
     again = drain(b.port, "/queue/busy", first=1.0)
     assert again == [], "kill -9 right after an auto-ack delivery brought it back unmarked: %r" % again
@@ -212,19 +222,13 @@ def test_a_stop_does_not_lose_a_held_auto_ack_delivery(broker_factory):
     slow writer): the broker writes the log first and sends the MESSAGE
     before it closes the connection, so the message is consumed exactly
     once: not dropped with the connection after its dequeue was written."""
-    b = broker_factory({"store.ack_delay": "10s"}, start=False)
-    b.env = dict(os.environ, STOMPD_TEST_WRITE_DELAY_MS="400")
-    b.start()
-    consumer = connected(b.port)
-    consumer.receipt("SUBSCRIBE", {"id": "c", "destination": "/queue/stopping", "ack": "auto"}, "sub")
-    connected(b.port).receipt("SEND", {"destination": "/queue/stopping", "persistent": "true"}, "r", b"once")
+    b, consumer = held_auto_ack_delivery(broker_factory, "/queue/stopping")
     assert b.stop() == 0
     got = []
     try:
         got.append(consumer.recv(timeout=5))
     except (TimeoutError, ConnectionError, OSError):
         pass
-    b.env = None
     b.restart()
     again = drain(b.port, "/queue/stopping", first=1.0)
     assert [f.body for f in got + again] == [b"once"], (got, again)
