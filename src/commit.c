@@ -432,6 +432,11 @@ bool commit_holds_unassigned(void)
     return nhold_new > 0;
 }
 
+bool commit_holds_any(void)
+{
+    return !TAILQ_EMPTY(&held) || nhold_new > 0;
+}
+
 void commit_hold_release_all(void)
 {
     struct conn *c;

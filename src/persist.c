@@ -704,6 +704,13 @@ void persist_settle(void)
     commit_hold_release_all();
 }
 
+bool persist_handed_over(void)
+{
+    if (!enabled || failed || !repl_master_waits_for_slaves() || repl_master_slave_count() == 0)
+        return true;
+    return commit_lsn() >= last_lsn && !commit_holds_any();
+}
+
 void persist_close(void)
 {
     persist_flush();

@@ -1208,6 +1208,14 @@ void repl_master_stop(const char *why)
     log_info("replication: master stopped: %s", why);
 }
 
+size_t repl_master_slave_count(void)
+{
+    size_t n = 0;
+    for (struct session *s = M.sessions; s; s = s->next)
+        n += session_authed(s);
+    return n;
+}
+
 size_t repl_master_slaves(struct repl_slave_info *out, size_t max)
 {
     size_t n = 0;

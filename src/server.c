@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -25,6 +26,7 @@
 #include "stompd/dest.h"
 #include "stompd/durable.h"
 #include "stompd/log.h"
+#include "stompd/notify.h"
 #include "stompd/server.h"
 #include "stompd/persist.h"
 #include "stompd/repl.h"
@@ -188,7 +190,7 @@ int server_listen_clients(void)
     return listen_others();
 }
 
-void server_close_clients(const char *why)
+static void listeners_close(const char *why)
 {
     if (listener_running(&srv.stomp)) {
         listener_stop(&srv.stomp);
@@ -206,11 +208,24 @@ void server_close_clients(const char *why)
         listener_stop(&srv.stomp_tls);
         log_info("STOMP over TLS listener closed: %s", why);
     }
+}
+
+void server_close_clients(const char *why)
+{
+    listeners_close(why);
     struct conn *c, *next;
     for (c = TAILQ_FIRST(&srv.conns); c; c = next) {
         next = TAILQ_NEXT(c, link);
         conn_close(c, why);
     }
+}
+
+static void stop_now(void)
+{
+    if (ev_is_active(&srv.stop_wait))
+        ev_timer_stop(srv.loop, &srv.stop_wait);
+    srv.stopping = true;
+    ev_break(srv.loop, EVBREAK_ALL);
 }
 
 /* Everything the loop owes before it sleeps. Bounded rounds: work left
@@ -220,7 +235,8 @@ static void before_sleep(struct ev_loop *loop, ev_prepare *w, int revents)
     bool reported = false; /* the loop wrote to the store itself: its report runs next */
     for (int round = 0; round < 4; round++) {
         bool work = stream_run_resumed();
-        work |= queue_dispatch_dirty();
+        if (!srv.handing_over) /* no new work while the slaves catch up */
+            work |= queue_dispatch_dirty();
         /* acks and delivery marks: one journal entry once something waits
          * for them; then everything appended goes to the slaves in one
          * frame each */
@@ -245,6 +261,10 @@ static void before_sleep(struct ev_loop *loop, ev_prepare *w, int revents)
             break;
     }
     stream_free_dead();
+    if (srv.handing_over && persist_handed_over()) {
+        log_info("stopping: the slaves have every entry journaled");
+        stop_now();
+    }
     if (!TAILQ_EMPTY(&srv.dirty) || stream_flush_pending() || store_chain_waiting() || reported)
         ev_idle_start(loop, &srv.spin);
     else
@@ -316,10 +336,41 @@ int server_run(void)
     return 0;
 }
 
+static void stop_wait_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    log_warn("stopping without the slaves in step: committed up to lsn %" PRIu64 " of %" PRIu64
+             " within store.stop_wait; a new master may deliver again, unmarked, what this one just delivered",
+             commit_lsn(), persist_last_lsn());
+    stop_now();
+}
+
+/* A master killed leaves its slaves what their sockets took; one stopped
+ * leaves them everything: it takes no new client and reads nothing more
+ * (no new work), and the loop runs on, shipping what was journaled and
+ * sending what waited for it, until the slaves have all of it. What then
+ * happens to the clients is what a crash does, less the doubt: every
+ * RECEIPT sent is for a message the next master has, and no auto-ack
+ * delivery comes again unmarked. */
 void server_stop(void)
 {
-    srv.stopping = true;
-    ev_break(srv.loop, EVBREAK_ALL);
+    if (srv.handing_over || config.stop_wait <= 0 || persist_handed_over()) {
+        stop_now();
+        return;
+    }
+    srv.handing_over = true;
+    notify_stopping(); /* systemd: the stop has begun */
+    log_info("stopping once the slaves have every entry journaled (at most store.stop_wait, %.3g s; a second "
+             "signal stops at once)",
+             (double)config.stop_wait / 1000.0);
+    listeners_close("broker stopping");
+    struct conn *c;
+    TAILQ_FOREACH(c, &srv.conns, link)
+    {
+        conn_pause(c, PAUSE_STOPPING);
+    }
+    persist_flush();
+    ev_timer_init(&srv.stop_wait, stop_wait_cb, (double)config.stop_wait / 1000.0, 0);
+    ev_timer_start(srv.loop, &srv.stop_wait);
 }
 
 /* Clean stop: no new clients, best-effort flush of what is queued for the

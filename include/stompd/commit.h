@@ -116,6 +116,8 @@ unsigned commit_hold_assign(uint64_t lsn);
 bool commit_holds_unassigned(void);
 /* Every held output goes (the broker stops, its journal written). */
 void commit_hold_release_all(void);
+/* Some output waits for the journal. */
+bool commit_holds_any(void);
 /* How many bytes of c's output may go now (SIZE_MAX: all). */
 size_t commit_output_allowed(const struct conn *c);
 void commit_hold_forget(struct conn *c);

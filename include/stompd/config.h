@@ -73,6 +73,7 @@ struct config {
     bool store_tls;
     int64_t weight;
     int64_t repl_timeout;
+    int64_t stop_wait;
     int64_t repl_max_unauth;
     int64_t repl_window;
     int64_t ack_delay; /* ms */

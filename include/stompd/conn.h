@@ -29,6 +29,7 @@ enum {
     PAUSE_ROOM = 4,     /* a destination is full */
     PAUSE_CLOSING = 8,  /* DISCONNECT received: nothing after it is read */
     PAUSE_AUTH = 16,    /* CONNECT waits for its password check */
+    PAUSE_STOPPING = 32, /* the broker stops: a master waits for its slaves (server_stop) */
 };
 
 struct sub;

@@ -36,6 +36,8 @@ struct server {
     ev_idle spin;               /* keeps the loop from sleeping while work remains */
     ev_signal sigterm, sigint;
     ev_timer sweep;             /* expiry sweep */
+    ev_timer stop_wait;         /* bounds a stopping master's wait for its slaves */
+    bool handing_over;          /* stopping, the slaves not yet in step (server_stop) */
     struct conn_list conns;
     uint32_t nconns;
     uint64_t next_conn_id;
@@ -53,6 +55,10 @@ extern struct server srv;
 
 int server_init(struct ev_loop *loop) __attribute__((warn_unused_result));
 int server_run(void);
+/* Stop: the loop returns. A master whose sync modes wait for slaves first
+ * hands over (store.stop_wait): no new client, nothing more read, until
+ * the slaves have every entry it journaled (persist_handed_over). A second
+ * call stops at once. */
 void server_stop(void);
 void server_shutdown(void);
 

@@ -601,6 +601,38 @@ def test_slave_that_received_but_wrote_nothing_is_behind(broker_factory):
     stuck.close()
 
 
+def held_by_a_stalled_slave(broker_factory, **settings):
+    """A master whose only slave (a FakeSlave) stopped reading with the
+    master's output to it full, and an auto-ack consumer whose MESSAGE
+    waits for its dequeue to be shipped to that slave. Returns the master,
+    the slave, the consumer and the dequeue's lsn."""
+    # a stalled slave answers no ping: not dropped while the test holds it
+    c = Cluster(broker_factory, store__repl_window="256KiB", store__repl_timeout="120s", **settings)
+    m = c.nodes[0]
+    m.start()
+    fake = FakeSlave(c.repl[0], 0, 0, 0, node=b"slow-fake", ack_entries=True, rcvbuf=4096)
+    fake.start()
+    assert wait_until(lambda: replica(status(m), "slow-fake") is not None)
+    p = connected(m.port)
+    p.receipt("SEND", {"destination": "/queue/held", "persistent": "true"}, "r0", b"once")
+    # the slave reads one more entry (a big one), then stops; the next
+    # big one fills the window and the sockets behind it
+    fake.stall_after = status(m)["lsn"] + 1
+    big = b"b" * (1 << 20)
+    p.send("SEND", {"destination": "/queue/filler", "persistent": "true"}, big)
+    assert fake.stalled.wait(30), "the fake slave did not get the first filler"
+    filler = status(m)["lsn"] + 1
+    p.send("SEND", {"destination": "/queue/filler", "persistent": "true"}, big)
+    assert wait_until(lambda: status(m)["lsn"] == filler, timeout=30)
+    consumer = connected(m.port)
+    consumer.send("SUBSCRIBE", {"id": "c", "destination": "/queue/held", "ack": "auto"})
+    dequeue = filler + 1
+    assert wait_until(lambda: status(m)["lsn"] >= dequeue), "the auto-ack delivery's dequeue was not journaled"
+    consumer.expect_nothing(1.0)
+    assert dequeue not in fake.entries
+    return m, fake, consumer, dequeue
+
+
 def test_auto_ack_delivery_waits_until_its_dequeue_is_shipped(broker_factory):
     """An auto-ack delivery has no delivery mark: its dequeue must be in
     the kernel's hands for the slaves a quorum needs before the MESSAGE
@@ -608,35 +640,52 @@ def test_auto_ack_delivery_waits_until_its_dequeue_is_shipped(broker_factory):
     delivers it again unmarked. Here the only slave stops reading with
     the master's output to it full, so the dequeue cannot go: the MESSAGE
     waits, and leaves once the slave reads again."""
-    # a stalled slave answers no ping: not dropped while the test holds it
-    c = Cluster(broker_factory, store__repl_window="256KiB", store__repl_timeout="120s")
-    m = c.nodes[0]
-    m.start()
-    fake = FakeSlave(c.repl[0], 0, 0, 0, node=b"slow-fake", ack_entries=True, rcvbuf=4096)
-    fake.start()
+    m, fake, consumer, dequeue = held_by_a_stalled_slave(broker_factory)
     try:
-        assert wait_until(lambda: replica(status(m), "slow-fake") is not None)
-        p = connected(m.port)
-        p.receipt("SEND", {"destination": "/queue/held", "persistent": "true"}, "r0", b"once")
-        # the slave reads one more entry (a big one), then stops; the next
-        # big one fills the window and the sockets behind it
-        fake.stall_after = status(m)["lsn"] + 1
-        big = b"b" * (1 << 20)
-        p.send("SEND", {"destination": "/queue/filler", "persistent": "true"}, big)
-        assert fake.stalled.wait(30), "the fake slave did not get the first filler"
-        filler = status(m)["lsn"] + 1
-        p.send("SEND", {"destination": "/queue/filler", "persistent": "true"}, big)
-        assert wait_until(lambda: status(m)["lsn"] == filler, timeout=30)
-        consumer = connected(m.port)
-        consumer.send("SUBSCRIBE", {"id": "c", "destination": "/queue/held", "ack": "auto"})
-        dequeue = filler + 1
-        assert wait_until(lambda: status(m)["lsn"] >= dequeue), "the auto-ack delivery's dequeue was not journaled"
-        consumer.expect_nothing(1.0)
-        assert dequeue not in fake.entries
         fake.resume()
         f = consumer.recv(timeout=30)
         assert f.command == "MESSAGE" and f.body == b"once" and f.get("redelivered") is None, f
         assert wait_until(lambda: dequeue in fake.entries)
+    finally:
+        fake.close()
+
+
+def test_a_stopping_master_waits_for_its_slaves(broker_factory):
+    """SIGTERM on a master hands over: no new client, and the process
+    stays until the slaves have every entry it journaled, so the held
+    MESSAGE leaves only with its dequeue on the slave (which the next
+    master reads); then it stops, exit 0."""
+    # a deadline no slow machine reaches before the test lets the slave go
+    m, fake, consumer, dequeue = held_by_a_stalled_slave(broker_factory, store__stop_wait="120s")
+    try:
+        m.proc.send_signal(signal.SIGTERM)
+        assert m.wait_log(r"stopping once the slaves have every entry journaled")
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", m.port), timeout=5).close()
+        consumer.expect_nothing(1.0)
+        assert m.proc.poll() is None, "the master stopped without its slave\n" + m.log()[-2000:]
+        fake.resume()
+        f = consumer.recv(timeout=30)
+        assert f.command == "MESSAGE" and f.body == b"once" and f.get("redelivered") is None, f
+        assert dequeue in fake.entries
+        assert m.proc.wait(timeout=30) == 0
+        assert "stopping: the slaves have every entry journaled" in m.log()
+    finally:
+        fake.close()
+
+
+def test_a_stopping_master_waits_at_most_stop_wait(broker_factory):
+    """A slave that never catches up holds a stopping master for
+    store.stop_wait, no longer; the master says so, and still sends what
+    its own log has (never lost, at worst delivered again, unmarked)."""
+    m, fake, consumer, dequeue = held_by_a_stalled_slave(broker_factory, store__stop_wait="1s")
+    try:
+        m.proc.send_signal(signal.SIGTERM)
+        f = consumer.recv(timeout=30)
+        assert f.command == "MESSAGE" and f.body == b"once", f
+        assert m.proc.wait(timeout=30) == 0
+        assert "stopping without the slaves in step" in m.log()
+        assert dequeue not in fake.entries
     finally:
         fake.close()
 
