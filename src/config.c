@@ -173,7 +173,7 @@ static const struct cfg_key keys[] = {
      "certificate"},
     {"store.repl_timeout", CFG_DURATION, "5s", 100, 3600000, NULL, OFF(repl_timeout),
      "a replication peer silent this long is dropped (pings go every third of it)"},
-    {"store.stop_wait", CFG_DURATION, "10s", 0, 3600000, NULL, OFF(stop_wait),
+    {"store.stop_wait", CFG_DURATION, "10s", 0, 60000, NULL, OFF(stop_wait),
      "how long a stopping master whose store.sync waits for slaves waits for them to have every entry it "
      "journaled, taking no new client and reading nothing more meanwhile (0: stop at once)"},
     {"store.max_unauthenticated", CFG_INT, "16", 1, 10000, NULL, OFF(repl_max_unauth),

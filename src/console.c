@@ -1332,7 +1332,7 @@ static void not_master(struct http_req *h)
 
 static bool serving(void)
 {
-    return node_serving();
+    return node_serving() && !srv.handing_over; /* a master handing over takes no new work */
 }
 
 static void page_healthz(struct http_req *h)

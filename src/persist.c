@@ -704,11 +704,19 @@ void persist_settle(void)
     commit_hold_release_all();
 }
 
-bool persist_handed_over(void)
+const char *persist_handed_over(void)
 {
-    if (!enabled || failed || !repl_master_waits_for_slaves() || repl_master_slave_count() == 0)
-        return true;
-    return commit_lsn() >= last_lsn && !commit_holds_any();
+    if (!enabled)
+        return "no store";
+    if (failed)
+        return "the store failed";
+    if (!repl_master_waits_for_slaves())
+        return "no slave to wait for";
+    if (!repl_master_quorum_connected())
+        return "too few slaves connected for a quorum";
+    if (commit_lsn() >= last_lsn && !commit_holds_any())
+        return "the slaves have every entry journaled";
+    return NULL;
 }
 
 void persist_close(void)

@@ -811,7 +811,7 @@ static void add_entry(void *arg, uint64_t lsn, const char *data, size_t len)
 static uint8_t ring_flags(const struct session *s, const struct ring_entry *re, size_t framed)
 {
     uint8_t f = re->sync ? REPL_ENTRY_SYNC : 0;
-    if (config.ack_delay > 0 && re->lsn > commit_wanted() &&
+    if (config.ack_delay > 0 && re->lsn > commit_wanted() && !srv.handing_over &&
         s->sent_bytes - s->acked_bytes + framed + re->len < (uint64_t)config.repl_window / 4 &&
         s->mlen < MAX_MARKS / 4)
         f |= REPL_ENTRY_UNWAITED;
@@ -1208,12 +1208,12 @@ void repl_master_stop(const char *why)
     log_info("replication: master stopped: %s", why);
 }
 
-size_t repl_master_slave_count(void)
+bool repl_master_quorum_connected(void)
 {
-    size_t n = 0;
+    uint32_t n = 0;
     for (struct session *s = M.sessions; s; s = s->next)
         n += session_authed(s);
-    return n;
+    return n >= quorum_slaves_waited(&M.q);
 }
 
 size_t repl_master_slaves(struct repl_slave_info *out, size_t max)

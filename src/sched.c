@@ -590,8 +590,8 @@ static void room_again(void *arg, bool ok)
 
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    if (S.held)
-        return; /* room_again arms the timer */
+    if (S.held || srv.handing_over)
+        return; /* room_again arms the timer; a master handing over takes no new work */
     int64_t now = server_now_ms();
     struct op *op = NULL;
     int n = 0;

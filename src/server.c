@@ -228,6 +228,12 @@ static void stop_now(void)
     ev_break(srv.loop, EVBREAK_ALL);
 }
 
+/* Queues have deliveries to make (none while a master hands over). */
+static bool dirty(void)
+{
+    return !srv.handing_over && !TAILQ_EMPTY(&srv.dirty);
+}
+
 /* Everything the loop owes before it sleeps. Bounded rounds: work left
  * over keeps the loop spinning (ev_idle) instead of sleeping. */
 static void before_sleep(struct ev_loop *loop, ev_prepare *w, int revents)
@@ -257,15 +263,16 @@ static void before_sleep(struct ev_loop *loop, ev_prepare *w, int revents)
          * output earlier in the round was measured faster and is wrong
          * (docs/performance.md, stop 36) */
         stream_flush_all();
-        if (!work && TAILQ_EMPTY(&srv.dirty))
+        if (!work && !dirty())
             break;
     }
     stream_free_dead();
-    if (srv.handing_over && persist_handed_over()) {
-        log_info("stopping: the slaves have every entry journaled");
+    const char *why;
+    if (srv.handing_over && (why = persist_handed_over())) {
+        log_info("stopping: %s", why);
         stop_now();
     }
-    if (!TAILQ_EMPTY(&srv.dirty) || stream_flush_pending() || store_chain_waiting() || reported)
+    if (dirty() || stream_flush_pending() || store_chain_waiting() || reported)
         ev_idle_start(loop, &srv.spin);
     else
         ev_idle_stop(loop, &srv.spin);
@@ -278,6 +285,8 @@ static void spin_cb(struct ev_loop *loop, ev_idle *w, int revents)
 
 static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
+    if (srv.handing_over)
+        return; /* no new work */
     /* a heap of the messages in memory: the cost is what expires */
     queue_expire_due(server_now_ms());
     size_t n = dest_collect_idle();
@@ -345,14 +354,17 @@ static void stop_wait_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* A master killed leaves its slaves what their sockets took; one stopped
- * leaves them everything: it takes no new client and reads nothing more
- * (no new work), and the loop runs on, shipping what was journaled and
- * sending what waited for it, until the slaves have all of it. What then
- * happens to the clients is what a crash does, less the doubt: every
- * RECEIPT sent is for a message the next master has, and no auto-ack
- * delivery comes again unmarked. */
+ * leaves them everything: it takes no new work (no client, no input, no
+ * delivery, no scheduled or expired message, no console action), and the
+ * loop runs on, shipping what was journaled (every entry marked waited
+ * for: slaves ACK it at once) and sending what waited for it, until the
+ * slaves have all of it. What then happens to the clients is what a
+ * crash does, less the doubt: every RECEIPT sent is for a message the
+ * next master has, and no auto-ack delivery comes again unmarked. */
 void server_stop(void)
 {
+    /* the acks coalesced so far are journaled too (and waited for) */
+    persist_flush();
     if (srv.handing_over || config.stop_wait <= 0 || persist_handed_over()) {
         stop_now();
         return;
@@ -368,7 +380,6 @@ void server_stop(void)
     {
         conn_pause(c, PAUSE_STOPPING);
     }
-    persist_flush();
     ev_timer_init(&srv.stop_wait, stop_wait_cb, (double)config.stop_wait / 1000.0, 0);
     ev_timer_start(srv.loop, &srv.stop_wait);
 }

@@ -26,12 +26,13 @@ int persist_open(char *err, size_t errlen) __attribute__((warn_unused_result));
  * to the slaves, as far as their sockets take it), and the deliveries held
  * for it go out before the clients close, unless the store failed. */
 void persist_settle(void);
-/* A stopping master may go without leaving a slave behind: every entry it
- * journaled is committed (each RECEIPT released) and no delivery waits
- * for its entry (an auto-ack MESSAGE for its dequeue). True where there is
- * nothing to wait for: no store, a failed one, a node whose sync modes
- * wait for no slave (persist_settle writes its log), no slave connected. */
-bool persist_handed_over(void);
+/* A stopping master may go without leaving a slave behind once every
+ * entry it journaled is committed (each RECEIPT released) and no delivery
+ * waits for its entry (an auto-ack MESSAGE for its dequeue); so may a node
+ * with nothing to wait for: no store, a failed one, sync modes that wait
+ * for no slave (persist_settle writes its log), too few slaves connected
+ * for a quorum. Returns why it may go, NULL while it should wait. */
+const char *persist_handed_over(void);
 void persist_close(void);
 /* A store is open (false for store.type = memory). */
 bool persist_has_store(void);

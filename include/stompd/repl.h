@@ -160,8 +160,9 @@ void repl_master_append(uint64_t lsn, const char *data, size_t len, bool sync);
 void repl_master_flush(void);
 /* Running, with sync modes that wait for at least one slave's copy. */
 bool repl_master_waits_for_slaves(void);
-/* Slaves connected and authenticated. */
-size_t repl_master_slave_count(void);
+/* Enough slaves are connected (and authenticated) for the quorum its
+ * sync modes wait for. */
+bool repl_master_quorum_connected(void);
 /* The master's own store made entries durable up to lsn. */
 void repl_master_local_done(uint64_t lsn);
 

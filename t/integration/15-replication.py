@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from stompd_test import (STOMPD, VALGRIND, Client, FakeSlave, connected, free_port, journal_checksum, port_open,
-                         produce_pipelined, repl_master_handshake, replicated)
+from stompd_test import (STOMPD, VALGRIND, Client, FakeSlave, connected, free_port, http_request, journal_checksum,
+                         port_open, produce_pipelined, repl_master_handshake, replicated)
 
 SLAVE_UP = "following master|snapshot installed"
 
@@ -656,19 +656,22 @@ def test_a_stopping_master_waits_for_its_slaves(broker_factory):
     MESSAGE leaves only with its dequeue on the slave (which the next
     master reads); then it stops, exit 0."""
     # a deadline no slow machine reaches before the test lets the slave go
-    m, fake, consumer, dequeue = held_by_a_stalled_slave(broker_factory, store__stop_wait="120s")
+    m, fake, consumer, dequeue = held_by_a_stalled_slave(broker_factory, store__stop_wait="60s")
     try:
         m.proc.send_signal(signal.SIGTERM)
         assert m.wait_log(r"stopping once the slaves have every entry journaled")
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", m.port), timeout=5).close()
+        st, _, _ = http_request(m.http_port, "POST", "/api/send", {"destination": "/queue/console", "body": "x"})
+        assert st == 503, "the console took new work from a master handing over"
         consumer.expect_nothing(1.0)
         assert m.proc.poll() is None, "the master stopped without its slave\n" + m.log()[-2000:]
         fake.resume()
         f = consumer.recv(timeout=30)
         assert f.command == "MESSAGE" and f.body == b"once" and f.get("redelivered") is None, f
+        # its commit took the slave's ACK, sent once the slave had it
+        assert m.proc.wait(timeout=30 * (4 if VALGRIND else 1)) == 0
         assert dequeue in fake.entries
-        assert m.proc.wait(timeout=30) == 0
         assert "stopping: the slaves have every entry journaled" in m.log()
     finally:
         fake.close()
@@ -683,7 +686,7 @@ def test_a_stopping_master_waits_at_most_stop_wait(broker_factory):
         m.proc.send_signal(signal.SIGTERM)
         f = consumer.recv(timeout=30)
         assert f.command == "MESSAGE" and f.body == b"once", f
-        assert m.proc.wait(timeout=30) == 0
+        assert m.proc.wait(timeout=30 * (4 if VALGRIND else 1)) == 0
         assert "stopping without the slaves in step" in m.log()
         assert dequeue not in fake.entries
     finally:
