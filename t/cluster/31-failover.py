@@ -65,6 +65,37 @@ def test_five_master_kills(broker_factory, zk_ensemble):
     assert consumer.unmarked == 0, figures
 
 
+def test_planned_stops_hand_over(broker_factory, zk_ensemble):
+    """SIGTERM the master three times while a failover producer sends
+    persistent messages with receipts and a consumer drains: each master
+    hands over (its slaves get every entry before it goes, within
+    store.stop_wait), so nothing receipted is lost and nothing comes again
+    without redelivered:true."""
+    c = ZkCluster(broker_factory, zk_ensemble)
+    c.start_all()
+    producer = FailoverProducer(c.ports, "/queue/planned").start(interval=0.002)
+    consumer = FailoverConsumer(c.ports, "/queue/planned").start()
+    for stop in range(3):
+        time.sleep(1.0)
+        m = c.wait_master()
+        assert c.nodes[m].stop() == 0
+        log = c.nodes[m].log()
+        assert "without the slaves in step" not in log, log[-3000:]
+        c.wait_master(timeout=20, exclude=m)
+        c.start(m)
+        assert c.nodes[m].wait_log("following master", since_start=True, timeout=20)
+    time.sleep(0.5)
+    producer.finish()
+    missing = consumer.wait_for(list(producer.receipted))
+    consumer.finish()
+    figures = "%d receipted, %d resent, %d duplicates (%d not marked redelivered), %d lost" % (
+        len(producer.receipted), producer.resent, consumer.duplicates, consumer.unmarked, len(missing))
+    print(figures)
+    assert not missing, figures
+    assert len(producer.receipted) > 100, figures
+    assert consumer.unmarked == 0, figures
+
+
 def test_cluster_survives_loss_of_any_node(broker_factory, zk_ensemble):
     c = ZkCluster(broker_factory, zk_ensemble)
     m = c.start_all()
