@@ -56,8 +56,8 @@ extern struct server srv;
 int server_init(struct ev_loop *loop) __attribute__((warn_unused_result));
 int server_run(void);
 /* Stop: the loop returns. A master whose sync modes wait for slaves first
- * hands over (store.stop_wait): no new client, nothing more read, until
- * the slaves have every entry it journaled (persist_handed_over). A second
+ * hands over (store.stop_wait): no new work (srv.handing_over), until the
+ * slaves have every entry it journaled (persist_handed_over). A second
  * call stops at once. */
 void server_stop(void);
 void server_shutdown(void);
