@@ -289,7 +289,6 @@ static int run(const char *file, const char *const *sets, int nsets)
     tls_stop();
     notify_stop();
     reload_stop();
-    signal(SIGHUP, SIG_IGN);
     stream_layer_stop();
     ev_loop_destroy(loop);
     log_info("stopped");

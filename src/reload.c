@@ -212,7 +212,9 @@ void reload_start(struct ev_loop *loop, const char *file, const char *const *set
 void reload_stop(void)
 {
     if (R.started) {
-        ev_signal_stop(R.loop, &R.sighup);
+        /* no reload once the stop began; ignored rather than the watcher
+         * stopped, which would restore the default action (a kill) */
+        signal(SIGHUP, SIG_IGN);
         R.started = false;
     }
 }

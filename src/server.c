@@ -388,6 +388,12 @@ void server_stop(void)
  * ones we have, then every broker structure freed. */
 void server_shutdown(void)
 {
+    /* The loop has ended: a signal has nothing left to stop, and its
+     * default action would kill the stop part way. Ignored for every
+     * thread; the watchers stay started, as stopping them would restore
+     * the default. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
     srv.stopping = true; /* what consumers held goes back without counting against them */
     listener_stop(&srv.stomp);
     listener_stop(&srv.ws);
@@ -408,6 +414,4 @@ void server_shutdown(void)
     ev_timer_stop(srv.loop, &srv.sweep);
     ev_prepare_stop(srv.loop, &srv.before_sleep);
     ev_idle_stop(srv.loop, &srv.spin);
-    ev_signal_stop(srv.loop, &srv.sigterm);
-    ev_signal_stop(srv.loop, &srv.sigint);
 }

@@ -2,6 +2,7 @@
 import os
 import signal
 import subprocess
+import time
 
 from stompd_test import STOMPD, SRCDIR, VALGRIND, Broker, connected, free_port
 
@@ -118,3 +119,34 @@ def test_sigterm_and_sigint_stop_cleanly(broker_factory):
         b.proc = None
         b.logf.close()
         c.expect_closed()
+
+
+def test_signals_during_the_stop_do_not_kill_it(broker_factory):
+    """An operator's repeated Ctrl-C or kill during a stop: the stop already
+    under way finishes (the store closed, exit 0) instead of the default
+    action killing the process part way (exit -15)."""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        b = broker_factory()
+        c = connected(b.port)
+        c.receipt("SEND", {"destination": "/queue/s", "persistent": "true"}, "r1", b"x")
+        b.proc.send_signal(signal.SIGTERM)
+        sent = 0
+        while b.proc.poll() is None:  # a burst through the whole stop
+            try:
+                b.proc.send_signal(sig)
+            except ProcessLookupError:
+                break
+            sent += 1
+            time.sleep(0.0002)  # (valgrind takes each one)
+        rc = b.proc.wait(timeout=60 if VALGRIND else 10)
+        assert rc == 0, "signal %d during the stop: exit %d after %d signals\n%s" % (sig, rc, sent, b.log())
+        assert "stopped" in b.log()
+        b.proc = None
+        b.logf.close()
+        c.expect_closed()
+        # the stop was whole: the message is there after a restart
+        b2 = broker_factory(workdir=b.dir, name="again")
+        c2 = connected(b2.port)
+        c2.send("SUBSCRIBE", {"id": "1", "destination": "/queue/s"})
+        assert c2.recv().body == b"x"
+        c2.close()
