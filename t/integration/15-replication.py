@@ -601,6 +601,13 @@ def test_slave_that_received_but_wrote_nothing_is_behind(broker_factory):
     stuck.close()
 
 
+def cpu_seconds(pid):
+    """The process's user and system CPU time so far, in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def held_by_a_stalled_slave(broker_factory, **settings):
     """A master whose only slave (a FakeSlave) stopped reading with the
     master's output to it full, and an auto-ack consumer whose MESSAGE
@@ -651,13 +658,24 @@ def test_auto_ack_delivery_waits_until_its_dequeue_is_shipped(broker_factory):
 
 
 def test_a_stopping_master_waits_for_its_slaves(broker_factory):
-    """SIGTERM on a master hands over: no new client, and the process
+    """SIGTERM on a master hands over: no new client and no new work (a
+    scheduled message falling due waits; the loop sleeps though a queue has
+    a dispatch to make), and the process
     stays until the slaves have every entry it journaled, so the held
     MESSAGE leaves only with its dequeue on the slave (which the next
     master reads); then it stops, exit 0."""
     # a deadline no slow machine reaches before the test lets the slave go
     m, fake, consumer, dequeue = held_by_a_stalled_slave(broker_factory, store__stop_wait="60s")
     try:
+        # a consumer that will fall silent: dropped during the handover,
+        # it leaves its queue with a dispatch to make, which waits
+        silent = connected(m.port, headers={"heart-beat": "1000,0"})
+        silent.receipt("SUBSCRIBE", {"id": "s", "destination": "/queue/silent"}, "s")
+        # work that falls due during the handover waits for the next master
+        lsn = status(m)["lsn"]
+        p = connected(m.port)
+        p.send("SEND", {"destination": "/queue/later", "persistent": "true", "AMQ_SCHEDULED_DELAY": "1000"}, b"l")
+        assert wait_until(lambda: status(m)["lsn"] == lsn + 1)
         m.proc.send_signal(signal.SIGTERM)
         assert m.wait_log(r"stopping once the slaves have every entry journaled")
         with pytest.raises(OSError):
@@ -665,6 +683,14 @@ def test_a_stopping_master_waits_for_its_slaves(broker_factory):
         st, _, _ = http_request(m.http_port, "POST", "/api/send", {"destination": "/queue/console", "body": "x"})
         assert st == 503, "the console took new work from a master handing over"
         consumer.expect_nothing(1.0)
+        assert m.wait_log(r"no heart-beat or frame for"), "the silent consumer was not dropped"
+        # the loop sleeps while it waits, dispatch to make or not (a loop
+        # that spins takes a core: far above a quarter of one, even shared)
+        cpu, wall = cpu_seconds(m.proc.pid), time.time()
+        time.sleep(2)
+        used = (cpu_seconds(m.proc.pid) - cpu) / (time.time() - wall)
+        assert used < 0.25, "a master handing over spun (%.0f%% of a core)" % (used * 100)
+        assert status(m)["lsn"] == lsn + 1, "a master handing over fired a scheduled message"
         assert m.proc.poll() is None, "the master stopped without its slave\n" + m.log()[-2000:]
         fake.resume()
         f = consumer.recv(timeout=30)
