@@ -313,12 +313,13 @@ json_t *console_conn_json(const struct conn *c)
     json_t *subs = json_array();
     struct sub *s, *tmp;
     HASH_ITER(hh, c->subs, s, tmp) {
-        json_array_append_new(subs, json_pack("{s:o, s:o, s:s, s:I, s:I, s:I}", "id", console_jstr(s->id),
+        json_array_append_new(subs, json_pack("{s:o, s:o, s:s, s:I, s:I, s:I, s:I}", "id", console_jstr(s->id),
                                               "destination", console_jstr(sub_has_legs(s) ? s->spec : s->dest->name), "ack",
                                               s->ack == ACK_AUTO ? "auto"
                                               : s->ack == ACK_CLIENT ? "client" : "client-individual",
                                               "prefetch", (json_int_t)s->prefetch, "inflight",
-                                              (json_int_t)s->inflight, "delivered", (json_int_t)s->delivered));
+                                              (json_int_t)s->inflight, "delivered", (json_int_t)s->delivered,
+                                              "dropped", (json_int_t)s->dropped));
     }
     return json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:o, s:I, s:I, s:I, s:o}", "id", (json_int_t)c->id, "peer",
                      c->st.peer, "transport", stream_transport(&c->st), "state", conn_state_name(c->state), "version",
@@ -444,6 +445,7 @@ json_t *console_counters_json(void)
                      "dead_lettered", (json_int_t)srv.st.dead_lettered, "duplicates", (json_int_t)srv.st.duplicates,
                      "memory_bytes", (json_int_t)dest_total_mem(), "waiting_for_store",
                      (json_int_t)commit_waiting());
+    json_object_set_new(c, "dropped", json_integer((json_int_t)srv.st.dropped));
     json_object_set_new(c, "memory_limit", json_integer((json_int_t)config.memory_limit));
     /* closed after their last answer, still draining what the peer sends */
     json_object_set_new(c, "lingering_sockets", json_integer((json_int_t)stream_lingering()));

@@ -503,7 +503,7 @@ static void topics_table(struct buf *b, const struct view *v)
         return;
     }
     buf_append_str(b, "<table id=\"topics\"><tr><th>topic</th><th>subscribers</th><th>durable subscriptions</th>"
-                      "<th>enqueued</th><th>dispatched</th><th>memory</th><th>in/s</th><th>out/s</th>"
+                      "<th>enqueued</th><th>dispatched</th><th>dropped</th><th>memory</th><th>in/s</th><th>out/s</th>"
                       "<th>last 15 min</th><th></th></tr>\n");
     for (size_t i = 0; i < n; i++) {
         struct dest *d = rows[i];
@@ -529,6 +529,7 @@ static void topics_table(struct buf *b, const struct view *v)
         buf_append_str(b, "</td>");
         td_int(b, (long long)d->st.enqueued, "enqueued");
         td_int(b, (long long)d->st.dispatched, NULL);
+        td_int(b, (long long)d->st.dropped, d->st.dropped ? "warn dropped" : "dropped");
         td_bytes(b, (double)d->mem, "memory");
         buf_printf(b, "<td class=\"num rate-in-now\">%s</td><td class=\"num rate-out-now\">%s</td><td>",
                    human_rate(r1, sizeof r1, rin), human_rate(r2, sizeof r2, rout));
@@ -1006,7 +1007,7 @@ void html_destination(struct http_req *h)
         buf_append_str(&b, "<th>pending</th><th>in memory</th><th>only in the store</th><th>in flight</th>"
                            "<th>consumers</th>");
     else
-        buf_append_str(&b, "<th>subscribers</th><th>durable subscriptions</th>");
+        buf_append_str(&b, "<th>subscribers</th><th>durable subscriptions</th><th>dropped (read too slowly)</th>");
     buf_append_str(&b, "<th>enqueued</th><th>dequeued</th><th>dispatched</th><th>redelivered</th><th>expired</th>"
                        "<th>dead-lettered</th><th>memory</th><th>full</th></tr><tr>");
     if (dest_is_queue(d)) {
@@ -1018,6 +1019,7 @@ void html_destination(struct http_req *h)
     } else {
         td_int(&b, jint(j, "subscribers"), NULL);
         td_int(&b, (long long)json_array_size(json_object_get(j, "durable_subscriptions")), NULL);
+        td_int(&b, jint(s, "dropped"), NULL);
     }
     td_int(&b, jint(s, "enqueued"), "enqueued");
     td_int(&b, jint(s, "dequeued"), NULL);

@@ -220,6 +220,7 @@ static void c_msgs_in(struct metrics_out *m) { one_u64(m, srv.st.messages_in); }
 static void c_msgs_out(struct metrics_out *m) { one_u64(m, srv.st.messages_out); }
 static void c_proto_errors(struct metrics_out *m) { one_u64(m, srv.st.protocol_errors); }
 static void c_expired(struct metrics_out *m) { one_u64(m, srv.st.expired); }
+static void c_dropped(struct metrics_out *m) { one_u64(m, srv.st.dropped); }
 static void c_dead_lettered(struct metrics_out *m) { one_u64(m, srv.st.dead_lettered); }
 static void c_duplicates(struct metrics_out *m) { one_u64(m, srv.st.duplicates); }
 static void c_memory(struct metrics_out *m) { one_u64(m, (uint64_t)dest_total_mem()); }
@@ -544,6 +545,9 @@ static const struct family families[] = {
     {"stompd_messages_out_total", "counter", "Message deliveries", c_msgs_out},
     {"stompd_protocol_errors_total", "counter", "Connections closed for a protocol error", c_proto_errors},
     {"stompd_expired_total", "counter", "Messages expired", c_expired},
+    {"stompd_dropped_total", "counter",
+     "Messages discarded from non-durable topic subscriptions that read too slowly (broker.topic_pending_limit)",
+     c_dropped},
     {"stompd_dead_lettered_total", "counter", "Messages moved to a dead-letter queue", c_dead_lettered},
     {"stompd_duplicates_total", "counter", "Resent duplicates dropped", c_duplicates},
     {"stompd_destinations", "gauge", "Destinations held (queues and topics)", c_destinations},
@@ -659,6 +663,7 @@ static uint64_t f_disp(const struct dest *d) { return d->st.dispatched; }
 static uint64_t f_redel(const struct dest *d) { return d->st.redelivered; }
 static uint64_t f_exp(const struct dest *d) { return d->st.expired; }
 static uint64_t f_dlq(const struct dest *d) { return d->st.dead_lettered; }
+static uint64_t f_drop(const struct dest *d) { return d->st.dropped; }
 static uint64_t f_mem(const struct dest *d) { return (uint64_t)d->mem; }
 static uint64_t f_full(const struct dest *d) { return dest_is_full(d); }
 static uint64_t f_pend(const struct dest *d) { return d->q.npending; }
@@ -676,6 +681,8 @@ static const struct dest_family dest_families[] = {
     {"redelivered_total", "counter", "Redeliveries", 0, f_redel},
     {"expired_total", "counter", "Messages expired", 0, f_exp},
     {"dead_lettered_total", "counter", "Messages moved to a dead-letter queue", 0, f_dlq},
+    {"dropped_total", "counter", "Messages discarded from subscriptions that read too slowly (broker.topic_pending_limit)",
+     2, f_drop},
     {"memory_bytes", "gauge", "Bytes of messages held", 0, f_mem},
     {"full", "gauge", "1 while the destination is full (its producers wait: flow control)", 0, f_full},
     {"pending", "gauge", "Messages waiting in a queue", 1, f_pend},

@@ -1059,6 +1059,23 @@ uint64_t queue_purge(struct queue *q)
     return n;
 }
 
+bool queue_drop_oldest(struct queue *q)
+{
+    /* the last entry has the lowest priority; the first of that priority
+     * is the oldest of it */
+    struct qentry *last = RB_MAX(qtree, &q->pending);
+    if (!last)
+        return false;
+    struct qentry probe;
+    struct msg pm = {.priority = last->msg->priority, .seq = 0};
+    probe.msg = &pm;
+    struct qentry *e = RB_NFIND(qtree, &q->pending, &probe);
+    tree_remove(q, e);
+    q->npending--;
+    queue_entry_done(e);
+    return true;
+}
+
 uint64_t queue_expire_due(int64_t now_ms)
 {
     uint64_t n = 0;

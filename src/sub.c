@@ -349,13 +349,35 @@ bool sub_release_all(struct sub *s)
     return journaled;
 }
 
+/* A non-durable subscriber that reads slower than its topic is published
+ * to (broker.topic_pending_limit): its oldest waiting message of the
+ * lowest priority waiting makes room, so its backlog cannot fill the
+ * topic and pause the producers, and with them every other subscriber. */
+static void make_room(struct sub *s)
+{
+    if (!config.topic_pending_limit || s->q != &s->own || s->own.npending < (uint64_t)config.topic_pending_limit)
+        return;
+    if (!queue_drop_oldest(&s->own))
+        return;
+    struct sub *t = sub_top(s);
+    if (t->dropped++ == 0)
+        clog_warn(t->conn,
+                  "subscription %s reads slower than %s is published to: its oldest waiting messages are discarded "
+                  "beyond broker.topic_pending_limit (%lld)",
+                  t->id, s->dest->name, (long long)config.topic_pending_limit);
+    s->dest->st.dropped++;
+    srv.st.dropped++;
+}
+
 void sub_publish(struct sub *s, struct msg *m)
 {
     switch (sub_select(sub_sel(s), m)) {
     case SUB_YES:
+        make_room(s);
         queue_push(s->q, m);
         break;
     case SUB_LATER:
+        make_room(s);
         queue_push_unfiltered(s->q, m);
         break;
     case SUB_NO:

@@ -28,6 +28,7 @@ struct config {
     int64_t expiry_check_interval;
     int64_t prefetch_queue;
     int64_t prefetch_topic;
+    int64_t topic_pending_limit;
     int64_t prefetch_durable;
     int64_t dup_window;
     /* [stomp] */

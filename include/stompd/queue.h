@@ -161,6 +161,9 @@ bool queue_dispatch_dirty(void);
 /* Drop every pending message (in memory and in the store's view); returns
  * how many. The caller journals the purge. */
 uint64_t queue_purge(struct queue *q);
+/* Drop the oldest pending message in memory of the lowest priority there
+ * (ActiveMQ's oldest-with-lowest-priority eviction); false: none. */
+bool queue_drop_oldest(struct queue *q);
 
 /* The console's view of a queue: up to max pending messages in dispatch
  * order, after `after` (NULL: from the first), read from memory and, for

@@ -43,6 +43,7 @@ struct sub {
     bool exclusive;
     bool no_local;
     uint64_t delivered;
+    uint64_t dropped;            /* discarded: it read too slowly (broker.topic_pending_limit) */
     TAILQ_ENTRY(sub) q_link;     /* in q->consumers */
     TAILQ_ENTRY(sub) ring_link;  /* in q->ring unless parked */
     bool parked;                 /* found full: out of q->ring until it has room */

@@ -1,9 +1,17 @@
 """Backpressure: a consumer that does not read is skipped without slowing
 others; a producer to a full destination stops being read and gets its
 receipt only when there is room; producers to other destinations go on."""
+import json
+import threading
 import time
 
-from stompd_test import Client, connected
+from stompd_test import Client, connected, http_request
+
+
+def get_json(b, path):
+    status, _, body = http_request(b.http_port, "GET", path)
+    assert status == 200, (path, status, body)
+    return json.loads(body)
 
 
 def test_stalled_consumer_does_not_block_others(broker_factory):
@@ -126,3 +134,117 @@ def test_global_memory_limit_pauses_producers_everywhere(broker_factory):
     except TimeoutError:
         pass
     assert got == held + 1
+
+
+def body(i):
+    return b"%06d" % i + b"." * (16384 - 6)
+
+
+def slow_topic_subscriber(b, n):
+    """A topic with a subscriber that reads nothing and one that reads all,
+    and a producer sending n messages, each waiting for its RECEIPT. Returns
+    both subscribers, how many were receipted and the bodies the fast one
+    got."""
+    slow = Client(b.port, rcvbuf=4096)
+    slow.connect()
+    slow.receipt("SUBSCRIBE", {"id": "slow", "destination": "/topic/news"}, "r")
+    fast = connected(b.port)
+    fast.receipt("SUBSCRIBE", {"id": "fast", "destination": "/topic/news"}, "r")
+    got = []
+    done = threading.Event()
+
+    def read():
+        quiet = 0.0  # since the producer stopped, with nothing to read
+        while len(got) < n and quiet < 2.0:
+            try:
+                got.append(fast.recv(timeout=0.2).body)
+                quiet = 0.0
+            except TimeoutError:
+                quiet += 0.2 if done.is_set() else 0.0
+    reader = threading.Thread(target=read)
+    reader.start()
+    p = connected(b.port)
+    receipted = 0
+    for i in range(n):
+        p.send("SEND", {"destination": "/topic/news", "receipt": "r%d" % i}, body(i))
+        try:
+            # the first ten fit for sure: a slow broker gets long enough
+            assert p.recv(timeout=1.0 if receipted >= 10 else 10.0)["receipt-id"] == "r%d" % i
+            receipted += 1
+        except TimeoutError:
+            break
+    done.set()
+    reader.join()
+    return slow, fast, receipted, got
+
+
+def test_slow_topic_subscriber_pauses_the_producers_by_default(broker_factory):
+    """No broker.topic_pending_limit (ActiveMQ's default): nothing is
+    discarded; the slow subscriber's backlog fills the topic's memory and
+    its producers wait, which holds the other subscriber too."""
+    b = broker_factory({"broker.dest_memory_limit": "256KiB", "stomp.output_limit": "64KiB"})
+    slow, _, receipted, got = slow_topic_subscriber(b, 2000)
+    assert 10 <= receipted < 2000, receipted
+    # (the SEND whose receipt waits for room was delivered)
+    assert receipted <= len(got) <= receipted + 1
+    # the slow one reads: every message comes, in order; the producer goes on
+    n = 0
+    while n < receipted:
+        assert slow.recv(timeout=10).body[:6] == b"%06d" % n
+        n += 1
+
+
+def test_topic_pending_limit_discards_a_slow_subscribers_oldest(broker_factory):
+    """broker.topic_pending_limit: a subscriber that reads slower than the
+    topic is published to loses its oldest waiting messages, counted and
+    logged; the producer and the other subscriber go on at full speed."""
+    b = broker_factory({"broker.dest_memory_limit": "256KiB", "stomp.output_limit": "64KiB",
+                        "broker.topic_pending_limit": "5"})
+    n = 1000
+    slow, fast, receipted, got = slow_topic_subscriber(b, n)
+    assert receipted == n, "the producer was paused"
+    assert got == [body(i) for i in range(n)], "the fast subscriber lost or reordered messages"
+    # the slow one reads: what it gets is in order and ends with the newest
+    seen = []
+    while not seen or seen[-1] != n - 1:
+        seen.append(int(slow.recv(timeout=10).body[:6]))
+    assert seen == sorted(seen) and len(set(seen)) == len(seen)
+    dropped = n - len(seen)
+    assert dropped > 0
+    # counted: the subscription, the topic, the broker
+    conns = get_json(b, "/api/connections")
+    subs = {s["id"]: s for c in conns for s in c["subscriptions"]}
+    assert subs["slow"]["dropped"] == dropped and subs["fast"]["dropped"] == 0
+    assert get_json(b, "/api/destination?name=/topic/news")["stats"]["dropped"] == dropped
+    assert get_json(b, "/api/counters")["dropped"] == dropped
+    _, _, m = http_request(b.http_port, "GET", "/metrics")
+    assert ("stompd_dropped_total %d" % dropped).encode() in m
+    assert b.log().count("reads slower than /topic/news is published to") == 1
+
+
+def test_topic_pending_limit_discards_the_oldest_of_the_lowest_priority(broker_factory):
+    """What waits beyond the prefetch is what the limit counts; of it, the
+    oldest message of the lowest priority goes first (ActiveMQ's
+    oldest-with-lowest-priority eviction). A message the subscription's
+    selector refuses takes no room."""
+    b = broker_factory({"broker.topic_pending_limit": "3"})
+    c = connected(b.port)
+    c.receipt("SUBSCRIBE", {"id": "s", "destination": "/topic/prio", "ack": "client",
+                            "activemq.prefetchSize": "1", "selector": "keep IS NULL"}, "r")
+    p = connected(b.port)
+    p.send("SEND", {"destination": "/topic/prio"}, b"x")
+    first = c.recv(timeout=10)
+    assert first.body == b"x"            # in flight: the prefetch is full
+    for body, prio in [(b"a", 9), (b"b", 0), (b"c", 0), (b"d", 9), (b"e", 0)]:
+        p.send("SEND", {"destination": "/topic/prio", "priority": str(prio)}, body)
+        p.send("SEND", {"destination": "/topic/prio", "keep": "no"}, b"refused")
+    p.receipt("SEND", {"destination": "/topic/other"}, "sent", b"")
+    c.send("ACK", {"id": first["ack"]})
+    got = []
+    for _ in range(3):
+        m = c.recv(timeout=10)
+        got.append(m.body)
+        c.send("ACK", {"id": m["ack"]})
+    assert got == [b"a", b"d", b"e"], got
+    c.expect_nothing(0.5)
+    assert get_json(b, "/api/counters")["dropped"] == 2
