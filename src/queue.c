@@ -1059,21 +1059,37 @@ uint64_t queue_purge(struct queue *q)
     return n;
 }
 
-bool queue_drop_oldest(struct queue *q)
+static bool expired_at(const struct msg *m, int64_t now)
+{
+    return m->expires && m->expires <= now;
+}
+
+enum drop_result queue_drop_oldest(struct queue *q)
 {
     /* the last entry has the lowest priority; the first of that priority
      * is the oldest of it */
     struct qentry *last = RB_MAX(qtree, &q->pending);
     if (!last)
-        return false;
+        return DROP_NONE;
     struct qentry probe;
     struct msg pm = {.priority = last->msg->priority, .seq = 0};
     probe.msg = &pm;
     struct qentry *e = RB_NFIND(qtree, &q->pending, &probe);
+    /* one that has expired makes the room instead, as expiry has it (the
+     * sweep would: counted, a persistent one dead-lettered) */
+    int64_t now = server_now_ms();
+    struct qentry *first = RB_MIN(qtree, &q->pending);
+    struct qentry *due = expired_at(e->msg, now) ? e : expired_at(first->msg, now) ? first : NULL;
+    if (due) {
+        tree_remove(q, due);
+        q->npending--;
+        expire(due);
+        return DROP_EXPIRED;
+    }
     tree_remove(q, e);
     q->npending--;
     queue_entry_done(e);
-    return true;
+    return DROP_DROPPED;
 }
 
 uint64_t queue_expire_due(int64_t now_ms)

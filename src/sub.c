@@ -353,19 +353,26 @@ bool sub_release_all(struct sub *s)
  * to (broker.topic_pending_limit): its oldest waiting message of the
  * lowest priority waiting makes room, so its backlog cannot fill the
  * topic and pause the producers, and with them every other subscriber. */
-static void make_room(struct sub *s)
+static void make_room(struct sub *s, const struct msg *m)
 {
     if (!config.topic_pending_limit || s->q != &s->own || s->own.npending < (uint64_t)config.topic_pending_limit)
         return;
-    if (!queue_drop_oldest(&s->own))
+    /* one that can take more gets its backlog before the loop sleeps
+     * (messages whose selector has not run yet wait there too) */
+    if (sub_ready(s) || queue_drop_oldest(&s->own) != DROP_DROPPED)
         return;
+    /* counted on the topic published to (a wildcard subscription's
+     * backlog is the pattern's) */
+    struct dest *topic = dest_find(m->dest);
+    if (!topic)
+        topic = s->dest;
     struct sub *t = sub_top(s);
     if (t->dropped++ == 0)
         clog_warn(t->conn,
                   "subscription %s reads slower than %s is published to: its oldest waiting messages are discarded "
                   "beyond broker.topic_pending_limit (%lld)",
-                  t->id, s->dest->name, (long long)config.topic_pending_limit);
-    s->dest->st.dropped++;
+                  t->id, topic->name, (long long)config.topic_pending_limit);
+    topic->st.dropped++;
     srv.st.dropped++;
 }
 
@@ -373,11 +380,11 @@ void sub_publish(struct sub *s, struct msg *m)
 {
     switch (sub_select(sub_sel(s), m)) {
     case SUB_YES:
-        make_room(s);
+        make_room(s, m);
         queue_push(s->q, m);
         break;
     case SUB_LATER:
-        make_room(s);
+        make_room(s, m);
         queue_push_unfiltered(s->q, m);
         break;
     case SUB_NO:

@@ -161,9 +161,11 @@ bool queue_dispatch_dirty(void);
 /* Drop every pending message (in memory and in the store's view); returns
  * how many. The caller journals the purge. */
 uint64_t queue_purge(struct queue *q);
-/* Drop the oldest pending message in memory of the lowest priority there
- * (ActiveMQ's oldest-with-lowest-priority eviction); false: none. */
-bool queue_drop_oldest(struct queue *q);
+/* Make room for one message: drop the oldest pending message in memory of
+ * the lowest priority there (ActiveMQ's oldest-with-lowest-priority
+ * eviction), or expire it, or the first one, if either has expired. */
+enum drop_result { DROP_NONE, DROP_DROPPED, DROP_EXPIRED };
+enum drop_result queue_drop_oldest(struct queue *q);
 
 /* The console's view of a queue: up to max pending messages in dispatch
  * order, after `after` (NULL: from the first), read from memory and, for

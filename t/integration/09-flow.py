@@ -248,3 +248,55 @@ def test_topic_pending_limit_discards_the_oldest_of_the_lowest_priority(broker_f
     assert got == [b"a", b"d", b"e"], got
     c.expect_nothing(0.5)
     assert get_json(b, "/api/counters")["dropped"] == 2
+
+
+def test_topic_pending_limit_expires_what_is_due_and_counts_on_the_topic(broker_factory):
+    """Room is made by expiry first: an expired message in the way is
+    expired (a persistent one dead-lettered), not counted as dropped. A
+    wildcard subscription's drops count on the topic published to."""
+    b = broker_factory({"broker.topic_pending_limit": "2"})
+    c = connected(b.port)
+    c.receipt("SUBSCRIBE", {"id": "w", "destination": "/topic/w.>", "ack": "client",
+                            "activemq.prefetchSize": "1"}, "r")
+    p = connected(b.port)
+    p.send("SEND", {"destination": "/topic/w.x"}, b"x")
+    first = c.recv(timeout=10)           # in flight: the prefetch is full
+    soon = str(int(time.time() * 1000) + 300)
+    p.receipt("SEND", {"destination": "/topic/w.x", "persistent": "true", "expires": soon}, "a", b"a")
+    p.receipt("SEND", {"destination": "/topic/w.x"}, "b", b"b")
+    time.sleep(0.8)                      # a has expired; nothing swept it yet (30 s)
+    p.receipt("SEND", {"destination": "/topic/w.x"}, "c", b"c")
+    counters = get_json(b, "/api/counters")
+    assert (counters["expired"], counters["dead_lettered"], counters["dropped"]) == (1, 1, 0), counters
+    p.receipt("SEND", {"destination": "/topic/w.x"}, "d", b"d")   # now b goes
+    assert get_json(b, "/api/destination?name=/topic/w.x")["stats"]["dropped"] == 1
+    assert get_json(b, "/api/counters")["dropped"] == 1
+    c.send("ACK", {"id": first["ack"]})
+    got = []
+    for _ in range(2):
+        m = c.recv(timeout=10)
+        got.append(m.body)
+        c.send("ACK", {"id": m["ack"]})
+    assert got == [b"c", b"d"], got
+    assert b.log().count("reads slower than /topic/w.x is published to") == 1
+
+
+def test_topic_pending_limit_spares_a_subscriber_that_keeps_up(broker_factory):
+    """Messages whose selector has not run yet (the routing budget went to
+    another subscription's selector) wait in the backlog of a subscriber
+    that is reading: they are no reason to discard, it takes them before
+    the loop sleeps."""
+    b = broker_factory({"broker.topic_pending_limit": "3", "stomp.selector_budget": "1000"})
+    dear = connected(b.port)   # its selector spends the routing budget
+    dear.receipt("SUBSCRIBE", {"id": "dear", "destination": "/topic/sel", "selector":
+                               " OR ".join("pad LIKE '%%%s'" % ch for ch in "qrst")}, "r")
+    c = connected(b.port)
+    c.receipt("SUBSCRIBE", {"id": "cheap", "destination": "/topic/sel", "selector": "k = '1'"}, "r")
+    p = connected(b.port)
+    for i in range(40):
+        p.send("SEND", {"destination": "/topic/sel", "k": str(i % 2), "pad": "a" * 300}, b"%d" % i)
+    p.receipt("SEND", {"destination": "/topic/other"}, "sent", b"")
+    got = [int(c.recv(timeout=10).body) for _ in range(20)]
+    assert got == list(range(1, 40, 2)), got
+    c.expect_nothing(0.5)
+    assert get_json(b, "/api/counters")["dropped"] == 0
