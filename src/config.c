@@ -87,8 +87,8 @@ static const struct cfg_key keys[] = {
      "default unacked messages per durable topic subscription"},
     {"broker.topic_pending_limit", CFG_INT, "0", 0, 100000000, NULL, OFF(topic_pending_limit),
      "messages a non-durable topic subscription may have waiting beyond its prefetch; a subscriber that reads "
-     "slower has its oldest waiting messages (of the lowest priority) discarded (counted as dropped); 0 = no limit: its backlog fills "
-     "broker.dest_memory_limit and pauses the topic's producers"},
+     "slower has its oldest waiting messages (of the lowest priority) discarded (counted as dropped); 0 = no "
+     "limit: its backlog fills broker.dest_memory_limit and pauses the topic's producers"},
     /* [stomp] */
     {"stomp.listen", CFG_ADDR, "127.0.0.1:61613", 0, 0, NULL, OFF(stomp_listen),
      "address:port the STOMP listener binds (master and standalone only)"},
