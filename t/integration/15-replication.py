@@ -719,6 +719,23 @@ def test_a_stopping_master_waits_at_most_stop_wait(broker_factory):
         fake.close()
 
 
+def test_a_second_signal_ends_the_handover_at_once(broker_factory):
+    """An operator who will not wait: a second SIGTERM during the handover
+    stops the master at once (exit 0), as store.stop_wait running out
+    would; what its own log has still goes out."""
+    m, fake, consumer, dequeue = held_by_a_stalled_slave(broker_factory, store__stop_wait="60s")
+    try:
+        m.proc.send_signal(signal.SIGTERM)
+        assert m.wait_log(r"stopping once the slaves have every entry journaled")
+        m.proc.send_signal(signal.SIGTERM)
+        f = consumer.recv(timeout=30)
+        assert f.command == "MESSAGE" and f.body == b"once", f
+        assert m.proc.wait(timeout=30 * (4 if VALGRIND else 1)) == 0
+        assert dequeue not in fake.entries
+    finally:
+        fake.close()
+
+
 def test_slave_behind_is_named_and_dropped_slaves_are_remembered(broker_factory):
     """A slave connected but not acknowledging holds durable sends too:
     logged once for that state, named in /api/status. A dropped slave
