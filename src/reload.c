@@ -20,6 +20,7 @@
 #include "stompd/log.h"
 #include "stompd/notify.h"
 #include "stompd/reload.h"
+#include "stompd/sub.h"
 #include "stompd/tls.h"
 
 struct reload_hook {
@@ -65,8 +66,9 @@ static const char *const users_keys[] = {"auth.users", "auth.anonymous", "auth.c
                                          "http.admin_password", "http.admin_group", NULL};
 static const char *const acl_keys[] = {"auth.acl", NULL};
 
-/* The console reads these at every request: the new values just apply. */
-static int reload_console(const struct config *next, char *err, size_t errlen)
+/* Read where they apply (the console at every request, each WebSocket
+ * handshake): copying the new values is enough. */
+static int reload_copied(const struct config *next, char *err, size_t errlen)
 {
     (void)next;
     (void)err;
@@ -74,23 +76,26 @@ static int reload_console(const struct config *next, char *err, size_t errlen)
     return 0;
 }
 
-/* Each WebSocket handshake reads the running list: copying it is enough. */
-static int reload_ws_origins(const struct config *next, char *err, size_t errlen)
+/* Each publish reads the limit; backlogs already above a new one are
+ * trimmed now, or producers paused by them would wait on. */
+static int reload_topic_backlogs(const struct config *next, char *err, size_t errlen)
 {
-    (void)next;
     (void)err;
     (void)errlen;
+    sub_trim_backlogs(next->topic_pending_limit);
     return 0;
 }
 
 static const char *const console_keys[] = {"http.refresh", "http.browse_limit", "http.body_preview", NULL};
 static const char *const ws_keys[] = {"stomp.ws_origins", NULL};
+static const char *const topic_keys[] = {"broker.topic_pending_limit", NULL};
 
 /* One line per module that reloads. */
 static const struct reload_hook hooks[] = {
     {"log", log_keys, true, reload_log},
-    {"console", console_keys, false, reload_console},
-    {"websocket origins", ws_keys, false, reload_ws_origins},
+    {"console", console_keys, false, reload_copied},
+    {"websocket origins", ws_keys, false, reload_copied},
+    {"topic backlogs", topic_keys, false, reload_topic_backlogs},
     {"tls", tls_keys, true, tls_reload},
     {"users", users_keys, true, auth_reload},
     {"acl", acl_keys, true, acl_reload},

@@ -350,41 +350,66 @@ bool sub_release_all(struct sub *s)
 }
 
 /* A non-durable subscriber that reads slower than its topic is published
- * to (broker.topic_pending_limit): its oldest waiting message of the
- * lowest priority waiting makes room, so its backlog cannot fill the
- * topic and pause the producers, and with them every other subscriber. */
-static void make_room(struct sub *s, const struct msg *m)
+ * to (broker.topic_pending_limit): its oldest waiting messages of the
+ * lowest priority waiting make room for `incoming` more, so its backlog
+ * cannot fill the topic and pause the producers, and with them every
+ * other subscriber. Drops count on `topic` (the topic published to; a
+ * wildcard subscription's backlog is the pattern's). */
+static void make_room(struct sub *s, struct dest *topic, uint64_t incoming, int64_t limit)
 {
-    if (!config.topic_pending_limit || s->q != &s->own || s->own.npending < (uint64_t)config.topic_pending_limit)
+    if (!limit || s->q != &s->own)
         return;
     /* one that can take more gets its backlog before the loop sleeps
      * (messages whose selector has not run yet wait there too) */
-    if (sub_ready(s) || queue_drop_oldest(&s->own) != DROP_DROPPED)
+    while (s->own.npending + incoming > (uint64_t)limit && !sub_ready(s)) {
+        enum drop_result r = queue_drop_oldest(&s->own);
+        if (r == DROP_NONE)
+            return;
+        if (r == DROP_EXPIRED)
+            continue;
+        struct sub *t = sub_top(s);
+        if (t->dropped++ == 0)
+            clog_warn(t->conn,
+                      "subscription %s reads slower than %s is published to: its oldest waiting messages are "
+                      "discarded beyond broker.topic_pending_limit (%lld)",
+                      t->id, topic->name, (long long)limit);
+        topic->st.dropped++;
+        srv.st.dropped++;
+    }
+}
+
+static void topic_room(struct sub *s, const struct msg *m)
+{
+    if (!config.topic_pending_limit)
         return;
-    /* counted on the topic published to (a wildcard subscription's
-     * backlog is the pattern's) */
     struct dest *topic = dest_find(m->dest);
-    if (!topic)
-        topic = s->dest;
-    struct sub *t = sub_top(s);
-    if (t->dropped++ == 0)
-        clog_warn(t->conn,
-                  "subscription %s reads slower than %s is published to: its oldest waiting messages are discarded "
-                  "beyond broker.topic_pending_limit (%lld)",
-                  t->id, topic->name, (long long)config.topic_pending_limit);
-    topic->st.dropped++;
-    srv.st.dropped++;
+    make_room(s, topic ? topic : s->dest, 1, config.topic_pending_limit);
+}
+
+static void trim_topic(struct dest *d, void *arg)
+{
+    const int64_t *limit = arg;
+    struct sub *s;
+    if (!dest_is_queue(d))
+        TAILQ_FOREACH(s, &d->subscribers, topic_link)
+            make_room(s, d, 0, *limit);
+}
+
+void sub_trim_backlogs(int64_t limit)
+{
+    if (limit)
+        dest_foreach(trim_topic, &limit);
 }
 
 void sub_publish(struct sub *s, struct msg *m)
 {
     switch (sub_select(sub_sel(s), m)) {
     case SUB_YES:
-        make_room(s, m);
+        topic_room(s, m);
         queue_push(s->q, m);
         break;
     case SUB_LATER:
-        make_room(s, m);
+        topic_room(s, m);
         queue_push_unfiltered(s->q, m);
         break;
     case SUB_NO:

@@ -121,6 +121,10 @@ bool sub_destroy(struct sub *s);
 /* A topic subscription receives a published message (when its selector
  * accepts it; when the pass's budget is spent, unfiltered for now). */
 void sub_publish(struct sub *s, struct msg *m);
+/* Every non-durable topic subscription that cannot take more keeps at
+ * most limit waiting messages (a lowered broker.topic_pending_limit,
+ * reloaded): the oldest go, counted as dropped. */
+void sub_trim_backlogs(int64_t limit);
 /* A plain subscription takes from d (a consumer of its queue, or a
  * private backlog of topic d). */
 void sub_attach(struct sub *s, struct dest *d);

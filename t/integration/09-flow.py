@@ -2,6 +2,8 @@
 others; a producer to a full destination stops being read and gets its
 receipt only when there is room; producers to other destinations go on."""
 import json
+import os
+import signal
 import threading
 import time
 
@@ -142,9 +144,9 @@ def body(i):
 
 def slow_topic_subscriber(b, n):
     """A topic with a subscriber that reads nothing and one that reads all,
-    and a producer sending n messages, each waiting for its RECEIPT. Returns
-    both subscribers, how many were receipted and the bodies the fast one
-    got."""
+    and a producer sending n messages, each waiting for its RECEIPT, until
+    one does not come. Returns both subscribers, the producer, how many
+    were receipted and the bodies the fast one got."""
     slow = Client(b.port, rcvbuf=4096)
     slow.connect()
     slow.receipt("SUBSCRIBE", {"id": "slow", "destination": "/topic/news"}, "r")
@@ -175,7 +177,7 @@ def slow_topic_subscriber(b, n):
             break
     done.set()
     reader.join()
-    return slow, fast, receipted, got
+    return slow, fast, p, receipted, got
 
 
 def test_slow_topic_subscriber_pauses_the_producers_by_default(broker_factory):
@@ -183,7 +185,7 @@ def test_slow_topic_subscriber_pauses_the_producers_by_default(broker_factory):
     discarded; the slow subscriber's backlog fills the topic's memory and
     its producers wait, which holds the other subscriber too."""
     b = broker_factory({"broker.dest_memory_limit": "256KiB", "stomp.output_limit": "64KiB"})
-    slow, _, receipted, got = slow_topic_subscriber(b, 2000)
+    slow, _, _, receipted, got = slow_topic_subscriber(b, 2000)
     assert 10 <= receipted < 2000, receipted
     # (the SEND whose receipt waits for room was delivered)
     assert receipted <= len(got) <= receipted + 1
@@ -201,7 +203,7 @@ def test_topic_pending_limit_discards_a_slow_subscribers_oldest(broker_factory):
     b = broker_factory({"broker.dest_memory_limit": "256KiB", "stomp.output_limit": "64KiB",
                         "broker.topic_pending_limit": "5"})
     n = 1000
-    slow, fast, receipted, got = slow_topic_subscriber(b, n)
+    slow, fast, _, receipted, got = slow_topic_subscriber(b, n)
     assert receipted == n, "the producer was paused"
     assert got == [body(i) for i in range(n)], "the fast subscriber lost or reordered messages"
     # the slow one reads: what it gets is in order and ends with the newest
@@ -300,3 +302,29 @@ def test_topic_pending_limit_spares_a_subscriber_that_keeps_up(broker_factory):
     assert got == list(range(1, 40, 2)), got
     c.expect_nothing(0.5)
     assert get_json(b, "/api/counters")["dropped"] == 0
+
+
+def test_a_topic_pending_limit_set_by_sighup_frees_a_stalled_topic(broker_factory):
+    """SIGHUP applies broker.topic_pending_limit at once: backlogs above
+    it are trimmed, so producers a slow subscriber had paused go on."""
+    b = broker_factory({"broker.dest_memory_limit": "256KiB", "stomp.output_limit": "64KiB"},
+                       config_text="[broker]\ntopic_pending_limit = 0\n")
+    slow, _, p, receipted, _ = slow_topic_subscriber(b, 2000)
+    assert receipted < 2000, "the topic did not stall"
+    p.expect_nothing(0.5)
+    with open(os.path.join(b.dir, b.name + ".conf"), "w") as f:
+        f.write("[broker]\ntopic_pending_limit = 5\n")
+    b.proc.send_signal(signal.SIGHUP)
+    assert b.wait_log("configuration reloaded")
+    # the paused SEND's receipt comes, and the producer goes on
+    assert p.recv(timeout=10)["receipt-id"] == "r%d" % receipted
+    for i in range(20):
+        p.receipt("SEND", {"destination": "/topic/news"}, "more%d" % i, body(2000 + i))
+    dropped = get_json(b, "/api/counters")["dropped"]
+    assert dropped > 0
+    # the slow one reads: in order, ending with the newest
+    seen = []
+    while not seen or seen[-1] != 2019:
+        seen.append(int(slow.recv(timeout=10).body[:6]))
+    assert seen == sorted(seen)
+    assert len(seen) + dropped == receipted + 1 + 20
