@@ -1064,7 +1064,7 @@ static bool expired_at(const struct msg *m, int64_t now)
     return m->expires && m->expires <= now;
 }
 
-enum drop_result queue_drop_oldest(struct queue *q)
+enum drop_result queue_drop_oldest(struct queue *q, struct dest **origin)
 {
     /* the last entry has the lowest priority; the first of that priority
      * is the oldest of it */
@@ -1075,17 +1075,31 @@ enum drop_result queue_drop_oldest(struct queue *q)
     struct msg pm = {.priority = last->msg->priority, .seq = 0};
     probe.msg = &pm;
     struct qentry *e = RB_NFIND(qtree, &q->pending, &probe);
-    /* one that has expired makes the room instead, as expiry has it (the
-     * sweep would: counted, a persistent one dead-lettered) */
-    int64_t now = server_now_ms();
     struct qentry *first = RB_MIN(qtree, &q->pending);
-    struct qentry *due = expired_at(e->msg, now) ? e : expired_at(first->msg, now) ? first : NULL;
-    if (due) {
-        tree_remove(q, due);
-        q->npending--;
-        expire(due);
-        return DROP_EXPIRED;
+    /* What the selector has not judged yet is judged first (as expiry and
+     * dispatch do): one it refuses was never this backlog's. One that has
+     * expired makes the room instead, as expiry has it (counted, a
+     * persistent one dead-lettered); not one still unjudged, which may
+     * not be this subscription's at all. */
+    int64_t now = server_now_ms();
+    struct qentry *cand[2] = {e, first != e ? first : NULL};
+    for (int i = 0; i < 2; i++) {
+        struct qentry *c = cand[i];
+        if (!c || !expired_at(c->msg, now))
+            continue;
+        enum sub_verdict v = filter(q, c);
+        if (v == SUB_NO)
+            return DROP_REFUSED;
+        if (v == SUB_YES) {
+            tree_remove(q, c);
+            q->npending--;
+            expire(c);
+            return DROP_EXPIRED;
+        }
     }
+    if (filter(q, e) == SUB_NO)
+        return DROP_REFUSED;
+    *origin = dest_find(e->msg->dest);
     tree_remove(q, e);
     q->npending--;
     queue_entry_done(e);

@@ -353,20 +353,23 @@ bool sub_release_all(struct sub *s)
  * to (broker.topic_pending_limit): its oldest waiting messages of the
  * lowest priority waiting make room for `incoming` more, so its backlog
  * cannot fill the topic and pause the producers, and with them every
- * other subscriber. Drops count on `topic` (the topic published to; a
+ * other subscriber. Drops count on the topic each was published to (a
  * wildcard subscription's backlog is the pattern's). */
-static void make_room(struct sub *s, struct dest *topic, uint64_t incoming, int64_t limit)
+static void make_room(struct sub *s, uint64_t incoming, int64_t limit)
 {
     if (!limit || s->q != &s->own)
         return;
     /* one that can take more gets its backlog before the loop sleeps
      * (messages whose selector has not run yet wait there too) */
     while (s->own.npending + incoming > (uint64_t)limit && !sub_ready(s)) {
-        enum drop_result r = queue_drop_oldest(&s->own);
+        struct dest *topic = NULL;
+        enum drop_result r = queue_drop_oldest(&s->own, &topic);
         if (r == DROP_NONE)
             return;
-        if (r == DROP_EXPIRED)
+        if (r != DROP_DROPPED)
             continue;
+        if (!topic)
+            topic = s->dest;
         struct sub *t = sub_top(s);
         if (t->dropped++ == 0)
             clog_warn(t->conn,
@@ -378,26 +381,19 @@ static void make_room(struct sub *s, struct dest *topic, uint64_t incoming, int6
     }
 }
 
-static void topic_room(struct sub *s, const struct msg *m)
-{
-    if (!config.topic_pending_limit)
-        return;
-    struct dest *topic = dest_find(m->dest);
-    make_room(s, topic ? topic : s->dest, 1, config.topic_pending_limit);
-}
-
 static void trim_topic(struct dest *d, void *arg)
 {
     const int64_t *limit = arg;
     struct sub *s;
     if (!dest_is_queue(d))
         TAILQ_FOREACH(s, &d->subscribers, topic_link)
-            make_room(s, d, 0, *limit);
+            make_room(s, 0, *limit);
 }
 
 void sub_trim_backlogs(int64_t limit)
 {
-    if (limit)
+    /* (a master handing over takes no new work: it stops soon) */
+    if (limit && !srv.handing_over)
         dest_foreach(trim_topic, &limit);
 }
 
@@ -405,11 +401,11 @@ void sub_publish(struct sub *s, struct msg *m)
 {
     switch (sub_select(sub_sel(s), m)) {
     case SUB_YES:
-        topic_room(s, m);
+        make_room(s, 1, config.topic_pending_limit);
         queue_push(s->q, m);
         break;
     case SUB_LATER:
-        topic_room(s, m);
+        make_room(s, 1, config.topic_pending_limit);
         queue_push_unfiltered(s->q, m);
         break;
     case SUB_NO:

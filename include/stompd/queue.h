@@ -163,9 +163,12 @@ bool queue_dispatch_dirty(void);
 uint64_t queue_purge(struct queue *q);
 /* Make room for one message: drop the oldest pending message in memory of
  * the lowest priority there (ActiveMQ's oldest-with-lowest-priority
- * eviction), or expire it, or the first one, if either has expired. */
-enum drop_result { DROP_NONE, DROP_DROPPED, DROP_EXPIRED };
-enum drop_result queue_drop_oldest(struct queue *q);
+ * eviction; *origin: the destination it was sent to, if it still exists),
+ * or expire it, or the first one, if either has expired; a message the
+ * selector refuses goes without either. */
+enum drop_result { DROP_NONE, DROP_DROPPED, DROP_EXPIRED, DROP_REFUSED };
+struct dest;
+enum drop_result queue_drop_oldest(struct queue *q, struct dest **origin);
 
 /* The console's view of a queue: up to max pending messages in dispatch
  * order, after `after` (NULL: from the first), read from memory and, for

@@ -328,3 +328,38 @@ def test_a_topic_pending_limit_set_by_sighup_frees_a_stalled_topic(broker_factor
         seen.append(int(slow.recv(timeout=10).body[:6]))
     assert seen == sorted(seen)
     assert len(seen) + dropped == receipted + 1 + 20
+
+
+def test_a_trim_judges_what_the_selector_has_not(broker_factory):
+    """A backlog holds messages whose selector has not run yet (the routing
+    budget went to another subscription). Trimmed to a new limit, those
+    the selector refuses go without being counted as dropped; only the
+    subscription's own messages are."""
+    b = broker_factory({"stomp.selector_budget": "1000"}, config_text="[broker]\ntopic_pending_limit = 0\n")
+    dear = connected(b.port)   # its selector spends the routing budget
+    dear.receipt("SUBSCRIBE", {"id": "dear", "destination": "/topic/judge", "selector":
+                               " OR ".join("pad LIKE '%%%s'" % ch for ch in "qrst")}, "r")
+    c = connected(b.port)
+    c.receipt("SUBSCRIBE", {"id": "ones", "destination": "/topic/judge", "selector": "k = '1'", "ack": "client",
+                            "activemq.prefetchSize": "1"}, "r")
+    p = connected(b.port)
+    p.send("SEND", {"destination": "/topic/judge", "k": "1"}, b"first")
+    first = c.recv(timeout=10)             # in flight: the prefetch is full
+    for i in range(40):
+        p.send("SEND", {"destination": "/topic/judge", "k": str(i % 2), "pad": "a" * 300}, b"%d" % i)
+    p.receipt("SEND", {"destination": "/topic/other"}, "sent", b"")
+    with open(os.path.join(b.dir, b.name + ".conf"), "w") as f:
+        f.write("[broker]\ntopic_pending_limit = 5\n")
+    b.proc.send_signal(signal.SIGHUP)
+    assert b.wait_log("configuration reloaded")
+    # the newest five stay (35 to 39); of the 35 older ones, the 17 with
+    # k = 1 were the subscription's: dropped
+    assert get_json(b, "/api/counters")["dropped"] == 17
+    c.send("ACK", {"id": first["ack"]})
+    got = []
+    for _ in range(3):
+        m = c.recv(timeout=10)
+        got.append(int(m.body))
+        c.send("ACK", {"id": m["ack"]})
+    assert got == [35, 37, 39], got
+    c.expect_nothing(0.5)
