@@ -224,29 +224,54 @@ def test_topic_pending_limit_discards_a_slow_subscribers_oldest(broker_factory):
     assert b.log().count("reads slower than /topic/news is published to") == 1
 
 
+def held_subscriber(b, dest, selector=None, held_headers=None):
+    """A client-ack subscription to dest with prefetch 1, holding one
+    message unacked (sent with held_headers, which may name the topic a
+    wildcard dest matches), so what comes next waits in its backlog.
+    Returns the subscriber, a producer and the held MESSAGE."""
+    c = connected(b.port)
+    h = {"id": "held", "destination": dest, "ack": "client", "activemq.prefetchSize": "1"}
+    if selector:
+        h["selector"] = selector
+    c.receipt("SUBSCRIBE", h, "r")
+    p = connected(b.port)
+    p.send("SEND", {"destination": dest, **(held_headers or {})}, b"held")
+    held = c.recv(timeout=10)
+    assert held.body == b"held"
+    return c, p, held
+
+
+def take_after(c, held, n):
+    """ACK the held message, then take n more, acking each: their bodies."""
+    c.send("ACK", {"id": held["ack"]})
+    got = []
+    for _ in range(n):
+        m = c.recv(timeout=10)
+        got.append(m.body)
+        c.send("ACK", {"id": m["ack"]})
+    return got
+
+
+def reload_limit(b, limit):
+    """Set broker.topic_pending_limit in b's file and SIGHUP."""
+    with open(os.path.join(b.dir, b.name + ".conf"), "w") as f:
+        f.write("[broker]\ntopic_pending_limit = %d\n" % limit)
+    b.proc.send_signal(signal.SIGHUP)
+    assert b.wait_log("configuration reloaded")
+
+
 def test_topic_pending_limit_discards_the_oldest_of_the_lowest_priority(broker_factory):
     """What waits beyond the prefetch is what the limit counts; of it, the
     oldest message of the lowest priority goes first (ActiveMQ's
     oldest-with-lowest-priority eviction). A message the subscription's
     selector refuses takes no room."""
     b = broker_factory({"broker.topic_pending_limit": "3"})
-    c = connected(b.port)
-    c.receipt("SUBSCRIBE", {"id": "s", "destination": "/topic/prio", "ack": "client",
-                            "activemq.prefetchSize": "1", "selector": "keep IS NULL"}, "r")
-    p = connected(b.port)
-    p.send("SEND", {"destination": "/topic/prio"}, b"x")
-    first = c.recv(timeout=10)
-    assert first.body == b"x"            # in flight: the prefetch is full
+    c, p, held = held_subscriber(b, "/topic/prio", selector="keep IS NULL")
     for body, prio in [(b"a", 9), (b"b", 0), (b"c", 0), (b"d", 9), (b"e", 0)]:
         p.send("SEND", {"destination": "/topic/prio", "priority": str(prio)}, body)
         p.send("SEND", {"destination": "/topic/prio", "keep": "no"}, b"refused")
     p.receipt("SEND", {"destination": "/topic/other"}, "sent", b"")
-    c.send("ACK", {"id": first["ack"]})
-    got = []
-    for _ in range(3):
-        m = c.recv(timeout=10)
-        got.append(m.body)
-        c.send("ACK", {"id": m["ack"]})
+    got = take_after(c, held, 3)
     assert got == [b"a", b"d", b"e"], got
     c.expect_nothing(0.5)
     assert get_json(b, "/api/counters")["dropped"] == 2
@@ -257,28 +282,20 @@ def test_topic_pending_limit_expires_what_is_due_and_counts_on_the_topic(broker_
     expired (a persistent one dead-lettered), not counted as dropped. A
     wildcard subscription's drops count on the topic published to."""
     b = broker_factory({"broker.topic_pending_limit": "2"})
-    c = connected(b.port)
-    c.receipt("SUBSCRIBE", {"id": "w", "destination": "/topic/w.>", "ack": "client",
-                            "activemq.prefetchSize": "1"}, "r")
-    p = connected(b.port)
-    p.send("SEND", {"destination": "/topic/w.x"}, b"x")
-    first = c.recv(timeout=10)           # in flight: the prefetch is full
-    soon = str(int(time.time() * 1000) + 300)
-    p.receipt("SEND", {"destination": "/topic/w.x", "persistent": "true", "expires": soon}, "a", b"a")
+    c, p, held = held_subscriber(b, "/topic/w.>", held_headers={"destination": "/topic/w.x"})
+    soon = int(time.time() * 1000) + 300
+    p.receipt("SEND", {"destination": "/topic/w.x", "persistent": "true", "expires": str(soon)}, "a", b"a")
     p.receipt("SEND", {"destination": "/topic/w.x"}, "b", b"b")
-    time.sleep(0.8)                      # a has expired; nothing swept it yet (30 s)
+    # until a has expired (nothing sweeps it: the sweep runs every 30 s)
+    while time.time() * 1000 <= soon + 50:
+        time.sleep(0.05)
     p.receipt("SEND", {"destination": "/topic/w.x"}, "c", b"c")
     counters = get_json(b, "/api/counters")
     assert (counters["expired"], counters["dead_lettered"], counters["dropped"]) == (1, 1, 0), counters
     p.receipt("SEND", {"destination": "/topic/w.x"}, "d", b"d")   # now b goes
     assert get_json(b, "/api/destination?name=/topic/w.x")["stats"]["dropped"] == 1
     assert get_json(b, "/api/counters")["dropped"] == 1
-    c.send("ACK", {"id": first["ack"]})
-    got = []
-    for _ in range(2):
-        m = c.recv(timeout=10)
-        got.append(m.body)
-        c.send("ACK", {"id": m["ack"]})
+    got = take_after(c, held, 2)
     assert got == [b"c", b"d"], got
     assert b.log().count("reads slower than /topic/w.x is published to") == 1
 
@@ -312,10 +329,7 @@ def test_a_topic_pending_limit_set_by_sighup_frees_a_stalled_topic(broker_factor
     slow, _, p, receipted, _ = slow_topic_subscriber(b, 2000)
     assert receipted < 2000, "the topic did not stall"
     p.expect_nothing(0.5)
-    with open(os.path.join(b.dir, b.name + ".conf"), "w") as f:
-        f.write("[broker]\ntopic_pending_limit = 5\n")
-    b.proc.send_signal(signal.SIGHUP)
-    assert b.wait_log("configuration reloaded")
+    reload_limit(b, 5)
     # the paused SEND's receipt comes, and the producer goes on
     assert p.recv(timeout=10)["receipt-id"] == "r%d" % receipted
     for i in range(20):
@@ -339,27 +353,14 @@ def test_a_trim_judges_what_the_selector_has_not(broker_factory):
     dear = connected(b.port)   # its selector spends the routing budget
     dear.receipt("SUBSCRIBE", {"id": "dear", "destination": "/topic/judge", "selector":
                                " OR ".join("pad LIKE '%%%s'" % ch for ch in "qrst")}, "r")
-    c = connected(b.port)
-    c.receipt("SUBSCRIBE", {"id": "ones", "destination": "/topic/judge", "selector": "k = '1'", "ack": "client",
-                            "activemq.prefetchSize": "1"}, "r")
-    p = connected(b.port)
-    p.send("SEND", {"destination": "/topic/judge", "k": "1"}, b"first")
-    first = c.recv(timeout=10)             # in flight: the prefetch is full
+    c, p, held = held_subscriber(b, "/topic/judge", selector="k = '1'", held_headers={"k": "1"})
     for i in range(40):
         p.send("SEND", {"destination": "/topic/judge", "k": str(i % 2), "pad": "a" * 300}, b"%d" % i)
     p.receipt("SEND", {"destination": "/topic/other"}, "sent", b"")
-    with open(os.path.join(b.dir, b.name + ".conf"), "w") as f:
-        f.write("[broker]\ntopic_pending_limit = 5\n")
-    b.proc.send_signal(signal.SIGHUP)
-    assert b.wait_log("configuration reloaded")
+    reload_limit(b, 5)
     # the newest five stay (35 to 39); of the 35 older ones, the 17 with
     # k = 1 were the subscription's: dropped
     assert get_json(b, "/api/counters")["dropped"] == 17
-    c.send("ACK", {"id": first["ack"]})
-    got = []
-    for _ in range(3):
-        m = c.recv(timeout=10)
-        got.append(int(m.body))
-        c.send("ACK", {"id": m["ack"]})
+    got = [int(body) for body in take_after(c, held, 3)]
     assert got == [35, 37, 39], got
     c.expect_nothing(0.5)
