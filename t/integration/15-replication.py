@@ -608,7 +608,7 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def held_by_a_stalled_slave(broker_factory, **settings):
+def held_by_a_stalled_slave(broker_factory, config_text=None, **settings):
     """A master whose only slave (a FakeSlave) stopped reading with the
     master's output to it full, and an auto-ack consumer whose MESSAGE
     waits for its dequeue to be shipped to that slave. Returns the master,
@@ -616,6 +616,7 @@ def held_by_a_stalled_slave(broker_factory, **settings):
     # a stalled slave answers no ping: not dropped while the test holds it
     c = Cluster(broker_factory, store__repl_window="256KiB", store__repl_timeout="120s", **settings)
     m = c.nodes[0]
+    m.config_text = config_text
     m.start()
     fake = FakeSlave(c.repl[0], 0, 0, 0, node=b"slow-fake", ack_entries=True, rcvbuf=4096)
     fake.start()
@@ -699,6 +700,48 @@ def test_a_stopping_master_waits_for_its_slaves(broker_factory):
         assert m.proc.wait(timeout=30 * (4 if VALGRIND else 1)) == 0
         assert dequeue in fake.entries
         assert "stopping: the slaves have every entry journaled" in m.log()
+    finally:
+        fake.close()
+
+
+def test_a_master_handing_over_expires_and_trims_nothing(broker_factory):
+    """The other two sources of new work stay idle while a master hands
+    over: the expiry sweep leaves a message that falls due to the next
+    master, and a SIGHUP that lowers broker.topic_pending_limit trims no
+    backlog (each would otherwise remove messages, and journal the
+    persistent ones, on a node that is handing its log over)."""
+    m, fake, consumer, dequeue = held_by_a_stalled_slave(
+        broker_factory, config_text="[broker]\ntopic_pending_limit = 0\n",
+        store__stop_wait="60s", broker__expiry_check_interval="100ms")
+    try:
+        p = connected(m.port)
+        # a subscriber holding one message, four more in its backlog
+        sub = connected(m.port)
+        sub.receipt("SUBSCRIBE", {"id": "t", "destination": "/topic/backlog", "ack": "client",
+                                  "activemq.prefetchSize": "1"}, "s")
+        for i in range(5):
+            p.send("SEND", {"destination": "/topic/backlog"}, b"%d" % i)
+        assert sub.recv(timeout=10).body == b"0"
+        due = int(time.time() * 1000) + 1500
+        p.receipt("SEND", {"destination": "/queue/due", "expires": str(due)}, "sent", b"due")
+        m.proc.send_signal(signal.SIGTERM)
+        assert m.wait_log(r"stopping once the slaves have every entry journaled")
+        with open(os.path.join(m.dir, m.name + ".conf"), "w") as f:
+            f.write("[broker]\ntopic_pending_limit = 1\n")
+        m.proc.send_signal(signal.SIGHUP)
+        assert m.wait_log("configuration reloaded")
+        # past the message's expiry, and many sweeps after it
+        time.sleep(max(0, due / 1000.0 - time.time()) + 1.0)
+        # (its /api pages answer 503 now; /metrics answers in any role)
+        st, _, text = http_request(m.http_port, "GET", "/metrics")
+        assert st == 200, text[:300]
+        removed = re.findall(rb"^stompd_(expired|dropped)_total (\d+)$", text, re.M)
+        assert sorted(removed) == [(b"dropped", b"0"), (b"expired", b"0")], \
+            "a master handing over removed messages: %s" % removed
+        assert m.proc.poll() is None, "the master stopped without its slave\n" + m.log()[-2000:]
+        fake.resume()
+        assert consumer.recv(timeout=30).body == b"once"
+        assert m.proc.wait(timeout=30 * (4 if VALGRIND else 1)) == 0
     finally:
         fake.close()
 
