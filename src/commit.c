@@ -491,6 +491,35 @@ void commit_advance(uint64_t lsn)
         finish_commit(op);
 }
 
+/* c's output held from the first mark not released whose entry is lsn
+ * or later (or not appended yet) is dropped. */
+static void holds_cut(struct conn *c, uint64_t lsn, const char *why)
+{
+    uint32_t i = c->hold_head;
+    while (i < c->nholds && (mark_released(&c->holds[i]) || (c->holds[i].assigned && c->holds[i].lsn < lsn)))
+        i++;
+    if (i == c->nholds)
+        return;
+    stream_out_cut(&c->st, c->holds[i].pos);
+    c->nholds = i;
+    marks_pop(c);
+    if (c->hold_head == c->nholds)
+        marks_clear(c);
+    conn_output_lost(c, why);
+}
+
+void commit_holds_fail_from(uint64_t lsn, const char *why)
+{
+    struct conn *c, *next;
+    for (c = TAILQ_FIRST(&held); c; c = next) {
+        next = TAILQ_NEXT(c, held_link);
+        holds_cut(c, lsn, why);
+    }
+    for (size_t i = 0; i < nhold_new; i++)
+        if (hold_new[i])
+            holds_cut(hold_new[i], lsn, why);
+}
+
 void commit_fail_from(uint64_t lsn, const char *why)
 {
     struct op *op, *next;

@@ -342,6 +342,21 @@ void conn_error_hdr(struct conn *c, const char *message, const char *receipt, co
     write_error(c, message, receipt, detail, hname, hvalue);
 }
 
+void conn_output_lost(struct conn *c, const char *why)
+{
+    if (c->state == CONN_CLOSING) {
+        /* the frame it was closing with went too: say why it closes */
+        char detail[512];
+        snprintf(detail, sizeof detail,
+                 "The broker could not write its journal (%s): deliveries waiting for it were not sent, and "
+                 "their messages stay queued.",
+                 why);
+        clog_info(c, "ERROR: store failed: %s", why);
+        write_error(c, "store failed", NULL, detail, NULL, NULL);
+    }
+    conn_want_flush(c);
+}
+
 void conn_kick(struct conn *c, const char *message)
 {
     if (c->state >= CONN_CLOSING)

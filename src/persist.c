@@ -488,6 +488,10 @@ static void on_fail(uint64_t lsn, const char *why)
     log_err("nothing more can be made durable: refusing persistent messages and stopping the broker");
     failed = true;
     srv.exit_code = 1;
+    /* a master's holds wait for its slaves' copies, which may still come
+     * (a new master would read them): those go as before, or not at all */
+    if (!repl_master_waits_for_slaves())
+        commit_holds_fail_from(lsn, why);
     commit_fail_from(lsn, why);
     /* Give the producers' ERROR frames a moment to leave, then stop. */
     ev_timer_init(&stop_timer, stop_cb, 0.5, 0.);

@@ -114,6 +114,13 @@ void commit_shipped(uint64_t lsn);
 unsigned commit_hold_assign(uint64_t lsn);
 /* Holds wait for the coalesced ops' entry (commit_hold_assign to come). */
 bool commit_holds_unassigned(void);
+/* The local log failed at lsn and is the only copy a hold waits for
+ * (no slave's): the output held for lsn or later, or for an entry not
+ * appended yet, would never go. It is dropped with all that follows it
+ * (a delivery in it was never dequeued in the store), so what the
+ * connection is told next, its failed sends' ERROR, is not held behind
+ * it until the broker stops (conn_output_lost). */
+void commit_holds_fail_from(uint64_t lsn, const char *why);
 /* Every held output goes (the broker stops, its journal written). */
 void commit_hold_release_all(void);
 /* Some output waits for the journal. */

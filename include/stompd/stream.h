@@ -166,6 +166,9 @@ static inline size_t stream_pending(const struct stream *s) { return buf_used(&s
 /* Where the next byte written to s->out will be, counted from the stream's
  * first: a protocol's mark for may_write. */
 static inline uint64_t stream_out_pos(const struct stream *s) { return s->out_done + buf_used(&s->out); }
+/* Forget what was written to s->out from pos on (pos: a stream_out_pos
+ * none of whose bytes has gone yet, as a protocol's may_write held it). */
+static inline void stream_out_cut(struct stream *s, uint64_t pos) { buf_cut(&s->out, (size_t)(pos - s->out_done)); }
 /* n bytes of s->out are written (or framed into s->wire). */
 void stream_out_consume(struct stream *s, size_t n);
 static inline bool stream_full(const struct stream *s) { return stream_pending(s) >= s->out_limit; }

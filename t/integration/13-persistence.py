@@ -516,19 +516,23 @@ def test_lost_index_is_rebuilt_from_a_whole_log_and_refused_otherwise(broker_fac
     b.logf.close()
 
 
-def test_write_failure_refuses_and_stops(broker_factory):
-    """A file-size limit makes LevelDB's writes fail: the producers waiting
-    get ERROR (nothing unstored is receipted) and the broker stops."""
-    b = broker_factory(start=False)
-
+def start_with_a_file_size_limit(b, size=256 * 1024):
+    """b started with RLIMIT_FSIZE size: its store's writes fail soon."""
     def limit():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
 
     b.logf = open(b.log_path, "ab")
     b.proc = subprocess.Popen(b.command(), stdout=b.logf, stderr=subprocess.STDOUT, cwd=b.dir,
                               preexec_fn=limit)
     from stompd_test import wait_port
     assert wait_port(b.port)
+
+
+def test_write_failure_refuses_and_stops(broker_factory):
+    """A file-size limit makes LevelDB's writes fail: the producers waiting
+    get ERROR (nothing unstored is receipted) and the broker stops."""
+    b = broker_factory(start=False)
+    start_with_a_file_size_limit(b)
     p = connected(b.port)
     receipted = 0
     err = None
@@ -553,3 +557,50 @@ def test_write_failure_refuses_and_stops(broker_factory):
     b.restart()
     got = drain(b.port, "/queue/full")
     assert len(got) >= receipted
+
+
+def test_write_failure_reaches_a_client_whose_deliveries_wait(broker_factory):
+    """A client that consumes its own persistent messages (auto-ack: each
+    MESSAGE waits until its dequeue is written) when the store's writes
+    fail: what waits for a failed entry is dropped, not sent, so its
+    ERROR is not held behind it until the broker stops; and no receipted
+    message is lost (each was delivered, or is there after a restart)."""
+    b = broker_factory(start=False)
+    # room for a few hundred messages first (their deliveries with them)
+    start_with_a_file_size_limit(b, 2 << 20)
+    x = connected(b.port)
+    x.receipt("SUBSCRIBE", {"id": "loop", "destination": "/queue/loop", "ack": "auto"}, "s")
+
+    def produce():
+        try:
+            for i in range(4000):
+                x.send("SEND", {"destination": "/queue/loop", "persistent": "true", "receipt": "r%d" % i},
+                       b"%d:" % i + b"z" * 4096)
+        except OSError:
+            pass  # closed by the broker
+    t = threading.Thread(target=produce)
+    t.start()
+    receipted, delivered, err = set(), set(), None
+    try:
+        while err is None:
+            f = x.recv(timeout=30)
+            if f.command == "RECEIPT":
+                receipted.add(int(f["receipt-id"][1:]))
+            elif f.command == "MESSAGE":
+                delivered.add(int(f.body.split(b":")[0]))
+            else:
+                err = f
+    except ConnectionError:
+        pass
+    t.join()
+    assert err is not None and err.command == "ERROR", \
+        "no ERROR after %d receipts and %d messages" % (len(receipted), len(delivered))
+    assert "not stored" in err["message"], err
+    assert b.proc.wait(timeout=20) == 1
+    assert "the store failed" in b.log()
+    b.proc = None
+    b.logf.close()
+    b.restart()
+    left = {int(m.body.split(b":")[0]) for m in drain(b.port, "/queue/loop")}
+    assert receipted <= delivered | left, "receipted, lost: %s" % sorted(receipted - delivered - left)
+    assert not delivered & left, "delivered, yet queued again: %s" % sorted(delivered & left)

@@ -35,6 +35,11 @@ void conn_close_after_flush(struct conn *c)
     c->state = CONN_CLOSING;
 }
 
+void conn_output_lost(struct conn *c, const char *why)
+{
+    say("c%llu output lost (%s)", (unsigned long long)c->id, why);
+}
+
 void stream_pause(struct stream *s, uint8_t reason)
 {
     if (!(s->paused & reason))

@@ -138,6 +138,36 @@ static void test_store_failure_answers_error(void **state)
     expect("c1 ERROR message not stored (bad);");
 }
 
+/* A store failure drops the output held for a failed entry, or for one
+ * not appended yet, with all that follows it (else the failed sends'
+ * ERROR waits behind it until the broker stops); output held for an
+ * entry stored before the failure still waits for it. */
+static void test_store_failure_drops_output_held_for_it(void **state)
+{
+    struct conn *c = conn(0), *d = conn(1);
+    char bytes[300];
+    memset(bytes, 'o', sizeof bytes);
+    buf_append(&c->st.out, bytes, 300);
+    commit_hold(c, 100, HOLD_COMMIT); /* a client-ack delivery of entry 1 */
+    commit_hold_assign(1);
+    commit_hold(c, 200, HOLD_SHIPPED); /* an auto-ack one: its dequeue is 2 */
+    commit_hold_assign(2);
+    send_commit(0, "bad", 3, "m3", 0);
+    buf_append(&d->st.out, bytes, 50);
+    commit_hold(d, 20, HOLD_SHIPPED); /* coalesced, no entry yet */
+    commit_holds_fail_from(2, "disk full");
+    commit_fail_from(2, "disk full");
+    expect("c1 output lost (disk full);c2 output lost (disk full);c1 ERROR message not stored (bad);");
+    assert_int_equal(buf_used(&c->st.out), 200);
+    assert_int_equal(commit_output_allowed(c), 100);
+    assert_int_equal(buf_used(&d->st.out), 20);
+    assert_true(commit_output_allowed(d) == SIZE_MAX);
+    commit_advance(1);
+    assert_true(commit_output_allowed(c) == SIZE_MAX);
+    buf_free(&c->st.out);
+    buf_free(&d->st.out);
+}
+
 static void test_quorum_timeout_errors_and_still_releases(void **state)
 {
     send_commit(0, "slow", 1, "m1", 0);
@@ -291,6 +321,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_already_committed_goes_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_closed_connection_still_releases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_failure_answers_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_failure_drops_output_held_for_it, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quorum_timeout_errors_and_still_releases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_room_wait_pauses_and_resumes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_limit_pauses_reading, setup, teardown),
