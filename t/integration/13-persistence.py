@@ -516,14 +516,14 @@ def test_lost_index_is_rebuilt_from_a_whole_log_and_refused_otherwise(broker_fac
     b.logf.close()
 
 
-def start_with_a_file_size_limit(b, size=256 * 1024):
+def start_with_a_file_size_limit(b, size=256 * 1024, env=None):
     """b started with RLIMIT_FSIZE size: its store's writes fail soon."""
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
 
     b.logf = open(b.log_path, "ab")
     b.proc = subprocess.Popen(b.command(), stdout=b.logf, stderr=subprocess.STDOUT, cwd=b.dir,
-                              preexec_fn=limit)
+                              preexec_fn=limit, env=env)
     from stompd_test import wait_port
     assert wait_port(b.port)
 
@@ -604,3 +604,33 @@ def test_write_failure_reaches_a_client_whose_deliveries_wait(broker_factory):
     left = {int(m.body.split(b":")[0]) for m in drain(b.port, "/queue/loop")}
     assert receipted <= delivered | left, "receipted, lost: %s" % sorted(receipted - delivered - left)
     assert not delivered & left, "delivered, yet queued again: %s" % sorted(delivered & left)
+
+
+def test_write_failure_tells_a_closing_client_whose_delivery_waits(broker_factory):
+    """A client closing (its ERROR written) while its auto-ack MESSAGE
+    waits for a dequeue that then fails to be written: the MESSAGE and
+    the ERROR behind it are dropped, and it is told the store failed; the
+    message stays queued. The writer is slow (STOMPD_TEST_WRITE_DELAY_MS
+    before each write), so the failing write, a message larger than the
+    file-size limit leaves room for, comes after the client's ERROR."""
+    b = broker_factory(start=False)
+    start_with_a_file_size_limit(b, 2 << 20, env=dict(os.environ, STOMPD_TEST_WRITE_DELAY_MS="1000"))
+    x = connected(b.port)
+    x.receipt("SUBSCRIBE", {"id": "c", "destination": "/queue/held", "ack": "auto"}, "sub")
+    p = connected(b.port)
+    p.send("SEND", {"destination": "/queue/held", "persistent": "true", "receipt": "r"}, b"once")
+    p.send("SEND", {"destination": "/queue/big", "persistent": "true", "receipt": "big"}, b"b" * (3 << 20))
+    # committed: x's MESSAGE is made, and waits a write delay for its dequeue
+    assert p.recv(timeout=30)["receipt-id"] == "r"
+    x.send_raw(b"BOGUS\n\n\0")
+    f = x.recv(timeout=30)
+    assert f.command == "ERROR" and f["message"] == "store failed", f
+    assert "deliveries waiting for it were not sent" in f.body.decode(), f
+    x.expect_closed()
+    err = p.recv(timeout=30)
+    assert err.command == "ERROR" and err["receipt-id"] == "big", err
+    assert b.proc.wait(timeout=20) == 1
+    b.proc = None
+    b.logf.close()
+    b.restart()
+    assert [m.body for m in drain(b.port, "/queue/held")] == [b"once"]
