@@ -1097,7 +1097,17 @@ enum drop_result queue_drop_oldest(struct queue *q, struct dest **origin)
             return DROP_EXPIRED;
         }
     }
-    if (filter(q, e) == SUB_NO)
+    enum sub_verdict v = filter(q, e);
+    if (v == SUB_LATER) {
+        /* the pass's budget is spent (a publish's, on other selectors):
+         * judged on a whole budget of its own, once (its verdict stays),
+         * as a drop must not count what was never this backlog's */
+        struct sub_pass own;
+        sub_pass_begin(&own);
+        v = filter(q, e);
+        sub_pass_end(&own);
+    }
+    if (v == SUB_NO)
         return DROP_REFUSED;
     *origin = dest_find(e->msg->dest);
     tree_remove(q, e);

@@ -165,7 +165,8 @@ uint64_t queue_purge(struct queue *q);
  * the lowest priority there (ActiveMQ's oldest-with-lowest-priority
  * eviction; *origin: the destination it was sent to, if it still exists),
  * or expire it, or the first one, if either has expired; a message the
- * selector refuses goes without either. */
+ * selector refuses goes without either (judged on a budget of its own
+ * when the current pass has none left). */
 enum drop_result { DROP_NONE, DROP_DROPPED, DROP_EXPIRED, DROP_REFUSED };
 struct dest;
 enum drop_result queue_drop_oldest(struct queue *q, struct dest **origin);

@@ -344,6 +344,27 @@ def test_a_topic_pending_limit_set_by_sighup_frees_a_stalled_topic(broker_factor
     assert len(seen) + dropped == receipted + 1 + 20
 
 
+def test_a_publish_judges_what_it_would_discard(broker_factory):
+    """The same backlog at the limit from the start: each publish makes
+    room by judging the oldest message on a budget of its own (the
+    routing budget is spent), so one the selector refuses goes without
+    being counted, and only the subscription's own are dropped."""
+    b = broker_factory({"stomp.selector_budget": "1000", "broker.topic_pending_limit": "5"})
+    dear = connected(b.port)   # its selector spends the routing budget
+    dear.receipt("SUBSCRIBE", {"id": "dear", "destination": "/topic/judge", "selector":
+                               " OR ".join("pad LIKE '%%%s'" % ch for ch in "qrst")}, "r")
+    c, p, held = held_subscriber(b, "/topic/judge", selector="k = '1'", held_headers={"k": "1"})
+    for i in range(40):
+        p.send("SEND", {"destination": "/topic/judge", "k": str(i % 2), "pad": "a" * 300}, b"%d" % i)
+    p.receipt("SEND", {"destination": "/topic/other"}, "sent", b"")
+    # each publish past five waiting removes the oldest: 0 to 34 go, and
+    # of them the 17 with k = 1 were the subscription's
+    assert get_json(b, "/api/counters")["dropped"] == 17
+    got = [int(body) for body in take_after(c, held, 3)]
+    assert got == [35, 37, 39], got
+    c.expect_nothing(0.5)
+
+
 def test_a_trim_judges_what_the_selector_has_not(broker_factory):
     """A backlog holds messages whose selector has not run yet (the routing
     budget went to another subscription). Trimmed to a new limit, those
