@@ -353,6 +353,8 @@ void conn_output_lost(struct conn *c, const char *why)
                  why);
         clog_info(c, "ERROR: store failed: %s", why);
         write_error(c, "store failed", NULL, detail, NULL, NULL);
+        c->st.close_code = 1011; /* WebSocket: the server met an unexpected condition */
+        c->st.close_why = "closed after ERROR";
     }
     conn_want_flush(c);
 }

@@ -488,9 +488,11 @@ static void on_fail(uint64_t lsn, const char *why)
     log_err("nothing more can be made durable: refusing persistent messages and stopping the broker");
     failed = true;
     srv.exit_code = 1;
-    /* a master's holds wait for its slaves' copies, which may still come
-     * (a new master would read them): those go as before, or not at all */
-    if (!repl_master_waits_for_slaves())
+    /* A node without slaves: its log was the only copy. A master's slaves
+     * may have the entries (shipped before the local write) and a new
+     * master would read them: its holds are left to release as they do,
+     * or not at all. */
+    if (!repl_master_running())
         commit_holds_fail_from(lsn, why);
     commit_fail_from(lsn, why);
     /* Give the producers' ERROR frames a moment to leave, then stop. */

@@ -819,7 +819,7 @@ static void add_pending(struct queue *q, struct qentry *e)
 void queue_push(struct queue *q, struct msg *m)
 {
     struct qentry *e = entry_new(q, m);
-    if (q->npending == 0 && q->nconsumers > 0 && !srv.handing_over) { /* no delivery while a master hands over */
+    if (q->npending == 0 && q->nconsumers > 0 && server_delivers()) {
         struct sub *s;
         if (m->expires && m->expires <= server_now_ms()) {
             expire(e);

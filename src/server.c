@@ -228,10 +228,15 @@ static void stop_now(void)
     ev_break(srv.loop, EVBREAK_ALL);
 }
 
-/* Queues have deliveries to make (none while a master hands over). */
+bool server_delivers(void)
+{
+    return !srv.handing_over && !persist_failed();
+}
+
+/* Queues have deliveries to make (and may make them). */
 static bool dirty(void)
 {
-    return !srv.handing_over && !TAILQ_EMPTY(&srv.dirty);
+    return server_delivers() && !TAILQ_EMPTY(&srv.dirty);
 }
 
 /* Everything the loop owes before it sleeps. Bounded rounds: work left
@@ -241,7 +246,7 @@ static void before_sleep(struct ev_loop *loop, ev_prepare *w, int revents)
     bool reported = false; /* the loop wrote to the store itself: its report runs next */
     for (int round = 0; round < 4; round++) {
         bool work = stream_run_resumed();
-        if (!srv.handing_over) /* no new work while the slaves catch up */
+        if (server_delivers()) /* e.g. no new work while the slaves catch up */
             work |= queue_dispatch_dirty();
         /* acks and delivery marks: one journal entry once something waits
          * for them; then everything appended goes to the slaves in one

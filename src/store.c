@@ -1127,6 +1127,8 @@ static struct pending *run(struct pending *first, bool sync)
             report_written(done);
         double t0 = mono_now();
         if (seglog_sync(why, sizeof why) != 0) {
+            if (b->n > 0)
+                seglog_discard(at);
             fail(first_lsn, why);
             return NULL;
         }

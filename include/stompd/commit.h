@@ -114,8 +114,8 @@ void commit_shipped(uint64_t lsn);
 unsigned commit_hold_assign(uint64_t lsn);
 /* Holds wait for the coalesced ops' entry (commit_hold_assign to come). */
 bool commit_holds_unassigned(void);
-/* The local log failed at lsn and is the only copy a hold waits for
- * (no slave's): the output held for lsn or later, or for an entry not
+/* The local log failed at lsn and is the only copy (a node without
+ * slaves): the output held for lsn or later, or for an entry not
  * appended yet, would never go. It is dropped with all that follows it
  * (a delivery in it was never dequeued in the store), so what the
  * connection is told next, its failed sends' ERROR, is not held behind

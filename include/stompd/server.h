@@ -61,6 +61,10 @@ int server_run(void);
  * call stops at once. */
 void server_stop(void);
 void server_shutdown(void);
+/* Queues deliver: not while a master hands over (no new work), nor once
+ * the store failed (the broker stops; what a delivery journals cannot be
+ * written, and its MESSAGE would wait for that for ever). */
+bool server_delivers(void);
 
 /* Open/close the STOMP listeners, plain and TLS (master and standalone only). */
 int server_listen_clients(void) __attribute__((warn_unused_result));

@@ -559,12 +559,16 @@ def test_write_failure_refuses_and_stops(broker_factory):
     assert len(got) >= receipted
 
 
-def test_write_failure_reaches_a_client_whose_deliveries_wait(broker_factory):
+@pytest.mark.parametrize("then", ["stop", "kill"])
+def test_write_failure_reaches_a_client_whose_deliveries_wait(broker_factory, then):
     """A client that consumes its own persistent messages (auto-ack: each
     MESSAGE waits until its dequeue is written) when the store's writes
     fail: what waits for a failed entry is dropped, not sent, so its
-    ERROR is not held behind it until the broker stops; and no receipted
-    message is lost (each was delivered, or is there after a restart)."""
+    ERROR is not held behind it until the broker stops. Then, whether the
+    broker stops by itself or is killed (-9) before it does, no receipted
+    message is lost (each was delivered, or is there after a restart), no
+    delivered one comes back, and no send it was told was not stored
+    does: the failed write is cut from the log."""
     b = broker_factory(start=False)
     # room for a few hundred messages first (their deliveries with them)
     start_with_a_file_size_limit(b, 2 << 20)
@@ -592,18 +596,53 @@ def test_write_failure_reaches_a_client_whose_deliveries_wait(broker_factory):
                 err = f
     except ConnectionError:
         pass
+    if then == "kill":
+        b.kill()
     t.join()
     assert err is not None and err.command == "ERROR", \
         "no ERROR after %d receipts and %d messages" % (len(receipted), len(delivered))
     assert "not stored" in err["message"], err
+    failed = int(err["receipt-id"][1:])
+    if then == "stop":
+        assert b.proc.wait(timeout=20) == 1
+        assert "the store failed" in b.log()
+        b.proc = None
+        b.logf.close()
+    b.restart()
+    left = {int(m.body.split(b":")[0]) for m in drain(b.port, "/queue/loop")}
+    # the sends before the failed one were stored (receipted or not:
+    # a RECEIPT held behind a cut delivery went with it)
+    assert receipted <= set(range(failed))
+    stored = set(range(failed))
+    assert stored <= delivered | left, "stored, lost: %s" % sorted(stored - delivered - left)
+    assert not delivered & left, "delivered, yet queued again: %s" % sorted(delivered & left)
+    assert not [i for i in left if i >= failed], "sends told they were not stored came back"
+
+
+def test_no_delivery_once_the_store_failed(broker_factory):
+    """In the moment between a store failure and the stop, the broker
+    delivers nothing more: a delivery's dequeue could not be written, so
+    its MESSAGE, and what the client is told after it, would wait for ever.
+    The client's next send gets its ERROR; the messages stay queued."""
+    b = broker_factory(start=False)
+    start_with_a_file_size_limit(b, 2 << 20)
+    c = connected(b.port)
+    for i in range(5):
+        c.receipt("SEND", {"destination": "/queue/kept", "persistent": "true"}, "k%d" % i, b"%d" % i)
+    p = connected(b.port)
+    for i in range(1000):
+        p.send("SEND", {"destination": "/queue/flood", "persistent": "true", "receipt": "f%d" % i}, b"f" * 8192)
+        if p.recv(timeout=30).command == "ERROR":
+            break
+    c.send("SUBSCRIBE", {"id": "late", "destination": "/queue/kept", "ack": "auto"})
+    c.send("SEND", {"destination": "/queue/other", "persistent": "true", "receipt": "after"}, b"x")
+    f = c.recv(timeout=10)
+    assert f.command == "ERROR" and f["receipt-id"] == "after", f
     assert b.proc.wait(timeout=20) == 1
-    assert "the store failed" in b.log()
     b.proc = None
     b.logf.close()
     b.restart()
-    left = {int(m.body.split(b":")[0]) for m in drain(b.port, "/queue/loop")}
-    assert receipted <= delivered | left, "receipted, lost: %s" % sorted(receipted - delivered - left)
-    assert not delivered & left, "delivered, yet queued again: %s" % sorted(delivered & left)
+    assert [m.body for m in drain(b.port, "/queue/kept")] == [b"%d" % i for i in range(5)]
 
 
 def test_write_failure_tells_a_closing_client_whose_delivery_waits(broker_factory):

@@ -159,8 +159,8 @@ class Broker:
     def _pick_again(self):
         """Our pick of a port was taken by another process before we
         started: pick another (a first start only; a restart keeps its)."""
-        if self.started or self.config_text is not None:
-            return False
+        if self.started or (self.config_text is not None and "listen" in self.config_text):
+            return False  # (a port the file names stays)
         m = re.search(r"cannot listen on 127\.0\.0\.1:(\d+): Address already in use", self.log_since_start())
         if not m:
             return False
