@@ -11,6 +11,7 @@
 #ifndef STOMPD_STREAM_H
 #define STOMPD_STREAM_H
 
+#include <assert.h>
 #include <ev.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -168,7 +169,11 @@ static inline size_t stream_pending(const struct stream *s) { return buf_used(&s
 static inline uint64_t stream_out_pos(const struct stream *s) { return s->out_done + buf_used(&s->out); }
 /* Forget what was written to s->out from pos on (pos: a stream_out_pos
  * none of whose bytes has gone yet, as a protocol's may_write held it). */
-static inline void stream_out_cut(struct stream *s, uint64_t pos) { buf_cut(&s->out, (size_t)(pos - s->out_done)); }
+static inline void stream_out_cut(struct stream *s, uint64_t pos)
+{
+    assert(pos >= s->out_done && pos <= s->out_done + buf_used(&s->out));
+    buf_cut(&s->out, (size_t)(pos - s->out_done));
+}
 /* n bytes of s->out are written (or framed into s->wire). */
 void stream_out_consume(struct stream *s, size_t n);
 static inline bool stream_full(const struct stream *s) { return stream_pending(s) >= s->out_limit; }
