@@ -487,6 +487,7 @@ static void on_fail(uint64_t lsn, const char *why)
     log_err("the store failed at journal entry %" PRIu64 ": %s", lsn, why);
     log_err("nothing more can be made durable: refusing persistent messages and stopping the broker");
     failed = true;
+    srv.store_failed = true;
     srv.exit_code = 1;
     /* A node without slaves: its log was the only copy. A master's slaves
      * may have the entries (shipped before the local write) and a new

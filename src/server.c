@@ -228,11 +228,6 @@ static void stop_now(void)
     ev_break(srv.loop, EVBREAK_ALL);
 }
 
-bool server_delivers(void)
-{
-    return !srv.handing_over && !persist_failed();
-}
-
 /* Queues have deliveries to make (and may make them). */
 static bool dirty(void)
 {

@@ -38,6 +38,7 @@ struct server {
     ev_timer sweep;             /* expiry sweep */
     ev_timer stop_wait;         /* bounds a stopping master's wait for its slaves */
     bool handing_over;          /* stopping, the slaves not yet in step (server_stop) */
+    bool store_failed;          /* nothing more can be made durable: stopping */
     struct conn_list conns;
     uint32_t nconns;
     uint64_t next_conn_id;
@@ -64,7 +65,7 @@ void server_shutdown(void);
 /* Queues deliver: not while a master hands over (no new work), nor once
  * the store failed (the broker stops; what a delivery journals cannot be
  * written, and its MESSAGE would wait for that for ever). */
-bool server_delivers(void);
+static inline bool server_delivers(void) { return !srv.handing_over && !srv.store_failed; }
 
 /* Open/close the STOMP listeners, plain and TLS (master and standalone only). */
 int server_listen_clients(void) __attribute__((warn_unused_result));
