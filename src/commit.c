@@ -444,6 +444,13 @@ void commit_hold_release_all(void)
         marks_clear(c);
         conn_want_flush(c);
     }
+    /* and holds whose entry is not appended yet */
+    for (size_t i = 0; i < nhold_new; i++)
+        if ((c = hold_new[i])) {
+            marks_clear(c);
+            conn_want_flush(c);
+        }
+    nhold_new = 0;
 }
 
 void commit_hold_forget(struct conn *c)

@@ -489,12 +489,16 @@ static void on_fail(uint64_t lsn, const char *why)
     failed = true;
     srv.store_failed = true;
     srv.exit_code = 1;
-    /* A node without slaves: its log was the only copy. A master's slaves
-     * may have the entries (shipped before the local write) and a new
-     * master would read them: its holds are left to release as they do,
-     * or not at all. */
+    /* Output held for the local log would never go. On a node without
+     * slaves the log was the only copy: it is dropped (its messages were
+     * never dequeued). A master's slaves may have the entries (shipped
+     * before the local write) and a new master would read them: what
+     * waits for the local log goes (at worst delivered again, unmarked,
+     * never lost); what waits for slaves' copies still may get them. */
     if (!repl_master_running())
         commit_holds_fail_from(lsn, why);
+    else if (!repl_master_waits_for_slaves())
+        commit_hold_release_all();
     commit_fail_from(lsn, why);
     /* Give the producers' ERROR frames a moment to leave, then stop. */
     ev_timer_init(&stop_timer, stop_cb, 0.5, 0.);

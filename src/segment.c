@@ -421,8 +421,8 @@ static int zero_ahead(uint64_t end, uint64_t roll_bytes)
     return 0;
 }
 
-/* A batch written from off on failed, and its entries are reported not
- * stored: cut it away (or, if the file cannot be cut, zero its first
+/* A batch written from off on failed (seglog_write), and its entries are
+ * reported not stored: cut it away (or, if the file cannot be cut, zero its first
  * record's header, where reading stops), so a restart, even after kill
  * -9, does not read it back. Best effort: the store has failed. */
 static void discard_from(uint64_t off)
@@ -435,18 +435,6 @@ static void discard_from(uint64_t off)
         log_err("store: cannot cut a failed write from the log: a restart may read it back");
     }
     (void)fdatasync(L.wfd);
-}
-
-void seglog_discard(struct seg_pos from)
-{
-    if (L.wfd < 0 || !L.n || L.ids[L.n - 1] != from.seg || from.off > L.wsize)
-        return;
-    discard_from(from.off);
-    pthread_mutex_lock(&L.mu);
-    L.bytes -= L.wsize - from.off;
-    L.sizes[L.n - 1] -= L.wsize - from.off;
-    pthread_mutex_unlock(&L.mu);
-    L.wsize = L.flushed = from.off;
 }
 
 bool seglog_fits(uint64_t bytes, uint64_t roll_bytes)

@@ -1127,8 +1127,9 @@ static struct pending *run(struct pending *first, bool sync)
             report_written(done);
         double t0 = mono_now();
         if (seglog_sync(why, sizeof why) != 0) {
-            if (b->n > 0)
-                seglog_discard(at);
+            /* not cut, unlike a failed write: the loop was told the batch
+             * is written (report_written) and auto-ack MESSAGEs whose
+             * dequeues it holds are gone; what survives is the kernel's */
             fail(first_lsn, why);
             return NULL;
         }

@@ -121,7 +121,8 @@ bool commit_holds_unassigned(void);
  * connection is told next, its failed sends' ERROR, is not held behind
  * it until the broker stops (conn_output_lost). */
 void commit_holds_fail_from(uint64_t lsn, const char *why);
-/* Every held output goes (the broker stops, its journal written). */
+/* Every held output goes, appended yet or not (the broker stops, its
+ * journal written; or a master's local log failed, commit_holds_fail_from). */
 void commit_hold_release_all(void);
 /* Some output waits for the journal. */
 bool commit_holds_any(void);

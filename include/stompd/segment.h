@@ -79,10 +79,6 @@ bool seglog_fits(uint64_t bytes, uint64_t roll_bytes);
 int seglog_write(struct seg_batch *b, uint64_t roll_bytes, bool presync, struct seg_pos *at, char *err,
                  size_t errlen) __attribute__((warn_unused_result));
 int seglog_sync(char *err, size_t errlen) __attribute__((warn_unused_result));
-/* The records from `from` (in the current segment) were reported not
- * stored (their fdatasync failed): cut them away. A failed seglog_write
- * cuts its own. */
-void seglog_discard(struct seg_pos from);
 /* Remove segment id (never the current one). */
 int seglog_remove(uint32_t id);
 /* Remove every segment and start an empty one. */

@@ -168,6 +168,25 @@ static void test_store_failure_drops_output_held_for_it(void **state)
     buf_free(&d->st.out);
 }
 
+/* Releasing every hold (a stop, or a master's failed local log) takes
+ * the ones whose entry is not appended yet too. */
+static void test_release_all_takes_unassigned_holds(void **state)
+{
+    struct conn *c = conn(0), *d = conn(1);
+    c->st.out_done = d->st.out_done = 10;
+    commit_hold(c, 20, HOLD_SHIPPED);
+    commit_hold_assign(3);
+    commit_hold(d, 30, HOLD_COMMIT); /* coalesced, no entry yet */
+    assert_int_equal(commit_output_allowed(c), 10);
+    assert_int_equal(commit_output_allowed(d), 20);
+    commit_hold_release_all();
+    assert_true(commit_output_allowed(c) == SIZE_MAX);
+    assert_true(commit_output_allowed(d) == SIZE_MAX);
+    assert_false(commit_holds_any());
+    commit_hold_assign(4); /* nothing waits for it */
+    assert_true(commit_output_allowed(d) == SIZE_MAX);
+}
+
 static void test_quorum_timeout_errors_and_still_releases(void **state)
 {
     send_commit(0, "slow", 1, "m1", 0);
@@ -322,6 +341,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_closed_connection_still_releases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_failure_answers_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_failure_drops_output_held_for_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_release_all_takes_unassigned_holds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quorum_timeout_errors_and_still_releases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_room_wait_pauses_and_resumes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_limit_pauses_reading, setup, teardown),
