@@ -422,9 +422,9 @@ static int zero_ahead(uint64_t end, uint64_t roll_bytes)
 }
 
 /* A batch written from off on failed (seglog_write), and its entries are
- * reported not stored: cut it away (or, if the file cannot be cut, zero its first
- * record's header, where reading stops), so a restart, even after kill
- * -9, does not read it back. Best effort: the store has failed. */
+ * reported not stored: cut it away (or, if the file cannot be cut, zero
+ * its first record's header, where reading stops), so a restart, even
+ * after kill -9, does not read it back. Best effort: the store failed. */
 static void discard_from(uint64_t off)
 {
     static const char zeros[SEG_REC_HEADER];

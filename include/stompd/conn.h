@@ -93,8 +93,8 @@ void conn_error_hdr(struct conn *c, const char *message, const char *receipt, co
 /* Send ERROR and close after flushing it, for a reason that is not the
  * client's fault (the console closed it): not counted as a protocol error. */
 void conn_kick(struct conn *c, const char *message);
-/* Its output from a held delivery on was dropped (the journal failed,
- * commit_fail_from): a closing connection is told why instead. */
+/* Its output from a held delivery on was dropped (the local log failed,
+ * commit_holds_fail_from): a closing connection is told why instead. */
 void conn_output_lost(struct conn *c, const char *why);
 /* Close at once (peer gone, timeout, shutdown). */
 void conn_close(struct conn *c, const char *why);
