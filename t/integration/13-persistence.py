@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from stompd_test import STOMPD, VALGRIND, Broker, Client, connected, http_json
+from stompd_test import STOMPD, VALGRIND, Broker, Client, connected, free_port, http_json, replicated
 
 
 # a restarted broker reads a queue back on its first dispatch: under
@@ -572,7 +572,6 @@ def test_write_failure_reaches_a_client_whose_deliveries_wait(broker_factory, th
     is there after a restart), and no send it was told was not stored
     comes back: the failed write is cut from the log. Standalone, no
     delivered message comes back either."""
-    from stompd_test import free_port, replicated
     settings = replicated("m", free_port(), "master", store__sync="local_disk") if node == "master" else None
     b = broker_factory(settings, start=False)
     # room for a few hundred messages first (their deliveries with them)
