@@ -475,9 +475,9 @@ void sub_count_refused_leg(struct sub *root, const struct dest *d)
 {
     legs_refused++;
     /* once per subscription: a pattern may match many new queues */
-    if (root->capped)
+    if (root->cap_logged)
         return;
-    root->capped = true;
+    root->cap_logged = true;
     const char *key = sub_consumer_limit(root->conn);
     bool mine = key && !strcmp(key, "stomp.max_consumers");
     clog_warn(root->conn, "subscription '%s' (%s) does not take from %s: %s already take%s from %lld destinations "

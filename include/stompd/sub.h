@@ -60,7 +60,9 @@ struct sub {
     char **qpatterns;            /* a root: queue patterns whose queues it consumes from, */
     uint32_t nqpatterns;         /* existing and future ones */
     uint64_t fanout;             /* the last topic publish that reached it (once per publish) */
-    bool capped;                 /* a root: a destination it matched was not taken (stomp.max_consumers) */
+    bool capped;                 /* a root: a destination it matched at SUBSCRIBE was not taken
+                                  * (stomp.max_consumers): the SUBSCRIBE is refused */
+    bool cap_logged;             /* a root: a queue made later was not taken, and that was logged */
 };
 
 /* The subscription a delivery counts against: a leg's root, else itself. */
