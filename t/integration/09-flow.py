@@ -344,12 +344,11 @@ def test_a_topic_pending_limit_set_by_sighup_frees_a_stalled_topic(broker_factor
     assert len(seen) + dropped == receipted + 1 + 20
 
 
-def test_a_publish_judges_what_it_would_discard(broker_factory):
-    """The same backlog at the limit from the start: each publish makes
-    room by judging the oldest message on a budget of its own (the
-    routing budget is spent), so one the selector refuses goes without
-    being counted, and only the subscription's own are dropped."""
-    b = broker_factory({"stomp.selector_budget": "1000", "broker.topic_pending_limit": "5"})
+def unjudged_backlog(b):
+    """A held subscriber to /topic/judge whose selector (k = '1') has not
+    run on what waits for it: another subscription's selector spends the
+    routing budget of each of the 40 messages published (k alternating 0
+    and 1, from 0). Returns the subscriber and its held MESSAGE."""
     dear = connected(b.port)   # its selector spends the routing budget
     dear.receipt("SUBSCRIBE", {"id": "dear", "destination": "/topic/judge", "selector":
                                " OR ".join("pad LIKE '%%%s'" % ch for ch in "qrst")}, "r")
@@ -357,6 +356,16 @@ def test_a_publish_judges_what_it_would_discard(broker_factory):
     for i in range(40):
         p.send("SEND", {"destination": "/topic/judge", "k": str(i % 2), "pad": "a" * 300}, b"%d" % i)
     p.receipt("SEND", {"destination": "/topic/other"}, "sent", b"")
+    return c, held
+
+
+def test_a_publish_judges_what_it_would_discard(broker_factory):
+    """The same backlog at the limit from the start: each publish makes
+    room by judging the oldest message on a budget of its own (the
+    routing budget is spent), so one the selector refuses goes without
+    being counted, and only the subscription's own are dropped."""
+    b = broker_factory({"stomp.selector_budget": "1000", "broker.topic_pending_limit": "5"})
+    c, held = unjudged_backlog(b)
     # each publish past five waiting removes the oldest: 0 to 34 go, and
     # of them the 17 with k = 1 were the subscription's
     assert get_json(b, "/api/counters")["dropped"] == 17
@@ -371,13 +380,7 @@ def test_a_trim_judges_what_the_selector_has_not(broker_factory):
     the selector refuses go without being counted as dropped; only the
     subscription's own messages are."""
     b = broker_factory({"stomp.selector_budget": "1000"}, config_text="[broker]\ntopic_pending_limit = 0\n")
-    dear = connected(b.port)   # its selector spends the routing budget
-    dear.receipt("SUBSCRIBE", {"id": "dear", "destination": "/topic/judge", "selector":
-                               " OR ".join("pad LIKE '%%%s'" % ch for ch in "qrst")}, "r")
-    c, p, held = held_subscriber(b, "/topic/judge", selector="k = '1'", held_headers={"k": "1"})
-    for i in range(40):
-        p.send("SEND", {"destination": "/topic/judge", "k": str(i % 2), "pad": "a" * 300}, b"%d" % i)
-    p.receipt("SEND", {"destination": "/topic/other"}, "sent", b"")
+    c, held = unjudged_backlog(b)
     reload_limit(b, 5)
     # the newest five stay (35 to 39); of the 35 older ones, the 17 with
     # k = 1 were the subscription's: dropped

@@ -437,10 +437,7 @@ def test_corrupt_store_refuses_to_start(broker_factory):
     with open(os.path.join(store, current), "r+b") as f:
         f.write(b"garbage garbage garbage garbage garbage garbage garbage")
     b.start(wait=False)
-    assert b.proc.wait(timeout=20) == 1
-    assert "cannot open the store" in b.log()
-    b.proc = None
-    b.logf.close()
+    assert "cannot open the store" in exited_with_1(b)
 
 
 def test_log_that_lost_its_tail_refuses_to_start(broker_factory):
@@ -458,11 +455,8 @@ def test_log_that_lost_its_tail_refuses_to_start(broker_factory):
     path = os.path.join(logdir, last)
     os.truncate(path, os.path.getsize(path) // 2)
     b.start(wait=False)
-    assert b.proc.wait(timeout=20) == 1
-    log = b.log()
+    log = exited_with_1(b)
     assert "missing part of its log" in log and "from a replica" in log, log[-2000:]
-    b.proc = None
-    b.logf.close()
 
 
 def test_lost_index_is_rebuilt_from_a_whole_log_and_refused_otherwise(broker_factory):
@@ -509,11 +503,17 @@ def test_lost_index_is_rebuilt_from_a_whole_log_and_refused_otherwise(broker_fac
     assert b.stop() == 0
     shutil.rmtree(index)
     b.start(wait=False)
+    log = exited_with_1(b)
+    assert "has lost its index" in log and "cannot be rebuilt" in log and "from a replica" in log, log[-2000:]
+
+
+def exited_with_1(b):
+    """b stops by itself, exit status 1: its log since the start."""
     assert b.proc.wait(timeout=20) == 1
     log = b.log_since_start()
-    assert "has lost its index" in log and "cannot be rebuilt" in log and "from a replica" in log, log[-2000:]
     b.proc = None
     b.logf.close()
+    return log
 
 
 def start_with_a_file_size_limit(b, size=256 * 1024, env=None):
@@ -549,10 +549,7 @@ def test_write_failure_refuses_and_stops(broker_factory):
         receipted += 1
     assert err is not None, "no ERROR after %d receipts" % receipted
     assert "not stored" in err["message"]
-    assert b.proc.wait(timeout=20) == 1
-    assert "the store failed" in b.log()
-    b.proc = None
-    b.logf.close()
+    assert "the store failed" in exited_with_1(b)
     # what was receipted is there after a restart without the limit
     b.restart()
     got = drain(b.port, "/queue/full")
@@ -608,10 +605,7 @@ def test_write_failure_reaches_a_client_whose_deliveries_wait(broker_factory, th
     assert "not stored" in err["message"], err
     failed = int(err["receipt-id"][1:])
     if then == "stop":
-        assert b.proc.wait(timeout=20) == 1
-        assert "the store failed" in b.log()
-        b.proc = None
-        b.logf.close()
+        assert "the store failed" in exited_with_1(b)
     b.restart()
     left = {int(m.body.split(b":")[0]) for m in drain(b.port, "/queue/loop")}
     # the sends before the failed one were stored (receipted or not:
@@ -643,9 +637,7 @@ def test_no_delivery_once_the_store_failed(broker_factory):
     c.send("SEND", {"destination": "/queue/other", "persistent": "true", "receipt": "after"}, b"x")
     f = c.recv(timeout=10)
     assert f.command == "ERROR" and f["receipt-id"] == "after", f
-    assert b.proc.wait(timeout=20) == 1
-    b.proc = None
-    b.logf.close()
+    assert "the store failed" in exited_with_1(b)
     b.restart()
     assert [m.body for m in drain(b.port, "/queue/kept")] == [b"%d" % i for i in range(5)]
 
@@ -673,8 +665,6 @@ def test_write_failure_tells_a_closing_client_whose_delivery_waits(broker_factor
     x.expect_closed()
     err = p.recv(timeout=30)
     assert err.command == "ERROR" and err["receipt-id"] == "big", err
-    assert b.proc.wait(timeout=20) == 1
-    b.proc = None
-    b.logf.close()
+    assert "the store failed" in exited_with_1(b)
     b.restart()
     assert [m.body for m in drain(b.port, "/queue/held")] == [b"once"]
