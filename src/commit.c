@@ -437,13 +437,25 @@ bool commit_holds_any(void)
     return !TAILQ_EMPTY(&held) || nhold_new > 0;
 }
 
-void commit_hold_release_all(void)
+void commit_hold_release_upto(uint64_t lsn)
 {
-    struct conn *c;
-    while ((c = TAILQ_FIRST(&held))) {
-        marks_clear(c);
+    bool all = lsn == UINT64_MAX;
+    struct conn *c, *next;
+    for (c = TAILQ_FIRST(&held); c; c = next) {
+        next = TAILQ_NEXT(c, held_link);
+        uint32_t head = c->hold_head;
+        const struct hold_mark *m;
+        while (c->hold_head < c->nholds &&
+               (all || mark_released(m = &c->holds[c->hold_head]) || (m->assigned && m->lsn <= lsn)))
+            c->hold_head++; /* a connection's marks follow its entries' order */
+        if (c->hold_head == head)
+            continue;
+        if (c->hold_head == c->nholds)
+            marks_clear(c);
         conn_want_flush(c);
     }
+    if (!all)
+        return;
     /* and holds whose entry is not appended yet */
     for (size_t i = 0; i < nhold_new; i++)
         if ((c = hold_new[i])) {

@@ -489,16 +489,15 @@ static void on_fail(uint64_t lsn, const char *why)
     failed = true;
     srv.store_failed = true;
     srv.exit_code = 1;
-    /* Output held for the local log would never go. On a node without
-     * slaves the log was the only copy: it is dropped (its messages were
-     * never dequeued). A master's slaves may have the entries (shipped
-     * before the local write) and a new master would read them: what
-     * waits for the local log goes (at worst delivered again, unmarked,
-     * never lost); what waits for slaves' copies still may get them. */
-    if (!repl_master_running())
-        commit_holds_fail_from(lsn, why);
-    else if (!repl_master_waits_for_slaves())
-        commit_hold_release_all();
+    /* Output held for the local log would never go. What a slave was
+     * handed (shipped before the local write, so a new master reads it)
+     * goes: at worst delivered again, unmarked, never lost. No slave gets
+     * more of the entries from lsn on, and the rest is dropped: its
+     * messages were never dequeued in any store. (Holds for entries
+     * before lsn wait as they did: those are written.) */
+    uint64_t handed = repl_master_freeze(lsn ? lsn - 1 : 0);
+    commit_hold_release_upto(handed);
+    commit_holds_fail_from(handed >= lsn ? handed + 1 : lsn, why);
     commit_fail_from(lsn, why);
     /* Give the producers' ERROR frames a moment to leave, then stop. */
     ev_timer_init(&stop_timer, stop_cb, 0.5, 0.);
@@ -712,7 +711,7 @@ void persist_settle(void)
      * connection now would be lost (an auto-ack one's dequeue is written);
      * sent, it can at worst come again unmarked after a failover, if a
      * slave's socket took none of it. */
-    commit_hold_release_all();
+    commit_hold_release_upto(UINT64_MAX);
 }
 
 const char *persist_handed_over(void)

@@ -119,6 +119,7 @@ static struct {
     struct ring_entry *ring;
     size_t ring_cap, ring_head, ring_len, ring_bytes;
     uint64_t last_lsn;
+    bool frozen;                /* the local log failed: nothing more is shipped */
     uint64_t local_done;
     char waiting[512];
     enum wait_state { W_NONE, W_FEW_CONNECTED, W_BEHIND } wait_state, warned;
@@ -1013,7 +1014,7 @@ static void more_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 void repl_master_append(uint64_t lsn, const char *data, size_t len, bool sync)
 {
-    if (!M.running)
+    if (!M.running || M.frozen)
         return;
     M.last_lsn = lsn;
     /* the master's own copy counts once its writer reports it written
@@ -1154,6 +1155,7 @@ int repl_master_start(uint64_t epoch, char *err, size_t errlen)
     store_set_lazy_reports(!quorum_master_counts_self(M.modes));
     M.local_done = store_durable_lsn();
     M.last_lsn = persist_last_lsn();
+    M.frozen = false;
     M.wait_state = M.warned = W_NONE;
     M.waiting[0] = '\0';
     quorum_init(&M.q, (uint32_t)config.replicas, M.modes, commit_lsn());
@@ -1185,6 +1187,23 @@ uint64_t repl_master_handshakes_evicted(void)
 bool repl_master_running(void)
 {
     return M.running;
+}
+
+uint64_t repl_master_freeze(uint64_t keep)
+{
+    if (!M.running)
+        return 0;
+    uint64_t last = 0;
+    for (struct session *s = M.sessions; s; s = s->next)
+        if (s->state == S_STREAM && s->next_lsn - 1 > last)
+            last = s->next_lsn - 1;
+    /* what a slave was not handed past that it never gets (pump stops at
+     * last_lsn; a snapshot carries only what the local log wrote) */
+    uint64_t upto = last > keep ? last : keep;
+    if (upto < M.last_lsn)
+        M.last_lsn = upto;
+    M.frozen = true;
+    return last;
 }
 
 void repl_master_stop(const char *why)

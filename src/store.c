@@ -166,6 +166,7 @@ static struct {
     double deferred_at;     /* when the first of them was */
     double index_lag;       /* STOMPD_TEST_INDEX_LAG_MS, in s (index_lag_left) */
     double write_delay;     /* STOMPD_TEST_WRITE_DELAY_MS, in s: before each group's log write */
+    long syncs_left;        /* STOMPD_TEST_FAIL_SYNC_AFTER: log fdatasyncs until one fails (-1: none does) */
     leveldb_writebatch_t *wb;
     /* the record being applied: where its payload is */
     uint32_t rec_seg;
@@ -1126,6 +1127,13 @@ static struct pending *run(struct pending *first, bool sync)
         if (any_done)
             report_written(done);
         double t0 = mono_now();
+        if (S.syncs_left == 0) { /* a test's failing disk */
+            snprintf(why, sizeof why, "fdatasync of the log failed: %s (STOMPD_TEST_FAIL_SYNC_AFTER)", strerror(EIO));
+            fail(first_lsn, why);
+            return NULL;
+        }
+        if (S.syncs_left > 0)
+            S.syncs_left--;
         if (seglog_sync(why, sizeof why) != 0) {
             /* not cut, unlike a failed write: the loop was told the batch
              * is written (report_written) and auto-ack MESSAGEs whose
@@ -2008,6 +2016,11 @@ int store_open(const char *dir, const struct store_limits *lim, char *err, size_
     if (S.write_delay > 0)
         log_warn("store: STOMPD_TEST_WRITE_DELAY_MS is set: each group is written %s ms late (a test's fault "
                  "injection)", delay);
+    const char *fail_sync = getenv("STOMPD_TEST_FAIL_SYNC_AFTER");
+    S.syncs_left = fail_sync ? atol(fail_sync) : -1;
+    if (S.syncs_left >= 0)
+        log_warn("store: STOMPD_TEST_FAIL_SYNC_AFTER is set: the log's fdatasync after %s more fails (a test's "
+                 "fault injection)", fail_sync);
     S.nsegs = 0;
     S.done_gen = S.reported_gen = 0;
     S.wipes = S.wipes_done = 0;

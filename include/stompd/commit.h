@@ -114,16 +114,16 @@ void commit_shipped(uint64_t lsn);
 unsigned commit_hold_assign(uint64_t lsn);
 /* Holds wait for the coalesced ops' entry (commit_hold_assign to come). */
 bool commit_holds_unassigned(void);
-/* The local log failed at lsn and is the only copy (a node without
- * slaves): the output held for lsn or later, or for an entry not
- * appended yet, would never go. It is dropped with all that follows it
- * (a delivery in it was never dequeued in the store), so what the
- * connection is told next, its failed sends' ERROR, is not held behind
- * it until the broker stops (conn_output_lost). */
+/* The local log failed at lsn and no slave has lsn (see on_fail): the
+ * output held for lsn or later, or for an entry not appended yet, would
+ * never go. It is dropped with all that follows it (a delivery in it was
+ * never dequeued in the store), so what the connection is told next, its
+ * failed sends' ERROR, is not held behind it until the broker stops
+ * (conn_output_lost). */
 void commit_holds_fail_from(uint64_t lsn, const char *why);
-/* Every held output goes, appended yet or not (the broker stops, its
- * journal written; or a master's local log failed, commit_holds_fail_from). */
-void commit_hold_release_all(void);
+/* The output held for entries up to lsn goes; UINT64_MAX: every held
+ * output, appended yet or not (the broker stops, its journal written). */
+void commit_hold_release_upto(uint64_t lsn);
 /* Some output waits for the journal. */
 bool commit_holds_any(void);
 /* How many bytes of c's output may go now (SIZE_MAX: all). */

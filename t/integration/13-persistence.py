@@ -6,14 +6,14 @@ import hashlib
 import os
 import shutil
 import resource
-import signal
 import subprocess
 import threading
 import time
 
 import pytest
 
-from stompd_test import STOMPD, VALGRIND, Broker, Client, connected, free_port, http_json, replicated
+from stompd_test import (VALGRIND, Broker, connected, consume_own_until_error, exited_with_1, free_port, http_json,
+                         replicated, the_failed_send)
 
 
 # a restarted broker reads a queue back on its first dispatch: under
@@ -507,15 +507,6 @@ def test_lost_index_is_rebuilt_from_a_whole_log_and_refused_otherwise(broker_fac
     assert "has lost its index" in log and "cannot be rebuilt" in log and "from a replica" in log, log[-2000:]
 
 
-def exited_with_1(b):
-    """b stops by itself, exit status 1: its log since the start."""
-    assert b.proc.wait(timeout=20) == 1
-    log = b.log_since_start()
-    b.proc = None
-    b.logf.close()
-    return log
-
-
 def start_with_a_file_size_limit(b, size=256 * 1024, env=None):
     """b started with RLIMIT_FSIZE size: its store's writes fail soon."""
     def limit():
@@ -562,60 +553,63 @@ def test_write_failure_reaches_a_client_whose_deliveries_wait(broker_factory, th
     """A client that consumes its own persistent messages (auto-ack: each
     MESSAGE waits until its dequeue is written) when the store's writes
     fail: its ERROR is not held behind what waited for the failed entry
-    until the broker stops. Standalone, that is dropped, not sent; on a
-    master whose sync modes wait for no slave it is sent (its slaves may
-    have the entry). Then, whether the broker stops by itself or is killed
+    until the broker stops: it is dropped, not sent (a master whose sync
+    modes wait for no slave would send it had a slave been sent the
+    entry; this one has none). Then, whether the broker stops by itself or is killed
     (-9) before it does, no stored message is lost (each was delivered, or
     is there after a restart), and no send it was told was not stored
-    comes back: the failed write is cut from the log. Standalone, no
-    delivered message comes back either."""
+    comes back: the failed write is cut from the log. No delivered
+    message comes back either."""
     settings = replicated("m", free_port(), "master", store__sync="local_disk") if node == "master" else None
     b = broker_factory(settings, start=False)
     # room for a few hundred messages first (their deliveries with them)
     start_with_a_file_size_limit(b, 2 << 20)
-    x = connected(b.port)
-    x.receipt("SUBSCRIBE", {"id": "loop", "destination": "/queue/loop", "ack": "auto"}, "s")
-
-    def produce():
-        try:
-            for i in range(4000):
-                x.send("SEND", {"destination": "/queue/loop", "persistent": "true", "receipt": "r%d" % i},
-                       b"%d:" % i + b"z" * 4096)
-        except OSError:
-            pass  # closed by the broker
-    t = threading.Thread(target=produce)
-    t.start()
-    receipted, delivered, err = set(), set(), None
-    try:
-        while err is None:
-            f = x.recv(timeout=30)
-            if f.command == "RECEIPT":
-                receipted.add(int(f["receipt-id"][1:]))
-            elif f.command == "MESSAGE":
-                delivered.add(int(f.body.split(b":")[0]))
-            else:
-                err = f
-    except ConnectionError:
-        pass
+    receipted, delivered, err, t = consume_own_until_error(b.port, "/queue/loop", 4000, 4096)
     if then == "kill":
         b.kill()
     t.join()
-    assert err is not None and err.command == "ERROR", \
-        "no ERROR after %d receipts and %d messages" % (len(receipted), len(delivered))
-    assert "not stored" in err["message"], err
-    failed = int(err["receipt-id"][1:])
+    failed = the_failed_send(err, receipted, delivered)
     if then == "stop":
         assert "the store failed" in exited_with_1(b)
+    # no slave was sent the entries (a master sends what one may have)
+    left = nothing_stored_lost_or_delivered_again(b, delivered, failed)
+    assert not [i for i in left if i >= failed], "sends told they were not stored came back"
+
+
+def nothing_stored_lost_or_delivered_again(b, delivered, failed, dest="/queue/loop"):
+    """b restarted: every send before the failed one was stored (receipted
+    or not: a RECEIPT held behind a cut delivery went with it), so each
+    was delivered or is queued, and no delivered one is queued again.
+    Returns the numbers queued."""
     b.restart()
-    left = {int(m.body.split(b":")[0]) for m in drain(b.port, "/queue/loop")}
-    # the sends before the failed one were stored (receipted or not:
-    # a RECEIPT held behind a cut delivery went with it)
-    assert receipted <= set(range(failed))
+    left = {int(m.body.split(b":")[0]) for m in drain(b.port, dest)}
     stored = set(range(failed))
     assert stored <= delivered | left, "stored, lost: %s" % sorted(stored - delivered - left)
-    if node == "standalone":
-        assert not delivered & left, "delivered, yet queued again: %s" % sorted(delivered & left)
-    assert not [i for i in left if i >= failed], "sends told they were not stored came back"
+    assert not delivered & left, "delivered, yet queued again: %s" % sorted(delivered & left)
+    return left
+
+
+@pytest.mark.parametrize("node", ["standalone", "master"])
+def test_sync_failure_loses_nothing_and_brings_back_no_delivery(broker_factory, node):
+    """The log's fdatasync fails (STOMPD_TEST_FAIL_SYNC_AFTER: a disk that
+    reports an I/O error) under a client consuming its own persistent
+    messages: the client whose send waited for it gets ERROR "not stored"
+    and the broker stops. The failed group is not cut from the log: the
+    loop was told it was written before its fdatasync, and auto-ack
+    MESSAGEs whose dequeues it holds are gone. So after a restart no
+    stored message is lost and no delivered one comes back (a send told
+    it was not stored may: what the kernel kept, it kept)."""
+    settings = replicated("m", free_port(), "master", store__sync="local_disk") if node == "master" else None
+    b = broker_factory(settings, start=False)
+    b.env = dict(os.environ, STOMPD_TEST_FAIL_SYNC_AFTER="20")
+    b.start()
+    receipted, delivered, err, t = consume_own_until_error(b.port, "/queue/loop", 20000, 512)
+    t.join()
+    failed = the_failed_send(err, receipted, delivered)
+    log = exited_with_1(b)
+    assert "the store failed" in log and "fdatasync of the log failed" in log, log[-2000:]
+    b.env = None
+    nothing_stored_lost_or_delivered_again(b, delivered, failed)
 
 
 def test_no_delivery_once_the_store_failed(broker_factory):

@@ -702,6 +702,59 @@ def produce_pipelined(port, dest, producers, each, body):
     return errors
 
 
+def consume_own_until_error(port, dest, n, size):
+    """One connection, an auto-ack consumer of dest, sends up to n
+    persistent messages ("i:" and size bytes) with a receipt each, from a
+    thread, until the broker answers ERROR or closes it. Returns the
+    numbers receipted, the numbers delivered, the ERROR (None: none
+    came) and the sending thread, to join."""
+    x = connected(port)
+    x.receipt("SUBSCRIBE", {"id": "own", "destination": dest, "ack": "auto"}, "s")
+
+    def produce():
+        try:
+            for i in range(n):
+                x.send("SEND", {"destination": dest, "persistent": "true", "receipt": "r%d" % i},
+                       b"%d:" % i + b"z" * size)
+        except OSError:
+            pass  # closed by the broker
+    t = threading.Thread(target=produce)
+    t.start()
+    receipted, delivered, err = set(), set(), None
+    try:
+        while err is None:
+            f = x.recv(timeout=30)
+            if f.command == "RECEIPT":
+                receipted.add(int(f["receipt-id"][1:]))
+            elif f.command == "MESSAGE":
+                delivered.add(int(f.body.split(b":")[0]))
+            else:
+                err = f
+    except ConnectionError:
+        pass
+    return receipted, delivered, err, t
+
+
+def the_failed_send(err, receipted, delivered):
+    """The number of the send err (from consume_own_until_error) answered
+    "not stored"; none after it was receipted."""
+    assert err is not None and err.command == "ERROR", \
+        "no ERROR after %d receipts and %d messages" % (len(receipted), len(delivered))
+    assert "not stored" in err["message"], err
+    failed = int(err["receipt-id"][1:])
+    assert receipted <= set(range(failed))
+    return failed
+
+
+def exited_with_1(b):
+    """b stops by itself, exit status 1: its log since the start."""
+    assert b.proc.wait(timeout=20) == 1
+    log = b.log_since_start()
+    b.proc = None
+    b.logf.close()
+    return log
+
+
 def pytest_configure(config):
     # the log says why a test was skipped
     if "s" not in config.option.reportchars and "a" not in config.option.reportchars:

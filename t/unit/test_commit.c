@@ -179,12 +179,38 @@ static void test_release_all_takes_unassigned_holds(void **state)
     commit_hold(d, 30, HOLD_COMMIT); /* coalesced, no entry yet */
     assert_int_equal(commit_output_allowed(c), 10);
     assert_int_equal(commit_output_allowed(d), 20);
-    commit_hold_release_all();
+    commit_hold_release_upto(UINT64_MAX);
     assert_true(commit_output_allowed(c) == SIZE_MAX);
     assert_true(commit_output_allowed(d) == SIZE_MAX);
     assert_false(commit_holds_any());
     commit_hold_assign(4); /* nothing waits for it */
     assert_true(commit_output_allowed(d) == SIZE_MAX);
+}
+
+/* A master whose local log failed at 4 and whose slaves were handed
+ * entries up to 3: what was held for 2 and 3 goes (a slave may have
+ * them), what was held for 5 is dropped with what follows it. */
+static void test_release_upto_then_fail_from(void **state)
+{
+    struct conn *c = conn(0);
+    char bytes[300];
+    memset(bytes, 'o', sizeof bytes);
+    buf_append(&c->st.out, bytes, 300);
+    commit_hold(c, 100, HOLD_SHIPPED);
+    commit_hold_assign(2);
+    commit_hold(c, 150, HOLD_COMMIT);
+    commit_hold_assign(3);
+    commit_hold(c, 200, HOLD_SHIPPED);
+    commit_hold_assign(5);
+    assert_int_equal(commit_output_allowed(c), 100);
+    commit_hold_release_upto(3);
+    assert_int_equal(commit_output_allowed(c), 200);
+    commit_holds_fail_from(4, "disk full");
+    expect("c1 output lost (disk full);");
+    assert_int_equal(buf_used(&c->st.out), 200);
+    assert_true(commit_output_allowed(c) == SIZE_MAX);
+    assert_false(commit_holds_any());
+    buf_free(&c->st.out);
 }
 
 static void test_quorum_timeout_errors_and_still_releases(void **state)
@@ -342,6 +368,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_failure_answers_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_failure_drops_output_held_for_it, setup, teardown),
         cmocka_unit_test_setup_teardown(test_release_all_takes_unassigned_holds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_release_upto_then_fail_from, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quorum_timeout_errors_and_still_releases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_room_wait_pauses_and_resumes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_limit_pauses_reading, setup, teardown),
