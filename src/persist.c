@@ -499,8 +499,10 @@ static void on_fail(uint64_t lsn, const char *why)
     commit_hold_release_upto(handed);
     commit_holds_fail_from(handed >= lsn ? handed + 1 : lsn, why);
     commit_fail_from(lsn, why);
-    /* Give the producers' ERROR frames a moment to leave, then stop. */
-    ev_timer_init(&stop_timer, stop_cb, 0.5, 0.);
+    /* Give the producers' ERROR frames a moment to leave, then stop (a
+     * test that acts in that moment can make it longer) */
+    const char *ms = getenv("STOMPD_TEST_FAIL_STOP_MS");
+    ev_timer_init(&stop_timer, stop_cb, ms ? atoi(ms) / 1000.0 : 0.5, 0.);
     ev_timer_start(srv.loop, &stop_timer);
 }
 

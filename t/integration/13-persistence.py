@@ -616,9 +616,10 @@ def test_no_delivery_once_the_store_failed(broker_factory):
     """In the moment between a store failure and the stop, the broker
     delivers nothing more: a delivery's dequeue could not be written, so
     its MESSAGE, and what the client is told after it, would wait for ever.
-    The client's next send gets its ERROR; the messages stay queued."""
+    The client's next send gets its ERROR; the messages stay queued. (The
+    moment is 5 s here, STOMPD_TEST_FAIL_STOP_MS, for a loaded machine.)"""
     b = broker_factory(start=False)
-    start_with_a_file_size_limit(b, 2 << 20)
+    start_with_a_file_size_limit(b, 2 << 20, env=dict(os.environ, STOMPD_TEST_FAIL_STOP_MS="5000"))
     c = connected(b.port)
     for i in range(5):
         c.receipt("SEND", {"destination": "/queue/kept", "persistent": "true"}, "k%d" % i, b"%d" % i)
