@@ -537,6 +537,7 @@ void commit_holds_fail_from(uint64_t lsn, const char *why)
     for (size_t i = 0; i < nhold_new; i++)
         if (hold_new[i])
             holds_cut(hold_new[i], lsn, why);
+    nhold_new = 0; /* each one's mark not assigned yet, its last, is cut */
 }
 
 void commit_fail_from(uint64_t lsn, const char *why)

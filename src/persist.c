@@ -495,7 +495,8 @@ static void on_fail(uint64_t lsn, const char *why)
      * more of the entries from lsn on, and the rest is dropped: its
      * messages were never dequeued in any store. (Holds for entries
      * before lsn wait as they did: those are written.) */
-    uint64_t handed = repl_master_freeze(lsn ? lsn - 1 : 0);
+    repl_master_freeze(lsn ? lsn - 1 : 0);
+    uint64_t handed = repl_master_handed();
     commit_hold_release_upto(handed);
     commit_holds_fail_from(handed >= lsn ? handed + 1 : lsn, why);
     commit_fail_from(lsn, why);
@@ -707,8 +708,14 @@ void persist_settle(void)
     repl_master_flush(); /* the slaves first, as far as their sockets take it */
     store_drain();
     store_report_now(); /* what the writer did: commits, writes, or its failure */
-    if (failed)
-        return; /* what it did not write stays held, and goes with its connection */
+    if (failed) {
+        /* what a slave was handed since the failure (the entries the
+         * local log wrote before it) goes, as on_fail let go of what was
+         * handed before; the rest stays held, and goes with its
+         * connection */
+        commit_hold_release_upto(repl_master_handed());
+        return;
+    }
     /* Everything journaled is in the log. A held delivery dropped with its
      * connection now would be lost (an auto-ack one's dequeue is written);
      * sent, it can at worst come again unmarked after a failover, if a

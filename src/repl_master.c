@@ -56,6 +56,7 @@ struct read_job {
     bool snapshot;
     struct store_snapshot *snap;
     uint64_t from, epoch;       /* entries from lsn from, this term's epoch */
+    uint64_t upto;              /* and none past it (M.last_lsn when submitted) */
     size_t max_bytes;
     /* the reader's result */
     struct buf out;
@@ -120,6 +121,7 @@ static struct {
     size_t ring_cap, ring_head, ring_len, ring_bytes;
     uint64_t last_lsn;
     bool frozen;                /* the local log failed: nothing more is shipped */
+    uint64_t handed;            /* the last entry handed to any slave's connection this term */
     uint64_t local_done;
     char waiting[512];
     enum wait_state { W_NONE, W_FEW_CONNECTED, W_BEHIND } wait_state, warned;
@@ -756,11 +758,12 @@ struct entries_ctx {
     size_t frame, count_at;     /* marks of the frame and of its count */
     uint32_t n;
     uint64_t last;
+    uint64_t upto;              /* entries past it are left out (add_entry) */
 };
 
 static struct entries_ctx entries_open(struct buf *o, uint64_t epoch)
 {
-    struct entries_ctx x = {o, repl_frame_begin(o, R_ENTRIES), 0, 0, 0};
+    struct entries_ctx x = {o, repl_frame_begin(o, R_ENTRIES), 0, 0, 0, UINT64_MAX};
     repl_put_u64(o, epoch);
     x.count_at = buf_mark(o);
     repl_put_u32(o, 0);
@@ -787,6 +790,8 @@ static void entries_sent(struct session *s, size_t bytes, uint64_t last)
     s->marks[(s->mhead + s->mlen) % MAX_MARKS].cum = s->sent_bytes;
     s->mlen++;
     s->next_lsn = last + 1;
+    if (last > M.handed)
+        M.handed = last;
 }
 
 static void put_entry(struct entries_ctx *x, uint64_t lsn, const char *data, size_t len, uint8_t flags)
@@ -802,7 +807,9 @@ static void put_entry(struct entries_ctx *x, uint64_t lsn, const char *data, siz
  * without holding the ACK back (its ACKs move the window). */
 static void add_entry(void *arg, uint64_t lsn, const char *data, size_t len)
 {
-    put_entry(arg, lsn, data, len, REPL_ENTRY_SYNC);
+    struct entries_ctx *x = arg;
+    if (lsn <= x->upto)
+        put_entry(x, lsn, data, len, REPL_ENTRY_SYNC);
 }
 
 /* An entry from the ring, going in a frame that holds framed bytes so
@@ -844,6 +851,7 @@ static void read_job_run(struct offload_job *base)
         return;
     }
     struct entries_ctx x = entries_open(o, j->epoch);
+    x.upto = j->upto;
     store_read_entries(j->from, j->max_bytes, add_entry, &x);
     entries_close(&x);
     j->n = x.n;
@@ -876,6 +884,9 @@ static void read_job_done(struct offload_job *base)
                 log_info("replication: snapshot to slave %s complete at lsn %" PRIu64 "; streaming", s->node_id,
                          s->snap_lsn);
             }
+        } else if (j->last > M.last_lsn) {
+            /* read before the local log failed (repl_master_freeze): read
+             * again, up to the entry no slave may have past */
         } else if (j->n == 0) {
             log_err("replication: entry %" PRIu64 " for slave %s is neither in memory nor in the journal", j->from,
                     s->node_id);
@@ -903,6 +914,7 @@ static void read_submit(struct session *s, bool snapshot, size_t max_bytes)
     j->snapshot = snapshot;
     j->snap = s->snap;
     j->from = s->next_lsn;
+    j->upto = M.last_lsn;
     j->epoch = M.epoch;
     j->max_bytes = max_bytes;
     s->job = j;
@@ -1156,6 +1168,7 @@ int repl_master_start(uint64_t epoch, char *err, size_t errlen)
     M.local_done = store_durable_lsn();
     M.last_lsn = persist_last_lsn();
     M.frozen = false;
+    M.handed = 0;
     M.wait_state = M.warned = W_NONE;
     M.waiting[0] = '\0';
     quorum_init(&M.q, (uint32_t)config.replicas, M.modes, commit_lsn());
@@ -1189,21 +1202,22 @@ bool repl_master_running(void)
     return M.running;
 }
 
-uint64_t repl_master_freeze(uint64_t keep)
+void repl_master_freeze(uint64_t keep)
 {
     if (!M.running)
-        return 0;
-    uint64_t last = 0;
-    for (struct session *s = M.sessions; s; s = s->next)
-        if (s->state == S_STREAM && s->next_lsn - 1 > last)
-            last = s->next_lsn - 1;
-    /* what a slave was not handed past that it never gets (pump stops at
-     * last_lsn; a snapshot carries only what the local log wrote) */
-    uint64_t upto = last > keep ? last : keep;
+        return;
+    /* what no slave was handed past keep it never gets (pump and the
+     * reader stop at last_lsn; a snapshot carries only what the local
+     * log wrote) */
+    uint64_t upto = M.handed > keep ? M.handed : keep;
     if (upto < M.last_lsn)
         M.last_lsn = upto;
     M.frozen = true;
-    return last;
+}
+
+uint64_t repl_master_handed(void)
+{
+    return M.running ? M.handed : 0;
 }
 
 void repl_master_stop(const char *why)

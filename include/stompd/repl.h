@@ -155,10 +155,11 @@ int repl_master_start(uint64_t epoch, char *err, size_t errlen) __attribute__((w
 void repl_master_stop(const char *why);
 bool repl_master_running(void);
 /* The local log failed after entry keep: no entry past keep, or past
- * what was handed to a slave's connection (that goes on out), is handed
- * to one. Returns the last entry handed (0: none), the most a slave, and
- * so a new master, may have of those the local log does not. */
-uint64_t repl_master_freeze(uint64_t keep);
+ * the last one handed to a slave's connection, is handed to one. */
+void repl_master_freeze(uint64_t keep);
+/* The last entry handed to any slave's connection this term (0: none):
+ * the most a slave, and so a new master, may have. */
+uint64_t repl_master_handed(void);
 /* A new journal entry: streamed to the slaves that are caught up. */
 void repl_master_append(uint64_t lsn, const char *data, size_t len, bool sync);
 /* Ship what was appended this round (called before the loop sleeps). */

@@ -563,8 +563,8 @@ def test_write_failure_reaches_a_client_whose_deliveries_wait(broker_factory, th
     settings = replicated("m", free_port(), "master", store__sync="local_disk") if node == "master" else None
     b = broker_factory(settings, start=False)
     # room for a few hundred messages first (their deliveries with them)
-    start_with_a_file_size_limit(b, 2 << 20)
-    receipted, delivered, err, t = consume_own_until_error(b.port, "/queue/loop", 4000, 4096)
+    start_with_a_file_size_limit(b, 2 << 20, env=dict(os.environ, STOMPD_TEST_FAIL_STOP_MS="5000"))
+    receipted, delivered, err, t = consume_own_until_error(b.port, "/queue/loop", 4096)
     if then == "kill":
         b.kill()
     t.join()
@@ -601,9 +601,9 @@ def test_sync_failure_loses_nothing_and_brings_back_no_delivery(broker_factory, 
     it was not stored may: what the kernel kept, it kept)."""
     settings = replicated("m", free_port(), "master", store__sync="local_disk") if node == "master" else None
     b = broker_factory(settings, start=False)
-    b.env = dict(os.environ, STOMPD_TEST_FAIL_SYNC_AFTER="20")
+    b.env = dict(os.environ, STOMPD_TEST_FAIL_SYNC_AFTER="20", STOMPD_TEST_FAIL_STOP_MS="5000")
     b.start()
-    receipted, delivered, err, t = consume_own_until_error(b.port, "/queue/loop", 20000, 512)
+    receipted, delivered, err, t = consume_own_until_error(b.port, "/queue/loop", 512)
     t.join()
     failed = the_failed_send(err, receipted, delivered)
     log = exited_with_1(b)

@@ -148,9 +148,9 @@ def test_a_master_whose_log_fails_sends_what_its_slaves_have(broker_factory):
     for _ in range(3):
         c = Cluster(broker_factory, store__sync="local_disk")
         m = c.nodes[0]
-        m.env = dict(os.environ, STOMPD_TEST_FAIL_SYNC_AFTER="20")
+        m.env = dict(os.environ, STOMPD_TEST_FAIL_SYNC_AFTER="20", STOMPD_TEST_FAIL_STOP_MS="5000")
         c.start_all()
-        receipted, delivered, err, t = consume_own_until_error(m.port, "/queue/loop", 20000, 512)
+        receipted, delivered, err, t = consume_own_until_error(m.port, "/queue/loop", 512)
         t.join()
         failed = the_failed_send(err, receipted, delivered)
         assert "fdatasync of the log failed" in exited_with_1(m)

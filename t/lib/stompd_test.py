@@ -702,12 +702,15 @@ def produce_pipelined(port, dest, producers, each, body):
     return errors
 
 
-def consume_own_until_error(port, dest, n, size):
-    """One connection, an auto-ack consumer of dest, sends up to n
-    persistent messages ("i:" and size bytes) with a receipt each, from a
-    thread, until the broker answers ERROR or closes it. Returns the
-    numbers receipted, the numbers delivered, the ERROR (None: none
-    came) and the sending thread, to join."""
+def consume_own_until_error(port, dest, size, n=10 ** 7):
+    """One connection, an auto-ack consumer of dest, sends persistent
+    messages ("i:" and size bytes) with a receipt each, from a thread,
+    until the broker answers ERROR or closes it (or n are sent). Returns
+    the numbers receipted, the numbers delivered, the ERROR (None: none
+    came within 30 s of the frame before) and the sending thread, to
+    join. A broker that stops right after its ERROR may reset the
+    connection before the client reads it (the sends it has not read):
+    give it time (STOMPD_TEST_FAIL_STOP_MS)."""
     x = connected(port)
     x.receipt("SUBSCRIBE", {"id": "own", "destination": dest, "ack": "auto"}, "s")
 
@@ -718,7 +721,7 @@ def consume_own_until_error(port, dest, n, size):
                        b"%d:" % i + b"z" * size)
         except OSError:
             pass  # closed by the broker
-    t = threading.Thread(target=produce)
+    t = threading.Thread(target=produce, daemon=True)
     t.start()
     receipted, delivered, err = set(), set(), None
     try:

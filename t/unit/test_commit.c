@@ -189,28 +189,35 @@ static void test_release_all_takes_unassigned_holds(void **state)
 
 /* A master whose local log failed at 4 and whose slaves were handed
  * entries up to 3: what was held for 2 and 3 goes (a slave may have
- * them), what was held for 5 is dropped with what follows it. */
+ * them), what was held for 5, or for an entry not appended yet, is
+ * dropped with what follows it. */
 static void test_release_upto_then_fail_from(void **state)
 {
-    struct conn *c = conn(0);
+    struct conn *c = conn(0), *d = conn(1);
     char bytes[300];
     memset(bytes, 'o', sizeof bytes);
     buf_append(&c->st.out, bytes, 300);
+    buf_append(&d->st.out, bytes, 50);
     commit_hold(c, 100, HOLD_SHIPPED);
     commit_hold_assign(2);
     commit_hold(c, 150, HOLD_COMMIT);
     commit_hold_assign(3);
     commit_hold(c, 200, HOLD_SHIPPED);
     commit_hold_assign(5);
+    commit_hold(d, 20, HOLD_SHIPPED); /* coalesced, no entry yet */
     assert_int_equal(commit_output_allowed(c), 100);
     commit_hold_release_upto(3);
     assert_int_equal(commit_output_allowed(c), 200);
+    assert_int_equal(commit_output_allowed(d), 20); /* no slave has what is not appended */
     commit_holds_fail_from(4, "disk full");
-    expect("c1 output lost (disk full);");
+    expect("c1 output lost (disk full);c2 output lost (disk full);");
     assert_int_equal(buf_used(&c->st.out), 200);
+    assert_int_equal(buf_used(&d->st.out), 20);
     assert_true(commit_output_allowed(c) == SIZE_MAX);
+    assert_true(commit_output_allowed(d) == SIZE_MAX);
     assert_false(commit_holds_any());
     buf_free(&c->st.out);
+    buf_free(&d->st.out);
 }
 
 static void test_quorum_timeout_errors_and_still_releases(void **state)
