@@ -120,7 +120,7 @@ static struct {
     struct ring_entry *ring;
     size_t ring_cap, ring_head, ring_len, ring_bytes;
     uint64_t last_lsn;
-    bool frozen;                /* the local log failed: nothing more is shipped */
+    bool frozen;                /* the local log failed: no entry appended since is shipped */
     uint64_t handed;            /* the last entry handed to any slave's connection this term */
     uint64_t local_done;
     char waiting[512];
@@ -1206,7 +1206,7 @@ void repl_master_freeze(uint64_t keep)
 {
     if (!M.running)
         return;
-    /* what no slave was handed past keep it never gets (pump and the
+    /* past keep, no slave gets what none was handed (pump and the
      * reader stop at last_lsn; a snapshot carries only what the local
      * log wrote) */
     uint64_t upto = M.handed > keep ? M.handed : keep;
