@@ -48,6 +48,15 @@ class Cluster:
         else:
             s["store.master"] = "127.0.0.1:%d" % self.repl[master]
 
+    def promote_n1(self):
+        """n0 gone: n1 restarted as the master, n2 as its slave."""
+        self.nodes[1].stop()
+        self.nodes[2].stop()
+        self.reconfigure(1, "master")
+        self.reconfigure(2, "slave", master=1)
+        self.nodes[1].restart()
+        self.nodes[2].restart(wait=SLAVE_UP)
+
     def wait_in_sync(self, master=0):
         """Every node has the master's whole journal, the master too: a
         quorum_mem receipt means only that a quorum has it (two slaves
@@ -123,13 +132,7 @@ def test_promote_slave_after_master_kill(broker_factory):
     send_persistent(c.nodes[0].port, "/queue/ha", bodies)
     c.wait_in_sync()
     c.nodes[0].kill()
-    # promote n1 by configuration; n2 follows it
-    c.nodes[1].stop()
-    c.nodes[2].stop()
-    c.reconfigure(1, "master")
-    c.reconfigure(2, "slave", master=1)
-    c.nodes[1].restart()
-    c.nodes[2].restart(wait=SLAVE_UP)
+    c.promote_n1()  # by configuration; n2 follows it
     got = drain(c.nodes[1].port, "/queue/ha")
     assert sorted(got) == sorted(bodies) and len(got) == len(set(got))
     assert got == bodies   # order kept too
@@ -154,12 +157,7 @@ def test_a_master_whose_log_fails_sends_what_its_slaves_have(broker_factory):
         t.join()
         failed = the_failed_send(err, receipted, delivered)
         assert "fdatasync of the log failed" in exited_with_1(m)
-        c.nodes[1].stop()
-        c.nodes[2].stop()
-        c.reconfigure(1, "master")
-        c.reconfigure(2, "slave", master=1)
-        c.nodes[1].restart()
-        c.nodes[2].restart(wait=SLAVE_UP)
+        c.promote_n1()
         left = {int(body.split(b":")[0]) for body in drain(c.nodes[1].port, "/queue/loop")}
         stored = set(range(failed))
         assert stored <= delivered | left, "stored, lost: %s" % sorted(stored - delivered - left)
@@ -282,13 +280,7 @@ def test_two_manual_masters_of_one_term_do_not_share_a_history(broker_factory):
     send_persistent(c.nodes[0].port, "/queue/tw", [b"a%d" % i for i in range(10)])
     c.wait_in_sync()
     c.nodes[0].kill()
-    c.nodes[1].stop()
-    c.nodes[2].stop()
-    # n1 is master for a while, n2 its slave
-    c.reconfigure(1, "master")
-    c.reconfigure(2, "slave", master=1)
-    c.nodes[1].restart()
-    c.nodes[2].restart(wait=SLAVE_UP)
+    c.promote_n1()  # n1 is master for a while, n2 its slave
     send_persistent(c.nodes[1].port, "/queue/tw", [b"b%d" % i for i in range(10)])
     assert c.nodes[1].stop() == 0
     assert c.nodes[2].stop() == 0
