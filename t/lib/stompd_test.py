@@ -706,9 +706,9 @@ def consume_own_until_error(port, dest, size, n=10 ** 7):
     """One connection, an auto-ack consumer of dest, sends persistent
     messages ("i:" and size bytes) with a receipt each, from a thread,
     until the broker answers ERROR or closes it (or n are sent). Returns
-    the numbers receipted, the numbers delivered, the ERROR (None: none
-    came within 30 s of the frame before) and the sending thread, to
-    join. A broker that stops right after its ERROR may reset the
+    the numbers receipted, the numbers delivered, the ERROR (None: the
+    connection closed without one; 30 s without a frame raises
+    TimeoutError) and the sending thread, to join. A broker that stops right after its ERROR may reset the
     connection before the client reads it (the sends it has not read):
     give it time (STOMPD_TEST_FAIL_STOP_MS)."""
     x = connected(port)
