@@ -25,16 +25,44 @@ BUILDDIR = os.environ.get("STOMPD_BUILDDIR") or SRCDIR
 VALGRIND = os.environ.get("STOMPD_VALGRIND") == "1"
 
 
-_given_ports = set()
+_given_ports = {}  # port -> the descriptor whose flock reserves it
+
+
+def _reserve(port):
+    """Reserve port against the other test processes on this host (make check
+    runs several files at once, each picking at random): an exclusive flock on
+    a file named after it, held until this process exits, when the kernel drops
+    it. Without it a port free while its broker restarts (a slave stopped and
+    started again) could be given to another file's broker in between."""
+    import fcntl
+    if not _given_ports:
+        # one descriptor per port for the life of the process: a file with
+        # many clusters gives out a few hundred
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    d = os.path.join(tempfile.gettempdir(), "stompd-test-ports")
+    os.makedirs(d, exist_ok=True)
+    fd = os.open(os.path.join(d, str(port)), os.O_CREAT | os.O_RDWR, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _given_ports[port] = fd
+    return True
 
 
 def free_port():
-    """A TCP port on 127.0.0.1 nobody listens on right now. Taken at random
-    below the kernel's ephemeral range (32768 and up by default): a port
-    from that range can be taken, before our broker binds it, by the local
-    end of any outgoing connection of the tests running alongside."""
+    """A TCP port on 127.0.0.1 nobody listens on right now and no other test
+    process has reserved. Taken at random below the kernel's ephemeral range
+    (32768 and up by default): a port from that range can be taken, before our
+    broker binds it, by the local end of any outgoing connection of the tests
+    running alongside."""
     import random
-    for _ in range(200):
+    for _ in range(1000):
         port = random.randint(10000, 32000)
         if port in _given_ports:
             continue
@@ -43,11 +71,9 @@ def free_port():
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-        _given_ports.add(port)
-        return port
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        if _reserve(port):
+            return port
+    raise RuntimeError("no free port in 10000-32000 after 1000 tries")
 
 
 def wait_port(port, timeout=10.0, host="127.0.0.1"):
