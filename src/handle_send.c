@@ -14,6 +14,7 @@
 #include "stompd/dup.h"
 #include "stompd/log.h"
 #include "stompd/msg.h"
+#include "stompd/persist.h"
 #include "stompd/proto.h"
 #include "stompd/server.h"
 #include "stompd/publish.h"
@@ -104,12 +105,39 @@ static struct msg *rewrite_reply_to(struct conn *c, struct msg *m)
     return n;
 }
 
+/* The headers the message is built from: checked when the SEND arrives,
+ * a transaction's too (else a bad one would fail only at COMMIT, after
+ * the frames before it were applied). */
+static int send_headers(struct frame *f, bool *persistent, int64_t *prio, int64_t *expires)
+{
+    *persistent = false;
+    *prio = MSG_PRIORITY_DEFAULT;
+    *expires = 0;
+    const char *p = frame_get(f, "persistent");
+    if (p) {
+        if (!strcmp(p, "true"))
+            *persistent = true;
+        else if (strcmp(p, "false"))
+            return proto_fail("invalid persistent header", "persistent must be true or false, got '%.32s'.", p);
+    }
+    p = frame_get(f, "priority");
+    if (p && (parse_i64(p, prio) != 0 || *prio < 0 || *prio > 9))
+        return proto_fail("invalid priority header", "priority must be an integer 0-9, got '%.32s'.", p);
+    p = frame_get(f, "expires");
+    if (p && (parse_i64(p, expires) != 0 || *expires < 0))
+        return proto_fail("invalid expires header",
+                          "expires must be a time in ms since the epoch (0 = never), got '%.32s'.", p);
+    return 0;
+}
+
 int send_message(struct conn *c, struct frame *f, struct op *batch)
 {
     const char *name = frame_get(f, "destination");
     if (!name)
         return proto_fail("missing destination header", "SEND requires a destination header.");
-    if (check_schedule(f) != 0)
+    bool persistent;
+    int64_t prio, expires;
+    if (send_headers(f, &persistent, &prio, &expires) != 0 || check_schedule(f) != 0)
         return -EPROTO;
     struct route r;
     if (send_route(c, name, batch != NULL, &r) != 0)
@@ -118,29 +146,6 @@ int send_message(struct conn *c, struct frame *f, struct op *batch)
     if (rt && !batch && reply_to_dest(c, rt) != 0) {
         route_free(&r);
         return -EPROTO;
-    }
-
-    bool persistent = false;
-    const char *p = frame_get(f, "persistent");
-    if (p) {
-        if (!strcmp(p, "true"))
-            persistent = true;
-        else if (strcmp(p, "false")) {
-            route_free(&r);
-            return proto_fail("invalid persistent header", "persistent must be true or false, got '%.32s'.", p);
-        }
-    }
-    int64_t prio = MSG_PRIORITY_DEFAULT, expires = 0;
-    p = frame_get(f, "priority");
-    if (p && (parse_i64(p, &prio) != 0 || prio < 0 || prio > 9)) {
-        route_free(&r);
-        return proto_fail("invalid priority header", "priority must be an integer 0-9, got '%.32s'.", p);
-    }
-    p = frame_get(f, "expires");
-    if (p && (parse_i64(p, &expires) != 0 || expires < 0)) {
-        route_free(&r);
-        return proto_fail("invalid expires header",
-                          "expires must be a time in ms since the epoch (0 = never), got '%.32s'.", p);
     }
 
     /* The frame is about to be taken over by the message: keep copies of
@@ -173,6 +178,25 @@ int send_message(struct conn *c, struct frame *f, struct op *batch)
     return rc == PUBLISH_WAITING ? PROTO_RECEIPT_TAKEN : 0;
 }
 
+/* A SEND a transaction holds, checked again at COMMIT before any of the
+ * transaction is applied: what can have changed since it arrived (its
+ * temporary destination closed, an ACL reloaded, the store failed).
+ * Returns why it cannot be applied, or NULL. */
+const char *send_check_held(struct conn *c, struct frame *f)
+{
+    struct route r;
+    const char *err;
+    if (route_send(c, c->who, frame_get(f, "destination"), true, &r, &err) != 0) {
+        route_free(&r);
+        return err;
+    }
+    route_free(&r);
+    const char *p = frame_get(f, "persistent");
+    if (p && !strcmp(p, "true") && persist_enabled() && persist_failed())
+        return "the broker's store has failed and refuses persistent messages";
+    return NULL;
+}
+
 int handle_send(struct conn *c, struct frame *f, uint64_t *lsn)
 {
     const char *tx = frame_get(f, "transaction");
@@ -181,10 +205,14 @@ int handle_send(struct conn *c, struct frame *f, uint64_t *lsn)
         const char *name = frame_get(f, "destination");
         if (!name)
             return proto_fail("missing destination header", "SEND requires a destination header.");
+        bool persistent;
+        int64_t prio, expires;
+        if (send_headers(f, &persistent, &prio, &expires) != 0 || check_schedule(f) != 0)
+            return -EPROTO;
         /* The destinations are created now, not at COMMIT, so a full
          * registry refuses this frame rather than losing it then. */
         struct route r;
-        if (check_schedule(f) != 0 || send_route(c, name, false, &r) != 0)
+        if (send_route(c, name, false, &r) != 0)
             return -EPROTO;
         uint32_t legs = r.n ? r.n : 1;
         route_free(&r);

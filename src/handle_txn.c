@@ -4,10 +4,13 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "stompd/commit.h"
 #include "stompd/conn.h"
+#include "stompd/dest.h"
 #include "stompd/log.h"
 #include "stompd/proto.h"
 #include "stompd/persist.h"
@@ -29,6 +32,12 @@ int handle_begin(struct conn *c, struct frame *f, uint64_t *lsn)
     return txn_begin(c, tx);
 }
 
+/* COMMIT applies all of a transaction or none: what a held SEND needs that
+ * can have changed since it arrived is checked before anything is applied
+ * (send_check_held); a failure that still comes while applying (memory
+ * filled meanwhile) answers an ERROR, not the RECEIPT. A held ACK whose
+ * message went back meanwhile (its subscription ended) is skipped: the
+ * message is delivered again, marked redelivered. */
 int handle_commit(struct conn *c, struct frame *f, uint64_t *lsn)
 {
     const char *tx = tx_header(f);
@@ -37,8 +46,24 @@ int handle_commit(struct conn *c, struct frame *f, uint64_t *lsn)
     struct txn *t = txn_find(c, tx);
     if (!t)
         return proto_fail("unknown transaction", "Transaction '%.128s' was not begun (or already ended).", tx);
-    struct op *op = op_batch(c, frame_get(f, "receipt"));
+    for (uint32_t i = 0; i < t->nframes; i++) {
+        const char *why = t->frames[i].cmd == CMD_SEND ? send_check_held(c, &t->frames[i]) : NULL;
+        if (why) {
+            proto_fail("transaction not committed",
+                       "SEND %u of transaction '%.128s' to '%.200s' cannot be applied (%s); nothing of the "
+                       "transaction was applied.",
+                       i + 1, tx, frame_get(&t->frames[i], "destination"), why);
+            txn_end(c, t);
+            return -EPROTO;
+        }
+    }
+    /* what the transaction reserved goes back before its messages take it */
+    dest_reserve(-t->bytes);
+    t->bytes = 0;
+    struct op *op = op_batch(c, NULL);
     persist_batch_begin();
+    uint32_t failed = 0;
+    char first[160] = "";
     for (uint32_t i = 0; i < t->nframes; i++) {
         struct frame *h = &t->frames[i];
         int rc = 0;
@@ -53,12 +78,23 @@ int handle_commit(struct conn *c, struct frame *f, uint64_t *lsn)
         default:
             break;
         }
-        if (rc < 0)
-            clog_warn(c, "transaction %s: a held %s could not be applied at COMMIT", tx, h->command);
+        if (rc < 0 && failed++ == 0)
+            snprintf(first, sizeof first, "%s %u", h->command, i + 1);
     }
     op_batch_close(op, persist_batch_end());
     txn_end(c, t);
+    const char *receipt = frame_get(f, "receipt");
+    if (!failed && receipt && !(op->receipt = strdup(receipt)))
+        abort();
     op_submit(op);
+    if (failed) {
+        clog_warn(c, "transaction %s: %u held frames could not be applied at COMMIT (the first: %s)", tx, failed,
+                  first);
+        return proto_fail("transaction partly applied",
+                          "%u frames of transaction '%.128s' could not be applied at COMMIT (the first: %s); the "
+                          "others were.",
+                          failed, tx, first);
+    }
     return PROTO_RECEIPT_TAKEN;
 }
 

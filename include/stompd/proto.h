@@ -47,6 +47,9 @@ int handle_abort(struct conn *c, struct frame *f, uint64_t *lsn);
  * op, persistent effects join that op's journal entry. */
 struct op;
 int send_message(struct conn *c, struct frame *f, struct op *batch);
+/* A SEND a transaction holds, checked again before COMMIT applies any of
+ * it: why it cannot be applied now, or NULL. */
+const char *send_check_held(struct conn *c, struct frame *f);
 /* Returns 1 when the ack journaled something, 0 when not, or negative. */
 int ack_message(struct conn *c, struct frame *f, bool nack, bool lenient);
 /* The frame journaled something: the lsn its receipt (if it asked for

@@ -1,5 +1,7 @@
 """Transactions: sends and acks take effect at COMMIT, ABORT drops them,
 a connection that closes aborts its open transactions."""
+import time
+
 from stompd_test import connected
 
 
@@ -127,3 +129,64 @@ def test_a_composite_send_counts_once_per_destination(broker_factory):
               b"y" * 200000)
     p.receipt("COMMIT", {"transaction": "m"}, "c")
     assert rx.recv().body == b"y" * 200000
+
+
+def test_a_bad_send_is_refused_when_it_arrives(broker):
+    """A SEND's message headers are checked when it arrives inside a
+    transaction too: before, a bad one was held, dropped alone at COMMIT
+    (a log line), and the COMMIT's RECEIPT said the rest committed."""
+    rx = connected(broker.port)
+    rx.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/txbad"}, "s")
+    for header, value, error in (("priority", "99", "invalid priority header"),
+                                 ("expires", "-5", "invalid expires header"),
+                                 ("expires", "abc", "invalid expires header"),
+                                 ("persistent", "maybe", "invalid persistent header")):
+        p = connected(broker.port)
+        p.send("BEGIN", {"transaction": "t"})
+        p.receipt("SEND", {"destination": "/queue/txbad", "transaction": "t"}, "one", b"one")
+        p.send("SEND", {"destination": "/queue/txbad", "transaction": "t", header: value}, b"two")
+        f = p.expect_error(error)
+        assert value in f.body.decode()
+    # each ERROR closed its connection, and so aborted its transaction
+    rx.expect_nothing(0.5)
+
+
+def test_commit_applies_all_or_nothing(broker):
+    """A held SEND that can no longer be applied at COMMIT (the temporary
+    queue it names closed meanwhile) fails the COMMIT whole: ERROR, and
+    none of the transaction's frames applied."""
+    owner = connected(broker.port)
+    owner.receipt("SUBSCRIBE", {"id": "r", "destination": "/temp-queue/replies"}, "s")
+    peer = connected(broker.port)
+    peer.receipt("SUBSCRIBE", {"id": "q", "destination": "/queue/txreq"}, "s")
+    owner.send("SEND", {"destination": "/queue/txreq", "reply-to": "/temp-queue/replies"}, b"ping")
+    reply_to = peer.recv()["reply-to"]
+    rx = connected(broker.port)
+    rx.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/txall"}, "s")
+    p = connected(broker.port)
+    p.send("BEGIN", {"transaction": "t"})
+    p.receipt("SEND", {"destination": "/queue/txall", "transaction": "t"}, "a", b"before")
+    p.receipt("SEND", {"destination": reply_to, "transaction": "t"}, "b", b"reply")
+    p.receipt("SEND", {"destination": "/queue/txall", "transaction": "t"}, "c", b"after")
+    owner.close()
+    # the temporary queue goes with its owner's connection
+    deadline = time.time() + 10
+    while True:
+        probe = connected(broker.port)
+        probe.send("SEND", {"destination": reply_to, "receipt": "x"}, b"x")
+        if probe.recv().command == "ERROR":
+            break
+        assert time.time() < deadline, "the temporary queue outlived its connection"
+        time.sleep(0.05)
+    p.send("COMMIT", {"transaction": "t", "receipt": "c"})
+    f = p.expect_error("transaction not committed")
+    assert f["receipt-id"] == "c"
+    assert "SEND 2" in f.body.decode() and "nothing of the transaction was applied" in f.body.decode()
+    rx.expect_nothing(0.5)
+    # the same transaction without it commits whole
+    p = connected(broker.port)
+    p.send("BEGIN", {"transaction": "t"})
+    p.send("SEND", {"destination": "/queue/txall", "transaction": "t"}, b"before")
+    p.send("SEND", {"destination": "/queue/txall", "transaction": "t"}, b"after")
+    p.receipt("COMMIT", {"transaction": "t"}, "c")
+    assert [m.body for m in rx.recv_all(2)] == [b"before", b"after"]
