@@ -64,9 +64,12 @@ void server_seq_at_least(uint64_t seq)
 
 static void refuse(struct listener *l, int fd)
 {
+#define REFUSED_BODY "The broker is at broker.max_connections.\n"
+    /* content-length as on every ERROR */
     static const char msg[] =
-        "ERROR\nmessage:too many connections\ncontent-type:text/plain\n\n"
-        "The broker is at broker.max_connections.\n";
+        "ERROR\nmessage:too many connections\ncontent-type:text/plain\ncontent-length:41\n\n" REFUSED_BODY;
+    _Static_assert(sizeof REFUSED_BODY - 1 == 41, "the content-length above");
+#undef REFUSED_BODY
     listener_say(fd, msg, sizeof msg); /* includes the NUL terminator */
     srv.st.connections_refused++;
 }

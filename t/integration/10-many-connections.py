@@ -32,6 +32,7 @@ def test_connection_limit(broker_factory):
     extra = Client(b.port)
     f = extra.recv()
     assert f.command == "ERROR" and "too many connections" in f["message"]
+    assert int(f["content-length"]) == len(f.body) and b"broker.max_connections" in f.body
     extra.expect_closed()
     held[0].close()
     import time
