@@ -107,6 +107,15 @@ struct op *op_disconnect(struct conn *c, const char *receipt, uint64_t lsn)
     return op;
 }
 
+struct op *op_refusal(struct conn *c, const char *message, const char *receipt, const char *detail)
+{
+    struct op *op = op_new(OP_RECEIPT, c, receipt);
+    if (!(op->error = strdup(message)) || (detail && !(op->error_detail = strdup(detail))))
+        abort();
+    op->closes = true;
+    return op;
+}
+
 struct op *op_batch(struct conn *c, const char *receipt)
 {
     return op_new(OP_BATCH, c, receipt);
@@ -204,6 +213,8 @@ static void op_free(struct op *op)
         msg_unref(op->msgs[i]);
     free(op->msgs);
     free(op->receipt);
+    free(op->error);
+    free(op->error_detail);
     free(op);
 }
 
@@ -280,6 +291,8 @@ void op_drain_conn(struct conn *c)
                            op->closes ? "The broker could not make the acknowledgements sent before DISCONNECT "
                                         "durable; the messages will be delivered again."
                                       : "The broker could not make a persistent message durable; it was not accepted.");
+            } else if (op->error) {
+                conn_error(c, op->error, op->receipt, op->error_detail);
             } else {
                 if (op->receipt)
                     conn_send_receipt(c, op->receipt);
@@ -293,12 +306,17 @@ void op_drain_conn(struct conn *c)
         return;
     if (c->nops < (uint32_t)config.pending_limit / 2 + 1)
         conn_resume(c, PAUSE_PENDING);
-    bool room_wait = false;
+    if (!op_conn_waits_room(c))
+        conn_resume(c, PAUSE_ROOM);
+}
+
+bool op_conn_waits_room(const struct conn *c)
+{
+    const struct op *op;
     TAILQ_FOREACH(op, &c->ops, conn_link)
         if (waits(op))
-            room_wait = true;
-    if (!room_wait)
-        conn_resume(c, PAUSE_ROOM);
+            return true;
+    return false;
 }
 
 /* ------------------------------------------------------------ held output

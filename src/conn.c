@@ -32,6 +32,7 @@ static void conn_drained(struct stream *s);
 static size_t conn_may_write(const struct stream *s);
 static void conn_timeout(struct stream *s);
 static void conn_closed(struct stream *s, const char *why);
+static bool conn_eof(struct stream *s);
 static void conn_release(struct stream *s);
 
 static const struct stream_ops conn_ops = {
@@ -40,6 +41,7 @@ static const struct stream_ops conn_ops = {
     .drained = conn_drained,
     .may_write = conn_may_write,
     .timeout = conn_timeout,
+    .eof = conn_eof,
     .closed = conn_closed,
     .release = conn_release,
 };
@@ -169,7 +171,7 @@ static size_t conn_input(struct stream *s, const char *data, size_t len)
             /* the bad frame's receipt, if its line was seen whole */
             char *receipt = frame_error_receipt(&c->parser, data + off);
             char detail[160];
-            conn_error(c, err, receipt, limit_detail(err, detail, sizeof detail));
+            conn_refuse(c, err, receipt, limit_detail(err, detail, sizeof detail));
             free(receipt);
             break;
         }
@@ -357,6 +359,35 @@ void conn_output_lost(struct conn *c, const char *why)
         c->st.close_why = "closed after ERROR";
     }
     conn_want_flush(c);
+}
+
+void conn_refuse(struct conn *c, const char *message, const char *receipt, const char *detail)
+{
+    if (c->state >= CONN_CLOSING)
+        return;
+    if (TAILQ_EMPTY(&c->ops)) {
+        conn_error(c, message, receipt, detail);
+        return;
+    }
+    /* as a DISCONNECT: nothing after it is read, nothing more delivered */
+    clog_debug(c, "ERROR %s: after the answers to the %u frames before it", message, c->nops);
+    conn_pause(c, PAUSE_CLOSING);
+    op_submit(op_refusal(c, message, receipt, detail));
+}
+
+/* The client closed its side: a client that pipes its frames and ends
+ * (nc, a script) still gets the RECEIPTs of those waiting for the store,
+ * as if it had sent DISCONNECT (without a receipt). Not those waiting for
+ * room: a peer gone altogether looks the same, and room can take for ever. */
+static bool conn_eof(struct stream *s)
+{
+    struct conn *c = container_of(s, struct conn, st);
+    if (c->state != CONN_OPEN || TAILQ_EMPTY(&c->ops) || (c->st.paused & PAUSE_CLOSING) || op_conn_waits_room(c))
+        return false;
+    clog_debug(c, "peer closed its side: closing after the answers to the %u frames waiting", c->nops);
+    conn_pause(c, PAUSE_CLOSING);
+    op_submit(op_disconnect(c, NULL, 0));
+    return true;
 }
 
 void conn_kick(struct conn *c, const char *message)

@@ -96,13 +96,13 @@ static void proto_dispatch(struct conn *c, struct frame *f, const char *receipt)
     if (!cmd || !cmd->fn) {
         char detail[96];
         snprintf(detail, sizeof detail, "'%s' is not a STOMP client command.", f->command);
-        conn_error(c, "unknown command", receipt, detail);
+        conn_refuse(c, "unknown command", receipt, detail);
         return;
     }
     if (c->state == CONN_HANDSHAKE && !cmd->before_connect) {
         char detail[128];
         snprintf(detail, sizeof detail, "Got %s before CONNECT; send CONNECT (or STOMP) first.", f->command);
-        conn_error(c, "not connected", receipt, detail);
+        conn_refuse(c, "not connected", receipt, detail);
         return;
     }
     fail_message[0] = '\0';
@@ -110,7 +110,7 @@ static void proto_dispatch(struct conn *c, struct frame *f, const char *receipt)
     uint64_t lsn = 0;
     int rc = cmd->fn(c, f, &lsn);
     if (rc < 0) {
-        conn_error(c, fail_message[0] ? fail_message : "request failed", receipt,
+        conn_refuse(c, fail_message[0] ? fail_message : "request failed", receipt,
                    fail_detail[0] ? fail_detail : NULL);
         return;
     }

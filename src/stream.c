@@ -231,7 +231,8 @@ static void do_read(struct stream *s)
         if (s->state == STREAM_OPEN && s->paused == 0 && tr_pending(s))
             want_read(s);
     } else if (n == 0) {
-        stream_close(s, "peer closed the connection");
+        if (!(s->state == STREAM_OPEN && s->ops->eof && s->ops->eof(s)))
+            stream_close(s, "peer closed the connection");
     } else if (n == STREAM_IO_WANT_WRITE) {
         s->rd_wants_wr = true;
         arm(s);

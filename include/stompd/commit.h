@@ -32,6 +32,7 @@ struct op {
     bool failed;            /* the store refused it: ERROR instead of RECEIPT */
     struct conn *conn;      /* NULL once the connection is gone */
     char *receipt;          /* receipt id to answer, or NULL */
+    char *error, *error_detail; /* an ERROR to answer instead (op_refusal), or NULL */
     struct msg **msgs;      /* messages released on commit */
     uint32_t nmsgs;
     int64_t reserved;       /* bytes of its messages charged to the memory limit */
@@ -57,6 +58,12 @@ struct op *op_commit(struct conn *c, const char *receipt, uint64_t lsn);
 /* Wait for room in d (the producer's frame was accepted; its receipt and
  * its next frames wait). */
 struct op *op_room(struct conn *c, const char *receipt, struct dest *d);
+/* One of c's ops waits for room (a full destination, broker.store_limit):
+ * for as long as consumers take, unlike a wait for the store. */
+bool op_conn_waits_room(const struct conn *c);
+/* ERROR (message, the refused frame's receipt, detail) once the
+ * connection's earlier ops are answered, then the close. */
+struct op *op_refusal(struct conn *c, const char *message, const char *receipt, const char *detail);
 /* A receipt (optional) once journal entry lsn is committed (0: at once),
  * and then the close. */
 struct op *op_disconnect(struct conn *c, const char *receipt, uint64_t lsn);

@@ -90,6 +90,10 @@ void conn_error(struct conn *c, const char *message, const char *receipt, const 
 /* The same with one extra header (e.g. version on a failed negotiation). */
 void conn_error_hdr(struct conn *c, const char *message, const char *receipt, const char *detail,
                     const char *hname, const char *hvalue);
+/* ERROR for the client's own input (a bad frame, a refused command): sent
+ * once the frames read before it are answered (their RECEIPTs wait for the
+ * store), nothing after it being read; then the close. */
+void conn_refuse(struct conn *c, const char *message, const char *receipt, const char *detail);
 /* Send ERROR and close after flushing it, for a reason that is not the
  * client's fault (the console closed it): not counted as a protocol error. */
 void conn_kick(struct conn *c, const char *message);

@@ -81,6 +81,11 @@ struct stream_ops {
     size_t (*may_write)(const struct stream *s);
     /* Optional: the deadline set with stream_set_timer passed. */
     void (*timeout)(struct stream *s);
+    /* Optional: the peer closed its side (a read returned 0). Returning
+     * true keeps the stream to answer what was read before: the callback
+     * has paused it (nothing more is read), and closes it once answered.
+     * False, or no callback: closed now. */
+    bool (*eof)(struct stream *s);
     /* Optional: an outgoing connect completed. */
     void (*connected)(struct stream *s);
     /* Optional: the stream was closed (by either side): release what the

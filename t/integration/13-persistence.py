@@ -6,6 +6,7 @@ import hashlib
 import os
 import shutil
 import resource
+import socket
 import subprocess
 import threading
 import time
@@ -292,6 +293,33 @@ def test_a_graceful_disconnect_journals_its_acks(broker_factory):
     b.kill()
     b.restart()
     assert drain(b.port, "/queue/bye", first=1.0) == [], "acks sent before a receipted DISCONNECT came undone"
+
+
+@pytest.mark.parametrize("end", ["bad frame", "half-close"])
+def test_receipts_of_stored_sends_come_before_the_end(broker_factory, end):
+    """Persistent SENDs pipelined with receipts, then a bad frame (or the
+    client's half-close, as nc does at the end of its input): the RECEIPTs,
+    which wait for the store (slow here: every group waits
+    STOMPD_TEST_WRITE_DELAY_MS), all come first, then the ERROR (or the
+    end). Before, the ERROR or the close went at once and those RECEIPTs
+    never came, though their messages were stored."""
+    b = broker_factory({}, start=False)
+    b.env = dict(os.environ, STOMPD_TEST_WRITE_DELAY_MS="200")
+    b.start()
+    c = connected(b.port)
+    for i in range(20):
+        c.send("SEND", {"destination": "/queue/tail", "persistent": "true", "receipt": "r%d" % i}, b"%d" % i)
+    if end == "bad frame":
+        c.sock.sendall(b"BOGUS\nreceipt:bad\n\n\0SEND\ndestination:/queue/tail\n\nnever read\0")
+    else:
+        c.sock.shutdown(socket.SHUT_WR)
+    got = c.recv_all(20, timeout=30)
+    assert [(f.command, f.get("receipt-id")) for f in got] == [("RECEIPT", "r%d" % i) for i in range(20)]
+    if end == "bad frame":
+        assert c.expect_error("unknown command")["receipt-id"] == "bad"
+    else:
+        c.expect_closed()
+    assert [m.body for m in drain(b.port, "/queue/tail")] == [b"%d" % i for i in range(20)]
 
 
 def test_non_persistent_gone_persistent_kept(broker_factory):

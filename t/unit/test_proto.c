@@ -56,6 +56,13 @@ void conn_error(struct conn *c, const char *message, const char *receipt, const 
     say("ERROR %s [%s] (%s)", message, detail ? detail : "", receipt ? receipt : "-");
 }
 
+/* the ERROR for a refused frame: conn.c sends it after the answers before
+ * it (t/integration/13-persistence.py); here, as conn_error */
+void conn_refuse(struct conn *c, const char *message, const char *receipt, const char *detail)
+{
+    conn_error(c, message, receipt, detail);
+}
+
 void conn_send_receipt(struct conn *c, const char *receipt)
 {
     say("RECEIPT %s", receipt);
