@@ -63,6 +63,7 @@ struct http_req {
     bool answered;          /* this request has its answer */
     bool close_after;       /* close once the answer is written */
     bool deferred;          /* the answer comes later */
+    bool head;              /* a HEAD: the answer's headers without its body */
     void (*gone)(void *arg);
     void *gone_arg;
     TAILQ_ENTRY(http_req) link;
@@ -221,7 +222,8 @@ void http_respond(struct http_req *r, int status, const char *ctype, const char 
                "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n%s%s\r\n",
                status, reason(status), PACKAGE_NAME, PACKAGE_VERSION, ctype, len, extra_headers ? extra_headers : "",
                keep ? "" : "Connection: close\r\n");
-    buf_append(&r->st.out, body, len);
+    if (!r->head)
+        buf_append(&r->st.out, body, len);
     r->answered = true;
     if (!keep)
         r->close_after = true;
@@ -404,9 +406,12 @@ static void serve(struct http_req *r)
         http_respond_error(r, 404, "no such page (see / and /api/overview)", NULL);
         return;
     }
-    if (strcmp(http_method_str((enum http_method)r->parser.method), rt->method) != 0) {
+    /* HEAD: what GET would answer, without the body (RFC 9110 9.3.2) */
+    bool get = !strcmp(rt->method, "GET");
+    r->head = get && r->parser.method == HTTP_HEAD;
+    if (!r->head && strcmp(http_method_str((enum http_method)r->parser.method), rt->method) != 0) {
         char hdr[96];
-        snprintf(hdr, sizeof hdr, "Allow: %s\r\n", rt->method);
+        snprintf(hdr, sizeof hdr, "Allow: %s\r\n", get ? "GET, HEAD" : rt->method);
         http_respond_error(r, 405, "method not allowed here", hdr);
         return;
     }
@@ -457,6 +462,11 @@ static void route(struct http_req *r)
     if (r->nhost > 1 || r->nauth > 1) {
         http_respond_error(r, 400, r->nhost > 1 ? "more than one Host header" : "more than one Authorization header",
                            NULL);
+        r->close_after = true;
+        return;
+    }
+    if (r->nhost == 0 && r->parser.http_major == 1 && r->parser.http_minor >= 1) {
+        http_respond_error(r, 400, "an HTTP/1.1 request needs a Host header (RFC 9112 section 3.2)", NULL);
         r->close_after = true;
         return;
     }
@@ -519,6 +529,7 @@ static int on_message_begin(http_parser *p)
     r->header_bytes = 0;
     r->too_large = false;
     r->answered = false;
+    r->head = false;
     r->route = NULL;
     r->user[0] = '\0';
     principal_unref(r->who);

@@ -290,10 +290,45 @@ def test_not_found_and_wrong_method(broker):
     assert req(broker, "GET", "/nope")[0] == 404
     assert req(broker, "GET", "/api/nope")[0] == 404
     s, h, data = req(broker, "DELETE", "/api/queues")
-    assert s == 405 and h["Allow"] == "GET"
+    assert s == 405 and h["Allow"] == "GET, HEAD"
     s, h, data = req(broker, "GET", "/api/send")
     assert s == 405 and h["Allow"] == "POST"
     assert req(broker, "POST", "/healthz", "x")[0] == 405
+    assert req(broker, "HEAD", "/api/send")[0] == 405
+
+
+def test_head_answers_what_get_would_without_the_body(broker):
+    """HEAD is GET without the body (RFC 9110 section 9.3.2): curl -I and
+    load balancers' health checks use it."""
+    auth = b"Authorization: Basic " + base64.b64encode(b"admin:admin") + b"\r\n"
+    for path in (b"/healthz", b"/api/counters", b"/"):
+        head = raw(broker, b"HEAD " + path + b" HTTP/1.1\r\nHost: localhost\r\n" + auth + b"Connection: close\r\n\r\n")
+        get = raw(broker, b"GET " + path + b" HTTP/1.1\r\nHost: localhost\r\n" + auth + b"Connection: close\r\n\r\n")
+        hh, _, hbody = head.partition(b"\r\n\r\n")
+        gh, _, gbody = get.partition(b"\r\n\r\n")
+        assert hh.startswith(b"HTTP/1.1 200") and gh.startswith(b"HTTP/1.1 200"), (head, get)
+        assert hbody == b"" and len(gbody) > 0
+        length = [int(l.split(b":")[1]) for l in hh.split(b"\r\n") if l.lower().startswith(b"content-length:")]
+        assert length and length[0] > 0
+    # an answer without a body for HEAD keeps the connection usable
+    s = socket.create_connection(("127.0.0.1", broker.http_port), timeout=5)
+    s.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: localhost\r\n\r\nGET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    out = b""
+    deadline = time.time() + 5
+    while out.count(b"HTTP/1.1 200") < 2 and time.time() < deadline:
+        out += s.recv(65536)
+    s.close()
+    assert out.count(b"HTTP/1.1 200") == 2
+
+
+def test_an_http11_request_without_host_is_refused(broker):
+    """RFC 9112 section 3.2: a server responds 400 to an HTTP/1.1 request
+    without a Host header. HTTP/1.0 has none to send."""
+    out = raw(broker, b"GET /healthz HTTP/1.1\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400") and b"Host" in out
+    assert raw(broker, b"GET /healthz HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.1 200")
+    assert raw(broker, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").startswith(
+        b"HTTP/1.1 200")
 
 
 def test_malformed_and_oversized(broker_factory):
