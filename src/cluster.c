@@ -34,6 +34,10 @@
 #include "stompd/stream.h"
 
 #define MAX_MEMBERS 64
+/* A node that failed to start as master (become_master_now) */
+#define UNFIT_TIME 60.0       /* seconds ranked below the members as up to date */
+#define UNFIT_FIRST_WAIT 1.0  /* seconds before it claims again, doubling with each failure in a row */
+#define UNFIT_MAX_WAIT 30.0
 
 enum zop {
     OP_CREATE_PATH,
@@ -149,6 +153,10 @@ static struct {
     int64_t stale_owner;   /* a master znode of ours left by an earlier session: said once */
     bool claiming;
     uint64_t pending_epoch; /* won a claim; waiting for the store to catch up */
+    ev_tstamp unfit_until;  /* failed to start as master: ranked below the members as up to date until then */
+    ev_tstamp claim_after;  /* and claims again no sooner than this */
+    int failed_starts;      /* in a row: the wait before the next claim doubles */
+    bool led;               /* this node was master in this session */
     ev_tstamp disconnected_since;
     ev_tstamp last_heard;  /* latest sending time of a request the server answered */
     ev_tstamp probe_sent;
@@ -375,10 +383,10 @@ static char *member_json(void)
     const char *role = node_role() == NODE_MASTER ? "master"
                        : node_role() == NODE_SLAVE ? "slave"
                                                    : "electing";
-    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s}", "id", Z.my_id, "broker",
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:b}", "id", Z.my_id, "broker",
                           config.broker_name, "stomp", Z.stomp_addr, "repl", Z.repl_addr, "http", Z.http_addr,
                           "epoch", (json_int_t)e, "lsn", (json_int_t)lsn, "weight", (json_int_t)config.weight,
-                          "role", role);
+                          "role", role, "unfit", ev_now(srv.loop) < Z.unfit_until);
     char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(j);
     return s;
@@ -425,9 +433,10 @@ static void parse_member(struct mem *m, const char *value)
     json_t *j = json_loads(value, 0, &jerr);
     const char *id = "", *role = "", *broker = "", *stomp = "", *repl = "", *http = "";
     json_int_t epoch = 0, lsn = 0, weight = 1;
-    if (!j || json_unpack(j, "{s?s, s?s, s?s, s?s, s?s, s?s, s?I, s?I, s?I}", "id", &id, "role", &role, "broker",
+    int unfit = 0;
+    if (!j || json_unpack(j, "{s?s, s?s, s?s, s?s, s?s, s?s, s?I, s?I, s?I, s?b}", "id", &id, "role", &role, "broker",
                           &broker, "stomp", &stomp, "repl", &repl, "http", &http, "epoch", &epoch, "lsn", &lsn,
-                          "weight", &weight) != 0) {
+                          "weight", &weight, "unfit", &unfit) != 0) {
         log_warn("zookeeper: member %s has unreadable data", m->name);
         json_decref(j);
         return;
@@ -441,6 +450,7 @@ static void parse_member(struct mem *m, const char *value)
     m->m.epoch = (uint64_t)epoch;
     m->m.lsn = (uint64_t)lsn;
     m->m.weight = weight;
+    m->m.unfit = unfit != 0;
     m->m.ready = !strcmp(role, "electing");
     m->have_data = true;
     json_decref(j);
@@ -546,13 +556,29 @@ static void become_master_now(void)
         return; /* the tick tries again once the store has caught up */
     uint64_t e = Z.pending_epoch;
     Z.pending_epoch = 0;
+    ev_tstamp now = ev_now(srv.loop);
     if (rc) {
-        log_err("cluster: cannot start as master: %s", err);
+        /* It would most likely fail again (a port another process holds):
+         * ranked below the members as up to date for a while, so one of
+         * them is elected, and claiming again only after a wait that
+         * doubles, so a node that alone has every committed entry tries
+         * now and then rather than ten times a second. */
+        double wait = UNFIT_FIRST_WAIT * (double)(1u << (Z.failed_starts < 5 ? Z.failed_starts : 5));
+        if (wait > UNFIT_MAX_WAIT)
+            wait = UNFIT_MAX_WAIT;
+        Z.failed_starts++;
+        Z.claim_after = now + wait;
+        Z.unfit_until = now + UNFIT_TIME;
+        log_err("cluster: cannot start as master: %s; another member as up to date goes first for %.0f s, and "
+                "this node claims again in %.0f s at the earliest",
+                err, UNFIT_TIME, wait);
         /* give the mastership up: close the session, its znodes go */
         Z.registered = false;
         start_session();
         return;
     }
+    Z.failed_starts = 0;
+    Z.led = true;
     log_info("cluster: this node is master in epoch %" PRIu64, e);
     cluster_busy_done(); /* rebuilding from the store may have taken a while */
     publish(true);
@@ -758,6 +784,8 @@ static void evaluate(void)
         return;
     case ELECT_CANDIDATE:
         if ((int)w == me) {
+            if (ev_now(srv.loop) < Z.claim_after)
+                return; /* it failed to start as master: waiting (become_master_now) */
             log_info("cluster: this node has the most up-to-date log (epoch %" PRIu64 ", lsn %" PRIu64
                      "): claiming mastership", cand[me].epoch, cand[me].lsn);
             claim();
@@ -1107,7 +1135,7 @@ static void start_session(void)
         zookeeper_close(old);
     }
     Z.gen++;
-    Z.connected = Z.registered = Z.have_members = Z.master_known = Z.master_exists = false;
+    Z.connected = Z.registered = Z.have_members = Z.master_known = Z.master_exists = Z.led = false;
     Z.claiming = false;
     Z.probing = false;
     Z.last_heard = 0;
@@ -1144,6 +1172,21 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
      * before the earliest expiry, whether the connection broke, went
      * silent, or ZooKeeper itself stalled. */
     double t = session_s(), now = ev_now(loop);
+    if (!Z.connected && Z.disconnected_since > 0 && now - Z.disconnected_since > (Z.led ? 10 : 2) * t) {
+        /* No server has taken the session for twice its timeout: up, they
+         * have expired it. And an ensemble that lost its data (restarted
+         * from an empty dataDir) refuses for ever a client that saw newer
+         * state than it has ("Host is down"): a new session starts from
+         * nothing. A node that was master in this session waits longer:
+         * its session may hold the master znode, and closed where no
+         * server hears it (the ensemble still down), the znode would stay
+         * until the session expires once the ensemble is back, holding up
+         * the election; kept, it is closed where a server hears it. */
+        log_warn("zookeeper: no server of %s has taken this session for %.0f s: starting a new one",
+                 config.zk_address, now - Z.disconnected_since);
+        start_session();
+        return;
+    }
     if (!Z.probing && now - Z.probe_sent >= t / 6)
         probe();
     check_leadership(false);

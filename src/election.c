@@ -15,6 +15,11 @@ bool election_better(const struct member *a, const struct member *b)
         return a->epoch > b->epoch;
     if (a->lsn != b->lsn)
         return a->lsn > b->lsn;
+    /* one whose start as master failed would fail again (its port taken,
+     * say): another as up to date goes first. One further ahead still
+     * wins: only it has every committed entry. */
+    if (a->unfit != b->unfit)
+        return !a->unfit;
     if (a->weight != b->weight)
         return a->weight > b->weight;
     return a->seq < b->seq;

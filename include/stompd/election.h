@@ -14,6 +14,7 @@ struct member {
     uint64_t epoch;     /* epoch of its last journal entry */
     uint64_t lsn;       /* its last journal entry */
     int64_t weight;
+    bool unfit;         /* failed to start as master lately (its listeners would not open) */
     bool ready;         /* published its final position for this election */
 };
 
@@ -23,8 +24,9 @@ enum election_result {
     ELECT_WAITING,      /* some member has not published its position yet */
 };
 
-/* Most up-to-date (epoch, lsn) first, then the greatest weight, then the
- * lowest sequence number. quorum = replicas / 2 + 1. */
+/* Most up-to-date (epoch, lsn) first, then one that has not just failed
+ * to start as master, then the greatest weight, then the lowest sequence
+ * number. quorum = replicas / 2 + 1. */
 enum election_result election_decide(const struct member *m, size_t n, uint32_t replicas, size_t *winner);
 
 /* Is a better than b as a candidate? */

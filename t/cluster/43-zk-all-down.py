@@ -8,10 +8,12 @@ session every 200 ms). Now the node keeps its session until it is back,
 closes it where a server hears it (the znode goes at once), or finds it
 expired: either way it re-registers once, and the cluster elects a master
 that has every receipted message."""
+import os
 import re
+import shutil
 import time
 
-from stompd_test import ZkCluster, connected
+from stompd_test import ZkCluster, ZkEnsemble, connected
 
 
 def wait_log_after(b, mark, pattern, timeout):
@@ -71,4 +73,41 @@ def test_all_zookeeper_servers_down_then_back(broker_factory, zk_ensemble):
         if not all(zk_ensemble.serving(k) for k in range(zk_ensemble.n)):
             zk_ensemble.start()  # nodes stop cleanly only with ZooKeeper up
         stopped = [(b.name, b.stop()) for b in c.nodes if b.running()]
+    assert all(rc == 0 for _, rc in stopped), stopped
+
+
+def test_an_ensemble_that_lost_its_data(broker_factory):
+    """ZooKeeper restarted from an empty dataDir refuses for ever a client
+    session that saw newer state ("Host is down"): the nodes used to retry
+    that session for ever, electing nobody. Now a node whose session no
+    server takes for twice its timeout starts a new one (a node that was
+    master waits longer): they register again and elect, losing nothing
+    receipted, and the old master comes back as a slave."""
+    zk = ZkEnsemble(1).start()
+    c = ZkCluster(broker_factory, zk)
+    try:
+        m = c.start_all()
+        p = connected(c.nodes[m].port)
+        for i in range(20):
+            p.receipt("SEND", {"destination": "/queue/zk-lost", "persistent": "true"}, "r%d" % i, b"m%d" % i)
+        p.close()
+        marks = [len(b.log()) for b in c.nodes]
+        zk.stop()
+        assert wait_log_after(c.nodes[m], marks[m], r"stepping down as master", 30)
+        shutil.rmtree(os.path.join(zk.dir, "zk1", "version-2"))
+        zk.start()
+        new = c.wait_master(timeout=90)
+        for i, b in enumerate(c.nodes):
+            assert wait_log_after(b, marks[i], r"starting a new one", 60), b.log()[marks[i]:][-3000:]
+        s = connected(c.nodes[new].port)
+        s.send("SUBSCRIBE", {"id": "1", "destination": "/queue/zk-lost"})
+        assert [s.recv(timeout=10).body for _ in range(20)] == [b"m%d" % i for i in range(20)]
+        s.close()
+        # the old master too is back, as a slave
+        for i, b in enumerate(c.nodes):
+            if i != new:
+                assert wait_log_after(b, marks[i], r"replication: following master", 60), b.log()[marks[i]:][-3000:]
+    finally:
+        stopped = [(b.name, b.stop()) for b in c.nodes if b.running()]
+        zk.cleanup()
     assert all(rc == 0 for _, rc in stopped), stopped

@@ -15,8 +15,10 @@
 #include "stompd/election.h"
 #include "stompd/node.h"
 
-#define M(seq, epoch, lsn, weight) {seq, #seq, epoch, lsn, weight, true}
-#define NOT_READY(seq, epoch, lsn) {seq, #seq, epoch, lsn, 1, false}
+#define M(s, e, l, w) {.seq = s, .id = #s, .epoch = e, .lsn = l, .weight = w, .ready = true}
+#define NOT_READY(s, e, l) {.seq = s, .id = #s, .epoch = e, .lsn = l, .weight = 1, .ready = false}
+/* failed to start as master lately */
+#define UNFIT(s, e, l, w) {.seq = s, .id = #s, .epoch = e, .lsn = l, .weight = w, .unfit = true, .ready = true}
 
 struct row {
     const char *what;
@@ -43,6 +45,12 @@ static const struct row rows[] = {
     {"wait for every member to publish", 3, 3, {M(1, 2, 10, 1), NOT_READY(2, 2, 12), M(3, 2, 11, 1)},
      ELECT_WAITING, 0},
     {"fresh cluster: all empty", 3, 3, {M(3, 0, 0, 1), M(1, 0, 0, 1), M(2, 0, 0, 1)}, ELECT_CANDIDATE, 1},
+    {"equal logs: one that failed to start as master goes last, whatever its weight", 3, 3,
+     {UNFIT(1, 2, 10, 100), M(2, 2, 10, 1), M(3, 2, 10, 2)}, ELECT_CANDIDATE, 3},
+    {"a longer log still wins though it failed to start", 3, 3, {UNFIT(1, 2, 11, 1), M(2, 2, 10, 1), M(3, 2, 10, 1)},
+     ELECT_CANDIDATE, 1},
+    {"all failed to start: weight decides", 3, 3, {UNFIT(1, 2, 10, 1), UNFIT(2, 2, 10, 3), UNFIT(3, 2, 10, 2)},
+     ELECT_CANDIDATE, 2},
 };
 
 static void test_table(void **state)
