@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "stompd/config.h"
 
@@ -516,6 +517,12 @@ static int on_ini_key(void *user, const char *section, const char *name, const c
     char msg[512];
     if (ctx->failed)
         return 0;
+    if (!section[0]) {
+        snprintf(ctx->err, ctx->errlen, "%s: '%s' is outside any [section] (keys go under [broker], [stomp], ...; "
+                 "does a section line above it lack its ']'?)", ctx->path, name);
+        ctx->failed = 1;
+        return 0;
+    }
     snprintf(full, sizeof full, "%s.%s", section, name);
     if (set_key(ctx->dst, full, value, msg, sizeof msg) != 0) {
         snprintf(ctx->err, ctx->errlen, "%s: %s", ctx->path, msg);
@@ -533,8 +540,20 @@ static int load_file(struct config *dst, const char *path, char *err, size_t err
         snprintf(err, errlen, "cannot open config file %s: %s", path, strerror(errno));
         return -errno;
     }
+    struct stat st;
+    if (fstat(fileno(fp), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode)) {
+        snprintf(err, errlen, "cannot read config file %s: %s", path, S_ISDIR(st.st_mode) ? "it is a directory"
+                                                                                            : "not a regular file");
+        fclose(fp);
+        return -EINVAL;
+    }
     int rc = ini_parse_file(fp, on_ini_key, &ctx);
+    bool unread = ferror(fp) != 0;
     fclose(fp);
+    if (unread && !ctx.failed) {
+        snprintf(err, errlen, "cannot read config file %s", path);
+        return -EIO;
+    }
     if (ctx.failed)
         return -EINVAL;
     if (rc != 0) {

@@ -27,12 +27,42 @@ static int dlq_ok(const struct config *c, char *err, size_t errlen)
     return -1;
 }
 
+/* zookeeper.address: host:port[,host:port...], as the ZooKeeper client
+ * takes it (and an optional /chroot after the last); the client itself
+ * would take a bad one as a retry for ever. */
+static int zk_address_ok(const char *list, char *err, size_t errlen)
+{
+    char item[300];
+    const char *p = list;
+    size_t end = strcspn(list, "/");
+    while ((size_t)(p - list) < end) {
+        size_t n = strcspn(p, ",");
+        if ((size_t)(p - list) + n > end)
+            n = end - (size_t)(p - list);
+        char host[256];
+        int port;
+        snprintf(item, sizeof item, "%.*s", (int)n, p);
+        if (n >= sizeof item || config_split_hostport(item, host, sizeof host, &port) != 0 || !host[0] ||
+            port == 0) {
+            snprintf(err, errlen, "zookeeper.address: '%s' is not host:port (a comma list of them, each port "
+                                  "1-65535)", item);
+            return -1;
+        }
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return 0;
+}
+
 int config_validate(const struct config *c, char *err, size_t errlen)
 {
     if (dlq_ok(c, err, errlen) != 0)
         return -1;
-    if (!strcmp(c->store_type, "memory"))
-        return 0;
+    if (!c->stomp_listen[0]) {
+        snprintf(err, errlen, "stomp.listen is empty: a master or standalone node needs its STOMP listener");
+        return -1;
+    }
     bool replicated = !strcmp(c->store_type, "replicated-leveldb");
     const char *sync = c->store_sync[0] ? c->store_sync : replicated ? "quorum_mem" : "local_disk";
     unsigned modes;
@@ -46,6 +76,10 @@ int config_validate(const struct config *c, char *err, size_t errlen)
                               "local_mem and local_disk)", sync);
         return -1;
     }
+    if (c->zk_address[0] && zk_address_ok(c->zk_address, err, errlen) != 0)
+        return -1;
+    if (!strcmp(c->store_type, "memory"))
+        return 0;
     if (!replicated)
         return 0;
     if (!strcmp(c->store_role, "auto") && !c->zk_address[0]) {

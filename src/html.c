@@ -187,12 +187,18 @@ static void page_begin(struct buf *b, const char *title, long long refresh_ms)
                refresh_ms);
 }
 
-static void page_end(struct http_req *h, struct buf *b)
+/* The JSON pages this node answers: a follower serves only its status
+ * (the rest answer 503 there), /metrics and /healthz. */
+static void page_end(struct http_req *h, struct buf *b, bool follower)
 {
-    buf_append_str(b, "<p class=\"meta\">JSON: <a href=\"/api/overview\">/api/overview</a> &middot; "
-                      "<a href=\"/api/status\">/api/status</a> &middot; <a href=\"/api/scheduler\">/api/scheduler</a> &middot; "
-                      "<a href=\"/metrics\">/metrics</a> &middot; "
-                      "<a href=\"/healthz\">/healthz</a></p>\n</body></html>\n");
+    buf_append_str(b, "<p class=\"meta\">JSON: ");
+    if (!follower)
+        buf_append_str(b, "<a href=\"/api/overview\">/api/overview</a> &middot; ");
+    buf_append_str(b, "<a href=\"/api/status\">/api/status</a> &middot; ");
+    if (!follower)
+        buf_append_str(b, "<a href=\"/api/scheduler\">/api/scheduler</a> &middot; ");
+    buf_append_str(b, "<a href=\"/metrics\">/metrics</a> &middot; <a href=\"/healthz\">/healthz</a></p>\n"
+                      "</body></html>\n");
     http_respond(h, 200, "text/html; charset=utf-8", b->data, b->len, SECURITY_HEADERS);
     buf_free(b);
 }
@@ -814,7 +820,7 @@ void html_main(struct http_req *h)
     json_decref(st);
     json_decref(ct);
     json_decref(cl);
-    page_end(h, &b);
+    page_end(h, &b, false);
 }
 
 /* ------------------------------------------------------------ a follower's page */
@@ -877,7 +883,7 @@ void html_follower(struct http_req *h)
     members_table(&b, cl, true);
     json_decref(st);
     json_decref(cl);
-    page_end(h, &b);
+    page_end(h, &b, true);
 }
 
 /* ------------------------------------------------------------ a destination's page */
@@ -1049,7 +1055,7 @@ void html_destination(struct http_req *h)
     if (!dest_is_temp(d))
         send_form(&b, d->name, false);
     json_decref(j);
-    page_end(h, &b);
+    page_end(h, &b, false);
 }
 
 /* ------------------------------------------------------------ stylesheet and script */

@@ -3,6 +3,7 @@
  * stop cleanly. */
 #include "config.h"
 
+#include <errno.h>
 #include <ev.h>
 #include <getopt.h>
 #include <signal.h>
@@ -54,7 +55,8 @@ static void usage(FILE *out)
             "\n"
             "Logs go to standard error unless log.file is set. SIGTERM or SIGINT stops\n"
             "the broker cleanly; SIGHUP reopens log.file, applies a changed log.level and\n"
-            "reads the users and ACL files again (other keys need a restart). The\n"
+            "reads the users and ACL files again, as well as the keys stompd.conf(5) marks\n"
+            "\"reloaded on SIGHUP\" (other keys need a restart). The\n"
             "installed configuration is\n"
             "%s (see stompd.conf(5)).\n", STOMPD_CONF_FILE);
 }
@@ -98,8 +100,15 @@ static int dump_one(void *ctx, const char *k, size_t kl, const char *v, size_t v
 /* The store of a stopped node as lines that two replicas can diff. */
 static int dump_store(const char *data_dir)
 {
-    char dir[4096], err[512];
+    char dir[4096], err[512], current[4200];
     snprintf(dir, sizeof dir, "%s/store", data_dir);
+    /* opening would create an empty store where there is none (a typo) */
+    snprintf(current, sizeof current, "%s/index/CURRENT", dir);
+    if (access(current, F_OK) != 0) {
+        fprintf(stderr, "stompd: no store under %s (%s: %s); give the node's broker.data_dir\n", data_dir, current,
+                strerror(errno));
+        return 1;
+    }
     log_set_level(LOG_ERR);
     struct store_limits lim = {0};
     if (store_open(dir, &lim, err, sizeof err) != 0) {
@@ -208,7 +217,7 @@ int main(int argc, char **argv)
     if (check_only) {
         /* the certificates too: a renewal can be checked before SIGHUP */
         if (auth_check_config(&config, &config, err, sizeof err) != 0 || acl_check_config(&config, err, sizeof err) != 0 ||
-            tls_start(err, sizeof err) != 0) {
+            node_check_config(err, sizeof err) != 0 || tls_start(err, sizeof err) != 0) {
             fprintf(stderr, "stompd: %s\n", err);
             rc = 1;
             goto out;

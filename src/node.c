@@ -219,9 +219,8 @@ static int transition(enum node_role to, const char *why, const struct entry *e,
 
 /* ------------------------------------------------------------ entry points */
 
-int node_start(char *err, size_t errlen)
+int node_check_config(char *err, size_t errlen)
 {
-    char e2[512];
     /* the replication port hands a slave every persistent message: off
      * loopback, only to a node that proves the shared token */
     if (!strcmp(config.store_type, "replicated-leveldb") && !config.security_token[0] &&
@@ -232,6 +231,15 @@ int node_start(char *err, size_t errlen)
                  config.store_bind);
         return -EINVAL;
     }
+    return 0;
+}
+
+int node_start(char *err, size_t errlen)
+{
+    char e2[512];
+    int crc = node_check_config(err, errlen);
+    if (crc)
+        return crc;
     int rc = persist_open(e2, sizeof e2);
     if (rc) {
         snprintf(err, errlen, "cannot open the store: %s", e2);

@@ -31,6 +31,11 @@ bool node_serving(void);
 /* Is the change from -> to one the node makes? (The transition table.) */
 bool node_transition_allowed(enum node_role from, enum node_role to);
 
+/* The rules --check-config can judge before anything opens (the start
+ * applies them too): a replication port open beyond loopback without a
+ * token. */
+int node_check_config(char *err, size_t errlen);
+
 /* Open the store and take the role the configuration gives: standalone
  * (store.type leveldb or memory), electing (replicated, store.role auto),
  * or master or slave by configuration. */

@@ -62,13 +62,27 @@ def test_bad_configuration_stops_the_start(tmp_path):
     # rules across keys: --check-config and the start refuse with one message
     for sets, says in ((["broker.dlq=notaqueue"], "broker.dlq 'notaqueue' is not a /queue/ destination"),
                        (["store.sync=bogus"], "store.sync"),
-                       (["store.type=replicated-leveldb", "store.role=auto"], "store.role = auto needs")):
+                       (["store.type=replicated-leveldb", "store.role=auto"], "store.role = auto needs"),
+                       (["store.type=replicated-leveldb", "store.role=auto", "zookeeper.address=127.0.0.1"],
+                        "zookeeper.address: '127.0.0.1' is not host:port"),
+                       (["store.type=memory", "store.sync=quorum_disk"], "needs store.type = replicated-leveldb"),
+                       (["stomp.listen="], "stomp.listen is empty")):
         args = [a for kv in sets for a in ("--set", kv)]
         checked = run(*args, "--check-config")
         started = run(*args, "--set", "broker.data_dir=%s" % (tmp_path / "data"))
         assert checked.returncode == 1 and says in checked.stderr, checked.stderr
         assert started.returncode == 1 and says in started.stderr, started.stderr
         assert not (tmp_path / "data").exists()
+    # what the start refuses later, --check-config refuses now
+    r = run("--set", "store.type=replicated-leveldb", "--set", "store.role=master", "--set", "store.bind=0.0.0.0:7",
+            "--check-config")
+    assert r.returncode == 1 and "store.security_token is empty" in r.stderr, r.stderr
+    # a directory given as the file is refused, not read as empty (the defaults)
+    r = run("-c", str(tmp_path), "--check-config")
+    assert r.returncode == 1 and "is a directory" in r.stderr, r.stderr
+    # --dump-store of a directory without a store creates none
+    r = run("--dump-store", str(tmp_path / "dta"))
+    assert r.returncode == 1 and "no store under" in r.stderr and not (tmp_path / "dta").exists(), r.stderr
     r = run("--set", "log.file=%s/no/such/dir/stompd.log" % tmp_path)
     assert r.returncode == 1 and "cannot open the log file" in r.stderr and "(log.file)" in r.stderr
 

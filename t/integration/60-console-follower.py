@@ -58,6 +58,13 @@ def test_slave_page_and_metrics(broker_factory):
     assert lag and int(lag.group(1)) == int(lag.group(2)) - int(lag.group(3)) == 0 and int(lag.group(2)) == head
     assert '<td id="follower-connected">yes</td>' in page and '<td id="zookeeper">none</td>' in page
     assert 'data-refresh="5000"' in page
+    # every JSON page its footer links answers here (the master's own
+    # pages, 503 on a slave, are reached through the master's console)
+    footer = page[page.index('<p class="meta">JSON:'):]
+    links = re.findall(r'href="(/[^"]*)"', footer)
+    assert "/api/status" in links and "/api/overview" not in links, links
+    for link in links:
+        assert http_request(slave.http_port, "GET", link)[0] == 200, link
     # its stylesheet and script are served to it too
     assert http_request(slave.http_port, "GET", "/console.css")[0] == 200
     assert http_request(slave.http_port, "GET", "/console.js")[0] == 200

@@ -115,9 +115,18 @@ static void test_file(void **state)
     assert_int_not_equal(config_load_file(path, err, sizeof err), 0);
     assert_non_null(strstr(err, "stomp.bogus"));
     assert_non_null(strstr(err, path));
+    /* a key before any section: a section line missing its ']' */
+    f = fopen(path, "w");
+    fputs("[stomp\nmax_headers = 7\n", f);
+    fclose(f);
+    assert_int_not_equal(config_load_file(path, err, sizeof err), 0);
+    assert_non_null(strstr(err, "outside any [section]"));
     unlink(path);
     assert_int_not_equal(config_load_file(path, err, sizeof err), 0);
     assert_non_null(strstr(err, "cannot open"));
+    /* a directory opens, and reads as nothing: refused, not the defaults */
+    assert_int_not_equal(config_load_file("/tmp", err, sizeof err), 0);
+    assert_non_null(strstr(err, "is a directory"));
     config_free();
 }
 
@@ -139,7 +148,15 @@ static void test_validate(void **state)
         {{"broker.dlq=/queue/dead.>"}, "wildcard"},
         {{"store.sync=bogus"}, "store.sync"},
         {{"store.sync=quorum_mem"}, "needs store.type = replicated-leveldb"},
-        {{"store.type=memory", "store.sync=quorum_mem"}, NULL},
+        {{"store.type=memory", "store.sync=quorum_mem"}, "needs store.type = replicated-leveldb"},
+        {{"store.type=memory", "store.sync=local_mem"}, NULL},
+        {{"stomp.listen="}, "stomp.listen is empty"},
+        {{"zookeeper.address=127.0.0.1:2181,127.0.0.2:2182/chroot"}, NULL},
+        {{"zookeeper.address=nonsense"}, "zookeeper.address: 'nonsense' is not host:port"},
+        {{"zookeeper.address=127.0.0.1"}, "is not host:port"},
+        {{"zookeeper.address=127.0.0.1:99999"}, "is not host:port"},
+        {{"zookeeper.address=127.0.0.1:0"}, "is not host:port"},
+        {{"zookeeper.address=127.0.0.1:2181,,h:1"}, "'' is not host:port"},
         {{"store.type=replicated-leveldb", "store.role=auto"}, "store.role = auto needs [zookeeper] address"},
         {{"store.type=replicated-leveldb", "store.role=auto", "zookeeper.address=127.0.0.1:2181"}, NULL},
         {{"store.type=replicated-leveldb", "store.role=slave"}, "store.role = slave needs store.master"},
