@@ -33,6 +33,7 @@ static size_t conn_may_write(const struct stream *s);
 static void conn_timeout(struct stream *s);
 static void conn_closed(struct stream *s, const char *why);
 static bool conn_eof(struct stream *s);
+static void answers_late(struct conn *c);
 static void conn_release(struct stream *s);
 
 static const struct stream_ops conn_ops = {
@@ -222,6 +223,13 @@ static void conn_timeout(struct stream *s)
         break;
     }
     double next = 3600;
+    if (c->answer_by > 0) {
+        if (now >= c->answer_by) {
+            answers_late(c);
+            return;
+        }
+        next = c->answer_by - now;
+    }
     if (c->frame_started > 0 && !c->st.paused) {
         double limit = (double)config.frame_timeout / 1000.0, took = now - c->frame_started;
         if (took >= limit) {
@@ -361,6 +369,34 @@ void conn_output_lost(struct conn *c, const char *why)
     conn_want_flush(c);
 }
 
+/* A deferred ERROR or close waits for the answers before it no longer
+ * than this: a master without its quorum may never answer them. */
+static void answer_within(struct conn *c, double seconds)
+{
+    c->answer_by = ev_now(srv.loop) + seconds;
+    double left = stream_timer_remaining(&c->st);
+    if (left < 0 || left > seconds)
+        stream_set_timer(&c->st, seconds);
+}
+
+/* They did not come in time: the ERROR goes now, or the connection
+ * closes. The RECEIPTs still waiting are not sent (their messages may
+ * still be stored, as for any connection that ends before its RECEIPT). */
+static void answers_late(struct conn *c)
+{
+    const struct op *last = TAILQ_LAST(&c->ops, op_list);
+    c->answer_by = 0;
+    if (last && last->error) {
+        char message[256], receipt[256], detail[768];
+        snprintf(message, sizeof message, "%s", last->error);
+        snprintf(receipt, sizeof receipt, "%s", last->receipt ? last->receipt : "");
+        snprintf(detail, sizeof detail, "%s", last->error_detail ? last->error_detail : last->error);
+        conn_error(c, message, receipt[0] ? receipt : NULL, detail);
+    } else {
+        conn_close(c, "peer closed its side; the answers it waits for did not come in time");
+    }
+}
+
 void conn_refuse(struct conn *c, const char *message, const char *receipt, const char *detail)
 {
     if (c->state >= CONN_CLOSING)
@@ -372,6 +408,7 @@ void conn_refuse(struct conn *c, const char *message, const char *receipt, const
     /* as a DISCONNECT: nothing after it is read, nothing more delivered */
     clog_debug(c, "ERROR %s: after the answers to the %u frames before it", message, c->nops);
     conn_pause(c, PAUSE_CLOSING);
+    answer_within(c, CLOSE_LINGER);
     op_submit(op_refusal(c, message, receipt, detail));
 }
 
@@ -386,6 +423,7 @@ static bool conn_eof(struct stream *s)
         return false;
     clog_debug(c, "peer closed its side: closing after the answers to the %u frames waiting", c->nops);
     conn_pause(c, PAUSE_CLOSING);
+    answer_within(c, CLOSE_LINGER);
     op_submit(op_disconnect(c, NULL, 0));
     return true;
 }

@@ -190,11 +190,13 @@ const char *send_check_held(struct conn *c, struct frame *f)
         route_free(&r);
         return err;
     }
-    route_free(&r);
+    /* a copy the store would take (publish_one: never a temporary one's) */
     const char *p = frame_get(f, "persistent");
-    if (p && !strcmp(p, "true") && persist_enabled() && persist_failed())
-        return "the broker's store has failed and refuses persistent messages";
-    return NULL;
+    bool refused = false;
+    for (uint32_t i = 0; i < r.n && p && !strcmp(p, "true") && persist_enabled() && persist_failed(); i++)
+        refused |= !dest_is_temp(r.v[i]);
+    route_free(&r);
+    return refused ? "the broker's store has failed and refuses persistent messages" : NULL;
 }
 
 int handle_send(struct conn *c, struct frame *f, uint64_t *lsn)

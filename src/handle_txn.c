@@ -50,8 +50,8 @@ int handle_commit(struct conn *c, struct frame *f, uint64_t *lsn)
         const char *why = t->frames[i].cmd == CMD_SEND ? send_check_held(c, &t->frames[i]) : NULL;
         if (why) {
             proto_fail("transaction not committed",
-                       "SEND %u of transaction '%.128s' to '%.200s' cannot be applied (%s); nothing of the "
-                       "transaction was applied.",
+                       "Frame %u of transaction '%.128s' (a SEND to '%.200s') cannot be applied (%s); nothing of "
+                       "the transaction was applied.",
                        i + 1, tx, frame_get(&t->frames[i], "destination"), why);
             txn_end(c, t);
             return -EPROTO;

@@ -408,8 +408,7 @@ static void serve(struct http_req *r)
     }
     /* HEAD: what GET would answer, without the body (RFC 9110 9.3.2) */
     bool get = !strcmp(rt->method, "GET");
-    r->head = get && r->parser.method == HTTP_HEAD;
-    if (!r->head && strcmp(http_method_str((enum http_method)r->parser.method), rt->method) != 0) {
+    if (!(r->head && get) && strcmp(http_method_str((enum http_method)r->parser.method), rt->method) != 0) {
         char hdr[96];
         snprintf(hdr, sizeof hdr, "Allow: %s\r\n", get ? "GET, HEAD" : rt->method);
         http_respond_error(r, 405, "method not allowed here", hdr);
@@ -459,6 +458,7 @@ static void login_gone(void *arg)
 static void route(struct http_req *r)
 {
     H.requests++;
+    r->head = r->parser.method == HTTP_HEAD; /* every answer to it goes without its body */
     if (r->nhost > 1 || r->nauth > 1) {
         http_respond_error(r, 400, r->nhost > 1 ? "more than one Host header" : "more than one Authorization header",
                            NULL);

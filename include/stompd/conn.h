@@ -52,6 +52,8 @@ struct conn {
     uint32_t hb_rx_ms;          /* client -> server interval, 0 = none */
     uint32_t hb_tx_ms;          /* server -> client interval, 0 = none */
     ev_tstamp frame_started;    /* a frame's first bytes came then and it is not whole yet (0: none) */
+    ev_tstamp answer_by;        /* a deferred ERROR or close (conn_refuse, the peer's half-close) waits for
+                                 * the answers before it until then (0: none waits) */
     struct frame_parser parser;
     struct sub *subs;           /* by id */
     uint32_t nsubs;

@@ -181,7 +181,7 @@ def test_commit_applies_all_or_nothing(broker):
     p.send("COMMIT", {"transaction": "t", "receipt": "c"})
     f = p.expect_error("transaction not committed")
     assert f["receipt-id"] == "c"
-    assert "SEND 2" in f.body.decode() and "nothing of the transaction was applied" in f.body.decode()
+    assert "Frame 2 " in f.body.decode() and "nothing of the transaction was applied" in f.body.decode()
     rx.expect_nothing(0.5)
     # the same transaction without it commits whole
     p = connected(broker.port)

@@ -322,6 +322,32 @@ def test_receipts_of_stored_sends_come_before_the_end(broker_factory, end):
     assert [m.body for m in drain(b.port, "/queue/tail")] == [b"%d" % i for i in range(20)]
 
 
+@pytest.mark.parametrize("end", ["bad frame", "half-close"])
+def test_a_deferred_end_waits_for_receipts_no_longer_than_the_linger(broker_factory, end):
+    """A master without its quorum may never answer a SEND (here
+    store.quorum_timeout = 0: it waits for ever). The ERROR for a later bad
+    frame, or the close after the client's half-close, waits for that
+    RECEIPT 5 s at most, then goes without it: before, the connection (and
+    its slot) stayed as long as the quorum was lost, and bytes after the
+    bad frame kept its heart-beat alive."""
+    b = broker_factory(replicated("m", free_port(), "master", store__replicas="3", store__quorum_timeout="0"))
+    # the bad frame's client promises heart-beats it never sends: the bytes
+    # left after the bad frame must not pass for them
+    c = connected(b.port, headers={"heart-beat": "500,0"} if end == "bad frame" else None)
+    c.send("SEND", {"destination": "/queue/noquorum", "persistent": "true", "receipt": "r"}, b"x")
+    t0 = time.time()
+    if end == "bad frame":
+        c.sock.sendall(b"BOGUS\nreceipt:bad\n\n\0SEND\ndestination:/queue/noquorum\n\nnever read\0")
+        f = c.recv(timeout=30)
+        assert f.command == "ERROR" and f["receipt-id"] == "bad" and "unknown command" in f["message"], f
+        c.expect_closed(timeout=10)
+    else:
+        c.sock.shutdown(socket.SHUT_WR)
+        c.expect_closed(timeout=30)
+    assert 4.0 <= time.time() - t0, "it did not wait for the RECEIPT"
+    assert http_json(b.http_port, "/api/counters")["connections"] == 0
+
+
 def test_non_persistent_gone_persistent_kept(broker_factory):
     b = broker_factory()
     p = connected(b.port)
