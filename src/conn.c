@@ -387,7 +387,7 @@ static void answers_late(struct conn *c)
     const struct op *last = TAILQ_LAST(&c->ops, op_list);
     c->answer_by = 0;
     if (last && last->error) {
-        char message[256], receipt[256], detail[768];
+        char message[256], receipt[256], detail[1024];
         snprintf(message, sizeof message, "%s", last->error);
         snprintf(receipt, sizeof receipt, "%s", last->receipt ? last->receipt : "");
         snprintf(detail, sizeof detail, "%s", last->error_detail ? last->error_detail : last->error);

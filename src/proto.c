@@ -111,7 +111,7 @@ static void proto_dispatch(struct conn *c, struct frame *f, const char *receipt)
     int rc = cmd->fn(c, f, &lsn);
     if (rc < 0) {
         conn_refuse(c, fail_message[0] ? fail_message : "request failed", receipt,
-                   fail_detail[0] ? fail_detail : NULL);
+                    fail_detail[0] ? fail_detail : NULL);
         return;
     }
     if (rc != 0 || !receipt || f->cmd == CMD_CONNECT || f->cmd == CMD_STOMP)
