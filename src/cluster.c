@@ -1310,16 +1310,22 @@ static bool ensemble_on_loopback(const char *list)
     return true;
 }
 
-int cluster_start(char *err, size_t errlen)
+/* The cluster's znode: zookeeper.path, or one per broker.name. */
+static void root_path(char *out, size_t len)
+{
+    if (config.zk_path[0])
+        snprintf(out, len, "%s", config.zk_path);
+    else
+        snprintf(out, len, "/stompd/%s", config.broker_name);
+}
+
+/* What the start would refuse, judged from the configuration and this
+ * machine's addresses alone (also by --check-config): the address the
+ * other nodes reach this one at, and the znode path. */
+int cluster_check_config(char *err, size_t errlen)
 {
     if (!config.zk_address[0])
         return 0;
-    if (!config.zk_password[0] && !ensemble_on_loopback(config.zk_address))
-        log_warn("zookeeper: %s is not on loopback and zookeeper.password is empty: anyone who reaches "
-                 "ZooKeeper can rewrite this cluster's membership (and stop it, or have it elect another master); "
-                 "set zookeeper.password, the same on every node, so the cluster's znodes carry a digest ACL "
-                 "(README: Securing stompd)",
-                 config.zk_address);
     char host[256];
     int port;
     if (config_split_hostport(config.store_bind, host, sizeof host, &port) != 0) {
@@ -1335,29 +1341,43 @@ int cluster_start(char *err, size_t errlen)
     int rc = check_hostname(adv, err, errlen);
     if (rc)
         return rc;
-    snprintf(Z.my_id, sizeof Z.my_id, "%s", store_info()->node_id);
-    advertised(config.stomp_listen, Z.stomp_addr, sizeof Z.stomp_addr);
-    if (config.store_advertise[0]) {
-        /* a proxy or NAT in front of store.bind: the others go through it */
-        char ah[256];
-        int ap;
-        if (config_split_hostport(config.store_advertise, ah, sizeof ah, &ap) != 0 || !ah[0]) {
-            snprintf(err, errlen, "store.advertise '%s' is not host:port", config.store_advertise);
-            return -EINVAL;
-        }
-        snprintf(Z.repl_addr, sizeof Z.repl_addr, "%s", config.store_advertise);
-    } else {
-        advertised(config.store_bind, Z.repl_addr, sizeof Z.repl_addr);
-    }
-    advertised(config.http_listen, Z.http_addr, sizeof Z.http_addr);
-    if (config.zk_path[0])
-        snprintf(Z.root, sizeof Z.root, "%s", config.zk_path);
-    else
-        snprintf(Z.root, sizeof Z.root, "/stompd/%s", config.broker_name);
-    if (Z.root[0] != '/' || Z.root[strlen(Z.root) - 1] == '/') {
-        snprintf(err, errlen, "zookeeper.path '%s' must start with / and not end with /", Z.root);
+    char ah[256];
+    int ap;
+    if (config.store_advertise[0] &&
+        (config_split_hostport(config.store_advertise, ah, sizeof ah, &ap) != 0 || !ah[0])) {
+        snprintf(err, errlen, "store.advertise '%s' is not host:port", config.store_advertise);
         return -EINVAL;
     }
+    char root[sizeof Z.root];
+    root_path(root, sizeof root);
+    if (root[0] != '/' || root[strlen(root) - 1] == '/') {
+        snprintf(err, errlen, "zookeeper.path '%s' must start with / and not end with /", root);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int cluster_start(char *err, size_t errlen)
+{
+    if (!config.zk_address[0])
+        return 0;
+    int rc = cluster_check_config(err, errlen);
+    if (rc)
+        return rc;
+    if (!config.zk_password[0] && !ensemble_on_loopback(config.zk_address))
+        log_warn("zookeeper: %s is not on loopback and zookeeper.password is empty: anyone who reaches "
+                 "ZooKeeper can rewrite this cluster's membership (and stop it, or have it elect another master); "
+                 "set zookeeper.password, the same on every node, so the cluster's znodes carry a digest ACL "
+                 "(README: Securing stompd)",
+                 config.zk_address);
+    snprintf(Z.my_id, sizeof Z.my_id, "%s", store_info()->node_id);
+    advertised(config.stomp_listen, Z.stomp_addr, sizeof Z.stomp_addr);
+    if (config.store_advertise[0]) /* a proxy or NAT in front of store.bind: the others go through it */
+        snprintf(Z.repl_addr, sizeof Z.repl_addr, "%s", config.store_advertise);
+    else
+        advertised(config.store_bind, Z.repl_addr, sizeof Z.repl_addr);
+    advertised(config.http_listen, Z.http_addr, sizeof Z.http_addr);
+    root_path(Z.root, sizeof Z.root);
     snprintf(Z.members_path, sizeof Z.members_path, "%s/members", Z.root);
     snprintf(Z.master_path, sizeof Z.master_path, "%s/master", Z.root);
     snprintf(Z.epoch_path, sizeof Z.epoch_path, "%s/epoch", Z.root);

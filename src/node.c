@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "stompd/cluster.h"
 #include "stompd/commit.h"
 #include "stompd/config.h"
 #include "stompd/dest.h"
@@ -231,6 +232,8 @@ int node_check_config(char *err, size_t errlen)
                  config.store_bind);
         return -EINVAL;
     }
+    if (!strcmp(config.store_type, "replicated-leveldb"))
+        return cluster_check_config(err, errlen);
     return 0;
 }
 

@@ -21,6 +21,10 @@ struct cluster_member {
 
 /* Start the ZooKeeper session (no-op without zookeeper.address). */
 int cluster_start(char *err, size_t errlen) __attribute__((warn_unused_result));
+/* What cluster_start would refuse, without starting anything (--check-config
+ * too): the address others reach this node at (store.bind, store.hostname,
+ * store.advertise) and zookeeper.path. */
+int cluster_check_config(char *err, size_t errlen) __attribute__((warn_unused_result));
 void cluster_stop(void);
 bool cluster_enabled(void);
 bool cluster_connected(void);

@@ -33,7 +33,7 @@ bool node_transition_allowed(enum node_role from, enum node_role to);
 
 /* The rules --check-config can judge before anything opens (the start
  * applies them too): a replication port open beyond loopback without a
- * token. */
+ * token; in a cluster, cluster_check_config's. */
 int node_check_config(char *err, size_t errlen);
 
 /* Open the store and take the role the configuration gives: standalone

@@ -77,6 +77,12 @@ def test_bad_configuration_stops_the_start(tmp_path):
     r = run("--set", "store.type=replicated-leveldb", "--set", "store.role=master", "--set", "store.bind=0.0.0.0:7",
             "--check-config")
     assert r.returncode == 1 and "store.security_token is empty" in r.stderr, r.stderr
+    zk = ["--set", "store.type=replicated-leveldb", "--set", "zookeeper.address=127.0.0.1:2181"]
+    r = run(*zk, "--set", "store.hostname=192.0.2.11", "--check-config")  # TEST-NET-1: nobody's address
+    assert r.returncode == 1 and "does not resolve to an address of this machine" in r.stderr, r.stderr
+    r = run(*zk, "--set", "zookeeper.path=relative", "--check-config")
+    assert r.returncode == 1 and "zookeeper.path 'relative' must start with /" in r.stderr, r.stderr
+    assert run(*zk, "--check-config").returncode == 0
     # a directory given as the file is refused, not read as empty (the defaults)
     r = run("-c", str(tmp_path), "--check-config")
     assert r.returncode == 1 and "is a directory" in r.stderr, r.stderr
