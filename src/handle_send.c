@@ -130,14 +130,25 @@ static int send_headers(struct frame *f, bool *persistent, int64_t *prio, int64_
     return 0;
 }
 
-int send_message(struct conn *c, struct frame *f, struct op *batch)
+/* What a SEND must have, whether it is published now or held by a
+ * transaction: a destination and valid message and scheduling headers.
+ * Returns the destination, or NULL (the ERROR is set). */
+static const char *send_checked(struct frame *f, bool *persistent, int64_t *prio, int64_t *expires)
 {
     const char *name = frame_get(f, "destination");
-    if (!name)
-        return proto_fail("missing destination header", "SEND requires a destination header.");
+    if (!name) {
+        proto_fail("missing destination header", "SEND requires a destination header.");
+        return NULL;
+    }
+    return send_headers(f, persistent, prio, expires) == 0 && check_schedule(f) == 0 ? name : NULL;
+}
+
+int send_message(struct conn *c, struct frame *f, struct op *batch)
+{
     bool persistent;
     int64_t prio, expires;
-    if (send_headers(f, &persistent, &prio, &expires) != 0 || check_schedule(f) != 0)
+    const char *name = send_checked(f, &persistent, &prio, &expires);
+    if (!name)
         return -EPROTO;
     struct route r;
     if (send_route(c, name, batch != NULL, &r) != 0)
@@ -190,11 +201,13 @@ const char *send_check_held(struct conn *c, struct frame *f)
         route_free(&r);
         return err;
     }
-    /* a copy the store would take (publish_one: never a temporary one's) */
+    /* a failed store refuses any copy it would take (publish_one: never
+     * a temporary destination's) */
     const char *p = frame_get(f, "persistent");
     bool refused = false;
-    for (uint32_t i = 0; i < r.n && p && !strcmp(p, "true") && persist_enabled() && persist_failed(); i++)
-        refused |= !dest_is_temp(r.v[i]);
+    if (p && !strcmp(p, "true") && persist_enabled() && persist_failed())
+        for (uint32_t i = 0; i < r.n && !refused; i++)
+            refused = !dest_is_temp(r.v[i]);
     route_free(&r);
     return refused ? "the broker's store has failed and refuses persistent messages" : NULL;
 }
@@ -204,12 +217,10 @@ int handle_send(struct conn *c, struct frame *f, uint64_t *lsn)
     const char *tx = frame_get(f, "transaction");
     if (tx) {
         /* Check what can be checked now, so errors come with the frame. */
-        const char *name = frame_get(f, "destination");
-        if (!name)
-            return proto_fail("missing destination header", "SEND requires a destination header.");
         bool persistent;
         int64_t prio, expires;
-        if (send_headers(f, &persistent, &prio, &expires) != 0 || check_schedule(f) != 0)
+        const char *name = send_checked(f, &persistent, &prio, &expires);
+        if (!name)
             return -EPROTO;
         /* The destinations are created now, not at COMMIT, so a full
          * registry refuses this frame rather than losing it then. */
