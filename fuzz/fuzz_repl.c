@@ -121,8 +121,10 @@ static void read_frame(uint8_t type, struct reading *x)
         str(x, &len);
         u64(x);
         break;
-    case R_REFUSE:
+    case R_REFUSE: /* repl_slave.c link_frame: the kind byte is optional */
         str(x, &len);
+        if (x->r.left)
+            u8(x);
         break;
     case R_SNAPSHOT_BEGIN:
         u64(x);

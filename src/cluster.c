@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 #include <zookeeper/zookeeper.h>
 
@@ -117,6 +118,12 @@ static void ctx_free(struct zctx *c)
 }
 
 
+/* A master refused this node's store.security_token: "id/run" of that
+ * master process. A node keeps the last few it met. */
+#define MAX_REFUSALS 4
+#define RUN_LEN 16
+#define REFUSAL_LEN (40 + 1 + RUN_LEN)
+
 struct mem {
     char name[64];
     bool have_data;
@@ -124,6 +131,10 @@ struct mem {
     char role[16];
     char broker[128];
     char stomp[128], repl[128], http[128];
+    char run[RUN_LEN + 1];       /* its process (a restart has a new one) */
+    char refused_by[MAX_REFUSALS][REFUSAL_LEN + 1];
+    int nrefused;
+    bool self_refused;           /* it stepped down as refused, and says so */
 };
 
 static struct {
@@ -157,12 +168,17 @@ static struct {
     ev_tstamp claim_after;  /* and claims again no sooner than this */
     int failed_starts;      /* in a row: the wait before the next claim doubles */
     bool led;               /* this node was master in this session */
+    char run[RUN_LEN + 1];  /* this process, in hex: what refusals name */
+    char refused_by[MAX_REFUSALS][REFUSAL_LEN + 1]; /* masters that refused our token, oldest first */
+    int nrefused;
+    bool refused;           /* stepped down as refused (STEPDOWN_REFUSED): out of elections until a
+                             * master proves our token, or a restart */
     ev_tstamp disconnected_since;
     ev_tstamp last_heard;  /* latest sending time of a request the server answered */
     ev_tstamp probe_sent;
     ev_tstamp grace_until; /* after the loop's own long work: wait for a probe */
     bool probing;
-    char published[1024];
+    char published[2048];   /* the member data last set (three addresses, refusals) */
     /* events from ZooKeeper's threads */
     struct handoff events;
     ev_async async;
@@ -383,10 +399,14 @@ static char *member_json(void)
     const char *role = node_role() == NODE_MASTER ? "master"
                        : node_role() == NODE_SLAVE ? "slave"
                                                    : "electing";
-    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:b}", "id", Z.my_id, "broker",
+    json_t *refused = json_array();
+    for (int i = 0; i < Z.nrefused; i++)
+        json_array_append_new(refused, json_string(Z.refused_by[i]));
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:b, s:s, s:o, s:b}", "id", Z.my_id, "broker",
                           config.broker_name, "stomp", Z.stomp_addr, "repl", Z.repl_addr, "http", Z.http_addr,
                           "epoch", (json_int_t)e, "lsn", (json_int_t)lsn, "weight", (json_int_t)config.weight,
-                          "role", role, "unfit", ev_now(srv.loop) < Z.unfit_until);
+                          "role", role, "unfit", ev_now(srv.loop) < Z.unfit_until, "run", Z.run, "refused_by",
+                          refused, "refused", Z.refused);
     char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(j);
     return s;
@@ -432,11 +452,14 @@ static void parse_member(struct mem *m, const char *value)
     json_error_t jerr;
     json_t *j = json_loads(value, 0, &jerr);
     const char *id = "", *role = "", *broker = "", *stomp = "", *repl = "", *http = "";
+    const char *run = "";
     json_int_t epoch = 0, lsn = 0, weight = 1;
-    int unfit = 0;
-    if (!j || json_unpack(j, "{s?s, s?s, s?s, s?s, s?s, s?s, s?I, s?I, s?I, s?b}", "id", &id, "role", &role, "broker",
-                          &broker, "stomp", &stomp, "repl", &repl, "http", &http, "epoch", &epoch, "lsn", &lsn,
-                          "weight", &weight, "unfit", &unfit) != 0) {
+    int unfit = 0, self_refused = 0;
+    json_t *refused = NULL;
+    if (!j || json_unpack(j, "{s?s, s?s, s?s, s?s, s?s, s?s, s?I, s?I, s?I, s?b, s?s, s?o, s?b}", "id", &id, "role",
+                          &role, "broker", &broker, "stomp", &stomp, "repl", &repl, "http", &http, "epoch", &epoch,
+                          "lsn", &lsn, "weight", &weight, "unfit", &unfit, "run", &run, "refused_by", &refused,
+                          "refused", &self_refused) != 0) {
         log_warn("zookeeper: member %s has unreadable data", m->name);
         json_decref(j);
         return;
@@ -452,6 +475,15 @@ static void parse_member(struct mem *m, const char *value)
     m->m.weight = weight;
     m->m.unfit = unfit != 0;
     m->m.ready = !strcmp(role, "electing");
+    snprintf(m->run, sizeof m->run, "%s", run);
+    m->self_refused = self_refused != 0;
+    m->nrefused = 0;
+    size_t k;
+    json_t *v;
+    json_array_foreach(refused, k, v) {
+        if (json_is_string(v) && m->nrefused < MAX_REFUSALS)
+            snprintf(m->refused_by[m->nrefused++], sizeof m->refused_by[0], "%s", json_string_value(v));
+    }
     m->have_data = true;
     json_decref(j);
 }
@@ -508,6 +540,8 @@ static void step_down(const char *why)
 
 static int live_members(void);
 static double session_s(void);
+static struct mem *my_member(void);
+static uint32_t refusers_of(const struct mem *m);
 
 /* The step-down rule (election.c's stepdown_decide) on what this node
  * knows now; acts on it. Returns true when it stepped down. */
@@ -516,6 +550,7 @@ static bool check_leadership(bool session_lost)
     if (node_role() != NODE_MASTER)
         return false;
     ev_tstamp now = ev_now(srv.loop);
+    const struct mem *me = my_member();
     struct stepdown_facts f = {
         .session_lost = session_lost,
         .loop_gap = Z.poll_started > 0 ? ev_time() - Z.poll_started : 0,
@@ -531,16 +566,21 @@ static bool check_leadership(bool session_lost)
                   : !strcmp(Z.master_id, Z.my_id) ? MASTER_ZNODE_SELF
                   : Z.master_id[0] ? MASTER_ZNODE_OTHER : MASTER_ZNODE_UNKNOWN,
         .claim_pending = Z.pending_epoch != 0,
+        .refusers = me ? refusers_of(me) : 0,
+        .replicas = (uint32_t)config.replicas,
     };
     enum stepdown d = stepdown_decide(&f);
     if (d == STAY_MASTER)
         return false;
+    if (d == STEPDOWN_REFUSED)
+        Z.refused = true; /* said in the znode of the session below */
     char why[200];
     stepdown_explain(d, &f, why, sizeof why);
     step_down(why);
-    if (d == STEPDOWN_PAUSED) {
+    if (d == STEPDOWN_PAUSED || d == STEPDOWN_REFUSED) {
         /* its session may live on, and its master znode with it: a new
-         * session drops both */
+         * session drops both (a refused node's process stays refused:
+         * refusals name the process, not the session) */
         Z.registered = false;
         start_session();
         Z.poll_started = ev_time();
@@ -639,6 +679,92 @@ static bool superseded(const struct mem *m)
             return true;
     }
     return false;
+}
+
+/* How many registered members say m's process refused their
+ * store.security_token (election_refused decides what that means). */
+static uint32_t refusers_of(const struct mem *m)
+{
+    if (!m->have_data || !m->run[0])
+        return 0;
+    char key[REFUSAL_LEN + 1];
+    snprintf(key, sizeof key, "%s/%s", m->m.id, m->run);
+    uint32_t n = 0;
+    for (int i = 0; i < Z.nmembers; i++) {
+        const struct mem *o = &Z.members[i];
+        if (o == m || !o->have_data || superseded(o) || !strcmp(o->m.id, m->m.id))
+            continue;
+        for (int k = 0; k < o->nrefused; k++)
+            if (!strcmp(o->refused_by[k], key)) {
+                n++;
+                break;
+            }
+    }
+    return n;
+}
+
+static struct mem *my_member(void)
+{
+    for (int i = 0; i < Z.nmembers; i++)
+        if (Z.members[i].m.seq == Z.my_seq && Z.members[i].have_data)
+            return &Z.members[i];
+    return NULL;
+}
+
+/* Out of elections: it stepped down as refused and says so, or enough
+ * members say its process refused their token (it may not have read
+ * them yet, or may not be master to step down). */
+static bool member_refused(const struct mem *m)
+{
+    if (m->m.seq == Z.my_seq && Z.refused)
+        return true;
+    return m->self_refused || election_refused(refusers_of(m), (uint32_t)config.replicas);
+}
+
+/* A master refused our proof of the token, or proved its own (ok). A
+ * refusal is said in our member znode: when enough members say it of
+ * one master process, it gives way (election_refused). Which of the two
+ * tokens is wrong, one refusal cannot tell; a quorum's worth can. */
+static void token_outcome(const char *master_id, bool ok)
+{
+    if (ok) {
+        /* our token is a master's: nothing to hold against that node,
+         * and this one stands again if it stood down as refused */
+        int k = 0;
+        size_t idlen = strlen(master_id);
+        for (int i = 0; i < Z.nrefused; i++)
+            if (strncmp(Z.refused_by[i], master_id, idlen) || Z.refused_by[i][idlen] != '/')
+                memmove(Z.refused_by[k++], Z.refused_by[i], sizeof Z.refused_by[0]);
+        bool changed = k != Z.nrefused || Z.refused;
+        Z.nrefused = k;
+        if (Z.refused)
+            log_info("cluster: master %s proved this node's store.security_token: this node stands in elections "
+                     "again", master_id);
+        Z.refused = false;
+        if (changed)
+            publish(false);
+        return;
+    }
+    const struct mem *m = NULL;
+    for (int i = 0; i < Z.nmembers; i++)
+        if (Z.members[i].have_data && !superseded(&Z.members[i]) && !strcmp(Z.members[i].m.id, master_id))
+            m = &Z.members[i];
+    if (!m || !m->run[0])
+        return; /* not a member we know (yet): the next refusal names it */
+    char key[REFUSAL_LEN + 1];
+    snprintf(key, sizeof key, "%s/%s", m->m.id, m->run);
+    for (int i = 0; i < Z.nrefused; i++)
+        if (!strcmp(Z.refused_by[i], key))
+            return;
+    if (Z.nrefused == MAX_REFUSALS) {
+        memmove(Z.refused_by[0], Z.refused_by[1], sizeof Z.refused_by[0] * (MAX_REFUSALS - 1));
+        Z.nrefused--;
+    }
+    snprintf(Z.refused_by[Z.nrefused++], sizeof Z.refused_by[0], "%s", key);
+    log_warn("cluster: master %s refused this node's store.security_token: one of the two differs from the other "
+             "members'; a master that a quorum's worth of members cannot prove the token to gives way",
+             master_id);
+    publish(false);
 }
 
 static int live_members(void)
@@ -763,6 +889,7 @@ static void evaluate(void)
             continue;
         cand[n] = m->m;
         cand[n].seq = m->m.seq;
+        cand[n].refused = member_refused(m);
         if (m->m.seq == Z.my_seq) {
             /* our own view of ourselves is the freshest */
             uint64_t e;
@@ -1357,6 +1484,16 @@ int cluster_check_config(char *err, size_t errlen)
     return 0;
 }
 
+/* A random id for this process: refusals name it, so a node restarted
+ * (with its token put right, say) stands again. */
+static void make_run_id(void)
+{
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
+        r = ((uint64_t)getpid() << 32) ^ (uint64_t)(ev_time() * 1e6);
+    snprintf(Z.run, sizeof Z.run, "%016" PRIx64, r);
+}
+
 int cluster_start(char *err, size_t errlen)
 {
     if (!config.zk_address[0])
@@ -1392,6 +1529,8 @@ int cluster_start(char *err, size_t errlen)
     ev_prepare_start(srv.loop, &Z.before_poll);
     ev_check_init(&Z.after_poll, after_poll_cb);
     ev_check_start(srv.loop, &Z.after_poll);
+    make_run_id();
+    repl_slave_on_token(token_outcome);
     Z.running = true;
     start_session();
     log_info("cluster: ZooKeeper %s, path %s, session timeout %lld ms", config.zk_address, Z.root,
@@ -1455,6 +1594,7 @@ size_t cluster_members(struct cluster_member *out, size_t max)
         o->lsn = m->m.lsn;
         o->weight = m->m.weight;
         o->self = m->m.seq == Z.my_seq;
+        o->refused = member_refused(m);
     }
     return n;
 }

@@ -479,11 +479,12 @@ json_t *console_cluster_json(void)
         if (m[i].lsn > head)
             head = m[i].lsn;
     for (size_t i = 0; i < n; i++) {
-        json_array_append_new(members, json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:b}", "znode",
+        json_array_append_new(members, json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:b, s:b}", "znode",
                                                  m[i].znode, "id", m[i].id, "role", m[i].role, "stomp", m[i].stomp,
                                                  "http", m[i].http, "epoch", (json_int_t)m[i].epoch, "lsn",
                                                  (json_int_t)m[i].lsn, "lag", (json_int_t)(head - m[i].lsn),
-                                                 "weight", (json_int_t)m[i].weight, "self", m[i].self));
+                                                 "weight", (json_int_t)m[i].weight, "self", m[i].self, "refused",
+                                                 m[i].refused));
     }
     json_object_set_new(o, "members", members);
     json_object_set_new(o, "replicas", replicas_json());

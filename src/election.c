@@ -28,17 +28,27 @@ bool election_better(const struct member *a, const struct member *b)
 enum election_result election_decide(const struct member *m, size_t n, uint32_t replicas, size_t *winner)
 {
     uint32_t quorum = replicas / 2 + 1;
-    if (n < quorum)
-        return ELECT_NO_QUORUM;
-    size_t best = 0;
+    size_t standing = 0, best = n;
     for (size_t i = 0; i < n; i++) {
-        if (!m[i].ready)
-            return ELECT_WAITING;
-        if (i && election_better(&m[i], &m[best]))
+        if (m[i].refused)
+            continue;
+        standing++;
+        if (best == n || election_better(&m[i], &m[best]))
             best = i;
     }
+    if (standing < quorum)
+        return ELECT_NO_QUORUM;
+    for (size_t i = 0; i < n; i++)
+        if (!m[i].refused && !m[i].ready)
+            return ELECT_WAITING;
     *winner = best;
     return ELECT_CANDIDATE;
+}
+
+bool election_refused(uint32_t refusers, uint32_t replicas)
+{
+    uint32_t quorum = replicas / 2 + 1;
+    return refusers > 0 && refusers >= replicas - quorum + 1;
 }
 
 enum stepdown stepdown_decide(const struct stepdown_facts *f)
@@ -58,6 +68,8 @@ enum stepdown stepdown_decide(const struct stepdown_facts *f)
         return STAY_MASTER;
     if (f->live_members < f->quorum)
         return STEPDOWN_NO_QUORUM;
+    if (election_refused(f->refusers, f->replicas))
+        return STEPDOWN_REFUSED;
     if (f->master == MASTER_ZNODE_OTHER)
         return STEPDOWN_OTHER_MASTER;
     if (f->master == MASTER_ZNODE_NONE && !f->claim_pending)
@@ -90,6 +102,12 @@ void stepdown_explain(enum stepdown d, const struct stepdown_facts *f, char *out
         break;
     case STEPDOWN_MASTER_GONE:
         snprintf(out, len, "the master znode is gone");
+        break;
+    case STEPDOWN_REFUSED:
+        snprintf(out, len,
+                 "%u of the %u members refused this node's store.security_token as its slaves: it cannot gather "
+                 "a quorum, and stays out of elections until a master proves the same token to it, or it restarts",
+                 f->refusers, f->replicas);
         break;
     }
 }

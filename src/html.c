@@ -671,6 +671,8 @@ static void members_table(struct buf *b, json_t *cl, bool links)
             buf_append_str(b, " (this node)");
         buf_append_str(b, "</td><td>");
         esc(b, jstr(m, "role"));
+        if (json_is_true(json_object_get(m, "refused")))
+            buf_append_str(b, " <span class=\"warn\">(its store.security_token refused: out of elections)</span>");
         buf_append_str(b, "</td><td>");
         esc(b, jstr(m, "stomp"));
         buf_append_str(b, "</td><td>");

@@ -464,7 +464,7 @@ static void console_addr(char *out, size_t len)
         snprintf(out, len, "%s:%d", config.store_hostname[0] ? config.store_hostname : host, port);
 }
 
-static void refuse(struct session *s, const char *why)
+static void refuse_as(struct session *s, uint8_t kind, const char *why)
 {
     if (s->claimed[0])
         log_warn("replication: refusing %s (node %s): %s", repl_peer_name(s->peer), s->claimed, why);
@@ -472,8 +472,14 @@ static void refuse(struct session *s, const char *why)
         log_warn("replication: refusing %s: %s", repl_peer_name(s->peer), why);
     size_t f = repl_frame_begin(repl_peer_out(s->peer), R_REFUSE);
     repl_put_str(repl_peer_out(s->peer), why, strlen(why));
+    repl_put_u8(repl_peer_out(s->peer), kind);
     repl_frame_end(repl_peer_out(s->peer), f);
     repl_peer_flush(s->peer);
+}
+
+static void refuse(struct session *s, const char *why)
+{
+    refuse_as(s, REPL_REFUSE_OTHER, why);
 }
 
 /* What the proofs of this session are computed over. */
@@ -560,7 +566,7 @@ static int on_proof(struct session *s, struct repl_reader *r)
     struct repl_auth_input in = auth_input(s);
     if (!repl_auth_check(REPL_AUTH_SLAVE, &in, proof, pl)) {
         M.auth_failures++;
-        refuse(s, "authentication failed: its store.security_token is not this master's");
+        refuse_as(s, REPL_REFUSE_TOKEN, "authentication failed: its store.security_token is not this master's");
         return -1;
     }
     repl_peer_trust(s->peer);

@@ -57,6 +57,7 @@ static struct {
     bool refused_logged;
     uint8_t nonce_s[REPL_NONCE_LEN], nonce_m[REPL_NONCE_LEN];
     char claimed_master[40];  /* the id the master's CHALLENGE gave (checked) */
+    void (*token_cb)(const char *master_id, bool ok);
 } L;
 
 static void schedule_retry(void);
@@ -215,6 +216,8 @@ static int on_welcome(struct repl_peer *p, struct repl_reader *r)
         return -1;
     }
     repl_peer_trust(p);
+    if (L.token_cb)
+        L.token_cb(L.claimed_master, true);
     uint64_t epoch = repl_get_u64(r);
     uint32_t il;
     const char *id = repl_get_str(r, &il);
@@ -370,9 +373,13 @@ static int link_frame(struct repl_peer *p, uint8_t type, struct repl_reader *r)
         const char *why = repl_get_str(r, &len);
         char text[256];
         repl_printable(why, len, text, sizeof text);
+        uint8_t kind = r->left ? repl_get_u8(r) : REPL_REFUSE_OTHER;
         if (!L.refused_logged)
             log_err("replication: master %s refused this node: %s", L.master, text);
         L.refused_logged = true;
+        /* only the answer to our PROOF says the tokens differ */
+        if (kind == REPL_REFUSE_TOKEN && L.state == L_WAIT_WELCOME && L.token_cb)
+            L.token_cb(L.claimed_master, false);
         repl_peer_close(p, "refused by the master");
         return 0;
     }
@@ -524,6 +531,11 @@ static void watch_cb(struct ev_loop *loop, ev_timer *w, int revents)
         snprintf(why, sizeof why, "master silent for %.1f s (store.repl_timeout)", idle);
         repl_peer_close(L.peer, why);
     }
+}
+
+void repl_slave_on_token(void (*cb)(const char *master_id, bool ok))
+{
+    L.token_cb = cb;
 }
 
 void repl_slave_init(uint64_t lsn, uint64_t epoch, uint64_t sum)

@@ -17,6 +17,7 @@ struct cluster_member {
     uint64_t epoch, lsn;
     int64_t weight;
     bool self;
+    bool refused;   /* out of elections: too many members refused its store.security_token */
 };
 
 /* Start the ZooKeeper session (no-op without zookeeper.address). */

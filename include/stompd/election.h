@@ -15,6 +15,7 @@ struct member {
     uint64_t lsn;       /* its last journal entry */
     int64_t weight;
     bool unfit;         /* failed to start as master lately (its listeners would not open) */
+    bool refused;       /* enough members refused its store.security_token (election_refused) */
     bool ready;         /* published its final position for this election */
 };
 
@@ -26,8 +27,19 @@ enum election_result {
 
 /* Most up-to-date (epoch, lsn) first, then one that has not just failed
  * to start as master, then the greatest weight, then the lowest sequence
- * number. quorum = replicas / 2 + 1. */
+ * number. quorum = replicas / 2 + 1. A refused member neither stands nor
+ * counts toward the quorum: the others must be a quorum by themselves,
+ * so they share a member with any quorum that committed an entry, and
+ * the most up to date of them has every committed entry. */
 enum election_result election_decide(const struct member *m, size_t n, uint32_t replicas, size_t *winner);
+
+/* A node whose store.security_token this many members refused (as its
+ * slaves: their proofs failed at it) can never gather a quorum: the
+ * members left are fewer than a quorum without it. It steps down if it
+ * is master, and is out of elections while those members say so or it
+ * says so itself (cluster.c: until a master proves the same token to
+ * it, or it restarts). */
+bool election_refused(uint32_t refusers, uint32_t replicas);
 
 /* Is a better than b as a candidate? */
 bool election_better(const struct member *a, const struct member *b);
@@ -57,6 +69,8 @@ struct stepdown_facts {
     uint32_t quorum;         /* store.replicas / 2 + 1 */
     enum master_znode master;
     bool claim_pending;      /* this node won a claim and is still taking over */
+    uint32_t refusers;       /* members its store.security_token failed (election_refused) */
+    uint32_t replicas;       /* store.replicas */
 };
 
 enum stepdown {
@@ -67,6 +81,7 @@ enum stepdown {
     STEPDOWN_NO_QUORUM,      /* fewer than a quorum of members remain registered */
     STEPDOWN_OTHER_MASTER,   /* another node holds the master znode */
     STEPDOWN_MASTER_GONE,    /* the master znode is gone */
+    STEPDOWN_REFUSED,        /* too many members refuse its store.security_token to make a quorum */
 };
 
 /* What a master must do now. The earliest expiry of its session is the

@@ -41,7 +41,7 @@ enum repl_type {
     R_HELLO = 1,          /* s->m: version, node id, nonce */
     R_WELCOME = 2,        /* m->s: master proof, epoch, master id, u8 REPL_SLAVE_*, snapshot?, next lsn,
                            *       master's console (host:port, "" = none), master's head lsn */
-    R_REFUSE = 3,         /* m->s: reason, then close */
+    R_REFUSE = 3,         /* m->s: reason, u8 REPL_REFUSE_*, then close */
     R_SNAPSHOT_BEGIN = 4, /* m->s: epoch, lsn */
     R_SNAPSHOT_CHUNK = 5, /* m->s: u32 n, n (key, value) pairs */
     R_SNAPSHOT_END = 6,   /* m->s: lsn, epoch and checksum of its entry */
@@ -53,6 +53,13 @@ enum repl_type {
     R_PROOF = 12,         /* s->m: slave proof, last epoch, last lsn, max epoch seen,
                            *       checksum of the last entry (0: none / unknown) */
 };
+
+/* Why a master refused (the byte after REFUSE's reason). TOKEN: the
+ * slave's proof failed, so the two nodes' store.security_token differ;
+ * in a cluster the slave says so in its member znode (cluster.c). A
+ * slave of the previous release reads the reason alone; one reading a
+ * REFUSE without the byte takes it as OTHER. */
+enum { REPL_REFUSE_OTHER = 0, REPL_REFUSE_TOKEN = 1 };
 
 /* An entry's flags in ENTRIES. SYNC: someone waits for it on disk, a
  * slave that writes for the master fsyncs it. UNWAITED: nothing waits for
@@ -248,5 +255,9 @@ uint64_t repl_slave_master_head(void);
 /* The highest epoch this follower has seen (its master's, once welcomed;
  * what fences older masters). */
 uint64_t repl_slave_max_epoch(void);
+/* Called with the master's node id each time a master refuses this
+ * node's proof of store.security_token (ok false), and each time one
+ * proves it back (ok true: the two nodes' tokens are the same). */
+void repl_slave_on_token(void (*cb)(const char *master_id, bool ok));
 
 #endif

@@ -111,6 +111,45 @@ def test_a_preferred_node_that_cannot_listen_gives_way(broker_factory, zk_ensemb
         blocker.close()
 
 
+def test_a_node_whose_token_the_others_refuse_gives_way(broker_factory, zk_ensemble):
+    """The heaviest node has another store.security_token than the other
+    two. It is elected first (equal empty logs, the greatest weight), but
+    neither can follow it: both say so in their member znodes, it steps
+    down and stays out of elections, and one of the two serves with the
+    other as its slave. Before, it stayed master for good: no persistent
+    SEND got a receipt, however long the others ran."""
+    c = ZkCluster(broker_factory, zk_ensemble)
+    c.nodes[0].settings["store.weight"] = "100"
+    c.nodes[0].settings["store.security_token"] = "another-token"
+    for i in range(3):
+        c.start(i)
+    assert c.nodes[0].wait_log("this node is master in epoch", timeout=30, since_start=True)
+    m = c.wait_master(timeout=60, exclude=0)
+    assert c.nodes[0].wait_log("stepping down as master: 2 of the 3 members refused", since_start=True)
+    # a quorum: the other node follows, so persistent SENDs are receipted
+    send(c.nodes[m].port, "/queue/tok", [b"t%d" % i for i in range(10)])
+    members = {int(x["stomp"].rsplit(":", 1)[1]): x for x in http_json(c.nodes[m].http_port, "/api/cluster")["members"]}
+    n0 = members.pop(c.nodes[0].port)
+    assert n0["refused"] is True and n0["role"] != "master"
+    assert [x["refused"] for x in members.values()] == [False, False]
+    # with the serving node gone (killed: a clean stop would hand over),
+    # the refused node does not take over: it and the one left are no
+    # quorum
+    other = 3 - m
+    c.nodes[m].kill()
+    deadline = time.time() + 4
+    while time.time() < deadline:
+        assert c.masters() == []
+        time.sleep(0.1)
+    # once it is back, a node that has every receipted message serves them
+    c.start(m)
+    m2 = c.wait_master(timeout=60, exclude=0)
+    assert m2 in (m, other)
+    p = connected(c.nodes[m2].port)
+    p.send("SUBSCRIBE", {"id": "1", "destination": "/queue/tok"})
+    assert [p.recv().body for _ in range(10)] == [b"t%d" % i for i in range(10)]
+
+
 def test_more_members_than_replicas_stops(broker_factory, zk_ensemble):
     c = ZkCluster(broker_factory, zk_ensemble)
     c.start_all()

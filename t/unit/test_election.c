@@ -19,6 +19,8 @@
 #define NOT_READY(s, e, l) {.seq = s, .id = #s, .epoch = e, .lsn = l, .weight = 1, .ready = false}
 /* failed to start as master lately */
 #define UNFIT(s, e, l, w) {.seq = s, .id = #s, .epoch = e, .lsn = l, .weight = w, .unfit = true, .ready = true}
+/* enough members refused its store.security_token */
+#define REFUSED(s, e, l, w) {.seq = s, .id = #s, .epoch = e, .lsn = l, .weight = w, .refused = true, .ready = true}
 
 struct row {
     const char *what;
@@ -51,6 +53,16 @@ static const struct row rows[] = {
      ELECT_CANDIDATE, 1},
     {"all failed to start: weight decides", 3, 3, {UNFIT(1, 2, 10, 1), UNFIT(2, 2, 10, 3), UNFIT(3, 2, 10, 2)},
      ELECT_CANDIDATE, 2},
+    {"a refused member does not stand, even with a newer epoch", 3, 3,
+     {REFUSED(1, 3, 11, 100), M(2, 2, 10, 1), M(3, 2, 9, 1)}, ELECT_CANDIDATE, 2},
+    {"a refused member does not count toward the quorum", 3, 2, {REFUSED(1, 2, 10, 1), M(2, 2, 10, 1)},
+     ELECT_NO_QUORUM, 0},
+    {"nor does the election wait for it", 3, 3,
+     {{.seq = 1, .id = "1", .epoch = 2, .lsn = 10, .weight = 1, .refused = true, .ready = false}, M(2, 2, 10, 1),
+      M(3, 2, 10, 1)},
+     ELECT_CANDIDATE, 2},
+    {"three of five stand without the refused two", 5, 5,
+     {REFUSED(1, 4, 1, 1), REFUSED(2, 4, 2, 1), M(3, 2, 10, 1), M(4, 2, 12, 1), M(5, 2, 11, 1)}, ELECT_CANDIDATE, 4},
 };
 
 static void test_table(void **state)
@@ -65,6 +77,18 @@ static void test_table(void **state)
             fail_msg("%s: winner seq %llu, want %llu", r->what, (unsigned long long)r->m[w].seq,
                      (unsigned long long)r->winner_seq);
     }
+}
+
+/* Refused by as many members as leave fewer than a quorum without them:
+ * 2 of 3, 3 of 5; never by none (a single-node cluster). */
+static void test_refused_threshold(void **state)
+{
+    assert_false(election_refused(1, 3));
+    assert_true(election_refused(2, 3));
+    assert_false(election_refused(2, 5));
+    assert_true(election_refused(3, 5));
+    assert_false(election_refused(0, 1));
+    assert_true(election_refused(1, 2));
 }
 
 static void test_better_is_a_strict_order(void **state)
@@ -84,7 +108,7 @@ static void test_better_is_a_strict_order(void **state)
 /* A master that knows everything is fine: 2 s session, heard 0.1 s ago,
  * all three members, its own master znode. Each row changes one fact. */
 #define OK_FACTS .loop_gap = 0.01, .since_heard = 0.1, .session_s = 2.0, .zk_connected = true, \
-                 .view_complete = true, .live_members = 3, .quorum = 2, .master = MASTER_ZNODE_SELF
+                 .view_complete = true, .live_members = 3, .quorum = 2, .master = MASTER_ZNODE_SELF, .replicas = 3
 
 struct sd_row {
     const char *what;
@@ -121,6 +145,9 @@ static const struct sd_row sd_rows[] = {
      STEPDOWN_ZK_SILENT},
     {"quorum lost beats another master", {OK_FACTS, .live_members = 1, .master = MASTER_ZNODE_OTHER},
      STEPDOWN_NO_QUORUM},
+    {"one of three members refused its token", {OK_FACTS, .refusers = 1}, STAY_MASTER},
+    {"two of three members refused its token", {OK_FACTS, .refusers = 2}, STEPDOWN_REFUSED},
+    {"view incomplete: no verdict on refusals", {OK_FACTS, .view_complete = false, .refusers = 2}, STAY_MASTER},
 };
 
 static void test_stepdown_table(void **state)
@@ -185,6 +212,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
+        cmocka_unit_test(test_refused_threshold),
         cmocka_unit_test(test_better_is_a_strict_order),
         cmocka_unit_test(test_stepdown_table),
         cmocka_unit_test(test_role_transitions),
