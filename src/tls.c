@@ -33,6 +33,7 @@ struct tls_conn {
     const char *what;   /* "STOMP", "console", "replication": for logs */
     bool done;          /* the handshake finished */
     bool kick;          /* a client whose handshake has not started */
+    bool eof_behind;    /* the peer's close_notify came in the read that took its last data */
     bool failed;        /* a fatal error: no more SSL calls, no close_notify */
     char err[192];      /* ...and what it was */
 };
@@ -327,6 +328,7 @@ static ssize_t tls_read(struct stream *s, void *p, size_t n, char *why, size_t w
         return STREAM_IO_ERROR;
     }
     t->kick = false;
+    t->eof_behind = false;
     errno = 0;
     /* as many records as fit: one SSL_read gives at most one */
     size_t got = 0;
@@ -340,7 +342,11 @@ static ssize_t tls_read(struct stream *s, void *p, size_t n, char *why, size_t w
     }
     note_progress(t);
     if (got > 0) {
-        /* what stopped the loop comes again at the next call */
+        /* what stopped the loop comes again at the next call. A
+         * close_notify read with the data has no readiness of its own to
+         * bring that call (a peer waiting for ours keeps its socket open):
+         * pending says there is more to read. */
+        t->eof_behind = r == 0 && SSL_get_error(t->ssl, r) == SSL_ERROR_ZERO_RETURN;
         ERR_clear_error();
         return (ssize_t)got;
     }
@@ -366,7 +372,7 @@ static ssize_t tls_write(struct stream *s, const void *p, size_t n, char *why, s
 static bool tls_pending(const struct stream *s)
 {
     const struct tls_conn *t = s->tr_ctx;
-    return !t->failed && (t->kick || SSL_pending(t->ssl) > 0);
+    return !t->failed && (t->kick || t->eof_behind || SSL_pending(t->ssl) > 0);
 }
 
 static void tls_close(struct stream *s)

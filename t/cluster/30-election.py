@@ -148,6 +148,20 @@ def test_a_node_whose_token_the_others_refuse_gives_way(broker_factory, zk_ensem
     p = connected(c.nodes[m2].port)
     p.send("SUBSCRIBE", {"id": "1", "destination": "/queue/tok"})
     assert [p.recv().body for _ in range(10)] == [b"t%d" % i for i in range(10)]
+    p.close()
+    # the other two move to its token (a rotation): once a master proves
+    # that token to it, it stands in elections again
+    for i in (1, 2):
+        c.nodes[i].stop()
+    for i in (1, 2):
+        c.nodes[i].settings["store.security_token"] = "another-token"
+        c.start(i)
+    m3 = c.wait_master(timeout=60, exclude=0)
+    assert c.nodes[0].wait_log("stands in elections again", timeout=30, since_start=True)
+    deadline = time.time() + 30
+    while any(x["refused"] for x in http_json(c.nodes[m3].http_port, "/api/cluster")["members"]):
+        assert time.time() < deadline, "node 0 is still marked refused"
+        time.sleep(0.1)
 
 
 def test_more_members_than_replicas_stops(broker_factory, zk_ensemble):

@@ -159,6 +159,72 @@ def test_close_notify(broker_factory, certs):
     s.close()
 
 
+def test_a_close_notify_behind_the_last_frames(broker_factory, certs):
+    """Persistent SENDs with receipts and the client's close_notify in one
+    write, the TCP connection left open (the client waits for the broker's
+    close_notify): the RECEIPTs, which wait for the store (slow here), all
+    come, then the broker's close_notify. Before, a close_notify read with
+    data went unseen: no readiness followed it, and the connection stayed
+    open after the RECEIPTs."""
+    b = broker_factory({}, start=False)
+    port = free_port()
+    b.settings.update({"stomp.tls_listen": "127.0.0.1:%d" % port, **certs.settings(ca=False)})
+    b.env = dict(os.environ, STOMPD_TEST_WRITE_DELAY_MS="200")
+    b.start()
+    assert wait_port(port)
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = certs.client_context().wrap_bio(inc, out, server_hostname="localhost")
+
+    def pump():
+        """Our TLS output to the socket; one socket read to the TLS input."""
+        raw.sendall(out.read())
+        d = raw.recv(65536)
+        if d:
+            inc.write(d)
+        else:
+            inc.write_eof()
+        return d
+
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            pump()
+    tls.write(b"CONNECT\naccept-version:1.2\nhost:localhost\n\n\0")
+    got = b""
+    while b"\0" not in got:
+        try:
+            got += tls.read(65536)
+        except ssl.SSLWantReadError:
+            pump()
+    assert got.startswith(b"CONNECTED"), got
+    for i in range(20):
+        tls.write(b"SEND\ndestination:/queue/tlsend\npersistent:true\nreceipt:r%d\n\n%d\0" % (i, i))
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.unwrap()  # our close_notify, into out; the broker's is awaited
+    raw.sendall(out.read())  # the SENDs and the close_notify in one write
+    got = b""
+    deadline = time.time() + 30
+    while True:
+        assert time.time() < deadline, "no close_notify from the broker after: %r" % got
+        try:
+            d = tls.read(65536)
+            got += d
+        except ssl.SSLZeroReturnError:
+            break  # the broker's close_notify
+        except ssl.SSLWantReadError:
+            raw.settimeout(max(0.1, deadline - time.time()))
+            try:
+                assert pump(), "the broker closed without close_notify after: %r" % got
+            except socket.timeout:
+                pass
+    raw.close()
+    frames = [f for f in got.split(b"\0") if f.strip(b"\n")]
+    assert [f.split(b"\n")[:2] for f in frames] == [[b"RECEIPT", b"receipt-id:r%d" % i] for i in range(20)], got
+
+
 def test_readme_tls_example(broker_factory, certs, tmp_path):
     """The README's stomp.py TLS example, run as it is written (its port,
     its CA path and its host name substituted)."""
