@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 #include <zookeeper/zookeeper.h>
 
@@ -118,11 +117,10 @@ static void ctx_free(struct zctx *c)
 }
 
 
-/* A master refused this node's store.security_token: "id/run" of that
- * master process. A node keeps the last few it met. */
+/* A master refused this node's store.security_token: "id/epoch" of that
+ * master's term. A node keeps the last few. */
 #define MAX_REFUSALS 4
-#define RUN_LEN 16
-#define REFUSAL_LEN (40 + 1 + RUN_LEN)
+#define REFUSAL_LEN (40 + 1 + 20)
 
 struct mem {
     char name[64];
@@ -131,10 +129,9 @@ struct mem {
     char role[16];
     char broker[128];
     char stomp[128], repl[128], http[128];
-    char run[RUN_LEN + 1];       /* its process (a restart has a new one) */
     char refused_by[MAX_REFUSALS][REFUSAL_LEN + 1];
     int nrefused;
-    bool self_refused;           /* it stepped down as refused, and says so */
+    uint64_t refused_in;         /* it stepped down as refused in this epoch (0: no) */
 };
 
 static struct {
@@ -168,17 +165,15 @@ static struct {
     ev_tstamp claim_after;  /* and claims again no sooner than this */
     int failed_starts;      /* in a row: the wait before the next claim doubles */
     bool led;               /* this node was master in this session */
-    char run[RUN_LEN + 1];  /* this process, in hex: what refusals name */
-    char refused_by[MAX_REFUSALS][REFUSAL_LEN + 1]; /* masters that refused our token, oldest first */
+    char refused_by[MAX_REFUSALS][REFUSAL_LEN + 1]; /* masters' terms that refused our token, oldest first */
     int nrefused;
-    bool refused;           /* stepped down as refused (STEPDOWN_REFUSED): out of elections until a
-                             * master proves our token, or a restart */
+    uint64_t refused_in;    /* stepped down as refused (STEPDOWN_REFUSED) in this epoch; 0: no */
     ev_tstamp disconnected_since;
     ev_tstamp last_heard;  /* latest sending time of a request the server answered */
     ev_tstamp probe_sent;
     ev_tstamp grace_until; /* after the loop's own long work: wait for a probe */
     bool probing;
-    char published[2048];   /* the member data last set (three addresses, refusals) */
+    char *published;        /* the member data last set */
     /* events from ZooKeeper's threads */
     struct handoff events;
     ev_async async;
@@ -402,11 +397,11 @@ static char *member_json(void)
     json_t *refused = json_array();
     for (int i = 0; i < Z.nrefused; i++)
         json_array_append_new(refused, json_string(Z.refused_by[i]));
-    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:b, s:s, s:o, s:b}", "id", Z.my_id, "broker",
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:b, s:o, s:I}", "id", Z.my_id, "broker",
                           config.broker_name, "stomp", Z.stomp_addr, "repl", Z.repl_addr, "http", Z.http_addr,
                           "epoch", (json_int_t)e, "lsn", (json_int_t)lsn, "weight", (json_int_t)config.weight,
-                          "role", role, "unfit", ev_now(srv.loop) < Z.unfit_until, "run", Z.run, "refused_by",
-                          refused, "refused", Z.refused);
+                          "role", role, "unfit", ev_now(srv.loop) < Z.unfit_until, "refused_by", refused,
+                          "refused_in", (json_int_t)Z.refused_in);
     char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(j);
     return s;
@@ -417,12 +412,14 @@ static void publish(bool force)
     if (!Z.registered || !Z.connected)
         return;
     char *s = member_json();
-    if (force || strcmp(s, Z.published) != 0) {
-        snprintf(Z.published, sizeof Z.published, "%s", s);
-        struct zctx *c = ctx(OP_SET_MEMBER, Z.my_path);
-        check(zoo_aset(Z.zh, Z.my_path, s, (int)strlen(s), -1, stat_done, c), "publish member");
+    if (!force && Z.published && !strcmp(s, Z.published)) {
+        free(s);
+        return;
     }
-    free(s);
+    struct zctx *c = ctx(OP_SET_MEMBER, Z.my_path);
+    check(zoo_aset(Z.zh, Z.my_path, s, (int)strlen(s), -1, stat_done, c), "publish member");
+    free(Z.published);
+    Z.published = s;
 }
 
 static void register_member(void)
@@ -433,8 +430,8 @@ static void register_member(void)
     struct zctx *c = ctx(OP_CREATE_MEMBER, path);
     check(zoo_acreate(Z.zh, path, s, (int)strlen(s), acl(), ZOO_EPHEMERAL_SEQUENTIAL, string_done, c),
           "register member");
-    snprintf(Z.published, sizeof Z.published, "%s", s);
-    free(s);
+    free(Z.published);
+    Z.published = s;
 }
 
 /* ------------------------------------------------------------ parsing */
@@ -452,14 +449,13 @@ static void parse_member(struct mem *m, const char *value)
     json_error_t jerr;
     json_t *j = json_loads(value, 0, &jerr);
     const char *id = "", *role = "", *broker = "", *stomp = "", *repl = "", *http = "";
-    const char *run = "";
-    json_int_t epoch = 0, lsn = 0, weight = 1;
-    int unfit = 0, self_refused = 0;
+    json_int_t epoch = 0, lsn = 0, weight = 1, refused_in = 0;
+    int unfit = 0;
     json_t *refused = NULL;
-    if (!j || json_unpack(j, "{s?s, s?s, s?s, s?s, s?s, s?s, s?I, s?I, s?I, s?b, s?s, s?o, s?b}", "id", &id, "role",
-                          &role, "broker", &broker, "stomp", &stomp, "repl", &repl, "http", &http, "epoch", &epoch,
-                          "lsn", &lsn, "weight", &weight, "unfit", &unfit, "run", &run, "refused_by", &refused,
-                          "refused", &self_refused) != 0) {
+    if (!j || json_unpack(j, "{s?s, s?s, s?s, s?s, s?s, s?s, s?I, s?I, s?I, s?b, s?o, s?I}", "id", &id, "role", &role,
+                          "broker", &broker, "stomp", &stomp, "repl", &repl, "http", &http, "epoch", &epoch, "lsn",
+                          &lsn, "weight", &weight, "unfit", &unfit, "refused_by", &refused, "refused_in",
+                          &refused_in) != 0) {
         log_warn("zookeeper: member %s has unreadable data", m->name);
         json_decref(j);
         return;
@@ -475,8 +471,7 @@ static void parse_member(struct mem *m, const char *value)
     m->m.weight = weight;
     m->m.unfit = unfit != 0;
     m->m.ready = !strcmp(role, "electing");
-    snprintf(m->run, sizeof m->run, "%s", run);
-    m->self_refused = self_refused != 0;
+    m->refused_in = (uint64_t)refused_in;
     m->nrefused = 0;
     size_t k;
     json_t *v;
@@ -540,8 +535,7 @@ static void step_down(const char *why)
 
 static int live_members(void);
 static double session_s(void);
-static struct mem *my_member(void);
-static uint32_t refusers_of(const struct mem *m);
+static uint32_t refusers_of(const char *id, uint64_t epoch);
 
 /* The step-down rule (election.c's stepdown_decide) on what this node
  * knows now; acts on it. Returns true when it stepped down. */
@@ -550,7 +544,6 @@ static bool check_leadership(bool session_lost)
     if (node_role() != NODE_MASTER)
         return false;
     ev_tstamp now = ev_now(srv.loop);
-    const struct mem *me = my_member();
     struct stepdown_facts f = {
         .session_lost = session_lost,
         .loop_gap = Z.poll_started > 0 ? ev_time() - Z.poll_started : 0,
@@ -566,21 +559,20 @@ static bool check_leadership(bool session_lost)
                   : !strcmp(Z.master_id, Z.my_id) ? MASTER_ZNODE_SELF
                   : Z.master_id[0] ? MASTER_ZNODE_OTHER : MASTER_ZNODE_UNKNOWN,
         .claim_pending = Z.pending_epoch != 0,
-        .refusers = me ? refusers_of(me) : 0,
+        .refusers = Z.master_epoch ? refusers_of(Z.my_id, Z.master_epoch) : 0,
         .replicas = (uint32_t)config.replicas,
     };
     enum stepdown d = stepdown_decide(&f);
     if (d == STAY_MASTER)
         return false;
     if (d == STEPDOWN_REFUSED)
-        Z.refused = true; /* said in the znode of the session below */
+        Z.refused_in = Z.master_epoch; /* said in the znode of the session below */
     char why[200];
     stepdown_explain(d, &f, why, sizeof why);
     step_down(why);
     if (d == STEPDOWN_PAUSED || d == STEPDOWN_REFUSED) {
         /* its session may live on, and its master znode with it: a new
-         * session drops both (a refused node's process stays refused:
-         * refusals name the process, not the session) */
+         * session drops both (refusals name the term, not the session) */
         Z.registered = false;
         start_session();
         Z.poll_started = ev_time();
@@ -619,6 +611,7 @@ static void become_master_now(void)
     }
     Z.failed_starts = 0;
     Z.led = true;
+    Z.refused_in = 0; /* elected: it stands, whatever happened in an earlier term */
     log_info("cluster: this node is master in epoch %" PRIu64, e);
     cluster_busy_done(); /* rebuilding from the store may have taken a while */
     publish(true);
@@ -681,18 +674,18 @@ static bool superseded(const struct mem *m)
     return false;
 }
 
-/* How many registered members say m's process refused their
- * store.security_token (election_refused decides what that means). */
-static uint32_t refusers_of(const struct mem *m)
+/* How many registered members say the master with this id refused
+ * their store.security_token in this epoch (election_refused decides
+ * what that means). A member that leaves or restarts takes its word
+ * with it. */
+static uint32_t refusers_of(const char *id, uint64_t epoch)
 {
-    if (!m->have_data || !m->run[0])
-        return 0;
     char key[REFUSAL_LEN + 1];
-    snprintf(key, sizeof key, "%s/%s", m->m.id, m->run);
+    snprintf(key, sizeof key, "%s/%" PRIu64, id, epoch);
     uint32_t n = 0;
     for (int i = 0; i < Z.nmembers; i++) {
         const struct mem *o = &Z.members[i];
-        if (o == m || !o->have_data || superseded(o) || !strcmp(o->m.id, m->m.id))
+        if (!o->have_data || superseded(o) || !strcmp(o->m.id, id))
             continue;
         for (int k = 0; k < o->nrefused; k++)
             if (!strcmp(o->refused_by[k], key)) {
@@ -703,56 +696,47 @@ static uint32_t refusers_of(const struct mem *m)
     return n;
 }
 
-static struct mem *my_member(void)
-{
-    for (int i = 0; i < Z.nmembers; i++)
-        if (Z.members[i].m.seq == Z.my_seq && Z.members[i].have_data)
-            return &Z.members[i];
-    return NULL;
-}
-
-/* Out of elections: it stepped down as refused and says so, or enough
- * members say its process refused their token (it may not have read
- * them yet, or may not be master to step down). */
+/* Out of elections: it stepped down as refused, and the members that
+ * refused it then are still enough to say so. */
 static bool member_refused(const struct mem *m)
 {
-    if (m->m.seq == Z.my_seq && Z.refused)
-        return true;
-    return m->self_refused || election_refused(refusers_of(m), (uint32_t)config.replicas);
+    uint64_t e = m->m.seq == Z.my_seq ? Z.refused_in : m->refused_in;
+    return e && election_refused(refusers_of(m->m.id, e), (uint32_t)config.replicas);
 }
 
-/* A master refused our proof of the token, or proved its own (ok). A
- * refusal is said in our member znode: when enough members say it of
- * one master process, it gives way (election_refused). Which of the two
- * tokens is wrong, one refusal cannot tell; a quorum's worth can. */
+/* The master this node follows refused our proof of the token, or proved
+ * its own (ok). A refusal is said in our member znode, naming the
+ * master's term: when enough members say it of one term, that master
+ * gives way (election_refused). Which of the two tokens is wrong, one
+ * refusal cannot tell; a quorum's worth can. A REFUSE comes before the
+ * master proves anything, so only one from the address and id the
+ * master znode names counts; whoever else answers there (the master
+ * gone, its port free) can name only that term, which is over. */
 static void token_outcome(const char *master_id, bool ok)
 {
     if (ok) {
-        /* our token is a master's: nothing to hold against that node,
-         * and this one stands again if it stood down as refused */
+        /* our token is this master's: what we held against that node in
+         * an earlier term no longer holds, and this node, if it stepped
+         * down as refused, has the token a master has */
         int k = 0;
         size_t idlen = strlen(master_id);
         for (int i = 0; i < Z.nrefused; i++)
             if (strncmp(Z.refused_by[i], master_id, idlen) || Z.refused_by[i][idlen] != '/')
                 memmove(Z.refused_by[k++], Z.refused_by[i], sizeof Z.refused_by[0]);
-        bool changed = k != Z.nrefused || Z.refused;
+        bool changed = k != Z.nrefused || Z.refused_in;
         Z.nrefused = k;
-        if (Z.refused)
+        if (Z.refused_in)
             log_info("cluster: master %s proved this node's store.security_token: this node stands in elections "
                      "again", master_id);
-        Z.refused = false;
+        Z.refused_in = 0;
         if (changed)
             publish(false);
         return;
     }
-    const struct mem *m = NULL;
-    for (int i = 0; i < Z.nmembers; i++)
-        if (Z.members[i].have_data && !superseded(&Z.members[i]) && !strcmp(Z.members[i].m.id, master_id))
-            m = &Z.members[i];
-    if (!m || !m->run[0])
-        return; /* not a member we know (yet): the next refusal names it */
+    if (!Z.master_exists || strcmp(master_id, Z.master_id) || !Z.master_epoch || node_role() != NODE_SLAVE)
+        return;
     char key[REFUSAL_LEN + 1];
-    snprintf(key, sizeof key, "%s/%s", m->m.id, m->run);
+    snprintf(key, sizeof key, "%s/%" PRIu64, master_id, Z.master_epoch);
     for (int i = 0; i < Z.nrefused; i++)
         if (!strcmp(Z.refused_by[i], key))
             return;
@@ -1272,7 +1256,8 @@ static void start_session(void)
     Z.master_epoch = 0;
     Z.master_owner = 0;
     Z.nmembers = 0;
-    Z.published[0] = '\0';
+    free(Z.published);
+    Z.published = NULL;
     Z.disconnected_since = ev_now(srv.loop);
     Z.zh = zookeeper_init(config.zk_address, session_watcher, (int)config.zk_session_timeout, NULL,
                           (void *)(uintptr_t)Z.gen, 0);
@@ -1484,16 +1469,6 @@ int cluster_check_config(char *err, size_t errlen)
     return 0;
 }
 
-/* A random id for this process: refusals name it, so a node restarted
- * (with its token put right, say) stands again. */
-static void make_run_id(void)
-{
-    uint64_t r = 0;
-    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
-        r = ((uint64_t)getpid() << 32) ^ (uint64_t)(ev_time() * 1e6);
-    snprintf(Z.run, sizeof Z.run, "%016" PRIx64, r);
-}
-
 int cluster_start(char *err, size_t errlen)
 {
     if (!config.zk_address[0])
@@ -1529,7 +1504,6 @@ int cluster_start(char *err, size_t errlen)
     ev_prepare_start(srv.loop, &Z.before_poll);
     ev_check_init(&Z.after_poll, after_poll_cb);
     ev_check_start(srv.loop, &Z.after_poll);
-    make_run_id();
     repl_slave_on_token(token_outcome);
     Z.running = true;
     start_session();
@@ -1554,6 +1528,8 @@ void cluster_stop(void)
         zookeeper_close(Z.zh);
         Z.zh = NULL;
     }
+    free(Z.published);
+    Z.published = NULL;
     /* the library's threads are gone: what it never completed is ours */
     int dropped = 0;
     while (ctx_live) {

@@ -106,7 +106,7 @@ void stepdown_explain(enum stepdown d, const struct stepdown_facts *f, char *out
     case STEPDOWN_REFUSED:
         snprintf(out, len,
                  "%u of the %u members refused this node's store.security_token as its slaves: it cannot gather "
-                 "a quorum, and stays out of elections until a master proves the same token to it, or it restarts",
+                 "a quorum, and stays out of elections while they hold to theirs",
                  f->refusers, f->replicas);
         break;
     }

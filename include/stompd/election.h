@@ -33,12 +33,11 @@ enum election_result {
  * the most up to date of them has every committed entry. */
 enum election_result election_decide(const struct member *m, size_t n, uint32_t replicas, size_t *winner);
 
-/* A node whose store.security_token this many members refused (as its
- * slaves: their proofs failed at it) can never gather a quorum: the
- * members left are fewer than a quorum without it. It steps down if it
- * is master, and is out of elections while those members say so or it
- * says so itself (cluster.c: until a master proves the same token to
- * it, or it restarts). */
+/* A master whose store.security_token this many members refused in its
+ * term (as its slaves: their proofs failed at it) can never gather a
+ * quorum: the members left are fewer than a quorum without it. It steps
+ * down, and is out of elections while as many of those members still
+ * run (cluster.c), or until a master proves the same token to it. */
 bool election_refused(uint32_t refusers, uint32_t replicas);
 
 /* Is a better than b as a candidate? */
