@@ -20,6 +20,8 @@ bool election_better(const struct member *a, const struct member *b)
      * wins: only it has every committed entry. */
     if (a->unfit != b->unfit)
         return !a->unfit;
+    if (a->refused != b->refused)
+        return !a->refused;
     if (a->weight != b->weight)
         return a->weight > b->weight;
     return a->seq < b->seq;
@@ -28,19 +30,24 @@ bool election_better(const struct member *a, const struct member *b)
 enum election_result election_decide(const struct member *m, size_t n, uint32_t replicas, size_t *winner)
 {
     uint32_t quorum = replicas / 2 + 1;
-    size_t standing = 0, best = n;
+    size_t unrefused = 0;
+    for (size_t i = 0; i < n; i++)
+        unrefused += !m[i].refused;
+    /* Refusals that leave fewer than a quorum standing cannot help (a
+     * REFUSE is not authenticated: whoever answered at a master's address
+     * may have sent it): then every member stands, as without them. */
+    bool heed = unrefused >= quorum;
+    if ((heed ? unrefused : n) < quorum)
+        return ELECT_NO_QUORUM;
+    size_t best = n;
     for (size_t i = 0; i < n; i++) {
-        if (m[i].refused)
+        if (heed && m[i].refused)
             continue;
-        standing++;
+        if (!m[i].ready)
+            return ELECT_WAITING;
         if (best == n || election_better(&m[i], &m[best]))
             best = i;
     }
-    if (standing < quorum)
-        return ELECT_NO_QUORUM;
-    for (size_t i = 0; i < n; i++)
-        if (!m[i].refused && !m[i].ready)
-            return ELECT_WAITING;
     *winner = best;
     return ELECT_CANDIDATE;
 }

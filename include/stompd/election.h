@@ -26,11 +26,13 @@ enum election_result {
 };
 
 /* Most up-to-date (epoch, lsn) first, then one that has not just failed
- * to start as master, then the greatest weight, then the lowest sequence
- * number. quorum = replicas / 2 + 1. A refused member neither stands nor
- * counts toward the quorum: the others must be a quorum by themselves,
- * so they share a member with any quorum that committed an entry, and
- * the most up to date of them has every committed entry. */
+ * to start as master, then one not refused, then the greatest weight,
+ * then the lowest sequence number. quorum = replicas / 2 + 1. A refused
+ * member neither stands nor counts toward the quorum: the others must be
+ * a quorum by themselves, so they share a member with any quorum that
+ * committed an entry, and the most up to date of them has every
+ * committed entry. Refusals that would leave fewer than a quorum
+ * standing are not heeded (every member stands). */
 enum election_result election_decide(const struct member *m, size_t n, uint32_t replicas, size_t *winner);
 
 /* A master whose store.security_token this many members refused in its
