@@ -274,8 +274,10 @@ void op_submit(struct op *op)
     c->nops++;
     if (c->nops >= (uint32_t)config.pending_limit)
         conn_pause(c, PAUSE_PENDING);
-    if (waits(op))
+    if (waits(op)) {
         conn_pause(c, PAUSE_ROOM);
+        conn_watch_peer(c);
+    }
     op_drain_conn(c);
 }
 

@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,6 +242,17 @@ static void conn_timeout(struct stream *s)
         }
         next = limit - took;
     }
+    if ((c->st.paused & PAUSE_ROOM) && !(c->st.paused & PAUSE_CLOSING)) {
+        /* Its SEND waits for room in a full destination, which may take
+         * for ever, and its socket is not read meanwhile: a client gone
+         * away would hold its slot until then. The kernel knows. */
+        if (conn_peer_gone(c)) {
+            conn_close(c, "the client went away while its SEND waited for room in a full destination");
+            return;
+        }
+        if (PEER_WATCH < next)
+            next = PEER_WATCH;
+    }
     if (c->st.paused) {
         /* We stopped reading it (flow control): its beats wait in the
          * socket, unread. Bytes waiting there mean it is alive. */
@@ -279,6 +291,18 @@ static void conn_timeout(struct stream *s)
             next = iv - idle;
     }
     stream_set_timer(&c->st, next);
+}
+
+bool conn_peer_gone(const struct conn *c)
+{
+    /* POLLRDHUP: its FIN came, however much it sent before is unread */
+    struct pollfd p = {.fd = c->st.fd, .events = POLLRDHUP};
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+void conn_watch_peer(struct conn *c)
+{
+    stream_set_timer_within(&c->st, PEER_WATCH);
 }
 
 void conn_start_heartbeats(struct conn *c, uint32_t rx_ms, uint32_t tx_ms)

@@ -38,6 +38,13 @@ static int spare_fd = -1;
 
 static void read_cb(struct ev_loop *l, ev_io *w, int revents);
 static void write_cb(struct ev_loop *l, ev_io *w, int revents);
+void stream_set_timer_within(struct stream *s, double after)
+{
+    double left = stream_timer_remaining(s);
+    if (left < 0 || left > after)
+        stream_set_timer(s, after);
+}
+
 static void timer_cb(struct ev_loop *l, ev_timer *w, int revents);
 static void close_stream(struct stream *s, const char *why, bool graceful);
 

@@ -110,6 +110,16 @@ void conn_close_after_flush(struct conn *c);
 static inline void conn_pause(struct conn *c, uint8_t reason) { stream_pause(&c->st, reason); }
 static inline void conn_resume(struct conn *c, uint8_t reason) { stream_resume(&c->st, reason); }
 
+/* Seconds between checks that a client whose reading is paused while a
+ * SEND waits for room is still there (conn_watch_peer). */
+#define PEER_WATCH 1.0
+/* Has the client closed its side, or gone altogether? Asked of the kernel:
+ * it sees the end even behind unread bytes. */
+bool conn_peer_gone(const struct conn *c);
+/* Reading stopped while a SEND waits for room: check the client is still
+ * there every PEER_WATCH seconds (conn_timeout closes it if not). */
+void conn_watch_peer(struct conn *c);
+
 /* Heart-beats negotiated on CONNECT. */
 void conn_start_heartbeats(struct conn *c, uint32_t rx_ms, uint32_t tx_ms);
 

@@ -199,6 +199,8 @@ void stream_resume(struct stream *s, uint8_t reason);
 /* One deadline per stream (0 stops it); STREAM_CLOSING uses it for the
  * linger, the protocol's `timeout` otherwise. */
 void stream_set_timer(struct stream *s, double after);
+/* The same, unless the timer is already due within that time. */
+void stream_set_timer_within(struct stream *s, double after);
 /* Seconds until the timer fires; -1 when it is not running. */
 double stream_timer_remaining(const struct stream *s);
 

@@ -4,6 +4,8 @@ receipt only when there is room; producers to other destinations go on."""
 import json
 import os
 import signal
+import socket
+import struct
 import threading
 import time
 
@@ -86,6 +88,51 @@ def test_producer_paused_on_full_queue(broker_factory):
     except TimeoutError:
         pass
     assert n == sent + 1
+
+
+def test_a_producer_gone_while_its_send_waits_for_room_is_closed(broker_factory):
+    """A producer whose SEND waits for room in a full destination is not
+    read. If it goes away meanwhile (closing with frames still unread
+    behind that SEND, or with a reset), its connection closes within
+    seconds. Before, each one held its slot (broker.max_connections) until
+    a consumer made room: a few clients that sent and vanished locked
+    everyone out."""
+    b = broker_factory({"broker.dest_memory_limit": "64KiB", "broker.max_connections": "8"})
+    body = b"z" * 4096
+    p = connected(b.port)
+    for i in range(100):
+        p.send("SEND", {"destination": "/queue/sink", "receipt": "r%d" % i}, body)
+        try:
+            p.recv(timeout=0.3 if i >= 10 else 10.0)
+        except TimeoutError:
+            break
+    else:
+        raise AssertionError("the queue never filled")
+    gone = [p]
+    for i in range(5):
+        q = connected(b.port)
+        q.send("SEND", {"destination": "/queue/sink"}, body)
+        q.send("SEND", {"destination": "/queue/sink"}, body)  # unread behind the first
+        gone.append(q)
+    deadline = time.time() + 10
+    while get_json(b, "/api/counters")["connections"] < 6:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    time.sleep(0.3)  # their first SENDs wait for room
+    for i, q in enumerate(gone):
+        if i % 2:
+            # a reset, as from a crashed client
+            q.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        q.sock.close()
+    deadline = time.time() + 15
+    while get_json(b, "/api/counters")["connections"] > 0:
+        assert time.time() < deadline, "connections of clients gone stay open"
+        time.sleep(0.1)
+    # every slot is free again; the queue still holds what was accepted
+    fresh = [connected(b.port) for _ in range(8)]
+    assert get_json(b, "/api/counters")["connections"] == 8
+    for c in fresh:
+        c.close()
 
 
 def test_queue_depth_limit(broker_factory):
