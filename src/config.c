@@ -141,7 +141,8 @@ static const struct cfg_key keys[] = {
      "stomp.listen; empty = none"},
     {"stomp.ws_origins", CFG_STR, "", 0, 0, NULL, OFF(ws_origins),
      "browser origins (scheme://host[:port], comma-separated, * for any) allowed to open WebSocket connections "
-     "besides same-origin pages; clients that send no Origin are always allowed"},
+     "besides same-origin pages under a name of this node (see http.hosts); clients that send no Origin are "
+     "always allowed"},
     {"stomp.max_selector_length", CFG_INT, "4096", 16, 65536, NULL, OFF(max_selector_length),
      "longest SUBSCRIBE selector, in bytes"},
     {"stomp.max_selector_complexity", CFG_INT, "100000", 10, 100000000, NULL, OFF(max_selector_complexity),
@@ -232,9 +233,9 @@ static const struct cfg_key keys[] = {
      "slots of http.max_connections (a quarter of them at most) kept for connections that have authenticated: "
      "beyond the others, the oldest connection that has not is closed to make room"},
     {"http.hosts", CFG_STR, "", 0, 0, NULL, OFF(http_hosts),
-     "names the console answers to in the Host header besides IP addresses, localhost, this machine's name "
-     "and the host of http.listen (a defence against DNS rebinding); *.example.com matches its subdomains; "
-     "* = any"},
+     "names this node answers to in the Host header besides IP addresses, localhost, this machine's name "
+     "and the host of its listen address: the console's, and a WebSocket page's same origin (a defence "
+     "against DNS rebinding); *.example.com matches its subdomains; * = any"},
     {"http.admin_group", CFG_STR, "admins", 0, 0, NULL, OFF(admin_group),
      "members of this group of auth.users may use the console (http.admin_user stays a fallback)"},
     /* [zookeeper] */

@@ -24,6 +24,7 @@
 #include "stompd/auth.h"
 #include "stompd/config.h"
 #include "stompd/http.h"
+#include "stompd/http_head.h"
 #include "stompd/log.h"
 #include "stompd/stream.h"
 #include "stompd/tls.h"
@@ -77,7 +78,6 @@ static struct {
     uint64_t requests;
     size_t unproven;        /* connections that have not authenticated yet */
     struct http_counters counters;
-    char hostname[256];     /* this machine's, for the Host check */
 } H = {.conns = TAILQ_HEAD_INITIALIZER(H.conns)};
 
 uint64_t http_requests(void)
@@ -348,42 +348,13 @@ static void mark_proven(struct http_req *r)
     H.unproven--;
 }
 
-static bool host_matches(const char *host, size_t hl, const char *name, size_t nl)
-{
-    if (nl > 2 && name[0] == '*' && name[1] == '.') /* *.example.com: its subdomains */
-        return hl > nl - 1 && !strncasecmp(host + hl - (nl - 1), name + 1, nl - 1);
-    return hl == nl && !strncasecmp(host, name, hl);
-}
-
-/* The Host header names this console: an IP address, localhost, this
- * machine, the host of http.listen, or one of http.hosts. A page served
- * to any other name could be a DNS rebinding: a site whose name now
- * resolves to this address, scripting the console from a browser. */
+/* The Host header names this console (http_host_named): an IP address,
+ * localhost, this machine, the host of http.listen, or one of
+ * http.hosts. */
 static bool host_allowed(const char *hdr)
 {
-    if (!hdr[0] || !strcmp(config.http_hosts, "*"))
-        return true;
-    if (hdr[0] == '[')
-        return true; /* an IPv6 address */
-    size_t hl = strcspn(hdr, ":");
-    char host[256];
-    snprintf(host, sizeof host, "%.*s", (int)hl, hdr);
-    struct in_addr a;
-    if (inet_pton(AF_INET, host, &a) == 1)
-        return true;
-    if (host_matches(host, hl, "localhost", 9) || (H.hostname[0] && host_matches(host, hl, H.hostname, strlen(H.hostname))))
-        return true;
-    size_t ll = strcspn(config.http_listen, ":");
-    if (ll && host_matches(host, hl, config.http_listen, ll))
-        return true;
-    for (const char *p = config.http_hosts; *p;) {
-        p += strspn(p, " ,");
-        size_t n = strcspn(p, " ,");
-        if (n && host_matches(host, hl, p, n))
-            return true;
-        p += n;
-    }
-    return false;
+    const char *const names[] = {config.http_hosts, config.http_listen, NULL};
+    return http_host_named(hdr, names);
 }
 
 static void unauthorized(struct http_req *r)
@@ -780,8 +751,6 @@ int http_start(const struct http_site *site, char *err, size_t errlen)
     H.listener.limit_key = "http.max_connections";
     H.listener.max_conns = (uint32_t)config.http_max_connections;
     H.listener.accept = accept_http;
-    if (gethostname(H.hostname, sizeof H.hostname - 1) != 0)
-        H.hostname[0] = '\0';
     /* over TLS, a plain-text 503 would be noise to the client */
     H.listener.refuse = config.http_tls ? NULL : refuse;
     H.listener.secure = config.http_tls ? tls_accept_client : NULL;

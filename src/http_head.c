@@ -4,12 +4,14 @@
  * the whole (small, bounded) head and parses it once here. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <http_parser.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "stompd/http_head.h"
 
@@ -174,4 +176,44 @@ const char *http_head_get(const struct http_head *h, const char *name)
         if (!strcasecmp(h->fields[i].name, name))
             return h->fields[i].value;
     return NULL;
+}
+
+static bool host_matches(const char *host, size_t hl, const char *name, size_t nl)
+{
+    if (nl == 1 && name[0] == '*')
+        return true;
+    if (nl > 2 && name[0] == '*' && name[1] == '.') /* *.example.com: its subdomains */
+        return hl > nl - 1 && !strncasecmp(host + hl - (nl - 1), name + 1, nl - 1);
+    return hl == nl && !strncasecmp(host, name, hl);
+}
+
+bool http_host_named(const char *hdr, const char *const names[])
+{
+    static char machine[256];
+    static bool looked;
+    if (!looked) {
+        looked = true;
+        if (gethostname(machine, sizeof machine - 1) != 0)
+            machine[0] = '\0';
+    }
+    if (!hdr[0] || hdr[0] == '[')
+        return true; /* no name, or an IPv6 address */
+    size_t hl = strcspn(hdr, ":");
+    char host[256];
+    snprintf(host, sizeof host, "%.*s", (int)hl, hdr);
+    struct in_addr a;
+    if (inet_pton(AF_INET, host, &a) == 1 || host_matches(host, hl, "localhost", 9) ||
+        (machine[0] && host_matches(host, hl, machine, strlen(machine))))
+        return true;
+    for (size_t i = 0; names[i]; i++)
+        for (const char *p = names[i]; *p;) {
+            p += strspn(p, " ,");
+            size_t n = strcspn(p, " ,");
+            /* a host:port address names its host (a bare * is any name) */
+            size_t name_len = n > 1 ? strcspn(p, ":") : n;
+            if (n && host_matches(host, hl, p, name_len < n ? name_len : n))
+                return true;
+            p += n;
+        }
+    return false;
 }

@@ -137,12 +137,12 @@ static const char *origin_authority(const char *origin)
     return p ? p + 3 : NULL;
 }
 
-bool ws_origin_allowed(const char *origin, const char *host, const char *origins)
+bool ws_origin_allowed(const char *origin, const char *host, bool host_named, const char *origins)
 {
     if (!origin)
         return true; /* not a browser: it could send any Origin it liked */
     const char *auth = origin_authority(origin);
-    if (auth && host && !strcasecmp(auth, host))
+    if (auth && host && host_named && !strcasecmp(auth, host))
         return true;
     const char *p = origins ? origins : "";
     size_t ol = strlen(origin);
@@ -170,7 +170,8 @@ static void refuse_with(struct ws_handshake *out, int status, const char *extra,
     snprintf(out->reason, sizeof out->reason, "%s%s%s", reason, arg ? ": " : "", arg ? arg : "");
 }
 
-void ws_handshake_check(const struct http_head *h, const char *origins, struct ws_handshake *out)
+void ws_handshake_check(const struct http_head *h, const char *origins, const char *const names[],
+                        struct ws_handshake *out)
 {
     static const char upgrade_hdrs[] = "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n";
     memset(out, 0, sizeof *out);
@@ -196,10 +197,11 @@ void ws_handshake_check(const struct http_head *h, const char *origins, struct w
     if (!key || !key_valid(key))
         return refuse_with(out, 400, "", "Sec-WebSocket-Key must be the base64 of 16 bytes", NULL);
     const char *origin = http_head_get(h, "Origin");
-    if (!ws_origin_allowed(origin, host, origins))
+    if (!ws_origin_allowed(origin, host, host && http_host_named(host, names), origins))
         return refuse_with(out, 403, "",
-                           "this origin may not connect (same-origin pages and clients that send no Origin "
-                           "always may; stomp.ws_origins lists others)", origin);
+                           "this origin may not connect (clients that send no Origin always may, and pages "
+                           "from the host and port they connect to, if it is an IP address, localhost, this "
+                           "machine's name or in http.hosts; stomp.ws_origins lists others)", origin);
     if (http_head_get(h, "Sec-WebSocket-Protocol")) {
         static const char *const mine[] = {"v12.stomp", "v11.stomp", "v10.stomp"};
         for (size_t i = 0; i < 3 && !out->protocol; i++)
@@ -483,7 +485,8 @@ static size_t handshake(struct ws *w, const char *p, size_t n)
         return n;
     }
     struct ws_handshake hs;
-    ws_handshake_check(&h, config.ws_origins, &hs);
+    const char *const names[] = {config.http_hosts, config.ws_listen, config.wss_listen, NULL};
+    ws_handshake_check(&h, config.ws_origins, names, &hs);
     if (hs.status != 101) {
         refuse(w, hs.status, hs.extra_headers, hs.reason);
         http_head_free(&h);

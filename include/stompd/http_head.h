@@ -5,6 +5,7 @@
 #ifndef STOMPD_HTTP_HEAD_H
 #define STOMPD_HTTP_HEAD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define HTTP_HEAD_MAX_FIELDS 100
@@ -36,5 +37,14 @@ void http_head_free(struct http_head *h);
 
 /* The first field of that name (case-insensitive), or NULL. */
 const char *http_head_get(const struct http_head *h, const char *name);
+
+/* Does a Host header name this node: an IP address, localhost, this
+ * machine's name, or a host in one of names (a NULL-ended list of comma
+ * or space lists of names or host:port addresses; *.example.com matches
+ * its subdomains, * any name)? A page served under any other name could
+ * be a DNS rebinding: a site whose name now resolves to this address,
+ * scripting this node from a browser. An empty header is not refused
+ * here (HTTP/1.0). */
+bool http_host_named(const char *hdr, const char *const names[]);
 
 #endif

@@ -54,21 +54,24 @@ void ws_accept_key(const char *key, char out[29]);
 
 /* What to answer an upgrade request: status 101 with the subprotocol
  * chosen (NULL: the client offered none), or an error status with why and
- * the extra response headers it needs. origins is stomp.ws_origins. */
+ * the extra response headers it needs. origins is stomp.ws_origins; names
+ * what http_host_named takes (http.hosts and the listen addresses). */
 struct ws_handshake {
     int status;
     const char *protocol;
     char accept[29];
-    char reason[200];
+    char reason[400];
     const char *extra_headers; /* "Name: value\r\n"... or "" */
 };
-void ws_handshake_check(const struct http_head *h, const char *origins, struct ws_handshake *out);
+void ws_handshake_check(const struct http_head *h, const char *origins, const char *const names[],
+                        struct ws_handshake *out);
 
 /* May a page from origin open a connection whose request named host?
  * No origin (not a browser): yes. Otherwise the same origin (origin's
- * host[:port] is host), or one listed in origins (comma-separated, "*"
- * for any). */
-bool ws_origin_allowed(const char *origin, const char *host, const char *origins);
+ * host[:port] is host) when host_named (the host is one of this node's
+ * names, http_host_named with names: not a DNS rebinding), or one listed
+ * in origins (comma-separated, "*" for any). */
+bool ws_origin_allowed(const char *origin, const char *host, bool host_named, const char *origins);
 
 /* The first whole unit of STOMP output in p[0..n): a run of EOLs (heart-
  * beats), or a frame through its NUL with the EOLs after it. Its length,

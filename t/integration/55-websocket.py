@@ -124,6 +124,18 @@ def test_origins(wsb):
     WS(b.ws_port, origin="http://127.0.0.1:%d" % b.ws_port).drop()
     st, _, body = raw_upgrade(b.ws_port, upgrade_request(b.ws_port, origin="http://app.example:8081")[0])
     assert st == 403
+    # the same origin under a name that is not this node's: a DNS
+    # rebinding (a page of rebind.example, whose name now resolves to this
+    # address), refused; a name listed in http.hosts is this node's
+    rebound = "rebind.example:%d" % b.ws_port
+    st, _, body = raw_upgrade(b.ws_port, upgrade_request(b.ws_port, origin="http://" + rebound, host=rebound)[0])
+    assert st == 403 and "http.hosts" in body, body
+    b3 = wsb({"http.hosts": "rebind.example"})
+    named = "rebind.example:%d" % b3.ws_port
+    s = socket.create_connection(("127.0.0.1", b3.ws_port), timeout=10)
+    s.sendall(upgrade_request(b3.ws_port, origin="http://" + named, host=named)[0])
+    assert read_http_response(s)[0] == 101
+    s.close()
     b2 = wsb({"stomp.ws_origins": "*"})
     WS(b2.ws_port, origin="http://anything.example").drop()
 

@@ -35,7 +35,8 @@ static int check(const char *head, const char *origins, struct ws_handshake *hs)
     int rc = http_head_parse(&h, head, end, err, sizeof err);
     if (rc != 0)
         return rc;
-    ws_handshake_check(&h, origins, hs);
+    const char *const names[] = {"h, app.example", NULL};
+    ws_handshake_check(&h, origins, names, hs);
     http_head_free(&h);
     return 0;
 }
@@ -83,6 +84,10 @@ static void test_handshake(void **state)
         {"GET / HTTP/1.1\r\nHost: app.example:8080\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
          "Sec-WebSocket-Key: " GOOD_KEY "\r\nSec-WebSocket-Version: 13\r\nOrigin: https://app.example:8080\r\n\r\n",
          "", 101, NULL},
+        /* same origin, but under a name that is not this node's (DNS rebinding) */
+        {"GET / HTTP/1.1\r\nHost: evil.example:1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+         "Sec-WebSocket-Key: " GOOD_KEY "\r\nSec-WebSocket-Version: 13\r\nOrigin: http://evil.example:1\r\n\r\n",
+         "", 403, NULL},
         {"GET / HTTP/1.1\r\nHost: h:1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
          "Sec-WebSocket-Key: " GOOD_KEY "\r\nSec-WebSocket-Version: 13\r\nOrigin: http://evil.example\r\n\r\n",
          "", 403, NULL},
@@ -145,16 +150,39 @@ static void test_head_parser(void **state)
 static void test_origin(void **state)
 {
     (void)state;
-    assert_true(ws_origin_allowed(NULL, "h:1", ""));
-    assert_true(ws_origin_allowed("http://h:1", "h:1", ""));
-    assert_true(ws_origin_allowed("http://H:1", "h:1", ""));
-    assert_false(ws_origin_allowed("http://h:2", "h:1", ""));
-    assert_false(ws_origin_allowed("http://h:1.evil", "h:1", ""));
-    assert_true(ws_origin_allowed("http://a", "h:1", "http://b,http://a"));
-    assert_false(ws_origin_allowed("http://a", "h:1", "http://ab"));
-    assert_false(ws_origin_allowed("http://ab", "h:1", "http://a"));
-    assert_true(ws_origin_allowed("http://x", "h:1", "*"));
-    assert_true(ws_origin_allowed("http://x", "h:1", " http://y , * "));
+    assert_true(ws_origin_allowed(NULL, "h:1", true, ""));
+    assert_true(ws_origin_allowed("http://h:1", "h:1", true, ""));
+    assert_true(ws_origin_allowed("http://H:1", "h:1", true, ""));
+    assert_false(ws_origin_allowed("http://h:2", "h:1", true, ""));
+    assert_false(ws_origin_allowed("http://h:1.evil", "h:1", true, ""));
+    /* the same origin under a name that is not this node's: DNS rebinding */
+    assert_false(ws_origin_allowed("http://evil.example:1", "evil.example:1", false, ""));
+    assert_true(ws_origin_allowed("http://a", "h:1", true, "http://b,http://a"));
+    assert_false(ws_origin_allowed("http://a", "h:1", true, "http://ab"));
+    assert_false(ws_origin_allowed("http://ab", "h:1", true, "http://a"));
+    assert_true(ws_origin_allowed("http://x", "h:1", true, "*"));
+    assert_true(ws_origin_allowed("http://x", "h:1", true, " http://y , * "));
+}
+
+/* A Host header names this node: an IP address, localhost, or one of
+ * the names given (lists of names or host:port addresses). */
+static void test_host_named(void **state)
+{
+    (void)state;
+    const char *const names[] = {"broker.example, *.corp.example", "10.0.0.5:61614", NULL};
+    const char *const none[] = {NULL};
+    const char *const any[] = {"*", NULL};
+    assert_true(http_host_named("127.0.0.1:61614", none));
+    assert_true(http_host_named("localhost:61614", none));
+    assert_true(http_host_named("[::1]:61614", none));
+    assert_true(http_host_named("", none));
+    assert_false(http_host_named("evil.example:61614", none));
+    assert_true(http_host_named("evil.example", any));
+    assert_true(http_host_named("Broker.Example:61614", names));
+    assert_true(http_host_named("a.corp.example", names));
+    assert_false(http_host_named("corp.example", names));
+    assert_false(http_host_named("broker.example.evil", names));
+    assert_false(http_host_named("10", names));
 }
 
 static void test_next_unit(void **state)
@@ -207,7 +235,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accept_key), cmocka_unit_test(test_handshake), cmocka_unit_test(test_head_parser),
-        cmocka_unit_test(test_origin),     cmocka_unit_test(test_next_unit), cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_origin), cmocka_unit_test(test_host_named), cmocka_unit_test(test_next_unit),
+        cmocka_unit_test(test_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
