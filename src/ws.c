@@ -106,7 +106,10 @@ static bool key_valid(const char *key)
 
 /* Does the comma-separated list (of one or more header fields) hold this
  * token, case-insensitively? */
-static bool has_token(const struct http_head *h, const char *field, const char *token)
+/* Does a field (any of that name) list token? Connection and Upgrade
+ * tokens are case-insensitive; subprotocol names are not (exact): a
+ * browser checks the server names one it offered, as it spelled it. */
+static bool has_token(const struct http_head *h, const char *field, const char *token, bool exact)
 {
     size_t tl = strlen(token);
     for (size_t i = 0; i < h->nfields; i++) {
@@ -122,7 +125,7 @@ static bool has_token(const struct http_head *h, const char *field, const char *
             const char *t = e;
             while (t > p && (t[-1] == ' ' || t[-1] == '\t'))
                 t--;
-            if ((size_t)(t - p) == tl && !strncasecmp(p, token, tl))
+            if ((size_t)(t - p) == tl && !(exact ? strncmp(p, token, tl) : strncasecmp(p, token, tl)))
                 return true;
             p = e;
         }
@@ -180,11 +183,11 @@ void ws_handshake_check(const struct http_head *h, const char *origins, const ch
         return refuse_with(out, 400, "", "a WebSocket upgrade needs HTTP/1.1", NULL);
     if (strcmp(h->method, "GET"))
         return refuse_with(out, 405, "Allow: GET\r\n", "a WebSocket upgrade is a GET, not", h->method);
-    if (!has_token(h, "Upgrade", "websocket"))
+    if (!has_token(h, "Upgrade", "websocket", false))
         return refuse_with(out, 426, upgrade_hdrs,
                            "this port speaks STOMP over WebSocket only: send a WebSocket upgrade request "
                            "(RFC 6455)", NULL);
-    if (!has_token(h, "Connection", "Upgrade"))
+    if (!has_token(h, "Connection", "Upgrade", false))
         return refuse_with(out, 400, "", "the Connection header must include Upgrade", NULL);
     const char *host = http_head_get(h, "Host");
     if (!host || !*host)
@@ -205,7 +208,7 @@ void ws_handshake_check(const struct http_head *h, const char *origins, const ch
     if (http_head_get(h, "Sec-WebSocket-Protocol")) {
         static const char *const mine[] = {"v12.stomp", "v11.stomp", "v10.stomp"};
         for (size_t i = 0; i < 3 && !out->protocol; i++)
-            if (has_token(h, "Sec-WebSocket-Protocol", mine[i]))
+            if (has_token(h, "Sec-WebSocket-Protocol", mine[i], true))
                 out->protocol = mine[i];
         if (!out->protocol)
             return refuse_with(out, 400, "",

@@ -62,6 +62,10 @@ static void test_handshake(void **state)
         {"GET / HTTP/1.1\r\nHost: h:1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
          "Sec-WebSocket-Key: " GOOD_KEY "\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n",
          "", 400, NULL},
+        /* subprotocol names are exact: a browser accepts only the name it offered, as spelled */
+        {"GET / HTTP/1.1\r\nHost: h:1\r\nUpgrade: WebSocket\r\nConnection: upgrade\r\n"
+         "Sec-WebSocket-Key: " GOOD_KEY "\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: V12.STOMP\r\n\r\n",
+         "", 400, NULL},
         /* not an upgrade at all: a plain GET */
         {"GET / HTTP/1.1\r\nHost: h:1\r\n\r\n", "", 426, NULL},
         {"POST / HTTP/1.1\r\nHost: h:1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
