@@ -637,6 +637,13 @@ static void close_stream(struct stream *s, const char *why, bool graceful)
 {
     if (s->state == STREAM_DEAD)
         return;
+    if (s->state == STREAM_OPEN && s->filter && s->filter->farewell && s->fd >= 0) {
+        /* its last words, if the socket takes them now; no waiting */
+        s->filter->farewell(s);
+        char ignored[64];
+        if (buf_used(&s->wire))
+            (void)transport(s)->write(s, buf_head(&s->wire), buf_used(&s->wire), ignored, sizeof ignored);
+    }
     s->state = STREAM_DEAD;
     ev_io_stop(loop, &s->rd);
     ev_io_stop(loop, &s->wr);

@@ -604,6 +604,7 @@ static const char *close_reason(uint16_t code)
 {
     switch (code) {
     case WS_CLOSE_NORMAL: return "bye";
+    case WS_CLOSE_GOING_AWAY: return "going away";
     case WS_CLOSE_POLICY: return "STOMP ERROR";
     default: return "";
     }
@@ -660,6 +661,22 @@ static void ws_encode(struct stream *s, size_t allowed)
     wslay_event_send(w->ctx);
 }
 
+/* The stream closes at once (the broker stops, a client went silent):
+ * a close frame first, written if the socket takes it, so a browser
+ * hears why (1001) rather than an abnormal end (1006). */
+static void ws_farewell(struct stream *s)
+{
+    struct ws *w = s->filter_data;
+    if (w->phase != WS_OPEN || w->close_queued || w->failed || wslay_event_get_close_received(w->ctx))
+        return;
+    uint16_t code = s->close_code ? s->close_code : WS_CLOSE_GOING_AWAY;
+    const char *reason = close_reason(code);
+    if (wslay_event_queue_close(w->ctx, code, (const uint8_t *)reason, strlen(reason)) == 0) {
+        w->close_queued = true;
+        wslay_event_send(w->ctx);
+    }
+}
+
 static bool ws_may_close(struct stream *s)
 {
     struct ws *w = s->filter_data;
@@ -685,6 +702,7 @@ static const struct stream_filter ws_filter = {
     .held = ws_held,
     .encode = ws_encode,
     .may_close = ws_may_close,
+    .farewell = ws_farewell,
     .release = ws_release,
 };
 

@@ -116,6 +116,9 @@ struct stream_filter {
     /* A closing stream wrote everything: may the socket close now? (No:
      * it keeps reading until the peer's closing frame, or the linger.) */
     bool (*may_close)(struct stream *s);
+    /* Optional: the stream closes at once, not after a flush: add a last
+     * closing frame to s->wire (written if the socket takes it now). */
+    void (*farewell)(struct stream *s);
     /* Free the layer's state (with the stream, before the loop sleeps). */
     void (*release)(struct stream *s);
 };

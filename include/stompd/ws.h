@@ -21,6 +21,7 @@ struct http_head;
 /* Close codes (RFC 6455 7.4.1) stompd sends. */
 enum {
     WS_CLOSE_NORMAL = 1000,       /* DISCONNECT, or the client's own close */
+    WS_CLOSE_GOING_AWAY = 1001,   /* closed at once: the broker stops, or the client went silent */
     WS_CLOSE_PROTOCOL = 1002,     /* a framing rule broken (unmasked frame, bad opcode, ...) */
     WS_CLOSE_BAD_DATA = 1007,     /* a text message that is not UTF-8 */
     WS_CLOSE_POLICY = 1008,       /* the STOMP connection was closed with an ERROR frame */

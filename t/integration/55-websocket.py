@@ -427,3 +427,18 @@ def test_ws_listen_that_cannot_bind_stops_the_start(broker_factory):
     assert "stomp.ws_listen" in b.log()
     assert "cannot listen on 127.0.0.1:%d" % port in b.log()
     taken.close()
+
+
+def test_a_close_at_once_says_going_away(wsb):
+    """The broker closes a WebSocket at once, not after an answer: a client
+    that promised heart-beats went silent, or the broker stops. A close
+    frame 1001 goes first, so a browser hears why; before, the TCP
+    connection just ended (an abnormal 1006 to the page)."""
+    b = wsb()
+    silent = WS(b.ws_port)
+    silent.connect_stomp("1.2", headers={"heart-beat": "200,0"})
+    assert silent.expect_close(1001, timeout=10) == b"going away"
+    w = WS(b.ws_port)
+    w.connect_stomp("1.2")
+    b.stop()
+    assert w.expect_close(1001, timeout=10) == b"going away"
