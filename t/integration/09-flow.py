@@ -114,11 +114,11 @@ def test_a_producer_gone_while_its_send_waits_for_room_is_closed(broker_factory)
         q.send("SEND", {"destination": "/queue/sink"}, body)
         q.send("SEND", {"destination": "/queue/sink"}, body)  # unread behind the first
         gone.append(q)
+    # each has sent CONNECT and a first SEND, which waits for room
     deadline = time.time() + 10
-    while get_json(b, "/api/counters")["connections"] < 6:
-        assert time.time() < deadline
+    while sum(c["frames_in"] >= 2 for c in get_json(b, "/api/connections")) < 6:
+        assert time.time() < deadline, "the producers' first SENDs were not read"
         time.sleep(0.05)
-    time.sleep(0.3)  # their first SENDs wait for room
     for i, q in enumerate(gone):
         if i % 2:
             # a reset, as from a crashed client
