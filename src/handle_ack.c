@@ -128,9 +128,14 @@ static int ack_or_hold(struct conn *c, struct frame *f, bool nack, uint64_t *lsn
 {
     const char *tx = frame_get(f, "transaction");
     if (tx) {
-        if (!find_entry(c, f, false))
+        struct qentry *e = find_entry(c, f, false);
+        if (!e)
             return -EPROTO;
-        return txn_hold(c, tx, f, 1);
+        uint64_t tag = e->tag;
+        int rc = txn_hold(c, tx, f, 1, tag);
+        if (rc == 0)
+            e->in_txn_ack = true; /* should it go back before COMMIT, the COMMIT fails */
+        return rc;
     }
     int rc = ack_message(c, f, nack, false);
     if (rc > 0) {

@@ -192,7 +192,10 @@ int send_message(struct conn *c, struct frame *f, struct op *batch)
 /* A SEND a transaction holds, checked again at COMMIT before any of the
  * transaction is applied: what can have changed since it arrived (its
  * temporary destination closed, an ACL reloaded, the store failed).
- * Returns why it cannot be applied, or NULL. */
+ * Its destinations were created when it arrived; one deleted since (by
+ * the console) is created again here, as the COMMIT would, even if a
+ * later frame then refuses the COMMIT. Returns why it cannot be applied,
+ * or NULL. */
 const char *send_check_held(struct conn *c, struct frame *f)
 {
     struct route r;
@@ -232,7 +235,7 @@ int handle_send(struct conn *c, struct frame *f, uint64_t *lsn)
         const char *rt = frame_get(f, "reply-to");
         if (rt && reply_to_dest(c, rt) != 0)
             return -EPROTO;
-        return txn_hold(c, tx, f, legs);
+        return txn_hold(c, tx, f, legs, 0);
     }
     return send_message(c, f, NULL);
 }

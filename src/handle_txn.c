@@ -34,10 +34,13 @@ int handle_begin(struct conn *c, struct frame *f, uint64_t *lsn)
 
 /* COMMIT applies all of a transaction or none: what a held SEND needs that
  * can have changed since it arrived is checked before anything is applied
- * (send_check_held); a failure that still comes while applying (memory
- * filled meanwhile) answers an ERROR, not the RECEIPT. A held ACK whose
- * message went back meanwhile (its subscription ended) is skipped: the
- * message is delivered again, marked redelivered. */
+ * (send_check_held), and so is every held ACK's message, which must not
+ * have gone back to its queue (its subscription ended, a NACK outside the
+ * transaction): its consumer would otherwise get it again while the
+ * transaction's SENDs, the work done for it, went out. A failure that
+ * still comes while applying (memory filled meanwhile) answers an ERROR,
+ * not the RECEIPT. A held ACK whose message was acknowledged outside the
+ * transaction meanwhile is skipped: what it asked for is done. */
 int handle_commit(struct conn *c, struct frame *f, uint64_t *lsn)
 {
     const char *tx = tx_header(f);
@@ -46,6 +49,12 @@ int handle_commit(struct conn *c, struct frame *f, uint64_t *lsn)
     struct txn *t = txn_find(c, tx);
     if (!t)
         return proto_fail("unknown transaction", "Transaction '%.128s' was not begun (or already ended).", tx);
+    if (t->spoiled) {
+        proto_fail("transaction not committed", "Transaction '%.128s' cannot be applied: %s; nothing of the "
+                   "transaction was applied.", tx, t->spoiled);
+        txn_end(c, t);
+        return -EPROTO;
+    }
     for (uint32_t i = 0; i < t->nframes; i++) {
         const char *why = t->frames[i].cmd == CMD_SEND ? send_check_held(c, &t->frames[i]) : NULL;
         if (why) {

@@ -17,10 +17,10 @@
 #include "stompd/log.h"
 #include "stompd/selector.h"
 #include "stompd/server.h"
-#include "stompd/log.h"
 #include "stompd/persist.h"
 #include "stompd/route.h"
 #include "stompd/sub.h"
+#include "stompd/txn.h"
 
 bool sub_ready(const struct sub *s)
 {
@@ -311,6 +311,16 @@ bool sub_ack(struct sub *s, struct qentry *e)
     return journaled;
 }
 
+/* e, detached from t, goes back to its queue unacked: a transaction of
+ * t's connection that holds an ACK of it can no longer commit whole. */
+static bool give_back(struct sub *t, struct qentry *e, enum return_why why)
+{
+    if (e->in_txn_ack)
+        txn_delivery_returned(t->conn, e->tag, e->msg->id,
+                              why == RETURN_NACK ? "NACKed" : "its subscription ended");
+    return queue_return(e, why);
+}
+
 bool sub_nack(struct sub *s, struct qentry *e)
 {
     struct sub *t = sub_top(s);
@@ -320,13 +330,13 @@ bool sub_nack(struct sub *s, struct qentry *e)
         while ((it = TAILQ_FIRST(&t->unacked)) != e) {
             struct queue *q = it->q;
             detach(t, it);
-            journaled |= queue_return(it, RETURN_NACK);
+            journaled |= give_back(t, it, RETURN_NACK);
             queue_mark_dirty(q);
         }
     }
     struct queue *q = e->q;
     detach(t, e);
-    journaled |= queue_return(e, RETURN_NACK);
+    journaled |= give_back(t, e, RETURN_NACK);
     queue_mark_dirty(q);
     credit_back(t, was_full);
     return journaled;
@@ -344,7 +354,7 @@ bool sub_release_all(struct sub *s)
         if (s != t && e->sub != s)
             continue;
         detach(t, e);
-        journaled |= queue_return(e, srv.stopping ? RETURN_STOPPED : RETURN_LOST);
+        journaled |= give_back(t, e, srv.stopping ? RETURN_STOPPED : RETURN_LOST);
     }
     return journaled;
 }

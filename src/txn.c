@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,7 +37,7 @@ struct txn *txn_find(struct conn *c, const char *id)
     return t;
 }
 
-int txn_hold(struct conn *c, const char *id, struct frame *f, uint32_t legs)
+int txn_hold(struct conn *c, const char *id, struct frame *f, uint32_t legs, uint64_t tag)
 {
     struct txn *t = txn_find(c, id);
     if (!t)
@@ -61,9 +62,11 @@ int txn_hold(struct conn *c, const char *id, struct frame *f, uint32_t legs)
     if (t->nframes == t->cap) {
         t->cap = t->cap ? t->cap * 2 : 8;
         t->frames = realloc(t->frames, t->cap * sizeof *t->frames);
-        if (!t->frames)
+        t->tags = realloc(t->tags, t->cap * sizeof *t->tags);
+        if (!t->frames || !t->tags)
             abort();
     }
+    t->tags[t->nframes] = tag;
     t->frames[t->nframes++] = *f;
     memset(f, 0, sizeof *f);
     return 0;
@@ -75,10 +78,28 @@ void txn_end(struct conn *c, struct txn *t)
     for (uint32_t i = 0; i < t->nframes; i++)
         frame_free(&t->frames[i]);
     free(t->frames);
+    free(t->tags);
+    free(t->spoiled);
     HASH_DEL(c->txns, t);
     c->ntxns--;
     free(t->id);
     free(t);
+}
+
+void txn_delivery_returned(struct conn *c, uint64_t tag, const char *mid, const char *why)
+{
+    struct txn *t, *tmp;
+    HASH_ITER(hh, c->txns, t, tmp) {
+        for (uint32_t i = 0; i < t->nframes && !t->spoiled; i++) {
+            if (t->tags[i] != tag)
+                continue;
+            char reason[400];
+            snprintf(reason, sizeof reason, "frame %u (%s of message '%.128s'): the message went back to its "
+                     "queue before the COMMIT (%s)", i + 1, t->frames[i].command, mid, why);
+            if (!(t->spoiled = strdup(reason)))
+                abort();
+        }
+    }
 }
 
 void txn_abort_all(struct conn *c)

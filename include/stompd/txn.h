@@ -13,7 +13,9 @@ struct conn;
 struct txn {
     char *id;
     struct frame *frames;
+    uint64_t *tags;         /* per frame: a held ACK's or NACK's delivery tag, 0 for a SEND */
     uint32_t nframes, cap;
+    char *spoiled;          /* why COMMIT must fail: a message it acks went back meanwhile */
     uint64_t legs;          /* what COMMIT publishes: a SEND once per destination */
     int64_t bytes;          /* held, charged to broker.memory_limit once per leg */
     UT_hash_handle hh;
@@ -24,8 +26,14 @@ struct txn *txn_find(struct conn *c, const char *id);
 /* Move f into the transaction (f is left empty). legs: the destinations a
  * SEND goes to at COMMIT (a composite names several), 1 for an ACK or NACK;
  * stomp.max_tx_frames and broker.memory_limit count each of them, as
- * COMMIT publishes a copy to each. */
-int txn_hold(struct conn *c, const char *id, struct frame *f, uint32_t legs) __attribute__((warn_unused_result));
+ * COMMIT publishes a copy to each. tag: the delivery an ACK or NACK names
+ * (0 for a SEND). */
+int txn_hold(struct conn *c, const char *id, struct frame *f, uint32_t legs, uint64_t tag)
+    __attribute__((warn_unused_result));
+/* The delivery tag of c went back to its queue unacked (why: what sent it
+ * back; mid: its message-id): every open transaction of c that holds an
+ * ACK or NACK of it can no longer commit whole. */
+void txn_delivery_returned(struct conn *c, uint64_t tag, const char *mid, const char *why);
 void txn_end(struct conn *c, struct txn *t);
 void txn_abort_all(struct conn *c);
 

@@ -190,3 +190,64 @@ def test_commit_applies_all_or_nothing(broker):
     p.send("SEND", {"destination": "/queue/txall", "transaction": "t"}, b"after")
     p.receipt("COMMIT", {"transaction": "t"}, "c")
     assert [m.body for m in rx.recv_all(2)] == [b"before", b"after"]
+
+
+def test_a_commit_whose_acked_message_went_back_fails_whole(broker):
+    """A held ACK whose message went back to its queue before the COMMIT
+    (its subscription ended, or a NACK outside the transaction) fails the
+    COMMIT whole: before, the ACK was skipped and the transaction's SENDs
+    went out, so the work done for the message was published and the
+    message came again."""
+    for how in ("unsubscribe", "nack"):
+        q, out = "/queue/txback-" + how, "/queue/txback-out-" + how
+        rx = connected(broker.port)
+        rx.receipt("SUBSCRIBE", {"id": "o", "destination": out}, "s")
+        p = connected(broker.port)
+        p.receipt("SEND", {"destination": q}, "p", b"work")
+        c = connected(broker.port)
+        c.send("SUBSCRIBE", {"id": "1", "destination": q, "ack": "client-individual"})
+        m = c.recv()
+        c.send("BEGIN", {"transaction": "t"})
+        c.receipt("SEND", {"destination": out, "transaction": "t"}, "w", b"result")
+        c.receipt("ACK", {"id": m["ack"], "transaction": "t"}, "a")
+        if how == "unsubscribe":
+            c.receipt("UNSUBSCRIBE", {"id": "1"}, "u")
+        else:
+            c.receipt("NACK", {"id": m["ack"]}, "n")
+            assert c.recv()["redelivered"] == "true"  # back, and delivered again
+        c.send("COMMIT", {"transaction": "t", "receipt": "c"})
+        f = c.expect_error("transaction not committed")
+        body = f.body.decode()
+        assert f["receipt-id"] == "c"
+        assert "went back to its queue" in body and m["message-id"] in body, body
+        assert "nothing of the transaction was applied" in body, body
+        rx.expect_nothing(0.5)
+        d = connected(broker.port)
+        d.send("SUBSCRIBE", {"id": "1", "destination": q})
+        again = d.recv()
+        assert again.body == b"work" and again["redelivered"] == "true"
+        d.expect_nothing(0.3)
+
+
+def test_a_held_ack_of_a_message_acked_meanwhile_still_commits(broker):
+    """A message a held ACK names that was acknowledged outside the
+    transaction meanwhile (a cumulative client ACK of a later one) is done:
+    the COMMIT applies the rest and answers its RECEIPT."""
+    p = connected(broker.port)
+    for i in range(2):
+        p.receipt("SEND", {"destination": "/queue/txacked"}, "p%d" % i, b"%d" % i)
+    rx = connected(broker.port)
+    rx.receipt("SUBSCRIBE", {"id": "o", "destination": "/queue/txacked-out"}, "s")
+    c = connected(broker.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/txacked", "ack": "client"})
+    m0, m1 = c.recv_all(2)
+    c.send("BEGIN", {"transaction": "t"})
+    c.receipt("ACK", {"id": m0["ack"], "transaction": "t"}, "a")
+    c.receipt("SEND", {"destination": "/queue/txacked-out", "transaction": "t"}, "w", b"result")
+    c.receipt("ACK", {"id": m1["ack"]}, "all")  # cumulative: m0 too
+    c.receipt("COMMIT", {"transaction": "t"}, "c")
+    assert rx.recv().body == b"result"
+    c.close()
+    d = connected(broker.port)
+    d.send("SUBSCRIBE", {"id": "1", "destination": "/queue/txacked"})
+    d.expect_nothing(0.5)
