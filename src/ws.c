@@ -371,6 +371,10 @@ static void on_frame_start(wslay_event_context_ptr ctx, const struct wslay_event
     struct ws *w = user;
     w->data_frame = arg->opcode == WSLAY_TEXT_FRAME || arg->opcode == WSLAY_BINARY_FRAME ||
                     arg->opcode == WSLAY_CONTINUATION_FRAME;
+    /* wslay reads a 1-byte close payload as "no code" and echoes an empty
+     * close; RFC 6455 5.5.1 makes it a protocol error */
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->payload_length == 1)
+        fail(w, WS_CLOSE_PROTOCOL, "a close frame's payload is a 2-byte status code and an optional reason");
     if (!w->data_frame)
         return;
     if (arg->opcode != WSLAY_CONTINUATION_FRAME)
@@ -501,9 +505,11 @@ static size_t handshake(struct ws *w, const char *p, size_t n)
         return n;
     }
     /* payload is streamed to the STOMP parser, never gathered; the message
-     * size limit is on_frame_start's (wslay's own would close without a
-     * reason) */
+     * size limit is on_frame_start's (wslay's own closes without a reason) */
     wslay_event_config_set_no_buffering(w->ctx, 1);
+    /* wslay's own bound (2^31 - 1 by default) would answer 1009 before
+     * on_frame_start could give the reason */
+    wslay_event_config_set_max_recv_msg_length(w->ctx, UINT64_MAX);
     buf_printf(&w->s->wire,
                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                "Sec-WebSocket-Accept: %s\r\n%s%s%s\r\n",

@@ -296,6 +296,7 @@ def test_a_client_that_never_answers_the_close_is_closed_after_the_linger(wsb):
     (frame(TEXT, b"\xff\xfe"), 1007),                             # a text message that is not UTF-8
     (frame(TEXT, b"\xc3", fin=False) + frame(CONT, b"("), 1007),  # ... also across fragments
     (frame(CLOSE, struct.pack(">H", 1005)), 1002),                # a close code that may not be sent
+    (frame(CLOSE, b"\x03"), 1002),                                # a close payload of one byte
 ])
 def test_framing_rules_fail_the_connection(wsb, wire, code):
     b = wsb()
@@ -320,6 +321,11 @@ def test_message_size_limit(wsb):
     w = ws_connected(b.ws_port)
     # (wslay looks at a frame once a byte of its payload is there)
     w.send_raw(frame(BINARY, b"", length=limit + 1)[:8] + b"x")
+    assert w.expect_close(1009).startswith(b"message larger than 5120 bytes")
+    w.expect_eof()
+    # ... however large (wslay's own bound, 2^31 bytes, answered without a reason)
+    w = ws_connected(b.ws_port)
+    w.send_raw(frame(BINARY, b"", length=1 << 40)[:14] + b"x")
     assert w.expect_close(1009).startswith(b"message larger than 5120 bytes")
     w.expect_eof()
     # fragments adding up to more
