@@ -15,6 +15,7 @@
 #include "stompd/commit.h"
 #include "stompd/config.h"
 #include "stompd/conn.h"
+#include "stompd/durable.h"
 #include "stompd/log.h"
 #include "stompd/persist.h"
 #include "stompd/proto.h"
@@ -229,6 +230,10 @@ int handle_connect(struct conn *c, struct frame *f, uint64_t *lsn)
     const char *hb = frame_get(f, "heart-beat");
     if (hb && v >= STOMP_11 && parse_heartbeat(hb, &cx, &cy) != 0)
         return proto_fail("invalid heart-beat header", "Expected heart-beat:<cx>,<cy> in milliseconds, got '%.64s'.", hb);
+    const char *cid = frame_get(f, "client-id");
+    if (cid && strlen(cid) > DURABLE_NAME_MAX)
+        return proto_fail("client-id too long", "client-id may be %d bytes at most (it names durable "
+                          "subscriptions in the store), got %zu.", DURABLE_NAME_MAX, strlen(cid));
     struct pending_login p = {.c = c, .version = v, .accept_version = av != NULL, .cx = cx, .cy = cy,
                               .client_id = (char *)frame_get(f, "client-id"), .login = (char *)frame_get(f, "login")};
     const char *login = p.login && *p.login ? p.login : NULL;

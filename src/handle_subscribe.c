@@ -47,6 +47,9 @@ static int durable_name(const struct frame *f, const char **out)
         const char *v = frame_get(f, keys[i]);
         if (!v || !*v)
             continue;
+        if (strlen(v) > DURABLE_NAME_MAX)
+            return proto_fail("durable subscription name too long",
+                              "%s may be %d bytes at most, got %zu.", keys[i], DURABLE_NAME_MAX, strlen(v));
         if (*out && strcmp(*out, v) != 0)
             return proto_fail("conflicting durable subscription names",
                               "%s '%.128s' and %s '%.128s' name different durable subscriptions.", keys[from], *out,
@@ -139,6 +142,8 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
 
     struct selector *sel = NULL;
     const char *seltext = frame_get(f, "selector");
+    if (seltext && !seltext[strspn(seltext, " \t\r\n")])
+        seltext = NULL; /* an empty selector selects everything (JMS; ActiveMQ's clients send one) */
     if (seltext) {
         /* What one SUBSCRIBE may make the broker spend, compiling now and
          * matching every message later, is bounded here. */
@@ -298,10 +303,20 @@ int handle_unsubscribe(struct conn *c, struct frame *f, uint64_t *lsn)
         if (!c->client_id)
             return proto_fail("durable subscription needs a client-id",
                               "Send client-id on CONNECT to remove durable subscription '%.128s'.", dname);
-        if (!dur)
-            dur = durable_find(c->client_id, dname);
+        /* the name says which one goes, with its backlog: one the id's
+         * subscription is not would be a guess (ActiveMQ refuses a name
+         * that names none) */
+        struct durable *named = durable_find(c->client_id, dname);
+        if (!named)
+            return proto_fail("no such durable subscription",
+                              "Client-id '%.128s' has no durable subscription '%.128s'.", c->client_id, dname);
+        if (dur && dur != named)
+            return proto_fail("wrong durable subscription",
+                              "Subscription '%.128s' is durable subscription '%.128s', not '%.128s': nothing was "
+                              "removed.", s->id, dur->name, dname);
+        dur = named;
         /* removing one (and its backlog) needs read on its topic */
-        if (dur && !acl_allows_dest(c->who, dur->dest->name, ACL_READ)) {
+        if (!acl_allows_dest(c->who, dur->dest->name, ACL_READ)) {
             char message[256], detail[1200];
             acl_explain(c->who, dur->dest->name, ACL_READ, message, sizeof message, detail, sizeof detail);
             return proto_fail(message, "%s", detail);

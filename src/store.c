@@ -408,43 +408,55 @@ static void seg_ref(uint32_t seg, int64_t delta)
 
 /* ------------------------------------------------------------ counters */
 
+/* Room for a key of len bytes: stack when it fits (keys are bounded by
+ * the names they hold, DURABLE_NAME_MAX and destinations' 1024), else the
+ * heap (the caller frees what is not stack). */
+static char *key_space(char *stack, size_t cap, size_t len)
+{
+    if (len <= cap)
+        return stack;
+    char *p = malloc(len);
+    if (!p)
+        abort();
+    return p;
+}
+
 static struct counter *counter_for(const char *msgkey, size_t kl)
 {
     /* a queue's keys share their prefix; scheduled jobs (W keys, by due
      * time) are counted together */
     size_t pl = msgkey[0] == KEY_W ? 1 : kl - MSG_KEY_SUFFIX;
-    char ck[1200];
-    if (pl + 1 > sizeof ck)
-        return NULL;
+    char stack[1200];
+    char *ck = key_space(stack, sizeof stack, pl + 1);
     ck[0] = KEY_C;
     memcpy(ck + 1, msgkey, pl);
     struct counter *c;
     HASH_FIND(hh, S.counters, ck, pl + 1, c);
-    if (c)
-        return c;
-    c = calloc(1, sizeof *c);
-    if (!c || !(c->key = malloc(pl + 1)))
-        abort();
-    memcpy(c->key, ck, pl + 1);
-    c->klen = pl + 1;
-    char *v;
-    size_t vl;
-    if (idx_get(c->key, c->klen, &v, &vl) == 0) {
-        if (vl == 16) {
-            c->count = jkey_get_be64(v);
-            c->bytes = jkey_get_be64(v + 8);
+    if (!c) {
+        c = calloc(1, sizeof *c);
+        if (!c || !(c->key = malloc(pl + 1)))
+            abort();
+        memcpy(c->key, ck, pl + 1);
+        c->klen = pl + 1;
+        char *v;
+        size_t vl;
+        if (idx_get(c->key, c->klen, &v, &vl) == 0) {
+            if (vl == 16) {
+                c->count = jkey_get_be64(v);
+                c->bytes = jkey_get_be64(v + 8);
+            }
+            free(v);
         }
-        free(v);
+        HASH_ADD_KEYPTR(hh, S.counters, c->key, c->klen, c);
     }
-    HASH_ADD_KEYPTR(hh, S.counters, c->key, c->klen, c);
+    if (ck != stack)
+        free(ck);
     return c;
 }
 
 static void count(const char *msgkey, size_t kl, int64_t n, int64_t bytes)
 {
     struct counter *c = counter_for(msgkey, kl);
-    if (!c)
-        return;
     c->count = n < 0 && c->count < (uint64_t)-n ? 0 : (uint64_t)((int64_t)c->count + n);
     c->bytes = bytes < 0 && c->bytes < (uint64_t)-bytes ? 0 : (uint64_t)((int64_t)c->bytes + bytes);
     c->dirty = true;
@@ -621,11 +633,14 @@ static void forget_msg(const char *k, size_t kl, const char *loc, const struct f
         S.stats.index_skipped++;
     else
         leveldb_writebatch_delete(S.wb, k, kl);
-    char rk[1300];
-    if ((!g || g->has_r) && kl + 1 <= sizeof rk) {
+    if (!g || g->has_r) {
+        char stack[1300];
+        char *rk = key_space(stack, sizeof stack, kl + 1);
         rk[0] = KEY_R;
         memcpy(rk + 1, k, kl);
         leveldb_writebatch_delete(S.wb, rk, kl + 1);
+        if (rk != stack)
+            free(rk);
     }
 }
 
@@ -2332,7 +2347,7 @@ int store_page(const char *prefix, size_t plen, const char *from, size_t flen, s
         leveldb_iter_seek(it, from, flen);
     else
         leveldb_iter_seek(it, prefix, plen);
-    char rk[1300];
+    char stack[1300], *rk = stack;
     for (; leveldb_iter_valid(it); leveldb_iter_next(it)) {
         size_t kl, vl;
         const char *k = leveldb_iter_key(it, &kl);
@@ -2340,9 +2355,12 @@ int store_page(const char *prefix, size_t plen, const char *from, size_t flen, s
             break;
         const char *v = leveldb_iter_value(it, &vl);
         struct store_msgref r = {.key = k, .klen = kl};
-        if (!loc_decode(v, vl, &r) || kl + 1 > sizeof rk)
+        if (!loc_decode(v, vl, &r))
             continue;
         /* delivery counts sort like their keys: walk them alongside */
+        if (rk != stack)
+            free(rk);
+        rk = key_space(stack, sizeof stack, kl + 1);
         rk[0] = KEY_R;
         memcpy(rk + 1, k, kl);
         if (!rit) {
@@ -2368,6 +2386,8 @@ int store_page(const char *prefix, size_t plen, const char *from, size_t flen, s
         if ((rc = fn(ctx, &r)) != 0)
             break;
     }
+    if (rk != stack)
+        free(rk);
     char *lerr = NULL;
     leveldb_iter_get_error(it, &lerr);
     if (lerr) {

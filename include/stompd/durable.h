@@ -15,6 +15,11 @@ struct dest;
 struct sub;
 struct selector;
 
+/* A client-id and a durable subscription's name are each at most this
+ * many bytes: both go into the store's keys of the subscription's
+ * backlog, which then stay as short as a queue's (names up to 1024). */
+#define DURABLE_NAME_MAX 512
+
 struct durable {
     char *key;          /* client-id NUL name: the store key suffix */
     size_t keylen;

@@ -337,6 +337,63 @@ def test_durable_subscription_errors(broker):
     c.expect_error("conflicting durable subscription names")
 
 
+def test_unsubscribe_names_the_durable_subscription_it_removes(broker):
+    """UNSUBSCRIBE with a durable name removes that subscription or none:
+    before, an id attached to another durable subscription removed the
+    id's one (its backlog with it), and a name that named none was
+    receipted."""
+    p = connected(broker.port)
+    c = connected(broker.port, headers={"client-id": "un"})
+    c.receipt("SUBSCRIBE", {"id": "sa", "destination": "/topic/una", "activemq.subscriptionName": "A",
+                            "ack": "client-individual"}, "a")
+    c.receipt("SUBSCRIBE", {"id": "sb", "destination": "/topic/unb", "activemq.subscriptionName": "B"}, "b")
+    p.receipt("SEND", {"destination": "/topic/una", "persistent": "true"}, "p", b"kept")
+    assert c.recv().body == b"kept"  # unacked on A
+    c.send("UNSUBSCRIBE", {"id": "sa", "activemq.subscriptionName": "B", "receipt": "u"})
+    f = c.expect_error("wrong durable subscription")
+    assert "'sa' is durable subscription 'A', not 'B'" in f.body.decode()
+    c = connected(broker.port, headers={"client-id": "un"})
+    c.send("UNSUBSCRIBE", {"activemq.subscriptionName": "nonexistent", "receipt": "u"})
+    f = c.expect_error("no such durable subscription")
+    assert "'un' has no durable subscription 'nonexistent'" in f.body.decode()
+    # both subscriptions are still there, A with its unacked message
+    c = connected(broker.port, headers={"client-id": "un"})
+    c.send("SUBSCRIBE", {"id": "sa", "destination": "/topic/una", "activemq.subscriptionName": "A"})
+    again = c.recv()
+    assert again.body == b"kept" and again["redelivered"] == "true"
+    p.receipt("SEND", {"destination": "/topic/unb"}, "p2", b"to B")
+    c.receipt("UNSUBSCRIBE", {"activemq.subscriptionName": "B"}, "removed")  # by name alone
+    c.send("SUBSCRIBE", {"id": "sb", "destination": "/topic/unb", "activemq.subscriptionName": "B"})
+    c.expect_nothing()  # B and its backlog went; A is untouched
+    c.receipt("UNSUBSCRIBE", {"id": "sa", "activemq.subscriptionName": "A"}, "ua")
+
+
+def test_durable_names_are_bounded(broker):
+    """A client-id or a durable name over 512 bytes is refused where it
+    arrives: longer ones went into store keys that a restart did not read
+    back (a receipted message to such a subscription was lost)."""
+    c = Client(broker.port)
+    c.send("CONNECT", {"accept-version": "1.2", "host": "x", "client-id": "c" * 513})
+    f = c.expect_error("client-id too long")
+    assert "512 bytes" in f.body.decode()
+    c = connected(broker.port, headers={"client-id": "c" * 512})
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/topic/long", "activemq.subscriptionName": "n" * 513})
+    f = c.expect_error("durable subscription name too long")
+    assert "activemq.subscriptionName may be 512 bytes at most" in f.body.decode()
+    c = connected(broker.port, headers={"client-id": "c" * 512})
+    c.receipt("SUBSCRIBE", {"id": "1", "destination": "/topic/long", "activemq.subscriptionName": "n" * 512}, "s")
+
+
+def test_an_empty_selector_selects_everything(broker):
+    """JMS: an empty selector is no selector (ActiveMQ's clients send one)."""
+    for sel in ("", "  "):
+        c = connected(broker.port)
+        c.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/emptysel", "selector": sel}, "s")
+        send(broker.port, "/queue/emptysel", [b"any"])
+        assert c.recv().body == b"any"
+        c.close()
+
+
 def test_durable_and_plain_subscribers_each_get_a_copy(broker):
     d = connected(broker.port, headers={"client-id": "d"})
     d.receipt("SUBSCRIBE", {"id": "1", "destination": "/topic/both", "activemq.subscriptionName": "n",
