@@ -116,6 +116,8 @@ struct op *op_refusal(struct conn *c, const char *message, const char *receipt, 
     return op;
 }
 
+static void release(struct op *op);
+
 struct op *op_batch(struct conn *c, const char *receipt)
 {
     return op_new(OP_BATCH, c, receipt);
@@ -129,11 +131,13 @@ void op_batch_close(struct op *op, uint64_t lsn)
         op->kind = OP_COMMIT;
         op->lsn = lsn;
         for (uint32_t i = 0; i < op->nmsgs; i++)
-            op->msgs[i]->lsn = lsn; /* its messages are in that entry */
+            if (op->msgs[i]->journaled)
+                op->msgs[i]->lsn = lsn; /* its messages are in that entry */
     } else {
-        /* nothing to wait for: its messages go at once */
+        /* nothing to wait for: its messages (none journaled) go at once */
         op->kind = OP_RECEIPT;
         op->done = true;
+        release(op);
     }
 }
 

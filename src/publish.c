@@ -98,13 +98,17 @@ static int publish_one(struct dest *d, struct msg *m, const struct publish *p, s
     }
     if (p->dup_id)
         dup_remember(p->dup_id, 0, false);
+    if (p->batch) {
+        /* seen with the batch's other messages, in their order, once all
+         * of them are journaled: a transaction is visible whole or not */
+        op_add_reserved_msg(p->batch, m);
+        if (dest_is_full(d))
+            op_wait_room(p->batch, d);
+        return PUBLISH_DONE;
+    }
     dest_deliver(d, m);
     if (!dest_is_full(d))
         return PUBLISH_DONE;
-    if (p->batch) {
-        op_wait_room(p->batch, d);
-        return PUBLISH_DONE;
-    }
     return submit(op_room(p->conn, p->receipt, d), p, waiting);
 }
 
@@ -135,7 +139,8 @@ static int publish_scheduled(struct msg *m, int64_t due, const struct publish *p
     if (rc >= 0)
         return rc;
     uint64_t lsn;
-    rc = sched_add(m, due, p->dup_id, &lsn, why);
+    /* a COMMIT's (the batch) bytes were admitted when its SEND came */
+    rc = sched_add(m, due, p->dup_id, p->batch != NULL, &lsn, why);
     if (rc < 0)
         return rc;
     if (!lsn) {

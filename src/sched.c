@@ -399,11 +399,11 @@ bool sched_follows_index(void)
 
 /* ------------------------------------------------------------ adding */
 
-int sched_add(struct msg *m, int64_t due, const char *dup_id, uint64_t *lsn, const char **why)
+int sched_add(struct msg *m, int64_t due, const char *dup_id, bool admitted, uint64_t *lsn, const char **why)
 {
     bool stored = m->persistent && persist_enabled();
     *lsn = 0;
-    if (!stored && dest_total_mem() + (int64_t)m->size > config.memory_limit) {
+    if (!stored && !admitted && dest_total_mem() + (int64_t)m->size > config.memory_limit) {
         *why = "The broker holds broker.memory_limit bytes of messages: a non-persistent scheduled message cannot be "
                "kept.";
         return -ENOMEM;

@@ -22,6 +22,12 @@
 #include "stompd/sub.h"
 #include "stompd/txn.h"
 
+/* t (a top subscription) has as many deliveries in flight as it may */
+static bool full(const struct sub *t)
+{
+    return (int64_t)t->inflight - t->txn_room >= t->prefetch;
+}
+
 bool sub_ready(const struct sub *s)
 {
     const struct sub *t = s->root ? s->root : s;
@@ -30,7 +36,7 @@ bool sub_ready(const struct sub *s)
         return false; /* a DISCONNECT waiting for its receipt takes no more */
     if (conn_output_full(c))
         return false;
-    return t->ack == ACK_AUTO || t->inflight < t->prefetch;
+    return t->ack == ACK_AUTO || !full(t);
 }
 
 struct lookup_ctx {
@@ -258,9 +264,9 @@ static void detach(struct sub *t, struct qentry *e)
 {
     TAILQ_REMOVE(&t->unacked, e, link);
     HASH_DEL(t->conn->inflight, e);
-    bool was_full = t->inflight >= t->prefetch;
+    bool was_full = full(t);
     t->inflight--;
-    if (was_full && t->inflight < t->prefetch)
+    if (was_full && !full(t))
         room_back(t);
     e->q->ninflight--;
 }
@@ -289,6 +295,14 @@ void sub_wake(struct sub *s)
             queue_mark_dirty(l->q);
 }
 
+void sub_txn_room(struct sub *t, int64_t n)
+{
+    bool was_full = full(t);
+    t->txn_room = (uint32_t)((int64_t)t->txn_room + n);
+    if (was_full && !full(t))
+        sub_wake(t);
+}
+
 /* Credit came back to t: when it had none, every leg's queue may have
  * something for it now (the acked entries' own queues are marked). */
 static void credit_back(struct sub *t, bool was_full)
@@ -300,7 +314,7 @@ static void credit_back(struct sub *t, bool was_full)
 bool sub_ack(struct sub *s, struct qentry *e)
 {
     struct sub *t = sub_top(s);
-    bool journaled = false, was_full = t->inflight >= t->prefetch;
+    bool journaled = false, was_full = full(t);
     if (t->ack == ACK_CLIENT) {
         struct qentry *it;
         while ((it = TAILQ_FIRST(&t->unacked)) != e)
@@ -324,7 +338,7 @@ static bool give_back(struct sub *t, struct qentry *e, enum return_why why)
 bool sub_nack(struct sub *s, struct qentry *e)
 {
     struct sub *t = sub_top(s);
-    bool journaled = false, was_full = t->inflight >= t->prefetch;
+    bool journaled = false, was_full = full(t);
     struct qentry *it;
     if (t->ack == ACK_CLIENT) {
         while ((it = TAILQ_FIRST(&t->unacked)) != e) {
@@ -553,6 +567,7 @@ bool sub_destroy(struct sub *s)
     }
     struct conn *c = s->conn;
     bool journaled = false;
+    txn_sub_gone(c, s);
     if (sub_has_legs(s)) {
         for (uint32_t i = 0; i < s->nqpatterns; i++) {
             route_unwatch_queues(s, s->qpatterns[i]);

@@ -11,6 +11,7 @@
 #include "stompd/conn.h"
 #include "stompd/dest.h"
 #include "stompd/proto.h"
+#include "stompd/sub.h"
 #include "stompd/txn.h"
 
 int txn_begin(struct conn *c, const char *id)
@@ -72,8 +73,41 @@ int txn_hold(struct conn *c, const char *id, struct frame *f, uint32_t legs, uin
     return 0;
 }
 
+void txn_give_room(struct txn *t, struct sub *s, uint32_t n, bool cumulative)
+{
+    struct txn_room *r = NULL;
+    for (uint32_t i = 0; i < t->nroom && !r; i++)
+        if (t->room[i].sub == s)
+            r = &t->room[i];
+    if (!r) {
+        struct txn_room *v = realloc(t->room, (t->nroom + 1) * sizeof *v);
+        if (!v)
+            abort();
+        t->room = v;
+        r = &v[t->nroom++];
+        *r = (struct txn_room){s, 0};
+    }
+    uint32_t more = !cumulative ? n : n > r->n ? n - r->n : 0;
+    r->n += more;
+    if (more)
+        sub_txn_room(s, more);
+}
+
+void txn_sub_gone(struct conn *c, struct sub *s)
+{
+    struct txn *t, *tmp;
+    HASH_ITER(hh, c->txns, t, tmp)
+        for (uint32_t i = 0; i < t->nroom; i++)
+            if (t->room[i].sub == s)
+                t->room[i].sub = NULL;
+}
+
 void txn_end(struct conn *c, struct txn *t)
 {
+    for (uint32_t i = 0; i < t->nroom; i++)
+        if (t->room[i].sub)
+            sub_txn_room(t->room[i].sub, -(int64_t)t->room[i].n);
+    free(t->room);
     dest_reserve(-t->bytes);
     for (uint32_t i = 0; i < t->nframes; i++)
         frame_free(&t->frames[i]);

@@ -37,8 +37,9 @@ int sched_check(const struct msg *m, int64_t now_ms, int64_t *due, const char **
 /* Keep m (its destination list in m->dest) until due. A persistent one is
  * journaled (*lsn: its entry; UINT64_MAX inside an open batch), a
  * non-persistent one (or any, without a store) is kept in memory (*lsn
- * 0): -ENOMEM with *why when the broker's memory is full. */
-int sched_add(struct msg *m, int64_t due, const char *dup_id, uint64_t *lsn, const char **why)
+ * 0): -ENOMEM with *why when the broker's memory is full, unless its
+ * bytes were admitted already (admitted: a transaction's SEND). */
+int sched_add(struct msg *m, int64_t due, const char *dup_id, bool admitted, uint64_t *lsn, const char **why)
     __attribute__((warn_unused_result));
 
 /* Life cycle: the store holds n persistent jobs (recovery); start firing

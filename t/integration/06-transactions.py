@@ -2,6 +2,8 @@
 a connection that closes aborts its open transactions."""
 import time
 
+import pytest
+
 from stompd_test import connected
 
 
@@ -251,3 +253,95 @@ def test_a_held_ack_of_a_message_acked_meanwhile_still_commits(broker):
     d = connected(broker.port)
     d.send("SUBSCRIBE", {"id": "1", "destination": "/queue/txacked"})
     d.expect_nothing(0.5)
+
+
+@pytest.mark.parametrize("mode", ["client-individual", "client"])
+def test_acks_held_in_a_transaction_leave_prefetch_room(broker, mode):
+    """A consumer that takes more messages per transaction than its
+    prefetch is not stalled until its COMMIT: what a held ACK covers
+    leaves room (ActiveMQ's prefetch extension), given back when the
+    transaction ends."""
+    q = "/queue/txroom-" + mode
+    p = connected(broker.port)
+    for i in range(6):
+        p.receipt("SEND", {"destination": q}, "p%d" % i, b"%d" % i)
+    c = connected(broker.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": q, "ack": mode, "activemq.prefetchSize": "2"})
+    c.send("BEGIN", {"transaction": "t"})
+    got = c.recv_all(2)
+    c.expect_nothing(0.3)  # the prefetch holds the rest back
+    c.send("ACK", {"id": got[-1]["ack"], "transaction": "t"})  # a client ACK covers both
+    if mode == "client-individual":
+        c.send("ACK", {"id": got[0]["ack"], "transaction": "t"})
+    got += c.recv_all(2)
+    c.receipt("COMMIT", {"transaction": "t"}, "c")
+    assert [m.body for m in got] == [b"0", b"1", b"2", b"3"]
+    # the room went back with the transaction: two in flight, no more
+    c.expect_nothing(0.3)
+    c.send("BEGIN", {"transaction": "u"})
+    c.send("ACK", {"id": got[-1]["ack"], "transaction": "u"})
+    if mode == "client-individual":
+        c.send("ACK", {"id": got[-2]["ack"], "transaction": "u"})
+    more = c.recv_all(2)
+    assert [m.body for m in more] == [b"4", b"5"]
+    c.receipt("ABORT", {"transaction": "u"}, "a")
+    # aborted: 2, 3, 4 and 5 are in flight again against a prefetch of 2
+    p.receipt("SEND", {"destination": q}, "p6", b"6")
+    c.expect_nothing(0.3)
+    c.receipt("ACK", {"id": more[-1]["ack"]}, "all")  # outside: 5 (and, cumulative, 2 to 4)
+    if mode == "client-individual":
+        c.expect_nothing(0.3)  # still 2, 3 and 4 in flight
+        for m in got[2:] + more[:1]:
+            c.send("ACK", {"id": m["ack"]})
+    assert c.recv().body == b"6"
+
+
+def test_a_committed_transaction_is_seen_whole_and_in_order(broker):
+    """Non-persistent SENDs of a transaction wait for its persistent ones'
+    entry: before, they were delivered at COMMIT at once, ahead of the
+    persistent ones (1, 3, 0, 2), and seen even when a crash then lost the
+    persistent part."""
+    rx = connected(broker.port)
+    rx.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/txorder"}, "s")
+    p = connected(broker.port)
+    p.send("BEGIN", {"transaction": "t"})
+    for i in range(6):
+        p.send("SEND", {"destination": "/queue/txorder,/topic/txorder-copy" if i == 5 else "/queue/txorder",
+                        "transaction": "t", "persistent": "true" if i % 2 == 0 else "false"}, b"%d" % i)
+    p.receipt("COMMIT", {"transaction": "t"}, "c")
+    assert [m.body for m in rx.recv_all(6)] == [b"%d" % i for i in range(6)]
+
+
+def test_a_commit_keeps_a_scheduled_send_admitted_before_memory_filled(broker_factory):
+    """A non-persistent scheduled SEND was admitted when it arrived: a
+    COMMIT after the broker's memory filled keeps it (before: dropped,
+    the rest applied, and 'transaction partly applied')."""
+    b = broker_factory({"broker.memory_limit": "1MiB"})
+    p = connected(b.port)
+    p.send("BEGIN", {"transaction": "t"})
+    p.receipt("SEND", {"destination": "/queue/txsm-a", "transaction": "t"}, "a", b"plain")
+    p.receipt("SEND", {"destination": "/queue/txsm-b", "transaction": "t", "AMQ_SCHEDULED_DELAY": "200"}, "b",
+              b"scheduled")
+    # another producer fills the memory, over several queues (each has its own, smaller limit)
+    o = connected(b.port)
+    for sent in range(1, 100):
+        o.send("SEND", {"destination": "/queue/txsm-fill%d" % (sent % 8), "receipt": "f%d" % sent}, b"x" * 60000)
+        try:
+            o.recv(timeout=1.0)
+        except (AssertionError, OSError, TimeoutError):
+            break  # paused: the memory is full (that SEND was taken, its RECEIPT waits)
+    else:
+        raise AssertionError("the memory never filled")
+    p.send("COMMIT", {"transaction": "t", "receipt": "c"})
+    p.expect_nothing(0.5)  # applied; its producer waits for room, as for any SEND
+    for k in range(8):
+        d = connected(b.port)
+        d.send("SUBSCRIBE", {"id": "1", "destination": "/queue/txsm-fill%d" % k})
+        d.recv_all(sum(1 for n in range(1, sent + 1) if n % 8 == k), timeout=10)
+        d.close()
+    f = p.recv(timeout=10)
+    assert f.command == "RECEIPT" and f["receipt-id"] == "c", f
+    for q, body in (("/queue/txsm-a", b"plain"), ("/queue/txsm-b", b"scheduled")):
+        d = connected(b.port)
+        d.send("SUBSCRIBE", {"id": "1", "destination": q})
+        assert d.recv(timeout=10).body == body
