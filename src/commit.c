@@ -126,7 +126,7 @@ struct op *op_batch(struct conn *c, const char *receipt)
 void op_batch_close(struct op *op, uint64_t lsn)
 {
     for (uint32_t i = 0; i < op->ndups; i++)
-        dup_remember(op->dups[i], lsn, true);
+        dup_set_lsn(op->dups[i], lsn);
     if (lsn) {
         op->kind = OP_COMMIT;
         op->lsn = lsn;
@@ -186,6 +186,9 @@ void op_add_reserved_msg(struct op *op, struct msg *m)
 
 void op_add_dup(struct op *op, const char *dup_id)
 {
+    /* seen at once, by the batch's later frames too; the lsn comes at
+     * op_batch_close */
+    dup_remember(dup_id, UINT64_MAX, true);
     char **v = realloc(op->dups, (op->ndups + 1) * sizeof *v);
     if (!v || !(v[op->ndups] = strdup(dup_id)))
         abort();

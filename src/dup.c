@@ -75,6 +75,14 @@ void dup_remember(const char *id, uint64_t lsn, bool journaled)
     push(d, true);
 }
 
+void dup_set_lsn(const char *id, uint64_t lsn)
+{
+    struct dup *d;
+    HASH_FIND_STR(ids, id, d);
+    if (d)
+        d->lsn = lsn;
+}
+
 void dup_restore(const char *id, size_t len, uint64_t seq)
 {
     struct dup *d = calloc(1, sizeof *d);

@@ -204,6 +204,11 @@ const char *send_check_held(struct conn *c, struct frame *f)
         route_free(&r);
         return err;
     }
+    if (r.gone) {
+        /* as a SEND to it now would be refused, not sent to the rest */
+        route_free(&r);
+        return "a temporary destination it names has closed with the connection that created it";
+    }
     /* a failed store refuses any copy it would take (publish_one: never
      * a temporary destination's) */
     const char *p = frame_get(f, "persistent");
@@ -225,6 +230,8 @@ int handle_send(struct conn *c, struct frame *f, uint64_t *lsn)
         const char *name = send_checked(f, &persistent, &prio, &expires);
         if (!name)
             return -EPROTO;
+        if (!txn_find(c, tx))
+            return proto_fail("unknown transaction", "Transaction '%.128s' was not begun (or already ended).", tx);
         /* The destinations are created now, not at COMMIT, so a full
          * registry refuses this frame rather than losing it then. */
         struct route r;

@@ -378,8 +378,10 @@ static int send_elem(void *arg, const char *name)
         return deny(x->who, resolved, ROUTE_WRITE, x->err);
     struct dest *d = dest_find(resolved);
     if (!d && temp && (resolved == name || !x->c)) {
-        if (x->admitted)
+        if (x->admitted) {
+            x->r->gone++;
             return 0; /* its connection has gone since: nothing goes there */
+        }
         return fail(x->err, -ENOENT, "'%.200s' does not exist: the connection that created it has closed", name);
     }
     if (!d) {

@@ -75,6 +75,8 @@ void op_batch_close(struct op *op, uint64_t lsn);
 void op_add_msg(struct op *op, struct msg *m);
 /* Also charge the message to the broker's memory until it is released. */
 void op_add_reserved_msg(struct op *op, struct msg *m);
+/* A duplicate-detection id of the batch: remembered now (the batch's
+ * later frames see it), at the batch's entry once closed. */
 void op_add_dup(struct op *op, const char *dup_id);
 /* The op also waits for room in d (a batch whose destination filled up). */
 void op_wait_room(struct op *op, struct dest *d);

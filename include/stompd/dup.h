@@ -16,6 +16,9 @@
 bool dup_seen(const char *id, uint64_t *lsn);
 /* Remember an id (evicting the oldest beyond the window). */
 void dup_remember(const char *id, uint64_t lsn, bool journaled);
+/* A batch's id (remembered at UINT64_MAX while its entry is built) is in
+ * entry lsn. */
+void dup_set_lsn(const char *id, uint64_t lsn);
 /* Recovery: ids read from the store, in any order; call dup_restored after. */
 void dup_restore(const char *id, size_t len, uint64_t seq);
 void dup_restored(void);

@@ -54,6 +54,7 @@ struct route {
     struct dest **via;  /* for each, the virtual topic that added it, or NULL (NULL: none was) */
     uint32_t n, cap;
     uint32_t nnamed;
+    uint32_t gone;      /* admitted: elements left out, their temporary destination gone */
     char *spec;         /* the list as resolved (temporary names as the broker knows them): what a
                          * scheduled message keeps to be routed again when it fires */
 };

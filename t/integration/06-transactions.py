@@ -1,5 +1,8 @@
 """Transactions: sends and acks take effect at COMMIT, ABORT drops them,
 a connection that closes aborts its open transactions."""
+import base64
+import http.client
+import json
 import time
 
 import pytest
@@ -153,16 +156,53 @@ def test_a_bad_send_is_refused_when_it_arrives(broker):
     rx.expect_nothing(0.5)
 
 
+def temporary_queue(port):
+    """A connection's temporary queue, and its name as others send to it."""
+    owner = connected(port)
+    owner.receipt("SUBSCRIBE", {"id": "r", "destination": "/temp-queue/replies"}, "s")
+    peer = connected(port)
+    peer.receipt("SUBSCRIBE", {"id": "q", "destination": "/queue/txreq"}, "s")
+    owner.send("SEND", {"destination": "/queue/txreq", "reply-to": "/temp-queue/replies"}, b"ping")
+    reply_to = peer.recv()["reply-to"]
+    peer.close()
+    return owner, reply_to
+
+
+def close_temporary_queue(port, owner, name):
+    owner.close()
+    # the temporary queue goes with its owner's connection
+    deadline = time.time() + 10
+    while True:
+        probe = connected(port)
+        probe.send("SEND", {"destination": name, "receipt": "x"}, b"x")
+        if probe.recv().command == "ERROR":
+            return
+        assert time.time() < deadline, "the temporary queue outlived its connection"
+        time.sleep(0.05)
+
+
+def test_a_composite_send_whose_temporary_queue_closed_fails_the_commit(broker):
+    """As the same SEND outside a transaction is refused: before, the
+    COMMIT sent it to the other destinations and answered its RECEIPT."""
+    owner, reply_to = temporary_queue(broker.port)
+    rx = connected(broker.port)
+    rx.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/txcomp"}, "s")
+    p = connected(broker.port)
+    p.send("BEGIN", {"transaction": "t"})
+    p.receipt("SEND", {"destination": "/queue/txcomp", "transaction": "t"}, "a", b"first")
+    p.receipt("SEND", {"destination": "/queue/txcomp," + reply_to, "transaction": "t"}, "b", b"both")
+    close_temporary_queue(broker.port, owner, reply_to)
+    p.send("COMMIT", {"transaction": "t", "receipt": "c"})
+    f = p.expect_error("transaction not committed")
+    assert "Frame 2 " in f.body.decode() and "temporary destination" in f.body.decode(), f.body
+    rx.expect_nothing(0.5)
+
+
 def test_commit_applies_all_or_nothing(broker):
     """A held SEND that can no longer be applied at COMMIT (the temporary
     queue it names closed meanwhile) fails the COMMIT whole: ERROR, and
     none of the transaction's frames applied."""
-    owner = connected(broker.port)
-    owner.receipt("SUBSCRIBE", {"id": "r", "destination": "/temp-queue/replies"}, "s")
-    peer = connected(broker.port)
-    peer.receipt("SUBSCRIBE", {"id": "q", "destination": "/queue/txreq"}, "s")
-    owner.send("SEND", {"destination": "/queue/txreq", "reply-to": "/temp-queue/replies"}, b"ping")
-    reply_to = peer.recv()["reply-to"]
+    owner, reply_to = temporary_queue(broker.port)
     rx = connected(broker.port)
     rx.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/txall"}, "s")
     p = connected(broker.port)
@@ -170,16 +210,7 @@ def test_commit_applies_all_or_nothing(broker):
     p.receipt("SEND", {"destination": "/queue/txall", "transaction": "t"}, "a", b"before")
     p.receipt("SEND", {"destination": reply_to, "transaction": "t"}, "b", b"reply")
     p.receipt("SEND", {"destination": "/queue/txall", "transaction": "t"}, "c", b"after")
-    owner.close()
-    # the temporary queue goes with its owner's connection
-    deadline = time.time() + 10
-    while True:
-        probe = connected(broker.port)
-        probe.send("SEND", {"destination": reply_to, "receipt": "x"}, b"x")
-        if probe.recv().command == "ERROR":
-            break
-        assert time.time() < deadline, "the temporary queue outlived its connection"
-        time.sleep(0.05)
+    close_temporary_queue(broker.port, owner, reply_to)
     p.send("COMMIT", {"transaction": "t", "receipt": "c"})
     f = p.expect_error("transaction not committed")
     assert f["receipt-id"] == "c"
@@ -192,6 +223,16 @@ def test_commit_applies_all_or_nothing(broker):
     p.send("SEND", {"destination": "/queue/txall", "transaction": "t"}, b"after")
     p.receipt("COMMIT", {"transaction": "t"}, "c")
     assert [m.body for m in rx.recv_all(2)] == [b"before", b"after"]
+
+
+def test_a_send_to_an_unknown_transaction_creates_nothing(broker):
+    p = connected(broker.port)
+    p.send("SEND", {"destination": "/queue/txnever-a,/queue/txnever-b", "transaction": "nope"}, b"x")
+    p.expect_error("unknown transaction")
+    st = http.client.HTTPConnection("127.0.0.1", broker.http_port, timeout=5)
+    st.request("GET", "/api/queues", headers={"Authorization": "Basic " + base64.b64encode(b"admin:admin").decode()})
+    names = [q["name"] for q in json.loads(st.getresponse().read())]
+    assert not [n for n in names if n.startswith("/queue/txnever")], names
 
 
 def test_a_commit_whose_acked_message_went_back_fails_whole(broker):

@@ -70,3 +70,25 @@ def test_the_window_survives_a_crash(broker_factory):
     send(p, "kept", b"resent after the crash", "r2")
     send(p, "new", b"new", "r3")
     assert drain(b.port, 2) == [b"before", b"new"]
+
+
+def test_the_same_id_twice_in_one_transaction_is_one_message(broker_factory):
+    """Inside one transaction too (before: a persistent SEND's id was
+    remembered only once the COMMIT's entry was closed, so both went),
+    and the id stays remembered, at that entry, across a crash."""
+    b = broker_factory()
+    p = connected(b.port)
+    p.send("BEGIN", {"transaction": "t"})
+    for i, (dup_id, persistent) in enumerate((("tx", "true"), ("tx", "true"), ("np", "false"), ("np", "false"),
+                                              ("tx", "false"))):
+        p.send("SEND", {"destination": "/queue/dups", "_AMQ_DUPL_ID": dup_id, "persistent": persistent,
+                        "transaction": "t"}, b"%d" % i)
+    p.receipt("COMMIT", {"transaction": "t"}, "c")
+    assert drain(b.port, 2) == [b"0", b"2"]
+    p.close()
+    b.kill()
+    b.restart()
+    p = connected(b.port)
+    send(p, "tx", b"resent after the crash", "r")
+    send(p, "new", b"new", "r2")
+    assert drain(b.port, 1) == [b"new"]

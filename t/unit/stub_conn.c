@@ -115,5 +115,11 @@ void dest_note_blocked(struct dest *d)
 
 void dup_remember(const char *id, uint64_t lsn, bool journaled)
 {
+    if (lsn != UINT64_MAX)
+        say("dup %s at %llu", id, (unsigned long long)lsn);
+}
+
+void dup_set_lsn(const char *id, uint64_t lsn)
+{
     say("dup %s at %llu", id, (unsigned long long)lsn);
 }
