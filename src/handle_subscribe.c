@@ -304,19 +304,20 @@ int handle_unsubscribe(struct conn *c, struct frame *f, uint64_t *lsn)
             return proto_fail("durable subscription needs a client-id",
                               "Send client-id on CONNECT to remove durable subscription '%.128s'.", dname);
         /* the name says which one goes, with its backlog: one the id's
-         * subscription is not would be a guess (ActiveMQ refuses a name
-         * that names none) */
+         * subscription is not would be a guess. A name that names none is
+         * answered as removed (ActiveMQ refuses it), so that a client
+         * resending its UNSUBSCRIBE after a failover is not told it failed
+         * when the first one took effect. */
         struct durable *named = durable_find(c->client_id, dname);
-        if (!named)
-            return proto_fail("no such durable subscription",
-                              "Client-id '%.128s' has no durable subscription '%.128s'.", c->client_id, dname);
         if (dur && dur != named)
             return proto_fail("wrong durable subscription",
                               "Subscription '%.128s' is durable subscription '%.128s', not '%.128s': nothing was "
                               "removed.", s->id, dur->name, dname);
         dur = named;
+        if (!dur)
+            clog_info(c, "no durable subscription '%.128s' of client-id '%.128s' to remove", dname, c->client_id);
         /* removing one (and its backlog) needs read on its topic */
-        if (!acl_allows_dest(c->who, dur->dest->name, ACL_READ)) {
+        if (dur && !acl_allows_dest(c->who, dur->dest->name, ACL_READ)) {
             char message[256], detail[1200];
             acl_explain(c->who, dur->dest->name, ACL_READ, message, sizeof message, detail, sizeof detail);
             return proto_fail(message, "%s", detail);
