@@ -131,19 +131,17 @@ static int ack_or_hold(struct conn *c, struct frame *f, bool nack, uint64_t *lsn
         struct qentry *e = find_entry(c, f, false);
         if (!e)
             return -EPROTO;
-        int rc = txn_hold(c, tx, f, 1, e->tag);
+        struct sub *t = sub_top(e->sub);
+        int rc = txn_hold(c, tx, f, 1);
         if (rc != 0)
             return rc;
-        e->in_txn_ack = true; /* should it go back before COMMIT, the COMMIT fails */
-        /* what the ACK covers leaves room for more deliveries meanwhile
-         * (a NACK's messages go back only at COMMIT: none) */
-        struct sub *t = sub_top(e->sub);
-        if (!nack && t->ack != ACK_AUTO) {
-            uint32_t n = 1;
-            if (t->ack == ACK_CLIENT)
-                for (struct qentry *it = TAILQ_FIRST(&t->unacked); it && it != e; it = TAILQ_NEXT(it, link))
-                    n++;
-            txn_give_room(txn_find(c, tx), t, n, t->ack == ACK_CLIENT);
+        /* what it covers: a cumulative (client) one, every delivery before */
+        struct txn *x = txn_find(c, tx);
+        struct qentry *it = t->ack == ACK_CLIENT ? TAILQ_FIRST(&t->unacked) : e;
+        for (;; it = TAILQ_NEXT(it, link)) {
+            txn_cover(c, x, it);
+            if (it == e)
+                break;
         }
         return 0;
     }

@@ -242,7 +242,7 @@ int handle_send(struct conn *c, struct frame *f, uint64_t *lsn)
         const char *rt = frame_get(f, "reply-to");
         if (rt && reply_to_dest(c, rt) != 0)
             return -EPROTO;
-        return txn_hold(c, tx, f, legs, 0);
+        return txn_hold(c, tx, f, legs);
     }
     return send_message(c, f, NULL);
 }

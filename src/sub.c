@@ -266,6 +266,8 @@ static void detach(struct sub *t, struct qentry *e)
     HASH_DEL(t->conn->inflight, e);
     bool was_full = full(t);
     t->inflight--;
+    if (e->in_txn_ack)
+        t->txn_room--; /* out of flight: the room it left goes with it */
     if (was_full && !full(t))
         room_back(t);
     e->q->ninflight--;
@@ -567,7 +569,6 @@ bool sub_destroy(struct sub *s)
     }
     struct conn *c = s->conn;
     bool journaled = false;
-    txn_sub_gone(c, s);
     if (sub_has_legs(s)) {
         for (uint32_t i = 0; i < s->nqpatterns; i++) {
             route_unwatch_queues(s, s->qpatterns[i]);

@@ -11,6 +11,7 @@
 #include "stompd/conn.h"
 #include "stompd/dest.h"
 #include "stompd/proto.h"
+#include "stompd/queue.h"
 #include "stompd/sub.h"
 #include "stompd/txn.h"
 
@@ -38,7 +39,7 @@ struct txn *txn_find(struct conn *c, const char *id)
     return t;
 }
 
-int txn_hold(struct conn *c, const char *id, struct frame *f, uint32_t legs, uint64_t tag)
+int txn_hold(struct conn *c, const char *id, struct frame *f, uint32_t legs)
 {
     struct txn *t = txn_find(c, id);
     if (!t)
@@ -63,56 +64,50 @@ int txn_hold(struct conn *c, const char *id, struct frame *f, uint32_t legs, uin
     if (t->nframes == t->cap) {
         t->cap = t->cap ? t->cap * 2 : 8;
         t->frames = realloc(t->frames, t->cap * sizeof *t->frames);
-        t->tags = realloc(t->tags, t->cap * sizeof *t->tags);
-        if (!t->frames || !t->tags)
+        if (!t->frames)
             abort();
     }
-    t->tags[t->nframes] = tag;
     t->frames[t->nframes++] = *f;
     memset(f, 0, sizeof *f);
     return 0;
 }
 
-void txn_give_room(struct txn *t, struct sub *s, uint32_t n, bool cumulative)
+void txn_cover(struct conn *c, struct txn *t, struct qentry *e)
 {
-    struct txn_room *r = NULL;
-    for (uint32_t i = 0; i < t->nroom && !r; i++)
-        if (t->room[i].sub == s)
-            r = &t->room[i];
-    if (!r) {
-        struct txn_room *v = realloc(t->room, (t->nroom + 1) * sizeof *v);
-        if (!v)
-            abort();
-        t->room = v;
-        r = &v[t->nroom++];
-        *r = (struct txn_room){s, 0};
-    }
-    uint32_t more = !cumulative ? n : n > r->n ? n - r->n : 0;
-    r->n += more;
-    if (more)
-        sub_txn_room(s, more);
-}
-
-void txn_sub_gone(struct conn *c, struct sub *s)
-{
-    struct txn *t, *tmp;
-    HASH_ITER(hh, c->txns, t, tmp)
-        for (uint32_t i = 0; i < t->nroom; i++)
-            if (t->room[i].sub == s)
-                t->room[i].sub = NULL;
+    if (e->in_txn_ack)
+        return; /* an earlier ACK covers it (of this transaction or another) */
+    struct txn_ack *a = malloc(sizeof *a);
+    if (!a)
+        abort();
+    a->tag = e->tag;
+    a->t = t;
+    a->next = t->acks;
+    t->acks = a;
+    HASH_ADD(hh, c->txn_acks, tag, sizeof a->tag, a);
+    e->in_txn_ack = true;
+    sub_txn_room(sub_top(e->sub), 1);
 }
 
 void txn_end(struct conn *c, struct txn *t)
 {
-    for (uint32_t i = 0; i < t->nroom; i++)
-        if (t->room[i].sub)
-            sub_txn_room(t->room[i].sub, -(int64_t)t->room[i].n);
-    free(t->room);
+    /* what it covers and is still in flight is no longer (its room goes:
+     * an ACK applied by the COMMIT took its delivery out of flight) */
+    struct txn_ack *a, *next;
+    for (a = t->acks; a; a = next) {
+        next = a->next;
+        HASH_DEL(c->txn_acks, a);
+        struct qentry *e;
+        HASH_FIND(hh, c->inflight, &a->tag, sizeof(uint64_t), e);
+        if (e && e->in_txn_ack) {
+            e->in_txn_ack = false;
+            sub_txn_room(sub_top(e->sub), -1);
+        }
+        free(a);
+    }
     dest_reserve(-t->bytes);
     for (uint32_t i = 0; i < t->nframes; i++)
         frame_free(&t->frames[i]);
     free(t->frames);
-    free(t->tags);
     free(t->spoiled);
     HASH_DEL(c->txns, t);
     c->ntxns--;
@@ -122,18 +117,15 @@ void txn_end(struct conn *c, struct txn *t)
 
 void txn_delivery_returned(struct conn *c, uint64_t tag, const char *mid, const char *why)
 {
-    struct txn *t, *tmp;
-    HASH_ITER(hh, c->txns, t, tmp) {
-        for (uint32_t i = 0; i < t->nframes && !t->spoiled; i++) {
-            if (t->tags[i] != tag)
-                continue;
-            char reason[400];
-            snprintf(reason, sizeof reason, "frame %u (%s of message '%.128s'): the message went back to its "
-                     "queue before the COMMIT (%s)", i + 1, t->frames[i].command, mid, why);
-            if (!(t->spoiled = strdup(reason)))
-                abort();
-        }
-    }
+    struct txn_ack *a;
+    HASH_FIND(hh, c->txn_acks, &tag, sizeof tag, a);
+    if (!a || a->t->spoiled)
+        return;
+    char reason[400];
+    snprintf(reason, sizeof reason, "message '%.128s', which an ACK or NACK of it covers, went back to its queue "
+             "before the COMMIT (%s)", mid, why);
+    if (!(a->t->spoiled = strdup(reason)))
+        abort();
 }
 
 void txn_abort_all(struct conn *c)

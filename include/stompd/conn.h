@@ -34,6 +34,7 @@ enum {
 
 struct sub;
 struct txn;
+struct txn_ack;
 struct qentry;
 struct dest;
 struct principal;
@@ -62,6 +63,7 @@ struct conn {
     uint64_t next_tag;
     struct txn *txns;
     uint32_t ntxns;
+    struct txn_ack *txn_acks;   /* deliveries held ACKs cover, by tag (txn.h) */
     struct op_list ops;
     uint32_t nops;
     uint64_t acked_lsn;         /* the entry carrying its last journaled ACK or NACK, or a later one */

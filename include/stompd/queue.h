@@ -57,7 +57,7 @@ struct qentry {
     uint32_t heap;              /* position + 1 in the expiry heap, 0 when not in it */
     uint64_t marked_lsn;        /* returned: its last delivery mark's entry, or above */
     bool pending;               /* in the tree */
-    bool in_txn_ack;            /* acked inside an open transaction */
+    bool in_txn_ack;            /* covered by an open transaction's held ACK (txn.h) */
     bool unfiltered;            /* a backlog's entry whose selector has not run yet */
     UT_hash_handle hh;          /* conn->inflight, keyed by tag */
     UT_hash_handle rh;          /* queue->held, keyed by seq */

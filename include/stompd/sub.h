@@ -37,8 +37,8 @@ struct sub {
     enum ack_mode ack;
     uint32_t prefetch;
     uint32_t inflight;
-    uint32_t txn_room;           /* in flight, yet acked by a held ACK of an open transaction:
-                                  * that much more room (ActiveMQ's prefetch extension) */
+    uint32_t txn_room;           /* of those in flight, the ones an open transaction's held ACK
+                                  * covers (txn.h): that much more room */
     struct qentry_list unacked;  /* in delivery order */
     struct selector *sel;
     struct durable *durable;
@@ -75,10 +75,10 @@ static inline const struct selector *sub_sel(const struct sub *s) { return s->ro
 
 /* Can this subscription take one more message now? */
 bool sub_ready(const struct sub *s);
-/* A transaction's held ACKs give the subscription t (a top one) n more
- * deliveries of room (n < 0: they give it back, at the transaction's end),
- * so a consumer that takes more messages per transaction than its
- * prefetch is not stalled until its COMMIT. */
+/* n more (or, n < 0, fewer) of top subscription t's deliveries are
+ * covered by an open transaction's held ACK (txn.h), so that a consumer
+ * that takes more messages per transaction than its prefetch is not
+ * stalled until its COMMIT. */
 void sub_txn_room(struct sub *t, int64_t n);
 
 /* Selector work is bounded by stomp.selector_budget steps: each message

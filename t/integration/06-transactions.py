@@ -386,3 +386,37 @@ def test_a_commit_keeps_a_scheduled_send_admitted_before_memory_filled(broker_fa
         d = connected(b.port)
         d.send("SUBSCRIBE", {"id": "1", "destination": q})
         assert d.recv(timeout=10).body == body
+
+
+def test_room_and_failure_count_each_delivery_once(broker):
+    """Room goes per delivery covered, not per ACK frame (an ACK repeated
+    20 times gave 20 more deliveries), and a cumulative ACK covers the
+    deliveries before the one it names: one of those going back fails
+    the COMMIT too."""
+    q = "/queue/txonce"
+    p = connected(broker.port)
+    for i in range(5):
+        p.receipt("SEND", {"destination": q}, "p%d" % i, b"%d" % i)
+    c = connected(broker.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": q, "ack": "client-individual", "activemq.prefetchSize": "1"})
+    m0 = c.recv()
+    c.send("BEGIN", {"transaction": "t"})
+    for _ in range(20):
+        c.send("ACK", {"id": m0["ack"], "transaction": "t"})
+    assert c.recv().body == b"1"
+    c.expect_nothing(0.5)  # one more, not twenty
+    c.receipt("ABORT", {"transaction": "t"}, "a")
+    c.close()
+    c = connected(broker.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": q, "ack": "client", "activemq.prefetchSize": "3"})
+    got = c.recv_all(3)
+    c.send("BEGIN", {"transaction": "t"})
+    c.receipt("SEND", {"destination": "/queue/txonce-out", "transaction": "t"}, "w", b"result")
+    c.send("ACK", {"id": got[2]["ack"], "transaction": "t"})  # covers all three: room for the last two
+    c.send("NACK", {"id": got[0]["ack"]})  # the first goes back, outside
+    c.send("COMMIT", {"transaction": "t", "receipt": "c"})
+    f = c.recv()
+    while f.command == "MESSAGE":  # the NACKed one again, and the rest: the covered ones left room
+        f = c.recv()
+    assert f.command == "ERROR" and f["message"] == "transaction not committed", f
+    assert got[0]["message-id"] in f.body.decode(), f.body
