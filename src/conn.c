@@ -13,6 +13,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "stompd/browse.h"
 #include "stompd/config.h"
 #include "stompd/conn.h"
 #include "stompd/dest.h"
@@ -204,6 +205,7 @@ static void conn_drained(struct stream *s)
     struct sub *sb, *tmp;
     HASH_ITER(hh, c->subs, sb, tmp)
         sub_wake(sb);
+    browse_wake(c);
 }
 
 static void conn_timeout(struct stream *s)
@@ -466,6 +468,7 @@ void conn_kick(struct conn *c, const char *message)
 static void release_broker_state(struct conn *c)
 {
     proto_login_cancel(c);
+    browse_conn_gone(c);
     struct sub *s, *tmp;
     HASH_ITER(hh, c->subs, s, tmp)
         sub_destroy(s);

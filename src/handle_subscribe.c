@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "stompd/acl.h"
+#include "stompd/browse.h"
 #include "stompd/config.h"
 #include "stompd/conn.h"
 #include "stompd/dest.h"
@@ -107,9 +108,9 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
     }
     struct sub *s;
     HASH_FIND_STR(c->subs, id, s);
-    if (s)
+    if (s || browse_has(c, id))
         return proto_fail("duplicate subscription id", "Subscription id '%.128s' is already in use on this connection.", id);
-    if (c->nsubs >= (uint32_t)config.max_subscriptions)
+    if (c->nsubs + c->nbrowses >= (uint32_t)config.max_subscriptions)
         return proto_fail("too many subscriptions", "A connection may hold %lld subscriptions (stomp.max_subscriptions).",
                           (long long)config.max_subscriptions);
     const char *over = sub_consumer_limit(c);
@@ -133,6 +134,10 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
     if (ex && parse_bool(ex, &exclusive) != 0)
         return proto_fail("invalid activemq.exclusive header", "Expected true or false, got '%.32s'.", ex);
 
+    bool browser = false;
+    const char *br = frame_get(f, "browser");
+    if (br && parse_bool(br, &browser) != 0)
+        return proto_fail("invalid browser header", "Expected true or false, got '%.32s'.", br);
     const char *dname;
     if (durable_name(f, &dname) != 0)
         return -EPROTO;
@@ -176,6 +181,19 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
     }
     bool legs = rs.n > 1 || rs.v[0].qpattern;
     struct dest *d = rs.v[0].d;
+    if (browser) {
+        bool one_queue = !legs && d && dest_is_queue(d) && !dname;
+        if (one_queue)
+            browse_start(c, id, d->name, sel); /* takes the selector */
+        else
+            selector_free(sel);
+        route_sub_free(&rs);
+        if (!one_queue)
+            return proto_fail("browser needs one queue",
+                              "browser:true browses one /queue/ destination (not a topic, a list or a wildcard, "
+                              "nor a durable subscription), not '%.200s'.", name);
+        return 0;
+    }
     if (dname && (legs || d->kind != DEST_TOPIC)) {
         route_sub_free(&rs);
         selector_free(sel);
@@ -292,6 +310,8 @@ int handle_unsubscribe(struct conn *c, struct frame *f, uint64_t *lsn)
         id = frame_get(f, "destination");
     if (!id && !dname)
         return proto_fail("missing id header", "UNSUBSCRIBE requires the id of the subscription.");
+    if (id && browse_stop(c, id))
+        return 0;
     struct sub *s = NULL;
     if (id) {
         HASH_FIND_STR(c->subs, id, s);

@@ -20,6 +20,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "stompd/browse.h"
 #include "stompd/commit.h"
 #include "stompd/config.h"
 #include "stompd/conn.h"
@@ -234,7 +235,7 @@ static void stop_now(void)
 /* Queues have deliveries to make (and may make them). */
 static bool dirty(void)
 {
-    return server_delivers() && !TAILQ_EMPTY(&srv.dirty);
+    return server_delivers() && (!TAILQ_EMPTY(&srv.dirty) || browse_waiting());
 }
 
 /* Everything the loop owes before it sleeps. Bounded rounds: work left
@@ -244,8 +245,10 @@ static void before_sleep(struct ev_loop *loop, ev_prepare *w, int revents)
     bool reported = false; /* the loop wrote to the store itself: its report runs next */
     for (int round = 0; round < 4; round++) {
         bool work = stream_run_resumed();
-        if (server_delivers()) /* e.g. no new work while the slaves catch up */
+        if (server_delivers()) { /* e.g. no new work while the slaves catch up */
             work |= queue_dispatch_dirty();
+            work |= browse_run();
+        }
         /* acks and delivery marks: one journal entry once something waits
          * for them; then everything appended goes to the slaves in one
          * frame each */

@@ -35,6 +35,7 @@ enum {
 struct sub;
 struct txn;
 struct txn_ack;
+struct browse;
 struct qentry;
 struct dest;
 struct principal;
@@ -64,6 +65,8 @@ struct conn {
     struct txn *txns;
     uint32_t ntxns;
     struct txn_ack *txn_acks;   /* deliveries held ACKs cover, by tag (txn.h) */
+    struct browse *browses;     /* browser:true subscriptions (browse.h) */
+    uint32_t nbrowses;
     struct op_list ops;
     uint32_t nops;
     uint64_t acked_lsn;         /* the entry carrying its last journaled ACK or NACK, or a later one */

@@ -2,7 +2,7 @@
 consumer comes, ack modes, redelivery, priority."""
 import time
 
-from stompd_test import connected
+from stompd_test import Client, connected
 
 
 def send_n(port, dest, n, headers=None, prefix=b"m"):
@@ -234,3 +234,86 @@ def test_a_wildcard_consumer_with_room_again_is_offered_every_queue_it_takes_fro
     got = drain([a, w])
     assert [m["destination"] for m in got[w]] == ["/queue/pk.a"]
     assert len(got[a]) == 1
+
+
+def browse(port, dest, headers=None, version="1.2"):
+    """SUBSCRIBE browser:true: the frames up to the browser:end MESSAGE."""
+    b = connected(port, version=version)
+    h = {"id": "b", "destination": dest, "browser": "true"}
+    h.update(headers or {})
+    b.send("SUBSCRIBE", h)
+    got = []
+    while True:
+        f = b.recv(timeout=10)
+        assert f.command == "MESSAGE" and f["subscription"] == "b", f
+        if f.get("browser") == "end":
+            assert f.body == b"" and f["destination"] == dest, f
+            return b, got
+        assert f.get("ack") is None, f  # nothing to acknowledge
+        got.append(f)
+
+
+def test_a_browser_sees_the_queue_and_takes_nothing(broker):
+    """ActiveMQ's browser:true: before, the header was ignored and the
+    browser consumed the queue."""
+    send_n(broker.port, "/queue/browsed", 4, {"persistent": "true"})
+    send_n(broker.port, "/queue/browsed", 2, {"priority": "9", "colour": "red"}, prefix=b"urgent")
+    b, got = browse(broker.port, "/queue/browsed")
+    assert [m.body for m in got] == [b"urgent0", b"urgent1", b"m0", b"m1", b"m2", b"m3"]
+    b.expect_nothing(0.3)  # nothing more, nothing to ack
+    b, got = browse(broker.port, "/queue/browsed", {"selector": "colour = 'red'"})
+    assert [m.body for m in got] == [b"urgent0", b"urgent1"]
+    b.receipt("UNSUBSCRIBE", {"id": "b"}, "u")  # a browse that ended may be unsubscribed
+    c = connected(broker.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/browsed"})
+    assert len(c.recv_all(6)) == 6
+    b, got = browse(broker.port, "/queue/browsed")
+    assert got == []  # taken now; an empty queue ends at once
+    b, got = browse(broker.port, "/queue/never-sent-to")
+    assert got == []
+
+
+def test_browser_errors(broker):
+    for headers, error in (({"destination": "/topic/t"}, "browser needs one queue"),
+                           ({"destination": "/queue/a,/queue/b"}, "browser needs one queue"),
+                           ({"destination": "/queue/x.*"}, "browser needs one queue"),
+                           ({"destination": "/queue/q", "browser": "yes"}, "invalid browser header")):
+        c = connected(broker.port)
+        h = {"id": "b", "browser": "true"}
+        h.update(headers)
+        c.send("SUBSCRIBE", h)
+        c.expect_error(error)
+    # its id is taken while it browses, as any subscription's
+    send_n(broker.port, "/queue/brid", 1)
+    c = connected(broker.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/other"})
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/brid", "browser": "true"})
+    c.expect_error("duplicate subscription id")
+
+
+def test_a_browser_pages_through_a_deep_queue(broker_factory):
+    """A persistent queue paged out to the store is browsed page by page,
+    in order, and a slow reader holds only its connection's output."""
+    b = broker_factory({"broker.queue_window": "4KiB"})
+    p = connected(b.port)
+    for i in range(300):
+        p.send("SEND", {"destination": "/queue/deep-browse", "persistent": "true"}, b"%04d" % i + b"x" * 1000)
+    p.receipt("DISCONNECT", {}, "sent")
+    br, got = browse(b.port, "/queue/deep-browse")
+    assert [m.body[:4] for m in got] == [b"%04d" % i for i in range(300)]
+    # a reader that reads slowly: the broker waits for room, then goes on
+    slow = Client(b.port, rcvbuf=4096)
+    slow.connect("1.2")
+    slow.send("SUBSCRIBE", {"id": "b", "destination": "/queue/deep-browse", "browser": "true"})
+    n = 0
+    while True:
+        f = slow.recv(timeout=10)
+        if f.get("browser") == "end":
+            break
+        n += 1
+        if n % 50 == 0:
+            time.sleep(0.05)
+    assert n == 300
+    c = connected(b.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/deep-browse"})
+    assert [m.body[:4] for m in c.recv_all(300)] == [b"%04d" % i for i in range(300)]
