@@ -76,6 +76,9 @@ static const struct cfg_key keys[] = {
      "the shared dead-letter queue"},
     {"broker.per_destination_dlq", CFG_BOOL, "false", 0, 0, NULL, OFF(per_destination_dlq),
      "dead-letter into /queue/ActiveMQ.DLQ.Queue.NAME (or .Topic.NAME) instead of broker.dlq"},
+    {"broker.max_message_groups", CFG_INT, "1024", 1, 10000000, NULL, OFF(max_message_groups),
+     "message groups (JMSXGroupID) a queue remembers the consumer of; beyond, the least recently used one is "
+     "forgotten and its next message may go to another consumer (ActiveMQ's default too)"},
     {"broker.dup_window", CFG_INT, "20000", 0, 10000000, NULL, OFF(dup_window),
      "ids of recent SENDs (header _AMQ_DUPL_ID) remembered to drop resent duplicates; 0 = off"},
     {"broker.expiry_check_interval", CFG_DURATION, "30s", 10, 86400000, NULL, OFF(expiry_check_interval),

@@ -5,7 +5,9 @@
  * index, in order, as consumers take messages (see queue.h for the
  * invariant). Exclusive consumers take everything while present;
  * JMSXGroupID pins a group to the consumer that got its first message
- * until it goes away or the group is closed (JMSXGroupSeq = -1). Selector
+ * until it goes away or the group is closed (JMSXGroupSeq = -1), or the
+ * queue forgets it, being the least recently used of more than
+ * broker.max_message_groups. Selector
  * work is budgeted (see sub.h): dispatch that runs out stops at a message
  * and goes on from its key in the next loop iteration, so nothing is
  * dropped and no one waits long. */
@@ -721,6 +723,9 @@ static enum pick pick(struct queue *q, struct msg *m, bool resumed, struct sub *
                 if (v == SUB_LATER)
                     return PICK_LATER;
                 if (v == SUB_YES) {
+                    /* used: last in the hash's order, the first to go last */
+                    HASH_DEL(q->groups, g);
+                    HASH_ADD_KEYPTR(hh, q->groups, g->name, strlen(g->name), g);
                     *out = g->sub;
                     return PICK_OK;
                 }
@@ -761,6 +766,15 @@ static enum pick pick(struct queue *q, struct msg *m, bool resumed, struct sub *
         if (v == SUB_YES) {
             q->rr = next ? next : s;
             if (m->group && m->group_seq != -1) {
+                /* bounded: the least recently used group (first in the
+                 * hash's order) is forgotten, as a closed one is */
+                if (HASH_COUNT(q->groups) >= (unsigned)config.max_message_groups) {
+                    struct group *lru = q->groups;
+                    HASH_DEL(q->groups, lru);
+                    free(lru->name);
+                    free(lru);
+                    skip_reset(q);
+                }
                 g = calloc(1, sizeof *g);
                 if (!g || !(g->name = strdup(m->group)))
                     abort();

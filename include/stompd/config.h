@@ -31,6 +31,7 @@ struct config {
     int64_t topic_pending_limit;
     int64_t prefetch_durable;
     int64_t dup_window;
+    int64_t max_message_groups;
     /* [stomp] */
     char *stomp_listen;
     char *stomp_tls_listen;

@@ -449,6 +449,25 @@ def test_message_groups_stick_to_one_consumer(broker):
         assert got[g] == [b"%s-%d" % (g.encode(), i) for i, x in enumerate(order) if x == g], got
 
 
+def test_a_queue_forgets_its_least_recently_used_group_beyond_the_bound(broker_factory):
+    """broker.max_message_groups: before, every group stayed pinned for as
+    long as its consumer stayed (memory grew with every new group id)."""
+    b = broker_factory({"broker.max_message_groups": "2"})
+    a = connected(b.port)
+    a.receipt("SUBSCRIBE", {"id": "a", "destination": "/queue/lru", "ack": "client-individual",
+                            "activemq.prefetchSize": "3"}, "s")
+    for g in ("g1", "g2", "g3"):
+        send(b.port, "/queue/lru", [g.encode()], {"JMSXGroupID": g})
+    assert [m.body for m in a.recv_all(3)] == [b"g1", b"g2", b"g3"]  # a is full now
+    other = connected(b.port)
+    other.receipt("SUBSCRIBE", {"id": "b", "destination": "/queue/lru"}, "s")
+    # g1, the least recently used, was forgotten when g3 came: another takes it
+    for g in ("g1", "g3"):
+        send(b.port, "/queue/lru", [b"%s again" % g.encode()], {"JMSXGroupID": g})
+    assert other.recv().body == b"g1 again"
+    other.expect_nothing(0.5)  # g3 is still a's: it waits for a's room
+
+
 def group_started_then_second_consumer(broker, dest):
     """Consumer a gets group g's first message (and so owns g); then b
     subscribes too. Returns (a, b)."""
