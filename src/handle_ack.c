@@ -135,14 +135,13 @@ static int ack_or_hold(struct conn *c, struct frame *f, bool nack, uint64_t *lsn
         int rc = txn_hold(c, tx, f, 1);
         if (rc != 0)
             return rc;
-        /* what it covers: a cumulative (client) one, every delivery before */
+        /* what it covers: a cumulative (client) one, every delivery before
+         * too, back to one the transaction covered already (what it
+         * covers is a prefix of the subscription's deliveries) */
         struct txn *x = txn_find(c, tx);
-        struct qentry *it = t->ack == ACK_CLIENT ? TAILQ_FIRST(&t->unacked) : e;
-        for (;; it = TAILQ_NEXT(it, link)) {
-            txn_cover(c, x, it);
-            if (it == e)
+        for (struct qentry *it = e; it; it = TAILQ_PREV(it, qentry_list, link))
+            if (!txn_cover(c, x, it) || t->ack != ACK_CLIENT)
                 break;
-        }
         return 0;
     }
     int rc = ack_message(c, f, nack, false);

@@ -72,38 +72,59 @@ int txn_hold(struct conn *c, const char *id, struct frame *f, uint32_t legs)
     return 0;
 }
 
-void txn_cover(struct conn *c, struct txn *t, struct qentry *e)
+bool txn_cover(struct conn *c, struct txn *t, struct qentry *e)
 {
-    if (e->in_txn_ack)
-        return; /* an earlier ACK covers it (of this transaction or another) */
-    struct txn_ack *a = malloc(sizeof *a);
-    if (!a)
-        abort();
-    a->tag = e->tag;
-    a->t = t;
-    a->next = t->acks;
-    t->acks = a;
-    HASH_ADD(hh, c->txn_acks, tag, sizeof a->tag, a);
-    e->in_txn_ack = true;
-    sub_txn_room(sub_top(e->sub), 1);
+    struct txn_ack *a;
+    HASH_FIND(hh, c->txn_acks, &e->tag, sizeof e->tag, a);
+    if (!a) {
+        if (!(a = calloc(1, sizeof *a)))
+            abort();
+        a->tag = e->tag;
+        HASH_ADD(hh, c->txn_acks, tag, sizeof a->tag, a);
+        e->in_txn_ack = true;
+        sub_txn_room(sub_top(e->sub), 1); /* once, whatever covers it */
+    }
+    for (uint32_t i = 0; i < a->n; i++)
+        if (a->ts[i] == t)
+            return false;
+    if (a->n == a->cap) {
+        a->cap = a->cap ? a->cap * 2 : 2;
+        if (!(a->ts = realloc(a->ts, a->cap * sizeof *a->ts)))
+            abort();
+    }
+    a->ts[a->n++] = t;
+    if (t->ncovered == t->covered_cap) {
+        t->covered_cap = t->covered_cap ? t->covered_cap * 2 : 8;
+        if (!(t->covered = realloc(t->covered, t->covered_cap * sizeof *t->covered)))
+            abort();
+    }
+    t->covered[t->ncovered++] = e->tag;
+    return true;
 }
 
 void txn_end(struct conn *c, struct txn *t)
 {
-    /* what it covers and is still in flight is no longer (its room goes:
-     * an ACK applied by the COMMIT took its delivery out of flight) */
-    struct txn_ack *a, *next;
-    for (a = t->acks; a; a = next) {
-        next = a->next;
+    /* a delivery no other transaction covers is covered no more (its room
+     * goes; an ACK the COMMIT applied took it out of flight already) */
+    for (uint32_t i = 0; i < t->ncovered; i++) {
+        struct txn_ack *a;
+        HASH_FIND(hh, c->txn_acks, &t->covered[i], sizeof(uint64_t), a);
+        for (uint32_t k = 0; a && k < a->n; k++)
+            if (a->ts[k] == t)
+                a->ts[k] = a->ts[--a->n];
+        if (!a || a->n)
+            continue;
         HASH_DEL(c->txn_acks, a);
+        free(a->ts);
+        free(a);
         struct qentry *e;
-        HASH_FIND(hh, c->inflight, &a->tag, sizeof(uint64_t), e);
+        HASH_FIND(hh, c->inflight, &t->covered[i], sizeof(uint64_t), e);
         if (e && e->in_txn_ack) {
             e->in_txn_ack = false;
             sub_txn_room(sub_top(e->sub), -1);
         }
-        free(a);
     }
+    free(t->covered);
     dest_reserve(-t->bytes);
     for (uint32_t i = 0; i < t->nframes; i++)
         frame_free(&t->frames[i]);
@@ -119,13 +140,16 @@ void txn_delivery_returned(struct conn *c, uint64_t tag, const char *mid, const 
 {
     struct txn_ack *a;
     HASH_FIND(hh, c->txn_acks, &tag, sizeof tag, a);
-    if (!a || a->t->spoiled)
-        return;
-    char reason[400];
-    snprintf(reason, sizeof reason, "message '%.128s', which an ACK or NACK of it covers, went back to its queue "
-             "before the COMMIT (%s)", mid, why);
-    if (!(a->t->spoiled = strdup(reason)))
-        abort();
+    for (uint32_t i = 0; a && i < a->n; i++) {
+        struct txn *t = a->ts[i];
+        if (t->spoiled)
+            continue;
+        char reason[400];
+        snprintf(reason, sizeof reason, "message '%.128s', which an ACK or NACK of it covers, went back to its "
+                 "queue before the COMMIT (%s)", mid, why);
+        if (!(t->spoiled = strdup(reason)))
+            abort();
+    }
 }
 
 void txn_abort_all(struct conn *c)

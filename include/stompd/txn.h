@@ -3,6 +3,7 @@
 #ifndef STOMPD_TXN_H
 #define STOMPD_TXN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <uthash.h>
 
@@ -11,16 +12,15 @@
 struct conn;
 struct qentry;
 
-/* A delivery a held ACK or NACK covers (a cumulative one: every delivery
+/* A delivery held ACKs or NACKs cover (a cumulative one: every delivery
  * before it too), flagged qentry.in_txn_ack: it leaves its subscription
- * room for one more (ActiveMQ's prefetch extension) until the transaction
- * ends, and should it go back to its queue before the COMMIT, the COMMIT
- * fails. Owned by the first open transaction to cover it; found by tag in
- * conn.txn_acks. */
+ * room for one more (ActiveMQ's prefetch extension) while any open
+ * transaction covers it, and should it go back to its queue before their
+ * COMMITs, those COMMITs fail. Found by tag in conn.txn_acks. */
 struct txn_ack {
     uint64_t tag;
-    struct txn *t;
-    struct txn_ack *next;   /* t's others */
+    struct txn **ts;        /* the open transactions covering it */
+    uint32_t n, cap;
     UT_hash_handle hh;
 };
 
@@ -29,7 +29,8 @@ struct txn {
     struct frame *frames;
     uint32_t nframes, cap;
     char *spoiled;          /* why COMMIT must fail: a message it acks went back meanwhile */
-    struct txn_ack *acks;
+    uint64_t *covered;      /* tags of the deliveries it covers (struct txn_ack) */
+    uint32_t ncovered, covered_cap;
     uint64_t legs;          /* what COMMIT publishes: a SEND once per destination */
     int64_t bytes;          /* held, charged to broker.memory_limit once per leg */
     UT_hash_handle hh;
@@ -42,8 +43,9 @@ struct txn *txn_find(struct conn *c, const char *id);
  * stomp.max_tx_frames and broker.memory_limit count each of them, as
  * COMMIT publishes a copy to each. */
 int txn_hold(struct conn *c, const char *id, struct frame *f, uint32_t legs) __attribute__((warn_unused_result));
-/* A held ACK or NACK of t covers delivery e (see struct txn_ack). */
-void txn_cover(struct conn *c, struct txn *t, struct qentry *e);
+/* A held ACK or NACK of t covers delivery e (see struct txn_ack); false
+ * when t covered it already. */
+bool txn_cover(struct conn *c, struct txn *t, struct qentry *e);
 /* Covered delivery tag of c went back to its queue unacked (why: what
  * sent it back; mid: its message-id): its transaction can no longer
  * commit whole. */

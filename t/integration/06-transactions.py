@@ -420,3 +420,24 @@ def test_room_and_failure_count_each_delivery_once(broker):
         f = c.recv()
     assert f.command == "ERROR" and f["message"] == "transaction not committed", f
     assert got[0]["message-id"] in f.body.decode(), f.body
+
+
+def test_two_transactions_acking_one_delivery_both_see_it_go_back(broker):
+    """Each open transaction covering a delivery fails its COMMIT should
+    the delivery go back, whichever covered it first, and whether or not
+    the first has ended (helper-63: the second COMMIT was receipted)."""
+    p = connected(broker.port)
+    p.receipt("SEND", {"destination": "/queue/tx2"}, "p", b"m0")
+    c = connected(broker.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/tx2", "ack": "client-individual",
+                         "activemq.prefetchSize": "1"})
+    m0 = c.recv()
+    for t in ("t1", "t2"):
+        c.send("BEGIN", {"transaction": t})
+        c.receipt("ACK", {"id": m0["ack"], "transaction": t}, "a-" + t)
+    c.receipt("ABORT", {"transaction": "t1"}, "x")
+    c.receipt("NACK", {"id": m0["ack"]}, "n")
+    assert c.recv()["redelivered"] == "true"
+    c.send("COMMIT", {"transaction": "t2", "receipt": "c"})
+    f = c.expect_error("transaction not committed")
+    assert m0["message-id"] in f.body.decode(), f.body
