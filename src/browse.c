@@ -110,6 +110,11 @@ void browse_conn_gone(struct conn *c)
         unlink_browse(c->browses);
 }
 
+static bool key_after(struct qkey a, struct qkey b)
+{
+    return a.rprio != b.rprio ? a.rprio > b.rprio : a.seq > b.seq;
+}
+
 /* The end: a MESSAGE with browser:end, as ActiveMQ sends. */
 static void write_end(struct browse *b)
 {
@@ -137,17 +142,28 @@ static bool pump(struct browse *b)
         bool more = false;
         if (d && dest_is_queue(d)) {
             struct queue_browsed v[PAGE];
-            struct qkey next;
+            struct qkey next = b->after;
             size_t n = queue_browse(&d->q, b->started ? &b->after : NULL, PAGE, PAGE_BYTES, v, &next, &more);
             for (size_t i = 0; i < n; i++) {
-                /* a verdict the selector budget postpones (only when one
-                 * message is judged again within a loop turn) counts as no */
-                if (sub_select(b->sel, v[i].msg) == SUB_YES)
+                /* each message judged with a whole selector budget of its
+                 * own: a verdict is always reached (one the budget cannot
+                 * reach is no, as for a consumer) */
+                struct sub_pass pass;
+                sub_pass_begin(&pass);
+                bool yes = sub_select(b->sel, v[i].msg) == SUB_YES;
+                sub_pass_end(&pass);
+                if (yes)
                     msg_write_frame(v[i].msg, &c->st.out, c->version, b->id, NULL, v[i].redeliveries > 0,
                                     v[i].redeliveries);
                 msg_unref(v[i].msg);
             }
-            if (n || more) {
+            if (n == 0 && more && b->started && !key_after(next, b->after)) {
+                /* no step forward (the store could not be read): end here
+                 * rather than spin */
+                clog_warn(c, "browsing %s for subscription '%s' stopped: the queue's store could not be read",
+                          b->queue, b->id);
+                more = false;
+            } else if (n || more) {
                 b->after = next;
                 b->started = true;
             }

@@ -38,7 +38,16 @@ struct group {
     char *name;
     struct sub *sub;
     UT_hash_handle hh;
+    TAILQ_ENTRY(group) lru;     /* in q->group_lru, the least recently used first */
 };
+
+static void group_free(struct queue *q, struct group *g)
+{
+    HASH_DEL(q->groups, g);
+    TAILQ_REMOVE(&q->group_lru, g, lru);
+    free(g->name);
+    free(g);
+}
 
 /* A message removed from memory whose removal the store has not indexed
  * yet: paging must not read it back meanwhile. */
@@ -154,6 +163,7 @@ void queue_init(struct queue *q, struct dest *d)
     RB_INIT(&q->pending);
     TAILQ_INIT(&q->consumers);
     TAILQ_INIT(&q->ring);
+    TAILQ_INIT(&q->group_lru);
     q->dest = d;
 }
 
@@ -275,11 +285,8 @@ void queue_journal_flushed(uint64_t lsn)
 static void groups_free(struct queue *q)
 {
     struct group *g, *tmp;
-    HASH_ITER(hh, q->groups, g, tmp) {
-        HASH_DEL(q->groups, g);
-        free(g->name);
-        free(g);
-    }
+    HASH_ITER(hh, q->groups, g, tmp)
+        group_free(q, g);
 }
 
 void queue_destroy(struct queue *q)
@@ -659,11 +666,8 @@ void queue_remove_consumer(struct queue *q, struct sub *s)
     skip_reset(q);
     struct group *g, *tmp;
     HASH_ITER(hh, q->groups, g, tmp) {
-        if (g->sub == s) {
-            HASH_DEL(q->groups, g);
-            free(g->name);
-            free(g);
-        }
+        if (g->sub == s)
+            group_free(q, g);
     }
     /* Backup exclusive consumers and other group owners may now take over. */
     queue_mark_dirty(q);
@@ -723,9 +727,8 @@ static enum pick pick(struct queue *q, struct msg *m, bool resumed, struct sub *
                 if (v == SUB_LATER)
                     return PICK_LATER;
                 if (v == SUB_YES) {
-                    /* used: last in the hash's order, the first to go last */
-                    HASH_DEL(q->groups, g);
-                    HASH_ADD_KEYPTR(hh, q->groups, g->name, strlen(g->name), g);
+                    TAILQ_REMOVE(&q->group_lru, g, lru); /* used: the last to be forgotten */
+                    TAILQ_INSERT_TAIL(&q->group_lru, g, lru);
                     *out = g->sub;
                     return PICK_OK;
                 }
@@ -766,13 +769,10 @@ static enum pick pick(struct queue *q, struct msg *m, bool resumed, struct sub *
         if (v == SUB_YES) {
             q->rr = next ? next : s;
             if (m->group && m->group_seq != -1) {
-                /* bounded: the least recently used group (first in the
-                 * hash's order) is forgotten, as a closed one is */
+                /* bounded: the least recently used group is forgotten,
+                 * as a closed one is */
                 if (HASH_COUNT(q->groups) >= (unsigned)config.max_message_groups) {
-                    struct group *lru = q->groups;
-                    HASH_DEL(q->groups, lru);
-                    free(lru->name);
-                    free(lru);
+                    group_free(q, TAILQ_FIRST(&q->group_lru));
                     skip_reset(q);
                 }
                 g = calloc(1, sizeof *g);
@@ -780,6 +780,7 @@ static enum pick pick(struct queue *q, struct msg *m, bool resumed, struct sub *
                     abort();
                 g->sub = s;
                 HASH_ADD_KEYPTR(hh, q->groups, g->name, strlen(g->name), g);
+                TAILQ_INSERT_TAIL(&q->group_lru, g, lru);
             }
             *out = s;
             return PICK_OK;
@@ -795,9 +796,7 @@ static void group_closed(struct queue *q, struct msg *m)
     struct group *g;
     HASH_FIND_STR(q->groups, m->group, g);
     if (g) {
-        HASH_DEL(q->groups, g);
-        free(g->name);
-        free(g);
+        group_free(q, g);
         skip_reset(q); /* its messages may go to anyone now */
     }
 }

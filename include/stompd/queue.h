@@ -101,6 +101,7 @@ struct queue {
     TAILQ_HEAD(, sub) ring;
     uint32_t nparked;
     struct group *groups;
+    TAILQ_HEAD(, group) group_lru; /* the least recently used first (broker.max_message_groups) */
     bool dirty;
     TAILQ_ENTRY(queue) dirty_link;
     /* Dispatch stopped by the selector budget goes on in a later pass from

@@ -2,7 +2,7 @@
 consumer comes, ack modes, redelivery, priority."""
 import time
 
-from stompd_test import Client, connected
+from stompd_test import Client, connected, encode_frame
 
 
 def send_n(port, dest, n, headers=None, prefix=b"m"):
@@ -317,3 +317,24 @@ def test_a_browser_pages_through_a_deep_queue(broker_factory):
     c = connected(b.port)
     c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/deep-browse"})
     assert [m.body[:4] for m in c.recv_all(300)] == [b"%04d" % i for i in range(300)]
+
+
+def test_browsers_judge_a_costly_selector_each_with_a_whole_budget(broker_factory):
+    """Two browsers of one message in one loop turn (helper-63: the second
+    got what the first's selector left of the budget, and skipped it)."""
+    broker = broker_factory({"stomp.max_header_size": "64KiB"})
+    p = connected(broker.port)
+    p.receipt("SEND", {"destination": "/queue/brcost", "h": "a" * 30000 + "z"}, "p", b"the one")
+    c = connected(broker.port)
+    sub = lambda i: encode_frame("SUBSCRIBE", {"id": "b%d" % i, "destination": "/queue/brcost", "browser": "true",
+                                               "selector": "h LIKE '%z%'"})
+    c.send_raw(sub(0) + sub(1))
+    got = {"b0": [], "b1": []}
+    ended = 0
+    while ended < 2:
+        f = c.recv(timeout=10)
+        if f.get("browser") == "end":
+            ended += 1
+        else:
+            got[f["subscription"]].append(f.body)
+    assert got == {"b0": [b"the one"], "b1": [b"the one"]}
