@@ -181,40 +181,30 @@ def close_temporary_queue(port, owner, name):
         time.sleep(0.05)
 
 
-def test_a_composite_send_whose_temporary_queue_closed_fails_the_commit(broker):
-    """As the same SEND outside a transaction is refused: before, the
-    COMMIT sent it to the other destinations and answered its RECEIPT."""
-    owner, reply_to = temporary_queue(broker.port)
-    rx = connected(broker.port)
-    rx.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/txcomp"}, "s")
-    p = connected(broker.port)
-    p.send("BEGIN", {"transaction": "t"})
-    p.receipt("SEND", {"destination": "/queue/txcomp", "transaction": "t"}, "a", b"first")
-    p.receipt("SEND", {"destination": "/queue/txcomp," + reply_to, "transaction": "t"}, "b", b"both")
-    close_temporary_queue(broker.port, owner, reply_to)
-    p.send("COMMIT", {"transaction": "t", "receipt": "c"})
-    f = p.expect_error("transaction not committed")
-    assert "Frame 2 " in f.body.decode() and "temporary destination" in f.body.decode(), f.body
-    rx.expect_nothing(0.5)
-
-
-def test_commit_applies_all_or_nothing(broker):
+@pytest.mark.parametrize("composite", [False, True])
+def test_commit_applies_all_or_nothing(broker, composite):
     """A held SEND that can no longer be applied at COMMIT (the temporary
     queue it names closed meanwhile) fails the COMMIT whole: ERROR, and
-    none of the transaction's frames applied."""
+    none of the transaction's frames applied. A composite SEND naming it
+    among other destinations too, as the same SEND outside a transaction
+    is refused (before, the COMMIT sent it to the others and answered its
+    RECEIPT)."""
     owner, reply_to = temporary_queue(broker.port)
     rx = connected(broker.port)
     rx.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/txall"}, "s")
     p = connected(broker.port)
     p.send("BEGIN", {"transaction": "t"})
     p.receipt("SEND", {"destination": "/queue/txall", "transaction": "t"}, "a", b"before")
-    p.receipt("SEND", {"destination": reply_to, "transaction": "t"}, "b", b"reply")
+    p.receipt("SEND", {"destination": "/queue/txall," + reply_to if composite else reply_to, "transaction": "t"},
+              "b", b"reply")
     p.receipt("SEND", {"destination": "/queue/txall", "transaction": "t"}, "c", b"after")
     close_temporary_queue(broker.port, owner, reply_to)
     p.send("COMMIT", {"transaction": "t", "receipt": "c"})
     f = p.expect_error("transaction not committed")
     assert f["receipt-id"] == "c"
     assert "Frame 2 " in f.body.decode() and "nothing of the transaction was applied" in f.body.decode()
+    why = "a temporary destination it names has closed" if composite else "exists any more"
+    assert why in f.body.decode(), f.body
     rx.expect_nothing(0.5)
     # the same transaction without it commits whole
     p = connected(broker.port)

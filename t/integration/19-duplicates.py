@@ -59,16 +59,21 @@ def test_window_zero_is_off(broker_factory):
     assert drain(b.port, 2) == [b"one", b"two"]
 
 
+def resend_after_a_crash(b, dup_id):
+    """kill -9 and restart b, then send dup_id again and a new id."""
+    b.kill()
+    b.restart()
+    p = connected(b.port)
+    send(p, dup_id, b"resent after the crash", "r-resent")
+    send(p, "new", b"new", "r-new")
+
+
 def test_the_window_survives_a_crash(broker_factory):
     b = broker_factory()
     p = connected(b.port)
     send(p, "kept", b"before", "r1")
     p.close()
-    b.kill()
-    b.restart()
-    p = connected(b.port)
-    send(p, "kept", b"resent after the crash", "r2")
-    send(p, "new", b"new", "r3")
+    resend_after_a_crash(b, "kept")
     assert drain(b.port, 2) == [b"before", b"new"]
 
 
@@ -86,9 +91,5 @@ def test_the_same_id_twice_in_one_transaction_is_one_message(broker_factory):
     p.receipt("COMMIT", {"transaction": "t"}, "c")
     assert drain(b.port, 2) == [b"0", b"2"]
     p.close()
-    b.kill()
-    b.restart()
-    p = connected(b.port)
-    send(p, "tx", b"resent after the crash", "r")
-    send(p, "new", b"new", "r2")
+    resend_after_a_crash(b, "tx")
     assert drain(b.port, 1) == [b"new"]
