@@ -125,6 +125,9 @@ def test_read_write_admin(acl_broker):
     # no read for carol
     denied(login(b, "carol"), "SUBSCRIBE", {"id": "c", "destination": "/queue/orders.new"}, "read",
            "/queue/orders.new")
+    # nor to browse it (browser:true reads too)
+    denied(login(b, "carol"), "SUBSCRIBE", {"id": "c", "destination": "/queue/orders.new", "browser": "true"},
+           "read", "/queue/orders.new")
     # no admin for alice: a new destination is not created ...
     denied(login(b, "alice"), "SEND", {"destination": "/queue/orders.fresh"}, "admin", "/queue/orders.fresh", b"x")
     denied(login(b, "alice"), "SUBSCRIBE", {"id": "f", "destination": "/queue/orders.fresh"}, "admin",
