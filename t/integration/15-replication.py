@@ -18,7 +18,7 @@ import pytest
 
 from stompd_test import (STOMPD, VALGRIND, FakeSlave, connected, consume_own_until_error, exited_with_1,
                          free_port, http_request, journal_checksum, port_open, produce_pipelined,
-                         repl_master_handshake, replicated, the_failed_send)
+                         repl_master_handshake, replicated, the_failed_send, wait_for)
 
 SLAVE_UP = "following master|snapshot installed"
 
@@ -86,14 +86,6 @@ def status(b):
     assert r.status == 200, (r.status, data)
     return json.loads(data)
 
-
-def wait_for(cond, timeout=10.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for %s" % cond)
 
 
 def stop_all(c):

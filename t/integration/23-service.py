@@ -12,19 +12,10 @@ import time
 
 import pytest
 
-from stompd_test import STOMPD, Broker, NotifySocket, built_with_sd_notify, connected
+from stompd_test import STOMPD, Broker, NotifySocket, built_with_sd_notify, connected, wait_for
 
 TIMESTAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}[+-]\d{4}"
 
-
-def wait_for(cond, timeout=20.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def read(path):

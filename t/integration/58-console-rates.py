@@ -6,17 +6,8 @@ destination costs a small record and, while it has traffic, one ring of
 import re
 import time
 
-from stompd_test import connected, http_json, http_request, metric_families
+from stompd_test import connected, http_json, http_request, metric_families, wait_for
 
-
-def wait_for(pred, timeout=30, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("no %s within %s s" % (what, timeout))
 
 
 def test_every_message_is_counted_once(broker_factory):

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from stompd_test import Client, connected, http_json, http_request, login_headers, write_users
+from stompd_test import Client, connected, http_json, http_request, login_headers, write_users, wait_for
 
 WINDOW = {"broker.queue_window": "4KiB"}
 
@@ -44,15 +44,6 @@ def browse_all(b, dest, limit=50):
         if not after:
             return out, pages
 
-
-def wait_for(pred, timeout=30, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("no %s within %s s" % (what, timeout))
 
 
 def test_browse_in_dispatch_order_beyond_the_window(broker_factory):

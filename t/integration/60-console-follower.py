@@ -7,17 +7,9 @@ import json
 import re
 import time
 
-from stompd_test import connected, free_port, http_json, http_request, metric_families, promtool_check, replicated
+from stompd_test import (connected, free_port, http_json, http_request, metric_families, promtool_check, replicated,
+                         wait_for)
 
-
-def wait_for(pred, timeout=30, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("no %s within %s s" % (what, timeout))
 
 
 def metrics(b):

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from stompd_test import (BUILDDIR, Browser, connected, free_port, http_json, http_request, png_find, png_pixels,
-                         png_size, replicated)
+                         png_size, replicated, wait_for)
 
 IN = (0x2a, 0x7d, 0x2a)      # html.c's COLOR_IN
 OUT = (0x2a, 0x5d, 0x9d)     # COLOR_OUT, also the slave badge
@@ -39,15 +39,6 @@ def rect(browser, selector):
                      "return [r.left, r.top, r.right, r.bottom];})()" % json.dumps(selector))
     return tuple(int(round(v)) for v in r)
 
-
-def wait_for(pred, timeout=30, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("no %s within %s s" % (what, timeout))
 
 
 def test_charts_are_drawn(broker_factory, browser, tmp_path):

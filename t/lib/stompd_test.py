@@ -1266,6 +1266,19 @@ class Blackhole:
 
 # --------------------------------------------------------------- the console
 
+def wait_for(pred, timeout=30, what="condition"):
+    """Wait for pred() to be true (a slave in sync, a queue gone) rather
+    than sleep a guessed time; returns its value. The deadline is generous
+    for a loaded machine."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("no %s within %s s" % (what, timeout))
+
+
 def http_request(port, method, path, body=None, auth=("admin", "admin"), headers=None, timeout=10):
     """One request to a console: (status, headers as a dict, body bytes). A
     dict or list body is sent as JSON."""
