@@ -446,6 +446,7 @@ json_t *console_counters_json(void)
                      "memory_bytes", (json_int_t)dest_total_mem(), "waiting_for_store",
                      (json_int_t)commit_waiting());
     json_object_set_new(c, "dropped", json_integer((json_int_t)srv.st.dropped));
+    json_object_set_new(c, "closed_temp_dropped", json_integer((json_int_t)srv.st.closed_temp_dropped));
     json_object_set_new(c, "memory_limit", json_integer((json_int_t)config.memory_limit));
     /* closed after their last answer, still draining what the peer sends */
     json_object_set_new(c, "lingering_sockets", json_integer((json_int_t)stream_lingering()));

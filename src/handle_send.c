@@ -190,12 +190,12 @@ int send_message(struct conn *c, struct frame *f, struct op *batch)
 }
 
 /* A SEND a transaction holds, checked again at COMMIT before any of the
- * transaction is applied: what can have changed since it arrived (its
- * temporary destination closed, an ACL reloaded, the store failed).
- * Its destinations were created when it arrived; one deleted since (by
- * the console) is created again here, as the COMMIT would, even if a
- * later frame then refuses the COMMIT. Returns why it cannot be applied,
- * or NULL. */
+ * transaction is applied: what can have changed since it arrived (an
+ * ACL reloaded, the store failed). A temporary destination closed since
+ * takes nothing, as outside a transaction. Its destinations were created
+ * when it arrived; one deleted since (by the console) is created again
+ * here, as the COMMIT would, even if a later frame then refuses the
+ * COMMIT. Returns why it cannot be applied, or NULL. */
 const char *send_check_held(struct conn *c, struct frame *f)
 {
     struct route r;
@@ -203,11 +203,6 @@ const char *send_check_held(struct conn *c, struct frame *f)
     if (route_send(c, c->who, frame_get(f, "destination"), true, &r, &err) != 0) {
         route_free(&r);
         return err;
-    }
-    if (r.gone) {
-        /* as a SEND to it now would be refused, not sent to the rest */
-        route_free(&r);
-        return "a temporary destination it names has closed with the connection that created it";
     }
     /* a failed store refuses any copy it would take (publish_one: never
      * a temporary destination's) */

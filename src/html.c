@@ -796,6 +796,8 @@ void html_main(struct http_req *h)
                jint(ct, "expired"), jint(ct, "dead_lettered"), jint(ct, "duplicates"),
                human_bytes(t1, sizeof t1, (double)jint(ct, "memory_bytes")),
                human_bytes(t2, sizeof t2, (double)jint(ct, "memory_limit")));
+    if (jint(ct, "closed_temp_dropped") > 0)
+        buf_printf(&b, " &middot; %lld sent to closed temporary destinations", jint(ct, "closed_temp_dropped"));
     if (json_is_true(json_object_get(ct, "store_full")))
         buf_append_str(&b, " &middot; <b class=\"warn\">store full: persistent producers wait</b>");
     if (jint(ct, "wildcard_matches_refused") > 0)

@@ -223,6 +223,7 @@ static void c_expired(struct metrics_out *m) { one_u64(m, srv.st.expired); }
 static void c_dropped(struct metrics_out *m) { one_u64(m, srv.st.dropped); }
 static void c_dead_lettered(struct metrics_out *m) { one_u64(m, srv.st.dead_lettered); }
 static void c_duplicates(struct metrics_out *m) { one_u64(m, srv.st.duplicates); }
+static void c_closed_temp(struct metrics_out *m) { one_u64(m, srv.st.closed_temp_dropped); }
 static void c_memory(struct metrics_out *m) { one_u64(m, (uint64_t)dest_total_mem()); }
 static void c_memory_full(struct metrics_out *m) { one_u64(m, dest_total_mem() >= config.memory_limit); }
 static void c_waiting(struct metrics_out *m) { one_u64(m, commit_waiting()); }
@@ -550,6 +551,9 @@ static const struct family families[] = {
      c_dropped},
     {"stompd_dead_lettered_total", "counter", "Messages moved to a dead-letter queue", c_dead_lettered},
     {"stompd_duplicates_total", "counter", "Resent duplicates dropped", c_duplicates},
+    {"stompd_closed_temp_dropped_total", "counter",
+     "Message copies sent to a temporary destination whose connection had closed (nobody can consume them)",
+     c_closed_temp},
     {"stompd_destinations", "gauge", "Destinations held (queues and topics)", c_destinations},
     {"stompd_auth_failures_total", "counter", "CONNECTs refused for their credentials", c_auth_failures},
     {"stompd_console_auth_failures_total", "counter", "Console requests refused for their credentials or group",

@@ -220,6 +220,11 @@ int broker_publish(const struct route *r, struct msg *m, const struct publish *p
 {
     if (waiting)
         *waiting = NULL;
+    srv.st.closed_temp_dropped += r->gone;
+    if (r->n == 0) {
+        log_debug("message %s dropped: %s has closed with its connection", m->id, m->dest);
+        return PUBLISH_DONE; /* nobody can ever consume it (a scheduled one neither) */
+    }
     if (p->moved_from)
         return publish_move(r->v[0], m, p, waiting);
     if (!p->fired) {

@@ -352,6 +352,23 @@ static int each_element(const char *names, const char **err, int (*fn)(void *arg
     }
 }
 
+/* Whether a temporary destination's broker-wide name has the shape
+ * dest_resolve_temp gives it (/remote-temp-queue/<broker.name>-<connection
+ * id>-<name>): one whose connection has closed, here or on a former
+ * master, rather than a name nobody was given. */
+static bool temp_name_issued(const char *resolved)
+{
+    const char *p = dest_short_name(resolved);
+    size_t bl = strlen(config.broker_name);
+    if (strncmp(p, config.broker_name, bl) || p[bl] != '-')
+        return false;
+    p += bl + 1;
+    const char *digits = p;
+    while (*p >= '0' && *p <= '9')
+        p++;
+    return p > digits && p[0] == '-' && p[1] != '\0';
+}
+
 struct send_ctx {
     struct conn *c;
     const struct principal *who;
@@ -378,11 +395,10 @@ static int send_elem(void *arg, const char *name)
         return deny(x->who, resolved, ROUTE_WRITE, x->err);
     struct dest *d = dest_find(resolved);
     if (!d && temp && (resolved == name || !x->c)) {
-        if (x->admitted) {
-            x->r->gone++;
-            return 0; /* its connection has gone since: nothing goes there */
-        }
-        return fail(x->err, -ENOENT, "'%.200s' does not exist: the connection that created it has closed", name);
+        if (!temp_name_issued(resolved))
+            return fail(x->err, -ENOENT, "'%.200s' names no temporary destination this broker created", name);
+        x->r->gone++;
+        return 0; /* its connection has closed: nobody can consume it, so nothing goes there */
     }
     if (!d) {
         int rc = x->admitted ? ((d = dest_get(resolved, x->c, &err)) ? 0 : -EINVAL)
@@ -408,8 +424,6 @@ int route_send(struct conn *c, const struct principal *who, const char *names, b
     memset(out, 0, sizeof *out);
     struct send_ctx x = {c, who, admitted, out, err, {0}};
     int rc = each_element(names, err, send_elem, &x);
-    if (rc == 0 && out->n == 0)
-        rc = fail(err, -ENOENT, "none of the destinations of '%.200s' exists any more", names);
     if (rc == 0) {
         buf_putc(&x.spec, '\0');
         out->spec = x.spec.data;

@@ -54,18 +54,21 @@ struct route {
     struct dest **via;  /* for each, the virtual topic that added it, or NULL (NULL: none was) */
     uint32_t n, cap;
     uint32_t nnamed;
-    uint32_t gone;      /* admitted: elements left out, their temporary destination gone */
+    uint32_t gone;      /* elements left out: temporary destinations whose connection has closed */
     char *spec;         /* the list as resolved (temporary names as the broker knows them): what a
                          * scheduled message keeps to be routed again when it fires */
 };
 
 /* Resolve a SEND's destination header. admitted: the frame was accepted
  * before (a transaction's SEND at COMMIT, a scheduled message firing):
- * nothing is refused for broker.max_destinations, and an element whose
- * temporary destination has gone is left out. c is NULL for producers
- * without a connection; who is on whose behalf (write on each element,
- * admin to create one; NULL: the broker itself). Returns 0, or -EINVAL (a bad name), -ENOSPC (too
- * many destinations), -EACCES (not allowed), -ENOENT (nothing left) with
+ * nothing is refused for broker.max_destinations. An element naming
+ * another connection's temporary destination that has closed with it is
+ * left out and counted in gone (the route may then be empty: the message
+ * goes nowhere, as a reply to a requester that went away). c is NULL for
+ * producers without a connection; who is on whose behalf (write on each
+ * element, admin to create one; NULL: the broker itself). Returns 0, or
+ * -EINVAL (a bad name), -ENOSPC (too many destinations), -EACCES (not
+ * allowed), -ENOENT (a temporary name this broker never gave out) with
  * *err saying why; route_free in every case. */
 int route_send(struct conn *c, const struct principal *who, const char *names, bool admitted, struct route *out,
                const char **err)

@@ -24,6 +24,7 @@ struct server_stats {
     uint64_t dead_lettered;
     uint64_t dropped;
     uint64_t duplicates;
+    uint64_t closed_temp_dropped;  /* copies for a temporary destination whose connection had closed */
 };
 
 struct server {

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from stompd_test import Client, connected
+from stompd_test import Client, connected, http_json, wait_for
 
 
 def drain(c, timeout=0.5, first=10.0):
@@ -285,9 +285,45 @@ def test_temp_queue_reply_to(broker):
     thief.expect_error("temporary")
     # it goes away with its connection
     requester.close()
-    time.sleep(0.2)
-    server.send("SEND", {"destination": reply_to}, b"late")
-    server.expect_error("temporary destination")
+    wait_for(lambda: reply_to not in [q["name"] for q in http_json(broker.http_port, "/api/queues")],
+             what="the temporary queue gone with its connection")
+
+
+def test_a_reply_to_a_closed_temporary_queue_goes_nowhere(broker):
+    """A reply to a requester that has gone is dropped with its RECEIPT, and
+    the replying service keeps its connection (an ERROR closed it, and its
+    unacked requests came back redelivered); a copy to a destination still
+    there goes out. A temporary name this broker never gave out is still
+    an ERROR."""
+    requester = connected(broker.port)
+    requester.receipt("SUBSCRIBE", {"id": "r", "destination": "/temp-queue/replies"}, "s")
+    service = connected(broker.port)
+    service.receipt("SUBSCRIBE", {"id": "s", "destination": "/queue/tmpreq", "ack": "client-individual"}, "s")
+    requester.send("SEND", {"destination": "/queue/tmpreq", "reply-to": "/temp-queue/replies"}, b"ping")
+    req = service.recv()
+    reply_to = req["reply-to"]
+    audit = connected(broker.port)
+    audit.receipt("SUBSCRIBE", {"id": "a", "destination": "/queue/tmpaudit"}, "s")
+    requester.close()
+    wait_for(lambda: reply_to not in [q["name"] for q in http_json(broker.http_port, "/api/queues")],
+             what="the temporary queue gone with its connection")
+    before = http_json(broker.http_port, "/api/counters")["closed_temp_dropped"]
+    for persistent in ("false", "true"):
+        service.receipt("SEND", {"destination": reply_to, "persistent": persistent}, "reply-" + persistent, b"pong")
+    service.receipt("SEND", {"destination": reply_to + ",/queue/tmpaudit"}, "both", b"pong and audit")
+    service.receipt("ACK", {"id": req["ack"]}, "acked")
+    assert audit.recv().body == b"pong and audit"
+    assert http_json(broker.http_port, "/api/counters")["closed_temp_dropped"] == before + 3
+    # the request was acked on the same connection: it does not come again
+    again = connected(broker.port)
+    again.receipt("SUBSCRIBE", {"id": "s", "destination": "/queue/tmpreq"}, "s")
+    again.expect_nothing(0.5)
+    # nothing queued anywhere for the reply
+    assert reply_to not in [q["name"] for q in http_json(broker.http_port, "/api/queues")]
+    bad = reply_to.replace("/remote-temp-queue/", "/remote-temp-queue/not-")
+    service.send("SEND", {"destination": bad, "receipt": "bad"}, b"typo")
+    f = service.expect_error("no such temporary destination")
+    assert "names no temporary destination this broker created" in f.body.decode(), f.body
 
 
 def test_temp_topic(broker):
