@@ -159,5 +159,8 @@ int handle_ack(struct conn *c, struct frame *f, uint64_t *lsn)
 
 int handle_nack(struct conn *c, struct frame *f, uint64_t *lsn)
 {
+    if (c->version == STOMP_10) /* as ActiveMQ: 1.0 has no NACK */
+        return proto_fail("unknown command", "NACK is not a STOMP 1.0 command (it came with 1.1); this connection "
+                                             "negotiated 1.0.");
     return ack_or_hold(c, f, true, lsn);
 }

@@ -101,6 +101,11 @@ def test_ack_1_0_by_message_id(broker):
     m = c.recv()
     assert m["subscription"] == "/queue/ack10"
     c.receipt("ACK", {"message-id": m["message-id"]}, "a")
+    # 1.0 has no NACK (as ActiveMQ refuses it)
+    send_n(broker.port, "/queue/ack10", 1)
+    m = c.recv()
+    c.send("NACK", {"message-id": m["message-id"]})
+    assert "not a STOMP 1.0 command" in c.expect_error("unknown command").body.decode()
 
 
 def test_nack_redelivers_to_next_consumer(broker_factory):
