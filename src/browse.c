@@ -153,7 +153,7 @@ static bool pump(struct browse *b)
                 bool yes = sub_select(b->sel, v[i].msg) == SUB_YES;
                 sub_pass_end(&pass);
                 if (yes)
-                    msg_write_frame(v[i].msg, &c->st.out, c->version, b->id, NULL, v[i].redeliveries > 0,
+                    msg_write_frame(v[i].msg, &c->st.out, c->version, d->local_name, b->id, NULL, v[i].redeliveries > 0,
                                     v[i].redeliveries);
                 msg_unref(v[i].msg);
             }

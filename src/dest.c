@@ -99,6 +99,22 @@ struct dest *dest_find(const char *name)
     return d;
 }
 
+/* The name a temporary destination's connection gave it: the reverse of
+ * dest_resolve_temp, NULL if it is not that connection's. */
+static char *temp_local_name(const struct dest *d, const struct conn *c)
+{
+    const char *p = dest_short_name(d->name);
+    size_t bl = strlen(config.broker_name);
+    char id[32];
+    int il = snprintf(id, sizeof id, "-%llu-", (unsigned long long)c->id);
+    if (strncmp(p, config.broker_name, bl) || strncmp(p + bl, id, (size_t)il))
+        return NULL;
+    char *s;
+    if (asprintf(&s, "/temp-%s/%s", d->kind == DEST_TEMP_QUEUE ? "queue" : "topic", p + bl + (size_t)il) < 0)
+        abort();
+    return s;
+}
+
 struct dest *dest_get(const char *name, struct conn *conn, const char **err)
 {
     struct dest *d = dest_find(name);
@@ -129,6 +145,7 @@ struct dest *dest_get(const char *name, struct conn *conn, const char **err)
     TAILQ_INIT(&d->blocked);
     if (dest_is_temp(d) && conn) {
         d->owner = conn;
+        d->local_name = temp_local_name(d, conn);
         TAILQ_INSERT_TAIL(&conn->temps, d, owner_link);
     }
     HASH_ADD_KEYPTR(hh, dests, d->name, strlen(d->name), d);
@@ -196,6 +213,7 @@ void dest_delete(struct dest *d)
     HASH_DEL(dests, d);
     log_debug("destination %s deleted", d->name);
     free(d->name);
+    free(d->local_name);
     free(d);
 }
 

@@ -234,14 +234,23 @@ void msg_rendered(struct msg *m, enum stomp_version v, const char **p, size_t *l
     *len = m->render[v].len;
 }
 
-void msg_write_frame(struct msg *m, struct buf *out, enum stomp_version v, const char *sub_id,
+void msg_write_frame(struct msg *m, struct buf *out, enum stomp_version v, const char *dest_as, const char *sub_id,
                      const char *ack_id, bool redelivered, uint32_t redeliveries)
 {
     const char *blk;
     size_t blen;
     msg_rendered(m, v, &blk, &blen);
+    if (dest_as) {
+        /* the rendered headers start with the destination's line (render):
+         * this reader knows the destination by another name */
+        const char *nl = memchr(blk, '\n', blen);
+        blen -= (size_t)(nl + 1 - blk);
+        blk = nl + 1;
+    }
     buf_reserve(out, blen + m->body_len + 128);
     frame_write_command(out, "MESSAGE");
+    if (dest_as)
+        frame_write_header_str(out, v, true, "destination", dest_as);
     frame_write_header_str(out, v, true, "subscription", sub_id);
     if (ack_id)
         frame_write_header_str(out, v, true, "ack", ack_id);

@@ -224,7 +224,7 @@ void sub_deliver(struct sub *s, struct qentry *e)
     t->delivered++;
     uint64_t at = stream_out_pos(&c->st); /* where a hold starts */
     if (t->ack == ACK_AUTO) {
-        msg_write_frame(e->msg, &c->st.out, c->version, t->id, NULL, redelivered, e->redeliveries);
+        msg_write_frame(e->msg, &c->st.out, c->version, q->dest->local_name, t->id, NULL, redelivered, e->redeliveries);
         q->dest->st.dequeued++;
         commit_hold(c, at, persist_auto_acked(e));
         queue_entry_done(e);
@@ -237,7 +237,7 @@ void sub_deliver(struct sub *s, struct qentry *e)
         t->inflight++;
         q->ninflight++;
         snprintf(ack, sizeof ack, "%" PRIu64, e->tag);
-        msg_write_frame(e->msg, &c->st.out, c->version, t->id, c->version >= STOMP_12 ? ack : NULL,
+        msg_write_frame(e->msg, &c->st.out, c->version, q->dest->local_name, t->id, c->version >= STOMP_12 ? ack : NULL,
                         redelivered, e->redeliveries);
         if (persist_delivered(e))
             commit_hold(c, at, HOLD_COMMIT);

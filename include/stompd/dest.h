@@ -42,6 +42,8 @@ struct dest {
     TAILQ_HEAD(, durable) durables;     /* topic kinds: durable subscriptions */
     uint32_t ndurables;
     struct conn *owner;                 /* temporary destinations */
+    char *local_name;                   /* a temporary one: the name its connection gave it
+                                         * (/temp-queue/NAME), which its MESSAGEs carry */
     TAILQ_ENTRY(dest) owner_link;
     int64_t mem;                        /* bytes of messages held */
     TAILQ_HEAD(, op) blocked;           /* producers waiting for room */

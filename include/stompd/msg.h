@@ -82,8 +82,10 @@ const char *msg_get(const struct msg *m, const char *name);
 /* The header block from destination through content-length, escaped for v. */
 void msg_rendered(struct msg *m, enum stomp_version v, const char **p, size_t *len);
 
-/* Append a MESSAGE frame for one delivery. ack_id may be NULL. */
-void msg_write_frame(struct msg *m, struct buf *out, enum stomp_version v, const char *sub_id,
+/* Append a MESSAGE frame for one delivery. ack_id may be NULL; dest_as,
+ * if not NULL, is the destination header in place of m->dest (a
+ * temporary destination, as its own connection names it). */
+void msg_write_frame(struct msg *m, struct buf *out, enum stomp_version v, const char *dest_as, const char *sub_id,
                      const char *ack_id, bool redelivered, uint32_t redeliveries);
 
 #endif
