@@ -761,21 +761,85 @@ static void action_purge(struct http_req *h)
     json_decref(j);
 }
 
+static int by_address(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t) * (struct conn *const *)a, y = (uintptr_t) * (struct conn *const *)b;
+    return (x > y) - (x < y);
+}
+
+/* Deleting a destination ends its subscriptions, and STOMP can tell a
+ * client that only by an ERROR, which closes its connection: without
+ * "force" a destination with subscribers is refused (409, as ActiveMQ
+ * refuses one still subscribed to); with it, each subscriber's
+ * connection is closed with an ERROR naming it (a subscription ended in
+ * silence left its client waiting for ever). Returns the connections
+ * closed, or -1 (answered). */
+static int delete_subscribed(struct http_req *h, struct dest *d, bool force)
+{
+    uint32_t n = d->q.nconsumers + d->nsubscribers;
+    struct durable *du;
+    TAILQ_FOREACH(du, &d->durables, topic_link)
+        n += du->active != NULL;
+    if (n == 0)
+        return 0;
+    if (!force) {
+        char why[1300];
+        snprintf(why, sizeof why,
+                 "%s has %u active subscriptions: close them first, or send \"force\": true to delete it and "
+                 "close their connections",
+                 d->name, n);
+        http_respond_json(h, 409, json_pack("{s:s, s:I}", "error", why, "subscriptions", (json_int_t)n));
+        return -1;
+    }
+    /* each connection once, kicked after the lists are read: a kick may
+     * release the connection (and its subscriptions) at once */
+    struct conn **v = malloc(n * sizeof *v);
+    if (!v)
+        abort();
+    uint32_t k = 0;
+    struct sub *s;
+    TAILQ_FOREACH(s, &d->q.consumers, q_link)
+        v[k++] = s->conn;
+    TAILQ_FOREACH(s, &d->subscribers, topic_link)
+        v[k++] = s->conn;
+    TAILQ_FOREACH(du, &d->durables, topic_link)
+        if (du->active)
+            v[k++] = du->active->conn;
+    qsort(v, k, sizeof *v, by_address);
+    char reason[1200];
+    snprintf(reason, sizeof reason, "destination %.1100s deleted by an administrator (console)", d->name);
+    int closed = 0;
+    for (uint32_t i = 0; i < k; i++) {
+        if ((i > 0 && v[i] == v[i - 1]) || v[i]->state >= CONN_CLOSING)
+            continue;
+        conn_kick(v[i], reason);
+        closed++;
+    }
+    free(v);
+    return closed;
+}
+
 static void action_delete(struct http_req *h)
 {
     json_t *j = parse_body(h);
     if (!j)
         return;
     struct dest *d = body_dest(h, j);
-    if (d && may_admin(h, d)) {
+    json_t *force = json_object_get(j, "force");
+    if (d && force && !json_is_boolean(force)) {
+        http_respond_error(h, 400, "\"force\" must be true or false", NULL);
+        d = NULL;
+    }
+    int closed = 0;
+    if (d && may_admin(h, d) && (closed = delete_subscribed(h, d, json_is_true(force))) >= 0) {
         char name[1100];
         snprintf(name, sizeof name, "%s", d->name);
         persist_purge(d);
         if (d->kept)
             persist_dest_forgotten(d); /* a virtual topic's queue: gone for good */
         dest_delete(d);
-        log_info("console: %s deleted by %s", name, actor(h));
-        http_respond_json(h, 200, json_pack("{s:s}", "deleted", name));
+        log_info("console: %s deleted by %s (%d connections subscribed to it closed)", name, actor(h), closed);
+        http_respond_json(h, 200, json_pack("{s:s, s:i}", "deleted", name, "connections_closed", closed));
     }
     json_decref(j);
 }

@@ -172,9 +172,21 @@ def test_actions_purge_delete_send(busy):
     m = consumer.recv()
     assert m.body == b"from the console" and m["x-k"] == "v" and m["priority"] == "7"
     assert m["persistent"] == "true"
+    # a destination with subscribers is refused, unless forced: its
+    # subscribers' connections then get an ERROR naming it (a subscription
+    # that ended in silence left its client waiting for ever)
     s, h, data = req(busy, "POST", "/api/destinations/delete", {"destination": "/topic/news"})
-    assert s == 200
+    assert s == 409, data
+    e = json.loads(data)
+    assert e["subscriptions"] == 2 and "force" in e["error"], e
+    assert "/topic/news" in {t["name"] for t in get_json(busy, "/api/topics")}
+    assert req(busy, "POST", "/api/destinations/delete", {"destination": "/topic/news", "force": 1})[0] == 400
+    s, h, data = req(busy, "POST", "/api/destinations/delete", {"destination": "/topic/news", "force": True})
+    assert s == 200 and json.loads(data) == {"deleted": "/topic/news", "connections_closed": 1}, data
+    e = consumer.expect_error("destination /topic/news deleted by an administrator")
     assert "/topic/news" not in {t["name"] for t in get_json(busy, "/api/topics")}
+    # the consumer's unacked messages elsewhere went back: /queue/work is free of it
+    assert {q["name"]: q for q in get_json(busy, "/api/queues")}["/queue/work"]["consumers"] == 0
 
 
 def test_purge_is_durable(broker):

@@ -142,6 +142,17 @@ def test_the_page_script_sends_retries_purges_and_closes(broker_factory, browser
                           "return window.__alerts;})()" % cid)
     c.expect_error("closed by an administrator", timeout=10)
     assert alerts == ["confirm: Close connection %d?" % cid], alerts
+    # delete a queue someone consumes: refused (409), then confirmed again
+    # and forced, which closes the consumer's connection with an ERROR
+    d = connected(b.port)
+    d.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/doomed"}, "s")
+    browser.load(base + "/")
+    alerts = browser.eval("(function(){document.querySelector('button[data-act=delete][data-dest=\"/queue/doomed\"]')"
+                          ".click();return window.__alerts;})()")
+    assert alerts == ["confirm: delete /queue/doomed?"], alerts
+    d.expect_error("destination /queue/doomed deleted by an administrator", timeout=10)
+    wait_for(lambda: "/queue/doomed" not in [q["name"] for q in http_json(b.http_port, "/api/queues")],
+             what="the forced delete")
 
 
 HOSTILE_DEST = "/queue/<img src=x onerror=\"window.__pwned=1;alert('d')\">"
