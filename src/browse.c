@@ -115,15 +115,16 @@ static bool key_after(struct qkey a, struct qkey b)
     return a.rprio != b.rprio ? a.rprio > b.rprio : a.seq > b.seq;
 }
 
-/* The end: a MESSAGE with browser:end, as ActiveMQ sends. */
-static void write_end(struct browse *b)
+/* The end: a MESSAGE with browser:end, as ActiveMQ sends (d: the queue,
+ * if it is there). */
+static void write_end(struct browse *b, const struct dest *d)
 {
     struct buf *out = &b->c->st.out;
     enum stomp_version v = b->c->version;
     frame_write_command(out, "MESSAGE");
     frame_write_header_str(out, v, true, "subscription", b->id);
     frame_write_header_str(out, v, true, "message-id", "0");
-    frame_write_header_str(out, v, true, "destination", b->queue);
+    frame_write_header_str(out, v, true, "destination", d && d->local_name ? d->local_name : b->queue);
     frame_write_header_str(out, v, true, "browser", "end");
     frame_write_header_str(out, v, true, "content-length", "0");
     frame_write_body(out, "", 0);
@@ -153,8 +154,8 @@ static bool pump(struct browse *b)
                 bool yes = sub_select(b->sel, v[i].msg) == SUB_YES;
                 sub_pass_end(&pass);
                 if (yes)
-                    msg_write_frame(v[i].msg, &c->st.out, c->version, d->local_name, b->id, NULL, v[i].redeliveries > 0,
-                                    v[i].redeliveries);
+                    msg_write_frame(v[i].msg, &c->st.out, c->version, d->local_name, b->id, NULL,
+                                    v[i].redeliveries > 0, v[i].redeliveries);
                 msg_unref(v[i].msg);
             }
             if (n == 0 && more && b->started && !key_after(next, b->after)) {
@@ -170,7 +171,7 @@ static bool pump(struct browse *b)
         }
         conn_want_flush(c);
         if (!more) {
-            write_end(b);
+            write_end(b, d);
             clog_debug(c, "browsed %s for subscription '%s'", b->queue, b->id);
             b->ended = true;
             return true;

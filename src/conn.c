@@ -454,6 +454,15 @@ static bool conn_eof(struct stream *s)
     return true;
 }
 
+struct conn *conn_find(uint64_t id)
+{
+    struct conn *c;
+    TAILQ_FOREACH(c, &srv.conns, link)
+        if (c->id == id)
+            return c->state < CONN_CLOSING ? c : NULL;
+    return NULL;
+}
+
 void conn_kick(struct conn *c, const char *message)
 {
     if (c->state >= CONN_CLOSING)

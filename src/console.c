@@ -1285,10 +1285,7 @@ static void action_close(struct http_req *h)
         json_decref(j);
         return;
     }
-    struct conn *c;
-    TAILQ_FOREACH(c, &srv.conns, link)
-        if ((json_int_t)c->id == json_integer_value(id) && c->state < CONN_CLOSING)
-            break;
+    struct conn *c = json_integer_value(id) > 0 ? conn_find((uint64_t)json_integer_value(id)) : NULL;
     if (!c) {
         http_respond_error(h, 404, "no such connection", NULL);
         json_decref(j);

@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "stompd/acl.h"
 #include "stompd/commit.h"
@@ -62,6 +65,57 @@ int dest_kind_of(const char *name, enum dest_kind *kind, const char **err)
     return -EINVAL;
 }
 
+/* This process's token in temporary names: connection ids start again at
+ * 1 with each process, so a name a former one gave out (before a restart
+ * or a failover) must not reach the connection that has its id now. */
+static const char *temp_token(void)
+{
+    static char token[9];
+    if (!token[0]) {
+        uint32_t r;
+        if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
+            r = (uint32_t)time(NULL) ^ ((uint32_t)getpid() << 16);
+        snprintf(token, sizeof token, "%08x", r);
+    }
+    return token;
+}
+
+/* A broker-wide temporary name's parts: <broker.name>-<token>-<connection
+ * id>-<local name>. */
+static bool temp_parse(const char *name, const char **token, uint64_t *id, const char **local)
+{
+    const char *p = dest_short_name(name);
+    size_t bl = strlen(config.broker_name);
+    if (strncmp(p, config.broker_name, bl) || p[bl] != '-')
+        return false;
+    p += bl + 1;
+    *token = p;
+    for (int i = 0; i < 8; i++, p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return false;
+    if (*p++ != '-')
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(p, &end, 10);
+    if (end == p || *p < '0' || *p > '9' || errno || end[0] != '-' || end[1] == '\0')
+        return false;
+    *id = v;
+    *local = end + 1;
+    return true;
+}
+
+bool dest_temp_closed(const char *name)
+{
+    const char *token, *local;
+    uint64_t id;
+    if (!temp_parse(name, &token, &id, &local))
+        return false;
+    if (strncmp(token, temp_token(), 8))
+        return true; /* a former process gave it out: its connection has gone with it */
+    return id > 0 && id <= srv.next_conn_id && !conn_find(id);
+}
+
 const char *dest_resolve_temp(const struct conn *c, const char *name, char *buf, size_t len)
 {
     const char *kind;
@@ -77,7 +131,7 @@ const char *dest_resolve_temp(const struct conn *c, const char *name, char *buf,
     }
     if (name[pl] == '\0')
         return name; /* dest_kind_of reports the empty name */
-    snprintf(buf, len, "/remote-temp-%s/%s-%llu-%s", kind, config.broker_name,
+    snprintf(buf, len, "/remote-temp-%s/%s-%s-%llu-%s", kind, config.broker_name, temp_token(),
              (unsigned long long)c->id, name + pl);
     return buf;
 }
@@ -103,14 +157,12 @@ struct dest *dest_find(const char *name)
  * dest_resolve_temp, NULL if it is not that connection's. */
 static char *temp_local_name(const struct dest *d, const struct conn *c)
 {
-    const char *p = dest_short_name(d->name);
-    size_t bl = strlen(config.broker_name);
-    char id[32];
-    int il = snprintf(id, sizeof id, "-%llu-", (unsigned long long)c->id);
-    if (strncmp(p, config.broker_name, bl) || strncmp(p + bl, id, (size_t)il))
+    const char *token, *local;
+    uint64_t id;
+    if (!temp_parse(d->name, &token, &id, &local) || strncmp(token, temp_token(), 8) || id != c->id)
         return NULL;
     char *s;
-    if (asprintf(&s, "/temp-%s/%s", d->kind == DEST_TEMP_QUEUE ? "queue" : "topic", p + bl + (size_t)il) < 0)
+    if (asprintf(&s, "/temp-%s/%s", d->kind == DEST_TEMP_QUEUE ? "queue" : "topic", local) < 0)
         abort();
     return s;
 }

@@ -222,7 +222,8 @@ int broker_publish(const struct route *r, struct msg *m, const struct publish *p
         *waiting = NULL;
     srv.st.closed_temp_dropped += r->gone;
     if (r->n == 0) {
-        log_debug("message %s dropped: %s has closed with its connection", m->id, m->dest);
+        log_debug("message %s dropped: the temporary destinations it was sent to have closed with their "
+                  "connections", m->id);
         return PUBLISH_DONE; /* nobody can ever consume it (a scheduled one neither) */
     }
     if (p->moved_from)

@@ -352,23 +352,6 @@ static int each_element(const char *names, const char **err, int (*fn)(void *arg
     }
 }
 
-/* Whether a temporary destination's broker-wide name has the shape
- * dest_resolve_temp gives it (/remote-temp-queue/<broker.name>-<connection
- * id>-<name>): one whose connection has closed, here or on a former
- * master, rather than a name nobody was given. */
-static bool temp_name_issued(const char *resolved)
-{
-    const char *p = dest_short_name(resolved);
-    size_t bl = strlen(config.broker_name);
-    if (strncmp(p, config.broker_name, bl) || p[bl] != '-')
-        return false;
-    p += bl + 1;
-    const char *digits = p;
-    while (*p >= '0' && *p <= '9')
-        p++;
-    return p > digits && p[0] == '-' && p[1] != '\0';
-}
-
 struct send_ctx {
     struct conn *c;
     const struct principal *who;
@@ -395,8 +378,11 @@ static int send_elem(void *arg, const char *name)
         return deny(x->who, resolved, ROUTE_WRITE, x->err);
     struct dest *d = dest_find(resolved);
     if (!d && temp && (resolved == name || !x->c)) {
-        if (!temp_name_issued(resolved))
-            return fail(x->err, -ENOENT, "'%.200s' names no temporary destination this broker created", name);
+        if (!dest_temp_closed(resolved))
+            return fail(x->err, -ENOENT,
+                        "'%.200s' names no temporary destination: none of that name was created, or its "
+                        "connection deleted it",
+                        name);
         x->r->gone++;
         return 0; /* its connection has closed: nobody can consume it, so nothing goes there */
     }

@@ -104,6 +104,8 @@ void conn_refuse(struct conn *c, const char *message, const char *receipt, const
 /* Send ERROR and close after flushing it, for a reason that is not the
  * client's fault (the console closed it): not counted as a protocol error. */
 void conn_kick(struct conn *c, const char *message);
+/* The open connection with this id (not one closing), or NULL. */
+struct conn *conn_find(uint64_t id);
 /* Its output from a held delivery on was dropped (the local log failed,
  * commit_holds_fail_from): a closing connection is told why instead. */
 void conn_output_lost(struct conn *c, const char *why);

@@ -67,6 +67,11 @@ struct dest *dest_find(const char *name);
  * broker-wide /remote-temp-queue/... name other clients can send to (the
  * reply-to rewrite). Other names come back unchanged. */
 const char *dest_resolve_temp(const struct conn *c, const char *name, char *buf, size_t len);
+/* Whether a broker-wide temporary name (one not held now) was given out
+ * to a connection that has closed since, in this process or a former one
+ * (before a restart or failover), rather than never given out, or held by
+ * a connection still open that never made it. */
+bool dest_temp_closed(const char *name);
 /* Find or create. For temporary destinations `conn` becomes the owner on
  * creation. Returns NULL with *err set when the name is invalid. */
 struct dest *dest_get(const char *name, struct conn *conn, const char **err);

@@ -322,10 +322,45 @@ def test_a_reply_to_a_closed_temporary_queue_goes_nowhere(broker):
     again.expect_nothing(0.5)
     # nothing queued anywhere for the reply
     assert reply_to not in [q["name"] for q in http_json(broker.http_port, "/api/queues")]
-    bad = reply_to.replace("/remote-temp-queue/", "/remote-temp-queue/not-")
-    service.send("SEND", {"destination": bad, "receipt": "bad"}, b"typo")
-    f = service.expect_error("no such temporary destination")
-    assert "names no temporary destination this broker created" in f.body.decode(), f.body
+    # a name never given out, and a wrong one of a connection still open,
+    # are still ERRORs (a mistake, not a requester that went away)
+    live = connected(broker.port)
+    live.receipt("SUBSCRIBE", {"id": "r", "destination": "/temp-queue/replies"}, "s")
+    live.send("SEND", {"destination": "/queue/tmpaudit", "reply-to": "/temp-queue/replies"}, b"ping")
+    live_reply_to = audit.recv()["reply-to"]
+    assert live_reply_to != reply_to
+    for bad in (reply_to.replace("/remote-temp-queue/", "/remote-temp-queue/not-"), live_reply_to + "x"):
+        c = connected(broker.port)
+        c.send("SEND", {"destination": bad, "receipt": "bad"}, b"typo")
+        f = c.expect_error("no such temporary destination")
+        assert "names no temporary destination" in f.body.decode(), f.body
+    assert http_json(broker.http_port, "/api/counters")["closed_temp_dropped"] == before + 3
+    # its own connection browses it under the name it gave, to the end marker
+    live.receipt("SEND", {"destination": "/temp-queue/b"}, "own-b", b"kept")
+    live.send("SUBSCRIBE", {"id": "b", "destination": "/temp-queue/b", "browser": "true"})
+    assert [(f.body, f["destination"]) for f in (live.recv(), live.recv())] == \
+        [(b"kept", "/temp-queue/b"), (b"", "/temp-queue/b")]
+
+
+def test_a_reply_to_from_before_a_restart_reaches_nobody(broker):
+    """Connection ids start again with each process: a reply-to given out
+    before a restart (or a failover) must not reach the connection that has
+    its id now and made a temporary queue of the same name."""
+    a = connected(broker.port)
+    a.receipt("SUBSCRIBE", {"id": "r", "destination": "/temp-queue/replies"}, "s")
+    service = connected(broker.port)
+    service.receipt("SUBSCRIBE", {"id": "s", "destination": "/queue/tmprestart"}, "s")
+    a.send("SEND", {"destination": "/queue/tmprestart", "reply-to": "/temp-queue/replies"}, b"ping")
+    reply_to = service.recv()["reply-to"]
+    a.close()
+    service.close()
+    assert broker.stop() == 0
+    broker.restart()
+    b = connected(broker.port)  # the same connection id as a had
+    b.receipt("SUBSCRIBE", {"id": "r", "destination": "/temp-queue/replies"}, "s")
+    connected(broker.port).receipt("SEND", {"destination": reply_to}, "late", b"meant for a")
+    b.expect_nothing(0.5)
+    assert http_json(broker.http_port, "/api/counters")["closed_temp_dropped"] == 1
 
 
 def test_temp_topic(broker):
