@@ -134,6 +134,17 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
     if (ex && parse_bool(ex, &exclusive) != 0)
         return proto_fail("invalid activemq.exclusive header", "Expected true or false, got '%.32s'.", ex);
 
+    long long priority = 0;
+    const char *pr = frame_get(f, "activemq.priority");
+    if (pr) {
+        char *end;
+        errno = 0;
+        priority = strtoll(pr, &end, 10);
+        if (end == pr || *end || errno || priority < 0 || priority > 127)
+            return proto_fail("invalid activemq.priority header",
+                              "Expected an integer from 0 (the default) to 127, got '%.32s'.", pr);
+    }
+
     bool browser = false;
     const char *br = frame_get(f, "browser");
     if (br && parse_bool(br, &browser) != 0)
@@ -239,6 +250,7 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
     s->ack = ack;
     s->prefetch = prefetch;
     s->exclusive = exclusive;
+    s->priority = (uint8_t)priority;
     TAILQ_INIT(&s->unacked);
     TAILQ_INIT(&s->legs);
     HASH_ADD_KEYPTR(hh, c->subs, s->id, strlen(s->id), s);

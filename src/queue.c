@@ -162,7 +162,6 @@ void queue_init(struct queue *q, struct dest *d)
     memset(q, 0, sizeof *q);
     RB_INIT(&q->pending);
     TAILQ_INIT(&q->consumers);
-    TAILQ_INIT(&q->ring);
     TAILQ_INIT(&q->group_lru);
     q->dest = d;
 }
@@ -311,6 +310,11 @@ void queue_destroy(struct queue *q)
     }
     q->resuming = false;
     q->scan_end = NULL;
+    for (uint32_t i = 0; i < q->nbands; i++)
+        free(q->bands[i]); /* none: their consumers have gone */
+    free(q->bands);
+    q->bands = NULL;
+    q->nbands = 0;
 }
 
 /* Dispatch again (this module's reasons: a message came, a stop, room in
@@ -579,12 +583,20 @@ void queue_restore(struct queue *q, uint64_t n)
 
 /* ------------------------------------------------------------ consumers and dispatch */
 
-/* The one after s in the ring, wrapping round (NULL: s is alone). */
-static struct sub *ring_next(struct queue *q, struct sub *s)
+static struct band *band_of(const struct queue *q, uint8_t prio)
+{
+    for (uint32_t i = 0; i < q->nbands; i++)
+        if (q->bands[i]->prio == prio)
+            return q->bands[i];
+    return NULL;
+}
+
+/* The one after s in its band's ring, wrapping round (NULL: s is alone). */
+static struct sub *ring_next(struct band *b, struct sub *s)
 {
     struct sub *n = TAILQ_NEXT(s, ring_link);
     if (!n)
-        n = TAILQ_FIRST(&q->ring);
+        n = TAILQ_FIRST(&b->ring);
     return n == s ? NULL : n;
 }
 
@@ -593,12 +605,13 @@ static struct sub *ring_next(struct queue *q, struct sub *s)
  * way round: it may look at some twice, never misses one). */
 static void ring_out(struct queue *q, struct sub *s)
 {
-    struct sub *n = ring_next(q, s);
-    if (q->rr == s)
-        q->rr = n;
+    struct band *b = band_of(q, s->priority);
+    struct sub *n = ring_next(b, s);
+    if (b->rr == s)
+        b->rr = n;
     if (q->scan_end == s)
         q->scan_end = n;
-    TAILQ_REMOVE(&q->ring, s, ring_link);
+    TAILQ_REMOVE(&b->ring, s, ring_link);
 }
 
 static void park(struct queue *q, struct sub *s)
@@ -615,15 +628,16 @@ void queue_unpark(struct queue *q, struct sub *s)
     s->parked = false;
     q->nparked--;
     /* next in turn: a scan stopped by the budget looks at it too */
-    struct sub *rr = q->rr;
+    struct band *b = band_of(q, s->priority);
+    struct sub *rr = b->rr;
     if (rr) {
         TAILQ_INSERT_BEFORE(rr, s, ring_link);
         if (q->scan_end == rr)
             q->scan_end = s; /* it went all the way round; it still does */
     } else {
-        TAILQ_INSERT_TAIL(&q->ring, s, ring_link);
+        TAILQ_INSERT_TAIL(&b->ring, s, ring_link);
     }
-    q->rr = s;
+    b->rr = s;
 }
 
 /* A sweep from the top: every consumer back, in the order they came. An
@@ -632,19 +646,50 @@ static void unpark_all(struct queue *q)
 {
     if (q->nparked == 0)
         return;
-    TAILQ_INIT(&q->ring);
+    for (uint32_t i = 0; i < q->nbands; i++)
+        TAILQ_INIT(&q->bands[i]->ring);
     struct sub *s;
     TAILQ_FOREACH(s, &q->consumers, q_link) {
         s->parked = false;
-        TAILQ_INSERT_TAIL(&q->ring, s, ring_link);
+        TAILQ_INSERT_TAIL(&band_of(q, s->priority)->ring, s, ring_link);
     }
     q->nparked = 0;
 }
 
+/* The band of s's priority, made if it is the first of it. */
+static struct band *band_join(struct queue *q, const struct sub *s)
+{
+    struct band *b = band_of(q, s->priority);
+    if (b)
+        return b;
+    if (!(b = calloc(1, sizeof *b)))
+        abort();
+    b->prio = s->priority;
+    TAILQ_INIT(&b->ring);
+    struct band **v = realloc(q->bands, (q->nbands + 1) * sizeof *v);
+    if (!v)
+        abort();
+    q->bands = v;
+    uint32_t i = q->nbands++;
+    for (; i > 0 && v[i - 1]->prio < b->prio; i--)
+        v[i] = v[i - 1];
+    v[i] = b;
+    return b;
+}
+
 void queue_add_consumer(struct queue *q, struct sub *s)
 {
-    TAILQ_INSERT_TAIL(&q->consumers, s, q_link);
-    TAILQ_INSERT_TAIL(&q->ring, s, ring_link);
+    struct band *b = band_join(q, s);
+    /* behind those of its priority, ahead of lower ones */
+    struct sub *after = TAILQ_LAST(&q->consumers, sub_list);
+    while (after && after->priority < s->priority)
+        after = TAILQ_PREV(after, sub_list, q_link);
+    if (after)
+        TAILQ_INSERT_AFTER(&q->consumers, after, s, q_link);
+    else
+        TAILQ_INSERT_HEAD(&q->consumers, s, q_link);
+    TAILQ_INSERT_TAIL(&b->ring, s, ring_link);
+    b->n++;
     s->parked = false;
     q->nconsumers++;
     q->nexclusive += s->exclusive;
@@ -659,6 +704,15 @@ void queue_remove_consumer(struct queue *q, struct sub *s)
         q->nparked--;
     } else {
         ring_out(q, s);
+    }
+    struct band *b = band_of(q, s->priority);
+    if (--b->n == 0) {
+        uint32_t i = 0;
+        while (q->bands[i] != b)
+            i++;
+        memmove(q->bands + i, q->bands + i + 1, (q->nbands - i - 1) * sizeof *q->bands);
+        q->nbands--;
+        free(b);
     }
     TAILQ_REMOVE(&q->consumers, s, q_link);
     q->nconsumers--;
@@ -690,10 +744,67 @@ static struct sub *first_exclusive(struct queue *q)
 /* Can any consumer take a message now? */
 static bool any_ready(struct queue *q)
 {
-    struct sub *s;
-    while ((s = TAILQ_FIRST(&q->ring)) && !sub_ready(s))
-        park(q, s);
-    return s != NULL;
+    for (uint32_t i = 0; i < q->nbands; i++) {
+        struct sub *s;
+        while ((s = TAILQ_FIRST(&q->bands[i]->ring)) && !sub_ready(s))
+            park(q, s);
+        if (s)
+            return true;
+    }
+    return false;
+}
+
+/* A band's turn at m: round robin from its cursor, all the way round (or,
+ * resumed, on to where the stopped scan would have ended). *any: a
+ * consumer with room was seen. */
+static enum pick pick_in(struct queue *q, struct band *b, struct msg *m, bool resumed, bool *any,
+                         struct sub **out)
+{
+    struct sub *start = b->rr ? b->rr : TAILQ_FIRST(&b->ring);
+    struct sub *end = resumed ? q->scan_end : start;
+    /* from start round to end; all the way round when they are one */
+    bool round = true;
+    for (struct sub *s = start, *next; s && (round || s != end); s = next) {
+        round = false;
+        next = ring_next(b, s);
+        if (!sub_ready(s)) {
+            park(q, s);
+            if (s == end) {
+                end = next;
+                round = true;
+            }
+            continue;
+        }
+        *any = true;
+        enum sub_verdict v = sub_select(sub_sel(s), m);
+        if (v == SUB_LATER) {
+            b->rr = s;
+            q->scan_end = end;
+            q->scan_prio = b->prio;
+            q->scan_ready = *any;
+            return PICK_LATER;
+        }
+        if (v == SUB_YES) {
+            b->rr = next ? next : s;
+            if (m->group && m->group_seq != -1) {
+                /* bounded: the least recently used group is forgotten,
+                 * as a closed one is */
+                if (HASH_COUNT(q->groups) >= (unsigned)config.max_message_groups) {
+                    group_free(q, TAILQ_FIRST(&q->group_lru));
+                    skip_reset(q);
+                }
+                struct group *g = calloc(1, sizeof *g);
+                if (!g || !(g->name = strdup(m->group)))
+                    abort();
+                g->sub = s;
+                HASH_ADD_KEYPTR(hh, q->groups, g->name, strlen(g->name), g);
+                TAILQ_INSERT_TAIL(&q->group_lru, g, lru);
+            }
+            *out = s;
+            return PICK_OK;
+        }
+    }
+    return PICK_NO_MATCH; /* the caller tells "none ready" by *any */
 }
 
 /* resumed: this message's consumer scan was stopped by the budget; it goes
@@ -738,55 +849,22 @@ static enum pick pick(struct queue *q, struct msg *m, bool resumed, struct sub *
             return any_ready(q) ? PICK_NO_MATCH : PICK_NONE_READY;
         }
     }
-    struct sub *start = q->rr ? q->rr : TAILQ_FIRST(&q->ring);
-    struct sub *end = start;
-    bool any_ready = false;
-    if (resumed && q->scan_end) {
-        end = q->scan_end;
-        any_ready = q->scan_ready;
+    /* the highest band first; a scan the budget stopped goes on in its band */
+    bool any = false;
+    uint32_t i = 0;
+    bool resume = resumed && q->scan_end;
+    if (resume) {
+        any = q->scan_ready;
+        while (i < q->nbands && q->bands[i]->prio > q->scan_prio)
+            i++;
+        resume = i < q->nbands && q->bands[i]->prio == q->scan_prio;
     }
-    /* from start round to end; all the way round when they are one */
-    bool round = true;
-    for (struct sub *s = start, *next; s && (round || s != end); s = next) {
-        round = false;
-        next = ring_next(q, s);
-        if (!sub_ready(s)) {
-            park(q, s);
-            if (s == end) {
-                end = next;
-                round = true;
-            }
-            continue;
-        }
-        any_ready = true;
-        enum sub_verdict v = sub_select(sub_sel(s), m);
-        if (v == SUB_LATER) {
-            q->rr = s;
-            q->scan_end = end;
-            q->scan_ready = any_ready;
-            return PICK_LATER;
-        }
-        if (v == SUB_YES) {
-            q->rr = next ? next : s;
-            if (m->group && m->group_seq != -1) {
-                /* bounded: the least recently used group is forgotten,
-                 * as a closed one is */
-                if (HASH_COUNT(q->groups) >= (unsigned)config.max_message_groups) {
-                    group_free(q, TAILQ_FIRST(&q->group_lru));
-                    skip_reset(q);
-                }
-                g = calloc(1, sizeof *g);
-                if (!g || !(g->name = strdup(m->group)))
-                    abort();
-                g->sub = s;
-                HASH_ADD_KEYPTR(hh, q->groups, g->name, strlen(g->name), g);
-                TAILQ_INSERT_TAIL(&q->group_lru, g, lru);
-            }
-            *out = s;
-            return PICK_OK;
-        }
+    for (; i < q->nbands; i++, resume = false) {
+        enum pick r = pick_in(q, q->bands[i], m, resume, &any, out);
+        if (r == PICK_OK || r == PICK_LATER)
+            return r;
     }
-    return any_ready ? PICK_NO_MATCH : PICK_NONE_READY;
+    return any ? PICK_NO_MATCH : PICK_NONE_READY;
 }
 
 static void group_closed(struct queue *q, struct msg *m)

@@ -526,6 +526,7 @@ struct sub *sub_add_leg(struct sub *root, struct dest *d)
     l->ack = root->ack;
     l->prefetch = root->prefetch;
     l->exclusive = root->exclusive;
+    l->priority = root->priority;
     l->no_local = root->no_local;
     TAILQ_INIT(&l->unacked);
     TAILQ_INIT(&l->legs);

@@ -68,6 +68,21 @@ RB_HEAD(qtree, qentry);
 struct group;
 struct gone;
 
+/* The consumers of one priority. Those not known to be full are in its
+ * ring, in round-robin order (rr and a stopped scan's end are in it). A
+ * pick that finds one full sets it aside (sub->parked) and skips it from
+ * then on; it comes back when it has room again (queue_unpark: an ack,
+ * its connection's output drained), and a sweep from the top brings all
+ * back. Round robin, and the search for any consumer with room while a
+ * group waits for its owner, so cost what the consumers with room cost,
+ * not what the full ones do. */
+struct band {
+    uint8_t prio;
+    uint32_t n;                 /* consumers of this priority, parked or not */
+    TAILQ_HEAD(, sub) ring;
+    struct sub *rr;             /* round-robin cursor */
+};
+
 struct queue {
     struct dest *dest;          /* charged for memory; named in logs */
     struct durable *durable;    /* non-NULL: the backlog of a durable subscription */
@@ -87,18 +102,13 @@ struct queue {
     struct gone *gone;          /* removed from memory, removal not yet indexed (by seq) */
     bool over_window;           /* on the list of queues to shrink once indexed */
     TAILQ_ENTRY(queue) over_link;
-    TAILQ_HEAD(, sub) consumers;
+    TAILQ_HEAD(sub_list, sub) consumers; /* the highest activemq.priority first, then in arrival order */
     uint32_t nconsumers;
-    struct sub *rr;             /* round-robin cursor */
     uint32_t nexclusive;        /* consumers with activemq.exclusive */
-    /* The consumers not known to be full, in round-robin order (rr and
-     * scan_end are in it). A pick that finds one full sets it aside
-     * (sub->parked) and skips it from then on; it comes back when it has
-     * room again (queue_unpark: an ack, its connection's output drained),
-     * and a sweep from the top brings all back. Round robin, and the search
-     * for any consumer with room while a group waits for its owner, so cost
-     * what the consumers with room cost, not what the full ones do. */
-    TAILQ_HEAD(, sub) ring;
+    /* The consumers by priority (a band each, the highest first): a
+     * message goes to the highest band that takes it. */
+    struct band **bands;
+    uint32_t nbands;
     uint32_t nparked;
     struct group *groups;
     TAILQ_HEAD(, group) group_lru; /* the least recently used first (broker.max_message_groups) */
@@ -110,6 +120,7 @@ struct queue {
     bool resuming;
     struct qkey resume;
     struct sub *scan_end;
+    uint8_t scan_prio;          /* in the band of this priority */
     bool scan_ready;            /* the scan so far saw a ready consumer */
     bool rescan;                /* since the stop, something ahead of it may be taken now */
     bool starved;               /* stopped with no budget at all: goes first next time */

@@ -43,12 +43,13 @@ struct sub {
     struct selector *sel;
     struct durable *durable;
     bool exclusive;
+    uint8_t priority;            /* activemq.priority: a queue offers to the highest first */
     bool no_local;
     uint64_t delivered;
     uint64_t dropped;            /* discarded: it read too slowly (broker.topic_pending_limit) */
     TAILQ_ENTRY(sub) q_link;     /* in q->consumers */
-    TAILQ_ENTRY(sub) ring_link;  /* in q->ring unless parked */
-    bool parked;                 /* found full: out of q->ring until it has room */
+    TAILQ_ENTRY(sub) ring_link;  /* in its band's ring unless parked */
+    bool parked;                 /* found full: out of the ring until it has room */
     TAILQ_ENTRY(sub) topic_link; /* in dest->subscribers */
     UT_hash_handle hh;           /* conn->subs by id */
     /* legs (see above) */

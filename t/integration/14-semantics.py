@@ -497,6 +497,50 @@ def test_exclusive_consumer_takes_everything(broker):
     assert b.recv().body == b"after"
 
 
+def test_consumer_priority_prefers_the_highest_with_room(broker):
+    """ActiveMQ's consumer priority (SUBSCRIBE activemq.priority): a queue
+    offers each message to its highest-priority consumers first (round
+    robin among equals); a lower one gets what they have no room for, or
+    what their selector refuses. Before, the header was ignored."""
+    low = connected(broker.port)
+    low.receipt("SUBSCRIBE", {"id": "l", "destination": "/queue/cprio", "ack": "client-individual",
+                              "activemq.prefetchSize": "10"}, "s")
+    highs = [connected(broker.port) for _ in range(2)]
+    for i, h in enumerate(highs):
+        h.receipt("SUBSCRIBE", {"id": "h", "destination": "/queue/cprio", "ack": "client-individual",
+                                "activemq.prefetchSize": "2", "activemq.priority": "9",
+                                "selector": "kind IS NULL OR kind <> 'cold'"}, "s")
+    send(broker.port, "/queue/cprio", [b"m%d" % i for i in range(5)])
+    got = [h.recv_all(2) for h in highs]
+    # round robin among the two of priority 9, each to its prefetch
+    assert sorted(m.body for g in got for m in g) == [b"m0", b"m1", b"m2", b"m3"]
+    assert [m.body for m in got[0]] in ([b"m0", b"m2"], [b"m1", b"m3"]), got
+    assert low.recv().body == b"m4"  # no room left above
+    # room again above: it goes there, not to the low one with room
+    highs[0].receipt("ACK", {"id": got[0][0]["ack"]}, "a")
+    send(broker.port, "/queue/cprio", [b"m5"])
+    assert highs[0].recv().body == b"m5"
+    low.expect_nothing(0.3)
+    # what the high ones' selector refuses goes to the low one
+    highs[1].receipt("ACK", {"id": got[1][0]["ack"]}, "a")
+    send(broker.port, "/queue/cprio", [b"cold"], {"kind": "cold"})
+    assert low.recv().body == b"cold"
+    highs[1].expect_nothing(0.3)
+    # the high ones gone, the low one takes what they left unacked
+    for h in highs:
+        h.close()
+    left = sorted([got[0][1].body, b"m5", got[1][1].body])
+    back = low.recv_all(3)
+    assert sorted(m.body for m in back) == left and all(m["redelivered"] == "true" for m in back), back
+
+
+def test_consumer_priority_must_be_0_to_127(broker):
+    for bad in ("-1", "128", "high", ""):
+        c = connected(broker.port)
+        c.send("SUBSCRIBE", {"id": "x", "destination": "/queue/cprio-bad", "activemq.priority": bad})
+        assert "0 (the default) to 127" in c.expect_error("invalid activemq.priority header").body.decode()
+
+
 def by_group(msgs):
     """Bodies per JMSXGroupID, in arrival order."""
     out = {}
