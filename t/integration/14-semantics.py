@@ -534,6 +534,16 @@ def test_consumer_priority_prefers_the_highest_with_room(broker):
     assert sorted(m.body for m in back) == left and all(m["redelivered"] == "true" for m in back), back
 
 
+def test_the_exclusive_consumer_is_the_highest_priority_one(broker):
+    first, higher = connected(broker.port), connected(broker.port)
+    first.receipt("SUBSCRIBE", {"id": "a", "destination": "/queue/exprio", "activemq.exclusive": "true"}, "s")
+    higher.receipt("SUBSCRIBE", {"id": "b", "destination": "/queue/exprio", "activemq.exclusive": "true",
+                                 "activemq.priority": "5"}, "s")
+    send(broker.port, "/queue/exprio", [b"%d" % i for i in range(4)])
+    assert [m.body for m in higher.recv_all(4)] == [b"0", b"1", b"2", b"3"]
+    first.expect_nothing(0.3)
+
+
 def test_consumer_priority_must_be_0_to_127(broker):
     for bad in ("-1", "128", "high", ""):
         c = connected(broker.port)
