@@ -162,7 +162,9 @@ struct stompc {
     /* failover */
     struct bstate *bs;         /* one per broker of uri.brokers */
     size_t *order;             /* this round's order of brokers */
-    unsigned failures;         /* failed rounds since the last connection */
+    unsigned failures;         /* failed rounds (and connections lost at once) since the last
+                                * connection that held */
+    int64_t adopted_at;        /* when the session's connection answered CONNECTED */
     unsigned round_failed;     /* brokers failed in this round */
     bool ever_connected;       /* since stompc_connect: startup limits apply until then */
     size_t last_failed;        /* broker that failed last, SIZE_MAX: none */
@@ -304,7 +306,10 @@ int failover_schedule(struct stompc *c, int64_t now, int64_t *next);
  * nothing; now when due). No side effects. */
 int64_t failover_next_timer(const struct stompc *c, int64_t now);
 /* The session's connection was lost: a new round, starting at once. */
-void failover_lost(struct stompc *c);
+/* The session's connection was lost (why): try again. Nonzero when the
+ * client gave up instead (it was lost as soon as it answered, once too
+ * often: maxReconnectAttempts). */
+int failover_lost(struct stompc *c, const char *why);
 /* Close every attempt under way. */
 void failover_abort_attempts(struct stompc *c);
 

@@ -5,10 +5,11 @@
  * CONNECTED wins. Each broker keeps its own schedule: a refused connection
  * (nobody listening, which costs no broker anything) is tried again after
  * a short capped delay, a broker reached and failing (ERROR, no CONNECTED)
- * backs off exponentially. Once a broker answers, the new connection
- * continues the old session: subscriptions first, then every frame still
- * waiting for its RECEIPT and every frame queued meanwhile, in the
- * original order. */
+ * backs off exponentially, and so does one whose connection is lost as
+ * soon as it answered (it refused what the session replayed, say). Once a
+ * broker answers, the new connection continues the old session: its
+ * subscriptions, every frame still waiting for its RECEIPT and every frame
+ * queued meanwhile, in the original order. */
 #include "config.h"
 
 #include <stdio.h>
@@ -74,36 +75,62 @@ void failover_begin(struct stompc *c)
     new_round(c);
 }
 
-void failover_lost(struct stompc *c)
+static int give_up(struct stompc *c);
+
+/* A connection lost sooner than this after its CONNECTED did not hold (a
+ * broker that refuses what the session replays answers CONNECTED, then
+ * ERROR): its broker backs off as one that failed to connect. */
+#define HELD_MS 1000
+
+int failover_lost(struct stompc *c, const char *why)
 {
-    /* ActiveMQ tries again at once, then backs off */
-    for (size_t i = 0; i < c->uri.nbrokers; i++)
-        c->bs[i].next_at = 0;
-    c->failures = 0;
+    int64_t now = client_now();
+    if (now - c->adopted_at >= HELD_MS) {
+        /* it held: ActiveMQ tries again at once, then backs off */
+        for (size_t i = 0; i < c->uri.nbrokers; i++) {
+            struct bstate *b = &c->bs[i];
+            b->next_at = 0;
+            b->refusals = b->costly = 0;
+        }
+        c->failures = 0;
+    } else {
+        struct bstate *b = &c->bs[c->broker];
+        b->costly++;
+        b->refusals = 0;
+        b->next_at = now + uri_reconnect_delay(&c->uri, b->costly);
+        snprintf(c->connect_err, sizeof c->connect_err, "%s lost as soon as it answered: %.900s",
+                 c->uri.brokers[c->broker].text, why);
+        c->connect_status = STOMPC_ECONNECT;
+        if (uri_give_up(&c->uri, ++c->failures, false))
+            return give_up(c);
+    }
     c->last_started = SIZE_MAX;
     new_round(c);
+    return 0;
 }
 
-/* Subscriptions, then the frames still waiting for a RECEIPT and those
- * queued while no connection was up, in the order they were made. */
+/* Once a broker answers: subscriptions, the frames still waiting for a
+ * RECEIPT and those queued while no connection was up, all in the order
+ * they were made (an UNSUBSCRIBE that removes a durable subscription
+ * before a SUBSCRIBE that makes it again). */
 static int replay(struct stompc *c)
 {
-    struct csub *s;
-    TAILQ_FOREACH(s, &c->subs, link) {
-        /* with its receipt while stompc_subscribe still waits for it */
-        if (net_put(c, s->frame, s->frame->pending) != 0)
-            return STOMPC_ENOMEM;
-        if (s->frame->sent)
-            c->st.resubscribed++;
-        s->frame->sent = true;
-    }
+    struct csub *s = TAILQ_FIRST(&c->subs);
     struct ofr *p = TAILQ_FIRST(&c->pending), *q = TAILQ_FIRST(&c->backlog);
     for (;;) {
         while (p && p->owned_by_sub)
-            p = TAILQ_NEXT(p, link);
-        if (!p && !q)
+            p = TAILQ_NEXT(p, link); /* sent as its subscription's */
+        if (!s && !p && !q)
             return 0;
-        if (p && (!q || p->seq < q->seq)) {
+        if (s && (!p || s->frame->seq < p->seq) && (!q || s->frame->seq < q->seq)) {
+            /* with its receipt while stompc_subscribe still waits for it */
+            if (net_put(c, s->frame, s->frame->pending) != 0)
+                return STOMPC_ENOMEM;
+            if (s->frame->sent)
+                c->st.resubscribed++;
+            s->frame->sent = true;
+            s = TAILQ_NEXT(s, link);
+        } else if (p && (!q || p->seq < q->seq)) {
             if (net_put(c, p, true) != 0)
                 return STOMPC_ENOMEM;
             if (p->sent)
@@ -161,13 +188,8 @@ static int adopt(struct stompc *c, size_t i)
     c->gen++;
     c->ever_connected = true;
     c->st.connects++;
-    c->failures = 0;
+    c->adopted_at = client_now(); /* back-offs end once it has held (failover_lost) */
     c->last_failed = SIZE_MAX;
-    for (size_t k = 0; k < c->uri.nbrokers; k++) {
-        struct bstate *b = &c->bs[k];
-        b->next_at = 0; /* any answer resets every back-off */
-        b->refusals = b->costly = 0;
-    }
     if (again)
         c->st.reconnects++;
     if (replay(c) != 0) {

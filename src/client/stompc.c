@@ -523,7 +523,8 @@ int client_lost(struct stompc *c, int status, const char *fmt, ...)
     if (c->uri.failover && !c->disconnecting) {
         c->state = CS_LOST;
         c->last_failed = c->broker;
-        failover_lost(c);
+        if (failover_lost(c, why) != 0)
+            return c->last_status; /* given up: it failed as soon as it answered, too often */
         settle_for_failover(c, why);
         if (status != STOMPC_EBROKER) /* an ERROR was reported as such */
             (void)client_event(c, CEV_ERROR, status, why, NULL);

@@ -39,10 +39,16 @@ class Behaviour:
     close_after_sends: drop the connection after this many SENDs
     mute:        never answer anything, CONNECT included (a paused broker
                  whose kernel still accepts)
+    close_after_subscribe: drop the connection this many seconds after a
+                 SUBSCRIBE is answered
+    refuse:      answer the first frame after CONNECTED with an ERROR of this
+                 message, then close (a broker refusing what a session replays)
     """
 
     def __init__(self, version="1.2", heart_beat=None, silent=False, receipt_sends=True,
-                 close_after_sends=None, mute=False):
+                 close_after_sends=None, mute=False, close_after_subscribe=None, refuse=None):
+        self.close_after_subscribe = close_after_subscribe
+        self.refuse = refuse
         self.version = version
         self.heart_beat = heart_beat
         self.silent = silent
@@ -119,6 +125,9 @@ class FakeBroker:
                     continue
                 if b.silent:
                     continue
+                if b.refuse:
+                    conn.sendall(encode("ERROR", [("message", b.refuse)]))
+                    return
                 if f.command == "SEND":
                     sends += 1
                     if not b.receipt_sends:
@@ -128,6 +137,9 @@ class FakeBroker:
                 rid = f.get("receipt")
                 if rid is not None:
                     conn.sendall(encode("RECEIPT", [("receipt-id", rid)]))
+                if f.command == "SUBSCRIBE" and b.close_after_subscribe is not None:
+                    time.sleep(b.close_after_subscribe)
+                    return
                 if f.command == "DISCONNECT":
                     return
                 if b.close_after_sends and sends >= b.close_after_sends:

@@ -1121,6 +1121,38 @@ static void sc_nonblocking(void)
     close_client(c);
 }
 
+/* Non-blocking, no broker up yet: a durable subscription removed, then
+ * made again. Once a broker answers, the session goes out in the order it
+ * was made: the UNSUBSCRIBE first, so the subscription is there (the
+ * subscriptions went first, and the UNSUBSCRIBE removed the new one). */
+static void sc_nb_durable_order(void)
+{
+    struct stompc *c = stompc_new();
+    CHECK(c);
+    OK(c, stompc_set_nonblocking(c, true));
+    OK(c, stompc_set_callbacks(c, &(struct stompc_callbacks){.on_receipt = on_receipt_nb, .on_error = on_error_print},
+                               NULL));
+    OK(c, stompc_connect(c, url, &(struct stompc_options){.client_id = "nb-order"}));
+    OK(c, stompc_unsubscribe(c, "d", STOMPC_REMOVE_DURABLE));
+    OK(c, stompc_subscribe(c, "/topic/nborder", &(struct stompc_sub_opts){.id = "d", .durable_name = "d",
+                                                                      .ack = STOMPC_ACK_CLIENT_INDIVIDUAL}));
+    /* a broker handles a connection's frames in order: once this one's
+     * RECEIPT is back, the two before it were handled */
+    send_text(c, "/queue/nborder-sync", "sync", &(struct stompc_send_opts){.receipt = "sync"});
+    sync_point("start");
+    char got[8][32];
+    nb_receipts = 0;
+    (void)nb_loop(c, 0, got, 20000, 1);
+    CHECKF(nb_receipts == 1 && stats(c).connects == 1, "receipts %d", nb_receipts);
+    struct stompc *p = open_client(url, NULL);
+    send_text(p, "/topic/nborder", "kept", &(struct stompc_send_opts){.wait = true});
+    close_client(p);
+    int n = nb_loop(c, 1, got, 10000, 0);
+    CHECKF(n == 1 && !strcmp(got[0], "kept"), "%d messages: the durable subscription was removed after it was made",
+           n);
+    close_client(c);
+}
+
 static const struct {
     const char *name;
     void (*fn)(void);
@@ -1153,6 +1185,7 @@ static const struct {
     {"connect-time", sc_connect_time, NULL},
     {"outage", NULL, sc_outage},
     {"nonblocking", sc_nonblocking, NULL},
+    {"nb-durable-order", sc_nb_durable_order, NULL},
     {"priority", sc_priority, NULL},
     {"track", sc_track, NULL},
     {"cache", sc_cache, NULL},

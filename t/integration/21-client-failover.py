@@ -161,6 +161,29 @@ def test_startup_attempts_are_limited_with_back_off():
     assert 115 <= int(value(out, "took_ms")) < 5000, out
 
 
+def test_a_broker_that_refuses_the_replayed_session_is_backed_off_and_given_up():
+    """A broker that answers CONNECTED, then an ERROR for the SUBSCRIBE the
+    session replays (its ACL changed meanwhile, say): each such connection
+    counts as a failed attempt, backs off and counts toward
+    maxReconnectAttempts. Before, any CONNECTED reset every back-off, so
+    the consumer reconnected thousands of times a second, for ever."""
+    # the first connection holds (over a second), then is lost
+    fb = FakeBroker(Behaviour(close_after_subscribe=1.5), Behaviour(refuse="access denied"))
+    try:
+        t0 = time.time()
+        cons = Tool(CONSUMER, "--url", failover(fb.port, options="maxReconnectAttempts=3&initialReconnectDelay=100"),
+                    "--dest", "/queue/refused")
+        rc = cons.finish(timeout=60)
+        took = time.time() - t0
+        out = cons.output()
+        assert rc == 1, (rc, out)
+        assert "gave up after 3" in out and "lost as soon as it answered: broker ERROR: access denied" in out, out
+        assert len(fb.connections) == 4, len(fb.connections)  # the first, then three refused
+        assert took >= 1.8, took  # 1.5 s, then 100 ms and 200 ms between them
+    finally:
+        fb.close()
+
+
 def test_send_times_out_without_a_broker_then_recovers(broker_factory):
     a = broker_factory()
     state = {}

@@ -33,6 +33,16 @@ def test_non_blocking_calls_queue_until_connected(broker_factory):
     assert "reconnected to tcp://127.0.0.1:%d" % port in out
 
 
+def test_a_durable_subscription_removed_and_made_again_offline_is_there(broker_factory):
+    """Non-blocking, while no broker is up: UNSUBSCRIBE removing durable
+    subscription d, then SUBSCRIBE making it again. Replayed in that order
+    once a broker answers (the subscriptions went first, so the UNSUBSCRIBE
+    removed the new one: helper-67)."""
+    port = free_port()
+    url = failover(port, options="initialReconnectDelay=10&maxReconnectDelay=100&randomize=false")
+    live(url, "nb-durable-order", actions={"start": lambda: broker_factory({"stomp.listen": "127.0.0.1:%d" % port})})
+
+
 def summary(out):
     m = re.search(r"^sent=(\d+) receipted=(\d+) received=(\d+) duplicates=(\d+) reconnects=(\d+)$", out, re.M)
     assert m, out[-2000:]
