@@ -21,7 +21,7 @@ static const char usage[] =
     "\n"
     "Subscribe to DEST and print every message received. A message whose body\n"
     "starts with \"seq=N\" (as stompd-failover-producer sends them) counts once\n"
-    "per N: a second copy of the same N is a duplicate.\n"
+    "per N (up to 268435456): a second copy of the same N is a duplicate.\n"
     "\n"
     "  --url URL          tcp://host:port, ssl://host:port (TLS) or\n"
     "                     failover:(tcp://h1:p1,ssl://h2:p2,...)?options\n"
@@ -123,6 +123,8 @@ struct seen {
     unsigned char *bits;
     size_t nbytes;
 };
+
+#define SEQ_MAX (1ul << 28) /* a 32 MiB bitmap at most */
 
 static bool seen_test_set(struct seen *s, unsigned long seq)
 {
@@ -252,7 +254,10 @@ int main(int argc, char **argv)
         }
         last = now_ms();
         unsigned long seq;
-        bool numbered = m->body_len > 4 && !strncmp(m->body, "seq=", 4) && sscanf(m->body + 4, "%lu", &seq) == 1;
+        /* a bit per seq: a number past SEQ_MAX (any body may claim one)
+         * is counted as a message without one */
+        bool numbered = m->body_len > 4 && !strncmp(m->body, "seq=", 4) && m->body[4] >= '0' && m->body[4] <= '9' &&
+                        sscanf(m->body + 4, "%lu", &seq) == 1 && seq <= SEQ_MAX;
         if (numbered && seen_test_set(&seen, seq)) {
             duplicates++;
             if (!m->redelivered)

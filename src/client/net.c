@@ -493,12 +493,14 @@ static int handshake_reply(struct stompc *c, struct attempt *a, const char *hp, 
     const char *hb = frame_get(f, "heart-beat");
     if (hb && a->version >= STOMP_11) {
         char *end;
+        /* at most 2^31-1 ms: a beat is added to the clock */
+        errno = 0;
         sx = strtol(hb, &end, 10);
-        if (end == hb || *end != ',' || sx < 0)
+        if (end == hb || *end != ',' || sx < 0 || sx > INT32_MAX || errno)
             return attempt_fail(c, STOMPC_EPROTO, "connect to %s: bad heart-beat '%.32s'", hp, hb);
         const char *q = end + 1;
         sy = strtol(q, &end, 10);
-        if (end == q || *end || sy < 0)
+        if (end == q || *end || sy < 0 || sy > INT32_MAX || errno)
             return attempt_fail(c, STOMPC_EPROTO, "connect to %s: bad heart-beat '%.32s'", hp, hb);
     }
     /* The specification's rule: max of what one side offers and the other

@@ -64,6 +64,10 @@ static const char *const tcp_ignored[] = {
 
 static int parse_i64(const char *v, int64_t min, int64_t *out);
 
+/* Every number of the URI is at most this (2^31-1): a time in ms is added
+ * to the clock, a count compared with one. */
+#define OPT_MAX INT32_MAX
+
 /* The options of one tcp:// URI: connectTimeout is this client's (the
  * per-attempt limit for TCP and CONNECTED), the rest ActiveMQ's. */
 static int check_tcp_query(const char *q, size_t n, const char *uri, size_t ul, struct uri_broker *b, char *err,
@@ -82,7 +86,7 @@ static int check_tcp_query(const char *q, size_t n, const char *uri, size_t ul, 
             int64_t ms;
             snprintf(v, sizeof v, "%.*s", (int)(vl < sizeof v ? vl : sizeof v - 1), eq + 1);
             if (vl >= sizeof v || parse_i64(v, 1, &ms) != 0)
-                return fail(err, errlen, "'%.*s': option connectTimeout: '%.*s' is not a number of milliseconds (>= 1)",
+                return fail(err, errlen, "'%.*s': option connectTimeout: '%.*s' is not a number of milliseconds (1 to 2147483647)",
                             (int)ul, uri, (int)vl, eq + 1);
             b->connect_timeout = ms;
         }
@@ -223,7 +227,7 @@ static int parse_i64(const char *v, int64_t min, int64_t *out)
     char *end;
     errno = 0;
     long long x = strtoll(v, &end, 10);
-    if (end == v || *end || errno || x < min)
+    if (end == v || *end || errno || x < min || x > OPT_MAX)
         return -1;
     *out = x;
     return 0;
@@ -315,29 +319,30 @@ static int set_option(struct uri *u, const char *name, const char *value, char *
         switch (o->type) {
         case OPT_MS:
             if (parse_i64(value, 0, &n) != 0)
-                return fail(err, errlen, "option %s: '%s' is not a number of milliseconds (>= 0)", name, value);
+                return fail(err, errlen, "option %s: '%s' is not a number of milliseconds (0 to 2147483647)", name, value);
             *(int64_t *)slot = n;
             return 0;
         case OPT_POSITIVE:
             if (parse_i64(value, 1, &n) != 0)
-                return fail(err, errlen, "option %s: '%s' is not a number >= 1", name, value);
+                return fail(err, errlen, "option %s: '%s' is not a number from 1 to 2147483647", name, value);
             *(int64_t *)slot = n;
             return 0;
         case OPT_COUNT:
             if (parse_i64(value, 0, &n) != 0)
-                return fail(err, errlen, "option %s: '%s' is not a count (>= 0)", name, value);
+                return fail(err, errlen, "option %s: '%s' is not a count (0 to 2147483647)", name, value);
             *(int64_t *)slot = n;
             return 0;
         case OPT_ATTEMPTS:
             if (parse_i64(value, -1, &n) != 0)
-                return fail(err, errlen, "option %s: '%s' is not a count (-1 for unlimited, or >= 0)", name, value);
+                return fail(err, errlen, "option %s: '%s' is not a count (-1 for unlimited, or 0 to 2147483647)", name, value);
             *(int64_t *)slot = n;
             return 0;
         case OPT_TIMEOUT:
             if (parse_i64(value, -1, &n) != 0)
-                return fail(err, errlen, "option %s: '%s' is not a number of milliseconds (-1 for none, or >= 0)",
+                return fail(err, errlen, "option %s: '%s' is not a number of milliseconds (-1 or 0 for none, or up to "
+                            "2147483647)",
                             name, value);
-            *(int64_t *)slot = n;
+            *(int64_t *)slot = n == 0 ? -1 : n; /* as ActiveMQ: only a timeout > 0 limits */
             return 0;
         case OPT_BOOL:
             if (parse_bool(value, slot) != 0)

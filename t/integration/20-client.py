@@ -167,6 +167,24 @@ def test_producer_and_consumer_on_one_broker(broker):
     assert "received=200 duplicates=0" in cons.output()
 
 
+def test_consumer_takes_a_huge_seq_as_no_seq(broker):
+    """A body claiming seq=2^64-1 made the consumer allocate a bitmap that
+    large and die, and the unacked message came back to kill it again
+    (helper-67): past 2^28 it is a message without a number."""
+    from stompd_test import connected
+    cons = Tool(CONSUMER, "--url", tcp(broker), "--dest", "/queue/hugeseq", "--count", 3, "--ack", "client")
+    try:
+        assert cons.wait_line("^connected to"), cons.output()
+        p = connected(broker.port)
+        for body in (b"seq=18446744073709551615", b"seq=268435457 x", b"seq=7"):
+            p.receipt("SEND", {"destination": "/queue/hugeseq"}, "r", body)
+        assert cons.finish() == 0, cons.output()
+    finally:
+        cons.kill()
+    out = cons.output()
+    assert out.count("received (no seq)") == 2 and "received seq=7" in out, out
+
+
 def test_consumer_idle_exit(broker):
     cons = Tool(CONSUMER, "--url", tcp(broker), "--dest", "/queue/idle", "--idle-exit", 300, "--ack", "auto")
     assert cons.finish(30) == 0, cons.output()

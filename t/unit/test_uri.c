@@ -151,6 +151,10 @@ static void test_every_option(void **state)
     assert_false(u.randomize);
     assert_int_equal(u.timeout, 2500);
     uri_free(&u);
+    /* timeout=0 is no limit, as in ActiveMQ (only a timeout > 0 limits) */
+    parse_ok("failover:(tcp://h1:1)?timeout=0", &u);
+    assert_int_equal(u.timeout, -1);
+    uri_free(&u);
 
     /* the ActiveMQ options that were refused before, and this client's own */
     parse_ok("failover:(tcp://h1:1,tcp://h2:2,tcp://h3:3)?backup=true&backupPoolSize=2&priorityBackup=true"
@@ -253,11 +257,11 @@ static void test_bad_uris(void **state)
     parse_bad("failover:(tcp://a:1)?backup=yes", "backup: 'yes' is not true or false");
     parse_bad("failover:(tcp://a:1)?backupPoolSize=-1", "backupPoolSize: '-1' is not a count");
     parse_bad("failover:(tcp://a:1)?trackMessages=1", "trackMessages");
-    parse_bad("failover:(tcp://a:1)?maxCacheSize=0", "maxCacheSize: '0' is not a number >= 1");
+    parse_bad("failover:(tcp://a:1)?maxCacheSize=0", "maxCacheSize: '0' is not a number from 1 to 2147483647");
     parse_bad("failover:(tcp://a:1)?priorityURIs=tcp://b:1", "priorityURIs: 'tcp://b:1' is not in the broker list");
     parse_bad("failover:(tcp://a:1)?priorityURIs=a:1", "priorityURIs: 'a:1' is not a URI");
     parse_bad("failover:(tcp://a:1)?priorityURIs=tcp://a:1,", "priorityURIs: empty entry");
-    parse_bad("failover:(tcp://a:1)?connectTimeout=0", "connectTimeout: '0' is not a number >= 1");
+    parse_bad("failover:(tcp://a:1)?connectTimeout=0", "connectTimeout: '0' is not a number from 1 to 2147483647");
     parse_bad("failover:(tcp://a:1)?connectAttemptDelay=-1", "connectAttemptDelay");
     parse_bad("tcp://a:1?connectTimeout=x", "connectTimeout: 'x' is not a number");
     parse_bad("tcp://a:1?connectTimeout=0", "connectTimeout: '0'");
@@ -274,6 +278,12 @@ static void test_bad_uris(void **state)
     parse_bad("failover:(tcp://a:1)?reconnectDelayExponent=0.5", "reconnectDelayExponent: '0.5' is not a number >= 1");
     parse_bad("failover:(tcp://a:1)?reconnectDelayExponent=abc", "reconnectDelayExponent");
     parse_bad("failover:(tcp://a:1)?initialReconnectDelay=99999999999999999999", "initialReconnectDelay");
+    /* each is added to the clock or compared with a count: at most 2^31-1
+     * (9223372036854775807 overflowed the deadline, helper-67) */
+    parse_bad("failover:(tcp://a:1)?connectTimeout=9223372036854775807", "1 to 2147483647");
+    parse_bad("failover:(tcp://a:1)?connectAttemptDelay=2147483648", "0 to 2147483647");
+    parse_bad("failover:(tcp://a:1)?timeout=9223372036854775807", "up to 2147483647");
+    parse_bad("tcp://a:1?connectTimeout=2147483648", "1 to 2147483647");
 }
 
 static void test_backoff_exponential_capped(void **state)
