@@ -430,7 +430,8 @@ int stompc_dispatch(struct stompc *c) STOMPC_MUST_CHECK;
  *     without receipt that are queued while no connection is up are written
  *     once one is;
  *   - STOMPC_EAGAIN instead of a wait: stompc_send when max_unreceipted
- *     (or maxCacheSize) frames are unconfirmed or 4 MiB wait to be written,
+ *     (or maxCacheSize) frames are unconfirmed or 4 MiB of frames wait to be
+ *     written (those queued while no connection is up included),
  *     stompc_begin and a transaction's frames while not connected;
  *   - opts->wait is refused (STOMPC_EINVAL): ask for a receipt instead.
  * stompc_receive/run/flush with timeout 0 and stompc_dispatch never wait;

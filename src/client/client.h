@@ -182,6 +182,7 @@ struct stompc {
     size_t pending_bytes;      /* bodies of the pending frames */
     struct ofr_list backlog;   /* unreceipted frames waiting for a connection */
     size_t nbacklog;
+    size_t backlog_bytes;      /* bodies of the backlog's frames */
     struct ctx_list txs;
     uint64_t next_seq;         /* ofr seq and automatic receipt ids */
     char dupl_prefix[33];      /* random 128 bits, hex */

@@ -143,6 +143,7 @@ static int replay(struct stompc *c)
             struct ofr *next = TAILQ_NEXT(q, link);
             TAILQ_REMOVE(&c->backlog, q, link);
             c->nbacklog--;
+            c->backlog_bytes -= q->body_len;
             ofr_free(q);
             q = next;
         }

@@ -348,6 +348,7 @@ static void backlog_add(struct stompc *c, struct ofr *o)
 {
     TAILQ_INSERT_TAIL(&c->backlog, o, link);
     c->nbacklog++;
+    c->backlog_bytes += o->body_len;
 }
 
 static void backlog_clear(struct stompc *c)
@@ -358,6 +359,7 @@ static void backlog_clear(struct stompc *c)
         ofr_free(o);
     }
     c->nbacklog = 0;
+    c->backlog_bytes = 0;
 }
 
 static struct ofr *pending_by_receipt(struct stompc *c, const char *id)
@@ -802,7 +804,7 @@ static int transmit(struct stompc *c, struct ofr *o, int flags)
             c->wait_status = 1;
         }
         pending_add(c, o);
-    } else if (nb && (buf_used(&c->out) >= NB_OUT_LIMIT ||
+    } else if (nb && (buf_used(&c->out) + c->backlog_bytes >= NB_OUT_LIMIT ||
                       (c->state == CS_LOST && c->npending + c->nbacklog >= c->max_unreceipted))) {
         ofr_free(o);
         return client_fail(c, STOMPC_EAGAIN, "%s: too much is waiting to be written", what);

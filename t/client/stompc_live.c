@@ -1153,6 +1153,25 @@ static void sc_nb_durable_order(void)
     close_client(c);
 }
 
+/* Non-blocking, no broker: frames without receipt queue until 4 MiB of
+ * them wait, then EAGAIN (they queued without bound: 10,000 of 64 KiB,
+ * helper-67). */
+static void sc_nb_bytes(void)
+{
+    struct stompc *c = stompc_new();
+    CHECK(c);
+    OK(c, stompc_set_nonblocking(c, true));
+    OK(c, stompc_connect(c, url, NULL));
+    static char body[64 << 10];
+    memset(body, 'x', sizeof body);
+    int n = 0, rc;
+    while ((rc = stompc_send(c, "/queue/nb-bytes", body, sizeof body, NULL)) == 0 && n < 1000)
+        n++;
+    CHECKF(rc == STOMPC_EAGAIN && n == 64, "%d sends of 64 KiB queued, then %d", n, rc);
+    printf("queued=%d\n", n);
+    stompc_free(c);
+}
+
 static const struct {
     const char *name;
     void (*fn)(void);
@@ -1186,6 +1205,7 @@ static const struct {
     {"outage", NULL, sc_outage},
     {"nonblocking", sc_nonblocking, NULL},
     {"nb-durable-order", sc_nb_durable_order, NULL},
+    {"nb-bytes", sc_nb_bytes, NULL},
     {"priority", sc_priority, NULL},
     {"track", sc_track, NULL},
     {"cache", sc_cache, NULL},

@@ -43,6 +43,10 @@ def test_a_durable_subscription_removed_and_made_again_offline_is_there(broker_f
     live(url, "nb-durable-order", actions={"start": lambda: broker_factory({"stomp.listen": "127.0.0.1:%d" % port})})
 
 
+def test_frames_queued_offline_are_bounded_in_bytes():
+    live(failover(free_port()), "nb-bytes")
+
+
 def summary(out):
     m = re.search(r"^sent=(\d+) receipted=(\d+) received=(\d+) duplicates=(\d+) reconnects=(\d+)$", out, re.M)
     assert m, out[-2000:]
