@@ -76,11 +76,16 @@ static void out(const char *fmt, ...)
 }
 
 static volatile sig_atomic_t stop;
+static struct stompc *volatile running; /* what a signal interrupts */
 
+/* A call waiting for a broker that does not answer returns at once
+ * (STOMPC_EINTR), so the program ends. */
 static void on_signal(int sig)
 {
     (void)sig;
     stop = 1;
+    if (running)
+        (void)stompc_interrupt(running);
 }
 
 static void on_reconnect(struct stompc *c, const char *broker, const struct stompc_stats *st, void *ud)
@@ -216,15 +221,19 @@ int main(int argc, char **argv)
         fprintf(stderr, "stompd-failover-consumer: out of memory\n");
         return 1;
     }
+    running = c;
     struct stompc_callbacks cb = {.on_reconnect = on_reconnect, .on_error = on_error};
     (void)stompc_set_callbacks(c, &cb, NULL);
     int rc = stompc_connect(c, url, &o);
     if (rc == 0)
         rc = stompc_subscribe(c, dest, &so);
     if (rc) {
-        fprintf(stderr, "stompd-failover-consumer: %s\n", stompc_error(c));
+        bool signalled = stop && rc == STOMPC_EINTR;
+        if (!signalled)
+            fprintf(stderr, "stompd-failover-consumer: %s\n", stompc_error(c));
+        running = NULL;
         stompc_free(c);
-        return 1;
+        return signalled ? 0 : 1;
     }
     struct stompc_stats st;
     stompc_get_stats(c, &st);
@@ -245,7 +254,7 @@ int main(int argc, char **argv)
         }
         struct stompc_msg *m;
         rc = stompc_receive(c, &m, wait);
-        if (rc == STOMPC_ETIMEDOUT)
+        if (rc == STOMPC_ETIMEDOUT || (rc == STOMPC_EINTR && stop))
             continue;
         if (rc) {
             fprintf(stderr, "stompd-failover-consumer: %s\n", stompc_error(c));
@@ -280,8 +289,9 @@ int main(int argc, char **argv)
     if (stompc_disconnect(c, 5000) != 0)
         fprintf(stderr, "stompd-failover-consumer: disconnect: %s\n", stompc_error(c));
     out("received=%ld duplicates=%ld unmarked=%ld\n", received, duplicates, unmarked);
-    if (count && received < count)
+    if (count && received < count && !stop)
         status = 1;
+    running = NULL;
     stompc_free(c);
     free(seen.bits);
     return status;

@@ -83,11 +83,16 @@ static void out(const char *fmt, ...)
 }
 
 static volatile sig_atomic_t stop;
+static struct stompc *volatile running; /* what a signal interrupts */
 
+/* A call waiting for a broker that does not answer returns at once
+ * (STOMPC_EINTR), so the program ends. */
 static void on_signal(int sig)
 {
     (void)sig;
     stop = 1;
+    if (running)
+        (void)stompc_interrupt(running);
 }
 
 static void on_receipt(struct stompc *c, const char *id, void *ud)
@@ -211,11 +216,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "stompd-failover-producer: out of memory\n");
         return 1;
     }
+    running = c;
     struct stompc_callbacks cb = {.on_receipt = on_receipt, .on_reconnect = on_reconnect, .on_error = on_error};
     (void)stompc_set_callbacks(c, &cb, &p);
     int rc = stompc_connect(c, url, &o);
     if (rc) {
         fprintf(stderr, "stompd-failover-producer: %s\n", stompc_error(c));
+        running = NULL;
         stompc_free(c);
         free(body);
         free(p.receipted);
@@ -275,6 +282,7 @@ int main(int argc, char **argv)
     out("sent=%ld receipted=%ld resent=%llu\n", sent, p.nreceipted, (unsigned long long)st.resent);
     if (sent != count || p.nreceipted != count)
         status = 1;
+    running = NULL;
     stompc_free(c);
     free(body);
     free(p.receipted);

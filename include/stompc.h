@@ -92,6 +92,7 @@ enum stompc_status {
     STOMPC_EAGAIN = -11,   /* non-blocking mode: not possible without waiting
                               (not connected, or too much unconfirmed); try
                               again after a stompc_step() */
+    STOMPC_EINTR = -12,    /* a wait ended by stompc_interrupt() */
 };
 
 /* A fixed text for a status ("connection lost", ...). */
@@ -438,6 +439,13 @@ int stompc_dispatch(struct stompc *c) STOMPC_MUST_CHECK;
  * with another timeout, and stompc_disconnect, they still wait (at most
  * that long). May be switched at any time but from a callback. */
 int stompc_set_nonblocking(struct stompc *c, bool on);
+
+/* End the wait of the blocking call in progress on c (or of the next one)
+ * at once: it returns STOMPC_EINTR, and the client stays as it was (what
+ * it was waiting for goes on with the next call). Async-signal-safe: for a
+ * program's SIGINT/SIGTERM handler, so a call waiting for a broker that
+ * does not answer does not hold the program up. */
+int stompc_interrupt(struct stompc *c);
 
 /* The descriptor to watch: an epoll instance holding every socket the
  * client has open, so it stays the same for the client's life (register

@@ -7,6 +7,7 @@
 
 #include <netdb.h>
 #include <stdarg.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -181,6 +182,8 @@ struct stompc {
     size_t npending;
     size_t pending_bytes;      /* bodies of the pending frames */
     struct ofr_list backlog;   /* unreceipted frames waiting for a connection */
+    volatile sig_atomic_t interrupted; /* stompc_interrupt, not yet taken by a wait */
+    int intr_fd;               /* an eventfd in epfd, so the interrupt wakes the wait */
     size_t nbacklog;
     size_t backlog_bytes;      /* bodies of the backlog's frames */
     struct ctx_list txs;
@@ -235,6 +238,8 @@ void client_settle(struct stompc *c, const char *why);
 /* The epoll instance behind stompc_fd(). 0 or -errno. */
 int net_init(struct stompc *c);
 void net_fini(struct stompc *c);
+/* Wake the engine's wait (stompc_interrupt; async-signal-safe). */
+void net_interrupt(struct stompc *c);
 /* Close the session's connection (it stays in the counters). */
 void net_close(struct stompc *c);
 /* "broker ERROR: <message>: <first line of the body>" */

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -26,6 +27,7 @@
 #define READ_CHUNK 65536
 #define READ_ROUNDS 16         /* bound one read so timers and the caller still run */
 #define TAG_SESSION UINT64_MAX /* epoll data of the session's socket; attempts carry their broker index */
+#define TAG_INTR (UINT64_MAX - 1) /* ... and of the eventfd stompc_interrupt writes to */
 
 static const char *broker_text(const struct stompc *c)
 {
@@ -81,15 +83,34 @@ static void parser_setup(const struct stompc *c, struct frame_parser *p)
 
 int net_init(struct stompc *c)
 {
+    c->intr_fd = -1;
     c->epfd = epoll_create1(EPOLL_CLOEXEC);
-    return c->epfd < 0 ? -errno : 0;
+    if (c->epfd < 0)
+        return -errno;
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_INTR};
+    if ((c->intr_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
+        epoll_ctl(c->epfd, EPOLL_CTL_ADD, c->intr_fd, &ev) != 0) {
+        int e = errno;
+        net_fini(c);
+        return -e;
+    }
+    return 0;
 }
 
 void net_fini(struct stompc *c)
 {
     if (c->epfd >= 0)
         close(c->epfd);
-    c->epfd = -1;
+    if (c->intr_fd >= 0)
+        close(c->intr_fd);
+    c->epfd = c->intr_fd = -1;
+}
+
+void net_interrupt(struct stompc *c)
+{
+    uint64_t one = 1;
+    ssize_t n = write(c->intr_fd, &one, sizeof one); /* async-signal-safe */
+    (void)n;
 }
 
 /* Register fd for want (0: nothing) under tag. 0 or -errno. */
@@ -833,6 +854,12 @@ void net_attempt_adopt(struct stompc *c, size_t i)
 
 int net_dispatch(struct stompc *c, uint64_t tag, uint32_t events, int64_t now)
 {
+    if (tag == TAG_INTR) {
+        uint64_t v;
+        ssize_t n = read(c->intr_fd, &v, sizeof v); /* woken: the wait looks at c->interrupted */
+        (void)n;
+        return 0;
+    }
     if (tag == TAG_SESSION) {
         if (c->state != CS_CONNECTED || c->fd < 0)
             return 0; /* a wake-up for a connection closed meanwhile */

@@ -101,6 +101,7 @@ const char *stompc_strerror(int status)
     case STOMPC_EBUSY: return "not allowed in a callback";
     case STOMPC_ENOMEM: return "out of memory";
     case STOMPC_EAGAIN: return "would wait";
+    case STOMPC_EINTR: return "interrupted";
     default: return "unknown status";
     }
 }
@@ -655,8 +656,20 @@ static int64_t engine_next(const struct stompc *c, int64_t now)
 
 /* One step of progress before deadline. 1 progress (maybe), 0 deadline
  * passed, < 0 the client stopped (c->err says why). */
+/* stompc_interrupt was called: the wait ends (once per call). */
+static int interrupted(struct stompc *c)
+{
+    if (!c->interrupted)
+        return 0;
+    c->interrupted = 0;
+    return client_fail(c, STOMPC_EINTR, "interrupted (stompc_interrupt) while waiting");
+}
+
 static int pump(struct stompc *c, int64_t deadline)
 {
+    int rc = interrupted(c);
+    if (rc)
+        return rc;
     int64_t now = client_now();
     int64_t t = engine_next(c, now);
     int wait = client_left(deadline);
@@ -668,6 +681,8 @@ static int pump(struct stompc *c, int64_t deadline)
     int n = engine_run(c, wait);
     if (n < 0)
         return n;
+    if ((rc = interrupted(c)))
+        return rc;
     if (n == 0 && deadline >= 0 && client_now() >= deadline)
         return 0;
     return 1;
@@ -1747,6 +1762,15 @@ int stompc_set_nonblocking(struct stompc *c, bool on)
     if (c->in_callback)
         return client_fail(c, STOMPC_EBUSY, "stompc_set_nonblocking cannot be called from a callback");
     c->nonblocking = on;
+    return 0;
+}
+
+int stompc_interrupt(struct stompc *c)
+{
+    if (!c)
+        return STOMPC_EINVAL;
+    c->interrupted = 1;
+    net_interrupt(c);
     return 0;
 }
 

@@ -185,6 +185,38 @@ def test_consumer_takes_a_huge_seq_as_no_seq(broker):
     assert out.count("received (no seq)") == 2 and "received seq=7" in out, out
 
 
+def catches(pid, sig):
+    """Whether process pid has a handler for sig (/proc's SigCgt mask)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (int(sig) - 1) & 1)
+    return False
+
+
+def test_tools_end_on_a_signal_while_no_broker_answers():
+    """The tools' blocking calls loop while no broker answers: SIGINT and
+    SIGTERM only set a flag, so only kill -9 ended them (helper-67). Their
+    handlers now interrupt the call (stompc_interrupt)."""
+    import time
+    url = failover(free_port())
+    for tool, sig, want in ((CONSUMER, signal.SIGTERM, 0), (CONSUMER, signal.SIGINT, 0),
+                            (PRODUCER, signal.SIGTERM, 1)):
+        t = Tool(tool, "--url", url, "--dest", "/queue/nobody")
+        try:
+            # once it catches the signal (its handler installed), it is
+            # into its connection attempts
+            deadline = time.time() + 30
+            while not catches(t.p.pid, sig):
+                assert time.time() < deadline and t.p.poll() is None, t.output()
+                time.sleep(0.02)
+            time.sleep(0.2)
+            t.p.send_signal(sig)
+            assert t.finish(15) == want, (tool, sig, t.output())
+        finally:
+            t.kill()
+
+
 def test_consumer_idle_exit(broker):
     cons = Tool(CONSUMER, "--url", tcp(broker), "--dest", "/queue/idle", "--idle-exit", 300, "--ack", "auto")
     assert cons.finish(30) == 0, cons.output()
