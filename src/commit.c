@@ -64,8 +64,8 @@ void op_store_free(void)
         room_leave(op);
         if (op->conn)
             op_drain_conn(op->conn);
-        else if (op->kind != OP_COMMIT || op->done)
-            op_free(op);
+        else if ((op->kind != OP_COMMIT || op->done) && op->submitted)
+            op_free(op); /* one not yet submitted (a batch being closed) is op_submit's to free */
     }
 }
 
@@ -199,8 +199,9 @@ void op_add_dup(struct op *op, const char *dup_id)
 static void unreserve(struct op *op)
 {
     if (op->reserved) {
-        dest_reserve(-op->reserved);
-        op->reserved = 0;
+        int64_t r = op->reserved;
+        op->reserved = 0; /* first: the drain below may come back to this op */
+        dest_reserve(-r);
     }
 }
 
@@ -259,6 +260,7 @@ static void release(struct op *op)
 void op_submit(struct op *op)
 {
     struct conn *c = op->conn;
+    op->submitted = true;
     op->t = ev_now(srv.loop);
     if (op->kind == OP_COMMIT) {
         if (op->lsn <= committed) {
@@ -618,8 +620,8 @@ void op_room_free(struct dest *d)
         room_leave(op);
         if (op->conn)
             op_drain_conn(op->conn);
-        else if (op->kind != OP_COMMIT || op->done)
-            op_free(op);
+        else if ((op->kind != OP_COMMIT || op->done) && op->submitted)
+            op_free(op); /* one not yet submitted (a batch being closed) is op_submit's to free */
     }
 }
 

@@ -531,6 +531,7 @@ json_t *console_scheduler_json(void)
     json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:I}", "scheduled", (json_int_t)si.scheduled, "in_memory",
                           (json_int_t)si.in_memory, "non_persistent", (json_int_t)si.volatile_jobs, "fired",
                           (json_int_t)si.fired, "cancelled", (json_int_t)si.cancelled);
+    json_object_set_new(j, "non_persistent_bytes", json_integer((json_int_t)si.volatile_bytes));
     json_object_set_new(j, "waits_for_room", json_boolean(si.waiting_for_room));
     json_object_set_new(j, "room_waits", json_integer((json_int_t)si.holds));
     json_object_set_new(j, "next_due_ms", si.next_due < 0 ? json_null() : json_integer((json_int_t)si.next_due));

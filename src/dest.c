@@ -371,16 +371,22 @@ static void check_room(struct dest *d)
 
 static void global_drained(void)
 {
-    if (total_mem * 100 < config.memory_limit * 90) {
-        for (size_t i = 0; i < nblocked_dests;) {
-            struct dest *b = blocked_dests[i];
-            check_room(b);
-            if (TAILQ_EMPTY(&b->blocked))
-                blocked_dests[i] = blocked_dests[--nblocked_dests];
-            else
-                i++;
-        }
+    /* once at a time: waking a producer may free memory and come back
+     * here, and this pass goes on with what that one would do */
+    static bool draining;
+    if (draining || total_mem * 100 >= config.memory_limit * 90)
+        return;
+    draining = true;
+    for (size_t i = 0; i < nblocked_dests;) {
+        struct dest *b = blocked_dests[i];
+        check_room(b);
+        /* what a wake-up did to the list meanwhile: b may have left it */
+        if (i < nblocked_dests && blocked_dests[i] == b && TAILQ_EMPTY(&b->blocked))
+            blocked_dests[i] = blocked_dests[--nblocked_dests];
+        else if (i < nblocked_dests && blocked_dests[i] == b)
+            i++;
     }
+    draining = false;
 }
 
 void dest_reserve(int64_t bytes)

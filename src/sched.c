@@ -97,6 +97,9 @@ static struct {
     struct gone_head gone_list;     /* in lsn order */
     uint64_t stored;                /* persistent jobs, in memory or not */
     uint64_t volatiles;             /* memory-only jobs */
+    int64_t volatile_bytes;         /* ...their messages: charged apart from the messages held
+                                     * (dest_total_mem), which they must not hold up: firing is
+                                     * what frees them */
     int64_t window_bytes;           /* persistent jobs' records in memory */
     bool paged;
     struct skey limit;
@@ -229,7 +232,7 @@ static void job_free(struct job *j)
     if (j->unassigned)
         TAILQ_REMOVE(&S.unassigned, j, ua_link);
     if (!j->stored)
-        dest_reserve(-(int64_t)j->msg->size);
+        S.volatile_bytes -= (int64_t)j->msg->size;
     msg_unref(j->msg);
     free(j);
 }
@@ -244,7 +247,7 @@ static struct job *job_new(struct msg *m, int64_t due, bool stored, uint64_t lsn
     j->stored = stored;
     set_lsn(j, lsn);
     if (!stored)
-        dest_reserve((int64_t)m->size);
+        S.volatile_bytes += (int64_t)m->size;
     return j;
 }
 
@@ -403,9 +406,9 @@ int sched_add(struct msg *m, int64_t due, const char *dup_id, bool admitted, uin
 {
     bool stored = m->persistent && persist_enabled();
     *lsn = 0;
-    if (!stored && !admitted && dest_total_mem() + (int64_t)m->size > config.memory_limit) {
-        *why = "The broker holds broker.memory_limit bytes of messages: a non-persistent scheduled message cannot be "
-               "kept.";
+    if (!stored && !admitted && dest_total_mem() + S.volatile_bytes + (int64_t)m->size > config.memory_limit) {
+        *why = "The broker holds broker.memory_limit bytes of messages and non-persistent scheduled messages: another "
+               "cannot be kept.";
         return -ENOMEM;
     }
     struct job *old;
@@ -556,7 +559,7 @@ static void fire(struct job *j, struct op *op, int64_t now)
         if (j->stored)
             set_lsn(j, persist_sched_add(rec->id, next, NULL, rec));
         else
-            dest_reserve((int64_t)rec->size - (int64_t)m->size);
+            S.volatile_bytes += (int64_t)rec->size - (int64_t)m->size;
         msg_unref(j->msg);
         j->msg = rec;
         j->key = key_of(rec, next);
@@ -697,6 +700,7 @@ void sched_stop(void)
     while ((g = TAILQ_FIRST(&S.gone_list)))
         gone_free(g);
     S.stored = S.volatiles = 0;
+    S.volatile_bytes = 0;
     S.window_bytes = 0;
     S.paged = false;
     S.gone_unassigned = false;
@@ -710,6 +714,7 @@ void sched_info(struct sched_info *out)
     out->scheduled = S.stored + S.volatiles;
     out->in_memory = S.nmem;
     out->volatile_jobs = S.volatiles;
+    out->volatile_bytes = S.volatile_bytes;
     out->fired = S.fired;
     out->holds = S.holds;
     out->waiting_for_room = S.held != NULL;

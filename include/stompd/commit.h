@@ -27,6 +27,7 @@ struct op {
     enum op_kind kind;
     uint64_t lsn;           /* OP_COMMIT: journal position to wait for */
     bool done;
+    bool submitted;         /* op_submit has it: only then may the room path free it */
     bool closes;            /* then the connection closes (a DISCONNECT) */
     double t;               /* when it was submitted (ev_now) */
     bool failed;            /* the store refused it: ERROR instead of RECEIPT */

@@ -60,6 +60,7 @@ struct sched_info {
     uint64_t scheduled;     /* jobs, persistent and not */
     uint64_t in_memory;     /* of them, held in memory */
     uint64_t volatile_jobs; /* non-persistent ones (memory only) */
+    int64_t volatile_bytes; /* ...and their messages' bytes */
     uint64_t fired, cancelled;
     uint64_t holds;         /* times firing waited for a full destination */
     bool waiting_for_room;  /* it waits now */

@@ -225,6 +225,37 @@ def counters(b):
     return json.loads(data)
 
 
+def test_non_persistent_scheduled_messages_that_fill_memory_all_fire(broker_factory):
+    """Non-persistent scheduled messages filling broker.memory_limit, then
+    firing into a queue nobody reads yet: the broker crashed (the firing's
+    batch was freed while it was being closed, helper-66), or else the
+    scheduler waited for room for ever (its own jobs held the memory, and
+    only firing frees them). They are charged apart (non_persistent_bytes):
+    refused once they and the messages held reach the limit, and every one
+    accepted fires."""
+    b = broker_factory({"broker.memory_limit": "1MiB"})
+    p = connected(b.port)
+    sent = 0
+    for i in range(200):
+        p.send("SEND", {"destination": "/queue/memfire", "AMQ_SCHEDULED_DELAY": "200", "receipt": "r%d" % i},
+               b"%04d" % i + b"m" * 10000)
+        f = p.recv()
+        if f.command == "ERROR":
+            assert "cannot be kept" in f.body.decode(), f
+            break
+        sent += 1
+    assert 50 < sent < 200, sent
+    deadline = time.time() + 30
+    while scheduler(b)["fired"] < 2:   # firing into a full memory, nobody reading
+        assert time.time() < deadline, scheduler(b)
+        time.sleep(0.05)
+    c = subscriber(b, "/queue/memfire")
+    got = sorted(int(recv_timed(c)[0].body[:4]) for _ in range(sent))
+    assert got == list(range(sent))
+    st = scheduler(b)
+    assert st["scheduled"] == 0 and st["non_persistent_bytes"] == 0 and not st["waits_for_room"], st
+
+
 @pytest.mark.parametrize("persistent", ["false", "true"])
 def test_a_repeating_job_waits_while_its_destination_is_full(broker_factory, persistent):
     """A job repeating every 10 ms into a queue nobody reads has no
