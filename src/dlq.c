@@ -52,6 +52,13 @@ bool dlq_move(struct qentry *e, const char *reason)
     else
         snprintf(name, sizeof name, "%s", config.dlq);
     struct dest *dlq = dest_get(name, NULL, &err);
+    if (!dlq && strcmp(name, config.dlq)) {
+        /* its own dead-letter queue cannot be (its name would be over
+         * 1024 bytes): the shared one rather than nowhere */
+        log_warn("dead-lettering %s from %s to %s: %s: %s", m->id, from->name, config.dlq, name, err);
+        snprintf(name, sizeof name, "%s", config.dlq);
+        dlq = dest_get(name, NULL, &err);
+    }
     if (!dlq) {
         log_err("cannot dead-letter %s from %s: %s", m->id, from->name, err);
         bool journaled = persist_dequeue(e);

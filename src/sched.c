@@ -456,7 +456,10 @@ static struct msg *delivered_copy(const struct msg *m, bool fresh_id, int64_t no
         server_next_msg_id(id, sizeof id);
     int64_t ts = m->timestamp, exp = m->expires;
     if (exp > 0 && ts > 0) {
-        exp = now + (exp - ts);
+        /* the same time to live from now; one beyond the clock's range
+         * (expires:9223372036854775807) stays as far as it goes */
+        int64_t ttl = exp - ts;
+        exp = ttl > INT64_MAX - now ? INT64_MAX : now + ttl;
         ts = now;
     }
     return msg_new(m->dest, fresh_id ? id : m->id, server_next_seq(), ts, m->persistent, m->priority, exp, hs, k,

@@ -185,6 +185,16 @@ def test_per_destination_dlq(broker_factory):
     d = connected(b.port)
     d.send("SUBSCRIBE", {"id": "d", "destination": "/queue/ActiveMQ.DLQ.Queue.orders"})
     assert d.recv()["original-destination"] == "/queue/orders"
+    # a queue whose own dead-letter queue's name would pass 1024 bytes:
+    # the shared one (the message was dropped, helper-66)
+    long = "/queue/" + "l" * 1010
+    p = connected(b.port)
+    p.receipt("SEND", {"destination": long, "persistent": "true"}, "r", b"long")
+    c.send("SUBSCRIBE", {"id": "2", "destination": long, "ack": "client-individual"})
+    c.send("NACK", {"id": c.recv()["ack"]})
+    d.send("SUBSCRIBE", {"id": "shared", "destination": "/queue/ActiveMQ.DLQ"})
+    m = d.recv()
+    assert m.body == b"long" and m["original-destination"] == long, m
 
 
 def test_dlq_messages_are_not_dead_lettered_again(broker_factory):

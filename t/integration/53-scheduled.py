@@ -225,6 +225,19 @@ def counters(b):
     return json.loads(data)
 
 
+@pytest.mark.parametrize("persistent", ["false", "true"])
+def test_a_far_expiry_survives_scheduling(broker, persistent):
+    """expires:9223372036854775807 (never, in effect) with a delay: the time
+    to live from the firing overflowed, so the copy was expired at once
+    (dead-lettered, or dropped if not persistent), helper-66."""
+    c = subscriber(broker, "/queue/farexp")
+    p = connected(broker.port)
+    p.receipt("SEND", {"destination": "/queue/farexp", "AMQ_SCHEDULED_DELAY": "100", "persistent": persistent,
+                       "expires": "9223372036854775807"}, "r", b"far")
+    m = recv_timed(c)[0]
+    assert m.body == b"far" and int(m["expires"]) > time.time() * 1000 + 10 ** 12, m
+
+
 def test_non_persistent_scheduled_messages_that_fill_memory_all_fire(broker_factory):
     """Non-persistent scheduled messages filling broker.memory_limit, then
     firing into a queue nobody reads yet: the broker crashed (the firing's
