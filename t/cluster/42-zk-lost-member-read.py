@@ -21,7 +21,7 @@ import threading
 import time
 import urllib.request
 
-from stompd_test import ZkCluster, connected
+from stompd_test import ZkCluster, connected, wait_for
 
 ZOO_CHANGED_EVENT = 3
 
@@ -139,15 +139,6 @@ def status(b):
     with urllib.request.urlopen(req, timeout=5) as r:
         return json.loads(r.read().decode())
 
-
-def wait_for(cond, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out after %s s waiting for %s" % (timeout, what))
 
 
 def test_member_read_lost_with_its_connection_is_read_again(broker_factory, zk_ensemble):

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from stompd_test import BUILDDIR, FakeSlave, ZkCluster, connected, free_port, replicated
+from stompd_test import BUILDDIR, FakeSlave, ZkCluster, connected, free_port, replicated, wait_until
 from tlscerts import Certs
 
 PRODUCER = os.path.join(BUILDDIR, "contrib", "stompd-failover-producer")
@@ -34,14 +34,6 @@ def tls_cluster(factory, zk, certs):
         c.tls_ports.append(port)
     return c
 
-
-def wait_until(cond, timeout=30.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return cond()
 
 
 def slaves_following(c, m):

@@ -11,7 +11,7 @@ import json
 import subprocess
 import time
 
-from stompd_test import STOMPD, connected, free_port, replicated
+from stompd_test import STOMPD, connected, free_port, replicated, wait_for
 
 SLAVE_UP = "following master|snapshot installed"
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"admin:admin").decode()}
@@ -30,14 +30,6 @@ def call(b, method, path, body=None):
     assert r.status == 200, (path, r.status, data)
     return json.loads(data)
 
-
-def wait_for(cond, timeout=30.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for %s" % cond)
 
 
 def dump(b):

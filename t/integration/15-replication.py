@@ -18,7 +18,7 @@ import pytest
 
 from stompd_test import (STOMPD, VALGRIND, FakeSlave, connected, consume_own_until_error, exited_with_1,
                          free_port, http_request, journal_checksum, port_open, produce_pipelined,
-                         repl_master_handshake, replicated, the_failed_send, wait_for)
+                         repl_master_handshake, replicated, the_failed_send, wait_for, wait_until)
 
 SLAVE_UP = "following master|snapshot installed"
 
@@ -298,12 +298,6 @@ def test_two_manual_masters_of_one_term_do_not_share_a_history(broker_factory):
     d0, d1, d2 = c.dump(0), c.dump(1), c.dump(2)
     assert d0 == d1 == d2
 
-
-def wait_until(cond, timeout=10.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline and not cond():
-        time.sleep(0.05)
-    return cond()
 
 
 def test_hello_checksum_decides_stream_or_snapshot(broker_factory):

@@ -19,7 +19,7 @@ import urllib.request
 
 import pytest
 
-from stompd_test import BUILDDIR, STOMPD, SRCDIR, Broker, Client, connected, free_port, wait_port
+from stompd_test import BUILDDIR, STOMPD, SRCDIR, Broker, Client, connected, free_port, wait_port, wait_until
 from tlscerts import Certs
 
 import stomp
@@ -64,14 +64,6 @@ def metric(b, name):
     assert m, name
     return int(m.group(1))
 
-
-def wait_until(cond, timeout=20.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
 
 
 class Collect(stomp.ConnectionListener):

@@ -18,7 +18,7 @@ import pytest
 
 from stompd_test import (R_CHALLENGE, R_HELLO, R_PROOF, R_REFUSE, R_WELCOME, REPL_VERSION, STOMPD, Broker,
                          FakeSlave, connected, free_port, read_repl_frame, repl_frame, repl_master_handshake,
-                         repl_proof, repl_str, replicated)
+                         repl_proof, repl_str, replicated, wait_until)
 from tlscerts import Certs
 
 R_ENTRIES, R_ACK, R_PING = 7, 8, 9
@@ -28,14 +28,6 @@ R_ENTRIES, R_ACK, R_PING = 7, 8, 9
 def certs(tmp_path_factory):
     return Certs(str(tmp_path_factory.mktemp("certs")))
 
-
-def wait_until(cond, timeout=20.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
 
 
 def master(factory, **extra):

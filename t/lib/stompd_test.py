@@ -1279,6 +1279,17 @@ def wait_for(pred, timeout=30, what="condition"):
     raise AssertionError("no %s within %s s" % (what, timeout))
 
 
+def wait_until(cond, timeout=20.0):
+    """wait_for's form for a caller that asserts the outcome itself:
+    whether cond() came true within timeout."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return bool(cond())
+
+
 def http_request(port, method, path, body=None, auth=("admin", "admin"), headers=None, timeout=10):
     """One request to a console: (status, headers as a dict, body bytes). A
     dict or list body is sent as JSON."""
