@@ -57,15 +57,22 @@ void op_wait_store(struct op *op)
     TAILQ_INSERT_TAIL(&store_waiters, op, dest_link);
 }
 
+/* An op waiting for room (in a destination or the store) has it: its
+ * connection goes on, or one without a connection is done with. */
+static void woken(struct op *op)
+{
+    room_leave(op);
+    if (op->conn)
+        op_drain_conn(op->conn);
+    else if ((op->kind != OP_COMMIT || op->done) && op->submitted)
+        op_free(op); /* one not yet submitted (a batch being closed) is op_submit's to free */
+}
+
 void op_store_free(void)
 {
     struct op *op;
     while ((op = TAILQ_FIRST(&store_waiters))) {
-        room_leave(op);
-        if (op->conn)
-            op_drain_conn(op->conn);
-        else if ((op->kind != OP_COMMIT || op->done) && op->submitted)
-            op_free(op); /* one not yet submitted (a batch being closed) is op_submit's to free */
+        woken(op);
     }
 }
 
@@ -617,11 +624,7 @@ void op_room_free(struct dest *d)
 {
     struct op *op;
     while ((op = TAILQ_FIRST(&d->blocked))) {
-        room_leave(op);
-        if (op->conn)
-            op_drain_conn(op->conn);
-        else if ((op->kind != OP_COMMIT || op->done) && op->submitted)
-            op_free(op); /* one not yet submitted (a batch being closed) is op_submit's to free */
+        woken(op);
     }
 }
 
