@@ -74,6 +74,18 @@ static int too_many_consumers(const char *key, const char *name)
                       broker ? "broker.max_consumers" : "stomp.max_consumers", name, broker ? "them" : "it");
 }
 
+/* A whole number from lo to hi: 0, or -1. */
+static int parse_range(const char *v, long long lo, long long hi, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (end == v || *end || errno || n < lo || n > hi)
+        return -1;
+    *out = n;
+    return 0;
+}
+
 static int parse_prefetch(const struct frame *f, bool queue, bool durable, uint32_t *out)
 {
     const char *names[] = {"activemq.prefetchSize", "prefetch-count"};
@@ -81,10 +93,8 @@ static int parse_prefetch(const struct frame *f, bool queue, bool durable, uint3
         const char *v = frame_get(f, names[i]);
         if (!v)
             continue;
-        char *end;
-        errno = 0;
-        long long n = strtoll(v, &end, 10);
-        if (end == v || *end || errno || n < 1 || n > 1000000)
+        long long n;
+        if (parse_range(v, 1, 1000000, &n) != 0)
             return proto_fail("invalid prefetch", "%s must be an integer from 1 to 1000000, got '%.32s'.", names[i], v);
         *out = (uint32_t)n;
         return 0;
@@ -136,14 +146,9 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
 
     long long priority = 0;
     const char *pr = frame_get(f, "activemq.priority");
-    if (pr) {
-        char *end;
-        errno = 0;
-        priority = strtoll(pr, &end, 10);
-        if (end == pr || *end || errno || priority < 0 || priority > 127)
-            return proto_fail("invalid activemq.priority header",
-                              "Expected an integer from 0 (the default) to 127, got '%.32s'.", pr);
-    }
+    if (pr && parse_range(pr, 0, 127, &priority) != 0)
+        return proto_fail("invalid activemq.priority header",
+                          "Expected an integer from 0 (the default) to 127, got '%.32s'.", pr);
 
     bool browser = false;
     const char *br = frame_get(f, "browser");
