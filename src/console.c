@@ -762,6 +762,18 @@ static void action_purge(struct http_req *h)
     json_decref(j);
 }
 
+/* Closing a connection ends its subscriptions and gives their
+ * unacknowledged messages back: admin on each destination it subscribes
+ * to (the console's group is required of every request), or 403. */
+static bool may_close(struct http_req *h, const struct conn *c)
+{
+    struct sub *s, *tmp;
+    HASH_ITER(hh, c->subs, s, tmp)
+        if (!may_admin(h, s->dest))
+            return false;
+    return true;
+}
+
 static int by_address(const void *a, const void *b)
 {
     uintptr_t x = (uintptr_t) * (struct conn *const *)a, y = (uintptr_t) * (struct conn *const *)b;
@@ -807,6 +819,12 @@ static int delete_subscribed(struct http_req *h, struct dest *d, bool force)
         if (du->active)
             v[k++] = du->active->conn;
     qsort(v, k, sizeof *v, by_address);
+    for (uint32_t i = 0; i < k; i++) {
+        if (!may_close(h, v[i])) { /* it closes them, as /api/connections/close would */
+            free(v);
+            return -1;
+        }
+    }
     char reason[1200];
     snprintf(reason, sizeof reason, "destination %.1100s deleted by an administrator (console)", d->name);
     int closed = 0;
@@ -1292,17 +1310,7 @@ static void action_close(struct http_req *h)
         json_decref(j);
         return;
     }
-    /* Closing a connection ends its subscriptions and gives their
-     * unacknowledged messages back: admin on each destination it
-     * subscribes to (the console's group is required of every request). */
-    struct sub *s, *tmp;
-    HASH_ITER(hh, c->subs, s, tmp) {
-        if (!may_admin(h, s->dest)) {
-            json_decref(j);
-            return;
-        }
-    }
-    {
+    if (may_close(h, c)) {
         log_info("console: connection %llu (%s) closed by %s", (unsigned long long)c->id, c->st.peer, actor(h));
         conn_kick(c, "connection closed by an administrator (console)");
         http_respond_json(h, 200, json_pack("{s:I}", "closed", (json_int_t)c->id));

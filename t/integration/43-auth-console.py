@@ -118,3 +118,15 @@ def test_console_actions_follow_the_acl(broker_factory, users, tmp_path):
     assert st == 403
     m = re.search(r"^stompd_access_denied_total (\d+)$", req(b, "GET", "/metrics", root)[1].decode(), re.M)
     assert int(m.group(1)) == 5
+    # a forced delete closes its subscribers' connections: admin on every
+    # destination they subscribe to, as closing them from the console needs
+    sub = Client(b.port)
+    sub.connect(headers=login_headers("root", "root pw"))
+    sub.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/ops.y"}, "s1")
+    sub.receipt("SUBSCRIBE", {"id": "2", "destination": "/queue/shared", "selector": "none = 1"}, "s2")
+    st, data = req(b, "POST", "/api/destinations/delete", root, {"destination": "/queue/ops.y", "force": True})
+    assert st == 403 and json.loads(data)["error"] == "access denied: no admin permission on /queue/shared", data
+    sub.receipt("UNSUBSCRIBE", {"id": "2"}, "u2")
+    st, data = req(b, "POST", "/api/destinations/delete", root, {"destination": "/queue/ops.y", "force": True})
+    assert st == 200 and json.loads(data)["connections_closed"] == 1, data
+    sub.expect_error("destination /queue/ops.y deleted by an administrator")
