@@ -217,6 +217,8 @@ int main(int argc, char **argv)
         return 1;
     }
     running = c;
+    if (stop) /* a signal before running was set: its interrupt is made here */
+        (void)stompc_interrupt(c);
     struct stompc_callbacks cb = {.on_receipt = on_receipt, .on_reconnect = on_reconnect, .on_error = on_error};
     (void)stompc_set_callbacks(c, &cb, &p);
     int rc = stompc_connect(c, url, &o);
