@@ -54,7 +54,9 @@ static const char usage[] =
     "\n"
     "Output: \"send seq=N\", \"receipt seq=N\", \"reconnected to URI ...\", then\n"
     "\"sent=N receipted=N resent=N\". Exit status 0 when every message was sent\n"
-    "and receipted, 1 otherwise, 2 on bad usage. Installed as\n"
+    "and receipted, 1 otherwise, 2 on bad usage. SIGINT or SIGTERM stops the\n"
+    "sending and waits (--timeout) for the receipts of what was sent; a second\n"
+    "signal, or one while it connects, ends it at once. Installed as\n"
     "stompd-failover-producer; contrib/stompd-failover-producer in the build tree.\n";
 
 struct producer {
@@ -82,17 +84,19 @@ static void out(const char *fmt, ...)
     va_end(ap);
 }
 
-static volatile sig_atomic_t stop;
+static volatile sig_atomic_t stop, connected;
 static struct stompc *volatile running; /* what a signal interrupts */
 
-/* A call waiting for a broker that does not answer returns at once
- * (STOMPC_EINTR), so the program ends. */
+/* Once connected, the first signal stops the sending: the program still
+ * waits (--timeout) for the receipts of what it sent, which is what a
+ * failover test stopping it counts on. A signal while it connects, or a
+ * second one, ends the call waiting for a broker at once (STOMPC_EINTR). */
 static void on_signal(int sig)
 {
     (void)sig;
-    stop = 1;
-    if (running)
+    if ((stop || !connected) && running)
         (void)stompc_interrupt(running);
+    stop = 1;
 }
 
 static void on_receipt(struct stompc *c, const char *id, void *ud)
@@ -230,6 +234,7 @@ int main(int argc, char **argv)
         free(p.receipted);
         return 1;
     }
+    connected = 1;
     struct stompc_stats st;
     stompc_get_stats(c, &st);
     out("connected to %s\n", st.broker);

@@ -43,10 +43,13 @@ class Behaviour:
                  SUBSCRIBE is answered
     refuse:      answer the first frame after CONNECTED with an ERROR of this
                  message, then close (a broker refusing what a session replays)
+    hold:        a threading.Event: SEND receipts wait until it is set (a
+                 slow quorum), then go out in order
     """
 
     def __init__(self, version="1.2", heart_beat=None, silent=False, receipt_sends=True,
-                 close_after_sends=None, mute=False, close_after_subscribe=None, refuse=None):
+                 close_after_sends=None, mute=False, close_after_subscribe=None, refuse=None, hold=None):
+        self.hold = hold
         self.close_after_subscribe = close_after_subscribe
         self.refuse = refuse
         self.version = version
@@ -99,7 +102,12 @@ class FakeBroker:
         buf = b""
         version = "1.0"
         sends = 0
+        held = []
         while not self.stopping:
+            if held and b.hold.is_set():
+                for rid in held:
+                    conn.sendall(encode("RECEIPT", [("receipt-id", rid)]))
+                held = []
             try:
                 data = conn.recv(65536)
             except socket.timeout:
@@ -135,7 +143,9 @@ class FakeBroker:
                             return
                         continue
                 rid = f.get("receipt")
-                if rid is not None:
+                if rid is not None and f.command == "SEND" and b.hold and (held or not b.hold.is_set()):
+                    held.append(rid)
+                elif rid is not None:
                     conn.sendall(encode("RECEIPT", [("receipt-id", rid)]))
                 if f.command == "SUBSCRIBE" and b.close_after_subscribe is not None:
                     time.sleep(b.close_after_subscribe)

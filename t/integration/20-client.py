@@ -216,6 +216,44 @@ def test_tools_end_on_a_signal_while_no_broker_answers():
             t.kill()
 
 
+def test_producer_waits_for_its_receipts_after_a_signal():
+    """SIGINT or SIGTERM stops the producer's sending, and it still waits for
+    the receipts of what it sent: the chaos run stops it so and counts every
+    RECEIPT. Interrupting the call at the first signal (stop 45) gave up on
+    them, so a RECEIPT still on its way was missing (CI, 40-chaos). A second
+    signal ends the wait at once."""
+    import threading
+    import time
+    for second in (False, True):
+        release = threading.Event()
+        fb = FakeBroker(Behaviour(hold=release))
+        t = Tool(PRODUCER, "--url", failover(fb.port), "--dest", "/queue/held", "--count", 100000,
+                 "--interval", 20)
+        try:
+            deadline = time.time() + 30
+            while not (fb.connections and any(f.command == "SEND" for f in fb.connections[0])):
+                assert time.time() < deadline and t.p.poll() is None, t.output()
+                time.sleep(0.02)
+            t.p.send_signal(signal.SIGINT)
+            if second:  # (a second SIGINT could merge with the first while pending)
+                t.p.send_signal(signal.SIGTERM)
+                assert t.finish(15) == 1, t.output()
+                assert re.search(r"sent=[1-9]\d* receipted=0 ", t.output()), t.output()
+                continue
+            # it waits: no DISCONNECT while receipts are out
+            time.sleep(1)
+            assert t.p.poll() is None, t.output()
+            assert all(f.command != "DISCONNECT" for f in fb.connections[0]), fb.connections[0]
+            release.set()
+            assert t.finish(15) == 1, t.output()  # 1: it did not send --count
+            m = re.search(r"sent=(\d+) receipted=(\d+) ", t.output())
+            assert m and m.group(1) == m.group(2) and int(m.group(1)) > 0, t.output()
+            assert fb.connections[0][-1].command == "DISCONNECT"
+        finally:
+            t.kill()
+            fb.close()
+
+
 def test_consumer_idle_exit(broker):
     cons = Tool(CONSUMER, "--url", tcp(broker), "--dest", "/queue/idle", "--idle-exit", 300, "--ack", "auto")
     assert cons.finish(30) == 0, cons.output()
