@@ -75,17 +75,19 @@ static void out(const char *fmt, ...)
     va_end(ap);
 }
 
-static volatile sig_atomic_t stop;
+static volatile sig_atomic_t stop, subscribed;
 static struct stompc *volatile running; /* what a signal interrupts */
 
-/* A call waiting for a broker that does not answer returns at once
- * (STOMPC_EINTR), so the program ends. */
+/* Once subscribed, the receive loop sees the flag within its short wait
+ * and the DISCONNECT goes out with the last ACKs. A signal while it
+ * connects, or a second one, ends the call waiting for a broker at once
+ * (STOMPC_EINTR). */
 static void on_signal(int sig)
 {
     (void)sig;
-    stop = 1;
-    if (running)
+    if ((stop || !subscribed) && running)
         (void)stompc_interrupt(running);
+    stop = 1;
 }
 
 static void on_reconnect(struct stompc *c, const char *broker, const struct stompc_stats *st, void *ud)
@@ -237,6 +239,7 @@ int main(int argc, char **argv)
         stompc_free(c);
         return signalled ? 0 : 1;
     }
+    subscribed = 1;
     struct stompc_stats st;
     stompc_get_stats(c, &st);
     out("connected to %s, subscribed to %s\n", st.broker, dest);
