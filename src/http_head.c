@@ -200,6 +200,8 @@ bool http_host_named(const char *hdr, const char *const names[])
         return true; /* no name, or an IPv6 address */
     size_t hl = strcspn(hdr, ":");
     char host[256];
+    if (hl >= sizeof host)
+        return false; /* longer than any DNS name (253) */
     snprintf(host, sizeof host, "%.*s", (int)hl, hdr);
     struct in_addr a;
     if (inet_pton(AF_INET, host, &a) == 1 || host_matches(host, hl, "localhost", 9) ||

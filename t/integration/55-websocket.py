@@ -136,6 +136,18 @@ def test_origins(wsb):
     s.sendall(upgrade_request(b3.ws_port, origin="http://" + named, host=named)[0])
     assert read_http_response(s)[0] == 101
     s.close()
+    # a host longer than any DNS name, against a *. name: refused (it was
+    # read past the end of its 256-byte copy, helper-69)
+    b4 = wsb({"http.hosts": "*.example.com"})
+    ok = "a.example.com:%d" % b4.ws_port
+    s = socket.create_connection(("127.0.0.1", b4.ws_port), timeout=10)
+    s.sendall(upgrade_request(b4.ws_port, origin="http://" + ok, host=ok)[0])
+    assert read_http_response(s)[0] == 101
+    s.close()
+    long = "a" * 1000 + ".example.com"
+    st, _, body = raw_upgrade(b4.ws_port, upgrade_request(b4.ws_port, origin="http://" + long, host=long)[0])
+    assert st == 403 and "http.hosts" in body, body
+    assert b4.running()
     b2 = wsb({"stomp.ws_origins": "*"})
     WS(b2.ws_port, origin="http://anything.example").drop()
 
