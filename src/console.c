@@ -682,7 +682,7 @@ static json_t *parse_body(struct http_req *h)
     json_error_t jerr;
     size_t blen;
     const char *body = http_req_body(h, &blen);
-    json_t *j = json_loadb(body, blen, 0, &jerr);
+    json_t *j = json_loadb(body, blen, JSON_REJECT_DUPLICATES, &jerr);
     if (!j || !json_is_object(j)) {
         char msg[256];
         snprintf(msg, sizeof msg, "the body is not a JSON object: %s", j ? "not an object" : jerr.text);

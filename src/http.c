@@ -32,7 +32,6 @@
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 #define IDLE_TIMEOUT 30.0  /* seconds a kept-alive connection may stay silent */
 #define CLOSE_LINGER 5.0   /* seconds a closing connection has to read its answer */
-#define MAX_URL 4096
 
 enum { PAUSE_ANSWER = 1 }; /* an answer is pending: read nothing more */
 enum { CAP_NONE, CAP_AUTH, CAP_CTYPE, CAP_HOST };
@@ -40,13 +39,15 @@ enum { CAP_NONE, CAP_AUTH, CAP_CTYPE, CAP_HOST };
 struct http_req {
     struct stream st;
     http_parser parser;
-    char url[MAX_URL];
+    char url[HTTP_MAX_URL];
     size_t url_len;
     bool url_too_long;
     char field[64];
     size_t field_len;
     bool field_done;
     int capture;            /* which header value is being captured */
+    bool in_trailer;        /* past the head: fields now are a chunked body's trailer */
+    bool auth_too_long;
     char auth[512];
     char ctype[128];
     char host[256];
@@ -448,7 +449,7 @@ static void route(struct http_req *r)
         http_respond_error(r, 421, msg, NULL);
         return;
     }
-    char path[MAX_URL];
+    char path[HTTP_MAX_URL];
     size_t pl = strcspn(r->url, "?");
     snprintf(path, sizeof path, "%.*s", (int)pl, r->url);
     r->route = NULL;
@@ -462,6 +463,12 @@ static void route(struct http_req *r)
     if (!config.http_auth) {
         mark_proven(r);
         serve(r);
+        return;
+    }
+    if (r->auth_too_long) {
+        char msg[120];
+        snprintf(msg, sizeof msg, "Authorization header longer than %zu bytes", sizeof r->auth - 1);
+        http_respond_error(r, 431, msg, NULL);
         return;
     }
     char creds[400];
@@ -497,6 +504,8 @@ static int on_message_begin(http_parser *p)
     r->field_len = 0;
     r->field_done = false;
     r->capture = CAP_NONE;
+    r->in_trailer = false;
+    r->auth_too_long = false;
     r->header_bytes = 0;
     r->too_large = false;
     r->answered = false;
@@ -512,7 +521,7 @@ static int on_message_begin(http_parser *p)
 static int on_url(http_parser *p, const char *at, size_t len)
 {
     struct http_req *r = p->data;
-    if (r->url_len + len >= MAX_URL) {
+    if (r->url_len + len >= HTTP_MAX_URL) {
         r->url_too_long = true;
         return 0;
     }
@@ -553,7 +562,10 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         return -1; /* answered 431 by the caller */
     if (!r->field_done) {
         r->field_done = true;
-        r->capture = !strcasecmp(r->field, "Authorization") ? CAP_AUTH
+        /* a trailer's fields are not the request's: never its Host,
+         * credentials or type (RFC 9110 section 6.5.1) */
+        r->capture = r->in_trailer ? CAP_NONE
+                     : !strcasecmp(r->field, "Authorization") ? CAP_AUTH
                      : !strcasecmp(r->field, "Content-Type") ? CAP_CTYPE
                      : !strcasecmp(r->field, "Host")         ? CAP_HOST
                                                              : CAP_NONE;
@@ -562,8 +574,11 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         else if (r->capture == CAP_HOST)
             r->nhost++;
     }
-    if (r->capture == CAP_AUTH)
+    if (r->capture == CAP_AUTH) {
+        if (strlen(r->auth) + len >= sizeof r->auth)
+            r->auth_too_long = true;
         append_capped(r->auth, sizeof r->auth, at, len);
+    }
     else if (r->capture == CAP_CTYPE)
         append_capped(r->ctype, sizeof r->ctype, at, len);
     else if (r->capture == CAP_HOST)
@@ -585,6 +600,7 @@ static int on_body(http_parser *p, const char *at, size_t len)
 static int on_headers_complete(http_parser *p)
 {
     struct http_req *r = p->data;
+    r->in_trailer = true;
     if (p->content_length != ULLONG_MAX && p->content_length > (uint64_t)config.http_max_request) {
         r->too_large = true;
         return -1;
@@ -597,6 +613,11 @@ static int on_message_complete(http_parser *p)
     struct http_req *r = p->data;
     r->in_request = false;
     r->done++;
+    /* Upgrade (or CONNECT): this console speaks nothing else, so the
+     * request is answered as plain HTTP and the connection closed;
+     * http-parser reads nothing more after such a request */
+    if (p->upgrade)
+        r->close_after = true;
     if (r->url_too_long)
         http_respond_error(r, 414, "URL too long", NULL);
     else
@@ -631,8 +652,11 @@ static size_t http_input(struct stream *s, const char *data, size_t len)
     } else if (e != HPE_OK) {
         if (r->too_large)
             http_respond_error(r, 413, "request body larger than http.max_request", NULL);
-        else if (r->header_bytes > (size_t)config.http_max_request)
+        else if (r->header_bytes > (size_t)config.http_max_request ||
+                 (e == HPE_HEADER_OVERFLOW && !r->url_too_long))
             http_respond_error(r, 431, "request headers larger than http.max_request", NULL);
+        else if (e == HPE_HEADER_OVERFLOW)
+            http_respond_error(r, 414, "URL too long", NULL);
         else {
             char msg[160];
             snprintf(msg, sizeof msg, "malformed HTTP request: %s", http_errno_description(e));

@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <http_parser.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,6 +177,15 @@ const char *http_head_get(const struct http_head *h, const char *name)
         if (!strcasecmp(h->fields[i].name, name))
             return h->fields[i].value;
     return NULL;
+}
+
+void http_head_limits(size_t max_request)
+{
+    /* http-parser's own cap on a head (80 KiB unless set) is one process-
+     * wide setting; above http.max_request plus a URL, so the console's
+     * finer checks (414, 431) and the WebSocket handshake's come first. */
+    size_t cap = max_request + HTTP_MAX_URL + 1024;
+    http_parser_set_max_header_size(cap > UINT32_MAX ? UINT32_MAX : (uint32_t)cap);
 }
 
 static bool host_matches(const char *host, size_t hl, const char *name, size_t nl)

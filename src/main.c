@@ -18,6 +18,7 @@
 #include "stompd/confdoc.h"
 #include "stompd/config.h"
 #include "stompd/console.h"
+#include "stompd/http_head.h"
 #include "stompd/log.h"
 #include "stompd/node.h"
 #include "stompd/notify.h"
@@ -260,6 +261,7 @@ static int run(const char *file, const char *const *sets, int nsets)
     }
     if (server_init(loop) != 0)
         return 1;
+    http_head_limits((size_t)config.http_max_request);
     reload_start(loop, file, sets, nsets);
     notify_start(loop);
     log_info("%s %s starting: broker %s", PACKAGE_NAME, PACKAGE_VERSION, config.broker_name);

@@ -38,6 +38,12 @@ void http_head_free(struct http_head *h);
 /* The first field of that name (case-insensitive), or NULL. */
 const char *http_head_get(const struct http_head *h, const char *name);
 
+#define HTTP_MAX_URL 4096 /* the longest request target the console reads */
+
+/* Set http-parser's cap on a request head from http.max_request (once, at
+ * start: it is process-wide). */
+void http_head_limits(size_t max_request);
+
 /* Does a Host header name this node: an IP address, localhost, this
  * machine's name, or a host in one of names (a NULL-ended list of comma
  * or space lists of names or host:port addresses; *.example.com matches

@@ -144,10 +144,11 @@ def test_origins(wsb):
     s.sendall(upgrade_request(b4.ws_port, origin="http://" + ok, host=ok)[0])
     assert read_http_response(s)[0] == 101
     s.close()
-    long = "a" * 1000 + ".example.com"
-    st, _, body = raw_upgrade(b4.ws_port, upgrade_request(b4.ws_port, origin="http://" + long, host=long)[0])
-    assert st == 403 and "http.hosts" in body, body
-    assert b4.running()
+    for n in (258, 1000):  # read from just past the copy (ASan's red zone), and far
+        long = "a" * n + ".example.com"
+        st, _, body = raw_upgrade(b4.ws_port, upgrade_request(b4.ws_port, origin="http://" + long, host=long)[0])
+        assert st == 403 and "http.hosts" in body, body
+        assert b4.running()
     b2 = wsb({"stomp.ws_origins": "*"})
     WS(b2.ws_port, origin="http://anything.example").drop()
 
