@@ -33,7 +33,10 @@
 #define IDLE_TIMEOUT 30.0  /* seconds a kept-alive connection may stay silent */
 #define CLOSE_LINGER 5.0   /* seconds a closing connection has to read its answer */
 
-enum { PAUSE_ANSWER = 1 }; /* an answer is pending: read nothing more */
+enum {
+    PAUSE_ANSWER = 1, /* an answer is pending: read nothing more */
+    PAUSE_OUTPUT = 2, /* the answers fill the output: read on once the client takes them */
+};
 enum { CAP_NONE, CAP_AUTH, CAP_CTYPE, CAP_HOST };
 
 struct http_req {
@@ -628,8 +631,14 @@ static int on_message_complete(http_parser *p)
         http_respond_error(r, 500, "no answer", NULL);
     /* answers go out in request order: a pipelined request waits while
      * this one's answer is deferred, and none is read after a close */
-    if (r->deferred || r->close_after)
+    if (r->deferred || r->close_after) {
         http_parser_pause(p, 1);
+    } else if (stream_full(&r->st)) {
+        /* pipelined requests of a client that does not read its answers
+         * wait in the socket, not as answers in the broker's memory */
+        stream_pause(&r->st, PAUSE_OUTPUT);
+        http_parser_pause(p, 1);
+    }
     return 0;
 }
 
@@ -672,6 +681,11 @@ static size_t http_input(struct stream *s, const char *data, size_t len)
     return n;
 }
 
+static void http_drained(struct stream *s)
+{
+    stream_resume(s, PAUSE_OUTPUT);
+}
+
 static void http_timeout(struct stream *s)
 {
     struct http_req *r = container_of(s, struct http_req, st);
@@ -712,6 +726,7 @@ static void http_release(struct stream *s)
 static const struct stream_ops http_ops = {
     .kind = "http",
     .input = http_input,
+    .drained = http_drained,
     .timeout = http_timeout,
     .closed = http_closed,
     .release = http_release,

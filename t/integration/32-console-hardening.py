@@ -276,3 +276,34 @@ def test_a_json_body_naming_a_key_twice_is_refused(broker_factory):
     status, body = ask(b, "POST", "/api/send", headers={"Content-Type": "application/json"},
                        body='{"destination": "/queue/one", "destination": "/queue/two", "body": "x"}')
     assert status == 400 and b"duplicate" in body, body
+
+
+def test_a_client_that_does_not_read_its_answers_is_not_read_either(broker_factory):
+    """Pipelined requests were all answered into memory while the client
+    read nothing: 16 MB of /healthz requests took 500 MB (helper-69).
+    Answers past the connection's output limit stop the reading, so the
+    requests wait in the client's socket, and others are served."""
+    import re
+    b = broker_factory()
+
+    def rss():
+        with open("/proc/%d/status" % b.proc.pid) as st:
+            return int(re.search(r"VmRSS:\s+(\d+) kB", st.read()).group(1)) * 1024
+    before = rss()
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", b.http_port))
+    s.settimeout(5)
+    req = ("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % b.http_port).encode() * 1000
+    sent = 0
+    try:
+        while sent < 16 << 20:
+            s.sendall(req)
+            sent += len(req)
+    except socket.timeout:
+        pass
+    assert sent < 16 << 20, "the broker read 16 MB of requests whose answers nobody took"
+    assert rss() - before < 64 << 20, rss() - before
+    assert ask(b, path="/healthz", timeout=10)[0] == 200
+    s.close()
+    assert b.running()
