@@ -363,8 +363,18 @@ struct job {
     size_t worker;
     struct principal *who;              /* NULL: nobody to log in as (unknown user) */
     bool ok;
+    atomic_bool abandoned;              /* nobody waits: the worker skips it */
+    bool in_table;                      /* in A.inflight (joinable) */
+    struct peer_checks *peer;           /* whose count it is in (NULL: none) */
     struct auth_wait *waiters;
     UT_hash_handle hh;                  /* in flight, by key */
+};
+
+/* Checks in flight per peer address (auth.max_checks_per_peer). */
+struct peer_checks {
+    char addr[64];
+    size_t n;
+    UT_hash_handle hh;
 };
 
 struct worker {
@@ -400,6 +410,7 @@ static struct {
     struct handoff done;
     ev_async done_async;
     struct job *inflight;
+    struct peer_checks *peers;
     struct cached *cache;
     struct auth_stats st;
     /* rate-limited failure log */
@@ -475,9 +486,13 @@ bool auth_has_users(void)
     return A.users != NULL;
 }
 
+/* crypt(3) runs, counted by the workers */
+static atomic_uint_fast64_t checks_run;
+
 void auth_get_stats(struct auth_stats *out)
 {
     *out = A.st;
+    out->checks = (uint64_t)atomic_load(&checks_run);
 }
 
 /* ------------------------------------------------------------ configuration */
@@ -601,7 +616,11 @@ static void *worker_main(void *arg)
         while (n) {
             struct handoff_node *next = n->next;
             struct job *j = (struct job *)n;
-            const char *out = atomic_load(&stopping) ? NULL : crypt_rn(j->password, j->hash, cd, (int)sizeof *cd);
+            const char *out = NULL;
+            if (!atomic_load(&stopping) && !atomic_load(&j->abandoned)) {
+                out = crypt_rn(j->password, j->hash, cd, (int)sizeof *cd);
+                atomic_fetch_add(&checks_run, 1);
+            }
             j->ok = out && out[0] != '*' && same_secret(out, j->hash);
             explicit_bzero(j->password, strlen(j->password));
             explicit_bzero(cd, sizeof *cd);
@@ -639,9 +658,24 @@ static void remember(const struct job *j)
     memcpy(c->key, j->key, SHA256_LEN);
 }
 
+/* The job no longer counts to its peer, and no new login joins it. */
+static void retire(struct job *j)
+{
+    if (j->in_table) {
+        HASH_DEL(A.inflight, j);
+        j->in_table = false;
+    }
+    struct peer_checks *p = j->peer;
+    j->peer = NULL;
+    if (p && --p->n == 0) {
+        HASH_DEL(A.peers, p);
+        free(p);
+    }
+}
+
 static void finish(struct job *j)
 {
-    HASH_DEL(A.inflight, j);
+    retire(j);
     A.workers[j->worker].queued--;
     bool ok = j->ok && j->who;
     if (ok && A.cache_on)
@@ -757,10 +791,22 @@ void auth_stop(void)
 
 /* ------------------------------------------------------------ checks */
 
+/* A peer's address without its port ("[::1]:5" -> "::1"). */
+static void peer_addr(const char *peer, char *out, size_t len)
+{
+    const char *end = strrchr(peer, ':');
+    size_t n = end ? (size_t)(end - peer) : strlen(peer);
+    if (peer[0] == '[' && n >= 2 && peer[n - 1] == ']') {
+        peer++;
+        n -= 2;
+    }
+    snprintf(out, len, "%.*s", (int)n, peer);
+}
+
 /* Check password against hash for name, as who (NULL: fails whatever the
  * password). */
 static int verify(const char *name, const char *password, const char *hash, struct principal *who,
-                  auth_done_fn done, void *arg, struct principal **out, struct auth_wait **wait)
+                  const char *peer, auth_done_fn done, void *arg, struct principal **out, struct auth_wait **wait)
 {
     uint8_t key[SHA256_LEN];
     key_of(name, password, hash, key);
@@ -778,8 +824,30 @@ static int verify(const char *name, const char *password, const char *hash, stru
     if (j) {
         A.st.coalesced++;
     } else {
-        if (!A.nworkers || start_workers() != 0)
+        /* one address may not queue up the threads every login shares */
+        struct peer_checks *p = NULL;
+        if (peer) {
+            char addr[sizeof p->addr];
+            peer_addr(peer, addr, sizeof addr);
+            HASH_FIND_STR(A.peers, addr, p);
+            if (p && p->n >= (size_t)config.auth_max_checks_per_peer) {
+                A.st.busy++;
+                return AUTH_BUSY;
+            }
+            if (!p) {
+                if (!(p = calloc(1, sizeof *p)))
+                    abort();
+                memcpy(p->addr, addr, sizeof addr);
+                HASH_ADD_STR(A.peers, addr, p);
+            }
+        }
+        if (!A.nworkers || start_workers() != 0) {
+            if (p && p->n == 0) {
+                HASH_DEL(A.peers, p);
+                free(p);
+            }
             return AUTH_FAILED; /* not started, or no thread could start */
+        }
         j = calloc(1, sizeof *j);
         if (!j || !(j->name = strdup(name)) || !(j->hash = strdup(hash)) || !(j->password = strdup(password)))
             abort();
@@ -791,7 +859,9 @@ static int verify(const char *name, const char *password, const char *hash, stru
                 best = i;
         j->worker = best;
         A.workers[best].queued++;
-        A.st.checks++;
+        if ((j->peer = p))
+            p->n++;
+        j->in_table = true;
         HASH_ADD(hh, A.inflight, key, SHA256_LEN, j);
         handoff_push(&A.workers[best].in, &j->node);
     }
@@ -809,8 +879,8 @@ static int verify(const char *name, const char *password, const char *hash, stru
     return AUTH_PENDING;
 }
 
-int auth_login(const char *user, const char *password, auth_done_fn done, void *arg, struct principal **who,
-               struct auth_wait **wait)
+int auth_login(const char *user, const char *password, const char *peer, auth_done_fn done, void *arg,
+               struct principal **who, struct auth_wait **wait)
 {
     *who = NULL;
     *wait = NULL;
@@ -821,10 +891,10 @@ int auth_login(const char *user, const char *password, auth_done_fn done, void *
     struct user *u;
     HASH_FIND_STR(A.users->by_name, user, u);
     /* an unknown user costs what a known one does: nobody learns who exists */
-    return verify(user, password, u ? u->hash : A.users->dummy, u ? u->who : NULL, done, arg, who, wait);
+    return verify(user, password, u ? u->hash : A.users->dummy, u ? u->who : NULL, peer, done, arg, who, wait);
 }
 
-int auth_console_login(const char *user, const char *password, auth_done_fn done, void *arg,
+int auth_console_login(const char *user, const char *password, const char *peer, auth_done_fn done, void *arg,
                        struct principal **who, struct auth_wait **wait)
 {
     *who = NULL;
@@ -833,20 +903,21 @@ int auth_console_login(const char *user, const char *password, auth_done_fn done
         struct user *u;
         HASH_FIND_STR(A.users->by_name, user, u);
         if (u)
-            return auth_login(user, password, done, arg, who, wait);
+            return auth_login(user, password, peer, done, arg, who, wait);
     }
     if (A.fallback && !strcmp(user, A.fallback_user)) {
         if (A.fallback_hashed)
-            return verify(user, password, A.fallback_password, A.fallback_who, done, arg, who, wait);
+            return verify(user, password, A.fallback_password, A.fallback_who, peer, done, arg, who, wait);
         if (!same_secret(password, A.fallback_password))
             return AUTH_FAILED;
         *who = principal_ref(A.fallback_who);
         return AUTH_OK;
     }
     if (A.users)
-        return auth_login(user, password, done, arg, who, wait);
+        return auth_login(user, password, peer, done, arg, who, wait);
     /* nobody by that name: the same cost as a hashed fallback */
-    return A.fallback_hashed ? verify(user, password, A.console_dummy, NULL, done, arg, who, wait) : AUTH_FAILED;
+    return A.fallback_hashed ? verify(user, password, A.console_dummy, NULL, peer, done, arg, who, wait)
+                             : AUTH_FAILED;
 }
 
 void auth_cancel(struct auth_wait *w)
@@ -861,6 +932,13 @@ void auth_cancel(struct auth_wait *w)
     if (w->next)
         w->next->prev = w->prev;
     free(w);
+    if (!j->waiters) {
+        /* its connection closed (or was evicted): closing connections
+         * must not leave crypt(3) work behind for everyone's logins */
+        atomic_store(&j->abandoned, true);
+        A.st.abandoned++;
+        retire(j);
+    }
 }
 
 /* ------------------------------------------------------------ failures */

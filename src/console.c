@@ -455,6 +455,7 @@ json_t *console_counters_json(void)
     auth_get_stats(&as);
     json_object_set_new(c, "auth_failures", json_integer((json_int_t)as.stomp_failures));
     json_object_set_new(c, "console_auth_failures", json_integer((json_int_t)as.console_failures));
+    json_object_set_new(c, "auth_busy", json_integer((json_int_t)as.busy));
     json_object_set_new(c, "access_denied", json_integer((json_int_t)acl_denials()));
     /* what all subscriptions take from (broker.max_consumers), and queues
      * created after a wildcard SUBSCRIBE that had no room to take from */

@@ -255,7 +255,7 @@ int handle_connect(struct conn *c, struct frame *f, uint64_t *lsn)
         pl->client_id = dup_or_null(p.client_id);
         pl->login = dup_or_null(p.login);
         pl->receipt = dup_or_null(frame_get(f, "receipt"));
-        rc = auth_login(login, pass ? pass->value : "", login_done, pl, &who, &pl->wait);
+        rc = auth_login(login, pass ? pass->value : "", c->st.peer, login_done, pl, &who, &pl->wait);
         if (rc == AUTH_PENDING) {
             c->login_wait = pl;
             conn_pause(c, PAUSE_AUTH);
@@ -268,6 +268,9 @@ int handle_connect(struct conn *c, struct frame *f, uint64_t *lsn)
         explicit_bzero((char *)pass->value, pass->value_len);
     if (rc == AUTH_PENDING)
         return PROTO_RECEIPT_TAKEN;
+    if (rc == AUTH_BUSY)
+        return proto_fail("too many logins in progress",
+                          "This address has auth.max_checks_per_peer password checks waiting; try again shortly.");
     if (rc != AUTH_OK)
         return login_failed(c, login);
     return connect_finish(c, &p, who);

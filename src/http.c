@@ -207,6 +207,7 @@ static const char *reason(int status)
     case 414: return "URI Too Long";
     case 415: return "Unsupported Media Type";
     case 421: return "Misdirected Request";
+    case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 503: return "Service Unavailable";
@@ -484,9 +485,12 @@ static void route(struct http_req *r)
     }
     snprintf(r->user, sizeof r->user, "%.255s", creds);
     struct principal *who;
-    int rc = auth_console_login(creds, password, login_done, r, &who, &r->login);
+    int rc = auth_console_login(creds, password, r->st.peer, login_done, r, &who, &r->login);
     explicit_bzero(creds, sizeof creds);
-    if (rc == AUTH_PENDING)
+    if (rc == AUTH_BUSY)
+        http_respond_error(r, 429, "too many logins in progress from this address (auth.max_checks_per_peer)",
+                           "Retry-After: 1\r\n");
+    else if (rc == AUTH_PENDING)
         http_defer(r, login_gone, r); /* login_done answers */
     else
         logged_in(r, rc == AUTH_OK ? who : NULL);

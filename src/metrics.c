@@ -457,6 +457,8 @@ static void c_consumers(struct metrics_out *m) { one_u64(m, sub_consumers()); }
 static void c_auth_checks(struct metrics_out *m) { one_u64(m, auth_now().checks); }
 static void c_auth_cache_hits(struct metrics_out *m) { one_u64(m, auth_now().cache_hits); }
 static void c_auth_coalesced(struct metrics_out *m) { one_u64(m, auth_now().coalesced); }
+static void c_auth_busy(struct metrics_out *m) { one_u64(m, auth_now().busy); }
+static void c_auth_abandoned(struct metrics_out *m) { one_u64(m, auth_now().abandoned); }
 
 /* WebSocket */
 static void c_ws_open(struct metrics_out *m) { one_u64(m, ws_stats()->open); }
@@ -573,6 +575,10 @@ static const struct family families[] = {
      c_auth_cache_hits},
     {"stompd_auth_coalesced_total", "counter", "Logins that joined an identical password check in flight",
      c_auth_coalesced},
+    {"stompd_auth_busy_total", "counter",
+     "Logins refused at once: their address had auth.max_checks_per_peer password checks waiting", c_auth_busy},
+    {"stompd_auth_abandoned_total", "counter",
+     "Password checks dropped before they ran: every connection waiting for them had closed", c_auth_abandoned},
     {"stompd_memory_bytes", "gauge", "Bytes of messages held", c_memory},
     {"stompd_memory_full", "gauge", "1 while the messages held reach broker.memory_limit (producers wait)",
      c_memory_full},

@@ -57,22 +57,25 @@ enum auth_result {
     AUTH_OK = 0,      /* *who is set (a reference for the caller) */
     AUTH_PENDING = 1, /* done(arg, who) will be called later, unless cancelled */
     AUTH_FAILED = 2,
+    AUTH_BUSY = 3,    /* the peer has auth.max_checks_per_peer checks in flight: try later */
 };
 /* who is a reference the callee owns, or NULL when the check failed. */
 typedef void (*auth_done_fn)(void *arg, struct principal *who);
 struct auth_wait;
 
-/* Check user's password against the users file. */
-int auth_login(const char *user, const char *password, auth_done_fn done, void *arg, struct principal **who,
-               struct auth_wait **wait) __attribute__((warn_unused_result));
+/* Check user's password against the users file. peer ("host:port", NULL:
+ * no limit) is whose checks are counted against auth.max_checks_per_peer. */
+int auth_login(const char *user, const char *password, const char *peer, auth_done_fn done, void *arg,
+               struct principal **who, struct auth_wait **wait) __attribute__((warn_unused_result));
 /* The console's login: a user of the users file (the caller checks its
  * group, http.admin_group), else http.admin_user with
  * http.admin_password (plain or a crypt(3) hash), whose principal is in
  * http.admin_group. The fallback is off while auth.users is set and the
  * password is still the built-in "admin". */
-int auth_console_login(const char *user, const char *password, auth_done_fn done, void *arg,
+int auth_console_login(const char *user, const char *password, const char *peer, auth_done_fn done, void *arg,
                        struct principal **who, struct auth_wait **wait) __attribute__((warn_unused_result));
-/* The waiter goes away (its connection closed): done is never called. */
+/* The waiter goes away (its connection closed): done is never called. A
+ * check nobody waits for any more is not run (nor counted to its peer). */
 void auth_cancel(struct auth_wait *w);
 
 /* A failed login: counted, and logged with the peer's address at most
@@ -86,6 +89,8 @@ struct auth_stats {
     uint64_t checks;            /* crypt(3) checks run on the workers */
     uint64_t cache_hits;        /* logins answered from the cache */
     uint64_t coalesced;         /* logins that joined an identical check in flight */
+    uint64_t busy;              /* logins refused: their peer had auth.max_checks_per_peer in flight */
+    uint64_t abandoned;         /* checks dropped before they ran: nobody waited any more */
 };
 void auth_get_stats(struct auth_stats *out);
 

@@ -116,6 +116,7 @@ struct config {
     char *auth_anonymous;
     bool auth_cache;
     int64_t auth_hash_threads;
+    int64_t auth_max_checks_per_peer;
     /* [log] */
     char *log_level;
     char *log_file;

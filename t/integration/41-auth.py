@@ -236,6 +236,39 @@ def test_the_login_cache(broker_factory, users):
     assert metric(b2, "auth_coalesced_total") + metric(b2, "auth_cache_hits_total") == 9
 
 
+def test_one_address_cannot_queue_up_every_login(broker_factory, users):
+    """Each distinct credential was a crypt(3) job with no limit, and one
+    whose connection closed still ran: 1,500 console requests that closed
+    at once made a correct STOMP login time out (helper-69). An address
+    may have auth.max_checks_per_peer checks waiting; beyond, a login is
+    refused at once, over STOMP (ERROR) and on the console (429)."""
+    b = broker_factory({"auth.users": users, "http.admin_password": "console pw", "auth.max_checks_per_peer": 1})
+    clients = [Client(b.port) for _ in range(20)]
+    for i, c in enumerate(clients):
+        c.send_raw(encode_frame("CONNECT", dict({"accept-version": "1.2", "host": "x"},
+                                                **login_headers("alice", "guess %d" % i))))
+    messages = [c.expect_error()["message"] for c in clients]
+    assert set(messages) == {"authentication failed", "too many logins in progress"}, messages
+    busy = messages.count("too many logins in progress")
+    assert metric(b, "auth_busy_total") == busy
+    # the console: twenty requests at once with distinct credentials
+    conns = []
+    for i in range(20):
+        c = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=30)
+        cred = base64.b64encode(("alice:guess %d" % i).encode()).decode()
+        c.request("GET", "/api/status", headers={"Authorization": "Basic " + cred})
+        conns.append(c)
+    answers = []
+    for c in conns:
+        r = c.getresponse()
+        answers.append((r.status, r.getheader("Retry-After"), r.read()))
+        c.close()
+    assert {a[0] for a in answers} == {401, 429}, answers
+    assert all(a[1] == "1" and b"auth.max_checks_per_peer" in a[2] for a in answers if a[0] == 429)
+    # nothing waits now: a right login goes through at once
+    Client(b.port).connect(headers=login_headers("alice", PASSWORDS["alice"]))
+
+
 def test_cache_off_checks_every_login(broker_factory, users):
     b = broker_factory({"auth.users": users, "auth.cache": "false", "http.admin_password": "console pw"})
     for _ in range(3):

@@ -127,7 +127,7 @@ static struct principal *login(const char *user, const char *password, int *how)
     struct answer a = {0};
     struct principal *who = NULL;
     struct auth_wait *w = NULL;
-    *how = auth_login(user, password, done, &a, &who, &w);
+    *how = auth_login(user, password, NULL, done, &a, &who, &w);
     if (*how == AUTH_PENDING) {
         wait_for(&a);
         return a.who;
@@ -212,7 +212,7 @@ static void test_identical_checks_run_once(void **state)
     struct auth_wait *w[3];
     struct principal *who;
     for (int i = 0; i < 3; i++)
-        assert_int_equal(auth_login("bob", "bob:pass", done, &a[i], &who, &w[i]), AUTH_PENDING);
+        assert_int_equal(auth_login("bob", "bob:pass", NULL, done, &a[i], &who, &w[i]), AUTH_PENDING);
     auth_cancel(w[1]); /* its connection went away */
     wait_for(&a[0]);
     wait_for(&a[2]);
@@ -224,6 +224,64 @@ static void test_identical_checks_run_once(void **state)
     auth_get_stats(&st);
     assert_int_equal(st.checks - st0.checks, 1);
     assert_int_equal(st.coalesced - st0.coalesced, 2);
+}
+
+/* One address may have auth.max_checks_per_peer checks waiting; a check
+ * whose waiters all went away is not run and frees its place (helper-69:
+ * closed console connections left their crypt(3) work queued, and correct
+ * logins waited behind thousands of them). */
+static void test_checks_per_peer_and_abandoned_checks(void **state)
+{
+    (void)state;
+    config.auth_max_checks_per_peer = 2;
+    struct auth_stats st0, st;
+    auth_get_stats(&st0);
+    struct answer a[60] = {{0}};
+    struct auth_wait *w[60];
+    struct principal *who;
+    char pw[32];
+    /* two from 10.0.0.1 (any port), the third refused; another address and
+     * the same credentials (joining a check) are not */
+    assert_int_equal(auth_login("alice", "wrong 1", "10.0.0.1:1000", done, &a[0], &who, &w[0]), AUTH_PENDING);
+    assert_int_equal(auth_login("alice", "wrong 2", "10.0.0.1:1001", done, &a[1], &who, &w[1]), AUTH_PENDING);
+    assert_int_equal(auth_login("alice", "wrong 3", "10.0.0.1:1002", done, &a[2], &who, &w[2]), AUTH_BUSY);
+    assert_int_equal(auth_login("alice", "wrong 1", "10.0.0.1:1003", done, &a[3], &who, &w[3]), AUTH_PENDING);
+    assert_int_equal(auth_login("alice", "wrong 3", "[::1]:1000", done, &a[4], &who, &w[4]), AUTH_PENDING);
+    assert_int_equal(auth_login("alice", "wrong 4", "[::1]:1001", done, &a[5], &who, &w[5]), AUTH_PENDING);
+    assert_int_equal(auth_login("alice", "wrong 5", "[::1]:1002", done, &a[6], &who, &w[6]), AUTH_BUSY);
+    /* the one that waits alone goes away: its place is free at once */
+    auth_cancel(w[1]);
+    assert_int_equal(auth_login("alice", "wrong 6", "10.0.0.1:1004", done, &a[7], &who, &w[7]), AUTH_PENDING);
+    for (int i = 0; i < 8; i++)
+        if (i != 1 && i != 2 && i != 6) {
+            wait_for(&a[i]);
+            assert_null(a[i].who);
+        }
+    assert_false(a[1].called || a[2].called || a[6].called);
+    auth_get_stats(&st);
+    assert_int_equal(st.busy - st0.busy, 2);
+    /* done: the address may check again */
+    assert_int_equal(auth_login("alice", "wrong 7", "10.0.0.1:1005", done, &a[8], &who, &w[8]), AUTH_PENDING);
+    wait_for(&a[8]);
+    /* fifty checks from as many connections that close at once are not
+     * run: the next login does not wait for them */
+    config.auth_max_checks_per_peer = 100;
+    auth_get_stats(&st0);
+    for (int i = 9; i < 59; i++) {
+        snprintf(pw, sizeof pw, "guess %d", i);
+        assert_int_equal(auth_login("alice", pw, "10.0.0.9:1", done, &a[i], &who, &w[i]), AUTH_PENDING);
+    }
+    for (int i = 9; i < 59; i++)
+        auth_cancel(w[i]);
+    assert_int_equal(auth_login("alice", "alice's secret", "10.0.0.8:1", done, &a[59], &who, &w[59]), AUTH_PENDING);
+    wait_for(&a[59]);
+    assert_non_null(a[59].who);
+    principal_unref(a[59].who);
+    auth_get_stats(&st);
+    assert_int_equal(st.abandoned - st0.abandoned, 50);
+    /* the one the worker may have begun before the cancels, and alice's */
+    assert_true(st.checks - st0.checks <= 10);
+    config.auth_max_checks_per_peer = 8;
 }
 
 static void test_reload(void **state)
@@ -270,35 +328,35 @@ static void test_console_login(void **state)
     struct auth_wait *w;
     struct answer a = {0};
     /* a users file and the default admin password: no fallback */
-    assert_int_equal(auth_console_login("admin", "admin", done, &a, &who, &w), AUTH_PENDING);
+    assert_int_equal(auth_console_login("admin", "admin", NULL, done, &a, &who, &w), AUTH_PENDING);
     wait_for(&a);
     assert_null(a.who);
     /* a chosen password: the fallback, in http.admin_group */
     set("http.admin_password=s3cret");
     set("http.admin_group=operators");
     assert_int_equal(auth_reload(&config, err, sizeof err), 0);
-    assert_int_equal(auth_console_login("admin", "s3cret", done, &a, &who, &w), AUTH_OK);
+    assert_int_equal(auth_console_login("admin", "s3cret", NULL, done, &a, &who, &w), AUTH_OK);
     assert_string_equal(who->name, "admin");
     assert_true(principal_in_group(who, "operators"));
     principal_unref(who);
-    assert_int_equal(auth_console_login("admin", "s3cre", done, &a, &who, &w), AUTH_FAILED);
+    assert_int_equal(auth_console_login("admin", "s3cre", NULL, done, &a, &who, &w), AUTH_FAILED);
     /* ... or a crypt(3) hash of it */
     char *h = hash_of("hashed", "$6$"), kv[300];
     snprintf(kv, sizeof kv, "http.admin_password=%s", h);
     set(kv);
     assert_int_equal(auth_reload(&config, err, sizeof err), 0);
     memset(&a, 0, sizeof a);
-    assert_int_equal(auth_console_login("admin", "hashed", done, &a, &who, &w), AUTH_PENDING);
+    assert_int_equal(auth_console_login("admin", "hashed", NULL, done, &a, &who, &w), AUTH_PENDING);
     wait_for(&a);
     assert_non_null(a.who);
     principal_unref(a.who);
     memset(&a, 0, sizeof a);
-    assert_int_equal(auth_console_login("admin", h, done, &a, &who, &w), AUTH_PENDING);
+    assert_int_equal(auth_console_login("admin", h, NULL, done, &a, &who, &w), AUTH_PENDING);
     wait_for(&a);
     assert_null(a.who); /* the hash itself is not the password */
     /* a user of the file logs in as itself (its group is the console's to check) */
     memset(&a, 0, sizeof a);
-    assert_int_equal(auth_console_login("bob", "bob:pass", done, &a, &who, &w), AUTH_PENDING);
+    assert_int_equal(auth_console_login("bob", "bob:pass", NULL, done, &a, &who, &w), AUTH_PENDING);
     wait_for(&a);
     assert_non_null(a.who);
     assert_string_equal(a.who->name, "bob");
@@ -411,6 +469,7 @@ int main(void)
         cmocka_unit_test(test_hash_password),
         cmocka_unit_test_setup_teardown(test_login, start, stop),
         cmocka_unit_test_setup_teardown(test_identical_checks_run_once, start, stop),
+        cmocka_unit_test_setup_teardown(test_checks_per_peer_and_abandoned_checks, start, stop),
         cmocka_unit_test_setup_teardown(test_reload, start, stop),
         cmocka_unit_test_setup_teardown(test_console_login, start, stop),
     };
