@@ -1353,7 +1353,10 @@ static void action_sched_cancel(struct http_req *h)
         return;
     const char *id = json_string_value(json_object_get(j, "id"));
     if (!id || !*id || strlen(id) >= sizeof ((struct pending_cancel *)0)->id) {
-        http_respond_error(h, 400, "\"id\" (a scheduled message's job id) is required", NULL);
+        http_respond_error(h, 400,
+                           id && *id ? "\"id\" is longer than any scheduled message's job id"
+                                     : "\"id\" (a scheduled message's job id) is required",
+                           NULL);
         json_decref(j);
         return;
     }

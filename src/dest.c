@@ -58,7 +58,10 @@ int dest_kind_of(const char *name, enum dest_kind *kind, const char **err)
         }
     }
     if (!strncmp(name, "/temp-queue/", 12) || !strncmp(name, "/temp-topic/", 12)) {
-        *err = "destination has an empty name after its prefix";
+        /* a connection's own name, which its connection resolves first */
+        *err = name[12] ? "a /temp-queue/ or /temp-topic/ name is its own connection's: elsewhere, use the "
+                          "/remote-temp-queue/ or /remote-temp-topic/ name its messages carry"
+                        : "destination has an empty name after its prefix";
         return -EINVAL;
     }
     *err = "unknown destination type: use /queue/NAME, /topic/NAME, /temp-queue/NAME or /temp-topic/NAME";

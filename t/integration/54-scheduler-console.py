@@ -94,6 +94,8 @@ def test_cancel_is_journaled(broker_factory):
     assert st == 404
     st, j = cancel(b, "no-such-job")
     assert st == 404
+    st, j = cancel(b, "x" * 300)
+    assert st == 400 and "longer" in j["error"], j
     b.kill()
     b.restart()
     assert get(b, "/api/scheduler")["scheduled"] == 2

@@ -237,7 +237,7 @@ def test_move_refusals(broker_factory):
     dlq = "/queue/ActiveMQ.DLQ"
     for body, why in (({"destination": dlq, "messages": keys, "to": "/topic/x"}, "queue only"),
                       ({"destination": dlq, "messages": keys, "to": dlq}, "in that queue already"),
-                      ({"destination": dlq, "messages": keys, "to": "/temp-queue/x"}, ""),
+                      ({"destination": dlq, "messages": keys, "to": "/temp-queue/x"}, "/remote-temp-queue/"),
                       ({"destination": dlq, "messages": keys, "to": "/nowhere"}, "unknown destination"),
                       ({"destination": dlq, "messages": []}, "messages"),
                       ({"destination": dlq, "messages": keys * 2}, "http.browse_limit"),
