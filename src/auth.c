@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -365,15 +366,21 @@ struct job {
     bool ok;
     atomic_bool abandoned;              /* nobody waits: the worker skips it */
     bool in_table;                      /* in A.inflight (joinable) */
-    struct peer_checks *peer;           /* whose count it is in (NULL: none) */
+    bool dispatched;                    /* given to a worker (else waiting in its peer's queue) */
+    struct peer_checks *peer;           /* whose queue and count it is in (NULL: none any more) */
+    TAILQ_ENTRY(job) peer_link;         /* in peer->waiting, until dispatched */
     struct auth_wait *waiters;
     UT_hash_handle hh;                  /* in flight, by key */
 };
 
-/* Checks in flight per peer address (auth.max_checks_per_peer). */
+/* The checks of one client address: those waiting for a worker, in order,
+ * and how many of its checks are not done (auth.max_checks_per_peer).
+ * Addresses with checks waiting take turns at the workers. */
 struct peer_checks {
     char addr[64];
     size_t n;
+    TAILQ_HEAD(, job) waiting;
+    TAILQ_ENTRY(peer_checks) turn_link; /* in A.turns while it has checks waiting */
     UT_hash_handle hh;
 };
 
@@ -411,6 +418,8 @@ static struct {
     ev_async done_async;
     struct job *inflight;
     struct peer_checks *peers;
+    TAILQ_HEAD(, peer_checks) turns;    /* addresses with checks waiting, the next first */
+    size_t dispatched;                  /* checks given to the workers and not back */
     struct cached *cache;
     struct auth_stats st;
     /* rate-limited failure log */
@@ -658,7 +667,8 @@ static void remember(const struct job *j)
     memcpy(c->key, j->key, SHA256_LEN);
 }
 
-/* The job no longer counts to its peer, and no new login joins it. */
+/* The job no longer counts to its peer (nor waits in its queue), and no
+ * new login joins it. */
 static void retire(struct job *j)
 {
     if (j->in_table) {
@@ -666,17 +676,51 @@ static void retire(struct job *j)
         j->in_table = false;
     }
     struct peer_checks *p = j->peer;
+    if (!p)
+        return;
     j->peer = NULL;
-    if (p && --p->n == 0) {
+    if (!j->dispatched) {
+        TAILQ_REMOVE(&p->waiting, j, peer_link);
+        if (TAILQ_EMPTY(&p->waiting))
+            TAILQ_REMOVE(&A.turns, p, turn_link);
+    }
+    if (--p->n == 0) {
         HASH_DEL(A.peers, p);
         free(p);
+    }
+}
+
+/* Give the workers the next checks, one address after another, a few at
+ * a time: an address with a thousand logins waiting delays its own, and
+ * another's waits for at most one check of each address ahead of it. */
+static void dispatch(void)
+{
+    struct peer_checks *p;
+    while (!atomic_load(&stopping) && A.dispatched < 2 * A.nworkers && (p = TAILQ_FIRST(&A.turns))) {
+        struct job *j = TAILQ_FIRST(&p->waiting);
+        TAILQ_REMOVE(&p->waiting, j, peer_link);
+        TAILQ_REMOVE(&A.turns, p, turn_link);
+        if (!TAILQ_EMPTY(&p->waiting))
+            TAILQ_INSERT_TAIL(&A.turns, p, turn_link);
+        size_t best = 0;
+        for (size_t i = 1; i < A.nworkers; i++)
+            if (A.workers[i].queued < A.workers[best].queued)
+                best = i;
+        j->worker = best;
+        j->dispatched = true;
+        A.workers[best].queued++;
+        A.dispatched++;
+        handoff_push(&A.workers[best].in, &j->node);
     }
 }
 
 static void finish(struct job *j)
 {
     retire(j);
-    A.workers[j->worker].queued--;
+    if (j->dispatched) {
+        A.workers[j->worker].queued--;
+        A.dispatched--;
+    }
     bool ok = j->ok && j->who;
     if (ok && A.cache_on)
         remember(j);
@@ -697,6 +741,7 @@ static void done_cb(struct ev_loop *loop, ev_async *w, int revents)
         finish((struct job *)n);
         n = next;
     }
+    dispatch();
 }
 
 int auth_start(struct ev_loop *loop, char *err, size_t errlen)
@@ -704,6 +749,8 @@ int auth_start(struct ev_loop *loop, char *err, size_t errlen)
     atomic_store(&stopping, false);
     A.loop = loop;
     handoff_init(&A.done);
+    TAILQ_INIT(&A.turns);
+    A.dispatched = 0;
     ev_async_init(&A.done_async, done_cb);
     ev_async_start(loop, &A.done_async);
     handoff_to_loop(&A.done, loop, &A.done_async);
@@ -742,6 +789,10 @@ static int start_workers(void)
 void auth_stop(void)
 {
     atomic_store(&stopping, true);
+    /* checks no worker has: they fail now */
+    struct peer_checks *p;
+    while ((p = TAILQ_FIRST(&A.turns)))
+        finish(TAILQ_FIRST(&p->waiting));
     for (size_t i = 0; i < A.nworkers; i++) {
         struct worker *w = &A.workers[i];
         if (!w->running)
@@ -824,46 +875,38 @@ static int verify(const char *name, const char *password, const char *hash, stru
     if (j) {
         A.st.coalesced++;
     } else {
-        /* one address may not queue up the threads every login shares */
-        struct peer_checks *p = NULL;
-        if (peer) {
-            char addr[sizeof p->addr];
-            peer_addr(peer, addr, sizeof addr);
-            HASH_FIND_STR(A.peers, addr, p);
-            if (p && p->n >= (size_t)config.auth_max_checks_per_peer) {
-                A.st.busy++;
-                return AUTH_BUSY;
-            }
-            if (!p) {
-                if (!(p = calloc(1, sizeof *p)))
-                    abort();
-                memcpy(p->addr, addr, sizeof addr);
-                HASH_ADD_STR(A.peers, addr, p);
-            }
+        /* queued behind its address's other checks (an unknown peer is
+         * one address, ""); an address may have so many */
+        char addr[sizeof ((struct peer_checks *)0)->addr];
+        peer_addr(peer ? peer : "", addr, sizeof addr);
+        struct peer_checks *p;
+        HASH_FIND_STR(A.peers, addr, p);
+        if (peer && p && p->n >= (size_t)config.auth_max_checks_per_peer) {
+            A.st.busy++;
+            return AUTH_BUSY;
         }
-        if (!A.nworkers || start_workers() != 0) {
-            if (p && p->n == 0) {
-                HASH_DEL(A.peers, p);
-                free(p);
-            }
+        if (!A.nworkers || start_workers() != 0)
             return AUTH_FAILED; /* not started, or no thread could start */
+        if (!p) {
+            if (!(p = calloc(1, sizeof *p)))
+                abort();
+            memcpy(p->addr, addr, sizeof addr);
+            TAILQ_INIT(&p->waiting);
+            HASH_ADD_STR(A.peers, addr, p);
         }
         j = calloc(1, sizeof *j);
         if (!j || !(j->name = strdup(name)) || !(j->hash = strdup(hash)) || !(j->password = strdup(password)))
             abort();
         memcpy(j->key, key, SHA256_LEN);
         j->who = principal_ref(who);
-        size_t best = 0;
-        for (size_t i = 1; i < A.nworkers; i++)
-            if (A.workers[i].queued < A.workers[best].queued)
-                best = i;
-        j->worker = best;
-        A.workers[best].queued++;
-        if ((j->peer = p))
-            p->n++;
+        j->peer = p;
+        p->n++;
+        if (TAILQ_EMPTY(&p->waiting))
+            TAILQ_INSERT_TAIL(&A.turns, p, turn_link);
+        TAILQ_INSERT_TAIL(&p->waiting, j, peer_link);
         j->in_table = true;
         HASH_ADD(hh, A.inflight, key, SHA256_LEN, j);
-        handoff_push(&A.workers[best].in, &j->node);
+        dispatch();
     }
     struct auth_wait *w = calloc(1, sizeof *w);
     if (!w)
@@ -935,8 +978,13 @@ void auth_cancel(struct auth_wait *w)
     if (!j->waiters) {
         /* its connection closed (or was evicted): closing connections
          * must not leave crypt(3) work behind for everyone's logins */
-        atomic_store(&j->abandoned, true);
         A.st.abandoned++;
+        if (!j->dispatched) {
+            retire(j);
+            job_free(j);
+            return;
+        }
+        atomic_store(&j->abandoned, true);
         retire(j);
     }
 }

@@ -280,9 +280,10 @@ static const struct cfg_key keys[] = {
      "next time"},
     {"auth.hash_threads", CFG_INT, "1", 1, 64, NULL, OFF(auth_hash_threads),
      "threads that check passwords (crypt(3) takes milliseconds; never on the loop thread)"},
-    {"auth.max_checks_per_peer", CFG_INT, "8", 1, 100000, NULL, OFF(auth_max_checks_per_peer),
-     "password checks one client address may have waiting for the hash threads; a login beyond is refused "
-     "at once (STOMP ERROR, console 429) and may be tried again (identical logins share one check)"},
+    {"auth.max_checks_per_peer", CFG_INT, "64", 1, 100000, NULL, OFF(auth_max_checks_per_peer),
+     "password checks one client address may have waiting (addresses take turns at the hash threads, so one "
+     "address's logins delay only its own); a login beyond is refused at once (STOMP ERROR, console 429) and "
+     "may be tried again (identical logins share one check)"},
     /* [log] */
     {"log.level", CFG_CHOICE, "info", 0, 0, "debug|info|warn|error", OFF(log_level),
      "lowest level written to the log"},

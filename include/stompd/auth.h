@@ -57,7 +57,7 @@ enum auth_result {
     AUTH_OK = 0,      /* *who is set (a reference for the caller) */
     AUTH_PENDING = 1, /* done(arg, who) will be called later, unless cancelled */
     AUTH_FAILED = 2,
-    AUTH_BUSY = 3,    /* the peer has auth.max_checks_per_peer checks in flight: try later */
+    AUTH_BUSY = 3,    /* the peer has auth.max_checks_per_peer checks waiting: try later */
 };
 /* who is a reference the callee owns, or NULL when the check failed. */
 typedef void (*auth_done_fn)(void *arg, struct principal *who);
