@@ -743,6 +743,59 @@ static const char *actor(struct http_req *h)
     return buf;
 }
 
+/* An action's answer waiting for the journal entry that made it. */
+struct pending_answer {
+    struct http_req *h;
+    struct op *op;
+    json_t *answer;
+};
+
+static void answer_done(void *arg, bool ok)
+{
+    struct pending_answer *pa = arg;
+    if (ok) {
+        http_respond_json(pa->h, 200, pa->answer);
+    } else {
+        json_decref(pa->answer);
+        http_respond_error(pa->h, 500, "the store could not make the change durable", NULL);
+    }
+    free(pa);
+}
+
+static void answer_gone(void *arg)
+{
+    struct pending_answer *pa = arg;
+    if (pa->op)
+        op_cancel_notify(pa->op);
+    json_decref(pa->answer);
+    free(pa);
+}
+
+/* Answer 200 with answer (taken over) once journal entry lsn (0: none) is
+ * durable, as a RECEIPT is: a crash after the answer cannot undo it. */
+static void answer_when_durable(struct http_req *h, uint64_t lsn, json_t *answer)
+{
+    if (!lsn || lsn <= commit_lsn()) {
+        http_respond_json(h, 200, answer);
+        return;
+    }
+    struct pending_answer *pa = calloc(1, sizeof *pa);
+    if (!pa)
+        abort();
+    pa->h = h;
+    pa->answer = answer;
+    http_defer(h, answer_gone, pa);
+    pa->op = op_commit(NULL, NULL, lsn);
+    op_notify(pa->op, answer_done, pa);
+    op_submit(pa->op); /* may finish (and answer) at once */
+}
+
+/* The journal entry the actions before it made (0: none kept). */
+static uint64_t journaled_lsn(void)
+{
+    return persist_enabled() ? persist_last_lsn() : 0;
+}
+
 static void action_purge(struct http_req *h)
 {
     json_t *j = parse_body(h);
@@ -758,7 +811,8 @@ static void action_purge(struct http_req *h)
         persist_purge(d);
         uint64_t n = queue_purge(&d->q);
         log_info("console: %s purged (%llu messages) by %s", d->name, (unsigned long long)n, actor(h));
-        http_respond_json(h, 200, json_pack("{s:s, s:I}", "purged", d->name, "messages", (json_int_t)n));
+        answer_when_durable(h, journaled_lsn(),
+                            json_pack("{s:s, s:I}", "purged", d->name, "messages", (json_int_t)n));
     }
     json_decref(j);
 }
@@ -859,7 +913,8 @@ static void action_delete(struct http_req *h)
             persist_dest_forgotten(d); /* a virtual topic's queue: gone for good */
         dest_delete(d);
         log_info("console: %s deleted by %s (%d connections subscribed to it closed)", name, actor(h), closed);
-        http_respond_json(h, 200, json_pack("{s:s, s:i}", "deleted", name, "connections_closed", closed));
+        answer_when_durable(h, journaled_lsn(),
+                            json_pack("{s:s, s:i}", "deleted", name, "connections_closed", closed));
     }
     json_decref(j);
 }
@@ -1319,30 +1374,7 @@ static void action_close(struct http_req *h)
     json_decref(j);
 }
 
-/* A cancellation waiting for its journal entry. */
-struct pending_cancel {
-    struct http_req *h;
-    struct op *op;
-    char id[160];
-};
-
-static void cancel_done(void *arg, bool ok)
-{
-    struct pending_cancel *pc = arg;
-    if (ok)
-        http_respond_json(pc->h, 200, json_pack("{s:o}", "cancelled", console_jstr(pc->id)));
-    else
-        http_respond_error(pc->h, 500, "the store could not make the cancellation durable", NULL);
-    free(pc);
-}
-
-static void cancel_gone(void *arg)
-{
-    struct pending_cancel *pc = arg;
-    if (pc->op)
-        op_cancel_notify(pc->op);
-    free(pc);
-}
+#define MAX_JOB_ID 160 /* longer than any job id the scheduler gives (a message id) */
 
 /* POST /api/scheduler/cancel {"id"}: ActiveMQ's removeJob. Journaled;
  * answered once durable. */
@@ -1352,7 +1384,7 @@ static void action_sched_cancel(struct http_req *h)
     if (!j)
         return;
     const char *id = json_string_value(json_object_get(j, "id"));
-    if (!id || !*id || strlen(id) >= sizeof ((struct pending_cancel *)0)->id) {
+    if (!id || !*id || strlen(id) >= MAX_JOB_ID) {
         http_respond_error(h, 400,
                            id && *id ? "\"id\" is longer than any scheduled message's job id"
                                      : "\"id\" (a scheduled message's job id) is required",
@@ -1370,21 +1402,9 @@ static void action_sched_cancel(struct http_req *h)
         http_respond_error(h, 404, "no such scheduled message", NULL);
     } else if (rc) {
         http_respond_error(h, 500, "the store could not be read", NULL);
-    } else if (!lsn || lsn <= commit_lsn()) {
-        log_info("console: scheduled message %s cancelled by %s", id, actor(h));
-        http_respond_json(h, 200, json_pack("{s:o}", "cancelled", console_jstr(id)));
     } else {
         log_info("console: scheduled message %s cancelled by %s", id, actor(h));
-        struct pending_cancel *pc = calloc(1, sizeof *pc);
-        if (!pc)
-            abort();
-        pc->h = h;
-        snprintf(pc->id, sizeof pc->id, "%s", id);
-        http_defer(h, cancel_gone, pc);
-        struct op *op = op_commit(NULL, NULL, lsn);
-        op_notify(op, cancel_done, pc);
-        pc->op = op;
-        op_submit(op); /* may finish (and answer) at once */
+        answer_when_durable(h, lsn, json_pack("{s:o}", "cancelled", console_jstr(id)));
     }
     json_decref(j);
 }

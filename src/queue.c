@@ -184,6 +184,7 @@ static struct qentry *entry_new(struct queue *q, struct msg *m)
         abort();
     e->msg = msg_ref(m);
     e->q = q;
+    e->purges = q->purges;
     if (pages(q))
         HASH_ADD(rh, q->held, msg->seq, sizeof(uint64_t), e);
     dest_mem_add(q->dest, (int64_t)m->size);
@@ -958,6 +959,12 @@ bool queue_return(struct qentry *e, enum return_why why)
     e->sub = NULL;
     e->tag = 0;
     e->in_txn_ack = false;
+    if (e->purges != q->purges) {
+        /* purged while in flight: it goes with the rest, as ActiveMQ's
+         * purge takes dispatched messages too (the store has no copy) */
+        queue_entry_done(e);
+        return false;
+    }
     e->marked_lsn = persist_journaled_by();
     e->redeliveries++;
     q->dest->st.redelivered++;
@@ -1143,6 +1150,7 @@ uint64_t queue_purge(struct queue *q)
      * they come back, they are in memory only */
     HASH_ITER(rh, q->held, e, next)
         e->msg->journaled = false;
+    q->purges++; /* and whatever of them comes back goes (queue_return) */
     q->npending = 0;
     q->paged = false;
     q->skipping = false;

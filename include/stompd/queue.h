@@ -59,6 +59,7 @@ struct qentry {
     bool pending;               /* in the tree */
     bool in_txn_ack;            /* covered by an open transaction's held ACK (txn.h) */
     bool unfiltered;            /* a backlog's entry whose selector has not run yet */
+    uint32_t purges;            /* its queue's purges when it came: fewer than now, it was purged in flight */
     UT_hash_handle hh;          /* conn->inflight, keyed by tag */
     UT_hash_handle rh;          /* queue->held, keyed by seq */
 };
@@ -105,6 +106,7 @@ struct queue {
     TAILQ_HEAD(sub_list, sub) consumers; /* the highest activemq.priority first, then in arrival order */
     uint32_t nconsumers;
     uint32_t nexclusive;        /* consumers with activemq.exclusive */
+    uint32_t purges;            /* queue_purge calls so far */
     /* The consumers by priority (a band each, the highest first): a
      * message goes to the highest band that takes it. */
     struct band **bands;

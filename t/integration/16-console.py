@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from stompd_test import connected
+from stompd_test import connected, wait_for
 
 
 def req(b, method, path, body=None, auth=("admin", "admin"), headers=None):
@@ -196,6 +196,55 @@ def test_purge_is_durable(broker):
     assert broker.stop() == 0
     broker.restart()
     assert {q["name"]: q for q in get_json(broker, "/api/queues")}.get("/queue/gone", {"pending": 0})["pending"] == 0
+
+
+def test_purge_takes_what_consumers_hold(broker):
+    """A purge removed the held messages' store copies but put the messages
+    back in the queue, in memory only, when their consumer let go: shown
+    as pending and persistent, they were gone after a restart (helper-70).
+    As ActiveMQ's purge, it takes them too: acknowledged as usual, and
+    gone if they come back."""
+    p = connected(broker.port)
+    for i in range(30):
+        p.send("SEND", {"destination": "/queue/held", "persistent": "true"}, b"m%d" % i)
+    p.receipt("SEND", {"destination": "/queue/held", "persistent": "true"}, "r", b"last")
+    c = connected(broker.port)
+    c.send("SUBSCRIBE", {"destination": "/queue/held", "id": "s", "ack": "client-individual",
+                         "activemq.prefetchSize": "20"})
+    got = [c.recv() for _ in range(20)]
+    s, h, data = req(broker, "POST", "/api/destinations/purge", {"destination": "/queue/held"})
+    assert s == 200 and json.loads(data)["messages"] == 11, data
+    c.receipt("ACK", {"id": got[0]["ack"]}, "a")  # an ACK of a purged message is fine
+    c.close()
+
+    def queue():
+        return {q["name"]: q for q in get_json(broker, "/api/queues")}.get("/queue/held", {})
+    wait_for(lambda: queue().get("consumers", 0) == 0, 30, "the consumer to go")
+    assert queue().get("pending", 0) == 0, queue()
+    assert broker.stop() == 0
+    broker.restart()
+    assert queue().get("pending", 0) == 0, queue()
+    c = connected(broker.port)
+    c.send("SUBSCRIBE", {"destination": "/queue/held", "id": "s"})
+    c.expect_nothing(1.0)
+
+
+def test_purge_and_delete_are_answered_once_durable(broker):
+    """The console answered 200 before the purge's journal entry was
+    written: a kill -9 just after it brought the messages back (helper-70:
+    2 runs in 6). Now the answer waits for the entry, as a RECEIPT does."""
+    for i in range(3):
+        q = "/queue/purged%d" % i
+        p = connected(broker.port)
+        for _ in range(300):
+            p.send("SEND", {"destination": q, "persistent": "true"}, b"x" * 100)
+        p.receipt("SEND", {"destination": q, "persistent": "true"}, "r", b"x")
+        action = "/api/destinations/purge" if i % 2 == 0 else "/api/destinations/delete"
+        assert req(broker, "POST", action, {"destination": q})[0] == 200
+        broker.kill()
+        broker.restart()
+        got = {x["name"]: x for x in get_json(broker, "/api/queues")}.get(q, {"pending": 0})
+        assert got["pending"] == 0, (action, got)
 
 
 @pytest.mark.parametrize("body,why", [
