@@ -367,6 +367,7 @@ struct job {
     atomic_bool abandoned;              /* nobody waits: the worker skips it */
     bool in_table;                      /* in A.inflight (joinable) */
     bool dispatched;                    /* given to a worker (else waiting in its peer's queue) */
+    bool finishing;                     /* its waiters are being answered (finish) */
     struct peer_checks *peer;           /* whose queue and count it is in (NULL: none any more) */
     TAILQ_ENTRY(job) peer_link;         /* in peer->waiting, until dispatched */
     struct auth_wait *waiters;
@@ -725,8 +726,14 @@ static void finish(struct job *j)
     if (ok && A.cache_on)
         remember(j);
     struct auth_wait *w;
+    /* an answer may cancel another waiter of j (a console request
+     * closing the connection whose login waits too): the list stays
+     * whole while each is answered */
+    j->finishing = true;
     while ((w = j->waiters)) {
         j->waiters = w->next;
+        if (j->waiters)
+            j->waiters->prev = NULL;
         w->done(w->arg, ok ? principal_ref(j->who) : NULL);
         free(w);
     }
@@ -975,7 +982,7 @@ void auth_cancel(struct auth_wait *w)
     if (w->next)
         w->next->prev = w->prev;
     free(w);
-    if (!j->waiters) {
+    if (!j->waiters && !j->finishing) {
         /* its connection closed (or was evicted): closing connections
          * must not leave crypt(3) work behind for everyone's logins */
         A.st.abandoned++;

@@ -305,6 +305,39 @@ static void test_checks_per_peer_and_abandoned_checks(void **state)
     config.auth_max_checks_per_peer = 64;
 }
 
+/* An answer that cancels another waiter of the same check (a console
+ * request closing the connection whose login waits on it too): the other
+ * is not answered, and nothing is freed twice (helper-71: a heap
+ * use-after-free in finish). Under ASan in the sanitizer build. */
+struct canceller {
+    struct answer a;
+    struct auth_wait **other;
+};
+
+static void done_cancelling(void *arg, struct principal *who)
+{
+    struct canceller *c = arg;
+    done(&c->a, who);
+    auth_cancel(*c->other);
+}
+
+static void test_an_answer_may_cancel_another_waiter(void **state)
+{
+    (void)state;
+    struct answer first = {0};
+    struct auth_wait *wfirst, *wsecond;
+    struct canceller second = {.other = &wfirst};
+    struct principal *who;
+    /* the last to join is answered first */
+    assert_int_equal(auth_login("bob", "bob:pass", "10.0.0.1:1", done, &first, &who, &wfirst), AUTH_PENDING);
+    assert_int_equal(auth_login("bob", "bob:pass", "10.0.0.1:2", done_cancelling, &second, &who, &wsecond),
+                     AUTH_PENDING);
+    wait_for(&second.a);
+    assert_non_null(second.a.who);
+    principal_unref(second.a.who);
+    assert_false(first.called);
+}
+
 static void test_reload(void **state)
 {
     (void)state;
@@ -491,6 +524,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_login, start, stop),
         cmocka_unit_test_setup_teardown(test_identical_checks_run_once, start, stop),
         cmocka_unit_test_setup_teardown(test_checks_per_peer_and_abandoned_checks, start, stop),
+        cmocka_unit_test_setup_teardown(test_an_answer_may_cancel_another_waiter, start, stop),
         cmocka_unit_test_setup_teardown(test_reload, start, stop),
         cmocka_unit_test_setup_teardown(test_console_login, start, stop),
     };
