@@ -369,9 +369,23 @@ static enum sub_verdict filter(struct queue *q, struct qentry *e)
 
 static const struct qkey KEY_END = {UINT8_MAX, UINT64_MAX};
 
+/* Memory pressure: from half of broker.memory_limit held (down again
+ * below 40%), a queue keeps PRESSED_WINDOW of its backlog in memory, not
+ * broker.queue_window: what the store has need not take the memory that
+ * producers are paused for (as ActiveMQ's store cursor stops caching).
+ * Without it, 256 deep queues' windows filled the default 1 GiB and every
+ * persistent producer waited with everything on disk (helper-70). */
+#define PRESSED_WINDOW (64 * 1024)
+static bool pressed;
+
+static int64_t window(void)
+{
+    return pressed && config.queue_window > PRESSED_WINDOW ? PRESSED_WINDOW : config.queue_window;
+}
+
 static void over_window_note(struct queue *q)
 {
-    bool over = q->window_bytes > config.queue_window;
+    bool over = q->window_bytes > window();
     if (over && !q->over_window) {
         q->over_window = true;
         TAILQ_INSERT_TAIL(&over_window, q, over_link);
@@ -395,9 +409,9 @@ static bool evictable(const struct qentry *e)
  * has not indexed yet stays until it has (queue_indexed tries again). */
 static void shrink(struct queue *q)
 {
-    int64_t window = config.queue_window;
+    int64_t keep = window();
     struct qentry *e = RB_MAX(qtree, &q->pending), *prev;
-    for (int steps = 0; e && q->window_bytes > window && steps < SHRINK_STEPS; steps++, e = prev) {
+    for (int steps = 0; e && q->window_bytes > keep && steps < SHRINK_STEPS; steps++, e = prev) {
         prev = RB_PREV(qtree, &q->pending, e);
         if (!evictable(e))
             continue;
@@ -409,6 +423,30 @@ static void shrink(struct queue *q)
         entry_free(e);
     }
     over_window_note(q);
+}
+
+static void shrink_pressed(struct dest *d, void *arg)
+{
+    (void)arg;
+    if (dest_is_queue(d) && pages(&d->q) && d->q.window_bytes > window())
+        shrink(&d->q); /* what the store has not indexed yet goes once it has (queue_indexed) */
+}
+
+static void pressure_check(void)
+{
+    int64_t held = dest_total_mem(), limit = config.memory_limit;
+    bool now = pressed ? held * 10 >= limit * 4 : held * 2 >= limit;
+    if (now == pressed)
+        return;
+    pressed = now;
+    if (pressed) {
+        log_info("memory: %lld of %lld bytes (broker.memory_limit) held: queues keep %d bytes of their backlogs "
+                 "in memory until below 40%%",
+                 (long long)held, (long long)limit, PRESSED_WINDOW);
+        dest_foreach(shrink_pressed, NULL);
+    } else {
+        log_info("memory: below 40%% of broker.memory_limit: queues keep broker.queue_window in memory again");
+    }
 }
 
 void queue_indexed(uint64_t lsn)
@@ -515,9 +553,9 @@ static bool page_in(struct queue *q)
 {
     if (!q->paged || !pages(q) || key_cmp(q->limit, KEY_END) == 0)
         return false;
-    if (q->window_bytes >= config.queue_window)
+    if (q->window_bytes >= window())
         trim_beyond_limit(q);
-    struct page_ctx x = {q, config.queue_window - q->window_bytes, 0, false, server_now_ms()};
+    struct page_ctx x = {q, window() - q->window_bytes, 0, false, server_now_ms()};
     if (x.budget <= 0)
         return false;
     struct buf from = {0};
@@ -904,7 +942,7 @@ static void expire(struct qentry *e)
 static void add_pending(struct queue *q, struct qentry *e)
 {
     tree_insert(q, e);
-    if (q->window_bytes > config.queue_window && pages(q))
+    if (q->window_bytes > window() && pages(q))
         shrink(q);
 }
 
@@ -1084,7 +1122,7 @@ static void dispatch(struct queue *q, const struct sub_pass *pass)
         mark_dirty(q);
     q->rescan = false;
     /* room in the window again: the next round reads more */
-    if (q->paged && key_cmp(q->limit, KEY_END) != 0 && q->nconsumers && q->window_bytes < config.queue_window / 2)
+    if (q->paged && key_cmp(q->limit, KEY_END) != 0 && q->nconsumers && q->window_bytes < window() / 2)
         mark_dirty(q);
 }
 
@@ -1102,6 +1140,7 @@ void queue_dispatch(struct queue *q)
 bool queue_dispatch_dirty(void)
 {
     bool any = false;
+    pressure_check();
     /* Queues stopped by the selector budget wait here for the next loop
      * iteration's budget, still dirty. */
     struct queue_list later = TAILQ_HEAD_INITIALIZER(later);
