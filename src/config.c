@@ -83,7 +83,8 @@ static const struct cfg_key keys[] = {
     {"broker.dup_window", CFG_INT, "20000", 0, 10000000, NULL, OFF(dup_window),
      "ids of recent SENDs (header _AMQ_DUPL_ID) remembered to drop resent duplicates; 0 = off"},
     {"broker.expiry_check_interval", CFG_DURATION, "30s", 10, 86400000, NULL, OFF(expiry_check_interval),
-     "how often queues are swept for expired messages (also checked at dispatch) and idle destinations removed"},
+     "how often queues are swept for expired messages (also checked at dispatch; a deep queue's messages in "
+     "the store only, 20,000 of its index a sweep) and idle destinations removed"},
     {"broker.prefetch_queue", CFG_INT, "1000", 1, 1000000, NULL, OFF(prefetch_queue),
      "default unacked messages per queue subscription (activemq.prefetchSize overrides)"},
     {"broker.prefetch_topic", CFG_INT, "32767", 1, 1000000, NULL, OFF(prefetch_topic),

@@ -1294,6 +1294,82 @@ uint64_t queue_expire_due(int64_t now_ms)
     return n;
 }
 
+/* Index entries of one queue a sweep looks at for expired messages that
+ * are in the store only (a message is read only when expired). */
+#define EXPIRY_SCAN 20000
+
+struct expiry_scan {
+    struct queue *q;
+    int64_t now;
+    size_t seen;
+    uint64_t expired;
+    bool stopped;
+};
+
+static int expire_stored(void *arg, const struct store_msgref *r)
+{
+    struct expiry_scan *x = arg;
+    struct queue *q = x->q;
+    struct qkey k = {(uint8_t)(MSG_PRIORITIES - 1 - jkey_msg_priority(r->key, r->klen)),
+                     jkey_msg_seq(r->key, r->klen)};
+    if (x->seen++ >= EXPIRY_SCAN) {
+        q->expiry_from = k;
+        x->stopped = true;
+        return 1;
+    }
+    if (!r->expires || r->expires > x->now || r->lsn > commit_lsn())
+        return 0;
+    struct qentry *e;
+    struct gone *g;
+    HASH_FIND(rh, q->held, &k.seq, sizeof(uint64_t), e);
+    HASH_FIND(hh, q->gone, &k.seq, sizeof(uint64_t), g);
+    if (e || g)
+        return 0; /* in memory (the heap's), or removed */
+    struct msg *m = store_load_msg(r);
+    if (!m)
+        return 0; /* logged; paging meets it again */
+    m->journaled = true;
+    e = entry_new(q, m);
+    msg_unref(m);
+    e->redeliveries = r->deliveries;
+    /* never in the tree: it goes from the store as paging would have
+     * expired it (q->gone keeps paging from reading it back meanwhile) */
+    q->npending--;
+    expire(e);
+    x->expired++;
+    return 0;
+}
+
+static void expire_paged_one(struct dest *d, void *arg)
+{
+    struct expiry_scan *x = arg;
+    struct queue *q = &d->q;
+    /* a durable subscription's backlog may hold what its selector has not
+     * judged: paging judges it before it expires */
+    if (!dest_is_queue(d) || !pages(q) || !q->paged || key_cmp(q->limit, KEY_END) == 0 ||
+        (q->durable && q->durable->sel))
+        return;
+    struct qkey start = key_cmp(q->expiry_from, q->limit) > 0 ? q->expiry_from : q->limit;
+    struct buf from = {0};
+    buf_append(&from, buf_head(&q->kprefix), buf_used(&q->kprefix));
+    jkey_msg_suffix(&from, (uint8_t)(MSG_PRIORITIES - 1 - start.rprio), start.seq);
+    x->q = q;
+    x->seen = 0;
+    x->stopped = false;
+    int rc = store_page(buf_head(&q->kprefix), buf_used(&q->kprefix), buf_head(&from), buf_used(&from),
+                        expire_stored, x);
+    buf_free(&from);
+    if (rc != 0 || !x->stopped)
+        q->expiry_from = q->limit; /* to the end: from the start next time */
+}
+
+uint64_t queue_expire_paged(int64_t now_ms)
+{
+    struct expiry_scan x = {.now = now_ms};
+    dest_foreach(expire_paged_one, &x);
+    return x.expired;
+}
+
 /* ------------------------------------------------------------ browsing and taking (the console) */
 
 /* Whether a pending message at k may be in the store only (the invariant

@@ -295,6 +295,7 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
         return; /* no new work */
     /* a heap of the messages in memory: the cost is what expires */
     queue_expire_due(server_now_ms());
+    queue_expire_paged(server_now_ms()); /* and what is in the store only */
     size_t n = dest_collect_idle();
     if (n)
         log_debug("%zu idle destinations removed", n);

@@ -100,6 +100,7 @@ struct queue {
     struct qkey limit;          /* while paged: pending messages below it are all in memory */
     bool skipping;              /* messages from skip_from up to limit may be only in the store */
     struct qkey skip_from;
+    struct qkey expiry_from;    /* where the next sweep of the store-only part goes on (queue_expire_paged) */
     struct gone *gone;          /* removed from memory, removal not yet indexed (by seq) */
     bool over_window;           /* on the list of queues to shrink once indexed */
     TAILQ_ENTRY(queue) over_link;
@@ -212,6 +213,10 @@ void queue_put_back(struct qentry *e);
 /* Expire what is due among the messages in memory (the periodic sweep):
  * a heap, not a walk over every queue. Returns how many. */
 uint64_t queue_expire_due(int64_t now_ms);
+/* And among those of paged queues that are in the store only: a bounded
+ * stretch of each queue's index a sweep, going on where the last stopped.
+ * Returns how many. */
+uint64_t queue_expire_paged(int64_t now_ms);
 
 /* The journal was appended up to lsn with nothing left coalesced: what was
  * removed from memory before now is in an entry at or below it. */

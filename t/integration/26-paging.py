@@ -432,3 +432,28 @@ def test_deep_queues_do_not_fill_memory_with_their_windows(broker_factory):
     # a queue still drains whole and in order from its small window
     c, got = take(b, "/queue/deep3", 300)
     assert [int(m["n"]) for m in got] == list(range(300))
+
+
+def test_messages_that_expire_in_the_store_only_are_swept(broker_factory):
+    """The sweep looked at the messages in memory only: those of a deep
+    queue that expired in the store stayed, counted as pending and holding
+    the queue's room (max_queue_depth), until a consumer paged them in
+    (helper-70). It now also reads a stretch of each paged queue's index."""
+    b = broker_factory({"broker.queue_window": "4KiB", "broker.expiry_check_interval": "1s",
+                        "broker.max_queue_depth": "2000"})
+    expires = str(int(time.time() * 1000) + 3000)
+    fill(b, "/queue/stale", 1999, headers=lambda i: {"expires": expires})
+    q = paged_out(b, "/queue/stale")
+    assert q["pending_on_disk"] > 1900, q
+    deadline = time.time() + 60
+    while queue_info(b, "/queue/stale")["pending"] > 0:
+        assert time.time() < deadline, queue_info(b, "/queue/stale")
+        time.sleep(0.2)
+    st = console(b, "/api/destination?name=/queue/stale")
+    assert st["stats"]["expired"] == 1999, st
+    assert queue_info(b, "/queue/ActiveMQ.DLQ")["pending"] == 1999
+    # the room is back: a send is answered at once
+    p = connected(b.port)
+    p.receipt("SEND", {"destination": "/queue/stale", "persistent": "true"}, "r", b"fresh")
+    c, got = take(b, "/queue/stale")
+    assert [m.body for m in got] == [b"fresh"]
