@@ -1294,17 +1294,23 @@ uint64_t queue_expire_due(int64_t now_ms)
     return n;
 }
 
-/* Index entries of one queue a sweep looks at for expired messages that
- * are in the store only (a message is read only when expired). */
+/* Index entries a sweep looks at, over all queues, for expired messages
+ * that are in the store only (a message is read only when expired): the
+ * loop spends milliseconds on it, however many deep queues there are. The
+ * next sweep goes on from the queue, and the place in it, where the last
+ * stopped. */
 #define EXPIRY_SCAN 20000
 
 struct expiry_scan {
     struct queue *q;
     int64_t now;
-    size_t seen;
+    size_t seen;        /* over all queues this sweep */
     uint64_t expired;
     bool stopped;
+    bool wrapped;       /* the second pass: names before the one the last sweep stopped at */
 };
+
+static char expiry_resume[1200]; /* the queue the last sweep stopped in ("" none) */
 
 static int expire_stored(void *arg, const struct store_msgref *r)
 {
@@ -1315,6 +1321,7 @@ static int expire_stored(void *arg, const struct store_msgref *r)
     if (x->seen++ >= EXPIRY_SCAN) {
         q->expiry_from = k;
         x->stopped = true;
+        snprintf(expiry_resume, sizeof expiry_resume, "%s", q->dest->name);
         return 1;
     }
     if (!r->expires || r->expires > x->now || r->lsn > commit_lsn())
@@ -1346,16 +1353,14 @@ static void expire_paged_one(struct dest *d, void *arg)
     struct queue *q = &d->q;
     /* a durable subscription's backlog may hold what its selector has not
      * judged: paging judges it before it expires */
-    if (!dest_is_queue(d) || !pages(q) || !q->paged || key_cmp(q->limit, KEY_END) == 0 ||
-        (q->durable && q->durable->sel))
+    if (x->stopped || (strcmp(d->name, expiry_resume) < 0) != x->wrapped || !dest_is_queue(d) || !pages(q) ||
+        !q->paged || key_cmp(q->limit, KEY_END) == 0 || (q->durable && q->durable->sel))
         return;
     struct qkey start = key_cmp(q->expiry_from, q->limit) > 0 ? q->expiry_from : q->limit;
     struct buf from = {0};
     buf_append(&from, buf_head(&q->kprefix), buf_used(&q->kprefix));
     jkey_msg_suffix(&from, (uint8_t)(MSG_PRIORITIES - 1 - start.rprio), start.seq);
     x->q = q;
-    x->seen = 0;
-    x->stopped = false;
     int rc = store_page(buf_head(&q->kprefix), buf_used(&q->kprefix), buf_head(&from), buf_used(&from),
                         expire_stored, x);
     buf_free(&from);
@@ -1366,7 +1371,11 @@ static void expire_paged_one(struct dest *d, void *arg)
 uint64_t queue_expire_paged(int64_t now_ms)
 {
     struct expiry_scan x = {.now = now_ms};
-    dest_foreach(expire_paged_one, &x);
+    dest_foreach(expire_paged_one, &x); /* from where the last sweep stopped */
+    x.wrapped = true;
+    dest_foreach(expire_paged_one, &x); /* then the names before it */
+    if (!x.stopped)
+        expiry_resume[0] = '\0';
     return x.expired;
 }
 
