@@ -948,6 +948,8 @@ static void add_pending(struct queue *q, struct qentry *e)
 
 void queue_push(struct queue *q, struct msg *m)
 {
+    if (m->journaled && m->lsn && m->lsn <= q->purged_lsn)
+        return; /* journaled before a purge that came first here: the store has it no more */
     struct qentry *e = entry_new(q, m);
     if (q->npending == 0 && q->nconsumers > 0 && server_delivers()) {
         struct sub *s;
@@ -1176,8 +1178,10 @@ bool queue_dispatch_dirty(void)
     return any;
 }
 
-uint64_t queue_purge(struct queue *q)
+uint64_t queue_purge(struct queue *q, uint64_t lsn)
 {
+    if (lsn > q->purged_lsn)
+        q->purged_lsn = lsn;
     uint64_t n = q->npending;
     struct qentry *e, *next;
     for (e = RB_MIN(qtree, &q->pending); e; e = next) {

@@ -108,6 +108,7 @@ struct queue {
     uint32_t nconsumers;
     uint32_t nexclusive;        /* consumers with activemq.exclusive */
     uint32_t purges;            /* queue_purge calls so far */
+    uint64_t purged_lsn;        /* the last purge's journal entry: what was journaled up to it is gone */
     /* The consumers by priority (a band each, the highest first): a
      * message goes to the highest band that takes it. */
     struct band **bands;
@@ -173,9 +174,12 @@ void queue_dispatch(struct queue *q);
 /* Run every queue marked dirty; returns true when one was dispatched. */
 bool queue_dispatch_dirty(void);
 
-/* Drop every pending message (in memory and in the store's view); returns
- * how many. The caller journals the purge. */
-uint64_t queue_purge(struct queue *q);
+/* Drop every pending message (in memory and in the store's view), and
+ * what consumers hold once it comes back; returns how many were pending.
+ * The caller journals the purge, in entry lsn (0: not journaled): a
+ * message journaled up to it and released to the queue after it (its
+ * SEND or COMMIT waited for the entry to be durable) is gone too. */
+uint64_t queue_purge(struct queue *q, uint64_t lsn);
 /* Make room for one message: drop the oldest pending message in memory of
  * the lowest priority there (ActiveMQ's oldest-with-lowest-priority
  * eviction; *origin: the destination it was sent to, if it still exists),

@@ -229,6 +229,41 @@ def test_purge_takes_what_consumers_hold(broker):
     c.expect_nothing(1.0)
 
 
+@pytest.mark.parametrize("txn", [False, True])
+def test_a_purge_takes_sends_journaled_before_it_and_released_after(broker_factory, txn):
+    """A persistent SEND (or COMMIT) reaches the queue once its journal
+    entry is durable; a purge journaled after that entry removed its key
+    from the store, and the message then came into the queue in memory
+    only: pending, receipted, and gone at the restart (helper-72)."""
+    import os
+    b = broker_factory(start=False)
+    b.env = dict(os.environ, STOMPD_TEST_WRITE_DELAY_MS="500")
+    b.start()
+    p = connected(b.port)
+    p.receipt("SEND", {"destination": "/queue/race", "persistent": "true"}, "r0", b"before")
+    extra = {"transaction": "t"} if txn else {}
+    if txn:
+        p.send("BEGIN", {"transaction": "t"})
+    for i in range(3):
+        p.send("SEND", dict({"destination": "/queue/race", "persistent": "true"}, **extra), b"racing")
+    if txn:
+        p.send("COMMIT", {"transaction": "t", "receipt": "r1"})
+    else:
+        p.send("SEND", {"destination": "/queue/race", "persistent": "true", "receipt": "r1"}, b"racing")
+    time.sleep(0.1)  # the sends wait for the slow writer: the purge goes into the next entry
+    s, h, data = req(b, "POST", "/api/destinations/purge", {"destination": "/queue/race"})
+    assert s == 200, data
+    assert p.recv(timeout=30)["receipt-id"] == "r1"
+
+    def pending():
+        return {q["name"]: q for q in get_json(b, "/api/queues")}.get("/queue/race", {"pending": 0})["pending"]
+    before = pending()
+    assert b.stop() == 0
+    b.env = None
+    b.start()
+    assert pending() == before, "the queue showed %d pending, the store had %d" % (before, pending())
+
+
 def test_purge_and_delete_are_answered_once_durable(broker):
     """The console answered 200 before the purge's journal entry was
     written: a kill -9 just after it brought the messages back (helper-70:
