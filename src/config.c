@@ -64,7 +64,7 @@ static const struct cfg_key keys[] = {
      "persistent backlogs)"},
     {"broker.queue_window", CFG_SIZE, "4MiB", 4 * KB, 1 * GB, NULL, OFF(queue_window),
      "bytes of persistent messages a queue keeps in memory; the rest of its backlog stays in the store and is "
-     "read back in order as consumers need it (64 KiB while the messages held reach half of "
+     "read back in order as consumers need it (256 KiB while the messages held reach half of "
      "broker.memory_limit)"},
     {"broker.scheduler_window", CFG_SIZE, "4MiB", 4 * KB, 1 * GB, NULL, OFF(scheduler_window),
      "bytes of scheduled persistent messages (AMQ_SCHEDULED_*) kept in memory, those due first; the rest stay in "

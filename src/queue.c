@@ -369,14 +369,19 @@ static enum sub_verdict filter(struct queue *q, struct qentry *e)
 
 static const struct qkey KEY_END = {UINT8_MAX, UINT64_MAX};
 
-/* Memory pressure: from half of broker.memory_limit held (down again
- * below 40%), a queue keeps PRESSED_WINDOW of its backlog in memory, not
- * broker.queue_window: what the store has need not take the memory that
- * producers are paused for (as ActiveMQ's store cursor stops caching).
- * Without it, 256 deep queues' windows filled the default 1 GiB and every
- * persistent producer waited with everything on disk (helper-70). */
-#define PRESSED_WINDOW (64 * 1024)
+/* Memory pressure: from half of broker.memory_limit held, a queue (and a
+ * durable subscription's backlog) keeps PRESSED_WINDOW of its backlog in
+ * memory, not broker.queue_window: what the store has need not take the
+ * memory that producers are paused for (as ActiveMQ's store cursor stops
+ * caching). Without it, 256 deep queues' windows filled the default 1 GiB
+ * and every persistent producer waited with everything on disk
+ * (helper-70). It ends below 40% and PRESSED_HOLD_MS after it began: the
+ * shrink itself brings memory down, and windows that grow back at once
+ * would start it again (helper-72 saw 18 turns in one fill). */
+#define PRESSED_WINDOW (256 * 1024)
+#define PRESSED_HOLD_MS 10000
 static bool pressed;
+static int64_t pressed_since;
 
 static int64_t window(void)
 {
@@ -425,21 +430,34 @@ static void shrink(struct queue *q)
     over_window_note(q);
 }
 
+static void shrink_pressed_one(struct queue *q)
+{
+    if (pages(q) && q->window_bytes > window())
+        shrink(q); /* what the store has not indexed yet goes once it has (queue_indexed) */
+}
+
 static void shrink_pressed(struct dest *d, void *arg)
 {
     (void)arg;
-    if (dest_is_queue(d) && pages(&d->q) && d->q.window_bytes > window())
-        shrink(&d->q); /* what the store has not indexed yet goes once it has (queue_indexed) */
+    if (dest_is_queue(d)) {
+        shrink_pressed_one(&d->q);
+        return;
+    }
+    struct durable *du;
+    TAILQ_FOREACH(du, &d->durables, topic_link)
+        shrink_pressed_one(&du->q);
 }
 
 static void pressure_check(void)
 {
     int64_t held = dest_total_mem(), limit = config.memory_limit;
-    bool now = pressed ? held * 10 >= limit * 4 : held * 2 >= limit;
+    int64_t at = server_now_ms();
+    bool now = pressed ? held * 10 >= limit * 4 || at - pressed_since < PRESSED_HOLD_MS : held * 2 >= limit;
     if (now == pressed)
         return;
     pressed = now;
     if (pressed) {
+        pressed_since = at;
         log_info("memory: %lld of %lld bytes (broker.memory_limit) held: queues keep %d bytes of their backlogs "
                  "in memory until below 40%%",
                  (long long)held, (long long)limit, PRESSED_WINDOW);

@@ -413,7 +413,7 @@ def test_deep_queues_do_not_fill_memory_with_their_windows(broker_factory):
     in the store: 17 queues of a 1 MiB window filled a 16 MiB
     broker.memory_limit and every persistent producer waited, for good
     (helper-70; with the defaults, 256 queues). From half the limit held a
-    queue keeps 64 KiB of its backlog in memory, and the producers go on."""
+    queue keeps 256 KiB of its backlog in memory, and the producers go on."""
     b = broker_factory({"broker.memory_limit": "8MiB", "broker.queue_window": "1MiB"})
     body = b"x" * 4000
     p = connected(b.port)
@@ -426,7 +426,7 @@ def test_deep_queues_do_not_fill_memory_with_their_windows(broker_factory):
         p.send("SEND", {"destination": dest, "persistent": "true", "n": "299", "receipt": "r%d" % i}, body)
         f = p.recv(timeout=60)
         assert f.command == "RECEIPT" and f["receipt-id"] == "r%d" % i, f
-    assert b.wait_log(r"memory: .* held: queues keep 65536 bytes of their backlogs in memory")
+    assert b.wait_log(r"memory: .* held: queues keep 262144 bytes of their backlogs in memory")
     counters = console(b, "/api/counters")
     assert counters["memory_bytes"] < 8 << 20, counters
     # a queue still drains whole and in order from its small window
@@ -479,3 +479,34 @@ def test_the_store_only_sweep_is_bounded_and_goes_on_where_it_stopped(broker_fac
         assert time.time() < deadline, queue_info(b, "/queue/ActiveMQ.DLQ")
         time.sleep(0.5)
     assert queue_info(b, "/queue/ActiveMQ.DLQ")["pending"] == 27000
+
+
+def test_durable_backlogs_shrink_under_memory_pressure_too(broker_factory):
+    """The shrink at the onset of pressure went over queues only: durable
+    subscriptions' backlogs kept their whole window (helper-72)."""
+    b = broker_factory({"broker.memory_limit": "8MiB", "broker.queue_window": "1MiB"})
+    for i in range(2):
+        s = connected(b.port, headers={"client-id": "app%d" % i})
+        s.receipt("SUBSCRIBE", {"id": "1", "destination": "/topic/t%d" % i, "activemq.subscriptionName": "d"}, "s")
+        s.close()
+    p = connected(b.port)
+    body = b"x" * 4000
+    for i in range(2):
+        for n in range(250):
+            p.send("SEND", {"destination": "/topic/t%d" % i, "persistent": "true"}, body)
+    p.receipt("SEND", {"destination": "/queue/marker", "persistent": "true"}, "sent", b"")
+
+    def topic_mem():
+        return {t["name"]: t["memory_bytes"] for t in console(b, "/api/topics")}
+    deadline = time.time() + 60
+    while any(m < 900000 for m in topic_mem().values()):  # each backlog holds its window (1 MiB)
+        assert time.time() < deadline, topic_mem()
+        time.sleep(0.1)
+    # non-persistent messages (never paged) bring the pressure on
+    for n in range(600):
+        p.send("SEND", {"destination": "/queue/np"}, body)
+    p.receipt("SEND", {"destination": "/queue/np"}, "np", b"")
+    assert b.wait_log(r"memory: .* held: queues keep 262144 bytes")
+    while any(m > 300000 for m in topic_mem().values()):
+        assert time.time() < deadline, topic_mem()
+        time.sleep(0.1)
