@@ -909,6 +909,8 @@ static void action_delete(struct http_req *h)
         char name[1100];
         snprintf(name, sizeof name, "%s", d->name);
         persist_purge(d);
+        if (dest_is_queue(d))
+            queue_deleted(d->name, journaled_lsn());
         if (d->kept)
             persist_dest_forgotten(d); /* a virtual topic's queue: gone for good */
         dest_delete(d);

@@ -194,6 +194,7 @@ struct dest *dest_get(const char *name, struct conn *conn, const char **err)
         jkey_q_prefix(&p, d->name, strlen(d->name));
         queue_set_prefix(&d->q, p.data, p.len);
         buf_free(&p);
+        queue_made(&d->q);
     }
     TAILQ_INIT(&d->subscribers);
     TAILQ_INIT(&d->durables);
@@ -277,6 +278,7 @@ void dest_free_all(void)
     struct dest *d, *tmp;
     HASH_ITER(hh, dests, d, tmp)
         dest_delete(d);
+    queue_forget_deleted();
     free(blocked_dests);
     blocked_dests = NULL;
     nblocked_dests = cap_blocked_dests = 0;

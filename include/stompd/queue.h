@@ -180,6 +180,13 @@ bool queue_dispatch_dirty(void);
  * message journaled up to it and released to the queue after it (its
  * SEND or COMMIT waited for the entry to be durable) is gone too. */
 uint64_t queue_purge(struct queue *q, uint64_t lsn);
+/* The queue name was deleted (its messages purged in journal entry lsn):
+ * a queue made under it again (queue_made, for a new destination's queue)
+ * drops what was journaled up to lsn, as queue_purge's queue does.
+ * queue_forget_deleted: at the end of the master's life. */
+void queue_deleted(const char *name, uint64_t lsn);
+void queue_made(struct queue *q);
+void queue_forget_deleted(void);
 /* Make room for one message: drop the oldest pending message in memory of
  * the lowest priority there (ActiveMQ's oldest-with-lowest-priority
  * eviction; *origin: the destination it was sent to, if it still exists),

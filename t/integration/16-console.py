@@ -229,12 +229,14 @@ def test_purge_takes_what_consumers_hold(broker):
     c.expect_nothing(1.0)
 
 
-@pytest.mark.parametrize("txn", [False, True])
-def test_a_purge_takes_sends_journaled_before_it_and_released_after(broker_factory, txn):
+@pytest.mark.parametrize("txn,action", [(False, "purge"), (True, "purge"), (False, "delete")])
+def test_a_purge_takes_sends_journaled_before_it_and_released_after(broker_factory, txn, action):
     """A persistent SEND (or COMMIT) reaches the queue once its journal
     entry is durable; a purge journaled after that entry removed its key
     from the store, and the message then came into the queue in memory
-    only: pending, receipted, and gone at the restart (helper-72)."""
+    only: pending, receipted, and gone at the restart (helper-72). A
+    delete purges too, and the queue made again by the message's arrival
+    must drop it as well (helper-73)."""
     import os
     b = broker_factory(start=False)
     b.env = dict(os.environ, STOMPD_TEST_WRITE_DELAY_MS="500")
@@ -251,7 +253,7 @@ def test_a_purge_takes_sends_journaled_before_it_and_released_after(broker_facto
     else:
         p.send("SEND", {"destination": "/queue/race", "persistent": "true", "receipt": "r1"}, b"racing")
     time.sleep(0.1)  # the sends wait for the slow writer: the purge goes into the next entry
-    s, h, data = req(b, "POST", "/api/destinations/purge", {"destination": "/queue/race"})
+    s, h, data = req(b, "POST", "/api/destinations/" + action, {"destination": "/queue/race"})
     assert s == 200, data
     assert p.recv(timeout=30)["receipt-id"] == "r1"
 

@@ -510,3 +510,24 @@ def test_durable_backlogs_shrink_under_memory_pressure_too(broker_factory):
     while any(m > 300000 for m in topic_mem().values()):
         assert time.time() < deadline, topic_mem()
         time.sleep(0.1)
+
+
+def test_the_store_only_sweep_reads_a_window_of_expired_messages_at_a_time(broker_factory):
+    """The sweep read every expired message of its 20,000 index entries at
+    once: 300 expired messages of 256 KiB took 390 MB and set off the
+    memory pressure (helper-73). It reads a window's bytes a sweep, or a
+    32nd of broker.memory_limit if more."""
+    b = broker_factory({"broker.queue_window": "1MiB", "broker.expiry_check_interval": "1s",
+                        "broker.memory_limit": "8MiB"})
+    expires = str(int(time.time() * 1000) + 4000)
+    fill(b, "/queue/big", 40, body=b"x" * (256 * 1024), headers=lambda i: {"expires": expires})
+    assert b.stop() == 0
+    b.start()  # nothing in memory: all 40 (10 MB) in the store only
+    deadline = time.time() + 120
+    while (queue_info(b, "/queue/big") or {"pending": 0})["pending"] > 0:
+        assert time.time() < deadline, queue_info(b, "/queue/big")
+        time.sleep(0.5)
+    while queue_info(b, "/queue/ActiveMQ.DLQ")["pending"] < 40:
+        assert time.time() < deadline, queue_info(b, "/queue/ActiveMQ.DLQ")
+        time.sleep(0.5)
+    assert "held: queues keep" not in b.log_since_start(), "the sweep filled memory"
