@@ -1438,10 +1438,9 @@ static void expire_paged_one(struct dest *d, void *arg)
 {
     struct expiry_scan *x = arg;
     struct queue *q = &d->q;
-    /* a durable subscription's backlog may hold what its selector has not
-     * judged: paging judges it before it expires */
+    /* queues only: durable subscriptions' backlogs expire as they page in */
     if (x->stopped || (strcmp(d->name, expiry_resume) < 0) != x->wrapped || !dest_is_queue(d) || !pages(q) ||
-        !q->paged || key_cmp(q->limit, KEY_END) == 0 || (q->durable && q->durable->sel))
+        !q->paged || key_cmp(q->limit, KEY_END) == 0)
         return;
     struct qkey start = key_cmp(q->expiry_from, q->limit) > 0 ? q->expiry_from : q->limit;
     struct buf from = {0};
