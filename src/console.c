@@ -762,6 +762,7 @@ static void answer_done(void *arg, bool ok)
     free(pa);
 }
 
+/* The console connection closed first: what the action did stands. */
 static void answer_gone(void *arg)
 {
     struct pending_answer *pa = arg;
@@ -922,31 +923,6 @@ static void action_delete(struct http_req *h)
 }
 
 /* A console send waiting for the journal (or for room). */
-struct pending_send {
-    struct http_req *h;
-    struct op *op;
-    bool persistent;
-};
-
-static void send_done(void *arg, bool ok)
-{
-    struct pending_send *ps = arg;
-    if (ok)
-        http_respond_json(ps->h, 200, json_pack("{s:b, s:b}", "sent", 1, "durable", ps->persistent));
-    else
-        http_respond_error(ps->h, 500, "the store could not make the message durable", NULL);
-    free(ps);
-}
-
-/* The console connection closed first: its message still goes. */
-static void send_gone(void *arg)
-{
-    struct pending_send *ps = arg;
-    if (ps->op)
-        op_cancel_notify(ps->op);
-    free(ps);
-}
-
 /* A refused console send, in words that name the header and the limit. */
 static void send_refused(struct http_req *h, const struct stomp_header *hs, size_t n, size_t bad,
                          const char *err)
@@ -1118,21 +1094,23 @@ static void action_send(struct http_req *h)
     struct msg *m = msg_new(r.spec, id, server_next_seq(), server_now_ms(), persistent, (uint8_t)prio, expires, hs,
                             (uint32_t)k, body ? body : "", body_len);
     free(hs);
-    struct pending_send *ps = calloc(1, sizeof *ps);
-    if (!ps)
+    struct pending_answer *pa = calloc(1, sizeof *pa);
+    if (!pa)
         abort();
-    ps->h = h;
-    ps->persistent = persistent && persist_enabled();
-    /* deferred first: publishing may finish (and answer) at once */
-    http_defer(h, send_gone, ps);
+    pa->h = h;
+    pa->answer = json_pack("{s:b, s:b}", "sent", 1, "durable", persistent && persist_enabled());
+    /* deferred first: publishing may finish (and answer) at once; the
+     * message still goes if the console connection closes first */
+    http_defer(h, answer_gone, pa);
     const char *why = NULL;
-    int rc = broker_publish(&r, m, &(struct publish){.dup_id = dup_id, .done = send_done, .arg = ps}, &ps->op, &why);
+    int rc = broker_publish(&r, m, &(struct publish){.dup_id = dup_id, .done = answer_done, .arg = pa}, &pa->op, &why);
     msg_unref(m);
     route_free(&r);
     json_decref(j);
     if (rc == PUBLISH_WAITING)
-        return; /* send_done answers (perhaps already has) */
-    free(ps);
+        return; /* answer_done answers (perhaps already has) */
+    json_decref(pa->answer);
+    free(pa);
     if (rc < 0) {
         /* a bad scheduling header is the request's fault */
         http_respond_error(h, rc == -EINVAL ? 400 : rc == -EEXIST ? 409 : 503, why, NULL);

@@ -130,20 +130,21 @@ def test_origins(wsb):
     rebound = "rebind.example:%d" % b.ws_port
     st, _, body = raw_upgrade(b.ws_port, upgrade_request(b.ws_port, origin="http://" + rebound, host=rebound)[0])
     assert st == 403 and "http.hosts" in body, body
+
+    def upgraded_as(b, name):
+        """Whether an upgrade to b as Host name, from an Origin of that name, gets 101."""
+        host = "%s:%d" % (name, b.ws_port)
+        s = socket.create_connection(("127.0.0.1", b.ws_port), timeout=10)
+        s.sendall(upgrade_request(b.ws_port, origin="http://" + host, host=host)[0])
+        status = read_http_response(s)[0]
+        s.close()
+        return status == 101
     b3 = wsb({"http.hosts": "rebind.example"})
-    named = "rebind.example:%d" % b3.ws_port
-    s = socket.create_connection(("127.0.0.1", b3.ws_port), timeout=10)
-    s.sendall(upgrade_request(b3.ws_port, origin="http://" + named, host=named)[0])
-    assert read_http_response(s)[0] == 101
-    s.close()
+    assert upgraded_as(b3, "rebind.example")
     # a host longer than any DNS name, against a *. name: refused (it was
     # read past the end of its 256-byte copy, helper-69)
     b4 = wsb({"http.hosts": "*.example.com"})
-    ok = "a.example.com:%d" % b4.ws_port
-    s = socket.create_connection(("127.0.0.1", b4.ws_port), timeout=10)
-    s.sendall(upgrade_request(b4.ws_port, origin="http://" + ok, host=ok)[0])
-    assert read_http_response(s)[0] == 101
-    s.close()
+    assert upgraded_as(b4, "a.example.com")
     for n in (258, 1000):  # read from just past the copy (ASan's red zone), and far
         long = "a" * n + ".example.com"
         st, _, body = raw_upgrade(b4.ws_port, upgrade_request(b4.ws_port, origin="http://" + long, host=long)[0])
