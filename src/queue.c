@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "stompd/commit.h"
 #include "stompd/config.h"
@@ -448,16 +449,25 @@ static void shrink_pressed(struct dest *d, void *arg)
         shrink_pressed_one(&du->q);
 }
 
+/* A monotonic clock: a wall clock set back would hold the pressure. */
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Once per loop iteration: two compares, the clock read only while the
+ * pressure may end. */
 static void pressure_check(void)
 {
     int64_t held = dest_total_mem(), limit = config.memory_limit;
-    int64_t at = server_now_ms();
-    bool now = pressed ? held * 10 >= limit * 4 || at - pressed_since < PRESSED_HOLD_MS : held * 2 >= limit;
+    bool now = pressed ? held * 10 >= limit * 4 || mono_ms() - pressed_since < PRESSED_HOLD_MS : held * 2 >= limit;
     if (now == pressed)
         return;
     pressed = now;
     if (pressed) {
-        pressed_since = at;
+        pressed_since = mono_ms();
         log_info("memory: %lld of %lld bytes (broker.memory_limit) held: queues keep %d bytes of their backlogs "
                  "in memory until below 40%%",
                  (long long)held, (long long)limit, PRESSED_WINDOW);
