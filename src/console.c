@@ -922,7 +922,6 @@ static void action_delete(struct http_req *h)
     json_decref(j);
 }
 
-/* A console send waiting for the journal (or for room). */
 /* A refused console send, in words that name the header and the limit. */
 static void send_refused(struct http_req *h, const struct stomp_header *hs, size_t n, size_t bad,
                          const char *err)
