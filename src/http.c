@@ -707,6 +707,19 @@ static void http_timeout(struct stream *s)
     stream_close(s, "idle");
 }
 
+/* The client closed its side (a script that pipelines its requests and
+ * shuts its end, nc -N). Reading was not paused, so every request it
+ * sent has been read and answered (one cut off by the close cannot be):
+ * close once the answers are written, not at once with some of them
+ * still queued. A connection paused for an answer (a password check, a
+ * journal entry) reads nothing, so its close is seen only after: a FIN
+ * does not tell a client that left from one that waits for its answers. */
+static bool http_eof(struct stream *s)
+{
+    stream_close_after_flush(s, CLOSE_LINGER, "peer closed the connection");
+    return true;
+}
+
 static void http_closed(struct stream *s, const char *why)
 {
     struct http_req *r = container_of(s, struct http_req, st);
@@ -732,6 +745,7 @@ static const struct stream_ops http_ops = {
     .input = http_input,
     .drained = http_drained,
     .timeout = http_timeout,
+    .eof = http_eof,
     .closed = http_closed,
     .release = http_release,
 };

@@ -307,3 +307,40 @@ def test_a_client_that_does_not_read_its_answers_is_not_read_either(broker_facto
     assert ask(b, path="/healthz", timeout=10)[0] == 200
     s.close()
     assert b.running()
+
+
+def test_a_client_that_half_closes_gets_every_answer(broker_factory):
+    """A client that pipelines its requests and shuts its side (nc -N, a
+    script) lost the answers still queued when the broker read its end:
+    the console closed at once (helper-71). It now answers what it read
+    and closes once the answers are written. Small receive buffers keep
+    answers queued in the broker."""
+    import threading
+    b = broker_factory()
+    n = 30000
+    req = ("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % b.http_port).encode()
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", b.http_port))
+    s.settimeout(30)
+
+    def send():
+        s.sendall(req * n)
+        s.shutdown(socket.SHUT_WR)
+    t = threading.Thread(target=send)
+    t.start()
+    out, closed = read_until_closed(s, time.time() + 60)
+    t.join()
+    s.close()
+    assert closed
+    assert out.count(b"HTTP/1.1 200") == n, out.count(b"HTTP/1.1 200")
+    # a deferred answer (a persistent send waits for its journal entry)
+    s = socket.create_connection(("127.0.0.1", b.http_port), timeout=30)
+    body = json.dumps({"destination": "/queue/halfclose", "body": "x" * 50000, "persistent": True}).encode()
+    s.sendall(("POST /api/send HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAuthorization: %s\r\n"
+               "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (b.http_port, GOOD, len(body))).encode()
+              + body + req * 200)
+    s.shutdown(socket.SHUT_WR)
+    out, closed = read_until_closed(s, time.time() + 60)
+    s.close()
+    assert closed and out.startswith(b"HTTP/1.1 200") and out.count(b"HTTP/1.1 200") == 201, out[:300]

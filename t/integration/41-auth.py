@@ -9,6 +9,7 @@ import http.client
 import json
 import os
 import re
+import socket
 import subprocess
 import time
 
@@ -267,6 +268,34 @@ def test_one_address_cannot_queue_up_every_login(broker_factory, users):
     assert all(a[1] == "1" and b"auth.max_checks_per_peer" in a[2] for a in answers if a[0] == 429)
     # nothing waits now: a right login goes through at once
     Client(b.port).connect(headers=login_headers("alice", PASSWORDS["alice"]))
+
+
+def test_a_client_that_half_closes_while_its_login_is_checked_gets_its_answers(broker_factory, users):
+    """A FIN does not tell a client that left from one that shut its side
+    and waits for its answers (nc -N): a connection waiting for its
+    password check is answered, over STOMP and on the console, not
+    dropped at the close (which is why such a check still runs for a
+    client that left; auth.max_checks_per_peer and the turns bound it)."""
+    b = broker_factory({"auth.users": users, "http.admin_password": "console pw"})
+
+    def half_close(port, data):
+        s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return out
+            out += chunk
+    out = half_close(b.port, encode_frame("CONNECT", dict({"accept-version": "1.2", "host": "x"},
+                                                          **login_headers("alice", PASSWORDS["alice"]))) +
+                     encode_frame("SEND", {"destination": "/queue/halfclosed", "receipt": "r1"}, b"hi"))
+    assert out.startswith(b"CONNECTED") and b"RECEIPT\nreceipt-id:r1" in out, out
+    cred = base64.b64encode(("admin:console pw").encode()).decode()
+    out = half_close(b.http_port, ("GET /api/queues HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAuthorization: Basic %s\r\n\r\n"
+                                   % (b.http_port, cred)).encode())
+    assert out.startswith(b"HTTP/1.1 200") and b"/queue/halfclosed" in out, out[:300]
 
 
 def test_cache_off_checks_every_login(broker_factory, users):
