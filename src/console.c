@@ -810,10 +810,13 @@ static void action_purge(struct http_req *h)
         d = NULL;
     } else if (d) {
         persist_purge(d);
-        uint64_t n = queue_purge(&d->q, journaled_lsn());
-        log_info("console: %s purged (%llu messages) by %s", d->name, (unsigned long long)n, actor(h));
+        uint64_t held;
+        uint64_t n = queue_purge(&d->q, journaled_lsn(), &held);
+        log_info("console: %s purged (%llu messages, %llu of them held by consumers) by %s", d->name,
+                 (unsigned long long)n, (unsigned long long)held, actor(h));
         answer_when_durable(h, journaled_lsn(),
-                            json_pack("{s:s, s:I}", "purged", d->name, "messages", (json_int_t)n));
+                            json_pack("{s:s, s:I, s:I}", "purged", d->name, "messages", (json_int_t)n, "held",
+                                      (json_int_t)held));
     }
     json_decref(j);
 }

@@ -1258,7 +1258,7 @@ void queue_forget_deleted(void)
     deleted_prune(true);
 }
 
-uint64_t queue_purge(struct queue *q, uint64_t lsn)
+uint64_t queue_purge(struct queue *q, uint64_t lsn, uint64_t *held)
 {
     if (lsn > q->purged_lsn)
         q->purged_lsn = lsn;
@@ -1271,14 +1271,18 @@ uint64_t queue_purge(struct queue *q, uint64_t lsn)
     }
     /* the purge removes the in-flight ones' keys from the store too: if
      * they come back, they are in memory only */
-    HASH_ITER(rh, q->held, e, next)
+    *held = 0;
+    HASH_ITER(rh, q->held, e, next) {
         e->msg->journaled = false;
+        if (e->purges == q->purges)
+            ++*held;
+    }
     q->purges++; /* and whatever of them comes back goes (queue_return) */
     q->npending = 0;
     q->paged = false;
     q->skipping = false;
     q->resuming = false;
-    return n;
+    return n + *held;
 }
 
 static bool expired_at(const struct msg *m, int64_t now)

@@ -175,11 +175,12 @@ void queue_dispatch(struct queue *q);
 bool queue_dispatch_dirty(void);
 
 /* Drop every pending message (in memory and in the store's view), and
- * what consumers hold once it comes back; returns how many were pending.
+ * what consumers hold once it comes back; returns how many it took (held
+ * ones too, *held of them: not those an earlier purge took).
  * The caller journals the purge, in entry lsn (0: not journaled): a
  * message journaled up to it and released to the queue after it (its
  * SEND or COMMIT waited for the entry to be durable) is gone too. */
-uint64_t queue_purge(struct queue *q, uint64_t lsn);
+uint64_t queue_purge(struct queue *q, uint64_t lsn, uint64_t *held);
 /* The queue name was deleted (its messages purged in journal entry lsn):
  * a queue made under it again (queue_made, for a new destination's queue)
  * drops what was journaled up to lsn, as queue_purge's queue does.
