@@ -1411,6 +1411,13 @@ static int64_t expiry_bytes(void)
     return share > window() ? share : window();
 }
 
+/* Where the pending messages the store alone may hold begin (the
+ * invariant in queue.h): the skipped range, or the limit. */
+static struct qkey store_only_from(const struct queue *q)
+{
+    return q->skipping && key_cmp(q->skip_from, q->limit) < 0 ? q->skip_from : q->limit;
+}
+
 static int expire_stored(void *arg, const struct store_msgref *r)
 {
     struct expiry_scan *x = arg;
@@ -1454,9 +1461,14 @@ static void expire_paged_one(struct dest *d, void *arg)
     struct queue *q = &d->q;
     /* queues only: durable subscriptions' backlogs expire as they page in */
     if (x->stopped || (strcmp(d->name, expiry_resume) < 0) != x->wrapped || !dest_is_queue(d) || !pages(q) ||
-        !q->paged || key_cmp(q->limit, KEY_END) == 0)
+        !q->paged)
         return;
-    struct qkey start = key_cmp(q->expiry_from, q->limit) > 0 ? q->expiry_from : q->limit;
+    /* the store-only part: from the skipped range (messages consumers
+     * passed over left memory) or the limit on */
+    struct qkey lo = store_only_from(q);
+    if (key_cmp(lo, KEY_END) == 0)
+        return;
+    struct qkey start = key_cmp(q->expiry_from, lo) > 0 ? q->expiry_from : lo;
     struct buf from = {0};
     buf_append(&from, buf_head(&q->kprefix), buf_used(&q->kprefix));
     jkey_msg_suffix(&from, (uint8_t)(MSG_PRIORITIES - 1 - start.rprio), start.seq);
@@ -1465,7 +1477,7 @@ static void expire_paged_one(struct dest *d, void *arg)
                         expire_stored, x);
     buf_free(&from);
     if (rc != 0 || !x->stopped)
-        q->expiry_from = q->limit; /* to the end: from the start next time */
+        q->expiry_from = lo; /* to the end: from the start next time */
 }
 
 uint64_t queue_expire_paged(int64_t now_ms)
@@ -1554,7 +1566,7 @@ size_t queue_browse(struct queue *q, const struct qkey *after, size_t max, size_
     if (after)
         x.after = *after;
     if (q->paged && pages(q)) {
-        struct qkey start = q->skipping && key_cmp(q->skip_from, q->limit) < 0 ? q->skip_from : q->limit;
+        struct qkey start = store_only_from(q);
         if (after && key_cmp(*after, start) >= 0)
             start = *after;
         if (key_cmp(start, KEY_END) != 0) {

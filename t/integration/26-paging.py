@@ -461,6 +461,28 @@ def test_messages_that_expire_in_the_store_only_are_swept(broker_factory):
     assert [m.body for m in got] == [b"fresh"]
 
 
+def test_the_store_only_sweep_reads_what_a_selector_consumer_skipped(broker_factory):
+    """Messages a selector consumer passed over leave memory (the skipped
+    range), and the sweep read only beyond it: while the consumer stayed,
+    its expired messages stayed pending, holding the queue's room."""
+    b = broker_factory({"broker.queue_window": "4KiB", "broker.expiry_check_interval": "1s",
+                        "broker.max_queue_depth": "2000"})
+    expires = str(int(time.time() * 1000) + 4000)
+    fill(b, "/queue/skipped", 1999, headers=lambda i: {"expires": expires, "color": "blue"})
+    paged_out(b, "/queue/skipped")
+    c, got = take(b, "/queue/skipped", timeout=0.5, headers={"selector": "color = 'red'"})
+    assert got == []
+    deadline = time.time() + 60
+    while (queue_info(b, "/queue/skipped") or {"pending": 0})["pending"] > 0:
+        assert time.time() < deadline, queue_info(b, "/queue/skipped")
+        time.sleep(0.2)
+    assert console(b, "/api/counters")["expired"] == 1999
+    # the consumer is still there, and takes what matches
+    p = connected(b.port)
+    p.receipt("SEND", {"destination": "/queue/skipped", "persistent": "true", "color": "red"}, "r", b"red")
+    assert c.recv(timeout=10).body == b"red"
+
+
 def test_the_store_only_sweep_is_bounded_and_goes_on_where_it_stopped(broker_factory):
     """A sweep reads 20,000 index entries at most, over all queues (on the
     loop thread); the next goes on from the queue and the place it stopped
