@@ -132,6 +132,8 @@ struct mem {
     char refused_by[MAX_REFUSALS][REFUSAL_LEN + 1];
     int nrefused;
     uint64_t refused_in;         /* it stepped down as refused in this epoch (0: no) */
+    int64_t replicas;            /* its store.replicas (0: not said, an older node) */
+    int tls;                     /* its store.tls (-1: not said) */
 };
 
 static struct {
@@ -397,11 +399,12 @@ static char *member_json(void)
     json_t *refused = json_array();
     for (int i = 0; i < Z.nrefused; i++)
         json_array_append_new(refused, json_string(Z.refused_by[i]));
-    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:b, s:o, s:I}", "id", Z.my_id, "broker",
-                          config.broker_name, "stomp", Z.stomp_addr, "repl", Z.repl_addr, "http", Z.http_addr,
-                          "epoch", (json_int_t)e, "lsn", (json_int_t)lsn, "weight", (json_int_t)config.weight,
-                          "role", role, "unfit", ev_now(srv.loop) < Z.unfit_until, "refused_by", refused,
-                          "refused_in", (json_int_t)Z.refused_in);
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:b, s:o, s:I, s:I, s:b}", "id", Z.my_id,
+                          "broker", config.broker_name, "stomp", Z.stomp_addr, "repl", Z.repl_addr, "http",
+                          Z.http_addr, "epoch", (json_int_t)e, "lsn", (json_int_t)lsn, "weight",
+                          (json_int_t)config.weight, "role", role, "unfit", ev_now(srv.loop) < Z.unfit_until,
+                          "refused_by", refused, "refused_in", (json_int_t)Z.refused_in, "replicas",
+                          (json_int_t)config.replicas, "tls", config.store_tls);
     char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(j);
     return s;
@@ -449,13 +452,13 @@ static void parse_member(struct mem *m, const char *value)
     json_error_t jerr;
     json_t *j = json_loads(value, 0, &jerr);
     const char *id = "", *role = "", *broker = "", *stomp = "", *repl = "", *http = "";
-    json_int_t epoch = 0, lsn = 0, weight = 1, refused_in = 0;
-    int unfit = 0;
+    json_int_t epoch = 0, lsn = 0, weight = 1, refused_in = 0, replicas = 0;
+    int unfit = 0, tls = -1;
     json_t *refused = NULL;
-    if (!j || json_unpack(j, "{s?s, s?s, s?s, s?s, s?s, s?s, s?I, s?I, s?I, s?b, s?o, s?I}", "id", &id, "role", &role,
-                          "broker", &broker, "stomp", &stomp, "repl", &repl, "http", &http, "epoch", &epoch, "lsn",
-                          &lsn, "weight", &weight, "unfit", &unfit, "refused_by", &refused, "refused_in",
-                          &refused_in) != 0) {
+    if (!j || json_unpack(j, "{s?s, s?s, s?s, s?s, s?s, s?s, s?I, s?I, s?I, s?b, s?o, s?I, s?I, s?b}", "id", &id,
+                          "role", &role, "broker", &broker, "stomp", &stomp, "repl", &repl, "http", &http, "epoch",
+                          &epoch, "lsn", &lsn, "weight", &weight, "unfit", &unfit, "refused_by", &refused,
+                          "refused_in", &refused_in, "replicas", &replicas, "tls", &tls) != 0) {
         log_warn("zookeeper: member %s has unreadable data", m->name);
         json_decref(j);
         return;
@@ -472,6 +475,8 @@ static void parse_member(struct mem *m, const char *value)
     m->m.unfit = unfit != 0;
     m->m.ready = !strcmp(role, "electing");
     m->refused_in = (uint64_t)refused_in;
+    m->replicas = replicas;
+    m->tls = tls;
     m->nrefused = 0;
     size_t k;
     json_t *v;
@@ -761,9 +766,14 @@ static int live_members(void)
 }
 
 /* Misconfiguration stops the node that starts with it; the nodes already
- * running only say so. Returns false when this node must stop. */
+ * running only say so (once for each problem). Settings every node must
+ * share: broker.name, store.replicas (a node counting a smaller quorum
+ * would answer what a quorum of the others does not hold: lost when it
+ * fails) and store.tls (no slave could reach a master speaking the other
+ * way). Returns false when this node must stop. */
 static bool startup_checks(void)
 {
+    static char told[1200];
     for (int i = 0; i < Z.nmembers; i++)
         if (!Z.members[i].have_data)
             return true; /* not yet: wait for everyone's data */
@@ -777,19 +787,34 @@ static bool startup_checks(void)
                  "store.replicas or the nodes' zookeeper.path", distinct, Z.root, (long long)config.replicas);
     for (int i = 0; i < Z.nmembers && !problem[0]; i++) {
         struct mem *m = &Z.members[i];
+        if (m->m.seq == Z.my_seq || superseded(m))
+            continue;
         if (m->broker[0] && strcmp(m->broker, config.broker_name))
             snprintf(problem, sizeof problem, "member %s under %s has broker.name '%s', this node '%s': one "
                      "zookeeper.path per broker name", m->name, Z.root, m->broker, config.broker_name);
+        else if (m->replicas && m->replicas != config.replicas)
+            snprintf(problem, sizeof problem, "member %s (%s) has store.replicas %lld, this node %lld: every "
+                     "node of a cluster has the same (to change it, stop every node first)", m->name, m->m.id,
+                     (long long)m->replicas, (long long)config.replicas);
+        else if (m->tls >= 0 && (m->tls != 0) != config.store_tls)
+            snprintf(problem, sizeof problem, "member %s (%s) has store.tls %s, this node %s: every node of a "
+                     "cluster has the same (to change it, stop every node first)", m->name, m->m.id,
+                     m->tls ? "true" : "false", config.store_tls ? "true" : "false");
     }
     bool first = !Z.checked;
     Z.checked = true;
-    if (!problem[0])
+    if (!problem[0]) {
+        told[0] = '\0';
         return true;
+    }
     if (first) {
         fatal("%s", problem);
         return false;
     }
-    log_warn("cluster: %s", problem);
+    if (strcmp(problem, told)) {
+        log_warn("cluster: %s", problem);
+        snprintf(told, sizeof told, "%s", problem);
+    }
     return true;
 }
 

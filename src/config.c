@@ -164,7 +164,7 @@ static const struct cfg_key keys[] = {
      "when an entry is committed: local_mem, local_disk, remote_mem, remote_disk, quorum_mem, quorum_disk or a "
      "comma list; empty = local_disk (leveldb) or quorum_mem (replicated-leveldb)"},
     {"store.replicas", CFG_INT, "3", 1, 31, NULL, OFF(replicas),
-     "nodes in the replicated store; a quorum is replicas/2+1, the master included"},
+     "nodes in the replicated store (the same on every node); a quorum is replicas/2+1, the master included"},
     {"store.role", CFG_CHOICE, "auto", 0, 0, "auto|master|slave", OFF(store_role),
      "replicated-leveldb: auto = ZooKeeper elects the master; master or slave = chosen by configuration"},
     {"store.hostname", CFG_STR, "", 0, 0, NULL, OFF(store_hostname),

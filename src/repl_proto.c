@@ -31,8 +31,14 @@ static size_t peer_input(struct stream *s, const char *data, size_t len)
         int got = repl_frame_split(data + off, len - off, &type, &r, &flen);
         if (flen > (size_t)p->max_frame + 4) {
             /* before the handshake is done, only small frames */
-            char why[128];
-            snprintf(why, sizeof why, "protocol error: a frame of %zu bytes before authentication", flen - 4);
+            char why[160];
+            const uint8_t *b = (const uint8_t *)data + off;
+            if (b[0] >= 0x14 && b[0] <= 0x17 && b[1] == 0x03)
+                /* a TLS record (a ClientHello, an alert) read as a length */
+                snprintf(why, sizeof why, "the peer speaks TLS and this node does not: store.tls differs between "
+                         "them");
+            else
+                snprintf(why, sizeof why, "protocol error: a frame of %zu bytes before authentication", flen - 4);
             stream_close(s, why);
             return len;
         }

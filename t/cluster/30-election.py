@@ -221,6 +221,58 @@ def test_different_broker_name_stops(broker_factory, zk_ensemble):
     other.logf.close()
 
 
+def newcomer(broker_factory, zk_ensemble, c, name, **settings):
+    """A node started into cluster c's path with these settings; returns
+    it once it exited (a node refused at start exits 1)."""
+    s = replicated(name, free_port(), "auto")
+    s["zookeeper.address"] = zk_ensemble.address
+    s["zookeeper.path"] = c.nodes[0].settings["zookeeper.path"]
+    s.update({k.replace("__", "."): v for k, v in settings.items()})
+    b = broker_factory(s, start=False, name=name)
+    b.start(wait=False)
+    assert b.proc.wait(timeout=30) == 1, b.log()
+    b.proc = None
+    b.logf.close()
+    return b
+
+
+def test_a_node_whose_replicas_or_tls_differ_stops(broker_factory, zk_ensemble, tmp_path):
+    """A node with store.replicas 1, up first, was elected and answered
+    alone once the others (store.replicas 3) had come and gone: its
+    receipted messages were lost when it failed, with a warning repeated
+    19 times a second. One whose store.tls differed held the mastership
+    with no slave able to reach it, and the logs said "a frame of
+    369295616 bytes" (helper-75). Each member now publishes both; a node
+    that differs from those registered stops at start, naming them."""
+    one = ZkCluster(broker_factory, zk_ensemble, n=1)
+    one.start_all()
+    b = newcomer(broker_factory, zk_ensemble, one, "r3", store__replicas="3")
+    assert "has store.replicas 1, this node 3" in b.log(), b.log()
+    c = ZkCluster(broker_factory, zk_ensemble)
+    c.start(0)
+    c.start(1)
+    m = c.wait_master()
+    b = newcomer(broker_factory, zk_ensemble, c, "r5", store__replicas="5")
+    assert "has store.replicas 3, this node 5" in b.log(), b.log()
+    from tlscerts import Certs
+    certs = Certs(str(tmp_path / "certs")).settings()
+    b = newcomer(broker_factory, zk_ensemble, c, "tls", store__replicas="3", store__tls="true",
+                 **{k.replace(".", "__"): v for k, v in certs.items()})
+    assert "has store.tls false, this node true" in b.log(), b.log()
+    # the two that agree still serve, with their quorum
+    send(c.nodes[m].port, "/queue/agreed", [b"x"])
+    # a node speaking TLS to a plain replication port is named for what it is
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    port = int(c.nodes[m].settings["store.bind"].rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with pytest.raises((ssl.SSLError, OSError)):
+            ctx.wrap_socket(raw).do_handshake()
+    assert c.nodes[m].wait_log("the peer speaks TLS and this node does not: store.tls differs", timeout=10)
+
+
 def test_hostname_must_be_local(broker_factory, zk_ensemble):
     s = replicated("h", free_port(), "auto", zookeeper__address=zk_ensemble.address,
                    store__hostname="192.0.2.1")
