@@ -120,7 +120,7 @@ static const struct cfg_key keys[] = {
      "time a frame has to arrive whole once its first bytes came (a client trickling a frame is closed)"},
     {"stomp.max_input_buffers", CFG_SIZE, "256MiB", 1 * MB, 64 * GB, NULL, OFF(max_input_buffers),
      "bytes of frames not yet whole all connections may hold together; a connection that would go "
-     "beyond is refused"},
+     "beyond is refused; those not logged in share a quarter of it"},
     {"stomp.heartbeat_min", CFG_DURATION, "100ms", 1, 3600000, NULL, OFF(heartbeat_min),
      "shortest heart-beat interval granted; faster client requests are raised to it"},
     {"stomp.heartbeat_grace_pct", CFG_INT, "150", 100, 1000, NULL, OFF(heartbeat_grace_pct),

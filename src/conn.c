@@ -66,6 +66,8 @@ void conn_set_state(struct conn *c, enum conn_state to)
     if (to != c->state)
         clog_debug(c, "%s -> %s", state_names[c->state], state_names[to]);
     c->state = to;
+    if (to == CONN_OPEN)
+        stream_set_proven(&c->st);
 }
 
 void conn_frame_limits(struct frame_limits *lim)
@@ -119,6 +121,7 @@ struct conn *conn_new(int fd, const char *peer)
     TAILQ_INIT(&c->temps);
     c->st.out_limit = (size_t)config.output_limit;
     c->st.low_water = (size_t)config.output_limit / 2;
+    c->st.unproven = true; /* until CONNECTED */
     stream_init(&c->st, fd, peer, &conn_ops, false);
     stream_set_timer(&c->st, (double)config.connect_timeout / 1000.0);
     TAILQ_INSERT_TAIL(&srv.conns, c, link);
@@ -132,8 +135,40 @@ struct conn *conn_new(int fd, const char *peer)
  * within stomp.frame_timeout, and all connections' partial frames
  * together stay under stomp.max_input_buffers. Returns true when this
  * connection was refused. */
+/* The largest frame read before CONNECTED: a CONNECT has headers and no
+ * body (twice stomp.max_header_size, 64 KiB at least). */
+size_t conn_prelogin_frame_max(void)
+{
+    size_t twice = 2 * (size_t)config.max_header_size;
+    return twice > 64 * 1024 ? twice : 64 * 1024;
+}
+
+/* Connections that have not logged in share a quarter of
+ * stomp.max_input_buffers: strangers cannot take the room logged-in
+ * clients' frames need. */
+size_t conn_prelogin_input_share(void)
+{
+    return (size_t)config.max_input_buffers / 4;
+}
+
 static bool partial_frame(struct conn *c, size_t pending)
 {
+    if (c->state == CONN_HANDSHAKE && pending > conn_prelogin_frame_max()) {
+        char detail[200];
+        snprintf(detail, sizeof detail, "A frame before CONNECTED is at most %zu bytes (a CONNECT has no body; "
+                 "twice stomp.max_header_size).", conn_prelogin_frame_max());
+        conn_error(c, "frame too large before login", NULL, detail);
+        return true;
+    }
+    if (c->state == CONN_HANDSHAKE &&
+        stream_unproven_input_held_by_others(&c->st) + pending > conn_prelogin_input_share()) {
+        char detail[200];
+        snprintf(detail, sizeof detail, "Connections that have not logged in hold %zu bytes of frames not yet "
+                 "whole, their share (a quarter of stomp.max_input_buffers); try again later.",
+                 stream_unproven_input_held_by_others(&c->st) + pending);
+        conn_error(c, "input buffers full", NULL, detail);
+        return true;
+    }
     if (stream_input_held_by_others(&c->st) + pending > (size_t)config.max_input_buffers) {
         char detail[200];
         snprintf(detail, sizeof detail, "The broker holds %zu bytes of frames not yet whole, its limit "

@@ -227,6 +227,8 @@ static void c_closed_temp(struct metrics_out *m) { one_u64(m, srv.st.closed_temp
 static void c_memory(struct metrics_out *m) { one_u64(m, (uint64_t)dest_total_mem()); }
 static void c_memory_full(struct metrics_out *m) { one_u64(m, dest_total_mem() >= config.memory_limit); }
 static void c_waiting(struct metrics_out *m) { one_u64(m, commit_waiting()); }
+static void c_input_held(struct metrics_out *m) { one_u64(m, stream_input_held()); }
+static void c_input_unproven(struct metrics_out *m) { one_u64(m, stream_unproven_input_held()); }
 
 static void c_store_bytes(struct metrics_out *m)
 {
@@ -583,6 +585,12 @@ static const struct family families[] = {
     {"stompd_memory_full", "gauge", "1 while the messages held reach broker.memory_limit (producers wait)",
      c_memory_full},
     {"stompd_waiting_for_store", "gauge", "Frames waiting for the journal", c_waiting},
+    {"stompd_input_buffered_bytes", "gauge",
+     "Bytes of input held: frames not yet whole and input read before a pause (stomp.max_input_buffers)",
+     c_input_held},
+    {"stompd_input_buffered_unproven_bytes", "gauge",
+     "Of those, held by connections not logged in (a quarter of stomp.max_input_buffers at most)",
+     c_input_unproven},
     {"stompd_store_bytes", "gauge", "Bytes the store takes on disk", c_store_bytes},
     {"stompd_store_fdatasync_seconds", "histogram", "Time of each fdatasync of the store's log", c_fdatasync},
     {"stompd_store_group_commit_entries", "histogram", "Journal entries made durable by one fdatasync",

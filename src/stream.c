@@ -181,6 +181,7 @@ static bool keeps_input(const struct stream *s)
 /* Bytes every stream holds in its input buffer (partial frames, input
  * read before a pause), kept current after each read. */
 static size_t input_held;
+static size_t unproven_held; /* of it, what unproven streams hold */
 
 static void account_input(struct stream *s)
 {
@@ -188,12 +189,31 @@ static void account_input(struct stream *s)
     if (s->filter && s->state != STREAM_DEAD)
         now += s->filter->held(s);
     input_held = input_held - s->in_counted + now;
+    if (s->unproven)
+        unproven_held = unproven_held - s->in_counted + now;
     s->in_counted = now;
 }
 
 size_t stream_input_held_by_others(const struct stream *s)
 {
     return input_held - s->in_counted;
+}
+
+size_t stream_unproven_input_held_by_others(const struct stream *s)
+{
+    return unproven_held - (s->unproven ? s->in_counted : 0);
+}
+
+size_t stream_unproven_input_held(void)
+{
+    return unproven_held;
+}
+
+void stream_set_proven(struct stream *s)
+{
+    if (s->unproven)
+        unproven_held -= s->in_counted;
+    s->unproven = false;
 }
 
 size_t stream_input_held(void)

@@ -26,6 +26,7 @@
 
 #include "stompd/buf.h"
 #include "stompd/config.h"
+#include "stompd/conn.h"
 #include "stompd/http_head.h"
 #include "stompd/log.h"
 #include "stompd/stream.h"
@@ -449,6 +450,7 @@ static const char *status_text(int status)
     case 426: return "Upgrade Required";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
     default: return "Error";
     }
 }
@@ -480,6 +482,13 @@ static size_t handshake(struct ws *w, const char *p, size_t n)
     size_t end = http_head_end(p, n);
     if ((!end && n > limit) || end > limit) {
         refuse(w, 431, "", "request head larger than http.max_request");
+        return n;
+    }
+    if (!end && stream_unproven_input_held_by_others(w->s) + n > conn_prelogin_input_share()) {
+        /* partial requests of many strangers would take the room the
+         * logged-in clients' frames need */
+        refuse(w, 503, "Retry-After: 5\r\n",
+               "too many unfinished requests of clients not logged in (a quarter of stomp.max_input_buffers)");
         return n;
     }
     if (!end)

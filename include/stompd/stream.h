@@ -145,6 +145,7 @@ struct stream {
     bool blocked;               /* output was full: tell `drained` when it is not */
     bool in_flush, in_resume;
     size_t in_counted;          /* of `in`, what the layer's total counts */
+    bool unproven;              /* its peer has not logged in: its input counts in strangers' total too */
     const char *close_why;      /* STREAM_CLOSING: the reason logged at the close */
     const struct stream_transport *tr; /* the plain socket unless set */
     void *tr_ctx;               /* the transport's state (TLS session) */
@@ -193,6 +194,13 @@ static inline const char *stream_transport(const struct stream *s) { return s->f
  * holds: a protocol bounds the sum. */
 size_t stream_input_held(void);
 size_t stream_input_held_by_others(const struct stream *s);
+/* The same over unproven streams (peers that have not logged in: partial
+ * CONNECT frames, WebSocket upgrade requests), less what s holds, so that
+ * a protocol can keep strangers to a share of the total. */
+size_t stream_unproven_input_held_by_others(const struct stream *s);
+size_t stream_unproven_input_held(void);
+/* Its peer logged in: its input no longer counts as a stranger's. */
+void stream_set_proven(struct stream *s);
 
 /* Reading stops while any reason bit is set. Resuming with input already
  * buffered offers it to the protocol before the loop sleeps. */

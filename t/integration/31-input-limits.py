@@ -176,3 +176,66 @@ def test_out_of_file_descriptors_refuses_without_spinning(broker_factory):
     n = [int(line.rsplit(" ", 1)[1]) for line in text.splitlines()
          if line.startswith('stompd_listener_fd_exhausted_total{listener="STOMP"}')]
     assert n and n[0] >= 1, text
+
+
+def unproven_bytes(b):
+    import base64
+    import re
+    import urllib.request
+    req = urllib.request.Request("http://127.0.0.1:%d/metrics" % b.http_port)
+    req.add_header("Authorization", "Basic " + base64.b64encode(b"admin:admin").decode())
+    with urllib.request.urlopen(req, timeout=10) as r:
+        text = r.read().decode()
+    return int(re.search(r"^stompd_input_buffered_unproven_bytes (\d+)$", text, re.M).group(1))
+
+
+def test_clients_not_logged_in_hold_a_quarter_of_the_input_buffers(broker_factory):
+    """Unfinished CONNECT frames of clients that had not logged in could
+    hold all of stomp.max_input_buffers for stomp.connect_timeout (300
+    clients of 1 MB), and logged-in producers' big frames were refused
+    meanwhile (helper-74). A frame before CONNECTED is at most 64 KiB (a
+    CONNECT has no body), and such frames share a quarter of the limit.
+    (WebSocket upgrade requests count there too: 57-websocket-limits.)"""
+    b = broker_factory({"stomp.max_input_buffers": "4MiB", "stomp.max_frame_size": "4MiB"})
+    headers = b"".join(b"h%d:%s\n" % (i, b"a" * 1000) for i in range(70))
+    c = Client(b.port, timeout=20)
+    c.send_raw(b"CONNECT\naccept-version:1.2\n" + headers)
+    f = c.recv(timeout=20)
+    assert f.command == "ERROR" and f["message"] == "frame too large before login", f
+    # strangers: 60 KB of a CONNECT each, never finished
+    part = b"CONNECT\naccept-version:1.2\n" + b"".join(b"h%d:%s\n" % (i, b"a" * 1000) for i in range(60))
+    strangers = []
+    for i in range(40):
+        s = Client(b.port, timeout=20)
+        try:
+            s.send_raw(part)
+        except OSError:
+            pass
+        strangers.append(s)
+    deadline = time.time() + 30
+    refused = 0
+    while time.time() < deadline:
+        refused = 0
+        for s in strangers:
+            try:
+                f = s.recv(timeout=0.01)
+                s.refusal = f
+            except TimeoutError:
+                pass
+            except (ConnectionError, OSError):
+                s.refusal = "closed"
+            refused += hasattr(s, "refusal")
+        if refused + unproven_bytes(b) // len(part) >= 40:
+            break
+    assert 1 << 20 >= unproven_bytes(b) >= (1 << 20) - len(part), unproven_bytes(b)
+    assert refused >= 40 - (1 << 20) // len(part), refused
+    refusals = [s.refusal for s in strangers if hasattr(s, "refusal") and s.refusal != "closed"]
+    assert refusals and all(f["message"] == "input buffers full" and "not logged in" in f.body.decode()
+                            for f in refusals), refusals
+    # a logged-in producer's 2.5 MiB frame fits in the rest
+    p = connected(b.port)
+    p.receipt("SEND", {"destination": "/queue/big"}, "r", b"z" * (5 * MiB // 2))
+    # and a stranger that finishes its CONNECT logs in
+    held = [s for s in strangers if not hasattr(s, "refusal")]
+    held[0].send_raw(b"\n\x00")
+    assert held[0].recv(timeout=20).command == "CONNECTED"

@@ -236,3 +236,40 @@ def test_a_websocket_frame_that_never_ends_is_refused_after_frame_timeout(wsb):
     assert "stomp.frame_timeout" in f.body.decode()
     assert time.time() - t0 >= 0.9
     w.expect_close(1008)
+
+
+def test_unfinished_upgrade_requests_hold_the_strangers_share_only(wsb):
+    """Upgrade requests without their closing blank line sat in the input
+    buffers, counted with every client's frames but never refused: 5,000
+    of 60 KB took 300 MB, and logged-in producers' big frames were
+    refused (helper-74). They share a quarter of stomp.max_input_buffers
+    with unfinished CONNECT frames; beyond, 503 with Retry-After."""
+    b = wsb({"stomp.max_input_buffers": "1MiB"})
+    part = ("GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % b.ws_port).encode() + b"X-Pad: " + b"a" * (60 * KiB)
+    socks, answers = [], []
+    for i in range(10):
+        s = socket.create_connection(("127.0.0.1", b.ws_port), timeout=20)
+        s.sendall(part)
+        socks.append(s)
+    deadline = time.time() + 30
+    for s in socks:
+        s.settimeout(0.5)
+    while time.time() < deadline and len(answers) < 6:
+        for s in socks:
+            if s in [a[0] for a in answers]:
+                continue
+            try:
+                data = s.recv(4096)
+                answers.append((s, data))
+            except socket.timeout:
+                pass
+    # 256 KiB hold four of them; the others hear 503
+    assert len(answers) == 6, [a[1][:60] for a in answers]
+    assert all(a[1].startswith(b"HTTP/1.1 503") and b"Retry-After: 5" in a[1] and b"not logged in" in a[1]
+               for a in answers), answers
+    # a logged-in WebSocket client's 700 KiB frame still fits in the rest
+    w = ws_connected(b.ws_port)
+    w.send_frame(BINARY, b"SEND\ndestination:/queue/big\nreceipt:r\n\n" + b"w" * (700 * KiB) + b"\x00")
+    assert w.recv_stomp(timeout=20).command == "RECEIPT"
+    for s in socks:
+        s.close()
