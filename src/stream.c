@@ -392,9 +392,27 @@ int stream_flush(struct stream *s)
     struct buf *b;
     size_t len;
     bool full = false, wrote = false; /* the socket took no more; it took some */
-    while ((len = 0, b = next_output(s, upto, &len), len > 0)) {
+    for (;;) {
         char why[192];
-        ssize_t n = transport(s)->write(s, buf_head(b), len, why, sizeof why);
+        ssize_t n;
+        if (s->tr_out && transport(s)->drain) {
+            /* what the transport holds goes first */
+            n = transport(s)->drain(s, why, sizeof why);
+            if (n == STREAM_IO_WANT_WRITE) {
+                s->blocked = full = s->writing = true;
+                arm(s);
+                break;
+            }
+            if (n == STREAM_IO_ERROR) {
+                stream_close(s, why);
+                return -1;
+            }
+        }
+        len = 0;
+        b = next_output(s, upto, &len);
+        if (len == 0)
+            break;
+        n = transport(s)->write(s, buf_head(b), len, why, sizeof why);
         if (n > 0) {
             s->last_tx = ev_now(loop);
             wrote = true;
@@ -671,6 +689,7 @@ static void close_stream(struct stream *s, const char *why, bool graceful)
     s->writing = s->rd_wants_wr = s->wr_wants_rd = false;
     if (transport(s)->close)
         transport(s)->close(s);
+    s->tr_out = 0;
     s->tr = &plain;
     s->tr_ctx = NULL;
     if (s->fd >= 0 && graceful)

@@ -1,10 +1,14 @@
 /* TLS for streams: the broker's only file that includes OpenSSL's ssl.h.
  * Two contexts built from tls.*: the server's (every TLS listener) and
  * the client's (a slave's link to its master), swapped whole on SIGHUP.
- * A TLS stream is a stream transport (stream.h): its reads and writes are
- * SSL_read and SSL_write on the non-blocking socket, each of which may
- * need the other direction (the handshake, a TLS 1.3 key update); the
- * stream watches what they ask for. The handshake has its own deadline,
+ * A TLS stream is a stream transport (stream.h): SSL_read reads the
+ * non-blocking socket, and SSL writes whole records into a buffer (a BIO
+ * pair) that the stream drains to the socket. OpenSSL cannot answer a key
+ * update (or write any record) while one is half written to a socket
+ * ("bad length"), so none ever is: SSL_write is called only once the
+ * buffer is empty, with what fits. A write may still need the socket
+ * readable (a handshake under way); the stream watches what it asks for.
+ * The handshake has its own deadline,
  * apart from the protocol's timers. Renegotiation, compression and
  * session tickets are off: a handshake is the one at the start. */
 #include "config.h"
@@ -18,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "stompd/config.h"
 #include "stompd/log.h"
@@ -25,9 +30,15 @@
 #include "stompd/tls.h"
 
 #define FAIL_LOG_EVERY 1.0 /* seconds between lines about failed handshakes */
+/* The record buffer: SSL_write takes WRITE_MAX bytes at most, into an
+ * empty buffer (two records and their overhead), which leaves room for
+ * what reading adds (a key update's answer, an alert). */
+#define PAIR_SIZE (96 * 1024)
+#define WRITE_MAX (32 * 1024)
 
 struct tls_conn {
     SSL *ssl;
+    BIO *net;           /* the pair's far end: records SSL wrote, for the socket */
     struct stream *s;
     ev_timer deadline;
     const char *what;   /* "STOMP", "console", "replication": for logs */
@@ -320,6 +331,41 @@ static ssize_t outcome(struct tls_conn *t, int r, bool reading, char *why, size_
     return STREAM_IO_ERROR;
 }
 
+/* Records SSL wrote, to the socket: 0 when all went, or STREAM_IO_*. */
+static ssize_t tls_drain(struct stream *s, char *why, size_t whylen)
+{
+    struct tls_conn *t = s->tr_ctx;
+    ssize_t rc = 0;
+    char *p;
+    int n;
+    while ((n = BIO_nread0(t->net, &p)) > 0) {
+        ssize_t w = send(s->fd, p, (size_t)n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            rc = STREAM_IO_WANT_WRITE;
+            break;
+        }
+        if (w <= 0) {
+            snprintf(why, whylen, "write error: %s", w < 0 ? strerror(errno) : "zero write");
+            rc = STREAM_IO_ERROR;
+            break;
+        }
+        BIO_nread(t->net, &p, (int)w);
+    }
+    s->tr_out = BIO_ctrl_pending(t->net);
+    return rc;
+}
+
+/* After an SSL call: what it wrote goes out with the stream's next flush. */
+static void written(struct stream *s)
+{
+    struct tls_conn *t = s->tr_ctx;
+    s->tr_out = BIO_ctrl_pending(t->net);
+    if (s->tr_out)
+        stream_want_flush(s);
+}
+
 static ssize_t tls_read(struct stream *s, void *p, size_t n, char *why, size_t whylen)
 {
     struct tls_conn *t = s->tr_ctx;
@@ -341,6 +387,7 @@ static ssize_t tls_read(struct stream *s, void *p, size_t n, char *why, size_t w
         got += (size_t)r;
     }
     note_progress(t);
+    written(s); /* the handshake's records, a key update's answer, an alert */
     if (got > 0) {
         /* what stopped the loop comes again at the next call. A
          * close_notify read with the data has no readiness of its own to
@@ -361,9 +408,14 @@ static ssize_t tls_write(struct stream *s, const void *p, size_t n, char *why, s
         return STREAM_IO_ERROR;
     }
     t->kick = false;
+    /* into an empty buffer only: the socket takes what is there first */
+    ssize_t d = tls_drain(s, why, whylen);
+    if (d < 0)
+        return d;
     errno = 0;
-    int r = SSL_write(t->ssl, p, n > INT_MAX ? INT_MAX : (int)n);
+    int r = SSL_write(t->ssl, p, n > WRITE_MAX ? WRITE_MAX : (int)n);
     note_progress(t);
+    written(s);
     if (r > 0)
         return r;
     return outcome(t, r, false, why, whylen);
@@ -384,8 +436,11 @@ static void tls_close(struct stream *s)
          * peer's */
         ERR_clear_error();
         (void)SSL_shutdown(t->ssl);
+        char ignored[64];
+        (void)tls_drain(s, ignored, sizeof ignored);
     }
     SSL_free(t->ssl);
+    BIO_free(t->net);
     ERR_clear_error();
     free(t);
 }
@@ -396,6 +451,7 @@ static const struct stream_transport tls_transport = {
     .write = tls_write,
     .pending = tls_pending,
     .close = tls_close,
+    .drain = tls_drain,
 };
 
 static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -418,8 +474,10 @@ static void attach(struct stream *s, SSL_CTX *ctx, bool server, int verify, cons
     if (!t)
         abort();
     t->ssl = SSL_new(ctx);
-    if (!t->ssl || SSL_set_fd(t->ssl, s->fd) != 1)
+    BIO *rbio = BIO_new_socket(s->fd, BIO_NOCLOSE), *wbio = NULL;
+    if (!t->ssl || !rbio || BIO_new_bio_pair(&wbio, PAIR_SIZE, &t->net, PAIR_SIZE) != 1)
         abort(); /* out of memory, as everywhere else */
+    SSL_set_bio(t->ssl, rbio, wbio);
     if (server)
         SSL_set_accept_state(t->ssl);
     else

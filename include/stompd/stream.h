@@ -54,6 +54,11 @@ struct stream_transport {
     /* Optional: the stream is closing: say goodbye if the socket takes it
      * at once (TLS close_notify) and free the transport's state. */
     void (*close)(struct stream *s);
+    /* Optional: write what the transport took and holds (s->tr_out bytes:
+     * TLS records) to the socket: 0 all of it, STREAM_IO_WANT_WRITE the
+     * socket is full, or STREAM_IO_ERROR. A transport that holds output
+     * after a read asks for a flush (stream_want_flush). */
+    ssize_t (*drain)(struct stream *s, char *why, size_t whylen);
 };
 
 enum stream_state {
@@ -136,6 +141,7 @@ struct stream {
     const struct stream_filter *filter; /* NULL: the protocol's bytes go to the socket as they are */
     void *filter_data;
     struct buf wire;            /* with a filter: framed output not yet written */
+    size_t tr_out;              /* output the transport took and has not written (its drain) */
     uint16_t close_code;        /* why the protocol closes, for a layer that says it (WebSocket: 1008) */
     ev_tstamp last_rx, last_tx;
     size_t out_limit;           /* "full" at this many unsent bytes */
@@ -172,7 +178,10 @@ void stream_write(struct stream *s, const void *p, size_t n);
 void stream_want_flush(struct stream *s);
 /* Write what the socket takes now; returns -1 when the stream closed. */
 int stream_flush(struct stream *s);
-static inline size_t stream_pending(const struct stream *s) { return buf_used(&s->out) + buf_used(&s->wire); }
+static inline size_t stream_pending(const struct stream *s)
+{
+    return buf_used(&s->out) + buf_used(&s->wire) + s->tr_out;
+}
 /* Where the next byte written to s->out will be, counted from the stream's
  * first: a protocol's mark for may_write. */
 static inline uint64_t stream_out_pos(const struct stream *s) { return s->out_done + buf_used(&s->out); }
