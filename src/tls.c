@@ -357,7 +357,7 @@ static ssize_t tls_drain(struct stream *s, char *why, size_t whylen)
     return rc;
 }
 
-/* After an SSL call: what it wrote goes out with the stream's next flush. */
+/* After a read: what SSL wrote meanwhile goes out with the next flush. */
 static void written(struct stream *s)
 {
     struct tls_conn *t = s->tr_ctx;
@@ -415,7 +415,7 @@ static ssize_t tls_write(struct stream *s, const void *p, size_t n, char *why, s
     errno = 0;
     int r = SSL_write(t->ssl, p, n > WRITE_MAX ? WRITE_MAX : (int)n);
     note_progress(t);
-    written(s);
+    s->tr_out = BIO_ctrl_pending(t->net); /* the flush that called drains it */
     if (r > 0)
         return r;
     return outcome(t, r, false, why, whylen);
