@@ -143,14 +143,6 @@ size_t conn_prelogin_frame_max(void)
     return twice > 64 * 1024 ? twice : 64 * 1024;
 }
 
-/* Connections that have not logged in share a quarter of
- * stomp.max_input_buffers: strangers cannot take the room logged-in
- * clients' frames need. */
-size_t conn_prelogin_input_share(void)
-{
-    return (size_t)config.max_input_buffers / 4;
-}
-
 static bool partial_frame(struct conn *c, size_t pending)
 {
     if (c->state == CONN_HANDSHAKE && pending > conn_prelogin_frame_max()) {
@@ -160,8 +152,10 @@ static bool partial_frame(struct conn *c, size_t pending)
         conn_error(c, "frame too large before login", NULL, detail);
         return true;
     }
-    if (c->state == CONN_HANDSHAKE &&
-        stream_unproven_input_held_by_others(&c->st) + pending > conn_prelogin_input_share()) {
+    /* connections that have not logged in share a quarter of the limit
+     * (WebSocket upgrade requests too): strangers cannot take the room
+     * logged-in clients' frames need */
+    if (c->state == CONN_HANDSHAKE && !stream_unproven_fits(&c->st, pending, (size_t)config.max_input_buffers)) {
         char detail[200];
         snprintf(detail, sizeof detail, "Connections that have not logged in hold %zu bytes of frames not yet "
                  "whole, their share (a quarter of stomp.max_input_buffers); try again later.",

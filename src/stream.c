@@ -209,6 +209,11 @@ size_t stream_unproven_input_held(void)
     return unproven_held;
 }
 
+bool stream_unproven_fits(const struct stream *s, size_t n, size_t limit)
+{
+    return stream_unproven_input_held_by_others(s) + n <= limit / 4;
+}
+
 void stream_set_proven(struct stream *s)
 {
     if (s->unproven)

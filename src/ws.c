@@ -26,7 +26,6 @@
 
 #include "stompd/buf.h"
 #include "stompd/config.h"
-#include "stompd/conn.h"
 #include "stompd/http_head.h"
 #include "stompd/log.h"
 #include "stompd/stream.h"
@@ -484,7 +483,7 @@ static size_t handshake(struct ws *w, const char *p, size_t n)
         refuse(w, 431, "", "request head larger than http.max_request");
         return n;
     }
-    if (!end && stream_unproven_input_held_by_others(w->s) + n > conn_prelogin_input_share()) {
+    if (!end && !stream_unproven_fits(w->s, n, (size_t)config.max_input_buffers)) {
         /* partial requests of many strangers would take the room the
          * logged-in clients' frames need */
         refuse(w, 503, "Retry-After: 5\r\n",

@@ -208,6 +208,9 @@ size_t stream_input_held_by_others(const struct stream *s);
  * a protocol can keep strangers to a share of the total. */
 size_t stream_unproven_input_held_by_others(const struct stream *s);
 size_t stream_unproven_input_held(void);
+/* Unproven streams share a quarter of a protocol's input limit: would s,
+ * holding n bytes, stay within it? */
+bool stream_unproven_fits(const struct stream *s, size_t n, size_t limit);
 /* Its peer logged in: its input no longer counts as a stranger's. */
 void stream_set_proven(struct stream *s);
 
