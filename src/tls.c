@@ -2,12 +2,14 @@
  * Two contexts built from tls.*: the server's (every TLS listener) and
  * the client's (a slave's link to its master), swapped whole on SIGHUP.
  * A TLS stream is a stream transport (stream.h): SSL_read reads the
- * non-blocking socket, and SSL writes whole records into a buffer (a BIO
- * pair) that the stream drains to the socket. OpenSSL cannot answer a key
- * update (or write any record) while one is half written to a socket
- * ("bad length"), so none ever is: SSL_write is called only once the
- * buffer is empty, with what fits. A write may still need the socket
- * readable (a handshake under way); the stream watches what it asks for.
+ * non-blocking socket, and SSL writes whole records into a buffer of the
+ * connection's (a BIO of ours) that the stream drains to the socket.
+ * OpenSSL cannot answer a key update (or write any record) while one is
+ * half written to a socket ("bad length"), so none ever is; SSL_write is
+ * called only once the buffer is empty, with WRITE_MAX bytes at most, and
+ * the buffer is freed whenever it empties (an idle connection holds none).
+ * A write may still need the socket readable (a handshake under way); the
+ * stream watches what it asks for.
  * The handshake has its own deadline,
  * apart from the protocol's timers. Renegotiation, compression and
  * session tickets are off: a handshake is the one at the start. */
@@ -24,21 +26,18 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "stompd/buf.h"
 #include "stompd/config.h"
 #include "stompd/log.h"
 #include "stompd/server.h"
 #include "stompd/tls.h"
 
 #define FAIL_LOG_EVERY 1.0 /* seconds between lines about failed handshakes */
-/* The record buffer: SSL_write takes WRITE_MAX bytes at most, into an
- * empty buffer (two records and their overhead), which leaves room for
- * what reading adds (a key update's answer, an alert). */
-#define PAIR_SIZE (96 * 1024)
-#define WRITE_MAX (32 * 1024)
+#define WRITE_MAX (32 * 1024) /* plaintext an SSL_write takes: two records */
 
 struct tls_conn {
     SSL *ssl;
-    BIO *net;           /* the pair's far end: records SSL wrote, for the socket */
+    struct buf out;     /* records SSL wrote, for the socket */
     struct stream *s;
     ev_timer deadline;
     const char *what;   /* "STOMP", "console", "replication": for logs */
@@ -331,15 +330,44 @@ static ssize_t outcome(struct tls_conn *t, int r, bool reading, char *why, size_
     return STREAM_IO_ERROR;
 }
 
+/* SSL's write side: records appended to the connection's buffer. */
+static int out_write(BIO *b, const char *data, int len)
+{
+    buf_append(BIO_get_data(b), data, (size_t)len);
+    return len;
+}
+
+static long out_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b;
+    (void)num;
+    (void)ptr;
+    return cmd == BIO_CTRL_FLUSH; /* nothing else applies to a buffer */
+}
+
+static int out_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static BIO_METHOD *out_method(void)
+{
+    static BIO_METHOD *m;
+    if (!m && (!(m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "stompd records")) ||
+               !BIO_meth_set_write(m, out_write) || !BIO_meth_set_ctrl(m, out_ctrl) ||
+               !BIO_meth_set_create(m, out_create)))
+        abort();
+    return m;
+}
+
 /* Records SSL wrote, to the socket: 0 when all went, or STREAM_IO_*. */
 static ssize_t tls_drain(struct stream *s, char *why, size_t whylen)
 {
     struct tls_conn *t = s->tr_ctx;
     ssize_t rc = 0;
-    char *p;
-    int n;
-    while ((n = BIO_nread0(t->net, &p)) > 0) {
-        ssize_t w = send(s->fd, p, (size_t)n, MSG_NOSIGNAL);
+    while (buf_used(&t->out)) {
+        ssize_t w = send(s->fd, buf_head(&t->out), buf_used(&t->out), MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -351,9 +379,9 @@ static ssize_t tls_drain(struct stream *s, char *why, size_t whylen)
             rc = STREAM_IO_ERROR;
             break;
         }
-        BIO_nread(t->net, &p, (int)w);
+        buf_consume(&t->out, (size_t)w); /* freed once empty */
     }
-    s->tr_out = BIO_ctrl_pending(t->net);
+    s->tr_out = buf_used(&t->out);
     return rc;
 }
 
@@ -361,7 +389,7 @@ static ssize_t tls_drain(struct stream *s, char *why, size_t whylen)
 static void written(struct stream *s)
 {
     struct tls_conn *t = s->tr_ctx;
-    s->tr_out = BIO_ctrl_pending(t->net);
+    s->tr_out = buf_used(&t->out);
     if (s->tr_out)
         stream_want_flush(s);
 }
@@ -415,10 +443,18 @@ static ssize_t tls_write(struct stream *s, const void *p, size_t n, char *why, s
     errno = 0;
     int r = SSL_write(t->ssl, p, n > WRITE_MAX ? WRITE_MAX : (int)n);
     note_progress(t);
-    s->tr_out = BIO_ctrl_pending(t->net); /* the flush that called drains it */
+    s->tr_out = buf_used(&t->out); /* the flush that called drains it */
     if (r > 0)
         return r;
-    return outcome(t, r, false, why, whylen);
+    ssize_t o = outcome(t, r, false, why, whylen);
+    if (o == STREAM_IO_WANT_READ && s->tr_out) {
+        /* a write before the handshake finished ran it: its records go
+         * now, the peer waits for them before it says anything more */
+        d = tls_drain(s, why, whylen);
+        if (d < 0)
+            return d;
+    }
+    return o;
 }
 
 static bool tls_pending(const struct stream *s)
@@ -436,11 +472,13 @@ static void tls_close(struct stream *s)
          * peer's */
         ERR_clear_error();
         (void)SSL_shutdown(t->ssl);
-        char ignored[64];
-        (void)tls_drain(s, ignored, sizeof ignored);
     }
+    /* the close_notify, or a failed handshake's alert, if the socket
+     * takes it now */
+    char ignored[64];
+    (void)tls_drain(s, ignored, sizeof ignored);
     SSL_free(t->ssl);
-    BIO_free(t->net);
+    buf_free(&t->out);
     ERR_clear_error();
     free(t);
 }
@@ -474,9 +512,10 @@ static void attach(struct stream *s, SSL_CTX *ctx, bool server, int verify, cons
     if (!t)
         abort();
     t->ssl = SSL_new(ctx);
-    BIO *rbio = BIO_new_socket(s->fd, BIO_NOCLOSE), *wbio = NULL;
-    if (!t->ssl || !rbio || BIO_new_bio_pair(&wbio, PAIR_SIZE, &t->net, PAIR_SIZE) != 1)
+    BIO *rbio = BIO_new_socket(s->fd, BIO_NOCLOSE), *wbio = BIO_new(out_method());
+    if (!t->ssl || !rbio || !wbio)
         abort(); /* out of memory, as everywhere else */
+    BIO_set_data(wbio, &t->out);
     SSL_set_bio(t->ssl, rbio, wbio);
     if (server)
         SSL_set_accept_state(t->ssl);
