@@ -716,6 +716,8 @@ static void http_timeout(struct stream *s)
  * does not tell a client that left from one that waits for its answers. */
 static bool http_eof(struct stream *s)
 {
+    if (stream_pending(s) == 0)
+        return false; /* nothing left to say: closed now */
     stream_close_after_flush(s, CLOSE_LINGER, "peer closed the connection");
     return true;
 }

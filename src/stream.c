@@ -263,7 +263,9 @@ static void do_read(struct stream *s)
         if (s->state == STREAM_OPEN && s->paused == 0 && tr_pending(s))
             want_read(s);
     } else if (n == 0) {
-        if (!(s->state == STREAM_OPEN && s->ops->eof && s->ops->eof(s)))
+        if (s->state == STREAM_OPEN && s->ops->eof && s->ops->eof(s))
+            s->peer_closed = true; /* nothing more will come: its close need not linger */
+        else
             stream_close(s, "peer closed the connection");
     } else if (n == STREAM_IO_WANT_WRITE) {
         s->rd_wants_wr = true;
@@ -453,7 +455,7 @@ int stream_flush(struct stream *s)
             arm(s);
         }
         if (s->state == STREAM_CLOSING && (!s->filter || s->filter->may_close(s))) {
-            close_stream(s, s->close_why ? s->close_why : "closed after its last answer", true);
+            close_stream(s, s->close_why ? s->close_why : "closed after its last answer", !s->peer_closed);
             return -1;
         }
     }

@@ -151,6 +151,7 @@ struct stream {
     bool blocked;               /* output was full: tell `drained` when it is not */
     bool in_flush, in_resume;
     size_t in_counted;          /* of `in`, what the layer's total counts */
+    bool peer_closed;           /* a read returned 0 and `eof` kept the stream: no linger at its close */
     bool unproven;              /* its peer has not logged in: its input counts in strangers' total too */
     const char *close_why;      /* STREAM_CLOSING: the reason logged at the close */
     const struct stream_transport *tr; /* the plain socket unless set */
