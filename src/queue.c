@@ -1271,12 +1271,16 @@ uint64_t queue_purge(struct queue *q, uint64_t lsn, uint64_t *held)
     }
     /* the purge removes the in-flight ones' keys from the store too: if
      * they come back, they are in memory only */
-    *held = 0;
-    HASH_ITER(rh, q->held, e, next) {
+    HASH_ITER(rh, q->held, e, next)
         e->msg->journaled = false;
-        if (e->purges == q->purges)
-            ++*held;
-    }
+    /* what consumers hold and no earlier purge took (q->held has every
+     * entry in memory only when the queue pages: walk the consumers) */
+    *held = 0;
+    struct sub *s;
+    TAILQ_FOREACH(s, &q->consumers, q_link)
+        TAILQ_FOREACH(e, &s->unacked, link)
+            if (e->q == q && e->purges == q->purges)
+                ++*held;
     q->purges++; /* and whatever of them comes back goes (queue_return) */
     q->npending = 0;
     q->paged = false;

@@ -232,6 +232,22 @@ def test_purge_takes_what_consumers_hold(broker):
     c.expect_nothing(1.0)
 
 
+def test_purge_counts_what_consumers_hold_without_a_store(broker_factory):
+    """The held count came from the paging table, which a queue without a
+    store does not keep: it said 0 (helper-77)."""
+    b = broker_factory({"store.type": "memory"})
+    p = connected(b.port)
+    for i in range(31):
+        p.send("SEND", {"destination": "/queue/mem"}, b"m%d" % i)
+    p.receipt("SEND", {"destination": "/queue/other"}, "r", b"")
+    c = connected(b.port)
+    c.send("SUBSCRIBE", {"destination": "/queue/mem", "id": "s", "ack": "client-individual",
+                         "activemq.prefetchSize": "20"})
+    [c.recv() for _ in range(20)]
+    s, h, data = req(b, "POST", "/api/destinations/purge", {"destination": "/queue/mem"})
+    assert s == 200 and json.loads(data) == {"purged": "/queue/mem", "messages": 31, "held": 20}, data
+
+
 @pytest.mark.parametrize("txn,action", [(False, "purge"), (True, "purge"), (False, "delete")])
 def test_a_purge_takes_sends_journaled_before_it_and_released_after(broker_factory, txn, action):
     """A persistent SEND (or COMMIT) reaches the queue once its journal
