@@ -216,6 +216,18 @@ static size_t conn_input(struct stream *s, const char *data, size_t len)
         if (buf_used(&c->st.out) > 4 * (size_t)config.output_limit)
             conn_pause(c, PAUSE_OUTPUT);
     }
+    /* Frames behind a CONNECT whose password is checked wait unread (a
+     * STOMP 1.0 client pipelines them): strangers' share holds for them
+     * too, or many such connections would go past it. */
+    if (c->state == CONN_HANDSHAKE && c->st.state == STREAM_OPEN && off < len &&
+        !stream_unproven_fits(&c->st, len - off, (size_t)config.max_input_buffers)) {
+        char detail[200];
+        snprintf(detail, sizeof detail, "Connections that have not logged in hold %zu bytes of frames, their "
+                 "share (a quarter of stomp.max_input_buffers); try again later.",
+                 stream_unproven_input_held_by_others(&c->st) + (len - off));
+        conn_error(c, "input buffers full", NULL, detail);
+        return len;
+    }
     return off;
 }
 

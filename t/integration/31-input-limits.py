@@ -178,12 +178,12 @@ def test_out_of_file_descriptors_refuses_without_spinning(broker_factory):
     assert n and n[0] >= 1, text
 
 
-def unproven_bytes(b):
+def unproven_bytes(b, auth=b"admin:admin"):
     import base64
     import re
     import urllib.request
     req = urllib.request.Request("http://127.0.0.1:%d/metrics" % b.http_port)
-    req.add_header("Authorization", "Basic " + base64.b64encode(b"admin:admin").decode())
+    req.add_header("Authorization", "Basic " + base64.b64encode(auth).decode())
     with urllib.request.urlopen(req, timeout=10) as r:
         text = r.read().decode()
     return int(re.search(r"^stompd_input_buffered_unproven_bytes (\d+)$", text, re.M).group(1))
@@ -239,3 +239,44 @@ def test_clients_not_logged_in_hold_a_quarter_of_the_input_buffers(broker_factor
     held = [s for s in strangers if not hasattr(s, "refusal")]
     held[0].send_raw(b"\n\x00")
     assert held[0].recv(timeout=20).command == "CONNECTED"
+
+
+def test_frames_behind_a_connect_being_checked_count_in_the_strangers_share(broker_factory, tmp_path):
+    """A CONNECT whose password is being checked pauses its connection,
+    and what came behind it in the same write waited unchecked: 60 such
+    clients held 3.4 MB against a 512 KiB share, and a logged-in
+    producer's frame was refused (helper-77). Those bytes count in the
+    share now: beyond it, the connection is refused."""
+    from stompd_test import encode_frame, write_users
+    users = write_users(str(tmp_path / "users"), {"alice": ("pw", [])})
+    b = broker_factory({"auth.users": users, "auth.cache": "false", "http.admin_password": "console pw",
+                        "stomp.max_input_buffers": "2MiB", "stomp.max_frame_size": "4MiB"})
+    socks, peak = [], 0
+    for i in range(60):
+        s = socket.create_connection(("127.0.0.1", b.port), timeout=20)
+        s.sendall(encode_frame("CONNECT", {"accept-version": "1.2", "host": "x", "login": "alice",
+                                           "passcode": "wrong %d" % i}) +
+                  b"SEND\ndestination:/queue/x\ncontent-length:2000000\n\n" + b"j" * 60000)
+        socks.append(s)
+        peak = max(peak, unproven_bytes(b, b"admin:console pw"))
+    answers = []
+    for s in socks:
+        data = b""
+        try:
+            while b"\x00" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError:
+            pass
+        answers.append(data)
+        peak = max(peak, unproven_bytes(b, b"admin:console pw"))
+        s.close()
+    assert peak <= (2 << 20) // 4, peak
+    refused = [a for a in answers if b"message:input buffers full" in a]
+    assert refused and all(b"not logged in" in a for a in refused), answers[:3]
+    deadline = time.time() + 20
+    while unproven_bytes(b, b"admin:console pw") != 0:
+        assert time.time() < deadline, unproven_bytes(b, b"admin:console pw")
+        time.sleep(0.05)
