@@ -131,38 +131,45 @@ struct conn *conn_new(int fd, const char *peer)
     return c;
 }
 
-/* A frame has begun and pending of its bytes are held: it must come whole
- * within stomp.frame_timeout, and all connections' partial frames
- * together stay under stomp.max_input_buffers. Returns true when this
- * connection was refused. */
 /* The largest frame read before CONNECTED: a CONNECT has headers and no
  * body (twice stomp.max_header_size, 64 KiB at least). */
-size_t conn_prelogin_frame_max(void)
+static size_t prelogin_frame_max(void)
 {
     size_t twice = 2 * (size_t)config.max_header_size;
     return twice > 64 * 1024 ? twice : 64 * 1024;
 }
 
+/* Connections that have not logged in share a quarter of
+ * stomp.max_input_buffers (WebSocket upgrade requests too): strangers
+ * cannot take the room logged-in clients' frames need. Refuses c when
+ * its held bytes would go beyond; returns whether it did. */
+static bool strangers_full(struct conn *c, size_t held)
+{
+    if (c->state != CONN_HANDSHAKE || stream_unproven_fits(&c->st, held, (size_t)config.max_input_buffers))
+        return false;
+    char detail[200];
+    snprintf(detail, sizeof detail, "Connections that have not logged in hold %zu bytes of frames, their share "
+             "(a quarter of stomp.max_input_buffers); try again later.",
+             stream_unproven_input_held_by_others(&c->st) + held);
+    conn_error(c, "input buffers full", NULL, detail);
+    return true;
+}
+
+/* A frame has begun and pending of its bytes are held: it must come whole
+ * within stomp.frame_timeout, and all connections' partial frames
+ * together stay under stomp.max_input_buffers. Returns true when this
+ * connection was refused. */
 static bool partial_frame(struct conn *c, size_t pending)
 {
-    if (c->state == CONN_HANDSHAKE && pending > conn_prelogin_frame_max()) {
+    if (c->state == CONN_HANDSHAKE && pending > prelogin_frame_max()) {
         char detail[200];
         snprintf(detail, sizeof detail, "A frame before CONNECTED is at most %zu bytes (a CONNECT has no body; "
-                 "twice stomp.max_header_size).", conn_prelogin_frame_max());
+                 "twice stomp.max_header_size).", prelogin_frame_max());
         conn_error(c, "frame too large before login", NULL, detail);
         return true;
     }
-    /* connections that have not logged in share a quarter of the limit
-     * (WebSocket upgrade requests too): strangers cannot take the room
-     * logged-in clients' frames need */
-    if (c->state == CONN_HANDSHAKE && !stream_unproven_fits(&c->st, pending, (size_t)config.max_input_buffers)) {
-        char detail[200];
-        snprintf(detail, sizeof detail, "Connections that have not logged in hold %zu bytes of frames not yet "
-                 "whole, their share (a quarter of stomp.max_input_buffers); try again later.",
-                 stream_unproven_input_held_by_others(&c->st) + pending);
-        conn_error(c, "input buffers full", NULL, detail);
+    if (strangers_full(c, pending))
         return true;
-    }
     if (stream_input_held_by_others(&c->st) + pending > (size_t)config.max_input_buffers) {
         char detail[200];
         snprintf(detail, sizeof detail, "The broker holds %zu bytes of frames not yet whole, its limit "
@@ -217,17 +224,10 @@ static size_t conn_input(struct stream *s, const char *data, size_t len)
             conn_pause(c, PAUSE_OUTPUT);
     }
     /* Frames behind a CONNECT whose password is checked wait unread (a
-     * STOMP 1.0 client pipelines them): strangers' share holds for them
-     * too, or many such connections would go past it. */
-    if (c->state == CONN_HANDSHAKE && c->st.state == STREAM_OPEN && off < len &&
-        !stream_unproven_fits(&c->st, len - off, (size_t)config.max_input_buffers)) {
-        char detail[200];
-        snprintf(detail, sizeof detail, "Connections that have not logged in hold %zu bytes of frames, their "
-                 "share (a quarter of stomp.max_input_buffers); try again later.",
-                 stream_unproven_input_held_by_others(&c->st) + (len - off));
-        conn_error(c, "input buffers full", NULL, detail);
+     * STOMP 1.0 client pipelines them): the strangers' share holds for
+     * them too, or many such connections would go past it. */
+    if (c->st.state == STREAM_OPEN && off < len && strangers_full(c, len - off))
         return len;
-    }
     return off;
 }
 

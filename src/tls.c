@@ -9,8 +9,7 @@
  * called only once the buffer is empty, with WRITE_MAX bytes at most, and
  * the buffer is freed whenever it empties (an idle connection holds none).
  * A write may still need the socket readable (a handshake under way); the
- * stream watches what it asks for.
- * The handshake has its own deadline,
+ * stream watches what it asks for. The handshake has its own deadline,
  * apart from the protocol's timers. Renegotiation, compression and
  * session tickets are off: a handshake is the one at the start. */
 #include "config.h"

@@ -85,8 +85,6 @@ TAILQ_HEAD(conn_list, conn);
 void conn_frame_limits(struct frame_limits *lim);
 /* A connection on an accepted socket. */
 struct conn *conn_new(int fd, const char *peer);
-/* Before CONNECTED: the largest frame read. */
-size_t conn_prelogin_frame_max(void);
 void conn_set_state(struct conn *c, enum conn_state to);
 const char *conn_state_name(enum conn_state s);
 
