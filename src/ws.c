@@ -52,6 +52,7 @@ struct ws {
     struct buf dec;          /* payload the STOMP parser has not taken yet */
     const char *raw;         /* the bytes being offered to wslay */
     size_t raw_n, raw_used;
+    uint64_t frame_left;     /* bytes of the frame being handed to wslay (0: a header comes next) */
     uint64_t msg_len;        /* payload bytes of the data message being received */
     bool data_frame;         /* the frame being received is text, binary or continuation */
     bool close_queued;       /* our closing frame is queued (or sent) */
@@ -311,6 +312,50 @@ bool ws_utf8_valid(const char *p, size_t n)
 
 /* ------------------------------------------------------------ wslay callbacks */
 
+/* How many of the n bytes at p (at most len) wslay may have now. A
+ * control frame goes to it whole, in one read, never split: wslay 1.1.1
+ * checks a close frame's reason for UTF-8 a chunk at a time, so a valid
+ * reason split inside a character was refused (1007) and an invalid one
+ * trickled a byte at a time was echoed back. Frames are followed by
+ * their headers; a header is handed only whole (at most 14 bytes wait
+ * for the rest of it). */
+static size_t whole_control_frames(struct ws *w, const uint8_t *p, size_t n, size_t len)
+{
+    uint64_t left = w->frame_left;
+    size_t give = 0;
+    while (give < n && give < len) {
+        if (left == 0) {
+            const uint8_t *h = p + give;
+            size_t have = n - give;
+            if (have < 2)
+                break;
+            size_t len7 = h[1] & 0x7fu, hlen = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (h[1] & 0x80u ? 4 : 0);
+            if (have < hlen)
+                break;
+            uint64_t plen = len7;
+            if (len7 == 126)
+                plen = (uint64_t)h[2] << 8 | h[3];
+            else if (len7 == 127)
+                for (int i = 0; i < 8; i++)
+                    plen = plen << 8 | h[2 + i];
+            left = hlen + plen;
+            if (left < plen)
+                left = UINT64_MAX; /* wslay refuses such a length */
+            /* a control frame (its payload at most 125 bytes, or wslay
+             * refuses it anyway): all of it, or not yet */
+            if ((h[0] & 0x08u) && plen <= 125 && (have < left || len - give < left))
+                break;
+        }
+        size_t k = n - give < len - give ? n - give : len - give;
+        if ((uint64_t)k > left)
+            k = (size_t)left;
+        give += k;
+        left -= k;
+        w->frame_left = left;
+    }
+    return give;
+}
+
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
 {
     struct ws *w = user;
@@ -323,13 +368,11 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
     }
     /* a paused connection takes nothing more (it is read again on resume) */
     bool stop = s->state == STREAM_DEAD || (s->state == STREAM_OPEN && s->paused);
-    size_t n = w->raw_n - w->raw_used;
-    if (stop || n == 0) {
+    size_t n = stop ? 0 : whole_control_frames(w, (const uint8_t *)w->raw + w->raw_used, w->raw_n - w->raw_used, len);
+    if (n == 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
-    if (n > len)
-        n = len;
     memcpy(buf, w->raw + w->raw_used, n);
     w->raw_used += n;
     return (ssize_t)n;

@@ -264,6 +264,33 @@ def test_close_handshake_started_by_the_client(wsb):
     assert b.wait_log(r"peer closed the WebSocket \(1000\)")
 
 
+@pytest.mark.parametrize("reason,splits,code", [
+    ("\u00e9t\u00e9".encode(), [], 1000),
+    ("\u00e9t\u00e9".encode(), [3], 1000),          # inside the first character
+    (b"\xff\xfe", [], 1007),
+    (b"\xff\xfe", [1, 2, 3], 1007),                   # a byte per read
+])
+def test_a_close_reason_is_judged_whole_however_it_arrives(wsb, reason, splits, code):
+    """wslay checks a close frame's reason for UTF-8 a chunk at a time: a
+    valid reason split inside a character was answered 1007, and an
+    invalid one trickled a byte at a time was echoed back (helper-74).
+    Control frames now reach it whole."""
+    b = wsb()
+    w = ws_connected(b.ws_port)
+    payload = struct.pack(">H", 1000) + reason
+    wire = frame(CLOSE, payload)
+    hdr = len(wire) - len(payload)
+    pos = 0
+    for cut in splits + [len(payload)]:
+        w.sock.sendall(wire[pos:hdr + cut])
+        pos = hdr + cut
+        time.sleep(0.1)   # apart, so that the broker reads them apart
+    op, got = w.recv_message()
+    assert op == CLOSE and w.close_code == code, (w.close_code, w.close_reason)
+    if code == 1000:
+        assert w.close_reason == reason
+
+
 def test_close_handshake_after_disconnect_waits_for_the_client(wsb):
     b = wsb()
     w = ws_connected(b.ws_port)
