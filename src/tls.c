@@ -33,6 +33,10 @@
 
 #define FAIL_LOG_EVERY 1.0 /* seconds between lines about failed handshakes */
 #define WRITE_MAX (32 * 1024) /* plaintext an SSL_write takes: two records */
+/* Records reading may leave unsent (key update answers) before it waits
+ * for the socket: a peer asking for key updates and reading nothing
+ * grew the buffer without end. */
+#define READ_OUT_MAX (64 * 1024)
 
 struct tls_conn {
     SSL *ssl;
@@ -407,6 +411,17 @@ static ssize_t tls_read(struct stream *s, void *p, size_t n, char *why, size_t w
     size_t got = 0;
     int r = 0;
     while (got < n) {
+        if (buf_used(&t->out) > READ_OUT_MAX) {
+            /* what reading wrote waits for the socket first */
+            ssize_t d = tls_drain(s, why, whylen);
+            if (d == STREAM_IO_ERROR)
+                return got ? (ssize_t)got : d;
+            if (buf_used(&t->out) > READ_OUT_MAX) {
+                if (got)
+                    break;
+                return STREAM_IO_WANT_WRITE;
+            }
+        }
         size_t want = n - got;
         r = SSL_read(t->ssl, (char *)p + got, want > INT_MAX ? INT_MAX : (int)want);
         if (r <= 0)

@@ -462,6 +462,42 @@ static void test_key_updates(void **state)
     client_free(k);
 }
 
+/* A client that asks for key updates and reads nothing: the answers
+ * wait in the record buffer up to a bound, then the server reads no more
+ * of it until the socket takes them (the buffer grew without end,
+ * 600 KiB a second; helper-78). (Such a client blocks itself: OpenSSL
+ * will not let it read before its own key update is written.) */
+static void test_key_updates_asked_and_never_read(void **state)
+{
+    reset();
+    small_sndbuf = 4096;
+    struct client *k = client_new(4096);
+    handshake(k);
+    size_t most = 0;
+    bool blocked = false;
+    for (ev_tstamp t0 = ev_time(); !blocked && waiting(t0);) {
+        /* app data between them: OpenSSL refuses 32 key updates in a row */
+        if (SSL_key_update(k->ssl, SSL_KEY_UPDATE_REQUESTED) != 1 || SSL_write(k->ssl, "\n", 1) <= 0)
+            blocked = true; /* the client's socket is full: the server reads no more */
+        ERR_clear_error();
+        turn_keep();
+        if (last->st.tr_out > most)
+            most = last->st.tr_out;
+        if (last->closed)
+            fail_msg("closed: %s", last->why);
+    }
+    assert_true(blocked);
+    assert_true(most >= 64 * 1024 && most <= 64 * 1024 + 4096);
+    assert_true(last->st.rd_wants_wr);
+    assert_false(ev_is_active(&last->st.rd));
+    /* and the client going frees it all */
+    client_free(k);
+    for (ev_tstamp t0 = ev_time(); !last->closed && waiting(t0);)
+        turn_keep();
+    assert_true(last->closed);
+    turn();
+}
+
 /* Connected, never a ClientHello: closed at the deadline. */
 static void set_deadline(const char *value)
 {
@@ -617,7 +653,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_with_pauses), cmocka_unit_test(test_more_than_one_read),
         cmocka_unit_test(test_a_flight_larger_than_the_socket_waits_for_room),
-        cmocka_unit_test(test_key_updates),           cmocka_unit_test(test_handshake_deadline),
+        cmocka_unit_test(test_key_updates),
+        cmocka_unit_test(test_key_updates_asked_and_never_read),           cmocka_unit_test(test_handshake_deadline),
         cmocka_unit_test(test_close_notify),          cmocka_unit_test(test_not_tls),
         cmocka_unit_test(test_drained_waits_for_the_socket),
     };
