@@ -486,6 +486,13 @@ void conn_refuse(struct conn *c, const char *message, const char *receipt, const
 static bool conn_eof(struct stream *s)
 {
     struct conn *c = container_of(s, struct conn, st);
+    if (c->state == CONN_OPEN && TAILQ_EMPTY(&c->ops) && stream_pending(s) > 0) {
+        /* answered, not yet written (over TLS, a close_notify read with
+         * the frames comes before the loop's flush): written first */
+        clog_debug(c, "peer closed its side: closing once its answers are written");
+        conn_close_after_flush(c);
+        return true;
+    }
     if (c->state != CONN_OPEN || TAILQ_EMPTY(&c->ops) || (c->st.paused & PAUSE_CLOSING) || op_conn_waits_room(c))
         return false;
     clog_debug(c, "peer closed its side: closing after the answers to the %u frames waiting", c->nops);

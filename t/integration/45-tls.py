@@ -19,7 +19,7 @@ import urllib.request
 
 import pytest
 
-from stompd_test import BUILDDIR, STOMPD, SRCDIR, Broker, Client, connected, free_port, wait_port, wait_until
+from stompd_test import BUILDDIR, encode_frame, STOMPD, SRCDIR, Broker, Client, connected, free_port, wait_port, wait_until
 from tlscerts import Certs
 
 import stomp
@@ -580,3 +580,29 @@ def test_an_answer_written_during_the_handshake(broker_factory, certs):
         data += chunk
     assert data.startswith(b"ERROR\nmessage:connect timeout"), data
     s.close()
+
+
+def test_a_client_that_shuts_its_side_behind_its_frames(broker_factory, certs):
+    """Over TLS a FIN read with the frames (the end is seen before the
+    loop's flush) closed the connection with its CONNECTED and RECEIPTs
+    unwritten: nothing came back (helper-78). Plain TCP, and now TLS,
+    answer first."""
+    b = tls_broker(broker_factory, certs)
+    frames = encode_frame("CONNECT", {"accept-version": "1.2", "host": "x"})
+    for i in range(20):
+        frames += encode_frame("SEND", {"destination": "/queue/hc", "receipt": "r%d" % i}, b"m")
+    s = certs.client_context().wrap_socket(socket.create_connection(("127.0.0.1", b.tls_port), timeout=20),
+                                           server_hostname="localhost")
+    s.sendall(frames)
+    socket.socket.shutdown(s, socket.SHUT_WR)   # the TCP end only: the TLS session reads on
+    data = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except ssl.SSLError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    assert data.startswith(b"CONNECTED") and data.count(b"RECEIPT\n") == 20, data[:200]
