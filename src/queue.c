@@ -1274,11 +1274,13 @@ uint64_t queue_purge(struct queue *q, uint64_t lsn, uint64_t *held)
     HASH_ITER(rh, q->held, e, next)
         e->msg->journaled = false;
     /* what consumers hold and no earlier purge took (q->held has every
-     * entry in memory only when the queue pages: walk the consumers) */
+     * entry in memory only when the queue pages: walk the consumers; a
+     * wildcard or composite subscription's leg keeps its deliveries on
+     * its root's list, with those of its other queues) */
     *held = 0;
     struct sub *s;
     TAILQ_FOREACH(s, &q->consumers, q_link)
-        TAILQ_FOREACH(e, &s->unacked, link)
+        TAILQ_FOREACH(e, &sub_top(s)->unacked, link)
             if (e->q == q && e->purges == q->purges)
                 ++*held;
     q->purges++; /* and whatever of them comes back goes (queue_return) */

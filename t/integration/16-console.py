@@ -248,6 +248,21 @@ def test_purge_counts_what_consumers_hold_without_a_store(broker_factory):
     assert s == 200 and json.loads(data) == {"purged": "/queue/mem", "messages": 31, "held": 20}, data
 
 
+@pytest.mark.parametrize("dest", ["/queue/wild.>", "/queue/wild.x,/queue/elsewhere"])
+def test_purge_counts_what_wildcard_and_composite_subscriptions_hold(broker, dest):
+    """Such a subscription keeps its deliveries on its root's list, not
+    its legs': the purge counted none of them (helper-78)."""
+    p = connected(broker.port)
+    for i in range(31):
+        p.send("SEND", {"destination": "/queue/wild.x"}, b"m%d" % i)
+    p.receipt("SEND", {"destination": "/queue/other"}, "r", b"")
+    c = connected(broker.port)
+    c.send("SUBSCRIBE", {"destination": dest, "id": "s", "ack": "client-individual", "activemq.prefetchSize": "20"})
+    [c.recv() for _ in range(20)]
+    s, h, data = req(broker, "POST", "/api/destinations/purge", {"destination": "/queue/wild.x"})
+    assert s == 200 and json.loads(data) == {"purged": "/queue/wild.x", "messages": 31, "held": 20}, data
+
+
 @pytest.mark.parametrize("txn,action", [(False, "purge"), (True, "purge"), (False, "delete")])
 def test_a_purge_takes_sends_journaled_before_it_and_released_after(broker_factory, txn, action):
     """A persistent SEND (or COMMIT) reaches the queue once its journal
