@@ -139,6 +139,15 @@ static size_t prelogin_frame_max(void)
     return twice > 64 * 1024 ? twice : 64 * 1024;
 }
 
+/* Refuse c: who holds how many bytes of frames, beyond which limit. */
+static void input_full(struct conn *c, const char *holders, size_t held, const char *limit)
+{
+    char detail[240];
+    snprintf(detail, sizeof detail, "%s %zu bytes of frames not yet whole, %s; send smaller frames or try again "
+             "later.", holders, held, limit);
+    conn_error(c, "input buffers full", NULL, detail);
+}
+
 /* Connections that have not logged in share a quarter of
  * stomp.max_input_buffers (WebSocket upgrade requests too): strangers
  * cannot take the room logged-in clients' frames need. Refuses c when
@@ -147,11 +156,8 @@ static bool strangers_full(struct conn *c, size_t held)
 {
     if (c->state != CONN_HANDSHAKE || stream_unproven_fits(&c->st, held, (size_t)config.max_input_buffers))
         return false;
-    char detail[200];
-    snprintf(detail, sizeof detail, "Connections that have not logged in hold %zu bytes of frames, their share "
-             "(a quarter of stomp.max_input_buffers); try again later.",
-             stream_unproven_input_held_by_others(&c->st) + held);
-    conn_error(c, "input buffers full", NULL, detail);
+    input_full(c, "Connections that have not logged in hold", stream_unproven_input_held_by_others(&c->st) + held,
+               "their share (a quarter of stomp.max_input_buffers)");
     return true;
 }
 
@@ -171,11 +177,8 @@ static bool partial_frame(struct conn *c, size_t pending)
     if (strangers_full(c, pending))
         return true;
     if (stream_input_held_by_others(&c->st) + pending > (size_t)config.max_input_buffers) {
-        char detail[200];
-        snprintf(detail, sizeof detail, "The broker holds %zu bytes of frames not yet whole, its limit "
-                 "(stomp.max_input_buffers); send smaller frames or try again later.",
-                 stream_input_held_by_others(&c->st) + pending);
-        conn_error(c, "input buffers full", NULL, detail);
+        input_full(c, "The broker holds", stream_input_held_by_others(&c->st) + pending,
+                   "its limit (stomp.max_input_buffers)");
         return true;
     }
     if (c->frame_started == 0 && c->state == CONN_OPEN) {

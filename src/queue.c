@@ -1503,11 +1503,7 @@ uint64_t queue_expire_paged(int64_t now_ms)
  * in queue.h): at or beyond the limit, or in the skipped range. */
 static bool maybe_store_only(const struct queue *q, struct qkey k)
 {
-    if (!pages(q) || !q->paged)
-        return false;
-    if (key_cmp(k, q->limit) >= 0)
-        return true;
-    return q->skipping && key_cmp(k, q->skip_from) >= 0;
+    return pages(q) && q->paged && key_cmp(k, store_only_from(q)) >= 0;
 }
 
 struct browse_ref {

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from stompd_test import (SRCDIR, STOMPD, Client, encode_frame, free_port, hash_password, login_headers, port_open,
-                         write_users)
+                         read_to_the_end, write_users)
 
 PASSWORDS = {"alice": "alice pw: with colon", "bob": "b0b"}
 
@@ -279,15 +279,10 @@ def test_a_client_that_half_closes_while_its_login_is_checked_gets_its_answers(b
     b = broker_factory({"auth.users": users, "http.admin_password": "console pw"})
 
     def half_close(port, data):
-        s = socket.create_connection(("127.0.0.1", port), timeout=30)
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-        out = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                return out
-            out += chunk
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+            return read_to_the_end(s, timeout=30)
     out = half_close(b.port, encode_frame("CONNECT", dict({"accept-version": "1.2", "host": "x"},
                                                           **login_headers("alice", PASSWORDS["alice"]))) +
                      encode_frame("SEND", {"destination": "/queue/halfclosed", "receipt": "r1"}, b"hi"))

@@ -19,7 +19,7 @@ import urllib.request
 
 import pytest
 
-from stompd_test import BUILDDIR, encode_frame, STOMPD, SRCDIR, Broker, Client, connected, free_port, wait_port, wait_until
+from stompd_test import BUILDDIR, encode_frame, read_to_the_end, STOMPD, SRCDIR, Broker, Client, connected, free_port, wait_port, wait_until
 from tlscerts import Certs
 
 import stomp
@@ -595,14 +595,6 @@ def test_a_client_that_shuts_its_side_behind_its_frames(broker_factory, certs):
                                            server_hostname="localhost")
     s.sendall(frames)
     socket.socket.shutdown(s, socket.SHUT_WR)   # the TCP end only: the TLS session reads on
-    data = b""
-    while True:
-        try:
-            chunk = s.recv(65536)
-        except ssl.SSLError:
-            break
-        if not chunk:
-            break
-        data += chunk
+    data = read_to_the_end(s, timeout=20)
     s.close()
     assert data.startswith(b"CONNECTED") and data.count(b"RECEIPT\n") == 20, data[:200]
