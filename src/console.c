@@ -810,13 +810,13 @@ static void action_purge(struct http_req *h)
         d = NULL;
     } else if (d) {
         persist_purge(d);
-        uint64_t held;
-        uint64_t n = queue_purge(&d->q, journaled_lsn(), &held);
+        uint64_t held, lsn = journaled_lsn();
+        uint64_t n = queue_purge(&d->q, lsn, &held);
         char of_them[64] = "";
         if (held)
             snprintf(of_them, sizeof of_them, ", %llu of them held by consumers", (unsigned long long)held);
         log_info("console: %s purged (%llu messages%s) by %s", d->name, (unsigned long long)n, of_them, actor(h));
-        answer_when_durable(h, journaled_lsn(),
+        answer_when_durable(h, lsn,
                             json_pack("{s:s, s:I, s:I}", "purged", d->name, "messages", (json_int_t)n, "held",
                                       (json_int_t)held));
     }

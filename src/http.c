@@ -585,8 +585,7 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         if (strlen(r->auth) + len >= sizeof r->auth)
             r->auth_too_long = true;
         append_capped(r->auth, sizeof r->auth, at, len);
-    }
-    else if (r->capture == CAP_CTYPE)
+    } else if (r->capture == CAP_CTYPE)
         append_capped(r->ctype, sizeof r->ctype, at, len);
     else if (r->capture == CAP_HOST)
         append_capped(r->host, sizeof r->host, at, len);
