@@ -680,7 +680,8 @@ static bool superseded(const struct mem *m)
 }
 
 /* How many registered members say the master with this id refused
- * their store.security_token in this epoch (election_refused decides
+ * them in this epoch (their store.security_token, or a TLS certificate:
+ * verdict) (election_refused decides
  * what that means). A member that leaves or restarts takes its word
  * with it. */
 static uint32_t refusers_of(const char *id, uint64_t epoch)
@@ -709,17 +710,19 @@ static bool member_refused(const struct mem *m)
     return e && election_refused(refusers_of(m->m.id, e), (uint32_t)config.replicas);
 }
 
-/* The master this node follows refused our proof of the token, or proved
- * its own (ok). A refusal is said in our member znode, naming the
- * master's term: when enough members say it of one term, that master
- * gives way (election_refused). Which of the two tokens is wrong, one
- * refusal cannot tell; a quorum's worth can. A REFUSE comes before the
- * master proves anything, so only one from the address and id the
- * master znode names counts; whoever else answers there (the master
- * gone, its port free) can name only that term, which is over. */
-static void token_outcome(const char *master_id, bool ok)
+/* What the master this node follows made of it (repl_slave): it refused
+ * our proof of the token, or proved its own (REPL_PROVED), or the TLS
+ * handshake failed on a certificate, its or ours. A refusal is said in
+ * our member znode, naming the master's term: when enough members say it
+ * of one term, that master gives way (election_refused). Which of the
+ * two nodes is wrong, one refusal cannot tell; a quorum's worth can. A
+ * refusal comes before the master proves anything, so only one from the
+ * address and id the master znode names counts; whoever else answers
+ * there (the master gone, its port free) can name only that term, which
+ * is over. */
+static void verdict(const char *master_id, enum repl_verdict v)
 {
-    if (ok) {
+    if (v == REPL_PROVED) {
         /* our token is this master's: what we held against that node in
          * an earlier term no longer holds, and this node, if it stepped
          * down as refused, has the token a master has */
@@ -738,8 +741,15 @@ static void token_outcome(const char *master_id, bool ok)
             publish(false);
         return;
     }
-    if (!Z.master_exists || strcmp(master_id, Z.master_id) || !Z.master_epoch || node_role() != NODE_SLAVE)
+    if (!Z.master_exists || !Z.master_epoch || node_role() != NODE_SLAVE)
         return;
+    if (v == REPL_REFUSED_TLS) {
+        if (strcmp(repl_slave_master(), Z.master_repl))
+            return; /* the master moved meanwhile */
+        master_id = Z.master_id;
+    } else if (strcmp(master_id, Z.master_id)) {
+        return;
+    }
     char key[REFUSAL_LEN + 1];
     snprintf(key, sizeof key, "%s/%" PRIu64, master_id, Z.master_epoch);
     for (int i = 0; i < Z.nrefused; i++)
@@ -750,9 +760,13 @@ static void token_outcome(const char *master_id, bool ok)
         Z.nrefused--;
     }
     snprintf(Z.refused_by[Z.nrefused++], sizeof Z.refused_by[0], "%s", key);
-    log_warn("cluster: master %s refused this node's store.security_token: one of the two differs from the other "
-             "members'; a master that a quorum's worth of members cannot prove the token to gives way",
-             master_id);
+    if (v == REPL_REFUSED_TOKEN)
+        log_warn("cluster: master %s refused this node's store.security_token: one of the two differs from the "
+                 "other members'; a master that a quorum's worth of members cannot prove the token to gives way",
+                 master_id);
+    else
+        log_warn("cluster: the TLS handshake with master %s failed on a certificate (its, or this node's): a "
+                 "master that a quorum's worth of members cannot follow gives way", master_id);
     publish(false);
 }
 
@@ -1529,7 +1543,7 @@ int cluster_start(char *err, size_t errlen)
     ev_prepare_start(srv.loop, &Z.before_poll);
     ev_check_init(&Z.after_poll, after_poll_cb);
     ev_check_start(srv.loop, &Z.after_poll);
-    repl_slave_on_token(token_outcome);
+    repl_slave_on_verdict(verdict);
     Z.running = true;
     start_session();
     log_info("cluster: ZooKeeper %s, path %s, session timeout %lld ms", config.zk_address, Z.root,

@@ -112,8 +112,8 @@ void stepdown_explain(enum stepdown d, const struct stepdown_facts *f, char *out
         break;
     case STEPDOWN_REFUSED:
         snprintf(out, len,
-                 "%u of the %u members refused this node's store.security_token as its slaves: it cannot gather "
-                 "a quorum, and stays out of elections while they hold to theirs",
+                 "%u of the %u members refused this node as their master (its store.security_token or its TLS "
+                 "certificate): it cannot gather a quorum, and stays out of elections while they hold to theirs",
                  f->refusers, f->replicas);
         break;
     }

@@ -57,7 +57,7 @@ static struct {
     bool refused_logged;
     uint8_t nonce_s[REPL_NONCE_LEN], nonce_m[REPL_NONCE_LEN];
     char claimed_master[40];  /* the id the master's CHALLENGE gave (checked) */
-    void (*token_cb)(const char *master_id, bool ok);
+    void (*verdict_cb)(const char *master_id, enum repl_verdict v);
 } L;
 
 static void schedule_retry(void);
@@ -216,8 +216,8 @@ static int on_welcome(struct repl_peer *p, struct repl_reader *r)
         return -1;
     }
     repl_peer_trust(p);
-    if (L.token_cb)
-        L.token_cb(L.claimed_master, true);
+    if (L.verdict_cb)
+        L.verdict_cb(L.claimed_master, REPL_PROVED);
     uint64_t epoch = repl_get_u64(r);
     uint32_t il;
     const char *id = repl_get_str(r, &il);
@@ -378,8 +378,8 @@ static int link_frame(struct repl_peer *p, uint8_t type, struct repl_reader *r)
             log_err("replication: master %s refused this node: %s", L.master, text);
         L.refused_logged = true;
         /* only the answer to our PROOF says the tokens differ */
-        if (kind == REPL_REFUSE_TOKEN && L.state == L_WAIT_WELCOME && L.token_cb)
-            L.token_cb(L.claimed_master, false);
+        if (kind == REPL_REFUSE_TOKEN && L.state == L_WAIT_WELCOME && L.verdict_cb)
+            L.verdict_cb(L.claimed_master, REPL_REFUSED_TOKEN);
         repl_peer_close(p, "refused by the master");
         return 0;
     }
@@ -457,7 +457,12 @@ static void link_closed(struct repl_peer *p, const char *why)
 {
     if (L.state != L_IDLE && !L.refused_logged)
         log_warn("replication: link to master %s lost: %s", L.master, why);
+    /* a certificate refused before the master said a word: as a REFUSE
+     * of the token, this node cannot follow it */
+    bool tls_refused = L.state == L_WAIT_CHALLENGE && p->st.cert_refused;
     link_ended();
+    if (tls_refused && L.verdict_cb)
+        L.verdict_cb(NULL, REPL_REFUSED_TLS);
     repl_peer_free(p);
     L.peer = NULL;
     schedule_retry();
@@ -533,9 +538,9 @@ static void watch_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
 }
 
-void repl_slave_on_token(void (*cb)(const char *master_id, bool ok))
+void repl_slave_on_verdict(void (*cb)(const char *master_id, enum repl_verdict v))
 {
-    L.token_cb = cb;
+    L.verdict_cb = cb;
 }
 
 void repl_slave_init(uint64_t lsn, uint64_t epoch, uint64_t sum)

@@ -282,6 +282,33 @@ static void note_progress(struct tls_conn *t)
     log_debug("TLS: %s (%s): %s, %s", t->s->peer, t->what, SSL_get_version(t->ssl), SSL_get_cipher_name(t->ssl));
 }
 
+/* Did the handshake fail on a certificate: the peer's, which this end
+ * could not verify, or this end's, which the peer's alert refused? Not a
+ * reset, a timeout or a protocol mismatch: what a replication link
+ * counts as its master refused (repl_slave). Asked before the error
+ * queue is read. */
+static bool certificate_refused(const struct tls_conn *t)
+{
+    unsigned long e = ERR_peek_last_error();
+    if (ERR_GET_LIB(e) != ERR_LIB_SSL)
+        return false;
+    int reason = ERR_GET_REASON(e);
+    if (reason == SSL_R_CERTIFICATE_VERIFY_FAILED)
+        return SSL_get_verify_result(t->ssl) != X509_V_OK;
+    switch (reason - SSL_AD_REASON_OFFSET) { /* an alert received */
+    case SSL_AD_BAD_CERTIFICATE:
+    case SSL_AD_UNSUPPORTED_CERTIFICATE:
+    case SSL_AD_CERTIFICATE_REVOKED:
+    case SSL_AD_CERTIFICATE_EXPIRED:
+    case SSL_AD_CERTIFICATE_UNKNOWN:
+    case SSL_AD_UNKNOWN_CA:
+    case SSL_AD_CERTIFICATE_REQUIRED:
+        return true;
+    default:
+        return false;
+    }
+}
+
 /* What SSL_read or SSL_write's r <= 0 means to the stream. */
 static ssize_t outcome(struct tls_conn *t, int r, bool reading, char *why, size_t whylen)
 {
@@ -315,6 +342,7 @@ static ssize_t outcome(struct tls_conn *t, int r, bool reading, char *why, size_
         break;
     default: {
         char r2[160];
+        t->s->cert_refused = certificate_refused(t);
         ssl_error(r2, sizeof r2);
         long v = SSL_get_verify_result(t->ssl);
         if (!t->done && v != X509_V_OK)

@@ -255,9 +255,15 @@ uint64_t repl_slave_master_head(void);
 /* The highest epoch this follower has seen (its master's, once welcomed;
  * what fences older masters). */
 uint64_t repl_slave_max_epoch(void);
-/* Called with the master's node id each time a master refuses this
- * node's proof of store.security_token (ok false), and each time one
- * proves it back (ok true: the two nodes' tokens are the same). */
-void repl_slave_on_token(void (*cb)(const char *master_id, bool ok));
+/* What a master this node connected to made of it. */
+enum repl_verdict {
+    REPL_PROVED,         /* it proved store.security_token back: the two nodes' tokens are the same */
+    REPL_REFUSED_TOKEN,  /* it refused this node's proof of the token */
+    REPL_REFUSED_TLS,    /* the TLS handshake failed on a certificate (its, or this node's) */
+};
+/* Called with each verdict: with the master's node id, or NULL for
+ * REPL_REFUSED_TLS (no id is said before the handshake: the master is
+ * the one at the address this node follows, repl_slave_master()). */
+void repl_slave_on_verdict(void (*cb)(const char *master_id, enum repl_verdict v));
 
 #endif

@@ -143,6 +143,7 @@ struct stream {
     struct buf wire;            /* with a filter: framed output not yet written */
     size_t tr_out;              /* output the transport took and has not written (its drain) */
     uint16_t close_code;        /* why the protocol closes, for a layer that says it (WebSocket: 1008) */
+    bool cert_refused;          /* the TLS handshake failed on a certificate: the peer's, or ours refused by it */
     ev_tstamp last_rx, last_tx;
     size_t out_limit;           /* "full" at this many unsent bytes */
     size_t low_water;           /* drained below this */

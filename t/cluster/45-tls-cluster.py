@@ -3,16 +3,19 @@ TLS: replication with mutual certificate verification reaches its quorum
 (persistent SENDs are receipted), libstompc's failover moves across a
 list mixing ssl:// and tcp:// through master kills without losing a
 message, a node whose certificate is not of the cluster's CA (or which
-speaks no TLS) is dropped in the handshake while the quorum goes on, and
+speaks no TLS) is dropped in the handshake while the quorum goes on, a
+master whose certificate its slaves refuse gives way, and
 ZooKeeper off loopback without a password is warned about at start."""
 import os
 import re
+import shutil
+import signal
 import subprocess
 import time
 
 import pytest
 
-from stompd_test import BUILDDIR, FakeSlave, ZkCluster, connected, free_port, replicated, wait_until
+from stompd_test import BUILDDIR, FakeSlave, ZkCluster, connected, free_port, http_json, replicated, wait_until
 from tlscerts import Certs
 
 PRODUCER = os.path.join(BUILDDIR, "contrib", "stompd-failover-producer")
@@ -114,6 +117,60 @@ def test_a_node_without_a_good_certificate_is_dropped(broker_factory, zk_ensembl
     p = connected(master.port)
     p.receipt("SEND", {"destination": "/queue/q", "persistent": "true"}, "r", b"still receipted")
     rogue.stop()
+
+
+def refused_by_port(c, i):
+    """Node i's view of which members stand out of elections as refused,
+    by STOMP port."""
+    return {int(x["stomp"].rsplit(":", 1)[1]): x["refused"]
+            for x in http_json(c.nodes[i].http_port, "/api/cluster")["members"] if ":" in (x.get("stomp") or "")}
+
+
+def test_a_master_whose_certificate_the_others_refuse_gives_way(broker_factory, zk_ensemble, certs, tmp_path):
+    """The heaviest node's certificate is of another CA. It is elected
+    first, but neither slave can verify it: both say so in their member
+    znodes, as of a master that refuses their store.security_token, and it
+    steps down and stays out of elections while they hold to it; one of
+    the two serves with the other as its slave. Before, it stayed master
+    with no quorum: no persistent SEND was receipted however long the
+    others ran. Its certificate put right and reloaded (SIGHUP), it
+    follows and stands again."""
+    c = tls_cluster(broker_factory, zk_ensemble, certs)
+    cert, key = str(tmp_path / "n0.pem"), str(tmp_path / "n0.key")
+    shutil.copy(certs.rogue_cert, cert)
+    shutil.copy(certs.rogue_key, key)
+    n0 = c.nodes[0]
+    n0.settings.update({"tls.cert": cert, "tls.key": key, "store.weight": "100"})
+    for i in range(3):
+        c.start(i)
+    assert n0.wait_log("this node is master in epoch", timeout=30, since_start=True)
+    m = c.wait_master(timeout=60, exclude=0)
+    assert n0.wait_log("stepping down as master: 2 of the 3 members refused this node as their master",
+                       since_start=True)
+    assert c.nodes[m].wait_log("the TLS handshake with master .* failed on a certificate", since_start=True)
+    p = connected(c.nodes[m].port)
+    for i in range(5):
+        p.receipt("SEND", {"destination": "/queue/cert", "persistent": "true"}, "r%d" % i, b"c%d" % i)
+    p.close()
+    refused = refused_by_port(c, m)
+    assert refused.pop(n0.port) is True
+    assert list(refused.values()) == [False, False]
+
+    # put right: the next handshake with the master succeeds, and the
+    # node stands in elections again
+    shutil.copy(certs.cert, cert)
+    shutil.copy(certs.key, key)
+    mark = len(n0.log())
+    n0.kill(signal.SIGHUP)
+    assert wait_until(lambda: "following master" in n0.log()[mark:], 60), n0.log()[mark:][-3000:]
+    assert wait_until(lambda: refused_by_port(c, m).get(n0.port) is False, 30)
+    assert n0.log_since_start().count("this node is master in epoch") == 1
+    c.nodes[m].stop()  # a clean stop hands over to a slave in sync
+    m2 = c.wait_master(timeout=60, exclude=m)
+    q = connected(c.nodes[m2].port)
+    q.send("SUBSCRIBE", {"id": "1", "destination": "/queue/cert"})
+    assert [q.recv().body for _ in range(5)] == [b"c%d" % i for i in range(5)]
+    q.close()
 
 
 def test_zookeeper_off_loopback_without_password_is_warned_about(broker_factory, zk_ensemble):

@@ -579,9 +579,37 @@ static void test_not_tls(void **state)
         turn_keep();
     assert_true(c->closed);
     assert_non_null(strstr(c->why, "TLS handshake"));
+    assert_false(c->st.cert_refused); /* no certificate was refused */
     assert_int_equal(buf_used(&c->got), 0);
     tls_get_stats(&after);
     assert_int_equal(after.failed, before.failed + 1);
+    client_free(k);
+}
+
+/* A client that cannot verify the server's certificate (self-signed,
+ * and it trusts no CA) ends the handshake with an alert: the stream says
+ * its certificate was refused (what a replication link counts against
+ * its master). */
+static void test_a_certificate_refused_by_the_peer(void **state)
+{
+    reset();
+    struct client *k = client_new(0);
+    struct peer *c = last;
+    SSL_set_verify(k->ssl, SSL_VERIFY_PEER, NULL);
+    bool refused = false;
+    for (ev_tstamp t0 = ev_time(); !c->closed && waiting(t0);) {
+        int r = SSL_do_handshake(k->ssl);
+        assert_int_not_equal(r, 1);
+        int e = SSL_get_error(k->ssl, r);
+        if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+            refused = SSL_get_verify_result(k->ssl) != X509_V_OK;
+        ERR_clear_error();
+        turn_keep();
+    }
+    assert_true(refused);
+    assert_true(c->closed);
+    assert_true(c->st.cert_refused);
+    assert_non_null(strstr(c->why, "unknown ca"));
     client_free(k);
 }
 
@@ -661,6 +689,7 @@ int main(void)
         cmocka_unit_test(test_key_updates),
         cmocka_unit_test(test_key_updates_asked_and_never_read),           cmocka_unit_test(test_handshake_deadline),
         cmocka_unit_test(test_close_notify),          cmocka_unit_test(test_not_tls),
+        cmocka_unit_test(test_a_certificate_refused_by_the_peer),
         cmocka_unit_test(test_drained_waits_for_the_socket),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
