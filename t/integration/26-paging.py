@@ -55,6 +55,11 @@ def paged_out(b, name, most=100, timeout=60):
 
 def fill(b, dest, n, body=b"x" * 200, headers=None):
     p = connected(b.port)
+    # thousands of persistent SENDs under a sanitizer on a loaded machine
+    # take a while before the marker's receipt (and the broker may pause
+    # reading while its writer catches up)
+    p.timeout = 120
+    p.sock.settimeout(120)
     for i in range(n):
         h = {"destination": dest, "persistent": "true", "n": str(i)}
         h.update(headers(i) if headers else {})
