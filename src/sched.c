@@ -160,7 +160,10 @@ static int read_spec(const struct msg *m, struct spec *s, struct cron *c, const 
             return -EINVAL;
         }
     }
-    if (s->repeat < 0 && s->period == 0 && !s->cron) {
+    /* with a CRON too: each time it matches, the series it starts is
+     * DELAY, PERIOD and REPEAT's (a series of no period for ever would
+     * be dropped at every match, delivering nothing) */
+    if (s->repeat < 0 && s->period == 0) {
         *why = H_REPEAT " -1 (for ever) needs " H_PERIOD " above 0";
         return -EINVAL;
     }
@@ -402,11 +405,16 @@ bool sched_follows_index(void)
 
 /* ------------------------------------------------------------ adding */
 
+int64_t sched_memory_held(void)
+{
+    return dest_total_mem() + S.volatile_bytes;
+}
+
 int sched_add(struct msg *m, int64_t due, const char *dup_id, bool admitted, uint64_t *lsn, const char **why)
 {
     bool stored = m->persistent && persist_enabled();
     *lsn = 0;
-    if (!stored && !admitted && dest_total_mem() + S.volatile_bytes + (int64_t)m->size > config.memory_limit) {
+    if (!stored && !admitted && sched_memory_held() + (int64_t)m->size > config.memory_limit) {
         *why = "The broker holds broker.memory_limit bytes of messages and non-persistent scheduled messages: another "
                "cannot be kept.";
         return -ENOMEM;

@@ -12,6 +12,7 @@
 #include "stompd/dest.h"
 #include "stompd/proto.h"
 #include "stompd/queue.h"
+#include "stompd/sched.h"
 #include "stompd/sub.h"
 #include "stompd/txn.h"
 
@@ -55,9 +56,13 @@ int txn_hold(struct conn *c, const char *id, struct frame *f, uint32_t legs)
     for (uint32_t i = 0; i < f->nheaders; i++)
         bytes += f->headers[i].name_len + f->headers[i].value_len + 2;
     bytes *= legs;
-    if (dest_total_mem() + bytes > config.memory_limit)
-        return proto_fail("broker memory full", "The broker holds broker.memory_limit bytes of messages; a "
-                          "transaction cannot hold more. Commit smaller transactions.");
+    /* the reservation is given back at COMMIT, where non-persistent
+     * scheduled messages are charged to the scheduler: counted here too,
+     * or transactions could hold such messages without bound (helper-80) */
+    if (sched_memory_held() + bytes > config.memory_limit)
+        return proto_fail("broker memory full", "The broker holds broker.memory_limit bytes of messages and "
+                          "non-persistent scheduled messages; a transaction cannot hold more. Commit smaller "
+                          "transactions.");
     t->legs += legs;
     t->bytes += bytes;
     dest_reserve(bytes);

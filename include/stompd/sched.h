@@ -34,6 +34,9 @@ struct msg;
  * since the epoch), 0 when not, -EINVAL with *why for a bad header. */
 int sched_check(const struct msg *m, int64_t now_ms, int64_t *due, const char **why)
     __attribute__((warn_unused_result));
+/* What broker.memory_limit bounds when a message is taken in: the
+ * messages destinations hold and the non-persistent scheduled ones. */
+int64_t sched_memory_held(void);
 /* Keep m (its destination list in m->dest) until due. A persistent one is
  * journaled (*lsn: its entry; UINT64_MAX inside an open batch), a
  * non-persistent one (or any, without a store) is kept in memory (*lsn

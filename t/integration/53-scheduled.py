@@ -91,6 +91,9 @@ def test_bad_headers_are_errors(broker):
         ({"AMQ_SCHEDULED_PERIOD": "1.5"}, "AMQ_SCHEDULED_PERIOD must be an integer"),
         ({"AMQ_SCHEDULED_REPEAT": "-2"}, "AMQ_SCHEDULED_REPEAT must be an integer"),
         ({"AMQ_SCHEDULED_REPEAT": "-1"}, "needs AMQ_SCHEDULED_PERIOD"),
+        # a CRON too: each match's series would be dropped, delivering
+        # nothing, minute after minute (helper-80)
+        ({"AMQ_SCHEDULED_CRON": "* * * * *", "AMQ_SCHEDULED_REPEAT": "-1"}, "needs AMQ_SCHEDULED_PERIOD"),
         ({"AMQ_SCHEDULED_CRON": "61 * * * *"}, "cron minute field"),
         ({"AMQ_SCHEDULED_CRON": "0 0 31 2 *"}, "never matches"),
     ]
@@ -267,6 +270,37 @@ def test_non_persistent_scheduled_messages_that_fill_memory_all_fire(broker_fact
     assert got == list(range(sent))
     st = scheduler(b)
     assert st["scheduled"] == 0 and st["non_persistent_bytes"] == 0 and not st["waits_for_room"], st
+
+
+def test_scheduled_messages_sent_in_transactions_count_against_memory(broker_factory):
+    """Non-persistent scheduled SENDs in transactions: a transaction's
+    bytes were checked against the messages held only, and given back at
+    COMMIT where the scheduler took them as admitted, so 100 commits of
+    900 KB each held 90 MB against a 1 MiB broker.memory_limit
+    (helper-80). The scheduler's bytes count when a transaction holds a
+    SEND: one is refused once they reach the limit."""
+    b = broker_factory({"broker.memory_limit": "1MiB"})
+    p = connected(b.port)
+    refused = None
+    for t in range(40):
+        p.send("BEGIN", {"transaction": "t%d" % t})
+        for i in range(3):
+            p.send("SEND", {"destination": "/queue/txsched", "transaction": "t%d" % t,
+                            "AMQ_SCHEDULED_DELAY": "600000"}, b"s" * 100000)
+        p.send("COMMIT", {"transaction": "t%d" % t, "receipt": "c%d" % t})
+        f = p.recv()
+        if f.command == "ERROR":
+            refused = f
+            break
+        assert f.command == "RECEIPT", f
+    assert refused is not None and "broker memory full" in refused["message"], refused
+    assert "non-persistent scheduled messages" in refused.body.decode(), refused
+    st = scheduler(b)
+    # the limit, and at most the transaction that crossed it
+    assert 0 < st["non_persistent_bytes"] <= (1 << 20) + 3 * 101000, st
+    # the others are not disturbed: a plain SEND still goes
+    q = connected(b.port)
+    q.receipt("SEND", {"destination": "/queue/other"}, "r", b"small")
 
 
 @pytest.mark.parametrize("persistent", ["false", "true"])
