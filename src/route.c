@@ -23,6 +23,7 @@
 #include "stompd/route.h"
 #include "stompd/sub.h"
 #include "stompd/trie.h"
+#include "stompd/utf8.h"
 
 #define VT_CONSUMER "Consumer."
 #define VT_TOPIC "VirtualTopic.>"
@@ -297,6 +298,20 @@ static int fail(const char **err, int rc, const char *fmt, ...)
     return rc;
 }
 
+/* The kind of a destination a client named (resolved: its temporary
+ * names made broker-wide). The name must be UTF-8, as STOMP's headers
+ * are: one that is not could be made and listed (the console's JSON
+ * shows it with U+FFFD), but never named back to purge or delete it. */
+static int kind_of_named(const char *name, const char *resolved, enum dest_kind *kind, const char **err)
+{
+    if (!utf8_valid(name, strlen(name)))
+        return fail(err, -EINVAL, "a destination name is not valid UTF-8 (STOMP's headers are UTF-8)");
+    const char *why;
+    if (dest_kind_of(resolved, kind, &why) != 0)
+        return fail(err, -EINVAL, "'%.200s': %s", name, why);
+    return 0;
+}
+
 static void push(struct route *r, struct dest *d, struct dest *via)
 {
     for (uint32_t i = 0; i < r->n; i++)
@@ -368,8 +383,8 @@ static int send_elem(void *arg, const char *name)
     const char *err;
     enum dest_kind kind;
     const char *resolved = x->c ? dest_resolve_temp(x->c, name, buf, sizeof buf) : name;
-    if (dest_kind_of(resolved, &kind, &err) != 0)
-        return fail(x->err, -EINVAL, "'%.200s': %s", name, err);
+    if (kind_of_named(name, resolved, &kind, x->err) != 0)
+        return -EINVAL;
     bool temp = kind == DEST_TEMP_QUEUE || kind == DEST_TEMP_TOPIC;
     if (!temp && dname_is_pattern(dest_short_name(resolved)))
         return fail(x->err, -EINVAL, "'%.200s' is a wildcard pattern: a message goes to named destinations only "
@@ -459,8 +474,8 @@ static int sub_elem(void *arg, const char *name)
     const char *err;
     enum dest_kind kind;
     const char *resolved = dest_resolve_temp(x->c, name, buf, sizeof buf);
-    if (dest_kind_of(resolved, &kind, &err) != 0)
-        return fail(x->err, -EINVAL, "'%.200s': %s", name, err);
+    if (kind_of_named(name, resolved, &kind, x->err) != 0)
+        return -EINVAL;
     struct dest *d = dest_find(resolved);
     bool temp = kind == DEST_TEMP_QUEUE || kind == DEST_TEMP_TOPIC;
     if (temp && resolved == name && (!d || d->owner != x->c))

@@ -29,6 +29,7 @@
 #include "stompd/http_head.h"
 #include "stompd/log.h"
 #include "stompd/stream.h"
+#include "stompd/utf8.h"
 #include "stompd/ws.h"
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -263,51 +264,6 @@ size_t ws_next_unit(const char *p, size_t n)
     while (u < n && (p[u] == '\n' || p[u] == '\r'))
         u++;
     return u;
-}
-
-bool ws_utf8_valid(const char *p, size_t n)
-{
-    const unsigned char *s = (const unsigned char *)p;
-    size_t i = 0;
-    while (i < n) {
-        /* ASCII (STOMP's headers, most bodies) eight bytes at a time */
-        uint64_t v;
-        while (n - i >= 8 && (memcpy(&v, s + i, 8), (v & 0x8080808080808080ULL) == 0))
-            i += 8;
-        if (i == n)
-            break;
-        unsigned char c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t k;
-        uint32_t cp;
-        if (c >= 0xc2 && c <= 0xdf) {
-            k = 1;
-            cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-            k = 2;
-            cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            k = 3;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (n - i <= k)
-            return false;
-        for (size_t j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + j] & 0x3f);
-        }
-        /* overlong forms, surrogates, beyond U+10FFFF */
-        if ((k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += k + 1;
-    }
-    return true;
 }
 
 /* ------------------------------------------------------------ wslay callbacks */
@@ -690,7 +646,7 @@ static void ws_encode(struct stream *s, size_t allowed)
                 break; /* a mark of the protocol's is at a frame's start: held from there */
             allowed -= u;
             struct wslay_event_msg m = {
-                .opcode = ws_utf8_valid(buf_head(&s->out), u) ? WSLAY_TEXT_FRAME : WSLAY_BINARY_FRAME,
+                .opcode = utf8_valid(buf_head(&s->out), u) ? WSLAY_TEXT_FRAME : WSLAY_BINARY_FRAME,
                 .msg = (const uint8_t *)buf_head(&s->out),
                 .msg_length = u,
             };

@@ -79,7 +79,4 @@ bool ws_origin_allowed(const char *origin, const char *host, bool host_named, co
  * or 0 while it is incomplete. */
 size_t ws_next_unit(const char *p, size_t n);
 
-/* Is p[0..n) valid UTF-8 (sent as a text message) or not (binary)? */
-bool ws_utf8_valid(const char *p, size_t n);
-
 #endif

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from stompd_test import Client, connected, encode_frame, read_to_the_end
+from stompd_test import Client, connected, encode_frame, http_json, read_to_the_end
 
 
 @pytest.fixture
@@ -270,6 +270,27 @@ def test_error_on_one_connection_keeps_others_messages(broker):
     for m in msgs:
         a.send("ACK", {"id": m["ack"]})
     a.receipt("DISCONNECT", {}, "bye")
+
+
+@pytest.mark.parametrize("frame", [
+    b"SEND\ndestination:/queue/bad\xff\xfename\nreceipt:r\n\nx\0",
+    b"SUBSCRIBE\nid:1\ndestination:/queue/bad\xc3\n\n\0",
+    b"SEND\ndestination:/queue/fine,/topic/bad\xe2\x82\n\nx\0",
+    b"SUBSCRIBE\nid:1\ndestination:/topic/bad.\xc0\xaf.>\n\n\0",
+])
+def test_a_destination_name_that_is_not_utf8_is_refused(broker, frame):
+    """A name that is not UTF-8 was taken: the queue was made, and the
+    console listed it (with U+FFFD) but could never name it back to purge
+    or delete it (helper-81). STOMP's headers are UTF-8: an ERROR, and no
+    such destination made."""
+    c = connected(broker.port)
+    c.send_raw(frame)
+    c.expect_error("not valid UTF-8")
+    assert not [q["name"] for q in http_json(broker.http_port, "/api/queues") if "bad" in q["name"]]
+    # a name in UTF-8 beyond ASCII goes, and the console names it back
+    ok = connected(broker.port)
+    ok.receipt("SEND", {"destination": "/queue/caf\u00e9"}, "r", b"x")
+    assert "/queue/caf\u00e9" in [q["name"] for q in http_json(broker.http_port, "/api/queues")]
 
 
 def test_destination_limit(broker_factory):

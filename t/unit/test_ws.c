@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "stompd/http_head.h"
+#include "stompd/utf8.h"
 #include "stompd/ws.h"
 
 static void test_accept_key(void **state)
@@ -222,17 +223,17 @@ static void test_next_unit(void **state)
 static void test_utf8(void **state)
 {
     (void)state;
-    assert_true(ws_utf8_valid("", 0));
-    assert_true(ws_utf8_valid("plain ascii\n", 12));
-    assert_true(ws_utf8_valid("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14));
-    assert_true(ws_utf8_valid("a\0b", 3));                 /* NUL is UTF-8 */
-    assert_false(ws_utf8_valid("\xc3", 1));                /* cut short */
-    assert_false(ws_utf8_valid("\xc0\xaf", 2));            /* overlong */
-    assert_false(ws_utf8_valid("\xe0\x80\xaf", 3));        /* overlong */
-    assert_false(ws_utf8_valid("\xed\xa0\x80", 3));        /* surrogate */
-    assert_false(ws_utf8_valid("\xf4\x90\x80\x80", 4));    /* past U+10FFFF */
-    assert_false(ws_utf8_valid("\xff", 1));
-    assert_false(ws_utf8_valid("ab\x80", 3));
+    assert_true(utf8_valid("", 0));
+    assert_true(utf8_valid("plain ascii\n", 12));
+    assert_true(utf8_valid("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14));
+    assert_true(utf8_valid("a\0b", 3));                 /* NUL is UTF-8 */
+    assert_false(utf8_valid("\xc3", 1));                /* cut short */
+    assert_false(utf8_valid("\xc0\xaf", 2));            /* overlong */
+    assert_false(utf8_valid("\xe0\x80\xaf", 3));        /* overlong */
+    assert_false(utf8_valid("\xed\xa0\x80", 3));        /* surrogate */
+    assert_false(utf8_valid("\xf4\x90\x80\x80", 4));    /* past U+10FFFF */
+    assert_false(utf8_valid("\xff", 1));
+    assert_false(utf8_valid("ab\x80", 3));
 }
 
 int main(void)
