@@ -25,6 +25,11 @@
  *     stompc_receive() (poll style) or to an on_message callback from
  *     stompc_run()/stompc_dispatch() (callback style). Calls that wait for a
  *     RECEIPT keep the messages that arrive meanwhile queued: none is lost.
+ *     The queue has no bound of its own: what bounds it is what the broker
+ *     may send before you acknowledge (a client or client-individual
+ *     subscription's prefetch, activemq.prefetchSize); an ack:auto
+ *     subscription on a busy destination can fill memory while a call
+ *     waits long for its RECEIPT (a slow durable write, say).
  *
  * Allocation failure aborts the process, as everywhere in stompd.
  *
@@ -109,11 +114,14 @@ struct stompc_header {
 };
 
 /* A received MESSAGE. Every message handed to you (by stompc_receive or
- * on_message) is yours: free it with stompc_msg_free. */
+ * on_message) is yours: free it with stompc_msg_free. destination and
+ * message_id are never NULL, nor subscription from STOMP 1.1 on: a
+ * MESSAGE without them is a protocol error (STOMPC_EPROTO), as STOMP
+ * says a broker sends them. */
 struct stompc_msg {
     const char *destination;
     const char *message_id;
-    const char *subscription;
+    const char *subscription; /* NULL only with STOMP 1.0 and a SUBSCRIBE without id */
     const char *ack_id;       /* STOMP 1.2 "ack" header; NULL otherwise */
     bool redelivered;
     const char *body;         /* body_len bytes (binary-safe), then a NUL */

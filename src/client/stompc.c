@@ -566,11 +566,23 @@ void client_gave_up(struct stompc *c, int status, const char *why)
 int client_on_frame(struct stompc *c, struct frame *f)
 {
     switch (f->cmd) {
-    case CMD_MESSAGE:
+    case CMD_MESSAGE: {
+        /* what STOMP says a MESSAGE carries (subscription since 1.1), so
+         * the message handed out has them */
+        const char *missing = !frame_get(f, "destination") ? "destination"
+                              : !frame_get(f, "message-id") ? "message-id"
+                              : c->version >= STOMP_11 && !frame_get(f, "subscription") ? "subscription"
+                                                                                        : NULL;
+        if (missing) {
+            frame_free(f);
+            return client_lost(c, STOMPC_EPROTO, "MESSAGE without a %s header from %s", missing,
+                               c->uri.brokers[c->broker].text);
+        }
         if (!queue_message(c, f)) /* takes the frame */
             return client_lost(c, STOMPC_ENOMEM, "out of memory taking a MESSAGE from %s (it will be redelivered "
                                "unless its subscription was ack:auto)", c->uri.brokers[c->broker].text);
         return 0;
+    }
     case CMD_RECEIPT: {
         const char *id = frame_get(f, "receipt-id");
         struct ofr *o = id ? pending_by_receipt(c, id) : NULL;

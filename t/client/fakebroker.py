@@ -45,10 +45,14 @@ class Behaviour:
                  message, then close (a broker refusing what a session replays)
     hold:        a threading.Event: SEND receipts wait until it is set (a
                  slow quorum), then go out in order
+    message:     after a SUBSCRIBE, send a MESSAGE with these headers (a
+                 list of pairs; "{id}" in a value is the subscription's id)
     """
 
     def __init__(self, version="1.2", heart_beat=None, silent=False, receipt_sends=True,
-                 close_after_sends=None, mute=False, close_after_subscribe=None, refuse=None, hold=None):
+                 close_after_sends=None, mute=False, close_after_subscribe=None, refuse=None, hold=None,
+                 message=None):
+        self.message = message
         self.hold = hold
         self.close_after_subscribe = close_after_subscribe
         self.refuse = refuse
@@ -147,6 +151,9 @@ class FakeBroker:
                     held.append(rid)
                 elif rid is not None:
                     conn.sendall(encode("RECEIPT", [("receipt-id", rid)]))
+                if f.command == "SUBSCRIBE" and b.message is not None:
+                    conn.sendall(encode("MESSAGE", [(k, v.replace("{id}", f.get("id") or ""))
+                                                    for k, v in b.message], b"x"))
                 if f.command == "SUBSCRIBE" and b.close_after_subscribe is not None:
                     time.sleep(b.close_after_subscribe)
                     return

@@ -437,6 +437,20 @@ static void sc_heartbeats(void)
 }
 
 /* The fake broker answers CONNECTED with heart-beats and then says nothing. */
+/* The fake broker answers the SUBSCRIBE with a MESSAGE lacking `missing`:
+ * a protocol error, not a message with a NULL field handed out. */
+static void sc_bad_message(const char *missing)
+{
+    struct stompc *c = open_client(url, NULL);
+    OK(c, stompc_subscribe(c, "/queue/x", NULL));
+    struct stompc_msg *m = NULL;
+    char want[96];
+    snprintf(want, sizeof want, "MESSAGE without a %s header", missing);
+    FAILS(c, stompc_receive(c, &m, 5000), STOMPC_EPROTO, want);
+    CHECK(m == NULL);
+    stompc_free(c);
+}
+
 static void sc_silent_broker(void)
 {
     struct stompc_options o = {.heart_beat_rx = 100};
@@ -1189,6 +1203,7 @@ static const struct {
     {"receive-styles", sc_receive_styles, NULL},
     {"more", sc_more, NULL},
     {"errors", NULL, sc_errors},
+    {"bad-message", NULL, sc_bad_message},
     {"durable", sc_durable, NULL},
     {"selector-prefetch", sc_selector_prefetch, NULL},
     {"threads", sc_threads, NULL},

@@ -39,6 +39,19 @@ def test_version_fallback_to_what_the_broker_says():
         assert frames[-1].command == "DISCONNECT" and frames[-1].get("receipt")
 
 
+def test_a_message_without_its_required_headers_is_a_protocol_error():
+    """A MESSAGE lacking destination, message-id or (from 1.1 on)
+    subscription was handed out with that field NULL, which stompc.h did
+    not say could be (helper-81): a protocol error now."""
+    full = [("destination", "/queue/x"), ("message-id", "m-1"), ("subscription", "{id}")]
+    for missing in ("destination", "message-id", "subscription"):
+        fb = FakeBroker(Behaviour(message=[h for h in full if h[0] != missing]))
+        try:
+            live(fb.url(), "bad-message", missing)
+        finally:
+            fb.close()
+
+
 def test_send_with_and_without_receipt_binary_bodies_and_headers(broker):
     live(tcp(broker), "send")
 
