@@ -564,6 +564,15 @@ int auth_configure(const struct config *listeners, const struct config *cfg, cha
     /* nothing can fail from here on */
     userdb_free(A.users);
     A.users = db;
+    /* a check under way finishes as whom its login was when it began: a
+     * CONNECT read from now on meets the new file, so it joins none of
+     * them (helper-79: a user taken out of a group kept its permissions
+     * by joining a check begun before the reload) */
+    struct job *j, *jtmp;
+    HASH_ITER(hh, A.inflight, j, jtmp) {
+        HASH_DEL(A.inflight, j);
+        j->in_table = false;
+    }
     A.anonymous = !strcmp(cfg->auth_anonymous, "true") || (!strcmp(cfg->auth_anonymous, "auto") && !db);
     A.cache_on = cfg->auth_cache;
     if (!A.cache_on || !db) {

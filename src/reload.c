@@ -148,6 +148,30 @@ static bool changed(const struct changes *c, const char *key)
     return false;
 }
 
+/* A reload that would turn protection off (the users file or the ACL
+ * named, now none; the console's password set, now the default) changes
+ * nothing: far more often a file read while it was being rewritten in
+ * place, or emptied by mistake, than a wish to open the broker
+ * (helper-79: an empty file let anonymous clients in, the ACL gone).
+ * Turning protection off is a restart's decision. */
+static bool opens_the_broker(const struct changes *ch, const struct config *next, char *err, size_t errlen)
+{
+    const char *key = NULL;
+    if (changed(ch, "auth.users") && config.auth_users[0] && !next->auth_users[0])
+        key = "auth.users";
+    else if (changed(ch, "auth.acl") && config.auth_acl[0] && !next->auth_acl[0])
+        key = "auth.acl";
+    else if (changed(ch, "http.admin_password") && strcmp(config.admin_password, "admin") &&
+             !strcmp(next->admin_password, "admin"))
+        key = "http.admin_password";
+    if (!key)
+        return false;
+    snprintf(err, errlen, "%s is set in the running broker and not in the file (was the file read while being "
+             "written? write it to another name and rename it over): turning protection off takes a restart",
+             key);
+    return true;
+}
+
 int reload_now(void)
 {
     struct config next;
@@ -164,6 +188,11 @@ int reload_now(void)
     }
     struct changes ch = {.n = 0};
     config_diff(&config, &next, note_change, &ch);
+    if (opens_the_broker(&ch, &next, err, sizeof err)) {
+        log_err("reload: %s; nothing changed", err);
+        rc = -EINVAL;
+        goto out;
+    }
     for (size_t i = 0; i < NHOOKS; i++) {
         const struct reload_hook *h = &hooks[i];
         bool touched = h->always;

@@ -5,12 +5,15 @@ and a file that no longer loads keeps the old one (the log says where it
 went wrong)."""
 import base64
 import http.client
+import os
+import re
+import select
 import signal
 import time
 
 import pytest
 
-from stompd_test import Client, login_headers, write_users
+from stompd_test import Client, http_request, login_headers, write_users
 
 
 def reload(b, expect):
@@ -24,6 +27,21 @@ def reload(b, expect):
     assert "configuration reloaded" in tail, tail
     for part in expect:
         assert part in tail, (part, tail)
+    assert b.running()
+    return tail
+
+
+def reload_refused(b, expect):
+    """SIGHUP that changes nothing: its log lines include expect."""
+    mark = len(b.log())
+    b.proc.send_signal(signal.SIGHUP)
+    deadline = time.time() + 20
+    while "nothing changed" not in b.log()[mark:] and time.time() < deadline:
+        time.sleep(0.05)
+    tail = b.log()[mark:]
+    for part in expect + ["nothing changed"]:
+        assert part in tail, (part, tail)
+    assert "configuration reloaded" not in tail and "applied" not in tail, tail
     assert b.running()
     return tail
 
@@ -120,20 +138,107 @@ def test_acl_file_reload(broker_factory, files):
 def test_auth_keys_reload_under_the_start_rules(broker_factory, tmp_path):
     """auth.users and auth.anonymous change on SIGHUP, checked by the rules a
     start is checked by (against the listeners that are open): a change that
-    would shut everyone out is refused and the old users stay; dropping
-    the users file of a node on loopback lets anonymous clients back in."""
+    would shut everyone out is refused and the old settings stay; a users
+    file added applies. Dropping the users file is refused too (an empty
+    file read at SIGHUP, say one being rewritten in place, let anonymous
+    clients in, helper-79): on a node on loopback, a restart without it
+    lets them back in."""
     users = write_users(str(tmp_path / "users"), {"u": ("p", [])})
     b = broker_factory(start=False)
     conf = "[auth]\nusers = %s\nanonymous = %s\n"
-    b.config_text = conf % (users, "auto")
+    b.config_text = conf % ("", "auto")
     b.start()
-    Client(b.port).connect(expect="ERROR")
+    Client(b.port).connect()
     b.config_text = conf % ("", "false")
     b.command()   # rewrites the configuration file
     reload(b, ["reload: users: auth.anonymous = false and auth.users is not set", "its settings are unchanged"])
+    Client(b.port).connect()
+    b.config_text = conf % (users, "auto")
+    b.command()
+    reload(b, ["reload: auth.users applied"])
     Client(b.port).connect(expect="ERROR")
     Client(b.port).connect(headers=login_headers("u", "p"))
     b.config_text = conf % ("", "auto")
     b.command()
-    reload(b, ["reload: auth.users applied"])
+    reload_refused(b, ["reload: auth.users is set in the running broker and not in the file"])
+    Client(b.port).connect(expect="ERROR")
+    b.stop()
+    b.restart()
     Client(b.port).connect()
+
+
+def test_a_reload_that_would_turn_protection_off_changes_nothing(broker_factory, files):
+    """An empty configuration file read at SIGHUP (one being rewritten in
+    place) took every key's default: the users file and the ACL went, and
+    anonymous clients could write anywhere (helper-79). A reload that
+    would drop the users file, the ACL or the console's password changes
+    nothing, and says why; the file put back reloads as before."""
+    users, acl = files
+    b = broker_factory(start=False)
+    b.config_text = "[auth]\nusers = %s\nacl = %s\n[http]\nadmin_password = s3cret\n" % (users, acl)
+    b.start()
+    full = b.config_text
+    for text, key in [("", "auth.users"), ("[auth]\nusers = %s\n" % users, "auth.acl"),
+                      ("[auth]\nusers = %s\nacl = %s\n" % (users, acl), "http.admin_password")]:
+        b.config_text = text
+        b.command()
+        reload_refused(b, ["reload: %s is set in the running broker and not in the file" % key])
+        Client(b.port).connect(expect="ERROR")    # anonymous: still refused
+        c = Client(b.port)
+        c.connect(headers=login_headers("alice", "one"))
+        c.send("SEND", {"destination": "/queue/other", "receipt": "r"}, b"x")
+        f = c.recv()
+        assert f.command == "ERROR" and f["message"] == "access denied: no write permission on /queue/other", f
+        assert console(b, ("admin", "admin")) == 401
+        assert console(b, ("admin", "s3cret")) == 200
+    b.config_text = full
+    b.command()
+    reload(b, ["auth: 1 ACL entries from " + acl])
+
+
+def test_a_login_after_a_reload_joins_no_check_begun_before_it(broker_factory, tmp_path):
+    """Identical logins share one password check in flight. One read
+    after a reload joined a check begun before it, and was given whom the
+    user was then: taken out of group app by the new users file (the same
+    password), alice could still write to app.> (helper-79). A check in
+    flight is joined by no login read after a reload."""
+    crypt = pytest.importorskip("crypt")
+    slow = crypt.crypt("pw", "$6$rounds=6000000$abcdefgh$")   # a second or more per check
+    users, acl = tmp_path / "users", tmp_path / "acl"
+
+    def write(groups):
+        users.write_text("alice:%s:%s\n" % (slow, groups))
+        os.chmod(users, 0o600)
+
+    def metric(name):
+        st, _, data = http_request(b.http_port, "GET", "/metrics", auth=("admin", "s3cret"))
+        assert st == 200
+        return int(float(re.search(r"^%s (\S+)$" % name, data.decode(), re.M).group(1)))
+
+    def begin(port):
+        c = Client(port, timeout=60)
+        c.send("CONNECT", {"accept-version": "1.2", "host": "x", "login": "alice", "passcode": "pw"})
+        return c
+
+    write("app")
+    acl.write_text("queue:app.> read=app write=app admin=app\n")
+    b = broker_factory({"auth.users": str(users), "auth.acl": str(acl), "http.admin_password": "s3cret"})
+    a, a2 = begin(b.port), begin(b.port)
+    # a's check is in flight: a2 joined it
+    deadline = time.time() + 30
+    while metric("stompd_auth_coalesced_total") < 1:
+        assert time.time() < deadline
+        time.sleep(0.02)
+    write("nobody")    # alice leaves group app, her password the same
+    reload(b, ["auth: 1 users from"])
+    late = begin(b.port)
+    # the window this is about: a's check still under way when late came
+    assert not select.select([a.sock], [], [], 0)[0], "a's check ended before the reload: make it slower"
+    for c in (a, a2, late):
+        f = c.recv()
+        assert f.command == "CONNECTED", f
+        c.version = "1.2"
+    assert metric("stompd_auth_coalesced_total") == 1
+    late.send("SEND", {"destination": "/queue/app.x", "receipt": "r"}, b"x")
+    f = late.recv()
+    assert f.command == "ERROR" and f["message"] == "access denied: no write permission on /queue/app.x", f
