@@ -28,6 +28,7 @@
 #include "stompd/node.h"
 #include "stompd/persist.h"
 #include "stompd/rates.h"
+#include "stompd/reload.h"
 #include "stompd/repl.h"
 #include "stompd/sched.h"
 #include "stompd/server.h"
@@ -277,6 +278,7 @@ static const struct {
     {"broker.max_consumers", &config.broker_max_consumers, false},
     {"stomp.pending_limit", &config.pending_limit, false},
     {"http.max_connections", &config.http_max_connections, false},
+    {"broker.topic_pending_limit", &config.topic_pending_limit, false},
 };
 
 static void limits_of(struct metrics_out *m, bool bytes)
@@ -451,6 +453,17 @@ static struct auth_stats auth_now(void)
     auth_get_stats(&as);
     return as;
 }
+static void c_reloads(struct metrics_out *m)
+{
+    struct reload_stats r = reload_stats();
+    metric_begin(m, NULL);
+    metric_label(m, "result", "applied");
+    metric_u64(m, r.applied);
+    metric_begin(m, NULL);
+    metric_label(m, "result", "failed");
+    metric_u64(m, r.failed);
+}
+static void c_reload_ok(struct metrics_out *m) { one_u64(m, reload_stats().last_ok); }
 static void c_auth_failures(struct metrics_out *m) { one_u64(m, auth_now().stomp_failures); }
 static void c_console_auth_failures(struct metrics_out *m) { one_u64(m, auth_now().console_failures); }
 static void c_access_denied(struct metrics_out *m) { one_u64(m, acl_denials()); }
@@ -559,6 +572,11 @@ static const struct family families[] = {
      "Message copies sent to a temporary destination whose connection had closed (nobody can consume them)",
      c_closed_temp},
     {"stompd_destinations", "gauge", "Destinations held (queues and topics)", c_destinations},
+    {"stompd_config_reloads_total", "counter",
+     "Configuration reloads (SIGHUP): applied whole, or failed (the file refused, or a part kept its settings)",
+     c_reloads},
+    {"stompd_config_last_reload_successful", "gauge", "1 when the last reload was applied whole (or none was made)",
+     c_reload_ok},
     {"stompd_auth_failures_total", "counter", "CONNECTs refused for their credentials", c_auth_failures},
     {"stompd_console_auth_failures_total", "counter", "Console requests refused for their credentials or group",
      c_console_auth_failures},

@@ -110,7 +110,13 @@ static struct {
     const char *const *sets;
     int nsets;
     bool started;
-} R;
+    struct reload_stats st;
+} R = {.st.last_ok = true};
+
+struct reload_stats reload_stats(void)
+{
+    return R.st;
+}
 
 static bool hook_has(const struct reload_hook *h, const char *key)
 {
@@ -177,6 +183,7 @@ int reload_now(void)
     struct config next;
     char err[512];
     int rc = 0;
+    bool whole = true; /* every module took its new settings */
 
     notify_reloading();
     log_info("reloading the configuration%s%s", R.file ? " from " : "", R.file ? R.file : "");
@@ -202,6 +209,7 @@ int reload_now(void)
             continue;
         if (h->apply(&next, err, sizeof err) != 0) {
             log_err("reload: %s: %s; its settings are unchanged", h->name, err);
+            whole = false;
             continue;
         }
         for (const char *const *k = h->keys; *k; k++) {
@@ -218,6 +226,13 @@ int reload_now(void)
             log_warn("reload: %s changed, but takes effect only at the next restart", ch.names[i]);
     log_info("configuration reloaded");
 out:
+    /* a module that kept its settings fails the reload for /metrics,
+     * not for the caller: the file was read */
+    R.st.last_ok = rc == 0 && whole;
+    if (R.st.last_ok)
+        R.st.applied++;
+    else
+        R.st.failed++;
     config_release(&next);
     notify_reloaded();
     return rc;

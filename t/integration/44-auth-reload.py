@@ -46,6 +46,13 @@ def reload_refused(b, expect):
     return tail
 
 
+def metric(b, sample, auth=("admin", "s3cret")):
+    """A sample of b's /metrics, by its name and labels as printed."""
+    st, _, data = http_request(b.http_port, "GET", "/metrics", auth=auth)
+    assert st == 200
+    return int(float(re.search(r"^%s (\S+)$" % re.escape(sample), data.decode(), re.M).group(1)))
+
+
 def send_own(c, dest, body):
     """SEND to a destination c consumes from: its RECEIPT and the MESSAGE
     come in either order; returns the MESSAGE."""
@@ -191,9 +198,13 @@ def test_a_reload_that_would_turn_protection_off_changes_nothing(broker_factory,
         assert f.command == "ERROR" and f["message"] == "access denied: no write permission on /queue/other", f
         assert console(b, ("admin", "admin")) == 401
         assert console(b, ("admin", "s3cret")) == 200
+        assert metric(b, "stompd_config_last_reload_successful") == 0
+    assert metric(b, 'stompd_config_reloads_total{result="failed"}') == 3
     b.config_text = full
     b.command()
     reload(b, ["auth: 1 ACL entries from " + acl])
+    assert metric(b, "stompd_config_last_reload_successful") == 1
+    assert metric(b, 'stompd_config_reloads_total{result="applied"}') == 1
 
 
 def test_a_login_after_a_reload_joins_no_check_begun_before_it(broker_factory, tmp_path):
@@ -210,11 +221,6 @@ def test_a_login_after_a_reload_joins_no_check_begun_before_it(broker_factory, t
         users.write_text("alice:%s:%s\n" % (slow, groups))
         os.chmod(users, 0o600)
 
-    def metric(name):
-        st, _, data = http_request(b.http_port, "GET", "/metrics", auth=("admin", "s3cret"))
-        assert st == 200
-        return int(float(re.search(r"^%s (\S+)$" % name, data.decode(), re.M).group(1)))
-
     def begin(port):
         c = Client(port, timeout=60)
         c.send("CONNECT", {"accept-version": "1.2", "host": "x", "login": "alice", "passcode": "pw"})
@@ -226,7 +232,7 @@ def test_a_login_after_a_reload_joins_no_check_begun_before_it(broker_factory, t
     a, a2 = begin(b.port), begin(b.port)
     # a's check is in flight: a2 joined it
     deadline = time.time() + 30
-    while metric("stompd_auth_coalesced_total") < 1:
+    while metric(b, "stompd_auth_coalesced_total") < 1:
         assert time.time() < deadline
         time.sleep(0.02)
     write("nobody")    # alice leaves group app, her password the same
@@ -238,7 +244,7 @@ def test_a_login_after_a_reload_joins_no_check_begun_before_it(broker_factory, t
         f = c.recv()
         assert f.command == "CONNECTED", f
         c.version = "1.2"
-    assert metric("stompd_auth_coalesced_total") == 1
+    assert metric(b, "stompd_auth_coalesced_total") == 1
     late.send("SEND", {"destination": "/queue/app.x", "receipt": "r"}, b"x")
     f = late.recv()
     assert f.command == "ERROR" and f["message"] == "access denied: no write permission on /queue/app.x", f
