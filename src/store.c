@@ -2341,7 +2341,6 @@ int store_entry_tip(uint64_t lsn, uint64_t *epoch, uint64_t *sum)
 int store_page(const char *prefix, size_t plen, const char *from, size_t flen, store_page_fn fn, void *ctx)
 {
     leveldb_iterator_t *it = leveldb_create_iterator(S.db, S.ropt);
-    leveldb_iterator_t *rit = NULL;
     int rc = 0;
     if (from)
         leveldb_iter_seek(it, from, flen);
@@ -2357,31 +2356,23 @@ int store_page(const char *prefix, size_t plen, const char *from, size_t flen, s
         struct store_msgref r = {.key = k, .klen = kl};
         if (!loc_decode(v, vl, &r))
             continue;
-        /* delivery counts sort like their keys: walk them alongside */
+        /* its delivery count, looked up by key: a second iterator walked
+         * alongside had to seek, and a seek steps over every deletion
+         * marker up to the next live key: after a deep durable backlog
+         * was dropped, tens of thousands, on the loop, at every page
+         * (helper-82: the broker stalled for seconds). A lookup of one
+         * key is bounded (the bloom filters answer most). */
         if (rk != stack)
             free(rk);
         rk = key_space(stack, sizeof stack, kl + 1);
         rk[0] = KEY_R;
         memcpy(rk + 1, k, kl);
-        if (!rit) {
-            rit = leveldb_create_iterator(S.db, S.ropt);
-            leveldb_iter_seek(rit, rk, kl + 1);
-        }
-        while (leveldb_iter_valid(rit)) {
-            size_t rl;
-            const char *r2 = leveldb_iter_key(rit, &rl);
-            size_t m = rl < kl + 1 ? rl : kl + 1;
-            int c = memcmp(r2, rk, m);
-            if (c > 0 || (c == 0 && rl >= kl + 1))
-                break;
-            leveldb_iter_next(rit);
-        }
-        if (leveldb_iter_valid(rit)) {
-            size_t rl, rvl;
-            const char *r2 = leveldb_iter_key(rit, &rl);
-            const char *rv = leveldb_iter_value(rit, &rvl);
-            if (rl == kl + 1 && memcmp(r2, rk, rl) == 0 && rvl == 4)
+        char *rv;
+        size_t rvl;
+        if (idx_get(rk, kl + 1, &rv, &rvl) == 0) {
+            if (rvl == 4)
                 r.deliveries = get_be32(rv);
+            free(rv);
         }
         if ((rc = fn(ctx, &r)) != 0)
             break;
@@ -2396,8 +2387,6 @@ int store_page(const char *prefix, size_t plen, const char *from, size_t flen, s
         rc = -EIO;
     }
     leveldb_iter_destroy(it);
-    if (rit)
-        leveldb_iter_destroy(rit);
     return rc < 0 ? rc : 0;
 }
 
