@@ -132,7 +132,7 @@ static int ack_or_hold(struct conn *c, struct frame *f, bool nack, uint64_t *lsn
         if (!e)
             return -EPROTO;
         struct sub *t = sub_top(e->sub);
-        int rc = txn_hold(c, tx, f, 1);
+        int rc = txn_hold(c, tx, f, 1, false);
         if (rc != 0)
             return rc;
         /* what it covers: a cumulative (client) one, every delivery before

@@ -21,6 +21,7 @@
 #include "stompd/route.h"
 #include "stompd/sched.h"
 #include "stompd/txn.h"
+#include "stompd/utf8.h"
 
 static int parse_i64(const char *s, int64_t *out)
 {
@@ -53,15 +54,17 @@ static int send_route(struct conn *c, const char *name, bool admitted, struct ro
 }
 
 /* The scheduling headers of a SEND, checked when it arrives (also inside
- * a transaction, whose SENDs are published at COMMIT). */
+ * a transaction, whose SENDs are published at COMMIT): 1 scheduled, 0
+ * not, or an error (the ERROR is set). */
 static int check_schedule(struct frame *f)
 {
     struct msg probe = {.headers = f->headers, .nheaders = f->nheaders};
     int64_t due;
     const char *why;
-    if (sched_check(&probe, server_now_ms(), &due, &why) < 0)
+    int rc = sched_check(&probe, server_now_ms(), &due, &why);
+    if (rc < 0)
         return proto_fail("invalid scheduling header", "%s.", why);
-    return 0;
+    return rc;
 }
 
 /* A reply-to naming the sender's own temporary destination creates it
@@ -72,7 +75,13 @@ static int reply_to_dest(struct conn *c, const char *rt)
     const char *err;
     struct dest *d;
     const char *resolved = dest_resolve_temp(c, rt, buf, sizeof buf);
-    if (resolved != rt && dest_open(resolved, c, c->who, &d, &err) == -ENOSPC)
+    if (resolved == rt)
+        return 0;
+    /* a name no replier could SEND to (route.c's kind_of_named) */
+    if (!utf8_valid(rt, strlen(rt)) && !dest_find(resolved))
+        return proto_fail("invalid reply-to header", "reply-to names a temporary destination whose name is not "
+                          "valid UTF-8 (STOMP's headers are UTF-8).");
+    if (dest_open(resolved, c, c->who, &d, &err) == -ENOSPC)
         return proto_fail("too many destinations", "reply-to '%.200s': %s.", rt, err);
     return 0;
 }
@@ -131,23 +140,30 @@ static int send_headers(struct frame *f, bool *persistent, int64_t *prio, int64_
 }
 
 /* What a SEND must have, whether it is published now or held by a
- * transaction: a destination and valid message and scheduling headers.
- * Returns the destination, or NULL (the ERROR is set). */
-static const char *send_checked(struct frame *f, bool *persistent, int64_t *prio, int64_t *expires)
+ * transaction: a destination and valid message and scheduling headers
+ * (*scheduled: it has a schedule). Returns the destination, or NULL (the
+ * ERROR is set). */
+static const char *send_checked(struct frame *f, bool *persistent, int64_t *prio, int64_t *expires,
+                                bool *scheduled)
 {
     const char *name = frame_get(f, "destination");
     if (!name) {
         proto_fail("missing destination header", "SEND requires a destination header.");
         return NULL;
     }
-    return send_headers(f, persistent, prio, expires) == 0 && check_schedule(f) == 0 ? name : NULL;
+    if (send_headers(f, persistent, prio, expires) != 0)
+        return NULL;
+    int rc = check_schedule(f);
+    *scheduled = rc == 1;
+    return rc >= 0 ? name : NULL;
 }
 
 int send_message(struct conn *c, struct frame *f, struct op *batch)
 {
     bool persistent;
     int64_t prio, expires;
-    const char *name = send_checked(f, &persistent, &prio, &expires);
+    bool scheduled;
+    const char *name = send_checked(f, &persistent, &prio, &expires, &scheduled);
     if (!name)
         return -EPROTO;
     struct route r;
@@ -220,9 +236,9 @@ int handle_send(struct conn *c, struct frame *f, uint64_t *lsn)
     const char *tx = frame_get(f, "transaction");
     if (tx) {
         /* Check what can be checked now, so errors come with the frame. */
-        bool persistent;
+        bool persistent, scheduled;
         int64_t prio, expires;
-        const char *name = send_checked(f, &persistent, &prio, &expires);
+        const char *name = send_checked(f, &persistent, &prio, &expires, &scheduled);
         if (!name)
             return -EPROTO;
         if (!txn_find(c, tx))
@@ -237,7 +253,8 @@ int handle_send(struct conn *c, struct frame *f, uint64_t *lsn)
         const char *rt = frame_get(f, "reply-to");
         if (rt && reply_to_dest(c, rt) != 0)
             return -EPROTO;
-        return txn_hold(c, tx, f, legs);
+        /* at COMMIT the scheduler keeps it in memory, charged apart */
+        return txn_hold(c, tx, f, legs, scheduled && !(persistent && persist_enabled()));
     }
     return send_message(c, f, NULL);
 }

@@ -178,6 +178,17 @@ static bool opens_the_broker(const struct changes *ch, const struct config *next
     return true;
 }
 
+/* A reload that changes nothing still reopens the running log.file:
+ * logrotate renamed it and signalled, and the broker must not go on
+ * writing to the renamed file (nor say why it refused there). */
+static void refused(const char *why)
+{
+    int rc = config.log_file[0] ? log_open_file(config.log_file) : 0;
+    log_err("reload: %s; nothing changed", why);
+    if (rc != 0)
+        log_err("reload: cannot reopen log.file %s: %s", config.log_file, strerror(-rc));
+}
+
 int reload_now(void)
 {
     struct config next;
@@ -189,14 +200,14 @@ int reload_now(void)
     log_info("reloading the configuration%s%s", R.file ? " from " : "", R.file ? R.file : "");
     if (config_load(&next, R.file, R.sets, R.nsets, err, sizeof err) != 0 ||
         config_validate(&next, err, sizeof err) != 0) {
-        log_err("reload: %s; nothing changed", err);
+        refused(err);
         rc = -EINVAL;
         goto out;
     }
     struct changes ch = {.n = 0};
     config_diff(&config, &next, note_change, &ch);
     if (opens_the_broker(&ch, &next, err, sizeof err)) {
-        log_err("reload: %s; nothing changed", err);
+        refused(err);
         rc = -EINVAL;
         goto out;
     }

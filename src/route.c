@@ -299,12 +299,14 @@ static int fail(const char **err, int rc, const char *fmt, ...)
 }
 
 /* The kind of a destination a client named (resolved: its temporary
- * names made broker-wide). The name must be UTF-8, as STOMP's headers
+ * names made broker-wide). A new name must be UTF-8, as STOMP's headers
  * are: one that is not could be made and listed (the console's JSON
- * shows it with U+FFFD), but never named back to purge or delete it. */
+ * shows it with U+FFFD), but never named back to purge or delete it. One
+ * that exists (made by an earlier release, its messages in the store)
+ * can still be used, so its messages can be taken. */
 static int kind_of_named(const char *name, const char *resolved, enum dest_kind *kind, const char **err)
 {
-    if (!utf8_valid(name, strlen(name)))
+    if (!utf8_valid(name, strlen(name)) && !dest_find(resolved))
         return fail(err, -EINVAL, "a destination name is not valid UTF-8 (STOMP's headers are UTF-8)");
     const char *why;
     if (dest_kind_of(resolved, kind, &why) != 0)

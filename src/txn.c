@@ -40,7 +40,7 @@ struct txn *txn_find(struct conn *c, const char *id)
     return t;
 }
 
-int txn_hold(struct conn *c, const char *id, struct frame *f, uint32_t legs)
+int txn_hold(struct conn *c, const char *id, struct frame *f, uint32_t legs, bool to_scheduler)
 {
     struct txn *t = txn_find(c, id);
     if (!t)
@@ -56,10 +56,12 @@ int txn_hold(struct conn *c, const char *id, struct frame *f, uint32_t legs)
     for (uint32_t i = 0; i < f->nheaders; i++)
         bytes += f->headers[i].name_len + f->headers[i].value_len + 2;
     bytes *= legs;
-    /* the reservation is given back at COMMIT, where non-persistent
-     * scheduled messages are charged to the scheduler: counted here too,
-     * or transactions could hold such messages without bound (helper-80) */
-    if (sched_memory_held() + bytes > config.memory_limit)
+    /* the reservation is given back at COMMIT, where a non-persistent
+     * scheduled message is charged to the scheduler: for such a SEND its
+     * bytes count here, as for one outside a transaction (sched_add), or
+     * transactions could hold them without bound (helper-80); for any
+     * other, only what destinations hold, as for a plain SEND */
+    if ((to_scheduler ? sched_memory_held() : dest_total_mem()) + bytes > config.memory_limit)
         return proto_fail("broker memory full", "The broker holds broker.memory_limit bytes of messages and "
                           "non-persistent scheduled messages; a transaction cannot hold more. Commit smaller "
                           "transactions.");

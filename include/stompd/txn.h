@@ -41,8 +41,11 @@ struct txn *txn_find(struct conn *c, const char *id);
 /* Move f into the transaction (f is left empty). legs: the destinations a
  * SEND goes to at COMMIT (a composite names several), 1 for an ACK or NACK;
  * stomp.max_tx_frames and broker.memory_limit count each of them, as
- * COMMIT publishes a copy to each. */
-int txn_hold(struct conn *c, const char *id, struct frame *f, uint32_t legs) __attribute__((warn_unused_result));
+ * COMMIT publishes a copy to each. to_scheduler: a SEND the scheduler will
+ * keep in memory (non-persistent, scheduled), checked against what it
+ * holds too. */
+int txn_hold(struct conn *c, const char *id, struct frame *f, uint32_t legs, bool to_scheduler)
+    __attribute__((warn_unused_result));
 /* A held ACK or NACK of t covers delivery e (see struct txn_ack); false
  * when t covered it already. */
 bool txn_cover(struct conn *c, struct txn *t, struct qentry *e);

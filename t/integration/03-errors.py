@@ -293,6 +293,16 @@ def test_a_destination_name_that_is_not_utf8_is_refused(broker, frame):
     assert "/queue/caf\u00e9" in [q["name"] for q in http_json(broker.http_port, "/api/queues")]
 
 
+def test_a_reply_to_temporary_name_that_is_not_utf8_is_refused(broker):
+    """A reply-to naming the sender's own temporary queue makes it: one
+    whose name is not UTF-8 was made, and carried in the message, though
+    no replier could SEND to it (helper-84)."""
+    c = connected(broker.port)
+    c.send_raw(b"SEND\ndestination:/queue/req\nreply-to:/temp-queue/caf\xe9\nreceipt:r\n\nx\0")
+    c.expect_error("invalid reply-to header")
+    assert not [q["name"] for q in http_json(broker.http_port, "/api/queues") if "caf" in q["name"]]
+
+
 def test_destination_limit(broker_factory):
     b = broker_factory({"broker.max_destinations": "5"})
     c = connected(b.port)

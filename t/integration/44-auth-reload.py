@@ -248,3 +248,30 @@ def test_a_login_after_a_reload_joins_no_check_begun_before_it(broker_factory, t
     late.send("SEND", {"destination": "/queue/app.x", "receipt": "r"}, b"x")
     f = late.recv()
     assert f.command == "ERROR" and f["message"] == "access denied: no write permission on /queue/app.x", f
+
+
+def test_a_refused_reload_still_reopens_the_log(broker_factory, files, tmp_path):
+    """logrotate renames log.file and signals. A reload refused (the file
+    no longer parses, or it would turn protection off) changed nothing,
+    the log file's reopening included: the broker went on writing to the
+    renamed file, and said why there (helper-84)."""
+    users, acl = files
+    log = str(tmp_path / "stompd.log")
+    b = broker_factory({"log.file": log}, start=False)
+    good = "[auth]\nusers = %s\n[http]\nadmin_password = s3cret\n" % users
+    b.config_text = good
+    b.start()
+    for n, text, says in [(1, "[auth\n", "nothing changed"),
+                          (2, "[auth]\nusers = %s\n" % users, "http.admin_password is set in the running broker")]:
+        os.rename(log, "%s.%d" % (log, n))
+        b.config_text = text
+        b.command()
+        b.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 20
+        while not (os.path.exists(log) and says in open(log).read()):
+            assert time.time() < deadline, "no new %s saying %r" % (log, says)
+            time.sleep(0.05)
+        assert "nothing changed" in open(log).read()
+        assert b.running()
+    b.config_text = good
+    b.command()
