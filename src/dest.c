@@ -29,6 +29,10 @@
 
 static struct dest *dests;
 static struct dest *sweep_next; /* where the idle sweep goes on */
+/* idle destinations to delete before the loop sleeps (dest_reclaim) */
+static struct dest **reclaims;
+static size_t nreclaims, cap_reclaims;
+static bool reclaim_one(void);
 static int64_t total_mem;
 /* Destinations with paused producers, so a global drain can wake them. */
 static struct dest **blocked_dests;
@@ -230,7 +234,8 @@ int dest_open(const char *name, struct conn *conn, const struct principal *who, 
         *err = denied_detail;
         return -EACCES;
     }
-    if (config.max_destinations > 0 && (int64_t)dest_count() >= config.max_destinations) {
+    if (config.max_destinations > 0 && (int64_t)(dest_count() - nreclaims) >= config.max_destinations &&
+        !reclaim_one()) {
         snprintf(full, sizeof full, "the broker already holds its maximum of %lld destinations (broker.max_destinations)",
                  (long long)config.max_destinations);
         *err = full;
@@ -266,6 +271,13 @@ void dest_delete(struct dest *d)
     }
     if (sweep_next == d)
         sweep_next = d->hh.next;
+    if (d->reclaim) {
+        for (size_t i = 0; i < nreclaims; i++)
+            if (reclaims[i] == d) {
+                reclaims[i] = reclaims[--nreclaims];
+                break;
+            }
+    }
     HASH_DEL(dests, d);
     log_debug("destination %s deleted", d->name);
     free(d->name);
@@ -282,6 +294,9 @@ void dest_free_all(void)
     free(blocked_dests);
     blocked_dests = NULL;
     nblocked_dests = cap_blocked_dests = 0;
+    free(reclaims);
+    reclaims = NULL;
+    nreclaims = cap_reclaims = 0;
 }
 
 /* d->mem counts every message charged to d wherever it waits (its queue,
@@ -317,6 +332,47 @@ size_t dest_collect_idle(void)
         }
     }
     sweep_next = d; /* NULL: the next sweep starts from the first */
+    return n;
+}
+
+/* At broker.max_destinations, an idle destination makes room for the
+ * one asked for: the sweep would take it, but it visits so many at a
+ * time, twice, every broker.expiry_check_interval, and a burst of short
+ * lived names held the registry full for minutes after their clients
+ * left (helper-83: every new destination refused, temporary queues
+ * too). Marked here and deleted before the loop sleeps, if still idle:
+ * the caller may hold a pointer to it (a route being built). */
+static bool reclaim_one(void)
+{
+    struct dest *d = sweep_next ? sweep_next : dests;
+    for (int steps = 0; d && steps < SWEEP_STEP; steps++) {
+        if (!d->reclaim && idle(d)) {
+            if (nreclaims == cap_reclaims) {
+                cap_reclaims = cap_reclaims ? cap_reclaims * 2 : 16;
+                if (!(reclaims = realloc(reclaims, cap_reclaims * sizeof *reclaims)))
+                    abort();
+            }
+            d->reclaim = true;
+            reclaims[nreclaims++] = d;
+            sweep_next = d->hh.next;
+            return true;
+        }
+        d = d->hh.next ? d->hh.next : dests;
+    }
+    return false;
+}
+
+size_t dest_reclaim(void)
+{
+    size_t n = 0;
+    while (nreclaims > 0) {
+        struct dest *d = reclaims[--nreclaims];
+        d->reclaim = false;
+        if (idle(d)) {
+            dest_delete(d);
+            n++;
+        }
+    }
     return n;
 }
 

@@ -273,6 +273,9 @@ static void before_sleep(struct ev_loop *loop, ev_prepare *w, int revents)
             break;
     }
     stream_free_dead();
+    size_t reclaimed = dest_reclaim(); /* nothing holds them now */
+    if (reclaimed)
+        log_debug("%zu idle destinations removed to make room (broker.max_destinations)", reclaimed);
     const char *why;
     if (srv.handing_over && (why = persist_handed_over())) {
         log_info("stopping: %s", why);

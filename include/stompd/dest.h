@@ -48,6 +48,7 @@ struct dest {
     int64_t mem;                        /* bytes of messages held */
     TAILQ_HEAD(, op) blocked;           /* producers waiting for room */
     struct dest_stats st;
+    bool reclaim;                       /* idle, deleted before the loop sleeps (dest_reclaim) */
     bool idle_seen;                     /* idle at the last sweep ... */
     uint64_t idle_enqueued;             /* ... with this many messages accepted */
 };
@@ -95,6 +96,9 @@ void dest_free_all(void);
  * stopped. Temporary ones go with their connection instead. Returns how
  * many went. */
 size_t dest_collect_idle(void);
+/* Delete the idle destinations that made room at broker.max_destinations
+ * (still idle), before the loop sleeps. Returns how many went. */
+size_t dest_reclaim(void);
 
 /* Iterate all destinations (sorted by name for stable output). */
 size_t dest_count(void);

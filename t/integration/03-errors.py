@@ -304,14 +304,17 @@ def test_a_reply_to_temporary_name_that_is_not_utf8_is_refused(broker):
 
 
 def test_destination_limit(broker_factory):
+    """Five destinations in use (an idle one would make room: the next
+    test) and a sixth refused."""
     b = broker_factory({"broker.max_destinations": "5"})
     c = connected(b.port)
     for i in range(3):
-        c.receipt("SEND", {"destination": "/topic/u%d" % i}, "r%d" % i, b"x")
+        c.receipt("SUBSCRIBE", {"id": "u%d" % i, "destination": "/topic/u%d" % i}, "r%d" % i)
     c.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/q0"}, "s")
     c.receipt("SEND", {"destination": "/temp-queue/t"}, "t", b"x")   # five
     # names that exist take frames as before
-    c.receipt("SEND", {"destination": "/topic/u0"}, "again", b"x")
+    c.send("SEND", {"destination": "/topic/u0", "receipt": "again"}, b"x")
+    assert sorted(c.recv().command for _ in range(2)) == ["MESSAGE", "RECEIPT"]
     c.receipt("SEND", {"destination": "/temp-queue/t"}, "own-temp", b"x")
     # a sixth: ERROR with the receipt-id, only that connection closes
     for frame, h in (("SEND", {"destination": "/topic/u3"}),
@@ -324,7 +327,8 @@ def test_destination_limit(broker_factory):
         x.send(frame, dict(h, receipt="over"))
         e = x.expect_error("broker.max_destinations")
         assert e["message"] == "too many destinations" and e["receipt-id"] == "over", e
-    c.receipt("SEND", {"destination": "/topic/u0"}, "still-open", b"x")
+    c.send("SEND", {"destination": "/topic/u0", "receipt": "still-open"}, b"x")
+    assert sorted(c.recv().command for _ in range(2)) == ["MESSAGE", "RECEIPT"]
     # the console refuses it too, with a 4xx
     h = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=5)
     h.request("POST", "/api/send", json.dumps({"destination": "/queue/new", "body": "x"}),
@@ -332,12 +336,36 @@ def test_destination_limit(broker_factory):
                "Authorization": "Basic " + base64.b64encode(b"admin:admin").decode()})
     r = h.getresponse()
     assert r.status == 409 and "max_destinations" in json.loads(r.read())["error"]
-    # deleting one from the console makes room
+    # deleting one from the console makes room (unsubscribed first: the
+    # console does not delete a topic with subscribers)
+    c.receipt("UNSUBSCRIBE", {"id": "u1"}, "unsub")
     h.request("POST", "/api/destinations/delete", json.dumps({"destination": "/topic/u1"}),
               {"Content-Type": "application/json",
                "Authorization": "Basic " + base64.b64encode(b"admin:admin").decode()})
     assert h.getresponse().status == 200
     connected(b.port).receipt("SEND", {"destination": "/topic/u3"}, "room", b"x")
+
+
+def test_idle_destinations_make_room_at_once(broker_factory):
+    """A burst of short-lived names filled broker.max_destinations, and
+    every new destination, temporary queues too, was refused for minutes
+    after their clients left: the sweep visits 1,024 a time, each twice,
+    every expiry_check_interval (helper-83). At the cap an idle one
+    makes room (the sweep far off: 30 s), and the count stays at the
+    cap."""
+    b = broker_factory({"broker.max_destinations": "50"})
+    p = connected(b.port)
+    for i in range(50):
+        p.receipt("SEND", {"destination": "/topic/burst.%d" % i}, "r%d" % i, b"x")
+    p.close()
+    for i in range(20):
+        x = connected(b.port)
+        x.receipt("SUBSCRIBE", {"id": "1", "destination": "/temp-queue/reply%d" % i}, "s")
+        x.receipt("SEND", {"destination": "/queue/fresh.%d" % i}, "f", b"y")
+    assert len(http_json(b.http_port, "/api/queues")) + len(http_json(b.http_port, "/api/topics")) <= 50
+    # what holds a message is not idle: the twenty fresh queues are there
+    names = {q["name"] for q in http_json(b.http_port, "/api/queues")}
+    assert {"/queue/fresh.%d" % i for i in range(20)} <= names
 
 
 def test_idle_destinations_are_removed_and_make_room(broker_factory):
