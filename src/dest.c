@@ -329,24 +329,47 @@ size_t dest_collect_idle(void)
         } else {
             d->idle_seen = true;
             d->idle_enqueued = d->st.enqueued;
+            d->idle_since = ev_now(srv.loop);
         }
     }
     sweep_next = d; /* NULL: the next sweep starts from the first */
     return n;
 }
 
-/* At broker.max_destinations, an idle destination makes room for the
- * one asked for: the sweep would take it, but it visits so many at a
- * time, twice, every broker.expiry_check_interval, and a burst of short
- * lived names held the registry full for minutes after their clients
- * left (helper-83: every new destination refused, temporary queues
- * too). Marked here and deleted before the loop sleeps, if still idle:
- * the caller may hold a pointer to it (a route being built). */
+/* At broker.max_destinations, a destination idle for a while makes room
+ * for the one asked for: the sweep would take it, but it visits so many
+ * at a time, twice, every broker.expiry_check_interval, and a burst of
+ * short-lived names held the registry full for minutes after their
+ * clients left (helper-83: every new destination refused, temporary
+ * queues too). Only one seen idle, with nothing sent to it since, at
+ * least RECLAIM_IDLE ago: a topic read through virtual-topic queues or a
+ * wildcard is idle between SENDs, and a name whose messages wait
+ * elsewhere (a transaction, the scheduler, the journal) is idle until
+ * they come (helper-85). Each call goes on where the last stopped,
+ * noting what it finds idle. Marked here and deleted before the loop
+ * sleeps, if still idle: the caller may hold a pointer to it. */
+static double reclaim_idle_s(void)
+{
+    double sweep = (double)config.expiry_check_interval / 1000.0;
+    return sweep < 5.0 ? sweep : 5.0;
+}
+
 static bool reclaim_one(void)
 {
+    ev_tstamp now = ev_now(srv.loop);
     struct dest *d = sweep_next ? sweep_next : dests;
     for (int steps = 0; d && steps < SWEEP_STEP; steps++) {
-        if (!d->reclaim && idle(d)) {
+        struct dest *next = d->hh.next ? d->hh.next : dests;
+        sweep_next = d->hh.next;
+        if (d->reclaim) {
+            /* marked already */
+        } else if (!idle(d)) {
+            d->idle_seen = false;
+        } else if (!d->idle_seen || d->idle_enqueued != d->st.enqueued) {
+            d->idle_seen = true;
+            d->idle_enqueued = d->st.enqueued;
+            d->idle_since = now;
+        } else if (now - d->idle_since >= reclaim_idle_s()) {
             if (nreclaims == cap_reclaims) {
                 cap_reclaims = cap_reclaims ? cap_reclaims * 2 : 16;
                 if (!(reclaims = realloc(reclaims, cap_reclaims * sizeof *reclaims)))
@@ -354,10 +377,9 @@ static bool reclaim_one(void)
             }
             d->reclaim = true;
             reclaims[nreclaims++] = d;
-            sweep_next = d->hh.next;
             return true;
         }
-        d = d->hh.next ? d->hh.next : dests;
+        d = next;
     }
     return false;
 }

@@ -4,6 +4,7 @@
 #ifndef STOMPD_DEST_H
 #define STOMPD_DEST_H
 
+#include <ev.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
@@ -51,6 +52,7 @@ struct dest {
     bool reclaim;                       /* idle, deleted before the loop sleeps (dest_reclaim) */
     bool idle_seen;                     /* idle at the last sweep ... */
     uint64_t idle_enqueued;             /* ... with this many messages accepted */
+    ev_tstamp idle_since;               /* ... since then */
 };
 TAILQ_HEAD(dest_list, dest);
 
