@@ -302,11 +302,13 @@ void dest_free_all(void)
 /* d->mem counts every message charged to d wherever it waits (its queue,
  * a subscriber's backlog, a consumer's unacked list), so 0 means no entry
  * points at d; subscribers, durables and paused producers are the other
- * holders of a struct dest pointer. Everything else names it. */
+ * holders of a struct dest pointer. Everything else names it. A queue
+ * whose removals the store has not indexed yet is not idle: made again
+ * by that name, it would read them back from the index (helper-85). */
 static bool idle(const struct dest *d)
 {
     return !dest_is_temp(d) && !d->kept && d->mem == 0 && d->q.npending == 0 && d->q.nconsumers == 0 &&
-           d->nsubscribers == 0 && d->ndurables == 0 && TAILQ_EMPTY(&d->blocked) && !d->q.dirty;
+           d->nsubscribers == 0 && d->ndurables == 0 && TAILQ_EMPTY(&d->blocked) && !d->q.dirty && !d->q.gone;
 }
 
 /* The sweep looks at a bounded number of destinations each time and goes
