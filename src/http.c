@@ -37,7 +37,7 @@ enum {
     PAUSE_ANSWER = 1, /* an answer is pending: read nothing more */
     PAUSE_OUTPUT = 2, /* the answers fill the output: read on once the client takes them */
 };
-enum { CAP_NONE, CAP_AUTH, CAP_CTYPE, CAP_HOST };
+enum { CAP_NONE, CAP_AUTH, CAP_CTYPE, CAP_HOST, CAP_TE };
 
 struct http_req {
     struct stream st;
@@ -54,6 +54,7 @@ struct http_req {
     char auth[512];
     char ctype[128];
     char host[256];
+    char te[64];            /* Transfer-Encoding (capped) */
     unsigned nauth, nhost;  /* how many of each header the request had */
     size_t header_bytes;
     bool in_request;        /* its first byte came, its last not yet */
@@ -210,7 +211,9 @@ static const char *reason(int status)
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
     default: return "Unknown";
     }
 }
@@ -431,6 +434,16 @@ static void login_gone(void *arg)
     r->login = NULL;
 }
 
+/* s, without the spaces and tabs around it, against t (case-blind). */
+static int strcasecmp_trimmed(const char *s, const char *t)
+{
+    s += strspn(s, " \t");
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        n--;
+    return n == strlen(t) && !strncasecmp(s, t, n) ? 0 : 1;
+}
+
 static void route(struct http_req *r)
 {
     H.requests++;
@@ -438,6 +451,20 @@ static void route(struct http_req *r)
     if (r->nhost > 1 || r->nauth > 1) {
         http_respond_error(r, 400, r->nhost > 1 ? "more than one Host header" : "more than one Authorization header",
                            NULL);
+        r->close_after = true;
+        return;
+    }
+    /* HTTP/1.x only: what http-parser reads as another version is not
+     * served as 1.1 (helper-81) */
+    if (r->parser.http_major != 1) {
+        http_respond_error(r, 505, "this console speaks HTTP/1.0 and HTTP/1.1 only", NULL);
+        r->close_after = true;
+        return;
+    }
+    /* chunked is the one transfer coding it decodes: a body in another
+     * (gzip, chunked) would be taken as plain (RFC 9112 section 6.1) */
+    if (r->te[0] && strspn(r->te, " \t") != strlen(r->te) && strcasecmp_trimmed(r->te, "chunked") != 0) {
+        http_respond_error(r, 501, "only the chunked transfer coding is implemented", NULL);
         r->close_after = true;
         return;
     }
@@ -504,7 +531,7 @@ static int on_message_begin(http_parser *p)
     r->url_len = 0;
     r->url[0] = '\0';
     r->url_too_long = false;
-    r->auth[0] = r->ctype[0] = r->host[0] = '\0';
+    r->auth[0] = r->ctype[0] = r->host[0] = r->te[0] = '\0';
     r->nauth = r->nhost = 0;
     r->in_request = true;
     r->begun++;
@@ -575,6 +602,7 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
                      : !strcasecmp(r->field, "Authorization") ? CAP_AUTH
                      : !strcasecmp(r->field, "Content-Type") ? CAP_CTYPE
                      : !strcasecmp(r->field, "Host")         ? CAP_HOST
+                     : !strcasecmp(r->field, "Transfer-Encoding") ? CAP_TE
                                                              : CAP_NONE;
         if (r->capture == CAP_AUTH)
             r->nauth++;
@@ -589,6 +617,11 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         append_capped(r->ctype, sizeof r->ctype, at, len);
     else if (r->capture == CAP_HOST)
         append_capped(r->host, sizeof r->host, at, len);
+    else if (r->capture == CAP_TE) {
+        if (r->te[0])
+            append_capped(r->te, sizeof r->te, ",", 1); /* a second field: its list goes on */
+        append_capped(r->te, sizeof r->te, at, len);
+    }
     return 0;
 }
 

@@ -244,6 +244,33 @@ def test_trailer_fields_are_not_the_requests_headers(broker_factory):
     assert out is not None and out.startswith(b"HTTP/1.1 200"), out
 
 
+def test_other_transfer_codings_and_http_versions_are_refused(broker_factory):
+    """A body in gzip then chunked was decoded as plain chunked, and an
+    HTTP/2.0 request line was served as HTTP/1.1 (helper-81): 501 and 505
+    now, the connection closed; chunked alone, in any case, and HTTP/1.0
+    go on."""
+    b = broker_factory()
+    body = json.dumps({"destination": "/queue/te", "body": "hi"}).encode()
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+
+    def post(te, version="HTTP/1.1"):
+        head = ("POST /api/send %s\r\nHost: 127.0.0.1:%d\r\nAuthorization: %s\r\nTransfer-Encoding: %s\r\n"
+                "Content-Type: application/json\r\nConnection: close\r\n\r\n" % (version, b.http_port, GOOD, te))
+        return raw(b, head.encode() + chunked)
+
+    for te in ("gzip, chunked", "identity, chunked"):
+        out = post(te)
+        assert out is not None and out.startswith(b"HTTP/1.1 501") and b"chunked" in out, out
+    for te in ("chunked", "Chunked", " chunked "):
+        out = post(te)
+        assert out is not None and out.startswith(b"HTTP/1.1 200"), out
+    out = raw(b, ("GET /api/status HTTP/2.0\r\nHost: 127.0.0.1:%d\r\nAuthorization: %s\r\n\r\n"
+                  % (b.http_port, GOOD)).encode())
+    assert out is not None and out.startswith(b"HTTP/1.1 505"), out
+    out = raw(b, ("GET /api/status HTTP/1.0\r\nAuthorization: %s\r\n\r\n" % GOOD).encode())
+    assert out is not None and out.startswith(b"HTTP/1.1 200"), out
+
+
 def test_oversized_heads_get_414_or_431_at_http_max_request(broker_factory):
     """Past http-parser's own 80 KiB cap, a long URL or header was a 400
     'malformed', and an http.max_request above it was not honoured
