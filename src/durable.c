@@ -111,9 +111,18 @@ void durable_detach(struct durable *d, struct sub *s)
         d->active = NULL;
 }
 
+void durable_dropping(struct durable *d)
+{
+    /* as a purge takes them (queue_return): neither given back nor
+     * counted as redelivered (helper-82: an UNSUBSCRIBE by name counted
+     * the 50 messages its subscriber held as redeliveries) */
+    d->q.purges++;
+}
+
 static bool destroy(struct durable *d, bool journal)
 {
     bool journaled = false;
+    durable_dropping(d);
     if (d->active)
         journaled |= sub_destroy(d->active);
     if (journal)

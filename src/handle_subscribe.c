@@ -360,6 +360,9 @@ int handle_unsubscribe(struct conn *c, struct frame *f, uint64_t *lsn)
             return proto_fail(message, "%s", detail);
         }
     }
+    /* removed with its backlog: what the subscription holds goes too */
+    if (dname && dur)
+        durable_dropping(dur);
     bool journaled = s && sub_destroy(s);
     if (dname && dur)
         journaled |= durable_destroy(dur);

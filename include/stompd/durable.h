@@ -45,6 +45,9 @@ struct durable *durable_restore(struct dest *topic, const char *client_id, const
                                 const char *selector, struct selector *sel);
 void durable_attach(struct durable *d, struct sub *s);
 void durable_detach(struct durable *d, struct sub *s);
+/* What d's subscriber holds goes with d, not back to its backlog, when
+ * its subscription is destroyed next (durable_destroy does it too). */
+void durable_dropping(struct durable *d);
 /* Destroy (journaled) with its backlog; true when journaled. */
 bool durable_destroy(struct durable *d);
 void durable_dest_deleted(struct dest *topic);

@@ -1,6 +1,6 @@
 """Topics: fan-out to current subscribers, late subscribers miss earlier
 messages, unsubscribe stops delivery."""
-from stompd_test import connected
+from stompd_test import connected, http_json
 
 
 def test_fan_out_to_every_subscriber(broker):
@@ -57,4 +57,26 @@ def test_topic_unacked_not_redelivered_after_unsubscribe(broker):
     c.recv()
     c.receipt("UNSUBSCRIBE", {"id": "a"}, "u")
     c.receipt("SUBSCRIBE", {"id": "b", "destination": "/topic/gone"}, "2")
+    c.expect_nothing()
+
+
+def test_a_durable_subscription_removed_by_name_counts_no_redeliveries(broker):
+    """UNSUBSCRIBE naming a durable subscription removes it with its
+    backlog: what its subscriber held went back to the backlog first and
+    was counted as redelivered (50 such, helper-82), though nothing was
+    redelivered and the subscription was gone."""
+    c = connected(broker.port, headers={"client-id": "gone-app"})
+    c.receipt("SUBSCRIBE", {"id": "1", "destination": "/topic/dgone", "ack": "client-individual",
+                            "activemq.subscriptionName": "d", "activemq.prefetchSize": "5"}, "s")
+    p = connected(broker.port)
+    for i in range(10):
+        p.send("SEND", {"destination": "/topic/dgone", "persistent": "true"}, b"%d" % i)
+    p.receipt("SEND", {"destination": "/topic/dgone", "persistent": "true"}, "r", b"last")
+    held = [c.recv() for _ in range(5)]
+    assert [m.body for m in held] == [b"%d" % i for i in range(5)]
+    c.receipt("UNSUBSCRIBE", {"id": "1", "activemq.subscriptionName": "d"}, "u")
+    t = [x for x in http_json(broker.http_port, "/api/topics") if x["name"] == "/topic/dgone"][0]
+    assert t["durable_subscriptions"] == [] and t["stats"]["redelivered"] == 0, t
+    # made again, it starts empty
+    c.receipt("SUBSCRIBE", {"id": "2", "destination": "/topic/dgone", "activemq.subscriptionName": "d"}, "s2")
     c.expect_nothing()
