@@ -62,9 +62,9 @@ int txn_hold(struct conn *c, const char *id, struct frame *f, uint32_t legs, boo
      * transactions could hold them without bound (helper-80); for any
      * other, only what destinations hold, as for a plain SEND */
     if ((to_scheduler ? sched_memory_held() : dest_total_mem()) + bytes > config.memory_limit)
-        return proto_fail("broker memory full", "The broker holds broker.memory_limit bytes of messages and "
-                          "non-persistent scheduled messages; a transaction cannot hold more. Commit smaller "
-                          "transactions.");
+        return proto_fail("broker memory full", "The broker holds broker.memory_limit bytes of messages%s; a "
+                          "transaction cannot hold more. Commit smaller transactions.",
+                          to_scheduler ? " and non-persistent scheduled messages" : "");
     t->legs += legs;
     t->bytes += bytes;
     dest_reserve(bytes);
