@@ -344,8 +344,12 @@ static void update_waiting(ev_tstamp now)
             uint64_t at = quorum_slave_counted(M.modes, s->received, s->durable);
             if (!session_authed(s) || (s->state == S_STREAM && at > c))
                 continue;
-            n += snprintf(M.waiting + n, sizeof M.waiting - (size_t)n, "%s%s at lsn %" PRIu64 "%s", sep,
-                          session_name(s), at,
+            /* just connected with quorum_disk: its log matches up to
+             * received, what of it is on disk no ACK has said yet (it
+             * read "at lsn 0", as if its store were empty; helper-86) */
+            bool unsaid = at == 0 && s->received > 0;
+            n += snprintf(M.waiting + n, sizeof M.waiting - (size_t)n, "%s%s at lsn %" PRIu64 "%s%s", sep,
+                          session_name(s), unsaid ? s->received : at, unsaid ? ", its durable position not said yet" : "",
                           s->state == S_SNAPSHOT ? " (installing a snapshot)"
                           : s->paused            ? " (paused: not reading or not acknowledging)"
                                                  : " (not acknowledging)");

@@ -587,7 +587,8 @@ def test_slave_that_received_but_wrote_nothing_is_behind(broker_factory):
     """In quorum_mem a slave's copy counts once its store wrote it: one
     that ACKs each entry as received but never as written holds durable
     sends, is named behind at the position it wrote, and is not counted
-    in sync."""
+    in sync. Its place says what it received and that its durable
+    position was never said (it read "at lsn 0", as of an empty store)."""
     c = Cluster(broker_factory)
     m = c.nodes[0]
     m.start()
@@ -600,7 +601,8 @@ def test_slave_that_received_but_wrote_nothing_is_behind(broker_factory):
     assert wait_until(lambda: (replica(status(m), "stuck-fake") or {}).get("received_lsn") == max(stuck.entries))
     p.expect_nothing(1.0)
     assert m.wait_log(r"durable sends wait: .*1 of 2 slaves connected, 0 in sync; a quorum of 3 needs 1; "
-                      r"behind: stuck-fake at lsn 0 \(not acknowledging\)")
+                      r"behind: stuck-fake at lsn %d, its durable position not said yet \(not acknowledging\)"
+                      % max(stuck.entries))
     st = status(m)
     assert st["quorum"]["slaves_in_sync"] == 0 and st["quorum"]["state"] == "slaves connected but behind", st
     # a real slave joins and writes: the send is receipted, one in sync
