@@ -147,12 +147,7 @@ def test_a_node_whose_token_the_others_refuse_gives_way(broker_factory, zk_ensem
     c.nodes[0].settings["store.security_token"] = c.nodes[m].settings["store.security_token"]
     c.start(0)
     assert c.nodes[0].wait_log("following master", timeout=30, since_start=True)
-    c.nodes[m].stop()  # a clean stop hands over to a slave in sync
-    m2 = c.wait_master(timeout=60, exclude=m)
-    p = connected(c.nodes[m2].port)
-    p.send("SUBSCRIBE", {"id": "1", "destination": "/queue/tok"})
-    assert [p.recv().body for _ in range(10)] == [b"t%d" % i for i in range(10)]
-    p.close()
+    assert c.hand_over(m, "/queue/tok") == [b"t%d" % i for i in range(10)]
 
 
 def test_a_token_rotation_node_by_node_keeps_a_master(broker_factory, zk_ensemble):

@@ -165,12 +165,7 @@ def test_a_master_whose_certificate_the_others_refuse_gives_way(broker_factory, 
     assert wait_until(lambda: "following master" in n0.log()[mark:], 60), n0.log()[mark:][-3000:]
     assert wait_until(lambda: refused_by_port(c, m).get(n0.port) is False, 30)
     assert n0.log_since_start().count("this node is master in epoch") == 1
-    c.nodes[m].stop()  # a clean stop hands over to a slave in sync
-    m2 = c.wait_master(timeout=60, exclude=m)
-    q = connected(c.nodes[m2].port)
-    q.send("SUBSCRIBE", {"id": "1", "destination": "/queue/cert"})
-    assert [q.recv().body for _ in range(5)] == [b"c%d" % i for i in range(5)]
-    q.close()
+    assert c.hand_over(m, "/queue/cert") == [b"c%d" % i for i in range(5)]
 
 
 def test_zookeeper_off_loopback_without_password_is_warned_about(broker_factory, zk_ensemble):

@@ -857,6 +857,22 @@ class ZkCluster:
             time.sleep(0.05)
         raise AssertionError("no master within %s s" % timeout)
 
+    def hand_over(self, m, dest):
+        """Stop master m cleanly (it hands over to a slave in sync) and
+        return the bodies the new master gives a consumer of dest."""
+        self.nodes[m].stop()
+        m2 = self.wait_master(timeout=60, exclude=m)
+        c = connected(self.nodes[m2].port)
+        c.send("SUBSCRIBE", {"id": "1", "destination": dest})
+        got = [c.recv(timeout=30).body]
+        while True:
+            try:
+                got.append(c.recv(timeout=2).body)   # until quiet
+            except TimeoutError:
+                break
+        c.close()
+        return got
+
     @property
     def ports(self):
         return [b.port for b in self.nodes]
