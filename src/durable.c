@@ -38,6 +38,15 @@ struct durable *durable_find(const char *client_id, const char *name)
     return d;
 }
 
+bool durable_client_known(const char *client_id)
+{
+    struct durable *d, *tmp;
+    HASH_ITER(hh, registry, d, tmp)
+        if (strcmp(d->client_id, client_id) == 0)
+            return true;
+    return false;
+}
+
 static struct durable *create(struct dest *topic, const char *client_id, const char *name,
                               const char *selector, struct selector *sel)
 {

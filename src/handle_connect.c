@@ -20,6 +20,7 @@
 #include "stompd/persist.h"
 #include "stompd/proto.h"
 #include "stompd/server.h"
+#include "stompd/utf8.h"
 
 /* Highest version in a comma list we speak; -1 when none. */
 static int pick_version(const char *list)
@@ -234,6 +235,12 @@ int handle_connect(struct conn *c, struct frame *f, uint64_t *lsn)
     if (cid && strlen(cid) > DURABLE_NAME_MAX)
         return proto_fail("client-id too long", "client-id may be %d bytes at most (it names durable "
                           "subscriptions in the store), got %zu.", DURABLE_NAME_MAX, strlen(cid));
+    /* A client-id names durable subscriptions, which the console lists:
+     * it must be UTF-8, as STOMP's headers are, unless an earlier release
+     * kept subscriptions under it (their messages can still be taken). */
+    if (cid && !utf8_valid(cid, strlen(cid)) && !durable_client_known(cid))
+        return proto_fail("client-id is not valid UTF-8", "STOMP's headers are UTF-8; a client-id names durable "
+                          "subscriptions, which the console lists by it.");
     struct pending_login p = {.c = c, .version = v, .accept_version = av != NULL, .cx = cx, .cy = cy,
                               .client_id = (char *)frame_get(f, "client-id"), .login = (char *)frame_get(f, "login")};
     const char *login = p.login && *p.login ? p.login : NULL;

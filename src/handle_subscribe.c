@@ -21,6 +21,7 @@
 #include "stompd/selector.h"
 #include "stompd/server.h"
 #include "stompd/sub.h"
+#include "stompd/utf8.h"
 
 static int parse_bool(const char *s, bool *out)
 {
@@ -160,6 +161,11 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
     if (dname && !c->client_id)
         return proto_fail("durable subscription needs a client-id",
                           "Send client-id on CONNECT to use activemq.subscriptionName.");
+    /* A new name must be UTF-8 (the console lists it); one an earlier
+     * release kept can still be used, so its messages can be taken. */
+    if (dname && !utf8_valid(dname, strlen(dname)) && !durable_find(c->client_id, dname))
+        return proto_fail("durable subscription name is not valid UTF-8",
+                          "STOMP's headers are UTF-8; the console lists durable subscriptions by name.");
 
     struct selector *sel = NULL;
     const char *seltext = frame_get(f, "selector");

@@ -36,6 +36,8 @@ struct durable {
 };
 
 struct durable *durable_find(const char *client_id, const char *name);
+/* Whether any durable subscription is kept for client_id. */
+bool durable_client_known(const char *client_id);
 /* Create (journaled) or reuse; a changed topic or selector replaces the old
  * subscription, as JMS specifies. *journaled says whether it journaled. */
 struct durable *durable_get(struct dest *topic, const char *client_id, const char *name,

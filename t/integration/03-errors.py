@@ -303,6 +303,24 @@ def test_a_reply_to_temporary_name_that_is_not_utf8_is_refused(broker):
     assert not [q["name"] for q in http_json(broker.http_port, "/api/queues") if "caf" in q["name"]]
 
 
+def test_client_ids_and_durable_names_that_are_not_utf8_are_refused(broker):
+    """A client-id or durable subscription name that was not UTF-8 was
+    taken: the console listed the subscription with U+FFFD (helper-82).
+    Each is refused now, that connection alone closed; UTF-8 beyond ASCII
+    goes, and the console names it back."""
+    c = Client(broker.port)
+    c.send_raw(b"CONNECT\naccept-version:1.2\nhost:x\nclient-id:app\xff\n\n\0")
+    c.expect_error("client-id is not valid UTF-8")
+    c = connected(broker.port, headers={"client-id": "app"})
+    c.send_raw(b"SUBSCRIBE\nid:1\ndestination:/topic/t\nactivemq.subscriptionName:n\xc3\n\n\0")
+    c.expect_error("durable subscription name is not valid UTF-8")
+    ok = connected(broker.port, headers={"client-id": "caf\u00e9"})
+    ok.receipt("SUBSCRIBE", {"id": "1", "destination": "/topic/t",
+                             "activemq.subscriptionName": "na\u00efve"}, "s")
+    topic, = [t for t in http_json(broker.http_port, "/api/topics") if t["name"] == "/topic/t"]
+    assert [(d["client_id"], d["name"]) for d in topic["durable_subscriptions"]] == [("caf\u00e9", "na\u00efve")]
+
+
 def test_destination_limit(broker_factory):
     """Five destinations in use (an idle one would make room: the next
     test) and a sixth refused."""
