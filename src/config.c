@@ -83,8 +83,8 @@ static const struct cfg_key keys[] = {
     {"broker.dup_window", CFG_INT, "20000", 0, 10000000, NULL, OFF(dup_window),
      "ids of recent SENDs (header _AMQ_DUPL_ID) remembered to drop resent duplicates; 0 = off"},
     {"broker.expiry_check_interval", CFG_DURATION, "30s", 10, 86400000, NULL, OFF(expiry_check_interval),
-     "how often queues are swept for expired messages (also checked at dispatch; a deep queue's messages in "
-     "the store only: 20,000 index entries a sweep over all queues, reading a 32nd of broker.memory_limit of "
+     "how often queues are swept for expired messages (also checked at dispatch; a deep queue's or durable "
+     "backlog's messages in the store only: 20,000 index entries a sweep over all, reading a 32nd of broker.memory_limit of "
      "expired messages at most) and idle destinations removed"},
     {"broker.prefetch_queue", CFG_INT, "1000", 1, 1000000, NULL, OFF(prefetch_queue),
      "default unacked messages per queue subscription (activemq.prefetchSize overrides)"},

@@ -1399,6 +1399,7 @@ uint64_t queue_expire_due(int64_t now_ms)
 
 struct expiry_scan {
     struct queue *q;
+    uint64_t serial;    /* q's place in its destination: 0 a queue, else its durable subscription's serial */
     int64_t now;
     size_t seen;        /* over all queues this sweep */
     int64_t bytes;      /* of expired messages read */
@@ -1407,7 +1408,10 @@ struct expiry_scan {
     bool wrapped;       /* the second pass: names before the one the last sweep stopped at */
 };
 
-static char expiry_resume[1200]; /* the queue the last sweep stopped in ("" none) */
+/* Where the last sweep stopped ("" none): a destination's name, and in a
+ * topic the serial of the durable subscription's backlog. */
+static char expiry_resume[1200];
+static uint64_t expiry_resume_serial;
 
 /* Bytes of expired messages a sweep reads: a window, or a 32nd of
  * broker.memory_limit if more (32 MiB of the default 1 GiB). */
@@ -1424,6 +1428,15 @@ static struct qkey store_only_from(const struct queue *q)
     return q->skipping && key_cmp(q->skip_from, q->limit) < 0 ? q->skip_from : q->limit;
 }
 
+static int stop_sweep(struct expiry_scan *x, struct qkey k)
+{
+    x->q->expiry_from = k;
+    x->stopped = true;
+    snprintf(expiry_resume, sizeof expiry_resume, "%s", x->q->dest->name);
+    expiry_resume_serial = x->serial;
+    return 1;
+}
+
 static int expire_stored(void *arg, const struct store_msgref *r)
 {
     struct expiry_scan *x = arg;
@@ -1431,12 +1444,8 @@ static int expire_stored(void *arg, const struct store_msgref *r)
     struct qkey k = {(uint8_t)(MSG_PRIORITIES - 1 - jkey_msg_priority(r->key, r->klen)),
                      jkey_msg_seq(r->key, r->klen)};
     bool expired = r->expires && r->expires <= x->now && r->lsn <= commit_lsn();
-    if (x->seen++ >= EXPIRY_SCAN || (expired && x->expired && x->bytes + (int64_t)r->len > expiry_bytes())) {
-        q->expiry_from = k;
-        x->stopped = true;
-        snprintf(expiry_resume, sizeof expiry_resume, "%s", q->dest->name);
-        return 1;
-    }
+    if (x->seen++ >= EXPIRY_SCAN || (expired && x->expired && x->bytes + (int64_t)r->len > expiry_bytes()))
+        return stop_sweep(x, k);
     if (!expired)
         return 0;
     struct qentry *e;
@@ -1448,6 +1457,16 @@ static int expire_stored(void *arg, const struct store_msgref *r)
     struct msg *m = store_load_msg(r);
     if (!m)
         return 0; /* logged; paging meets it again */
+    /* A durable subscription's backlog may hold a copy its selector has
+     * not judged (or whose verdict left memory with it): judged now, as
+     * queue_expire_due does. One it refuses was never the backlog's and
+     * leaves without going to the dead-letter queue; one the sweep's
+     * budget cannot judge stops the sweep here, for the next. */
+    enum sub_verdict v = q->durable ? sub_select(q->durable->sel, m) : SUB_YES;
+    if (v == SUB_LATER) {
+        msg_unref(m);
+        return stop_sweep(x, k);
+    }
     x->bytes += (int64_t)r->len;
     m->journaled = true;
     e = entry_new(q, m);
@@ -1456,21 +1475,29 @@ static int expire_stored(void *arg, const struct store_msgref *r)
     /* never in the tree: it goes from the store as paging would have
      * expired it (q->gone keeps paging from reading it back meanwhile) */
     q->npending--;
+    if (v == SUB_NO) {
+        persist_dequeue(e);
+        queue_entry_done(e);
+        return 0;
+    }
     expire(e);
     x->expired++;
     return 0;
 }
 
-static void expire_paged_one(struct dest *d, void *arg)
+/* The store-only part of one queue or backlog, from where the last sweep
+ * stopped in it: from the skipped range (messages consumers passed over
+ * left memory) or the limit on. */
+static void expire_paged_queue(struct expiry_scan *x, struct queue *q, uint64_t serial)
 {
-    struct expiry_scan *x = arg;
-    struct queue *q = &d->q;
-    /* queues only: durable subscriptions' backlogs expire as they page in */
-    if (x->stopped || (strcmp(d->name, expiry_resume) < 0) != x->wrapped || !dest_is_queue(d) || !pages(q) ||
-        !q->paged)
+    if (x->stopped || !pages(q) || !q->paged)
         return;
-    /* the store-only part: from the skipped range (messages consumers
-     * passed over left memory) or the limit on */
+    /* the first pass goes from where the last sweep stopped, the second
+     * (wrapped) up to it */
+    int c = strcmp(q->dest->name, expiry_resume);
+    bool before = c < 0 || (c == 0 && serial < expiry_resume_serial);
+    if (before != x->wrapped)
+        return;
     struct qkey lo = store_only_from(q);
     if (key_cmp(lo, KEY_END) == 0)
         return;
@@ -1479,6 +1506,7 @@ static void expire_paged_one(struct dest *d, void *arg)
     buf_append(&from, buf_head(&q->kprefix), buf_used(&q->kprefix));
     jkey_msg_suffix(&from, (uint8_t)(MSG_PRIORITIES - 1 - start.rprio), start.seq);
     x->q = q;
+    x->serial = serial;
     int rc = store_page(buf_head(&q->kprefix), buf_used(&q->kprefix), buf_head(&from), buf_used(&from),
                         expire_stored, x);
     buf_free(&from);
@@ -1486,14 +1514,32 @@ static void expire_paged_one(struct dest *d, void *arg)
         q->expiry_from = lo; /* to the end: from the start next time */
 }
 
+static void expire_paged_one(struct dest *d, void *arg)
+{
+    struct expiry_scan *x = arg;
+    if (dest_is_queue(d)) {
+        expire_paged_queue(x, &d->q, 0);
+        return;
+    }
+    /* a topic: its durable subscriptions' backlogs, in serial order */
+    struct durable *du;
+    TAILQ_FOREACH(du, &d->durables, topic_link)
+        expire_paged_queue(x, &du->q, du->serial);
+}
+
 uint64_t queue_expire_paged(int64_t now_ms)
 {
     struct expiry_scan x = {.now = now_ms};
+    struct sub_pass pass; /* the selectors of durable subscriptions' backlogs */
+    sub_pass_begin(&pass);
     dest_foreach(expire_paged_one, &x); /* from where the last sweep stopped */
     x.wrapped = true;
-    dest_foreach(expire_paged_one, &x); /* then the names before it */
-    if (!x.stopped)
+    dest_foreach(expire_paged_one, &x); /* then the places before it */
+    sub_pass_end(&pass);
+    if (!x.stopped) {
         expiry_resume[0] = '\0';
+        expiry_resume_serial = 0;
+    }
     return x.expired;
 }
 

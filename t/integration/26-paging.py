@@ -508,6 +508,55 @@ def test_the_store_only_sweep_is_bounded_and_goes_on_where_it_stopped(broker_fac
     assert queue_info(b, "/queue/ActiveMQ.DLQ")["pending"] == 27000
 
 
+def test_the_store_only_sweep_covers_durable_subscriptions_backlogs(broker_factory):
+    """The sweep read queues only: an offline durable subscription's
+    expired messages stayed pending in the store (and in the console) until
+    its subscriber came back (helper-82). It now reads backlogs too, and
+    judges a selector the budget had put off at publish: a copy it refuses
+    was never the backlog's and leaves quietly, a match is dead-lettered.
+    (A LIKE over a 300-byte header takes about 600 of the budget's 2000
+    steps: three verdicts a message, so the fourth subscription's copies
+    are journaled unjudged.)"""
+    b = broker_factory({"broker.queue_window": "4KiB", "broker.expiry_check_interval": "200ms",
+                        "stomp.selector_budget": "2000"})
+    subs = [("all", None)] + [("sel%d" % i, "v LIKE '%z'") for i in range(4)]
+    for cid, sel in subs:
+        s = connected(b.port, headers={"client-id": cid})
+        h = {"id": "1", "destination": "/topic/stale", "activemq.subscriptionName": "d"}
+        if sel:
+            h["selector"] = sel
+        s.receipt("SUBSCRIBE", h, "s")
+        s.close()
+    expires = str(int(time.time() * 1000) + 4000)
+    fill(b, "/topic/stale", 80, headers=lambda i: {"expires": expires, "v": "a" * 299 + ("z" if i % 4 == 0 else "y")})
+    assert b.stop() == 0
+    b.start()  # every backlog in the store only
+
+    def pending():
+        t, = [t for t in console(b, "/api/topics") if t["name"] == "/topic/stale"]
+        return {d["client_id"]: d["pending"] for d in t["durable_subscriptions"]}
+    before = pending()
+    assert before["all"] == 80 and before["sel0"] == 20, before
+    assert before["sel3"] > 20, ("no copy was journaled unjudged: the test sets nothing up", before)
+    deadline = time.time() + 120
+    while any(pending().values()):
+        assert time.time() < deadline, pending()
+        time.sleep(0.2)
+    dead = 80 + 4 * 20
+    assert console(b, "/api/counters")["expired"] == dead
+    while queue_info(b, "/queue/ActiveMQ.DLQ")["pending"] < dead:
+        assert time.time() < deadline, queue_info(b, "/queue/ActiveMQ.DLQ")
+        time.sleep(0.2)
+    assert queue_info(b, "/queue/ActiveMQ.DLQ")["pending"] == dead
+    # the subscriptions stay, and take what comes next
+    c = connected(b.port, headers={"client-id": "sel3"})
+    c.receipt("SUBSCRIBE", {"id": "1", "destination": "/topic/stale", "activemq.subscriptionName": "d",
+                            "selector": "v LIKE '%z'"}, "s")
+    connected(b.port).receipt("SEND", {"destination": "/topic/stale", "v": "z"}, "r", b"fresh")
+    assert c.recv(timeout=10).body == b"fresh"
+    c.expect_nothing(0.3)
+
+
 def test_durable_backlogs_shrink_under_memory_pressure_too(broker_factory):
     """The shrink at the onset of pressure went over queues only: durable
     subscriptions' backlogs kept their whole window (helper-72)."""
