@@ -449,13 +449,6 @@ static void peer_closed(struct repl_peer *p, const char *why)
     session_drop(p->owner, why);
 }
 
-static void send_simple(struct session *s, uint8_t type, uint64_t v)
-{
-    size_t f = repl_frame_begin(repl_peer_out(s->peer), type);
-    repl_put_u64(repl_peer_out(s->peer), v);
-    repl_frame_end(repl_peer_out(s->peer), f);
-}
-
 /* The console address slaves show their users: http.listen with the
  * advertised store.hostname in place of its host, as ZooKeeper members
  * publish it. */
@@ -667,8 +660,10 @@ static int on_proof(struct session *s, struct repl_reader *r)
 static int on_ack(struct session *s, struct repl_reader *r)
 {
     uint64_t received = repl_get_u64(r), durable = repl_get_u64(r);
-    if (r->bad)
+    if (r->bad) {
+        log_warn("replication: slave %s (%s) sent a malformed ACK", session_name(s), repl_peer_name(s->peer));
         return -1;
+    }
     /* A slave only holds what we sent it: an ACK of anything else (its old
      * position, a divergent tail it is about to lose) must never count
      * toward a quorum. While it installs a snapshot it holds nothing yet. */
@@ -730,12 +725,9 @@ static int peer_frame(struct repl_peer *p, uint8_t type, struct repl_reader *r)
         return on_proof(s, r);
     case R_ACK:
         return on_ack(s, r);
-    case R_PING: {
-        uint64_t t = repl_get_u64(r);
-        send_simple(s, R_PONG, t);
-        repl_peer_flush(p);
+    case R_PING:
+        repl_peer_pong(p, repl_get_u64(r));
         return 0;
-    }
     case R_PONG:
         return 0;
     default:

@@ -114,6 +114,16 @@ void repl_peer_flush(struct repl_peer *p)
     stream_flush(&p->st);
 }
 
+void repl_peer_pong(struct repl_peer *p, uint64_t t)
+{
+    if (stream_pending(&p->st) >= OUT_HIGH_WATER)
+        return;
+    size_t f = repl_frame_begin(repl_peer_out(p), R_PONG);
+    repl_put_u64(repl_peer_out(p), t);
+    repl_frame_end(repl_peer_out(p), f);
+    stream_flush(&p->st);
+}
+
 void repl_peer_close(struct repl_peer *p, const char *why)
 {
     stream_close(&p->st, why);

@@ -423,10 +423,7 @@ static int link_frame(struct repl_peer *p, uint8_t type, struct repl_reader *r)
         uint64_t head = repl_get_u64(r);
         if (!r->bad && head > L.master_head)
             L.master_head = head;
-        size_t f = repl_frame_begin(repl_peer_out(p), R_PONG);
-        repl_put_u64(repl_peer_out(p), t);
-        repl_frame_end(repl_peer_out(p), f);
-        repl_peer_flush(p);
+        repl_peer_pong(p, t);
         return 0;
     }
     case R_PONG:

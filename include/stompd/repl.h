@@ -152,6 +152,11 @@ static inline void repl_peer_trust(struct repl_peer *p) { p->max_frame = REPL_MA
 /* Write queued output now, as far as the socket takes it. */
 void repl_peer_flush(struct repl_peer *p);
 size_t repl_peer_pending(const struct repl_peer *p);
+/* Answer a PING with its PONG, unless the peer has not read what was
+ * written to it already (a peer that sends PINGs and never reads would
+ * otherwise grow our output without bound): what it has not read shows
+ * we are alive as well, once it reads. */
+void repl_peer_pong(struct repl_peer *p, uint64_t t);
 void repl_peer_close(struct repl_peer *p, const char *why);
 /* Close without telling the owner (it is letting go of the peer). */
 void repl_peer_free(struct repl_peer *p);

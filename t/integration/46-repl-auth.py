@@ -339,3 +339,56 @@ def test_an_older_master_says_which_versions_met(broker_factory):
         conn.close()
     finally:
         lsock.close()
+
+
+def authenticated(m, node):
+    """A peer through the handshake with the token, by hand: its socket,
+    WELCOME read."""
+    s = socket.create_connection(("127.0.0.1", m.repl), timeout=10)
+    nonce = os.urandom(32)
+    s.sendall(hello(node, nonce))
+    t, ch = read_repl_frame(s)
+    assert t == R_CHALLENGE
+    il = struct.unpack(">I", ch[:4])[0]
+    mid, mnonce = ch[4:4 + il], ch[8 + il:]
+    s.sendall(repl_frame(R_PROOF, repl_str(repl_proof(b"s3cret", b"slave", nonce, mnonce, node, mid)) +
+                         struct.pack(">QQQQ", 0, 0, 0, 0)))
+    assert read_repl_frame(s)[0] == R_WELCOME
+    return s
+
+
+def test_a_peer_that_pings_and_never_reads_gets_no_unbounded_answers(broker_factory):
+    """Each PING was answered with a PONG however much output waited: a
+    peer with the token that sent PINGs and never read grew the master's
+    memory without bound (287 MB in 25 s, helper-89), and slowed every
+    receipt. A PING finding a megabyte unread gets no answer now."""
+    m = master(broker_factory, store__repl_timeout="30s", store__replicas="1")
+    s = authenticated(m, b"pinger")
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    batch = repl_frame(R_PING, struct.pack(">Q", 1)) * 100000  # 1.4 MB of PINGs
+    for _ in range(20):  # 28 MB of PONGs, were each answered
+        s.sendall(batch)
+
+    def queued():
+        import http.client
+        h = http.client.HTTPConnection("127.0.0.1", m.http_port, timeout=10)
+        h.request("GET", "/metrics", headers={"Authorization": "Basic YWRtaW46YWRtaW4="})
+        text = h.getresponse().read().decode()
+        h.close()
+        v = re.findall(r'^stompd_repl_queued_bytes\{node="pinger"\} (\d+)$', text, re.M)
+        assert v, text[:2000]
+        return int(v[0])
+    # once the master has read them all (what the kernel holds included),
+    # what waits for the peer stops growing
+    last = [-1]
+
+    def settled():
+        q, last[0] = last[0], queued()
+        time.sleep(0.5)
+        return q == last[0]
+    assert wait_until(settled, timeout=60)
+    assert 0 < last[0] < 2 * 1024 * 1024, last[0]
+    # and clients are served
+    p = connected(m.port)
+    p.receipt("SEND", {"destination": "/queue/after", "persistent": "true"}, "r", b"x")
+    s.close()
