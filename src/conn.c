@@ -27,6 +27,8 @@
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 #define CLOSE_LINGER 5.0 /* seconds an erroring client gets to read the ERROR */
+#define ERROR_LOG_BURST 100 /* ERROR lines logged every ERROR_LOG_EVERY seconds at most */
+#define ERROR_LOG_EVERY 10.0
 
 
 static size_t conn_input(struct stream *s, const char *data, size_t len);
@@ -413,11 +415,22 @@ void conn_error_hdr(struct conn *c, const char *message, const char *receipt, co
 {
     if (c->state >= CONN_CLOSING)
         return;
+    /* one client can make errors as fast as it connects: the log keeps
+     * ERROR_LOG_BURST of them every ERROR_LOG_EVERY seconds, the metric all */
+    static struct log_limit limit;
+    uint64_t held = 0;
     if (c->error_quiet) {
         clog_debug(c, "ERROR: %s%s%s", message, detail ? ": " : "", detail ? detail : "");
     } else {
         srv.st.protocol_errors++;
-        clog_info(c, "ERROR: %s%s%s", message, detail ? ": " : "", detail ? detail : "");
+        if (log_enabled(LOG_INFO) && log_limit_take(&limit, ev_now(srv.loop), ERROR_LOG_BURST, ERROR_LOG_EVERY, &held)) {
+            if (held)
+                clog_info(c, "ERROR: %s%s%s (%llu ERRORs before it not logged one by one, over %d in %.0f s; "
+                          "stompd_protocol_errors_total counts them all)", message, detail ? ": " : "",
+                          detail ? detail : "", (unsigned long long)held, ERROR_LOG_BURST, ERROR_LOG_EVERY);
+            else
+                clog_info(c, "ERROR: %s%s%s", message, detail ? ": " : "", detail ? detail : "");
+        }
     }
     write_error(c, message, receipt, detail, hname, hvalue);
 }

@@ -101,10 +101,35 @@ void log_close(void)
         fclose(old);
 }
 
+/* A line quotes what peers sent (headers, names, ids): a control
+ * character in it would start a forged line (STOMP 1.2's "\n" escape
+ * makes a real newline), with a "<N>" priority of its choosing under
+ * journald, or move a terminal's cursor. Each is written escaped. */
+static void escape_controls(char *out, size_t len, const char *in)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p && o + 5 < len; p++) {
+        if (*p >= 0x20 && *p != 0x7f) {
+            out[o++] = (char)*p;
+        } else if (*p == '\n' || *p == '\r' || *p == '\t') {
+            out[o++] = '\\';
+            out[o++] = *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't';
+        } else {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[*p >> 4];
+            out[o++] = hex[*p & 15];
+        }
+    }
+    out[o] = '\0';
+}
+
 void log_vwrite(enum log_level level, const char *fmt, va_list ap)
 {
-    char msg[2048];
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    char raw[2048], msg[4096];
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    escape_controls(msg, sizeof msg, raw);
     pthread_once(&journal_once, detect_journal);
     pthread_mutex_lock(&log_lock);
     if (!log_fp && stderr_is_journal) {
@@ -129,4 +154,20 @@ void log_write(enum log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     log_vwrite(level, fmt, ap);
     va_end(ap);
+}
+
+bool log_limit_take(struct log_limit *l, double now, unsigned burst, double every, uint64_t *held)
+{
+    if (now - l->start >= every || now < l->start) {
+        l->start = now;
+        l->n = 0;
+    }
+    if (l->n >= burst) {
+        l->held++;
+        return false;
+    }
+    l->n++;
+    *held = l->held;
+    l->held = 0;
+    return true;
 }

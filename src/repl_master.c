@@ -70,6 +70,7 @@ struct session {
     uint64_t id;
     char node_id[40];           /* once authenticated */
     char claimed[40];           /* the id its HELLO gave (checked: printable) */
+    bool refused;               /* REFUSE sent (and logged): its close needs no line of its own */
     uint8_t nonce_s[REPL_NONCE_LEN], nonce_m[REPL_NONCE_LEN];
     enum sess_state state;
     uint64_t next_lsn;
@@ -130,7 +131,25 @@ static struct {
     uint64_t auth_failures;     /* peers whose PROOF was wrong */
     uint64_t evicted;           /* unauthenticated peers closed for a newer one */
     ev_tstamp evict_logged;
+    struct log_limit strangers; /* lines about peers that have not proven the token */
 } M;
+
+#define STRANGER_LOG_BURST 20 /* such lines every STRANGER_LOG_EVERY seconds at most */
+#define STRANGER_LOG_EVERY 10.0
+
+/* Whether a line about a peer that has not proven the token may be
+ * written: anyone who reaches the port can set such lines off, as fast as
+ * it connects (over 1000 a second, helper-89). */
+static bool stranger_may_log(void)
+{
+    uint64_t held;
+    if (!log_limit_take(&M.strangers, ev_now(srv.loop), STRANGER_LOG_BURST, STRANGER_LOG_EVERY, &held))
+        return false;
+    if (held)
+        log_warn("replication: %llu lines about connections that did not prove the token were not logged "
+                 "(at most %d every %.0f s)", (unsigned long long)held, STRANGER_LOG_BURST, STRANGER_LOG_EVERY);
+    return true;
+}
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
@@ -142,6 +161,12 @@ static const char *const sess_names[] = {"hello", "proof", "snapshot", "stream"}
 static bool session_authed(const struct session *s)
 {
     return s->state >= S_SNAPSHOT;
+}
+
+/* Whether a line about s may be written: always once it proved the token. */
+static bool may_log_about(const struct session *s)
+{
+    return session_authed(s) || stranger_may_log();
 }
 
 /* Every session state change goes through here: forward only. */
@@ -435,10 +460,12 @@ static void session_drop(struct session *s, const char *why)
     repl_peer_free(s->peer);
     if (s->node_id[0] && session_authed(s))
         note_drop(s, why);
-    if (s->node_id[0])
-        log_warn("replication: slave %s (%s) dropped: %s", s->node_id, repl_peer_name(s->peer), why);
-    else
-        log_info("replication: connection %s closed: %s", repl_peer_name(s->peer), why);
+    if (!s->refused && may_log_about(s)) {
+        if (s->node_id[0])
+            log_warn("replication: slave %s (%s) dropped: %s", s->node_id, repl_peer_name(s->peer), why);
+        else
+            log_info("replication: connection %s closed: %s", repl_peer_name(s->peer), why);
+    }
     free(s);
     update_floor();
     recompute();
@@ -463,10 +490,13 @@ static void console_addr(char *out, size_t len)
 
 static void refuse_as(struct session *s, uint8_t kind, const char *why)
 {
-    if (s->claimed[0])
-        log_warn("replication: refusing %s (node %s): %s", repl_peer_name(s->peer), s->claimed, why);
-    else
-        log_warn("replication: refusing %s: %s", repl_peer_name(s->peer), why);
+    s->refused = true;
+    if (may_log_about(s)) {
+        if (s->claimed[0])
+            log_warn("replication: refusing %s (node %s): %s", repl_peer_name(s->peer), s->claimed, why);
+        else
+            log_warn("replication: refusing %s: %s", repl_peer_name(s->peer), why);
+    }
     size_t f = repl_frame_begin(repl_peer_out(s->peer), R_REFUSE);
     repl_put_str(repl_peer_out(s->peer), why, strlen(why));
     repl_put_u8(repl_peer_out(s->peer), kind);
@@ -707,11 +737,13 @@ static int peer_frame(struct repl_peer *p, uint8_t type, struct repl_reader *r)
 {
     struct session *s = p->owner;
     if (s->state == S_HELLO && type != R_HELLO) {
-        log_warn("replication: %s sent %s before HELLO", repl_peer_name(p), repl_type_name(type));
+        if (stranger_may_log())
+            log_warn("replication: %s sent %s before HELLO", repl_peer_name(p), repl_type_name(type));
         return -1;
     }
     if (s->state == S_PROOF && type != R_PROOF) {
-        log_warn("replication: %s sent %s instead of its PROOF", repl_peer_name(p), repl_type_name(type));
+        if (stranger_may_log())
+            log_warn("replication: %s sent %s instead of its PROOF", repl_peer_name(p), repl_type_name(type));
         return -1;
     }
     switch (type) {

@@ -7,6 +7,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERR, LOG_NONE };
 
@@ -22,6 +23,18 @@ void log_set_prefix(const char *prefix);
 void log_close(void);
 /* Lines go to stderr and stderr is the journal (JOURNAL_STREAM). */
 bool log_to_journal(void);
+
+/* Lines of one kind that peers can set off at will (a client's protocol
+ * error, a stranger on the replication port) are limited: at most burst
+ * every `every` seconds. log_limit_take says whether this one may be
+ * written; when it may, *held is how many were held back since the last
+ * one written, for the line to say so. One thread's (the loop's). */
+struct log_limit {
+    double start;
+    unsigned n;
+    uint64_t held;
+};
+bool log_limit_take(struct log_limit *l, double now, unsigned burst, double every, uint64_t *held);
 
 void log_write(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vwrite(enum log_level level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));

@@ -3,11 +3,12 @@ connection alone, and disturbs nothing else."""
 import base64
 import http.client
 import json
+import re
 import time
 
 import pytest
 
-from stompd_test import Client, connected, encode_frame, http_json, read_to_the_end
+from stompd_test import Client, connected, encode_frame, http_json, read_to_the_end, wait_until
 
 
 @pytest.fixture
@@ -544,3 +545,45 @@ def test_the_idle_sweep_reaches_every_destination_a_bounded_step_at_a_time(broke
         time.sleep(0.2)
     p.receipt("SEND", {"destination": "/topic/kept"}, "k", b"still")
     assert keep.recv().body == b"still"
+
+
+def test_what_a_client_sends_cannot_forge_log_lines(broker):
+    """STOMP 1.2's "\\n" escape makes a real newline in a header's value,
+    and log lines quoting one wrote it as it was: a client could forge a
+    line, with a "<N>" priority of its choosing under journald
+    (helper-88). Control characters are written escaped."""
+    c = connected(broker.port, headers={"client-id": "app"})
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/topic/t",
+                         "activemq.subscriptionName": "s\n<2>kernel: FORGED durable\r\x1b[2J"})
+    c.send("ACK", {"id": "x\n<0>FORGED ack"})
+    c.expect_error()
+    log = broker.wait_log(r"FORGED ack")
+    assert log
+    text = broker.log()
+    assert "s\\n<2>kernel: FORGED durable\\r\\x1b[2J" in text
+    assert "x\\n<0>FORGED ack" in text
+    assert not [line for line in text.splitlines() if "FORGED" in line and not line.startswith("20")], text
+
+
+def test_error_lines_in_the_log_are_limited(broker):
+    """Every protocol ERROR wrote a log line: one client made 15,000 a
+    second (helper-88), crowding out the broker's own lines under
+    journald's rate limit, or filling the disk. 100 are logged every 10 s;
+    the next logged says how many were not, and the metric counts all."""
+    for i in range(300):
+        c = Client(broker.port)
+        c.send_raw(b"GARBAGE%d\n\n\0" % i)
+        c.expect_error()
+        c.close()
+    assert broker.log().count("ERROR: ") <= 100
+    assert "GARBAGE0" in broker.log()
+
+    def one_more():
+        c = Client(broker.port)
+        c.send_raw(b"LATE\n\n\0")
+        c.expect_error()
+        c.close()
+        return re.search(r"ERROR: .*LATE.*\((\d+) ERRORs before it not logged one by one", broker.log())
+    assert wait_until(one_more, timeout=30)
+    assert int(one_more().group(1)) >= 200
+    assert http_json(broker.http_port, "/api/counters")["protocol_errors"] >= 300

@@ -392,3 +392,31 @@ def test_a_peer_that_pings_and_never_reads_gets_no_unbounded_answers(broker_fact
     p = connected(m.port)
     p.receipt("SEND", {"destination": "/queue/after", "persistent": "true"}, "r", b"x")
     s.close()
+
+
+def test_lines_about_strangers_are_limited(broker_factory):
+    """Each connection that never proved the token wrote a line or two
+    (what it sent, then its close): anyone reaching the port wrote over
+    1000 a second (helper-89). 20 every 10 s now; the next says how many
+    were not. A slave with the token is logged as ever."""
+    m = master(broker_factory)
+    for i in range(200):
+        s = socket.create_connection(("127.0.0.1", m.repl), timeout=10)
+        s.sendall(repl_frame(R_ACK, struct.pack(">QQ", 1, 1)))
+        assert closed_by_peer(s)
+        s.close()
+    assert len(re.findall(r"127\.0\.0\.1:\d+ sent ACK before HELLO", m.log())) <= 20
+    good = FakeSlave(m.repl, 0, 0, 0, node=b"rightful", ack_entries=True)
+    good.start()
+    assert m.wait_log(r"slave rightful \(127\.0\.0\.1:\d+\) connected")
+
+    def one_more():
+        s = socket.create_connection(("127.0.0.1", m.repl), timeout=10)
+        s.sendall(repl_frame(R_ACK, struct.pack(">QQ", 1, 1)))
+        closed_by_peer(s)
+        s.close()
+        return re.search(r"replication: (\d+) lines about connections that did not prove the token were not logged",
+                         m.log())
+    assert wait_until(one_more, timeout=30)
+    assert int(one_more().group(1)) >= 150
+    good.close()
