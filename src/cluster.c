@@ -1277,6 +1277,56 @@ static void async_cb(struct ev_loop *loop, ev_async *w, int revents)
 
 /* ------------------------------------------------------------ the session */
 
+/* The ZooKeeper client's own lines (written by its threads) go through
+ * our log: to log.file or journald, at their level, not to stderr. While
+ * ZooKeeper is down the client writes one every session_timeout/60 or so:
+ * ZK_LOG_BURST every ZK_LOG_EVERY seconds at most, then a count. */
+#define ZK_LOG_BURST 10
+#define ZK_LOG_EVERY 60.0
+
+static void zk_log(const char *line)
+{
+    /* "<time>:<pid>(<thread>):ZOO_<LEVEL>@<function>@<line>: <message>" */
+    static const struct {
+        const char *tag;
+        enum log_level level;
+    } levels[] = {{":ZOO_ERROR@", LOG_ERR}, {":ZOO_WARN@", LOG_WARN}, {":ZOO_INFO@", LOG_INFO},
+                  {":ZOO_DEBUG@", LOG_DEBUG}};
+    enum log_level level = LOG_WARN;
+    const char *what = line;
+    for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++) {
+        const char *at = strstr(line, levels[i].tag);
+        if (at) {
+            level = levels[i].level;
+            const char *msg = strstr(at, ": ");
+            what = msg ? msg + 2 : at + strlen(levels[i].tag);
+            break;
+        }
+    }
+    if (!log_enabled(level))
+        return;
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static struct log_limit limit;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    uint64_t held = 0;
+    pthread_mutex_lock(&lock);
+    bool ok = log_limit_take(&limit, (double)now.tv_sec + now.tv_nsec / 1e9, ZK_LOG_BURST, ZK_LOG_EVERY, &held);
+    pthread_mutex_unlock(&lock);
+    if (!ok)
+        return;
+    if (held)
+        log_write(level, "zookeeper client: %s (%llu of its lines before this one not logged: at most %d every %.0f s)",
+                  what, (unsigned long long)held, ZK_LOG_BURST, ZK_LOG_EVERY);
+    else
+        log_write(level, "zookeeper client: %s", what);
+}
+
+void cluster_log_level_changed(void)
+{
+    zoo_set_debug_level(log_enabled(LOG_DEBUG) ? ZOO_LOG_LEVEL_INFO : ZOO_LOG_LEVEL_ERROR);
+}
+
 static void start_session(void)
 {
     if (Z.zh) {
@@ -1298,8 +1348,8 @@ static void start_session(void)
     free(Z.published);
     Z.published = NULL;
     Z.disconnected_since = ev_now(srv.loop);
-    Z.zh = zookeeper_init(config.zk_address, session_watcher, (int)config.zk_session_timeout, NULL,
-                          (void *)(uintptr_t)Z.gen, 0);
+    Z.zh = zookeeper_init2(config.zk_address, session_watcher, (int)config.zk_session_timeout, NULL,
+                           (void *)(uintptr_t)Z.gen, 0, zk_log);
     if (!Z.zh)
         log_err("zookeeper: cannot create a session for %s: %s", config.zk_address, strerror(errno));
 }
@@ -1532,7 +1582,7 @@ int cluster_start(char *err, size_t errlen)
     snprintf(Z.members_path, sizeof Z.members_path, "%s/members", Z.root);
     snprintf(Z.master_path, sizeof Z.master_path, "%s/master", Z.root);
     snprintf(Z.epoch_path, sizeof Z.epoch_path, "%s/epoch", Z.root);
-    zoo_set_debug_level(log_enabled(LOG_DEBUG) ? ZOO_LOG_LEVEL_INFO : ZOO_LOG_LEVEL_ERROR);
+    cluster_log_level_changed();
     handoff_init(&Z.events);
     handoff_to_loop(&Z.events, srv.loop, &Z.async);
     ev_async_init(&Z.async, async_cb);

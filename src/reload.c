@@ -16,6 +16,7 @@
 
 #include "stompd/acl.h"
 #include "stompd/auth.h"
+#include "stompd/cluster.h"
 #include "stompd/config.h"
 #include "stompd/log.h"
 #include "stompd/notify.h"
@@ -49,6 +50,7 @@ static int reload_log(const struct config *next, char *err, size_t errlen)
         log_close();
     }
     log_set_level(lvl);
+    cluster_log_level_changed();
     return 0;
 }
 

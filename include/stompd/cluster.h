@@ -27,6 +27,8 @@ int cluster_start(char *err, size_t errlen) __attribute__((warn_unused_result));
  * store.advertise) and zookeeper.path. */
 int cluster_check_config(char *err, size_t errlen) __attribute__((warn_unused_result));
 void cluster_stop(void);
+/* log.level changed: the ZooKeeper client's own level follows it. */
+void cluster_log_level_changed(void);
 bool cluster_enabled(void);
 bool cluster_connected(void);
 /* The ZooKeeper session, in one word: "none" (no ZooKeeper), "connecting"

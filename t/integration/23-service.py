@@ -175,3 +175,24 @@ def test_store_error_names_broker_data_dir(tmp_path):
     assert r.returncode == 1
     assert ("cannot open the store: cannot create afile/x/store: Not a directory "
             "(broker.data_dir = afile/x, relative to the working directory %s)" % tmp_path) in r.stderr, r.stderr
+
+
+def test_the_zookeeper_clients_lines_go_through_the_log(broker_factory):
+    """The ZooKeeper client wrote its own lines to stderr: past log.file,
+    with no <N> priority for journald, about 30 a second while ZooKeeper
+    was down (helper-88). They go through the log now, at their level,
+    10 a minute at most."""
+    from stompd_test import free_port, replicated
+    b = broker_factory(replicated("z", free_port(), "auto", zookeeper__address="127.0.0.1:%d" % free_port(),
+                                  zookeeper__session_timeout="2s", log__level="info"), start=False)
+    open(b.log_path, "ab").close()
+    st = os.stat(b.log_path)
+    b.env = dict(os.environ, JOURNAL_STREAM="%d:%d" % (st.st_dev, st.st_ino))
+    b.start(wait="zookeeper client: ")
+    time.sleep(3)  # a window in which the client writes about 90 lines (fewer on a loaded machine)
+    lines = b.log().splitlines()
+    zk = [line for line in lines if "zookeeper client: " in line]
+    assert 1 <= len(zk) <= 10, zk
+    assert all(line.startswith("<3>") for line in zk), zk
+    assert not any("ZOO_" in line for line in lines), [line for line in lines if "ZOO_" in line][:3]
+    assert b.stop() == 0
