@@ -257,6 +257,8 @@ int acl_load(const char *path, struct acl **out, char *err, size_t errlen)
         snprintf(err, errlen, "cannot read the ACL file %s (auth.acl): %s", path, strerror(errno));
         rc = -EIO;
     }
+    if (rc == 0)
+        rc = config_check_rights_file(fileno(fp), path, "auth.acl", err, errlen);
     fclose(fp);
     if (rc != 0) {
         acl_free(a);

@@ -110,6 +110,24 @@ int auth_exposure_check(const struct config *listeners, const char *users, const
     return 0;
 }
 
+/* The console's protected mode: off loopback it must not take the
+ * default admin/admin, which anyone would try first (whoever gets in can
+ * purge, delete and send). Turning its login off (http.auth = false) is
+ * a choice, warned about at start. */
+static int console_exposure_check(const struct config *listeners, const struct config *cfg, char *err, size_t errlen)
+{
+    const char *addr = listeners->http_listen;
+    if (!addr || !addr[0] || !cfg->http_auth || cfg->auth_users[0] || strcmp(cfg->admin_user, "admin") ||
+        strcmp(cfg->admin_password, "admin") || auth_addr_is_loopback(addr))
+        return 0;
+    snprintf(err, errlen,
+             "http.listen = %s is not a loopback address and the console's login is the default admin/admin: anyone "
+             "who can reach it could purge, delete and send. Set http.admin_password (stompd --hash-password makes a "
+             "hash) or auth.users, or listen on loopback",
+             addr);
+    return -EPERM;
+}
+
 /* Anonymous clients on a listener others can reach, by choice: said once. */
 static void warn_exposed(const struct config *listeners)
 {
@@ -323,6 +341,8 @@ static int userdb_load(const char *path, struct userdb **out, char *err, size_t 
     }
     struct stat st;
     bool world = fstat(fileno(fp), &st) == 0 && (st.st_mode & S_IROTH);
+    if (rc == 0)
+        rc = config_check_rights_file(fileno(fp), path, "auth.users", err, errlen);
     fclose(fp);
     if (rc != 0) {
         explicit_bzero(line, sizeof line);
@@ -515,7 +535,7 @@ static bool is_hash(const char *s)
 int auth_check_config(const struct config *listeners, const struct config *cfg, char *err, size_t errlen)
 {
     int rc = auth_exposure_check(listeners, cfg->auth_users, cfg->auth_anonymous, err, errlen);
-    if (rc != 0)
+    if (rc != 0 || (rc = console_exposure_check(listeners, cfg, err, errlen)) != 0)
         return rc;
     if (cfg->auth_users[0]) {
         struct userdb *db;
@@ -542,7 +562,8 @@ static void set_str(char **slot, const char *v)
 int auth_configure(const struct config *listeners, const struct config *cfg, char *err, size_t errlen)
 {
     int rc = auth_exposure_check(listeners, cfg->auth_users, cfg->auth_anonymous, err, errlen);
-    if (rc != 0 || (rc = ensure_key(err, errlen)) != 0)
+    if (rc != 0 || (rc = console_exposure_check(listeners, cfg, err, errlen)) != 0 ||
+        (rc = ensure_key(err, errlen)) != 0)
         return rc;
     struct userdb *db = NULL;
     if (cfg->auth_users[0] && (rc = userdb_load(cfg->auth_users, &db, err, errlen)) != 0)

@@ -219,7 +219,7 @@ static const struct cfg_key keys[] = {
     {"http.admin_user", CFG_STR, "admin", 0, 0, NULL, OFF(admin_user),
      "console user name"},
     {"http.admin_password", CFG_STR, "admin", 0, 0, NULL, OFF(admin_password),
-     "console password (the default is logged as a warning)"},
+     "console password (the default is logged as a warning, and refused with http.listen off loopback)"},
     {"http.max_request", CFG_SIZE, "64KiB", 1 * KB, 64 * MB, NULL, OFF(http_max_request),
      "largest request headers, and largest body, accepted"},
     {"http.max_connections", CFG_INT, "256", 1, 100000, NULL, OFF(http_max_connections),
@@ -353,6 +353,17 @@ int config_parse_duration(const char *s, int64_t *out_ms)
     if (v > INT64_MAX / mult)
         return -ERANGE;
     *out_ms = v * mult;
+    return 0;
+}
+
+int config_check_rights_file(int fd, const char *path, const char *key, char *err, size_t errlen)
+{
+    struct stat st;
+    if (fstat(fd, &st) == 0 && (st.st_mode & S_IWOTH)) {
+        snprintf(err, errlen, "%s (%s) can be written by every user of this machine, who could give themselves any "
+                 "right: chmod o-w it", path, key);
+        return -EPERM;
+    }
     return 0;
 }
 

@@ -210,7 +210,9 @@ int main(int argc, char **argv)
     if (log_level_parse(config.log_level, &lvl) == 0)
         log_set_level(lvl);
     int lrc;
-    if (config.log_file[0] && (lrc = log_open_file(config.log_file)) != 0) {
+    /* --check-config writes its warnings to the terminal, and makes no log
+     * file (one made by root would keep the service's user out of it) */
+    if (!check_only && config.log_file[0] && (lrc = log_open_file(config.log_file)) != 0) {
         fprintf(stderr, "stompd: cannot open the log file %s: %s (log.file)\n", config.log_file, strerror(-lrc));
         rc = 1;
         goto out;

@@ -161,6 +161,11 @@ bool config_key_doc(size_t i, struct config_doc *out);
 /* Helpers shared by every module that reads addresses and sizes. */
 int config_parse_size(const char *s, int64_t *out) __attribute__((warn_unused_result));
 int config_parse_duration(const char *s, int64_t *out_ms) __attribute__((warn_unused_result));
+/* A file that says who may do what (auth.users, auth.acl), open as fd,
+ * must not be writable by every user of the machine: anyone could give
+ * themselves any right. -EPERM with err naming the file and key. */
+int config_check_rights_file(int fd, const char *path, const char *key, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 /* Split "host:port" (host may be [v6]) into parts; port required. */
 int config_split_hostport(const char *s, char *host, size_t hostlen, int *port) __attribute__((warn_unused_result));
 
