@@ -75,8 +75,19 @@ void tls_get_stats(struct tls_stats *out)
 /* The last OpenSSL error, as words. */
 static const char *ssl_error(char *buf, size_t len)
 {
-    unsigned long e = ERR_peek_last_error();
-    if (!e) {
+    /* the first error is the cause ("no start line" under "PEM lib"); a
+     * system call's failure (a missing certificate file) says its errno */
+    unsigned long e, first = 0, sys = 0;
+    while ((e = ERR_get_error()) != 0) {
+        if (ERR_GET_LIB(e) == ERR_LIB_SYS && !sys)
+            sys = e;
+        if (!first)
+            first = e;
+    }
+    e = first;
+    if (sys) {
+        snprintf(buf, len, "%s", strerror(ERR_GET_REASON(sys)));
+    } else if (!e) {
         snprintf(buf, len, "%s", errno ? strerror(errno) : "unknown error");
     } else {
         const char *r = ERR_reason_error_string(e);

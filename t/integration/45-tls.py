@@ -471,7 +471,12 @@ def test_start_errors_name_the_key(certs, tmp_path):
         (tls, "stomp.tls_listen is set: tls.cert and tls.key must name"),
         (["--set", "http.tls=true"], "http.tls is set: tls.cert and tls.key"),
         (tls + ["--set", "tls.cert=/nonexistent/cert.pem", "--set", "tls.key=" + certs.key],
-         "tls.cert: cannot load the certificate /nonexistent/cert.pem"),
+         "tls.cert: cannot load the certificate /nonexistent/cert.pem: No such file or directory"),
+        # (OpenSSL's last error said "system lib", or "PEM lib": helper-88)
+        (tls + ["--set", "tls.cert=" + certs.key + ".nope", "--set", "tls.key=" + certs.key],
+         "No such file or directory"),
+        (tls + ["--set", "tls.cert=" + os.path.join(SRCDIR, "README.md"), "--set", "tls.key=" + certs.key],
+         "README.md: no start line"),
         (tls + ["--set", "tls.cert=" + certs.cert, "--set", "tls.key=" + certs.client_key],
          "is not the key of tls.cert"),
         (tls + files + ["--set", "tls.ca=/nonexistent/ca.pem"], "tls.ca: cannot load the CA certificates"),
