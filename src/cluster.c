@@ -1457,6 +1457,9 @@ static int check_hostname(const char *host, char *err, size_t errlen)
     }
     struct ifaddrs *ifs;
     if (getifaddrs(&ifs) != 0) {
+        /* (it needs AF_NETLINK, which a sandbox may deny) */
+        log_warn("store.hostname '%s' not checked against this machine's addresses: cannot list them: %s", host,
+                 strerror(errno));
         freeaddrinfo(res);
         return 0;
     }
