@@ -86,6 +86,12 @@ void conn_frame_limits(struct frame_limits *lim)
  * names the limit and its setting. NULL when err is not about a limit. */
 static const char *limit_detail(const char *err, char *buf, size_t len)
 {
+    if (frame_error_is_http(err)) {
+        snprintf(buf, len, "This port speaks STOMP. WebSocket clients connect to stomp.ws_listen (%s), "
+                 "browsers to the console on http.listen (%s).", config.ws_listen[0] ? config.ws_listen : "off",
+                 config.http_listen[0] ? config.http_listen : "off");
+        return buf;
+    }
     switch (frame_error_limit(err)) {
     case FRAME_LIMIT_FRAME:
         snprintf(buf, len, "A frame (headers and body) may be at most %lld bytes (stomp.max_frame_size).",
@@ -214,7 +220,7 @@ static size_t conn_input(struct stream *s, const char *data, size_t len)
         if (st == FRAME_ERROR) {
             /* the bad frame's receipt, if its line was seen whole */
             char *receipt = frame_error_receipt(&c->parser, data + off);
-            char detail[160];
+            char detail[320];
             conn_refuse(c, err, receipt, limit_detail(err, detail, sizeof detail));
             free(receipt);
             break;
@@ -282,7 +288,7 @@ static void conn_timeout(struct stream *s)
     if (c->frame_started > 0 && !c->st.paused) {
         double limit = (double)config.frame_timeout / 1000.0, took = now - c->frame_started;
         if (took >= limit) {
-            char detail[160];
+            char detail[320];
             snprintf(detail, sizeof detail, "A frame must arrive whole within %lld ms (stomp.frame_timeout); "
                      "this one began %.1f s ago.", (long long)config.frame_timeout, took);
             conn_error(c, "frame not completed in time", NULL, detail);

@@ -134,6 +134,26 @@ static const char err_command_line[] = "command line too long";
 static const char err_header_line[] = "header line too long";
 static const char err_headers[] = "too many headers";
 
+static const char err_http[] = "HTTP request on a STOMP port";
+
+bool frame_error_is_http(const char *err)
+{
+    return err && !strcmp(err, err_http);
+}
+
+/* "GET /path HTTP/1.1": a STOMP command has no space, so this is no
+ * frame; it is refused at once, not when a NUL never comes. */
+static bool http_request_line(const char *line, size_t n)
+{
+    static const char tag[] = " HTTP/";
+    if (n < 8 || line[0] < 'A' || line[0] > 'Z')
+        return false;
+    for (size_t i = 0; i + sizeof tag - 1 <= n; i++)
+        if (memcmp(line + i, tag, sizeof tag - 1) == 0)
+            return true;
+    return false;
+}
+
 enum frame_limit frame_error_limit(const char *err)
 {
     if (!err)
@@ -309,6 +329,10 @@ enum frame_status frame_parse(struct frame_parser *p, const char *data, size_t l
         size_t content = line_content_len(line, ll);
         if ((*err = line_problem(&p->lim, p->lines, content, memchr(line, '\0', ll) != NULL)))
             return FRAME_ERROR;
+        if (p->lines == 0 && http_request_line(line, content)) {
+            *err = err_http;
+            return FRAME_ERROR;
+        }
         size_t at = p->scan;
         p->scan += ll + 1;
         if (p->scan > p->lim.max_frame) {

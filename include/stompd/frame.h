@@ -91,6 +91,8 @@ void frame_free(struct frame *f);
  * frame: the failing call's data advanced by *consumed. The parser keeps
  * this until frame_parser_reset(). */
 char *frame_error_receipt(const struct frame_parser *p, const char *frame);
+/* Whether FRAME_ERROR's *err says the bytes were an HTTP request line. */
+bool frame_error_is_http(const char *err);
 
 /* The parser's checks for a frame that does not arrive as bytes (the
  * console's send): would command with headers hs[0..n) and a body of

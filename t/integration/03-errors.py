@@ -587,3 +587,19 @@ def test_error_lines_in_the_log_are_limited(broker):
     assert wait_until(one_more, timeout=30)
     assert int(one_more().group(1)) >= 200
     assert http_json(broker.http_port, "/api/counters")["protocol_errors"] >= 300
+
+
+def test_an_http_request_on_the_stomp_port_is_answered_at_once(broker):
+    """A browser or WebSocket client pointed at the STOMP port sent its
+    request and heard nothing until stomp.connect_timeout, then "connect
+    timeout" (helper-87): no NUL ever comes. The request line is refused
+    as soon as it is read, naming the ports it meant."""
+    c = Client(broker.port)
+    c.send_raw(b"GET /stomp HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n")
+    t0 = time.time()
+    f = c.expect_error("HTTP request on a STOMP port", timeout=10)
+    assert time.time() - t0 < 5
+    assert "http.listen (127.0.0.1:%d)" % broker.http_port in f.body.decode()
+    # a STOMP command line is not taken for one
+    ok = connected(broker.port)
+    ok.receipt("SEND", {"destination": "/queue/HTTP/1.1"}, "r", b"x")

@@ -18,8 +18,6 @@
 #include "stompd/acl.h"
 #include "stompd/config.h"
 
-struct config config;
-
 static char path[64];
 
 static void write_file(const char *text)

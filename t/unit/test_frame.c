@@ -194,6 +194,24 @@ static void test_unknown_command_is_reported_not_fatal(void **state)
     result_free(&r);
 }
 
+/* An HTTP request line is refused once read: its NUL would never come. */
+static void test_an_http_request_line_is_refused_at_once(void **state)
+{
+    struct frame_parser p;
+    frame_parser_init(&p, &big);
+    size_t used;
+    struct frame f;
+    const char *err;
+    assert_int_equal(frame_parse(&p, S("GET / HTTP/1.1\r\nHost: x\r\n"), &used, &f, &err), FRAME_ERROR);
+    assert_true(frame_error_is_http(err));
+    /* not before the line is whole, and not for a STOMP command */
+    frame_parser_init(&p, &big);
+    assert_int_equal(frame_parse(&p, S("GET / HTTP/1"), &used, &f, &err), FRAME_NEED_MORE);
+    frame_parser_init(&p, &big);
+    assert_int_equal(frame_parse(&p, S("SEND\ndestination:/queue/ HTTP/1.1\n"), &used, &f, &err), FRAME_NEED_MORE);
+    assert_false(frame_error_is_http("unknown command"));
+}
+
 struct bad {
     const char *data;
     size_t len;
@@ -663,6 +681,7 @@ int main(void)
         cmocka_unit_test(test_heartbeats_only),
         cmocka_unit_test(test_empty_body_and_no_headers),
         cmocka_unit_test(test_unknown_command_is_reported_not_fatal),
+        cmocka_unit_test(test_an_http_request_line_is_refused_at_once),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_error_receipt),
         cmocka_unit_test(test_error_receipt_bounded_by_header_limit),
