@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <ev.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -141,6 +142,14 @@ int main(int argc, char **argv)
     int nsets = 0, check_only = 0, opt, rc = 0;
     char err[512];
 
+    /* Started with stdin, stdout or stderr closed, the first files we open
+     * would take their numbers: LevelDB's LOG would get our log lines.
+     * Each closed one is /dev/null. */
+    for (int fd = 0; fd <= 2; fd++)
+        if (fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+            int null = open("/dev/null", O_RDWR); /* the lowest free number: fd */
+            (void)null;
+        }
     /* a SIGHUP before the reload watcher is up must not kill us */
     signal(SIGHUP, SIG_IGN);
     config_init_defaults();

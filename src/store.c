@@ -227,10 +227,13 @@ static int mkdir_p(const char *path)
 {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s", path);
+    /* path and its parent (the store and broker.data_dir) are private;
+     * directories above them, made here, are as directories usually are */
+    char *parent_end = strrchr(tmp, '/');
     for (char *p = tmp + 1; *p; p++) {
         if (*p == '/') {
             *p = '\0';
-            if (mkdir(tmp, 0750) != 0 && errno != EEXIST)
+            if (mkdir(tmp, p == parent_end ? 0750 : 0755) != 0 && errno != EEXIST)
                 return -errno;
             *p = '/';
         }

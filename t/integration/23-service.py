@@ -7,6 +7,7 @@ store error names broker.data_dir."""
 import os
 import re
 import signal
+import stat
 import subprocess
 import time
 
@@ -196,3 +197,37 @@ def test_the_zookeeper_clients_lines_go_through_the_log(broker_factory):
     assert all(line.startswith("<3>") for line in zk), zk
     assert not any("ZOO_" in line for line in lines), [line for line in lines if "ZOO_" in line][:3]
     assert b.stop() == 0
+
+
+def test_started_with_its_standard_files_closed(tmp_path):
+    """Started with stdin, stdout and stderr closed, the first files the
+    broker opened took their numbers: LevelDB's LOG became fd 2 and got
+    the broker's lines (helper-88). They are /dev/null now. And of the
+    directories made for broker.data_dir, only it and the store are
+    private."""
+    from stompd_test import free_port, wait_port
+    port = free_port()
+    data = tmp_path / "srv" / "lib" / "data"
+    log = tmp_path / "stompd.log"
+
+    def close_std():
+        for fd in (0, 1, 2):
+            os.close(fd)
+    p = subprocess.Popen([STOMPD, "--set", "broker.data_dir=%s" % data, "--set", "stomp.listen=127.0.0.1:%d" % port,
+                          "--set", "http.listen=", "--set", "log.file=%s" % log], preexec_fn=close_std)
+    try:
+        assert wait_port(port, 30)
+        for fd in (0, 1, 2):
+            assert os.readlink("/proc/%d/fd/%d" % (p.pid, fd)) == "/dev/null"
+        c = connected(port)
+        c.send("BOGUS", {})
+        c.expect_error()
+        assert wait_for(lambda: "unknown command" in read(str(log)))
+    finally:
+        p.terminate()
+        assert p.wait(30) == 0
+    assert "accepting STOMP clients" in read(str(log))
+    um = os.umask(0)
+    os.umask(um)
+    modes = {d: stat.S_IMODE(os.stat(d).st_mode) for d in (tmp_path / "srv", tmp_path / "srv" / "lib", data)}
+    assert modes == {tmp_path / "srv": 0o755 & ~um, tmp_path / "srv" / "lib": 0o755 & ~um, data: 0o750 & ~um}, modes
