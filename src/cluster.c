@@ -1307,11 +1307,9 @@ static void zk_log(const char *line)
         return;
     static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
     static struct log_limit limit;
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
     uint64_t held = 0;
     pthread_mutex_lock(&lock);
-    bool ok = log_limit_take(&limit, (double)now.tv_sec + now.tv_nsec / 1e9, ZK_LOG_BURST, ZK_LOG_EVERY, &held);
+    bool ok = log_limit_take(&limit, ZK_LOG_BURST, ZK_LOG_EVERY, &held);
     pthread_mutex_unlock(&lock);
     if (!ok)
         return;

@@ -429,7 +429,7 @@ void conn_error_hdr(struct conn *c, const char *message, const char *receipt, co
         clog_debug(c, "ERROR: %s%s%s", message, detail ? ": " : "", detail ? detail : "");
     } else {
         srv.st.protocol_errors++;
-        if (log_enabled(LOG_INFO) && log_limit_take(&limit, ev_now(srv.loop), ERROR_LOG_BURST, ERROR_LOG_EVERY, &held)) {
+        if (log_enabled(LOG_INFO) && log_limit_take(&limit, ERROR_LOG_BURST, ERROR_LOG_EVERY, &held)) {
             if (held)
                 clog_info(c, "ERROR: %s%s%s (%llu ERRORs before it not logged one by one, over %d in %.0f s; "
                           "stompd_protocol_errors_total counts them all)", message, detail ? ": " : "",

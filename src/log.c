@@ -156,8 +156,11 @@ void log_write(enum log_level level, const char *fmt, ...)
     va_end(ap);
 }
 
-bool log_limit_take(struct log_limit *l, double now, unsigned burst, double every, uint64_t *held)
+bool log_limit_take(struct log_limit *l, unsigned burst, double every, uint64_t *held)
 {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
     if (now - l->start >= every || now < l->start) {
         l->start = now;
         l->n = 0;
@@ -169,5 +172,16 @@ bool log_limit_take(struct log_limit *l, double now, unsigned burst, double ever
     l->n++;
     *held = l->held;
     l->held = 0;
+    return true;
+}
+
+bool log_limited(struct log_limit *l, unsigned burst, double every, const char *area, const char *what)
+{
+    uint64_t held;
+    if (!log_limit_take(l, burst, every, &held))
+        return false;
+    if (held)
+        log_warn("%s: %llu lines about %s were not logged (at most %u every %.0f s)", area, (unsigned long long)held,
+                 what, burst, every);
     return true;
 }

@@ -142,13 +142,8 @@ static struct {
  * it connects (over 1000 a second, helper-89). */
 static bool stranger_may_log(void)
 {
-    uint64_t held;
-    if (!log_limit_take(&M.strangers, ev_now(srv.loop), STRANGER_LOG_BURST, STRANGER_LOG_EVERY, &held))
-        return false;
-    if (held)
-        log_warn("replication: %llu lines about connections that did not prove the token were not logged "
-                 "(at most %d every %.0f s)", (unsigned long long)held, STRANGER_LOG_BURST, STRANGER_LOG_EVERY);
-    return true;
+    return log_limited(&M.strangers, STRANGER_LOG_BURST, STRANGER_LOG_EVERY, "replication",
+                       "connections that did not prove the token");
 }
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))

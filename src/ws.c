@@ -79,6 +79,20 @@ void ws_count_refused(void)
 #define wlog_debug(w, fmt, ...)                                                                                     \
     log_debug("conn %llu %s: websocket: " fmt, (unsigned long long)(w)->conn_id, (w)->s->peer, ##__VA_ARGS__)
 
+/* Lines about refused and failed connections: anyone who reaches the
+ * port sets them off as fast as it connects (600 in a second, helper-90).
+ * The metrics count them all. */
+#define WS_LOG_BURST 100
+#define WS_LOG_EVERY 10.0
+
+static bool ws_may_log(void)
+{
+    static struct log_limit limit;
+    return log_enabled(LOG_INFO) && log_limited(&limit, WS_LOG_BURST, WS_LOG_EVERY, "websocket",
+                                                "refused or failed connections (stompd_ws_refused_total and "
+                                                "stompd_ws_failed_total count them)");
+}
+
 /* ------------------------------------------------------------ pure parts */
 
 void ws_accept_key(const char *key, char out[29])
@@ -351,7 +365,8 @@ static void fail(struct ws *w, uint16_t code, const char *reason)
         return;
     w->failed = true;
     S.failed++;
-    wlog_info(w, "failing the connection with close %u: %s", code, reason);
+    if (ws_may_log())
+        wlog_info(w, "failing the connection with close %u: %s", code, reason);
     int rc = wslay_event_queue_close(w->ctx, code, (const uint8_t *)reason, strlen(reason));
     if (rc != 0 && !w->close_queued)
         w->raw_close = code;
@@ -465,7 +480,8 @@ static void answer_http(struct ws *w, int status, const char *extra, const char 
 static void refuse(struct ws *w, int status, const char *extra, const char *reason)
 {
     S.refused++;
-    wlog_info(w, "upgrade refused: %d %s", status, reason);
+    if (ws_may_log())
+        wlog_info(w, "upgrade refused: %d %s", status, reason);
     answer_http(w, status, extra, reason);
     w->phase = WS_REFUSED;
     stream_close_after_flush(w->s, CLOSE_LINGER, "WebSocket upgrade refused");
@@ -573,7 +589,7 @@ static void after_recv(struct ws *w, int rc)
         snprintf(why, sizeof why, "peer closed the WebSocket (%u)", wslay_event_get_status_code_received(w->ctx));
     else
         snprintf(why, sizeof why, "WebSocket failed (close %u)", raw ? raw : wslay_event_get_status_code_sent(w->ctx));
-    if (!peer_closed)
+    if (!peer_closed && ws_may_log())
         wlog_info(w, "%s", why);
     stream_close(s, why);
 }

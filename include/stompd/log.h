@@ -26,7 +26,7 @@ bool log_to_journal(void);
 
 /* Lines of one kind that peers can set off at will (a client's protocol
  * error, a stranger on the replication port) are limited: at most burst
- * every `every` seconds. log_limit_take says whether this one may be
+ * every `every` seconds (of the monotonic clock). log_limit_take says whether this one may be
  * written; when it may, *held is how many were held back since the last
  * one written, for the line to say so. One thread's (the loop's). */
 struct log_limit {
@@ -34,7 +34,11 @@ struct log_limit {
     unsigned n;
     uint64_t held;
 };
-bool log_limit_take(struct log_limit *l, double now, unsigned burst, double every, uint64_t *held);
+bool log_limit_take(struct log_limit *l, unsigned burst, double every, uint64_t *held);
+/* log_limit_take for lines of one kind (area: "replication"; what: "connections
+ * that did not prove the token"), the count of those held back said in
+ * a line of its own, at warn, before the next one written. */
+bool log_limited(struct log_limit *l, unsigned burst, double every, const char *area, const char *what);
 
 void log_write(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vwrite(enum log_level level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));

@@ -273,3 +273,17 @@ def test_unfinished_upgrade_requests_hold_the_strangers_share_only(wsb):
     assert w.recv_stomp(timeout=20).command == "RECEIPT"
     for s in socks:
         s.close()
+
+
+def test_lines_about_refused_upgrades_are_limited(wsb):
+    """Each refused upgrade wrote a log line: anyone reaching the port
+    wrote 600 in a second (helper-90). 100 every 10 s; the metric counts
+    them all."""
+    b = wsb()
+    for _ in range(300):
+        s = socket.create_connection(("127.0.0.1", b.ws_port), timeout=10)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert read_http_response(s)[0] in (400, 426)
+        s.close()
+    assert b.log().count("websocket: upgrade refused") <= 100
+    assert metric(b, "ws_refused_total") >= 300
