@@ -116,7 +116,19 @@ static void ctx_fail(SSL_CTX *ctx, char *err, size_t errlen, const char *fmt, ..
     SSL_CTX_free(ctx);
 }
 
+/* A key with a pass phrase: OpenSSL would ask for it on the terminal,
+ * blocking the loop (at a SIGHUP too). None is given; the error says so
+ * (asked: set while ctx_new loads the key, NULL after). */
+static int no_pass_phrase(char *buf, int size, int rwflag, void *asked)
+{
+    (void)buf, (void)size, (void)rwflag;
+    if (asked)
+        *(bool *)asked = true;
+    return 0;
+}
+
 /* One context from c's tls.* (server or client side). */
+
 static SSL_CTX *ctx_new(const struct config *c, bool server, char *err, size_t errlen)
 {
     ERR_clear_error();
@@ -146,6 +158,9 @@ static SSL_CTX *ctx_new(const struct config *c, bool server, char *err, size_t e
         ctx_fail(ctx, err, errlen, "tls.ciphers: '%s' names no cipher this OpenSSL knows", c->tls_ciphers);
         return NULL;
     }
+    bool asked = false;
+    SSL_CTX_set_default_passwd_cb(ctx, no_pass_phrase);
+    SSL_CTX_set_default_passwd_cb_userdata(ctx, &asked);
     errno = 0;
     if (SSL_CTX_use_certificate_chain_file(ctx, c->tls_cert) != 1) {
         ctx_fail(ctx, err, errlen, "tls.cert: cannot load the certificate %s", c->tls_cert);
@@ -155,10 +170,17 @@ static SSL_CTX *ctx_new(const struct config *c, bool server, char *err, size_t e
     if (SSL_CTX_use_PrivateKey_file(ctx, c->tls_key, SSL_FILETYPE_PEM) != 1) {
         if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
             ctx_fail(ctx, err, errlen, "tls.key: %s is not the key of tls.cert %s", c->tls_key, c->tls_cert);
+        else if (asked)
+            ctx_fail(ctx, err, errlen, "tls.key: %s is encrypted with a pass phrase, which stompd cannot be given: "
+                     "decrypt it (openssl pkey -in KEY -out PLAIN), mode 0600", c->tls_key);
+        else if (ERR_GET_LIB(ERR_peek_error()) == ERR_LIB_OSSL_DECODER)
+            ctx_fail(ctx, err, errlen, "tls.key: %s holds no private key OpenSSL can read (a PEM PRIVATE KEY "
+                     "block is expected)", c->tls_key);
         else
             ctx_fail(ctx, err, errlen, "tls.key: cannot load the private key %s", c->tls_key);
         return NULL;
     }
+    SSL_CTX_set_default_passwd_cb_userdata(ctx, NULL);
     if (SSL_CTX_check_private_key(ctx) != 1) {
         ctx_fail(ctx, err, errlen, "tls.key: %s is not the key of tls.cert", c->tls_key);
         return NULL;

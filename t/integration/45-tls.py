@@ -460,6 +460,14 @@ def run(*args):
     return subprocess.run([STOMPD] + list(args), capture_output=True, text=True, timeout=60)
 
 
+def encrypted_key(certs, tmp_path):
+    out = str(tmp_path / "encrypted.key")
+    r = subprocess.run(["openssl", "pkey", "-in", certs.key, "-aes256", "-passout", "pass:secret", "-out", out],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return out
+
+
 def test_start_errors_name_the_key(certs, tmp_path):
     """What is wrong with the TLS settings stops the start (and
     --check-config) with a message naming the key."""
@@ -479,6 +487,11 @@ def test_start_errors_name_the_key(certs, tmp_path):
          "README.md: no start line"),
         (tls + ["--set", "tls.cert=" + certs.cert, "--set", "tls.key=" + certs.client_key],
          "is not the key of tls.cert"),
+        # a key with a pass phrase: OpenSSL asked for it on the terminal (helper-90)
+        (tls + ["--set", "tls.cert=" + certs.cert, "--set", "tls.key=" + encrypted_key(certs, tmp_path)],
+         "is encrypted with a pass phrase, which stompd cannot be given"),
+        (tls + ["--set", "tls.cert=" + certs.cert, "--set", "tls.key=" + certs.cert],
+         "holds no private key OpenSSL can read"),
         (tls + files + ["--set", "tls.ca=/nonexistent/ca.pem"], "tls.ca: cannot load the CA certificates"),
         (tls + files + ["--set", "tls.ciphers=NOPE-NOTHING"], "tls.ciphers: 'NOPE-NOTHING'"),
         (tls + files + ["--set", "tls.verify_clients=true"], "tls.verify_clients needs tls.ca"),
