@@ -6,12 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stompd/acl.h"
+#include "stompd/conn.h"
 #include "stompd/dest.h"
 #include "stompd/journal.h"
 #include "stompd/durable.h"
 #include "stompd/log.h"
 #include "stompd/selector.h"
 #include "stompd/persist.h"
+#include "stompd/principal.h"
 #include "stompd/sub.h"
 
 static struct durable *registry;
@@ -108,6 +111,9 @@ struct durable *durable_get(struct dest *topic, const char *client_id, const cha
 
 void durable_attach(struct durable *d, struct sub *s)
 {
+    struct principal *who = s->conn && s->conn->who ? principal_ref(s->conn->who) : NULL;
+    principal_unref(d->reader);
+    d->reader = who;
     d->active = s;
     s->durable = d;
     s->q = &d->q;
@@ -141,6 +147,7 @@ static bool destroy(struct durable *d, bool journal)
     TAILQ_REMOVE(&d->dest->durables, d, topic_link);
     d->dest->ndurables--;
     selector_free(d->sel);
+    principal_unref(d->reader);
     free(d->selector);
     free(d->key);
     free(d);
@@ -160,7 +167,14 @@ void durable_dest_deleted(struct dest *topic)
         destroy(d, true);
 }
 
-void durable_publish(struct dest *topic, struct msg *m)
+bool durable_may_read(const struct durable *d, const char *origin)
+{
+    if (!d->dest->pattern || !d->reader || !acl_active())
+        return true;
+    return acl_allows_dest(d->reader, origin, ACL_READ);
+}
+
+void durable_publish(struct dest *topic, const struct dest *origin, struct msg *m)
 {
     struct durable *d;
     if (m->jdurables_judged) {
@@ -187,6 +201,8 @@ void durable_publish(struct dest *topic, struct msg *m)
         return;
     }
     TAILQ_FOREACH(d, &topic->durables, topic_link) {
+        if (!durable_may_read(d, origin->name))
+            continue;
         switch (sub_select(d->sel, m)) {
         case SUB_YES:
             queue_push(&d->q, m);

@@ -284,6 +284,8 @@ bool persist_enqueue(struct dest *d, struct msg *m, const char *dup_id)
          * commit gives the backlogs exactly these (durable_publish). */
         for (uint32_t i = 0; i < t.n; i++) {
             const struct durable *du = t.v[i].du;
+            if (!durable_may_read(du, d->name))
+                continue;
             enum sub_verdict v = sub_select(du->sel, m);
             if (v == SUB_NO)
                 continue;

@@ -1119,6 +1119,16 @@ static void dispatch(struct queue *q, const struct sub_pass *pass)
             e = next;
             continue;
         }
+        if (q->durable && !durable_may_read(q->durable, e->msg->dest)) {
+            /* kept while who would read it was not known (since the
+             * start): its subscriber may not read that topic */
+            tree_remove(q, e);
+            q->npending--;
+            persist_dequeue(e);
+            queue_entry_done(e);
+            e = next;
+            continue;
+        }
         if (e->msg->expires && e->msg->expires <= now) {
             tree_remove(q, e);
             q->npending--;

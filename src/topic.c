@@ -47,7 +47,7 @@ static void to_pattern(struct dest *p, void *arg)
 {
     struct pattern_ctx *x = arg;
     to_subscribers(p, x->origin, x->m);
-    durable_publish(p, x->m);
+    durable_publish(p, x->origin, x->m);
 }
 
 void topic_publish(struct dest *d, struct msg *m)
@@ -57,7 +57,7 @@ void topic_publish(struct dest *d, struct msg *m)
     sub_pass_begin(&pass);
     fanout++;
     to_subscribers(d, NULL, m);
-    durable_publish(d, m);
+    durable_publish(d, d, m);
     struct pattern_ctx x = {d, m};
     route_topic_patterns(d, to_pattern, &x);
     sub_pass_end(&pass);

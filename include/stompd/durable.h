@@ -12,6 +12,7 @@
 #include "stompd/queue.h"
 
 struct dest;
+struct principal;
 struct sub;
 struct selector;
 
@@ -30,6 +31,7 @@ struct durable {
     struct selector *sel;
     struct queue q;     /* messages waiting for the subscriber */
     struct sub *active;
+    struct principal *reader; /* who subscribed last (a reference; NULL: nobody since the start) */
     uint64_t serial;    /* creation order, ascending along the topic's list */
     UT_hash_handle hh;
     TAILQ_ENTRY(durable) topic_link;
@@ -53,7 +55,15 @@ void durable_dropping(struct durable *d);
 /* Destroy (journaled) with its backlog; true when journaled. */
 bool durable_destroy(struct durable *d);
 void durable_dest_deleted(struct dest *topic);
-void durable_publish(struct dest *topic, struct msg *m);
+/* m, published to origin, reaches the durable subscriptions of topic
+ * (origin itself, or a wildcard topic matching it). */
+void durable_publish(struct dest *topic, const struct dest *origin, struct msg *m);
+/* May d's subscriber read a message published to the topic named origin?
+ * A wildcard one reads only the topics its user may (the ACL), as a
+ * wildcard subscription does; a plain one was checked at SUBSCRIBE. Not
+ * known for one nobody subscribed to since the start: true, and its
+ * backlog is checked again at delivery. */
+bool durable_may_read(const struct durable *d, const char *origin);
 void durable_foreach(void (*fn)(struct durable *d, void *arg), void *arg);
 size_t durable_count(void);
 void durable_free_all(void);

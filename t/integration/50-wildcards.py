@@ -388,6 +388,61 @@ def test_wildcard_subscriptions_read_only_what_they_may(broker_factory, tmp_path
     assert f.command == "ERROR" and f["message"] == "access denied: no read permission on /topic/news.*", f
 
 
+def test_durable_wildcard_subscriptions_read_only_what_they_may(broker_factory, tmp_path):
+    """A durable wildcard subscription took every matching topic's
+    messages, those of topics its user may not read included, online and
+    offline (helper-91). It reads what a plain one does: checked as the
+    message is published (against who subscribed last), and at delivery
+    for what it kept while nobody had subscribed since the start."""
+    (tmp_path / "acl").write_text(ACL)
+    b = broker_factory({"auth.users": write_users(str(tmp_path / "users"), ACL_USERS),
+                        "auth.acl": str(tmp_path / "acl"), "http.admin_password": "console pw"})
+
+    def durable(user):
+        c = Client(b.port)
+        c.connect(headers=dict(login_headers(user, ACL_USERS[user][0]), **{"client-id": "cid-" + user}))
+        sub(c, "/topic/news.*", sid="d", durable="all-news")
+        return c
+    alice = acl_login(b, "alice")
+
+    def publish(tag, persistent):
+        for t in ("news.open", "news.secret"):
+            alice.receipt("SEND", {"destination": "/topic/" + t, "persistent": persistent},
+                          "%s-%s" % (tag, t), b"%s:%s" % (tag.encode(), t.encode()))
+    w = durable("alice")
+    publish("online", "false")
+    publish("online-p", "true")
+    assert sorted(f.body for f in collect(w, 2)) == [b"online-p:news.open", b"online:news.open"]
+    assert collect(w, timeout=0.5) == []
+    w.close()
+    publish("offline", "true")
+    w = durable("alice")
+    assert [f.body for f in collect(w, 1)] == [b"offline:news.open"]
+    assert collect(w, timeout=0.5) == []
+    w.close()
+    # after a restart nobody has subscribed: its backlog keeps both, and
+    # the subscriber's reading decides at delivery
+    publish("before", "true")
+    assert b.stop() == 0
+    b.start()
+    alice = acl_login(b, "alice")
+    publish("restarted", "true")
+    w = durable("alice")
+    assert sorted(f.body for f in collect(w, 2)) == [b"before:news.open", b"restarted:news.open"]
+    assert collect(w, timeout=0.5) == []
+    w.close()
+    topic, = [t for t in console_topics(b) if t["name"] == "/topic/news.*"]
+    assert [d["pending"] for d in topic["durable_subscriptions"]] == [0]
+
+
+def console_topics(b):
+    h = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=10)
+    h.request("GET", "/api/topics", headers={"Authorization": "Basic " + base64.b64encode(b"admin:console pw").decode()})
+    data = json.loads(h.getresponse().read())
+    h.close()
+    return data
+
+
 def test_a_connection_takes_from_at_most_max_consumers_destinations(broker_factory):
     """stomp.max_consumers bounds what one connection's subscriptions take
     from, counting every queue a wildcard matches (found by review: 999
