@@ -266,6 +266,23 @@ static void conn_timeout(struct stream *s)
     ev_tstamp now = ev_now(srv.loop);
     switch (c->state) {
     case CONN_HANDSHAKE: {
+        if (c->login_wait) {
+            /* Its CONNECT came and its password is being checked (the
+             * hash threads may be busy with others'): no connect timeout.
+             * Its socket is not read meanwhile; a client gone away is let
+             * go, and its check never run (helper-91: five closed clients
+             * held their slots and their checks ran). */
+            if (conn_peer_gone(c)) {
+                /* (a client that only shut its side down reads why) */
+                proto_login_cancel(c);
+                conn_error(c, "login abandoned", NULL,
+                           "The client closed its side of the connection while its password was checked; "
+                           "the check was not run.");
+                return;
+            }
+            stream_set_timer(&c->st, PEER_WATCH);
+            return;
+        }
         char detail[96];
         snprintf(detail, sizeof detail, "No CONNECT frame within %lld ms.", (long long)config.connect_timeout);
         conn_error(c, "connect timeout", NULL, detail);

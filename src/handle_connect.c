@@ -266,6 +266,7 @@ int handle_connect(struct conn *c, struct frame *f, uint64_t *lsn)
         if (rc == AUTH_PENDING) {
             c->login_wait = pl;
             conn_pause(c, PAUSE_AUTH);
+            conn_watch_peer(c); /* (conn_timeout) */
         } else {
             pending_free(pl);
         }

@@ -237,6 +237,46 @@ def test_the_login_cache(broker_factory, users):
     assert metric(b2, "auth_coalesced_total") + metric(b2, "auth_cache_hits_total") == 9
 
 
+def test_a_client_gone_during_its_check_is_let_go_and_its_check_not_run(broker_factory, tmp_path):
+    """A CONNECT's socket is not read while its password is checked, so a
+    client that closed was not seen: its check still ran and it held its
+    connection slot until then; and a client kept waiting behind others'
+    checks got "connect timeout: No CONNECT frame", though its CONNECT had
+    come (helper-91). Watched now, it is let go unchecked; a client that
+    only shut its side down reads why; the connect timeout does not run
+    while the check waits."""
+    crypt = pytest.importorskip("crypt")
+    slow = crypt.crypt("pw", "$6$rounds=10000000$abcdefgh$")   # 2 s or more per check
+    users = tmp_path / "users"
+    users.write_text("slow:%s\n" % slow)
+    os.chmod(users, 0o600)
+    b = broker_factory({"auth.users": str(users), "http.admin_password": "console pw", "auth.hash_threads": "1",
+                        "stomp.connect_timeout": "1s"})
+
+    def begin(passcode):
+        c = Client(b.port, timeout=60)
+        c.send("CONNECT", {"accept-version": "1.2", "host": "x", "login": "slow", "passcode": passcode})
+        return c
+    first = begin("pw")
+    gone = [begin("wrong %d" % i) for i in range(4)]
+    half = begin("wrong half")
+    for c in gone:
+        c.close()
+    half.sock.shutdown(socket.SHUT_WR)
+    # each is let go long before five checks of 2 s could run
+    deadline = time.time() + 30
+    while metric(b, "connections_open") > 1:
+        assert time.time() < deadline, metric(b, "connections_open")
+        time.sleep(0.1)
+    f = half.recv(timeout=30)
+    assert f.command == "ERROR" and f["message"] == "login abandoned", f
+    # the first, waiting past stomp.connect_timeout, gets in
+    f = first.recv(timeout=60)
+    assert f.command == "CONNECTED", f
+    assert metric(b, "auth_checks_total") <= 2     # its own, and one handed to the thread ahead
+    assert metric(b, "auth_abandoned_total") >= 4
+
+
 def test_one_address_cannot_queue_up_every_login(broker_factory, users):
     """Each distinct credential was a crypt(3) job with no limit, and one
     whose connection closed still ran: 1,500 console requests that closed
