@@ -1060,10 +1060,14 @@ static void on_done(struct zev *e)
         Z.registered = true;
         log_info("zookeeper: registered as %s", Z.my_path);
         break;
-    case OP_SET_MEMBER:
-        if (e->rc != ZOK)
+    case OP_SET_MEMBER: {
+        /* writes queued on a connection already dead fail together (up to
+         * 7 lines in a millisecond, helper-92); a reconnect publishes again */
+        static struct log_limit limit;
+        if (e->rc != ZOK && log_limited(&limit, 1, 5.0, "zookeeper", "failed publications of this node's state"))
             log_warn("zookeeper: cannot publish this node's state: %s", zerror(e->rc));
         break;
+    }
     case OP_CHILDREN:
         if (e->rc == ZOK)
             on_children(e);
