@@ -352,9 +352,16 @@ static const struct selector *backlog_selector(const struct queue *q)
  * never this backlog's, and is gone (from the store too). */
 static enum sub_verdict filter(struct queue *q, struct qentry *e)
 {
-    if (!e->unfiltered)
+    enum sub_verdict v = SUB_YES;
+    /* A durable wildcard subscription's copy kept while who would read it
+     * was not known (since the start), of a topic its subscriber may not
+     * read (durable_may_read), was not its own either. */
+    if (q->durable && !durable_may_read(q->durable, e->msg->dest))
+        v = SUB_NO;
+    else if (!e->unfiltered)
         return SUB_YES;
-    enum sub_verdict v = sub_select(backlog_selector(q), e->msg);
+    else
+        v = sub_select(backlog_selector(q), e->msg);
     if (v == SUB_YES) {
         e->unfiltered = false;
     } else if (v == SUB_NO) {
@@ -1119,16 +1126,6 @@ static void dispatch(struct queue *q, const struct sub_pass *pass)
             e = next;
             continue;
         }
-        if (q->durable && !durable_may_read(q->durable, e->msg->dest)) {
-            /* kept while who would read it was not known (since the
-             * start): its subscriber may not read that topic */
-            tree_remove(q, e);
-            q->npending--;
-            persist_dequeue(e);
-            queue_entry_done(e);
-            e = next;
-            continue;
-        }
         if (e->msg->expires && e->msg->expires <= now) {
             tree_remove(q, e);
             q->npending--;
@@ -1469,10 +1466,13 @@ static int expire_stored(void *arg, const struct store_msgref *r)
         return 0; /* logged; paging meets it again */
     /* A durable subscription's backlog may hold a copy its selector has
      * not judged (or whose verdict left memory with it): judged now, as
-     * queue_expire_due does. One it refuses was never the backlog's and
+     * queue_expire_due does (with its reader's right to the topic,
+     * durable_may_read). One it refuses was never the backlog's and
      * leaves without going to the dead-letter queue; one the sweep's
      * budget cannot judge stops the sweep here, for the next. */
-    enum sub_verdict v = q->durable ? sub_select(q->durable->sel, m) : SUB_YES;
+    enum sub_verdict v = !q->durable                              ? SUB_YES
+                         : !durable_may_read(q->durable, m->dest) ? SUB_NO
+                                                                  : sub_select(q->durable->sel, m);
     if (v == SUB_LATER) {
         msg_unref(m);
         return stop_sweep(x, k);
