@@ -272,7 +272,11 @@ static void conn_timeout(struct stream *s)
              * Its socket is not read meanwhile; a client gone away is let
              * go, and its check never run (helper-91: five closed clients
              * held their slots and their checks ran). */
-            if (conn_peer_gone(c)) {
+            int unread = 0;
+            bool more = buf_used(&c->st.in) > 0 || (ioctl(c->st.fd, FIONREAD, &unread) == 0 && unread > 0);
+            /* frames behind its CONNECT, then its side shut (printf ... |
+             * nc -N): they wait for the check, and are answered */
+            if (!more && conn_peer_gone(c)) {
                 /* (a client that only shut its side down reads why) */
                 proto_login_cancel(c);
                 conn_error(c, "login abandoned", NULL,

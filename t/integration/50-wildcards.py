@@ -433,14 +433,20 @@ def test_durable_wildcard_subscriptions_read_only_what_they_may(broker_factory, 
     w.close()
     topic, = [t for t in console_topics(b) if t["name"] == "/topic/news.*"]
     assert [d["pending"] for d in topic["durable_subscriptions"]] == [0]
+    # a message passed over is no refused frame (helper-93: each counted)
+    assert console_json(b, "/api/counters")["access_denied"] == 0
 
 
-def console_topics(b):
+def console_json(b, path):
     h = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=10)
-    h.request("GET", "/api/topics", headers={"Authorization": "Basic " + base64.b64encode(b"admin:console pw").decode()})
+    h.request("GET", path, headers={"Authorization": "Basic " + base64.b64encode(b"admin:console pw").decode()})
     data = json.loads(h.getresponse().read())
     h.close()
     return data
+
+
+def console_topics(b):
+    return console_json(b, "/api/topics")
 
 
 def test_a_connection_takes_from_at_most_max_consumers_destinations(broker_factory):
