@@ -388,6 +388,7 @@ struct job {
     bool in_table;                      /* in A.inflight (joinable) */
     bool dispatched;                    /* given to a worker (else waiting in its peer's queue) */
     bool finishing;                     /* its waiters are being answered (finish) */
+    uint64_t users_gen;                 /* A.users_gen when it began */
     struct peer_checks *peer;           /* whose queue and count it is in (NULL: none any more) */
     TAILQ_ENTRY(job) peer_link;         /* in peer->waiting, until dispatched */
     struct auth_wait *waiters;
@@ -421,6 +422,7 @@ struct cached {
 
 static struct {
     struct userdb *users;
+    uint64_t users_gen;                 /* reloads of the users (and fallback) so far */
     bool anonymous;                     /* CONNECT without credentials is allowed */
     struct principal *anon;
     bool cache_on;
@@ -585,6 +587,7 @@ int auth_configure(const struct config *listeners, const struct config *cfg, cha
     /* nothing can fail from here on */
     userdb_free(A.users);
     A.users = db;
+    A.users_gen++;
     /* a check under way finishes as whom its login was when it began: a
      * CONNECT read from now on meets the new file, so it joins none of
      * them (helper-79: a user taken out of a group kept its permissions
@@ -745,6 +748,28 @@ static void dispatch(void)
     }
 }
 
+/* A check begun before a reload proved the password against the file as
+ * it was: the login is whom the file says now, if it still lists the user
+ * with the same hash (else it fails, and the client may try again).
+ * helper-91: a user removed by a reload during its check got in. */
+static void as_now(struct job *j)
+{
+    if (j->users_gen == A.users_gen || !j->ok)
+        return;
+    struct principal *now = NULL;
+    struct user *u = NULL;
+    if (A.users)
+        HASH_FIND_STR(A.users->by_name, j->name, u);
+    if (u && !strcmp(u->hash, j->hash))
+        now = u->who;
+    else if (!u && A.fallback && A.fallback_hashed && !strcmp(j->name, A.fallback_user) &&
+             !strcmp(j->hash, A.fallback_password))
+        now = A.fallback_who;
+    principal_unref(j->who);
+    j->who = now ? principal_ref(now) : NULL;
+    j->ok = now != NULL;
+}
+
 static void finish(struct job *j)
 {
     retire(j);
@@ -752,6 +777,7 @@ static void finish(struct job *j)
         A.workers[j->worker].queued--;
         A.dispatched--;
     }
+    as_now(j);
     bool ok = j->ok && j->who;
     if (ok && A.cache_on)
         remember(j);
@@ -936,6 +962,7 @@ static int verify(const char *name, const char *password, const char *hash, stru
             abort();
         memcpy(j->key, key, SHA256_LEN);
         j->who = principal_ref(who);
+        j->users_gen = A.users_gen;
         j->peer = p;
         p->n++;
         if (TAILQ_EMPTY(&p->waiting))

@@ -263,3 +263,41 @@ def test_a_refused_reload_still_reopens_the_log(broker_factory, files, tmp_path)
         assert b.running()
     b.config_text = good
     b.command()
+
+
+def test_a_login_checked_across_a_reload_is_whom_the_new_file_says(broker_factory, tmp_path):
+    """A check begun before a reload proved the password against the file
+    as it was: bob, removed by the reload while his check ran, got in
+    (helper-91). The login is now whom the file says once the check ends:
+    bob, gone, is refused; alice, in it with the same hash, gets the
+    groups it gives her now."""
+    crypt = pytest.importorskip("crypt")
+    slow = crypt.crypt("pw", "$6$rounds=6000000$abcdefgh$")   # a second or more per check
+    users, acl = tmp_path / "users", tmp_path / "acl"
+
+    def write(lines):
+        users.write_text("".join(lines))
+        os.chmod(users, 0o600)
+
+    def begin(user):
+        c = Client(b.port, timeout=60)
+        c.send("CONNECT", {"accept-version": "1.2", "host": "x", "login": user, "passcode": "pw"})
+        return c
+
+    write(["alice:%s:app\n" % slow, "bob:%s:app\n" % slow.replace("abcdefgh", "bcdefghi")])
+    acl.write_text("queue:app.> read=app write=app admin=app\n")
+    b = broker_factory({"auth.users": str(users), "auth.acl": str(acl), "http.admin_password": "s3cret",
+                        "auth.hash_threads": "2"})
+    a, bob = begin("alice"), begin("bob")
+    write(["alice:%s:nobody\n" % slow])
+    reload(b, ["auth: 1 users from"])
+    # the window this is about: both checks still under way at the reload
+    assert not select.select([a.sock, bob.sock], [], [], 0)[0], "a check ended before the reload: make it slower"
+    f = bob.recv()
+    assert f.command == "ERROR" and f["message"] == "authentication failed", f
+    f = a.recv()
+    assert f.command == "CONNECTED", f
+    a.version = "1.2"
+    a.send("SEND", {"destination": "/queue/app.x", "receipt": "r"}, b"x")
+    f = a.recv()
+    assert f.command == "ERROR" and f["message"] == "access denied: no write permission on /queue/app.x", f
