@@ -238,9 +238,10 @@ int handle_connect(struct conn *c, struct frame *f, uint64_t *lsn)
     /* A client-id names durable subscriptions, which the console lists:
      * it must be UTF-8, as STOMP's headers are, unless an earlier release
      * kept subscriptions under it (their messages can still be taken). */
-    if (cid && !utf8_valid(cid, strlen(cid)) && !durable_client_known(cid))
-        return proto_fail("client-id is not valid UTF-8", "STOMP's headers are UTF-8; a client-id names durable "
-                          "subscriptions, which the console lists by it.");
+    const char *bad;
+    if (cid && !utf8_name_ok(cid, &bad) && !durable_client_known(cid))
+        return proto_fail("invalid client-id", "The client-id %s: a client-id names durable subscriptions, which "
+                          "the console lists by it (a name is UTF-8 text).", bad);
     struct pending_login p = {.c = c, .version = v, .accept_version = av != NULL, .cx = cx, .cy = cy,
                               .client_id = (char *)frame_get(f, "client-id"), .login = (char *)frame_get(f, "login")};
     const char *login = p.login && *p.login ? p.login : NULL;

@@ -78,9 +78,10 @@ static int reply_to_dest(struct conn *c, const char *rt)
     if (resolved == rt)
         return 0;
     /* a name no replier could SEND to (route.c's kind_of_named) */
-    if (!utf8_valid(rt, strlen(rt)) && !dest_find(resolved))
-        return proto_fail("invalid reply-to header", "reply-to names a temporary destination whose name is not "
-                          "valid UTF-8 (STOMP's headers are UTF-8).");
+    const char *bad;
+    if (!utf8_name_ok(rt, &bad) && !dest_find(resolved))
+        return proto_fail("invalid reply-to header", "reply-to names a temporary destination whose name %s "
+                          "(a name is UTF-8 text).", bad);
     if (dest_open(resolved, c, c->who, &d, &err) == -ENOSPC)
         return proto_fail("too many destinations", "reply-to '%.200s': %s.", rt, err);
     return 0;

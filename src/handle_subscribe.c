@@ -163,9 +163,11 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
                           "Send client-id on CONNECT to use activemq.subscriptionName.");
     /* A new name must be UTF-8 (the console lists it); one an earlier
      * release kept can still be used, so its messages can be taken. */
-    if (dname && !utf8_valid(dname, strlen(dname)) && !durable_find(c->client_id, dname))
-        return proto_fail("durable subscription name is not valid UTF-8",
-                          "STOMP's headers are UTF-8; the console lists durable subscriptions by name.");
+    const char *bad;
+    if (dname && !utf8_name_ok(dname, &bad) && !durable_find(c->client_id, dname))
+        return proto_fail("invalid durable subscription name",
+                          "The durable subscription name %s: the console lists durable subscriptions by name (a "
+                          "name is UTF-8 text).", bad);
 
     struct selector *sel = NULL;
     const char *seltext = frame_get(f, "selector");

@@ -1088,7 +1088,7 @@ static const char CSS[] =
 
 void html_css(struct http_req *h)
 {
-    http_respond(h, 200, "text/css; charset=utf-8", CSS, sizeof CSS - 1, "Cache-Control: max-age=0\r\n");
+    http_respond(h, 200, "text/css; charset=utf-8", CSS, sizeof CSS - 1, NULL); /* (no-store, as every answer) */
 }
 
 /* Everything it shows goes through textContent; nothing becomes markup. */
@@ -1149,5 +1149,5 @@ static const char JS[] =
 
 void html_js(struct http_req *h)
 {
-    http_respond(h, 200, "text/javascript; charset=utf-8", JS, sizeof JS - 1, "Cache-Control: max-age=0\r\n");
+    http_respond(h, 200, "text/javascript; charset=utf-8", JS, sizeof JS - 1, NULL); /* (no-store, as every answer) */
 }

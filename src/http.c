@@ -37,7 +37,7 @@ enum {
     PAUSE_ANSWER = 1, /* an answer is pending: read nothing more */
     PAUSE_OUTPUT = 2, /* the answers fill the output: read on once the client takes them */
 };
-enum { CAP_NONE, CAP_AUTH, CAP_CTYPE, CAP_HOST, CAP_TE };
+enum { CAP_NONE, CAP_AUTH, CAP_CTYPE, CAP_HOST, CAP_TE, CAP_ORIGIN };
 
 struct http_req {
     struct stream st;
@@ -55,6 +55,7 @@ struct http_req {
     char ctype[128];
     char host[256];
     char te[64];            /* Transfer-Encoding (capped) */
+    char origin[300];       /* Origin (capped) */
     unsigned nauth, nhost;  /* how many of each header the request had */
     size_t header_bytes;
     bool in_request;        /* its first byte came, its last not yet */
@@ -444,6 +445,22 @@ static int strcasecmp_trimmed(const char *s, const char *t)
     return n == strlen(t) && !strncasecmp(s, t, n) ? 0 : 1;
 }
 
+/* Origin names this console: the host and port the request is sent to,
+ * or a name of http.hosts (a proxy in front may speak https for it, and
+ * name it otherwise). No other address passes, nor "null" (a sandboxed
+ * or local file's page). */
+static bool origin_allowed(const struct http_req *r)
+{
+    const char *o = r->origin;
+    if (!strncasecmp(o, "http://", 7))
+        o += 7;
+    else if (!strncasecmp(o, "https://", 8))
+        o += 8;
+    else
+        return false;
+    return !strcasecmp(o, r->host) || http_host_listed(o, config.http_hosts);
+}
+
 static void route(struct http_req *r)
 {
     H.requests++;
@@ -478,6 +495,16 @@ static void route(struct http_req *r)
         char msg[400];
         snprintf(msg, sizeof msg, "this console does not answer to the name '%.200s' (add it to http.hosts)", r->host);
         http_respond_error(r, 421, msg, NULL);
+        return;
+    }
+    /* An action a page of another site makes a browser send (with the
+     * Basic credentials it keeps) says that site's Origin: refused. Only
+     * application/json bodies are taken, which such a page cannot send
+     * without asking first; this holds even if that ever changes. */
+    if (r->parser.method != HTTP_GET && r->parser.method != HTTP_HEAD && r->origin[0] && !origin_allowed(r)) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "a request from another site (Origin %.200s) is refused", r->origin);
+        http_respond_error(r, 403, msg, NULL);
         return;
     }
     char path[HTTP_MAX_URL];
@@ -531,7 +558,7 @@ static int on_message_begin(http_parser *p)
     r->url_len = 0;
     r->url[0] = '\0';
     r->url_too_long = false;
-    r->auth[0] = r->ctype[0] = r->host[0] = r->te[0] = '\0';
+    r->auth[0] = r->ctype[0] = r->host[0] = r->te[0] = r->origin[0] = '\0';
     r->nauth = r->nhost = 0;
     r->in_request = true;
     r->begun++;
@@ -603,6 +630,7 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
                      : !strcasecmp(r->field, "Content-Type") ? CAP_CTYPE
                      : !strcasecmp(r->field, "Host")         ? CAP_HOST
                      : !strcasecmp(r->field, "Transfer-Encoding") ? CAP_TE
+                     : !strcasecmp(r->field, "Origin")       ? CAP_ORIGIN
                                                              : CAP_NONE;
         if (r->capture == CAP_AUTH)
             r->nauth++;
@@ -617,6 +645,8 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         append_capped(r->ctype, sizeof r->ctype, at, len);
     else if (r->capture == CAP_HOST)
         append_capped(r->host, sizeof r->host, at, len);
+    else if (r->capture == CAP_ORIGIN)
+        append_capped(r->origin, sizeof r->origin, at, len);
     else if (r->capture == CAP_TE) {
         if (r->te[0])
             append_capped(r->te, sizeof r->te, ",", 1); /* a second field: its list goes on */

@@ -197,6 +197,21 @@ static bool host_matches(const char *host, size_t hl, const char *name, size_t n
     return hl == nl && !strncasecmp(host, name, hl);
 }
 
+/* Whether host[0..hl) is one of names ("a, b:port, *.c, *"). */
+static bool listed(const char *host, size_t hl, const char *names)
+{
+    for (const char *p = names; *p;) {
+        p += strspn(p, " ,");
+        size_t n = strcspn(p, " ,");
+        /* a host:port address names its host (a bare * is any name) */
+        size_t name_len = n > 1 ? strcspn(p, ":") : n;
+        if (n && host_matches(host, hl, p, name_len < n ? name_len : n))
+            return true;
+        p += n;
+    }
+    return false;
+}
+
 bool http_host_named(const char *hdr, const char *const names[])
 {
     static char machine[256];
@@ -218,14 +233,15 @@ bool http_host_named(const char *hdr, const char *const names[])
         (machine[0] && host_matches(host, hl, machine, strlen(machine))))
         return true;
     for (size_t i = 0; names[i]; i++)
-        for (const char *p = names[i]; *p;) {
-            p += strspn(p, " ,");
-            size_t n = strcspn(p, " ,");
-            /* a host:port address names its host (a bare * is any name) */
-            size_t name_len = n > 1 ? strcspn(p, ":") : n;
-            if (n && host_matches(host, hl, p, name_len < n ? name_len : n))
-                return true;
-            p += n;
-        }
+        if (listed(host, hl, names[i]))
+            return true;
     return false;
+}
+
+bool http_host_listed(const char *hdr, const char *names)
+{
+    if (hdr[0] == '[')
+        return false; /* an IPv6 address: no name */
+    size_t hl = strcspn(hdr, ":");
+    return hl < 256 && listed(hdr, hl, names);
 }

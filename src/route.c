@@ -306,8 +306,9 @@ static int fail(const char **err, int rc, const char *fmt, ...)
  * can still be used, so its messages can be taken. */
 static int kind_of_named(const char *name, const char *resolved, enum dest_kind *kind, const char **err)
 {
-    if (!utf8_valid(name, strlen(name)) && !dest_find(resolved))
-        return fail(err, -EINVAL, "a destination name is not valid UTF-8 (STOMP's headers are UTF-8)");
+    const char *bad;
+    if (!utf8_name_ok(name, &bad) && !dest_find(resolved))
+        return fail(err, -EINVAL, "a destination name %s (a name is UTF-8 text)", bad);
     const char *why;
     if (dest_kind_of(resolved, kind, &why) != 0)
         return fail(err, -EINVAL, "'%.200s': %s", name, why);

@@ -51,3 +51,18 @@ bool utf8_valid(const char *p, size_t n)
     }
     return true;
 }
+
+bool utf8_name_ok(const char *s, const char **why)
+{
+    size_t n = strlen(s);
+    if (!utf8_valid(s, n)) {
+        *why = "is not valid UTF-8";
+        return false;
+    }
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
+            *why = "has a control character";
+            return false;
+        }
+    return true;
+}

@@ -52,5 +52,8 @@ void http_head_limits(size_t max_request);
  * scripting this node from a browser. An empty header is not refused
  * here (HTTP/1.0). */
 bool http_host_named(const char *hdr, const char *const names[]);
+/* Whether the host of hdr ("host[:port]") is one of names, by name only:
+ * no address or machine name passes unlisted. */
+bool http_host_listed(const char *hdr, const char *names);
 
 #endif

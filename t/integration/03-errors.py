@@ -603,3 +603,28 @@ def test_an_http_request_on_the_stomp_port_is_answered_at_once(broker):
     # a STOMP command line is not taken for one
     ok = connected(broker.port)
     ok.receipt("SEND", {"destination": "/queue/HTTP/1.1"}, "r", b"x")
+
+
+@pytest.mark.parametrize("frame,what", [
+    (b"SEND\ndestination:/queue/spam\x01\nreceipt:r\n\nx\0", "a destination name has a control character"),
+    (b"SUBSCRIBE\nid:1\ndestination:/topic/t\x7f\n\n\0", "a destination name has a control character"),
+    (b"SEND\ndestination:/queue/req\nreply-to:/temp-queue/r\x02\nreceipt:r\n\nx\0", "whose name has a control"),
+])
+def test_names_with_control_characters_are_refused(broker, frame, what):
+    """Names with control characters were taken: the console showed three
+    queues, /queue/spam plus \\x01, \\x02 or U+FFFD, all as /queue/spam\ufffd, and
+    a purge of one emptied another (helper-94). A new name is UTF-8 text."""
+    c = connected(broker.port)
+    c.send_raw(frame)
+    c.expect_error(what)
+    assert not [q["name"] for q in http_json(broker.http_port, "/api/queues") if "spam" in q["name"] or
+                "temp" in q["name"]]
+
+
+def test_client_ids_and_durable_names_with_control_characters_are_refused(broker):
+    c = Client(broker.port)
+    c.send_raw(b"CONNECT\naccept-version:1.2\nhost:x\nclient-id:app\x1b[2J\n\n\0")
+    c.expect_error("client-id has a control character")
+    c = connected(broker.port, headers={"client-id": "app"})
+    c.send_raw(b"SUBSCRIBE\nid:1\ndestination:/topic/t\nactivemq.subscriptionName:n\\nx\n\n\0")  # an escaped newline
+    c.expect_error("durable subscription name has a control character")

@@ -371,3 +371,38 @@ def test_a_client_that_half_closes_gets_every_answer(broker_factory):
     out, closed = read_until_closed(s, time.time() + 60)
     s.close()
     assert closed and out.startswith(b"HTTP/1.1 200") and out.count(b"HTTP/1.1 200") == 201, out[:300]
+
+
+@pytest.mark.parametrize("origin,want", [
+    (None, 200), ("http://127.0.0.1:{port}", 200), ("https://127.0.0.1:{port}", 200),
+    ("http://evil.example", 403), ("null", 403), ("http://127.0.0.1:{port}.evil.example", 403),
+    ("http://203.0.113.5", 403), ("http://[2001:db8::1]:{port}", 403), ("http://127.0.0.1:1", 403),
+])
+def test_an_action_from_another_site_is_refused(broker_factory, origin, want):
+    """A page of another site can make a browser send a request with the
+    Basic credentials it keeps; only application/json bodies stopped such
+    an action (helper-94). An action whose Origin names another host than
+    this console's is refused too (behind a proxy that speaks https, the
+    console's own host still is)."""
+    b = broker_factory()
+    h = {"Content-Type": "application/json"}
+    if origin:
+        h["Origin"] = origin.format(port=b.http_port)
+    status, body = ask(b, "POST", "/api/send", headers=h, body=json.dumps({"destination": "/queue/x", "body": "hi"}))
+    assert status == want, body
+    if want == 403:
+        assert b"from another site" in body
+    # a GET is answered whatever its Origin (no action, and no CORS headers)
+    assert ask(b, headers={"Origin": "http://evil.example"})[0] == 200
+
+
+def test_one_cache_control_on_every_answer(broker_factory):
+    """/console.js and /console.css said both no-store and max-age=0."""
+    b = broker_factory()
+    for path in ("/console.js", "/console.css", "/", "/api/status"):
+        s = socket.create_connection(("127.0.0.1", b.http_port), timeout=10)
+        s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAuthorization: %s\r\nConnection: close\r\n\r\n"
+                   % (path, b.http_port, GOOD)).encode())
+        head = read_to_the_end(s).partition(b"\r\n\r\n")[0].decode().lower()
+        s.close()
+        assert head.count("cache-control:") == 1 and "cache-control: no-store" in head, (path, head)
