@@ -552,15 +552,15 @@ def test_what_a_client_sends_cannot_forge_log_lines(broker):
     and log lines quoting one wrote it as it was: a client could forge a
     line, with a "<N>" priority of its choosing under journald
     (helper-88). Control characters are written escaped."""
-    c = connected(broker.port, headers={"client-id": "app"})
-    c.send("SUBSCRIBE", {"id": "1", "destination": "/topic/t",
-                         "activemq.subscriptionName": "s\n<2>kernel: FORGED durable\r\x1b[2J"})
+    c = connected(broker.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/t", "activemq.priority": "1\n<2>FORGED p\r\x1b[2J"})
+    c.expect_error()
+    c = connected(broker.port)
     c.send("ACK", {"id": "x\n<0>FORGED ack"})
     c.expect_error()
-    log = broker.wait_log(r"FORGED ack")
-    assert log
+    assert broker.wait_log(r"FORGED ack")
     text = broker.log()
-    assert "s\\n<2>kernel: FORGED durable\\r\\x1b[2J" in text
+    assert "1\\n<2>FORGED p\\r\\x1b[2J" in text
     assert "x\\n<0>FORGED ack" in text
     assert not [line for line in text.splitlines() if "FORGED" in line and not line.startswith("20")], text
 
