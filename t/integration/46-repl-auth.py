@@ -365,8 +365,9 @@ def test_a_peer_that_pings_and_never_reads_gets_no_unbounded_answers(broker_fact
     m = master(broker_factory, store__repl_timeout="30s", store__replicas="1")
     s = authenticated(m, b"pinger")
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(300)  # a sanitizer build on a loaded machine reads them slowly
     batch = repl_frame(R_PING, struct.pack(">Q", 1)) * 100000  # 1.4 MB of PINGs
-    for _ in range(20):  # 28 MB of PONGs, were each answered
+    for _ in range(10):  # 14 MB of PONGs, were each answered (the kernel holds a few)
         s.sendall(batch)
 
     def queued():
@@ -386,7 +387,7 @@ def test_a_peer_that_pings_and_never_reads_gets_no_unbounded_answers(broker_fact
         q, last[0] = last[0], queued()
         time.sleep(0.5)
         return q == last[0]
-    assert wait_until(settled, timeout=60)
+    assert wait_until(settled, timeout=120)
     assert 0 < last[0] < 2 * 1024 * 1024, last[0]
     # and clients are served
     p = connected(m.port)
