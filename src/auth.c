@@ -389,6 +389,7 @@ struct job {
     bool dispatched;                    /* given to a worker (else waiting in its peer's queue) */
     bool finishing;                     /* its waiters are being answered (finish) */
     uint64_t users_gen;                 /* A.users_gen when it began */
+    bool fallback;                      /* of the console's http.admin_user (key_of) */
     struct peer_checks *peer;           /* whose queue and count it is in (NULL: none any more) */
     TAILQ_ENTRY(job) peer_link;         /* in peer->waiting, until dispatched */
     struct auth_wait *waiters;
@@ -464,16 +465,22 @@ static int ensure_key(char *err, size_t errlen)
 }
 
 /* HMAC-SHA-256 (OpenSSL) of name NUL password NUL hash, keyed at start. */
-static void key_of(const char *name, const char *password, const char *hash, uint8_t out[SHA256_LEN])
+/* fallback: a check of the console's http.admin_user, which grants
+ * another identity than a user of the file by the same name and hash:
+ * the two never share a check (helper-95: a STOMP login joined to one
+ * would have been the console's admin). */
+static void key_of(const char *name, const char *password, const char *hash, bool fallback,
+                   uint8_t out[SHA256_LEN])
 {
     size_t nl = strlen(name), pl = strlen(password), hl = strlen(hash);
-    size_t n = nl + 1 + pl + 1 + hl;
+    size_t n = 1 + nl + 1 + pl + 1 + hl;
     char *msg = malloc(n);
     if (!msg)
         abort();
-    memcpy(msg, name, nl + 1);
-    memcpy(msg + nl + 1, password, pl + 1);
-    memcpy(msg + nl + 1 + pl + 1, hash, hl);
+    msg[0] = fallback ? 'F' : 'U';
+    memcpy(msg + 1, name, nl + 1);
+    memcpy(msg + 1 + nl + 1, password, pl + 1);
+    memcpy(msg + 1 + nl + 1 + pl + 1, hash, hl);
     unsigned int len = SHA256_LEN;
     if (!HMAC(EVP_sha256(), A.hmac_key, (int)sizeof A.hmac_key, (const unsigned char *)msg, n, out, &len))
         abort();
@@ -757,14 +764,17 @@ static void as_now(struct job *j)
     if (j->users_gen == A.users_gen || !j->ok)
         return;
     struct principal *now = NULL;
-    struct user *u = NULL;
-    if (A.users)
-        HASH_FIND_STR(A.users->by_name, j->name, u);
-    if (u && !strcmp(u->hash, j->hash))
-        now = u->who;
-    else if (!u && A.fallback && A.fallback_hashed && !strcmp(j->name, A.fallback_user) &&
-             !strcmp(j->hash, A.fallback_password))
-        now = A.fallback_who;
+    if (j->fallback) {
+        if (A.fallback && A.fallback_hashed && !strcmp(j->name, A.fallback_user) &&
+            !strcmp(j->hash, A.fallback_password))
+            now = A.fallback_who;
+    } else {
+        struct user *u = NULL;
+        if (A.users)
+            HASH_FIND_STR(A.users->by_name, j->name, u);
+        if (u && !strcmp(u->hash, j->hash))
+            now = u->who;
+    }
     principal_unref(j->who);
     j->who = now ? principal_ref(now) : NULL;
     j->ok = now != NULL;
@@ -919,11 +929,11 @@ static void peer_addr(const char *peer, char *out, size_t len)
 
 /* Check password against hash for name, as who (NULL: fails whatever the
  * password). */
-static int verify(const char *name, const char *password, const char *hash, struct principal *who,
+static int verify(const char *name, const char *password, const char *hash, bool fallback, struct principal *who,
                   const char *peer, auth_done_fn done, void *arg, struct principal **out, struct auth_wait **wait)
 {
     uint8_t key[SHA256_LEN];
-    key_of(name, password, hash, key);
+    key_of(name, password, hash, fallback, key);
     if (who && A.cache_on) {
         struct cached *c;
         HASH_FIND_STR(A.cache, name, c);
@@ -963,6 +973,7 @@ static int verify(const char *name, const char *password, const char *hash, stru
         memcpy(j->key, key, SHA256_LEN);
         j->who = principal_ref(who);
         j->users_gen = A.users_gen;
+        j->fallback = fallback;
         j->peer = p;
         p->n++;
         if (TAILQ_EMPTY(&p->waiting))
@@ -998,7 +1009,7 @@ int auth_login(const char *user, const char *password, const char *peer, auth_do
     struct user *u;
     HASH_FIND_STR(A.users->by_name, user, u);
     /* an unknown user costs what a known one does: nobody learns who exists */
-    return verify(user, password, u ? u->hash : A.users->dummy, u ? u->who : NULL, peer, done, arg, who, wait);
+    return verify(user, password, u ? u->hash : A.users->dummy, false, u ? u->who : NULL, peer, done, arg, who, wait);
 }
 
 int auth_console_login(const char *user, const char *password, const char *peer, auth_done_fn done, void *arg,
@@ -1014,7 +1025,7 @@ int auth_console_login(const char *user, const char *password, const char *peer,
     }
     if (A.fallback && !strcmp(user, A.fallback_user)) {
         if (A.fallback_hashed)
-            return verify(user, password, A.fallback_password, A.fallback_who, peer, done, arg, who, wait);
+            return verify(user, password, A.fallback_password, true, A.fallback_who, peer, done, arg, who, wait);
         if (!same_secret(password, A.fallback_password))
             return AUTH_FAILED;
         *who = principal_ref(A.fallback_who);
@@ -1023,7 +1034,7 @@ int auth_console_login(const char *user, const char *password, const char *peer,
     if (A.users)
         return auth_login(user, password, peer, done, arg, who, wait);
     /* nobody by that name: the same cost as a hashed fallback */
-    return A.fallback_hashed ? verify(user, password, A.console_dummy, NULL, peer, done, arg, who, wait)
+    return A.fallback_hashed ? verify(user, password, A.console_dummy, true, NULL, peer, done, arg, who, wait)
                              : AUTH_FAILED;
 }
 

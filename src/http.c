@@ -503,7 +503,8 @@ static void route(struct http_req *r)
      * without asking first; this holds even if that ever changes. */
     if (r->parser.method != HTTP_GET && r->parser.method != HTTP_HEAD && r->origin[0] && !origin_allowed(r)) {
         char msg[400];
-        snprintf(msg, sizeof msg, "a request from another site (Origin %.200s) is refused", r->origin);
+        snprintf(msg, sizeof msg, "a request from another site (Origin %.200s) is refused (a name of this console "
+                 "behind a proxy that rewrites Host: list it in http.hosts)", r->origin);
         http_respond_error(r, 403, msg, NULL);
         return;
     }

@@ -301,3 +301,31 @@ def test_a_login_checked_across_a_reload_is_whom_the_new_file_says(broker_factor
     a.send("SEND", {"destination": "/queue/app.x", "receipt": "r"}, b"x")
     f = a.recv()
     assert f.command == "ERROR" and f["message"] == "access denied: no write permission on /queue/app.x", f
+
+
+def test_a_stomp_login_across_a_reload_is_never_the_consoles_admin(broker_factory, tmp_path):
+    """A STOMP login of 'admin' under way when a reload took admin out of
+    the users file and made its hash http.admin_password came out as the
+    console's fallback admin, in group admins (helper-95). A STOMP login
+    is a user of the file or nobody; a check of the console's admin is
+    never shared with one of the file's users."""
+    crypt = pytest.importorskip("crypt")
+    slow = crypt.crypt("pw", "$6$rounds=12000000$abcdefgh$")   # 3 s or so per check
+    other = crypt.crypt("x", "$6$abcdefgh$")
+    users, acl = tmp_path / "users", tmp_path / "acl"
+    users.write_text("admin:%s:app\nalice:%s\n" % (slow, other))
+    os.chmod(users, 0o600)
+    acl.write_text("queue:ops.> read=admins write=admins admin=admins\n")
+    conf = "[auth]\nusers = %s\nacl = %s\nhash_threads = 1\n[http]\nadmin_password = %%s\n" % (users, acl)
+    b = broker_factory(start=False, config_text=conf % "s3cret")
+    b.start()
+    c = Client(b.port, timeout=60)
+    c.send("CONNECT", {"accept-version": "1.2", "host": "x", "login": "admin", "passcode": "pw"})
+    users.write_text("alice:%s\n" % other)
+    os.chmod(users, 0o600)
+    b.config_text = conf % slow
+    b.command()  # writes the file again
+    reload(b, ["auth: 1 users from"])
+    assert not select.select([c.sock], [], [], 0)[0], "the check ended before the reload: make it slower"
+    f = c.recv()
+    assert f.command == "ERROR" and f["message"] == "authentication failed", f
