@@ -464,11 +464,11 @@ static int ensure_key(char *err, size_t errlen)
     return 0;
 }
 
-/* HMAC-SHA-256 (OpenSSL) of name NUL password NUL hash, keyed at start. */
-/* fallback: a check of the console's http.admin_user, which grants
- * another identity than a user of the file by the same name and hash:
- * the two never share a check (helper-95: a STOMP login joined to one
- * would have been the console's admin). */
+/* HMAC-SHA-256 (OpenSSL), keyed at start, of a kind byte, then name NUL
+ * password NUL hash. fallback (kind 'F'): a check of the console's
+ * http.admin_user, which grants another identity than a user of the file
+ * by the same name and hash: the two never share a check (helper-95: a
+ * STOMP login joined to one would have been the console's admin). */
 static void key_of(const char *name, const char *password, const char *hash, bool fallback,
                    uint8_t out[SHA256_LEN])
 {
