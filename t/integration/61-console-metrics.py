@@ -52,8 +52,9 @@ def test_the_checks_can_fail():
 def test_clean_for_promtool_and_parsers(broker_factory):
     b = broker_factory()
     p = connected(b.port, headers={"client-id": "c1"})
-    # label values that need escaping: a quote, a backslash, a newline
-    for dest in ('/queue/a"quote', "/queue/back\\slash", "/queue/new\nline", "/topic/t"):
+    # label values that need escaping: a quote, a backslash (a newline too,
+    # but a name with one is refused now: 03-errors)
+    for dest in ('/queue/a"quote', "/queue/back\\slash", "/topic/t"):
         p.receipt("SEND", {"destination": dest, "persistent": "true"}, "r", b"x")
     p.receipt("SUBSCRIBE", {"id": "d", "destination": "/topic/t", "activemq.subscriptionName": "keep"}, "s")
     # a name that is not UTF-8 is refused (03-errors): no label to escape
@@ -65,8 +66,6 @@ def test_clean_for_promtool_and_parsers(broker_factory):
     assert 'stompd_destination_pending{destination="/queue/a\\"quote",type="queue"}' in \
         fams["stompd_destination_pending"][1]
     assert 'stompd_destination_pending{destination="/queue/back\\\\slash",type="queue"}' in \
-        fams["stompd_destination_pending"][1]
-    assert 'stompd_destination_pending{destination="/queue/new\\nline",type="queue"}' in \
         fams["stompd_destination_pending"][1]
     for name, (kind, samples) in fams.items():
         assert name.startswith(("stompd_", "process_")), name
