@@ -341,10 +341,16 @@ def test_an_older_master_says_which_versions_met(broker_factory):
         lsock.close()
 
 
-def authenticated(m, node):
+def authenticated(m, node, rcvbuf=None):
     """A peer through the handshake with the token, by hand: its socket,
-    WELCOME read."""
-    s = socket.create_connection(("127.0.0.1", m.repl), timeout=10)
+    WELCOME read. rcvbuf: set before it connects (shrunk after, the
+    kernel drops what the peer sent into the window it had offered, and
+    both sides stall)."""
+    s = socket.socket()
+    s.settimeout(10)
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.connect(("127.0.0.1", m.repl))
     nonce = os.urandom(32)
     s.sendall(hello(node, nonce))
     t, ch = read_repl_frame(s)
@@ -363,8 +369,7 @@ def test_a_peer_that_pings_and_never_reads_gets_no_unbounded_answers(broker_fact
     memory without bound (287 MB in 25 s, helper-89), and slowed every
     receipt. A PING finding a megabyte unread gets no answer now."""
     m = master(broker_factory, store__repl_timeout="30s", store__replicas="1")
-    s = authenticated(m, b"pinger")
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s = authenticated(m, b"pinger", rcvbuf=4096)
     s.settimeout(300)  # a sanitizer build on a loaded machine reads them slowly
     batch = repl_frame(R_PING, struct.pack(">Q", 1)) * 100000  # 1.4 MB of PINGs
     for _ in range(10):  # 14 MB of PONGs, were each answered (the kernel holds a few)
