@@ -292,6 +292,10 @@ static const struct cfg_key keys[] = {
      "lowest level written to the log"},
     {"log.file", CFG_STR, "", 0, 0, NULL, OFF(log_file),
      "log file; empty means standard error"},
+    {"log.flood_lines", CFG_INT, "100", 0, 1000000, NULL, OFF(log_flood_lines),
+     "lines of one kind that others can set off at will (protocol ERRORs, refused WebSocket upgrades, "
+     "replication peers without the token) written every 10 s at most, the next saying how many were not; "
+     "0 = no limit"},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])

@@ -27,8 +27,6 @@
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 #define CLOSE_LINGER 5.0 /* seconds an erroring client gets to read the ERROR */
-#define ERROR_LOG_BURST 100 /* ERROR lines logged every ERROR_LOG_EVERY seconds at most */
-#define ERROR_LOG_EVERY 10.0
 
 
 static size_t conn_input(struct stream *s, const char *data, size_t len);
@@ -260,6 +258,14 @@ static void conn_drained(struct stream *s)
     browse_wake(c);
 }
 
+/* Bytes from the client not handled yet: read and kept, or still in the
+ * socket. */
+static bool unread_input(const struct conn *c)
+{
+    int waiting = 0;
+    return buf_used(&c->st.in) > 0 || (ioctl(c->st.fd, FIONREAD, &waiting) == 0 && waiting > 0);
+}
+
 static void conn_timeout(struct stream *s)
 {
     struct conn *c = container_of(s, struct conn, st);
@@ -272,11 +278,9 @@ static void conn_timeout(struct stream *s)
              * Its socket is not read meanwhile; a client gone away is let
              * go, and its check never run (helper-91: five closed clients
              * held their slots and their checks ran). */
-            int unread = 0;
-            bool more = buf_used(&c->st.in) > 0 || (ioctl(c->st.fd, FIONREAD, &unread) == 0 && unread > 0);
             /* frames behind its CONNECT, then its side shut (printf ... |
              * nc -N): they wait for the check, and are answered */
-            if (!more && conn_peer_gone(c)) {
+            if (!unread_input(c) && conn_peer_gone(c)) {
                 /* (a client that only shut its side down reads why) */
                 proto_login_cancel(c);
                 conn_error(c, "login abandoned", NULL,
@@ -331,8 +335,7 @@ static void conn_timeout(struct stream *s)
     if (c->st.paused) {
         /* We stopped reading it (flow control): its beats wait in the
          * socket, unread. Bytes waiting there mean it is alive. */
-        int waiting = 0;
-        if (buf_used(&c->st.in) > 0 || (ioctl(c->st.fd, FIONREAD, &waiting) == 0 && waiting > 0))
+        if (unread_input(c))
             c->st.last_rx = now;
     }
     if (c->hb_rx_ms) {
@@ -443,18 +446,18 @@ void conn_error_hdr(struct conn *c, const char *message, const char *receipt, co
     if (c->state >= CONN_CLOSING)
         return;
     /* one client can make errors as fast as it connects: the log keeps
-     * ERROR_LOG_BURST of them every ERROR_LOG_EVERY seconds, the metric all */
+     * log.flood_lines of them every LOG_FLOOD_EVERY seconds, the metric all */
     static struct log_limit limit;
     uint64_t held = 0;
     if (c->error_quiet) {
         clog_debug(c, "ERROR: %s%s%s", message, detail ? ": " : "", detail ? detail : "");
     } else {
         srv.st.protocol_errors++;
-        if (log_enabled(LOG_INFO) && log_limit_take(&limit, ERROR_LOG_BURST, ERROR_LOG_EVERY, &held)) {
+        if (log_enabled(LOG_INFO) && log_limit_take(&limit, (unsigned)config.log_flood_lines, LOG_FLOOD_EVERY, &held)) {
             if (held)
                 clog_info(c, "ERROR: %s%s%s (%llu ERRORs before it not logged one by one, over %d in %.0f s; "
                           "stompd_protocol_errors_total counts them all)", message, detail ? ": " : "",
-                          detail ? detail : "", (unsigned long long)held, ERROR_LOG_BURST, ERROR_LOG_EVERY);
+                          detail ? detail : "", (unsigned long long)held, (int)config.log_flood_lines, LOG_FLOOD_EVERY);
             else
                 clog_info(c, "ERROR: %s%s%s", message, detail ? ": " : "", detail ? detail : "");
         }

@@ -161,6 +161,10 @@ bool log_limit_take(struct log_limit *l, unsigned burst, double every, uint64_t 
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    if (burst == 0) {
+        *held = 0;
+        return true;
+    }
     if (now - l->start >= every || now < l->start) {
         l->start = now;
         l->n = 0;

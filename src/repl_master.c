@@ -134,15 +134,12 @@ static struct {
     struct log_limit strangers; /* lines about peers that have not proven the token */
 } M;
 
-#define STRANGER_LOG_BURST 20 /* such lines every STRANGER_LOG_EVERY seconds at most */
-#define STRANGER_LOG_EVERY 10.0
-
 /* Whether a line about a peer that has not proven the token may be
  * written: anyone who reaches the port can set such lines off, as fast as
- * it connects (over 1000 a second, helper-89). */
+ * it connects (over 1000 a second, helper-89): log.flood_lines. */
 static bool stranger_may_log(void)
 {
-    return log_limited(&M.strangers, STRANGER_LOG_BURST, STRANGER_LOG_EVERY, "replication",
+    return log_limited(&M.strangers, (unsigned)config.log_flood_lines, LOG_FLOOD_EVERY, "replication",
                        "connections that did not prove the token");
 }
 

@@ -80,15 +80,12 @@ void ws_count_refused(void)
     log_debug("conn %llu %s: websocket: " fmt, (unsigned long long)(w)->conn_id, (w)->s->peer, ##__VA_ARGS__)
 
 /* Lines about refused and failed connections: anyone who reaches the
- * port sets them off as fast as it connects (600 in a second, helper-90).
- * The metrics count them all. */
-#define WS_LOG_BURST 100
-#define WS_LOG_EVERY 10.0
-
+ * port sets them off as fast as it connects (600 in a second, helper-90):
+ * log.flood_lines. The metrics count them all. */
 static bool ws_may_log(void)
 {
     static struct log_limit limit;
-    return log_enabled(LOG_INFO) && log_limited(&limit, WS_LOG_BURST, WS_LOG_EVERY, "websocket",
+    return log_enabled(LOG_INFO) && log_limited(&limit, (unsigned)config.log_flood_lines, LOG_FLOOD_EVERY, "websocket",
                                                 "refused or failed connections (stompd_ws_refused_total and "
                                                 "stompd_ws_failed_total count them)");
 }

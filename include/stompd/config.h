@@ -120,6 +120,7 @@ struct config {
     /* [log] */
     char *log_level;
     char *log_file;
+    int64_t log_flood_lines;
 };
 
 extern struct config config;

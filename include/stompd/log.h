@@ -26,7 +26,7 @@ bool log_to_journal(void);
 
 /* Lines of one kind that peers can set off at will (a client's protocol
  * error, a stranger on the replication port) are limited: at most burst
- * every `every` seconds (of the monotonic clock). log_limit_take says whether this one may be
+ * every `every` seconds (of the monotonic clock; burst 0: no limit). log_limit_take says whether this one may be
  * written; when it may, *held is how many were held back since the last
  * one written, for the line to say so. One thread's (the loop's). */
 struct log_limit {
@@ -34,6 +34,8 @@ struct log_limit {
     unsigned n;
     uint64_t held;
 };
+/* The window of log.flood_lines (config.h). */
+#define LOG_FLOOD_EVERY 10.0
 bool log_limit_take(struct log_limit *l, unsigned burst, double every, uint64_t *held);
 /* log_limit_take for lines of one kind (area: "replication"; what: "connections
  * that did not prove the token"), the count of those held back said in

@@ -279,11 +279,17 @@ def test_lines_about_refused_upgrades_are_limited(wsb):
     """Each refused upgrade wrote a log line: anyone reaching the port
     wrote 600 in a second (helper-90). 100 every 10 s; the metric counts
     them all."""
+    def refuse(b, n):
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", b.ws_port), timeout=10)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert read_http_response(s)[0] in (400, 426)
+            s.close()
     b = wsb()
-    for _ in range(300):
-        s = socket.create_connection(("127.0.0.1", b.ws_port), timeout=10)
-        s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        assert read_http_response(s)[0] in (400, 426)
-        s.close()
-    assert b.log().count("websocket: upgrade refused") <= 100
+    refuse(b, 300)
+    assert b.log().count("websocket: upgrade refused") <= 100   # log.flood_lines' default
     assert metric(b, "ws_refused_total") >= 300
+    # log.flood_lines = 0: every one
+    b = wsb({"log.flood_lines": "0"})
+    refuse(b, 150)
+    assert b.log().count("websocket: upgrade refused") == 150
