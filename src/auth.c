@@ -708,8 +708,8 @@ static void remember(const struct job *j)
     memcpy(c->key, j->key, SHA256_LEN);
 }
 
-/* The job no longer counts to its peer (nor waits in its queue), and no
- * new login joins it. */
+/* The job no longer counts to its peer (nor waits in its queue, nor as
+ * pending), and no new login joins it. */
 static void retire(struct job *j)
 {
     if (j->in_table) {
@@ -720,6 +720,7 @@ static void retire(struct job *j)
     if (!p)
         return;
     j->peer = NULL;
+    A.st.pending--;
     if (!j->dispatched) {
         TAILQ_REMOVE(&p->waiting, j, peer_link);
         if (TAILQ_EMPTY(&p->waiting))
@@ -970,6 +971,7 @@ static int verify(const char *name, const char *password, const char *hash, bool
         j = calloc(1, sizeof *j);
         if (!j || !(j->name = strdup(name)) || !(j->hash = strdup(hash)) || !(j->password = strdup(password)))
             abort();
+        A.st.pending++;
         memcpy(j->key, key, SHA256_LEN);
         j->who = principal_ref(who);
         j->users_gen = A.users_gen;

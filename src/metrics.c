@@ -470,6 +470,7 @@ static void c_access_denied(struct metrics_out *m) { one_u64(m, acl_denials()); 
 static void c_wildcard_refused(struct metrics_out *m) { one_u64(m, sub_legs_refused()); }
 static void c_consumers(struct metrics_out *m) { one_u64(m, sub_consumers()); }
 static void c_auth_checks(struct metrics_out *m) { one_u64(m, auth_now().checks); }
+static void c_auth_pending(struct metrics_out *m) { one_u64(m, auth_now().pending); }
 static void c_auth_cache_hits(struct metrics_out *m) { one_u64(m, auth_now().cache_hits); }
 static void c_auth_coalesced(struct metrics_out *m) { one_u64(m, auth_now().coalesced); }
 static void c_auth_busy(struct metrics_out *m) { one_u64(m, auth_now().busy); }
@@ -599,6 +600,8 @@ static const struct family families[] = {
      "Logins refused at once: their address had auth.max_checks_per_peer password checks waiting", c_auth_busy},
     {"stompd_auth_abandoned_total", "counter",
      "Password checks dropped before they ran: every connection waiting for them had closed", c_auth_abandoned},
+    {"stompd_auth_checks_pending", "gauge",
+     "Password checks waiting for a worker or running, for a login still waiting", c_auth_pending},
     {"stompd_memory_bytes", "gauge", "Bytes of messages held", c_memory},
     {"stompd_memory_full", "gauge", "1 while the messages held reach broker.memory_limit (producers wait)",
      c_memory_full},

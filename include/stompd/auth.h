@@ -91,6 +91,7 @@ struct auth_stats {
     uint64_t coalesced;         /* logins that joined an identical check in flight */
     uint64_t busy;              /* logins refused: their peer had auth.max_checks_per_peer in flight */
     uint64_t abandoned;         /* checks dropped before they ran: nobody waited any more */
+    uint64_t pending;           /* checks waiting for a worker or running, for someone */
 };
 void auth_get_stats(struct auth_stats *out);
 

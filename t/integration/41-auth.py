@@ -266,6 +266,11 @@ def test_a_client_gone_during_its_check_is_let_go_and_its_check_not_run(broker_f
     piped.send_raw(encode_frame("CONNECT", {"accept-version": "1.2", "host": "x", "login": "slow", "passcode": "pw"}) +
                    encode_frame("SEND", {"destination": "/queue/piped", "receipt": "sent"}, b"x") +
                    encode_frame("DISCONNECT", {"receipt": "bye"}))
+    # every CONNECT read before any client goes: six checks (piped joined first's)
+    deadline = time.time() + 30
+    while metric(b, "auth_checks_pending") != 6 or metric(b, "auth_coalesced_total") != 1:
+        assert time.time() < deadline, (metric(b, "auth_checks_pending"), metric(b, "auth_coalesced_total"))
+        time.sleep(0.02)
     for c in gone:
         c.close()
     half.sock.shutdown(socket.SHUT_WR)
@@ -285,6 +290,7 @@ def test_a_client_gone_during_its_check_is_let_go_and_its_check_not_run(broker_f
         [("CONNECTED", None), ("RECEIPT", "sent"), ("RECEIPT", "bye")]
     assert metric(b, "auth_checks_total") <= 3     # its own, the piped one's, one handed to the thread ahead
     assert metric(b, "auth_abandoned_total") >= 4
+    assert metric(b, "auth_checks_pending") == 0
 
 
 def test_one_address_cannot_queue_up_every_login(broker_factory, users):

@@ -41,6 +41,16 @@ def metric(b, sample, auth=("admin", "s3cret")):
     return int(float(re.search(r"^%s (\S+)$" % re.escape(sample), data.decode(), re.M).group(1)))
 
 
+def wait_checks_pending(b, n, auth=("admin", "s3cret")):
+    """Until n password checks are under way: the broker has read the
+    CONNECTs (a SIGHUP sent before that came first, and the logins met
+    only the new file)."""
+    deadline = time.time() + 20
+    while metric(b, "stompd_auth_checks_pending", auth) != n:
+        assert time.time() < deadline, "the checks never began"
+        time.sleep(0.02)
+
+
 def send_own(c, dest, body):
     """SEND to a destination c consumes from: its RECEIPT and the MESSAGE
     come in either order; returns the MESSAGE."""
@@ -289,6 +299,7 @@ def test_a_login_checked_across_a_reload_is_whom_the_new_file_says(broker_factor
     b = broker_factory({"auth.users": str(users), "auth.acl": str(acl), "http.admin_password": "s3cret",
                         "auth.hash_threads": "2"})
     a, bob = begin("alice"), begin("bob")
+    wait_checks_pending(b, 2)
     write(["alice:%s:nobody\n" % slow])
     reload(b, ["auth: 1 users from"])
     # the window this is about: both checks still under way at the reload
@@ -298,6 +309,7 @@ def test_a_login_checked_across_a_reload_is_whom_the_new_file_says(broker_factor
     f = a.recv()
     assert f.command == "CONNECTED", f
     a.version = "1.2"
+    assert metric(b, "stompd_auth_checks_pending") == 0
     a.send("SEND", {"destination": "/queue/app.x", "receipt": "r"}, b"x")
     f = a.recv()
     assert f.command == "ERROR" and f["message"] == "access denied: no write permission on /queue/app.x", f
@@ -313,14 +325,16 @@ def test_a_stomp_login_across_a_reload_is_never_the_consoles_admin(broker_factor
     slow = crypt.crypt("pw", "$6$rounds=12000000$abcdefgh$")   # 3 s or so per check
     other = crypt.crypt("x", "$6$abcdefgh$")
     users, acl = tmp_path / "users", tmp_path / "acl"
-    users.write_text("admin:%s:app\nalice:%s\n" % (slow, other))
+    users.write_text("admin:%s:app\nalice:%s\nops:%s:admins\n" % (slow, other, other))
     os.chmod(users, 0o600)
     acl.write_text("queue:ops.> read=admins write=admins admin=admins\n")
     conf = "[auth]\nusers = %s\nacl = %s\nhash_threads = 1\n[http]\nadmin_password = %%s\n" % (users, acl)
     b = broker_factory(start=False, config_text=conf % "s3cret")
     b.start()
+    assert metric(b, "stompd_auth_checks_pending", ("ops", "x")) == 0
     c = Client(b.port, timeout=60)
     c.send("CONNECT", {"accept-version": "1.2", "host": "x", "login": "admin", "passcode": "pw"})
+    wait_checks_pending(b, 1, ("ops", "x"))   # ops's login cached before the slow check
     users.write_text("alice:%s\n" % other)
     os.chmod(users, 0o600)
     b.config_text = conf % slow
