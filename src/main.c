@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 #include "stompd/acl.h"
@@ -200,19 +201,19 @@ int main(int argc, char **argv)
     }
     if (file && config_load_file(file, err, sizeof err) != 0) {
         fprintf(stderr, "stompd: %s\n", err);
-        rc = 1;
+        rc = EX_CONFIG;
         goto out;
     }
     for (int i = 0; i < nsets; i++) {
         if (config_set(sets[i], err, sizeof err) != 0) {
             fprintf(stderr, "stompd: --set %s: %s\n", sets[i], err);
-            rc = 1;
+            rc = EX_CONFIG;
             goto out;
         }
     }
     if (config_validate(&config, err, sizeof err) != 0) {
         fprintf(stderr, "stompd: %s\n", err);
-        rc = 1;
+        rc = EX_CONFIG;
         goto out;
     }
     enum log_level lvl;
@@ -231,7 +232,7 @@ int main(int argc, char **argv)
         if (auth_check_config(&config, &config, err, sizeof err) != 0 || acl_check_config(&config, err, sizeof err) != 0 ||
             node_check_config(err, sizeof err) != 0 || tls_start(err, sizeof err) != 0) {
             fprintf(stderr, "stompd: %s\n", err);
-            rc = 1;
+            rc = EX_CONFIG;
             goto out;
         }
         tls_stop();
@@ -279,7 +280,10 @@ static int run(const char *file, const char *const *sets, int nsets)
     int rc = 0;
     /* before any listener opens: a node that would let anyone in refuses */
     if (tls_start(err, sizeof err) != 0 || auth_configure(&config, &config, err, sizeof err) != 0 ||
-        acl_configure(&config, err, sizeof err) != 0 || auth_start(loop, err, sizeof err) != 0) {
+        acl_configure(&config, err, sizeof err) != 0 || node_check_config(err, sizeof err) != 0) {
+        log_err("cannot start: %s", err);
+        rc = EX_CONFIG;
+    } else if (auth_start(loop, err, sizeof err) != 0) {
         log_err("cannot start: %s", err);
         rc = 1;
     } else if (node_start(err, sizeof err) != 0) {

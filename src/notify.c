@@ -2,7 +2,12 @@
  * clients (standalone, master) or has joined its cluster (registered in
  * ZooKeeper, whatever role the election gives it; a slave by configuration
  * once its replication runs), STATUS= with the role whenever that changes,
- * RELOADING=1 around a SIGHUP, STOPPING=1 at the clean stop. The state is
+ * RELOADING=1 around a SIGHUP, STOPPING=1 at the clean stop, and
+ * WATCHDOG=1 at half the unit's WatchdogSec= from a timer on the loop: a
+ * loop that stops turning (a deadlock, a blocking call gone wrong) gets the
+ * node killed and restarted. That matters most for a master, whose
+ * ZooKeeper session its client's own thread keeps alive while the loop is
+ * stuck, so no other node would take over. The state is
  * read from the modules' query functions before the loop sleeps (an
  * ev_prepare watcher comparing a few fields), so no role change anywhere has
  * to remember to tell us. Without libsystemd every function is empty and
@@ -40,6 +45,7 @@ struct state {
 static struct {
     struct ev_loop *loop;
     ev_prepare watch;
+    ev_timer dog;               /* WATCHDOG=1, when systemd asks for it */
     bool on, ready, reloading;
     struct state last;
     char status[300];
@@ -125,6 +131,14 @@ static void watch_cb(struct ev_loop *loop, ev_prepare *w, int revents)
         send_state(false);
 }
 
+static void dog_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)w;
+    (void)revents;
+    (void)sd_notify(0, "WATCHDOG=1");
+}
+
 void notify_start(struct ev_loop *loop)
 {
     const char *sock = getenv("NOTIFY_SOCKET");
@@ -136,6 +150,15 @@ void notify_start(struct ev_loop *loop)
     N.on = true;
     ev_prepare_init(&N.watch, watch_cb);
     ev_prepare_start(loop, &N.watch);
+    /* systemd watches from READY=1 on; the start (the store's recovery)
+     * runs before the loop, and needs no pings */
+    uint64_t usec = 0;
+    if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+        ev_tstamp every = (ev_tstamp)usec / 2e6;
+        ev_timer_init(&N.dog, dog_cb, every, every);
+        ev_timer_start(loop, &N.dog);
+        log_info("systemd watchdog: telling it every %.3g s that the loop turns", every);
+    }
     /* the role is known once the store is open and the loop runs */
     (void)sd_notifyf(0, "STATUS=starting: opening the store in %s", config.data_dir);
 }
@@ -144,6 +167,7 @@ void notify_stop(void)
 {
     if (N.on) {
         ev_prepare_stop(N.loop, &N.watch);
+        ev_timer_stop(N.loop, &N.dog);
         N.on = false;
     }
 }
@@ -174,6 +198,7 @@ void notify_stopping(void)
     if (!N.on)
         return;
     ev_prepare_stop(N.loop, &N.watch);
+    ev_timer_stop(N.loop, &N.dog);
     (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping");
     N.on = false;
 }

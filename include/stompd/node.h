@@ -31,9 +31,9 @@ bool node_serving(void);
 /* Is the change from -> to one the node makes? (The transition table.) */
 bool node_transition_allowed(enum node_role from, enum node_role to);
 
-/* The rules --check-config can judge before anything opens (the start
- * applies them too): a replication port open beyond loopback without a
- * token; in a cluster, cluster_check_config's. */
+/* The rules --check-config can judge before anything opens (main applies
+ * them before node_start too): a replication port open beyond loopback
+ * without a token; in a cluster, cluster_check_config's. */
 int node_check_config(char *err, size_t errlen);
 
 /* Open the store and take the role the configuration gives: standalone

@@ -4,7 +4,7 @@ import signal
 import subprocess
 import time
 
-from stompd_test import STOMPD, SRCDIR, VALGRIND, Broker, connected, free_port
+from stompd_test import CONFIG_ERROR, STOMPD, SRCDIR, VALGRIND, Broker, connected, free_port
 
 
 def run(*args):
@@ -41,24 +41,24 @@ def test_shipped_config_documents_every_key():
 
 def test_bad_configuration_stops_the_start(tmp_path):
     r = run("--set", "stomp.nope=1")
-    assert r.returncode == 1 and "unknown configuration key 'stomp.nope'" in r.stderr
+    assert r.returncode == CONFIG_ERROR and "unknown configuration key 'stomp.nope'" in r.stderr
     r = run("--set", "stomp.max_headers=0")
-    assert r.returncode == 1 and "out of range" in r.stderr
+    assert r.returncode == CONFIG_ERROR and "out of range" in r.stderr
     r = run("--set", "stomp.max_frame_size=lots")
-    assert r.returncode == 1 and "size" in r.stderr
+    assert r.returncode == CONFIG_ERROR and "size" in r.stderr
     r = run("--set", "log.level=loud")
-    assert r.returncode == 1 and "debug|info|warn|error" in r.stderr
+    assert r.returncode == CONFIG_ERROR and "debug|info|warn|error" in r.stderr
     r = run("--set", "novalue")
-    assert r.returncode == 1 and "section.key=value" in r.stderr
+    assert r.returncode == CONFIG_ERROR and "section.key=value" in r.stderr
     bad = tmp_path / "bad.conf"
     bad.write_text("[stomp]\nmax_headers = many\n")
     r = run("-c", str(bad))
-    assert r.returncode == 1 and "bad.conf" in r.stderr and "max_headers" in r.stderr
+    assert r.returncode == CONFIG_ERROR and "bad.conf" in r.stderr and "max_headers" in r.stderr
     bad.write_text("[stomp\nx\n")
     r = run("-c", str(bad))
-    assert r.returncode == 1 and "syntax error" in r.stderr
+    assert r.returncode == CONFIG_ERROR and "syntax error" in r.stderr
     r = run("-c", str(tmp_path / "missing.conf"))
-    assert r.returncode == 1 and "cannot open" in r.stderr
+    assert r.returncode == CONFIG_ERROR and "cannot open" in r.stderr
     # rules across keys: --check-config and the start refuse with one message
     for sets, says in ((["broker.dlq=notaqueue"], "broker.dlq 'notaqueue' is not a /queue/ destination"),
                        (["store.sync=bogus"], "store.sync"),
@@ -70,22 +70,22 @@ def test_bad_configuration_stops_the_start(tmp_path):
         args = [a for kv in sets for a in ("--set", kv)]
         checked = run(*args, "--check-config")
         started = run(*args, "--set", "broker.data_dir=%s" % (tmp_path / "data"))
-        assert checked.returncode == 1 and says in checked.stderr, checked.stderr
-        assert started.returncode == 1 and says in started.stderr, started.stderr
+        assert checked.returncode == CONFIG_ERROR and says in checked.stderr, checked.stderr
+        assert started.returncode == CONFIG_ERROR and says in started.stderr, started.stderr
         assert not (tmp_path / "data").exists()
     # what the start refuses later, --check-config refuses now
     r = run("--set", "store.type=replicated-leveldb", "--set", "store.role=master", "--set", "store.bind=0.0.0.0:7",
             "--check-config")
-    assert r.returncode == 1 and "store.security_token is empty" in r.stderr, r.stderr
+    assert r.returncode == CONFIG_ERROR and "store.security_token is empty" in r.stderr, r.stderr
     zk = ["--set", "store.type=replicated-leveldb", "--set", "zookeeper.address=127.0.0.1:2181"]
     r = run(*zk, "--set", "store.hostname=192.0.2.11", "--check-config")  # TEST-NET-1: nobody's address
-    assert r.returncode == 1 and "does not resolve to an address of this machine" in r.stderr, r.stderr
+    assert r.returncode == CONFIG_ERROR and "does not resolve to an address of this machine" in r.stderr, r.stderr
     r = run(*zk, "--set", "zookeeper.path=relative", "--check-config")
-    assert r.returncode == 1 and "zookeeper.path 'relative' must start with /" in r.stderr, r.stderr
+    assert r.returncode == CONFIG_ERROR and "zookeeper.path 'relative' must start with /" in r.stderr, r.stderr
     assert run(*zk, "--check-config").returncode == 0
     # a directory given as the file is refused, not read as empty (the defaults)
     r = run("-c", str(tmp_path), "--check-config")
-    assert r.returncode == 1 and "is a directory" in r.stderr, r.stderr
+    assert r.returncode == CONFIG_ERROR and "is a directory" in r.stderr, r.stderr
     # --dump-store of a directory without a store creates none
     r = run("--dump-store", str(tmp_path / "dta"))
     assert r.returncode == 1 and "no store under" in r.stderr and not (tmp_path / "dta").exists(), r.stderr
@@ -205,7 +205,7 @@ def test_rights_files_writable_by_every_user_are_refused(tmp_path):
     for f, key in ((users, "auth.users"), (acl, "auth.acl")):
         os.chmod(f, 0o666)
         r = run(*args, "--check-config")
-        assert r.returncode == 1 and "%s (%s) can be written by every user" % (f, key) in r.stderr, r.stderr
+        assert r.returncode == CONFIG_ERROR and "%s (%s) can be written by every user" % (f, key) in r.stderr, r.stderr
         os.chmod(f, 0o640)
     assert run(*args, "--check-config").returncode == 0
 
@@ -219,10 +219,10 @@ def test_a_console_off_loopback_refuses_the_default_login(tmp_path):
             "--set", "http.listen=0.0.0.0:%d" % free_port()]
     for args in ([], ["--set", "http.admin_user=admin"]):
         r = run(*base, *args, "--check-config")
-        assert r.returncode == 1, r.stdout
+        assert r.returncode == CONFIG_ERROR, r.stdout
         assert "http.listen = 0.0.0.0:" in r.stderr and "default admin/admin" in r.stderr, r.stderr
     r = run(*base)  # the start says the same, before binding anything
-    assert r.returncode == 1 and "default admin/admin" in r.stderr, r.stderr
+    assert r.returncode == CONFIG_ERROR and "default admin/admin" in r.stderr, r.stderr
     for args in (["--set", "http.admin_password=s3cret-enough"], ["--set", "http.auth=false"]):
         r = run(*base, *args, "--check-config")
         assert r.returncode == 0, r.stderr

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from stompd_test import (STOMPD, VALGRIND, FakeSlave, connected, consume_own_until_error, exited_with_1,
+from stompd_test import (CONFIG_ERROR, STOMPD, VALGRIND, FakeSlave, connected, consume_own_until_error, exited_with_1,
                          free_port, http_request, journal_checksum, port_open, produce_pipelined,
                          repl_master_handshake, replicated, the_failed_send, wait_for, wait_until)
 
@@ -1072,13 +1072,13 @@ def test_a_held_slave_ack_goes_within_ack_delay(broker_factory):
 def test_bad_sync_mode_stops_the_start(broker_factory):
     b = broker_factory(replicated("b", free_port(), "master", store__sync="quorum_mem,fast"), start=False)
     b.start(wait=False)
-    assert b.proc.wait(timeout=20) == 1
+    assert b.proc.wait(timeout=20) == CONFIG_ERROR
     assert "unknown sync mode 'fast'" in b.log()
     b.proc = None
     b.logf.close()
     b2 = broker_factory(replicated("c", free_port(), "slave"), start=False)
     b2.start(wait=False)
-    assert b2.proc.wait(timeout=20) == 1
+    assert b2.proc.wait(timeout=20) == CONFIG_ERROR
     assert "store.master" in b2.log()
     b2.proc = None
     b2.logf.close()

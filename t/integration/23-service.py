@@ -7,6 +7,7 @@ store error names broker.data_dir."""
 import os
 import re
 import signal
+import socket
 import stat
 import subprocess
 import time
@@ -112,6 +113,56 @@ def test_sd_notify_ready_reloading_stopping(broker_factory):
         assert b.proc.wait(timeout=60) == 0
         b.proc = None
         b.logf.close()
+    finally:
+        ns.close()
+
+
+def test_the_watchdog_hears_the_loop_until_the_stop(broker_factory):
+    """Under the unit's WatchdogSec= systemd kills a node that stops saying
+    WATCHDOG=1: a master whose loop is stuck keeps its ZooKeeper session
+    (the client's own thread answers) and so the cluster, without serving.
+    The loop says it at half the interval, until STOPPING=1; never when
+    the watchdog is another process's (WATCHDOG_PID)."""
+    if not built_with_sd_notify():
+        pytest.skip("built without libsystemd")
+    b = broker_factory(start=False)
+    ns = NotifySocket(os.path.join(b.dir, "notify"))
+    try:
+        b.env = dict(ns.env(), WATCHDOG_USEC="200000")
+        b.start(wait=False)
+        ns.wait(lambda m: "READY" in m)
+        began = time.time()
+        for _ in range(5):
+            ns.wait(lambda m: "WATCHDOG" in m)
+        assert time.time() - began >= 0.35   # every 0.1 s: four intervals at least between five
+        assert "systemd watchdog: telling it every 0.1 s" in b.log()
+        b.proc.send_signal(signal.SIGTERM)
+        ns.wait(lambda m: "STOPPING" in m)
+        assert b.proc.wait(timeout=60) == 0
+        b.proc = None
+        b.logf.close()
+        after = []
+        while True:
+            try:
+                after.append(ns.sock.recv(4096).decode())
+            except socket.timeout:
+                break
+        assert not [m for m in after if "WATCHDOG" in m], after
+    finally:
+        ns.close()
+    b2 = broker_factory(start=False)
+    ns = NotifySocket(os.path.join(b2.dir, "notify"))
+    try:
+        b2.env = dict(ns.env(), WATCHDOG_USEC="200000", WATCHDOG_PID="1")
+        b2.start(wait=False)
+        got = ns.wait(lambda m: "READY" in m)
+        c = connected(b2.port)
+        c.receipt("SEND", {"destination": "/queue/a"}, "r", b"x")
+        time.sleep(0.5)   # five intervals in which nothing may come
+        b2.proc.send_signal(signal.SIGTERM)
+        got += ns.wait(lambda m: "STOPPING" in m)
+        assert not [m for m in got if "WATCHDOG" in m], got
+        assert "systemd watchdog" not in b2.log()
     finally:
         ns.close()
 

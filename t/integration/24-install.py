@@ -127,6 +127,9 @@ def test_systemd_unit(installed, tmp_path):
     sysconfdir = sysconfdir.replace("${prefix}", prefix)
     settings = dict(re.findall(r"^(\w+)=(.*)$", unit, re.M))
     assert settings["Type"] == ("notify" if built_with_sd_notify() else "simple")
+    assert settings["RestartPreventExitStatus"] == "78"     # CONFIG_ERROR
+    # pings come only from a build with sd_notify: a simple unit must not expect them
+    assert settings["WatchdogSec"] == ("30s" if built_with_sd_notify() else "0")
     assert settings["ExecStart"] == "%s/stompd -c %s/stompd/stompd.conf" % (bindir, sysconfdir)
     for k, v in [("User", "stompd"), ("StateDirectory", "stompd"), ("ProtectSystem", "strict"),
                  ("NoNewPrivileges", "yes"), ("ProtectHome", "yes"), ("PrivateTmp", "yes"),

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from stompd_test import (SRCDIR, STOMPD, Client, encode_frame, free_port, hash_password, login_headers, port_open,
-                         read_to_the_end, write_users)
+from stompd_test import (CONFIG_ERROR, SRCDIR, STOMPD, Client, encode_frame, free_port, hash_password, login_headers,
+                         port_open, read_to_the_end, write_users)
 
 PASSWORDS = {"alice": "alice pw: with colon", "bob": "b0b"}
 
@@ -392,7 +392,7 @@ def test_non_loopback_listener_without_users_refuses_to_start(tmp_path, host):
     for check in (True, False):
         r = run_stompd(tmp_path, "stomp.listen=" + addr, check=check)
         out = r.stdout + r.stderr
-        assert r.returncode == 1, out
+        assert r.returncode == CONFIG_ERROR, out
         assert "stomp.listen = %s is not a loopback address" % addr in out, out
         assert "auth.users" in out and "auth.anonymous" in out
         assert "accepting STOMP clients" not in out
@@ -411,14 +411,14 @@ def test_non_loopback_websocket_listener_without_users_refuses_to_start(tmp_path
     for check in (True, False):
         r = run_stompd(tmp_path, "stomp.listen=127.0.0.1:%d" % free_port(), "stomp.ws_listen=" + addr, check=check)
         out = r.stdout + r.stderr
-        assert r.returncode == 1, out
+        assert r.returncode == CONFIG_ERROR, out
         assert "stomp.ws_listen = %s is not a loopback address" % addr in out, out
         assert not port_open(port)
 
 
 def test_anonymous_false_without_users_refuses_to_start(tmp_path):
     r = run_stompd(tmp_path, "stomp.listen=127.0.0.1:%d" % free_port(), "auth.anonymous=false")
-    assert r.returncode == 1 and "auth.anonymous = false and auth.users is not set" in r.stderr, r.stderr
+    assert r.returncode == CONFIG_ERROR and "auth.anonymous = false and auth.users is not set" in r.stderr, r.stderr
 
 
 def test_anonymous_true_on_loopback_starts(broker_factory):
@@ -432,12 +432,12 @@ def test_a_bad_users_file_stops_the_start_with_file_and_line(tmp_path):
     path = tmp_path / "users"
     path.write_text("# users\nok:%s\n\nbad:not-a-hash:ops\n" % good)
     r = run_stompd(tmp_path, "stomp.listen=127.0.0.1:%d" % free_port(), "auth.users=%s" % path)
-    assert r.returncode == 1, r.stderr
+    assert r.returncode == CONFIG_ERROR, r.stderr
     assert "%s:4: the hash of user 'bad' is not a crypt(3) hash" % path in r.stderr, r.stderr
     r = run_stompd(tmp_path, "auth.users=%s" % path, check=True)
-    assert r.returncode == 1 and "%s:4:" % path in r.stderr
+    assert r.returncode == CONFIG_ERROR and "%s:4:" % path in r.stderr
     r = run_stompd(tmp_path, "auth.users=%s" % (tmp_path / "missing"), check=True)
-    assert r.returncode == 1 and "cannot open the users file" in r.stderr
+    assert r.returncode == CONFIG_ERROR and "cannot open the users file" in r.stderr
 
 
 # --------------------------------------------------------------- the README

@@ -19,7 +19,7 @@ import urllib.request
 
 import pytest
 
-from stompd_test import BUILDDIR, encode_frame, read_to_the_end, STOMPD, SRCDIR, Broker, Client, connected, free_port, wait_port, wait_until
+from stompd_test import CONFIG_ERROR, BUILDDIR, encode_frame, read_to_the_end, STOMPD, SRCDIR, Broker, Client, connected, free_port, wait_port, wait_until
 from tlscerts import Certs
 
 import stomp
@@ -498,11 +498,11 @@ def test_start_errors_name_the_key(certs, tmp_path):
     ]
     for args, want in cases:
         r = run(*(base + args + ["--check-config"]))
-        assert r.returncode == 1 and want in r.stderr, (args, r.stderr)
+        assert r.returncode == CONFIG_ERROR and want in r.stderr, (args, r.stderr)
         r = run(*(base + args))
-        assert r.returncode == 1 and want in r.stderr, (args, r.stderr)
+        assert r.returncode == CONFIG_ERROR and want in r.stderr, (args, r.stderr)
     r = run("--set", "tls.min_version=1.1")
-    assert r.returncode == 1 and "tls.min_version: '1.1' is not one of 1.2|1.3" in r.stderr
+    assert r.returncode == CONFIG_ERROR and "tls.min_version: '1.1' is not one of 1.2|1.3" in r.stderr
     r = run(*(base + tls + files + ["--check-config"]))
     assert r.returncode == 0 and "configuration OK" in r.stdout, r.stderr
 

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from stompd_test import (R_CHALLENGE, R_HELLO, R_PROOF, R_REFUSE, R_WELCOME, REPL_VERSION, STOMPD, Broker,
+from stompd_test import (CONFIG_ERROR, R_CHALLENGE, R_HELLO, R_PROOF, R_REFUSE, R_WELCOME, REPL_VERSION, STOMPD, Broker,
                          FakeSlave, connected, free_port, read_repl_frame, repl_frame, repl_master_handshake,
                          repl_proof, repl_str, replicated, wait_until)
 from tlscerts import Certs
@@ -302,7 +302,7 @@ def test_empty_token_off_loopback_refuses_to_start(tmp_path):
     for bind in ("0.0.0.0:%d" % free_port(), "[::]:%d" % free_port()):
         r = subprocess.run([STOMPD] + base + ["--set", "store.bind=" + bind], capture_output=True, text=True,
                            timeout=60)
-        assert r.returncode == 1, r.stderr
+        assert r.returncode == CONFIG_ERROR, r.stderr
         assert "store.security_token is empty and store.bind (%s) is not a loopback address" % bind in r.stderr
 
 

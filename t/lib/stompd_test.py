@@ -23,6 +23,8 @@ SRCDIR = os.environ.get("STOMPD_SRCDIR") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILDDIR = os.environ.get("STOMPD_BUILDDIR") or SRCDIR
 VALGRIND = os.environ.get("STOMPD_VALGRIND") == "1"
+# the exit status of a start or --check-config the configuration stops (sysexits.h EX_CONFIG)
+CONFIG_ERROR = 78
 
 
 _given_ports = {}  # port -> the descriptor whose flock reserves it
