@@ -520,6 +520,14 @@ struct principal *auth_anonymous(void)
     return A.anon;
 }
 
+struct principal *auth_user(const char *name)
+{
+    struct user *u = NULL;
+    if (A.users)
+        HASH_FIND_STR(A.users->by_name, name, u);
+    return u ? u->who : NULL;
+}
+
 bool auth_has_users(void)
 {
     return A.users != NULL;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "stompd/acl.h"
+#include "stompd/auth.h"
 #include "stompd/conn.h"
 #include "stompd/dest.h"
 #include "stompd/journal.h"
@@ -78,10 +79,55 @@ static struct durable *create(struct dest *topic, const char *client_id, const c
     return d;
 }
 
-struct durable *durable_restore(struct dest *topic, const char *client_id, const char *name,
-                                const char *selector, struct selector *sel)
+char *durable_reader_key(const struct principal *who)
 {
-    return create(topic, client_id, name, selector, sel);
+    char *k;
+    if (!who)
+        k = strdup("");
+    else if (who->anonymous)
+        k = strdup("A");
+    else if (asprintf(&k, "U%s", who->name) < 0)
+        k = NULL;
+    if (!k)
+        abort();
+    return k;
+}
+
+/* Whom a stored reader names now: a user gone from auth.users reads only
+ * what `*` grants, as a user in no group. */
+static struct principal *reader_of_key(const char *key)
+{
+    if (!key || !*key)
+        return NULL;
+    if (!strcmp(key, "A"))
+        return principal_ref(auth_anonymous());
+    struct principal *who = key[0] == 'U' ? auth_user(key + 1) : NULL;
+    return who ? principal_ref(who) : principal_new(key[0] == 'U' ? key + 1 : key, NULL, 0, false);
+}
+
+/* who reads d from now on: true when the store must be told */
+static bool set_reader(struct durable *d, struct principal *who)
+{
+    char *k = durable_reader_key(who);
+    principal_unref(d->reader);
+    d->reader = who ? principal_ref(who) : NULL;
+    if (d->reader_key && !strcmp(d->reader_key, k)) {
+        free(k);
+        return false;
+    }
+    free(d->reader_key);
+    d->reader_key = k;
+    return true;
+}
+
+struct durable *durable_restore(struct dest *topic, const char *client_id, const char *name,
+                                const char *selector, struct selector *sel, const char *reader)
+{
+    struct durable *d = create(topic, client_id, name, selector, sel);
+    d->reader = reader_of_key(reader);
+    if (!(d->reader_key = strdup(reader ? reader : "")))
+        abort();
+    return d;
 }
 
 static bool same_selector(const char *a, const char *b)
@@ -91,12 +137,14 @@ static bool same_selector(const char *a, const char *b)
     return strcmp(a, b) == 0;
 }
 
-struct durable *durable_get(struct dest *topic, const char *client_id, const char *name,
+struct durable *durable_get(struct dest *topic, struct principal *who, const char *client_id, const char *name,
                             const char *selector, struct selector *sel, bool *journaled)
 {
     struct durable *d = durable_find(client_id, name);
     if (d && d->dest == topic && same_selector(d->selector, selector)) {
         selector_free(sel);
+        if (set_reader(d, who))
+            *journaled |= persist_durable_created(d);
         return d;
     }
     if (d) {
@@ -104,6 +152,7 @@ struct durable *durable_get(struct dest *topic, const char *client_id, const cha
         *journaled |= durable_destroy(d);
     }
     d = create(topic, client_id, name, selector, sel);
+    set_reader(d, who);
     *journaled |= persist_durable_created(d);
     log_info("durable subscription %s/%s on %s created", client_id, name, topic->name);
     return d;
@@ -111,9 +160,6 @@ struct durable *durable_get(struct dest *topic, const char *client_id, const cha
 
 void durable_attach(struct durable *d, struct sub *s)
 {
-    struct principal *who = s->conn && s->conn->who ? principal_ref(s->conn->who) : NULL;
-    principal_unref(d->reader);
-    d->reader = who;
     d->active = s;
     s->durable = d;
     s->q = &d->q;
@@ -148,6 +194,7 @@ static bool destroy(struct durable *d, bool journal)
     d->dest->ndurables--;
     selector_free(d->sel);
     principal_unref(d->reader);
+    free(d->reader_key);
     free(d->selector);
     free(d->key);
     free(d);

@@ -276,7 +276,7 @@ int handle_subscribe(struct conn *c, struct frame *f, uint64_t *lsn)
         /* The durable keeps the selector; the subscriber evaluates none
          * (its backlog holds only matching messages). */
         s->dest = d;
-        dur = durable_get(d, c->client_id, dname, seltext, sel, &journaled);
+        dur = durable_get(d, c->who, c->client_id, dname, seltext, sel, &journaled);
         durable_attach(dur, s);
     } else if (!legs) {
         s->sel = sel;

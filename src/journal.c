@@ -379,13 +379,14 @@ void jb_delivered(struct journal_builder *jb, char kind, const char *a, const ch
 }
 
 void jb_sub_create(struct journal_builder *jb, const char *client_id, const char *name, const char *topic,
-                   const char *selector)
+                   const char *selector, const char *reader)
 {
-    op_start(jb, JOP_SUB_CREATE);
+    op_start(jb, JOP_SUB_SET);
     put_str(&jb->b, client_id);
     put_str(&jb->b, name);
     put_str(&jb->b, topic);
     put_str(&jb->b, selector);
+    put_str(&jb->b, reader);
 }
 
 void jb_sub_delete(struct journal_builder *jb, const char *client_id, const char *name)
@@ -500,10 +501,13 @@ static int read_op(struct rd *r, struct journal_op_view *op)
             r->bad = true;
         break;
     case JOP_SUB_CREATE:
+    case JOP_SUB_SET:
         op->a = get_str(r);
         op->b = get_str(r);
         op->c = get_str(r);
         op->d = get_str(r);
+        if (op->type == JOP_SUB_SET)
+            op->e = get_str(r);
         break;
     case JOP_SUB_DELETE:
         op->a = get_str(r);
@@ -637,11 +641,14 @@ static int apply_op(void *arg, const struct journal_op_view *op)
         s->put(s->ctx, x->k.data, x->k.len, v, 4);
         break;
     }
-    case JOP_SUB_CREATE: {
+    case JOP_SUB_CREATE:
+    case JOP_SUB_SET: {
         jkey_s(&x->k, op->a.p, op->a.len, op->b.p, op->b.len);
         struct buf v = {0};
         put_strn(&v, op->c.p, op->c.len);
         put_strn(&v, op->d.p, op->d.len);
+        if (op->type == JOP_SUB_SET)
+            put_strn(&v, op->e.p, op->e.len);
         s->put(s->ctx, x->k.data, x->k.len, v.data, v.len);
         buf_free(&v);
         break;

@@ -364,7 +364,7 @@ bool persist_durable_created(struct durable *d)
     if (!enabled)
         return false;
     struct journal_builder *jb = imm_begin();
-    jb_sub_create(jb, d->client_id, d->name, d->dest->name, d->selector);
+    jb_sub_create(jb, d->client_id, d->name, d->dest->name, d->selector, d->reader_key);
     imm_end(jb);
     return true;
 }

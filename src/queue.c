@@ -354,7 +354,7 @@ static enum sub_verdict filter(struct queue *q, struct qentry *e)
 {
     enum sub_verdict v = SUB_YES;
     /* A durable wildcard subscription's copy kept while who would read it
-     * was not known (since the start), of a topic its subscriber may not
+     * was not known (a store of an older release), of a topic its subscriber may not
      * read (durable_may_read), was not its own either. */
     if (q->durable && !durable_may_read(q->durable, e->msg->dest))
         v = SUB_NO;

@@ -67,7 +67,8 @@ static int scan_s(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
     }
     char *client_id = strndup(cid, (size_t)(nul - cid));
     char *name = strndup(nul + 1, kl - 1 - (size_t)(nul - cid) - 1);
-    /* value: u32 length + topic, u32 length + selector */
+    /* value: u32 length + topic, u32 length + selector, and since
+     * JOP_SUB_SET u32 length + reader */
     const uint8_t *u = (const uint8_t *)v;
     uint32_t l1 = (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
     if (4 + (size_t)l1 + 4 > vl) {
@@ -77,12 +78,19 @@ static int scan_s(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
     char *topic = strndup(v + 4, l1);
     u = (const uint8_t *)v + 4 + l1;
     uint32_t l2 = (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
-    if (8 + (size_t)l1 + l2 != vl) {
+    size_t end = 8 + (size_t)l1 + l2, l3 = 0;
+    if (end + 4 <= vl) {
+        u = (const uint8_t *)v + end;
+        l3 = (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
+        end += 4 + l3;
+    }
+    if (end != vl) {
         rc->bad++;
         free(topic);
         goto out;
     }
     char *seltext = l2 ? strndup(v + 8 + l1, l2) : NULL;
+    char *reader = l3 ? strndup(v + 12 + l1 + l2, l3) : NULL;
     struct selector *sel = NULL;
     char err[256];
     const char *derr;
@@ -91,8 +99,9 @@ static int scan_s(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
         log_warn("store: durable subscription %s/%s on %s cannot be restored", client_id, name, topic);
         rc->bad++;
     } else {
-        durable_restore(d, client_id, name, seltext, sel);
+        durable_restore(d, client_id, name, seltext, sel, reader);
     }
+    free(reader);
     free(seltext);
     free(topic);
 out:

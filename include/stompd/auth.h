@@ -52,6 +52,8 @@ bool auth_anonymous_allowed(void);
 struct principal *auth_anonymous(void);
 /* Is a users file loaded? */
 bool auth_has_users(void);
+/* The principal of a user of auth.users (borrowed), NULL when none. */
+struct principal *auth_user(const char *name);
 
 enum auth_result {
     AUTH_OK = 0,      /* *who is set (a reference for the caller) */

@@ -31,7 +31,9 @@ struct durable {
     struct selector *sel;
     struct queue q;     /* messages waiting for the subscriber */
     struct sub *active;
-    struct principal *reader; /* who subscribed last (a reference; NULL: nobody since the start) */
+    struct principal *reader; /* who subscribed last (a reference; NULL: nobody, or a store older than
+                               * the reader's record) */
+    char *reader_key;   /* the reader as the store keeps it (durable_reader_key) */
     uint64_t serial;    /* creation order, ascending along the topic's list */
     UT_hash_handle hh;
     TAILQ_ENTRY(durable) topic_link;
@@ -40,13 +42,20 @@ struct durable {
 struct durable *durable_find(const char *client_id, const char *name);
 /* Whether any durable subscription is kept for client_id. */
 bool durable_client_known(const char *client_id);
-/* Create (journaled) or reuse; a changed topic or selector replaces the old
- * subscription, as JMS specifies. *journaled says whether it journaled. */
-struct durable *durable_get(struct dest *topic, const char *client_id, const char *name,
+/* Create (journaled) or reuse for who, its reader from now on; a changed
+ * topic or selector replaces the old subscription, as JMS specifies.
+ * *journaled says whether it journaled (a new reader is journaled too: a
+ * wildcard subscription takes only the topics its reader may read, after a
+ * restart as before). */
+struct durable *durable_get(struct dest *topic, struct principal *who, const char *client_id, const char *name,
                             const char *selector, struct selector *sel, bool *journaled);
-/* Recreate from the store at start (not journaled). */
+/* Recreate from the store at start (not journaled). reader: as stored
+ * (durable_reader_key), NULL or "" for nobody. */
 struct durable *durable_restore(struct dest *topic, const char *client_id, const char *name,
-                                const char *selector, struct selector *sel);
+                                const char *selector, struct selector *sel, const char *reader);
+/* A reader as the store keeps it (malloc'd): "U" and the name of a user of
+ * auth.users, "A" for an anonymous client, "" for nobody. */
+char *durable_reader_key(const struct principal *who);
 void durable_attach(struct durable *d, struct sub *s);
 void durable_detach(struct durable *d, struct sub *s);
 /* What d's subscriber holds goes with d, not back to its backlog, when
@@ -61,8 +70,8 @@ void durable_publish(struct dest *topic, const struct dest *origin, struct msg *
 /* May d's subscriber read a message published to the topic named origin?
  * A wildcard one reads only the topics its user may (the ACL), as a
  * wildcard subscription does; a plain one was checked at SUBSCRIBE. Not
- * known for one nobody subscribed to since the start: true, and its
- * backlog is checked again at delivery. */
+ * known for one restored from a store older than JOP_SUB_SET until someone
+ * subscribes: true, and its backlog is checked again at delivery. */
 bool durable_may_read(const struct durable *d, const char *origin);
 void durable_foreach(void (*fn)(struct durable *d, void *arg), void *arg);
 size_t durable_count(void);

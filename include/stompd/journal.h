@@ -24,7 +24,7 @@ enum journal_op {
     JOP_DEQUEUE = 2,     /* dest, priority, seq */
     JOP_DEQUEUE_SUB = 3, /* client-id, name, priority, seq */
     JOP_DELIVERED = 4,   /* key kind, a, b, priority, seq, deliveries: R key */
-    JOP_SUB_CREATE = 5,  /* client-id, name, topic, selector */
+    JOP_SUB_CREATE = 5,  /* client-id, name, topic, selector (read from older journals) */
     JOP_SUB_DELETE = 6,  /* client-id, name: S key, T and R ranges */
     JOP_PURGE = 7,       /* dest: Q and R ranges */
     JOP_DUP_FORGET = 8,  /* dup id leaves the duplicate-detection window */
@@ -32,6 +32,7 @@ enum journal_op {
     JOP_SCHED_DEL = 10,  /* job id, due, priority, seq: W and w keys */
     JOP_DEST_KEEP = 11,  /* dest: N key (a destination kept while idle) */
     JOP_DEST_FORGET = 12, /* dest: N key */
+    JOP_SUB_SET = 13,    /* client-id, name, topic, selector, reader: S key (durable_reader_key) */
 };
 
 /* Key prefixes of the store's index (DESIGN §4). A message key ends with
@@ -40,7 +41,7 @@ enum journal_op {
 #define KEY_META "!meta/"
 #define KEY_SEG "!seg/"  /* be32 segment id -> the segment's entries and live messages */
 #define KEY_Q 'Q' /* dest \0 rprio seq -> where the message is (store.c) */
-#define KEY_S 'S' /* client-id \0 name -> subscription */
+#define KEY_S 'S' /* client-id \0 name -> topic, selector[, reader] */
 #define KEY_T 'T' /* client-id \0 name \0 rprio seq -> where the message is */
 #define KEY_R 'R' /* a Q or T key -> u32 deliveries */
 #define KEY_D 'D' /* dup id -> be64 seq */
@@ -67,8 +68,10 @@ void jb_dequeue_sub(struct journal_builder *jb, const char *client_id, const cha
 /* kind is KEY_Q (a = dest) or KEY_T (a = client-id, b = name). */
 void jb_delivered(struct journal_builder *jb, char kind, const char *a, const char *b, uint8_t prio, uint64_t seq,
                   uint32_t deliveries);
+/* A durable subscription, made or changed; reader: who subscribed last
+ * (durable_reader_key), "" for nobody yet. */
 void jb_sub_create(struct journal_builder *jb, const char *client_id, const char *name, const char *topic,
-                   const char *selector);
+                   const char *selector, const char *reader);
 void jb_sub_delete(struct journal_builder *jb, const char *client_id, const char *name);
 void jb_purge(struct journal_builder *jb, const char *dest);
 void jb_dup_forget(struct journal_builder *jb, const char *dup_id);
@@ -150,7 +153,7 @@ int journal_apply(const char *data, size_t len, const struct journal_sink *sink)
 struct journal_op_view {
     enum journal_op type;
     char kind;
-    struct jstr a, b, c, d;
+    struct jstr a, b, c, d, e;
     uint8_t prio;
     uint64_t seq;
     uint32_t count;

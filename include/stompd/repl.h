@@ -19,8 +19,9 @@
  * position they name (a divergent tail is found even at an equal epoch).
  * 4: the token is never sent: HELLO, CHALLENGE, PROOF, WELCOME prove it
  * both ways (repl_auth.h); the version stays the first field of HELLO, so
- * nodes of different versions refuse each other saying both versions. */
-#define REPL_VERSION 4
+ * nodes of different versions refuse each other saying both versions.
+ * 5: entries may hold JOP_SUB_SET, which a node of 4 cannot read. */
+#define REPL_VERSION 5
 #define REPL_MAX_FRAME (64u << 20)
 /* Largest frame either side takes before the other has proven itself:
  * an unauthenticated peer can make a node hold no more than this. */

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from stompd_test import (CONFIG_ERROR, STOMPD, VALGRIND, FakeSlave, connected, consume_own_until_error, exited_with_1,
-                         free_port, http_request, journal_checksum, port_open, produce_pipelined,
+from stompd_test import (CONFIG_ERROR, REPL_VERSION, STOMPD, VALGRIND, FakeSlave, connected, consume_own_until_error,
+                         exited_with_1, free_port, http_request, journal_checksum, port_open, produce_pipelined,
                          repl_master_handshake, replicated, the_failed_send, wait_for, wait_until)
 
 SLAVE_UP = "following master|snapshot installed"
@@ -325,8 +325,8 @@ def test_hello_checksum_decides_stream_or_snapshot(broker_factory):
     old = FakeSlave(repl, epoch, 3, epoch, node=b"fake-v2", version=2)
     old.start()
     assert wait_until(lambda: old.refused is not None)
-    assert "replication protocol version 2; this master speaks version 4" in old.refused
-    assert b.wait_log("refusing .*: replication protocol version 2; this master speaks version 4")
+    assert "replication protocol version 2; this master speaks version %d" % REPL_VERSION in old.refused
+    assert b.wait_log("refusing .*: replication protocol version 2; this master speaks version %d" % REPL_VERSION)
 
 
 def test_quorum_holds_receipts(broker_factory):

@@ -330,12 +330,12 @@ def test_an_older_master_says_which_versions_met(broker_factory):
         t, h = read_repl_frame(conn)
         assert t == R_HELLO
         version = struct.unpack(">I", h[:4])[0]
-        assert version == REPL_VERSION == 4
-        why = (b"replication protocol version %d; this master speaks version 3 (run the same stompd release on "
+        assert version == REPL_VERSION == 5
+        why = (b"replication protocol version %d; this master speaks version 4 (run the same stompd release on "
                b"every node)" % version)
         conn.sendall(repl_frame(R_REFUSE, repl_str(why)))
-        assert sl.wait_log("master 127.0.0.1:%d refused this node: replication protocol version 4; this master "
-                           "speaks version 3" % port)
+        assert sl.wait_log("master 127.0.0.1:%d refused this node: replication protocol version 5; this master "
+                           "speaks version 4" % port)
         conn.close()
     finally:
         lsock.close()

@@ -1016,7 +1016,7 @@ class FailoverConsumer:
 
 # --------------------------------------------------------------- replication peers
 
-REPL_VERSION = 4
+REPL_VERSION = 5
 R_HELLO, R_WELCOME, R_REFUSE, R_CHALLENGE, R_PROOF = 1, 2, 3, 11, 12
 
 

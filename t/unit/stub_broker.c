@@ -73,7 +73,7 @@ size_t dest_count(void)
 }
 
 struct durable *durable_restore(struct dest *topic, const char *client_id, const char *name, const char *selector,
-                                struct selector *sel)
+                                struct selector *sel, const char *reader)
 {
     if (stub_ndurables == sizeof durs / sizeof durs[0])
         abort();
@@ -82,6 +82,7 @@ struct durable *durable_restore(struct dest *topic, const char *client_id, const
     snprintf(r->name, sizeof r->name, "%s", name);
     snprintf(r->topic, sizeof r->topic, "%s", topic->name);
     snprintf(r->selector, sizeof r->selector, "%s", selector ? selector : "");
+    snprintf(r->reader, sizeof r->reader, "%s", reader ? reader : "");
     r->compiled = sel != NULL;
     struct durable *d = calloc(1, sizeof *d);
     d->dest = topic;

@@ -15,7 +15,7 @@ struct stub_restore {
     bool durable;   /* a durable subscription's backlog */
 };
 struct stub_durable {
-    char client_id[32], name[32], topic[64], selector[64];
+    char client_id[32], name[32], topic[64], selector[64], reader[32];
     bool compiled;
 };
 

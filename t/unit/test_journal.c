@@ -200,7 +200,7 @@ static char *build_all_body(uint64_t lsn, const char *body, size_t *len)
     jb_dequeue_sub(&jb, "client-1", "sub-a", 9, 4);
     jb_delivered(&jb, KEY_Q, "/queue/a", "", 0, 5, 2);
     jb_delivered(&jb, KEY_T, "client-2", "sub-b", 7, 6, 1);
-    jb_sub_create(&jb, "client-1", "sub-a", "/topic/t", "color = 'blue'");
+    jb_sub_create(&jb, "client-1", "sub-a", "/topic/t", "color = 'blue'", "Ualice");
     jb_sub_delete(&jb, "client-2", "sub-b");
     jb_purge(&jb, "/queue/b");
     jb_dup_forget(&jb, "dup-0");
@@ -241,11 +241,45 @@ static void test_entry_round_trip(void **state)
                         "3:client-1:sub-a:::9:4:0:0;"
                         "4:/queue/a::::0:5:2:0;"
                         "4:client-2:sub-b:::7:6:1:0;"
-                        "5:client-1:sub-a:/topic/t:color = 'blue':0:0:0:0;"
+                        "13:client-1:sub-a:/topic/t:color = 'blue':0:0:0:0;"
                         "6:client-2:sub-b:::0:0:0:0;"
                         "7:/queue/b::::0:0:0:0;"
                         "8:dup-0::::0:0:0:0;");
     buf_free(&b);
+    free(e);
+}
+
+/* A durable subscription's record: JOP_SUB_SET keeps its reader (S key:
+ * topic, selector, reader); a JOP_SUB_CREATE of an older journal still
+ * applies, without one (topic, selector). */
+static void test_sub_set_keeps_the_reader_and_old_creates_apply(void **state)
+{
+    (void)state;
+    struct journal_builder jb;
+    jb_init(&jb);
+    jb_sub_create(&jb, "c", "s", "/topic/t", "", "Ualice");
+    size_t len;
+    char *e = jb_finish(&jb, 1, 1, &len);
+    struct journal_entry je;
+    assert_int_equal(journal_decode(e, len, &je), 0);
+    struct buf b = {0};
+    assert_int_equal(journal_foreach_op(&je, collect, &b), 0);
+    buf_putc(&b, '\0');
+    assert_string_equal(b.data, "13:c:s:/topic/t::0:0:0:0;");
+    buf_free(&b);
+    char *log = apply_log(e, len);
+    /* 4 + 8 (the topic), 4 (no selector), 4 + 6 (the reader) */
+    assert_non_null(strstr(log, "put Sc\\x00s (26 bytes, "));
+    free(log);
+    /* the same as an older release wrote it: op 5, no reader */
+    e[JOURNAL_HEADER_LEN] = JOP_SUB_CREATE;
+    len -= 4 + 6;
+    assert_int_equal(journal_decode(e, len, &je), 0);
+    log = apply_log(e, len);
+    assert_non_null(strstr(log, "put Sc\\x00s (16 bytes, "));
+    free(log);
+    /* op 5 with the reader's bytes left over is no entry */
+    assert_int_not_equal(journal_decode(e, len + 10, &je), 0);
     free(e);
 }
 
@@ -414,6 +448,7 @@ int main(void)
         cmocka_unit_test(test_msg_round_trip),
         cmocka_unit_test(test_msg_decode_is_strict),
         cmocka_unit_test(test_entry_round_trip),
+        cmocka_unit_test(test_sub_set_keeps_the_reader_and_old_creates_apply),
         cmocka_unit_test(test_apply_keys),
         cmocka_unit_test(test_apply_is_deterministic),
         cmocka_unit_test(test_tip_checksum_on_demand),

@@ -83,7 +83,7 @@ static void build_store(void)
     append(&jb);
     /* durable subscription c1/s1 on /topic/t with a selector, two waiting */
     jb_init(&jb);
-    jb_sub_create(&jb, "c1", "s1", "/topic/t", "color = 'red'");
+    jb_sub_create(&jb, "c1", "s1", "/topic/t", "color = 'red'", "Ualice");
     append(&jb);
     const char *targets[] = {"c1", "s1"};
     for (uint64_t seq = 20; seq <= 21; seq++) {
@@ -154,6 +154,7 @@ static void test_recover_a_written_store(void **state)
     assert_string_equal(stub_durables[0].topic, "/topic/t");
     assert_string_equal(stub_durables[0].selector, "color = 'red'");
     assert_true(stub_durables[0].compiled);
+    assert_string_equal(stub_durables[0].reader, "Ualice");
     /* the duplicate window */
     assert_int_equal(stub_ndups, 1);
     assert_string_equal(stub_dups[0], "producer-1:5");

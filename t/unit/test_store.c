@@ -292,7 +292,7 @@ static void test_durable_subscription_delete(void **state)
     open_start(loop);
     struct journal_builder jb;
     jb_init(&jb);
-    jb_sub_create(&jb, "c1", "s1", "/topic/t", NULL);
+    jb_sub_create(&jb, "c1", "s1", "/topic/t", NULL, "");
     append(&jb);
     jb_init(&jb);
     const char *targets[] = {"c1", "s1"};
@@ -358,7 +358,7 @@ static void test_removed_twice_in_one_entry(void **state)
     open_start(loop);
     struct journal_builder jb;
     jb_init(&jb);
-    jb_sub_create(&jb, "c1", "s1", "/topic/t", NULL);
+    jb_sub_create(&jb, "c1", "s1", "/topic/t", NULL, "");
     append(&jb);
     enqueue("/queue/a", 1);
     enqueue("/queue/b", 2);
@@ -817,7 +817,7 @@ static void test_snapshot_installs_elsewhere(void **state)
         enqueue_body("/queue/x", i, (uint8_t)(i % 10), "body", 4);
     struct journal_builder jb;
     jb_init(&jb);
-    jb_sub_create(&jb, "c", "s", "/topic/t", "a = 1");
+    jb_sub_create(&jb, "c", "s", "/topic/t", "a = 1", "");
     append(&jb);
     wait_durable(loop, lsn);
     uint64_t l, e, sum;
