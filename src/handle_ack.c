@@ -15,21 +15,12 @@
 #include "stompd/sub.h"
 #include "stompd/txn.h"
 
-static struct qentry *find_in_sub(struct sub *s, const char *mid)
-{
-    struct qentry *e;
-    TAILQ_FOREACH(e, &s->unacked, link)
-        if (!strcmp(e->msg->id, mid))
-            return e;
-    return NULL;
-}
-
 static struct qentry *find_anywhere(struct conn *c, const char *mid)
 {
     struct sub *s, *tmp;
     struct qentry *e;
     HASH_ITER(hh, c->subs, s, tmp)
-        if ((e = find_in_sub(s, mid)))
+        if ((e = sub_find_delivery(s, mid)))
             return e;
     return NULL;
 }
@@ -101,7 +92,7 @@ static struct qentry *find_entry(struct conn *c, struct frame *f, bool quiet)
     struct qentry *e;
     if (sid) {
         HASH_FIND_STR(c->subs, sid, named);
-        if (named && (e = find_in_sub(named, mid)))
+        if (named && (e = sub_find_delivery(named, mid)))
             return e;
     }
     e = find_anywhere(c, mid);

@@ -435,6 +435,7 @@ static void shrink(struct queue *q)
         tree_remove(q, e);
         entry_free(e);
     }
+    q->shrink_stuck = q->window_bytes > keep ? indexed_upto + 1 : 0;
     over_window_note(q);
 }
 
@@ -974,11 +975,20 @@ static void expire(struct qentry *e)
     queue_entry_done(e);
 }
 
+/* Over the window, a push shrinks the queue, unless the last shrink found
+ * nothing more to take out and the store has indexed nothing since: a
+ * COMMIT of 100,000 persistent messages (none indexed yet) walked 4,096
+ * entries for each, and held the loop 6 s (helper-96). queue_indexed
+ * shrinks it once the store has. */
 static void add_pending(struct queue *q, struct qentry *e)
 {
     tree_insert(q, e);
-    if (q->window_bytes > window() && pages(q))
-        shrink(q);
+    if (q->window_bytes > window() && pages(q)) {
+        if (q->shrink_stuck != indexed_upto + 1)
+            shrink(q);
+        else
+            over_window_note(q);
+    }
 }
 
 void queue_push(struct queue *q, struct msg *m)

@@ -103,6 +103,8 @@ struct queue {
     struct qkey expiry_from;    /* where the next sweep of the store-only part goes on (queue_expire_paged) */
     struct gone *gone;          /* removed from memory, removal not yet indexed (by seq) */
     bool over_window;           /* on the list of queues to shrink once indexed */
+    uint64_t shrink_stuck;      /* the store's indexed lsn + 1 when a shrink last left it over the
+                                 * window: pushes do not try again until the store indexes more */
     TAILQ_ENTRY(queue) over_link;
     TAILQ_HEAD(sub_list, sub) consumers; /* the highest activemq.priority first, then in arrival order */
     uint32_t nconsumers;

@@ -40,6 +40,7 @@ struct sub {
     uint32_t txn_room;           /* of those in flight, the ones an open transaction's held ACK
                                   * covers (txn.h): that much more room */
     struct qentry_list unacked;  /* in delivery order */
+    struct sub_mid *by_mid;      /* before STOMP 1.2: unacked by message-id (sub_find_delivery) */
     struct selector *sel;
     struct durable *durable;
     bool exclusive;
@@ -118,6 +119,11 @@ struct sub_selector_stats {
 void sub_selector_stats(struct sub_selector_stats *out);
 /* Write the MESSAGE and track the entry (or finish it, for auto ack). */
 void sub_deliver(struct sub *s, struct qentry *e);
+/* The first delivery of message mid that t (a top subscription) holds
+ * unacked, or NULL: a hash lookup on a connection before STOMP 1.2, whose
+ * ACKs name messages so (a list walk on a 1.2 one, whose ACKs name the
+ * delivery's ack id, on the error path only). */
+struct qentry *sub_find_delivery(struct sub *t, const char *mid);
 /* The functions below return true when they journaled something (an ack
  * of a persistent message, a dead-letter move): a receipt waits for it. */
 /* Acknowledge: cumulative for ACK_CLIENT, one entry otherwise. */

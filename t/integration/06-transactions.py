@@ -274,6 +274,82 @@ def test_a_held_ack_of_a_message_acked_meanwhile_still_commits(broker):
     d.expect_nothing(0.5)
 
 
+def test_a_held_ack_of_a_message_removed_meanwhile_still_commits(broker):
+    """ACKs held of a durable subscription's messages, then the
+    subscription removed (UNSUBSCRIBE with its name): the COMMIT failed
+    saying the messages had gone back to their queue, which they had not,
+    and the connection closed with the transaction's SENDs (helper-96).
+    Gone for good, they are as acknowledged meanwhile: the rest commits."""
+    rx = connected(broker.port)
+    rx.receipt("SUBSCRIBE", {"id": "o", "destination": "/queue/txremoved-out"}, "s")
+    c = connected(broker.port, headers={"client-id": "txr"})
+    c.receipt("SUBSCRIBE", {"id": "d", "destination": "/topic/txremoved", "ack": "client-individual",
+                            "activemq.subscriptionName": "n"}, "s")
+    for i in range(3):
+        rx.receipt("SEND", {"destination": "/topic/txremoved", "persistent": "true"}, "p%d" % i, b"%d" % i)
+    ms = c.recv_all(3)
+    c.send("BEGIN", {"transaction": "t"})
+    for m in ms:
+        c.receipt("ACK", {"id": m["ack"], "transaction": "t"}, "a" + m.body.decode())
+    c.receipt("SEND", {"destination": "/queue/txremoved-out", "transaction": "t"}, "w", b"result")
+    c.receipt("UNSUBSCRIBE", {"id": "d", "activemq.subscriptionName": "n"}, "u")
+    c.receipt("COMMIT", {"transaction": "t"}, "c")
+    assert rx.recv().body == b"result"
+    # the subscription and its messages are gone
+    c.receipt("SUBSCRIBE", {"id": "d", "destination": "/topic/txremoved", "activemq.subscriptionName": "n"}, "s2")
+    c.expect_nothing(0.5)
+
+
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+def test_acks_by_message_id_in_any_order_and_in_a_transaction(broker, version):
+    """Before STOMP 1.2 an ACK names a message-id: found by a walk of what
+    the connection held, 30,000 unacked made each ACK that long, and
+    100,000 held in a transaction held the loop 49 s (helper-96). Found by
+    an index now: ACKs in any order, with the subscription named or not,
+    leave exactly the messages not acknowledged; a COMMIT of cumulative
+    ACKs repeated takes all before them."""
+    import random
+    p = connected(broker.port)
+    for i in range(300):
+        p.send("SEND", {"destination": "/queue/bymid"}, b"%d" % i)
+    p.receipt("SEND", {"destination": "/queue/bymid-cum"}, "last", b"x")
+    for i in range(199):
+        p.send("SEND", {"destination": "/queue/bymid-cum"}, b"%d" % i)
+    p.receipt("DISCONNECT", {}, "bye")
+    c = connected(broker.port, version)
+    c.send("SUBSCRIBE", {"id": "s", "destination": "/queue/bymid", "ack": "client-individual",
+                         "activemq.prefetchSize": "1000"})
+    ms = c.recv_all(300)
+    keep = set(random.sample(range(300), 10))
+    order = [m for i, m in enumerate(ms) if i not in keep]
+    random.shuffle(order)
+    for n, m in enumerate(order):
+        h = {"message-id": m["message-id"]}
+        if n % 2 and version == "1.1":
+            h["subscription"] = "s"
+        c.send("ACK", h)
+    # an ACK of one acknowledged already is refused: it is known no more
+    c.send("ACK", {"message-id": order[0]["message-id"]})
+    c.expect_error("unknown message-id")
+    d = connected(broker.port)
+    d.send("SUBSCRIBE", {"id": "s", "destination": "/queue/bymid"})
+    assert sorted(int(f.body) for f in d.recv_all(10)) == sorted(keep)
+    d.expect_nothing(0.3)
+    # cumulative ACKs of the newest, many times over, held in a transaction
+    c = connected(broker.port, version)
+    c.send("SUBSCRIBE", {"id": "s", "destination": "/queue/bymid-cum", "ack": "client",
+                         "activemq.prefetchSize": "1000"})
+    ms = c.recv_all(200)
+    c.send("BEGIN", {"transaction": "t"})
+    for _ in range(1000):
+        c.send("ACK", {"message-id": ms[-2]["message-id"], "subscription": "s", "transaction": "t"})
+    c.receipt("COMMIT", {"transaction": "t"}, "c")
+    c.close()
+    d.send("SUBSCRIBE", {"id": "t", "destination": "/queue/bymid-cum"})
+    assert d.recv().body == b"198"   # the one after the ACKed
+    d.expect_nothing(0.3)
+
+
 @pytest.mark.parametrize("mode", ["client-individual", "client"])
 def test_acks_held_in_a_transaction_leave_prefetch_room(broker, mode):
     """A consumer that takes more messages per transaction than its
