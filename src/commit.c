@@ -175,13 +175,23 @@ void op_cancel_notify(struct op *op)
     op->notify_arg = NULL;
 }
 
+/* v (n elements of size bytes) with room for one more: the array
+ * doubles, 4 to begin with, so a COMMIT of 100,000 SENDs makes 15
+ * reallocs, not 100,000 (helper-96: quadratic under ASan). */
+static void *room_for(void *v, size_t n, size_t size)
+{
+    if (n < 4 ? n != 0 : (n & (n - 1)) != 0)
+        return v;
+    void *grown = realloc(v, (n < 4 ? 4 : 2 * n) * size);
+    if (!grown)
+        abort();
+    return grown;
+}
+
 void op_add_msg(struct op *op, struct msg *m)
 {
-    struct msg **v = realloc(op->msgs, (op->nmsgs + 1) * sizeof *v);
-    if (!v)
-        abort();
-    op->msgs = v;
-    v[op->nmsgs++] = msg_ref(m);
+    op->msgs = room_for(op->msgs, op->nmsgs, sizeof *op->msgs);
+    op->msgs[op->nmsgs++] = msg_ref(m);
 }
 
 void op_add_reserved_msg(struct op *op, struct msg *m)
@@ -196,10 +206,9 @@ void op_add_dup(struct op *op, const char *dup_id)
     /* seen at once, by the batch's later frames too; the lsn comes at
      * op_batch_close */
     dup_remember(dup_id, UINT64_MAX, true);
-    char **v = realloc(op->dups, (op->ndups + 1) * sizeof *v);
-    if (!v || !(v[op->ndups] = strdup(dup_id)))
+    op->dups = room_for(op->dups, op->ndups, sizeof *op->dups);
+    if (!(op->dups[op->ndups] = strdup(dup_id)))
         abort();
-    op->dups = v;
     op->ndups++;
 }
 
