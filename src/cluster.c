@@ -1448,14 +1448,17 @@ static void after_poll_cb(struct ev_loop *loop, ev_check *w, int revents)
     Z.poll_started = ev_time();
 }
 
-/* The advertised host must be one of this machine's addresses. */
+/* The advertised host must be one of this machine's addresses. -EAGAIN
+ * when it is not, or does not resolve: at boot the network (DNS, an
+ * address from DHCP, a virtual IP) may not be up yet, so this is no
+ * configuration error the service manager should give up on (helper-98). */
 static int check_hostname(const char *host, char *err, size_t errlen)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res, *r;
     int rc = getaddrinfo(host, NULL, &hints, &res);
     if (rc) {
         snprintf(err, errlen, "store.hostname '%s' does not resolve: %s", host, gai_strerror(rc));
-        return -EINVAL;
+        return -EAGAIN;
     }
     struct ifaddrs *ifs;
     if (getifaddrs(&ifs) != 0) {
@@ -1483,7 +1486,7 @@ static int check_hostname(const char *host, char *err, size_t errlen)
     if (!local) {
         snprintf(err, errlen, "store.hostname '%s' does not resolve to an address of this machine; other nodes "
                               "would not reach this one", host);
-        return -EINVAL;
+        return -EAGAIN;
     }
     return 0;
 }
@@ -1544,9 +1547,6 @@ int cluster_check_config(char *err, size_t errlen)
                               "nodes reach this one at", config.store_bind);
         return -EINVAL;
     }
-    int rc = check_hostname(adv, err, errlen);
-    if (rc)
-        return rc;
     char ah[256];
     int ap;
     if (config.store_advertise[0] &&
@@ -1560,7 +1560,8 @@ int cluster_check_config(char *err, size_t errlen)
         snprintf(err, errlen, "zookeeper.path '%s' must start with / and not end with /", root);
         return -EINVAL;
     }
-    return 0;
+    /* last: the errors above are the configuration's for sure */
+    return check_hostname(adv, err, errlen);
 }
 
 int cluster_start(char *err, size_t errlen)

@@ -125,6 +125,15 @@ static int dump_store(const char *data_dir)
     return rc;
 }
 
+/* The exit status of a start the configuration checks stopped: 78
+ * (EX_CONFIG), which the unit does not restart, unless the node's address
+ * is not this machine's (-EAGAIN from node_check_config): at boot that
+ * can be the network still coming up, so 1, which it does. */
+static int start_refused(int node_rc)
+{
+    return node_rc == -EAGAIN ? 1 : EX_CONFIG;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -229,10 +238,11 @@ int main(int argc, char **argv)
     }
     if (check_only) {
         /* the certificates too: a renewal can be checked before SIGHUP */
+        int nrc = 0;
         if (auth_check_config(&config, &config, err, sizeof err) != 0 || acl_check_config(&config, err, sizeof err) != 0 ||
-            node_check_config(err, sizeof err) != 0 || tls_start(err, sizeof err) != 0) {
+            (nrc = node_check_config(err, sizeof err)) != 0 || tls_start(err, sizeof err) != 0) {
             fprintf(stderr, "stompd: %s\n", err);
-            rc = EX_CONFIG;
+            rc = start_refused(nrc);
             goto out;
         }
         tls_stop();
@@ -279,10 +289,11 @@ static int run(const char *file, const char *const *sets, int nsets)
     log_info("%s %s starting: broker %s", PACKAGE_NAME, PACKAGE_VERSION, config.broker_name);
     int rc = 0;
     /* before any listener opens: a node that would let anyone in refuses */
+    int nrc = 0;
     if (tls_start(err, sizeof err) != 0 || auth_configure(&config, &config, err, sizeof err) != 0 ||
-        acl_configure(&config, err, sizeof err) != 0 || node_check_config(err, sizeof err) != 0) {
+        acl_configure(&config, err, sizeof err) != 0 || (nrc = node_check_config(err, sizeof err)) != 0) {
         log_err("cannot start: %s", err);
-        rc = EX_CONFIG;
+        rc = start_refused(nrc);
     } else if (auth_start(loop, err, sizeof err) != 0) {
         log_err("cannot start: %s", err);
         rc = 1;

@@ -46,6 +46,8 @@ static struct {
     struct ev_loop *loop;
     ev_prepare watch;
     ev_timer dog;               /* WATCHDOG=1, when systemd asks for it */
+    ev_tstamp dog_every;        /* its interval (0: no watchdog) */
+    ev_tstamp dog_last;         /* when WATCHDOG=1 was said last (ev_time) */
     bool on, ready, reloading;
     struct state last;
     char status[300];
@@ -136,6 +138,18 @@ static void dog_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)w;
     (void)revents;
+    N.dog_last = ev_time();
+    (void)sd_notify(0, "WATCHDOG=1");
+}
+
+void notify_alive(void)
+{
+    if (!N.on || !N.dog_every)
+        return;
+    ev_tstamp now = ev_time();
+    if (now - N.dog_last < N.dog_every)
+        return;
+    N.dog_last = now;
     (void)sd_notify(0, "WATCHDOG=1");
 }
 
@@ -155,6 +169,8 @@ void notify_start(struct ev_loop *loop)
     uint64_t usec = 0;
     if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
         ev_tstamp every = (ev_tstamp)usec / 2e6;
+        N.dog_every = every;
+        N.dog_last = ev_time();
         ev_timer_init(&N.dog, dog_cb, every, every);
         ev_timer_start(loop, &N.dog);
         log_info("systemd watchdog: telling it every %.3g s that the loop turns", every);
@@ -199,6 +215,7 @@ void notify_stopping(void)
         return;
     ev_prepare_stop(N.loop, &N.watch);
     ev_timer_stop(N.loop, &N.dog);
+    N.dog_every = 0;
     (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping");
     N.on = false;
 }
@@ -223,6 +240,10 @@ void notify_reloaded(void)
 }
 
 void notify_stopping(void)
+{
+}
+
+void notify_alive(void)
 {
 }
 

@@ -21,6 +21,7 @@
 #include "stompd/journal.h"
 #include "stompd/log.h"
 #include "stompd/msg.h"
+#include "stompd/notify.h"
 #include "stompd/persist.h"
 #include "stompd/queue.h"
 #include "stompd/recovery.h"
@@ -32,12 +33,21 @@ struct recovery {
     uint64_t messages;
     uint64_t scheduled;
     uint64_t bad;
+    uint64_t keys;
 };
+
+/* Each key read: a rebuild under way is no stuck loop (notify_alive). */
+static void progress(struct recovery *rc)
+{
+    if (++rc->keys % 4096 == 0)
+        notify_alive();
+}
 
 /* A destination kept while idle (a virtual topic's consumer queue). */
 static int scan_n(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
 {
     struct recovery *rc = ctx;
+    progress(rc);
     char name[1100];
     if (kl < 2 || kl - 1 >= sizeof name) {
         rc->bad++;
@@ -59,6 +69,7 @@ static int scan_n(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
 static int scan_s(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
 {
     struct recovery *rc = ctx;
+    progress(rc);
     const char *cid = k + 1;
     const char *nul = memchr(cid, '\0', kl - 1);
     if (!nul || vl < 8) {
@@ -115,6 +126,7 @@ out:
 static int scan_c(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
 {
     struct recovery *rc = ctx;
+    progress(rc);
     if (kl == 2 && k[1] == KEY_W && vl == 16) {
         /* scheduled messages: they stay in the store, read back by due
          * time as they near it */
@@ -167,6 +179,7 @@ static int scan_c(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
 
 static int scan_d(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
 {
+    progress(ctx);
     if (vl == 8)
         dup_restore(k + 1, kl - 1, jkey_get_be64(v));
     return 0;
@@ -177,8 +190,10 @@ int recovery_rebuild(uint64_t *max_seq, char *err, size_t errlen)
     /* Fault injection for the cluster tests: a rebuild from a big store,
      * which blocks the loop for this long, without having to fill one. */
     const char *slow = getenv("STOMPD_TEST_SLOW_REBUILD_MS");
-    if (slow && atoi(slow) > 0)
-        usleep((useconds_t)atoi(slow) * 1000);
+    for (int ms = slow ? atoi(slow) : 0; ms > 0; ms -= 50) {
+        usleep((useconds_t)(ms < 50 ? ms : 50) * 1000);
+        notify_alive(); /* as a real rebuild's keys do */
+    }
     struct recovery rc = {0};
     char p = KEY_N;
     int r = store_scan(&p, 1, scan_n, &rc);

@@ -24,7 +24,8 @@ struct cluster_member {
 int cluster_start(char *err, size_t errlen) __attribute__((warn_unused_result));
 /* What cluster_start would refuse, without starting anything (--check-config
  * too): the address others reach this node at (store.bind, store.hostname,
- * store.advertise) and zookeeper.path. */
+ * store.advertise) and zookeeper.path. -EAGAIN: store.hostname is not (or
+ * not yet: the network may be coming up) an address of this machine. */
 int cluster_check_config(char *err, size_t errlen) __attribute__((warn_unused_result));
 void cluster_stop(void);
 /* log.level changed: the ZooKeeper client's own level follows it. */

@@ -16,5 +16,9 @@ void notify_reloading(void);
 void notify_reloaded(void);
 /* STOPPING=1, for the clean stop. */
 void notify_stopping(void);
+/* Long work on the loop that makes progress (the rebuild of a node
+ * elected master) calls this as it goes: WATCHDOG=1 when one is due, so
+ * the watchdog, there for a loop that is stuck, leaves it be. */
+void notify_alive(void);
 
 #endif

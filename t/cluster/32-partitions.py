@@ -1,12 +1,14 @@
 """A paused master, lost brokers, lost ZooKeeper servers: nobody serves
 without a quorum, a former master never commits after being replaced,
 and the cluster comes back by itself."""
+import os
 import signal
+import socket
 import time
 
 import pytest
 
-from stompd_test import Client, ZkCluster, ZkEnsemble, connected, port_open
+from stompd_test import Client, NotifySocket, ZkCluster, ZkEnsemble, built_with_sd_notify, connected, port_open
 
 
 def test_paused_master_does_not_commit_after_replacement(broker_factory, zk_ensemble):
@@ -84,6 +86,39 @@ def test_two_of_three_zookeeper_servers_down(broker_factory):
         assert all(b.running() for b in c.nodes)
     finally:
         zk.cleanup()
+
+
+def test_the_watchdog_hears_a_rebuild_at_election(broker_factory, zk_ensemble, monkeypatch):
+    """A cluster node is READY=1 once registered; elected later, it
+    rebuilds the broker from the store on the loop. That said no
+    WATCHDOG=1 meanwhile, and under the unit's WatchdogSec= a big store
+    would have had every node it elected in turn killed (helper-98). A
+    rebuild under way says it is alive as it reads."""
+    if not built_with_sd_notify():
+        pytest.skip("built without libsystemd")
+    monkeypatch.setenv("STOMPD_TEST_SLOW_REBUILD_MS", "4000")
+    c = ZkCluster(broker_factory, zk_ensemble, n=1)
+    b = c.nodes[0]
+    ns = NotifySocket(os.path.join(b.dir, "notify"))
+    try:
+        b.env = dict(ns.env(), WATCHDOG_USEC="1000000")   # every 0.5 s
+        b.start(wait=False)
+        ns.wait(lambda m: "READY" in m, timeout=60)
+        last, gaps = time.time(), []
+        deadline = time.time() + 60
+        while "accepting STOMP clients" not in b.log() or not gaps:   # the rebuild is over
+            assert time.time() < deadline, b.log()[-2000:]
+            try:
+                data = ns.sock.recv(4096).decode()
+            except socket.timeout:
+                continue
+            if "WATCHDOG=1" in data:
+                gaps.append(time.time() - last)
+                last = time.time()
+        # 4 s of rebuild: without word from it, one gap of 4 s at least
+        assert max(gaps) < 2.5, gaps
+    finally:
+        ns.close()
 
 
 def test_master_keeps_its_place_after_a_long_rebuild(broker_factory, zk_ensemble, monkeypatch):

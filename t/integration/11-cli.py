@@ -78,8 +78,18 @@ def test_bad_configuration_stops_the_start(tmp_path):
             "--check-config")
     assert r.returncode == CONFIG_ERROR and "store.security_token is empty" in r.stderr, r.stderr
     zk = ["--set", "store.type=replicated-leveldb", "--set", "zookeeper.address=127.0.0.1:2181"]
+    # not this machine's address (or not resolving): perhaps the network still coming up at boot, so
+    # status 1, which the unit restarts (helper-98), not CONFIG_ERROR, which it gives up on
     r = run(*zk, "--set", "store.hostname=192.0.2.11", "--check-config")  # TEST-NET-1: nobody's address
-    assert r.returncode == CONFIG_ERROR and "does not resolve to an address of this machine" in r.stderr, r.stderr
+    assert r.returncode == 1 and "does not resolve to an address of this machine" in r.stderr, r.stderr
+    r = run(*zk, "--set", "store.hostname=192.0.2.11", "--set", "broker.data_dir=%s" % (tmp_path / "data"),
+            "--set", "http.listen=", "--set", "stomp.listen=127.0.0.1:%d" % free_port())
+    assert r.returncode == 1 and "does not resolve to an address of this machine" in r.stderr, r.stderr
+    r = run(*zk, "--set", "store.hostname=no-such-host.invalid", "--check-config")
+    assert r.returncode == 1 and "store.hostname 'no-such-host.invalid' does not resolve" in r.stderr, r.stderr
+    # a configuration error found alongside is the configuration's
+    r = run(*zk, "--set", "store.hostname=192.0.2.11", "--set", "zookeeper.path=relative", "--check-config")
+    assert r.returncode == CONFIG_ERROR and "zookeeper.path 'relative'" in r.stderr, r.stderr
     r = run(*zk, "--set", "zookeeper.path=relative", "--check-config")
     assert r.returncode == CONFIG_ERROR and "zookeeper.path 'relative' must start with /" in r.stderr, r.stderr
     assert run(*zk, "--check-config").returncode == 0
