@@ -14,7 +14,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "tool.h"
 #include "stompc.h"
+
+#define PROG "stompd-failover-consumer"
 
 static const char usage[] =
     "usage: stompd-failover-consumer --url URL --dest DEST [options]\n"
@@ -106,18 +109,6 @@ static void on_error(struct stompc *c, int status, const char *msg, const char *
     out("error: %s (%s)\n", msg, stompc_strerror(status));
 }
 
-static long number(const char *opt, const char *v, long min)
-{
-    char *end;
-    errno = 0;
-    long n = strtol(v, &end, 10);
-    if (end == v || *end || errno || n < min) {
-        fprintf(stderr, "stompd-failover-consumer: %s: '%s' is not a number >= %ld\n", opt, v, min);
-        exit(2);
-    }
-    return n;
-}
-
 static int64_t now_ms(void)
 {
     struct timespec ts;
@@ -179,9 +170,9 @@ int main(int argc, char **argv)
         switch (opt) {
         case 'u': url = optarg; break;
         case 'd': dest = optarg; break;
-        case 'n': count = number("--count", optarg, 1); break;
-        case 'e': idle_exit = number("--idle-exit", optarg, 0); break;
-        case 'f': so.prefetch = (int)number("--prefetch", optarg, 1); break;
+        case 'n': count = tool_number(PROG, "--count", optarg, 1, LONG_MAX); break;
+        case 'e': idle_exit = tool_number(PROG, "--idle-exit", optarg, 0, LONG_MAX); break;
+        case 'f': so.prefetch = (int)tool_number(PROG, "--prefetch", optarg, 1, INT_MAX); break;
         case 'l': o.login = optarg; break;
         case 'w': o.passcode = optarg; break;
         case 'c': o.client_id = optarg; break;
@@ -192,13 +183,10 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
-        case 'T': o.connect_timeout = (int)number("--connect-timeout", optarg, 1); break;
+        case 'T': o.connect_timeout = (int)tool_number(PROG, "--connect-timeout", optarg, 1, INT_MAX); break;
         case 'S': stamps = true; break;
         case 'b':
-            if (sscanf(optarg, "%d,%d", &o.heart_beat_tx, &o.heart_beat_rx) != 2) {
-                fprintf(stderr, "stompd-failover-consumer: --heart-beat wants CX,CY\n");
-                return 2;
-            }
+            tool_heart_beat(PROG, optarg, &o.heart_beat_tx, &o.heart_beat_rx);
             break;
         case 'A': o.tls_ca_file = optarg; break;
         case 'C': o.tls_cert_file = optarg; break;
@@ -237,7 +225,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "stompd-failover-consumer: %s\n", stompc_error(c));
         running = NULL;
         stompc_free(c);
-        return signalled ? 0 : 1;
+        return signalled ? 0 : rc == STOMPC_EINVAL ? 2 : 1; /* 2: a bad --url (usage) */
     }
     subscribed = 1;
     struct stompc_stats st;

@@ -14,7 +14,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "tool.h"
 #include "stompc.h"
+
+#define PROG "stompd-failover-producer"
 
 static const char usage[] =
     "usage: stompd-failover-producer --url URL --dest DEST [options]\n"
@@ -84,19 +87,23 @@ static void out(const char *fmt, ...)
     va_end(ap);
 }
 
-static volatile sig_atomic_t stop, connected;
+static volatile sig_atomic_t stop, connected, sending;
 static struct stompc *volatile running; /* what a signal interrupts */
 
 /* Once connected, the first signal stops the sending: the program still
  * waits (--timeout) for the receipts of what it sent, which is what a
  * failover test stopping it counts on. A signal while it connects, or a
- * second one, ends the call waiting for a broker at once (STOMPC_EINTR). */
+ * second one, ends the call waiting for a broker at once (STOMPC_EINTR).
+ * So does the first while a SEND waits for the broker to read it (its flow
+ * control holds the producer): that wait had no end, and the program did
+ * not stop (helper-97). The SEND stays the client's, and its receipt is
+ * waited for with the others. */
 static void on_signal(int sig)
 {
     (void)sig;
-    if ((stop || !connected) && running)
+    if ((stop || !connected || sending) && running)
         (void)stompc_interrupt(running);
-    stop = 1;
+    stop++;
 }
 
 static void on_receipt(struct stompc *c, const char *id, void *ud)
@@ -127,18 +134,6 @@ static void on_error(struct stompc *c, int status, const char *msg, const char *
     (void)c;
     (void)ud;
     out("error: %s%s%s (%s)\n", msg, rid ? ", receipt " : "", rid ? rid : "", stompc_strerror(status));
-}
-
-static long number(const char *opt, const char *v, long min)
-{
-    char *end;
-    errno = 0;
-    long n = strtol(v, &end, 10);
-    if (end == v || *end || errno || n < min) {
-        fprintf(stderr, "stompd-failover-producer: %s: '%s' is not a number >= %ld\n", opt, v, min);
-        exit(2);
-    }
-    return n;
 }
 
 static int64_t now_ms(void)
@@ -173,22 +168,19 @@ int main(int argc, char **argv)
         switch (opt) {
         case 'u': url = optarg; break;
         case 'd': dest = optarg; break;
-        case 'n': count = number("--count", optarg, 1); break;
-        case 's': size = number("--size", optarg, 0); break;
+        case 'n': count = tool_number(PROG, "--count", optarg, 1, LONG_MAX); break;
+        case 's': size = tool_number(PROG, "--size", optarg, 0, INT_MAX); break;
         case 'p': persistent = true; break;
-        case 'i': interval = number("--interval", optarg, 0); break;
-        case 't': timeout = number("--timeout", optarg, 0); break;
+        case 'i': interval = tool_number(PROG, "--interval", optarg, 0, LONG_MAX); break;
+        case 't': timeout = tool_number(PROG, "--timeout", optarg, 0, INT_MAX); break;
         case 'l': o.login = optarg; break;
         case 'w': o.passcode = optarg; break;
         case 'c': o.client_id = optarg; break;
         case 'q': p.quiet = true; break;
-        case 'T': o.connect_timeout = (int)number("--connect-timeout", optarg, 1); break;
+        case 'T': o.connect_timeout = (int)tool_number(PROG, "--connect-timeout", optarg, 1, INT_MAX); break;
         case 'S': stamps = true; break;
         case 'b':
-            if (sscanf(optarg, "%d,%d", &o.heart_beat_tx, &o.heart_beat_rx) != 2) {
-                fprintf(stderr, "stompd-failover-producer: --heart-beat wants CX,CY\n");
-                return 2;
-            }
+            tool_heart_beat(PROG, optarg, &o.heart_beat_tx, &o.heart_beat_rx);
             break;
         case 'A': o.tls_ca_file = optarg; break;
         case 'C': o.tls_cert_file = optarg; break;
@@ -232,7 +224,7 @@ int main(int argc, char **argv)
         stompc_free(c);
         free(body);
         free(p.receipted);
-        return 1;
+        return rc == STOMPC_EINVAL ? 2 : 1; /* 2: a bad --url (usage) */
     }
     connected = 1;
     struct stompc_stats st;
@@ -251,7 +243,11 @@ int main(int argc, char **argv)
         char receipt[32];
         snprintf(receipt, sizeof receipt, "seq-%ld", seq);
         struct stompc_send_opts so = {.persistent = persistent, .receipt = receipt};
+        sending = 1;
         rc = stompc_send(c, dest, body, len, &so);
+        sending = 0;
+        if (rc == STOMPC_EINTR && stop == 1)
+            break; /* stopped while the broker held it: waited for below if it was queued */
         if (rc) {
             fprintf(stderr, "stompd-failover-producer: send seq=%ld: %s\n", seq, stompc_error(c));
             status = 1;
@@ -265,6 +261,8 @@ int main(int argc, char **argv)
         do {
             int64_t left = until - now_ms();
             rc = stompc_run(c, left > 0 ? (int)left : 0); /* never -1: that waits for ever */
+            if (rc == STOMPC_EINTR && stop == 1)
+                break; /* the interrupt meant for the SEND just done */
             if (rc < 0) {
                 fprintf(stderr, "stompd-failover-producer: %s\n", stompc_error(c));
                 status = 1;
@@ -275,7 +273,11 @@ int main(int argc, char **argv)
             break;
     }
     if (!status) {
-        rc = stompc_flush(c, (int)timeout);
+        int64_t until = now_ms() + timeout;
+        /* once more after an interrupt the first signal made for a SEND
+         * that had returned (the flag is cleared by the call it ends) */
+        while ((rc = stompc_flush(c, (int)(until > now_ms() ? until - now_ms() : 0))) == STOMPC_EINTR && stop == 1)
+            ;
         if (rc) {
             fprintf(stderr, "stompd-failover-producer: %s\n", stompc_error(c));
             status = 1;

@@ -27,9 +27,12 @@
  *     RECEIPT keep the messages that arrive meanwhile queued: none is lost.
  *     The queue has no bound of its own: what bounds it is what the broker
  *     may send before you acknowledge (a client or client-individual
- *     subscription's prefetch, activemq.prefetchSize); an ack:auto
- *     subscription on a busy destination can fill memory while a call
- *     waits long for its RECEIPT (a slow durable write, say).
+ *     subscription's prefetch, activemq.prefetchSize). An ack:auto
+ *     subscription has none: every call that reads (stompc_receive and
+ *     stompc_run too, not only one waiting for a RECEIPT) takes all the
+ *     broker sends, so a consumer slower than its destination's producers
+ *     grows the queue with the backlog. Subscribe with client or
+ *     client-individual ack and a prefetch to bound it.
  *
  * Allocation failure aborts the process, as everywhere in stompd.
  *
@@ -330,7 +333,10 @@ struct stompc_send_opts {
 
 /* Send len bytes of body (any bytes; content-length is always sent).
  * opts may be NULL. Returns once the frame is written (and, with
- * opts->wait, receipted). Without a connection, failover mode reconnects
+ * opts->wait, receipted): while the broker's flow control holds this
+ * producer (a full destination), it waits, for as long as that lasts, as
+ * an ActiveMQ producer does; stompc_interrupt ends the wait (the frame
+ * stays the client's). Without a connection, failover mode reconnects
  * first, waiting up to the URI's timeout option. With opts->wait,
  * STOMPC_ETIMEDOUT after receipt_timeout means only that: a failover
  * client still keeps the frame and resends it until it is receipted. */
@@ -383,9 +389,10 @@ int stompc_begin(struct stompc *c, const char *transaction) STOMPC_MUST_CHECK;
 int stompc_commit(struct stompc *c, const char *transaction) STOMPC_MUST_CHECK;
 int stompc_abort(struct stompc *c, const char *transaction) STOMPC_MUST_CHECK;
 
-/* Wait until every receipted frame has its RECEIPT (reconnecting and
- * resending as needed). STOMPC_EBROKER when the broker refused one of them
- * since the last flush. */
+/* Wait until what was sent is written and every receipted frame has its
+ * RECEIPT (reconnecting and resending as needed), timeout_ms at most (-1:
+ * no limit): STOMPC_ETIMEDOUT then. STOMPC_EBROKER when the broker refused
+ * one of them since the last flush. */
 int stompc_flush(struct stompc *c, int timeout_ms) STOMPC_MUST_CHECK;
 
 /* ------------------------------------------------------------ receiving */

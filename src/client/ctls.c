@@ -78,15 +78,23 @@ static void make_method(void)
 
 static void ssl_reason(char *out, size_t len)
 {
-    unsigned long e = ERR_peek_last_error();
-    const char *r = e ? ERR_reason_error_string(e) : NULL;
-    if (r)
+    /* the last error says what failed; a system call's failure (a missing
+     * --ca file) says its errno, not OpenSSL 3's "system lib" (helper-97) */
+    unsigned long e, last = 0, sys = 0;
+    while ((e = ERR_get_error()) != 0) {
+        if (ERR_GET_LIB(e) == ERR_LIB_SYS && !sys)
+            sys = e;
+        last = e;
+    }
+    const char *r = last ? ERR_reason_error_string(last) : NULL;
+    if (sys)
+        snprintf(out, len, "%s", strerror(ERR_GET_REASON(sys)));
+    else if (r)
         snprintf(out, len, "%s", r);
-    else if (e)
-        ERR_error_string_n(e, out, len);
+    else if (last)
+        ERR_error_string_n(last, out, len);
     else
         snprintf(out, len, "%s", errno ? strerror(errno) : "unknown error");
-    ERR_clear_error();
 }
 
 /* ------------------------------------------------------------ context */

@@ -724,12 +724,19 @@ static int ensure_connected(struct stompc *c, int64_t deadline)
 /* Wait (blocking mode) until the output buffer is written up to `end`,
  * or the connection of generation gen is gone. 0, or < 0 when the client
  * stopped. */
-static int drain(struct stompc *c, uint64_t gen, uint64_t end)
+/* Until what was queued up to end is written (or the connection changes),
+ * before deadline (-1: none; a SEND waits as long as the broker's flow
+ * control holds it, and stompc_interrupt ends that). */
+static int drain(struct stompc *c, uint64_t gen, uint64_t end, int64_t deadline)
 {
     while (c->gen == gen && c->state == CS_CONNECTED && c->out_written < end) {
-        int rc = pump(c, -1);
+        int rc = pump(c, deadline);
         if (rc < 0)
             return rc;
+        if (rc == 0)
+            return client_fail(c, STOMPC_ETIMEDOUT, "%llu byte(s) not written in time: the broker does not "
+                               "read them (its flow control holds this client?)",
+                               (unsigned long long)(end - c->out_written));
     }
     return 0;
 }
@@ -896,7 +903,7 @@ static int transmit(struct stompc *c, struct ofr *o, int flags)
         }
         rc = net_write(c);
         if (rc == 0 && !nb)
-            rc = drain(c, gen, end);
+            rc = drain(c, gen, end, -1);
         if (nb || (c->gen == gen && c->state == CS_CONNECTED))
             break; /* written (or, non-blocking, on its way) */
         if (rc < 0 && c->state != CS_LOST) {
@@ -927,7 +934,7 @@ static int transmit(struct stompc *c, struct ofr *o, int flags)
     if (replayed && !nb && c->state == CS_CONNECTED) {
         /* written with the replay: wait for that as for any write */
         uint64_t gen = c->gen;
-        if ((rc = drain(c, gen, c->out_queued)) < 0)
+        if ((rc = drain(c, gen, c->out_queued, -1)) < 0)
             return rc;
     }
     if (tracked && (flags & TX_WAIT))
@@ -1227,6 +1234,8 @@ static const char *const reserved_sub[] = {"destination", "id", "ack", "receipt"
 static int add_extra(struct stompc *c, struct ofr *o, const struct stompc_header *h, size_t n,
                      const char *const *reserved)
 {
+    if (n && !h)
+        return client_fail(c, STOMPC_EINVAL, "%zu extra headers, and no array of them (headers is NULL)", n);
     for (size_t i = 0; i < n; i++) {
         if (!h[i].name || !*h[i].name || !h[i].value)
             return client_fail(c, STOMPC_EINVAL, "extra header %zu has no name or no value", i);
@@ -1599,7 +1608,7 @@ int stompc_flush(struct stompc *c, int timeout_ms)
         /* frames sent with more and no receipt are only buffered */
         rc = net_write(c);
         if (rc == 0 && !c->nonblocking)
-            rc = drain(c, c->gen, c->out_queued);
+            rc = drain(c, c->gen, c->out_queued, deadline); /* helper-97: it waited for ever */
         if (rc < 0 && c->state != CS_LOST)
             return rc;
     }

@@ -270,6 +270,11 @@ static void sc_send(void)
     struct stompc_send_opts sbad = {.headers = bad, .nheaders = 1};
     FAILS(c, stompc_send(c, "/queue/send", "x", 1, &sbad), STOMPC_EINVAL, "content-length");
     FAILS(c, stompc_send(c, NULL, "x", 1, NULL), STOMPC_EINVAL, "no destination");
+    /* a count of extra headers without their array (helper-97: a crash) */
+    struct stompc_send_opts snull = {.headers = NULL, .nheaders = 2};
+    FAILS(c, stompc_send(c, "/queue/send", "x", 1, &snull), STOMPC_EINVAL, "headers is NULL");
+    FAILS(c, stompc_subscribe(c, "/queue/send-null", &(struct stompc_sub_opts){.nheaders = 1}), STOMPC_EINVAL,
+          "headers is NULL");
 
     struct stompc_msg *m = recv_msg(c, 5000);
     body_is(m, "plain");

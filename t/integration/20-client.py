@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 
-from stompd_test import BUILDDIR, SRCDIR, free_port
+from stompd_test import BUILDDIR, SRCDIR, free_port, http_request
 
 sys.path.insert(0, os.path.join(SRCDIR, "t", "client"))
 from clienttest import CONSUMER, PRODUCER, Tool, failover, live, tcp, value  # noqa: E402
@@ -129,9 +129,23 @@ def test_contrib_tools_help_and_usage():
 
 
 def test_contrib_tools_report_a_bad_url_and_a_dead_broker():
+    # a bad --url, --heart-beat or option value is bad usage: 2, as the manual pages say (helper-97)
     r = subprocess.run([PRODUCER, "--url", "failover:(tcp://h:1)?nope=1", "--dest", "/queue/x"],
                        capture_output=True, text=True, timeout=20)
-    assert r.returncode == 1 and "unknown option 'nope'" in r.stderr
+    assert r.returncode == 2 and "unknown option 'nope'" in r.stderr
+    for tool in (PRODUCER, CONSUMER):
+        for hb in ("1000,5abc", "-5,-5", "99999999999,1", "1000"):
+            r = subprocess.run([tool, "--url", "tcp://127.0.0.1:1", "--dest", "/queue/x", "--heart-beat", hb],
+                               capture_output=True, text=True, timeout=20)
+            assert r.returncode == 2 and "--heart-beat wants CX,CY" in r.stderr, (tool, hb, r.stderr)
+        r = subprocess.run([tool, "--url", "tcp://127.0.0.1:1", "--dest", "/queue/x", "--connect-timeout",
+                            "99999999999"], capture_output=True, text=True, timeout=20)
+        assert r.returncode == 2 and "from 1 to 2147483647" in r.stderr, r.stderr
+        # a TLS file that is not there says so (it said "system lib")
+        r = subprocess.run([tool, "--url", "ssl://127.0.0.1:1", "--dest", "/queue/x", "--ca", "/nonexistent/ca.pem"],
+                           capture_output=True, text=True, timeout=20)
+        assert r.returncode == 2 and "cannot load /nonexistent/ca.pem: No such file or directory" in r.stderr, \
+            r.stderr
     port = free_port()
     r = subprocess.run([CONSUMER, "--url", "tcp://127.0.0.1:%d" % port, "--dest", "/queue/x"],
                        capture_output=True, text=True, timeout=20)
@@ -265,6 +279,33 @@ def test_producer_waits_for_its_receipts_after_a_signal():
         finally:
             t.kill()
             fb.close()
+
+
+def test_a_producer_held_by_flow_control_stops_at_the_first_signal(broker_factory):
+    """A producer whose SEND the broker's flow control held (its
+    destination full, nobody consuming) went on after SIGTERM: that wait
+    for the write had no end, and the first signal did not interrupt it;
+    nor did --timeout bound the wait for receipts that followed, whose
+    flush waited for the write too (helper-97). Now the signal ends it, and
+    the program stops within --timeout."""
+    import re
+    import time
+    b = broker_factory({"broker.dest_memory_limit": "1MiB"})
+    t = Tool(PRODUCER, "--url", tcp(b), "--dest", "/queue/full", "--count", 50000, "--size", 1000,
+             "--quiet", "--timeout", 2000)
+    try:
+        deadline = time.time() + 60
+        while True:   # held: the queue is full
+            st, _, data = http_request(b.http_port, "GET", "/metrics")
+            if re.search(r'^stompd_destination_full\{[^}]*"/queue/full"[^}]*\} 1$', data.decode(), re.M):
+                break
+            assert time.time() < deadline and t.p.poll() is None, t.output()
+            time.sleep(0.1)
+        t.p.send_signal(signal.SIGTERM)
+        assert t.finish(30) == 1, t.output()   # 1: not every message was sent (nor receipted)
+        assert "still without RECEIPT after 2000 ms" in t.output(), t.output()
+    finally:
+        t.kill()
 
 
 def test_consumer_idle_exit(broker):
