@@ -589,6 +589,13 @@ static bool page_in(struct queue *q)
 {
     if (!q->paged || !pages(q) || key_cmp(q->limit, KEY_END) == 0)
         return false;
+    /* The window bounds what waits in memory, not what consumers hold: one
+     * with a prefetch of a million that never acked had the store read for
+     * it until it held 6 times broker.dest_memory_limit, and every producer
+     * paused at broker.memory_limit (helper-99). At its destination's
+     * limit no more is read; its acks make room, and dispatch comes back. */
+    if (q->dest->mem >= config.dest_memory_limit)
+        return false;
     if (q->window_bytes >= window())
         trim_beyond_limit(q);
     struct page_ctx x = {q, window() - q->window_bytes, 0, false, server_now_ms()};

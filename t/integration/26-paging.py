@@ -439,6 +439,43 @@ def test_deep_queues_do_not_fill_memory_with_their_windows(broker_factory):
     assert [int(m["n"]) for m in got] == list(range(300))
 
 
+def test_a_consumer_that_never_acks_holds_at_most_its_destinations_memory(broker_factory):
+    """The window bounds what waits in memory, not what consumers hold: a
+    client-individual consumer with a prefetch of a million that never
+    acked had the store read for it until it held 6 times
+    broker.dest_memory_limit and 3 times broker.memory_limit, which paused
+    every producer of the broker (helper-99). Paging stops at the
+    destination's limit; its acks make room again."""
+    b = broker_factory({"broker.dest_memory_limit": "1MiB", "broker.memory_limit": "4MiB",
+                        "broker.queue_window": "64KiB"})
+    body = b"x" * 1000
+    fill(b, "/queue/hoard", 5000, body=body)   # 5 MB, paged out
+    paged_out(b, "/queue/hoard", most=200)
+    c, got = take(b, "/queue/hoard", ack="client-individual", timeout=2.0,
+                  headers={"activemq.prefetchSize": "1000000"})
+    counters = console(b, "/api/counters")
+    # about 1 MiB of 1 KiB messages, never the 5,000
+    assert 500 < len(got) < 1500, len(got)
+    assert counters["memory_bytes"] < 2 << 20, counters
+    # others are served: a producer elsewhere is not paused
+    p = connected(b.port)
+    p.receipt("SEND", {"destination": "/queue/elsewhere", "persistent": "true"}, "e", b"y")
+    # its acks make room: the rest comes, in order
+    n = len(got)
+    while n < 5000:
+        for m in got:
+            c.send("ACK", {"id": m["ack"]})
+        got = [c.recv(timeout=60)]   # more comes (read from the store)
+        while True:
+            try:
+                got.append(c.recv(timeout=0.5))
+            except TimeoutError:
+                break
+        assert int(got[0]["n"]) == n, (got[0]["n"], n)
+        n += len(got)
+    assert n == 5000
+
+
 def test_messages_that_expire_in_the_store_only_are_swept(broker_factory):
     """The sweep looked at the messages in memory only: those of a deep
     queue that expired in the store stayed, counted as pending and holding
