@@ -59,8 +59,20 @@ bool dlq_move(struct qentry *e, const char *reason)
         snprintf(name, sizeof name, "%s", config.dlq);
         dlq = dest_get(name, NULL, &err);
     }
+    /* A non-persistent message would stay in the dead-letter queue's
+     * memory (a persistent one pages): with nobody reading it, one client
+     * NACKing everything filled broker.memory_limit and paused every
+     * producer (helper-99). At its limits it goes, as ActiveMQ discards
+     * every non-persistent dead letter (processNonPersistent=false). */
+    bool discard = dlq && !m->persistent && dest_is_full(dlq);
     if (!dlq) {
         log_err("cannot dead-letter %s from %s: %s", m->id, from->name, err);
+    } else if (discard) {
+        srv.st.dead_letters_discarded++;
+        log_debug("message %s from %s discarded: its dead-letter queue %s is full (%s)", m->id, from->name,
+                  dlq->name, reason);
+    }
+    if (!dlq || discard) {
         bool journaled = persist_dequeue(e);
         queue_entry_done(e);
         return journaled;

@@ -223,6 +223,7 @@ static void c_proto_errors(struct metrics_out *m) { one_u64(m, srv.st.protocol_e
 static void c_expired(struct metrics_out *m) { one_u64(m, srv.st.expired); }
 static void c_dropped(struct metrics_out *m) { one_u64(m, srv.st.dropped); }
 static void c_dead_lettered(struct metrics_out *m) { one_u64(m, srv.st.dead_lettered); }
+static void c_dead_letters_discarded(struct metrics_out *m) { one_u64(m, srv.st.dead_letters_discarded); }
 static void c_duplicates(struct metrics_out *m) { one_u64(m, srv.st.duplicates); }
 static void c_closed_temp(struct metrics_out *m) { one_u64(m, srv.st.closed_temp_dropped); }
 static void c_memory(struct metrics_out *m) { one_u64(m, (uint64_t)dest_total_mem()); }
@@ -568,6 +569,9 @@ static const struct family families[] = {
      "Messages discarded from non-durable topic subscriptions that read too slowly (broker.topic_pending_limit)",
      c_dropped},
     {"stompd_dead_lettered_total", "counter", "Messages moved to a dead-letter queue", c_dead_lettered},
+    {"stompd_dead_letters_discarded_total", "counter",
+     "Non-persistent messages discarded instead of dead-lettered: their dead-letter queue was full",
+     c_dead_letters_discarded},
     {"stompd_duplicates_total", "counter", "Resent duplicates dropped", c_duplicates},
     {"stompd_closed_temp_dropped_total", "counter",
      "Message copies sent to a temporary destination whose connection had closed (nobody can consume them)",

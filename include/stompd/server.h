@@ -22,6 +22,7 @@ struct server_stats {
     uint64_t protocol_errors;
     uint64_t expired;
     uint64_t dead_lettered;
+    uint64_t dead_letters_discarded; /* non-persistent, their dead-letter queue full (dlq.c) */
     uint64_t dropped;
     uint64_t duplicates;
     uint64_t closed_temp_dropped;  /* copies for a temporary destination whose connection had closed */

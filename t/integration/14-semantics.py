@@ -1,11 +1,12 @@
 """ActiveMQ semantics STOMP users carry over: prefetch, redelivery and
 dead letters, expiry, selectors, temporary destinations, durable topic
 subscriptions, exclusive consumers and message groups."""
+import re
 import time
 
 import pytest
 
-from stompd_test import Client, connected, http_json, wait_for
+from stompd_test import Client, connected, http_json, http_request, wait_for
 
 
 def drain(c, timeout=0.5, first=10.0):
@@ -111,6 +112,41 @@ def test_zero_redeliveries_first_nack_dead_letters(broker_factory):
     d = connected(b.port)
     d.send("SUBSCRIBE", {"id": "d", "destination": "/queue/ActiveMQ.DLQ"})
     assert d.recv().body == b"once"
+
+
+def test_non_persistent_dead_letters_stop_at_the_dead_letter_queues_limit(broker_factory):
+    """A non-persistent message dead-lettered stays in the dead-letter
+    queue's memory (a persistent one pages): one client NACKing everything,
+    and nobody reading the DLQ, filled broker.memory_limit and paused every
+    producer (helper-99). At the DLQ's limit they are discarded, and
+    counted, as ActiveMQ discards non-persistent dead letters; persistent
+    ones still go."""
+    b = broker_factory({"broker.max_redeliveries": "0", "broker.dest_memory_limit": "64KiB",
+                        "broker.memory_limit": "1MiB"})
+    p = connected(b.port)
+    c = connected(b.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/nacked", "ack": "client-individual"})
+    for i in range(300):   # 300 KB through a 64 KiB DLQ
+        p.receipt("SEND", {"destination": "/queue/nacked"}, "s%d" % i, b"x" * 1000)
+        c.send("NACK", {"id": c.recv()["ack"]})
+    p.receipt("SEND", {"destination": "/queue/nacked", "persistent": "true"}, "last", b"kept")
+    c.receipt("NACK", {"id": c.recv()["ack"]}, "n")
+    st, _, data = http_request(b.http_port, "GET", "/metrics")
+    text = data.decode()
+
+    def sample(name):
+        return int(float(re.search(r"^%s (\S+)$" % re.escape(name), text, re.M).group(1)))
+    dlq_mem = sample('stompd_destination_memory_bytes{destination="/queue/ActiveMQ.DLQ",type="queue"}')
+    assert dlq_mem <= (64 << 10) + 2000, dlq_mem
+    assert sample("stompd_dead_letters_discarded_total") >= 200
+    assert sample("stompd_memory_full") == 0
+    # the persistent one is there, after what was kept
+    d = connected(b.port)
+    d.send("SUBSCRIBE", {"id": "d", "destination": "/queue/ActiveMQ.DLQ"})
+    got = []
+    while not got or got[-1].body != b"kept":
+        got.append(d.recv())
+    assert 30 <= len(got) - 1 <= 66, len(got)   # 64 KiB of about 1.3 KB each (body and headers)
 
 
 def test_consumer_loss_counts_as_redelivery(broker_factory):
