@@ -37,9 +37,6 @@ static int64_t total_mem;
 /* Destinations with paused producers, so a global drain can wake them. */
 static struct dest **blocked_dests;
 static size_t nblocked_dests, cap_blocked_dests;
-/* A producer waits with the broker's memory at 90% or more: newcomers wait
- * behind it until it is woken (below 90%). */
-static bool global_waiters;
 
 static const struct {
     const char *prefix;
@@ -272,8 +269,6 @@ void dest_delete(struct dest *d)
             break;
         }
     }
-    if (!nblocked_dests)
-        global_waiters = false;
     if (sweep_next == d)
         sweep_next = d->hh.next;
     if (d->reclaim) {
@@ -299,7 +294,6 @@ void dest_free_all(void)
     free(blocked_dests);
     blocked_dests = NULL;
     nblocked_dests = cap_blocked_dests = 0;
-    global_waiters = false;
     free(reclaims);
     reclaims = NULL;
     nreclaims = cap_reclaims = 0;
@@ -449,16 +443,8 @@ static bool over(const struct dest *d, int64_t pct)
     return false;
 }
 
-/* Producers paused for room resume below 90% of the limit; one that came
- * meanwhile was let in up to 100%, so newcomers could keep the memory
- * between the two and the first ones paused for good (helper-99). While
- * some wait, in d or for the broker's memory, newcomers wait behind them. */
 bool dest_is_full(const struct dest *d)
 {
-    if (!TAILQ_EMPTY(&d->blocked))
-        return true;
-    if (global_waiters && total_mem * 100 >= config.memory_limit * 90)
-        return true;
     return over(d, 100);
 }
 
@@ -485,7 +471,6 @@ static void global_drained(void)
         else if (i < nblocked_dests && blocked_dests[i] == b)
             i++;
     }
-    global_waiters = false; /* below 90%: those still waiting wait for their destination */
     draining = false;
 }
 
@@ -513,14 +498,10 @@ void dest_mem_add(struct dest *d, int64_t bytes)
             }
         }
     }
-    if (!nblocked_dests)
-        global_waiters = false;
 }
 
 void dest_note_blocked(struct dest *d)
 {
-    if (total_mem * 100 >= config.memory_limit * 90)
-        global_waiters = true;
     if (!TAILQ_EMPTY(&d->blocked))
         return;
     if (nblocked_dests == cap_blocked_dests) {

@@ -185,45 +185,6 @@ def test_global_memory_limit_pauses_producers_everywhere(broker_factory):
     assert got == held + 1
 
 
-def test_producers_paused_for_room_are_not_passed_by_newcomers(broker_factory):
-    """Paused producers resume below 90% of the limit, but newcomers were
-    let in up to 100%: a consumer taking a little let another producer's
-    SENDs keep the memory between the two, and the first producer stayed
-    paused for good (helper-99). While producers wait, newcomers wait
-    behind them, in their destination and, near the broker's limit,
-    anywhere; below 90% all go on."""
-    b = broker_factory({"broker.memory_limit": "1MiB"})
-    body = b"m" * 65536
-    a = connected(b.port)
-    i = 0
-    while True:   # until A is paused: about 1 MiB of 64 KiB messages
-        a.send("SEND", {"destination": "/queue/fair-a", "receipt": "a%d" % i}, body)
-        try:
-            assert a.recv(timeout=0.5 if i >= 12 else 10.0)["receipt-id"] == "a%d" % i
-        except TimeoutError:
-            break
-        i += 1
-    # a consumer takes one (memory just under the limit, over 90%)
-    c = connected(b.port)
-    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/fair-a", "ack": "client-individual",
-                         "activemq.prefetchSize": "1"})
-    c.send("ACK", {"id": c.recv()["ack"]})
-    # a newcomer, to another queue and to A's: each waits behind A
-    n1 = connected(b.port)
-    n1.send("SEND", {"destination": "/queue/fair-b", "receipt": "n1"}, b"small")   # room for it
-    n2 = connected(b.port)
-    n2.send("SEND", {"destination": "/queue/fair-a", "receipt": "n2"}, b"small")
-    n1.expect_nothing(0.5)
-    n2.expect_nothing(0.1)
-    a.expect_nothing(0.1)
-    # below 90%: every one of them goes on
-    for _ in range(4):
-        c.send("ACK", {"id": c.recv(timeout=10)["ack"]})
-    assert a.recv(timeout=10)["receipt-id"] == "a%d" % i
-    assert n1.recv(timeout=10)["receipt-id"] == "n1"
-    assert n2.recv(timeout=10)["receipt-id"] == "n2"
-
-
 def body(i):
     return b"%06d" % i + b"." * (16384 - 6)
 
