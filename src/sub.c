@@ -313,6 +313,7 @@ void sub_deliver(struct sub *s, struct qentry *e)
         mid_add(t, e);
         t->inflight++;
         q->ninflight++;
+        q->inflight_bytes += (int64_t)e->msg->size;
         snprintf(ack, sizeof ack, "%" PRIu64, e->tag);
         msg_write_frame(e->msg, &c->st.out, c->version, q->dest->local_name, t->id, c->version >= STOMP_12 ? ack : NULL,
                         redelivered, e->redeliveries);
@@ -349,6 +350,7 @@ static void detach(struct sub *t, struct qentry *e)
     if (was_full && !full(t))
         room_back(t);
     e->q->ninflight--;
+    queue_inflight_less(e->q, (int64_t)e->msg->size);
 }
 
 static bool ack_one(struct sub *t, struct qentry *e)

@@ -476,6 +476,44 @@ def test_a_consumer_that_never_acks_holds_at_most_its_destinations_memory(broker
     assert n == 5000
 
 
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        v = f.read().rsplit(")", 1)[1].split()
+    return (int(v[11]) + int(v[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_paging_held_back_for_what_consumers_hold_neither_spins_nor_stalls_others(broker_factory):
+    """Paging stopped for a consumer holding its limit: the first version
+    (held back by the destination's memory) marked the queue for another
+    round every time, and the loop spun at 100% CPU; and memory that this
+    queue's consumer could never free (another selector's messages, another
+    subscriber's on the topic) stalled it (helper-100). Only what this
+    queue's consumers hold counts, and their acks wake it."""
+    b = broker_factory({"broker.dest_memory_limit": "64KiB", "broker.memory_limit": "4MiB",
+                        "broker.queue_window": "4KiB"})
+    # a selector consumer pages past messages it will never take
+    fill(b, "/queue/mixed", 40, body=b"b" * 1000, headers=lambda i: {"t": "b"})
+    paged_out(b, "/queue/mixed", most=10)
+    p = connected(b.port)
+    p.send("BEGIN", {"transaction": "t"})
+    for i in range(100):   # 100 KB that stay in memory: over the destination's limit
+        p.send("SEND", {"destination": "/queue/mixed", "transaction": "t", "t": "a"}, b"a" * 1000)
+    p.receipt("COMMIT", {"transaction": "t"}, "c")
+    c, got = take(b, "/queue/mixed", headers={"selector": "t = 'b'"})
+    assert len(got) == 40, len(got)
+    # after a restart (nothing in memory), a consumer that holds its limit
+    # and never acks: the broker idles
+    fill(b, "/queue/hoard", 300, body=b"x" * 1000)
+    assert b.stop() == 0
+    b.start()
+    h, got = take(b, "/queue/hoard", ack="client-individual", timeout=2.0,
+                  headers={"activemq.prefetchSize": "1000000"})
+    assert 40 < len(got) < 150, len(got)
+    t0 = cpu_seconds(b.proc.pid)
+    time.sleep(3)
+    assert cpu_seconds(b.proc.pid) - t0 < 1.0, "the loop spins"
+
+
 def test_messages_that_expire_in_the_store_only_are_swept(broker_factory):
     """The sweep looked at the messages in memory only: those of a deep
     queue that expired in the store stayed, counted as pending and holding
