@@ -354,8 +354,8 @@ static enum sub_verdict filter(struct queue *q, struct qentry *e)
 {
     enum sub_verdict v = SUB_YES;
     /* A durable wildcard subscription's copy kept while who would read it
-     * was not known (a store of an older release), of a topic its subscriber may not
-     * read (durable_may_read), was not its own either. */
+     * was not known (a store of an older release), of a topic its
+     * subscriber may not read (durable_may_read), was not its own either. */
     if (q->durable && !durable_may_read(q->durable, e->msg->dest))
         v = SUB_NO;
     else if (!e->unfiltered)
@@ -583,8 +583,6 @@ static void trim_beyond_limit(struct queue *q)
     over_window_note(q);
 }
 
-/* Read the next messages of a paged queue back from the store, up to the
- * window; returns whether anything was read. */
 /* The window bounds what waits in memory, not what consumers hold: one
  * with a prefetch of a million that never acked had the store read for it
  * until it held 6 times broker.dest_memory_limit, and every producer
@@ -605,6 +603,8 @@ void queue_inflight_less(struct queue *q, int64_t bytes)
         mark_dirty(q);
 }
 
+/* Read the next messages of a paged queue back from the store, up to the
+ * window; returns whether anything was read. */
 static bool page_in(struct queue *q)
 {
     if (!q->paged || !pages(q) || key_cmp(q->limit, KEY_END) == 0)
