@@ -131,10 +131,17 @@ def test_the_watchdog_hears_the_loop_until_the_stop(broker_factory):
         b.env = dict(ns.env(), WATCHDOG_USEC="200000")
         b.start(wait=False)
         ns.wait(lambda m: "READY" in m)
-        began = time.time()
-        for _ in range(5):
+        for _ in range(3):   # they come
             ns.wait(lambda m: "WATCHDOG" in m)
-        assert time.time() - began >= 0.35   # every 0.1 s: four intervals at least between five
+        # and no faster than every 0.1 s (a timer late under load catches up
+        # once, so a few more than ten in a second at most)
+        began, pings = time.time(), 0
+        while time.time() - began < 1.0:
+            try:
+                pings += "WATCHDOG=1" in ns.sock.recv(4096).decode()
+            except socket.timeout:
+                pass
+        assert pings <= 15, pings
         assert "systemd watchdog: telling it every 0.1 s" in b.log()
         b.proc.send_signal(signal.SIGTERM)
         ns.wait(lambda m: "STOPPING" in m)
