@@ -583,33 +583,11 @@ static void trim_beyond_limit(struct queue *q)
     over_window_note(q);
 }
 
-/* The window bounds what waits in memory, not what consumers hold: one
- * with a prefetch of a million that never acked had the store read for it
- * until it held 6 times broker.dest_memory_limit, and every producer
- * paused at broker.memory_limit (helper-99). Once this queue's consumers
- * hold the destination's limit, no more is read for them until they ack
- * (counted per queue: another queue's or subscription's memory must not
- * stall this one, helper-100). */
-static bool inflight_full(const struct queue *q)
-{
-    return q->inflight_bytes >= config.dest_memory_limit;
-}
-
-void queue_inflight_less(struct queue *q, int64_t bytes)
-{
-    bool was = inflight_full(q);
-    q->inflight_bytes -= bytes;
-    if (was && !inflight_full(q))
-        mark_dirty(q);
-}
-
 /* Read the next messages of a paged queue back from the store, up to the
  * window; returns whether anything was read. */
 static bool page_in(struct queue *q)
 {
     if (!q->paged || !pages(q) || key_cmp(q->limit, KEY_END) == 0)
-        return false;
-    if (inflight_full(q))
         return false;
     if (q->window_bytes >= window())
         trim_beyond_limit(q);
@@ -1191,8 +1169,7 @@ static void dispatch(struct queue *q, const struct sub_pass *pass)
         mark_dirty(q);
     q->rescan = false;
     /* room in the window again: the next round reads more */
-    if (q->paged && key_cmp(q->limit, KEY_END) != 0 && q->nconsumers && q->window_bytes < window() / 2 &&
-        !inflight_full(q)) /* (queue_inflight_less marks it when its consumers ack) */
+    if (q->paged && key_cmp(q->limit, KEY_END) != 0 && q->nconsumers && q->window_bytes < window() / 2)
         mark_dirty(q);
 }
 

@@ -23,9 +23,15 @@
 #include "stompd/txn.h"
 
 /* t (a top subscription) has as many deliveries in flight as it may */
+/* Full at its prefetch, or once what it holds unacked reaches
+ * broker.dest_memory_limit: one with a prefetch of a million that never
+ * acked had the store read for it until it held 6 times that, and every
+ * producer paused at broker.memory_limit (helper-99). Held back per
+ * subscription, the others on its queue still get the rest (a first
+ * version held the queue's paging back, helper-100, helper-101). */
 static bool full(const struct sub *t)
 {
-    return (int64_t)t->inflight - t->txn_room >= t->prefetch;
+    return (int64_t)t->inflight - t->txn_room >= t->prefetch || t->held_bytes >= config.dest_memory_limit;
 }
 
 bool sub_ready(const struct sub *s)
@@ -312,8 +318,8 @@ void sub_deliver(struct sub *s, struct qentry *e)
         TAILQ_INSERT_TAIL(&t->unacked, e, link);
         mid_add(t, e);
         t->inflight++;
+        t->held_bytes += (int64_t)e->msg->size;
         q->ninflight++;
-        q->inflight_bytes += (int64_t)e->msg->size;
         snprintf(ack, sizeof ack, "%" PRIu64, e->tag);
         msg_write_frame(e->msg, &c->st.out, c->version, q->dest->local_name, t->id, c->version >= STOMP_12 ? ack : NULL,
                         redelivered, e->redeliveries);
@@ -345,12 +351,12 @@ static void detach(struct sub *t, struct qentry *e)
     mid_del(t, e);
     bool was_full = full(t);
     t->inflight--;
+    t->held_bytes -= (int64_t)e->msg->size;
     if (e->in_txn_ack)
         t->txn_room--; /* out of flight: the room it left goes with it */
     if (was_full && !full(t))
         room_back(t);
     e->q->ninflight--;
-    queue_inflight_less(e->q, (int64_t)e->msg->size);
 }
 
 static bool ack_one(struct sub *t, struct qentry *e)

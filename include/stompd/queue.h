@@ -93,7 +93,6 @@ struct queue {
     uint64_t nresident;         /* of them, in memory */
     int64_t window_bytes;       /* pending persistent bytes in memory (what the window bounds) */
     uint64_t ninflight;
-    int64_t inflight_bytes;     /* of those: what paging stops at (broker.dest_memory_limit) */
     struct qentry *held;        /* every entry in memory (pending or in flight), by seq */
     /* paging: only queues whose messages the store indexes */
     struct buf kprefix;         /* the index prefix of its message keys (empty: none) */
@@ -172,9 +171,6 @@ void queue_unpark(struct queue *q, struct sub *s);
  * dispatch, from the top (a stopped dispatch goes on from its stop, then
  * sweeps from the top once more). */
 void queue_mark_dirty(struct queue *q);
-/* A delivery of `bytes` left flight (acked or given back): paging held
- * back at broker.dest_memory_limit may go on. */
-void queue_inflight_less(struct queue *q, int64_t bytes);
 /* Dispatch everything that can go now. Called from the before-sleep hook. */
 void queue_dispatch(struct queue *q);
 /* Run every queue marked dirty; returns true when one was dispatched. */

@@ -37,6 +37,7 @@ struct sub {
     enum ack_mode ack;
     uint32_t prefetch;
     uint32_t inflight;
+    int64_t held_bytes;          /* of those: full at broker.dest_memory_limit */
     uint32_t txn_room;           /* of those in flight, the ones an open transaction's held ACK
                                   * covers (txn.h): that much more room */
     struct qentry_list unacked;  /* in delivery order */

@@ -483,12 +483,12 @@ def cpu_seconds(pid):
 
 
 def test_paging_held_back_for_what_consumers_hold_neither_spins_nor_stalls_others(broker_factory):
-    """Paging stopped for a consumer holding its limit: the first version
-    (held back by the destination's memory) marked the queue for another
-    round every time, and the loop spun at 100% CPU; and memory that this
-    queue's consumer could never free (another selector's messages, another
-    subscriber's on the topic) stalled it (helper-100). Only what this
-    queue's consumers hold counts, and their acks wake it."""
+    """A consumer holding broker.dest_memory_limit is full, as at its
+    prefetch: the others on its queue get the rest. The first versions held
+    the queue's paging back instead: by the destination's memory, memory
+    this queue's consumer could never free (another selector's messages)
+    stalled it, and the loop spun at 100% CPU (helper-100); by what its
+    consumers held, one that never acked stalled the others (helper-101)."""
     b = broker_factory({"broker.dest_memory_limit": "64KiB", "broker.memory_limit": "4MiB",
                         "broker.queue_window": "4KiB"})
     # a selector consumer pages past messages it will never take
@@ -512,6 +512,9 @@ def test_paging_held_back_for_what_consumers_hold_neither_spins_nor_stalls_other
     t0 = cpu_seconds(b.proc.pid)
     time.sleep(3)
     assert cpu_seconds(b.proc.pid) - t0 < 1.0, "the loop spins"
+    # another consumer gets the rest
+    f, rest = take(b, "/queue/hoard", timeout=5.0)
+    assert len(got) + len(rest) == 300, (len(got), len(rest))
 
 
 def test_messages_that_expire_in_the_store_only_are_swept(broker_factory):
