@@ -520,11 +520,18 @@ struct principal *auth_anonymous(void)
     return A.anon;
 }
 
-struct principal *auth_user(const char *name)
+/* A user of the users file now, or NULL. */
+static struct user *find_user(const char *name)
 {
     struct user *u = NULL;
     if (A.users)
         HASH_FIND_STR(A.users->by_name, name, u);
+    return u;
+}
+
+struct principal *auth_user(const char *name)
+{
+    struct user *u = find_user(name);
     return u ? u->who : NULL;
 }
 
@@ -778,9 +785,7 @@ static void as_now(struct job *j)
             !strcmp(j->hash, A.fallback_password))
             now = A.fallback_who;
     } else {
-        struct user *u = NULL;
-        if (A.users)
-            HASH_FIND_STR(A.users->by_name, j->name, u);
+        struct user *u = find_user(j->name);
         if (u && !strcmp(u->hash, j->hash))
             now = u->who;
     }

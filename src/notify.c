@@ -133,13 +133,18 @@ static void watch_cb(struct ev_loop *loop, ev_prepare *w, int revents)
         send_state(false);
 }
 
+static void ping(ev_tstamp now)
+{
+    N.dog_last = now;
+    (void)sd_notify(0, "WATCHDOG=1");
+}
+
 static void dog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)w;
     (void)revents;
-    N.dog_last = ev_time();
-    (void)sd_notify(0, "WATCHDOG=1");
+    ping(ev_time());
 }
 
 void notify_alive(void)
@@ -147,10 +152,8 @@ void notify_alive(void)
     if (!N.on || !N.dog_every)
         return;
     ev_tstamp now = ev_time();
-    if (now - N.dog_last < N.dog_every)
-        return;
-    N.dog_last = now;
-    (void)sd_notify(0, "WATCHDOG=1");
+    if (now - N.dog_last >= N.dog_every)
+        ping(now);
 }
 
 void notify_start(struct ev_loop *loop)

@@ -66,6 +66,12 @@ static int scan_n(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
     return 0;
 }
 
+static uint32_t be32(const char *p)
+{
+    const uint8_t *u = (const uint8_t *)p;
+    return (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
+}
+
 static int scan_s(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
 {
     struct recovery *rc = ctx;
@@ -80,19 +86,16 @@ static int scan_s(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
     char *name = strndup(nul + 1, kl - 1 - (size_t)(nul - cid) - 1);
     /* value: u32 length + topic, u32 length + selector, and since
      * JOP_SUB_SET u32 length + reader */
-    const uint8_t *u = (const uint8_t *)v;
-    uint32_t l1 = (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
+    uint32_t l1 = be32(v);
     if (4 + (size_t)l1 + 4 > vl) {
         rc->bad++;
         goto out;
     }
     char *topic = strndup(v + 4, l1);
-    u = (const uint8_t *)v + 4 + l1;
-    uint32_t l2 = (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
+    uint32_t l2 = be32(v + 4 + l1);
     size_t end = 8 + (size_t)l1 + l2, l3 = 0;
     if (end + 4 <= vl) {
-        u = (const uint8_t *)v + end;
-        l3 = (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
+        l3 = be32(v + end);
         end += 4 + l3;
     }
     if (end != vl) {
