@@ -557,12 +557,12 @@ struct conn *conn_find(uint64_t id)
     return NULL;
 }
 
-void conn_kick(struct conn *c, const char *message)
+void conn_kick(struct conn *c, const char *message, const char *detail)
 {
     if (c->state >= CONN_CLOSING)
         return;
     clog_info(c, "closed: %s", message);
-    write_error(c, message, NULL, NULL, NULL, NULL);
+    write_error(c, message, NULL, detail, NULL, NULL);
 }
 
 /* Undo everything the connection holds in the broker: subscriptions give

@@ -892,7 +892,7 @@ static int delete_subscribed(struct http_req *h, struct dest *d, bool force)
     for (uint32_t i = 0; i < k; i++) {
         if ((i > 0 && v[i] == v[i - 1]) || v[i]->state >= CONN_CLOSING)
             continue;
-        conn_kick(v[i], reason);
+        conn_kick(v[i], reason, NULL);
         closed++;
     }
     free(v);
@@ -1352,7 +1352,7 @@ static void action_close(struct http_req *h)
     }
     if (may_close(h, c)) {
         log_info("console: connection %llu (%s) closed by %s", (unsigned long long)c->id, c->st.peer, actor(h));
-        conn_kick(c, "connection closed by an administrator (console)");
+        conn_kick(c, "connection closed by an administrator (console)", NULL);
         http_respond_json(h, 200, json_pack("{s:I}", "closed", (json_int_t)c->id));
     }
     json_decref(j);

@@ -120,6 +120,18 @@ static bool set_reader(struct durable *d, struct principal *who)
     return true;
 }
 
+void durable_readers_refresh(void)
+{
+    struct durable *d, *tmp;
+    HASH_ITER(hh, registry, d, tmp) {
+        if (!d->reader)
+            continue; /* not known: found out at the next SUBSCRIBE */
+        struct principal *now = reader_of_key(d->reader_key);
+        principal_unref(d->reader);
+        d->reader = now;
+    }
+}
+
 struct durable *durable_restore(struct dest *topic, const char *client_id, const char *name,
                                 const char *selector, struct selector *sel, const char *reader)
 {

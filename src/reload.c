@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "stompd/access.h"
 #include "stompd/acl.h"
 #include "stompd/auth.h"
 #include "stompd/cluster.h"
@@ -62,8 +63,7 @@ static const char *const tls_keys[] = {"tls.cert", "tls.key", "tls.ca", "tls.cip
                                        "tls.verify_clients", "tls.handshake_timeout", NULL};
 /* The users file and the ACL file are read again at every SIGHUP, changed
  * path or not: editing them is how users and permissions change. Open
- * connections keep who they logged in as; new CONNECTs and new frames
- * see the new files. */
+ * connections are then held to them as new ones are (access.h). */
 static const char *const users_keys[] = {"auth.users", "auth.anonymous", "auth.cache", "http.admin_user",
                                          "http.admin_password", "http.admin_group", NULL};
 static const char *const acl_keys[] = {"auth.acl", NULL};
@@ -234,6 +234,9 @@ int reload_now(void)
             }
         }
     }
+    /* the users file and the ACL were read again: open sessions are held
+     * to them as new ones are */
+    access_recheck();
     for (size_t i = 0; i < ch.n; i++)
         if (!reload_key_is_live(ch.names[i]))
             log_warn("reload: %s changed, but takes effect only at the next restart", ch.names[i]);

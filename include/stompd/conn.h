@@ -101,9 +101,11 @@ void conn_error_hdr(struct conn *c, const char *message, const char *receipt, co
  * once the frames read before it are answered (their RECEIPTs wait for the
  * store), nothing after it being read; then the close. */
 void conn_refuse(struct conn *c, const char *message, const char *receipt, const char *detail);
-/* Send ERROR and close after flushing it, for a reason that is not the
- * client's fault (the console closed it): not counted as a protocol error. */
-void conn_kick(struct conn *c, const char *message);
+/* Send ERROR (its body detail, or message when NULL) and close after
+ * flushing it, for a reason that is not the client's fault (the console
+ * closed it, a reload revoked its access): not counted as a protocol
+ * error. */
+void conn_kick(struct conn *c, const char *message, const char *detail);
 /* The open connection with this id (not one closing), or NULL. */
 struct conn *conn_find(uint64_t id);
 /* Its output from a held delivery on was dropped (the local log failed,

@@ -73,6 +73,8 @@ void durable_publish(struct dest *topic, const struct dest *origin, struct msg *
  * known for one restored from a store older than JOP_SUB_SET until someone
  * subscribes: true, and its backlog is checked again at delivery. */
 bool durable_may_read(const struct durable *d, const char *origin);
+/* After a reload of the users file: each reader as the file has it now. */
+void durable_readers_refresh(void);
 void durable_foreach(void (*fn)(struct durable *d, void *arg), void *arg);
 size_t durable_count(void);
 void durable_free_all(void);

@@ -1,7 +1,7 @@
 /* Who is asking: a user (from auth.users, or the console's fallback
- * admin) with its groups, or the anonymous client. Refcounted: a
- * connection keeps the principal it logged in as, so a reload of the
- * users file never changes an open session. The broker's own producers
+ * admin) with its groups, or the anonymous client. Refcounted: a reload
+ * of the users file makes new principals, and open connections move to
+ * their user's new one (access.h). The broker's own producers
  * (dead-letter moves, recovery) have no principal (NULL) and are never
  * refused. */
 #ifndef STOMPD_PRINCIPAL_H

@@ -1,8 +1,9 @@
 """SIGHUP reads the users and ACL files again, without a restart: new
-CONNECTs use the new users, open connections keep their session, new
-frames meet the new permissions, the console takes the new users too,
-and a file that no longer loads keeps the old one (the log says where it
-went wrong)."""
+CONNECTs use the new users, open connections are held to the new files
+(a changed password keeps the session; a user removed, or a read taken
+away, ends it), new frames meet the new permissions, the console takes
+the new users too, and a file that no longer loads keeps the old one
+(the log says where it went wrong)."""
 import base64
 import http.client
 import os
@@ -91,7 +92,7 @@ def test_users_file_reload(broker_factory, files):
     Client(b.port).connect(headers=login_headers("bob", "bob pw"), expect="ERROR")  # gone
     Client(b.port).connect(headers=login_headers("alice", "two"))
     Client(b.port).connect(headers=login_headers("dave", "dave pw"))
-    # the open connection keeps its session
+    # the open connection keeps its session: its password changed, its user stays
     old.receipt("SEND", {"destination": "/queue/still"}, "r1", b"still here")
     # the console too: alice is now in admins
     assert console(b, ("alice", "two")) == 200
@@ -138,6 +139,61 @@ def test_acl_file_reload(broker_factory, files):
     d = Client(b.port)
     d.connect(headers=login_headers("bob", "bob pw"))
     d.receipt("SEND", {"destination": "/queue/anything"}, "r4", b"ok")
+
+
+def test_a_reload_holds_open_sessions_to_the_new_files(broker_factory, tmp_path):
+    """Before, a connection kept its session as it logged in: a user removed,
+    a group left, a read taken away, and it went on receiving."""
+    users = str(tmp_path / "users")
+    write_users(users, {"alice": ("a", ["app"]), "bob": ("b", ["app"]), "dave": ("d", ["ops"]),
+                        "erin": ("e", ["admins"])})
+    acl = tmp_path / "acl"
+    rules = ("queue:work.> read=app write=app admin=app\n"
+             "queue:ops.> read=ops write=* admin=*\n"
+             "queue:> read=admins write=admins admin=admins\n")
+    acl.write_text(rules)
+    b = broker_factory({"auth.users": users, "auth.acl": str(acl)})
+
+    plain = Client(b.port)       # alice on /queue/work.a, one message held unacked
+    plain.connect(headers=login_headers("alice", "a"))
+    plain.receipt("SUBSCRIBE", {"id": "p", "destination": "/queue/work.a", "ack": "client"}, "r0")
+    assert send_own(plain, "/queue/work.a", b"held").body == b"held"
+    wild = Client(b.port)        # alice on every work queue, two of them now
+    wild.connect(headers=login_headers("alice", "a"))
+    wild.receipt("SEND", {"destination": "/queue/work.b"}, "r1", b"b1")
+    wild.receipt("SEND", {"destination": "/queue/work.secret"}, "r2", b"s1")
+    wild.receipt("SUBSCRIBE", {"id": "w", "destination": "/queue/work.>"}, "r3")
+    assert sorted(f.body for f in wild.recv_all(2)) == [b"b1", b"s1"]
+    gone = Client(b.port)        # bob, removed from the users file
+    gone.connect(headers=login_headers("bob", "b"))
+    ops = Client(b.port)         # dave, who leaves group ops
+    ops.connect(headers=login_headers("dave", "d"))
+    ops.receipt("SUBSCRIBE", {"id": "o", "destination": "/queue/ops.q"}, "r4")
+
+    write_users(users, {"alice": ("a", ["app"]), "dave": ("d", []), "erin": ("e", ["admins"])})
+    acl.write_text("queue:work.a read=admins write=app,admins admin=app\n"
+                   "queue:work.secret read=admins write=app,admins admin=app\n" + rules)
+    reload(b, ["reload: 3 connections closed (user gone or access revoked); wildcard subscriptions "
+                      "let go of 2 queues they may no longer read"])
+
+    f = gone.expect_error("logged out: the user is no longer in the users file")
+    assert "User 'bob'" in f.body.decode(), f
+    f = plain.expect_error("access denied: no read permission on /queue/work.a")
+    assert "subscription 'p' ends with the connection" in f.body.decode(), f
+    ops.expect_error("access denied: no read permission on /queue/ops.q")
+    # the wildcard consumer keeps work.b, and no longer takes work.a nor work.secret
+    reader = Client(b.port)
+    reader.connect(headers=login_headers("erin", "e"))
+    reader.receipt("SEND", {"destination": "/queue/work.secret"}, "r5", b"s2")
+    assert send_own(wild, "/queue/work.b", b"b2").body == b"b2"
+    wild.expect_nothing()
+    # what plain held went back to its queue, for one who may read it (not
+    # the wildcard consumer: every connection was judged before any closed)
+    reader.receipt("SUBSCRIBE", {"id": "x", "destination": "/queue/work.a"}, "r7")
+    f = reader.recv()
+    assert f.body == b"held" and f.get("redelivered") == "true", f
+    reader.receipt("SUBSCRIBE", {"id": "y", "destination": "/queue/work.secret"}, "r8")
+    assert reader.recv().body == b"s2"
 
 
 def test_auth_keys_reload_under_the_start_rules(broker_factory, tmp_path):
