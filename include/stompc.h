@@ -292,6 +292,14 @@ const char *stompc_error(const struct stompc *c);
  * failover cannot be acknowledged any more: the broker redelivers them, and
  * stompc_ack() on them does nothing (counted in stats.stale_acks).
  *
+ * A broker that refuses the login (an ERROR answering CONNECT that says
+ * "authentication failed", "password is invalid" or "access refused")
+ * ends the attempts at once before the first connection (STOMPC_EBROKER,
+ * the broker's words in stompc_error), as ActiveMQ's createConnection
+ * throws its JMSSecurityException: the same login would be refused for
+ * ever. After a connection it is retried on the schedule (a broker's
+ * users file may be mid-change), each refusal reported to on_error.
+ *
  * Waits up to the failover timeout (forever by default) for the first
  * connection; fails with STOMPC_ECONNECT when the attempts are exhausted.
  * In non-blocking mode it returns 0 once the attempts are under way; the

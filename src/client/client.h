@@ -174,6 +174,7 @@ struct stompc {
     int64_t connect_timeout_opt; /* stompc_options.connect_timeout (0: default) */
     char connect_err[1024];    /* why the last attempt failed */
     int connect_status;        /* ...and its status */
+    bool login_refused;        /* ...an ERROR refusing the login (net_login_refusal) */
     uint64_t rng;
 
     /* session state replayed after a reconnect */

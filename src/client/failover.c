@@ -230,6 +230,18 @@ static bool probing(const struct stompc *c)
 static int attempt_failed(struct stompc *c, size_t i, bool costly, int64_t now)
 {
     struct bstate *b = &c->bs[i];
+    if (c->state == CS_LOST && c->login_refused) {
+        /* Before the first connection the same login would only be
+         * refused again, for ever (ActiveMQ's createConnection throws its
+         * JMSSecurityException at once; helper-97). Once connected, a
+         * broker's users file may be mid-change: try on, and say so. */
+        if (!c->ever_connected) {
+            failover_abort_attempts(c);
+            client_gave_up(c, STOMPC_EBROKER, c->connect_err);
+            return STOMPC_EBROKER;
+        }
+        (void)client_event(c, CEV_ERROR, STOMPC_EBROKER, c->connect_err, NULL);
+    }
     if (costly) {
         b->costly++;
         b->refusals = 0;

@@ -416,6 +416,7 @@ static int attempt_fail(struct stompc *c, int status, const char *fmt, ...)
     vsnprintf(c->connect_err, sizeof c->connect_err, fmt, ap);
     va_end(ap);
     c->connect_status = status;
+    c->login_refused = false;
     return status;
 }
 
@@ -491,13 +492,30 @@ static bool offered(const struct stompc *c, const char *v)
     return false;
 }
 
+/* Does an ERROR answering CONNECT refuse the login? As stompd
+ * ("authentication failed"), ActiveMQ ("User name [x] or password is
+ * invalid.") and RabbitMQ ("Access refused for user 'x'") say it. */
+static bool login_refusal(const struct frame *f)
+{
+    static const char *const says[] = {"authentication failed", "password is invalid", "access refused"};
+    const char *msg = frame_get(f, "message");
+    char text[512];
+    snprintf(text, sizeof text, "%s %.*s", msg ? msg : "", (int)(f->body_len < 400 ? f->body_len : 400), f->body);
+    for (size_t i = 0; i < sizeof says / sizeof says[0]; i++)
+        if (strcasestr(text, says[i]))
+            return true;
+    return false;
+}
+
 /* The broker's answer to CONNECT: what it settles, kept in the attempt. */
 static int handshake_reply(struct stompc *c, struct attempt *a, const char *hp, struct frame *f)
 {
     if (f->cmd == CMD_ERROR) {
         char why[600];
         net_describe_error(f, why, sizeof why);
-        return attempt_fail(c, STOMPC_EBROKER, "connect to %s: %s", hp, why);
+        int rc = attempt_fail(c, STOMPC_EBROKER, "connect to %s: %s", hp, why);
+        c->login_refused = login_refusal(f);
+        return rc;
     }
     if (f->cmd != CMD_CONNECTED)
         return attempt_fail(c, STOMPC_EPROTO, "connect to %s: expected CONNECTED, got %s", hp, f->command);

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 
-from stompd_test import BUILDDIR, SRCDIR, free_port, http_request
+from stompd_test import BUILDDIR, SRCDIR, free_port, http_request, write_users
 
 sys.path.insert(0, os.path.join(SRCDIR, "t", "client"))
 from clienttest import CONSUMER, PRODUCER, Tool, failover, live, tcp, value  # noqa: E402
@@ -150,6 +150,40 @@ def test_contrib_tools_report_a_bad_url_and_a_dead_broker():
     r = subprocess.run([CONSUMER, "--url", "tcp://127.0.0.1:%d" % port, "--dest", "/queue/x"],
                        capture_output=True, text=True, timeout=20)
     assert r.returncode == 1 and "connect to 127.0.0.1:%d: Connection refused" % port in r.stderr
+
+
+def test_a_refused_login_ends_the_first_connection_and_is_reported_after_it(broker_factory, tmp_path):
+    """A failover client whose login the broker refused retried for ever
+    without a word (helper-97). Before its first connection it now stops
+    at once with the broker's words; once connected, it tries on and
+    reports each refusal."""
+    users = str(tmp_path / "users")
+    write_users(users, {"alice": ("right", [])})
+    b = broker_factory({"auth.users": users})
+    url = failover(b, free_port())  # a second broker that is not there changes nothing
+    for tool in (PRODUCER, CONSUMER):
+        r = subprocess.run([tool, "--url", url, "--dest", "/queue/x", "--count", "1", "--login", "alice",
+                            "--passcode", "wrong"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1, (tool, r.stdout, r.stderr)
+        assert "connect to 127.0.0.1:%d: broker ERROR: authentication failed" % b.port in r.stderr, r.stderr
+
+    cons = Tool(CONSUMER, "--url", url, "--dest", "/queue/x", "--count", 1, "--login", "alice",
+                "--passcode", "right")
+    try:
+        assert cons.wait_line("^connected to"), cons.output()
+        write_users(users, {"bob": ("b", [])})
+        b.proc.send_signal(signal.SIGHUP)  # alice is logged out, and refused when she comes back
+        assert cons.wait_line("^error: .*logged out"), cons.output()
+        assert cons.wait_line("^error: connect to .*authentication failed", count=2), cons.output()
+        write_users(users, {"alice": ("right", [])})
+        b.proc.send_signal(signal.SIGHUP)
+        assert cons.wait_line("^reconnected to"), cons.output()
+        r = subprocess.run([PRODUCER, "--url", tcp(b), "--dest", "/queue/x", "--count", "1", "--login", "alice",
+                            "--passcode", "right"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert cons.finish() == 0, cons.output()
+    finally:
+        cons.kill()
 
 
 def test_contrib_tools_connect_timeout_and_timestamps(broker_factory):
