@@ -18,6 +18,7 @@
 #include "stompd/principal.h"
 #include "stompd/proto.h"
 #include "stompd/server.h"
+#include "stompd/utf8.h"
 
 typedef int (*handler_fn)(struct conn *c, struct frame *f, uint64_t *lsn);
 
@@ -90,6 +91,33 @@ void proto_handle(struct conn *c, struct frame *f)
         free(receipt);
 }
 
+/* Names an earlier release kept without asking for UTF-8: their
+ * handlers refuse new ones and take the stored ones, so that what they
+ * hold can still be reached (a queue drained, a durable subscription
+ * removed). */
+static bool checked_where_used(const struct stomp_header *h)
+{
+    static const char *const names[] = {"destination", "client-id", "activemq.subscriptionName",
+                                        "durable-subscription-name", "durable-subscriber-name"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(h->name, names[i]))
+            return true;
+    return false;
+}
+
+/* The first header whose name or value is not UTF-8, or NULL. */
+static const struct stomp_header *not_utf8(const struct frame *f)
+{
+    for (size_t i = 0; i < f->nheaders; i++) {
+        const struct stomp_header *h = &f->headers[i];
+        if (!utf8_valid(h->name, h->name_len))
+            return h;
+        if (!utf8_valid(h->value, h->value_len) && !checked_where_used(h))
+            return h;
+    }
+    return NULL;
+}
+
 static void proto_dispatch(struct conn *c, struct frame *f, const char *receipt)
 {
     const struct command *cmd = f->cmd < CMD__COUNT ? &commands[f->cmd] : NULL;
@@ -103,6 +131,17 @@ static void proto_dispatch(struct conn *c, struct frame *f, const char *receipt)
         char detail[128];
         snprintf(detail, sizeof detail, "Got %s before CONNECT; send CONNECT (or STOMP) first.", f->command);
         conn_refuse(c, "not connected", receipt, detail);
+        return;
+    }
+    const struct stomp_header *bad = not_utf8(f);
+    if (bad) {
+        /* passed on, it would reach consumers whose STOMP library cannot
+         * decode it (stomp.py raises on such a MESSAGE) */
+        char detail[300];
+        bool name_ok = utf8_valid(bad->name, bad->name_len);
+        snprintf(detail, sizeof detail, "The %s of header '%.64s' is not valid UTF-8; STOMP's headers are UTF-8 text.",
+                 name_ok ? "value" : "name", name_ok ? bad->name : "?");
+        conn_refuse(c, "header not UTF-8", receipt && utf8_valid(receipt, strlen(receipt)) ? receipt : NULL, detail);
         return;
     }
     fail_message[0] = '\0';

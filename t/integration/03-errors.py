@@ -300,7 +300,7 @@ def test_a_reply_to_temporary_name_that_is_not_utf8_is_refused(broker):
     no replier could SEND to it (helper-84)."""
     c = connected(broker.port)
     c.send_raw(b"SEND\ndestination:/queue/req\nreply-to:/temp-queue/caf\xe9\nreceipt:r\n\nx\0")
-    c.expect_error("invalid reply-to header")
+    c.expect_error("The value of header 'reply-to' is not valid UTF-8")
     assert not [q["name"] for q in http_json(broker.http_port, "/api/queues") if "caf" in q["name"]]
 
 
@@ -320,6 +320,39 @@ def test_client_ids_and_durable_names_that_are_not_utf8_are_refused(broker):
                              "activemq.subscriptionName": "na\u00efve"}, "s")
     topic, = [t for t in http_json(broker.http_port, "/api/topics") if t["name"] == "/topic/t"]
     assert [(d["client_id"], d["name"]) for d in topic["durable_subscriptions"]] == [("caf\u00e9", "na\u00efve")]
+
+
+@pytest.mark.parametrize("frame", [
+    b"SEND\ndestination:/queue/u8\nreceipt:r\nbad:caf\xe9\n\nx\0",               # Latin-1
+    b"SEND\ndestination:/queue/u8\nbad\xff:x\n\nx\0",                             # a name
+    b"SEND\ndestination:/queue/u8\nreply-to:/queue/r\xc0\xaf\n\nx\0",             # overlong
+    b"SUBSCRIBE\nid:s\xed\xa0\x80\ndestination:/queue/u8\n\n\0",                 # a surrogate
+    b"SUBSCRIBE\nid:s\ndestination:/queue/u8\nselector:a = 'caf\xe9'\n\n\0",
+    b"CONNECT\naccept-version:1.2\nhost:x\nlogin:caf\xe9\n\n\0",
+])
+def test_a_header_that_is_not_utf8_is_refused(broker, frame):
+    """Header values other than names were passed on as they came: a SEND
+    with a Latin-1 header reached consumers whose library could not decode
+    it. STOMP's headers are UTF-8: an ERROR, that connection alone closed,
+    nothing sent; UTF-8 beyond ASCII goes."""
+    watcher = connected(broker.port)
+    watcher.receipt("SUBSCRIBE", {"id": "w", "destination": "/queue/u8"}, "w")
+    c = connected(broker.port) if not frame.startswith(b"CONNECT") else Client(broker.port)
+    c.send_raw(frame)
+    f = c.expect_error("not valid UTF-8")
+    assert f["message"] == "header not UTF-8", f
+    watcher.expect_nothing()
+    ok = connected(broker.port)
+    ok.receipt("SEND", {"destination": "/queue/u8", "note": "na\u00efve \u2603"}, "r", b"x")
+    m = watcher.recv()
+    assert m["note"] == "na\u00efve \u2603", m
+
+
+def test_a_receipt_that_is_not_utf8_is_not_echoed(broker):
+    c = connected(broker.port)
+    c.send_raw(b"SEND\ndestination:/queue/u8r\nreceipt:r\xff\n\nx\0")
+    f = c.expect_error("The value of header 'receipt' is not valid UTF-8")
+    assert "receipt-id" not in dict(f.headers), f
 
 
 def test_destination_limit(broker_factory):
