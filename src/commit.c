@@ -158,11 +158,6 @@ void op_wait_room(struct op *op, struct dest *d)
     log_debug("destination %s full (%lld bytes): producer paused", d->name, (long long)d->mem);
 }
 
-bool op_waits_room(const struct op *op)
-{
-    return waits(op);
-}
-
 void op_notify(struct op *op, void (*fn)(void *arg, bool ok), void *arg)
 {
     op->notify = fn;

@@ -535,6 +535,7 @@ json_t *console_scheduler_json(void)
     json_object_set_new(j, "non_persistent_bytes", json_integer((json_int_t)si.volatile_bytes));
     json_object_set_new(j, "waits_for_room", json_boolean(si.waiting_for_room));
     json_object_set_new(j, "room_waits", json_integer((json_int_t)si.holds));
+    json_object_set_new(j, "jobs_waiting_for_room", json_integer((json_int_t)si.waiting_jobs));
     json_object_set_new(j, "next_due_ms", si.next_due < 0 ? json_null() : json_integer((json_int_t)si.next_due));
     json_object_set_new(j, "next_due", time_json(si.next_due));
     return j;

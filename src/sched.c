@@ -59,8 +59,19 @@ struct job {
     uint64_t lsn;       /* the entry that put this record; UINT64_MAX until its batch closes */
     bool unassigned;    /* on the list of records waiting for their batch's lsn */
     TAILQ_ENTRY(job) ua_link;
+    struct park *park;  /* due, and waiting for room in its destination (in S.parked) */
+    TAILQ_ENTRY(job) park_link;
 };
 TAILQ_HEAD(job_list, job);
+
+/* A destination a due job would fire into is full: its jobs wait apart
+ * until it has room, and the others fire on. */
+struct park {
+    struct dest *d;
+    struct job_list jobs;   /* in the order they came due */
+    struct op *waiter;      /* waits for room in d (commit.c) */
+    UT_hash_handle hh;      /* S.parks, by d */
+};
 
 /* A job removed from memory whose removal the store has not indexed. */
 struct gone {
@@ -90,7 +101,10 @@ RB_PROTOTYPE(jtree, job, node, job_cmp)
 RB_GENERATE(jtree, job, node, job_cmp)
 
 static struct {
-    struct jtree tree;
+    struct jtree tree;              /* jobs in memory, but those parked */
+    struct jtree parked;            /* due jobs waiting for room, in key order too */
+    struct park *parks;
+    size_t nparked;
     struct job *by_id, *by_seq;
     size_t nmem;
     struct gone *gone;
@@ -108,9 +122,9 @@ static struct {
     bool gone_unassigned;           /* removals wait for a batch's lsn */
     bool running;
     ev_timer timer;
-    struct op *held;                /* the last turn's firings, waiting for room */
+    struct op *held;                /* the last turn's firings, waiting for room in the store */
     uint64_t fired, cancelled, holds;
-} S = {.tree = RB_INITIALIZER(&S.tree), .gone_list = TAILQ_HEAD_INITIALIZER(S.gone_list),
+} S = {.tree = RB_INITIALIZER(&S.tree), .parked = RB_INITIALIZER(&S.parked), .gone_list = TAILQ_HEAD_INITIALIZER(S.gone_list),
        .unassigned = TAILQ_HEAD_INITIALIZER(S.unassigned)};
 
 static void arm(void);
@@ -212,7 +226,15 @@ static void job_insert(struct job *j)
 
 static void job_remove(struct job *j)
 {
-    RB_REMOVE(jtree, &S.tree, j);
+    if (j->park) {
+        /* its park stays until its destination has room, perhaps empty */
+        RB_REMOVE(jtree, &S.parked, j);
+        TAILQ_REMOVE(&j->park->jobs, j, park_link);
+        j->park = NULL;
+        S.nparked--;
+    } else {
+        RB_REMOVE(jtree, &S.tree, j);
+    }
     HASH_DELETE(hh, S.by_id, j);
     HASH_DELETE(sh, S.by_seq, j);
     S.nmem--;
@@ -588,18 +610,73 @@ static void fire(struct job *j, struct op *op, int64_t now)
     job_free(j);
 }
 
-/* The scheduler is a producer like any other: once a turn's firings find
- * a destination full (its broker.dest_memory_limit, or broker.memory_limit
- * for the broker), nothing more fires until there is room again. A repeating
- * job has nobody to pause, so it would otherwise grow memory without bound
- * and in the end hold up every other producer. */
+/* The scheduler is a producer like any other, and waits for room as one
+ * does: a repeating job has nobody to pause, so it would otherwise grow
+ * memory without bound and in the end hold up every other producer. It
+ * waits per destination: a due job whose destination is full (its
+ * broker.dest_memory_limit, or broker.memory_limit for the broker) is
+ * parked until that one has room, and the jobs for other destinations
+ * fire on (one full destination held every firing, helper-99). A turn
+ * whose entry finds the store full (broker.store_limit) holds every
+ * firing, as the store is everyone's. */
 static void room_again(void *arg, bool ok)
 {
-    (void)arg;
     (void)ok;
-    S.held = NULL;
-    log_info("scheduler: room again, firing resumes");
+    struct park *p = arg;
+    if (!p) {
+        S.held = NULL;
+        log_info("scheduler: room in the store again, firing resumes");
+    } else {
+        struct job *j;
+        while ((j = TAILQ_FIRST(&p->jobs))) {
+            TAILQ_REMOVE(&p->jobs, j, park_link);
+            RB_REMOVE(jtree, &S.parked, j);
+            RB_INSERT(jtree, &S.tree, j);
+            j->park = NULL;
+            S.nparked--;
+        }
+        log_info("scheduler: room in %s again, its jobs fire", p->d->name);
+        HASH_DEL(S.parks, p);
+        free(p);
+    }
     arm();
+}
+
+/* The first full destination m would fire into, or NULL. */
+static struct dest *target_full(const struct msg *m)
+{
+    struct route r;
+    const char *err;
+    struct dest *full = NULL;
+    if (route_send(NULL, NULL, m->dest, true, &r, &err) == 0)
+        for (uint32_t i = 0; i < r.n && !full; i++)
+            if (dest_is_full(r.v[i]))
+                full = r.v[i];
+    route_free(&r);
+    return full;
+}
+
+static void park(struct job *j, struct dest *d)
+{
+    struct park *p;
+    HASH_FIND_PTR(S.parks, &d, p);
+    if (!p) {
+        if (!(p = calloc(1, sizeof *p)))
+            abort();
+        p->d = d;
+        TAILQ_INIT(&p->jobs);
+        HASH_ADD_PTR(S.parks, d, p);
+        S.holds++;
+        log_info("scheduler: %s is full; its jobs wait for room, the others fire on", d->name);
+        p->waiter = op_room(NULL, NULL, d);
+        op_notify(p->waiter, room_again, p);
+        op_submit(p->waiter); /* kept until d has room (or goes) */
+    }
+    RB_REMOVE(jtree, &S.tree, j);
+    RB_INSERT(jtree, &S.parked, j);
+    TAILQ_INSERT_TAIL(&p->jobs, j, park_link);
+    j->park = p;
+    S.nparked++;
 }
 
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -619,6 +696,12 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         }
         if (!j || j->key.due > now)
             break;
+        struct dest *full = target_full(j->msg);
+        if (full) {
+            park(j, full);
+            n++;
+            continue;
+        }
         if (!op) {
             /* every firing of this turn: one journal entry, one op */
             op = op_batch(NULL, NULL);
@@ -630,11 +713,12 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (op) {
         uint64_t lsn = persist_batch_end();
         op_batch_close(op, lsn);
-        if (op_waits_room(op)) {
+        /* a destination this turn filled: its next jobs are parked */
+        if (op->store_wait) {
             S.held = op;
             S.holds++;
             op_notify(op, room_again, NULL);
-            log_info("scheduler: a destination it fires into is full; firing waits for room");
+            log_info("scheduler: the store is full (broker.store_limit); firing waits for room");
         }
         op_submit(op); /* may free it (and call room_again) at once */
     }
@@ -702,6 +786,16 @@ void sched_stop(void)
         op_cancel_notify(S.held);
     S.held = NULL;
     struct job *j, *next;
+    while ((j = RB_MIN(jtree, &S.parked))) {
+        job_remove(j);
+        job_free(j);
+    }
+    struct park *p, *ptmp;
+    HASH_ITER(hh, S.parks, p, ptmp) {
+        op_cancel_notify(p->waiter); /* it goes when d has room, or goes */
+        HASH_DEL(S.parks, p);
+        free(p);
+    }
     for (j = RB_MIN(jtree, &S.tree); j; j = next) {
         next = RB_NEXT(jtree, &S.tree, j);
         job_remove(j);
@@ -728,7 +822,8 @@ void sched_info(struct sched_info *out)
     out->volatile_bytes = S.volatile_bytes;
     out->fired = S.fired;
     out->holds = S.holds;
-    out->waiting_for_room = S.held != NULL;
+    out->waiting_for_room = S.held != NULL || S.parks != NULL;
+    out->waiting_jobs = S.nparked;
     out->cancelled = S.cancelled;
     struct job *j = RB_MIN(jtree, &S.tree);
     out->next_due = j ? j->key.due : -1;
@@ -806,18 +901,25 @@ int sched_list(const char *after, size_t max, void (*fn)(void *arg, const struct
         buf_free(&b);
     }
     struct job probe = {.key = from};
-    struct job *t = RB_NFIND(jtree, &S.tree, &probe);
+    struct job *t = RB_NFIND(jtree, &S.tree, &probe), *pk = RB_NFIND(jtree, &S.parked, &probe);
     size_t i = 0, shown = 0;
-    while (shown < max && (t || i < x.n)) {
-        if (t && (i >= x.n || key_cmp(&t->key, &x.v[i]->key) < 0)) {
-            view(t, fn, arg);
+    while (shown < max && (t || pk || i < x.n)) {
+        /* the first of three in key order: in memory, parked, only in the store */
+        struct job *first = i < x.n ? x.v[i] : NULL;
+        if (t && (!first || key_cmp(&t->key, &first->key) < 0))
+            first = t;
+        if (pk && (!first || key_cmp(&pk->key, &first->key) < 0))
+            first = pk;
+        view(first, fn, arg);
+        if (first == t)
             t = RB_NEXT(jtree, &S.tree, t);
-        } else {
-            view(x.v[i++], fn, arg);
-        }
+        else if (first == pk)
+            pk = RB_NEXT(jtree, &S.parked, pk);
+        else
+            i++;
         shown++;
     }
-    *more = t != NULL || i < x.n;
+    *more = t || pk || i < x.n;
     for (size_t k = 0; k < x.n; k++) {
         msg_unref(x.v[k]->msg);
         free(x.v[k]);

@@ -85,7 +85,6 @@ void op_wait_room(struct op *op, struct dest *d);
 void op_wait_store(struct op *op);
 /* The store has room again: every op waiting for it goes on. */
 void op_store_free(void);
-bool op_waits_room(const struct op *op);
 /* An op without a connection (the console's sends) may ask to be told
  * when it is done: ok is false when the store refused it. */
 void op_notify(struct op *op, void (*fn)(void *arg, bool ok), void *arg);

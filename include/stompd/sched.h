@@ -65,8 +65,9 @@ struct sched_info {
     uint64_t volatile_jobs; /* non-persistent ones (memory only) */
     int64_t volatile_bytes; /* ...and their messages' bytes */
     uint64_t fired, cancelled;
-    uint64_t holds;         /* times firing waited for a full destination */
-    bool waiting_for_room;  /* it waits now */
+    uint64_t holds;         /* times firing waited for a full destination (or store) */
+    bool waiting_for_room;  /* it waits now (for one destination at least) */
+    uint64_t waiting_jobs;  /* due jobs waiting for room in their destination */
     int64_t next_due;       /* ms since the epoch; -1: none */
 };
 void sched_info(struct sched_info *out);

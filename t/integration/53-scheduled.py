@@ -345,3 +345,44 @@ def test_a_repeating_job_waits_while_its_destination_is_full(broker_factory, per
         assert recv_timed(c)[0].body == b"f" * 100000
         n += 1
     assert scheduler(b)["fired"] > fired
+
+
+@pytest.mark.parametrize("persistent", ["false", "true"])
+def test_a_full_destination_holds_only_its_own_jobs(broker_factory, persistent):
+    """A destination nobody reads fills up with a repeating job's copies:
+    every scheduled message waited with it, whatever its destination
+    (helper-99). Only that destination's jobs wait now; the others fire
+    on time, and are listed in due order with the waiting ones."""
+    b = broker_factory({"broker.dest_memory_limit": "256KiB"})
+    p = connected(b.port)
+    p.receipt("SEND", {"destination": "/queue/full", "AMQ_SCHEDULED_PERIOD": "10", "AMQ_SCHEDULED_REPEAT": "-1",
+                       "persistent": persistent}, "r", b"f" * 50000)
+    p.receipt("SEND", {"destination": "/queue/full", "AMQ_SCHEDULED_DELAY": "300", "persistent": persistent},
+              "r2", b"second")
+    deadline = time.time() + 30
+    while scheduler(b)["jobs_waiting_for_room"] < 2:
+        assert time.time() < deadline, scheduler(b)
+        time.sleep(0.05)
+    st = scheduler(b)
+    assert st["waits_for_room"] and st["room_waits"] == 1, st
+    # both waiting jobs are still listed (and cancellable) while they wait
+    assert sorted(j["destination"] for j in st["jobs"]) == ["/queue/full", "/queue/full"], st
+
+    c = subscriber(b, "/queue/elsewhere")
+    sent = time.time()
+    p.receipt("SEND", {"destination": "/queue/elsewhere", "AMQ_SCHEDULED_DELAY": "200", "persistent": persistent},
+              "r3", b"on time")
+    f, at = recv_timed(c)
+    assert f.body == b"on time" and at - sent >= 0.2, f
+    assert scheduler(b)["jobs_waiting_for_room"] == 2
+
+    # room again: the waiting ones fire, in due order
+    r = subscriber(b, "/queue/full", sid="r", headers={"ack": "auto"})
+    bodies = []
+    while b"second" not in bodies:
+        bodies.append(recv_timed(r)[0].body)
+    deadline = time.time() + 30
+    while scheduler(b)["jobs_waiting_for_room"] != 0:
+        assert time.time() < deadline, scheduler(b)
+        time.sleep(0.05)
+
