@@ -365,8 +365,21 @@ def test_a_full_destination_holds_only_its_own_jobs(broker_factory, persistent):
         time.sleep(0.05)
     st = scheduler(b)
     assert st["waits_for_room"] and st["room_waits"] == 1, st
-    # both waiting jobs are still listed (and cancellable) while they wait
-    assert sorted(j["destination"] for j in st["jobs"]) == ["/queue/full", "/queue/full"], st
+    # both waiting jobs are still listed, in due order, and cancellable while they wait
+    assert [j["destination"] for j in st["jobs"]] == ["/queue/full", "/queue/full"], st
+    assert [j["due_ms"] for j in st["jobs"]] == sorted(j["due_ms"] for j in st["jobs"]), st
+    p.receipt("SEND", {"destination": "/queue/full", "AMQ_SCHEDULED_DELAY": "1", "persistent": persistent},
+              "r4", b"cancelled")
+    while scheduler(b)["jobs_waiting_for_room"] < 3:
+        assert time.time() < deadline, scheduler(b)
+        time.sleep(0.05)
+    job = [j["id"] for j in scheduler(b)["jobs"] if j["body_bytes"] == len(b"cancelled")]
+    h = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=5)
+    h.request("POST", "/api/scheduler/cancel", body=json.dumps({"id": job[0]}),
+              headers={"Authorization": "Basic " + base64.b64encode(b"admin:admin").decode(),
+                       "Content-Type": "application/json"})
+    assert h.getresponse().status == 200
+    h.close()
 
     c = subscriber(b, "/queue/elsewhere")
     sent = time.time()
@@ -381,6 +394,7 @@ def test_a_full_destination_holds_only_its_own_jobs(broker_factory, persistent):
     bodies = []
     while b"second" not in bodies:
         bodies.append(recv_timed(r)[0].body)
+    assert b"cancelled" not in bodies
     deadline = time.time() + 30
     while scheduler(b)["jobs_waiting_for_room"] != 0:
         assert time.time() < deadline, scheduler(b)
