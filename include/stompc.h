@@ -292,13 +292,17 @@ const char *stompc_error(const struct stompc *c);
  * failover cannot be acknowledged any more: the broker redelivers them, and
  * stompc_ack() on them does nothing (counted in stats.stale_acks).
  *
- * A broker that refuses the login (an ERROR answering CONNECT that says
- * "authentication failed", "password is invalid" or "access refused")
- * ends the attempts at once before the first connection (STOMPC_EBROKER,
- * the broker's words in stompc_error), as ActiveMQ's createConnection
- * throws its JMSSecurityException: the same login would be refused for
- * ever. After a connection it is retried on the schedule (a broker's
- * users file may be mid-change), each refusal reported to on_error.
+ * Before the first connection, a round of attempts in which a broker
+ * refused the CONNECT for good and none accepted it ends the attempts
+ * (STOMPC_EBROKER, the broker's words in stompc_error), as ActiveMQ's
+ * createConnection throws its JMSSecurityException: the same CONNECT
+ * would be refused for ever. "For good" is an ERROR answering CONNECT
+ * that says "authentication failed", "password is invalid", "access
+ * refused" (stompd, ActiveMQ, RabbitMQ), or one of stompd's refusals of
+ * the CONNECT's own headers (invalid client-id, header not UTF-8, ...);
+ * not "too many logins in progress" nor "client-id already in use". After
+ * a connection such a refusal is retried on the schedule (a broker's
+ * users file may be mid-change), each one reported to on_error.
  *
  * Waits up to the failover timeout (forever by default) for the first
  * connection; fails with STOMPC_ECONNECT when the attempts are exhausted.

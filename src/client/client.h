@@ -174,7 +174,8 @@ struct stompc {
     int64_t connect_timeout_opt; /* stompc_options.connect_timeout (0: default) */
     char connect_err[1024];    /* why the last attempt failed */
     int connect_status;        /* ...and its status */
-    bool login_refused;        /* ...an ERROR refusing the login (net_login_refusal) */
+    bool refused_for_good;     /* ...an ERROR the same CONNECT would meet again (net.c) */
+    char round_refusal[1024];  /* the last such ERROR in this round of attempts ("": none) */
     uint64_t rng;
 
     /* session state replayed after a reconnect */

@@ -56,6 +56,7 @@ static void new_round(struct stompc *c)
 {
     uri_connect_order(&c->uri, c->last_failed, &c->rng, c->order);
     c->round_failed = 0;
+    c->round_refusal[0] = '\0';
     for (size_t i = 0; i < c->uri.nbrokers; i++)
         c->bs[i].failed_this_round = false;
 }
@@ -230,17 +231,10 @@ static bool probing(const struct stompc *c)
 static int attempt_failed(struct stompc *c, size_t i, bool costly, int64_t now)
 {
     struct bstate *b = &c->bs[i];
-    if (c->state == CS_LOST && c->login_refused) {
-        /* Before the first connection the same login would only be
-         * refused again, for ever (ActiveMQ's createConnection throws its
-         * JMSSecurityException at once; helper-97). Once connected, a
-         * broker's users file may be mid-change: try on, and say so. */
-        if (!c->ever_connected) {
-            failover_abort_attempts(c);
-            client_gave_up(c, STOMPC_EBROKER, c->connect_err);
-            return STOMPC_EBROKER;
-        }
-        (void)client_event(c, CEV_ERROR, STOMPC_EBROKER, c->connect_err, NULL);
+    if (c->state == CS_LOST && c->refused_for_good) {
+        snprintf(c->round_refusal, sizeof c->round_refusal, "%s", c->connect_err);
+        if (c->ever_connected) /* tried on (below), and said */
+            (void)client_event(c, CEV_ERROR, STOMPC_EBROKER, c->connect_err, NULL);
     }
     if (costly) {
         b->costly++;
@@ -260,6 +254,19 @@ static int attempt_failed(struct stompc *c, size_t i, bool costly, int64_t now)
     }
     if (c->round_failed < c->uri.nbrokers)
         return 0;
+    if (c->round_refusal[0] && !c->ever_connected) {
+        /* Before the first connection, a round in which a broker refused
+         * the CONNECT for good and none took it ends the attempts: the
+         * same CONNECT would only be refused again, for ever (ActiveMQ's
+         * createConnection throws its JMSSecurityException; helper-97).
+         * Once connected, a broker's users file may be mid-change: it
+         * tries on, each refusal reported. Another broker may take what
+         * one refuses (a rolling change of passwords, helper-104): the
+         * round ends first. */
+        failover_abort_attempts(c);
+        client_gave_up(c, STOMPC_EBROKER, c->round_refusal);
+        return STOMPC_EBROKER;
+    }
     c->failures++;
     if (uri_give_up(&c->uri, c->failures, !c->ever_connected))
         return give_up(c);

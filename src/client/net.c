@@ -416,7 +416,7 @@ static int attempt_fail(struct stompc *c, int status, const char *fmt, ...)
     vsnprintf(c->connect_err, sizeof c->connect_err, fmt, ap);
     va_end(ap);
     c->connect_status = status;
-    c->login_refused = false;
+    c->refused_for_good = false;
     return status;
 }
 
@@ -492,12 +492,17 @@ static bool offered(const struct stompc *c, const char *v)
     return false;
 }
 
-/* Does an ERROR answering CONNECT refuse the login? As stompd
- * ("authentication failed"), ActiveMQ ("User name [x] or password is
- * invalid.") and RabbitMQ ("Access refused for user 'x'") say it. */
-static bool login_refusal(const struct frame *f)
+/* Would the same CONNECT meet this ERROR again? A refused login, as
+ * stompd ("authentication failed"), ActiveMQ ("User name [x] or password
+ * is invalid.") and RabbitMQ ("Access refused for user 'x'") say it, and
+ * stompd's refusals of what the CONNECT itself says. Not a busy broker
+ * ("too many logins in progress"), nor a client-id still held by the
+ * session being replaced ("client-id already in use"). */
+static bool refused_for_good(const struct frame *f)
 {
-    static const char *const says[] = {"authentication failed", "password is invalid", "access refused"};
+    static const char *const says[] = {"authentication failed", "password is invalid", "access refused",
+                                       "header not utf-8",      "invalid client-id",   "client-id too long",
+                                       "unsupported protocol version", "invalid heart-beat"};
     const char *msg = frame_get(f, "message");
     char text[512];
     snprintf(text, sizeof text, "%s %.*s", msg ? msg : "", (int)(f->body_len < 400 ? f->body_len : 400), f->body);
@@ -514,7 +519,7 @@ static int handshake_reply(struct stompc *c, struct attempt *a, const char *hp, 
         char why[600];
         net_describe_error(f, why, sizeof why);
         int rc = attempt_fail(c, STOMPC_EBROKER, "connect to %s: %s", hp, why);
-        c->login_refused = login_refusal(f);
+        c->refused_for_good = refused_for_good(f);
         return rc;
     }
     if (f->cmd != CMD_CONNECTED)

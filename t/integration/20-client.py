@@ -186,6 +186,24 @@ def test_a_refused_login_ends_the_first_connection_and_is_reported_after_it(brok
         cons.kill()
 
 
+def test_a_refusal_by_one_broker_tries_the_others_first(broker_factory, tmp_path):
+    """A rolling change of passwords: one broker still has the old one. A
+    refusal ended the attempts before the broker that takes the new
+    password was tried (helper-104); a refusal of the CONNECT's own
+    headers ('header not UTF-8') retried for ever, silently."""
+    u_old, u_new = str(tmp_path / "users-old"), str(tmp_path / "users-new")
+    write_users(u_old, {"alice": ("old", [])})
+    write_users(u_new, {"alice": ("new", [])})
+    old = broker_factory({"auth.users": u_old}, name="old")
+    new = broker_factory({"auth.users": u_new}, name="new")
+    r = subprocess.run([PRODUCER, "--url", failover(old, new), "--dest", "/queue/x", "--count", "1", "--login",
+                        "alice", "--passcode", "new"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    r = subprocess.run([PRODUCER.encode(), b"--url", failover(new).encode(), b"--dest", b"/queue/x", b"--count",
+                        b"1", b"--login", b"alice", b"--passcode", b"caf\xe9"], capture_output=True, timeout=60)
+    assert r.returncode == 1 and b"header not UTF-8" in r.stderr, r
+
+
 def test_contrib_tools_connect_timeout_and_timestamps(broker_factory):
     paused = broker_factory(name="paused")
     paused.kill(signal.SIGSTOP)  # its kernel still completes TCP handshakes
