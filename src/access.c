@@ -12,6 +12,7 @@
 #include "stompd/access.h"
 #include "stompd/acl.h"
 #include "stompd/auth.h"
+#include "stompd/browse.h"
 #include "stompd/conn.h"
 #include "stompd/dest.h"
 #include "stompd/dname.h"
@@ -21,6 +22,7 @@
 #include "stompd/route.h"
 #include "stompd/server.h"
 #include "stompd/sub.h"
+#include "stompd/utf8.h"
 
 /* Is c's login still good? Then c->who is its user as the file has it
  * now. Else why not. */
@@ -43,6 +45,8 @@ static const char *login_gone(struct conn *c)
 /* Did a pattern of root's take q (not one the SUBSCRIBE named)? */
 static bool taken_by_pattern(const struct sub *root, const struct dest *q)
 {
+    if (q->kind != DEST_QUEUE)
+        return false; /* its patterns are queue patterns */
     for (uint32_t i = 0; i < root->nqpatterns; i++)
         if (dname_match(root->qpatterns[i], dest_short_name(q->name)))
             return true;
@@ -80,17 +84,20 @@ static bool revoked(struct conn *c, bool close, unsigned *legs)
 {
     const char *why = login_gone(c);
     const struct sub *s = why ? NULL : unreadable(c, legs);
-    if (!close || (!why && !s))
-        return why || s;
+    const char *queue = NULL, *browse = why || s ? NULL : browse_unreadable(c, &queue);
+    if (!close || (!why && !s && !browse))
+        return why || s || browse;
     char message[256], detail[1400];
     if (why) {
         snprintf(message, sizeof message, "logged out: %s", why);
-        snprintf(detail, sizeof detail, "User '%.128s': %s.", c->who->name, why);
+        snprintf(detail, sizeof detail, "User '%.*s': %s.", utf8_cut(c->who->name, 128), c->who->name, why);
     } else {
-        acl_explain(c->who, s->dest->name, ACL_READ, message, sizeof message, detail, sizeof detail);
+        const char *id = browse ? browse : (s->root ? s->root : s)->id;
+        acl_explain(c->who, browse ? queue : s->dest->name, ACL_READ, message, sizeof message, detail,
+                    sizeof detail);
         size_t n = strlen(detail);
-        snprintf(detail + n, sizeof detail - n, " The ACL changed (reloaded); subscription '%.128s' ends with the "
-                 "connection.", (s->root ? s->root : s)->id);
+        snprintf(detail + n, sizeof detail - n, " The ACL changed (reloaded); subscription '%.*s' ends with the "
+                 "connection.", utf8_cut(id, 128), id);
     }
     conn_kick(c, message, detail);
     return true;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/queue.h>
 
+#include "stompd/acl.h"
 #include "stompd/browse.h"
 #include "stompd/conn.h"
 #include "stompd/dest.h"
@@ -86,6 +87,16 @@ void browse_start(struct conn *c, const char *id, const char *queue, struct sele
 bool browse_has(const struct conn *c, const char *id)
 {
     return find(c, id) != NULL;
+}
+
+const char *browse_unreadable(const struct conn *c, const char **queue)
+{
+    for (const struct browse *b = c->browses; b; b = b->next)
+        if (!b->ended && !acl_allows_dest(c->who, b->queue, ACL_READ)) {
+            *queue = b->queue;
+            return b->id;
+        }
+    return NULL;
 }
 
 bool browse_stop(struct conn *c, const char *id)

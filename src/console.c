@@ -49,6 +49,7 @@
 #include "stompd/stream.h"
 #include "stompd/sub.h"
 #include "stompd/tls.h"
+#include "stompd/utf8.h"
 #include "stompd/ws.h"
 
 /* ------------------------------------------------------------ the broker's state, as JSON */
@@ -948,14 +949,9 @@ static void send_refused(struct http_req *h, const struct stomp_header *hs, size
     char msg[400];
     if (bad < n) {
         /* at most 64 bytes of the name, cut on a UTF-8 boundary */
-        size_t nl = hs[bad].name_len;
-        if (nl > 64) {
-            nl = 64;
-            while (nl && ((unsigned char)hs[bad].name[nl] & 0xc0) == 0x80)
-                nl--;
-        }
-        snprintf(msg, sizeof msg, "header \"%.*s%s\": %s%s", (int)strnlen(hs[bad].name, nl), hs[bad].name,
-                 nl < hs[bad].name_len ? "..." : "", err, limit);
+        int nl = utf8_cut(hs[bad].name, 64);
+        snprintf(msg, sizeof msg, "header \"%.*s%s\": %s%s", nl, hs[bad].name,
+                 (size_t)nl < hs[bad].name_len ? "..." : "", err, limit);
     } else {
         snprintf(msg, sizeof msg, "%s%s", err, limit);
     }

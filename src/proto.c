@@ -91,14 +91,14 @@ void proto_handle(struct conn *c, struct frame *f)
         free(receipt);
 }
 
-/* Names an earlier release kept without asking for UTF-8: their
- * handlers refuse new ones and take the stored ones, so that what they
+/* Values an earlier release kept without asking for UTF-8: their
+ * handlers refuse new names and take the stored ones, so that what they
  * hold can still be reached (a queue drained, a durable subscription
- * removed). */
+ * removed, or resumed: that needs its selector as it was, helper-104). */
 static bool checked_where_used(const struct stomp_header *h)
 {
     static const char *const names[] = {"destination", "client-id", "activemq.subscriptionName",
-                                        "durable-subscription-name", "durable-subscriber-name"};
+                                        "durable-subscription-name", "durable-subscriber-name", "selector"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!strcmp(h->name, names[i]))
             return true;
@@ -139,8 +139,8 @@ static void proto_dispatch(struct conn *c, struct frame *f, const char *receipt)
          * decode it (stomp.py raises on such a MESSAGE) */
         char detail[300];
         bool name_ok = utf8_valid(bad->name, bad->name_len);
-        snprintf(detail, sizeof detail, "The %s of header '%.64s' is not valid UTF-8; STOMP's headers are UTF-8 text.",
-                 name_ok ? "value" : "name", name_ok ? bad->name : "?");
+        snprintf(detail, sizeof detail, "The %s of header '%.*s' is not valid UTF-8; STOMP's headers are UTF-8 text.",
+                 name_ok ? "value" : "name", name_ok ? utf8_cut(bad->name, 64) : 1, name_ok ? bad->name : "?");
         conn_refuse(c, "header not UTF-8", receipt && utf8_valid(receipt, strlen(receipt)) ? receipt : NULL, detail);
         return;
     }

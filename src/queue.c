@@ -355,8 +355,11 @@ static enum sub_verdict filter(struct queue *q, struct qentry *e)
     enum sub_verdict v = SUB_YES;
     /* A durable wildcard subscription's copy kept while who would read it
      * was not known (a store of an older release), of a topic its
-     * subscriber may not read (durable_may_read), was not its own either. */
-    if (q->durable && !durable_may_read(q->durable, e->msg->dest))
+     * subscriber may not read (durable_may_read), was not its own either;
+     * nor is one a wildcard subscriber may no longer read (a reload took
+     * it away since, sub_may_read). */
+    if ((q->durable && !durable_may_read(q->durable, e->msg->dest)) ||
+        (q->owner && !sub_may_read(q->owner, e->msg->dest)))
         v = SUB_NO;
     else if (!e->unfiltered)
         return SUB_YES;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stompd/acl.h"
 #include "stompd/conn.h"
 #include "stompd/dest.h"
 #include "stompd/config.h"
@@ -550,6 +551,13 @@ static void attach(struct sub *s, struct dest *d)
 void sub_attach(struct sub *s, struct dest *d)
 {
     attach(s, d);
+}
+
+bool sub_may_read(const struct sub *s, const char *origin)
+{
+    if (!s->dest->pattern || !acl_active() || !s->conn->who || strncmp(origin, "/topic/", 7) != 0)
+        return true;
+    return acl_allows(s->conn->who, ACL_TOPIC, origin + 7, ACL_READ);
 }
 
 struct sub *sub_leg_on(struct sub *root, struct dest *d)

@@ -66,3 +66,14 @@ bool utf8_name_ok(const char *s, const char **why)
         }
     return true;
 }
+
+int utf8_cut(const char *s, size_t max)
+{
+    size_t n = strnlen(s, max + 1);
+    if (n > max) {
+        n = max;
+        while (n && ((unsigned char)s[n] & 0xc0) == 0x80)
+            n--; /* s[n] goes on a character begun before it */
+    }
+    return (int)n;
+}

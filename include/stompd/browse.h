@@ -18,6 +18,9 @@ struct selector;
 void browse_start(struct conn *c, const char *id, const char *queue, struct selector *sel);
 /* Is id one of c's browsing subscriptions? */
 bool browse_has(const struct conn *c, const char *id);
+/* A browse of c's still sending whose queue c's user may no longer read
+ * (after a reload, access.c): its id, and its queue in *queue; or NULL. */
+const char *browse_unreadable(const struct conn *c, const char **queue);
 /* UNSUBSCRIBE: stop browsing for id; false when id is no browse of c. */
 bool browse_stop(struct conn *c, const char *id);
 /* c's output drained: its browses go on. */

@@ -70,6 +70,10 @@ struct sub {
     bool cap_logged;             /* a root: a queue made later was not taken, and that was logged */
 };
 
+/* May s take a message published to the topic named origin? A wildcard
+ * topic subscription reads only the topics its user may now: a reload may
+ * have taken one away since the message reached its backlog (queue.c). */
+bool sub_may_read(const struct sub *s, const char *origin);
 /* The subscription a delivery counts against: a leg's root, else itself. */
 static inline struct sub *sub_top(struct sub *s) { return s->root ? s->root : s; }
 static inline bool sub_has_legs(const struct sub *s) { return s->spec != NULL; }

@@ -13,5 +13,8 @@ bool utf8_valid(const char *p, size_t n);
  * control character (C0 or DEL). If not, *why is "is not valid UTF-8"
  * or "has a control character". */
 bool utf8_name_ok(const char *s, const char **why);
+/* How much of the NUL-terminated s to print with %.*s to show at most max
+ * bytes without cutting a character in two. */
+int utf8_cut(const char *s, size_t max);
 
 #endif

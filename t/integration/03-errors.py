@@ -327,7 +327,6 @@ def test_client_ids_and_durable_names_that_are_not_utf8_are_refused(broker):
     b"SEND\ndestination:/queue/u8\nbad\xff:x\n\nx\0",                             # a name
     b"SEND\ndestination:/queue/u8\nreply-to:/queue/r\xc0\xaf\n\nx\0",             # overlong
     b"SUBSCRIBE\nid:s\xed\xa0\x80\ndestination:/queue/u8\n\n\0",                 # a surrogate
-    b"SUBSCRIBE\nid:s\ndestination:/queue/u8\nselector:a = 'caf\xe9'\n\n\0",
     b"CONNECT\naccept-version:1.2\nhost:x\nlogin:caf\xe9\n\n\0",
 ])
 def test_a_header_that_is_not_utf8_is_refused(broker, frame):
@@ -346,6 +345,34 @@ def test_a_header_that_is_not_utf8_is_refused(broker, frame):
     ok.receipt("SEND", {"destination": "/queue/u8", "note": "na\u00efve \u2603"}, "r", b"x")
     m = watcher.recv()
     assert m["note"] == "na\u00efve \u2603", m
+
+
+def test_the_error_for_a_header_not_utf8_is_utf8(broker):
+    c = connected(broker.port)
+    name = "a" + "\u00e9" * 40           # 81 bytes: shown to 64 at most, on a character
+    c.send_raw(b"SEND\ndestination:/queue/q\n" + name.encode() + b":\xe9t\xe9\n\n\0")
+    f = c.expect_error("header not UTF-8")
+    assert "header 'a%s'" % ("\u00e9" * 31) in f.body.decode("utf-8"), f
+
+
+def test_a_durable_subscription_with_a_selector_not_utf8_can_be_resumed(broker):
+    """An earlier release kept durable subscriptions whose selector was
+    not UTF-8; resuming one needs the selector as it was, or it is
+    replaced and its backlog dropped (helper-104): the selector is judged
+    by its parser, not refused for its bytes."""
+    sel = b"y = 1 OR x = 'caf\xe9'"
+    sub = (b"SUBSCRIBE\nid:d\ndestination:/topic/t\nactivemq.subscriptionName:n\nselector:" + sel +
+           b"\nreceipt:r\n\n\0")
+    c = connected(broker.port, headers={"client-id": "cid"})
+    c.send_raw(sub)
+    assert c.recv().command == "RECEIPT"
+    c.receipt("DISCONNECT", {}, "bye")
+    p = connected(broker.port)
+    p.receipt("SEND", {"destination": "/topic/t", "y": "1", "persistent": "true"}, "s", b"kept for n")
+    c = connected(broker.port, headers={"client-id": "cid"})
+    c.send_raw(sub)
+    assert c.recv().command == "RECEIPT"
+    assert c.recv().body == b"kept for n"
 
 
 def test_a_receipt_that_is_not_utf8_is_not_echoed(broker):

@@ -196,6 +196,96 @@ def test_a_reload_holds_open_sessions_to_the_new_files(broker_factory, tmp_path)
     assert reader.recv().body == b"s2"
 
 
+def revoking_broker(broker_factory, tmp_path, **extra):
+    """alice (group app) reads everything; revoke() takes work.secret away."""
+    users = str(tmp_path / "users")
+    write_users(users, {"alice": ("a", ["app"]), "erin": ("e", ["admins"])})
+    acl = tmp_path / "acl"
+    rules = ("queue:> read=app,admins write=app,admins admin=app,admins\n"
+             "topic:> read=app,admins write=app,admins admin=app,admins\n")
+    acl.write_text(rules)
+    settings = {"auth.users": users, "auth.acl": str(acl)}
+    settings.update(extra)
+    b = broker_factory(settings)
+
+    def revoke(kinds=("queue", "topic")):
+        acl.write_text("".join("%s:work.secret read=admins write=app,admins admin=app,admins\n" % k
+                               for k in kinds) + rules)
+        reload(b, [])
+    return b, revoke
+
+
+def test_a_browse_under_way_is_held_to_the_new_acl(broker_factory, tmp_path):
+    """A browser:true subscription paused half-way through a deep queue
+    went on to the end after its read was taken away (helper-104)."""
+    b, revoke = revoking_broker(broker_factory, tmp_path, **{"stomp.output_limit": "64KiB"})
+    p = Client(b.port)
+    p.connect(headers=login_headers("erin", "e"))
+    for i in range(400):
+        p.send("SEND", {"destination": "/queue/work.secret"}, b"x" * 8000)
+    p.receipt("SEND", {"destination": "/queue/work.secret"}, "done", b"x" * 8000)
+    br = Client(b.port, rcvbuf=4096, timeout=20)
+    br.connect(headers=login_headers("alice", "a"))
+    br.send("SUBSCRIBE", {"id": "b", "destination": "/queue/work.secret", "browser": "true"})
+    assert br.recv().command == "MESSAGE"   # it has begun, and waits for room
+    revoke()
+    while True:
+        f = br.recv()
+        assert f.command in ("MESSAGE", "ERROR"), f
+        assert f.get("browser") != "end", "the browse went on to its end"
+        if f.command == "ERROR":
+            break
+    assert f["message"] == "access denied: no read permission on /queue/work.secret", f
+    assert "subscription 'b' ends" in f.body.decode(), f
+
+
+def test_a_wildcard_topic_subscriptions_backlog_is_held_to_the_new_acl(broker_factory, tmp_path):
+    """Messages of a topic waiting in a wildcard subscription's backlog
+    were delivered after its read was taken away (helper-104): only new
+    publishes were checked."""
+    b, revoke = revoking_broker(broker_factory, tmp_path)
+    s = Client(b.port)
+    s.connect(headers=login_headers("alice", "a"))
+    s.receipt("SUBSCRIBE", {"id": "w", "destination": "/topic/work.>", "ack": "client-individual",
+                            "activemq.prefetchSize": "1"}, "r0")
+    p = Client(b.port)
+    p.connect(headers=login_headers("erin", "e"))
+    for i in range(5):
+        p.receipt("SEND", {"destination": "/topic/work.secret"}, "p%d" % i, b"secret %d" % i)
+    p.receipt("SEND", {"destination": "/topic/work.open"}, "po", b"open")
+    first = s.recv()
+    assert first.body == b"secret 0"
+    revoke(kinds=("topic",))
+    s.send("ACK", {"id": first["ack"]})
+    f = s.recv()
+    assert f.body == b"open", f               # the four secret ones left its backlog
+    s.send("ACK", {"id": f["ack"]})
+    s.expect_nothing()
+
+
+def test_a_composites_named_topic_is_not_taken_for_a_queue_patterns(broker_factory, tmp_path):
+    """/queue/work.>,/topic/work.secret: the topic's read taken away was
+    let go of quietly, as if the queue pattern had taken it (helper-104)."""
+    b, revoke = revoking_broker(broker_factory, tmp_path)
+    s = Client(b.port)
+    s.connect(headers=login_headers("alice", "a"))
+    s.receipt("SUBSCRIBE", {"id": "c", "destination": "/queue/work.>,/topic/work.secret"}, "r0")
+    revoke(kinds=("topic",))
+    s.expect_error("access denied: no read permission on /topic/work.secret")
+
+
+def test_the_revoking_error_cuts_a_long_id_on_a_character(broker_factory, tmp_path):
+    b, revoke = revoking_broker(broker_factory, tmp_path)
+    c = Client(b.port)
+    c.connect(headers=login_headers("alice", "a"))
+    sid = "s" + "\u00e9" * 100            # 201 bytes: shown to 128 at most
+    c.receipt("SUBSCRIBE", {"id": sid, "destination": "/queue/work.secret"}, "r0")
+    revoke()
+    f = c.recv()
+    assert f.command == "ERROR", f
+    assert "subscription 's%s' ends" % ("\u00e9" * 63) in f.body.decode("utf-8"), f
+
+
 def test_auth_keys_reload_under_the_start_rules(broker_factory, tmp_path):
     """auth.users and auth.anonymous change on SIGHUP, checked by the rules a
     start is checked by (against the listeners that are open): a change that
