@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
+#include <uthash.h>
 
 #include "stompd/browse.h"
 #include "stompd/config.h"
@@ -56,6 +57,85 @@ const char *conn_state_name(enum conn_state s)
     return state_names[s];
 }
 
+/* ------------------------------------------------------------ slots for clients that log in */
+
+/* Connections not logged in yet, oldest first, overall and by address:
+ * the last broker.reserved_connections slots of broker.max_connections
+ * are for clients that log in. Beyond the others, a newcomer closes one
+ * that has not: the oldest from its own address if it has another (one
+ * address flooding evicts its own), else the oldest. As the console's
+ * http.reserved_connections (helper-103: twenty sockets that never sent a
+ * byte kept every client out). */
+struct peer_waiting {
+    char addr[sizeof ((struct stream *)0)->peer];
+    TAILQ_HEAD(, conn) conns;
+    UT_hash_handle hh;
+};
+
+static TAILQ_HEAD(, conn) not_in = TAILQ_HEAD_INITIALIZER(not_in);
+static struct peer_waiting *waiting_by_addr;
+static size_t nwaiting;
+
+/* "host:port" or "[v6]:port" -> host */
+static void addr_of(const char *peer, char *out, size_t len)
+{
+    const char *colon = strrchr(peer, ':');
+    size_t n = colon ? (size_t)(colon - peer) : strlen(peer);
+    snprintf(out, len, "%.*s", (int)n, peer);
+}
+
+static void wait_begin(struct conn *c)
+{
+    char addr[sizeof c->st.peer];
+    addr_of(c->st.peer, addr, sizeof addr);
+    struct peer_waiting *pw;
+    HASH_FIND_STR(waiting_by_addr, addr, pw);
+    if (!pw) {
+        if (!(pw = calloc(1, sizeof *pw)))
+            abort();
+        memcpy(pw->addr, addr, sizeof pw->addr);
+        TAILQ_INIT(&pw->conns);
+        HASH_ADD_STR(waiting_by_addr, addr, pw);
+    }
+    TAILQ_INSERT_TAIL(&pw->conns, c, addr_link);
+    TAILQ_INSERT_TAIL(&not_in, c, wait_link);
+    c->waiting = pw;
+    nwaiting++;
+}
+
+static void wait_end(struct conn *c)
+{
+    struct peer_waiting *pw = c->waiting;
+    if (!pw)
+        return;
+    TAILQ_REMOVE(&pw->conns, c, addr_link);
+    TAILQ_REMOVE(&not_in, c, wait_link);
+    c->waiting = NULL;
+    nwaiting--;
+    if (TAILQ_EMPTY(&pw->conns)) {
+        HASH_DEL(waiting_by_addr, pw);
+        free(pw);
+    }
+}
+
+static void make_room(struct conn *newcomer)
+{
+    int64_t max = config.max_connections, reserve = config.reserved_connections;
+    if (reserve > max / 4)
+        reserve = max / 4;
+    if ((int64_t)nwaiting <= (max - reserve > 1 ? max - reserve : 1))
+        return;
+    struct conn *victim = TAILQ_FIRST(&newcomer->waiting->conns);
+    if (victim == newcomer)
+        victim = TAILQ_FIRST(&not_in);
+    if (victim == newcomer)
+        return;
+    srv.st.connections_evicted++;
+    clog_info(victim, "closed: not logged in, and clients not logged in hold the open slots "
+              "(broker.reserved_connections)");
+    conn_close(victim, "evicted for a newcomer (broker.reserved_connections)");
+}
+
 void conn_set_state(struct conn *c, enum conn_state to)
 {
     /* Only forward moves: handshake -> open -> closing -> dead. */
@@ -66,8 +146,10 @@ void conn_set_state(struct conn *c, enum conn_state to)
     if (to != c->state)
         clog_debug(c, "%s -> %s", state_names[c->state], state_names[to]);
     c->state = to;
-    if (to == CONN_OPEN)
+    if (to == CONN_OPEN) {
         stream_set_proven(&c->st);
+        wait_end(c);
+    }
 }
 
 void conn_frame_limits(struct frame_limits *lim)
@@ -134,6 +216,8 @@ struct conn *conn_new(int fd, const char *peer)
     srv.nconns++;
     srv.st.connections_total++;
     clog_debug(c, "accepted");
+    wait_begin(c);
+    make_room(c);
     return c;
 }
 
@@ -604,6 +688,7 @@ static void conn_closed(struct stream *s, const char *why)
     if (c->state != CONN_CLOSING)
         release_broker_state(c);
     conn_set_state(c, CONN_DEAD);
+    wait_end(c);
     commit_hold_forget(c);
     TAILQ_REMOVE(&srv.conns, c, link);
     srv.nconns--;

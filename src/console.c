@@ -437,9 +437,10 @@ json_t *console_rates_json(const char *dest)
 
 json_t *console_counters_json(void)
 {
-    json_t *c = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "connections",
+    json_t *c = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "connections",
                      (json_int_t)srv.nconns, "connections_total", (json_int_t)srv.st.connections_total,
-                     "connections_refused", (json_int_t)srv.st.connections_refused, "frames_in",
+                     "connections_refused", (json_int_t)srv.st.connections_refused, "connections_evicted",
+                     (json_int_t)srv.st.connections_evicted, "frames_in",
                      (json_int_t)srv.st.frames_in, "frames_out", (json_int_t)srv.st.frames_out, "messages_in",
                      (json_int_t)srv.st.messages_in, "messages_out", (json_int_t)srv.st.messages_out,
                      "protocol_errors", (json_int_t)srv.st.protocol_errors, "expired", (json_int_t)srv.st.expired,

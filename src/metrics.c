@@ -215,6 +215,7 @@ static void c_conns_open(struct metrics_out *m) { one_u64(m, srv.nconns); }
 static void c_lingering(struct metrics_out *m) { one_u64(m, stream_lingering()); }
 static void c_conns_total(struct metrics_out *m) { one_u64(m, srv.st.connections_total); }
 static void c_conns_refused(struct metrics_out *m) { one_u64(m, srv.st.connections_refused); }
+static void c_conns_evicted(struct metrics_out *m) { one_u64(m, srv.st.connections_evicted); }
 static void c_frames_in(struct metrics_out *m) { one_u64(m, srv.st.frames_in); }
 static void c_frames_out(struct metrics_out *m) { one_u64(m, srv.st.frames_out); }
 static void c_msgs_in(struct metrics_out *m) { one_u64(m, srv.st.messages_in); }
@@ -550,6 +551,9 @@ static const struct family families[] = {
     {"stompd_connections_open", "gauge", "Client connections open", c_conns_open},
     {"stompd_connections_total", "counter", "Client connections accepted", c_conns_total},
     {"stompd_connections_refused_total", "counter", "Client connections refused at the limit", c_conns_refused},
+    {"stompd_connections_evicted_total", "counter",
+     "Client connections not logged in closed to make room for a newcomer (broker.reserved_connections)",
+     c_conns_evicted},
     {"stompd_lingering_sockets", "gauge",
      "Sockets closed after their last answer that still drain what their peer sends (at most 256, 10 s each)",
      c_lingering},

@@ -17,6 +17,7 @@ struct config {
     int64_t memory_limit;
     int64_t dest_memory_limit;
     int64_t max_connections;
+    int64_t reserved_connections;
     int64_t max_destinations;
     int64_t max_queue_depth;
     int64_t queue_window;

@@ -77,6 +77,8 @@ struct conn {
     TAILQ_HEAD(, dest) temps;   /* temporary destinations it owns */
     uint64_t frames_in, frames_out;
     TAILQ_ENTRY(conn) link;     /* server's list of live connections */
+    struct peer_waiting *waiting; /* not logged in yet: its address's list (conn.c) */
+    TAILQ_ENTRY(conn) wait_link, addr_link;
     TAILQ_ENTRY(conn) held_link;
 };
 TAILQ_HEAD(conn_list, conn);

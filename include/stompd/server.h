@@ -15,6 +15,7 @@
 struct server_stats {
     uint64_t connections_total;
     uint64_t connections_refused;
+    uint64_t connections_evicted; /* not logged in, closed for a newcomer (broker.reserved_connections) */
     uint64_t frames_in;
     uint64_t frames_out;
     uint64_t messages_in;

@@ -1,7 +1,7 @@
 """Many concurrent connections, and the connection limit."""
 import socket
 
-from stompd_test import Client, connected, read_to_the_end
+from stompd_test import Client, connected, http_json, read_to_the_end
 
 
 def test_thousand_concurrent_connections(broker):
@@ -54,3 +54,43 @@ def test_a_client_refused_at_the_limit_reads_its_error_and_a_clean_end(broker_fa
         s.close()
         assert out.startswith(b"ERROR\nmessage:too many connections\n"), out
     held[0].receipt("SEND", {"destination": "/queue/l"}, "ok", b"x")
+
+
+def silent(port, source="127.0.0.1"):
+    """A socket that connects and never says a word."""
+    return socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+
+
+def closed(s):
+    s.settimeout(10)
+    try:
+        return s.recv(4096) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_sockets_that_never_log_in_cannot_lock_clients_out(broker_factory):
+    """Twenty sockets that never spoke held every slot of
+    broker.max_connections=20 until stomp.connect_timeout, and a stranger
+    who opened them again at once kept every client out (helper-103).
+    The last broker.reserved_connections slots (a quarter at most: 5) are
+    for clients that log in: a newcomer closes a connection that has not,
+    the oldest from its own address, else the oldest."""
+    b = broker_factory({"broker.max_connections": "20"})
+    stranger = [silent(b.port) for _ in range(20)]
+    # 15 may wait; each one beyond closed the stranger's oldest
+    assert all(closed(s) for s in stranger[:5])
+    # a client gets in, in place of the stranger's oldest
+    c = Client(b.port)
+    c.connect()
+    assert closed(stranger[5])
+    # a client that has not logged in yet is not closed by the stranger's
+    # newcomers: each of those closes the stranger's own oldest
+    late = socket.create_connection(("127.0.0.1", b.port), timeout=10, source_address=("127.0.0.2", 0))
+    more = [silent(b.port) for _ in range(30)]
+    assert all(closed(s) for s in stranger[6:] + more[:15])
+    late.sendall(b"CONNECT\naccept-version:1.2\nhost:x\n\n\0")
+    assert late.recv(4096).startswith(b"CONNECTED\n")
+    st = http_json(b.http_port, "/api/counters")
+    assert st["connections_evicted"] == 5 + 1 + 30 and st["connections_refused"] == 0, st
+    c.receipt("SEND", {"destination": "/queue/l"}, "ok", b"x")
