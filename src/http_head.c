@@ -179,6 +179,14 @@ const char *http_head_get(const struct http_head *h, const char *name)
     return NULL;
 }
 
+size_t http_head_count(const struct http_head *h, const char *name)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < h->nfields; i++)
+        n += !strcasecmp(h->fields[i].name, name);
+    return n;
+}
+
 void http_head_limits(size_t max_request)
 {
     /* http-parser's own cap on a head (80 KiB unless set) is one process-

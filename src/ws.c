@@ -202,6 +202,15 @@ void ws_handshake_check(const struct http_head *h, const char *origins, const ch
                            "(RFC 6455)", NULL);
     if (!has_token(h, "Connection", "Upgrade", false))
         return refuse_with(out, 400, "", "the Connection header must include Upgrade", NULL);
+    /* one value each: which of two would a proxy have checked? */
+    static const char *const once[] = {"Host", "Sec-WebSocket-Key", "Sec-WebSocket-Version", "Origin"};
+    for (size_t i = 0; i < sizeof once / sizeof once[0]; i++)
+        if (http_head_count(h, once[i]) > 1)
+            return refuse_with(out, 400, "", "a header that may come once came twice", once[i]);
+    /* what follows the head is WebSocket frames, never a body */
+    const char *cl = http_head_get(h, "Content-Length");
+    if (http_head_get(h, "Transfer-Encoding") || (cl && strcmp(cl, "0")))
+        return refuse_with(out, 400, "", "a WebSocket upgrade request has no body", NULL);
     const char *host = http_head_get(h, "Host");
     if (!host || !*host)
         return refuse_with(out, 400, "", "the Host header is missing", NULL);

@@ -37,6 +37,8 @@ void http_head_free(struct http_head *h);
 
 /* The first field of that name (case-insensitive), or NULL. */
 const char *http_head_get(const struct http_head *h, const char *name);
+/* How many fields have that name. */
+size_t http_head_count(const struct http_head *h, const char *name);
 
 #define HTTP_MAX_URL 4096 /* the longest request target the console reads */
 
