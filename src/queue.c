@@ -1089,6 +1089,13 @@ static void dispatch(struct queue *q, const struct sub_pass *pass)
     bool from = q->resuming;
     struct qkey fk = q->resume;
     q->resuming = false;
+    /* Something ahead of the stop may be taken now (a consumer ready
+     * again, or come; a message put back ahead of it): from the top, or a
+     * consumer would get what lies beyond the stop before what lies ahead
+     * of it (helper-102: a plain consumer that came while a selector's
+     * scan was stopped deep in a paged backlog got it out of order). */
+    if (from && q->rescan)
+        from = false;
     if (!from) {
         q->rescan = false; /* a sweep from the top sees everything */
         unpark_all(q);
@@ -1114,11 +1121,9 @@ static void dispatch(struct queue *q, const struct sub_pass *pass)
             if (!page_in(q)) {
                 /* a full window nobody takes from: skip it, once per
                  * round (the next round goes on). Only when every message
-                 * in it was refused: a sweep that went on from a stop
-                 * has not offered again what came ahead of the stop or
-                 * what a consumer ready since may take (the sweep from
-                 * the top asked for below does). */
-                if (skipped || (from && q->rescan) || !skip_window(q))
+                 * in it was refused (a sweep that goes on from a stop
+                 * does so only while nothing ahead of it may be taken). */
+                if (skipped || !skip_window(q))
                     break;
                 skipped = true;
                 mark_dirty(q);
@@ -1166,10 +1171,6 @@ static void dispatch(struct queue *q, const struct sub_pass *pass)
             break;
         e = next;
     }
-    /* A sweep that went on from a stop skipped what may be taken now ahead
-     * of that point: one more, from the top. */
-    if (from && q->rescan)
-        mark_dirty(q);
     q->rescan = false;
     /* room in the window again: the next round reads more */
     if (q->paged && key_cmp(q->limit, KEY_END) != 0 && q->nconsumers && q->window_bytes < window() / 2)

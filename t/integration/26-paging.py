@@ -685,3 +685,31 @@ def test_the_store_only_sweep_reads_a_window_of_expired_messages_at_a_time(broke
         assert time.time() < deadline, queue_info(b, "/queue/ActiveMQ.DLQ")
         time.sleep(0.5)
     assert "held: queues keep" not in b.log_since_start(), "the sweep filled memory"
+
+
+def test_a_consumer_ready_again_gets_what_lies_ahead_of_a_stopped_scan_first(broker_factory):
+    """A plain consumer at its prefetch, and a selector consumer refusing
+    one message after another, until the scan stopped (the selector
+    budget) deep in the queue. The plain consumer's ACK made it ready
+    again, and the scan went on from where it stopped: the plain consumer
+    got what lay beyond the stop before what lay ahead of it (helper-102:
+    about 130 inversions in 30,000, priorities too). Now the scan starts
+    again from the top."""
+    b = broker_factory({"broker.queue_window": "64KiB", "stomp.selector_budget": "1000"})
+    fill(b, "/queue/order", 2000, headers=lambda i: {"k": str(i % 1000), "priority": str(i % 3)})
+    s = connected(b.port)
+    s.receipt("SUBSCRIBE", {"id": "s", "destination": "/queue/order", "ack": "client-individual",
+                            "selector": "k = 777"}, "s")
+    c = connected(b.port)
+    c.receipt("SUBSCRIBE", {"id": "c", "destination": "/queue/order", "ack": "client-individual",
+                            "activemq.prefetchSize": "10"}, "c")
+    got = []
+    while True:
+        try:
+            m = c.recv(timeout=3.0)
+        except TimeoutError:
+            break
+        got.append((int(m["priority"]), int(m["n"])))
+        c.send("ACK", {"id": m["ack"]})
+    assert sorted(set(got)) == sorted((i % 3, i) for i in range(2000) if i % 1000 != 777)
+    assert got == sorted(got, key=lambda x: (-x[0], x[1]))
