@@ -63,6 +63,7 @@ void frame_free(struct frame *f)
     f->headers = NULL;
     f->body = NULL;
     f->nheaders = 0;
+    f->strings_len = 0;
     f->body_len = 0;
 }
 
@@ -257,6 +258,7 @@ static enum frame_status build(struct frame_parser *p, const char *data, size_t 
     }
     out->headers = hs;
     out->nheaders = nh;
+    out->strings_len = nh ? (size_t)(sp - hs[0].name) : 0;
     out->body = sp;
     memcpy(sp, data + p->hdr_end, body_len);
     sp[body_len] = '\0';

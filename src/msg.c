@@ -87,6 +87,7 @@ struct msg *msg_from_frame(struct frame *f, const char *dest, const char *id, ui
     f->headers = NULL;
     f->body = NULL;
     f->nheaders = 0;
+    f->strings_len = 0;
     finish(m);
     return m;
 }

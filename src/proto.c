@@ -108,6 +108,9 @@ static bool checked_where_used(const struct stomp_header *h)
 /* The first header whose name or value is not UTF-8, or NULL. */
 static const struct stomp_header *not_utf8(const struct frame *f)
 {
+    /* nearly always all of them are: one look at them all first */
+    if (f->strings_len && utf8_valid(f->headers[0].name, f->strings_len))
+        return NULL;
     for (size_t i = 0; i < f->nheaders; i++) {
         const struct stomp_header *h = &f->headers[i];
         if (!utf8_valid(h->name, h->name_len))

@@ -45,6 +45,8 @@ struct frame {
     char command[32]; /* the command as received (truncated), for error messages */
     uint32_t nheaders;
     struct stomp_header *headers;
+    size_t strings_len; /* frame_parse: every name and value lie together from headers[0].name, this
+                         * long with a NUL after each (0: not known) */
     char *body;       /* body_len bytes plus a NUL; may contain NULs */
     size_t body_len;
     void *mem;        /* one allocation owning headers, strings and body */
