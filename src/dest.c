@@ -311,12 +311,14 @@ static bool idle(const struct dest *d)
            d->nsubscribers == 0 && d->ndurables == 0 && TAILQ_EMPTY(&d->blocked) && !d->q.dirty && !d->q.gone;
 }
 
-/* The sweep looks at a bounded number of destinations each time and goes
- * on from there the next time, so its cost per sweep does not grow with
- * the number of destinations (an idle one goes after two visits). */
+/* The sweep looks at a bounded number of destinations at a time and goes
+ * on from there at the next turn of the loop, so no turn's cost grows
+ * with the number of destinations (an idle one goes after two visits);
+ * each sweep visits them all (helper-102: 1,024 a sweep took 50,000
+ * drained queues 49 minutes to go). */
 #define SWEEP_STEP 1024
 
-size_t dest_collect_idle(void)
+size_t dest_collect_idle(bool *more)
 {
     size_t n = 0;
     struct dest *d = sweep_next ? sweep_next : dests, *next;
@@ -335,6 +337,7 @@ size_t dest_collect_idle(void)
         }
     }
     sweep_next = d; /* NULL: the next sweep starts from the first */
+    *more = d != NULL;
     return n;
 }
 

@@ -292,6 +292,8 @@ static void spin_cb(struct ev_loop *loop, ev_idle *w, int revents)
     /* Nothing: its only job is to keep the loop from blocking. */
 }
 
+static void collect_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
 static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     if (srv.handing_over)
@@ -299,9 +301,23 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
     /* a heap of the messages in memory: the cost is what expires */
     queue_expire_due(server_now_ms());
     queue_expire_paged(server_now_ms()); /* and what is in the store only */
-    size_t n = dest_collect_idle();
+    collect_cb(loop, &srv.sweep_more, 0);
+}
+
+/* The idle destinations, a bounded step a turn until the sweep has
+ * visited them all. */
+static void collect_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    bool more;
+    size_t n = dest_collect_idle(&more);
     if (n)
         log_debug("%zu idle destinations removed", n);
+    if (more && !srv.handing_over) {
+        ev_timer_stop(loop, w);
+        ev_timer_set(w, 0., 0.);
+        ev_timer_start(loop, w);
+    }
 }
 
 static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
@@ -346,6 +362,7 @@ int server_init(struct ev_loop *loop)
     double sweep = (double)config.expiry_check_interval / 1000.0;
     ev_timer_init(&srv.sweep, sweep_cb, sweep, sweep);
     ev_timer_start(loop, &srv.sweep);
+    ev_timer_init(&srv.sweep_more, collect_cb, 0., 0.);
     return 0;
 }
 
@@ -422,6 +439,7 @@ void server_shutdown(void)
     dest_free_all();
     commit_free_all();
     ev_timer_stop(srv.loop, &srv.sweep);
+    ev_timer_stop(srv.loop, &srv.sweep_more);
     ev_prepare_stop(srv.loop, &srv.before_sleep);
     ev_idle_stop(srv.loop, &srv.spin);
 }

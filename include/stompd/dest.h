@@ -95,9 +95,11 @@ void dest_free_all(void);
  * with nothing sent to them in between: no message held anywhere, no
  * consumer, subscriber, durable subscription or paused producer. Each
  * call visits at most 1024 destinations, going on from where the last
- * stopped. Temporary ones go with their connection instead. Returns how
- * many went. */
-size_t dest_collect_idle(void);
+ * stopped; *more: the sweep has not come round to the first yet (the
+ * caller calls again soon, so that every sweep visits them all).
+ * Temporary ones go with their connection instead. Returns how many
+ * went. */
+size_t dest_collect_idle(bool *more);
 /* Delete the idle destinations that made room at broker.max_destinations
  * (still idle), before the loop sleeps. Returns how many went. */
 size_t dest_reclaim(void);

@@ -39,6 +39,7 @@ struct server {
     ev_idle spin;               /* keeps the loop from sleeping while work remains */
     ev_signal sigterm, sigint;
     ev_timer sweep;             /* expiry sweep */
+    ev_timer sweep_more;        /* ...its idle destinations, a step a turn */
     ev_timer stop_wait;         /* bounds a stopping master's wait for its slaves */
     bool handing_over;          /* stopping, the slaves not yet in step (server_stop) */
     bool store_failed;          /* nothing more can be made durable: stopping */
