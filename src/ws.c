@@ -295,6 +295,9 @@ size_t ws_next_unit(const char *p, size_t n)
  * trickled a byte at a time was echoed back. Frames are followed by
  * their headers; a header is handed only whole (at most 14 bytes wait
  * for the rest of it). */
+static uint64_t message_limit(void);
+static void too_big(struct ws *w);
+
 static size_t whole_control_frames(struct ws *w, const uint8_t *p, size_t n, size_t len)
 {
     uint64_t left = w->frame_left;
@@ -321,6 +324,12 @@ static size_t whole_control_frames(struct ws *w, const uint8_t *p, size_t n, siz
              * refuses it anyway): all of it, or not yet */
             if ((h[0] & 0x08u) && plen <= 125 && (have < left || len - give < left))
                 break;
+            /* a data frame too big: refused now, not once its payload
+             * begins (helper-103: 2^40 bytes announced, then silence) */
+            if (!(h[0] & 0x08u) && plen > message_limit()) {
+                too_big(w);
+                break;
+            }
         }
         size_t k = n - give < len - give ? n - give : len - give;
         if ((uint64_t)k > left)
@@ -385,6 +394,14 @@ static uint64_t message_limit(void)
     return (uint64_t)config.max_frame_size + MESSAGE_SLACK;
 }
 
+static void too_big(struct ws *w)
+{
+    char why[120];
+    snprintf(why, sizeof why, "message larger than %llu bytes (stomp.max_frame_size + 1KiB)",
+             (unsigned long long)message_limit());
+    fail(w, WS_CLOSE_TOO_BIG, why);
+}
+
 static void on_frame_start(wslay_event_context_ptr ctx, const struct wslay_event_on_frame_recv_start_arg *arg,
                            void *user)
 {
@@ -400,12 +417,8 @@ static void on_frame_start(wslay_event_context_ptr ctx, const struct wslay_event
     if (arg->opcode != WSLAY_CONTINUATION_FRAME)
         w->msg_len = 0;
     w->msg_len += arg->payload_length;
-    if (w->msg_len > message_limit()) {
-        char why[120];
-        snprintf(why, sizeof why, "message larger than %llu bytes (stomp.max_frame_size + 1KiB)",
-                 (unsigned long long)message_limit());
-        fail(w, WS_CLOSE_TOO_BIG, why);
-    }
+    if (w->msg_len > message_limit())
+        too_big(w);
 }
 
 /* Payload for the STOMP connection. */
