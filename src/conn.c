@@ -131,8 +131,9 @@ static void make_room(struct conn *newcomer)
     if (victim == newcomer)
         return;
     srv.st.connections_evicted++;
-    clog_info(victim, "closed: not logged in, and clients not logged in hold the open slots "
-              "(broker.reserved_connections)");
+    /* a flood's evictions are counted, not logged one by one */
+    clog_debug(victim, "closed: not logged in, and clients not logged in hold the open slots "
+               "(broker.reserved_connections)");
     conn_close(victim, "evicted for a newcomer (broker.reserved_connections)");
 }
 

@@ -713,7 +713,9 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (op) {
         uint64_t lsn = persist_batch_end();
         op_batch_close(op, lsn);
-        /* a destination this turn filled: its next jobs are parked */
+        /* a destination this turn filled parks its next jobs (target_full),
+         * and this turn's op waits for its room on its own; a full store
+         * holds every firing */
         if (op->store_wait) {
             S.held = op;
             S.holds++;
