@@ -105,6 +105,8 @@ static struct {
     struct jtree parked;            /* due jobs waiting for room, in key order too */
     struct park *parks;
     size_t nparked;
+    int64_t parked_bytes;           /* of window_bytes, the parked jobs': they cannot leave memory */
+    bool parks_full;                /* parked_bytes reached the window: every firing waits */
     struct job *by_id, *by_seq;
     size_t nmem;
     struct gone *gone;
@@ -224,17 +226,30 @@ static void job_insert(struct job *j)
         S.window_bytes += (int64_t)j->msg->size;
 }
 
+/* Out of its park, into the tree. */
+static void unpark(struct job *j)
+{
+    RB_REMOVE(jtree, &S.parked, j);
+    TAILQ_REMOVE(&j->park->jobs, j, park_link);
+    RB_INSERT(jtree, &S.tree, j);
+    j->park = NULL;
+    S.nparked--;
+    if (j->stored)
+        S.parked_bytes -= (int64_t)j->msg->size;
+}
+
+/* What the window bounds: persistent jobs in memory, but the parked ones
+ * (bounded apart: S.parks_full). */
+static int64_t tree_bytes(void)
+{
+    return S.window_bytes - S.parked_bytes;
+}
+
 static void job_remove(struct job *j)
 {
-    if (j->park) {
-        /* its park stays until its destination has room, perhaps empty */
-        RB_REMOVE(jtree, &S.parked, j);
-        TAILQ_REMOVE(&j->park->jobs, j, park_link);
-        j->park = NULL;
-        S.nparked--;
-    } else {
-        RB_REMOVE(jtree, &S.tree, j);
-    }
+    if (j->park)
+        unpark(j); /* its park stays until its destination has room, perhaps empty */
+    RB_REMOVE(jtree, &S.tree, j);
     HASH_DELETE(hh, S.by_id, j);
     HASH_DELETE(sh, S.by_seq, j);
     S.nmem--;
@@ -341,7 +356,7 @@ static bool evictable(const struct job *j)
 static void shrink(void)
 {
     struct job *j = RB_MAX(jtree, &S.tree), *prev;
-    for (int steps = 0; j && S.window_bytes > config.scheduler_window && steps < SHRINK_STEPS; steps++, j = prev) {
+    for (int steps = 0; j && tree_bytes() > config.scheduler_window && steps < SHRINK_STEPS; steps++, j = prev) {
         prev = RB_PREV(jtree, &S.tree, j);
         if (!evictable(j))
             continue;
@@ -393,7 +408,7 @@ static bool page_in(void)
 {
     if (!S.paged || !persist_has_store())
         return false;
-    struct page_ctx x = {config.scheduler_window - S.window_bytes, 0, false};
+    struct page_ctx x = {config.scheduler_window - tree_bytes(), 0, false};
     struct buf from = {0};
     struct skey before = S.limit;
     jkey_w(&from, S.limit.due, (uint8_t)(MSG_PRIORITIES - 1 - S.limit.rprio), S.limit.seq);
@@ -411,13 +426,13 @@ void sched_indexed(uint64_t lsn)
     struct gone *g;
     while ((g = TAILQ_FIRST(&S.gone_list)) && g->lsn <= lsn)
         gone_free(g);
-    if (S.window_bytes > config.scheduler_window)
+    if (tree_bytes() > config.scheduler_window)
         shrink();
 }
 
 bool sched_waits_for_index(void)
 {
-    return S.window_bytes > config.scheduler_window;
+    return tree_bytes() > config.scheduler_window;
 }
 
 bool sched_follows_index(void)
@@ -628,32 +643,38 @@ static void room_again(void *arg, bool ok)
         log_info("scheduler: room in the store again, firing resumes");
     } else {
         struct job *j;
-        while ((j = TAILQ_FIRST(&p->jobs))) {
-            TAILQ_REMOVE(&p->jobs, j, park_link);
-            RB_REMOVE(jtree, &S.parked, j);
-            RB_INSERT(jtree, &S.tree, j);
-            j->park = NULL;
-            S.nparked--;
-        }
+        while ((j = TAILQ_FIRST(&p->jobs)))
+            unpark(j);
         log_info("scheduler: room in %s again, its jobs fire", p->d->name);
         HASH_DEL(S.parks, p);
         free(p);
+        S.parks_full = false;
     }
     arm();
 }
 
-/* The first full destination m would fire into, or NULL. */
-static struct dest *target_full(const struct msg *m)
+/* Where m must wait: a destination it would fire into whose jobs wait
+ * already (behind them: a destination between 90% and full has no room
+ * for a job due later, which would pass them, helper-105), or that is
+ * full; NULL: nowhere. */
+static struct dest *must_wait(const struct msg *m)
 {
     struct route r;
     const char *err;
-    struct dest *full = NULL;
-    if (route_send(NULL, NULL, m->dest, true, &r, &err) == 0)
-        for (uint32_t i = 0; i < r.n && !full; i++)
+    struct dest *at = NULL;
+    if (route_send(NULL, NULL, m->dest, true, &r, &err) == 0) {
+        for (uint32_t i = 0; i < r.n && !at; i++) {
+            struct park *p;
+            HASH_FIND_PTR(S.parks, &r.v[i], p);
+            if (p)
+                at = r.v[i];
+        }
+        for (uint32_t i = 0; i < r.n && !at; i++)
             if (dest_is_full(r.v[i]))
-                full = r.v[i];
+                at = r.v[i];
+    }
     route_free(&r);
-    return full;
+    return at;
 }
 
 static void park(struct job *j, struct dest *d)
@@ -677,11 +698,13 @@ static void park(struct job *j, struct dest *d)
     TAILQ_INSERT_TAIL(&p->jobs, j, park_link);
     j->park = p;
     S.nparked++;
+    if (j->stored)
+        S.parked_bytes += (int64_t)j->msg->size;
 }
 
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    if (S.held || srv.handing_over)
+    if (S.held || S.parks_full || srv.handing_over)
         return; /* room_again arms the timer; a master handing over takes no new work */
     int64_t now = server_now_ms();
     struct op *op = NULL;
@@ -696,7 +719,18 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         }
         if (!j || j->key.due > now)
             break;
-        struct dest *full = target_full(j->msg);
+        struct dest *full = must_wait(j->msg);
+        if (full && j->stored && S.parked_bytes + (int64_t)j->msg->size > config.scheduler_window) {
+            /* Parked jobs cannot leave memory: past a window of them, every
+             * firing waits for one of their destinations to have room, as
+             * before they were parked (helper-105: every due job of a full
+             * destination was read in and parked) */
+            S.parks_full = true;
+            S.holds++;
+            log_info("scheduler: scheduled messages waiting for full destinations fill broker.scheduler_window; "
+                     "firing waits for room in one of them");
+            break;
+        }
         if (full) {
             park(j, full);
             n++;
@@ -726,7 +760,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
     if (S.held)
         return;
-    if (S.paged && S.window_bytes < config.scheduler_window / 2)
+    if (S.paged && tree_bytes() < config.scheduler_window / 2)
         page_in();
     if (n == FIRE_BATCH) {
         /* more are due: go on next turn, after the others' work */
@@ -740,7 +774,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void arm(void)
 {
-    if (!S.running || S.held)
+    if (!S.running || S.held || S.parks_full)
         return;
     ev_timer_stop(srv.loop, &S.timer);
     struct job *j = RB_MIN(jtree, &S.tree);
@@ -787,6 +821,7 @@ void sched_stop(void)
     if (S.held)
         op_cancel_notify(S.held);
     S.held = NULL;
+    S.parks_full = false;
     struct job *j, *next;
     while ((j = RB_MIN(jtree, &S.parked))) {
         job_remove(j);
@@ -824,7 +859,7 @@ void sched_info(struct sched_info *out)
     out->volatile_bytes = S.volatile_bytes;
     out->fired = S.fired;
     out->holds = S.holds;
-    out->waiting_for_room = S.held != NULL || S.parks != NULL;
+    out->waiting_for_room = S.held != NULL || S.parks_full || S.parks != NULL;
     out->waiting_jobs = S.nparked;
     out->cancelled = S.cancelled;
     struct job *j = RB_MIN(jtree, &S.tree);

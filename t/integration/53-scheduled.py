@@ -400,3 +400,78 @@ def test_a_full_destination_holds_only_its_own_jobs(broker_factory, persistent):
         assert time.time() < deadline, scheduler(b)
         time.sleep(0.05)
 
+
+def fill_to(b, dest, n):
+    """n messages on dest (the last one pauses the producer: the queue is
+    full), and the connection, which keeps them there."""
+    f = connected(b.port)
+    for i in range(n):
+        f.send("SEND", {"destination": dest}, b"m%d" % i)
+    deadline = time.time() + 30
+    while True:
+        c = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=5)
+        c.request("GET", "/api/queues?name=" + dest[len("/queue/"):],
+                  headers={"Authorization": "Basic " + base64.b64encode(b"admin:admin").decode()})
+        qs = json.loads(c.getresponse().read())
+        c.close()
+        if [q for q in qs if q["name"] == dest and q["pending"] == n]:
+            return f
+        assert time.time() < deadline, qs
+        time.sleep(0.05)
+
+
+def wait_scheduler(b, pred, what):
+    deadline = time.time() + 30
+    while not pred(scheduler(b)):
+        assert time.time() < deadline, (what, scheduler(b))
+        time.sleep(0.05)
+
+
+def test_a_job_due_later_waits_behind_the_parked_ones(broker_factory):
+    """A parked waits until its queue is under 90%; between 90% and full
+    the queue was not full for a job due later, which fired first, and a
+    stream of them kept A waiting (helper-105). A job whose destination has
+    jobs waiting waits behind them."""
+    b = broker_factory({"broker.max_queue_depth": "10"})
+    keep = fill_to(b, "/queue/full", 10)
+    p = connected(b.port)
+    p.receipt("SEND", {"destination": "/queue/full", "AMQ_SCHEDULED_DELAY": "50"}, "ra", b"A")
+    wait_scheduler(b, lambda st: st["jobs_waiting_for_room"] == 1, "A parked")
+    c = connected(b.port)
+    c.receipt("SUBSCRIBE", {"id": "s", "destination": "/queue/full", "ack": "client-individual",
+                            "activemq.prefetchSize": "1"}, "sub")
+    first = c.recv()                     # the queue at 9 of 10
+    p.receipt("SEND", {"destination": "/queue/full", "AMQ_SCHEDULED_DELAY": "50"}, "rb", b"B")
+    wait_scheduler(b, lambda st: st["jobs_waiting_for_room"] == 2, "B waits behind A")
+    got = [first.body]
+    while b"B" not in got:
+        c.send("ACK", {"id": first["ack"]})
+        first = c.recv()
+        got.append(first.body)
+    assert got.index(b"A") < got.index(b"B"), got
+    keep.close()
+
+
+def test_jobs_waiting_for_full_destinations_stay_within_the_window(broker_factory):
+    """Parked jobs cannot leave memory, and every due job of a full
+    destination was read in and parked: 1,500 of 4 KB with a 64 KiB
+    window (helper-105). Past a window of them, every firing waits."""
+    b = broker_factory({"broker.max_queue_depth": "1", "broker.scheduler_window": "64KiB"})
+    keep = fill_to(b, "/queue/full", 1)
+    p = connected(b.port)
+    p.timeout = 120   # hundreds of persistent SENDs under a sanitizer on a loaded machine
+    for i in range(600):
+        p.send("SEND", {"destination": "/queue/full", "AMQ_SCHEDULED_DELAY": "1000", "persistent": "true"},
+               b"x" * 4000)
+    p.receipt("SEND", {"destination": "/topic/sync"}, "sent", b"")  # (a queue of depth 1 would be full)
+    wait_scheduler(b, lambda st: st["room_waits"] >= 2, "firing waits once a window of jobs waits")
+    st = scheduler(b)
+    assert st["jobs_waiting_for_room"] <= 20 and st["in_memory"] <= 60, st
+    # room: they all come, in order
+    c = connected(b.port)
+    c.receipt("SUBSCRIBE", {"id": "s", "destination": "/queue/full", "ack": "auto"}, "sub")
+    for i in range(601):
+        c.recv(timeout=60)
+    wait_scheduler(b, lambda st: st["scheduled"] == 0, "all fired")
+    keep.close()
+
