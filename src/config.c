@@ -56,8 +56,8 @@ static const struct cfg_key keys[] = {
      "client connections accepted at once; further ones are refused with an ERROR"},
     {"broker.reserved_connections", CFG_INT, "16", 0, 1000000, NULL, OFF(reserved_connections),
      "slots of broker.max_connections (a quarter of them at most) kept for clients that log in: beyond the "
-     "others, a connection that has not logged in yet is closed to make room, the oldest of the newcomer's "
-     "address if it has another, else the oldest"},
+     "others, and at the limit, a connection that has not logged in yet is closed to make room, the oldest of "
+     "the address with the most waiting, else the oldest"},
     {"broker.max_consumers", CFG_INT, "1000000", 1, 100000000, NULL, OFF(broker_max_consumers),
      "destinations all subscriptions take from in all, across connections (stomp.max_consumers counts them "
      "per connection)"},

@@ -61,19 +61,22 @@ const char *conn_state_name(enum conn_state s)
 
 /* Connections not logged in yet, oldest first, overall and by address:
  * the last broker.reserved_connections slots of broker.max_connections
- * are for clients that log in. Beyond the others, a newcomer closes one
- * that has not: the oldest from its own address if it has another (one
- * address flooding evicts its own), else the oldest. As the console's
+ * are for clients that log in. Beyond the others, and at the limit, a
+ * newcomer closes one that has not logged in: the oldest from the address
+ * that has the most (one address flooding evicts its own, not the logins
+ * of a crowd behind another), else the oldest. As the console's
  * http.reserved_connections (helper-103: twenty sockets that never sent a
- * byte kept every client out). */
+ * byte kept every client out; helper-106: at the limit too). */
 struct peer_waiting {
     char addr[sizeof ((struct stream *)0)->peer];
     TAILQ_HEAD(, conn) conns;
+    uint32_t n;
     UT_hash_handle hh;
 };
 
 static TAILQ_HEAD(, conn) not_in = TAILQ_HEAD_INITIALIZER(not_in);
 static struct peer_waiting *waiting_by_addr;
+static struct peer_waiting *most; /* the address with the most, as last seen (NULL: none stands out) */
 static size_t nwaiting;
 
 /* "host:port" or "[v6]:port" -> host */
@@ -84,23 +87,32 @@ static void addr_of(const char *peer, char *out, size_t len)
     snprintf(out, len, "%.*s", (int)n, peer);
 }
 
-static void wait_begin(struct conn *c)
+static struct peer_waiting *waiting_at(const char *peer)
 {
-    char addr[sizeof c->st.peer];
-    addr_of(c->st.peer, addr, sizeof addr);
+    char addr[sizeof ((struct stream *)0)->peer];
+    addr_of(peer, addr, sizeof addr);
     struct peer_waiting *pw;
     HASH_FIND_STR(waiting_by_addr, addr, pw);
+    return pw;
+}
+
+static void wait_begin(struct conn *c)
+{
+    struct peer_waiting *pw = waiting_at(c->st.peer);
     if (!pw) {
         if (!(pw = calloc(1, sizeof *pw)))
             abort();
-        memcpy(pw->addr, addr, sizeof pw->addr);
+        addr_of(c->st.peer, pw->addr, sizeof pw->addr);
         TAILQ_INIT(&pw->conns);
         HASH_ADD_STR(waiting_by_addr, addr, pw);
     }
     TAILQ_INSERT_TAIL(&pw->conns, c, addr_link);
     TAILQ_INSERT_TAIL(&not_in, c, wait_link);
     c->waiting = pw;
+    pw->n++;
     nwaiting++;
+    if (!most || pw->n > most->n)
+        most = pw;
 }
 
 static void wait_end(struct conn *c)
@@ -111,11 +123,46 @@ static void wait_end(struct conn *c)
     TAILQ_REMOVE(&pw->conns, c, addr_link);
     TAILQ_REMOVE(&not_in, c, wait_link);
     c->waiting = NULL;
+    pw->n--;
     nwaiting--;
-    if (TAILQ_EMPTY(&pw->conns)) {
+    if (pw->n == 0) {
+        if (most == pw)
+            most = NULL;
         HASH_DEL(waiting_by_addr, pw);
         free(pw);
     }
+}
+
+/* Whom a newcomer from peer closes, beyond the share open to all (any) or
+ * at the limit (only where one address stands out, or more than the
+ * reserve wait: a full broker's one login in progress is not traded for
+ * the next); never newcomer itself. */
+static struct conn *victim_for(const char *peer, const struct conn *newcomer, bool any)
+{
+    struct peer_waiting *own = waiting_at(peer), *at = most;
+    if (own && (!at || own->n > at->n))
+        at = own;
+    struct conn *v = NULL;
+    if (at && at->n >= 2) {
+        v = TAILQ_FIRST(&at->conns);
+        if (v == newcomer)
+            v = TAILQ_NEXT(v, addr_link);
+    }
+    if (!v && (any || (int64_t)nwaiting > config.reserved_connections)) {
+        v = TAILQ_FIRST(&not_in);
+        if (v == newcomer)
+            v = TAILQ_NEXT(v, wait_link);
+    }
+    return v;
+}
+
+static void evict(struct conn *victim)
+{
+    srv.st.connections_evicted++;
+    /* a flood's evictions are counted, not logged one by one */
+    clog_debug(victim, "closed: not logged in, and clients not logged in hold the open slots "
+               "(broker.reserved_connections)");
+    conn_close(victim, "evicted for a newcomer (broker.reserved_connections)");
 }
 
 static void make_room(struct conn *newcomer)
@@ -125,16 +172,18 @@ static void make_room(struct conn *newcomer)
         reserve = max / 4;
     if ((int64_t)nwaiting <= (max - reserve > 1 ? max - reserve : 1))
         return;
-    struct conn *victim = TAILQ_FIRST(&newcomer->waiting->conns);
-    if (victim == newcomer)
-        victim = TAILQ_FIRST(&not_in);
-    if (victim == newcomer)
-        return;
-    srv.st.connections_evicted++;
-    /* a flood's evictions are counted, not logged one by one */
-    clog_debug(victim, "closed: not logged in, and clients not logged in hold the open slots "
-               "(broker.reserved_connections)");
-    conn_close(victim, "evicted for a newcomer (broker.reserved_connections)");
+    struct conn *v = victim_for(newcomer->st.peer, newcomer, true);
+    if (v)
+        evict(v);
+}
+
+bool conn_make_room(struct listener *l, const char *peer)
+{
+    (void)l;
+    struct conn *v = victim_for(peer, NULL, false);
+    if (v)
+        evict(v);
+    return v != NULL;
 }
 
 void conn_set_state(struct conn *c, enum conn_state to)

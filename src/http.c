@@ -824,6 +824,20 @@ static void refuse(struct listener *l, int fd)
     listener_say(fd, busy, (size_t)n);
 }
 
+/* The oldest connection that has not authenticated (but keep) goes. */
+static bool evict_unproven(const struct http_req *keep)
+{
+    struct http_req *old;
+    TAILQ_FOREACH(old, &H.conns, link)
+        if (!old->proven && old != keep && old->st.state == STREAM_OPEN)
+            break;
+    if (!old)
+        return false;
+    H.counters.evicted++;
+    stream_close(&old->st, "evicted: unauthenticated connections hold the console's open slots");
+    return true;
+}
+
 static void accept_http(struct listener *l, int fd, const char *peer)
 {
     struct http_req *r = calloc(1, sizeof *r);
@@ -843,16 +857,18 @@ static void accept_http(struct listener *l, int fd, const char *peer)
                           ? config.http_reserved_connections
                           : config.http_max_connections / 4;
     int64_t open_to_all = config.http_max_connections - reserve;
-    if (++H.unproven > (size_t)(open_to_all > 1 ? open_to_all : 1)) {
-        struct http_req *old;
-        TAILQ_FOREACH(old, &H.conns, link)
-            if (!old->proven && old != r && old->st.state == STREAM_OPEN)
-                break;
-        if (old) {
-            H.counters.evicted++;
-            stream_close(&old->st, "evicted: unauthenticated connections hold the console's open slots");
-        }
-    }
+    if (++H.unproven > (size_t)(open_to_all > 1 ? open_to_all : 1))
+        evict_unproven(r);
+}
+
+/* At http.max_connections: one that has not authenticated makes room,
+ * if more than the reserve have not (helper-106: the slots left over by
+ * those that have were all a stranger's). */
+static bool make_room(struct listener *l, const char *peer)
+{
+    (void)l;
+    (void)peer;
+    return H.unproven > (size_t)config.http_reserved_connections && evict_unproven(NULL);
 }
 
 int http_start(const struct http_site *site, char *err, size_t errlen)
@@ -873,6 +889,7 @@ int http_start(const struct http_site *site, char *err, size_t errlen)
     H.listener.limit_key = "http.max_connections";
     H.listener.max_conns = (uint32_t)config.http_max_connections;
     H.listener.accept = accept_http;
+    H.listener.make_room = make_room;
     /* over TLS, a plain-text 503 would be noise to the client */
     H.listener.refuse = config.http_tls ? NULL : refuse;
     H.listener.secure = config.http_tls ? tls_accept_client : NULL;

@@ -112,6 +112,7 @@ static int listen_ws(void)
     srv.ws.limit_key = "broker.max_connections";
     srv.ws.limit_with = &srv.stomp; /* one limit for every client connection */
     srv.ws.nodelay = true;
+    srv.ws.make_room = conn_make_room;
     srv.ws.accept = accept_ws;
     srv.ws.refuse = refuse_ws;
     if (listener_start(&srv.ws, config.ws_listen, err, sizeof err) != 0) {
@@ -135,6 +136,7 @@ static int listen_wss(void)
     srv.wss.limit_key = "broker.max_connections";
     srv.wss.limit_with = &srv.stomp;
     srv.wss.nodelay = true;
+    srv.wss.make_room = conn_make_room;
     srv.wss.accept = accept_ws;
     srv.wss.secure = tls_accept_client;
     if (listener_start(&srv.wss, config.wss_listen, err, sizeof err) != 0) {
@@ -158,6 +160,7 @@ static int listen_tls_clients(void)
     srv.stomp_tls.limit_key = "broker.max_connections";
     srv.stomp_tls.limit_with = &srv.stomp;
     srv.stomp_tls.nodelay = true;
+    srv.stomp_tls.make_room = conn_make_room;
     srv.stomp_tls.accept = accept_client;
     srv.stomp_tls.secure = tls_accept_client;
     if (listener_start(&srv.stomp_tls, config.stomp_tls_listen, err, sizeof err) != 0) {
@@ -184,6 +187,7 @@ int server_listen_clients(void)
     srv.stomp.limit_key = "broker.max_connections";
     srv.stomp.max_conns = (uint32_t)config.max_connections;
     srv.stomp.nodelay = true;
+    srv.stomp.make_room = conn_make_room;
     srv.stomp.accept = accept_client;
     srv.stomp.refuse = refuse;
     if (listener_start(&srv.stomp, config.stomp_listen, err, sizeof err) != 0) {

@@ -897,8 +897,10 @@ static void accept_cb(struct ev_loop *lp, ev_io *w, int revents)
                 log_warn("%s listener: accept: %s", l->name, strerror(errno));
             return;
         }
+        char peer[64];
+        stream_peer_name(&ss, peer, sizeof peer);
         const struct listener *lim = l->limit_with ? l->limit_with : l;
-        if (lim->max_conns && lim->nconns >= lim->max_conns) {
+        if (lim->max_conns && lim->nconns >= lim->max_conns && !(l->make_room && l->make_room(l, peer))) {
             l->refused++;
             if (l->refuse)
                 l->refuse(l, fd);
@@ -909,8 +911,6 @@ static void accept_cb(struct ev_loop *lp, ev_io *w, int revents)
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         }
-        char peer[64];
-        stream_peer_name(&ss, peer, sizeof peer);
         l->accepted++;
         l->accept(l, fd, peer);
     }

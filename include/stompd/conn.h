@@ -87,6 +87,10 @@ TAILQ_HEAD(conn_list, conn);
 void conn_frame_limits(struct frame_limits *lim);
 /* A connection on an accepted socket. */
 struct conn *conn_new(int fd, const char *peer);
+/* A client listener at broker.max_connections: close a connection that
+ * has not logged in, for a newcomer from peer, where one address holds
+ * several or more than broker.reserved_connections wait (listener.make_room). */
+bool conn_make_room(struct listener *l, const char *peer);
 void conn_set_state(struct conn *c, enum conn_state to);
 const char *conn_state_name(enum conn_state s);
 

@@ -280,6 +280,10 @@ struct listener {
     /* Optional: write a protocol-level "too many connections" answer to a
      * refused socket before it is closed. */
     void (*refuse)(struct listener *l, int fd);
+    /* Optional: at the limit, close a connection that has not logged in
+     * to make room for a newcomer from peer ("host:port"); true if it did
+     * (the newcomer is then accepted). */
+    bool (*make_room)(struct listener *l, const char *peer);
 };
 
 /* Bind and listen on host:port and start accepting; -1 with err filled
