@@ -617,6 +617,7 @@ static bool page_in(struct queue *q)
 /* The consumers changed: what they skipped may be for the new ones. */
 static void skip_reset(struct queue *q)
 {
+    q->seen_to = (struct qkey){0, 0}; /* and what they refused */
     if (!q->skipping)
         return;
     q->skipping = false;
@@ -696,6 +697,7 @@ static void park(struct queue *q, struct sub *s)
 {
     ring_out(q, s);
     s->parked = true;
+    s->missed = true; /* what goes by meanwhile is not offered to it */
     q->nparked++;
 }
 
@@ -769,6 +771,7 @@ void queue_add_consumer(struct queue *q, struct sub *s)
     TAILQ_INSERT_TAIL(&b->ring, s, ring_link);
     b->n++;
     s->parked = false;
+    s->missed = true;
     q->nconsumers++;
     q->nexclusive += s->exclusive;
     skip_reset(q);
@@ -853,6 +856,8 @@ static enum pick pick_in(struct queue *q, struct band *b, struct msg *m, bool re
             }
             continue;
         }
+        if (q->only_missed && !s->missed)
+            continue; /* it refused this one already */
         *any = true;
         enum sub_verdict v = sub_select(sub_sel(s), m);
         if (v == SUB_LATER) {
@@ -901,6 +906,8 @@ static enum pick pick(struct queue *q, struct msg *m, bool resumed, struct sub *
     if (ex) {
         if (!sub_ready(ex))
             return PICK_NONE_READY;
+        if (q->only_missed && !ex->missed)
+            return PICK_NO_MATCH;
         enum sub_verdict v = sub_select(sub_sel(ex), m);
         if (v != SUB_YES)
             return v == SUB_LATER ? PICK_LATER : PICK_NO_MATCH;
@@ -911,7 +918,7 @@ static enum pick pick(struct queue *q, struct msg *m, bool resumed, struct sub *
     if (m->group) {
         HASH_FIND_STR(q->groups, m->group, g);
         if (g) {
-            if (sub_ready(g->sub)) {
+            if (sub_ready(g->sub) && !(q->only_missed && !g->sub->missed)) {
                 enum sub_verdict v = sub_select(sub_sel(g->sub), m);
                 if (v == SUB_LATER)
                     return PICK_LATER;
@@ -985,6 +992,10 @@ static void expire(struct qentry *e)
  * shrinks it once the store has. */
 static void add_pending(struct queue *q, struct qentry *e)
 {
+    /* nobody was offered it yet (a higher priority, a message put back);
+     * one paged back in was, if it is below */
+    if (key_cmp(key_of(e->msg), q->seen_to) < 0)
+        q->seen_to = key_of(e->msg);
     tree_insert(q, e);
     if (q->window_bytes > window() && pages(q)) {
         if (q->shrink_stuck != indexed_upto + 1)
@@ -1084,6 +1095,32 @@ static void stop(struct queue *q, const struct qentry *e, const struct sub_pass 
     mark_dirty(q);
 }
 
+/* Is a consumer that missed some message below seen_to ready? */
+static bool any_missed_ready(struct queue *q)
+{
+    struct sub *s;
+    TAILQ_FOREACH(s, &q->consumers, q_link)
+        if (s->missed && !s->parked && sub_ready(s))
+            return true;
+    return false;
+}
+
+/* A sweep from the top has offered every message below seen_to to each
+ * consumer still ready that had missed some: it has seen them all. (Within
+ * a pass a consumer only fills: ready now, it was all along.) */
+static void missed_none(struct queue *q)
+{
+    struct sub *s;
+    TAILQ_FOREACH(s, &q->consumers, q_link)
+        if (s->missed && !s->parked && sub_ready(s))
+            s->missed = false;
+}
+
+static struct qkey key_after(struct qkey k)
+{
+    return (struct qkey){k.rprio, k.seq + 1};
+}
+
 static void dispatch(struct queue *q, const struct sub_pass *pass)
 {
     bool from = q->resuming;
@@ -1096,6 +1133,10 @@ static void dispatch(struct queue *q, const struct sub_pass *pass)
      * scan was stopped deep in a paged backlog got it out of order). */
     if (from && q->rescan)
         from = false;
+    /* What this pass offers it offers to every consumer in turn, from
+     * seen_to on: seen_to follows it (a sweep from the top, or one going
+     * on from where the last one stopped) */
+    bool contiguous = !from || key_cmp(fk, q->seen_to) == 0, crossed = false;
     if (!from) {
         q->rescan = false; /* a sweep from the top sees everything */
         unpark_all(q);
@@ -1133,14 +1174,38 @@ static void dispatch(struct queue *q, const struct sub_pass *pass)
             e = RB_NFIND(qtree, &q->pending, &probe);
             continue;
         }
+        /* Below seen_to, only consumers that missed some may take it
+         * (helper-105: going through again from the top for a consumer
+         * ready again made a selector consumer evaluate, at every ack of
+         * another, what it had refused, and never get further) */
+        struct qkey k = key_of(e->msg);
+        bool below = key_cmp(k, q->seen_to) < 0;
+        if (!below && !from && !crossed) {
+            crossed = true;
+            missed_none(q);
+        }
+        if (below && !any_missed_ready(q)) {
+            struct qentry probe;
+            struct msg pm = {.priority = (uint8_t)(MSG_PRIORITIES - 1 - q->seen_to.rprio), .seq = q->seen_to.seq};
+            probe.msg = &pm;
+            e = RB_NFIND(qtree, &q->pending, &probe);
+            continue;
+        }
+        q->only_missed = below;
+        /* offered to every consumer in turn: seen_to moves past it */
+        bool advance = contiguous && !below;
         struct qentry *next = RB_NEXT(qtree, &q->pending, e);
         enum sub_verdict v = filter(q, e);
         if (v == SUB_LATER) {
             q->scan_end = NULL;
+            if (advance)
+                q->seen_to = k;
             stop(q, e, pass);
             return;
         }
         if (v == SUB_NO) {
+            if (advance)
+                q->seen_to = key_after(k);
             e = next;
             continue;
         }
@@ -1148,18 +1213,25 @@ static void dispatch(struct queue *q, const struct sub_pass *pass)
             tree_remove(q, e);
             q->npending--;
             expire(e);
+            if (advance)
+                q->seen_to = key_after(k);
             e = next;
             continue;
         }
         struct sub *s;
-        enum pick r = pick(q, e->msg, from && key_cmp(key_of(e->msg), fk) == 0, &s);
+        enum pick r = pick(q, e->msg, from && key_cmp(k, fk) == 0, &s);
+        q->only_missed = false;
         if (r == PICK_LATER) {
+            if (advance)
+                q->seen_to = k;
             stop(q, e, pass);
             return;
         }
         q->scan_end = NULL;
         if (r == PICK_NONE_READY)
             break;
+        if (advance)
+            q->seen_to = key_after(k);
         if (r == PICK_NO_MATCH) {
             e = next;
             continue;

@@ -129,6 +129,12 @@ struct queue {
     uint8_t scan_prio;          /* in the band of this priority */
     bool scan_ready;            /* the scan so far saw a ready consumer */
     bool rescan;                /* since the stop, something ahead of it may be taken now */
+    /* Every pending message below seen_to was offered to each consumer
+     * not `missed` (sub.h), which refused it (selectors do not change
+     * their minds): a sweep from the top offers those only to consumers
+     * that missed some (queue.c dispatch). */
+    struct qkey seen_to;
+    bool only_missed;           /* this message is below seen_to (pick) */
     bool starved;               /* stopped with no budget at all: goes first next time */
 };
 TAILQ_HEAD(queue_list, queue);

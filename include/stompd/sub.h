@@ -52,6 +52,7 @@ struct sub {
     TAILQ_ENTRY(sub) q_link;     /* in q->consumers */
     TAILQ_ENTRY(sub) ring_link;  /* in its band's ring unless parked */
     bool parked;                 /* found full: out of the ring until it has room */
+    bool missed;                 /* not offered some message below its queue's seen_to (queue.c) */
     TAILQ_ENTRY(sub) topic_link; /* in dest->subscribers */
     UT_hash_handle hh;           /* conn->subs by id */
     /* legs (see above) */

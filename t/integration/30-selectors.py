@@ -347,3 +347,46 @@ def test_durable_backlogs_hold_what_the_journal_names(broker_factory):
     every = durable_subscriber(b.port, "all", "/topic/agree")
     assert [int(every.recv(timeout=60)["n"]) for _ in range(60)] == list(range(60))
     every.expect_nothing(0.3)
+
+
+def test_a_selector_consumer_finds_deep_matches_while_another_acks_fast(broker_factory):
+    """A consumer that acks every message at once made every dispatch pass
+    start again from the top, where a costly selector evaluated once more
+    what it had refused: it got its first match only once the other had
+    taken nearly all 20,000 messages ahead of it (helper-105). What a
+    consumer refused is offered again only to those that missed it."""
+    nb = 20000
+    b = broker_factory({"stomp.selector_budget": "1000"})
+    p = connected(b.port)
+    pad = "p" * 300
+    for i in range(nb):
+        p.send("SEND", {"destination": "/queue/deep", "type": "b", "pad": pad}, b"b")
+    for i in range(5):
+        p.send("SEND", {"destination": "/queue/deep", "type": "a", "pad": pad}, b"a")
+    p.receipt("SEND", {"destination": "/topic/sync"}, "r", b"")
+    taken = [0]
+    stop = threading.Event()
+    t = connected(b.port)
+    t.receipt("SUBSCRIBE", {"id": "t", "destination": "/queue/deep", "selector": "type = 'b'",
+                            "ack": "client-individual", "activemq.prefetchSize": "1"}, "st")
+
+    def busy():
+        while not stop.is_set():
+            try:
+                f = t.recv(timeout=2)
+            except Exception:
+                return
+            taken[0] += 1
+            t.send("ACK", {"id": f["ack"]})
+    th = threading.Thread(target=busy, daemon=True)
+    th.start()
+    while taken[0] < 100:
+        time.sleep(0.01)
+    s = connected(b.port)
+    s.receipt("SUBSCRIBE", {"id": "s", "destination": "/queue/deep", "selector": "pad LIKE '%zz%' OR type = 'a'"},
+              "ss")
+    f = s.recv(timeout=120)
+    stop.set()
+    th.join(10)
+    assert f.body == b"a"
+    assert taken[0] < nb // 2, taken[0]
