@@ -930,7 +930,11 @@ static enum pick pick(struct queue *q, struct msg *m, bool resumed, struct sub *
                 }
             }
             /* The group waits for its owner; others may still take other
-             * messages, so report "no match" rather than "none ready". */
+             * messages, so report "no match" rather than "none ready". An
+             * owner not ready missed it (helper-107: not parked here, it
+             * was never offered it again, and got the next first). */
+            if (!sub_ready(g->sub))
+                g->sub->missed = true;
             return any_ready(q) ? PICK_NO_MATCH : PICK_NONE_READY;
         }
     }
@@ -1191,7 +1195,6 @@ static void dispatch(struct queue *q, const struct sub_pass *pass)
             e = RB_NFIND(qtree, &q->pending, &probe);
             continue;
         }
-        q->only_missed = below;
         /* offered to every consumer in turn: seen_to moves past it */
         bool advance = contiguous && !below;
         struct qentry *next = RB_NEXT(qtree, &q->pending, e);
@@ -1219,6 +1222,7 @@ static void dispatch(struct queue *q, const struct sub_pass *pass)
             continue;
         }
         struct sub *s;
+        q->only_missed = below;
         enum pick r = pick(q, e->msg, from && key_cmp(k, fk) == 0, &s);
         q->only_missed = false;
         if (r == PICK_LATER) {

@@ -713,3 +713,73 @@ def test_group_moves_when_its_consumer_leaves_and_stays_moved(broker):
     send(broker.port, "/queue/grp3", [b"3", b"4", b"5", b"6"], {"JMSXGroupID": "g"})
     assert [m.body for m in drain(b)] == [b"3", b"4", b"5", b"6"]
     c.expect_nothing()
+
+
+def test_group_message_stranded_when_owner_was_full(broker):
+    """A group's owner full (prefetch 1) when the group's next message
+    passed was not marked as having missed it: the sweeps after its ACK
+    went past it, for good (helper-107)."""
+    d = "/queue/grp-strand"
+    x = connected(broker.port)
+    # X: ready all along, takes none of these
+    x.receipt("SUBSCRIBE", {"id": "x", "destination": d, "selector": "kind = 'x'"}, "rx")
+    p = connected(broker.port)
+    for i in (1, 2):
+        p.send("SEND", {"destination": d, "JMSXGroupID": "A"}, b"A%d" % i)
+    p.receipt("SEND", {"destination": "/topic/sync"}, "rp", b"")
+    y = connected(broker.port)
+    y.receipt("SUBSCRIBE", {"id": "y", "destination": d, "ack": "client-individual",
+                            "activemq.prefetchSize": "1"}, "ry")
+    f = y.recv(timeout=5)
+    assert f.body == b"A1"
+    y.send("ACK", {"id": f["ack"]})
+    f = y.recv(timeout=5)
+    assert f.body == b"A2"
+
+
+def test_group_order_broken_by_stranded_message(broker):
+    """The same, then A3: the owner got A3 while A2 stayed (helper-107)."""
+    d = "/queue/grp-order"
+    x = connected(broker.port)
+    x.receipt("SUBSCRIBE", {"id": "x", "destination": d, "selector": "kind = 'x'"}, "rx")
+    p = connected(broker.port)
+    for i in (1, 2):
+        p.send("SEND", {"destination": d, "JMSXGroupID": "A"}, b"A%d" % i)
+    p.receipt("SEND", {"destination": "/topic/sync"}, "rp", b"")
+    y = connected(broker.port)
+    y.receipt("SUBSCRIBE", {"id": "y", "destination": d, "ack": "client-individual",
+                            "activemq.prefetchSize": "1"}, "ry")
+    f = y.recv(timeout=5)
+    assert f.body == b"A1"
+    y.send("ACK", {"id": f["ack"]})
+    time.sleep(0.3)
+    p.receipt("SEND", {"destination": d, "JMSXGroupID": "A"}, "rp3", b"A3")
+    f = y.recv(timeout=5)
+    assert f.body == b"A2", f.body
+
+
+def test_group_message_stranded_when_owner_output_full(broker):
+    """An owner whose output is full (a reader that stops reading) missed
+    the group's next messages the same way (helper-107)."""
+    d = "/queue/grp-out"
+    x = connected(broker.port)
+    x.receipt("SUBSCRIBE", {"id": "x", "destination": d, "selector": "kind = 'x'"}, "rx")
+    p = connected(broker.port)
+    big = b"z" * (256 * 1024)
+    n = 64
+    for i in range(n):
+        p.send("SEND", {"destination": d, "JMSXGroupID": "A", "n": str(i)}, big)
+    p.receipt("SEND", {"destination": "/topic/sync"}, "rp", b"")
+    y = Client(broker.port, rcvbuf=4096)
+    y.connect()
+    y.receipt("SUBSCRIBE", {"id": "y", "destination": d}, "ry")
+    time.sleep(1.0)  # y reads nothing meanwhile: its output fills (any wait will do: it is the same with none)
+    got = []
+    deadline = time.time() + 20
+    while len(got) < n and time.time() < deadline:
+        try:
+            f = y.recv(timeout=3)
+        except TimeoutError:
+            break
+        got.append(int(f["n"]))
+    assert got == list(range(n)), (len(got), got[-3:] if got else got)
