@@ -715,13 +715,12 @@ def test_group_moves_when_its_consumer_leaves_and_stays_moved(broker):
     c.expect_nothing()
 
 
-def test_group_message_stranded_when_owner_was_full(broker):
-    """A group's owner full (prefetch 1) when the group's next message
-    passed was not marked as having missed it: the sweeps after its ACK
-    went past it, for good (helper-107)."""
-    d = "/queue/grp-strand"
+def owner_took_the_first(broker, d):
+    """Group A's first two messages on d, another consumer ready all along
+    that takes neither, and the group's owner (prefetch 1) that has acked
+    the first: the second passed while the owner was full. Returns the
+    producer and the owner."""
     x = connected(broker.port)
-    # X: ready all along, takes none of these
     x.receipt("SUBSCRIBE", {"id": "x", "destination": d, "selector": "kind = 'x'"}, "rx")
     p = connected(broker.port)
     for i in (1, 2):
@@ -732,30 +731,27 @@ def test_group_message_stranded_when_owner_was_full(broker):
                             "activemq.prefetchSize": "1"}, "ry")
     f = y.recv(timeout=5)
     assert f.body == b"A1"
-    y.send("ACK", {"id": f["ack"]})
+    y.receipt("ACK", {"id": f["ack"]}, "acked")
+    return p, y, x
+
+
+def test_group_message_stranded_when_owner_was_full(broker):
+    """A group's owner full (prefetch 1) when the group's next message
+    passed was not marked as having missed it: the sweeps after its ACK
+    went past it, for good (helper-107)."""
+    p, y, x = owner_took_the_first(broker, "/queue/grp-strand")
     f = y.recv(timeout=5)
     assert f.body == b"A2"
 
 
 def test_group_order_broken_by_stranded_message(broker):
     """The same, then A3: the owner got A3 while A2 stayed (helper-107)."""
-    d = "/queue/grp-order"
-    x = connected(broker.port)
-    x.receipt("SUBSCRIBE", {"id": "x", "destination": d, "selector": "kind = 'x'"}, "rx")
-    p = connected(broker.port)
-    for i in (1, 2):
-        p.send("SEND", {"destination": d, "JMSXGroupID": "A"}, b"A%d" % i)
-    p.receipt("SEND", {"destination": "/topic/sync"}, "rp", b"")
-    y = connected(broker.port)
-    y.receipt("SUBSCRIBE", {"id": "y", "destination": d, "ack": "client-individual",
-                            "activemq.prefetchSize": "1"}, "ry")
-    f = y.recv(timeout=5)
-    assert f.body == b"A1"
-    y.send("ACK", {"id": f["ack"]})
-    time.sleep(0.3)
-    p.receipt("SEND", {"destination": d, "JMSXGroupID": "A"}, "rp3", b"A3")
+    p, y, x = owner_took_the_first(broker, "/queue/grp-order")
+    p.receipt("SEND", {"destination": "/queue/grp-order", "JMSXGroupID": "A"}, "rp3", b"A3")
     f = y.recv(timeout=5)
     assert f.body == b"A2", f.body
+    y.send("ACK", {"id": f["ack"]})
+    assert y.recv(timeout=5).body == b"A3"
 
 
 def test_group_message_stranded_when_owner_output_full(broker):
