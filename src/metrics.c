@@ -506,6 +506,7 @@ static struct sub_selector_stats sel_now(void)
     sub_selector_stats(&sel);
     return sel;
 }
+static void c_sel_evaluated(struct metrics_out *m) { one_u64(m, sel_now().evaluated); }
 static void c_sel_deferred(struct metrics_out *m) { one_u64(m, sel_now().deferred); }
 static void c_sel_over_budget(struct metrics_out *m) { one_u64(m, sel_now().over_budget); }
 
@@ -663,6 +664,9 @@ static const struct family families[] = {
      c_repl_auth_failures},
     {"stompd_repl_handshakes_evicted_total", "counter",
      "Replication peers closed unauthenticated to make room (store.max_unauthenticated)", c_repl_evicted},
+    {"stompd_selector_evaluations_total", "counter",
+     "Selector evaluations that reached a verdict (a message offered to a subscription with a selector)",
+     c_sel_evaluated},
     {"stompd_selector_deferred_total", "counter",
      "Selector verdicts put off to a later loop iteration by stomp.selector_budget", c_sel_deferred},
     {"stompd_selector_over_budget_total", "counter",

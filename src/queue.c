@@ -693,12 +693,32 @@ static void ring_out(struct queue *q, struct sub *s)
     TAILQ_REMOVE(&b->ring, s, ring_link);
 }
 
-static void park(struct queue *q, struct sub *s)
+/* s is not offered m, nor what comes after it until a sweep goes past
+ * it again. Below seen_to, it was offered what lies below where it may
+ * have missed some (helper-107's test: a full consumer found again at
+ * the top was made to go over everything it had refused). */
+static void miss(struct queue *q, struct sub *s, const struct msg *m)
+{
+    struct qkey k = key_of(m);
+    if (key_cmp(k, q->seen_to) < 0 && key_cmp(s->missed_from, k) > 0)
+        k = key_cmp(s->missed_from, q->seen_to) < 0 ? s->missed_from : q->seen_to;
+    if (key_cmp(k, s->missed_from) < 0)
+        s->missed_from = k;
+}
+
+/* s is not offered m (full) */
+static void park(struct queue *q, struct sub *s, const struct msg *m)
 {
     ring_out(q, s);
     s->parked = true;
-    s->missed = true; /* what goes by meanwhile is not offered to it */
+    miss(q, s, m); /* what goes by meanwhile is not offered to it */
     q->nparked++;
+}
+
+/* Below seen_to, was s offered m already? (It refused it then.) */
+static bool offered(const struct queue *q, const struct sub *s, const struct msg *m)
+{
+    return q->only_missed && key_cmp(s->missed_from, key_of(m)) > 0;
 }
 
 void queue_unpark(struct queue *q, struct sub *s)
@@ -771,7 +791,7 @@ void queue_add_consumer(struct queue *q, struct sub *s)
     TAILQ_INSERT_TAIL(&b->ring, s, ring_link);
     b->n++;
     s->parked = false;
-    s->missed = true;
+    s->missed_from = (struct qkey){0, 0};
     q->nconsumers++;
     q->nexclusive += s->exclusive;
     skip_reset(q);
@@ -823,12 +843,12 @@ static struct sub *first_exclusive(struct queue *q)
 }
 
 /* Can any consumer take a message now? */
-static bool any_ready(struct queue *q)
+static bool any_ready(struct queue *q, const struct msg *m)
 {
     for (uint32_t i = 0; i < q->nbands; i++) {
         struct sub *s;
         while ((s = TAILQ_FIRST(&q->bands[i]->ring)) && !sub_ready(s))
-            park(q, s);
+            park(q, s, m);
         if (s)
             return true;
     }
@@ -849,14 +869,14 @@ static enum pick pick_in(struct queue *q, struct band *b, struct msg *m, bool re
         round = false;
         next = ring_next(b, s);
         if (!sub_ready(s)) {
-            park(q, s);
+            park(q, s, m);
             if (s == end) {
                 end = next;
                 round = true;
             }
             continue;
         }
-        if (q->only_missed && !s->missed)
+        if (offered(q, s, m))
             continue; /* it refused this one already */
         *any = true;
         enum sub_verdict v = sub_select(sub_sel(s), m);
@@ -906,7 +926,7 @@ static enum pick pick(struct queue *q, struct msg *m, bool resumed, struct sub *
     if (ex) {
         if (!sub_ready(ex))
             return PICK_NONE_READY;
-        if (q->only_missed && !ex->missed)
+        if (offered(q, ex, m))
             return PICK_NO_MATCH;
         enum sub_verdict v = sub_select(sub_sel(ex), m);
         if (v != SUB_YES)
@@ -918,7 +938,7 @@ static enum pick pick(struct queue *q, struct msg *m, bool resumed, struct sub *
     if (m->group) {
         HASH_FIND_STR(q->groups, m->group, g);
         if (g) {
-            if (sub_ready(g->sub) && !(q->only_missed && !g->sub->missed)) {
+            if (sub_ready(g->sub) && !offered(q, g->sub, m)) {
                 enum sub_verdict v = sub_select(sub_sel(g->sub), m);
                 if (v == SUB_LATER)
                     return PICK_LATER;
@@ -934,8 +954,8 @@ static enum pick pick(struct queue *q, struct msg *m, bool resumed, struct sub *
              * owner not ready missed it (helper-107: not parked here, it
              * was never offered it again, and got the next first). */
             if (!sub_ready(g->sub))
-                g->sub->missed = true;
-            return any_ready(q) ? PICK_NO_MATCH : PICK_NONE_READY;
+                miss(q, g->sub, m);
+            return any_ready(q, m) ? PICK_NO_MATCH : PICK_NONE_READY;
         }
     }
     /* the highest band first; a scan the budget stopped goes on in its band */
@@ -1099,25 +1119,28 @@ static void stop(struct queue *q, const struct qentry *e, const struct sub_pass 
     mark_dirty(q);
 }
 
-/* Is a consumer that missed some message below seen_to ready? */
-static bool any_missed_ready(struct queue *q)
+/* The first message a ready consumer may have missed (KEY_END: none). */
+static struct qkey first_missed(struct queue *q)
 {
+    struct qkey first = KEY_END;
     struct sub *s;
     TAILQ_FOREACH(s, &q->consumers, q_link)
-        if (s->missed && !s->parked && sub_ready(s))
-            return true;
-    return false;
+        if (!s->parked && sub_ready(s) && key_cmp(s->missed_from, first) < 0)
+            first = s->missed_from;
+    return first;
 }
 
-/* A sweep from the top has offered every message below seen_to to each
- * consumer still ready that had missed some: it has seen them all. (Within
- * a pass a consumer only fills: ready now, it was all along.) */
-static void missed_none(struct queue *q)
+/* This sweep offered every message before k to each consumer ready now:
+ * from where it may have missed some, it has seen them (KEY_END: all
+ * below seen_to). Within a pass a consumer only fills: ready now, it was
+ * all along; one ready again since a stop makes the next pass start from
+ * the top (rescan), so a sweep going on from a stop holds this too. */
+static void missed_upto(struct queue *q, struct qkey k)
 {
     struct sub *s;
     TAILQ_FOREACH(s, &q->consumers, q_link)
-        if (s->missed && !s->parked && sub_ready(s))
-            s->missed = false;
+        if (!s->parked && sub_ready(s) && key_cmp(s->missed_from, k) < 0)
+            s->missed_from = k;
 }
 
 static struct qkey key_after(struct qkey k)
@@ -1141,6 +1164,9 @@ static void dispatch(struct queue *q, const struct sub_pass *pass)
      * seen_to on: seen_to follows it (a sweep from the top, or one going
      * on from where the last one stopped) */
     bool contiguous = !from || key_cmp(fk, q->seen_to) == 0, crossed = false;
+    /* this pass and the ones before it since the top offer everything from
+     * below seen_to on to each consumer ready now (see missed_upto) */
+    bool whole = !from || key_cmp(fk, q->seen_to) <= 0;
     if (!from) {
         q->rescan = false; /* a sweep from the top sees everything */
         unpark_all(q);
@@ -1178,22 +1204,30 @@ static void dispatch(struct queue *q, const struct sub_pass *pass)
             e = RB_NFIND(qtree, &q->pending, &probe);
             continue;
         }
-        /* Below seen_to, only consumers that missed some may take it
-         * (helper-105: going through again from the top for a consumer
-         * ready again made a selector consumer evaluate, at every ack of
-         * another, what it had refused, and never get further) */
+        /* Below seen_to, only consumers that may have missed it may
+         * take it (helper-105: going through again from the top for a
+         * consumer ready again made a selector consumer evaluate, at every
+         * ack of another, what it had refused, and never get further;
+         * helper-107: so did one full once, until a sweep crossed seen_to
+         * unstopped) */
         struct qkey k = key_of(e->msg);
         bool below = key_cmp(k, q->seen_to) < 0;
-        if (!below && !from && !crossed) {
+        if (!below && !crossed && whole) {
             crossed = true;
-            missed_none(q);
+            missed_upto(q, KEY_END);
         }
-        if (below && !any_missed_ready(q)) {
-            struct qentry probe;
-            struct msg pm = {.priority = (uint8_t)(MSG_PRIORITIES - 1 - q->seen_to.rprio), .seq = q->seen_to.seq};
-            probe.msg = &pm;
-            e = RB_NFIND(qtree, &q->pending, &probe);
-            continue;
+        if (below) {
+            struct qkey first = first_missed(q);
+            if (key_cmp(first, k) > 0) {
+                /* on to the first one a ready consumer may have missed */
+                if (key_cmp(q->seen_to, first) < 0)
+                    first = q->seen_to;
+                struct qentry probe;
+                struct msg pm = {.priority = (uint8_t)(MSG_PRIORITIES - 1 - first.rprio), .seq = first.seq};
+                probe.msg = &pm;
+                e = RB_NFIND(qtree, &q->pending, &probe);
+                continue;
+            }
         }
         /* offered to every consumer in turn: seen_to moves past it */
         bool advance = contiguous && !below;
@@ -1203,6 +1237,7 @@ static void dispatch(struct queue *q, const struct sub_pass *pass)
             q->scan_end = NULL;
             if (advance)
                 q->seen_to = k;
+            missed_upto(q, k);
             stop(q, e, pass);
             return;
         }
@@ -1228,6 +1263,7 @@ static void dispatch(struct queue *q, const struct sub_pass *pass)
         if (r == PICK_LATER) {
             if (advance)
                 q->seen_to = k;
+            missed_upto(q, k);
             stop(q, e, pass);
             return;
         }
@@ -1247,6 +1283,9 @@ static void dispatch(struct queue *q, const struct sub_pass *pass)
             break;
         e = next;
     }
+    /* to the end, all in memory: each consumer ready was offered all */
+    if (!e && !q->paged && whole)
+        missed_upto(q, KEY_END);
     q->rescan = false;
     /* room in the window again: the next round reads more */
     if (q->paged && key_cmp(q->limit, KEY_END) != 0 && q->nconsumers && q->window_bytes < window() / 2)

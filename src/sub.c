@@ -197,6 +197,7 @@ enum sub_verdict sub_select(const struct selector *sel, const struct msg *m)
     struct lookup_ctx x = {.m = m, .left = left};
     int r = selector_eval(sel, lookup, &x, left);
     if (r >= 0 || whole) {
+        stats.evaluated++;
         if (pass)
             pass->done++;
     }

@@ -130,9 +130,9 @@ struct queue {
     bool scan_ready;            /* the scan so far saw a ready consumer */
     bool rescan;                /* since the stop, something ahead of it may be taken now */
     /* Every pending message below seen_to was offered to each consumer
-     * not `missed` (sub.h), which refused it (selectors do not change
-     * their minds): a sweep from the top offers those only to consumers
-     * that missed some (queue.c dispatch). */
+     * whose missed_from (sub.h) is past it, which refused it (selectors do
+     * not change their minds): a sweep from the top offers it only to
+     * consumers that may have missed it (queue.c dispatch). */
     struct qkey seen_to;
     bool only_missed;           /* this message is below seen_to (pick) */
     bool starved;               /* stopped with no budget at all: goes first next time */

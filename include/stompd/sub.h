@@ -52,7 +52,10 @@ struct sub {
     TAILQ_ENTRY(sub) q_link;     /* in q->consumers */
     TAILQ_ENTRY(sub) ring_link;  /* in its band's ring unless parked */
     bool parked;                 /* found full: out of the ring until it has room */
-    bool missed;                 /* not offered some message below its queue's seen_to (queue.c) */
+    /* The first pending message below its queue's seen_to it may not have
+     * been offered (it was full, or came since): from it on, a sweep below
+     * seen_to offers it what it passes. KEY_END: none (queue.c). */
+    struct qkey missed_from;
     TAILQ_ENTRY(sub) topic_link; /* in dest->subscribers */
     UT_hash_handle hh;           /* conn->subs by id */
     /* legs (see above) */
@@ -119,6 +122,7 @@ enum sub_verdict sub_select(const struct selector *sel, const struct msg *m);
 bool sub_matches(const struct sub *s, const struct msg *m);
 
 struct sub_selector_stats {
+    uint64_t evaluated;    /* selector evaluations that reached a verdict */
     uint64_t deferred;     /* verdicts put off to a later pass */
     uint64_t over_budget;  /* evaluations that could not finish within a whole budget */
 };
