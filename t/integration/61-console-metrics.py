@@ -72,6 +72,29 @@ def test_clean_for_promtool_and_parsers(broker_factory):
         assert (kind == "counter") == name.endswith("_total"), name
 
 
+def test_per_destination_series_are_bounded(broker_factory):
+    """With 50,000 queues /metrics was 52 MB, built in one turn of the loop
+    (helper-102). It gives series of their own to at most
+    http.metrics_destinations destinations, those with the most waiting,
+    then the most memory, and counts the others."""
+    b = broker_factory({"http.metrics_destinations": "3"})
+    p = connected(b.port)
+    for i, n in enumerate([5, 1, 0, 3, 0, 0, 2]):
+        p.receipt("SEND", {"destination": "/queue/m%d" % i}, "c%d" % i, b"")  # makes it
+        for k in range(n):
+            p.send("SEND", {"destination": "/queue/m%d" % i}, b"x")
+    p.receipt("SEND", {"destination": "/topic/t"}, "t", b"")
+    fams = metric_families(scrape(b))
+    pending = fams["stompd_destination_pending"][1]
+    assert sorted(pending) == ['stompd_destination_pending{destination="/queue/m%d",type="queue"}' % i
+                               for i in (0, 3, 6)], pending
+    assert list(pending.values()) == [6.0, 4.0, 3.0]
+    held = fams["stompd_destinations"][1]["stompd_destinations"]
+    assert held >= 8
+    assert fams["stompd_metrics_destinations_omitted"][1] == {"stompd_metrics_destinations_omitted": held - 3}
+    assert len(fams["stompd_destination_enqueued_total"][1]) == 3
+
+
 def test_every_frame_sent_is_counted(broker_factory):
     b = broker_factory()
 
