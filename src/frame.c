@@ -487,12 +487,31 @@ static inline bool needs_escape(enum stomp_version v, char c)
     return c == '\\' || c == ':' || c == '\n' || (v == STOMP_12 && c == '\r');
 }
 
+/* The high bit of each byte of w equal to c (exact as to whether there is
+ * one; past the first, a byte may be flagged falsely) */
+static inline uint64_t bytes_eq(uint64_t w, unsigned char c)
+{
+    uint64_t x = w ^ (UINT64_C(0x0101010101010101) * c);
+    return (x - UINT64_C(0x0101010101010101)) & ~x & UINT64_C(0x8080808080808080);
+}
+
+/* Eight bytes at a time: most values have nothing to escape, and every
+ * header of every MESSAGE is measured (9% of the loop, byte by byte) */
 size_t frame_escaped_len(enum stomp_version v, const char *s, size_t len)
 {
-    size_t n = len;
-    for (size_t i = 0; i < len; i++)
-        if (needs_escape(v, s[i]))
-            n++;
+    size_t n = len, i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        uint64_t hit = bytes_eq(w, '\n');
+        if (v != STOMP_10)
+            hit |= bytes_eq(w, '\\') | bytes_eq(w, ':') | (v == STOMP_12 ? bytes_eq(w, '\r') : 0);
+        if (hit)
+            for (size_t k = i; k < i + 8; k++)
+                n += needs_escape(v, s[k]);
+    }
+    for (; i < len; i++)
+        n += needs_escape(v, s[i]);
     return n;
 }
 

@@ -179,11 +179,12 @@ const char *msg_get(const struct msg *m, const char *name)
     return NULL;
 }
 
-static void render(struct msg *m, enum stomp_version v, struct buf *b)
+/* esc: what the client wrote may need escaping (any_escape) */
+static void render(struct msg *m, enum stomp_version v, bool esc, struct buf *b)
 {
     char num[32];
-    frame_write_header_str(b, v, true, "destination", m->dest);
-    frame_write_header_str(b, v, true, "message-id", m->id);
+    frame_write_header_str(b, v, esc, "destination", m->dest);
+    frame_write_header_str(b, v, esc, "message-id", m->id);
     snprintf(num, sizeof num, "%" PRId64, m->timestamp);
     frame_write_header(b, v, false, "timestamp", 9, num, strlen(num));
     snprintf(num, sizeof num, "%" PRId64, m->expires);
@@ -193,7 +194,7 @@ static void render(struct msg *m, enum stomp_version v, struct buf *b)
     if (m->persistent)
         frame_write_header(b, v, false, "persistent", 10, "true", 4);
     for (uint32_t i = 0; i < m->nheaders; i++)
-        frame_write_header(b, v, true, m->headers[i].name, m->headers[i].name_len,
+        frame_write_header(b, v, esc, m->headers[i].name, m->headers[i].name_len,
                            m->headers[i].value, m->headers[i].value_len);
     snprintf(num, sizeof num, "%zu", m->body_len);
     frame_write_header(b, v, false, "content-length", 14, num, strlen(num));
@@ -218,7 +219,7 @@ void msg_rendered(struct msg *m, enum stomp_version v, const char **p, size_t *l
     if (!m->render[v].p) {
         if (!m->render[0].p && !m->render[1].p && !m->render[2].p && !any_escape(m)) {
             struct buf b = {0};
-            render(m, STOMP_12, &b);
+            render(m, STOMP_12, false, &b); /* nothing to escape: in any version */
             for (int i = 0; i < 3; i++) {
                 m->render[i].p = b.data;
                 m->render[i].len = (uint32_t)b.len;
@@ -226,7 +227,7 @@ void msg_rendered(struct msg *m, enum stomp_version v, const char **p, size_t *l
             m->shared_render = true;
         } else {
             struct buf b = {0};
-            render(m, v, &b);
+            render(m, v, true, &b);
             m->render[v].p = b.data;
             m->render[v].len = (uint32_t)b.len;
         }

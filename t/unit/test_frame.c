@@ -512,6 +512,36 @@ static void test_content_length_with_nuls_split(void **state)
     }
 }
 
+/* frame_escaped_len reads eight bytes at a time: it counts as a byte by
+ * byte loop does, wherever the bytes to escape fall (a word's first or
+ * last byte, several in one word, next to bytes with the high bit set,
+ * which the word trick's borrow could confuse) and whatever the length. */
+static void test_escaped_len_counts_every_byte(void **state)
+{
+    (void)state;
+    static const char alphabet[] = {'a', '\\', ':', '\n', '\r', (char)0x80, (char)0xff, (char)0xdc,
+                                    (char)0x3b, (char)0x5b, (char)0x09, (char)0x0b, '\0'};
+    unsigned seed = 12345;
+    char s[80];
+    for (int round = 0; round < 20000; round++) {
+        size_t len = (size_t)(round % 41);
+        for (size_t i = 0; i < len; i++) {
+            seed = seed * 1103515245u + 12345u;
+            /* mostly plain, so that words with one byte to escape come up */
+            s[i] = (seed >> 16) % 4 ? 'x' : alphabet[(seed >> 8) % sizeof alphabet];
+        }
+        for (int v = STOMP_10; v <= STOMP_12; v++) {
+            size_t want = len;
+            for (size_t i = 0; i < len; i++) {
+                char c = s[i];
+                want += v == STOMP_10 ? c == '\n'
+                                      : c == '\\' || c == ':' || c == '\n' || (v == STOMP_12 && c == '\r');
+            }
+            assert_int_equal(frame_escaped_len((enum stomp_version)v, s, len), want);
+        }
+    }
+}
+
 static void test_writer_escaping(void **state)
 {
     struct buf b = {0};
@@ -692,6 +722,7 @@ int main(void)
         cmocka_unit_test(test_error_limit),
         cmocka_unit_test(test_first_limit_passed_wins),
         cmocka_unit_test(test_content_length_with_nuls_split),
+        cmocka_unit_test(test_escaped_len_counts_every_byte),
         cmocka_unit_test(test_writer_escaping),
         cmocka_unit_test(test_write_then_parse_round_trip),
         cmocka_unit_test(test_check_headers),
