@@ -233,9 +233,9 @@ static const struct cfg_key keys[] = {
     {"http.rate_interval", CFG_DURATION, "5s", 1000, 60000, NULL, OFF(http_rate_interval),
      "message rates are counted per interval this long, over the last 15 minutes (8 bytes per interval for each "
      "destination with traffic)"},
-    {"http.metrics_destinations", CFG_INT, "1000", 0, 10000000, NULL, OFF(http_metrics_destinations),
-     "most destinations /metrics gives series of their own: those with the most messages waiting, then the most "
-     "memory (stompd_metrics_destinations_omitted counts the others)"},
+    {"http.max_listed_destinations", CFG_INT, "1000", 0, 10000000, NULL, OFF(http_max_listed_destinations),
+     "most destinations /metrics gives series of their own, and /api/overview lists, of each kind: those with the "
+     "most messages waiting, then the most memory (the others are counted; /api/queues and /api/topics list all)"},
     {"http.browse_limit", CFG_INT, "100", 1, 10000, NULL, OFF(http_browse_limit),
      "most messages one browse of a queue shows, and one move takes"},
     {"http.body_preview", CFG_SIZE, "1KiB", 16, 1 * MB, NULL, OFF(http_body_preview),

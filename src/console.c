@@ -498,7 +498,10 @@ json_t *console_cluster_json(void)
     return o;
 }
 
-static json_t *all_dests(bool queues)
+/* Queues or topics, at most http.max_listed_destinations of them (the
+ * weightiest, by name; helper-102: 50,000 queues made 27 MB, and held the
+ * loop 0.8 s); *omitted counts the others. */
+static json_t *all_dests(bool queues, size_t *omitted)
 {
     json_t *a = json_array();
     size_t n = dest_count(), matching, total;
@@ -506,7 +509,9 @@ static json_t *all_dests(bool queues)
     if (!v)
         abort();
     n = console_dests(queues, NULL, 0, n, v, &matching, &total);
-    for (size_t i = 0; i < n; i++)
+    size_t kept = dest_top(v, n, (size_t)config.http_max_listed_destinations);
+    *omitted = n - kept;
+    for (size_t i = 0; i < kept; i++)
         json_array_append_new(a, console_dest_json(v[i]));
     free(v);
     return a;
@@ -577,8 +582,11 @@ static json_t *overview_json(void)
     json_object_set_new(j, "status", console_status_json());
     json_object_set_new(j, "counters", console_counters_json());
     json_object_set_new(j, "rates", console_rates_json(NULL));
-    json_object_set_new(j, "queues", all_dests(true));
-    json_object_set_new(j, "topics", all_dests(false));
+    size_t omitted;
+    json_object_set_new(j, "queues", all_dests(true, &omitted));
+    json_object_set_new(j, "queues_omitted", json_integer((json_int_t)omitted));
+    json_object_set_new(j, "topics", all_dests(false, &omitted));
+    json_object_set_new(j, "topics_omitted", json_integer((json_int_t)omitted));
     json_object_set_new(j, "connections", connections_json());
     json_object_set_new(j, "cluster", console_cluster_json());
     json_object_set_new(j, "scheduler", console_scheduler_json());

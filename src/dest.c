@@ -413,6 +413,26 @@ static int by_name(const void *a, const void *b)
     return strcmp((*(struct dest *const *)a)->name, (*(struct dest *const *)b)->name);
 }
 
+/* The most interesting first: the most waiting, the most memory, by name */
+static int by_weight(const void *a, const void *b)
+{
+    const struct dest *x = *(struct dest *const *)a, *y = *(struct dest *const *)b;
+    if (x->q.npending != y->q.npending)
+        return x->q.npending > y->q.npending ? -1 : 1;
+    if (x->mem != y->mem)
+        return x->mem > y->mem ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+size_t dest_top(struct dest **v, size_t n, size_t max)
+{
+    if (n <= max)
+        return n;
+    qsort(v, n, sizeof *v, by_weight);
+    qsort(v, max, sizeof *v, by_name);
+    return max;
+}
+
 void dest_foreach(void (*fn)(struct dest *d, void *arg), void *arg)
 {
     size_t n = HASH_COUNT(dests), i = 0;

@@ -95,7 +95,7 @@ struct config {
     bool http_tls;
     int64_t http_max_request;
     int64_t http_max_connections;
-    int64_t http_metrics_destinations;
+    int64_t http_max_listed_destinations;
     int64_t http_refresh;
     int64_t http_rate_interval;
     int64_t http_browse_limit;

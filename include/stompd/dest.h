@@ -107,6 +107,10 @@ size_t dest_reclaim(void);
 /* Iterate all destinations (sorted by name for stable output). */
 size_t dest_count(void);
 void dest_foreach(void (*fn)(struct dest *d, void *arg), void *arg);
+/* Of v's n destinations, keeps the max with the most messages waiting,
+ * then the most memory, in v by name. Returns how many it kept. What
+ * /metrics and /api/overview list one by one (http.max_listed_destinations). */
+size_t dest_top(struct dest **v, size_t n, size_t max);
 
 /* Memory accounting; releasing may wake paused producers. */
 void dest_mem_add(struct dest *d, int64_t bytes);

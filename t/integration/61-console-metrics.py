@@ -72,12 +72,13 @@ def test_clean_for_promtool_and_parsers(broker_factory):
         assert (kind == "counter") == name.endswith("_total"), name
 
 
-def test_per_destination_series_are_bounded(broker_factory):
-    """With 50,000 queues /metrics was 52 MB, built in one turn of the loop
-    (helper-102). It gives series of their own to at most
-    http.metrics_destinations destinations, those with the most waiting,
-    then the most memory, and counts the others."""
-    b = broker_factory({"http.metrics_destinations": "3"})
+def test_per_destination_series_and_overview_lists_are_bounded(broker_factory):
+    """With 50,000 queues /metrics was 52 MB and /api/overview 27 MB, each
+    built in one turn of the loop (helper-102). They give series of their
+    own to, and list, at most http.max_listed_destinations destinations
+    (of each kind, in the overview), those with the most waiting, then the
+    most memory, and count the others."""
+    b = broker_factory({"http.max_listed_destinations": "3"})
     p = connected(b.port)
     for i, n in enumerate([5, 1, 0, 3, 0, 0, 2]):
         p.receipt("SEND", {"destination": "/queue/m%d" % i}, "c%d" % i, b"")  # makes it
@@ -93,6 +94,11 @@ def test_per_destination_series_are_bounded(broker_factory):
     assert held >= 8
     assert fams["stompd_metrics_destinations_omitted"][1] == {"stompd_metrics_destinations_omitted": held - 3}
     assert len(fams["stompd_destination_enqueued_total"][1]) == 3
+    o = http_json(b.http_port, "/api/overview")
+    assert [(x["name"], x["pending"]) for x in o["queues"]] == [("/queue/m0", 6), ("/queue/m3", 4), ("/queue/m6", 3)]
+    assert o["queues_omitted"] == 4
+    assert [x["name"] for x in o["topics"]] == ["/topic/t"] and o["topics_omitted"] == 0
+    assert len(http_json(b.http_port, "/api/queues")) == 7  # the list asked for: all of them
 
 
 def test_every_frame_sent_is_counted(broker_factory):
