@@ -37,7 +37,7 @@ enum {
     PAUSE_ANSWER = 1, /* an answer is pending: read nothing more */
     PAUSE_OUTPUT = 2, /* the answers fill the output: read on once the client takes them */
 };
-enum { CAP_NONE, CAP_AUTH, CAP_CTYPE, CAP_HOST, CAP_TE, CAP_ORIGIN };
+enum { CAP_NONE, CAP_AUTH, CAP_CTYPE, CAP_HOST, CAP_TE, CAP_ORIGIN, CAP_EXPECT };
 
 struct http_req {
     struct stream st;
@@ -56,6 +56,7 @@ struct http_req {
     char host[256];
     char te[64];            /* Transfer-Encoding (capped) */
     char origin[300];       /* Origin (capped) */
+    char expect[32];        /* Expect (capped) */
     unsigned nauth, nhost;  /* how many of each header the request had */
     size_t header_bytes;
     bool in_request;        /* its first byte came, its last not yet */
@@ -559,7 +560,7 @@ static int on_message_begin(http_parser *p)
     r->url_len = 0;
     r->url[0] = '\0';
     r->url_too_long = false;
-    r->auth[0] = r->ctype[0] = r->host[0] = r->te[0] = r->origin[0] = '\0';
+    r->auth[0] = r->ctype[0] = r->host[0] = r->te[0] = r->origin[0] = r->expect[0] = '\0';
     r->nauth = r->nhost = 0;
     r->in_request = true;
     r->begun++;
@@ -632,6 +633,7 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
                      : !strcasecmp(r->field, "Host")         ? CAP_HOST
                      : !strcasecmp(r->field, "Transfer-Encoding") ? CAP_TE
                      : !strcasecmp(r->field, "Origin")       ? CAP_ORIGIN
+                     : !strcasecmp(r->field, "Expect")       ? CAP_EXPECT
                                                              : CAP_NONE;
         if (r->capture == CAP_AUTH)
             r->nauth++;
@@ -648,6 +650,8 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         append_capped(r->host, sizeof r->host, at, len);
     else if (r->capture == CAP_ORIGIN)
         append_capped(r->origin, sizeof r->origin, at, len);
+    else if (r->capture == CAP_EXPECT)
+        append_capped(r->expect, sizeof r->expect, at, len);
     else if (r->capture == CAP_TE) {
         if (r->te[0])
             append_capped(r->te, sizeof r->te, ",", 1); /* a second field: its list goes on */
@@ -674,6 +678,15 @@ static int on_headers_complete(http_parser *p)
     if (p->content_length != ULLONG_MAX && p->content_length > (uint64_t)config.http_max_request) {
         r->too_large = true;
         return -1;
+    }
+    /* A client that asks before it sends a body (curl does, for more than
+     * 1 KiB) waited a second for an answer that never came, then sent it
+     * anyway (RFC 9110 10.1.1): it may go on */
+    bool body = (p->flags & F_CHUNKED) || (p->content_length != ULLONG_MAX && p->content_length > 0);
+    if (body && !strcasecmp(r->expect, "100-continue") && p->http_major == 1 && p->http_minor >= 1 &&
+        r->st.state == STREAM_OPEN) {
+        buf_append_str(&r->st.out, "HTTP/1.1 100 Continue\r\n\r\n");
+        stream_want_flush(&r->st);
     }
     return 0;
 }

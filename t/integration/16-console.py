@@ -699,3 +699,43 @@ def test_console_send_waits_on_a_full_destination(broker_factory):
     s, h, data = result["answer"]
     assert s == 200 and json.loads(data)["sent"] is True
     assert got[-1] == b"late" * 2048
+
+
+def test_a_body_asked_for_with_expect_100_continue(broker):
+    """curl sends "Expect: 100-continue" before a body over 1 KiB and waits
+    a second for an answer: the console answers 100 Continue once the head
+    is whole, then the request's own answer (HTTP/1.0, or no body: none)."""
+    body = json.dumps({"destination": "/queue/expect", "body": "x" * 2000}).encode()
+    auth = base64.b64encode(b"admin:admin").decode()
+    s = socket.create_connection(("127.0.0.1", broker.http_port), timeout=10)
+    s.sendall(("POST /api/send HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic %s\r\n"
+               "Content-Type: application/json\r\nContent-Length: %d\r\nExpect: 100-Continue\r\n\r\n"
+               % (auth, len(body))).encode())
+    interim = b""
+    while not interim.endswith(b"\r\n\r\n"):
+        chunk = s.recv(1)
+        assert chunk, interim
+        interim += chunk
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    s.sendall(body)
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = s.recv(4096)
+        assert chunk, answer
+        answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 "), answer
+    # a GET (no body) and an HTTP/1.0 request get no 100
+    for head in ("GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic %s\r\n"
+                 "Expect: 100-continue\r\n\r\n" % auth,
+                 "POST /api/send HTTP/1.0\r\nHost: 127.0.0.1\r\nAuthorization: Basic %s\r\n"
+                 "Content-Type: application/json\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n"
+                 % (auth, len(body))):
+        c = socket.create_connection(("127.0.0.1", broker.http_port), timeout=10)
+        c.sendall(head.encode() + (body if head.startswith("POST") else b""))
+        first = c.recv(12)
+        assert first == b"HTTP/1.1 200" or first == b"HTTP/1.0 200", first
+        c.close()
+    s.close()
+    c = connected(broker.port)
+    c.receipt("SUBSCRIBE", {"id": "1", "destination": "/queue/expect"}, "s")
+    assert c.recv(timeout=10).body == b"x" * 2000
