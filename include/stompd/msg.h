@@ -15,6 +15,8 @@
 #define MSG_PRIORITY_DEFAULT 4
 #define MSG_PRIORITIES 10
 
+struct dest;
+
 struct msg {
     uint32_t refs;
     bool persistent;
@@ -33,6 +35,11 @@ struct msg {
     const char *body;
     size_t body_len;
     size_t size;         /* bytes charged to memory limits */
+    /* Charged once to the destination of its first queue entry, however
+     * many of that destination's queues hold it (a topic's subscriptions
+     * share one message): queue.c entry_new */
+    struct dest *charged_to;
+    uint32_t charged_entries;
     void *frame_mem;     /* owned: the frame this message came from */
     struct msg *body_of; /* a reference: the message whose body this one shares, or NULL */
     void *own_mem;       /* owned: header array and broker strings */

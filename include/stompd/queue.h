@@ -59,6 +59,7 @@ struct qentry {
     bool pending;               /* in the tree */
     bool in_txn_ack;            /* covered by an open transaction's held ACK (txn.h) */
     bool unfiltered;            /* a backlog's entry whose selector has not run yet */
+    bool shares_charge;         /* its message is charged once for all its dest's entries (msg.h) */
     uint32_t purges;            /* its queue's purges when it came: fewer than now, it was purged in flight */
     UT_hash_handle hh;          /* conn->inflight, keyed by tag */
     UT_hash_handle rh;          /* queue->held, keyed by seq */

@@ -713,3 +713,32 @@ def test_a_consumer_ready_again_gets_what_lies_ahead_of_a_stopped_scan_first(bro
         c.send("ACK", {"id": m["ack"]})
     assert sorted(set(got)) == sorted((i % 3, i) for i in range(2000) if i % 1000 != 777)
     assert got == sorted(got, key=lambda x: (-x[0], x[1]))
+
+
+def test_offline_durable_subscriptions_charge_a_shared_message_once(broker_factory):
+    """A topic's message is one in memory however many subscriptions'
+    backlogs hold it, but each charged it to the topic: 20 offline durable
+    subscriptions with a 64 KiB window each held 1.25 MiB of charges for
+    64 KiB of messages, past the topic's 512 KiB limit before anything
+    left memory, and its producers waited for good (helper-109, at the
+    defaults: 16 subscriptions). Each backlog still gets it all, in order."""
+    b = broker_factory({"broker.dest_memory_limit": "512KiB", "broker.queue_window": "64KiB"})
+    nsubs, n = 20, 1500
+    for i in range(nsubs):
+        s = connected(b.port, headers={"client-id": "app%d" % i})
+        s.receipt("SUBSCRIBE", {"id": "1", "destination": "/topic/shared", "activemq.subscriptionName": "d"}, "s")
+        s.close()
+    p = connected(b.port)
+    p.timeout = 60
+    body = b"x" * 1000
+    for k in range(n):
+        # each one receipted: one the topic holds back is a failure here
+        p.receipt("SEND", {"destination": "/topic/shared", "persistent": "true", "k": str(k)}, "r%d" % k, body)
+    topic = {t["name"]: t for t in console(b, "/api/topics")}["/topic/shared"]
+    assert topic["memory_bytes"] <= 512 * 1024, topic
+    for i in (0, nsubs - 1):
+        s = connected(b.port, headers={"client-id": "app%d" % i})
+        s.receipt("SUBSCRIBE", {"id": "1", "destination": "/topic/shared", "activemq.subscriptionName": "d"}, "s")
+        got = [int(s.recv(timeout=30)["k"]) for k in range(n)]
+        assert got == list(range(n))
+        s.close()
