@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -523,10 +524,35 @@ void dest_mem_add(struct dest *d, int64_t bytes)
     }
 }
 
+/* A destination's producers began to wait: said at most every 10 s,
+ * with how many more did meanwhile (helper-109: a topic held by offline
+ * durable subscriptions paused its producers without a word) */
+static void warn_full(const struct dest *d)
+{
+    static double last;
+    static uint64_t unsaid;
+    double now = srv.loop ? ev_now(srv.loop) : 0;
+    if (last && now - last < 10) {
+        unsaid++;
+        return;
+    }
+    const char *why = d->mem * 100 >= config.dest_memory_limit * 100 ? "broker.dest_memory_limit"
+                      : total_mem >= config.memory_limit              ? "broker.memory_limit"
+                                                                      : "broker.max_queue_depth";
+    char more[64] = "";
+    if (unsaid)
+        snprintf(more, sizeof more, " (and %" PRIu64 " more since the last warning)", unsaid);
+    log_warn("destination %s is full (%s, %lld bytes in memory): its producers wait for room%s", d->name, why,
+             (long long)d->mem, more);
+    last = now ? now : 1;
+    unsaid = 0;
+}
+
 void dest_note_blocked(struct dest *d)
 {
     if (!TAILQ_EMPTY(&d->blocked))
         return;
+    warn_full(d);
     if (nblocked_dests == cap_blocked_dests) {
         cap_blocked_dests = cap_blocked_dests ? cap_blocked_dests * 2 : 16;
         blocked_dests = realloc(blocked_dests, cap_blocked_dests * sizeof *blocked_dests);

@@ -71,6 +71,9 @@ def test_producer_paused_on_full_queue(broker_factory):
         except TimeoutError:
             break
     assert 10 <= len(receipts) < 100, len(receipts)
+    # said in the log (helper-109: nothing told why producers waited)
+    assert b.wait_log(r"destination /queue/full is full \(broker.dest_memory_limit, \d+ bytes in memory\): "
+                      r"its producers wait for room")
     # another producer to another queue is not slowed
     q = connected(b.port)
     q.receipt("SEND", {"destination": "/queue/free"}, "free", b"x")
