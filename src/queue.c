@@ -634,6 +634,7 @@ static bool page_in(struct queue *q)
 static void skip_reset(struct queue *q)
 {
     q->seen_to = (struct qkey){0, 0}; /* and what they refused */
+    q->resets++;
     if (!q->skipping)
         return;
     q->skipping = false;
@@ -1025,6 +1026,26 @@ static void expire(struct qentry *e)
     queue_entry_done(e);
 }
 
+/* Which consumers in turn were ready when dispatch stopped: one ready
+ * after it makes the next pass start from the top. A wake (queue_mark_dirty)
+ * does not come for each: a consumer's output back under its limit but
+ * not yet at its low water (helper-110) is ready without one. */
+static void note_ready(struct queue *q)
+{
+    struct sub *s;
+    TAILQ_FOREACH(s, &q->consumers, q_link)
+        s->ready_at_stop = !s->parked && sub_ready(s);
+}
+
+static bool readied(struct queue *q)
+{
+    struct sub *s;
+    TAILQ_FOREACH(s, &q->consumers, q_link)
+        if (!s->parked && !s->ready_at_stop && sub_ready(s))
+            return true;
+    return false;
+}
+
 /* Over the window, a push shrinks the queue, unless the last shrink found
  * nothing more to take out and the store has indexed nothing since: a
  * COMMIT of 100,000 persistent messages (none indexed yet) walked 4,096
@@ -1072,6 +1093,7 @@ void queue_push(struct queue *q, struct msg *m)
             q->resuming = true;
             q->resume = key_of(m);
             q->rescan = false;
+            note_ready(q);
             mark_dirty(q);
             return;
         }
@@ -1132,6 +1154,7 @@ static void stop(struct queue *q, const struct qentry *e, const struct sub_pass 
     q->resuming = true;
     q->resume = key_of(e->msg);
     q->starved = pass->done == 0;
+    note_ready(q);
     mark_dirty(q);
 }
 
@@ -1174,7 +1197,7 @@ static void dispatch(struct queue *q, const struct sub_pass *pass)
      * consumer would get what lies beyond the stop before what lies ahead
      * of it (helper-102: a plain consumer that came while a selector's
      * scan was stopped deep in a paged backlog got it out of order). */
-    if (from && q->rescan)
+    if (from && (q->rescan || readied(q)))
         from = false;
     /* What this pass offers it offers to every consumer in turn, from
      * seen_to on: seen_to follows it (a sweep from the top, or one going
@@ -1183,6 +1206,10 @@ static void dispatch(struct queue *q, const struct sub_pass *pass)
     /* this pass and the ones before it since the top offer everything from
      * below seen_to on to each consumer ready now (see missed_upto) */
     bool whole = !from || key_cmp(fk, q->seen_to) <= 0;
+    /* seen_to back at the start during the pass (a group closed or
+     * forgotten): what the pass offered before is for others now, and
+     * seen_to, missed_from, stay where the reset left them (helper-110) */
+    uint32_t resets = q->resets;
     if (!from) {
         q->rescan = false; /* a sweep from the top sees everything */
         unpark_all(q);
@@ -1228,7 +1255,7 @@ static void dispatch(struct queue *q, const struct sub_pass *pass)
          * unstopped) */
         struct qkey k = key_of(e->msg);
         bool below = key_cmp(k, q->seen_to) < 0;
-        if (!below && !crossed && whole) {
+        if (!below && !crossed && whole && q->resets == resets) {
             crossed = true;
             missed_upto(q, KEY_END);
         }
@@ -1246,14 +1273,15 @@ static void dispatch(struct queue *q, const struct sub_pass *pass)
             }
         }
         /* offered to every consumer in turn: seen_to moves past it */
-        bool advance = contiguous && !below;
+        bool advance = contiguous && !below && q->resets == resets;
         struct qentry *next = RB_NEXT(qtree, &q->pending, e);
         enum sub_verdict v = filter(q, e);
         if (v == SUB_LATER) {
             q->scan_end = NULL;
             if (advance)
                 q->seen_to = k;
-            missed_upto(q, k);
+            if (q->resets == resets)
+                missed_upto(q, k);
             stop(q, e, pass);
             return;
         }
@@ -1276,10 +1304,12 @@ static void dispatch(struct queue *q, const struct sub_pass *pass)
         q->only_missed = below;
         enum pick r = pick(q, e->msg, from && key_cmp(k, fk) == 0, &s);
         q->only_missed = false;
+        advance = advance && q->resets == resets; /* a group forgotten to make room for one */
         if (r == PICK_LATER) {
             if (advance)
                 q->seen_to = k;
-            missed_upto(q, k);
+            if (q->resets == resets)
+                missed_upto(q, k);
             stop(q, e, pass);
             return;
         }
@@ -1300,7 +1330,7 @@ static void dispatch(struct queue *q, const struct sub_pass *pass)
         e = next;
     }
     /* to the end, all in memory: each consumer ready was offered all */
-    if (!e && !q->paged && whole)
+    if (!e && !q->paged && whole && q->resets == resets)
         missed_upto(q, KEY_END);
     q->rescan = false;
     /* room in the window again: the next round reads more */

@@ -135,6 +135,7 @@ struct queue {
      * not change their minds): a sweep from the top offers it only to
      * consumers that may have missed it (queue.c dispatch). */
     struct qkey seen_to;
+    uint32_t resets;            /* times seen_to went back to the start (skip_reset) */
     bool only_missed;           /* this message is below seen_to (pick) */
     bool starved;               /* stopped with no budget at all: goes first next time */
 };

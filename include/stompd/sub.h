@@ -56,6 +56,7 @@ struct sub {
      * been offered (it was full, or came since): from it on, a sweep below
      * seen_to offers it what it passes. KEY_END: none (queue.c). */
     struct qkey missed_from;
+    bool ready_at_stop;          /* it was ready when its queue's dispatch last stopped (queue.c) */
     TAILQ_ENTRY(sub) topic_link; /* in dest->subscribers */
     UT_hash_handle hh;           /* conn->subs by id */
     /* legs (see above) */

@@ -779,3 +779,71 @@ def test_group_message_stranded_when_owner_output_full(broker):
             break
         got.append(int(f["n"]))
     assert got == list(range(n)), (len(got), got[-3:] if got else got)
+
+
+def group_owner_and_other(b):
+    a = connected(b.port)
+    a.receipt("SUBSCRIBE", {"id": "a", "destination": "/queue/g", "selector": "type = 'a'",
+                            "ack": "client-individual", "activemq.prefetchSize": "100"}, "sa")
+    bb = connected(b.port)
+    bb.receipt("SUBSCRIBE", {"id": "b", "destination": "/queue/g", "selector": "type = 'b'"}, "sb")
+    p = connected(b.port)
+    p.receipt("SEND", {"destination": "/queue/g", "type": "a", "JMSXGroupID": "G"}, "r1", b"g1")
+    f = a.recv(timeout=10)
+    assert f.body == b"g1"
+    return a, bb, p
+
+
+def freed_group_message_reaches_the_other(b, a, bb, p, acks):
+    for ack in acks:               # a's ACKs: from-the-top sweeps
+        a.send("ACK", {"id": ack})
+    p.receipt("SEND", {"destination": "/queue/g", "type": "b"}, "r9", b"later")
+    got = [bb.recv(timeout=10).body]
+    try:
+        got.append(bb.recv(timeout=5).body)
+    except TimeoutError:
+        pass
+    if b"x2" not in got:
+        c = connected(b.port)    # any change of consumers resets seen_to
+        c.receipt("SUBSCRIBE", {"id": "c", "destination": "/queue/g", "selector": "type = 'zzz'"}, "sc")
+        try:
+            late = bb.recv(timeout=5).body
+        except TimeoutError:
+            late = None
+        raise AssertionError("x2 (type b) never reached b (got %r); after a new consumer came: %r" % (got, late))
+
+
+def test_a_group_message_freed_by_its_groups_close_reaches_a_matching_consumer(broker_factory):
+    """A group closed (JMSXGroupSeq -1) during a dispatch pass sends its
+    waiting messages back to everyone, but the pass went on counting what
+    it offered as seen by all: a message of the group its owner refused
+    never reached the consumer that matches it (helper-110)."""
+    b = broker_factory()
+    a, bb, p = group_owner_and_other(b)
+    # in one transaction: a group message the owner refuses, the group's
+    # close, and a message nobody takes
+    p.send("BEGIN", {"transaction": "t"})
+    p.send("SEND", {"destination": "/queue/g", "type": "b", "JMSXGroupID": "G", "transaction": "t"}, b"x2")
+    p.send("SEND", {"destination": "/queue/g", "type": "a", "JMSXGroupID": "G", "JMSXGroupSeq": "-1",
+                    "transaction": "t"}, b"x3")
+    p.send("SEND", {"destination": "/queue/g", "type": "c", "transaction": "t"}, b"x4")
+    p.receipt("COMMIT", {"transaction": "t"}, "c")
+    f = a.recv(timeout=10)
+    assert f.body == b"x3"
+    freed_group_message_reaches_the_other(b, a, bb, p, [f["ack"]])
+
+
+def test_a_group_message_freed_by_its_group_forgotten_reaches_a_matching_consumer(broker_factory):
+    """The same with a group forgotten for a new one
+    (broker.max_message_groups) (helper-110)."""
+    b = broker_factory({"broker.max_message_groups": "1"})
+    a, bb, p = group_owner_and_other(b)
+    p.send("BEGIN", {"transaction": "t"})
+    p.send("SEND", {"destination": "/queue/g", "type": "b", "JMSXGroupID": "G", "transaction": "t"}, b"x2")
+    # a second group: G is forgotten when it gets its owner
+    p.send("SEND", {"destination": "/queue/g", "type": "a", "JMSXGroupID": "H", "transaction": "t"}, b"x3")
+    p.send("SEND", {"destination": "/queue/g", "type": "c", "transaction": "t"}, b"x4")
+    p.receipt("COMMIT", {"transaction": "t"}, "c")
+    f = a.recv(timeout=10)
+    assert f.body == b"x3"
+    freed_group_message_reaches_the_other(b, a, bb, p, [f["ack"]])

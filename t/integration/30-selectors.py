@@ -439,3 +439,120 @@ def test_a_selector_consumer_once_full_does_not_evaluate_again_what_it_refused(b
     assert t.taken < nb // 2, t.taken
     # s goes over each c and b once, t over what it takes and passes
     assert evaluations < 2 * (nc + nb), evaluations
+
+
+LIMIT = 8 * 1024 * 1024
+
+
+def pending_output(b, user_port_peer):
+    """The console's pending_output of the connection from that port."""
+    h = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=10)
+    h.request("GET", "/api/connections", headers={"Authorization": "Basic " + base64.b64encode(b"admin:admin").decode()})
+    data = json.loads(h.getresponse().read().decode())
+    conns = data["connections"] if isinstance(data, dict) else data
+    for c in conns:
+        if c["peer"].endswith(":%d" % user_port_peer):
+            return c["pending_output"]
+    raise AssertionError("connection not found: %r" % data)
+
+
+def test_a_consumer_ready_again_without_a_wake_is_offered_what_it_missed(broker_factory):
+    """A consumer whose output was full becomes ready again once it is back
+    under stomp.output_limit, but its queues are woken only below half of
+    it. A sweep going on from a budget stop took every consumer ready then
+    as ready all along, and marked this one as having been offered what it
+    was not: the one message only it matches never reached it (helper-110).
+    A sweep goes on from a stop only if no consumer became ready since."""
+    b = broker_factory({"stomp.selector_budget": "1000", "stomp.output_limit": "8MiB"})
+    # X: a slow reader, subscribed to a flood queue and (lowest priority) to q
+    xs = socket.socket()
+    xs.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    xs.settimeout(30)
+    xs.connect(("127.0.0.1", b.port))
+    xport = xs.getsockname()[1]
+    xs.sendall(encode_frame("CONNECT", {"accept-version": "1.2", "host": "x"}))
+    xs.sendall(encode_frame("SUBSCRIBE", {"id": "flood", "destination": "/queue/flood"}))
+    xs.sendall(encode_frame("SUBSCRIBE", {"id": "x", "destination": "/queue/q", "selector": "type = 'x'",
+                                          "activemq.priority": "0"}))
+    p = connected(b.port)
+    p.receipt("SEND", {"destination": "/topic/sync"}, "s0", b"")
+    big = b"f" * 32768
+    for i in range(400):
+        p.send("SEND", {"destination": "/queue/flood"}, big)
+    p.receipt("SEND", {"destination": "/topic/sync"}, "s1", b"")
+    deadline = time.time() + 20
+    while pending_output(b, xport) < LIMIT and time.time() < deadline:
+        time.sleep(0.1)
+    assert pending_output(b, xport) >= LIMIT  # X is not ready
+    # Z: takes the n's, at the highest priority, with a selector costly enough
+    # that sweeps stop on the budget every few messages
+    z = connected(b.port)
+    z.receipt("SUBSCRIBE", {"id": "z", "destination": "/queue/q", "activemq.priority": "9",
+                            "selector": "pad LIKE '%zz%' OR type = 'n'"}, "sz")
+    zgot = [0]
+
+    def zread():
+        while True:
+            try:
+                f = z.recv(timeout=30)
+            except Exception:
+                return
+            if f.command == "MESSAGE":
+                zgot[0] += 1
+    threading.Thread(target=zread, daemon=True).start()
+    # costly refusers ahead of X too: every n costs several budgets' worth
+    refusers = []
+    for i in range(10):
+        r = connected(b.port)
+        r.receipt("SUBSCRIBE", {"id": "r", "destination": "/queue/q", "activemq.priority": "9",
+                                "selector": "pad LIKE '%zz%'"}, "sr")
+        refusers.append(r)
+    pad = "p" * 300
+    # x1: only X would take it; X is full: it misses it
+    p.receipt("SEND", {"destination": "/queue/q", "type": "x", "pad": pad}, "sx", b"x1")
+    time.sleep(0.5)
+    # one n: a sweep from the top offers x1 to everyone (X, full, is parked
+    # there), and seen_to goes past it
+    p.receipt("SEND", {"destination": "/queue/q", "type": "n", "pad": pad}, "sn", b"n0")
+    t0 = time.time()
+    while zgot[0] == 0 and time.time() - t0 < 20:
+        time.sleep(0.01)
+    time.sleep(0.5)
+    # a long run of n's: the sweep stops every few messages and goes on
+    nn = 30000
+    p.send("BEGIN", {"transaction": "t"})
+    for i in range(nn):
+        p.send("SEND", {"destination": "/queue/q", "type": "n", "pad": pad, "transaction": "t"}, b"n")
+    p.receipt("COMMIT", {"transaction": "t"}, "c")
+    t0 = time.time()
+    while zgot[0] == 1 and time.time() - t0 < 20:
+        time.sleep(0.001)
+    # meanwhile X reads a little: its output goes below the limit, not below half
+    got = b""
+    t0 = time.time()
+    while len(got) < 1100000:
+        got += xs.recv(65536)
+    while pending_output(b, xport) >= LIMIT and time.time() - t0 < 20:
+        got += xs.recv(65536)
+    mid = pending_output(b, xport)
+    zmid = zgot[0]
+    # the sweep goes on for a while with X ready
+    deadline = time.time() + 120
+    while zgot[0] < nn + 1 and time.time() < deadline:
+        time.sleep(0.1)
+    assert zgot[0] == nn + 1
+    assert LIMIT // 2 <= mid < LIMIT, mid
+    assert zmid < nn + 1, "the n's were all taken before X was ready again: no going-on sweep saw it ready"
+    # X reads everything now: drained, it is woken; x1 must come
+    xs.settimeout(1)
+    deadline = time.time() + 30
+    while b"x1" not in got and time.time() < deadline:
+        try:
+            data = xs.recv(65536)
+        except socket.timeout:
+            continue
+        if not data:
+            break
+        got += data
+    assert b"x1" in got, "x1 (type x) never reached X, the only consumer it matches (X ready again at %d bytes " \
+                         "pending, when Z had %d of %d)" % (mid, zmid, nn)
