@@ -185,10 +185,8 @@ static void render(struct msg *m, enum stomp_version v, bool esc, struct buf *b)
     char num[32];
     frame_write_header_str(b, v, esc, "destination", m->dest);
     frame_write_header_str(b, v, esc, "message-id", m->id);
-    snprintf(num, sizeof num, "%" PRId64, m->timestamp);
-    frame_write_header(b, v, false, "timestamp", 9, num, strlen(num));
-    snprintf(num, sizeof num, "%" PRId64, m->expires);
-    frame_write_header(b, v, false, "expires", 7, num, strlen(num));
+    frame_write_header(b, v, false, "timestamp", 9, num, fmt_i64(num, m->timestamp));
+    frame_write_header(b, v, false, "expires", 7, num, fmt_i64(num, m->expires));
     num[0] = (char)('0' + m->priority);
     frame_write_header(b, v, false, "priority", 8, num, 1);
     if (m->persistent)
@@ -196,8 +194,7 @@ static void render(struct msg *m, enum stomp_version v, bool esc, struct buf *b)
     for (uint32_t i = 0; i < m->nheaders; i++)
         frame_write_header(b, v, esc, m->headers[i].name, m->headers[i].name_len,
                            m->headers[i].value, m->headers[i].value_len);
-    snprintf(num, sizeof num, "%zu", m->body_len);
-    frame_write_header(b, v, false, "content-length", 14, num, strlen(num));
+    frame_write_header(b, v, false, "content-length", 14, num, fmt_u64(num, m->body_len));
 }
 
 static bool any_escape(const struct msg *m)

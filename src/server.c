@@ -49,7 +49,14 @@ int64_t server_now_ms(void)
 
 void server_next_msg_id(char *out, size_t len)
 {
-    snprintf(out, len, "%s%llu", srv.msg_id_prefix, (unsigned long long)++srv.msg_id_counter);
+    char digits[21];
+    size_t pl = strlen(srv.msg_id_prefix), dl = fmt_u64(digits, ++srv.msg_id_counter);
+    if (pl + dl >= len) {
+        snprintf(out, len, "%s%s", srv.msg_id_prefix, digits);
+        return;
+    }
+    memcpy(out, srv.msg_id_prefix, pl);
+    memcpy(out + pl, digits, dl + 1);
 }
 
 uint64_t server_next_seq(void)

@@ -322,7 +322,7 @@ void sub_deliver(struct sub *s, struct qentry *e)
         t->inflight++;
         t->held_bytes += (int64_t)e->msg->size;
         q->ninflight++;
-        snprintf(ack, sizeof ack, "%" PRIu64, e->tag);
+        fmt_u64(ack, e->tag);
         msg_write_frame(e->msg, &c->st.out, c->version, q->dest->local_name, t->id, c->version >= STOMP_12 ? ack : NULL,
                         redelivered, e->redeliveries);
         if (persist_delivered(e))

@@ -2,6 +2,7 @@
  * limit, every escape rule, malformed input. */
 #include "config.h"
 
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -542,6 +543,27 @@ static void test_escaped_len_counts_every_byte(void **state)
     }
 }
 
+/* fmt_u64 and fmt_i64 (the numbers of every MESSAGE) print as printf does */
+static void test_numbers_print_as_printf_does(void **state)
+{
+    (void)state;
+    static const int64_t cases[] = {0, 1, 9, 10, 99, 100, 12345, -1, -10, 1765112345678, INT64_MAX, INT64_MIN};
+    char want[32], got[32];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(want, sizeof want, "%" PRId64, cases[i]);
+        assert_int_equal(fmt_i64(got, cases[i]), strlen(want));
+        assert_string_equal(got, want);
+    }
+    snprintf(want, sizeof want, "%" PRIu64, UINT64_MAX);
+    assert_int_equal(fmt_u64(got, UINT64_MAX), 20);
+    assert_string_equal(got, want);
+    for (uint64_t v = 1; v < UINT64_MAX / 7; v = v * 7 + 3) {
+        snprintf(want, sizeof want, "%" PRIu64, v);
+        assert_int_equal(fmt_u64(got, v), strlen(want));
+        assert_string_equal(got, want);
+    }
+}
+
 static void test_writer_escaping(void **state)
 {
     struct buf b = {0};
@@ -723,6 +745,7 @@ int main(void)
         cmocka_unit_test(test_first_limit_passed_wins),
         cmocka_unit_test(test_content_length_with_nuls_split),
         cmocka_unit_test(test_escaped_len_counts_every_byte),
+        cmocka_unit_test(test_numbers_print_as_printf_does),
         cmocka_unit_test(test_writer_escaping),
         cmocka_unit_test(test_write_then_parse_round_trip),
         cmocka_unit_test(test_check_headers),
