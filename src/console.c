@@ -72,9 +72,27 @@ const char *console_master_http(void)
 
 /* How far this follower's durable store is behind the master's head, as
  * last heard from the master (-1: no master heard from). */
+uint64_t console_follower_master_lsn(void)
+{
+    if (!repl_slave_running())
+        return 0;
+    uint64_t head = repl_slave_master_head();
+    if (!repl_slave_connected()) {
+        /* cut off, the master's head as last heard stays put while the
+         * master goes on: a slave far behind showed lag 0 (helper-111).
+         * The master's position in ZooKeeper, if later, bounds it. */
+        struct cluster_member m[16];
+        size_t n = cluster_members(m, sizeof m / sizeof m[0]);
+        for (size_t i = 0; i < n; i++)
+            if (!strcmp(m[i].role, "master") && m[i].lsn > head)
+                head = m[i].lsn;
+    }
+    return head;
+}
+
 int64_t console_follower_lag(void)
 {
-    uint64_t head = repl_slave_running() ? repl_slave_master_head() : 0;
+    uint64_t head = console_follower_master_lsn();
     uint64_t durable = store_durable_lsn();
     if (!head)
         return -1;
@@ -85,7 +103,7 @@ static void add_lag(json_t *j)
 {
     json_int_t lag = console_follower_lag();
     json_object_set_new(j, "lag", lag < 0 ? json_null() : json_integer(lag));
-    uint64_t head = repl_slave_running() ? repl_slave_master_head() : 0;
+    uint64_t head = console_follower_master_lsn();
     json_object_set_new(j, "master_lsn", head ? json_integer((json_int_t)head) : json_null());
 }
 

@@ -318,11 +318,9 @@ static void c_zk_registered(struct metrics_out *m)
  * durable store is behind the master's head as last heard. */
 static void c_follower_lag(struct metrics_out *m)
 {
-    uint64_t head = repl_slave_running() ? repl_slave_master_head() : 0;
-    if (!head)
-        return;
-    uint64_t durable = store_durable_lsn();
-    one_u64(m, head > durable ? head - durable : 0);
+    int64_t lag = console_follower_lag();
+    if (lag >= 0)
+        one_u64(m, (uint64_t)lag);
 }
 
 static void c_follower_connected(struct metrics_out *m)
@@ -676,7 +674,9 @@ static const struct family families[] = {
      c_zk_state},
     {"stompd_zookeeper_registered", "gauge", "1 while this node's member znode exists", c_zk_registered},
     {"stompd_follower_lag", "gauge",
-     "Journal entries this follower's durable store is behind its master's head, as last heard", c_follower_lag},
+     "Journal entries this follower's durable store is behind its master's head, as last heard (while cut off, as "
+     "ZooKeeper last had it, if later)",
+     c_follower_lag},
     {"stompd_follower_connected", "gauge", "1 while this follower is connected to its master",
      c_follower_connected},
     {"stompd_repl_window_bytes", "gauge", "Journal bytes in flight to one slave at most (store.repl_window)",

@@ -43,6 +43,9 @@ json_t *console_browse_json(struct dest *d, const struct qkey *after, size_t lim
 const char *console_master_http(void);
 /* How far this follower's durable store is behind its master's head, as
  * last heard (-1: no master heard from). */
+/* A slave's master's journal head: as last heard from it, or, while cut
+ * off, as ZooKeeper last had it if that is later (0: not known). */
+uint64_t console_follower_master_lsn(void);
 int64_t console_follower_lag(void);
 
 /* Queues (or topics) by name whose name contains filter (any case; NULL

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from stompd_test import Client, NotifySocket, ZkCluster, ZkEnsemble, built_with_sd_notify, connected, port_open
+from stompd_test import (Client, LinkProxy, NotifySocket, ZkCluster, ZkEnsemble, built_with_sd_notify, connected,
+                         http_json, http_request, metric_families, port_open, wait_for)
 
 
 def test_paused_master_does_not_commit_after_replacement(broker_factory, zk_ensemble):
@@ -135,3 +136,51 @@ def test_master_keeps_its_place_after_a_long_rebuild(broker_factory, zk_ensemble
     assert "stepping down" not in c.nodes[m].log(), c.nodes[m].log()[-3000:]
     p = connected(c.nodes[m].port)
     p.receipt("SEND", {"destination": "/queue/rebuilt", "persistent": "true"}, "r", b"x")
+
+
+def test_a_slave_cut_off_from_its_master_shows_how_far_behind_it_falls(broker_factory, zk_ensemble):
+    """A slave whose replication link is cut (it keeps its ZooKeeper
+    session) measured its lag against the master's head as it last heard
+    it: 0, in /api/status and /metrics, while it fell 100,000 entries
+    behind (helper-111). While cut off, the master's position as ZooKeeper
+    has it counts too. Back in touch, it catches up."""
+    c = ZkCluster(broker_factory, zk_ensemble)
+    proxies = []
+    try:
+        def pids():
+            return [b.proc.pid for b in c.nodes if b.running()]
+        for b in c.nodes:
+            p = LinkProxy(int(b.settings["store.bind"].rsplit(":", 1)[1]), pids)
+            p.start()
+            proxies.append(p)
+            b.settings["store.advertise"] = "127.0.0.1:%d" % p.port
+        m = c.start_all()
+        a = c.nodes[(m + 1) % 3]
+        p = connected(c.nodes[m].port)
+        p.receipt("SEND", {"destination": "/queue/behind", "persistent": "true"}, "first", b"x")
+
+        def in_sync():
+            st = http_json(a.http_port, "/api/status")
+            return st["master"]["connected"] and st["master_lsn"] and st["lag"] == 0
+        wait_for(in_sync, timeout=60, what="the slave in sync")
+        proxies[m].block(a.proc.pid)
+        wait_for(lambda: not http_json(a.http_port, "/api/status")["master"]["connected"], timeout=60,
+                 what="the slave cut off")
+        # the master goes on with the other slave
+        for i in range(3000):
+            p.send("SEND", {"destination": "/queue/behind", "persistent": "true"}, b"x")
+        p.receipt("SEND", {"destination": "/queue/behind", "persistent": "true"}, "done", b"x")
+        head = http_json(c.nodes[m].http_port, "/api/status")["lsn"]
+        wait_for(lambda: (http_json(a.http_port, "/api/status")["lag"] or 0) >= 1000, timeout=60,
+                 what="the cut-off slave's lag")
+        st = http_json(a.http_port, "/api/status")
+        assert not st["master"]["connected"] and st["master_lsn"] <= head, st
+        lag = metric_families(http_request(a.http_port, "GET", "/metrics")[2].decode())["stompd_follower_lag"][1]
+        assert lag["stompd_follower_lag"] >= 1000, lag
+        proxies[m].unblock(a.proc.pid)
+        wait_for(lambda: http_json(a.http_port, "/api/status")["lag"] == 0, timeout=60, what="the slave caught up")
+    finally:
+        for p in proxies:
+            p.close()
+        stopped = [(b.name, b.stop()) for b in c.nodes if b.running()]
+    assert all(rc == 0 for _, rc in stopped), stopped

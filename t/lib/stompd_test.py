@@ -810,6 +810,124 @@ def pytest_runtest_makereport(item, call):
 
 # --------------------------------------------------------------- clusters
 
+def socket_owner(peer_port, pids):
+    """The pid (of pids) owning the local TCP socket bound to peer_port."""
+    inode = None
+    for fn in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(fn) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    if int(parts[1].split(":")[1], 16) == peer_port:
+                        inode = parts[9]
+                        break
+        except OSError:
+            pass
+        if inode:
+            break
+    if not inode:
+        return None
+    target = "socket:[%s]" % inode
+    for pid in pids:
+        try:
+            for fd in os.listdir("/proc/%d/fd" % pid):
+                try:
+                    if os.readlink("/proc/%d/fd/%s" % (pid, fd)) == target:
+                        return pid
+                except OSError:
+                    pass
+        except OSError:
+            pass
+    return None
+
+
+class LinkProxy(threading.Thread):
+    """A TCP forwarder in front of one node's replication port (give the
+    node store.advertise = 127.0.0.1:<port>) that can cut the link to
+    chosen processes: block(pid) stops forwarding either way for that
+    process's connections (current and new), a partition between the node
+    and that one only; unblock(pid) drops them and forwards again
+    (helper-111's)."""
+
+    def __init__(self, target_port, pids_fn):
+        super().__init__(daemon=True)
+        self.target = target_port
+        self.pids_fn = pids_fn
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        self.pairs = []            # [client side, node side, client pid]
+        self.blocked = set()
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def block(self, pid):
+        with self.lock:
+            self.blocked.add(pid)
+
+    def unblock(self, pid):
+        with self.lock:
+            self.blocked.discard(pid)
+            held = [p for p in self.pairs if p[2] == pid]
+            self.pairs = [p for p in self.pairs if p[2] != pid]
+        for a, b, _ in held:
+            a.close()
+            b.close()
+
+    def close(self):
+        self.closed = True
+        self.lsock.close()
+        self.join(5)
+        for a, b, _ in self.pairs:
+            a.close()
+            b.close()
+
+    def run(self):
+        import select
+        while not self.closed:
+            with self.lock:
+                socks = [self.lsock] + [s for p in self.pairs if p[2] not in self.blocked for s in p[:2]]
+            try:
+                r, _, _ = select.select(socks, [], [], 0.05)
+            except (OSError, ValueError):
+                continue
+            for s in r:
+                if s is self.lsock:
+                    try:
+                        a, addr = self.lsock.accept()
+                    except OSError:
+                        continue
+                    owner = socket_owner(addr[1], self.pids_fn())
+                    try:
+                        b = socket.create_connection(("127.0.0.1", self.target), timeout=2)
+                    except OSError:
+                        a.close()
+                        continue
+                    with self.lock:
+                        self.pairs.append([a, b, owner])
+                    continue
+                with self.lock:
+                    pair = next((p for p in self.pairs if s in p[:2]), None)
+                    if pair is None or pair[2] in self.blocked:
+                        continue
+                other = pair[1] if s is pair[0] else pair[0]
+                try:
+                    data = s.recv(262144)
+                    if data:
+                        other.sendall(data)
+                except OSError:
+                    data = b""
+                if not data:
+                    with self.lock:
+                        if pair in self.pairs:
+                            self.pairs.remove(pair)
+                    pair[0].close()
+                    pair[1].close()
+
+
 class ZkCluster:
     """Three (or n) stompd nodes electing their master through ZooKeeper."""
 
