@@ -496,15 +496,23 @@ json_t *console_cluster_json(void)
     json_t *members = json_array();
     struct cluster_member m[64];
     size_t n = cluster_members(m, 64);
-    uint64_t head = 0;
-    for (size_t i = 0; i < n; i++)
-        if (m[i].lsn > head)
+    /* behind the master, as ZooKeeper has them: they write there at
+     * different times, and a slave a tick ahead of the master's entry made
+     * the master look behind (helper-111) */
+    uint64_t head = 0, top = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(m[i].role, "master"))
             head = m[i].lsn;
+        if (m[i].lsn > top)
+            top = m[i].lsn;
+    }
+    if (!head)
+        head = top; /* no master: behind the most up to date */
     for (size_t i = 0; i < n; i++) {
         json_array_append_new(members, json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:b, s:b}", "znode",
                                                  m[i].znode, "id", m[i].id, "role", m[i].role, "stomp", m[i].stomp,
                                                  "http", m[i].http, "epoch", (json_int_t)m[i].epoch, "lsn",
-                                                 (json_int_t)m[i].lsn, "lag", (json_int_t)(head - m[i].lsn),
+                                                 (json_int_t)m[i].lsn, "lag", (json_int_t)(head > m[i].lsn ? head - m[i].lsn : 0),
                                                  "weight", (json_int_t)m[i].weight, "self", m[i].self, "refused",
                                                  m[i].refused));
     }

@@ -177,6 +177,16 @@ def test_a_slave_cut_off_from_its_master_shows_how_far_behind_it_falls(broker_fa
         assert not st["master"]["connected"] and st["master_lsn"] <= head, st
         lag = metric_families(http_request(a.http_port, "GET", "/metrics")[2].decode())["stompd_follower_lag"][1]
         assert lag["stompd_follower_lag"] >= 1000, lag
+        # the members' table: lag behind the master (helper-111: against the
+        # most advanced entry in ZooKeeper, the master could look behind)
+        aid = http_json(a.http_port, "/api/status")["node_id"]
+
+        def a_row_lag():
+            rows = http_json(c.nodes[m].http_port, "/api/cluster")["members"]
+            return [x["lag"] for x in rows if x["id"] == aid][0]
+        wait_for(lambda: a_row_lag() >= 1000, timeout=60, what="the cut-off slave behind in the members' table")
+        rows = http_json(c.nodes[m].http_port, "/api/cluster")["members"]
+        assert [x["lag"] for x in rows if x["role"] == "master"] == [0], rows
         proxies[m].unblock(a.proc.pid)
         wait_for(lambda: http_json(a.http_port, "/api/status")["lag"] == 0, timeout=60, what="the slave caught up")
     finally:
