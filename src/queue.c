@@ -1172,8 +1172,8 @@ static struct qkey first_missed(struct queue *q)
 /* This sweep offered every message before k to each consumer ready now:
  * from where it may have missed some, it has seen them (KEY_END: all
  * below seen_to). Within a pass a consumer only fills: ready now, it was
- * all along; one ready again since a stop makes the next pass start from
- * the top (rescan), so a sweep going on from a stop holds this too. */
+ * all along; one ready since a stop makes the next pass start from the top
+ * (rescan, readied), so a sweep going on from a stop holds this too. */
 static void missed_upto(struct queue *q, struct qkey k)
 {
     struct sub *s;
