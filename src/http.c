@@ -671,6 +671,18 @@ static int on_body(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
+/* A chunk announced larger than the body may be is refused at its size
+ * line, not once http.max_request of it has come */
+static int on_chunk_header(http_parser *p)
+{
+    struct http_req *r = p->data;
+    if (p->content_length > (uint64_t)config.http_max_request - buf_used(&r->body)) {
+        r->too_large = true;
+        return -1;
+    }
+    return 0;
+}
+
 static int on_headers_complete(http_parser *p)
 {
     struct http_req *r = p->data;
@@ -739,7 +751,9 @@ static size_t http_input(struct stream *s, const char *data, size_t len)
     if (e == HPE_PAUSED) {
         http_parser_pause(&r->parser, 0);
     } else if (e != HPE_OK) {
-        if (r->too_large)
+        /* a chunk size too large for http-parser to read is reported as
+         * a bad content-length */
+        if (r->too_large || (e == HPE_INVALID_CONTENT_LENGTH && (r->parser.flags & F_CHUNKED)))
             http_respond_error(r, 413, "request body larger than http.max_request", NULL);
         else if (r->header_bytes > (size_t)config.http_max_request ||
                  (e == HPE_HEADER_OVERFLOW && !r->url_too_long))
@@ -896,6 +910,7 @@ int http_start(const struct http_site *site, char *err, size_t errlen)
     H.settings.on_header_value = on_header_value;
     H.settings.on_headers_complete = on_headers_complete;
     H.settings.on_body = on_body;
+    H.settings.on_chunk_header = on_chunk_header;
     H.settings.on_message_complete = on_message_complete;
     H.listener.name = "console";
     H.listener.addr_key = "http.listen";

@@ -244,6 +244,25 @@ def test_trailer_fields_are_not_the_requests_headers(broker_factory):
     assert out is not None and out.startswith(b"HTTP/1.1 200"), out
 
 
+def test_a_chunk_larger_than_a_body_may_be_is_refused_at_its_size(broker_factory):
+    """A chunk announced larger than http.max_request waited for its bytes
+    to come before the 413 (helper-103); one too large for http-parser to
+    read was "invalid character in content-length header". Both are 413
+    at the size line now, and the connection closes."""
+    b = broker_factory()
+    head = ("POST /api/send HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAuthorization: %s\r\nTransfer-Encoding: chunked\r\n"
+            "Content-Type: application/json\r\n\r\n" % (b.http_port, GOOD)).encode()
+    for size in (b"10001", b"10000000", b"FFFFFFFFFFFFFFFFFFFF"):  # 64 KiB + 1 is over the default limit
+        out = raw(b, head + size + b"\r\n", timeout=10)
+        assert out is not None, size  # answered and closed without the chunk's bytes
+        assert out.startswith(b"HTTP/1.1 413 ") and b"larger than http.max_request" in out, (size, out)
+    # a chunk within the limit still goes
+    body = json.dumps({"destination": "/queue/chunked", "body": "ok"}).encode()
+    out = raw(b, head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) + b"GET /nope HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+              b"Connection: close\r\n\r\n" % b.http_port)
+    assert out is not None and out.startswith(b"HTTP/1.1 200 "), out
+
+
 def test_other_transfer_codings_and_http_versions_are_refused(broker_factory):
     """A body in gzip then chunked was decoded as plain chunked, and an
     HTTP/2.0 request line was served as HTTP/1.1 (helper-81): 501 and 505
