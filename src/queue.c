@@ -1026,22 +1026,24 @@ static void expire(struct qentry *e)
     queue_entry_done(e);
 }
 
-/* Which consumers in turn were ready when dispatch stopped: one ready
- * after it makes the next pass start from the top. A wake (queue_mark_dirty)
- * does not come for each: a consumer's output back under its limit but
- * not yet at its low water (helper-110) is ready without one. */
+/* Which consumers were ready when dispatch stopped: one ready after it
+ * makes the next pass start from the top. A wake (queue_mark_dirty) does
+ * not come for each: a consumer's output back under its limit but not yet
+ * at its low water is ready without one, in turn (helper-110) or parked
+ * (helper-112: a window skipped as refused by all had never been offered
+ * to it). Within a pass a consumer only fills: one parked was not ready. */
 static void note_ready(struct queue *q)
 {
     struct sub *s;
     TAILQ_FOREACH(s, &q->consumers, q_link)
-        s->ready_at_stop = !s->parked && sub_ready(s);
+        s->ready_at_stop = sub_ready(s);
 }
 
 static bool readied(struct queue *q)
 {
     struct sub *s;
     TAILQ_FOREACH(s, &q->consumers, q_link)
-        if (!s->parked && !s->ready_at_stop && sub_ready(s))
+        if (!s->ready_at_stop && sub_ready(s))
             return true;
     return false;
 }
