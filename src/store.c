@@ -13,6 +13,7 @@
  * counters (C keys) let a node start without reading any queue. */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -1726,10 +1727,48 @@ static int any_key(void *ctx, const char *k, size_t kl, const char *v, size_t vl
     return 1;
 }
 
+/* No index data in dir (or no dir): a new index may be made there. A
+ * lock and an info log alone are what a first start cut short leaves. */
+static bool index_dir_empty(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT;
+    struct dirent *de;
+    bool empty = true;
+    while (empty && (de = readdir(d)))
+        empty = !strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || !strcmp(de->d_name, "LOCK") ||
+                !strcmp(de->d_name, "LOG") || !strcmp(de->d_name, "LOG.old");
+    closedir(d);
+    return empty;
+}
+
 static int open_index(const char *dir, char *err, size_t errlen)
 {
     S.opt = leveldb_options_create();
-    leveldb_options_set_create_if_missing(S.opt, 1);
+    /* only where there is nothing: over a damaged index (its CURRENT
+     * lost), LevelDB made a new one and deleted the old tables before the
+     * start was refused, and with them what a repair could have saved
+     * (helper-113) */
+    bool fresh = index_dir_empty(dir);
+    char current[4400];
+    snprintf(current, sizeof current, "%s/CURRENT", dir);
+    if (!fresh && access(current, F_OK) != 0 && errno == ENOENT) {
+        /* set aside, whole, for LevelDB's RepairDB; the log rebuilds a
+         * new one if it still holds the whole history (else the start is
+         * refused below) */
+        char aside[4400];
+        snprintf(aside, sizeof aside, "%s.lost-%lld", dir, (long long)time(NULL));
+        if (rename(dir, aside) != 0) {
+            snprintf(err, errlen, "cannot move aside the index %s, which lost its CURRENT file: %s", dir,
+                     strerror(errno));
+            return -EIO;
+        }
+        log_warn("store: the index %s lost its CURRENT file: moved to %s as it was (LevelDB's RepairDB can read "
+                 "it); a new one is made", dir, aside);
+        fresh = true;
+    }
+    leveldb_options_set_create_if_missing(S.opt, fresh);
     leveldb_options_set_paranoid_checks(S.opt, 1);
     leveldb_options_set_write_buffer_size(S.opt, 16 << 20);
     /* index records are small and short-lived: compressing them costs
@@ -1740,6 +1779,9 @@ static int open_index(const char *dir, char *err, size_t errlen)
     S.filter = leveldb_filterpolicy_create_bloom(10);
     leveldb_options_set_filter_policy(S.opt, S.filter);
     S.ropt = leveldb_readoptions_create();
+    /* a damaged table is an error, not fewer records (helper-113: one
+     * flipped bit served a queue without 114 of its 200 messages) */
+    leveldb_readoptions_set_verify_checksums(S.ropt, 1);
     S.wsync = leveldb_writeoptions_create();
     leveldb_writeoptions_set_sync(S.wsync, 1);
     S.wnosync = leveldb_writeoptions_create();
@@ -2160,6 +2202,7 @@ struct store_snapshot *store_snapshot_open(uint64_t *lsn, uint64_t *epoch, uint6
     pthread_mutex_unlock(&S.mu);
     s->snap = leveldb_create_snapshot(S.db);
     s->ro = leveldb_readoptions_create();
+    leveldb_readoptions_set_verify_checksums(s->ro, 1);
     leveldb_readoptions_set_snapshot(s->ro, s->snap);
     leveldb_readoptions_set_fill_cache(s->ro, 0);
     /* the position is written in the batch of the state it describes, so

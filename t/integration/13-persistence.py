@@ -515,6 +515,32 @@ def test_corrupt_store_refuses_to_start(broker_factory):
     assert "cannot open the store" in exited_with_1(b)
 
 
+def test_an_index_that_lost_its_current_file_is_set_aside_whole(broker_factory):
+    """An index that lost its CURRENT file was opened as a new one: LevelDB
+    deleted the old tables and its log, and what a repair could have saved
+    was gone, even where the log could not rebuild it (helper-113). It is
+    now moved aside whole, and a new one rebuilt from a whole log."""
+    b = broker_factory()
+    p = connected(b.port)
+    for i in range(50):
+        p.receipt("SEND", {"destination": "/queue/c", "persistent": "true"}, "r%d" % i, b"%d" % i)
+    assert b.stop() == 0
+    store = os.path.join(b.settings["broker.data_dir"], "store")
+    index = os.path.join(store, "index")
+    os.remove(os.path.join(index, "CURRENT"))
+    before = sorted(os.listdir(index))
+    assert any(f.endswith((".ldb", ".log")) for f in before), before
+    b.start()
+    log = b.log_since_start()
+    assert "lost its CURRENT file: moved to" in log and "its index was missing: rebuilding it from the log" in log, \
+        log[-2000:]
+    aside = [d for d in os.listdir(store) if d.startswith("index.lost-")]
+    assert len(aside) == 1 and sorted(os.listdir(os.path.join(store, aside[0]))) == before
+    c = connected(b.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/c"})
+    assert [c.recv().body for _ in range(50)] == [b"%d" % i for i in range(50)]
+
+
 def test_log_that_lost_its_tail_refuses_to_start(broker_factory):
     """The store's log is the record of what was acknowledged: a log cut
     shorter than its index says (a truncated or lost file) must not be
