@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from stompd_test import (Client, LinkProxy, NotifySocket, ZkCluster, ZkEnsemble, built_with_sd_notify, connected,
+from stompd_test import (Blackhole, Client, NotifySocket, ZkCluster, ZkEnsemble, built_with_sd_notify, connected,
                          http_json, http_request, metric_families, port_open, wait_for)
 
 
@@ -150,8 +150,7 @@ def test_a_slave_cut_off_from_its_master_shows_how_far_behind_it_falls(broker_fa
         def pids():
             return [b.proc.pid for b in c.nodes if b.running()]
         for b in c.nodes:
-            p = LinkProxy(int(b.settings["store.bind"].rsplit(":", 1)[1]), pids)
-            p.start()
+            p = Blackhole(int(b.settings["store.bind"].rsplit(":", 1)[1]), pids)
             proxies.append(p)
             b.settings["store.advertise"] = "127.0.0.1:%d" % p.port
         m = c.start_all()

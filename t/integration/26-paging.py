@@ -12,13 +12,12 @@ import http.client
 import json
 import os
 import re
-import socket
 import threading
 import time
 
 import pytest
 
-from stompd_test import connected, encode_frame, http_request, produce_pipelined, wait_for
+from stompd_test import SlowReader, connected, encode_frame, http_request, produce_pipelined, wait_for
 
 WINDOW = {"broker.queue_window": "4KiB"}
 
@@ -748,14 +747,6 @@ def test_offline_durable_subscriptions_charge_a_shared_message_once(broker_facto
 XLIMIT = 8 * 1024 * 1024
 
 
-def pending_output(b, port):
-    """The console's pending_output of the connection from that port."""
-    for c in console(b, "/api/connections"):
-        if c["peer"].endswith(":%d" % port):
-            return c["pending_output"]
-    raise AssertionError("connection not found")
-
-
 def selector_verdicts(b):
     for l in http_request(b.http_port, "GET", "/metrics")[2].decode().splitlines():
         if l.startswith("stompd_selector_evaluations_total"):
@@ -789,25 +780,10 @@ def test_a_parked_consumer_ready_again_without_a_wake_is_offered_a_window_before
     p.receipt("COMMIT", {"transaction": "t"}, "c")
     # indexed: the backlog pages (evictable)
     wait_for(lambda: queue_info(b, "/queue/q")["pending_on_disk"] > 0, timeout=120, what="the backlog paged")
-    # X: a slow reader whose output is full (a flood queue), then on q with a
-    # selector only the x's match, at the lowest priority
-    xs = socket.socket()
-    xs.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    xs.settimeout(30)
-    xs.connect(("127.0.0.1", b.port))
-    xport = xs.getsockname()[1]
-    xs.sendall(encode_frame("CONNECT", {"accept-version": "1.2", "host": "x"}))
-    xs.sendall(encode_frame("SUBSCRIBE", {"id": "flood", "destination": "/queue/flood"}))
-    big = b"f" * 32768
-    for i in range(400):
-        p.send("SEND", {"destination": "/queue/flood"}, big)
-    p.receipt("SEND", {"destination": "/topic/sync"}, "s1", b"")
-    deadline = time.time() + 20
-    while pending_output(b, xport) < XLIMIT and time.time() < deadline:
-        time.sleep(0.1)
-    assert pending_output(b, xport) >= XLIMIT
-    xs.sendall(encode_frame("SUBSCRIBE", {"id": "x", "destination": "/queue/q", "selector": "type = 'x'",
-                                          "activemq.priority": "0"}))
+    # X: a slow reader whose output is full, then on q with a selector only
+    # the x's match, at the lowest priority
+    x = SlowReader(b, p, XLIMIT)
+    x.send("SUBSCRIBE", {"id": "x", "destination": "/queue/q", "selector": "type = 'x'", "activemq.priority": "0"})
     time.sleep(0.3)
     # costly refusers ahead of X: the sweep over the backlog stops on the
     # budget every message or so (a chain of resumed passes)
@@ -820,13 +796,7 @@ def test_a_parked_consumer_ready_again_without_a_wake_is_offered_a_window_before
     time.sleep(0.5)
     ev1 = selector_verdicts(b)
     # X reads a little, mid-chain: below the limit, not below the low water
-    got = b""
-    t0 = time.time()
-    while len(got) < 1100000:
-        got += xs.recv(65536)
-    while pending_output(b, xport) >= XLIMIT and time.time() - t0 < 20:
-        got += xs.recv(65536)
-    mid = pending_output(b, xport)
+    mid = x.read_some()
     ev2 = selector_verdicts(b)
     assert XLIMIT // 2 <= mid < XLIMIT, mid
     assert ev2 > ev1, "the chain was over before X was ready again"
@@ -839,20 +809,6 @@ def test_a_parked_consumer_ready_again_without_a_wake_is_offered_a_window_before
         last = e
         time.sleep(2)
     # X reads everything now (drained below the low water: woken)
-    xs.settimeout(1)
-    token = re.compile(rb"(x\d+)\x00")
-    seen = {w.decode() for w in token.findall(got)}
-    tail = got[-16:]
-    deadline = time.time() + 120
-    while not xs_sent <= seen and time.time() < deadline:
-        try:
-            data = xs.recv(1 << 20)
-        except socket.timeout:
-            continue
-        if not data:
-            break
-        seen |= {w.decode() for w in token.findall(tail + data)}
-        tail = (tail + data)[-16:]
-    missing = sorted(xs_sent - seen, key=lambda s: int(s[1:]))
+    missing = x.read_until(xs_sent)
     assert not missing, "%d of %d x messages never reached X (ready, reading, the only consumer they match): %s" % (
         len(missing), len(xs_sent), missing[:10])

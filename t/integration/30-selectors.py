@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from stompd_test import Client, connected, encode_frame
+from stompd_test import Client, SlowReader, connected, encode_frame
 
 # Matching '%' + 'a' * 400 + 'b' against a value of 'a's was O(value x
 # pattern) before LIKE patterns became automata: about 4 million byte
@@ -444,18 +444,6 @@ def test_a_selector_consumer_once_full_does_not_evaluate_again_what_it_refused(b
 LIMIT = 8 * 1024 * 1024
 
 
-def pending_output(b, user_port_peer):
-    """The console's pending_output of the connection from that port."""
-    h = http.client.HTTPConnection("127.0.0.1", b.http_port, timeout=10)
-    h.request("GET", "/api/connections", headers={"Authorization": "Basic " + base64.b64encode(b"admin:admin").decode()})
-    data = json.loads(h.getresponse().read().decode())
-    conns = data["connections"] if isinstance(data, dict) else data
-    for c in conns:
-        if c["peer"].endswith(":%d" % user_port_peer):
-            return c["pending_output"]
-    raise AssertionError("connection not found: %r" % data)
-
-
 def test_a_consumer_ready_again_without_a_wake_is_offered_what_it_missed(broker_factory):
     """A consumer whose output was full becomes ready again once it is back
     under stomp.output_limit, but its queues are woken only below half of
@@ -464,26 +452,10 @@ def test_a_consumer_ready_again_without_a_wake_is_offered_what_it_missed(broker_
     was not: the one message only it matches never reached it (helper-110).
     A sweep goes on from a stop only if no consumer became ready since."""
     b = broker_factory({"stomp.selector_budget": "1000", "stomp.output_limit": "8MiB"})
-    # X: a slow reader, subscribed to a flood queue and (lowest priority) to q
-    xs = socket.socket()
-    xs.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    xs.settimeout(30)
-    xs.connect(("127.0.0.1", b.port))
-    xport = xs.getsockname()[1]
-    xs.sendall(encode_frame("CONNECT", {"accept-version": "1.2", "host": "x"}))
-    xs.sendall(encode_frame("SUBSCRIBE", {"id": "flood", "destination": "/queue/flood"}))
-    xs.sendall(encode_frame("SUBSCRIBE", {"id": "x", "destination": "/queue/q", "selector": "type = 'x'",
-                                          "activemq.priority": "0"}))
+    # X: a slow reader, its output full, on q (lowest priority)
     p = connected(b.port)
-    p.receipt("SEND", {"destination": "/topic/sync"}, "s0", b"")
-    big = b"f" * 32768
-    for i in range(400):
-        p.send("SEND", {"destination": "/queue/flood"}, big)
-    p.receipt("SEND", {"destination": "/topic/sync"}, "s1", b"")
-    deadline = time.time() + 20
-    while pending_output(b, xport) < LIMIT and time.time() < deadline:
-        time.sleep(0.1)
-    assert pending_output(b, xport) >= LIMIT  # X is not ready
+    x = SlowReader(b, p, LIMIT)
+    x.send("SUBSCRIBE", {"id": "x", "destination": "/queue/q", "selector": "type = 'x'", "activemq.priority": "0"})
     # Z: takes the n's, at the highest priority, with a selector costly enough
     # that sweeps stop on the budget every few messages
     z = connected(b.port)
@@ -528,13 +500,7 @@ def test_a_consumer_ready_again_without_a_wake_is_offered_what_it_missed(broker_
     while zgot[0] == 1 and time.time() - t0 < 20:
         time.sleep(0.001)
     # meanwhile X reads a little: its output goes below the limit, not below half
-    got = b""
-    t0 = time.time()
-    while len(got) < 1100000:
-        got += xs.recv(65536)
-    while pending_output(b, xport) >= LIMIT and time.time() - t0 < 20:
-        got += xs.recv(65536)
-    mid = pending_output(b, xport)
+    mid = x.read_some()
     zmid = zgot[0]
     # the sweep goes on for a while with X ready
     deadline = time.time() + 120
@@ -544,15 +510,5 @@ def test_a_consumer_ready_again_without_a_wake_is_offered_what_it_missed(broker_
     assert LIMIT // 2 <= mid < LIMIT, mid
     assert zmid < nn + 1, "the n's were all taken before X was ready again: no going-on sweep saw it ready"
     # X reads everything now: drained, it is woken; x1 must come
-    xs.settimeout(1)
-    deadline = time.time() + 30
-    while b"x1" not in got and time.time() < deadline:
-        try:
-            data = xs.recv(65536)
-        except socket.timeout:
-            continue
-        if not data:
-            break
-        got += data
-    assert b"x1" in got, "x1 (type x) never reached X, the only consumer it matches (X ready again at %d bytes " \
-                         "pending, when Z had %d of %d)" % (mid, zmid, nn)
+    assert x.read_until(["x1"]) == [], "x1 (type x) never reached X, the only consumer it matches (X ready " \
+        "again at %d bytes pending, when Z had %d of %d)" % (mid, zmid, nn)

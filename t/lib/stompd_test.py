@@ -842,92 +842,6 @@ def socket_owner(peer_port, pids):
     return None
 
 
-class LinkProxy(threading.Thread):
-    """A TCP forwarder in front of one node's replication port (give the
-    node store.advertise = 127.0.0.1:<port>) that can cut the link to
-    chosen processes: block(pid) stops forwarding either way for that
-    process's connections (current and new), a partition between the node
-    and that one only; unblock(pid) drops them and forwards again
-    (helper-111's)."""
-
-    def __init__(self, target_port, pids_fn):
-        super().__init__(daemon=True)
-        self.target = target_port
-        self.pids_fn = pids_fn
-        self.lsock = socket.socket()
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(16)
-        self.port = self.lsock.getsockname()[1]
-        self.pairs = []            # [client side, node side, client pid]
-        self.blocked = set()
-        self.lock = threading.Lock()
-        self.closed = False
-
-    def block(self, pid):
-        with self.lock:
-            self.blocked.add(pid)
-
-    def unblock(self, pid):
-        with self.lock:
-            self.blocked.discard(pid)
-            held = [p for p in self.pairs if p[2] == pid]
-            self.pairs = [p for p in self.pairs if p[2] != pid]
-        for a, b, _ in held:
-            a.close()
-            b.close()
-
-    def close(self):
-        self.closed = True
-        self.lsock.close()
-        self.join(5)
-        for a, b, _ in self.pairs:
-            a.close()
-            b.close()
-
-    def run(self):
-        import select
-        while not self.closed:
-            with self.lock:
-                socks = [self.lsock] + [s for p in self.pairs if p[2] not in self.blocked for s in p[:2]]
-            try:
-                r, _, _ = select.select(socks, [], [], 0.05)
-            except (OSError, ValueError):
-                continue
-            for s in r:
-                if s is self.lsock:
-                    try:
-                        a, addr = self.lsock.accept()
-                    except OSError:
-                        continue
-                    owner = socket_owner(addr[1], self.pids_fn())
-                    try:
-                        b = socket.create_connection(("127.0.0.1", self.target), timeout=2)
-                    except OSError:
-                        a.close()
-                        continue
-                    with self.lock:
-                        self.pairs.append([a, b, owner])
-                    continue
-                with self.lock:
-                    pair = next((p for p in self.pairs if s in p[:2]), None)
-                    if pair is None or pair[2] in self.blocked:
-                        continue
-                other = pair[1] if s is pair[0] else pair[0]
-                try:
-                    data = s.recv(262144)
-                    if data:
-                        other.sendall(data)
-                except OSError:
-                    data = b""
-                if not data:
-                    with self.lock:
-                        if pair in self.pairs:
-                            self.pairs.remove(pair)
-                    pair[0].close()
-                    pair[1].close()
-
-
 class ZkCluster:
     """Three (or n) stompd nodes electing their master through ZooKeeper."""
 
@@ -1319,35 +1233,108 @@ class FakeSlave(threading.Thread):
             pass
 
 
+def pending_output(b, port):
+    """The console's pending_output of b's client connection from that port."""
+    for c in http_json(b.http_port, "/api/connections"):
+        if c["peer"].endswith(":%d" % port):
+            return c["pending_output"]
+    raise AssertionError("no connection from port %d" % port)
+
+
+class SlowReader:
+    """A client that stops reading: its socket takes 4 KiB, and a flood of
+    13 MB on its own queue fills its output in the broker to limit (its
+    stomp.output_limit), so it is not ready. read_some() then reads until
+    its output is back under the limit but not under half of it: ready
+    again, without the wake that draining to its low water brings."""
+
+    def __init__(self, b, producer, limit, flood="/queue/flood"):
+        self.b, self.limit = b, limit
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.settimeout(30)
+        self.sock.connect(("127.0.0.1", b.port))
+        self.port = self.sock.getsockname()[1]
+        self.got = b""
+        self.send("CONNECT", {"accept-version": "1.2", "host": "x"})
+        self.send("SUBSCRIBE", {"id": "flood", "destination": flood})
+        big = b"f" * 32768
+        for i in range(400):
+            producer.send("SEND", {"destination": flood}, big)
+        producer.receipt("SEND", {"destination": "/topic/sync"}, "flooded", b"")
+        wait_for(lambda: self.pending() >= limit, timeout=60, what="the slow reader's output full")
+
+    def send(self, command, headers):
+        self.sock.sendall(encode_frame(command, headers))
+
+    def pending(self):
+        return pending_output(self.b, self.port)
+
+    def read_some(self):
+        """Reads until the output is under the limit; returns what is left."""
+        while len(self.got) < 1100000:
+            self.got += self.sock.recv(65536)
+        deadline = time.time() + 20
+        while self.pending() >= self.limit and time.time() < deadline:
+            self.got += self.sock.recv(65536)
+        return self.pending()
+
+    def read_until(self, tokens, timeout=120):
+        """Reads until every body in tokens (b"x1"...) came; returns those
+        that did not within the timeout."""
+        import re
+        token = re.compile(rb"(x\d+)\x00")
+        seen = {w.decode() for w in token.findall(self.got)}
+        tail = self.got[-16:]
+        self.sock.settimeout(1)
+        deadline = time.time() + timeout
+        while not set(tokens) <= seen and time.time() < deadline:
+            try:
+                data = self.sock.recv(1 << 20)
+            except socket.timeout:
+                continue
+            if not data:
+                break
+            seen |= {w.decode() for w in token.findall(tail + data)}
+            tail = (tail + data)[-16:]
+        return sorted(set(tokens) - seen, key=lambda t: int(t[1:]))
+
+
 class Blackhole:
     """A TCP forwarder on a free loopback port that can go silent: block()
     stops passing bytes either way and holds every connection open (as a
     network partition does, without the resets a dead server gives);
     unblock() drops the connections it held, as a healed partition whose
-    TCP connections timed out, and forwards again."""
+    TCP connections timed out, and forwards again. Given pids_fn (the pids
+    that may connect), block(pid) and unblock(pid) do so for one process's
+    connections only: a partition between the node behind it and that
+    process (helper-111's, for a replication link to one slave)."""
 
-    def __init__(self, target_port):
+    def __init__(self, target_port, pids_fn=None):
         self.target = target_port
+        self.pids_fn = pids_fn
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.lsock.bind(("127.0.0.1", 0))
         self.lsock.listen(16)
         self.port = self.lsock.getsockname()[1]
-        self.blocked = False
-        self.pairs = []
+        self.blocked = set()       # pids; None: every connection
+        self.pairs = []            # [client side, target side, client pid or None]
         self.lock = threading.Lock()
         self.closed = False
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
-    def block(self):
-        self.blocked = True
-
-    def unblock(self):
+    def block(self, pid=None):
         with self.lock:
-            pairs, self.pairs = self.pairs, []
-            self.blocked = False
-        for a, b in pairs:
+            self.blocked.add(pid)
+
+    def unblock(self, pid=None):
+        with self.lock:
+            self.blocked.discard(pid)
+            held = [p for p in self.pairs if pid is None or p[2] == pid]
+            self.pairs = [p for p in self.pairs if p not in held]
+        for a, b, _ in held:
             a.close()
             b.close()
 
@@ -1356,11 +1343,14 @@ class Blackhole:
         self.unblock()
         self.lsock.close()
 
+    def _stopped(self, pair):
+        return None in self.blocked or pair[2] in self.blocked
+
     def _run(self):
         import select
         while not self.closed:
             with self.lock:
-                socks = [self.lsock] + ([s for p in self.pairs for s in p] if not self.blocked else [])
+                socks = [self.lsock] + [s for p in self.pairs if not self._stopped(p) for s in p[:2]]
             try:
                 r, _, _ = select.select(socks, [], [], 0.05)
             except (OSError, ValueError):
@@ -1368,26 +1358,25 @@ class Blackhole:
             for s in r:
                 if s is self.lsock:
                     try:
-                        a, _ = self.lsock.accept()
+                        a, addr = self.lsock.accept()
                     except OSError:
                         continue
+                    owner = socket_owner(addr[1], self.pids_fn()) if self.pids_fn else None
                     try:
                         b = socket.create_connection(("127.0.0.1", self.target), timeout=2)
                     except OSError:
                         a.close()  # nobody behind: the peer sees the end, as with no proxy
                         continue
                     with self.lock:
-                        self.pairs.append((a, b))
+                        self.pairs.append([a, b, owner])
                     continue
                 with self.lock:
-                    if self.blocked:
-                        break
-                    pair = next((p for p in self.pairs if s in p), None)
-                if pair is None:
-                    continue
+                    pair = next((p for p in self.pairs if s in p[:2]), None)
+                    if pair is None or self._stopped(pair):
+                        continue
                 other = pair[1] if s is pair[0] else pair[0]
                 try:
-                    data = s.recv(65536)
+                    data = s.recv(262144)
                     if data:
                         other.sendall(data)
                 except OSError:
