@@ -14,6 +14,7 @@
 #include "stompd/dup.h"
 #include "stompd/log.h"
 #include "stompd/msg.h"
+#include "stompd/queue.h"
 #include "stompd/server.h"
 
 static struct op_list commit_q = TAILQ_HEAD_INITIALIZER(commit_q);
@@ -393,6 +394,40 @@ void commit_hold(struct conn *c, uint64_t pos, enum hold_kind kind)
     hold_new[nhold_new++] = c;
 }
 
+void commit_hold_unsent(struct conn *c, struct qentry *e, uint64_t pos)
+{
+    struct unsent *u = queue_unsent_new(e, pos);
+    TAILQ_INSERT_TAIL(&c->unsent, u, c_link);
+}
+
+/* Where c's output stops for a mark not released (UINT64_MAX: nowhere). */
+static uint64_t held_from(const struct conn *c)
+{
+    return c->hold_head < c->nholds ? c->holds[c->hold_head].pos : UINT64_MAX;
+}
+
+/* The auto-ack deliveries before the first mark not released may go:
+ * forgotten. */
+static void unsent_settle(struct conn *c)
+{
+    uint64_t from = held_from(c);
+    struct unsent *u;
+    while ((u = TAILQ_FIRST(&c->unsent)) && u->pos < from) {
+        TAILQ_REMOVE(&c->unsent, u, c_link);
+        queue_unsent_free(u);
+    }
+}
+
+/* Those from pos on will never go: back to their queues. */
+static void unsent_return_from(struct conn *c, uint64_t pos)
+{
+    struct unsent *u;
+    while ((u = TAILQ_LAST(&c->unsent, unsent_list)) && u->pos >= pos) {
+        TAILQ_REMOVE(&c->unsent, u, c_link);
+        queue_unsent_return(u);
+    }
+}
+
 static void marks_pop(struct conn *c);
 
 unsigned commit_hold_assign(uint64_t lsn)
@@ -447,6 +482,7 @@ static void marks_pop(struct conn *c)
         return;
     if (c->hold_head == c->nholds)
         marks_clear(c);
+    unsent_settle(c);
     conn_want_flush(c);
 }
 
@@ -492,6 +528,7 @@ void commit_hold_release_upto(uint64_t lsn)
             continue;
         if (c->hold_head == c->nholds)
             marks_clear(c);
+        unsent_settle(c);
         conn_want_flush(c);
     }
     if (!all)
@@ -500,17 +537,59 @@ void commit_hold_release_upto(uint64_t lsn)
     for (size_t i = 0; i < nhold_new; i++)
         if ((c = hold_new[i])) {
             marks_clear(c);
+            unsent_settle(c);
             conn_want_flush(c);
         }
     nhold_new = 0;
 }
 
-void commit_hold_forget(struct conn *c)
+/* Marks released since the last pop go too: their output may leave. */
+static void pop_released(struct conn *c)
 {
+    while (c->hold_head < c->nholds && mark_released(&c->holds[c->hold_head]))
+        c->hold_head++;
+    unsent_settle(c);
+}
+
+/* c holds nothing more, and what it held never goes. */
+static void marks_drop(struct conn *c)
+{
+    pop_released(c);
+    unsent_return_from(c, 0);
     for (size_t i = 0; i < nhold_new; i++)
         if (hold_new[i] == c)
             hold_new[i] = NULL;
     marks_clear(c);
+}
+
+/* Nothing c holds leaves: what is given back must not be sent too. */
+static void give_back(struct conn *c)
+{
+    stream_out_cut(&c->st, held_from(c));
+    marks_drop(c);
+}
+
+void commit_holds_give_back(void)
+{
+    struct conn *c, *next;
+    for (c = TAILQ_FIRST(&srv.conns); c; c = next) {
+        next = TAILQ_NEXT(c, link);
+        pop_released(c);
+        if (!TAILQ_EMPTY(&c->unsent))
+            give_back(c);
+    }
+}
+
+void commit_holds_closing(struct conn *c)
+{
+    pop_released(c);
+    if (!TAILQ_EMPTY(&c->unsent) && c->answered_to <= held_from(c))
+        give_back(c);
+}
+
+void commit_hold_forget(struct conn *c)
+{
+    marks_drop(c);
     free(c->holds);
     c->holds = NULL;
     c->cap_holds = 0;
@@ -560,6 +639,7 @@ static void holds_cut(struct conn *c, uint64_t lsn, const char *why)
     if (i == c->nholds)
         return;
     stream_out_cut(&c->st, c->holds[i].pos);
+    unsent_return_from(c, c->holds[i].pos); /* in memory: the store failed */
     c->nholds = i;
     marks_pop(c);
     if (c->hold_head == c->nholds)

@@ -257,6 +257,7 @@ struct conn *conn_new(int fd, const char *peer)
     frame_parser_init(&c->parser, &lim);
     TAILQ_INIT(&c->ops);
     TAILQ_INIT(&c->temps);
+    TAILQ_INIT(&c->unsent);
     c->st.out_limit = (size_t)config.output_limit;
     c->st.low_water = (size_t)config.output_limit / 2;
     c->st.unproven = true; /* until CONNECTED */
@@ -540,6 +541,7 @@ void conn_send_receipt(struct conn *c, const char *receipt)
     frame_write_command(&c->st.out, "RECEIPT");
     frame_write_header_str(&c->st.out, c->version, true, "receipt-id", receipt);
     frame_write_body(&c->st.out, NULL, 0);
+    c->answered_to = stream_out_pos(&c->st);
     conn_frame_sent(c);
     conn_want_flush(c);
 }
@@ -569,6 +571,7 @@ static void write_error(struct conn *c, const char *message, const char *receipt
     buf_putc(&c->st.out, '\n');
     buf_putc(&c->st.out, '\0');
     c->error_sent = true;
+    c->answered_to = stream_out_pos(&c->st);
     conn_frame_sent(c);
     c->st.close_code = 1008; /* WebSocket: policy violation (the ERROR frame says which) */
     conn_close_after_flush(c);
@@ -723,6 +726,7 @@ void conn_close_after_flush(struct conn *c)
         return;
     conn_set_state(c, CONN_CLOSING);
     release_broker_state(c);
+    commit_holds_closing(c);
     stream_close_after_flush(&c->st, CLOSE_LINGER, c->error_sent ? "closed after ERROR" : "closed after DISCONNECT");
 }
 

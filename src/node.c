@@ -55,6 +55,14 @@ struct entry {
  * connection closes, the in-memory broker goes (the store keeps it all). */
 static void leave_master(const char *why)
 {
+    /* An auto-ack MESSAGE still held for its dequeue never goes: the
+     * message goes back, journaled after the dequeue and shipped as far
+     * as the slaves' sockets take it, so whichever log has the dequeue
+     * and is elected, this one or a slave's, has the message too
+     * (helper-113: a master that lost its quorum stepped down and, elected
+     * again, had lost what its auto-ack consumers were never sent) */
+    commit_holds_give_back();
+    repl_master_flush();
     persist_end();
     repl_master_stop(why);
     server_close_clients(why);

@@ -344,6 +344,28 @@ enum hold_kind persist_auto_acked(struct qentry *e)
     return HOLD_SHIPPED;
 }
 
+uint64_t persist_given_back(struct queue *q, struct msg *m, uint32_t redeliveries)
+{
+    if (!enabled || failed || !m->journaled)
+        return 0;
+    struct journal_builder *jb = imm_begin(); /* after its dequeue, coalesced or appended */
+    if (q->durable) {
+        const char *target[2] = {q->durable->client_id, q->durable->name};
+        jb_enqueue(jb, q->dest->name, target, 1, NULL, m);
+        if (redeliveries)
+            jb_delivered(jb, KEY_T, q->durable->client_id, q->durable->name, m->priority, m->seq, redeliveries);
+    } else if (dest_is_queue(q->dest)) {
+        jb_enqueue(jb, q->dest->name, NULL, 0, NULL, m);
+        if (redeliveries)
+            jb_delivered(jb, KEY_Q, q->dest->name, "", m->priority, m->seq, redeliveries);
+    } else {
+        return 0;
+    }
+    imm_end(jb);
+    store_grows(m->size);
+    return persist_journaled_by();
+}
+
 bool persist_delivered(struct qentry *e)
 {
     if (!msg_journaled(e))
@@ -706,6 +728,11 @@ void persist_settle(void)
 {
     if (!enabled)
         return;
+    /* An auto-ack delivery still held (its dequeue on no slave yet, or
+     * not written) is not sent now to connections about to close: given
+     * back, in the journal, so neither this log nor a slave's loses it */
+    if (!failed)
+        commit_holds_give_back();
     persist_flush();
     repl_master_flush(); /* the slaves first, as far as their sockets take it */
     store_drain();
@@ -718,10 +745,9 @@ void persist_settle(void)
         commit_hold_release_upto(repl_master_handed());
         return;
     }
-    /* Everything journaled is in the log. A held delivery dropped with its
-     * connection now would be lost (an auto-ack one's dequeue is written);
-     * sent, it can at worst come again unmarked after a failover, if a
-     * slave's socket took none of it. */
+    /* Everything journaled is in the log: the deliveries still held (a
+     * client-ack one's delivery mark not on a quorum) go, and can at worst
+     * come again marked redelivered though never seen */
     commit_hold_release_upto(UINT64_MAX);
 }
 

@@ -164,6 +164,7 @@ void queue_init(struct queue *q, struct dest *d)
     RB_INIT(&q->pending);
     TAILQ_INIT(&q->consumers);
     TAILQ_INIT(&q->group_lru);
+    TAILQ_INIT(&q->unsent);
     q->dest = d;
 }
 
@@ -315,6 +316,11 @@ void queue_destroy(struct queue *q)
         entry_free(e);
     }
     q->npending = 0;
+    struct unsent *u;
+    while ((u = TAILQ_FIRST(&q->unsent))) {
+        TAILQ_REMOVE(&q->unsent, u, q_link);
+        u->q = NULL; /* its connection's record outlives the queue; it has nowhere to come back to */
+    }
     groups_free(q);
     gone_free_queue(q);
     buf_free(&q->kprefix);
@@ -1114,6 +1120,54 @@ void queue_push_unfiltered(struct queue *q, struct msg *m)
     add_pending(q, e);
     if (q->nconsumers > 0)
         mark_dirty(q);
+}
+
+struct unsent *queue_unsent_new(struct qentry *e, uint64_t pos)
+{
+    struct unsent *u = calloc(1, sizeof *u);
+    if (!u)
+        abort();
+    u->q = e->q;
+    u->msg = msg_ref(e->msg);
+    u->pos = pos;
+    u->redeliveries = e->redeliveries;
+    u->purges = e->purges;
+    TAILQ_INSERT_TAIL(&e->q->unsent, u, q_link);
+    return u;
+}
+
+void queue_unsent_free(struct unsent *u)
+{
+    if (u->q)
+        TAILQ_REMOVE(&u->q->unsent, u, q_link);
+    msg_unref(u->msg);
+    free(u);
+}
+
+void queue_unsent_return(struct unsent *u)
+{
+    struct queue *q = u->q;
+    log_debug("%s: message %s never left, given back", q ? q->dest->name : "(gone)", u->msg->id);
+    if (q && u->purges == q->purges) {
+        if (q->dest->st.dequeued)
+            q->dest->st.dequeued--; /* not consumed after all */
+        uint64_t lsn = persist_given_back(q, u->msg, u->redeliveries);
+        if (pages(q)) {
+            /* in memory again: its removal is undone, and paging must
+             * not skip it if it leaves memory once more */
+            struct gone *g;
+            HASH_FIND(hh, q->gone, &u->msg->seq, sizeof(uint64_t), g);
+            if (g)
+                gone_free(g, g->lsn != 0);
+        }
+        struct qentry *e = entry_new(q, u->msg);
+        e->redeliveries = u->redeliveries;
+        e->marked_lsn = lsn; /* read back from the store only once it has it again */
+        q->npending++;
+        add_pending(q, e);
+        mark_dirty(q);
+    }
+    queue_unsent_free(u);
 }
 
 bool queue_return(struct qentry *e, enum return_why why)

@@ -310,7 +310,11 @@ void sub_deliver(struct sub *s, struct qentry *e)
     if (t->ack == ACK_AUTO) {
         msg_write_frame(e->msg, &c->st.out, c->version, q->dest->local_name, t->id, NULL, redelivered, e->redeliveries);
         q->dest->st.dequeued++;
-        commit_hold(c, at, persist_auto_acked(e));
+        enum hold_kind held = persist_auto_acked(e);
+        if (held != HOLD_NONE) {
+            commit_hold(c, at, held);
+            commit_hold_unsent(c, e, at);
+        }
         queue_entry_done(e);
     } else {
         char ack[24];

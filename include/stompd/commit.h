@@ -15,6 +15,8 @@
 struct conn;
 struct dest;
 struct msg;
+struct qentry;
+struct queue;
 
 enum op_kind {
     OP_RECEIPT,     /* answer a receipt once earlier ops are done */
@@ -116,6 +118,35 @@ enum hold_kind { HOLD_NONE = 0, HOLD_COMMIT = 1, HOLD_SHIPPED = 2 };
  * waits for the entry that will carry the journal ops coalesced so far
  * (commit_hold_assign). */
 void commit_hold(struct conn *c, uint64_t pos, enum hold_kind kind);
+/* An auto-ack delivery whose MESSAGE waits in its connection's output
+ * for its dequeue (HOLD_SHIPPED). Should the connection go first, the
+ * message was never delivered, yet its dequeue is journaled: it goes back
+ * to its queue, in the journal too (queue_unsent_return), or a quorum that
+ * came back would commit the dequeue of a receipted message nobody got
+ * (helper-113). The record goes once its hold is released. */
+struct unsent {
+    TAILQ_ENTRY(unsent) c_link; /* its connection's, in output order */
+    TAILQ_ENTRY(unsent) q_link; /* its queue's, while the queue lives (q) */
+    struct queue *q;            /* NULL once the queue is gone */
+    struct msg *msg;
+    uint64_t pos;               /* where its MESSAGE starts in the output */
+    uint32_t redeliveries;      /* its entry's, before this delivery */
+    uint32_t purges;            /* its queue's when it left: purged since, it stays gone */
+};
+TAILQ_HEAD(unsent_list, unsent);
+/* e (delivered to c from pos, auto-ack, its output held) waits with it;
+ * call before e is done. */
+void commit_hold_unsent(struct conn *c, struct qentry *e, uint64_t pos);
+/* A master lets go: every held auto-ack delivery goes back (in the
+ * journal, still open, and to the slaves that may have its dequeue), and
+ * the output held is dropped, so nothing given back is sent as well. */
+void commit_holds_give_back(void);
+/* c closes (DISCONNECT, or its peer closed its side): auto-ack deliveries
+ * held with no answer after them (a RECEIPT the peer waits for, reading
+ * until it comes) are given back rather than written once released to a
+ * peer that most likely reads no more (helper-113's quorum came back
+ * while the closed consumer lingered, and its messages went nowhere). */
+void commit_holds_closing(struct conn *c);
 /* Entries up to lsn are shipped (see HOLD_SHIPPED). */
 void commit_shipped(uint64_t lsn);
 /* The coalesced journal ops were appended as entry lsn (0: dropped).

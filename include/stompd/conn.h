@@ -50,6 +50,8 @@ struct conn {
     bool error_quiet;           /* its ERROR is logged elsewhere (failed logins: rate-limited) */
     struct hold_mark *holds;    /* where its output waits for the journal (commit_hold) */
     uint32_t nholds, hold_head, cap_holds;
+    struct unsent_list unsent;  /* auto-ack deliveries held with the output (commit.h) */
+    uint64_t answered_to;       /* stream_out_pos after its last RECEIPT or ERROR */
     bool in_held;               /* on the held list */
     uint32_t hb_rx_ms;          /* client -> server interval, 0 = none */
     uint32_t hb_tx_ms;          /* server -> client interval, 0 = none */

@@ -17,6 +17,7 @@
 struct dest;
 struct msg;
 struct qentry;
+struct queue;
 struct durable;
 
 /* Parse store.type and store.sync and open the store (none for
@@ -100,6 +101,10 @@ bool persist_dequeue(struct qentry *e);
  * store.ack_delay says. Returns what the MESSAGE must wait for (commit_hold)
  * so that neither a failover nor a restart delivers it again unmarked. */
 enum hold_kind persist_auto_acked(struct qentry *e);
+/* That delivery's MESSAGE never left (queue_unsent_return): the message
+ * is journaled into q again, after the dequeue, with the deliveries it
+ * had before. Returns an entry that has it, or a later one (0: none). */
+uint64_t persist_given_back(struct queue *q, struct msg *m, uint32_t redeliveries);
 /* Returns true when a delivery mark was journaled. */
 bool persist_delivered(struct qentry *e);
 bool persist_durable_created(struct durable *d);

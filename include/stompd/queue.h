@@ -34,6 +34,7 @@
 #include <uthash.h>
 
 #include "stompd/buf.h"
+#include "stompd/commit.h"
 #include "stompd/msg.h"
 
 struct dest;
@@ -138,6 +139,7 @@ struct queue {
     uint32_t resets;            /* times seen_to went back to the start (skip_reset) */
     bool only_missed;           /* this message is below seen_to (pick) */
     bool starved;               /* stopped with no budget at all: goes first next time */
+    struct unsent_list unsent;  /* its auto-ack deliveries still held in their output (commit.h) */
 };
 TAILQ_HEAD(queue_list, queue);
 
@@ -169,6 +171,15 @@ enum return_why {
 bool queue_return(struct qentry *e, enum return_why why);
 /* Remove an entry for good (acked, expired, purged, moved). */
 void queue_entry_done(struct qentry *e);
+/* An auto-ack delivery of e whose MESSAGE, from pos, is held in its
+ * connection's output (commit_hold_unsent): noted before e is done. */
+struct unsent *queue_unsent_new(struct qentry *e, uint64_t pos);
+/* Its MESSAGE may go: forgotten. */
+void queue_unsent_free(struct unsent *u);
+/* It never went (its connection is gone, or its master let go): the
+ * message goes back to its place, not counted as a redelivery, and the
+ * store gets it back (the dequeue is journaled). Then forgotten. */
+void queue_unsent_return(struct unsent *u);
 
 void queue_add_consumer(struct queue *q, struct sub *s);
 void queue_remove_consumer(struct queue *q, struct sub *s);

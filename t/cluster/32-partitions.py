@@ -193,3 +193,47 @@ def test_a_slave_cut_off_from_its_master_shows_how_far_behind_it_falls(broker_fa
             p.close()
         stopped = [(b.name, b.stop()) for b in c.nodes if b.running()]
     assert all(rc == 0 for _, rc in stopped), stopped
+
+
+def test_a_master_stepping_down_gives_back_what_its_auto_ack_consumers_were_not_sent(broker_factory, zk_ensemble):
+    """Its slaves killed, a master holds an auto-ack consumer's MESSAGEs
+    until their dequeue reaches a slave, while the slaves' ZooKeeper
+    sessions last; then it steps down. Its log has the dequeues: elected
+    again once the slaves are back (the longest log), it had lost those
+    receipted messages, never sent to anyone (helper-113). Stepping down,
+    it gives them back, in its journal too."""
+    c = ZkCluster(broker_factory, zk_ensemble)
+    for b in c.nodes:
+        b.settings["zookeeper.session_timeout"] = "6s" # time to subscribe before the step-down
+    m = c.start_all()
+    p = connected(c.nodes[m].port)
+    for i in range(10):
+        p.receipt("SEND", {"destination": "/queue/stepdown", "persistent": "true"}, "r%d" % i, b"m%d" % i)
+    p.close()
+    slaves = [i for i in range(3) if i != m]
+    for i in slaves:
+        c.nodes[i].kill()
+    wait_for(lambda: http_json(c.nodes[m].http_port, "/api/status")["quorum"]["slaves_connected"] == 0, timeout=10,
+             what="the master without its slaves")
+    q = connected(c.nodes[m].port)
+    q.send("SUBSCRIBE", {"id": "1", "destination": "/queue/stepdown", "ack": "auto"})
+    got = []
+    try:
+        while True:
+            got.append(q.recv(timeout=30))  # until the step-down closes it
+    except (ConnectionError, TimeoutError, OSError):
+        pass
+    assert [f.command for f in got if f.command == "MESSAGE"] == [], got
+    assert c.nodes[m].wait_log("stepping down as master: fewer than a quorum", timeout=30)
+    for i in slaves:
+        c.start(i)
+    assert c.wait_master(timeout=60) == m  # its log is the longest
+    r = connected(c.nodes[m].port)
+    r.send("SUBSCRIBE", {"id": "1", "destination": "/queue/stepdown"})
+    bodies = [r.recv(timeout=30).body]
+    try:
+        while True:
+            bodies.append(r.recv(timeout=2).body)
+    except TimeoutError:
+        pass
+    assert bodies == [b"m%d" % i for i in range(10)]

@@ -670,6 +670,79 @@ def test_auto_ack_delivery_waits_until_its_dequeue_is_shipped(broker_factory):
         fake.close()
 
 
+def consume_all(port, headers, sub, first=15.0):
+    """Every MESSAGE one auto-ack subscription gives, until quiet."""
+    c = connected(port, headers=headers)
+    c.send("SUBSCRIBE", dict(sub, id="all", ack="auto"))
+    got = []
+    try:
+        while True:
+            got.append(c.recv(timeout=2.0 if got else first))
+    except TimeoutError:
+        pass
+    c.close()
+    return got
+
+
+def test_auto_ack_deliveries_held_without_a_quorum_are_given_back(broker_factory):
+    """With both slaves down, an auto-ack consumer's MESSAGEs wait for
+    their dequeue to reach a slave, but the dequeue is journaled. A
+    consumer that went away while they waited made them disappear once a
+    slave came back and the dequeue committed: receipted, never delivered
+    (helper-113). They go back to their queue, and to the store, whether
+    the consumer closes its socket (a queue and a durable subscription
+    here) or the master stops under it; back in order, not marked
+    redelivered, as they were never sent."""
+    c = Cluster(broker_factory)
+    c.start_all()
+    m = c.nodes[0]
+    durable = ({"client-id": "app"}, {"destination": "/topic/held", "activemq.subscriptionName": "keep"})
+    s = connected(m.port, headers=durable[0])
+    s.receipt("SUBSCRIBE", dict(durable[1], id="d"), "sub")
+    s.close()
+    p = connected(m.port)
+    for i in range(10):
+        p.receipt("SEND", {"destination": "/queue/held", "persistent": "true"}, "q%d" % i, b"q%d" % i)
+        p.receipt("SEND", {"destination": "/topic/held", "persistent": "true"}, "t%d" % i, b"t%d" % i)
+    p.close()
+    c.nodes[1].stop()
+    c.nodes[2].stop()
+    assert wait_until(lambda: status(m)["quorum"]["slaves_connected"] == 0)
+    q = connected(m.port)
+    q.send("SUBSCRIBE", {"id": "1", "destination": "/queue/held", "ack": "auto"})
+    t = connected(m.port, headers=durable[0])
+    t.send("SUBSCRIBE", dict(durable[1], id="1", ack="auto"))
+    q.expect_nothing(1.0)
+    t.expect_nothing(0.1)
+    q.close()
+    t.close()
+    # a slave back: the dequeues commit, and so does what undid them
+    c.nodes[1].start(wait=SLAVE_UP)
+    got = consume_all(m.port, {}, {"destination": "/queue/held"})
+    assert [f.body for f in got] == [b"q%d" % i for i in range(10)], got
+    assert not any(f.get("redelivered") for f in got), got
+    got = consume_all(m.port, durable[0], durable[1])
+    assert [f.body for f in got] == [b"t%d" % i for i in range(10)], got
+    assert not any(f.get("redelivered") for f in got), got
+
+    # the master stops while an auto-ack consumer's MESSAGEs wait
+    p = connected(m.port)
+    for i in range(10):
+        p.receipt("SEND", {"destination": "/queue/held2", "persistent": "true"}, "r%d" % i, b"r%d" % i)
+    p.close()
+    c.nodes[1].stop()
+    assert wait_until(lambda: status(m)["quorum"]["slaves_connected"] == 0)
+    q = connected(m.port)
+    q.send("SUBSCRIBE", {"id": "1", "destination": "/queue/held2", "ack": "auto"})
+    q.expect_nothing(1.0)
+    assert m.stop() == 0
+    q.expect_closed()
+    c.start_all()
+    got = consume_all(m.port, {}, {"destination": "/queue/held2"})
+    assert [f.body for f in got] == [b"r%d" % i for i in range(10)], got
+    assert not any(f.get("redelivered") for f in got), got
+
+
 def test_a_stopping_master_waits_for_its_slaves(broker_factory):
     """SIGTERM on a master hands over: no new client and no new work (a
     scheduled message falling due waits; the loop sleeps though a queue has
