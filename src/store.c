@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <uthash.h>
+#include <zlib.h>
 
 #include "stompd/handoff.h"
 #include "stompd/journal.h"
@@ -38,9 +39,11 @@
 #include "stompd/store.h"
 
 #define FORMAT_KEY KEY_META "format"
-#define FORMAT_VALUE "stompd-2"
+#define FORMAT_VALUE "stompd-3"
+#define FORMAT_OLD "stompd-2"   /* read, and marked stompd-3 at once: its locations carry no crc */
 #define FORMAT_V1 "stompd-1"
-#define LOC_LEN 28            /* u32 seg, u32 off, u32 len, i64 expires, u64 lsn of its entry */
+#define LOC_LEN 32            /* u32 seg, u32 off, u32 len, i64 expires, u64 lsn of its entry, u32 crc32 of the message */
+#define LOC_LEN_OLD 28        /* format stompd-2's: no crc */
 #define CHECKPOINT_EVERY 1.0  /* s between fsynced index writes that let segments go */
 #define LAZY_REPORT 0.005     /* s a durability report may wait when no one waits for it */
 #define LAZY_KICK_BYTES (256 << 10) /* and entries no one waits on, before the writer gets them */
@@ -258,25 +261,47 @@ static uint32_t get_be32(const char *p)
     return (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
 }
 
-static void loc_encode(char out[LOC_LEN], uint32_t seg, uint32_t off, uint32_t len, int64_t expires, uint64_t lsn)
+/* A message's place in the log, and its checksum: a message is read
+ * from the log alone, so the record's own checksum (which replay checks)
+ * does not cover it then (helper-113: one flipped byte was delivered as
+ * it was, one in a length skipped the message). */
+static void loc_encode(char out[LOC_LEN], uint32_t seg, uint32_t off, const char *msg, uint32_t len, uint64_t lsn)
 {
     be32(out, seg);
     be32(out + 4, off);
     be32(out + 8, len);
-    jkey_be64(out + 12, (uint64_t)expires);
+    jkey_be64(out + 12, (uint64_t)journal_msg_expires(msg, len));
     jkey_be64(out + 20, lsn);
+    be32(out + 28, (uint32_t)crc32(0L, (const Bytef *)msg, len));
+}
+
+static bool is_loc(size_t vl)
+{
+    return vl == LOC_LEN || vl == LOC_LEN_OLD;
 }
 
 static bool loc_decode(const char *v, size_t vl, struct store_msgref *r)
 {
-    if (vl != LOC_LEN)
+    if (!is_loc(vl))
         return false;
     r->pos.seg = get_be32(v);
     r->pos.off = get_be32(v + 4);
     r->len = get_be32(v + 8);
     r->expires = (int64_t)jkey_get_be64(v + 12);
     r->lsn = jkey_get_be64(v + 20);
+    r->has_crc = vl == LOC_LEN;
+    r->crc = r->has_crc ? get_be32(v + 28) : 0;
     return true;
+}
+
+/* r's message into out (r->len bytes): 0, -errno, or -EBADMSG when it
+ * is not what was indexed. */
+static int read_msg(const struct store_msgref *r, char *out)
+{
+    int rc = seglog_read(r->pos, out, r->len);
+    if (rc == 0 && r->has_crc && (uint32_t)crc32(0L, (const Bytef *)out, r->len) != r->crc)
+        rc = -EBADMSG;
+    return rc;
 }
 
 static bool is_msg_key(const char *k, size_t kl)
@@ -602,7 +627,7 @@ static void w_put_msg(void *ctx, const char *k, size_t kl, const char *msg, size
     if (seq > S.max_seq)
         S.max_seq = seq;
     char loc[LOC_LEN];
-    loc_encode(loc, S.rec_seg, (uint32_t)off, (uint32_t)ml, journal_msg_expires(msg, ml), S.rec_lsn);
+    loc_encode(loc, S.rec_seg, (uint32_t)off, msg, (uint32_t)ml, S.rec_lsn);
     struct fresh *g;
     HASH_FIND(hh, S.fresh, k, kl, g);
     if (!g) {
@@ -662,7 +687,7 @@ static void w_del_msg(void *ctx, const char *k, size_t kl)
     char *v;
     size_t vl;
     if (idx_get(k, kl, &v, &vl) == 0) {
-        if (vl == LOC_LEN) {
+        if (is_loc(vl)) {
             forget_msg(k, kl, v, NULL);
             gone_add(k, kl);    /* the index lists it until the batch is written */
         }
@@ -719,7 +744,7 @@ static void w_del_msgs(void *ctx, const char *p, size_t pl)
         if (kl < pl || memcmp(k, p, pl) != 0)
             break;
         const char *v = leveldb_iter_value(it, &vl);
-        if (vl == LOC_LEN && !gone_has(k, kl))
+        if (is_loc(vl) && !gone_has(k, kl))
             forget_msg(k, kl, v, NULL);
     }
     leveldb_iter_destroy(it);
@@ -1806,6 +1831,20 @@ static int open_index(const char *dir, char *err, size_t errlen)
 }
 
 /* A new store's identity, written synchronously. */
+/* A stompd-2 index (its locations carry no crc) is read as it is, and
+ * marked stompd-3 first: an older stompd cannot read the locations
+ * written from now on, and refuses the store rather than skip them. */
+static int mark_format(char *err, size_t errlen)
+{
+    char *lerr = NULL;
+    leveldb_put(S.db, S.wsync, FORMAT_KEY, strlen(FORMAT_KEY), FORMAT_VALUE, strlen(FORMAT_VALUE), &lerr);
+    if (lerr)
+        return set_err(err, errlen, "cannot mark the store's format", lerr);
+    log_info("store: format %s marked %s: messages indexed from now on carry a checksum (an older stompd refuses "
+             "this store)", FORMAT_OLD, FORMAT_VALUE);
+    return 0;
+}
+
 static int init_identity(char *err, size_t errlen)
 {
     char id[40];
@@ -1943,12 +1982,15 @@ static int open_v2(char *err, size_t errlen)
     rc = idx_get(FORMAT_KEY, strlen(FORMAT_KEY), &v, &vl);
     if (rc == 0) {
         bool ok = vl == strlen(FORMAT_VALUE) && memcmp(v, FORMAT_VALUE, vl) == 0;
-        if (!ok)
-            snprintf(err, errlen, "the store %s has format '%.*s'; this stompd reads '%s'", S.dir, (int)vl, v,
-                     FORMAT_VALUE);
+        bool old = vl == strlen(FORMAT_OLD) && memcmp(v, FORMAT_OLD, vl) == 0;
+        if (!ok && !old)
+            snprintf(err, errlen, "the store %s has format '%.*s'; this stompd reads '%s' and '%s'", S.dir, (int)vl, v,
+                     FORMAT_VALUE, FORMAT_OLD);
         free(v);
-        if (!ok)
+        if (!ok && !old)
             return -EINVAL;
+        if (old && (rc = mark_format(err, errlen)) != 0)
+            return rc;
     } else if (rc == -ENOENT) {
         bool nonempty = false;
         if (store_scan("", 0, any_key, &nonempty) < 0 || nonempty) {
@@ -2240,8 +2282,10 @@ uint32_t store_snapshot_next(struct store_snapshot *s, struct buf *out, size_t m
             buf_append(out, k, kl);
             put_u32(out, r.len);
             buf_reserve(out, r.len);
-            if (seglog_read(r.pos, out->data + out->len, r.len) != 0) {
-                log_err("store: snapshot: cannot read the message of a key from log segment %08" PRIx32, r.pos.seg);
+            int rc = read_msg(&r, out->data + out->len);
+            if (rc != 0) {
+                log_err("store: snapshot: cannot read the message of a key from log segment %08" PRIx32
+                        " offset %" PRIu32 ": %s", r.pos.seg, r.pos.off, rc == -EBADMSG ? "checksum mismatch" : strerror(-rc));
                 out->len -= kl + 8;
             } else {
                 out->len += r.len;
@@ -2442,12 +2486,13 @@ struct msg *store_load_msg(const struct store_msgref *r)
     if (!b)
         abort();
     struct msg *m = NULL;
-    int rc = seglog_read(r->pos, b, r->len);
+    int rc = read_msg(r, b);
     if (rc == 0)
         m = journal_decode_msg(b, r->len);
     if (!m)
         log_err("store: cannot read a message from log segment %08" PRIx32 " offset %" PRIu32 " (%u bytes): %s",
-                r->pos.seg, r->pos.off, r->len, rc ? strerror(-rc) : "malformed");
+                r->pos.seg, r->pos.off, r->len,
+                rc == -EBADMSG ? "it does not match its checksum: the log is damaged" : rc ? strerror(-rc) : "malformed");
     free(b);
     return m;
 }
@@ -2465,7 +2510,7 @@ int store_dump(store_scan_fn fn, void *ctx)
         if (is_msg_key(k, kl) && loc_decode(v, vl, &r)) {
             b.len = b.off = 0;
             buf_reserve(&b, r.len);
-            if (seglog_read(r.pos, b.data, r.len) != 0)
+            if (read_msg(&r, b.data) != 0)
                 rc = -EIO;
             else
                 rc = fn(ctx, k, kl, b.data, r.len);

@@ -193,6 +193,8 @@ struct store_msgref {
     int64_t expires;
     uint64_t lsn;           /* the entry that put it there (0: a snapshot) */
     uint32_t deliveries;    /* its delivery count (R key), 0 if none */
+    uint32_t crc;           /* crc32 of the encoded message, if has_crc (indexed by format stompd-3) */
+    bool has_crc;
 };
 typedef int (*store_page_fn)(void *ctx, const struct store_msgref *r);
 /* A queue's messages (keys starting with prefix) in dispatch order, from
