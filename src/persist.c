@@ -728,10 +728,12 @@ void persist_settle(void)
 {
     if (!enabled)
         return;
-    /* An auto-ack delivery still held (its dequeue on no slave yet, or
-     * not written) is not sent now to connections about to close: given
-     * back, in the journal, so neither this log nor a slave's loses it */
-    if (!failed)
+    /* An auto-ack delivery held for its dequeue to reach a slave (the
+     * handover is over: none will) is not sent now to a connection about
+     * to close: given back, in the journal, so no log loses it, nor does a
+     * failover send it twice. Where the local log is enough, it is
+     * written below, and the MESSAGE goes. */
+    if (!failed && repl_master_waits_for_slaves())
         commit_holds_give_back();
     persist_flush();
     repl_master_flush(); /* the slaves first, as far as their sockets take it */

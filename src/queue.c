@@ -566,7 +566,10 @@ static int page_one(void *arg, const struct store_msgref *r)
         return 0; /* indexed before it is committed: the commit puts it in memory */
     struct msg *m = store_load_msg(r);
     if (!m) {
-        x->stopped = true; /* logged: paging stops here rather than skip it */
+        /* logged: this page ends, and the next goes on after it (q->limit
+         * is past it). A damaged message (it does not match its checksum)
+         * is not delivered; it stays in the store. */
+        x->stopped = true;
         return 1;
     }
     m->journaled = true;

@@ -40,6 +40,7 @@ static int setup(void **state)
         conns[i].id = (uint64_t)i + 1;
         conns[i].state = CONN_OPEN;
         TAILQ_INIT(&conns[i].ops);
+        TAILQ_INIT(&conns[i].unsent);
     }
     config.pending_limit = 4;
     srv.loop = ev_default_loop(0);

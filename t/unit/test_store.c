@@ -935,6 +935,130 @@ static void test_format1_store_converted(void **state)
     assert_int_equal(store_info()->applied_lsn, 40);
 }
 
+struct loaded {
+    int n, damaged;
+    char bodies[8][16];
+};
+
+static int load_cb(void *ctx, const struct store_msgref *r)
+{
+    struct loaded *l = ctx;
+    struct msg *m = store_load_msg(r);
+    if (!m) {
+        l->damaged++;
+        return 0;
+    }
+    if (l->n < 8)
+        snprintf(l->bodies[l->n], sizeof l->bodies[0], "%.*s", (int)m->body_len, m->body);
+    l->n++;
+    msg_unref(m);
+    return 0;
+}
+
+static void load(const char *dest, struct loaded *l)
+{
+    struct buf p = {0};
+    jkey_q_prefix(&p, dest, strlen(dest));
+    memset(l, 0, sizeof *l);
+    assert_int_equal(store_page(p.data, p.len, NULL, 0, load_cb, l), 0);
+    buf_free(&p);
+}
+
+/* A message is read through the index alone: the log record's checksum,
+ * which replay checks, does not cover that read; the index's location
+ * carries the message's own (helper-113: a flipped byte was delivered
+ * as it was). A format-2 index, whose locations have none, is read as it
+ * is and marked format 3. */
+static void test_messages_read_are_checked_and_format2_read(void **state)
+{
+    struct ev_loop *loop = ev_default_loop(0);
+    lsn = 0;
+    open_start(loop);
+    enqueue_body("/queue/c", 1, 4, "alpha", 5);
+    enqueue_body("/queue/c", 2, 4, "bravo", 5);
+    enqueue_body("/queue/c", 3, 4, "charlie", 7);
+    wait_durable(loop, lsn);
+    store_close();
+
+    /* as stompd-2 wrote it: 28-byte locations */
+    char path[512];
+    snprintf(path, sizeof path, "%s/index", dir);
+    char *lerr = NULL;
+    leveldb_options_t *o = leveldb_options_create();
+    leveldb_t *db = leveldb_open(o, path, &lerr);
+    assert_non_null(db);
+    leveldb_readoptions_t *ro = leveldb_readoptions_create();
+    leveldb_writeoptions_t *w = leveldb_writeoptions_create();
+    leveldb_writebatch_t *b = leveldb_writebatch_create();
+    leveldb_iterator_t *it = leveldb_create_iterator(db, ro);
+    int locs = 0;
+    for (leveldb_iter_seek(it, "Q", 1); leveldb_iter_valid(it); leveldb_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = leveldb_iter_key(it, &kl);
+        const char *v = leveldb_iter_value(it, &vl);
+        if (k[0] != 'Q')
+            break;
+        assert_int_equal(vl, 32);
+        leveldb_writebatch_put(b, k, kl, v, 28);
+        locs++;
+    }
+    leveldb_iter_destroy(it);
+    assert_int_equal(locs, 3);
+    leveldb_writebatch_put(b, "!meta/format", 12, "stompd-2", 8);
+    leveldb_write(db, w, b, &lerr);
+    assert_null(lerr);
+    leveldb_writebatch_destroy(b);
+    leveldb_close(db);
+
+    open_store();
+    struct loaded l;
+    load("/queue/c", &l);
+    assert_int_equal(l.n, 3);
+    assert_int_equal(l.damaged, 0);
+    assert_string_equal(l.bodies[1], "bravo");
+    store_close();
+    db = leveldb_open(o, path, &lerr);
+    assert_non_null(db);
+    size_t fl;
+    char *fmt = leveldb_get(db, ro, "!meta/format", 12, &fl, &lerr);
+    assert_non_null(fmt);
+    assert_int_equal(fl, 8);
+    assert_memory_equal(fmt, "stompd-3", 8);
+    leveldb_free(fmt);
+    leveldb_close(db);
+    leveldb_readoptions_destroy(ro);
+    leveldb_writeoptions_destroy(w);
+    leveldb_options_destroy(o);
+
+    /* a new location has a checksum: a damaged body is not read */
+    rm_rf(dir);
+    lsn = 0;
+    open_start(loop);
+    enqueue_body("/queue/c", 1, 4, "alpha", 5);
+    enqueue_body("/queue/c", 2, 4, "bravo", 5);
+    enqueue_body("/queue/c", 3, 4, "charlie", 7);
+    wait_durable(loop, lsn);
+    char seg[512];
+    last_segment(seg, sizeof seg);
+    store_close();
+    FILE *f = fopen(seg, "r+b");
+    assert_non_null(f);
+    static char data[1 << 16];
+    size_t n = fread(data, 1, sizeof data, f);
+    char *at = memmem(data, n, "bravo", 5);
+    assert_non_null(at);
+    at[2] ^= 0x40;
+    assert_int_equal(fseek(f, at - data, SEEK_SET), 0);
+    assert_int_equal(fwrite(at, 1, 5, f), 5);
+    fclose(f);
+    open_store();
+    load("/queue/c", &l);
+    assert_int_equal(l.n, 2);
+    assert_int_equal(l.damaged, 1);
+    assert_string_equal(l.bodies[0], "alpha");
+    assert_string_equal(l.bodies[1], "charlie");
+}
+
 static void test_second_open_refused(void **state)
 {
     open_store();
@@ -1026,6 +1150,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_entries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_installs_elsewhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_format1_store_converted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_messages_read_are_checked_and_format2_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_open_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_and_wrong_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_store_refused, setup, teardown),
