@@ -80,6 +80,7 @@ struct segmeta {
     uint32_t id;
     uint64_t first_lsn, last_lsn;   /* entries in it (0: none) */
     uint64_t refs;                  /* message keys pointing into it */
+    uint64_t end;                   /* where its last indexed record ends (0: not known, an older index) */
     bool dirty;
 };
 
@@ -402,14 +403,27 @@ static void segmeta_key(char k[9], uint32_t id)
 
 static int load_segmeta(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
 {
-    if (kl != 9 || vl != 24)
+    if (kl != 9 || (vl != 24 && vl != 32))
         return 0;
     struct segmeta *m = segmeta(get_be32(k + 5), true);
     m->first_lsn = jkey_get_be64(v);
     m->last_lsn = jkey_get_be64(v + 8);
     m->refs = jkey_get_be64(v + 16);
+    m->end = vl == 32 ? jkey_get_be64(v + 24) : 0;
     m->dirty = false;
     return 0;
+}
+
+/* A record ending at end of segment seg is indexed. */
+static void note_end(uint32_t seg, uint64_t end)
+{
+    struct segmeta *m = segmeta(seg, true);
+    pthread_mutex_lock(&S.mu);
+    if (end > m->end) {
+        m->end = end;
+        m->dirty = true;
+    }
+    pthread_mutex_unlock(&S.mu);
 }
 
 static void note_entry(uint32_t seg, uint64_t lsn)
@@ -807,12 +821,13 @@ static void batch_meta(void)
         struct segmeta *m = &S.segs[i];
         if (!m->dirty)
             continue;
-        char k[9], v[24];
+        char k[9], v[32];
         segmeta_key(k, m->id);
         jkey_be64(v, m->first_lsn);
         jkey_be64(v + 8, m->last_lsn);
         jkey_be64(v + 16, m->refs);
-        leveldb_writebatch_put(S.wb, k, 9, v, 24);
+        jkey_be64(v + 24, m->end);
+        leveldb_writebatch_put(S.wb, k, 9, v, 32);
         m->dirty = false;
     }
     put_meta(KEY_META "indexed_lsn", S.last_lsn);
@@ -855,6 +870,7 @@ static int apply_record(uint8_t type, uint32_t seg, uint64_t base, const char *d
     S.rec_seg = seg;
     S.rec_base = base;
     S.rec_data = data;
+    note_end(seg, base + len);
     S.rec_lsn = 0; /* a snapshot's state: committed */
     if (type == REC_PAIRS)
         return apply_pairs(data, len);
@@ -1965,6 +1981,56 @@ static int check_rebuild(char *err, size_t errlen)
     return 0;
 }
 
+
+/* After replay, every segment whose messages the index lists must be
+ * there and readable: one lost, or that the service cannot read, served
+ * its queues without them, an error for each as it was met (helper-113).
+ * Gone segments with nothing live (pruned before a crash the index did
+ * not see) are forgotten. */
+static int check_segments(char *err, size_t errlen)
+{
+    for (size_t i = 0; i < S.nsegs;) {
+        struct segmeta *m = &S.segs[i];
+        char path[4200];
+        snprintf(path, sizeof path, "%s/log/%08" PRIx32 ".log", S.dir, m->id);
+        struct stat st;
+        bool present = stat(path, &st) == 0;
+        if (present && m->refs && (uint64_t)st.st_size < m->end) {
+            snprintf(err, errlen, "the store %s is missing part of its log: log segment %s, which holds %" PRIu64
+                                  " messages the index lists, is %lld bytes long, and the index has records in it up "
+                                  "to offset %" PRIu64 ". Restore this node from a replica (move %s away and start "
+                                  "it as a slave) or a backup", S.dir, path, m->refs, (long long)st.st_size, m->end,
+                     S.dir);
+            return -EIO;
+        }
+        if (present && m->refs) {
+            int fd = open(path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0) {
+                snprintf(err, errlen, "cannot read log segment %s, which holds %" PRIu64 " messages the index "
+                                      "lists: %s", path, m->refs, strerror(errno));
+                return -errno;
+            }
+            close(fd);
+        }
+        if (present) {
+            i++;
+            continue;
+        }
+        if (m->refs) {
+            snprintf(err, errlen, "the store %s is missing log segment %s, which holds %" PRIu64 " messages the "
+                                  "index lists. Restore this node from a replica (move %s away and start it as a "
+                                  "slave) or a backup", S.dir, path, m->refs, S.dir);
+            return -EIO;
+        }
+        char k[9];
+        segmeta_key(k, m->id);
+        leveldb_writebatch_delete(S.wb, k, 9);
+        memmove(&S.segs[i], &S.segs[i + 1], (S.nsegs - i - 1) * sizeof *S.segs);
+        S.nsegs--;
+    }
+    return 0;
+}
+
 static int open_v2(char *err, size_t errlen)
 {
     char path[4200];
@@ -2029,23 +2095,10 @@ static int open_v2(char *err, size_t errlen)
         snprintf(err, errlen, "cannot read the store %s", S.dir);
         return -EIO;
     }
-    /* the segments the log has: metadata of gone ones is dropped */
+    /* the segments the log has; metadata of gone ones is dropped once the
+     * replay below has brought their live counts up to date */
     uint32_t ids[4096];
     size_t nids = seglog_ids(ids, 4096);
-    for (size_t i = 0; i < S.nsegs;) {
-        bool present = false;
-        for (size_t j = 0; j < nids && j < 4096; j++)
-            present |= ids[j] == S.segs[i].id;
-        if (present) {
-            i++;
-            continue;
-        }
-        char k[9];
-        segmeta_key(k, S.segs[i].id);
-        leveldb_writebatch_delete(S.wb, k, 9);
-        memmove(&S.segs[i], &S.segs[i + 1], (S.nsegs - i - 1) * sizeof *S.segs);
-        S.nsegs--;
-    }
     for (size_t j = 0; j < nids && j < 4096; j++)
         segmeta(ids[j], true);
     S.last_lsn = meta_u64(KEY_META "indexed_lsn");
@@ -2076,6 +2129,8 @@ static int open_v2(char *err, size_t errlen)
     }
     S.checkpoint = S.indexed_pos;
     if ((rc = replay(err, errlen)) != 0)
+        return rc;
+    if ((rc = check_segments(err, errlen)) != 0)
         return rc;
     S.info.applied_lsn = S.last_lsn;
     S.info.epoch = S.tip_epoch;

@@ -560,6 +560,46 @@ def test_log_that_lost_its_tail_refuses_to_start(broker_factory):
     assert "missing part of its log" in log and "from a replica" in log, log[-2000:]
 
 
+@pytest.mark.parametrize("damage", ["lost", "cut"])
+def test_a_lost_older_segment_with_live_messages_refuses_to_start(broker_factory, damage):
+    """Only the segment at the index's position was checked: one lost or
+    cut short before it (its messages still queued) let the node start
+    and serve its queue without them, an error line for each
+    (helper-113). The start is refused, naming the segment; segments with
+    nothing live (removed as they should be) are no reason to refuse."""
+    b = broker_factory({"store.segment_size": "64KiB"})
+    p = connected(b.port)
+    for i in range(400):
+        p.receipt("SEND", {"destination": "/queue/lost", "persistent": "true"}, "r%d" % i, b"x" * 300)
+    p.close()
+    # the first segment's messages consumed: it goes, and the start is fine
+    c = connected(b.port)
+    c.send("SUBSCRIBE", {"id": "1", "destination": "/queue/lost", "ack": "client-individual"})
+    for i in range(100):
+        f = c.recv(timeout=10)
+        c.send("ACK", {"id": f["ack"]})
+    c.send("DISCONNECT", {"receipt": "bye"})
+    while c.recv(timeout=10).command != "RECEIPT":
+        pass
+    c.close()
+    assert b.stop() == 0
+    logdir = os.path.join(b.settings["broker.data_dir"], "store", "log")
+    segs = sorted(os.listdir(logdir))
+    assert len(segs) >= 3, segs
+    b.start()
+    assert b.stop() == 0
+    segs = sorted(os.listdir(logdir))
+    victim = os.path.join(logdir, segs[-2])
+    if damage == "lost":
+        os.unlink(victim)
+    else:
+        os.truncate(victim, 20000)
+    b.start(wait=False)
+    log = exited_with_1(b)
+    assert segs[-2] in log and "from a replica" in log, log[-2000:]
+    assert ("missing log segment" if damage == "lost" else "missing part of its log") in log, log[-2000:]
+
+
 def test_lost_index_is_rebuilt_from_a_whole_log_and_refused_otherwise(broker_factory):
     """LevelDB holds only the index: when it is lost and the log still holds
     the whole history, the index is rebuilt from it (nothing lost, durable
