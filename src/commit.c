@@ -569,22 +569,26 @@ static void give_back(struct conn *c)
     marks_drop(c);
 }
 
-void commit_holds_give_back(void)
-{
-    struct conn *c, *next;
-    for (c = TAILQ_FIRST(&srv.conns); c; c = next) {
-        next = TAILQ_NEXT(c, link);
-        pop_released(c);
-        if (!TAILQ_EMPTY(&c->unsent))
-            give_back(c);
-    }
-}
-
 void commit_holds_closing(struct conn *c)
 {
     pop_released(c);
     if (!TAILQ_EMPTY(&c->unsent) && c->answered_to <= held_from(c))
         give_back(c);
+}
+
+void commit_holds_give_back(bool answered_too)
+{
+    struct conn *c, *next;
+    for (c = TAILQ_FIRST(&srv.conns); c; c = next) {
+        next = TAILQ_NEXT(c, link);
+        if (!answered_too) {
+            commit_holds_closing(c);
+            continue;
+        }
+        pop_released(c);
+        if (!TAILQ_EMPTY(&c->unsent))
+            give_back(c);
+    }
 }
 
 void commit_hold_forget(struct conn *c)

@@ -185,6 +185,7 @@ json_t *console_status_json(void)
         json_object_set_new(j, "committed_lsn", json_integer((json_int_t)commit_lsn()));
     if (persist_has_store()) {
         json_object_set_new(j, "durable_lsn", json_integer((json_int_t)store_durable_lsn()));
+        json_object_set_new(j, "indexed_lsn", json_integer((json_int_t)store_indexed_lsn()));
         json_object_set_new(j, "log_first_lsn", json_integer((json_int_t)store_first_lsn()));
         json_object_set_new(j, "store_bytes", json_integer((json_int_t)store_bytes()));
         json_object_set_new(j, "fdatasync_us", hist_json(&store_stats()->fdatasync_us));

@@ -308,8 +308,11 @@ void dest_free_all(void)
  * by that name, it would read them back from the index (helper-85). */
 static bool idle(const struct dest *d)
 {
+    /* (a delivery still held in a closing connection's output may come
+     * back: queue_unsent_return) */
     return !dest_is_temp(d) && !d->kept && d->mem == 0 && d->q.npending == 0 && d->q.nconsumers == 0 &&
-           d->nsubscribers == 0 && d->ndurables == 0 && TAILQ_EMPTY(&d->blocked) && !d->q.dirty && !d->q.gone;
+           d->nsubscribers == 0 && d->ndurables == 0 && TAILQ_EMPTY(&d->blocked) && !d->q.dirty && !d->q.gone &&
+           TAILQ_EMPTY(&d->q.unsent);
 }
 
 /* The sweep looks at a bounded number of destinations at a time and goes

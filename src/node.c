@@ -61,7 +61,7 @@ static void leave_master(const char *why)
      * and is elected, this one or a slave's, has the message too
      * (helper-113: a master that lost its quorum stepped down and, elected
      * again, had lost what its auto-ack consumers were never sent) */
-    commit_holds_give_back();
+    commit_holds_give_back(true);
     repl_master_flush();
     persist_end();
     repl_master_stop(why);

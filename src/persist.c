@@ -731,10 +731,11 @@ void persist_settle(void)
     /* An auto-ack delivery held for its dequeue to reach a slave (the
      * handover is over: none will) is not sent now to a connection about
      * to close: given back, in the journal, so no log loses it, nor does a
-     * failover send it twice. Where the local log is enough, it is
-     * written below, and the MESSAGE goes. */
+     * failover send it twice; unless a RECEIPT follows it (a producer's,
+     * that must not be lost: helper-114), and it all goes as before. Where
+     * the local log is enough, it is written below, and the MESSAGE goes. */
     if (!failed && repl_master_waits_for_slaves())
-        commit_holds_give_back();
+        commit_holds_give_back(false);
     persist_flush();
     repl_master_flush(); /* the slaves first, as far as their sockets take it */
     store_drain();

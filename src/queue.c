@@ -439,7 +439,10 @@ static void over_window_note(struct queue *q)
  * delivered). */
 static bool evictable(const struct qentry *e)
 {
-    return e->pending && windowed(e) && e->msg->lsn <= indexed_upto && e->marked_lsn <= indexed_upto;
+    /* (a given-back message's key is its give-back's, which paging reads
+     * only once committed: page_one) */
+    return e->pending && windowed(e) && e->msg->lsn <= indexed_upto && e->marked_lsn <= indexed_upto &&
+           e->marked_lsn <= commit_lsn();
 }
 
 /* Keep at most the window in memory: the last pending messages (in

@@ -628,10 +628,12 @@ static void w_put_msg(void *ctx, const char *k, size_t kl, const char *msg, size
 {
     if (S.replaying) {
         /* replaying the log's tail: the index may have this one already
-         * (a batch written halfway through a group) */
+         * (a batch written halfway through a group), unless this batch
+         * removed it first (a delivery given back after its dequeue:
+         * helper-114, it was lost at a restart) */
         char *v;
         size_t vl;
-        if (idx_get(k, kl, &v, &vl) == 0) {
+        if (!gone_has(k, kl) && idx_get(k, kl, &v, &vl) == 0) {
             free(v);
             return;
         }

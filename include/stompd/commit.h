@@ -137,10 +137,12 @@ TAILQ_HEAD(unsent_list, unsent);
 /* e (delivered to c from pos, auto-ack, its output held) waits with it;
  * call before e is done. */
 void commit_hold_unsent(struct conn *c, struct qentry *e, uint64_t pos);
-/* A master lets go: every held auto-ack delivery goes back (in the
- * journal, still open, and to the slaves that may have its dequeue), and
- * the output held is dropped, so nothing given back is sent as well. */
-void commit_holds_give_back(void);
+/* Every held auto-ack delivery goes back (in the journal, and to the
+ * slaves that may have its dequeue), and the output held is dropped, so
+ * nothing given back is sent as well: a master letting go (answered_too:
+ * its connections close at once, their output unsent), or a stopping one,
+ * except where an answer follows them (commit_holds_closing). */
+void commit_holds_give_back(bool answered_too);
 /* c closes (DISCONNECT, or its peer closed its side): auto-ack deliveries
  * held with no answer after them (a RECEIPT the peer waits for, reading
  * until it comes) are given back rather than written once released to a

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from stompd_test import (VALGRIND, Broker, connected, consume_own_until_error, exited_with_1, free_port, http_json,
-                         replicated, the_failed_send)
+                         replicated, the_failed_send, wait_for)
 
 
 # a restarted broker reads a queue back on its first dispatch: under
@@ -234,6 +234,34 @@ def test_a_stop_does_not_lose_a_held_auto_ack_delivery(broker_factory):
     again = drain(b.port, "/queue/stopping", first=1.0)
     assert [f.body for f in got + again] == [b"once"], (got, again)
     assert got, "the held MESSAGE did not go out before the stop closed the connection"
+
+
+def test_a_given_back_delivery_survives_a_replay(broker_factory):
+    """An auto-ack delivery that never left is given back: a dequeue,
+    then its message enqueued again under the same key. A restart that
+    replays both from the log (the index behind them) skipped the second
+    as "already in the index", and the first then removed it for good
+    (helper-114)."""
+    b = broker_factory({"store.ack_delay": "10s"}, start=False)
+    # a slow writer holds the auto-ack MESSAGE long enough to close its
+    # consumer; a lagging index keeps the dequeue and the give-back in the
+    # log's tail
+    b.env = dict(os.environ, STOMPD_TEST_WRITE_DELAY_MS="400", STOMPD_TEST_INDEX_LAG_MS="3000")
+    b.start()
+    connected(b.port).receipt("SEND", {"destination": "/queue/rl", "persistent": "true"}, "r", b"once")
+    wait_for(lambda: http_json(b.http_port, "/api/status")["indexed_lsn"] >= 1, timeout=30, what="the send indexed")
+    c = connected(b.port)
+    c.send("SUBSCRIBE", {"id": "c", "destination": "/queue/rl", "ack": "auto"})
+    wait_for(lambda: http_json(b.http_port, "/api/status")["lsn"] >= 2, timeout=30, what="the dequeue journaled")
+    c.sock.close()  # its MESSAGE still held: given back
+    wait_for(lambda: http_json(b.http_port, "/api/status")["lsn"] >= 3, timeout=30, what="the give-back journaled")
+    wait_for(lambda: http_json(b.http_port, "/api/status")["durable_lsn"] >= 3, timeout=30, what="both written")
+    assert http_json(b.http_port, "/api/status")["indexed_lsn"] < 3, "the index caught up: nothing left to replay"
+    b.kill()
+    b.env = None
+    b.restart()
+    assert "applied to the index at start" in b.log_since_start()
+    assert [f.body for f in drain(b.port, "/queue/rl")] == [b"once"]
 
 
 def log_digest(b):

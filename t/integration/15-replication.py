@@ -743,6 +743,58 @@ def test_auto_ack_deliveries_held_without_a_quorum_are_given_back(broker_factory
     assert not any(f.get("redelivered") for f in got), got
 
 
+def test_given_back_messages_of_a_paged_queue_are_delivered_in_order(broker_factory):
+    """Given back, the messages of a paged queue left memory once their
+    give-back was indexed, and paging skipped them while it was not
+    committed (it reads only committed keys): counted pending, delivered
+    to nobody until a restart (helper-114). They stay in memory until
+    their give-back is committed."""
+    c = Cluster(broker_factory, broker__queue_window="16KiB")
+    c.start_all()
+    m = c.nodes[0]
+    n = 200
+    p = connected(m.port)
+    for i in range(n):
+        p.receipt("SEND", {"destination": "/queue/pg", "persistent": "true"}, "r%d" % i, b"%04d" % i + b"x" * 1000)
+    p.close()
+    c.nodes[1].stop()
+    c.nodes[2].stop()
+    assert wait_until(lambda: status(m)["quorum"]["slaves_connected"] == 0)
+    for prefetch in (30, 50):
+        q = connected(m.port)
+        q.send("SUBSCRIBE", {"id": "1", "destination": "/queue/pg", "ack": "auto",
+                             "activemq.prefetchSize": str(prefetch)})
+        q.expect_nothing(0.7)  # held: no slave has the dequeues
+        q.close()              # given back
+    c.nodes[1].start(wait=SLAVE_UP)
+    got = [f.body[:4] for f in consume_all(m.port, {}, {"destination": "/queue/pg"})]
+    assert got == [b"%04d" % i for i in range(n)], "%d of %d delivered (first %r)" % (len(got), n, got[:3])
+
+
+def test_a_closing_consumers_held_deliveries_outlive_its_idle_queue(broker_factory):
+    """A consumer that ends with DISCONNECT and a receipt while its
+    auto-ack MESSAGEs wait for the quorum gets them (before its RECEIPT)
+    if the quorum comes back within the linger; when it does not, they go
+    back. Meanwhile their queue looked idle (nothing pending, no
+    consumer) and could be removed: given back then, they had nowhere to
+    go, and were lost."""
+    c = Cluster(broker_factory, broker__expiry_check_interval="100ms")
+    c.start_all()
+    m = c.nodes[0]
+    send_persistent(m.port, "/queue/linger", [b"l%d" % i for i in range(5)])
+    c.nodes[1].stop()
+    c.nodes[2].stop()
+    assert wait_until(lambda: status(m)["quorum"]["slaves_connected"] == 0)
+    q = connected(m.port)
+    q.send("SUBSCRIBE", {"id": "1", "destination": "/queue/linger", "ack": "auto"})
+    q.expect_nothing(0.5)
+    q.send("DISCONNECT", {"receipt": "bye"})
+    q.expect_closed(timeout=30)  # the linger ran out (several idle sweeps)
+    c.nodes[1].start(wait=SLAVE_UP)
+    got = consume_all(m.port, {}, {"destination": "/queue/linger"})
+    assert [f.body for f in got] == [b"l%d" % i for i in range(5)], got
+
+
 def test_a_stopping_master_waits_for_its_slaves(broker_factory):
     """SIGTERM on a master hands over: no new client and no new work (a
     scheduled message falling due waits; the loop sleeps though a queue has
