@@ -2099,9 +2099,13 @@ static int open_v2(char *err, size_t errlen)
     }
     /* the segments the log has; metadata of gone ones is dropped once the
      * replay below has brought their live counts up to date */
-    uint32_t ids[4096];
-    size_t nids = seglog_ids(ids, 4096);
-    for (size_t j = 0; j < nids && j < 4096; j++)
+    size_t nids = seglog_ids(NULL, 0);
+    uint32_t *ids = malloc((nids ? nids : 1) * sizeof *ids); /* all of them (helper-115: 4,096 at most, and a
+                                                                * log of more was refused as missing its tail) */
+    if (!ids)
+        abort();
+    nids = seglog_ids(ids, nids); /* none comes or goes while the store opens */
+    for (size_t j = 0; j < nids; j++)
         segmeta(ids[j], true);
     S.last_lsn = meta_u64(KEY_META "indexed_lsn");
     S.max_seq = meta_u64(KEY_META "max_seq");
@@ -2117,8 +2121,9 @@ static int open_v2(char *err, size_t errlen)
      * lost its tail (truncated, or a lost file), and serving from it
      * would silently drop acknowledged messages. */
     bool have_seg = false;
-    for (size_t j = 0; j < nids && j < 4096; j++)
+    for (size_t j = 0; j < nids; j++)
         have_seg |= ids[j] == S.indexed_pos.seg;
+    free(ids);
     char segpath[4200];
     struct stat st;
     snprintf(segpath, sizeof segpath, "%s/log/%08" PRIx32 ".log", S.dir, S.indexed_pos.seg);

@@ -1059,6 +1059,34 @@ static void test_messages_read_are_checked_and_format2_read(void **state)
     assert_string_equal(l.bodies[1], "charlie");
 }
 
+/* More segments than one fixed array held (helper-115: 4,096, and the
+ * store, whole, was refused as missing its log's tail). */
+static void test_more_than_4096_segments_reopen(void **state)
+{
+    struct ev_loop *loop = ev_default_loop(0);
+    struct store_limits small = limits;
+    small.segment_bytes = 4096;
+    lsn = 0;
+    char err[512];
+    assert_int_equal(store_open(dir, &small, err, sizeof err), 0);
+    assert_int_equal(store_start(loop, false, on_done, on_fail, err, sizeof err), 0);
+    static char body[3000];
+    memset(body, 'b', sizeof body);
+    for (uint64_t i = 1; i <= 4200; i++) {
+        enqueue_body("/queue/many", i, 4, body, sizeof body);
+        store_kick(); /* written before the next: a segment each (a group goes in one) */
+        for (int k = 0; k < 100000 && durable < lsn && !failed_at; k++)
+            ev_run(loop, EVRUN_ONCE | EVRUN_NOWAIT), usleep(50);
+    }
+    wait_durable(loop, lsn);
+    uint32_t ids[1];
+    assert_true(seglog_ids(ids, 1) > 4096);
+    store_close();
+    if (store_open(dir, &small, err, sizeof err) != 0)
+        fail_msg("reopen: %s", err);
+    assert_int_equal(counter("/queue/many").n, 4200);
+}
+
 static void test_second_open_refused(void **state)
 {
     open_store();
@@ -1151,6 +1179,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot_installs_elsewhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_format1_store_converted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_messages_read_are_checked_and_format2_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_more_than_4096_segments_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_open_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_and_wrong_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_store_refused, setup, teardown),
