@@ -41,6 +41,8 @@ static bool waits(const struct op *op)
 
 static void room_leave(struct op *op)
 {
+    if (waits(op) && op->conn)
+        op->conn->nops_waiting_room--;
     if (op->room) {
         TAILQ_REMOVE(&op->room->blocked, op, dest_link);
         op->room = NULL;
@@ -55,6 +57,8 @@ void op_wait_store(struct op *op)
     if (op->room || op->store_wait)
         return;
     op->store_wait = true;
+    if (op->conn)
+        op->conn->nops_waiting_room++;
     TAILQ_INSERT_TAIL(&store_waiters, op, dest_link);
 }
 
@@ -155,6 +159,8 @@ void op_wait_room(struct op *op, struct dest *d)
         return;
     dest_note_blocked(d);
     op->room = d;
+    if (op->conn)
+        op->conn->nops_waiting_room++;
     TAILQ_INSERT_TAIL(&d->blocked, op, dest_link);
     log_debug("destination %s full (%lld bytes): producer paused", d->name, (long long)d->mem);
 }
@@ -335,11 +341,9 @@ void op_drain_conn(struct conn *c)
 
 bool op_conn_waits_room(const struct conn *c)
 {
-    const struct op *op;
-    TAILQ_FOREACH(op, &c->ops, conn_link)
-        if (waits(op))
-            return true;
-    return false;
+    /* counted: a walk of the connection's ops at each drain was a third
+     * of the loop with pipelined persistent sends (stop 53's profile) */
+    return c->nops_waiting_room > 0;
 }
 
 /* ------------------------------------------------------------ held output

@@ -71,6 +71,7 @@ struct conn {
     uint32_t nbrowses;
     struct op_list ops;
     uint32_t nops;
+    uint32_t nops_waiting_room; /* of them, waiting for room (a destination's or the store's) */
     uint64_t acked_lsn;         /* the entry carrying its last journaled ACK or NACK, or a later one */
     char *client_id;
     char *login;
