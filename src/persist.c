@@ -748,9 +748,10 @@ void persist_settle(void)
         commit_hold_release_upto(repl_master_handed());
         return;
     }
-    /* Everything journaled is in the log: the deliveries still held (a
-     * client-ack one's delivery mark not on a quorum) go, and can at worst
-     * come again marked redelivered though never seen */
+    /* Everything journaled is in the log: the deliveries still held go (a
+     * client-ack one's delivery mark not on a quorum: at worst it comes
+     * again marked redelivered though never seen; an auto-ack one a
+     * RECEIPT follows: at worst it comes again unmarked after a failover) */
     commit_hold_release_upto(UINT64_MAX);
 }
 
