@@ -101,20 +101,25 @@ def send_persistent(port, dest, bodies):
     p.close()
 
 
-def drain(port, dest, timeout=1.0, first=None):
-    """Every message the queue gives: the first may take a while (a node
-    just promoted, under valgrind on a loaded machine), then each comes
-    within timeout of the one before."""
-    c = connected(port)
-    c.send("SUBSCRIBE", {"id": "d", "destination": dest})
+def received(port, sub, timeout=1.0, first=None, headers=None):
+    """Every MESSAGE one auto-ack subscription (sub: its headers) gives:
+    the first may take a while (a node just promoted, under valgrind on a
+    loaded machine), then each comes within timeout of the one before."""
+    c = connected(port, headers=headers)
+    c.send("SUBSCRIBE", dict(sub, id="d", ack="auto"))
     got = []
     while True:
         try:
-            got.append(c.recv(timeout=timeout if got else (first or (60.0 if VALGRIND else 15.0))).body)
+            got.append(c.recv(timeout=timeout if got else (first or (60.0 if VALGRIND else 15.0))))
         except TimeoutError:
             break
     c.close()
     return got
+
+
+def drain(port, dest, timeout=1.0, first=None):
+    """The bodies of every message the queue gives (received)."""
+    return [f.body for f in received(port, {"destination": dest}, timeout, first)]
 
 
 def test_promote_slave_after_master_kill(broker_factory):
@@ -670,20 +675,6 @@ def test_auto_ack_delivery_waits_until_its_dequeue_is_shipped(broker_factory):
         fake.close()
 
 
-def consume_all(port, headers, sub, first=15.0):
-    """Every MESSAGE one auto-ack subscription gives, until quiet."""
-    c = connected(port, headers=headers)
-    c.send("SUBSCRIBE", dict(sub, id="all", ack="auto"))
-    got = []
-    try:
-        while True:
-            got.append(c.recv(timeout=2.0 if got else first))
-    except TimeoutError:
-        pass
-    c.close()
-    return got
-
-
 def test_auto_ack_deliveries_held_without_a_quorum_are_given_back(broker_factory):
     """With both slaves down, an auto-ack consumer's MESSAGEs wait for
     their dequeue to reach a slave, but the dequeue is journaled. A
@@ -718,10 +709,10 @@ def test_auto_ack_deliveries_held_without_a_quorum_are_given_back(broker_factory
     t.close()
     # a slave back: the dequeues commit, and so does what undid them
     c.nodes[1].start(wait=SLAVE_UP)
-    got = consume_all(m.port, {}, {"destination": "/queue/held"})
+    got = received(m.port, {"destination": "/queue/held"}, timeout=2.0)
     assert [f.body for f in got] == [b"q%d" % i for i in range(10)], got
     assert not any(f.get("redelivered") for f in got), got
-    got = consume_all(m.port, durable[0], durable[1])
+    got = received(m.port, durable[1], timeout=2.0, headers=durable[0])
     assert [f.body for f in got] == [b"t%d" % i for i in range(10)], got
     assert not any(f.get("redelivered") for f in got), got
 
@@ -738,7 +729,7 @@ def test_auto_ack_deliveries_held_without_a_quorum_are_given_back(broker_factory
     assert m.stop() == 0
     q.expect_closed()
     c.start_all()
-    got = consume_all(m.port, {}, {"destination": "/queue/held2"})
+    got = received(m.port, {"destination": "/queue/held2"}, timeout=2.0)
     assert [f.body for f in got] == [b"r%d" % i for i in range(10)], got
     assert not any(f.get("redelivered") for f in got), got
 
@@ -767,7 +758,7 @@ def test_given_back_messages_of_a_paged_queue_are_delivered_in_order(broker_fact
         q.expect_nothing(0.7)  # held: no slave has the dequeues
         q.close()              # given back
     c.nodes[1].start(wait=SLAVE_UP)
-    got = [f.body[:4] for f in consume_all(m.port, {}, {"destination": "/queue/pg"})]
+    got = [f.body[:4] for f in received(m.port, {"destination": "/queue/pg"}, timeout=3.0)]
     assert got == [b"%04d" % i for i in range(n)], "%d of %d delivered (first %r)" % (len(got), n, got[:3])
 
 
@@ -791,7 +782,7 @@ def test_a_closing_consumers_held_deliveries_outlive_its_idle_queue(broker_facto
     q.send("DISCONNECT", {"receipt": "bye"})
     q.expect_closed(timeout=30)  # the linger ran out (several idle sweeps)
     c.nodes[1].start(wait=SLAVE_UP)
-    got = consume_all(m.port, {}, {"destination": "/queue/linger"})
+    got = received(m.port, {"destination": "/queue/linger"}, timeout=2.0)
     assert [f.body for f in got] == [b"l%d" % i for i in range(5)], got
 
 

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from stompd_test import SlowReader, connected, encode_frame, http_request, produce_pipelined, wait_for
+from stompd_test import SlowReader, connected, encode_frame, http_request, produce_pipelined, subscribed, wait_for
 
 WINDOW = {"broker.queue_window": "4KiB"}
 
@@ -784,16 +784,12 @@ def test_a_parked_consumer_ready_again_without_a_wake_is_offered_a_window_before
     # the x's match, at the lowest priority
     x = SlowReader(b, p, XLIMIT)
     x.send("SUBSCRIBE", {"id": "x", "destination": "/queue/q", "selector": "type = 'x'", "activemq.priority": "0"})
-    time.sleep(0.3)
+    wait_for(lambda: queue_info(b, "/queue/q")["consumers"] == 1, timeout=60, what="X subscribed")
     # costly refusers ahead of X: the sweep over the backlog stops on the
     # budget every message or so (a chain of resumed passes)
-    refusers = []
-    for i in range(20):
-        r = connected(b.port)
-        r.receipt("SUBSCRIBE", {"id": "r", "destination": "/queue/q", "activemq.priority": "9",
-                                "selector": "pad LIKE '%zz%' OR pad LIKE '%zy%' OR pad LIKE '%zw%'"}, "sr")
-        refusers.append(r)
-    time.sleep(0.5)
+    refusers = subscribed(b, 20, {"destination": "/queue/q", "activemq.priority": "9",
+                                  "selector": "pad LIKE '%zz%' OR pad LIKE '%zy%' OR pad LIKE '%zw%'"})
+    wait_for(lambda: selector_verdicts(b) > 0, timeout=60, what="the chain of passes started")
     ev1 = selector_verdicts(b)
     # X reads a little, mid-chain: below the limit, not below the low water
     mid = x.read_some()

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from stompd_test import Client, SlowReader, connected, encode_frame
+from stompd_test import Client, SlowReader, connected, encode_frame, subscribed
 
 # Matching '%' + 'a' * 400 + 'b' against a value of 'a's was O(value x
 # pattern) before LIKE patterns became automata: about 4 million byte
@@ -473,12 +473,7 @@ def test_a_consumer_ready_again_without_a_wake_is_offered_what_it_missed(broker_
                 zgot[0] += 1
     threading.Thread(target=zread, daemon=True).start()
     # costly refusers ahead of X too: every n costs several budgets' worth
-    refusers = []
-    for i in range(10):
-        r = connected(b.port)
-        r.receipt("SUBSCRIBE", {"id": "r", "destination": "/queue/q", "activemq.priority": "9",
-                                "selector": "pad LIKE '%zz%'"}, "sr")
-        refusers.append(r)
+    refusers = subscribed(b, 10, {"destination": "/queue/q", "activemq.priority": "9", "selector": "pad LIKE '%zz%'"})
     pad = "p" * 300
     # x1: only X would take it; X is full: it misses it
     p.receipt("SEND", {"destination": "/queue/q", "type": "x", "pad": pad}, "sx", b"x1")

@@ -1241,6 +1241,16 @@ def pending_output(b, port):
     raise AssertionError("no connection from port %d" % port)
 
 
+def subscribed(b, n, headers):
+    """n clients, each subscribed (receipted) with these headers."""
+    out = []
+    for i in range(n):
+        c = connected(b.port)
+        c.receipt("SUBSCRIBE", dict(headers, id="s%d" % i), "subscribed")
+        out.append(c)
+    return out
+
+
 class SlowReader:
     """A client that stops reading: its socket takes 4 KiB, and a flood of
     13 MB on its own queue fills its output in the broker to limit (its
