@@ -131,6 +131,9 @@ static const struct cfg_key keys[] = {
      "a client is dead when silent for this percentage of its heart-beat interval"},
     {"stomp.output_limit", CFG_SIZE, "1MiB", 4 * KB, 1 * GB, NULL, OFF(output_limit),
      "unsent bytes per connection above which no more messages are dispatched to it"},
+    {"stomp.max_output_buffers", CFG_SIZE, "256MiB", 1 * MB, 64 * GB, NULL, OFF(max_output_buffers),
+     "unsent bytes all connections may hold together; beyond, a connection with output still "
+     "unsent gets no more messages until the total falls or its own output is written"},
     {"stomp.pending_limit", CFG_INT, "4096", 1, 10000000, NULL, OFF(pending_limit),
      "frames per connection waiting for the store before the broker stops reading it"},
     {"stomp.max_subscriptions", CFG_INT, "1000", 1, 1000000, NULL, OFF(max_subscriptions),

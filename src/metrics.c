@@ -232,6 +232,7 @@ static void c_memory_full(struct metrics_out *m) { one_u64(m, dest_total_mem() >
 static void c_waiting(struct metrics_out *m) { one_u64(m, commit_waiting()); }
 static void c_input_held(struct metrics_out *m) { one_u64(m, stream_input_held()); }
 static void c_input_unproven(struct metrics_out *m) { one_u64(m, stream_unproven_input_held()); }
+static void c_output_held(struct metrics_out *m) { one_u64(m, stream_output_held()); }
 
 static void c_store_bytes(struct metrics_out *m)
 {
@@ -271,6 +272,7 @@ static const struct {
     {"broker.store_limit", &config.store_limit, true},
     {"stomp.max_frame_size", &config.max_frame_size, true},
     {"stomp.output_limit", &config.output_limit, true},
+    {"stomp.max_output_buffers", &config.max_output_buffers, true},
     {"store.repl_window", &config.repl_window, true},
     {"broker.max_connections", &config.max_connections, false},
     {"broker.max_destinations", &config.max_destinations, false},
@@ -619,6 +621,8 @@ static const struct family families[] = {
     {"stompd_input_buffered_unproven_bytes", "gauge",
      "Of those, held by connections not logged in (a quarter of stomp.max_input_buffers at most)",
      c_input_unproven},
+    {"stompd_output_buffered_bytes", "gauge",
+     "Bytes of output not yet written, all connections together (stomp.max_output_buffers)", c_output_held},
     {"stompd_store_bytes", "gauge", "Bytes the store takes on disk", c_store_bytes},
     {"stompd_store_fdatasync_seconds", "histogram", "Time of each fdatasync of the store's log", c_fdatasync},
     {"stompd_store_group_commit_entries", "histogram", "Journal entries made durable by one fdatasync",

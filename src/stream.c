@@ -32,6 +32,7 @@ static char scratch[READ_CHUNK];
 static TAILQ_HEAD(, stream) flushq = TAILQ_HEAD_INITIALIZER(flushq);
 static TAILQ_HEAD(, stream) resumed = TAILQ_HEAD_INITIALIZER(resumed);
 static TAILQ_HEAD(, stream) dead = TAILQ_HEAD_INITIALIZER(dead);
+static TAILQ_HEAD(, stream) room_waiters = TAILQ_HEAD_INITIALIZER(room_waiters);
 /* Kept open so that, out of descriptors, a waiting connection can still be
  * accepted and closed at once instead of hanging in the backlog. */
 static int spare_fd = -1;
@@ -338,6 +339,63 @@ bool stream_run_resumed(void)
 
 /* ------------------------------------------------------------ output */
 
+/* Bytes every stream holds in output not yet written, kept current at
+ * each stream_want_flush (every protocol asks for a flush after it
+ * writes) and after each flush; streams refused more output for its sake,
+ * and the total at which they are told there is room. */
+static size_t output_held;
+static size_t room_at;
+static size_t nwaiting;
+
+static void account_output(struct stream *s)
+{
+    size_t now = s->state == STREAM_DEAD ? 0 : stream_pending(s);
+    output_held = output_held - s->out_counted + now;
+    s->out_counted = now;
+}
+
+size_t stream_output_held(void)
+{
+    return output_held;
+}
+
+static void stop_waiting(struct stream *s)
+{
+    if (!s->out_waiting)
+        return;
+    TAILQ_REMOVE(&room_waiters, s, room_link);
+    s->out_waiting = false;
+    nwaiting--;
+}
+
+bool stream_output_room(struct stream *s, size_t limit)
+{
+    account_output(s);
+    if (output_held < limit || stream_pending(s) == 0)
+        return true;
+    if (!s->out_waiting) {
+        s->out_waiting = true;
+        TAILQ_INSERT_TAIL(&room_waiters, s, room_link);
+        nwaiting++;
+    }
+    room_at = limit - limit / 4;
+    return false;
+}
+
+/* The total fell: those refused more are told, each once (a stream that
+ * is refused again while told waits at the end of the line). */
+static void wake_room_waiters(void)
+{
+    if (!nwaiting || output_held >= room_at)
+        return;
+    for (size_t n = nwaiting; n > 0 && !TAILQ_EMPTY(&room_waiters); n--) {
+        struct stream *s = TAILQ_FIRST(&room_waiters);
+        stop_waiting(s);
+        if (s->ops->drained)
+            s->ops->drained(s);
+    }
+}
+
 void stream_write(struct stream *s, const void *p, size_t n)
 {
     buf_append(&s->out, p, n);
@@ -346,7 +404,10 @@ void stream_write(struct stream *s, const void *p, size_t n)
 
 void stream_want_flush(struct stream *s)
 {
-    if (s->in_flush || s->state == STREAM_DEAD)
+    if (s->state == STREAM_DEAD)
+        return;
+    account_output(s);
+    if (s->in_flush)
         return;
     s->in_flush = true;
     TAILQ_INSERT_TAIL(&flushq, s, flush_link);
@@ -443,6 +504,7 @@ int stream_flush(struct stream *s)
     }
     if (s->state == STREAM_DEAD)
         return -1;
+    account_output(s);
     if (!full && s->writing && buf_used(&s->wire) == 0) {
         /* the rest is held (a layer's own frames are out): a writable
          * socket is no reason to wake */
@@ -465,6 +527,14 @@ int stream_flush(struct stream *s)
     if (s->blocked && (wrote || !full) && stream_pending(s) < s->low_water) {
         s->blocked = false;
         stream_resume(s, STREAM_PAUSE_FILTER);
+        if (s->ops->drained)
+            s->ops->drained(s);
+        if (s->state == STREAM_DEAD)
+            return -1;
+    }
+    /* refused more for the total's sake, and its own output is out */
+    if (s->out_waiting && stream_pending(s) == 0) {
+        stop_waiting(s);
         if (s->ops->drained)
             s->ops->drained(s);
         if (s->state == STREAM_DEAD)
@@ -516,6 +586,7 @@ void stream_flush_all(void)
         s->in_flush = false;
         stream_flush(s);
     }
+    wake_room_waiters();
 }
 
 bool stream_flush_pending(void)
@@ -708,6 +779,8 @@ static void close_stream(struct stream *s, const char *why, bool graceful)
     account_input(s);
     buf_free(&s->out);
     buf_free(&s->wire);
+    account_output(s);
+    stop_waiting(s);
     if (s->in_flush) {
         TAILQ_REMOVE(&flushq, s, flush_link);
         s->in_flush = false;

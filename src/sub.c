@@ -38,7 +38,7 @@ static bool full(const struct sub *t)
 bool sub_ready(const struct sub *s)
 {
     const struct sub *t = s->root ? s->root : s;
-    const struct conn *c = s->conn;
+    struct conn *c = s->conn;
     if (c->state != CONN_OPEN || (c->st.paused & PAUSE_CLOSING))
         return false; /* a DISCONNECT waiting for its receipt takes no more */
     if (conn_output_full(c))

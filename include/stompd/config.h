@@ -48,6 +48,7 @@ struct config {
     int64_t heartbeat_min;
     int64_t heartbeat_grace_pct;
     int64_t output_limit;
+    int64_t max_output_buffers;
     int64_t pending_limit;
     int64_t max_subscriptions;
     int64_t max_consumers;

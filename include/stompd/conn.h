@@ -12,6 +12,7 @@
 
 #include "stompd/buf.h"
 #include "stompd/commit.h"
+#include "stompd/config.h"
 #include "stompd/frame.h"
 #include "stompd/stream.h"
 
@@ -99,7 +100,13 @@ const char *conn_state_name(enum conn_state s);
 
 /* Output (c->st.out): flushed before the loop sleeps. */
 static inline void conn_want_flush(struct conn *c) { stream_want_flush(&c->st); }
-static inline bool conn_output_full(const struct conn *c) { return stream_full(&c->st); }
+/* No more messages for now: its own output is at stomp.output_limit, or it
+ * has some unsent while all connections' reach stomp.max_output_buffers
+ * (told `drained` when there is room). */
+static inline bool conn_output_full(struct conn *c)
+{
+    return stream_full(&c->st) || !stream_output_room(&c->st, (size_t)config.max_output_buffers);
+}
 
 /* Send ERROR (with receipt-id when given) and close after flushing it. */
 void conn_error(struct conn *c, const char *message, const char *receipt, const char *detail);

@@ -159,7 +159,9 @@ struct stream {
     void *tr_ctx;               /* the transport's state (TLS session) */
     bool rd_wants_wr;           /* the transport's read waits for the socket to be writable */
     bool wr_wants_rd;           /* its write waits for the socket to be readable */
-    TAILQ_ENTRY(stream) flush_link, resume_link, dead_link;
+    size_t out_counted;         /* of stream_pending, what the layer's output total counts */
+    bool out_waiting;           /* refused more for the total's sake: told `drained` when there is room */
+    TAILQ_ENTRY(stream) flush_link, resume_link, dead_link, room_link;
 };
 
 /* The loop every stream and listener runs on (set once at start). */
@@ -197,6 +199,15 @@ static inline void stream_out_cut(struct stream *s, uint64_t pos)
 /* n bytes of s->out are written (or framed into s->wire). */
 void stream_out_consume(struct stream *s, size_t n);
 static inline bool stream_full(const struct stream *s) { return stream_pending(s) >= s->out_limit; }
+/* Bytes of output all streams hold, not yet written (kept current at each
+ * stream_want_flush and flush). */
+size_t stream_output_held(void);
+/* May s be given more output, all streams holding together at most limit?
+ * Yes while the total is under it, or while s holds nothing (so that
+ * every stream still moves, one message at a time). If not, s is told
+ * `drained` once its own output is written or the total falls to three
+ * quarters of limit. */
+bool stream_output_room(struct stream *s, size_t limit);
 /* "tcp", or the framing layer's name ("ws"). */
 static inline const char *stream_transport(const struct stream *s) { return s->filter ? s->filter->name : "tcp"; }
 

@@ -438,3 +438,68 @@ def test_a_trim_judges_what_the_selector_has_not(broker_factory):
     got = [int(body) for body in take_after(c, held, 3)]
     assert got == [35, 37, 39], got
     c.expect_nothing(0.5)
+
+
+def metric(b, name):
+    status, _, text = http_request(b.http_port, "GET", "/metrics")
+    assert status == 200
+    for line in text.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError("no %s in /metrics" % name)
+
+
+def test_output_all_connections_hold_is_bounded(broker_factory):
+    """Consumers that do not read each hold at most stomp.output_limit of
+    copies of messages, but many of them held that many times over,
+    counted nowhere. stomp.max_output_buffers bounds the total: beyond it,
+    a connection with output unsent gets no more, one whose output is out
+    still gets one message at a time, so a reader is not held by the
+    stalled."""
+    b = broker_factory({"stomp.max_output_buffers": "1MiB"})
+    frame = 256 * 1024
+    stalled_n = 6
+    p = connected(b.port)
+    for q in range(stalled_n):
+        # 10 MiB each: more than the kernel's buffers of a socket take
+        for i in range(40):
+            p.send("SEND", {"destination": "/queue/held%d" % q}, b"h" * frame)
+    for i in range(20):
+        p.send("SEND", {"destination": "/queue/read"}, b"%06d" % i + b"r" * (frame - 6))
+    p.receipt("SEND", {"destination": "/queue/other"}, "sent", b"")
+    stalled = []
+    for q in range(stalled_n):
+        c = Client(b.port, rcvbuf=4096)
+        c.connect()
+        c.send("SUBSCRIBE", {"id": "s", "destination": "/queue/held%d" % q})
+        stalled.append(c)
+
+    def stalled_output():
+        held = {}
+        for c in get_json(b, "/api/connections"):
+            for s in c["subscriptions"]:
+                if s["destination"].startswith("/queue/held"):
+                    held[s["destination"]] = c["pending_output"]
+        return held
+    # each has some unsent (its socket took no more), all together the
+    # limit: nothing more goes to them now
+    deadline = time.monotonic() + 60
+    while True:
+        held = stalled_output()
+        if len(held) == stalled_n and all(held.values()) and sum(held.values()) >= 1 << 20:
+            break
+        assert time.monotonic() < deadline, held
+        time.sleep(0.05)
+    # a reader still gets every message of its queue, one at a time
+    reader = connected(b.port)
+    reader.send("SUBSCRIBE", {"id": "r", "destination": "/queue/read"})
+    got = [reader.recv(timeout=30).body for _ in range(20)]
+    assert got == [b"%06d" % i + b"r" * (frame - 6) for i in range(20)]
+    held = stalled_output()
+    # the limit, and at most one frame more for each connection
+    bound = (1 << 20) + (stalled_n + 1) * (frame + 1024)
+    assert sum(held.values()) <= bound, held
+    assert sum(held.values()) <= metric(b, "stompd_output_buffered_bytes") <= bound + 64 * 1024
+    # what they were given arrives whole when they read
+    for c in stalled:
+        assert c.recv(timeout=30).body == b"h" * frame
