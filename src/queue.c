@@ -63,6 +63,11 @@ struct gone {
 static TAILQ_HEAD(, gone) gone_unflushed = TAILQ_HEAD_INITIALIZER(gone_unflushed);
 static TAILQ_HEAD(, gone) gone_flushed = TAILQ_HEAD_INITIALIZER(gone_flushed);
 static TAILQ_HEAD(, queue) over_window = TAILQ_HEAD_INITIALIZER(over_window);
+/* Queues whose paging could not read a message for now (out of file
+ * descriptors, an I/O error): they try again each READ_RETRY s. */
+static TAILQ_HEAD(, queue) read_retry = TAILQ_HEAD_INITIALIZER(read_retry);
+static ev_timer read_retry_timer;
+#define READ_RETRY 1.0
 static uint64_t indexed_upto; /* what the store has indexed, as last told */
 
 /* ------------------------------------------------------------ keys and the tree */
@@ -328,6 +333,10 @@ void queue_destroy(struct queue *q)
         TAILQ_REMOVE(&over_window, q, over_link);
         q->over_window = false;
     }
+    if (q->read_retry) {
+        TAILQ_REMOVE(&read_retry, q, retry_link);
+        q->read_retry = false;
+    }
     if (q->dirty) {
         TAILQ_REMOVE(&srv.dirty, q, dirty_link);
         q->dirty = false;
@@ -548,6 +557,32 @@ struct page_ctx {
 
 static void expire(struct qentry *e);
 
+static void read_retry_cb(struct ev_loop *l, ev_timer *w, int revents)
+{
+    (void)l;
+    (void)w;
+    (void)revents;
+    struct queue *q;
+    while ((q = TAILQ_FIRST(&read_retry))) {
+        TAILQ_REMOVE(&read_retry, q, retry_link);
+        q->read_retry = false;
+        queue_mark_dirty(q);
+    }
+}
+
+/* q's paging stopped at a message it may read later: it tries again. */
+static void read_later(struct queue *q)
+{
+    if (q->read_retry)
+        return;
+    q->read_retry = true;
+    TAILQ_INSERT_TAIL(&read_retry, q, retry_link);
+    if (!ev_is_active(&read_retry_timer)) {
+        ev_timer_init(&read_retry_timer, read_retry_cb, READ_RETRY, 0.);
+        ev_timer_start(srv.loop, &read_retry_timer);
+    }
+}
+
 static int page_one(void *arg, const struct store_msgref *r)
 {
     struct page_ctx *x = arg;
@@ -567,12 +602,20 @@ static int page_one(void *arg, const struct store_msgref *r)
         return 0; /* in memory (in flight, or not indexed when it came), or removed */
     if (r->lsn > commit_lsn())
         return 0; /* indexed before it is committed: the commit puts it in memory */
-    struct msg *m = store_load_msg(r);
-    if (!m) {
-        /* logged: this page ends, and the next goes on after it (q->limit
-         * is past it). A damaged message (it does not match its checksum)
-         * is not delivered; it stays in the store. */
+    struct msg *m;
+    int rc = store_read_msg(r, &m);
+    if (rc) {
+        /* logged: this page ends. A damaged message (it does not match
+         * its checksum) is not delivered, and stays in the store: the
+         * next page goes on after it (q->limit is past it). One that may
+         * be read later (out of file descriptors: a broker at its limit
+         * skipped its whole paged backlog until a restart)
+         * is read again in a moment, and the rest wait behind it. */
         x->stopped = true;
+        if (rc != -EBADMSG) {
+            q->limit = k;
+            read_later(q);
+        }
         return 1;
     }
     m->journaled = true;

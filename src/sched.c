@@ -119,6 +119,7 @@ static struct {
     int64_t window_bytes;           /* persistent jobs' records in memory */
     bool paged;
     struct skey limit;
+    int64_t read_again_at;          /* paging could not read a job for now: not before this (ms) */
     uint64_t indexed_upto;
     struct job_list unassigned;     /* records waiting for a batch's lsn */
     bool gone_unassigned;           /* removals wait for a batch's lsn */
@@ -130,6 +131,8 @@ static struct {
        .unassigned = TAILQ_HEAD_INITIALIZER(S.unassigned)};
 
 static void arm(void);
+
+#define READ_AGAIN_MS 1000
 
 /* ------------------------------------------------------------ the schedule in the headers */
 
@@ -389,9 +392,17 @@ static int page_one(void *arg, const struct store_msgref *r)
     HASH_FIND(sh, S.by_seq, &k.seq, sizeof k.seq, held);
     if (held || is_gone(k.seq))
         return 0; /* in memory already (not indexed when it came), or removed */
-    struct msg *m = store_load_msg(r);
-    if (!m) {
-        x->stopped = true; /* logged; tried again later rather than skipped */
+    struct msg *m;
+    int rc = store_read_msg(r, &m);
+    if (rc) {
+        /* logged: a damaged job is skipped (it stays in the store); one
+         * that may be read later (out of file descriptors) is read again
+         * in a moment, the rest waiting behind it (it was skipped too) */
+        x->stopped = true;
+        if (rc != -EBADMSG) {
+            S.limit = k;
+            S.read_again_at = server_now_ms() + READ_AGAIN_MS;
+        }
         return 1;
     }
     struct job *j = job_new(m, k.due, true, 0);
@@ -713,7 +724,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         struct job *j = RB_MIN(jtree, &S.tree);
         if (S.paged && (!j || key_cmp(&j->key, &S.limit) >= 0)) {
             /* jobs still only in the store come first */
-            if (S.limit.due > now || !page_in())
+            if (S.limit.due > now || S.read_again_at > now || !page_in())
                 break;
             continue;
         }
@@ -780,7 +791,7 @@ static void arm(void)
     struct job *j = RB_MIN(jtree, &S.tree);
     int64_t next = j ? j->key.due : -1;
     if (S.paged && (next < 0 || S.limit.due < next))
-        next = S.limit.due;
+        next = S.limit.due > S.read_again_at ? S.limit.due : S.read_again_at;
     if (next < 0)
         return;
     ev_now_update(srv.loop); /* the timer runs from ev_now: make it now */

@@ -587,7 +587,7 @@ static int reader_fd(uint32_t id)
     cache[slot].fd = fd > 0 ? fd : 0;
     cache[slot].id = id;
     cache[slot].used = ++cache_clock;
-    return fd;
+    return fd >= 0 ? fd : -errno;
 }
 
 static ssize_t read_at(int fd, char *out, size_t len, uint64_t off)
@@ -610,7 +610,7 @@ int seglog_read(struct seg_pos pos, char *out, size_t len)
 {
     int fd = reader_fd(pos.seg);
     if (fd < 0)
-        return -ENOENT;
+        return fd; /* -ENOENT, or out of descriptors (-EMFILE), ... */
     ssize_t n = read_at(fd, out, len, pos.off);
     if (n < 0)
         return (int)n;
@@ -674,6 +674,8 @@ int seg_iter_next(struct seg_iter *it)
 {
     for (;;) {
         int fd = reader_fd(it->pos.seg);
+        if (fd < 0 && fd != -ENOENT)
+            return fd; /* out of descriptors, say: not a segment that is gone */
         if (fd < 0) {
             uint32_t next = next_segment(it->pos.seg);
             if (!next)

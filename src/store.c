@@ -2542,21 +2542,38 @@ int store_page(const char *prefix, size_t plen, const char *from, size_t flen, s
     return rc < 0 ? rc : 0;
 }
 
-struct msg *store_load_msg(const struct store_msgref *r)
+int store_read_msg(const struct store_msgref *r, struct msg **out)
 {
+    static double logged; /* the last failure that may pass */
     char *b = malloc(r->len ? r->len : 1);
     if (!b)
         abort();
     struct msg *m = NULL;
     int rc = read_msg(r, b);
-    if (rc == 0)
-        m = journal_decode_msg(b, r->len);
-    if (!m)
-        log_err("store: cannot read a message from log segment %08" PRIx32 " offset %" PRIu32 " (%u bytes): %s",
-                r->pos.seg, r->pos.off, r->len,
-                rc == -EBADMSG ? "it does not match its checksum: the log is damaged" : rc ? strerror(-rc) : "malformed");
+    if (rc == 0 && !(m = journal_decode_msg(b, r->len)))
+        rc = -EINVAL;
     free(b);
-    return m;
+    *out = m;
+    if (rc == 0)
+        return 0;
+    const char *why = rc == -EBADMSG ? "it does not match its checksum: the log is damaged"
+                      : rc == -EINVAL ? "malformed"
+                                      : strerror(-rc);
+    bool damaged = rc == -EBADMSG || rc == -EINVAL;
+    double now = ev_time();
+    if (damaged || now - logged >= 10) {
+        log_err("store: cannot read a message from log segment %08" PRIx32 " offset %" PRIu32 " (%u bytes): %s%s",
+                r->pos.seg, r->pos.off, r->len, why, damaged ? "" : " (tried again in a moment)");
+        if (!damaged)
+            logged = now;
+    }
+    return damaged ? -EBADMSG : rc;
+}
+
+struct msg *store_load_msg(const struct store_msgref *r)
+{
+    struct msg *m;
+    return store_read_msg(r, &m) == 0 ? m : NULL;
 }
 
 int store_dump(store_scan_fn fn, void *ctx)

@@ -108,6 +108,8 @@ struct queue {
     uint64_t shrink_stuck;      /* the store's indexed lsn + 1 when a shrink last left it over the
                                  * window: pushes do not try again until the store indexes more */
     TAILQ_ENTRY(queue) over_link;
+    bool read_retry;            /* paging could not read a message for now: on the list to try again */
+    TAILQ_ENTRY(queue) retry_link;
     TAILQ_HEAD(sub_list, sub) consumers; /* the highest activemq.priority first, then in arrival order */
     uint32_t nconsumers;
     uint32_t nexclusive;        /* consumers with activemq.exclusive */

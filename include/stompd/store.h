@@ -202,7 +202,13 @@ typedef int (*store_page_fn)(void *ctx, const struct store_msgref *r);
  * non-zero to stop. Only what is indexed is seen. Returns 0 or -EIO. */
 int store_page(const char *prefix, size_t plen, const char *from, size_t flen, store_page_fn fn, void *ctx)
     __attribute__((warn_unused_result));
-/* The message a reference points to (NULL when it cannot be read: logged). */
+/* The message a reference points to, at *out. Returns 0; -EBADMSG when it
+ * is damaged (it does not match its checksum, or does not decode): reading
+ * it again will not help; or another -errno (out of file descriptors, an
+ * I/O error) when a later read may succeed. Failures are logged, those
+ * that may pass at most every 10 s. */
+int store_read_msg(const struct store_msgref *r, struct msg **out) __attribute__((warn_unused_result));
+/* The same, NULL when it cannot be read. */
 struct msg *store_load_msg(const struct store_msgref *r);
 
 /* The index key/value pairs, in order, with each message's value replaced

@@ -808,3 +808,41 @@ def test_a_parked_consumer_ready_again_without_a_wake_is_offered_a_window_before
     missing = x.read_until(xs_sent)
     assert not missing, "%d of %d x messages never reached X (ready, reading, the only consumer they match): %s" % (
         len(missing), len(xs_sent), missing[:10])
+
+
+def test_a_message_paging_cannot_read_for_now_is_read_again_not_skipped(broker_factory):
+    """Out of file descriptors, paging could not open the log segment it
+    needed: each message it tried was skipped, logged as "No such file or
+    directory", and the whole paged backlog waited for a restart. A read
+    that may succeed later is tried again, and the queue drains whole and
+    in order once descriptors are free."""
+    from stompd_test import Client
+    b = broker_factory({"broker.queue_window": "16KiB", "store.segment_size": "64KiB"}, start=False)
+    plain = b.command
+    b.command = lambda: ["prlimit", "--nofile=64:64"] + plain()
+    b.start()
+    n = 300
+    fill(b, "/queue/deep", n, body=b"." * 2000)
+    b.stop()
+    b.start()  # reads no message, opens no log segment, until a consumer comes
+    c = connected(b.port)
+    held = []  # clients that take every descriptor the broker has left
+    for _ in range(80):
+        try:
+            h = Client(b.port, timeout=5)
+            h.connect()
+            held.append(h)
+        except (OSError, AssertionError, ConnectionError, TimeoutError):
+            break
+    c.send("SUBSCRIBE", {"id": "s", "destination": "/queue/deep", "ack": "client-individual",
+                         "activemq.prefetchSize": "1"})
+    assert b.wait_log("cannot read a message", timeout=60)
+    for h in held:
+        h.close()
+    got = []
+    while len(got) < n:
+        got.append(c.recv(timeout=30))
+        c.send("ACK", {"id": got[-1]["ack"]})
+    assert [int(m["n"]) for m in got] == list(range(n))
+    c.expect_nothing()
+    assert "Too many open files (tried again in a moment)" in b.log()
