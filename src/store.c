@@ -2036,7 +2036,7 @@ static int check_segments(char *err, size_t errlen)
 static int open_v2(char *err, size_t errlen)
 {
     char path[4200];
-    bool fresh_index = false;
+    bool fresh_index = false, mark_old = false;
     snprintf(path, sizeof path, "%s/index", S.dir);
     int rc = mkdir_p(path);
     if (rc) {
@@ -2057,8 +2057,7 @@ static int open_v2(char *err, size_t errlen)
         free(v);
         if (!ok && !old)
             return -EINVAL;
-        if (old && (rc = mark_format(err, errlen)) != 0)
-            return rc;
+        mark_old = old;
     } else if (rc == -ENOENT) {
         bool nonempty = false;
         if (store_scan("", 0, any_key, &nonempty) < 0 || nonempty) {
@@ -2135,6 +2134,11 @@ static int open_v2(char *err, size_t errlen)
         return -EIO;
     }
     S.checkpoint = S.indexed_pos;
+    /* marked once the checks that need no replay have passed (a store
+     * refused by them stays readable by the stompd it came from), and
+     * before the replay indexes anything with a checksum */
+    if (mark_old && (rc = mark_format(err, errlen)) != 0)
+        return rc;
     if ((rc = replay(err, errlen)) != 0)
         return rc;
     if ((rc = check_segments(err, errlen)) != 0)

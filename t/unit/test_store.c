@@ -960,6 +960,8 @@ static void test_messages_read_are_checked_and_format2_read(void **state)
     enqueue_body("/queue/c", 2, 4, "bravo", 5);
     enqueue_body("/queue/c", 3, 4, "charlie", 7);
     wait_durable(loop, lsn);
+    char seg[512], away[600];
+    last_segment(seg, sizeof seg);
     store_close();
 
     /* as stompd-2 wrote it: 28-byte locations */
@@ -992,6 +994,25 @@ static void test_messages_read_are_checked_and_format2_read(void **state)
     leveldb_writebatch_destroy(b);
     leveldb_close(db);
 
+    /* a store its checks refuse is not marked: the stompd it came from
+     * can still open it once it is mended */
+    snprintf(away, sizeof away, "%s.away", seg);
+    assert_int_equal(rename(seg, away), 0);
+    char err[512];
+    assert_int_equal(store_open(dir, &limits, err, sizeof err), -EIO);
+    assert_non_null(strstr(err, "missing part of its log"));
+    store_close();
+    db = leveldb_open(o, path, &lerr);
+    assert_non_null(db);
+    size_t fl;
+    char *fmt = leveldb_get(db, ro, "!meta/format", 12, &fl, &lerr);
+    assert_non_null(fmt);
+    assert_int_equal(fl, 8);
+    assert_memory_equal(fmt, "stompd-2", 8);
+    leveldb_free(fmt);
+    leveldb_close(db);
+    assert_int_equal(rename(away, seg), 0);
+
     open_store();
     struct seen l;
     page("/queue/c", &l);
@@ -1000,8 +1021,7 @@ static void test_messages_read_are_checked_and_format2_read(void **state)
     store_close();
     db = leveldb_open(o, path, &lerr);
     assert_non_null(db);
-    size_t fl;
-    char *fmt = leveldb_get(db, ro, "!meta/format", 12, &fl, &lerr);
+    fmt = leveldb_get(db, ro, "!meta/format", 12, &fl, &lerr);
     assert_non_null(fmt);
     assert_int_equal(fl, 8);
     assert_memory_equal(fmt, "stompd-3", 8);
@@ -1019,7 +1039,6 @@ static void test_messages_read_are_checked_and_format2_read(void **state)
     enqueue_body("/queue/c", 2, 4, "bravo", 5);
     enqueue_body("/queue/c", 3, 4, "charlie", 7);
     wait_durable(loop, lsn);
-    char seg[512];
     last_segment(seg, sizeof seg);
     store_close();
     FILE *f = fopen(seg, "r+b");
