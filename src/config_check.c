@@ -78,6 +78,14 @@ int config_validate(const struct config *c, char *err, size_t errlen)
     }
     if (c->zk_address[0] && zk_address_ok(c->zk_address, err, errlen) != 0)
         return -1;
+    if (c->max_output_buffers < c->output_limit) {
+        /* one busy consumer alone would go over, and be served one
+         * message at a time (helper-116) */
+        snprintf(err, errlen, "stomp.max_output_buffers (%lld bytes) is below stomp.output_limit (%lld bytes): the "
+                              "output of all connections together must have room for one connection's",
+                 (long long)c->max_output_buffers, (long long)c->output_limit);
+        return -1;
+    }
     if (!strcmp(c->store_type, "memory"))
         return 0;
     if (!replicated)

@@ -345,6 +345,10 @@ bool stream_run_resumed(void)
  * and the total at which they are told there is room. */
 static size_t output_held;
 static size_t room_at;
+/* A stream with less than this unsent that it may write gets more
+ * whatever the total: small messages go a few at a time, not one per
+ * flush, for at most this much per stream above the limit. */
+#define OUTPUT_FLOOR 4096
 static size_t nwaiting;
 
 static void account_output(struct stream *s)
@@ -368,10 +372,26 @@ static void stop_waiting(struct stream *s)
     nwaiting--;
 }
 
+/* Of s's unsent output, what it may write now: what a protocol holds back
+ * (deliveries and receipts waiting for their journal entry, may_write) is
+ * not the peer's being slow, and goes once the entry commits (helper-116:
+ * a consumer acking with receipts always had a few held bytes, and was
+ * served one message per commit). */
+static size_t writable_pending(struct stream *s)
+{
+    size_t out = buf_used(&s->out);
+    if (out && (s->state == STREAM_OPEN || s->state == STREAM_CLOSING) && s->ops->may_write) {
+        size_t allowed = s->ops->may_write(s);
+        if (allowed < out)
+            out = allowed;
+    }
+    return out + buf_used(&s->wire) + s->tr_out;
+}
+
 bool stream_output_room(struct stream *s, size_t limit)
 {
     account_output(s);
-    if (output_held < limit || stream_pending(s) == 0)
+    if (output_held < limit || writable_pending(s) < OUTPUT_FLOOR)
         return true;
     if (!s->out_waiting) {
         s->out_waiting = true;
@@ -533,7 +553,7 @@ int stream_flush(struct stream *s)
             return -1;
     }
     /* refused more for the total's sake, and its own output is out */
-    if (s->out_waiting && stream_pending(s) == 0) {
+    if (s->out_waiting && writable_pending(s) < OUTPUT_FLOOR) {
         stop_waiting(s);
         if (s->ops->drained)
             s->ops->drained(s);

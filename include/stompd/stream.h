@@ -203,9 +203,10 @@ static inline bool stream_full(const struct stream *s) { return stream_pending(s
  * stream_want_flush and flush). */
 size_t stream_output_held(void);
 /* May s be given more output, all streams holding together at most limit?
- * Yes while the total is under it, or while s holds nothing (so that
- * every stream still moves, one message at a time). If not, s is told
- * `drained` once its own output is written or the total falls to three
+ * Yes while the total is under it, or while what s may write now (not
+ * what its protocol holds back) is under 4 KiB: every stream still moves,
+ * a few small messages or one large one at a time. If not, s is told
+ * `drained` once that much is written or the total falls to three
  * quarters of limit. */
 bool stream_output_room(struct stream *s, size_t limit);
 /* "tcp", or the framing layer's name ("ws"). */

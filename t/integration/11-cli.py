@@ -66,7 +66,9 @@ def test_bad_configuration_stops_the_start(tmp_path):
                        (["store.type=replicated-leveldb", "store.role=auto", "zookeeper.address=127.0.0.1"],
                         "zookeeper.address: '127.0.0.1' is not host:port"),
                        (["store.type=memory", "store.sync=quorum_disk"], "needs store.type = replicated-leveldb"),
-                       (["stomp.listen="], "stomp.listen is empty")):
+                       (["stomp.listen="], "stomp.listen is empty"),
+                       (["stomp.output_limit=2MiB", "stomp.max_output_buffers=1MiB"],
+                        "stomp.max_output_buffers (1048576 bytes) is below stomp.output_limit")):
         args = [a for kv in sets for a in ("--set", kv)]
         checked = run(*args, "--check-config")
         started = run(*args, "--set", "broker.data_dir=%s" % (tmp_path / "data"))
