@@ -247,7 +247,7 @@ int node_check_config(char *err, size_t errlen)
 
 int node_start(char *err, size_t errlen)
 {
-    char e2[512];
+    char e2[512] = "";
     int rc = persist_open(e2, sizeof e2);
     if (rc) {
         snprintf(err, errlen, "cannot open the store: %s", e2);

@@ -64,7 +64,8 @@ static TAILQ_HEAD(, gone) gone_unflushed = TAILQ_HEAD_INITIALIZER(gone_unflushed
 static TAILQ_HEAD(, gone) gone_flushed = TAILQ_HEAD_INITIALIZER(gone_flushed);
 static TAILQ_HEAD(, queue) over_window = TAILQ_HEAD_INITIALIZER(over_window);
 /* Queues whose paging could not read a message for now (out of file
- * descriptors, an I/O error): they try again each READ_RETRY s. */
+ * descriptors): they try again each READ_RETRY s, and read nothing
+ * meanwhile (helper-117: the loop spun at 100% until then). */
 static TAILQ_HEAD(, queue) read_retry = TAILQ_HEAD_INITIALIZER(read_retry);
 static ev_timer read_retry_timer;
 #define READ_RETRY 1.0
@@ -661,7 +662,7 @@ static void trim_beyond_limit(struct queue *q)
  * window; returns whether anything was read. */
 static bool page_in(struct queue *q)
 {
-    if (!q->paged || !pages(q) || key_cmp(q->limit, KEY_END) == 0)
+    if (!q->paged || !pages(q) || key_cmp(q->limit, KEY_END) == 0 || q->read_retry)
         return false;
     if (q->window_bytes >= window())
         trim_beyond_limit(q);
@@ -1439,7 +1440,8 @@ static void dispatch(struct queue *q, const struct sub_pass *pass)
         missed_upto(q, KEY_END);
     q->rescan = false;
     /* room in the window again: the next round reads more */
-    if (q->paged && key_cmp(q->limit, KEY_END) != 0 && q->nconsumers && q->window_bytes < window() / 2)
+    if (q->paged && key_cmp(q->limit, KEY_END) != 0 && q->nconsumers && q->window_bytes < window() / 2 &&
+        !q->read_retry)
         mark_dirty(q);
 }
 

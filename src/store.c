@@ -1899,6 +1899,7 @@ static int replay(char *err, size_t errlen)
     uint64_t n = 0;
     int rc;
     char *lerr = NULL;
+    bool failed = false; /* err says why */
     S.replaying = true;
     while ((rc = seg_iter_next(&it)) > 0) {
         if (it.type == REC_ENTRY) {
@@ -1909,6 +1910,7 @@ static int replay(char *err, size_t errlen)
                                       " (after lsn %" PRIu64 "): restore the store from a replica or a backup",
                          it.at.seg, it.at.off, S.last_lsn);
                 rc = -EIO;
+                failed = true;
                 break;
             }
         }
@@ -1919,15 +1921,20 @@ static int replay(char *err, size_t errlen)
             if (lerr)
                 leveldb_free(lerr);
             rc = -EIO;
+            failed = true;
             break;
         }
         S.indexed_pos = it.pos;
         if (++n % 4096 == 0 && batch_write(false, &lerr) != 0) {
             rc = set_err(err, errlen, "index write failed", lerr);
+            failed = true;
             break;
         }
     }
     S.replaying = false;
+    if (rc < 0 && !failed)
+        snprintf(err, errlen, "cannot read the store's log segment %08" PRIx32 " at offset %" PRIu32 ": %s",
+                 it.pos.seg, it.pos.off, strerror(-rc));
     if (rc == 0 && it.torn) {
         if (it.pos.seg != seglog_current()) {
             snprintf(err, errlen, "the store's log segment %08" PRIx32 " is damaged at offset %" PRIu32 " (not at "
@@ -2563,7 +2570,11 @@ int store_read_msg(const struct store_msgref *r, struct msg **out)
     const char *why = rc == -EBADMSG ? "it does not match its checksum: the log is damaged"
                       : rc == -EINVAL ? "malformed"
                                       : strerror(-rc);
-    bool damaged = rc == -EBADMSG || rc == -EINVAL;
+    /* only a want of resources passes; an I/O error (a bad sector, a
+     * file shorter than the index says) is there at the next read too,
+     * and retrying it would hold everything behind it for good
+     * (helper-117) */
+    bool damaged = rc != -EMFILE && rc != -ENFILE && rc != -ENOMEM && rc != -EAGAIN && rc != -EINTR;
     double now = ev_time();
     if (damaged || now - logged >= 10) {
         log_err("store: cannot read a message from log segment %08" PRIx32 " offset %" PRIu32 " (%u bytes): %s%s",

@@ -203,10 +203,11 @@ typedef int (*store_page_fn)(void *ctx, const struct store_msgref *r);
 int store_page(const char *prefix, size_t plen, const char *from, size_t flen, store_page_fn fn, void *ctx)
     __attribute__((warn_unused_result));
 /* The message a reference points to, at *out. Returns 0; -EBADMSG when it
- * is damaged (it does not match its checksum, or does not decode): reading
- * it again will not help; or another -errno (out of file descriptors, an
- * I/O error) when a later read may succeed. Failures are logged, those
- * that may pass at most every 10 s. */
+ * cannot be read and reading it again will not help (it does not match
+ * its checksum or does not decode, an I/O error, its segment is gone);
+ * or another -errno when a later read may succeed (out of file
+ * descriptors or memory). Failures are logged, those that may pass at
+ * most every 10 s. */
 int store_read_msg(const struct store_msgref *r, struct msg **out) __attribute__((warn_unused_result));
 /* The same, NULL when it cannot be read. */
 struct msg *store_load_msg(const struct store_msgref *r);
