@@ -8,12 +8,14 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -934,6 +936,28 @@ int stream_connect_socket(const char *addr, char *err, size_t errlen)
 
 /* ------------------------------------------------------------ listeners */
 
+/* Descriptors kept from connections for the rest of the process: the
+ * store's new log segments and LevelDB's files, readers, the log. A
+ * broker whose clients took them all stopped at its next segment
+ * (helper-117). Accepted descriptors are numbered lowest first: one at
+ * or past the ceiling means fewer than the reserve are left. */
+#define FD_RESERVE 64
+
+static int fd_ceiling(void)
+{
+    static int ceiling = -1;
+    if (ceiling < 0) {
+        struct rlimit rl;
+        long cur = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < INT_MAX ? (long)rl.rlim_cur : INT_MAX;
+        long reserve = cur / 4 < FD_RESERVE ? cur / 4 : FD_RESERVE;
+        const char *t = getenv("STOMPD_TEST_FD_RESERVE"); /* a test that takes every descriptor */
+        if (t)
+            reserve = atol(t);
+        ceiling = (int)(cur - reserve);
+    }
+    return ceiling;
+}
+
 static void out_of_descriptors(struct listener *l, int err)
 {
     l->fd_exhausted++;
@@ -988,6 +1012,13 @@ static void accept_cb(struct ev_loop *lp, ev_io *w, int revents)
             else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED &&
                      errno != EPROTO)
                 log_warn("%s listener: accept: %s", l->name, strerror(errno));
+            return;
+        }
+        if (fd >= fd_ceiling() && !linger_shed()) {
+            /* the reserve's turn: refused as when none are left */
+            close(fd);
+            l->refused++;
+            out_of_descriptors(l, EMFILE);
             return;
         }
         char peer[64];

@@ -88,9 +88,9 @@ def test_partial_frames_share_one_limit(broker_factory):
     n.receipt("SEND", {"destination": "/queue/big"}, "again", b"z" * (8 * MiB))
 
 
-def with_64_descriptors(broker_factory):
+def with_64_descriptors(broker_factory, settings=None):
     """A broker started under `prlimit --nofile=64`."""
-    b = broker_factory(start=False)
+    b = broker_factory(settings, start=False)
     plain = b.command
     b.command = lambda: ["prlimit", "--nofile=64:64"] + plain()
     b.start()
@@ -114,6 +114,36 @@ def test_closed_connections_lingering_do_not_lock_out_new_ones(broker_factory):
     good.receipt("SEND", {"destination": "/queue/after"}, "r", b"x")
     assert "out of file descriptors" not in b.log()
     for c in bad:
+        c.close()
+
+
+def test_clients_leave_the_store_its_descriptors(broker_factory):
+    """Clients took every descriptor, and the store's next log segment
+    could not be created: the store failed and the broker stopped
+    (helper-117). Connections now leave a reserve (a quarter of the
+    limit, 64 at most): persistent sends go on through several new
+    segments while no more clients get in."""
+    b = with_64_descriptors(broker_factory, {"store.segment_size": "64KiB"})
+    p = connected(b.port)
+    held = []
+    for _ in range(80):
+        try:
+            c = Client(b.port, timeout=5)
+            c.connect()
+            held.append(c)
+        except (OSError, AssertionError, ConnectionError, TimeoutError):
+            break
+    assert b.wait_log("out of file descriptors")
+    n = 200  # 2 KB each: six segments or so
+    for i in range(n):
+        p.send("SEND", {"destination": "/queue/kept", "persistent": "true", "receipt": "r%d" % i},
+               b"%06d" % i + b"k" * 2000)
+    assert sorted(p.recv(timeout=30)["receipt-id"] for _ in range(n)) == sorted("r%d" % i for i in range(n))
+    assert "store failed" not in b.log() and b.running()
+    held.pop().close()
+    p.send("SUBSCRIBE", {"id": "s", "destination": "/queue/kept"})
+    assert [int(p.recv(timeout=30).body[:6]) for _ in range(n)] == list(range(n))
+    for c in held:
         c.close()
 
 
