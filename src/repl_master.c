@@ -63,6 +63,7 @@ struct read_job {
     uint32_t n;                 /* entries read */
     uint64_t last;              /* lsn of the last */
     bool end;                   /* no more snapshot pairs */
+    bool failed;                /* a snapshot message could not be read for now */
 };
 
 struct session {
@@ -865,7 +866,11 @@ static void read_job_run(struct offload_job *base)
             size_t f = repl_frame_begin(o, R_SNAPSHOT_CHUNK);
             size_t count_at = buf_mark(o);
             repl_put_u32(o, 0);
-            uint32_t n = store_snapshot_next(j->snap, o, j->max_bytes);
+            uint32_t n = store_snapshot_next(j->snap, o, j->max_bytes, &j->failed);
+            if (j->failed) {
+                buf_cut(o, f);
+                break;
+            }
             if (n == 0) {
                 buf_cut(o, f); /* drop the empty chunk */
                 j->end = true;
@@ -895,7 +900,12 @@ static void read_job_done(struct offload_job *base)
     } else {
         s->job = NULL;
         struct buf *o = repl_peer_out(s->peer);
-        if (j->snapshot) {
+        if (j->snapshot && j->failed) {
+            /* not whole: ended, the slave would lack what was left out */
+            repl_peer_close(s->peer, "a message of the snapshot cannot be read for now: the slave will reconnect "
+                                     "for another");
+            s = NULL;
+        } else if (j->snapshot) {
             buf_append(o, buf_head(&j->out), buf_used(&j->out));
             if (j->end) {
                 size_t e = repl_frame_begin(o, R_SNAPSHOT_END);

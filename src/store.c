@@ -2337,7 +2337,15 @@ static void put_u32(struct buf *b, uint32_t v)
     buf_append(b, x, 4);
 }
 
-uint32_t store_snapshot_next(struct store_snapshot *s, struct buf *out, size_t max_bytes)
+/* Only a want of resources passes; an I/O error (a bad sector, a file
+ * shorter than the index says) is there at the next read too, and
+ * retrying it would hold everything behind it for good (helper-117). */
+static bool may_pass(int rc)
+{
+    return rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM || rc == -EAGAIN || rc == -EINTR;
+}
+
+uint32_t store_snapshot_next(struct store_snapshot *s, struct buf *out, size_t max_bytes, bool *failed)
 {
     uint32_t n = 0;
     size_t start = buf_used(out);
@@ -2358,8 +2366,15 @@ uint32_t store_snapshot_next(struct store_snapshot *s, struct buf *out, size_t m
             int rc = read_msg(&r, out->data + out->len);
             if (rc != 0) {
                 log_err("store: snapshot: cannot read the message of a key from log segment %08" PRIx32
-                        " offset %" PRIu32 ": %s", r.pos.seg, r.pos.off, rc == -EBADMSG ? "checksum mismatch" : strerror(-rc));
+                        " offset %" PRIu32 ": %s%s", r.pos.seg, r.pos.off,
+                        rc == -EBADMSG ? "checksum mismatch" : strerror(-rc),
+                        may_pass(rc) ? " (the snapshot stops; the slave asks again)" : "");
                 out->len -= kl + 8;
+                if (may_pass(rc)) {
+                    /* a slave that lacked it would lose it at a failover */
+                    *failed = true;
+                    return n;
+                }
             } else {
                 out->len += r.len;
                 n++;
@@ -2375,7 +2390,7 @@ uint32_t store_snapshot_next(struct store_snapshot *s, struct buf *out, size_t m
     }
     /* an end of chunk with pairs still to come never returns 0 */
     if (n == 0 && leveldb_iter_valid(s->it))
-        return store_snapshot_next(s, out, max_bytes);
+        return store_snapshot_next(s, out, max_bytes, failed);
     return n;
 }
 
@@ -2570,11 +2585,7 @@ int store_read_msg(const struct store_msgref *r, struct msg **out)
     const char *why = rc == -EBADMSG ? "it does not match its checksum: the log is damaged"
                       : rc == -EINVAL ? "malformed"
                                       : strerror(-rc);
-    /* only a want of resources passes; an I/O error (a bad sector, a
-     * file shorter than the index says) is there at the next read too,
-     * and retrying it would hold everything behind it for good
-     * (helper-117) */
-    bool damaged = rc != -EMFILE && rc != -ENFILE && rc != -ENOMEM && rc != -EAGAIN && rc != -EINTR;
+    bool damaged = !may_pass(rc);
     double now = ev_time();
     if (damaged || now - logged >= 10) {
         log_err("store: cannot read a message from log segment %08" PRIx32 " offset %" PRIu32 " (%u bytes): %s%s",
