@@ -607,11 +607,12 @@ static int page_one(void *arg, const struct store_msgref *r)
     int rc = store_read_msg(r, &m);
     if (rc) {
         /* logged: this page ends. A damaged message (it does not match
-         * its checksum) is not delivered, and stays in the store: the
-         * next page goes on after it (q->limit is past it). One that may
-         * be read later (out of file descriptors: a broker at its limit
-         * skipped its whole paged backlog until a restart)
-         * is read again in a moment, and the rest wait behind it. */
+         * its checksum, an I/O error) is not delivered, and stays in the
+         * store: the next page goes on after it (q->limit is past it).
+         * One that may be read later (out of file descriptors) is read
+         * again in a moment, the rest waiting behind it: skipped, a
+         * broker at its limit passed over its whole paged backlog, to
+         * be delivered only after a restart. */
         x->stopped = true;
         if (rc != -EBADMSG) {
             q->limit = k;

@@ -397,7 +397,8 @@ static int page_one(void *arg, const struct store_msgref *r)
     if (rc) {
         /* logged: a damaged job is skipped (it stays in the store); one
          * that may be read later (out of file descriptors) is read again
-         * in a moment, the rest waiting behind it (it was skipped too) */
+         * in a moment, the rest waiting behind it (it was skipped too,
+         * and never fired) */
         x->stopped = true;
         if (rc != -EBADMSG) {
             S.limit = k;
