@@ -836,8 +836,10 @@ static void test_snapshot_installs_elsewhere(void **state)
     assert_int_equal(l, lsn);
     struct buf all = {0};
     uint32_t n, total = 0;
-    while ((n = store_snapshot_next(snap, &all, 256)) > 0)
+    bool failed = false;
+    while ((n = store_snapshot_next(snap, &all, 256, &failed)) > 0)
         total += n;
+    assert_false(failed);
     store_snapshot_close(snap);
     assert_int_equal(total, 31); /* 30 messages and the subscription */
     struct seen before;
