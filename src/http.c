@@ -913,6 +913,7 @@ int http_start(const struct http_site *site, char *err, size_t errlen)
     H.settings.on_chunk_header = on_chunk_header;
     H.settings.on_message_complete = on_message_complete;
     H.listener.name = "console";
+    H.listener.service = true;
     H.listener.addr_key = "http.listen";
     H.listener.limit_key = "http.max_connections";
     H.listener.max_conns = (uint32_t)config.http_max_connections;

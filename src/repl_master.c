@@ -1190,6 +1190,7 @@ int repl_master_start(uint64_t epoch, char *err, size_t errlen)
         return -EINVAL;
     }
     M.listener.name = "replication";
+    M.listener.service = true;
     M.listener.addr_key = "store.bind";
     M.listener.nodelay = true;
     M.listener.accept = accept_slave;

@@ -2388,6 +2388,19 @@ uint32_t store_snapshot_next(struct store_snapshot *s, struct buf *out, size_t m
         }
         leveldb_iter_next(s->it);
     }
+    if (!leveldb_iter_valid(s->it)) {
+        /* the end, or an index that could not be read (a table not
+         * opened, a damaged block): a snapshot cut short there would be
+         * installed as whole (helper-118) */
+        char *lerr = NULL;
+        leveldb_iter_get_error(s->it, &lerr);
+        if (lerr) {
+            log_err("store: snapshot: cannot read the index: %s (the snapshot stops; the slave asks again)", lerr);
+            leveldb_free(lerr);
+            *failed = true;
+            return n;
+        }
+    }
     /* an end of chunk with pairs still to come never returns 0 */
     if (n == 0 && leveldb_iter_valid(s->it))
         return store_snapshot_next(s, out, max_bytes, failed);

@@ -936,26 +936,26 @@ int stream_connect_socket(const char *addr, char *err, size_t errlen)
 
 /* ------------------------------------------------------------ listeners */
 
-/* Descriptors kept from connections for the rest of the process: the
- * store's new log segments and LevelDB's files, readers, the log. A
- * broker whose clients took them all stopped at its next segment
- * (helper-117). Accepted descriptors are numbered lowest first: one at
- * or past the ceiling means fewer than the reserve are left. */
+/* Descriptors kept from client connections for the rest of the process:
+ * the store's new log segments and LevelDB's files, readers, the log, and
+ * half of them for the broker's own listeners (service). A broker whose
+ * clients took them all stopped at its next segment (helper-117).
+ * Accepted descriptors are numbered lowest first: one at or past the
+ * ceiling means fewer than the reserve are left. */
 #define FD_RESERVE 64
+static long fd_limit, fd_reserve = -1;
 
-static int fd_ceiling(void)
+static int fd_ceiling(const struct listener *l)
 {
-    static int ceiling = -1;
-    if (ceiling < 0) {
+    if (fd_reserve < 0) {
         struct rlimit rl;
-        long cur = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < INT_MAX ? (long)rl.rlim_cur : INT_MAX;
-        long reserve = cur / 4 < FD_RESERVE ? cur / 4 : FD_RESERVE;
+        fd_limit = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < INT_MAX ? (long)rl.rlim_cur : INT_MAX;
+        fd_reserve = fd_limit / 4 < FD_RESERVE ? fd_limit / 4 : FD_RESERVE;
         const char *t = getenv("STOMPD_TEST_FD_RESERVE"); /* a test that takes every descriptor */
         if (t)
-            reserve = atol(t);
-        ceiling = (int)(cur - reserve);
+            fd_reserve = atol(t);
     }
-    return ceiling;
+    return (int)(fd_limit - (l->service ? fd_reserve / 2 : fd_reserve));
 }
 
 static void out_of_descriptors(struct listener *l, int err)
@@ -982,9 +982,15 @@ static void out_of_descriptors(struct listener *l, int err)
     ev_timer_start(loop, &l->pause);
     ev_tstamp now = ev_now(loop);
     if (l->fd_logged == 0 || now - l->fd_logged >= FD_LOG_EVERY) {
+        char why[160];
+        if (err)
+            snprintf(why, sizeof why, "%s", strerror(err));
+        else
+            snprintf(why, sizeof why, "%ld of the %ld allowed are kept for the store and the broker's own",
+                     l->service ? fd_reserve / 2 : fd_reserve, fd_limit);
         log_warn("%s listener: out of file descriptors (%s): new connections are refused (%llu times so far); "
                  "raise the open-files limit (ulimit -n, LimitNOFILE=) or lower %s",
-                 l->name, strerror(err), (unsigned long long)l->fd_exhausted,
+                 l->name, why, (unsigned long long)l->fd_exhausted,
                  l->limit_key ? l->limit_key : "the number of connections");
         l->fd_logged = now;
     }
@@ -1014,11 +1020,11 @@ static void accept_cb(struct ev_loop *lp, ev_io *w, int revents)
                 log_warn("%s listener: accept: %s", l->name, strerror(errno));
             return;
         }
-        if (fd >= fd_ceiling() && !linger_shed()) {
+        if (fd >= fd_ceiling(l) && !linger_shed()) {
             /* the reserve's turn: refused as when none are left */
             close(fd);
             l->refused++;
-            out_of_descriptors(l, EMFILE);
+            out_of_descriptors(l, 0);
             return;
         }
         char peer[64];

@@ -169,8 +169,8 @@ struct store_snapshot *store_snapshot_open(uint64_t *lsn, uint64_t *epoch, uint6
 /* Append up to max_bytes of pairs (format of store_put_raw, without the
  * count) to out; returns the number of pairs, 0 at the end. A message
  * that cannot be read is left out (logged); one that cannot be read for
- * now (out of descriptors or memory) sets *failed instead: the snapshot
- * is not whole, and must not be ended. */
+ * now (out of descriptors or memory), or an index that cannot be read,
+ * sets *failed instead: the snapshot is not whole, and must not be ended. */
 uint32_t store_snapshot_next(struct store_snapshot *s, struct buf *out, size_t max_bytes, bool *failed);
 void store_snapshot_close(struct store_snapshot *s);
 /* Journal entries from lsn on, up to max_bytes, in order; fn is called per

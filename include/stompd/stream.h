@@ -280,6 +280,10 @@ struct listener {
      * (TLS: set the stream's transport). */
     void (*secure)(struct listener *l, struct stream *s);
     bool nodelay;               /* TCP_NODELAY on accepted sockets */
+    /* The broker's own (replication, the console): may take half of the
+     * descriptors kept from clients, so that a slave and an operator get
+     * in when clients hold all they may (helper-118). */
+    bool service;
     int fd;
     bool running;
     ev_io io;

@@ -147,6 +147,37 @@ def test_clients_leave_the_store_its_descriptors(broker_factory):
         c.close()
 
 
+def test_a_slave_and_the_console_get_in_when_clients_hold_all_they_may(broker_factory):
+    """The replication and console listeners shared the clients' ceiling:
+    clients holding every descriptor they may kept a slave out, and with
+    the default quorum every persistent SEND of the master waited for one
+    (helper-118); an operator could not reach the console either. They
+    may take half of what is kept from clients."""
+    from stompd_test import free_port, http_request, replicated
+    repl = free_port()
+    m = broker_factory(replicated("m", repl, "master"), start=False, name="m")
+    plain = m.command
+    m.command = lambda: ["prlimit", "--nofile=64:64"] + plain()
+    m.start()
+    p = connected(m.port)
+    held = []
+    for _ in range(80):
+        try:
+            c = Client(m.port, timeout=5)
+            c.connect()
+            held.append(c)
+        except (OSError, AssertionError, ConnectionError, TimeoutError):
+            break
+    assert m.wait_log("STOMP listener: out of file descriptors")
+    status, _, _ = http_request(m.http_port, "GET", "/api/status")
+    assert status == 200
+    s = broker_factory(replicated("s", free_port(), "slave", repl), start=False, name="s")
+    s.start(wait="following master|snapshot installed")
+    p.receipt("SEND", {"destination": "/queue/k", "persistent": "true"}, "stored", b"x")
+    for c in held:
+        c.close()
+
+
 def test_out_of_file_descriptors_refuses_without_spinning(broker_factory):
     # With 64 descriptors the broker runs out after a few dozen clients:
     # the listener stops accepting for a moment instead of spinning on
