@@ -132,8 +132,8 @@ static const struct cfg_key keys[] = {
     {"stomp.output_limit", CFG_SIZE, "1MiB", 4 * KB, 1 * GB, NULL, OFF(output_limit),
      "unsent bytes per connection above which no more messages are dispatched to it"},
     {"stomp.max_output_buffers", CFG_SIZE, "256MiB", 1 * MB, 64 * GB, NULL, OFF(max_output_buffers),
-     "unsent bytes all connections may hold together; beyond, a connection with output still "
-     "unsent gets no more messages until the total falls or its own output is written"},
+     "unsent bytes all connections may hold together (at least stomp.output_limit); beyond, a connection "
+     "with 4 KiB or more it could write gets no more messages until the total falls or its output is written"},
     {"stomp.pending_limit", CFG_INT, "4096", 1, 10000000, NULL, OFF(pending_limit),
      "frames per connection waiting for the store before the broker stops reading it"},
     {"stomp.max_subscriptions", CFG_INT, "1000", 1, 1000000, NULL, OFF(max_subscriptions),
