@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from stompd_test import SlowReader, connected, encode_frame, http_request, produce_pipelined, subscribed, wait_for
+from stompd_test import (SlowReader, clients_until_refused, connected, encode_frame, http_request, produce_pipelined,
+                         subscribed, under_64_descriptors, wait_for)
 
 WINDOW = {"broker.queue_window": "4KiB"}
 
@@ -816,26 +817,16 @@ def test_a_message_paging_cannot_read_for_now_is_read_again_not_skipped(broker_f
     directory", and the whole paged backlog waited for a restart. A read
     that may succeed later is tried again, and the queue drains whole and
     in order once descriptors are free."""
-    from stompd_test import Client
-    b = broker_factory({"broker.queue_window": "16KiB", "store.segment_size": "64KiB"}, start=False)
-    plain = b.command
     # clients may take every descriptor (no reserve kept from them): as
     # when the system's are all taken (ENFILE)
-    b.command = lambda: ["env", "STOMPD_TEST_FD_RESERVE=0", "prlimit", "--nofile=64:64"] + plain()
-    b.start()
+    b = under_64_descriptors(broker_factory({"broker.queue_window": "16KiB", "store.segment_size": "64KiB"},
+                                            start=False), reserve=0).start()
     n = 300
     fill(b, "/queue/deep", n, body=b"." * 2000)
     b.stop()
     b.start()  # reads no message, opens no log segment, until a consumer comes
     c = connected(b.port)
-    held = []  # clients that take every descriptor the broker has left
-    for _ in range(80):
-        try:
-            h = Client(b.port, timeout=5)
-            h.connect()
-            held.append(h)
-        except (OSError, AssertionError, ConnectionError, TimeoutError):
-            break
+    held = clients_until_refused(b.port)  # every descriptor the broker has left
     c.send("SUBSCRIBE", {"id": "s", "destination": "/queue/deep", "ack": "client-individual",
                          "activemq.prefetchSize": "1"})
     assert b.wait_log("cannot read a message", timeout=60)

@@ -8,7 +8,7 @@ import os
 import socket
 import time
 
-from stompd_test import Client, connected
+from stompd_test import Client, clients_until_refused, connected, under_64_descriptors
 
 MiB = 1 << 20
 
@@ -90,11 +90,7 @@ def test_partial_frames_share_one_limit(broker_factory):
 
 def with_64_descriptors(broker_factory, settings=None):
     """A broker started under `prlimit --nofile=64`."""
-    b = broker_factory(settings, start=False)
-    plain = b.command
-    b.command = lambda: ["prlimit", "--nofile=64:64"] + plain()
-    b.start()
-    return b
+    return under_64_descriptors(broker_factory(settings, start=False)).start()
 
 
 def test_closed_connections_lingering_do_not_lock_out_new_ones(broker_factory):
@@ -125,14 +121,7 @@ def test_clients_leave_the_store_its_descriptors(broker_factory):
     segments while no more clients get in."""
     b = with_64_descriptors(broker_factory, {"store.segment_size": "64KiB"})
     p = connected(b.port)
-    held = []
-    for _ in range(80):
-        try:
-            c = Client(b.port, timeout=5)
-            c.connect()
-            held.append(c)
-        except (OSError, AssertionError, ConnectionError, TimeoutError):
-            break
+    held = clients_until_refused(b.port)
     assert b.wait_log("out of file descriptors")
     n = 200  # 2 KB each: six segments or so
     for i in range(n):
@@ -155,19 +144,9 @@ def test_a_slave_and_the_console_get_in_when_clients_hold_all_they_may(broker_fa
     may take half of what is kept from clients."""
     from stompd_test import free_port, http_request, replicated
     repl = free_port()
-    m = broker_factory(replicated("m", repl, "master"), start=False, name="m")
-    plain = m.command
-    m.command = lambda: ["prlimit", "--nofile=64:64"] + plain()
-    m.start()
+    m = under_64_descriptors(broker_factory(replicated("m", repl, "master"), start=False, name="m")).start()
     p = connected(m.port)
-    held = []
-    for _ in range(80):
-        try:
-            c = Client(m.port, timeout=5)
-            c.connect()
-            held.append(c)
-        except (OSError, AssertionError, ConnectionError, TimeoutError):
-            break
+    held = clients_until_refused(m.port)
     assert m.wait_log("STOMP listener: out of file descriptors")
     status, _, _ = http_request(m.http_port, "GET", "/api/status")
     assert status == 200
@@ -187,14 +166,7 @@ def test_out_of_file_descriptors_refuses_without_spinning(broker_factory):
     import base64
     import http.client
     b = with_64_descriptors(broker_factory)
-    held = []
-    for _ in range(80):
-        try:
-            c = Client(b.port, timeout=5)
-            c.connect()
-            held.append(c)
-        except (OSError, AssertionError, ConnectionError, TimeoutError):
-            break
+    held = clients_until_refused(b.port)
     assert 20 < len(held) < 64, len(held)
     # knock for two seconds while the broker is out of descriptors
     with open("/proc/%d/stat" % b.proc.pid) as f:

@@ -695,6 +695,30 @@ def read_to_the_end(sock, timeout=10.0):
         out += data
 
 
+def under_64_descriptors(b, reserve=None):
+    """Run broker b (not started) under `prlimit --nofile=64`; with
+    reserve, keep that many descriptors from clients instead of the
+    broker's own reserve (0: clients may take them all)."""
+    plain = b.command
+    env = ["env", "STOMPD_TEST_FD_RESERVE=%d" % reserve] if reserve is not None else []
+    b.command = lambda: env + ["prlimit", "--nofile=64:64"] + plain()
+    return b
+
+
+def clients_until_refused(port, most=80):
+    """Clients connected to port until one is refused (the broker is out
+    of descriptors, or at its ceiling): those that got in."""
+    held = []
+    for _ in range(most):
+        try:
+            c = Client(port, timeout=5)
+            c.connect()
+            held.append(c)
+        except (OSError, AssertionError, ConnectionError, TimeoutError):
+            break
+    return held
+
+
 def connected(port, version="1.2", headers=None):
     c = Client(port)
     c.connect(version, headers)

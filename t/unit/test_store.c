@@ -948,6 +948,21 @@ static void test_format1_store_converted(void **state)
     assert_int_equal(store_info()->applied_lsn, 40);
 }
 
+/* The store's index (closed) at path says it has format want. */
+static void assert_index_format(leveldb_options_t *o, leveldb_readoptions_t *ro, const char *path, const char *want)
+{
+    char *lerr = NULL;
+    leveldb_t *db = leveldb_open(o, path, &lerr);
+    assert_non_null(db);
+    size_t fl;
+    char *fmt = leveldb_get(db, ro, "!meta/format", 12, &fl, &lerr);
+    assert_non_null(fmt);
+    assert_int_equal(fl, strlen(want));
+    assert_memory_equal(fmt, want, fl);
+    leveldb_free(fmt);
+    leveldb_close(db);
+}
+
 /* A message is read through the index alone: the log record's checksum,
  * which replay checks, does not cover that read; the index's location
  * carries the message's own (helper-113: a flipped byte was delivered
@@ -1004,15 +1019,7 @@ static void test_messages_read_are_checked_and_format2_read(void **state)
     assert_int_equal(store_open(dir, &limits, err, sizeof err), -EIO);
     assert_non_null(strstr(err, "missing part of its log"));
     store_close();
-    db = leveldb_open(o, path, &lerr);
-    assert_non_null(db);
-    size_t fl;
-    char *fmt = leveldb_get(db, ro, "!meta/format", 12, &fl, &lerr);
-    assert_non_null(fmt);
-    assert_int_equal(fl, 8);
-    assert_memory_equal(fmt, "stompd-2", 8);
-    leveldb_free(fmt);
-    leveldb_close(db);
+    assert_index_format(o, ro, path, "stompd-2");
     assert_int_equal(rename(away, seg), 0);
 
     open_store();
@@ -1021,14 +1028,7 @@ static void test_messages_read_are_checked_and_format2_read(void **state)
     assert_int_equal(l.n, 3);
     assert_string_equal(l.ids[1], "m2");
     store_close();
-    db = leveldb_open(o, path, &lerr);
-    assert_non_null(db);
-    fmt = leveldb_get(db, ro, "!meta/format", 12, &fl, &lerr);
-    assert_non_null(fmt);
-    assert_int_equal(fl, 8);
-    assert_memory_equal(fmt, "stompd-3", 8);
-    leveldb_free(fmt);
-    leveldb_close(db);
+    assert_index_format(o, ro, path, "stompd-3");
     leveldb_readoptions_destroy(ro);
     leveldb_writeoptions_destroy(w);
     leveldb_options_destroy(o);
